@@ -1,0 +1,197 @@
+"""Load and save Meta-SpikeFormer checkpoints in the official formats, strictly and safely.
+
+Accepted layouts (a ``.pth``/``.pt`` file read with ``torch.load(weights_only=True)``, or a
+``.safetensors`` file):
+
+- ``{'model': state_dict, ...}``: the official classification checkpoints (with or without
+  ``head_kd.*``; the extra ``args``, ``optimizer``, ``epoch`` ... entries are ignored) and this
+  project's demo checkpoint, which adds ``'config'`` (a :meth:`ModelConfig.to_dict` dict);
+- a bare state dict;
+- ``{'state_dict': ...}`` with a ``backbone.`` prefix and no classifier: the detection and
+  segmentation layout of the same authors (keys outside ``backbone.`` are ignored; the head keeps
+  its initial weights);
+- a ``module.`` prefix (DataParallel) is removed.
+
+Loading is strict: a missing, unexpected or mis-shaped key raises :class:`CheckpointError` naming
+the key, the shape expected and the shape found, and the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+
+import torch
+
+from .config import ModelConfig, variant
+from .model import MetaSpikeFormer
+
+__all__ = ["CheckpointError", "read_checkpoint", "load_checkpoint", "save_checkpoint",
+           "infer_config", "check_state_dict"]
+
+
+class CheckpointError(ValueError):
+    """Report a checkpoint that does not fit the model (keys, shapes or format)."""
+
+
+def _torch_load(path: str) -> object:
+    # Official checkpoints carry an argparse.Namespace of training arguments; it is plain data,
+    # so it is the one class allowed beyond what weights_only accepts by default.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # the unpickler raises several types; name the file
+            raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): "
+                                  f"{exc}") from exc
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
+    """Return ``(state_dict, config_dict_or_None, layout)`` from a checkpoint file.
+
+    ``layout`` is ``'model'``, ``'bare'``, ``'backbone'`` or ``'safetensors'``.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        sd = load_file(path)
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        config = json.loads(meta["config"]) if "config" in meta else None
+        return _strip_module(sd), config, "safetensors"
+    obj = _torch_load(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict, found {type(obj).__name__}")
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else None
+    if "model" in obj and isinstance(obj["model"], dict):
+        return _strip_module(obj["model"]), config, "model"
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        sd = _strip_module(obj["state_dict"])
+        if any(k.startswith("backbone.") for k in sd):
+            return ({k[len("backbone."):]: v for k, v in sd.items()
+                     if k.startswith("backbone.")}, config, "backbone")
+        return sd, config, "model"
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return _strip_module(obj), None, "bare"
+    raise CheckpointError(f"{path}: no 'model' or 'state_dict' entry and not a bare state dict "
+                          f"(top-level keys: {sorted(map(str, obj))[:10]})")
+
+
+def _strip_module(sd: dict) -> dict:
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def infer_config(sd: dict, source: str = "state dict", **overrides) -> ModelConfig:
+    """Return the official-structure config whose shapes the state dict has.
+
+    Widths, block counts, input channels, classes and the KD head come from the shapes; the
+    image size (224), heads (8) and T (1) cannot be seen in weights and take the official
+    values unless given in ``overrides``.
+    """
+    def shape(key):
+        if key not in sd:
+            raise CheckpointError(f"{source}: cannot infer the configuration, key {key!r} "
+                                  f"is missing")
+        return tuple(sd[key].shape)
+
+    stem = shape("downsample1_1.encode_conv.weight")
+    widths = [shape(f"{d}.encode_conv.weight")[0]
+              for d in ("downsample1_2", "downsample2", "downsample3", "downsample4")]
+    depths = []
+    for stage in ("ConvBlock1_1", "ConvBlock1_2", "ConvBlock2_1", "ConvBlock2_2", "block3",
+                  "block4"):
+        idx = {int(m.group(1)) for k in sd for m in [re.match(rf"{stage}\.(\d+)\.", k)] if m}
+        depths.append(max(idx) + 1 if idx else 0)
+    fields = dict(embed_dim=tuple(widths), depths=tuple(depths), in_channels=stem[1],
+                  kd_head="head_kd.weight" in sd, num_heads=8, img_size=224, T=1,
+                  num_classes=sd["head.weight"].shape[0] if "head.weight" in sd else 1000,
+                  name="from-checkpoint")
+    if stem[0] * 2 != widths[0]:
+        raise CheckpointError(f"{source}: stem width {stem[0]} is not half of "
+                              f"downsample1_2's {widths[0]}; not an official-structure model "
+                              f"(pass cfg= for ablations)")
+    fields.update(overrides)
+    return ModelConfig(**fields).validate()
+
+
+def check_state_dict(model: torch.nn.Module, sd: dict, source: str = "state dict",
+                     allow_missing: tuple = ()) -> None:
+    """Raise :class:`CheckpointError` unless ``sd`` has exactly the model's keys and shapes.
+
+    Parameters
+    ----------
+    allow_missing : tuple of str
+        Key prefixes that may be absent (the head, for backbone-only checkpoints).
+    """
+    expected = model.state_dict()
+    problems = []
+    for key, ref in expected.items():
+        if key not in sd:
+            if not key.startswith(allow_missing) or not allow_missing:
+                problems.append(f"missing key {key!r} (expected shape {tuple(ref.shape)}, "
+                                f"found none)")
+        elif tuple(sd[key].shape) != tuple(ref.shape):
+            problems.append(f"key {key!r}: expected shape {tuple(ref.shape)}, found "
+                            f"{tuple(sd[key].shape)}")
+    for key in sd:
+        if key not in expected:
+            found = tuple(sd[key].shape) if hasattr(sd[key], "shape") else type(sd[key])
+            problems.append(f"unexpected key {key!r} (expected none, found shape {found})")
+    if problems:
+        shown = "\n  ".join(problems[:12])
+        more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
+        raise CheckpointError(f"{source} does not fit {getattr(model, 'cfg', None) and model.cfg.name}"
+                              f" model ({len(problems)} problem(s)):\n  {shown}{more}")
+
+
+def load_checkpoint(path: str | os.PathLike, cfg: ModelConfig | str | None = None,
+                    **overrides) -> MetaSpikeFormer:
+    """Build a model and load a checkpoint into it, strictly.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.pth``/``.pt`` (read with ``weights_only=True``) or ``.safetensors``.
+    cfg : ModelConfig or str, optional
+        The configuration (or a variant name). Default: the checkpoint's ``'config'`` entry, else
+        inferred from the shapes (:func:`infer_config`).
+    **overrides
+        Config fields to change, e.g. ``T=4`` or ``img_size=32``.
+
+    Returns
+    -------
+    MetaSpikeFormer
+        In eval mode.
+    """
+    sd, config, layout = read_checkpoint(path)
+    source = f"checkpoint {os.fspath(path)}"
+    if isinstance(cfg, str):
+        cfg = variant(cfg, **overrides)
+    elif cfg is not None:
+        cfg = cfg.replace(**overrides).validate() if overrides else cfg.validate()
+    elif config is not None:
+        cfg = ModelConfig.from_dict(config).replace(**overrides).validate()
+    else:
+        cfg = infer_config(sd, source, **overrides)
+    model = MetaSpikeFormer(cfg)
+    allow = ("head.", "head_kd.") if layout == "backbone" else ()
+    check_state_dict(model, sd, source, allow_missing=allow)
+    model.load_state_dict(sd, strict=not allow)
+    return model.eval()
+
+
+def save_checkpoint(model: MetaSpikeFormer, path: str | os.PathLike, **extra) -> None:
+    """Save ``{'model': state_dict, 'config': cfg.to_dict(), **extra}`` (or safetensors)."""
+    path = os.fspath(path)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.endswith(".safetensors"):
+        from safetensors.torch import save_file
+        save_file(sd, path, metadata={"config": json.dumps(model.cfg.to_dict())})
+        return
+    torch.save({"model": sd, "config": model.cfg.to_dict(), **extra}, path)
