@@ -1,0 +1,245 @@
+"""Spike addressing (address-event representation): turn spike bitmaps into set-bit addresses.
+
+A *frame* is a spike bitmap sent as a sequence of ``width``-bit words, word 0 first; the beat
+carrying the frame's final word has ``last`` set. Bit ``b`` of word ``w`` is the spike at flat
+address ``w * width + b`` (bit 0, the least significant, is the lowest address). The unit emits the
+addresses of the set bits, up to ``ports`` per output beat, in ascending address order: every beat
+holds addresses of one word only, lowest first, and beats follow word order.
+
+Cost: a word with ``n`` set bits occupies the unit for ``max(1, ceil(n / ports))`` cycles; a word
+with no set bit produces no output beat (it only advances the address), except a frame's last word,
+which always produces a beat (possibly with ``count == 0``) so that ``last`` reaches the consumer.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from amaranth.hdl import Module, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SpikeAddressing", "addressing_input_layout", "addressing_output_layout",
+           "check_int", "bits_for"]
+
+
+def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int after checking it is an integer in ``[minimum, maximum]``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer (``bool`` is refused too).
+    ValueError
+        If it is out of range; the message names the parameter, the value and the range.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {value!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {allowed}, not {value}")
+    return value
+
+
+def bits_for(count: int) -> int:
+    """Return the unsigned width that holds ``0 .. count - 1`` (at least 1 bit)."""
+    return max(1, (count - 1).bit_length())
+
+
+def addressing_input_layout(width: int, tag_shape=None) -> data.StructLayout:
+    """Return the payload layout of :class:`SpikeAddressing`'s input stream.
+
+    Fields, first in the least significant bits: ``bits`` (the spike word, bit 0 lowest address),
+    ``last`` (1: final word of the frame) and, when ``tag_shape`` is given, ``tag`` (carried
+    unchanged to every output beat made from this word).
+    """
+    fields = {"bits": width, "last": 1}
+    if tag_shape is not None:
+        fields["tag"] = tag_shape
+    return data.StructLayout(fields)
+
+
+def addressing_output_layout(width: int, ports: int, max_words: int,
+                             tag_shape=None) -> data.StructLayout:
+    """Return the payload layout of :class:`SpikeAddressing`'s output stream.
+
+    Fields, first in the least significant bits:
+
+    ``count``
+        Number of valid entries (``0 .. ports``); entries ``count ..`` of ``address`` and
+        ``column`` are 0.
+    ``address``
+        ``ports`` flat addresses ``word * width + column``, ascending.
+    ``column``
+        ``ports`` bit positions within the word.
+    ``word``
+        Index of the word, within its frame, that these addresses come from.
+    ``last``
+        1 on the final beat of a frame.
+    ``tag``
+        Only with ``tag_shape``: the tag of the word.
+    """
+    fields = {
+        "count": unsigned((ports).bit_length()),
+        "address": data.ArrayLayout(unsigned(bits_for(max_words * width)), ports),
+        "column": data.ArrayLayout(unsigned(bits_for(width)), ports),
+        "word": unsigned(bits_for(max_words)),
+        "last": 1,
+    }
+    if tag_shape is not None:
+        fields["tag"] = tag_shape
+    return data.StructLayout(fields)
+
+
+class SpikeAddressing(wiring.Component):
+    """Emit the addresses of the set bits of spike bitmap words, up to ``ports`` per cycle.
+
+    Parameters
+    ----------
+    width : int
+        Bits per input word (>= 1; need not be a power of two).
+    ports : int, optional
+        Most addresses per output beat (1 .. ``width``); default 1.
+    max_words : int
+        Most words in one frame (>= 1). It sizes the address and word counters; a longer frame
+        would wrap them, so a producer must end frames (``last``) within this many words.
+    tag_shape : shape-castable, optional
+        Shape of a side-band ``tag`` carried from each input word to its output beats (the
+        synapse engine passes row coordinates this way). ``None``: no tag field.
+
+    Members
+    -------
+    i : In(stream.Signature(addressing_input_layout(width, tag_shape)))
+        Spike words.
+    o : Out(stream.Signature(addressing_output_layout(width, ports, max_words, tag_shape)))
+        Set-bit addresses; the first beat of a word appears :attr:`latency` cycles after the word
+        is accepted, and the next word is accepted in the cycle its final beat is taken, so
+        words of at most ``ports`` set bits flow at one per cycle.
+
+    Notes
+    -----
+    ``o.valid`` comes from a register; ``i.ready`` depends combinationally on ``o.ready`` (the
+    unit takes a new word in the cycle its current word's final beat leaves).
+    """
+
+    def __init__(self, *, width: int, ports: int = 1, max_words: int, tag_shape=None):
+        self._width = check_int("width", width, 1)
+        self._ports = check_int("ports", ports, 1, self._width)
+        self._max_words = check_int("max_words", max_words, 1)
+        if tag_shape is not None:
+            try:
+                Shape.cast(tag_shape)
+            except TypeError:
+                raise TypeError(f"tag_shape must be shape-castable, not {tag_shape!r}") from None
+        self._tag_shape = tag_shape
+        super().__init__({
+            "i": In(stream.Signature(addressing_input_layout(self._width, tag_shape))),
+            "o": Out(stream.Signature(addressing_output_layout(
+                self._width, self._ports, self._max_words, tag_shape))),
+        })
+
+    @property
+    def width(self) -> int:
+        """Bits per input word."""
+        return self._width
+
+    @property
+    def ports(self) -> int:
+        """Most addresses per output beat."""
+        return self._ports
+
+    @property
+    def max_words(self) -> int:
+        """Most words per frame."""
+        return self._max_words
+
+    @property
+    def tag_shape(self):
+        """Shape of the side-band tag, or ``None``."""
+        return self._tag_shape
+
+    @property
+    def address_width(self) -> int:
+        """Width of each output address."""
+        return bits_for(self._max_words * self._width)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted word to its first output beat, without backpressure."""
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        width, ports = self._width, self._ports
+        layout = self.o.payload.shape()
+
+        # The word being split into addresses (its bits still to send), with its position.
+        held = Signal()
+        remaining = Signal(width)
+        held_word = Signal.like(self.o.payload.word)
+        held_base = Signal(self.address_width)
+        held_last = Signal()
+        # Position of the next input word within the frame.
+        next_word = Signal.like(held_word)
+        next_base = Signal.like(held_base)
+
+        # Peel the lowest set bit ``ports`` times: x & (x - 1) clears it.
+        rest = remaining
+        found = []
+        for port in range(ports):
+            column = Signal(layout["column"].shape.elem_shape, name=f"column_{port}")
+            for bit in reversed(range(width)):  # the last assignment wins: the lowest set bit
+                with m.If(rest[bit]):
+                    m.d.comb += column.eq(bit)
+            has = Signal(name=f"has_{port}")
+            m.d.comb += has.eq(rest.any())
+            with m.If(has):
+                m.d.comb += [
+                    self.o.payload.column[port].eq(column),
+                    self.o.payload.address[port].eq(held_base + column),
+                ]
+            found.append(has)
+            after = Signal(width, name=f"remaining_{port + 1}")
+            m.d.comb += after.eq(rest & (rest - 1))
+            rest = after
+        m.d.comb += [
+            self.o.valid.eq(held),
+            self.o.payload.count.eq(sum(found)),
+            self.o.payload.word.eq(held_word),
+            self.o.payload.last.eq(held_last & ~rest.any()),
+        ]
+        if self._tag_shape is not None:
+            held_tag = Signal(self._tag_shape)
+            m.d.comb += self.o.payload.tag.eq(held_tag)
+
+        finishing = Signal()  # the current word's final beat leaves this cycle
+        m.d.comb += [
+            finishing.eq(held & self.o.ready & ~rest.any()),
+            self.i.ready.eq(~held | finishing),
+        ]
+        with m.If(held & self.o.ready):
+            m.d.sync += remaining.eq(rest)
+        with m.If(finishing):
+            m.d.sync += held.eq(0)
+
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(self.i.payload.last):
+                m.d.sync += [next_word.eq(0), next_base.eq(0)]
+            with m.Else():
+                m.d.sync += [next_word.eq(next_word + 1), next_base.eq(next_base + width)]
+            # An empty word makes no beat unless it ends the frame.
+            with m.If(self.i.payload.bits.any() | self.i.payload.last):
+                m.d.sync += [
+                    held.eq(1),
+                    remaining.eq(self.i.payload.bits),
+                    held_word.eq(next_word),
+                    held_base.eq(next_base),
+                    held_last.eq(self.i.payload.last),
+                ]
+                if self._tag_shape is not None:
+                    m.d.sync += held_tag.eq(self.i.payload.tag)
+        return m
