@@ -219,10 +219,13 @@ class Sym:
         ``'layer'`` (a layer's output), ``'stream'``, ``'pooled'`` or ``'spikes'``.
     source : str
         The layer, stream or LIF name.
+    after : str
+        For a stream: the producer whose add made this value of it.
     """
 
     kind: str
     source: str
+    after: str = ""
 
 
 @dataclass
@@ -267,12 +270,12 @@ class Planner:
     def begin_stream(self, x, stream, producer):
         """Record a stream's first producer."""
         self.streams[stream] = [producer]
-        return Sym("stream", stream)
+        return Sym("stream", stream, producer)
 
     def add(self, stream, branch, producer):
         """Record a branch producer of a stream."""
         self.streams[stream.source].append(producer)
-        return stream
+        return Sym("stream", stream.source, producer)
 
     def sdsa(self, prefix, q, k, v):
         """Record an attention module and its ``attn_lif``."""

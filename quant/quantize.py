@@ -1,0 +1,457 @@
+"""Quantize a folded Meta-SpikeFormer into the integer network of ``docs/arithmetic.md``.
+
+Scales are float64 everywhere; the integers they produce (weights, biases, shifts, thresholds)
+are what the integer golden model and the hardware use. Each width is computed from a worst-case
+bound over all inputs the layer can see (binary spikes, pixel codes, the producer ranges of a
+stream) and reported per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import intops
+from .fold import FoldedNet, fold_model
+from .graph import plan
+
+__all__ = ["PixelQuant", "IntLayer", "IntLIF", "IntStream", "IntNet", "quantize",
+           "quantize_model", "MIN_BITS", "MAX_BITS"]
+
+MIN_BITS, MAX_BITS = 2, 16
+# Products and sums are evaluated by float BLAS as an exact integer evaluator; float64 holds every
+# integer below 2**53 exactly, so a layer whose worst-case magnitude passes this is refused.
+EXACT_FLOAT64 = 2 ** 53
+
+
+def _check_bits(name: str, bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {bits!r}")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"{name}={bits} is out of range: {MIN_BITS} to {MAX_BITS} bits")
+    return int(bits)
+
+
+@dataclass
+class PixelQuant:
+    """Map real stem inputs to unsigned integer codes: ``x = (code - zero_point) * scale``.
+
+    Members
+    -------
+    bits : int
+        Code width; codes are ``0 .. 2**bits - 1``.
+    scale : numpy.ndarray
+        float64 ``[C]``, real value of one code step per input channel.
+    zero_point : numpy.ndarray
+        int64 ``[C]``, the code of a real 0; the stem pads with it, so padding is exactly 0.
+    """
+
+    bits: int
+    scale: np.ndarray
+    zero_point: np.ndarray
+
+    @classmethod
+    def from_range(cls, bits: int, low, high, channels: int) -> "PixelQuant":
+        """Build the codes covering ``[low, high]`` per channel (widened to include 0)."""
+        bits = _check_bits("pixel_bits", bits)
+        low = np.minimum(np.broadcast_to(np.asarray(low, np.float64), (channels,)), 0.0)
+        high = np.maximum(np.broadcast_to(np.asarray(high, np.float64), (channels,)), 0.0)
+        if np.any(high - low <= 0):
+            raise ValueError(f"pixel range [{low}, {high}] is empty")
+        top = (1 << bits) - 1
+        scale = (high - low) / top
+        zero_point = np.clip(np.rint(-low / scale), 0, top).astype(np.int64)
+        return cls(bits, scale, zero_point)
+
+    @property
+    def max_code(self) -> int:
+        """Return the largest code."""
+        return (1 << self.bits) - 1
+
+    def codes(self, images) -> np.ndarray:
+        """Quantize float images ``[B, C, H, W]`` to int64 codes (round half to even, clip)."""
+        x = np.asarray(images, dtype=np.float64)
+        view = (1, -1, 1, 1)
+        q = np.rint(x / self.scale.reshape(view)) + self.zero_point.reshape(view)
+        return np.clip(q, 0, self.max_code).astype(np.int64)
+
+
+@dataclass
+class IntLayer:
+    """Hold one integer layer: ``acc = bias + sum(weight * input)`` over its window.
+
+    Members
+    -------
+    name, kind, stride, padding, groups
+        As :class:`quant.fold.FoldedLayer`.
+    weight : numpy.ndarray
+        int64, the folded weights in ``weight_bits``-bit two's complement.
+    bias : numpy.ndarray
+        int64 ``[Cout]`` in accumulator units (the stem's includes the zero-point correction).
+    scale : numpy.ndarray
+        float64 ``[Cout]``: real value of one accumulator unit.
+    shift : numpy.ndarray or None
+        int64 ``[Cout]`` left shifts into the residual stream (stream producers only).
+    stream : str or None
+        The residual stream this layer writes.
+    acc_low, acc_high : numpy.ndarray
+        int64 ``[Cout]`` worst-case accumulator range over every possible input.
+    """
+
+    name: str
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray
+    scale: np.ndarray
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    shift: np.ndarray | None = None
+    stream: str | None = None
+    acc_low: np.ndarray | None = None
+    acc_high: np.ndarray | None = None
+    weight_bits: int = 8
+
+    @property
+    def acc_bits(self) -> int:
+        """Return the accumulator width proven by the bound."""
+        return intops.signed_bits(min(0, int(self.acc_low.min())), max(0, int(self.acc_high.max())))
+
+    @property
+    def bias_bits(self) -> int:
+        """Return the width of the bias words."""
+        return intops.signed_bits(min(0, int(self.bias.min())), max(0, int(self.bias.max())))
+
+    @property
+    def magnitude_bound(self) -> int:
+        """Return a bound on every partial sum's magnitude (decides the exact float evaluator)."""
+        return int(max(abs(int(self.acc_low.min())), abs(int(self.acc_high.max()))))
+
+
+@dataclass
+class IntLIF:
+    """Hold one integer LIF layer: per-channel thresholds in doubled units (``docs/arithmetic.md``).
+
+    Members
+    -------
+    name : str
+        Golden module path.
+    threshold : numpy.ndarray
+        int64 ``[C]`` (or ``[1]``), clamped to ``input_bits + 1`` signed bits where a larger value
+        could never be reached (same decisions).
+    input_bits : int
+        Width of the input and of the membrane (the membrane never needs more, see the contract).
+    scale : numpy.ndarray
+        float64, real value of one input unit per channel.
+    theta : float
+        The float threshold.
+    source : str
+        What feeds it: a layer name, ``stream:<name>``, ``pooled:<name>`` or ``attention:<path>``.
+    """
+
+    name: str
+    threshold: np.ndarray
+    input_bits: int
+    scale: np.ndarray
+    theta: float
+    source: str
+    layout: str = "map"
+
+    @property
+    def threshold_bits(self) -> int:
+        """Return the width of the threshold words."""
+        return intops.signed_bits(0, int(self.threshold.max()))
+
+
+@dataclass
+class IntStream:
+    """Hold one residual stream: its finest per-channel scale and its proven range.
+
+    Members
+    -------
+    name : str
+        The downsampler that starts it.
+    scale : numpy.ndarray
+        float64 ``[C]``; producer ``p`` is quantized at ``scale * 2**shift_p`` and shifted left.
+    producers : list of str
+        Layer names, the downsampler first.
+    low, high : numpy.ndarray
+        int64 ``[C]`` bounds containing every partial sum of the stream.
+    """
+
+    name: str
+    scale: np.ndarray
+    producers: list
+    low: np.ndarray
+    high: np.ndarray
+
+    @property
+    def bits(self) -> int:
+        """Return the stream width proven by the bound."""
+        return intops.signed_bits(int(self.low.min()), int(self.high.max()))
+
+
+@dataclass
+class IntNet:
+    """Hold a whole quantized network: what the integer model runs and the memory images hold.
+
+    Members
+    -------
+    cfg : golden.config.ModelConfig
+    weight_bits : int
+    pixel : PixelQuant
+    layers, lifs, streams : dict
+        Name -> :class:`IntLayer`, :class:`IntLIF`, :class:`IntStream`, in execution order.
+    attention : dict
+        Attention path -> ``{'sdsa', 'tokens', 'head_width', 'heads', 'count_bits', 'kv_bits'}``.
+    fuse_sepconv : bool
+    logit_scale : float
+        Real value of one unit of the summed-over-T logits, times T (dequantize: ``* scale / T``).
+    """
+
+    cfg: object
+    weight_bits: int
+    pixel: PixelQuant
+    layers: dict = field(default_factory=dict)
+    lifs: dict = field(default_factory=dict)
+    streams: dict = field(default_factory=dict)
+    attention: dict = field(default_factory=dict)
+    fuse_sepconv: bool = True
+    logit_bits: int = 0
+
+    @property
+    def logit_scale(self) -> float:
+        """Return the real value of one logit unit of one time step."""
+        return float(self.layers["head"].scale[0])
+
+    def report(self) -> list[dict]:
+        """Return one row per layer and LIF: widths, ranges and thresholds, for tables and JSON."""
+        rows = []
+        for layer in self.layers.values():
+            rows.append({
+                "name": layer.name, "kind": layer.kind, "shape": list(layer.weight.shape),
+                "weight_bits": layer.weight_bits, "bias_bits": layer.bias_bits,
+                "acc_bits": layer.acc_bits, "stream": layer.stream,
+                "shift_max": None if layer.shift is None else int(layer.shift.max()),
+                "float_evaluator": "float32" if layer.magnitude_bound < 2 ** 24 else "float64",
+            })
+        for lif in self.lifs.values():
+            rows.append({"name": lif.name, "kind": "lif", "source": lif.source,
+                         "input_bits": lif.input_bits, "membrane_bits": lif.input_bits,
+                         "threshold_bits": lif.threshold_bits,
+                         "threshold_min": int(lif.threshold.min()),
+                         "threshold_max": int(lif.threshold.max())})
+        for stream in self.streams.values():
+            rows.append({"name": f"stream:{stream.name}", "kind": "stream", "bits": stream.bits,
+                         "producers": len(stream.producers)})
+        for path, info in self.attention.items():
+            rows.append({"name": f"{path}.sdsa", "kind": f"sdsa{info['sdsa']}", **info})
+        return rows
+
+
+def _natural_scale(weight: np.ndarray, qmax: int) -> np.ndarray:
+    """Return per-output-channel scales mapping each channel's largest |weight| to ``qmax``."""
+    peak = np.abs(weight.reshape(weight.shape[0], -1)).max(axis=1)
+    positive = peak[peak > 0]
+    # A channel of zeros only ever outputs its bias; any scale works, so borrow a neighbour's.
+    fallback = positive.min() if positive.size else 1.0
+    return np.where(peak > 0, peak, fallback) / qmax
+
+
+def _pow2_at_least(ratio: np.ndarray) -> np.ndarray:
+    """Return the smallest ``k >= 0`` with ``2**k >= ratio``, per element, exactly."""
+    k = np.maximum(np.ceil(np.log2(ratio)).astype(np.int64), 0)
+    # log2 in floating point can land one off near powers of two; fix up exactly with ldexp.
+    k = np.where(np.ldexp(1.0, k) < ratio, k + 1, k)
+    k = np.where((k > 0) & (np.ldexp(1.0, k - 1) >= ratio), k - 1, k)
+    return k
+
+
+def _rint(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, half to even (NumPy's ``rint``), as int64."""
+    return np.rint(x).astype(np.int64)
+
+
+def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
+             pixel_range=(-2.2, 2.7)) -> IntNet:
+    """Quantize a :class:`~quant.fold.FoldedNet` into an :class:`IntNet`.
+
+    Parameters
+    ----------
+    net : FoldedNet
+    weight_bits : int
+        2 to 16; weights are symmetric ``[-(2**(b-1) - 1), 2**(b-1) - 1]``.
+    pixel_bits : int
+        2 to 16; unsigned stem input codes.
+    pixel_range : (low, high)
+        Real input range, scalars or per channel (calibrate it on data; the default covers
+        ImageNet-normalized images).
+
+    Returns
+    -------
+    IntNet
+    """
+    weight_bits = _check_bits("weight_bits", weight_bits)
+    cfg = net.cfg
+    qmax = (1 << (weight_bits - 1)) - 1
+    pixel = PixelQuant.from_range(pixel_bits, pixel_range[0], pixel_range[1], cfg.in_channels)
+    planner = plan(cfg, net.fuse_sepconv)
+    folded = {n: (layer, layer.weight.numpy(), layer.bias.numpy())
+              for n, layer in net.layers.items()}
+
+    # Natural scale per layer: the output scale at which its largest weight uses the full range.
+    input_unit = {}
+    natural = {}
+    for name, (layer, weight, _) in folded.items():
+        if layer.kind == "stem":
+            unit = pixel.scale.reshape(1, -1, 1, 1)
+        elif layer.kind == "pointwise_int":
+            dw = name.replace("pwconv2", "dwconv")
+            unit = natural[dw].reshape(1, -1, 1, 1)
+        else:
+            unit = np.float64(1.0)
+        input_unit[name] = unit
+        if layer.kind == "linear" or layer.kind == "depthwise":
+            # One scale for all classes keeps the argmax; one for all depthwise channels keeps
+            # the pointwise conv's integer inputs in one unit.
+            peak = np.abs(weight).max()
+            natural[name] = np.full(layer.out_channels, (peak if peak > 0 else 1.0) / qmax)
+        else:
+            natural[name] = _natural_scale(weight * unit, qmax)
+
+    # Residual streams: finest producer scale per channel, producers at power-of-two multiples.
+    final_scale = dict(natural)
+    shifts = {}
+    stream_of = {}
+    stream_scale = {}
+    for stream, producers in planner.streams.items():
+        finest = np.min([natural[p] for p in producers], axis=0)
+        stream_scale[stream] = finest
+        for producer in producers:
+            k = _pow2_at_least(natural[producer] / finest)
+            shifts[producer] = k
+            final_scale[producer] = np.ldexp(finest, k)
+            stream_of[producer] = stream
+
+    out = IntNet(cfg=cfg, weight_bits=weight_bits, pixel=pixel, fuse_sepconv=net.fuse_sepconv)
+    ranges = {}
+    for name, (layer, weight, bias) in folded.items():
+        scale = final_scale[name]
+        view = (-1,) + (1,) * (weight.ndim - 1)
+        q_weight = _rint(weight * input_unit[name] / scale.reshape(view))
+        q_bias = _rint(bias / scale)
+        if np.abs(q_weight).max(initial=0) > qmax:
+            raise AssertionError(f"{name}: weight beyond {weight_bits} bits (scale bug)")
+        per_out = q_weight.reshape(q_weight.shape[0], -1)
+        if layer.kind == "stem":
+            # Codes are x / s + zp: subtracting zp from every tap (padding included, which holds
+            # zp) is a per-channel constant that moves into the bias exactly.
+            taps = q_weight.sum(axis=(2, 3))                                  # [Cout, Cin]
+            q_bias = q_bias - taps @ pixel.zero_point
+            low = q_bias + np.minimum(per_out, 0).sum(1) * pixel.max_code
+            high = q_bias + np.maximum(per_out, 0).sum(1) * pixel.max_code
+        elif layer.kind == "pointwise_int":
+            dw = name.replace("pwconv2", "dwconv")
+            in_low, in_high = ranges[dw]
+            w = q_weight[:, :, 0, 0]
+            low = q_bias + np.minimum(w * in_low, w * in_high).sum(1)
+            high = q_bias + np.maximum(w * in_low, w * in_high).sum(1)
+        else:
+            low = q_bias + np.minimum(per_out, 0).sum(1)
+            high = q_bias + np.maximum(per_out, 0).sum(1)
+        ranges[name] = (low, high)
+        int_layer = IntLayer(name, layer.kind, q_weight, q_bias, scale, layer.stride,
+                             layer.padding, layer.groups, shifts.get(name), stream_of.get(name),
+                             low, high, weight_bits)
+        bound = int_layer.magnitude_bound
+        if layer.kind == "stem":
+            bound = max(bound, int(np.abs(per_out).sum(1).max()) * pixel.max_code)
+        if bound >= EXACT_FLOAT64:
+            raise OverflowError(f"{name}: worst-case accumulator {bound} needs more than 53 bits")
+        out.layers[name] = int_layer
+
+    for stream, producers in planner.streams.items():
+        low = np.zeros_like(ranges[producers[0]][0])
+        high = np.zeros_like(low)
+        for producer in producers:
+            p_low, p_high = ranges[producer]
+            k = shifts[producer]
+            # Sums of min(., 0) and max(., 0) contain every partial sum, whatever the order.
+            low = low + np.minimum(p_low << k, 0)
+            high = high + np.maximum(p_high << k, 0)
+        out.streams[stream] = IntStream(stream, stream_scale[stream], list(producers), low, high)
+
+    sizes = _spatial_sizes(cfg)
+    for lif_name, sym in planner.lif_inputs.items():
+        layout = planner.lif_layouts[lif_name]
+        theta = 1.0
+        if sym.kind == "layer":
+            scale = final_scale[sym.source]
+            low, high = ranges[sym.source]
+            source = sym.source
+            thresholds = [intops.lif_threshold(theta, s) for s in scale]
+        elif sym.kind == "stream":
+            s = out.streams[sym.source]
+            scale, low, high, source = s.scale, s.low, s.high, f"stream:{sym.source}"
+            thresholds = [intops.lif_threshold(theta, c) for c in scale]
+        elif sym.kind == "pooled":
+            s = out.streams[sym.source]
+            positions = sizes[sym.source] ** 2
+            scale, source = s.scale / positions, f"pooled:{sym.source}"
+            low, high = s.low * positions, s.high * positions
+            # The mean's 1/(H*W) goes into the threshold: ceil(2 * H*W / s), float64.
+            thresholds = [intops.lif_threshold(float(positions), c) for c in s.scale]
+        else:
+            prefix = sym.source
+            theta = net.attn_thresholds[prefix]
+            tokens = sizes[prefix.split(".")[0]] ** 2
+            d = (cfg.stage_widths[_stage_index(prefix)]) // cfg.num_heads
+            if cfg.sdsa in (3, 4):
+                unit, top = cfg.attn_scale, tokens * d
+                kv_bits = intops.signed_bits(0, tokens) - 1
+            else:
+                unit, top, kv_bits = 1.0, tokens, 0
+            scale = np.array([unit])
+            low, high, source = np.array([0]), np.array([top]), f"attention:{prefix}"
+            if theta <= 0:
+                raise ValueError(f"{prefix}: attention threshold {theta} must be > 0")
+            thresholds = [intops.lif_threshold(theta, unit)]
+            out.attention[prefix] = {
+                "sdsa": cfg.sdsa, "tokens": tokens, "head_width": d, "heads": cfg.num_heads,
+                "count_bits": intops.signed_bits(0, top) - 1, "kv_bits": kv_bits,
+                "threshold": thresholds[0]}
+        input_bits = intops.signed_bits(min(0, int(np.min(low))), max(0, int(np.max(high))))
+        ceiling = (1 << input_bits) - 1      # u = v + x <= 2**w - 2: this is never reached
+        threshold = np.minimum(np.asarray(thresholds, dtype=np.int64), ceiling)
+        out.lifs[lif_name] = IntLIF(lif_name, threshold, input_bits, np.asarray(scale),
+                                    float(theta), source, layout)
+    head = out.layers["head"]
+    out.logit_bits = intops.signed_bits(min(0, int(head.acc_low.min()) * cfg.T),
+                                        max(0, int(head.acc_high.max()) * cfg.T))
+    return out
+
+
+def _stage_index(path: str) -> int:
+    from golden.config import STAGE_NAMES
+    return STAGE_NAMES.index(path.split(".")[0])
+
+
+def _spatial_sizes(cfg) -> dict:
+    """Return the side of the map each stream and block list works on."""
+    s = cfg.img_size
+    first = s // 4 if cfg.stage1 == "2C@H/4" else s // 2
+    sizes = {"downsample1_1": first, "ConvBlock1_1": s // 2, "downsample1_2": s // 4,
+             "ConvBlock1_2": s // 4, "downsample2": s // 8, "ConvBlock2_1": s // 8,
+             "ConvBlock2_2": s // 8, "downsample3": s // 16, "block3": s // 16,
+             "downsample4": s // 16, "block4": s // 16}
+    return sizes
+
+
+def quantize_model(model, weight_bits: int = 8, pixel_bits: int = 8, pixel_range=(-2.2, 2.7),
+                   fuse_sepconv: bool = True) -> IntNet:
+    """Fold and quantize a float ``golden.model.MetaSpikeFormer`` in one call."""
+    _check_bits("weight_bits", weight_bits)
+    _check_bits("pixel_bits", pixel_bits)
+    return quantize(fold_model(model, fuse_sepconv), weight_bits, pixel_bits, pixel_range)
+
