@@ -1,0 +1,79 @@
+"""Quantize a checkpoint and export its memory images: ``python -m quant.cli CKPT --out DIR``.
+
+Works on the official checkpoint layouts and on this project's own (``golden.checkpoint``). The
+output directory receives one ``.hex`` per memory, ``manifest.json`` and ``report.json`` (widths
+per layer); it is created whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    p = argparse.ArgumentParser(prog="python -m quant.cli", description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", help="official .pth, project .pth or .safetensors")
+    p.add_argument("--out", required=True, help="output directory (must not exist)")
+    p.add_argument("--bits", type=int, default=8, help="weight bits, 2..16 (default 8)")
+    p.add_argument("--pixel-bits", type=int, default=8, help="stem input code bits (default 8)")
+    p.add_argument("--pixel-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help="real input range; default: [0, 255/16] for the demo data (codes = raw "
+                        "digit pixels), else ImageNet normalized [-2.2, 2.7]")
+    p.add_argument("--variant", default=None,
+                   help="model variant (15M, 31M, 55M, demo, tiny); default: from the "
+                        "checkpoint's config or its shapes")
+    p.add_argument("--T", type=int, default=None, help="time steps (default: the config's)")
+    p.add_argument("--img-size", type=int, default=None, help="input side (default: config's)")
+    p.add_argument("--no-fuse-sepconv", action="store_true",
+                   help="keep SepConv's depthwise and pointwise convs apart (multiplies)")
+    p.add_argument("--coe", action="store_true", help="also write Xilinx .coe files")
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the CLI; return the exit status (errors print one clear line, status 2)."""
+    args = build_parser().parse_args(argv)
+    from .quantize import MAX_BITS, MIN_BITS
+    for flag, value in (("--bits", args.bits), ("--pixel-bits", args.pixel_bits)):
+        if not MIN_BITS <= value <= MAX_BITS:
+            print(f"error: {flag} {value} is out of range {MIN_BITS}..{MAX_BITS}", file=sys.stderr)
+            return 2
+    if os.path.exists(args.out):
+        print(f"error: output directory {args.out} already exists", file=sys.stderr)
+        return 2
+    import torch
+    from golden.checkpoint import load_checkpoint
+    from .images import export
+    from .quantize import quantize_model
+    torch.set_num_threads(min(4, torch.get_num_threads()))
+    overrides = {k: v for k, v in (("T", args.T), ("img_size", args.img_size)) if v is not None}
+    start = time.perf_counter()
+    try:
+        model = load_checkpoint(args.checkpoint, args.variant, **overrides)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pixel_range = args.pixel_range
+    if pixel_range is None:
+        # Demo inputs are k/16 for k in 0..16: 8-bit codes of step 1/16 hold them exactly.
+        pixel_range = ((0.0, 255 / 16) if model.cfg.name == "demo" or model.cfg.in_channels == 1
+                       else (-2.2, 2.7))
+    net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
+                         fuse_sepconv=not args.no_fuse_sepconv)
+    manifest = export(net, args.out, coe=args.coe, report=net.report())
+    rows = net.report()
+    widest = max((r.get("acc_bits", 0) for r in rows))
+    print(f"quantized {args.checkpoint} ({model.cfg.name}, {args.bits}-bit weights) -> "
+          f"{args.out}: {len(manifest['memories'])} memories, widest accumulator {widest} bits, "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
