@@ -443,7 +443,7 @@ class SynapseEngine(wiring.Component):
         row_c = Signal(tag_layout["c"].shape)
         row_y = Signal(tag_layout["y"].shape)
         row_cg = Signal(tag_layout["cg"].shape)
-        row_lane = Signal(range(lanes))
+        row_lane = Signal(bits_for(lanes))
         m.d.comb += [
             addressing.i.valid.eq(self.i.valid),
             addressing.i.payload.bits.eq(self.i.payload.bits),
@@ -534,7 +534,7 @@ class SynapseEngine(wiring.Component):
         gen = {name: Signal.like(sig, name=f"gen_{name}") for name, sig in dec.items()}
         gen_oy = Signal.like(dec["first_y"], name="gen_oy")
         gen_ox = Signal.like(dec["first_x"], name="gen_ox")
-        gen_g = Signal(range(groups), name="gen_g")
+        gen_g = Signal(bits_for(groups), name="gen_g")
         frame_done = Signal()  # the frame's last item has been issued
         reading = Signal()     # streaming the bank out
         initialising = Signal(init=1)  # writing the bias into the bank after reset
@@ -565,16 +565,16 @@ class SynapseEngine(wiring.Component):
                          gen_ox.eq(dec["first_x"])]
             m.d.sync += [gen[name].eq(sig) for name, sig in dec.items()]
 
-        ky = Signal(range(kernel), name="ky")
-        kx = Signal(range(kernel), name="kx")
+        ky = Signal(bits_for(kernel), name="ky")
+        kx = Signal(bits_for(kernel), name="kx")
         m.d.comb += [
             ky.eq(gen["target_y"] - (gen_oy << stride_shift)),
             kx.eq(gen["target_x"] - (gen_ox << stride_shift)),
         ]
         weight_words = self.weight_words
         bank_depth = self.bank_depth
-        weight_address = Signal(range(len(weight_words)))
-        bank_address = Signal(range(bank_depth))
+        weight_address = Signal(bits_for(len(weight_words)))
+        bank_address = Signal(bits_for(bank_depth))
         tap = (gen["c"] * kernel + ky) * kernel + kx
         if depthwise:
             m.d.comb += [
@@ -590,10 +590,14 @@ class SynapseEngine(wiring.Component):
         # --- memories ---
         word_bits = lanes * acc_width
         m.submodules.weights = weights = Memory(
-            shape=unsigned(lanes * w_width), depth=len(weight_words), init=weight_words)
-        m.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=bank_depth, init=[])  # biased after reset
+            shape=unsigned(lanes * w_width), depth=max(2, len(weight_words)),
+            init=weight_words)
+        # Depths of at least 2: a 1-word memory would have a 0-bit address, which the Verilog
+        # back end emits as a [-1:0] vector that Verilator refuses.
+        m.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),
+                                          init=[])  # the bias goes in after reset
         m.submodules.biases = biases = Memory(
-            shape=unsigned(word_bits), depth=groups, init=self.bias_words)
+            shape=unsigned(word_bits), depth=max(2, groups), init=self.bias_words)
         weight_read = weights.read_port()
         bank_write = bank.write_port()
         bank_read = bank.read_port(transparent_for=(bank_write,))
@@ -611,13 +615,13 @@ class SynapseEngine(wiring.Component):
             m.d.comb += total[lane * acc_width:(lane + 1) * acc_width].eq(old + add)
 
         # --- read-out of the bank, putting the bias back in each word sent ---
-        read_next = Signal(range(bank_depth + 1))  # next bank word to read
-        out_address = Signal(range(bank_depth))
+        read_next = Signal(bits_for(bank_depth + 1))  # next bank word to read
+        out_address = Signal(bits_for(bank_depth))
         out_position = Signal.like(self.o.payload.position)
-        out_group = Signal(range(groups))
+        out_group = Signal(bits_for(groups))
         next_position = Signal.like(out_position)
         next_group = Signal.like(out_group)
-        init_address = Signal(range(bank_depth))
+        init_address = Signal(bits_for(bank_depth))
         advance = Signal()
         m.d.comb += [
             self.o.payload.values.eq(bank_read.data),

@@ -9,7 +9,7 @@ from quant.intops import conv2d_spikes, depthwise_conv2d_spikes, linear_spikes
 from sim.cases_addressing import pack_words
 
 __all__ = ["engine_words", "engine_reference", "reference_beats", "beats_to_output",
-           "random_layer", "spike_shape"]
+           "random_layer", "spike_shape", "write_engine_case", "load_engine_case"]
 
 
 def spike_shape(dut) -> tuple[int, ...]:
@@ -71,3 +71,31 @@ def random_layer(rng: np.random.Generator, kind, *, cin: int, cout: int, kernel:
     weight = np.where(pick < 0.05, low, np.where(pick > 0.95, high, weight))
     bias = rng.integers(-(1 << (bias_bits - 1)), 1 << (bias_bits - 1), size=cout)
     return weight.astype(np.int64), bias.astype(np.int64)
+
+
+def write_engine_case(path, *, name: str, seed, kind, weight, bias, lanes: int, height: int,
+                      width: int = 1, stride: int = 1, padding: int = 0, frames, rates) -> None:
+    """Save a layer and its spike frames for the cocotb testbench (``sim.tb.accumulator``)."""
+    np.savez_compressed(
+        path, name=name, seed=str(seed), kind=SynapseKind(kind).value, weight=weight, bias=bias,
+        geometry=np.array([lanes, height, width, stride, padding]),
+        frames=np.asarray(frames, dtype=np.uint8), rates=np.asarray(rates, dtype=np.float64))
+
+
+def load_engine_case(path):
+    """Load what :func:`write_engine_case` saved; return ``(case dict, SynapseEngine)``.
+
+    The engine object is only used for its parameters and layouts, never elaborated.
+    """
+    from hw.accumulator import SynapseEngine  # noqa: PLC0415
+
+    with np.load(path) as archive:
+        case = {key: archive[key] for key in archive.files}
+    case["name"] = str(case["name"])
+    case["seed"] = str(case["seed"])
+    lanes, height, width, stride, padding = (int(v) for v in case["geometry"])
+    engine = SynapseEngine(kind=str(case["kind"]), weight=case["weight"], bias=case["bias"],
+                           lanes=lanes, height=height, width=width, stride=stride,
+                           padding=padding)
+    engine._MustUse__silence = True  # a parameter holder here, not hardware to elaborate
+    return case, engine
