@@ -133,3 +133,15 @@ def test_cli_corrupt_checkpoint(tmp_path, capsys):
     assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "bad.pth" in capsys.readouterr().err
     assert main([str(tmp_path / "none.pth"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cli_official_layout_and_safetensors(tmp_path):
+    """The released layout ({'model': sd, 'args', ...}, no config) and safetensors both load."""
+    model = make_model().float()
+    official = tmp_path / "official.pth"
+    torch.save({"model": model.state_dict(), "epoch": 3}, official)
+    assert main([str(official), "--variant", "tiny", "--out", str(tmp_path / "a")]) == 0
+    safe = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, str(safe))
+    assert main([str(safe), "--out", str(tmp_path / "b")]) == 0
+    assert tree_bytes(tmp_path / "a") == tree_bytes(tmp_path / "b")
