@@ -33,6 +33,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .addressing import SpikeAddressing
+
 __all__ = [
     "Variant",
     "SDSA",
@@ -465,6 +467,16 @@ class SDSA(wiring.Component):
         membrane_read, membrane_write, threshold_read = self._memories(
             m, self._heads * n * chunks)
 
+        # One addressing unit serves both passes, which never overlap: the head's K rows as one
+        # frame (tag: the token's V row), then each stored Q row as a frame of its own, so an
+        # empty Q row still yields a beat (count 0, last) that carries its token to the LIF.
+        addressing = SpikeAddressing(width=d, ports=1, max_words=n, tag_shape=unsigned(d))
+        m.submodules.addressing = addressing
+        beat = addressing.o.payload
+        has_address = Signal(name="has_address")
+        row = Signal(range(d), name="row")
+        m.d.comb += [has_address.eq(beat.count != 0), row.eq(beat.column[0])]
+
         # Input side: token and head of the next beat, and the time step's flags.
         in_token = Signal(range(n), name="in_token")
         in_head = Signal(range(self._heads), name="in_head")
@@ -487,91 +499,86 @@ class SDSA(wiring.Component):
         s1_layer = Signal(_layer_width(self.layers), name="s1_layer")
         s1_stall = Signal(name="s1_stall")
 
-        # Phase A: build KV from the addresses of K's set bits.
-        k_word = Signal(d, name="k_word")
-        v_row = Signal(d, name="v_row")
-        a_chunk = Signal(range(chunks), name="a_chunk")
-        a_fresh = Signal(name="a_fresh")
-        k_onehot, k_index, k_single = self._lowest_set_bit(m, k_word, "k")
-        v_padded = self._padded(m, v_row, "v_padded")
-        a_issue = Signal(name="a_issue")
-        a_word_done = Signal(name="a_word_done")
+        # Issue: one (row, chunk) KV update or Q.KV accumulation per cycle, chunk by chunk.
+        chunk = Signal(range(chunks), name="chunk")
+        fresh = Signal(name="fresh")
+        row_fresh = Signal(name="row_fresh")
+        issue = Signal(name="issue")
+        consume = Signal(name="consume")
+        token_last = Signal(name="token_last")
         m.d.comb += [
-            a_issue.eq((phase == _Phase.LOAD) & (k_word != 0) & ~s1_stall),
-            a_word_done.eq(a_issue & k_single & (a_chunk == chunks - 1)),
-            # The next token enters in the cycle the current one issues its last update.
-            self.i.ready.eq((phase == _Phase.LOAD) & ~all_loaded &
-                            ((k_word == 0) | a_word_done)),
+            # A row is fresh (reads as 0) if unwritten when its chunk 0 issued.
+            row_fresh.eq(Mux(chunk == 0, ~row_written.bit_select(row, 1), fresh)),
+            issue.eq(addressing.o.valid & ~s1_stall & (phase != _Phase.LIF)),
+            consume.eq(issue & (~has_address | (chunk == chunks - 1))),
+            addressing.o.ready.eq(consume),
+            token_last.eq(beat.last & (~has_address | (chunk == chunks - 1))),
         ]
-        a_row_fresh = Signal(name="a_row_fresh")
-        m.d.comb += a_row_fresh.eq(Mux(a_chunk == 0, (row_written & k_onehot) == 0, a_fresh))
+        tag_padded = self._padded(m, beat.tag, "tag_padded")
 
-        # Phase B: accumulate KV rows addressed by Q's set bits into one token's counts.
-        q_word = Signal(d, name="q_word")
-        q_token = Signal(range(n), name="q_token")
-        have_token = Signal(name="have_token")
-        b_chunk = Signal(range(chunks), name="b_chunk")
-        q_onehot, q_index, q_single = self._lowest_set_bit(m, q_word, "q")
-        b_issue = Signal(name="b_issue")
-        b_last = Signal(name="b_last")
-        token_done = Signal(name="token_done")
-        m.d.comb += [
-            b_issue.eq((phase == _Phase.QPASS) & have_token & ~s1_stall),
-            # An empty Q row still issues one (null) accumulation: it carries the token to the LIF.
-            b_last.eq((q_word == 0) | (q_single & (b_chunk == chunks - 1))),
-            token_done.eq(b_issue & b_last),
-        ]
-
-        # KV read port: phase A's update or phase B's accumulation, held while stage 1 stalls.
-        m.d.comb += kv_read.en.eq(~s1_stall)
-        with m.If(phase == _Phase.LOAD):
-            m.d.comb += kv_read.addr.eq(Cat(a_chunk[:chunk_bits], k_index))
-        with m.Else():
-            m.d.comb += kv_read.addr.eq(Cat(b_chunk[:chunk_bits], q_index))
-
+        # KV read port: held while stage 1 stalls.
+        m.d.comb += [kv_read.en.eq(~s1_stall),
+                     kv_read.addr.eq(Cat(chunk[:chunk_bits], row))]
         with m.If(~s1_stall):
             m.d.sync += [
-                s1_valid.eq(a_issue | b_issue),
+                s1_valid.eq(issue & (has_address | (phase == _Phase.QPASS))),
                 s1_load.eq(phase == _Phase.LOAD),
                 s1_address.eq(kv_read.addr),
+                s1_chunk.eq(chunk),
                 s1_first.eq(pass_first),
                 s1_layer.eq(pass_layer),
             ]
             with m.If(phase == _Phase.LOAD):
                 m.d.sync += [
-                    s1_chunk.eq(a_chunk),
-                    s1_v.eq(v_padded.word_select(a_chunk, lanes)),
-                    s1_zero.eq(a_row_fresh),
+                    s1_v.eq(tag_padded.word_select(chunk, lanes)),
+                    s1_zero.eq(row_fresh),
                     s1_last.eq(0),
                 ]
             with m.Else():
                 m.d.sync += [
-                    s1_chunk.eq(b_chunk),
                     s1_v.eq(0),
-                    s1_zero.eq((q_word == 0) | ((row_written & q_onehot) == 0)),
-                    s1_last.eq(b_last),
+                    # An empty Q row is a null accumulation: it only marks the token's end.
+                    s1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),
+                    s1_last.eq(token_last),
                 ]
+        with m.If(issue & has_address):
+            m.d.sync += [fresh.eq(row_fresh), chunk.eq(Mux(chunk == chunks - 1, 0, chunk + 1))]
+            with m.If((phase == _Phase.LOAD) & (chunk == 0)):
+                m.d.sync += row_written.bit_select(row, 1).eq(1)
 
-        # Phase A bookkeeping.
-        with m.If(a_issue):
-            m.d.sync += a_fresh.eq(a_row_fresh)
-            with m.If(a_chunk == 0):
-                m.d.sync += row_written.eq(row_written | k_onehot)
-            with m.If(a_chunk == chunks - 1):
-                m.d.sync += [a_chunk.eq(0), k_word.eq(k_word & ~k_onehot)]
-            with m.Else():
-                m.d.sync += a_chunk.eq(a_chunk + 1)
+        # Phase A: the input stream feeds K rows to the addressing unit and Q rows to memory.
+        # Phase B: the stored Q rows are read back and fed, one per frame.
+        q_pending = Signal(name="q_pending")          # the Q read port holds the next row
+        q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches
+        q_tokens = Signal(range(n), name="q_tokens")  # tokens whose accumulation has finished
+        with m.If(phase == _Phase.LOAD):
+            m.d.comb += [
+                addressing.i.valid.eq(self.i.valid & ~all_loaded),
+                addressing.i.payload.bits.eq(self.i.payload.k),
+                addressing.i.payload.last.eq(in_token == n - 1),
+                addressing.i.payload.tag.eq(self.i.payload.v),
+                self.i.ready.eq(addressing.i.ready & ~all_loaded),
+                q_read.addr.eq(0),
+            ]
+        with m.Else():
+            feed = addressing.i.valid & addressing.i.ready
+            m.d.comb += [
+                addressing.i.valid.eq(q_pending),
+                addressing.i.payload.bits.eq(q_read.data),
+                addressing.i.payload.last.eq(1),
+                q_read.addr.eq(q_next),
+                q_read.en.eq(feed),  # hold the row on the port until it is taken
+            ]
+            with m.If(feed):
+                m.d.sync += [q_pending.eq(q_next != n), q_next.eq(q_next + 1)]
+
         m.d.comb += [
             q_write.addr.eq(in_token),
             q_write.data.eq(self.i.payload.q),
             q_write.en.eq(accepted),
         ]
         with m.If(accepted):
-            m.d.sync += [
-                k_word.eq(self.i.payload.k),
-                v_row.eq(self.i.payload.v),
-                in_token.eq(Mux(in_token == n - 1, 0, in_token + 1)),
-            ]
+            m.d.sync += in_token.eq(Mux(in_token == n - 1, 0, in_token + 1))
             with m.If(in_token == 0):
                 m.d.sync += [pass_first.eq(first), pass_layer.eq(layer)]
             with m.If(in_token == n - 1):
@@ -579,30 +586,16 @@ class SDSA(wiring.Component):
                     all_loaded.eq(1),
                     in_head.eq(Mux(in_head == self._heads - 1, 0, in_head + 1)),
                 ]
-        with m.If((phase == _Phase.LOAD) & all_loaded & ((k_word == 0) | a_word_done)):
-            m.d.sync += [phase.eq(_Phase.QPASS), all_loaded.eq(0), have_token.eq(0)]
-
-        # Phase B bookkeeping. The Q read port presents the row after the one in q_word.
-        with m.If(phase == _Phase.QPASS):
-            with m.If(~have_token):
-                m.d.comb += q_read.addr.eq(1)
-                m.d.sync += [have_token.eq(1), q_word.eq(q_read.data), q_token.eq(0),
-                             b_chunk.eq(0)]
-            with m.Elif(token_done):
-                m.d.comb += q_read.addr.eq(q_token + 2)
-            with m.Else():
-                m.d.comb += q_read.addr.eq(q_token + 1)
-        with m.If(b_issue):
-            with m.If(b_chunk == chunks - 1):
-                m.d.sync += [b_chunk.eq(0), q_word.eq(q_word & ~q_onehot)]
-            with m.Else():
-                m.d.sync += b_chunk.eq(b_chunk + 1)
-        with m.If(token_done):
-            m.d.sync += [b_chunk.eq(0), q_word.eq(q_read.data), q_token.eq(q_token + 1)]
-            with m.If(q_token == n - 1):
-                # The head's last accumulation has issued: the next head may load (KV reads of
-                # stage 1 are protected by the stall) and KV starts over, unwritten.
-                m.d.sync += [phase.eq(_Phase.LOAD), have_token.eq(0), row_written.eq(0)]
+        with m.If((phase == _Phase.LOAD) & consume & beat.last):
+            # KV is complete once this update lands; Q[0] is on the read port next cycle.
+            m.d.sync += [phase.eq(_Phase.QPASS), all_loaded.eq(0), q_pending.eq(1),
+                         q_next.eq(1)]
+        with m.If((phase == _Phase.QPASS) & consume & beat.last):
+            m.d.sync += q_tokens.eq(Mux(q_tokens == n - 1, 0, q_tokens + 1))
+            with m.If(q_tokens == n - 1):
+                # The head's last accumulation has issued: the next head may load (stage 1's KV
+                # read is protected by the stall) and KV starts over, unwritten.
+                m.d.sync += [phase.eq(_Phase.LOAD), row_written.eq(0)]
 
         # Stage 1: KV update (phase A) or accumulation into the token's counts (phase B).
         kv_word = Signal(self._chunk_layout(self._kv_width), name="kv_word")
