@@ -143,7 +143,6 @@ def test_cycles_follow_spikes():
     sim.run()
     ideal = sops / dut.lanes
     # Every cycle issues one lane-group add: only the pipeline's fill and drain come on top.
-    print("cycles", cycles, "ideal", ideal)
     assert cycles["first_word_to_first_output"] <= ideal + dut.latency + 2, (cycles, ideal)
 
 

@@ -1,0 +1,101 @@
+"""Memory-backed LIF array in Amaranth's simulator against quant.intops.lif_step."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.lif import LIFArray
+from sim.cases_lif_array import lif_array_case, lif_array_expected
+from sim.streams import PATTERNS, receive_all, send_all
+
+
+def simulate_lif_array(dut: LIFArray, case, *, send_pattern=(1,), receive_pattern=(1,)):
+    """Run a case; return (spikes, membranes, addresses) per beat."""
+    layout = dut.i.payload.shape()
+    payloads = [layout.const(case.payload(beat)) for beat in range(case.beats)]
+    received = []
+
+    async def sender(ctx):
+        await send_all(ctx, dut.i, payloads, send_pattern)
+
+    async def receiver(ctx):
+        received.extend(await receive_all(ctx, dut.o, case.beats, receive_pattern))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(sender)
+    sim.add_testbench(receiver)
+    sim.run()
+    spikes = np.array([[(int(p.spikes) >> lane) & 1 for lane in range(dut.lanes)]
+                       for p in received])
+    membranes = np.array([[int(p.membrane[lane]) for lane in range(dut.lanes)]
+                          for p in received])
+    return spikes, membranes, np.array([int(p.address) for p in received])
+
+
+def check(dut, case, seed, **patterns):
+    spikes, membranes, addresses = simulate_lif_array(dut, case, **patterns)
+    want_spikes, want_membranes = lif_array_expected(case, dut.lanes)
+    assert addresses.tolist() == case.address.tolist(), f"seed {seed}: addresses differ"
+    for name, got, want in (("spikes", spikes, want_spikes),
+                            ("membrane", membranes, want_membranes)):
+        if not np.array_equal(got, want):
+            beat, lane = np.argwhere(got != want)[0]
+            raise AssertionError(
+                f"LIF array seed {seed}: {name} differ first at beat {beat} (word "
+                f"{case.address[beat]}) lane {lane}: expected {want[beat, lane]}, got "
+                f"{got[beat, lane]}")
+
+
+@pytest.mark.parametrize("send", ["always", "pause", "sparse"])
+@pytest.mark.parametrize("receive", ["always", "pause", "sparse"])
+def test_time_steps_with_idle_and_backpressure(send, receive):
+    seed = 310
+    case = lif_array_case(np.random.default_rng(seed), lanes=3, words=5, channels=7,
+                          input_width=6, steps=4)
+    dut = LIFArray(lanes=3, words=5, input_width=6, thresholds=case.thresholds)
+    check(dut, case, seed, send_pattern=PATTERNS[send], receive_pattern=PATTERNS[receive])
+
+
+def test_one_lane_one_channel():
+    seed = 311
+    case = lif_array_case(np.random.default_rng(seed), lanes=1, words=1, channels=1,
+                          input_width=4, steps=12, repeats=0.5)
+    dut = LIFArray(lanes=1, words=1, input_width=4, thresholds=case.thresholds)
+    check(dut, case, seed, receive_pattern=PATTERNS["pause"])
+
+
+def test_width_not_power_of_two_wider_membrane():
+    seed = 312
+    case = lif_array_case(np.random.default_rng(seed), lanes=5, words=6, channels=13,
+                          input_width=7, steps=3)
+    dut = LIFArray(lanes=5, words=6, input_width=7, membrane_width=9,
+                   thresholds=case.thresholds)
+    check(dut, case, seed)
+
+
+def test_back_to_back_same_word():
+    """Every beat updates the same word: each read must see the write just before it."""
+    seed = 313
+    rng = np.random.default_rng(seed)
+    case = lif_array_case(rng, lanes=2, words=1, channels=2, input_width=5, steps=1,
+                          repeats=0.97)
+    dut = LIFArray(lanes=2, words=1, input_width=5, thresholds=case.thresholds)
+    check(dut, case, seed)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # refused, so never used
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lanes=0), "lanes must be >= 1, not 0"),
+    (dict(words=0), "words must be >= 1, not 0"),
+    (dict(membrane_width=5), "membrane_width 5 is narrower than input_width 6"),
+    (dict(thresholds=[1, 200]), "threshold 200 of channel 1 is outside [-64, 63]"),
+    (dict(thresholds=[]), "at least one channel"),
+    (dict(thresholds=5), "thresholds must be a sequence"),
+])
+def test_refuses_impossible_parameters(kwargs, message):
+    params = dict(lanes=2, words=4, input_width=6, thresholds=[3, 4])
+    params.update(kwargs)
+    with pytest.raises((ValueError, TypeError)) as info:
+        LIFArray(**params)
+    assert message in str(info.value)
