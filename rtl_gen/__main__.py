@@ -1,64 +1,102 @@
-"""Emit Verilog for the project's hardware units: ``python -m rtl_gen [--out DIR]``.
+"""Emit Verilog for a design point: ``python -m rtl_gen [--config FILE] [--out DIR] [...]``.
 
-For now this emits the LIF unit's default design point; the full design-point configuration of
-issue 7 extends it. Output is deterministic: no source paths or dates are written.
+Writes each unit's Verilog and ``manifest.json`` (ports, parameters, latencies, sha256) under
+``--out`` (default ``build/rtl``); ``--lint`` runs Verilator's ``-Wall`` lint on every file;
+``--synth`` adds Yosys/nextpnr estimates (``synth.json`` and a table). Output is byte-identical on
+every run.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from amaranth.back import verilog
-
-from hw.lif import LIF
-
-#: The default LIF design point emitted by ``make rtl``.
-DEFAULT_LIF = dict(lanes=16, input_width=16, threshold=None)
+from .config import ConfigError, load
 
 
-def emit(out: Path) -> list[Path]:
-    """Write each unit's Verilog and a manifest into ``out``; return the files written."""
-    out.mkdir(parents=True, exist_ok=True)
-    lif = LIF(**DEFAULT_LIF)
-    text = verilog.convert(lif, name="lif", emit_src=False)
-    files = {"lif.v": text}
-    manifest = {
-        "format": 1,
-        "units": [{
-            "name": "lif",
-            "file": "lif.v",
-            "parameters": {"lanes": lif.lanes, "input_width": lif.input_width,
-                           "membrane_width": lif.membrane_width,
-                           "threshold": "streamed" if lif.thresholds is None else lif.thresholds},
-            "latency": lif.latency,
-            "sha256": hashlib.sha256(text.encode()).hexdigest(),
-        }],
-    }
-    files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    written = []
-    for name, content in files.items():
-        # Write beside the target and rename, so an interrupted run never leaves half a file.
-        with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as tmp:
-            tmp.write(content)
-        os.replace(tmp.name, out / name)
-        written.append(out / name)
-    return written
+def _table(reports) -> str:
+    rows = [("unit", "ECP5 LUT4", "ECP5 FF", "ECP5 mult", "ECP5-6 MHz", "iCE40 LC", "iCE40 MHz")]
+    for r in reports:
+        ecp5 = r["cells"].get("ecp5", {})
+        ice = r["utilisation"].get("ice40-hx8k", {})
+        rows.append((
+            r["name"], str(ecp5.get("LUT4", "-")), str(ecp5.get("TRELLIS_FF", "-")),
+            str(r["multipliers"].get("ecp5", "-")),
+            str(r["fmax_mhz"].get("ecp5-25k-6", "-")),
+            str(ice.get("ICESTORM_LC", ["-"])[0]),
+            str(r["fmax_mhz"].get("ice40-hx8k", "-")),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtl_gen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rtl_gen",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None,
+                        help="design point JSON (default: rtl_gen/configs/default.json fields)")
     parser.add_argument("--out", type=Path, default=Path("build/rtl"),
-                        help="output directory (default: build/rtl)")
+                        help="output directory, replaced as a whole (default: build/rtl)")
+    parser.add_argument("--lint", action="store_true", help="lint every emitted file")
+    parser.add_argument("--synth", action="store_true",
+                        help="synthesis estimates with YoWASP (needs the 'synth' extra)")
+    parser.add_argument("--units", default=None,
+                        help="comma-separated subset of the design point's units")
     args = parser.parse_args(argv)
-    for path in emit(args.out):
-        print(f"wrote {path}")
-    return 0
+    try:
+        overrides = {}
+        if args.units:
+            overrides["units"] = tuple(u for u in args.units.split(",") if u)
+        point = load(args.config, **overrides)
+        if "layers" in point.units and point.checkpoint and not Path(point.checkpoint).exists():
+            raise ConfigError(f"{point.source}: field 'checkpoint' names {point.checkpoint}, "
+                              "which does not exist")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    from .emit import emit, unit_factories  # noqa: PLC0415 - after the config is known good
+
+    manifest = emit(point, args.out)
+    for unit in manifest["units"]:
+        print(f"wrote {args.out / unit['file']}")
+    print(f"wrote {args.out / 'manifest.json'}")
+    status = 0
+    if args.lint:
+        from .lint import lint  # noqa: PLC0415
+
+        for unit in manifest["units"]:
+            result = lint([args.out / unit["file"]], unit["name"])
+            print(f"lint {unit['name']}: {'clean' if result.ok else 'FAILED'}")
+            if not result.ok:
+                print(result.messages)
+                status = 1
+    if args.synth:
+        from . import synth  # noqa: PLC0415
+
+        missing = synth.available()
+        if missing:
+            print(f"error: {missing}", file=sys.stderr)
+            return 2
+        reports = []
+        for unit in unit_factories(point):
+            if unit.name not in {u["name"] for u in manifest["units"]}:
+                continue
+            print(f"synthesizing {unit.name} ...", flush=True)
+            reports.append(synth.synthesize(unit.name, unit.factory,
+                                            args.out.parent / "synth" / unit.name).as_dict())
+        report_path = args.out.parent / "synth" / "synth.json"
+        report_path.write_text(json.dumps({"design_point": point.as_dict(), "units": reports},
+                                          indent=2, sort_keys=True) + "\n")
+        print(_table(reports))
+        print(f"wrote {report_path}")
+        for r in reports:
+            for error in r["errors"]:
+                print(f"synthesis error in {r['name']}: {error}", file=sys.stderr)
+                status = 1
+    return status
 
 
 if __name__ == "__main__":

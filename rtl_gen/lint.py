@@ -10,6 +10,8 @@ Waivers (each is a property of Amaranth's code generator, not of a design):
 * ``UNUSEDSIGNAL`` on Amaranth's internal nets only (names starting with ``$``): intermediate
   results whose top bits are dropped, e.g. the carry of a sum that is shifted right. Unused bits
   of any named signal still warn.
+* ``DECLFILENAME``: Amaranth writes a design and all its submodules into one file, submodules
+  first, so the first module's name is not the file's.
 * ``UNUSEDSIGNAL`` on Amaranth's struct-field aliases (escaped names with a ``.``, such as
   ``i__payload.first``): Amaranth declares one alias wire per field of a ``data.View`` for
   waveform readability; the logic reads the slice of the port itself.
@@ -34,6 +36,7 @@ WAIVER_FILE_TEXT = "\n".join([
     'lint_off -rule CASEINCOMPLETE',
     'lint_off -rule UNSIGNED',
     'lint_off -rule PROCASSINIT',
+    'lint_off -rule DECLFILENAME',
     "lint_off -rule UNUSEDSIGNAL -file \"*\" -match \"*'$*\"",
     "lint_off -rule UNUSEDSIGNAL -file \"*\" -match \"*: '*.*'*\"",
     "",

@@ -1,0 +1,139 @@
+"""Design points: one JSON object that says what ``make rtl`` emits.
+
+Fields (all optional; defaults in :class:`DesignPoint`):
+
+``name``               a label used in reports (letters, digits, ``_`` and ``-``)
+``lanes``              neurons / output channels per cycle in every unit, 1..256
+``addressing_ports``   spike addresses per cycle of the addressing unit, 1..``lanes``
+``lif_input_width``    signed width of a LIF input (and membrane), 2..32
+``spike_word_bits``    bits per spike bitmap word the addressing unit takes, 1..1024
+``sdsa_variant``       1, 2, 3 or 4 (``sdsa-variants.md``)
+``tokens``             tokens N of the SDSA unit, 1..4096
+``head_width``         head width d of the SDSA unit, 1..1024
+``units``              which units to emit, a list drawn from :data:`UNITS`
+``checkpoint``         a checkpoint whose quantized layers get their own synapse engines with
+                       their weights (a path relative to the config file or the working
+                       directory), or ``null``
+``weight_bits``        weight bits for that quantization, 2..16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["UNITS", "ConfigError", "DesignPoint", "load"]
+
+#: Units ``make rtl`` knows how to emit.
+UNITS = ("lif", "addressing", "sdsa", "layers")
+
+
+class ConfigError(ValueError):
+    """A design point is invalid; the message names the file, the field and what is allowed."""
+
+
+def _int_in(source: str, name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{source}: field '{name}' must be an integer in {low}..{high}, "
+                          f"not {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{source}: field '{name}' must be an integer in {low}..{high}, "
+                          f"not {value!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{source}: field '{name}' is {value}; allowed: {low}..{high}")
+    return value
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One hardware design point shared by ``rtl_gen``, the testbenches and the reports."""
+
+    name: str = "default"
+    lanes: int = 16
+    addressing_ports: int = 2
+    lif_input_width: int = 16
+    spike_word_bits: int = 32
+    sdsa_variant: int = 3
+    tokens: int = 4
+    head_width: int = 16
+    units: tuple = UNITS
+    checkpoint: str | None = "golden/checkpoints/demo.pth"
+    weight_bits: int = 8
+    source: str = field(default="<defaults>", compare=False)
+
+    def validated(self) -> "DesignPoint":
+        """Return this design point after checking every field; raise :class:`ConfigError`."""
+        src = self.source
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name):
+            raise ConfigError(f"{src}: field 'name' must be 1-64 letters, digits, '_' or '-', "
+                              f"not {self.name!r}")
+        _int_in(src, "lanes", self.lanes, 1, 256)
+        _int_in(src, "addressing_ports", self.addressing_ports, 1, self.lanes)
+        _int_in(src, "lif_input_width", self.lif_input_width, 2, 32)
+        _int_in(src, "spike_word_bits", self.spike_word_bits, 1, 1024)
+        if self.sdsa_variant not in (1, 2, 3, 4) or isinstance(self.sdsa_variant, bool):
+            raise ConfigError(f"{src}: field 'sdsa_variant' is {self.sdsa_variant!r}; "
+                              "allowed: 1, 2, 3, 4")
+        _int_in(src, "tokens", self.tokens, 1, 4096)
+        _int_in(src, "head_width", self.head_width, 1, 1024)
+        _int_in(src, "weight_bits", self.weight_bits, 2, 16)
+        if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
+            raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
+                              f"not {self.units!r}")
+        unknown = [u for u in self.units if u not in UNITS]
+        if unknown:
+            raise ConfigError(f"{src}: field 'units' has unknown unit(s) {unknown}; "
+                              f"allowed: {list(UNITS)}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
+            raise ConfigError(f"{src}: field 'checkpoint' must be a path or null, "
+                              f"not {self.checkpoint!r}")
+        return self
+
+    def as_dict(self) -> dict:
+        """Return the fields that define the design point (for manifests)."""
+        values = dataclasses.asdict(self)
+        values.pop("source")
+        values["units"] = list(self.units)
+        return values
+
+
+def load(path: str | Path | None = None, **overrides) -> DesignPoint:
+    """Read a design point from a JSON file (``None``: the defaults), apply ``overrides``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or not JSON, has an unknown field, or a field is out of range.
+    """
+    values: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"design point file {path} does not exist") from None
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: must hold one JSON object, not {type(values).__name__}")
+    values.update(overrides)
+    allowed = [f.name for f in dataclasses.fields(DesignPoint) if f.name != "source"]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {unknown}; allowed fields: {allowed}")
+    if "units" in values and isinstance(values["units"], list):
+        values["units"] = tuple(values["units"])
+    if values.get("checkpoint") and path is not None:
+        candidate = Path(values["checkpoint"])
+        relative = path.parent / candidate
+        if not candidate.is_absolute() and not candidate.exists() and relative.exists():
+            values["checkpoint"] = str(relative)
+    return DesignPoint(source=source, **values).validated()
