@@ -95,6 +95,20 @@ def _layer_width(layers: int) -> int:
     return (layers - 1).bit_length()
 
 
+def _counter(count: int, name: str) -> Signal:
+    """Return a register counting ``0 .. count - 1``, at least 1 bit wide.
+
+    Amaranth emits a 0-bit signal as a ``[-1:0]`` Verilog vector, which is two bits wide there and
+    trips Verilator's lint; one spare bit costs nothing and keeps the Verilog plain.
+    """
+    return Signal(range(max(count, 2)), name=name)
+
+
+def _depth(words: int) -> int:
+    """Return a memory depth of at least 2, so that the address port is never 0 bits wide."""
+    return max(words, 2)
+
+
 def sdsa_input_layout(head_width: int, *, variant=Variant.SDSA3, layers: int = 1):
     """Return the payload layout of an SDSA unit's input stream: one token of one head.
 
@@ -368,35 +382,18 @@ class SDSA(wiring.Component):
         m.d.comb += padded.eq(row)
         return padded
 
-    @staticmethod
-    def _lowest_set_bit(m: Module, word: Signal, name: str):
-        """Return ``(onehot, index, at_most_one)`` of the least significant set bit of ``word``.
-
-        The index is an OR tree over the one-hot vector (no priority chain of adders), and
-        ``at_most_one`` says whether clearing that bit empties the word.
-        """
-        width = len(word)
-        onehot = Signal(width, name=f"{name}_onehot")
-        index = Signal(range(width), name=f"{name}_index")
-        at_most_one = Signal(name=f"{name}_at_most_one")
-        m.d.comb += onehot.eq(word & (~word + 1))
-        for bit in range(len(index)):
-            m.d.comb += index[bit].eq(Cat(onehot[j] for j in range(width) if (j >> bit) & 1).any())
-        m.d.comb += at_most_one.eq((word & ~onehot) == 0)
-        return onehot, index, at_most_one
-
     def _memories(self, m: Module, membranes: int):
         """Create the membrane and threshold memories; return the LIF's read/write ports."""
         membrane_read = membrane_write = threshold_read = None
         if self._membrane_width:
-            membrane = Memory(shape=self._chunk_layout(self._membrane_width), depth=membranes,
-                              init=[])
+            membrane = Memory(shape=self._chunk_layout(self._membrane_width),
+                              depth=_depth(membranes), init=[])
             m.submodules.membrane = membrane
             membrane_write = membrane.write_port()
             membrane_read = membrane.read_port(transparent_for=(membrane_write,))
         if self._variant == Variant.SDSA4:
-            thresholds = Memory(shape=unsigned(self._threshold_width), depth=self.layers,
-                                init=self._thresholds)
+            thresholds = Memory(shape=unsigned(self._threshold_width),
+                                depth=_depth(self.layers), init=self._thresholds)
             m.submodules.thresholds = thresholds
             # A handful of words read asynchronously: distributed RAM / registers, no pipeline.
             threshold_read = thresholds.read_port(domain="comb")
@@ -426,7 +423,7 @@ class SDSA(wiring.Component):
     def _step_context(self, m: Module, accepted, token, head):
         """Latch ``first`` (and SDSA-4's ``layer``) on the first beat of each time step."""
         step_first = Signal(name="step_first")
-        step_layer = Signal(_layer_width(self.layers), name="step_layer")
+        step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")
         step_start = Signal(name="step_start")
         m.d.comb += step_start.eq((token == 0) & (head == 0))
         with m.If(accepted & step_start):
@@ -448,13 +445,13 @@ class SDSA(wiring.Component):
         phase = Signal(_Phase, name="phase")
 
         # Q rows wait here until KV is complete.
-        q_memory = Memory(shape=d, depth=n, init=[])
+        q_memory = Memory(shape=d, depth=_depth(n), init=[])
         m.submodules.q_rows = q_memory
         q_write = q_memory.write_port()
         q_read = q_memory.read_port()
 
         # K^T V, one word per (row i, chunk c) at address {i, c}: lanes counts of [0, N].
-        kv_memory = Memory(shape=self._chunk_layout(self._kv_width), depth=d << chunk_bits,
+        kv_memory = Memory(shape=self._chunk_layout(self._kv_width), depth=_depth(d << chunk_bits),
                            init=[])
         m.submodules.kv = kv_memory
         kv_write = kv_memory.write_port()
@@ -474,33 +471,33 @@ class SDSA(wiring.Component):
         m.submodules.addressing = addressing
         beat = addressing.o.payload
         has_address = Signal(name="has_address")
-        row = Signal(range(d), name="row")
+        row = _counter(d, "row")
         m.d.comb += [has_address.eq(beat.count != 0), row.eq(beat.column[0])]
 
         # Input side: token and head of the next beat, and the time step's flags.
-        in_token = Signal(range(n), name="in_token")
-        in_head = Signal(range(self._heads), name="in_head")
+        in_token = _counter(n, "in_token")
+        in_head = _counter(self._heads, "in_head")
         all_loaded = Signal(name="all_loaded")
         accepted = Signal(name="accepted")
         m.d.comb += accepted.eq(self.i.valid & self.i.ready)
         first, layer = self._step_context(m, accepted, in_token, in_head)
         pass_first = Signal(name="pass_first")
-        pass_layer = Signal(_layer_width(self.layers), name="pass_layer")
+        pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")
 
         # Stage 1 of the accumulate pipeline (one cycle after the KV read is issued).
         s1_valid = Signal(name="s1_valid")
         s1_load = Signal(name="s1_load")              # 1: a KV update, 0: a Q.KV accumulation
         s1_address = Signal(len(kv_read.addr), name="s1_address")
-        s1_chunk = Signal(range(chunks), name="s1_chunk")
+        s1_chunk = _counter(chunks, "s1_chunk")
         s1_v = Signal(lanes, name="s1_v")
         s1_zero = Signal(name="s1_zero")              # the KV word reads as 0 (row not written)
         s1_last = Signal(name="s1_last")              # the token's last accumulation
         s1_first = Signal(name="s1_first")
-        s1_layer = Signal(_layer_width(self.layers), name="s1_layer")
+        s1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")
         s1_stall = Signal(name="s1_stall")
 
         # Issue: one (row, chunk) KV update or Q.KV accumulation per cycle, chunk by chunk.
-        chunk = Signal(range(chunks), name="chunk")
+        chunk = _counter(chunks, "chunk")
         fresh = Signal(name="fresh")
         row_fresh = Signal(name="row_fresh")
         issue = Signal(name="issue")
@@ -550,7 +547,7 @@ class SDSA(wiring.Component):
         # Phase B: the stored Q rows are read back and fed, one per frame.
         q_pending = Signal(name="q_pending")          # the Q read port holds the next row
         q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches
-        q_tokens = Signal(range(n), name="q_tokens")  # tokens whose accumulation has finished
+        q_tokens = _counter(n, "q_tokens")  # tokens whose accumulation has finished
         with m.If(phase == _Phase.LOAD):
             m.d.comb += [
                 addressing.i.valid.eq(self.i.valid & ~all_loaded),
@@ -615,8 +612,8 @@ class SDSA(wiring.Component):
         counts = Signal(counts_layout, name="counts")
         counts_valid = Signal(name="counts_valid")
         counts_first = Signal(name="counts_first")
-        counts_layer = Signal(_layer_width(self.layers), name="counts_layer")
-        lif_chunk = Signal(range(chunks), name="lif_chunk")
+        counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")
+        lif_chunk = _counter(chunks, "lif_chunk")
         lif_take = Signal(name="lif_take")
         l1_stall = Signal(name="l1_stall")
         m.d.comb += [
@@ -651,13 +648,13 @@ class SDSA(wiring.Component):
         """Run one LIF chunk per taken ``x`` and emit each completed row as an output beat."""
         lanes, chunks = self._lanes, self._chunks
         # Membranes are visited in a fixed order (head, token, chunk): a counter addresses them.
-        membrane_address = Signal(range(membranes), name="membrane_address")
+        membrane_address = _counter(membranes, "membrane_address")
         l1_valid = Signal(name="l1_valid")
         l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x")
-        l1_chunk = Signal(range(chunks), name="l1_chunk")
+        l1_chunk = _counter(chunks, "l1_chunk")
         l1_first = Signal(name="l1_first")
-        l1_layer = Signal(_layer_width(self.layers), name="l1_layer")
-        l1_address = Signal(range(membranes), name="l1_address")
+        l1_layer = Signal(max(1, _layer_width(self.layers)), name="l1_layer")
+        l1_address = _counter(membranes, "l1_address")
         l1_row_end = Signal(name="l1_row_end")
         m.d.comb += l1_stall.eq(l1_valid & l1_row_end & self.o.valid & ~self.o.ready)
         if membrane_read is not None:
@@ -703,14 +700,14 @@ class SDSA(wiring.Component):
         n, d, lanes, chunks = self._tokens, self._head_width, self._lanes, self._chunks
         phase = Signal(_Phase, name="phase")
 
-        q_memory = Memory(shape=d, depth=n, init=[])
+        q_memory = Memory(shape=d, depth=_depth(n), init=[])
         m.submodules.q_rows = q_memory
         q_write = q_memory.write_port()
         q_read = q_memory.read_port()
         membrane_read, membrane_write, threshold_read = self._memories(m, self._heads * chunks)
 
-        in_token = Signal(range(n), name="in_token")
-        in_head = Signal(range(self._heads), name="in_head")
+        in_token = _counter(n, "in_token")
+        in_head = _counter(self._heads, "in_head")
         accepted = Signal(name="accepted")
         m.d.comb += [
             self.i.ready.eq(phase == _Phase.LOAD),
@@ -750,17 +747,17 @@ class SDSA(wiring.Component):
         out_stage_valid = Signal(name="out_stage_valid")
 
         # LIF phase: one chunk of channel neurons per cycle into the mask.
-        lif_chunk = Signal(range(chunks), name="lif_chunk")
+        lif_chunk = _counter(chunks, "lif_chunk")
         lif_take = Signal(name="lif_take")
         m.d.comb += lif_take.eq((phase == _Phase.LIF) & ~out_stage_valid)
-        membrane_address = Signal(range(self._heads * chunks), name="membrane_address")
+        membrane_address = _counter(self._heads * chunks, "membrane_address")
         if membrane_read is not None:
             m.d.comb += [membrane_read.addr.eq(membrane_address), membrane_read.en.eq(lif_take)]
         l1_valid = Signal(name="l1_valid")
         l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x")
-        l1_chunk = Signal(range(chunks), name="l1_chunk")
+        l1_chunk = _counter(chunks, "l1_chunk")
         l1_first = Signal(name="l1_first")
-        l1_address = Signal(range(self._heads * chunks), name="l1_address")
+        l1_address = _counter(self._heads * chunks, "l1_address")
         m.d.sync += l1_valid.eq(lif_take)
         with m.If(lif_take):
             m.d.sync += [
@@ -787,7 +784,7 @@ class SDSA(wiring.Component):
             m.d.sync += mask.word_select(l1_chunk, lanes).eq(spikes)
 
         # Q pass: read each stored Q row and emit it masked by the channel spikes.
-        out_token = Signal(range(n), name="out_token")
+        out_token = _counter(n, "out_token")
         out_issue = Signal(name="out_issue")
         out_stall = Signal(name="out_stall")
         m.d.comb += [

@@ -1,0 +1,123 @@
+"""SDSA unit as Verilog on Verilator through cocotb, against the integer golden SDSA."""
+
+import json
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from golden.config import variant as model_variant
+from hw.sdsa import SDSA, Variant
+from hw.sdsa_model import case_from_arrays, random_case
+from sim import toolchain
+from sim.streams import PATTERNS
+from sim.tb.sdsa import write_cases
+
+ALWAYS, PAUSE, SPARSE = PATTERNS["always"], PATTERNS["pause"], PATTERNS["sparse"]
+
+
+def demo_attention():
+    """Return (tokens, head_width, heads) of the demo model's attention layers."""
+    config = model_variant("demo")
+    stage = 4  # block3: the first Transformer-based stage
+    size = config.stage_sizes[stage]
+    return size * size, config.stage_widths[stage] // config.num_heads, config.num_heads
+
+
+def run_point(tmp_path, dut: SDSA, cases: dict, label: str) -> dict:
+    """Build ``dut``, run every case of ``cases`` through it on Verilator; return cycles."""
+    design = toolchain.build(verilog.convert(dut, name="sdsa", emit_src=False), "sdsa")
+    case_file = tmp_path / f"{label}.npz"
+    report = tmp_path / f"{label}.json"
+    write_cases(case_file, cases)
+    toolchain.run(design, "sim.tb.sdsa", name=label, extra_env={
+        "SDSA_VARIANT": str(dut.variant.value),
+        "SDSA_TOKENS": str(dut.tokens),
+        "SDSA_HEAD_WIDTH": str(dut.head_width),
+        "SDSA_HEADS": str(dut.heads),
+        "SDSA_THRESHOLDS": ",".join(map(str, dut.thresholds)),
+        "SDSA_CASES": str(case_file),
+        "SDSA_REPORT": str(report),
+    })
+    return json.loads(report.read_text())
+
+
+def standard_cases(seed, tokens, head_width, heads, *, layers=1):
+    """Firing rates 1/10/50/100 %, all-zero and all-one maps, T=2 carry, idle + backpressure."""
+    print(f"SDSA stimulus seed {seed}")
+    rng = np.random.default_rng(seed)
+    shape = dict(tokens=tokens, head_width=head_width, heads=heads)
+    layer = [0, layers - 1, layers - 1]
+    cases = {}
+    for rate in (0.01, 0.1, 0.5, 1.0):
+        cases[f"rate_{rate}"] = (random_case(rng, steps=2, rate=rate, **shape), ALWAYS, ALWAYS)
+    zeros = np.zeros((2, heads, tokens, head_width), dtype=np.uint8)
+    cases["all_zero"] = (case_from_arrays(zeros, zeros, zeros), ALWAYS, ALWAYS)
+    cases["all_one"] = (case_from_arrays(zeros + 1, zeros + 1, zeros + 1), ALWAYS, ALWAYS)
+    cases["mixed_rates_idle_backpressure"] = (
+        random_case(rng, steps=3, rate=(0.3, 0.15, 0.6), first=[1, 0, 1], layer=layer, **shape),
+        PAUSE, SPARSE)
+    cases["backpressure_only"] = (
+        random_case(rng, steps=2, rate=0.2, layer=layer[:2], **shape), ALWAYS, PAUSE)
+    return cases
+
+
+def check_cycle_model(dut, cases, cycles):
+    """Cases run without idle cycles or backpressure must take exactly the modelled cycles."""
+    for name, (case, send, receive) in cases.items():
+        if send == ALWAYS and receive == ALWAYS:
+            model = dut.cycles(case.q.sum(axis=3), case.k.sum(axis=3))
+            assert cycles[name] == model, f"{name}: {cycles[name]} cycles, model {model}"
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
+                         ids=lambda v: v.name)
+def test_demo_attention_random(tmp_path, variant):
+    """The demo model's attention shape (N, d, heads from golden.config) at every firing rate."""
+    tokens, head_width, heads = demo_attention()
+    threshold = {Variant.SDSA1: 1, Variant.SDSA2: 2, Variant.SDSA3: 8, Variant.SDSA4: (8, 3)}
+    dut = SDSA(variant=variant, tokens=tokens, head_width=head_width, heads=heads, lanes=4,
+               threshold=threshold[variant])
+    cases = standard_cases(2024 + variant.value, tokens, head_width, heads, layers=dut.layers)
+    cycles = run_point(tmp_path, dut, cases, f"demo_{variant.name}")
+    check_cycle_model(dut, cases, cycles)
+
+
+@pytest.mark.verilator
+def test_one_token_one_channel(tmp_path):
+    """N=1, d=1, one lane, threshold 1: every q, k, v combination, membranes across steps."""
+    bits = np.array([[q, k, v] for q in (0, 1) for k in (0, 1) for v in (0, 1)], dtype=np.uint8)
+    q, k, v = (np.repeat(bits[:, None, i], 2, axis=1).reshape(8, 2, 1, 1) for i in range(3))
+    case = case_from_arrays(q, k, v, first=[1, 0, 0, 1, 0, 0, 1, 0])
+    dut = SDSA(variant=Variant.SDSA3, tokens=1, head_width=1, heads=2, threshold=1)
+    cases = {"exhaustive": (case, ALWAYS, ALWAYS), "exhaustive_stalls": (case, PAUSE, SPARSE)}
+    cycles = run_point(tmp_path, dut, cases, "n1_d1")
+    check_cycle_model(dut, cases, cycles)
+
+
+@pytest.mark.verilator
+def test_full_lanes_odd_sizes(tmp_path):
+    """d = lanes = 13 (one cycle per row), N = 7, 3 heads: widths that are not powers of two."""
+    dut = SDSA(variant=Variant.SDSA3, tokens=7, head_width=13, heads=3, threshold=8)
+    cases = standard_cases(77, 7, 13, 3)
+    cycles = run_point(tmp_path, dut, cases, "odd_sizes")
+    check_cycle_model(dut, cases, cycles)
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes", [16, 64])
+def test_realistic_attention(tmp_path, lanes):
+    """N = 196 tokens (14 x 14), d = 64 (the 55M model's block3), 8 heads, T = 2."""
+    seed = 196 + lanes
+    print(f"SDSA stimulus seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = SDSA(variant=Variant.SDSA3, tokens=196, head_width=64, heads=8, lanes=lanes)
+    cases = {f"rate_{rate}": (random_case(rng, tokens=196, head_width=64, heads=8, steps=2,
+                                          rate=rate), ALWAYS, ALWAYS)
+             for rate in (0.1, 0.3)}
+    cases["backpressure"] = (random_case(rng, tokens=196, head_width=64, heads=2, steps=1,
+                                         rate=0.2), PAUSE, SPARSE)
+    cycles = run_point(tmp_path, dut, cases, f"realistic_lanes{lanes}")
+    check_cycle_model(dut, cases, cycles)
