@@ -80,7 +80,8 @@ def test_truncated_and_altered_images_are_refused(net, tmp_path):
     with pytest.raises(images.ImageError, match="missing"):
         images.load_images(str(out))
     manifest = (out / "manifest.json").read_text()
-    (out / "manifest.json").write_text(manifest.replace('"format_version": 1', '"format_version": 9'))
+    manifest = manifest.replace('"format_version": 1', '"format_version": 9')
+    (out / "manifest.json").write_text(manifest)
     with pytest.raises(images.ImageError, match="version 9"):
         images.load_images(str(out))
 
