@@ -37,8 +37,8 @@ class Trace:
         LIF module path -> int64 membrane after each step (0 where it fired), spikes' shape.
     accumulators : dict
         Layer name -> int64 outputs ``[T, B, C, H, W]`` (the head: ``[T, B, classes]``); also
-        ``<attn>.kv`` (``[T, B, heads, d, d]``, SDSA-3/4) and ``<attn>.counts`` (pre-threshold) and ``<attn>.out`` (the uint8 spikes into
-        ``proj_conv``).
+        ``<attn>.kv`` (``[T, B, heads, d, d]``, SDSA-3/4), ``<attn>.counts`` (pre-threshold)
+        and ``<attn>.out`` (the uint8 spikes into ``proj_conv``).
     streams : dict
         Producer layer name -> the int64 residual stream right after its add.
     """
