@@ -1,0 +1,77 @@
+"""Stem convolution unit in Amaranth's simulator against quant.intops.stem_conv."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.stem import StemConv
+from quant import intops
+from sim.streams import PATTERNS, receive_all
+
+
+def simulate_stem(dut: StemConv, codes, receive_pattern=(1,)):
+    """Load ``codes [Cin, H, W]``, run the stem once; return values ``[Cout, Ho, Wo]``, cycles."""
+    out = {}
+
+    async def bench(ctx):
+        for address, code in enumerate(codes.reshape(-1)):
+            ctx.set(dut.load_address, address)
+            ctx.set(dut.load_data, int(code))
+            ctx.set(dut.load_enable, 1)
+            await ctx.tick()
+        ctx.set(dut.load_enable, 0)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        beats = await receive_all(ctx, dut.o, dut.positions * dut.groups, receive_pattern)
+        out["beats"] = beats
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    cout = len(out["beats"][0].values) * dut.groups
+    values = np.zeros((cout, dut.positions), dtype=np.int64)
+    for index, beat in enumerate(out["beats"]):
+        assert int(beat.position) * dut.groups + int(beat.group) == index, f"order at {index}"
+        assert int(beat.last) == (index == len(out["beats"]) - 1), f"last at {index}"
+        for lane in range(dut.lanes):
+            values[int(beat.group) * dut.lanes + lane, int(beat.position)] = int(beat.values[lane])
+    return values.reshape(cout, dut.out_height, dut.out_width)
+
+
+def check(seed, *, cin, cout, kernel, stride, padding, lanes, size, pixel_bits=8,
+          receive="always"):
+    rng = np.random.default_rng(seed)
+    top = (1 << pixel_bits) - 1
+    weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel))
+    bias = rng.integers(-5000, 5000, size=cout)
+    pad = rng.integers(0, top + 1, size=cin)
+    codes = rng.integers(0, top + 1, size=(cin, size, size))
+    codes[:, 0, :] = top  # an edge value on every channel
+    dut = StemConv(weight=weight, bias=bias, height=size, width=size, stride=stride,
+                   padding=padding, pad_value=pad, pixel_bits=pixel_bits, lanes=lanes)
+    got = simulate_stem(dut, codes, PATTERNS[receive])[:cout]
+    want = intops.stem_conv(codes, weight, bias, stride, padding, pad)
+    for (o, y, x) in zip(*np.nonzero(got != want)):
+        raise AssertionError(f"seed {seed}: stem output channel {o} at ({y}, {x}): "
+                             f"expected {want[o, y, x]}, got {got[o, y, x]}")
+
+
+@pytest.mark.parametrize("receive", ["always", "sparse"])
+def test_stem_7x7_stride2_pad3(receive):
+    check(11, cin=1, cout=8, kernel=7, stride=2, padding=3, lanes=4, size=8, receive=receive)
+
+
+def test_stem_odd_sizes_one_lane():
+    check(12, cin=3, cout=5, kernel=3, stride=1, padding=1, lanes=1, size=5, pixel_bits=5)
+
+
+def test_stem_lanes_not_dividing_channels():
+    check(13, cin=2, cout=7, kernel=3, stride=2, padding=1, lanes=3, size=7)
+
+
+def test_stem_refuses_bad_pad_code():
+    with pytest.raises(ValueError, match="pad_value"):
+        StemConv(weight=np.ones((2, 1, 3, 3), dtype=np.int64), bias=[0, 0], height=4, width=4,
+                 pad_value=[256], pixel_bits=8)
