@@ -1,0 +1,27 @@
+"""Run the golden package's commands: ``python -m golden {params,energy,train,bench}``."""
+
+import sys
+
+
+def main(argv=None) -> int:
+    """Dispatch to a sub-command's ``main``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {
+        "params": "golden.params",
+        "energy": "golden.energy",
+        "train": "golden.train",
+        "bench": "golden.bench",
+    }
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print("usage: python -m golden {params,energy,train,bench} [options]\n"
+              "  params  parameter count of every paper ablation (C=48 baseline)\n"
+              "  energy  firing rates, SOPs and energy of a checkpoint (table, CSV, JSON)\n"
+              "  train   train a small model on digits and save a checkpoint\n"
+              "  bench   forward time and peak memory of the 55M model on the CPU")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+    return importlib.import_module(commands[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
