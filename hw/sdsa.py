@@ -104,6 +104,26 @@ def _counter(count: int, name: str) -> Signal:
     return Signal(range(max(count, 2)), name=name)
 
 
+def _select(m: Module, index, options, shape, name: str) -> Signal:
+    """Return ``options[index]`` through a multiplexer.
+
+    A variable slice (``word_select``, an array view indexed by a signal) scales the index by the
+    element width, which Amaranth emits as a multiplication; a ``Switch`` keeps the unit free of
+    multiplier cells (``tests/test_sdsa_synth.py``).
+    """
+    selected = Signal(shape, name=name)
+    with m.Switch(index):
+        for position, option in enumerate(options):
+            with m.Case(position):
+                m.d.comb += selected.eq(option)
+    return selected
+
+
+def _chunks_of(value, lanes: int, chunks: int) -> list:
+    """Split a padded ``chunks * lanes``-bit value into its chunks (constant slices)."""
+    return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]
+
+
 def _depth(words: int) -> int:
     """Return a memory depth of at least 2, so that the address port is never 0 bits wide."""
     return max(words, 2)
@@ -527,7 +547,8 @@ class SDSA(wiring.Component):
             ]
             with m.If(phase == _Phase.LOAD):
                 m.d.sync += [
-                    s1_v.eq(tag_padded.word_select(chunk, lanes)),
+                    s1_v.eq(_select(m, chunk, _chunks_of(tag_padded, lanes, chunks), lanes,
+                                    "tag_chunk")),
                     s1_zero.eq(row_fresh),
                     s1_last.eq(0),
                 ]
@@ -605,8 +626,15 @@ class SDSA(wiring.Component):
         accumulator = Signal(counts_layout, name="accumulator")
         summed = Signal(counts_layout, name="summed")
         m.d.comb += summed.eq(accumulator)
+        chunk_counts = _select(m, s1_chunk, [accumulator[c] for c in range(chunks)],
+                               self._chunk_layout(self._count_width), "accumulator_chunk")
+        chunk_sums = Signal(self._chunk_layout(self._count_width), name="chunk_sums")
         for lane in range(lanes):
-            m.d.comb += summed[s1_chunk][lane].eq(accumulator[s1_chunk][lane] + kv_word[lane])
+            m.d.comb += chunk_sums[lane].eq(chunk_counts[lane] + kv_word[lane])
+        with m.Switch(s1_chunk):
+            for c in range(chunks):
+                with m.Case(c):
+                    m.d.comb += summed[c].eq(chunk_sums)
 
         # The finished token's counts wait here for the LIF.
         counts = Signal(counts_layout, name="counts")
@@ -638,7 +666,9 @@ class SDSA(wiring.Component):
             with m.Else():
                 m.d.sync += accumulator.eq(summed)
 
-        self._lif_to_output(m, counts[lif_chunk], lif_chunk, lif_take, l1_stall, counts_first,
+        counts_chunk = _select(m, lif_chunk, [counts[c] for c in range(chunks)],
+                               self._chunk_layout(self._count_width), "counts_chunk")
+        self._lif_to_output(m, counts_chunk, lif_chunk, lif_take, l1_stall, counts_first,
                             counts_layer, membrane_read, membrane_write, threshold_read,
                             self._heads * n * chunks)
         return m
@@ -684,7 +714,11 @@ class SDSA(wiring.Component):
             ]
         row = Signal(chunks * lanes, name="row")
         full_row = Signal(chunks * lanes, name="full_row")
-        m.d.comb += [full_row.eq(row), full_row.word_select(l1_chunk, lanes).eq(spikes)]
+        m.d.comb += full_row.eq(row)
+        with m.Switch(l1_chunk):
+            for c in range(chunks):
+                with m.Case(c):
+                    m.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)
 
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
@@ -751,6 +785,8 @@ class SDSA(wiring.Component):
         lif_take = Signal(name="lif_take")
         m.d.comb += lif_take.eq((phase == _Phase.LIF) & ~out_stage_valid)
         membrane_address = _counter(self._heads * chunks, "membrane_address")
+        columns_chunk = _select(m, lif_chunk, [columns[c] for c in range(chunks)],
+                                self._chunk_layout(self._count_width), "columns_chunk")
         if membrane_read is not None:
             m.d.comb += [membrane_read.addr.eq(membrane_address), membrane_read.en.eq(lif_take)]
         l1_valid = Signal(name="l1_valid")
@@ -761,7 +797,7 @@ class SDSA(wiring.Component):
         m.d.sync += l1_valid.eq(lif_take)
         with m.If(lif_take):
             m.d.sync += [
-                l1_x.eq(columns[lif_chunk]), l1_chunk.eq(lif_chunk), l1_first.eq(pass_first),
+                l1_x.eq(columns_chunk), l1_chunk.eq(lif_chunk), l1_first.eq(pass_first),
                 l1_address.eq(membrane_address),
                 membrane_address.eq(Mux(membrane_address == self._heads * chunks - 1, 0,
                                         membrane_address + 1)),
@@ -781,7 +817,10 @@ class SDSA(wiring.Component):
             ]
         mask = Signal(chunks * lanes, name="mask")
         with m.If(l1_valid):
-            m.d.sync += mask.word_select(l1_chunk, lanes).eq(spikes)
+            with m.Switch(l1_chunk):
+                for c in range(chunks):
+                    with m.Case(c):
+                        m.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)
 
         # Q pass: read each stored Q row and emit it masked by the channel spikes.
         out_token = _counter(n, "out_token")
