@@ -96,14 +96,18 @@ def _canonical(kind: SynapseKind, weight) -> np.ndarray:
     return array
 
 
-def accumulator_bound(weight: np.ndarray, bias: np.ndarray) -> int:
-    """Return the largest ``|accumulator|`` any spike map can produce.
+def accumulator_bound(weight: np.ndarray, bias: np.ndarray) -> tuple[int, int]:
+    """Return the lowest and highest value any accumulator can hold, over every spike map.
 
-    Every partial sum is ``bias[o]`` plus a subset of output channel ``o``'s weights (a spike adds
-    each weight at most once to one output), so ``|bias[o]| + sum |weight[o]|`` bounds it.
+    Every partial sum of output channel ``o`` is ``bias[o]`` plus a subset of its weights (a spike
+    adds each weight at most once to one output), so it lies in
+    ``[bias[o] + sum of its negative weights, bias[o] + sum of its positive weights]``; both ends
+    are reached. This is the same bound as quant's ``IntLayer.acc_low``/``acc_high``.
     """
-    per_channel = np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1) + np.abs(bias)
-    return int(per_channel.max()) if per_channel.size else 0
+    flat = weight.reshape(weight.shape[0], -1)
+    low = bias + np.minimum(flat, 0).sum(axis=1)
+    high = bias + np.maximum(flat, 0).sum(axis=1)
+    return min(0, int(low.min())), max(0, int(high.max()))
 
 
 def pack_lanes(values, width: int) -> int:
@@ -285,15 +289,15 @@ class SynapseEngine(wiring.Component):
             raise ValueError(
                 f"weight_width {weight_width} is narrower than the {need_weight} bits the weights "
                 f"need (range [{weight.min()}, {weight.max()}])")
-        bound = accumulator_bound(weight, bias)
-        need_acc = signed_width(-bound, bound)
+        low, high = accumulator_bound(weight, bias)
+        need_acc = signed_width(low, high)
         if accumulator_width is None:
             accumulator_width = need_acc
         self._accumulator_width = check_int("accumulator_width", accumulator_width, 1)
         if self._accumulator_width < need_acc:
             raise ValueError(
                 f"accumulator_width {accumulator_width} is narrower than the {need_acc} bits the "
-                f"bound |bias| + sum |weight| = {bound} needs")
+                f"accumulator range [{low}, {high}] (bias plus any subset of weights) needs")
         super().__init__({
             "i": In(stream.Signature(addressing_input_layout(self.word_bits))),
             "o": Out(stream.Signature(synapse_output_layout(
