@@ -17,7 +17,7 @@ help:
 	@echo "test-all  every test, including the slow ones"
 	@echo "rtl       emit Verilog and its manifest under $(OUT)/rtl"
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
-	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS)"
+	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
 	@echo "demo      the whole flow on the shipped default"
 	@echo "bench     benchmark scripts (speed, cycles); prints numbers"
 	@echo "clean     remove build outputs (keeps $(VENV))"
@@ -45,8 +45,10 @@ rtl: install
 sim: install
 	$(PY) -m pytest -q -n $(JOBS) -m verilator
 
+# The output directory is refused if it exists: remove it (or pick QOUT=...) to re-run.
+QOUT ?= $(OUT)/quant/$(basename $(notdir $(CKPT)))-w$(BITS)
 quantize: install
-	@echo "quantize: not implemented yet (issue 4: quant/ CLI)"; exit 1
+	$(PY) -m quant.cli $(CKPT) --bits $(BITS) --out $(QOUT)
 
 demo: rtl sim
 
