@@ -1,0 +1,145 @@
+"""cocotb test of the whole network: load pixels, pulse start, await done, read and compare.
+
+The case comes from ``NET_CASE`` (an ``.npz`` written by :func:`sim.e2e.write_case`) and
+``NET_META`` (its JSON: the spike maps' layouts and the program's step names). Python touches the
+design only to load each image's pixel codes, to pulse ``start`` and, while the network runs
+autonomously, to note the cycle count whenever the sequencer moves to another step. After ``done``
+it reads the logits and every LIF's spike map (through VPI) and compares them with the integer
+golden model, naming the first time step, layer and index that differ. ``NET_RESULTS`` receives
+the logits, per-step cycles and wall times as JSON.
+"""
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge, ValueChange
+
+from sim.tb.common import TB
+
+
+def read_memory(handle) -> list[int]:
+    """Return a memory array's words by ascending index (VPI lists them in declared order)."""
+    values = [int(v) for v in handle.value]
+    indices = list(handle.range)
+    out = [0] * len(values)
+    for index, value in zip(indices, values):
+        out[index] = value
+    return out
+
+
+def read_spikes(dut, spec, T) -> np.ndarray:
+    """Return a spike map as ``[T, C, H * W]`` from its memories (layouts: ``hw.network``)."""
+    channels, height, width = spec["channels"], spec["height"], spec["width"]
+    banks, cg = spec["banks"], spec["cg"]
+    out = np.zeros((T, channels, height * width), dtype=np.uint8)
+    if spec["layout"] == "conv":
+        words = [read_memory(getattr(dut, f"{spec['memory']}_{b}")) for b in range(banks)]
+        for t in range(T):
+            for c in range(channels):
+                for y in range(height):
+                    word = words[c % banks][(t * cg + c // banks) * height + y]
+                    for x in range(width):
+                        out[t, c, y * width + x] = (word >> x) & 1
+    else:
+        words = read_memory(getattr(dut, spec["memory"]))
+        tokens = height * width
+        for t in range(T):
+            for n in range(tokens):
+                word = words[t * tokens + n]
+                for c in range(channels):
+                    out[t, c, n] = (word >> c) & 1
+    return out
+
+
+async def load_pixels(dut, codes):
+    """Write pixel codes (``[C, H, W]``, word ``(c * H + y) * W + x``) through the load port."""
+    for address, code in enumerate(np.asarray(codes).reshape(-1)):
+        dut.load_address.value = address
+        dut.load_data.value = int(code)
+        dut.load_enable.value = 1
+        await RisingEdge(dut.clk)
+    dut.load_enable.value = 0
+
+
+async def watch_steps(dut, log):
+    """Record ``(time step, program step, cycles)`` whenever the sequencer changes step."""
+    while True:
+        await ValueChange(dut.step)
+        await ReadOnly()
+        log.append((int(dut.time_step.value), int(dut.step.value), int(dut.cycles.value)))
+
+
+@cocotb.test()
+async def test_network(dut):
+    """Every image: logits and every LIF's spikes equal the integer golden model's."""
+    case = np.load(os.environ["NET_CASE"])
+    with open(os.environ["NET_META"]) as handle:
+        meta = json.load(handle)
+    T, classes = meta["T"], meta["classes"]
+    tb = TB(dut)
+    dut.start.value = 0
+    dut.load_enable.value = 0
+    await tb.reset()
+    while True:
+        await ReadOnly()
+        if dut.ready.value:
+            break
+        await RisingEdge(dut.ready)
+    await RisingEdge(dut.clk)
+    results = []
+    failures = []
+    codes_all = case["codes"]
+    for image in range(codes_all.shape[0]):
+        await load_pixels(dut, codes_all[image])
+        log = []
+        watcher = cocotb.start_soon(watch_steps(dut, log))
+        wall = time.perf_counter()
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        await RisingEdge(dut.done)
+        await ReadOnly()
+        elapsed = time.perf_counter() - wall
+        watcher.cancel()
+        total = int(dut.cycles.value)
+        width = meta["logit_bits"]
+        raw = int(dut.logits.value)
+        logits = []
+        for c in range(classes):
+            v = (raw >> (c * width)) & ((1 << width) - 1)
+            logits.append(v - (1 << width) if v >> (width - 1) else v)
+        want = [int(v) for v in case["logits"][image]]
+        first = None
+        for lif in meta["lif_order"]:
+            spec = meta["maps"][lif]
+            got = read_spikes(dut, spec, T)
+            expected = case[f"spikes:{lif}"][image]
+            diff = np.argwhere(got != expected)
+            if diff.size:
+                # Order by time step first: a later layer at t=0 runs before any layer at t=1.
+                t, c, n = min(map(tuple, diff))
+                candidate = (t, meta["lif_order"].index(lif), lif, c, n, int(expected[t, c, n]),
+                             int(got[t, c, n]))
+                first = candidate if first is None or candidate[:2] < first[:2] else first
+        if first is not None:
+            t, _, lif, c, n, e, g = first
+            failures.append(f"image {image}: first spike difference at t={t}, layer {lif}, "
+                            f"channel {c}, position {n}: expected {e}, got {g}")
+        if logits != want:
+            index = next(i for i in range(classes) if logits[i] != want[i])
+            failures.append(f"image {image}: logits differ at class {index}: expected "
+                            f"{want[index]}, got {logits[index]} (all: {want} vs {logits})")
+        dut._log.info("image %d: %d cycles in %.2f s (%.0f cycles/s), logits %s %s", image,
+                      total, elapsed, total / elapsed if elapsed else 0, logits,
+                      "ok" if logits == want and first is None else "MISMATCH")
+        results.append({"image": image, "cycles": total, "wall_s": elapsed, "logits": logits,
+                        "steps": log, "match": logits == want and first is None})
+        await RisingEdge(dut.clk)
+    out = os.environ.get("NET_RESULTS")
+    if out:
+        with open(out, "w") as handle:
+            json.dump({"images": results}, handle)
+    assert not failures, "\n".join(failures)
