@@ -34,9 +34,9 @@ lane 0 in the least significant bits, lanes past ``Cout`` zero. Depthwise: addre
 :func:`pack_weights` builds these words from quant's canonical arrays.
 
 Accumulator bank (``bank``): word ``position * G + g`` (``position = oy * Wo + ox``, or the token
-``n``), ``lanes`` signed ``accumulator_width``-bit sums. Read-modify-write in two cycles: read in the
-cycle a tap is issued, write the sum in the next; the read port is transparent to the write port,
-so a tap issued right after one to the same word reads the value being written (back-to-back
+``n``), ``lanes`` signed ``accumulator_width``-bit sums. Read-modify-write in two cycles: read in
+the cycle a tap is issued, write the sum in the next; the read port is transparent to the write
+port, so a tap issued right after one to the same word reads the value being written (back-to-back
 updates of one word are exact, with no stall).
 """
 

@@ -5,6 +5,7 @@ architecture with seeded initial weights stands in, so the layers' shapes, foldi
 and images are the real ones while the weights are untrained.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +40,17 @@ def demo_images(tmp_path_factory):
     from quant.images import export, load_images  # noqa: PLC0415
     from quant.quantize import quantize_model  # noqa: PLC0415
 
+    model = None
     if CHECKPOINT.exists():
         from golden.checkpoint import load_checkpoint  # noqa: PLC0415
-        model = load_checkpoint(CHECKPOINT)
-    else:
+        try:
+            model = load_checkpoint(CHECKPOINT)
+        except Exception as error:  # noqa: BLE001 - golden's file; the layers' shapes still hold
+            # Say so loudly, but still test the real layer shapes with untrained weights.
+            warnings.warn(f"{CHECKPOINT} does not load ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0]}); using untrained demo weights",
+                          stacklevel=1)
+    if model is None:
         torch.manual_seed(0)
         model = MetaSpikeFormer(variant("demo"))
     net = quantize_model(model.eval())
