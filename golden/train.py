@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                                                         else sys.argv[1:]))
         save_checkpoint(model, args.out, test_accuracy=final["test_acc"],
                         train_seconds=round(final["seconds"], 1), epochs=args.epochs,
-                        command=command, torch_version=torch.__version__)
+                        command=command, torch_version=str(torch.__version__))
         print(f"saved {args.out}")
     return 0
 
