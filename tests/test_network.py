@@ -1,0 +1,61 @@
+"""Network program and plan: every layer and LIF of the integer model appears once, shapes agree."""
+
+import pytest
+import torch
+
+from hw.network import Network, Program
+from quant.intmodel import IntegerModel
+from sim.e2e import demo_model, quantized
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", params=[1, 2])
+def demo(request):
+    model, _ = demo_model(request.param, "random", seed=0)
+    return quantized(model)
+
+
+def test_program_covers_every_layer_and_lif_once(demo):
+    steps = Program(demo).steps
+    layers = [s.layer for s in steps if s.kind in ("stem", "layer")]
+    assert layers == list(demo.layers), "layers out of order or missing"
+    lifs = [s.sink.split(":", 1)[1] for s in steps if s.sink.startswith(("lif:", "map:"))]
+    assert sorted(lifs) == sorted(demo.lifs), "LIFs missing or repeated"
+    assert [s.kind for s in steps].count("sdsa") == len(demo.attention)
+    assert steps[0].first_step_only and not any(s.first_step_only for s in steps[1:])
+
+
+def test_spike_maps_match_the_trace_shapes(demo):
+    dut = Network(demo, lanes=8)
+    model = IntegerModel(demo)
+    codes = torch.randint(0, 256, (1, 1, 32, 32), generator=torch.Generator().manual_seed(3))
+    print("seed 3")
+    _, trace = model.forward(codes, trace=True)
+    for name, info in dut.maps.items():
+        spikes = trace.spikes[name]
+        per_step = spikes[0, 0].numel()
+        assert per_step == info.channels * info.height * info.width, name
+        assert spikes.shape[2] == info.channels, name
+    # The SDSA feeds proj_conv: its output map is banked by head width.
+    for path, attn in demo.attention.items():
+        info = dut.maps[f"{path}.attn_lif"]
+        assert info.layout == "conv" and info.banks == attn["head_width"]
+        for key in ("q_lif", "k_lif", "v_lif"):
+            assert dut.maps[f"{path}.{key}"].layout == "token"
+
+
+def test_refuses_what_it_cannot_run():
+    from golden.config import variant
+    from golden.model import MetaSpikeFormer
+    from quant.quantize import quantize_model
+
+    torch.manual_seed(0)
+    model = MetaSpikeFormer(variant("demo", sdsa=1)).double().eval()
+    net = quantize_model(model, 8, 8, (0.0, 255 / 16))
+    with pytest.raises(NotImplementedError, match="SDSA-3"):
+        Network(net)
+    model = MetaSpikeFormer(variant("demo")).double().eval()
+    net = quantize_model(model, 8, 8, (0.0, 255 / 16), fuse_sepconv=False)
+    with pytest.raises(NotImplementedError, match="fused SepConv"):
+        Network(net)
