@@ -95,10 +95,10 @@ def test_lint_wall_clean(tmp_path, unit):
     assert result.ok, result.messages
 
 
-def test_lint_catches_an_unused_named_signal(tmp_path):
+def test_lint_catches_an_undriven_signal(tmp_path):
     source = tmp_path / "bad.v"
-    source.write_text("module bad(input clk, input [3:0] a, output y);\n"
-                      "  wire [3:0] forgotten = a;\n  assign y = clk;\nendmodule\n")
+    source.write_text("module bad(input clk, output y);\n"
+                      "  wire forgotten;\n  assign y = clk & forgotten;\nendmodule\n")
     result = lint([source], "bad")
     assert not result.ok
-    assert "forgotten" in result.messages
+    assert "UNDRIVEN" in result.messages and "forgotten" in result.messages
