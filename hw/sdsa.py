@@ -348,19 +348,27 @@ class SDSA(wiring.Component):
         lif_start = -chunks     # cycle the LIF took the first chunk of the previous token
         done = 0
         for q_row, k_row in zip(q_spikes, k_spikes):
-            # Phase A: a token's K updates issue back to back; the next beat enters with the last.
-            for k in k_row:
+            # Phase A: a K row's addresses appear a cycle after it is taken and issue one
+            # (row, chunk) update per cycle; the next row is taken with the last update. An
+            # empty row makes no address (one cycle to take it) unless it ends the head.
+            for token, k in enumerate(k_row):
                 start = max(accept + 1, released)
-                accept = start + k * chunks - 1 if k else accept + 1
-            switch = accept  # the cycle that moves to the Q pass (k of the last row > 0 or not)
-            issue = switch + 2  # one cycle to switch, one to fetch the first Q row
+                if k:
+                    accept = start + k * chunks - 1
+                elif token == n - 1:
+                    accept = start
+                else:
+                    accept += 1
+            # Phase B: Q[0] enters as the last K address leaves; its addresses follow at once.
+            issue = accept + 1
             for q in q_row:
                 last = issue + max(1, q * chunks) - 1
+                # Stage 1 hands the token to the LIF once the LIF has taken the previous one.
                 handoff = max(last + 1, lif_start + chunks - 1)
                 lif_start = max(handoff + 1, lif_start + chunks)
                 issue = released = handoff
                 done = lif_start + chunks + 1
-            accept = last + 1
+            accept = last  # the next head's first row enters with the last Q address
         return done + 1
 
     def ideal_cycles(self, q_spikes: int, k_spikes: int, v_spikes: int = 0,
@@ -468,7 +476,8 @@ class SDSA(wiring.Component):
         q_memory = Memory(shape=d, depth=_depth(n), init=[])
         m.submodules.q_rows = q_memory
         q_write = q_memory.write_port()
-        q_read = q_memory.read_port()
+        # Transparent: with N = 1, Q[0] is read back in the cycle it is written.
+        q_read = q_memory.read_port(transparent_for=(q_write,))
 
         # K^T V, one word per (row i, chunk c) at address {i, c}: lanes counts of [0, N].
         kv_memory = Memory(shape=self._chunk_layout(self._kv_width), depth=_depth(d << chunk_bits),
@@ -497,7 +506,6 @@ class SDSA(wiring.Component):
         # Input side: token and head of the next beat, and the time step's flags.
         in_token = _counter(n, "in_token")
         in_head = _counter(self._heads, "in_head")
-        all_loaded = Signal(name="all_loaded")
         accepted = Signal(name="accepted")
         m.d.comb += accepted.eq(self.i.valid & self.i.ready)
         first, layer = self._step_context(m, accepted, in_token, in_head)
@@ -564,31 +572,34 @@ class SDSA(wiring.Component):
             with m.If((phase == _Phase.LOAD) & (chunk == 0)):
                 m.d.sync += row_written.bit_select(row, 1).eq(1)
 
-        # Phase A: the input stream feeds K rows to the addressing unit and Q rows to memory.
-        # Phase B: the stored Q rows are read back and fed, one per frame.
-        q_pending = Signal(name="q_pending")          # the Q read port holds the next row
+        # The addressing unit's input: the input stream's K rows (Q rows go to memory), then,
+        # from the head's last beat on, the stored Q rows read back. The unit holds one word, so
+        # Q[0] enters in the cycle the last K word's final address leaves, and the next head's
+        # first K row in the cycle the last Q row's does: no cycle is lost between passes.
+        q_pending = Signal(name="q_pending")          # the Q read port holds a row to feed
         q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches
         q_tokens = _counter(n, "q_tokens")  # tokens whose accumulation has finished
-        with m.If(phase == _Phase.LOAD):
+        with m.If(q_pending):
+            feed = Signal(name="feed")
             m.d.comb += [
-                addressing.i.valid.eq(self.i.valid & ~all_loaded),
-                addressing.i.payload.bits.eq(self.i.payload.k),
-                addressing.i.payload.last.eq(in_token == n - 1),
-                addressing.i.payload.tag.eq(self.i.payload.v),
-                self.i.ready.eq(addressing.i.ready & ~all_loaded),
-                q_read.addr.eq(0),
-            ]
-        with m.Else():
-            feed = addressing.i.valid & addressing.i.ready
-            m.d.comb += [
-                addressing.i.valid.eq(q_pending),
+                addressing.i.valid.eq(1),
                 addressing.i.payload.bits.eq(q_read.data),
                 addressing.i.payload.last.eq(1),
+                feed.eq(addressing.i.ready),
                 q_read.addr.eq(q_next),
                 q_read.en.eq(feed),  # hold the row on the port until it is taken
             ]
             with m.If(feed):
                 m.d.sync += [q_pending.eq(q_next != n), q_next.eq(q_next + 1)]
+        with m.Else():
+            m.d.comb += [
+                addressing.i.valid.eq(self.i.valid),
+                addressing.i.payload.bits.eq(self.i.payload.k),
+                addressing.i.payload.last.eq(in_token == n - 1),
+                addressing.i.payload.tag.eq(self.i.payload.v),
+                self.i.ready.eq(addressing.i.ready),
+                q_read.addr.eq(0),  # Q[0] is on the port when the feeding starts
+            ]
 
         m.d.comb += [
             q_write.addr.eq(in_token),
@@ -601,18 +612,18 @@ class SDSA(wiring.Component):
                 m.d.sync += [pass_first.eq(first), pass_layer.eq(layer)]
             with m.If(in_token == n - 1):
                 m.d.sync += [
-                    all_loaded.eq(1),
+                    q_pending.eq(1),
+                    q_next.eq(1),
                     in_head.eq(Mux(in_head == self._heads - 1, 0, in_head + 1)),
                 ]
         with m.If((phase == _Phase.LOAD) & consume & beat.last):
-            # KV is complete once this update lands; Q[0] is on the read port next cycle.
-            m.d.sync += [phase.eq(_Phase.QPASS), all_loaded.eq(0), q_pending.eq(1),
-                         q_next.eq(1)]
+            # KV is complete once this update lands (the KV read port is transparent).
+            m.d.sync += phase.eq(_Phase.QPASS)
         with m.If((phase == _Phase.QPASS) & consume & beat.last):
             m.d.sync += q_tokens.eq(Mux(q_tokens == n - 1, 0, q_tokens + 1))
             with m.If(q_tokens == n - 1):
-                # The head's last accumulation has issued: the next head may load (stage 1's KV
-                # read is protected by the stall) and KV starts over, unwritten.
+                # The head's last accumulation has issued: the next head's K addresses follow
+                # (stage 1's KV read is protected by the stall) and KV starts over, unwritten.
                 m.d.sync += [phase.eq(_Phase.LOAD), row_written.eq(0)]
 
         # Stage 1: KV update (phase A) or accumulation into the token's counts (phase B).
