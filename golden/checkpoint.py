@@ -146,8 +146,9 @@ def check_state_dict(model: torch.nn.Module, sd: dict, source: str = "state dict
     if problems:
         shown = "\n  ".join(problems[:12])
         more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
-        raise CheckpointError(f"{source} does not fit {getattr(model, 'cfg', None) and model.cfg.name}"
-                              f" model ({len(problems)} problem(s)):\n  {shown}{more}")
+        name = model.cfg.name if hasattr(model, "cfg") else type(model).__name__
+        raise CheckpointError(f"{source} does not fit the {name} model "
+                              f"({len(problems)} problem(s)):\n  {shown}{more}")
 
 
 def load_checkpoint(path: str | os.PathLike, cfg: ModelConfig | str | None = None,

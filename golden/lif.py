@@ -104,20 +104,30 @@ class MultiStepLIF(nn.Module):
             raise ValueError(f"MultiStepLIF expects [T, ...] with at least 2 dims, got shape "
                              f"{tuple(x_seq.shape)}")
         v_th = self.threshold if threshold is None else threshold
+        steps = x_seq.shape[0]
+        # Without autograd, `h >= v_th` equals spikingjelly's `h - v_th >= 0` for finite floats
+        # (a rounded difference is zero only when the operands are equal) and saves a pass.
+        fast = not (torch.is_grad_enabled() and (x_seq.requires_grad
+                                                 or isinstance(v_th, torch.Tensor)
+                                                 and v_th.requires_grad))
         spikes = []
         v = None
-        for t in range(x_seq.shape[0]):
+        for t in range(steps):
             x = x_seq[t]
             if v is None:
-                # spikingjelly starts from the Python float 0.0: the same expression keeps rounding
-                # identical (0.0 + (x - 0.0) / tau == x / tau exactly).
-                h = 0.0 + (x - 0.0) / self.tau
+                # spikingjelly starts from V = 0.0: `0.0 + (x - 0.0) / tau` is `x / tau` exactly
+                # (up to the sign of a zero, which no comparison or later sum can see).
+                h = x / self.tau
             else:
                 h = v + (x - v) / self.tau
-            s = spike_fn(h - v_th, self.alpha)
-            s_d = s.detach()
-            v = (1.0 - s_d) * h + s_d * 0.0
+            if fast:
+                s = (h >= v_th).to(x.dtype)
+            else:
+                s = spike_fn(h - v_th, self.alpha)
             spikes.append(s)
+            if t + 1 < steps:  # the last step's reset is never read
+                s_d = s.detach()
+                v = (1.0 - s_d) * h + s_d * 0.0
         if len(spikes) == 1:
             return spikes[0].unsqueeze(0)
         return torch.stack(spikes, 0)

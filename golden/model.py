@@ -2,7 +2,7 @@
 
 Module and parameter names match the official ``classification/models.py`` of
 BICLab/Spike-Driven-Transformer-V2 (commit 35f245f), so its checkpoints load strictly; see
-``docs/golden.md`` and ``/shared/docs/reference-model.md`` for the facts this follows. Every LIF is a
+``docs/golden.md`` and the team's ``reference-model.md`` for the facts this follows. Every LIF is a
 named :class:`~golden.lif.MultiStepLIF` submodule, so a module path such as
 ``block3.0.attn.q_lif`` names one spike tensor; :func:`record_spikes` collects them.
 
@@ -115,7 +115,7 @@ def _stream_lif(cfg: ModelConfig) -> nn.Module:
 
 
 class _Residual(nn.Module):
-    """Mix-in that adds a branch to the residual stream according to the shortcut kind."""
+    """Add a branch to the residual stream as the shortcut kind says (mix-in for blocks)."""
 
     def _add(self, x: torch.Tensor, branch_out: torch.Tensor, out_lif: nn.Module | None,
              shortcut: str) -> torch.Tensor:

@@ -71,7 +71,8 @@ def test_bn_and_pad_value():
     assert out.shape == (2, 3, 6, 6)
     # The border equals BN(0) = beta - mean * gamma / sqrt(var + eps).
     expected = layer.bn(torch.zeros(1, 3, 1, 1)).view(3)
-    by_hand = torch.tensor([0.1 - 1.0 * 2.0 / (4 + 1e-5) ** 0.5, -0.2 + 2.0 * 0.5 / (1 + 1e-5) ** 0.5,
+    by_hand = torch.tensor([0.1 - 1.0 * 2.0 / (4 + 1e-5) ** 0.5,
+                            -0.2 + 2.0 * 0.5 / (1 + 1e-5) ** 0.5,
                             0.3 - 0.5 * -1.0 / (0.25 + 1e-5) ** 0.5])
     assert torch.allclose(expected, by_hand)
     border = torch.ones(6, 6, dtype=torch.bool)
