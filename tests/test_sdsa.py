@@ -32,10 +32,21 @@ def simulate_sdsa(dut: SDSA, case, *, send_pattern=(1,), receive_pattern=(1,)):
         async for _ in ctx.tick():
             clock["cycles"] += 1
 
+    async def stream_rules(ctx):
+        # A beat offered and not taken must stay offered, unchanged, until it is taken.
+        waiting = None
+        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o.valid, dut.o.ready,
+                                                                   dut.o.payload):
+            if waiting is not None:
+                assert valid, "o.valid fell before the beat was taken"
+                assert payload.as_bits() == waiting, "o.payload changed while not taken"
+            waiting = payload.as_bits() if valid and not ready else None
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_process(sender)
     sim.add_process(counter)
+    sim.add_process(stream_rules)
     sim.add_testbench(receiver)
     sim.run()
     rows = np.array([bits_row(int(p.spikes), dut.head_width) for p in received])
