@@ -45,7 +45,7 @@ __all__ = [
 
 
 class Variant(enum.Enum, shape=3):
-    """Which spike-driven self-attention operator a unit computes."""
+    """Name the spike-driven self-attention operator a unit computes."""
 
     #: ``Q AND SN(sum over tokens of K AND V)`` (Spike-Driven Transformer V1).
     SDSA1 = 1
@@ -153,7 +153,7 @@ def sdsa_output_layout(head_width: int):
 
 
 class _Phase(enum.Enum, shape=2):
-    """Where a head pass is: loading tokens (KV / column sums), LIF, Q pass."""
+    """Name the part of a head pass: loading tokens (KV / column sums), LIF, Q pass."""
 
     LOAD = 0
     LIF = 1

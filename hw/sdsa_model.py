@@ -22,7 +22,7 @@ __all__ = ["SDSACase", "random_case", "case_from_arrays", "expected_spikes", "in
 
 @dataclass(frozen=True)
 class SDSACase:
-    """Spike rows for an SDSA unit: ``q``, ``k``, ``v`` uint8 ``[steps, heads, N, d]``.
+    """Hold spike rows for an SDSA unit: ``q``, ``k``, ``v`` uint8 ``[steps, heads, N, d]``.
 
     ``first[step]`` starts a sample (membranes read as 0); ``layer[step]`` selects SDSA-4's
     threshold memory entry.
