@@ -9,17 +9,20 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install test test-all rtl sim quantize demo bench clean
+.PHONY: help install test test-all rtl synth sim quantize demo bench energy demo-model clean
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent)"
 	@echo "test      the fast test suite (unit, golden, quant and Verilator tests)"
 	@echo "test-all  every test, including the slow ones"
-	@echo "rtl       emit Verilog and its manifest under $(OUT)/rtl"
+	@echo "rtl       emit and lint Verilog of CONFIG=$(CONFIG) under $(OUT)/rtl"
+	@echo "synth     Yosys resources and nextpnr Fmax of CONFIG's units (installs the synth extra)"
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
 	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
 	@echo "demo      the whole flow on the shipped default"
-	@echo "bench     benchmark scripts (speed, cycles); prints numbers"
+	@echo "bench     benchmark scripts (speed, cycles, accuracy); prints numbers"
+	@echo "energy    firing rates and energy report of CKPT"
+	@echo "demo-model  retrain the shipped demo checkpoint"
 	@echo "clean     remove build outputs (keeps $(VENV))"
 
 install: $(STAMP)
@@ -33,14 +36,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# One torch thread per worker: two workers with two threads each fight over two cores.
+TEST_ENV := OMP_NUM_THREADS=1
+
 test: install
-	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "not slow"
 
 test-all: install
-	$(PY) -m pytest -q -n $(JOBS)
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS)
+
+CONFIG ?= rtl_gen/configs/default.json
 
 rtl: install
-	$(PY) -m rtl_gen --out $(OUT)/rtl
+	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --lint
+
+# Place-and-route needs the 'synth' extra (nextpnr for ECP5 and iCE40, ~390 MB more).
+synth: install
+	$(PY) -m pip install --quiet -e ".[dev,synth]"
+	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth
 
 sim: install
 	$(PY) -m pytest -q -n $(JOBS) -m verilator
@@ -52,8 +65,20 @@ quantize: install
 
 demo: rtl sim
 
+# Each script prints its numbers; JSON copies land under $(OUT)/bench.
 bench: install
-	@echo "bench: no benchmark scripts yet (issues 3-8 add them)"; exit 1
+	$(PY) -m golden bench --variant 55M --batch 1 8
+	$(PY) -m quant.bench speed
+	$(PY) -m quant.bench accuracy --ckpt $(CKPT)
+	$(PY) -m hw.bench_units --json $(OUT)/bench/hw_units.json
+	$(PY) -m hw.bench_sdsa
+
+energy: install
+	$(PY) -m golden energy --ckpt $(CKPT)
+
+# Retrain the shipped demo checkpoint (about 3-5 minutes on one thread; bit-identical weights).
+demo-model: install
+	$(PY) -m golden train --variant demo --out golden/checkpoints/demo.pth
 
 clean:
 	rm -rf $(OUT) sim_build .pytest_cache
