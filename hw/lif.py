@@ -24,18 +24,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.params import check_int
+
 __all__ = ["LIF", "lif_input_layout", "lif_output_layout",
            "LIFArray", "lif_array_input_layout", "lif_array_output_layout"]
-
-
-def _positive_int(name: str, value, minimum: int = 1) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
-    return value
 
 
 def lif_input_layout(lanes: int, input_width: int, *, streamed_threshold: bool = False):
@@ -87,11 +79,11 @@ class LIF(wiring.Component):
 
     def __init__(self, *, lanes: int, input_width: int, membrane_width: int | None = None,
                  threshold: int | Sequence[int] | None = None):
-        self._lanes = _positive_int("lanes", lanes)
-        self._input_width = _positive_int("input_width", input_width, 2)
+        self._lanes = check_int("lanes", lanes)
+        self._input_width = check_int("input_width", input_width, 2)
         if membrane_width is None:
             membrane_width = input_width
-        self._membrane_width = _positive_int("membrane_width", membrane_width, 2)
+        self._membrane_width = check_int("membrane_width", membrane_width, 2)
         if self._membrane_width < self._input_width:
             raise ValueError(
                 f"membrane_width {membrane_width} is narrower than input_width {input_width}: "
@@ -260,12 +252,12 @@ class LIFArray(wiring.Component):
 
     def __init__(self, *, lanes: int, words: int, input_width: int,
                  membrane_width: int | None = None, thresholds: Sequence[int]):
-        self._lanes = _positive_int("lanes", lanes)
-        self._words = _positive_int("words", words)
-        self._input_width = _positive_int("input_width", input_width, 2)
+        self._lanes = check_int("lanes", lanes)
+        self._words = check_int("words", words)
+        self._input_width = check_int("input_width", input_width, 2)
         if membrane_width is None:
             membrane_width = input_width
-        self._membrane_width = _positive_int("membrane_width", membrane_width, 2)
+        self._membrane_width = check_int("membrane_width", membrane_width, 2)
         if self._membrane_width < self._input_width:
             raise ValueError(
                 f"membrane_width {membrane_width} is narrower than input_width {input_width}: "

@@ -34,6 +34,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .addressing import SpikeAddressing
+from .params import check_int
 
 __all__ = [
     "Variant",
@@ -60,17 +61,6 @@ class Variant(enum.Enum, shape=3):
 #: Thresholds on the raw counts when none is given: V1's channel neuron (theta 0.5 on counts of
 #: scale 1) gives 1; SDSA-3's ``* 0.125`` then theta 0.5 gives 8; SDSA-4 starts at SDSA-3's value.
 DEFAULT_THRESHOLDS = {Variant.SDSA1: 1, Variant.SDSA2: 1, Variant.SDSA3: 8, Variant.SDSA4: (8,)}
-
-
-def _integer(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {value!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be {allowed}, not {value}")
-    return value
 
 
 def _variant(value) -> Variant:
@@ -197,10 +187,10 @@ class SDSA(wiring.Component):
     def __init__(self, *, variant, tokens: int, head_width: int, heads: int = 1,
                  lanes: int | None = None, threshold: int | Sequence[int] | None = None):
         self._variant = _variant(variant)
-        self._tokens = _integer("tokens", tokens)
-        self._head_width = _integer("head_width", head_width)
-        self._heads = _integer("heads", heads)
-        self._lanes = _integer("lanes", self._head_width if lanes is None else lanes,
+        self._tokens = check_int("tokens", tokens)
+        self._head_width = check_int("head_width", head_width)
+        self._heads = check_int("heads", heads)
+        self._lanes = check_int("lanes", self._head_width if lanes is None else lanes,
                                1, self._head_width)
         matmul = self._variant in (Variant.SDSA3, Variant.SDSA4)
         # The largest count the neuron sees: a column sum of N bits, or Q (K^T V) <= N * d.
@@ -216,7 +206,7 @@ class SDSA(wiring.Component):
             else:
                 values = (threshold,)
             self._thresholds = tuple(
-                _integer(f"threshold[{layer}]", value, 1, highest)
+                check_int(f"threshold[{layer}]", value, 1, highest)
                 for layer, value in enumerate(values)
             )
             # Any legal threshold may be written into the memory, so size the membrane for all.
@@ -225,7 +215,7 @@ class SDSA(wiring.Component):
             if isinstance(threshold, Sequence):
                 raise TypeError(f"threshold of {self._variant.name} must be one integer, not "
                                 f"{threshold!r} (only SDSA4 has a threshold per layer)")
-            self._thresholds = (_integer("threshold", threshold, 1, highest),)
+            self._thresholds = (check_int("threshold", threshold, 1, highest),)
             membrane_max = (self._thresholds[0] - 1) >> 1  # below threshold, then halved
         self._count_width = self._max_count.bit_length()
         self._kv_width = self._tokens.bit_length()
