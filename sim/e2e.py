@@ -38,6 +38,12 @@ E_MAC_PAPER, E_AC_PAPER = 4.6, 0.9
 E_ADD_INT8, E_MUL_INT8, E_SRAM_BYTE = 0.03, 0.2, 1.25
 
 
+#: Amaranth writes an If/Elif chain as a priority ``casez`` whose patterns overlap on purpose (the
+#: first match wins, as in the Python source); the sequencer's chains trip Verilator's
+#: CASEOVERLAP, which changes nothing the design computes.
+NETWORK_BUILD_ARGS = ("-Wno-CASEOVERLAP",)
+
+
 def demo_model(T: int, checkpoint=None, seed: int = 0):
     """Return ``(model, trained)``: the demo checkpoint at T, or a seeded random demo model."""
     import torch
@@ -176,6 +182,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     from sim import toolchain
 
     torch.set_num_threads(1)
+    out = Path(out).resolve()  # the simulator runs in its build directory
     out.mkdir(parents=True, exist_ok=True)
     model, trained = demo_model(T, checkpoint, seed)
     net = quantized(model)
@@ -188,7 +195,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     text = network_verilog(dut, net, lanes)
     convert_s = time.perf_counter() - begin
     begin = time.perf_counter()
-    design = toolchain.build(text, "network")
+    design = toolchain.build(text, "network", extra_args=NETWORK_BUILD_ARGS)
     build_s = time.perf_counter() - begin
     results = out / f"results_T{T}.json"
     begin = time.perf_counter()
@@ -260,7 +267,10 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
     rows = []
     per_step = {}
     for image, result in enumerate(rtl):
-        marks = [(0, 0, 0)] + [tuple(e) for e in result["steps"]]
+        marks = [tuple(e) for e in result["steps"]]
+        # A run that starts at step 0 (the first after reset) records no change into step 0.
+        if not marks or marks[0][1] != 0:
+            marks = [(0, 0, 0)] + marks
         for (t0, k0, c0), (t1, k1, c1) in zip(marks, marks[1:]):
             if k0 < len(steps):
                 per_step.setdefault((k0, t0), []).append(c1 - c0)
