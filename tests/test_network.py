@@ -59,3 +59,19 @@ def test_refuses_what_it_cannot_run():
     net = quantize_model(model, 8, 8, (0.0, 255 / 16), fuse_sepconv=False)
     with pytest.raises(NotImplementedError, match="fused SepConv"):
         Network(net)
+
+
+def test_first_difference_names_earliest_time_step_then_layer():
+    import numpy as np
+
+    from sim.tb.network import first_difference
+
+    order = ["a", "b"]
+    want = {name: np.zeros((2, 3, 4), dtype=np.uint8) for name in order}
+    got = {name: array.copy() for name, array in want.items()}
+    assert first_difference(got, want, order) is None
+    got["a"][1, 0, 0] = 1     # layer a, but at t=1
+    got["b"][0, 2, 3] = 1     # a later layer at t=0 ran first
+    got["b"][0, 1, 2] = 1
+    assert first_difference(got, want, order) == (
+        "first spike difference at t=0, layer b, channel 1, position 2: expected 0, got 1")

@@ -54,6 +54,27 @@ def read_spikes(dut, spec, T) -> np.ndarray:
     return out
 
 
+def first_difference(got: dict, expected: dict, order: list) -> str | None:
+    """Name the first spike that differs: earliest time step, then program order, then index.
+
+    ``got`` and ``expected`` map a LIF name to ``[T, C, N]`` spikes; ``order`` is the program's
+    LIF order (a later layer at t = 0 runs before any layer at t = 1, so time comes first).
+    """
+    first = None
+    for rank, lif in enumerate(order):
+        diff = np.argwhere(np.asarray(got[lif]) != np.asarray(expected[lif]))
+        if diff.size:
+            t, c, n = (int(v) for v in min(map(tuple, diff)))
+            key = (t, rank, c, n)
+            if first is None or key < first[0]:
+                first = (key, lif, int(expected[lif][t, c, n]), int(got[lif][t, c, n]))
+    if first is None:
+        return None
+    (t, _, c, n), lif, want, value = first
+    return (f"first spike difference at t={t}, layer {lif}, channel {c}, position {n}: "
+            f"expected {want}, got {value}")
+
+
 async def load_pixels(dut, codes):
     """Write pixel codes (``[C, H, W]``, word ``(c * H + y) * W + x``) through the load port."""
     for address, code in enumerate(np.asarray(codes).reshape(-1)):
@@ -112,31 +133,20 @@ async def test_network(dut):
             v = (raw >> (c * width)) & ((1 << width) - 1)
             logits.append(v - (1 << width) if v >> (width - 1) else v)
         want = [int(v) for v in case["logits"][image]]
-        first = None
-        for lif in meta["lif_order"]:
-            spec = meta["maps"][lif]
-            got = read_spikes(dut, spec, T)
-            expected = case[f"spikes:{lif}"][image]
-            diff = np.argwhere(got != expected)
-            if diff.size:
-                # Order by time step first: a later layer at t=0 runs before any layer at t=1.
-                t, c, n = min(map(tuple, diff))
-                candidate = (t, meta["lif_order"].index(lif), lif, c, n, int(expected[t, c, n]),
-                             int(got[t, c, n]))
-                first = candidate if first is None or candidate[:2] < first[:2] else first
-        if first is not None:
-            t, _, lif, c, n, e, g = first
-            failures.append(f"image {image}: first spike difference at t={t}, layer {lif}, "
-                            f"channel {c}, position {n}: expected {e}, got {g}")
+        got_maps = {lif: read_spikes(dut, meta["maps"][lif], T) for lif in meta["lif_order"]}
+        want_maps = {lif: case[f"spikes:{lif}"][image] for lif in meta["lif_order"]}
+        message = first_difference(got_maps, want_maps, meta["lif_order"])
+        if message:
+            failures.append(f"image {image}: {message}")
         if logits != want:
             index = next(i for i in range(classes) if logits[i] != want[i])
             failures.append(f"image {image}: logits differ at class {index}: expected "
                             f"{want[index]}, got {logits[index]} (all: {want} vs {logits})")
         dut._log.info("image %d: %d cycles in %.2f s (%.0f cycles/s), logits %s %s", image,
                       total, elapsed, total / elapsed if elapsed else 0, logits,
-                      "ok" if logits == want and first is None else "MISMATCH")
+                      "ok" if logits == want and message is None else "MISMATCH")
         results.append({"image": image, "cycles": total, "wall_s": elapsed, "logits": logits,
-                        "steps": log, "match": logits == want and first is None})
+                        "steps": log, "match": logits == want and message is None})
         await RisingEdge(dut.clk)
     out = os.environ.get("NET_RESULTS")
     if out:
