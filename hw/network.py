@@ -4,9 +4,9 @@
 from the same dataflow walk as the integer golden model (``quant.graph.walk``): a recording
 backend (:class:`Program`) turns the walk into a list of *steps*, each a hardware controller with a
 ``start`` pulse and a ``finish`` pulse. The sequencer runs the steps in order for every time step
-(the stem only at ``t = 0``: the input is the same at every step), then raises ``done``. Because each
-LIF keeps its own membranes, running all layers of ``t = 0`` before ``t = 1`` gives the integer
-model's results exactly (it runs layer by layer over all T).
+(the stem only at ``t = 0``: the input is the same at every step), then raises ``done``.
+Because each LIF keeps its own membranes, running all layers of ``t = 0`` before ``t = 1``
+gives the integer model's results exactly (it runs layer by layer over all T).
 
 Units (one per layer, weights baked into their memories, an arrangement that fits the demo's size):
 

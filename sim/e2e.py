@@ -375,7 +375,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m sim.e2e", description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=4, help="test images per T (default 4)")
     p.add_argument("--T", type=int, nargs="+", default=[1, 2], help="time steps (default 1 2)")
-    p.add_argument("--checkpoint", default=None, help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights")
     p.add_argument("--lanes", type=int, default=8, help="lanes of every engine (default 8)")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figure (default 100 MHz; see docs/network.md)")
