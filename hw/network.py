@@ -43,7 +43,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import SynapseEngine
-from hw.addressing import bits_for
+from hw.params import bits_for
 from hw.lif import LIFArray
 from hw.sdsa import SDSA
 from hw.stem import StemConv

@@ -24,7 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes, pack_weights, signed_width, synapse_output_layout
-from hw.addressing import bits_for, check_int
+from hw.params import bits_for, check_int
 
 __all__ = ["StemConv", "stem_bound"]
 
