@@ -55,15 +55,28 @@ synth: install
 	$(PY) -m pip install --quiet -e ".[dev,synth]"
 	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth
 
+# IMAGES test digits at each of TSTEPS time steps through the whole demo network on Verilator.
+IMAGES ?= 4
+TSTEPS ?= 1 2
+
+# Unit co-simulations, then the whole demo network end to end (reports under $(OUT)/e2e).
 sim: install
-	$(PY) -m pytest -q -n $(JOBS) -m verilator
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "verilator and not slow"
+	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
 
 # The output directory is refused if it exists: remove it (or pick QOUT=...) to re-run.
 QOUT ?= $(OUT)/quant/$(basename $(notdir $(CKPT)))-w$(BITS)
 quantize: install
 	$(PY) -m quant.cli $(CKPT) --bits $(BITS) --out $(QOUT)
 
-demo: rtl sim
+# The whole flow on the shipped demo checkpoint: energy report, quantize, emit and lint Verilog,
+# run the network on Verilator against the integer and float golden models, report.
+demo: install
+	$(TEST_ENV) $(PY) -m golden energy --ckpt $(CKPT)
+	rm -rf $(OUT)/demo/quant
+	$(TEST_ENV) $(PY) -m quant.cli $(CKPT) --bits $(BITS) --out $(OUT)/demo/quant
+	$(TEST_ENV) $(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --lint
+	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
 
 # Each script prints its numbers; JSON copies land under $(OUT)/bench.
 bench: install

@@ -59,11 +59,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    pixel_range = args.pixel_range
-    if pixel_range is None:
-        # Demo inputs are k/16 for k in 0..16: 8-bit codes of step 1/16 hold them exactly.
-        pixel_range = ((0.0, 255 / 16) if model.cfg.name == "demo" or model.cfg.in_channels == 1
-                       else (-2.2, 2.7))
+    pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
     net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
                          fuse_sepconv=not args.no_fuse_sepconv)
     manifest = export(net, args.out, coe=args.coe, report=net.report())

@@ -17,7 +17,8 @@ from .fold import FoldedNet, fold_model
 from .graph import plan
 
 __all__ = ["PixelQuant", "IntLayer", "IntLIF", "IntStream", "IntNet", "quantize",
-           "quantize_model", "MIN_BITS", "MAX_BITS"]
+           "quantize_model", "default_pixel_range", "DIGITS_PIXEL_RANGE", "IMAGENET_PIXEL_RANGE",
+           "MIN_BITS", "MAX_BITS"]
 
 MIN_BITS, MAX_BITS = 2, 16
 # Products and sums are evaluated by float BLAS as an exact integer evaluator; float64 holds every
@@ -448,10 +449,29 @@ def _spatial_sizes(cfg) -> dict:
     return sizes
 
 
-def quantize_model(model, weight_bits: int = 8, pixel_bits: int = 8, pixel_range=(-2.2, 2.7),
+#: Real input range of the demo data: pixels k/16 for k in 0..16, so 8-bit codes of step 1/16 hold
+#: them exactly (the codes are the raw digit pixels).
+DIGITS_PIXEL_RANGE = (0.0, 255 / 16)
+#: Real input range of ImageNet-normalised images.
+IMAGENET_PIXEL_RANGE = (-2.2, 2.7)
+
+
+def default_pixel_range(cfg) -> tuple[float, float]:
+    """Return the stem's input range for a configuration: digits for 1-channel models."""
+    if cfg.name == "demo" or cfg.in_channels == 1:
+        return DIGITS_PIXEL_RANGE
+    return IMAGENET_PIXEL_RANGE
+
+
+def quantize_model(model, weight_bits: int = 8, pixel_bits: int = 8, pixel_range=None,
                    fuse_sepconv: bool = True) -> IntNet:
-    """Fold and quantize a float ``golden.model.MetaSpikeFormer`` in one call."""
+    """Fold and quantize a float ``golden.model.MetaSpikeFormer`` in one call.
+
+    ``pixel_range=None`` takes :func:`default_pixel_range` of the model's configuration.
+    """
     _check_bits("weight_bits", weight_bits)
     _check_bits("pixel_bits", pixel_bits)
+    if pixel_range is None:
+        pixel_range = default_pixel_range(model.cfg)
     return quantize(fold_model(model, fuse_sepconv), weight_bits, pixel_bits, pixel_range)
 

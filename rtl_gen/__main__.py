@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         if args.units:
             overrides["units"] = tuple(u for u in args.units.split(",") if u)
         point = load(args.config, **overrides)
-        if "layers" in point.units and point.checkpoint and not Path(point.checkpoint).exists():
+        if "network" in point.units and not Path(point.checkpoint).exists():
             raise ConfigError(f"{point.source}: field 'checkpoint' names {point.checkpoint}, "
                               "which does not exist")
     except ConfigError as error:

@@ -11,10 +11,10 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``tokens``             tokens N of the SDSA unit, 1..4096
 ``head_width``         head width d of the SDSA unit, 1..1024
 ``units``              which units to emit, a list drawn from :data:`UNITS`
-``checkpoint``         a checkpoint whose quantized layers get their own synapse engines with
-                       their weights (a path relative to the config file or the working
-                       directory), or ``null``
-``weight_bits``        weight bits for that quantization, 2..16
+``checkpoint``         the checkpoint the ``network`` unit is generated from (a path relative to
+                       the config file or the working directory), or ``null``
+``weight_bits``        weight bits of its quantization, 2..16
+``time_steps``         time steps T the ``network`` unit runs per image, 1..16
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 __all__ = ["UNITS", "ConfigError", "DesignPoint", "load"]
 
 #: Units ``make rtl`` knows how to emit.
-UNITS = ("lif", "addressing", "sdsa", "layers")
+UNITS = ("lif", "addressing", "sdsa", "network")
 
 
 class ConfigError(ValueError):
@@ -65,6 +65,7 @@ class DesignPoint:
     units: tuple = UNITS
     checkpoint: str | None = "golden/checkpoints/demo.pth"
     weight_bits: int = 8
+    time_steps: int = 1
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -83,6 +84,7 @@ class DesignPoint:
         _int_in(src, "tokens", self.tokens, 1, 4096)
         _int_in(src, "head_width", self.head_width, 1, 1024)
         _int_in(src, "weight_bits", self.weight_bits, 2, 16)
+        _int_in(src, "time_steps", self.time_steps, 1, 16)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")
@@ -93,6 +95,8 @@ class DesignPoint:
         if self.checkpoint is not None and not isinstance(self.checkpoint, str):
             raise ConfigError(f"{src}: field 'checkpoint' must be a path or null, "
                               f"not {self.checkpoint!r}")
+        if "network" in self.units and self.checkpoint is None:
+            raise ConfigError(f"{src}: unit 'network' needs field 'checkpoint' (a path)")
         return self
 
     def as_dict(self) -> dict:

@@ -23,24 +23,9 @@ from amaranth.lib import wiring
 
 from .config import DesignPoint
 
-__all__ = ["LayerSpec", "EmittedUnit", "unit_factories", "layer_specs", "emit", "ports_of"]
+__all__ = ["EmittedUnit", "unit_factories", "quantized_network", "emit", "ports_of"]
 
 MANIFEST_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One spike-input layer of a quantized network, as a synapse engine sees it."""
-
-    name: str
-    kind: str            # "conv", "linear" or "depthwise"
-    weight: np.ndarray   # quant's canonical integer weights
-    bias: np.ndarray
-    height: int          # input map height (linear: tokens)
-    width: int           # input map width (linear: 1)
-    stride: int
-    padding: int
-    input_lif: str       # the LIF whose spikes feed the layer
 
 
 @dataclass(frozen=True)
@@ -50,6 +35,7 @@ class EmittedUnit:
     name: str
     factory: object      # () -> wiring.Component (a component can be elaborated only once)
     parameters: dict
+    net: object = None   # the quantized network whose memory images go with the unit
 
 
 def ports_of(unit: wiring.Component) -> list[dict]:
@@ -64,50 +50,13 @@ def ports_of(unit: wiring.Component) -> list[dict]:
     return ports
 
 
-def layer_specs(checkpoint: str, weight_bits: int) -> tuple[list[LayerSpec], object]:
-    """Quantize ``checkpoint`` and describe every layer that takes spikes (not the stem).
-
-    Returns
-    -------
-    (specs, net)
-        The layer specs in execution order and quant's :class:`~quant.quantize.IntNet`.
-    """
-    import torch  # noqa: PLC0415 - only this part of rtl_gen needs the model stack
-
-    from golden.checkpoint import load_checkpoint  # noqa: PLC0415
-    from quant.graph import plan  # noqa: PLC0415
-    from quant.intmodel import IntegerModel  # noqa: PLC0415
+def quantized_network(checkpoint: str, weight_bits: int, time_steps: int):
+    """Load ``checkpoint`` at ``time_steps`` and quantize it (quant's defaults otherwise)."""
+    from golden.checkpoint import load_checkpoint  # noqa: PLC0415 - only the network needs it
     from quant.quantize import quantize_model  # noqa: PLC0415
 
-    model = load_checkpoint(checkpoint)
-    cfg = model.cfg
-    pixel_range = (0.0, 255 / 16) if cfg.in_channels == 1 else (-2.2, 2.7)
-    net = quantize_model(model, weight_bits, 8, pixel_range)
-    planner = plan(cfg, fused_sepconv=net.fuse_sepconv)
-    image = torch.zeros(1, cfg.in_channels, cfg.img_size, cfg.img_size, dtype=torch.int64)
-    _, trace = IntegerModel(net).forward(image, trace=True)
-    specs = []
-    for name, layer in net.layers.items():
-        source = planner.layer_inputs.get(name)
-        if layer.kind == "stem" or source is None or source.kind != "spikes":
-            continue
-        shape = tuple(trace.spikes[source.source].shape)  # [T, B, C, H, W] or [T, B, C, N]
-        if len(shape) == 5:
-            height, width = shape[3], shape[4]
-        else:
-            height, width = shape[3], 1
-        weight = np.asarray(layer.weight)
-        if layer.kind == "linear" or (weight.ndim == 4 and len(shape) == 4):
-            kind = "linear"
-            weight = weight.reshape(weight.shape[0], weight.shape[1])
-        elif layer.groups != 1:
-            kind = "depthwise"
-        else:
-            kind = "conv"
-        specs.append(LayerSpec(name=name, kind=kind, weight=weight, bias=np.asarray(layer.bias),
-                               height=int(height), width=int(width), stride=int(layer.stride),
-                               padding=int(layer.padding), input_lif=source.source))
-    return specs, net
+    model = load_checkpoint(checkpoint, T=time_steps)
+    return quantize_model(model, weight_bits)
 
 
 def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
@@ -130,20 +79,15 @@ def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
         if point.sdsa_variant != 4:
             params["threshold"] = 8
         units.append(EmittedUnit("sdsa", lambda params=params: SDSA(**params), params))
-    if "layers" in point.units and point.checkpoint is not None:
-        from hw.accumulator import SynapseEngine  # noqa: PLC0415
+    if "network" in point.units:
+        from hw.network import Network  # noqa: PLC0415
 
-        specs, _net = layer_specs(point.checkpoint, point.weight_bits)
-        for spec in specs:
-            params = dict(kind=spec.kind, lanes=point.lanes, height=spec.height,
-                          width=spec.width, stride=spec.stride, padding=spec.padding)
-            module = "layer_" + spec.name.replace(".", "_")
-
-            def factory(spec=spec, params=params):
-                return SynapseEngine(weight=spec.weight, bias=spec.bias, **params)
-            described = dict(params, layer=spec.name, input_lif=spec.input_lif,
-                             weight_shape=list(spec.weight.shape))
-            units.append(EmittedUnit(module, factory, described))
+        net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+        params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
+                      weight_bits=point.weight_bits, time_steps=point.time_steps,
+                      model=net.cfg.name)
+        units.append(EmittedUnit("network", lambda net=net: Network(net, lanes=point.lanes),
+                                 params, net))
     return units
 
 
@@ -159,6 +103,7 @@ def emit(point: DesignPoint, out: Path) -> dict:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the output is an ordinary directory
     try:
         entries = []
         for unit in unit_factories(point):
@@ -168,15 +113,30 @@ def emit(point: DesignPoint, out: Path) -> dict:
             text = verilog.convert(component, name=unit.name, emit_src=False)
             data = text.encode()
             (staging / f"{unit.name}.v").write_bytes(data)
+            images = None
+            if unit.net is not None:
+                # The weights are also initial values inside the Verilog; the images are the same
+                # numbers in quant's documented format, for flows that load memories themselves.
+                from quant.images import write_images  # noqa: PLC0415
+
+                (staging / f"{unit.name}_images").mkdir()
+                write_images(unit.net, str(staging / f"{unit.name}_images"))
+                images = f"{unit.name}_images/manifest.json"
             entries.append({
                 "name": unit.name,
+                "memory_images": images,
                 "file": f"{unit.name}.v",
                 "sha256": _sha256(data),
                 "parameters": _jsonable(unit.parameters),
                 "latency": latency if isinstance(latency, int) else None,
                 "ports": ports,
             })
-        manifest = {"format": MANIFEST_FORMAT, "design_point": point.as_dict(), "units": entries}
+        from .lint import WAIVER_FILE_TEXT  # noqa: PLC0415
+
+        # The waivers travel with the Verilog so users lint it exactly as the project does.
+        (staging / "lint_waivers.vlt").write_text(WAIVER_FILE_TEXT)
+        manifest = {"format": MANIFEST_FORMAT, "design_point": point.as_dict(), "units": entries,
+                    "lint_waivers": "lint_waivers.vlt"}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True)
                                                + "\n")
         if out.exists():

@@ -47,13 +47,16 @@ MIN_VERILATOR = (5, 36)
 
 #: Lint classes waived for Amaranth-generated Verilog, and only these. Amaranth emits
 #: width-extending and width-truncating assignments on purpose (``WIDTHEXPAND``, ``WIDTHTRUNC``),
-#: ``case`` statements whose default is covered by an earlier assignment (``CASEINCOMPLETE``) and
-#: unsigned comparisons against 0 (``UNSIGNED``). None of them changes what the design computes.
+#: ``case`` statements whose default is covered by an earlier assignment (``CASEINCOMPLETE``),
+#: unsigned comparisons against 0 (``UNSIGNED``) and ``casez`` statements for ``If``/``Elif`` chains
+#: whose patterns overlap on purpose, the first match winning (``CASEOVERLAP``). None of them
+#: changes what the design computes.
 LINT_WAIVERS = (
     "-Wno-WIDTHEXPAND",
     "-Wno-WIDTHTRUNC",
     "-Wno-CASEINCOMPLETE",
     "-Wno-UNSIGNED",
+    "-Wno-CASEOVERLAP",
 )
 
 #: Optimisation for the simulation model: about 1.6x faster long runs than Verilator's -Os.

@@ -102,3 +102,31 @@ def test_lint_catches_an_undriven_signal(tmp_path):
     result = lint([source], "bad")
     assert not result.ok
     assert "UNDRIVEN" in result.messages and "forgotten" in result.messages
+
+
+def test_network_unit_needs_a_checkpoint(tmp_path):
+    path = write(tmp_path, {"units": ["network"], "checkpoint": None})
+    with pytest.raises(ConfigError, match="unit 'network' needs field 'checkpoint'"):
+        load(path)
+
+
+def test_cli_names_a_missing_checkpoint(tmp_path):
+    path = write(tmp_path, {"units": ["network"], "checkpoint": "nowhere/demo.pth"})
+    result = subprocess.run([sys.executable, "-m", "rtl_gen", "--config", str(path),
+                             "--out", str(tmp_path / "rtl")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "field 'checkpoint' names nowhere/demo.pth, which does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_network_emits_lint_clean_with_images(tmp_path):
+    """The shipped default: the whole demo network (about 50 s to convert), lint-clean."""
+    manifest = emit(load(ROOT / "rtl_gen" / "configs" / "default.json", units=("network",)),
+                    tmp_path / "rtl")
+    unit = manifest["units"][0]
+    assert unit["memory_images"] == "network_images/manifest.json"
+    from quant.images import load_images
+    arrays, _ = load_images(str(tmp_path / "rtl" / "network_images"))
+    assert arrays  # the loader verified every checksum
+    result = lint([tmp_path / "rtl" / "network.v"], "network")
+    assert result.ok, result.messages
