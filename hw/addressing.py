@@ -13,7 +13,7 @@ which always produces a beat (possibly with ``count == 0``) so that ``last`` rea
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -160,30 +160,49 @@ class SpikeAddressing(wiring.Component):
         next_word = Signal.like(held_word)
         next_base = Signal.like(held_base)
 
-        # Peel the lowest set bit ``ports`` times: x & (x - 1) clears it.
+        # Set bits of ``remaining`` not yet sent. Counting them, instead of asking whether the
+        # peeled word is empty, keeps the word's carry chains off the handshake logic: the loop
+        # from ``remaining`` back into itself is only the ``ports`` peels and a multiplexer.
+        pending = Signal(range(width + 1))
+        final_beat = Signal()  # the current beat sends the word's last set bits
+        # (With ports >= width every beat is final; a comparison would be constant.)
+        m.d.comb += final_beat.eq(1 if ports >= width else pending <= ports)
+
+        # Peel the lowest set bit ``ports`` times: x & -x isolates it, x & (x - 1) clears it.
+        # The column is encoded from the one-hot bit with OR trees (log depth), not a priority
+        # chain of multiplexers.
         rest = remaining
         found = []
+        column_shape = layout["column"].shape.elem_shape
         for port in range(ports):
-            column = Signal(layout["column"].shape.elem_shape, name=f"column_{port}")
-            for bit in reversed(range(width)):  # the last assignment wins: the lowest set bit
-                with m.If(rest[bit]):
-                    m.d.comb += column.eq(bit)
+            lowest = Signal(width, name=f"lowest_{port}")
+            m.d.comb += lowest.eq(rest & (~rest + 1))
+            column = Signal(column_shape, name=f"column_{port}")
+            for bit in range(Shape.cast(column_shape).width):
+                taps = [lowest[i] for i in range(width) if (i >> bit) & 1]
+                if taps:
+                    m.d.comb += column[bit].eq(Cat(*taps).any())
             has = Signal(name=f"has_{port}")
-            m.d.comb += has.eq(rest.any())
+            m.d.comb += has.eq(pending > port)
+            if width & (width - 1) == 0:
+                # A power-of-two word: the base is the word index shifted, so no adder.
+                address = Cat(column[:(width - 1).bit_length()], held_word)
+            else:
+                address = held_base + column
             with m.If(has):
                 m.d.comb += [
                     self.o.payload.column[port].eq(column),
-                    self.o.payload.address[port].eq(held_base + column),
+                    self.o.payload.address[port].eq(address),
                 ]
             found.append(has)
             after = Signal(width, name=f"remaining_{port + 1}")
-            m.d.comb += after.eq(rest & (rest - 1))
+            m.d.comb += after.eq(rest & ~lowest)
             rest = after
         m.d.comb += [
             self.o.valid.eq(held),
-            self.o.payload.count.eq(sum(found)),
+            self.o.payload.count.eq(Mux(final_beat, pending, ports)),
             self.o.payload.word.eq(held_word),
-            self.o.payload.last.eq(held_last & ~rest.any()),
+            self.o.payload.last.eq(held_last & final_beat),
         ]
         if self._tag_shape is not None:
             held_tag = Signal(self._tag_shape)
@@ -191,13 +210,13 @@ class SpikeAddressing(wiring.Component):
 
         finishing = Signal()  # the current word's final beat leaves this cycle
         m.d.comb += [
-            finishing.eq(held & self.o.ready & ~rest.any()),
+            finishing.eq(held & self.o.ready & final_beat),
             self.i.ready.eq(~held | finishing),
         ]
         with m.If(held & self.o.ready):
-            m.d.sync += remaining.eq(rest)
+            m.d.sync += [remaining.eq(rest), pending.eq(pending - ports)]
         with m.If(finishing):
-            m.d.sync += held.eq(0)
+            m.d.sync += [held.eq(0), pending.eq(0)]
 
         with m.If(self.i.valid & self.i.ready):
             with m.If(self.i.payload.last):
@@ -209,6 +228,7 @@ class SpikeAddressing(wiring.Component):
                 m.d.sync += [
                     held.eq(1),
                     remaining.eq(self.i.payload.bits),
+                    pending.eq(sum(self.i.payload.bits[i] for i in range(width))),
                     held_word.eq(next_word),
                     held_base.eq(next_base),
                     held_last.eq(self.i.payload.last),

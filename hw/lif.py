@@ -30,6 +30,25 @@ __all__ = ["LIF", "lif_input_layout", "lif_output_layout",
            "LIFArray", "lif_array_input_layout", "lif_array_output_layout"]
 
 
+def _fires(m: Module, previous, x, threshold, width: int, name: str) -> Signal:
+    """Return a signal that is 1 where ``previous + x >= threshold``, with one carry chain.
+
+    ``previous + x - threshold = previous + x + ~threshold + 1``: a carry-save step (one LUT level,
+    no carries) turns the three operands into two, so a single carry chain decides the sign. A
+    plain ``previous + x >= threshold`` puts two chains in series on the neuron's critical path.
+    ``width`` must hold every value of ``previous + x - threshold`` (the sum's width plus one).
+    """
+    a, b, c = (Signal(signed(width), name=f"{name}_{part}") for part in ("v", "x", "t"))
+    difference = Signal(signed(width), name=f"{name}_difference")
+    m.d.comb += [
+        a.eq(previous), b.eq(x), c.eq(~threshold),
+        difference.eq((a ^ b ^ c) + (((a & b) | (a & c) | (b & c)) << 1) + 1),
+    ]
+    fire = Signal(name=f"{name}_fire")
+    m.d.comb += fire.eq(~difference[-1])
+    return fire
+
+
 def lif_input_layout(lanes: int, input_width: int, *, streamed_threshold: bool = False):
     """Return the payload layout of a LIF's input stream.
 
@@ -162,12 +181,11 @@ class LIF(wiring.Component):
                 else:
                     threshold = Const(self._thresholds[lane], signed(self._sum_width))
                 m.d.comb += [
-                    previous.eq(membrane[lane]),
+                    previous.eq(Mux(self.i.payload.first, 0, membrane[lane])),
                     total.eq(previous + self.i.payload.x[lane]),
-                    fire.eq(total >= threshold),
+                    fire.eq(_fires(m, previous, self.i.payload.x[lane], threshold,
+                                   self._sum_width + 1, f"lane_{lane}")),
                 ]
-                with m.If(self.i.payload.first):
-                    m.d.comb += previous.eq(0)
                 new_membrane = total >> 1  # signed: an arithmetic shift, i.e. floor
                 with m.If(fire):
                     m.d.sync += membrane[lane].eq(0)
@@ -373,7 +391,8 @@ class LIFArray(wiring.Component):
                 previous.eq(Mux(held_first, 0,
                                  membrane_read.data[lane * mw:(lane + 1) * mw].as_signed())),
                 total.eq(previous + held_x[lane]),
-                spikes[lane].eq(total >= threshold),
+                spikes[lane].eq(_fires(m, previous, held_x[lane], threshold, sw + 1,
+                                       f"lane_{lane}")),
                 # Hard reset on a spike, else halve: >> on a signed value floors.
                 new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),
             ]

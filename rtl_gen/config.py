@@ -56,7 +56,7 @@ class DesignPoint:
 
     name: str = "default"
     lanes: int = 16
-    addressing_ports: int = 2
+    addressing_ports: int = 1
     lif_input_width: int = 16
     spike_word_bits: int = 32
     sdsa_variant: int = 3
