@@ -168,20 +168,16 @@ class SpikeAddressing(wiring.Component):
         # (With ports >= width every beat is final; a comparison would be constant.)
         m.d.comb += final_beat.eq(1 if ports >= width else pending <= ports)
 
-        # Peel the lowest set bit ``ports`` times: x & -x isolates it, x & (x - 1) clears it.
-        # The column is encoded from the one-hot bit with OR trees (log depth), not a priority
-        # chain of multiplexers.
+        # Peel the lowest set bit ``ports`` times: x & (x - 1) clears it. The column comes from a
+        # priority encoder on the word itself (no carry chain on the way to the output).
         rest = remaining
         found = []
         column_shape = layout["column"].shape.elem_shape
         for port in range(ports):
-            lowest = Signal(width, name=f"lowest_{port}")
-            m.d.comb += lowest.eq(rest & (~rest + 1))
             column = Signal(column_shape, name=f"column_{port}")
-            for bit in range(Shape.cast(column_shape).width):
-                taps = [lowest[i] for i in range(width) if (i >> bit) & 1]
-                if taps:
-                    m.d.comb += column[bit].eq(Cat(*taps).any())
+            for bit in reversed(range(width)):  # the last assignment wins: the lowest set bit
+                with m.If(rest[bit]):
+                    m.d.comb += column.eq(bit)
             has = Signal(name=f"has_{port}")
             m.d.comb += has.eq(pending > port)
             if width & (width - 1) == 0:
@@ -196,7 +192,7 @@ class SpikeAddressing(wiring.Component):
                 ]
             found.append(has)
             after = Signal(width, name=f"remaining_{port + 1}")
-            m.d.comb += after.eq(rest & ~lowest)
+            m.d.comb += after.eq(rest & (rest - 1))
             rest = after
         m.d.comb += [
             self.o.valid.eq(held),
