@@ -14,7 +14,9 @@ from amaranth.back import verilog
 from hw.sdsa import SDSA, Variant
 from rtl_gen.synth import yosys_executable
 
-#: Word-level cells that multiply or divide (``alumacc`` turns ``$mul`` into ``$macc_v2``).
+#: Word-level cells that multiply or divide. The check runs before ``alumacc``, which would merge
+#: chains of additions (a popcount, say) into ``$macc_v2`` cells that hold no product and look
+#: like one; the mapped check below still catches a multiplier however Yosys expresses it.
 WORD_MULTIPLIERS = re.compile(r"\$(?:mul|macc|div|mod|pow)\w*")
 #: ECP5 hard multipliers and DSP slices.
 FPGA_MULTIPLIERS = re.compile(r"\b(MULT\w*|ALU54\w*|DSP\w*)\b")
@@ -41,7 +43,7 @@ def synthesize(tmp_path: Path, dut, script: str, ports=None) -> str:
     return (tmp_path / "stat.txt").read_text()
 
 
-COARSE = "hierarchy -top sdsa; proc; flatten; opt; wreduce; alumacc; opt"
+COARSE = "hierarchy -top sdsa; proc; flatten; opt; wreduce; opt"
 MAPPED = "synth_ecp5 -top sdsa"
 
 
