@@ -59,7 +59,13 @@ def main(argv=None) -> int:
 
     from .emit import emit, unit_factories  # noqa: PLC0415 - after the config is known good
 
-    manifest = emit(point, args.out)
+    from golden.checkpoint import CheckpointError  # noqa: PLC0415
+
+    try:
+        manifest = emit(point, args.out)
+    except (ConfigError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for unit in manifest["units"]:
         print(f"wrote {args.out / unit['file']}")
     print(f"wrote {args.out / 'manifest.json'}")

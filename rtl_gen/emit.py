@@ -21,11 +21,14 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-from .config import DesignPoint
+from .config import ConfigError, DesignPoint
 
 __all__ = ["EmittedUnit", "unit_factories", "quantized_network", "emit", "ports_of"]
 
 MANIFEST_FORMAT = 1
+
+#: Largest model the one-engine-per-layer ``network`` unit is generated for (the demo: ~0.7 M).
+MAX_NETWORK_WEIGHTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,14 @@ def quantized_network(checkpoint: str, weight_bits: int, time_steps: int):
     from quant.quantize import quantize_model  # noqa: PLC0415
 
     model = load_checkpoint(checkpoint, T=time_steps)
-    return quantize_model(model, weight_bits)
+    net = quantize_model(model, weight_bits)
+    weights = sum(int(layer.weight.size) for layer in net.layers.values())
+    if weights > MAX_NETWORK_WEIGHTS:
+        raise ConfigError(
+            f"checkpoint {checkpoint} has {weights:,} weights; the 'network' unit bakes every "
+            f"layer's weights into its own engine and is meant for demo-sized models (at most "
+            f"{MAX_NETWORK_WEIGHTS:,}); use `make quantize` for the memory images of this model")
+    return net
 
 
 def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
@@ -74,10 +84,9 @@ def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
         units.append(EmittedUnit("addressing", lambda params=params: SpikeAddressing(**params),
                                  params))
     if "sdsa" in point.units:
+        # No threshold given: the unit takes its variant's official value (SDSA-3: 8).
         params = dict(variant=point.sdsa_variant, tokens=point.tokens,
                       head_width=point.head_width, lanes=min(point.lanes, point.head_width))
-        if point.sdsa_variant != 4:
-            params["threshold"] = 8
         units.append(EmittedUnit("sdsa", lambda params=params: SDSA(**params), params))
     if "network" in point.units:
         from hw.network import Network  # noqa: PLC0415

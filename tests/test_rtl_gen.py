@@ -130,3 +130,15 @@ def test_demo_network_emits_lint_clean_with_images(tmp_path):
     assert arrays  # the loader verified every checksum
     result = lint([tmp_path / "rtl" / "network.v"], "network")
     assert result.ok, result.messages
+
+
+def test_cli_refuses_a_corrupt_checkpoint_without_output(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    path = write(tmp_path, {"units": ["network"], "checkpoint": str(bad)})
+    result = subprocess.run([sys.executable, "-m", "rtl_gen", "--config", str(path),
+                             "--out", str(tmp_path / "rtl")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "rtl").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rtl-")]  # no staging left
