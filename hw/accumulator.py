@@ -50,7 +50,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.addressing import SpikeAddressing, addressing_input_layout, bits_for, check_int
+from hw.addressing import SpikeAddressing, addressing_input_layout
+from hw.params import bits_for, check_int, times
 
 __all__ = ["SynapseKind", "SynapseEngine", "synapse_output_layout", "pack_weights",
            "pack_lanes", "accumulator_bound", "signed_width", "layer_sops"]
@@ -579,16 +580,18 @@ class SynapseEngine(wiring.Component):
         bank_depth = self.bank_depth
         weight_address = Signal(bits_for(len(weight_words)))
         bank_address = Signal(bits_for(bank_depth))
-        tap = (gen["c"] * kernel + ky) * kernel + kx
+        # Constant factors as shifts and adds (hw.params.times): no multiplier outside the stem.
+        tap = times(times(gen["c"], kernel) + ky, kernel) + kx
+        position = times(gen_oy, self._out_width) + gen_ox
         if depthwise:
             m.d.comb += [
                 weight_address.eq(tap),
-                bank_address.eq((gen_oy * self._out_width + gen_ox) * groups + gen["cg"]),
+                bank_address.eq(times(position, groups) + gen["cg"]),
             ]
         else:
             m.d.comb += [
-                weight_address.eq(tap * groups + gen_g),
-                bank_address.eq((gen_oy * self._out_width + gen_ox) * groups + gen_g),
+                weight_address.eq(times(tap, groups) + gen_g),
+                bank_address.eq(times(position, groups) + gen_g),
             ]
 
         # --- memories ---

@@ -43,7 +43,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import SynapseEngine
-from hw.params import bits_for
+from hw.params import bits_for, times
 from hw.lif import LIFArray
 from hw.sdsa import SDSA
 from hw.stem import StemConv
@@ -425,7 +425,7 @@ class Network(wiring.Component):
         hw = self._map_hw[lif]
         info = hw["info"]
         if info.layout == "conv":
-            address = (t * hw["cg"] + cg) * info.height + y
+            address = times(times(t, hw["cg"]) + cg, info.height) + y
             for bank, port in enumerate(hw["banks"]):
                 write = port["write"]
                 m.d.comb += [write.addr.eq(address),
@@ -433,7 +433,8 @@ class Network(wiring.Component):
                              write.en.eq(Mux(enable, Const(1, info.width) << x, 0))]
         else:
             write = hw["write"]
-            m.d.comb += [write.addr.eq(t * info.height * info.width + y * info.width + x),
+            m.d.comb += [write.addr.eq(times(t, info.height * info.width)
+                                       + times(y, info.width) + x),
                          write.data.eq(bits.replicate(hw["cg"])),
                          write.en.eq(Mux(enable, Const(1, hw["cg"]) << cg, 0))]
 
@@ -452,7 +453,7 @@ class Network(wiring.Component):
         feeding = Signal(name=f"{prefix}_feeding")
         word = Signal(info.width, name=f"{prefix}_feed_word")
         for read in reads:
-            m.d.comb += read.addr.eq((t * hw["cg"] + c_hi) * info.height + y)
+            m.d.comb += read.addr.eq(times(times(t, hw["cg"]) + c_hi, info.height) + y)
         with m.Switch(bank):
             for index, read in enumerate(reads):
                 with m.Case(index):
@@ -482,7 +483,7 @@ class Network(wiring.Component):
         read = hw["mem"].read_port(domain="comb")
         n = Signal(range(tokens + 1), name=f"{prefix}_feed_n")
         feeding = Signal(name=f"{prefix}_feeding")
-        m.d.comb += [read.addr.eq(t * tokens + n), engine.i.valid.eq(feeding),
+        m.d.comb += [read.addr.eq(times(t, tokens) + n), engine.i.valid.eq(feeding),
                      engine.i.payload.bits.eq(read.data[:info.channels]),
                      engine.i.payload.last.eq(n == tokens - 1)]
         with m.If(start):
@@ -556,7 +557,8 @@ class Network(wiring.Component):
         stem, stem_out = self._stem, self._stem_out
         write = stem_out.write_port()
         m.d.comb += [stem.start.eq(start), stem.o.ready.eq(1),
-                     write.addr.eq(stem.o.payload.position * stem.groups + stem.o.payload.group),
+                     write.addr.eq(times(stem.o.payload.position, stem.groups)
+                                   + stem.o.payload.group),
                      write.data.eq(stem.o.payload.values.as_value()),
                      write.en.eq(stem.o.valid),
                      finish.eq(stem.o.valid & stem.o.payload.last)]
@@ -617,7 +619,8 @@ class Network(wiring.Component):
             words = engine.positions * engine.groups
             unit = self._lif_unit(m, target, words, engine.groups, prefix)
             m.d.comb += [unit.i.valid.eq(engine.o.valid), engine.o.ready.eq(unit.i.ready),
-                         unit.i.payload.address.eq(out.position * engine.groups + out.group),
+                         unit.i.payload.address.eq(times(out.position, engine.groups)
+                                                             + out.group),
                          unit.i.payload.group.eq(out.group), unit.i.payload.first.eq(first)]
             m.d.comb += [unit.i.payload.x[lane].eq(out.values[lane])
                          for lane in range(self._lanes)]
@@ -628,7 +631,7 @@ class Network(wiring.Component):
             info = self._streams[target]
             read = info["mem"].read_port(domain="comb")
             address = Signal(range(info["words"] + 1), name=f"{prefix}_address")
-            m.d.comb += [address.eq(out.position * engine.groups + out.group),
+            m.d.comb += [address.eq(times(out.position, engine.groups) + out.group),
                          read.addr.eq(address), engine.o.ready.eq(1)]
             base = None
             if kind == "add":
@@ -739,7 +742,7 @@ class Network(wiring.Component):
         h = Signal(range(heads + 1), name=f"{prefix}_h")
         feeding = Signal(name=f"{prefix}_feeding")
         for key, read in reads.items():
-            m.d.comb += read.addr.eq(t * tokens + n)
+            m.d.comb += read.addr.eq(times(t, tokens) + n)
             with m.Switch(h):
                 for head in range(heads):
                     with m.Case(head):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["check_int", "bits_for"]
+__all__ = ["check_int", "bits_for", "times"]
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
@@ -32,3 +32,23 @@ def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) ->
 def bits_for(count: int) -> int:
     """Return the unsigned width that holds ``0 .. count - 1`` (at least 1 bit)."""
     return max(1, (count - 1).bit_length())
+
+
+def times(value, constant: int):
+    """Return ``value * constant`` (a non-negative constant) built from shifts and additions.
+
+    Address arithmetic such as ``row * width + column`` multiplies by a layer constant. Written
+    with ``*`` it becomes a multiplier cell that synthesis may map to a DSP block; as a sum of
+    shifted copies (one per set bit of the constant) it is wiring and adders, so the units keep
+    the promise that nothing outside the stem multiplies.
+    """
+    from amaranth.hdl import Const  # noqa: PLC0415 - keep this module importable without HDL
+
+    constant = check_int("constant", constant, 0)
+    terms = [value << bit for bit in range(constant.bit_length()) if (constant >> bit) & 1]
+    if not terms:
+        return Const(0, 1)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
