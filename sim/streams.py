@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-__all__ = ["PATTERNS", "stream_put", "stream_get", "send_all", "receive_all"]
+__all__ = ["PATTERNS", "stream_put", "stream_get", "send_all", "receive_all", "run_stream"]
 
 #: Valid (for a sender) or ready (for a receiver) patterns every stream test runs with.
 PATTERNS = {
@@ -47,4 +47,25 @@ async def receive_all(ctx, stream, count, pattern=(1,)):
         while not next(gaps):
             await ctx.tick()
         received.append(await stream_get(ctx, stream))
+    return received
+
+
+def run_stream(dut, payloads, count: int, *, send_pattern=(1,), receive_pattern=(1,)) -> list:
+    """Simulate ``dut``: send ``payloads`` on ``dut.i``, return the first ``count`` beats of
+    ``dut.o`` (with idle cycles and backpressure as the patterns say)."""
+    from amaranth.sim import Simulator  # noqa: PLC0415
+
+    received = []
+
+    async def sender(ctx):
+        await send_all(ctx, dut.i, payloads, send_pattern)
+
+    async def receiver(ctx):
+        received.extend(await receive_all(ctx, dut.o, count, receive_pattern))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(sender)
+    sim.add_testbench(receiver)
+    sim.run()
     return received

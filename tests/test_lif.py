@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.lif import LIF, lif_input_layout
 from sim.cases import lif_case, lif_expected
-from sim.streams import PATTERNS, receive_all, send_all
+from sim.streams import PATTERNS, run_stream
 
 
 def simulate_lif(dut: LIF, case, *, send_pattern=(1,), receive_pattern=(1,)):
@@ -15,19 +14,8 @@ def simulate_lif(dut: LIF, case, *, send_pattern=(1,), receive_pattern=(1,)):
     layout = lif_input_layout(dut.lanes, dut.input_width, streamed_threshold=streamed)
     payloads = [layout.const(case.payload(beat, streamed_threshold=streamed))
                 for beat in range(case.beats)]
-    received = []
-
-    async def sender(ctx):
-        await send_all(ctx, dut.i, payloads, send_pattern)
-
-    async def receiver(ctx):
-        received.extend(await receive_all(ctx, dut.o, case.beats, receive_pattern))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(sender)
-    sim.add_testbench(receiver)
-    sim.run()
+    received = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
+                          receive_pattern=receive_pattern)
     spikes = np.array([[(int(p.spikes) >> lane) & 1 for lane in range(dut.lanes)]
                        for p in received])
     membranes = np.array([[int(p.membrane[lane]) for lane in range(dut.lanes)]

@@ -2,30 +2,18 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.lif import LIFArray
 from sim.cases_lif_array import lif_array_case, lif_array_expected
-from sim.streams import PATTERNS, receive_all, send_all
+from sim.streams import PATTERNS, run_stream
 
 
 def simulate_lif_array(dut: LIFArray, case, *, send_pattern=(1,), receive_pattern=(1,)):
     """Run a case; return (spikes, membranes, addresses) per beat."""
     layout = dut.i.payload.shape()
     payloads = [layout.const(case.payload(beat)) for beat in range(case.beats)]
-    received = []
-
-    async def sender(ctx):
-        await send_all(ctx, dut.i, payloads, send_pattern)
-
-    async def receiver(ctx):
-        received.extend(await receive_all(ctx, dut.o, case.beats, receive_pattern))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(sender)
-    sim.add_testbench(receiver)
-    sim.run()
+    received = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
+                          receive_pattern=receive_pattern)
     spikes = np.array([[(int(p.spikes) >> lane) & 1 for lane in range(dut.lanes)]
                        for p in received])
     membranes = np.array([[int(p.membrane[lane]) for lane in range(dut.lanes)]
