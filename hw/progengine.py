@@ -1,0 +1,802 @@
+"""Programmable synapse engine: one AC accumulator shared by every convolution of a network.
+
+:class:`hw.accumulator.SynapseEngine` computes one layer whose geometry and weights are fixed when
+the hardware is built. :class:`ProgEngine` is the time-multiplexed version: the layer's geometry
+arrives at run time on the ``config`` port (:func:`engine_config_layout`), the weights are read from
+a memory outside the engine through a synchronous read port (``weight_addr``, ``weight_en``,
+``weight_data``), and the biases of every layer sit in one internal memory. Only dense ``k x k``
+convolutions (stride a power of two, zero padding) are computed; a linear layer is the ``k = 1``
+case on a ``[Cin, N, 1]`` map.
+
+No multiplier is built: every run-time address is made of shifts by small run-time amounts, ORs and
+at most one addition. That is why the layouts below pad the kernel, the output width and the number
+of output groups to powers of two (``2**kernel_log``, ``2**out_width_log``, ``2**groups_log``).
+
+Input frame (``i``)
+    Spikes ``[Cin, H, W]``; word ``c * H + y`` holds row ``y`` of channel ``c`` (bit ``x``: column
+    ``x``; bits at ``x >= W`` zero); ``last`` on word ``Cin * H - 1``. ``Cin`` is not configured:
+    the frame ends on ``last``.
+Weight memory (outside, ``weight_depth`` words of ``lanes`` signed ``weight_width``-bit weights,
+lane 0 in the least significant bits)
+    The weight of output channel ``g * lanes + l`` for input channel ``c`` and tap ``(ky, kx)`` is
+    lane ``l`` of word ``weight_base + ((((c << kl) | ky) << kl | kx) << gl | g)`` (``kl =
+    kernel_log``, ``gl = groups_log``). Holes (``ky, kx >= k``, ``g >= G``, channels ``>= Cout``)
+    are zero. A layer occupies ``Cin << (2 * kl + gl)`` words: :func:`pack_layer_weights`.
+Bias memory (inside, ``bias_words``)
+    Word ``bias_base + g`` holds the ``lanes`` signed ``accumulator_width``-bit biases of output
+    channels ``g * lanes + l``: :func:`pack_layer_biases`.
+Accumulator bank (inside, ``bank_depth`` words of ``lanes`` signed ``accumulator_width``-bit sums)
+    Word ``((oy << owl) | ox) << gl | g`` (``owl = out_width_log``) holds the partial sums of output
+    pixel ``(oy, ox)``, group ``g``; a layer needs ``out_height << (owl + gl)`` words. The bank
+    holds zero between frames: an init pass writes 0 everywhere after reset, and the read-out
+    writes 0 back into each word it reads. The read-out adds the bias on the way out.
+Output (``o``)
+    One beat per (``oy``, ``ox``, ``group``), group fastest, then ``ox``, then ``oy``, after the
+    frame's last spike has been accumulated: ``values`` (bank word plus bias), the coordinates,
+    ``index`` (``0 .. out_height * out_width * G - 1``) and ``last``.
+
+Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.height``) ->
+:class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> decode (the output
+rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) / s))``, ``final =
+min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic right shifts by
+``stride_log``; spikes without a tap are dropped unless they end the frame) -> tap generator (one
+``(oy, ox, g)`` per cycle, ``g`` fastest, then ``ox``, then ``oy``; ``ky = t_y - (oy <<
+stride_log)`` and ``kx`` likewise are counters stepped down by the stride) -> read-modify-write of
+the bank (read and weight fetch in the issue cycle, add and write in the next; the bank's read port
+is transparent to its write port, so back-to-back updates of one word are exact without a stall).
+
+Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
+cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
+Read-out: one cycle per output beat plus about three cycles of pipeline fill. After reset,
+``bank_depth`` cycles clear the bank (``ready`` rises when done; no input is taken before).
+The issue cycle holds shift multiplexers and one adder (``weight_base`` plus the tap index); the
+decode cycle holds one adder per coordinate before its shift and compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.accumulator import pack_lanes
+from hw.addressing import SpikeAddressing, addressing_input_layout
+from hw.params import bits_for, check_int
+
+__all__ = ["ProgEngine", "LayerConfig", "layer_config", "engine_config_layout",
+           "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
+
+
+def _range(maximum: int) -> unsigned:
+    """Unsigned shape holding ``0 .. maximum``."""
+    return unsigned(max(1, maximum.bit_length()))
+
+
+def _log2_ceil(value: int) -> int:
+    """Smallest ``n`` with ``2**n >= value`` (``value >= 1``)."""
+    return (value - 1).bit_length()
+
+
+def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
+                         max_stride_log: int, max_groups_log: int, weight_depth: int,
+                         bias_depth: int) -> data.StructLayout:
+    """Return the layout of :class:`ProgEngine`'s ``config`` port.
+
+    Fields, first in the least significant bits:
+
+    ``height``, ``width``
+        Input map size (``1 .. max_side``).
+    ``kernel``, ``kernel_log``
+        Kernel size ``k`` and ``kl`` with ``2**kl >= k`` (``kl <= max_kernel_log``).
+    ``stride_log``
+        The stride is ``2**stride_log`` (``<= max_stride_log``).
+    ``padding``
+        Zero padding on every side (``<= max_padding``).
+    ``out_height``, ``out_width``, ``out_width_log``
+        Output map size and ``owl`` with ``2**owl >= out_width``.
+    ``groups``, ``groups_log``
+        ``G = ceil(Cout / lanes)`` and ``gl`` with ``2**gl >= G`` (``gl <= max_groups_log``).
+    ``weight_base``, ``bias_base``
+        First word of the layer in the weight memory (``weight_depth`` words) and in the bias
+        memory (``bias_depth`` words).
+    """
+    max_side = check_int("max_side", max_side, 1)
+    check_int("max_padding", max_padding, 0)
+    check_int("max_kernel_log", max_kernel_log, 0)
+    check_int("max_stride_log", max_stride_log, 0)
+    check_int("max_groups_log", max_groups_log, 0)
+    check_int("weight_depth", weight_depth, 1)
+    check_int("bias_depth", bias_depth, 1)
+    return data.StructLayout({
+        "height": _range(max_side),
+        "width": _range(max_side),
+        "kernel": _range(1 << max_kernel_log),
+        "kernel_log": _range(max_kernel_log),
+        "stride_log": _range(max_stride_log),
+        "padding": _range(max_padding),
+        "out_height": _range(max_side),
+        "out_width": _range(max_side),
+        "out_width_log": _range(_log2_ceil(max_side)),
+        "groups": _range(1 << max_groups_log),
+        "groups_log": _range(max_groups_log),
+        "weight_base": unsigned(bits_for(weight_depth)),
+        "bias_base": unsigned(bits_for(bias_depth)),
+    })
+
+
+def engine_output_layout(*, lanes: int, accumulator_width: int, max_side: int,
+                         max_groups_log: int, bank_depth: int) -> data.StructLayout:
+    """Return the payload layout of :class:`ProgEngine`'s output stream.
+
+    Fields, first in the least significant bits: ``values`` (``lanes`` signed sums plus bias of
+    output channels ``group * lanes + l``), ``oy``, ``ox``, ``group``, ``index`` (beat number
+    within the frame) and ``last`` (1 on the frame's final beat).
+    """
+    return data.StructLayout({
+        "values": data.ArrayLayout(signed(accumulator_width), lanes),
+        "oy": unsigned(bits_for(max_side)),
+        "ox": unsigned(bits_for(max_side)),
+        "group": unsigned(max(1, max_groups_log)),
+        "index": unsigned(bits_for(bank_depth)),
+        "last": 1,
+    })
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerConfig:
+    """One layer's geometry and memory placement for :class:`ProgEngine` (see
+    :func:`layer_config`). The fields named in :attr:`CONFIG_FIELDS` are the ``config`` port's."""
+
+    in_channels: int
+    out_channels: int
+    lanes: int
+    height: int
+    width: int
+    kernel: int
+    kernel_log: int
+    stride: int
+    stride_log: int
+    padding: int
+    out_height: int
+    out_width: int
+    out_width_log: int
+    groups: int
+    groups_log: int
+    weight_base: int
+    bias_base: int
+
+    CONFIG_FIELDS = ("height", "width", "kernel", "kernel_log", "stride_log", "padding",
+                     "out_height", "out_width", "out_width_log", "groups", "groups_log",
+                     "weight_base", "bias_base")
+
+    @property
+    def fields(self) -> dict[str, int]:
+        """The ``config`` port's field values."""
+        return {name: getattr(self, name) for name in self.CONFIG_FIELDS}
+
+    @property
+    def weight_words_needed(self) -> int:
+        """Weight memory words of the layer: ``Cin << (2 * kernel_log + groups_log)``."""
+        return self.in_channels << (2 * self.kernel_log + self.groups_log)
+
+    @property
+    def bank_words_needed(self) -> int:
+        """Bank words the layer addresses: ``out_height << (out_width_log + groups_log)``."""
+        return self.out_height << (self.out_width_log + self.groups_log)
+
+    @property
+    def words_per_frame(self) -> int:
+        """Input words per frame: ``Cin * height``."""
+        return self.in_channels * self.height
+
+    @property
+    def beats(self) -> int:
+        """Output beats per frame: ``out_height * out_width * groups``."""
+        return self.out_height * self.out_width * self.groups
+
+
+def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
+                 padding: int = 0, height: int, width: int, lanes: int, weight_base: int = 0,
+                 bias_base: int = 0) -> LayerConfig:
+    """Compute every ``config`` field of a convolution layer.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``Cin`` and ``Cout`` (>= 1).
+    kernel : int
+        Square kernel size ``k`` (>= 1).
+    stride : int, optional
+        1, 2, 4, ... (a power of two). Default 1.
+    padding : int, optional
+        Zero padding on every side (>= 0). Default 0.
+    height, width : int
+        Input map size (>= 1; the padded map must hold the kernel).
+    lanes : int
+        The engine's lanes (>= 1); ``groups = ceil(out_channels / lanes)``.
+    weight_base, bias_base : int, optional
+        First word of the layer in the weight and bias memories (>= 0). Default 0.
+    """
+    cin = check_int("in_channels", in_channels, 1)
+    cout = check_int("out_channels", out_channels, 1)
+    kernel = check_int("kernel", kernel, 1)
+    stride = check_int("stride", stride, 1)
+    padding = check_int("padding", padding, 0)
+    height = check_int("height", height, 1)
+    width = check_int("width", width, 1)
+    lanes = check_int("lanes", lanes, 1)
+    weight_base = check_int("weight_base", weight_base, 0)
+    bias_base = check_int("bias_base", bias_base, 0)
+    if stride & (stride - 1):
+        raise ValueError(f"stride must be a power of two (1, 2, 4, ...), not {stride}")
+    for name, size in (("height", height), ("width", width)):
+        if kernel > size + 2 * padding:
+            raise ValueError(f"kernel {kernel} is larger than the padded image: {name} {size} + "
+                             f"2 * padding {padding} = {size + 2 * padding}")
+    out_height = (height + 2 * padding - kernel) // stride + 1
+    out_width = (width + 2 * padding - kernel) // stride + 1
+    groups = -(-cout // lanes)
+    return LayerConfig(
+        in_channels=cin, out_channels=cout, lanes=lanes, height=height, width=width,
+        kernel=kernel, kernel_log=_log2_ceil(kernel), stride=stride,
+        stride_log=stride.bit_length() - 1, padding=padding, out_height=out_height,
+        out_width=out_width, out_width_log=_log2_ceil(out_width), groups=groups,
+        groups_log=_log2_ceil(groups), weight_base=weight_base, bias_base=bias_base)
+
+
+def _int_array(name: str, value, ndim: int) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biu":
+        raise TypeError(f"{name} must be an integer array, not dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, not shape {array.shape}")
+    return array.astype(np.int64)
+
+
+def _check_fits(name: str, array: np.ndarray, width: int, width_name: str) -> None:
+    low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    if array.size and (array.min() < low or array.max() > high):
+        raise ValueError(f"{name} range [{array.min()}, {array.max()}] does not fit "
+                         f"{width_name} {width} (signed: [{low}, {high}])")
+
+
+def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int,
+                       groups_log: int) -> list[int]:
+    """Return a layer's weight memory words in :class:`ProgEngine`'s layout (module docstring).
+
+    Parameters
+    ----------
+    weight : integer array ``[Cout, Cin, k, k]``
+        quant's canonical convolution weight.
+    lanes, weight_width : int
+        Lanes per word and signed bits per weight.
+    kernel_log, groups_log : int
+        The layer's ``kl`` (``2**kl >= k``) and ``gl`` (``2**gl >= ceil(Cout / lanes)``).
+
+    Returns
+    -------
+    list of int
+        ``Cin << (2 * kernel_log + groups_log)`` words; word ``(((c << kl) | ky) << kl | kx) << gl
+        | g`` packs (:func:`hw.accumulator.pack_lanes`) the weights of output channels
+        ``g * lanes + l``, lane 0 in the least significant bits; holes are zero.
+    """
+    weight = _int_array("weight", weight, 4)
+    lanes = check_int("lanes", lanes, 1)
+    weight_width = check_int("weight_width", weight_width, 1)
+    kernel_log = check_int("kernel_log", kernel_log, 0)
+    groups_log = check_int("groups_log", groups_log, 0)
+    cout, cin, kernel, kernel_w = weight.shape
+    if kernel != kernel_w or min(weight.shape) < 1:
+        raise ValueError(f"weight must be a non-empty square kernel [Cout, Cin, k, k], not shape "
+                         f"{weight.shape}")
+    if kernel > 1 << kernel_log:
+        raise ValueError(f"kernel {kernel} does not fit 2**kernel_log = {1 << kernel_log}")
+    groups = -(-cout // lanes)
+    if groups > 1 << groups_log:
+        raise ValueError(f"{groups} groups of {lanes} lanes (Cout {cout}) do not fit "
+                         f"2**groups_log = {1 << groups_log}")
+    _check_fits("weight", weight, weight_width, "weight_width")
+    side, slots = 1 << kernel_log, 1 << groups_log
+    padded = np.zeros((slots * lanes, cin, side, side), dtype=np.int64)
+    padded[:cout, :, :kernel, :kernel] = weight
+    # [G*lanes, Cin, K, K] -> [Cin, K, K, G, lanes]: words in (c, ky, kx, g) order.
+    lanes_last = padded.reshape(slots, lanes, cin, side, side).transpose(2, 3, 4, 0, 1)
+    return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]
+
+
+def pack_layer_biases(bias, *, lanes: int, accumulator_width: int, groups: int) -> list[int]:
+    """Return a layer's bias memory words: word ``g`` packs the biases of output channels
+    ``g * lanes + l`` (lane 0 in the least significant bits, channels past ``Cout`` zero).
+
+    Parameters
+    ----------
+    bias : integer array ``[Cout]``
+    lanes, accumulator_width : int
+        Lanes per word and signed bits per bias.
+    groups : int
+        Words to return, at least ``ceil(Cout / lanes)``.
+    """
+    bias = _int_array("bias", bias, 1)
+    lanes = check_int("lanes", lanes, 1)
+    accumulator_width = check_int("accumulator_width", accumulator_width, 1)
+    need = -(-bias.shape[0] // lanes)
+    groups = check_int("groups", groups, max(1, need))
+    _check_fits("bias", bias, accumulator_width, "accumulator_width")
+    padded = np.zeros(groups * lanes, dtype=np.int64)
+    padded[:bias.shape[0]] = bias
+    return [pack_lanes(padded[g * lanes:(g + 1) * lanes], accumulator_width)
+            for g in range(groups)]
+
+
+class ProgEngine(wiring.Component):
+    """Accumulate spikes through run-time configured convolution layers (module docstring).
+
+    Parameters
+    ----------
+    lanes : int
+        Output channels accumulated per cycle (>= 1).
+    word_bits : int
+        Bits per input spike word: the widest input map's width (>= 1).
+    max_words : int
+        Most input words in a frame, the largest ``Cin * height`` (>= 1).
+    max_channels : int
+        Most input channels ``Cin`` (>= 1).
+    max_side : int
+        Largest of every layer's height, width, out_height and out_width (>= 1).
+    max_padding : int
+        Largest padding (>= 0).
+    max_kernel_log, max_stride_log, max_groups_log : int
+        Largest ``kernel_log``, ``stride_log`` and ``groups_log`` (>= 0 each; kernel_log <= 4,
+        stride_log <= 4, groups_log <= 12).
+    weight_width : int
+        Signed bits per weight (>= 1).
+    accumulator_width : int
+        Signed bits per bank value and per output value (>= weight_width). The caller guarantees
+        that every partial sum and every sum plus bias fits.
+    weight_depth : int
+        Words of the outside weight memory (>= 1); ``weight_addr`` has ``bits_for(weight_depth)``
+        bits.
+    bank_depth : int
+        Words of the accumulator bank (>= 1); every layer needs ``out_height << (out_width_log +
+        groups_log)`` of them.
+    bias_words : list of int
+        Contents of the bias memory (at least one word; :func:`pack_layer_biases`).
+
+    Members
+    -------
+    config : In(engine_config_layout(...))
+        The layer; held stable from before a frame's first input word until its last output beat
+        has been taken.
+    i : In(stream.Signature(addressing_input_layout(word_bits)))
+        Spike words of a frame (``bits``, ``last``), word ``c * height + y``.
+    o : Out(stream.Signature(engine_output_layout(...)))
+        The frame's outputs, ``(oy, ox, group)`` in ascending order, group fastest.
+    weight_addr, weight_en : Out
+        Read request to the weight memory (:attr:`weight_address_width` bits).
+    weight_data : In(lanes * weight_width)
+        The word requested the cycle before (a synchronous read port with enable).
+    ready : Out(1)
+        1 once the bank has been cleared after reset.
+    """
+
+    def __init__(self, *, lanes: int, word_bits: int, max_words: int, max_channels: int,
+                 max_side: int, max_padding: int, max_kernel_log: int, max_stride_log: int,
+                 max_groups_log: int, weight_width: int, accumulator_width: int,
+                 weight_depth: int, bank_depth: int, bias_words):
+        self._lanes = check_int("lanes", lanes, 1)
+        self._word_bits = check_int("word_bits", word_bits, 1)
+        self._max_words = check_int("max_words", max_words, 1)
+        self._max_channels = check_int("max_channels", max_channels, 1)
+        self._max_side = check_int("max_side", max_side, 1)
+        self._max_padding = check_int("max_padding", max_padding, 0)
+        self._max_kernel_log = check_int("max_kernel_log", max_kernel_log, 0, 4)
+        self._max_stride_log = check_int("max_stride_log", max_stride_log, 0, 4)
+        self._max_groups_log = check_int("max_groups_log", max_groups_log, 0, 12)
+        self._weight_width = check_int("weight_width", weight_width, 1)
+        self._accumulator_width = check_int("accumulator_width", accumulator_width,
+                                            self._weight_width)
+        self._weight_depth = check_int("weight_depth", weight_depth, 1)
+        self._bank_depth = check_int("bank_depth", bank_depth, 1)
+        if isinstance(bias_words, (str, bytes)) or not hasattr(bias_words, "__iter__"):
+            raise TypeError(f"bias_words must be a list of integers, not {bias_words!r}")
+        words = []
+        limit = 1 << (self._lanes * self._accumulator_width)
+        for index, word in enumerate(bias_words):
+            words.append(check_int(f"bias_words[{index}]", word, 0, limit - 1))
+        if not words:
+            raise ValueError("bias_words must hold at least one word")
+        self._bias_words = words
+        super().__init__({
+            "config": In(self.config_layout),
+            "i": In(stream.Signature(addressing_input_layout(self._word_bits))),
+            "o": Out(stream.Signature(self.output_layout)),
+            "weight_addr": Out(self.weight_address_width),
+            "weight_en": Out(1),
+            "weight_data": In(self._lanes * self._weight_width),
+            "ready": Out(1),
+        })
+
+    # -- parameters -------------------------------------------------------------------------
+
+    lanes = property(lambda self: self._lanes, doc="Output channels accumulated per cycle.")
+    word_bits = property(lambda self: self._word_bits, doc="Bits per input spike word.")
+    max_words = property(lambda self: self._max_words, doc="Most input words per frame.")
+    max_channels = property(lambda self: self._max_channels, doc="Most input channels.")
+    max_side = property(lambda self: self._max_side, doc="Largest map side.")
+    max_padding = property(lambda self: self._max_padding, doc="Largest padding.")
+    max_kernel_log = property(lambda self: self._max_kernel_log, doc="Largest kernel_log.")
+    max_stride_log = property(lambda self: self._max_stride_log, doc="Largest stride_log.")
+    max_groups_log = property(lambda self: self._max_groups_log, doc="Largest groups_log.")
+    weight_width = property(lambda self: self._weight_width, doc="Signed bits per weight.")
+    accumulator_width = property(lambda self: self._accumulator_width,
+                                 doc="Signed bits per bank and output value.")
+    weight_depth = property(lambda self: self._weight_depth, doc="Words of the weight memory.")
+    bank_depth = property(lambda self: self._bank_depth, doc="Words of the accumulator bank.")
+
+    @property
+    def bias_words(self) -> list[int]:
+        """Contents of the bias memory (a copy)."""
+        return list(self._bias_words)
+
+    @property
+    def weight_address_width(self) -> int:
+        """Bits of ``weight_addr``: ``bits_for(weight_depth)``."""
+        return bits_for(self._weight_depth)
+
+    @property
+    def config_layout(self) -> data.StructLayout:
+        """Layout of the ``config`` port (:func:`engine_config_layout`)."""
+        return engine_config_layout(
+            max_side=self._max_side, max_padding=self._max_padding,
+            max_kernel_log=self._max_kernel_log, max_stride_log=self._max_stride_log,
+            max_groups_log=self._max_groups_log, weight_depth=self._weight_depth,
+            bias_depth=len(self._bias_words))
+
+    @property
+    def output_layout(self) -> data.StructLayout:
+        """Payload layout of ``o`` (:func:`engine_output_layout`)."""
+        return engine_output_layout(
+            lanes=self._lanes, accumulator_width=self._accumulator_width,
+            max_side=self._max_side, max_groups_log=self._max_groups_log,
+            bank_depth=self._bank_depth)
+
+    @property
+    def init_cycles(self) -> int:
+        """Cycles after reset spent clearing the bank (``ready`` low)."""
+        return self._bank_depth
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the frame's last input word being accepted to its first output beat,
+        when the engine is otherwise idle: addressing (1), decode (1), issue (1), write (1), bank
+        read (1), output register (1)."""
+        return 6
+
+    def check_layer(self, layer: LayerConfig) -> None:
+        """Raise ``ValueError`` naming the first way ``layer`` does not fit this engine."""
+        checks = [
+            ("lanes", layer.lanes, self._lanes, "=="),
+            ("in_channels", layer.in_channels, self._max_channels, "<="),
+            ("words per frame (in_channels * height)", layer.words_per_frame, self._max_words,
+             "<="),
+            ("width (word_bits)", layer.width, self._word_bits, "<="),
+            ("height", layer.height, self._max_side, "<="),
+            ("width", layer.width, self._max_side, "<="),
+            ("out_height", layer.out_height, self._max_side, "<="),
+            ("out_width", layer.out_width, self._max_side, "<="),
+            ("padding", layer.padding, self._max_padding, "<="),
+            ("kernel_log", layer.kernel_log, self._max_kernel_log, "<="),
+            ("stride_log", layer.stride_log, self._max_stride_log, "<="),
+            ("groups_log", layer.groups_log, self._max_groups_log, "<="),
+            ("weight_base + weight_words_needed", layer.weight_base + layer.weight_words_needed,
+             self._weight_depth, "<="),
+            ("bias_base + groups", layer.bias_base + layer.groups, len(self._bias_words), "<="),
+            ("bank_words_needed", layer.bank_words_needed, self._bank_depth, "<="),
+        ]
+        for name, value, limit, relation in checks:
+            if not (value == limit if relation == "==" else value <= limit):
+                raise ValueError(f"layer {name} = {value} must be {relation} {limit} for this "
+                                 "engine")
+
+    def config_value(self, layer: LayerConfig) -> data.Const:
+        """Return the ``config`` constant of ``layer`` after :meth:`check_layer`."""
+        self.check_layer(layer)
+        return self.config_layout.const(layer.fields)
+
+    # -- hardware ---------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        lanes, acc_width, w_width = self._lanes, self._accumulator_width, self._weight_width
+        bank_depth = self._bank_depth
+        side_bits = bits_for(self._max_side)
+        tap_bits = max(1, self._max_kernel_log)
+        group_bits = max(1, self._max_groups_log)
+        bank_bits = bits_for(bank_depth)
+        waddr_bits = self.weight_address_width
+
+        # --- layer constants derived from config, registered (config is stable for a frame and
+        # set no later than the cycle its first word is accepted; these are first used a cycle
+        # after that) ---
+        offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)
+                                   + bits_for((1 << self._max_kernel_log) + 1) + 1))
+        out_h_last = Signal(side_bits)
+        out_w_last = Signal(side_bits)
+        c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))
+        stride = Signal(_range(1 << self._max_stride_log))
+        m.d.sync += [
+            # ceil((t - k + 1) / s) = (t - k + s) >> stride_log, t = coordinate + padding
+            offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
+            out_h_last.eq(cfg.out_height - 1),
+            out_w_last.eq(cfg.out_width - 1),
+            c_shift.eq(cfg.kernel_log + cfg.kernel_log + cfg.groups_log),
+            stride.eq(Const(1, 1) << cfg.stride_log),
+        ]
+
+        initialising = Signal(init=1)  # clearing the bank after reset
+        m.d.comb += self.ready.eq(~initialising)
+
+        # --- row counter: the (c, y) of each input word travels with it as the tag ---
+        tag_layout = data.StructLayout({
+            "c": unsigned(bits_for(self._max_channels)),
+            "y": unsigned(side_bits),
+        })
+        m.submodules.addressing = addressing = SpikeAddressing(
+            width=self._word_bits, ports=1, max_words=self._max_words, tag_shape=tag_layout)
+        row_c = Signal(tag_layout["c"].shape)
+        row_y = Signal(tag_layout["y"].shape)
+        row_y_next = Signal(side_bits + 1)
+        m.d.comb += [
+            addressing.i.valid.eq(self.i.valid & ~initialising),
+            addressing.i.payload.bits.eq(self.i.payload.bits),
+            addressing.i.payload.last.eq(self.i.payload.last),
+            addressing.i.payload.tag.eq(Cat(row_c, row_y)),
+            self.i.ready.eq(addressing.i.ready & ~initialising),
+            row_y_next.eq(row_y + 1),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(self.i.payload.last):
+                m.d.sync += [row_c.eq(0), row_y.eq(0)]
+            with m.Elif(row_y_next == cfg.height):
+                m.d.sync += [row_y.eq(0), row_c.eq(row_c + 1)]
+            with m.Else():
+                m.d.sync += row_y.eq(row_y_next)
+
+        # --- decode: a spike's input position -> the output rows and columns its taps reach ---
+        spike = addressing.o.payload
+        span = bits_for(max(self._max_side, self._word_bits) + self._max_padding
+                        + (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2
+
+        def reach(coordinate, out_size, out_last, name):
+            target = Signal(signed(span), name=f"target_{name}")
+            low = Signal(signed(span), name=f"low_{name}")
+            high = Signal(signed(span), name=f"high_{name}")
+            first = Signal(side_bits, name=f"first_{name}")
+            final = Signal(side_bits, name=f"final_{name}")
+            reaches = Signal(name=f"reaches_{name}")
+            m.d.comb += [
+                target.eq(coordinate + cfg.padding),
+                # Arithmetic right shifts by the run-time stride_log: floor division by 2**s.
+                low.eq((coordinate + offset_low) >> cfg.stride_log),
+                high.eq(target >> cfg.stride_log),
+                first.eq(Mux(low < 0, 0, low)),
+                final.eq(Mux(high < out_size, high, out_last)),
+                # high >= 0 always (target >= 0); with low <= high and low < out the clamped
+                # range [first, final] is not empty.
+                reaches.eq((low <= high) & (low < out_size)),
+            ]
+            return target, first, final, reaches
+
+        target_y, first_y, final_y, reaches_y = reach(spike.tag.y, cfg.out_height, out_h_last, "y")
+        target_x, first_x, final_x, reaches_x = reach(spike.column[0], cfg.out_width, out_w_last,
+                                                      "x")
+        has_taps = Signal()
+        m.d.comb += has_taps.eq((spike.count != 0) & reaches_y & reaches_x)
+
+        decoded = Signal()  # the decode register holds an item for the tap generator
+        dec = {
+            "c": Signal.like(row_c, name="dec_c"),
+            "target_y": Signal(span, name="dec_target_y"),  # >= 0: unsigned
+            "target_x": Signal(span, name="dec_target_x"),
+            "first_y": Signal(side_bits, name="dec_first_y"),
+            "final_y": Signal(side_bits, name="dec_final_y"),
+            "first_x": Signal(side_bits, name="dec_first_x"),
+            "final_x": Signal(side_bits, name="dec_final_x"),
+            "taps": Signal(name="dec_taps"),
+            "last": Signal(name="dec_last"),
+        }
+        take_decoded = Signal()  # the generator takes the decoded item this cycle
+        m.d.comb += addressing.o.ready.eq(~decoded | take_decoded)
+        with m.If(take_decoded):
+            m.d.sync += decoded.eq(0)
+        with m.If(addressing.o.valid & addressing.o.ready & (has_taps | spike.last)):
+            # A spike whose taps all fall outside is dropped here, unless it ends the frame.
+            m.d.sync += [
+                decoded.eq(1),
+                dec["c"].eq(spike.tag.c),
+                dec["target_y"].eq(target_y), dec["target_x"].eq(target_x),
+                dec["first_y"].eq(first_y), dec["final_y"].eq(final_y),
+                dec["first_x"].eq(first_x), dec["final_x"].eq(final_x),
+                dec["taps"].eq(has_taps), dec["last"].eq(spike.last),
+            ]
+
+        # --- tap generator: one (oy, ox, g) per cycle for the current spike ---
+        busy = Signal()
+        gen_cbase = Signal(waddr_bits)  # weight_base + (c << (2 kl + gl))
+        gen_first_x = Signal(side_bits)
+        gen_final_x = Signal(side_bits)
+        gen_final_y = Signal(side_bits)
+        gen_kx_first = Signal(tap_bits)
+        gen_taps = Signal()
+        gen_last = Signal()
+        gen_oy = Signal(side_bits)
+        gen_ox = Signal(side_bits)
+        gen_g = Signal(group_bits)
+        gen_ky = Signal(tap_bits)  # target_y - (oy << stride_log), kept as a counter
+        gen_kx = Signal(tap_bits)  # target_x - (ox << stride_log)
+        frame_done = Signal()  # the frame's last item has been issued
+        reading = Signal()     # streaming the bank out
+
+        accumulating = Signal()
+        m.d.comb += accumulating.eq(~reading & ~initialising & ~frame_done)
+        g_next = Signal(group_bits + 1)
+        group_end = Signal()
+        item_end = Signal()
+        m.d.comb += [
+            g_next.eq(gen_g + 1),
+            group_end.eq(g_next == cfg.groups),
+            item_end.eq(~gen_taps | (group_end & (gen_ox == gen_final_x)
+                                     & (gen_oy == gen_final_y))),
+        ]
+        issue = Signal()
+        m.d.comb += issue.eq(busy & gen_taps & accumulating)
+        with m.If(busy & accumulating):
+            with m.If(item_end):
+                m.d.sync += busy.eq(0)
+                with m.If(gen_last):
+                    m.d.sync += frame_done.eq(1)
+            with m.Elif(~group_end):
+                m.d.sync += gen_g.eq(g_next)
+            with m.Elif(gen_ox != gen_final_x):
+                m.d.sync += [gen_g.eq(0), gen_ox.eq(gen_ox + 1), gen_kx.eq(gen_kx - stride)]
+            with m.Else():
+                m.d.sync += [gen_g.eq(0), gen_ox.eq(gen_first_x), gen_kx.eq(gen_kx_first),
+                             gen_oy.eq(gen_oy + 1), gen_ky.eq(gen_ky - stride)]
+        m.d.comb += take_decoded.eq(decoded & accumulating & (~busy | (item_end & ~gen_last)))
+        with m.If(take_decoded):
+            kx_first = dec["target_x"] - (dec["first_x"] << cfg.stride_log)
+            m.d.sync += [
+                busy.eq(1), gen_g.eq(0),
+                gen_oy.eq(dec["first_y"]), gen_ox.eq(dec["first_x"]),
+                gen_ky.eq(dec["target_y"] - (dec["first_y"] << cfg.stride_log)),
+                gen_kx.eq(kx_first), gen_kx_first.eq(kx_first),
+                gen_first_x.eq(dec["first_x"]), gen_final_x.eq(dec["final_x"]),
+                gen_final_y.eq(dec["final_y"]),
+                gen_cbase.eq(cfg.weight_base + (dec["c"] << c_shift)),
+                gen_taps.eq(dec["taps"]), gen_last.eq(dec["last"]),
+            ]
+
+        # Issue cycle: shifts and ORs build both indices; one adder adds the layer's weight base.
+        tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)
+        bank_address = Signal(bank_bits)
+        m.d.comb += [
+            tap_index.eq((((gen_ky << cfg.kernel_log) | gen_kx) << cfg.groups_log) | gen_g),
+            bank_address.eq((((gen_oy << cfg.out_width_log) | gen_ox) << cfg.groups_log)
+                            | gen_g),
+            self.weight_addr.eq(gen_cbase + tap_index),
+            self.weight_en.eq(issue),
+        ]
+
+        # --- memories ---
+        word_bits = lanes * acc_width
+        # Depths of at least 2: a 1-word memory would have a 0-bit address, which the Verilog
+        # back end emits as a [-1:0] vector that Verilator refuses.
+        m.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),
+                                          init=[])  # cleared by the init pass after reset
+        m.submodules.biases = biases = Memory(
+            shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),
+            init=self._bias_words)
+        bank_write = bank.write_port()
+        bank_read = bank.read_port(transparent_for=(bank_write,))
+        bias_read = biases.read_port()
+
+        # --- read-modify-write: read on issue, add and write in the next cycle ---
+        pending = Signal()
+        pending_address = Signal.like(bank_address)
+        m.d.sync += [pending.eq(issue), pending_address.eq(bank_address)]
+        total = Signal(word_bits)
+        for lane in range(lanes):
+            old = bank_read.data[lane * acc_width:(lane + 1) * acc_width].as_signed()
+            add = self.weight_data[lane * w_width:(lane + 1) * w_width].as_signed()
+            m.d.comb += total[lane * acc_width:(lane + 1) * acc_width].eq(old + add)
+
+        # --- read-out: counters (oy, ox, g) -> bank read -> output register (adds the bias) ---
+        next_oy = Signal(side_bits)
+        next_ox = Signal(side_bits)
+        next_g = Signal(group_bits)
+        next_index = Signal(bank_bits)
+        next_address = Signal(bank_bits)
+        exhausted = Signal()  # every word of the frame has been read
+        m.d.comb += next_address.eq((((next_oy << cfg.out_width_log) | next_ox)
+                                     << cfg.groups_log) | next_g)
+        next_g_end = Signal()
+        next_x_end = Signal()
+        next_y_end = Signal()
+        m.d.comb += [
+            next_g_end.eq(next_g + 1 == cfg.groups),
+            next_x_end.eq(next_ox + 1 == cfg.out_width),
+            next_y_end.eq(next_oy + 1 == cfg.out_height),
+        ]
+        # Stage R: the bank (and bias) word read last cycle, with its coordinates.
+        r_valid = Signal()
+        r_address = Signal(bank_bits)
+        r_oy = Signal(side_bits)
+        r_ox = Signal(side_bits)
+        r_g = Signal(group_bits)
+        r_index = Signal(bank_bits)
+        r_last = Signal()
+        advance_out = Signal()  # the output register takes a new value (or empties)
+        advance_r = Signal()    # stage R takes a new word (or empties)
+        read_word = Signal()    # read the next word of the frame this cycle
+        m.d.comb += [
+            advance_out.eq(~self.o.valid | self.o.ready),
+            advance_r.eq(~r_valid | advance_out),
+            read_word.eq(reading & advance_r & ~exhausted),
+            bias_read.addr.eq(cfg.bias_base + next_g),
+            bias_read.en.eq(read_word),
+        ]
+        init_address = Signal(bank_bits)
+
+        with m.If(initialising):
+            m.d.comb += [bank_write.addr.eq(init_address), bank_write.data.eq(0),
+                         bank_write.en.eq(1)]
+            m.d.sync += init_address.eq(init_address + 1)
+            with m.If(init_address == bank_depth - 1):
+                m.d.sync += initialising.eq(0)
+        with m.Elif(reading):
+            m.d.comb += [bank_read.addr.eq(next_address), bank_read.en.eq(read_word),
+                         # put zero back into each word as it leaves for the output register
+                         bank_write.addr.eq(r_address), bank_write.data.eq(0),
+                         bank_write.en.eq(r_valid & advance_out)]
+            with m.If(advance_r):
+                m.d.sync += r_valid.eq(read_word)
+            with m.If(read_word):
+                m.d.sync += [r_address.eq(next_address), r_oy.eq(next_oy), r_ox.eq(next_ox),
+                             r_g.eq(next_g), r_index.eq(next_index),
+                             r_last.eq(next_g_end & next_x_end & next_y_end),
+                             next_index.eq(next_index + 1)]
+                with m.If(~next_g_end):
+                    m.d.sync += next_g.eq(next_g + 1)
+                with m.Elif(~next_x_end):
+                    m.d.sync += [next_g.eq(0), next_ox.eq(next_ox + 1)]
+                with m.Elif(~next_y_end):
+                    m.d.sync += [next_g.eq(0), next_ox.eq(0), next_oy.eq(next_oy + 1)]
+                with m.Else():
+                    m.d.sync += [next_g.eq(0), next_ox.eq(0), next_oy.eq(0), exhausted.eq(1)]
+            with m.If(exhausted & advance_r):
+                # The frame's final word leaves stage R this cycle (or has left): accumulation
+                # of the next frame may start, its bank words all zero again.
+                m.d.sync += [reading.eq(0), exhausted.eq(0), next_index.eq(0)]
+        with m.Else():
+            m.d.comb += [bank_read.addr.eq(bank_address), bank_read.en.eq(1),
+                         bank_write.addr.eq(pending_address), bank_write.data.eq(total),
+                         bank_write.en.eq(pending)]
+            with m.If(frame_done & ~pending):
+                m.d.sync += [reading.eq(1), frame_done.eq(0)]
+
+        with m.If(advance_out):
+            m.d.sync += self.o.valid.eq(reading & r_valid)
+            with m.If(reading & r_valid):
+                m.d.sync += [self.o.payload.oy.eq(r_oy), self.o.payload.ox.eq(r_ox),
+                             self.o.payload.group.eq(r_g), self.o.payload.index.eq(r_index),
+                             self.o.payload.last.eq(r_last)]
+                for lane in range(lanes):
+                    sl = slice(lane * acc_width, (lane + 1) * acc_width)
+                    m.d.sync += self.o.payload.values[lane].eq(
+                        bank_read.data[sl].as_signed() + bias_read.data[sl].as_signed())
+        return m

@@ -1,0 +1,369 @@
+"""Programmable synapse engine (hw.progengine): several layers through one engine instance, in
+Amaranth's simulator, every output beat ``==`` quant.intops.conv2d_spikes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, Signal, unsigned
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from hw.accumulator import accumulator_bound, layer_sops, signed_width
+from hw.progengine import (ProgEngine, engine_config_layout, layer_config, pack_layer_biases,
+                           pack_layer_weights)
+from quant.intops import conv2d_spikes
+from sim.cases_accumulator import random_layer
+from sim.cases_addressing import pack_words, spike_map
+from sim.streams import PATTERNS, receive_all, send_all
+from test_no_multipliers import multipliers
+
+WEIGHT_WIDTH = 8
+
+
+class Harness(Elaboratable):
+    """The engine with an outside weight memory on its read port and a settable config."""
+
+    def __init__(self, engine: ProgEngine, weight_words: list[int]):
+        self.engine = engine
+        self.weight_words = weight_words
+        self.config = Signal(engine.config_layout)
+
+    def elaborate(self, platform):
+        m = Module()
+        engine = self.engine
+        m.submodules.engine = engine
+        m.submodules.weights = weights = Memory(
+            shape=unsigned(engine.lanes * engine.weight_width),
+            depth=max(2, engine.weight_depth), init=self.weight_words)
+        port = weights.read_port()
+        m.d.comb += [
+            port.addr.eq(engine.weight_addr),
+            port.en.eq(engine.weight_en),
+            engine.weight_data.eq(port.data),
+            engine.config.eq(self.config),
+        ]
+        return m
+
+
+def garbage(rng, bits: int) -> int:
+    """A random ``bits``-bit word (any width)."""
+    return int.from_bytes(rng.bytes(bits // 8 + 1), "little") & ((1 << bits) - 1)
+
+
+class Network:
+    """Layers ``(cin, cout, kernel, stride, padding, height, width)`` placed in one weight memory
+    and one bias memory (with garbage words between layers), and the engine sized for them."""
+
+    def __init__(self, seed, lanes, specs):
+        rng = np.random.default_rng(seed)
+        self.rng = rng
+        self.layers = []
+        weight_words = []
+        acc = WEIGHT_WIDTH
+        for cin, cout, kernel, stride, padding, height, width in specs:
+            weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel,
+                                        weight_bits=WEIGHT_WIDTH)
+            for b in (bias, np.zeros_like(bias)):
+                acc = max(acc, signed_width(*accumulator_bound(weight, b)))
+            # Garbage before each layer: a wrong base reads it.
+            weight_words += [garbage(rng, lanes * WEIGHT_WIDTH) for _ in range(3)]
+            cfg = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
+                               padding=padding, height=height, width=width, lanes=lanes,
+                               weight_base=len(weight_words))
+            weight_words += pack_layer_weights(weight, lanes=lanes, weight_width=WEIGHT_WIDTH,
+                                               kernel_log=cfg.kernel_log,
+                                               groups_log=cfg.groups_log)
+            self.layers.append((cfg, weight, bias))
+        self.acc = acc
+        # Biases need the accumulator width, known once every layer is drawn.
+        bias_words = []
+        placed = []
+        for cfg, weight, bias in self.layers:
+            bias_words.append(garbage(rng, lanes * acc))
+            cfg = dataclasses.replace(cfg, bias_base=len(bias_words))
+            bias_words += pack_layer_biases(bias, lanes=lanes, accumulator_width=acc,
+                                            groups=cfg.groups)
+            placed.append((cfg, weight, bias))
+        self.layers = placed
+        self.weight_words = weight_words
+        cfgs = [cfg for cfg, _, _ in placed]
+        self.engine = ProgEngine(
+            lanes=lanes, word_bits=max(c.width for c in cfgs),
+            max_words=max(c.words_per_frame for c in cfgs),
+            max_channels=max(c.in_channels for c in cfgs),
+            max_side=max(max(c.height, c.width, c.out_height, c.out_width) for c in cfgs),
+            max_padding=max(c.padding for c in cfgs),
+            max_kernel_log=max(c.kernel_log for c in cfgs),
+            max_stride_log=max(c.stride_log for c in cfgs),
+            max_groups_log=max(c.groups_log for c in cfgs),
+            weight_width=WEIGHT_WIDTH, accumulator_width=acc, weight_depth=len(weight_words),
+            bank_depth=max(c.bank_words_needed for c in cfgs), bias_words=bias_words)
+        self.harness = Harness(self.engine, weight_words)
+
+    def frame(self, layer: int, rate: float):
+        cfg = self.layers[layer][0]
+        return layer, spike_map(self.rng, (cfg.in_channels, cfg.height, cfg.width), rate)
+
+
+def simulate(net: Network, frames, *, send="always", receive="always", cycles=None):
+    """Run ``(layer, spikes)`` frames back to back; return each frame's output beats.
+
+    The config changes only once the previous frame's last beat has been taken, and a frame
+    whose layer differs from the previous one waits for it; a frame of the same layer is offered
+    at once (it may enter while the previous one is read out)."""
+    engine, harness = net.engine, net.harness
+    layout = engine.i.payload.shape()
+    payloads = []
+    for layer, spikes in frames:
+        words = pack_words(spikes.reshape(-1, spikes.shape[-1]))
+        payloads.append([layout.const({"bits": w, "last": n == len(words) - 1})
+                         for n, w in enumerate(words)])
+    state = {"configured": -1, "now": 0}
+    received = []
+
+    async def sender(ctx):
+        for number, (layer, _) in enumerate(frames):
+            if number == 0 or frames[number - 1][0] != layer:
+                while state["configured"] < number:
+                    await ctx.tick()
+            await send_all(ctx, engine.i, payloads[number], PATTERNS[send])
+
+    async def receiver(ctx):
+        for number, (layer, _) in enumerate(frames):
+            cfg = net.layers[layer][0]
+            ctx.set(harness.config, engine.config_value(cfg))
+            state["configured"] = number
+            received.append(await receive_all(ctx, engine.o, cfg.beats, PATTERNS[receive]))
+
+    sim = Simulator(harness)
+    sim.add_clock(1e-8)
+    sim.add_process(sender)
+    sim.add_testbench(receiver)
+    if cycles is not None:
+        async def counter(ctx):
+            async for _ in ctx.tick():
+                state["now"] += 1
+        sim.add_process(counter)
+    sim.run()
+    if cycles is not None:
+        cycles["total"] = state["now"]
+    return received
+
+
+def check(net: Network, frames, received, label):
+    """Every beat: order, index, last and values ``==`` quant.intops.conv2d_spikes."""
+    lanes = net.engine.lanes
+    for number, ((layer, spikes), beats) in enumerate(zip(frames, received)):
+        cfg, weight, bias = net.layers[layer]
+        want = conv2d_spikes(spikes, weight, bias, stride=cfg.stride, padding=cfg.padding)
+        padded = np.zeros((cfg.groups * lanes, cfg.out_height, cfg.out_width), dtype=np.int64)
+        padded[:cfg.out_channels] = want
+        index = 0
+        for oy in range(cfg.out_height):
+            for ox in range(cfg.out_width):
+                for g in range(cfg.groups):
+                    beat = beats[index]
+                    where = f"{label}: frame {number} (layer {layer}), beat {index}"
+                    got_place = (int(beat.oy), int(beat.ox), int(beat.group), int(beat.index),
+                                 int(beat.last))
+                    assert got_place == (oy, ox, g, index, int(index == cfg.beats - 1)), \
+                        f"{where}: (oy, ox, group, index, last) {got_place}"
+                    got = [int(beat.values[lane]) for lane in range(lanes)]
+                    expect = [int(v) for v in padded[g * lanes:(g + 1) * lanes, oy, ox]]
+                    assert got == expect, f"{where} at ({oy}, {ox}) group {g}: expected " \
+                                          f"{expect}, got {got}"
+                    index += 1
+        assert index == len(beats)
+
+
+def run(net, frames, label, **kwargs):
+    received = simulate(net, frames, **kwargs)
+    check(net, frames, received, label)
+    return received
+
+
+# (cin, cout, kernel, stride, padding, height, width)
+LANES4_LAYERS = [
+    (3, 6, 3, 1, 1, 5, 7),    # G = 2
+    (2, 3, 1, 2, 0, 7, 5),    # 1x1, stride 2, G = 1
+    (2, 9, 7, 1, 3, 6, 5),    # 7x7, G = 3 (groups_log 2)
+    (5, 4, 3, 2, 2, 7, 6),    # padding 2, stride 2
+    (3, 5, 3, 2, 0, 6, 7),    # no padding, stride 2
+    (2, 5, 7, 2, 3, 9, 8),    # 7x7, stride 2
+    (6, 7, 1, 1, 0, 5, 1),    # a linear layer: 5 tokens, one column
+]
+
+
+@pytest.fixture(scope="module")
+def lanes4():
+    return Network(1, 4, LANES4_LAYERS)
+
+
+@pytest.mark.parametrize("send, receive", [("always", "always"), ("pause", "sparse"),
+                                           ("sparse", "pause")])
+def test_layers_back_to_back_lanes4(lanes4, send, receive):
+    """Every layer at every firing rate, in a shuffled order, through one engine."""
+    net = lanes4
+    order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.0, 0.1, 0.5, 1.0)]
+    shuffle = np.random.default_rng(len(send) + 7 * len(receive)).permutation(len(order))
+    frames = [net.frame(*order[n]) for n in shuffle]
+    run(net, frames, f"lanes 4 {send}/{receive}", send=send, receive=receive)
+
+
+def test_lanes1_and_lanes16():
+    net = Network(2, 1, [(2, 3, 3, 1, 1, 5, 4), (3, 2, 1, 1, 0, 4, 3), (1, 2, 3, 2, 3, 5, 5)])
+    frames = [net.frame(0, 0.5), net.frame(1, 1.0), net.frame(2, 0.5), net.frame(0, 0.1)]
+    run(net, frames, "lanes 1", send="pause", receive="always")
+    net = Network(3, 16, [(2, 20, 3, 1, 1, 5, 6), (3, 5, 3, 2, 1, 7, 5)])
+    frames = [net.frame(0, 0.5), net.frame(1, 1.0), net.frame(0, 0.0), net.frame(1, 0.1)]
+    run(net, frames, "lanes 16", send="always", receive="pause")
+
+
+def test_same_layer_twice_rezeroes_the_bank(lanes4):
+    """The bank is zero again after a read-out: the same frame twice gives the same answer,
+    also when the second frame enters while the first is read out (same config)."""
+    net = lanes4
+    _, first = net.frame(0, 1.0)
+    _, second = net.frame(2, 0.5)
+    frames = [(0, first), (0, first), (2, second), (2, second)]
+    received = run(net, frames, "twice", send="always", receive="sparse")
+    values = [[[int(v) for v in beat.values] for beat in beats] for beats in received]
+    assert values[0] == values[1] and values[2] == values[3]
+
+
+def test_cycles_follow_taps():
+    """Accumulation of a fully firing frame costs one cycle per (spike, valid tap, group)."""
+    net = Network(4, 4, [(4, 8, 3, 1, 1, 6, 6)])
+    cfg, weight, _ = net.layers[0]
+    engine, harness = net.engine, net.harness
+    spikes = np.ones((cfg.in_channels, cfg.height, cfg.width), dtype=np.uint8)
+    ideal = layer_sops("conv", (1,) + weight.shape[1:], spikes, stride=cfg.stride,
+                       padding=cfg.padding) * cfg.groups
+    words = pack_words(spikes.reshape(-1, cfg.width))
+    layout = engine.i.payload.shape()
+    times = {"now": 0}
+
+    async def bench(ctx):
+        ctx.set(harness.config, engine.config_value(cfg))
+        await ctx.tick().until(engine.ready)
+        ctx.set(engine.o.ready, 1)
+        start = times["now"]
+        for n, word in enumerate(words):
+            ctx.set(engine.i.valid, 1)
+            ctx.set(engine.i.payload, layout.const({"bits": word, "last": n == len(words) - 1}))
+            await ctx.tick().until(engine.i.ready)
+        ctx.set(engine.i.valid, 0)
+        await ctx.tick().until(engine.o.valid)
+        times["first_output"] = times["now"] - start
+        await ctx.tick().until(engine.o.valid & engine.o.payload.last)
+        times["last_output"] = times["now"] - start
+
+    async def counter(ctx):
+        async for _ in ctx.tick():
+            times["now"] += 1
+
+    sim = Simulator(harness)
+    sim.add_clock(1e-8)
+    sim.add_process(counter)
+    sim.add_testbench(bench)
+    sim.run()
+    print(f"ideal {ideal} accumulate cycles; first output after {times['first_output']}, "
+          f"last after {times['last_output']} (beats {cfg.beats})")
+    assert times["first_output"] <= ideal + engine.latency + 2, (times, ideal)
+    assert times["last_output"] - times["first_output"] <= cfg.beats + 2, (times, cfg.beats)
+
+
+def test_no_multiplier_cell(lanes4):
+    assert multipliers(lanes4.engine) == 0
+
+
+def test_pack_layer_weights_layout():
+    """Decode every word independently: index bits -> (c, ky, kx, g), lanes -> channels."""
+    rng = np.random.default_rng(5)
+    cout, cin, k, lanes, width = 5, 2, 3, 2, 6
+    weight = rng.integers(-32, 32, size=(cout, cin, k, k))
+    kl, gl = 2, 2  # G = 3 -> 4 slots; k = 3 -> 4
+    words = pack_layer_weights(weight, lanes=lanes, weight_width=width, kernel_log=kl,
+                               groups_log=gl)
+    assert len(words) == cin << (2 * kl + gl)
+    for index, word in enumerate(words):
+        c, ky, kx, g = index >> 6, (index >> 4) & 3, (index >> 2) & 3, index & 3
+        for lane in range(lanes):
+            raw = (word >> (lane * width)) & 63
+            value = raw - 64 if raw >= 32 else raw
+            o = g * lanes + lane
+            expect = weight[o, c, ky, kx] if (o < cout and ky < k and kx < k) else 0
+            assert value == expect, (index, lane)
+    # A literal: two output channels of a 1x1 kernel in one word, lane 0 low.
+    assert pack_layer_weights(np.array([[[[1]]], [[[-1]]]]), lanes=2, weight_width=4,
+                              kernel_log=0, groups_log=0) == [0xF1]
+    assert pack_layer_biases(np.array([3, -2, 1]), lanes=2, accumulator_width=8,
+                             groups=2) == [0xFE03, 0x0001]
+
+
+def test_layer_config_fields():
+    cfg = layer_config(in_channels=3, out_channels=9, kernel=7, stride=2, padding=3, height=13,
+                       width=10, lanes=4, weight_base=11, bias_base=2)
+    assert cfg.fields == dict(height=13, width=10, kernel=7, kernel_log=3, stride_log=1,
+                              padding=3, out_height=7, out_width=5, out_width_log=3, groups=3,
+                              groups_log=2, weight_base=11, bias_base=2)
+    assert cfg.weight_words_needed == 3 << 8
+    assert cfg.bank_words_needed == 7 << 5
+    layout = engine_config_layout(max_side=13, max_padding=3, max_kernel_log=3, max_stride_log=1,
+                                  max_groups_log=2, weight_depth=2000, bias_depth=5)
+    assert set(layout.members) == set(cfg.fields)
+
+
+ENGINE = dict(lanes=2, word_bits=8, max_words=16, max_channels=4, max_side=8, max_padding=1,
+              max_kernel_log=2, max_stride_log=1, max_groups_log=1, weight_width=8,
+              accumulator_width=16, weight_depth=64, bank_depth=64, bias_words=[0, 1])
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(lanes=0), ValueError, "lanes must be >= 1, not 0"),
+    (dict(word_bits=0), ValueError, "word_bits must be >= 1, not 0"),
+    (dict(max_padding=-1), ValueError, "max_padding must be >= 0, not -1"),
+    (dict(max_kernel_log=5), ValueError, "max_kernel_log must be in [0, 4], not 5"),
+    (dict(max_groups_log=1.5), TypeError, "max_groups_log must be an integer"),
+    (dict(accumulator_width=7), ValueError, "accumulator_width must be >= 8, not 7"),
+    (dict(bank_depth=0), ValueError, "bank_depth must be >= 1, not 0"),
+    (dict(bias_words=[]), ValueError, "bias_words must hold at least one word"),
+    (dict(bias_words=[1 << 32]), ValueError, "bias_words[0] must be in [0, 4294967295]"),
+    (dict(bias_words=5), TypeError, "bias_words must be a list of integers"),
+])
+def test_refuses_impossible_parameters(kwargs, error, message):
+    with pytest.raises(error) as info:
+        ProgEngine(**{**ENGINE, **kwargs})
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(stride=3), "stride must be a power of two"),
+    (dict(kernel=9), "kernel 9 is larger than the padded image"),
+    (dict(padding=2), "layer padding = 2 must be <= 1"),
+    (dict(out_channels=5), "layer groups_log = 2 must be <= 1"),
+    (dict(height=9, width=9, kernel=3),
+     "layer words per frame (in_channels * height) = 18 must be <= 16"),
+    (dict(weight_base=60), "weight_base + weight_words_needed"),
+])
+def test_refuses_layers_that_do_not_fit(kwargs, message):
+    engine = ProgEngine(**ENGINE)
+    engine._MustUse__silence = True
+    params = dict(in_channels=2, out_channels=4, kernel=3, stride=1, padding=1, height=6,
+                  width=6, lanes=2)
+    params.update(kwargs)
+    with pytest.raises(ValueError) as info:
+        engine.config_value(layer_config(**params))
+    assert message in str(info.value)
+
+
+def test_pack_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="kernel 3 does not fit 2\\*\\*kernel_log = 2"):
+        pack_layer_weights(np.zeros((2, 1, 3, 3), dtype=int), lanes=2, weight_width=4,
+                           kernel_log=1, groups_log=0)
+    with pytest.raises(ValueError, match="does not fit weight_width 4"):
+        pack_layer_weights(np.full((2, 1, 1, 1), 8), lanes=2, weight_width=4, kernel_log=0,
+                           groups_log=0)
+    with pytest.raises(ValueError, match="groups must be >= 2, not 1"):
+        pack_layer_biases(np.zeros(3, dtype=int), lanes=2, accumulator_width=8, groups=1)
