@@ -36,21 +36,23 @@ Output (``o``)
     ``index`` (``0 .. out_height * out_width * G - 1``) and ``last``.
 
 Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.height``) ->
-:class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> decode (the output
-rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) / s))``, ``final =
-min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic right shifts by
-``stride_log``; spikes without a tap are dropped unless they end the frame) -> tap generator (one
-``(oy, ox, g)`` per cycle, ``g`` fastest, then ``ox``, then ``oy``; ``ky = t_y - (oy <<
-stride_log)`` and ``kx`` likewise are counters stepped down by the stride) -> read-modify-write of
-the bank (read and weight fetch in the issue cycle, add and write in the next; the bank's read port
-is transparent to its write port, so back-to-back updates of one word are exact without a stall).
+:class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> spike register ->
+decode (the output rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) /
+s))``, ``final = min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic
+right shifts by ``stride_log``; spikes without a tap are dropped unless they end the frame) -> tap
+generator (one ``(oy, ox, g)`` per cycle, ``g`` fastest, then ``ox``, then ``oy``; ``ky = t_y -
+(oy << stride_log)`` and ``kx`` likewise are counters stepped down by the stride) ->
+read-modify-write of the bank (read and weight fetch in the issue cycle, add and write in the
+next; the bank's read port is transparent to its write port, so back-to-back updates of one word
+are exact without a stall).
 
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
 Read-out: one cycle per output beat plus about three cycles of pipeline fill. After reset,
 ``bank_depth`` cycles clear the bank (``ready`` rises when done; no input is taken before).
 The issue cycle holds shift multiplexers and one adder (``weight_base`` plus the tap index); the
-decode cycle holds one adder per coordinate before its shift and compare.
+decode cycle starts from the spike register and holds one adder per coordinate before its shift
+and compares.
 """
 
 from __future__ import annotations
@@ -472,9 +474,9 @@ class ProgEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the frame's last input word being accepted to its first output beat,
-        when the engine is otherwise idle: addressing (1), decode (1), issue (1), write (1), bank
-        read (1), output register (1)."""
-        return 6
+        when the engine is otherwise idle: addressing (1), spike register (1), decode (1), issue
+        (1), write (1), bank read (1), output register (1)."""
+        return 7
 
     def check_layer(self, layer: LayerConfig) -> None:
         """Raise ``ValueError`` naming the first way ``layer`` does not fit this engine."""
@@ -568,7 +570,29 @@ class ProgEngine(wiring.Component):
                 m.d.sync += row_y.eq(row_y_next)
 
         # --- decode: a spike's input position -> the output rows and columns its taps reach ---
-        spike = addressing.o.payload
+        # A spike register first: the addressing unit's priority encoder ends there, so the
+        # decode adders, run-time shifts and compares start from flip-flops.
+        spiked = Signal()  # the spike register holds a spike (or an empty last beat)
+        spike = {
+            "c": Signal(tag_layout["c"].shape, name="spike_c"),
+            "y": Signal(side_bits, name="spike_y"),
+            "x": Signal(bits_for(self._word_bits), name="spike_x"),
+            "any": Signal(name="spike_any"),
+            "last": Signal(name="spike_last"),
+        }
+        take_spike = Signal()  # decode takes the spike register's content this cycle
+        m.d.comb += addressing.o.ready.eq(~spiked | take_spike)
+        with m.If(take_spike):
+            m.d.sync += spiked.eq(0)
+        with m.If(addressing.o.valid & addressing.o.ready):
+            source = addressing.o.payload
+            m.d.sync += [
+                spiked.eq(1),
+                spike["c"].eq(source.tag.c), spike["y"].eq(source.tag.y),
+                spike["x"].eq(source.column[0]), spike["any"].eq(source.count != 0),
+                spike["last"].eq(source.last),
+            ]
+
         span = bits_for(max(self._max_side, self._word_bits) + self._max_padding
                         + (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2
 
@@ -592,11 +616,10 @@ class ProgEngine(wiring.Component):
             ]
             return target, first, final, reaches
 
-        target_y, first_y, final_y, reaches_y = reach(spike.tag.y, cfg.out_height, out_h_last, "y")
-        target_x, first_x, final_x, reaches_x = reach(spike.column[0], cfg.out_width, out_w_last,
-                                                      "x")
+        target_y, first_y, final_y, reaches_y = reach(spike["y"], cfg.out_height, out_h_last, "y")
+        target_x, first_x, final_x, reaches_x = reach(spike["x"], cfg.out_width, out_w_last, "x")
         has_taps = Signal()
-        m.d.comb += has_taps.eq((spike.count != 0) & reaches_y & reaches_x)
+        m.d.comb += has_taps.eq(spike["any"] & reaches_y & reaches_x)
 
         decoded = Signal()  # the decode register holds an item for the tap generator
         dec = {
@@ -611,18 +634,18 @@ class ProgEngine(wiring.Component):
             "last": Signal(name="dec_last"),
         }
         take_decoded = Signal()  # the generator takes the decoded item this cycle
-        m.d.comb += addressing.o.ready.eq(~decoded | take_decoded)
+        m.d.comb += take_spike.eq(spiked & (~decoded | take_decoded))
         with m.If(take_decoded):
             m.d.sync += decoded.eq(0)
-        with m.If(addressing.o.valid & addressing.o.ready & (has_taps | spike.last)):
+        with m.If(take_spike & (has_taps | spike["last"])):
             # A spike whose taps all fall outside is dropped here, unless it ends the frame.
             m.d.sync += [
                 decoded.eq(1),
-                dec["c"].eq(spike.tag.c),
+                dec["c"].eq(spike["c"]),
                 dec["target_y"].eq(target_y), dec["target_x"].eq(target_x),
                 dec["first_y"].eq(first_y), dec["final_y"].eq(final_y),
                 dec["first_x"].eq(first_x), dec["final_x"].eq(final_x),
-                dec["taps"].eq(has_taps), dec["last"].eq(spike.last),
+                dec["taps"].eq(has_taps), dec["last"].eq(spike["last"]),
             ]
 
         # --- tap generator: one (oy, ox, g) per cycle for the current spike ---
