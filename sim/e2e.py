@@ -107,10 +107,17 @@ def golden_run(model, net, images):
 
 def network_meta(dut) -> dict:
     """Return what the testbench needs to read the design: maps, order, widths."""
+    from hw.network import mem_name
+    from hw.shared import SharedMap
+
     maps = {}
     for name, info in dut.maps.items():
-        from hw.network import mem_name
-
+        if isinstance(info, SharedMap):
+            maps[name] = {"channels": info.channels, "height": info.side, "width": info.side,
+                          "layout": "shared", "banks": dut.lanes,
+                          "cg": -(-info.channels // dut.lanes), "memory": "spikes",
+                          "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
+            continue
         maps[name] = {"channels": info.channels, "height": info.height, "width": info.width,
                       "layout": info.layout, "banks": info.banks,
                       "cg": -(-info.channels // info.banks), "memory": f"map_{mem_name(name)}"}
@@ -136,7 +143,7 @@ def write_case(path, dut, codes, logits, trace) -> dict:
     return meta
 
 
-def _net_key(net, lanes: int) -> str:
+def _net_key(net, lanes: int, arch: str = "per-layer") -> str:
     """Return a hash of everything the generated Verilog depends on."""
     h = hashlib.sha256()
     for name, layer in net.layers.items():
@@ -147,20 +154,20 @@ def _net_key(net, lanes: int) -> str:
         h.update(name.encode() + np.asarray(lif.threshold, np.int64).tobytes()
                  + str(lif.input_bits).encode())
     h.update(np.asarray(net.pixel.zero_point, np.int64).tobytes())
-    h.update(f"T{net.cfg.T}lanes{lanes}".encode())
+    h.update(f"T{net.cfg.T}lanes{lanes}arch{arch}".encode())
     for source in ("network.py", "stem.py", "accumulator.py", "lif.py", "sdsa.py",
-                   "addressing.py"):
+                   "addressing.py", "shared.py", "progengine.py", "params.py"):
         h.update((ROOT / "hw" / source).read_bytes())
     return h.hexdigest()[:16]
 
 
-def network_verilog(dut, net, lanes: int) -> str:
+def network_verilog(dut, net, lanes: int, arch: str = "per-layer") -> str:
     """Return the network's Verilog, converted once per design point (cached under build/)."""
     from amaranth.back import verilog
 
     cache = ROOT / "build" / "network_rtl"
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"network-{_net_key(net, lanes)}.v"
+    path = cache / f"network-{_net_key(net, lanes, arch)}.v"
     if path.exists():
         return path.read_text()
     text = verilog.convert(dut, name="network", emit_src=False)
@@ -171,7 +178,7 @@ def network_verilog(dut, net, lanes: int) -> str:
 
 
 def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
-                seed: int = 0) -> dict:
+                seed: int = 0, arch: str = "per-layer") -> dict:
     """Run ``images`` test images at ``T`` in RTL; return the summary (raises on a mismatch)."""
     import torch
 
@@ -185,11 +192,16 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     net = quantized(model)
     x, labels = test_images(images)
     codes, logits, trace, float_logits = golden_run(model, net, x)
-    dut = Network(net, lanes=lanes)
+    if arch == "shared":
+        from hw.shared import SharedNetwork
+
+        dut = SharedNetwork(net, lanes=lanes)
+    else:
+        dut = Network(net, lanes=lanes)
     case = out / f"case_T{T}.npz"
     meta = write_case(case, dut, codes, logits, trace)
     begin = time.perf_counter()
-    text = network_verilog(dut, net, lanes)
+    text = network_verilog(dut, net, lanes, arch)
     convert_s = time.perf_counter() - begin
     begin = time.perf_counter()
     design = toolchain.build(text, "network")
@@ -204,7 +216,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
         error = str(failure)
     run_s = time.perf_counter() - begin
     rtl = json.loads(results.read_text())["images"] if results.exists() else []
-    summary = {"T": T, "trained": trained, "images": images, "lanes": lanes,
+    summary = {"T": T, "trained": trained, "images": images, "lanes": lanes, "arch": arch,
                "convert_s": convert_s, "build_s": build_s, "run_s": run_s, "error": error,
                "labels": labels.tolist(), "int_pred": logits.argmax(1).tolist(),
                "float_pred": float_logits.argmax(1).tolist(),
@@ -373,14 +385,20 @@ def main(argv=None) -> int:
     p.add_argument("--T", type=int, nargs="+", default=[1, 2], help="time steps (default 1 2)")
     p.add_argument("--checkpoint", default=None,
                    help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights")
-    p.add_argument("--lanes", type=int, default=8, help="lanes of every engine (default 8)")
+    p.add_argument("--lanes", type=int, default=None,
+                   help="lanes of every engine (default 8 per-layer, 16 shared)")
+    p.add_argument("--arch", choices=("per-layer", "shared"), default="per-layer",
+                   help="per-layer: one engine per layer, weights baked in (hw.network); "
+                        "shared: one time-multiplexed engine, weights in one memory (hw.shared)")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figure (default 100 MHz; see docs/network.md)")
     p.add_argument("--out", default=str(ROOT / "build" / "e2e"), help="report directory")
     args = p.parse_args(argv)
     status = 0
     for T in args.T:
-        summary = run_network(T, args.images, Path(args.out), args.checkpoint, args.lanes)
+        lanes = args.lanes or (16 if args.arch == "shared" else 8)
+        summary = run_network(T, args.images, Path(args.out), args.checkpoint, lanes,
+                              arch=args.arch)
         if summary["rtl"]:
             write_report(summary, Path(args.out), args.clock_mhz)
         print_summary(summary)

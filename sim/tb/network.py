@@ -31,16 +31,22 @@ def read_memory(handle) -> list[int]:
 
 
 def read_spikes(dut, spec, T) -> np.ndarray:
-    """Return a spike map as ``[T, C, H * W]`` from its memories (layouts: ``hw.network``)."""
+    """Return a spike map as ``[T, C, H * W]`` from its memories (layouts: ``hw.network``,
+    ``hw.shared``)."""
     channels, height, width = spec["channels"], spec["height"], spec["width"]
     banks, cg = spec["banks"], spec["cg"]
     out = np.zeros((T, channels, height * width), dtype=np.uint8)
-    if spec["layout"] == "conv":
+    if spec["layout"] in ("conv", "shared"):
+        # conv: word (t * cg + c // banks) * H + y of bank c % banks (hw.network);
+        # shared: base + (((t << cg_log) | c // banks) << h_log | y) (hw.shared).
+        base = spec.get("base", 0)
+        cg_stride = 1 << spec["cg_log"] if spec["layout"] == "shared" else cg
+        h_stride = 1 << spec["h_log"] if spec["layout"] == "shared" else height
         words = [read_memory(getattr(dut, f"{spec['memory']}_{b}")) for b in range(banks)]
         for t in range(T):
             for c in range(channels):
                 for y in range(height):
-                    word = words[c % banks][(t * cg + c // banks) * height + y]
+                    word = words[c % banks][base + (t * cg_stride + c // banks) * h_stride + y]
                     for x in range(width):
                         out[t, c, y * width + x] = (word >> x) & 1
     else:

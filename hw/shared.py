@@ -1,0 +1,892 @@
+"""Whole quantized Meta-SpikeFormer on ONE shared engine: a time-multiplexed network.
+
+:class:`hw.network.Network` gives every layer its own synapse engine, LIF array and memories, with
+the weights baked in: a verification vehicle that fits no FPGA. :class:`SharedNetwork` runs the
+same program (:class:`hw.network.Program`, from the same ``quant.graph.walk`` the integer model
+uses) on shared hardware:
+
+* one programmable synapse engine (:class:`hw.progengine.ProgEngine`) for every convolution,
+  linear layer and the classifier, configured per step from a generated descriptor table;
+* weights in one weight memory (``weights="internal"``: inside the design, initialised from the
+  packed image; ``"external"``: a synchronous read port to a memory outside the design, since the
+  demo's folded weights, 5.2 Mbit at 8 bits, exceed every ECP5's block RAM);
+* one LIF array (:class:`hw.lif.LIFArray`) whose membrane memory holds every LIF site at its own
+  base address (membranes are kept per site, so time steps run exactly as the integer model; at
+  T = 1 no membrane is ever read back, so none is kept);
+* one spike memory (``lanes`` banks), one residual-stream memory and one shift memory, every
+  map, stream and layer at its own base address;
+* the stem (:class:`hw.stem.StemConv`, the only multipliers) and one SDSA unit per attention
+  block (each keeps its attention LIF's membranes across time steps).
+
+Layouts (all padded to powers of two so addresses are shifts, not products):
+
+* spike map ``m`` (``C`` channels, side ``S``): channel ``c`` in bank ``c % lanes`` at word
+  ``base_m + (((t << cg_log) | c // lanes) << h_log | y)``, bit ``x``; ``2**cg_log >=
+  ceil(C / lanes)``, ``2**h_log >= S``.
+* residual stream ``s`` (``positions * G`` words of ``lanes`` values): word ``base_s + position * G
+  + g``, the engine's read-out order, so ``index`` of an output beat addresses it directly.
+* LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g``.
+* weights: :func:`hw.progengine.pack_layer_weights` per layer at its ``weight_base``.
+
+The sequencer walks the step list; for each step it loads the step's descriptor into registers
+(one cycle), pulses ``start`` and waits for the step's last write. Every datapath reads only those
+registers, so the step table costs one registered multiplexer, not a path through every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.accumulator import accumulator_bound, pack_lanes, signed_width
+from hw.lif import LIFArray
+from hw.network import Program, _sizes
+from hw.params import bits_for
+from hw.progengine import ProgEngine, pack_layer_biases, pack_layer_weights
+from hw.sdsa import SDSA
+from hw.stem import StemConv
+
+__all__ = ["SharedNetwork", "SharedMap", "log2_ceil"]
+
+# Step kinds of the shared datapath (the descriptor's ``kind``).
+KIND_STEM, KIND_BEGIN_STEM, KIND_LAYER, KIND_STREAM_LIF, KIND_SDSA, KIND_POOL_LIF = range(6)
+# Where a layer's output goes (the descriptor's ``sink``).
+SINK_LIF, SINK_ADD, SINK_BEGIN, SINK_LOGITS = range(4)
+
+
+def log2_ceil(value: int) -> int:
+    """Return the smallest ``n >= 0`` with ``2**n >= value``."""
+    return max(0, int(value) - 1).bit_length()
+
+
+@dataclass
+class SharedMap:
+    """A spike map's place in the shared spike memory (module docstring)."""
+
+    name: str
+    channels: int
+    side: int
+    base: int
+    cg_log: int
+    h_log: int
+
+    @property
+    def height(self) -> int:
+        return self.side
+
+    @property
+    def width(self) -> int:
+        return self.side
+
+
+class SharedNetwork(wiring.Component):
+    """Run a whole quantized network on one shared engine: load pixels, ``start``, ``done``.
+
+    Parameters
+    ----------
+    net : quant.quantize.IntNet
+    lanes : int
+        Output channels per cycle of the engine, the LIF array and every memory word. Must equal
+        every attention block's head width (the SDSA reads a head's channels from the banks).
+    weights : ``"internal"`` or ``"external"``
+        Where the weight memory lives (module docstring).
+
+    Members
+    -------
+    load_address, load_data, load_enable, start, ready, done, logits, step, time_step, cycles
+        As :class:`hw.network.Network`.
+    weight_addr, weight_en : Out; weight_data : In
+        Only with ``weights="external"``: synchronous read port (data the cycle after ``en``).
+    """
+
+    def __init__(self, net, *, lanes: int = 16, weights: str = "internal"):
+        if weights not in ("internal", "external"):
+            raise ValueError(f"weights must be 'internal' or 'external', not {weights!r}")
+        self._net = net
+        self._lanes = int(lanes)
+        if self._lanes < 1:
+            raise ValueError(f"lanes must be >= 1, not {lanes}")
+        self._weights_mode = weights
+        self._T = net.cfg.T
+        self._program = Program(net)
+        self._plan()
+        classes = net.layers["head"].weight.shape[0]
+        self._logit_bits = max(net.logit_bits, 2)
+        ports = {
+            "load_address": In(bits_for(self._pixel_words)),
+            "load_data": In(net.pixel.bits),
+            "load_enable": In(1),
+            "start": In(1),
+            "ready": Out(1),
+            "done": Out(1),
+            "logits": Out(data.ArrayLayout(signed(self._logit_bits), classes)),
+            "step": Out(range(len(self.steps) + 1)),
+            "time_step": Out(range(max(2, self._T))),
+            "cycles": Out(32),
+        }
+        if weights == "external":
+            ports["weight_addr"] = Out(bits_for(self.weight_depth))
+            ports["weight_en"] = Out(1)
+            ports["weight_data"] = In(self._lanes * self._weight_width)
+        super().__init__(ports)
+
+    # -- plan --------------------------------------------------------------------------------
+    def _plan(self):
+        net, lanes, T = self._net, self._lanes, self._T
+        cfg = net.cfg
+        sizes = _sizes(net)
+        self._sizes = sizes
+        steps = self._program.steps
+        for prefix, attn in net.attention.items():
+            if attn["head_width"] != lanes:
+                raise ValueError(
+                    f"lanes must equal the head width of {prefix} ({attn['head_width']}) in the "
+                    f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
+
+        def layer_side(name):
+            return 1 if name == "head" else sizes[name.split(".")[0]]
+
+        # Spike maps: every LIF's map, allocated in program order.
+        maps, base = {}, 0
+        for step in steps:
+            if not step.sink.startswith(("lif:", "map:")):
+                continue
+            lif = step.sink.split(":", 1)[1]
+            channels = net.lifs[lif].threshold.shape[0]
+            if step.kind == "layer":
+                side = layer_side(step.layer)
+            elif step.kind == "sdsa":
+                side = sizes[lif.split(".")[0]]
+                channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
+            elif step.kind == "head_pool_lif":
+                side = 1
+            else:
+                side = sizes[step.source]
+            cg = -(-channels // lanes)
+            info = SharedMap(lif, channels, side, base, log2_ceil(cg), log2_ceil(side))
+            base += T << (info.cg_log + info.h_log)
+            maps[lif] = info
+        self.maps = maps
+        self._map_depth = max(2, base)
+        self._map_width = max(info.side for info in maps.values())
+
+        # Residual streams.
+        streams, base = {}, 0
+        for name, stream in net.streams.items():
+            channels = stream.scale.shape[0]
+            groups = -(-channels // lanes)
+            words = sizes[name] ** 2 * groups
+            streams[name] = {"base": base, "groups": groups, "words": words,
+                             "bits": stream.bits}
+            base += words
+        self._streams = streams
+        self._stream_depth = max(2, base)
+        self._stream_bits = max(s["bits"] for s in streams.values())
+
+        # LIF sites (the SDSA keeps its own attention LIF).
+        sites, mbase, tbase, thresholds = {}, 0, 0, []
+        for step in steps:
+            if step.kind == "sdsa" or not step.sink.startswith(("lif:", "map:")):
+                continue
+            lif = step.sink.split(":", 1)[1]
+            info = maps[lif]
+            groups = -(-info.channels // lanes)
+            sites[lif] = {"mbase": mbase, "tbase": tbase, "groups": groups,
+                          "words": info.side ** 2 * groups}
+            padded = [int(v) for v in net.lifs[lif].threshold] + [0] * (groups * lanes
+                                                                      - info.channels)
+            thresholds += padded
+            mbase += info.side ** 2 * groups
+            tbase += groups
+        self._sites = sites
+        self._thresholds = thresholds
+        # At T = 1 every LIF starts from a zero membrane and none is read back: the array keeps
+        # no membranes (its memory shrinks to two words that are never read with first = 0).
+        self._membrane_words = max(2, mbase) if T > 1 else 2
+        self._lif_bits = max(net.lifs[name].input_bits for name in sites)
+
+        # Engine layers: weights, biases and shifts packed at their bases.
+        weight_words, bias_list, shift_words = [], [], []
+        layers = {}
+        low, high, need_w = 0, 0, 1
+        max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2
+        max_side = self._map_width
+        for step in steps:
+            if step.kind != "layer":
+                continue
+            layer = net.layers[step.layer]
+            if layer.groups != 1:
+                raise NotImplementedError(f"{step.layer}: grouped convs are not supported")
+            weight = np.asarray(layer.weight, dtype=np.int64)
+            if weight.ndim == 2:
+                weight = weight[:, :, None, None]
+            cout, cin, k, _ = weight.shape
+            side_in = maps[step.source].side
+            stride, padding = int(layer.stride), int(layer.padding)
+            if stride & (stride - 1):
+                raise NotImplementedError(f"{step.layer}: stride {stride} is not a power of two")
+            out = (side_in + 2 * padding - k) // stride + 1
+            groups = -(-cout // lanes)
+            kl, gl, owl = log2_ceil(k), log2_ceil(groups), log2_ceil(out)
+            bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)
+            lo, hi = accumulator_bound(weight, bias)
+            lo0, hi0 = accumulator_bound(weight, np.zeros_like(bias))
+            low, high = min(low, lo, lo0), max(high, hi, hi0)
+            need_w = max(need_w, signed_width(min(int(weight.min()), 0),
+                                              max(int(weight.max()), 0)))
+            layers[step.layer] = {
+                "weight": weight, "bias": bias, "cin": cin, "cout": cout, "kernel": k,
+                "kernel_log": kl, "stride_log": stride.bit_length() - 1, "padding": padding,
+                "height": side_in, "width": side_in, "out": out, "out_log": owl,
+                "groups": groups, "groups_log": gl, "weight_base": len(weight_words),
+                "bias_base": len(bias_list), "shift_base": None,
+            }
+            max_words = max(max_words, cin * side_in)
+            max_channels = max(max_channels, cin)
+            max_pad = max(max_pad, padding)
+            max_kl, max_sl, max_gl = max(max_kl, kl), max(max_sl, stride.bit_length() - 1), \
+                max(max_gl, gl)
+            max_side = max(max_side, side_in, out)
+            bank = max(bank, out << (owl + gl))
+            # Reserve the words now so bases are fixed.
+            weight_words.extend([0] * (cin << (2 * kl + gl)))
+            bias_list.extend([0] * groups)
+        self._weight_width = need_w
+        self._acc_width = signed_width(low, high)
+        for name, info in layers.items():
+            words = pack_layer_weights(info["weight"], lanes=lanes, weight_width=need_w,
+                                       kernel_log=info["kernel_log"],
+                                       groups_log=info["groups_log"])
+            weight_words[info["weight_base"]:info["weight_base"] + len(words)] = words
+            biases = pack_layer_biases(info["bias"], lanes=lanes,
+                                       accumulator_width=self._acc_width,
+                                       groups=info["groups"])
+            bias_list[info["bias_base"]:info["bias_base"] + len(biases)] = biases
+        self._layers = layers
+        self._weight_words = weight_words
+        self._bias_words = bias_list
+        self._engine_limits = dict(word_bits=self._map_width, max_words=max_words,
+                                   max_channels=max_channels, max_side=max_side,
+                                   max_padding=max_pad, max_kernel_log=max_kl,
+                                   max_stride_log=max_sl, max_groups_log=max_gl,
+                                   bank_depth=bank)
+
+        # Stem.
+        stem_step = steps[0]
+        if stem_step.kind != "stem":
+            raise NotImplementedError("the program must begin with the stem")
+        self._stem_layer = net.layers[stem_step.layer]
+        self._pixel_words = cfg.in_channels * cfg.img_size ** 2
+        stem_cout = self._stem_layer.weight.shape[0]
+        self._stem_groups = -(-stem_cout // lanes)
+
+        # Shifts of every stream-writing step (per output channel, per group of lanes).
+        max_shift = 0
+        shift_base = {}
+        for step in steps:
+            if step.kind == "begin_stem" or (step.kind == "layer"
+                                             and step.sink.startswith(("add:", "begin:"))):
+                shifts = np.asarray(net.layers[step.layer].shift, dtype=np.int64).reshape(-1)
+                groups = -(-shifts.shape[0] // lanes)
+                padded = np.zeros(groups * lanes, dtype=np.int64)
+                padded[:shifts.shape[0]] = shifts
+                if padded.min() < 0:
+                    raise NotImplementedError(f"{step.layer}: negative stream shift")
+                shift_base[step.name] = (len(shift_words), padded)
+                max_shift = max(max_shift, int(padded.max()))
+                shift_words.extend([None] * groups)
+        self._shift_bits = max(1, max_shift.bit_length())
+        for name, (start, padded) in shift_base.items():
+            for g in range(len(padded) // lanes):
+                shift_words[start + g] = pack_lanes(
+                    padded[g * lanes:(g + 1) * lanes], self._shift_bits + 1)
+        self._shift_base = {name: start for name, (start, _) in shift_base.items()}
+        self._shift_words = shift_words
+
+        # Pool width (head): sum of a stream over positions.
+        self._pool_groups = 1
+        for step in steps:
+            if step.kind == "head_pool_lif":
+                self._pool_groups = max(self._pool_groups, self._streams[step.source]["groups"])
+        self._attention = list(net.attention)
+        self._max_groups = max([self._pool_groups]
+                               + [s["groups"] for s in self._streams.values()]
+                               + [s["groups"] for s in self._sites.values()]
+                               + [info["groups"] for info in self._layers.values()]
+                               + [-(-info.channels // lanes) for info in self.maps.values()]
+                               + [attn["heads"] for attn in net.attention.values()])
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def steps(self):
+        """The program, in execution order within one time step."""
+        return self._program.steps
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def logit_bits(self) -> int:
+        return self._logit_bits
+
+    @property
+    def weight_words(self) -> list[int]:
+        """Contents of the weight memory (every layer at its ``weight_base``)."""
+        return list(self._weight_words)
+
+    @property
+    def weight_depth(self) -> int:
+        return max(2, len(self._weight_words))
+
+    @property
+    def weight_width(self) -> int:
+        """Signed bits per weight; a weight word holds ``lanes`` of them."""
+        return self._weight_width
+
+    @property
+    def accumulator_width(self) -> int:
+        return self._acc_width
+
+    def memory_report(self) -> dict:
+        """Bits of every shared memory (for the manifest and the docs)."""
+        lanes = self._lanes
+        return {
+            "weights": self.weight_depth * lanes * self._weight_width,
+            "spike_maps": self._map_depth * self._map_width * lanes,
+            "streams": self._stream_depth * lanes * self._stream_bits,
+            "membranes": self._membrane_words * lanes * self._lif_bits,
+            "bank": self._engine_limits["bank_depth"] * lanes * self._acc_width,
+        }
+
+    # -- hardware ----------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        net, lanes, T = self._net, self._lanes, self._T
+        steps = self.steps
+
+        t = Signal(range(max(2, T)), name="t")
+        first = Signal(name="first_t")
+        m.d.comb += [first.eq(t == 0), self.time_step.eq(t)]
+
+        # --- shared units ---------------------------------------------------------------
+        m.submodules.engine = engine = ProgEngine(
+            lanes=lanes, weight_width=self._weight_width, accumulator_width=self._acc_width,
+            weight_depth=self.weight_depth, bias_words=self._bias_words,
+            **self._engine_limits)
+        if self._weights_mode == "internal":
+            m.submodules.weights = weights = Memory(
+                shape=unsigned(lanes * self._weight_width), depth=self.weight_depth,
+                init=self._weight_words)
+            weight_read = weights.read_port()
+            m.d.comb += [weight_read.addr.eq(engine.weight_addr),
+                         weight_read.en.eq(engine.weight_en),
+                         engine.weight_data.eq(weight_read.data)]
+        else:
+            m.d.comb += [self.weight_addr.eq(engine.weight_addr),
+                         self.weight_en.eq(engine.weight_en),
+                         engine.weight_data.eq(self.weight_data)]
+
+        m.submodules.lif = lif = LIFArray(lanes=lanes, words=self._membrane_words,
+                                          input_width=self._lif_bits,
+                                          thresholds=self._thresholds)
+        stem_layer = self._stem_layer
+        cfg = net.cfg
+        m.submodules.stem = stem = StemConv(
+            weight=stem_layer.weight, bias=stem_layer.bias, height=cfg.img_size,
+            width=cfg.img_size, stride=stem_layer.stride, padding=stem_layer.padding,
+            pad_value=net.pixel.zero_point, pixel_bits=net.pixel.bits, lanes=lanes)
+        m.d.comb += [stem.load_address.eq(self.load_address),
+                     stem.load_data.eq(self.load_data),
+                     stem.load_enable.eq(self.load_enable)]
+        stem_words = stem.positions * stem.groups
+        m.submodules.stem_out = stem_out = Memory(
+            shape=unsigned(lanes * stem.accumulator_width), depth=max(2, stem_words), init=[])
+        stem_write = stem_out.write_port()
+        stem_read = stem_out.read_port()
+
+        sdsas = []
+        for prefix in self._attention:
+            attn = net.attention[prefix]
+            if attn["sdsa"] != 3:
+                raise NotImplementedError(f"{prefix}: the shared network supports SDSA-3")
+            unit = SDSA(variant=3, tokens=attn["tokens"], head_width=attn["head_width"],
+                        heads=attn["heads"], threshold=int(attn["threshold"]))
+            m.submodules[f"sdsa_{len(sdsas)}"] = unit
+            sdsas.append(unit)
+
+        # Spike memory: one bank per lane.
+        W = self._map_width
+        banks = []
+        for b in range(lanes):
+            mem = Memory(shape=unsigned(W), depth=self._map_depth, init=[])
+            m.submodules[f"spikes_{b}"] = mem
+            banks.append({"mem": mem, "write": mem.write_port(granularity=1),
+                          "read": mem.read_port()})
+        # Streams and shifts.
+        SB = self._stream_bits
+        m.submodules.streams = streams_mem = Memory(
+            shape=unsigned(lanes * SB), depth=self._stream_depth, init=[])
+        stream_write = streams_mem.write_port()
+        stream_read = streams_mem.read_port()
+        shift_bits = self._shift_bits + 1
+        m.submodules.shifts = shifts_mem = Memory(
+            shape=unsigned(lanes * shift_bits), depth=max(2, len(self._shift_words)),
+            init=self._shift_words or [0, 0])
+        shift_read = shifts_mem.read_port()
+
+        # --- descriptor registers ---------------------------------------------------------
+        md_w = bits_for(self._map_depth + 1)
+        sd_w = bits_for(self._stream_depth + 1)
+        desc = {
+            "kind": Signal(3, name="d_kind"),
+            "sink": Signal(2, name="d_sink"),
+            "src_base": Signal(md_w, name="d_src_base"),    # with t folded in
+            "src_h_log": Signal(range(8), name="d_src_h_log"),
+            "src_height": Signal(range(W + 1), name="d_src_height"),
+            "src_channels": Signal(range(max(l["cin"] for l in self._layers.values()) + 1),
+                                   name="d_src_channels"),
+            "dst_base": Signal(md_w, name="d_dst_base"),
+            "dst_h_log": Signal(range(8), name="d_dst_h_log"),
+            "dst_side": Signal(range(W + 1), name="d_dst_side"),
+            "groups": Signal(range(self._max_groups + 1), name="d_groups"),
+            "mbase": Signal(bits_for(self._membrane_words + 1), name="d_mbase"),
+            "tbase": Signal(bits_for(len(self._thresholds) // lanes + 1), name="d_tbase"),
+            "stream_base": Signal(sd_w, name="d_stream_base"),
+            "stream_words": Signal(sd_w, name="d_stream_words"),
+            "shift_base": Signal(bits_for(len(self._shift_words) + 2), name="d_shift_base"),
+            "sdsa": Signal(range(max(2, len(sdsas))), name="d_sdsa"),
+            "q_base": Signal(md_w, name="d_q_base"),
+            "k_base": Signal(md_w, name="d_k_base"),
+            "v_base": Signal(md_w, name="d_v_base"),
+        }
+        ecfg = Signal(engine.config.shape(), name="d_engine")
+        m.d.comb += engine.config.eq(ecfg)
+
+        def map_base_t(info):
+            return info.base + (t << (info.cg_log + info.h_log))
+
+        def load_descriptor(step):
+            """Sync assignments loading ``step``'s descriptor (t folded into map bases)."""
+            out = []
+            kind = {"stem": KIND_STEM, "begin_stem": KIND_BEGIN_STEM, "layer": KIND_LAYER,
+                    "stream_lif": KIND_STREAM_LIF, "sdsa": KIND_SDSA,
+                    "head_pool_lif": KIND_POOL_LIF}[step.kind]
+            out.append(desc["kind"].eq(kind))
+            sink_kind, _, target = step.sink.partition(":")
+            if step.sink.startswith(("lif:", "map:")):
+                info = self.maps[target]
+                out += [desc["dst_base"].eq(map_base_t(info)),
+                        desc["dst_h_log"].eq(info.h_log), desc["dst_side"].eq(info.side)]
+                if target in self._sites:
+                    site = self._sites[target]
+                    out += [desc["tbase"].eq(site["tbase"]), desc["groups"].eq(site["groups"])]
+                    if T > 1:
+                        out.append(desc["mbase"].eq(site["mbase"]))
+            if step.kind == "layer":
+                info = self._layers[step.layer]
+                src = self.maps[step.source]
+                out += [desc["sink"].eq({"lif": SINK_LIF, "add": SINK_ADD,
+                                         "begin": SINK_BEGIN, "logits": SINK_LOGITS}[sink_kind]),
+                        desc["src_base"].eq(map_base_t(src)), desc["src_h_log"].eq(src.h_log),
+                        desc["src_height"].eq(src.side), desc["src_channels"].eq(info["cin"])]
+                fields = {"height": info["height"], "width": info["width"],
+                          "kernel": info["kernel"], "kernel_log": info["kernel_log"],
+                          "stride_log": info["stride_log"], "padding": info["padding"],
+                          "out_height": info["out"], "out_width": info["out"],
+                          "out_width_log": info["out_log"], "groups": info["groups"],
+                          "groups_log": info["groups_log"],
+                          "weight_base": info["weight_base"], "bias_base": info["bias_base"]}
+                out.append(ecfg.eq(engine.config.shape().const(fields)))
+            if sink_kind in ("add", "begin"):
+                stream = self._streams[target]
+                out += [desc["stream_base"].eq(stream["base"]),
+                        desc["stream_words"].eq(stream["words"]),
+                        desc["groups"].eq(stream["groups"]),
+                        desc["shift_base"].eq(self._shift_base[step.name])]
+            if step.kind in ("stream_lif", "head_pool_lif"):
+                stream = self._streams[step.source]
+                out += [desc["stream_base"].eq(stream["base"]),
+                        desc["stream_words"].eq(stream["words"])]
+            if step.kind == "sdsa":
+                index = self._attention.index(step.source)
+                out += [desc["sdsa"].eq(index),
+                        desc["q_base"].eq(map_base_t(self.maps[step.extra["q"]])),
+                        desc["k_base"].eq(map_base_t(self.maps[step.extra["k"]])),
+                        desc["v_base"].eq(map_base_t(self.maps[step.extra["v"]])),
+                        desc["src_h_log"].eq(self.maps[step.extra["q"]].h_log)]
+            return out
+
+        start = Signal(name="step_start")   # one-cycle pulse: the descriptor is loaded
+        finish = Signal(name="step_finish")  # comb: the step's final write happens now
+        kind, sink = desc["kind"], desc["sink"]
+
+        # --- spike-map writer (LIF output beats and SDSA output beats) -----------------------
+        wr_y = Signal(range(W + 1), name="wr_y")
+        wr_x = Signal(range(W + 1), name="wr_x")
+        wr_g = Signal(range(self._max_groups + 1), name="wr_g")
+        wr_valid = Signal(name="wr_valid")
+        wr_bits = Signal(lanes, name="wr_bits")
+        wr_last_g = Signal(name="wr_last_g")
+        with m.If(start):
+            m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0)]
+        address = desc["dst_base"] + ((wr_g << desc["dst_h_log"]) | wr_y)
+        for b, bank in enumerate(banks):
+            write = bank["write"]
+            m.d.comb += [write.addr.eq(address), write.data.eq(wr_bits[b].replicate(W)),
+                         write.en.eq(Mux(wr_valid, Const(1, W) << wr_x, 0))]
+        side = desc["dst_side"]
+        final_beat = Signal(name="wr_final")
+        sdsa_mode = kind == KIND_SDSA
+        # LIF beats: position-major, group-minor. SDSA beats: head-major, token-minor.
+        m.d.comb += final_beat.eq(wr_valid & (wr_y == side - 1) & (wr_x == side - 1)
+                                  & wr_last_g)
+        with m.If(wr_valid):
+            with m.If(sdsa_mode):
+                with m.If((wr_x == side - 1) & (wr_y == side - 1)):
+                    m.d.sync += [wr_x.eq(0), wr_y.eq(0), wr_g.eq(wr_g + 1)]
+                with m.Elif(wr_x == side - 1):
+                    m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1)]
+                with m.Else():
+                    m.d.sync += wr_x.eq(wr_x + 1)
+            with m.Else():
+                with m.If(wr_last_g):
+                    m.d.sync += wr_g.eq(0)
+                    with m.If(wr_x == side - 1):
+                        m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1)]
+                    with m.Else():
+                        m.d.sync += wr_x.eq(wr_x + 1)
+                with m.Else():
+                    m.d.sync += wr_g.eq(wr_g + 1)
+
+        # --- LIF array input (engine read-out, stream reader or pool) ----------------------
+        lif_x = Signal(data.ArrayLayout(signed(self._lif_bits), lanes), name="lif_x")
+        lif_valid = Signal(name="lif_valid")
+        lif_index = Signal(bits_for(self._membrane_words + 1), name="lif_index")
+        lif_group = Signal.like(desc["groups"], name="lif_group")
+        m.d.comb += [lif.i.valid.eq(lif_valid), lif.i.payload.x.eq(lif_x),
+                     lif.i.payload.address.eq(desc["mbase"] + lif_index if T > 1 else 0),
+                     lif.i.payload.group.eq(desc["tbase"] + lif_group),
+                     lif.i.payload.first.eq(first), lif.o.ready.eq(1)]
+
+        # --- SDSA output ---------------------------------------------------------------------
+        sdsa_out_valid = Signal(name="sdsa_out_valid")
+        sdsa_out_bits = Signal(lanes, name="sdsa_out_bits")
+        with m.Switch(desc["sdsa"]):
+            for index, unit in enumerate(sdsas):
+                with m.Case(index):
+                    m.d.comb += [sdsa_out_valid.eq(unit.o.valid & sdsa_mode),
+                                 sdsa_out_bits.eq(unit.o.payload.spikes)]
+        for unit in sdsas:
+            m.d.comb += unit.o.ready.eq(1)
+        heads_last = Signal(name="sdsa_heads_last")
+        m.d.comb += [
+            wr_valid.eq(Mux(sdsa_mode, sdsa_out_valid, lif.o.valid)),
+            wr_bits.eq(Mux(sdsa_mode, sdsa_out_bits, lif.o.payload.spikes)),
+            wr_last_g.eq(Mux(sdsa_mode, heads_last, wr_g == desc["groups"] - 1)),
+        ]
+
+        # --- map reader -> engine (the source map, channel-major, row-minor) --------------------
+        fd_c = Signal.like(desc["src_channels"], name="fd_c")
+        fd_bank = Signal(range(lanes + 1), name="fd_bank")
+        fd_cg = Signal(range(self._max_groups + 1), name="fd_cg")
+        fd_y = Signal(range(W + 1), name="fd_y")
+        feeding = Signal(name="feeding")
+        fd_valid = Signal(name="fd_valid")      # the read ports hold a word for the engine
+        fd_sel = Signal.like(fd_bank, name="fd_sel")
+        fd_last = Signal(name="fd_last")
+        fd_advance = Signal(name="fd_advance")
+        m.d.comb += fd_advance.eq(~fd_valid | engine.i.ready)
+        fd_word = Signal(W, name="fd_word")
+        with m.Switch(fd_sel):
+            for b, bank in enumerate(banks):
+                with m.Case(b):
+                    m.d.comb += fd_word.eq(bank["read"].data)
+        m.d.comb += [engine.i.valid.eq(fd_valid), engine.i.payload.bits.eq(fd_word),
+                     engine.i.payload.last.eq(fd_last)]
+        fd_is_last = (fd_c == desc["src_channels"] - 1) & (fd_y == desc["src_height"] - 1)
+
+        # SDSA feeder state (shares the bank read ports with the map reader).
+        attn0 = net.attention[self._attention[0]] if sdsas else {"tokens": 1, "heads": 1}
+        tokens, heads = attn0["tokens"], attn0["heads"]
+        sd_side = max(1, int(round(tokens ** 0.5)))
+        sd_n_x = Signal(range(sd_side + 1), name="sd_x")
+        sd_n_y = Signal(range(sd_side + 1), name="sd_y")
+        sd_h = Signal(range(heads + 1), name="sd_h")
+        sd_phase = Signal(2, name="sd_phase")   # read q, k, v
+        sd_active = Signal(name="sd_active")    # issuing reads for the current token
+        sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)
+        sd_got_valid = Signal(name="sd_got_valid")
+        sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
+        rows = [Signal(lanes, name=f"sd_row_{n}") for n in ("q", "k", "v")]
+        sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
+        sd_done_feeding = Signal(name="sd_done_feeding")
+
+        read_addr = Signal(md_w, name="spike_read_addr")
+        read_en = Signal(name="spike_read_en")
+        for bank in banks:
+            m.d.comb += [bank["read"].addr.eq(read_addr), bank["read"].en.eq(read_en)]
+
+        with m.If(sdsa_mode):
+            base = Mux(sd_phase == 0, desc["q_base"], Mux(sd_phase == 1, desc["k_base"],
+                                                          desc["v_base"]))
+            m.d.comb += [read_addr.eq(base + ((sd_h << desc["src_h_log"]) | sd_n_y)),
+                         read_en.eq(sd_active)]
+        with m.Else():
+            m.d.comb += [read_addr.eq(desc["src_base"] + ((fd_cg << desc["src_h_log"]) | fd_y)),
+                         read_en.eq(fd_advance)]
+
+        # map reader counters
+        with m.If(start & (kind == KIND_LAYER)):
+            m.d.sync += [feeding.eq(1), fd_c.eq(0), fd_bank.eq(0), fd_cg.eq(0), fd_y.eq(0),
+                         fd_valid.eq(0)]
+        with m.Elif(fd_advance & ~sdsa_mode):
+            m.d.sync += [fd_valid.eq(feeding), fd_sel.eq(fd_bank), fd_last.eq(fd_is_last)]
+            with m.If(feeding):
+                with m.If(fd_is_last):
+                    m.d.sync += feeding.eq(0)
+                with m.Elif(fd_y == desc["src_height"] - 1):
+                    m.d.sync += [fd_y.eq(0), fd_c.eq(fd_c + 1)]
+                    with m.If(fd_bank == lanes - 1):
+                        m.d.sync += [fd_bank.eq(0), fd_cg.eq(fd_cg + 1)]
+                    with m.Else():
+                        m.d.sync += fd_bank.eq(fd_bank + 1)
+                with m.Else():
+                    m.d.sync += fd_y.eq(fd_y + 1)
+
+        # SDSA feeder: for each head, token: read q, k, v rows (one cycle each), offer the beat.
+        m.d.sync += [sd_got_valid.eq(sd_active), sd_got.eq(sd_phase), sd_x_d.eq(sd_n_x)]
+        extracted = Signal(lanes, name="sd_extracted")
+        for b, bank in enumerate(banks):
+            m.d.comb += extracted[b].eq(bank["read"].data.bit_select(sd_x_d, 1))
+        with m.If(sd_got_valid):
+            with m.Switch(sd_got):
+                for phase, row in enumerate(rows):
+                    with m.Case(phase):
+                        m.d.sync += row.eq(extracted)
+            with m.If(sd_got == 2):
+                m.d.sync += sd_beat.eq(1)
+        with m.If(start & sdsa_mode):
+            m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_h.eq(0), sd_n_x.eq(0),
+                         sd_n_y.eq(0), sd_beat.eq(0), sd_done_feeding.eq(0)]
+        with m.Elif(sd_active):
+            with m.If(sd_phase == 2):
+                m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
+            with m.Else():
+                m.d.sync += sd_phase.eq(sd_phase + 1)
+        sd_taken = Signal(name="sd_taken")
+        with m.Switch(desc["sdsa"]):
+            for index, unit in enumerate(sdsas):
+                with m.Case(index):
+                    m.d.comb += [unit.i.valid.eq(sd_beat & sdsa_mode),
+                                 unit.i.payload.q.eq(rows[0]), unit.i.payload.k.eq(rows[1]),
+                                 unit.i.payload.v.eq(rows[2]), unit.i.payload.first.eq(first),
+                                 sd_taken.eq(unit.i.ready & sd_beat & sdsa_mode)]
+        with m.If(sd_taken):
+            m.d.sync += sd_beat.eq(0)
+            last_token = (sd_n_x == sd_side - 1) & (sd_n_y == sd_side - 1)
+            with m.If(last_token & (sd_h == heads - 1)):
+                m.d.sync += sd_done_feeding.eq(1)
+            with m.Else():
+                m.d.sync += sd_active.eq(1)
+                with m.If(last_token):
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1)]
+                with m.Elif(sd_n_x == sd_side - 1):
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1)]
+                with m.Else():
+                    m.d.sync += sd_n_x.eq(sd_n_x + 1)
+        m.d.comb += heads_last.eq(wr_g == heads - 1)
+
+        # --- stream write stage (begin_stem copy, layer add/begin) -----------------------------
+        VB = max(self._acc_width, stem.accumulator_width)
+        sw_valid = Signal(name="sw_valid")
+        sw_addr = Signal(sd_w, name="sw_addr")
+        sw_values = Signal(data.ArrayLayout(signed(VB), lanes), name="sw_values")
+        sw_add = Signal(name="sw_add")
+        sw_last = Signal(name="sw_last")
+        sw_from_stem = Signal(name="sw_from_stem")
+        old = data.View(data.ArrayLayout(signed(SB), lanes), stream_read.data)
+        stem_values = data.View(data.ArrayLayout(signed(stem.accumulator_width), lanes),
+                                stem_read.data)
+        new_word = Signal(data.ArrayLayout(signed(SB), lanes), name="sw_word")
+        for lane in range(lanes):
+            value = Mux(sw_from_stem, stem_values[lane], sw_values[lane])
+            amount = shift_read.data[lane * shift_bits:(lane + 1) * shift_bits]
+            m.d.comb += new_word[lane].eq(Mux(sw_add, old[lane], 0) + (value << amount))
+        m.d.comb += [stream_write.addr.eq(sw_addr), stream_write.data.eq(new_word.as_value()),
+                     stream_write.en.eq(sw_valid)]
+
+        # stream read port: layer add (engine beat's index), stream LIF / pool (counter)
+        sr_addr = Signal(sd_w, name="stream_read_addr")
+        sr_en = Signal(name="stream_read_en")
+        m.d.comb += [stream_read.addr.eq(sr_addr), stream_read.en.eq(sr_en)]
+        sh_addr = Signal.like(desc["shift_base"], name="shift_read_addr")
+        m.d.comb += [shift_read.addr.eq(sh_addr), shift_read.en.eq(1)]
+
+        m.d.sync += [sw_valid.eq(0), sw_last.eq(0)]
+
+        # --- stem and begin_stem ---------------------------------------------------------------
+        stem_count = Signal(range(stem_words + 1), name="stem_count")
+        m.d.comb += [stem.start.eq(start & (kind == KIND_STEM)), stem.o.ready.eq(1),
+                     stem_write.addr.eq(stem_count), stem_write.data.eq(
+                         stem.o.payload.values.as_value()),
+                     stem_write.en.eq(stem.o.valid)]
+        with m.If(start):
+            m.d.sync += stem_count.eq(0)
+        with m.If(stem.o.valid):
+            m.d.sync += stem_count.eq(stem_count + 1)
+        copy_busy = Signal(name="copy_busy")
+        copy_i = Signal(sd_w, name="copy_i")
+        copy_g = Signal.like(desc["groups"], name="copy_g")
+        m.d.comb += stem_read.addr.eq(copy_i)
+
+        # --- stream reader (stream LIF, pool) ---------------------------------------------------
+        rd_busy = Signal(name="rd_busy")
+        rd_i = Signal(sd_w, name="rd_i")
+        rd_g = Signal.like(desc["groups"], name="rd_g")
+        rd_valid = Signal(name="rd_valid")
+        rd_i_d = Signal.like(rd_i, name="rd_i_d")
+        rd_g_d = Signal.like(rd_g, name="rd_g_d")
+        rd_last_d = Signal(name="rd_last_d")
+        m.d.sync += [rd_valid.eq(rd_busy), rd_i_d.eq(rd_i), rd_g_d.eq(rd_g),
+                     rd_last_d.eq(rd_busy & (rd_i == desc["stream_words"] - 1))]
+        with m.If(rd_busy):
+            m.d.sync += [rd_i.eq(rd_i + 1), rd_g.eq(Mux(rd_g == desc["groups"] - 1, 0, rd_g + 1))]
+            with m.If(rd_i == desc["stream_words"] - 1):
+                m.d.sync += rd_busy.eq(0)
+        with m.If(start & ((kind == KIND_STREAM_LIF) | (kind == KIND_POOL_LIF))):
+            m.d.sync += [rd_busy.eq(1), rd_i.eq(0), rd_g.eq(0)]
+        stream_values = data.View(data.ArrayLayout(signed(SB), lanes), stream_read.data)
+
+        # pool registers
+        PB = self._lif_bits
+        pooled = Signal(data.ArrayLayout(signed(PB), self._pool_groups * lanes), name="pooled")
+        firing = Signal(name="pool_firing")
+        fire_g = Signal.like(desc["groups"], name="pool_fire_g")
+
+        # --- per-kind routing -------------------------------------------------------------------
+        out = engine.o.payload
+        m.d.comb += engine.o.ready.eq(0)
+        with m.Switch(kind):
+            with m.Case(KIND_STEM):
+                m.d.comb += finish.eq(stem.o.valid & stem.o.payload.last)
+            with m.Case(KIND_BEGIN_STEM):
+                m.d.comb += [sh_addr.eq(desc["shift_base"] + copy_g)]
+                with m.If(copy_busy):
+                    m.d.sync += [copy_i.eq(copy_i + 1), sw_valid.eq(1), sw_addr.eq(
+                        desc["stream_base"] + copy_i), sw_add.eq(0), sw_from_stem.eq(1),
+                        sw_last.eq(copy_i == desc["stream_words"] - 1),
+                        copy_g.eq(Mux(copy_g == desc["groups"] - 1, 0, copy_g + 1))]
+                    with m.If(copy_i == desc["stream_words"] - 1):
+                        m.d.sync += copy_busy.eq(0)
+                m.d.comb += finish.eq(sw_valid & sw_last)
+            with m.Case(KIND_LAYER):
+                with m.Switch(sink):
+                    with m.Case(SINK_LIF):
+                        m.d.comb += [lif_valid.eq(engine.o.valid),
+                                     engine.o.ready.eq(lif.i.ready),
+                                     lif_index.eq(out.index), lif_group.eq(out.group)]
+                        m.d.comb += [lif_x[lane].eq(out.values[lane]) for lane in range(lanes)]
+                        m.d.comb += finish.eq(final_beat)
+                    with m.Case(SINK_ADD, SINK_BEGIN):
+                        m.d.comb += [engine.o.ready.eq(1), sr_addr.eq(desc["stream_base"]
+                                                                      + out.index),
+                                     sr_en.eq(1), sh_addr.eq(desc["shift_base"] + out.group)]
+                        with m.If(engine.o.valid):
+                            m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"]
+                                                                    + out.index),
+                                         sw_add.eq(sink == SINK_ADD), sw_from_stem.eq(0),
+                                         sw_last.eq(out.last)]
+                            m.d.sync += [sw_values[lane].eq(out.values[lane])
+                                         for lane in range(lanes)]
+                        m.d.comb += finish.eq(sw_valid & sw_last)
+                    with m.Case(SINK_LOGITS):
+                        m.d.comb += engine.o.ready.eq(1)
+                        with m.If(engine.o.valid):
+                            with m.Switch(out.group):
+                                for g in range(-(-self.logits.shape().length // lanes)):
+                                    with m.Case(g):
+                                        for lane in range(lanes):
+                                            c = g * lanes + lane
+                                            if c < self.logits.shape().length:
+                                                m.d.sync += self.logits[c].eq(
+                                                    self.logits[c] + out.values[lane])
+                        m.d.comb += finish.eq(engine.o.valid & out.last)
+            with m.Case(KIND_STREAM_LIF):
+                m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1),
+                             lif_valid.eq(rd_valid), lif_index.eq(rd_i_d),
+                             lif_group.eq(rd_g_d)]
+                m.d.comb += [lif_x[lane].eq(stream_values[lane]) for lane in range(lanes)]
+                m.d.comb += finish.eq(final_beat)
+            with m.Case(KIND_POOL_LIF):
+                m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1)]
+                with m.If(rd_valid):
+                    with m.Switch(rd_g_d):
+                        for group in range(self._pool_groups):
+                            with m.Case(group):
+                                for lane in range(lanes):
+                                    c = group * lanes + lane
+                                    m.d.sync += pooled[c].eq(pooled[c] + stream_values[lane])
+                    with m.If(rd_last_d):
+                        m.d.sync += [firing.eq(1), fire_g.eq(0)]
+                m.d.comb += [lif_valid.eq(firing), lif_index.eq(fire_g), lif_group.eq(fire_g)]
+                with m.Switch(fire_g):
+                    for group in range(self._pool_groups):
+                        with m.Case(group):
+                            m.d.comb += [lif_x[lane].eq(pooled[group * lanes + lane])
+                                         for lane in range(lanes)]
+                with m.If(firing & lif.i.ready):
+                    m.d.sync += fire_g.eq(fire_g + 1)
+                    with m.If(fire_g == desc["groups"] - 1):
+                        m.d.sync += firing.eq(0)
+                m.d.comb += finish.eq(final_beat)
+            with m.Case(KIND_SDSA):
+                m.d.comb += finish.eq(final_beat)
+        with m.If(start & (kind == KIND_BEGIN_STEM)):
+            m.d.sync += [copy_busy.eq(1), copy_i.eq(0), copy_g.eq(0)]
+        with m.If(start & (kind == KIND_POOL_LIF)):
+            m.d.sync += [pooled[c].eq(0) for c in range(self._pool_groups * lanes)]
+
+        # --- sequencer --------------------------------------------------------------------------
+        k = Signal(range(len(steps) + 1), name="program_step")
+        running = Signal(name="running")
+        phase = Signal(2, name="seq_phase")  # 0: load descriptor, 1: start, 2: wait finish
+        m.d.comb += [self.step.eq(k), self.ready.eq(engine.ready)]
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(self.start & self.ready & ~running):
+            m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0),
+                         self.cycles.eq(0)]
+            m.d.sync += [self.logits[c].eq(0) for c in range(self.logits.shape().length)]
+        with m.If(running):
+            with m.Switch(phase):
+                with m.Case(0):
+                    with m.Switch(k):
+                        for index, step in enumerate(steps):
+                            with m.Case(index):
+                                if step.first_step_only:
+                                    with m.If(t != 0):
+                                        m.d.sync += k.eq(index + 1)
+                                    with m.Else():
+                                        m.d.sync += load_descriptor(step)
+                                        m.d.sync += phase.eq(1)
+                                else:
+                                    m.d.sync += load_descriptor(step)
+                                    m.d.sync += phase.eq(1)
+                        with m.Case(len(steps)):
+                            with m.If(t == T - 1):
+                                m.d.sync += [running.eq(0), self.done.eq(1)]
+                            with m.Else():
+                                m.d.sync += [t.eq(t + 1), k.eq(0)]
+                with m.Case(1):
+                    m.d.comb += start.eq(1)
+                    m.d.sync += phase.eq(2)
+                with m.Case(2):
+                    with m.If(finish):
+                        m.d.sync += [phase.eq(0), k.eq(k + 1)]
+        return m

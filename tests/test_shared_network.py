@@ -1,0 +1,85 @@
+"""The time-multiplexed network (``hw.shared``): its plan, and on Verilator the whole demo
+network bit-exact against the integer golden model at T=1 and T=2."""
+
+import numpy as np
+import pytest
+import torch
+
+from hw.shared import SharedNetwork
+from sim.e2e import demo_model, quantized
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", params=[1, 2])
+def demo(request):
+    model, _ = demo_model(request.param, "random", seed=0)
+    return quantized(model)
+
+
+def test_maps_are_disjoint_and_cover_every_lif(demo):
+    dut = SharedNetwork(demo, lanes=16)
+    T = demo.cfg.T
+    spans = []
+    for name, info in dut.maps.items():
+        assert (1 << info.h_log) >= info.side, name
+        assert (1 << info.cg_log) >= -(-info.channels // 16), name
+        spans.append((info.base, info.base + (T << (info.cg_log + info.h_log)), name))
+    spans.sort()
+    for (_, end, name), (start, _, other) in zip(spans, spans[1:]):
+        assert end <= start, f"maps {name} and {other} overlap"
+    assert spans[-1][1] <= dut._map_depth
+    assert sorted(dut.maps) == sorted(demo.lifs)
+
+
+def test_weight_memory_holds_every_layer_at_its_base(demo):
+    """Every weight is where the engine looks for it; every other word bit is zero."""
+    dut = SharedNetwork(demo, lanes=16)
+    lanes, width = dut.lanes, dut.weight_width
+    words = dut.weight_words
+    seen = np.zeros(len(words), dtype=bool)
+    for name, info in dut._layers.items():
+        weight = np.asarray(demo.layers[name].weight, dtype=np.int64)
+        if weight.ndim == 2:
+            weight = weight[:, :, None, None]
+        cout, cin, k, _ = weight.shape
+        kl, gl = info["kernel_log"], info["groups_log"]
+        for c in range(cin):
+            for ky in range(1 << kl):
+                for kx in range(1 << kl):
+                    for g in range(1 << gl):
+                        address = info["weight_base"] + ((((c << kl) | ky) << kl | kx) << gl | g)
+                        assert not seen[address], f"{name}: word {address} used twice"
+                        seen[address] = True
+                        word = words[address]
+                        for lane in range(lanes):
+                            raw = (word >> (lane * width)) & ((1 << width) - 1)
+                            value = raw - (1 << width) if raw >> (width - 1) else raw
+                            o = g * lanes + lane
+                            want = (int(weight[o, c, ky, kx])
+                                    if o < cout and ky < k and kx < k else 0)
+                            assert value == want, (name, c, ky, kx, g, lane)
+    assert seen.all(), "weight words that belong to no layer"
+
+
+def test_refuses_lanes_other_than_the_head_width():
+    model, _ = demo_model(1, "random", seed=0)
+    with pytest.raises(ValueError, match="head width"):
+        SharedNetwork(quantized(model), lanes=8)
+    with pytest.raises(ValueError, match="weights must be"):
+        SharedNetwork(quantized(model), weights="flash")
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+@pytest.mark.parametrize("T", [1, 2])
+def test_shared_network_bit_exact(T, tmp_path):
+    from sim.e2e import run_network
+
+    summary = run_network(T, 2, tmp_path, lanes=16, arch="shared")
+    print(f"T={T}: cycles {[r['cycles'] for r in summary['rtl']]}, "
+          f"wall {[round(r['wall_s'], 2) for r in summary['rtl']]} s, "
+          f"build {summary['build_s']:.0f} s")
+    assert summary["error"] is None, summary["error"]
+    assert len(summary["rtl"]) == 2
+    assert summary["rtl_pred"] == summary["int_pred"]
