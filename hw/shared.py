@@ -713,13 +713,28 @@ class SharedNetwork(wiring.Component):
         old = data.View(data.ArrayLayout(signed(SB), lanes), stream_read.data)
         stem_values = data.View(data.ArrayLayout(signed(stem.accumulator_width), lanes),
                                 stem_read.data)
+        # Stage B (sw_*) holds a beat whose stream and shift words are being read; stage C
+        # (sc_*) registers what the memories returned, then adds and writes. No path runs from a
+        # memory's output through the shifter and adder into a memory's input in one cycle.
+        # Consecutive beats write distinct words, so no forwarding is needed.
+        sc_valid = Signal(name="sc_valid")
+        sc_addr = Signal(sd_w, name="sc_addr")
+        sc_add = Signal(name="sc_add")
+        sc_last = Signal(name="sc_last")
+        sc_old = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_old")
+        sc_amounts = Signal(lanes * shift_bits, name="sc_amounts")
+        sc_values = Signal(data.ArrayLayout(signed(VB), lanes), name="sc_values")
+        m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw_addr), sc_add.eq(sw_add),
+                     sc_last.eq(sw_last), sc_old.eq(old), sc_amounts.eq(shift_read.data)]
+        m.d.sync += [sc_values[lane].eq(Mux(sw_from_stem, stem_values[lane], sw_values[lane]))
+                     for lane in range(lanes)]
         new_word = Signal(data.ArrayLayout(signed(SB), lanes), name="sw_word")
         for lane in range(lanes):
-            value = Mux(sw_from_stem, stem_values[lane], sw_values[lane])
-            amount = shift_read.data[lane * shift_bits:(lane + 1) * shift_bits]
-            m.d.comb += new_word[lane].eq(Mux(sw_add, old[lane], 0) + (value << amount))
-        m.d.comb += [stream_write.addr.eq(sw_addr), stream_write.data.eq(new_word.as_value()),
-                     stream_write.en.eq(sw_valid)]
+            amount = sc_amounts[lane * shift_bits:(lane + 1) * shift_bits]
+            m.d.comb += new_word[lane].eq(Mux(sc_add, sc_old[lane], 0)
+                                          + (sc_values[lane] << amount))
+        m.d.comb += [stream_write.addr.eq(sc_addr), stream_write.data.eq(new_word.as_value()),
+                     stream_write.en.eq(sc_valid)]
 
         # stream read port: layer add (engine beat's index), stream LIF / pool (counter)
         sr_addr = Signal(sd_w, name="stream_read_addr")
@@ -766,6 +781,10 @@ class SharedNetwork(wiring.Component):
         # pool registers
         PB = self._lif_bits
         pooled = Signal(data.ArrayLayout(signed(PB), self._pool_groups * lanes), name="pooled")
+        pv_valid = Signal(name="pv_valid")
+        pv_g = Signal.like(desc["groups"], name="pv_g")
+        pv_last = Signal(name="pv_last")
+        pv_values = Signal(data.ArrayLayout(signed(SB), lanes), name="pv_values")
         firing = Signal(name="pool_firing")
         fire_g = Signal.like(desc["groups"], name="pool_fire_g")
 
@@ -784,7 +803,7 @@ class SharedNetwork(wiring.Component):
                         copy_g.eq(Mux(copy_g == desc["groups"] - 1, 0, copy_g + 1))]
                     with m.If(copy_i == desc["stream_words"] - 1):
                         m.d.sync += copy_busy.eq(0)
-                m.d.comb += finish.eq(sw_valid & sw_last)
+                m.d.comb += finish.eq(sc_valid & sc_last)
             with m.Case(KIND_LAYER):
                 with m.Switch(sink):
                     with m.Case(SINK_LIF):
@@ -804,7 +823,7 @@ class SharedNetwork(wiring.Component):
                                          sw_last.eq(out.last)]
                             m.d.sync += [sw_values[lane].eq(out.values[lane])
                                          for lane in range(lanes)]
-                        m.d.comb += finish.eq(sw_valid & sw_last)
+                        m.d.comb += finish.eq(sc_valid & sc_last)
                     with m.Case(SINK_LOGITS):
                         m.d.comb += engine.o.ready.eq(1)
                         with m.If(engine.o.valid):
@@ -825,14 +844,17 @@ class SharedNetwork(wiring.Component):
                 m.d.comb += finish.eq(final_beat)
             with m.Case(KIND_POOL_LIF):
                 m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1)]
-                with m.If(rd_valid):
-                    with m.Switch(rd_g_d):
+                # The stream word is registered (pv_*) before it is added into the pool.
+                m.d.sync += [pv_valid.eq(rd_valid), pv_g.eq(rd_g_d), pv_last.eq(rd_last_d),
+                             pv_values.eq(stream_values)]
+                with m.If(pv_valid):
+                    with m.Switch(pv_g):
                         for group in range(self._pool_groups):
                             with m.Case(group):
                                 for lane in range(lanes):
                                     c = group * lanes + lane
-                                    m.d.sync += pooled[c].eq(pooled[c] + stream_values[lane])
-                    with m.If(rd_last_d):
+                                    m.d.sync += pooled[c].eq(pooled[c] + pv_values[lane])
+                    with m.If(pv_last):
                         m.d.sync += [firing.eq(1), fire_g.eq(0)]
                 m.d.comb += [lif_valid.eq(firing), lif_index.eq(fire_g), lif_group.eq(fire_g)]
                 with m.Switch(fire_g):
