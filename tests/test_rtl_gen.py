@@ -142,3 +142,31 @@ def test_cli_refuses_a_corrupt_checkpoint_without_output(tmp_path):
     assert str(bad) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "rtl").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rtl-")]  # no staging left
+
+
+def test_shared_network_emits_lint_clean_with_its_weight_image(tmp_path):
+    """The FPGA design point: shared network with its $readmemh weight image, byte-identical."""
+    import hashlib
+
+    point = load(ROOT / "rtl_gen" / "configs" / "default.json", units=("shared_network",))
+    first = emit(point, tmp_path / "a")
+    second = emit(point, tmp_path / "b")
+    for name in ("shared_network.v", "shared_network_weights.hex", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    unit = first["units"][0]
+    memory = unit["weight_memory"]
+    image = (tmp_path / "a" / memory["file"]).read_bytes()
+    assert hashlib.sha256(image).hexdigest() == memory["sha256"]
+    lines = image.decode().splitlines()
+    assert len(lines) == memory["words"]
+    assert {p["name"] for p in unit["ports"]} >= {"weight_addr", "weight_en", "weight_data"}
+    # The image is the packed memory the design reads (checked word by word in
+    # tests/test_shared_network.py against the quantized weights).
+    from hw.shared import SharedNetwork
+    from rtl_gen.emit import quantized_network
+    net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+    words = SharedNetwork(net, lanes=point.lanes, weights="external").weight_words
+    assert [int(line, 16) for line in lines] == words
+    assert max(len(line) for line in lines) * 4 <= memory["width"] + 3
+    result = lint([tmp_path / "a" / "shared_network.v"], "shared_network")
+    assert result.ok, result.messages
