@@ -420,14 +420,14 @@ class SharedNetwork(wiring.Component):
             m.submodules[f"sdsa_{len(sdsas)}"] = unit
             sdsas.append(unit)
 
-        # Spike memory: one bank per lane.
+        # Spike memory: one word holds the same row of ``lanes`` banks (bank b: bits
+        # b * W .. b * W + W - 1), written whole (no bit enables: they cost block RAMs).
         W = self._map_width
-        banks = []
-        for b in range(lanes):
-            mem = Memory(shape=unsigned(W), depth=self._map_depth, init=[])
-            m.submodules[f"spikes_{b}"] = mem
-            banks.append({"mem": mem, "write": mem.write_port(granularity=1),
-                          "read": mem.read_port()})
+        m.submodules.spikes = spikes = Memory(shape=unsigned(lanes * W), depth=self._map_depth,
+                                              init=[])
+        spike_write = spikes.write_port()
+        spike_read = spikes.read_port()
+        bank_data = [spike_read.data[b * W:(b + 1) * W] for b in range(lanes)]
         # Streams and shifts.
         SB = self._stream_bits
         m.submodules.streams = streams_mem = Memory(
@@ -454,6 +454,7 @@ class SharedNetwork(wiring.Component):
             "dst_base": Signal(md_w, name="d_dst_base"),
             "dst_h_log": Signal(range(8), name="d_dst_h_log"),
             "dst_side": Signal(range(W + 1), name="d_dst_side"),
+            "dst_mask": Signal(W, name="d_dst_mask"),
             "groups": Signal(range(self._max_groups + 1), name="d_groups"),
             "mbase": Signal(bits_for(self._membrane_words + 1), name="d_mbase"),
             "tbase": Signal(bits_for(len(self._thresholds) // lanes + 1), name="d_tbase"),
@@ -482,7 +483,8 @@ class SharedNetwork(wiring.Component):
             if step.sink.startswith(("lif:", "map:")):
                 info = self.maps[target]
                 out += [desc["dst_base"].eq(map_base_t(info)),
-                        desc["dst_h_log"].eq(info.h_log), desc["dst_side"].eq(info.side)]
+                        desc["dst_h_log"].eq(info.h_log), desc["dst_side"].eq(info.side),
+                        desc["dst_mask"].eq((1 << info.side) - 1)]
                 if target in self._sites:
                     site = self._sites[target]
                     out += [desc["tbase"].eq(site["tbase"]), desc["groups"].eq(site["groups"])]
@@ -535,14 +537,55 @@ class SharedNetwork(wiring.Component):
         wr_last_g = Signal(name="wr_last_g")
         with m.If(start):
             m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0)]
-        address = desc["dst_base"] + ((wr_g << desc["dst_h_log"]) | wr_y)
-        for b, bank in enumerate(banks):
-            write = bank["write"]
-            m.d.comb += [write.addr.eq(address), write.data.eq(wr_bits[b].replicate(W)),
-                         write.en.eq(Mux(wr_valid, Const(1, W) << wr_x, 0))]
         side = desc["dst_side"]
         final_beat = Signal(name="wr_final")
         sdsa_mode = kind == KIND_SDSA
+
+        # Row assembly: a beat sets bit x of its row in a row buffer (slot g << h_log | x; the
+        # SDSA's rows are one head's, slot x). When a row is complete, the other buffer takes
+        # the next row while this one is written out, one map word (all banks) per cycle:
+        # G words for a LIF row, one for an SDSA row. A row of side S takes S * G beats, so a
+        # flush (G cycles) always ends before the next row completes.
+        RB = max(1 << (info.cg_log + info.h_log) for info in self.maps.values())
+        row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
+        fill = Signal(name="row_fill")
+        slot = Signal(range(RB), name="row_slot")
+        m.d.comb += slot.eq(Mux(sdsa_mode, wr_x, (wr_g << desc["dst_h_log"]) | wr_x))
+        with m.If(wr_valid):
+            for i in range(2):
+                with m.If(fill == i):
+                    for b in range(lanes):
+                        m.d.sync += row_buf[i][b].bit_select(slot, 1).eq(wr_bits[b])
+        fl_busy = Signal(name="fl_busy")
+        fl_buf = Signal(name="fl_buf")
+        fl_j = Signal.like(wr_g, name="fl_j")
+        fl_end = Signal.like(wr_g, name="fl_end")
+        fl_y = Signal.like(wr_y, name="fl_y")
+        fl_final = Signal(name="fl_final")
+        fl_sdsa = Signal(name="fl_sdsa")
+        map_done = Signal(name="map_done")  # the step's final map word is written now
+        fl_slot = Signal(range(RB), name="fl_slot")
+        m.d.comb += fl_slot.eq(Mux(fl_sdsa, 0, fl_j << desc["dst_h_log"]))
+        flush_word = Signal(lanes * W, name="fl_word")
+        for b in range(lanes):
+            chosen = Mux(fl_buf, row_buf[1][b], row_buf[0][b])
+            m.d.comb += flush_word[b * W:(b + 1) * W].eq((chosen >> fl_slot) & desc["dst_mask"])
+        m.d.comb += [spike_write.addr.eq(desc["dst_base"] + ((fl_j << desc["dst_h_log"]) | fl_y)),
+                     spike_write.data.eq(flush_word), spike_write.en.eq(fl_busy)]
+        with m.If(fl_busy):
+            with m.If(fl_j == fl_end):
+                m.d.sync += fl_busy.eq(0)
+                m.d.comb += map_done.eq(fl_final)
+            with m.Else():
+                m.d.sync += fl_j.eq(fl_j + 1)
+        row_done = wr_valid & (wr_x == side - 1) & (sdsa_mode | wr_last_g)
+        with m.If(row_done):
+            m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_y.eq(wr_y),
+                         fl_j.eq(Mux(sdsa_mode, wr_g, 0)),
+                         fl_end.eq(Mux(sdsa_mode, wr_g, desc["groups"] - 1)),
+                         fl_final.eq(final_beat), fl_sdsa.eq(sdsa_mode)]
+        with m.If(start):
+            m.d.sync += [fill.eq(0), fl_busy.eq(0)]
         # LIF beats: position-major, group-minor. SDSA beats: head-major, token-minor.
         m.d.comb += final_beat.eq(wr_valid & (wr_y == side - 1) & (wr_x == side - 1)
                                   & wr_last_g)
@@ -604,9 +647,9 @@ class SharedNetwork(wiring.Component):
         m.d.comb += fd_advance.eq(~fd_valid | engine.i.ready)
         fd_word = Signal(W, name="fd_word")
         with m.Switch(fd_sel):
-            for b, bank in enumerate(banks):
+            for b in range(lanes):
                 with m.Case(b):
-                    m.d.comb += fd_word.eq(bank["read"].data)
+                    m.d.comb += fd_word.eq(bank_data[b])
         m.d.comb += [engine.i.valid.eq(fd_valid), engine.i.payload.bits.eq(fd_word),
                      engine.i.payload.last.eq(fd_last)]
         fd_is_last = (fd_c == desc["src_channels"] - 1) & (fd_y == desc["src_height"] - 1)
@@ -629,8 +672,7 @@ class SharedNetwork(wiring.Component):
 
         read_addr = Signal(md_w, name="spike_read_addr")
         read_en = Signal(name="spike_read_en")
-        for bank in banks:
-            m.d.comb += [bank["read"].addr.eq(read_addr), bank["read"].en.eq(read_en)]
+        m.d.comb += [spike_read.addr.eq(read_addr), spike_read.en.eq(read_en)]
 
         with m.If(sdsa_mode):
             base = Mux(sd_phase == 0, desc["q_base"], Mux(sd_phase == 1, desc["k_base"],
@@ -662,8 +704,8 @@ class SharedNetwork(wiring.Component):
         # SDSA feeder: for each head, token: read q, k, v rows (one cycle each), offer the beat.
         m.d.sync += [sd_got_valid.eq(sd_active), sd_got.eq(sd_phase), sd_x_d.eq(sd_n_x)]
         extracted = Signal(lanes, name="sd_extracted")
-        for b, bank in enumerate(banks):
-            m.d.comb += extracted[b].eq(bank["read"].data.bit_select(sd_x_d, 1))
+        for b in range(lanes):
+            m.d.comb += extracted[b].eq(bank_data[b].bit_select(sd_x_d, 1))
         with m.If(sd_got_valid):
             with m.Switch(sd_got):
                 for phase, row in enumerate(rows):
@@ -811,7 +853,7 @@ class SharedNetwork(wiring.Component):
                                      engine.o.ready.eq(lif.i.ready),
                                      lif_index.eq(out.index), lif_group.eq(out.group)]
                         m.d.comb += [lif_x[lane].eq(out.values[lane]) for lane in range(lanes)]
-                        m.d.comb += finish.eq(final_beat)
+                        m.d.comb += finish.eq(map_done)
                     with m.Case(SINK_ADD, SINK_BEGIN):
                         m.d.comb += [engine.o.ready.eq(1), sr_addr.eq(desc["stream_base"]
                                                                       + out.index),
@@ -841,7 +883,7 @@ class SharedNetwork(wiring.Component):
                              lif_valid.eq(rd_valid), lif_index.eq(rd_i_d),
                              lif_group.eq(rd_g_d)]
                 m.d.comb += [lif_x[lane].eq(stream_values[lane]) for lane in range(lanes)]
-                m.d.comb += finish.eq(final_beat)
+                m.d.comb += finish.eq(map_done)
             with m.Case(KIND_POOL_LIF):
                 m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1)]
                 # The stream word is registered (pv_*) before it is added into the pool.
@@ -866,9 +908,9 @@ class SharedNetwork(wiring.Component):
                     m.d.sync += fire_g.eq(fire_g + 1)
                     with m.If(fire_g == desc["groups"] - 1):
                         m.d.sync += firing.eq(0)
-                m.d.comb += finish.eq(final_beat)
+                m.d.comb += finish.eq(map_done)
             with m.Case(KIND_SDSA):
-                m.d.comb += finish.eq(final_beat)
+                m.d.comb += finish.eq(map_done)
         with m.If(start & (kind == KIND_BEGIN_STEM)):
             m.d.sync += [copy_busy.eq(1), copy_i.eq(0), copy_g.eq(0)]
         with m.If(start & (kind == KIND_POOL_LIF)):

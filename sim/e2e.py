@@ -116,6 +116,7 @@ def network_meta(dut) -> dict:
             maps[name] = {"channels": info.channels, "height": info.side, "width": info.side,
                           "layout": "shared", "banks": dut.lanes,
                           "cg": -(-info.channels // dut.lanes), "memory": "spikes",
+                          "bank_bits": dut._map_width,
                           "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
             continue
         maps[name] = {"channels": info.channels, "height": info.height, "width": info.width,

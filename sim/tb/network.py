@@ -42,7 +42,13 @@ def read_spikes(dut, spec, T) -> np.ndarray:
         base = spec.get("base", 0)
         cg_stride = 1 << spec["cg_log"] if spec["layout"] == "shared" else cg
         h_stride = 1 << spec["h_log"] if spec["layout"] == "shared" else height
-        words = [read_memory(getattr(dut, f"{spec['memory']}_{b}")) for b in range(banks)]
+        if spec["layout"] == "shared":
+            # One memory; bank b is bits b * bank_bits .. of each word.
+            bits = spec["bank_bits"]
+            wide = read_memory(getattr(dut, spec["memory"]))
+            words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
+        else:
+            words = [read_memory(getattr(dut, f"{spec['memory']}_{b}")) for b in range(banks)]
         for t in range(T):
             for c in range(channels):
                 for y in range(height):
