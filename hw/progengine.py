@@ -42,17 +42,24 @@ s))``, ``final = min(out - 1, floor(t / s))`` with ``t = coordinate + padding``,
 right shifts by ``stride_log``; spikes without a tap are dropped unless they end the frame) -> tap
 generator (one ``(oy, ox, g)`` per cycle, ``g`` fastest, then ``ox``, then ``oy``; ``ky = t_y -
 (oy << stride_log)`` and ``kx`` likewise are counters stepped down by the stride) ->
-read-modify-write of the bank (read and weight fetch in the issue cycle, add and write in the
-next; the bank's read port is transparent to its write port, so back-to-back updates of one word
-are exact without a stall).
+an address register (bank and weight addresses) -> read-modify-write of the bank in four stages:
+issue (bank read and weight fetch from the address register), R (the bank word and the weight
+word registered raw, nothing but wires after the block RAM), C (add) and D (write). No path runs
+from the block RAM's output through the adder into its input in one cycle. The bank's read port
+is not transparent; an update whose read misses the sums of the three updates before it (written
+on or after its read's clock edge) takes the newest of them, of the same word, instead of the RAM
+data (address compares in R, a registered select in C), so updates of one word 1, 2 or 3 cycles
+apart are exact without a stall.
 
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
-Read-out: one cycle per output beat plus about three cycles of pipeline fill. After reset,
+Read-out: bank read, a register of the raw bank and bias words, then the output register
+(adds the bias): one cycle per output beat plus about five cycles of pipeline fill. After reset,
 ``bank_depth`` cycles clear the bank (``ready`` rises when done; no input is taken before).
-The issue cycle holds shift multiplexers and one adder (``weight_base`` plus the tap index); the
-decode cycle starts from the spike register and holds one adder per coordinate before its shift
-and compares.
+The address stage holds shift multiplexers and one adder (``weight_base`` plus the tap index);
+the spike register has a skid register behind it (the addressing unit's ``ready`` is a
+flip-flop); the decode cycle starts from the spike register and holds one adder per coordinate
+before its shift and compares.
 """
 
 from __future__ import annotations
@@ -474,9 +481,10 @@ class ProgEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the frame's last input word being accepted to its first output beat,
-        when the engine is otherwise idle: addressing (1), spike register (1), decode (1), issue
-        (1), write (1), bank read (1), output register (1)."""
-        return 7
+        when the engine is otherwise idle: addressing, spike register and decode (2 in all),
+        address register (1), issue (1), RAM data register (1), add (1), write (1), bank read (1),
+        read-out register (1), output register (1)."""
+        return 10
 
     def check_layer(self, layer: LayerConfig) -> None:
         """Raise ``ValueError`` naming the first way ``layer`` does not fit this engine."""
@@ -529,6 +537,7 @@ class ProgEngine(wiring.Component):
                                    + bits_for((1 << self._max_kernel_log) + 1) + 1))
         out_h_last = Signal(side_bits)
         out_w_last = Signal(side_bits)
+        groups_last = Signal(group_bits)
         c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))
         stride = Signal(_range(1 << self._max_stride_log))
         m.d.sync += [
@@ -536,6 +545,7 @@ class ProgEngine(wiring.Component):
             offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
             out_h_last.eq(cfg.out_height - 1),
             out_w_last.eq(cfg.out_width - 1),
+            groups_last.eq(cfg.groups - 1),
             c_shift.eq(cfg.kernel_log + cfg.kernel_log + cfg.groups_log),
             stride.eq(Const(1, 1) << cfg.stride_log),
         ]
@@ -572,26 +582,36 @@ class ProgEngine(wiring.Component):
         # --- decode: a spike's input position -> the output rows and columns its taps reach ---
         # A spike register first: the addressing unit's priority encoder ends there, so the
         # decode adders, run-time shifts and compares start from flip-flops.
+        # A second (skid) register behind it makes the addressing unit's ready a flip-flop, so
+        # the tap generator's end-of-item logic does not reach into the addressing unit.
+        spike_layout = data.StructLayout({
+            "c": tag_layout["c"].shape, "y": unsigned(side_bits),
+            "x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,
+        })
         spiked = Signal()  # the spike register holds a spike (or an empty last beat)
-        spike = {
-            "c": Signal(tag_layout["c"].shape, name="spike_c"),
-            "y": Signal(side_bits, name="spike_y"),
-            "x": Signal(bits_for(self._word_bits), name="spike_x"),
-            "any": Signal(name="spike_any"),
-            "last": Signal(name="spike_last"),
-        }
+        spike = Signal(spike_layout, name="spike")
+        skid_valid = Signal()
+        skid = Signal(spike_layout, name="spike_skid")
+        incoming = Signal(spike_layout)
+        source = addressing.o.payload
+        m.d.comb += [
+            incoming.c.eq(source.tag.c), incoming.y.eq(source.tag.y),
+            incoming.x.eq(source.column[0]), incoming.any.eq(source.count != 0),
+            incoming.last.eq(source.last),
+            addressing.o.ready.eq(~skid_valid),
+        ]
         take_spike = Signal()  # decode takes the spike register's content this cycle
-        m.d.comb += addressing.o.ready.eq(~spiked | take_spike)
-        with m.If(take_spike):
-            m.d.sync += spiked.eq(0)
-        with m.If(addressing.o.valid & addressing.o.ready):
-            source = addressing.o.payload
-            m.d.sync += [
-                spiked.eq(1),
-                spike["c"].eq(source.tag.c), spike["y"].eq(source.tag.y),
-                spike["x"].eq(source.column[0]), spike["any"].eq(source.count != 0),
-                spike["last"].eq(source.last),
-            ]
+        accept = Signal()
+        m.d.comb += accept.eq(addressing.o.valid & ~skid_valid)
+        with m.If(take_spike | ~spiked):
+            with m.If(skid_valid):
+                m.d.sync += [spike.eq(skid), spiked.eq(1), skid_valid.eq(0)]
+            with m.Elif(accept):
+                m.d.sync += [spike.eq(incoming), spiked.eq(1)]
+            with m.Else():
+                m.d.sync += spiked.eq(0)
+        with m.Elif(accept):
+            m.d.sync += [skid.eq(incoming), skid_valid.eq(1)]
 
         span = bits_for(max(self._max_side, self._word_bits) + self._max_padding
                         + (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2
@@ -672,7 +692,7 @@ class ProgEngine(wiring.Component):
         item_end = Signal()
         m.d.comb += [
             g_next.eq(gen_g + 1),
-            group_end.eq(g_next == cfg.groups),
+            group_end.eq(gen_g == groups_last),
             item_end.eq(~gen_taps | (group_end & (gen_ox == gen_final_x)
                                      & (gen_oy == gen_final_y))),
         ]
@@ -704,15 +724,22 @@ class ProgEngine(wiring.Component):
                 gen_taps.eq(dec["taps"]), gen_last.eq(dec["last"]),
             ]
 
-        # Issue cycle: shifts and ORs build both indices; one adder adds the layer's weight base.
+        # Address stage: shifts and ORs build both indices, one adder adds the layer's weight
+        # base, all into registers, so the issue cycle's bank read and weight request start
+        # from flip-flops.
         tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)
+        gen_address = Signal(bank_bits)
+        issue_valid = Signal()  # the issue stage holds an update
         bank_address = Signal(bank_bits)
         m.d.comb += [
             tap_index.eq((((gen_ky << cfg.kernel_log) | gen_kx) << cfg.groups_log) | gen_g),
-            bank_address.eq((((gen_oy << cfg.out_width_log) | gen_ox) << cfg.groups_log)
-                            | gen_g),
+            gen_address.eq((((gen_oy << cfg.out_width_log) | gen_ox) << cfg.groups_log) | gen_g),
+            self.weight_en.eq(issue_valid),
+        ]
+        m.d.sync += [
+            issue_valid.eq(issue),
+            bank_address.eq(gen_address),
             self.weight_addr.eq(gen_cbase + tap_index),
-            self.weight_en.eq(issue),
         ]
 
         # --- memories ---
@@ -725,56 +752,127 @@ class ProgEngine(wiring.Component):
             shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),
             init=self._bias_words)
         bank_write = bank.write_port()
-        bank_read = bank.read_port(transparent_for=(bank_write,))
+        # Not transparent: every hazard of the read-modify-write is resolved by the forwarding
+        # below, so no bypass multiplexer sits after the block RAM's output.
+        bank_read = bank.read_port()
         bias_read = biases.read_port()
 
-        # --- read-modify-write: read on issue, add and write in the next cycle ---
-        pending = Signal()
-        pending_address = Signal.like(bank_address)
-        m.d.sync += [pending.eq(issue), pending_address.eq(bank_address)]
-        total = Signal(word_bits)
-        for lane in range(lanes):
-            old = bank_read.data[lane * acc_width:(lane + 1) * acc_width].as_signed()
-            add = self.weight_data[lane * w_width:(lane + 1) * w_width].as_signed()
-            m.d.comb += total[lane * acc_width:(lane + 1) * acc_width].eq(old + add)
+        # --- read-modify-write, four stages, one update per cycle ---
+        # I (issue, cycle t): bank read address and weight request.
+        # R (t + 1): the bank word (as of before the writes of t's clock edge) and the weight
+        #     word arrive; both are registered raw, nothing else on the block RAM's output.
+        # C (t + 2): old value = the newest in-flight sum of the same word, else the registered
+        #     RAM data; plus the weight, into the D register.
+        # D (t + 3): write the D register into the bank.
+        # The read at t misses the writes of updates t - 1, t - 2 and t - 3 (the last one
+        # commits on the same clock edge as the read), which in C sit in D, E and F: the
+        # address compares are done in R and registered as a select for C.
+        def lane_slice(lane, width):
+            return slice(lane * width, (lane + 1) * width)
 
-        # --- read-out: counters (oy, ox, g) -> bank read -> output register (adds the bias) ---
+        r_valid_a = Signal()            # stage R holds an update
+        r_addr_a = Signal(bank_bits)
+        c_valid = Signal()
+        c_addr = Signal(bank_bits)
+        c_data = Signal(word_bits)      # the RAM word, registered raw
+        c_weight = Signal(lanes * w_width)
+        c_select = Signal(2)            # 0: c_data, 1: D, 2: E, 3: F
+        d_valid = Signal()
+        d_addr = Signal(bank_bits)
+        d_sum = Signal(word_bits)
+        e_valid = Signal()
+        e_addr = Signal(bank_bits)
+        e_sum = Signal(word_bits)
+        f_sum = Signal(word_bits)       # (F needs no address: its compare was made in R, as E)
+        # In R the update is one behind C, two behind D and three behind E.
+        hit_1 = Signal()
+        hit_2 = Signal()
+        hit_3 = Signal()
+        m.d.comb += [
+            hit_1.eq(c_valid & (c_addr == r_addr_a)),
+            hit_2.eq(d_valid & (d_addr == r_addr_a)),
+            hit_3.eq(e_valid & (e_addr == r_addr_a)),
+        ]
+        m.d.sync += [
+            r_valid_a.eq(issue_valid), r_addr_a.eq(bank_address),
+            c_valid.eq(r_valid_a), c_addr.eq(r_addr_a), c_data.eq(bank_read.data),
+            c_weight.eq(self.weight_data),
+            c_select.eq(Mux(hit_1, 1, Mux(hit_2, 2, Mux(hit_3, 3, 0)))),
+            d_valid.eq(c_valid), d_addr.eq(c_addr),
+            e_valid.eq(d_valid), e_addr.eq(d_addr), e_sum.eq(d_sum),
+            f_sum.eq(e_sum),
+        ]
+        old = Signal(word_bits)
+        with m.Switch(c_select):
+            with m.Case(0):
+                m.d.comb += old.eq(c_data)
+            with m.Case(1):
+                m.d.comb += old.eq(d_sum)
+            with m.Case(2):
+                m.d.comb += old.eq(e_sum)
+            with m.Case(3):
+                m.d.comb += old.eq(f_sum)
+        for lane in range(lanes):
+            m.d.sync += d_sum[lane_slice(lane, acc_width)].eq(
+                old[lane_slice(lane, acc_width)].as_signed()
+                + c_weight[lane_slice(lane, w_width)].as_signed())
+
+        # --- read-out: counters (oy, ox, g) -> bank read (R) -> raw register (Q) -> output
+        # register (adds the bias) ---
         next_oy = Signal(side_bits)
         next_ox = Signal(side_bits)
         next_g = Signal(group_bits)
         next_index = Signal(bank_bits)
-        next_address = Signal(bank_bits)
+        next_address = Signal(bank_bits)  # of (next_oy, next_ox, next_g)
         exhausted = Signal()  # every word of the frame has been read
-        m.d.comb += next_address.eq((((next_oy << cfg.out_width_log) | next_ox)
-                                     << cfg.groups_log) | next_g)
+        # The counters' values of the next cycle, and the bank address they make, registered:
+        # the read-out's bank read starts from a flip-flop.
+        step_oy = Signal(side_bits)
+        step_ox = Signal(side_bits)
+        step_g = Signal(group_bits)
+        m.d.comb += [step_oy.eq(next_oy), step_ox.eq(next_ox), step_g.eq(next_g)]
+        m.d.sync += [
+            next_oy.eq(step_oy), next_ox.eq(step_ox), next_g.eq(step_g),
+            next_address.eq((((step_oy << cfg.out_width_log) | step_ox) << cfg.groups_log)
+                            | step_g),
+        ]
         next_g_end = Signal()
         next_x_end = Signal()
         next_y_end = Signal()
         m.d.comb += [
-            next_g_end.eq(next_g + 1 == cfg.groups),
-            next_x_end.eq(next_ox + 1 == cfg.out_width),
-            next_y_end.eq(next_oy + 1 == cfg.out_height),
+            next_g_end.eq(next_g == groups_last),
+            next_x_end.eq(next_ox == out_w_last),
+            next_y_end.eq(next_oy == out_h_last),
         ]
+        coordinates = data.StructLayout({
+            "oy": unsigned(side_bits), "ox": unsigned(side_bits), "g": unsigned(group_bits),
+            "index": unsigned(bank_bits), "last": 1,
+        })
         # Stage R: the bank (and bias) word read last cycle, with its coordinates.
         r_valid = Signal()
         r_address = Signal(bank_bits)
-        r_oy = Signal(side_bits)
-        r_ox = Signal(side_bits)
-        r_g = Signal(group_bits)
-        r_index = Signal(bank_bits)
-        r_last = Signal()
+        r_place = Signal(coordinates)
+        # Stage Q: the same, registered raw off the block RAMs.
+        q_valid = Signal()
+        q_place = Signal(coordinates)
+        q_data = Signal(word_bits)
+        q_bias = Signal(word_bits)
         advance_out = Signal()  # the output register takes a new value (or empties)
+        advance_q = Signal()    # stage Q takes a new word (or empties)
         advance_r = Signal()    # stage R takes a new word (or empties)
         read_word = Signal()    # read the next word of the frame this cycle
         m.d.comb += [
             advance_out.eq(~self.o.valid | self.o.ready),
-            advance_r.eq(~r_valid | advance_out),
+            advance_q.eq(~q_valid | advance_out),
+            advance_r.eq(~r_valid | advance_q),
             read_word.eq(reading & advance_r & ~exhausted),
             bias_read.addr.eq(cfg.bias_base + next_g),
             bias_read.en.eq(read_word),
         ]
         init_address = Signal(bank_bits)
 
+        with m.If(advance_r):
+            m.d.sync += r_valid.eq(read_word)
         with m.If(initialising):
             m.d.comb += [bank_write.addr.eq(init_address), bank_write.data.eq(0),
                          bank_write.en.eq(1)]
@@ -783,43 +881,50 @@ class ProgEngine(wiring.Component):
                 m.d.sync += initialising.eq(0)
         with m.Elif(reading):
             m.d.comb += [bank_read.addr.eq(next_address), bank_read.en.eq(read_word),
-                         # put zero back into each word as it leaves for the output register
+                         # put zero back into each word as it leaves stage R
                          bank_write.addr.eq(r_address), bank_write.data.eq(0),
-                         bank_write.en.eq(r_valid & advance_out)]
-            with m.If(advance_r):
-                m.d.sync += r_valid.eq(read_word)
+                         bank_write.en.eq(r_valid & advance_q)]
             with m.If(read_word):
-                m.d.sync += [r_address.eq(next_address), r_oy.eq(next_oy), r_ox.eq(next_ox),
-                             r_g.eq(next_g), r_index.eq(next_index),
-                             r_last.eq(next_g_end & next_x_end & next_y_end),
+                m.d.sync += [r_address.eq(next_address), r_place.oy.eq(next_oy),
+                             r_place.ox.eq(next_ox), r_place.g.eq(next_g),
+                             r_place.index.eq(next_index),
+                             r_place.last.eq(next_g_end & next_x_end & next_y_end),
                              next_index.eq(next_index + 1)]
                 with m.If(~next_g_end):
-                    m.d.sync += next_g.eq(next_g + 1)
+                    m.d.comb += step_g.eq(next_g + 1)
                 with m.Elif(~next_x_end):
-                    m.d.sync += [next_g.eq(0), next_ox.eq(next_ox + 1)]
+                    m.d.comb += [step_g.eq(0), step_ox.eq(next_ox + 1)]
                 with m.Elif(~next_y_end):
-                    m.d.sync += [next_g.eq(0), next_ox.eq(0), next_oy.eq(next_oy + 1)]
+                    m.d.comb += [step_g.eq(0), step_ox.eq(0), step_oy.eq(next_oy + 1)]
                 with m.Else():
-                    m.d.sync += [next_g.eq(0), next_ox.eq(0), next_oy.eq(0), exhausted.eq(1)]
+                    m.d.comb += [step_g.eq(0), step_ox.eq(0), step_oy.eq(0)]
+                    m.d.sync += exhausted.eq(1)
             with m.If(exhausted & advance_r):
                 # The frame's final word leaves stage R this cycle (or has left): accumulation
                 # of the next frame may start, its bank words all zero again.
                 m.d.sync += [reading.eq(0), exhausted.eq(0), next_index.eq(0)]
         with m.Else():
             m.d.comb += [bank_read.addr.eq(bank_address), bank_read.en.eq(1),
-                         bank_write.addr.eq(pending_address), bank_write.data.eq(total),
-                         bank_write.en.eq(pending)]
-            with m.If(frame_done & ~pending):
+                         bank_write.addr.eq(d_addr), bank_write.data.eq(d_sum),
+                         bank_write.en.eq(d_valid)]
+            # Stage D writes this cycle; a read from the next cycle on sees it.
+            with m.If(frame_done & ~issue_valid & ~r_valid_a & ~c_valid):
                 m.d.sync += [reading.eq(1), frame_done.eq(0)]
 
+        with m.If(advance_q):
+            m.d.sync += q_valid.eq(r_valid)
+            with m.If(r_valid):
+                m.d.sync += [q_place.eq(r_place), q_data.eq(bank_read.data),
+                             q_bias.eq(bias_read.data)]
         with m.If(advance_out):
-            m.d.sync += self.o.valid.eq(reading & r_valid)
-            with m.If(reading & r_valid):
-                m.d.sync += [self.o.payload.oy.eq(r_oy), self.o.payload.ox.eq(r_ox),
-                             self.o.payload.group.eq(r_g), self.o.payload.index.eq(r_index),
-                             self.o.payload.last.eq(r_last)]
+            m.d.sync += self.o.valid.eq(q_valid)
+            with m.If(q_valid):
+                m.d.sync += [self.o.payload.oy.eq(q_place.oy), self.o.payload.ox.eq(q_place.ox),
+                             self.o.payload.group.eq(q_place.g),
+                             self.o.payload.index.eq(q_place.index),
+                             self.o.payload.last.eq(q_place.last)]
                 for lane in range(lanes):
-                    sl = slice(lane * acc_width, (lane + 1) * acc_width)
+                    sl = lane_slice(lane, acc_width)
                     m.d.sync += self.o.payload.values[lane].eq(
-                        bank_read.data[sl].as_signed() + bias_read.data[sl].as_signed())
+                        q_data[sl].as_signed() + q_bias[sl].as_signed())
         return m

@@ -232,6 +232,32 @@ def test_same_layer_twice_rezeroes_the_bank(lanes4):
     assert values[0] == values[1] and values[2] == values[3]
 
 
+# Layers whose updates hit one bank word again 1, 2 or 3 cycles later (the read-modify-write
+# pipeline's forwarding distances), and more.
+HAZARD_LAYERS = [
+    (6, 3, 1, 1, 0, 1, 1),    # 1x1 map, G = 1: every update hits the word of the one before
+    (5, 6, 1, 1, 0, 1, 1),    # G = 2: distance 2
+    (4, 10, 1, 1, 0, 1, 1),   # G = 3: distance 3
+    (5, 3, 1, 1, 0, 1, 2),    # 1x2 map, G = 1: distance 2
+    (5, 3, 1, 1, 0, 1, 3),    # 1x3 map: distance 3
+    (4, 3, 1, 1, 0, 1, 4),    # 1x4 map: distance 4 (no forwarding)
+    (3, 3, 3, 1, 1, 2, 2),    # 3x3 on 2x2: each spike hits all four words
+    (3, 6, 3, 1, 1, 2, 2),    # the same with G = 2
+    (4, 3, 3, 2, 1, 2, 3),    # stride 2 on 2x3
+]
+
+
+@pytest.mark.parametrize("send", ["always", "pause"])
+def test_same_word_back_to_back(send):
+    """Updates of one bank word 1, 2, 3 and 4 cycles apart (100% firing, and random rates with
+    gaps between the spikes) are all exact."""
+    net = Network(6, 4, HAZARD_LAYERS)
+    frames = []
+    for layer in range(len(HAZARD_LAYERS)):
+        frames += [net.frame(layer, 1.0), net.frame(layer, 0.7), net.frame(layer, 1.0)]
+    run(net, frames, f"hazards {send}", send=send, receive="always")
+
+
 def test_cycles_follow_taps():
     """Accumulation of a fully firing frame costs one cycle per (spike, valid tap, group)."""
     net = Network(4, 4, [(4, 8, 3, 1, 1, 6, 6)])
