@@ -15,8 +15,10 @@ uses) on shared hardware:
   T = 1 no membrane is ever read back, so none is kept);
 * one spike memory (``lanes`` banks), one residual-stream memory and one shift memory, every
   map, stream and layer at its own base address;
-* the stem (:class:`hw.stem.StemConv`, the only multipliers) and one SDSA unit per attention
-  block (each keeps its attention LIF's membranes across time steps).
+* the stem (:class:`hw.stem.StemConv`, the only multipliers), recomputed at every time step and
+  written straight into the first residual stream (``stream = acc << shift``: no memory keeps its
+  output), and one SDSA unit per attention block (each keeps its attention LIF's membranes
+  across time steps).
 
 Layouts (all padded to powers of two so addresses are shifts, not products):
 
@@ -405,10 +407,6 @@ class SharedNetwork(wiring.Component):
                      stem.load_data.eq(self.load_data),
                      stem.load_enable.eq(self.load_enable)]
         stem_words = stem.positions * stem.groups
-        m.submodules.stem_out = stem_out = Memory(
-            shape=unsigned(lanes * stem.accumulator_width), depth=max(2, stem_words), init=[])
-        stem_write = stem_out.write_port()
-        stem_read = stem_out.read_port()
 
         sdsas = []
         for prefix in self._attention:
@@ -505,6 +503,10 @@ class SharedNetwork(wiring.Component):
                           "groups_log": info["groups_log"],
                           "weight_base": info["weight_base"], "bias_base": info["bias_base"]}
                 out.append(ecfg.eq(engine.config.shape().const(fields)))
+            if step.kind == "stem":
+                begin = next(s for s in steps if s.kind == "begin_stem" and s.layer == step.layer)
+                sink_kind, _, target = begin.sink.partition(":")
+                step = begin  # its stream and shifts
             if sink_kind in ("add", "begin"):
                 stream = self._streams[target]
                 out += [desc["stream_base"].eq(stream["base"]),
@@ -751,10 +753,7 @@ class SharedNetwork(wiring.Component):
         sw_values = Signal(data.ArrayLayout(signed(VB), lanes), name="sw_values")
         sw_add = Signal(name="sw_add")
         sw_last = Signal(name="sw_last")
-        sw_from_stem = Signal(name="sw_from_stem")
         old = data.View(data.ArrayLayout(signed(SB), lanes), stream_read.data)
-        stem_values = data.View(data.ArrayLayout(signed(stem.accumulator_width), lanes),
-                                stem_read.data)
         # Stage B (sw_*) holds a beat whose stream and shift words are being read; stage C
         # (sc_*) registers what the memories returned, then adds and writes. No path runs from a
         # memory's output through the shifter and adder into a memory's input in one cycle.
@@ -768,8 +767,7 @@ class SharedNetwork(wiring.Component):
         sc_values = Signal(data.ArrayLayout(signed(VB), lanes), name="sc_values")
         m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw_addr), sc_add.eq(sw_add),
                      sc_last.eq(sw_last), sc_old.eq(old), sc_amounts.eq(shift_read.data)]
-        m.d.sync += [sc_values[lane].eq(Mux(sw_from_stem, stem_values[lane], sw_values[lane]))
-                     for lane in range(lanes)]
+        m.d.sync += [sc_values[lane].eq(sw_values[lane]) for lane in range(lanes)]
         new_word = Signal(data.ArrayLayout(signed(SB), lanes), name="sw_word")
         for lane in range(lanes):
             amount = sc_amounts[lane * shift_bits:(lane + 1) * shift_bits]
@@ -788,19 +786,14 @@ class SharedNetwork(wiring.Component):
         m.d.sync += [sw_valid.eq(0), sw_last.eq(0)]
 
         # --- stem and begin_stem ---------------------------------------------------------------
+        # The stem runs at every time step (recomputing it costs fewer resources than keeping
+        # its output) and streams into the first residual stream: ``stream = acc << shift``.
         stem_count = Signal(range(stem_words + 1), name="stem_count")
-        m.d.comb += [stem.start.eq(start & (kind == KIND_STEM)), stem.o.ready.eq(1),
-                     stem_write.addr.eq(stem_count), stem_write.data.eq(
-                         stem.o.payload.values.as_value()),
-                     stem_write.en.eq(stem.o.valid)]
+        m.d.comb += [stem.start.eq(start & (kind == KIND_STEM)), stem.o.ready.eq(1)]
         with m.If(start):
             m.d.sync += stem_count.eq(0)
         with m.If(stem.o.valid):
             m.d.sync += stem_count.eq(stem_count + 1)
-        copy_busy = Signal(name="copy_busy")
-        copy_i = Signal(sd_w, name="copy_i")
-        copy_g = Signal.like(desc["groups"], name="copy_g")
-        m.d.comb += stem_read.addr.eq(copy_i)
 
         # --- stream reader (stream LIF, pool) ---------------------------------------------------
         rd_busy = Signal(name="rd_busy")
@@ -835,16 +828,12 @@ class SharedNetwork(wiring.Component):
         m.d.comb += engine.o.ready.eq(0)
         with m.Switch(kind):
             with m.Case(KIND_STEM):
-                m.d.comb += finish.eq(stem.o.valid & stem.o.payload.last)
-            with m.Case(KIND_BEGIN_STEM):
-                m.d.comb += [sh_addr.eq(desc["shift_base"] + copy_g)]
-                with m.If(copy_busy):
-                    m.d.sync += [copy_i.eq(copy_i + 1), sw_valid.eq(1), sw_addr.eq(
-                        desc["stream_base"] + copy_i), sw_add.eq(0), sw_from_stem.eq(1),
-                        sw_last.eq(copy_i == desc["stream_words"] - 1),
-                        copy_g.eq(Mux(copy_g == desc["groups"] - 1, 0, copy_g + 1))]
-                    with m.If(copy_i == desc["stream_words"] - 1):
-                        m.d.sync += copy_busy.eq(0)
+                m.d.comb += sh_addr.eq(desc["shift_base"] + stem.o.payload.group)
+                with m.If(stem.o.valid):
+                    m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"] + stem_count),
+                                 sw_add.eq(0), sw_last.eq(stem.o.payload.last)]
+                    m.d.sync += [sw_values[lane].eq(stem.o.payload.values[lane])
+                                 for lane in range(lanes)]
                 m.d.comb += finish.eq(sc_valid & sc_last)
             with m.Case(KIND_LAYER):
                 with m.Switch(sink):
@@ -861,7 +850,7 @@ class SharedNetwork(wiring.Component):
                         with m.If(engine.o.valid):
                             m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"]
                                                                     + out.index),
-                                         sw_add.eq(sink == SINK_ADD), sw_from_stem.eq(0),
+                                         sw_add.eq(sink == SINK_ADD),
                                          sw_last.eq(out.last)]
                             m.d.sync += [sw_values[lane].eq(out.values[lane])
                                          for lane in range(lanes)]
@@ -911,8 +900,6 @@ class SharedNetwork(wiring.Component):
                 m.d.comb += finish.eq(map_done)
             with m.Case(KIND_SDSA):
                 m.d.comb += finish.eq(map_done)
-        with m.If(start & (kind == KIND_BEGIN_STEM)):
-            m.d.sync += [copy_busy.eq(1), copy_i.eq(0), copy_g.eq(0)]
         with m.If(start & (kind == KIND_POOL_LIF)):
             m.d.sync += [pooled[c].eq(0) for c in range(self._pool_groups * lanes)]
 
@@ -933,12 +920,9 @@ class SharedNetwork(wiring.Component):
                     with m.Switch(k):
                         for index, step in enumerate(steps):
                             with m.Case(index):
-                                if step.first_step_only:
-                                    with m.If(t != 0):
-                                        m.d.sync += k.eq(index + 1)
-                                    with m.Else():
-                                        m.d.sync += load_descriptor(step)
-                                        m.d.sync += phase.eq(1)
+                                if step.kind == "begin_stem":
+                                    # Done by the stem step, which writes the stream itself.
+                                    m.d.sync += k.eq(index + 1)
                                 else:
                                     m.d.sync += load_descriptor(step)
                                     m.d.sync += phase.eq(1)

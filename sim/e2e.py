@@ -291,8 +291,8 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
     for k, step in enumerate(steps):
         cycles = ideal = sops = macs = 0.0
         for t in range(T):
-            if step.first_step_only and t:
-                continue
+            if step.first_step_only and t and (k, t) not in per_step:
+                continue  # hw.network runs the stem once; hw.shared recomputes it every t
             samples = per_step.get((k, t), [0])
             cycles += float(np.mean(samples))
             s, i, mac = 0.0, 0.0, 0.0
