@@ -824,9 +824,10 @@ class ProgEngine(wiring.Component):
         next_g = Signal(group_bits)
         next_index = Signal(bank_bits)
         next_address = Signal(bank_bits)  # of (next_oy, next_ox, next_g)
+        bias_address = Signal.like(cfg.bias_base)  # bias_base + next_g
         exhausted = Signal()  # every word of the frame has been read
-        # The counters' values of the next cycle, and the bank address they make, registered:
-        # the read-out's bank read starts from a flip-flop.
+        # The counters' values of the next cycle, and the bank and bias addresses they make,
+        # registered: the read-out's bank and bias reads start from flip-flops.
         step_oy = Signal(side_bits)
         step_ox = Signal(side_bits)
         step_g = Signal(group_bits)
@@ -835,6 +836,7 @@ class ProgEngine(wiring.Component):
             next_oy.eq(step_oy), next_ox.eq(step_ox), next_g.eq(step_g),
             next_address.eq((((step_oy << cfg.out_width_log) | step_ox) << cfg.groups_log)
                             | step_g),
+            bias_address.eq(cfg.bias_base + step_g),
         ]
         next_g_end = Signal()
         next_x_end = Signal()
@@ -866,7 +868,7 @@ class ProgEngine(wiring.Component):
             advance_q.eq(~q_valid | advance_out),
             advance_r.eq(~r_valid | advance_q),
             read_word.eq(reading & advance_r & ~exhausted),
-            bias_read.addr.eq(cfg.bias_base + next_g),
+            bias_read.addr.eq(bias_address),
             bias_read.en.eq(read_word),
         ]
         init_address = Signal(bank_bits)
