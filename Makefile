@@ -59,10 +59,13 @@ synth: install
 IMAGES ?= 4
 TSTEPS ?= 1 2
 
-# Unit co-simulations, then the whole demo network end to end (reports under $(OUT)/e2e).
+# Unit co-simulations, then the whole demo network end to end: the time-multiplexed FPGA design
+# (hw/shared.py, reports under $(OUT)/e2e) and the one-engine-per-layer vehicle (hw/network.py,
+# $(OUT)/e2e_per_layer).
 sim: install
 	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "verilator and not slow"
-	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
+	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
+	$(TEST_ENV) $(PY) -m sim.e2e --arch per-layer --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e_per_layer
 
 # The output directory is refused if it exists: remove it (or pick QOUT=...) to re-run.
 QOUT ?= $(OUT)/quant/$(basename $(notdir $(CKPT)))-w$(BITS)
@@ -76,7 +79,7 @@ demo: install
 	rm -rf $(OUT)/demo/quant
 	$(TEST_ENV) $(PY) -m quant.cli $(CKPT) --bits $(BITS) --out $(OUT)/demo/quant
 	$(TEST_ENV) $(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --lint
-	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
+	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
 
 # Each script prints its numbers; JSON copies land under $(OUT)/bench.
 bench: install
