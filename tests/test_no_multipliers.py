@@ -103,3 +103,21 @@ def test_demo_network_multiplies_only_in_the_stem():
         elif MUL.match(line):
             modules_with_mul.add(module)
     assert modules_with_mul == {"\\network.stem"}, modules_with_mul
+
+
+def test_shared_network_multiplies_only_in_the_stem():
+    """The time-multiplexed demo network (the FPGA design): every $mul cell sits in the stem."""
+    from hw.shared import SharedNetwork
+    from sim.e2e import demo_model, quantized
+
+    model, _ = demo_model(1)
+    text = rtlil.convert(SharedNetwork(quantized(model), lanes=16, weights="external"),
+                         name="shared_network")
+    modules_with_mul = set()
+    module = None
+    for line in text.splitlines():
+        if line.startswith("module "):
+            module = line.split()[1]
+        elif MUL.match(line):
+            modules_with_mul.add(module)
+    assert modules_with_mul == {"\\shared_network.stem"}, modules_with_mul
