@@ -255,6 +255,13 @@ class LIFArray(wiring.Component):
         the signed range of ``v + x``. Threshold word ``g`` holds channels ``g * lanes + l``
         (zero past the end).
 
+    pipelined : bool, optional
+        Register the membrane and threshold words the memories return before the neurons use
+        them (one more cycle of latency, same throughput). Without it the path runs from a
+        memory's output through the adder and the threshold compare into the membrane memory in
+        one cycle, which a block RAM's clock-to-output makes slow. The membrane of the beat just
+        ahead, written while this beat's word is registered, is forwarded.
+
     Members
     -------
     i : In(stream.Signature(lif_array_input_layout(...)))
@@ -269,7 +276,9 @@ class LIFArray(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, words: int, input_width: int,
-                 membrane_width: int | None = None, thresholds: Sequence[int]):
+                 membrane_width: int | None = None, thresholds: Sequence[int],
+                 pipelined: bool = False):
+        self._pipelined = bool(pipelined)
         self._lanes = check_int("lanes", lanes)
         self._words = check_int("words", words)
         self._input_width = check_int("input_width", input_width, 2)
@@ -343,7 +352,7 @@ class LIFArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an accepted input beat to its output beat, without backpressure."""
-        return 2
+        return 3 if self._pipelined else 2
 
     def elaborate(self, platform):
         m = Module()
@@ -365,7 +374,6 @@ class LIFArray(wiring.Component):
         advance = Signal()  # stage 1 may move its beat to the output register
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(~held | advance),
             # Reading only when a beat enters keeps a stalled beat's words on the read ports.
             membrane_read.addr.eq(self.i.payload.address),
             membrane_read.en.eq(self.i.ready),
@@ -374,7 +382,10 @@ class LIFArray(wiring.Component):
         ]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(held & advance):
+        move = Signal()  # stage 1 hands its beat on (to the output, or pipelined to stage 2)
+        if not self._pipelined:
+            m.d.comb += [move.eq(held & advance), self.i.ready.eq(~held | advance)]
+        with m.If(move):
             m.d.sync += held.eq(0)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [held.eq(1), held_x.eq(self.i.payload.x),
@@ -383,23 +394,51 @@ class LIFArray(wiring.Component):
 
         new_word = Signal(lanes * mw)
         spikes = Signal(lanes)
+        # The neurons compute from stage 1 (as read) or, pipelined, from stage 2's registers.
+        c_valid, c_x, c_first, c_address = held, held_x, held_first, held_address
+        c_membranes, c_thresholds = membrane_read.data, threshold_read.data
+        leave = Signal()  # the computing stage hands its beat to the output register
+        if self._pipelined:
+            p2 = Signal(name="p2_valid")
+            p2_x = Signal.like(held_x, name="p2_x")
+            p2_first = Signal(name="p2_first")
+            p2_address = Signal.like(held_address, name="p2_address")
+            p2_membranes = Signal(lanes * mw, name="p2_membranes")
+            p2_thresholds = Signal(lanes * sw, name="p2_thresholds")
+            m.d.comb += [
+                leave.eq(p2 & advance),
+                move.eq(held & (~p2 | advance)),
+                self.i.ready.eq(~held | ~p2 | advance),
+            ]
+            with m.If(leave):
+                m.d.sync += p2.eq(0)
+            with m.If(move):
+                # The beat leaving stage 2 now writes after this beat's word was read: forward.
+                same = leave & (p2_address == held_address)
+                m.d.sync += [p2.eq(1), p2_x.eq(held_x), p2_first.eq(held_first),
+                             p2_address.eq(held_address),
+                             p2_membranes.eq(Mux(same, new_word, membrane_read.data)),
+                             p2_thresholds.eq(threshold_read.data)]
+            c_valid, c_x, c_first, c_address = p2, p2_x, p2_first, p2_address
+            c_membranes, c_thresholds = p2_membranes, p2_thresholds
+        else:
+            m.d.comb += leave.eq(held & advance)
         for lane in range(lanes):
             previous = Signal(signed(mw), name=f"previous_{lane}")
             total = Signal(signed(sw), name=f"total_{lane}")
-            threshold = threshold_read.data[lane * sw:(lane + 1) * sw].as_signed()
+            threshold = c_thresholds[lane * sw:(lane + 1) * sw].as_signed()
             m.d.comb += [
-                previous.eq(Mux(held_first, 0,
-                                 membrane_read.data[lane * mw:(lane + 1) * mw].as_signed())),
-                total.eq(previous + held_x[lane]),
-                spikes[lane].eq(_fires(m, previous, held_x[lane], threshold, sw + 1,
+                previous.eq(Mux(c_first, 0, c_membranes[lane * mw:(lane + 1) * mw].as_signed())),
+                total.eq(previous + c_x[lane]),
+                spikes[lane].eq(_fires(m, previous, c_x[lane], threshold, sw + 1,
                                        f"lane_{lane}")),
                 # Hard reset on a spike, else halve: >> on a signed value floors.
                 new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),
             ]
-        with m.If(held & advance):
-            m.d.comb += [membrane_write.addr.eq(held_address), membrane_write.data.eq(new_word),
+        with m.If(leave):
+            m.d.comb += [membrane_write.addr.eq(c_address), membrane_write.data.eq(new_word),
                          membrane_write.en.eq(1)]
             m.d.sync += [self.o.valid.eq(1), self.o.payload.spikes.eq(spikes),
                          self.o.payload.membrane.eq(new_word),
-                         self.o.payload.address.eq(held_address)]
+                         self.o.payload.address.eq(c_address)]
         return m

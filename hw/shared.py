@@ -396,7 +396,7 @@ class SharedNetwork(wiring.Component):
 
         m.submodules.lif = lif = LIFArray(lanes=lanes, words=self._membrane_words,
                                           input_width=self._lif_bits,
-                                          thresholds=self._thresholds)
+                                          thresholds=self._thresholds, pipelined=True)
         stem_layer = self._stem_layer
         cfg = net.cfg
         m.submodules.stem = stem = StemConv(

@@ -5,10 +5,15 @@ The stem computes ``acc[o, oy, ox] = bias[o] + sum over (i, ky, kx) of w[o, i, k
 channel's pad code ``pad_value[i]`` outside the image (``quant.intops.stem_conv``; the pad code is
 the quantized zero of the normalized input, exactly as ``quant/`` pads).
 
-Schedule: one output word (``lanes`` output channels at one position) at a time; each cycle reads
-one weight word and one pixel and performs ``lanes`` multiply-accumulates. An output word takes
-``Cin * k * k`` cycles plus one to hand it on, so the stem costs ``positions * G * (Cin*k*k + 1)``
-cycles, ``G = ceil(Cout / lanes)``. The pixel memory is written through ``load_*`` before ``start``.
+Schedule: one output word (``lanes`` output channels at one position) at a time; each cycle issues
+one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A five-stage pipeline
+(counters; input coordinates; memory reads; registered weight word and pixel; registered products;
+accumulate) keeps every path short: address arithmetic by constants is shifts and adds
+(:func:`hw.params.times`), and the multipliers have registers on both sides. Taps of consecutive
+output words follow each other with no gap, so a run costs ``positions * G * Cin * k * k`` cycles
+plus the pipeline's depth, ``G = ceil(Cout / lanes)``. The whole pipeline stalls while the output
+register holds a word nobody takes. The pixel memory is written through ``load_*`` before
+``start``.
 
 Weight memory: word ``((i * k + ky) * k + kx) * G + g`` holds lanes ``l`` = output channel
 ``g * lanes + l`` (lane 0 in the least significant bits; the synapse engine's layout, so
@@ -18,13 +23,13 @@ Weight memory: word ``((i * k + ky) * k + kx) * G + g`` holds lanes ``l`` = outp
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes, pack_weights, signed_width, synapse_output_layout
-from hw.params import bits_for, check_int
+from hw.params import bits_for, check_int, times
 
 __all__ = ["StemConv", "stem_bound"]
 
@@ -151,8 +156,9 @@ class StemConv(wiring.Component):
 
     @property
     def cycles(self) -> int:
-        """Cycles of one run without backpressure: ``positions * G * (Cin * k * k + 1)``."""
-        return self.positions * self._groups * (self._cin * self._kernel ** 2 + 1)
+        """Cycles from ``start`` to the last output beat without backpressure:
+        ``positions * G * Cin * k * k`` taps, one per cycle, plus the pipeline's 5 stages."""
+        return self.positions * self._groups * self._cin * self._kernel ** 2 + 5
 
     @property
     def macs(self) -> int:
@@ -163,6 +169,7 @@ class StemConv(wiring.Component):
         m = Module()
         lanes, groups, kernel = self._lanes, self._groups, self._kernel
         acc_width, w_width = self._accumulator_width, self._weight_width
+        stride, padding = self._stride, self._padding
         words = pack_weights("conv", self._weight, lanes=lanes, weight_width=w_width)
         m.submodules.weights = weights = Memory(shape=unsigned(lanes * w_width),
                                                 depth=max(2, len(words)), init=words)
@@ -177,11 +184,16 @@ class StemConv(wiring.Component):
         pixel_write = pixels.write_port()
         m.d.comb += [pixel_write.addr.eq(self.load_address), pixel_write.data.eq(self.load_data),
                      pixel_write.en.eq(self.load_enable)]
-        # Combinational reads: one weight word and one pixel per cycle, no pipeline to drain.
-        weight_read = weights.read_port(domain="comb")
-        pixel_read = pixels.read_port(domain="comb")
-        bias_read = biases.read_port(domain="comb")
+        weight_read = weights.read_port()
+        pixel_read = pixels.read_port()
+        bias_read = biases.read_port(domain="comb")  # a few words: LUTs, read from a register
 
+        # The whole pipeline moves while the output register is free or being taken.
+        enable = Signal()
+        m.d.comb += enable.eq(~self.o.valid | self.o.ready)
+
+        # Stage 0: tap counters (kx fastest, then ky, input channel, group, position).
+        running = Signal()
         oy = Signal(range(self._out_height + 1))
         ox = Signal(range(self._out_width + 1))
         g = Signal(range(groups + 1))
@@ -189,61 +201,17 @@ class StemConv(wiring.Component):
         ky = Signal(range(kernel + 1))
         kx = Signal(range(kernel + 1))
         position = Signal(range(self.positions + 1))
-        span = bits_for(max(self._height, self._width) * self._stride + kernel + 2) + 2
-        iy = Signal(signed(span))
-        ix = Signal(signed(span))
-        m.d.comb += [
-            iy.eq(oy * self._stride - self._padding + ky),
-            ix.eq(ox * self._stride - self._padding + kx),
-            weight_read.addr.eq(((ci * kernel + ky) * kernel + kx) * groups + g),
-            pixel_read.addr.eq((ci * self._height + iy) * self._width + ix),
-            bias_read.addr.eq(g),
-        ]
-        inside = (iy >= 0) & (iy < self._height) & (ix >= 0) & (ix < self._width)
-        pad_code = Signal(self._pixel_bits)
-        with m.Switch(ci):
-            for channel, code in enumerate(self._pad):
-                with m.Case(channel):
-                    m.d.comb += pad_code.eq(code)
-        pixel = Signal(signed(self._pixel_bits + 1))
-        m.d.comb += pixel.eq(Cat(pixel_read.data, Const(0, 1)).as_signed())
-        with m.If(~inside):
-            m.d.comb += pixel.eq(Cat(pad_code, Const(0, 1)).as_signed())
-
-        acc = Signal(data.ArrayLayout(signed(acc_width), lanes))
-        running = Signal()
-        m.d.comb += [
-            self.busy.eq(running | self.o.valid),
-            self.o.payload.values.eq(acc),
-            self.o.payload.position.eq(position),
-            self.o.payload.group.eq(g),
-            self.o.payload.last.eq((position == self.positions - 1) & (g == groups - 1)),
-        ]
-        last_tap = (ci == self._cin - 1) & (ky == kernel - 1) & (kx == kernel - 1)
-        with m.If(self.start & ~running & ~self.o.valid):
+        word_first = (ci == 0) & (ky == 0) & (kx == 0)
+        word_last = (ci == self._cin - 1) & (ky == kernel - 1) & (kx == kernel - 1)
+        run_last = word_last & (position == self.positions - 1) & (g == groups - 1)
+        with m.If(self.start & ~running & ~self.busy):
             m.d.sync += [running.eq(1), oy.eq(0), ox.eq(0), g.eq(0), ci.eq(0), ky.eq(0),
                          kx.eq(0), position.eq(0)]
-            m.d.sync += [acc[lane].eq(bias_read.data[lane * acc_width:(lane + 1) * acc_width]
-                                      .as_signed()) for lane in range(lanes)]
-            m.d.comb += bias_read.addr.eq(0)
-        with m.Elif(running):
-            for lane in range(lanes):
-                weight = weight_read.data[lane * w_width:(lane + 1) * w_width].as_signed()
-                m.d.sync += acc[lane].eq(acc[lane] + weight * pixel)  # the stem's multipliers
-            with m.If(last_tap):
-                m.d.sync += [running.eq(0), self.o.valid.eq(1), ci.eq(0), ky.eq(0), kx.eq(0)]
-            with m.Elif((ky == kernel - 1) & (kx == kernel - 1)):
-                m.d.sync += [ci.eq(ci + 1), ky.eq(0), kx.eq(0)]
-            with m.Elif(kx == kernel - 1):
-                m.d.sync += [ky.eq(ky + 1), kx.eq(0)]
-            with m.Else():
-                m.d.sync += kx.eq(kx + 1)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-            with m.If(~self.o.payload.last):
-                # Next output word: next group, else next position; start from its bias.
-                next_g = Signal.like(g)
-                m.d.comb += next_g.eq(0)
+        with m.Elif(running & enable):
+            with m.If(run_last):
+                m.d.sync += running.eq(0)
+            with m.Elif(word_last):
+                m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0)]
                 with m.If(g == groups - 1):
                     m.d.sync += [g.eq(0), position.eq(position + 1)]
                     with m.If(ox == self._out_width - 1):
@@ -251,10 +219,85 @@ class StemConv(wiring.Component):
                     with m.Else():
                         m.d.sync += ox.eq(ox + 1)
                 with m.Else():
-                    m.d.comb += next_g.eq(g + 1)
                     m.d.sync += g.eq(g + 1)
-                m.d.comb += bias_read.addr.eq(next_g)
-                m.d.sync += running.eq(1)
-                m.d.sync += [acc[lane].eq(bias_read.data[lane * acc_width:(lane + 1) * acc_width]
-                                          .as_signed()) for lane in range(lanes)]
+            with m.Elif((ky == kernel - 1) & (kx == kernel - 1)):
+                m.d.sync += [ci.eq(ci + 1), ky.eq(0), kx.eq(0)]
+            with m.Elif(kx == kernel - 1):
+                m.d.sync += [ky.eq(ky + 1), kx.eq(0)]
+            with m.Else():
+                m.d.sync += kx.eq(kx + 1)
+
+        def stage(name, fields):
+            return {key: Signal.like(value, name=f"{name}_{key}") for key, value in fields.items()}
+
+        # Stage 1: input coordinates (constant factors as shifts and adds: hw.params.times).
+        span = bits_for(max(self._height, self._width) * stride + kernel + padding + 2) + 2
+        flags = {"valid": Signal(), "first": Signal(), "last": Signal(), "final": Signal(),
+                 "g": g, "position": position}
+        s1 = stage("s1", {**flags, "ci": ci, "ky": ky, "kx": kx,
+                          "iy": Signal(signed(span)), "ix": Signal(signed(span))})
+        with m.If(enable):
+            m.d.sync += [s1["valid"].eq(running), s1["first"].eq(word_first),
+                         s1["last"].eq(word_last), s1["final"].eq(run_last), s1["g"].eq(g),
+                         s1["position"].eq(position), s1["ci"].eq(ci), s1["ky"].eq(ky),
+                         s1["kx"].eq(kx),
+                         s1["iy"].eq(times(oy, stride) + ky - padding),
+                         s1["ix"].eq(times(ox, stride) + kx - padding)]
+
+        # Stage 2: addresses go to the memories (synchronous reads); flags wait beside them.
+        iy, ix = s1["iy"], s1["ix"]
+        inside = (iy >= 0) & (iy < self._height) & (ix >= 0) & (ix < self._width)
+        m.d.comb += [
+            weight_read.addr.eq(times(times(times(s1["ci"], kernel) + s1["ky"], kernel)
+                                      + s1["kx"], groups) + s1["g"]),
+            pixel_read.addr.eq(times(times(s1["ci"], self._height) + iy, self._width) + ix),
+            weight_read.en.eq(enable), pixel_read.en.eq(enable),
+        ]
+        pad_code = Signal(self._pixel_bits)
+        with m.Switch(s1["ci"]):
+            for channel, code in enumerate(self._pad):
+                with m.Case(channel):
+                    m.d.comb += pad_code.eq(code)
+        s2 = stage("s2", {**flags, "inside": Signal(), "pad": pad_code})
+        with m.If(enable):
+            m.d.sync += [s2[key].eq(s1[key]) for key in flags]
+            m.d.sync += [s2["inside"].eq(inside), s2["pad"].eq(pad_code)]
+
+        # Stage 3: the weight word and the pixel (or its pad code) in registers.
+        pixel = Signal(signed(self._pixel_bits + 1))
+        m.d.comb += pixel.eq(Mux(s2["inside"], Cat(pixel_read.data, Const(0, 1)),
+                                 Cat(s2["pad"], Const(0, 1))).as_signed())
+        s3 = stage("s3", {**flags, "pixel": pixel, "weights": weight_read.data})
+        with m.If(enable):
+            m.d.sync += [s3[key].eq(s2[key]) for key in flags]
+            m.d.sync += [s3["pixel"].eq(pixel), s3["weights"].eq(weight_read.data)]
+
+        # Stage 4: products in registers (the stem's multipliers, inputs and outputs registered).
+        product_width = w_width + self._pixel_bits + 1
+        products = Signal(data.ArrayLayout(signed(product_width), lanes))
+        s4 = stage("s4", flags)
+        with m.If(enable):
+            m.d.sync += [s4[key].eq(s3[key]) for key in flags]
+            for lane in range(lanes):
+                weight = s3["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
+                m.d.sync += products[lane].eq(weight * s3["pixel"])  # the stem's multipliers
+
+        # Stage 5: accumulate from the bias; the word's last tap fills the output register.
+        acc = Signal(data.ArrayLayout(signed(acc_width), lanes))
+        acc_next = Signal(data.ArrayLayout(signed(acc_width), lanes))
+        m.d.comb += bias_read.addr.eq(s4["g"])
+        for lane in range(lanes):
+            bias = bias_read.data[lane * acc_width:(lane + 1) * acc_width].as_signed()
+            m.d.comb += acc_next[lane].eq(Mux(s4["first"], bias, acc[lane]) + products[lane])
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(enable & s4["valid"]):
+            m.d.sync += acc.eq(acc_next)
+            with m.If(s4["last"]):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.values.eq(acc_next),
+                             self.o.payload.position.eq(s4["position"]),
+                             self.o.payload.group.eq(s4["g"]),
+                             self.o.payload.last.eq(s4["final"])]
+        busy_stages = s1["valid"] | s2["valid"] | s3["valid"] | s4["valid"]
+        m.d.comb += self.busy.eq(running | busy_stages | self.o.valid)
         return m

@@ -35,13 +35,15 @@ def check(dut, case, seed, **patterns):
                 f"{got[beat, lane]}")
 
 
+@pytest.mark.parametrize("pipelined", [False, True])
 @pytest.mark.parametrize("send", ["always", "pause", "sparse"])
 @pytest.mark.parametrize("receive", ["always", "pause", "sparse"])
-def test_time_steps_with_idle_and_backpressure(send, receive):
+def test_time_steps_with_idle_and_backpressure(send, receive, pipelined):
     seed = 310
     case = lif_array_case(np.random.default_rng(seed), lanes=3, words=5, channels=7,
                           input_width=6, steps=4)
-    dut = LIFArray(lanes=3, words=5, input_width=6, thresholds=case.thresholds)
+    dut = LIFArray(lanes=3, words=5, input_width=6, thresholds=case.thresholds,
+                   pipelined=pipelined)
     check(dut, case, seed, send_pattern=PATTERNS[send], receive_pattern=PATTERNS[receive])
 
 
@@ -62,13 +64,28 @@ def test_width_not_power_of_two_wider_membrane():
     check(dut, case, seed)
 
 
-def test_back_to_back_same_word():
-    """Every beat updates the same word: each read must see the write just before it."""
+@pytest.mark.parametrize("pipelined", [False, True])
+@pytest.mark.parametrize("receive", ["always", "pause"])
+def test_back_to_back_same_word(pipelined, receive):
+    """Every beat updates the same word: each read must see the write just before it
+    (pipelined: the write of the beat one ahead is forwarded, two ahead is read through)."""
     seed = 313
     rng = np.random.default_rng(seed)
     case = lif_array_case(rng, lanes=2, words=1, channels=2, input_width=5, steps=1,
                           repeats=0.97)
-    dut = LIFArray(lanes=2, words=1, input_width=5, thresholds=case.thresholds)
+    dut = LIFArray(lanes=2, words=1, input_width=5, thresholds=case.thresholds,
+                   pipelined=pipelined)
+    check(dut, case, seed, receive_pattern=PATTERNS[receive])
+
+
+def test_pipelined_same_word_two_apart():
+    """Words alternate 0, 1, 0, 1: each read sees the write two beats before it."""
+    seed = 314
+    rng = np.random.default_rng(seed)
+    case = lif_array_case(rng, lanes=2, words=2, channels=2, input_width=5, steps=12,
+                          repeats=0.0)
+    dut = LIFArray(lanes=2, words=2, input_width=5, thresholds=case.thresholds,
+                   pipelined=True)
     check(dut, case, seed)
 
 
