@@ -646,14 +646,24 @@ class SharedNetwork(wiring.Component):
         fd_sel = Signal.like(fd_bank, name="fd_sel")
         fd_last = Signal(name="fd_last")
         fd_advance = Signal(name="fd_advance")
-        m.d.comb += fd_advance.eq(~fd_valid | engine.i.ready)
         fd_word = Signal(W, name="fd_word")
         with m.Switch(fd_sel):
             for b in range(lanes):
                 with m.Case(b):
                     m.d.comb += fd_word.eq(bank_data[b])
-        m.d.comb += [engine.i.valid.eq(fd_valid), engine.i.payload.bits.eq(fd_word),
-                     engine.i.payload.last.eq(fd_last)]
+        # The chosen bank's word is registered (fo_*) before the engine sees it: no path from
+        # the memory's output through the bank multiplexer into the addressing unit.
+        fo_valid = Signal(name="fo_valid")
+        fo_bits = Signal(W, name="fo_bits")
+        fo_last = Signal(name="fo_last")
+        fo_take = Signal(name="fo_take")
+        m.d.comb += [fo_take.eq(~fo_valid | engine.i.ready),
+                     fd_advance.eq(~fd_valid | fo_take),
+                     engine.i.valid.eq(fo_valid), engine.i.payload.bits.eq(fo_bits),
+                     engine.i.payload.last.eq(fo_last)]
+        with m.If(fo_take):
+            m.d.sync += [fo_valid.eq(fd_valid & ~sdsa_mode), fo_bits.eq(fd_word),
+                         fo_last.eq(fd_last)]
         fd_is_last = (fd_c == desc["src_channels"] - 1) & (fd_y == desc["src_height"] - 1)
 
         # SDSA feeder state (shares the bank read ports with the map reader).
@@ -819,6 +829,7 @@ class SharedNetwork(wiring.Component):
         pv_valid = Signal(name="pv_valid")
         pv_g = Signal.like(desc["groups"], name="pv_g")
         pv_last = Signal(name="pv_last")
+        pv_i = Signal.like(rd_i, name="pv_i")
         pv_values = Signal(data.ArrayLayout(signed(SB), lanes), name="pv_values")
         firing = Signal(name="pool_firing")
         fire_g = Signal.like(desc["groups"], name="pool_fire_g")
@@ -868,10 +879,13 @@ class SharedNetwork(wiring.Component):
                                                     self.logits[c] + out.values[lane])
                         m.d.comb += finish.eq(engine.o.valid & out.last)
             with m.Case(KIND_STREAM_LIF):
+                # The stream word is registered (pv_*) before it goes to the LIF array.
                 m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1),
-                             lif_valid.eq(rd_valid), lif_index.eq(rd_i_d),
-                             lif_group.eq(rd_g_d)]
-                m.d.comb += [lif_x[lane].eq(stream_values[lane]) for lane in range(lanes)]
+                             lif_valid.eq(pv_valid), lif_index.eq(pv_i),
+                             lif_group.eq(pv_g)]
+                m.d.sync += [pv_valid.eq(rd_valid), pv_g.eq(rd_g_d), pv_i.eq(rd_i_d),
+                             pv_values.eq(stream_values)]
+                m.d.comb += [lif_x[lane].eq(pv_values[lane]) for lane in range(lanes)]
                 m.d.comb += finish.eq(map_done)
             with m.Case(KIND_POOL_LIF):
                 m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1)]
