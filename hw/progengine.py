@@ -39,7 +39,8 @@ Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.heigh
 :class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> spike register ->
 decode (the output rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) /
 s))``, ``final = min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic
-right shifts by ``stride_log``; spikes without a tap are dropped unless they end the frame) -> tap
+right shifts by ``stride_log``, in two registered steps; spikes without a tap are dropped unless
+they end the frame) -> tap
 generator (one ``(oy, ox, g)`` per cycle, ``g`` fastest, then ``ox``, then ``oy``; ``ky = t_y -
 (oy << stride_log)`` and ``kx`` likewise are counters stepped down by the stride) ->
 an address register (bank and weight addresses) -> read-modify-write of the bank in four stages:
@@ -58,8 +59,8 @@ Read-out: bank read, a register of the raw bank and bias words, then the output 
 ``bank_depth`` cycles clear the bank (``ready`` rises when done; no input is taken before).
 The address stage holds shift multiplexers and one adder (``weight_base`` plus the tap index);
 the spike register has a skid register behind it (the addressing unit's ``ready`` is a
-flip-flop); the decode cycle starts from the spike register and holds one adder per coordinate
-before its shift and compares.
+flip-flop); decode takes two registered steps: one adder and the run-time shift per coordinate,
+then the clamps and range compares.
 """
 
 from __future__ import annotations
@@ -481,10 +482,10 @@ class ProgEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the frame's last input word being accepted to its first output beat,
-        when the engine is otherwise idle: addressing, spike register and decode (2 in all),
-        address register (1), issue (1), RAM data register (1), add (1), write (1), bank read (1),
-        read-out register (1), output register (1)."""
-        return 10
+        when the engine is otherwise idle: addressing, spike register and two decode steps
+        (3 in all), address register (1), issue (1), RAM data register (1), add (1), write (1),
+        bank read (1), read-out register (1), output register (1)."""
+        return 11
 
     def check_layer(self, layer: LayerConfig) -> None:
         """Raise ``ValueError`` naming the first way ``layer`` does not fit this engine."""
@@ -616,10 +617,22 @@ class ProgEngine(wiring.Component):
         span = bits_for(max(self._max_side, self._word_bits) + self._max_padding
                         + (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2
 
+        # Decode runs in two registered steps: the adders and run-time shifts (pre_*), then the
+        # clamps and range compares (dec_*). In one cycle they were the engine's critical path.
+        pre_valid = Signal(name="pre_valid")
+        pre = {
+            "c": Signal(spike_layout["c"].shape, name="pre_c"),
+            "any": Signal(name="pre_any"), "last": Signal(name="pre_last"),
+        }
+        take_pre = Signal()  # the decode register takes the pre register's content
+
         def reach(coordinate, out_size, out_last, name):
             target = Signal(signed(span), name=f"target_{name}")
             low = Signal(signed(span), name=f"low_{name}")
             high = Signal(signed(span), name=f"high_{name}")
+            pre_target = Signal(signed(span), name=f"pre_target_{name}")
+            pre_low = Signal(signed(span), name=f"pre_low_{name}")
+            pre_high = Signal(signed(span), name=f"pre_high_{name}")
             first = Signal(side_bits, name=f"first_{name}")
             final = Signal(side_bits, name=f"final_{name}")
             reaches = Signal(name=f"reaches_{name}")
@@ -628,18 +641,27 @@ class ProgEngine(wiring.Component):
                 # Arithmetic right shifts by the run-time stride_log: floor division by 2**s.
                 low.eq((coordinate + offset_low) >> cfg.stride_log),
                 high.eq(target >> cfg.stride_log),
-                first.eq(Mux(low < 0, 0, low)),
-                final.eq(Mux(high < out_size, high, out_last)),
+            ]
+            with m.If(take_spike):
+                m.d.sync += [pre_target.eq(target), pre_low.eq(low), pre_high.eq(high)]
+            m.d.comb += [
+                first.eq(Mux(pre_low < 0, 0, pre_low)),
+                final.eq(Mux(pre_high < out_size, pre_high, out_last)),
                 # high >= 0 always (target >= 0); with low <= high and low < out the clamped
                 # range [first, final] is not empty.
-                reaches.eq((low <= high) & (low < out_size)),
+                reaches.eq((pre_low <= pre_high) & (pre_low < out_size)),
             ]
-            return target, first, final, reaches
+            return pre_target, first, final, reaches
 
         target_y, first_y, final_y, reaches_y = reach(spike["y"], cfg.out_height, out_h_last, "y")
         target_x, first_x, final_x, reaches_x = reach(spike["x"], cfg.out_width, out_w_last, "x")
         has_taps = Signal()
-        m.d.comb += has_taps.eq(spike["any"] & reaches_y & reaches_x)
+        m.d.comb += has_taps.eq(pre["any"] & reaches_y & reaches_x)
+        with m.If(take_pre):
+            m.d.sync += pre_valid.eq(0)
+        with m.If(take_spike):
+            m.d.sync += [pre_valid.eq(1), pre["c"].eq(spike["c"]), pre["any"].eq(spike["any"]),
+                         pre["last"].eq(spike["last"])]
 
         decoded = Signal()  # the decode register holds an item for the tap generator
         dec = {
@@ -654,18 +676,19 @@ class ProgEngine(wiring.Component):
             "last": Signal(name="dec_last"),
         }
         take_decoded = Signal()  # the generator takes the decoded item this cycle
-        m.d.comb += take_spike.eq(spiked & (~decoded | take_decoded))
+        m.d.comb += [take_pre.eq(pre_valid & (~decoded | take_decoded)),
+                     take_spike.eq(spiked & (~pre_valid | take_pre))]
         with m.If(take_decoded):
             m.d.sync += decoded.eq(0)
-        with m.If(take_spike & (has_taps | spike["last"])):
+        with m.If(take_pre & (has_taps | pre["last"])):
             # A spike whose taps all fall outside is dropped here, unless it ends the frame.
             m.d.sync += [
                 decoded.eq(1),
-                dec["c"].eq(spike["c"]),
+                dec["c"].eq(pre["c"]),
                 dec["target_y"].eq(target_y), dec["target_x"].eq(target_x),
                 dec["first_y"].eq(first_y), dec["final_y"].eq(final_y),
                 dec["first_x"].eq(first_x), dec["final_x"].eq(final_x),
-                dec["taps"].eq(has_taps), dec["last"].eq(spike["last"]),
+                dec["taps"].eq(has_taps), dec["last"].eq(pre["last"]),
             ]
 
         # --- tap generator: one (oy, ox, g) per cycle for the current spike ---
