@@ -177,6 +177,45 @@ class Program:
         return self
 
 
+def lif_map_shapes(net, steps, sizes) -> dict:
+    """Return ``{lif: (step, channels, side)}`` for every step that writes a spike map, in program
+    order (a layer's output side, the SDSA's token map, the head's 1x1, a stream's side)."""
+    shapes = {}
+    for step in steps:
+        if not step.sink.startswith(("lif:", "map:")):
+            continue
+        lif = step.sink.split(":", 1)[1]
+        channels = net.lifs[lif].threshold.shape[0]
+        if step.kind == "layer":
+            side = 1 if step.layer == "head" else sizes[step.layer.split(".")[0]]
+        elif step.kind == "sdsa":
+            side = sizes[lif.split(".")[0]]
+            channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
+        elif step.kind == "head_pool_lif":
+            side = 1
+        else:
+            side = sizes[step.source]
+        shapes[lif] = (step, channels, side)
+    return shapes
+
+
+def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
+    """Return the ports every whole-network component shares (``Network``, ``SharedNetwork``)."""
+    classes = net.layers["head"].weight.shape[0]
+    return {
+        "load_address": In(bits_for(pixel_words)),
+        "load_data": In(net.pixel.bits),
+        "load_enable": In(1),
+        "start": In(1),
+        "ready": Out(1),
+        "done": Out(1),
+        "logits": Out(data.ArrayLayout(signed(logit_bits), classes)),
+        "step": Out(range(len(steps) + 1)),
+        "time_step": Out(range(max(2, net.cfg.T))),
+        "cycles": Out(32),
+    }
+
+
 def _sizes(net) -> dict:
     """Return the map side of every layer's output, every stream and every LIF."""
     from quant.quantize import _spatial_sizes
@@ -221,21 +260,10 @@ class Network(wiring.Component):
         self._T = cfg.T
         self._program = Program(net)
         self._build_plan()
-        classes = net.layers["head"].weight.shape[0]
         self._logit_bits = max(net.logit_bits, 2)
         stem = self._units_meta["stem"]
-        super().__init__({
-            "load_address": In(bits_for(stem["pixel_words"])),
-            "load_data": In(net.pixel.bits),
-            "load_enable": In(1),
-            "start": In(1),
-            "ready": Out(1),
-            "done": Out(1),
-            "logits": Out(data.ArrayLayout(signed(self._logit_bits), classes)),
-            "step": Out(range(len(self.steps) + 1)),
-            "time_step": Out(range(max(2, self._T))),
-            "cycles": Out(32),
-        })
+        super().__init__(network_signature(net, self.steps, stem["pixel_words"],
+                                           self._logit_bits))
 
     # -- plan --------------------------------------------------------------------------------
     def _build_plan(self):
@@ -244,11 +272,6 @@ class Network(wiring.Component):
         sizes = _sizes(net)
         self._sizes = sizes
         steps = self._program.steps
-        # Map side of each layer's output and each LIF's map.
-        layer_side = {}
-        for name, layer in net.layers.items():
-            part = name.split(".")[0]
-            layer_side[name] = sizes[part] if name != "head" else 1
         maps = {}
         consumers = {}
         for step in steps:
@@ -258,20 +281,7 @@ class Network(wiring.Component):
             if step.kind == "sdsa":
                 for key in ("q", "k", "v"):
                     consumers.setdefault(step.extra[key], []).append("sdsa")
-        for step in steps:
-            if not step.sink.startswith(("lif:", "map:")):
-                continue
-            lif = step.sink.split(":", 1)[1]
-            channels = net.lifs[lif].threshold.shape[0]
-            if step.kind == "layer":
-                side = layer_side[step.layer]
-            elif step.kind == "sdsa":
-                side = sizes[lif.split(".")[0]]
-                channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
-            elif step.kind == "head_pool_lif":
-                side = 1
-            else:
-                side = sizes[step.source]
+        for lif, (step, channels, side) in lif_map_shapes(net, steps, sizes).items():
             kinds = set(consumers.get(lif, []))
             if kinds - {"engine_conv"} and "engine_conv" in kinds:
                 raise NotImplementedError(f"spike map {lif} has consumers of mixed layouts")

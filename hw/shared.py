@@ -40,14 +40,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import accumulator_bound, pack_lanes, signed_width
 from hw.lif import LIFArray
-from hw.network import Program, _sizes
+from hw.network import Program, _sizes, lif_map_shapes, network_signature
 from hw.params import bits_for
 from hw.progengine import ProgEngine, pack_layer_biases, pack_layer_weights
 from hw.sdsa import SDSA
@@ -117,20 +117,8 @@ class SharedNetwork(wiring.Component):
         self._T = net.cfg.T
         self._program = Program(net)
         self._plan()
-        classes = net.layers["head"].weight.shape[0]
         self._logit_bits = max(net.logit_bits, 2)
-        ports = {
-            "load_address": In(bits_for(self._pixel_words)),
-            "load_data": In(net.pixel.bits),
-            "load_enable": In(1),
-            "start": In(1),
-            "ready": Out(1),
-            "done": Out(1),
-            "logits": Out(data.ArrayLayout(signed(self._logit_bits), classes)),
-            "step": Out(range(len(self.steps) + 1)),
-            "time_step": Out(range(max(2, self._T))),
-            "cycles": Out(32),
-        }
+        ports = network_signature(net, self.steps, self._pixel_words, self._logit_bits)
         if weights == "external":
             ports["weight_addr"] = Out(bits_for(self.weight_depth))
             ports["weight_en"] = Out(1)
@@ -150,25 +138,9 @@ class SharedNetwork(wiring.Component):
                     f"lanes must equal the head width of {prefix} ({attn['head_width']}) in the "
                     f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
 
-        def layer_side(name):
-            return 1 if name == "head" else sizes[name.split(".")[0]]
-
         # Spike maps: every LIF's map, allocated in program order.
         maps, base = {}, 0
-        for step in steps:
-            if not step.sink.startswith(("lif:", "map:")):
-                continue
-            lif = step.sink.split(":", 1)[1]
-            channels = net.lifs[lif].threshold.shape[0]
-            if step.kind == "layer":
-                side = layer_side(step.layer)
-            elif step.kind == "sdsa":
-                side = sizes[lif.split(".")[0]]
-                channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
-            elif step.kind == "head_pool_lif":
-                side = 1
-            else:
-                side = sizes[step.source]
+        for lif, (_, channels, side) in lif_map_shapes(net, steps, sizes).items():
             cg = -(-channels // lanes)
             info = SharedMap(lif, channels, side, base, log2_ceil(cg), log2_ceil(side))
             base += T << (info.cg_log + info.h_log)
@@ -440,17 +412,18 @@ class SharedNetwork(wiring.Component):
 
         # --- descriptor registers ---------------------------------------------------------
         md_w = bits_for(self._map_depth + 1)
+        h_log_max = max(info.h_log for info in self.maps.values())
         sd_w = bits_for(self._stream_depth + 1)
         desc = {
             "kind": Signal(3, name="d_kind"),
             "sink": Signal(2, name="d_sink"),
             "src_base": Signal(md_w, name="d_src_base"),    # with t folded in
-            "src_h_log": Signal(range(8), name="d_src_h_log"),
+            "src_h_log": Signal(range(h_log_max + 1), name="d_src_h_log"),
             "src_height": Signal(range(W + 1), name="d_src_height"),
             "src_channels": Signal(range(max(l["cin"] for l in self._layers.values()) + 1),
                                    name="d_src_channels"),
             "dst_base": Signal(md_w, name="d_dst_base"),
-            "dst_h_log": Signal(range(8), name="d_dst_h_log"),
+            "dst_h_log": Signal(range(h_log_max + 1), name="d_dst_h_log"),
             "dst_side": Signal(range(W + 1), name="d_dst_side"),
             "dst_mask": Signal(W, name="d_dst_mask"),
             "groups": Signal(range(self._max_groups + 1), name="d_groups"),
@@ -680,7 +653,6 @@ class SharedNetwork(wiring.Component):
         sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
         rows = [Signal(lanes, name=f"sd_row_{n}") for n in ("q", "k", "v")]
         sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
-        sd_done_feeding = Signal(name="sd_done_feeding")
 
         read_addr = Signal(md_w, name="spike_read_addr")
         read_en = Signal(name="spike_read_en")
@@ -727,7 +699,7 @@ class SharedNetwork(wiring.Component):
                 m.d.sync += sd_beat.eq(1)
         with m.If(start & sdsa_mode):
             m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_h.eq(0), sd_n_x.eq(0),
-                         sd_n_y.eq(0), sd_beat.eq(0), sd_done_feeding.eq(0)]
+                         sd_n_y.eq(0), sd_beat.eq(0)]
         with m.Elif(sd_active):
             with m.If(sd_phase == 2):
                 m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
@@ -744,9 +716,7 @@ class SharedNetwork(wiring.Component):
         with m.If(sd_taken):
             m.d.sync += sd_beat.eq(0)
             last_token = (sd_n_x == sd_side - 1) & (sd_n_y == sd_side - 1)
-            with m.If(last_token & (sd_h == heads - 1)):
-                m.d.sync += sd_done_feeding.eq(1)
-            with m.Else():
+            with m.If(~(last_token & (sd_h == heads - 1))):  # else: every beat is fed
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1)]

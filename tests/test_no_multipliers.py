@@ -87,6 +87,17 @@ def test_times_is_exact(constant):
     assert seen == [(v, v * constant) for v, _ in seen]
 
 
+def modules_multiplying(rtlil_text: str) -> set:
+    """Return the names of the RTLIL modules that hold a ``$mul`` cell."""
+    found, module = set(), None
+    for line in rtlil_text.splitlines():
+        if line.startswith("module "):
+            module = line.split()[1]
+        elif MUL.match(line):
+            found.add(module)
+    return found
+
+
 @pytest.mark.slow
 def test_demo_network_multiplies_only_in_the_stem():
     """The whole demo network (about 30 s to elaborate): every $mul cell sits in the stem."""
@@ -95,13 +106,7 @@ def test_demo_network_multiplies_only_in_the_stem():
 
     model, _ = demo_model(1)
     text = rtlil.convert(Network(quantized(model), lanes=8), name="network")
-    modules_with_mul = set()
-    module = None
-    for line in text.splitlines():
-        if line.startswith("module "):
-            module = line.split()[1]
-        elif MUL.match(line):
-            modules_with_mul.add(module)
+    modules_with_mul = modules_multiplying(text)
     assert modules_with_mul == {"\\network.stem"}, modules_with_mul
 
 
@@ -113,11 +118,5 @@ def test_shared_network_multiplies_only_in_the_stem():
     model, _ = demo_model(1)
     text = rtlil.convert(SharedNetwork(quantized(model), lanes=16, weights="external"),
                          name="shared_network")
-    modules_with_mul = set()
-    module = None
-    for line in text.splitlines():
-        if line.startswith("module "):
-            module = line.split()[1]
-        elif MUL.match(line):
-            modules_with_mul.add(module)
+    modules_with_mul = modules_multiplying(text)
     assert modules_with_mul == {"\\shared_network.stem"}, modules_with_mul
