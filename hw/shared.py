@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -411,176 +411,271 @@ class SharedNetwork(wiring.Component):
         shift_read = shifts_mem.read_port()
 
         # --- descriptor registers ---------------------------------------------------------
+        # Every step's descriptor, for every time step, is a constant word of a ROM indexed by
+        # (t, step); the sequencer loads the whole word into ``desc_word`` with one enable. The
+        # word also holds decoded flags, strides and "minus one" limits, so that datapaths
+        # compare registers with registers instead of decoding a kind or subtracting first.
         md_w = bits_for(self._map_depth + 1)
         h_log_max = max(info.h_log for info in self.maps.values())
         sd_w = bits_for(self._stream_depth + 1)
-        desc = {
-            "kind": Signal(3, name="d_kind"),
-            "sink": Signal(2, name="d_sink"),
-            "src_base": Signal(md_w, name="d_src_base"),    # with t folded in
-            "src_h_log": Signal(range(h_log_max + 1), name="d_src_h_log"),
-            "src_height": Signal(range(W + 1), name="d_src_height"),
-            "src_channels": Signal(range(max(l["cin"] for l in self._layers.values()) + 1),
-                                   name="d_src_channels"),
-            "dst_base": Signal(md_w, name="d_dst_base"),
-            "dst_h_log": Signal(range(h_log_max + 1), name="d_dst_h_log"),
-            "dst_side": Signal(range(W + 1), name="d_dst_side"),
-            "dst_mask": Signal(W, name="d_dst_mask"),
-            "groups": Signal(range(self._max_groups + 1), name="d_groups"),
-            "mbase": Signal(bits_for(self._membrane_words + 1), name="d_mbase"),
-            "tbase": Signal(bits_for(len(self._thresholds) // lanes + 1), name="d_tbase"),
-            "stream_base": Signal(sd_w, name="d_stream_base"),
-            "stream_words": Signal(sd_w, name="d_stream_words"),
-            "shift_base": Signal(bits_for(len(self._shift_words) + 2), name="d_shift_base"),
-            "sdsa": Signal(range(max(2, len(sdsas))), name="d_sdsa"),
-            "q_base": Signal(md_w, name="d_q_base"),
-            "k_base": Signal(md_w, name="d_k_base"),
-            "v_base": Signal(md_w, name="d_v_base"),
+        groups_shape = range(self._max_groups + 1)
+        fields = {
+            "kind": unsigned(3),
+            "sink": unsigned(2),
+            "src_base": unsigned(md_w),     # with t folded in
+            "src_h_log": range(h_log_max + 1),
+            "src_stride": range((1 << h_log_max) + 1),
+            "src_height": range(W + 1),
+            "src_height_m1": range(W + 1),
+            "src_channels": range(max(l["cin"] for l in self._layers.values()) + 1),
+            "src_channels_m1": range(max(l["cin"] for l in self._layers.values()) + 1),
+            "dst_base": unsigned(md_w),
+            "dst_h_log": range(h_log_max + 1),
+            "dst_stride": range((1 << h_log_max) + 1),
+            "dst_side": range(W + 1),
+            "dst_side_m1": range(W + 1),
+            "dst_side_m2": range(W + 1),
+            "dst_mask": unsigned(W),
+            "groups": groups_shape,
+            "groups_m1": groups_shape,
+            "groups_m2": groups_shape,
+            "mbase": unsigned(bits_for(self._membrane_words + 1)),
+            "tbase": unsigned(bits_for(len(self._thresholds) // lanes + 1)),
+            "stream_base": unsigned(sd_w),
+            "stream_words": unsigned(sd_w),
+            "stream_words_m1": unsigned(sd_w),
+            "shift_base": unsigned(bits_for(len(self._shift_words) + 2)),
+            "sdsa": range(max(2, len(sdsas))),
+            "q_base": unsigned(md_w),
+            "k_base": unsigned(md_w),
+            "v_base": unsigned(md_w),
+            "engine": engine.config.shape(),
+            # decoded kind and sink
+            "is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
+            "is_reader": 1,          # stream LIF or pool: the stream reader runs
+            "sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,
         }
-        ecfg = Signal(engine.config.shape(), name="d_engine")
-        m.d.comb += engine.config.eq(ecfg)
+        desc_layout = data.StructLayout(fields)
+        desc_word = Signal(desc_layout, name="desc")
+        desc = {name: desc_word[name] for name in fields}
+        m.d.comb += engine.config.eq(desc["engine"])
 
-        def map_base_t(info):
-            return info.base + (t << (info.cg_log + info.h_log))
-
-        def load_descriptor(step):
-            """Sync assignments loading ``step``'s descriptor (t folded into map bases)."""
-            out = []
+        def descriptor_values(step, tv):
+            """``{field: value}`` set by ``step``'s descriptor at time step ``tv``."""
+            def base_t(info):
+                return info.base + (tv << (info.cg_log + info.h_log))
+            out = {}
             kind = {"stem": KIND_STEM, "begin_stem": KIND_BEGIN_STEM, "layer": KIND_LAYER,
                     "stream_lif": KIND_STREAM_LIF, "sdsa": KIND_SDSA,
                     "head_pool_lif": KIND_POOL_LIF}[step.kind]
-            out.append(desc["kind"].eq(kind))
+            out["kind"] = kind
             sink_kind, _, target = step.sink.partition(":")
             if step.sink.startswith(("lif:", "map:")):
                 info = self.maps[target]
-                out += [desc["dst_base"].eq(map_base_t(info)),
-                        desc["dst_h_log"].eq(info.h_log), desc["dst_side"].eq(info.side),
-                        desc["dst_mask"].eq((1 << info.side) - 1)]
+                out.update(dst_base=base_t(info), dst_h_log=info.h_log, dst_side=info.side,
+                           dst_mask=(1 << info.side) - 1)
                 if target in self._sites:
                     site = self._sites[target]
-                    out += [desc["tbase"].eq(site["tbase"]), desc["groups"].eq(site["groups"])]
+                    out.update(tbase=site["tbase"], groups=site["groups"])
                     if T > 1:
-                        out.append(desc["mbase"].eq(site["mbase"]))
+                        out["mbase"] = site["mbase"]
             if step.kind == "layer":
                 info = self._layers[step.layer]
                 src = self.maps[step.source]
-                out += [desc["sink"].eq({"lif": SINK_LIF, "add": SINK_ADD,
-                                         "begin": SINK_BEGIN, "logits": SINK_LOGITS}[sink_kind]),
-                        desc["src_base"].eq(map_base_t(src)), desc["src_h_log"].eq(src.h_log),
-                        desc["src_height"].eq(src.side), desc["src_channels"].eq(info["cin"])]
-                fields = {"height": info["height"], "width": info["width"],
+                out.update(sink={"lif": SINK_LIF, "add": SINK_ADD, "begin": SINK_BEGIN,
+                                 "logits": SINK_LOGITS}[sink_kind],
+                           src_base=base_t(src), src_h_log=src.h_log, src_height=src.side,
+                           src_channels=info["cin"])
+                config = {"height": info["height"], "width": info["width"],
                           "kernel": info["kernel"], "kernel_log": info["kernel_log"],
                           "stride_log": info["stride_log"], "padding": info["padding"],
                           "out_height": info["out"], "out_width": info["out"],
                           "out_width_log": info["out_log"], "groups": info["groups"],
                           "groups_log": info["groups_log"],
                           "weight_base": info["weight_base"], "bias_base": info["bias_base"]}
-                out.append(ecfg.eq(engine.config.shape().const(fields)))
+                out["engine"] = engine.config.shape().const(config).as_value().value
             if step.kind == "stem":
                 begin = next(s for s in steps if s.kind == "begin_stem" and s.layer == step.layer)
                 sink_kind, _, target = begin.sink.partition(":")
                 step = begin  # its stream and shifts
             if sink_kind in ("add", "begin"):
                 stream = self._streams[target]
-                out += [desc["stream_base"].eq(stream["base"]),
-                        desc["stream_words"].eq(stream["words"]),
-                        desc["groups"].eq(stream["groups"]),
-                        desc["shift_base"].eq(self._shift_base[step.name])]
+                out.update(stream_base=stream["base"], stream_words=stream["words"],
+                           groups=stream["groups"], shift_base=self._shift_base[step.name])
             if step.kind in ("stream_lif", "head_pool_lif"):
                 stream = self._streams[step.source]
-                out += [desc["stream_base"].eq(stream["base"]),
-                        desc["stream_words"].eq(stream["words"])]
+                out.update(stream_base=stream["base"], stream_words=stream["words"])
             if step.kind == "sdsa":
-                index = self._attention.index(step.source)
-                out += [desc["sdsa"].eq(index),
-                        desc["q_base"].eq(map_base_t(self.maps[step.extra["q"]])),
-                        desc["k_base"].eq(map_base_t(self.maps[step.extra["k"]])),
-                        desc["v_base"].eq(map_base_t(self.maps[step.extra["v"]])),
-                        desc["src_h_log"].eq(self.maps[step.extra["q"]].h_log)]
+                out.update(sdsa=self._attention.index(step.source),
+                           q_base=base_t(self.maps[step.extra["q"]]),
+                           k_base=base_t(self.maps[step.extra["k"]]),
+                           v_base=base_t(self.maps[step.extra["v"]]),
+                           src_h_log=self.maps[step.extra["q"]].h_log)
             return out
+
+        def derived(state):
+            """Add the decoded flags and limits that follow from ``state``'s fields."""
+            kind, sink = state["kind"], state["sink"]
+            state = dict(state)
+            state.update(
+                src_stride=1 << state["src_h_log"], dst_stride=1 << state["dst_h_log"],
+                src_height_m1=max(0, state["src_height"] - 1),
+                src_channels_m1=max(0, state["src_channels"] - 1),
+                dst_side_m1=max(0, state["dst_side"] - 1),
+                dst_side_m2=max(0, state["dst_side"] - 2),
+                groups_m1=max(0, state["groups"] - 1),
+                groups_m2=max(0, state["groups"] - 2),
+                stream_words_m1=max(0, state["stream_words"] - 1),
+                is_stem=int(kind == KIND_STEM), is_layer=int(kind == KIND_LAYER),
+                is_stream_lif=int(kind == KIND_STREAM_LIF), is_sdsa=int(kind == KIND_SDSA),
+                is_pool=int(kind == KIND_POOL_LIF),
+                is_reader=int(kind in (KIND_STREAM_LIF, KIND_POOL_LIF)),
+                sink_lif=int(sink == SINK_LIF), sink_stream=int(sink in (SINK_ADD, SINK_BEGIN)),
+                sink_add=int(sink == SINK_ADD), sink_logits=int(sink == SINK_LOGITS))
+            return state
+
+        # The descriptor words, in program order over time steps: a field a step does not set
+        # keeps the value of the last step that did (the registers' previous contents).
+        k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
+        rom = {}
+        state = {name: 0 for name in fields}
+        for tv in range(T):
+            for index, step in enumerate(steps):
+                if step.kind == "begin_stem":
+                    continue
+                state.update(descriptor_values(step, tv))
+                state = derived(state)
+                word = 0
+                for name, value in state.items():
+                    field = desc_layout[name]
+                    width = Shape.cast(field.shape).width
+                    if not 0 <= value < (1 << width):
+                        raise ValueError(f"descriptor field {name} = {value} of step "
+                                         f"{step.name} does not fit {width} bits")
+                    word |= value << field.offset
+                rom[(tv << k_bits) | index] = word
+        desc_rom = Signal(desc_layout.size, name="desc_rom")
 
         start = Signal(name="step_start")   # one-cycle pulse: the descriptor is loaded
         finish = Signal(name="step_finish")  # comb: the step's final write happens now
         kind, sink = desc["kind"], desc["sink"]
+        sdsa_mode = desc["is_sdsa"]
+        attn0 = net.attention[self._attention[0]] if sdsas else {"tokens": 1, "heads": 1}
+        tokens, heads = attn0["tokens"], attn0["heads"]
 
         # --- spike-map writer (LIF output beats and SDSA output beats) -----------------------
+        # LIF beats: position-major, group-minor. SDSA beats: head-major, token-minor. The
+        # counters carry registered "at the end" flags (x_last: wr_x == side - 1, ...), updated
+        # from compares with the descriptor's "minus two" limits one beat ahead.
         wr_y = Signal(range(W + 1), name="wr_y")
         wr_x = Signal(range(W + 1), name="wr_x")
         wr_g = Signal(range(self._max_groups + 1), name="wr_g")
+        x_last = Signal(name="wr_x_last")
+        y_last = Signal(name="wr_y_last")
+        g_last = Signal(name="wr_g_last")
         wr_valid = Signal(name="wr_valid")
         wr_bits = Signal(lanes, name="wr_bits")
-        wr_last_g = Signal(name="wr_last_g")
-        with m.If(start):
-            m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0)]
-        side = desc["dst_side"]
         final_beat = Signal(name="wr_final")
-        sdsa_mode = kind == KIND_SDSA
+        one_side = Signal(name="wr_one_side")
+        one_group = Signal(name="wr_one_group")
+        x_next_last = Signal(name="wr_x_next_last")
+        y_next_last = Signal(name="wr_y_next_last")
+        g_next_last = Signal(name="wr_g_next_last")
+        m.d.comb += [
+            one_side.eq(desc["dst_side_m1"] == 0),
+            one_group.eq(Mux(sdsa_mode, heads == 1, desc["groups_m1"] == 0)),
+            x_next_last.eq(wr_x == desc["dst_side_m2"]),
+            y_next_last.eq(wr_y == desc["dst_side_m2"]),
+            g_next_last.eq(Mux(sdsa_mode, wr_g == max(0, heads - 2),
+                               wr_g == desc["groups_m2"])),
+        ]
 
         # Row assembly: a beat sets bit x of its row in a row buffer (slot g << h_log | x; the
         # SDSA's rows are one head's, slot x). When a row is complete, the other buffer takes
         # the next row while this one is written out, one map word (all banks) per cycle:
         # G words for a LIF row, one for an SDSA row. A row of side S takes S * G beats, so a
-        # flush (G cycles) always ends before the next row completes.
+        # flush (G cycles) always ends before the next row completes. The flushed buffer shifts
+        # down by one row stride per word written, so the word is always its low W bits.
         RB = max(1 << (info.cg_log + info.h_log) for info in self.maps.values())
         row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
         fill = Signal(name="row_fill")
-        slot = Signal(range(RB), name="row_slot")
-        m.d.comb += slot.eq(Mux(sdsa_mode, wr_x, (wr_g << desc["dst_h_log"]) | wr_x))
+        slot = Signal(range(RB), name="row_slot")      # register: (wr_g << h_log) | wr_x
+        # Row address in the map (without the flush's group offset): dst_base + y for a LIF
+        # row, dst_base + (head << h_log | y) for an SDSA row.
+        row_addr = Signal(md_w, name="wr_row_addr")
+        head_addr = Signal(md_w, name="wr_head_addr")
+        fl_busy = Signal(name="fl_busy")
+        fl_buf = Signal(name="fl_buf")
+        fl_j = Signal.like(wr_g, name="fl_j")
+        fl_end = Signal.like(wr_g, name="fl_end")
+        fl_final = Signal(name="fl_final")
+        fl_addr = Signal(md_w, name="fl_addr")
+        map_done = Signal(name="map_done")  # the step's final map word is written now
+        flush_h_logs = sorted({info.h_log for info in self.maps.values()})
+
+        for i in range(2):
+            with m.If(fl_busy & (fl_buf == i) & (fl_j != fl_end)):
+                with m.Switch(desc["dst_h_log"]):
+                    for h_log in flush_h_logs:
+                        with m.Case(h_log):
+                            m.d.sync += [row_buf[i][b].eq(row_buf[i][b] >> (1 << h_log))
+                                         for b in range(lanes)]
         with m.If(wr_valid):
             for i in range(2):
                 with m.If(fill == i):
                     for b in range(lanes):
                         m.d.sync += row_buf[i][b].bit_select(slot, 1).eq(wr_bits[b])
-        fl_busy = Signal(name="fl_busy")
-        fl_buf = Signal(name="fl_buf")
-        fl_j = Signal.like(wr_g, name="fl_j")
-        fl_end = Signal.like(wr_g, name="fl_end")
-        fl_y = Signal.like(wr_y, name="fl_y")
-        fl_final = Signal(name="fl_final")
-        fl_sdsa = Signal(name="fl_sdsa")
-        map_done = Signal(name="map_done")  # the step's final map word is written now
-        fl_slot = Signal(range(RB), name="fl_slot")
-        m.d.comb += fl_slot.eq(Mux(fl_sdsa, 0, fl_j << desc["dst_h_log"]))
         flush_word = Signal(lanes * W, name="fl_word")
         for b in range(lanes):
             chosen = Mux(fl_buf, row_buf[1][b], row_buf[0][b])
-            m.d.comb += flush_word[b * W:(b + 1) * W].eq((chosen >> fl_slot) & desc["dst_mask"])
-        m.d.comb += [spike_write.addr.eq(desc["dst_base"] + ((fl_j << desc["dst_h_log"]) | fl_y)),
-                     spike_write.data.eq(flush_word), spike_write.en.eq(fl_busy)]
+            m.d.comb += flush_word[b * W:(b + 1) * W].eq(chosen[:W] & desc["dst_mask"])
+        m.d.comb += [spike_write.addr.eq(fl_addr), spike_write.data.eq(flush_word),
+                     spike_write.en.eq(fl_busy)]
         with m.If(fl_busy):
             with m.If(fl_j == fl_end):
                 m.d.sync += fl_busy.eq(0)
                 m.d.comb += map_done.eq(fl_final)
             with m.Else():
-                m.d.sync += fl_j.eq(fl_j + 1)
-        row_done = wr_valid & (wr_x == side - 1) & (sdsa_mode | wr_last_g)
+                m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc["dst_stride"])]
+        row_done = wr_valid & x_last & (sdsa_mode | g_last)
+        m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last)
         with m.If(row_done):
-            m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_y.eq(wr_y),
+            m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
                          fl_j.eq(Mux(sdsa_mode, wr_g, 0)),
-                         fl_end.eq(Mux(sdsa_mode, wr_g, desc["groups"] - 1)),
-                         fl_final.eq(final_beat), fl_sdsa.eq(sdsa_mode)]
-        with m.If(start):
-            m.d.sync += [fill.eq(0), fl_busy.eq(0)]
-        # LIF beats: position-major, group-minor. SDSA beats: head-major, token-minor.
-        m.d.comb += final_beat.eq(wr_valid & (wr_y == side - 1) & (wr_x == side - 1)
-                                  & wr_last_g)
+                         fl_end.eq(Mux(sdsa_mode, wr_g, desc["groups_m1"])),
+                         fl_final.eq(final_beat)]
+
         with m.If(wr_valid):
             with m.If(sdsa_mode):
-                with m.If((wr_x == side - 1) & (wr_y == side - 1)):
-                    m.d.sync += [wr_x.eq(0), wr_y.eq(0), wr_g.eq(wr_g + 1)]
-                with m.Elif(wr_x == side - 1):
-                    m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1)]
+                m.d.sync += slot.eq(Mux(x_last, 0, wr_x + 1))
+                with m.If(x_last & y_last):
+                    m.d.sync += [wr_x.eq(0), wr_y.eq(0), wr_g.eq(wr_g + 1),
+                                 x_last.eq(one_side), y_last.eq(one_side),
+                                 g_last.eq(g_next_last),
+                                 head_addr.eq(head_addr + desc["dst_stride"]),
+                                 row_addr.eq(head_addr + desc["dst_stride"])]
+                with m.Elif(x_last):
+                    m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1), x_last.eq(one_side),
+                                 y_last.eq(y_next_last), row_addr.eq(row_addr + 1)]
                 with m.Else():
-                    m.d.sync += wr_x.eq(wr_x + 1)
+                    m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
             with m.Else():
-                with m.If(wr_last_g):
-                    m.d.sync += wr_g.eq(0)
-                    with m.If(wr_x == side - 1):
-                        m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1)]
+                with m.If(g_last):
+                    m.d.sync += [wr_g.eq(0), g_last.eq(one_group),
+                                 slot.eq(Mux(x_last, 0, wr_x + 1))]
+                    with m.If(x_last):
+                        m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1), x_last.eq(one_side),
+                                     y_last.eq(y_next_last), row_addr.eq(row_addr + 1)]
                     with m.Else():
-                        m.d.sync += wr_x.eq(wr_x + 1)
+                        m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
                 with m.Else():
-                    m.d.sync += wr_g.eq(wr_g + 1)
+                    m.d.sync += [wr_g.eq(wr_g + 1), g_last.eq(g_next_last),
+                                 slot.eq(slot + desc["dst_stride"])]
+        with m.If(start):
+            m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0), slot.eq(0), fill.eq(0),
+                         fl_busy.eq(0), x_last.eq(one_side), y_last.eq(one_side),
+                         g_last.eq(one_group), row_addr.eq(desc["dst_base"]),
+                         head_addr.eq(desc["dst_base"])]
 
         # --- LIF array input (engine read-out, stream reader or pool) ----------------------
         lif_x = Signal(data.ArrayLayout(signed(self._lif_bits), lanes), name="lif_x")
@@ -602,17 +697,16 @@ class SharedNetwork(wiring.Component):
                                  sdsa_out_bits.eq(unit.o.payload.spikes)]
         for unit in sdsas:
             m.d.comb += unit.o.ready.eq(1)
-        heads_last = Signal(name="sdsa_heads_last")
         m.d.comb += [
             wr_valid.eq(Mux(sdsa_mode, sdsa_out_valid, lif.o.valid)),
             wr_bits.eq(Mux(sdsa_mode, sdsa_out_bits, lif.o.payload.spikes)),
-            wr_last_g.eq(Mux(sdsa_mode, heads_last, wr_g == desc["groups"] - 1)),
         ]
 
         # --- map reader -> engine (the source map, channel-major, row-minor) --------------------
         fd_c = Signal.like(desc["src_channels"], name="fd_c")
         fd_bank = Signal(range(lanes + 1), name="fd_bank")
-        fd_cg = Signal(range(self._max_groups + 1), name="fd_cg")
+        fd_addr = Signal(md_w, name="fd_addr")   # src_base + (c // lanes << h_log | y)
+        fd_row = Signal(md_w, name="fd_row")     # src_base + (c // lanes << h_log)
         fd_y = Signal(range(W + 1), name="fd_y")
         feeding = Signal(name="feeding")
         fd_valid = Signal(name="fd_valid")      # the read ports hold a word for the engine
@@ -637,11 +731,10 @@ class SharedNetwork(wiring.Component):
         with m.If(fo_take):
             m.d.sync += [fo_valid.eq(fd_valid & ~sdsa_mode), fo_bits.eq(fd_word),
                          fo_last.eq(fd_last)]
-        fd_is_last = (fd_c == desc["src_channels"] - 1) & (fd_y == desc["src_height"] - 1)
+        fd_y_last = (fd_y == desc["src_height_m1"])
+        fd_is_last = (fd_c == desc["src_channels_m1"]) & fd_y_last
 
         # SDSA feeder state (shares the bank read ports with the map reader).
-        attn0 = net.attention[self._attention[0]] if sdsas else {"tokens": 1, "heads": 1}
-        tokens, heads = attn0["tokens"], attn0["heads"]
         sd_side = max(1, int(round(tokens ** 0.5)))
         sd_n_x = Signal(range(sd_side + 1), name="sd_x")
         sd_n_y = Signal(range(sd_side + 1), name="sd_y")
@@ -653,37 +746,40 @@ class SharedNetwork(wiring.Component):
         sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
         rows = [Signal(lanes, name=f"sd_row_{n}") for n in ("q", "k", "v")]
         sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
+        sd_off = Signal(md_w, name="sd_off")    # (sd_h << h_log) | sd_y
+        sd_head = Signal(md_w, name="sd_head")  # sd_h << h_log
 
         read_addr = Signal(md_w, name="spike_read_addr")
         read_en = Signal(name="spike_read_en")
         m.d.comb += [spike_read.addr.eq(read_addr), spike_read.en.eq(read_en)]
 
+        # Both read addresses live in registers updated as their counters move (no shift or
+        # product on the way to the memory); the SDSA adds only the q / k / v base.
         with m.If(sdsa_mode):
             base = Mux(sd_phase == 0, desc["q_base"], Mux(sd_phase == 1, desc["k_base"],
                                                           desc["v_base"]))
-            m.d.comb += [read_addr.eq(base + ((sd_h << desc["src_h_log"]) | sd_n_y)),
-                         read_en.eq(sd_active)]
+            m.d.comb += [read_addr.eq(base + sd_off), read_en.eq(sd_active)]
         with m.Else():
-            m.d.comb += [read_addr.eq(desc["src_base"] + ((fd_cg << desc["src_h_log"]) | fd_y)),
-                         read_en.eq(fd_advance)]
+            m.d.comb += [read_addr.eq(fd_addr), read_en.eq(fd_advance)]
 
         # map reader counters
-        with m.If(start & (kind == KIND_LAYER)):
-            m.d.sync += [feeding.eq(1), fd_c.eq(0), fd_bank.eq(0), fd_cg.eq(0), fd_y.eq(0),
-                         fd_valid.eq(0)]
+        with m.If(start & desc["is_layer"]):
+            m.d.sync += [feeding.eq(1), fd_c.eq(0), fd_bank.eq(0), fd_y.eq(0), fd_valid.eq(0),
+                         fd_addr.eq(desc["src_base"]), fd_row.eq(desc["src_base"])]
         with m.Elif(fd_advance & ~sdsa_mode):
             m.d.sync += [fd_valid.eq(feeding), fd_sel.eq(fd_bank), fd_last.eq(fd_is_last)]
             with m.If(feeding):
                 with m.If(fd_is_last):
                     m.d.sync += feeding.eq(0)
-                with m.Elif(fd_y == desc["src_height"] - 1):
+                with m.Elif(fd_y_last):
                     m.d.sync += [fd_y.eq(0), fd_c.eq(fd_c + 1)]
                     with m.If(fd_bank == lanes - 1):
-                        m.d.sync += [fd_bank.eq(0), fd_cg.eq(fd_cg + 1)]
+                        m.d.sync += [fd_bank.eq(0), fd_row.eq(fd_row + desc["src_stride"]),
+                                     fd_addr.eq(fd_row + desc["src_stride"])]
                     with m.Else():
-                        m.d.sync += fd_bank.eq(fd_bank + 1)
+                        m.d.sync += [fd_bank.eq(fd_bank + 1), fd_addr.eq(fd_row)]
                 with m.Else():
-                    m.d.sync += fd_y.eq(fd_y + 1)
+                    m.d.sync += [fd_y.eq(fd_y + 1), fd_addr.eq(fd_addr + 1)]
 
         # SDSA feeder: for each head, token: read q, k, v rows (one cycle each), offer the beat.
         m.d.sync += [sd_got_valid.eq(sd_active), sd_got.eq(sd_phase), sd_x_d.eq(sd_n_x)]
@@ -699,7 +795,7 @@ class SharedNetwork(wiring.Component):
                 m.d.sync += sd_beat.eq(1)
         with m.If(start & sdsa_mode):
             m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_h.eq(0), sd_n_x.eq(0),
-                         sd_n_y.eq(0), sd_beat.eq(0)]
+                         sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_head.eq(0)]
         with m.Elif(sd_active):
             with m.If(sd_phase == 2):
                 m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
@@ -719,12 +815,13 @@ class SharedNetwork(wiring.Component):
             with m.If(~(last_token & (sd_h == heads - 1))):  # else: every beat is fed
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
-                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1)]
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1),
+                                 sd_head.eq(sd_head + desc["src_stride"]),
+                                 sd_off.eq(sd_head + desc["src_stride"])]
                 with m.Elif(sd_n_x == sd_side - 1):
-                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1)]
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1)]
                 with m.Else():
                     m.d.sync += sd_n_x.eq(sd_n_x + 1)
-        m.d.comb += heads_last.eq(wr_g == heads - 1)
 
         # --- stream write stage (begin_stem copy, layer add/begin) -----------------------------
         VB = max(self._acc_width, stem.accumulator_width)
@@ -769,7 +866,7 @@ class SharedNetwork(wiring.Component):
         # The stem runs at every time step (recomputing it costs fewer resources than keeping
         # its output) and streams into the first residual stream: ``stream = acc << shift``.
         stem_count = Signal(range(stem_words + 1), name="stem_count")
-        m.d.comb += [stem.start.eq(start & (kind == KIND_STEM)), stem.o.ready.eq(1)]
+        m.d.comb += [stem.start.eq(start & desc["is_stem"]), stem.o.ready.eq(1)]
         with m.If(start):
             m.d.sync += stem_count.eq(0)
         with m.If(stem.o.valid):
@@ -784,12 +881,12 @@ class SharedNetwork(wiring.Component):
         rd_g_d = Signal.like(rd_g, name="rd_g_d")
         rd_last_d = Signal(name="rd_last_d")
         m.d.sync += [rd_valid.eq(rd_busy), rd_i_d.eq(rd_i), rd_g_d.eq(rd_g),
-                     rd_last_d.eq(rd_busy & (rd_i == desc["stream_words"] - 1))]
+                     rd_last_d.eq(rd_busy & (rd_i == desc["stream_words_m1"]))]
         with m.If(rd_busy):
-            m.d.sync += [rd_i.eq(rd_i + 1), rd_g.eq(Mux(rd_g == desc["groups"] - 1, 0, rd_g + 1))]
-            with m.If(rd_i == desc["stream_words"] - 1):
+            m.d.sync += [rd_i.eq(rd_i + 1), rd_g.eq(Mux(rd_g == desc["groups_m1"], 0, rd_g + 1))]
+            with m.If(rd_i == desc["stream_words_m1"]):
                 m.d.sync += rd_busy.eq(0)
-        with m.If(start & ((kind == KIND_STREAM_LIF) | (kind == KIND_POOL_LIF))):
+        with m.If(start & desc["is_reader"]):
             m.d.sync += [rd_busy.eq(1), rd_i.eq(0), rd_g.eq(0)]
         stream_values = data.View(data.ArrayLayout(signed(SB), lanes), stream_read.data)
 
@@ -806,7 +903,9 @@ class SharedNetwork(wiring.Component):
 
         # --- per-kind routing -------------------------------------------------------------------
         out = engine.o.payload
-        m.d.comb += engine.o.ready.eq(0)
+        # The engine's output is taken whenever a layer runs (the LIF array's input is always
+        # ready in this design); a registered flag, not a decode of the kind.
+        m.d.comb += engine.o.ready.eq(desc["is_layer"] & (~desc["sink_lif"] | lif.i.ready))
         with m.Switch(kind):
             with m.Case(KIND_STEM):
                 m.d.comb += sh_addr.eq(desc["shift_base"] + stem.o.payload.group)
@@ -820,24 +919,21 @@ class SharedNetwork(wiring.Component):
                 with m.Switch(sink):
                     with m.Case(SINK_LIF):
                         m.d.comb += [lif_valid.eq(engine.o.valid),
-                                     engine.o.ready.eq(lif.i.ready),
                                      lif_index.eq(out.index), lif_group.eq(out.group)]
                         m.d.comb += [lif_x[lane].eq(out.values[lane]) for lane in range(lanes)]
                         m.d.comb += finish.eq(map_done)
                     with m.Case(SINK_ADD, SINK_BEGIN):
-                        m.d.comb += [engine.o.ready.eq(1), sr_addr.eq(desc["stream_base"]
-                                                                      + out.index),
+                        m.d.comb += [sr_addr.eq(desc["stream_base"] + out.index),
                                      sr_en.eq(1), sh_addr.eq(desc["shift_base"] + out.group)]
                         with m.If(engine.o.valid):
                             m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"]
                                                                     + out.index),
-                                         sw_add.eq(sink == SINK_ADD),
+                                         sw_add.eq(desc["sink_add"]),
                                          sw_last.eq(out.last)]
                             m.d.sync += [sw_values[lane].eq(out.values[lane])
                                          for lane in range(lanes)]
                         m.d.comb += finish.eq(sc_valid & sc_last)
                     with m.Case(SINK_LOGITS):
-                        m.d.comb += engine.o.ready.eq(1)
                         with m.If(engine.o.valid):
                             with m.Switch(out.group):
                                 for g in range(-(-self.logits.shape().length // lanes)):
@@ -879,12 +975,12 @@ class SharedNetwork(wiring.Component):
                                          for lane in range(lanes)]
                 with m.If(firing & lif.i.ready):
                     m.d.sync += fire_g.eq(fire_g + 1)
-                    with m.If(fire_g == desc["groups"] - 1):
+                    with m.If(fire_g == desc["groups_m1"]):
                         m.d.sync += firing.eq(0)
                 m.d.comb += finish.eq(map_done)
             with m.Case(KIND_SDSA):
                 m.d.comb += finish.eq(map_done)
-        with m.If(start & (kind == KIND_POOL_LIF)):
+        with m.If(start & desc["is_pool"]):
             m.d.sync += [pooled[c].eq(0) for c in range(self._pool_groups * lanes)]
 
         # --- sequencer --------------------------------------------------------------------------
@@ -892,6 +988,11 @@ class SharedNetwork(wiring.Component):
         running = Signal(name="running")
         phase = Signal(2, name="seq_phase")  # 0: load descriptor, 1: start, 2: wait finish
         m.d.comb += [self.step.eq(k), self.ready.eq(engine.ready)]
+        rom_valid = Signal(name="desc_rom_valid")
+        with m.Switch(Cat(k, t)):
+            for address, word in rom.items():
+                with m.Case(address):
+                    m.d.comb += [desc_rom.eq(word), rom_valid.eq(1)]
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(self.start & self.ready & ~running):
@@ -901,15 +1002,14 @@ class SharedNetwork(wiring.Component):
         with m.If(running):
             with m.Switch(phase):
                 with m.Case(0):
+                    with m.If(rom_valid):
+                        m.d.sync += [desc_word.eq(desc_rom), phase.eq(1)]
                     with m.Switch(k):
                         for index, step in enumerate(steps):
-                            with m.Case(index):
-                                if step.kind == "begin_stem":
+                            if step.kind == "begin_stem":
+                                with m.Case(index):
                                     # Done by the stem step, which writes the stream itself.
                                     m.d.sync += k.eq(index + 1)
-                                else:
-                                    m.d.sync += load_descriptor(step)
-                                    m.d.sync += phase.eq(1)
                         with m.Case(len(steps)):
                             with m.If(t == T - 1):
                                 m.d.sync += [running.eq(0), self.done.eq(1)]
