@@ -397,7 +397,6 @@ class SharedNetwork(wiring.Component):
                                               init=[])
         spike_write = spikes.write_port()
         spike_read = spikes.read_port()
-        bank_data = [spike_read.data[b * W:(b + 1) * W] for b in range(lanes)]
         # Streams and shifts.
         SB = self._stream_bits
         m.submodules.streams = streams_mem = Memory(
@@ -607,14 +606,14 @@ class SharedNetwork(wiring.Component):
         fl_busy = Signal(name="fl_busy")
         fl_buf = Signal(name="fl_buf")
         fl_j = Signal.like(wr_g, name="fl_j")
-        fl_end = Signal.like(wr_g, name="fl_end")
+        fl_more = Signal(name="fl_more")    # more words of this row follow the current one
         fl_final = Signal(name="fl_final")
         fl_addr = Signal(md_w, name="fl_addr")
         map_done = Signal(name="map_done")  # the step's final map word is written now
         flush_h_logs = sorted({info.h_log for info in self.maps.values()})
 
         for i in range(2):
-            with m.If(fl_busy & (fl_buf == i) & (fl_j != fl_end)):
+            with m.If(fl_busy & (fl_buf == i) & fl_more):
                 with m.Switch(desc["dst_h_log"]):
                     for h_log in flush_h_logs:
                         with m.Case(h_log):
@@ -632,17 +631,17 @@ class SharedNetwork(wiring.Component):
         m.d.comb += [spike_write.addr.eq(fl_addr), spike_write.data.eq(flush_word),
                      spike_write.en.eq(fl_busy)]
         with m.If(fl_busy):
-            with m.If(fl_j == fl_end):
+            with m.If(~fl_more):
                 m.d.sync += fl_busy.eq(0)
                 m.d.comb += map_done.eq(fl_final)
             with m.Else():
-                m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc["dst_stride"])]
+                m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc["dst_stride"]),
+                             fl_more.eq(fl_j != desc["groups_m2"])]
         row_done = wr_valid & x_last & (sdsa_mode | g_last)
         m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last)
         with m.If(row_done):
             m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
-                         fl_j.eq(Mux(sdsa_mode, wr_g, 0)),
-                         fl_end.eq(Mux(sdsa_mode, wr_g, desc["groups_m1"])),
+                         fl_j.eq(0), fl_more.eq(~sdsa_mode & (desc["groups_m1"] != 0)),
                          fl_final.eq(final_beat)]
 
         with m.If(wr_valid):
@@ -713,24 +712,38 @@ class SharedNetwork(wiring.Component):
         fd_sel = Signal.like(fd_bank, name="fd_sel")
         fd_last = Signal(name="fd_last")
         fd_advance = Signal(name="fd_advance")
+        # The memory's whole output word is registered first (``spike_word``, stage fw_*): a
+        # block RAM's output is slow (5.8 ns clk-to-q on ECP5 grade 6), so nothing but a register
+        # follows it. The chosen bank's word is registered again (fo_*) before the engine sees
+        # it. Each stage holds its beat until the next one takes it.
+        spike_word = Signal(lanes * W, name="spike_word")
+        word_banks = [spike_word[b * W:(b + 1) * W] for b in range(lanes)]
+        fw_valid = Signal(name="fw_valid")
+        fw_sel = Signal.like(fd_bank, name="fw_sel")
+        fw_last = Signal(name="fw_last")
+        fw_take = Signal(name="fw_take")
         fd_word = Signal(W, name="fd_word")
-        with m.Switch(fd_sel):
+        with m.Switch(fw_sel):
             for b in range(lanes):
                 with m.Case(b):
-                    m.d.comb += fd_word.eq(bank_data[b])
-        # The chosen bank's word is registered (fo_*) before the engine sees it: no path from
-        # the memory's output through the bank multiplexer into the addressing unit.
+                    m.d.comb += fd_word.eq(word_banks[b])
         fo_valid = Signal(name="fo_valid")
         fo_bits = Signal(W, name="fo_bits")
         fo_last = Signal(name="fo_last")
         fo_take = Signal(name="fo_take")
         m.d.comb += [fo_take.eq(~fo_valid | engine.i.ready),
-                     fd_advance.eq(~fd_valid | fo_take),
+                     fw_take.eq(~fw_valid | fo_take),
+                     fd_advance.eq(~fd_valid | fw_take),
                      engine.i.valid.eq(fo_valid), engine.i.payload.bits.eq(fo_bits),
                      engine.i.payload.last.eq(fo_last)]
+        with m.If(sdsa_mode | fw_take):
+            m.d.sync += spike_word.eq(spike_read.data)
+        with m.If(fw_take):
+            m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode), fw_sel.eq(fd_sel),
+                         fw_last.eq(fd_last)]
         with m.If(fo_take):
-            m.d.sync += [fo_valid.eq(fd_valid & ~sdsa_mode), fo_bits.eq(fd_word),
-                         fo_last.eq(fd_last)]
+            m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_word),
+                         fo_last.eq(fw_last)]
         fd_y_last = (fd_y == desc["src_height_m1"])
         fd_is_last = (fd_c == desc["src_channels_m1"]) & fd_y_last
 
@@ -755,10 +768,17 @@ class SharedNetwork(wiring.Component):
 
         # Both read addresses live in registers updated as their counters move (no shift or
         # product on the way to the memory); the SDSA adds only the q / k / v base.
+        # The SDSA's reads go through an address register (sd_raddr, one cycle).
+        sd_raddr = Signal(md_w, name="sd_raddr")
+        sd_ren = Signal(name="sd_ren")
+        sd_addr_phase = Signal(2, name="sd_addr_phase")
+        sd_addr_x = Signal.like(sd_n_x, name="sd_addr_x")
+        base = Mux(sd_phase == 0, desc["q_base"], Mux(sd_phase == 1, desc["k_base"],
+                                                      desc["v_base"]))
+        m.d.sync += [sd_raddr.eq(base + sd_off), sd_ren.eq(sd_active & sdsa_mode),
+                     sd_addr_phase.eq(sd_phase), sd_addr_x.eq(sd_n_x)]
         with m.If(sdsa_mode):
-            base = Mux(sd_phase == 0, desc["q_base"], Mux(sd_phase == 1, desc["k_base"],
-                                                          desc["v_base"]))
-            m.d.comb += [read_addr.eq(base + sd_off), read_en.eq(sd_active)]
+            m.d.comb += [read_addr.eq(sd_raddr), read_en.eq(sd_ren)]
         with m.Else():
             m.d.comb += [read_addr.eq(fd_addr), read_en.eq(fd_advance)]
 
@@ -782,10 +802,18 @@ class SharedNetwork(wiring.Component):
                     m.d.sync += [fd_y.eq(fd_y + 1), fd_addr.eq(fd_addr + 1)]
 
         # SDSA feeder: for each head, token: read q, k, v rows (one cycle each), offer the beat.
-        m.d.sync += [sd_got_valid.eq(sd_active), sd_got.eq(sd_phase), sd_x_d.eq(sd_n_x)]
+        # Reads return three cycles after the request (address register, memory, then
+        # ``spike_word``).
+        sd_read_valid = Signal(name="sd_read_valid")
+        sd_read_phase = Signal(2, name="sd_read_phase")
+        sd_read_x = Signal.like(sd_n_x, name="sd_read_x")
+        m.d.sync += [sd_read_valid.eq(sd_ren), sd_read_phase.eq(sd_addr_phase),
+                     sd_read_x.eq(sd_addr_x),
+                     sd_got_valid.eq(sd_read_valid), sd_got.eq(sd_read_phase),
+                     sd_x_d.eq(sd_read_x)]
         extracted = Signal(lanes, name="sd_extracted")
         for b in range(lanes):
-            m.d.comb += extracted[b].eq(bank_data[b].bit_select(sd_x_d, 1))
+            m.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))
         with m.If(sd_got_valid):
             with m.Switch(sd_got):
                 for phase, row in enumerate(rows):
@@ -988,11 +1016,16 @@ class SharedNetwork(wiring.Component):
         running = Signal(name="running")
         phase = Signal(2, name="seq_phase")  # 0: load descriptor, 1: start, 2: wait finish
         m.d.comb += [self.step.eq(k), self.ready.eq(engine.ready)]
-        rom_valid = Signal(name="desc_rom_valid")
-        with m.Switch(Cat(k, t)):
-            for address, word in rom.items():
-                with m.Case(address):
-                    m.d.comb += [desc_rom.eq(word), rom_valid.eq(1)]
+        # The ROM as sum-of-products logic, not a switch: Yosys would turn a switch of constants
+        # into a memory and put it in a block RAM, whose slow output would then drive every
+        # datapath through the descriptor registers.
+        addresses = sorted(rom)
+        hit = Signal(len(addresses), name="desc_rom_hit")
+        m.d.comb += hit.eq(Cat(Cat(k, t) == address for address in addresses))
+        for bit in range(desc_layout.size):
+            mask = sum(1 << n for n, address in enumerate(addresses) if rom[address] >> bit & 1)
+            if mask:
+                m.d.comb += desc_rom[bit].eq((hit & mask).any())
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(self.start & self.ready & ~running):
@@ -1002,19 +1035,23 @@ class SharedNetwork(wiring.Component):
         with m.If(running):
             with m.Switch(phase):
                 with m.Case(0):
-                    with m.If(rom_valid):
-                        m.d.sync += [desc_word.eq(desc_rom), phase.eq(1)]
+                    # The descriptor registers load in every phase-0 cycle (zeros, all flags
+                    # off, where the ROM has no word); only a real step moves on to phase 1.
+                    m.d.sync += desc_word.eq(desc_rom)
+                    skipped = [index for index, step in enumerate(steps)
+                               if step.kind == "begin_stem"]
                     with m.Switch(k):
-                        for index, step in enumerate(steps):
-                            if step.kind == "begin_stem":
-                                with m.Case(index):
-                                    # Done by the stem step, which writes the stream itself.
-                                    m.d.sync += k.eq(index + 1)
+                        for index in skipped:
+                            with m.Case(index):
+                                # Done by the stem step, which writes the stream itself.
+                                m.d.sync += k.eq(index + 1)
                         with m.Case(len(steps)):
                             with m.If(t == T - 1):
                                 m.d.sync += [running.eq(0), self.done.eq(1)]
                             with m.Else():
                                 m.d.sync += [t.eq(t + 1), k.eq(0)]
+                        with m.Default():
+                            m.d.sync += phase.eq(1)
                 with m.Case(1):
                     m.d.comb += start.eq(1)
                     m.d.sync += phase.eq(2)
