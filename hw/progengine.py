@@ -35,14 +35,16 @@ Output (``o``)
     frame's last spike has been accumulated: ``values`` (bank word plus bias), the coordinates,
     ``index`` (``0 .. out_height * out_width * G - 1``) and ``last``.
 
-Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.height``) ->
-:class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> spike register ->
-decode (the output rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) /
+Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.height``) -> input
+register slice (a register and a skid register: ``i.ready`` is one LUT of flip-flops) ->
+:class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> a two-entry spike
+queue -> decode (the output rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) /
 s))``, ``final = min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic
 right shifts by ``stride_log``, in two registered steps; spikes without a tap are dropped unless
 they end the frame) -> tap
 generator (one ``(oy, ox, g)`` per cycle, ``g`` fastest, then ``ox``, then ``oy``; ``ky = t_y -
-(oy << stride_log)`` and ``kx`` likewise are counters stepped down by the stride) ->
+(oy << stride_log)`` and ``kx`` likewise are counters stepped down by the stride; each counter's
+end is a registered flag set one step ahead) ->
 an address register (bank and weight addresses) -> read-modify-write of the bank in four stages:
 issue (bank read and weight fetch from the address register), R (the bank word and the weight
 word registered raw, nothing but wires after the block RAM), C (add) and D (write). No path runs
@@ -55,12 +57,14 @@ apart are exact without a stall.
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
 Read-out: bank read, a register of the raw bank and bias words, then the output register
-(adds the bias): one cycle per output beat plus about five cycles of pipeline fill. After reset,
-``bank_depth`` cycles clear the bank (``ready`` rises when done; no input is taken before).
-The address stage holds shift multiplexers and one adder (``weight_base`` plus the tap index);
-the spike register has a skid register behind it (the addressing unit's ``ready`` is a
-flip-flop); decode takes two registered steps: one adder and the run-time shift per coordinate,
-then the clamps and range compares.
+(adds the bias): one cycle per output beat plus about five cycles of pipeline fill. Its counters,
+end flags and bank and bias addresses are registers stepped incrementally (no run-time shift),
+and ``o.ready`` reaches each stage's advance through one LUT (no chain through the stages).
+After reset, ``bank_depth`` cycles clear the bank (``ready`` rises when done; no input is taken
+before). The address stage holds shift multiplexers and one adder (``weight_base`` plus the tap
+index); the spike queue's ``ready`` towards the addressing unit is a flip-flop and its slots take
+the addressing unit's output with no multiplexer in front; decode takes two registered steps:
+one adder and the run-time shift per coordinate, then the clamps and range compares.
 """
 
 from __future__ import annotations
@@ -482,10 +486,10 @@ class ProgEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the frame's last input word being accepted to its first output beat,
-        when the engine is otherwise idle: addressing, spike register and two decode steps
-        (3 in all), address register (1), issue (1), RAM data register (1), add (1), write (1),
-        bank read (1), read-out register (1), output register (1)."""
-        return 11
+        when the engine is otherwise idle: input register slice (1), addressing, spike queue
+        and two decode steps (3 in all), address register (1), issue (1), RAM data register
+        (1), add (1), write (1), bank read (1), read-out register (1), output register (1)."""
+        return 12
 
     def check_layer(self, layer: LayerConfig) -> None:
         """Raise ``ValueError`` naming the first way ``layer`` does not fit this engine."""
@@ -538,21 +542,40 @@ class ProgEngine(wiring.Component):
                                    + bits_for((1 << self._max_kernel_log) + 1) + 1))
         out_h_last = Signal(side_bits)
         out_w_last = Signal(side_bits)
-        groups_last = Signal(group_bits)
         c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))
         stride = Signal(_range(1 << self._max_stride_log))
+        # For the end-of-row flags of the tap generator and the read-out: a counter is at its
+        # last value next cycle when it steps from the one before the last (``*_penult``), or
+        # when it restarts at 0 and 0 is the last (``*_one``).
+        groups_penult = Signal(group_bits)   # G - 2 (any value when G = 1: never compared)
+        groups_one = Signal()                # G = 1
+        out_w_penult = Signal(side_bits)
+        out_w_one = Signal()
+        out_h_penult = Signal(side_bits)
+        out_h_one = Signal()
+        # Bank address steps of the read-out: one output column (1 << gl) and one output row
+        # (1 << (owl + gl)); each fits the bank whenever the step is taken.
+        column_step = Signal(bank_bits)
+        row_step = Signal(bank_bits)
+        m.d.sync += [
+            groups_penult.eq(cfg.groups - 2), groups_one.eq(cfg.groups == 1),
+            out_w_penult.eq(cfg.out_width - 2), out_w_one.eq(cfg.out_width == 1),
+            out_h_penult.eq(cfg.out_height - 2), out_h_one.eq(cfg.out_height == 1),
+            column_step.eq(Const(1, 1) << cfg.groups_log),
+            row_step.eq(Const(1, 1) << (cfg.out_width_log + cfg.groups_log)),
+        ]
         m.d.sync += [
             # ceil((t - k + 1) / s) = (t - k + s) >> stride_log, t = coordinate + padding
             offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
             out_h_last.eq(cfg.out_height - 1),
             out_w_last.eq(cfg.out_width - 1),
-            groups_last.eq(cfg.groups - 1),
             c_shift.eq(cfg.kernel_log + cfg.kernel_log + cfg.groups_log),
             stride.eq(Const(1, 1) << cfg.stride_log),
         ]
 
         initialising = Signal(init=1)  # clearing the bank after reset
         m.d.comb += self.ready.eq(~initialising)
+        in_skid_valid = Signal()  # the input slice's skid register is full
 
         # --- row counter: the (c, y) of each input word travels with it as the tag ---
         tag_layout = data.StructLayout({
@@ -564,15 +587,14 @@ class ProgEngine(wiring.Component):
         row_c = Signal(tag_layout["c"].shape)
         row_y = Signal(tag_layout["y"].shape)
         row_y_next = Signal(side_bits + 1)
+        arrive = Signal()  # an input word is accepted this cycle
         m.d.comb += [
-            addressing.i.valid.eq(self.i.valid & ~initialising),
-            addressing.i.payload.bits.eq(self.i.payload.bits),
-            addressing.i.payload.last.eq(self.i.payload.last),
-            addressing.i.payload.tag.eq(Cat(row_c, row_y)),
-            self.i.ready.eq(addressing.i.ready & ~initialising),
+            # Only flip-flops behind i.ready: the producer may use it combinationally.
+            self.i.ready.eq(~in_skid_valid & ~initialising),
+            arrive.eq(self.i.valid & self.i.ready),
             row_y_next.eq(row_y + 1),
         ]
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(arrive):
             with m.If(self.i.payload.last):
                 m.d.sync += [row_c.eq(0), row_y.eq(0)]
             with m.Elif(row_y_next == cfg.height):
@@ -580,40 +602,68 @@ class ProgEngine(wiring.Component):
             with m.Else():
                 m.d.sync += row_y.eq(row_y_next)
 
+        # --- input register slice: the tagged word waits in a register (and a skid register
+        # behind it) in front of the addressing unit, whose ready is combinational ---
+        word_layout = addressing_input_layout(self._word_bits, tag_layout)
+        arriving = Signal(word_layout)
+        in_valid = Signal()
+        in_word = Signal(word_layout, name="in_word")
+        in_skid = Signal(word_layout, name="in_skid")
+        m.d.comb += [
+            arriving.bits.eq(self.i.payload.bits), arriving.last.eq(self.i.payload.last),
+            arriving.tag.eq(Cat(row_c, row_y)),
+            addressing.i.valid.eq(in_valid),
+            addressing.i.payload.eq(in_word),
+        ]
+        with m.If(~in_valid | addressing.i.ready):
+            with m.If(in_skid_valid):
+                m.d.sync += [in_word.eq(in_skid), in_valid.eq(1), in_skid_valid.eq(0)]
+            with m.Elif(arrive):
+                m.d.sync += [in_word.eq(arriving), in_valid.eq(1)]
+            with m.Else():
+                m.d.sync += in_valid.eq(0)
+        with m.Elif(arrive):
+            m.d.sync += [in_skid.eq(arriving), in_skid_valid.eq(1)]
+
         # --- decode: a spike's input position -> the output rows and columns its taps reach ---
-        # A spike register first: the addressing unit's priority encoder ends there, so the
-        # decode adders, run-time shifts and compares start from flip-flops.
-        # A second (skid) register behind it makes the addressing unit's ready a flip-flop, so
-        # the tap generator's end-of-item logic does not reach into the addressing unit.
+        # A two-entry queue of spikes first: the addressing unit's priority encoder ends in its
+        # slots (no multiplexer in front of them), its ready is a flip-flop (so the tap
+        # generator's end-of-item logic does not reach into the addressing unit), and the decode
+        # adders, run-time shifts and compares start from flip-flops (and one multiplexer).
         spike_layout = data.StructLayout({
             "c": tag_layout["c"].shape, "y": unsigned(side_bits),
             "x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,
         })
-        spiked = Signal()  # the spike register holds a spike (or an empty last beat)
-        spike = Signal(spike_layout, name="spike")
-        skid_valid = Signal()
-        skid = Signal(spike_layout, name="spike_skid")
+        spiked = Signal()       # the queue holds a spike (or an empty last beat)
+        spikes_full = Signal()  # the queue holds two
+        slots = [Signal(spike_layout, name=f"spike_slot_{n}") for n in range(2)]
+        write_slot = Signal()
+        read_slot = Signal()
+        spike = Signal(spike_layout, name="spike")  # the queue's head
         incoming = Signal(spike_layout)
         source = addressing.o.payload
+        accept = Signal()
+        take_spike = Signal()  # decode takes the queue's head this cycle
         m.d.comb += [
             incoming.c.eq(source.tag.c), incoming.y.eq(source.tag.y),
             incoming.x.eq(source.column[0]), incoming.any.eq(source.count != 0),
             incoming.last.eq(source.last),
-            addressing.o.ready.eq(~skid_valid),
+            addressing.o.ready.eq(~spikes_full),
+            accept.eq(addressing.o.valid & ~spikes_full),
+            spike.eq(Mux(read_slot, slots[1], slots[0])),
         ]
-        take_spike = Signal()  # decode takes the spike register's content this cycle
-        accept = Signal()
-        m.d.comb += accept.eq(addressing.o.valid & ~skid_valid)
-        with m.If(take_spike | ~spiked):
-            with m.If(skid_valid):
-                m.d.sync += [spike.eq(skid), spiked.eq(1), skid_valid.eq(0)]
-            with m.Elif(accept):
-                m.d.sync += [spike.eq(incoming), spiked.eq(1)]
+        with m.If(accept):
+            m.d.sync += write_slot.eq(~write_slot)
+            with m.If(write_slot):
+                m.d.sync += slots[1].eq(incoming)
             with m.Else():
-                m.d.sync += spiked.eq(0)
-        with m.Elif(accept):
-            m.d.sync += [skid.eq(incoming), skid_valid.eq(1)]
-
+                m.d.sync += slots[0].eq(incoming)
+        with m.If(take_spike):
+            m.d.sync += read_slot.eq(~read_slot)
+        with m.If(accept & ~take_spike):
+            m.d.sync += [spiked.eq(1), spikes_full.eq(spiked)]
+        with m.Elif(take_spike & ~accept):
+            m.d.sync += [spikes_full.eq(0), spiked.eq(spikes_full)]
         span = bits_for(max(self._max_side, self._word_bits) + self._max_padding
                         + (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2
 
@@ -692,17 +742,23 @@ class ProgEngine(wiring.Component):
             ]
 
         # --- tap generator: one (oy, ox, g) per cycle for the current spike ---
+        # The end of each counter's run is a registered flag, set one step ahead, so the
+        # handshake back to decode (take_decoded) is a LUT or two of flip-flops.
         busy = Signal()
         gen_cbase = Signal(waddr_bits)  # weight_base + (c << (2 kl + gl))
         gen_first_x = Signal(side_bits)
-        gen_final_x = Signal(side_bits)
-        gen_final_y = Signal(side_bits)
+        gen_x_penult = Signal(side_bits)  # final_x - 1
+        gen_y_penult = Signal(side_bits)  # final_y - 1
+        gen_x_single = Signal()           # first_x == final_x
         gen_kx_first = Signal(tap_bits)
         gen_taps = Signal()
         gen_last = Signal()
         gen_oy = Signal(side_bits)
         gen_ox = Signal(side_bits)
         gen_g = Signal(group_bits)
+        gen_g_end = Signal()  # gen_g is the last group
+        gen_x_end = Signal()  # gen_ox == final_x
+        gen_y_end = Signal()  # gen_oy == final_y
         gen_ky = Signal(tap_bits)  # target_y - (oy << stride_log), kept as a counter
         gen_kx = Signal(tap_bits)  # target_x - (ox << stride_log)
         frame_done = Signal()  # the frame's last item has been issued
@@ -711,13 +767,10 @@ class ProgEngine(wiring.Component):
         accumulating = Signal()
         m.d.comb += accumulating.eq(~reading & ~initialising & ~frame_done)
         g_next = Signal(group_bits + 1)
-        group_end = Signal()
         item_end = Signal()
         m.d.comb += [
             g_next.eq(gen_g + 1),
-            group_end.eq(gen_g == groups_last),
-            item_end.eq(~gen_taps | (group_end & (gen_ox == gen_final_x)
-                                     & (gen_oy == gen_final_y))),
+            item_end.eq(~gen_taps | (gen_g_end & gen_x_end & gen_y_end)),
         ]
         issue = Signal()
         m.d.comb += issue.eq(busy & gen_taps & accumulating)
@@ -726,23 +779,31 @@ class ProgEngine(wiring.Component):
                 m.d.sync += busy.eq(0)
                 with m.If(gen_last):
                     m.d.sync += frame_done.eq(1)
-            with m.Elif(~group_end):
-                m.d.sync += gen_g.eq(g_next)
-            with m.Elif(gen_ox != gen_final_x):
-                m.d.sync += [gen_g.eq(0), gen_ox.eq(gen_ox + 1), gen_kx.eq(gen_kx - stride)]
+            with m.Elif(~gen_g_end):
+                m.d.sync += [gen_g.eq(g_next), gen_g_end.eq(gen_g == groups_penult)]
+            with m.Elif(~gen_x_end):
+                m.d.sync += [gen_g.eq(0), gen_g_end.eq(groups_one),
+                             gen_ox.eq(gen_ox + 1), gen_x_end.eq(gen_ox == gen_x_penult),
+                             gen_kx.eq(gen_kx - stride)]
             with m.Else():
-                m.d.sync += [gen_g.eq(0), gen_ox.eq(gen_first_x), gen_kx.eq(gen_kx_first),
-                             gen_oy.eq(gen_oy + 1), gen_ky.eq(gen_ky - stride)]
+                m.d.sync += [gen_g.eq(0), gen_g_end.eq(groups_one),
+                             gen_ox.eq(gen_first_x), gen_x_end.eq(gen_x_single),
+                             gen_kx.eq(gen_kx_first),
+                             gen_oy.eq(gen_oy + 1), gen_y_end.eq(gen_oy == gen_y_penult),
+                             gen_ky.eq(gen_ky - stride)]
         m.d.comb += take_decoded.eq(decoded & accumulating & (~busy | (item_end & ~gen_last)))
         with m.If(take_decoded):
             kx_first = dec["target_x"] - (dec["first_x"] << cfg.stride_log)
+            x_single = dec["first_x"] == dec["final_x"]
             m.d.sync += [
-                busy.eq(1), gen_g.eq(0),
+                busy.eq(1), gen_g.eq(0), gen_g_end.eq(groups_one),
                 gen_oy.eq(dec["first_y"]), gen_ox.eq(dec["first_x"]),
+                gen_x_end.eq(x_single), gen_x_single.eq(x_single),
+                gen_y_end.eq(dec["first_y"] == dec["final_y"]),
                 gen_ky.eq(dec["target_y"] - (dec["first_y"] << cfg.stride_log)),
                 gen_kx.eq(kx_first), gen_kx_first.eq(kx_first),
-                gen_first_x.eq(dec["first_x"]), gen_final_x.eq(dec["final_x"]),
-                gen_final_y.eq(dec["final_y"]),
+                gen_first_x.eq(dec["first_x"]),
+                gen_x_penult.eq(dec["final_x"] - 1), gen_y_penult.eq(dec["final_y"] - 1),
                 gen_cbase.eq(cfg.weight_base + (dec["c"] << c_shift)),
                 gen_taps.eq(dec["taps"]), gen_last.eq(dec["last"]),
             ]
@@ -842,33 +903,25 @@ class ProgEngine(wiring.Component):
 
         # --- read-out: counters (oy, ox, g) -> bank read (R) -> raw register (Q) -> output
         # register (adds the bias) ---
+        # The counters, their end flags, and the bank and bias addresses they make are all
+        # registers stepped incrementally (no run-time shift on the way), so a read needs only
+        # read_word to choose among values made from flip-flops.
         next_oy = Signal(side_bits)
         next_ox = Signal(side_bits)
         next_g = Signal(group_bits)
         next_index = Signal(bank_bits)
-        next_address = Signal(bank_bits)  # of (next_oy, next_ox, next_g)
+        next_address = Signal(bank_bits)   # ((next_oy << owl) | next_ox) << gl | next_g
+        pixel_address = Signal(bank_bits)  # the same with g = 0
+        row_address = Signal(bank_bits)    # the same with ox = 0 and g = 0
         bias_address = Signal.like(cfg.bias_base)  # bias_base + next_g
         exhausted = Signal()  # every word of the frame has been read
-        # The counters' values of the next cycle, and the bank and bias addresses they make,
-        # registered: the read-out's bank and bias reads start from flip-flops.
-        step_oy = Signal(side_bits)
-        step_ox = Signal(side_bits)
-        step_g = Signal(group_bits)
-        m.d.comb += [step_oy.eq(next_oy), step_ox.eq(next_ox), step_g.eq(next_g)]
-        m.d.sync += [
-            next_oy.eq(step_oy), next_ox.eq(step_ox), next_g.eq(step_g),
-            next_address.eq((((step_oy << cfg.out_width_log) | step_ox) << cfg.groups_log)
-                            | step_g),
-            bias_address.eq(cfg.bias_base + step_g),
-        ]
-        next_g_end = Signal()
-        next_x_end = Signal()
-        next_y_end = Signal()
-        m.d.comb += [
-            next_g_end.eq(next_g == groups_last),
-            next_x_end.eq(next_ox == out_w_last),
-            next_y_end.eq(next_oy == out_h_last),
-        ]
+        next_g_end = Signal()  # next_g is the last group
+        next_x_end = Signal()  # next_ox == out_width - 1
+        next_y_end = Signal()  # next_oy == out_height - 1
+        pixel_next = Signal(bank_bits)
+        row_next = Signal(bank_bits)
+        m.d.comb += [pixel_next.eq(pixel_address + column_step),
+                     row_next.eq(row_address + row_step)]
         coordinates = data.StructLayout({
             "oy": unsigned(side_bits), "ox": unsigned(side_bits), "g": unsigned(group_bits),
             "index": unsigned(bank_bits), "last": 1,
@@ -882,22 +935,40 @@ class ProgEngine(wiring.Component):
         q_place = Signal(coordinates)
         q_data = Signal(word_bits)
         q_bias = Signal(word_bits)
+        # Each advance is one flip-flop OR o.ready (not a chain through the stages): whether
+        # the stage and every stage after it are full is kept in its own flip-flop, so o.ready
+        # goes through one LUT to each stage's advance.
         advance_out = Signal()  # the output register takes a new value (or empties)
         advance_q = Signal()    # stage Q takes a new word (or empties)
         advance_r = Signal()    # stage R takes a new word (or empties)
         read_word = Signal()    # read the next word of the frame this cycle
+        full_qo = Signal()      # q_valid & o.valid
+        full_rqo = Signal()     # r_valid & q_valid & o.valid
+        can_read = Signal()     # reading & ~exhausted
         m.d.comb += [
             advance_out.eq(~self.o.valid | self.o.ready),
-            advance_q.eq(~q_valid | advance_out),
-            advance_r.eq(~r_valid | advance_q),
-            read_word.eq(reading & advance_r & ~exhausted),
+            advance_q.eq(~full_qo | self.o.ready),
+            advance_r.eq(~full_rqo | self.o.ready),
+            can_read.eq(reading & ~exhausted),
+            read_word.eq(can_read & advance_r),
             bias_read.addr.eq(bias_address),
             bias_read.en.eq(read_word),
         ]
         init_address = Signal(bank_bits)
 
-        with m.If(advance_r):
-            m.d.sync += r_valid.eq(read_word)
+        r_valid_next = Signal()
+        q_valid_next = Signal()
+        o_valid_next = Signal()
+        m.d.comb += [
+            r_valid_next.eq(Mux(advance_r, read_word, r_valid)),
+            q_valid_next.eq(Mux(advance_q, r_valid, q_valid)),
+            o_valid_next.eq(Mux(advance_out, q_valid, self.o.valid)),
+        ]
+        m.d.sync += [
+            r_valid.eq(r_valid_next), q_valid.eq(q_valid_next), self.o.valid.eq(o_valid_next),
+            full_qo.eq(q_valid_next & o_valid_next),
+            full_rqo.eq(r_valid_next & q_valid_next & o_valid_next),
+        ]
         with m.If(initialising):
             m.d.comb += [bank_write.addr.eq(init_address), bank_write.data.eq(0),
                          bank_write.en.eq(1)]
@@ -916,14 +987,28 @@ class ProgEngine(wiring.Component):
                              r_place.last.eq(next_g_end & next_x_end & next_y_end),
                              next_index.eq(next_index + 1)]
                 with m.If(~next_g_end):
-                    m.d.comb += step_g.eq(next_g + 1)
-                with m.Elif(~next_x_end):
-                    m.d.comb += [step_g.eq(0), step_ox.eq(next_ox + 1)]
-                with m.Elif(~next_y_end):
-                    m.d.comb += [step_g.eq(0), step_ox.eq(0), step_oy.eq(next_oy + 1)]
+                    m.d.sync += [next_g.eq(next_g + 1), next_g_end.eq(next_g == groups_penult),
+                                 next_address.eq(next_address + 1),
+                                 bias_address.eq(bias_address + 1)]
                 with m.Else():
-                    m.d.comb += [step_g.eq(0), step_ox.eq(0), step_oy.eq(0)]
-                    m.d.sync += exhausted.eq(1)
+                    m.d.sync += [next_g.eq(0), next_g_end.eq(groups_one),
+                                 bias_address.eq(cfg.bias_base)]
+                    with m.If(~next_x_end):
+                        m.d.sync += [next_ox.eq(next_ox + 1),
+                                     next_x_end.eq(next_ox == out_w_penult),
+                                     next_address.eq(pixel_next), pixel_address.eq(pixel_next)]
+                    with m.Elif(~next_y_end):
+                        m.d.sync += [next_ox.eq(0), next_x_end.eq(out_w_one),
+                                     next_oy.eq(next_oy + 1),
+                                     next_y_end.eq(next_oy == out_h_penult),
+                                     next_address.eq(row_next), pixel_address.eq(row_next),
+                                     row_address.eq(row_next)]
+                    with m.Else():
+                        # Back to (0, 0, 0) for the next frame (its flags are set when its
+                        # read-out starts, under its config).
+                        m.d.sync += [next_ox.eq(0), next_oy.eq(0), next_address.eq(0),
+                                     pixel_address.eq(0), row_address.eq(0),
+                                     exhausted.eq(1)]
             with m.If(exhausted & advance_r):
                 # The frame's final word leaves stage R this cycle (or has left): accumulation
                 # of the next frame may start, its bank words all zero again.
@@ -934,15 +1019,17 @@ class ProgEngine(wiring.Component):
                          bank_write.en.eq(d_valid)]
             # Stage D writes this cycle; a read from the next cycle on sees it.
             with m.If(frame_done & ~issue_valid & ~r_valid_a & ~c_valid):
-                m.d.sync += [reading.eq(1), frame_done.eq(0)]
+                # The counters are at (0, 0, 0); their end flags and the bias address follow
+                # this frame's config.
+                m.d.sync += [reading.eq(1), frame_done.eq(0),
+                             next_g_end.eq(groups_one), next_x_end.eq(out_w_one),
+                             next_y_end.eq(out_h_one), bias_address.eq(cfg.bias_base)]
 
         with m.If(advance_q):
-            m.d.sync += q_valid.eq(r_valid)
             with m.If(r_valid):
                 m.d.sync += [q_place.eq(r_place), q_data.eq(bank_read.data),
                              q_bias.eq(bias_read.data)]
         with m.If(advance_out):
-            m.d.sync += self.o.valid.eq(q_valid)
             with m.If(q_valid):
                 m.d.sync += [self.o.payload.oy.eq(q_place.oy), self.o.payload.ox.eq(q_place.ox),
                              self.o.payload.group.eq(q_place.g),
