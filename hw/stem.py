@@ -6,12 +6,14 @@ channel's pad code ``pad_value[i]`` outside the image (``quant.intops.stem_conv`
 the quantized zero of the normalized input, exactly as ``quant/`` pads).
 
 Schedule: one output word (``lanes`` output channels at one position) at a time; each cycle issues
-one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A five-stage pipeline
-(counters; input coordinates; memory reads; registered weight word and pixel; registered products;
-accumulate) keeps every path short: address arithmetic by constants is shifts and adds
-(:func:`hw.params.times`), and the multipliers have registers on both sides. Taps of consecutive
-output words follow each other with no gap, so a run costs ``positions * G * Cin * k * k`` cycles
-plus the pipeline's depth, ``G = ceil(Cout / lanes)``. The whole pipeline stalls while the output
+one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A four-stage pipeline
+(tap registers; memory reads; registered weight word and pixel; registered products) and the
+accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
+input coordinates and both memory addresses are registers stepped by constants (no compare on a
+wide counter, no address sum from counters), so the addresses drive the memories straight from
+registers; the multipliers have registers on both sides. Taps of consecutive output words follow
+each other with no gap, so a run costs ``positions * G * Cin * k * k`` cycles plus the pipeline's
+depth (:attr:`StemConv.cycles`), ``G = ceil(Cout / lanes)``. The whole pipeline stalls while the output
 register holds a word nobody takes. The pixel memory is written through ``load_*`` before
 ``start``.
 
@@ -29,7 +31,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes, pack_weights, signed_width, synapse_output_layout
-from hw.params import bits_for, check_int, times
+from hw.params import bits_for, check_int
 
 __all__ = ["StemConv", "stem_bound"]
 
@@ -56,7 +58,8 @@ class StemConv(wiring.Component):
     pixel_bits : int
         Unsigned width of a pixel code.
     lanes : int
-        Output channels computed per cycle (multipliers).
+        Output channels computed per cycle (one multiplier each; none for a lane whose weights
+        are all 0, such as the padding lanes past ``Cout``).
     accumulator_width : int, optional
         Default and minimum: what :func:`stem_bound` proves.
 
@@ -157,7 +160,8 @@ class StemConv(wiring.Component):
     @property
     def cycles(self) -> int:
         """Cycles from ``start`` to the last output beat without backpressure:
-        ``positions * G * Cin * k * k`` taps, one per cycle, plus the pipeline's 5 stages."""
+        ``positions * G * Cin * k * k`` taps, one per cycle, plus 5: the start register, then the
+        last tap's way through stages 1 to 3 and the output register."""
         return self.positions * self._groups * self._cin * self._kernel ** 2 + 5
 
     @property
@@ -170,9 +174,19 @@ class StemConv(wiring.Component):
         lanes, groups, kernel = self._lanes, self._groups, self._kernel
         acc_width, w_width = self._accumulator_width, self._weight_width
         stride, padding = self._stride, self._padding
+        height, width = self._height, self._width
         words = pack_weights("conv", self._weight, lanes=lanes, weight_width=w_width)
-        m.submodules.weights = weights = Memory(shape=unsigned(lanes * w_width),
-                                                depth=max(2, len(words)), init=words)
+        # The weight memory is a ROM in LUTs. It is split into parts of 2 ** 5 words (a 5-input
+        # function per bit, two LUT levels) read into registers in stage 1; stage 2 picks the
+        # part, so neither step is a deep decode of the whole address.
+        part_bits = min(5, bits_for(len(words)))
+        part_words = 1 << part_bits
+        weight_parts = []
+        for index, base in enumerate(range(0, len(words), part_words)):
+            chunk = words[base:base + part_words]
+            part = Memory(shape=unsigned(lanes * w_width), depth=max(2, len(chunk)), init=chunk)
+            m.submodules[f"weights_{index}"] = part
+            weight_parts.append(part.read_port())
         m.submodules.pixels = pixels = Memory(shape=unsigned(self._pixel_bits),
                                               depth=max(2, self.pixel_words), init=[])
         padded = np.zeros(groups * lanes, dtype=np.int64)
@@ -184,7 +198,6 @@ class StemConv(wiring.Component):
         pixel_write = pixels.write_port()
         m.d.comb += [pixel_write.addr.eq(self.load_address), pixel_write.data.eq(self.load_data),
                      pixel_write.en.eq(self.load_enable)]
-        weight_read = weights.read_port()
         pixel_read = pixels.read_port()
         bias_read = biases.read_port(domain="comb")  # a few words: LUTs, read from a register
 
@@ -192,112 +205,191 @@ class StemConv(wiring.Component):
         enable = Signal()
         m.d.comb += enable.eq(~self.o.valid | self.o.ready)
 
-        # Stage 0: tap counters (kx fastest, then ky, input channel, group, position).
+        # Start: a pulse taken while idle waits a cycle in a register, so that the requester's
+        # decode does not reach the tap registers. ``busy`` is a register too: set by the start,
+        # cleared when the final output word is taken (then every stage is empty).
+        start_pending = Signal()
+        busy = Signal()
+        m.d.sync += start_pending.eq(self.start & ~busy & ~start_pending)
+        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+            m.d.sync += busy.eq(0)
+        with m.If(start_pending):
+            m.d.sync += busy.eq(1)
+        m.d.comb += self.busy.eq(busy | start_pending)
+
+        # Stage 0: the current tap, all in registers (kx fastest, then ky, input channel, group,
+        # position). Each counter has a registered "at its last value" flag; the word's last tap
+        # and the run's last word have their own counters and flags; the tap's input coordinates
+        # and both memory addresses are registers stepped by constants. So no compare on a wide
+        # counter and no address sum lies before the memories or the tap registers' enables.
+        taps = self._cin * kernel * kernel
+        words_total = self.positions * groups
         running = Signal()
-        oy = Signal(range(self._out_height + 1))
-        ox = Signal(range(self._out_width + 1))
-        g = Signal(range(groups + 1))
-        ci = Signal(range(self._cin + 1))
-        ky = Signal(range(kernel + 1))
-        kx = Signal(range(kernel + 1))
+        first = Signal()  # the tap is its output word's first
+        word_last = Signal()  # the tap is its output word's last
+        final_word = Signal()  # the word is the run's last
+        tap = Signal(range(taps + 1))
+        word = Signal(range(words_total + 1))
         position = Signal(range(self.positions + 1))
-        word_first = (ci == 0) & (ky == 0) & (kx == 0)
-        word_last = (ci == self._cin - 1) & (ky == kernel - 1) & (kx == kernel - 1)
-        run_last = word_last & (position == self.positions - 1) & (g == groups - 1)
-        with m.If(self.start & ~running & ~self.busy):
-            m.d.sync += [running.eq(1), oy.eq(0), ox.eq(0), g.eq(0), ci.eq(0), ky.eq(0),
-                         kx.eq(0), position.eq(0)]
+        counters = {name: (Signal(range(limit + 1), name=name), Signal(name=f"{name}_last"), limit)
+                    for name, limit in (("kx", kernel), ("ky", kernel), ("ci", self._cin),
+                                        ("g", groups), ("ox", self._out_width))}
+        kx_last, ky_last, g_last, ox_last = (counters[name][1]
+                                             for name in ("kx", "ky", "g", "ox"))
+        row_last = ky_last & kx_last
+        run_last = final_word & word_last
+
+        # Input coordinates (signed: the padding border is negative) and pixel addresses. The
+        # pixel address is kept modulo 2 ** address bits: only taps inside the image read it.
+        span = bits_for(max(height, width) * stride + kernel + padding + 2) + 2
+        iy, ix = Signal(signed(span), name="iy"), Signal(signed(span), name="ix")
+        iy0, ix0 = Signal(signed(span), name="iy0"), Signal(signed(span), name="ix0")
+        address_bits = len(pixel_read.addr)
+        pixel_address = Signal(address_bits)
+        position_base = Signal(address_bits)  # address of (ci 0, iy0, ix0)
+        row_base = Signal(address_bits)  # address of (ci 0, iy0, -padding)
+        weight_address = Signal(bits_for(len(words)))
+
+        def wrap(value):
+            return Const(value % (1 << address_bits), address_bits)
+
+        origin = wrap(-padding * width - padding)
+
+        def step(name, advance):
+            """Count ``name`` up by one (``advance``) or back to 0; keep its last flag."""
+            counter, last, limit = counters[name]
+            if advance:
+                m.d.sync += [counter.eq(counter + 1), last.eq(counter == limit - 2)]
+            else:
+                m.d.sync += [counter.eq(0), last.eq(limit == 1)]
+
+        with m.If(start_pending):
+            m.d.sync += [running.eq(1), first.eq(1), tap.eq(0), word_last.eq(taps == 1),
+                         word.eq(0), final_word.eq(words_total == 1), position.eq(0),
+                         iy.eq(-padding), ix.eq(-padding), iy0.eq(-padding), ix0.eq(-padding),
+                         pixel_address.eq(origin), position_base.eq(origin),
+                         row_base.eq(origin), weight_address.eq(0)]
+            for name in counters:
+                step(name, False)
         with m.Elif(running & enable):
-            with m.If(run_last):
-                m.d.sync += running.eq(0)
-            with m.Elif(word_last):
-                m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0)]
-                with m.If(g == groups - 1):
-                    m.d.sync += [g.eq(0), position.eq(position + 1)]
-                    with m.If(ox == self._out_width - 1):
-                        m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+            # After the run's last tap the tap registers step on once more; only ``running``
+            # matters then, and the next start sets them all.
+            m.d.sync += first.eq(word_last)
+            with m.If(word_last):
+                m.d.sync += [tap.eq(0), word_last.eq(taps == 1),
+                             word.eq(word + 1), final_word.eq(word == words_total - 2)]
+                with m.If(final_word):
+                    m.d.sync += running.eq(0)
+                for name in ("kx", "ky", "ci"):
+                    step(name, False)
+                with m.If(g_last):
+                    # Next position: the same row one stride on, or the next row's start.
+                    step("g", False)
+                    m.d.sync += [position.eq(position + 1), weight_address.eq(0)]
+                    with m.If(ox_last):
+                        step("ox", False)
+                        next_row = (row_base + stride * width)[:address_bits]
+                        m.d.sync += [iy.eq(iy0 + stride), iy0.eq(iy0 + stride),
+                                     ix.eq(-padding), ix0.eq(-padding),
+                                     pixel_address.eq(next_row), position_base.eq(next_row),
+                                     row_base.eq(next_row)]
                     with m.Else():
-                        m.d.sync += ox.eq(ox + 1)
+                        step("ox", True)
+                        next_position = (position_base + stride)[:address_bits]
+                        m.d.sync += [iy.eq(iy0), ix.eq(ix0 + stride), ix0.eq(ix0 + stride),
+                                     pixel_address.eq(next_position),
+                                     position_base.eq(next_position)]
                 with m.Else():
-                    m.d.sync += g.eq(g + 1)
-            with m.Elif((ky == kernel - 1) & (kx == kernel - 1)):
-                m.d.sync += [ci.eq(ci + 1), ky.eq(0), kx.eq(0)]
-            with m.Elif(kx == kernel - 1):
-                m.d.sync += [ky.eq(ky + 1), kx.eq(0)]
+                    # The same position's next group of output channels.
+                    step("g", True)
+                    m.d.sync += [iy.eq(iy0), ix.eq(ix0), pixel_address.eq(position_base),
+                                 weight_address.eq(counters["g"][0] + 1)]
             with m.Else():
-                m.d.sync += kx.eq(kx + 1)
+                m.d.sync += [tap.eq(tap + 1), word_last.eq(tap == taps - 2),
+                             weight_address.eq(weight_address + groups)]
+                with m.If(row_last):
+                    step("ci", True)
+                    step("ky", False)
+                    step("kx", False)
+                    m.d.sync += [iy.eq(iy0), ix.eq(ix0), pixel_address.eq(
+                        pixel_address + wrap(height * width - (kernel - 1) * (width + 1)))]
+                with m.Elif(kx_last):
+                    step("ky", True)
+                    step("kx", False)
+                    m.d.sync += [iy.eq(iy + 1), ix.eq(ix0),
+                                 pixel_address.eq(pixel_address + wrap(width - (kernel - 1)))]
+                with m.Else():
+                    step("kx", True)
+                    m.d.sync += [ix.eq(ix + 1), pixel_address.eq(pixel_address + 1)]
 
         def stage(name, fields):
             return {key: Signal.like(value, name=f"{name}_{key}") for key, value in fields.items()}
 
-        # Stage 1: input coordinates (constant factors as shifts and adds: hw.params.times).
-        span = bits_for(max(self._height, self._width) * stride + kernel + padding + 2) + 2
-        flags = {"valid": Signal(), "first": Signal(), "last": Signal(), "final": Signal(),
-                 "g": g, "position": position}
-        s1 = stage("s1", {**flags, "ci": ci, "ky": ky, "kx": kx,
-                          "iy": Signal(signed(span)), "ix": Signal(signed(span))})
-        with m.If(enable):
-            m.d.sync += [s1["valid"].eq(running), s1["first"].eq(word_first),
-                         s1["last"].eq(word_last), s1["final"].eq(run_last), s1["g"].eq(g),
-                         s1["position"].eq(position), s1["ci"].eq(ci), s1["ky"].eq(ky),
-                         s1["kx"].eq(kx),
-                         s1["iy"].eq(times(oy, stride) + ky - padding),
-                         s1["ix"].eq(times(ox, stride) + kx - padding)]
-
-        # Stage 2: addresses go to the memories (synchronous reads); flags wait beside them.
-        iy, ix = s1["iy"], s1["ix"]
-        inside = (iy >= 0) & (iy < self._height) & (ix >= 0) & (ix < self._width)
-        m.d.comb += [
-            weight_read.addr.eq(times(times(times(s1["ci"], kernel) + s1["ky"], kernel)
-                                      + s1["kx"], groups) + s1["g"]),
-            pixel_read.addr.eq(times(times(s1["ci"], self._height) + iy, self._width) + ix),
-            weight_read.en.eq(enable), pixel_read.en.eq(enable),
-        ]
+        # Stage 1: the addresses go straight from the stage-0 registers to the memories
+        # (synchronous reads); flags, the inside test and the channel's pad code wait beside them.
+        m.d.comb += [pixel_read.addr.eq(pixel_address), pixel_read.en.eq(enable)]
+        for weight_read in weight_parts:
+            m.d.comb += [weight_read.addr.eq(weight_address[:part_bits]),
+                         weight_read.en.eq(enable)]
+        ci = counters["ci"][0]
         pad_code = Signal(self._pixel_bits)
-        with m.Switch(s1["ci"]):
+        with m.Switch(ci):
             for channel, code in enumerate(self._pad):
                 with m.Case(channel):
                     m.d.comb += pad_code.eq(code)
-        s2 = stage("s2", {**flags, "inside": Signal(), "pad": pad_code})
+        inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
+        flags = {"valid": Signal(), "first": Signal(), "last": Signal(), "final": Signal(),
+                 "g": counters["g"][0], "position": position}
+        s1 = stage("s1", {**flags, "inside": Signal(), "pad": pad_code,
+                          "part": Signal(range(len(weight_parts)))})
+        with m.If(enable):
+            if len(weight_parts) > 1:
+                m.d.sync += s1["part"].eq(weight_address[part_bits:])
+            m.d.sync += [s1["valid"].eq(running), s1["first"].eq(first),
+                         s1["last"].eq(word_last), s1["final"].eq(run_last),
+                         s1["g"].eq(counters["g"][0]), s1["position"].eq(position),
+                         s1["inside"].eq(inside), s1["pad"].eq(pad_code)]
+
+        # Stage 2: the weight word and the pixel (or its pad code) in registers.
+        pixel = Signal(signed(self._pixel_bits + 1))
+        m.d.comb += pixel.eq(Mux(s1["inside"], Cat(pixel_read.data, Const(0, 1)),
+                                 Cat(s1["pad"], Const(0, 1))).as_signed())
+        weight_word = Signal(lanes * w_width)
+        with m.Switch(s1["part"]):
+            for index, weight_read in enumerate(weight_parts):
+                with m.Case(index):
+                    m.d.comb += weight_word.eq(weight_read.data)
+        s2 = stage("s2", {**flags, "pixel": pixel, "weights": weight_word})
         with m.If(enable):
             m.d.sync += [s2[key].eq(s1[key]) for key in flags]
-            m.d.sync += [s2["inside"].eq(inside), s2["pad"].eq(pad_code)]
+            m.d.sync += [s2["pixel"].eq(pixel), s2["weights"].eq(weight_word)]
 
-        # Stage 3: the weight word and the pixel (or its pad code) in registers.
-        pixel = Signal(signed(self._pixel_bits + 1))
-        m.d.comb += pixel.eq(Mux(s2["inside"], Cat(pixel_read.data, Const(0, 1)),
-                                 Cat(s2["pad"], Const(0, 1))).as_signed())
-        s3 = stage("s3", {**flags, "pixel": pixel, "weights": weight_read.data})
-        with m.If(enable):
-            m.d.sync += [s3[key].eq(s2[key]) for key in flags]
-            m.d.sync += [s3["pixel"].eq(pixel), s3["weights"].eq(weight_read.data)]
-
-        # Stage 4: products in registers (the stem's multipliers, inputs and outputs registered).
+        # Stage 3: products in registers (the stem's multipliers, inputs and outputs registered).
         product_width = w_width + self._pixel_bits + 1
         products = Signal(data.ArrayLayout(signed(product_width), lanes))
-        s4 = stage("s4", flags)
+        s3 = stage("s3", flags)
         with m.If(enable):
-            m.d.sync += [s4[key].eq(s3[key]) for key in flags]
+            m.d.sync += [s3[key].eq(s2[key]) for key in flags]
             for lane in range(lanes):
-                weight = s3["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
-                m.d.sync += products[lane].eq(weight * s3["pixel"])  # the stem's multipliers
+                if not any((word >> (lane * w_width)) & ((1 << w_width) - 1) for word in words):
+                    continue  # a lane whose weights are all 0 (padding lanes): product 0
+                weight = s2["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
+                m.d.sync += products[lane].eq(weight * s2["pixel"])  # the stem's multipliers
 
-        # Stage 5: accumulate from the bias; the word's last tap fills the output register.
+        # Stage 4: accumulate from the bias; the word's last tap fills the output register.
         acc = Signal(data.ArrayLayout(signed(acc_width), lanes))
         acc_next = Signal(data.ArrayLayout(signed(acc_width), lanes))
-        m.d.comb += bias_read.addr.eq(s4["g"])
+        m.d.comb += bias_read.addr.eq(s3["g"])
         for lane in range(lanes):
             bias = bias_read.data[lane * acc_width:(lane + 1) * acc_width].as_signed()
-            m.d.comb += acc_next[lane].eq(Mux(s4["first"], bias, acc[lane]) + products[lane])
+            m.d.comb += acc_next[lane].eq(Mux(s3["first"], bias, acc[lane]) + products[lane])
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(enable & s4["valid"]):
+        with m.If(enable & s3["valid"]):
             m.d.sync += acc.eq(acc_next)
-            with m.If(s4["last"]):
+            with m.If(s3["last"]):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.values.eq(acc_next),
-                             self.o.payload.position.eq(s4["position"]),
-                             self.o.payload.group.eq(s4["g"]),
-                             self.o.payload.last.eq(s4["final"])]
-        busy_stages = s1["valid"] | s2["valid"] | s3["valid"] | s4["valid"]
-        m.d.comb += self.busy.eq(running | busy_stages | self.o.valid)
+                             self.o.payload.position.eq(s3["position"]),
+                             self.o.payload.group.eq(s3["g"]),
+                             self.o.payload.last.eq(s3["final"])]
         return m

@@ -10,8 +10,19 @@ from sim.streams import PATTERNS, receive_all
 
 
 def simulate_stem(dut: StemConv, codes, receive_pattern=(1,)):
-    """Load ``codes [Cin, H, W]``, run the stem once; return values ``[Cout, Ho, Wo]``, cycles."""
+    """Load ``codes [Cin, H, W]``, run the stem once; return values ``[Cout, Ho, Wo]`` and the
+    cycles from the clock edge that takes ``start`` to the one that takes the last beat."""
     out = {}
+
+    async def clock_count(ctx):
+        cycle, begin = 0, None
+        async for _, _, start, valid, ready, last in ctx.tick().sample(
+                dut.start, dut.o.valid, dut.o.ready, dut.o.payload.last):
+            if start and begin is None:
+                begin = cycle
+            if valid and ready and last:
+                out["cycles"] = cycle - begin
+            cycle += 1
 
     async def bench(ctx):
         for address, code in enumerate(codes.reshape(-1)):
@@ -23,12 +34,15 @@ def simulate_stem(dut: StemConv, codes, receive_pattern=(1,)):
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        assert ctx.get(dut.busy), "not busy after start"
         beats = await receive_all(ctx, dut.o, dut.positions * dut.groups, receive_pattern)
+        assert not ctx.get(dut.busy), "busy after the last beat"
         out["beats"] = beats
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
+    sim.add_process(clock_count)
     sim.run()
     cout = len(out["beats"][0].values) * dut.groups
     values = np.zeros((cout, dut.positions), dtype=np.int64)
@@ -37,25 +51,33 @@ def simulate_stem(dut: StemConv, codes, receive_pattern=(1,)):
         assert int(beat.last) == (index == len(out["beats"]) - 1), f"last at {index}"
         for lane in range(dut.lanes):
             values[int(beat.group) * dut.lanes + lane, int(beat.position)] = int(beat.values[lane])
-    return values.reshape(cout, dut.out_height, dut.out_width)
+    return values.reshape(cout, dut.out_height, dut.out_width), out["cycles"]
 
 
 def check(seed, *, cin, cout, kernel, stride, padding, lanes, size, pixel_bits=8,
-          receive="always"):
+          receive="always", width=None):
     rng = np.random.default_rng(seed)
     top = (1 << pixel_bits) - 1
     weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel))
     bias = rng.integers(-5000, 5000, size=cout)
     pad = rng.integers(0, top + 1, size=cin)
-    codes = rng.integers(0, top + 1, size=(cin, size, size))
+    width = size if width is None else width
+    codes = rng.integers(0, top + 1, size=(cin, size, width))
     codes[:, 0, :] = top  # an edge value on every channel
-    dut = StemConv(weight=weight, bias=bias, height=size, width=size, stride=stride,
+    dut = StemConv(weight=weight, bias=bias, height=size, width=width, stride=stride,
                    padding=padding, pad_value=pad, pixel_bits=pixel_bits, lanes=lanes)
-    got = simulate_stem(dut, codes, PATTERNS[receive])[:cout]
+    got, cycles = simulate_stem(dut, codes, PATTERNS[receive])
+    assert not got[cout:].any(), f"seed {seed}: padding lanes are not 0"
+    got = got[:cout]
     want = intops.stem_conv(codes, weight, bias, stride, padding, pad)
     for (o, y, x) in zip(*np.nonzero(got != want)):
         raise AssertionError(f"seed {seed}: stem output channel {o} at ({y}, {x}): "
                              f"expected {want[o, y, x]}, got {got[o, y, x]}")
+    if receive == "always":
+        assert cycles == dut.cycles, f"seed {seed}: {cycles} cycles, the model says {dut.cycles}"
+    else:
+        assert cycles >= dut.cycles, f"seed {seed}: {cycles} cycles, below the model's {dut.cycles}"
+    return cycles, dut.cycles
 
 
 @pytest.mark.parametrize("receive", ["always", "sparse"])
@@ -69,6 +91,22 @@ def test_stem_odd_sizes_one_lane():
 
 def test_stem_lanes_not_dividing_channels():
     check(13, cin=2, cout=7, kernel=3, stride=2, padding=1, lanes=3, size=7)
+
+
+@pytest.mark.parametrize("receive", sorted(PATTERNS))
+def test_stem_wide_image_1x1_kernel(receive):
+    # Height != width, a 1x1 kernel on one channel, one output group: a word every cycle, so a
+    # receiver that refuses stalls the whole pipeline.
+    cycles, model = check(14, cin=1, cout=4, kernel=1, stride=2, padding=1, lanes=4, size=3,
+                          width=6, receive=receive)
+    assert (cycles > model) == (receive != "always"), f"{cycles} cycles, model {model}"
+
+
+def test_stem_single_output_column():
+    # Out width 1 and out height 1 stay at their last values; padding only on some taps.
+    check(15, cin=2, cout=3, kernel=3, stride=1, padding=1, lanes=2, size=1, width=1)
+    # More lanes than output channels: lanes 2 and 3 have no weights (and no multipliers).
+    check(16, cin=1, cout=2, kernel=3, stride=3, padding=0, lanes=4, size=4, width=3)
 
 
 def test_stem_refuses_bad_pad_code():
