@@ -30,9 +30,16 @@ Layouts (all padded to powers of two so addresses are shifts, not products):
 * LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g``.
 * weights: :func:`hw.progengine.pack_layer_weights` per layer at its ``weight_base``.
 
-The sequencer walks the step list; for each step it loads the step's descriptor into registers
-(one cycle), pulses ``start`` and waits for the step's last write. Every datapath reads only those
-registers, so the step table costs one registered multiplexer, not a path through every step.
+The sequencer walks the step list; for each step it decodes the step index (one cycle), loads the
+step's descriptor into registers (one cycle), pulses ``start`` and waits for the step's last
+write. The descriptors of all (time step, step) pairs are one constant table, built here by
+replaying the program, with decoded flags, strides and "minus one" limits beside the raw fields.
+Every datapath reads only the descriptor registers, so the step table costs one registered
+decode and an OR per bit, not a path through every step.
+
+Timing (ECP5): no path leaves a block RAM's output through more than a register or one LUT; read
+and write addresses of the spike memory live in registers stepped by additions; the row buffers,
+counters and flags of the writer and readers are registered. See docs/shared-network.md.
 """
 
 from __future__ import annotations
@@ -449,6 +456,8 @@ class SharedNetwork(wiring.Component):
             "k_base": unsigned(md_w),
             "v_base": unsigned(md_w),
             "engine": engine.config.shape(),
+            "next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)
+            "last_step": 1,                      # this is the time step's last step
             # decoded kind and sink
             "is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
             "is_reader": 1,          # stream LIF or pool: the stream reader runs
@@ -538,12 +547,14 @@ class SharedNetwork(wiring.Component):
         k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
         rom = {}
         state = {name: 0 for name in fields}
+        runs = [index for index, step in enumerate(steps) if step.kind != "begin_stem"]
         for tv in range(T):
-            for index, step in enumerate(steps):
-                if step.kind == "begin_stem":
-                    continue
+            for position, index in enumerate(runs):
+                step = steps[index]
                 state.update(descriptor_values(step, tv))
                 state = derived(state)
+                following = runs[position + 1] if position + 1 < len(runs) else len(steps)
+                state.update(next_k=following, last_step=int(following == len(steps)))
                 word = 0
                 for name, value in state.items():
                     field = desc_layout[name]
@@ -886,7 +897,11 @@ class SharedNetwork(wiring.Component):
         sr_en = Signal(name="stream_read_en")
         m.d.comb += [stream_read.addr.eq(sr_addr), stream_read.en.eq(sr_en)]
         sh_addr = Signal.like(desc["shift_base"], name="shift_read_addr")
-        m.d.comb += [shift_read.addr.eq(sh_addr), shift_read.en.eq(1)]
+        # Shift words: the stem's beat group or the engine's (only stem and stream-writing
+        # layer steps use them).
+        m.d.comb += [shift_read.addr.eq(sh_addr), shift_read.en.eq(1),
+                     sh_addr.eq(desc["shift_base"] + Mux(desc["is_stem"], stem.o.payload.group,
+                                                         engine.o.payload.group))]
 
         m.d.sync += [sw_valid.eq(0), sw_last.eq(0)]
 
@@ -936,7 +951,6 @@ class SharedNetwork(wiring.Component):
         m.d.comb += engine.o.ready.eq(desc["is_layer"] & (~desc["sink_lif"] | lif.i.ready))
         with m.Switch(kind):
             with m.Case(KIND_STEM):
-                m.d.comb += sh_addr.eq(desc["shift_base"] + stem.o.payload.group)
                 with m.If(stem.o.valid):
                     m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"] + stem_count),
                                  sw_add.eq(0), sw_last.eq(stem.o.payload.last)]
@@ -952,7 +966,7 @@ class SharedNetwork(wiring.Component):
                         m.d.comb += finish.eq(map_done)
                     with m.Case(SINK_ADD, SINK_BEGIN):
                         m.d.comb += [sr_addr.eq(desc["stream_base"] + out.index),
-                                     sr_en.eq(1), sh_addr.eq(desc["shift_base"] + out.group)]
+                                     sr_en.eq(1)]
                         with m.If(engine.o.valid):
                             m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"]
                                                                     + out.index),
@@ -1014,14 +1028,15 @@ class SharedNetwork(wiring.Component):
         # --- sequencer --------------------------------------------------------------------------
         k = Signal(range(len(steps) + 1), name="program_step")
         running = Signal(name="running")
-        phase = Signal(2, name="seq_phase")  # 0: load descriptor, 1: start, 2: wait finish
+        phase = Signal(2, name="seq_phase")  # 0: decode, 3: load descriptor, 1: start, 2: wait
         m.d.comb += [self.step.eq(k), self.ready.eq(engine.ready)]
         # The ROM as sum-of-products logic, not a switch: Yosys would turn a switch of constants
         # into a memory and put it in a block RAM, whose slow output would then drive every
         # datapath through the descriptor registers.
+        # ``hit`` is registered: the step index is decoded in the cycle before the load.
         addresses = sorted(rom)
         hit = Signal(len(addresses), name="desc_rom_hit")
-        m.d.comb += hit.eq(Cat(Cat(k, t) == address for address in addresses))
+        m.d.sync += hit.eq(Cat(Cat(k, t) == address for address in addresses))
         for bit in range(desc_layout.size):
             mask = sum(1 << n for n, address in enumerate(addresses) if rom[address] >> bit & 1)
             if mask:
@@ -1035,27 +1050,23 @@ class SharedNetwork(wiring.Component):
         with m.If(running):
             with m.Switch(phase):
                 with m.Case(0):
-                    # The descriptor registers load in every phase-0 cycle (zeros, all flags
-                    # off, where the ROM has no word); only a real step moves on to phase 1.
-                    m.d.sync += desc_word.eq(desc_rom)
-                    skipped = [index for index, step in enumerate(steps)
-                               if step.kind == "begin_stem"]
-                    with m.Switch(k):
-                        for index in skipped:
-                            with m.Case(index):
-                                # Done by the stem step, which writes the stream itself.
-                                m.d.sync += k.eq(index + 1)
-                        with m.Case(len(steps)):
-                            with m.If(t == T - 1):
-                                m.d.sync += [running.eq(0), self.done.eq(1)]
-                            with m.Else():
-                                m.d.sync += [t.eq(t + 1), k.eq(0)]
-                        with m.Default():
-                            m.d.sync += phase.eq(1)
+                    # ``hit`` decodes (t, k) at the end of this cycle.
+                    m.d.sync += phase.eq(3)
+                with m.Case(3):
+                    m.d.sync += [desc_word.eq(desc_rom), phase.eq(1)]
                 with m.Case(1):
                     m.d.comb += start.eq(1)
                     m.d.sync += phase.eq(2)
                 with m.Case(2):
+                    # begin_stem steps are skipped (the stem step writes the stream itself):
+                    # the descriptor names the next step to run.
                     with m.If(finish):
-                        m.d.sync += [phase.eq(0), k.eq(k + 1)]
+                        m.d.sync += phase.eq(0)
+                        with m.If(desc["last_step"]):
+                            with m.If(t == T - 1):
+                                m.d.sync += [running.eq(0), self.done.eq(1)]
+                            with m.Else():
+                                m.d.sync += [t.eq(t + 1), k.eq(0)]
+                        with m.Else():
+                            m.d.sync += k.eq(desc["next_k"])
         return m
