@@ -254,22 +254,28 @@ class SpikeAddressing(wiring.Component):
 
     @staticmethod
     def _lowest(bits):
-        """Return (any set bit, index of the lowest set bit or 0) of ``bits``, as a balanced tree.
+        """Return (any set bit, index of the lowest set bit) of ``bits``, as a radix-4 tree.
 
-        The halves split at a power of two, so the index of the upper half is that of its own
-        lowest bit with one more high bit: a multiplexer per level, no adder, no carry chain.
+        Each level picks the first of (up to) four groups that has a set bit: two LUT levels
+        per four-fold width, no carry chain. The index is meaningless when no bit is set.
         """
         width = len(bits)
-        if width == 1:
-            return bits[0], Const(0, 1)
-        half = 1 << ((width - 1).bit_length() - 1)
-        low_any, low_index = SpikeAddressing._lowest(bits[:half])
-        high_any, high_index = SpikeAddressing._lowest(bits[half:])
-        index_bits = (half - 1).bit_length()
-        index = Cat(Mux(low_any, low_index, high_index)[:max(index_bits, 1)], ~low_any)
-        if half == 1:
-            index = Cat(~low_any)
-        return low_any | high_any, index
+        if width <= 4:
+            index = Const(width - 1, 2)
+            for bit in reversed(range(width - 1)):
+                index = Mux(bits[bit], bit, index)
+            return bits.any(), index
+        size = 4
+        while size * 4 < width:
+            size *= 4
+        groups = [SpikeAddressing._lowest(bits[start:start + size])
+                  for start in range(0, width, size)]
+        group_any = Cat(*(found for found, _ in groups))
+        _, group = SpikeAddressing._lowest(group_any)
+        low = groups[-1][1]
+        for found, index in reversed(groups[:-1]):
+            low = Mux(found, index, low)
+        return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])
 
     @staticmethod
     def _two_or_more(bits):
@@ -284,8 +290,8 @@ class SpikeAddressing(wiring.Component):
     def _peel(self, m: Module, source, prefix: str):
         """Peel the lowest set bit of ``source`` ``ports`` times.
 
-        Return (columns, has, final, rest): the column of each peeled bit (0 where none is
-        left), whether each peel found a bit, whether no bit is left after the ``ports`` peels,
+        Return (columns, has, final, rest): the column of each peeled bit (any value where none
+        is left), whether each peel found a bit, whether no bit is left after the ``ports`` peels,
         and the bits left.
         """
         column_shape = self.o.payload.shape()["column"].shape.elem_shape
@@ -295,7 +301,8 @@ class SpikeAddressing(wiring.Component):
             found, index = self._lowest(rest)
             column = Signal(column_shape, name=f"{prefix}_column_{port}")
             has_bit = Signal(name=f"{prefix}_has_{port}")
-            m.d.comb += [column.eq(Mux(found, index, 0)), has_bit.eq(found)]
+            # (Not cleared when nothing is found: the output shows a column only with its flag.)
+            m.d.comb += [column.eq(index), has_bit.eq(found)]
             after = Signal(self._width, name=f"{prefix}_rest_{port + 1}")
             m.d.comb += after.eq(rest & (rest - 1))
             columns.append(column)

@@ -542,13 +542,13 @@ class SDSA(wiring.Component):
         spare = Signal(self.i.payload.shape(), name="in_spare")
         spare_valid = Signal(name="in_spare_valid")
         m.d.comb += self.i.ready.eq(~spare_valid)
+        with m.If(~spare_valid):  # (only read once marked valid below)
+            m.d.sync += spare.eq(self.i.payload)
         with m.If(~inp_valid | inp_ready):  # the pipeline's slot is free after this cycle
-            with m.If(spare_valid):
-                m.d.sync += [inp.eq(spare), inp_valid.eq(1), spare_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [inp.eq(self.i.payload), inp_valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~spare_valid):
-            m.d.sync += [spare.eq(self.i.payload), spare_valid.eq(1)]
+            m.d.sync += [inp.eq(Mux(spare_valid, spare.as_value(), self.i.payload.as_value())),
+                         inp_valid.eq(spare_valid | self.i.valid), spare_valid.eq(0)]
+        with m.Elif(~spare_valid):
+            m.d.sync += spare_valid.eq(self.i.valid)
 
         # Input side: token and head of the next beat, and the time step's flags.
         in_token = _counter(n, "in_token")
