@@ -13,7 +13,7 @@ which always produces a beat (possibly with ``count == 0``) so that ``last`` rea
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,6 +83,16 @@ class SpikeAddressing(wiring.Component):
     tag_shape : shape-castable, optional
         Shape of a side-band ``tag`` carried from each input word to its output beats (the
         synapse engine passes row coordinates this way). ``None``: no tag field.
+    registered : bool, optional
+        ``False`` (default): the output columns come from priority encoders on the word being
+        sent. ``True``: the columns of the next beat, its ``has`` flags and the final-beat flag
+        are computed a cycle ahead into registers (from the input word when a word is taken,
+        else from the bits left after the current beat), so ``o.payload.column`` comes from
+        registers, ``count``, ``last`` and ``address`` from a gate of registers (or the base
+        adder for a width that is not a power of two), and ``i.ready`` is one gate of
+        ``o.ready`` and registers.
+        The beats and their cycles are exactly those of ``False``; it costs the peel logic twice
+        (input word and held word) and ``ports`` column registers.
 
     Members
     -------
@@ -99,7 +109,9 @@ class SpikeAddressing(wiring.Component):
     unit takes a new word in the cycle its current word's final beat leaves).
     """
 
-    def __init__(self, *, width: int, ports: int = 1, max_words: int, tag_shape=None):
+    def __init__(self, *, width: int, ports: int = 1, max_words: int, tag_shape=None,
+                 registered: bool = False):
+        self._registered = bool(registered)
         self._width = check_int("width", width, 1)
         self._ports = check_int("ports", ports, 1, self._width)
         self._max_words = check_int("max_words", max_words, 1)
@@ -136,6 +148,11 @@ class SpikeAddressing(wiring.Component):
         return self._tag_shape
 
     @property
+    def registered(self) -> bool:
+        """Whether the output columns and flags come from registers (see the parameter)."""
+        return self._registered
+
+    @property
     def address_width(self) -> int:
         """Width of each output address."""
         return bits_for(self._max_words * self._width)
@@ -146,6 +163,8 @@ class SpikeAddressing(wiring.Component):
         return 1
 
     def elaborate(self, platform):
+        if self._registered:
+            return self._elaborate_registered()
         m = Module()
         width, ports = self._width, self._ports
         layout = self.o.payload.shape()
@@ -231,4 +250,149 @@ class SpikeAddressing(wiring.Component):
                 ]
                 if self._tag_shape is not None:
                     m.d.sync += held_tag.eq(self.i.payload.tag)
+        return m
+
+    @staticmethod
+    def _lowest(bits):
+        """Return (any set bit, index of the lowest set bit) of ``bits``, as a radix-4 tree.
+
+        Each level picks the first of (up to) four groups that has a set bit: two LUT levels
+        per four-fold width, no carry chain. The index is meaningless when no bit is set.
+        """
+        width = len(bits)
+        if width <= 4:
+            index = Const(width - 1, 2)
+            for bit in reversed(range(width - 1)):
+                index = Mux(bits[bit], bit, index)
+            return bits.any(), index
+        size = 4
+        while size * 4 < width:
+            size *= 4
+        groups = [SpikeAddressing._lowest(bits[start:start + size])
+                  for start in range(0, width, size)]
+        group_any = Cat(*(found for found, _ in groups))
+        _, group = SpikeAddressing._lowest(group_any)
+        low = groups[-1][1]
+        for found, index in reversed(groups[:-1]):
+            low = Mux(found, index, low)
+        return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])
+
+    @staticmethod
+    def _two_or_more(bits):
+        """Return (any set bit, at least two set bits) of ``bits``, as a balanced tree."""
+        if len(bits) == 1:
+            return bits[0], Const(0, 1)
+        half = len(bits) // 2
+        low_any, low_two = SpikeAddressing._two_or_more(bits[:half])
+        high_any, high_two = SpikeAddressing._two_or_more(bits[half:])
+        return low_any | high_any, low_two | high_two | (low_any & high_any)
+
+    def _peel(self, m: Module, source, prefix: str):
+        """Peel the lowest set bit of ``source`` ``ports`` times.
+
+        Return (columns, has, final, rest): the column of each peeled bit (any value where none
+        is left), whether each peel found a bit, whether no bit is left after the ``ports`` peels,
+        and the bits left.
+        """
+        column_shape = self.o.payload.shape()["column"].shape.elem_shape
+        rest = source
+        columns, has = [], []
+        for port in range(self._ports):
+            found, index = self._lowest(rest)
+            column = Signal(column_shape, name=f"{prefix}_column_{port}")
+            has_bit = Signal(name=f"{prefix}_has_{port}")
+            # (Not cleared when nothing is found: the output shows a column only with its flag.)
+            m.d.comb += [column.eq(index), has_bit.eq(found)]
+            after = Signal(self._width, name=f"{prefix}_rest_{port + 1}")
+            m.d.comb += after.eq(rest & (rest - 1))
+            columns.append(column)
+            has.append(has_bit)
+            rest = after
+        final = Signal(name=f"{prefix}_final")
+        if self._ports == 1:
+            # At most one set bit: a tree on the word itself, not on the peeled word's carry chain.
+            m.d.comb += final.eq(~self._two_or_more(source)[1])
+        else:
+            m.d.comb += final.eq(~rest.any())
+        return columns, has, final, rest
+
+    def _elaborate_registered(self):
+        """The ``registered=True`` unit: same beats and cycles, register-driven outputs."""
+        m = Module()
+        width, ports = self._width, self._ports
+        column_shape = self.o.payload.shape()["column"].shape.elem_shape
+
+        held = Signal()
+        rest = Signal(width)                # set bits left after the current beat
+        columns = [Signal(column_shape, name=f"column_{port}") for port in range(ports)]
+        has = [Signal(name=f"has_{port}") for port in range(ports)]  # beat entry ``port`` is used
+        final_beat = Signal()               # the current beat sends the word's last set bits
+        held_word = Signal.like(self.o.payload.word)
+        held_base = Signal(self.address_width)
+        held_last = Signal()
+        next_word = Signal.like(held_word)
+        next_base = Signal.like(held_base)
+
+        for port in range(ports):
+            if width & (width - 1) == 0:
+                address = Cat(columns[port][:(width - 1).bit_length()], held_word)
+            else:
+                address = held_base + columns[port]
+            with m.If(has[port]):
+                m.d.comb += [
+                    self.o.payload.column[port].eq(columns[port]),
+                    self.o.payload.address[port].eq(address),
+                ]
+        m.d.comb += [
+            self.o.valid.eq(held),
+            # The used entries are a prefix: their number is the count (``ports`` unless final).
+            self.o.payload.count.eq(sum(has)),
+            self.o.payload.word.eq(held_word),
+            self.o.payload.last.eq(held_last & final_beat),
+        ]
+        if self._tag_shape is not None:
+            held_tag = Signal(self._tag_shape)
+            m.d.comb += self.o.payload.tag.eq(held_tag)
+
+        # The next beat, from the held word's remaining bits or from a newly taken word. Both
+        # are computed; the handshake only selects which one the registers load.
+        next_columns, next_has, next_final, next_rest = self._peel(m, rest, "next")
+        in_columns, in_has, in_final, in_rest = self._peel(m, self.i.payload.bits, "in")
+
+        finishing = Signal()
+        m.d.comb += [
+            finishing.eq(held & self.o.ready & final_beat),
+            self.i.ready.eq(~held | finishing),
+        ]
+        # The beat registers load the input word's first beat whenever the unit is ready, a
+        # word offered or not: they matter only while ``held``, and ``held`` is set only by a
+        # word that makes a beat (an empty word peels to the same all-clear state that finishing
+        # a word leaves). So only ``held`` waits on the input word's content.
+        with m.If(self.i.ready):
+            m.d.sync += [
+                rest.eq(in_rest),
+                final_beat.eq(in_final),
+                held_word.eq(next_word),
+                held_base.eq(next_base),
+                held_last.eq(self.i.payload.last),
+            ]
+            m.d.sync += [c.eq(n) for c, n in zip(columns, in_columns)]
+            m.d.sync += [h.eq(n) for h, n in zip(has, in_has)]
+            if self._tag_shape is not None:
+                m.d.sync += held_tag.eq(self.i.payload.tag)
+        with m.Elif(self.o.ready):  # held: the next beat of the held word
+            m.d.sync += [rest.eq(next_rest), final_beat.eq(next_final)]
+            m.d.sync += [c.eq(n) for c, n in zip(columns, next_columns)]
+            m.d.sync += [h.eq(n) for h, n in zip(has, next_has)]
+        with m.If(finishing):
+            m.d.sync += held.eq(0)
+
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(self.i.payload.last):
+                m.d.sync += [next_word.eq(0), next_base.eq(0)]
+            with m.Else():
+                m.d.sync += [next_word.eq(next_word + 1), next_base.eq(next_base + width)]
+            # An empty word makes no beat unless it ends the frame.
+            with m.If(self.i.payload.bits.any() | self.i.payload.last):
+                m.d.sync += held.eq(1)
         return m

@@ -102,6 +102,9 @@ def _select(m: Module, index, options, shape, name: str) -> Signal:
     multiplier cells (``tests/test_sdsa_synth.py``).
     """
     selected = Signal(shape, name=name)
+    if len(options) == 1:  # no index to decode (a one-chunk row)
+        m.d.comb += selected.eq(options[0])
+        return selected
     with m.Switch(index):
         for position, option in enumerate(options):
             with m.Case(position):
@@ -179,7 +182,9 @@ class SDSA(wiring.Component):
     Members
     -------
     i : In(stream.Signature(sdsa_input_layout(...)))
-        Q, K, V rows of one token of one head.
+        Q, K, V rows of one token of one head. SDSA-3/4: ``i.ready`` is a register (a two-beat
+        input buffer takes a beat whenever its spare slot is empty); a taken beat enters the
+        pipeline a cycle later.
     o : Out(stream.Signature(sdsa_output_layout(head_width)))
         Output spikes of one token of one head.
     """
@@ -333,9 +338,11 @@ class SDSA(wiring.Component):
         if self._variant in (Variant.SDSA1, Variant.SDSA2):
             # Load N beats, C LIF cycles, N Q rows out; the last row leaves a cycle later.
             return len(q_spikes) * (2 * n + chunks) + 2
-        accept = 0              # cycle the next input beat is taken
-        released = 0            # first cycle stage 1 is not holding a stalled accumulation
-        lif_start = -chunks     # cycle the LIF took the first chunk of the previous token
+        # The input buffer hands the pipeline each beat a cycle after it is offered: the whole
+        # schedule starts at cycle 1.
+        accept = 1              # cycle the pipeline takes the next input beat
+        released = 1            # first cycle stage 1 is not holding a stalled accumulation
+        lif_start = 1 - chunks  # cycle the LIF took the first chunk of the previous token
         done = 0
         for q_row, k_row in zip(q_spikes, k_spikes):
             # Phase A: a K row's addresses appear a cycle after it is taken and issue one
@@ -438,19 +445,46 @@ class SDSA(wiring.Component):
             ]
         return spikes, new_membrane
 
-    def _step_context(self, m: Module, accepted, token, head):
-        """Latch ``first`` (and SDSA-4's ``layer``) on the first beat of each time step."""
+    def _chunk_flags(self, m: Module, name: str):
+        """Return (``chunk == 0``, ``chunk == chunks - 1``) flags of a chunk counter.
+
+        Registers kept by :meth:`_advance_chunk` (a flag instead of a compare on the counter),
+        or constants when a row is one chunk.
+        """
+        if self._chunks == 1:
+            return Const(1, 1), Const(1, 1)
+        zero = Signal(name=f"{name}_zero", init=1)
+        last = Signal(name=f"{name}_last")
+        return zero, last
+
+    def _advance_chunk(self, m: Module, counter, zero, last):
+        """Step a chunk counter (wrapping after ``chunks - 1``) and its flags."""
+        chunks = self._chunks
+        if chunks == 1:
+            return
+        with m.If(last):
+            m.d.sync += [counter.eq(0), zero.eq(1), last.eq(0)]
+        with m.Else():
+            m.d.sync += [counter.eq(counter + 1), zero.eq(0), last.eq(counter == chunks - 2)]
+
+    def _step_context(self, m: Module, accepted, token, head, payload=None):
+        """Latch ``first`` (and SDSA-4's ``layer``) on the first beat of each time step.
+
+        ``payload``: the accepted beat (default: the input stream's).
+        """
+        if payload is None:
+            payload = self.i.payload
         step_first = Signal(name="step_first")
         step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")
         step_start = Signal(name="step_start")
         m.d.comb += step_start.eq((token == 0) & (head == 0))
         with m.If(accepted & step_start):
-            m.d.sync += step_first.eq(self.i.payload.first)
+            m.d.sync += step_first.eq(payload.first)
             if self._variant == Variant.SDSA4:
-                m.d.sync += step_layer.eq(self.i.payload.layer)
+                m.d.sync += step_layer.eq(payload.layer)
         # The beat that starts the step uses its own flags, not the stale registers.
-        first = Mux(step_start, self.i.payload.first, step_first)
-        layer = (Mux(step_start, self.i.payload.layer, step_layer)
+        first = Mux(step_start, payload.first, step_first)
+        layer = (Mux(step_start, payload.layer, step_layer)
                  if self._variant == Variant.SDSA4 else step_layer)
         return first, layer
 
@@ -486,19 +520,42 @@ class SDSA(wiring.Component):
         # One addressing unit serves both passes, which never overlap: the head's K rows as one
         # frame (tag: the token's V row), then each stored Q row as a frame of its own, so an
         # empty Q row still yields a beat (count 0, last) that carries its token to the LIF.
-        addressing = SpikeAddressing(width=d, ports=1, max_words=n, tag_shape=unsigned(d))
+        # Registered: its columns and flags come from registers, so the KV address and the row's
+        # written flag do not wait on a priority encoder (same beats and cycles).
+        addressing = SpikeAddressing(width=d, ports=1, max_words=n, tag_shape=unsigned(d),
+                                     registered=True)
         m.submodules.addressing = addressing
         beat = addressing.o.payload
         has_address = Signal(name="has_address")
         row = _counter(d, "row")
         m.d.comb += [has_address.eq(beat.count != 0), row.eq(beat.column[0])]
 
+        # Input buffer, two beats: ``i.ready`` is a register (the spare slot is empty), so the
+        # producer's handshake never waits on the pipeline's stall logic, and the pipeline reads
+        # the beat from a register, so the addressing unit's peel logic starts at a register.
+        # A beat reaches the pipeline one cycle after it is offered; with a producer that offers
+        # a beat in every cycle the buffer never runs dry, so the whole schedule is one cycle
+        # later than without it.
+        inp = Signal(self.i.payload.shape(), name="inp")  # the beat the pipeline sees
+        inp_valid = Signal(name="inp_valid")
+        inp_ready = Signal(name="inp_ready")
+        spare = Signal(self.i.payload.shape(), name="in_spare")
+        spare_valid = Signal(name="in_spare_valid")
+        m.d.comb += self.i.ready.eq(~spare_valid)
+        with m.If(~spare_valid):  # (only read once marked valid below)
+            m.d.sync += spare.eq(self.i.payload)
+        with m.If(~inp_valid | inp_ready):  # the pipeline's slot is free after this cycle
+            m.d.sync += [inp.eq(Mux(spare_valid, spare.as_value(), self.i.payload.as_value())),
+                         inp_valid.eq(spare_valid | self.i.valid), spare_valid.eq(0)]
+        with m.Elif(~spare_valid):
+            m.d.sync += spare_valid.eq(self.i.valid)
+
         # Input side: token and head of the next beat, and the time step's flags.
         in_token = _counter(n, "in_token")
         in_head = _counter(self._heads, "in_head")
         accepted = Signal(name="accepted")
-        m.d.comb += accepted.eq(self.i.valid & self.i.ready)
-        first, layer = self._step_context(m, accepted, in_token, in_head)
+        m.d.comb += accepted.eq(inp_valid & inp_ready)
+        first, layer = self._step_context(m, accepted, in_token, in_head, inp)
         pass_first = Signal(name="pass_first")
         pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")
 
@@ -510,12 +567,15 @@ class SDSA(wiring.Component):
         s1_v = Signal(lanes, name="s1_v")
         s1_zero = Signal(name="s1_zero")              # the KV word reads as 0 (row not written)
         s1_last = Signal(name="s1_last")              # the token's last accumulation
+        s1_hand = Signal(name="s1_hand")              # s1_valid & ~s1_load & s1_last
         s1_first = Signal(name="s1_first")
         s1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")
         s1_stall = Signal(name="s1_stall")
 
         # Issue: one (row, chunk) KV update or Q.KV accumulation per cycle, chunk by chunk.
         chunk = _counter(chunks, "chunk")
+        # chunk == 0 and chunk == chunks - 1, as registers (constants with one chunk).
+        chunk_zero, chunk_last = self._chunk_flags(m, "chunk")
         fresh = Signal(name="fresh")
         row_fresh = Signal(name="row_fresh")
         issue = Signal(name="issue")
@@ -523,11 +583,12 @@ class SDSA(wiring.Component):
         token_last = Signal(name="token_last")
         m.d.comb += [
             # A row is fresh (reads as 0) if unwritten when its chunk 0 issued.
-            row_fresh.eq(Mux(chunk == 0, ~row_written.bit_select(row, 1), fresh)),
-            issue.eq(addressing.o.valid & ~s1_stall & (phase != _Phase.LIF)),
-            consume.eq(issue & (~has_address | (chunk == chunks - 1))),
+            row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),
+            # (The LIF phase is SDSA-1/2's: phase is LOAD or QPASS here.)
+            issue.eq(addressing.o.valid & ~s1_stall),
+            consume.eq(issue & (~has_address | chunk_last)),
             addressing.o.ready.eq(consume),
-            token_last.eq(beat.last & (~has_address | (chunk == chunks - 1))),
+            token_last.eq(beat.last & (~has_address | chunk_last)),
         ]
         tag_padded = self._padded(m, beat.tag, "tag_padded")
 
@@ -557,9 +618,11 @@ class SDSA(wiring.Component):
                     s1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),
                     s1_last.eq(token_last),
                 ]
+            m.d.sync += s1_hand.eq(issue & (phase == _Phase.QPASS) & token_last)
         with m.If(issue & has_address):
-            m.d.sync += [fresh.eq(row_fresh), chunk.eq(Mux(chunk == chunks - 1, 0, chunk + 1))]
-            with m.If((phase == _Phase.LOAD) & (chunk == 0)):
+            m.d.sync += fresh.eq(row_fresh)
+            self._advance_chunk(m, chunk, chunk_zero, chunk_last)
+            with m.If((phase == _Phase.LOAD) & chunk_zero):
                 m.d.sync += row_written.bit_select(row, 1).eq(1)
 
         # The addressing unit's input: the input stream's K rows (Q rows go to memory), then,
@@ -583,17 +646,17 @@ class SDSA(wiring.Component):
                 m.d.sync += [q_pending.eq(q_next != n), q_next.eq(q_next + 1)]
         with m.Else():
             m.d.comb += [
-                addressing.i.valid.eq(self.i.valid),
-                addressing.i.payload.bits.eq(self.i.payload.k),
+                addressing.i.valid.eq(inp_valid),
+                addressing.i.payload.bits.eq(inp.k),
                 addressing.i.payload.last.eq(in_token == n - 1),
-                addressing.i.payload.tag.eq(self.i.payload.v),
-                self.i.ready.eq(addressing.i.ready),
+                addressing.i.payload.tag.eq(inp.v),
+                inp_ready.eq(addressing.i.ready),
                 q_read.addr.eq(0),  # Q[0] is on the port when the feeding starts
             ]
 
         m.d.comb += [
             q_write.addr.eq(in_token),
-            q_write.data.eq(self.i.payload.q),
+            q_write.data.eq(inp.q),
             q_write.en.eq(accepted),
         ]
         with m.If(accepted):
@@ -632,10 +695,13 @@ class SDSA(wiring.Component):
         chunk_sums = Signal(self._chunk_layout(self._count_width), name="chunk_sums")
         for lane in range(lanes):
             m.d.comb += chunk_sums[lane].eq(chunk_counts[lane] + kv_word[lane])
-        with m.Switch(s1_chunk):
-            for c in range(chunks):
-                with m.Case(c):
-                    m.d.comb += summed[c].eq(chunk_sums)
+        if chunks == 1:
+            m.d.comb += summed[0].eq(chunk_sums)
+        else:
+            with m.Switch(s1_chunk):
+                for c in range(chunks):
+                    with m.Case(c):
+                        m.d.comb += summed[c].eq(chunk_sums)
 
         # The finished token's counts wait here for the LIF.
         counts = Signal(counts_layout, name="counts")
@@ -643,18 +709,17 @@ class SDSA(wiring.Component):
         counts_first = Signal(name="counts_first")
         counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")
         lif_chunk = _counter(chunks, "lif_chunk")
+        lif_zero, lif_last = self._chunk_flags(m, "lif_chunk")
         lif_take = Signal(name="lif_take")
         l1_stall = Signal(name="l1_stall")
         m.d.comb += [
             lif_take.eq(counts_valid & ~l1_stall),
-            s1_stall.eq(s1_valid & ~s1_load & s1_last & counts_valid &
-                        ~(lif_take & (lif_chunk == chunks - 1))),
+            s1_stall.eq(s1_hand & counts_valid & ~(lif_take & lif_last)),
         ]
         with m.If(lif_take):
-            with m.If(lif_chunk == chunks - 1):
-                m.d.sync += [lif_chunk.eq(0), counts_valid.eq(0)]
-            with m.Else():
-                m.d.sync += lif_chunk.eq(lif_chunk + 1)
+            self._advance_chunk(m, lif_chunk, lif_zero, lif_last)
+            with m.If(lif_last):
+                m.d.sync += counts_valid.eq(0)
         with m.If(s1_valid & ~s1_load & ~s1_stall):
             with m.If(s1_last):
                 m.d.sync += [
@@ -695,7 +760,8 @@ class SDSA(wiring.Component):
                 membrane_address.eq(Mux(membrane_address == membranes - 1, 0,
                                         membrane_address + 1)),
                 l1_x.eq(x), l1_chunk.eq(chunk), l1_first.eq(first), l1_layer.eq(layer),
-                l1_address.eq(membrane_address), l1_row_end.eq(chunk == chunks - 1),
+                l1_address.eq(membrane_address),
+                l1_row_end.eq(1 if chunks == 1 else chunk == chunks - 1),
             ]
         with m.If(~l1_stall):
             m.d.sync += l1_valid.eq(take)
@@ -716,10 +782,13 @@ class SDSA(wiring.Component):
         row = Signal(chunks * lanes, name="row")
         full_row = Signal(chunks * lanes, name="full_row")
         m.d.comb += full_row.eq(row)
-        with m.Switch(l1_chunk):
-            for c in range(chunks):
-                with m.Case(c):
-                    m.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)
+        if chunks == 1:
+            m.d.comb += full_row.eq(spikes)
+        else:
+            with m.Switch(l1_chunk):
+                for c in range(chunks):
+                    with m.Case(c):
+                        m.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)
 
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)

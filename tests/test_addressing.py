@@ -66,54 +66,83 @@ def assert_beats(got, want, label):
     assert len(got) == len(want), f"{label}: {len(got)} beats, expected {len(want)}"
 
 
+#: Both implementations: combinational columns (default) and ``registered=True``.
+REGISTERED = pytest.mark.parametrize("registered", [False, True], ids=["comb", "registered"])
+
+
+@REGISTERED
 @pytest.mark.parametrize("rate", FIRING_RATES)
 @pytest.mark.parametrize("ports", [1, 3])
-def test_firing_rates(rate, ports):
+def test_firing_rates(rate, ports, registered):
     seed = 500 + int(rate * 100) + ports
     case = addressing_case(np.random.default_rng(seed), width=13, frames=3,
                            words_per_frame=(1, 6), rate=rate)
-    dut = SpikeAddressing(width=13, ports=ports, max_words=6)
+    dut = SpikeAddressing(width=13, ports=ports, max_words=6, registered=registered)
     got, _ = simulate_addressing(dut, case)
     assert_beats(got, addressing_expected(case, ports), f"seed {seed} rate {rate}")
 
 
+@REGISTERED
 @pytest.mark.parametrize("send", ["always", "pause", "sparse"])
 @pytest.mark.parametrize("receive", ["always", "pause", "sparse"])
-def test_idle_and_backpressure(send, receive):
+def test_idle_and_backpressure(send, receive, registered):
     seed = 77
     case = addressing_case(np.random.default_rng(seed), width=7, frames=4,
                            words_per_frame=(1, 5), rate=0.4)
-    dut = SpikeAddressing(width=7, ports=2, max_words=5, tag_shape=unsigned(8))
+    dut = SpikeAddressing(width=7, ports=2, max_words=5, tag_shape=unsigned(8),
+                          registered=registered)
     got, _ = simulate_addressing(dut, case, send_pattern=PATTERNS[send],
                                  receive_pattern=PATTERNS[receive])
     assert_beats(got, addressing_expected(case, 2), f"seed {seed} {send}/{receive}")
 
 
+@pytest.mark.parametrize("send", ["always", "pause", "sparse"])
+@pytest.mark.parametrize("receive", ["always", "pause", "sparse"])
+@pytest.mark.parametrize("ports", [1, 2])
+def test_registered_keeps_cycles(send, receive, ports):
+    """``registered=True`` changes the logic, not the schedule: same beats, same cycles."""
+    seed = 91 + ports
+    case = addressing_case(np.random.default_rng(seed), width=8, frames=4,
+                           words_per_frame=(1, 6), rate=0.3)
+    runs = [simulate_addressing(SpikeAddressing(width=8, ports=ports, max_words=6,
+                                                registered=registered), case,
+                                send_pattern=PATTERNS[send], receive_pattern=PATTERNS[receive])
+            for registered in (False, True)]
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == runs[1][1], f"cycles: default {runs[0][1]}, registered {runs[1][1]}"
+
+
+@REGISTERED
 @pytest.mark.parametrize("ports", [1, 2, 4])
-def test_every_word_of_four_bits(ports):
+def test_every_word_of_four_bits(ports, registered):
     """Exhaustive for a narrow word: all 16 words, each alone and as the end of a frame."""
     words = [w for w in range(16) for _ in range(2)]
     last = [k % 2 for k in range(len(words))]
     case = AddressingCase(width=4, words=words, last=last, tags=[0] * len(words))
-    got, _ = simulate_addressing(SpikeAddressing(width=4, ports=ports, max_words=2), case,
+    got, _ = simulate_addressing(SpikeAddressing(width=4, ports=ports, max_words=2,
+                                                 registered=registered), case,
                                  receive_pattern=PATTERNS["pause"])
     assert_beats(got, addressing_expected(case, ports), f"exhaustive ports {ports}")
 
 
-def test_one_bit_words():
+@REGISTERED
+def test_one_bit_words(registered):
     case = addressing_case(np.random.default_rng(3), width=1, frames=3, words_per_frame=(1, 9),
                            rate=0.5)
-    got, _ = simulate_addressing(SpikeAddressing(width=1, max_words=9), case,
+    got, _ = simulate_addressing(SpikeAddressing(width=1, max_words=9, registered=registered),
+                                 case,
                                  send_pattern=PATTERNS["pause"])
     assert_beats(got, addressing_expected(case, 1), "width 1")
 
 
-def test_throughput_one_word_per_cycle():
+@REGISTERED
+def test_throughput_one_word_per_cycle(registered):
     """Words of at most ``ports`` set bits, empty ones included, flow at one per cycle."""
     rng = np.random.default_rng(11)
     words = [int(w) for w in rng.choice([0, 1, 2, 4, 6, 9, 12], size=64)]
     case = AddressingCase(width=4, words=words, last=[0] * 63 + [1], tags=[0] * 64)
-    got, cycles = simulate_addressing(SpikeAddressing(width=4, ports=2, max_words=64), case)
+    got, cycles = simulate_addressing(SpikeAddressing(width=4, ports=2, max_words=64,
+                                                      registered=registered), case)
     assert_beats(got, addressing_expected(case, 2), "throughput")
     assert cycles <= 64 + 8, f"took {cycles} cycles for 64 words"
 

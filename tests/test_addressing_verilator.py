@@ -11,6 +11,9 @@ DESIGN_POINTS = {
     "one_bit_words": dict(width=1, ports=1, max_words=40),
     "width_64_one_port": dict(width=64, ports=1, max_words=16),
     "width_56_four_ports_tagged": dict(width=56, ports=4, max_words=12, tag_bits=9),
+    "width_16_registered_tagged": dict(width=16, ports=1, max_words=5, tag_bits=16,
+                                       registered=True),
+    "width_13_three_ports_registered": dict(width=13, ports=3, max_words=7, registered=True),
 }
 
 
