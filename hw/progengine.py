@@ -583,7 +583,8 @@ class ProgEngine(wiring.Component):
             "y": unsigned(side_bits),
         })
         m.submodules.addressing = addressing = SpikeAddressing(
-            width=self._word_bits, ports=1, max_words=self._max_words, tag_shape=tag_layout)
+            width=self._word_bits, ports=1, max_words=self._max_words, tag_shape=tag_layout,
+            registered=True)
         row_c = Signal(tag_layout["c"].shape)
         row_y = Signal(tag_layout["y"].shape)
         row_y_next = Signal(side_bits + 1)

@@ -414,7 +414,7 @@ class SharedNetwork(wiring.Component):
         m.submodules.shifts = shifts_mem = Memory(
             shape=unsigned(lanes * shift_bits), depth=max(2, len(self._shift_words)),
             init=self._shift_words or [0, 0])
-        shift_read = shifts_mem.read_port()
+        shift_read = shifts_mem.read_port(domain="comb")   # a small ROM in LUTs
 
         # --- descriptor registers ---------------------------------------------------------
         # Every step's descriptor, for every time step, is a constant word of a ROM indexed by
@@ -896,12 +896,13 @@ class SharedNetwork(wiring.Component):
         sr_addr = Signal(sd_w, name="stream_read_addr")
         sr_en = Signal(name="stream_read_en")
         m.d.comb += [stream_read.addr.eq(sr_addr), stream_read.en.eq(sr_en)]
-        sh_addr = Signal.like(desc["shift_base"], name="shift_read_addr")
+        sh_addr = Signal.like(desc["shift_base"], name="shift_read_addr")  # register
         # Shift words: the stem's beat group or the engine's (only stem and stream-writing
         # layer steps use them).
-        m.d.comb += [shift_read.addr.eq(sh_addr), shift_read.en.eq(1),
-                     sh_addr.eq(desc["shift_base"] + Mux(desc["is_stem"], stem.o.payload.group,
-                                                         engine.o.payload.group))]
+        # The address is registered with the beat (stage sw_*); the ROM is read in that stage.
+        m.d.comb += shift_read.addr.eq(sh_addr)
+        m.d.sync += sh_addr.eq(desc["shift_base"] + Mux(desc["is_stem"], stem.o.payload.group,
+                                                        engine.o.payload.group))
 
         m.d.sync += [sw_valid.eq(0), sw_last.eq(0)]
 
@@ -1030,6 +1031,8 @@ class SharedNetwork(wiring.Component):
         running = Signal(name="running")
         phase = Signal(2, name="seq_phase")  # 0: decode, 3: load descriptor, 1: start, 2: wait
         m.d.comb += [self.step.eq(k), self.ready.eq(engine.ready)]
+        finished = Signal(name="step_finished")  # ``finish``, registered
+        m.d.sync += finished.eq(finish & (phase == 2))
         # The ROM as sum-of-products logic, not a switch: Yosys would turn a switch of constants
         # into a memory and put it in a block RAM, whose slow output would then drive every
         # datapath through the descriptor registers.
@@ -1060,7 +1063,7 @@ class SharedNetwork(wiring.Component):
                 with m.Case(2):
                     # begin_stem steps are skipped (the stem step writes the stream itself):
                     # the descriptor names the next step to run.
-                    with m.If(finish):
+                    with m.If(finished):
                         m.d.sync += phase.eq(0)
                         with m.If(desc["last_step"]):
                             with m.If(t == T - 1):
