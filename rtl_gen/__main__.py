@@ -18,7 +18,7 @@ from .config import ConfigError, load
 
 def _table(reports) -> str:
     rows = [("unit", "ECP5 LUT4", "ECP5 FF", "ECP5 mult", "ECP5-6 MHz", "ECP5 device",
-             "iCE40 LC", "iCE40 MHz")]
+             "depth ns", "iCE40 LC", "iCE40 MHz")]
     for r in reports:
         ecp5 = r["cells"].get("ecp5", {})
         ice = r["utilisation"].get("ice40-hx8k", {})
@@ -28,6 +28,7 @@ def _table(reports) -> str:
             r["name"], str(ecp5.get("LUT4", "-")), str(ecp5.get("TRELLIS_FF", "-")),
             str(r["multipliers"].get("ecp5", "-")),
             str(r["fmax_mhz"].get(device, "-")), device,
+            str(r.get("depth_estimate", {}).get("ns", "-")),
             str(ice.get("ICESTORM_LC", ["-"])[0]),
             str(r["fmax_mhz"].get("ice40-hx8k", "-")),
         ))

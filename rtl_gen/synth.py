@@ -31,6 +31,8 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .paths import estimate_paths
+
 __all__ = ["SynthHarness", "UnitReport", "available", "synthesize", "yosys_executable",
            "MULTIPLIER_CELLS"]
 
@@ -94,6 +96,9 @@ class UnitReport:
     fmax_mhz: dict = field(default_factory=dict)     # device -> MHz (harness, pinned seed)
     utilisation: dict = field(default_factory=dict)  # device -> {bel: [used, available]}
     multipliers: dict = field(default_factory=dict)  # target -> number of multiplier/DSP cells
+    #: ECP5 logic-depth estimate of the harness's slowest path before place and route
+    #: (``rtl_gen.paths``): ``{"ns", "levels", "endpoint"}``.
+    depth_estimate: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -241,6 +246,13 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
                 report.errors.append(f"yosys on the harness for {device} failed")
                 continue
             netlists[synth_command] = json_name
+            if synth_command == "synth_ecp5":
+                worst = estimate_paths(json.loads((workdir / json_name).read_text()), "harness",
+                                       limit=1)
+                if worst:
+                    report.depth_estimate = {"ns": worst[0].delay_ns,
+                                             "levels": worst[0].levels,
+                                             "endpoint": worst[0].endpoint}
         report_name = f"nextpnr_{device}.json"
         result = _run([*pnr, "--json", json_name, "--freq", str(_TARGET_MHZ),
                        "--timing-allow-fail", "--seed", str(_SEED), "--report", report_name],
