@@ -604,8 +604,10 @@ class SharedNetwork(wiring.Component):
         # SDSA's rows are one head's, slot x). When a row is complete, the other buffer takes
         # the next row while this one is written out, one map word (all banks) per cycle:
         # G words for a LIF row, one for an SDSA row. A row of side S takes S * G beats, so a
-        # flush (G cycles) always ends before the next row completes. The flushed buffer shifts
-        # down by one row stride per word written, so the word is always its low W bits.
+        # flush (G cycles) always ends before the next row completes. Word j of a row is the
+        # buffer's bits from slot j << h_log on; a multiplexer over only the slots that some map
+        # can start a word at picks it (a few inputs per bit, not a barrel shifter), and a beat
+        # writes its bit through the flip-flop's enable (no logic per bit).
         RB = max(1 << (info.cg_log + info.h_log) for info in self.maps.values())
         row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
         fill = Signal(name="row_fill")
@@ -621,15 +623,10 @@ class SharedNetwork(wiring.Component):
         fl_final = Signal(name="fl_final")
         fl_addr = Signal(md_w, name="fl_addr")
         map_done = Signal(name="map_done")  # the step's final map word is written now
-        flush_h_logs = sorted({info.h_log for info in self.maps.values()})
+        fl_slot = Signal(range(RB), name="fl_slot")   # register: fl_j << h_log
+        word_starts = sorted({j << info.h_log for info in self.maps.values()
+                              for j in range(-(-info.channels // lanes))})
 
-        for i in range(2):
-            with m.If(fl_busy & (fl_buf == i) & fl_more):
-                with m.Switch(desc["dst_h_log"]):
-                    for h_log in flush_h_logs:
-                        with m.Case(h_log):
-                            m.d.sync += [row_buf[i][b].eq(row_buf[i][b] >> (1 << h_log))
-                                         for b in range(lanes)]
         with m.If(wr_valid):
             for i in range(2):
                 with m.If(fill == i):
@@ -637,8 +634,14 @@ class SharedNetwork(wiring.Component):
                         m.d.sync += row_buf[i][b].bit_select(slot, 1).eq(wr_bits[b])
         flush_word = Signal(lanes * W, name="fl_word")
         for b in range(lanes):
-            chosen = Mux(fl_buf, row_buf[1][b], row_buf[0][b])
-            m.d.comb += flush_word[b * W:(b + 1) * W].eq(chosen[:W] & desc["dst_mask"])
+            chosen = Signal(RB, name=f"fl_row_{b}")
+            picked = Signal(W, name=f"fl_pick_{b}")
+            m.d.comb += chosen.eq(Mux(fl_buf, row_buf[1][b], row_buf[0][b]))
+            with m.Switch(fl_slot):
+                for start_bit in word_starts:
+                    with m.Case(start_bit):
+                        m.d.comb += picked.eq(chosen[start_bit:])
+            m.d.comb += flush_word[b * W:(b + 1) * W].eq(picked & desc["dst_mask"])
         m.d.comb += [spike_write.addr.eq(fl_addr), spike_write.data.eq(flush_word),
                      spike_write.en.eq(fl_busy)]
         with m.If(fl_busy):
@@ -647,12 +650,14 @@ class SharedNetwork(wiring.Component):
                 m.d.comb += map_done.eq(fl_final)
             with m.Else():
                 m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc["dst_stride"]),
+                             fl_slot.eq(fl_slot + desc["dst_stride"]),
                              fl_more.eq(fl_j != desc["groups_m2"])]
         row_done = wr_valid & x_last & (sdsa_mode | g_last)
         m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last)
         with m.If(row_done):
             m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
-                         fl_j.eq(0), fl_more.eq(~sdsa_mode & (desc["groups_m1"] != 0)),
+                         fl_j.eq(0), fl_slot.eq(0),
+                         fl_more.eq(~sdsa_mode & (desc["groups_m1"] != 0)),
                          fl_final.eq(final_beat)]
 
         with m.If(wr_valid):
@@ -944,6 +949,9 @@ class SharedNetwork(wiring.Component):
         pv_values = Signal(data.ArrayLayout(signed(SB), lanes), name="pv_values")
         firing = Signal(name="pool_firing")
         fire_g = Signal.like(desc["groups"], name="pool_fire_g")
+        fire_valid = Signal(name="pool_fire_valid")
+        fire_index = Signal.like(desc["groups"], name="pool_fire_index")
+        fire_x = Signal(data.ArrayLayout(signed(PB), lanes), name="pool_fire_x")
 
         # --- per-kind routing -------------------------------------------------------------------
         out = engine.o.payload
@@ -1010,16 +1018,22 @@ class SharedNetwork(wiring.Component):
                                     m.d.sync += pooled[c].eq(pooled[c] + pv_values[lane])
                     with m.If(pv_last):
                         m.d.sync += [firing.eq(1), fire_g.eq(0)]
-                m.d.comb += [lif_valid.eq(firing), lif_index.eq(fire_g), lif_group.eq(fire_g)]
-                with m.Switch(fire_g):
-                    for group in range(self._pool_groups):
-                        with m.Case(group):
-                            m.d.comb += [lif_x[lane].eq(pooled[group * lanes + lane])
-                                         for lane in range(lanes)]
-                with m.If(firing & lif.i.ready):
-                    m.d.sync += fire_g.eq(fire_g + 1)
-                    with m.If(fire_g == desc["groups_m1"]):
-                        m.d.sync += firing.eq(0)
+                # The pooled group is chosen into a register (fire_*) before the LIF array:
+                # the pool's registers are spread wide, so the choice gets a cycle of its own.
+                m.d.comb += [lif_valid.eq(fire_valid), lif_index.eq(fire_index),
+                             lif_group.eq(fire_index)]
+                m.d.comb += [lif_x[lane].eq(fire_x[lane]) for lane in range(lanes)]
+                with m.If(~fire_valid | lif.i.ready):
+                    m.d.sync += fire_valid.eq(firing)
+                    with m.If(firing):
+                        m.d.sync += [fire_index.eq(fire_g), fire_g.eq(fire_g + 1)]
+                        with m.Switch(fire_g):
+                            for group in range(self._pool_groups):
+                                with m.Case(group):
+                                    m.d.sync += [fire_x[lane].eq(pooled[group * lanes + lane])
+                                                 for lane in range(lanes)]
+                        with m.If(fire_g == desc["groups_m1"]):
+                            m.d.sync += firing.eq(0)
                 m.d.comb += finish.eq(map_done)
             with m.Case(KIND_SDSA):
                 m.d.comb += finish.eq(map_done)
