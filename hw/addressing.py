@@ -234,10 +234,7 @@ class SpikeAddressing(wiring.Component):
             m.d.sync += [held.eq(0), pending.eq(0)]
 
         with m.If(self.i.valid & self.i.ready):
-            with m.If(self.i.payload.last):
-                m.d.sync += [next_word.eq(0), next_base.eq(0)]
-            with m.Else():
-                m.d.sync += [next_word.eq(next_word + 1), next_base.eq(next_base + width)]
+            self._count_words(m, next_word, next_base)
             # An empty word makes no beat unless it ends the frame.
             with m.If(self.i.payload.bits.any() | self.i.payload.last):
                 m.d.sync += [
@@ -388,11 +385,15 @@ class SpikeAddressing(wiring.Component):
             m.d.sync += held.eq(0)
 
         with m.If(self.i.valid & self.i.ready):
-            with m.If(self.i.payload.last):
-                m.d.sync += [next_word.eq(0), next_base.eq(0)]
-            with m.Else():
-                m.d.sync += [next_word.eq(next_word + 1), next_base.eq(next_base + width)]
+            self._count_words(m, next_word, next_base)
             # An empty word makes no beat unless it ends the frame.
             with m.If(self.i.payload.bits.any() | self.i.payload.last):
                 m.d.sync += held.eq(1)
         return m
+
+    def _count_words(self, m, next_word, next_base):
+        """In an accepting cycle: step the index and base address of the frame's next word."""
+        with m.If(self.i.payload.last):
+            m.d.sync += [next_word.eq(0), next_base.eq(0)]
+        with m.Else():
+            m.d.sync += [next_word.eq(next_word + 1), next_base.eq(next_base + self._width)]
