@@ -37,9 +37,9 @@ replaying the program, with decoded flags, strides and "minus one" limits beside
 Every datapath reads only the descriptor registers, so the step table costs one registered
 decode and an OR per bit, not a path through every step.
 
-Timing (ECP5): no path leaves a block RAM's output through more than a register or one LUT; read
-and write addresses of the spike memory live in registers stepped by additions; the row buffers,
-counters and flags of the writer and readers are registered. See docs/shared-network.md.
+Timing (ECP5): the spike memory's output word is registered before any multiplexer; its read and
+write addresses live in registers stepped by additions; the writer's and readers' counters carry
+registered end flags. See docs/shared-network.md.
 """
 
 from __future__ import annotations
@@ -144,6 +144,19 @@ class SharedNetwork(wiring.Component):
                 raise ValueError(
                     f"lanes must equal the head width of {prefix} ({attn['head_width']}) in the "
                     f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
+        # One SDSA feeder and one writer serve every attention block: their token grid and head
+        # count are generated from the first block, so every block must share them.
+        shapes = {(attn["tokens"], attn["heads"]) for attn in net.attention.values()}
+        if len(shapes) > 1:
+            raise NotImplementedError(
+                "the shared network needs the same tokens and heads in every attention block, "
+                f"not {sorted(shapes)} (the SDSA feeder is generated for one shape)")
+        for tokens, _ in shapes:
+            side = int(round(tokens ** 0.5))
+            if side * side != tokens:
+                raise NotImplementedError(
+                    f"attention over {tokens} tokens: the shared network's SDSA feeder walks a "
+                    "square token grid")
 
         # Spike maps: every LIF's map, allocated in program order.
         maps, base = {}, 0

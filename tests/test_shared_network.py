@@ -70,6 +70,21 @@ def test_refuses_lanes_other_than_the_head_width():
         SharedNetwork(quantized(model), weights="flash")
 
 
+def test_refuses_attention_blocks_the_feeder_cannot_walk():
+    model, _ = demo_model(1, "random", seed=0)
+    net = quantized(model)
+    assert len(net.attention) >= 2
+    second = list(net.attention)[1]
+    original = dict(net.attention[second])
+    net.attention[second] = dict(original, heads=original["heads"] + 1)
+    with pytest.raises(NotImplementedError, match="same tokens and heads"):
+        SharedNetwork(net)
+    for prefix in net.attention:
+        net.attention[prefix] = dict(net.attention[prefix], tokens=8, heads=original["heads"])
+    with pytest.raises(NotImplementedError, match="square token grid"):
+        SharedNetwork(net)
+
+
 @pytest.mark.verilator
 @pytest.mark.parametrize("T, images", [
     pytest.param(2, 1, id="T2-1image"),  # the default suite's end-to-end check (about 3 min)
