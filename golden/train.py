@@ -24,6 +24,7 @@ from .checkpoint import save_checkpoint
 from .config import variant
 from .data import digits_dataset
 from .model import MetaSpikeFormer
+from .progress import bar
 
 __all__ = ["train", "evaluate", "wake_attention", "main"]
 
@@ -112,11 +113,13 @@ def train(cfg, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
     step_px = cfg.img_size // 8
     history = []
     start = time.time()
+    steps = bar(total=total, desc=f"training {cfg.name}", unit="batch")
     for epoch in range(1, epochs + 1):
         model.train()
         order = torch.randperm(len(y_train), generator=gen)
         loss_sum, correct = 0.0, 0
         for i in range(0, len(order), batch_size):
+            steps.update()
             idx = order[i:i + batch_size]
             xb, yb = _shift(x_train[idx], max_shift, step_px, gen), y_train[idx]
             out = model(xb)
@@ -137,8 +140,10 @@ def train(cfg, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
         row = dict(epoch=epoch, loss=loss_sum / len(y_train), train_acc=correct / len(y_train),
                    test_acc=test_acc, seconds=time.time() - start)
         history.append(row)
-        log(f"epoch {epoch:3d}/{epochs}  loss {row['loss']:.4f}  train acc "
-            f"{row['train_acc']:.4f}  test acc {test_acc:.4f}  ({row['seconds']:.0f} s)")
+        with steps.external_write_mode():  # the log line above the bar, not through it
+            log(f"epoch {epoch:3d}/{epochs}  loss {row['loss']:.4f}  train acc "
+                f"{row['train_acc']:.4f}  test acc {test_acc:.4f}  ({row['seconds']:.0f} s)")
+    steps.close()
     return model, history
 
 

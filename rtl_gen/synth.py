@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from golden.progress import stage
 
 from .paths import estimate_paths
 
@@ -150,8 +153,14 @@ def yosys_executable() -> str | None:
 
 
 def _run(command: list[str], cwd: Path, log: str) -> subprocess.CompletedProcess:
+    # Place and route of a whole network takes minutes: say which stage runs and how long it took.
+    tool = Path(command[0]).name
+    stage(f"{cwd.name}: {tool} started (log {cwd / log})")
+    begin = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     (cwd / log).write_text(result.stdout + result.stderr)
+    stage(f"{cwd.name}: {tool} finished in {time.perf_counter() - begin:.0f} s "
+          f"(exit {result.returncode})")
     return result
 
 
