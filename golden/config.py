@@ -56,7 +56,7 @@ class ModelConfig:
     kd_head : bool
         Build ``head_kd`` (the distillation head of the released ImageNet checkpoints).
     sdsa : int
-        Spike-driven self-attention operator 1, 2, 3 (official) or 4. See ``sdsa-variants.md``.
+        Spike-driven self-attention operator 1, 2, 3 (official) or 4. See ``docs/sdsa-variants.md``.
     shortcut : str
         ``'membrane'`` (official), ``'sew'`` or ``'vanilla'``.
     qkv : str

@@ -2,7 +2,7 @@
 
 Module and parameter names match the official ``classification/models.py`` of
 BICLab/Spike-Driven-Transformer-V2 (commit 35f245f), so its checkpoints load strictly; see
-``docs/golden.md`` and the team's ``reference-model.md`` for the facts this follows. Every LIF is a
+``docs/golden.md`` and ``docs/reference-model.md`` for the facts this follows. Every LIF is a
 named :class:`~golden.lif.MultiStepLIF` submodule, so a module path such as
 ``block3.0.attn.q_lif`` names one spike tensor; :func:`record_spikes` collects them.
 

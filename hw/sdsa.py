@@ -11,7 +11,7 @@ SDSA-3 and SDSA-4, ``SN(Q (K^T V))``::
     u = v + A[n, j];  spike iff u >= threshold;  v' = 0 on spike else u >> 1
 
 SDSA-1, ``Q AND SN(sum_n K AND V)``, and SDSA-2 (our interpretation, see
-``shared/docs/sdsa-variants.md``: no V, ``Q AND SN(sum_n K)``) add a d-bit row per token into d
+``docs/sdsa-variants.md``: no V, ``Q AND SN(sum_n K)``) add a d-bit row per token into d
 column counters, run one LIF step per channel and mask every Q row with the channel spikes.
 
 The LIF step is the project's integer contract (``quant.intops.lif_step``): the threshold is in

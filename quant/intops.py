@@ -377,7 +377,7 @@ def sdsa2_counts(k) -> np.ndarray:
 
 
 def sdsa2(q, k, threshold: int, membrane=None):
-    """Apply SDSA-2 (our interpretation, see sdsa-variants.md), ``Q AND SN(sum_N(K))``.
+    """Apply SDSA-2 (our interpretation, see docs/sdsa-variants.md), ``Q AND SN(sum_N(K))``.
 
     Parameters
     ----------

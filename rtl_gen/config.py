@@ -7,7 +7,7 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``addressing_ports``   spike addresses per cycle of the addressing unit, 1..``lanes``
 ``lif_input_width``    signed width of a LIF input (and membrane), 2..32
 ``spike_word_bits``    bits per spike bitmap word the addressing unit takes, 1..1024
-``sdsa_variant``       1, 2, 3 or 4 (``sdsa-variants.md``)
+``sdsa_variant``       1, 2, 3 or 4 (``docs/sdsa-variants.md``)
 ``tokens``             tokens N of the SDSA unit, 1..4096
 ``head_width``         head width d of the SDSA unit, 1..1024
 ``units``              which units to emit, a list drawn from :data:`UNITS`
