@@ -86,8 +86,8 @@ bench: install
 	$(PY) -m golden bench --variant 55M --batch 1 8
 	$(PY) -m quant.bench speed
 	$(PY) -m quant.bench accuracy --ckpt $(CKPT)
-	$(PY) -m hw.bench_units --json $(OUT)/bench/hw_units.json
-	$(PY) -m hw.bench_sdsa
+	$(PY) -m sim.bench_units --json $(OUT)/bench/hw_units.json
+	$(PY) -m sim.bench_sdsa
 
 energy: install
 	$(PY) -m golden energy --ckpt $(CKPT)

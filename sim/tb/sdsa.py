@@ -5,7 +5,7 @@ The design point comes from the environment (``SDSA_VARIANT``, ``SDSA_TOKENS``,
 layer); the stimulus from ``SDSA_CASES``, an ``.npz`` file written by :func:`write_cases` holding
 named cases with their valid/ready patterns. Every case is checked beat by beat for exact
 equality; the cycles each took (first beat offered to last beat taken) are written as JSON to
-``SDSA_REPORT`` when it is set. ``tests/test_sdsa_verilator.py`` and ``hw/bench_sdsa.py`` build the
+``SDSA_REPORT`` when it is set. ``tests/test_sdsa_verilator.py`` and ``sim/bench_sdsa.py`` build the
 design points and run this module.
 """
 

@@ -1,6 +1,6 @@
 """Benchmark the synapse engine on Verilator: cycles per layer against the ideal SOPs / lanes.
 
-Run ``python -m hw.bench_units`` (``--layers NAME ...`` to pick layers, ``--json PATH`` for the
+Run ``python -m sim.bench_units`` (``--layers NAME ...`` to pick layers, ``--json PATH`` for the
 file). For every layer and firing rate (1%, 10%, 50%, 100%) it reports:
 
 * ``SOPs``: synaptic operations, the weight additions the spikes cause (valid taps only);

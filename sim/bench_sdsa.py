@@ -11,7 +11,7 @@ against the integer golden SDSA) and prints:
 * ``dense``: a dense evaluation of the same products with the same lanes,
   ``heads * 2 * N * d * ceil(d / lanes)`` (every (token, row) pair of ``K^T V`` and ``Q KV``).
 
-Run: ``.venv/bin/python -m hw.bench_sdsa`` (defaults: N=196, d=64, 8 heads, lanes 64 and 16).
+Run: ``.venv/bin/python -m sim.bench_sdsa`` (defaults: N=196, d=64, 8 heads, lanes 64 and 16).
 ``--model-only`` skips Verilator and uses the cycle model.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .sdsa import SDSA, Variant
-from .sdsa_model import random_case
+from hw.sdsa import SDSA, Variant
+from hw.sdsa_model import random_case
 
 RATES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
