@@ -133,6 +133,19 @@ class ModelConfig:
         s = self.img_size
         return (s // 2, s // 4, s // 8, s // 8, s // 16, s // 16)
 
+    def map_sides(self) -> dict:
+        """Return the side of the square map each stream, downsampler and block list works on.
+
+        Keys are the official module-list names (``downsample1_1`` ... ``block4``); the quantizer,
+        the network generators and the co-simulation all size their maps from this one table.
+        """
+        s = self.img_size
+        first = s // 4 if self.stage1 == "2C@H/4" else s // 2
+        return {"downsample1_1": first, "ConvBlock1_1": s // 2, "downsample1_2": s // 4,
+                "ConvBlock1_2": s // 4, "downsample2": s // 8, "ConvBlock2_1": s // 8,
+                "ConvBlock2_2": s // 8, "downsample3": s // 16, "block3": s // 16,
+                "downsample4": s // 16, "block4": s // 16}
+
     # Checks --------------------------------------------------------------------------------
     def validate(self) -> "ModelConfig":
         """Check every field; raise ``ValueError`` naming the field, the value and what is allowed.

@@ -216,13 +216,6 @@ def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
     }
 
 
-def _sizes(net) -> dict:
-    """Return the map side of every layer's output, every stream and every LIF."""
-    from quant.quantize import _spatial_sizes
-
-    return _spatial_sizes(net.cfg)
-
-
 class Network(wiring.Component):
     """Run a whole quantized network autonomously: load pixels, pulse ``start``, wait ``done``.
 
@@ -269,8 +262,8 @@ class Network(wiring.Component):
     def _build_plan(self):
         net, lanes = self._net, self._lanes
         cfg = net.cfg
-        sizes = _sizes(net)
-        self._sizes = sizes
+        sizes = net.cfg.map_sides()
+        self.sizes = sizes
         steps = self._program.steps
         maps = {}
         consumers = {}
@@ -329,7 +322,7 @@ class Network(wiring.Component):
         # Residual streams -------------------------------------------------------------------
         streams = {}
         for name, stream in net.streams.items():
-            side = self._sizes[name]
+            side = self.sizes[name]
             channels = stream.scale.shape[0]
             groups = -(-channels // lanes)
             words = side * side * groups
@@ -690,7 +683,7 @@ class Network(wiring.Component):
             m.d.sync += [address.eq(address + 1), g.eq(Mux(g == info["groups"] - 1, 0, g + 1))]
             with m.If(address == info["words"] - 1):
                 m.d.sync += feeding.eq(0)
-        side = self._sizes[step.source]
+        side = self.sizes[step.source]
         final = self._lif_writer(m, unit, step.name, t, side, info["groups"], start, prefix)
         m.d.comb += finish.eq(final)
         return 0

@@ -54,7 +54,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import accumulator_bound, pack_lanes, signed_width
 from hw.lif import LIFArray
-from hw.network import Program, _sizes, lif_map_shapes, network_signature
+from hw.network import Program, lif_map_shapes, network_signature
 from hw.params import bits_for
 from hw.progengine import ProgEngine, pack_layer_biases, pack_layer_weights
 from hw.sdsa import SDSA
@@ -136,8 +136,8 @@ class SharedNetwork(wiring.Component):
     def _plan(self):
         net, lanes, T = self._net, self._lanes, self._T
         cfg = net.cfg
-        sizes = _sizes(net)
-        self._sizes = sizes
+        sizes = net.cfg.map_sides()
+        self.sizes = sizes
         steps = self._program.steps
         for prefix, attn in net.attention.items():
             if attn["head_width"] != lanes:

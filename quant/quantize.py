@@ -383,7 +383,7 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
             high = high + np.maximum(p_high << k, 0)
         out.streams[stream] = IntStream(stream, stream_scale[stream], list(producers), low, high)
 
-    sizes = _spatial_sizes(cfg)
+    sizes = cfg.map_sides()
     for lif_name, sym in planner.lif_inputs.items():
         layout = planner.lif_layouts[lif_name]
         theta = 1.0
@@ -436,17 +436,6 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
 def _stage_index(path: str) -> int:
     from golden.config import STAGE_NAMES
     return STAGE_NAMES.index(path.split(".")[0])
-
-
-def _spatial_sizes(cfg) -> dict:
-    """Return the side of the map each stream and block list works on."""
-    s = cfg.img_size
-    first = s // 4 if cfg.stage1 == "2C@H/4" else s // 2
-    sizes = {"downsample1_1": first, "ConvBlock1_1": s // 2, "downsample1_2": s // 4,
-             "ConvBlock1_2": s // 4, "downsample2": s // 8, "ConvBlock2_1": s // 8,
-             "ConvBlock2_2": s // 8, "downsample3": s // 16, "block3": s // 16,
-             "downsample4": s // 16, "block4": s // 16}
-    return sizes
 
 
 #: Real input range of the demo data: pixels k/16 for k in 0..16, so 8-bit codes of step 1/16 hold

@@ -263,8 +263,8 @@ def _sops(dut, net, trace, step, t, image):
     stream = net.streams.get(step.source) if step.source else None
     channels = net.lifs[step.name].threshold.shape[0] if step.name in net.lifs else (
         stream.scale.shape[0] if stream else 0)
-    side = dut._sizes.get(step.source, 1) if step.kind != "begin_stem" else \
-        dut._sizes["downsample1_1"]
+    side = dut.sizes.get(step.source, 1) if step.kind != "begin_stem" else \
+        dut.sizes["downsample1_1"]
     if step.kind == "begin_stem":
         channels = net.streams["downsample1_1"].scale.shape[0]
     return 0, side * side * -(-channels // lanes), 0
