@@ -56,13 +56,14 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         model = load_checkpoint(args.checkpoint, args.variant, **overrides)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
+        net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
+                             fuse_sepconv=not args.no_fuse_sepconv)
+        manifest = export(net, args.out, coe=args.coe, report=net.report())
+    except (ValueError, OverflowError, OSError, RuntimeError) as exc:
+        # CheckpointError and QuantizationError are ValueErrors; nothing has been written.
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
-    net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
-                         fuse_sepconv=not args.no_fuse_sepconv)
-    manifest = export(net, args.out, coe=args.coe, report=net.report())
     rows = net.report()
     widest = max((r.get("acc_bits", 0) for r in rows))
     print(f"quantized {args.checkpoint} ({model.cfg.name}, {args.bits}-bit weights) -> "
