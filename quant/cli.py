@@ -39,13 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the CLI; return the exit status (errors print one clear line, status 2)."""
     args = build_parser().parse_args(argv)
-    from .quantize import MAX_BITS, MIN_BITS
+    from . import MAX_BITS, MIN_BITS  # no torch yet: argument errors are quick
     for flag, value in (("--bits", args.bits), ("--pixel-bits", args.pixel_bits)):
         if not MIN_BITS <= value <= MAX_BITS:
             print(f"error: {flag} {value} is out of range {MIN_BITS}..{MAX_BITS}", file=sys.stderr)
             return 2
     if os.path.exists(args.out):
         print(f"error: output directory {args.out} already exists", file=sys.stderr)
+        return 2
+    if not os.path.exists(args.checkpoint):
+        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
     import torch
     from golden.checkpoint import load_checkpoint

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import intops
+from . import MAX_BITS, MIN_BITS, intops  # the bit range: 2..16, re-exported
 from .fold import FoldedNet, fold_model
 from .graph import plan
 
@@ -20,7 +20,6 @@ __all__ = ["PixelQuant", "IntLayer", "IntLIF", "IntStream", "IntNet", "quantize"
            "quantize_model", "default_pixel_range", "DIGITS_PIXEL_RANGE", "IMAGENET_PIXEL_RANGE",
            "MIN_BITS", "MAX_BITS", "QuantizationError"]
 
-MIN_BITS, MAX_BITS = 2, 16
 # Products and sums are evaluated by float BLAS as an exact integer evaluator; float64 holds every
 # integer below 2**53 exactly, so a layer whose worst-case magnitude passes this is refused.
 EXACT_FLOAT64 = 2 ** 53

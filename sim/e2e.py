@@ -406,6 +406,9 @@ def main(argv=None) -> int:
         problem = f"--lanes {args.lanes} is out of range: 1..256"
     elif not 0 < args.clock_mhz < float("inf"):
         problem = f"--clock-mhz {args.clock_mhz} must be finite and > 0"
+    if problem is None and args.checkpoint not in (None, "random") \
+            and not Path(args.checkpoint).exists():
+        problem = f"checkpoint {args.checkpoint} does not exist"
     if problem is None:
         # Load, check and quantize the checkpoint at every T before anything is written, built
         # or simulated: a bad checkpoint is one line naming the file and the key.

@@ -167,9 +167,10 @@ FILES = {
                     ["missing key 'head.bias'"]),
     "bad-config-entry": (_state_dict_edit(lambda c: c["config"].__setitem__("T", -1)),
                          ["'config' entry", "T=-1"]),
+    "truncated-safetensors": (None, ["cannot be read as safetensors"]),
     "missing-file": (None, ["does not exist"]),
 }
-FILES_EVERY_ENTRY = ("truncated", "pickled-code", "misshaped", "missing-file")
+FILES_EVERY_ENTRY = ("pickled-code", "misshaped", "missing-file")
 
 
 # ----------------------------------------------------------------------------- entries
@@ -227,9 +228,18 @@ def _refused(result, names, absent, make: bool = False) -> str:
     return line
 
 
-def _check(entry: str, ckpt: Path, tmp: Path, words) -> str:
+def _log(entry: str, case: str, line: str) -> None:
+    """Append ``entry | case | line`` to ``$BAD_INPUT_LOG`` when set (for the issue's table)."""
+    if os.environ.get("BAD_INPUT_LOG"):
+        with open(os.environ["BAD_INPUT_LOG"], "a") as handle:
+            handle.write(f"{entry} | {case} | {line}\n")
+
+
+def _check(entry: str, ckpt: Path, tmp: Path, words, case: str = "") -> str:
     argv, absent = _entry(entry, ckpt, tmp)
-    return _refused(_run(argv), [ckpt, *words], absent, make=entry == "make quantize")
+    line = _refused(_run(argv), [ckpt, *words], absent, make=entry == "make quantize")
+    _log(entry, case, line.replace(str(tmp), "$TMP"))
+    return line
 
 
 # ----------------------------------------------------------------------------- tests
@@ -239,14 +249,28 @@ def _check(entry: str, ckpt: Path, tmp: Path, words) -> str:
 def test_bad_values_every_entry(tmp_path, entry, case):
     maker, key, words = VALUES[case]
     ckpt = maker(tmp_path / "bad.pth")
-    _check(entry, ckpt, tmp_path, [repr(key), *words])
+    _check(entry, ckpt, tmp_path, [repr(key), *words], case)
 
 
 @pytest.mark.parametrize("case", sorted(MORE_VALUES))
 def test_more_bad_values(tmp_path, case):
+    """The same check on more keys and values, in-process (the loader every entry calls)."""
+    from golden.checkpoint import CheckpointError, load_checkpoint
+
     maker, key, words = MORE_VALUES[case]
     ckpt = maker(tmp_path / "bad.pth")
-    _check("quant.cli", ckpt, tmp_path, [repr(key), *words])
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(ckpt)
+    line = str(info.value)
+    assert "\n" not in line
+    for word in [str(ckpt), repr(key), *words]:
+        assert word in line, f"{word!r} not in {line!r}"
+
+
+def test_safetensors_nan_through_quant_cli(tmp_path):
+    maker, key, words = MORE_VALUES["safetensors-nan"]
+    _check("quant.cli", maker(tmp_path / "bad.pth"), tmp_path, [repr(key), *words],
+           case="safetensors-nan")
 
 
 @pytest.mark.parametrize("case", sorted(FILES))
@@ -265,9 +289,12 @@ def _unloadable(tmp_path, entry, case):
     ckpt = tmp_path / "bad.pth"
     if maker is not None:
         ckpt = maker(ckpt)
+    elif case == "truncated-safetensors":
+        ckpt = _safetensors_nan(ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[:100])
     if entry == "sim.e2e" and case == "bad-config-entry":
         words = []  # sim.e2e loads with the demo configuration, not the file's
-    _check(entry, ckpt, tmp_path, words)
+    _check(entry, ckpt, tmp_path, words, case)
     assert not (tmp_path / "PICKLE_RAN").exists(), "pickled code was executed"
 
 
@@ -310,7 +337,8 @@ def test_bad_arguments(tmp_path, case):
         argv += ["--out", str(out / "x")]
     elif argv[2] == "golden":
         argv += ["--json", str(tmp_path / "e.json")]
-    _refused(_run(argv), words, [out, tmp_path / "e.json"])
+    line = _refused(_run(argv), words, [out, tmp_path / "e.json"])
+    _log(case.split()[0], case, line.replace(str(tmp_path), "$TMP"))
 
 
 @pytest.mark.parametrize("field,value,words", [
@@ -323,7 +351,8 @@ def test_bad_design_point(tmp_path, field, value, words):
                                  field: value}))
     result = _run([PY, "-m", "rtl_gen", "--config", str(point), "--out",
                    str(tmp_path / "out" / "rtl")])
-    _refused(result, [point, *words], [tmp_path / "out"])
+    line = _refused(result, [point, *words], [tmp_path / "out"])
+    _log("rtl_gen", f"{field} {value}", line.replace(str(tmp_path), "$TMP"))
 
 
 def test_quant_refuses_an_existing_output_directory(tmp_path):
@@ -363,24 +392,23 @@ ZERO_VAR = "downsample2.encode_bn.running_var"
 ACCEPTED = {"zero-weight-layer": _zero(ZERO_LAYER), "zero-running-var": _edit(ZERO_VAR, 0.0, 4)}
 
 
-@pytest.mark.parametrize("case", sorted(ACCEPTED))
-def test_accepted_through_quant_cli(tmp_path, case):
-    ckpt = ACCEPTED[case](tmp_path / "odd.pth")
+def _both_oddities(path: Path) -> Path:
+    ckpt = _demo()
+    ckpt["model"][ZERO_LAYER] = torch.zeros_like(ckpt["model"][ZERO_LAYER])
+    ckpt["model"][ZERO_VAR] = ckpt["model"][ZERO_VAR].clone()
+    ckpt["model"][ZERO_VAR][4] = 0.0
+    torch.save(ckpt, path)
+    return path
+
+
+def test_accepted_through_quant_cli_and_energy(tmp_path):
+    """An all-zero layer and a zero running variance (one checkpoint) run through both CLIs."""
+    ckpt = _both_oddities(tmp_path / "odd.pth")
     out = tmp_path / "quant"
     result = _run([PY, "-m", "quant.cli", str(ckpt), "--out", str(out)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.strip() == ""
     assert (out / "manifest.json").exists()
-
-
-def test_accepted_through_energy(tmp_path):
-    """One run of golden energy on a checkpoint with both accepted oddities."""
-    ckpt = tmp_path / "odd.pth"
-    both = _demo()
-    both["model"][ZERO_LAYER] = torch.zeros_like(both["model"][ZERO_LAYER])
-    both["model"][ZERO_VAR] = both["model"][ZERO_VAR].clone()
-    both["model"][ZERO_VAR][4] = 0.0
-    torch.save(both, ckpt)
     result = _run([PY, "-m", "golden", "energy", "--ckpt", str(ckpt), "--images", "2",
                    "--json", str(tmp_path / "e.json")])
     assert result.returncode == 0, result.stdout + result.stderr
