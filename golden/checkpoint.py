@@ -107,7 +107,7 @@ def _torch_load(path: str) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # the unpickler raises several types; name the file
             raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): "
-                                  f"{_one_line(exc)}") from exc
+                                  f"{_load_failure(exc)}") from exc
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
@@ -150,7 +150,28 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
                           f"(top-level keys: {sorted(map(str, obj))[:10]})")
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
+def _load_failure(exc: BaseException) -> str:
+    """Return the reason inside torch.load's message, on one line, without its advice.
+
+    torch's text suggests re-running with ``weights_only=False``, which would run a hostile
+    pickle's code; the reason alone is what the user needs.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Please use|Check the documentation|$)",
+                      text, re.S)
+    if found:
+        detail = " ".join(found.group(1).split()).rstrip(".")
+        call = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        if call:
+            return (f"refused, unpickling it would call {call.group(1)} (a checkpoint holds "
+                    f"tensors and plain data only; nothing was run)")
+        return f"not a checkpoint of tensors and plain data ({detail})"
+    if isinstance(exc, EOFError) or not text.strip():
+        return f"empty or truncated ({type(exc).__name__})"
+    return _one_line(text.split(". ")[0])
+
+
+def _one_line(exc: BaseException | str, limit: int = 300) -> str:
     """Return an exception's message on one line, shortened to ``limit`` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -294,6 +294,8 @@ def main(argv=None) -> int:
     problem = None
     if args.images < 1:
         problem = f"--images {args.images} is out of range: at least 1"
+    elif args.T is not None and args.T < 1:
+        problem = f"--T {args.T} is out of range: at least 1"
     elif args.threads < 1:
         problem = f"--threads {args.threads} is out of range: at least 1"
     elif not 0 <= args.sram_pj_per_byte < float("inf"):

@@ -44,6 +44,10 @@ def main(argv=None) -> int:
         if not MIN_BITS <= value <= MAX_BITS:
             print(f"error: {flag} {value} is out of range {MIN_BITS}..{MAX_BITS}", file=sys.stderr)
             return 2
+    for flag, value in (("--T", args.T), ("--img-size", args.img_size)):
+        if value is not None and value < 1:
+            print(f"error: {flag} {value} is out of range: at least 1", file=sys.stderr)
+            return 2
     if os.path.exists(args.out):
         print(f"error: output directory {args.out} already exists", file=sys.stderr)
         return 2
