@@ -57,15 +57,18 @@ def main(argv=None) -> int:
     import torch
     from golden.checkpoint import load_checkpoint
     from .images import export
-    from .quantize import quantize_model
+    from .quantize import QuantizationError, quantize_model
     torch.set_num_threads(min(4, torch.get_num_threads()))
     overrides = {k: v for k, v in (("T", args.T), ("img_size", args.img_size)) if v is not None}
     start = time.perf_counter()
     try:
         model = load_checkpoint(args.checkpoint, args.variant, **overrides)
         pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
-        net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
-                             fuse_sepconv=not args.no_fuse_sepconv)
+        try:
+            net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
+                                 fuse_sepconv=not args.no_fuse_sepconv)
+        except QuantizationError as exc:
+            raise QuantizationError(f"checkpoint {args.checkpoint}: {exc}") from exc
         manifest = export(net, args.out, coe=args.coe, report=net.report())
     except (ValueError, OverflowError, OSError, RuntimeError) as exc:
         # CheckpointError and QuantizationError are ValueErrors; nothing has been written.

@@ -412,11 +412,15 @@ def main(argv=None) -> int:
     if problem is None:
         # Load, check and quantize the checkpoint at every T before anything is written, built
         # or simulated: a bad checkpoint is one line naming the file and the key.
+        from quant.quantize import QuantizationError
+
         try:
             for T in args.T:
                 quantized(demo_model(T, args.checkpoint)[0])
         except (ValueError, OSError) as error:  # CheckpointError, QuantizationError, missing
             problem = " ".join(str(error).split())
+            if isinstance(error, QuantizationError):
+                problem = f"checkpoint {args.checkpoint or DEFAULT_CHECKPOINT}: {problem}"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -299,6 +299,34 @@ def _unloadable(tmp_path, entry, case):
     assert not (tmp_path / "PICKLE_RAN").exists(), "pickled code was executed"
 
 
+def _tiny_channel(path: Path) -> Path:
+    """Channel 3 of downsample2's conv at 1e-20: within the bounds, but its bias would need
+    about 2**73 accumulator units at the channel's natural scale."""
+    ckpt = _demo()
+    weight = ckpt["model"]["downsample2.encode_conv.weight"].clone()
+    weight[3] = 1e-20
+    ckpt["model"]["downsample2.encode_conv.weight"] = weight
+    torch.save(ckpt, path)
+    return path
+
+
+def test_unquantizable_layer_is_refused_not_wrapped(tmp_path):
+    """Plausible values that still do not quantize: one line naming the layer, never a wrap."""
+    from quant.quantize import QuantizationError
+    from rtl_gen.emit import quantized_network
+    from sim.e2e import demo_model, quantized
+
+    ckpt = _tiny_channel(tmp_path / "bad.pth")
+    for attempt in (lambda: quantized_network(str(ckpt), 8, 1),
+                    lambda: quantized(demo_model(1, ckpt)[0])):
+        with pytest.raises(QuantizationError, match=r"downsample2\.encode_conv: .*2\*\*53"):
+            attempt()
+    argv, absent = _entry("quant.cli", ckpt, tmp_path)
+    line = _refused(_run(argv), [f"checkpoint {ckpt}: downsample2.encode_conv", "2**53",
+                                 "cannot quantize"], absent)
+    _log("quant.cli", "tiny-channel (1e-20)", line.replace(str(tmp_path), "$TMP"))
+
+
 def test_pickled_payload_is_live(tmp_path):
     """The pickled-code file really runs code when unpickled unsafely (so the test means it)."""
     ckpt = _pickled_code(tmp_path / "bad.pth")
