@@ -50,7 +50,7 @@ MAX_RUNNING_VAR = MAX_ABS_VALUE ** 2
 
 
 class CheckpointError(ValueError):
-    """Report a checkpoint that does not fit the model (keys, shapes or format)."""
+    """Report a checkpoint that does not fit the model (keys, shapes, format or values)."""
 
 
 def _index(flat_position: int, shape: tuple) -> tuple:
