@@ -13,7 +13,10 @@ Accepted layouts (a ``.pth``/``.pt`` file read with ``torch.load(weights_only=Tr
 - a ``module.`` prefix (DataParallel) is removed.
 
 Loading is strict: a missing, unexpected or mis-shaped key raises :class:`CheckpointError` naming
-the key, the shape expected and the shape found, and the file.
+the key, the shape expected and the shape found, and the file. So does a value no trained model
+holds (:func:`check_values`): NaN or Inf, a negative batch-norm ``running_var``, or a magnitude
+beyond :data:`MAX_ABS_VALUE` (``running_var``: :data:`MAX_RUNNING_VAR`). Every message is one
+line.
 """
 
 from __future__ import annotations
@@ -29,11 +32,71 @@ from .config import ModelConfig, variant
 from .model import MetaSpikeFormer
 
 __all__ = ["CheckpointError", "read_checkpoint", "load_checkpoint", "save_checkpoint",
-           "infer_config", "check_state_dict"]
+           "infer_config", "check_state_dict", "check_values", "MAX_ABS_VALUE",
+           "MAX_RUNNING_VAR"]
+
+#: Largest magnitude accepted in a checkpoint's floating-point tensors (weights, biases, BN
+#: affine parameters and running means, learned thresholds). Trained values are of order 1 (the
+#: demo's largest is 2.1); anything beyond 1e6 is corruption, not training. The bound also keeps
+#: the arithmetic sane downstream: a folded weight is at most 1e6 / sqrt(BN eps 1e-5) = 3.2e8,
+#: so float32 forward passes stay finite and the quantizer's per-channel scales stay far inside
+#: float64, whose integers are exact below 2**53.
+MAX_ABS_VALUE = 1e6
+#: Largest accepted batch-norm ``running_var``: a variance is a square, so the square of
+#: :data:`MAX_ABS_VALUE`. Zero is accepted (BN divides by ``sqrt(var + eps)``: a channel that never
+#: varied, e.g. behind pruned weights, has a zero running variance, and it folds exactly);
+#: negative is refused (no variance is negative; it makes the fold NaN).
+MAX_RUNNING_VAR = MAX_ABS_VALUE ** 2
 
 
 class CheckpointError(ValueError):
-    """Report a checkpoint that does not fit the model (keys, shapes or format)."""
+    """Report a checkpoint that does not fit the model (keys, shapes, format or values)."""
+
+
+def _index(flat_position: int, shape: tuple) -> tuple:
+    """Return the multi-index of a flat position (for messages)."""
+    index = []
+    for size in reversed(shape):
+        index.append(flat_position % size)
+        flat_position //= size
+    return tuple(reversed(index))
+
+
+def check_values(sd: dict, source: str = "state dict") -> None:
+    """Raise :class:`CheckpointError` (one line) unless every floating value is plausible.
+
+    Refused: NaN or Inf anywhere; a batch-norm ``running_var`` below 0 or above
+    :data:`MAX_RUNNING_VAR`; any other value with ``|x| > MAX_ABS_VALUE``. The message names the
+    source, the state-dict key, the first offending index and value, and the allowed range.
+    Integer tensors (``num_batches_tracked``) are not checked.
+    """
+    for key, value in sd.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        flat = value.detach().reshape(-1).to(torch.float64)
+        if flat.numel() == 0:
+            continue
+        shape = tuple(value.shape)
+        finite = torch.isfinite(flat)
+        if not bool(finite.all()):
+            nan = int(torch.isnan(flat).sum())
+            inf = int(torch.isinf(flat).sum())
+            first = int((~finite).nonzero()[0, 0])
+            raise CheckpointError(
+                f"{source}: key {key!r} holds {nan} NaN and {inf} Inf value(s) of {flat.numel()} "
+                f"(first: {float(flat[first])} at index {_index(first, shape)}); every value "
+                f"must be finite")
+        if key.endswith("running_var"):
+            low, high, what = 0.0, MAX_RUNNING_VAR, "a batch-norm running variance"
+        else:
+            low, high, what = -MAX_ABS_VALUE, MAX_ABS_VALUE, "a checkpoint value"
+        outside = (flat < low) | (flat > high)
+        if bool(outside.any()):
+            first = int(outside.nonzero()[0, 0])
+            raise CheckpointError(
+                f"{source}: key {key!r} holds {int(outside.sum())} value(s) outside "
+                f"[{low:g}, {high:g}] (first: {float(flat[first]):g} at index "
+                f"{_index(first, shape)}); allowed for {what}: {low:g} to {high:g}")
 
 
 def _torch_load(path: str) -> object:
@@ -44,7 +107,7 @@ def _torch_load(path: str) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # the unpickler raises several types; name the file
             raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): "
-                                  f"{exc}") from exc
+                                  f"{_load_failure(exc)}") from exc
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
@@ -58,10 +121,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
     if path.endswith(".safetensors"):
         from safetensors import safe_open
         from safetensors.torch import load_file
-        sd = load_file(path)
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-        config = json.loads(meta["config"]) if "config" in meta else None
+        try:
+            sd = load_file(path)
+            with safe_open(path, framework="pt") as f:
+                meta = f.metadata() or {}
+            config = json.loads(meta["config"]) if "config" in meta else None
+        except Exception as exc:  # SafetensorError, JSONDecodeError, ...: name the file
+            raise CheckpointError(f"{path}: cannot be read as safetensors: "
+                                  f"{_one_line(exc)}") from exc
+        if config is not None and not isinstance(config, dict):
+            raise CheckpointError(f"{path}: metadata 'config' is not a JSON object")
         return _strip_module(sd), config, "safetensors"
     obj = _torch_load(path)
     if not isinstance(obj, dict):
@@ -79,6 +148,33 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
         return _strip_module(obj), None, "bare"
     raise CheckpointError(f"{path}: no 'model' or 'state_dict' entry and not a bare state dict "
                           f"(top-level keys: {sorted(map(str, obj))[:10]})")
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Return the reason inside torch.load's message, on one line, without its advice.
+
+    torch's text suggests re-running with ``weights_only=False``, which would run a hostile
+    pickle's code; the reason alone is what the user needs.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Please use|Check the documentation|$)",
+                      text, re.S)
+    if found:
+        detail = " ".join(found.group(1).split()).rstrip(".")
+        call = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        if call:
+            return (f"refused, unpickling it would call {call.group(1)} (a checkpoint holds "
+                    f"tensors and plain data only; nothing was run)")
+        return f"not a checkpoint of tensors and plain data ({detail})"
+    if isinstance(exc, EOFError) or not text.strip():
+        return f"empty or truncated ({type(exc).__name__})"
+    return _one_line(text.split(". ")[0])
+
+
+def _one_line(exc: BaseException | str, limit: int = 300) -> str:
+    """Return an exception's message on one line, shortened to ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _strip_module(sd: dict) -> dict:
@@ -144,11 +240,11 @@ def check_state_dict(model: torch.nn.Module, sd: dict, source: str = "state dict
             found = tuple(sd[key].shape) if hasattr(sd[key], "shape") else type(sd[key])
             problems.append(f"unexpected key {key!r} (expected none, found shape {found})")
     if problems:
-        shown = "\n  ".join(problems[:12])
-        more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
+        shown = "; ".join(problems[:4])
+        more = f"; ... and {len(problems) - 4} more" if len(problems) > 4 else ""
         name = model.cfg.name if hasattr(model, "cfg") else type(model).__name__
         raise CheckpointError(f"{source} does not fit the {name} model "
-                              f"({len(problems)} problem(s)):\n  {shown}{more}")
+                              f"({len(problems)} problem(s)): {shown}{more}")
 
 
 def load_checkpoint(path: str | os.PathLike, cfg: ModelConfig | str | None = None,
@@ -177,12 +273,18 @@ def load_checkpoint(path: str | os.PathLike, cfg: ModelConfig | str | None = Non
     elif cfg is not None:
         cfg = cfg.replace(**overrides).validate() if overrides else cfg.validate()
     elif config is not None:
+        try:
+            ModelConfig.from_dict(config).validate()
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{source}: its 'config' entry is not a valid model "
+                                  f"configuration: {_one_line(exc)}") from exc
         cfg = ModelConfig.from_dict(config).replace(**overrides).validate()
     else:
         cfg = infer_config(sd, source, **overrides)
     model = MetaSpikeFormer(cfg)
     allow = ("head.", "head_kd.") if layout == "backbone" else ()
     check_state_dict(model, sd, source, allow_missing=allow)
+    check_values(sd, source)
     model.load_state_dict(sd, strict=not allow)
     return model.eval()
 

@@ -31,6 +31,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 
@@ -290,20 +291,42 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write layers, rates and totals to this JSON file")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    problem = None
+    if args.images < 1:
+        problem = f"--images {args.images} is out of range: at least 1"
+    elif args.T is not None and args.T < 1:
+        problem = f"--T {args.T} is out of range: at least 1"
+    elif args.threads < 1:
+        problem = f"--threads {args.threads} is out of range: at least 1"
+    elif not 0 <= args.sram_pj_per_byte < float("inf"):
+        problem = f"--sram-pj-per-byte {args.sram_pj_per_byte} must be finite and >= 0"
+    for flag, target in (("--csv", args.csv), ("--json", args.json)):
+        if problem is None and target:
+            parent = os.path.dirname(os.path.abspath(target))
+            if not os.path.isdir(parent):
+                problem = f"{flag} {target}: directory {parent} does not exist"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
-    overrides = {"T": args.T} if args.T else {}
-    if args.variant:
-        from .config import variant
-        torch.manual_seed(0)
-        model = MetaSpikeFormer(variant(args.variant, **overrides))
-        what = f"variant {args.variant} (random weights, seed 0)"
-    else:
-        from pathlib import Path
+    overrides = {"T": args.T} if args.T is not None else {}
+    try:
+        if args.variant:
+            from .config import variant
+            torch.manual_seed(0)
+            model = MetaSpikeFormer(variant(args.variant, **overrides))
+            what = f"variant {args.variant} (random weights, seed 0)"
+        else:
+            from pathlib import Path
 
-        from .checkpoint import load_checkpoint
-        path = args.ckpt or str(Path(__file__).parent / "checkpoints" / "demo.pth")
-        model = load_checkpoint(path, **overrides)
-        what = f"checkpoint {path}"
+            from .checkpoint import load_checkpoint
+            path = args.ckpt or str(Path(__file__).parent / "checkpoints" / "demo.pth")
+            model = load_checkpoint(path, **overrides)
+            what = f"checkpoint {path}"
+    except (ValueError, OSError, RuntimeError) as exc:
+        # CheckpointError is a ValueError; a missing file is an OSError. One line, nothing written.
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     images, data = _images(model, args.images, args.data)
     constants = EnergyConstants(sram_pj_per_byte=args.sram_pj_per_byte)
     layers, rates = measure(model, images, args.graph, constants)

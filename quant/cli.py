@@ -39,30 +39,41 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the CLI; return the exit status (errors print one clear line, status 2)."""
     args = build_parser().parse_args(argv)
-    from .quantize import MAX_BITS, MIN_BITS
+    from . import MAX_BITS, MIN_BITS  # no torch yet: argument errors are quick
     for flag, value in (("--bits", args.bits), ("--pixel-bits", args.pixel_bits)):
         if not MIN_BITS <= value <= MAX_BITS:
             print(f"error: {flag} {value} is out of range {MIN_BITS}..{MAX_BITS}", file=sys.stderr)
             return 2
+    for flag, value in (("--T", args.T), ("--img-size", args.img_size)):
+        if value is not None and value < 1:
+            print(f"error: {flag} {value} is out of range: at least 1", file=sys.stderr)
+            return 2
     if os.path.exists(args.out):
         print(f"error: output directory {args.out} already exists", file=sys.stderr)
+        return 2
+    if not os.path.exists(args.checkpoint):
+        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
     import torch
     from golden.checkpoint import load_checkpoint
     from .images import export
-    from .quantize import quantize_model
+    from .quantize import QuantizationError, quantize_model
     torch.set_num_threads(min(4, torch.get_num_threads()))
     overrides = {k: v for k, v in (("T", args.T), ("img_size", args.img_size)) if v is not None}
     start = time.perf_counter()
     try:
         model = load_checkpoint(args.checkpoint, args.variant, **overrides)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
+        try:
+            net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
+                                 fuse_sepconv=not args.no_fuse_sepconv)
+        except QuantizationError as exc:
+            raise QuantizationError(f"checkpoint {args.checkpoint}: {exc}") from exc
+        manifest = export(net, args.out, coe=args.coe, report=net.report())
+    except (ValueError, OverflowError, OSError, RuntimeError) as exc:
+        # CheckpointError and QuantizationError are ValueErrors; nothing has been written.
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
-    net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
-                         fuse_sepconv=not args.no_fuse_sepconv)
-    manifest = export(net, args.out, coe=args.coe, report=net.report())
     rows = net.report()
     widest = max((r.get("acc_bits", 0) for r in rows))
     print(f"quantized {args.checkpoint} ({model.cfg.name}, {args.bits}-bit weights) -> "

@@ -12,18 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import intops
+from . import MAX_BITS, MIN_BITS, intops  # the bit range: 2..16, re-exported
 from .fold import FoldedNet, fold_model
 from .graph import plan
 
 __all__ = ["PixelQuant", "IntLayer", "IntLIF", "IntStream", "IntNet", "quantize",
            "quantize_model", "default_pixel_range", "DIGITS_PIXEL_RANGE", "IMAGENET_PIXEL_RANGE",
-           "MIN_BITS", "MAX_BITS"]
+           "MIN_BITS", "MAX_BITS", "QuantizationError"]
 
-MIN_BITS, MAX_BITS = 2, 16
 # Products and sums are evaluated by float BLAS as an exact integer evaluator; float64 holds every
 # integer below 2**53 exactly, so a layer whose worst-case magnitude passes this is refused.
 EXACT_FLOAT64 = 2 ** 53
+
+
+class QuantizationError(ValueError):
+    """A folded value the integer network cannot represent (NaN, Inf, or beyond 2**53 units)."""
 
 
 def _check_bits(name: str, bits) -> int:
@@ -269,8 +272,20 @@ def _pow2_at_least(ratio: np.ndarray) -> np.ndarray:
     return k
 
 
-def _rint(x: np.ndarray) -> np.ndarray:
-    """Round to the nearest integer, half to even (NumPy's ``rint``), as int64."""
+def _rint(x: np.ndarray, name: str = "", what: str = "value") -> np.ndarray:
+    """Round to the nearest integer, half to even (NumPy's ``rint``), as int64.
+
+    Raises :class:`QuantizationError` for a NaN, an Inf or a magnitude of 2**53 or more (float64
+    is exact below it; a cast to int64 would silently wrap), naming the layer.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    bad = ~np.isfinite(x) | (np.abs(np.nan_to_num(x, nan=0.0)) >= EXACT_FLOAT64)
+    if bad.any():
+        first = np.unravel_index(int(np.argmax(bad)), x.shape) if x.ndim else ()
+        raise QuantizationError(
+            f"{name}: quantized {what} {x[first]:g} at index {tuple(int(i) for i in first)} is "
+            f"not an integer below 2**53 (NaN, Inf or an extreme ratio of values in the "
+            f"checkpoint's layers); cannot quantize")
     return np.rint(x).astype(np.int64)
 
 
@@ -340,8 +355,11 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
     for name, (layer, weight, bias) in folded.items():
         scale = final_scale[name]
         view = (-1,) + (1,) * (weight.ndim - 1)
-        q_weight = _rint(weight * input_unit[name] / scale.reshape(view))
-        q_bias = _rint(bias / scale)
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise QuantizationError(f"{name}: scale {scale.min():g}..{scale.max():g} is not "
+                                    f"finite and positive (NaN or Inf in the folded layer)")
+        q_weight = _rint(weight * input_unit[name] / scale.reshape(view), name, "weight")
+        q_bias = _rint(bias / scale, name, "bias")
         if np.abs(q_weight).max(initial=0) > qmax:
             raise AssertionError(f"{name}: weight beyond {weight_bits} bits (scale bug)")
         per_out = q_weight.reshape(q_weight.shape[0], -1)
@@ -369,7 +387,8 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
         if layer.kind == "stem":
             bound = max(bound, int(np.abs(per_out).sum(1).max()) * pixel.max_code)
         if bound >= EXACT_FLOAT64:
-            raise OverflowError(f"{name}: worst-case accumulator {bound} needs more than 53 bits")
+            raise QuantizationError(f"{name}: worst-case accumulator {bound} needs more than 53 "
+                                    f"bits; cannot quantize")
         out.layers[name] = int_layer
 
     for stream, producers in planner.streams.items():

@@ -80,14 +80,16 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from .emit import emit, unit_factories  # noqa: PLC0415 - after the config is known good
-
-    from golden.checkpoint import CheckpointError  # noqa: PLC0415
+    from .emit import emit, quantized_network, unit_factories  # noqa: PLC0415 - config good
 
     try:
+        if needs_checkpoint:
+            # Load, check and quantize the checkpoint before anything is generated or written
+            # (golden.checkpoint.check_values, quant's range checks): a bad one is one line.
+            quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
         manifest = emit(point, args.out)
-    except (ConfigError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # ConfigError, CheckpointError, QuantizationError
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     for unit in manifest["units"]:
         print(f"wrote {args.out / unit['file']}")

@@ -57,10 +57,13 @@ def ports_of(unit: wiring.Component) -> list[dict]:
 def quantized_network(checkpoint: str, weight_bits: int, time_steps: int):
     """Load ``checkpoint`` at ``time_steps`` and quantize it (quant's defaults otherwise)."""
     from golden.checkpoint import load_checkpoint  # noqa: PLC0415 - only the network needs it
-    from quant.quantize import quantize_model  # noqa: PLC0415
+    from quant.quantize import QuantizationError, quantize_model  # noqa: PLC0415
 
-    model = load_checkpoint(checkpoint, T=time_steps)
-    net = quantize_model(model, weight_bits)
+    model = load_checkpoint(checkpoint, T=time_steps)  # checks keys, shapes and values
+    try:
+        net = quantize_model(model, weight_bits)
+    except QuantizationError as error:
+        raise QuantizationError(f"checkpoint {checkpoint}: {error}") from error
     weights = sum(int(layer.weight.size) for layer in net.layers.values())
     if weights > MAX_NETWORK_WEIGHTS:
         raise ConfigError(

@@ -39,7 +39,11 @@ E_ADD_INT8, E_MUL_INT8, E_SRAM_BYTE = 0.03, 0.2, 1.25
 
 
 def demo_model(T: int, checkpoint=None, seed: int = 0):
-    """Return ``(model, trained)``: the demo checkpoint at T, or a seeded random demo model."""
+    """Return ``(model, trained)``: the demo checkpoint at T, or a seeded random demo model.
+
+    Raises ``FileNotFoundError`` for a missing checkpoint and ``golden.checkpoint.CheckpointError``
+    (a ``ValueError``) for one that does not load or holds values no trained model has.
+    """
     import torch
     from torch import nn
 
@@ -48,13 +52,11 @@ def demo_model(T: int, checkpoint=None, seed: int = 0):
 
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         if not path.exists():
-            raise SystemExit(f"error: checkpoint {path} does not exist (train it with "
-                             "`make demo-model`, or pass --checkpoint random)")
-        try:
-            return load_checkpoint(path, "demo", T=T).double().eval(), True
-        except (ValueError, RuntimeError, OSError) as error:
-            # A broken checkpoint is an error, never a silent switch to other weights.
-            raise SystemExit(f"error: cannot load {path}: {error}") from None
+            raise FileNotFoundError(f"checkpoint {path} does not exist (train it with "
+                                    "`make demo-model`, or pass --checkpoint random)")
+        # A broken checkpoint raises (CheckpointError names the file and the key), never a
+        # silent switch to other weights.
+        return load_checkpoint(path, "demo", T=T).double().eval(), True
     from golden.config import variant
     from golden.model import MetaSpikeFormer
 
@@ -188,9 +190,9 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
 
     torch.set_num_threads(1)
     out = Path(out).resolve()  # the simulator runs in its build directory
-    out.mkdir(parents=True, exist_ok=True)
     model, trained = demo_model(T, checkpoint, seed)
     net = quantized(model)
+    out.mkdir(parents=True, exist_ok=True)  # only once the checkpoint has loaded and quantized
     x, labels = test_images(images)
     codes, logits, trace, float_logits = golden_run(model, net, x)
     if arch == "shared":
@@ -395,6 +397,33 @@ def main(argv=None) -> int:
                    help="clock for the latency figure (default 100 MHz; see docs/network.md)")
     p.add_argument("--out", default=str(ROOT / "build" / "e2e"), help="report directory")
     args = p.parse_args(argv)
+    problem = None
+    if args.images < 1:
+        problem = f"--images {args.images} is out of range: at least 1"
+    elif min(args.T) < 1:
+        problem = f"--T {min(args.T)} is out of range: at least 1"
+    elif args.lanes is not None and not 1 <= args.lanes <= 256:
+        problem = f"--lanes {args.lanes} is out of range: 1..256"
+    elif not 0 < args.clock_mhz < float("inf"):
+        problem = f"--clock-mhz {args.clock_mhz} must be finite and > 0"
+    if problem is None and args.checkpoint not in (None, "random") \
+            and not Path(args.checkpoint).exists():
+        problem = f"checkpoint {args.checkpoint} does not exist"
+    if problem is None:
+        # Load, check and quantize the checkpoint at every T before anything is written, built
+        # or simulated: a bad checkpoint is one line naming the file and the key.
+        from quant.quantize import QuantizationError
+
+        try:
+            for T in args.T:
+                quantized(demo_model(T, args.checkpoint)[0])
+        except (ValueError, OSError) as error:  # CheckpointError, QuantizationError, missing
+            problem = " ".join(str(error).split())
+            if isinstance(error, QuantizationError):
+                problem = f"checkpoint {args.checkpoint or DEFAULT_CHECKPOINT}: {problem}"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     status = 0
     for T in args.T:
         lanes = args.lanes or (16 if args.arch == "shared" else 8)
