@@ -16,11 +16,10 @@ register goes from ``x`` to 0 at time 0 and wakes every block. Under SystemVeril
 6.8) the initial value is set *before* any process starts, without an event, so no block wakes at
 time 0. Icarus Verilog follows the standard (``iverilog -g2005`` runs the blocks, ``-g2012`` does
 not), and cocotb's Icarus runner compiles with ``-g2012``: every combinational signal whose inputs
-did not change after time 0 stayed ``x`` until one did. In the SDSA-3 unit the addressing unit's
-``ready`` reached the input buffer's ``inp_ready`` through such a block; ``accepted`` was ``x`` on
-the first beat, the buffer forwarded the beat while the token counter (``if (accepted)`` reads
-``x`` as false) did not count it, and the unit waited forever for a beat that had already gone.
-Verilator is two-state and evaluates every combinational block at start-up, so it never saw this.
+did not change after time 0 stayed ``x`` until one did. In the SDSA-3 unit the Q memory's read
+address came from such a block and stayed ``x`` until the Q pass, so Q row 0 was read as ``x``,
+the addressing unit's handshake became ``x`` and the unit stopped for good (``docs/simulators.md``
+traces it). Verilator is two-state and evaluates every block at start-up, so it never saw this.
 
 :func:`time_zero_safe` makes the trigger an explicit ``initial`` assignment, which is an event at
 time 0 in both language modes. The trigger is read nowhere else, so nothing the design computes
