@@ -46,6 +46,18 @@ def test_time_zero_safe_rewrites_every_module_trigger():
     assert len(fixed.splitlines()) == len(raw.splitlines()) + modules
 
 
+def test_rtl_gen_emits_time_zero_safe_verilog(tmp_path):
+    from rtl_gen.config import load  # noqa: PLC0415
+    from rtl_gen.emit import emit  # noqa: PLC0415
+
+    manifest = emit(load(None, units=("lif", "sdsa"), lanes=4, tokens=3, head_width=5),
+                    tmp_path / "rtl")
+    for unit in manifest["units"]:
+        text = (tmp_path / "rtl" / unit["file"]).read_text()
+        assert "initial \\$auto$verilog_backend" in text
+        assert time_zero_safe(text) == text
+
+
 def test_time_zero_safe_refuses_an_unknown_trigger_form():
     text = YOSYS_SHAPE.replace(" = 0;", " = 1'b0;", 1)
     with pytest.raises(ValueError, match="unknown form"):
