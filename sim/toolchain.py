@@ -53,6 +53,7 @@ __all__ = [
     "selected_simulator",
     "waves_requested",
     "icarus_available",
+    "icarus_environment",
     "ICARUS_MISSING",
     "TIMESCALE",
 ]
