@@ -311,9 +311,14 @@ def build(verilog: str, toplevel: str, *, extra_args: tuple[str, ...] = (),
                         log_file=build_dir / "build.log",
                     )
                 except (SystemExit, RuntimeError) as error:
+                    hint = ""
+                    if waves and simulator == "verilator" and not Path(
+                            "/usr/include/lz4.h").exists():
+                        hint = ("; FST waves need lz4.h: `apt-get install liblz4-dev` "
+                                "(or `make install` as root)")
                     raise ToolchainError(
                         f"{simulator} build of {toplevel} failed ({error}); "
-                        f"see {build_dir / 'build.log'}"
+                        f"see {build_dir / 'build.log'}{hint}"
                     ) from None
             stamp.write_text(key)
     return Design(toplevel=toplevel, verilog=source, build_dir=build_dir, simulator=simulator,
