@@ -9,15 +9,17 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install test test-all rtl synth sim quantize demo bench energy demo-model clean
+.PHONY: help install system-tools test test-all rtl synth sim quantize demo bench energy demo-model clean
 
 help:
-	@echo "install   create $(VENV) and install the project with its dev extras (idempotent)"
+	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
+	@echo "          as root also apt-get installs iverilog and liblz4-dev when missing"
 	@echo "test      the fast test suite (unit, golden, quant and Verilator tests)"
 	@echo "test-all  every test, including the slow ones"
 	@echo "rtl       emit and lint Verilog of CONFIG=$(CONFIG) under $(OUT)/rtl"
 	@echo "synth     Yosys resources and nextpnr Fmax of CONFIG's units (installs the synth extra)"
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
+	@echo "          (SIM=icarus: on Icarus Verilog; WAVES=1: an FST per run in its build dir)"
 	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
 	@echo "demo      the whole flow on the shipped default"
 	@echo "bench     benchmark scripts (speed, cycles, accuracy); prints numbers"
@@ -25,7 +27,22 @@ help:
 	@echo "demo-model  retrain the shipped demo checkpoint"
 	@echo "clean     remove build outputs (keeps $(VENV))"
 
-install: $(STAMP)
+install: $(STAMP) system-tools
+
+# Icarus Verilog (the second simulator: SIM=icarus, the `icarus` tests) and lz4.h (Verilator's
+# FST waves: WAVES=1) come from Debian, not PyPI. As root they are apt-get installed when missing;
+# otherwise one line says how to get them (without them those tests skip; nothing else needs them).
+SYSTEM_TOOLS_HINT := SIM=icarus runs and the icarus tests need Icarus Verilog, Verilator's FST waves need lz4.h
+system-tools:
+	@missing=""; \
+	{ command -v iverilog && command -v vvp; } >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "apt-get install$$missing"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; } \
+	    >/dev/null || echo "apt-get install$$missing failed ($(SYSTEM_TOOLS_HINT))"; \
+	else echo "not installed:$$missing; get it with \`sudo apt-get install$$missing\` ($(SYSTEM_TOOLS_HINT))"; fi
 
 # torch is installed first and pinned: a CPU build of exactly 2.13.0 is on the machine's disk,
 # while any looser request would download a multi-GB CUDA build.
@@ -61,6 +78,8 @@ synth: install
 	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth --seeds $(SEEDS) --jobs $(SYNTH_JOBS) $(if $(UNITS),--units $(UNITS))
 
 # IMAGES test digits at each of TSTEPS time steps through the whole demo network on Verilator.
+# SIM=icarus runs everything on Icarus Verilog instead (far slower on the whole network:
+# docs/simulators.md); WAVES=1 writes an FST of every run into its build directory under build/sim.
 IMAGES ?= 4
 TSTEPS ?= 1 2
 

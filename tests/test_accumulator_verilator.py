@@ -1,4 +1,4 @@
-"""Synapse engine as Verilog on Verilator through cocotb, against quant.intops' layer functions."""
+"""Synapse engine as Verilog on Verilator and Icarus through cocotb, against quant.intops."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,12 @@ DESIGN_POINTS = {
 }
 
 
-def run_point(name, tmp_path, seed=2024):
+#: Icarus tests skip, saying how to install it, where iverilog is missing.
+NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
+                                  reason=toolchain.ICARUS_MISSING)
+
+
+def run_point(name, tmp_path, seed=2024, simulator=None):
     layer, params, patterns, _ = DESIGN_POINTS[name]
     rng = np.random.default_rng(seed)
     weight, bias = random_layer(rng, **layer)
@@ -37,7 +42,8 @@ def run_point(name, tmp_path, seed=2024):
     case = tmp_path / f"{name}.npz"
     write_engine_case(case, name=name, seed=seed, kind=layer["kind"], weight=weight, bias=bias,
                       frames=frames, rates=FIRING_RATES, **params)
-    design = toolchain.build(verilog.convert(dut, name="synapse", emit_src=False), "synapse")
+    design = toolchain.build(verilog.convert(dut, name="synapse", emit_src=False), "synapse",
+                             simulator=simulator)
     toolchain.run(design, "sim.tb.accumulator", name=name, extra_env={
         "SYN_CASE": str(case), "SYN_PATTERNS": "1" if patterns else "0"})
 
@@ -46,6 +52,14 @@ def run_point(name, tmp_path, seed=2024):
 @pytest.mark.parametrize("point", sorted(k for k, v in DESIGN_POINTS.items() if not v[3]))
 def test_engine_on_verilator(point, tmp_path):
     run_point(point, tmp_path)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("point", sorted(k for k, v in DESIGN_POINTS.items() if not v[3]))
+def test_engine_on_icarus(point, tmp_path):
+    run_point(point, tmp_path, simulator="icarus")
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Spike addressing unit as Verilog on Verilator through cocotb, against its reference."""
+"""Spike addressing unit as Verilog on Verilator and Icarus through cocotb, against its model."""
 
 import pytest
 from amaranth.back import verilog
@@ -17,14 +17,32 @@ DESIGN_POINTS = {
 }
 
 
+#: Icarus tests skip, saying how to install it, where iverilog is missing.
+NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
+                                  reason=toolchain.ICARUS_MISSING)
+
+
 @pytest.mark.verilator
 @pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
 def test_addressing_on_verilator(point):
+    run_point(point)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
+def test_addressing_on_icarus(point):
+    run_point(point, "icarus")
+
+
+def run_point(point, simulator=None):
+    """Build the design point and run sim.tb.addressing on it (default: $SIM or Verilator)."""
     params = dict(DESIGN_POINTS[point])
     tag_bits = params.pop("tag_bits", 0)
     dut = SpikeAddressing(**params, tag_shape=unsigned(tag_bits) if tag_bits else None)
     design = toolchain.build(verilog.convert(dut, name="addressing", emit_src=False),
-                             "addressing")
+                             "addressing", simulator=simulator)
     toolchain.run(design, "sim.tb.addressing", name=point, extra_env={
         "ADDR_WIDTH": str(dut.width),
         "ADDR_PORTS": str(dut.ports),

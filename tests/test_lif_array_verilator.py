@@ -1,4 +1,4 @@
-"""Memory-backed LIF array as Verilog on Verilator through cocotb, against lif_step."""
+"""Memory-backed LIF array as Verilog on Verilator and Icarus through cocotb, against lif_step."""
 
 import numpy as np
 import pytest
@@ -16,9 +16,27 @@ DESIGN_POINTS = {
 }
 
 
+#: Icarus tests skip, saying how to install it, where iverilog is missing.
+NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
+                                  reason=toolchain.ICARUS_MISSING)
+
+
 @pytest.mark.verilator
 @pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
 def test_lif_array_on_verilator(point):
+    run_point(point)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
+def test_lif_array_on_icarus(point):
+    run_point(point, "icarus")
+
+
+def run_point(point, simulator=None):
+    """Build the design point and run sim.tb.lif_array on it (default: $SIM or Verilator)."""
     params = DESIGN_POINTS[point]
     seed = 4242
     # The testbench draws the same case from the seed; its thresholds configure the design.
@@ -28,7 +46,8 @@ def test_lif_array_on_verilator(point):
     dut = LIFArray(lanes=params["lanes"], words=params["words"],
                    input_width=params["input_width"],
                    membrane_width=params.get("membrane_width"), thresholds=case.thresholds)
-    design = toolchain.build(verilog.convert(dut, name="lif_array", emit_src=False), "lif_array")
+    design = toolchain.build(verilog.convert(dut, name="lif_array", emit_src=False), "lif_array",
+                             simulator=simulator)
     toolchain.run(design, "sim.tb.lif_array", name=point, extra_env={
         "LIFA_LANES": str(dut.lanes), "LIFA_WORDS": str(dut.words),
         "LIFA_CHANNELS": str(params["channels"]), "LIFA_INPUT_WIDTH": str(dut.input_width),

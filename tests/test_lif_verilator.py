@@ -1,4 +1,4 @@
-"""LIF unit as Verilog on Verilator through cocotb, against the integer reference."""
+"""LIF unit as Verilog on Verilator and Icarus through cocotb, against the integer reference."""
 
 import pytest
 from amaranth.back import verilog
@@ -13,12 +13,31 @@ DESIGN_POINTS = {
 }
 
 
+#: Icarus tests skip, saying how to install it, where iverilog is missing.
+NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
+                                  reason=toolchain.ICARUS_MISSING)
+
+
 @pytest.mark.verilator
 @pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
 def test_lif_on_verilator(point):
+    run_point(point)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("point", sorted(DESIGN_POINTS))
+def test_lif_on_icarus(point):
+    run_point(point, "icarus")
+
+
+def run_point(point, simulator=None):
+    """Build the design point and run sim.tb.lif on it (default simulator: $SIM or Verilator)."""
     params = DESIGN_POINTS[point]
     dut = LIF(**params)
-    design = toolchain.build(verilog.convert(dut, name="lif", emit_src=False), "lif")
+    design = toolchain.build(verilog.convert(dut, name="lif", emit_src=False), "lif",
+                             simulator=simulator)
     thresholds = "" if dut.thresholds is None else ",".join(map(str, dut.thresholds))
     toolchain.run(design, "sim.tb.lif", name=point, extra_env={
         "LIF_LANES": str(dut.lanes),

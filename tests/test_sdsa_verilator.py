@@ -1,4 +1,4 @@
-"""SDSA unit as Verilog on Verilator through cocotb, against the integer golden SDSA."""
+"""SDSA unit as Verilog on Verilator and Icarus through cocotb, against the integer golden SDSA."""
 
 import json
 
@@ -15,6 +15,11 @@ from sim.tb.sdsa import write_cases
 
 ALWAYS, PAUSE, SPARSE = PATTERNS["always"], PATTERNS["pause"], PATTERNS["sparse"]
 
+#: Icarus tests skip, saying how to install it, where iverilog is missing.
+NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
+                                  reason=toolchain.ICARUS_MISSING)
+DEMO_THRESHOLD = {Variant.SDSA1: 1, Variant.SDSA2: 2, Variant.SDSA3: 8, Variant.SDSA4: (8, 3)}
+
 
 def demo_attention():
     """Return (tokens, head_width, heads) of the demo model's attention layers."""
@@ -24,9 +29,11 @@ def demo_attention():
     return size * size, config.stage_widths[stage] // config.num_heads, config.num_heads
 
 
-def run_point(tmp_path, dut: SDSA, cases: dict, label: str) -> dict:
-    """Build ``dut``, run every case of ``cases`` through it on Verilator; return cycles."""
-    design = toolchain.build(verilog.convert(dut, name="sdsa", emit_src=False), "sdsa")
+def run_point(tmp_path, dut: SDSA, cases: dict, label: str, simulator=None) -> dict:
+    """Build ``dut``, run every case of ``cases`` through it (default: Verilator, or $SIM);
+    return cycles."""
+    design = toolchain.build(verilog.convert(dut, name="sdsa", emit_src=False), "sdsa",
+                             simulator=simulator)
     case_file = tmp_path / f"{label}.npz"
     report = tmp_path / f"{label}.json"
     write_cases(case_file, cases)
@@ -75,33 +82,89 @@ def check_cycle_model(dut, cases, cycles):
                          ids=lambda v: v.name)
 def test_demo_attention_random(tmp_path, variant):
     """The demo model's attention shape (N, d, heads from golden.config) at every firing rate."""
+    run_demo_attention(tmp_path, variant)
+
+
+def run_demo_attention(tmp_path, variant, simulator=None, only=None):
+    """Run the standard cases (or the one named ``only``) at the demo's attention shape."""
     tokens, head_width, heads = demo_attention()
-    threshold = {Variant.SDSA1: 1, Variant.SDSA2: 2, Variant.SDSA3: 8, Variant.SDSA4: (8, 3)}
     dut = SDSA(variant=variant, tokens=tokens, head_width=head_width, heads=heads, lanes=4,
-               threshold=threshold[variant])
+               threshold=DEMO_THRESHOLD[variant])
     cases = standard_cases(2024 + variant.value, tokens, head_width, heads, layers=dut.layers)
-    cycles = run_point(tmp_path, dut, cases, f"demo_{variant.name}")
+    if only is not None:
+        cases = {only: cases[only]}
+    cycles = run_point(tmp_path, dut, cases, f"demo_{variant.name}", simulator)
     check_cycle_model(dut, cases, cycles)
+    return cycles
+
+
+@pytest.mark.icarus
+@NEEDS_ICARUS
+def test_demo_sdsa3_rate_0_1_on_icarus(tmp_path):
+    """The case that hung on Icarus (docs/simulators.md): SDSA-3, demo shape, 10 % firing.
+
+    Amaranth's Verilog left ``always @*`` blocks unevaluated at time 0 under IEEE 1800
+    semantics; the first beat was taken but not counted and the unit waited forever. Few
+    seconds; in the fast set as the regression test of the time-0 fix.
+    """
+    cycles = run_demo_attention(tmp_path, Variant.SDSA3, "icarus", only="rate_0.1")
+    assert cycles == {"rate_0.1": 451}  # the same as on Verilator
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
+                         ids=lambda v: v.name)
+def test_demo_attention_random_on_icarus(tmp_path, variant):
+    """Every standard case of every variant on Icarus: the Verilator test's cycles, exactly."""
+    run_demo_attention(tmp_path, variant, "icarus")
 
 
 @pytest.mark.verilator
 def test_one_token_one_channel(tmp_path):
     """N=1, d=1, one lane, threshold 1: every q, k, v combination, membranes across steps."""
+    run_one_token_one_channel(tmp_path)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+def test_one_token_one_channel_on_icarus(tmp_path):
+    """As test_one_token_one_channel, on Icarus."""
+    run_one_token_one_channel(tmp_path, "icarus")
+
+
+def run_one_token_one_channel(tmp_path, simulator=None):
+    """Build and run the N=1, d=1 exhaustive cases."""
     bits = np.array([[q, k, v] for q in (0, 1) for k in (0, 1) for v in (0, 1)], dtype=np.uint8)
     q, k, v = (np.repeat(bits[:, None, i], 2, axis=1).reshape(8, 2, 1, 1) for i in range(3))
     case = case_from_arrays(q, k, v, first=[1, 0, 0, 1, 0, 0, 1, 0])
     dut = SDSA(variant=Variant.SDSA3, tokens=1, head_width=1, heads=2, threshold=1)
     cases = {"exhaustive": (case, ALWAYS, ALWAYS), "exhaustive_stalls": (case, PAUSE, SPARSE)}
-    cycles = run_point(tmp_path, dut, cases, "n1_d1")
+    cycles = run_point(tmp_path, dut, cases, "n1_d1", simulator)
     check_cycle_model(dut, cases, cycles)
 
 
 @pytest.mark.verilator
 def test_full_lanes_odd_sizes(tmp_path):
     """d = lanes = 13 (one cycle per row), N = 7, 3 heads: widths that are not powers of two."""
+    run_full_lanes_odd_sizes(tmp_path)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+def test_full_lanes_odd_sizes_on_icarus(tmp_path):
+    """As test_full_lanes_odd_sizes, on Icarus."""
+    run_full_lanes_odd_sizes(tmp_path, "icarus")
+
+
+def run_full_lanes_odd_sizes(tmp_path, simulator=None):
+    """Build and run the standard cases at N = 7, d = lanes = 13, 3 heads."""
     dut = SDSA(variant=Variant.SDSA3, tokens=7, head_width=13, heads=3, threshold=8)
     cases = standard_cases(77, 7, 13, 3)
-    cycles = run_point(tmp_path, dut, cases, "odd_sizes")
+    cycles = run_point(tmp_path, dut, cases, "odd_sizes", simulator)
     check_cycle_model(dut, cases, cycles)
 
 

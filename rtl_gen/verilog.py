@@ -1,0 +1,65 @@
+"""Amaranth's Verilog, made to mean the same in Verilog-2005 and SystemVerilog simulators.
+
+Amaranth converts a design through Yosys' ``write_verilog``, which emits every combinational
+process as an ``always @*`` block. Such a block runs only when one of the signals it reads
+changes, so one whose inputs never change would never run and its outputs would stay ``x``.
+Yosys works around this with one trigger register per module, declared with an initialiser and
+read (for nothing) at the top of every ``always @*`` block::
+
+    reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+    always @* begin
+      if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+      ...
+
+Under Verilog-2005 (IEEE 1364) a declaration initialiser is an ``initial`` assignment: the
+register goes from ``x`` to 0 at time 0 and wakes every block. Under SystemVerilog (IEEE 1800,
+6.8) the initial value is set *before* any process starts, without an event, so no block wakes at
+time 0. Icarus Verilog follows the standard (``iverilog -g2005`` runs the blocks, ``-g2012`` does
+not), and cocotb's Icarus runner compiles with ``-g2012``: every combinational signal whose inputs
+did not change after time 0 stayed ``x`` until one did. In the SDSA-3 unit the Q memory's read
+address came from such a block and stayed ``x`` until the Q pass, so Q row 0 was read as ``x``,
+the addressing unit's handshake became ``x`` and the unit stopped for good (``docs/simulators.md``
+traces it). Verilator is two-state and evaluates every block at start-up, so it never saw this.
+
+:func:`time_zero_safe` makes the trigger an explicit ``initial`` assignment, which is an event at
+time 0 in both language modes. The trigger is read nowhere else, so nothing the design computes
+changes (Verilator results are bit-identical); only the time-0 wake-up is now guaranteed.
+``docs/simulators.md`` has the details.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["time_zero_safe", "convert"]
+
+# The trigger's declaration: an escaped identifier (ends with a space) initialised to 0.
+_TRIGGER = re.compile(
+    r"^(?P<indent>[ \t]*)reg (?P<name>\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
+    r"= 0;$", re.MULTILINE)
+_TRIGGER_USE = re.compile(r"if \(\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ \)")
+
+
+def time_zero_safe(text: str) -> str:
+    """Return Verilog ``text`` with Yosys' time-0 trigger set by ``initial`` (idempotent).
+
+    Raises
+    ------
+    ValueError
+        If ``text`` reads a trigger but declares none in the known form (a Yosys that emits it
+        differently: the fix would silently not apply).
+    """
+    fixed, count = _TRIGGER.subn(
+        lambda m: f"{m['indent']}reg {m['name']} ;\n{m['indent']}initial {m['name']}  = 1'h0;",
+        text)
+    if count == 0 and _TRIGGER_USE.search(text) and "initial \\$auto$verilog_backend" not in text:
+        raise ValueError("the Verilog reads Yosys' always @* trigger but declares it in an "
+                         "unknown form; rtl_gen.verilog.time_zero_safe needs updating")
+    return fixed
+
+
+def convert(component, name: str, **kwargs) -> str:
+    """Return ``amaranth.back.verilog.convert(component, name=name, **kwargs)``, time-0 safe."""
+    from amaranth.back import verilog  # noqa: PLC0415
+
+    return time_zero_safe(verilog.convert(component, name=name, **kwargs))
