@@ -20,7 +20,8 @@ import numpy as np
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-from . import verilog
+from hw import verilog
+
 from .config import ConfigError, DesignPoint
 
 __all__ = ["EmittedUnit", "unit_factories", "quantized_network", "emit", "ports_of"]
@@ -140,7 +141,7 @@ def emit(point: DesignPoint, out: Path) -> dict:
             component = unit.factory()
             ports = ports_of(component)
             latency = getattr(component, "latency", None)
-            # Time-0 safe: the same meaning under IEEE 1364 and 1800 simulators (verilog.py).
+            # Time-0 safe: the same meaning under IEEE 1364 and 1800 simulators (hw/verilog.py).
             text = verilog.convert(component, name=unit.name, emit_src=False)
             data = text.encode()
             (staging / f"{unit.name}.v").write_bytes(data)

