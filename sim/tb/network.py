@@ -17,6 +17,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge, ValueChange
 
+from golden.progress import bar
 from sim.tb.common import TB
 
 
@@ -97,12 +98,16 @@ async def load_pixels(dut, codes):
     dut.load_enable.value = 0
 
 
-async def watch_steps(dut, log):
-    """Record ``(time step, program step, cycles)`` whenever the sequencer changes step."""
+async def watch_steps(dut, log, progress=None):
+    """Record ``(time step, program step, cycles)`` whenever the sequencer changes step; show the
+    time step, program step and cycles so far on the ``progress`` bar (if given)."""
     while True:
         await ValueChange(dut.step)
         await ReadOnly()
         log.append((int(dut.time_step.value), int(dut.step.value), int(dut.cycles.value)))
+        if progress is not None:
+            t, step, cycles = log[-1]
+            progress.set_postfix_str(f"t={t} step {step} {cycles:,} cycles")
 
 
 @cocotb.test()
@@ -125,10 +130,14 @@ async def test_network(dut):
     results = []
     failures = []
     codes_all = case["codes"]
-    for image in range(codes_all.shape[0]):
+    images = codes_all.shape[0]
+    # Image k of N, and the running image's time step, step and cycles so far, on stderr (off
+    # under CI=true): a whole-network run takes seconds to minutes per image.
+    progress = bar(total=images, desc="co-simulation", unit="image")
+    for image in range(images):
         await load_pixels(dut, codes_all[image])
         log = []
-        watcher = cocotb.start_soon(watch_steps(dut, log))
+        watcher = cocotb.start_soon(watch_steps(dut, log, progress))
         wall = time.perf_counter()
         dut.start.value = 1
         await RisingEdge(dut.clk)
@@ -159,7 +168,9 @@ async def test_network(dut):
                       "ok" if logits == want and message is None else "MISMATCH")
         results.append({"image": image, "cycles": total, "wall_s": elapsed, "logits": logits,
                         "steps": log, "match": logits == want and message is None})
+        progress.update()
         await RisingEdge(dut.clk)
+    progress.close()
     out = os.environ.get("NET_RESULTS")
     if out:
         with open(out, "w") as handle:
