@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.sdsa import SDSA, Variant
-from hw.sdsa_model import random_case
+from sim.cases_sdsa import random_case
 
 RATES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 

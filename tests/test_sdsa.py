@@ -5,7 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.sdsa import SDSA, Variant, sdsa_input_layout
-from hw.sdsa_model import (bits_row, case_from_arrays, expected_spikes, first_difference,
+from sim.cases_sdsa import (bits_row, case_from_arrays, expected_spikes, first_difference,
                            input_payloads, random_case)
 from sim.streams import PATTERNS, receive_all, send_all
 

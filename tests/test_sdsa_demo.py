@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hw.sdsa import SDSA, Variant
-from hw.sdsa_model import case_from_arrays, expected_spikes, first_difference
+from sim.cases_sdsa import case_from_arrays, expected_spikes, first_difference
 from tests.test_sdsa import simulate_sdsa
 from tests.test_sdsa_verilator import ALWAYS, PAUSE, SPARSE, run_point
 

@@ -8,7 +8,7 @@ from amaranth.back import verilog
 
 from golden.config import variant as model_variant
 from hw.sdsa import SDSA, Variant
-from hw.sdsa_model import case_from_arrays, random_case
+from sim.cases_sdsa import case_from_arrays, random_case
 from sim import toolchain
 from sim.streams import PATTERNS
 from sim.tb.sdsa import write_cases

@@ -34,7 +34,7 @@ def write_cases(path, cases: dict) -> None:
 
 def read_cases(path) -> list:
     """Return ``[(name, SDSACase, send_pattern, receive_pattern)]`` from :func:`write_cases`."""
-    from hw.sdsa_model import case_from_arrays  # noqa: PLC0415
+    from sim.cases_sdsa import case_from_arrays  # noqa: PLC0415
 
     cases = []
     with np.load(path) as archive:
@@ -58,7 +58,7 @@ except ImportError:  # the helpers above are usable without cocotb
 
 if cocotb is not None:
     from hw.sdsa import Variant, sdsa_input_layout, sdsa_output_layout
-    from hw.sdsa_model import bits_row, expected_spikes, first_difference, input_payloads
+    from sim.cases_sdsa import bits_row, expected_spikes, first_difference, input_payloads
     from sim.tb.common import TB, StreamSink, StreamSource, env_int, env_ints, start
 
     def _design_point():
