@@ -34,10 +34,10 @@ Spike maps (one per LIF, all ``T`` steps kept so a test can read every layer's s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -46,45 +46,10 @@ from hw.accumulator import SynapseEngine
 from hw.params import bits_for, times
 from hw.lif import LIFArray
 from hw.sdsa import SDSA
+from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes, mem_name
 from hw.stem import StemConv
 
-__all__ = ["Network", "Program", "Step", "SpikeMapInfo", "mem_name"]
-
-
-def mem_name(name: str) -> str:
-    """Return a Verilog-friendly identifier for a layer, LIF or stream name."""
-    return name.replace(".", "_")
-
-
-@dataclass
-class Step:
-    """One entry of the network program.
-
-    Members
-    -------
-    kind : str
-        ``stem``, ``begin_stem`` (copy the stem output into its stream), ``layer`` (synapse
-        engine), ``stream_lif``, ``sdsa``, ``head_pool_lif``.
-    name : str
-        Layer, LIF or attention path the step computes (unique; the report's row name).
-    layer : str or None
-        Layer name for ``stem``/``layer`` steps.
-    source : str or None
-        Spike map (LIF name) a layer reads, or the stream a LIF/pool reads.
-    sink : str
-        ``lif:<name>``, ``add:<stream>``, ``begin:<stream>``, ``logits``, ``map:<lif>``,
-        ``stem_out``.
-    first_step_only : bool
-        Run only at ``t = 0`` (the stem).
-    """
-
-    kind: str
-    name: str
-    layer: str | None = None
-    source: str | None = None
-    sink: str = ""
-    first_step_only: bool = False
-    extra: dict = field(default_factory=dict)
+__all__ = ["Network", "SpikeMapInfo", "network_signature"]
 
 
 @dataclass
@@ -97,106 +62,6 @@ class SpikeMapInfo:
     width: int
     layout: str = "conv"
     banks: int = 1
-
-
-class _Ref:
-    """What a walk primitive returned: a pending layer output, a stream, spikes or a pool."""
-
-    def __init__(self, kind, name, stream=None):
-        self.kind, self.name, self.stream = kind, name, stream
-
-
-class Program:
-    """Record :func:`quant.graph.walk` as a list of :class:`Step` (a walk backend).
-
-    Parameters
-    ----------
-    net : quant.quantize.IntNet
-    """
-
-    def __init__(self, net):
-        from quant.graph import walk
-
-        self.net = net
-        self.cfg = net.cfg
-        self.fused_sepconv = net.fuse_sepconv
-        if not net.fuse_sepconv:
-            raise NotImplementedError("the network RTL needs fused SepConv (no integer pointwise)")
-        if self.cfg.sdsa not in (3,):
-            raise NotImplementedError(f"the network RTL supports SDSA-3, not {self.cfg.sdsa}")
-        self.steps: list[Step] = []
-        self.sdsa_inputs: dict = {}
-        walk(self.cfg, self, None)
-
-    # walk primitives -------------------------------------------------------------------------
-    def stem(self, name, image):
-        self.steps.append(Step("stem", name, layer=name, sink="stem_out", first_step_only=True))
-        return _Ref("stem", name)
-
-    def conv(self, name, x):
-        return _Ref("layer", name, x)
-
-    def _layer(self, ref, sink):
-        self.steps.append(Step("layer", ref.name, layer=ref.name, source=ref.stream.name,
-                               sink=sink))
-
-    def lif(self, name, x, theta, layout):
-        if x.kind == "layer":
-            self._layer(x, f"lif:{name}")
-        elif x.kind == "stream":
-            self.steps.append(Step("stream_lif", name, source=x.name, sink=f"map:{name}"))
-        elif x.kind == "pooled":
-            self.steps.append(Step("head_pool_lif", name, source=x.name, sink=f"map:{name}"))
-        else:
-            raise NotImplementedError(f"LIF {name} on {x.kind}")
-        return _Ref("spikes", name)
-
-    def begin_stream(self, x, stream, producer):
-        if x.kind == "stem":
-            self.steps.append(Step("begin_stem", f"{producer}.begin", layer=producer,
-                                   source="stem_out", sink=f"begin:{stream}"))
-        else:
-            self._layer(x, f"begin:{stream}")
-        return _Ref("stream", stream)
-
-    def add(self, stream, branch, producer):
-        self._layer(branch, f"add:{stream.name}")
-        return _Ref("stream", stream.name)
-
-    def sdsa(self, prefix, q, k, v):
-        name = f"{prefix}.attn_lif"
-        self.steps.append(Step("sdsa", name, source=prefix, sink=f"map:{name}",
-                               extra={"q": q.name, "k": k.name, "v": v.name}))
-        return _Ref("spikes", name)
-
-    def pool(self, stream):
-        return _Ref("pooled", stream.name)
-
-    def finish(self, logits):
-        self._layer(logits, "logits")
-        return self
-
-
-def lif_map_shapes(net, steps, sizes) -> dict:
-    """Return ``{lif: (step, channels, side)}`` for every step that writes a spike map, in program
-    order (a layer's output side, the SDSA's token map, the head's 1x1, a stream's side)."""
-    shapes = {}
-    for step in steps:
-        if not step.sink.startswith(("lif:", "map:")):
-            continue
-        lif = step.sink.split(":", 1)[1]
-        channels = net.lifs[lif].threshold.shape[0]
-        if step.kind == "layer":
-            side = 1 if step.layer == "head" else sizes[step.layer.split(".")[0]]
-        elif step.kind == "sdsa":
-            side = sizes[lif.split(".")[0]]
-            channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
-        elif step.kind == "head_pool_lif":
-            side = 1
-        else:
-            side = sizes[step.source]
-        shapes[lif] = (step, channels, side)
-    return shapes
 
 
 def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
@@ -268,20 +133,20 @@ class Network(wiring.Component):
         maps = {}
         consumers = {}
         for step in steps:
-            if step.kind == "layer":
+            if step.kind is StepKind.LAYER:
                 consumers.setdefault(step.source, []).append("engine_linear" if step.layer ==
                                                              "head" else "engine_conv")
-            if step.kind == "sdsa":
-                for key in ("q", "k", "v"):
-                    consumers.setdefault(step.extra[key], []).append("sdsa")
+            if step.kind is StepKind.SDSA:
+                for lif in (step.attention.q, step.attention.k, step.attention.v):
+                    consumers.setdefault(lif, []).append("sdsa")
         for lif, (step, channels, side) in lif_map_shapes(net, steps, sizes).items():
             kinds = set(consumers.get(lif, []))
             if kinds - {"engine_conv"} and "engine_conv" in kinds:
                 raise NotImplementedError(f"spike map {lif} has consumers of mixed layouts")
             layout = "conv" if kinds <= {"engine_conv"} else "token"
             banks = lanes
-            if step.kind == "sdsa":
-                banks = net.attention[step.source]["head_width"]
+            if step.kind is StepKind.SDSA:
+                banks = net.attention[step.source].head_width
                 if layout != "conv":
                     raise NotImplementedError("SDSA output must feed a convolution")
             maps[lif] = SpikeMapInfo(lif, channels, side, side, layout, banks)
@@ -294,6 +159,11 @@ class Network(wiring.Component):
     def steps(self) -> list[Step]:
         """The program, in execution order within one time step."""
         return self._program.steps
+
+    @property
+    def T(self) -> int:
+        """Time steps of one run (fixed at generation)."""
+        return self._T
 
     @property
     def lanes(self) -> int:
@@ -362,7 +232,7 @@ class Network(wiring.Component):
         for index, step in enumerate(self.steps):
             start = Signal(name=f"start_{index}")
             finish = Signal(name=f"finish_{index}")
-            builder = getattr(self, f"_step_{step.kind}")
+            builder = getattr(self, f"_step_{step.kind.label}")
             extra_init = builder(m, step, start, finish, t, first)
             init_cycles = max(init_cycles, extra_init or 0)
             controls.append((start, finish, step.first_step_only))
@@ -568,7 +438,7 @@ class Network(wiring.Component):
         return 0
 
     def _step_begin_stem(self, m, step, start, finish, t, first):
-        stream = step.sink.split(":", 1)[1]
+        stream = step.sink.stream
         info = self._streams[stream]
         stem = self._stem
         read = self._stem_out.read_port(domain="comb")
@@ -617,8 +487,8 @@ class Network(wiring.Component):
         else:
             self._token_feeder(m, step.source, engine, start, t, prefix)
         out = engine.o.payload
-        kind, _, target = step.sink.partition(":")
-        if kind == "lif":
+        kind, target = step.sink.kind, step.sink.target
+        if kind is SinkKind.LIF:
             words = engine.positions * engine.groups
             unit = self._lif_unit(m, target, words, engine.groups, prefix)
             m.d.comb += [unit.i.valid.eq(engine.o.valid), engine.o.ready.eq(unit.i.ready),
@@ -630,14 +500,14 @@ class Network(wiring.Component):
             final = self._lif_writer(m, unit, target, t, engine.out_height, engine.groups,
                                      start, prefix)
             m.d.comb += finish.eq(final)
-        elif kind in ("add", "begin"):
+        elif kind in (SinkKind.ADD, SinkKind.BEGIN):
             info = self._streams[target]
             read = info["mem"].read_port(domain="comb")
             address = Signal(range(info["words"] + 1), name=f"{prefix}_address")
             m.d.comb += [address.eq(times(out.position, engine.groups) + out.group),
                          read.addr.eq(address), engine.o.ready.eq(1)]
             base = None
-            if kind == "add":
+            if kind is SinkKind.ADD:
                 base = data.View(self._stream_word(None, target), read.data)
             word = self._shifted(m, out.values, out.group, self._net.layers[step.layer].shift,
                                  info["bits"], prefix, base)
@@ -646,7 +516,7 @@ class Network(wiring.Component):
                 m.d.comb += [write.addr.eq(address), write.data.eq(word.as_value()),
                              write.en.eq(1)]
             m.d.comb += finish.eq(engine.o.valid & out.last)
-        elif kind == "logits":
+        elif kind is SinkKind.LOGITS:
             m.d.comb += engine.o.ready.eq(1)
             with m.If(engine.o.valid):
                 with m.Switch(out.group):
@@ -658,7 +528,7 @@ class Network(wiring.Component):
                                     self._logits_acc[channel] + out.values[lane])
             m.d.comb += finish.eq(engine.o.valid & out.last)
         else:
-            raise NotImplementedError(step.sink)
+            raise NotImplementedError(str(step.sink))
         return engine.init_cycles + 4
 
     def _stream_reader(self, m, stream, prefix):
@@ -731,15 +601,16 @@ class Network(wiring.Component):
     def _step_sdsa(self, m, step, start, finish, t, first):
         prefix = f"s{self.steps.index(step)}"
         attn = self._net.attention[step.source]
-        tokens, d, heads = attn["tokens"], attn["head_width"], attn["heads"]
-        unit = SDSA(variant=attn["sdsa"], tokens=tokens, head_width=d, heads=heads,
-                    threshold=int(attn["threshold"]))
+        tokens, d, heads = attn.tokens, attn.head_width, attn.heads
+        unit = SDSA(variant=attn.sdsa, tokens=tokens, head_width=d, heads=heads,
+                    threshold=attn.threshold)
         m.submodules[f"sdsa_{mem_name(step.source)}"] = unit
         reads = {}
         for key in ("q", "k", "v"):
-            hw = self._map_hw[step.extra[key]]
+            lif = getattr(step.attention, key)
+            hw = self._map_hw[lif]
             if hw["info"].layout != "token":
-                raise NotImplementedError(f"{step.extra[key]} must be token layout for SDSA")
+                raise NotImplementedError(f"{lif} must be token layout for SDSA")
             reads[key] = hw["mem"].read_port(domain="comb")
         n = Signal(range(tokens + 1), name=f"{prefix}_n")
         h = Signal(range(heads + 1), name=f"{prefix}_h")

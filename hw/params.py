@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["check_int", "bits_for", "times"]
+__all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times"]
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
@@ -32,6 +32,16 @@ def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) ->
 def bits_for(count: int) -> int:
     """Return the unsigned width that holds ``0 .. count - 1`` (at least 1 bit)."""
     return max(1, (count - 1).bit_length())
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Return ``ceil(numerator / denominator)`` for integers (``denominator > 0``)."""
+    return -(-numerator // denominator)
+
+
+def log2_ceil(value: int) -> int:
+    """Return the smallest ``n >= 0`` with ``2**n >= value`` (0 for ``value <= 1``)."""
+    return max(0, int(value) - 1).bit_length()
 
 
 def times(value, constant: int):

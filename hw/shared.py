@@ -2,7 +2,7 @@
 
 :class:`hw.network.Network` gives every layer its own synapse engine, LIF array and memories, with
 the weights baked in: a verification vehicle that fits no FPGA. :class:`SharedNetwork` runs the
-same program (:class:`hw.network.Program`, from the same ``quant.graph.walk`` the integer model
+same program (:class:`hw.program.Program`, from the same ``quant.graph.walk`` the integer model
 uses) on shared hardware:
 
 * one programmable synapse engine (:class:`hw.progengine.ProgEngine`) for every convolution,
@@ -20,15 +20,9 @@ uses) on shared hardware:
   output), and one SDSA unit per attention block (each keeps its attention LIF's membranes
   across time steps).
 
-Layouts (all padded to powers of two so addresses are shifts, not products):
-
-* spike map ``m`` (``C`` channels, side ``S``): channel ``c`` in bank ``c % lanes`` at word
-  ``base_m + (((t << cg_log) | c // lanes) << h_log | y)``, bit ``x``; ``2**cg_log >=
-  ceil(C / lanes)``, ``2**h_log >= S``.
-* residual stream ``s`` (``positions * G`` words of ``lanes`` values): word ``base_s + position * G
-  + g``, the engine's read-out order, so ``index`` of an output beat addresses it directly.
-* LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g``.
-* weights: :func:`hw.progengine.pack_layer_weights` per layer at its ``weight_base``.
+Where everything lives (spike maps, streams, LIF sites, layers, shift words) is planned in plain
+Python by :class:`hw.plan.SharedPlan`, which also builds the descriptor table; this module builds
+the hardware from that plan (``self.plan``).
 
 The sequencer walks the step list; for each step it decodes the step index (one cycle), loads the
 step's descriptor into registers (one cycle), pulses ``start`` and waits for the step's last
@@ -44,53 +38,21 @@ registered end flags. See docs/shared-network.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.accumulator import accumulator_bound, pack_lanes, signed_width
 from hw.lif import LIFArray
-from hw.network import Program, lif_map_shapes, network_signature
+from hw.network import network_signature
 from hw.params import bits_for
-from hw.progengine import ProgEngine, pack_layer_biases, pack_layer_weights
+from hw.plan import SharedPlan
+from hw.program import SinkKind, StepKind
+from hw.progengine import ProgEngine
 from hw.sdsa import SDSA
 from hw.stem import StemConv
 
-__all__ = ["SharedNetwork", "SharedMap", "log2_ceil"]
-
-# Step kinds of the shared datapath (the descriptor's ``kind``).
-KIND_STEM, KIND_BEGIN_STEM, KIND_LAYER, KIND_STREAM_LIF, KIND_SDSA, KIND_POOL_LIF = range(6)
-# Where a layer's output goes (the descriptor's ``sink``).
-SINK_LIF, SINK_ADD, SINK_BEGIN, SINK_LOGITS = range(4)
-
-
-def log2_ceil(value: int) -> int:
-    """Return the smallest ``n >= 0`` with ``2**n >= value``."""
-    return max(0, int(value) - 1).bit_length()
-
-
-@dataclass
-class SharedMap:
-    """A spike map's place in the shared spike memory (module docstring)."""
-
-    name: str
-    channels: int
-    side: int
-    base: int
-    cg_log: int
-    h_log: int
-
-    @property
-    def height(self) -> int:
-        return self.side
-
-    @property
-    def width(self) -> int:
-        return self.side
+__all__ = ["SharedNetwork"]
 
 
 class SharedNetwork(wiring.Component):
@@ -116,252 +78,77 @@ class SharedNetwork(wiring.Component):
     def __init__(self, net, *, lanes: int = 16, weights: str = "internal"):
         if weights not in ("internal", "external"):
             raise ValueError(f"weights must be 'internal' or 'external', not {weights!r}")
-        self._net = net
-        self._lanes = int(lanes)
-        if self._lanes < 1:
-            raise ValueError(f"lanes must be >= 1, not {lanes}")
         self._weights_mode = weights
-        self._T = net.cfg.T
-        self._program = Program(net)
-        self._plan()
-        self._logit_bits = max(net.logit_bits, 2)
-        ports = network_signature(net, self.steps, self._pixel_words, self._logit_bits)
+        self.plan = plan = SharedPlan(net, lanes)
+        ports = network_signature(net, plan.steps, plan.pixel_words, plan.logit_bits)
         if weights == "external":
-            ports["weight_addr"] = Out(bits_for(self.weight_depth))
+            ports["weight_addr"] = Out(bits_for(plan.weight_depth))
             ports["weight_en"] = Out(1)
-            ports["weight_data"] = In(self._lanes * self._weight_width)
+            ports["weight_data"] = In(plan.lanes * plan.weight_width)
         super().__init__(ports)
-
-    # -- plan --------------------------------------------------------------------------------
-    def _plan(self):
-        net, lanes, T = self._net, self._lanes, self._T
-        cfg = net.cfg
-        sizes = net.cfg.map_sides()
-        self.sizes = sizes
-        steps = self._program.steps
-        for prefix, attn in net.attention.items():
-            if attn["head_width"] != lanes:
-                raise ValueError(
-                    f"lanes must equal the head width of {prefix} ({attn['head_width']}) in the "
-                    f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
-        # One SDSA feeder and one writer serve every attention block: their token grid and head
-        # count are generated from the first block, so every block must share them.
-        shapes = {(attn["tokens"], attn["heads"]) for attn in net.attention.values()}
-        if len(shapes) > 1:
-            raise NotImplementedError(
-                "the shared network needs the same tokens and heads in every attention block, "
-                f"not {sorted(shapes)} (the SDSA feeder is generated for one shape)")
-        for tokens, _ in shapes:
-            side = int(round(tokens ** 0.5))
-            if side * side != tokens:
-                raise NotImplementedError(
-                    f"attention over {tokens} tokens: the shared network's SDSA feeder walks a "
-                    "square token grid")
-
-        # Spike maps: every LIF's map, allocated in program order.
-        maps, base = {}, 0
-        for lif, (_, channels, side) in lif_map_shapes(net, steps, sizes).items():
-            cg = -(-channels // lanes)
-            info = SharedMap(lif, channels, side, base, log2_ceil(cg), log2_ceil(side))
-            base += T << (info.cg_log + info.h_log)
-            maps[lif] = info
-        self.maps = maps
-        self._map_depth = max(2, base)
-        self._map_width = max(info.side for info in maps.values())
-
-        # Residual streams.
-        streams, base = {}, 0
-        for name, stream in net.streams.items():
-            channels = stream.scale.shape[0]
-            groups = -(-channels // lanes)
-            words = sizes[name] ** 2 * groups
-            streams[name] = {"base": base, "groups": groups, "words": words,
-                             "bits": stream.bits}
-            base += words
-        self._streams = streams
-        self._stream_depth = max(2, base)
-        self._stream_bits = max(s["bits"] for s in streams.values())
-
-        # LIF sites (the SDSA keeps its own attention LIF).
-        sites, mbase, tbase, thresholds = {}, 0, 0, []
-        for step in steps:
-            if step.kind == "sdsa" or not step.sink.startswith(("lif:", "map:")):
-                continue
-            lif = step.sink.split(":", 1)[1]
-            info = maps[lif]
-            groups = -(-info.channels // lanes)
-            sites[lif] = {"mbase": mbase, "tbase": tbase, "groups": groups,
-                          "words": info.side ** 2 * groups}
-            padded = [int(v) for v in net.lifs[lif].threshold] + [0] * (groups * lanes
-                                                                      - info.channels)
-            thresholds += padded
-            mbase += info.side ** 2 * groups
-            tbase += groups
-        self._sites = sites
-        self._thresholds = thresholds
-        # At T = 1 every LIF starts from a zero membrane and none is read back: the array keeps
-        # no membranes (its memory shrinks to two words that are never read with first = 0).
-        self._membrane_words = max(2, mbase) if T > 1 else 2
-        self._lif_bits = max(net.lifs[name].input_bits for name in sites)
-
-        # Engine layers: weights, biases and shifts packed at their bases.
-        weight_words, bias_list, shift_words = [], [], []
-        layers = {}
-        low, high, need_w = 0, 0, 1
-        max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2
-        max_side = self._map_width
-        for step in steps:
-            if step.kind != "layer":
-                continue
-            layer = net.layers[step.layer]
-            if layer.groups != 1:
-                raise NotImplementedError(f"{step.layer}: grouped convs are not supported")
-            weight = np.asarray(layer.weight, dtype=np.int64)
-            if weight.ndim == 2:
-                weight = weight[:, :, None, None]
-            cout, cin, k, _ = weight.shape
-            side_in = maps[step.source].side
-            stride, padding = int(layer.stride), int(layer.padding)
-            if stride & (stride - 1):
-                raise NotImplementedError(f"{step.layer}: stride {stride} is not a power of two")
-            out = (side_in + 2 * padding - k) // stride + 1
-            groups = -(-cout // lanes)
-            kl, gl, owl = log2_ceil(k), log2_ceil(groups), log2_ceil(out)
-            bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)
-            lo, hi = accumulator_bound(weight, bias)
-            lo0, hi0 = accumulator_bound(weight, np.zeros_like(bias))
-            low, high = min(low, lo, lo0), max(high, hi, hi0)
-            need_w = max(need_w, signed_width(min(int(weight.min()), 0),
-                                              max(int(weight.max()), 0)))
-            layers[step.layer] = {
-                "weight": weight, "bias": bias, "cin": cin, "cout": cout, "kernel": k,
-                "kernel_log": kl, "stride_log": stride.bit_length() - 1, "padding": padding,
-                "height": side_in, "width": side_in, "out": out, "out_log": owl,
-                "groups": groups, "groups_log": gl, "weight_base": len(weight_words),
-                "bias_base": len(bias_list), "shift_base": None,
-            }
-            max_words = max(max_words, cin * side_in)
-            max_channels = max(max_channels, cin)
-            max_pad = max(max_pad, padding)
-            max_kl, max_sl, max_gl = max(max_kl, kl), max(max_sl, stride.bit_length() - 1), \
-                max(max_gl, gl)
-            max_side = max(max_side, side_in, out)
-            bank = max(bank, out << (owl + gl))
-            # Reserve the words now so bases are fixed.
-            weight_words.extend([0] * (cin << (2 * kl + gl)))
-            bias_list.extend([0] * groups)
-        self._weight_width = need_w
-        self._acc_width = signed_width(low, high)
-        for name, info in layers.items():
-            words = pack_layer_weights(info["weight"], lanes=lanes, weight_width=need_w,
-                                       kernel_log=info["kernel_log"],
-                                       groups_log=info["groups_log"])
-            weight_words[info["weight_base"]:info["weight_base"] + len(words)] = words
-            biases = pack_layer_biases(info["bias"], lanes=lanes,
-                                       accumulator_width=self._acc_width,
-                                       groups=info["groups"])
-            bias_list[info["bias_base"]:info["bias_base"] + len(biases)] = biases
-        self._layers = layers
-        self._weight_words = weight_words
-        self._bias_words = bias_list
-        self._engine_limits = dict(word_bits=self._map_width, max_words=max_words,
-                                   max_channels=max_channels, max_side=max_side,
-                                   max_padding=max_pad, max_kernel_log=max_kl,
-                                   max_stride_log=max_sl, max_groups_log=max_gl,
-                                   bank_depth=bank)
-
-        # Stem.
-        stem_step = steps[0]
-        if stem_step.kind != "stem":
-            raise NotImplementedError("the program must begin with the stem")
-        self._stem_layer = net.layers[stem_step.layer]
-        self._pixel_words = cfg.in_channels * cfg.img_size ** 2
-        stem_cout = self._stem_layer.weight.shape[0]
-        self._stem_groups = -(-stem_cout // lanes)
-
-        # Shifts of every stream-writing step (per output channel, per group of lanes).
-        max_shift = 0
-        shift_base = {}
-        for step in steps:
-            if step.kind == "begin_stem" or (step.kind == "layer"
-                                             and step.sink.startswith(("add:", "begin:"))):
-                shifts = np.asarray(net.layers[step.layer].shift, dtype=np.int64).reshape(-1)
-                groups = -(-shifts.shape[0] // lanes)
-                padded = np.zeros(groups * lanes, dtype=np.int64)
-                padded[:shifts.shape[0]] = shifts
-                if padded.min() < 0:
-                    raise NotImplementedError(f"{step.layer}: negative stream shift")
-                shift_base[step.name] = (len(shift_words), padded)
-                max_shift = max(max_shift, int(padded.max()))
-                shift_words.extend([None] * groups)
-        self._shift_bits = max(1, max_shift.bit_length())
-        for name, (start, padded) in shift_base.items():
-            for g in range(len(padded) // lanes):
-                shift_words[start + g] = pack_lanes(
-                    padded[g * lanes:(g + 1) * lanes], self._shift_bits + 1)
-        self._shift_base = {name: start for name, (start, _) in shift_base.items()}
-        self._shift_words = shift_words
-
-        # Pool width (head): sum of a stream over positions.
-        self._pool_groups = 1
-        for step in steps:
-            if step.kind == "head_pool_lif":
-                self._pool_groups = max(self._pool_groups, self._streams[step.source]["groups"])
-        self._attention = list(net.attention)
-        self._max_groups = max([self._pool_groups]
-                               + [s["groups"] for s in self._streams.values()]
-                               + [s["groups"] for s in self._sites.values()]
-                               + [info["groups"] for info in self._layers.values()]
-                               + [-(-info.channels // lanes) for info in self.maps.values()]
-                               + [attn["heads"] for attn in net.attention.values()])
 
     # -- public ------------------------------------------------------------------------------
     @property
     def steps(self):
         """The program, in execution order within one time step."""
-        return self._program.steps
+        return self.plan.steps
+
+    @property
+    def maps(self):
+        """Spike maps by LIF name (:class:`hw.plan.SharedMap`)."""
+        return self.plan.memory.maps
+
+    @property
+    def sizes(self) -> dict:
+        """Map side of every module list (``ModelConfig.map_sides``)."""
+        return self.plan.sizes
+
+    @property
+    def T(self) -> int:
+        """Time steps of one run (fixed at generation)."""
+        return self.plan.T
+
+    @property
+    def map_width(self) -> int:
+        """Bits of one bank of a spike-memory word (the widest map side)."""
+        return self.plan.memory.map_width
 
     @property
     def lanes(self) -> int:
-        return self._lanes
+        return self.plan.lanes
 
     @property
     def logit_bits(self) -> int:
-        return self._logit_bits
+        return self.plan.logit_bits
 
     @property
     def weight_words(self) -> list[int]:
         """Contents of the weight memory (every layer at its ``weight_base``)."""
-        return list(self._weight_words)
+        return list(self.plan.weight_words)
 
     @property
     def weight_depth(self) -> int:
-        return max(2, len(self._weight_words))
+        return self.plan.weight_depth
 
     @property
     def weight_width(self) -> int:
         """Signed bits per weight; a weight word holds ``lanes`` of them."""
-        return self._weight_width
+        return self.plan.weight_width
 
     @property
     def accumulator_width(self) -> int:
-        return self._acc_width
+        return self.plan.acc_width
 
     def memory_report(self) -> dict:
         """Bits of every shared memory (for the manifest and the docs)."""
-        lanes = self._lanes
-        return {
-            "weights": self.weight_depth * lanes * self._weight_width,
-            "spike_maps": self._map_depth * self._map_width * lanes,
-            "streams": self._stream_depth * lanes * self._stream_bits,
-            "membranes": self._membrane_words * lanes * self._lif_bits,
-            "bank": self._engine_limits["bank_depth"] * lanes * self._acc_width,
-        }
+        return self.plan.memory_report()
 
     # -- hardware ----------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        net, lanes, T = self._net, self._lanes, self._T
+        plan = self.plan
+        mem = plan.memory
+        net, lanes, T = plan.net, plan.lanes, plan.T
         steps = self.steps
 
         t = Signal(range(max(2, T)), name="t")
@@ -370,13 +157,13 @@ class SharedNetwork(wiring.Component):
 
         # --- shared units ---------------------------------------------------------------
         m.submodules.engine = engine = ProgEngine(
-            lanes=lanes, weight_width=self._weight_width, accumulator_width=self._acc_width,
-            weight_depth=self.weight_depth, bias_words=self._bias_words,
-            **self._engine_limits)
+            lanes=lanes, weight_width=plan.weight_width, accumulator_width=plan.acc_width,
+            weight_depth=self.weight_depth, bias_words=plan.bias_words,
+            **plan.engine_limits)
         if self._weights_mode == "internal":
             m.submodules.weights = weights = Memory(
-                shape=unsigned(lanes * self._weight_width), depth=self.weight_depth,
-                init=self._weight_words)
+                shape=unsigned(lanes * plan.weight_width), depth=self.weight_depth,
+                init=plan.weight_words)
             weight_read = weights.read_port()
             m.d.comb += [weight_read.addr.eq(engine.weight_addr),
                          weight_read.en.eq(engine.weight_en),
@@ -386,10 +173,10 @@ class SharedNetwork(wiring.Component):
                          self.weight_en.eq(engine.weight_en),
                          engine.weight_data.eq(self.weight_data)]
 
-        m.submodules.lif = lif = LIFArray(lanes=lanes, words=self._membrane_words,
-                                          input_width=self._lif_bits,
-                                          thresholds=self._thresholds, pipelined=True)
-        stem_layer = self._stem_layer
+        m.submodules.lif = lif = LIFArray(lanes=lanes, words=mem.membrane_words,
+                                          input_width=mem.lif_bits,
+                                          thresholds=plan.thresholds, pipelined=True)
+        stem_layer = plan.stem_layer
         cfg = net.cfg
         m.submodules.stem = stem = StemConv(
             weight=stem_layer.weight, bias=stem_layer.bias, height=cfg.img_size,
@@ -401,190 +188,59 @@ class SharedNetwork(wiring.Component):
         stem_words = stem.positions * stem.groups
 
         sdsas = []
-        for prefix in self._attention:
+        for prefix in plan.attention:
             attn = net.attention[prefix]
-            if attn["sdsa"] != 3:
+            if attn.sdsa != 3:
                 raise NotImplementedError(f"{prefix}: the shared network supports SDSA-3")
-            unit = SDSA(variant=3, tokens=attn["tokens"], head_width=attn["head_width"],
-                        heads=attn["heads"], threshold=int(attn["threshold"]))
+            unit = SDSA(variant=3, tokens=attn.tokens, head_width=attn.head_width,
+                        heads=attn.heads, threshold=attn.threshold)
             m.submodules[f"sdsa_{len(sdsas)}"] = unit
             sdsas.append(unit)
 
         # Spike memory: one word holds the same row of ``lanes`` banks (bank b: bits
         # b * W .. b * W + W - 1), written whole (no bit enables: they cost block RAMs).
-        W = self._map_width
-        m.submodules.spikes = spikes = Memory(shape=unsigned(lanes * W), depth=self._map_depth,
+        W = mem.map_width
+        m.submodules.spikes = spikes = Memory(shape=unsigned(lanes * W), depth=mem.map_depth,
                                               init=[])
         spike_write = spikes.write_port()
         spike_read = spikes.read_port()
         # Streams and shifts.
-        SB = self._stream_bits
+        SB = mem.stream_bits
         m.submodules.streams = streams_mem = Memory(
-            shape=unsigned(lanes * SB), depth=self._stream_depth, init=[])
+            shape=unsigned(lanes * SB), depth=mem.stream_depth, init=[])
         stream_write = streams_mem.write_port()
         stream_read = streams_mem.read_port()
-        shift_bits = self._shift_bits + 1
+        shift_bits = plan.shift_bits + 1
         m.submodules.shifts = shifts_mem = Memory(
-            shape=unsigned(lanes * shift_bits), depth=max(2, len(self._shift_words)),
-            init=self._shift_words or [0, 0])
+            shape=unsigned(lanes * shift_bits), depth=max(2, len(plan.shift_words)),
+            init=plan.shift_words or [0, 0])
         shift_read = shifts_mem.read_port(domain="comb")   # a small ROM in LUTs
 
         # --- descriptor registers ---------------------------------------------------------
         # Every step's descriptor, for every time step, is a constant word of a ROM indexed by
-        # (t, step); the sequencer loads the whole word into ``desc_word`` with one enable. The
-        # word also holds decoded flags, strides and "minus one" limits, so that datapaths
-        # compare registers with registers instead of decoding a kind or subtracting first.
-        md_w = bits_for(self._map_depth + 1)
-        h_log_max = max(info.h_log for info in self.maps.values())
-        sd_w = bits_for(self._stream_depth + 1)
-        groups_shape = range(self._max_groups + 1)
-        fields = {
-            "kind": unsigned(3),
-            "sink": unsigned(2),
-            "src_base": unsigned(md_w),     # with t folded in
-            "src_h_log": range(h_log_max + 1),
-            "src_stride": range((1 << h_log_max) + 1),
-            "src_height": range(W + 1),
-            "src_height_m1": range(W + 1),
-            "src_channels": range(max(l["cin"] for l in self._layers.values()) + 1),
-            "src_channels_m1": range(max(l["cin"] for l in self._layers.values()) + 1),
-            "dst_base": unsigned(md_w),
-            "dst_h_log": range(h_log_max + 1),
-            "dst_stride": range((1 << h_log_max) + 1),
-            "dst_side": range(W + 1),
-            "dst_side_m1": range(W + 1),
-            "dst_side_m2": range(W + 1),
-            "dst_mask": unsigned(W),
-            "groups": groups_shape,
-            "groups_m1": groups_shape,
-            "groups_m2": groups_shape,
-            "mbase": unsigned(bits_for(self._membrane_words + 1)),
-            "tbase": unsigned(bits_for(len(self._thresholds) // lanes + 1)),
-            "stream_base": unsigned(sd_w),
-            "stream_words": unsigned(sd_w),
-            "stream_words_m1": unsigned(sd_w),
-            "shift_base": unsigned(bits_for(len(self._shift_words) + 2)),
-            "sdsa": range(max(2, len(sdsas))),
-            "q_base": unsigned(md_w),
-            "k_base": unsigned(md_w),
-            "v_base": unsigned(md_w),
-            "engine": engine.config.shape(),
-            "next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)
-            "last_step": 1,                      # this is the time step's last step
-            # decoded kind and sink
-            "is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
-            "is_reader": 1,          # stream LIF or pool: the stream reader runs
-            "sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,
-        }
+        # (t, step) (:meth:`hw.plan.SharedPlan.descriptor_rom`); the sequencer loads the whole
+        # word into ``desc_word`` with one enable. The engine packs each layer's configuration
+        # (``config_value`` checks that the layer fits it).
+        fields = plan.descriptor_fields(engine.config.shape())
         desc_layout = data.StructLayout(fields)
         desc_word = Signal(desc_layout, name="desc")
         desc = {name: desc_word[name] for name in fields}
         m.d.comb += engine.config.eq(desc["engine"])
-
-        def descriptor_values(step, tv):
-            """``{field: value}`` set by ``step``'s descriptor at time step ``tv``."""
-            def base_t(info):
-                return info.base + (tv << (info.cg_log + info.h_log))
-            out = {}
-            kind = {"stem": KIND_STEM, "begin_stem": KIND_BEGIN_STEM, "layer": KIND_LAYER,
-                    "stream_lif": KIND_STREAM_LIF, "sdsa": KIND_SDSA,
-                    "head_pool_lif": KIND_POOL_LIF}[step.kind]
-            out["kind"] = kind
-            sink_kind, _, target = step.sink.partition(":")
-            if step.sink.startswith(("lif:", "map:")):
-                info = self.maps[target]
-                out.update(dst_base=base_t(info), dst_h_log=info.h_log, dst_side=info.side,
-                           dst_mask=(1 << info.side) - 1)
-                if target in self._sites:
-                    site = self._sites[target]
-                    out.update(tbase=site["tbase"], groups=site["groups"])
-                    if T > 1:
-                        out["mbase"] = site["mbase"]
-            if step.kind == "layer":
-                info = self._layers[step.layer]
-                src = self.maps[step.source]
-                out.update(sink={"lif": SINK_LIF, "add": SINK_ADD, "begin": SINK_BEGIN,
-                                 "logits": SINK_LOGITS}[sink_kind],
-                           src_base=base_t(src), src_h_log=src.h_log, src_height=src.side,
-                           src_channels=info["cin"])
-                config = {"height": info["height"], "width": info["width"],
-                          "kernel": info["kernel"], "kernel_log": info["kernel_log"],
-                          "stride_log": info["stride_log"], "padding": info["padding"],
-                          "out_height": info["out"], "out_width": info["out"],
-                          "out_width_log": info["out_log"], "groups": info["groups"],
-                          "groups_log": info["groups_log"],
-                          "weight_base": info["weight_base"], "bias_base": info["bias_base"]}
-                out["engine"] = engine.config.shape().const(config).as_value().value
-            if step.kind == "stem":
-                begin = next(s for s in steps if s.kind == "begin_stem" and s.layer == step.layer)
-                sink_kind, _, target = begin.sink.partition(":")
-                step = begin  # its stream and shifts
-            if sink_kind in ("add", "begin"):
-                stream = self._streams[target]
-                out.update(stream_base=stream["base"], stream_words=stream["words"],
-                           groups=stream["groups"], shift_base=self._shift_base[step.name])
-            if step.kind in ("stream_lif", "head_pool_lif"):
-                stream = self._streams[step.source]
-                out.update(stream_base=stream["base"], stream_words=stream["words"])
-            if step.kind == "sdsa":
-                out.update(sdsa=self._attention.index(step.source),
-                           q_base=base_t(self.maps[step.extra["q"]]),
-                           k_base=base_t(self.maps[step.extra["k"]]),
-                           v_base=base_t(self.maps[step.extra["v"]]),
-                           src_h_log=self.maps[step.extra["q"]].h_log)
-            return out
-
-        def derived(state):
-            """Add the decoded flags and limits that follow from ``state``'s fields."""
-            kind, sink = state["kind"], state["sink"]
-            state = dict(state)
-            state.update(
-                src_stride=1 << state["src_h_log"], dst_stride=1 << state["dst_h_log"],
-                src_height_m1=max(0, state["src_height"] - 1),
-                src_channels_m1=max(0, state["src_channels"] - 1),
-                dst_side_m1=max(0, state["dst_side"] - 1),
-                dst_side_m2=max(0, state["dst_side"] - 2),
-                groups_m1=max(0, state["groups"] - 1),
-                groups_m2=max(0, state["groups"] - 2),
-                stream_words_m1=max(0, state["stream_words"] - 1),
-                is_stem=int(kind == KIND_STEM), is_layer=int(kind == KIND_LAYER),
-                is_stream_lif=int(kind == KIND_STREAM_LIF), is_sdsa=int(kind == KIND_SDSA),
-                is_pool=int(kind == KIND_POOL_LIF),
-                is_reader=int(kind in (KIND_STREAM_LIF, KIND_POOL_LIF)),
-                sink_lif=int(sink == SINK_LIF), sink_stream=int(sink in (SINK_ADD, SINK_BEGIN)),
-                sink_add=int(sink == SINK_ADD), sink_logits=int(sink == SINK_LOGITS))
-            return state
-
-        # The descriptor words, in program order over time steps: a field a step does not set
-        # keeps the value of the last step that did (the registers' previous contents).
-        k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
-        rom = {}
-        state = {name: 0 for name in fields}
-        runs = [index for index, step in enumerate(steps) if step.kind != "begin_stem"]
-        for tv in range(T):
-            for position, index in enumerate(runs):
-                step = steps[index]
-                state.update(descriptor_values(step, tv))
-                state = derived(state)
-                following = runs[position + 1] if position + 1 < len(runs) else len(steps)
-                state.update(next_k=following, last_step=int(following == len(steps)))
-                word = 0
-                for name, value in state.items():
-                    field = desc_layout[name]
-                    width = Shape.cast(field.shape).width
-                    if not 0 <= value < (1 << width):
-                        raise ValueError(f"descriptor field {name} = {value} of step "
-                                         f"{step.name} does not fit {width} bits")
-                    word |= value << field.offset
-                rom[(tv << k_bits) | index] = word
+        rom = plan.descriptor_rom(desc_layout,
+                                  lambda layer: engine.config_value(layer).as_value().value)
+        md_w = bits_for(mem.map_depth + 1)      # spike-memory addresses
+        sd_w = bits_for(mem.stream_depth + 1)   # stream-memory addresses
         desc_rom = Signal(desc_layout.size, name="desc_rom")
 
         start = Signal(name="step_start")   # one-cycle pulse: the descriptor is loaded
         finish = Signal(name="step_finish")  # comb: the step's final write happens now
         kind, sink = desc["kind"], desc["sink"]
         sdsa_mode = desc["is_sdsa"]
-        attn0 = net.attention[self._attention[0]] if sdsas else {"tokens": 1, "heads": 1}
-        tokens, heads = attn0["tokens"], attn0["heads"]
+        if sdsas:
+            attn0 = net.attention[plan.attention[0]]
+            tokens, heads = attn0.tokens, attn0.heads
+        else:
+            tokens, heads = 1, 1
 
         # --- spike-map writer (LIF output beats and SDSA output beats) -----------------------
         # LIF beats: position-major, group-minor. SDSA beats: head-major, token-minor. The
@@ -592,7 +248,7 @@ class SharedNetwork(wiring.Component):
         # from compares with the descriptor's "minus two" limits one beat ahead.
         wr_y = Signal(range(W + 1), name="wr_y")
         wr_x = Signal(range(W + 1), name="wr_x")
-        wr_g = Signal(range(self._max_groups + 1), name="wr_g")
+        wr_g = Signal(range(plan.max_groups + 1), name="wr_g")
         x_last = Signal(name="wr_x_last")
         y_last = Signal(name="wr_y_last")
         g_last = Signal(name="wr_g_last")
@@ -621,7 +277,7 @@ class SharedNetwork(wiring.Component):
         # buffer's bits from slot j << h_log on; a multiplexer over only the slots that some map
         # can start a word at picks it (a few inputs per bit, not a barrel shifter), and a beat
         # writes its bit through the flip-flop's enable (no logic per bit).
-        RB = max(1 << (info.cg_log + info.h_log) for info in self.maps.values())
+        RB = max(1 << (info.cg_log + info.h_log) for info in mem.maps.values())
         row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
         fill = Signal(name="row_fill")
         slot = Signal(range(RB), name="row_slot")      # register: (wr_g << h_log) | wr_x
@@ -637,7 +293,7 @@ class SharedNetwork(wiring.Component):
         fl_addr = Signal(md_w, name="fl_addr")
         map_done = Signal(name="map_done")  # the step's final map word is written now
         fl_slot = Signal(range(RB), name="fl_slot")   # register: fl_j << h_log
-        word_starts = sorted({j << info.h_log for info in self.maps.values()
+        word_starts = sorted({j << info.h_log for info in mem.maps.values()
                               for j in range(-(-info.channels // lanes))})
 
         with m.If(wr_valid):
@@ -706,9 +362,9 @@ class SharedNetwork(wiring.Component):
                          head_addr.eq(desc["dst_base"])]
 
         # --- LIF array input (engine read-out, stream reader or pool) ----------------------
-        lif_x = Signal(data.ArrayLayout(signed(self._lif_bits), lanes), name="lif_x")
+        lif_x = Signal(data.ArrayLayout(signed(mem.lif_bits), lanes), name="lif_x")
         lif_valid = Signal(name="lif_valid")
-        lif_index = Signal(bits_for(self._membrane_words + 1), name="lif_index")
+        lif_index = Signal(bits_for(mem.membrane_words + 1), name="lif_index")
         lif_group = Signal.like(desc["groups"], name="lif_group")
         m.d.comb += [lif.i.valid.eq(lif_valid), lif.i.payload.x.eq(lif_x),
                      lif.i.payload.address.eq(desc["mbase"] + lif_index if T > 1 else 0),
@@ -881,7 +537,7 @@ class SharedNetwork(wiring.Component):
                     m.d.sync += sd_n_x.eq(sd_n_x + 1)
 
         # --- stream write stage (begin_stem copy, layer add/begin) -----------------------------
-        VB = max(self._acc_width, stem.accumulator_width)
+        VB = max(plan.acc_width, stem.accumulator_width)
         sw_valid = Signal(name="sw_valid")
         sw_addr = Signal(sd_w, name="sw_addr")
         sw_values = Signal(data.ArrayLayout(signed(VB), lanes), name="sw_values")
@@ -953,8 +609,8 @@ class SharedNetwork(wiring.Component):
         stream_values = data.View(data.ArrayLayout(signed(SB), lanes), stream_read.data)
 
         # pool registers
-        PB = self._lif_bits
-        pooled = Signal(data.ArrayLayout(signed(PB), self._pool_groups * lanes), name="pooled")
+        PB = mem.lif_bits
+        pooled = Signal(data.ArrayLayout(signed(PB), plan.pool_groups * lanes), name="pooled")
         pv_valid = Signal(name="pv_valid")
         pv_g = Signal.like(desc["groups"], name="pv_g")
         pv_last = Signal(name="pv_last")
@@ -972,21 +628,21 @@ class SharedNetwork(wiring.Component):
         # ready in this design); a registered flag, not a decode of the kind.
         m.d.comb += engine.o.ready.eq(desc["is_layer"] & (~desc["sink_lif"] | lif.i.ready))
         with m.Switch(kind):
-            with m.Case(KIND_STEM):
+            with m.Case(StepKind.STEM):
                 with m.If(stem.o.valid):
                     m.d.sync += [sw_valid.eq(1), sw_addr.eq(desc["stream_base"] + stem_count),
                                  sw_add.eq(0), sw_last.eq(stem.o.payload.last)]
                     m.d.sync += [sw_values[lane].eq(stem.o.payload.values[lane])
                                  for lane in range(lanes)]
                 m.d.comb += finish.eq(sc_valid & sc_last)
-            with m.Case(KIND_LAYER):
+            with m.Case(StepKind.LAYER):
                 with m.Switch(sink):
-                    with m.Case(SINK_LIF):
+                    with m.Case(SinkKind.LIF):
                         m.d.comb += [lif_valid.eq(engine.o.valid),
                                      lif_index.eq(out.index), lif_group.eq(out.group)]
                         m.d.comb += [lif_x[lane].eq(out.values[lane]) for lane in range(lanes)]
                         m.d.comb += finish.eq(map_done)
-                    with m.Case(SINK_ADD, SINK_BEGIN):
+                    with m.Case(SinkKind.ADD, SinkKind.BEGIN):
                         m.d.comb += [sr_addr.eq(desc["stream_base"] + out.index),
                                      sr_en.eq(1)]
                         with m.If(engine.o.valid):
@@ -997,7 +653,7 @@ class SharedNetwork(wiring.Component):
                             m.d.sync += [sw_values[lane].eq(out.values[lane])
                                          for lane in range(lanes)]
                         m.d.comb += finish.eq(sc_valid & sc_last)
-                    with m.Case(SINK_LOGITS):
+                    with m.Case(SinkKind.LOGITS):
                         with m.If(engine.o.valid):
                             with m.Switch(out.group):
                                 for g in range(-(-self.logits.shape().length // lanes)):
@@ -1008,7 +664,7 @@ class SharedNetwork(wiring.Component):
                                                 m.d.sync += self.logits[c].eq(
                                                     self.logits[c] + out.values[lane])
                         m.d.comb += finish.eq(engine.o.valid & out.last)
-            with m.Case(KIND_STREAM_LIF):
+            with m.Case(StepKind.STREAM_LIF):
                 # The stream word is registered (pv_*) before it goes to the LIF array.
                 m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1),
                              lif_valid.eq(pv_valid), lif_index.eq(pv_i),
@@ -1017,14 +673,14 @@ class SharedNetwork(wiring.Component):
                              pv_values.eq(stream_values)]
                 m.d.comb += [lif_x[lane].eq(pv_values[lane]) for lane in range(lanes)]
                 m.d.comb += finish.eq(map_done)
-            with m.Case(KIND_POOL_LIF):
+            with m.Case(StepKind.POOL_LIF):
                 m.d.comb += [sr_addr.eq(desc["stream_base"] + rd_i), sr_en.eq(1)]
                 # The stream word is registered (pv_*) before it is added into the pool.
                 m.d.sync += [pv_valid.eq(rd_valid), pv_g.eq(rd_g_d), pv_last.eq(rd_last_d),
                              pv_values.eq(stream_values)]
                 with m.If(pv_valid):
                     with m.Switch(pv_g):
-                        for group in range(self._pool_groups):
+                        for group in range(plan.pool_groups):
                             with m.Case(group):
                                 for lane in range(lanes):
                                     c = group * lanes + lane
@@ -1041,17 +697,17 @@ class SharedNetwork(wiring.Component):
                     with m.If(firing):
                         m.d.sync += [fire_index.eq(fire_g), fire_g.eq(fire_g + 1)]
                         with m.Switch(fire_g):
-                            for group in range(self._pool_groups):
+                            for group in range(plan.pool_groups):
                                 with m.Case(group):
                                     m.d.sync += [fire_x[lane].eq(pooled[group * lanes + lane])
                                                  for lane in range(lanes)]
                         with m.If(fire_g == desc["groups_m1"]):
                             m.d.sync += firing.eq(0)
                 m.d.comb += finish.eq(map_done)
-            with m.Case(KIND_SDSA):
+            with m.Case(StepKind.SDSA):
                 m.d.comb += finish.eq(map_done)
         with m.If(start & desc["is_pool"]):
-            m.d.sync += [pooled[c].eq(0) for c in range(self._pool_groups * lanes)]
+            m.d.sync += [pooled[c].eq(0) for c in range(plan.pool_groups * lanes)]
 
         # --- sequencer --------------------------------------------------------------------------
         k = Signal(range(len(steps) + 1), name="program_step")

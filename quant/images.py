@@ -8,6 +8,8 @@ files: no timestamps, sorted keys, fixed float formatting (``repr`` of float64).
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import hashlib
 import json
 import os
@@ -149,7 +151,7 @@ def write_images(net, directory: str, coe: bool = False) -> dict:
                          "logits": "sum over T of head accumulators; real = sum * logit_scale/T"},
         "streams": {name: {"producers": s.producers, "bits": s.bits, "scale": s.scale.tolist()}
                     for name, s in net.streams.items()},
-        "attention": {name: dict(info) for name, info in net.attention.items()},
+        "attention": {name: asdict(info) for name, info in net.attention.items()},
         "memories": entries,
     }
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"

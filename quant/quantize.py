@@ -8,7 +8,7 @@ stream) and reported per layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from . import MAX_BITS, MIN_BITS, intops  # the bit range: 2..16, re-exported
 from .fold import FoldedNet, fold_model
 from .graph import plan
 
-__all__ = ["PixelQuant", "IntLayer", "IntLIF", "IntStream", "IntNet", "quantize",
+__all__ = ["PixelQuant", "IntLayer", "IntLIF", "IntStream", "IntAttention", "IntNet", "quantize",
            "quantize_model", "default_pixel_range", "DIGITS_PIXEL_RANGE", "IMAGENET_PIXEL_RANGE",
            "MIN_BITS", "MAX_BITS", "QuantizationError"]
 
@@ -196,6 +196,33 @@ class IntStream:
         return intops.signed_bits(int(self.low.min()), int(self.high.max()))
 
 
+@dataclass(frozen=True)
+class IntAttention:
+    """One attention block's integer SDSA: operator, shape, widths and the attention threshold.
+
+    Members
+    -------
+    sdsa : int
+        The operator (1, 2, 3 or 4; ``docs/sdsa-variants.md``).
+    tokens, head_width, heads : int
+        ``N``, ``d`` and the number of heads.
+    count_bits : int
+        Unsigned bits of the largest count the attention LIF sees.
+    kv_bits : int
+        Unsigned bits of one ``K^T V`` entry (0 for SDSA-1/2, which build no KV).
+    threshold : int
+        The attention LIF's integer threshold.
+    """
+
+    sdsa: int
+    tokens: int
+    head_width: int
+    heads: int
+    count_bits: int
+    kv_bits: int
+    threshold: int
+
+
 @dataclass
 class IntNet:
     """Hold a whole quantized network: what the integer model runs and the memory images hold.
@@ -208,7 +235,7 @@ class IntNet:
     layers, lifs, streams : dict
         Name -> :class:`IntLayer`, :class:`IntLIF`, :class:`IntStream`, in execution order.
     attention : dict
-        Attention path -> ``{'sdsa', 'tokens', 'head_width', 'heads', 'count_bits', 'kv_bits'}``.
+        Attention path -> :class:`IntAttention`.
     fuse_sepconv : bool
     logit_scale : float
         Real value of one unit of the summed-over-T logits, times T (dequantize: ``* scale / T``).
@@ -250,7 +277,7 @@ class IntNet:
             rows.append({"name": f"stream:{stream.name}", "kind": "stream", "bits": stream.bits,
                          "producers": len(stream.producers)})
         for path, info in self.attention.items():
-            rows.append({"name": f"{path}.sdsa", "kind": f"sdsa{info['sdsa']}", **info})
+            rows.append({"name": f"{path}.sdsa", "kind": f"sdsa{info.sdsa}", **asdict(info)})
         return rows
 
 
@@ -437,10 +464,10 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
             if theta <= 0:
                 raise ValueError(f"{prefix}: attention threshold {theta} must be > 0")
             thresholds = [intops.lif_threshold(theta, unit)]
-            out.attention[prefix] = {
-                "sdsa": cfg.sdsa, "tokens": tokens, "head_width": d, "heads": cfg.num_heads,
-                "count_bits": intops.signed_bits(0, top) - 1, "kv_bits": kv_bits,
-                "threshold": thresholds[0]}
+            out.attention[prefix] = IntAttention(
+                sdsa=cfg.sdsa, tokens=tokens, head_width=d, heads=cfg.num_heads,
+                count_bits=intops.signed_bits(0, top) - 1, kv_bits=kv_bits,
+                threshold=int(thresholds[0]))
         input_bits = intops.signed_bits(min(0, int(np.min(low))), max(0, int(np.max(high))))
         ceiling = (1 << input_bits) - 1      # u = v + x <= 2**w - 2: this is never reached
         threshold = np.minimum(np.asarray(thresholds, dtype=np.int64), ceiling)

@@ -110,8 +110,8 @@ def golden_run(model, net, images):
 
 def network_meta(dut) -> dict:
     """Return what the testbench needs to read the design: maps, order, widths."""
-    from hw.network import mem_name
-    from hw.shared import SharedMap
+    from hw.plan import SharedMap
+    from hw.program import mem_name
 
     maps = {}
     for name, info in dut.maps.items():
@@ -119,16 +119,16 @@ def network_meta(dut) -> dict:
             maps[name] = {"channels": info.channels, "height": info.side, "width": info.side,
                           "layout": "shared", "banks": dut.lanes,
                           "cg": -(-info.channels // dut.lanes), "memory": "spikes",
-                          "bank_bits": dut._map_width,
+                          "bank_bits": dut.map_width,
                           "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
             continue
         maps[name] = {"channels": info.channels, "height": info.height, "width": info.width,
                       "layout": info.layout, "banks": info.banks,
                       "cg": -(-info.channels // info.banks), "memory": f"map_{mem_name(name)}"}
-    order = [s.sink.split(":", 1)[1] for s in dut.steps if s.sink.startswith(("lif:", "map:"))]
-    return {"maps": maps, "lif_order": order, "T": dut._T,
+    order = [s.sink.spike_map for s in dut.steps if s.sink.spike_map is not None]
+    return {"maps": maps, "lif_order": order, "T": dut.T,
             "classes": dut.logits.shape().length, "logit_bits": dut.logit_bits,
-            "steps": [{"kind": s.kind, "name": s.name, "first_step_only": s.first_step_only}
+            "steps": [{"kind": s.kind.label, "name": s.name, "first_step_only": s.first_step_only}
                       for s in dut.steps]}
 
 
@@ -234,16 +234,17 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
 def _sops(dut, net, trace, step, t, image):
     """Return (synaptic operations, ideal cycles, dense MACs) of one step at one time step."""
     from hw.accumulator import layer_sops
+    from hw.program import StepKind
 
     lanes = dut.lanes
-    if step.kind == "stem":
+    if step.kind is StepKind.STEM:
         layer = net.layers[step.layer]
         macs = dut._stem_macs if hasattr(dut, "_stem_macs") else None
         cout, cin, k, _ = layer.weight.shape
         out = trace.accumulators[step.layer].shape[-1]
         macs = cout * cin * k * k * out * out
         return 0, macs / lanes, macs
-    if step.kind == "layer":
+    if step.kind is StepKind.LAYER:
         layer = net.layers[step.layer]
         spikes = trace.spikes[step.source][t, image].numpy()
         info = dut.maps[step.source]
@@ -256,20 +257,20 @@ def _sops(dut, net, trace, step, t, image):
         cout = layer.weight.shape[0]
         groups = -(-cout // lanes)
         return sops, sops / cout * groups, 0
-    if step.kind == "sdsa":
+    if step.kind is StepKind.SDSA:
         attn = net.attention[step.source]
-        q = trace.spikes[step.extra["q"]][t, image].numpy().sum()
-        k = trace.spikes[step.extra["k"]][t, image].numpy().sum()
-        d = attn["head_width"]
+        q = trace.spikes[step.attention.q][t, image].numpy().sum()
+        k = trace.spikes[step.attention.k][t, image].numpy().sum()
+        d = attn.head_width
         sops = int(q + k) * d
         return sops, sops / d, 0
     # LIF / copy steps: neuron updates, `lanes` per cycle, no synaptic operations.
     stream = net.streams.get(step.source) if step.source else None
     channels = net.lifs[step.name].threshold.shape[0] if step.name in net.lifs else (
         stream.scale.shape[0] if stream else 0)
-    side = dut.sizes.get(step.source, 1) if step.kind != "begin_stem" else \
+    side = dut.sizes.get(step.source, 1) if step.kind is not StepKind.BEGIN_STEM else \
         dut.sizes["downsample1_1"]
-    if step.kind == "begin_stem":
+    if step.kind is StepKind.BEGIN_STEM:
         channels = net.streams["downsample1_1"].scale.shape[0]
     return 0, side * side * -(-channels // lanes), 0
 
@@ -308,7 +309,7 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
         paper = E_MAC_PAPER * macs + E_AC_PAPER * sops
         memory = (macs * (E_MUL_INT8 + E_ADD_INT8 + E_SRAM_BYTE * weight_bits / 8)
                   + sops * (E_ADD_INT8 + E_SRAM_BYTE * weight_bits / 8))
-        rows.append({"step": k, "kind": step.kind, "name": step.name, "cycles": cycles,
+        rows.append({"step": k, "kind": step.kind.label, "name": step.name, "cycles": cycles,
                      "ideal_cycles": ideal, "utilisation": ideal / cycles if cycles else 0.0,
                      "sops": sops, "macs": macs, "energy_paper_pJ": paper,
                      "energy_memory_pJ": memory})

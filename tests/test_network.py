@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from hw.network import Network, Program
+from hw.network import Network
+from hw.program import Program, Sink, SinkKind, StepKind
 from quant.intmodel import IntegerModel
 from sim.e2e import demo_model, quantized
 
@@ -18,12 +19,15 @@ def demo(request):
 
 def test_program_covers_every_layer_and_lif_once(demo):
     steps = Program(demo).steps
-    layers = [s.layer for s in steps if s.kind in ("stem", "layer")]
+    layers = [s.layer for s in steps if s.kind in (StepKind.STEM, StepKind.LAYER)]
     assert layers == list(demo.layers), "layers out of order or missing"
-    lifs = [s.sink.split(":", 1)[1] for s in steps if s.sink.startswith(("lif:", "map:"))]
+    lifs = [s.sink.spike_map for s in steps if s.sink.spike_map is not None]
     assert sorted(lifs) == sorted(demo.lifs), "LIFs missing or repeated"
-    assert [s.kind for s in steps].count("sdsa") == len(demo.attention)
+    assert [s.kind for s in steps].count(StepKind.SDSA) == len(demo.attention)
     assert steps[0].first_step_only and not any(s.first_step_only for s in steps[1:])
+    assert steps[-1].sink == Sink(SinkKind.LOGITS) and str(steps[-1].sink) == "logits"
+    streams = {s.sink.stream for s in steps if s.sink.stream is not None}
+    assert streams == set(demo.streams), "a stream is never written"
 
 
 def test_spike_maps_match_the_trace_shapes(demo):
@@ -40,7 +44,7 @@ def test_spike_maps_match_the_trace_shapes(demo):
     # The SDSA feeds proj_conv: its output map is banked by head width.
     for path, attn in demo.attention.items():
         info = dut.maps[f"{path}.attn_lif"]
-        assert info.layout == "conv" and info.banks == attn["head_width"]
+        assert info.layout == "conv" and info.banks == attn.head_width
         for key in ("q_lif", "k_lif", "v_lif"):
             assert dut.maps[f"{path}.{key}"].layout == "token"
 

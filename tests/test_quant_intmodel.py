@@ -79,7 +79,7 @@ def reference_check(net, codes, trace, sample=0):
             got = spikes[name][:, sample].numpy().reshape(expected.shape)
             assert np.array_equal(got, expected), name
     for prefix, info in net.attention.items():
-        heads, d = info["heads"], info["head_width"]
+        heads, d = info.heads, info.head_width
         membrane = [None] * heads
         for t in range(cfg.T):
             def per_head(lif_name):
@@ -90,7 +90,7 @@ def reference_check(net, codes, trace, sample=0):
             v = per_head(f"{prefix}.v_lif") if cfg.sdsa != 2 else None
             out = spikes[f"{prefix}.attn_lif"][t, sample].numpy()
             for h in range(heads):
-                thr = info["threshold"]
+                thr = info.threshold
                 if cfg.sdsa in (3, 4):
                     s, membrane[h], counts = intops.sdsa3(q[h], k[h], v[h], thr, membrane[h])
                     assert np.array_equal(out[h * d:(h + 1) * d].T, s), (prefix, t, h)
@@ -174,5 +174,5 @@ def test_widths_reported_and_consistent():
     tiny = model.cfg
     attn = net.attention["block3.0.attn"]
     n = (tiny.img_size // 16) ** 2
-    assert attn["count_bits"] == (n * attn["head_width"]).bit_length()
-    assert attn["threshold"] == 8
+    assert attn.count_bits == (n * attn.head_width).bit_length()
+    assert attn.threshold == 8

@@ -1,6 +1,8 @@
 """The time-multiplexed network (``hw.shared``): its plan, and on Verilator the whole demo
 network bit-exact against the integer golden model at T=1 and T=2."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -28,7 +30,7 @@ def test_maps_are_disjoint_and_cover_every_lif(demo):
     spans.sort()
     for (_, end, name), (start, _, other) in zip(spans, spans[1:]):
         assert end <= start, f"maps {name} and {other} overlap"
-    assert spans[-1][1] <= dut._map_depth
+    assert spans[-1][1] <= dut.plan.memory.map_depth
     assert sorted(dut.maps) == sorted(demo.lifs)
 
 
@@ -38,17 +40,18 @@ def test_weight_memory_holds_every_layer_at_its_base(demo):
     lanes, width = dut.lanes, dut.weight_width
     words = dut.weight_words
     seen = np.zeros(len(words), dtype=bool)
-    for name, info in dut._layers.items():
+    for name, place in dut.plan.memory.layers.items():
+        info = place.config
         weight = np.asarray(demo.layers[name].weight, dtype=np.int64)
         if weight.ndim == 2:
             weight = weight[:, :, None, None]
         cout, cin, k, _ = weight.shape
-        kl, gl = info["kernel_log"], info["groups_log"]
+        kl, gl = info.kernel_log, info.groups_log
         for c in range(cin):
             for ky in range(1 << kl):
                 for kx in range(1 << kl):
                     for g in range(1 << gl):
-                        address = info["weight_base"] + ((((c << kl) | ky) << kl | kx) << gl | g)
+                        address = info.weight_base + ((((c << kl) | ky) << kl | kx) << gl | g)
                         assert not seen[address], f"{name}: word {address} used twice"
                         seen[address] = True
                         word = words[address]
@@ -75,12 +78,12 @@ def test_refuses_attention_blocks_the_feeder_cannot_walk():
     net = quantized(model)
     assert len(net.attention) >= 2
     second = list(net.attention)[1]
-    original = dict(net.attention[second])
-    net.attention[second] = dict(original, heads=original["heads"] + 1)
+    original = net.attention[second]
+    net.attention[second] = replace(original, heads=original.heads + 1)
     with pytest.raises(NotImplementedError, match="same tokens and heads"):
         SharedNetwork(net)
     for prefix in net.attention:
-        net.attention[prefix] = dict(net.attention[prefix], tokens=8, heads=original["heads"])
+        net.attention[prefix] = replace(net.attention[prefix], tokens=8, heads=original.heads)
     with pytest.raises(NotImplementedError, match="square token grid"):
         SharedNetwork(net)
 

@@ -1,0 +1,510 @@
+"""The shared network's plan: where every map, stream, LIF site and layer lives, in plain Python.
+
+:class:`SharedPlan` turns a quantized net and a lane count into everything
+:class:`hw.shared.SharedNetwork` generates hardware from, before any hardware exists: the
+program (:class:`hw.program.Program`), the memory map (:class:`MemoryMap`: one typed record per
+spike map, residual stream, LIF site and engine layer, with its base address), the contents of the
+weight, bias, shift and threshold memories, the engine's limits, and the descriptor of every
+(time step, step) pair. The testbench, the reports and the docs read the same objects.
+
+Each engine layer's geometry comes from :func:`hw.progengine.layer_config`, the engine's own
+configuration function, and :class:`hw.shared.SharedNetwork` packs it with
+:meth:`hw.progengine.ProgEngine.config_value`, which runs the engine's fit check on every layer.
+
+Layouts (all padded to powers of two so addresses are shifts, not products):
+
+* spike map ``m`` (``C`` channels, side ``S``): channel ``c`` in bank ``c % lanes`` at word
+  ``base_m + (((t << cg_log) | c // lanes) << h_log | y)``, bit ``x``; ``2**cg_log >=
+  ceil(C / lanes)``, ``2**h_log >= S``.
+* residual stream ``s`` (``positions * G`` words of ``lanes`` values): word ``base_s + position * G
+  + g``, the engine's read-out order, so ``index`` of an output beat addresses it directly.
+* LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g``.
+* weights: :func:`hw.progengine.pack_layer_weights` per layer at its ``weight_base``.
+
+Contract: building a plan raises ``ValueError``/``NotImplementedError`` naming the first thing
+the shared network cannot run (a head width other than ``lanes``, attention blocks of different
+shapes, a non-square token grid, grouped convolutions, a stride that is not a power of two, a
+negative stream shift). Tested by ``tests/test_shared_network.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Shape, unsigned
+from amaranth.lib import data
+
+from hw.accumulator import accumulator_bound, pack_lanes, signed_width
+from hw.params import bits_for, ceil_div, log2_ceil
+from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes
+from hw.progengine import LayerConfig, layer_config, pack_layer_biases, pack_layer_weights
+
+__all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan"]
+
+
+@dataclass(frozen=True)
+class SharedMap:
+    """A spike map's place in the shared spike memory (module docstring)."""
+
+    name: str
+    channels: int
+    side: int
+    base: int
+    cg_log: int
+    h_log: int
+
+    @property
+    def height(self) -> int:
+        return self.side
+
+    @property
+    def width(self) -> int:
+        return self.side
+
+    def base_at(self, t: int) -> int:
+        """First word of time step ``t``'s map."""
+        return self.base + (t << (self.cg_log + self.h_log))
+
+
+@dataclass(frozen=True)
+class StreamPlace:
+    """A residual stream's place in the stream memory: ``words`` words from ``base``."""
+
+    name: str
+    base: int
+    groups: int
+    words: int
+    bits: int
+
+
+@dataclass(frozen=True)
+class SitePlace:
+    """A LIF site's membranes (from ``mbase``) and thresholds (from ``tbase``) in the LIF array."""
+
+    name: str
+    mbase: int
+    tbase: int
+    groups: int
+    words: int
+
+
+@dataclass(frozen=True)
+class LayerPlace:
+    """An engine layer: its integer weights and biases and its engine configuration."""
+
+    name: str
+    weight: np.ndarray = field(repr=False)   # [Cout, Cin, k, k]
+    bias: np.ndarray = field(repr=False)     # [Cout]
+    config: LayerConfig
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Every memory of the shared network and what lives where (public, typed).
+
+    ``maps``: spike maps by LIF name; ``streams``: residual streams; ``sites``: LIF sites (the SDSA
+    keeps its own attention LIF); ``layers``: engine layers; ``shift_base``: first shift-memory
+    word of every stream-writing step, by step name. The depths and widths size the memories.
+    """
+
+    maps: dict[str, SharedMap]
+    streams: dict[str, StreamPlace]
+    sites: dict[str, SitePlace]
+    layers: dict[str, LayerPlace]
+    shift_base: dict[str, int]
+    map_depth: int
+    map_width: int
+    stream_depth: int
+    stream_bits: int
+    membrane_words: int
+    lif_bits: int
+
+    def report(self, lanes: int, weight_depth: int, weight_width: int, acc_width: int,
+               bank_depth: int) -> dict:
+        """Bits of every shared memory (for the manifest and the docs)."""
+        return {
+            "weights": weight_depth * lanes * weight_width,
+            "spike_maps": self.map_depth * self.map_width * lanes,
+            "streams": self.stream_depth * lanes * self.stream_bits,
+            "membranes": self.membrane_words * lanes * self.lif_bits,
+            "bank": bank_depth * lanes * acc_width,
+        }
+
+
+class SharedPlan:
+    """Plan a quantized net on the shared network at ``lanes`` lanes (module docstring).
+
+    Members
+    -------
+    net, lanes, T, program, steps, sizes
+        The inputs, the program and the map side of every module list.
+    memory : MemoryMap
+    weight_words, bias_words, shift_words, thresholds : list of int
+        Contents of the weight, bias, shift and threshold memories.
+    weight_width, acc_width, shift_bits, logit_bits : int
+    engine_limits : dict
+        The engine's size parameters (``ProgEngine`` keyword arguments).
+    stem_layer, stem_groups, pixel_words
+        The stem's quantized layer, its output groups and the pixel memory's words.
+    pool_groups, max_groups, attention
+        Widest pooled stream, widest group count, attention block paths in program order.
+    """
+
+    def __init__(self, net, lanes: int):
+        self.net = net
+        self.lanes = lanes = int(lanes)
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, not {lanes}")
+        self.T = T = net.cfg.T
+        self.program = Program(net)
+        self.steps: list[Step] = self.program.steps
+        self.sizes = net.cfg.map_sides()
+        self._check_attention()
+        maps = self._plan_maps()
+        streams = self._plan_streams()
+        sites, thresholds, membrane_words, lif_bits = self._plan_sites(maps)
+        layers, weight_words, bias_words = self._plan_layers(maps)
+        shift_base = self._plan_shifts()
+        self.memory = MemoryMap(
+            maps=maps, streams=streams, sites=sites, layers=layers, shift_base=shift_base,
+            map_depth=max(2, sum(T << (i.cg_log + i.h_log) for i in maps.values())),
+            map_width=max(info.side for info in maps.values()),
+            stream_depth=max(2, sum(s.words for s in streams.values())),
+            stream_bits=max(s.bits for s in streams.values()),
+            membrane_words=membrane_words, lif_bits=lif_bits)
+        self.thresholds = thresholds
+        self.weight_words = weight_words
+        self.bias_words = bias_words
+        self.logit_bits = max(net.logit_bits, 2)
+
+        # Stem.
+        stem_step = self.steps[0]
+        if stem_step.kind is not StepKind.STEM:
+            raise NotImplementedError("the program must begin with the stem")
+        self.stem_layer = net.layers[stem_step.layer]
+        cfg = net.cfg
+        self.pixel_words = cfg.in_channels * cfg.img_size ** 2
+        self.stem_groups = ceil_div(self.stem_layer.weight.shape[0], lanes)
+
+        # Pool width (head): sum of a stream over positions.
+        self.pool_groups = 1
+        for step in self.steps:
+            if step.kind is StepKind.POOL_LIF:
+                self.pool_groups = max(self.pool_groups, streams[step.source].groups)
+        self.attention = list(net.attention)
+        self.max_groups = max([self.pool_groups]
+                              + [s.groups for s in streams.values()]
+                              + [s.groups for s in sites.values()]
+                              + [layer.config.groups for layer in layers.values()]
+                              + [ceil_div(info.channels, lanes) for info in maps.values()]
+                              + [attn.heads for attn in net.attention.values()])
+
+    # -- checks and allocation ----------------------------------------------------------------
+    def _check_attention(self):
+        net, lanes = self.net, self.lanes
+        for prefix, attn in net.attention.items():
+            if attn.head_width != lanes:
+                raise ValueError(
+                    f"lanes must equal the head width of {prefix} ({attn.head_width}) in the "
+                    f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
+        # One SDSA feeder and one writer serve every attention block: their token grid and head
+        # count are generated from the first block, so every block must share them.
+        shapes = {(attn.tokens, attn.heads) for attn in net.attention.values()}
+        if len(shapes) > 1:
+            raise NotImplementedError(
+                "the shared network needs the same tokens and heads in every attention block, "
+                f"not {sorted(shapes)} (the SDSA feeder is generated for one shape)")
+        for tokens, _ in shapes:
+            side = int(round(tokens ** 0.5))
+            if side * side != tokens:
+                raise NotImplementedError(
+                    f"attention over {tokens} tokens: the shared network's SDSA feeder walks a "
+                    "square token grid")
+
+    def _plan_maps(self) -> dict[str, SharedMap]:
+        """Every LIF's spike map, allocated in program order."""
+        maps, base = {}, 0
+        for lif, (_, channels, side) in lif_map_shapes(self.net, self.steps, self.sizes).items():
+            info = SharedMap(lif, channels, side, base,
+                             log2_ceil(ceil_div(channels, self.lanes)), log2_ceil(side))
+            base += self.T << (info.cg_log + info.h_log)
+            maps[lif] = info
+        return maps
+
+    def _plan_streams(self) -> dict[str, StreamPlace]:
+        streams, base = {}, 0
+        for name, stream in self.net.streams.items():
+            groups = ceil_div(stream.scale.shape[0], self.lanes)
+            words = self.sizes[name] ** 2 * groups
+            streams[name] = StreamPlace(name, base, groups, words, stream.bits)
+            base += words
+        return streams
+
+    def _plan_sites(self, maps):
+        """LIF sites (the SDSA keeps its own attention LIF) and the threshold memory."""
+        net, lanes = self.net, self.lanes
+        sites, mbase, tbase, thresholds = {}, 0, 0, []
+        for step in self.steps:
+            lif = step.sink.spike_map
+            if step.kind is StepKind.SDSA or lif is None:
+                continue
+            info = maps[lif]
+            groups = ceil_div(info.channels, lanes)
+            sites[lif] = SitePlace(lif, mbase, tbase, groups, info.side ** 2 * groups)
+            thresholds += [int(v) for v in net.lifs[lif].threshold] + [0] * (groups * lanes
+                                                                             - info.channels)
+            mbase += info.side ** 2 * groups
+            tbase += groups
+        # At T = 1 every LIF starts from a zero membrane and none is read back: the array keeps
+        # no membranes (its memory shrinks to two words that are never read with first = 0).
+        membrane_words = max(2, mbase) if self.T > 1 else 2
+        lif_bits = max(net.lifs[name].input_bits for name in sites)
+        return sites, thresholds, membrane_words, lif_bits
+
+    def _plan_layers(self, maps):
+        """Engine layers: configurations from the engine's ``layer_config``, packed weights."""
+        net, lanes = self.net, self.lanes
+        weight_words, bias_words, layers = [], [], {}
+        low, high, need_w = 0, 0, 1
+        for step in self.steps:
+            if step.kind is not StepKind.LAYER:
+                continue
+            layer = net.layers[step.layer]
+            if layer.groups != 1:
+                raise NotImplementedError(f"{step.layer}: grouped convs are not supported")
+            weight = np.asarray(layer.weight, dtype=np.int64)
+            if weight.ndim == 2:
+                weight = weight[:, :, None, None]
+            cout, cin, k, _ = weight.shape
+            side_in = maps[step.source].side
+            stride = int(layer.stride)
+            if stride & (stride - 1):
+                raise NotImplementedError(f"{step.layer}: stride {stride} is not a power of two")
+            config = layer_config(in_channels=cin, out_channels=cout, kernel=k, stride=stride,
+                                  padding=int(layer.padding), height=side_in, width=side_in,
+                                  lanes=lanes, weight_base=len(weight_words),
+                                  bias_base=len(bias_words))
+            bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)
+            lo, hi = accumulator_bound(weight, bias)
+            lo0, hi0 = accumulator_bound(weight, np.zeros_like(bias))
+            low, high = min(low, lo, lo0), max(high, hi, hi0)
+            need_w = max(need_w, signed_width(min(int(weight.min()), 0),
+                                              max(int(weight.max()), 0)))
+            layers[step.layer] = LayerPlace(step.layer, weight, bias, config)
+            # Reserve the words now so bases are fixed.
+            weight_words.extend([0] * config.weight_words_needed)
+            bias_words.extend([0] * config.groups)
+        self.weight_width = need_w
+        self.acc_width = signed_width(low, high)
+        for place in layers.values():
+            c = place.config
+            words = pack_layer_weights(place.weight, lanes=lanes, weight_width=need_w,
+                                       kernel_log=c.kernel_log, groups_log=c.groups_log)
+            weight_words[c.weight_base:c.weight_base + len(words)] = words
+            biases = pack_layer_biases(place.bias, lanes=lanes, accumulator_width=self.acc_width,
+                                       groups=c.groups)
+            bias_words[c.bias_base:c.bias_base + len(biases)] = biases
+        configs = [place.config for place in layers.values()]
+        max_side = max([max(info.side for info in maps.values())]
+                       + [c.height for c in configs] + [c.out_height for c in configs])
+        self.engine_limits = dict(
+            word_bits=max(info.side for info in maps.values()),
+            max_words=max([1] + [c.words_per_frame for c in configs]),
+            max_channels=max([1] + [c.in_channels for c in configs]),
+            max_side=max_side,
+            max_padding=max([0] + [c.padding for c in configs]),
+            max_kernel_log=max([0] + [c.kernel_log for c in configs]),
+            max_stride_log=max([0] + [c.stride_log for c in configs]),
+            max_groups_log=max([0] + [c.groups_log for c in configs]),
+            bank_depth=max([2] + [c.bank_words_needed for c in configs]))
+        return layers, weight_words, bias_words
+
+    def _plan_shifts(self) -> dict[str, int]:
+        """Shifts of every stream-writing step (per output channel, per group of lanes)."""
+        net, lanes = self.net, self.lanes
+        max_shift, shift_base, padded_shifts, words = 0, {}, {}, []
+        for step in self.steps:
+            if step.kind is StepKind.BEGIN_STEM or (step.kind is StepKind.LAYER
+                                                    and step.sink.stream is not None):
+                shifts = np.asarray(net.layers[step.layer].shift, dtype=np.int64).reshape(-1)
+                groups = ceil_div(shifts.shape[0], lanes)
+                padded = np.zeros(groups * lanes, dtype=np.int64)
+                padded[:shifts.shape[0]] = shifts
+                if padded.min() < 0:
+                    raise NotImplementedError(f"{step.layer}: negative stream shift")
+                shift_base[step.name] = len(words)
+                padded_shifts[step.name] = padded
+                max_shift = max(max_shift, int(padded.max()))
+                words.extend([None] * groups)
+        self.shift_bits = max(1, max_shift.bit_length())
+        for name, start in shift_base.items():
+            padded = padded_shifts[name]
+            for g in range(len(padded) // lanes):
+                words[start + g] = pack_lanes(padded[g * lanes:(g + 1) * lanes],
+                                              self.shift_bits + 1)
+        self.shift_words = words
+        return shift_base
+
+    # -- sizes ----------------------------------------------------------------------------------
+    @property
+    def weight_depth(self) -> int:
+        return max(2, len(self.weight_words))
+
+    def memory_report(self) -> dict:
+        """Bits of every shared memory (for the manifest and the docs)."""
+        return self.memory.report(self.lanes, self.weight_depth, self.weight_width,
+                                  self.acc_width, self.engine_limits["bank_depth"])
+
+    # -- descriptors ----------------------------------------------------------------------------
+    def descriptor_fields(self, engine_config_shape) -> dict:
+        """Return the descriptor's ``{field: shape}`` (``engine``: the engine's config layout).
+
+        Every step's descriptor, for every time step, is a constant word of a ROM indexed by
+        (t, step); the word also holds decoded flags, strides and "minus one" limits, so that
+        datapaths compare registers with registers instead of decoding a kind or subtracting.
+        """
+        mem, lanes, steps = self.memory, self.lanes, self.steps
+        W = mem.map_width
+        md_w = bits_for(mem.map_depth + 1)
+        h_log_max = max(info.h_log for info in mem.maps.values())
+        sd_w = bits_for(mem.stream_depth + 1)
+        groups_shape = range(self.max_groups + 1)
+        channels = range(max(p.config.in_channels for p in mem.layers.values()) + 1)
+        return {
+            "kind": unsigned(3),
+            "sink": unsigned(2),
+            "src_base": unsigned(md_w),     # with t folded in
+            "src_h_log": range(h_log_max + 1),
+            "src_stride": range((1 << h_log_max) + 1),
+            "src_height": range(W + 1),
+            "src_height_m1": range(W + 1),
+            "src_channels": channels,
+            "src_channels_m1": channels,
+            "dst_base": unsigned(md_w),
+            "dst_h_log": range(h_log_max + 1),
+            "dst_stride": range((1 << h_log_max) + 1),
+            "dst_side": range(W + 1),
+            "dst_side_m1": range(W + 1),
+            "dst_side_m2": range(W + 1),
+            "dst_mask": unsigned(W),
+            "groups": groups_shape,
+            "groups_m1": groups_shape,
+            "groups_m2": groups_shape,
+            "mbase": unsigned(bits_for(mem.membrane_words + 1)),
+            "tbase": unsigned(bits_for(len(self.thresholds) // lanes + 1)),
+            "stream_base": unsigned(sd_w),
+            "stream_words": unsigned(sd_w),
+            "stream_words_m1": unsigned(sd_w),
+            "shift_base": unsigned(bits_for(len(self.shift_words) + 2)),
+            "sdsa": range(max(2, len(self.attention))),
+            "q_base": unsigned(md_w),
+            "k_base": unsigned(md_w),
+            "v_base": unsigned(md_w),
+            "engine": engine_config_shape,
+            "next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)
+            "last_step": 1,                      # this is the time step's last step
+            # decoded kind and sink
+            "is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
+            "is_reader": 1,          # stream LIF or pool: the stream reader runs
+            "sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,
+        }
+
+    def _descriptor_values(self, step: Step, tv: int) -> dict:
+        """``{field: value}`` set by ``step``'s descriptor at time step ``tv`` (``engine``: the
+        layer's :class:`LayerConfig`)."""
+        mem = self.memory
+        out = {"kind": step.kind.value}
+        sink = step.sink
+        if sink.spike_map is not None:
+            info = mem.maps[sink.spike_map]
+            out.update(dst_base=info.base_at(tv), dst_h_log=info.h_log, dst_side=info.side,
+                       dst_mask=(1 << info.side) - 1)
+            site = mem.sites.get(sink.spike_map)
+            if site is not None:
+                out.update(tbase=site.tbase, groups=site.groups)
+                if self.T > 1:
+                    out["mbase"] = site.mbase
+        if step.kind is StepKind.LAYER:
+            place = mem.layers[step.layer]
+            src = mem.maps[step.source]
+            out.update(sink=sink.kind.value, src_base=src.base_at(tv), src_h_log=src.h_log,
+                       src_height=src.side, src_channels=place.config.in_channels,
+                       engine=place.config)
+        if step.kind is StepKind.STEM:
+            begin = next(s for s in self.steps
+                         if s.kind is StepKind.BEGIN_STEM and s.layer == step.layer)
+            sink = begin.sink
+            step = begin  # its stream and shifts
+        if sink.stream is not None:
+            stream = mem.streams[sink.stream]
+            out.update(stream_base=stream.base, stream_words=stream.words,
+                       groups=stream.groups, shift_base=mem.shift_base[step.name])
+        if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
+            stream = mem.streams[step.source]
+            out.update(stream_base=stream.base, stream_words=stream.words)
+        if step.kind is StepKind.SDSA:
+            attn = step.attention
+            out.update(sdsa=self.attention.index(step.source),
+                       q_base=mem.maps[attn.q].base_at(tv), k_base=mem.maps[attn.k].base_at(tv),
+                       v_base=mem.maps[attn.v].base_at(tv), src_h_log=mem.maps[attn.q].h_log)
+        return out
+
+    @staticmethod
+    def _derived(state: dict) -> dict:
+        """Add the decoded flags and limits that follow from ``state``'s fields."""
+        kind, sink = state["kind"], state["sink"]
+        state = dict(state)
+        state.update(
+            src_stride=1 << state["src_h_log"], dst_stride=1 << state["dst_h_log"],
+            src_height_m1=max(0, state["src_height"] - 1),
+            src_channels_m1=max(0, state["src_channels"] - 1),
+            dst_side_m1=max(0, state["dst_side"] - 1),
+            dst_side_m2=max(0, state["dst_side"] - 2),
+            groups_m1=max(0, state["groups"] - 1),
+            groups_m2=max(0, state["groups"] - 2),
+            stream_words_m1=max(0, state["stream_words"] - 1),
+            is_stem=int(kind == StepKind.STEM.value), is_layer=int(kind == StepKind.LAYER.value),
+            is_stream_lif=int(kind == StepKind.STREAM_LIF.value),
+            is_sdsa=int(kind == StepKind.SDSA.value), is_pool=int(kind == StepKind.POOL_LIF.value),
+            is_reader=int(kind in (StepKind.STREAM_LIF.value, StepKind.POOL_LIF.value)),
+            sink_lif=int(sink == SinkKind.LIF.value),
+            sink_stream=int(sink in (SinkKind.ADD.value, SinkKind.BEGIN.value)),
+            sink_add=int(sink == SinkKind.ADD.value),
+            sink_logits=int(sink == SinkKind.LOGITS.value))
+        return state
+
+    def descriptor_rom(self, layout: data.StructLayout, engine_value) -> dict[int, int]:
+        """Return ``{(t << k_bits) | step index: descriptor word}``.
+
+        ``engine_value(LayerConfig) -> int`` packs a layer's engine configuration (the engine's
+        :meth:`~hw.progengine.ProgEngine.config_value`, which checks that the layer fits). In
+        program order over time steps, a field a step does not set keeps the value of the last
+        step that did (the registers' previous contents); ``begin_stem`` steps are skipped (the
+        stem's descriptor does their work).
+        """
+        steps = self.steps
+        k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
+        rom = {}
+        state = {name: 0 for name, _ in layout}
+        runs = [index for index, step in enumerate(steps) if step.kind is not StepKind.BEGIN_STEM]
+        for tv in range(self.T):
+            for position, index in enumerate(runs):
+                step = steps[index]
+                values = self._descriptor_values(step, tv)
+                if "engine" in values:
+                    values["engine"] = engine_value(values["engine"])
+                state.update(values)
+                state = self._derived(state)
+                following = runs[position + 1] if position + 1 < len(runs) else len(steps)
+                state.update(next_k=following, last_step=int(following == len(steps)))
+                word = 0
+                for name, value in state.items():
+                    member = layout[name]
+                    width = Shape.cast(member.shape).width
+                    if not 0 <= value < (1 << width):
+                        raise ValueError(f"descriptor field {name} = {value} of step "
+                                         f"{step.name} does not fit {width} bits")
+                    word |= value << member.offset
+                rom[(tv << k_bits) | index] = word
+        return rom

@@ -1,0 +1,231 @@
+"""The network program: one typed list of steps, recorded from ``quant.graph.walk``.
+
+The same dataflow walk that drives the float and integer models drives the hardware: the
+:class:`Program` backend records it as a list of :class:`Step`, in execution order within one time
+step. Both network generators (:mod:`hw.shared`, the FPGA design; :mod:`hw.network`, one engine per
+layer) and the co-simulation's reports read this list; nothing parses strings.
+
+* :class:`StepKind` says which datapath a step runs. It is an Amaranth enum whose values are the
+  codes the shared network's descriptor holds (``kind`` field), so the hardware and this list use
+  one encoding.
+* :class:`Sink` says where a step's output goes: a LIF's spike map (``LIF`` for a layer feeding a
+  LIF, ``MAP`` for a unit that writes spikes itself), a residual stream (``ADD`` into it, ``BEGIN``
+  it), the ``LOGITS`` or the stem's output buffer (``STEM_OUT``). :class:`SinkKind`'s first four
+  values are the descriptor's ``sink`` codes of a layer step.
+
+Contract: :class:`Program` ``(net).steps`` begins with the stem (``first_step_only``), lists every
+other step once, and ends with the classifier (``Sink(LOGITS)``). Tested by
+``tests/test_network.py`` and, through both generators, by every network test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth.lib import enum
+
+__all__ = ["StepKind", "SinkKind", "Sink", "Step", "Program", "lif_map_shapes", "mem_name"]
+
+
+class StepKind(enum.Enum, shape=3):
+    """Which datapath a step runs (values: the shared network's descriptor codes)."""
+
+    #: The stem convolution on pixels (the only multiplying layer).
+    STEM = 0
+    #: Copy the stem's output into the first residual stream (``<< shift``).
+    BEGIN_STEM = 1
+    #: A convolution or linear layer on spikes, on a synapse engine.
+    LAYER = 2
+    #: A LIF reading a residual stream.
+    STREAM_LIF = 3
+    #: Spike-driven self-attention of one block (Q, K, V maps to the attention LIF's map).
+    SDSA = 4
+    #: The head's sum pool over positions of the last stream, then its LIF.
+    POOL_LIF = 5
+
+    @property
+    def label(self) -> str:
+        """Lower-case name for reports (``"layer"``, ``"head_pool_lif"``, ...)."""
+        return "head_pool_lif" if self is StepKind.POOL_LIF else self.name.lower()
+
+
+class SinkKind(enum.Enum, shape=3):
+    """Where a step's output goes (the first four: the descriptor's ``sink`` codes)."""
+
+    LIF = 0       # a layer's sums into a LIF, which writes the LIF's spike map
+    ADD = 1       # a layer's sums shifted and added into a residual stream
+    BEGIN = 2     # a layer's (or the stem's) sums shifted into a residual stream, starting it
+    LOGITS = 3    # the classifier's sums, added into the logits
+    MAP = 4       # spikes written by the step's own LIF (stream LIF, pool LIF, SDSA)
+    STEM_OUT = 5  # the stem's output buffer (per-layer network only)
+
+
+@dataclass(frozen=True)
+class Sink:
+    """A step's destination: a kind and, for maps and streams, the target's name."""
+
+    kind: SinkKind
+    target: str | None = None
+
+    @property
+    def spike_map(self) -> str | None:
+        """The LIF whose spike map this sink writes, or None."""
+        return self.target if self.kind in (SinkKind.LIF, SinkKind.MAP) else None
+
+    @property
+    def stream(self) -> str | None:
+        """The residual stream this sink writes, or None."""
+        return self.target if self.kind in (SinkKind.ADD, SinkKind.BEGIN) else None
+
+    def __str__(self) -> str:
+        """``lif:<name>``, ``add:<stream>``, ``logits``, ... (reports and error messages)."""
+        label = self.kind.name.lower()
+        return label if self.target is None else f"{label}:{self.target}"
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The spike maps an SDSA step reads."""
+
+    q: str
+    k: str
+    v: str
+
+
+@dataclass
+class Step:
+    """One entry of the network program.
+
+    Members
+    -------
+    kind : StepKind
+    name : str
+        Layer, LIF or attention path the step computes (unique; the report's row name).
+    layer : str or None
+        Layer name for ``STEM``, ``BEGIN_STEM`` and ``LAYER`` steps.
+    source : str or None
+        Spike map (LIF name) a layer reads, the stream a LIF or pool reads, or the attention
+        block's path for ``SDSA``.
+    sink : Sink
+    first_step_only : bool
+        Run only at ``t = 0`` (the stem: the input repeats at every time step).
+    attention : Attention or None
+        The Q, K and V spike maps of an ``SDSA`` step.
+    """
+
+    kind: StepKind
+    name: str
+    layer: str | None = None
+    source: str | None = None
+    sink: Sink = field(default_factory=lambda: Sink(SinkKind.STEM_OUT))
+    first_step_only: bool = False
+    attention: Attention | None = None
+
+
+def mem_name(name: str) -> str:
+    """Return a Verilog-friendly identifier for a layer, LIF or stream name."""
+    return name.replace(".", "_")
+
+
+class _Ref:
+    """What a walk primitive returned: a pending layer output, a stream, spikes or a pool."""
+
+    def __init__(self, kind, name, stream=None):
+        self.kind, self.name, self.stream = kind, name, stream
+
+
+class Program:
+    """Record :func:`quant.graph.walk` as a list of :class:`Step` (a walk backend).
+
+    Parameters
+    ----------
+    net : quant.quantize.IntNet
+        Refused with ``NotImplementedError`` if its SepConv is not fused or its attention is not
+        SDSA-3 (the operators the network generators build).
+    """
+
+    def __init__(self, net):
+        from quant.graph import walk
+
+        self.net = net
+        self.cfg = net.cfg
+        self.fused_sepconv = net.fuse_sepconv
+        if not net.fuse_sepconv:
+            raise NotImplementedError("the network RTL needs fused SepConv (no integer pointwise)")
+        if self.cfg.sdsa not in (3,):
+            raise NotImplementedError(f"the network RTL supports SDSA-3, not {self.cfg.sdsa}")
+        self.steps: list[Step] = []
+        walk(self.cfg, self, None)
+
+    # walk primitives -------------------------------------------------------------------------
+    def stem(self, name, image):
+        self.steps.append(Step(StepKind.STEM, name, layer=name, sink=Sink(SinkKind.STEM_OUT),
+                               first_step_only=True))
+        return _Ref("stem", name)
+
+    def conv(self, name, x):
+        return _Ref("layer", name, x)
+
+    def _layer(self, ref, sink: Sink):
+        self.steps.append(Step(StepKind.LAYER, ref.name, layer=ref.name, source=ref.stream.name,
+                               sink=sink))
+
+    def lif(self, name, x, theta, layout):
+        if x.kind == "layer":
+            self._layer(x, Sink(SinkKind.LIF, name))
+        elif x.kind == "stream":
+            self.steps.append(Step(StepKind.STREAM_LIF, name, source=x.name,
+                                   sink=Sink(SinkKind.MAP, name)))
+        elif x.kind == "pooled":
+            self.steps.append(Step(StepKind.POOL_LIF, name, source=x.name,
+                                   sink=Sink(SinkKind.MAP, name)))
+        else:
+            raise NotImplementedError(f"LIF {name} on {x.kind}")
+        return _Ref("spikes", name)
+
+    def begin_stream(self, x, stream, producer):
+        if x.kind == "stem":
+            self.steps.append(Step(StepKind.BEGIN_STEM, f"{producer}.begin", layer=producer,
+                                   source="stem_out", sink=Sink(SinkKind.BEGIN, stream)))
+        else:
+            self._layer(x, Sink(SinkKind.BEGIN, stream))
+        return _Ref("stream", stream)
+
+    def add(self, stream, branch, producer):
+        self._layer(branch, Sink(SinkKind.ADD, stream.name))
+        return _Ref("stream", stream.name)
+
+    def sdsa(self, prefix, q, k, v):
+        name = f"{prefix}.attn_lif"
+        self.steps.append(Step(StepKind.SDSA, name, source=prefix, sink=Sink(SinkKind.MAP, name),
+                               attention=Attention(q.name, k.name, v.name)))
+        return _Ref("spikes", name)
+
+    def pool(self, stream):
+        return _Ref("pooled", stream.name)
+
+    def finish(self, logits):
+        self._layer(logits, Sink(SinkKind.LOGITS))
+        return self
+
+
+def lif_map_shapes(net, steps, sizes) -> dict:
+    """Return ``{lif: (step, channels, side)}`` for every step that writes a spike map, in program
+    order (a layer's output side, the SDSA's token map, the head's 1x1, a stream's side)."""
+    shapes = {}
+    for step in steps:
+        lif = step.sink.spike_map
+        if lif is None:
+            continue
+        channels = net.lifs[lif].threshold.shape[0]
+        if step.kind is StepKind.LAYER:
+            side = 1 if step.layer == "head" else sizes[step.layer.split(".")[0]]
+        elif step.kind is StepKind.SDSA:
+            side = sizes[lif.split(".")[0]]
+            channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
+        elif step.kind is StepKind.POOL_LIF:
+            side = 1
+        else:
+            side = sizes[step.source]
+        shapes[lif] = (step, channels, side)
+    return shapes
