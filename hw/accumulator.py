@@ -51,7 +51,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.addressing import SpikeAddressing, addressing_input_layout
-from hw.params import bits_for, check_int, times
+from hw.params import bits_for, ceil_div, check_int, times
 
 __all__ = ["SynapseKind", "SynapseEngine", "synapse_output_layout", "pack_weights",
            "pack_lanes", "accumulator_bound", "signed_width", "layer_sops"]
@@ -135,7 +135,7 @@ def pack_weights(kind, weight, *, lanes: int, weight_width: int) -> list[int]:
     kind = SynapseKind(kind)
     weight = _canonical(kind, weight)
     cout, cin, kernel, _ = weight.shape
-    groups = -(-cout // lanes)
+    groups = ceil_div(cout, lanes)
     padded = np.zeros((groups * lanes, cin, kernel, kernel), dtype=np.int64)
     padded[:cout] = weight
     words = []
@@ -280,7 +280,7 @@ class SynapseEngine(wiring.Component):
         self._cout = cout
         self._out_height = (self._height + 2 * self._padding - kernel) // self._stride + 1
         self._out_width = (self._width + 2 * self._padding - kernel) // self._stride + 1
-        self._groups = -(-cout // self._lanes)
+        self._groups = ceil_div(cout, self._lanes)
 
         need_weight = signed_width(min(int(weight.min()), 0), max(int(weight.max()), 0))
         if weight_width is None:

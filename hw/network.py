@@ -43,7 +43,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import SynapseEngine
-from hw.params import bits_for, times
+from hw.params import bits_for, ceil_div, times
 from hw.lif import LIFArray
 from hw.sdsa import SDSA
 from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes, mem_name
@@ -194,7 +194,7 @@ class Network(wiring.Component):
         for name, stream in net.streams.items():
             side = self.sizes[name]
             channels = stream.scale.shape[0]
-            groups = -(-channels // lanes)
+            groups = ceil_div(channels, lanes)
             words = side * side * groups
             mem = Memory(shape=unsigned(lanes * stream.bits), depth=max(2, words), init=[])
             m.submodules[f"stream_{mem_name(name)}"] = mem
@@ -220,7 +220,7 @@ class Network(wiring.Component):
         self._stem_out = stem_out
 
         logits_acc = Signal(data.ArrayLayout(signed(self._logit_bits),
-                                             -(-self.logits.shape().length // lanes) * lanes))
+                                             ceil_div(self.logits.shape().length, lanes) * lanes))
         self._logits_acc = logits_acc
         m.d.comb += [self.logits[c].eq(logits_acc[c])
                      for c in range(self.logits.shape().length)]
@@ -275,7 +275,7 @@ class Network(wiring.Component):
     def _spike_map(self, m, info: SpikeMapInfo, T: int) -> dict:
         hw = {"info": info}
         if info.layout == "conv":
-            cg = -(-info.channels // info.banks)
+            cg = ceil_div(info.channels, info.banks)
             hw["cg"] = cg
             hw["banks"] = []
             for bank in range(info.banks):
@@ -284,7 +284,7 @@ class Network(wiring.Component):
                 m.submodules[f"map_{mem_name(info.name)}_{bank}"] = mem
                 hw["banks"].append({"mem": mem, "write": mem.write_port(granularity=1)})
         else:
-            cg = -(-info.channels // info.banks)
+            cg = ceil_div(info.channels, info.banks)
             hw["cg"] = cg
             mem = Memory(shape=unsigned(cg * info.banks), depth=max(2, T * info.height *
                                                                     info.width), init=[])
@@ -409,7 +409,7 @@ class Network(wiring.Component):
         """
         lanes = self._lanes
         out = Signal(data.ArrayLayout(signed(bits), lanes), name=f"{prefix}_sum")
-        padded = np.zeros(-(-len(shifts) // lanes) * lanes, dtype=np.int64)
+        padded = np.zeros(ceil_div(len(shifts), lanes) * lanes, dtype=np.int64)
         padded[:len(shifts)] = shifts
         with m.Switch(group):
             for g in range(len(padded) // lanes):

@@ -31,7 +31,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes, pack_weights, signed_width, synapse_output_layout
-from hw.params import bits_for, check_int
+from hw.params import bits_for, ceil_div, check_int
 
 __all__ = ["StemConv", "stem_bound"]
 
@@ -102,7 +102,7 @@ class StemConv(wiring.Component):
         self._out_width = (self._width + 2 * self._padding - kernel) // self._stride + 1
         if self._out_height < 1 or self._out_width < 1:
             raise ValueError(f"kernel {kernel} leaves no output on a {height}x{width} image")
-        self._groups = -(-cout // self._lanes)
+        self._groups = ceil_div(cout, self._lanes)
         self._weight_width = signed_width(min(int(weight.min()), 0), max(int(weight.max()), 0))
         bound = stem_bound(self._weight, self._bias, (1 << self._pixel_bits) - 1)
         need = signed_width(-bound, bound)

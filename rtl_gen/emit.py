@@ -21,6 +21,7 @@ from amaranth.hdl import Value
 from amaranth.lib import wiring
 
 from hw import verilog
+from hw.params import ceil_div
 
 from .config import ConfigError, DesignPoint
 
@@ -118,7 +119,7 @@ def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
 
 def weight_image_text(component) -> str:
     """Return a packed weight memory as ``$readmemh`` text: one word per line, lowest first."""
-    digits = -(-component.weight_width * component.lanes // 4)
+    digits = ceil_div(component.weight_width * component.lanes, 4)
     return "".join(f"{word:0{digits}x}\n" for word in component.weight_words)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hw.params import ceil_div
 from quant.intops import lif_step
 
 __all__ = ["LIFArrayCase", "lif_array_case", "lif_array_expected"]
@@ -41,7 +42,7 @@ def lif_array_case(rng: np.random.Generator, *, lanes: int, words: int, channels
     ``repeats`` of extra beats re-address the word just visited (back-to-back updates).
     Thresholds are drawn per channel in ``[1, 2**input_width - 1]``.
     """
-    groups = -(-channels // lanes)
+    groups = ceil_div(channels, lanes)
     thresholds = rng.integers(1, 1 << input_width, size=channels)
     low, high = -(1 << (input_width - 1)), (1 << (input_width - 1)) - 1
     address, first = [], []
@@ -63,7 +64,7 @@ def lif_array_case(rng: np.random.Generator, *, lanes: int, words: int, channels
 
 def lif_array_expected(case: LIFArrayCase, lanes: int) -> tuple[np.ndarray, np.ndarray]:
     """Return the reference ``(spikes[beat, lane], membrane[beat, lane])``."""
-    padded = np.zeros(-(-len(case.thresholds) // lanes) * lanes, dtype=np.int64)
+    padded = np.zeros(ceil_div(len(case.thresholds), lanes) * lanes, dtype=np.int64)
     padded[:len(case.thresholds)] = case.thresholds
     memory: dict[int, np.ndarray] = {}
     spikes_out = np.zeros_like(case.x)

@@ -21,12 +21,13 @@ import argparse
 import csv
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hw.params import ceil_div
 
 __all__ = ["demo_model", "write_case", "network_verilog", "run_network", "main"]
 
@@ -118,13 +119,13 @@ def network_meta(dut) -> dict:
         if isinstance(info, SharedMap):
             maps[name] = {"channels": info.channels, "height": info.side, "width": info.side,
                           "layout": "shared", "banks": dut.lanes,
-                          "cg": -(-info.channels // dut.lanes), "memory": "spikes",
+                          "cg": ceil_div(info.channels, dut.lanes), "memory": "spikes",
                           "bank_bits": dut.map_width,
                           "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
             continue
         maps[name] = {"channels": info.channels, "height": info.height, "width": info.width,
                       "layout": info.layout, "banks": info.banks,
-                      "cg": -(-info.channels // info.banks), "memory": f"map_{mem_name(name)}"}
+                      "cg": ceil_div(info.channels, info.banks), "memory": f"map_{mem_name(name)}"}
     order = [s.sink.spike_map for s in dut.steps if s.sink.spike_map is not None]
     return {"maps": maps, "lif_order": order, "T": dut.T,
             "classes": dut.logits.shape().length, "logit_bits": dut.logit_bits,
@@ -222,7 +223,8 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     run_s = time.perf_counter() - begin
     rtl = json.loads(results.read_text())["images"] if results.exists() else []
     summary = {"T": T, "trained": trained, "images": images, "lanes": lanes, "arch": arch,
-               "simulator": simulator, "convert_s": convert_s, "build_s": build_s, "run_s": run_s, "error": error,
+               "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
+               "run_s": run_s, "error": error,
                "labels": labels.tolist(), "int_pred": logits.argmax(1).tolist(),
                "float_pred": float_logits.argmax(1).tolist(),
                "rtl_pred": [int(np.argmax(r["logits"])) for r in rtl],
@@ -255,7 +257,7 @@ def _sops(dut, net, trace, step, t, image):
                               spikes.reshape(info.channels, info.height, info.width),
                               stride=layer.stride, padding=layer.padding)
         cout = layer.weight.shape[0]
-        groups = -(-cout // lanes)
+        groups = ceil_div(cout, lanes)
         return sops, sops / cout * groups, 0
     if step.kind is StepKind.SDSA:
         attn = net.attention[step.source]
@@ -272,7 +274,7 @@ def _sops(dut, net, trace, step, t, image):
         dut.sizes["downsample1_1"]
     if step.kind is StepKind.BEGIN_STEM:
         channels = net.streams["downsample1_1"].scale.shape[0]
-    return 0, side * side * -(-channels // lanes), 0
+    return 0, side * side * ceil_div(channels, lanes), 0
 
 
 def step_report(dut, net, trace, rtl, meta) -> list[dict]:

@@ -9,6 +9,7 @@ import cocotb
 import numpy as np
 
 from hw.lif import lif_array_input_layout, lif_array_output_layout
+from hw.params import ceil_div
 from sim.cases_lif_array import lif_array_case, lif_array_expected
 from sim.tb.common import PATTERNS, TB, StreamSink, StreamSource, env_int, start
 
@@ -23,7 +24,7 @@ def design_case(seed, steps, repeats=0.3):
 
 async def _run(dut, case, send, receive, label):
     lanes, words = env_int("LIFA_LANES"), env_int("LIFA_WORDS")
-    groups = -(-env_int("LIFA_CHANNELS") // lanes)
+    groups = ceil_div(env_int("LIFA_CHANNELS"), lanes)
     in_layout = lif_array_input_layout(lanes, env_int("LIFA_INPUT_WIDTH"), words, groups)
     out_layout = lif_array_output_layout(lanes, env_int("LIFA_MEMBRANE_WIDTH"), words)
     source = StreamSource(dut, "i", dut.clk, PATTERNS[send])

@@ -101,11 +101,13 @@ async def load_pixels(dut, codes):
 async def watch_steps(dut, log, progress=None):
     """Record ``(time step, program step, cycles)`` whenever the sequencer changes step; show the
     time step, program step and cycles so far on the ``progress`` bar (if given)."""
+    shown = 0.0
     while True:
         await ValueChange(dut.step)
         await ReadOnly()
         log.append((int(dut.time_step.value), int(dut.step.value), int(dut.cycles.value)))
-        if progress is not None:
+        if progress is not None and time.perf_counter() - shown >= 0.5:  # redraw twice a second
+            shown = time.perf_counter()
             t, step, cycles = log[-1]
             progress.set_postfix_str(f"t={t} step {step} {cycles:,} cycles")
 
