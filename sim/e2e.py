@@ -40,8 +40,13 @@ E_MAC_PAPER, E_AC_PAPER = 4.6, 0.9
 E_ADD_INT8, E_MUL_INT8, E_SRAM_BYTE = 0.03, 0.2, 1.25
 
 
-def demo_model(T: int, checkpoint=None, seed: int = 0):
-    """Return ``(model, trained)``: the demo checkpoint at T, or a seeded random demo model.
+def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None = None):
+    """Return ``(model, trained)``: a checkpoint at T, or a seeded random demo model.
+
+    A checkpoint's configuration is its own: its saved ``config`` entry, else the one its shapes
+    give (``golden.checkpoint.load_checkpoint``), else ``variant_name`` when given; only ``T`` is
+    replaced. It is never swapped for the demo's: a model the hardware cannot run is refused
+    later (:func:`check_supported`), not simulated as another one.
 
     Raises ``FileNotFoundError`` for a missing checkpoint and ``golden.checkpoint.CheckpointError``
     (a ``ValueError``) for one that does not load or holds values no trained model has.
@@ -57,8 +62,8 @@ def demo_model(T: int, checkpoint=None, seed: int = 0):
             raise FileNotFoundError(f"checkpoint {path} does not exist (train it with "
                                     "`make demo-model`, or pass --checkpoint random)")
         # A broken checkpoint raises (CheckpointError names the file and the key), never a
-        # silent switch to other weights.
-        return load_checkpoint(path, "demo", T=T).double().eval(), True
+        # silent switch to other weights or to another configuration.
+        return load_checkpoint(path, variant_name, T=T).double().eval(), True
     from golden.config import variant
     from golden.model import MetaSpikeFormer
 
@@ -76,6 +81,41 @@ def demo_model(T: int, checkpoint=None, seed: int = 0):
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 m.weight.mul_(3.0)  # default init fires almost nothing in a small random net
     return model.double().eval(), False
+
+
+#: The co-simulation's inputs: the held-out digits, 1x32x32.
+DIGITS_SHAPE = (1, 32, 32)
+
+
+def describe(cfg) -> str:
+    """One line naming the configuration a run simulates."""
+    return (f"{cfg.name}: embed_dim={list(cfg.embed_dim)} depths={list(cfg.depths)} "
+            f"heads={cfg.num_heads} input {cfg.in_channels}x{cfg.img_size}x{cfg.img_size} "
+            f"classes={cfg.num_classes} T={cfg.T} sdsa={cfg.sdsa} shortcut={cfg.shortcut} "
+            f"qkv={cfg.qkv} proj={cfg.proj} channel_mixer={cfg.channel_mixer} "
+            f"stage1={cfg.stage1} blocks={cfg.block_types}")
+
+
+def check_supported(model, arch: str, lanes: int) -> None:
+    """Raise ``NotImplementedError`` naming what the network RTL cannot run in ``model``.
+
+    Checks the inputs the co-simulation has (the digits), then builds the integer net and the
+    hardware program (and, for ``arch="shared"``, the shared network's plan): each refuses what it
+    does not support, before anything is generated or built.
+    """
+    from hw.plan import SharedPlan
+    from hw.program import Program
+
+    cfg = model.cfg
+    if (cfg.in_channels, cfg.img_size, cfg.img_size) != DIGITS_SHAPE:
+        raise NotImplementedError(
+            f"the co-simulation feeds the shipped digits ({'x'.join(map(str, DIGITS_SHAPE))}); "
+            f"this model takes {cfg.in_channels}x{cfg.img_size}x{cfg.img_size} inputs")
+    net = quantized(model)
+    if arch == "shared":
+        SharedPlan(net, lanes)
+    else:
+        Program(net)
 
 
 def quantized(model):
@@ -183,7 +223,8 @@ def network_verilog(dut, net, lanes: int, arch: str = "per-layer") -> str:
 
 
 def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
-                seed: int = 0, arch: str = "per-layer", simulator: str | None = None) -> dict:
+                seed: int = 0, arch: str = "per-layer", simulator: str | None = None,
+                variant_name: str | None = None) -> dict:
     """Run ``images`` test images at ``T`` in RTL; return the summary (raises on a mismatch)."""
     import torch
 
@@ -193,7 +234,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     torch.set_num_threads(1)
     simulator = toolchain.selected_simulator(simulator)
     out = Path(out).resolve()  # the simulator runs in its build directory
-    model, trained = demo_model(T, checkpoint, seed)
+    model, trained = demo_model(T, checkpoint, seed, variant_name)
     net = quantized(model)
     out.mkdir(parents=True, exist_ok=True)  # only once the checkpoint has loaded and quantized
     x, labels = test_images(images)
@@ -393,7 +434,11 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=4, help="test images per T (default 4)")
     p.add_argument("--T", type=int, nargs="+", default=[1, 2], help="time steps (default 1 2)")
     p.add_argument("--checkpoint", default=None,
-                   help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights")
+                   help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights. Its "
+                        "configuration is the checkpoint's own (saved, else from its shapes)")
+    p.add_argument("--variant", default=None,
+                   help="use this golden.config variant's configuration instead of the "
+                        "checkpoint's (for a checkpoint that saves none); its shapes must match")
     p.add_argument("--lanes", type=int, default=None,
                    help="lanes of every engine (default 8 per-layer, 16 shared)")
     p.add_argument("--arch", choices=("per-layer", "shared"), default="per-layer",
@@ -423,21 +468,31 @@ def main(argv=None) -> int:
         # or simulated: a bad checkpoint is one line naming the file and the key.
         from quant.quantize import QuantizationError
 
+        lanes = args.lanes or (16 if args.arch == "shared" else 8)
+        name = args.checkpoint or DEFAULT_CHECKPOINT
+        configs = {}
         try:
             for T in args.T:
-                quantized(demo_model(T, args.checkpoint)[0])
-        except (ValueError, OSError) as error:  # CheckpointError, QuantizationError, missing
+                model = demo_model(T, args.checkpoint, variant_name=args.variant)[0]
+                configs[T] = model.cfg
+                check_supported(model, args.arch, lanes)
+        except NotImplementedError as error:  # a model the network RTL cannot run: refused
+            what = f" ({describe(configs[T])})" if T in configs else ""
+            problem = (f"checkpoint {name}{what} cannot be simulated: "
+                       + " ".join(str(error).split()))
+        except (ValueError, OSError, KeyError) as error:  # CheckpointError, QuantizationError
             problem = " ".join(str(error).split())
-            if isinstance(error, QuantizationError):
-                problem = f"checkpoint {args.checkpoint or DEFAULT_CHECKPOINT}: {problem}"
+            if isinstance(error, (QuantizationError, KeyError)):
+                problem = f"checkpoint {name}: {problem}"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     status = 0
     for T in args.T:
         lanes = args.lanes or (16 if args.arch == "shared" else 8)
+        print(f"simulating {describe(configs[T])}", flush=True)
         summary = run_network(T, args.images, Path(args.out), args.checkpoint, lanes,
-                              arch=args.arch, simulator=args.sim)
+                              arch=args.arch, simulator=args.sim, variant_name=args.variant)
         if summary["rtl"]:
             write_report(summary, Path(args.out), args.clock_mhz)
         print_summary(summary)
