@@ -301,8 +301,6 @@ def test_unloadable_files_every_entry(tmp_path, entry, case):
 
 
 def _unloadable(tmp_path, entry, case):
-    if entry == "sim.e2e" and case == "bad-config-entry":
-        pytest.skip("sim.e2e loads with the demo configuration; the file's 'config' is not read")
     maker, words = FILES[case]
     ckpt = tmp_path / "bad.pth"
     if maker is not None:
