@@ -18,6 +18,7 @@ checkpoint is an error.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import csv
 import hashlib
 import json
@@ -199,10 +200,14 @@ def _net_key(net, lanes: int, arch: str = "per-layer") -> str:
         h.update(name.encode() + np.asarray(lif.threshold, np.int64).tobytes()
                  + str(lif.input_bits).encode())
     h.update(np.asarray(net.pixel.zero_point, np.int64).tobytes())
+    h.update(json.dumps({name: asdict(attn) for name, attn in net.attention.items()},
+                        sort_keys=True).encode())
+    h.update(json.dumps(net.cfg.to_dict(), sort_keys=True, default=str).encode())
     h.update(f"T{net.cfg.T}lanes{lanes}arch{arch}".encode())
-    for source in ("network.py", "stem.py", "accumulator.py", "lif.py", "sdsa.py",
-                   "addressing.py", "shared.py", "progengine.py", "params.py"):
-        h.update((ROOT / "hw" / source).read_bytes())
+    # Every hardware source: a change anywhere in hw/ (a unit, the program, the plan) is a new
+    # design point.
+    for source in sorted((ROOT / "hw").glob("*.py")):
+        h.update(source.name.encode() + source.read_bytes())
     return h.hexdigest()[:16]
 
 
