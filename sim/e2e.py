@@ -18,12 +18,12 @@ checkpoint is an error.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 import csv
 import hashlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
