@@ -83,13 +83,11 @@ synth: install
 IMAGES ?= 4
 TSTEPS ?= 1 2
 
-# Unit co-simulations, then the whole demo network end to end: the time-multiplexed FPGA design
-# (hw/shared.py, reports under $(OUT)/e2e) and the one-engine-per-layer vehicle (hw/network.py,
-# $(OUT)/e2e_per_layer).
+# Unit co-simulations, then the whole network end to end (hw/shared.py, reports under $(OUT)/e2e),
+# in the checkpoint's own configuration.
 sim: install
 	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "verilator and not slow"
 	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
-	$(TEST_ENV) $(PY) -m sim.e2e --arch per-layer --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e_per_layer
 
 # The output directory is refused if it exists: remove it (or pick QOUT=...) to re-run.
 QOUT ?= $(OUT)/quant/$(basename $(notdir $(CKPT)))-w$(BITS)

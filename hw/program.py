@@ -2,8 +2,8 @@
 
 The same dataflow walk that drives the float and integer models drives the hardware: the
 :class:`Program` backend records it as a list of :class:`Step`, in execution order within one time
-step. Both network generators (:mod:`hw.shared`, the FPGA design; :mod:`hw.network`, one engine per
-layer) and the co-simulation's reports read this list; nothing parses strings.
+step. The shared network (:mod:`hw.plan`, :mod:`hw.shared`) and the co-simulation's reports read
+this list; nothing parses strings.
 
 * :class:`StepKind` says which datapath a step runs. It is an Amaranth enum whose values are the
   codes the shared network's descriptor holds (``kind`` field), so the hardware and this list use
@@ -57,7 +57,8 @@ class SinkKind(enum.Enum, shape=3):
     BEGIN = 2     # a layer's (or the stem's) sums shifted into a residual stream, starting it
     LOGITS = 3    # the classifier's sums, added into the logits
     MAP = 4       # spikes written by the step's own LIF (stream LIF, pool LIF, SDSA)
-    STEM_OUT = 5  # the stem's output buffer (per-layer network only)
+    STEM_OUT = 5  # the stem's output (the shared network writes it into the first stream through
+                  # the stem's BEGIN_STEM step)
 
 
 @dataclass(frozen=True)

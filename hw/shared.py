@@ -1,9 +1,7 @@
 """Whole quantized Meta-SpikeFormer on ONE shared engine: a time-multiplexed network.
 
-:class:`hw.network.Network` gives every layer its own synapse engine, LIF array and memories, with
-the weights baked in: a verification vehicle that fits no FPGA. :class:`SharedNetwork` runs the
-same program (:class:`hw.program.Program`, from the same ``quant.graph.walk`` the integer model
-uses) on shared hardware:
+:class:`SharedNetwork` runs the network program (:class:`hw.program.Program`, from the same
+``quant.graph.walk`` the integer model uses) on shared hardware:
 
 * one programmable synapse engine (:class:`hw.progengine.ProgEngine`) for every convolution,
   linear layer and the classifier, configured per step from a generated descriptor table;
@@ -44,7 +42,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.lif import LIFArray
-from hw.network import network_signature
 from hw.params import bits_for
 from hw.plan import SharedPlan
 from hw.program import SinkKind, StepKind
@@ -52,7 +49,24 @@ from hw.progengine import ProgEngine
 from hw.sdsa import SDSA
 from hw.stem import StemConv
 
-__all__ = ["SharedNetwork"]
+__all__ = ["SharedNetwork", "network_signature"]
+
+
+def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
+    """Return the whole network's ports (the shell a testbench or SoC drives)."""
+    classes = net.layers["head"].weight.shape[0]
+    return {
+        "load_address": In(bits_for(pixel_words)),
+        "load_data": In(net.pixel.bits),
+        "load_enable": In(1),
+        "start": In(1),
+        "ready": Out(1),
+        "done": Out(1),
+        "logits": Out(data.ArrayLayout(signed(logit_bits), classes)),
+        "step": Out(range(len(steps) + 1)),
+        "time_step": Out(range(max(2, net.cfg.T))),
+        "cycles": Out(32),
+    }
 
 
 class SharedNetwork(wiring.Component):
@@ -69,8 +83,20 @@ class SharedNetwork(wiring.Component):
 
     Members
     -------
-    load_address, load_data, load_enable, start, ready, done, logits, step, time_step, cycles
-        As :class:`hw.network.Network`.
+    load_address, load_data, load_enable : In
+        Pixel memory write port (word ``(c * H + y) * W + x``, unsigned codes).
+    start : In(1)
+        Pulse (while ``ready``): run all time steps.
+    ready : Out(1)
+        The engine has cleared its bank after reset.
+    done : Out(1)
+        High from the end of a run until the next ``start``.
+    logits : Out(ArrayLayout(signed(logit_bits), classes))
+        Head outputs summed over T.
+    step, time_step : Out
+        The program step and time step running (for observers).
+    cycles : Out(32)
+        Cycles since ``start`` (frozen at ``done``).
     weight_addr, weight_en : Out; weight_data : In
         Only with ``weights="external"``: synchronous read port (data the cycle after ``en``).
     """

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         if args.units:
             overrides["units"] = tuple(u for u in args.units.split(",") if u)
         point = load(args.config, **overrides)
-        needs_checkpoint = {"network", "shared_network"} & set(point.units)
+        needs_checkpoint = "shared_network" in point.units
         if needs_checkpoint and not Path(point.checkpoint).exists():
             raise ConfigError(f"{point.source}: field 'checkpoint' names {point.checkpoint}, "
                               "which does not exist")
@@ -90,6 +90,10 @@ def main(argv=None) -> int:
         manifest = emit(point, args.out)
     except (ValueError, OSError) as error:  # ConfigError, CheckpointError, QuantizationError
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except NotImplementedError as error:  # a model the network RTL cannot build: refused
+        print(f"error: checkpoint {point.checkpoint} cannot be built as a shared network: "
+              f"{' '.join(str(error).split())}", file=sys.stderr)
         return 2
     for unit in manifest["units"]:
         print(f"wrote {args.out / unit['file']}")
@@ -114,12 +118,6 @@ def main(argv=None) -> int:
         reports = []
         for unit in unit_factories(point):
             if unit.name not in {u["name"] for u in manifest["units"]}:
-                continue
-            if unit.name == "network":
-                # One engine per layer with baked weights: 29 min of synth_ecp5 and it fits no
-                # ECP5 (docs/network.md). The FPGA design point is shared_network.
-                print("skipping network (per-layer verification vehicle; fits no FPGA: see "
-                      "docs/network.md); shared_network is the FPGA design", flush=True)
                 continue
             print(f"synthesizing {unit.name} ...", flush=True)
             options = {}

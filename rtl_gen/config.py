@@ -11,15 +11,15 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``tokens``             tokens N of the SDSA unit, 1..4096
 ``head_width``         head width d of the SDSA unit, 1..1024
 ``units``              which units to emit, a list drawn from :data:`UNITS`
-``checkpoint``         the checkpoint the ``network`` and ``shared_network`` units are generated
+``checkpoint``         the checkpoint the ``shared_network`` unit is generated
                        from (a path relative to the config file or the working directory), or
                        ``null``
 ``weight_bits``        weight bits of its quantization, 2..16
 ``time_steps``         time steps T the network units run per image, 1..16
 
-Units: ``network`` is one engine per layer with the weights baked in (a verification vehicle, fits
-no FPGA); ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights
-read through a port from an outside memory whose image is emitted beside it).
+Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
+through a port from an outside memory whose image is emitted beside it). The one-engine-per-layer
+``network`` unit was retired; a design point naming it is refused with that reason.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 __all__ = ["UNITS", "ConfigError", "DesignPoint", "load"]
 
 #: Units ``make rtl`` knows how to emit.
-UNITS = ("lif", "addressing", "sdsa", "network", "shared_network")
+UNITS = ("lif", "addressing", "sdsa", "shared_network")
 
 
 class ConfigError(ValueError):
@@ -93,6 +93,9 @@ class DesignPoint:
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")
+        if "network" in self.units:
+            raise ConfigError(f"{src}: field 'units' names 'network', the one-engine-per-layer "
+                              "network, which was retired; use 'shared_network'")
         unknown = [u for u in self.units if u not in UNITS]
         if unknown:
             raise ConfigError(f"{src}: field 'units' has unknown unit(s) {unknown}; "
@@ -100,9 +103,8 @@ class DesignPoint:
         if self.checkpoint is not None and not isinstance(self.checkpoint, str):
             raise ConfigError(f"{src}: field 'checkpoint' must be a path or null, "
                               f"not {self.checkpoint!r}")
-        for unit in ("network", "shared_network"):
-            if unit in self.units and self.checkpoint is None:
-                raise ConfigError(f"{src}: unit '{unit}' needs field 'checkpoint' (a path)")
+        if "shared_network" in self.units and self.checkpoint is None:
+            raise ConfigError(f"{src}: unit 'shared_network' needs field 'checkpoint' (a path)")
         return self
 
     def as_dict(self) -> dict:

@@ -23,14 +23,11 @@ from amaranth.lib import wiring
 from hw import verilog
 from hw.params import ceil_div
 
-from .config import ConfigError, DesignPoint
+from .config import DesignPoint
 
 __all__ = ["EmittedUnit", "unit_factories", "quantized_network", "emit", "ports_of"]
 
 MANIFEST_FORMAT = 1
-
-#: Largest model the one-engine-per-layer ``network`` unit is generated for (the demo: ~0.7 M).
-MAX_NETWORK_WEIGHTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -66,12 +63,6 @@ def quantized_network(checkpoint: str, weight_bits: int, time_steps: int):
         net = quantize_model(model, weight_bits)
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {checkpoint}: {error}") from error
-    weights = sum(int(layer.weight.size) for layer in net.layers.values())
-    if weights > MAX_NETWORK_WEIGHTS:
-        raise ConfigError(
-            f"checkpoint {checkpoint} has {weights:,} weights; the 'network' unit bakes every "
-            f"layer's weights into its own engine and is meant for demo-sized models (at most "
-            f"{MAX_NETWORK_WEIGHTS:,}); use `make quantize` for the memory images of this model")
     return net
 
 
@@ -94,15 +85,6 @@ def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
         params = dict(variant=point.sdsa_variant, tokens=point.tokens,
                       head_width=point.head_width, lanes=min(point.lanes, point.head_width))
         units.append(EmittedUnit("sdsa", lambda params=params: SDSA(**params), params))
-    if "network" in point.units:
-        from hw.network import Network  # noqa: PLC0415
-
-        net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
-        params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
-                      weight_bits=point.weight_bits, time_steps=point.time_steps,
-                      model=net.cfg.name)
-        units.append(EmittedUnit("network", lambda net=net: Network(net, lanes=point.lanes),
-                                 params, net))
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 

@@ -2,7 +2,7 @@
 
 ``python -m sim.e2e [--images N] [--T 1 2] [--checkpoint PATH] [--out build/e2e] [--sim icarus]``
 
-For every T: quantize the checkpoint (``quant``), generate the network RTL (``hw.network``), build
+For every T: quantize the checkpoint (``quant``), generate the network RTL (``hw.shared``), build
 it on Verilator (or on Icarus Verilog: ``--sim icarus`` or ``SIM=icarus``), run N test images of
 the digits set with cocotb (which only loads pixels, starts the network and waits for ``done``),
 check that the logits and every LIF's spikes equal the integer golden model's (the first layer and
@@ -101,22 +101,19 @@ def check_supported(model, arch: str, lanes: int) -> None:
     """Raise ``NotImplementedError`` naming what the network RTL cannot run in ``model``.
 
     Checks the inputs the co-simulation has (the digits), then builds the integer net and the
-    hardware program (and, for ``arch="shared"``, the shared network's plan): each refuses what it
-    does not support, before anything is generated or built.
+    shared network's plan (which builds the hardware program): each refuses what it does not
+    support, before anything is generated or built.
     """
     from hw.plan import SharedPlan
-    from hw.program import Program
 
     cfg = model.cfg
     if (cfg.in_channels, cfg.img_size, cfg.img_size) != DIGITS_SHAPE:
         raise NotImplementedError(
             f"the co-simulation feeds the shipped digits ({'x'.join(map(str, DIGITS_SHAPE))}); "
             f"this model takes {cfg.in_channels}x{cfg.img_size}x{cfg.img_size} inputs")
-    net = quantized(model)
-    if arch == "shared":
-        SharedPlan(net, lanes)
-    else:
-        Program(net)
+    if arch != "shared":
+        raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
+    SharedPlan(quantized(model), lanes)
 
 
 def quantized(model):
@@ -152,21 +149,12 @@ def golden_run(model, net, images):
 
 def network_meta(dut) -> dict:
     """Return what the testbench needs to read the design: maps, order, widths."""
-    from hw.plan import SharedMap
-    from hw.program import mem_name
-
-    maps = {}
-    for name, info in dut.maps.items():
-        if isinstance(info, SharedMap):
-            maps[name] = {"channels": info.channels, "height": info.side, "width": info.side,
-                          "layout": "shared", "banks": dut.lanes,
-                          "cg": ceil_div(info.channels, dut.lanes), "memory": "spikes",
-                          "bank_bits": dut.map_width,
-                          "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
-            continue
-        maps[name] = {"channels": info.channels, "height": info.height, "width": info.width,
-                      "layout": info.layout, "banks": info.banks,
-                      "cg": ceil_div(info.channels, info.banks), "memory": f"map_{mem_name(name)}"}
+    maps = {name: {"channels": info.channels, "height": info.side, "width": info.side,
+                   "layout": "shared", "banks": dut.lanes,
+                   "cg": ceil_div(info.channels, dut.lanes), "memory": "spikes",
+                   "bank_bits": dut.map_width,
+                   "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
+            for name, info in dut.maps.items()}
     order = [s.sink.spike_map for s in dut.steps if s.sink.spike_map is not None]
     return {"maps": maps, "lif_order": order, "T": dut.T,
             "classes": dut.logits.shape().length, "logit_bits": dut.logit_bits,
@@ -189,7 +177,7 @@ def write_case(path, dut, codes, logits, trace) -> dict:
     return meta
 
 
-def _net_key(net, lanes: int, arch: str = "per-layer") -> str:
+def _net_key(net, lanes: int, arch: str = "shared") -> str:
     """Return a hash of everything the generated Verilog depends on."""
     h = hashlib.sha256()
     for name, layer in net.layers.items():
@@ -211,7 +199,7 @@ def _net_key(net, lanes: int, arch: str = "per-layer") -> str:
     return h.hexdigest()[:16]
 
 
-def network_verilog(dut, net, lanes: int, arch: str = "per-layer") -> str:
+def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
     """Return the network's Verilog, converted once per design point (cached under build/)."""
     from amaranth.back import verilog
 
@@ -227,13 +215,13 @@ def network_verilog(dut, net, lanes: int, arch: str = "per-layer") -> str:
     return text
 
 
-def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
-                seed: int = 0, arch: str = "per-layer", simulator: str | None = None,
+def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16,
+                seed: int = 0, arch: str = "shared", simulator: str | None = None,
                 variant_name: str | None = None) -> dict:
     """Run ``images`` test images at ``T`` in RTL; return the summary (raises on a mismatch)."""
     import torch
 
-    from hw.network import Network
+    from hw.shared import SharedNetwork
     from sim import toolchain
 
     torch.set_num_threads(1)
@@ -244,12 +232,9 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 8,
     out.mkdir(parents=True, exist_ok=True)  # only once the checkpoint has loaded and quantized
     x, labels = test_images(images)
     codes, logits, trace, float_logits = golden_run(model, net, x)
-    if arch == "shared":
-        from hw.shared import SharedNetwork
-
-        dut = SharedNetwork(net, lanes=lanes)
-    else:
-        dut = Network(net, lanes=lanes)
+    if arch != "shared":
+        raise ValueError(f"architecture {arch!r}: only 'shared' exists")
+    dut = SharedNetwork(net, lanes=lanes)
     case = out / f"case_T{T}.npz"
     meta = write_case(case, dut, codes, logits, trace)
     begin = time.perf_counter()
@@ -345,7 +330,7 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
         cycles = ideal = sops = macs = 0.0
         for t in range(T):
             if step.first_step_only and t and (k, t) not in per_step:
-                continue  # hw.network runs the stem once; hw.shared recomputes it every t
+                continue  # a stem that ran only once (the shared network recomputes it)
             samples = per_step.get((k, t), [0])
             cycles += float(np.mean(samples))
             s, i, mac = 0.0, 0.0, 0.0
@@ -445,10 +430,10 @@ def main(argv=None) -> int:
                    help="use this golden.config variant's configuration instead of the "
                         "checkpoint's (for a checkpoint that saves none); its shapes must match")
     p.add_argument("--lanes", type=int, default=None,
-                   help="lanes of every engine (default 8 per-layer, 16 shared)")
-    p.add_argument("--arch", choices=("per-layer", "shared"), default="per-layer",
-                   help="per-layer: one engine per layer, weights baked in (hw.network); "
-                        "shared: one time-multiplexed engine, weights in one memory (hw.shared)")
+                   help="lanes of the engine, the LIF array and every memory word (default 16)")
+    p.add_argument("--arch", choices=("shared",), default="shared",
+                   help="the time-multiplexed network (hw.shared), the only one since the "
+                        "one-engine-per-layer vehicle was retired")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figure (default 100 MHz; see docs/network.md)")
     p.add_argument("--out", default=str(ROOT / "build" / "e2e"), help="report directory")
@@ -473,7 +458,7 @@ def main(argv=None) -> int:
         # or simulated: a bad checkpoint is one line naming the file and the key.
         from quant.quantize import QuantizationError
 
-        lanes = args.lanes or (16 if args.arch == "shared" else 8)
+        lanes = args.lanes or 16
         name = args.checkpoint or DEFAULT_CHECKPOINT
         configs = {}
         try:
@@ -494,7 +479,7 @@ def main(argv=None) -> int:
         return 2
     status = 0
     for T in args.T:
-        lanes = args.lanes or (16 if args.arch == "shared" else 8)
+        lanes = args.lanes or 16
         print(f"simulating {describe(configs[T])}", flush=True)
         summary = run_network(T, args.images, Path(args.out), args.checkpoint, lanes,
                               arch=args.arch, simulator=args.sim, variant_name=args.variant)

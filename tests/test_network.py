@@ -1,10 +1,10 @@
-"""Network program and plan: every layer and LIF of the integer model appears once, shapes agree."""
+"""Network program: every layer and LIF of the integer model appears once, map shapes agree."""
 
 import pytest
 import torch
 
-from hw.network import Network
 from hw.program import Program, Sink, SinkKind, StepKind
+from hw.shared import SharedNetwork
 from quant.intmodel import IntegerModel
 from sim.e2e import demo_model, quantized
 
@@ -31,7 +31,7 @@ def test_program_covers_every_layer_and_lif_once(demo):
 
 
 def test_spike_maps_match_the_trace_shapes(demo):
-    dut = Network(demo, lanes=8)
+    dut = SharedNetwork(demo, lanes=16)
     model = IntegerModel(demo)
     codes = torch.randint(0, 256, (1, 1, 32, 32), generator=torch.Generator().manual_seed(3))
     print("seed 3")
@@ -41,12 +41,11 @@ def test_spike_maps_match_the_trace_shapes(demo):
         per_step = spikes[0, 0].numel()
         assert per_step == info.channels * info.height * info.width, name
         assert spikes.shape[2] == info.channels, name
-    # The SDSA feeds proj_conv: its output map is banked by head width.
+    # The SDSA writes its attention LIF's map: one token map of the attention block's width.
     for path, attn in demo.attention.items():
         info = dut.maps[f"{path}.attn_lif"]
-        assert info.layout == "conv" and info.banks == attn.head_width
-        for key in ("q_lif", "k_lif", "v_lif"):
-            assert dut.maps[f"{path}.{key}"].layout == "token"
+        assert info.channels == attn.heads * attn.head_width
+        assert info.side ** 2 == attn.tokens
 
 
 def test_refuses_what_it_cannot_run():
@@ -58,11 +57,11 @@ def test_refuses_what_it_cannot_run():
     model = MetaSpikeFormer(variant("demo", sdsa=1)).double().eval()
     net = quantize_model(model, 8, 8, (0.0, 255 / 16))
     with pytest.raises(NotImplementedError, match="SDSA-3"):
-        Network(net)
+        Program(net)
     model = MetaSpikeFormer(variant("demo")).double().eval()
     net = quantize_model(model, 8, 8, (0.0, 255 / 16), fuse_sepconv=False)
     with pytest.raises(NotImplementedError, match="fused SepConv"):
-        Network(net)
+        Program(net)
 
 
 def test_first_difference_names_earliest_time_step_then_layer():

@@ -98,18 +98,6 @@ def modules_multiplying(rtlil_text: str) -> set:
     return found
 
 
-@pytest.mark.slow
-def test_demo_network_multiplies_only_in_the_stem():
-    """The whole demo network (about 30 s to elaborate): every $mul cell sits in the stem."""
-    from hw.network import Network
-    from sim.e2e import demo_model, quantized
-
-    model, _ = demo_model(1)
-    text = rtlil.convert(Network(quantized(model), lanes=8), name="network")
-    modules_with_mul = modules_multiplying(text)
-    assert modules_with_mul == {"\\network.stem"}, modules_with_mul
-
-
 def test_shared_network_multiplies_only_in_the_stem():
     """The time-multiplexed demo network (the FPGA design): every $mul cell sits in the stem."""
     from hw.shared import SharedNetwork

@@ -105,37 +105,29 @@ def test_lint_catches_an_undriven_signal(tmp_path):
 
 
 def test_network_unit_needs_a_checkpoint(tmp_path):
-    path = write(tmp_path, {"units": ["network"], "checkpoint": None})
-    with pytest.raises(ConfigError, match="unit 'network' needs field 'checkpoint'"):
+    path = write(tmp_path, {"units": ["shared_network"], "checkpoint": None})
+    with pytest.raises(ConfigError, match="unit 'shared_network' needs field 'checkpoint'"):
+        load(path)
+
+
+def test_the_retired_per_layer_unit_is_refused_with_its_reason(tmp_path):
+    path = write(tmp_path, {"units": ["network"]})
+    with pytest.raises(ConfigError, match="retired; use 'shared_network'"):
         load(path)
 
 
 def test_cli_names_a_missing_checkpoint(tmp_path):
-    path = write(tmp_path, {"units": ["network"], "checkpoint": "nowhere/demo.pth"})
+    path = write(tmp_path, {"units": ["shared_network"], "checkpoint": "nowhere/demo.pth"})
     result = subprocess.run([sys.executable, "-m", "rtl_gen", "--config", str(path),
                              "--out", str(tmp_path / "rtl")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "field 'checkpoint' names nowhere/demo.pth, which does not exist" in result.stderr
 
 
-@pytest.mark.slow
-def test_demo_network_emits_lint_clean_with_images(tmp_path):
-    """The shipped default: the whole demo network (about 50 s to convert), lint-clean."""
-    manifest = emit(load(ROOT / "rtl_gen" / "configs" / "default.json", units=("network",)),
-                    tmp_path / "rtl")
-    unit = manifest["units"][0]
-    assert unit["memory_images"] == "network_images/manifest.json"
-    from quant.images import load_images
-    arrays, _ = load_images(str(tmp_path / "rtl" / "network_images"))
-    assert arrays  # the loader verified every checksum
-    result = lint([tmp_path / "rtl" / "network.v"], "network")
-    assert result.ok, result.messages
-
-
 def test_cli_refuses_a_corrupt_checkpoint_without_output(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    path = write(tmp_path, {"units": ["network"], "checkpoint": str(bad)})
+    path = write(tmp_path, {"units": ["shared_network"], "checkpoint": str(bad)})
     result = subprocess.run([sys.executable, "-m", "rtl_gen", "--config", str(path),
                              "--out", str(tmp_path / "rtl")], capture_output=True, text=True)
     assert result.returncode == 2
@@ -170,3 +162,7 @@ def test_shared_network_emits_lint_clean_with_its_weight_image(tmp_path):
     assert max(len(line) for line in lines) * 4 <= memory["width"] + 3
     result = lint([tmp_path / "a" / "shared_network.v"], "shared_network")
     assert result.ok, result.messages
+    assert unit["memory_images"] == "shared_network_images/manifest.json"
+    from quant.images import load_images
+    arrays, _ = load_images(str(tmp_path / "a" / "shared_network_images"))
+    assert arrays  # the loader verified every checksum

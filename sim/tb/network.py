@@ -32,38 +32,23 @@ def read_memory(handle) -> list[int]:
 
 
 def read_spikes(dut, spec, T) -> np.ndarray:
-    """Return a spike map as ``[T, C, H * W]`` from its memories (layouts: ``hw.network``,
-    ``hw.shared``)."""
+    """Return a spike map as ``[T, C, H * W]`` from the shared spike memory (``hw.plan``'s
+    layout: channel ``c`` in bank ``c % banks`` at word ``base + (((t << cg_log) | c // banks)
+    << h_log | y)``, bit ``x``; bank ``b`` is bits ``b * bank_bits ..`` of each word)."""
     channels, height, width = spec["channels"], spec["height"], spec["width"]
-    banks, cg = spec["banks"], spec["cg"]
+    banks, bits, base = spec["banks"], spec["bank_bits"], spec["base"]
+    if spec["layout"] != "shared":
+        raise ValueError(f"unknown spike-map layout {spec['layout']!r}")
+    cg_stride, h_stride = 1 << spec["cg_log"], 1 << spec["h_log"]
+    wide = read_memory(getattr(dut, spec["memory"]))
+    words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
     out = np.zeros((T, channels, height * width), dtype=np.uint8)
-    if spec["layout"] in ("conv", "shared"):
-        # conv: word (t * cg + c // banks) * H + y of bank c % banks (hw.network);
-        # shared: base + (((t << cg_log) | c // banks) << h_log | y) (hw.shared).
-        base = spec.get("base", 0)
-        cg_stride = 1 << spec["cg_log"] if spec["layout"] == "shared" else cg
-        h_stride = 1 << spec["h_log"] if spec["layout"] == "shared" else height
-        if spec["layout"] == "shared":
-            # One memory; bank b is bits b * bank_bits .. of each word.
-            bits = spec["bank_bits"]
-            wide = read_memory(getattr(dut, spec["memory"]))
-            words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
-        else:
-            words = [read_memory(getattr(dut, f"{spec['memory']}_{b}")) for b in range(banks)]
-        for t in range(T):
-            for c in range(channels):
-                for y in range(height):
-                    word = words[c % banks][base + (t * cg_stride + c // banks) * h_stride + y]
-                    for x in range(width):
-                        out[t, c, y * width + x] = (word >> x) & 1
-    else:
-        words = read_memory(getattr(dut, spec["memory"]))
-        tokens = height * width
-        for t in range(T):
-            for n in range(tokens):
-                word = words[t * tokens + n]
-                for c in range(channels):
-                    out[t, c, n] = (word >> c) & 1
+    for t in range(T):
+        for c in range(channels):
+            for y in range(height):
+                word = words[c % banks][base + (t * cg_stride + c // banks) * h_stride + y]
+                for x in range(width):
+                    out[t, c, y * width + x] = (word >> x) & 1
     return out
 
 
