@@ -1,0 +1,386 @@
+"""Mutation testing of the hardware generators: ``python -m tests.mutate`` (or ``make mutate``).
+
+One mutant at a time, each hw/ source gets one operator or integer constant flipped, and the fast
+tests that cover that file run against it. A mutant the tests fail on is *killed*; one that runs
+past the per-mutant timeout (a simulation that no longer terminates) is *killed by timeout*; one
+they pass on *survives*, and is printed with its file:line, the flip and the line's text. The
+reviewed list ``EQUIVALENT`` below names the mutants that cannot change behaviour, each with a
+one-line reason; they are counted separately and left out of the kill rate:
+
+    kill rate = (killed + timeout) / (mutants - equivalent)
+
+What is mutated (found with ``ast``, replaced by source position, so comments and strings are
+never touched): binary operators ``+``/``-``, ``&``/``|``, ``<<``/``>>`` (also as ``+=`` etc.);
+comparisons ``>=``/``>``, ``<``/``<=``, ``==``/``!=``; ``and``/``or``; decimal integer constants
+n -> n+1 (``--both`` adds n -> n-1 down to 0; booleans are not integers here).
+
+What is skipped: docstrings and every string (f-string expressions included); ``assert``
+statements; ``raise`` statements; the condition of an ``if`` whose body only raises and calls of
+``check*`` helpers (argument validation in constructors: it refuses bad parameters and does not
+shape the circuit); type annotations; the ``+=`` of ``m.d.comb += ...`` / ``m.d.sync += ...``
+(``-=`` there is no circuit, only an error, so it would inflate the kill rate).
+
+The real files are never written: each worker copies the project (hw/ sim/ tests/ golden/ quant/
+rtl_gen/ and pyproject.toml) to a temporary directory and runs pytest there, writing one mutant
+at a time into its copy (restored in ``finally``), so Ctrl-C or a crash leaves the checkout as it
+was, and ``--jobs N`` workers run side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
+
+# hw file -> the fast tests that cover it, quickest first (pytest stops at the first failure).
+# Amaranth-simulator tests only: a Verilator test rebuilds the design for every mutant.
+TESTS: dict[str, list[str]] = {
+    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py"],
+    "hw/addressing.py": ["tests/test_addressing.py"],
+    "hw/progengine.py": ["tests/test_progengine.py"],
+    "hw/sdsa.py": ["tests/test_sdsa.py"],
+    "hw/shared.py": ["tests/test_shared_network.py"],
+}
+DEFAULT_FILES = list(TESTS)
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not verilator",
+               "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
+
+# Reviewed equivalent mutants: (file, the line's stripped text, 1-based column in that text,
+# "original -> mutant") -> reason. Keys survive edits elsewhere in the file; an entry whose line
+# changed is reported as stale.
+EQUIVALENT: dict[tuple[str, str, int, str], str] = {
+}
+
+BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
+          ast.BitAnd: (ast.BitOr, "&", "|"), ast.BitOr: (ast.BitAnd, "|", "&"),
+          ast.LShift: (ast.RShift, "<<", ">>"), ast.RShift: (ast.LShift, ">>", "<<")}
+CMPOPS = {ast.GtE: ">=", ast.Gt: ">", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+CMPFLIP = {ast.GtE: ast.Gt, ast.Gt: ast.GtE, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
+           ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
+
+
+@dataclass
+class Mutant:
+    file: str
+    line: int
+    col: int          # character offset of the replaced text within the line (0-based)
+    end_col: int
+    original: str
+    mutant: str
+    text: str         # the line, stripped
+    indent: int = 0   # characters stripped from the line's start
+
+    @property
+    def column(self) -> int:
+        """1-based column of the replaced text within the stripped line."""
+        return self.col - self.indent + 1
+
+    @property
+    def flip(self) -> str:
+        return f"{self.original} -> {self.mutant}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def key(self):
+        return (self.file, self.text, self.column, self.flip)
+
+    def apply(self, source: str) -> str:
+        lines = source.splitlines(keepends=True)
+        line = lines[self.line - 1]
+        assert line[self.col:self.end_col] == self.original, (self.where, self.original)
+        lines[self.line - 1] = line[:self.col] + self.mutant + line[self.end_col:]
+        return "".join(lines)
+
+
+def _skipped_nodes(tree: ast.AST) -> set[int]:
+    """ids of every node inside a part of the tree that is not mutated."""
+    roots = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assert, ast.Raise, ast.JoinedStr)):
+            roots.append(node)
+        elif isinstance(node, ast.If) and all(isinstance(s, ast.Raise) for s in node.body):
+            roots.append(node.test)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            roots.extend(a.annotation for a in
+                         node.args.args + node.args.kwonlyargs + node.args.posonlyargs
+                         if a.annotation is not None)
+            if node.returns is not None:
+                roots.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+        elif isinstance(node, ast.Call):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
+                node.func, "id", "")
+            if func.lstrip("_").startswith("check"):
+                roots.append(node)
+        elif isinstance(node, ast.AugAssign) and _is_domain(node.target):
+            roots.append(node.target)   # the operator: ``m.d.sync -= ...`` is not a circuit
+    skipped = set()
+    for root in roots:
+        skipped.update(id(n) for n in ast.walk(root))
+    return skipped
+
+
+def _is_domain(target: ast.AST) -> bool:
+    """``m.d.comb``, ``m.d.sync``, ``m.d[...]``: Amaranth's statement lists."""
+    if isinstance(target, ast.Subscript):
+        target = target.value
+    else:
+        if not isinstance(target, ast.Attribute):
+            return False
+        target = target.value
+    return isinstance(target, ast.Attribute) and target.attr == "d"
+
+
+def _operator_position(lines: list[str], left: ast.AST, right: ast.AST, symbol: str):
+    """(line, col) of ``symbol`` in the gap between two operands (only brackets, blanks and
+    comments can share that gap with the operator)."""
+    row, col = left.end_lineno, left.end_col_offset
+    while row <= right.lineno:
+        line = lines[row - 1]
+        stop = right.col_offset if row == right.lineno else len(line)
+        gap = line[col:stop].split("#", 1)[0]
+        at = gap.find(symbol)
+        if at >= 0:
+            return row, col + at
+        row, col = row + 1, 0
+    raise ValueError(f"operator {symbol!r} not found after line {left.end_lineno}")
+
+
+def mutants_of(path: str, both: bool = False) -> list[Mutant]:
+    source = (ROOT / path).read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    skipped = _skipped_nodes(tree)
+    found: list[Mutant] = []
+
+    def add(row, col, original, replacement):
+        line = lines[row - 1]
+        found.append(Mutant(path, row, col, col + len(original), original, replacement,
+                            line.strip(), len(line) - len(line.lstrip())))
+
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
+            _, symbol, other = BINOPS[type(node.op)]
+            row, col = _operator_position(lines, node.left, node.right, symbol)
+            add(row, col, symbol, other)
+        elif (isinstance(node, ast.AugAssign) and type(node.op) in BINOPS
+              and id(node.target) not in skipped):
+            _, symbol, other = BINOPS[type(node.op)]
+            row, col = _operator_position(lines, node.target, node.value, symbol + "=")
+            add(row, col, symbol + "=", other + "=")
+        elif isinstance(node, ast.Compare):
+            left = node.left
+            for op, right in zip(node.ops, node.comparators):
+                if type(op) in CMPOPS:
+                    symbol = CMPOPS[type(op)]
+                    row, col = _operator_position(lines, left, right, symbol)
+                    add(row, col, symbol, CMPOPS[CMPFLIP[type(op)]])
+                left = right
+        elif isinstance(node, ast.BoolOp):
+            symbol, other = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
+            for left, right in zip(node.values, node.values[1:]):
+                row, col = _operator_position(lines, left, right, symbol)
+                add(row, col, symbol, other)
+        elif (isinstance(node, ast.Constant) and type(node.value) is int
+              and node.lineno == node.end_lineno):
+            text = lines[node.lineno - 1][node.col_offset:node.end_col_offset]
+            if not text.isdigit():       # hex, underscores: leave alone
+                continue
+            for value in (node.value + 1, node.value - 1)[:2 if both else 1]:
+                if value >= 0:
+                    add(node.lineno, node.col_offset, text, str(value))
+    found.sort(key=lambda m: (m.line, m.col, m.mutant))
+    return found
+
+
+class Worker:
+    """A private copy of the project in which one mutant at a time is written and tested."""
+
+    def __init__(self, base: Path, index: int):
+        self.dir = base / f"w{index}"
+        self.dir.mkdir()
+        for name in COPIED:
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, self.dir / name, ignore=shutil.ignore_patterns(
+                    "__pycache__", "*.pyc", "build", "sim_build", ".pytest_cache"))
+            else:
+                shutil.copy2(src, self.dir / name)
+
+    def run(self, tests: list[str], timeout: float) -> tuple[str, float, str]:
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests],
+                                cwd=self.dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "timeout", time.monotonic() - start, ""
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        status = {0: "survived", 5: "survived"}.get(proc.returncode, "killed")
+        return status, time.monotonic() - start, out
+
+    def test(self, mutant: Mutant, timeout: float) -> tuple[str, float, str]:
+        target = self.dir / mutant.file
+        original = target.read_text()
+        try:
+            target.write_text(mutant.apply(original))
+            for stale in (target.parent / "__pycache__").glob(target.stem + ".*"):
+                stale.unlink()
+            return self.run(TESTS[mutant.file], timeout)
+        finally:
+            target.write_text(original)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutate", description=__doc__.split("\n")[0])
+    parser.add_argument("--files", nargs="+", default=DEFAULT_FILES, help="hw files to mutate")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel workers")
+    parser.add_argument("--limit", type=int, help="test a random sample of this many mutants per file")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --limit's sample")
+    parser.add_argument("--lines", help="only mutants on these lines, e.g. 120-180")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per mutant (default: 4x the file's clean run, at least 60)")
+    parser.add_argument("--both", action="store_true",
+                        help="integer constants also n -> n-1 (default only n -> n+1)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args(argv)
+
+    for file in args.files:
+        if file not in TESTS:
+            parser.error(f"{file}: no tests mapped (known: {', '.join(TESTS)})")
+
+    plan: list[Mutant] = []
+    counts = {}
+    for file in args.files:
+        mutants = mutants_of(file, args.both)
+        if args.lines:
+            lo, _, hi = args.lines.partition("-")
+            mutants = [m for m in mutants if int(lo) <= m.line <= int(hi or lo)]
+        counts[file] = len(mutants)
+        if args.limit is not None and args.limit < len(mutants):
+            mutants = sorted(random.Random(args.seed).sample(mutants, args.limit),
+                             key=lambda m: (m.line, m.col))
+        plan.extend(mutants)
+    if args.list:
+        for m in plan:
+            tag = " [equivalent]" if m.key() in EQUIVALENT else ""
+            print(f"{m.where}: {m.flip}{tag}    {m.text}")
+        print(f"{len(plan)} mutants")
+        return 0
+
+    known = {m.key() for f in args.files for m in mutants_of(f, args.both)}
+    for key in EQUIVALENT:
+        if key[0] in args.files and key not in known:
+            print(f"warning: equivalent-list entry matches no mutant (line edited?): {key}")
+
+    base = Path(tempfile.mkdtemp(prefix="mutate-"))
+    results: dict[int, tuple[str, float]] = {}
+    try:
+        workers = [Worker(base, i) for i in range(max(1, args.jobs))]
+        timeouts = {}
+        for file in args.files:
+            status, took, out = workers[0].run(TESTS[file], timeout=1800)
+            if status != "survived":
+                print(out[-3000:])
+                print(f"{file}: its tests fail without any mutant; fix that first")
+                return 2
+            timeouts[file] = args.timeout or max(60.0, 4 * took)
+            print(f"{file}: clean run {took:.1f} s, {counts[file]} mutants"
+                  f"{f', sampling {args.limit}' if args.limit else ''}, timeout {timeouts[file]:.0f} s",
+                  flush=True)
+
+        todo = [(i, m) for i, m in enumerate(plan) if m.key() not in EQUIVALENT]
+        for i, m in enumerate(plan):
+            if m.key() in EQUIVALENT:
+                results[i] = ("equivalent", 0.0)
+        free = list(workers)
+
+        def one(item):
+            i, m = item
+            worker = free.pop()
+            try:
+                status, took, _ = worker.test(m, timeouts[m.file])
+            finally:
+                free.append(worker)
+            results[i] = (status, took)
+            if status == "survived":
+                print(f"  SURVIVED {m.where}: {m.flip}    {m.text}", flush=True)
+            done = len(results)
+            if done % 25 == 0:
+                print(f"  ... {done}/{len(plan)}", flush=True)
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(len(workers)) as pool:
+            list(pool.map(one, todo))
+        elapsed = time.monotonic() - start
+    except KeyboardInterrupt:
+        print("interrupted: partial results below")
+        elapsed = 0.0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    print()
+    header = f"{'file':<20}{'mutants':>8}{'killed':>8}{'timeout':>8}{'equiv':>7}{'survived':>9}{'kill rate':>10}"
+    print(header)
+    print("-" * len(header))
+    total = dict(mutants=0, killed=0, timeout=0, equivalent=0, survived=0)
+    for file in args.files:
+        row = dict(mutants=0, killed=0, timeout=0, equivalent=0, survived=0)
+        for i, m in enumerate(plan):
+            if m.file == file and i in results:
+                row["mutants"] += 1
+                row[results[i][0]] += 1
+        for k in total:
+            total[k] += row[k]
+        rows = [(file, row)]
+        for name, r in rows:
+            scored = r["mutants"] - r["equivalent"]
+            rate = f"{100 * (r['killed'] + r['timeout']) / scored:.1f} %" if scored else "-"
+            print(f"{name:<20}{r['mutants']:>8}{r['killed']:>8}{r['timeout']:>8}"
+                  f"{r['equivalent']:>7}{r['survived']:>9}{rate:>10}")
+    scored = total["mutants"] - total["equivalent"]
+    rate = f"{100 * (total['killed'] + total['timeout']) / scored:.1f} %" if scored else "-"
+    print(f"{'total':<20}{total['mutants']:>8}{total['killed']:>8}{total['timeout']:>8}"
+          f"{total['equivalent']:>7}{total['survived']:>9}{rate:>10}")
+    if args.limit:
+        print(f"(a sample of at most {args.limit} mutants per file, seed {args.seed})")
+    print(f"wall {elapsed:.0f} s with {args.jobs} worker(s)")
+    survivors = [(i, m) for i, m in enumerate(plan) if results.get(i, ("",))[0] == "survived"]
+    timeouts_hit = [(i, m) for i, m in enumerate(plan) if results.get(i, ("",))[0] == "timeout"]
+    if timeouts_hit:
+        print("\nkilled by timeout:")
+        for _, m in timeouts_hit:
+            print(f"  {m.where}: {m.flip}    {m.text}")
+    if survivors:
+        print("\nsurviving mutants:")
+        for _, m in survivors:
+            print(f"  {m.where}: {m.flip}    {m.text}")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
