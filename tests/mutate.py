@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import random
 import shutil
@@ -224,6 +225,10 @@ class Worker:
                     "__pycache__", "*.pyc", "build", "sim_build", ".pytest_cache"))
             else:
                 shutil.copy2(src, self.dir / name)
+        where = subprocess.run([sys.executable, "-c", "import hw; print(hw.__file__)"],
+                               cwd=self.dir, capture_output=True, text=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(self.dir.resolve()):
+            raise RuntimeError(f"the copy in {self.dir} imports hw from {where}, not from itself")
 
     def run(self, tests: list[str], timeout: float) -> tuple[str, float, str]:
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
@@ -266,6 +271,10 @@ def main(argv=None) -> int:
                         help="seconds per mutant (default: 4x the file's clean run, at least 60)")
     parser.add_argument("--both", action="store_true",
                         help="integer constants also n -> n-1 (default only n -> n+1)")
+    parser.add_argument("--results", help="write every mutant's outcome to this JSON file")
+    parser.add_argument("--retest", metavar="JSON",
+                        help="a --results file of an earlier run: mutants it records as killed "
+                             "keep that outcome, the rest run again (after adding tests)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args(argv)
 
@@ -313,10 +322,22 @@ def main(argv=None) -> int:
                   f"{f', sampling {args.limit}' if args.limit else ''}, timeout {timeouts[file]:.0f} s",
                   flush=True)
 
-        todo = [(i, m) for i, m in enumerate(plan) if m.key() not in EQUIVALENT]
+        earlier = {}
+        if args.retest:
+            for r in json.loads(Path(args.retest).read_text()):
+                if r["status"] in ("killed", "timeout"):
+                    earlier[(r["file"], r["text"], r["column"], r["flip"])] = r["status"]
+        todo = []
         for i, m in enumerate(plan):
             if m.key() in EQUIVALENT:
                 results[i] = ("equivalent", 0.0)
+            elif m.key() in earlier:
+                results[i] = (earlier[m.key()], 0.0)
+            else:
+                todo.append((i, m))
+        if args.retest:
+            print(f"{len(plan) - len(todo)} mutants keep their outcome from {args.retest}; "
+                  f"{len(todo)} run again", flush=True)
         free = list(workers)
 
         def one(item):
@@ -379,6 +400,12 @@ def main(argv=None) -> int:
         print("\nsurviving mutants:")
         for _, m in survivors:
             print(f"  {m.where}: {m.flip}    {m.text}")
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps([
+            dict(file=m.file, line=m.line, column=m.column, text=m.text, flip=m.flip,
+                 status=results[i][0], seconds=round(results[i][1], 2))
+            for i, m in enumerate(plan) if i in results], indent=1) + "\n")
     return 1 if survivors else 0
 
 
