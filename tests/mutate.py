@@ -212,10 +212,53 @@ def mutants_of(path: str, both: bool = False) -> list[Mutant]:
     return found
 
 
+def _outcome(returncode: int) -> str:
+    # pytest: 0 all passed, 5 nothing collected (both: the mutant survives); else a failure.
+    return "survived" if returncode in (0, 5) else "killed"
+
+
+FORK_SERVER = r"""
+import json, os, signal, sys, time
+import numpy, pytest, amaranth, amaranth.sim, amaranth.lib.wiring, amaranth.lib.stream  # noqa
+import amaranth.lib.data, amaranth.lib.memory, amaranth.back.rtlil  # noqa
+sys.path.insert(0, os.getcwd())
+for request in sys.stdin:
+    request = json.loads(request)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        try:
+            rc = pytest.main(request["args"])
+        except BaseException:
+            rc = 3
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(rc))
+    deadline = time.monotonic() + request["timeout"]
+    timeout, rc = False, None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            rc = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            timeout = True
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.02)
+    print(json.dumps(dict(rc=rc, timeout=timeout)), flush=True)
+"""
+
+
 class Worker:
     """A private copy of the project in which one mutant at a time is written and tested."""
 
-    def __init__(self, base: Path, index: int):
+    def __init__(self, base: Path, index: int, fork: bool = True):
+        self.fork, self.server = fork, None
         self.dir = base / f"w{index}"
         self.dir.mkdir()
         for name in COPIED:
@@ -230,11 +273,16 @@ class Worker:
         if not Path(where).resolve().is_relative_to(self.dir.resolve()):
             raise RuntimeError(f"the copy in {self.dir} imports hw from {where}, not from itself")
 
+    def _env(self):
+        return dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+
     def run(self, tests: list[str], timeout: float) -> tuple[str, float, str]:
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        """Run pytest on ``tests`` in this copy: (survived|killed|timeout, seconds, output)."""
+        if self.fork:
+            return self._run_forked(tests, timeout)
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests],
-                                cwd=self.dir, env=env, stdout=subprocess.PIPE,
+                                cwd=self.dir, env=self._env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
@@ -245,8 +293,38 @@ class Worker:
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-        status = {0: "survived", 5: "survived"}.get(proc.returncode, "killed")
-        return status, time.monotonic() - start, out
+        return _outcome(proc.returncode), time.monotonic() - start, out
+
+    def _run_forked(self, tests, timeout):
+        """The same run, forked from a server that has imported pytest, Amaranth and numpy once
+        (never the project's modules, so each fork imports the mutant afresh)."""
+        if self.server is None or self.server.poll() is not None:
+            self.server = subprocess.Popen([sys.executable, "-c", FORK_SERVER], cwd=self.dir,
+                                           env=self._env(), stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, text=True,
+                                           start_new_session=True)
+        log = self.dir / "pytest.log"
+        start = time.monotonic()
+        self.server.stdin.write(json.dumps(dict(args=[*PYTEST_ARGS, *tests], log=str(log),
+                                                timeout=timeout)) + "\n")
+        self.server.stdin.flush()
+        reply = self.server.stdout.readline()
+        took = time.monotonic() - start
+        if not reply:
+            raise RuntimeError(f"the fork server in {self.dir} died")
+        reply = json.loads(reply)
+        out = log.read_text(errors="replace") if log.exists() else ""
+        if reply["timeout"]:
+            return "timeout", took, out
+        return _outcome(reply["rc"]), took, out
+
+    def close(self):
+        if self.server is not None and self.server.poll() is None:
+            self.server.stdin.close()
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
 
     def test(self, mutant: Mutant, timeout: float) -> tuple[str, float, str]:
         target = self.dir / mutant.file
@@ -268,13 +346,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of --limit's sample")
     parser.add_argument("--lines", help="only mutants on these lines, e.g. 120-180")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per mutant (default: 4x the file's clean run, at least 60)")
+                        help="seconds per mutant (default: 3x the file's clean run, at least 15)")
     parser.add_argument("--both", action="store_true",
                         help="integer constants also n -> n-1 (default only n -> n+1)")
     parser.add_argument("--results", help="write every mutant's outcome to this JSON file")
     parser.add_argument("--retest", metavar="JSON",
                         help="a --results file of an earlier run: mutants it records as killed "
                              "keep that outcome, the rest run again (after adding tests)")
+    parser.add_argument("--no-fork", action="store_true",
+                        help="a fresh interpreter per mutant instead of forking a warm one")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args(argv)
 
@@ -309,7 +389,7 @@ def main(argv=None) -> int:
     base = Path(tempfile.mkdtemp(prefix="mutate-"))
     results: dict[int, tuple[str, float]] = {}
     try:
-        workers = [Worker(base, i) for i in range(max(1, args.jobs))]
+        workers = [Worker(base, i, fork=not args.no_fork) for i in range(max(1, args.jobs))]
         timeouts = {}
         for file in args.files:
             status, took, out = workers[0].run(TESTS[file], timeout=1800)
@@ -317,7 +397,7 @@ def main(argv=None) -> int:
                 print(out[-3000:])
                 print(f"{file}: its tests fail without any mutant; fix that first")
                 return 2
-            timeouts[file] = args.timeout or max(60.0, 4 * took)
+            timeouts[file] = args.timeout or max(15.0, 3 * took)
             print(f"{file}: clean run {took:.1f} s, {counts[file]} mutants"
                   f"{f', sampling {args.limit}' if args.limit else ''}, timeout {timeouts[file]:.0f} s",
                   flush=True)
@@ -362,6 +442,8 @@ def main(argv=None) -> int:
         print("interrupted: partial results below")
         elapsed = 0.0
     finally:
+        for worker in locals().get("workers", []):
+            worker.close()
         shutil.rmtree(base, ignore_errors=True)
 
     print()
