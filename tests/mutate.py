@@ -49,8 +49,8 @@ COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
 # hw file -> the fast tests that cover it, quickest first (pytest stops at the first failure).
 # Amaranth-simulator tests only: a Verilator test rebuilds the design for every mutant.
 TESTS: dict[str, list[str]] = {
-    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py"],
-    "hw/addressing.py": ["tests/test_addressing.py"],
+    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
+    "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine.py": ["tests/test_progengine.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
@@ -63,6 +63,49 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not ver
 # "original -> mutant") -> reason. Keys survive edits elsewhere in the file; an entry whose line
 # changed is reported as stale.
 EQUIVALENT: dict[tuple[str, str, int, str], str] = {
+    # hw/lif.py
+    ("hw/lif.py", 'self._sum_width + 1, f"lane_{lane}")),', 19, "1 -> 2"):
+        "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
+    ("hw/lif.py", "spikes[lane].eq(_fires(m, previous, c_x[lane], threshold, sw + 1,", 64, "1 -> 2"):
+        "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
+    ("hw/lif.py", "padded = list(self._thresholds) + [0] * (self._groups * self._lanes - len(self._thresholds))",
+     69, "- -> +"):
+        "longer zero padding: the comprehension never indexes past groups * lanes",
+    ("hw/lif.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
+        "a deeper memory only adds rows that no address (< words) reaches",
+    ("hw/lif.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
+     39, "2 -> 3"):
+        "a deeper memory only adds rows that no address (< groups) reaches",
+    ("hw/lif.py", "previous.eq(Mux(c_first, 0, c_membranes[lane * mw:(lane + 1) * mw].as_signed())),",
+     59, "1 -> 2"):
+        "`previous` is membrane_width bits: the wider slice is truncated back to this lane's bits",
+    ("hw/lif.py", "new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),", 28, "1 -> 2"):
+        "the next lane's assignment, later in the list, overrides the overlapping bits; the last "
+        "lane's slice is clipped at the word's end",
+    # hw/addressing.py
+    ("hw/addressing.py", "pending = Signal(range(width + 1))", 32, "1 -> 2"):
+        "one more counter bit: pending never exceeds width, the values are the same",
+    ("hw/addressing.py", "m.d.comb += final_beat.eq(1 if ports >= width else pending <= ports)", 38, ">= -> >"):
+        "at ports == width, `pending <= ports` is always true (pending <= width): the same 1",
+    # (both implementations: the combinational and the registered elaborate have this line)
+    ("hw/addressing.py", "if width & (width - 1) == 0:", 10, "& -> |"):
+        "only picks the adder form over the shift form of word * width + column: the same address",
+    ("hw/addressing.py", "if width & (width - 1) == 0:", 21, "1 -> 2"):
+        "still true exactly for powers of two >= 2 (width 1: the adder form, the same address)",
+    ("hw/addressing.py", "if width & (width - 1) == 0:", 27, "0 -> 1"):
+        "only picks the adder form over the shift form of word * width + column: the same address",
+    ("hw/addressing.py", "m.d.sync += [held.eq(0), pending.eq(0)]", 37, "0 -> 1"):
+        "pending is reloaded whenever held is set; while idle it only reaches `count`, not valid then",
+    ("hw/addressing.py", "index = Const(width - 1, 2)", 26, "2 -> 3"):
+        "the constant (width - 1 <= 3) has the same value in 3 bits",
+    ("hw/addressing.py", "return bits[0], Const(0, 1)", 26, "1 -> 2"):
+        "the same zero; only bit 0 of the two-or-more flag is used",
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 40, "- -> +"):
+        "a group's index is exactly (size - 1).bit_length() bits: a longer slice takes the same bits",
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 42, "1 -> 2"):
+        "size is a power of four >= 4: size - 2 and size - 1 have the same bit length",
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 67, "2 -> 3"):
+        "at most four groups: the group index is 2 bits, a longer slice takes the same bits",
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),

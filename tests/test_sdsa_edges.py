@@ -1,0 +1,68 @@
+"""SDSA edges the stream tests leave open: the cost model's ideal and dense cycle counts, the
+documented default thresholds, the minimal register widths, and the payload bit layout.
+Written to kill mutants `python -m tests.mutate --files hw/sdsa.py` found surviving."""
+
+import pytest
+
+from hw.sdsa import SDSA, Variant, sdsa_input_layout, sdsa_output_layout
+
+
+def offsets(layout):
+    return {name: (field.offset, field.width) for name, field in layout}
+
+
+def test_ideal_and_dense_cycles_by_hand():
+    # SDSA-3/4: (K + Q spikes) * d / lanes additions; dense: 2 * N * d row additions of 2 chunks.
+    matmul = SDSA(variant=3, tokens=4, head_width=8, lanes=4)
+    assert matmul.ideal_cycles(q_spikes=3, k_spikes=5) == 16
+    assert matmul.dense_cycles() == 2 * 4 * 8 * 2 == 128
+    assert SDSA(variant=4, tokens=4, head_width=8, lanes=8).ideal_cycles(1, 2) == 3
+    # SDSA-1: one increment per set bit of K AND V; SDSA-2: per K spike; dense: N * chunks.
+    v1 = SDSA(variant=1, tokens=5, head_width=6, lanes=4)
+    assert v1.ideal_cycles(q_spikes=9, k_spikes=7, v_spikes=3, kv_spikes=10) == 2.5
+    assert v1.dense_cycles() == 5 * 2
+    v2 = SDSA(variant=2, tokens=5, head_width=6, lanes=4)
+    assert v2.ideal_cycles(q_spikes=9, k_spikes=6, kv_spikes=10) == 1.5
+    assert v2.dense_cycles() == 10
+
+
+@pytest.mark.parametrize("variant, threshold", [(1, 1), (2, 1), (3, 8), (4, (8,))])
+def test_default_thresholds(variant, threshold):
+    """V1's channel neuron (theta 0.5 on counts of scale 1): 1; SDSA-3's * 0.125 then theta 0.5:
+    8; SDSA-4 starts at SDSA-3's value."""
+    dut = SDSA(variant=variant, tokens=4, head_width=4)
+    assert dut.thresholds == (threshold if isinstance(threshold, tuple) else (threshold,))
+
+
+def test_minimal_widths_matmul():
+    """N=4, d=8: counts up to N*d = 32 (6 bits), K^T V entries up to 4 (3 bits); threshold 8
+    leaves membranes up to (8-1)>>1 = 3 (2 bits); thresholds up to 2*32-1 = 63 (6 bits)."""
+    dut = SDSA(variant=3, tokens=4, head_width=8, lanes=4)
+    assert (dut.max_count, dut.count_width, dut.kv_width, dut.membrane_width,
+            dut.threshold_width, dut.chunks, dut.layers) == (32, 6, 3, 2, 6, 2, 1)
+    assert dut.latency == 2 + 3
+    # SDSA-4: any threshold up to 63 may be written, so membranes up to 31 (5 bits).
+    four = SDSA(variant=4, tokens=4, head_width=8, lanes=3, threshold=(8, 20))
+    assert (four.membrane_width, four.threshold_width, four.chunks, four.layers) == (5, 6, 3, 2)
+    assert four.latency == 3 + 3
+
+
+def test_minimal_widths_column_sum():
+    """N=5: column sums up to 5 (3 bits); threshold 1 leaves no membrane (0 bits)."""
+    dut = SDSA(variant=1, tokens=5, head_width=6, lanes=4)
+    assert (dut.max_count, dut.count_width, dut.membrane_width, dut.threshold_width,
+            dut.chunks) == (5, 3, 0, 4, 2)
+    assert dut.latency == 2
+    dut = SDSA(variant=2, tokens=5, head_width=6, threshold=6)
+    assert (dut.membrane_width, dut.chunks) == (2, 1)
+
+
+def test_payload_bit_layouts():
+    assert offsets(sdsa_input_layout(6, variant=1)) == {
+        "q": (0, 6), "k": (6, 6), "v": (12, 6), "first": (18, 1)}
+    assert offsets(sdsa_input_layout(6, variant=2)) == {"q": (0, 6), "k": (6, 6), "first": (12, 1)}
+    assert offsets(sdsa_input_layout(6, variant=3)) == {
+        "q": (0, 6), "k": (6, 6), "v": (12, 6), "first": (18, 1)}
+    for layers, bits in [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3)]:
+        assert offsets(sdsa_input_layout(6, variant=4, layers=layers))["layer"] == (19, bits)
+    assert offsets(sdsa_output_layout(6)) == {"spikes": (0, 6)}
