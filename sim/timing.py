@@ -9,10 +9,10 @@ from __future__ import annotations
 __all__ = ["stream_timing"]
 
 
-def stream_timing(dut, payloads, *, cycles: int, ready=lambda cycle: 1, inputs=None,
-                  outputs=None):
-    """Offer ``payloads`` back to back on ``dut.i`` (valid held high until all are taken) while
-    ``dut.o.ready`` follows ``ready(cycle)``; run ``cycles`` clock cycles.
+def stream_timing(dut, payloads, *, cycles: int, ready=lambda cycle: 1, offer=lambda cycle: 1,
+                  inputs=None, outputs=None):
+    """Offer ``payloads`` in order on ``dut.i`` in every cycle ``offer(cycle)`` is true (back to
+    back by default) while ``dut.o.ready`` follows ``ready(cycle)``; run ``cycles`` cycles.
 
     ``inputs``/``outputs`` name the streams (default ``dut.i``/``dut.o``). Returns
     ``(accepted, delivered, payloads_out)``: the cycle of each accepted input beat, the cycle of
@@ -27,7 +27,7 @@ def stream_timing(dut, payloads, *, cycles: int, ready=lambda cycle: 1, inputs=N
     async def bench(ctx):
         index = 0
         for cycle in range(cycles):
-            if index < len(payloads):
+            if index < len(payloads) and offer(cycle):
                 ctx.set(i.valid, 1)
                 ctx.set(i.payload, payloads[index])
             else:

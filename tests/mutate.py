@@ -55,6 +55,16 @@ TESTS: dict[str, list[str]] = {
     "hw/sdsa.py": ["tests/test_sdsa.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
 }
+# With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
+# per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
+# end-to-end network test runs).
+VERILATOR_TESTS: dict[str, list[str]] = {
+    "hw/lif.py": ["tests/test_lif_verilator.py", "tests/test_lif_array_verilator.py"],
+    "hw/addressing.py": ["tests/test_addressing_verilator.py"],
+    "hw/progengine.py": ["tests/test_shared_network.py"],
+    "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
+    "hw/shared.py": ["tests/test_shared_network.py"],
+}
 DEFAULT_FILES = list(TESTS)
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not verilator",
                "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
@@ -396,10 +406,16 @@ def main(argv=None) -> int:
     parser.add_argument("--retest", metavar="JSON",
                         help="a --results file of an earlier run: mutants it records as killed "
                              "keep that outcome, the rest run again (after adding tests)")
+    parser.add_argument("--verilator", action="store_true",
+                        help="also run the file's Verilator tests (minutes per mutant)")
     parser.add_argument("--no-fork", action="store_true",
                         help="a fresh interpreter per mutant instead of forking a warm one")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args(argv)
+    if args.verilator:
+        PYTEST_ARGS[PYTEST_ARGS.index("-m") + 1] = "not slow"
+        for file, extra in VERILATOR_TESTS.items():
+            TESTS[file] = TESTS[file] + [t for t in extra if t not in TESTS[file]]
 
     for file in args.files:
         if file not in TESTS:

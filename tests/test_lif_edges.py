@@ -78,3 +78,16 @@ def test_lif_array_full_throughput_latency_and_buffering(pipelined, latency):
     accepted, delivered, _ = stream_timing(dut, beats, cycles=12, ready=lambda c: c >= 10)
     assert accepted[:latency] == list(range(latency)) and accepted[latency] == 10
     assert delivered[0] == 10
+
+
+def test_pipelined_lif_array_refills_stage_one_under_stall():
+    """Pipelined, output stalled, stage 2 empty: the beat in stage 1 moves on, so a new beat is
+    taken in the same cycle (beat 0 fills the output register, beat 1 arrives after a gap)."""
+    case = lif_array_case(np.random.default_rng(6), lanes=2, words=3, channels=4,
+                          input_width=5, steps=2)
+    dut = LIFArray(lanes=2, words=3, input_width=5, thresholds=case.thresholds, pipelined=True)
+    layout = dut.i.payload.shape()
+    beats = [layout.const(case.payload(b)) for b in range(4)]
+    accepted, _, _ = stream_timing(dut, beats, cycles=10, ready=lambda c: c >= 8,
+                                   offer=lambda c: c == 0 or c >= 3)
+    assert accepted == [0, 3, 4, 8]
