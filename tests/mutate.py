@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ TESTS: dict[str, list[str]] = {
     "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine.py": ["tests/test_progengine.py"],
-    "hw/sdsa.py": ["tests/test_sdsa.py"],
+    "hw/sdsa.py": ["tests/test_sdsa_edges.py", "tests/test_sdsa.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
@@ -447,6 +448,21 @@ def main(argv=None) -> int:
 
     base = Path(tempfile.mkdtemp(prefix="mutate-"))
     results: dict[int, tuple[str, float]] = {}
+    lock = threading.Lock()
+
+    def save():
+        """Write the outcomes so far (after every mutant: an interrupted run resumes with
+        --retest)."""
+        if not args.results:
+            return
+        with lock:
+            rows = [dict(file=m.file, line=m.line, column=m.column, text=m.text, flip=m.flip,
+                         status=results[i][0], seconds=round(results[i][1], 2))
+                    for i, m in enumerate(plan) if i in results]
+            path = Path(args.results)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_text(json.dumps(rows, indent=1) + "\n")
+            path.with_suffix(".tmp").replace(path)
     try:
         workers = [Worker(base, i, fork=not args.no_fork) for i in range(max(1, args.jobs))]
         timeouts = {}
@@ -487,6 +503,7 @@ def main(argv=None) -> int:
             finally:
                 free.append(worker)
             results[i] = (status, took)
+            save()
             if status == "survived":
                 print(f"  SURVIVED {m.where}: {m.flip}    {m.text}", flush=True)
             done = len(results)
@@ -494,8 +511,13 @@ def main(argv=None) -> int:
                 print(f"  ... {done}/{len(plan)}", flush=True)
 
         start = time.monotonic()
-        with ThreadPoolExecutor(len(workers)) as pool:
-            list(pool.map(one, todo))
+        pool = ThreadPoolExecutor(len(workers))
+        try:
+            for future in [pool.submit(one, item) for item in todo]:
+                future.result()
+        finally:
+            # Ctrl-C: drop the queued mutants; the ones running finish (seconds).
+            pool.shutdown(wait=True, cancel_futures=True)
         elapsed = time.monotonic() - start
     except KeyboardInterrupt:
         print("interrupted: partial results below")
@@ -541,12 +563,7 @@ def main(argv=None) -> int:
         print("\nsurviving mutants:")
         for _, m in survivors:
             print(f"  {m.where}: {m.flip}    {m.text}")
-    if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.results).write_text(json.dumps([
-            dict(file=m.file, line=m.line, column=m.column, text=m.text, flip=m.flip,
-                 status=results[i][0], seconds=round(results[i][1], 2))
-            for i, m in enumerate(plan) if i in results], indent=1) + "\n")
+    save()
     return 1 if survivors else 0
 
 

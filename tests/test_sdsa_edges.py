@@ -65,4 +65,10 @@ def test_payload_bit_layouts():
         "q": (0, 6), "k": (6, 6), "v": (12, 6), "first": (18, 1)}
     for layers, bits in [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3)]:
         assert offsets(sdsa_input_layout(6, variant=4, layers=layers))["layer"] == (19, bits)
+    assert offsets(sdsa_input_layout(6, variant=4))["layer"] == (19, 0)  # one layer by default
     assert offsets(sdsa_output_layout(6)) == {"spikes": (0, 6)}
+
+
+def test_sdsa4_takes_one_int_threshold_as_one_layer():
+    dut = SDSA(variant=4, tokens=4, head_width=4, threshold=12)
+    assert dut.thresholds == (12,) and dut.layers == 1
