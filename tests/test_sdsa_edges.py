@@ -2,6 +2,7 @@
 documented default thresholds, the minimal register widths, and the payload bit layout.
 Written to kill mutants `python -m tests.mutate --files hw/sdsa.py` found surviving."""
 
+import numpy as np
 import pytest
 
 from hw.sdsa import SDSA, Variant, sdsa_input_layout, sdsa_output_layout
@@ -72,3 +73,53 @@ def test_payload_bit_layouts():
 def test_sdsa4_takes_one_int_threshold_as_one_layer():
     dut = SDSA(variant=4, tokens=4, head_width=4, threshold=12)
     assert dut.thresholds == (12,) and dut.layers == 1
+
+
+# The cycle model against the simulated unit, beyond test_sdsa's random SDSA-3/4 cases: the
+# column-sum variants, and hand-made schedules where its corner terms decide the count.
+from hw.sdsa_model import case_from_arrays, random_case  # noqa: E402
+from test_sdsa import check, unit  # noqa: E402  (the suite's harness; tests/ is on sys.path)
+
+
+def measured_equals_model(dut, case, label):
+    cycles = check(dut, case, label)
+    model = dut.cycles(case.q.sum(axis=3), case.k.sum(axis=3))
+    assert cycles == model, f"{label}: measured {cycles} cycles, model says {model}"
+
+
+@pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2], ids=lambda v: v.name)
+@pytest.mark.parametrize("lanes", [2, 5])
+def test_cycle_model_exact_column_sum(variant, lanes):
+    case = random_case(np.random.default_rng(60 + lanes), tokens=5, head_width=5, heads=2,
+                       steps=2, rate=0.3)
+    measured_equals_model(unit(variant, tokens=5, head_width=5, heads=2, lanes=lanes,
+                               threshold=2), case, f"{variant.name} lanes {lanes}")
+
+
+def rows(spec, d):
+    """[steps, heads, N, d] spike rows from per-row set-bit counts (lowest channels set)."""
+    counts = np.asarray(spec)
+    out = np.zeros(counts.shape + (d,), dtype=np.uint8)
+    for index in np.ndindex(counts.shape):
+        out[index][:counts[index]] = 1
+    return out
+
+
+@pytest.mark.parametrize("variant", [Variant.SDSA3, Variant.SDSA4], ids=lambda v: v.name)
+@pytest.mark.parametrize("lanes", [2, 8])
+@pytest.mark.parametrize("name, q, k", [
+    # Empty Q rows: the LIF (chunks cycles a token) is the bottleneck, then the next head's
+    # first K row is empty and must wait for stage 1 to be released.
+    ("lif-bound, empty first K", [[[0, 0, 0, 0], [1, 0, 0, 0]]], [[[2, 1, 0, 3], [0, 2, 1, 0]]]),
+    # Empty last K rows (an empty row ending the head still takes its cycle), dense Q.
+    ("empty last K", [[[8, 8, 8, 8], [3, 0, 8, 1]]], [[[1, 0, 0, 0], [0, 0, 0, 0]]]),
+    # Two steps, single token-wide bursts.
+    ("bursts", [[[0, 8, 0, 0], [8, 0, 0, 8]], [[0, 0, 0, 1], [1, 0, 0, 0]]],
+     [[[8, 0, 0, 8], [0, 0, 8, 0]], [[0, 0, 0, 0], [0, 1, 0, 0]]]),
+])
+def test_cycle_model_exact_at_the_edges(variant, lanes, name, q, k):
+    q, k = rows(q, 8), rows(k, 8)
+    v = np.ones_like(q)
+    case = case_from_arrays(q, k, v)
+    dut = unit(variant, tokens=4, head_width=8, heads=2, lanes=lanes, threshold=4)
+    measured_equals_model(dut, case, f"{name} lanes {lanes}")
