@@ -52,7 +52,7 @@ COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
 TESTS: dict[str, list[str]] = {
     "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
-    "hw/progengine.py": ["tests/test_progengine.py"],
+    "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/sdsa.py": ["tests/test_sdsa_edges.py", "tests/test_sdsa.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
 }
