@@ -123,3 +123,20 @@ def test_cycle_model_exact_at_the_edges(variant, lanes, name, q, k):
     case = case_from_arrays(q, k, v)
     dut = unit(variant, tokens=4, head_width=8, heads=2, lanes=lanes, threshold=4)
     measured_equals_model(dut, case, f"{name} lanes {lanes}")
+
+
+def test_threshold_property_and_ideal_cycles_defaults():
+    assert SDSA(variant=3, tokens=4, head_width=4, threshold=5).threshold == 5
+    assert SDSA(variant=4, tokens=4, head_width=4, threshold=(6, 9)).threshold == 6
+    # SDSA-1 counts K AND V spikes only: none given, no additions.
+    assert SDSA(variant=1, tokens=4, head_width=4).ideal_cycles(q_spikes=5, k_spikes=5) == 0
+
+
+@pytest.mark.parametrize("lanes", [1, 8])
+def test_cycle_model_exact_one_token(lanes):
+    """N = 1 with empty rows: the LIF's first token is not held back by a previous one."""
+    for q, k in ([0, 0], [1, 0], [0, 8], [8, 8]):
+        case = case_from_arrays(rows([[[q]], [[q]]], 8), rows([[[k]], [[k]]], 8),
+                                np.ones((2, 1, 1, 8), dtype=np.uint8))
+        measured_equals_model(SDSA(variant=3, tokens=1, head_width=8, lanes=lanes, threshold=2),
+                              case, f"N=1 q={q} k={k} lanes {lanes}")
