@@ -140,3 +140,29 @@ def test_cycle_model_exact_one_token(lanes):
                                 np.ones((2, 1, 1, 8), dtype=np.uint8))
         measured_equals_model(SDSA(variant=3, tokens=1, head_width=8, lanes=lanes, threshold=2),
                               case, f"N=1 q={q} k={k} lanes {lanes}")
+
+
+@pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
+                         ids=lambda v: v.name)
+def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
+    """`first` (and SDSA-4's `layer`) are read on the first beat of each time step only: the
+    other beats of the step may carry anything."""
+    from hw.sdsa_model import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
+    from sim.streams import run_stream  # noqa: PLC0415
+
+    tokens, heads, steps = 3, 2, 4
+    case = random_case(np.random.default_rng(90), tokens=tokens, head_width=4, heads=heads,
+                       steps=steps, rate=0.5, first=[1, 0, 1, 0], layer=[1, 0, 0, 1])
+    threshold = (3, 6) if variant == Variant.SDSA4 else 3
+    dut = SDSA(variant=variant, tokens=tokens, head_width=4, heads=heads, lanes=2,
+               threshold=threshold)
+    beats = input_payloads(case, variant)
+    for number, beat in enumerate(beats):
+        if number % (tokens * heads):          # not a step's first beat: flip the flags
+            beat["first"] ^= 1
+            if "layer" in beat:
+                beat["layer"] ^= 1
+    layout = sdsa_input_layout(4, variant=variant, layers=dut.layers)
+    received = run_stream(dut, [layout.const(b) for b in beats], len(beats))
+    got = np.array([bits_row(int(p.spikes), 4) for p in received]).reshape(case.q.shape)
+    assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
