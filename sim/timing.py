@@ -10,9 +10,11 @@ __all__ = ["stream_timing"]
 
 
 def stream_timing(dut, payloads, *, cycles: int, ready=lambda cycle: 1, offer=lambda cycle: 1,
-                  inputs=None, outputs=None):
+                  idle=None, inputs=None, outputs=None):
     """Offer ``payloads`` in order on ``dut.i`` in every cycle ``offer(cycle)`` is true (back to
     back by default) while ``dut.o.ready`` follows ``ready(cycle)``; run ``cycles`` cycles.
+    ``idle(cycle)``, if given, is the payload's raw bits (an int) driven while ``valid`` is low (a
+    don't-care that the unit must ignore; by default the last payload stays on the wires).
 
     ``inputs``/``outputs`` name the streams (default ``dut.i``/``dut.o``). Returns
     ``(accepted, delivered, payloads_out)``: the cycle of each accepted input beat, the cycle of
@@ -32,6 +34,8 @@ def stream_timing(dut, payloads, *, cycles: int, ready=lambda cycle: 1, offer=la
                 ctx.set(i.payload, payloads[index])
             else:
                 ctx.set(i.valid, 0)
+                if idle is not None:
+                    ctx.set(i.payload.as_value(), idle(cycle))
             ctx.set(o.ready, ready(cycle))
             if ctx.get(i.valid) and ctx.get(i.ready):
                 accepted.append(cycle)

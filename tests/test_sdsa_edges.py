@@ -2,6 +2,8 @@
 documented default thresholds, the minimal register widths, and the payload bit layout.
 Written to kill mutants `python -m tests.mutate --files hw/sdsa.py` found surviving."""
 
+import random
+
 import numpy as np
 import pytest
 
@@ -166,3 +168,28 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
     received = run_stream(dut, [layout.const(b) for b in beats], len(beats))
     got = np.array([bits_row(int(p.spikes), 4) for p in received]).reshape(case.q.shape)
     assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
+
+
+@pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
+                         ids=lambda v: v.name)
+def test_payload_ignored_while_not_valid(variant):
+    """Idle cycles on the input with random garbage on the payload wires (not the last beat
+    held, as sim.streams does) and a receiver that pauses: the same spikes."""
+    from hw.sdsa_model import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
+    from sim.timing import stream_timing  # noqa: PLC0415
+
+    tokens, heads = 4, 2
+    case = random_case(np.random.default_rng(91), tokens=tokens, head_width=5, heads=heads,
+                       steps=2, rate=0.4, first=[1, 0], layer=[1, 0])
+    threshold = (2, 5) if variant == Variant.SDSA4 else 2
+    dut = SDSA(variant=variant, tokens=tokens, head_width=5, heads=heads, lanes=2,
+               threshold=threshold)
+    layout = sdsa_input_layout(5, variant=variant, layers=dut.layers)
+    beats = [layout.const(b) for b in input_payloads(case, variant)]
+    garbage = random.Random(92)
+    _, _, received = stream_timing(dut, beats, cycles=1500, offer=lambda c: c % 3 != 1,
+                                   ready=lambda c: c % 4 != 3,
+                                   idle=lambda c: garbage.getrandbits(layout.size))
+    got = np.array([bits_row(int(p.spikes), 5) for p in received]).reshape(case.q.shape)
+    assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
+
