@@ -117,6 +117,51 @@ EQUIVALENT: dict[tuple[str, str, int, str], str] = {
         "size is a power of four >= 4: size - 2 and size - 1 have the same bit length",
     ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 67, "2 -> 3"):
         "at most four groups: the group index is 2 bits, a longer slice takes the same bits",
+    # hw/sdsa.py
+    ('hw/sdsa.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
+        'no signal has the Variant shape (it is a parameter); its values are unchanged',
+    ('hw/sdsa.py', 'return array.reshape(-1, tokens).tolist()', 23, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2, N) == reshape(-1, N)',
+    ('hw/sdsa.py', 'return Signal(range(max(count, 2)), name=name)', 32, '2 -> 3'):
+        'a counter with room for one more value: the same count 0 .. count - 1, at most a spare bit',
+    ('hw/sdsa.py', 'return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]', 30, '1 -> 2'):
+        'each chunk goes into a lanes-bit signal (_select), which truncates the longer slice to the same bits',
+    ('hw/sdsa.py', 'return max(words, 2)', 19, '2 -> 3'):
+        'a deeper memory only adds rows that no address reaches',
+    ('hw/sdsa.py', 'class _Phase(enum.Enum, shape=2):', 31, '2 -> 3'):
+        'the phase register one bit wider: the same three values',
+    ('hw/sdsa.py', 'QPASS = 2', 9, '2 -> 3'):
+        'QPASS encoded as 3 instead of 2: still distinct from LOAD and LIF and fits the 2-bit phase',
+    ('hw/sdsa.py', 'released = 1            # first cycle stage 1 is not holding a stalled accumulation', 12, '1 -> 2'):
+        'the first K token starts at max(accept + 1 = 2, released): released 1 or 2 give the same 2',
+    ('hw/sdsa.py', 'lif_start = 1 - chunks  # cycle the LIF took the first chunk of the previous token', 13, '1 -> 2'):
+        "the first Q token's handoff is max(last + 1 >= 4, lif_start + chunks - 1): 0 or 1 never wins",
+    ('hw/sdsa.py', 'done = 0', 8, '0 -> 1'):
+        'done is assigned for every token (N >= 1) before it is read',
+    ('hw/sdsa.py', 'def ideal_cycles(self, q_spikes: int, k_spikes: int, v_spikes: int = 0,', 70, '0 -> 1'):
+        "v_spikes is in the signature only: no variant's formula reads it",
+    ('hw/sdsa.py', 'previous = Const(0, 1)', 21, '1 -> 2'):
+        "the same zero: the sum's width is set by `total`",
+    ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 17, '1 -> 2'):
+        'the same constant 1 in 2 bits',
+    ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 30, '1 -> 2'):
+        'the same constant 1 in 2 bits',
+    ('hw/sdsa.py', 'step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")', 25, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'chunk_bits = (chunks - 1).bit_length()', 22, '- -> +'):
+        'a wider chunk field in the KV address, used consistently (the depth scales with it): a sparser memory, the same words read back',
+    ('hw/sdsa.py', 'pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")', 25, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 's1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")', 23, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),', 59, '1 -> 2'):
+        'row_fresh is 1 bit: only bit 0 of the wider selection is kept, the same bit',
+    ('hw/sdsa.py', 's1_last.eq(0),', 12, '0 -> 1'):
+        "s1_last is read only for accumulations (~s1_load); a KV update's value is never used",
+    ('hw/sdsa.py', 's1_v.eq(0),', 9, '0 -> 1'):
+        's1_v only feeds KV writes, which are enabled only for KV updates (s1_load)',
+    ('hw/sdsa.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
+        's1_zero is 1 bit: only bit 0 of the wider selection is kept, the same bit',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
