@@ -193,3 +193,16 @@ def test_payload_ignored_while_not_valid(variant):
     got = np.array([bits_row(int(p.spikes), 5) for p in received]).reshape(case.q.shape)
     assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
 
+
+
+@pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
+                         ids=lambda v: v.name)
+@pytest.mark.parametrize("heads", [1, 2])
+def test_one_token_samples_clear_the_membranes(variant, heads):
+    """N = 1: a new sample (`first`) must clear the carried membranes, at thresholds the carried
+    membrane decides."""
+    case = random_case(np.random.default_rng(93 + heads), tokens=1, head_width=4, heads=heads,
+                       steps=8, rate=0.6, first=[1, 0, 0, 1, 0, 1, 0, 0])
+    threshold = 3 if variant in (Variant.SDSA3, Variant.SDSA4) else 1  # N = 1: counts <= 1
+    check(unit(variant, tokens=1, head_width=4, heads=heads, lanes=3, threshold=threshold),
+          case, f"N=1 heads {heads}")
