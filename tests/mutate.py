@@ -53,7 +53,7 @@ TESTS: dict[str, list[str]] = {
     "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
-    "hw/sdsa.py": ["tests/test_sdsa_edges.py", "tests/test_sdsa.py"],
+    "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
