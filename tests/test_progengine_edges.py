@@ -64,3 +64,26 @@ def test_layer_config_defaults_and_sizes_by_hand():
     assert (cfg.out_height, cfg.out_width, cfg.stride_log, cfg.kernel_log, cfg.groups,
             cfg.groups_log, cfg.out_width_log) == (3, 4, 2, 3, 1, 0, 2)
     assert (cfg.weight_base, cfg.bias_base) == (7, 2)
+
+
+def test_pack_range_limits_are_exact():
+    """Signed weight_width / accumulator_width ranges, both ends: in range packs, one past
+    refuses."""
+    import numpy as np  # noqa: PLC0415
+    import pytest  # noqa: PLC0415
+
+    from hw.progengine import pack_layer_biases, pack_layer_weights  # noqa: PLC0415
+
+    def weights(value):
+        return pack_layer_weights(np.full((2, 1, 1, 1), value), lanes=2, weight_width=4,
+                                  kernel_log=0, groups_log=0)
+
+    assert weights(-8) == [0x88] and weights(7) == [0x77]
+    for value in (-9, 8):
+        with pytest.raises(ValueError, match="does not fit weight_width 4"):
+            weights(value)
+    assert pack_layer_biases(np.array([-32, 31, 5]), lanes=2, accumulator_width=6,
+                             groups=2) == [0x20 | 31 << 6, 5]
+    for value in (-33, 32):
+        with pytest.raises(ValueError, match="does not fit accumulator_width 6"):
+            pack_layer_biases(np.array([value]), lanes=2, accumulator_width=6, groups=1)
