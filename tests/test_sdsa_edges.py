@@ -152,7 +152,7 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
     from hw.sdsa_model import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
     from sim.streams import run_stream  # noqa: PLC0415
 
-    tokens, heads, steps = 3, 2, 4
+    tokens, heads, steps = 3, 4, 4  # 4 heads: a head counter that wraps early shows
     case = random_case(np.random.default_rng(90), tokens=tokens, head_width=4, heads=heads,
                        steps=steps, rate=0.5, first=[1, 0, 1, 0], layer=[1, 0, 0, 1])
     threshold = (3, 6) if variant == Variant.SDSA4 else 3
