@@ -64,7 +64,7 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/addressing.py": ["tests/test_addressing_verilator.py"],
     "hw/progengine.py": ["tests/test_shared_network.py"],
     "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
-    "hw/shared.py": ["tests/test_shared_network.py", "tests/test_shared_plan.py"],
+    "hw/shared.py": ["tests/test_shared_network.py"],
 }
 DEFAULT_FILES = list(TESTS)
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not verilator",
