@@ -54,7 +54,7 @@ TESTS: dict[str, list[str]] = {
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
-    "hw/shared.py": ["tests/test_shared_network.py", "tests/test_shared_plan.py"],
+    "hw/shared.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
