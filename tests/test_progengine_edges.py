@@ -87,3 +87,23 @@ def test_pack_range_limits_are_exact():
     for value in (-33, 32):
         with pytest.raises(ValueError, match="does not fit accumulator_width 6"):
             pack_layer_biases(np.array([value]), lanes=2, accumulator_width=6, groups=1)
+
+
+def run_single_layer(spec, seed, rate=0.5):
+    """One layer on an engine sized for it alone (so no other layer widens its registers)."""
+    from test_progengine import Network, run  # noqa: PLC0415 (the suite's harness)
+
+    net = Network(seed, 2, [spec])
+    run(net, [net.frame(0, rate), net.frame(0, 1.0)], f"single layer {spec}")
+
+
+def test_one_by_one_kernel_with_wide_padding_and_stride():
+    """Largest positive tap offset (padding + stride - kernel = 3 + 4 - 1) with 1x1 kernels only:
+    the narrowest engine for it (kernel_log 0)."""
+    # (cin, cout, kernel, stride, padding, height, width)
+    run_single_layer((2, 3, 1, 4, 3, 6, 5), seed=21)
+
+
+def test_largest_kernel_without_padding():
+    """Most negative tap offset (1 - 7) on an engine with no padding and stride 1."""
+    run_single_layer((2, 3, 7, 1, 0, 8, 7), seed=22)
