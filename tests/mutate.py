@@ -491,6 +491,10 @@ def main(argv=None) -> int:
         if key[0] in args.files and key not in known:
             print(f"warning: equivalent-list entry matches no mutant (line edited?): {key}")
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # kill: clean up as for Ctrl-C
     base = Path(tempfile.mkdtemp(prefix="mutate-"))
     results: dict[int, tuple[str, float]] = {}
     lock = threading.Lock()
