@@ -107,3 +107,9 @@ def test_one_by_one_kernel_with_wide_padding_and_stride():
 def test_largest_kernel_without_padding():
     """Most negative tap offset (1 - 7) on an engine with no padding and stride 1."""
     run_single_layer((2, 3, 7, 1, 0, 8, 7), seed=22)
+
+
+def test_groups_past_four():
+    """G = 6 groups (groups_log 3): the group counter's end-of-row flag beyond 2-bit counters."""
+    run_single_layer((2, 11, 3, 1, 1, 4, 4), seed=24)
+
