@@ -113,6 +113,9 @@ def rows(spec, d):
     # Empty Q rows: the LIF (chunks cycles a token) is the bottleneck, then the next head's
     # first K row is empty and must wait for stage 1 to be released.
     ("lif-bound, empty first K", [[[0, 0, 0, 0], [1, 0, 0, 0]]], [[[2, 1, 0, 3], [0, 2, 1, 0]]]),
+    # The same, the next head's K rows all empty: its last (empty) row waits for stage 1.
+    ("lif-bound, empty K head", [[[0, 0, 0, 0], [1, 0, 0, 0]]], [[[2, 1, 0, 3], [0, 0, 0, 0]]]),
+    ("lif-bound, one K", [[[0, 0, 0, 0], [0, 0, 0, 0]]], [[[0, 0, 0, 1], [0, 0, 0, 0]]]),
     # Empty last K rows (an empty row ending the head still takes its cycle), dense Q.
     ("empty last K", [[[8, 8, 8, 8], [3, 0, 8, 1]]], [[[1, 0, 0, 0], [0, 0, 0, 0]]]),
     # Two steps, single token-wide bursts.
@@ -206,3 +209,15 @@ def test_one_token_samples_clear_the_membranes(variant, heads):
     threshold = 3 if variant in (Variant.SDSA3, Variant.SDSA4) else 1  # N = 1: counts <= 1
     check(unit(variant, tokens=1, head_width=4, heads=heads, lanes=3, threshold=threshold),
           case, f"N=1 heads {heads}")
+
+
+@pytest.mark.parametrize("tokens, lanes, q, k", [
+    # A head whose K rows are all empty after a LIF-bound head: its last empty row waits for
+    # stage 1 to be released (the model's `token == n - 1` term).
+    (3, 2, [[1, 8, 0], [1, 1, 0]], [[0, 8, 1], [0, 0, 0]]),
+    (1, 1, [[1], [0], [1]], [[0], [0], [0]]),
+])
+def test_cycle_model_exact_empty_k_head_after_lif_bound_head(tokens, lanes, q, k):
+    case = case_from_arrays(rows([q], 8), rows([k], 8), np.ones((1, len(q), tokens, 8), np.uint8))
+    dut = SDSA(variant=3, tokens=tokens, head_width=8, heads=len(q), lanes=lanes, threshold=4)
+    measured_equals_model(dut, case, f"N={tokens} lanes {lanes}")
