@@ -113,3 +113,24 @@ def test_groups_past_four():
     """G = 6 groups (groups_log 3): the group counter's end-of-row flag beyond 2-bit counters."""
     run_single_layer((2, 11, 3, 1, 1, 4, 4), seed=24)
 
+
+
+def test_one_by_one_kernel_small_padding_large_stride():
+    """Offset padding + stride - kernel = 1 + 4 - 1 with padding 1: the stride term dominates."""
+    run_single_layer((1, 2, 1, 4, 1, 9, 9), seed=25)
+
+
+def test_bias_memory_bound_is_exact_and_control_ports_are_one_bit():
+    import dataclasses  # noqa: PLC0415
+
+    import pytest  # noqa: PLC0415
+    from test_progengine import Network  # noqa: PLC0415
+
+    net = Network(26, 2, [(2, 3, 1, 1, 0, 2, 2)])  # G = 2 bias words, after one garbage word
+    engine, cfg = net.engine, net.layers[0][0]
+    words = len(engine.bias_words)
+    fits = dataclasses.replace(cfg, bias_base=words - cfg.groups)
+    engine.check_layer(fits)
+    with pytest.raises(ValueError, match="bias_base \\+ groups"):
+        engine.check_layer(dataclasses.replace(fits, bias_base=fits.bias_base + 1))
+    assert (len(engine.weight_en), len(engine.ready)) == (1, 1)
