@@ -80,7 +80,7 @@ def test_sdsa4_takes_one_int_threshold_as_one_layer():
 # The cycle model against the simulated unit, beyond test_sdsa's random SDSA-3/4 cases: the
 # column-sum variants, and hand-made schedules where its corner terms decide the count.
 from hw.sdsa_model import case_from_arrays, random_case  # noqa: E402
-from test_sdsa import check, unit  # noqa: E402  (the suite's harness; tests/ is on sys.path)
+from test_sdsa import check, simulate_sdsa, unit  # noqa: E402  (the suite's harness; tests/ is on sys.path)
 
 
 def measured_equals_model(dut, case, label):
@@ -221,3 +221,15 @@ def test_cycle_model_exact_empty_k_head_after_lif_bound_head(tokens, lanes, q, k
     case = case_from_arrays(rows([q], 8), rows([k], 8), np.ones((1, len(q), tokens, 8), np.uint8))
     dut = SDSA(variant=3, tokens=tokens, head_width=8, heads=len(q), lanes=lanes, threshold=4)
     measured_equals_model(dut, case, f"N={tokens} lanes {lanes}")
+
+
+@pytest.mark.parametrize("variant", [Variant.SDSA3, Variant.SDSA4], ids=lambda v: v.name)
+def test_one_token_new_sample_by_hand(variant):
+    """N = 1, d = 2, all spikes: every count is 2. Threshold 3: step 0 leaves membrane 1; a
+    continuing step fires (1 + 2 = 3), a new sample does not (0 + 2)."""
+    ones = np.ones((3, 1, 1, 2), dtype=np.uint8)
+    case = case_from_arrays(ones, ones, ones, first=[1, 0, 1])
+    threshold = (3,) if variant == Variant.SDSA4 else 3
+    got, _ = simulate_sdsa(SDSA(variant=variant, tokens=1, head_width=2, threshold=threshold),
+                           case)
+    assert got[:, 0, 0, :].tolist() == [[0, 0], [1, 1], [0, 0]]
