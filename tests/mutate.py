@@ -162,6 +162,23 @@ EQUIVALENT: dict[tuple[str, str, int, str], str] = {
         's1_v only feeds KV writes, which are enabled only for KV updates (s1_load)',
     ('hw/sdsa.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
         's1_zero is 1 bit: only bit 0 of the wider selection is kept, the same bit',
+    # hw/sdsa.py
+    ('hw/sdsa.py', 'lif_start = max(handoff + 1, lif_start + chunks)', 40, '+ -> -'):
+        'handoff >= lif_start + chunks - 1, so handoff + 1 alone is the max either way',
+    ('hw/sdsa.py', 'q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches', 27, '1 -> 2'):
+        'a counter with room for one more value: q_next never exceeds n',
+    ('hw/sdsa.py', 'counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")', 27, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'l1_layer = Signal(max(1, _layer_width(self.layers)), name="l1_layer")', 23, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
+        "chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1, the last chunk's slice is clipped",
+    ('hw/sdsa.py', 'with m.If(in_token == 0):', 20, '== -> !='):
+        "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
+    ('hw/sdsa.py', 'with m.If(in_token == 0):', 23, '0 -> 1'):
+        "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
+    ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
+        'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
