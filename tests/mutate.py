@@ -71,9 +71,10 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not ver
                "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
 
 # Reviewed equivalent mutants: (file, the line's stripped text, 1-based column in that text,
-# "original -> mutant") -> reason. Keys survive edits elsewhere in the file; an entry whose line
-# changed is reported as stale.
-EQUIVALENT: dict[tuple[str, str, int, str], str] = {
+# "original -> mutant"[, enclosing function]) -> reason. Keys survive edits elsewhere in the file;
+# an entry whose line changed is reported as stale. Without the function, a key covers every
+# identical line of the file.
+EQUIVALENT: dict[tuple, str] = {
     # hw/lif.py
     ("hw/lif.py", 'self._sum_width + 1, f"lane_{lane}")),', 19, "1 -> 2"):
         "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
@@ -173,9 +174,9 @@ EQUIVALENT: dict[tuple[str, str, int, str], str] = {
         'a layer register one bit wider holds the same layer index',
     ('hw/sdsa.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
         "chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1, the last chunk's slice is clipped",
-    ('hw/sdsa.py', 'with m.If(in_token == 0):', 20, '== -> !='):
+    ('hw/sdsa.py', 'with m.If(in_token == 0):', 20, '== -> !=', '_elaborate_column_sum'):
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
-    ('hw/sdsa.py', 'with m.If(in_token == 0):', 23, '0 -> 1'):
+    ('hw/sdsa.py', 'with m.If(in_token == 0):', 23, '0 -> 1', '_elaborate_column_sum'):
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
     ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
         'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
@@ -199,6 +200,7 @@ class Mutant:
     mutant: str
     text: str         # the line, stripped
     indent: int = 0   # characters stripped from the line's start
+    scope: str = ""   # the innermost enclosing function
 
     @property
     def column(self) -> int:
@@ -215,6 +217,11 @@ class Mutant:
 
     def key(self):
         return (self.file, self.text, self.column, self.flip)
+
+    def equivalence(self):
+        """The reason this mutant is listed as equivalent, or None. A key with a fifth element
+        (the enclosing function) applies only there: for identical lines in two functions."""
+        return EQUIVALENT.get(self.key() + (self.scope,), EQUIVALENT.get(self.key()))
 
     def apply(self, source: str) -> str:
         lines = source.splitlines(keepends=True)
@@ -286,10 +293,17 @@ def mutants_of(path: str, both: bool = False) -> list[Mutant]:
     skipped = _skipped_nodes(tree)
     found: list[Mutant] = []
 
+    functions = sorted((f.lineno, f.end_lineno, f.name) for f in ast.walk(tree)
+                       if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
     def add(row, col, original, replacement):
         line = lines[row - 1]
+        scope = ""
+        for start, end, name in functions:
+            if start <= row <= end:
+                scope = name  # sorted by start: the last match is the innermost
         found.append(Mutant(path, row, col, col + len(original), original, replacement,
-                            line.strip(), len(line) - len(line.lstrip())))
+                            line.strip(), len(line) - len(line.lstrip()), scope))
 
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -498,12 +512,13 @@ def main(argv=None) -> int:
         plan.extend(mutants)
     if args.list:
         for m in plan:
-            tag = " [equivalent]" if m.key() in EQUIVALENT else ""
+            tag = " [equivalent]" if m.equivalence() else ""
             print(f"{m.where}: {m.flip}{tag}    {m.text}")
         print(f"{len(plan)} mutants")
         return 0
 
-    known = {m.key() for f in args.files for m in mutants_of(f, args.both)}
+    every = [m for f in args.files for m in mutants_of(f, args.both)]
+    known = {m.key() for m in every} | {m.key() + (m.scope,) for m in every}
     for key in EQUIVALENT:
         if key[0] in args.files and key not in known:
             print(f"warning: equivalent-list entry matches no mutant (line edited?): {key}")
@@ -550,7 +565,7 @@ def main(argv=None) -> int:
                     earlier[(r["file"], r["text"], r["column"], r["flip"])] = r["status"]
         todo = []
         for i, m in enumerate(plan):
-            if m.key() in EQUIVALENT:
+            if m.equivalence():
                 results[i] = ("equivalent", 0.0)
             elif m.key() in earlier:
                 results[i] = (earlier[m.key()], 0.0)
