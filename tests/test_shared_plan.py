@@ -82,6 +82,11 @@ def test_shift_memory(plan):
             assert got == chunk + [0] * (LANES - len(chunk)), (step.name, g)
             seen += 1
     assert seen == len(dut._shift_words) > 0
+    # Exactly the steps that write a residual stream have shifts.
+    writers = {step.name for step in dut.steps
+               if step.kind == "begin_stem"
+               or (step.kind == "layer" and step.sink.startswith(("add:", "begin:")))}
+    assert set(dut._shift_base) == writers and writers
     assert dut._shift_bits == max(1, largest.bit_length())
 
 
