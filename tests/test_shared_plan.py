@@ -77,6 +77,7 @@ def test_shift_memory(plan):
         start = dut._shift_base[step.name]
         assert start == seen, step.name
         for g in range(-(-len(shifts) // LANES)):
+            assert 0 <= dut._shift_words[start + g] < 1 << (LANES * width), "word too wide"
             got = lanes_of(dut._shift_words[start + g], width)
             chunk = list(shifts[g * LANES:(g + 1) * LANES])
             assert got == chunk + [0] * (LANES - len(chunk)), (step.name, g)
@@ -130,7 +131,9 @@ def test_bias_memory_and_widths(plan):
     for name, info in dut._layers.items():
         bias = [int(b) for b in np.asarray(net.layers[name].bias).reshape(-1)]
         for g in range(info["groups"]):
-            got = lanes_of(dut._bias_words[info["bias_base"] + g], dut.accumulator_width)
+            word = dut._bias_words[info["bias_base"] + g]
+            assert 0 <= word < 1 << (LANES * dut.accumulator_width), "word too wide"
+            got = lanes_of(word, dut.accumulator_width)
             chunk = bias[g * LANES:(g + 1) * LANES]
             assert got == chunk + [0] * (LANES - len(chunk)), (name, g)
     weights = [np.asarray(net.layers[n].weight) for n in dut._layers]
