@@ -153,3 +153,20 @@ def test_widest_group_count(plan):
               + [a["heads"] for a in net.attention.values()])
     assert dut._max_groups == max(groups)
     assert dut._pool_groups >= 1
+
+
+def test_stem_groups_and_weight_ports(plan):
+    net, dut = plan
+    assert dut._stem_groups == -(-np.asarray(net.layers[dut.steps[0].layer].weight).shape[0]
+                                 // LANES)
+    members = dut.signature.members
+    assert "weight_addr" not in members and "weight_data" not in members
+    external = SharedNetwork(net, lanes=LANES, weights="external").signature.members
+    from amaranth.hdl import Shape  # noqa: PLC0415
+
+    def width(name):
+        return Shape.cast(external[name].shape).width
+
+    assert width("weight_en") == 1
+    assert width("weight_data") == LANES * dut.weight_width
+    assert width("weight_addr") == (dut.weight_depth - 1).bit_length()
