@@ -180,6 +180,61 @@ EQUIVALENT: dict[tuple, str] = {
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
     ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
         'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
+    # hw/shared.py
+    ('hw/shared.py', 'self._logit_bits = max(net.logit_bits, 2)', 40, '2 -> 3'):
+        'a floor of 3 instead of 2 logit bits: only widens the logits (sign-extended, same values)',
+    ('hw/shared.py', 'maps, base = {}, 0', 18, '0 -> 1'):
+        'every spike map starts one word later; all addresses come from these bases, word 0 is unused',
+    ('hw/shared.py', 'self._map_depth = max(2, base)', 23, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    ('hw/shared.py', 'self._stream_depth = max(2, base)', 26, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    ('hw/shared.py', 'lif = step.sink.split(":", 1)[1]', 28, '1 -> 2'):
+        "sinks are 'kind:name' with no second ':', so maxsplit 2 splits the same way",
+    ('hw/shared.py', 'self._membrane_words = max(2, mbase) if T > 1 else 2', 28, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    ('hw/shared.py', 'low, high, need_w = 0, 0, 1', 21, '0 -> 1'):
+        'the zero-bias bound lo0 is <= 0, so min(1, lo, lo0) == min(0, lo, lo0)',
+    ('hw/shared.py', 'low, high, need_w = 0, 0, 1', 24, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'low, high, need_w = 0, 0, 1', 27, '1 -> 2'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 66, '1 -> 2'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 69, '1 -> 2'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 72, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 75, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 78, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 81, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max_words, max_channels, max_pad, max_kl, max_sl, max_gl, bank = 1, 1, 0, 0, 0, 0, 2', 84, '2 -> 3'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)', 56, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2) == reshape(-1)',
+    ('hw/shared.py', 'need_w = max(need_w, signed_width(min(int(weight.min()), 0),', 58, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'max(int(weight.max()), 0)))', 24, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'weight_words.extend([0] * (cin << (2 * kl + gl)))', 22, '0 -> 1'):
+        "placeholder words, every one overwritten by the layer's packed weights (same count)",
+    ('hw/shared.py', 'bias_list.extend([0] * groups)', 19, '0 -> 1'):
+        "placeholder words, every one overwritten by the layer's packed biases (same count)",
+    ('hw/shared.py', 'self._pixel_words = cfg.in_channels * cfg.img_size ** 2', 55, '2 -> 3'):
+        'a larger pixel memory bound only widens the load address; the same pixels land at the same addresses',
+    ('hw/shared.py', 'max_shift = 0', 13, '0 -> 1'):
+        'raises the start of a running maximum/minimum of a resource limit: it can only widen the unit, which computes the same',
+    ('hw/shared.py', 'shifts = np.asarray(net.layers[step.layer].shift, dtype=np.int64).reshape(-1)', 76, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2) == reshape(-1)',
+    ('hw/shared.py', 'self._shift_bits = max(1, max_shift.bit_length())', 24, '1 -> 2'):
+        'a floor of 2 shift bits instead of 1: only widens the shift lanes (packing and reading use the same width)',
+    ('hw/shared.py', 'self._pool_groups = 1', 21, '1 -> 2'):
+        'a floor of 2 pool groups instead of 1 only adds an accumulator group no stream uses',
+    ('hw/shared.py', 'return max(2, len(self._weight_words))', 12, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
