@@ -225,11 +225,11 @@ def test_cycle_model_exact_empty_k_head_after_lif_bound_head(tokens, lanes, q, k
 
 @pytest.mark.parametrize("variant", [Variant.SDSA3, Variant.SDSA4], ids=lambda v: v.name)
 def test_one_token_new_sample_by_hand(variant):
-    """N = 1, d = 2, all spikes: every count is 2. Threshold 3: step 0 leaves membrane 1; a
-    continuing step fires (1 + 2 = 3), a new sample does not (0 + 2)."""
+    """N = 1, d = 2, all spikes: every count is 2. Threshold 3: step 0 leaves membrane 1; a new
+    sample (step 1) does not fire (0 + 2) and leaves 1 again; a continuing step fires (1 + 2)."""
     ones = np.ones((3, 1, 1, 2), dtype=np.uint8)
-    case = case_from_arrays(ones, ones, ones, first=[1, 0, 1])
+    case = case_from_arrays(ones, ones, ones, first=[1, 1, 0])
     threshold = (3,) if variant == Variant.SDSA4 else 3
     got, _ = simulate_sdsa(SDSA(variant=variant, tokens=1, head_width=2, threshold=threshold),
                            case)
-    assert got[:, 0, 0, :].tolist() == [[0, 0], [1, 1], [0, 0]]
+    assert got[:, 0, 0, :].tolist() == [[0, 0], [0, 0], [1, 1]]
