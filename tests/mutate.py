@@ -66,6 +66,11 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
 }
+# Functions whose mutants only the Verilator tests can judge (no fast test runs their circuit):
+# left out of a run without --verilator, and counted as such.
+VERILATOR_ONLY: dict[str, set[str]] = {
+    "hw/shared.py": {"elaborate"},
+}
 DEFAULT_FILES = list(TESTS)
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not verilator",
                "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
@@ -256,6 +261,7 @@ class Mutant:
     text: str         # the line, stripped
     indent: int = 0   # characters stripped from the line's start
     scope: str = ""   # the innermost enclosing function
+    scopes: tuple = ()  # every enclosing function, outermost first
 
     @property
     def column(self) -> int:
@@ -353,12 +359,10 @@ def mutants_of(path: str, both: bool = False) -> list[Mutant]:
 
     def add(row, col, original, replacement):
         line = lines[row - 1]
-        scope = ""
-        for start, end, name in functions:
-            if start <= row <= end:
-                scope = name  # sorted by start: the last match is the innermost
+        scopes = tuple(name for start, end, name in functions if start <= row <= end)
         found.append(Mutant(path, row, col, col + len(original), original, replacement,
-                            line.strip(), len(line) - len(line.lstrip()), scope))
+                            line.strip(), len(line) - len(line.lstrip()),
+                            scopes[-1] if scopes else "", scopes))
 
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -560,6 +564,13 @@ def main(argv=None) -> int:
         if args.lines:
             lo, _, hi = args.lines.partition("-")
             mutants = [m for m in mutants if int(lo) <= m.line <= int(hi or lo)]
+        if not args.verilator:
+            slow = VERILATOR_ONLY.get(file, set())
+            left = [m for m in mutants if slow & set(m.scopes)]
+            if left:
+                print(f"{file}: {len(left)} mutants in {', '.join(sorted(slow))}() left out "
+                      "(only the Verilator tests run that circuit; --verilator includes them)")
+                mutants = [m for m in mutants if not slow & set(m.scopes)]
         counts[file] = len(mutants)
         if args.limit is not None and args.limit < len(mutants):
             mutants = sorted(random.Random(args.seed).sample(mutants, args.limit),
