@@ -240,6 +240,43 @@ EQUIVALENT: dict[tuple, str] = {
         'a floor of 2 pool groups instead of 1 only adds an accumulator group no stream uses',
     ('hw/shared.py', 'return max(2, len(self._weight_words))', 12, '2 -> 3'):
         'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    # hw/progengine.py
+    ('hw/progengine.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2, lanes) == reshape(-1, lanes)',
+    ('hw/progengine.py', 'tap_bits = max(1, self._max_kernel_log)', 16, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'group_bits = max(1, self._max_groups_log)', 18, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)', 58, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)', 85, '+ -> -'):
+        'offset_low still has bits_for(P + 2**S - 1) + K + 2 >= the bits of its range [1 - 2**K, P + 2**S - 1]',
+    ('hw/progengine.py', 'offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)', 87, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 13, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 40, '+ -> -'):
+        'offset_low still has bits(P + 2**S) + K + 1 >= the bits of its range [1 - 2**K, P + 2**S - 1]',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 42, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 47, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))', 25, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'stride = Signal(_range(1 << self._max_stride_log))', 24, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'row_step.eq(Const(1, 1) << (cfg.out_width_log + cfg.groups_log)),', 22, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'stride.eq(Const(1, 1) << cfg.stride_log),', 20, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'row_y_next = Signal(side_bits + 1)', 33, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'slots = [Signal(spike_layout, name=f"spike_slot_{n}") for n in range(2)]', 70, '2 -> 3'):
+        'a third queue slot that no code indexes (slots[0], slots[1] only)',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 4, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 63, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
