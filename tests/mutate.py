@@ -277,6 +277,9 @@ EQUIVALENT: dict[tuple, str] = {
         'a register/field one bit (or more) wider than needed: it holds the same values',
     ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 63, '2 -> 3'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/progengine.py
+    ('hw/progengine.py', 'shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),', 38, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
