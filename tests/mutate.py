@@ -280,6 +280,9 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/progengine.py
     ('hw/progengine.py', 'shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),', 38, '2 -> 3'):
         'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    # hw/sdsa.py
+    ('hw/sdsa.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
+        'with no chunk in the LIF stage the read port (enabled only by take) holds the word read for the last one, so the extra write stores the value just written',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),

@@ -190,11 +190,13 @@ def test_payload_ignored_while_not_valid(variant):
     layout = sdsa_input_layout(5, variant=variant, layers=dut.layers)
     beats = [layout.const(b) for b in input_payloads(case, variant)]
     garbage = random.Random(92)
-    _, _, received = stream_timing(dut, beats, cycles=1500, offer=lambda c: c % 3 != 1,
-                                   ready=lambda c: c % 4 != 3,
-                                   idle=lambda c: garbage.getrandbits(layout.size))
-    got = np.array([bits_row(int(p.spikes), 5) for p in received]).reshape(case.q.shape)
-    assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
+    # One-cycle gaps, and long gaps that let the pipeline run dry mid-head.
+    for offer in (lambda c: c % 3 != 1, lambda c: c % 7 < 2):
+        _, _, received = stream_timing(dut, beats, cycles=3000, offer=offer,
+                                       ready=lambda c: c % 4 != 3,
+                                       idle=lambda c: garbage.getrandbits(layout.size))
+        got = np.array([bits_row(int(p.spikes), 5) for p in received]).reshape(case.q.shape)
+        assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
 
 
 
