@@ -283,6 +283,25 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/sdsa.py
     ('hw/sdsa.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
         'with no chunk in the LIF stage the read port (enabled only by take) holds the word read for the last one, so the extra write stores the value just written',
+    # hw/progengine.py
+    ('hw/progengine.py', 'column_step.eq(Const(1, 1) << cfg.groups_log),', 25, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),', 39, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', '"x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,', 50, '1 -> 2'):
+        'a queue flag one bit wider: it carries the same 0/1',
+    ('hw/progengine.py', '"x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,', 61, '1 -> 2'):
+        'a queue flag one bit wider: it carries the same 0/1',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 34, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 68, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'first.eq(Mux(pre_low < 0, 0, pre_low)),', 22, '< -> <='):
+        'pre_low == 0 clamps to 0 either way',
+    ('hw/progengine.py', 'first.eq(Mux(pre_low < 0, 0, pre_low)),', 24, '0 -> 1'):
+        'pre_low == 0 clamps to 0 either way (the compare is on an integer)',
+    ('hw/progengine.py', 'g_next = Signal(group_bits + 1)', 30, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
