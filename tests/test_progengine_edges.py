@@ -134,3 +134,25 @@ def test_bias_memory_bound_is_exact_and_control_ports_are_one_bit():
     with pytest.raises(ValueError, match="bias_base \\+ groups"):
         engine.check_layer(dataclasses.replace(fits, bias_base=fits.bias_base + 1))
     assert (len(engine.weight_en), len(engine.ready)) == (1, 1)
+
+
+def test_bank_clearing_takes_exactly_init_cycles():
+    """After reset `ready` stays low for exactly `init_cycles` cycles (one bank word each)."""
+    from amaranth.sim import Simulator  # noqa: PLC0415
+    from test_progengine import Network  # noqa: PLC0415
+
+    net = Network(27, 2, [(2, 5, 3, 1, 1, 3, 3)])
+    engine = net.engine
+    low = []
+
+    async def bench(ctx):
+        for _ in range(engine.init_cycles + 8):
+            low.append(not ctx.get(engine.ready))
+            await ctx.tick()
+
+    sim = Simulator(net.harness)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert engine.init_cycles > 2
+    assert low == [True] * engine.init_cycles + [False] * 8
