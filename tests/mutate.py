@@ -302,6 +302,15 @@ EQUIVALENT: dict[tuple, str] = {
         'pre_low == 0 clamps to 0 either way (the compare is on an integer)',
     ('hw/progengine.py', 'g_next = Signal(group_bits + 1)', 30, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/progengine.py
+    ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 20, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'm.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),', 72, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    ('hw/progengine.py', 'c_select = Signal(2)            # 0: c_data, 1: D, 2: E, 3: F', 19, '2 -> 3'):
+        'a selector one bit wider: it holds the same 0..3',
+    ('hw/progengine.py', '"index": unsigned(bank_bits), "last": 1,', 39, '1 -> 2'):
+        'a pipeline coordinate flag one bit wider: it carries the same 0/1 to the 1-bit output field',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
