@@ -311,6 +311,9 @@ EQUIVALENT: dict[tuple, str] = {
         'a selector one bit wider: it holds the same 0..3',
     ('hw/progengine.py', '"index": unsigned(bank_bits), "last": 1,', 39, '1 -> 2'):
         'a pipeline coordinate flag one bit wider: it carries the same 0/1 to the 1-bit output field',
+    # hw/progengine.py
+    ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
