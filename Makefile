@@ -9,7 +9,7 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth sim quantize demo bench energy demo-model clean
+.PHONY: help install system-tools test test-all rtl synth sim quantize demo bench energy demo-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -26,6 +26,7 @@ help:
 	@echo "energy    firing rates and energy report of CKPT"
 	@echo "demo-model  retrain the shipped demo checkpoint"
 	@echo "clean     remove build outputs (keeps $(VENV))"
+	@echo "mutate    mutation testing of hw/ sources against their fast tests (MUTATE_ARGS=...)"
 
 install: $(STAMP) system-tools
 
@@ -120,3 +121,11 @@ demo-model: install
 
 clean:
 	rm -rf $(OUT) sim_build .pytest_cache
+
+# Mutation testing: flip one operator or constant at a time in hw/ sources and run the fast
+# tests that cover the file; prints the kill rate per file and every surviving mutant, and keeps
+# the log and per-mutant outcomes under $(OUT)/mutate. E.g. MUTATE_ARGS="--files hw/lif.py".
+MUTATE_ARGS ?=
+mutate: install
+	mkdir -p $(OUT)/mutate
+	$(TEST_ENV) $(PY) -m tests.mutate --jobs $(JOBS) --results $(OUT)/mutate/results.json $(MUTATE_ARGS) 2>&1 | tee $(OUT)/mutate/log.txt

@@ -1,0 +1,743 @@
+"""Mutation testing of the hardware generators: ``python -m tests.mutate`` (or ``make mutate``).
+
+One mutant at a time, each hw/ source gets one operator or integer constant flipped, and the fast
+tests that cover that file run against it. A mutant the tests fail on is *killed*; one that runs
+past the per-mutant timeout (a simulation that no longer terminates) is *killed by timeout*; one
+they pass on *survives*, and is printed with its file:line, the flip and the line's text. The
+reviewed list ``EQUIVALENT`` below names the mutants that cannot change behaviour, each with a
+one-line reason; they are counted separately and left out of the kill rate:
+
+    kill rate = (killed + timeout) / (mutants - equivalent)
+
+What is mutated (found with ``ast``, replaced by source position, so comments and strings are
+never touched): binary operators ``+``/``-``, ``&``/``|``, ``<<``/``>>`` (also as ``+=`` etc.);
+comparisons ``>=``/``>``, ``<``/``<=``, ``==``/``!=``; ``and``/``or``; decimal integer constants
+n -> n+1 (``--both`` adds n -> n-1 down to 0; booleans are not integers here).
+
+What is skipped: docstrings and every string (f-string expressions included); ``assert``
+statements; ``raise`` statements; the condition of an ``if`` whose body only raises and calls of
+``check*`` helpers (argument validation in constructors: it refuses bad parameters and does not
+shape the circuit); type annotations; the ``+=`` of ``m.d.comb += ...`` / ``m.d.sync += ...``
+(``-=`` there is no circuit, only an error, so it would inflate the kill rate).
+
+The real files are never written: each worker copies the project (hw/ sim/ tests/ golden/ quant/
+rtl_gen/ and pyproject.toml) to a temporary directory and runs pytest there, writing one mutant
+at a time into its copy (restored in ``finally``), so Ctrl-C or a crash leaves the checkout as it
+was, and ``--jobs N`` workers run side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
+
+# hw file -> the fast tests that cover it, quickest first (pytest stops at the first failure).
+# Amaranth-simulator tests only: a Verilator test rebuilds the design for every mutant.
+TESTS: dict[str, list[str]] = {
+    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
+    "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
+    "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
+    "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
+    "hw/plan.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py",
+                   "tests/test_network.py"],
+    "hw/program.py": ["tests/test_network.py", "tests/test_shared_plan.py"],
+    "hw/shared.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py"],
+}
+# With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
+# per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
+# end-to-end network test runs).
+VERILATOR_TESTS: dict[str, list[str]] = {
+    "hw/lif.py": ["tests/test_lif_verilator.py", "tests/test_lif_array_verilator.py"],
+    "hw/addressing.py": ["tests/test_addressing_verilator.py"],
+    "hw/progengine.py": ["tests/test_shared_network.py"],
+    "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
+    "hw/plan.py": ["tests/test_shared_network.py"],
+    "hw/program.py": ["tests/test_shared_network.py"],
+    "hw/shared.py": ["tests/test_shared_network.py"],
+}
+# Functions whose mutants only the Verilator tests can judge (no fast test runs their circuit):
+# left out of a run without --verilator, and counted as such.
+VERILATOR_ONLY: dict[str, set[str]] = {
+    "hw/shared.py": {"elaborate"},
+}
+DEFAULT_FILES = list(TESTS)
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not verilator",
+               "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
+
+# Reviewed equivalent mutants: (file, the line's stripped text, 1-based column in that text,
+# "original -> mutant"[, enclosing function]) -> reason. Keys survive edits elsewhere in the file;
+# an entry whose line changed is reported as stale. Without the function, a key covers every
+# identical line of the file.
+EQUIVALENT: dict[tuple, str] = {
+    # hw/lif.py
+    ("hw/lif.py", 'self._sum_width + 1, f"lane_{lane}")),', 19, "1 -> 2"):
+        "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
+    ("hw/lif.py", "spikes[lane].eq(_fires(m, previous, c_x[lane], threshold, sw + 1,", 64, "1 -> 2"):
+        "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
+    ("hw/lif.py", "padded = list(self._thresholds) + [0] * (self._groups * self._lanes - len(self._thresholds))",
+     69, "- -> +"):
+        "longer zero padding: the comprehension never indexes past groups * lanes",
+    ("hw/lif.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
+        "a deeper memory only adds rows that no address (< words) reaches",
+    ("hw/lif.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
+     39, "2 -> 3"):
+        "a deeper memory only adds rows that no address (< groups) reaches",
+    ("hw/lif.py", "previous.eq(Mux(c_first, 0, c_membranes[lane * mw:(lane + 1) * mw].as_signed())),",
+     59, "1 -> 2"):
+        "`previous` is membrane_width bits: the wider slice is truncated back to this lane's bits",
+    ("hw/lif.py", "new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),", 28, "1 -> 2"):
+        "the next lane's assignment, later in the list, overrides the overlapping bits; the last "
+        "lane's slice is clipped at the word's end",
+    # hw/addressing.py
+    ("hw/addressing.py", "pending = Signal(range(width + 1))", 32, "1 -> 2"):
+        "one more counter bit: pending never exceeds width, the values are the same",
+    ("hw/addressing.py", "m.d.comb += final_beat.eq(1 if ports >= width else pending <= ports)", 38, ">= -> >"):
+        "at ports == width, `pending <= ports` is always true (pending <= width): the same 1",
+    # (both implementations: the combinational and the registered elaborate have this line)
+    ("hw/addressing.py", "if width & (width - 1) == 0:", 10, "& -> |"):
+        "only picks the adder form over the shift form of word * width + column: the same address",
+    ("hw/addressing.py", "if width & (width - 1) == 0:", 21, "1 -> 2"):
+        "still true exactly for powers of two >= 2 (width 1: the adder form, the same address)",
+    ("hw/addressing.py", "if width & (width - 1) == 0:", 27, "0 -> 1"):
+        "only picks the adder form over the shift form of word * width + column: the same address",
+    ("hw/addressing.py", "m.d.sync += [held.eq(0), pending.eq(0)]", 37, "0 -> 1"):
+        "pending is reloaded whenever held is set; while idle it only reaches `count`, not valid then",
+    ("hw/addressing.py", "index = Const(width - 1, 2)", 26, "2 -> 3"):
+        "the constant (width - 1 <= 3) has the same value in 3 bits",
+    ("hw/addressing.py", "return bits[0], Const(0, 1)", 26, "1 -> 2"):
+        "the same zero; only bit 0 of the two-or-more flag is used",
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 40, "- -> +"):
+        "a group's index is exactly (size - 1).bit_length() bits: a longer slice takes the same bits",
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 42, "1 -> 2"):
+        "size is a power of four >= 4: size - 2 and size - 1 have the same bit length",
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 67, "2 -> 3"):
+        "at most four groups: the group index is 2 bits, a longer slice takes the same bits",
+    # hw/sdsa.py
+    ('hw/sdsa.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
+        'no signal has the Variant shape (it is a parameter); its values are unchanged',
+    ('hw/sdsa.py', 'return array.reshape(-1, tokens).tolist()', 23, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2, N) == reshape(-1, N)',
+    ('hw/sdsa.py', 'return Signal(range(max(count, 2)), name=name)', 32, '2 -> 3'):
+        'a counter with room for one more value: the same count 0 .. count - 1, at most a spare bit',
+    ('hw/sdsa.py', 'return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]', 30, '1 -> 2'):
+        'each chunk goes into a lanes-bit signal (_select), which truncates the longer slice to the same bits',
+    ('hw/sdsa.py', 'return max(words, 2)', 19, '2 -> 3'):
+        'a deeper memory only adds rows that no address reaches',
+    ('hw/sdsa.py', 'class _Phase(enum.Enum, shape=2):', 31, '2 -> 3'):
+        'the phase register one bit wider: the same three values',
+    ('hw/sdsa.py', 'QPASS = 2', 9, '2 -> 3'):
+        'QPASS encoded as 3 instead of 2: still distinct from LOAD and LIF and fits the 2-bit phase',
+    ('hw/sdsa.py', 'released = 1            # first cycle stage 1 is not holding a stalled accumulation', 12, '1 -> 2'):
+        'the first K token starts at max(accept + 1 = 2, released): released 1 or 2 give the same 2',
+    ('hw/sdsa.py', 'lif_start = 1 - chunks  # cycle the LIF took the first chunk of the previous token', 13, '1 -> 2'):
+        "the first Q token's handoff is max(last + 1 >= 4, lif_start + chunks - 1): 0 or 1 never wins",
+    ('hw/sdsa.py', 'done = 0', 8, '0 -> 1'):
+        'done is assigned for every token (N >= 1) before it is read',
+    ('hw/sdsa.py', 'def ideal_cycles(self, q_spikes: int, k_spikes: int, v_spikes: int = 0,', 70, '0 -> 1'):
+        "v_spikes is in the signature only: no variant's formula reads it",
+    ('hw/sdsa.py', 'previous = Const(0, 1)', 21, '1 -> 2'):
+        "the same zero: the sum's width is set by `total`",
+    ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 17, '1 -> 2'):
+        'the same constant 1 in 2 bits',
+    ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 30, '1 -> 2'):
+        'the same constant 1 in 2 bits',
+    ('hw/sdsa.py', 'step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")', 25, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'chunk_bits = (chunks - 1).bit_length()', 22, '- -> +'):
+        'a wider chunk field in the KV address, used consistently (the depth scales with it): a sparser memory, the same words read back',
+    ('hw/sdsa.py', 'pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")', 25, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 's1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")', 23, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),', 59, '1 -> 2'):
+        'row_fresh is 1 bit: only bit 0 of the wider selection is kept, the same bit',
+    ('hw/sdsa.py', 's1_last.eq(0),', 12, '0 -> 1'):
+        "s1_last is read only for accumulations (~s1_load); a KV update's value is never used",
+    ('hw/sdsa.py', 's1_v.eq(0),', 9, '0 -> 1'):
+        's1_v only feeds KV writes, which are enabled only for KV updates (s1_load)',
+    ('hw/sdsa.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
+        's1_zero is 1 bit: only bit 0 of the wider selection is kept, the same bit',
+    # hw/sdsa.py
+    ('hw/sdsa.py', 'lif_start = max(handoff + 1, lif_start + chunks)', 40, '+ -> -'):
+        'handoff >= lif_start + chunks - 1, so handoff + 1 alone is the max either way',
+    ('hw/sdsa.py', 'q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches', 27, '1 -> 2'):
+        'a counter with room for one more value: q_next never exceeds n',
+    ('hw/sdsa.py', 'counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")', 27, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'l1_layer = Signal(max(1, _layer_width(self.layers)), name="l1_layer")', 23, '1 -> 2'):
+        'a layer register one bit wider holds the same layer index',
+    ('hw/sdsa.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
+        "chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1, the last chunk's slice is clipped",
+    ('hw/sdsa.py', 'with m.If(in_token == 0):', 20, '== -> !=', '_elaborate_column_sum'):
+        "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
+    ('hw/sdsa.py', 'with m.If(in_token == 0):', 23, '0 -> 1', '_elaborate_column_sum'):
+        "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
+    ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
+        'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
+    # hw/plan.py (reviewed after the plan moved out of hw/shared.py)
+    # hw/progengine.py
+    ('hw/progengine.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2, lanes) == reshape(-1, lanes)',
+    ('hw/progengine.py', 'tap_bits = max(1, self._max_kernel_log)', 16, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'group_bits = max(1, self._max_groups_log)', 18, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)', 58, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)', 85, '+ -> -'):
+        'offset_low still has bits_for(P + 2**S - 1) + K + 2 >= the bits of its range [1 - 2**K, P + 2**S - 1]',
+    ('hw/progengine.py', 'offset_low = Signal(signed(bits_for(self._max_padding + (1 << self._max_stride_log) + 1)', 87, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 13, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 40, '+ -> -'):
+        'offset_low still has bits(P + 2**S) + K + 1 >= the bits of its range [1 - 2**K, P + 2**S - 1]',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 42, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 47, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))', 25, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'stride = Signal(_range(1 << self._max_stride_log))', 24, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'row_step.eq(Const(1, 1) << (cfg.out_width_log + cfg.groups_log)),', 22, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'stride.eq(Const(1, 1) << cfg.stride_log),', 20, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'row_y_next = Signal(side_bits + 1)', 33, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'slots = [Signal(spike_layout, name=f"spike_slot_{n}") for n in range(2)]', 70, '2 -> 3'):
+        'a third queue slot that no code indexes (slots[0], slots[1] only)',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 4, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 63, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/progengine.py
+    ('hw/progengine.py', 'shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),', 38, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    # hw/sdsa.py
+    ('hw/sdsa.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
+        'with no chunk in the LIF stage the read port (enabled only by take) holds the word read for the last one, so the extra write stores the value just written',
+    # hw/progengine.py
+    ('hw/progengine.py', 'column_step.eq(Const(1, 1) << cfg.groups_log),', 25, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),', 39, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', '"x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,', 50, '1 -> 2'):
+        'a queue flag one bit wider: it carries the same 0/1',
+    ('hw/progengine.py', '"x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,', 61, '1 -> 2'):
+        'a queue flag one bit wider: it carries the same 0/1',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 34, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', '+ (1 << self._max_stride_log) + (1 << self._max_kernel_log) + 2) + 2', 68, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'first.eq(Mux(pre_low < 0, 0, pre_low)),', 22, '< -> <='):
+        'pre_low == 0 clamps to 0 either way',
+    ('hw/progengine.py', 'first.eq(Mux(pre_low < 0, 0, pre_low)),', 24, '0 -> 1'):
+        'pre_low == 0 clamps to 0 either way (the compare is on an integer)',
+    ('hw/progengine.py', 'g_next = Signal(group_bits + 1)', 30, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/progengine.py
+    ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 20, '2 -> 3'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'm.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),', 72, '2 -> 3'):
+        'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
+    ('hw/progengine.py', 'c_select = Signal(2)            # 0: c_data, 1: D, 2: E, 3: F', 19, '2 -> 3'):
+        'a selector one bit wider: it holds the same 0..3',
+    ('hw/progengine.py', '"index": unsigned(bank_bits), "last": 1,', 39, '1 -> 2'):
+        'a pipeline coordinate flag one bit wider: it carries the same 0/1 to the 1-bit output field',
+    # hw/progengine.py
+    ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+}
+
+BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),
+          ast.BitAnd: (ast.BitOr, "&", "|"), ast.BitOr: (ast.BitAnd, "|", "&"),
+          ast.LShift: (ast.RShift, "<<", ">>"), ast.RShift: (ast.LShift, ">>", "<<")}
+CMPOPS = {ast.GtE: ">=", ast.Gt: ">", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+CMPFLIP = {ast.GtE: ast.Gt, ast.Gt: ast.GtE, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
+           ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
+
+
+@dataclass
+class Mutant:
+    file: str
+    line: int
+    col: int          # character offset of the replaced text within the line (0-based)
+    end_col: int
+    original: str
+    mutant: str
+    text: str         # the line, stripped
+    indent: int = 0   # characters stripped from the line's start
+    scope: str = ""   # the innermost enclosing function
+    scopes: tuple = ()  # every enclosing function, outermost first
+
+    @property
+    def column(self) -> int:
+        """1-based column of the replaced text within the stripped line."""
+        return self.col - self.indent + 1
+
+    @property
+    def flip(self) -> str:
+        return f"{self.original} -> {self.mutant}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def key(self):
+        return (self.file, self.text, self.column, self.flip)
+
+    def equivalence(self):
+        """The reason this mutant is listed as equivalent, or None. A key with a fifth element
+        (the enclosing function) applies only there: for identical lines in two functions."""
+        return EQUIVALENT.get(self.key() + (self.scope,), EQUIVALENT.get(self.key()))
+
+    def apply(self, source: str) -> str:
+        lines = source.splitlines(keepends=True)
+        line = lines[self.line - 1]
+        assert line[self.col:self.end_col] == self.original, (self.where, self.original)
+        lines[self.line - 1] = line[:self.col] + self.mutant + line[self.end_col:]
+        return "".join(lines)
+
+
+def _skipped_nodes(tree: ast.AST) -> set[int]:
+    """ids of every node inside a part of the tree that is not mutated."""
+    roots = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assert, ast.Raise, ast.JoinedStr)):
+            roots.append(node)
+        elif isinstance(node, ast.If) and all(isinstance(s, ast.Raise) for s in node.body):
+            roots.append(node.test)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            roots.extend(a.annotation for a in
+                         node.args.args + node.args.kwonlyargs + node.args.posonlyargs
+                         if a.annotation is not None)
+            if node.returns is not None:
+                roots.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+        elif isinstance(node, ast.Call):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
+                node.func, "id", "")
+            if func.lstrip("_").startswith("check"):
+                roots.append(node)
+        elif isinstance(node, ast.AugAssign) and _is_domain(node.target):
+            roots.append(node.target)   # the operator: ``m.d.sync -= ...`` is not a circuit
+    skipped = set()
+    for root in roots:
+        skipped.update(id(n) for n in ast.walk(root))
+    return skipped
+
+
+def _is_domain(target: ast.AST) -> bool:
+    """``m.d.comb``, ``m.d.sync``, ``m.d[...]``: Amaranth's statement lists."""
+    if isinstance(target, ast.Subscript):
+        target = target.value
+    else:
+        if not isinstance(target, ast.Attribute):
+            return False
+        target = target.value
+    return isinstance(target, ast.Attribute) and target.attr == "d"
+
+
+def _operator_position(lines: list[str], left: ast.AST, right: ast.AST, symbol: str):
+    """(line, col) of ``symbol`` in the gap between two operands (only brackets, blanks and
+    comments can share that gap with the operator)."""
+    row, col = left.end_lineno, left.end_col_offset
+    while row <= right.lineno:
+        line = lines[row - 1]
+        stop = right.col_offset if row == right.lineno else len(line)
+        gap = line[col:stop].split("#", 1)[0]
+        at = gap.find(symbol)
+        if at >= 0:
+            return row, col + at
+        row, col = row + 1, 0
+    raise ValueError(f"operator {symbol!r} not found after line {left.end_lineno}")
+
+
+def mutants_of(path: str, both: bool = False) -> list[Mutant]:
+    source = (ROOT / path).read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    skipped = _skipped_nodes(tree)
+    found: list[Mutant] = []
+
+    functions = sorted((f.lineno, f.end_lineno, f.name) for f in ast.walk(tree)
+                       if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    def add(row, col, original, replacement):
+        line = lines[row - 1]
+        scopes = tuple(name for start, end, name in functions if start <= row <= end)
+        found.append(Mutant(path, row, col, col + len(original), original, replacement,
+                            line.strip(), len(line) - len(line.lstrip()),
+                            scopes[-1] if scopes else "", scopes))
+
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
+            _, symbol, other = BINOPS[type(node.op)]
+            row, col = _operator_position(lines, node.left, node.right, symbol)
+            add(row, col, symbol, other)
+        elif (isinstance(node, ast.AugAssign) and type(node.op) in BINOPS
+              and id(node.target) not in skipped):
+            _, symbol, other = BINOPS[type(node.op)]
+            row, col = _operator_position(lines, node.target, node.value, symbol + "=")
+            add(row, col, symbol + "=", other + "=")
+        elif isinstance(node, ast.Compare):
+            left = node.left
+            for op, right in zip(node.ops, node.comparators):
+                if type(op) in CMPOPS:
+                    symbol = CMPOPS[type(op)]
+                    row, col = _operator_position(lines, left, right, symbol)
+                    add(row, col, symbol, CMPOPS[CMPFLIP[type(op)]])
+                left = right
+        elif isinstance(node, ast.BoolOp):
+            symbol, other = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
+            for left, right in zip(node.values, node.values[1:]):
+                row, col = _operator_position(lines, left, right, symbol)
+                add(row, col, symbol, other)
+        elif (isinstance(node, ast.Constant) and type(node.value) is int
+              and node.lineno == node.end_lineno):
+            text = lines[node.lineno - 1][node.col_offset:node.end_col_offset]
+            if not text.isdigit():       # hex, underscores: leave alone
+                continue
+            for value in (node.value + 1, node.value - 1)[:2 if both else 1]:
+                if value >= 0:
+                    add(node.lineno, node.col_offset, text, str(value))
+    found.sort(key=lambda m: (m.line, m.col, m.mutant))
+    return found
+
+
+def _outcome(returncode: int) -> str:
+    # pytest: 0 all passed, 5 nothing collected (both: the mutant survives); else a failure.
+    return "survived" if returncode in (0, 5) else "killed"
+
+
+FORK_SERVER = r"""
+import json, os, signal, sys, time
+import numpy, pytest, amaranth, amaranth.sim, amaranth.lib.wiring, amaranth.lib.stream  # noqa
+import amaranth.lib.data, amaranth.lib.memory, amaranth.back.rtlil  # noqa
+sys.path.insert(0, os.getcwd())
+for request in sys.stdin:
+    request = json.loads(request)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        try:
+            rc = pytest.main(request["args"])
+        except BaseException:
+            rc = 3
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(rc))
+    deadline = time.monotonic() + request["timeout"]
+    timeout, rc = False, None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            rc = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            timeout = True
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.02)
+    print(json.dumps(dict(rc=rc, timeout=timeout)), flush=True)
+"""
+
+
+class Worker:
+    """A private copy of the project in which one mutant at a time is written and tested."""
+
+    def __init__(self, base: Path, index: int, fork: bool = True):
+        self.fork, self.server = fork, None
+        self.dir = base / f"w{index}"
+        self.dir.mkdir()
+        for name in COPIED:
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, self.dir / name, ignore=shutil.ignore_patterns(
+                    "__pycache__", "*.pyc", "build", "sim_build", ".pytest_cache"))
+            else:
+                shutil.copy2(src, self.dir / name)
+        where = subprocess.run([sys.executable, "-c", "import hw; print(hw.__file__)"],
+                               cwd=self.dir, capture_output=True, text=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(self.dir.resolve()):
+            raise RuntimeError(f"the copy in {self.dir} imports hw from {where}, not from itself")
+
+    def _env(self):
+        return dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+
+    def run(self, tests: list[str], timeout: float) -> tuple[str, float, str]:
+        """Run pytest on ``tests`` in this copy: (survived|killed|timeout, seconds, output)."""
+        if self.fork:
+            return self._run_forked(tests, timeout)
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests],
+                                cwd=self.dir, env=self._env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "timeout", time.monotonic() - start, ""
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        return _outcome(proc.returncode), time.monotonic() - start, out
+
+    def _run_forked(self, tests, timeout):
+        """The same run, forked from a server that has imported pytest, Amaranth and numpy once
+        (never the project's modules, so each fork imports the mutant afresh)."""
+        if self.server is None or self.server.poll() is not None:
+            self.server = subprocess.Popen([sys.executable, "-c", FORK_SERVER], cwd=self.dir,
+                                           env=self._env(), stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, text=True,
+                                           start_new_session=True)
+        log = self.dir / "pytest.log"
+        start = time.monotonic()
+        self.server.stdin.write(json.dumps(dict(args=[*PYTEST_ARGS, *tests], log=str(log),
+                                                timeout=timeout)) + "\n")
+        self.server.stdin.flush()
+        reply = self.server.stdout.readline()
+        took = time.monotonic() - start
+        if not reply:
+            raise RuntimeError(f"the fork server in {self.dir} died")
+        reply = json.loads(reply)
+        out = log.read_text(errors="replace") if log.exists() else ""
+        if reply["timeout"]:
+            return "timeout", took, out
+        return _outcome(reply["rc"]), took, out
+
+    def close(self):
+        if self.server is not None and self.server.poll() is None:
+            self.server.stdin.close()
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
+
+    def test(self, mutant: Mutant, timeout: float) -> tuple[str, float, str]:
+        target = self.dir / mutant.file
+        original = target.read_text()
+        try:
+            target.write_text(mutant.apply(original))
+            for stale in (target.parent / "__pycache__").glob(target.stem + ".*"):
+                stale.unlink()
+            return self.run(TESTS[mutant.file], timeout)
+        finally:
+            target.write_text(original)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutate", description=__doc__.split("\n")[0])
+    parser.add_argument("--files", nargs="+", default=DEFAULT_FILES, help="hw files to mutate")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel workers")
+    parser.add_argument("--limit", type=int, help="test a random sample of this many mutants per file")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --limit's sample")
+    parser.add_argument("--lines", help="only mutants on these lines, e.g. 120-180")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per mutant (default: 3x the file's clean run, at least 15)")
+    parser.add_argument("--both", action="store_true",
+                        help="integer constants also n -> n-1 (default only n -> n+1)")
+    parser.add_argument("--results", help="write every mutant's outcome to this JSON file")
+    parser.add_argument("--retest", metavar="JSON",
+                        help="a --results file of an earlier run: mutants it records as killed "
+                             "keep that outcome, the rest run again (after adding tests)")
+    parser.add_argument("--verilator", action="store_true",
+                        help="also run the file's Verilator tests (minutes per mutant)")
+    parser.add_argument("--no-fork", action="store_true",
+                        help="a fresh interpreter per mutant instead of forking a warm one")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args(argv)
+    if args.verilator:
+        PYTEST_ARGS[PYTEST_ARGS.index("-m") + 1] = "not slow"
+        for file, extra in VERILATOR_TESTS.items():
+            TESTS[file] = TESTS[file] + [t for t in extra if t not in TESTS[file]]
+
+    for file in args.files:
+        if file not in TESTS:
+            parser.error(f"{file}: no tests mapped (known: {', '.join(TESTS)})")
+
+    plan: list[Mutant] = []
+    counts = {}
+    for file in args.files:
+        mutants = mutants_of(file, args.both)
+        if args.lines:
+            lo, _, hi = args.lines.partition("-")
+            mutants = [m for m in mutants if int(lo) <= m.line <= int(hi or lo)]
+        if not args.verilator:
+            slow = VERILATOR_ONLY.get(file, set())
+            left = [m for m in mutants if slow & set(m.scopes)]
+            if left:
+                print(f"{file}: {len(left)} mutants in {', '.join(sorted(slow))}() left out "
+                      "(only the Verilator tests run that circuit; --verilator includes them)")
+                mutants = [m for m in mutants if not slow & set(m.scopes)]
+        counts[file] = len(mutants)
+        if args.limit is not None and args.limit < len(mutants):
+            mutants = sorted(random.Random(args.seed).sample(mutants, args.limit),
+                             key=lambda m: (m.line, m.col))
+        plan.extend(mutants)
+    if args.list:
+        for m in plan:
+            tag = " [equivalent]" if m.equivalence() else ""
+            print(f"{m.where}: {m.flip}{tag}    {m.text}")
+        print(f"{len(plan)} mutants")
+        return 0
+
+    every = [m for f in args.files for m in mutants_of(f, args.both)]
+    known = {m.key() for m in every} | {m.key() + (m.scope,) for m in every}
+    for key in EQUIVALENT:
+        if key[0] in args.files and key not in known:
+            print(f"warning: equivalent-list entry matches no mutant (line edited?): {key}")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # kill: clean up as for Ctrl-C
+    base = Path(tempfile.mkdtemp(prefix="mutate-"))
+    results: dict[int, tuple[str, float]] = {}
+    lock = threading.Lock()
+
+    def save():
+        """Write the outcomes so far (after every mutant: an interrupted run resumes with
+        --retest)."""
+        if not args.results:
+            return
+        with lock:
+            rows = [dict(file=m.file, line=m.line, column=m.column, text=m.text, flip=m.flip,
+                         status=results[i][0], seconds=round(results[i][1], 2))
+                    for i, m in enumerate(plan) if i in results]
+            path = Path(args.results)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_text(json.dumps(rows, indent=1) + "\n")
+            path.with_suffix(".tmp").replace(path)
+    try:
+        workers = [Worker(base, i, fork=not args.no_fork) for i in range(max(1, args.jobs))]
+        timeouts = {}
+        for file in args.files:
+            status, took, out = workers[0].run(TESTS[file], timeout=1800)
+            if status != "survived":
+                print(out[-3000:])
+                print(f"{file}: its tests fail without any mutant; fix that first")
+                return 2
+            timeouts[file] = args.timeout or max(15.0, 3 * took)
+            print(f"{file}: clean run {took:.1f} s, {counts[file]} mutants"
+                  f"{f', sampling {args.limit}' if args.limit else ''}, timeout {timeouts[file]:.0f} s",
+                  flush=True)
+
+        earlier = {}
+        if args.retest:
+            for r in json.loads(Path(args.retest).read_text()):
+                if r["status"] in ("killed", "timeout"):
+                    earlier[(r["file"], r["text"], r["column"], r["flip"])] = r["status"]
+        todo = []
+        for i, m in enumerate(plan):
+            if m.equivalence():
+                results[i] = ("equivalent", 0.0)
+            elif m.key() in earlier:
+                results[i] = (earlier[m.key()], 0.0)
+            else:
+                todo.append((i, m))
+        if args.retest:
+            print(f"{len(plan) - len(todo)} mutants keep their outcome from {args.retest}; "
+                  f"{len(todo)} run again", flush=True)
+        free = list(workers)
+
+        def one(item):
+            i, m = item
+            worker = free.pop()
+            try:
+                status, took, _ = worker.test(m, timeouts[m.file])
+            finally:
+                free.append(worker)
+            results[i] = (status, took)
+            save()
+            if status == "survived":
+                print(f"  SURVIVED {m.where}: {m.flip}    {m.text}", flush=True)
+            done = len(results)
+            if done % 25 == 0:
+                print(f"  ... {done}/{len(plan)}", flush=True)
+
+        start = time.monotonic()
+        pool = ThreadPoolExecutor(len(workers))
+        try:
+            for future in [pool.submit(one, item) for item in todo]:
+                future.result()
+        finally:
+            # Ctrl-C: drop the queued mutants; the ones running finish (seconds).
+            pool.shutdown(wait=True, cancel_futures=True)
+        elapsed = time.monotonic() - start
+    except KeyboardInterrupt:
+        print("interrupted: partial results below")
+        elapsed = 0.0
+    finally:
+        for worker in locals().get("workers", []):
+            worker.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+    print()
+    header = f"{'file':<20}{'mutants':>8}{'killed':>8}{'timeout':>8}{'equiv':>7}{'survived':>9}{'kill rate':>10}"
+    print(header)
+    print("-" * len(header))
+    total = dict(mutants=0, killed=0, timeout=0, equivalent=0, survived=0)
+    for file in args.files:
+        row = dict(mutants=0, killed=0, timeout=0, equivalent=0, survived=0)
+        for i, m in enumerate(plan):
+            if m.file == file and i in results:
+                row["mutants"] += 1
+                row[results[i][0]] += 1
+        for k in total:
+            total[k] += row[k]
+        rows = [(file, row)]
+        for name, r in rows:
+            scored = r["mutants"] - r["equivalent"]
+            rate = f"{100 * (r['killed'] + r['timeout']) / scored:.1f} %" if scored else "-"
+            print(f"{name:<20}{r['mutants']:>8}{r['killed']:>8}{r['timeout']:>8}"
+                  f"{r['equivalent']:>7}{r['survived']:>9}{rate:>10}")
+    scored = total["mutants"] - total["equivalent"]
+    rate = f"{100 * (total['killed'] + total['timeout']) / scored:.1f} %" if scored else "-"
+    print(f"{'total':<20}{total['mutants']:>8}{total['killed']:>8}{total['timeout']:>8}"
+          f"{total['equivalent']:>7}{total['survived']:>9}{rate:>10}")
+    if args.limit:
+        print(f"(a sample of at most {args.limit} mutants per file, seed {args.seed})")
+    print(f"wall {elapsed:.0f} s with {args.jobs} worker(s)")
+    survivors = [(i, m) for i, m in enumerate(plan) if results.get(i, ("",))[0] == "survived"]
+    timeouts_hit = [(i, m) for i, m in enumerate(plan) if results.get(i, ("",))[0] == "timeout"]
+    if timeouts_hit:
+        print("\nkilled by timeout:")
+        for _, m in timeouts_hit:
+            print(f"  {m.where}: {m.flip}    {m.text}")
+    if survivors:
+        print("\nsurviving mutants:")
+        for _, m in survivors:
+            print(f"  {m.where}: {m.flip}    {m.text}")
+    save()
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
