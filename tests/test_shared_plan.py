@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hw.params import ceil_div, log2_ceil
-from hw.program import StepKind
+from hw.program import SinkKind, StepKind
 from hw.progengine import layer_config
 from hw.shared import SharedNetwork
 from sim.e2e import demo_model, quantized
@@ -178,3 +178,145 @@ def test_stem_groups_and_weight_ports(plan):
     assert width("weight_en") == 1
     assert width("weight_data") == LANES * dut.weight_width
     assert width("weight_addr") == (dut.weight_depth - 1).bit_length()
+
+
+def _descriptor_table(dut):
+    """The descriptor ROM as the hardware gets it: ``{(t, step index): {field: value}}``."""
+    from amaranth.hdl import Shape  # noqa: PLC0415
+    from amaranth.lib import data  # noqa: PLC0415
+
+    from hw.progengine import engine_config_layout  # noqa: PLC0415
+
+    plan = dut.plan
+    limits = plan.engine_limits
+    engine_layout = engine_config_layout(
+        max_side=limits["max_side"], max_padding=limits["max_padding"],
+        max_kernel_log=limits["max_kernel_log"], max_stride_log=limits["max_stride_log"],
+        max_groups_log=limits["max_groups_log"], weight_depth=plan.weight_depth,
+        bias_depth=len(plan.bias_words))
+    layout = data.StructLayout(plan.descriptor_fields(engine_layout))
+    rom = plan.descriptor_rom(layout,
+                              lambda layer: engine_layout.const(layer.fields).as_value().value)
+    k_bits = Shape.cast(range(len(dut.steps) + 1)).width
+    table = {}
+    for address, word in rom.items():
+        fields = {}
+        for name, member in layout:
+            width = Shape.cast(member.shape).width
+            fields[name] = (word >> member.offset) & ((1 << width) - 1)
+        table[(address >> k_bits, address & ((1 << k_bits) - 1))] = fields
+    return table, engine_layout
+
+
+def test_descriptor_table_decodes_to_the_plan(plan):
+    """Every (time step, step) descriptor word, unpacked field by field, holds what the plan and
+    the program say: kind, sink, map and stream bases at that time step, geometry, flags and
+    limits, the engine configuration of a layer, the next step. The shared network's datapaths
+    read nothing else, and only the Verilator end-to-end test runs them."""
+    net, dut = plan
+    mem, T, steps = dut.plan.memory, dut.plan.T, dut.steps
+    table, engine_layout = _descriptor_table(dut)
+
+    def at(info, t):  # a map's first word at time step t (module docstring of hw.plan)
+        return info.base + (t << (info.cg_log + info.h_log))
+
+    runs = [k for k, s in enumerate(steps) if s.kind is not StepKind.BEGIN_STEM]
+    assert sorted(table) == [(t, k) for t in range(T) for k in runs]
+    for (t, k), d in table.items():
+        step = steps[k]
+        assert d["kind"] == step.kind.value, step.name
+        following = runs[runs.index(k) + 1] if runs.index(k) + 1 < len(runs) else len(steps)
+        assert (d["next_k"], d["last_step"]) == (following, int(following == len(steps)))
+        flags = {"is_stem": StepKind.STEM, "is_layer": StepKind.LAYER,
+                 "is_stream_lif": StepKind.STREAM_LIF, "is_sdsa": StepKind.SDSA,
+                 "is_pool": StepKind.POOL_LIF}
+        for flag, kind in flags.items():
+            assert d[flag] == int(step.kind is kind), (step.name, flag)
+        assert d["is_reader"] == int(step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF))
+        for name in ("src", "dst"):
+            assert d[f"{name}_stride"] == 1 << d[f"{name}_h_log"], (step.name, name)
+        for name, minus in (("src_height", 1), ("src_channels", 1), ("dst_side", 1),
+                            ("dst_side", 2), ("groups", 1), ("groups", 2),
+                            ("stream_words", 1)):
+            assert d[f"{name}_m{minus}"] == max(0, d[name] - minus), (step.name, name, minus)
+        lif = step.sink.spike_map
+        if lif is not None:
+            info = mem.maps[lif]
+            assert (d["dst_base"], d["dst_h_log"], d["dst_side"]) == \
+                (at(info, t), info.h_log, info.side), step.name
+            assert d["dst_mask"] == (1 << info.side) - 1
+            if lif in mem.sites:
+                site = mem.sites[lif]
+                assert (d["tbase"], d["groups"]) == (site.tbase, site.groups), step.name
+                assert d["mbase"] == (site.mbase if T > 1 else 0), step.name
+        if step.kind is StepKind.LAYER:
+            place, src = mem.layers[step.layer], mem.maps[step.source]
+            assert d["sink"] == step.sink.kind.value
+            assert d["sink_lif"] == int(step.sink.kind is SinkKind.LIF)
+            assert d["sink_add"] == int(step.sink.kind is SinkKind.ADD)
+            assert d["sink_logits"] == int(step.sink.kind is SinkKind.LOGITS)
+            assert d["sink_stream"] == int(step.sink.stream is not None)
+            assert (d["src_base"], d["src_h_log"], d["src_height"], d["src_channels"]) == \
+                (at(src, t), src.h_log, src.side, place.config.in_channels), step.name
+            assert d["engine"] == engine_layout.const(place.config.fields).as_value().value
+        writer = step
+        if step.kind is StepKind.STEM:
+            writer = next(s for s in steps if s.kind is StepKind.BEGIN_STEM)
+        if writer.sink.stream is not None:
+            stream = mem.streams[writer.sink.stream]
+            assert (d["stream_base"], d["stream_words"], d["groups"], d["shift_base"]) == \
+                (stream.base, stream.words, stream.groups, mem.shift_base[writer.name])
+        if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
+            stream = mem.streams[step.source]
+            assert (d["stream_base"], d["stream_words"]) == (stream.base, stream.words)
+        if step.kind is StepKind.SDSA:
+            attn = step.attention
+            assert d["sdsa"] == list(net.attention).index(step.source)
+            assert (d["q_base"], d["k_base"], d["v_base"], d["src_h_log"]) == (
+                at(mem.maps[attn.q], t), at(mem.maps[attn.k], t),
+                at(mem.maps[attn.v], t), mem.maps[attn.q].h_log)
+
+
+def test_descriptor_fields_hold_their_largest_value(plan):
+    """Each address and count field is exactly as wide as its largest possible value needs."""
+    from amaranth.hdl import Shape  # noqa: PLC0415
+
+    from hw.params import bits_for  # noqa: PLC0415
+
+    net, dut = plan
+    mem = dut.plan.memory
+    fields = dut.plan.descriptor_fields(None)
+    width = {name: Shape.cast(shape).width for name, shape in fields.items() if shape is not None}
+    assert width["src_base"] == width["dst_base"] == bits_for(mem.map_depth + 1)
+    assert width["stream_base"] == bits_for(mem.stream_depth + 1)
+    assert width["mbase"] == bits_for(mem.membrane_words + 1)
+    h_log_max = max(info.h_log for info in mem.maps.values())
+    assert width["src_h_log"] == Shape.cast(range(h_log_max + 1)).width
+    assert width["src_stride"] == Shape.cast(range((1 << h_log_max) + 1)).width
+    assert width["groups"] == Shape.cast(range(dut.plan.max_groups + 1)).width
+    assert width["dst_side"] == Shape.cast(range(mem.map_width + 1)).width
+    assert width["dst_mask"] == mem.map_width
+    assert width["next_k"] == Shape.cast(range(len(dut.steps) + 1)).width
+
+
+def test_network_ports_are_the_documented_shell(plan):
+    """The ports a testbench or SoC drives (``hw.shared.network_signature``), width by width."""
+    from amaranth.hdl import Shape, signed  # noqa: PLC0415
+    from amaranth.lib import data  # noqa: PLC0415
+
+    from hw.params import bits_for  # noqa: PLC0415
+
+    net, dut = plan
+    members = dut.signature.members
+    width = {name: Shape.cast(members[name].shape).width for name in members}
+    cfg = net.cfg
+    assert width["load_address"] == bits_for(cfg.in_channels * cfg.img_size ** 2)
+    assert width["load_data"] == net.pixel.bits
+    for pulse in ("load_enable", "start", "ready", "done"):
+        assert width[pulse] == 1, pulse
+    assert width["step"] == Shape.cast(range(len(dut.steps) + 1)).width
+    assert width["time_step"] == Shape.cast(range(max(2, cfg.T))).width
+    assert width["cycles"] == 32
+    classes = np.asarray(net.layers["head"].weight).shape[0]
+    assert members["logits"].shape == data.ArrayLayout(signed(dut.logit_bits), classes)
+    assert dut.logit_bits == max(net.logit_bits, 2)
