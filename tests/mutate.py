@@ -191,6 +191,136 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
         'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
     # hw/plan.py (reviewed after the plan moved out of hw/shared.py)
+    ('hw/plan.py', 'md_w = bits_for(mem.map_depth + 1)', 33, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', 'sd_w = bits_for(mem.stream_depth + 1)', 36, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', 'map_depth=max(2, sum(T << (i.cg_log + i.h_log) for i in maps.values())),', 15, '2 -> 3'):
+        'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
+    ('hw/plan.py', 'stream_depth=max(2, sum(s.words for s in streams.values())),', 18, '2 -> 3'):
+        'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
+    ('hw/plan.py', 'self.logit_bits = max(net.logit_bits, 2)', 39, '2 -> 3'):
+        'a floor of 3 logit bits instead of 2: wider logits, sign-extended, the same values',
+    ('hw/plan.py', 'self.pixel_words = cfg.in_channels * cfg.img_size ** 2', 54, '2 -> 3'):
+        'a larger pixel-memory bound only widens the load address; the same pixels land at the same addresses',
+    ('hw/plan.py', 'self.pool_groups = 1', 20, '1 -> 2'):
+        'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
+    ('hw/plan.py', 'membrane_words = max(2, mbase) if self.T > 1 else 2', 22, '2 -> 3'):
+        'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
+    ('hw/plan.py', 'low, high, need_w = 0, 0, 1', 21, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'low, high, need_w = 0, 0, 1', 24, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'low, high, need_w = 0, 0, 1', 27, '1 -> 2'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)', 56, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2) == reshape(-1)',
+    ('hw/plan.py', 'need_w = max(need_w, signed_width(min(int(weight.min()), 0),', 58, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max(int(weight.max()), 0)))', 24, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'weight_words.extend([0] * config.weight_words_needed)', 22, '0 -> 1'):
+        'placeholder words, every one overwritten by the packed layer words (same count)',
+    ('hw/plan.py', 'bias_words.extend([0] * config.groups)', 20, '0 -> 1'):
+        'placeholder words, every one overwritten by the packed layer words (same count)',
+    ('hw/plan.py', 'max_words=max([1] + [c.words_per_frame for c in configs]),', 16, '1 -> 2'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max_channels=max([1] + [c.in_channels for c in configs]),', 19, '1 -> 2'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max_padding=max([0] + [c.padding for c in configs]),', 18, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max_kernel_log=max([0] + [c.kernel_log for c in configs]),', 21, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max_stride_log=max([0] + [c.stride_log for c in configs]),', 21, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max_groups_log=max([0] + [c.groups_log for c in configs]),', 21, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'bank_depth=max([2] + [c.bank_words_needed for c in configs]))', 17, '2 -> 3'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'max_shift, shift_base, padded_shifts, words = 0, {}, {}, []', 47, '0 -> 1'):
+        'raises the start of a running maximum of a resource limit: the limit can only grow, the unit computes the same',
+    ('hw/plan.py', 'shifts = np.asarray(net.layers[step.layer].shift, dtype=np.int64).reshape(-1)', 76, '1 -> 2'):
+        'numpy infers a negative dimension whatever its value: reshape(-2) == reshape(-1)',
+    ('hw/plan.py', 'self.shift_bits = max(1, max_shift.bit_length())', 23, '1 -> 2'):
+        'a floor of 2 shift bits instead of 1: wider shift lanes, packed and read with the same width',
+    ('hw/plan.py', 'return max(2, len(self.weight_words))', 12, '2 -> 3'):
+        'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
+    ('hw/plan.py', 'groups_shape = range(self.max_groups + 1)', 40, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', 'channels = range(max(p.config.in_channels for p in mem.layers.values()) + 1)', 75, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"kind": unsigned(3),', 18, '3 -> 4'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"sink": unsigned(2),', 18, '2 -> 3'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"src_h_log": range(h_log_max + 1),', 32, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"src_stride": range((1 << h_log_max) + 1),', 40, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"src_height": range(W + 1),', 25, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"src_height_m1": range(W + 1),', 28, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"dst_h_log": range(h_log_max + 1),', 32, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"dst_stride": range((1 << h_log_max) + 1),', 22, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"dst_stride": range((1 << h_log_max) + 1),', 40, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"dst_side": range(W + 1),', 23, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"dst_side_m1": range(W + 1),', 26, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"dst_side_m2": range(W + 1),', 26, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"mbase": unsigned(bits_for(mem.membrane_words + 1)),', 49, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"tbase": unsigned(bits_for(len(self.thresholds) // lanes + 1)),', 60, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"shift_base": unsigned(bits_for(len(self.shift_words) + 2)),', 57, '2 -> 3'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"sdsa": range(max(2, len(self.attention))),', 19, '2 -> 3'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)', 30, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"last_step": 1,                      # this is the time step\'s last step', 14, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,', 12, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,', 27, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,', 47, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,', 61, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,', 75, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"is_reader": 1,          # stream LIF or pool: the stream reader runs', 14, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,', 13, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,', 31, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,', 46, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', '"sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,', 64, '1 -> 2'):
+        'a field, register or port one bit (or more) wider than needed: it holds the same values',
+    ('hw/plan.py', 'stream_words_m1=max(0, state["stream_words"] - 1),', 21, '0 -> 1'):
+        'stream_words is >= 1 wherever stream_words_m1 is read (a stream step), so max(1, n - 1) == max(0, n - 1) there',
+    ('hw/plan.py', 'k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``', 40, '1 -> 2'):
+        'a wider step-index field in the ROM address: the table is keyed consistently with it and read through the same k_bits (both sides change together)',
+    ('hw/program.py', 'class StepKind(enum.Enum, shape=3):', 33, '3 -> 4'):
+        'a wider enum shape: the descriptor fields stay unsigned(3)/unsigned(2) and hold the same codes',
+    ('hw/program.py', 'POOL_LIF = 5', 12, '5 -> 6'):
+        'POOL_LIF gets code 6: still distinct and inside the 3-bit kind field; hardware and table use the same enum',
+    ('hw/program.py', 'class SinkKind(enum.Enum, shape=3):', 33, '3 -> 4'):
+        'a wider enum shape: the descriptor fields stay unsigned(3)/unsigned(2) and hold the same codes',
+    ('hw/program.py', "STEM_OUT = 5  # the stem's output (the shared network writes it into the first stream through", 12, '5 -> 6'):
+        'STEM_OUT gets code 6: still distinct; a Python-only sink kind that no descriptor holds',
+    ('hw/program.py', 'side = 1 if step.layer == "head" else sizes[step.layer.split(".")[0]]', 8, '1 -> 2'):
+        'dead branch: the head layer never writes a spike map (its sink is LOGITS), so the side of 1 is never taken',
+    ('hw/program.py', 'channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]', 61, '0 -> 1'):
+        "every attention block's q_conv maps C to C channels, so shape[1] == shape[0]",
     # hw/progengine.py
     ('hw/progengine.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
         'numpy infers a negative dimension whatever its value: reshape(-2, lanes) == reshape(-1, lanes)',

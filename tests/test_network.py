@@ -78,3 +78,16 @@ def test_first_difference_names_earliest_time_step_then_layer():
     got["b"][0, 1, 2] = 1
     assert first_difference(got, want, order) == (
         "first spike difference at t=0, layer b, channel 1, position 2: expected 0, got 1")
+
+
+def test_step_and_sink_codes_are_distinct_and_fit_the_descriptor():
+    """Every kind has its own code (an alias would turn BEGIN into ADD), and the codes a layer
+    step puts in the descriptor's 2-bit ``sink`` field are the first four."""
+    from amaranth.hdl import Shape
+
+    for enum_type in (StepKind, SinkKind):
+        values = [member.value for member in enum_type.__members__.values()]
+        assert len(set(values)) == len(values), enum_type
+    assert {k.value for k in (SinkKind.LIF, SinkKind.ADD, SinkKind.BEGIN, SinkKind.LOGITS)} \
+        == set(range(4))
+    assert max(k.value for k in StepKind) < 1 << Shape.cast(StepKind).width
