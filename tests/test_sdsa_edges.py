@@ -79,7 +79,7 @@ def test_sdsa4_takes_one_int_threshold_as_one_layer():
 
 # The cycle model against the simulated unit, beyond test_sdsa's random SDSA-3/4 cases: the
 # column-sum variants, and hand-made schedules where its corner terms decide the count.
-from hw.sdsa_model import case_from_arrays, random_case  # noqa: E402
+from sim.cases_sdsa import case_from_arrays, random_case  # noqa: E402
 from test_sdsa import check, simulate_sdsa, unit  # noqa: E402  (the suite's harness; tests/ is on sys.path)
 
 
@@ -152,7 +152,7 @@ def test_cycle_model_exact_one_token(lanes):
 def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
     """`first` (and SDSA-4's `layer`) are read on the first beat of each time step only: the
     other beats of the step may carry anything."""
-    from hw.sdsa_model import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
+    from sim.cases_sdsa import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
     from sim.streams import run_stream  # noqa: PLC0415
 
     tokens, heads, steps = 3, 4, 4  # 4 heads: a head counter that wraps early shows
@@ -178,7 +178,7 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
 def test_payload_ignored_while_not_valid(variant):
     """Idle cycles on the input with random garbage on the payload wires (not the last beat
     held, as sim.streams does) and a receiver that pauses: the same spikes."""
-    from hw.sdsa_model import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
+    from sim.cases_sdsa import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
     from sim.timing import stream_timing  # noqa: PLC0415
 
     tokens, heads = 4, 2
