@@ -477,6 +477,8 @@ class SharedPlan:
     def descriptor_rom(self, layout: data.StructLayout, engine_value) -> dict[int, int]:
         """Return ``{(t << k_bits) | step index: descriptor word}``.
 
+        The words hold ``layout``'s fields (any subset of :meth:`descriptor_fields`: the hardware
+        keeps only the fields some unit reads), packed by ``layout.const``.
         ``engine_value(LayerConfig) -> int`` packs a layer's engine configuration (the engine's
         :meth:`~hw.progengine.ProgEngine.config_value`, which checks that the layer fits). In
         program order over time steps, a field a step does not set keeps the value of the last
@@ -486,7 +488,7 @@ class SharedPlan:
         steps = self.steps
         k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
         rom = {}
-        state = {name: 0 for name, _ in layout}
+        state = {name: 0 for name in self.descriptor_fields(None)}
         runs = [index for index, step in enumerate(steps) if step.kind is not StepKind.BEGIN_STEM]
         for tv in range(self.T):
             for position, index in enumerate(runs):
@@ -498,13 +500,14 @@ class SharedPlan:
                 state = self._derived(state)
                 following = runs[position + 1] if position + 1 < len(runs) else len(steps)
                 state.update(next_k=following, last_step=int(following == len(steps)))
-                word = 0
-                for name, value in state.items():
-                    member = layout[name]
+                for name, member in layout:
                     width = Shape.cast(member.shape).width
-                    if not 0 <= value < (1 << width):
-                        raise ValueError(f"descriptor field {name} = {value} of step "
+                    if not 0 <= state[name] < (1 << width):
+                        raise ValueError(f"descriptor field {name} = {state[name]} of step "
                                          f"{step.name} does not fit {width} bits")
-                    word |= value << member.offset
-                rom[(tv << k_bits) | index] = word
+                word = layout.const({
+                    name: (member.shape.from_bits(state[name])
+                           if isinstance(member.shape, data.Layout) else state[name])
+                    for name, member in layout})
+                rom[(tv << k_bits) | index] = word.as_value().value
         return rom

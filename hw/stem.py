@@ -6,9 +6,9 @@ channel's pad code ``pad_value[i]`` outside the image (``quant.intops.stem_conv`
 the quantized zero of the normalized input, exactly as ``quant/`` pads).
 
 Schedule: one output word (``lanes`` output channels at one position) at a time; each cycle issues
-one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A four-stage pipeline
-(tap registers; memory reads; registered weight word and pixel; registered products) and the
-accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
+one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A six-stage pipeline
+(tap registers; memory reads; registered weight word and pixel, twice; registered products,
+twice) and the accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
 input coordinates and both memory addresses are registers stepped by constants (no compare on a
 wide counter, no address sum from counters), so the addresses drive the memories straight from
 registers; the multipliers have registers on both sides. Taps of consecutive output words follow
@@ -160,9 +160,9 @@ class StemConv(wiring.Component):
     @property
     def cycles(self) -> int:
         """Cycles from ``start`` to the last output beat without backpressure:
-        ``positions * G * Cin * k * k`` taps, one per cycle, plus 5: the start register, then the
-        last tap's way through stages 1 to 3 and the output register."""
-        return self.positions * self._groups * self._cin * self._kernel ** 2 + 5
+        ``positions * G * Cin * k * k`` taps, one per cycle, plus 7: the start register, then the
+        last tap's way through stages 1 to 5 and the output register."""
+        return self.positions * self._groups * self._cin * self._kernel ** 2 + 7
 
     @property
     def macs(self) -> int:
@@ -364,32 +364,46 @@ class StemConv(wiring.Component):
             m.d.sync += [s2[key].eq(s1[key]) for key in flags]
             m.d.sync += [s2["pixel"].eq(pixel), s2["weights"].eq(weight_word)]
 
-        # Stage 3: products in registers (the stem's multipliers, inputs and outputs registered).
+        # Stage 3: the operands again, in registers the placer can put beside the multipliers
+        # (the multiplier blocks sit in rows of their own, far from the memories).
+        s3 = stage("s3", {**flags, "pixel": pixel, "weights": weight_word})
+        with m.If(enable):
+            m.d.sync += [s3[key].eq(s2[key]) for key in s3]
+
+        # Stage 4: products in registers (the stem's multipliers, inputs and outputs registered).
         product_width = w_width + self._pixel_bits + 1
         products = Signal(data.ArrayLayout(signed(product_width), lanes))
-        s3 = stage("s3", flags)
+        s4 = stage("s4", flags)
         with m.If(enable):
-            m.d.sync += [s3[key].eq(s2[key]) for key in flags]
+            m.d.sync += [s4[key].eq(s3[key]) for key in flags]
             for lane in range(lanes):
                 if not any((word >> (lane * w_width)) & ((1 << w_width) - 1) for word in words):
                     continue  # a lane whose weights are all 0 (padding lanes): product 0
-                weight = s2["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
-                m.d.sync += products[lane].eq(weight * s2["pixel"])  # the stem's multipliers
+                weight = s3["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
+                m.d.sync += products[lane].eq(weight * s3["pixel"])  # the stem's multipliers
 
-        # Stage 4: accumulate from the bias; the word's last tap fills the output register.
+        # Stage 5: the products again, so that neither the multipliers' outputs nor the
+        # accumulators' inputs cross the chip in one cycle.
+        s5 = stage("s5", {**flags, "products": products})
+        with m.If(enable):
+            m.d.sync += [s5[key].eq(s4[key]) for key in flags]
+            m.d.sync += s5["products"].eq(products)
+
+        # Stage 6: accumulate from the bias; the word's last tap fills the output register.
         acc = Signal(data.ArrayLayout(signed(acc_width), lanes))
         acc_next = Signal(data.ArrayLayout(signed(acc_width), lanes))
-        m.d.comb += bias_read.addr.eq(s3["g"])
+        m.d.comb += bias_read.addr.eq(s5["g"])
         for lane in range(lanes):
             bias = bias_read.data[lane * acc_width:(lane + 1) * acc_width].as_signed()
-            m.d.comb += acc_next[lane].eq(Mux(s3["first"], bias, acc[lane]) + products[lane])
+            m.d.comb += acc_next[lane].eq(Mux(s5["first"], bias, acc[lane])
+                                          + s5["products"][lane])
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(enable & s3["valid"]):
+        with m.If(enable & s5["valid"]):
             m.d.sync += acc.eq(acc_next)
-            with m.If(s3["last"]):
+            with m.If(s5["last"]):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.values.eq(acc_next),
-                             self.o.payload.position.eq(s3["position"]),
-                             self.o.payload.group.eq(s3["g"]),
-                             self.o.payload.last.eq(s3["final"])]
+                             self.o.payload.position.eq(s5["position"]),
+                             self.o.payload.group.eq(s5["g"]),
+                             self.o.payload.last.eq(s5["final"])]
         return m

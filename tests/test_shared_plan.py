@@ -182,7 +182,7 @@ def test_stem_groups_and_weight_ports(plan):
 
 def _descriptor_table(dut):
     """The descriptor ROM as the hardware gets it: ``{(t, step index): {field: value}}``."""
-    from amaranth.hdl import Shape  # noqa: PLC0415
+    from amaranth.hdl import Const, Shape  # noqa: PLC0415
     from amaranth.lib import data  # noqa: PLC0415
 
     from hw.progengine import engine_config_layout  # noqa: PLC0415
@@ -200,10 +200,8 @@ def _descriptor_table(dut):
     k_bits = Shape.cast(range(len(dut.steps) + 1)).width
     table = {}
     for address, word in rom.items():
-        fields = {}
-        for name, member in layout:
-            width = Shape.cast(member.shape).width
-            fields[name] = (word >> member.offset) & ((1 << width) - 1)
+        view = layout.from_bits(word)
+        fields = {name: Const.cast(view[name]).value for name, _ in layout}
         table[(address >> k_bits, address & ((1 << k_bits) - 1))] = fields
     return table, engine_layout
 

@@ -1,0 +1,246 @@
+"""Spike-map reader of the shared network: one read port feeds the engine and the SDSA units.
+
+The spike memory's layout is :class:`hw.plan.SharedMap`'s (see :mod:`hw.mapwriter`). One
+:class:`SpikeMapReader` serves both consumers of the memory's single read port:
+
+* **Engine feed** (``is_layer``): the step's source map, channel-major, row-minor: for channel
+  ``c`` (bank ``c % lanes`` of group ``c // lanes``), row ``y``, the ``W``-bit row word from word
+  ``src_base + (c // lanes) * src_stride + y``, on stream ``o`` with ``last`` on the map's final
+  word (the input of :class:`hw.progengine.ProgEngine`).
+* **SDSA feed** (``is_sdsa``): for each head ``h`` (one bank word, as ``lanes`` equals the head
+  width), each token ``(y, x)``: bit ``x`` of every bank of the q, k and v maps' words
+  ``{q,k,v}_base + h * src_stride + y``, read in three consecutive cycles and offered together
+  on stream ``sdsa``.
+
+Timing (ECP5): a block RAM's output is slow (5.8 ns clock-to-output on grade 6), so the whole
+output word is registered first (``spike_word``) and nothing but that register follows the
+memory; for the engine the chosen bank is registered again before the engine sees it. Each
+stage holds its beat until the next one takes it. Both read addresses live in registers stepped
+by additions; the SDSA's reads go through one more address register. An SDSA read returns three
+cycles after its request (address register, memory, ``spike_word``).
+
+Ports
+-----
+config : In(StructLayout)
+    :data:`SpikeMapReader.FIELDS` of the step's descriptor (registers, stable during a step).
+start : In(1)
+    Pulse at the step's start: begin the feed its descriptor names (``is_layer`` or ``is_sdsa``).
+read : In(ReadPort.Signature)
+    The spike memory's synchronous read port.
+o : Out(stream.Signature(addressing_input_layout(W)))
+    Row words for the engine (``bits``, ``last``).
+sdsa : Out(stream.Signature(q, k, v))
+    One token of one head: ``lanes``-bit q, k and v rows.
+
+Reference: :func:`engine_feed_order` and :func:`sdsa_feed_order`. Tests:
+``tests/test_mapreader.py``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+
+from hw.addressing import addressing_input_layout
+
+__all__ = ["SpikeMapReader", "engine_feed_order", "sdsa_feed_order", "sdsa_rows_layout"]
+
+
+def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride: int):
+    """Return ``[(word address, bank)]`` of the engine feed's beats, in order."""
+    return [(base + (c // lanes) * stride + y, c % lanes)
+            for c in range(channels) for y in range(height)]
+
+
+def sdsa_feed_order(side: int, heads: int, stride: int):
+    """Return ``[(head, y, x, row offset)]`` of the SDSA feed's beats, in order (the q, k and v
+    words of a beat are ``{q,k,v}_base + row offset``)."""
+    return [(h, y, x, h * stride + y)
+            for h in range(heads) for y in range(side) for x in range(side)]
+
+
+def sdsa_rows_layout(lanes: int) -> data.StructLayout:
+    """Payload of the SDSA feed: one ``lanes``-bit spike row each of q, k and v."""
+    return data.StructLayout({"q": lanes, "k": lanes, "v": lanes})
+
+
+class SpikeMapReader(wiring.Component):
+    """Feed the engine and the SDSA units from one spike-memory read port (module docstring).
+
+    Parameters
+    ----------
+    fields : dict
+        Descriptor fields (``{name: shape}``) including :data:`FIELDS`.
+    lanes, map_width : int
+        Banks per word, bits per bank (``W``).
+    depth : int
+        Words of the spike memory (its read port's address width follows).
+    address_width : int
+        Bits of the address registers (the descriptor's base fields).
+    tokens, heads : int
+        The attention blocks' token count (a square grid) and heads (SDSA feed).
+    """
+
+    #: The descriptor fields the reader reads.
+    FIELDS = ("is_layer", "is_sdsa", "src_base", "src_stride", "src_height_m1",
+              "src_channels_m1", "q_base", "k_base", "v_base")
+
+    def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
+                 address_width: int, tokens: int = 1, heads: int = 1):
+        side = max(1, int(round(tokens ** 0.5)))
+        if side * side != tokens:
+            raise ValueError(f"the SDSA feed walks a square token grid, not {tokens} tokens")
+        self._lanes, self._W, self._md_w = lanes, map_width, address_width
+        self._side, self._heads = side, heads
+        super().__init__({
+            "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
+            "start": In(1),
+            "read": In(ReadPort.Signature(addr_width=Shape.cast(range(depth)).width,
+                                          shape=unsigned(lanes * map_width))),
+            "o": Out(stream.Signature(addressing_input_layout(map_width))),
+            "sdsa": Out(stream.Signature(sdsa_rows_layout(lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, W, md_w = self._lanes, self._W, self._md_w
+        sd_side, heads = self._side, self._heads
+        desc = self.config
+        sdsa_mode = desc.is_sdsa
+        start = self.start
+
+        fd_c = Signal.like(desc.src_channels_m1, name="fd_c")
+        fd_bank = Signal(range(lanes + 1), name="fd_bank")
+        fd_addr = Signal(md_w, name="fd_addr")   # src_base + (c // lanes << h_log | y)
+        fd_row = Signal(md_w, name="fd_row")     # src_base + (c // lanes << h_log)
+        fd_y = Signal(range(W + 1), name="fd_y")
+        feeding = Signal(name="feeding")
+        fd_valid = Signal(name="fd_valid")      # the read port holds a word for the engine
+        fd_sel = Signal.like(fd_bank, name="fd_sel")
+        fd_last = Signal(name="fd_last")
+        fd_advance = Signal(name="fd_advance")
+        # The memory's whole output word is registered first (``spike_word``, stage fw_*); the
+        # chosen bank's word is registered again (fo_*) before the engine sees it.
+        spike_word = Signal(lanes * W, name="spike_word")
+        word_banks = [spike_word[b * W:(b + 1) * W] for b in range(lanes)]
+        fw_valid = Signal(name="fw_valid")
+        fw_sel = Signal.like(fd_bank, name="fw_sel")
+        fw_last = Signal(name="fw_last")
+        fw_take = Signal(name="fw_take")
+        fd_word = Signal(W, name="fd_word")
+        with m.Switch(fw_sel):
+            for b in range(lanes):
+                with m.Case(b):
+                    m.d.comb += fd_word.eq(word_banks[b])
+        fo_valid = Signal(name="fo_valid")
+        fo_bits = Signal(W, name="fo_bits")
+        fo_last = Signal(name="fo_last")
+        fo_take = Signal(name="fo_take")
+        m.d.comb += [fo_take.eq(~fo_valid | self.o.ready),
+                     fw_take.eq(~fw_valid | fo_take),
+                     fd_advance.eq(~fd_valid | fw_take),
+                     self.o.valid.eq(fo_valid), self.o.payload.bits.eq(fo_bits),
+                     self.o.payload.last.eq(fo_last)]
+        with m.If(sdsa_mode | fw_take):
+            m.d.sync += spike_word.eq(self.read.data)
+        with m.If(fw_take):
+            m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode), fw_sel.eq(fd_sel),
+                         fw_last.eq(fd_last)]
+        with m.If(fo_take):
+            m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_word),
+                         fo_last.eq(fw_last)]
+        fd_y_last = (fd_y == desc.src_height_m1)
+        fd_is_last = (fd_c == desc.src_channels_m1) & fd_y_last
+
+        # SDSA feeder state (shares the read port with the engine feed).
+        sd_n_x = Signal(range(sd_side + 1), name="sd_x")
+        sd_n_y = Signal(range(sd_side + 1), name="sd_y")
+        sd_h = Signal(range(heads + 1), name="sd_h")
+        sd_phase = Signal(2, name="sd_phase")   # read q, k, v
+        sd_active = Signal(name="sd_active")    # issuing reads for the current token
+        sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)
+        sd_got_valid = Signal(name="sd_got_valid")
+        sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
+        rows = [Signal(lanes, name=f"sd_row_{n}") for n in ("q", "k", "v")]
+        sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
+        sd_off = Signal(md_w, name="sd_off")    # (sd_h << h_log) | sd_y
+        sd_head = Signal(md_w, name="sd_head")  # sd_h << h_log
+
+        # Both read addresses live in registers updated as their counters move (no shift or
+        # product on the way to the memory); the SDSA adds only the q / k / v base, through an
+        # address register (sd_raddr, one cycle).
+        sd_raddr = Signal(md_w, name="sd_raddr")
+        sd_ren = Signal(name="sd_ren")
+        sd_addr_phase = Signal(2, name="sd_addr_phase")
+        sd_addr_x = Signal.like(sd_n_x, name="sd_addr_x")
+        base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
+        m.d.sync += [sd_raddr.eq(base + sd_off), sd_ren.eq(sd_active & sdsa_mode),
+                     sd_addr_phase.eq(sd_phase), sd_addr_x.eq(sd_n_x)]
+        with m.If(sdsa_mode):
+            m.d.comb += [self.read.addr.eq(sd_raddr), self.read.en.eq(sd_ren)]
+        with m.Else():
+            m.d.comb += [self.read.addr.eq(fd_addr), self.read.en.eq(fd_advance)]
+
+        # engine feed counters
+        with m.If(start & desc.is_layer):
+            m.d.sync += [feeding.eq(1), fd_c.eq(0), fd_bank.eq(0), fd_y.eq(0), fd_valid.eq(0),
+                         fd_addr.eq(desc.src_base), fd_row.eq(desc.src_base)]
+        with m.Elif(fd_advance & ~sdsa_mode):
+            m.d.sync += [fd_valid.eq(feeding), fd_sel.eq(fd_bank), fd_last.eq(fd_is_last)]
+            with m.If(feeding):
+                with m.If(fd_is_last):
+                    m.d.sync += feeding.eq(0)
+                with m.Elif(fd_y_last):
+                    m.d.sync += [fd_y.eq(0), fd_c.eq(fd_c + 1)]
+                    with m.If(fd_bank == lanes - 1):
+                        m.d.sync += [fd_bank.eq(0), fd_row.eq(fd_row + desc.src_stride),
+                                     fd_addr.eq(fd_row + desc.src_stride)]
+                    with m.Else():
+                        m.d.sync += [fd_bank.eq(fd_bank + 1), fd_addr.eq(fd_row)]
+                with m.Else():
+                    m.d.sync += [fd_y.eq(fd_y + 1), fd_addr.eq(fd_addr + 1)]
+
+        # SDSA feed: for each head, token: read q, k, v rows (one cycle each), offer the beat.
+        sd_read_valid = Signal(name="sd_read_valid")
+        sd_read_phase = Signal(2, name="sd_read_phase")
+        sd_read_x = Signal.like(sd_n_x, name="sd_read_x")
+        m.d.sync += [sd_read_valid.eq(sd_ren), sd_read_phase.eq(sd_addr_phase),
+                     sd_read_x.eq(sd_addr_x),
+                     sd_got_valid.eq(sd_read_valid), sd_got.eq(sd_read_phase),
+                     sd_x_d.eq(sd_read_x)]
+        extracted = Signal(lanes, name="sd_extracted")
+        for b in range(lanes):
+            m.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))
+        with m.If(sd_got_valid):
+            with m.Switch(sd_got):
+                for phase, row in enumerate(rows):
+                    with m.Case(phase):
+                        m.d.sync += row.eq(extracted)
+            with m.If(sd_got == 2):
+                m.d.sync += sd_beat.eq(1)
+        with m.If(start & sdsa_mode):
+            m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_h.eq(0), sd_n_x.eq(0),
+                         sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_head.eq(0)]
+        with m.Elif(sd_active):
+            with m.If(sd_phase == 2):
+                m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
+            with m.Else():
+                m.d.sync += sd_phase.eq(sd_phase + 1)
+        m.d.comb += [self.sdsa.valid.eq(sd_beat & sdsa_mode), self.sdsa.payload.q.eq(rows[0]),
+                     self.sdsa.payload.k.eq(rows[1]), self.sdsa.payload.v.eq(rows[2])]
+        with m.If(self.sdsa.valid & self.sdsa.ready):
+            m.d.sync += sd_beat.eq(0)
+            last_token = (sd_n_x == sd_side - 1) & (sd_n_y == sd_side - 1)
+            with m.If(~(last_token & (sd_h == heads - 1))):  # else: every beat is fed
+                m.d.sync += sd_active.eq(1)
+                with m.If(last_token):
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1),
+                                 sd_head.eq(sd_head + desc.src_stride),
+                                 sd_off.eq(sd_head + desc.src_stride)]
+                with m.Elif(sd_n_x == sd_side - 1):
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1)]
+                with m.Else():
+                    m.d.sync += sd_n_x.eq(sd_n_x + 1)
+        return m

@@ -1,0 +1,231 @@
+"""Spike-map writer of the shared network: assemble spike beats into map rows, write them whole.
+
+A spike map of ``C`` channels and side ``S`` is stored as ``G = ceil(C / lanes)`` channel groups;
+group ``g`` holds rows ``y`` at word ``base + (g << h_log) + y`` (``stride = 1 << h_log``), and
+bank ``b`` of a word (bits ``b * W .. b * W + W - 1``, ``W`` the widest side) holds channel
+``g * lanes + b``, bit ``x`` = column ``x`` (:class:`hw.plan.SharedMap`).
+
+:class:`SpikeMapWriter` takes beats of ``lanes`` spikes in one of two orders:
+
+* LIF order (``sdsa = 0``): position-major, group-minor: for ``y``, ``x``, ``g``: the spikes of
+  channels ``g * lanes ..`` at ``(y, x)``;
+* SDSA order (``sdsa = 1``): head-major, token-minor: for head ``h`` (one bank word each, as
+  ``lanes`` equals the head width), ``y``, ``x``: the head's channels at ``(y, x)``; head ``h``'s
+  rows go to ``base + h * stride + y``.
+
+Row assembly: a beat sets bit ``x`` of its row in one of two row buffers (slot ``g << h_log |
+x``); when a row is complete, the other buffer takes the next row while this one is written out,
+one map word (all banks) per cycle: ``G`` words for a LIF row, one for an SDSA row. A row of side
+``S`` takes ``S * G`` beats, so a flush (``G`` cycles) always ends before the next row completes.
+Word ``j`` of a row is the buffer's bits from slot ``j << h_log`` on; a multiplexer over only the
+slots some map can start a word at picks it, and a beat writes its bit through the flip-flop's
+enable. The counters carry registered "at the end" flags, updated from compares with the
+descriptor's "minus two" limits one beat ahead. Words are written whole (``dst_mask`` clears the
+columns beyond the map's side; no bit enables, which would cost block RAMs).
+
+Ports
+-----
+config : In(StructLayout)
+    :data:`SpikeMapWriter.FIELDS` of the step's descriptor (registers, stable during a step).
+start : In(1)
+    Pulse before the step's first beat: reset the counters to ``dst_base``.
+i : In(stream.Signature(spikes))
+    Spike beats; ``i.ready`` is always 1 (a flush never blocks a beat).
+write : In(WritePort.Signature)
+    The spike memory's write port (``en``, ``addr``, ``data``).
+done : Out(1)
+    Combinational: the step's final map word is written in this cycle.
+
+Latency: the first word of a row is written in the cycle after the row's last beat, the row's
+``G`` words in ``G`` consecutive cycles. Reference: :func:`map_image` (the memory the writer
+leaves) and :func:`write_order` (the order it expects beats in). Tests: ``tests/test_mapwriter.py``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import WritePort
+from amaranth.lib.wiring import In, Out
+
+from hw.params import ceil_div
+
+__all__ = ["SpikeMapWriter", "map_image", "write_order"]
+
+
+def map_image(spikes, base: int, h_log: int, lanes: int, map_width: int) -> dict[int, int]:
+    """Return ``{word address: word}`` of a spike map ``spikes[c][y][x]`` (0/1, ``C`` a multiple
+    of ``lanes``) as the writer leaves it: word ``base + (g << h_log) + y``, bank ``b`` = channel
+    ``g * lanes + b``, bit ``x`` = column ``x``, columns beyond the side 0."""
+    channels, side = len(spikes), len(spikes[0])
+    image = {}
+    for g in range(channels // lanes):
+        for y in range(side):
+            word = 0
+            for b in range(lanes):
+                row = sum(int(spikes[g * lanes + b][y][x]) << x for x in range(side))
+                word |= row << (b * map_width)
+            image[base + (g << h_log) + y] = word
+    return image
+
+
+def write_order(side: int, groups: int, heads: int, sdsa: bool):
+    """Return the ``(y, x, g)`` of each beat in order (``g``: channel group, or head)."""
+    if sdsa:
+        return [(y, x, h) for h in range(heads) for y in range(side) for x in range(side)]
+    return [(y, x, g) for y in range(side) for x in range(side) for g in range(groups)]
+
+
+class SpikeMapWriter(wiring.Component):
+    """Write LIF or SDSA spike beats into a banked spike-map memory (module docstring).
+
+    Parameters
+    ----------
+    fields : dict
+        Descriptor fields (``{name: shape}``) including :data:`FIELDS`.
+    lanes, map_width : int
+        Banks per word, bits per bank (``W``).
+    depth : int
+        Words of the spike memory (its write port's address width follows).
+    address_width : int
+        Bits of the address registers (the descriptor's base fields).
+    max_groups : int
+        Most channel groups of any map.
+    maps : iterable of :class:`hw.plan.SharedMap`
+        Every map the writer may write (``channels``, ``cg_log``, ``h_log``: the row buffer's
+        size and the slots a word can start at).
+    heads : int
+        Heads of the attention blocks (SDSA order).
+    """
+
+    #: The descriptor fields the writer reads.
+    FIELDS = ("is_sdsa", "dst_base", "dst_stride", "dst_side_m1", "dst_side_m2", "dst_mask",
+              "groups_m1", "groups_m2")
+
+    def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
+                 address_width: int, max_groups: int, maps, heads: int = 1):
+        maps = list(maps)
+        self._lanes, self._W, self._heads = lanes, map_width, heads
+        self._max_groups = max_groups
+        self._row_bits = max(1 << (info.cg_log + info.h_log) for info in maps)
+        self._word_starts = sorted({j << info.h_log for info in maps
+                                    for j in range(ceil_div(info.channels, lanes))})
+        self._md_w = address_width
+        super().__init__({
+            "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
+            "start": In(1),
+            "i": In(stream.Signature(unsigned(lanes))),
+            "write": In(WritePort.Signature(addr_width=Shape.cast(range(depth)).width,
+                                            shape=unsigned(lanes * map_width))),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, W, heads = self._lanes, self._W, self._heads
+        desc = self.config
+        md_w, RB = self._md_w, self._row_bits
+        sdsa_mode = desc.is_sdsa
+        m.d.comb += self.i.ready.eq(1)
+        wr_valid, wr_bits = self.i.valid, self.i.payload
+
+        wr_y = Signal(range(W + 1), name="wr_y")
+        wr_x = Signal(range(W + 1), name="wr_x")
+        wr_g = Signal(range(self._max_groups + 1), name="wr_g")
+        x_last = Signal(name="wr_x_last")
+        y_last = Signal(name="wr_y_last")
+        g_last = Signal(name="wr_g_last")
+        final_beat = Signal(name="wr_final")
+        one_side = Signal(name="wr_one_side")
+        one_group = Signal(name="wr_one_group")
+        x_next_last = Signal(name="wr_x_next_last")
+        y_next_last = Signal(name="wr_y_next_last")
+        g_next_last = Signal(name="wr_g_next_last")
+        m.d.comb += [
+            one_side.eq(desc.dst_side_m1 == 0),
+            one_group.eq(Mux(sdsa_mode, heads == 1, desc.groups_m1 == 0)),
+            x_next_last.eq(wr_x == desc.dst_side_m2),
+            y_next_last.eq(wr_y == desc.dst_side_m2),
+            g_next_last.eq(Mux(sdsa_mode, wr_g == max(0, heads - 2), wr_g == desc.groups_m2)),
+        ]
+
+        row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
+        fill = Signal(name="row_fill")
+        slot = Signal(range(RB), name="row_slot")      # register: (wr_g << h_log) | wr_x
+        # Row address in the map (without the flush's group offset): dst_base + y for a LIF
+        # row, dst_base + (head << h_log | y) for an SDSA row.
+        row_addr = Signal(md_w, name="wr_row_addr")
+        head_addr = Signal(md_w, name="wr_head_addr")
+        fl_busy = Signal(name="fl_busy")
+        fl_buf = Signal(name="fl_buf")
+        fl_j = Signal.like(wr_g, name="fl_j")
+        fl_more = Signal(name="fl_more")    # more words of this row follow the current one
+        fl_final = Signal(name="fl_final")
+        fl_addr = Signal(md_w, name="fl_addr")
+        fl_slot = Signal(range(RB), name="fl_slot")   # register: fl_j << h_log
+
+        with m.If(wr_valid):
+            for i in range(2):
+                with m.If(fill == i):
+                    for b in range(lanes):
+                        m.d.sync += row_buf[i][b].bit_select(slot, 1).eq(wr_bits[b])
+        flush_word = Signal(lanes * W, name="fl_word")
+        for b in range(lanes):
+            chosen = Signal(RB, name=f"fl_row_{b}")
+            picked = Signal(W, name=f"fl_pick_{b}")
+            m.d.comb += chosen.eq(Mux(fl_buf, row_buf[1][b], row_buf[0][b]))
+            with m.Switch(fl_slot):
+                for start_bit in self._word_starts:
+                    with m.Case(start_bit):
+                        m.d.comb += picked.eq(chosen[start_bit:])
+            m.d.comb += flush_word[b * W:(b + 1) * W].eq(picked & desc.dst_mask)
+        m.d.comb += [self.write.addr.eq(fl_addr), self.write.data.eq(flush_word),
+                     self.write.en.eq(fl_busy)]
+        with m.If(fl_busy):
+            with m.If(~fl_more):
+                m.d.sync += fl_busy.eq(0)
+                m.d.comb += self.done.eq(fl_final)
+            with m.Else():
+                m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc.dst_stride),
+                             fl_slot.eq(fl_slot + desc.dst_stride),
+                             fl_more.eq(fl_j != desc.groups_m2)]
+        row_done = wr_valid & x_last & (sdsa_mode | g_last)
+        m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last)
+        with m.If(row_done):
+            m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
+                         fl_j.eq(0), fl_slot.eq(0),
+                         fl_more.eq(~sdsa_mode & (desc.groups_m1 != 0)),
+                         fl_final.eq(final_beat)]
+
+        with m.If(wr_valid):
+            with m.If(sdsa_mode):
+                m.d.sync += slot.eq(Mux(x_last, 0, wr_x + 1))
+                with m.If(x_last & y_last):
+                    m.d.sync += [wr_x.eq(0), wr_y.eq(0), wr_g.eq(wr_g + 1),
+                                 x_last.eq(one_side), y_last.eq(one_side),
+                                 g_last.eq(g_next_last),
+                                 head_addr.eq(head_addr + desc.dst_stride),
+                                 row_addr.eq(head_addr + desc.dst_stride)]
+                with m.Elif(x_last):
+                    m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1), x_last.eq(one_side),
+                                 y_last.eq(y_next_last), row_addr.eq(row_addr + 1)]
+                with m.Else():
+                    m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
+            with m.Else():
+                with m.If(g_last):
+                    m.d.sync += [wr_g.eq(0), g_last.eq(one_group),
+                                 slot.eq(Mux(x_last, 0, wr_x + 1))]
+                    with m.If(x_last):
+                        m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1), x_last.eq(one_side),
+                                     y_last.eq(y_next_last), row_addr.eq(row_addr + 1)]
+                    with m.Else():
+                        m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
+                with m.Else():
+                    m.d.sync += [wr_g.eq(wr_g + 1), g_last.eq(g_next_last),
+                                 slot.eq(slot + desc.dst_stride)]
+        with m.If(self.start):
+            m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0), slot.eq(0), fill.eq(0),
+                         fl_busy.eq(0), x_last.eq(one_side), y_last.eq(one_side),
+                         g_last.eq(one_group), row_addr.eq(desc.dst_base),
+                         head_addr.eq(desc.dst_base)]
+        return m

@@ -1,0 +1,262 @@
+"""Residual-stream units of the shared network: the write stage, the reader and the pool.
+
+The residual-stream memory holds every stream at its own base (:class:`hw.plan.StreamPlace`):
+word ``base + index`` holds ``lanes`` signed ``SB``-bit values. Three units work on it:
+
+* :class:`StreamWriteStage` writes ``stream = (add ? stream : 0) + (value << shift)`` per lane
+  (the stem's ``begin``, a layer's ``begin`` or membrane-shortcut ``add``); ``shift`` comes from
+  its own shift ROM (one word of ``lanes`` amounts per channel group, at ``shift_base + group``).
+* :class:`StreamReader` reads a stream's words in order (for the stream LIF and the pool), one a
+  cycle, with the word's channel group.
+* :class:`Pool` sums a stream's words per channel group over all positions (global average
+  pooling's sum; the divide is folded into the threshold) and then feeds each group's sums to
+  the LIF array, one group a beat.
+
+Timing: no path runs from a memory's output through the shifter and adder into a memory's input
+in one cycle (the write stage registers what the memories return first); the reader's word is
+registered before it leaves.
+
+Reference: :func:`stream_update` (the write stage) and :func:`pool_sums`. Tests:
+``tests/test_residual.py``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, WritePort
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StreamWriteStage", "StreamReader", "Pool", "stream_update", "pool_sums",
+           "stream_beat_layout"]
+
+
+def stream_update(old: int, value: int, shift: int, add: bool, bits: int) -> int:
+    """Return the new stream value, wrapped to ``bits`` signed bits as the memory keeps it."""
+    new = (old if add else 0) + (value << shift)
+    new &= (1 << bits) - 1
+    return new - (1 << bits) if new >> (bits - 1) else new
+
+
+def pool_sums(words, groups: int, lanes: int) -> list[int]:
+    """Return ``groups * lanes`` sums: ``words[i]`` (lanes values) adds into group ``i % groups``."""
+    sums = [0] * (groups * lanes)
+    for i, word in enumerate(words):
+        g = i % groups
+        for lane in range(lanes):
+            sums[g * lanes + lane] += word[lane]
+    return sums
+
+
+def stream_beat_layout(lanes: int, value_bits: int, address_width: int,
+                       group_shape) -> data.StructLayout:
+    """Payload of :class:`StreamWriteStage`'s input: one word's values and where they go."""
+    return data.StructLayout({
+        "addr": address_width,
+        "values": data.ArrayLayout(signed(value_bits), lanes),
+        "add": 1,       # 1: add into the stream; 0: begin it
+        "last": 1,      # the step's final beat
+        "group": group_shape,   # the beat's channel group (its shift word: shift_base + group)
+    })
+
+
+class StreamWriteStage(wiring.Component):
+    """Add (or begin) one residual-stream word per beat: ``stream = old + (value << shift)``.
+
+    A beat on ``i`` (always taken) is stage B: its address and values are registered, and the
+    caller reads the stream word at ``i.payload.addr`` in the same cycle (its data, ``old``,
+    arrives with stage B), while the stage reads the beat's shift word from its ROM. Stage C
+    registers both, shifts, adds and writes. Consecutive beats write distinct words, so no
+    forwarding is needed. ``written_last`` is high in the cycle the ``last`` beat is written
+    (two cycles after it was offered).
+
+    Ports
+    -----
+    config : In(StructLayout)
+        ``shift_base`` of the step's descriptor.
+    i : In(stream.Signature(stream_beat_layout(...), always_ready=True))
+    old : In(ArrayLayout(signed(SB), lanes))
+        The stream memory's read data (the word at the address offered a cycle earlier).
+    write : In(WritePort.Signature)
+        The stream memory's write port.
+    written_last : Out(1)
+    """
+
+    FIELDS = ("shift_base",)
+
+    def __init__(self, fields: dict, *, lanes: int, value_bits: int, stream_bits: int,
+                 depth: int, address_width: int, group_shape, shift_bits: int,
+                 shift_words: list[int]):
+        self._lanes, self._SB, self._shift_bits = lanes, stream_bits, shift_bits
+        self._shift_words = list(shift_words) or [0, 0]
+        super().__init__({
+            "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
+            "i": In(stream.Signature(stream_beat_layout(lanes, value_bits, address_width,
+                                                        group_shape), always_ready=True)),
+            "old": In(data.ArrayLayout(signed(stream_bits), lanes)),
+            "write": In(WritePort.Signature(addr_width=Shape.cast(range(depth)).width,
+                                            shape=unsigned(lanes * stream_bits))),
+            "written_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, SB, shift_bits = self._lanes, self._SB, self._shift_bits
+        m.submodules.shifts = shifts = Memory(
+            shape=unsigned(lanes * shift_bits), depth=max(2, len(self._shift_words)),
+            init=self._shift_words)
+        shift_read = shifts.read_port(domain="comb")   # a small ROM in LUTs
+        # Stage B (registers of the offered beat; the shift word's address with it).
+        sw = Signal.like(self.i.payload, name="sw")
+        sw_valid = Signal(name="sw_valid")
+        sh_addr = Signal.like(self.config.shift_base, name="shift_read_addr")
+        m.d.sync += [sw_valid.eq(self.i.valid), sw.eq(self.i.payload),
+                     sh_addr.eq(self.config.shift_base + self.i.payload.group)]
+        m.d.comb += shift_read.addr.eq(sh_addr)
+        # Stage C: what the memories returned, registered; shift, add, write.
+        sc_valid = Signal(name="sc_valid")
+        sc_addr = Signal.like(sw.addr, name="sc_addr")
+        sc_add = Signal(name="sc_add")
+        sc_last = Signal(name="sc_last")
+        sc_old = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_old")
+        sc_amounts = Signal(lanes * shift_bits, name="sc_amounts")
+        sc_values = Signal.like(sw.values, name="sc_values")
+        m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw.addr), sc_add.eq(sw.add),
+                     sc_last.eq(sw_valid & sw.last), sc_old.eq(self.old),
+                     sc_amounts.eq(shift_read.data), sc_values.eq(sw.values)]
+        new_word = Signal(data.ArrayLayout(signed(SB), lanes), name="sw_word")
+        for lane in range(lanes):
+            amount = sc_amounts[lane * shift_bits:(lane + 1) * shift_bits]
+            m.d.comb += new_word[lane].eq(Mux(sc_add, sc_old[lane], 0)
+                                          + (sc_values[lane] << amount))
+        m.d.comb += [self.write.addr.eq(sc_addr), self.write.data.eq(new_word.as_value()),
+                     self.write.en.eq(sc_valid), self.written_last.eq(sc_last)]
+        return m
+
+
+class StreamReader(wiring.Component):
+    """Read ``stream_words`` words of a stream from ``stream_base``, one a cycle.
+
+    On ``start`` with ``is_reader`` it issues word ``i`` at ``addr = stream_base + i`` for ``i =
+    0 ..``; the memory's data (``data``) is registered with the word's index, group (``i``
+    modulo ``groups``) and a ``last`` flag, and leaves on ``o`` two cycles after its address
+    (``o`` cannot be stalled: its consumers always take it).
+
+    Ports
+    -----
+    config : In(StructLayout)
+        ``is_reader``, ``stream_base``, ``stream_words_m1``, ``groups_m1``.
+    start : In(1)
+    addr : Out(address_width)
+        The stream memory's read address (the caller enables the read while a reader step runs).
+    data : In(ArrayLayout(signed(SB), lanes))
+        The stream memory's read data.
+    o : Out(stream.Signature(..., always_ready=True))
+        ``index``, ``group``, ``last``, ``values``.
+    """
+
+    FIELDS = ("is_reader", "stream_base", "stream_words_m1", "groups_m1")
+
+    def __init__(self, fields: dict, *, lanes: int, stream_bits: int, address_width: int):
+        values = data.ArrayLayout(signed(stream_bits), lanes)
+        self._address_width = address_width
+        super().__init__({
+            "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
+            "start": In(1),
+            "addr": Out(address_width),
+            "data": In(values),
+            "o": Out(stream.Signature(data.StructLayout({
+                "index": address_width, "group": fields["groups_m1"], "last": 1,
+                "values": values}), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        desc = self.config
+        rd_busy = Signal(name="rd_busy")
+        rd_i = Signal(self._address_width, name="rd_i")
+        rd_g = Signal.like(desc.groups_m1, name="rd_g")
+        rd_valid = Signal(name="rd_valid")
+        rd_i_d = Signal.like(rd_i, name="rd_i_d")
+        rd_g_d = Signal.like(rd_g, name="rd_g_d")
+        rd_last_d = Signal(name="rd_last_d")
+        m.d.comb += self.addr.eq(desc.stream_base + rd_i)
+        m.d.sync += [rd_valid.eq(rd_busy), rd_i_d.eq(rd_i), rd_g_d.eq(rd_g),
+                     rd_last_d.eq(rd_busy & (rd_i == desc.stream_words_m1))]
+        with m.If(rd_busy):
+            m.d.sync += [rd_i.eq(rd_i + 1), rd_g.eq(Mux(rd_g == desc.groups_m1, 0, rd_g + 1))]
+            with m.If(rd_i == desc.stream_words_m1):
+                m.d.sync += rd_busy.eq(0)
+        with m.If(self.start & desc.is_reader):
+            m.d.sync += [rd_busy.eq(1), rd_i.eq(0), rd_g.eq(0)]
+        # The stream word is registered (pv_*) before it leaves.
+        m.d.sync += [self.o.valid.eq(rd_valid), self.o.payload.group.eq(rd_g_d),
+                     self.o.payload.index.eq(rd_i_d), self.o.payload.last.eq(rd_last_d),
+                     self.o.payload.values.eq(self.data)]
+        return m
+
+
+class Pool(wiring.Component):
+    """Sum a stream per channel group, then feed each group's sums to the LIF array.
+
+    While ``is_pool``: every beat on ``i`` adds its values into group ``i.group``'s ``lanes``
+    sums (cleared by ``start``); after the ``last`` beat, groups ``0 .. groups - 1`` leave on
+    ``o`` (``index``: the group, ``x``: its sums), one a beat, each chosen into a register first
+    (the sums are spread wide, so the choice gets a cycle of its own).
+
+    Ports
+    -----
+    config : In(StructLayout)
+        ``is_pool``, ``groups_m1``.
+    start : In(1)
+    i : In(stream.Signature(..., always_ready=True))
+        :class:`StreamReader`'s output.
+    o : Out(stream.Signature(...))
+        ``index``, ``x`` (``lanes`` signed ``sum_bits``-bit sums).
+    """
+
+    FIELDS = ("is_pool", "groups_m1")
+
+    def __init__(self, fields: dict, *, lanes: int, groups: int, sum_bits: int, input_layout):
+        self._lanes, self._groups, self._sum_bits = lanes, groups, sum_bits
+        super().__init__({
+            "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
+            "start": In(1),
+            "i": In(stream.Signature(input_layout, always_ready=True)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "index": fields["groups_m1"],
+                "x": data.ArrayLayout(signed(sum_bits), lanes)}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, groups, PB = self._lanes, self._groups, self._sum_bits
+        desc = self.config
+        beat = self.i.payload
+        pooled = Signal(data.ArrayLayout(signed(PB), groups * lanes), name="pooled")
+        firing = Signal(name="pool_firing")
+        fire_g = Signal.like(desc.groups_m1, name="pool_fire_g")
+        with m.If(desc.is_pool):
+            with m.If(self.i.valid):
+                with m.Switch(beat.group):
+                    for group in range(groups):
+                        with m.Case(group):
+                            for lane in range(lanes):
+                                c = group * lanes + lane
+                                m.d.sync += pooled[c].eq(pooled[c] + beat.values[lane])
+                with m.If(beat.last):
+                    m.d.sync += [firing.eq(1), fire_g.eq(0)]
+            with m.If(~self.o.valid | self.o.ready):
+                m.d.sync += self.o.valid.eq(firing)
+                with m.If(firing):
+                    m.d.sync += [self.o.payload.index.eq(fire_g), fire_g.eq(fire_g + 1)]
+                    with m.Switch(fire_g):
+                        for group in range(groups):
+                            with m.Case(group):
+                                m.d.sync += [self.o.payload.x[lane].eq(pooled[group * lanes + lane])
+                                             for lane in range(lanes)]
+                    with m.If(fire_g == desc.groups_m1):
+                        m.d.sync += firing.eq(0)
+        with m.If(self.start & desc.is_pool):
+            m.d.sync += [pooled[c].eq(0) for c in range(groups * lanes)]
+        return m

@@ -1,0 +1,143 @@
+"""Step sequencer of the shared network: walk the program's descriptor table over T time steps.
+
+:class:`Sequencer` owns the run: on ``run`` it clears ``cycles``, starts at step 0 of time step
+0, and for each step
+
+1. decodes ``(t, step)`` against the table's addresses into a registered one-hot ``hit`` (phase 0),
+2. loads the whole descriptor word into ``desc`` (phase 3; every field with one enable),
+3. pulses ``step_start`` for one cycle (phase 1),
+4. waits for ``finish`` (phase 2; registered, so a step costs at least 5 cycles), then moves to
+   the descriptor's ``next_k``, or, on the time step's ``last_step``, to step 0 of the next time
+   step, or ends the run (``done``).
+
+The table is a constant: :meth:`hw.plan.SharedPlan.descriptor_rom` gives ``{(t << k_bits) | k:
+word}``. It is built as sum-of-products logic, not a ``Switch``: Yosys would turn a switch of
+constants into a memory and place it in a block RAM, whose slow output would then reach every
+datapath through ``desc``. Every datapath reads only the ``desc`` registers.
+
+Ports
+-----
+run : In(1)
+    Pulse while not ``running``: start a run (the caller gates it with the engine's ``ready``).
+finish : In(1)
+    Combinational: the running step's final write happens in this cycle.
+desc : Out(layout)
+    The running step's descriptor (registers).
+step_start : Out(1)
+    One-cycle pulse: ``desc`` holds the new step's descriptor.
+t : Out(range(max(2, T)))
+    The running time step; ``first``: ``t == 0``.
+step : Out(range(steps + 1))
+    The running step's index.
+running, done : Out(1)
+    ``done`` is high from the end of a run until the next ``run``.
+cycles : Out(32)
+    Cycles since ``run`` (frozen at ``done``).
+
+Reference: :func:`sequence` (the ``(t, step)`` order a table prescribes). Tests:
+``tests/test_sequencer.py``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Shape, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Sequencer", "sequence", "step_address_bits"]
+
+
+def step_address_bits(steps: int) -> int:
+    """Bits of the step index in a table address (``(t << bits) | step``)."""
+    return Shape.cast(range(steps + 1)).width
+
+
+def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int):
+    """Return the ``[(t, step)]`` a run visits, in order, as the table's ``next_k`` and
+    ``last_step`` fields prescribe (reference for :class:`Sequencer`)."""
+    k_bits = step_address_bits(steps)
+    order = []
+    for t in range(T):
+        k = 0
+        while True:
+            order.append((t, k))
+            word = layout.from_bits(rom.get((t << k_bits) | k, 0))
+            if word.last_step:
+                break
+            k = int(word.next_k)
+    return order
+
+
+class Sequencer(wiring.Component):
+    """Walk a constant descriptor table over ``T`` time steps (module docstring)."""
+
+    #: The descriptor fields the sequencer reads.
+    FIELDS = ("next_k", "last_step")
+
+    def __init__(self, layout: data.StructLayout, rom: dict[int, int], *, steps: int, T: int):
+        for field in ("next_k", "last_step"):
+            if field not in layout.members:
+                raise ValueError(f"the descriptor layout needs a {field!r} field")
+        self._layout = layout
+        self._rom = dict(rom)
+        self._steps = steps
+        self._T = T
+        super().__init__({
+            "run": In(1),
+            "finish": In(1),
+            "desc": Out(layout),
+            "step_start": Out(1),
+            "t": Out(range(max(2, T))),
+            "first": Out(1),
+            "step": Out(range(steps + 1)),
+            "running": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        T, layout, rom = self._T, self._layout, self._rom
+        k, t, running = self.step, self.t, self.running
+        desc = self.desc
+        m.d.comb += self.first.eq(t == 0)
+
+        phase = Signal(2, name="seq_phase")  # 0: decode, 3: load descriptor, 1: start, 2: wait
+        finished = Signal(name="step_finished")  # ``finish``, registered
+        m.d.sync += finished.eq(self.finish & (phase == 2))
+        # ``hit`` is registered: the step index is decoded in the cycle before the load.
+        addresses = sorted(rom)
+        hit = Signal(len(addresses), name="desc_rom_hit")
+        m.d.sync += hit.eq(Cat(Cat(k, t) == address for address in addresses))
+        desc_rom = Signal(layout.size, name="desc_rom")
+        for bit in range(layout.size):
+            mask = sum(1 << n for n, address in enumerate(addresses) if rom[address] >> bit & 1)
+            if mask:
+                m.d.comb += desc_rom[bit].eq((hit & mask).any())
+
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(self.run & ~running):
+            m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0),
+                         self.cycles.eq(0)]
+        with m.If(running):
+            with m.Switch(phase):
+                with m.Case(0):
+                    # ``hit`` decodes (t, k) at the end of this cycle.
+                    m.d.sync += phase.eq(3)
+                with m.Case(3):
+                    m.d.sync += [desc.eq(desc_rom), phase.eq(1)]
+                with m.Case(1):
+                    m.d.comb += self.step_start.eq(1)
+                    m.d.sync += phase.eq(2)
+                with m.Case(2):
+                    with m.If(finished):
+                        m.d.sync += phase.eq(0)
+                        with m.If(desc.last_step):
+                            with m.If(t == T - 1):
+                                m.d.sync += [running.eq(0), self.done.eq(1)]
+                            with m.Else():
+                                m.d.sync += [t.eq(t + 1), k.eq(0)]
+                        with m.Else():
+                            m.d.sync += k.eq(desc.next_k)
+        return m

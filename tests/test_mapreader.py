@@ -1,0 +1,133 @@
+"""Spike-map reader (hw/mapreader.py) against its references ``engine_feed_order`` and
+``sdsa_feed_order``.
+
+The memory holds random words; the engine feed must deliver, for every channel and row of the
+source map, the channel's bank of the row's word, ``last`` on the final one; the SDSA feed, for
+every head and token, bit ``x`` of every bank of the q, k and v words. Both run under
+backpressure patterns, and a beat held back must not change until it is taken. An engine feed
+and an SDSA feed run back to back, so a step's start must reset what the previous one left.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.hdl import Elaboratable, Module, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from hw.mapreader import SpikeMapReader, engine_feed_order, sdsa_feed_order
+from sim.streams import PATTERNS
+
+LANES, W, DEPTH = 4, 8, 128
+FIELDS = {"is_layer": 1, "is_sdsa": 1, "src_base": unsigned(8), "src_stride": range(17),
+          "src_height_m1": range(9), "src_channels_m1": range(17), "q_base": unsigned(8),
+          "k_base": unsigned(8), "v_base": unsigned(8)}
+
+
+class Top(Elaboratable):
+    def __init__(self, side, heads, init):
+        self.reader = SpikeMapReader(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
+                                     tokens=side * side, heads=heads)
+        self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.reader = self.reader
+        m.submodules.memory = self.memory
+        wiring.connect(m, self.reader.read, self.memory.read_port())
+        return m
+
+
+def bank(word: int, b: int) -> int:
+    return (word >> (b * W)) & ((1 << W) - 1)
+
+
+async def collect(ctx, port, count, pattern, fields, limit=5000):
+    """Take ``count`` beats with backpressure; a stalled beat must hold its payload."""
+    readies = iter(PATTERNS[pattern] * limit)
+    got, held = [], None
+    for _ in range(limit):
+        ready = next(readies)
+        ctx.set(port.ready, ready)
+        await ctx.delay(0)
+        if ctx.get(port.valid):
+            payload = tuple(int(getattr(ctx.get(port.payload), f)) for f in fields)
+            if held is not None:
+                assert payload == held, f"a stalled beat changed: {held} -> {payload}"
+            if ready:
+                got.append(payload)
+                held = None
+            else:
+                held = payload
+        await ctx.tick()
+        if len(got) == count:
+            break
+    ctx.set(port.ready, 0)
+    for _ in range(20):   # nothing more comes
+        assert not ctx.get(port.valid), "a beat beyond the feed's end"
+        await ctx.tick()
+    return got
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@pytest.mark.parametrize("channels, height, h_log, side, heads", [
+    (9, 5, 3, 3, 2),
+    (4, 1, 0, 2, 1),
+    (16, 3, 2, 1, 3),
+])
+def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, pattern):
+    rng = random.Random(channels * 100 + height)
+    init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
+    top = Top(side, heads, init)
+    dut = top.reader
+    src_base, stride = 5, 1 << h_log
+    q_base, k_base, v_base = 40, 60, 80
+    sdsa_stride = 1 << max(1, (side - 1).bit_length())
+
+    async def start(ctx, values):
+        for name in FIELDS:
+            ctx.set(dut.config[name], values.get(name, 0))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+
+    async def bench(ctx):
+        await start(ctx, {"is_layer": 1, "src_base": src_base, "src_stride": stride,
+                          "src_height_m1": height - 1, "src_channels_m1": channels - 1})
+        order = engine_feed_order(channels, height, LANES, src_base, stride)
+        got = await collect(ctx, dut.o, len(order), pattern, ("bits", "last"))
+        want = [(bank(init[address], b), int(n == len(order) - 1))
+                for n, (address, b) in enumerate(order)]
+        assert got == want
+        await start(ctx, {"is_sdsa": 1, "src_stride": sdsa_stride, "q_base": q_base,
+                          "k_base": k_base, "v_base": v_base})
+        order = sdsa_feed_order(side, heads, sdsa_stride)
+        got = await collect(ctx, dut.sdsa, len(order), pattern, ("q", "k", "v"))
+
+        def row(base, offset, x):
+            return sum((bank(init[base + offset], b) >> x & 1) << b for b in range(LANES))
+
+        want = [(row(q_base, off, x), row(k_base, off, x), row(v_base, off, x))
+                for h, y, x, off in order]
+        assert got == want
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_reference_orders():
+    assert engine_feed_order(5, 2, 4, 10, 8) == [
+        (10, 0), (11, 0), (10, 1), (11, 1), (10, 2), (11, 2), (10, 3), (11, 3), (18, 0), (19, 0)]
+    assert sdsa_feed_order(2, 2, 4) == [
+        (0, 0, 0, 0), (0, 0, 1, 0), (0, 1, 0, 1), (0, 1, 1, 1),
+        (1, 0, 0, 4), (1, 0, 1, 4), (1, 1, 0, 5), (1, 1, 1, 5)]
+
+
+def test_refuses_a_token_grid_that_is_not_square():
+    with pytest.raises(ValueError, match="square"):
+        SpikeMapReader(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8, tokens=8, heads=1)

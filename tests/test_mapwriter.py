@@ -1,0 +1,134 @@
+"""Spike-map writer (hw/mapwriter.py) against its reference :func:`hw.mapwriter.map_image`.
+
+Random spike maps go in as beats in the writer's order (LIF order: position-major, group-minor;
+SDSA order: head-major, token-minor), with idle cycles between beats; the memory, preset to
+random words, must then hold exactly the reference image over the map and its old words
+everywhere else, and ``done`` must pulse once, with the map's final word. Two maps are written
+back to back in one run, so a step's start must reset everything the previous step left.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.hdl import Elaboratable, Module, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from hw.mapwriter import SpikeMapWriter, map_image, write_order
+from hw.params import ceil_div
+from hw.plan import SharedMap
+from sim.streams import PATTERNS
+
+LANES, W, DEPTH = 4, 8, 160
+FIELDS = {"is_sdsa": 1, "dst_base": unsigned(8), "dst_stride": range(17), "dst_side_m1": range(9),
+          "dst_side_m2": range(9), "dst_mask": unsigned(W), "groups_m1": range(5),
+          "groups_m2": range(5)}
+
+
+def spike_map(name, channels, side, base, h_log):
+    groups = ceil_div(channels, LANES)
+    return SharedMap(name, channels, side, base, (groups - 1).bit_length(), h_log)
+
+
+class Top(Elaboratable):
+    """The writer with a memory on its write port."""
+
+    def __init__(self, maps, heads, init):
+        self.writer = SpikeMapWriter(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
+                                     max_groups=4, maps=maps, heads=heads)
+        self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.writer = self.writer
+        m.submodules.memory = self.memory
+        wiring.connect(m, self.writer.write, self.memory.write_port())
+        return m
+
+
+def config(info: SharedMap, sdsa: bool, heads: int) -> dict:
+    groups = heads if sdsa else ceil_div(info.channels, LANES)
+    return {"is_sdsa": int(sdsa), "dst_base": info.base, "dst_stride": 1 << info.h_log,
+            "dst_side_m1": info.side - 1, "dst_side_m2": max(0, info.side - 2),
+            "dst_mask": (1 << info.side) - 1, "groups_m1": groups - 1,
+            "groups_m2": max(0, groups - 2)}
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@pytest.mark.parametrize("jobs, heads", [
+    pytest.param([(spike_map("a", 9, 5, 3, 3), False), (spike_map("b", 4, 1, 100, 0), False)],
+                 1, id="lif-3groups-side5-then-side1"),
+    pytest.param([(spike_map("a", 8, 2, 0, 1), False), (spike_map("b", 12, 3, 60, 2), False)],
+                 1, id="lif-2groups-then-3groups"),
+    pytest.param([(spike_map("q", 8, 3, 10, 2), True), (spike_map("b", 5, 4, 40, 2), False)],
+                 2, id="sdsa-2heads-then-lif"),
+    pytest.param([(spike_map("q", 4, 2, 7, 1), True), (spike_map("r", 4, 2, 30, 1), True)],
+                 1, id="sdsa-1head-twice"),
+])
+def test_writer_leaves_the_reference_image(jobs, heads, pattern):
+    rng_seed = hash((pattern, len(jobs), heads)) % 1000
+    rng = random.Random(rng_seed)
+    init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
+    top = Top([info for info, _ in jobs], heads, init)
+    dut = top.writer
+    final = {}
+    results = []
+
+    async def bench(ctx):
+        cycle = 0
+        for info, sdsa in jobs:
+            groups = heads if sdsa else ceil_div(info.channels, LANES)
+            spikes = [[[rng.getrandbits(1) for _ in range(info.side)] for _ in range(info.side)]
+                      for _ in range(groups * LANES)]
+            final.update(map_image(spikes, info.base, info.h_log, LANES, W))
+            for name, value in config(info, sdsa, heads).items():
+                ctx.set(dut.config[name], value)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycle += 1
+            gaps = iter(PATTERNS[pattern] * 10_000)
+            beats = write_order(info.side, groups, heads, sdsa)
+            dones, writes, index, idle = [], [], 0, 0
+            while index < len(beats) or idle < 2 * groups + 4:
+                assert cycle < 50_000
+                offer = bool(index < len(beats) and next(gaps))
+                if offer:
+                    y, x, g = beats[index]
+                    ctx.set(dut.i.payload, sum(spikes[g * LANES + b][y][x] << b
+                                               for b in range(LANES)))
+                    index += 1
+                ctx.set(dut.i.valid, offer)
+                assert ctx.get(dut.i.ready)
+                if ctx.get(dut.done):
+                    dones.append(cycle)
+                if ctx.get(dut.write.en):
+                    writes.append(cycle)
+                idle = idle + 1 if index == len(beats) else 0
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.i.valid, 0)
+            results.append((dones, writes))
+        for address in range(DEPTH):
+            got = ctx.get(top.memory.data[address])
+            want = final.get(address, init[address])
+            assert got == want, f"word {address}: {got:#x}, expected {want:#x}"
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for dones, writes in results:
+        assert len(dones) == 1, f"done pulsed at {dones}"
+        assert dones[0] == writes[-1], "done must come with the map's final word"
+
+
+def test_reference_image_layout():
+    """map_image by hand: 2 groups of 2 lanes, side 2, h_log 1, base 4, W 8."""
+    spikes = [[[1, 0], [0, 1]], [[1, 1], [0, 0]], [[0, 0], [1, 0]], [[0, 1], [1, 1]]]
+    image = map_image(spikes, 4, 1, 2, 8)
+    assert image == {4: 0b01 | 0b11 << 8, 5: 0b10 | 0b00 << 8,
+                     6: 0b00 | 0b10 << 8, 7: 0b01 | 0b11 << 8}

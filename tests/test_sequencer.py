@@ -1,0 +1,125 @@
+"""Sequencer (hw/sequencer.py) against its reference :func:`hw.sequencer.sequence`.
+
+A small descriptor table that skips steps (as the shared network skips ``begin_stem``) is walked
+over several time steps with random step durations; every ``step_start`` must load the table's
+word for the ``(t, step)`` the reference names, in the reference's order, and the run must end
+with ``done`` and the cycle count it took.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from hw.sequencer import Sequencer, sequence, step_address_bits
+
+STEPS = 6
+RUNS = [0, 2, 3, 5]     # steps 1 and 4 are skipped (their work is done by another step)
+
+
+def table(T: int, seed: int):
+    """A descriptor layout and table: ``next_k`` / ``last_step`` chain RUNS; ``value`` random."""
+    layout = data.StructLayout({"value": 8, "next_k": range(STEPS + 1), "last_step": 1})
+    rng = random.Random(seed)
+    k_bits = step_address_bits(STEPS)
+    rom = {}
+    for t in range(T):
+        for position, k in enumerate(RUNS):
+            following = RUNS[position + 1] if position + 1 < len(RUNS) else STEPS
+            word = layout.const({"value": rng.randrange(256), "next_k": following,
+                                 "last_step": int(following == STEPS)})
+            rom[(t << k_bits) | k] = word.as_value().value
+    return layout, rom
+
+
+def simulate(layout, rom, T: int, seed: int):
+    """Run once; return ``[(t, step, value)]`` at each ``step_start``, ``cycles`` and the cycle
+    count from ``run`` to ``done``."""
+    dut = Sequencer(layout, rom, steps=STEPS, T=T)
+    rng = random.Random(seed)
+    seen = []
+    out = {}
+
+    async def bench(ctx):
+        assert not ctx.get(dut.running) and not ctx.get(dut.done)
+        ctx.set(dut.run, 1)
+        await ctx.tick()
+        ctx.set(dut.run, 0)
+        elapsed = 1
+        wait = None
+        while not ctx.get(dut.done):
+            assert elapsed < 2000, "the run never ends"
+            if ctx.get(dut.step_start):
+                desc = ctx.get(dut.desc)
+                seen.append((ctx.get(dut.t), ctx.get(dut.step), desc.value))
+                assert ctx.get(dut.first) == (ctx.get(dut.t) == 0)
+                wait = rng.randrange(1, 6)   # a step never ends in its start cycle
+            # ``finish`` is a comb pulse: offered once, ``wait`` cycles after the start.
+            ctx.set(dut.finish, wait == 0)
+            if wait is not None:
+                wait = None if wait == 0 else wait - 1
+            await ctx.tick()
+            elapsed += 1
+        ctx.set(dut.finish, 0)
+        out["cycles"] = ctx.get(dut.cycles)
+        out["elapsed"] = elapsed
+        assert not ctx.get(dut.running)
+        for _ in range(5):   # done holds and cycles freeze until the next run
+            await ctx.tick()
+            assert ctx.get(dut.done) and ctx.get(dut.cycles) == out["cycles"]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen, out
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sequencer_walks_the_table(T, seed):
+    layout, rom = table(T, seed)
+    seen, out = simulate(layout, rom, T, seed)
+    expected = sequence(rom, layout, STEPS, T)
+    assert [(t, k) for t, k, _ in seen] == expected
+    k_bits = step_address_bits(STEPS)
+    for t, k, value in seen:
+        assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
+    assert out["cycles"] == out["elapsed"] - 1
+
+
+def test_reference_follows_the_chain():
+    """The reference itself: RUNS at every time step, in order."""
+    layout, rom = table(2, 0)
+    assert sequence(rom, layout, STEPS, 2) == [(t, k) for t in range(2) for k in RUNS]
+
+
+def test_a_step_takes_five_cycles_and_ignores_early_finish():
+    """With ``finish`` high in every cycle, steps start exactly 5 cycles apart (decode, load,
+    start, wait, registered finish): a finish outside the wait phase ends nothing early."""
+    layout, rom = table(2, 3)
+    dut = Sequencer(layout, rom, steps=STEPS, T=2)
+    starts = []
+
+    async def bench(ctx):
+        ctx.set(dut.run, 1)
+        ctx.set(dut.finish, 1)
+        await ctx.tick()
+        ctx.set(dut.run, 0)
+        cycle = 1
+        while not ctx.get(dut.done):
+            assert cycle < 500
+            if ctx.get(dut.step_start):
+                starts.append(cycle)
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(starts) == 2 * len(RUNS)
+    assert [b - a for a, b in zip(starts, starts[1:])] == [5] * (len(starts) - 1)
