@@ -3,8 +3,8 @@
 :class:`hw.accumulator.SynapseEngine` computes one layer whose geometry and weights are fixed when
 the hardware is built. :class:`ProgEngine` is the time-multiplexed version: the layer's geometry
 arrives at run time on the ``config`` port (:func:`engine_config_layout`), the weights are read from
-a memory outside the engine through a synchronous read port (``weight_addr``, ``weight_en``,
-``weight_data``), and the biases of every layer sit in one internal memory. Only dense ``k x k``
+a memory outside the engine through a synchronous read port (``weight``, a
+:class:`amaranth.lib.memory.ReadPort.Signature`), and the biases of every layer sit in one internal memory. Only dense ``k x k``
 convolutions (stride a power of two, zero padding) are computed; a linear layer is the ``k = 1``
 case on a ``[Cin, N, 1]`` map.
 
@@ -74,7 +74,7 @@ import dataclasses
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes
@@ -372,7 +372,7 @@ class ProgEngine(wiring.Component):
         Signed bits per bank value and per output value (>= weight_width). The caller guarantees
         that every partial sum and every sum plus bias fits.
     weight_depth : int
-        Words of the outside weight memory (>= 1); ``weight_addr`` has ``bits_for(weight_depth)``
+        Words of the outside weight memory (>= 1); ``weight.addr`` has ``bits_for(weight_depth)``
         bits.
     bank_depth : int
         Words of the accumulator bank (>= 1); every layer needs ``out_height << (out_width_log +
@@ -389,10 +389,9 @@ class ProgEngine(wiring.Component):
         Spike words of a frame (``bits``, ``last``), word ``c * height + y``.
     o : Out(stream.Signature(engine_output_layout(...)))
         The frame's outputs, ``(oy, ox, group)`` in ascending order, group fastest.
-    weight_addr, weight_en : Out
-        Read request to the weight memory (:attr:`weight_address_width` bits).
-    weight_data : In(lanes * weight_width)
-        The word requested the cycle before (a synchronous read port with enable).
+    weight : In(ReadPort.Signature(addr_width=weight_address_width, shape=lanes * weight_width))
+        The weight memory's synchronous read port, driven by the engine (``addr``, ``en``; the
+        word requested arrives on ``data`` the cycle after).
     ready : Out(1)
         1 once the bank has been cleared after reset.
     """
@@ -428,9 +427,8 @@ class ProgEngine(wiring.Component):
             "config": In(self.config_layout),
             "i": In(stream.Signature(addressing_input_layout(self._word_bits))),
             "o": Out(stream.Signature(self.output_layout)),
-            "weight_addr": Out(self.weight_address_width),
-            "weight_en": Out(1),
-            "weight_data": In(self._lanes * self._weight_width),
+            "weight": In(ReadPort.Signature(addr_width=self.weight_address_width,
+                                            shape=unsigned(self._lanes * self._weight_width))),
             "ready": Out(1),
         })
 
@@ -458,7 +456,7 @@ class ProgEngine(wiring.Component):
 
     @property
     def weight_address_width(self) -> int:
-        """Bits of ``weight_addr``: ``bits_for(weight_depth)``."""
+        """Bits of ``weight.addr``: ``bits_for(weight_depth)``."""
         return bits_for(self._weight_depth)
 
     @property
@@ -731,10 +729,13 @@ class ProgEngine(wiring.Component):
                      take_spike.eq(spiked & (~pre_valid | take_pre))]
         with m.If(take_decoded):
             m.d.sync += decoded.eq(0)
-        with m.If(take_pre & (has_taps | pre["last"])):
-            # A spike whose taps all fall outside is dropped here, unless it ends the frame.
+        # A spike whose taps all fall outside is dropped here, unless it ends the frame: the
+        # decode registers take every item (their enable is the handshake alone, not the range
+        # compares, which would otherwise drive the enables of all of them), and ``decoded``
+        # says whether the item is kept.
+        with m.If(take_pre):
             m.d.sync += [
-                decoded.eq(1),
+                decoded.eq(has_taps | pre["last"]),
                 dec["c"].eq(pre["c"]),
                 dec["target_y"].eq(target_y), dec["target_x"].eq(target_x),
                 dec["first_y"].eq(first_y), dec["final_y"].eq(final_y),
@@ -819,12 +820,12 @@ class ProgEngine(wiring.Component):
         m.d.comb += [
             tap_index.eq((((gen_ky << cfg.kernel_log) | gen_kx) << cfg.groups_log) | gen_g),
             gen_address.eq((((gen_oy << cfg.out_width_log) | gen_ox) << cfg.groups_log) | gen_g),
-            self.weight_en.eq(issue_valid),
+            self.weight.en.eq(issue_valid),
         ]
         m.d.sync += [
             issue_valid.eq(issue),
             bank_address.eq(gen_address),
-            self.weight_addr.eq(gen_cbase + tap_index),
+            self.weight.addr.eq(gen_cbase + tap_index),
         ]
 
         # --- memories ---
@@ -881,7 +882,7 @@ class ProgEngine(wiring.Component):
         m.d.sync += [
             r_valid_a.eq(issue_valid), r_addr_a.eq(bank_address),
             c_valid.eq(r_valid_a), c_addr.eq(r_addr_a), c_data.eq(bank_read.data),
-            c_weight.eq(self.weight_data),
+            c_weight.eq(self.weight.data),
             c_select.eq(Mux(hit_1, 1, Mux(hit_2, 2, Mux(hit_3, 3, 0)))),
             d_valid.eq(c_valid), d_addr.eq(c_addr),
             e_valid.eq(d_valid), e_addr.eq(d_addr), e_sum.eq(d_sum),

@@ -210,14 +210,11 @@ class SharedNetwork(wiring.Component):
             m.submodules.weights = weights = Memory(
                 shape=unsigned(lanes * plan.weight_width), depth=self.weight_depth,
                 init=plan.weight_words)
-            weight_read = weights.read_port()
-            m.d.comb += [weight_read.addr.eq(engine.weight_addr),
-                         weight_read.en.eq(engine.weight_en),
-                         engine.weight_data.eq(weight_read.data)]
+            wiring.connect(m, engine.weight, weights.read_port())
         else:
-            m.d.comb += [self.weight_addr.eq(engine.weight_addr),
-                         self.weight_en.eq(engine.weight_en),
-                         engine.weight_data.eq(self.weight_data)]
+            m.d.comb += [self.weight_addr.eq(engine.weight.addr),
+                         self.weight_en.eq(engine.weight.en),
+                         engine.weight.data.eq(self.weight_data)]
 
         m.submodules.lif = lif = LIFArray(lanes=lanes, words=mem.membrane_words,
                                           input_width=mem.lif_bits,

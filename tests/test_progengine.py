@@ -38,9 +38,9 @@ class Harness(Elaboratable):
             depth=max(2, engine.weight_depth), init=self.weight_words)
         port = weights.read_port()
         m.d.comb += [
-            port.addr.eq(engine.weight_addr),
-            port.en.eq(engine.weight_en),
-            engine.weight_data.eq(port.data),
+            port.addr.eq(engine.weight.addr),
+            port.en.eq(engine.weight.en),
+            engine.weight.data.eq(port.data),
             engine.config.eq(self.config),
         ]
         return m

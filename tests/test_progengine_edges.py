@@ -133,7 +133,7 @@ def test_bias_memory_bound_is_exact_and_control_ports_are_one_bit():
     engine.check_layer(fits)
     with pytest.raises(ValueError, match="bias_base \\+ groups"):
         engine.check_layer(dataclasses.replace(fits, bias_base=fits.bias_base + 1))
-    assert (len(engine.weight_en), len(engine.ready)) == (1, 1)
+    assert (len(engine.weight.en), len(engine.ready)) == (1, 1)
 
 
 def test_bank_clearing_takes_exactly_init_cycles():
