@@ -4,8 +4,8 @@
 :class:`hw.shared.SharedNetwork` generates hardware from, before any hardware exists: the
 program (:class:`hw.program.Program`), the memory map (:class:`MemoryMap`: one typed record per
 spike map, residual stream, LIF site and engine layer, with its base address), the contents of the
-weight, bias, shift and threshold memories, the engine's limits, and the descriptor of every
-(time step, step) pair. The testbench, the reports and the docs read the same objects.
+weight, bias, shift and threshold memories and the engine's limits; :mod:`hw.descriptor` builds
+the descriptor of every (time step, step) pair from it. The testbench, the reports and the docs read the same objects.
 
 Each engine layer's geometry comes from :func:`hw.progengine.layer_config`, the engine's own
 configuration function, and :class:`hw.shared.SharedNetwork` packs it with
@@ -32,12 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Shape, unsigned
-from amaranth.lib import data
 
 from hw.accumulator import accumulator_bound, pack_lanes, signed_width
-from hw.params import bits_for, ceil_div, log2_ceil
-from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes
+from hw.params import ceil_div, log2_ceil
+from hw.program import Program, Step, StepKind, lif_map_shapes
 from hw.progengine import LayerConfig, layer_config, pack_layer_biases, pack_layer_weights
 
 __all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan"]
@@ -355,159 +353,3 @@ class SharedPlan:
         """Bits of every shared memory (for the manifest and the docs)."""
         return self.memory.report(self.lanes, self.weight_depth, self.weight_width,
                                   self.acc_width, self.engine_limits["bank_depth"])
-
-    # -- descriptors ----------------------------------------------------------------------------
-    def descriptor_fields(self, engine_config_shape) -> dict:
-        """Return the descriptor's ``{field: shape}`` (``engine``: the engine's config layout).
-
-        Every step's descriptor, for every time step, is a constant word of a ROM indexed by
-        (t, step); the word also holds decoded flags, strides and "minus one" limits, so that
-        datapaths compare registers with registers instead of decoding a kind or subtracting.
-        """
-        mem, lanes, steps = self.memory, self.lanes, self.steps
-        W = mem.map_width
-        md_w = bits_for(mem.map_depth + 1)
-        h_log_max = max(info.h_log for info in mem.maps.values())
-        sd_w = bits_for(mem.stream_depth + 1)
-        groups_shape = range(self.max_groups + 1)
-        channels = range(max(p.config.in_channels for p in mem.layers.values()) + 1)
-        return {
-            "kind": unsigned(3),
-            "sink": unsigned(2),
-            "src_base": unsigned(md_w),     # with t folded in
-            "src_h_log": range(h_log_max + 1),
-            "src_stride": range((1 << h_log_max) + 1),
-            "src_height": range(W + 1),
-            "src_height_m1": range(W + 1),
-            "src_channels": channels,
-            "src_channels_m1": channels,
-            "dst_base": unsigned(md_w),
-            "dst_h_log": range(h_log_max + 1),
-            "dst_stride": range((1 << h_log_max) + 1),
-            "dst_side": range(W + 1),
-            "dst_side_m1": range(W + 1),
-            "dst_side_m2": range(W + 1),
-            "dst_mask": unsigned(W),
-            "groups": groups_shape,
-            "groups_m1": groups_shape,
-            "groups_m2": groups_shape,
-            "mbase": unsigned(bits_for(mem.membrane_words + 1)),
-            "tbase": unsigned(bits_for(len(self.thresholds) // lanes + 1)),
-            "stream_base": unsigned(sd_w),
-            "stream_words": unsigned(sd_w),
-            "stream_words_m1": unsigned(sd_w),
-            "shift_base": unsigned(bits_for(len(self.shift_words) + 2)),
-            "sdsa": range(max(2, len(self.attention))),
-            "q_base": unsigned(md_w),
-            "k_base": unsigned(md_w),
-            "v_base": unsigned(md_w),
-            "engine": engine_config_shape,
-            "next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)
-            "last_step": 1,                      # this is the time step's last step
-            # decoded kind and sink
-            "is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
-            "is_reader": 1,          # stream LIF or pool: the stream reader runs
-            "sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,
-        }
-
-    def _descriptor_values(self, step: Step, tv: int) -> dict:
-        """``{field: value}`` set by ``step``'s descriptor at time step ``tv`` (``engine``: the
-        layer's :class:`LayerConfig`)."""
-        mem = self.memory
-        out = {"kind": step.kind.value}
-        sink = step.sink
-        if sink.spike_map is not None:
-            info = mem.maps[sink.spike_map]
-            out.update(dst_base=info.base_at(tv), dst_h_log=info.h_log, dst_side=info.side,
-                       dst_mask=(1 << info.side) - 1)
-            site = mem.sites.get(sink.spike_map)
-            if site is not None:
-                out.update(tbase=site.tbase, groups=site.groups)
-                if self.T > 1:
-                    out["mbase"] = site.mbase
-        if step.kind is StepKind.LAYER:
-            place = mem.layers[step.layer]
-            src = mem.maps[step.source]
-            out.update(sink=sink.kind.value, src_base=src.base_at(tv), src_h_log=src.h_log,
-                       src_height=src.side, src_channels=place.config.in_channels,
-                       engine=place.config)
-        if step.kind is StepKind.STEM:
-            begin = next(s for s in self.steps
-                         if s.kind is StepKind.BEGIN_STEM and s.layer == step.layer)
-            sink = begin.sink
-            step = begin  # its stream and shifts
-        if sink.stream is not None:
-            stream = mem.streams[sink.stream]
-            out.update(stream_base=stream.base, stream_words=stream.words,
-                       groups=stream.groups, shift_base=mem.shift_base[step.name])
-        if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
-            stream = mem.streams[step.source]
-            out.update(stream_base=stream.base, stream_words=stream.words)
-        if step.kind is StepKind.SDSA:
-            attn = step.attention
-            out.update(sdsa=self.attention.index(step.source),
-                       q_base=mem.maps[attn.q].base_at(tv), k_base=mem.maps[attn.k].base_at(tv),
-                       v_base=mem.maps[attn.v].base_at(tv), src_h_log=mem.maps[attn.q].h_log)
-        return out
-
-    @staticmethod
-    def _derived(state: dict) -> dict:
-        """Add the decoded flags and limits that follow from ``state``'s fields."""
-        kind, sink = state["kind"], state["sink"]
-        state = dict(state)
-        state.update(
-            src_stride=1 << state["src_h_log"], dst_stride=1 << state["dst_h_log"],
-            src_height_m1=max(0, state["src_height"] - 1),
-            src_channels_m1=max(0, state["src_channels"] - 1),
-            dst_side_m1=max(0, state["dst_side"] - 1),
-            dst_side_m2=max(0, state["dst_side"] - 2),
-            groups_m1=max(0, state["groups"] - 1),
-            groups_m2=max(0, state["groups"] - 2),
-            stream_words_m1=max(0, state["stream_words"] - 1),
-            is_stem=int(kind == StepKind.STEM.value), is_layer=int(kind == StepKind.LAYER.value),
-            is_stream_lif=int(kind == StepKind.STREAM_LIF.value),
-            is_sdsa=int(kind == StepKind.SDSA.value), is_pool=int(kind == StepKind.POOL_LIF.value),
-            is_reader=int(kind in (StepKind.STREAM_LIF.value, StepKind.POOL_LIF.value)),
-            sink_lif=int(sink == SinkKind.LIF.value),
-            sink_stream=int(sink in (SinkKind.ADD.value, SinkKind.BEGIN.value)),
-            sink_add=int(sink == SinkKind.ADD.value),
-            sink_logits=int(sink == SinkKind.LOGITS.value))
-        return state
-
-    def descriptor_rom(self, layout: data.StructLayout, engine_value) -> dict[int, int]:
-        """Return ``{(t << k_bits) | step index: descriptor word}``.
-
-        The words hold ``layout``'s fields (any subset of :meth:`descriptor_fields`: the hardware
-        keeps only the fields some unit reads), packed by ``layout.const``.
-        ``engine_value(LayerConfig) -> int`` packs a layer's engine configuration (the engine's
-        :meth:`~hw.progengine.ProgEngine.config_value`, which checks that the layer fits). In
-        program order over time steps, a field a step does not set keeps the value of the last
-        step that did (the registers' previous contents); ``begin_stem`` steps are skipped (the
-        stem's descriptor does their work).
-        """
-        steps = self.steps
-        k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
-        rom = {}
-        state = {name: 0 for name in self.descriptor_fields(None)}
-        runs = [index for index, step in enumerate(steps) if step.kind is not StepKind.BEGIN_STEM]
-        for tv in range(self.T):
-            for position, index in enumerate(runs):
-                step = steps[index]
-                values = self._descriptor_values(step, tv)
-                if "engine" in values:
-                    values["engine"] = engine_value(values["engine"])
-                state.update(values)
-                state = self._derived(state)
-                following = runs[position + 1] if position + 1 < len(runs) else len(steps)
-                state.update(next_k=following, last_step=int(following == len(steps)))
-                for name, member in layout:
-                    width = Shape.cast(member.shape).width
-                    if not 0 <= state[name] < (1 << width):
-                        raise ValueError(f"descriptor field {name} = {state[name]} of step "
-                                         f"{step.name} does not fit {width} bits")
-                word = layout.const({
-                    name: (member.shape.from_bits(state[name])
-                           if isinstance(member.shape, data.Layout) else state[name])
-                    for name, member in layout})
-                rom[(tv << k_bits) | index] = word.as_value().value
-        return rom

@@ -10,7 +10,7 @@
    the descriptor's ``next_k``, or, on the time step's ``last_step``, to step 0 of the next time
    step, or ends the run (``done``).
 
-The table is a constant: :meth:`hw.plan.SharedPlan.descriptor_rom` gives ``{(t << k_bits) | k:
+The table is a constant: :func:`hw.descriptor.descriptor_rom` gives ``{(t << k_bits) | k:
 word}``. It is built as sum-of-products logic, not a ``Switch``: Yosys would turn a switch of
 constants into a memory and place it in a block RAM, whose slow output would then reach every
 datapath through ``desc``. Every datapath reads only the ``desc`` registers.

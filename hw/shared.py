@@ -49,6 +49,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.descriptor import descriptor_fields, descriptor_rom
 from hw.lif import LIFArray
 from hw.mapreader import SpikeMapReader
 from hw.mapwriter import SpikeMapWriter
@@ -188,7 +189,7 @@ class SharedNetwork(wiring.Component):
 
     def descriptor_layout(self, engine_config_shape) -> data.StructLayout:
         """The descriptor register's layout: the plan's fields that some unit reads."""
-        fields = self.plan.descriptor_fields(engine_config_shape)
+        fields = descriptor_fields(self.plan, engine_config_shape)
         read = set(self.FIELDS).union(Sequencer.FIELDS, SpikeMapWriter.FIELDS,
                                       SpikeMapReader.FIELDS, StreamWriteStage.FIELDS,
                                       StreamReader.FIELDS, Pool.FIELDS)
@@ -260,12 +261,12 @@ class SharedNetwork(wiring.Component):
 
         # --- descriptor table and sequencer ---------------------------------------------------
         # Every step's descriptor, for every time step, is a constant word of a ROM indexed by
-        # (t, step) (:meth:`hw.plan.SharedPlan.descriptor_rom`); the engine packs each layer's
+        # (t, step) (:func:`hw.descriptor.descriptor_rom`); the engine packs each layer's
         # configuration (``config_value`` checks that the layer fits it).
         desc_layout = self.descriptor_layout(engine.config.shape())
         fields = {name: member.shape for name, member in desc_layout}
-        rom = plan.descriptor_rom(desc_layout,
-                                  lambda layer: engine.config_value(layer).as_value().value)
+        rom = descriptor_rom(plan, desc_layout,
+                             lambda layer: engine.config_value(layer).as_value().value)
         m.submodules.sequencer = seq = Sequencer(desc_layout, rom, steps=len(plan.steps), T=T)
         desc = seq.desc
         start = seq.step_start            # one-cycle pulse: the descriptor is loaded

@@ -185,6 +185,7 @@ def _descriptor_table(dut):
     from amaranth.hdl import Const, Shape  # noqa: PLC0415
     from amaranth.lib import data  # noqa: PLC0415
 
+    from hw.descriptor import descriptor_fields, descriptor_rom  # noqa: PLC0415
     from hw.progengine import engine_config_layout  # noqa: PLC0415
 
     plan = dut.plan
@@ -194,8 +195,8 @@ def _descriptor_table(dut):
         max_kernel_log=limits["max_kernel_log"], max_stride_log=limits["max_stride_log"],
         max_groups_log=limits["max_groups_log"], weight_depth=plan.weight_depth,
         bias_depth=len(plan.bias_words))
-    layout = data.StructLayout(plan.descriptor_fields(engine_layout))
-    rom = plan.descriptor_rom(layout,
+    layout = data.StructLayout(descriptor_fields(plan, engine_layout))
+    rom = descriptor_rom(plan, layout,
                               lambda layer: engine_layout.const(layer.fields).as_value().value)
     k_bits = Shape.cast(range(len(dut.steps) + 1)).width
     table = {}
@@ -279,11 +280,12 @@ def test_descriptor_fields_hold_their_largest_value(plan):
     """Each address and count field is exactly as wide as its largest possible value needs."""
     from amaranth.hdl import Shape  # noqa: PLC0415
 
+    from hw.descriptor import descriptor_fields  # noqa: PLC0415
     from hw.params import bits_for  # noqa: PLC0415
 
     net, dut = plan
     mem = dut.plan.memory
-    fields = dut.plan.descriptor_fields(None)
+    fields = descriptor_fields(dut.plan, None)
     width = {name: Shape.cast(shape).width for name, shape in fields.items() if shape is not None}
     assert width["src_base"] == width["dst_base"] == bits_for(mem.map_depth + 1)
     assert width["stream_base"] == bits_for(mem.stream_depth + 1)
@@ -302,6 +304,7 @@ def test_network_ports_are_the_documented_shell(plan):
     from amaranth.hdl import Shape, signed  # noqa: PLC0415
     from amaranth.lib import data  # noqa: PLC0415
 
+    from hw.descriptor import descriptor_fields  # noqa: PLC0415
     from hw.params import bits_for  # noqa: PLC0415
 
     net, dut = plan
