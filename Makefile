@@ -57,11 +57,13 @@ $(STAMP): pyproject.toml
 # One torch thread per worker: two workers with two threads each fight over two cores.
 TEST_ENV := OMP_NUM_THREADS=1
 
+# --dist loadgroup: tests sharing one Verilator build (xdist_group) run on one worker, one after
+# the other, instead of one worker waiting on the other's build lock.
 test: install
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
 
 test-all: install
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS)
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
 
 CONFIG ?= rtl_gen/configs/default.json
 # CKPT=... given on the command line (or in the environment) replaces the design point's
