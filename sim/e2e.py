@@ -414,7 +414,7 @@ def select_inputs(net, count: int | None = None, inputs=None, seed: int = 0) -> 
         if n > available:
             raise InputError(f"--images {n}: the held-out digits are {available} images")
         images, labels = test_images(n)
-        return Inputs(images.to(dtype=images.dtype), labels.tolist(), "digits",
+        return Inputs(images, labels.tolist(), "digits",
                       f"the first {n} held-out digits (golden.data, 1x32x32, pixels k/16 in 0..1)")
     if isinstance(inputs, str) and inputs == "random":
         n = count or DEFAULT_IMAGES

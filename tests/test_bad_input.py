@@ -3,7 +3,9 @@
 Entries: ``python -m quant.cli``, ``make quantize``, ``python -m golden energy``, ``python -m
 rtl_gen`` with a design point naming the checkpoint, ``python -m sim.e2e --checkpoint``. Every
 bad file is derived from the shipped ``golden/checkpoints/demo.pth`` inside ``tmp_path``, and every
-entry runs as a subprocess (``sys.executable -m ...``, from the repository root).
+entry runs as a subprocess (``sys.executable -m ...``, from the repository root). Images files
+(``python -m sim.e2e --inputs FILE``, ``make sim INPUTS=FILE``) are the last section: the same
+refusal, the line naming the file and the problem.
 
 A refusal means, precisely:
 
