@@ -57,16 +57,21 @@ $(STAMP): pyproject.toml
 # One torch thread per worker: two workers with two threads each fight over two cores.
 TEST_ENV := OMP_NUM_THREADS=1
 
+# --dist loadgroup: tests sharing one Verilator build (xdist_group) run on one worker, one after
+# the other, instead of one worker waiting on the other's build lock.
 test: install
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
 
 test-all: install
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS)
+	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
 
 CONFIG ?= rtl_gen/configs/default.json
+# CKPT=... given on the command line (or in the environment) replaces the design point's
+# checkpoint in `make rtl`; left at its default, the design point's own is emitted.
+CKPT_GIVEN := $(filter command line environment,$(origin CKPT))
 
 rtl: install
-	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --lint
+	$(PY) -m rtl_gen --config $(CONFIG) $(if $(CKPT_GIVEN),--checkpoint $(CKPT)) --out $(OUT)/rtl --lint
 
 # Place-and-route needs the 'synth' extra (nextpnr for ECP5 and iCE40, ~390 MB more).
 # SEEDS="1 2 3" places every design with each seed (Fmax median and min-max spread);
@@ -78,17 +83,22 @@ synth: install
 	$(PY) -m pip install --quiet -e ".[dev,synth]"
 	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth --seeds $(SEEDS) --jobs $(SYNTH_JOBS) $(if $(UNITS),--units $(UNITS))
 
-# IMAGES test digits at each of TSTEPS time steps through the whole demo network on Verilator.
-# SIM=icarus runs everything on Icarus Verilog instead (far slower on the whole network:
-# docs/simulators.md); WAVES=1 writes an FST of every run into its build directory under build/sim.
+# IMAGES images at each of TSTEPS time steps through the whole network of CKPT on Verilator:
+# INPUTS=images.npy (or .pt: float images [N, C, H, W] in the model's pixel range; all of them
+# unless IMAGES is given), else the held-out digits for a model taking 1x32x32, else seeded
+# random images (INPUTS=random asks for them). SIM=icarus runs everything on Icarus Verilog
+# instead (far slower on the whole network: docs/simulators.md); WAVES=1 writes an FST of every
+# run into its build directory under build/sim.
 IMAGES ?= 4
 TSTEPS ?= 1 2
+INPUTS ?=
+SIM_IMAGES := $(if $(and $(INPUTS),$(filter file,$(origin IMAGES))),,--images $(IMAGES))
 
 # Unit co-simulations, then the whole network end to end (hw/shared.py, reports under $(OUT)/e2e),
 # in the checkpoint's own configuration.
 sim: install
 	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "verilator and not slow"
-	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
+	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) $(SIM_IMAGES) $(if $(INPUTS),--inputs $(INPUTS)) --T $(TSTEPS) --out $(OUT)/e2e
 
 # The output directory is refused if it exists: remove it (or pick QOUT=...) to re-run.
 QOUT ?= $(OUT)/quant/$(basename $(notdir $(CKPT)))-w$(BITS)

@@ -1,14 +1,17 @@
-"""Emit Verilog for a design point: ``python -m rtl_gen [--config FILE] [--out DIR] [...]``.
+"""Emit Verilog for a design point: ``python -m rtl_gen [--config FILE] [--checkpoint PATH] [...]``.
 
 Writes each unit's Verilog and ``manifest.json`` (ports, parameters, latencies, sha256) under
-``--out`` (default ``build/rtl``); ``--lint`` runs Verilator's ``-Wall`` lint on every file;
-``--synth`` adds Yosys/nextpnr estimates (``synth.json`` and a table). Output is byte-identical on
-every run.
+``--out`` (default ``build/rtl``); ``--checkpoint`` replaces the design point's ``checkpoint`` (the
+one the ``shared_network`` unit is generated from); ``--lint`` runs Verilator's ``-Wall`` lint on
+every file; ``--synth`` adds Yosys/nextpnr estimates (``synth.json`` and a table). Output is
+byte-identical on every run. The emission is :func:`rtl_gen.emit.emit`, which ``rtl_gen.api``
+calls too.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,6 +52,9 @@ def main(argv=None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None,
                         help="design point JSON (default: rtl_gen/configs/default.json fields)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="the checkpoint the shared_network unit is generated from, in place "
+                             "of the design point's 'checkpoint' field")
     parser.add_argument("--out", type=Path, default=Path("build/rtl"),
                         help="output directory, replaced as a whole (default: build/rtl)")
     parser.add_argument("--lint", action="store_true", help="lint every emitted file")
@@ -73,6 +79,13 @@ def main(argv=None) -> int:
             overrides["units"] = tuple(u for u in args.units.split(",") if u)
         point = load(args.config, **overrides)
         needs_checkpoint = "shared_network" in point.units
+        if args.checkpoint is not None:
+            if not needs_checkpoint:
+                raise ConfigError(f"--checkpoint {args.checkpoint}: {point.source} emits no "
+                                  f"'shared_network' unit (units: {list(point.units)})")
+            if not Path(args.checkpoint).exists():
+                raise ConfigError(f"checkpoint {args.checkpoint} (--checkpoint) does not exist")
+            point = dataclasses.replace(point, checkpoint=str(args.checkpoint)).validated()
         if needs_checkpoint and not Path(point.checkpoint).exists():
             raise ConfigError(f"{point.source}: field 'checkpoint' names {point.checkpoint}, "
                               "which does not exist")

@@ -66,8 +66,13 @@ def quantized_network(checkpoint: str, weight_bits: int, time_steps: int):
     return net
 
 
-def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
-    """Return the units a design point asks for, in a fixed order."""
+def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
+    """Return the units a design point asks for, in a fixed order.
+
+    ``net``: the quantized network of the ``shared_network`` unit when the caller holds it
+    already (``rtl_gen.api``: the very net it simulates); default: ``point.checkpoint``
+    quantized by :func:`quantized_network`.
+    """
     from hw.addressing import SpikeAddressing  # noqa: PLC0415
     from hw.lif import LIF  # noqa: PLC0415
     from hw.sdsa import SDSA  # noqa: PLC0415
@@ -88,7 +93,12 @@ def unit_factories(point: DesignPoint) -> list[EmittedUnit]:
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 
-        net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+        if net is None:
+            net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+        elif (net.cfg.T, net.weight_bits) != (point.time_steps, point.weight_bits):
+            raise ValueError(f"the net has T={net.cfg.T} and {net.weight_bits}-bit weights; the "
+                             f"design point asks for T={point.time_steps} and "
+                             f"{point.weight_bits}-bit weights")
         params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
                       weight_bits=point.weight_bits, time_steps=point.time_steps,
                       model=net.cfg.name, weights="external")
@@ -109,10 +119,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def emit(point: DesignPoint, out: Path) -> dict:
+def emit(point: DesignPoint, out: Path, net=None) -> dict:
     """Write every unit's Verilog and ``manifest.json`` into ``out``; return the manifest.
 
-    An existing ``out`` is replaced as a whole once everything has been generated.
+    An existing ``out`` is replaced as a whole once everything has been generated. ``net``: as
+    :func:`unit_factories`.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +131,7 @@ def emit(point: DesignPoint, out: Path) -> dict:
     staging.chmod(0o755)  # mkdtemp makes it private; the output is an ordinary directory
     try:
         entries = []
-        for unit in unit_factories(point):
+        for unit in unit_factories(point, net):
             component = unit.factory()
             ports = ports_of(component)
             latency = getattr(component, "latency", None)

@@ -1,18 +1,28 @@
-"""Run the demo network end to end in RTL on Verilator and compare it with the golden models.
+"""Run a checkpoint end to end in RTL on Verilator and compare it with the golden models.
 
-``python -m sim.e2e [--images N] [--T 1 2] [--checkpoint PATH] [--out build/e2e] [--sim icarus]``
+``python -m sim.e2e [--checkpoint PATH] [--inputs FILE|digits|random] [--images N] [--T 1 2]
+[--out build/e2e] [--sim icarus]``
 
-For every T: quantize the checkpoint (``quant``), generate the network RTL (``hw.shared``), build
-it on Verilator (or on Icarus Verilog: ``--sim icarus`` or ``SIM=icarus``), run N test images of
-the digits set with cocotb (which only loads pixels, starts the network and waits for ``done``),
-check that the logits and every LIF's spikes equal the integer golden model's (the first layer and
-index that differ are named), and print RTL, integer and float predictions side by side. Writes
-``report_T{T}.json`` / ``.csv`` (per step: cycles, ideal cycles, utilisation, synaptic
+For every T: load the checkpoint in its own configuration and quantize it (``quant``), generate the
+network RTL (``hw.shared``), build it on Verilator (or on Icarus Verilog: ``--sim icarus`` or
+``SIM=icarus``), run N images with cocotb (which only loads pixels, starts the network and waits for
+``done``), check that the logits and every LIF's spikes equal the integer golden model's (the first
+layer and index that differ are named), and print RTL, integer and float predictions side by side.
+Writes ``report_T{T}.json`` / ``.csv`` (per step: cycles, ideal cycles, utilisation, synaptic
 operations, energy) and a PNG plot.
 
-``--checkpoint random`` runs a seeded, randomly initialised demo model instead (the bit-exact check
-still means something; the predictions do not, and the printout says so). A missing or broken
-checkpoint is an error.
+Inputs (:func:`select_inputs`): ``--inputs FILE``, a ``.npy`` or ``.pt`` file holding float images
+``[N, C, H, W]`` in the model's pixel range (:func:`pixel_range`); else the held-out digits when
+the model takes 1x32x32 digits; else seeded random images in the model's pixel range (the bit-exact
+check still means something; the predictions do not, and the printout says so). ``--inputs
+random`` asks for random images on any model, ``--inputs digits`` for the digits.
+
+``--checkpoint random`` runs a seeded, randomly initialised demo model instead. A missing or broken
+checkpoint, or a bad inputs file, is one ``error:`` line, exit status 2, before anything is
+written or built.
+
+The same steps are a Python API: :func:`prepare` (load, quantize, check), :func:`select_inputs`,
+:func:`simulate`, :func:`write_report`; ``rtl_gen.api`` wraps them with Verilog emission.
 """
 
 from __future__ import annotations
@@ -23,14 +33,18 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hw.params import ceil_div
 
-__all__ = ["demo_model", "write_case", "network_verilog", "run_network", "main"]
+__all__ = ["demo_model", "prepare", "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
+           "pixel_range", "read_inputs", "check_images", "random_images", "select_inputs",
+           "simulate", "totals", "write_case", "network_verilog", "run_network", "write_report",
+           "print_summary", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "golden" / "checkpoints" / "demo.pth"
@@ -84,8 +98,19 @@ def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None 
     return model.double().eval(), False
 
 
-#: The co-simulation's inputs: the held-out digits, 1x32x32.
+#: The held-out digits' shape: 1x32x32.
 DIGITS_SHAPE = (1, 32, 32)
+#: Images per T when neither ``--images`` nor an inputs file says how many.
+DEFAULT_IMAGES = 4
+
+
+class Unsupported(NotImplementedError):
+    """A model the network RTL cannot run; the message names the checkpoint, its configuration
+    and the reason."""
+
+
+class InputError(ValueError):
+    """Inputs the co-simulation cannot take; the message names the file (or array) and why."""
 
 
 def describe(cfg) -> str:
@@ -97,30 +122,240 @@ def describe(cfg) -> str:
             f"stage1={cfg.stage1} blocks={cfg.block_types}")
 
 
+def _one_line(error) -> str:
+    return " ".join(str(error).split())
+
+
 def check_supported(model, arch: str, lanes: int) -> None:
     """Raise ``NotImplementedError`` naming what the network RTL cannot run in ``model``.
 
-    Checks the inputs the co-simulation has (the digits), then builds the integer net and the
-    shared network's plan (which builds the hardware program): each refuses what it does not
-    support, before anything is generated or built.
+    Builds the integer net and the shared network's plan (which builds the hardware program):
+    each refuses what it does not support, before anything is generated or built. Any input
+    size and channel count the stem takes is accepted; the inputs are chosen afterwards
+    (:func:`select_inputs`).
     """
     from hw.plan import SharedPlan
 
-    cfg = model.cfg
-    if (cfg.in_channels, cfg.img_size, cfg.img_size) != DIGITS_SHAPE:
-        raise NotImplementedError(
-            f"the co-simulation feeds the shipped digits ({'x'.join(map(str, DIGITS_SHAPE))}); "
-            f"this model takes {cfg.in_channels}x{cfg.img_size}x{cfg.img_size} inputs")
     if arch != "shared":
         raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
     SharedPlan(quantized(model), lanes)
 
 
-def quantized(model):
-    """Return the 8-bit :class:`quant.quantize.IntNet` of a demo model."""
+def quantized(model, weight_bits: int = 8):
+    """Return the :class:`quant.quantize.IntNet` of a model: ``weight_bits`` weights, 8-bit pixel
+    codes over quant's default pixel range (for the digits the codes are the raw pixels)."""
     from quant.quantize import quantize_model
 
-    return quantize_model(model, 8, 8)  # the digits' pixel range: codes are the raw pixels
+    return quantize_model(model, weight_bits, 8)
+
+
+@dataclass
+class QuantizedNetwork:
+    """A checkpoint loaded at ``T``, quantized and accepted by the network RTL (:func:`prepare`).
+
+    Members: ``checkpoint`` (the name runs print), ``model`` (the float model, float64, eval),
+    ``trained`` (False for ``checkpoint='random'``), ``net`` (the ``quant.quantize.IntNet``),
+    ``lanes``, ``arch``.
+    """
+
+    checkpoint: str
+    model: object
+    trained: bool
+    net: object
+    lanes: int = 16
+    arch: str = "shared"
+
+    @property
+    def cfg(self):
+        """The model configuration (``golden.config.ModelConfig``)."""
+        return self.model.cfg
+
+    @property
+    def T(self) -> int:
+        """Time steps per image."""
+        return self.cfg.T
+
+
+def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: int = 16,
+            arch: str = "shared", seed: int = 0, weight_bits: int = 8) -> QuantizedNetwork:
+    """Load ``checkpoint`` at ``T`` (:func:`demo_model`), quantize it and check that the network
+    RTL runs it, before anything is written or built.
+
+    Raises ``FileNotFoundError`` (a missing checkpoint), ``golden.checkpoint.CheckpointError``
+    (one that does not load), ``quant.quantize.QuantizationError`` (one that does not quantize;
+    the message starts with ``checkpoint NAME:``) and :class:`Unsupported` (a model the network
+    RTL cannot run: the message names the checkpoint, its configuration and the reason).
+    """
+    from hw.plan import SharedPlan
+    from quant.quantize import QuantizationError
+
+    name = str(checkpoint) if checkpoint is not None else str(DEFAULT_CHECKPOINT)
+    model, trained = demo_model(T, checkpoint, seed, variant_name)
+    try:
+        if arch != "shared":
+            raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
+        net = quantized(model, weight_bits)
+        SharedPlan(net, lanes)
+    except NotImplementedError as error:
+        raise Unsupported(f"checkpoint {name} ({describe(model.cfg)}) cannot be simulated: "
+                          + _one_line(error)) from error
+    except QuantizationError as error:
+        raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
+    return QuantizedNetwork(name, model, trained, net, lanes, arch)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@dataclass
+class Inputs:
+    """The images a run feeds: float64 ``images [N, C, H, W]``, their ``labels`` (the digits'; None
+    for a file, an array or random images), ``source`` (``'digits'``, ``'file'``, ``'array'`` or
+    ``'random'``) and a one-line ``description`` for the printout."""
+
+    images: object
+    labels: list | None
+    source: str
+    description: str
+
+    @property
+    def meaningful(self) -> bool:
+        """False for random images: their predictions mean nothing (bit-exactness still does)."""
+        return self.source != "random"
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def pixel_range(net) -> tuple:
+    """Return ``(low, high)`` float64 ``[C]``: the real inputs the net's pixel codes hold unclipped.
+
+    quant codes a pixel ``x`` of channel ``c`` as ``rint(x / scale[c]) + zero_point[c]`` in
+    ``0 .. 2**bits - 1`` (:class:`quant.quantize.PixelQuant`), over the range
+    ``quant.quantize.default_pixel_range`` gives: ``[0, 255/16]`` for 1-channel and demo models
+    (the digits are ``k/16``, ``0..1``), ImageNet-normalised ``[-2.2, 2.7]`` otherwise. A value outside
+    ``[(0 - zero_point) * scale, (max_code - zero_point) * scale]`` would be clipped in the integer
+    model but not in the float one, so inputs must lie inside it.
+    """
+    pixel = net.pixel
+    scale = np.asarray(pixel.scale, np.float64)
+    zero = np.asarray(pixel.zero_point, np.float64)
+    return 0.0 - zero * scale, (pixel.max_code - zero) * scale  # 0.0 -: no "-0"
+
+
+def _digit_codes(net) -> bool:
+    """True when the net's pixel codes are the digits' (step 1/16 from 0: quant's digits range)."""
+    return bool(np.all(net.pixel.zero_point == 0) and np.all(net.pixel.scale == 1 / 16))
+
+
+def _shape(cfg) -> tuple:
+    return (cfg.in_channels, cfg.img_size, cfg.img_size)
+
+
+def _fmt(values) -> str:
+    values = np.unique(np.asarray(values, np.float64))
+    return f"{values[0]:g}" if values.size == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def check_images(array, net, what: str, count: int | None = None):
+    """Return the first ``count`` (default all) images of ``array`` as float64 ``torch.Tensor``
+    ``[N, C, H, W]`` after checking them against ``net``; raise :class:`InputError` naming
+    ``what`` and the problem (dtype, shape, channels, size, too few images, NaN/Inf, range)."""
+    import torch
+
+    cfg = net.cfg
+    want = "[N, {}, {}, {}]".format(*_shape(cfg))
+    if isinstance(array, torch.Tensor):
+        dtype = array.dtype
+        if not (dtype.is_floating_point or dtype in (torch.uint8, torch.int8, torch.int16,
+                                                     torch.int32, torch.int64)):
+            raise InputError(f"{what} has dtype {str(dtype).replace('torch.', '')}; expected "
+                             "real numbers (a float or integer dtype)")
+        array = array.detach().cpu().to(torch.float64).numpy()
+    elif isinstance(array, np.ndarray):
+        if array.dtype.kind not in "fiu":
+            raise InputError(f"{what} has dtype {array.dtype}; expected real numbers "
+                             "(a float or integer dtype)")
+        array = np.asarray(array, np.float64)
+    else:
+        raise InputError(f"{what} is a {type(array).__name__}, not an array of images")
+    if array.ndim != 4:
+        raise InputError(f"{what} has shape {tuple(array.shape)}; expected {want} images "
+                         f"(in_channels={cfg.in_channels}, img_size={cfg.img_size})")
+    if array.shape[1] != cfg.in_channels:
+        raise InputError(f"{what} has {array.shape[1]} channels (shape {tuple(array.shape)}); "
+                         f"the model takes in_channels={cfg.in_channels}: {want}")
+    if array.shape[2:] != _shape(cfg)[1:]:
+        raise InputError(f"{what} has images of {array.shape[2]}x{array.shape[3]} (shape "
+                         f"{tuple(array.shape)}); the model takes img_size={cfg.img_size}: {want}")
+    if array.shape[0] == 0:
+        raise InputError(f"{what} holds no images (shape {tuple(array.shape)})")
+    if count is not None and count > array.shape[0]:
+        raise InputError(f"{what} holds {array.shape[0]} images; --images asks for {count}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        kinds = " and ".join(k for k in (f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else "")
+                             if k)
+        raise InputError(f"{what} holds {kinds} (first at index {first}); images must be finite")
+    low, high = pixel_range(net)
+    view = (1, -1, 1, 1)
+    outside = (array < low.reshape(view)) | (array > high.reshape(view))
+    if outside.any():
+        first = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise InputError(
+            f"{what} holds {int(outside.sum())} value{'s' if outside.sum() > 1 else ''} "
+            f"outside the model's pixel range "
+            f"{_fmt(low)} to {_fmt(high)} (first {array[first]:g} at index {first}; the range "
+            f"its {net.pixel.bits}-bit pixel codes hold"
+            f"{', the digits are 0 to 1' if _digit_codes(net) else ''})")
+    return torch.from_numpy(np.ascontiguousarray(array[:count]))
+
+
+def read_inputs(path, net, count: int | None = None):
+    """Read images from a ``.npy`` (``np.load(allow_pickle=False)``) or ``.pt`` file
+    (``torch.load(weights_only=True)``, a tensor) and check them (:func:`check_images`).
+
+    Raises :class:`InputError` naming the file: missing, unreadable, not an array or a tensor,
+    or images the model cannot take.
+    """
+    import torch
+
+    path = Path(path)
+    what = f"inputs {path}"
+    if not path.exists():
+        raise InputError(f"{what} does not exist")
+    if not path.is_file():
+        raise InputError(f"{what} is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as error:  # ValueError, OSError, EOFError, pickled data, ...
+            raise InputError(f"{what} cannot be read as .npy (np.load, allow_pickle=False): "
+                             f"{_one_line(error)[:200]}") from None
+        if not isinstance(array, np.ndarray):
+            close = getattr(array, "close", None)
+            if close:
+                close()
+            raise InputError(f"{what} holds a {type(array).__name__}, not one array (.npz "
+                             "archives are not taken)")
+    elif suffix in (".pt", ".pth"):
+        try:
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": one line only
+                warnings.simplefilter("ignore")
+                array = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # the unpickler raises several types
+            from golden.checkpoint import _load_failure  # the reason, without torch's advice
+
+            raise InputError(f"{what} cannot be read with torch.load(weights_only=True): "
+                             f"{_load_failure(error)}") from None
+        if not isinstance(array, torch.Tensor):
+            raise InputError(f"{what} holds a {type(array).__name__}, not a tensor")
+    else:
+        raise InputError(f"{what}: unknown format {suffix or '(no suffix)'}; give a .npy or "
+                         ".pt file")
+    return check_images(array, net, what, count)
 
 
 def test_images(count: int):
@@ -130,6 +365,67 @@ def test_images(count: int):
     data = digits_dataset(32, "test", 0)
     images = data.tensors[0][:count]
     return images, data.tensors[1][:count]
+
+
+test_images.__test__ = False  # not a pytest test
+
+
+def random_images(net, count: int, seed: int = 0):
+    """Return ``count`` seeded random float64 images ``[N, C, H, W]`` in the net's pixel range.
+
+    Every value is a pixel code's real value, so the float and the integer model see the same
+    input. Digit-range nets (codes of step 1/16 from 0) draw the digits' values ``k/16``, ``k`` in
+    ``0..16``; others draw codes uniformly over their whole range.
+    """
+    import torch
+
+    cfg = net.cfg
+    generator = np.random.default_rng(seed)
+    scale = np.asarray(net.pixel.scale, np.float64).reshape(1, -1, 1, 1)
+    zero = np.asarray(net.pixel.zero_point, np.int64).reshape(1, -1, 1, 1)
+    top = 16 if _digit_codes(net) else net.pixel.max_code
+    codes = generator.integers(0, top + 1, size=(count, *_shape(cfg)))
+    return torch.from_numpy((codes - zero) * scale)
+
+
+def select_inputs(net, count: int | None = None, inputs=None, seed: int = 0) -> Inputs:
+    """Return the :class:`Inputs` of a run on ``net`` (a ``quant.quantize.IntNet``).
+
+    ``inputs``: ``None`` (the held-out digits when the model takes 1x32x32, else random images),
+    ``'digits'``, ``'random'``, a path to a ``.npy`` / ``.pt`` file (:func:`read_inputs`), or an
+    array / tensor ``[N, C, H, W]`` (:func:`check_images`). ``count``: the first ``count`` images
+    (default: all of a file or array, else :data:`DEFAULT_IMAGES`). Raises :class:`InputError`.
+    """
+    cfg = net.cfg
+    shape = _shape(cfg)
+    size = "x".join(map(str, shape))
+    if count is not None and count < 1:
+        raise InputError(f"--images {count} is out of range: at least 1")
+    if inputs is None:
+        inputs = "digits" if shape == DIGITS_SHAPE else "random"
+    if isinstance(inputs, str) and inputs == "digits":
+        if shape != DIGITS_SHAPE:
+            raise InputError(f"the digits are {'x'.join(map(str, DIGITS_SHAPE))}; this model takes "
+                             f"{size} inputs (give --inputs FILE or --inputs random)")
+        from golden.data import digits_arrays
+
+        n = count or DEFAULT_IMAGES
+        available = len(digits_arrays("test", 0)[1])
+        if n > available:
+            raise InputError(f"--images {n}: the held-out digits are {available} images")
+        images, labels = test_images(n)
+        return Inputs(images, labels.tolist(), "digits",
+                      f"the first {n} held-out digits (golden.data, 1x32x32, pixels k/16 in 0..1)")
+    if isinstance(inputs, str) and inputs == "random":
+        n = count or DEFAULT_IMAGES
+        return Inputs(random_images(net, n, seed), None, "random",
+                      f"{n} seeded random {size} images (seed {seed}) in the model's pixel range: "
+                      "their predictions mean nothing (the bit-exact check still holds)")
+    if isinstance(inputs, (str, Path)):
+        images = read_inputs(inputs, net, count)
+        return Inputs(images, None, "file", f"{len(images)} {size} images from {inputs}")
+    images = check_images(inputs, net, "inputs array", count)
+    return Inputs(images, None, "array", f"{len(images)} {size} images from an array")
 
 
 def golden_run(model, net, images):
@@ -200,7 +496,9 @@ def _net_key(net, lanes: int, arch: str = "shared") -> str:
 
 
 def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
-    """Return the network's Verilog, converted once per design point (cached under build/)."""
+    """Return the network's Verilog, converted once per design point (cached under build/).
+
+    ``dut``: the ``hw.shared.SharedNetwork`` of ``net``, or a function making it."""
     from amaranth.back import verilog
 
     cache = ROOT / "build" / "network_rtl"
@@ -208,6 +506,8 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
     path = cache / f"network-{_net_key(net, lanes, arch)}.v"
     if path.exists():
         return path.read_text()
+    if not hasattr(dut, "elaborate"):
+        dut = dut()  # a factory: the design is made only when it is converted
     text = verilog.convert(dut, name="network", emit_src=False)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
@@ -215,35 +515,52 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
     return text
 
 
-def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16,
-                seed: int = 0, arch: str = "shared", simulator: str | None = None,
-                variant_name: str | None = None) -> dict:
-    """Run ``images`` test images at ``T`` in RTL; return the summary (raises on a mismatch)."""
+def network_design(network: QuantizedNetwork):
+    """Return the network's Amaranth design (``hw.shared.SharedNetwork``, weights inside)."""
+    from hw.shared import SharedNetwork
+
+    return SharedNetwork(network.net, lanes=network.lanes)
+
+
+def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut=None):
+    """Convert the network to Verilog and build it for the simulator, once per design point
+    (both cached under ``build/``); return ``(sim.toolchain.Design, convert_s, build_s)``."""
+    from sim import toolchain
+
+    if dut is None:
+        dut = lambda: network_design(network)  # noqa: E731 - made only on a cache miss
+    begin = time.perf_counter()
+    text = network_verilog(dut, network.net, network.lanes, network.arch)
+    convert_s = time.perf_counter() - begin
+    begin = time.perf_counter()
+    design = toolchain.build(text, "network", simulator=toolchain.selected_simulator(simulator))
+    return design, convert_s, time.perf_counter() - begin
+
+
+def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | None = None) -> dict:
+    """Run ``inputs`` through the network RTL and the golden models; return the summary.
+
+    Writes the testbench's case and results into ``out``. The summary holds, per image, the RTL
+    result (``rtl``: logits, cycles, ``match`` = logits and every LIF's spikes ``==`` the integer
+    model's), the integer and float logits and predictions, and the per-step ``report``; a
+    mismatch is its ``error`` (the first layer and index that differ), not an exception.
+    """
     import torch
 
-    from hw.shared import SharedNetwork
     from sim import toolchain
 
     torch.set_num_threads(1)
     simulator = toolchain.selected_simulator(simulator)
     out = Path(out).resolve()  # the simulator runs in its build directory
-    model, trained = demo_model(T, checkpoint, seed, variant_name)
-    net = quantized(model)
-    out.mkdir(parents=True, exist_ok=True)  # only once the checkpoint has loaded and quantized
-    x, labels = test_images(images)
-    codes, logits, trace, float_logits = golden_run(model, net, x)
-    if arch != "shared":
-        raise ValueError(f"architecture {arch!r}: only 'shared' exists")
-    dut = SharedNetwork(net, lanes=lanes)
+    T, net, lanes = network.T, network.net, network.lanes
+    out.mkdir(parents=True, exist_ok=True)
+    codes, logits, trace, float_logits = golden_run(network.model, net, inputs.images)
+    dut = network_design(network)
     case = out / f"case_T{T}.npz"
     meta = write_case(case, dut, codes, logits, trace)
-    begin = time.perf_counter()
-    text = network_verilog(dut, net, lanes, arch)
-    convert_s = time.perf_counter() - begin
-    begin = time.perf_counter()
-    design = toolchain.build(text, "network", simulator=simulator)
-    build_s = time.perf_counter() - begin
+    design, convert_s, build_s = compile_network(network, simulator, dut)
     results = out / f"results_T{T}.json"
+    results.unlink(missing_ok=True)  # never read an earlier run's results
     begin = time.perf_counter()
     error = None
     try:
@@ -253,15 +570,32 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
         error = str(failure)
     run_s = time.perf_counter() - begin
     rtl = json.loads(results.read_text())["images"] if results.exists() else []
-    summary = {"T": T, "trained": trained, "images": images, "lanes": lanes, "arch": arch,
+    count = len(inputs)
+    summary = {"T": T, "trained": network.trained, "checkpoint": network.checkpoint,
+               "images": count, "inputs": inputs.description, "input_source": inputs.source,
+               "lanes": lanes, "arch": network.arch,
                "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
                "run_s": run_s, "error": error,
-               "labels": labels.tolist(), "int_pred": logits.argmax(1).tolist(),
+               "labels": inputs.labels if inputs.labels is not None else [None] * count,
+               "int_logits": logits.tolist(), "int_pred": logits.argmax(1).tolist(),
+               "float_logits": float_logits.tolist(),
                "float_pred": float_logits.argmax(1).tolist(),
                "rtl_pred": [int(np.argmax(r["logits"])) for r in rtl],
                "rtl": rtl}
     summary["report"] = step_report(dut, net, trace, rtl, meta) if rtl else []
     return summary
+
+
+def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16,
+                seed: int = 0, arch: str = "shared", simulator: str | None = None,
+                variant_name: str | None = None, inputs=None) -> dict:
+    """Run ``images`` images at ``T`` in RTL; return the summary (:func:`simulate`).
+
+    :func:`prepare`, :func:`select_inputs` (``inputs``: as there; default the digits) and
+    :func:`simulate` in one call.
+    """
+    network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed)
+    return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator)
 
 
 def _sops(dut, net, trace, step, t, image):
@@ -349,9 +683,9 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
     return rows
 
 
-def write_report(summary: dict, out: Path, clock_mhz: float) -> None:
-    """Write the per-step report as JSON, CSV and a PNG plot of cycles against the ideal."""
-    T = summary["T"]
+def totals(summary: dict, clock_mhz: float = 100.0) -> dict:
+    """Return (and store as ``summary['total']``) the per-step report summed over the steps:
+    cycles, ideal cycles, utilisation, SOPs, MACs, energy, and the latency at ``clock_mhz``."""
     rows = summary["report"]
     total = {key: sum(r[key] for r in rows) for key in
              ("cycles", "ideal_cycles", "sops", "macs", "energy_paper_pJ", "energy_memory_pJ")}
@@ -359,6 +693,15 @@ def write_report(summary: dict, out: Path, clock_mhz: float) -> None:
     total["latency_us"] = total["cycles"] / clock_mhz
     total["clock_mhz"] = clock_mhz
     summary["total"] = total
+    return total
+
+
+def write_report(summary: dict, out: Path, clock_mhz: float) -> None:
+    """Write the per-step report as JSON, CSV and a PNG plot of cycles against the ideal."""
+    out = Path(out)
+    T = summary["T"]
+    rows = summary["report"]
+    totals(summary, clock_mhz)
     (out / f"report_T{T}.json").write_text(json.dumps(
         {k: v for k, v in summary.items() if k != "rtl"} | {"rtl_cycles": [
             r["cycles"] for r in summary["rtl"]], "rtl_wall_s": [r["wall_s"]
@@ -391,11 +734,14 @@ def print_summary(summary: dict) -> None:
     """Print predictions side by side and the per-step table."""
     T = summary["T"]
     note = "" if summary["trained"] else " (random demo weights: no checkpoint, accuracy moot)"
+    if summary.get("input_source") == "random":
+        note += " (random inputs: their predictions mean nothing; the bit-exact check still holds)"
     print(f"\n=== T={T}: {summary['images']} images{note}")
     print(f"{'image':>5} {'label':>5} {'float':>5} {'int':>5} {'rtl':>5}  {'cycles':>8} "
           f"{'wall s':>7}  bit-exact")
     for i, r in enumerate(summary["rtl"]):
-        print(f"{i:>5} {summary['labels'][i]:>5} {summary['float_pred'][i]:>5} "
+        label = summary["labels"][i]
+        print(f"{i:>5} {'-' if label is None else label:>5} {summary['float_pred'][i]:>5} "
               f"{summary['int_pred'][i]:>5} {summary['rtl_pred'][i]:>5}  {r['cycles']:>8} "
               f"{r['wall_s']:>7.2f}  {'yes' if r['match'] else 'NO'}")
     if summary["report"]:
@@ -419,9 +765,15 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the end-to-end demo; return 0 when the RTL equals the integer model everywhere."""
+    """Run the end-to-end co-simulation; return 0 when the RTL equals the integer model everywhere.
+
+    A thin wrapper: :func:`prepare` at every T, :func:`select_inputs`, then :func:`simulate`,
+    :func:`write_report` and :func:`print_summary` per T (``rtl_gen.api`` calls the same).
+    """
     p = argparse.ArgumentParser(prog="python -m sim.e2e", description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=int, default=4, help="test images per T (default 4)")
+    p.add_argument("--images", type=int, default=None,
+                   help=f"the first N images per T (default: all of an --inputs file, else "
+                        f"{DEFAULT_IMAGES})")
     p.add_argument("--T", type=int, nargs="+", default=[1, 2], help="time steps (default 1 2)")
     p.add_argument("--checkpoint", default=None,
                    help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights. Its "
@@ -429,6 +781,14 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default=None,
                    help="use this golden.config variant's configuration instead of the "
                         "checkpoint's (for a checkpoint that saves none); its shapes must match")
+    p.add_argument("--inputs", default=None, metavar="FILE|digits|random",
+                   help="a .npy or .pt file of float images [N, C, H, W] in the model's pixel "
+                        "range; 'digits': the held-out digits (1x32x32 models); 'random': seeded "
+                        "random images. Default: the digits when the model takes 1x32x32, "
+                        "else random images")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of random images (--inputs random) and of random weights "
+                        "(--checkpoint random); default 0")
     p.add_argument("--lanes", type=int, default=None,
                    help="lanes of the engine, the LIF array and every memory word (default 16)")
     p.add_argument("--arch", choices=("shared",), default="shared",
@@ -442,7 +802,7 @@ def main(argv=None) -> int:
                         "whole network (docs/simulators.md)")
     args = p.parse_args(argv)
     problem = None
-    if args.images < 1:
+    if args.images is not None and args.images < 1:
         problem = f"--images {args.images} is out of range: at least 1"
     elif min(args.T) < 1:
         problem = f"--T {min(args.T)} is out of range: at least 1"
@@ -453,36 +813,33 @@ def main(argv=None) -> int:
     if problem is None and args.checkpoint not in (None, "random") \
             and not Path(args.checkpoint).exists():
         problem = f"checkpoint {args.checkpoint} does not exist"
+    networks = {}
+    inputs = None
     if problem is None:
-        # Load, check and quantize the checkpoint at every T before anything is written, built
-        # or simulated: a bad checkpoint is one line naming the file and the key.
-        from quant.quantize import QuantizationError
-
+        # Load, check and quantize the checkpoint at every T, and read and check the inputs,
+        # before anything is written, built or simulated: a bad checkpoint is one line naming
+        # the file and the key, bad inputs one line naming the file and the problem.
         lanes = args.lanes or 16
         name = args.checkpoint or DEFAULT_CHECKPOINT
-        configs = {}
         try:
             for T in args.T:
-                model = demo_model(T, args.checkpoint, variant_name=args.variant)[0]
-                configs[T] = model.cfg
-                check_supported(model, args.arch, lanes)
-        except NotImplementedError as error:  # a model the network RTL cannot run: refused
-            what = f" ({describe(configs[T])})" if T in configs else ""
-            problem = (f"checkpoint {name}{what} cannot be simulated: "
-                       + " ".join(str(error).split()))
-        except (ValueError, OSError, KeyError) as error:  # CheckpointError, QuantizationError
-            problem = " ".join(str(error).split())
-            if isinstance(error, (QuantizationError, KeyError)):
-                problem = f"checkpoint {name}: {problem}"
+                networks[T] = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
+                                      arch=args.arch, seed=args.seed)
+            inputs = select_inputs(networks[args.T[0]].net, args.images, args.inputs, args.seed)
+        except (NotImplementedError, InputError) as error:  # refused model, bad inputs
+            problem = _one_line(error)
+        except KeyError as error:
+            problem = f"checkpoint {name}: {_one_line(error)}"
+        except (ValueError, OSError) as error:  # CheckpointError, QuantizationError
+            problem = _one_line(error)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     status = 0
     for T in args.T:
-        lanes = args.lanes or 16
-        print(f"simulating {describe(configs[T])}", flush=True)
-        summary = run_network(T, args.images, Path(args.out), args.checkpoint, lanes,
-                              arch=args.arch, simulator=args.sim, variant_name=args.variant)
+        print(f"simulating {describe(networks[T].cfg)}", flush=True)
+        print(f"inputs: {inputs.description}", flush=True)
+        summary = simulate(networks[T], inputs, Path(args.out), simulator=args.sim)
         if summary["rtl"]:
             write_report(summary, Path(args.out), args.clock_mhz)
         print_summary(summary)

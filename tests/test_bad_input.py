@@ -3,7 +3,9 @@
 Entries: ``python -m quant.cli``, ``make quantize``, ``python -m golden energy``, ``python -m
 rtl_gen`` with a design point naming the checkpoint, ``python -m sim.e2e --checkpoint``. Every
 bad file is derived from the shipped ``golden/checkpoints/demo.pth`` inside ``tmp_path``, and every
-entry runs as a subprocess (``sys.executable -m ...``, from the repository root).
+entry runs as a subprocess (``sys.executable -m ...``, from the repository root). Images files
+(``python -m sim.e2e --inputs FILE``, ``make sim INPUTS=FILE``) are the last section: the same
+refusal, the line naming the file and the problem.
 
 A refusal means, precisely:
 
@@ -503,3 +505,171 @@ def test_zero_running_var_folds_as_torch_evaluates_it(tmp_path):
                           rtol=1e-12, atol=1e-12)
     for net in (quantized_network(str(ckpt), 8, 1), quantized(model)):
         assert net.layers["downsample2.encode_conv"].weight.any()
+
+
+# ----------------------------------------------------------------------------- bad inputs files
+
+# ``python -m sim.e2e --inputs FILE`` (and ``make sim INPUTS=FILE``) on the demo checkpoint: a
+# file that is missing, unreadable, not one array, or whose images the model cannot take (shape,
+# channels, size, dtype, NaN/Inf, outside the pixel range) is one line naming the file and the
+# problem, exit status 2, nothing written. In-process through ``sim.e2e.main`` (stderr and the
+# status captured, an escaping exception would be the traceback); SUBPROCESS_INPUTS (every case
+# with BAD_INPUT_FULL=1) also run as ``python -m sim.e2e``.
+
+def _digits(count: int = 2):
+    from sim.e2e import test_images
+
+    return test_images(count)[0].numpy()
+
+
+def _npy(array_of):
+    def make(path: Path) -> Path:
+        path = path.with_suffix(".npy")
+        np_save(path, array_of())
+        return path
+    return make
+
+
+def np_save(path: Path, array, allow_pickle: bool = False) -> None:
+    import numpy as np
+
+    np.save(path, array, allow_pickle=allow_pickle)
+
+
+def _with(value, index=(1, 0, 5, 7)):
+    def array():
+        x = _digits()
+        x[index] = value
+        return x
+    return array
+
+
+def _object_npy(path: Path) -> Path:
+    import numpy as np
+
+    path = path.with_suffix(".npy")
+    np_save(path, np.array([{"images": 1}], dtype=object), allow_pickle=True)
+    return path
+
+
+def _pt(obj_of):
+    def make(path: Path) -> Path:
+        path = path.with_suffix(".pt")
+        torch.save(obj_of(), path)
+        return path
+    return make
+
+
+def _pt_pickled_code(path: Path) -> Path:
+    path = path.with_suffix(".pt")
+    torch.save(_Payload(path.parent / "PICKLE_RAN"), path)
+    return path
+
+
+def _suffixed(suffix: str, data: bytes):
+    def make(path: Path) -> Path:
+        path = path.with_suffix(suffix)
+        path.write_bytes(data)
+        return path
+    return make
+
+
+#: name -> (maker of the file in tmp_path (None: a missing file), extra argv, words in the line).
+INPUTS = {
+    "missing": (None, [], ["does not exist"]),
+    "directory": (lambda p: (p.mkdir(), p)[1], [], ["is not a file"]),
+    "unknown-suffix": (_suffixed(".txt", b"1 2 3"), [], ["unknown format .txt", ".npy or .pt"]),
+    "npy-garbage": (_suffixed(".npy", b"not an array at all" * 10), [],
+                    ["cannot be read as .npy"]),
+    "npy-object-array": (_object_npy, [], ["cannot be read as .npy", "allow_pickle=False"]),
+    "npy-three-dims": (_npy(lambda: _digits()[:, 0]), [],
+                       ["shape (2, 32, 32)", "[N, 1, 32, 32]", "in_channels=1", "img_size=32"]),
+    "npy-three-channels": (_npy(lambda: _digits().repeat(3, axis=1)), [],
+                           ["3 channels", "in_channels=1", "[N, 1, 32, 32]"]),
+    "npy-wrong-size": (_npy(lambda: _digits()[:, :, :28, :28]), [],
+                       ["images of 28x28", "img_size=32"]),
+    "npy-no-images": (_npy(lambda: _digits()[:0]), [], ["holds no images"]),
+    "npy-nan": (_npy(_with(math.nan)), [], ["1 NaN", "index (1, 0, 5, 7)", "must be finite"]),
+    "npy-inf": (_npy(_with(-math.inf, (0, 0, 2, 3))), [], ["1 Inf", "index (0, 0, 2, 3)"]),
+    "npy-out-of-range-high": (_npy(_with(300.0)), [],
+                              ["1 value outside the model's pixel range", "0 to 15.9375",
+                               "300", "index (1, 0, 5, 7)"]),
+    "npy-out-of-range-low": (_npy(_with(-0.5)), [], ["outside the model's pixel range", "-0.5"]),
+    "npy-bool": (_npy(lambda: _digits() > 0.5), [], ["dtype bool", "float or integer"]),
+    "npy-strings": (_npy(lambda: _digits().astype(str)), [], ["dtype <U", "float or integer"]),
+    "too-few-images": (_npy(_digits), ["--images", "3"], ["holds 2 images", "--images asks for 3"]),
+    "pt-dict": (_pt(lambda: {"images": torch.from_numpy(_digits())}), [],
+                ["holds a dict, not a tensor"]),
+    "pt-pickled-code": (_pt_pickled_code, [],
+                        ["cannot be read with torch.load(weights_only=True)"]),
+    "pt-garbage": (_suffixed(".pt", b"\x80\x04garbage"), [],
+                   ["cannot be read with torch.load(weights_only=True)"]),
+    "pt-complex": (_pt(lambda: torch.zeros(2, 1, 32, 32, dtype=torch.complex64)), [],
+                   ["dtype complex64"]),
+    "pt-nan": (_pt(lambda: torch.from_numpy(_with(math.nan)())), [], ["1 NaN"]),
+}
+SUBPROCESS_INPUTS = (tuple(sorted(INPUTS)) if os.environ.get("BAD_INPUT_FULL")
+                     else ("missing", "npy-three-channels", "pt-pickled-code"))
+
+
+def _inputs_case(tmp_path: Path, case: str) -> tuple[list, list, Path]:
+    maker, extra, words = INPUTS[case]
+    path = maker(tmp_path / "images") if maker else tmp_path / "nowhere.npy"
+    argv = ["--arch", "shared", "--checkpoint", str(DEMO), "--inputs", str(path), "--T", "1",
+            *extra, "--out", str(tmp_path / "out" / "e2e")]
+    return argv, [path, *words], path
+
+
+def _main_in_process(argv: list, capsys) -> subprocess.CompletedProcess:
+    from sim import e2e
+
+    status = e2e.main(argv)  # an exception here is the traceback the CLI must not print
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, status, captured.out, captured.err)
+
+
+@pytest.mark.parametrize("case", sorted(INPUTS))
+def test_bad_inputs_file(tmp_path, case, capsys):
+    argv, words, path = _inputs_case(tmp_path, case)
+    line = _refused(_main_in_process(argv, capsys), words, [tmp_path / "out"])
+    assert line.startswith(f"error: inputs {path}"), line
+    assert not (tmp_path / "PICKLE_RAN").exists(), "pickled code was executed"
+    _log("sim.e2e --inputs", case, line.replace(str(tmp_path), "$TMP"))
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_INPUTS)
+def test_bad_inputs_file_through_the_cli(tmp_path, case):
+    argv, words, _ = _inputs_case(tmp_path, case)
+    _refused(_run([PY, "-m", "sim.e2e", *argv]), words, [tmp_path / "out"])
+    assert not (tmp_path / "PICKLE_RAN").exists(), "pickled code was executed"
+
+
+def test_digits_refused_for_a_model_that_does_not_take_them(tmp_path, capsys):
+    """``--inputs digits`` on a 3-channel model: one line, nothing written."""
+    from tests.test_e2e_config import saved_with_channels
+
+    ckpt = saved_with_channels(tmp_path)
+    argv = ["--checkpoint", str(ckpt), "--inputs", "digits", "--T", "1",
+            "--out", str(tmp_path / "out" / "e2e")]
+    _refused(_main_in_process(argv, capsys), ["the digits are 1x32x32", "3x32x32"],
+             [tmp_path / "out"])
+
+
+def test_api_refuses_bad_arrays_before_running():
+    """The API takes arrays through the same checks (``sim.e2e.check_images``)."""
+    import numpy as np
+
+    from sim.e2e import InputError, prepare, select_inputs
+
+    net = prepare(1, DEMO).net
+    bad = _with(math.nan)()
+    with pytest.raises(InputError, match=r"inputs array holds 1 NaN \(first at index "
+                                         r"\(1, 0, 5, 7\)\)"):
+        select_inputs(net, None, bad)
+    with pytest.raises(InputError, match="3 channels"):
+        select_inputs(net, None, torch.zeros(1, 3, 32, 32))
+    with pytest.raises(InputError, match="not an array"):
+        select_inputs(net, None, [[0.0]])
+    good = select_inputs(net, 1, _digits())
+    assert good.source == "array" and good.images.dtype == torch.float64
+    assert np.array_equal(good.images.numpy(), _digits()[:1])

@@ -3,7 +3,8 @@
 Checkpoints saved with ``golden.save_checkpoint`` for configurations that share the demo's keys but
 differ (SDSA operator, shortcut, attention threshold, T) must be loaded as themselves. The ones the
 network RTL cannot run are refused by ``python -m sim.e2e`` with one line naming the checkpoint,
-its configuration and the reason, exit status 2, before anything is written or built.
+its configuration and the reason, exit status 2, before anything is written or built. A model that
+does not take the 1x32x32 digits is not refused: it runs on seeded random images (or --inputs).
 """
 
 import os
@@ -76,11 +77,76 @@ def test_unsupported_checkpoint_is_refused_not_swapped(tmp_path, changes, reason
     assert not out.exists()
 
 
-def test_the_co_simulation_refuses_inputs_it_does_not_have(tmp_path):
-    model, _ = demo_model(1, "random")
-    wide = MetaSpikeFormer(model.cfg.replace(in_channels=3))
-    with pytest.raises(NotImplementedError, match="digits"):
-        check_supported(wide.double().eval(), "shared", 16)
+def saved_with_channels(tmp_path: Path, channels: int = 3) -> Path:
+    """Save the demo with a ``channels``-channel stem (its kernel / channels in every channel):
+    a model that does not take the 1x32x32 digits."""
+    demo = load_checkpoint(DEMO)
+    model = MetaSpikeFormer(demo.cfg.replace(in_channels=channels))
+    state = demo.state_dict()
+    key = "downsample1_1.encode_conv.weight"
+    state[key] = state[key].repeat(1, channels, 1, 1) / channels
+    model.load_state_dict(state)
+    path = tmp_path / f"demo_{channels}ch.pth"
+    save_checkpoint(model, path)
+    return path
+
+
+def test_a_model_that_does_not_take_the_digits_is_simulated_on_random_images(tmp_path, capsys,
+                                                                             monkeypatch):
+    """A 3x32x32 model is accepted by the network RTL; without --inputs it gets seeded random
+    images, and the run says so. The RTL run itself is stubbed here (it needs its own Verilator
+    build: ``test_random_images_on_a_three_channel_model_bit_exact``, slow)."""
+    from sim import e2e
+
+    path = saved_with_channels(tmp_path)
+    network = e2e.prepare(1, path)  # accepted: no Unsupported raised
+    assert (network.cfg.in_channels, network.cfg.img_size) == (3, 32)
+    fed = []
+
+    def stub(network, inputs, out, simulator=None):
+        fed.append(inputs)
+        return {"T": network.T, "trained": network.trained, "images": len(inputs),
+                "input_source": inputs.source, "rtl": [], "report": [], "convert_s": 0.0,
+                "build_s": 0.0, "run_s": 0.0, "error": "stubbed"}
+
+    monkeypatch.setattr(e2e, "simulate", stub)
+    status = e2e.main(["--checkpoint", str(path), "--T", "1", "--images", "2",
+                       "--out", str(tmp_path / "e2e")])
+    out = capsys.readouterr().out
+    assert status == 1  # the stub ran nothing
+    (inputs,) = fed
+    assert inputs.source == "random" and inputs.labels is None and not inputs.meaningful
+    assert tuple(inputs.images.shape) == (2, 3, 32, 32)
+    assert "input 3x32x32" in out
+    assert "inputs: 2 seeded random 3x32x32 images (seed 0)" in out
+    assert "their predictions mean nothing" in out
+    again = e2e.select_inputs(network.net, 2, None, seed=0).images
+    assert torch.equal(inputs.images, again)  # seeded
+    assert not torch.equal(inputs.images, e2e.select_inputs(network.net, 2, None, seed=1).images)
+    low, high = e2e.pixel_range(network.net)
+    assert inputs.images.min() >= low.min() and inputs.images.max() <= high.max()
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_random_images_on_a_three_channel_model_bit_exact(tmp_path):
+    """The whole CLI on a 3x32x32 model: random images, said so, bit-exact (about 3.5 minutes
+    on 2 cores: its own Verilator build)."""
+    path = saved_with_channels(tmp_path)
+    out = tmp_path / "e2e"
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.e2e", "--checkpoint", str(path), "--T", "1", "--images", "1",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "inputs: 1 seeded random 3x32x32 images (seed 0)" in result.stdout
+    assert "random inputs: their predictions mean nothing" in result.stdout
+    import json
+
+    report = json.loads((out / "report_T1.json").read_text())
+    assert report["error"] is None and report["input_source"] == "random"
+    assert report["rtl_pred"] == report["int_pred"]
 
 
 torch.set_num_threads(1)

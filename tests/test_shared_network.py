@@ -90,7 +90,9 @@ def test_refuses_attention_blocks_the_feeder_cannot_walk():
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("T, images", [
-    pytest.param(2, 1, id="T2-1image"),  # the default suite's end-to-end check (about 3 min)
+    # The default suite's end-to-end check (about 3 min); tests/test_api.py's fast test reuses
+    # its Verilator build on the same worker (make test: --dist loadgroup).
+    pytest.param(2, 1, id="T2-1image", marks=pytest.mark.xdist_group("demo_T2")),
     pytest.param(1, 2, id="T1", marks=pytest.mark.slow),
     pytest.param(2, 2, id="T2", marks=pytest.mark.slow),
 ])

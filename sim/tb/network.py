@@ -31,16 +31,20 @@ def read_memory(handle) -> list[int]:
     return out
 
 
-def read_spikes(dut, spec, T) -> np.ndarray:
+def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
     """Return a spike map as ``[T, C, H * W]`` from the shared spike memory (``hw.plan``'s
     layout: channel ``c`` in bank ``c % banks`` at word ``base + (((t << cg_log) | c // banks)
-    << h_log | y)``, bit ``x``; bank ``b`` is bits ``b * bank_bits ..`` of each word)."""
+    << h_log | y)``, bit ``x``; bank ``b`` is bits ``b * bank_bits ..`` of each word).
+
+    ``wide``: the memory's words already read (:func:`read_memory`), shared by every map in it;
+    default: read it here."""
     channels, height, width = spec["channels"], spec["height"], spec["width"]
     banks, bits, base = spec["banks"], spec["bank_bits"], spec["base"]
     if spec["layout"] != "shared":
         raise ValueError(f"unknown spike-map layout {spec['layout']!r}")
     cg_stride, h_stride = 1 << spec["cg_log"], 1 << spec["h_log"]
-    wide = read_memory(getattr(dut, spec["memory"]))
+    if wide is None:
+        wide = read_memory(getattr(dut, spec["memory"]))
     words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
     out = np.zeros((T, channels, height * width), dtype=np.uint8)
     for t in range(T):
@@ -141,7 +145,14 @@ async def test_network(dut):
             v = (raw >> (c * width)) & ((1 << width) - 1)
             logits.append(v - (1 << width) if v >> (width - 1) else v)
         want = [int(v) for v in case["logits"][image]]
-        got_maps = {lif: read_spikes(dut, meta["maps"][lif], T) for lif in meta["lif_order"]}
+        # Every map lives in the same memory: read it once per image (through VPI), not per map.
+        memories = {}
+        for lif in meta["lif_order"]:
+            name = meta["maps"][lif]["memory"]
+            if name not in memories:
+                memories[name] = read_memory(getattr(dut, name))
+        got_maps = {lif: read_spikes(dut, meta["maps"][lif], T, memories[meta["maps"][lif]["memory"]])
+                    for lif in meta["lif_order"]}
         want_maps = {lif: case[f"spikes:{lif}"][image] for lif in meta["lif_order"]}
         message = first_difference(got_maps, want_maps, meta["lif_order"])
         if message:
