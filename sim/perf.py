@@ -346,7 +346,12 @@ class CycleModel:
         cout, cin, k, _ = np.asarray(stem.weight).shape
         size = net.cfg.img_size
         out = (size + 2 * int(stem.padding) - k) // int(stem.stride) + 1
-        self.stem_cycles = stem_cycles(out * out, ceil_div(cout, plan.lanes), cin, k)
+        self._stem = (out * out, ceil_div(cout, plan.lanes), cin, k)
+
+    @property
+    def stem_cycles(self) -> int:
+        """Cycles from the stem's start to its last output beat (:func:`stem_cycles`)."""
+        return stem_cycles(*self._stem)
 
     def _map(self, trace, lif: str, t: int, image: int) -> np.ndarray:
         info = self.plan.memory.maps[lif]
