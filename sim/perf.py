@@ -45,7 +45,7 @@ __all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timin
            "pool_lif_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
            "evaluate", "main"]
 
-# --- constants: pipeline depths, each read off the RTL ------------------------------------------
+# --- constants: pipeline depths, each read off the RTL -------------------------------------------
 
 #: Sequencer (``hw/sequencer.py``): phase 0 registers the decoded step index (``hit``), phase 3
 #: loads the descriptor, phase 1 pulses ``step_start``: the start is the step's third cycle.
@@ -61,9 +61,9 @@ READER_FEED_LATENCY = 4
 #: ProgEngine input register slice (``in_word``): a word offered in cycle c reaches the
 #: addressing unit in c + 1.
 ENGINE_INPUT_SLICE = 1
-#: ProgEngine, after the last accumulation is issued: the address register, R, C and D stages of
-#: the bank's read-modify-write (``issue_valid``, ``r_valid_a``, ``c_valid``) must all be empty
-#: before the read-out starts: it may start 4 cycles after the last issue.
+#: ProgEngine, after the last accumulation is issued: the read-out waits until the three stages
+#: behind the tap generator are empty (``issue_valid``: the address register, ``r_valid_a``: R,
+#: ``c_valid``: C; D writes in the same cycle as the first read): 4 cycles after the last issue.
 ENGINE_DRAIN = 4
 #: ProgEngine read-out: ``reading`` set (1), bank read (R, 1), raw register (Q, 1), output
 #: register adding the bias (1): the first output beat 4 cycles after the drain condition holds,
@@ -86,12 +86,13 @@ WRITER_FLUSH_DELAY = 1
 #: Stem (``hw.stem.StemConv.cycles``): the start register, the last tap through stages 1 to 5 and
 #: the output register.
 STEM_PIPELINE = 7
-#: SDSA feed (``hw/mapreader.py``): ``sd_active`` set by ``start`` (1); the q, k and v reads issue
-#: on three consecutive cycles through an address register (1), the memory (1), ``spike_word``
-#: (1) and the row registers (1), so a token is offered 1 + 3 + 3 = 7 cycles after ``start``...
+#: SDSA feed (``hw/mapreader.py``): ``sd_active`` is set by ``start`` (1); the q, k and v reads
+#: issue on three consecutive cycles (2 more for the v read), each through the address register
+#: ``sd_raddr`` (1), the memory (1) and ``spike_word`` (1), and the v row's register sets
+#: ``sd_beat`` (1): a token is offered 7 cycles after ``start``...
 SDSA_FEED_LATENCY = 7
-#: ... and the next token's reads start only in the cycle after the SDSA takes a token: one token
-#: every 7 cycles at best (3 reads and a 4-cycle read latency, not overlapped).
+#: ... and ``sd_active`` is set again only by the SDSA's taking a token, so the next token is
+#: offered 7 cycles after the take: the reads of two tokens never overlap.
 SDSA_FEED_PERIOD = 7
 #: SDSA input buffer (``hw/sdsa.py``): ``i.ready`` is "the spare slot is empty"; two beats wait.
 SDSA_INPUT_SLOTS = 2
@@ -108,7 +109,7 @@ def _step_cycles(datapath: int) -> int:
     return SEQ_BEFORE_START + datapath + SEQ_AFTER_FINISH
 
 
-# --- the stem --------------------------------------------------------------------------------------
+# --- the stem ------------------------------------------------------------------------------------
 
 def stem_cycles(positions: int, groups: int, in_channels: int, kernel: int) -> int:
     """Cycles from ``start`` to the stem's last output beat: one tap per cycle (one weight word,
@@ -116,7 +117,7 @@ def stem_cycles(positions: int, groups: int, in_channels: int, kernel: int) -> i
     return positions * groups * in_channels * kernel * kernel + STEM_PIPELINE
 
 
-# --- the engine ------------------------------------------------------------------------------------
+# --- the engine ----------------------------------------------------------------------------------
 
 def _axis_taps(coordinate: int, size_out: int, kernel: int, stride: int, padding: int) -> int:
     """Output rows (or columns) an input row (column) reaches: ``oy`` with ``0 <= oy < out`` and
@@ -223,6 +224,7 @@ def engine_frame_timing(config, spikes: np.ndarray) -> EngineTiming:
             d_prev = d
             valid = a + 1
         word_free = a_hist[-1]
+    # ``frame_done`` is a register set the cycle after the last item ends.
     drained = max(frame_end + 1, last_issue + ENGINE_DRAIN)
     first_beat = drained + ENGINE_READOUT_LATENCY
     return EngineTiming(words=words, spikes=spikes_total, updates=updates,
@@ -243,7 +245,7 @@ def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind) -> int:
     return _step_cycles(final)
 
 
-# --- stream LIF and pool ------------------------------------------------------------------------------
+# --- stream LIF and pool -------------------------------------------------------------------------
 
 def stream_lif_cycles(words: int, groups: int) -> int:
     """A LIF on a residual stream: the reader's words, the LIF array, the last row's map words."""
@@ -258,7 +260,7 @@ def pool_lif_cycles(words: int, pool_groups: int, map_groups: int) -> int:
     return _step_cycles(last_group + LIF_LATENCY + WRITER_FLUSH_DELAY + map_groups - 1)
 
 
-# --- SDSA ---------------------------------------------------------------------------------------------
+# --- SDSA ----------------------------------------------------------------------------------------
 
 def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True) -> int:
     """Cycles from the first offered token to the SDSA's last output beat, inclusive.
@@ -326,7 +328,7 @@ def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1) -> int:
     return _step_cycles(last_beat + WRITER_FLUSH_DELAY)
 
 
-# --- the whole network ----------------------------------------------------------------------------------
+# --- the whole network ---------------------------------------------------------------------------
 
 class CycleModel:
     """Predict the shared network's cycles per step from an integer trace (module docstring).
@@ -398,7 +400,7 @@ class CycleModel:
         return {"steps": rows, "total": sum(r["cycles"] for r in rows)}
 
 
-# --- measured cycles and agreement ---------------------------------------------------------------------
+# --- measured cycles and agreement ---------------------------------------------------------------
 
 #: The issue's targets: every step within 10 %, the total within 3 % of the RTL's cycles.
 TARGET_STEP = 0.10
@@ -444,7 +446,7 @@ def _percent(got: float, want: float) -> str:
     return f"{100 * (got / want - 1):+.2f} %" if want else "n/a"
 
 
-# --- evaluation and CLI ---------------------------------------------------------------------------------
+# --- evaluation and CLI --------------------------------------------------------------------------
 
 def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0):
     """Return ``(CycleModel, plan, trace)`` for the first ``images`` test digits at ``T``: the
@@ -645,7 +647,8 @@ def main(argv=None) -> int:
         if T is None:
             problem = f"--rtl-report {name}: its T is unknown (no T field, not *_T<T>.json)"
         elif T not in args.T:
-            problem = f"--rtl-report {name} is for T={T}, not one of --T {' '.join(map(str, args.T))}"
+            runs = " ".join(map(str, args.T))
+            problem = f"--rtl-report {name} is for T={T}, not one of --T {runs}"
         elif T in reports:
             problem = f"--rtl-report {name}: a second file for T={T}"
         if problem:

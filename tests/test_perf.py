@@ -109,7 +109,7 @@ def test_every_stored_run_every_step(rtl, checkpoint, T, image):
     assert not disagreements(predicted, measured, plan, rtl, exact=True)
 
 
-# --- the test can fail ----------------------------------------------------------------------------
+# --- the test can fail ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,delta", [
     ("SEQ_AFTER_FINISH", 2), ("SEQ_BEFORE_START", -1), ("LIF_LATENCY", -1),
@@ -134,7 +134,7 @@ def test_a_step_overhead_three_cycles_off_misses_the_targets(rtl, monkeypatch):
     assert failures and all("lif" in line for line in failures), failures
 
 
-# --- building blocks against the units ---------------------------------------------------------------
+# --- building blocks against the units -----------------------------------------------------------
 
 @pytest.mark.parametrize("cout,cin,k,size,stride,padding,lanes", [
     (8, 1, 7, 32, 2, 3, 16),   # the demo's stem
@@ -255,7 +255,7 @@ def test_engine_recurrence_is_the_engines_timing(lanes4, layer, rate):
                                                      timing.last_beat - offset)
 
 
-# --- CLI ----------------------------------------------------------------------------------------------
+# --- CLI -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv,words", [
     (["--checkpoint", DEMO, "--images", "0"], ["--images 0"]),

@@ -1,12 +1,14 @@
 """Write tests/data/perf_rtl.json: the RTL's measured cycles per step, from co-simulation runs.
 
-``python tests/data/make_perf_rtl.py OUT.json [--commit SHA] [--command "CMD"] CHECKPOINT:T:DIR ...``
+``python tests/data/make_perf_rtl.py OUT [--commit SHA] [--command CMD] CHECKPOINT:T:DIR ...``
 
 Each ``DIR`` is a ``python -m sim.e2e --out DIR`` directory; its ``results_T<T>.json`` (written by
 the cocotb testbench ``sim.tb.network``) holds, per image, the total cycles and a
 ``(t, step, cycles)`` mark whenever the sequencer entered another step. The marks are turned
-into cycles per ``(t, step)`` (``sim.perf.rtl_step_cycles``) and stored with the commit and a
-hash of ``hw/*.py`` and the command that made them (``--command``, for the specs after it), so a test that fails after a hardware change can say the numbers are stale.
+into cycles per ``(t, step)`` (``sim.perf.rtl_step_cycles``) and stored with the commit
+(``--commit``, default HEAD), a hash of ``hw/*.py`` and the command that made them
+(``--command``, for the specs after it), so that a test failing after a hardware change can say
+the numbers are stale.
 These are measurements: nothing here comes from the cycle model.
 """
 
