@@ -1,0 +1,688 @@
+"""Cycle model of the shared network (:class:`hw.shared.SharedNetwork`), from first principles.
+
+``python -m sim.perf --checkpoint PATH [--images N] [--T 1 2] [--rtl-report FILE] [--json OUT]``
+
+Given the network's plan (:class:`hw.plan.SharedPlan`) and the integer golden model's firing
+trace of an image (:class:`quant.intmodel.Trace`, the object ``sim.e2e`` gets from
+``golden_run``), :class:`CycleModel` predicts the cycles of every program step at every time
+step, and the total per image, as the RTL counts them (``sim.tb.network`` notes the ``cycles``
+counter whenever the sequencer moves to another step). Nothing here is fitted to measured
+numbers: every constant below is a register count read off the RTL and named after it, and the
+data-dependent terms (spikes per input row word, the valid taps of each spike, output groups,
+read-out words, K and Q set bits per SDSA token) come from the trace. ``docs/perf.md`` gives
+the equations per step kind and the measured agreement.
+
+Timing of one step (cycles counted from the one in which the sequencer enters the step):
+
+* the sequencer decodes the step (cycle 0), loads the descriptor (cycle 1) and pulses
+  ``step_start`` (cycle ``S = 2``); the step's final write ``F`` is registered (``finished``)
+  and the next step is entered one cycle later, so a step lasts ``F - S + 4`` cycles
+  (:data:`SEQ_BEFORE_START` + :data:`SEQ_AFTER_FINISH`), at least 5.
+* ``F - S`` is the datapath's own time: the stem's taps, the engine's accumulation and
+  read-out, the stream reader's words, the pool's groups, the SDSA's feed and passes, and the
+  fill and drain of the pipelines between them.
+
+With ``--rtl-report`` the CLI compares the prediction with a co-simulation's measured cycles:
+a ``report_T{T}.json`` of ``sim.e2e`` (per step, summed over time steps, mean over images) or a
+``results_T{T}.json`` of the testbench (per image, per step and time step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.params import ceil_div
+from hw.program import SinkKind, StepKind
+
+__all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timing",
+           "spike_taps", "sdsa_cycles", "sdsa_step_cycles", "stem_cycles", "stream_lif_cycles",
+           "pool_lif_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
+           "evaluate", "main"]
+
+# --- constants: pipeline depths, each read off the RTL -------------------------------------------
+
+#: Sequencer (``hw/sequencer.py``): phase 0 registers the decoded step index (``hit``), phase 3
+#: loads the descriptor, phase 1 pulses ``step_start``: the start is the step's third cycle.
+SEQ_BEFORE_START = 2
+#: Sequencer: ``finish`` is registered into ``finished`` (1), and in the cycle that sees it phase
+#: 2 moves to the next step (1): the next step begins two cycles after the final write.
+SEQ_AFTER_FINISH = 2
+
+#: Spike-map reader (``hw/mapreader.py``), engine feed: ``feeding`` set (1), read address to the
+#: memory (1), the whole output word registered in ``spike_word`` (1), the chosen bank registered
+#: in ``fo_bits`` (1): the first row word is offered to the engine 4 cycles after ``start``.
+READER_FEED_LATENCY = 4
+#: ProgEngine input register slice (``in_word``): a word offered in cycle c reaches the
+#: addressing unit in c + 1.
+ENGINE_INPUT_SLICE = 1
+#: ProgEngine, after the last accumulation is issued: the read-out waits until the three stages
+#: behind the tap generator are empty (``issue_valid``: the address register, ``r_valid_a``: R,
+#: ``c_valid``: C; D writes in the same cycle as the first read): 4 cycles after the last issue.
+ENGINE_DRAIN = 4
+#: ProgEngine read-out: ``reading`` set (1), bank read (R, 1), raw register (Q, 1), output
+#: register adding the bias (1): the first output beat 4 cycles after the drain condition holds,
+#: then one beat per cycle.
+ENGINE_READOUT_LATENCY = 4
+#: LIF array (``hw.lif.LIFArray``, ``pipelined=True``): input beat to output beat.
+LIF_LATENCY = 3
+#: Stream write stage (``hw.residual.StreamWriteStage``): ``written_last`` two cycles after the
+#: last beat is offered (stage B, stage C).
+STREAM_WRITE_LATENCY = 2
+#: Stream reader (``hw.residual.StreamReader``): ``rd_busy`` set (1), the memory read (1), the word
+#: registered on ``o`` (1): word i leaves 3 + i cycles after ``start``.
+STREAM_READ_LATENCY = 3
+#: Pool (``hw.residual.Pool``): ``firing`` is set the cycle after the last stream word (1) and
+#: each group's sums are chosen into the output register (1).
+POOL_LATENCY = 2
+#: Spike-map writer (``hw.mapwriter.SpikeMapWriter``): a row's first map word is written the cycle
+#: after its last beat, its ``G`` words in ``G`` consecutive cycles (an SDSA row: one word).
+WRITER_FLUSH_DELAY = 1
+#: Stem (``hw.stem.StemConv.cycles``): the start register, the last tap through stages 1 to 5 and
+#: the output register.
+STEM_PIPELINE = 7
+#: SDSA feed (``hw/mapreader.py``): ``sd_active`` is set by ``start`` (1); the q, k and v reads
+#: issue on three consecutive cycles (2 more for the v read), each through the address register
+#: ``sd_raddr`` (1), the memory (1) and ``spike_word`` (1), and the v row's register sets
+#: ``sd_beat`` (1): a token is offered 7 cycles after ``start``...
+SDSA_FEED_LATENCY = 7
+#: ... and ``sd_active`` is set again only by the SDSA's taking a token, so the next token is
+#: offered 7 cycles after the take: the reads of two tokens never overlap.
+SDSA_FEED_PERIOD = 7
+#: SDSA input buffer (``hw/sdsa.py``): ``i.ready`` is "the spare slot is empty"; two beats wait.
+SDSA_INPUT_SLOTS = 2
+
+CONSTANTS = {name: globals()[name] for name in (
+    "SEQ_BEFORE_START", "SEQ_AFTER_FINISH", "READER_FEED_LATENCY", "ENGINE_INPUT_SLICE",
+    "ENGINE_DRAIN", "ENGINE_READOUT_LATENCY", "LIF_LATENCY", "STREAM_WRITE_LATENCY",
+    "STREAM_READ_LATENCY", "POOL_LATENCY", "WRITER_FLUSH_DELAY", "STEM_PIPELINE",
+    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_INPUT_SLOTS")}
+
+
+def _step_cycles(datapath: int) -> int:
+    """Cycles of a step whose final write comes ``datapath`` cycles after its start."""
+    return SEQ_BEFORE_START + datapath + SEQ_AFTER_FINISH
+
+
+# --- the stem ------------------------------------------------------------------------------------
+
+def stem_cycles(positions: int, groups: int, in_channels: int, kernel: int) -> int:
+    """Cycles from ``start`` to the stem's last output beat: one tap per cycle (one weight word,
+    one pixel, ``lanes`` MACs), ``positions * G * Cin * k * k`` taps, plus the pipeline."""
+    return positions * groups * in_channels * kernel * kernel + STEM_PIPELINE
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+def _axis_taps(coordinate: int, size_out: int, kernel: int, stride: int, padding: int) -> int:
+    """Output rows (or columns) an input row (column) reaches: ``oy`` with ``0 <= oy < out`` and
+    ``0 <= coordinate + padding - oy * stride < kernel`` (the engine's decode)."""
+    target = coordinate + padding
+    low = -((kernel - 1 - target) // stride)  # ceil((target - kernel + 1) / stride)
+    high = target // stride
+    first, final = max(0, low), min(size_out - 1, high)
+    return max(0, final - first + 1) if low <= high and low < size_out else 0
+
+
+def spike_taps(config, axis: str = "y") -> np.ndarray:
+    """Valid taps per input row (``axis="y"``) or column (``"x"``) of a layer."""
+    size, out = (config.height, config.out_height) if axis == "y" else \
+        (config.width, config.out_width)
+    return np.array([_axis_taps(c, out, config.kernel, config.stride, config.padding)
+                     for c in range(size)], dtype=np.int64)
+
+
+@dataclass
+class EngineTiming:
+    """When a frame's events happen, in cycles after the step's ``start``."""
+
+    words: int
+    spikes: int
+    updates: int          # (spike, valid tap, group) updates issued
+    last_issue: int       # cycle of the last bank update's issue (-1: none)
+    frame_end: int        # cycle the tap generator finishes the frame's last item
+    first_beat: int       # first read-out beat
+    last_beat: int        # last read-out beat
+
+
+def engine_frame_timing(config, spikes: np.ndarray) -> EngineTiming:
+    """Return the engine's timing of one frame fed by the spike-map reader (module docstring).
+
+    ``spikes``: the source map ``[Cin, H, W]`` (0/1). The frame is the reader's row words,
+    channel-major, one offered per cycle from :data:`READER_FEED_LATENCY` on. Stages, each an
+    exact recurrence over the items that pass it:
+
+    * addressing unit (:class:`hw.addressing.SpikeAddressing`): takes a word when its previous
+      word's last spike leaves (an empty word: the cycle after); a word with ``n`` spikes emits
+      one per cycle from the cycle after it was taken; an empty word emits nothing unless it
+      ends the frame (then one beat that carries ``last``);
+    * a two-entry spike queue whose ``full`` flag is a register: beat ``j`` enters once beat
+      ``j - 2`` has left it;
+    * decode, two registers (``pre``, ``dec``), each passing an item on in the cycle the next
+      stage takes the one before; a spike whose taps all fall outside is dropped at ``dec``;
+    * the tap generator: a kept item costs ``taps * G`` cycles (one bank update each, ``G`` the
+      output groups); the frame's last item, with no taps, costs one;
+    * the read-out starts once the last item is done and the read-modify-write has drained
+      (:data:`ENGINE_DRAIN`), then one beat per output word (``out_h * out_w * G``).
+    """
+    spikes = np.asarray(spikes).reshape(config.in_channels, config.height, config.width)
+    ty = spike_taps(config, "y")
+    tx = spike_taps(config, "x")
+    groups = config.groups
+    words = config.in_channels * config.height
+    # The beats the addressing unit makes: per word, its spikes' taps; an empty last word makes
+    # one beat without taps.
+    rows = spikes.reshape(words, config.width)
+    first_word = READER_FEED_LATENCY + ENGINE_INPUT_SLICE
+    word_free = first_word      # earliest cycle the addressing unit takes the next word
+    a_hist = [-10, -10]         # queue entry cycles of the last two beats (A)
+    p_hist = [-10, -10]         # pre entry cycles of the last two beats (P)
+    d_prev = -10                # dec entry cycle of the previous beat (D)
+    dec_free = -10              # first cycle dec may take the next item
+    gen_free = -10              # first cycle the tap generator may take the next item
+    last_issue = -1
+    updates = 0
+    spikes_total = 0
+    frame_end = None
+    for w in range(words):
+        row = rows[w]
+        taken = max(word_free, first_word + w)
+        columns = np.flatnonzero(row)
+        last_word = w == words - 1
+        if columns.size == 0 and not last_word:
+            word_free = taken + 1
+            continue
+        y = w % config.height
+        items = [int(ty[y] * tx[x]) for x in columns] if columns.size else [0]
+        spikes_total += columns.size
+        valid = taken + 1
+        for n, taps in enumerate(items):
+            last = last_word and n == len(items) - 1
+            a = max(valid, p_hist[-2] + 1)          # queue not full
+            p = max(a + 1, d_prev, p_hist[-1] + 1)  # pre free (or freed this cycle)
+            d = max(p + 1, dec_free)
+            kept = taps > 0 or last
+            if kept:
+                g = max(d + 1, gen_free)            # the generator takes it
+                cost = taps * groups if taps else 1
+                gen_free = g + cost                 # its item_end cycle
+                dec_free = g
+                if taps:
+                    last_issue = g + cost
+                    updates += cost
+                if last:
+                    frame_end = g + cost
+            else:
+                dec_free = d + 1
+            a_hist = [a_hist[-1], a]
+            p_hist = [p_hist[-1], p]
+            d_prev = d
+            valid = a + 1
+        word_free = a_hist[-1]
+    # ``frame_done`` is a register set the cycle after the last item ends.
+    drained = max(frame_end + 1, last_issue + ENGINE_DRAIN)
+    first_beat = drained + ENGINE_READOUT_LATENCY
+    return EngineTiming(words=words, spikes=spikes_total, updates=updates,
+                        last_issue=last_issue, frame_end=frame_end, first_beat=first_beat,
+                        last_beat=first_beat + config.beats - 1)
+
+
+def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind) -> int:
+    """Cycles of a layer step (the engine frame, then its sink's final write)."""
+    timing = engine_frame_timing(config, spikes)
+    if sink is SinkKind.LIF:
+        # The LIF array, then the last row's G map words.
+        final = timing.last_beat + LIF_LATENCY + WRITER_FLUSH_DELAY + config.groups - 1
+    elif sink in (SinkKind.ADD, SinkKind.BEGIN):
+        final = timing.last_beat + STREAM_WRITE_LATENCY
+    else:  # the logits register takes the last beat; ``finish`` is that beat
+        final = timing.last_beat
+    return _step_cycles(final)
+
+
+# --- stream LIF and pool -------------------------------------------------------------------------
+
+def stream_lif_cycles(words: int, groups: int) -> int:
+    """A LIF on a residual stream: the reader's words, the LIF array, the last row's map words."""
+    last_word = STREAM_READ_LATENCY + words - 1
+    return _step_cycles(last_word + LIF_LATENCY + WRITER_FLUSH_DELAY + groups - 1)
+
+
+def pool_lif_cycles(words: int, pool_groups: int, map_groups: int) -> int:
+    """The head's pool: the reader's words summed, one group's sums a beat, the LIF, the row."""
+    last_word = STREAM_READ_LATENCY + words - 1
+    last_group = last_word + POOL_LATENCY + pool_groups - 1
+    return _step_cycles(last_group + LIF_LATENCY + WRITER_FLUSH_DELAY + map_groups - 1)
+
+
+# --- SDSA ----------------------------------------------------------------------------------------
+
+def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True) -> int:
+    """Cycles from the first offered token to the SDSA's last output beat, inclusive.
+
+    ``k_spikes`` and ``q_spikes``: set bits of each K and Q row, ``[passes, N]`` (one pass per
+    head, in feed order). This is :meth:`hw.sdsa.SDSA.cycles`' schedule (K pass: ``k * C``
+    cycles per row, an empty row 1; Q pass: ``max(1, q * C)`` per row, the LIF ``C`` per token;
+    the last token's LIF and output ``C + 3`` after its last accumulation), with the arrival of
+    each token added: token ``i`` is offered :data:`SDSA_FEED_PERIOD` cycles after token ``i -
+    1`` was taken, and taken once the two-beat input buffer has room (token ``i - 2`` has
+    entered the pipeline). ``feed=False`` offers a token in every cycle instead: the unit's own
+    no-idle-input model, :meth:`hw.sdsa.SDSA.cycles`.
+    """
+    period = SDSA_FEED_PERIOD if feed else 1
+    slots = SDSA_INPUT_SLOTS if feed else None
+    k_rows = np.asarray(k_spikes, dtype=np.int64).reshape(len(k_spikes), -1).tolist()
+    q_rows = np.asarray(q_spikes, dtype=np.int64).reshape(len(q_spikes), -1).tolist()
+    n = len(k_rows[0])
+    taken = []          # cycle each token is taken from the feed (X)
+    entered = []        # cycle each token's K row enters the addressing unit
+
+    def arrive(index: int, ready: int) -> int:
+        """Cycle token ``index``'s K row enters the pipeline, ``ready`` the pipeline's earliest."""
+        x = 0 if index == 0 else taken[-1] + period if period > 1 else index
+        if slots is not None and index >= slots:
+            x = max(x, entered[index - slots] + 1)
+        taken.append(x)
+        cycle = max(ready, x + 1)
+        entered.append(cycle)
+        return cycle
+
+    accept = arrive(0, 1)
+    released = 1
+    lif_start = 1 - chunks
+    done = 0
+    index = 0
+    for head, (q_row, k_row) in enumerate(zip(q_rows, k_rows)):
+        for token, k in enumerate(k_row):
+            if token:
+                accept = arrive(index, accept)
+            index += 1
+            start = max(accept + 1, released)
+            if k:
+                accept = start + k * chunks - 1
+            elif token == n - 1:
+                accept = start
+            else:
+                accept += 1
+        issue = accept + 1
+        last = issue
+        for q in q_row:
+            last = issue + max(1, q * chunks) - 1
+            handoff = max(last + 1, lif_start + chunks - 1)
+            lif_start = max(handoff + 1, lif_start + chunks)
+            issue = released = handoff
+            done = lif_start + chunks + 1
+        if head + 1 < len(k_rows):
+            accept = arrive(index, last)
+    return done + 1
+
+
+def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1) -> int:
+    """An SDSA step: the feed's first token, the SDSA, the last (one-word) row written."""
+    last_beat = SDSA_FEED_LATENCY + sdsa_cycles(k_spikes, q_spikes, chunks) - 1
+    return _step_cycles(last_beat + WRITER_FLUSH_DELAY)
+
+
+# --- the whole network ---------------------------------------------------------------------------
+
+class CycleModel:
+    """Predict the shared network's cycles per step from an integer trace (module docstring).
+
+    Parameters
+    ----------
+    plan : hw.plan.SharedPlan
+        The network's plan (``SharedNetwork(net).plan``, or ``SharedPlan(net, lanes)``).
+    """
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.steps = plan.steps
+        self.T = plan.T
+        net = plan.net
+        stem = plan.stem_layer
+        cout, cin, k, _ = np.asarray(stem.weight).shape
+        size = net.cfg.img_size
+        out = (size + 2 * int(stem.padding) - k) // int(stem.stride) + 1
+        self._stem = (out * out, ceil_div(cout, plan.lanes), cin, k)
+
+    @property
+    def stem_cycles(self) -> int:
+        """Cycles from the stem's start to its last output beat (:func:`stem_cycles`)."""
+        return stem_cycles(*self._stem)
+
+    def _map(self, trace, lif: str, t: int, image: int) -> np.ndarray:
+        info = self.plan.memory.maps[lif]
+        spikes = np.asarray(trace.spikes[lif][t, image])
+        return spikes.reshape(info.channels, info.side, info.side)
+
+    def step_cycles(self, step, trace, t: int, image: int) -> int:
+        """Cycles of one step at time step ``t`` for image ``image`` of the trace."""
+        plan, mem = self.plan, self.plan.memory
+        if step.kind is StepKind.STEM:
+            return _step_cycles(self.stem_cycles + STREAM_WRITE_LATENCY)
+        if step.kind is StepKind.LAYER:
+            config = mem.layers[step.layer].config
+            return engine_frame_cycles(config, self._map(trace, step.source, t, image),
+                                       step.sink.kind)
+        if step.kind is StepKind.STREAM_LIF:
+            stream = mem.streams[step.source]
+            return stream_lif_cycles(stream.words, mem.sites[step.name].groups)
+        if step.kind is StepKind.POOL_LIF:
+            stream = mem.streams[step.source]
+            return pool_lif_cycles(stream.words, stream.groups, mem.sites[step.name].groups)
+        if step.kind is StepKind.SDSA:
+            attn = plan.net.attention[step.source]
+            d, heads, n = attn.head_width, attn.heads, attn.tokens
+
+            def rows(lif):
+                spikes = self._map(trace, lif, t, image).reshape(heads, d, n)
+                return spikes.sum(axis=1)          # [heads, N] set bits per token row
+
+            # SharedNetwork builds each SDSA with its lanes equal to the head width: one chunk.
+            return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q), chunks=1)
+        raise ValueError(f"step {step.name}: kind {step.kind.label} does not run")
+
+    def predict(self, trace, image: int = 0) -> dict:
+        """Return ``{"steps": [{"t", "step", "kind", "name", "cycles"}], "total": cycles}`` of
+        one image: every (time step, step) the sequencer visits, in order."""
+        rows = []
+        for t in range(self.T):
+            for k, step in enumerate(self.steps):
+                if step.kind is StepKind.BEGIN_STEM:
+                    continue  # the stem's descriptor does its work; the sequencer skips it
+                rows.append({"t": t, "step": k, "kind": step.kind.label, "name": step.name,
+                             "cycles": self.step_cycles(step, trace, t, image)})
+        return {"steps": rows, "total": sum(r["cycles"] for r in rows)}
+
+
+# --- measured cycles and agreement ---------------------------------------------------------------
+
+#: The issue's targets: every step within 10 %, the total within 3 % of the RTL's cycles.
+TARGET_STEP = 0.10
+TARGET_TOTAL = 0.03
+
+
+def rtl_step_cycles(result: dict, steps: int) -> dict:
+    """Return ``{(t, step): cycles}`` of one image of the testbench's results (``sim.tb.network``
+    notes ``(t, step, cycles)`` whenever the step changes; the last step ends at ``cycles``)."""
+    marks = [tuple(e) for e in result["steps"]]
+    if not marks or marks[0][1] != 0:
+        marks = [(0, 0, 0)] + marks  # the first run after reset records no change into step 0
+    out = {}
+    for (t0, k0, c0), (_, _, c1) in zip(marks, marks[1:]):
+        out[(t0, k0)] = out.get((t0, k0), 0) + c1 - c0
+    t, k, c = marks[-1]
+    out[(t, k)] = out.get((t, k), 0) + result["cycles"] - c
+    return {key: value for key, value in out.items() if key[1] < steps}
+
+
+def check_agreement(predicted: dict, measured: dict, *, step_tolerance: float = TARGET_STEP,
+                    total_tolerance: float = TARGET_TOTAL, names=None) -> list[str]:
+    """Return one line per disagreement of ``predicted`` with ``measured`` (``{key: cycles}``,
+    the same keys): a step off by more than ``step_tolerance`` (relative), or the total by more
+    than ``total_tolerance``; ``[]`` when they agree. ``names``: ``key -> label`` for messages."""
+    failures = []
+    for key in sorted(measured):
+        got, want = predicted.get(key, 0), measured[key]
+        if abs(got - want) > step_tolerance * want:
+            label = names(key) if names else key
+            failures.append(f"step {label}: model {got}, RTL {want} ({_percent(got, want)})")
+    missing = sorted(set(predicted) - set(measured))
+    if missing:
+        failures.append(f"the model predicts steps the RTL did not run: {missing}")
+    got = sum(predicted.get(key, 0) for key in measured)
+    want = sum(measured.values())
+    if abs(got - want) > total_tolerance * want:
+        failures.append(f"total: model {got}, RTL {want} ({_percent(got, want)})")
+    return failures
+
+
+def _percent(got: float, want: float) -> str:
+    return f"{100 * (got / want - 1):+.2f} %" if want else "n/a"
+
+
+# --- evaluation and CLI --------------------------------------------------------------------------
+
+def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0):
+    """Return ``(CycleModel, plan, trace)`` for the first ``images`` test digits at ``T``: the
+    checkpoint (or ``"random"``: ``sim.e2e``'s seeded model) quantized as ``sim.e2e`` does, and
+    the integer golden model's trace (``sim.e2e.golden_run``'s, without the float model)."""
+    import torch
+
+    from hw.plan import SharedPlan
+    from quant.intmodel import IntegerModel
+    from sim.e2e import demo_model, quantized, test_images
+
+    torch.set_num_threads(1)
+    model, _ = demo_model(T, checkpoint, seed)
+    net = quantized(model)
+    plan = SharedPlan(net, lanes)
+    x, _ = test_images(images)
+    integer = IntegerModel(net)
+    _, trace = integer.forward(integer.quantize_input(x), trace=True)
+    return CycleModel(plan), plan, trace
+
+
+def read_rtl(path, plan, T: int) -> dict:
+    """Read a co-simulation's measured cycles for the program of ``plan`` at ``T``.
+
+    ``path``: a testbench ``results_T*.json`` (per image: ``{(t, step): cycles}``) or a
+    ``sim.e2e`` ``report_T*.json`` (per step: cycles summed over t, mean over images). Returns
+    ``{"per_image": [...] or None, "per_step": {step: cycles}, "totals": [...]}``; raises
+    ``ValueError`` for a file of another T or another network.
+    """
+    data = json.loads(Path(path).read_text())
+    steps = plan.steps
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a report or results file")
+    if isinstance(data.get("images"), list):
+        per_image = [rtl_step_cycles(result, len(steps)) for result in data["images"]]
+        for cycles in per_image:
+            if {t for t, _ in cycles} != set(range(T)) or any(
+                    steps[k].kind is StepKind.BEGIN_STEM for _, k in cycles):
+                raise ValueError(f"{path}: its steps are not this network's program at T={T}")
+        means = {}
+        for cycles in per_image:
+            for (_, k), value in cycles.items():
+                means[k] = means.get(k, 0) + value / len(per_image)
+        return {"per_image": per_image, "per_step": means,
+                "totals": [sum(c.values()) for c in per_image]}
+    if isinstance(data.get("report"), list):
+        if data.get("T") != T:
+            raise ValueError(f"{path} is a report of T={data.get('T')}, not T={T}")
+        rows = data["report"]
+        if [row.get("name") for row in rows] != [step.name for step in steps]:
+            raise ValueError(f"{path}: its steps are not this network's program")
+        return {"per_image": None,
+                "per_step": {row["step"]: row["cycles"] for row in rows
+                             if steps[row["step"]].kind is not StepKind.BEGIN_STEM},
+                "totals": data.get("rtl_cycles")}
+    raise ValueError(f"{path}: neither a sim.e2e report (report_T*.json) nor testbench results "
+                     "(results_T*.json)")
+
+
+def evaluate(checkpoint, images: int, T: int, lanes: int = 16, rtl_path=None) -> dict:
+    """Predict ``images`` test digits at ``T`` and, with ``rtl_path``, compare (see CLI)."""
+    model, plan, trace = load_trace(checkpoint, images, T, lanes)
+    predictions = [model.predict(trace, image) for image in range(images)]
+    rtl = read_rtl(rtl_path, plan, T) if rtl_path else None
+    if rtl and rtl["per_image"] is not None and len(rtl["per_image"]) < images:
+        raise ValueError(f"{rtl_path} holds {len(rtl['per_image'])} image(s), not {images}")
+    mean = {}
+    for prediction in predictions:
+        for row in prediction["steps"]:
+            mean[row["step"]] = mean.get(row["step"], 0) + row["cycles"] / images
+    rows = []
+    for k, step in enumerate(plan.steps):
+        if step.kind is StepKind.BEGIN_STEM:
+            continue
+        row = {"step": k, "name": step.name, "kind": step.kind.label, "model": mean[k]}
+        if rtl:
+            want = rtl["per_step"].get(k, 0)
+            row.update(rtl=want, error=row["model"] / want - 1 if want else 0.0)
+        rows.append(row)
+    out = {"checkpoint": str(checkpoint), "T": T, "images": images, "lanes": lanes,
+           "steps": rows, "model_total": sum(r["model"] for r in rows),
+           "model_totals": [p["total"] for p in predictions], "predicted": predictions}
+    if rtl:
+        want = sum(r["rtl"] for r in rows)
+        worst = max(rows, key=lambda r: abs(r["error"]))
+        out.update(rtl_report=str(rtl_path), rtl_total=want,
+                   total_error=out["model_total"] / want - 1,
+                   worst_step={"step": worst["step"], "name": worst["name"],
+                               "error": worst["error"]})
+        if rtl["per_image"] is not None:
+            out["per_image"] = []
+            for image, measured in enumerate(rtl["per_image"][:images]):
+                predicted = {(r["t"], r["step"]): r["cycles"] for r in predictions[image]["steps"]}
+                errors = {key: predicted.get(key, 0) / value - 1
+                          for key, value in measured.items()}
+                key = max(errors, key=lambda key: abs(errors[key]))
+                out["per_image"].append({
+                    "image": image, "model": predictions[image]["total"],
+                    "rtl": sum(measured.values()),
+                    "error": predictions[image]["total"] / sum(measured.values()) - 1,
+                    "worst": {"t": key[0], "step": key[1], "name": plan.steps[key[1]].name,
+                              "model": predicted.get(key, 0), "rtl": measured[key],
+                              "error": errors[key]},
+                    "steps_exact": sum(predicted.get(k, 0) == v for k, v in measured.items()),
+                    "steps": len(measured)})
+    return out
+
+
+def print_evaluation(result: dict) -> None:
+    """Print one evaluation: per step, the model (and the RTL and the error)."""
+    rtl = "rtl_total" in result
+    mean = ", mean over images" if result["images"] > 1 else ""
+    print(f"=== T={result['T']}: {result['images']} image(s) of {result['checkpoint']}{mean}; "
+          "cycles summed over time steps")
+    head = f"{'step':>4}  {'name':<34} {'kind':<13} {'model':>10}"
+    print(head + (f" {'RTL':>10} {'error':>8}" if rtl else ""))
+    for row in result["steps"]:
+        line = f"{row['step']:>4}  {row['name'][:34]:<34} {row['kind']:<13} {row['model']:>10.1f}"
+        if rtl:
+            line += f" {row['rtl']:>10.1f} {100 * row['error']:>+7.2f}%"
+        print(line)
+    line = f"{'':>4}  {'total':<34} {'':<13} {result['model_total']:>10.1f}"
+    if rtl:
+        line += f" {result['rtl_total']:>10.1f} {100 * result['total_error']:>+7.2f}%"
+    print(line)
+    if rtl:
+        worst = result["worst_step"]
+        print(f"worst step: {worst['name']} ({100 * worst['error']:+.2f} %)")
+        for entry in result.get("per_image", []):
+            w = entry["worst"]
+            print(f"image {entry['image']}: model {entry['model']}, RTL {entry['rtl']} "
+                  f"({100 * entry['error']:+.2f} %); {entry['steps_exact']} of {entry['steps']} "
+                  f"steps exact; worst t={w['t']} {w['name']}: {w['model']} vs {w['rtl']} "
+                  f"({100 * w['error']:+.2f} %)")
+    else:
+        for image, total in enumerate(result["model_totals"]):
+            print(f"image {image}: model {total} cycles")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose every refusal is one ``error:`` line and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {' '.join(message.split())}\n")
+
+
+def _report_T(path: Path, data) -> int | None:
+    """The T of a report or results file: its ``T`` field, else ``*_T<T>.json``."""
+    if isinstance(data, dict) and isinstance(data.get("T"), int):
+        return data["T"]
+    stem = path.stem
+    if "_T" in stem and stem.rsplit("_T", 1)[1].isdigit():
+        return int(stem.rsplit("_T", 1)[1])
+    return None
+
+
+def main(argv=None) -> int:
+    """Print (and with ``--json`` write) the predicted cycles; 0 on success, 2 on bad input."""
+    p = _Parser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint (.pth / .safetensors), or 'random': sim.e2e's seeded model")
+    p.add_argument("--images", type=int, default=1, help="test digits (default 1)")
+    p.add_argument("--T", type=int, nargs="+", default=[1], help="time steps (default 1)")
+    p.add_argument("--lanes", type=int, default=16, help="lanes (default 16)")
+    p.add_argument("--rtl-report", action="append", default=[], metavar="FILE",
+                   help="a co-simulation's report_T<T>.json (sim.e2e) or results_T<T>.json "
+                        "(testbench) to compare with; repeat for several T")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the predictions (and the comparison) as JSON")
+    args = p.parse_args(argv)
+    problem = None
+    if args.images < 1:
+        problem = f"--images {args.images} is out of range: at least 1"
+    elif min(args.T) < 1:
+        problem = f"--T {min(args.T)} is out of range: at least 1"
+    elif len(set(args.T)) != len(args.T):
+        problem = f"--T {' '.join(map(str, args.T))} repeats a time step"
+    elif not 1 <= args.lanes <= 256:
+        problem = f"--lanes {args.lanes} is out of range: 1..256"
+    elif args.checkpoint != "random" and not Path(args.checkpoint).is_file():
+        problem = f"checkpoint {args.checkpoint} does not exist"
+    elif args.json and not Path(args.json).resolve().parent.is_dir():
+        problem = f"--json {args.json}: directory {Path(args.json).parent} does not exist"
+    reports = {}
+    for name in args.rtl_report:
+        if problem:
+            break
+        path = Path(name)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            problem = f"--rtl-report {name} does not exist"
+            break
+        except (OSError, ValueError) as error:
+            problem = f"--rtl-report {name} is not JSON: {' '.join(str(error).split())}"
+            break
+        T = _report_T(path, data)
+        if T is None:
+            problem = f"--rtl-report {name}: its T is unknown (no T field, not *_T<T>.json)"
+        elif T not in args.T:
+            runs = " ".join(map(str, args.T))
+            problem = f"--rtl-report {name} is for T={T}, not one of --T {runs}"
+        elif T in reports:
+            problem = f"--rtl-report {name}: a second file for T={T}"
+        if problem:
+            break
+        reports[T] = path
+    results = []
+    if problem is None:
+        # Everything is loaded and compared before anything is printed or written.
+        try:
+            for T in args.T:
+                results.append(evaluate(args.checkpoint, args.images, T, args.lanes,
+                                        reports.get(T)))
+        except (ValueError, OSError, KeyError, NotImplementedError) as error:
+            problem = " ".join(str(error).split())
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    for number, result in enumerate(results):
+        if number:
+            print()
+        print_evaluation(result)
+    if args.json:
+        document = {"constants": CONSTANTS, "runs": results}
+        Path(args.json).write_text(json.dumps(document, indent=1, default=_jsonable) + "\n")
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The shared network's cycle model (sim.perf) against the RTL's measured cycles and the units'.
+
+* Agreement: the model's cycles per (time step, step) for the demo's first digit at T=1, and for
+  every other stored run, against cycles measured on Verilator by ``sim.e2e`` (stored in
+  ``tests/data/perf_rtl.json`` with the command and commit that produced them; the model never
+  wrote them). The issue's targets (every step within 10 %, the total within 3 %) are asserted,
+  and so is what was measured: every step exact.
+* Building blocks: the stem term against :attr:`hw.stem.StemConv.cycles`, the SDSA term (with
+  a token offered every cycle) against :meth:`hw.sdsa.SDSA.cycles`, the LIF latency against
+  :attr:`hw.lif.LIFArray.latency`, the engine recurrence against :class:`hw.progengine.ProgEngine`
+  measured in Amaranth's simulator (``tests/test_progengine.py``'s harness), the taps against
+  brute force.
+* The test can fail: a constant of the model off by one or two disagrees with the RTL.
+* The CLI: bad arguments are one ``error:`` line and exit status 2; a comparison run.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+import sim.perf as perf
+from hw.lif import LIFArray
+from hw.program import StepKind
+from hw.sdsa import SDSA
+from hw.stem import StemConv
+from sim.cases_addressing import pack_words
+from test_progengine import LANES4_LAYERS, Network
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "perf_rtl.json"
+DEMO = "golden/checkpoints/demo.pth"
+
+
+@pytest.fixture(scope="module")
+def rtl():
+    return json.loads(DATA.read_text())
+
+
+_TRACES = {}
+
+
+def traced(checkpoint: str, T: int, images: int):
+    """The cycle model, plan and integer trace of the first ``images`` digits (cached)."""
+    key = (checkpoint, T)
+    if key not in _TRACES or _TRACES[key][0] < images:
+        path = checkpoint if checkpoint == "random" else str(ROOT / checkpoint)
+        _TRACES[key] = (images, perf.load_trace(path, images, T))
+    return _TRACES[key][1]
+
+
+def measured_run(rtl, checkpoint: str, T: int):
+    return next(run for run in rtl["runs"] if run["checkpoint"] == checkpoint and run["T"] == T)
+
+
+def predicted_and_measured(rtl, checkpoint: str, T: int, image: int):
+    run = measured_run(rtl, checkpoint, T)
+    model, plan, trace = traced(checkpoint, T, len(run["images"]))
+    measured = {(t, k): c for t, k, c in run["images"][image]["steps"]}
+    predicted = {(r["t"], r["step"]): r["cycles"] for r in model.predict(trace, image)["steps"]}
+    return predicted, measured, plan
+
+
+def disagreements(predicted, measured, plan, rtl, exact: bool):
+    def name(key):
+        return f"t={key[0]} {plan.steps[key[1]].name}"
+    tolerances = dict(step_tolerance=0, total_tolerance=0) if exact else {}
+    failures = perf.check_agreement(predicted, measured, names=name, **tolerances)
+    if failures and rtl["hw_sha256"] != _hw_digest():
+        failures.append("hw/ changed since tests/data/perf_rtl.json was measured "
+                        f"(commit {rtl['commit'][:10]}): re-measure it "
+                        "(tests/data/make_perf_rtl.py)")
+    return failures
+
+
+def _hw_digest():
+    import hashlib
+
+    digest = hashlib.sha256()
+    for source in sorted((ROOT / "hw").glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# --- agreement with the RTL ----------------------------------------------------------------------
+
+def test_demo_first_digit_T1_every_step(rtl):
+    """The issue's check: the demo's first digit at T=1, per step, against Verilator."""
+    predicted, measured, plan = predicted_and_measured(rtl, DEMO, 1, 0)
+    assert len(measured) == sum(s.kind is not StepKind.BEGIN_STEM for s in plan.steps)
+    assert not disagreements(predicted, measured, plan, rtl, exact=False)  # the targets
+    assert not disagreements(predicted, measured, plan, rtl, exact=True)   # what was measured
+
+
+def _stored_runs():
+    data = json.loads(DATA.read_text())
+    return [(run["checkpoint"], run["T"], image["image"]) for run in data["runs"]
+            for image in run["images"]
+            if (run["checkpoint"], run["T"], image["image"]) != (DEMO, 1, 0)]
+
+
+@pytest.mark.parametrize("checkpoint,T,image", _stored_runs())
+def test_every_stored_run_every_step(rtl, checkpoint, T, image):
+    """Every other measured run (the demo's second digit, T=2, the seeded random model)."""
+    predicted, measured, plan = predicted_and_measured(rtl, checkpoint, T, image)
+    assert not disagreements(predicted, measured, plan, rtl, exact=False)
+    assert not disagreements(predicted, measured, plan, rtl, exact=True)
+
+
+# --- the test can fail ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,delta", [
+    ("SEQ_AFTER_FINISH", 2), ("SEQ_BEFORE_START", -1), ("LIF_LATENCY", -1),
+    ("ENGINE_DRAIN", 1), ("ENGINE_READOUT_LATENCY", -1), ("READER_FEED_LATENCY", 1),
+    ("STREAM_WRITE_LATENCY", 1), ("STREAM_READ_LATENCY", -1), ("POOL_LATENCY", 1),
+    ("WRITER_FLUSH_DELAY", 1), ("STEM_PIPELINE", 1), ("SDSA_FEED_LATENCY", 1),
+    ("ENGINE_INPUT_SLICE", 1),
+    ("SDSA_FEED_PERIOD", -4),
+])
+def test_a_mutated_constant_disagrees(rtl, monkeypatch, name, delta):
+    monkeypatch.setattr(perf, name, getattr(perf, name) + delta)
+    predicted, measured, plan = predicted_and_measured(rtl, DEMO, 1, 0)
+    assert disagreements(predicted, measured, plan, rtl, exact=True), \
+        f"{name} {delta:+d} went unnoticed"
+
+
+def test_a_step_overhead_three_cycles_off_misses_the_targets(rtl, monkeypatch):
+    """Off by 3 per step, a 29-cycle stream LIF step is 10.3 % off: the 10 % target fails."""
+    monkeypatch.setattr(perf, "SEQ_AFTER_FINISH", perf.SEQ_AFTER_FINISH + 3)
+    predicted, measured, plan = predicted_and_measured(rtl, DEMO, 1, 0)
+    failures = disagreements(predicted, measured, plan, rtl, exact=False)
+    assert failures and all("lif" in line for line in failures), failures
+
+
+# --- building blocks against the units -----------------------------------------------------------
+
+@pytest.mark.parametrize("cout,cin,k,size,stride,padding,lanes", [
+    (8, 1, 7, 32, 2, 3, 16),   # the demo's stem
+    (20, 3, 3, 9, 1, 1, 8),    # three groups
+    (4, 2, 5, 11, 2, 0, 4),
+])
+def test_stem_term_is_the_units_cycles(cout, cin, k, size, stride, padding, lanes):
+    weight = np.ones((cout, cin, k, k), dtype=np.int64)
+    unit = StemConv(weight=weight, bias=np.zeros(cout, dtype=np.int64), height=size,
+                    width=size, stride=stride, padding=padding, pad_value=0, pixel_bits=8,
+                    lanes=lanes)
+    assert perf.stem_cycles(unit.positions, unit.groups, cin, k) == unit.cycles
+
+
+def test_stem_step_is_the_demo_units(rtl):
+    model, plan, _ = traced(DEMO, 1, 1)
+    stem = plan.stem_layer
+    cout, cin, k, _ = np.asarray(stem.weight).shape
+    unit = StemConv(weight=stem.weight, bias=stem.bias, height=32, width=32,
+                    stride=stem.stride, padding=stem.padding, pad_value=plan.net.pixel.zero_point,
+                    pixel_bits=plan.net.pixel.bits, lanes=plan.lanes)
+    assert model.stem_cycles == unit.cycles
+
+
+@pytest.mark.parametrize("tokens,d,heads,lanes", [(4, 16, 4, 16), (9, 8, 2, 4), (16, 4, 1, 4)])
+def test_sdsa_term_without_feed_is_the_units_model(tokens, d, heads, lanes):
+    """With a token offered in every cycle the SDSA term is SDSA.cycles (exact in its tests)."""
+    unit = SDSA(variant=3, tokens=tokens, head_width=d, heads=heads, lanes=lanes)
+    rng = np.random.default_rng(tokens * d)
+    for rate in (0.0, 0.1, 0.5, 1.0):
+        for passes in (1, heads, 2 * heads):
+            k = rng.binomial(d, rate, size=(passes, tokens))
+            q = rng.binomial(d, rate, size=(passes, tokens))
+            assert perf.sdsa_cycles(k, q, unit._chunks, feed=False) == unit.cycles(q, k)
+
+
+def test_sdsa_feed_only_slows():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        k, q = rng.binomial(16, 0.5, size=(2, 4, 4))
+        assert perf.sdsa_cycles(k, q) >= perf.sdsa_cycles(k, q, feed=False)
+    # Empty rows: the feed (one token per 7 cycles) is the bottleneck.
+    empty = np.zeros((4, 4), dtype=np.int64)
+    assert perf.sdsa_cycles(empty, empty) > 16 * (perf.SDSA_FEED_PERIOD - 1)
+
+
+def test_lif_latency_is_the_arrays():
+    array = LIFArray(lanes=4, words=4, input_width=8, thresholds=[1] * 4, pipelined=True)
+    assert perf.LIF_LATENCY == array.latency
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1),
+                                                   (7, 1, 3), (3, 2, 2), (5, 2, 0)])
+def test_taps_are_brute_force(kernel, stride, padding):
+    size = 9
+    out = (size + 2 * padding - kernel) // stride + 1
+    for y in range(size):
+        want = sum(0 <= y + padding - o * stride < kernel for o in range(out))
+        assert perf._axis_taps(y, out, kernel, stride, padding) == want
+
+
+@pytest.fixture(scope="module")
+def lanes4():
+    return Network(1, 4, LANES4_LAYERS)
+
+
+def measure_engine(net, layer, spikes):
+    """Cycles, from the first offered word, of a frame's first and last output beats, with a word
+    offered in every cycle the engine takes one (as the spike-map reader does) and ``o.ready``."""
+    cfg = net.layers[layer][0]
+    engine, harness = net.engine, net.harness
+    words = pack_words(spikes.reshape(-1, cfg.width))
+    layout = engine.i.payload.shape()
+    payloads = [layout.const({"bits": w, "last": n == len(words) - 1})
+                for n, w in enumerate(words)]
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(harness.config, engine.config_value(cfg))
+        await ctx.tick().until(engine.ready)
+        ctx.set(engine.o.ready, 1)
+        ctx.set(engine.i.valid, 1)
+        ctx.set(engine.i.payload, payloads[0])
+        cycle, sent = 0, 0
+        while cycle < 20000:
+            taken = sent < len(words) and ctx.get(engine.i.ready)
+            if ctx.get(engine.o.valid):
+                out.setdefault("first", cycle)
+                if ctx.get(engine.o.payload.last):
+                    out["last"] = cycle
+                    return
+            await ctx.tick()
+            cycle += 1
+            if taken:
+                sent += 1
+                if sent < len(words):
+                    ctx.set(engine.i.payload, payloads[sent])
+                else:
+                    ctx.set(engine.i.valid, 0)
+
+    sim = Simulator(harness)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["first"], out["last"]
+
+
+# (layer of LANES4_LAYERS, firing rate): G = 2; 1x1 stride 2 (spikes without taps dropped);
+# an empty frame (only the last word's beat); padding 2 stride 2; a linear layer; 7x7 stride 2.
+@pytest.mark.parametrize("layer,rate", [(0, 0.3), (1, 0.6), (1, 0.0), (3, 0.3), (6, 1.0),
+                                        (5, 0.1)])
+def test_engine_recurrence_is_the_engines_timing(lanes4, layer, rate):
+    cfg = lanes4.layers[layer][0]
+    _, spikes = lanes4.frame(layer, rate)
+    timing = perf.engine_frame_timing(cfg, spikes)
+    offset = perf.READER_FEED_LATENCY  # the model counts from the reader's start
+    assert measure_engine(lanes4, layer, spikes) == (timing.first_beat - offset,
+                                                     timing.last_beat - offset)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,words", [
+    (["--checkpoint", DEMO, "--images", "0"], ["--images 0"]),
+    (["--checkpoint", DEMO, "--T", "0"], ["--T 0"]),
+    (["--checkpoint", DEMO, "--T", "1", "1"], ["repeats"]),
+    (["--checkpoint", DEMO, "--lanes", "0"], ["--lanes 0"]),
+    (["--checkpoint", "no/such.pth"], ["no/such.pth"]),
+    (["--checkpoint", DEMO, "--rtl-report", "no/such_T1.json"], ["no/such_T1.json"]),
+    (["--checkpoint", DEMO, "--json", "no/such/dir/out.json"], ["no/such/dir"]),
+    (["--images", "1"], ["--checkpoint"]),
+    (["--checkpoint", DEMO, "--images", "two"], ["--images"]),
+    (["--checkpoint", DEMO, "--bogus"], ["--bogus"]),
+])
+def test_bad_arguments_are_one_error_line(capsys, monkeypatch, argv, words):
+    monkeypatch.chdir(ROOT)
+    try:
+        status = perf.main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    for word in words:
+        assert word in lines[0]
+
+
+def test_bad_reports_are_one_error_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cases = {"notjson_T1.json": ("{", "not JSON"),
+             "results.json": ('{"images": []}', "its T is unknown"),
+             "report_T2.json": ('{"T": 2, "report": []}', "T=2"),
+             "other_T1.json": ('{"T": 1, "report": [{"step": 0, "name": "x", "cycles": 1}]}',
+                               "not this network's program")}
+    for name, (text, words) in cases.items():
+        (tmp_path / name).write_text(text)
+        status = perf.main(["--checkpoint", DEMO, "--rtl-report", str(tmp_path / name)])
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert status == 2 and captured.out == "" and len(lines) == 1, captured
+        assert lines[0].startswith("error: ") and words in lines[0], lines
+
+
+def test_cli_compares_with_a_results_file(rtl, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    traced(DEMO, 1, 2)  # warm the cache's imports
+    run = measured_run(rtl, DEMO, 1)
+    # A results file as the testbench writes it: marks of (t, step, cycles so far).
+    images = []
+    for image in run["images"]:
+        marks, now = [], 0
+        for t, k, cycles in sorted(image["steps"]):
+            marks.append([t, k, now])
+            now += cycles
+        images.append({"cycles": image["cycles"], "steps": marks})
+    results = tmp_path / "results_T1.json"
+    results.write_text(json.dumps({"images": images}))
+    out = tmp_path / "perf.json"
+    assert perf.main(["--checkpoint", DEMO, "--images", "2", "--rtl-report", str(results),
+                      "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "total" in printed and "worst step" in printed
+    document = json.loads(out.read_text())
+    (result,) = document["runs"]
+    assert abs(result["total_error"]) <= perf.TARGET_TOTAL
+    assert [entry["model"] for entry in result["per_image"]] == [i["cycles"] for i in
+                                                                  run["images"]]
+    assert all(entry["steps_exact"] == entry["steps"] for entry in result["per_image"])
+    assert document["constants"]["SEQ_BEFORE_START"] == perf.SEQ_BEFORE_START
