@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from hw.params import ceil_div
+from hw.program import StepKind
+from sim.perf import TARGET_STEP, TARGET_TOTAL, CycleModel
 
 __all__ = ["demo_model", "prepare", "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
            "pixel_range", "read_inputs", "check_images", "random_images", "select_inputs",
@@ -643,7 +645,9 @@ def _sops(dut, net, trace, step, t, image):
 
 
 def step_report(dut, net, trace, rtl, meta) -> list[dict]:
-    """Return one row per program step: cycles (mean over images), ideal, SOPs, energy."""
+    """Return one row per program step: cycles (mean over images; ``rtl_cycles`` the same),
+    the cycle model's ``predicted_cycles`` (:class:`sim.perf.CycleModel`, mean over the same
+    images), ideal cycles, SOPs, energy. Each ``rtl`` result gains its ``predicted_cycles``."""
     steps = dut.steps
     T = meta["T"]
     rows = []
@@ -660,13 +664,19 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
         if last_k < len(steps):
             per_step.setdefault((last_k, last_t), []).append(result["cycles"] - last_c)
     weight_bits = net.weight_bits
+    model = CycleModel(dut.plan)
+    for image, result in enumerate(rtl):
+        result["predicted_cycles"] = model.predict(trace, image)["total"]
     for k, step in enumerate(steps):
-        cycles = ideal = sops = macs = 0.0
+        cycles = ideal = sops = macs = predicted = 0.0
         for t in range(T):
             if step.first_step_only and t and (k, t) not in per_step:
                 continue  # a stem that ran only once (the shared network recomputes it)
             samples = per_step.get((k, t), [0])
             cycles += float(np.mean(samples))
+            if step.kind is not StepKind.BEGIN_STEM:
+                predicted += float(np.mean([model.step_cycles(step, trace, t, image)
+                                            for image in range(len(rtl))]))
             s, i, mac = 0.0, 0.0, 0.0
             for image in range(len(rtl)):
                 a, b, c = _sops(dut, net, trace, step, t, image)
@@ -677,6 +687,7 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
         memory = (macs * (E_MUL_INT8 + E_ADD_INT8 + E_SRAM_BYTE * weight_bits / 8)
                   + sops * (E_ADD_INT8 + E_SRAM_BYTE * weight_bits / 8))
         rows.append({"step": k, "kind": step.kind.label, "name": step.name, "cycles": cycles,
+                     "rtl_cycles": cycles, "predicted_cycles": predicted,
                      "ideal_cycles": ideal, "utilisation": ideal / cycles if cycles else 0.0,
                      "sops": sops, "macs": macs, "energy_paper_pJ": paper,
                      "energy_memory_pJ": memory})
@@ -685,11 +696,21 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
 
 def totals(summary: dict, clock_mhz: float = 100.0) -> dict:
     """Return (and store as ``summary['total']``) the per-step report summed over the steps:
-    cycles, ideal cycles, utilisation, SOPs, MACs, energy, and the latency at ``clock_mhz``."""
+    cycles (RTL and predicted, with the model's total and worst-step relative error), ideal
+    cycles, utilisation, SOPs, MACs, energy, and the latency at ``clock_mhz``."""
     rows = summary["report"]
     total = {key: sum(r[key] for r in rows) for key in
-             ("cycles", "ideal_cycles", "sops", "macs", "energy_paper_pJ", "energy_memory_pJ")}
+             ("cycles", "rtl_cycles", "predicted_cycles", "ideal_cycles", "sops", "macs",
+              "energy_paper_pJ", "energy_memory_pJ")}
     total["utilisation"] = total["ideal_cycles"] / total["cycles"] if total["cycles"] else 0
+    # The cycle model against the RTL (sim.perf; targets: 3 % in total, 10 % per step).
+    total["model_error"] = (abs(total["predicted_cycles"] - total["cycles"]) / total["cycles"]
+                            if total["cycles"] else 0.0)
+    total["model_worst_step_error"] = max(
+        (abs(r["predicted_cycles"] - r["cycles"]) / r["cycles"] for r in rows if r["cycles"]),
+        default=0.0)
+    total["model_within_targets"] = (total["model_error"] <= TARGET_TOTAL
+                                     and total["model_worst_step_error"] <= TARGET_STEP)
     total["latency_us"] = total["cycles"] / clock_mhz
     total["clock_mhz"] = clock_mhz
     summary["total"] = total
@@ -704,7 +725,8 @@ def write_report(summary: dict, out: Path, clock_mhz: float) -> None:
     totals(summary, clock_mhz)
     (out / f"report_T{T}.json").write_text(json.dumps(
         {k: v for k, v in summary.items() if k != "rtl"} | {"rtl_cycles": [
-            r["cycles"] for r in summary["rtl"]], "rtl_wall_s": [r["wall_s"]
+            r["cycles"] for r in summary["rtl"]], "predicted_cycles": [
+                r.get("predicted_cycles") for r in summary["rtl"]], "rtl_wall_s": [r["wall_s"]
                                                                  for r in summary["rtl"]]},
         indent=1))
     with open(out / f"report_T{T}.csv", "w", newline="") as handle:
@@ -738,25 +760,31 @@ def print_summary(summary: dict) -> None:
         note += " (random inputs: their predictions mean nothing; the bit-exact check still holds)"
     print(f"\n=== T={T}: {summary['images']} images{note}")
     print(f"{'image':>5} {'label':>5} {'float':>5} {'int':>5} {'rtl':>5}  {'cycles':>8} "
-          f"{'wall s':>7}  bit-exact")
+          f"{'model':>8} {'wall s':>7}  bit-exact")
     for i, r in enumerate(summary["rtl"]):
         label = summary["labels"][i]
         print(f"{i:>5} {'-' if label is None else label:>5} {summary['float_pred'][i]:>5} "
               f"{summary['int_pred'][i]:>5} {summary['rtl_pred'][i]:>5}  {r['cycles']:>8} "
-              f"{r['wall_s']:>7.2f}  {'yes' if r['match'] else 'NO'}")
+              f"{r.get('predicted_cycles', 0):>8} {r['wall_s']:>7.2f}  {'yes' if r['match'] else 'NO'}")
     if summary["report"]:
-        print(f"\n{'step':<34} {'cycles':>9} {'ideal':>9} {'util':>6} {'SOPs':>9} "
+        print(f"\n{'step':<34} {'cycles':>9} {'model':>9} {'ideal':>9} {'util':>6} {'SOPs':>9} "
               f"{'E paper nJ':>10} {'E mem nJ':>9}")
         for r in summary["report"]:
-            print(f"{r['name'][:34]:<34} {r['cycles']:>9.0f} {r['ideal_cycles']:>9.0f} "
+            print(f"{r['name'][:34]:<34} {r['cycles']:>9.0f} {r['predicted_cycles']:>9.0f} "
+                  f"{r['ideal_cycles']:>9.0f} "
                   f"{r['utilisation']:>6.2f} {r['sops']:>9.0f} {r['energy_paper_pJ'] / 1e3:>10.2f}"
                   f" {r['energy_memory_pJ'] / 1e3:>9.2f}")
         tot = summary.get("total")
         if tot:
-            print(f"{'total':<34} {tot['cycles']:>9.0f} {tot['ideal_cycles']:>9.0f} "
+            print(f"{'total':<34} {tot['cycles']:>9.0f} {tot['predicted_cycles']:>9.0f} "
+                  f"{tot['ideal_cycles']:>9.0f} "
                   f"{tot['utilisation']:>6.2f} {tot['sops']:>9.0f} "
                   f"{tot['energy_paper_pJ'] / 1e3:>10.2f} {tot['energy_memory_pJ'] / 1e3:>9.2f}")
             print(f"latency at {tot['clock_mhz']:.0f} MHz: {tot['latency_us']:.1f} us per image")
+            verdict = "within" if tot["model_within_targets"] else "OUTSIDE"
+            print(f"cycle model (sim.perf): total {100 * tot['model_error']:.2f} % off the RTL, "
+                  f"worst step {100 * tot['model_worst_step_error']:.2f} % ({verdict} the "
+                  f"{100 * TARGET_TOTAL:.0f} % / {100 * TARGET_STEP:.0f} % targets)")
     simulator = {"icarus": "Icarus"}.get(summary.get("simulator"), "Verilator")
     print(f"convert {summary['convert_s']:.1f} s, {simulator} build {summary['build_s']:.1f} s, "
           f"simulation of {summary['images']} images {summary['run_s']:.1f} s")

@@ -68,7 +68,7 @@ def test_api_digits_and_npy_inputs_agree(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"inputs: 2 1x32x32 images from {images}" in result.stdout
-    rows = re.findall(r"^\s+(\d)\s+-\s+(\d)\s+(\d)\s+(\d)\s+(\d+)\s+\S+\s+(yes|NO)$",
+    rows = re.findall(r"^\s+(\d)\s+-\s+(\d)\s+(\d)\s+(\d)\s+(\d+)\s+(\d+)\s+\S+\s+(yes|NO)$",
                       result.stdout, re.M)
     assert [row[-1] for row in rows] == ["yes", "yes"], result.stdout[-3000:]
     saved = json.loads((out / "report_T2.json").read_text())

@@ -99,7 +99,7 @@ def test_refuses_attention_blocks_the_feeder_cannot_walk():
 def test_shared_network_bit_exact(T, images, tmp_path):
     """The trained demo checkpoint on Verilator: logits and every LIF's spikes `==` the integer
     golden model's (sim.tb.network compares them and names the first difference)."""
-    from sim.e2e import run_network
+    from sim.e2e import run_network, totals
 
     summary = run_network(T, images, tmp_path, lanes=16, arch="shared")
     print(f"T={T}: cycles {[r['cycles'] for r in summary['rtl']]}, "
@@ -109,3 +109,11 @@ def test_shared_network_bit_exact(T, images, tmp_path):
     assert len(summary["rtl"]) == images
     assert all(r["match"] for r in summary["rtl"])
     assert summary["rtl_pred"] == summary["int_pred"]
+    # The cycle model (sim.perf) beside the RTL: within 3 % in total and 10 % on every step.
+    total = totals(summary)
+    print(f"cycle model: total {total['model_error']:.4f}, worst step "
+          f"{total['model_worst_step_error']:.4f}, predicted "
+          f"{[r['predicted_cycles'] for r in summary['rtl']]}")
+    assert total["model_within_targets"], total
+    assert all(abs(r["predicted_cycles"] - r["cycles"]) <= 0.03 * r["cycles"]
+               for r in summary["rtl"])
