@@ -24,7 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.params import check_int
+from hw.params import bits_for, ceil_div, check_int
 
 __all__ = ["LIF", "lif_input_layout", "lif_output_layout",
            "LIFArray", "lif_array_input_layout", "lif_array_output_layout"]
@@ -197,11 +197,6 @@ class LIF(wiring.Component):
         return m
 
 
-def _bits_for(count: int) -> int:
-    """Return the unsigned width that holds ``0 .. count - 1`` (at least 1 bit)."""
-    return max(1, (count - 1).bit_length())
-
-
 def lif_array_input_layout(lanes: int, input_width: int, words: int,
                            groups: int) -> data.StructLayout:
     """Return the payload layout of a :class:`LIFArray`'s input stream.
@@ -213,8 +208,8 @@ def lif_array_input_layout(lanes: int, input_width: int, words: int,
     """
     return data.StructLayout({
         "x": data.ArrayLayout(signed(input_width), lanes),
-        "address": unsigned(_bits_for(words)),
-        "group": unsigned(_bits_for(groups)),
+        "address": unsigned(bits_for(words)),
+        "group": unsigned(bits_for(groups)),
         "first": 1,
     })
 
@@ -225,7 +220,7 @@ def lif_array_output_layout(lanes: int, membrane_width: int, words: int) -> data
     return data.StructLayout({
         "spikes": lanes,
         "membrane": data.ArrayLayout(signed(membrane_width), lanes),
-        "address": unsigned(_bits_for(words)),
+        "address": unsigned(bits_for(words)),
     })
 
 
@@ -303,7 +298,7 @@ class LIFArray(wiring.Component):
                     f"threshold {value} of channel {channel} is outside [{low}, {high}], the "
                     f"range of v + x with {self._sum_width - 1}-bit operands")
         self._thresholds = values
-        self._groups = -(-len(values) // self._lanes)
+        self._groups = ceil_div(len(values), self._lanes)
         super().__init__({
             "i": In(stream.Signature(lif_array_input_layout(
                 self._lanes, self._input_width, self._words, self._groups))),

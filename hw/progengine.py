@@ -79,7 +79,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes
 from hw.addressing import SpikeAddressing, addressing_input_layout
-from hw.params import bits_for, check_int
+from hw.params import bits_for, ceil_div, check_int, log2_ceil
 
 __all__ = ["ProgEngine", "LayerConfig", "layer_config", "engine_config_layout",
            "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
@@ -87,12 +87,7 @@ __all__ = ["ProgEngine", "LayerConfig", "layer_config", "engine_config_layout",
 
 def _range(maximum: int) -> unsigned:
     """Unsigned shape holding ``0 .. maximum``."""
-    return unsigned(max(1, maximum.bit_length()))
-
-
-def _log2_ceil(value: int) -> int:
-    """Smallest ``n`` with ``2**n >= value`` (``value >= 1``)."""
-    return (value - 1).bit_length()
+    return unsigned(bits_for(maximum + 1))
 
 
 def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
@@ -134,7 +129,7 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
         "padding": _range(max_padding),
         "out_height": _range(max_side),
         "out_width": _range(max_side),
-        "out_width_log": _range(_log2_ceil(max_side)),
+        "out_width_log": _range(log2_ceil(max_side)),
         "groups": _range(1 << max_groups_log),
         "groups_log": _range(max_groups_log),
         "weight_base": unsigned(bits_for(weight_depth)),
@@ -253,13 +248,13 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
                              f"2 * padding {padding} = {size + 2 * padding}")
     out_height = (height + 2 * padding - kernel) // stride + 1
     out_width = (width + 2 * padding - kernel) // stride + 1
-    groups = -(-cout // lanes)
+    groups = ceil_div(cout, lanes)
     return LayerConfig(
         in_channels=cin, out_channels=cout, lanes=lanes, height=height, width=width,
-        kernel=kernel, kernel_log=_log2_ceil(kernel), stride=stride,
+        kernel=kernel, kernel_log=log2_ceil(kernel), stride=stride,
         stride_log=stride.bit_length() - 1, padding=padding, out_height=out_height,
-        out_width=out_width, out_width_log=_log2_ceil(out_width), groups=groups,
-        groups_log=_log2_ceil(groups), weight_base=weight_base, bias_base=bias_base)
+        out_width=out_width, out_width_log=log2_ceil(out_width), groups=groups,
+        groups_log=log2_ceil(groups), weight_base=weight_base, bias_base=bias_base)
 
 
 def _int_array(name: str, value, ndim: int) -> np.ndarray:
@@ -309,7 +304,7 @@ def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int
                          f"{weight.shape}")
     if kernel > 1 << kernel_log:
         raise ValueError(f"kernel {kernel} does not fit 2**kernel_log = {1 << kernel_log}")
-    groups = -(-cout // lanes)
+    groups = ceil_div(cout, lanes)
     if groups > 1 << groups_log:
         raise ValueError(f"{groups} groups of {lanes} lanes (Cout {cout}) do not fit "
                          f"2**groups_log = {1 << groups_log}")
@@ -337,7 +332,7 @@ def pack_layer_biases(bias, *, lanes: int, accumulator_width: int, groups: int) 
     bias = _int_array("bias", bias, 1)
     lanes = check_int("lanes", lanes, 1)
     accumulator_width = check_int("accumulator_width", accumulator_width, 1)
-    need = -(-bias.shape[0] // lanes)
+    need = ceil_div(bias.shape[0], lanes)
     groups = check_int("groups", groups, max(1, need))
     _check_fits("bias", bias, accumulator_width, "accumulator_width")
     padded = np.zeros(groups * lanes, dtype=np.int64)

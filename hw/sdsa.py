@@ -23,7 +23,6 @@ for SDSA-3/4; per head and channel for SDSA-1/2) and are read as 0 in a sample's
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Sequence
 
@@ -34,7 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .addressing import SpikeAddressing
-from .params import check_int
+from .params import bits_for, ceil_div, check_int, log2_ceil
 
 __all__ = [
     "Variant",
@@ -79,10 +78,6 @@ def _as_passes(spikes, tokens: int) -> list[list[int]]:
         raise ValueError(f"spike counts must be [passes, {tokens}] or [steps, heads, {tokens}], "
                          f"got shape {array.shape}")
     return array.reshape(-1, tokens).tolist()
-
-
-def _layer_width(layers: int) -> int:
-    return (layers - 1).bit_length()
 
 
 def _counter(count: int, name: str) -> Signal:
@@ -136,7 +131,7 @@ def sdsa_input_layout(head_width: int, *, variant=Variant.SDSA3, layers: int = 1
         fields["v"] = head_width
     fields["first"] = 1
     if variant == Variant.SDSA4:
-        fields["layer"] = _layer_width(layers)
+        fields["layer"] = log2_ceil(layers)
     return data.StructLayout(fields)
 
 
@@ -227,7 +222,7 @@ class SDSA(wiring.Component):
         self._membrane_width = membrane_max.bit_length()
         self._sum_width = (self._max_count + membrane_max).bit_length()
         self._threshold_width = highest.bit_length()
-        self._chunks = math.ceil(self._head_width / self._lanes)
+        self._chunks = ceil_div(self._head_width, self._lanes)
         super().__init__({
             "i": In(stream.Signature(sdsa_input_layout(
                 self._head_width, variant=self._variant, layers=len(self._thresholds)))),
@@ -475,7 +470,7 @@ class SDSA(wiring.Component):
         if payload is None:
             payload = self.i.payload
         step_first = Signal(name="step_first")
-        step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")
+        step_layer = Signal(bits_for(self.layers), name="step_layer")
         step_start = Signal(name="step_start")
         m.d.comb += step_start.eq((token == 0) & (head == 0))
         with m.If(accepted & step_start):
@@ -492,7 +487,7 @@ class SDSA(wiring.Component):
     def _elaborate_matmul(self):
         m = Module()
         n, d, lanes, chunks = self._tokens, self._head_width, self._lanes, self._chunks
-        chunk_bits = (chunks - 1).bit_length()
+        chunk_bits = log2_ceil(chunks)
 
         phase = Signal(_Phase, name="phase")
 
@@ -557,7 +552,7 @@ class SDSA(wiring.Component):
         m.d.comb += accepted.eq(inp_valid & inp_ready)
         first, layer = self._step_context(m, accepted, in_token, in_head, inp)
         pass_first = Signal(name="pass_first")
-        pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")
+        pass_layer = Signal(bits_for(self.layers), name="pass_layer")
 
         # Stage 1 of the accumulate pipeline (one cycle after the KV read is issued).
         s1_valid = Signal(name="s1_valid")
@@ -569,7 +564,7 @@ class SDSA(wiring.Component):
         s1_last = Signal(name="s1_last")              # the token's last accumulation
         s1_hand = Signal(name="s1_hand")              # s1_valid & ~s1_load & s1_last
         s1_first = Signal(name="s1_first")
-        s1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")
+        s1_layer = Signal(bits_for(self.layers), name="s1_layer")
         s1_stall = Signal(name="s1_stall")
 
         # Issue: one (row, chunk) KV update or Q.KV accumulation per cycle, chunk by chunk.
@@ -707,7 +702,7 @@ class SDSA(wiring.Component):
         counts = Signal(counts_layout, name="counts")
         counts_valid = Signal(name="counts_valid")
         counts_first = Signal(name="counts_first")
-        counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")
+        counts_layer = Signal(bits_for(self.layers), name="counts_layer")
         lif_chunk = _counter(chunks, "lif_chunk")
         lif_zero, lif_last = self._chunk_flags(m, "lif_chunk")
         lif_take = Signal(name="lif_take")
@@ -749,7 +744,7 @@ class SDSA(wiring.Component):
         l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x")
         l1_chunk = _counter(chunks, "l1_chunk")
         l1_first = Signal(name="l1_first")
-        l1_layer = Signal(max(1, _layer_width(self.layers)), name="l1_layer")
+        l1_layer = Signal(bits_for(self.layers), name="l1_layer")
         l1_address = _counter(membranes, "l1_address")
         l1_row_end = Signal(name="l1_row_end")
         m.d.comb += l1_stall.eq(l1_valid & l1_row_end & self.o.valid & ~self.o.ready)
