@@ -12,6 +12,8 @@ The threshold is in doubled units (``ceil(2 * theta / scale)``, see ``quant.into
 :class:`LIF` keeps one membrane per lane in registers; :class:`LIFArray` keeps the membranes of
 many neurons in a memory (one word of ``lanes`` membranes per address) and reads per-channel
 thresholds from a threshold memory, so one array serves a whole layer across time steps.
+:func:`lif_update` builds the update above for one neuron; it is the only place it is written,
+used by both units here and by the SDSA unit's channel neurons (``hw.sdsa``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from hw.params import bits_for, ceil_div, check_int
 
 __all__ = ["LIF", "lif_input_layout", "lif_output_layout",
-           "LIFArray", "lif_array_input_layout", "lif_array_output_layout"]
+           "LIFArray", "lif_array_input_layout", "lif_array_output_layout", "lif_update"]
 
 
 def _fires(m: Module, previous, x, threshold, width: int, name: str) -> Signal:
@@ -47,6 +49,70 @@ def _fires(m: Module, previous, x, threshold, width: int, name: str) -> Signal:
     fire = Signal(name=f"{name}_fire")
     m.d.comb += fire.eq(~difference[-1])
     return fire
+
+
+def lif_update(m: Module, *, first, stored, x, threshold, total, spike, previous=None,
+               compare_width: int | None = None, name: str = "lif", registers=()):
+    """Build one integer LIF neuron's time step into ``m``; return its next membrane.
+
+    The one place the update of ``docs/arithmetic.md`` (``quant.intops.lif_step``) is written,
+    for :class:`LIF`, :class:`LIFArray` and the SDSA unit's channel neurons::
+
+        previous = 0 if first else stored        (a new sample starts from 0)
+        u        = previous + x                  -> ``total``
+        spike    = u >= threshold                -> ``spike``
+        v_next   = 0 if spike else u >>> 1       (returned: hard reset, else halve with floor)
+
+    Parameters
+    ----------
+    first, stored
+        ``first`` selects 0 instead of the stored membrane ``stored``; ``stored=None``: no
+        membrane is kept (the threshold leaves nothing to carry), ``previous`` is 0.
+    x, threshold
+        The input and the threshold (doubled units) of this neuron.
+    total, spike
+        Signals (or slices) the sum ``u`` and the spike are assigned to. ``total``'s shape sets
+        the arithmetic: signed for the LIF units, unsigned for SDSA's counts; ``v_next`` is
+        ``total >> 1``, so a signed total shifts arithmetically (floor).
+    previous : Signal, optional
+        A signal to hold ``0 if first else stored`` (the LIF units name it); without one the
+        expression feeds the sum directly.
+    compare_width : int, optional
+        ``None``: ``spike`` is ``total >= threshold``. An int: the spike is decided by
+        :func:`_fires` (one carry chain for ``previous + x - threshold``), which needs this width
+        (the sum's width plus one).
+    name : str
+        Prefix of the signals :func:`_fires` creates.
+    registers : sequence of Signal, optional
+        Registers that take ``v_next`` at the clock edge (:class:`LIF`'s membranes and output),
+        written as ``If(spike)``/``Else`` in ``m.d.sync`` inside whatever ``m.If`` is open.
+
+    Returns
+    -------
+    The expression ``Mux(spike, 0, total >> 1)`` (what the memory-backed units write back); with
+    ``registers`` it has already been assigned to them and the return value may be ignored.
+
+    The statements go into ``m`` in one fixed order (the compare's, then ``previous``, ``total``
+    and ``spike``, then the registers), so each unit's netlist, and its Verilog, is the one it
+    had when it wrote the update itself.
+    """
+    value = Const(0, 1) if stored is None else Mux(first, 0, stored)
+    operand = value if previous is None else previous
+    if compare_width is None:
+        decision = total >= threshold
+    else:
+        decision = _fires(m, operand, x, threshold, compare_width, name)
+    statements = [] if previous is None else [previous.eq(value)]
+    m.d.comb += statements + [total.eq(operand + x), spike.eq(decision)]
+    halved = total >> 1  # on a signed total an arithmetic shift: floor
+    if registers:
+        with m.If(spike):
+            for register in registers:
+                m.d.sync += register.eq(0)
+        with m.Else():
+            for register in registers:
+                m.d.sync += register.eq(halved)
+    return Mux(spike, 0, halved)
 
 
 def lif_input_layout(lanes: int, input_width: int, *, streamed_threshold: bool = False):
@@ -180,19 +246,11 @@ class LIF(wiring.Component):
                     threshold = self.i.payload.threshold[lane]
                 else:
                     threshold = Const(self._thresholds[lane], signed(self._sum_width))
-                m.d.comb += [
-                    previous.eq(Mux(self.i.payload.first, 0, membrane[lane])),
-                    total.eq(previous + self.i.payload.x[lane]),
-                    fire.eq(_fires(m, previous, self.i.payload.x[lane], threshold,
-                                   self._sum_width + 1, f"lane_{lane}")),
-                ]
-                new_membrane = total >> 1  # signed: an arithmetic shift, i.e. floor
-                with m.If(fire):
-                    m.d.sync += membrane[lane].eq(0)
-                    m.d.sync += self.o.payload.membrane[lane].eq(0)
-                with m.Else():
-                    m.d.sync += membrane[lane].eq(new_membrane)
-                    m.d.sync += self.o.payload.membrane[lane].eq(new_membrane)
+                lif_update(m, first=self.i.payload.first, stored=membrane[lane],
+                           x=self.i.payload.x[lane], threshold=threshold, total=total,
+                           spike=fire, previous=previous, compare_width=self._sum_width + 1,
+                           name=f"lane_{lane}",
+                           registers=(membrane[lane], self.o.payload.membrane[lane]))
                 m.d.sync += self.o.payload.spikes[lane].eq(fire)
         return m
 
@@ -422,14 +480,10 @@ class LIFArray(wiring.Component):
             previous = Signal(signed(mw), name=f"previous_{lane}")
             total = Signal(signed(sw), name=f"total_{lane}")
             threshold = c_thresholds[lane * sw:(lane + 1) * sw].as_signed()
-            m.d.comb += [
-                previous.eq(Mux(c_first, 0, c_membranes[lane * mw:(lane + 1) * mw].as_signed())),
-                total.eq(previous + c_x[lane]),
-                spikes[lane].eq(_fires(m, previous, c_x[lane], threshold, sw + 1,
-                                       f"lane_{lane}")),
-                # Hard reset on a spike, else halve: >> on a signed value floors.
-                new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),
-            ]
+            m.d.comb += new_word[lane * mw:(lane + 1) * mw].eq(lif_update(
+                m, first=c_first, stored=c_membranes[lane * mw:(lane + 1) * mw].as_signed(),
+                x=c_x[lane], threshold=threshold, total=total, spike=spikes[lane],
+                previous=previous, compare_width=sw + 1, name=f"lane_{lane}"))
         with m.If(leave):
             m.d.comb += [membrane_write.addr.eq(c_address), membrane_write.data.eq(new_word),
                          membrane_write.en.eq(1)]

@@ -33,6 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .addressing import SpikeAddressing
+from .lif import lif_update
 from .params import bits_for, ceil_div, check_int, log2_ceil
 
 __all__ = [
@@ -428,16 +429,13 @@ class SDSA(wiring.Component):
         new_membrane = Signal(self._chunk_layout(max(self._membrane_width, 1)),
                               name=f"{name}_new_membrane")
         for lane in range(self._lanes):
+            # Unsigned counts: the plain compare (the LIF units' carry-save form is for signed
+            # inputs); without a membrane memory nothing is carried (previous is 0).
             total = Signal(self._sum_width, name=f"{name}_u_{lane}")
-            if membrane_read is not None:
-                previous = Mux(first, 0, membrane_read.data[lane])
-            else:
-                previous = Const(0, 1)
-            m.d.comb += [
-                total.eq(previous + x[lane]),
-                spikes[lane].eq(total >= threshold),
-                new_membrane[lane].eq(Mux(spikes[lane], 0, total >> 1)),
-            ]
+            stored = None if membrane_read is None else membrane_read.data[lane]
+            m.d.comb += new_membrane[lane].eq(lif_update(
+                m, first=first, stored=stored, x=x[lane], threshold=threshold, total=total,
+                spike=spikes[lane], name=name))
         return spikes, new_membrane
 
     def _chunk_flags(self, m: Module, name: str):
