@@ -168,7 +168,7 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
             if "layer" in beat:
                 beat["layer"] ^= 1
     layout = sdsa_input_layout(4, variant=variant, layers=dut.layers)
-    received = run_stream(dut, [layout.const(b) for b in beats], len(beats))
+    received = run_stream(dut, [layout.const(b) for b in beats], len(beats)).payloads
     got = np.array([bits_row(int(p.spikes), 4) for p in received]).reshape(case.q.shape)
     assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
 
@@ -177,9 +177,10 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
                          ids=lambda v: v.name)
 def test_payload_ignored_while_not_valid(variant):
     """Idle cycles on the input with random garbage on the payload wires (not the last beat
-    held, as sim.streams does) and a receiver that pauses: the same spikes."""
+    held, sim.streams' default) and a receiver that pauses: the same spikes, and each stalled
+    output beat holds."""
     from sim.cases_sdsa import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
-    from sim.timing import stream_timing  # noqa: PLC0415
+    from sim.streams import run_stream  # noqa: PLC0415
 
     tokens, heads = 4, 2
     case = random_case(np.random.default_rng(91), tokens=tokens, head_width=5, heads=heads,
@@ -192,10 +193,11 @@ def test_payload_ignored_while_not_valid(variant):
     garbage = random.Random(92)
     # One-cycle gaps, and long gaps that let the pipeline run dry mid-head.
     for offer in (lambda c: c % 3 != 1, lambda c: c % 7 < 2):
-        _, _, received = stream_timing(dut, beats, cycles=3000, offer=offer,
-                                       ready=lambda c: c % 4 != 3,
-                                       idle=lambda c: garbage.getrandbits(layout.size))
-        got = np.array([bits_row(int(p.spikes), 5) for p in received]).reshape(case.q.shape)
+        run = run_stream(dut, beats, len(beats), send_pattern=offer,
+                         receive_pattern=lambda c: c % 4 != 3,
+                         idle=lambda c: garbage.getrandbits(layout.size))
+        assert run.stalls > 0
+        got = np.array([bits_row(int(p.spikes), 5) for p in run.payloads]).reshape(case.q.shape)
         assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
 
 
