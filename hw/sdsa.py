@@ -33,7 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .addressing import SpikeAddressing
-from .lif import lif_update
+from .neuron import lif_update
 from .params import bits_for, ceil_div, check_int, log2_ceil
 
 __all__ = [

@@ -50,7 +50,10 @@ COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
 # hw file -> the fast tests that cover it, quickest first (pytest stops at the first failure).
 # Amaranth-simulator tests only: a Verilator test rebuilds the design for every mutant.
 TESTS: dict[str, list[str]] = {
-    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
+    "hw/neuron.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py",
+                     "tests/test_sdsa.py"],
+    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_edges.py"],
+    "hw/lif_array.py": ["tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
@@ -63,7 +66,9 @@ TESTS: dict[str, list[str]] = {
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
 # end-to-end network test runs).
 VERILATOR_TESTS: dict[str, list[str]] = {
-    "hw/lif.py": ["tests/test_lif_verilator.py", "tests/test_lif_array_verilator.py"],
+    "hw/neuron.py": ["tests/test_lif_verilator.py", "tests/test_lif_array_verilator.py"],
+    "hw/lif.py": ["tests/test_lif_verilator.py"],
+    "hw/lif_array.py": ["tests/test_lif_array_verilator.py"],
     "hw/addressing.py": ["tests/test_addressing_verilator.py"],
     "hw/progengine.py": ["tests/test_shared_network.py"],
     "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
@@ -85,23 +90,27 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not ver
 # an entry whose line changed is reported as stale. Without the function, a key covers every
 # identical line of the file.
 EQUIVALENT: dict[tuple, str] = {
+    # hw/neuron.py
+    ("hw/neuron.py", "value = Const(0, 1) if stored is None else Mux(first, 0, stored)", 18, "1 -> 2"):
+        "the same zero: the sum's width is set by `total`",
     # hw/lif.py
-    ("hw/lif.py", 'self._sum_width + 1, f"lane_{lane}")),', 19, "1 -> 2"):
+    ("hw/lif.py", "spike=fire, previous=previous, compare_width=self._sum_width + 1,", 64, "1 -> 2"):
         "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
-    ("hw/lif.py", "spikes[lane].eq(_fires(m, previous, c_x[lane], threshold, sw + 1,", 64, "1 -> 2"):
+    # hw/lif_array.py
+    ("hw/lif_array.py", 'previous=previous, compare_width=sw + 1, name=f"lane_{lane}"))', 39, "1 -> 2"):
         "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
-    ("hw/lif.py", "padded = list(self._thresholds) + [0] * (self._groups * self._lanes - len(self._thresholds))",
+    ("hw/lif_array.py", "padded = list(self._thresholds) + [0] * (self._groups * self._lanes - len(self._thresholds))",
      69, "- -> +"):
         "longer zero padding: the comprehension never indexes past groups * lanes",
-    ("hw/lif.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
+    ("hw/lif_array.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
         "a deeper memory only adds rows that no address (< words) reaches",
-    ("hw/lif.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
+    ("hw/lif_array.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
      39, "2 -> 3"):
         "a deeper memory only adds rows that no address (< groups) reaches",
-    ("hw/lif.py", "previous.eq(Mux(c_first, 0, c_membranes[lane * mw:(lane + 1) * mw].as_signed())),",
-     59, "1 -> 2"):
+    ("hw/lif_array.py", "m, first=c_first, stored=c_membranes[lane * mw:(lane + 1) * mw].as_signed(),",
+     56, "1 -> 2"):
         "`previous` is membrane_width bits: the wider slice is truncated back to this lane's bits",
-    ("hw/lif.py", "new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),", 28, "1 -> 2"):
+    ("hw/lif_array.py", "m.d.comb += new_word[lane * mw:(lane + 1) * mw].eq(lif_update(", 40, "1 -> 2"):
         "the next lane's assignment, later in the list, overrides the overlapping bits; the last "
         "lane's slice is clipped at the word's end",
     # hw/addressing.py
@@ -151,8 +160,6 @@ EQUIVALENT: dict[tuple, str] = {
         'done is assigned for every token (N >= 1) before it is read',
     ('hw/sdsa.py', 'def ideal_cycles(self, q_spikes: int, k_spikes: int, v_spikes: int = 0,', 70, '0 -> 1'):
         "v_spikes is in the signature only: no variant's formula reads it",
-    ('hw/sdsa.py', 'previous = Const(0, 1)', 21, '1 -> 2'):
-        "the same zero: the sum's width is set by `total`",
     ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 17, '1 -> 2'):
         'the same constant 1 in 2 bits',
     ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 30, '1 -> 2'):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hw.lif import LIFArray
+from hw.lif_array import LIFArray
 from sim.cases_lif_array import lif_array_case, lif_array_expected
 from sim.streams import PATTERNS, run_stream
 
