@@ -77,7 +77,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.accumulator import pack_lanes
+from hw.packing import pack_lanes
 from hw.addressing import SpikeAddressing, addressing_input_layout
 from hw.params import bits_for, ceil_div, check_int, log2_ceil
 
@@ -290,7 +290,7 @@ def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int
     -------
     list of int
         ``Cin << (2 * kernel_log + groups_log)`` words; word ``(((c << kl) | ky) << kl | kx) << gl
-        | g`` packs (:func:`hw.accumulator.pack_lanes`) the weights of output channels
+        | g`` packs (:func:`hw.packing.pack_lanes`) the weights of output channels
         ``g * lanes + l``, lane 0 in the least significant bits; holes are zero.
     """
     weight = _int_array("weight", weight, 4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.accumulator import SynapseKind, _canonical
+from hw.packing import SynapseKind, canonical_weight
 from quant.intops import conv2d_spikes, depthwise_conv2d_spikes, linear_spikes
 from sim.cases_addressing import pack_words
 
@@ -31,7 +31,7 @@ def engine_words(kind, spikes) -> tuple[list[int], list[int]]:
 def engine_reference(dut, weight, bias, spikes) -> np.ndarray:
     """Return quant.intops' result for one frame: ``[N, Cout]`` or ``[Cout, Ho, Wo]``."""
     if dut.kind is SynapseKind.LINEAR:
-        return linear_spikes(spikes, _canonical(dut.kind, weight)[:, :, 0, 0], bias)
+        return linear_spikes(spikes, canonical_weight(dut.kind, weight)[:, :, 0, 0], bias)
     if dut.kind is SynapseKind.CONV:
         return conv2d_spikes(spikes, weight, bias, stride=dut.stride, padding=dut.padding)
     return depthwise_conv2d_spikes(spikes, weight, bias, stride=dut.stride, padding=dut.padding)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.accumulator import SynapseEngine, layer_sops
+from hw.accumulator import SynapseEngine
+from hw.packing import layer_sops
 from sim.cases_accumulator import (engine_reference, engine_words, random_layer,
                                    reference_beats, spike_shape)
 from sim.cases_addressing import FIRING_RATES, spike_map

@@ -9,7 +9,7 @@ from amaranth.hdl import Elaboratable, Fragment, Module, Signal, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from hw.accumulator import accumulator_bound, layer_sops, signed_width
+from hw.packing import accumulator_bound, layer_sops, signed_width
 from hw.progengine import (ProgEngine, engine_config_layout, layer_config, pack_layer_biases,
                            pack_layer_weights)
 from quant.intops import conv2d_spikes
