@@ -55,6 +55,7 @@ TESTS: dict[str, list[str]] = {
     "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_edges.py"],
     "hw/lif_array.py": ["tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
+    "hw/progengine_config.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/plan.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py",
@@ -70,6 +71,7 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/lif.py": ["tests/test_lif_verilator.py"],
     "hw/lif_array.py": ["tests/test_lif_array_verilator.py"],
     "hw/addressing.py": ["tests/test_addressing_verilator.py"],
+    "hw/progengine_config.py": ["tests/test_shared_network.py"],
     "hw/progengine.py": ["tests/test_shared_network.py"],
     "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
     "hw/plan.py": ["tests/test_shared_network.py"],
@@ -329,7 +331,7 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/program.py', 'channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]', 61, '0 -> 1'):
         "every attention block's q_conv maps C to C channels, so shape[1] == shape[0]",
     # hw/progengine.py
-    ('hw/progengine.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
+    ('hw/progengine_config.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
         'numpy infers a negative dimension whatever its value: reshape(-2, lanes) == reshape(-1, lanes)',
     ('hw/progengine.py', 'tap_bits = max(1, self._max_kernel_log)', 16, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',

@@ -10,8 +10,9 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from hw.packing import accumulator_bound, layer_sops, signed_width
-from hw.progengine import (ProgEngine, engine_config_layout, layer_config, pack_layer_biases,
-                           pack_layer_weights)
+from hw.progengine import ProgEngine
+from hw.progengine_config import (engine_config_layout, layer_config, pack_layer_biases,
+                                  pack_layer_weights)
 from quant.intops import conv2d_spikes
 from sim.cases_accumulator import random_layer
 from sim.cases_addressing import pack_words, spike_map
