@@ -57,7 +57,10 @@ TESTS: dict[str, list[str]] = {
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine_config.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
+    "hw/sdsa_common.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
+    "hw/sdsa_matmul.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
+    "hw/sdsa_column.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/plan.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py",
                    "tests/test_network.py"],
     "hw/program.py": ["tests/test_network.py", "tests/test_shared_plan.py"],
@@ -73,7 +76,10 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/addressing.py": ["tests/test_addressing_verilator.py"],
     "hw/progengine_config.py": ["tests/test_shared_network.py"],
     "hw/progengine.py": ["tests/test_shared_network.py"],
+    "hw/sdsa_common.py": ["tests/test_sdsa_verilator.py"],
     "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
+    "hw/sdsa_matmul.py": ["tests/test_sdsa_verilator.py"],
+    "hw/sdsa_column.py": ["tests/test_sdsa_verilator.py"],
     "hw/plan.py": ["tests/test_shared_network.py"],
     "hw/program.py": ["tests/test_shared_network.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
@@ -139,20 +145,20 @@ EQUIVALENT: dict[tuple, str] = {
         "size is a power of four >= 4: size - 2 and size - 1 have the same bit length",
     ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 67, "2 -> 3"):
         "at most four groups: the group index is 2 bits, a longer slice takes the same bits",
-    # hw/sdsa.py
-    ('hw/sdsa.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
+    # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
+    ('hw/sdsa_common.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
         'no signal has the Variant shape (it is a parameter); its values are unchanged',
     ('hw/sdsa.py', 'return array.reshape(-1, tokens).tolist()', 23, '1 -> 2'):
         'numpy infers a negative dimension whatever its value: reshape(-2, N) == reshape(-1, N)',
-    ('hw/sdsa.py', 'return Signal(range(max(count, 2)), name=name)', 32, '2 -> 3'):
+    ('hw/sdsa_common.py', 'return Signal(range(max(count, 2)), name=name)', 32, '2 -> 3'):
         'a counter with room for one more value: the same count 0 .. count - 1, at most a spare bit',
-    ('hw/sdsa.py', 'return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]', 30, '1 -> 2'):
+    ('hw/sdsa_common.py', 'return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]', 30, '1 -> 2'):
         'each chunk goes into a lanes-bit signal (_select), which truncates the longer slice to the same bits',
-    ('hw/sdsa.py', 'return max(words, 2)', 19, '2 -> 3'):
+    ('hw/sdsa_common.py', 'return max(words, 2)', 19, '2 -> 3'):
         'a deeper memory only adds rows that no address reaches',
-    ('hw/sdsa.py', 'class _Phase(enum.Enum, shape=2):', 31, '2 -> 3'):
+    ('hw/sdsa_common.py', 'class _Phase(enum.Enum, shape=2):', 31, '2 -> 3'):
         'the phase register one bit wider: the same three values',
-    ('hw/sdsa.py', 'QPASS = 2', 9, '2 -> 3'):
+    ('hw/sdsa_common.py', 'QPASS = 2', 9, '2 -> 3'):
         'QPASS encoded as 3 instead of 2: still distinct from LOAD and LIF and fits the 2-bit phase',
     ('hw/sdsa.py', 'released = 1            # first cycle stage 1 is not holding a stalled accumulation', 12, '1 -> 2'):
         'the first K token starts at max(accept + 1 = 2, released): released 1 or 2 give the same 2',
@@ -166,38 +172,26 @@ EQUIVALENT: dict[tuple, str] = {
         'the same constant 1 in 2 bits',
     ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 30, '1 -> 2'):
         'the same constant 1 in 2 bits',
-    ('hw/sdsa.py', 'step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")', 25, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'chunk_bits = (chunks - 1).bit_length()', 22, '- -> +'):
-        'a wider chunk field in the KV address, used consistently (the depth scales with it): a sparser memory, the same words read back',
-    ('hw/sdsa.py', 'pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")', 25, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 's1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")', 23, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),', 59, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 'row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),', 59, '1 -> 2'):
         'row_fresh is 1 bit: only bit 0 of the wider selection is kept, the same bit',
-    ('hw/sdsa.py', 's1_last.eq(0),', 12, '0 -> 1'):
+    ('hw/sdsa_matmul.py', 's1_last.eq(0),', 12, '0 -> 1'):
         "s1_last is read only for accumulations (~s1_load); a KV update's value is never used",
-    ('hw/sdsa.py', 's1_v.eq(0),', 9, '0 -> 1'):
+    ('hw/sdsa_matmul.py', 's1_v.eq(0),', 9, '0 -> 1'):
         's1_v only feeds KV writes, which are enabled only for KV updates (s1_load)',
-    ('hw/sdsa.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
         's1_zero is 1 bit: only bit 0 of the wider selection is kept, the same bit',
-    # hw/sdsa.py
+    # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
     ('hw/sdsa.py', 'lif_start = max(handoff + 1, lif_start + chunks)', 40, '+ -> -'):
         'handoff >= lif_start + chunks - 1, so handoff + 1 alone is the max either way',
-    ('hw/sdsa.py', 'q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches', 27, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 'q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches', 27, '1 -> 2'):
         'a counter with room for one more value: q_next never exceeds n',
-    ('hw/sdsa.py', 'counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")', 27, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'l1_layer = Signal(max(1, _layer_width(self.layers)), name="l1_layer")', 23, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
         "chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1, the last chunk's slice is clipped",
-    ('hw/sdsa.py', 'with m.If(in_token == 0):', 20, '== -> !=', '_elaborate_column_sum'):
+    ('hw/sdsa_column.py', 'with m.If(in_token == 0):', 20, '== -> !=', '_elaborate_column_sum'):
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
-    ('hw/sdsa.py', 'with m.If(in_token == 0):', 23, '0 -> 1', '_elaborate_column_sum'):
+    ('hw/sdsa_column.py', 'with m.If(in_token == 0):', 23, '0 -> 1', '_elaborate_column_sum'):
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
-    ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
+    ('hw/sdsa_column.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
         'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
     # hw/plan.py (reviewed after the plan moved out of hw/shared.py)
     ('hw/plan.py', 'md_w = bits_for(mem.map_depth + 1)', 33, '1 -> 2'):
@@ -370,8 +364,8 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/progengine.py
     ('hw/progengine.py', 'shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),', 38, '2 -> 3'):
         'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
-    # hw/sdsa.py
-    ('hw/sdsa.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
+    # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
+    ('hw/sdsa_matmul.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
         'with no chunk in the LIF stage the read port (enabled only by take) holds the word read for the last one, so the extra write stores the value just written',
     # hw/progengine.py
     ('hw/progengine.py', 'column_step.eq(Const(1, 1) << cfg.groups_log),', 25, '1 -> 2'):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from hw.sdsa import SDSA, Variant, sdsa_input_layout
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant, sdsa_input_layout
 from sim.cases_sdsa import (bits_row, case_from_arrays, expected_spikes, first_difference,
                            input_payloads, random_case)
 from sim.streams import PATTERNS, run_stream

@@ -7,7 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from hw.sdsa import SDSA, Variant, sdsa_input_layout, sdsa_output_layout
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant, sdsa_input_layout, sdsa_output_layout
 
 
 def offsets(layout):
