@@ -139,11 +139,7 @@ EQUIVALENT: dict[tuple, str] = {
         "the constant (width - 1 <= 3) has the same value in 3 bits",
     ("hw/addressing.py", "return bits[0], Const(0, 1)", 26, "1 -> 2"):
         "the same zero; only bit 0 of the two-or-more flag is used",
-    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 40, "- -> +"):
-        "a group's index is exactly (size - 1).bit_length() bits: a longer slice takes the same bits",
-    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 42, "1 -> 2"):
-        "size is a power of four >= 4: size - 2 and size - 1 have the same bit length",
-    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 67, "2 -> 3"):
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:log2_ceil(size)], group[:2])", 59, "2 -> 3"):
         "at most four groups: the group index is 2 bits, a longer slice takes the same bits",
     # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
     ('hw/sdsa_common.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
