@@ -150,13 +150,16 @@ def test_cycle_model_exact_one_token(lanes):
 
 @pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
                          ids=lambda v: v.name)
-def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
+@pytest.mark.parametrize("heads", [3, 4])
+def test_first_and_layer_read_only_on_a_steps_first_beat(variant, heads):
     """`first` (and SDSA-4's `layer`) are read on the first beat of each time step only: the
     other beats of the step may carry anything."""
     from sim.cases_sdsa import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
     from sim.streams import run_stream  # noqa: PLC0415
 
-    tokens, heads, steps = 3, 4, 4  # 4 heads: a head counter that wraps early shows
+    # 4 heads: a head counter that wraps early shows; 3 heads (not a power of two): one that
+    # wraps late, past its natural wrap, shows.
+    tokens, steps = 3, 4
     case = random_case(np.random.default_rng(90), tokens=tokens, head_width=4, heads=heads,
                        steps=steps, rate=0.5, first=[1, 0, 1, 0], layer=[1, 0, 0, 1])
     threshold = (3, 6) if variant == Variant.SDSA4 else 3
