@@ -26,23 +26,23 @@ Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels); dept
 (spike, valid tap). Words without spikes cost one cycle of the addressing unit each, overlapped with
 the accumulation of earlier spikes. Read-out: one cycle per bank word.
 
-Weight memory (``weights``): word address ``((c * k + ky) * k + kx) * G + g`` for input channel
-``c``, tap ``(ky, kx)`` and output group ``g`` of ``G = ceil(Cout / lanes)`` (linear: ``k = 1``);
-each word holds ``lanes`` signed ``weight_width``-bit weights of output channels ``g * lanes + l``,
-lane 0 in the least significant bits, lanes past ``Cout`` zero. Depthwise: address
-``(c * k + ky) * k + kx``, one word per tap, weight in lane ``c % lanes`` and zeros elsewhere.
-:func:`pack_weights` builds these words from quant's canonical arrays.
+Weight memory (``weights``): the words :func:`hw.packing.pack_weights` builds from quant's
+canonical arrays (its module docstring gives the layout); the layer's other integer helpers
+(kinds, widths, bounds, lane packing, the output layout, SOP counts) live in ``hw.packing`` too and
+are re-exported here.
 
 Accumulator bank (``bank``): word ``position * G + g`` (``position = oy * Wo + ox``, or the token
 ``n``), ``lanes`` signed ``accumulator_width``-bit sums. Read-modify-write in two cycles: read in
 the cycle a tap is issued, write the sum in the next; the read port is transparent to the write
 port, so a tap issued right after one to the same word reads the value being written (back-to-back
 updates of one word are exact, with no stall).
+
+This module is one component, over ~400 lines: its constructor checks, properties and one
+``elaborate`` (one pipeline: addressing, decode, tap generator, read-modify-write, read-out);
+splitting it would scatter that pipeline.
 """
 
 from __future__ import annotations
-
-import enum
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
@@ -51,154 +51,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.addressing import SpikeAddressing, addressing_input_layout
+from hw.packing import (SynapseKind, accumulator_bound, canonical_weight, layer_sops, pack_lanes,
+                        pack_weights, signed_width, synapse_output_layout)
 from hw.params import bits_for, ceil_div, check_int, times
 
-__all__ = ["SynapseKind", "SynapseEngine", "synapse_output_layout", "pack_weights",
-           "pack_lanes", "accumulator_bound", "signed_width", "layer_sops"]
-
-
-class SynapseKind(enum.Enum):
-    """Kinds of layer the synapse engine computes."""
-
-    LINEAR = "linear"
-    CONV = "conv"
-    DEPTHWISE = "depthwise"
-
-
-def signed_width(low: int, high: int) -> int:
-    """Return the fewest two's complement bits holding every integer in ``[low, high]``."""
-    bits = 1
-    while not (-(1 << (bits - 1)) <= low and high < (1 << (bits - 1))):
-        bits += 1
-    return bits
-
-
-def _canonical(kind: SynapseKind, weight) -> np.ndarray:
-    """Return ``weight`` as int64 ``[Cout, Cin, k, k]`` (depthwise: ``[C, 1, k, k]``)."""
-    array = np.asarray(weight)
-    if array.dtype.kind not in "biu":
-        raise TypeError(f"weight must be an integer array, not dtype {array.dtype}")
-    array = array.astype(np.int64)
-    if kind is SynapseKind.LINEAR:
-        if array.ndim == 4 and array.shape[2:] == (1, 1):
-            array = array[:, :, 0, 0]
-        if array.ndim != 2:
-            raise ValueError(f"weight of a linear layer must be [Cout, Cin] (or [Cout, Cin, 1, 1]),"
-                             f" not shape {array.shape}")
-        return array[:, :, None, None]
-    if kind is SynapseKind.DEPTHWISE and array.ndim == 3:
-        array = array[:, None]
-    if array.ndim != 4 or array.shape[2] != array.shape[3]:
-        raise ValueError(f"weight of a {kind.value} layer must be a square kernel "
-                         f"[Cout, Cin, k, k], not shape {array.shape}")
-    if kind is SynapseKind.DEPTHWISE and array.shape[1] != 1:
-        raise ValueError(f"weight of a depthwise layer must be [C, k, k] or [C, 1, k, k], "
-                         f"not shape {array.shape}")
-    return array
-
-
-def accumulator_bound(weight: np.ndarray, bias: np.ndarray) -> tuple[int, int]:
-    """Return the lowest and highest value any accumulator can hold, over every spike map.
-
-    Every partial sum of output channel ``o`` is ``bias[o]`` plus a subset of its weights (a spike
-    adds each weight at most once to one output), so it lies in
-    ``[bias[o] + sum of its negative weights, bias[o] + sum of its positive weights]``; both ends
-    are reached. This is the same bound as quant's ``IntLayer.acc_low``/``acc_high``.
-    """
-    flat = weight.reshape(weight.shape[0], -1)
-    low = bias + np.minimum(flat, 0).sum(axis=1)
-    high = bias + np.maximum(flat, 0).sum(axis=1)
-    return min(0, int(low.min())), max(0, int(high.max()))
-
-
-def pack_lanes(values, width: int) -> int:
-    """Pack signed integers into one word, element 0 in the least significant ``width`` bits."""
-    word = 0
-    mask = (1 << width) - 1
-    for lane, value in enumerate(values):
-        word |= (int(value) & mask) << (lane * width)
-    return word
-
-
-def pack_weights(kind, weight, *, lanes: int, weight_width: int) -> list[int]:
-    """Return the weight memory words of a layer in the engine's layout (module docstring).
-
-    Parameters
-    ----------
-    kind : SynapseKind or str
-    weight : integer array
-        quant's canonical weight: linear ``[Cout, Cin]`` (or ``[Cout, Cin, 1, 1]``), conv
-        ``[Cout, Cin, k, k]``, depthwise ``[C, k, k]`` or ``[C, 1, k, k]``.
-    lanes, weight_width : int
-        Lanes per word and signed bits per weight.
-    """
-    kind = SynapseKind(kind)
-    weight = _canonical(kind, weight)
-    cout, cin, kernel, _ = weight.shape
-    groups = ceil_div(cout, lanes)
-    padded = np.zeros((groups * lanes, cin, kernel, kernel), dtype=np.int64)
-    padded[:cout] = weight
-    words = []
-    if kind is SynapseKind.DEPTHWISE:
-        for c in range(cout):
-            for ky in range(kernel):
-                for kx in range(kernel):
-                    values = [0] * lanes
-                    values[c % lanes] = weight[c, 0, ky, kx]
-                    words.append(pack_lanes(values, weight_width))
-        return words
-    for c in range(cin):
-        for ky in range(kernel):
-            for kx in range(kernel):
-                for g in range(groups):
-                    words.append(pack_lanes(padded[g * lanes:(g + 1) * lanes, c, ky, kx],
-                                            weight_width))
-    return words
-
-
-def layer_sops(kind, weight_shape, spikes, *, stride: int = 1, padding: int = 0) -> int:
-    """Return the synaptic operations (weight additions) a spike map causes in a layer.
-
-    ``spikes`` is ``[N, Cin]`` for linear and ``[C, H, W]`` otherwise; ``weight_shape`` is the
-    canonical shape (module docstring).
-    """
-    kind = SynapseKind(kind)
-    spikes = np.asarray(spikes, dtype=np.int64)
-    cout = weight_shape[0]
-    if kind is SynapseKind.LINEAR:
-        return int(spikes.sum()) * cout
-    kernel = weight_shape[-1]
-    _, height, width = spikes.shape
-    out_h = (height + 2 * padding - kernel) // stride + 1
-    out_w = (width + 2 * padding - kernel) // stride + 1
-
-    def taps(size, out):
-        t = np.arange(size) + padding
-        count = np.zeros(size, dtype=np.int64)
-        for k in range(kernel):
-            o, rem = np.divmod(t - k, stride)
-            count += (rem == 0) & (o >= 0) & (o < out)
-        return count
-
-    per_pixel = np.outer(taps(height, out_h), taps(width, out_w))
-    per_spike = (spikes * per_pixel[None]).sum()
-    return int(per_spike) * (1 if kind is SynapseKind.DEPTHWISE else cout)
-
-
-def synapse_output_layout(lanes: int, accumulator_width: int, positions: int,
-                          groups: int) -> data.StructLayout:
-    """Return the payload layout of the engine's output stream.
-
-    Fields, first in the least significant bits: ``values`` (``lanes`` signed sums of output
-    channels ``group * lanes + l``), ``position`` (output pixel ``oy * Wo + ox``, or token),
-    ``group`` and ``last`` (1 on the frame's final beat).
-    """
-    return data.StructLayout({
-        "values": data.ArrayLayout(signed(accumulator_width), lanes),
-        "position": unsigned(bits_for(positions)),
-        "group": unsigned(bits_for(groups)),
-        "last": 1,
-    })
+__all__ = ["SynapseEngine",
+           # re-exported from hw.packing, their home
+           "SynapseKind", "synapse_output_layout", "pack_weights", "pack_lanes",
+           "accumulator_bound", "signed_width", "layer_sops"]
 
 
 class SynapseEngine(wiring.Component):
@@ -248,7 +108,7 @@ class SynapseEngine(wiring.Component):
         self._width = check_int("width", width, 1)
         self._stride = check_int("stride", stride, 1)
         self._padding = check_int("padding", padding, 0)
-        weight = _canonical(self._kind, weight)
+        weight = canonical_weight(self._kind, weight)
         self._weight = weight
         cout, cin, kernel, _ = weight.shape
         if cout < 1 or cin < 1 or kernel < 1:

@@ -17,7 +17,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import bits_for, check_int
+from hw.params import bits_for, check_int, log2_ceil
 
 __all__ = ["SpikeAddressing", "addressing_input_layout", "addressing_output_layout",
            "check_int", "bits_for"]
@@ -201,7 +201,7 @@ class SpikeAddressing(wiring.Component):
             m.d.comb += has.eq(pending > port)
             if width & (width - 1) == 0:
                 # A power-of-two word: the base is the word index shifted, so no adder.
-                address = Cat(column[:(width - 1).bit_length()], held_word)
+                address = Cat(column[:log2_ceil(width)], held_word)
             else:
                 address = held_base + column
             with m.If(has):
@@ -272,7 +272,7 @@ class SpikeAddressing(wiring.Component):
         low = groups[-1][1]
         for found, index in reversed(groups[:-1]):
             low = Mux(found, index, low)
-        return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])
+        return group_any.any(), Cat(low[:log2_ceil(size)], group[:2])
 
     @staticmethod
     def _two_or_more(bits):
@@ -332,7 +332,7 @@ class SpikeAddressing(wiring.Component):
 
         for port in range(ports):
             if width & (width - 1) == 0:
-                address = Cat(columns[port][:(width - 1).bit_length()], held_word)
+                address = Cat(columns[port][:log2_ceil(width)], held_word)
             else:
                 address = held_base + columns[port]
             with m.If(has[port]):

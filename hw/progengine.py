@@ -65,285 +65,31 @@ before). The address stage holds shift multiplexers and one adder (``weight_base
 index); the spike queue's ``ready`` towards the addressing unit is a flip-flop and its slots take
 the addressing unit's output with no multiplexer in front; decode takes two registered steps:
 one adder and the run-time shift per coordinate, then the clamps and range compares.
+
+A layer's side of this contract (the ``config`` and output layouts, :class:`LayerConfig`,
+:func:`layer_config` and the memory images :func:`pack_layer_weights` and
+:func:`pack_layer_biases`) lives in ``hw/progengine_config.py`` and is re-exported here. This file
+stays over ~400 lines because it is one component whose ``elaborate`` is one pipeline (input slice,
+addressing, spike queue, decode, tap generator, read-modify-write, read-out); splitting it would
+scatter that pipeline across files.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
-from hw.accumulator import pack_lanes
 from hw.addressing import SpikeAddressing, addressing_input_layout
 from hw.params import bits_for, check_int
+from hw.progengine_config import (LayerConfig, _range, engine_config_layout, engine_output_layout,
+                                  layer_config, pack_layer_biases, pack_layer_weights)
 
-__all__ = ["ProgEngine", "LayerConfig", "layer_config", "engine_config_layout",
-           "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
-
-
-def _range(maximum: int) -> unsigned:
-    """Unsigned shape holding ``0 .. maximum``."""
-    return unsigned(max(1, maximum.bit_length()))
-
-
-def _log2_ceil(value: int) -> int:
-    """Smallest ``n`` with ``2**n >= value`` (``value >= 1``)."""
-    return (value - 1).bit_length()
-
-
-def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
-                         max_stride_log: int, max_groups_log: int, weight_depth: int,
-                         bias_depth: int) -> data.StructLayout:
-    """Return the layout of :class:`ProgEngine`'s ``config`` port.
-
-    Fields, first in the least significant bits:
-
-    ``height``, ``width``
-        Input map size (``1 .. max_side``).
-    ``kernel``, ``kernel_log``
-        Kernel size ``k`` and ``kl`` with ``2**kl >= k`` (``kl <= max_kernel_log``).
-    ``stride_log``
-        The stride is ``2**stride_log`` (``<= max_stride_log``).
-    ``padding``
-        Zero padding on every side (``<= max_padding``).
-    ``out_height``, ``out_width``, ``out_width_log``
-        Output map size and ``owl`` with ``2**owl >= out_width``.
-    ``groups``, ``groups_log``
-        ``G = ceil(Cout / lanes)`` and ``gl`` with ``2**gl >= G`` (``gl <= max_groups_log``).
-    ``weight_base``, ``bias_base``
-        First word of the layer in the weight memory (``weight_depth`` words) and in the bias
-        memory (``bias_depth`` words).
-    """
-    max_side = check_int("max_side", max_side, 1)
-    check_int("max_padding", max_padding, 0)
-    check_int("max_kernel_log", max_kernel_log, 0)
-    check_int("max_stride_log", max_stride_log, 0)
-    check_int("max_groups_log", max_groups_log, 0)
-    check_int("weight_depth", weight_depth, 1)
-    check_int("bias_depth", bias_depth, 1)
-    return data.StructLayout({
-        "height": _range(max_side),
-        "width": _range(max_side),
-        "kernel": _range(1 << max_kernel_log),
-        "kernel_log": _range(max_kernel_log),
-        "stride_log": _range(max_stride_log),
-        "padding": _range(max_padding),
-        "out_height": _range(max_side),
-        "out_width": _range(max_side),
-        "out_width_log": _range(_log2_ceil(max_side)),
-        "groups": _range(1 << max_groups_log),
-        "groups_log": _range(max_groups_log),
-        "weight_base": unsigned(bits_for(weight_depth)),
-        "bias_base": unsigned(bits_for(bias_depth)),
-    })
-
-
-def engine_output_layout(*, lanes: int, accumulator_width: int, max_side: int,
-                         max_groups_log: int, bank_depth: int) -> data.StructLayout:
-    """Return the payload layout of :class:`ProgEngine`'s output stream.
-
-    Fields, first in the least significant bits: ``values`` (``lanes`` signed sums plus bias of
-    output channels ``group * lanes + l``), ``oy``, ``ox``, ``group``, ``index`` (beat number
-    within the frame) and ``last`` (1 on the frame's final beat).
-    """
-    return data.StructLayout({
-        "values": data.ArrayLayout(signed(accumulator_width), lanes),
-        "oy": unsigned(bits_for(max_side)),
-        "ox": unsigned(bits_for(max_side)),
-        "group": unsigned(max(1, max_groups_log)),
-        "index": unsigned(bits_for(bank_depth)),
-        "last": 1,
-    })
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerConfig:
-    """One layer's geometry and memory placement for :class:`ProgEngine` (see
-    :func:`layer_config`). The fields named in :attr:`CONFIG_FIELDS` are the ``config`` port's."""
-
-    in_channels: int
-    out_channels: int
-    lanes: int
-    height: int
-    width: int
-    kernel: int
-    kernel_log: int
-    stride: int
-    stride_log: int
-    padding: int
-    out_height: int
-    out_width: int
-    out_width_log: int
-    groups: int
-    groups_log: int
-    weight_base: int
-    bias_base: int
-
-    CONFIG_FIELDS = ("height", "width", "kernel", "kernel_log", "stride_log", "padding",
-                     "out_height", "out_width", "out_width_log", "groups", "groups_log",
-                     "weight_base", "bias_base")
-
-    @property
-    def fields(self) -> dict[str, int]:
-        """The ``config`` port's field values."""
-        return {name: getattr(self, name) for name in self.CONFIG_FIELDS}
-
-    @property
-    def weight_words_needed(self) -> int:
-        """Weight memory words of the layer: ``Cin << (2 * kernel_log + groups_log)``."""
-        return self.in_channels << (2 * self.kernel_log + self.groups_log)
-
-    @property
-    def bank_words_needed(self) -> int:
-        """Bank words the layer addresses: ``out_height << (out_width_log + groups_log)``."""
-        return self.out_height << (self.out_width_log + self.groups_log)
-
-    @property
-    def words_per_frame(self) -> int:
-        """Input words per frame: ``Cin * height``."""
-        return self.in_channels * self.height
-
-    @property
-    def beats(self) -> int:
-        """Output beats per frame: ``out_height * out_width * groups``."""
-        return self.out_height * self.out_width * self.groups
-
-
-def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
-                 padding: int = 0, height: int, width: int, lanes: int, weight_base: int = 0,
-                 bias_base: int = 0) -> LayerConfig:
-    """Compute every ``config`` field of a convolution layer.
-
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        ``Cin`` and ``Cout`` (>= 1).
-    kernel : int
-        Square kernel size ``k`` (>= 1).
-    stride : int, optional
-        1, 2, 4, ... (a power of two). Default 1.
-    padding : int, optional
-        Zero padding on every side (>= 0). Default 0.
-    height, width : int
-        Input map size (>= 1; the padded map must hold the kernel).
-    lanes : int
-        The engine's lanes (>= 1); ``groups = ceil(out_channels / lanes)``.
-    weight_base, bias_base : int, optional
-        First word of the layer in the weight and bias memories (>= 0). Default 0.
-    """
-    cin = check_int("in_channels", in_channels, 1)
-    cout = check_int("out_channels", out_channels, 1)
-    kernel = check_int("kernel", kernel, 1)
-    stride = check_int("stride", stride, 1)
-    padding = check_int("padding", padding, 0)
-    height = check_int("height", height, 1)
-    width = check_int("width", width, 1)
-    lanes = check_int("lanes", lanes, 1)
-    weight_base = check_int("weight_base", weight_base, 0)
-    bias_base = check_int("bias_base", bias_base, 0)
-    if stride & (stride - 1):
-        raise ValueError(f"stride must be a power of two (1, 2, 4, ...), not {stride}")
-    for name, size in (("height", height), ("width", width)):
-        if kernel > size + 2 * padding:
-            raise ValueError(f"kernel {kernel} is larger than the padded image: {name} {size} + "
-                             f"2 * padding {padding} = {size + 2 * padding}")
-    out_height = (height + 2 * padding - kernel) // stride + 1
-    out_width = (width + 2 * padding - kernel) // stride + 1
-    groups = -(-cout // lanes)
-    return LayerConfig(
-        in_channels=cin, out_channels=cout, lanes=lanes, height=height, width=width,
-        kernel=kernel, kernel_log=_log2_ceil(kernel), stride=stride,
-        stride_log=stride.bit_length() - 1, padding=padding, out_height=out_height,
-        out_width=out_width, out_width_log=_log2_ceil(out_width), groups=groups,
-        groups_log=_log2_ceil(groups), weight_base=weight_base, bias_base=bias_base)
-
-
-def _int_array(name: str, value, ndim: int) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype.kind not in "biu":
-        raise TypeError(f"{name} must be an integer array, not dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, not shape {array.shape}")
-    return array.astype(np.int64)
-
-
-def _check_fits(name: str, array: np.ndarray, width: int, width_name: str) -> None:
-    low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    if array.size and (array.min() < low or array.max() > high):
-        raise ValueError(f"{name} range [{array.min()}, {array.max()}] does not fit "
-                         f"{width_name} {width} (signed: [{low}, {high}])")
-
-
-def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int,
-                       groups_log: int) -> list[int]:
-    """Return a layer's weight memory words in :class:`ProgEngine`'s layout (module docstring).
-
-    Parameters
-    ----------
-    weight : integer array ``[Cout, Cin, k, k]``
-        quant's canonical convolution weight.
-    lanes, weight_width : int
-        Lanes per word and signed bits per weight.
-    kernel_log, groups_log : int
-        The layer's ``kl`` (``2**kl >= k``) and ``gl`` (``2**gl >= ceil(Cout / lanes)``).
-
-    Returns
-    -------
-    list of int
-        ``Cin << (2 * kernel_log + groups_log)`` words; word ``(((c << kl) | ky) << kl | kx) << gl
-        | g`` packs (:func:`hw.accumulator.pack_lanes`) the weights of output channels
-        ``g * lanes + l``, lane 0 in the least significant bits; holes are zero.
-    """
-    weight = _int_array("weight", weight, 4)
-    lanes = check_int("lanes", lanes, 1)
-    weight_width = check_int("weight_width", weight_width, 1)
-    kernel_log = check_int("kernel_log", kernel_log, 0)
-    groups_log = check_int("groups_log", groups_log, 0)
-    cout, cin, kernel, kernel_w = weight.shape
-    if kernel != kernel_w or min(weight.shape) < 1:
-        raise ValueError(f"weight must be a non-empty square kernel [Cout, Cin, k, k], not shape "
-                         f"{weight.shape}")
-    if kernel > 1 << kernel_log:
-        raise ValueError(f"kernel {kernel} does not fit 2**kernel_log = {1 << kernel_log}")
-    groups = -(-cout // lanes)
-    if groups > 1 << groups_log:
-        raise ValueError(f"{groups} groups of {lanes} lanes (Cout {cout}) do not fit "
-                         f"2**groups_log = {1 << groups_log}")
-    _check_fits("weight", weight, weight_width, "weight_width")
-    side, slots = 1 << kernel_log, 1 << groups_log
-    padded = np.zeros((slots * lanes, cin, side, side), dtype=np.int64)
-    padded[:cout, :, :kernel, :kernel] = weight
-    # [G*lanes, Cin, K, K] -> [Cin, K, K, G, lanes]: words in (c, ky, kx, g) order.
-    lanes_last = padded.reshape(slots, lanes, cin, side, side).transpose(2, 3, 4, 0, 1)
-    return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]
-
-
-def pack_layer_biases(bias, *, lanes: int, accumulator_width: int, groups: int) -> list[int]:
-    """Return a layer's bias memory words: word ``g`` packs the biases of output channels
-    ``g * lanes + l`` (lane 0 in the least significant bits, channels past ``Cout`` zero).
-
-    Parameters
-    ----------
-    bias : integer array ``[Cout]``
-    lanes, accumulator_width : int
-        Lanes per word and signed bits per bias.
-    groups : int
-        Words to return, at least ``ceil(Cout / lanes)``.
-    """
-    bias = _int_array("bias", bias, 1)
-    lanes = check_int("lanes", lanes, 1)
-    accumulator_width = check_int("accumulator_width", accumulator_width, 1)
-    need = -(-bias.shape[0] // lanes)
-    groups = check_int("groups", groups, max(1, need))
-    _check_fits("bias", bias, accumulator_width, "accumulator_width")
-    padded = np.zeros(groups * lanes, dtype=np.int64)
-    padded[:bias.shape[0]] = bias
-    return [pack_lanes(padded[g * lanes:(g + 1) * lanes], accumulator_width)
-            for g in range(groups)]
+__all__ = ["ProgEngine",
+           # re-exported from hw.progengine_config, their home
+           "LayerConfig", "layer_config", "engine_config_layout", "engine_output_layout",
+           "pack_layer_weights", "pack_layer_biases"]
 
 
 class ProgEngine(wiring.Component):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.sdsa import SDSA, Variant
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant
 from sim.cases_sdsa import random_case
 
 RATES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)

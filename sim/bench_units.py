@@ -47,7 +47,8 @@ def bench_layer(name: str, *, seed: int = 7, workdir: Path) -> dict:
     """Run one layer at every rate on Verilator; return its cycle table."""
     from amaranth.back import verilog  # noqa: PLC0415
 
-    from hw.accumulator import SynapseEngine, layer_sops  # noqa: PLC0415
+    from hw.accumulator import SynapseEngine  # noqa: PLC0415
+    from hw.packing import layer_sops  # noqa: PLC0415
     from sim import toolchain  # noqa: PLC0415
     from sim.cases_accumulator import (random_layer, spike_shape,  # noqa: PLC0415
                                        write_engine_case)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.accumulator import SynapseKind, _canonical
+from hw.packing import SynapseKind, canonical_weight
 from quant.intops import conv2d_spikes, depthwise_conv2d_spikes, linear_spikes
 from sim.cases_addressing import pack_words
 
@@ -31,7 +31,7 @@ def engine_words(kind, spikes) -> tuple[list[int], list[int]]:
 def engine_reference(dut, weight, bias, spikes) -> np.ndarray:
     """Return quant.intops' result for one frame: ``[N, Cout]`` or ``[Cout, Ho, Wo]``."""
     if dut.kind is SynapseKind.LINEAR:
-        return linear_spikes(spikes, _canonical(dut.kind, weight)[:, :, 0, 0], bias)
+        return linear_spikes(spikes, canonical_weight(dut.kind, weight)[:, :, 0, 0], bias)
     if dut.kind is SynapseKind.CONV:
         return conv2d_spikes(spikes, weight, bias, stride=dut.stride, padding=dut.padding)
     return depthwise_conv2d_spikes(spikes, weight, bias, stride=dut.stride, padding=dut.padding)
@@ -85,8 +85,12 @@ def write_engine_case(path, *, name: str, seed, kind, weight, bias, lanes: int, 
 def load_engine_case(path):
     """Load what :func:`write_engine_case` saved; return ``(case dict, SynapseEngine)``.
 
-    The engine object is only used for its parameters and layouts, never elaborated.
+    The engine object is only used for its parameters and layouts; it is elaborated once here
+    (``Fragment.get``, public API) only so that Amaranth counts it as used and does not warn
+    ``UnusedElaboratable`` when it is collected.
     """
+    from amaranth.hdl import Fragment  # noqa: PLC0415
+
     from hw.accumulator import SynapseEngine  # noqa: PLC0415
 
     with np.load(path) as archive:
@@ -97,5 +101,5 @@ def load_engine_case(path):
     engine = SynapseEngine(kind=str(case["kind"]), weight=case["weight"], bias=case["bias"],
                            lanes=lanes, height=height, width=width, stride=stride,
                            padding=padding)
-    engine._MustUse__silence = True  # a parameter holder here, not hardware to elaborate
+    Fragment.get(engine, None)
     return case, engine

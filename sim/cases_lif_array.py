@@ -1,4 +1,4 @@
-"""Stimulus and the reference of the memory-backed LIF array (``hw.lif.LIFArray``)."""
+"""Stimulus and the reference of the memory-backed LIF array (``hw.lif_array.LIFArray``)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from quant import intops
 
-from hw.sdsa import Variant
+from hw.sdsa_common import Variant
 
 __all__ = ["SDSACase", "random_case", "case_from_arrays", "expected_spikes", "input_payloads",
            "row_bits", "bits_row", "first_difference"]

@@ -50,10 +50,17 @@ COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
 # hw file -> the fast tests that cover it, quickest first (pytest stops at the first failure).
 # Amaranth-simulator tests only: a Verilator test rebuilds the design for every mutant.
 TESTS: dict[str, list[str]] = {
-    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py"],
+    "hw/neuron.py": ["tests/test_lif.py", "tests/test_lif_array.py", "tests/test_lif_edges.py",
+                     "tests/test_sdsa.py"],
+    "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_edges.py"],
+    "hw/lif_array.py": ["tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
+    "hw/progengine_config.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
+    "hw/sdsa_common.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
+    "hw/sdsa_matmul.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
+    "hw/sdsa_column.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/plan.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py",
                    "tests/test_network.py"],
     "hw/program.py": ["tests/test_network.py", "tests/test_shared_plan.py"],
@@ -63,10 +70,16 @@ TESTS: dict[str, list[str]] = {
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
 # end-to-end network test runs).
 VERILATOR_TESTS: dict[str, list[str]] = {
-    "hw/lif.py": ["tests/test_lif_verilator.py", "tests/test_lif_array_verilator.py"],
+    "hw/neuron.py": ["tests/test_lif_verilator.py", "tests/test_lif_array_verilator.py"],
+    "hw/lif.py": ["tests/test_lif_verilator.py"],
+    "hw/lif_array.py": ["tests/test_lif_array_verilator.py"],
     "hw/addressing.py": ["tests/test_addressing_verilator.py"],
+    "hw/progengine_config.py": ["tests/test_shared_network.py"],
     "hw/progengine.py": ["tests/test_shared_network.py"],
+    "hw/sdsa_common.py": ["tests/test_sdsa_verilator.py"],
     "hw/sdsa.py": ["tests/test_sdsa_verilator.py"],
+    "hw/sdsa_matmul.py": ["tests/test_sdsa_verilator.py"],
+    "hw/sdsa_column.py": ["tests/test_sdsa_verilator.py"],
     "hw/plan.py": ["tests/test_shared_network.py"],
     "hw/program.py": ["tests/test_shared_network.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
@@ -85,23 +98,27 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not ver
 # an entry whose line changed is reported as stale. Without the function, a key covers every
 # identical line of the file.
 EQUIVALENT: dict[tuple, str] = {
+    # hw/neuron.py
+    ("hw/neuron.py", "value = Const(0, 1) if stored is None else Mux(first, 0, stored)", 18, "1 -> 2"):
+        "the same zero: the sum's width is set by `total`",
     # hw/lif.py
-    ("hw/lif.py", 'self._sum_width + 1, f"lane_{lane}")),', 19, "1 -> 2"):
+    ("hw/lif.py", "spike=fire, previous=previous, compare_width=self._sum_width + 1,", 64, "1 -> 2"):
         "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
-    ("hw/lif.py", "spikes[lane].eq(_fires(m, previous, c_x[lane], threshold, sw + 1,", 64, "1 -> 2"):
+    # hw/lif_array.py
+    ("hw/lif_array.py", 'previous=previous, compare_width=sw + 1, name=f"lane_{lane}"))', 39, "1 -> 2"):
         "the difference needs sum_width + 1 bits; a wider one holds the same value, so the same sign",
-    ("hw/lif.py", "padded = list(self._thresholds) + [0] * (self._groups * self._lanes - len(self._thresholds))",
+    ("hw/lif_array.py", "padded = list(self._thresholds) + [0] * (self._groups * self._lanes - len(self._thresholds))",
      69, "- -> +"):
         "longer zero padding: the comprehension never indexes past groups * lanes",
-    ("hw/lif.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
+    ("hw/lif_array.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
         "a deeper memory only adds rows that no address (< words) reaches",
-    ("hw/lif.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
+    ("hw/lif_array.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
      39, "2 -> 3"):
         "a deeper memory only adds rows that no address (< groups) reaches",
-    ("hw/lif.py", "previous.eq(Mux(c_first, 0, c_membranes[lane * mw:(lane + 1) * mw].as_signed())),",
-     59, "1 -> 2"):
+    ("hw/lif_array.py", "m, first=c_first, stored=c_membranes[lane * mw:(lane + 1) * mw].as_signed(),",
+     56, "1 -> 2"):
         "`previous` is membrane_width bits: the wider slice is truncated back to this lane's bits",
-    ("hw/lif.py", "new_word[lane * mw:(lane + 1) * mw].eq(Mux(spikes[lane], 0, total >> 1)),", 28, "1 -> 2"):
+    ("hw/lif_array.py", "m.d.comb += new_word[lane * mw:(lane + 1) * mw].eq(lif_update(", 40, "1 -> 2"):
         "the next lane's assignment, later in the list, overrides the overlapping bits; the last "
         "lane's slice is clipped at the word's end",
     # hw/addressing.py
@@ -122,26 +139,22 @@ EQUIVALENT: dict[tuple, str] = {
         "the constant (width - 1 <= 3) has the same value in 3 bits",
     ("hw/addressing.py", "return bits[0], Const(0, 1)", 26, "1 -> 2"):
         "the same zero; only bit 0 of the two-or-more flag is used",
-    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 40, "- -> +"):
-        "a group's index is exactly (size - 1).bit_length() bits: a longer slice takes the same bits",
-    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 42, "1 -> 2"):
-        "size is a power of four >= 4: size - 2 and size - 1 have the same bit length",
-    ("hw/addressing.py", "return group_any.any(), Cat(low[:(size - 1).bit_length()], group[:2])", 67, "2 -> 3"):
+    ("hw/addressing.py", "return group_any.any(), Cat(low[:log2_ceil(size)], group[:2])", 59, "2 -> 3"):
         "at most four groups: the group index is 2 bits, a longer slice takes the same bits",
-    # hw/sdsa.py
-    ('hw/sdsa.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
+    # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
+    ('hw/sdsa_common.py', 'class Variant(enum.Enum, shape=3):', 32, '3 -> 4'):
         'no signal has the Variant shape (it is a parameter); its values are unchanged',
     ('hw/sdsa.py', 'return array.reshape(-1, tokens).tolist()', 23, '1 -> 2'):
         'numpy infers a negative dimension whatever its value: reshape(-2, N) == reshape(-1, N)',
-    ('hw/sdsa.py', 'return Signal(range(max(count, 2)), name=name)', 32, '2 -> 3'):
+    ('hw/sdsa_common.py', 'return Signal(range(max(count, 2)), name=name)', 32, '2 -> 3'):
         'a counter with room for one more value: the same count 0 .. count - 1, at most a spare bit',
-    ('hw/sdsa.py', 'return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]', 30, '1 -> 2'):
+    ('hw/sdsa_common.py', 'return [value[c * lanes:(c + 1) * lanes] for c in range(chunks)]', 30, '1 -> 2'):
         'each chunk goes into a lanes-bit signal (_select), which truncates the longer slice to the same bits',
-    ('hw/sdsa.py', 'return max(words, 2)', 19, '2 -> 3'):
+    ('hw/sdsa_common.py', 'return max(words, 2)', 19, '2 -> 3'):
         'a deeper memory only adds rows that no address reaches',
-    ('hw/sdsa.py', 'class _Phase(enum.Enum, shape=2):', 31, '2 -> 3'):
+    ('hw/sdsa_common.py', 'class _Phase(enum.Enum, shape=2):', 31, '2 -> 3'):
         'the phase register one bit wider: the same three values',
-    ('hw/sdsa.py', 'QPASS = 2', 9, '2 -> 3'):
+    ('hw/sdsa_common.py', 'QPASS = 2', 9, '2 -> 3'):
         'QPASS encoded as 3 instead of 2: still distinct from LOAD and LIF and fits the 2-bit phase',
     ('hw/sdsa.py', 'released = 1            # first cycle stage 1 is not holding a stalled accumulation', 12, '1 -> 2'):
         'the first K token starts at max(accept + 1 = 2, released): released 1 or 2 give the same 2',
@@ -151,44 +164,30 @@ EQUIVALENT: dict[tuple, str] = {
         'done is assigned for every token (N >= 1) before it is read',
     ('hw/sdsa.py', 'def ideal_cycles(self, q_spikes: int, k_spikes: int, v_spikes: int = 0,', 70, '0 -> 1'):
         "v_spikes is in the signature only: no variant's formula reads it",
-    ('hw/sdsa.py', 'previous = Const(0, 1)', 21, '1 -> 2'):
-        "the same zero: the sum's width is set by `total`",
     ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 17, '1 -> 2'):
         'the same constant 1 in 2 bits',
     ('hw/sdsa.py', 'return Const(1, 1), Const(1, 1)', 30, '1 -> 2'):
         'the same constant 1 in 2 bits',
-    ('hw/sdsa.py', 'step_layer = Signal(max(1, _layer_width(self.layers)), name="step_layer")', 25, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'chunk_bits = (chunks - 1).bit_length()', 22, '- -> +'):
-        'a wider chunk field in the KV address, used consistently (the depth scales with it): a sparser memory, the same words read back',
-    ('hw/sdsa.py', 'pass_layer = Signal(max(1, _layer_width(self.layers)), name="pass_layer")', 25, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 's1_layer = Signal(max(1, _layer_width(self.layers)), name="s1_layer")', 23, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),', 59, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 'row_fresh.eq(Mux(chunk_zero, ~row_written.bit_select(row, 1), fresh)),', 59, '1 -> 2'):
         'row_fresh is 1 bit: only bit 0 of the wider selection is kept, the same bit',
-    ('hw/sdsa.py', 's1_last.eq(0),', 12, '0 -> 1'):
+    ('hw/sdsa_matmul.py', 's1_last.eq(0),', 12, '0 -> 1'):
         "s1_last is read only for accumulations (~s1_load); a KV update's value is never used",
-    ('hw/sdsa.py', 's1_v.eq(0),', 9, '0 -> 1'):
+    ('hw/sdsa_matmul.py', 's1_v.eq(0),', 9, '0 -> 1'):
         's1_v only feeds KV writes, which are enabled only for KV updates (s1_load)',
-    ('hw/sdsa.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 's1_zero.eq(~has_address | ~row_written.bit_select(row, 1)),', 56, '1 -> 2'):
         's1_zero is 1 bit: only bit 0 of the wider selection is kept, the same bit',
-    # hw/sdsa.py
+    # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
     ('hw/sdsa.py', 'lif_start = max(handoff + 1, lif_start + chunks)', 40, '+ -> -'):
         'handoff >= lif_start + chunks - 1, so handoff + 1 alone is the max either way',
-    ('hw/sdsa.py', 'q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches', 27, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 'q_next = Signal(range(n + 1), name="q_next")  # the row the next read fetches', 27, '1 -> 2'):
         'a counter with room for one more value: q_next never exceeds n',
-    ('hw/sdsa.py', 'counts_layer = Signal(max(1, _layer_width(self.layers)), name="counts_layer")', 27, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'l1_layer = Signal(max(1, _layer_width(self.layers)), name="l1_layer")', 23, '1 -> 2'):
-        'a layer register one bit wider holds the same layer index',
-    ('hw/sdsa.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
+    ('hw/sdsa_matmul.py', 'm.d.comb += full_row[c * lanes:(c + 1) * lanes].eq(spikes)', 37, '1 -> 2'):
         "chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1, the last chunk's slice is clipped",
-    ('hw/sdsa.py', 'with m.If(in_token == 0):', 20, '== -> !=', '_elaborate_column_sum'):
+    ('hw/sdsa_column.py', 'with m.If(in_token == 0):', 20, '== -> !=', '_elaborate_column_sum'):
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
-    ('hw/sdsa.py', 'with m.If(in_token == 0):', 23, '0 -> 1', '_elaborate_column_sum'):
+    ('hw/sdsa_column.py', 'with m.If(in_token == 0):', 23, '0 -> 1', '_elaborate_column_sum'):
         "SDSA-1/2: latched at any token of the head it is the step's latched first, read only after the head's last token; N = 1 forces threshold 1 (no membrane)",
-    ('hw/sdsa.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
+    ('hw/sdsa_column.py', 'm.d.sync += mask[c * lanes:(c + 1) * lanes].eq(spikes)', 33, '1 -> 2'):
         'chunks arrive in order: the zeros written past chunk c are overwritten by chunk c + 1 before the mask is read',
     # hw/plan.py (reviewed after the plan moved out of hw/shared.py)
     ('hw/plan.py', 'md_w = bits_for(mem.map_depth + 1)', 33, '1 -> 2'):
@@ -322,7 +321,7 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/program.py', 'channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]', 61, '0 -> 1'):
         "every attention block's q_conv maps C to C channels, so shape[1] == shape[0]",
     # hw/progengine.py
-    ('hw/progengine.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
+    ('hw/progengine_config.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
         'numpy infers a negative dimension whatever its value: reshape(-2, lanes) == reshape(-1, lanes)',
     ('hw/progengine.py', 'tap_bits = max(1, self._max_kernel_log)', 16, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
@@ -361,8 +360,8 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/progengine.py
     ('hw/progengine.py', 'shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),', 38, '2 -> 3'):
         'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
-    # hw/sdsa.py
-    ('hw/sdsa.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
+    # hw/sdsa.py, hw/sdsa_common.py, hw/sdsa_matmul.py, hw/sdsa_column.py (the SDSA unit)
+    ('hw/sdsa_matmul.py', 'membrane_write.en.eq(l1_valid & ~l1_stall),', 31, '& -> |'):
         'with no chunk in the LIF stage the read port (enabled only by take) holds the word read for the last one, so the extra write stores the value just written',
     # hw/progengine.py
     ('hw/progengine.py', 'column_step.eq(Const(1, 1) << cfg.groups_log),', 25, '1 -> 2'):

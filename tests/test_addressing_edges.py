@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from hw.addressing import SpikeAddressing, addressing_input_layout, addressing_output_layout
 from sim.cases_addressing import addressing_case, addressing_expected
-from sim.timing import stream_timing
+from sim.streams import run_stream
 
 
 def offsets(layout):
@@ -53,17 +53,16 @@ def test_lowest_set_bit_tree(width):
     sim.run()
 
 
-def run(dut, case, ready=lambda cycle: 1, cycles=None):
+def run(dut, case, ready=(1,)):
     """(accepted cycles, delivered cycles, beats as the reference's dicts)."""
     layout = addressing_input_layout(dut.width)
     payloads = [layout.const(case.payload(k, tagged=False)) for k in range(len(case.words))]
-    accepted, delivered, out = stream_timing(
-        dut, payloads, cycles=cycles or 3 * len(payloads) + 4 * sum(map(int.bit_count,
-                                                                        case.words)), ready=ready)
+    result = run_stream(dut, payloads, len(addressing_expected(case, dut.ports)),
+                        receive_pattern=ready)
     beats = [{"count": int(p.count), "address": [int(a) for a in p.address],
               "column": [int(c) for c in p.column], "word": int(p.word), "last": int(p.last),
-              "tag": None} for p in out]
-    return accepted, delivered, beats
+              "tag": None} for p in result.payloads]
+    return result.accepted, result.delivered, beats
 
 
 def expected(case, ports):
@@ -89,7 +88,7 @@ def test_stated_latency_and_one_word_per_cycle(registered):
                                 words_per_frame=(1, 1), rate=0.5))(
         width=5, words=words, last=[0] * 9 + [1], tags=[0] * 10)
     dut = SpikeAddressing(width=5, ports=1, max_words=10, registered=registered)
-    accepted, delivered, beats = run(dut, case, cycles=16)
+    accepted, delivered, beats = run(dut, case)
     assert beats == expected(case, 1)
     assert accepted == list(range(10))
     assert delivered == [c + dut.latency for c in accepted]

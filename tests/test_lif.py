@@ -14,8 +14,11 @@ def simulate_lif(dut: LIF, case, *, send_pattern=(1,), receive_pattern=(1,)):
     layout = lif_input_layout(dut.lanes, dut.input_width, streamed_threshold=streamed)
     payloads = [layout.const(case.payload(beat, streamed_threshold=streamed))
                 for beat in range(case.beats)]
-    received = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
-                          receive_pattern=receive_pattern)
+    run = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
+                     receive_pattern=receive_pattern)
+    if receive_pattern != (1,):  # each stalled output beat is checked to hold: make sure some are
+        assert run.stalls > 0, "backpressure never stalled an output beat"
+    received = run.payloads
     spikes = np.array([[(int(p.spikes) >> lane) & 1 for lane in range(dut.lanes)]
                        for p in received])
     membranes = np.array([[int(p.membrane[lane]) for lane in range(dut.lanes)]

@@ -3,26 +3,28 @@
 import numpy as np
 import pytest
 
-from hw.lif import LIFArray
+from hw.lif_array import LIFArray
 from sim.cases_lif_array import lif_array_case, lif_array_expected
 from sim.streams import PATTERNS, run_stream
 
 
 def simulate_lif_array(dut: LIFArray, case, *, send_pattern=(1,), receive_pattern=(1,)):
-    """Run a case; return (spikes, membranes, addresses) per beat."""
+    """Run a case; return (spikes, membranes, addresses) per beat and the number of stalled
+    output cycles (each checked to hold by sim.streams)."""
     layout = dut.i.payload.shape()
     payloads = [layout.const(case.payload(beat)) for beat in range(case.beats)]
-    received = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
-                          receive_pattern=receive_pattern)
+    run = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
+                     receive_pattern=receive_pattern)
+    received = run.payloads
     spikes = np.array([[(int(p.spikes) >> lane) & 1 for lane in range(dut.lanes)]
                        for p in received])
     membranes = np.array([[int(p.membrane[lane]) for lane in range(dut.lanes)]
                           for p in received])
-    return spikes, membranes, np.array([int(p.address) for p in received])
+    return spikes, membranes, np.array([int(p.address) for p in received]), run.stalls
 
 
 def check(dut, case, seed, **patterns):
-    spikes, membranes, addresses = simulate_lif_array(dut, case, **patterns)
+    spikes, membranes, addresses, stalls = simulate_lif_array(dut, case, **patterns)
     want_spikes, want_membranes = lif_array_expected(case, dut.lanes)
     assert addresses.tolist() == case.address.tolist(), f"seed {seed}: addresses differ"
     for name, got, want in (("spikes", spikes, want_spikes),
@@ -33,6 +35,7 @@ def check(dut, case, seed, **patterns):
                 f"LIF array seed {seed}: {name} differ first at beat {beat} (word "
                 f"{case.address[beat]}) lane {lane}: expected {want[beat, lane]}, got "
                 f"{got[beat, lane]}")
+    return stalls
 
 
 @pytest.mark.parametrize("pipelined", [False, True])
@@ -44,7 +47,10 @@ def test_time_steps_with_idle_and_backpressure(send, receive, pipelined):
                           input_width=6, steps=4)
     dut = LIFArray(lanes=3, words=5, input_width=6, thresholds=case.thresholds,
                    pipelined=pipelined)
-    check(dut, case, seed, send_pattern=PATTERNS[send], receive_pattern=PATTERNS[receive])
+    stalls = check(dut, case, seed, send_pattern=PATTERNS[send],
+                   receive_pattern=PATTERNS[receive])
+    if send == "always" and receive != "always":
+        assert stalls > 0, "backpressure never stalled an output beat (the hold check saw none)"
 
 
 def test_one_lane_one_channel():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 
-from hw.lif import LIFArray
+from hw.lif_array import LIFArray
 from sim import toolchain
 from sim.cases_lif_array import lif_array_case
 

@@ -14,7 +14,8 @@ from amaranth.hdl import Module, Signal
 
 from hw.accumulator import SynapseEngine
 from hw.addressing import SpikeAddressing
-from hw.lif import LIF, LIFArray
+from hw.lif import LIF
+from hw.lif_array import LIFArray
 from hw.params import times
 from hw.sdsa import SDSA
 from hw.stem import StemConv

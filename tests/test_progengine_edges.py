@@ -1,8 +1,9 @@
 """Programmable synapse engine edges the layer tests leave open: the config and output port bit
 layouts (each field exactly wide enough), layer_config's defaults and derived sizes by hand.
-Written to kill mutants `python -m tests.mutate --files hw/progengine.py` found surviving."""
+Written to kill mutants `python -m tests.mutate --files hw/progengine.py` found surviving (the
+layouts and layer_config are now in hw/progengine_config.py)."""
 
-from hw.progengine import engine_config_layout, engine_output_layout, layer_config
+from hw.progengine_config import engine_config_layout, engine_output_layout, layer_config
 
 
 def offsets(layout):
@@ -72,7 +73,7 @@ def test_pack_range_limits_are_exact():
     import numpy as np  # noqa: PLC0415
     import pytest  # noqa: PLC0415
 
-    from hw.progengine import pack_layer_biases, pack_layer_weights  # noqa: PLC0415
+    from hw.progengine_config import pack_layer_biases, pack_layer_weights  # noqa: PLC0415
 
     def weights(value):
         return pack_layer_weights(np.full((2, 1, 1, 1), value), lanes=2, weight_width=4,

@@ -2,62 +2,41 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
-from hw.sdsa import SDSA, Variant, sdsa_input_layout
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant, sdsa_input_layout
 from sim.cases_sdsa import (bits_row, case_from_arrays, expected_spikes, first_difference,
                            input_payloads, random_case)
-from sim.streams import PATTERNS, receive_all, send_all
+from sim.streams import PATTERNS, run_stream
 
 VARIANTS = [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4]
 
 
-def simulate_sdsa(dut: SDSA, case, *, send_pattern=(1,), receive_pattern=(1,)):
+def simulate_sdsa(dut: SDSA, case, *, send_pattern=(1,), receive_pattern=(1,), run=None):
     """Run a case through the unit; return (spikes ``[steps, heads, N, d]``, cycles).
 
-    ``cycles`` runs from the first input beat offered to the last output beat taken.
+    ``cycles`` runs from the first input beat taken to the last output beat taken (both
+    counted). The output is monitored: a stalled beat must hold; ``run``, a dict, gets the
+    :class:`sim.streams.StreamRun`.
     """
     layout = sdsa_input_layout(dut.head_width, variant=dut.variant, layers=dut.layers)
     payloads = [layout.const(beat) for beat in input_payloads(case, dut.variant)]
-    received = []
-    clock = {"cycles": 0}
-
-    async def sender(ctx):
-        await send_all(ctx, dut.i, payloads, send_pattern)
-
-    async def receiver(ctx):
-        received.extend(await receive_all(ctx, dut.o, case.beats, receive_pattern))
-
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            clock["cycles"] += 1
-
-    async def stream_rules(ctx):
-        # A beat offered and not taken must stay offered, unchanged, until it is taken.
-        waiting = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o.valid, dut.o.ready,
-                                                                   dut.o.payload):
-            if waiting is not None:
-                assert valid, "o.valid fell before the beat was taken"
-                assert payload.as_bits() == waiting, "o.payload changed while not taken"
-            waiting = payload.as_bits() if valid and not ready else None
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(sender)
-    sim.add_process(counter)
-    sim.add_process(stream_rules)
-    sim.add_testbench(receiver)
-    sim.run()
-    rows = np.array([bits_row(int(p.spikes), dut.head_width) for p in received])
-    return rows.reshape(case.q.shape), clock["cycles"]
+    result = run_stream(dut, payloads, case.beats, send_pattern=send_pattern,
+                        receive_pattern=receive_pattern)
+    if run is not None:
+        run["run"] = result
+    rows = np.array([bits_row(int(p.spikes), dut.head_width) for p in result.payloads])
+    return rows.reshape(case.q.shape), result.cycles
 
 
 def check(dut, case, label, **patterns):
-    got, cycles = simulate_sdsa(dut, case, **patterns)
+    run = {}
+    got, cycles = simulate_sdsa(dut, case, run=run, **patterns)
     want = expected_spikes(case, dut.variant, dut.thresholds)
     message = first_difference(got, want, f"{label} ({dut.variant.name})")
     assert message is None, message
+    if patterns.get("receive_pattern", (1,)) != (1,):
+        assert run["run"].stalls > 0, f"{label}: backpressure never stalled an output beat"
     return cycles
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from hw.sdsa import SDSA, Variant
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant
 from sim.cases_sdsa import case_from_arrays, expected_spikes, first_difference
 from tests.test_sdsa import simulate_sdsa
 from tests.test_sdsa_verilator import ALWAYS, PAUSE, SPARSE, run_point

@@ -7,7 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from hw.sdsa import SDSA, Variant, sdsa_input_layout, sdsa_output_layout
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant, sdsa_input_layout, sdsa_output_layout
 
 
 def offsets(layout):
@@ -149,13 +150,16 @@ def test_cycle_model_exact_one_token(lanes):
 
 @pytest.mark.parametrize("variant", [Variant.SDSA1, Variant.SDSA2, Variant.SDSA3, Variant.SDSA4],
                          ids=lambda v: v.name)
-def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
+@pytest.mark.parametrize("heads", [3, 4])
+def test_first_and_layer_read_only_on_a_steps_first_beat(variant, heads):
     """`first` (and SDSA-4's `layer`) are read on the first beat of each time step only: the
     other beats of the step may carry anything."""
     from sim.cases_sdsa import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
     from sim.streams import run_stream  # noqa: PLC0415
 
-    tokens, heads, steps = 3, 4, 4  # 4 heads: a head counter that wraps early shows
+    # 4 heads: a head counter that wraps early shows; 3 heads (not a power of two): one that
+    # wraps late, past its natural wrap, shows.
+    tokens, steps = 3, 4
     case = random_case(np.random.default_rng(90), tokens=tokens, head_width=4, heads=heads,
                        steps=steps, rate=0.5, first=[1, 0, 1, 0], layer=[1, 0, 0, 1])
     threshold = (3, 6) if variant == Variant.SDSA4 else 3
@@ -168,7 +172,7 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
             if "layer" in beat:
                 beat["layer"] ^= 1
     layout = sdsa_input_layout(4, variant=variant, layers=dut.layers)
-    received = run_stream(dut, [layout.const(b) for b in beats], len(beats))
+    received = run_stream(dut, [layout.const(b) for b in beats], len(beats)).payloads
     got = np.array([bits_row(int(p.spikes), 4) for p in received]).reshape(case.q.shape)
     assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
 
@@ -177,9 +181,10 @@ def test_first_and_layer_read_only_on_a_steps_first_beat(variant):
                          ids=lambda v: v.name)
 def test_payload_ignored_while_not_valid(variant):
     """Idle cycles on the input with random garbage on the payload wires (not the last beat
-    held, as sim.streams does) and a receiver that pauses: the same spikes."""
+    held, sim.streams' default) and a receiver that pauses: the same spikes, and each stalled
+    output beat holds."""
     from sim.cases_sdsa import bits_row, expected_spikes, input_payloads  # noqa: PLC0415
-    from sim.timing import stream_timing  # noqa: PLC0415
+    from sim.streams import run_stream  # noqa: PLC0415
 
     tokens, heads = 4, 2
     case = random_case(np.random.default_rng(91), tokens=tokens, head_width=5, heads=heads,
@@ -192,10 +197,11 @@ def test_payload_ignored_while_not_valid(variant):
     garbage = random.Random(92)
     # One-cycle gaps, and long gaps that let the pipeline run dry mid-head.
     for offer in (lambda c: c % 3 != 1, lambda c: c % 7 < 2):
-        _, _, received = stream_timing(dut, beats, cycles=3000, offer=offer,
-                                       ready=lambda c: c % 4 != 3,
-                                       idle=lambda c: garbage.getrandbits(layout.size))
-        got = np.array([bits_row(int(p.spikes), 5) for p in received]).reshape(case.q.shape)
+        run = run_stream(dut, beats, len(beats), send_pattern=offer,
+                         receive_pattern=lambda c: c % 4 != 3,
+                         idle=lambda c: garbage.getrandbits(layout.size))
+        assert run.stalls > 0
+        got = np.array([bits_row(int(p.spikes), 5) for p in run.payloads]).reshape(case.q.shape)
         assert np.array_equal(got, expected_spikes(case, variant, dut.thresholds))
 
 

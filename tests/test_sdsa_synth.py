@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from amaranth.back import verilog
 
-from hw.sdsa import SDSA, Variant
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant
 from rtl_gen.synth import yosys_executable
 
 #: Word-level cells that multiply or divide. The check runs before ``alumacc``, which would merge

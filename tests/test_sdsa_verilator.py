@@ -7,7 +7,8 @@ import pytest
 from amaranth.back import verilog
 
 from golden.config import variant as model_variant
-from hw.sdsa import SDSA, Variant
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant
 from sim.cases_sdsa import case_from_arrays, random_case
 from sim import toolchain
 from sim.streams import PATTERNS

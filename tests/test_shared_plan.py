@@ -10,7 +10,7 @@ import torch
 
 from hw.params import ceil_div, log2_ceil
 from hw.program import SinkKind, StepKind
-from hw.progengine import layer_config
+from hw.progengine_config import layer_config
 from hw.shared import SharedNetwork
 from sim.e2e import demo_model, quantized
 
@@ -186,7 +186,7 @@ def _descriptor_table(dut):
     from amaranth.lib import data  # noqa: PLC0415
 
     from hw.descriptor import descriptor_fields, descriptor_rom  # noqa: PLC0415
-    from hw.progengine import engine_config_layout  # noqa: PLC0415
+    from hw.progengine_config import engine_config_layout  # noqa: PLC0415
 
     plan = dut.plan
     limits = plan.engine_limits

@@ -6,7 +6,8 @@ import pytest
 from amaranth.back import verilog
 
 from hw.lif import LIF
-from hw.sdsa import SDSA, Variant
+from hw.sdsa import SDSA
+from hw.sdsa_common import Variant
 from hw.verilog import time_zero_safe
 from sim import toolchain
 

@@ -6,23 +6,16 @@ from amaranth.sim import Simulator
 
 from hw.stem import StemConv
 from quant import intops
-from sim.streams import PATTERNS, receive_all
+from sim.streams import PATTERNS, collect, monitor
 
 
-def simulate_stem(dut: StemConv, codes, receive_pattern=(1,)):
+def simulate_stem(dut: StemConv, codes, receive_pattern=(1,), stalls=None):
     """Load ``codes [Cin, H, W]``, run the stem once; return values ``[Cout, Ho, Wo]`` and the
-    cycles from the clock edge that takes ``start`` to the one that takes the last beat."""
+    cycles from the clock edge that takes ``start`` to the one that takes the last beat. The
+    output is monitored: a stalled beat must hold (``sim.streams.monitor``); ``stalls``, a
+    dict, gets the number of stalled output cycles."""
     out = {}
-
-    async def clock_count(ctx):
-        cycle, begin = 0, None
-        async for _, _, start, valid, ready, last in ctx.tick().sample(
-                dut.start, dut.o.valid, dut.o.ready, dut.o.payload.last):
-            if start and begin is None:
-                begin = cycle
-            if valid and ready and last:
-                out["cycles"] = cycle - begin
-            cycle += 1
+    begin = codes.size  # one load cycle per code, then the cycle that raises start
 
     async def bench(ctx):
         for address, code in enumerate(codes.reshape(-1)):
@@ -35,15 +28,18 @@ def simulate_stem(dut: StemConv, codes, receive_pattern=(1,)):
         await ctx.tick()
         ctx.set(dut.start, 0)
         assert ctx.get(dut.busy), "not busy after start"
-        beats = await receive_all(ctx, dut.o, dut.positions * dut.groups, receive_pattern)
+        beats = await collect(ctx, dut.o, dut.positions * dut.groups, receive_pattern)
         assert not ctx.get(dut.busy), "busy after the last beat"
         out["beats"] = beats
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+    output = monitor(sim, dut.o)
     sim.add_testbench(bench)
-    sim.add_process(clock_count)
     sim.run()
+    out["cycles"] = output.cycles[-1] - begin
+    if stalls is not None:
+        stalls["o"] = output.stalls
     cout = len(out["beats"][0].values) * dut.groups
     values = np.zeros((cout, dut.positions), dtype=np.int64)
     for index, beat in enumerate(out["beats"]):
@@ -66,7 +62,8 @@ def check(seed, *, cin, cout, kernel, stride, padding, lanes, size, pixel_bits=8
     codes[:, 0, :] = top  # an edge value on every channel
     dut = StemConv(weight=weight, bias=bias, height=size, width=width, stride=stride,
                    padding=padding, pad_value=pad, pixel_bits=pixel_bits, lanes=lanes)
-    got, cycles = simulate_stem(dut, codes, PATTERNS[receive])
+    stalls = {}
+    got, cycles = simulate_stem(dut, codes, PATTERNS[receive], stalls)
     assert not got[cout:].any(), f"seed {seed}: padding lanes are not 0"
     got = got[:cout]
     want = intops.stem_conv(codes, weight, bias, stride, padding, pad)
@@ -77,7 +74,7 @@ def check(seed, *, cin, cout, kernel, stride, padding, lanes, size, pixel_bits=8
         assert cycles == dut.cycles, f"seed {seed}: {cycles} cycles, the model says {dut.cycles}"
     else:
         assert cycles >= dut.cycles, f"seed {seed}: {cycles} cycles, below the model's {dut.cycles}"
-    return cycles, dut.cycles
+    return cycles, dut.cycles, stalls["o"]
 
 
 @pytest.mark.parametrize("receive", ["always", "sparse"])
@@ -97,9 +94,11 @@ def test_stem_lanes_not_dividing_channels():
 def test_stem_wide_image_1x1_kernel(receive):
     # Height != width, a 1x1 kernel on one channel, one output group: a word every cycle, so a
     # receiver that refuses stalls the whole pipeline.
-    cycles, model = check(14, cin=1, cout=4, kernel=1, stride=2, padding=1, lanes=4, size=3,
-                          width=6, receive=receive)
+    cycles, model, stalls = check(14, cin=1, cout=4, kernel=1, stride=2, padding=1, lanes=4,
+                                  size=3, width=6, receive=receive)
     assert (cycles > model) == (receive != "always"), f"{cycles} cycles, model {model}"
+    # Refused beats stall, and each stalled beat was checked to hold.
+    assert (stalls > 0) == (receive != "always"), f"{stalls} stalled output cycles"
 
 
 def test_stem_single_output_column():

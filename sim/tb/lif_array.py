@@ -8,7 +8,7 @@ seed, as ``tests/test_lif_array_verilator.py`` does when it builds the design).
 import cocotb
 import numpy as np
 
-from hw.lif import lif_array_input_layout, lif_array_output_layout
+from hw.lif_array import lif_array_input_layout, lif_array_output_layout
 from hw.params import ceil_div
 from sim.cases_lif_array import lif_array_case, lif_array_expected
 from sim.tb.common import PATTERNS, TB, StreamSink, StreamSource, env_int, start

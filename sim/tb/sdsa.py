@@ -57,7 +57,7 @@ except ImportError:  # the helpers above are usable without cocotb
     cocotb = None
 
 if cocotb is not None:
-    from hw.sdsa import Variant, sdsa_input_layout, sdsa_output_layout
+    from hw.sdsa_common import Variant, sdsa_input_layout, sdsa_output_layout
     from sim.cases_sdsa import bits_row, expected_spikes, first_difference, input_payloads
     from sim.tb.common import TB, StreamSink, StreamSource, env_int, env_ints, start
 

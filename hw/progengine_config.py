@@ -1,0 +1,284 @@
+"""What one layer needs to run on :class:`hw.progengine.ProgEngine`: its configuration, the
+engine's port layouts, and the layer's weight and bias memory images.
+
+* :func:`engine_config_layout` and :func:`engine_output_layout`: the ``config`` port and the
+  output stream's payload.
+* :class:`LayerConfig` and :func:`layer_config`: every ``config`` field of a convolution layer,
+  derived from its geometry (kernel, stride and group counts rounded up to powers of two, as the
+  engine's shift-only addressing needs), and the memory words the layer occupies.
+  (:meth:`hw.progengine.ProgEngine.check_layer` says whether a layer fits an engine.)
+* :func:`pack_layer_weights` and :func:`pack_layer_biases`: the words of the outside weight memory
+  and the inside bias memory, in the layouts ``hw.progengine``'s module docstring gives.
+
+Nothing here builds hardware except the layouts; everything is re-exported by ``hw.progengine``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from hw.packing import pack_lanes
+from hw.params import bits_for, ceil_div, check_int, log2_ceil
+
+__all__ = ["LayerConfig", "layer_config", "engine_config_layout", "engine_output_layout",
+           "pack_layer_weights", "pack_layer_biases"]
+
+
+def _range(maximum: int) -> unsigned:
+    """Unsigned shape holding ``0 .. maximum`` (also used by ``hw.progengine``'s elaborate)."""
+    return unsigned(bits_for(maximum + 1))
+
+
+def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
+                         max_stride_log: int, max_groups_log: int, weight_depth: int,
+                         bias_depth: int) -> data.StructLayout:
+    """Return the layout of :class:`hw.progengine.ProgEngine`'s ``config`` port.
+
+    Fields, first in the least significant bits:
+
+    ``height``, ``width``
+        Input map size (``1 .. max_side``).
+    ``kernel``, ``kernel_log``
+        Kernel size ``k`` and ``kl`` with ``2**kl >= k`` (``kl <= max_kernel_log``).
+    ``stride_log``
+        The stride is ``2**stride_log`` (``<= max_stride_log``).
+    ``padding``
+        Zero padding on every side (``<= max_padding``).
+    ``out_height``, ``out_width``, ``out_width_log``
+        Output map size and ``owl`` with ``2**owl >= out_width``.
+    ``groups``, ``groups_log``
+        ``G = ceil(Cout / lanes)`` and ``gl`` with ``2**gl >= G`` (``gl <= max_groups_log``).
+    ``weight_base``, ``bias_base``
+        First word of the layer in the weight memory (``weight_depth`` words) and in the bias
+        memory (``bias_depth`` words).
+    """
+    max_side = check_int("max_side", max_side, 1)
+    check_int("max_padding", max_padding, 0)
+    check_int("max_kernel_log", max_kernel_log, 0)
+    check_int("max_stride_log", max_stride_log, 0)
+    check_int("max_groups_log", max_groups_log, 0)
+    check_int("weight_depth", weight_depth, 1)
+    check_int("bias_depth", bias_depth, 1)
+    return data.StructLayout({
+        "height": _range(max_side),
+        "width": _range(max_side),
+        "kernel": _range(1 << max_kernel_log),
+        "kernel_log": _range(max_kernel_log),
+        "stride_log": _range(max_stride_log),
+        "padding": _range(max_padding),
+        "out_height": _range(max_side),
+        "out_width": _range(max_side),
+        "out_width_log": _range(log2_ceil(max_side)),
+        "groups": _range(1 << max_groups_log),
+        "groups_log": _range(max_groups_log),
+        "weight_base": unsigned(bits_for(weight_depth)),
+        "bias_base": unsigned(bits_for(bias_depth)),
+    })
+
+
+def engine_output_layout(*, lanes: int, accumulator_width: int, max_side: int,
+                         max_groups_log: int, bank_depth: int) -> data.StructLayout:
+    """Return the payload layout of :class:`hw.progengine.ProgEngine`'s output stream.
+
+    Fields, first in the least significant bits: ``values`` (``lanes`` signed sums plus bias of
+    output channels ``group * lanes + l``), ``oy``, ``ox``, ``group``, ``index`` (beat number
+    within the frame) and ``last`` (1 on the frame's final beat).
+    """
+    return data.StructLayout({
+        "values": data.ArrayLayout(signed(accumulator_width), lanes),
+        "oy": unsigned(bits_for(max_side)),
+        "ox": unsigned(bits_for(max_side)),
+        "group": unsigned(max(1, max_groups_log)),
+        "index": unsigned(bits_for(bank_depth)),
+        "last": 1,
+    })
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerConfig:
+    """One layer's geometry and memory placement for :class:`hw.progengine.ProgEngine` (see
+    :func:`layer_config`). The fields named in :attr:`CONFIG_FIELDS` are the ``config`` port's."""
+
+    in_channels: int
+    out_channels: int
+    lanes: int
+    height: int
+    width: int
+    kernel: int
+    kernel_log: int
+    stride: int
+    stride_log: int
+    padding: int
+    out_height: int
+    out_width: int
+    out_width_log: int
+    groups: int
+    groups_log: int
+    weight_base: int
+    bias_base: int
+
+    CONFIG_FIELDS = ("height", "width", "kernel", "kernel_log", "stride_log", "padding",
+                     "out_height", "out_width", "out_width_log", "groups", "groups_log",
+                     "weight_base", "bias_base")
+
+    @property
+    def fields(self) -> dict[str, int]:
+        """The ``config`` port's field values."""
+        return {name: getattr(self, name) for name in self.CONFIG_FIELDS}
+
+    @property
+    def weight_words_needed(self) -> int:
+        """Weight memory words of the layer: ``Cin << (2 * kernel_log + groups_log)``."""
+        return self.in_channels << (2 * self.kernel_log + self.groups_log)
+
+    @property
+    def bank_words_needed(self) -> int:
+        """Bank words the layer addresses: ``out_height << (out_width_log + groups_log)``."""
+        return self.out_height << (self.out_width_log + self.groups_log)
+
+    @property
+    def words_per_frame(self) -> int:
+        """Input words per frame: ``Cin * height``."""
+        return self.in_channels * self.height
+
+    @property
+    def beats(self) -> int:
+        """Output beats per frame: ``out_height * out_width * groups``."""
+        return self.out_height * self.out_width * self.groups
+
+
+def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
+                 padding: int = 0, height: int, width: int, lanes: int, weight_base: int = 0,
+                 bias_base: int = 0) -> LayerConfig:
+    """Compute every ``config`` field of a convolution layer.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``Cin`` and ``Cout`` (>= 1).
+    kernel : int
+        Square kernel size ``k`` (>= 1).
+    stride : int, optional
+        1, 2, 4, ... (a power of two). Default 1.
+    padding : int, optional
+        Zero padding on every side (>= 0). Default 0.
+    height, width : int
+        Input map size (>= 1; the padded map must hold the kernel).
+    lanes : int
+        The engine's lanes (>= 1); ``groups = ceil(out_channels / lanes)``.
+    weight_base, bias_base : int, optional
+        First word of the layer in the weight and bias memories (>= 0). Default 0.
+    """
+    cin = check_int("in_channels", in_channels, 1)
+    cout = check_int("out_channels", out_channels, 1)
+    kernel = check_int("kernel", kernel, 1)
+    stride = check_int("stride", stride, 1)
+    padding = check_int("padding", padding, 0)
+    height = check_int("height", height, 1)
+    width = check_int("width", width, 1)
+    lanes = check_int("lanes", lanes, 1)
+    weight_base = check_int("weight_base", weight_base, 0)
+    bias_base = check_int("bias_base", bias_base, 0)
+    if stride & (stride - 1):
+        raise ValueError(f"stride must be a power of two (1, 2, 4, ...), not {stride}")
+    for name, size in (("height", height), ("width", width)):
+        if kernel > size + 2 * padding:
+            raise ValueError(f"kernel {kernel} is larger than the padded image: {name} {size} + "
+                             f"2 * padding {padding} = {size + 2 * padding}")
+    out_height = (height + 2 * padding - kernel) // stride + 1
+    out_width = (width + 2 * padding - kernel) // stride + 1
+    groups = ceil_div(cout, lanes)
+    return LayerConfig(
+        in_channels=cin, out_channels=cout, lanes=lanes, height=height, width=width,
+        kernel=kernel, kernel_log=log2_ceil(kernel), stride=stride,
+        stride_log=stride.bit_length() - 1, padding=padding, out_height=out_height,
+        out_width=out_width, out_width_log=log2_ceil(out_width), groups=groups,
+        groups_log=log2_ceil(groups), weight_base=weight_base, bias_base=bias_base)
+
+
+def _int_array(name: str, value, ndim: int) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biu":
+        raise TypeError(f"{name} must be an integer array, not dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, not shape {array.shape}")
+    return array.astype(np.int64)
+
+
+def _check_fits(name: str, array: np.ndarray, width: int, width_name: str) -> None:
+    low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    if array.size and (array.min() < low or array.max() > high):
+        raise ValueError(f"{name} range [{array.min()}, {array.max()}] does not fit "
+                         f"{width_name} {width} (signed: [{low}, {high}])")
+
+
+def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int,
+                       groups_log: int) -> list[int]:
+    """Return a layer's weight memory words in ``ProgEngine``'s layout (``hw.progengine``).
+
+    Parameters
+    ----------
+    weight : integer array ``[Cout, Cin, k, k]``
+        quant's canonical convolution weight.
+    lanes, weight_width : int
+        Lanes per word and signed bits per weight.
+    kernel_log, groups_log : int
+        The layer's ``kl`` (``2**kl >= k``) and ``gl`` (``2**gl >= ceil(Cout / lanes)``).
+
+    Returns
+    -------
+    list of int
+        ``Cin << (2 * kernel_log + groups_log)`` words; word ``(((c << kl) | ky) << kl | kx) << gl
+        | g`` packs (:func:`hw.packing.pack_lanes`) the weights of output channels
+        ``g * lanes + l``, lane 0 in the least significant bits; holes are zero.
+    """
+    weight = _int_array("weight", weight, 4)
+    lanes = check_int("lanes", lanes, 1)
+    weight_width = check_int("weight_width", weight_width, 1)
+    kernel_log = check_int("kernel_log", kernel_log, 0)
+    groups_log = check_int("groups_log", groups_log, 0)
+    cout, cin, kernel, kernel_w = weight.shape
+    if kernel != kernel_w or min(weight.shape) < 1:
+        raise ValueError(f"weight must be a non-empty square kernel [Cout, Cin, k, k], not shape "
+                         f"{weight.shape}")
+    if kernel > 1 << kernel_log:
+        raise ValueError(f"kernel {kernel} does not fit 2**kernel_log = {1 << kernel_log}")
+    groups = ceil_div(cout, lanes)
+    if groups > 1 << groups_log:
+        raise ValueError(f"{groups} groups of {lanes} lanes (Cout {cout}) do not fit "
+                         f"2**groups_log = {1 << groups_log}")
+    _check_fits("weight", weight, weight_width, "weight_width")
+    side, slots = 1 << kernel_log, 1 << groups_log
+    padded = np.zeros((slots * lanes, cin, side, side), dtype=np.int64)
+    padded[:cout, :, :kernel, :kernel] = weight
+    # [G*lanes, Cin, K, K] -> [Cin, K, K, G, lanes]: words in (c, ky, kx, g) order.
+    lanes_last = padded.reshape(slots, lanes, cin, side, side).transpose(2, 3, 4, 0, 1)
+    return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]
+
+
+def pack_layer_biases(bias, *, lanes: int, accumulator_width: int, groups: int) -> list[int]:
+    """Return a layer's bias memory words: word ``g`` packs the biases of output channels
+    ``g * lanes + l`` (lane 0 in the least significant bits, channels past ``Cout`` zero).
+
+    Parameters
+    ----------
+    bias : integer array ``[Cout]``
+    lanes, accumulator_width : int
+        Lanes per word and signed bits per bias.
+    groups : int
+        Words to return, at least ``ceil(Cout / lanes)``.
+    """
+    bias = _int_array("bias", bias, 1)
+    lanes = check_int("lanes", lanes, 1)
+    accumulator_width = check_int("accumulator_width", accumulator_width, 1)
+    need = ceil_div(bias.shape[0], lanes)
+    groups = check_int("groups", groups, max(1, need))
+    _check_fits("bias", bias, accumulator_width, "accumulator_width")
+    padded = np.zeros(groups * lanes, dtype=np.int64)
+    padded[:bias.shape[0]] = bias
+    return [pack_lanes(padded[g * lanes:(g + 1) * lanes], accumulator_width)
+            for g in range(groups)]
