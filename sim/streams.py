@@ -13,6 +13,9 @@ module (the cocotb testbenches share :data:`PATTERNS` through ``sim.tb.common``)
     stalled beat holds: while an output has ``valid = 1`` and ``ready = 0``, neither ``valid``
     nor any payload field may change until the beat is taken. A violation raises
     ``AssertionError`` naming the stream, the cycle and the field.
+:func:`run_bounded`
+    Run a simulation's testbenches with a cycle limit: a unit that never delivers a beat fails
+    the test in bounded time instead of hanging it.
 :func:`run_stream`
     All of it for a unit with one input and one output stream: returns a :class:`StreamRun`
     (the output payloads, the cycle each input beat was taken and each output beat delivered,
@@ -43,7 +46,8 @@ from dataclasses import dataclass, field
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["PATTERNS", "send", "collect", "monitor", "Transfers", "StreamRun", "run_stream"]
+__all__ = ["PATTERNS", "send", "collect", "monitor", "run_bounded", "Transfers", "StreamRun",
+           "run_stream"]
 
 #: Valid (for a sender) or ready (for a receiver) patterns every stream test runs with.
 PATTERNS = {
@@ -190,6 +194,21 @@ def monitor(sim, stream, *, name: str = "o", hold: bool = True) -> Transfers:
 
     sim.add_process(watch)
     return record
+
+
+def run_bounded(sim, bench, cycles: int, period: float = 1e-8) -> None:
+    """Add ``bench`` as a testbench of ``sim`` (clocked at ``period``) and run for at most
+    ``cycles`` cycles; raise ``AssertionError`` if it has not returned by then (a beat that never
+    comes would otherwise keep :func:`collect` waiting for ever)."""
+    finished = []
+
+    async def bounded(ctx):
+        await bench(ctx)
+        finished.append(True)
+
+    sim.add_testbench(bounded)
+    sim.run_until(cycles * period)
+    assert finished, f"the testbench did not finish within {cycles} cycles"
 
 
 @dataclass

@@ -65,6 +65,12 @@ TESTS: dict[str, list[str]] = {
                    "tests/test_network.py"],
     "hw/program.py": ["tests/test_network.py", "tests/test_shared_plan.py"],
     "hw/shared.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py"],
+    "hw/descriptor.py": ["tests/test_shared_plan.py"],
+    "hw/sequencer.py": ["tests/test_sequencer.py"],
+    "hw/mapreader.py": ["tests/test_mapreader.py"],
+    "hw/mapwriter.py": ["tests/test_mapwriter.py"],
+    "hw/residual.py": ["tests/test_residual.py"],
+    "hw/stem.py": ["tests/test_stem.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
@@ -83,6 +89,12 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/plan.py": ["tests/test_shared_network.py"],
     "hw/program.py": ["tests/test_shared_network.py"],
     "hw/shared.py": ["tests/test_shared_network.py"],
+    "hw/descriptor.py": ["tests/test_shared_network.py"],
+    "hw/sequencer.py": ["tests/test_shared_network.py"],
+    "hw/mapreader.py": ["tests/test_shared_network.py"],
+    "hw/mapwriter.py": ["tests/test_shared_network.py"],
+    "hw/residual.py": ["tests/test_shared_network.py"],
+    "hw/stem.py": ["tests/test_shared_network.py"],
 }
 # Functions whose mutants only the Verilator tests can judge (no fast test runs their circuit):
 # left out of a run without --verilator, and counted as such.

@@ -15,6 +15,7 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hw.sequencer import Sequencer, sequence, step_address_bits
+from sim.streams import run_bounded
 
 STEPS = 6
 RUNS = [0, 2, 3, 5]     # steps 1 and 4 are skipped (their work is done by another step)
@@ -73,8 +74,7 @@ def simulate(layout, rom, T: int, seed: int):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_bounded(sim, bench, 5_000)
     return seen, out
 
 
@@ -119,7 +119,6 @@ def test_a_step_takes_five_cycles_and_ignores_early_finish():
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_bounded(sim, bench, 5_000)
     assert len(starts) == 2 * len(RUNS)
     assert [b - a for a, b in zip(starts, starts[1:])] == [5] * (len(starts) - 1)
