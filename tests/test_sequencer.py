@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
@@ -19,15 +20,22 @@ from sim.streams import run_bounded
 
 STEPS = 6
 RUNS = [0, 2, 3, 5]     # steps 1 and 4 are skipped (their work is done by another step)
+ODD_RUNS = [0, 1, 4, 5]  # a different chain at odd time steps: the table, not the order, decides
+
+
+def runs(t: int) -> list[int]:
+    return ODD_RUNS if t % 2 else RUNS
 
 
 def table(T: int, seed: int):
-    """A descriptor layout and table: ``next_k`` / ``last_step`` chain RUNS; ``value`` random."""
+    """A descriptor layout and table: ``next_k`` / ``last_step`` chain ``runs(t)``; ``value``
+    random."""
     layout = data.StructLayout({"value": 8, "next_k": range(STEPS + 1), "last_step": 1})
     rng = random.Random(seed)
     k_bits = step_address_bits(STEPS)
     rom = {}
     for t in range(T):
+        RUNS = runs(t)  # noqa: N806
         for position, k in enumerate(RUNS):
             following = RUNS[position + 1] if position + 1 < len(RUNS) else STEPS
             word = layout.const({"value": rng.randrange(256), "next_k": following,
@@ -92,9 +100,19 @@ def test_sequencer_walks_the_table(T, seed):
 
 
 def test_reference_follows_the_chain():
-    """The reference itself: RUNS at every time step, in order."""
-    layout, rom = table(2, 0)
-    assert sequence(rom, layout, STEPS, 2) == [(t, k) for t in range(2) for k in RUNS]
+    """The reference itself: each time step's chain, in order."""
+    layout, rom = table(3, 0)
+    assert sequence(rom, layout, STEPS, 3) == [(t, k) for t in range(3) for k in runs(t)]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 8, 15, 16])
+def test_step_address_bits_is_the_step_counter_width(steps):
+    """The table's address splits at the width of the sequencer's step counter."""
+    layout = data.StructLayout({"next_k": range(steps + 1), "last_step": 1})
+    dut = Sequencer(layout, {0: layout.const({"last_step": 1}).as_value().value},
+                    steps=steps, T=1)
+    Fragment.get(dut, None)   # elaborated: it is only built for its port widths
+    assert step_address_bits(steps) == len(dut.step)
 
 
 def test_a_step_takes_five_cycles_and_ignores_early_finish():
@@ -120,5 +138,5 @@ def test_a_step_takes_five_cycles_and_ignores_early_finish():
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     run_bounded(sim, bench, 5_000)
-    assert len(starts) == 2 * len(RUNS)
+    assert len(starts) == len(RUNS) + len(ODD_RUNS)
     assert [b - a for a, b in zip(starts, starts[1:])] == [5] * (len(starts) - 1)
