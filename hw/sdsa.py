@@ -19,7 +19,7 @@ The LIF step is the project's integer contract (``quant.intops.lif_step``), buil
 doubled units on the raw count, so SDSA-3's official ``* 0.125`` then theta 0.5 is threshold
 ``lif_threshold(0.5, 0.125) == 8``. Membranes persist across time steps (per head, token and channel
 for SDSA-3/4; per head and channel for SDSA-1/2) and are read as 0 in a sample's first time step.
-``docs/sdsa-unit.md`` describes the datapath, the cycle model and the ideal it is measured against.
+``docs/units/sdsa.md`` describes the datapath, the cycle model and the ideal it is measured against.
 
 Files: this one holds the unit (parameters, widths, the cycle model, the helpers both datapaths
 use); ``hw/sdsa_matmul.py`` the SDSA-3/4 datapath and ``hw/sdsa_column.py`` the SDSA-1/2 one (mixins
@@ -237,7 +237,7 @@ class SDSA(MatmulDatapath, ColumnSumDatapath, wiring.Component):
         int
             Cycles from the first offered input beat to the cycle the last output beat is
             taken, counted inclusively. It models the schedule exactly (the tests compare it
-            with the simulated unit); ``docs/sdsa-unit.md`` explains each term.
+            with the simulated unit); ``docs/units/sdsa.md`` explains each term.
         """
         q_spikes = _as_passes(q_spikes, self._tokens)
         k_spikes = _as_passes(k_spikes, self._tokens)

@@ -4,7 +4,7 @@ hardware: the datapath of :class:`hw.sdsa.SDSA` for these variants, as a mixin o
 Per head: each token's row (``K AND V``, or ``K``) adds into ``d`` column counters while its Q row
 is stored (phase LOAD); one LIF step per channel (:meth:`hw.sdsa.SDSA._lif_chunk`, i.e.
 :func:`hw.neuron.lif_update`) turns the column sums into a channel mask, chunk by chunk (phase
-LIF); every stored Q row leaves masked by it (phase QPASS). ``docs/sdsa-unit.md`` describes it.
+LIF); every stored Q row leaves masked by it (phase QPASS). ``docs/units/sdsa.md`` describes it.
 """
 
 from __future__ import annotations

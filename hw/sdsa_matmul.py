@@ -5,7 +5,7 @@ Per head: the K rows (their V rows as tags) go through one addressing unit and a
 ``K^T V`` (phase LOAD), then the stored Q rows go through it and add ``K^T V`` rows into each
 token's counts (phase QPASS); each token's counts then run through the channel LIF
 (:meth:`hw.sdsa.SDSA._lif_chunk`, i.e. :func:`hw.neuron.lif_update`), chunk by chunk, into the
-output. ``docs/sdsa-unit.md`` describes the pipeline and its cycle model
+output. ``docs/units/sdsa.md`` describes the pipeline and its cycle model
 (:meth:`hw.sdsa.SDSA.cycles`).
 """
 
