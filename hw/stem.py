@@ -6,9 +6,9 @@ channel's pad code ``pad_value[i]`` outside the image (``quant.intops.stem_conv`
 the quantized zero of the normalized input, exactly as ``quant/`` pads).
 
 Schedule: one output word (``lanes`` output channels at one position) at a time; each cycle issues
-one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A six-stage pipeline
-(tap registers; memory reads; registered weight word and pixel, twice; registered products,
-twice) and the accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
+one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A pipeline of six stages,
+0 to 5 (0: tap registers; 1: memory reads; 2 and 3: the weight word and pixel registered twice;
+4 and 5: the products registered twice) and the accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
 input coordinates and both memory addresses are registers stepped by constants (no compare on a
 wide counter, no address sum from counters), so the addresses drive the memories straight from
 registers; the multipliers have registers on both sides. Taps of consecutive output words follow
