@@ -1,4 +1,4 @@
-"""Stem convolution: the network's only layer on real values (pixel codes), with multipliers.
+"""Stem convolution: the network's only layer on real values (pixel codes), multiplying them.
 
 The stem computes ``acc[o, oy, ox] = bias[o] + sum over (i, ky, kx) of w[o, i, ky, kx] * p`` where
 ``p`` is the pixel code at ``(i, oy * stride - padding + ky, ox * stride - padding + kx)``, or the
@@ -7,11 +7,11 @@ the quantized zero of the normalized input, exactly as ``quant/`` pads).
 
 Schedule: one output word (``lanes`` output channels at one position) at a time; each cycle issues
 one tap: one weight word, one pixel and ``lanes`` multiply-accumulates. A pipeline of six stages,
-0 to 5 (0: tap registers; 1: memory reads; 2 and 3: the weight word and pixel registered twice;
-4 and 5: the products registered twice) and the accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
+0 to 5 (0: tap registers; 1: memory reads; 2: the weight word and pixel registered; 3 to 5: the
+products by shift and add, one adder-tree level a stage) and the accumulator keep every path short: the tap's counters carry registered "last value" flags, and its
 input coordinates and both memory addresses are registers stepped by constants (no compare on a
 wide counter, no address sum from counters), so the addresses drive the memories straight from
-registers; the multipliers have registers on both sides. Taps of consecutive output words follow
+registers; each adder-tree level has registers on both sides. Taps of consecutive output words follow
 each other with no gap, so a run costs ``positions * G * Cin * k * k`` cycles plus the pipeline's
 depth (:attr:`StemConv.cycles`), ``G = ceil(Cout / lanes)``. The whole pipeline stalls while the output
 register holds a word nobody takes. The pixel memory is written through ``load_*`` before
@@ -58,8 +58,8 @@ class StemConv(wiring.Component):
     pixel_bits : int
         Unsigned width of a pixel code.
     lanes : int
-        Output channels computed per cycle (one multiplier each; none for a lane whose weights
-        are all 0, such as the padding lanes past ``Cout``).
+        Output channels computed per cycle (one shift-and-add tree each, no hard multiplier;
+        none for a lane whose weights are all 0, such as the padding lanes past ``Cout``).
     accumulator_width : int, optional
         Default and minimum: what :func:`stem_bound` proves.
 
@@ -364,30 +364,44 @@ class StemConv(wiring.Component):
             m.d.sync += [s2[key].eq(s1[key]) for key in flags]
             m.d.sync += [s2["pixel"].eq(pixel), s2["weights"].eq(weight_word)]
 
-        # Stage 3: the operands again, in registers the placer can put beside the multipliers
-        # (the multiplier blocks sit in rows of their own, far from the memories).
-        s3 = stage("s3", {**flags, "pixel": pixel, "weights": weight_word})
-        with m.If(enable):
-            m.d.sync += [s3[key].eq(s2[key]) for key in s3]
+        # Stages 3 to 5: the products by shift and add, without a multiplier. The pixel code is
+        # unsigned (its sign bit is 0), so ``w * p`` is the sum of ``w << j`` over the code's set
+        # bits ``j``: an adder tree over the code's bits, one level per stage (stage 5 adds what
+        # is left), with registers between the levels. The tree stays in the logic fabric beside
+        # the memories; a hard multiplier block (a row of its own on ECP5) cost two chip-long
+        # routes in one cycle, the placed critical path.
+        pixel_bits = self._pixel_bits
+        product_width = w_width + pixel_bits + 1
+        code = s2["pixel"][:pixel_bits]
+        live = [lane for lane in range(lanes)
+                if any((word >> (lane * w_width)) & ((1 << w_width) - 1) for word in words)]
+        # (a lane whose weights are all 0, a padding lane, keeps product 0)
 
-        # Stage 4: products in registers (the stem's multipliers, inputs and outputs registered).
-        product_width = w_width + self._pixel_bits + 1
-        products = Signal(data.ArrayLayout(signed(product_width), lanes))
-        s4 = stage("s4", flags)
+        def pairs(values):
+            return [values[n] + values[n + 1] if n + 1 < len(values) else values[n]
+                    for n in range(0, len(values), 2)]
+
+        def level(name, lane, values, stage_flags):
+            regs = [Signal(signed(product_width), name=f"{name}_{lane}_{n}")
+                    for n in range(len(values))]
+            with m.If(enable):
+                m.d.sync += [reg.eq(value) for reg, value in zip(regs, values)]
+            return regs
+
+        s3, s4 = stage("s3", flags), stage("s4", flags)
+        s5 = stage("s5", {**flags, "products": Signal(data.ArrayLayout(signed(product_width),
+                                                                         lanes))})
         with m.If(enable):
+            m.d.sync += [s3[key].eq(s2[key]) for key in flags]
             m.d.sync += [s4[key].eq(s3[key]) for key in flags]
-            for lane in range(lanes):
-                if not any((word >> (lane * w_width)) & ((1 << w_width) - 1) for word in words):
-                    continue  # a lane whose weights are all 0 (padding lanes): product 0
-                weight = s3["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
-                m.d.sync += products[lane].eq(weight * s3["pixel"])  # the stem's multipliers
-
-        # Stage 5: the products again, so that neither the multipliers' outputs nor the
-        # accumulators' inputs cross the chip in one cycle.
-        s5 = stage("s5", {**flags, "products": products})
-        with m.If(enable):
             m.d.sync += [s5[key].eq(s4[key]) for key in flags]
-            m.d.sync += s5["products"].eq(products)
+        for lane in live:
+            weight = s2["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
+            terms = [Mux(code[j], weight << j, 0) for j in range(pixel_bits)]
+            first = level("s3_sum", lane, pairs(terms), flags)          # stage 3
+            second = level("s4_sum", lane, pairs(first), flags)         # stage 4
+            with m.If(enable):                                          # stage 5
+                m.d.sync += s5["products"][lane].eq(sum(second[1:], second[0]))
 
         # Stage 6: accumulate from the bias; the word's last tap fills the output register.
         acc = Signal(data.ArrayLayout(signed(acc_width), lanes))
