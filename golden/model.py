@@ -365,7 +365,9 @@ class MetaSpikeFormer(nn.Module):
         self.ConvBlock2_2 = blocks(3, w3)
         self.downsample3 = MS_DownSampling(w3, w5, 3, 2, 1, False, cfg)
         self.block3 = blocks(4, w5)
-        self.downsample4 = MS_DownSampling(w5, w6, 3, 1, 1, False, cfg)
+        if cfg.downsample4:
+            self.downsample4 = MS_DownSampling(w5, w6, 3, 1, 1, False, cfg)
+        # else: block3's stream goes straight into block4 (same width; validate() checks it).
         self.block4 = blocks(5, w6)
         self.lif = MultiStepLIF()
         self.head = nn.Linear(w6, cfg.num_classes)
