@@ -77,7 +77,8 @@ class ModelConfig:
         4's). False leaves it out, so ``block3``'s residual stream flows straight into ``block4``;
         allowed only when both stages have the same width (``pyramid=False``). The Table-5
         "no pyramid" reading (``ablation('no_pyramid')``, see ``docs/ablations.md``) uses it.
-        ``quant/`` and ``hw/`` do not handle it: they always walk ``downsample4``.
+        ``quant.graph.stage_order`` leaves it out too, so the folded, integer and hardware
+        programs follow (``tests/test_quant_fold.py`` checks the fold against this model).
     block_types : str
         ``'mixed'`` (official: Conv-based stages 1-2, Transformer-based stages 3-4), ``'conv'``
         (all Conv-based) or ``'transformer'`` (all Transformer-based). Module names are kept.

@@ -30,7 +30,10 @@ def stage_order(cfg) -> list[str]:
     if cfg.stage1 == "C@H/2":
         order += ["ConvBlock1_1", "downsample1_2"]
     order += ["ConvBlock1_2", "downsample2", "ConvBlock2_1", "ConvBlock2_2", "downsample3",
-              "block3", "downsample4", "block4"]
+              "block3"]
+    if getattr(cfg, "downsample4", True):   # False: the no-pyramid reading (docs/ablations.md)
+        order.append("downsample4")
+    order.append("block4")
     return order
 
 

@@ -99,7 +99,7 @@ def test_fold_sepconv_pair():
 
 CONFIGS = [dict(), dict(sdsa=1), dict(sdsa=2), dict(sdsa=4), dict(T=1), dict(kd_head=True),
            dict(qkv="linear", proj="linear"), dict(channel_mixer="mlp"), dict(sepconv=False),
-           dict(stage1="2C@H/4"), dict(block_types="transformer")]
+           dict(stage1="2C@H/4"), dict(block_types="transformer"), dict(downsample4=False)]
 
 
 @pytest.mark.parametrize("overrides", CONFIGS, ids=lambda d: ",".join(f"{k}={v}"
