@@ -406,6 +406,102 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/progengine.py
     ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/sequencer.py (reviewed survivors of its first mutation run)
+    ('hw/sequencer.py', 'return Shape.cast(range(steps + 1)).width', 33, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/sequencer.py', '"run": In(1),', 11, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/sequencer.py', '"finish": In(1),', 14, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/sequencer.py', '"step_start": Out(1),', 19, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/sequencer.py', '"t": Out(range(max(2, T))),', 20, '2 -> 3'):
+        'the time-step counter one bit wider: it still counts 0 .. T-1 and is compared, never wrapped',
+    ('hw/sequencer.py', '"first": Out(1),', 14, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/sequencer.py', '"step": Out(range(steps + 1)),', 27, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/sequencer.py', '"running": Out(1),', 16, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/sequencer.py', '"done": Out(1),', 13, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/sequencer.py', '"cycles": Out(32),', 15, '32 -> 33'):
+        'a 33-bit cycle counter read as 32 bits: the same low 32 bits',
+    ('hw/sequencer.py', 'phase = Signal(2, name="seq_phase")  # 0: decode, 3: load descriptor, 1: start, 2: wait', 16, '2 -> 3'):
+        'a 3-bit phase register holding the values 0-3',
+    # hw/mapreader.py (reviewed survivors of its first mutation run)
+    ('hw/mapreader.py', 'address_width: int, tokens: int = 1, heads: int = 1):', 35, '1 -> 2'):
+        'a default the shared network and the tests never use (they pass the value)',
+    ('hw/mapreader.py', 'address_width: int, tokens: int = 1, heads: int = 1):', 51, '1 -> 2'):
+        'a default the shared network and the tests never use (they pass the value)',
+    ('hw/mapreader.py', '"start": In(1),', 13, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/mapreader.py', 'fd_bank = Signal(range(lanes + 1), name="fd_bank")', 32, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapreader.py', 'fd_y = Signal(range(W + 1), name="fd_y")', 25, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapreader.py', 'word_banks = [spike_word[b * W:(b + 1) * W] for b in range(lanes)]', 37, '1 -> 2'):
+        "a slice past the bank: the extra bits are truncated on assignment (fd_word, extracted) or overwritten by the next bank's assignment (the flush word)",
+    ('hw/mapreader.py', 'sd_n_x = Signal(range(sd_side + 1), name="sd_x")', 33, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapreader.py', 'sd_n_y = Signal(range(sd_side + 1), name="sd_y")', 33, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapreader.py', 'sd_h = Signal(range(heads + 1), name="sd_h")', 29, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapreader.py', 'sd_phase = Signal(2, name="sd_phase")   # read q, k, v', 19, '2 -> 3'):
+        'a 3-bit register holding the values 0-3',
+    ('hw/mapreader.py', 'sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)', 17, '2 -> 3'):
+        'a 3-bit register holding the values 0-3',
+    ('hw/mapreader.py', 'sd_addr_phase = Signal(2, name="sd_addr_phase")', 24, '2 -> 3'):
+        'a 3-bit register holding the values 0-3',
+    ('hw/mapreader.py', 'm.d.sync += [sd_raddr.eq(base + sd_off), sd_ren.eq(sd_active & sdsa_mode),', 62, '& -> |'):
+        "extra SDSA reads outside a token's three: in engine mode the port's address and enable come from the engine feed, and in SDSA mode an extra read repeats phase 0's word of the same token before its beat is taken (rows[0] rewritten with the same data)",
+    ('hw/mapreader.py', 'sd_read_phase = Signal(2, name="sd_read_phase")', 24, '2 -> 3'):
+        'a 3-bit register holding the values 0-3',
+    ('hw/mapreader.py', 'm.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))', 62, '1 -> 2'):
+        'two bits selected into a one-bit target: the same low bit',
+    ('hw/mapreader.py', 'with m.If(sd_phase == 2):', 23, '2 -> 3'):
+        "a fourth read per token (phase 3, v's word again) whose data no row takes (sd_got = 3); the beat is offered when phase 2's data arrives, so neither the data nor the period changes",
+    # hw/mapwriter.py (reviewed survivors of its first mutation run)
+    ('hw/mapwriter.py', 'channels, side = len(spikes), len(spikes[0])', 42, '0 -> 1'):
+        "the reference's side from channel 1 instead of 0: every channel has the same side",
+    ('hw/mapwriter.py', 'address_width: int, max_groups: int, maps, heads: int = 1):', 57, '1 -> 2'):
+        'a default the shared network and the tests never use (they pass the value)',
+    ('hw/mapwriter.py', 'self._row_bits = max(1 << (info.cg_log + info.h_log) for info in maps)', 22, '1 -> 2'):
+        "a row buffer twice as long: slots beyond the map's groups are never written or picked",
+    ('hw/mapwriter.py', '"start": In(1),', 13, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/mapwriter.py', '"done": Out(1),', 13, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/mapwriter.py', 'wr_y = Signal(range(W + 1), name="wr_y")', 25, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapwriter.py', 'wr_x = Signal(range(W + 1), name="wr_x")', 25, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapwriter.py', 'wr_g = Signal(range(self._max_groups + 1), name="wr_g")', 40, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapwriter.py', 'row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]', 83, '2 -> 3'):
+        'a third row buffer that nothing selects (fill and fl_buf are one bit)',
+    ('hw/mapwriter.py', 'm.d.comb += flush_word[b * W:(b + 1) * W].eq(picked & desc.dst_mask)', 35, '1 -> 2'):
+        "a slice past the bank: the extra bits are truncated on assignment (fd_word, extracted) or overwritten by the next bank's assignment (the flush word)",
+    ('hw/mapwriter.py', 'm.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0), slot.eq(0), fill.eq(0),', 70, '0 -> 1'):
+        'the first row fills buffer 1 instead of 0: the two buffers are symmetric',
+    # hw/residual.py (reviewed survivors of its first mutation run)
+    ('hw/residual.py', '"add": 1,       # 1: add into the stream; 0: begin it', 8, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/residual.py', '"last": 1,      # the step\'s final beat', 9, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/residual.py', 'self._shift_words = list(shift_words) or [0, 0]', 43, '0 -> 1'):
+        'the filler of an empty shift ROM: with no shift words no step reads it',
+    ('hw/residual.py', 'self._shift_words = list(shift_words) or [0, 0]', 46, '0 -> 1'):
+        'the filler of an empty shift ROM: with no shift words no step reads it',
+    ('hw/residual.py', '"written_last": Out(1),', 21, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/residual.py', 'shape=unsigned(lanes * shift_bits), depth=max(2, len(self._shift_words)),', 47, '2 -> 3'):
+        'a deeper shift ROM: the extra words are never addressed',
+    ('hw/residual.py', '"start": In(1),', 13, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/residual.py', '"index": address_width, "group": fields["groups_m1"], "last": 1,', 63, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
 }
 
 BINOPS = {ast.Add: (ast.Sub, "+", "-"), ast.Sub: (ast.Add, "-", "+"),

@@ -86,7 +86,9 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
         want = [(bank(init[address], b), int(n == len(order) - 1))
                 for n, (address, b) in enumerate(order)]
         assert got == want
+        ctx.set(dut.o.ready, 1)   # a beat beyond the end would be taken, and counted
         await ctx.tick().repeat(20)
+        ctx.set(dut.o.ready, 0)
         assert len(feed.payloads) == len(order), "a beat beyond the engine feed's end"
         await start(ctx, {"is_sdsa": 1, "src_stride": sdsa_stride, "q_base": q_base,
                           "k_base": k_base, "v_base": v_base})
@@ -110,6 +112,9 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
     feed = monitor(sim, dut.o, name="o")          # a stalled beat must hold
     tokens = monitor(sim, dut.sdsa, name="sdsa")
     run_bounded(sim, bench, 20_000)
+    if pattern == "always":   # the feed's period, which sim.perf's SDSA term counts on
+        gaps = {b - a for a, b in zip(tokens.cycles, tokens.cycles[1:])}
+        assert gaps <= {7}, f"SDSA beats {sorted(gaps)} cycles apart, not 7 (3 reads + 4)"
     if pattern != "always":   # the hold check ran (a 3-token feed may slip between gaps)
         assert feed.stalls and (tokens.stalls or len(tokens.payloads) < 9), "nothing stalled"
 

@@ -67,6 +67,8 @@ def config(info: SharedMap, sdsa: bool, heads: int) -> dict:
                  2, id="sdsa-2heads-then-lif"),
     pytest.param([(spike_map("q", 4, 2, 7, 1), True), (spike_map("r", 4, 2, 30, 1), True)],
                  1, id="sdsa-1head-twice"),
+    pytest.param([(spike_map("q", 12, 3, 2, 2), True), (spike_map("r", 12, 2, 60, 1), True)],
+                 3, id="sdsa-3heads-twice"),
 ])
 def test_writer_leaves_the_reference_image(jobs, heads, pattern):
     rng_seed = sum(map(ord, pattern)) + 7 * len(jobs) + heads   # not hash(): salted per run
