@@ -407,6 +407,8 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
     # hw/sequencer.py (reviewed survivors of its first mutation run)
+    ('hw/sequencer.py', 'word = layout.from_bits(rom.get((t << k_bits) | k, 0))', 52, '0 -> 1'):
+        "the reference's default for an address the table lacks: every visited address is in it",
     ('hw/sequencer.py', 'return Shape.cast(range(steps + 1)).width', 33, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
     ('hw/sequencer.py', '"run": In(1),', 11, '1 -> 2'):

@@ -202,4 +202,5 @@ def test_references():
     assert stream_update(5, 3, 2, False, 8) == 12
     assert stream_update(100, 15, 3, True, 8) == -36       # 220 wraps to 8 signed bits
     assert stream_update(100, 100, 3, True, 8) == -124     # 900: more than one wrap
+    assert stream_update(50, 5, 2, True, 8) == 70          # positive up to the sign bit
     assert pool_sums([[1, 2], [3, 4], [5, 6]], 2, 2) == [6, 8, 3, 4]
