@@ -23,7 +23,11 @@ traces it). Verilator is two-state and evaluates every block at start-up, so it 
 
 :func:`time_zero_safe` makes the trigger an explicit ``initial`` assignment, which is an event at
 time 0 in both language modes. The trigger is read nowhere else, so nothing the design computes
-changes (Verilator results are bit-identical); only the time-0 wake-up is now guaranteed.
+changes (Verilator results are bit-identical); only the time-0 wake-up is now guaranteed. Yosys
+writes a block of a single statement (for instance a part of a register that is assigned apart
+from the rest) without ``begin`` and without reading the trigger; such a block is rewritten to read
+it too (the shared network's stream-write stage had one: the shift address's group bits stayed
+``x`` on Icarus until the first layer, and the run stopped).
 ``docs/simulators.md`` has the details.
 """
 
@@ -40,8 +44,38 @@ _TRIGGER = re.compile(
 _TRIGGER_USE = re.compile(r"if \(\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ \)")
 
 
+# A combinational block of one statement, which Yosys writes without ``begin`` and without
+# reading the trigger (e.g. a part of a register assigned apart from the rest of it).
+_BARE_ALWAYS = re.compile(
+    r"^(?P<indent>[ \t]*)always @\*\n(?P<inner>[ \t]+)(?P<statement>(?!begin\b)[^\n]*;)\n",
+    re.MULTILINE)
+_MODULE = re.compile(r"^module .*?^endmodule\b", re.MULTILINE | re.DOTALL)
+_INITIAL_TRIGGER = re.compile(
+    r"initial (?P<name>\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) ")
+_HEADER_END = re.compile(r"^module [^;]*;\n", re.MULTILINE)
+
+
+def _wake_bare_blocks(module: str) -> str:
+    """Make every one-statement ``always @*`` block of ``module`` read the time-0 trigger (the
+    module's own, or one declared for it), so that it runs at time 0 like the others."""
+    if not _BARE_ALWAYS.search(module):
+        return module
+    found = _INITIAL_TRIGGER.search(module)
+    if found:
+        name = found["name"]
+    else:
+        name = "\\$auto$time_zero_safe$trigger"
+        header = _HEADER_END.search(module)
+        module = (module[:header.end()] + f"  reg {name} ;\n  initial {name}  = 1'h0;\n"
+                  + module[header.end():])
+    return _BARE_ALWAYS.sub(
+        lambda m: (f"{m['indent']}always @* begin\n{m['inner']}if ({name} ) begin end\n"
+                   f"{m['inner']}{m['statement']}\n{m['indent']}end\n"), module)
+
+
 def time_zero_safe(text: str) -> str:
-    """Return Verilog ``text`` with Yosys' time-0 trigger set by ``initial`` (idempotent).
+    """Return Verilog ``text`` with Yosys' time-0 trigger set by ``initial`` and read by every
+    ``always @*`` block, one-statement blocks included (idempotent).
 
     Raises
     ------
@@ -55,7 +89,7 @@ def time_zero_safe(text: str) -> str:
     if count == 0 and _TRIGGER_USE.search(text) and "initial \\$auto$verilog_backend" not in text:
         raise ValueError("the Verilog reads Yosys' always @* trigger but declares it in an "
                          "unknown form; hw.verilog.time_zero_safe needs updating")
-    return fixed
+    return _MODULE.sub(lambda m: _wake_bare_blocks(m.group(0)), fixed)
 
 
 def convert(component, name: str, **kwargs) -> str:

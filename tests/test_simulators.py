@@ -34,6 +34,65 @@ endmodule
 """
 
 
+# Yosys writes a block of one statement (here a part of a register assigned apart from the rest)
+# without ``begin`` and without reading the trigger; the second module has no trigger at all.
+BARE_SHAPE = """module top(o, p);
+  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  output [1:0] o;
+  reg [1:0] o;
+  output p;
+  reg p;
+  reg a = 1'h1;
+  always @* begin
+    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    o[0] = a;
+  end
+  always @*
+    o[1] = a;
+  sub s(.p(p));
+endmodule
+module sub(p);
+  output p;
+  reg p;
+  reg b = 1'h1;
+  always @*
+    p = b;
+endmodule
+module tb;
+  wire [1:0] o;
+  wire p;
+  top dut(.o(o), .p(p));
+  initial #1 $display("o=%b p=%b", o, p);
+endmodule
+"""
+
+
+def test_time_zero_safe_wakes_one_statement_blocks():
+    fixed = time_zero_safe(BARE_SHAPE)
+    assert "always @*\n" not in fixed          # every block now has begin ... end
+    assert fixed.count("initial \\$auto$time_zero_safe$trigger  = 1'h0;") == 1   # sub's own
+    assert time_zero_safe(fixed) == fixed
+
+
+@pytest.mark.icarus
+@NEEDS_ICARUS
+def test_one_statement_blocks_run_at_time_zero_on_icarus(tmp_path):
+    """The shared network's hang on Icarus: a one-statement block stayed x until its input
+    changed; rewritten, it runs at time 0."""
+    outputs = {}
+    for label, text in (("raw", BARE_SHAPE), ("fixed", time_zero_safe(BARE_SHAPE))):
+        source = tmp_path / f"{label}.v"
+        source.write_text(text)
+        binary = tmp_path / f"{label}.vvp"
+        subprocess.run(["iverilog", "-g2012", "-s", "tb", "-o", str(binary), str(source)],
+                       check=True)
+        run = subprocess.run(["vvp", "-n", str(binary)], check=True, capture_output=True,
+                             text=True)
+        outputs[label] = run.stdout.strip().splitlines()[0]
+    assert outputs["fixed"] == "o=11 p=1"
+    assert outputs["raw"] != outputs["fixed"]    # (raw: o=xx p=x, the -g2012 hazard)
+
+
 def test_time_zero_safe_rewrites_every_module_trigger():
     dut = SDSA(variant=Variant.SDSA3, tokens=4, head_width=16, heads=2, lanes=4)
     raw = verilog.convert(dut, name="sdsa", emit_src=False)
