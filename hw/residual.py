@@ -201,8 +201,9 @@ class Pool(wiring.Component):
 
     While ``is_pool``: every beat on ``i`` adds its values into group ``i.group``'s ``lanes``
     sums (cleared by ``start``); after the ``last`` beat, groups ``0 .. groups - 1`` leave on
-    ``o`` (``index``: the group, ``x``: its sums), one a beat, each chosen into a register first
-    (the sums are spread wide, so the choice gets a cycle of its own).
+    ``o`` (``index``: the group, ``x``: its sums), one a beat: group 0's sums move into the
+    output register and the other groups shift down one place, so no group multiplexer sits on
+    the output path.
 
     Ports
     -----
@@ -249,12 +250,12 @@ class Pool(wiring.Component):
             with m.If(~self.o.valid | self.o.ready):
                 m.d.sync += self.o.valid.eq(firing)
                 with m.If(firing):
+                    # Group 0's sums leave and every group moves down one place: the output
+                    # takes a fixed register, so no group multiplexer sits on the path.
                     m.d.sync += [self.o.payload.index.eq(fire_g), fire_g.eq(fire_g + 1)]
-                    with m.Switch(fire_g):
-                        for group in range(groups):
-                            with m.Case(group):
-                                m.d.sync += [self.o.payload.x[lane].eq(pooled[group * lanes + lane])
-                                             for lane in range(lanes)]
+                    m.d.sync += [self.o.payload.x[lane].eq(pooled[lane]) for lane in range(lanes)]
+                    m.d.sync += [pooled[c].eq(pooled[c + lanes])
+                                 for c in range((groups - 1) * lanes)]
                     with m.If(fire_g == desc.groups_m1):
                         m.d.sync += firing.eq(0)
         with m.If(self.start & desc.is_pool):
