@@ -16,7 +16,7 @@ from __future__ import annotations
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data
 
-from hw.params import bits_for
+from hw.params import bits_for, ceil_div
 from hw.program import SinkKind, Step, StepKind
 
 __all__ = ["descriptor_fields", "descriptor_rom"]
@@ -70,7 +70,7 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)
         "last_step": 1,                      # this is the time step's last step
         # decoded kind and sink
-        "is_stem": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
+        "is_stem": 1, "is_event": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
         "is_reader": 1,          # stream LIF or pool: the stream reader runs
         "sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,
     }
@@ -85,6 +85,8 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         info = mem.maps[sink.spike_map]
         out.update(dst_base=info.base_at(tv), dst_h_log=info.h_log, dst_side=info.side,
                    dst_mask=(1 << info.side) - 1)
+        if step.kind is StepKind.EVENT_IN:
+            out["groups"] = ceil_div(info.channels, plan.lanes)
         site = mem.sites.get(sink.spike_map)
         if site is not None:
             out.update(tbase=site.tbase, groups=site.groups)
@@ -128,7 +130,8 @@ def _derived(state: dict) -> dict:
         groups_m1=max(0, state["groups"] - 1),
         groups_m2=max(0, state["groups"] - 2),
         stream_words_m1=max(0, state["stream_words"] - 1),
-        is_stem=int(kind == StepKind.STEM.value), is_layer=int(kind == StepKind.LAYER.value),
+        is_stem=int(kind == StepKind.STEM.value), is_event=int(kind == StepKind.EVENT_IN.value),
+        is_layer=int(kind == StepKind.LAYER.value),
         is_stream_lif=int(kind == StepKind.STREAM_LIF.value),
         is_sdsa=int(kind == StepKind.SDSA.value), is_pool=int(kind == StepKind.POOL_LIF.value),
         is_reader=int(kind in (StepKind.STREAM_LIF.value, StepKind.POOL_LIF.value)),

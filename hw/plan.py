@@ -144,7 +144,11 @@ class SharedPlan:
     engine_limits : dict
         The engine's size parameters (``ProgEngine`` keyword arguments).
     stem_layer, stem_groups, pixel_words
-        The stem's quantized layer, its output groups and the pixel memory's words.
+        The stem's quantized layer, its output groups and the pixel memory's words (None, 0, 0
+        for an event model).
+    events, input_map
+        Whether the program begins with the event input (``cfg.events``), and its ``input``
+        spike map (:class:`SharedMap`, else None).
     pool_groups, max_groups, attention
         Widest pooled stream, widest group count, attention block paths in program order.
     """
@@ -176,14 +180,24 @@ class SharedPlan:
         self.bias_words = bias_words
         self.logit_bits = max(net.logit_bits, 2)
 
-        # Stem.
-        stem_step = self.steps[0]
-        if stem_step.kind is not StepKind.STEM:
-            raise NotImplementedError("the program must begin with the stem")
-        self.stem_layer = net.layers[stem_step.layer]
+        # Stem (pixel input), or the event input (the first layer then runs on the engine).
+        first_step = self.steps[0]
         cfg = net.cfg
-        self.pixel_words = cfg.in_channels * cfg.img_size ** 2
-        self.stem_groups = ceil_div(self.stem_layer.weight.shape[0], lanes)
+        self.events = first_step.kind is StepKind.EVENT_IN
+        if self.events:
+            self.stem_layer, self.pixel_words, self.stem_groups = None, 0, 0
+            self.input_map = maps[first_step.sink.spike_map]
+            if self.input_map.channels > lanes:
+                raise NotImplementedError(
+                    f"event input of {self.input_map.channels} channels: the event port fills "
+                    f"one word group, so at most lanes = {lanes} channels")
+        else:
+            if first_step.kind is not StepKind.STEM:
+                raise NotImplementedError("the program must begin with the stem")
+            self.input_map = None
+            self.stem_layer = net.layers[first_step.layer]
+            self.pixel_words = cfg.in_channels * cfg.img_size ** 2
+            self.stem_groups = ceil_div(self.stem_layer.weight.shape[0], lanes)
 
         # Pool width (head): sum of a stream over positions.
         self.pool_groups = 1
@@ -245,7 +259,7 @@ class SharedPlan:
         sites, mbase, tbase, thresholds = {}, 0, 0, []
         for step in self.steps:
             lif = step.sink.spike_map
-            if step.kind is StepKind.SDSA or lif is None:
+            if step.kind in (StepKind.SDSA, StepKind.EVENT_IN) or lif is None:
                 continue
             info = maps[lif]
             groups = ceil_div(info.channels, lanes)

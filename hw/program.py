@@ -13,8 +13,9 @@ this list; nothing parses strings.
   it), the ``LOGITS`` or the stem's output buffer (``STEM_OUT``). :class:`SinkKind`'s first four
   values are the descriptor's ``sink`` codes of a layer step.
 
-Contract: :class:`Program` ``(net).steps`` begins with the stem (``first_step_only``), lists every
-other step once, and ends with the classifier (``Sink(LOGITS)``). Tested by
+Contract: :class:`Program` ``(net).steps`` begins with the stem (``first_step_only``) or, for an
+event model (``cfg.events``), with the event input (``EVENT_IN`` into the ``input`` map, every
+time step), lists every other step once, and ends with the classifier (``Sink(LOGITS)``). Tested by
 ``tests/test_network.py`` and, through both generators, by every network test.
 """
 
@@ -42,6 +43,9 @@ class StepKind(enum.Enum, shape=3):
     SDSA = 4
     #: The head's sum pool over positions of the last stream, then its LIF.
     POOL_LIF = 5
+    #: Event input: one time step's event frame (0/1 per channel and pixel) taken from the
+    #: network's ``events`` port into the ``input`` spike map (event models only).
+    EVENT_IN = 6
 
     @property
     def label(self) -> str:
@@ -164,6 +168,10 @@ class Program:
                                first_step_only=True))
         return _Ref("stem", name)
 
+    def spike_input(self, name, frames):
+        self.steps.append(Step(StepKind.EVENT_IN, name, sink=Sink(SinkKind.MAP, name)))
+        return _Ref("spikes", name)
+
     def conv(self, name, x):
         return _Ref("layer", name, x)
 
@@ -212,11 +220,15 @@ class Program:
 
 def lif_map_shapes(net, steps, sizes) -> dict:
     """Return ``{lif: (step, channels, side)}`` for every step that writes a spike map, in program
-    order (a layer's output side, the SDSA's token map, the head's 1x1, a stream's side)."""
+    order (a layer's output side, the SDSA's token map, the head's 1x1, a stream's side; the
+    event input's map is named ``input``: the input channels at the image's side)."""
     shapes = {}
     for step in steps:
         lif = step.sink.spike_map
         if lif is None:
+            continue
+        if step.kind is StepKind.EVENT_IN:
+            shapes[lif] = (step, net.cfg.in_channels, net.cfg.img_size)
             continue
         channels = net.lifs[lif].threshold.shape[0]
         if step.kind is StepKind.LAYER:

@@ -13,10 +13,13 @@
   T = 1 no membrane is ever read back, so none is kept);
 * one spike memory (``lanes`` banks) and one residual-stream memory, every map and stream at
   its own base address;
-* the stem (:class:`hw.stem.StemConv`, the only multipliers), recomputed at every time step and
-  written straight into the first residual stream (``stream = acc << shift``: no memory keeps its
-  output), and one SDSA unit per attention block (each keeps its attention LIF's membranes
-  across time steps).
+* the stem (:class:`hw.stem.StemConv`, products by shift and add), recomputed at every time
+  step and written straight into the first residual stream (``stream = acc << shift``: no
+  memory keeps its output), and one SDSA unit per attention block (each keeps its attention
+  LIF's membranes across time steps);
+* for an event model (``cfg.events``) no stem: each time step's event frame comes in on the
+  ``events`` port, the map writer stores it as the ``input`` spike map, and the first layer
+  runs on the engine like every other layer (the network then holds no multiplier at all).
 
 Where everything lives (spike maps, streams, LIF sites, layers, shift words) is planned in plain
 Python by :class:`hw.plan.SharedPlan`, which also builds the descriptor table; this module builds
@@ -45,7 +48,7 @@ registered end flags. See docs/shared-network.md.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -68,10 +71,13 @@ __all__ = ["SharedNetwork", "network_signature"]
 def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
     """Return the whole network's ports (the shell a testbench or SoC drives)."""
     classes = net.layers["head"].weight.shape[0]
+    if net.pixel is None:   # event input: one pixel's channel bits a beat
+        inputs = {"events": In(stream.Signature(unsigned(net.cfg.in_channels)))}
+    else:
+        inputs = {"load_address": In(bits_for(pixel_words)), "load_data": In(net.pixel.bits),
+                  "load_enable": In(1)}
     return {
-        "load_address": In(bits_for(pixel_words)),
-        "load_data": In(net.pixel.bits),
-        "load_enable": In(1),
+        **inputs,
         "start": In(1),
         "ready": Out(1),
         "done": Out(1),
@@ -97,7 +103,12 @@ class SharedNetwork(wiring.Component):
     Members
     -------
     load_address, load_data, load_enable : In
-        Pixel memory write port (word ``(c * H + y) * W + x``, unsigned codes).
+        Pixel memory write port (word ``(c * H + y) * W + x``, unsigned codes); not for an event
+        model.
+    events : In(stream.Signature(in_channels))
+        Event models only (``cfg.events``): each time step's event frame, one pixel a beat in
+        row-major order (bit ``c``: channel ``c`` fired there), ``H * W`` beats a time step,
+        taken during the time step's ``EVENT_IN`` step (``ready`` high then, one beat a cycle).
     start : In(1)
         Pulse (while ``ready``): run all time steps.
     ready : Out(1)
@@ -193,6 +204,8 @@ class SharedNetwork(wiring.Component):
         read = set(self.FIELDS).union(Sequencer.FIELDS, SpikeMapWriter.FIELDS,
                                       SpikeMapReader.FIELDS, StreamWriteStage.FIELDS,
                                       StreamReader.FIELDS, Pool.FIELDS)
+        if self.plan.events:
+            read.add("is_event")
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
 
     # -- hardware ----------------------------------------------------------------------------
@@ -222,14 +235,15 @@ class SharedNetwork(wiring.Component):
                                           thresholds=plan.thresholds, pipelined=True)
         stem_layer = plan.stem_layer
         cfg = net.cfg
-        m.submodules.stem = stem = StemConv(
-            weight=stem_layer.weight, bias=stem_layer.bias, height=cfg.img_size,
-            width=cfg.img_size, stride=stem_layer.stride, padding=stem_layer.padding,
-            pad_value=net.pixel.zero_point, pixel_bits=net.pixel.bits, lanes=lanes)
-        m.d.comb += [stem.load_address.eq(self.load_address),
-                     stem.load_data.eq(self.load_data),
-                     stem.load_enable.eq(self.load_enable)]
-        stem_words = stem.positions * stem.groups
+        if not plan.events:
+            m.submodules.stem = stem = StemConv(
+                weight=stem_layer.weight, bias=stem_layer.bias, height=cfg.img_size,
+                width=cfg.img_size, stride=stem_layer.stride, padding=stem_layer.padding,
+                pad_value=net.pixel.zero_point, pixel_bits=net.pixel.bits, lanes=lanes)
+            m.d.comb += [stem.load_address.eq(self.load_address),
+                         stem.load_data.eq(self.load_data),
+                         stem.load_enable.eq(self.load_enable)]
+            stem_words = stem.positions * stem.groups
 
         sdsas = []
         for prefix in plan.attention:
@@ -330,16 +344,35 @@ class SharedNetwork(wiring.Component):
                                  sdsa_out_bits.eq(unit.o.payload.spikes)]
         for unit in sdsas:
             m.d.comb += unit.o.ready.eq(1)
-        m.d.comb += [
-            writer.i.valid.eq(Mux(sdsa_mode, sdsa_out_valid, lif.o.valid)),
-            writer.i.payload.eq(Mux(sdsa_mode, sdsa_out_bits, lif.o.payload.spikes)),
-        ]
+        writer_valid = Mux(sdsa_mode, sdsa_out_valid, lif.o.valid)
+        writer_bits = Mux(sdsa_mode, sdsa_out_bits, lif.o.payload.spikes)
+        if plan.events:
+            # Event input: the port's beats go straight to the writer (``input`` map), exactly
+            # ``H * W`` of them a time step: ``taking`` is set by the step's start and cleared
+            # by its last beat, so a beat of the next frame waits for the next EVENT_IN step.
+            pixels = cfg.img_size ** 2
+            taking = Signal(name="events_taking")
+            taken = Signal(range(pixels), name="events_taken")
+            taken_last = Signal(name="events_taken_last")
+            m.d.comb += self.events.ready.eq(taking)
+            with m.If(start & desc.is_event):
+                m.d.sync += [taking.eq(1), taken.eq(0), taken_last.eq(pixels == 1)]
+            with m.Elif(self.events.valid & taking):
+                m.d.sync += [taken.eq(taken + 1), taken_last.eq(taken == pixels - 2)]
+                with m.If(taken_last):
+                    m.d.sync += taking.eq(0)
+            writer_valid = Mux(desc.is_event, self.events.valid & taking, writer_valid)
+            writer_bits = Mux(desc.is_event, self.events.payload, writer_bits)
+        m.d.comb += [writer.i.valid.eq(writer_valid), writer.i.payload.eq(writer_bits)]
 
         # --- residual streams: write stage (stem begin, layer add/begin), reader, pool ----------
-        group_bits = max(len(Value.cast(stem.o.payload.group)),
-                         len(Value.cast(engine.o.payload.group)))
+        group_bits = len(Value.cast(engine.o.payload.group))
+        value_bits = plan.acc_width
+        if not plan.events:
+            group_bits = max(group_bits, len(Value.cast(stem.o.payload.group)))
+            value_bits = max(value_bits, stem.accumulator_width)
         m.submodules.stream_write = sw = StreamWriteStage(
-            fields, lanes=lanes, value_bits=max(plan.acc_width, stem.accumulator_width),
+            fields, lanes=lanes, value_bits=value_bits,
             stream_bits=SB, depth=mem.stream_depth, address_width=sd_w,
             group_shape=unsigned(group_bits),
             shift_bits=plan.shift_bits + 1, shift_words=plan.shift_words)
@@ -348,8 +381,11 @@ class SharedNetwork(wiring.Component):
         m.d.comb += sw.old.eq(stream_read.data)
         # The shift word of the stem's beat group or the engine's (only stem and stream-writing
         # layer steps use them).
-        m.d.comb += sw.i.payload.group.eq(Mux(desc.is_stem, stem.o.payload.group,
-                                              engine.o.payload.group))
+        if plan.events:
+            m.d.comb += sw.i.payload.group.eq(engine.o.payload.group)
+        else:
+            m.d.comb += sw.i.payload.group.eq(Mux(desc.is_stem, stem.o.payload.group,
+                                                  engine.o.payload.group))
         m.submodules.stream_reader = rd = StreamReader(fields, lanes=lanes, stream_bits=SB,
                                                        address_width=sd_w)
         configure(rd)
@@ -367,12 +403,13 @@ class SharedNetwork(wiring.Component):
         # --- stem ------------------------------------------------------------------------------
         # The stem runs at every time step (recomputing it costs fewer resources than keeping
         # its output) and streams into the first residual stream: ``stream = acc << shift``.
-        stem_count = Signal(range(stem_words + 1), name="stem_count")
-        m.d.comb += [stem.start.eq(start & desc.is_stem), stem.o.ready.eq(1)]
-        with m.If(start):
-            m.d.sync += stem_count.eq(0)
-        with m.If(stem.o.valid):
-            m.d.sync += stem_count.eq(stem_count + 1)
+        if not plan.events:
+            stem_count = Signal(range(stem_words + 1), name="stem_count")
+            m.d.comb += [stem.start.eq(start & desc.is_stem), stem.o.ready.eq(1)]
+            with m.If(start):
+                m.d.sync += stem_count.eq(0)
+            with m.If(stem.o.valid):
+                m.d.sync += stem_count.eq(stem_count + 1)
 
         # --- per-kind routing -------------------------------------------------------------------
         out = engine.o.payload
@@ -381,13 +418,18 @@ class SharedNetwork(wiring.Component):
         m.d.comb += engine.o.ready.eq(desc.is_layer & (~desc.sink_lif | lif.i.ready))
         classes = self.logits.shape().length
         with m.Switch(kind):
-            with m.Case(StepKind.STEM):
-                m.d.comb += [sw.i.valid.eq(stem.o.valid),
-                             sw.i.payload.addr.eq(desc.stream_base + stem_count),
-                             sw.i.payload.add.eq(0), sw.i.payload.last.eq(stem.o.payload.last)]
-                m.d.comb += [sw.i.payload.values[lane].eq(stem.o.payload.values[lane])
-                             for lane in range(lanes)]
-                m.d.comb += finish.eq(sw.written_last)
+            if plan.events:
+                with m.Case(StepKind.EVENT_IN):
+                    m.d.comb += finish.eq(map_done)
+            else:
+                with m.Case(StepKind.STEM):
+                    m.d.comb += [sw.i.valid.eq(stem.o.valid),
+                                 sw.i.payload.addr.eq(desc.stream_base + stem_count),
+                                 sw.i.payload.add.eq(0),
+                                 sw.i.payload.last.eq(stem.o.payload.last)]
+                    m.d.comb += [sw.i.payload.values[lane].eq(stem.o.payload.values[lane])
+                                 for lane in range(lanes)]
+                    m.d.comb += finish.eq(sw.written_last)
             with m.Case(StepKind.LAYER):
                 with m.Switch(sink):
                     with m.Case(SinkKind.LIF):

@@ -218,7 +218,9 @@ def fold_model(model: nn.Module, fuse_sepconv: bool = True) -> FoldedNet:
     layers = net.layers
     for stage, part in model.stages():
         if not isinstance(part, nn.ModuleList):
-            kind = "stem" if stage == "downsample1_1" else "conv"
+            # With event input the first layer's input is spikes: an ordinary conv.
+            first = stage == "downsample1_1" and not getattr(cfg, "events", False)
+            kind = "stem" if first else "conv"
             layer = _conv_bn(f"{stage}.encode_conv", part.encode_conv, part.encode_bn, kind)
             layers[layer.name] = layer
             continue

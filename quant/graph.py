@@ -44,13 +44,18 @@ def walk(cfg, ops, image):
     ----------
     cfg : golden.config.ModelConfig
     ops : backend
-        Implements ``stem, conv, lif, begin_stream, add, sdsa, pool, finish`` (see
+        Implements ``stem, spike_input, conv, lif, begin_stream, add, sdsa, pool, finish`` (see
         :class:`FloatBackend` for their meaning).
     image
-        Whatever the backend's ``stem`` takes.
+        Whatever the backend's ``stem`` takes; with ``cfg.events``, whatever its
+        ``spike_input`` takes (event frames ``[T, B, 2, H, W]`` of 0/1).
     """
-    stream = ops.begin_stream(ops.stem("downsample1_1.encode_conv", image), "downsample1_1",
-                              "downsample1_1.encode_conv")
+    if getattr(cfg, "events", False):
+        # Event frames are spikes already: the first layer is a conv on spikes like any other.
+        first = ops.conv("downsample1_1.encode_conv", ops.spike_input("input", image))
+    else:
+        first = ops.stem("downsample1_1.encode_conv", image)
+    stream = ops.begin_stream(first, "downsample1_1", "downsample1_1.encode_conv")
     for part in stage_order(cfg)[1:]:
         if part.startswith("downsample"):
             spikes = ops.lif(f"{part}.encode_lif", stream, 1.0, "map")
@@ -152,6 +157,13 @@ class FloatBackend:
         x = image.to(torch.float64)
         out = self._conv2d(name, x)
         return out.unsqueeze(0).expand(self.cfg.T, *out.shape)
+
+    def spike_input(self, name, frames):
+        """Return event frames ``[T, B, C, H, W]`` (0/1) as the first layer's input spikes."""
+        x = frames.to(torch.float64)
+        if self.trace:
+            self.spikes[name] = x
+        return x
 
     def _conv2d(self, name, x):
         layer = self.net.layers[name]
@@ -258,6 +270,10 @@ class Planner:
         """Record the stem."""
         self.layer_inputs[name] = Sym("image", "image")
         return Sym("layer", name)
+
+    def spike_input(self, name, frames):
+        """Record the event input: spikes, like a LIF's output."""
+        return Sym("spikes", name)
 
     def conv(self, name, x):
         """Record a layer and its input."""

@@ -38,12 +38,15 @@ def _unsigned_bits(high: int) -> int:
 def memories(net) -> list[dict]:
     """Return every memory of ``net`` in a fixed order: name, int64 data and word format.
 
-    Order: the stem's pixel zero points, then per layer (execution order) weight, bias and shift,
-    then per LIF (execution order) its thresholds.
+    Order: the stem's pixel zero points (none for event input: it is spikes), then per layer
+    (execution order) weight, bias and shift, then per LIF (execution order) its thresholds.
     """
-    out = [{"name": "pixel.zero_point", "data": net.pixel.zero_point, "bits": net.pixel.bits,
-            "signed": False, "meta": {"scale": net.pixel.scale.tolist(),
-                                      "real": "x = (code - zero_point) * scale"}}]
+    out = []
+    if net.pixel is not None:
+        out.append({"name": "pixel.zero_point", "data": net.pixel.zero_point,
+                    "bits": net.pixel.bits, "signed": False,
+                    "meta": {"scale": net.pixel.scale.tolist(),
+                             "real": "x = (code - zero_point) * scale"}})
     for name, layer in net.layers.items():
         geometry = {"kind": layer.kind, "stride": layer.stride, "padding": layer.padding,
                     "groups": layer.groups, "stream": layer.stream,
@@ -145,7 +148,8 @@ def write_images(net, directory: str, coe: bool = False) -> dict:
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "model": net.cfg.to_dict(),
-        "quantization": {"weight_bits": net.weight_bits, "pixel_bits": net.pixel.bits,
+        "quantization": {"weight_bits": net.weight_bits,
+                         "pixel_bits": None if net.pixel is None else net.pixel.bits,
                          "fuse_sepconv": net.fuse_sepconv, "logit_scale": net.logit_scale,
                          "logit_bits": net.logit_bits,
                          "logits": "sum over T of head accumulators; real = sum * logit_scale/T"},

@@ -93,6 +93,13 @@ class _IntBackend:
             self.trace.accumulators[name] = out
         return out
 
+    def spike_input(self, name, frames):
+        """Take event frames ``[T, B, C, H, W]`` of 0/1 as the first layer's input spikes."""
+        spikes = frames.to(torch.uint8)
+        if self.trace is not None:
+            self.trace.spikes[name] = spikes
+        return spikes
+
     def conv(self, name, x):
         """Apply an integer layer to every time step of ``x``."""
         layer = self.net.layers[name]
@@ -229,20 +236,36 @@ class IntegerModel:
             images = images.detach().to(torch.float64).numpy()
         return torch.from_numpy(self.net.pixel.codes(images))
 
+    def check_events(self, frames) -> torch.Tensor:
+        """Return event frames ``[T, B, C, H, W]`` as int64 after checking shape and 0/1 values."""
+        cfg = self.cfg
+        frames = torch.as_tensor(frames)
+        shape = (cfg.T, cfg.in_channels, cfg.img_size, cfg.img_size)
+        if frames.dim() != 5 or (frames.shape[0], *frames.shape[2:]) != shape:
+            raise ValueError(f"expected event frames [T={cfg.T}, B, {cfg.in_channels}, "
+                             f"{cfg.img_size}, {cfg.img_size}], got {tuple(frames.shape)}")
+        if bool(((frames != 0) & (frames != 1)).any()):
+            raise ValueError("event frames must hold only 0 and 1")
+        return frames.to(torch.int64)
+
     def forward(self, images, trace: bool = False):
         """Return int64 logits ``[B, classes]``, summed over T (and a :class:`Trace`).
 
         Parameters
         ----------
         images : torch.Tensor
-            Float images ``[B, C, H, W]`` (quantized with the net's pixel codes) or int64 codes.
+            Float images ``[B, C, H, W]`` (quantized with the net's pixel codes) or int64 codes;
+            with ``cfg.events``, event frames ``[T, B, C, H, W]`` of 0/1 (:meth:`check_events`).
         trace : bool
             Also return every LIF's spikes and membranes and every layer's accumulators.
         """
-        if images.dim() != 4 or images.shape[1] != self.cfg.in_channels:
-            raise ValueError(f"expected images [B, {self.cfg.in_channels}, H, W], got "
-                             f"{tuple(images.shape)}")
-        codes = images if not images.is_floating_point() else self.quantize_input(images)
+        if getattr(self.cfg, "events", False):
+            codes = self.check_events(images)
+        else:
+            if images.dim() != 4 or images.shape[1] != self.cfg.in_channels:
+                raise ValueError(f"expected images [B, {self.cfg.in_channels}, H, W], got "
+                                 f"{tuple(images.shape)}")
+            codes = images if not images.is_floating_point() else self.quantize_input(images)
         record = Trace() if trace else None
         logits = walk(self.cfg, _IntBackend(self, record), codes.to(torch.int64))
         return (logits, record) if trace else logits

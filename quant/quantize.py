@@ -231,7 +231,8 @@ class IntNet:
     -------
     cfg : golden.config.ModelConfig
     weight_bits : int
-    pixel : PixelQuant
+    pixel : PixelQuant or None
+        The stem's input codes; None for event input (``cfg.events``: the input is spikes).
     layers, lifs, streams : dict
         Name -> :class:`IntLayer`, :class:`IntLIF`, :class:`IntStream`, in execution order.
     attention : dict
@@ -243,7 +244,7 @@ class IntNet:
 
     cfg: object
     weight_bits: int
-    pixel: PixelQuant
+    pixel: PixelQuant | None
     layers: dict = field(default_factory=dict)
     lifs: dict = field(default_factory=dict)
     streams: dict = field(default_factory=dict)
@@ -338,7 +339,9 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
     weight_bits = _check_bits("weight_bits", weight_bits)
     cfg = net.cfg
     qmax = (1 << (weight_bits - 1)) - 1
-    pixel = PixelQuant.from_range(pixel_bits, pixel_range[0], pixel_range[1], cfg.in_channels)
+    # Event input is spikes: nothing to quantize on the way in (no pixel codes).
+    pixel = (None if getattr(cfg, "events", False) else
+             PixelQuant.from_range(pixel_bits, pixel_range[0], pixel_range[1], cfg.in_channels))
     planner = plan(cfg, net.fuse_sepconv)
     folded = {n: (layer, layer.weight.numpy(), layer.bias.numpy())
               for n, layer in net.layers.items()}

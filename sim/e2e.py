@@ -403,6 +403,8 @@ def select_inputs(net, count: int | None = None, inputs=None, seed: int = 0) -> 
     size = "x".join(map(str, shape))
     if count is not None and count < 1:
         raise InputError(f"--images {count} is out of range: at least 1")
+    if getattr(cfg, "events", False):
+        return select_events(net, count, inputs, seed)
     if inputs is None:
         inputs = "digits" if shape == DIGITS_SHAPE else "random"
     if isinstance(inputs, str) and inputs == "digits":
@@ -430,13 +432,100 @@ def select_inputs(net, count: int | None = None, inputs=None, seed: int = 0) -> 
     return Inputs(images, None, "array", f"{len(images)} {size} images from an array")
 
 
+# ----------------------------------------------------------------------------- event inputs
+
+def check_event_frames(array, net, what: str, count: int | None = None):
+    """Return the first ``count`` (default all) event samples of ``array`` as float64
+    ``torch.Tensor`` ``[N, T, C, H, W]`` of 0/1 after checking them against an event ``net``;
+    raise :class:`InputError` naming ``what`` and the problem (dtype, shape, values)."""
+    import torch
+
+    cfg = net.cfg
+    want = (f"[N, T={cfg.T}, C={cfg.in_channels}, {cfg.img_size}, {cfg.img_size}] event frames "
+            "of 0/1")
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
+        raise InputError(f"{what} is not a numeric array; expected {want}")
+    if array.ndim != 5 or array.shape[1:] != (cfg.T, cfg.in_channels, cfg.img_size,
+                                              cfg.img_size):
+        raise InputError(f"{what} has shape {tuple(array.shape)}; expected {want}")
+    if array.shape[0] == 0:
+        raise InputError(f"{what} holds no samples (shape {tuple(array.shape)})")
+    if count is not None and count > array.shape[0]:
+        raise InputError(f"{what} holds {array.shape[0]} samples; --images asks for {count}")
+    values = np.asarray(array, np.float64)
+    bad = ~((values == 0) | (values == 1))
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{what} holds {int(bad.sum())} values other than 0 and 1 (first "
+                         f"{values[first]:g} at index {first}); event frames are spikes")
+    return torch.from_numpy(np.ascontiguousarray(values[:count]))
+
+
+def select_events(net, count: int | None = None, inputs=None, seed: int = 0) -> Inputs:
+    """:func:`select_inputs` for an event model (``cfg.events``): ``None`` or ``'digits'`` (the
+    held-out digits turned into events, ``golden.events``, when the model takes 2x32x32),
+    ``'random'`` (seeded frames, 10 % of pixels firing), a ``.npy`` file of event frames
+    ``[N, T, C, H, W]`` or an array of them (:func:`check_event_frames`)."""
+    import torch
+
+    cfg = net.cfg
+    size = f"{cfg.T}x{cfg.in_channels}x{cfg.img_size}x{cfg.img_size}"
+    n = count or DEFAULT_IMAGES
+    if inputs is None:
+        inputs = "digits" if (cfg.in_channels, cfg.img_size) == (2, 32) else "random"
+    if isinstance(inputs, str) and inputs == "digits":
+        if (cfg.in_channels, cfg.img_size) != (2, 32):
+            raise InputError(f"the event digits are 2x32x32; this model takes {size} frames "
+                             "(give --inputs FILE or --inputs random)")
+        from golden.events import event_digits
+
+        _, _, frames, labels = event_digits(cfg.T, cfg.img_size)
+        if n > len(labels):
+            raise InputError(f"--images {n}: the held-out event digits are {len(labels)} samples")
+        return Inputs(frames[:n].to(torch.float64), labels[:n].tolist(), "digits",
+                      f"the first {n} held-out digits as events (golden.events, {size})")
+    if isinstance(inputs, str) and inputs == "random":
+        generator = np.random.default_rng(seed)
+        frames = (generator.random((n, cfg.T, cfg.in_channels, cfg.img_size, cfg.img_size))
+                  < 0.1).astype(np.float64)
+        return Inputs(torch.from_numpy(frames), None, "random",
+                      f"{n} seeded random {size} event frames (seed {seed}, 10 % firing): "
+                      "their predictions mean nothing (the bit-exact check still holds)")
+    if isinstance(inputs, (str, Path)):
+        path = Path(inputs)
+        if not path.is_file():
+            raise InputError(f"inputs {path} does not exist or is not a file")
+        if path.suffix.lower() != ".npy":
+            raise InputError(f"inputs {path}: unknown format {path.suffix or '(no suffix)'}; "
+                             "give a .npy file of event frames [N, T, C, H, W]")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as error:
+            raise InputError(f"inputs {path} cannot be read as .npy (np.load, "
+                             f"allow_pickle=False): {_one_line(error)[:200]}") from None
+        frames = check_event_frames(array, net, f"inputs {path}", count)
+        return Inputs(frames, None, "file", f"{len(frames)} {size} event samples from {path}")
+    frames = check_event_frames(inputs, net, "inputs array", count)
+    return Inputs(frames, None, "array", f"{len(frames)} {size} event samples from an array")
+
+
 def golden_run(model, net, images):
-    """Return integer codes, integer logits, the Trace and float logits for ``images``."""
+    """Return integer codes, integer logits, the Trace and float logits for ``images`` (for an
+    event model: event frames ``[N, T, C, H, W]``; its "codes" are the frames themselves)."""
     import torch
 
     from quant.intmodel import IntegerModel
 
     integer = IntegerModel(net)
+    if getattr(net.cfg, "events", False):
+        frames = images.to(torch.int64)
+        logits, trace = integer.forward(frames.transpose(0, 1), trace=True)
+        with torch.no_grad():
+            out = model(images.transpose(0, 1).to(torch.float64))
+        float_logits = out[0] if isinstance(out, tuple) else out
+        return frames, logits, trace, float_logits
     codes = integer.quantize_input(images)
     logits, trace = integer.forward(codes, trace=True)
     with torch.no_grad():
@@ -454,7 +543,7 @@ def network_meta(dut) -> dict:
                    "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
             for name, info in dut.maps.items()}
     order = [s.sink.spike_map for s in dut.steps if s.sink.spike_map is not None]
-    return {"maps": maps, "lif_order": order, "T": dut.T,
+    return {"maps": maps, "lif_order": order, "T": dut.T, "events": dut.plan.events,
             "classes": dut.logits.shape().length, "logit_bits": dut.logit_bits,
             "steps": [{"kind": s.kind.label, "name": s.name, "first_step_only": s.first_step_only}
                       for s in dut.steps]}
@@ -485,7 +574,8 @@ def _net_key(net, lanes: int, arch: str = "shared") -> str:
     for name, lif in net.lifs.items():
         h.update(name.encode() + np.asarray(lif.threshold, np.int64).tobytes()
                  + str(lif.input_bits).encode())
-    h.update(np.asarray(net.pixel.zero_point, np.int64).tobytes())
+    if net.pixel is not None:
+        h.update(np.asarray(net.pixel.zero_point, np.int64).tobytes())
     h.update(json.dumps({name: asdict(attn) for name, attn in net.attention.items()},
                         sort_keys=True).encode())
     h.update(json.dumps(net.cfg.to_dict(), sort_keys=True, default=str).encode())
@@ -633,6 +723,8 @@ def _sops(dut, net, trace, step, t, image):
         d = attn.head_width
         sops = int(q + k) * d
         return sops, sops / d, 0
+    if step.kind is StepKind.EVENT_IN:   # one pixel's channels a cycle, no synaptic operations
+        return 0, dut.plan.input_map.side ** 2, 0
     # LIF / copy steps: neuron updates, `lanes` per cycle, no synaptic operations.
     stream = net.streams.get(step.source) if step.source else None
     channels = net.lifs[step.name].threshold.shape[0] if step.name in net.lifs else (

@@ -41,7 +41,8 @@ from hw.params import ceil_div
 from hw.program import SinkKind, StepKind
 
 __all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timing",
-           "spike_taps", "sdsa_cycles", "sdsa_step_cycles", "stem_cycles", "stream_lif_cycles",
+           "spike_taps", "sdsa_cycles", "sdsa_step_cycles", "stem_cycles", "event_in_cycles",
+           "stream_lif_cycles",
            "pool_lif_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
            "evaluate", "main"]
 
@@ -96,12 +97,15 @@ SDSA_FEED_LATENCY = 7
 SDSA_FEED_PERIOD = 7
 #: SDSA input buffer (``hw/sdsa.py``): ``i.ready`` is "the spare slot is empty"; two beats wait.
 SDSA_INPUT_SLOTS = 2
+#: Event input (``hw/shared.py``, event models): ``events_taking`` is set the cycle after
+#: ``start``, so the first beat is taken 1 cycle after it (the port offering a beat every cycle).
+EVENT_TAKE_DELAY = 1
 
 CONSTANTS = {name: globals()[name] for name in (
     "SEQ_BEFORE_START", "SEQ_AFTER_FINISH", "READER_FEED_LATENCY", "ENGINE_INPUT_SLICE",
     "ENGINE_DRAIN", "ENGINE_READOUT_LATENCY", "LIF_LATENCY", "STREAM_WRITE_LATENCY",
     "STREAM_READ_LATENCY", "POOL_LATENCY", "WRITER_FLUSH_DELAY", "STEM_PIPELINE",
-    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_INPUT_SLOTS")}
+    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_INPUT_SLOTS", "EVENT_TAKE_DELAY")}
 
 
 def _step_cycles(datapath: int) -> int:
@@ -115,6 +119,14 @@ def stem_cycles(positions: int, groups: int, in_channels: int, kernel: int) -> i
     """Cycles from ``start`` to the stem's last output beat: one tap per cycle (one weight word,
     one pixel, ``lanes`` MACs), ``positions * G * Cin * k * k`` taps, plus the pipeline."""
     return positions * groups * in_channels * kernel * kernel + STEM_PIPELINE
+
+
+# --- the event input ----------------------------------------------------------------------------
+
+def event_in_cycles(pixels: int) -> int:
+    """Cycles of an event-input step: ``pixels`` beats, one a cycle from ``EVENT_TAKE_DELAY``
+    after the start, then the last row's flush (one word: the input is one channel group)."""
+    return _step_cycles(EVENT_TAKE_DELAY + pixels - 1 + WRITER_FLUSH_DELAY)
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -345,10 +357,12 @@ class CycleModel:
         self.T = plan.T
         net = plan.net
         stem = plan.stem_layer
-        cout, cin, k, _ = np.asarray(stem.weight).shape
-        size = net.cfg.img_size
-        out = (size + 2 * int(stem.padding) - k) // int(stem.stride) + 1
-        self._stem = (out * out, ceil_div(cout, plan.lanes), cin, k)
+        self._stem = None
+        if stem is not None:   # an event model has no stem (its first layer is an engine layer)
+            cout, cin, k, _ = np.asarray(stem.weight).shape
+            size = net.cfg.img_size
+            out = (size + 2 * int(stem.padding) - k) // int(stem.stride) + 1
+            self._stem = (out * out, ceil_div(cout, plan.lanes), cin, k)
 
     @property
     def stem_cycles(self) -> int:
@@ -365,6 +379,8 @@ class CycleModel:
         plan, mem = self.plan, self.plan.memory
         if step.kind is StepKind.STEM:
             return _step_cycles(self.stem_cycles + STREAM_WRITE_LATENCY)
+        if step.kind is StepKind.EVENT_IN:
+            return event_in_cycles(plan.input_map.side ** 2)
         if step.kind is StepKind.LAYER:
             config = mem.layers[step.layer].config
             return engine_frame_cycles(config, self._map(trace, step.source, t, image),

@@ -1,8 +1,9 @@
-"""cocotb test of the whole network: load pixels, pulse start, await done, read and compare.
+"""cocotb test of the whole network: load pixels (or feed events), start, await done, compare.
 
 The case comes from ``NET_CASE`` (an ``.npz`` written by :func:`sim.e2e.write_case`) and
 ``NET_META`` (its JSON: the spike maps' layouts and the program's step names). Python touches the
-design only to load each image's pixel codes, to pulse ``start`` and, while the network runs
+design only to load each image's pixel codes (for an event model: to offer its event frames on
+the ``events`` port, one pixel a beat, every cycle), to pulse ``start`` and, while the network runs
 autonomously, to note the cycle count whenever the sequencer moves to another step. After ``done``
 it reads the logits and every LIF's spike map (through VPI) and compares them with the integer
 golden model, naming the first time step, layer and index that differ. ``NET_RESULTS`` receives
@@ -18,7 +19,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge, ValueChange
 
 from golden.progress import bar
-from sim.tb.common import TB
+from sim.tb.common import TB, StreamSource
 
 
 def read_memory(handle) -> list[int]:
@@ -87,6 +88,15 @@ async def load_pixels(dut, codes):
     dut.load_enable.value = 0
 
 
+def event_beats(frames) -> list[int]:
+    """Return the ``events`` port's beats of one sample: frames ``[T, C, H, W]`` (0/1), per time
+    step one beat per pixel in row-major order, bit ``c`` = channel ``c``."""
+    frames = np.asarray(frames, dtype=np.int64)
+    T, C = frames.shape[:2]
+    bits = (frames.reshape(T, C, -1) << np.arange(C).reshape(1, C, 1)).sum(axis=1)
+    return [int(v) for v in bits.reshape(-1)]
+
+
 async def watch_steps(dut, log, progress=None):
     """Record ``(time step, program step, cycles)`` whenever the sequencer changes step; show the
     time step, program step and cycles so far on the ``progress`` bar (if given)."""
@@ -110,7 +120,11 @@ async def test_network(dut):
     T, classes = meta["T"], meta["classes"]
     tb = TB(dut)
     dut.start.value = 0
-    dut.load_enable.value = 0
+    events = meta.get("events", False)
+    if events:
+        source = StreamSource(dut, "events", dut.clk)  # offered every cycle: the port never waits
+    else:
+        dut.load_enable.value = 0
     await tb.reset()
     while True:
         await ReadOnly()
@@ -126,7 +140,11 @@ async def test_network(dut):
     # under CI=true): a whole-network run takes seconds to minutes per image.
     progress = bar(total=images, desc="co-simulation", unit="image")
     for image in range(images):
-        await load_pixels(dut, codes_all[image])
+        feeder = None
+        if events:
+            feeder = cocotb.start_soon(source.send(event_beats(codes_all[image])))
+        else:
+            await load_pixels(dut, codes_all[image])
         log = []
         watcher = cocotb.start_soon(watch_steps(dut, log, progress))
         wall = time.perf_counter()
@@ -137,6 +155,10 @@ async def test_network(dut):
         await ReadOnly()
         elapsed = time.perf_counter() - wall
         watcher.cancel()
+        if feeder is not None and not feeder.done():
+            failures.append(f"image {image}: the network finished without taking every event "
+                            "beat")
+            feeder.cancel()
         total = int(dut.cycles.value)
         width = meta["logit_bits"]
         raw = int(dut.logits.value)
