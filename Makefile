@@ -9,7 +9,7 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth sim quantize demo bench energy demo-model clean mutate
+.PHONY: help install system-tools test test-all rtl synth sim quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -22,9 +22,11 @@ help:
 	@echo "          (SIM=icarus: on Icarus Verilog; WAVES=1: an FST per run in its build dir)"
 	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
 	@echo "demo      the whole flow on the shipped default"
+	@echo "demo-dvs  the whole flow on the shipped event-camera checkpoint (T=4, no multiplier)"
 	@echo "bench     benchmark scripts (speed, cycles, accuracy); prints numbers"
 	@echo "energy    firing rates and energy report of CKPT"
 	@echo "demo-model  retrain the shipped demo checkpoint"
+	@echo "demo-dvs-model  retrain the shipped event-camera checkpoint"
 	@echo "clean     remove build outputs (keeps $(VENV))"
 	@echo "mutate    mutation testing of hw/ sources against their fast tests (MUTATE_ARGS=...)"
 
@@ -114,6 +116,18 @@ demo: install
 	$(TEST_ENV) $(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --lint
 	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) --images $(IMAGES) --T $(TSTEPS) --out $(OUT)/e2e
 
+# The whole flow on the shipped event-camera checkpoint (digits turned into ON/OFF events, T=4):
+# energy report (no MAC term: the first layer acts on spikes), quantize (no pixel codes), emit and
+# lint the network's Verilog (an events port, no stem, no multiplier), run it on Verilator against
+# the integer and float golden models, report.
+DVS_CKPT ?= golden/checkpoints/demo_dvs.pth
+demo-dvs: install
+	$(TEST_ENV) $(PY) -m golden energy --ckpt $(DVS_CKPT)
+	rm -rf $(OUT)/demo-dvs/quant
+	$(TEST_ENV) $(PY) -m quant.cli $(DVS_CKPT) --bits $(BITS) --out $(OUT)/demo-dvs/quant
+	$(TEST_ENV) $(PY) -m rtl_gen --config $(CONFIG) --checkpoint $(DVS_CKPT) --units shared_network --out $(OUT)/demo-dvs/rtl --lint
+	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(DVS_CKPT) --images $(IMAGES) --T 4 --out $(OUT)/demo-dvs/e2e
+
 # Each script prints its numbers; JSON copies land under $(OUT)/bench.
 bench: install
 	$(PY) -m golden bench --variant 55M --batch 1 8
@@ -128,6 +142,10 @@ energy: install
 # Retrain the shipped demo checkpoint (about 3-5 minutes on one thread; bit-identical weights).
 demo-model: install
 	$(PY) -m golden train --variant demo --out golden/checkpoints/demo.pth
+
+# Retrain the shipped event checkpoint (the command and its time are in docs/events.md).
+demo-dvs-model: install
+	$(PY) -m golden train --variant demo_dvs --out golden/checkpoints/demo_dvs.pth
 
 clean:
 	rm -rf $(OUT) sim_build .pytest_cache

@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     try:
         model = load_checkpoint(args.checkpoint, args.variant, **overrides)
         pixel_range = args.pixel_range  # None: default_pixel_range of the model's config
+        if model.cfg.events and pixel_range is not None:
+            raise ValueError(f"--pixel-range: checkpoint {args.checkpoint} is an event model "
+                             "(its input is spikes, it has no pixel codes)")
         try:
             net = quantize_model(model, args.bits, args.pixel_bits, pixel_range,
                                  fuse_sepconv=not args.no_fuse_sepconv)
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
         return 2
     rows = net.report()
     widest = max((r.get("acc_bits", 0) for r in rows))
-    print(f"quantized {args.checkpoint} ({model.cfg.name}, {args.bits}-bit weights) -> "
+    kind = ", event input: no pixel codes" if model.cfg.events else ""
+    print(f"quantized {args.checkpoint} ({model.cfg.name}{kind}, {args.bits}-bit weights) -> "
           f"{args.out}: {len(manifest['memories'])} memories, widest accumulator {widest} bits, "
           f"{time.perf_counter() - start:.1f} s")
     return 0

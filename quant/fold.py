@@ -219,7 +219,7 @@ def fold_model(model: nn.Module, fuse_sepconv: bool = True) -> FoldedNet:
     for stage, part in model.stages():
         if not isinstance(part, nn.ModuleList):
             # With event input the first layer's input is spikes: an ordinary conv.
-            first = stage == "downsample1_1" and not getattr(cfg, "events", False)
+            first = stage == "downsample1_1" and not cfg.events
             kind = "stem" if first else "conv"
             layer = _conv_bn(f"{stage}.encode_conv", part.encode_conv, part.encode_bn, kind)
             layers[layer.name] = layer

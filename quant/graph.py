@@ -50,7 +50,7 @@ def walk(cfg, ops, image):
         Whatever the backend's ``stem`` takes; with ``cfg.events``, whatever its
         ``spike_input`` takes (event frames ``[T, B, 2, H, W]`` of 0/1).
     """
-    if getattr(cfg, "events", False):
+    if cfg.events:
         # Event frames are spikes already: the first layer is a conv on spikes like any other.
         first = ops.conv("downsample1_1.encode_conv", ops.spike_input("input", image))
     else:

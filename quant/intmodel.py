@@ -259,7 +259,7 @@ class IntegerModel:
         trace : bool
             Also return every LIF's spikes and membranes and every layer's accumulators.
         """
-        if getattr(self.cfg, "events", False):
+        if self.cfg.events:
             codes = self.check_events(images)
         else:
             if images.dim() != 4 or images.shape[1] != self.cfg.in_channels:

@@ -340,7 +340,7 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
     cfg = net.cfg
     qmax = (1 << (weight_bits - 1)) - 1
     # Event input is spikes: nothing to quantize on the way in (no pixel codes).
-    pixel = (None if getattr(cfg, "events", False) else
+    pixel = (None if cfg.events else
              PixelQuant.from_range(pixel_bits, pixel_range[0], pixel_range[1], cfg.in_channels))
     planner = plan(cfg, net.fuse_sepconv)
     folded = {n: (layer, layer.weight.numpy(), layer.bias.numpy())

@@ -15,7 +15,8 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        from (a path relative to the config file or the working directory), or
                        ``null``
 ``weight_bits``        weight bits of its quantization, 2..16
-``time_steps``         time steps T the network units run per image, 1..16
+``time_steps``         time steps T the network units run per image, 1..16, or ``null``:
+                       the checkpoint's own T (an event model's T is its frames per sample)
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it). The one-engine-per-layer
@@ -70,7 +71,7 @@ class DesignPoint:
     units: tuple = UNITS
     checkpoint: str | None = "golden/checkpoints/demo.pth"
     weight_bits: int = 8
-    time_steps: int = 1
+    time_steps: int | None = None
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -89,7 +90,8 @@ class DesignPoint:
         _int_in(src, "tokens", self.tokens, 1, 4096)
         _int_in(src, "head_width", self.head_width, 1, 1024)
         _int_in(src, "weight_bits", self.weight_bits, 2, 16)
-        _int_in(src, "time_steps", self.time_steps, 1, 16)
+        if self.time_steps is not None:
+            _int_in(src, "time_steps", self.time_steps, 1, 16)
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")

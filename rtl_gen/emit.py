@@ -53,12 +53,14 @@ def ports_of(unit: wiring.Component) -> list[dict]:
     return ports
 
 
-def quantized_network(checkpoint: str, weight_bits: int, time_steps: int):
-    """Load ``checkpoint`` at ``time_steps`` and quantize it (quant's defaults otherwise)."""
+def quantized_network(checkpoint: str, weight_bits: int, time_steps: int | None):
+    """Load ``checkpoint`` at ``time_steps`` (None: its own T) and quantize it (quant's defaults
+    otherwise)."""
     from golden.checkpoint import load_checkpoint  # noqa: PLC0415 - only the network needs it
     from quant.quantize import QuantizationError, quantize_model  # noqa: PLC0415
 
-    model = load_checkpoint(checkpoint, T=time_steps)  # checks keys, shapes and values
+    overrides = {} if time_steps is None else {"T": time_steps}
+    model = load_checkpoint(checkpoint, **overrides)  # checks keys, shapes and values
     try:
         net = quantize_model(model, weight_bits)
     except QuantizationError as error:
@@ -95,12 +97,13 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
 
         if net is None:
             net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
-        elif (net.cfg.T, net.weight_bits) != (point.time_steps, point.weight_bits):
+        elif (net.weight_bits != point.weight_bits
+              or point.time_steps not in (None, net.cfg.T)):
             raise ValueError(f"the net has T={net.cfg.T} and {net.weight_bits}-bit weights; the "
                              f"design point asks for T={point.time_steps} and "
                              f"{point.weight_bits}-bit weights")
         params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
-                      weight_bits=point.weight_bits, time_steps=point.time_steps,
+                      weight_bits=point.weight_bits, time_steps=net.cfg.T,
                       model=net.cfg.name, weights="external")
         units.append(EmittedUnit(
             "shared_network",

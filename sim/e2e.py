@@ -118,7 +118,8 @@ class InputError(ValueError):
 def describe(cfg) -> str:
     """One line naming the configuration a run simulates."""
     return (f"{cfg.name}: embed_dim={list(cfg.embed_dim)} depths={list(cfg.depths)} "
-            f"heads={cfg.num_heads} input {cfg.in_channels}x{cfg.img_size}x{cfg.img_size} "
+            f"heads={cfg.num_heads} input {'events ' if cfg.events else ''}"
+            f"{cfg.in_channels}x{cfg.img_size}x{cfg.img_size} "
             f"classes={cfg.num_classes} T={cfg.T} sdsa={cfg.sdsa} shortcut={cfg.shortcut} "
             f"qkv={cfg.qkv} proj={cfg.proj} channel_mixer={cfg.channel_mixer} "
             f"stage1={cfg.stage1} blocks={cfg.block_types}")
@@ -403,7 +404,7 @@ def select_inputs(net, count: int | None = None, inputs=None, seed: int = 0) -> 
     size = "x".join(map(str, shape))
     if count is not None and count < 1:
         raise InputError(f"--images {count} is out of range: at least 1")
-    if getattr(cfg, "events", False):
+    if cfg.events:
         return select_events(net, count, inputs, seed)
     if inputs is None:
         inputs = "digits" if shape == DIGITS_SHAPE else "random"
@@ -519,7 +520,7 @@ def golden_run(model, net, images):
     from quant.intmodel import IntegerModel
 
     integer = IntegerModel(net)
-    if getattr(net.cfg, "events", False):
+    if net.cfg.events:
         frames = images.to(torch.int64)
         logits, trace = integer.forward(frames.transpose(0, 1), trace=True)
         with torch.no_grad():
