@@ -455,7 +455,7 @@ def check_event_frames(array, net, what: str, count: int | None = None):
         raise InputError(f"{what} holds no samples (shape {tuple(array.shape)})")
     if count is not None and count > array.shape[0]:
         raise InputError(f"{what} holds {array.shape[0]} samples; --images asks for {count}")
-    values = np.asarray(array, np.float64)
+    values = np.array(array, dtype=np.float64)  # a copy: the file may be memory-mapped
     bad = ~((values == 0) | (values == 1))
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -480,13 +480,16 @@ def select_events(net, count: int | None = None, inputs=None, seed: int = 0) -> 
         if (cfg.in_channels, cfg.img_size) != (2, 32):
             raise InputError(f"the event digits are 2x32x32; this model takes {size} frames "
                              "(give --inputs FILE or --inputs random)")
-        from golden.events import event_digits
+        from golden.data import digits_arrays
+        from golden.events import event_split
 
-        _, _, frames, labels = event_digits(cfg.T, cfg.img_size)
-        if n > len(labels):
-            raise InputError(f"--images {n}: the held-out event digits are {len(labels)} samples")
-        return Inputs(frames[:n].to(torch.float64), labels[:n].tolist(), "digits",
-                      f"the first {n} held-out digits as events (golden.events, {size})")
+        available = len(digits_arrays("test", 0)[1])
+        if n > available:
+            raise InputError(f"--images {n}: the held-out digits are {available} images")
+        frames, labels = event_split("test", cfg.T, cfg.img_size, limit=n)
+        return Inputs(frames.to(torch.float64), labels.tolist(), "digits",
+                      f"the first {n} held-out digits as events (golden.events: a simulated "
+                      f"event camera, three saccades; {size} frames)")
     if isinstance(inputs, str) and inputs == "random":
         generator = np.random.default_rng(seed)
         frames = (generator.random((n, cfg.T, cfg.in_channels, cfg.img_size, cfg.img_size))
@@ -498,16 +501,39 @@ def select_events(net, count: int | None = None, inputs=None, seed: int = 0) -> 
         path = Path(inputs)
         if not path.is_file():
             raise InputError(f"inputs {path} does not exist or is not a file")
-        if path.suffix.lower() != ".npy":
-            raise InputError(f"inputs {path}: unknown format {path.suffix or '(no suffix)'}; "
-                             "give a .npy file of event frames [N, T, C, H, W]")
+        suffix = path.suffix.lower()
+        if suffix not in (".npy", ".npz"):
+            raise InputError(f"inputs {path}: unknown format {suffix or '(no suffix)'}; give a "
+                             ".npy of event frames [N, T, C, H, W], or one sample's events "
+                             "(t, x, y, p) as a .npy structured or (N, 4) array or an .npz")
+        array = None
+        if suffix == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False, mmap_mode="r")
+            except Exception as error:
+                raise InputError(f"inputs {path} cannot be read as .npy (np.load, "
+                                 f"allow_pickle=False): {_one_line(error)[:200]}") from None
+        if array is not None and array.dtype.names is None and array.ndim == 5:
+            frames = check_event_frames(np.asarray(array), net, f"inputs {path}", count)
+            return Inputs(frames, None, "file",
+                          f"{len(frames)} {size} event samples from {path}")
+        # One sample's event records, binned into T frames (golden.events: tonic's framing).
+        from golden.events import read_events, to_frames
+
+        if cfg.in_channels != 2:
+            raise InputError(f"inputs {path}: event records have two polarities; this model "
+                             f"takes {cfg.in_channels} channels")
+        if count not in (None, 1):
+            raise InputError(f"inputs {path} holds one sample's events; --images asks for "
+                             f"{count}")
         try:
-            array = np.load(path, allow_pickle=False)
-        except Exception as error:
-            raise InputError(f"inputs {path} cannot be read as .npy (np.load, "
-                             f"allow_pickle=False): {_one_line(error)[:200]}") from None
-        frames = check_event_frames(array, net, f"inputs {path}", count)
-        return Inputs(frames, None, "file", f"{len(frames)} {size} event samples from {path}")
+            events = read_events(path, (cfg.img_size, cfg.img_size))
+        except (ValueError, OSError) as error:
+            raise InputError(f"inputs {_one_line(error)}") from None
+        frames = to_frames(events, (cfg.img_size, cfg.img_size), cfg.T)[None]
+        return Inputs(torch.from_numpy(frames.astype(np.float64)), None, "file",
+                      f"1 sample of {len(events)} events from {path}, binned into {size} frames "
+                      "(tonic)")
     frames = check_event_frames(inputs, net, "inputs array", count)
     return Inputs(frames, None, "array", f"{len(frames)} {size} event samples from an array")
 

@@ -158,3 +158,57 @@ def test_shipped_event_checkpoint_is_bit_exact_on_verilator(tmp_path):
         assert result["match"]
         assert result["predicted_cycles"] == result["cycles"]
     assert all(row["macs"] == 0 for row in summary["report"])
+
+
+def test_event_inputs_from_the_digits_records_and_frame_files(net, tmp_path):
+    """The run's inputs: the held-out digits as events, one sample's event records (.npy
+    structured, (N, 4) columns, .npz), or a .npy of frames; the same records give the same
+    frames whichever file holds them."""
+    from golden.events import EVENT_DTYPE, to_frames
+    from sim.e2e import select_inputs
+
+    digits = select_inputs(net, 2)
+    assert digits.images.shape == (2, 4, 2, 32, 32) and digits.source == "digits"
+    assert digits.labels is not None and digits.meaningful
+    assert 0.01 < float(digits.images.mean()) < 0.5
+    rng = np.random.default_rng(3)
+    events = np.zeros(500, dtype=EVENT_DTYPE)
+    events["t"] = np.sort(rng.integers(0, 10_000, 500))
+    events["x"], events["y"] = rng.integers(0, 32, 500), rng.integers(0, 32, 500)
+    events["p"] = rng.integers(0, 2, 500)
+    want = torch.from_numpy(to_frames(events, (32, 32), 4)[None].astype(np.float64))
+    np.save(tmp_path / "s.npy", events)
+    np.save(tmp_path / "c.npy", np.stack([events[f].astype(np.int64) for f in "txyp"], axis=1))
+    np.savez(tmp_path / "z.npz", **{f: events[f] for f in "txyp"})
+    for name in ("s.npy", "c.npy", "z.npz"):
+        got = select_inputs(net, None, tmp_path / name)
+        assert torch.equal(got.images, want), name
+    np.save(tmp_path / "frames.npy", want.numpy().repeat(3, axis=0))
+    assert select_inputs(net, 2, tmp_path / "frames.npy").images.shape[0] == 2
+
+
+@pytest.mark.parametrize("case,message", [
+    ("x_outside", "x outside the sensor"),
+    ("not_binary", "values other than 0 and 1"),
+    ("wrong_T", "expected [N, T=4"),
+    ("text", "unknown format"),
+])
+def test_bad_event_inputs_are_one_clear_error(net, tmp_path, case, message):
+    from golden.events import EVENT_DTYPE
+    from sim.e2e import InputError, select_inputs
+
+    path = tmp_path / "in.npy"
+    if case == "x_outside":
+        events = np.zeros(3, dtype=EVENT_DTYPE)
+        events["t"] = [1, 2, 3]
+        events["x"][1] = 40
+        np.save(path, events)
+    elif case == "not_binary":
+        np.save(path, np.full((1, 4, 2, 32, 32), 2.0))
+    elif case == "wrong_T":
+        np.save(path, np.zeros((1, 3, 2, 32, 32)))
+    else:
+        path = tmp_path / "in.txt"
+        path.write_text("0 1 2 3")
+    with pytest.raises(InputError, match=re.escape(message)):
+        select_inputs(net, None, path)
