@@ -76,9 +76,8 @@ class LIFArray(wiring.Component):
         (zero past the end).
 
     pipelined : bool, optional
-        Register the membrane word the memory returns before the neurons use it, and read the
-        threshold word a cycle later from a registered group (one more cycle of latency, same
-        throughput). Without it the path runs from a
+        Register the membrane and threshold words the memories return before the neurons use
+        them (one more cycle of latency, same throughput). Without it the path runs from a
         memory's output through the adder and the threshold compare into the membrane memory in
         one cycle, which a block RAM's clock-to-output makes slow. The membrane of the beat just
         ahead, written while this beat's word is registered, is forwarded.
@@ -192,28 +191,26 @@ class LIFArray(wiring.Component):
         held_x = Signal.like(self.i.payload.x)
         held_address = Signal.like(self.i.payload.address)
         held_first = Signal()
-        held_group = Signal.like(self.i.payload.group)
         advance = Signal()  # stage 1 may move its beat to the output register
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
             # Reading only when a beat enters keeps a stalled beat's words on the read ports.
             membrane_read.addr.eq(self.i.payload.address),
             membrane_read.en.eq(self.i.ready),
+            threshold_read.addr.eq(self.i.payload.group),
+            threshold_read.en.eq(self.i.ready),
         ]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         move = Signal()  # stage 1 hands its beat on (to the output, or pipelined to stage 2)
         if not self._pipelined:
-            m.d.comb += [move.eq(held & advance), self.i.ready.eq(~held | advance),
-                         threshold_read.addr.eq(self.i.payload.group),
-                         threshold_read.en.eq(self.i.ready)]
+            m.d.comb += [move.eq(held & advance), self.i.ready.eq(~held | advance)]
         with m.If(move):
             m.d.sync += held.eq(0)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [held.eq(1), held_x.eq(self.i.payload.x),
                          held_address.eq(self.i.payload.address),
-                         held_first.eq(self.i.payload.first),
-                         held_group.eq(self.i.payload.group)]
+                         held_first.eq(self.i.payload.first)]
 
         new_word = Signal(lanes * mw)
         spikes = Signal(lanes)
@@ -227,15 +224,11 @@ class LIFArray(wiring.Component):
             p2_first = Signal(name="p2_first")
             p2_address = Signal.like(held_address, name="p2_address")
             p2_membranes = Signal(lanes * mw, name="p2_membranes")
+            p2_thresholds = Signal(lanes * sw, name="p2_thresholds")
             m.d.comb += [
                 leave.eq(p2 & advance),
                 move.eq(held & (~p2 | advance)),
                 self.i.ready.eq(~held | ~p2 | advance),
-                # The threshold word is read from stage 1's registered group as the beat moves
-                # to stage 2, and held there while stage 2 stalls: the memory's address comes
-                # from a register, not from the caller's group logic.
-                threshold_read.addr.eq(held_group),
-                threshold_read.en.eq(move),
             ]
             with m.If(leave):
                 m.d.sync += p2.eq(0)
@@ -244,9 +237,10 @@ class LIFArray(wiring.Component):
                 same = leave & (p2_address == held_address)
                 m.d.sync += [p2.eq(1), p2_x.eq(held_x), p2_first.eq(held_first),
                              p2_address.eq(held_address),
-                             p2_membranes.eq(Mux(same, new_word, membrane_read.data))]
+                             p2_membranes.eq(Mux(same, new_word, membrane_read.data)),
+                             p2_thresholds.eq(threshold_read.data)]
             c_valid, c_x, c_first, c_address = p2, p2_x, p2_first, p2_address
-            c_membranes, c_thresholds = p2_membranes, threshold_read.data
+            c_membranes, c_thresholds = p2_membranes, p2_thresholds
         else:
             m.d.comb += leave.eq(held & advance)
         for lane in range(lanes):

@@ -18,7 +18,8 @@ Layouts (all padded to powers of two so addresses are shifts, not products):
   ceil(C / lanes)``, ``2**h_log >= S``.
 * residual stream ``s`` (``positions * G`` words of ``lanes`` values): word ``base_s + position * G
   + g``, the engine's read-out order, so ``index`` of an output beat addresses it directly.
-* LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g``.
+* LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g`` with
+  ``tbase`` a multiple of ``2**ceil(log2(G))``, so that ``tbase + g == tbase | g``.
 * weights: :func:`hw.progengine.pack_layer_weights` per layer at its ``weight_base``.
 
 Contract: building a plan raises ``ValueError``/``NotImplementedError`` naming the first thing
@@ -263,6 +264,13 @@ class SharedPlan:
                 continue
             info = maps[lif]
             groups = ceil_div(info.channels, lanes)
+            # Each site's threshold words start at a multiple of the power of two covering its
+            # groups, so ``tbase + g`` is ``tbase | g``: the threshold address is an OR of
+            # registers, no adder in front of the memory (the gap words hold zeros).
+            align = 1 << log2_ceil(groups)
+            gap = -tbase % align
+            thresholds += [0] * (gap * lanes)
+            tbase += gap
             sites[lif] = SitePlace(lif, mbase, tbase, groups, info.side ** 2 * groups)
             thresholds += [int(v) for v in net.lifs[lif].threshold] + [0] * (groups * lanes
                                                                              - info.channels)

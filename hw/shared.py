@@ -196,6 +196,7 @@ class SharedNetwork(wiring.Component):
     # -- hardware ----------------------------------------------------------------------------
     #: Descriptor fields the network's own routing reads (each unit lists its own ``FIELDS``).
     FIELDS = ("kind", "sink", "mbase", "tbase", "stream_base", "sdsa", "engine", "is_stem",
+              "is_stream_lif",
               "is_layer", "is_pool", "sink_lif", "sink_add", "groups_m1")
 
     def descriptor_layout(self, engine_config_shape) -> data.StructLayout:
@@ -331,7 +332,8 @@ class SharedNetwork(wiring.Component):
         lif_group = Signal.like(desc.groups_m1, name="lif_group")
         m.d.comb += [lif.i.valid.eq(lif_valid), lif.i.payload.x.eq(lif_x),
                      lif.i.payload.address.eq(desc.mbase + lif_index if T > 1 else 0),
-                     lif.i.payload.group.eq(desc.tbase + lif_group),
+                     # ``tbase`` is aligned (hw.plan): OR, not add, in front of the memory.
+                     lif.i.payload.group.eq(desc.tbase | lif_group),
                      lif.i.payload.first.eq(first), lif.o.ready.eq(1)]
 
         # --- map writer input: SDSA output or LIF output ----------------------------------------
@@ -433,8 +435,7 @@ class SharedNetwork(wiring.Component):
             with m.Case(StepKind.LAYER):
                 with m.Switch(sink):
                     with m.Case(SinkKind.LIF):
-                        m.d.comb += [lif_valid.eq(engine.o.valid),
-                                     lif_index.eq(out.index), lif_group.eq(out.group)]
+                        m.d.comb += [lif_valid.eq(engine.o.valid), lif_index.eq(out.index)]
                         m.d.comb += [lif_x[lane].eq(out.values[lane]) for lane in range(lanes)]
                         m.d.comb += finish.eq(map_done)
                     with m.Case(SinkKind.ADD, SinkKind.BEGIN):
@@ -459,18 +460,22 @@ class SharedNetwork(wiring.Component):
                         m.d.comb += finish.eq(engine.o.valid & out.last)
             with m.Case(StepKind.STREAM_LIF):
                 m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
-                             lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index),
-                             lif_group.eq(rd.o.payload.group)]
+                             lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
                 m.d.comb += [lif_x[lane].eq(rd.o.payload.values[lane]) for lane in range(lanes)]
                 m.d.comb += finish.eq(map_done)
             with m.Case(StepKind.POOL_LIF):
                 m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
-                             lif_valid.eq(pool.o.valid), lif_index.eq(pool.o.payload.index),
-                             lif_group.eq(pool.o.payload.index)]
+                             lif_valid.eq(pool.o.valid), lif_index.eq(pool.o.payload.index)]
                 m.d.comb += [lif_x[lane].eq(pool.o.payload.x[lane]) for lane in range(lanes)]
                 m.d.comb += finish.eq(map_done)
             with m.Case(StepKind.SDSA):
                 m.d.comb += finish.eq(map_done)
+        # The LIF's threshold group: an AND-OR of the three sources by registered kind flags (a
+        # kind or sink decode here sat on the path into the threshold memory's address).
+        m.d.comb += lif_group.eq(
+            (out.group & desc.is_layer.replicate(len(lif_group)))
+            | (rd.o.payload.group & desc.is_stream_lif.replicate(len(lif_group)))
+            | (pool.o.payload.index & desc.is_pool.replicate(len(lif_group))))
         with m.If(seq.run & ~seq.running):
             m.d.sync += [self.logits[c].eq(0) for c in range(classes)]
         return m

@@ -42,7 +42,13 @@ def test_threshold_memory_and_membrane_sites(plan):
     for lif, site in mem.sites.items():
         info = dut.maps[lif]
         groups = ceil_div(info.channels, LANES)
+        # Aligned to the power of two covering the groups, so tbase + g == tbase | g.
+        align = 1 << (groups - 1).bit_length()
+        gap = -(len(want) // LANES) % align
+        want += [0] * (gap * LANES)
         assert site.groups == groups and site.tbase * LANES == len(want), lif
+        assert site.tbase % align == 0 and all(site.tbase + g == site.tbase | g
+                                               for g in range(groups)), lif
         assert site.mbase == mbase and site.words == info.side ** 2 * groups, lif
         mbase += site.words
         threshold = [int(v) for v in net.lifs[lif].threshold]
