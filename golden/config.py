@@ -86,6 +86,11 @@ class ModelConfig:
         Factor applied to ``Q_S K_S^T V_S`` in SDSA-3/4 (0.125 in the official code).
     attn_threshold : float
         Threshold of ``attn_lif`` (0.5 in the official code; also SDSA-1/2's neuron).
+    events : bool
+        The input is binary ON/OFF event frames ``[T, B, 2, H, W]`` (one frame per time step,
+        channel 0 OFF, channel 1 ON; see ``golden/events.py``); the first layer then acts on
+        spikes. Needs ``in_channels=2``. Changes no parameter or state-dict key; the forward pass
+        refuses a 4-D image (nothing is repeated over T) and any value other than 0 or 1.
     """
 
     embed_dim: tuple = (96, 192, 384, 480)
@@ -109,6 +114,7 @@ class ModelConfig:
     block_types: str = "mixed"
     attn_scale: float = 0.125
     attn_threshold: float = 0.5
+    events: bool = False
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -201,6 +207,12 @@ class ModelConfig:
                 f"{self.stage_widths[4]} and {self.stage_widths[5]}; use pyramid=False)")
         if not isinstance(self.kd_head, bool):
             bad("kd_head", self.kd_head, "True or False")
+        if not isinstance(self.events, bool):
+            bad("events", self.events, "True or False")
+        if self.events and self.in_channels != 2:
+            bad("events", self.events,
+                f"True only with in_channels=2 (one OFF and one ON channel), got "
+                f"in_channels={self.in_channels}")
         if not self.attn_threshold > 0:
             bad("attn_threshold", self.attn_threshold, "a number > 0")
         # Every list that holds Transformer-based blocks splits its width into heads.
@@ -234,7 +246,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        """Build a config from :meth:`to_dict` output; unknown keys are an error."""
+        """Build a config from :meth:`to_dict` output; unknown keys are an error.
+
+        A missing key takes its default, so a config saved before a field existed still loads
+        (e.g. one without ``events`` is a frame model, ``events=False``).
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -265,6 +281,10 @@ VARIANTS = {
     # The demo model: digits upscaled to 32x32, one block per list, stage 2 has one block.
     "demo": dict(embed_dim=(16, 32, 64, 64), depths=(1, 1, 1, 0, 1, 1), num_heads=4,
                  img_size=32, in_channels=1, num_classes=10, T=1),
+    # The demo model on event-camera input: 2 channels (OFF, ON) of binary event frames, T=4
+    # (one frame per time bin); see golden/events.py and docs/events.md.
+    "demo_dvs": dict(embed_dim=(16, 32, 64, 64), depths=(1, 1, 1, 0, 1, 1), num_heads=4,
+                     img_size=32, in_channels=2, num_classes=10, T=4, events=True),
     # The smallest useful model for fast tests (every module kind present once).
     "tiny": dict(embed_dim=(8, 16, 16, 16), depths=(1, 1, 1, 1, 1, 1), num_heads=2,
                  img_size=32, in_channels=3, num_classes=5, T=2),
@@ -274,7 +294,7 @@ _ALIASES = {
     "15.1m": "15M", "15m": "15M", "metaspikformer_8_256": "15M",
     "31.3m": "31M", "31m": "31M", "metaspikformer_8_384": "31M",
     "55.4m": "55M", "55m": "55M", "metaspikformer_8_512": "55M",
-    "demo": "demo", "tiny": "tiny",
+    "demo": "demo", "tiny": "tiny", "demo_dvs": "demo_dvs",
 }
 
 
@@ -285,7 +305,8 @@ def variant(name: str, **overrides) -> ModelConfig:
     ----------
     name : str
         ``'15M'``, ``'31M'``, ``'55M'`` (aliases: ``'15.1M'``, ``'31.3M'``, ``'55.4M'``,
-        ``'metaspikformer_8_384'``, ``'metaspikformer_8_512'``), ``'demo'`` or ``'tiny'``.
+        ``'metaspikformer_8_384'``, ``'metaspikformer_8_512'``), ``'demo'``, ``'demo_dvs'`` (the
+        demo on event frames) or ``'tiny'``.
     **overrides
         Fields to change, e.g. ``T=4`` or ``kd_head=True``.
 

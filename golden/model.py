@@ -334,7 +334,9 @@ class MetaSpikeFormer(nn.Module):
     Notes
     -----
     ``forward`` takes ``[B, C, H, W]`` images (repeated ``cfg.T`` times) or ``[T, B, C, H, W]``
-    and returns logits ``[B, classes]``, the mean over T. With a KD head it returns
+    and returns logits ``[B, classes]``, the mean over T. With ``cfg.events`` it takes only
+    ``[T, B, 2, H, W]`` event frames of 0s and 1s (``T = cfg.T``) and raises ``ValueError``
+    for anything else. With a KD head it returns
     ``(head, head_kd)`` in training mode and their mean in eval mode, like the official model.
     ``forward(x, trace=True)`` returns ``(logits, spikes)`` with ``spikes`` a dict from each LIF's
     module path to its ``[T, B, ...]`` output.
@@ -398,6 +400,8 @@ class MetaSpikeFormer(nn.Module):
                 yield name, getattr(self, name)
 
     def _time_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.events:
+            return self._event_input(x)
         if x.dim() == 4:
             x = x.unsqueeze(0).repeat(self.cfg.T, 1, 1, 1, 1)
         elif x.dim() != 5:
@@ -407,6 +411,24 @@ class MetaSpikeFormer(nn.Module):
         if x.shape[2] != c or x.shape[3] < 16 or x.shape[4] < 16:
             raise ValueError(f"expected {c} input channels and an image of at least 16x16 "
                              f"(configured {s}x{s}), got shape {tuple(x.shape)}")
+        return x
+
+    def _event_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Check an event-frame input ``[T, B, 2, H, W]`` of 0/1 values and return it as is."""
+        T, s = self.cfg.T, self.cfg.img_size
+        if x.dim() != 5 or x.shape[0] != T or x.shape[2] != 2 or min(x.shape[3:]) < 16:
+            hint = (" (an event model takes frames per time step, it does not repeat an image)"
+                    if x.dim() == 4 else
+                    " (a batch-first [B, T, ...] tensor needs x.transpose(0, 1))"
+                    if x.dim() == 5 and x.shape[1] == T and x.shape[0] != T else "")
+            raise ValueError(f"event model: expected binary event frames [T={T}, B, 2, H, W] "
+                             f"(H, W at least 16, configured {s}x{s}), got shape "
+                             f"{tuple(x.shape)}{hint}")
+        binary = (x == 0) | (x == 1)
+        if not bool(binary.all()):
+            bad = x[~binary]
+            raise ValueError(f"event model: input values must all be 0 or 1 (event frames), "
+                             f"found {bad.numel()} other value(s), e.g. {float(bad[0])!r}")
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
