@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-__all__ = ["digits_arrays", "digits_dataset", "PIXEL_SCALE"]
+__all__ = ["digits_arrays", "digits_indices", "digits_dataset", "PIXEL_SCALE"]
 
 PIXEL_SCALE = 1.0 / 16.0  # model input = raw digit pixel (0..16) * PIXEL_SCALE
 
@@ -31,20 +31,36 @@ def digits_arrays(split: str = "test", seed: int = 0, test_fraction: float = 0.2
         Share of each class held out for ``'test'`` (0.2: 360 of 1797 images).
     """
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     pixels = digits.images.astype(np.uint8)
     labels = digits.target.astype(np.int64)
     if split == "all":
         return pixels, labels
-    if split not in ("train", "test"):
+    chosen = digits_indices(split, seed, test_fraction, labels)
+    return pixels[chosen], labels[chosen]
+
+
+def digits_indices(split: str = "test", seed: int = 0, test_fraction: float = 0.2,
+                   labels: np.ndarray | None = None) -> np.ndarray:
+    """Return the sorted indices into ``load_digits()`` of one split (see :func:`digits_arrays`).
+
+    ``golden.events`` uses them to seed each image's events by its index in the whole set, so an
+    image gets the same events whichever split or subset it is drawn in.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if split not in ("train", "test", "all"):
         raise ValueError(f"split={split!r} is not one of 'train', 'test', 'all'")
+    if labels is None:
+        from sklearn.datasets import load_digits
+        labels = load_digits().target.astype(np.int64)
     idx = np.arange(len(labels))
+    if split == "all":
+        return idx
     train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed,
                                            stratify=labels)
-    chosen = np.sort(train_idx if split == "train" else test_idx)
-    return pixels[chosen], labels[chosen]
+    return np.sort(train_idx if split == "train" else test_idx)
 
 
 def upscale(pixels: np.ndarray, img_size: int) -> torch.Tensor:
