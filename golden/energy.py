@@ -14,6 +14,10 @@ Two estimates side by side:
     step, its input spikes (1 bit each) read once per time step, and each output neuron's
     membrane/accumulator (``state_bytes``) read and written once per time step.
 
+Event input (``cfg.events``): the stem's input is binary ON/OFF event frames, so the stem is
+counted like every other layer on spikes, as SOPs (``SOP = fr_in * T * FLOPs``, 0.9 pJ each; input
+``events``), and an event model's fused report has no MAC at all.
+
 Graphs. ``fused`` (default, what the paper's numbers assume): every RepConv chain is one dense
 3x3 conv and SepConv's depthwise + last pointwise pair is one dense 7x7 conv, both on spikes, so
 every layer but the stem has a binary input. ``unfused``: the training graph as it runs; a layer
@@ -138,7 +142,8 @@ def measure(model: MetaSpikeFormer, images: torch.Tensor, graph: str = "fused",
     ----------
     model : MetaSpikeFormer
     images : torch.Tensor
-        ``[B, C, H, W]``; rates are averaged over the batch and the time steps.
+        ``[B, C, H, W]``, or event frames ``[T, B, 2, H, W]`` for an event model
+        (``cfg.events``); rates are averaged over the batch and the time steps.
     graph : str
         ``'fused'`` (re-parameterised: the paper's assumption) or ``'unfused'``.
     """
@@ -188,9 +193,15 @@ def measure(model: MetaSpikeFormer, images: torch.Tensor, graph: str = "fused",
             params=_weights(row["module"]), in_elems=row["in_elems"],
             out_elems=row["out_elems"])
         kind = "fc" if isinstance(row["module"], nn.Linear) else "conv"
-        source = "pixels" if name == stem else ("spikes" if spec["binary"] else "non-binary")
+        if name == stem:
+            # Pixels multiply; event frames (0/1, checked by the model) are spikes like any other.
+            source = "events" if model.cfg.events else "pixels"
+            binary = model.cfg.events and spec["binary"]
+        else:
+            source = "spikes" if spec["binary"] else "non-binary"
+            binary = spec["binary"]
         layers.append(LayerCost(name=spec["name"], kind=kind, input_from=source,
-                                binary_input=spec["binary"] and name != stem, fr_in=spec["fr"],
+                                binary_input=binary, fr_in=spec["fr"],
                                 flops=spec["flops"], params=int(spec["params"]),
                                 in_elems=int(spec["in_elems"]), out_elems=int(spec["out_elems"]),
                                 T=T))
@@ -266,6 +277,8 @@ def format_table(layers: list, rates: dict, graph: str) -> str:
 
 def _images(model: MetaSpikeFormer, n: int, source: str) -> tuple[torch.Tensor, str]:
     cfg = model.cfg
+    if cfg.events:
+        return _event_images(model, n, source)
     if source == "digits" or (source == "auto" and cfg.in_channels == 1
                               and cfg.num_classes == 10 and cfg.img_size % 8 == 0):
         from .data import digits_dataset
@@ -273,6 +286,19 @@ def _images(model: MetaSpikeFormer, n: int, source: str) -> tuple[torch.Tensor, 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((n, cfg.in_channels, cfg.img_size, cfg.img_size), generator=gen)
     return x, "seeded N(0,1) noise (no data set for this configuration)"
+
+
+def _event_images(model: MetaSpikeFormer, n: int, source: str) -> tuple[torch.Tensor, str]:
+    """Return ``[T, n, 2, H, W]`` event frames for an event model, and where they came from."""
+    cfg = model.cfg
+    if source != "random" and cfg.num_classes == 10 and cfg.img_size % 8 == 0:
+        from .events import event_split
+        x, _ = event_split("test", cfg.T, cfg.img_size, limit=n)
+        return (x.transpose(0, 1).contiguous(),
+                "digits test split seen by the simulated event camera (golden.events)")
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand((cfg.T, n, 2, cfg.img_size, cfg.img_size), generator=gen) < 0.1).float()
+    return x, "seeded random event frames (10 % ones; no data set for this configuration)"
 
 
 def main(argv=None) -> int:
@@ -283,8 +309,11 @@ def main(argv=None) -> int:
     src.add_argument("--ckpt", help="checkpoint to load (default: the demo checkpoint)")
     src.add_argument("--variant", help="a named variant with random weights instead")
     ap.add_argument("--T", type=int, help="override the time steps")
-    ap.add_argument("--images", type=int, default=64, help="images to average over")
-    ap.add_argument("--data", choices=("auto", "digits", "random"), default="auto")
+    ap.add_argument("--images", type=int, default=64,
+                    help="images (event models: event samples) to average over")
+    ap.add_argument("--data", choices=("auto", "digits", "random"), default="auto",
+                    help="digits: the held-out digits (an event model sees them through the "
+                    "simulated event camera); random: seeded noise (random event frames)")
     ap.add_argument("--graph", choices=("fused", "unfused"), default="fused")
     ap.add_argument("--sram-pj-per-byte", type=float, default=1.25)
     ap.add_argument("--csv", help="write the per-layer table to this CSV file")
@@ -330,7 +359,9 @@ def main(argv=None) -> int:
     images, data = _images(model, args.images, args.data)
     constants = EnergyConstants(sram_pj_per_byte=args.sram_pj_per_byte)
     layers, rates = measure(model, images, args.graph, constants)
-    print(f"{what}, T={model.cfg.T}, {len(images)} images from {data}")
+    count = images.shape[1] if model.cfg.events else len(images)
+    print(f"{what}, T={model.cfg.T}, {count} {'samples' if model.cfg.events else 'images'} "
+          f"from {data}")
     print(format_table(layers, rates, args.graph))
     if args.csv:
         with open(args.csv, "w", newline="") as f:

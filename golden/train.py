@@ -5,6 +5,9 @@ simulators use. The exact command and the result are recorded in ``docs/golden.m
 
     python -m golden train --variant demo --out golden/checkpoints/demo.pth
 
+An event model (``cfg.events``, e.g. ``--variant demo_dvs``) trains on the same digits seen by a
+simulated event camera (:func:`golden.events.event_digits`); ``docs/events.md`` has its command.
+
 Runs are reproducible: seeded initialisation, shuffling and augmentation, one CPU thread by default.
 """
 
@@ -29,32 +32,44 @@ from .progress import bar
 __all__ = ["train", "evaluate", "wake_attention", "main"]
 
 
+def _model_input(model: MetaSpikeFormer, x: torch.Tensor) -> torch.Tensor:
+    """Return a batch as the model takes it: event frames ``[B, T, ...]`` become ``[T, B, ...]``."""
+    return x.transpose(0, 1).contiguous() if model.cfg.events else x
+
+
 def evaluate(model: MetaSpikeFormer, x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 256) -> float:
-    """Return the top-1 accuracy of ``model`` (eval mode) on ``x``, ``y``."""
+    """Return the top-1 accuracy of ``model`` (eval mode) on ``x``, ``y``.
+
+    ``x`` is batch first: images ``[N, C, H, W]``, or event frames ``[N, T, 2, H, W]`` for an
+    event model (as :func:`golden.events.event_digits` returns them).
+    """
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
-            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+            out = model(_model_input(model, x[i:i + batch_size]))
+            correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
     return correct / len(y)
 
 
 def _shift(x: torch.Tensor, max_shift: int, step: int, gen: torch.Generator) -> torch.Tensor:
-    """Translate each image by a random multiple of ``step`` pixels, filling with zeros.
+    """Translate each sample by a random multiple of ``step`` pixels, filling with zeros.
 
-    Multiples of the upscaling factor keep the images on the digits' coarse pixel grid.
+    ``x`` is ``[N, C, H, W]`` or ``[N, T, C, H, W]`` (event frames: all T frames of a sample move
+    alike, and 0/1 values stay 0/1). Multiples of the upscaling factor keep the images on the
+    digits' coarse pixel grid.
     """
     if max_shift == 0:
         return x
-    n, _, h, w = x.shape
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     pad = max_shift * step
     padded = F.pad(x, [pad] * 4)
     shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen) * step
     out = torch.empty_like(x)
     for i in range(n):
         dy, dx = int(shifts[i, 0]) + pad, int(shifts[i, 1]) + pad
-        out[i] = padded[i, :, dy:dy + h, dx:dx + w]
+        out[i] = padded[i, ..., dy:dy + h, dx:dx + w]
     return out
 
 
@@ -77,13 +92,16 @@ def wake_attention(model: MetaSpikeFormer, bias: float = 2.0) -> None:
 
 def train(cfg, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
           weight_decay: float = 0.02, label_smoothing: float = 0.05, max_shift: int = 1,
-          seed: int = 0, data_seed: int = 0, qkv_bn_bias: float = 2.0, log=print):
+          seed: int = 0, data_seed: int = 0, qkv_bn_bias: float = 2.0, log=print,
+          event_seed: int = 0):
     """Train a model of ``cfg`` on digits and return ``(model, history)``.
 
     Parameters
     ----------
     cfg : ModelConfig
-        Must have ``in_channels=1``, ``num_classes=10`` and an ``img_size`` multiple of 8.
+        Must have ``in_channels=1`` (or ``2`` with ``events=True``: the digits as event frames
+        from :func:`golden.events.event_digits`), ``num_classes=10`` and an ``img_size``
+        multiple of 8.
     epochs, batch_size, lr, weight_decay, label_smoothing
         AdamW with a one-epoch linear warm-up, then cosine decay to zero.
     max_shift : int
@@ -92,16 +110,24 @@ def train(cfg, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
         Initial bias of the BN after each Q/K/V projection (see :func:`wake_attention`).
     seed, data_seed
         Seed of initialisation, shuffling and augmentation; seed of the train/test split.
+    event_seed : int
+        Seed of the simulated event camera (event models only).
     log : callable
         Receives one progress line per epoch.
     """
-    if cfg.in_channels != 1 or cfg.num_classes != 10:
-        raise ValueError(f"digits need in_channels=1 and num_classes=10, got "
+    channels = 2 if cfg.events else 1
+    if cfg.in_channels != channels or cfg.num_classes != 10:
+        raise ValueError(f"digits need in_channels={channels} and num_classes=10, got "
                          f"{cfg.in_channels} and {cfg.num_classes}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x_train, y_train = digits_dataset(cfg.img_size, "train", data_seed).tensors
-    x_test, y_test = digits_dataset(cfg.img_size, "test", data_seed).tensors
+    if cfg.events:
+        from .events import event_digits
+        x_train, y_train, x_test, y_test = event_digits(cfg.T, cfg.img_size, event_seed,
+                                                        data_seed)
+    else:
+        x_train, y_train = digits_dataset(cfg.img_size, "train", data_seed).tensors
+        x_test, y_test = digits_dataset(cfg.img_size, "test", data_seed).tensors
     model = MetaSpikeFormer(cfg)
     wake_attention(model, qkv_bn_bias)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -122,7 +148,7 @@ def train(cfg, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
             steps.update()
             idx = order[i:i + batch_size]
             xb, yb = _shift(x_train[idx], max_shift, step_px, gen), y_train[idx]
-            out = model(xb)
+            out = model(_model_input(model, xb))
             logits = out if isinstance(out, torch.Tensor) else out[0]
             if isinstance(out, tuple):
                 # A KD head without a teacher learns the labels too.
@@ -172,6 +198,8 @@ def main(argv=None) -> int:
                     help="initial bias of the BN after Q/K/V (keeps attention alive at init)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the train/test split")
+    ap.add_argument("--event-seed", type=int, default=0,
+                    help="seed of the simulated event camera (event models only)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--out", help="checkpoint path (.pth or .safetensors)")
     args = ap.parse_args(argv)
@@ -190,12 +218,13 @@ def main(argv=None) -> int:
     cfg = variant(args.variant, **overrides)
     n_params = sum(p.numel() for p in MetaSpikeFormer(cfg).parameters())
     print(f"training {cfg.name}: embed_dim={cfg.embed_dim} depths={cfg.depths} "
-          f"heads={cfg.num_heads} img={cfg.img_size} T={cfg.T}, {n_params:,} parameters, "
+          f"heads={cfg.num_heads} img={cfg.img_size} T={cfg.T}"
+          f"{' events' if cfg.events else ''}, {n_params:,} parameters, "
           f"{args.threads} thread(s)", flush=True)
     model, history = train(cfg, args.epochs, args.batch_size, args.lr, args.weight_decay,
                            args.label_smoothing, args.max_shift, args.seed, args.data_seed,
                            args.qkv_bn_bias,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(line, flush=True), event_seed=args.event_seed)
     final = history[-1]
     print(f"final held-out accuracy {final['test_acc']:.4f} "
           f"({round(final['test_acc'] * 360)}/360 if the default split), "
