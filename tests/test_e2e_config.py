@@ -95,6 +95,19 @@ def test_a_checkpoint_of_another_sdsa_operator_is_accepted(tmp_path, sdsa):
     assert steps and all((step.attention.v is None) == (sdsa == 2) for step in steps)
 
 
+def test_sdsa_is_for_random_models_only(tmp_path, capsys):
+    """``--sdsa`` chooses a random model's operator; with a checkpoint it is one error line."""
+    from sim import e2e
+
+    out = tmp_path / "e2e"
+    assert e2e.main(["--checkpoint", str(DEMO), "--sdsa", "2", "--out", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --sdsa 2"), lines
+    assert not out.exists()
+    with pytest.raises(ValueError, match="random model"):
+        demo_model(1, DEMO, sdsa=2)
+
+
 def saved_with_channels(tmp_path: Path, channels: int = 3) -> Path:
     """Save the demo with a ``channels``-channel stem (its kernel / channels in every channel):
     a model that does not take the 1x32x32 digits."""

@@ -124,6 +124,20 @@ def test_a_mutated_constant_disagrees(rtl, monkeypatch, name, delta):
         f"{name} {delta:+d} went unnoticed"
 
 
+@pytest.mark.parametrize("name,delta,sdsa", [
+    ("SDSA_FEED_LATENCY", 1, 1), ("SDSA_FEED_PERIOD", -1, 1), ("SDSA_FEED_QK", 1, 2),
+    ("SDSA_FEED_QK", -1, 2), ("COLUMN_LIF_DELAY", 1, 1), ("COLUMN_LIF_DELAY", -1, 2),
+    ("COLUMN_OUTPUT_LATENCY", 1, 2), ("COLUMN_OUTPUT_LATENCY", -1, 1),
+    ("SDSA_FEED_PERIOD", -4, 4),
+])
+def test_a_mutated_sdsa_constant_disagrees_on_its_operator(rtl, monkeypatch, name, delta, sdsa):
+    """The random SDSA-1/2/4 models' measured runs (T=1) see the constants of their SDSA step."""
+    monkeypatch.setattr(perf, name, getattr(perf, name) + delta)
+    predicted, measured, plan = predicted_and_measured(rtl, "random", 1, 0, sdsa)
+    assert disagreements(predicted, measured, plan, rtl, exact=True), \
+        f"{name} {delta:+d} went unnoticed on SDSA-{sdsa}"
+
+
 def test_a_step_overhead_three_cycles_off_misses_the_targets(rtl, monkeypatch):
     """Off by 3 per step, a 29-cycle stream LIF step is 10.3 % off: the 10 % target fails."""
     monkeypatch.setattr(perf, "SEQ_AFTER_FINISH", perf.SEQ_AFTER_FINISH + 3)
