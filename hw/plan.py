@@ -23,8 +23,8 @@ Layouts (all padded to powers of two so addresses are shifts, not products):
 
 Contract: building a plan raises ``ValueError``/``NotImplementedError`` naming the first thing
 the shared network cannot run (a head width other than ``lanes``, attention blocks of different
-shapes or operators, a non-square token grid, grouped convolutions, a stride that is not a power of two, a
-negative stream shift). Tested by ``tests/test_shared_network.py``.
+shapes or operators, a non-square token grid, grouped convolutions, a stride that is not a power
+of two, a negative stream shift). Tested by ``tests/test_shared_network.py``.
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ class SharedPlan:
         # block must share them.
         variants = {attn.sdsa for attn in net.attention.values()}
         if len(variants) > 1:
-            raise NotImplementedError(
-                f"the shared network needs one SDSA operator in every block, not {sorted(variants)}")
+            raise NotImplementedError("the shared network needs one SDSA operator in every "
+                                      f"block, not {sorted(variants)}")
         shapes = {(attn.tokens, attn.heads) for attn in net.attention.values()}
         if len(shapes) > 1:
             raise NotImplementedError(

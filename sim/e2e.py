@@ -44,7 +44,8 @@ from hw.params import ceil_div
 from hw.program import StepKind
 from sim.perf import TARGET_STEP, TARGET_TOTAL, CycleModel, map_spikes
 
-__all__ = ["demo_model", "calibrate_firing", "calibration_targets", "prepare", "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
+__all__ = ["demo_model", "calibrate_firing", "calibration_targets", "prepare",
+           "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
            "pixel_range", "read_inputs", "check_images", "random_images", "select_inputs",
            "simulate", "totals", "write_case", "network_verilog", "run_network", "write_report",
            "print_summary", "main"]

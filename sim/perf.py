@@ -41,7 +41,8 @@ from hw.params import ceil_div
 from hw.program import SinkKind, StepKind
 
 __all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timing",
-           "spike_taps", "sdsa_cycles", "column_sdsa_cycles", "sdsa_step_cycles", "map_spikes", "stem_cycles", "event_in_cycles",
+           "spike_taps", "sdsa_cycles", "column_sdsa_cycles", "sdsa_step_cycles", "map_spikes",
+           "stem_cycles", "event_in_cycles",
            "stream_lif_cycles",
            "pool_lif_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
            "evaluate", "main"]

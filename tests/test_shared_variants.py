@@ -161,7 +161,8 @@ def test_variant_bit_exact_on_verilator(sdsa, T, tmp_path):
     prepared = network(sdsa, T)
     summary = simulate(prepared, select_inputs(prepared.net, 1, "random", 0), tmp_path)
     print(f"SDSA-{sdsa} T={T}: cycles {[r['cycles'] for r in summary['rtl']]}, predicted "
-          f"{[r.get('predicted_cycles') for r in summary['rtl']]}, build {summary['build_s']:.0f} s")
+          f"{[r.get('predicted_cycles') for r in summary['rtl']]}, "
+          f"build {summary['build_s']:.0f} s")
     assert summary["error"] is None, summary["error"]
     assert len(summary["rtl"]) == 1 and all(r["match"] for r in summary["rtl"])
     assert summary["rtl_pred"] == summary["int_pred"]
