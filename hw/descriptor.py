@@ -114,7 +114,9 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         attn = step.attention
         out.update(sdsa=plan.attention.index(step.source),
                    q_base=mem.maps[attn.q].base_at(tv), k_base=mem.maps[attn.k].base_at(tv),
-                   v_base=mem.maps[attn.v].base_at(tv), src_h_log=mem.maps[attn.q].h_log)
+                   src_h_log=mem.maps[attn.q].h_log)
+        if attn.v is not None:   # SDSA-2 has no V map (its descriptors keep v_base at 0)
+            out["v_base"] = mem.maps[attn.v].base_at(tv)
     return out
 
 def _derived(state: dict) -> dict:

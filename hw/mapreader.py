@@ -10,14 +10,16 @@ The spike memory's layout is :class:`hw.plan.SharedMap`'s (see :mod:`hw.mapwrite
 * **SDSA feed** (``is_sdsa``): for each head ``h`` (one bank word, as ``lanes`` equals the head
   width), each token ``(y, x)``: bit ``x`` of every bank of the q, k and v maps' words
   ``{q,k,v}_base + h * src_stride + y``, read in three consecutive cycles and offered together
-  on stream ``sdsa``.
+  on stream ``sdsa``. With ``values=False`` (SDSA-2, which has no V map) only the q and k words
+  are read, in two cycles, and the beat holds no ``v``.
 
 Timing (ECP5): a block RAM's output is slow (5.8 ns clock-to-output on grade 6), so the whole
 output word is registered first (``spike_word``) and nothing but that register follows the
 memory; for the engine the chosen bank is registered again before the engine sees it. Each
 stage holds its beat until the next one takes it. Both read addresses live in registers stepped
 by additions; the SDSA's reads go through one more address register. An SDSA read returns three
-cycles after its request (address register, memory, ``spike_word``).
+cycles after its request (address register, memory, ``spike_word``): a token is offered 7 cycles
+after the feed starts or after the previous token is taken (6 with ``values=False``).
 
 Ports
 -----
@@ -30,7 +32,7 @@ read : In(ReadPort.Signature)
 o : Out(stream.Signature(addressing_input_layout(W)))
     Row words for the engine (``bits``, ``last``).
 sdsa : Out(stream.Signature(q, k, v))
-    One token of one head: ``lanes``-bit q, k and v rows.
+    One token of one head: ``lanes``-bit q, k and v rows (no v with ``values=False``).
 
 Reference: :func:`engine_feed_order` and :func:`sdsa_feed_order`. Tests:
 ``tests/test_mapreader.py``.
@@ -61,9 +63,11 @@ def sdsa_feed_order(side: int, heads: int, stride: int):
             for h in range(heads) for y in range(side) for x in range(side)]
 
 
-def sdsa_rows_layout(lanes: int) -> data.StructLayout:
-    """Payload of the SDSA feed: one ``lanes``-bit spike row each of q, k and v."""
-    return data.StructLayout({"q": lanes, "k": lanes, "v": lanes})
+def sdsa_rows_layout(lanes: int, values: bool = True) -> data.StructLayout:
+    """Payload of the SDSA feed: one ``lanes``-bit spike row each of q, k and v (``values=False``:
+    q and k only)."""
+    names = ("q", "k", "v") if values else ("q", "k")
+    return data.StructLayout({name: lanes for name in names})
 
 
 class SpikeMapReader(wiring.Component):
@@ -81,26 +85,32 @@ class SpikeMapReader(wiring.Component):
         Bits of the address registers (the descriptor's base fields).
     tokens, heads : int
         The attention blocks' token count (a square grid) and heads (SDSA feed).
+    values : bool
+        Whether the SDSA feed reads a V row (default); False for SDSA-2, which has no V map:
+        the reader then neither reads nor needs ``v_base``.
     """
 
-    #: The descriptor fields the reader reads.
+    #: The descriptor fields the reader reads (``v_base`` only with ``values``).
     FIELDS = ("is_layer", "is_sdsa", "src_base", "src_stride", "src_height_m1",
               "src_channels_m1", "q_base", "k_base", "v_base")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
-                 address_width: int, tokens: int = 1, heads: int = 1):
+                 address_width: int, tokens: int = 1, heads: int = 1, values: bool = True):
         side = max(1, int(round(tokens ** 0.5)))
         if side * side != tokens:
             raise ValueError(f"the SDSA feed walks a square token grid, not {tokens} tokens")
         self._lanes, self._W, self._md_w = lanes, map_width, address_width
         self._side, self._heads = side, heads
+        self._values = bool(values)
+        if not values:   # this reader's fields (the class's list names every field any reads)
+            self.FIELDS = tuple(name for name in SpikeMapReader.FIELDS if name != "v_base")
         super().__init__({
             "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
             "start": In(1),
             "read": In(ReadPort.Signature(addr_width=Shape.cast(range(depth)).width,
                                           shape=unsigned(lanes * map_width))),
             "o": Out(stream.Signature(addressing_input_layout(map_width))),
-            "sdsa": Out(stream.Signature(sdsa_rows_layout(lanes))),
+            "sdsa": Out(stream.Signature(sdsa_rows_layout(lanes, values))),
         })
 
     def elaborate(self, platform):
@@ -158,12 +168,14 @@ class SpikeMapReader(wiring.Component):
         sd_n_x = Signal(range(sd_side + 1), name="sd_x")
         sd_n_y = Signal(range(sd_side + 1), name="sd_y")
         sd_h = Signal(range(heads + 1), name="sd_h")
-        sd_phase = Signal(2, name="sd_phase")   # read q, k, v
+        sd_phase = Signal(2, name="sd_phase")   # read q, k, v (values=False: q, k)
         sd_active = Signal(name="sd_active")    # issuing reads for the current token
         sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)
         sd_got_valid = Signal(name="sd_got_valid")
         sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
-        rows = [Signal(lanes, name=f"sd_row_{n}") for n in ("q", "k", "v")]
+        names = ("q", "k", "v") if self._values else ("q", "k")
+        rows = [Signal(lanes, name=f"sd_row_{n}") for n in names]
+        last_phase = len(rows) - 1  # the phase whose row completes the beat
         sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
         sd_off = Signal(md_w, name="sd_off")    # (sd_h << h_log) | sd_y
         sd_head = Signal(md_w, name="sd_head")  # sd_h << h_log
@@ -175,7 +187,10 @@ class SpikeMapReader(wiring.Component):
         sd_ren = Signal(name="sd_ren")
         sd_addr_phase = Signal(2, name="sd_addr_phase")
         sd_addr_x = Signal.like(sd_n_x, name="sd_addr_x")
-        base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
+        if self._values:
+            base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
+        else:
+            base = Mux(sd_phase == 0, desc.q_base, desc.k_base)
         m.d.sync += [sd_raddr.eq(base + sd_off), sd_ren.eq(sd_active & sdsa_mode),
                      sd_addr_phase.eq(sd_phase), sd_addr_x.eq(sd_n_x)]
         with m.If(sdsa_mode):
@@ -218,18 +233,20 @@ class SpikeMapReader(wiring.Component):
                 for phase, row in enumerate(rows):
                     with m.Case(phase):
                         m.d.sync += row.eq(extracted)
-            with m.If(sd_got == 2):
+            with m.If(sd_got == last_phase):
                 m.d.sync += sd_beat.eq(1)
         with m.If(start & sdsa_mode):
             m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_h.eq(0), sd_n_x.eq(0),
                          sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_head.eq(0)]
         with m.Elif(sd_active):
-            with m.If(sd_phase == 2):
+            with m.If(sd_phase == last_phase):
                 m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
             with m.Else():
                 m.d.sync += sd_phase.eq(sd_phase + 1)
         m.d.comb += [self.sdsa.valid.eq(sd_beat & sdsa_mode), self.sdsa.payload.q.eq(rows[0]),
-                     self.sdsa.payload.k.eq(rows[1]), self.sdsa.payload.v.eq(rows[2])]
+                     self.sdsa.payload.k.eq(rows[1])]
+        if self._values:
+            m.d.comb += self.sdsa.payload.v.eq(rows[2])
         with m.If(self.sdsa.valid & self.sdsa.ready):
             m.d.sync += sd_beat.eq(0)
             last_token = (sd_n_x == sd_side - 1) & (sd_n_y == sd_side - 1)

@@ -24,8 +24,8 @@ Layouts (all padded to powers of two so addresses are shifts, not products):
 
 Contract: building a plan raises ``ValueError``/``NotImplementedError`` naming the first thing
 the shared network cannot run (a head width other than ``lanes``, attention blocks of different
-shapes, a non-square token grid, grouped convolutions, a stride that is not a power of two, a
-negative stream shift). Tested by ``tests/test_shared_network.py``.
+shapes or operators, a non-square token grid, grouped convolutions, a stride that is not a power
+of two, a negative stream shift). Tested by ``tests/test_shared_network.py``.
 """
 
 from __future__ import annotations
@@ -152,6 +152,12 @@ class SharedPlan:
         spike map (:class:`SharedMap`, else None).
     pool_groups, max_groups, attention
         Widest pooled stream, widest group count, attention block paths in program order.
+    sdsa : int or None
+        The attention operator of every attention block (1 to 4, ``cfg.sdsa``); None without
+        attention blocks.
+    sdsa_reads_v : bool
+        Whether the SDSA feed reads a V row per token (every operator but SDSA-2, which has no
+        V map).
     """
 
     def __init__(self, net, lanes: int):
@@ -206,6 +212,8 @@ class SharedPlan:
             if step.kind is StepKind.POOL_LIF:
                 self.pool_groups = max(self.pool_groups, streams[step.source].groups)
         self.attention = list(net.attention)
+        self.sdsa = net.attention[self.attention[0]].sdsa if self.attention else None
+        self.sdsa_reads_v = self.sdsa != 2
         self.max_groups = max([self.pool_groups]
                               + [s.groups for s in streams.values()]
                               + [s.groups for s in sites.values()]
@@ -221,8 +229,13 @@ class SharedPlan:
                 raise ValueError(
                     f"lanes must equal the head width of {prefix} ({attn.head_width}) in the "
                     f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
-        # One SDSA feeder and one writer serve every attention block: their token grid and head
-        # count are generated from the first block, so every block must share them.
+        # One SDSA feeder and one writer serve every attention block: their token grid, head
+        # count and rows (q, k and v, or q and k) are generated from the first block, so every
+        # block must share them.
+        variants = {attn.sdsa for attn in net.attention.values()}
+        if len(variants) > 1:
+            raise NotImplementedError("the shared network needs one SDSA operator in every "
+                                      f"block, not {sorted(variants)}")
         shapes = {(attn.tokens, attn.heads) for attn in net.attention.values()}
         if len(shapes) > 1:
             raise NotImplementedError(

@@ -39,7 +39,8 @@ class StepKind(enum.Enum, shape=3):
     LAYER = 2
     #: A LIF reading a residual stream.
     STREAM_LIF = 3
-    #: Spike-driven self-attention of one block (Q, K, V maps to the attention LIF's map).
+    #: Spike-driven self-attention of one block (Q, K, V maps, or Q and K for SDSA-2, to the
+    #: attention LIF's map: SDSA-3/4's spikes, SDSA-1/2's masked Q).
     SDSA = 4
     #: The head's sum pool over positions of the last stream, then its LIF.
     POOL_LIF = 5
@@ -90,11 +91,11 @@ class Sink:
 
 @dataclass(frozen=True)
 class Attention:
-    """The spike maps an SDSA step reads."""
+    """The spike maps an SDSA step reads (``v`` is None for SDSA-2, which has no V)."""
 
     q: str
     k: str
-    v: str
+    v: str | None = None
 
 
 @dataclass
@@ -115,7 +116,7 @@ class Step:
     first_step_only : bool
         Run only at ``t = 0`` (the stem: the input repeats at every time step).
     attention : Attention or None
-        The Q, K and V spike maps of an ``SDSA`` step.
+        The Q, K and V spike maps of an ``SDSA`` step (no V for SDSA-2).
     """
 
     kind: StepKind
@@ -145,8 +146,9 @@ class Program:
     Parameters
     ----------
     net : quant.quantize.IntNet
-        Refused with ``NotImplementedError`` if its SepConv is not fused or its attention is not
-        SDSA-3 (the operators the network generators build).
+        Refused with ``NotImplementedError`` if its SepConv is not fused (the network generator
+        builds no integer pointwise stage). Every SDSA operator (1 to 4) is recorded: an
+        ``SDSA`` step names its Q, K and V maps (SDSA-2: Q and K).
     """
 
     def __init__(self, net):
@@ -157,8 +159,6 @@ class Program:
         self.fused_sepconv = net.fuse_sepconv
         if not net.fuse_sepconv:
             raise NotImplementedError("the network RTL needs fused SepConv (no integer pointwise)")
-        if self.cfg.sdsa not in (3,):
-            raise NotImplementedError(f"the network RTL supports SDSA-3, not {self.cfg.sdsa}")
         self.steps: list[Step] = []
         walk(self.cfg, self, None)
 
@@ -207,7 +207,8 @@ class Program:
     def sdsa(self, prefix, q, k, v):
         name = f"{prefix}.attn_lif"
         self.steps.append(Step(StepKind.SDSA, name, source=prefix, sink=Sink(SinkKind.MAP, name),
-                               attention=Attention(q.name, k.name, v.name)))
+                               attention=Attention(q.name, k.name,
+                                                   None if v is None else v.name)))
         return _Ref("spikes", name)
 
     def pool(self, stream):

@@ -16,7 +16,10 @@
 * the stem (:class:`hw.stem.StemConv`, products by shift and add), recomputed at every time
   step and written straight into the first residual stream (``stream = acc << shift``: no
   memory keeps its output), and one SDSA unit per attention block (each keeps its attention
-  LIF's membranes across time steps);
+  LIF's membranes across time steps), of the model's operator (``cfg.sdsa``, 1 to 4: SDSA-3/4
+  write the attention LIF's spikes, SDSA-1/2 the Q rows masked by the channel LIF; SDSA-4's
+  unit holds its block's learned threshold in its threshold memory; SDSA-2 has no V, so its
+  feed reads q and k only);
 * for an event model (``cfg.events``) no stem: each time step's event frame comes in on the
   ``events`` port, the map writer stores it as the ``input`` spike map, and the first layer
   runs on the engine like every other layer (the network then holds no multiplier at all).
@@ -28,7 +31,7 @@ the hardware from that plan (``self.plan``) out of units, each with its own cont
 * :class:`hw.sequencer.Sequencer`: walks the descriptor table over T time steps (decode, load
   the descriptor, ``step_start``, wait for ``finish``);
 * :class:`hw.mapreader.SpikeMapReader`: the spike memory's read port, feeding row words to the
-  engine and q/k/v rows to the SDSA units;
+  engine and q/k/v rows (SDSA-2: q/k) to the SDSA units;
 * :class:`hw.mapwriter.SpikeMapWriter`: the spike memory's write port, LIF or SDSA spike beats
   assembled into map rows and written whole;
 * :class:`hw.residual.StreamWriteStage` (``stream = (add ? stream : 0) + (value << shift)``, with
@@ -61,7 +64,7 @@ from hw.plan import SharedPlan
 from hw.program import SinkKind, StepKind
 from hw.progengine import ProgEngine
 from hw.residual import Pool, StreamReader, StreamWriteStage
-from hw.sdsa import SDSA
+from hw.sdsa import SDSA, Variant
 from hw.sequencer import Sequencer
 from hw.stem import StemConv
 
@@ -207,6 +210,8 @@ class SharedNetwork(wiring.Component):
                                       StreamReader.FIELDS, Pool.FIELDS)
         if self.plan.events:
             read.add("is_event")
+        if not self.plan.sdsa_reads_v:
+            read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
 
     # -- hardware ----------------------------------------------------------------------------
@@ -248,11 +253,18 @@ class SharedNetwork(wiring.Component):
 
         sdsas = []
         for prefix in plan.attention:
+            # The block's operator and integer threshold (SDSA-4: its learned threshold, the
+            # unit's one-layer threshold memory); the unit's lanes default to the head width.
             attn = net.attention[prefix]
-            if attn.sdsa != 3:
-                raise NotImplementedError(f"{prefix}: the shared network supports SDSA-3")
-            unit = SDSA(variant=3, tokens=attn.tokens, head_width=attn.head_width,
-                        heads=attn.heads, threshold=attn.threshold)
+            threshold = attn.threshold
+            if attn.sdsa == 4:
+                # One threshold a block, but a one-word threshold memory makes the unit's
+                # ``layer`` field 0 bits wide, which Amaranth emits as a ``[-1:0]`` vector that
+                # Verilator's lint rejects. The memory is two words deep either way
+                # (``hw.sdsa_common._depth``): both hold the block's threshold; ``layer`` is 0.
+                threshold = (attn.threshold, attn.threshold)
+            unit = SDSA(variant=attn.sdsa, tokens=attn.tokens, head_width=attn.head_width,
+                        heads=attn.heads, threshold=threshold)
             m.submodules[f"sdsa_{len(sdsas)}"] = unit
             sdsas.append(unit)
         if sdsas:
@@ -310,7 +322,7 @@ class SharedNetwork(wiring.Component):
         # --- spike-map reader: engine feed and SDSA feed ----------------------------------------
         m.submodules.map_reader = reader = SpikeMapReader(
             fields, lanes=lanes, map_width=W, depth=mem.map_depth, address_width=md_w,
-            tokens=tokens, heads=heads)
+            tokens=tokens, heads=heads, values=plan.sdsa_reads_v)
         configure(reader)
         wiring.connect(m, reader.read, spikes.read_port())
         wiring.connect(m, reader.o, engine.i)
@@ -320,9 +332,12 @@ class SharedNetwork(wiring.Component):
                 with m.Case(index):
                     m.d.comb += [unit.i.valid.eq(reader.sdsa.valid),
                                  unit.i.payload.q.eq(reader.sdsa.payload.q),
-                                 unit.i.payload.k.eq(reader.sdsa.payload.k),
-                                 unit.i.payload.v.eq(reader.sdsa.payload.v),
-                                 unit.i.payload.first.eq(first),
+                                 unit.i.payload.k.eq(reader.sdsa.payload.k)]
+                    if plan.sdsa_reads_v:
+                        m.d.comb += unit.i.payload.v.eq(reader.sdsa.payload.v)
+                    if unit.variant is Variant.SDSA4:   # both threshold words hold the same
+                        m.d.comb += unit.i.payload.layer.eq(0)
+                    m.d.comb += [unit.i.payload.first.eq(first),
                                  reader.sdsa.ready.eq(unit.i.ready)]
 
         # --- LIF array input (engine read-out, stream reader or pool) ----------------------

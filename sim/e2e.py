@@ -17,7 +17,8 @@ the model takes 1x32x32 digits; else seeded random images in the model's pixel r
 check still means something; the predictions do not, and the printout says so). ``--inputs
 random`` asks for random images on any model, ``--inputs digits`` for the digits.
 
-``--checkpoint random`` runs a seeded, randomly initialised demo model instead. A missing or broken
+``--checkpoint random`` runs a seeded, randomly initialised demo model instead (``--sdsa N``: with
+SDSA-N, its batch norms calibrated so that every LIF fires). A missing or broken
 checkpoint, or a bad inputs file, is one ``error:`` line, exit status 2, before anything is
 written or built.
 
@@ -41,9 +42,10 @@ import numpy as np
 
 from hw.params import ceil_div
 from hw.program import StepKind
-from sim.perf import TARGET_STEP, TARGET_TOTAL, CycleModel
+from sim.perf import TARGET_STEP, TARGET_TOTAL, CycleModel, map_spikes
 
-__all__ = ["demo_model", "prepare", "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
+__all__ = ["demo_model", "calibrate_firing", "calibration_targets", "prepare",
+           "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
            "pixel_range", "read_inputs", "check_images", "random_images", "select_inputs",
            "simulate", "totals", "write_case", "network_verilog", "run_network", "write_report",
            "print_summary", "main"]
@@ -57,7 +59,8 @@ E_MAC_PAPER, E_AC_PAPER = 4.6, 0.9
 E_ADD_INT8, E_MUL_INT8, E_SRAM_BYTE = 0.03, 0.2, 1.25
 
 
-def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None = None):
+def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None = None, *,
+               sdsa: int | None = None):
     """Return ``(model, trained)``: a checkpoint at T, or a seeded random demo model.
 
     A checkpoint's configuration is its own: its saved ``config`` entry, else the one its shapes
@@ -65,12 +68,22 @@ def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None 
     replaced. It is never swapped for the demo's: a model the hardware cannot run is refused
     later (:func:`check_supported`), not simulated as another one.
 
+    ``checkpoint="random"``: the demo's configuration with seeded random weights and batch-norm
+    statistics. With ``sdsa`` (1 to 4) it is ``golden.config.variant("demo", sdsa=sdsa)``, and
+    its batch-norm biases (and SDSA-4's learned thresholds) are then calibrated on the seeded
+    random image ``select_inputs(net, 1, "random", seed)`` runs, so that every LIF fires
+    (:func:`calibrate_firing`); the weights are the same at every T. Without ``sdsa``: the
+    historic seeded demo model (SDSA-3, uncalibrated: some of its LIFs stay silent).
+
     Raises ``FileNotFoundError`` for a missing checkpoint and ``golden.checkpoint.CheckpointError``
     (a ``ValueError``) for one that does not load or holds values no trained model has.
     """
     import torch
     from torch import nn
 
+    if sdsa is not None and checkpoint != "random":
+        raise ValueError("sdsa= chooses the operator of a random model (checkpoint='random'); "
+                         "a checkpoint's operator is its own")
     if checkpoint != "random":
         from golden.checkpoint import load_checkpoint
 
@@ -84,8 +97,9 @@ def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None 
     from golden.config import variant
     from golden.model import MetaSpikeFormer
 
+    overrides = {} if sdsa is None else {"sdsa": sdsa}
     torch.manual_seed(seed)
-    model = MetaSpikeFormer(variant("demo", T=T))
+    model = MetaSpikeFormer(variant("demo", T=1 if sdsa is not None else T, **overrides))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -97,7 +111,119 @@ def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None 
                 m.bias.data.copy_(torch.randn(n, generator=generator) * 0.5)
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 m.weight.mul_(3.0)  # default init fires almost nothing in a small random net
-    return model.double().eval(), False
+    model = model.double().eval()
+    if sdsa is None:
+        return model, False
+    # Calibrated at T = 1 on the image a run feeds (once per operator and seed: the weights are
+    # the same at every T), then loaded into the run's T.
+    key = (sdsa, seed)
+    if key not in _CALIBRATED:
+        images = random_images(quantized(model), 1, seed)
+        calibrate_firing(model, images, calibration_targets(sdsa))
+        _CALIBRATED[key] = {name: value.clone() for name, value in model.state_dict().items()}
+    model = MetaSpikeFormer(variant("demo", T=T, **overrides)).double().eval()
+    model.load_state_dict(_CALIBRATED[key])
+    return model, False
+
+
+#: Calibrated random models' weights by (sdsa, seed) (:func:`demo_model`).
+_CALIBRATED = {}
+
+
+def calibration_targets(sdsa: int):
+    """Return ``lif name -> target firing rate`` for :func:`calibrate_firing` of a random demo.
+
+    Every LIF 10 %, except the attention's: Q, K and V 25 %, so that SDSA-3's threshold (8 on
+    ``Q K^T V`` counts over the demo's 4 tokens) is reached, and SDSA-1's ``K AND V`` mask is
+    neither empty nor full; SDSA-2's K 10 %, because its mask fires where any of the 4 tokens has
+    K set (25 % K would set about 70 % of it); SDSA-4's attention LIF 10 %, through its learned
+    threshold.
+    """
+    def target(name: str) -> float:
+        if name.endswith(".k_lif"):
+            return 0.1 if sdsa == 2 else 0.25
+        if name.endswith((".q_lif", ".v_lif")):
+            return 0.25
+        return 0.1
+    return target
+
+
+def calibrate_firing(model, images, target) -> dict:
+    """Shift ``model``'s batch-norm biases so that each LIF fires at about its target rate.
+
+    ``images``: the calibration batch ``[B, C, H, W]``; ``target``: ``lif name -> rate``. LIFs are
+    taken in the order the forward pass calls them; each one's input is recorded and shifted by
+    the smallest ``delta`` (bisection) at which the LIF fires at least ``target`` of the time.
+    The shift goes into the bias of the last batch norm before the LIF with as many channels as
+    the LIF's input: the one that produces it (a layer's LIF) or the last branch added into the
+    residual stream it reads (a stream LIF, the pooled head LIF), so that it moves that LIF's
+    input by ``delta`` and no earlier LIF's. The SDSA-1/2/3 attention LIFs keep their fixed
+    threshold (their rates follow from Q, K and V); SDSA-4's learned threshold is set to the
+    first integer threshold ``n`` (``quant.intops.lif_threshold``) at which it fires at most its
+    target, as ``theta = (n - 1/2) * attn_scale / 2``, which quantizes to exactly ``n``. Returns
+    ``{lif name: delta or theta}``.
+    """
+    import torch
+    from torch import nn
+
+    from golden.lif import MultiStepLIF
+
+    def record():
+        events, hooks = [], []
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                hooks.append(module.register_forward_hook(
+                    lambda mod, args, out, name=name: events.append(("bn", name, mod, None))))
+            elif isinstance(module, MultiStepLIF):
+                hooks.append(module.register_forward_hook(
+                    lambda mod, args, out, name=name: events.append(
+                        ("lif", name, mod, args[0].detach().clone()))))
+        try:
+            with torch.no_grad():
+                model(images)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return events
+
+    def rate(lif, x, threshold=None):
+        return float(lif(x, threshold).mean())
+
+    order = [name for kind, name, _, _ in record() if kind == "lif"]
+    chosen = {}
+    for name in order:
+        events = record()
+        index = next(i for i, event in enumerate(events) if event[1] == name)
+        _, _, lif, x = events[index]
+        if name.endswith(".attn_lif"):
+            attention = model.get_submodule(name.removesuffix(".attn_lif"))
+            if not hasattr(attention, "attn_threshold"):
+                continue   # SDSA-1/2/3: a fixed threshold
+            scale = float(attention.scale)
+            n = 1
+            while rate(lif, x, torch.tensor((n - 0.5) * scale / 2, dtype=x.dtype)) > target(name):
+                n += 1
+            theta = (n - 0.5) * scale / 2
+            with torch.no_grad():
+                attention.attn_threshold.fill_(theta)
+            chosen[name] = theta
+            continue
+        channels = x.shape[2]
+        bn = next((event[2] for event in reversed(events[:index])
+                   if event[0] == "bn" and event[2].num_features == channels), None)
+        if bn is None:
+            raise ValueError(f"calibrate_firing: no batch norm of {channels} channels feeds {name}")
+        low, high = -64.0, 64.0
+        for _ in range(40):
+            middle = (low + high) / 2
+            if rate(lif, x + middle) < target(name):
+                low = middle
+            else:
+                high = middle
+        with torch.no_grad():
+            bn.bias.add_(high)
+        chosen[name] = high
+    return chosen
 
 
 #: The held-out digits' shape: 1x32x32.
@@ -180,9 +306,11 @@ class QuantizedNetwork:
 
 
 def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: int = 16,
-            arch: str = "shared", seed: int = 0, weight_bits: int = 8) -> QuantizedNetwork:
-    """Load ``checkpoint`` at ``T`` (:func:`demo_model`), quantize it and check that the network
-    RTL runs it, before anything is written or built.
+            arch: str = "shared", seed: int = 0, weight_bits: int = 8,
+            sdsa: int | None = None) -> QuantizedNetwork:
+    """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
+    model), quantize it and check that the network RTL runs it, before anything is written or
+    built.
 
     Raises ``FileNotFoundError`` (a missing checkpoint), ``golden.checkpoint.CheckpointError``
     (one that does not load), ``quant.quantize.QuantizationError`` (one that does not quantize;
@@ -193,7 +321,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     from quant.quantize import QuantizationError
 
     name = str(checkpoint) if checkpoint is not None else str(DEFAULT_CHECKPOINT)
-    model, trained = demo_model(T, checkpoint, seed, variant_name)
+    model, trained = demo_model(T, checkpoint, seed, variant_name, sdsa=sdsa)
     try:
         if arch != "shared":
             raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
@@ -581,7 +709,7 @@ def write_case(path, dut, codes, logits, trace) -> dict:
     meta = network_meta(dut)
     arrays = {"codes": codes.numpy().astype(np.int64), "logits": logits.numpy()}
     for lif, spec in meta["maps"].items():
-        spikes = trace.spikes[lif].numpy()
+        spikes = map_spikes(dut.plan.net, trace, lif).numpy()
         B = spikes.shape[1]
         arrays[f"spikes:{lif}"] = np.ascontiguousarray(
             spikes.reshape(spikes.shape[0], B, spec["channels"], -1).transpose(1, 0, 2, 3))
@@ -707,13 +835,14 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
 
 def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16,
                 seed: int = 0, arch: str = "shared", simulator: str | None = None,
-                variant_name: str | None = None, inputs=None) -> dict:
+                variant_name: str | None = None, inputs=None, sdsa: int | None = None) -> dict:
     """Run ``images`` images at ``T`` in RTL; return the summary (:func:`simulate`).
 
-    :func:`prepare`, :func:`select_inputs` (``inputs``: as there; default the digits) and
-    :func:`simulate` in one call.
+    :func:`prepare` (``sdsa``: a random model's operator), :func:`select_inputs` (``inputs``: as
+    there; default the digits) and :func:`simulate` in one call.
     """
-    network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed)
+    network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
+                      sdsa=sdsa)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator)
 
 
@@ -732,7 +861,7 @@ def _sops(dut, net, trace, step, t, image):
         return 0, macs / lanes, macs
     if step.kind is StepKind.LAYER:
         layer = net.layers[step.layer]
-        spikes = trace.spikes[step.source][t, image].numpy()
+        spikes = map_spikes(net, trace, step.source)[t, image].numpy()
         info = dut.maps[step.source]
         if step.layer == "head":
             sops = layer_sops("linear", layer.weight.shape[:2], spikes.reshape(1, -1))
@@ -744,12 +873,19 @@ def _sops(dut, net, trace, step, t, image):
         groups = ceil_div(cout, lanes)
         return sops, sops / cout * groups, 0
     if step.kind is StepKind.SDSA:
+        # Additions on spikes (hw.sdsa.SDSA.ideal_cycles): SDSA-3/4 add a d-wide row per Q and
+        # K spike; SDSA-1 one count per set bit of K AND V, SDSA-2 per K spike.
         attn = net.attention[step.source]
-        q = trace.spikes[step.attention.q][t, image].numpy().sum()
-        k = trace.spikes[step.attention.k][t, image].numpy().sum()
+        q = trace.spikes[step.attention.q][t, image].numpy()
+        k = trace.spikes[step.attention.k][t, image].numpy()
         d = attn.head_width
-        sops = int(q + k) * d
-        return sops, sops / d, 0
+        if attn.sdsa == 1:
+            sops = int((k & trace.spikes[step.attention.v][t, image].numpy()).sum())
+        elif attn.sdsa == 2:
+            sops = int(k.sum())
+        else:
+            sops = int(q.sum() + k.sum()) * d
+        return sops, sops / lanes, 0
     if step.kind is StepKind.EVENT_IN:   # one pixel's channels a cycle, no synaptic operations
         return 0, dut.plan.input_map.side ** 2, 0
     # LIF / copy steps: neuron updates, `lanes` per cycle, no synaptic operations.
@@ -933,6 +1069,10 @@ def main(argv=None) -> int:
                         "range; 'digits': the held-out digits (1x32x32 models); 'random': seeded "
                         "random images. Default: the digits when the model takes 1x32x32, "
                         "else random images")
+    p.add_argument("--sdsa", type=int, choices=(1, 2, 3, 4), default=None,
+                   help="with --checkpoint random: the demo's shape with this SDSA operator, its "
+                        "batch norms calibrated so that every LIF fires (default: the historic "
+                        "random demo, SDSA-3, uncalibrated)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of random images (--inputs random) and of random weights "
                         "(--checkpoint random); default 0")
@@ -957,6 +1097,9 @@ def main(argv=None) -> int:
         problem = f"--lanes {args.lanes} is out of range: 1..256"
     elif not 0 < args.clock_mhz < float("inf"):
         problem = f"--clock-mhz {args.clock_mhz} must be finite and > 0"
+    elif args.sdsa is not None and args.checkpoint != "random":
+        problem = (f"--sdsa {args.sdsa} chooses the operator of a random model (--checkpoint "
+                   "random); a checkpoint's operator is its own")
     if problem is None and args.checkpoint not in (None, "random") \
             and not Path(args.checkpoint).exists():
         problem = f"checkpoint {args.checkpoint} does not exist"
@@ -971,7 +1114,7 @@ def main(argv=None) -> int:
         try:
             for T in args.T:
                 networks[T] = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
-                                      arch=args.arch, seed=args.seed)
+                                      arch=args.arch, seed=args.seed, sdsa=args.sdsa)
             inputs = select_inputs(networks[args.T[0]].net, args.images, args.inputs, args.seed)
         except (NotImplementedError, InputError) as error:  # refused model, bad inputs
             problem = _one_line(error)

@@ -41,7 +41,8 @@ from hw.params import ceil_div
 from hw.program import SinkKind, StepKind
 
 __all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timing",
-           "spike_taps", "sdsa_cycles", "sdsa_step_cycles", "stem_cycles", "event_in_cycles",
+           "spike_taps", "sdsa_cycles", "column_sdsa_cycles", "sdsa_step_cycles", "map_spikes",
+           "stem_cycles", "event_in_cycles",
            "stream_lif_cycles",
            "pool_lif_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
            "evaluate", "main"]
@@ -95,8 +96,22 @@ SDSA_FEED_LATENCY = 7
 #: ... and ``sd_active`` is set again only by the SDSA's taking a token, so the next token is
 #: offered 7 cycles after the take: the reads of two tokens never overlap.
 SDSA_FEED_PERIOD = 7
+#: SDSA-2 has no V: its feed (``SpikeMapReader(values=False)``) reads only the q and k rows, and
+#: the k row's register sets ``sd_beat``: one read (one cycle) fewer, so a token is offered 6
+#: cycles after ``start`` or after the previous take (latency and period alike).
+SDSA_FEED_QK = 6
 #: SDSA input buffer (``hw/sdsa.py``): ``i.ready`` is "the spare slot is empty"; two beats wait.
 SDSA_INPUT_SLOTS = 2
+#: SDSA-1/2 (``hw/sdsa_column.py``) take a token in the cycle it is offered while ``phase`` is
+#: LOAD (``i.ready`` is that compare, no buffer). The head's last token sets ``phase`` to LIF
+#: (1 cycle); the LIF takes one chunk a cycle (``C`` cycles, the last one sets QPASS), the Q pass
+#: issues one stored Q row a cycle (``N`` cycles, the last one sets LOAD): the next head's first
+#: token is taken no earlier than ``COLUMN_LIF_DELAY + C + N`` cycles after the head's last.
+COLUMN_LIF_DELAY = 1
+#: SDSA-1/2 Q pass: a Q row's read issues (``out_issue``), the row memory answers with
+#: ``out_stage_valid`` (1) and the masked row is registered on ``o`` (1): each output beat leaves
+#: 2 cycles after its issue (``SDSA.latency`` counts the same 2 from the end of the LIF).
+COLUMN_OUTPUT_LATENCY = 2
 #: Event input (``hw/shared.py``, event models): ``events_taking`` is set the cycle after
 #: ``start``, so the first beat is taken 1 cycle after it (the port offering a beat every cycle).
 EVENT_TAKE_DELAY = 1
@@ -105,7 +120,8 @@ CONSTANTS = {name: globals()[name] for name in (
     "SEQ_BEFORE_START", "SEQ_AFTER_FINISH", "READER_FEED_LATENCY", "ENGINE_INPUT_SLICE",
     "ENGINE_DRAIN", "ENGINE_READOUT_LATENCY", "LIF_LATENCY", "STREAM_WRITE_LATENCY",
     "STREAM_READ_LATENCY", "POOL_LATENCY", "WRITER_FLUSH_DELAY", "STEM_PIPELINE",
-    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_INPUT_SLOTS", "EVENT_TAKE_DELAY")}
+    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_FEED_QK", "SDSA_INPUT_SLOTS",
+    "COLUMN_LIF_DELAY", "COLUMN_OUTPUT_LATENCY", "EVENT_TAKE_DELAY")}
 
 
 def _step_cycles(datapath: int) -> int:
@@ -334,13 +350,63 @@ def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True) -> in
     return done + 1
 
 
-def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1) -> int:
-    """An SDSA step: the feed's first token, the SDSA, the last (one-word) row written."""
-    last_beat = SDSA_FEED_LATENCY + sdsa_cycles(k_spikes, q_spikes, chunks) - 1
+def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
+                       period: int | None = SDSA_FEED_PERIOD) -> int:
+    """Cycles from the first offered token to an SDSA-1/2 unit's last output beat, inclusive.
+
+    ``passes`` heads times time steps of ``tokens`` tokens each. No term depends on the spikes:
+    a token is taken the cycle it is offered while the unit loads (the feed offers token ``i``
+    ``period`` cycles after it took token ``i - 1``); after a head's last token (taken at
+    ``X``) the unit runs its LIF (``COLUMN_LIF_DELAY + C`` cycles) and its Q pass (``N`` rows, one
+    a cycle, each leaving ``COLUMN_OUTPUT_LATENCY`` cycles after its issue), and takes the next
+    head's first token from ``X + COLUMN_LIF_DELAY + C + N`` on. ``period=None`` offers a token in
+    every cycle it can be taken: the unit's own model, :meth:`hw.sdsa.SDSA.cycles`.
+    """
+    step = 1 if period is None else period
+    taken = 0                   # cycle the current token is taken (the first is offered at 0)
+    for head in range(passes):
+        if head:
+            # Offered ``step`` after the previous take; taken once the unit loads again.
+            taken = max(taken + step, taken + COLUMN_LIF_DELAY + chunks + tokens)
+        taken += (tokens - 1) * step        # the head's last token
+    last_beat = taken + COLUMN_LIF_DELAY + chunks + tokens - 1 + COLUMN_OUTPUT_LATENCY
+    return last_beat + 1
+
+
+def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3) -> int:
+    """An SDSA step: the feed's first token, the SDSA, the last (one-word) row written.
+
+    ``variant``: the operator (1 to 4). SDSA-3/4 run :func:`sdsa_cycles` (data-dependent);
+    SDSA-1/2 :func:`column_sdsa_cycles` (only the token and head counts matter), with the feed's
+    period of three rows (SDSA-1) or two (SDSA-2, no V).
+    """
+    if variant in (1, 2):
+        passes, tokens = np.asarray(k_spikes).reshape(len(k_spikes), -1).shape
+        if variant == 2:   # the q and k reads only
+            latency = period = SDSA_FEED_QK
+        else:
+            latency, period = SDSA_FEED_LATENCY, SDSA_FEED_PERIOD
+        last_beat = latency + column_sdsa_cycles(passes, tokens, chunks, period=period) - 1
+    else:
+        last_beat = SDSA_FEED_LATENCY + sdsa_cycles(k_spikes, q_spikes, chunks) - 1
     return _step_cycles(last_beat + WRITER_FLUSH_DELAY)
 
 
 # --- the whole network ---------------------------------------------------------------------------
+
+def map_spikes(net, trace, lif: str):
+    """Return the spikes the shared network stores in ``lif``'s map, ``[T, B, C, ...]``.
+
+    Every map holds its LIF's spikes (``trace.spikes``), except the attention map of SDSA-1/2:
+    there the trace's ``attn_lif`` spikes are the channel mask (``[T, B, heads, 1, d]``), and the
+    map holds what the unit writes, the Q rows masked by it (``<attn>.out``, ``[T, B, C, H, W]``).
+    """
+    prefix = lif.removesuffix(".attn_lif")
+    if prefix != lif and net.attention[prefix].sdsa in (1, 2):
+        return trace.accumulators[f"{prefix}.out"]
+    return trace.spikes[lif]
+
+
 
 class CycleModel:
     """Predict the shared network's cycles per step from an integer trace (module docstring).
@@ -371,7 +437,7 @@ class CycleModel:
 
     def _map(self, trace, lif: str, t: int, image: int) -> np.ndarray:
         info = self.plan.memory.maps[lif]
-        spikes = np.asarray(trace.spikes[lif][t, image])
+        spikes = np.asarray(map_spikes(self.plan.net, trace, lif)[t, image])
         return spikes.reshape(info.channels, info.side, info.side)
 
     def step_cycles(self, step, trace, t: int, image: int) -> int:
@@ -400,7 +466,8 @@ class CycleModel:
                 return spikes.sum(axis=1)          # [heads, N] set bits per token row
 
             # SharedNetwork builds each SDSA with its lanes equal to the head width: one chunk.
-            return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q), chunks=1)
+            return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q), chunks=1,
+                                    variant=attn.sdsa)
         raise ValueError(f"step {step.name}: kind {step.kind.label} does not run")
 
     def predict(self, trace, image: int = 0) -> dict:
@@ -464,21 +531,27 @@ def _percent(got: float, want: float) -> str:
 
 # --- evaluation and CLI --------------------------------------------------------------------------
 
-def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0):
+def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, *,
+               sdsa: int | None = None, inputs: str = "digits"):
     """Return ``(CycleModel, plan, trace)`` for the first ``images`` test digits at ``T``: the
-    checkpoint (or ``"random"``: ``sim.e2e``'s seeded model) quantized as ``sim.e2e`` does, and
-    the integer golden model's trace (``sim.e2e.golden_run``'s, without the float model)."""
+    checkpoint (or ``"random"``: ``sim.e2e``'s seeded model; ``sdsa``: its operator, as
+    ``sim.e2e.demo_model``) quantized as ``sim.e2e`` does, and the integer golden model's trace
+    (``sim.e2e.golden_run``'s, without the float model). ``inputs="random"``: ``images`` seeded
+    random images instead (``sim.e2e.select_inputs(net, images, "random", seed)``)."""
     import torch
 
     from hw.plan import SharedPlan
     from quant.intmodel import IntegerModel
-    from sim.e2e import demo_model, quantized, test_images
+    from sim.e2e import demo_model, quantized, select_inputs, test_images
 
     torch.set_num_threads(1)
-    model, _ = demo_model(T, checkpoint, seed)
+    model, _ = demo_model(T, checkpoint, seed, sdsa=sdsa)
     net = quantized(model)
     plan = SharedPlan(net, lanes)
-    x, _ = test_images(images)
+    if inputs == "random":
+        x = select_inputs(net, images, "random", seed).images
+    else:
+        x, _ = test_images(images)
     integer = IntegerModel(net)
     _, trace = integer.forward(integer.quantize_input(x), trace=True)
     return CycleModel(plan), plan, trace

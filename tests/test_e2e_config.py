@@ -1,7 +1,8 @@
 """The co-simulation simulates a checkpoint's own configuration, or refuses it; never the demo's.
 
 Checkpoints saved with ``golden.save_checkpoint`` for configurations that share the demo's keys but
-differ (SDSA operator, shortcut, attention threshold, T) must be loaded as themselves. The ones the
+differ (SDSA operator, shortcut, attention threshold, T) must be loaded as themselves; so must
+checkpoints of the other SDSA operators (SDSA-1, SDSA-2, SDSA-4), which the RTL runs. The ones the
 network RTL cannot run are refused by ``python -m sim.e2e`` with one line naming the checkpoint,
 its configuration and the reason, exit status 2, before anything is written or built. A model that
 does not take the 1x32x32 digits is not refused: it runs on seeded random images (or --inputs).
@@ -55,9 +56,9 @@ def test_a_supported_difference_reaches_the_hardware(tmp_path):
 
 
 @pytest.mark.parametrize("changes, reason", [
-    (dict(sdsa=1), "SDSA-3"),
+    (dict(shortcut="vanilla"), "vanilla"),
     (dict(shortcut="sew"), "sew"),
-], ids=["sdsa1", "sew"])
+], ids=["vanilla", "sew"])
 def test_unsupported_checkpoint_is_refused_not_swapped(tmp_path, changes, reason):
     path = saved_like_demo(tmp_path, **changes)
     out = tmp_path / "e2e"
@@ -75,6 +76,36 @@ def test_unsupported_checkpoint_is_refused_not_swapped(tmp_path, changes, reason
         assert f"{field}={value}" in lines[0], lines[0]   # the configuration it refused
     assert reason.lower() in lines[0].lower(), lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("sdsa", [1, 2, 4])
+def test_a_checkpoint_of_another_sdsa_operator_is_accepted(tmp_path, sdsa):
+    """SDSA-1, SDSA-2 (no V projection) and SDSA-4 (a learned threshold per block) checkpoints
+    are simulated as themselves: the network RTL builds their operator."""
+    from sim import e2e
+
+    model, _ = demo_model(1, "random", sdsa=sdsa)
+    path = tmp_path / f"sdsa{sdsa}.pth"
+    save_checkpoint(model, path)
+    network = e2e.prepare(1, path)  # accepted: no Unsupported raised
+    assert network.cfg.sdsa == sdsa
+    assert {attn.sdsa for attn in network.net.attention.values()} == {sdsa}
+    steps = [step for step in e2e.network_design(network).steps
+             if step.attention is not None]
+    assert steps and all((step.attention.v is None) == (sdsa == 2) for step in steps)
+
+
+def test_sdsa_is_for_random_models_only(tmp_path, capsys):
+    """``--sdsa`` chooses a random model's operator; with a checkpoint it is one error line."""
+    from sim import e2e
+
+    out = tmp_path / "e2e"
+    assert e2e.main(["--checkpoint", str(DEMO), "--sdsa", "2", "--out", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --sdsa 2"), lines
+    assert not out.exists()
+    with pytest.raises(ValueError, match="random model"):
+        demo_model(1, DEMO, sdsa=2)
 
 
 def saved_with_channels(tmp_path: Path, channels: int = 3) -> Path:

@@ -54,10 +54,6 @@ def test_refuses_what_it_cannot_run():
     from quant.quantize import quantize_model
 
     torch.manual_seed(0)
-    model = MetaSpikeFormer(variant("demo", sdsa=1)).double().eval()
-    net = quantize_model(model, 8, 8, (0.0, 255 / 16))
-    with pytest.raises(NotImplementedError, match="SDSA-3"):
-        Program(net)
     model = MetaSpikeFormer(variant("demo")).double().eval()
     net = quantize_model(model, 8, 8, (0.0, 255 / 16), fuse_sepconv=False)
     with pytest.raises(NotImplementedError, match="fused SepConv"):

@@ -42,22 +42,25 @@ def rtl():
 _TRACES = {}
 
 
-def traced(checkpoint: str, T: int, images: int):
-    """The cycle model, plan and integer trace of the first ``images`` digits (cached)."""
-    key = (checkpoint, T)
+def traced(checkpoint: str, T: int, images: int, sdsa=None, inputs: str = "digits"):
+    """The cycle model, plan and integer trace of the first ``images`` digits (or random images;
+    ``sdsa``: a random model's operator) (cached)."""
+    key = (checkpoint, T, sdsa, inputs)
     if key not in _TRACES or _TRACES[key][0] < images:
         path = checkpoint if checkpoint == "random" else str(ROOT / checkpoint)
-        _TRACES[key] = (images, perf.load_trace(path, images, T))
+        _TRACES[key] = (images, perf.load_trace(path, images, T, sdsa=sdsa, inputs=inputs))
     return _TRACES[key][1]
 
 
-def measured_run(rtl, checkpoint: str, T: int):
-    return next(run for run in rtl["runs"] if run["checkpoint"] == checkpoint and run["T"] == T)
+def measured_run(rtl, checkpoint: str, T: int, sdsa=None):
+    return next(run for run in rtl["runs"] if run["checkpoint"] == checkpoint and run["T"] == T
+                and run.get("sdsa") == sdsa)
 
 
-def predicted_and_measured(rtl, checkpoint: str, T: int, image: int):
-    run = measured_run(rtl, checkpoint, T)
-    model, plan, trace = traced(checkpoint, T, len(run["images"]))
+def predicted_and_measured(rtl, checkpoint: str, T: int, image: int, sdsa=None):
+    run = measured_run(rtl, checkpoint, T, sdsa)
+    model, plan, trace = traced(checkpoint, T, len(run["images"]), sdsa,
+                                run.get("inputs", "digits"))
     measured = {(t, k): c for t, k, c in run["images"][image]["steps"]}
     predicted = {(r["t"], r["step"]): r["cycles"] for r in model.predict(trace, image)["steps"]}
     return predicted, measured, plan
@@ -90,15 +93,16 @@ def test_demo_first_digit_T1_every_step(rtl):
 
 def _stored_runs():
     data = json.loads(DATA.read_text())
-    return [(run["checkpoint"], run["T"], image["image"]) for run in data["runs"]
-            for image in run["images"]
+    return [(run["checkpoint"], run["T"], image["image"], run.get("sdsa"))
+            for run in data["runs"] for image in run["images"]
             if (run["checkpoint"], run["T"], image["image"]) != (DEMO, 1, 0)]
 
 
-@pytest.mark.parametrize("checkpoint,T,image", _stored_runs())
-def test_every_stored_run_every_step(rtl, checkpoint, T, image):
-    """Every other measured run (the demo's second digit, T=2, the seeded random model)."""
-    predicted, measured, plan = predicted_and_measured(rtl, checkpoint, T, image)
+@pytest.mark.parametrize("checkpoint,T,image,sdsa", _stored_runs())
+def test_every_stored_run_every_step(rtl, checkpoint, T, image, sdsa):
+    """Every other measured run (the demo's second digit, T=2, the seeded random model, and the
+    random SDSA-1..4 models at T=1 and T=4 on a random image)."""
+    predicted, measured, plan = predicted_and_measured(rtl, checkpoint, T, image, sdsa)
     assert not disagreements(predicted, measured, plan, rtl, exact=False), stale(rtl)
     assert not disagreements(predicted, measured, plan, rtl, exact=True), stale(rtl)
 
@@ -118,6 +122,20 @@ def test_a_mutated_constant_disagrees(rtl, monkeypatch, name, delta):
     predicted, measured, plan = predicted_and_measured(rtl, DEMO, 1, 0)
     assert disagreements(predicted, measured, plan, rtl, exact=True), \
         f"{name} {delta:+d} went unnoticed"
+
+
+@pytest.mark.parametrize("name,delta,sdsa", [
+    ("SDSA_FEED_LATENCY", 1, 1), ("SDSA_FEED_PERIOD", -1, 1), ("SDSA_FEED_QK", 1, 2),
+    ("SDSA_FEED_QK", -1, 2), ("COLUMN_LIF_DELAY", 1, 1), ("COLUMN_LIF_DELAY", -1, 2),
+    ("COLUMN_OUTPUT_LATENCY", 1, 2), ("COLUMN_OUTPUT_LATENCY", -1, 1),
+    ("SDSA_FEED_PERIOD", -4, 4),
+])
+def test_a_mutated_sdsa_constant_disagrees_on_its_operator(rtl, monkeypatch, name, delta, sdsa):
+    """The random SDSA-1/2/4 models' measured runs (T=1) see the constants of their SDSA step."""
+    monkeypatch.setattr(perf, name, getattr(perf, name) + delta)
+    predicted, measured, plan = predicted_and_measured(rtl, "random", 1, 0, sdsa)
+    assert disagreements(predicted, measured, plan, rtl, exact=True), \
+        f"{name} {delta:+d} went unnoticed on SDSA-{sdsa}"
 
 
 def test_a_step_overhead_three_cycles_off_misses_the_targets(rtl, monkeypatch):
@@ -163,6 +181,33 @@ def test_sdsa_term_without_feed_is_the_units_model(tokens, d, heads, lanes):
             k = rng.binomial(d, rate, size=(passes, tokens))
             q = rng.binomial(d, rate, size=(passes, tokens))
             assert perf.sdsa_cycles(k, q, unit._chunks, feed=False) == unit.cycles(q, k)
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+@pytest.mark.parametrize("tokens,d,heads,lanes", [(4, 16, 4, 16), (9, 8, 2, 4), (1, 4, 3, 4)])
+def test_column_sdsa_term_without_feed_is_the_units_model(variant, tokens, d, heads, lanes):
+    """SDSA-1/2: with a token offered in every cycle the term is SDSA.cycles (no spike counts)."""
+    unit = SDSA(variant=variant, tokens=tokens, head_width=d, heads=heads, lanes=lanes)
+    for passes in (1, heads, 2 * heads):
+        zeros = np.zeros((passes, tokens), dtype=np.int64)
+        assert perf.column_sdsa_cycles(passes, tokens, unit.chunks, period=None) \
+            == unit.cycles(zeros, zeros)
+
+
+def test_column_sdsa_step_by_hand():
+    """The demo's shape (4 heads of 4 tokens): SDSA-1 takes a token every 7 cycles (its q, k, v
+    feed), SDSA-2 every 6 (q and k); a head's LIF and Q pass (1 + 1 + 4 cycles) never hold the
+    next head's token back; the last beat 1 + 1 + 4 - 1 + 2 cycles after the last take."""
+    k = np.ones((4, 4), dtype=np.int64)
+    assert perf.sdsa_step_cycles(k, k, variant=1) == 2 + 7 + 15 * 7 + 7 + 1 + 2
+    assert perf.sdsa_step_cycles(k, k, variant=2) == 2 + 6 + 15 * 6 + 7 + 1 + 2
+    # With 8 tokens a head the LIF and Q pass (1 + 1 + 8 cycles) outlast SDSA-2's 6-cycle feed.
+    k = np.zeros((2, 8), dtype=np.int64)
+    assert perf.sdsa_step_cycles(k, k, variant=2) == 2 + 6 + 7 * 6 + 10 + 7 * 6 + 11 + 1 + 2
+    # SDSA-4 is SDSA-3's schedule.
+    rng = np.random.default_rng(5)
+    k, q = rng.binomial(16, 0.3, size=(2, 4, 4))
+    assert perf.sdsa_step_cycles(k, q, variant=4) == perf.sdsa_step_cycles(k, q, variant=3)
 
 
 def test_sdsa_feed_only_slows():

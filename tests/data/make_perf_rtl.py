@@ -1,6 +1,7 @@
 """Write tests/data/perf_rtl.json: the RTL's measured cycles per step, from co-simulation runs.
 
-``python tests/data/make_perf_rtl.py OUT [--commit SHA] [--command CMD] CHECKPOINT:T:DIR ...``
+``python tests/data/make_perf_rtl.py OUT [--append] [--commit SHA] [--command CMD] [--sdsa N]
+[--inputs random] CHECKPOINT:T:DIR ...``
 
 Each ``DIR`` is a ``python -m sim.e2e --out DIR`` directory; its ``results_T<T>.json`` (written by
 the cocotb testbench ``sim.tb.network``) holds, per image, the total cycles and a
@@ -8,7 +9,11 @@ the cocotb testbench ``sim.tb.network``) holds, per image, the total cycles and 
 into cycles per ``(t, step)`` (``sim.perf.rtl_step_cycles``) and stored with the commit
 (``--commit``, default HEAD), a hash of ``hw/*.py`` and the command that made them
 (``--command``, for the specs after it), so that a test failing after a hardware change can say
-the numbers are stale.
+the numbers are stale. ``--sdsa N`` and ``--inputs random`` (for the specs after them) record a
+random model of operator N (``sim.e2e.demo_model(..., sdsa=N)``) and seeded random images;
+``--sdsa -`` and ``--inputs digits`` go back to the defaults. ``--append`` keeps the runs OUT
+already holds and adds these, each with its own ``commit`` and ``hw_sha256`` (the file's own
+stay those of its first runs).
 These are measurements: nothing here comes from the cycle model.
 """
 
@@ -35,12 +40,23 @@ def main(argv) -> int:
     out, specs = Path(argv[0]), list(argv[1:])
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.strip()
+    append = "--append" in specs
+    if append:
+        specs.remove("--append")
     runs = []
     command = None
+    sdsa, inputs = None, "digits"
     while specs:
         spec = specs.pop(0)
         if spec == "--command":
             command = specs.pop(0)
+            continue
+        if spec == "--sdsa":
+            value = specs.pop(0)
+            sdsa = None if value == "-" else int(value)
+            continue
+        if spec == "--inputs":
+            inputs = specs.pop(0)
             continue
         if spec == "--commit":  # the commit the runs were made at (default: HEAD)
             commit = specs.pop(0)
@@ -54,7 +70,19 @@ def main(argv) -> int:
             images.append({"image": number, "cycles": result["cycles"],
                            "match": result["match"],
                            "steps": [[t, k, c] for (t, k), c in sorted(cycles.items())]})
-        runs.append({"checkpoint": checkpoint, "T": T, "command": command, "images": images})
+        run = {"checkpoint": checkpoint, "T": T, "command": command, "images": images}
+        if sdsa is not None:
+            run["sdsa"] = sdsa
+        if inputs != "digits":
+            run["inputs"] = inputs
+        if append:
+            run.update(commit=commit, hw_sha256=hw_digest())
+        runs.append(run)
+    if append:
+        document = json.loads(out.read_text())
+        document["runs"] += runs
+        out.write_text(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+        return 0
     out.write_text(json.dumps({
         "note": "Cycles per (time step, program step) measured on Verilator by sim.e2e's "
                 "co-simulation (sim.tb.network's step marks); made by "
