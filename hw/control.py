@@ -1,4 +1,4 @@
-"""SoC-facing shell of the network: an AXI4-Lite register slave around :class:`hw.shared.SharedNetwork`.
+"""SoC-facing shell of the network: an AXI4-Lite register slave around the shared network.
 
 :class:`NetworkCore` is what an SoC instantiates: one AXI4-Lite slave port (32-bit data, byte
 addresses; Verilog ports ``s_axil_awaddr`` ... ``s_axil_rready``, the names cocotbext-axi's
@@ -23,7 +23,7 @@ it and do nothing today.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -426,7 +426,9 @@ class ControlBlock(wiring.Component):
         else:
             input_reg = rm["INPUT"]
             pixel_bits = len(net.load_data)
-            m.d.comb += [net.load_address.eq(w_word - (input_reg.offset >> 2)),
+            # The window is aligned to its power-of-two length, which holds every pixel word:
+            # the word's low bits are the pixel address.
+            m.d.comb += [net.load_address.eq(w_word[:len(net.load_address)]),
                          net.load_data.eq(wdata[:pixel_bits])]
         with m.Switch(w_word):
             with m.Case(word("CONTROL")):

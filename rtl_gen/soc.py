@@ -85,7 +85,8 @@ def fusesoc_core(unit: str, *, verilog: str, header: str, register_map: str,
     Filesets: ``rtl`` (the Verilog; the ``$readmemh`` weight image as a ``user`` file copied
     beside the build when there is one), ``sw`` (the C header, an include file, and the JSON map)
     and ``lint_waivers`` (Verilator's ``.vlt`` waivers). Targets: ``default`` (``rtl``, the
-    toplevel; software picks the header from ``sw``) and ``lint`` (Verilator lint-only with the waivers).
+    toplevel; software picks the header from ``sw``) and ``lint`` (Verilator lint-only with
+    the waivers).
     """
     def files(entries):
         out = []
