@@ -1,11 +1,12 @@
 """Emit Verilog for a design point: ``python -m rtl_gen [--config FILE] [--checkpoint PATH] [...]``.
 
 Writes each unit's Verilog and ``manifest.json`` (ports, parameters, latencies, sha256) under
-``--out`` (default ``build/rtl``); ``--checkpoint`` replaces the design point's ``checkpoint`` (the
-one the ``shared_network`` unit is generated from); ``--lint`` runs Verilator's ``-Wall`` lint on
-every file; ``--synth`` adds Yosys/nextpnr estimates (``synth.json`` and a table). Output is
-byte-identical on every run. The emission is :func:`rtl_gen.emit.emit`, which ``rtl_gen.api``
-calls too.
+``--out`` (default ``build/rtl``), and for ``network_core`` its C header, JSON register map and
+FuseSoC core file; ``--checkpoint`` replaces the design point's ``checkpoint`` (the one the
+``shared_network`` and ``network_core`` units are generated from); ``--lint`` runs Verilator's
+``-Wall`` lint on every file; ``--synth`` adds Yosys/nextpnr estimates (``synth.json`` and a
+table). Output is byte-identical on every run. The emission is :func:`rtl_gen.emit.emit`, which
+``rtl_gen.api`` calls too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load
+from .config import NETWORK_UNITS, ConfigError, load
 
 
 def _spread(report: dict, device: str) -> str:
@@ -78,11 +79,12 @@ def main(argv=None) -> int:
         if args.units:
             overrides["units"] = tuple(u for u in args.units.split(",") if u)
         point = load(args.config, **overrides)
-        needs_checkpoint = "shared_network" in point.units
+        needs_checkpoint = any(unit in point.units for unit in NETWORK_UNITS)
         if args.checkpoint is not None:
             if not needs_checkpoint:
                 raise ConfigError(f"--checkpoint {args.checkpoint}: {point.source} emits no "
-                                  f"'shared_network' unit (units: {list(point.units)})")
+                                  f"'shared_network' unit and no 'network_core' unit (units: "
+                                  f"{list(point.units)})")
             if not Path(args.checkpoint).exists():
                 raise ConfigError(f"checkpoint {args.checkpoint} (--checkpoint) does not exist")
             point = dataclasses.replace(point, checkpoint=str(args.checkpoint)).validated()
@@ -110,6 +112,8 @@ def main(argv=None) -> int:
         return 2
     for unit in manifest["units"]:
         print(f"wrote {args.out / unit['file']}")
+        for entry in unit.get("soc", {}).values():   # network_core: header, JSON map, .core
+            print(f"wrote {args.out / entry['file']}")
     print(f"wrote {args.out / 'manifest.json'}")
     status = 0
     if args.lint:
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
                 continue
             print(f"synthesizing {unit.name} ...", flush=True)
             options = {}
-            if unit.name == "shared_network":
+            if unit.name in NETWORK_UNITS:
                 # Too big for an iCE40 HX8K; place on the smallest ECP5 it fits.
                 options = dict(targets=("generic", "ecp5"),
                                devices=("ecp5-25k-6", "ecp5-85k-6"), first_fit=True,

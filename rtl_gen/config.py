@@ -10,17 +10,21 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``sdsa_variant``       1, 2, 3 or 4 (``docs/sdsa-variants.md``)
 ``tokens``             tokens N of the SDSA unit, 1..4096
 ``head_width``         head width d of the SDSA unit, 1..1024
-``units``              which units to emit, a list drawn from :data:`UNITS`
-``checkpoint``         the checkpoint the ``shared_network`` unit is generated
-                       from (a path relative to the config file or the working directory), or
-                       ``null``
+``units``              which units to emit, a list drawn from :data:`UNITS` (default
+                       :data:`DEFAULT_UNITS`: every unit but ``network_core``)
+``checkpoint``         the checkpoint the ``shared_network`` and ``network_core`` units are
+                       generated from (a path relative to the config file or the working
+                       directory), or ``null``
 ``weight_bits``        weight bits of its quantization, 2..16
 ``time_steps``         time steps T the network units run per image, 1..16, or ``null``:
                        the checkpoint's own T (an event model's T is its frames per sample)
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
-through a port from an outside memory whose image is emitted beside it). The one-engine-per-layer
-``network`` unit was retired; a design point naming it is refused with that reason.
+through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
+same network behind an AXI4-Lite register slave with an interrupt (``hw.control.NetworkCore``,
+``docs/control.md``), emitted with its C header, JSON register map and FuseSoC core file. The
+one-engine-per-layer ``network`` unit was retired; a design point naming it is refused with that
+reason.
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["UNITS", "ConfigError", "DesignPoint", "load"]
+__all__ = ["UNITS", "DEFAULT_UNITS", "NETWORK_UNITS", "ConfigError", "DesignPoint", "load"]
 
 #: Units ``make rtl`` knows how to emit.
-UNITS = ("lif", "addressing", "sdsa", "shared_network")
+UNITS = ("lif", "addressing", "sdsa", "shared_network", "network_core")
+
+#: Units a design point emits when it names none (``network_core`` only when asked for: it
+#: converts the whole network a second time).
+DEFAULT_UNITS = ("lif", "addressing", "sdsa", "shared_network")
+
+#: Units generated from the checkpoint (they need field ``checkpoint``).
+NETWORK_UNITS = ("shared_network", "network_core")
 
 
 class ConfigError(ValueError):
@@ -68,7 +79,7 @@ class DesignPoint:
     sdsa_variant: int = 3
     tokens: int = 4
     head_width: int = 16
-    units: tuple = UNITS
+    units: tuple = DEFAULT_UNITS
     checkpoint: str | None = "golden/checkpoints/demo.pth"
     weight_bits: int = 8
     time_steps: int | None = None
@@ -105,8 +116,9 @@ class DesignPoint:
         if self.checkpoint is not None and not isinstance(self.checkpoint, str):
             raise ConfigError(f"{src}: field 'checkpoint' must be a path or null, "
                               f"not {self.checkpoint!r}")
-        if "shared_network" in self.units and self.checkpoint is None:
-            raise ConfigError(f"{src}: unit 'shared_network' needs field 'checkpoint' (a path)")
+        for unit in NETWORK_UNITS:
+            if unit in self.units and self.checkpoint is None:
+                raise ConfigError(f"{src}: unit '{unit}' needs field 'checkpoint' (a path)")
         return self
 
     def as_dict(self) -> dict:

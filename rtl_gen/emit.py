@@ -1,4 +1,5 @@
-"""Emit the Verilog of a design point, its memory images and a manifest of ports and parameters.
+"""Emit the Verilog of a design point, its memory images and a manifest of ports and parameters
+(and, for the SoC-facing ``network_core``, its C header, JSON register map and FuseSoC core file).
 
 Everything written is a pure function of the design point (and the checkpoint it names): no dates,
 no absolute paths, no source locations, so two runs give byte-identical files. Files are written
@@ -23,7 +24,7 @@ from amaranth.lib import wiring
 from hw import verilog
 from hw.params import ceil_div
 
-from .config import DesignPoint
+from .config import NETWORK_UNITS, DesignPoint
 
 __all__ = ["EmittedUnit", "unit_factories", "quantized_network", "emit", "ports_of"]
 
@@ -39,6 +40,7 @@ class EmittedUnit:
     parameters: dict
     net: object = None   # the quantized network whose memory images go with the unit
     weight_image: bool = False  # write the unit's packed weight memory as a hex image
+    soc: bool = False    # an SoC-facing unit: also its C header, JSON register map, .core file
 
 
 def ports_of(unit: wiring.Component) -> list[dict]:
@@ -92,9 +94,7 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
         params = dict(variant=point.sdsa_variant, tokens=point.tokens,
                       head_width=point.head_width, lanes=min(point.lanes, point.head_width))
         units.append(EmittedUnit("sdsa", lambda params=params: SDSA(**params), params))
-    if "shared_network" in point.units:
-        from hw.shared import SharedNetwork  # noqa: PLC0415
-
+    if any(unit in point.units for unit in NETWORK_UNITS):
         if net is None:
             net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
         elif (net.weight_bits != point.weight_bits
@@ -105,10 +105,21 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
         params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
                       weight_bits=point.weight_bits, time_steps=net.cfg.T,
                       model=net.cfg.name, weights="external")
+    if "shared_network" in point.units:
+        from hw.shared import SharedNetwork  # noqa: PLC0415
+
         units.append(EmittedUnit(
             "shared_network",
             lambda net=net: SharedNetwork(net, lanes=point.lanes, weights="external"),
             params, net, weight_image=True))
+    if "network_core" in point.units:
+        from hw.control import NetworkCore  # noqa: PLC0415
+
+        # The same network (weights outside, as ``shared_network``) behind the AXI4-Lite slave.
+        units.append(EmittedUnit(
+            "network_core",
+            lambda net=net: NetworkCore(net, lanes=point.lanes, weights="external"),
+            dict(params), net, weight_image=True, soc=True))
     return units
 
 
@@ -165,7 +176,12 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                     "layout": "docs/shared-network.md",
                     "memory_bits": component.memory_report(),
                 }
+            extra = {}
+            if unit.soc:
+                extra = _write_soc_files(staging, unit.name, component,
+                                         weight_memory["file"] if weight_memory else None)
             entries.append({
+                **extra,
                 "name": unit.name,
                 "memory_images": images,
                 "weight_memory": weight_memory,
@@ -190,6 +206,34 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _write_soc_files(staging: Path, name: str, component, weight_image: str | None) -> dict:
+    """Write an SoC unit's C header, JSON register map and FuseSoC core file; return their
+    manifest entries."""
+    from . import soc  # noqa: PLC0415
+
+    regmap = component.regmap
+    files = {"header": f"{name}_regs.h", "register_map": f"{name}_regs.json",
+             "fusesoc_core": f"{name}.core"}
+    texts = {
+        "header": soc.c_header(regmap, name),
+        "register_map": soc.register_json(regmap),
+        "fusesoc_core": soc.fusesoc_core(
+            name, verilog=f"{name}.v", header=files["header"],
+            register_map=files["register_map"], weight_image=weight_image,
+            lint_waivers="lint_waivers.vlt",
+            description="Meta-SpikeFormer network behind an AXI4-Lite register slave "
+                        "(sdt-codesign rtl_gen; docs/control.md)"),
+    }
+    entry = {}
+    for key, text in texts.items():
+        data = text.encode()
+        (staging / files[key]).write_bytes(data)
+        entry[key] = {"file": files[key], "sha256": _sha256(data)}
+    entry["fusesoc_core"]["vlnv"] = soc.vlnv(name)
+    entry["register_map"]["address_width"] = regmap.address_width
+    return {"soc": entry}
 
 
 def _jsonable(value):

@@ -21,7 +21,7 @@ shape the circuit); type annotations; the ``+=`` of ``m.d.comb += ...`` / ``m.d.
 (``-=`` there is no circuit, only an error, so it would inflate the kill rate).
 
 The real files are never written: each worker copies the project (hw/ sim/ tests/ golden/ quant/
-rtl_gen/ and pyproject.toml) to a temporary directory and runs pytest there, writing one mutant
+rtl_gen/ docs/ and pyproject.toml) to a temporary directory and runs pytest there, writing one mutant
 at a time into its copy (restored in ``finally``), so Ctrl-C or a crash leaves the checkout as it
 was, and ``--jobs N`` workers run side by side.
 """
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "pyproject.toml"]
+COPIED = ["hw", "sim", "tests", "golden", "quant", "rtl_gen", "docs", "pyproject.toml"]
 
 # hw file -> the fast tests that cover it, quickest first (pytest stops at the first failure).
 # Amaranth-simulator tests only: a Verilator test rebuilds the design for every mutant.
@@ -71,6 +71,7 @@ TESTS: dict[str, list[str]] = {
     "hw/mapwriter.py": ["tests/test_mapwriter.py"],
     "hw/residual.py": ["tests/test_residual.py"],
     "hw/stem.py": ["tests/test_stem.py"],
+    "hw/control.py": ["tests/test_control.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
@@ -95,6 +96,7 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/mapwriter.py": ["tests/test_shared_network.py"],
     "hw/residual.py": ["tests/test_shared_network.py"],
     "hw/stem.py": ["tests/test_shared_network.py"],
+    "hw/control.py": ["tests/test_control.py"],
 }
 # Functions whose mutants only the Verilator tests can judge (no fast test runs their circuit):
 # left out of a run without --verilator, and counted as such.

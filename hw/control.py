@@ -1,0 +1,638 @@
+"""SoC-facing shell of the network: an AXI4-Lite register slave around the shared network.
+
+:class:`NetworkCore` is what an SoC instantiates: one AXI4-Lite slave port (32-bit data, byte
+addresses; Verilog ports ``s_axil_awaddr`` ... ``s_axil_rready``, the names cocotbext-axi's
+``AxiLiteBus.from_prefix(dut, "s_axil")`` and vendor interface inference expect), an ``irq`` line
+and, with ``weights="external"``, the network's weight read port. Behind the port:
+
+* :class:`ControlBlock`: the AXI4-Lite protocol (independent valid/ready on AW, W, B, AR and R;
+  AW and W in either order or together; B and R held until taken) and the registers, driving the
+  network's bare ports (:func:`hw.shared.network_signature`);
+* :class:`hw.shared.SharedNetwork`, unchanged.
+
+The register map is Python data, :func:`register_map` (name, offset, access, reset, fields,
+description of every register): the hardware decodes the offsets and bits it gives, and
+``rtl_gen`` writes the C header, the JSON map and ``docs/control.md``'s table from the same object,
+so there is one source of truth. :meth:`RegisterMap.decode` is the reference address decoder (which
+register, or unmapped: SLVERR).
+
+Not here (see ``docs/control.md``): the AXI4 memory master for external weights, input, output and
+scratch memory does not exist yet; the four base-address registers are plain storage reserved for
+it and do nothing today.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.shared import SharedNetwork, network_signature
+
+__all__ = [
+    "ID_VALUE", "OKAY", "SLVERR", "AXIL_PREFIX",
+    "CoreParameters", "Field", "Register", "RegisterMap", "register_map", "core_parameters",
+    "axi4_lite_signature", "ControlBlock", "NetworkCore",
+]
+
+#: AXI response codes (AXI4 spec, ``xRESP``).
+OKAY = 0b00
+SLVERR = 0b10
+
+#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 1 in bits 15:0.
+ID_VALUE = 0x5344_0001
+
+#: Prefix of the AXI4-Lite ports in the Verilog (``s_axil_awaddr`` ...).
+AXIL_PREFIX = "s_axil"
+
+#: Byte offset of the logit array (one word per class; at most :data:`MAX_CLASSES`).
+LOGIT_OFFSET = 0x1000
+MAX_CLASSES = 1024
+#: Lowest byte offset of the pixel input window (pixel models); it grows to a power of two.
+INPUT_WINDOW_MIN = 0x2000
+
+#: Access of a register (a field may also be ``W1C``: a written 1 clears it).
+ACCESS = ("RO", "RW", "WO", "R/W1C")
+
+
+@dataclass(frozen=True)
+class CoreParameters:
+    """What the register map depends on (all of it visible to software through the map).
+
+    ``input_words``: pixel codes a run reads (``C * H * W``, pixel models) or event beats a time
+    step takes (``H * W``, event models); ``input_bits``: bits of a pixel code, or of an event
+    beat (the channels).
+    """
+
+    classes: int
+    T: int
+    lanes: int
+    input_words: int
+    input_bits: int
+    logit_bits: int
+    events: bool
+    external_weights: bool
+
+
+@dataclass(frozen=True)
+class Field:
+    """Bits ``bit .. bit + width - 1`` of a register."""
+
+    name: str
+    bit: int
+    width: int
+    access: str
+    description: str
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.bit
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register, or an array of ``count`` words ``stride`` bytes apart.
+
+    ``access``: ``RO`` (writes ignored, OKAY), ``RW``, ``WO`` (reads return 0) or ``R/W1C``
+    (readable; a written 1 clears a ``W1C`` field's bit). Fields carry their own access.
+    """
+
+    name: str
+    offset: int
+    access: str
+    reset: int
+    description: str
+    fields: tuple = ()
+    count: int = 1
+    stride: int = 4
+
+    def __post_init__(self):
+        for access in (self.access, *(f.access for f in self.fields)):
+            if access not in ACCESS + ("W1C",):
+                raise ValueError(f"register {self.name}: unknown access {access!r}")
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"register {self.name} has no field {name!r}")
+
+    def address(self, index: int = 0) -> int:
+        """Byte offset of word ``index`` of the register."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"{self.name}[{index}]: the register has {self.count} word(s)")
+        return self.offset + index * self.stride
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """The whole map: :class:`CoreParameters`, the registers by ascending offset, and the width
+    of the AXI4-Lite byte address (``s_axil_awaddr``/``s_axil_araddr``)."""
+
+    parameters: CoreParameters
+    registers: tuple
+    address_width: int
+    data_width: int = 32
+
+    def __getitem__(self, name: str) -> Register:
+        for register in self.registers:
+            if register.name == name:
+                return register
+        raise KeyError(name)
+
+    def __contains__(self, name: str) -> bool:
+        return any(register.name == name for register in self.registers)
+
+    def decode(self, address: int):
+        """Reference decoder: ``(register, index)`` for a byte address, or None (unmapped,
+        SLVERR). Bits 1:0 (the byte within the word) are ignored; addresses wrap at
+        ``address_width`` bits, as the port truncates them."""
+        word = (address % (1 << self.address_width)) & ~3
+        for register in self.registers:
+            offset = word - register.offset
+            if 0 <= offset < register.count * register.stride and offset % register.stride == 0:
+                return register, offset // register.stride
+        return None
+
+    # -- serialisation (the JSON map that rtl_gen writes) ------------------------------------
+    FORMAT = 1
+
+    def as_dict(self) -> dict:
+        return {"format": self.FORMAT, "data_width": self.data_width,
+                "address_width": self.address_width, "parameters": asdict(self.parameters),
+                "registers": [{**asdict(r), "fields": [asdict(f) for f in r.fields]}
+                              for r in self.registers]}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RegisterMap":
+        if values.get("format") != cls.FORMAT:
+            raise ValueError(f"register map format {values.get('format')!r}; "
+                             f"expected {cls.FORMAT}")
+        registers = tuple(
+            Register(**{**r, "fields": tuple(Field(**f) for f in r["fields"])})
+            for r in values["registers"])
+        return cls(CoreParameters(**values["parameters"]), registers, values["address_width"],
+                   values["data_width"])
+
+    def markdown(self) -> str:
+        """The map as a Markdown table (``docs/control.md`` holds it for the documented
+        example)."""
+        rows = ["| offset | name | access | reset | fields | description |",
+                "|---|---|---|---|---|---|"]
+        for r in self.registers:
+            offset = f"`0x{r.offset:04X}`"
+            if r.count > 1:
+                offset += f" + 4 n (n < {r.count})"
+            bits = "; ".join(
+                f"`{f.name}` [{f.bit + f.width - 1}:{f.bit}] {f.access}" if f.width > 1 else
+                f"`{f.name}` [{f.bit}] {f.access}" for f in r.fields) or "-"
+            rows.append(f"| {offset} | `{r.name}` | {r.access} | `0x{r.reset:08X}` | {bits} | "
+                        f"{r.description} |")
+        return "\n".join(rows) + "\n"
+
+
+def _pow2_at_least(value: int) -> int:
+    return 1 << max(0, value - 1).bit_length()
+
+
+def register_map(parameters: CoreParameters) -> RegisterMap:
+    """Return the register map of a core (reference for :class:`ControlBlock`, the C header,
+    the JSON map and the docs).
+
+    Raises ``ValueError`` for a design the map cannot describe (more than 1024 classes, logits
+    wider than 32 bits).
+    """
+    p = parameters
+    if not 1 <= p.classes <= MAX_CLASSES:
+        raise ValueError(f"{p.classes} classes: the register map holds 1..{MAX_CLASSES} logits")
+    if not 1 <= p.logit_bits <= 32:
+        raise ValueError(f"{p.logit_bits}-bit logits do not fit a 32-bit register")
+    F = Field
+    regs = [
+        Register("ID", 0x000, "RO", ID_VALUE,
+                 "Identification: 0x5344 ('SD') in bits 31:16, register-map version in 15:0.",
+                 (F("MAGIC", 16, 16, "RO", "0x5344"), F("VERSION", 0, 16, "RO", "map version"))),
+        Register("FEATURES", 0x004, "RO", int(p.events) | int(p.external_weights) << 1,
+                 "What this design point is built with.",
+                 (F("EVENTS", 0, 1, "RO", "1: event input (EVENT register), "
+                                          "0: pixel input (INPUT window)"),
+                  F("EXTERNAL_WEIGHTS", 1, 1, "RO", "1: the weight memory is outside the core "
+                                                    "(weight_addr/weight_en/weight_data port)"))),
+        Register("CLASSES", 0x008, "RO", p.classes, "Number of classes (LOGIT words)."),
+        Register("LANES", 0x00C, "RO", p.lanes, "Lanes of the engine (the head width)."),
+        Register("T", 0x010, "RO", p.T, "Time steps of one run (fixed at generation)."),
+        Register("INPUT_WORDS", 0x014, "RO", p.input_words,
+                 "Event beats per time step (H * W)." if p.events else
+                 "Pixel words of one input (C * H * W)."),
+        Register("LOGIT_BITS", 0x018, "RO", p.logit_bits,
+                 "Signed width of a logit before its sign extension to 32 bits."),
+        Register("CONTROL", 0x020, "RW", 0, "Start a run; enable the interrupt.",
+                 (F("START", 0, 1, "WO", "write 1: start a run if READY and not BUSY "
+                                         "(else ignored and flagged in ERROR); reads 0"),
+                  F("IRQ_EN", 1, 1, "RW", "1: irq = STATUS.IRQ_PENDING"))),
+        Register("STATUS", 0x024, "R/W1C", 0, "Run state and the interrupt.",
+                 (F("READY", 0, 1, "RO", "the engine has cleared its bank after reset: START "
+                                         "is accepted"),
+                  F("BUSY", 1, 1, "RO", "a run is in progress (from an accepted START to the "
+                                        "end of the run)"),
+                  F("DONE", 2, 1, "RO", "the last run has ended (cleared by the next START)"),
+                  F("IRQ_PENDING", 3, 1, "W1C", "set when a run ends; write 1 to clear"))),
+        Register("ERROR", 0x028, "R/W1C", 0, "Sticky error flags; write 1 to clear.",
+                 (F("START_BUSY", 0, 1, "W1C", "START written while BUSY (ignored)"),
+                  F("START_NOT_READY", 1, 1, "W1C", "START written while not READY (ignored)"),
+                  *((F("EVENT_IDLE", 2, 1, "W1C",
+                       "EVENT written while no run could take it (dropped, SLVERR)"),)
+                    if p.events else
+                    (F("INPUT_BUSY", 2, 1, "W1C",
+                       "INPUT written while BUSY (dropped, SLVERR)"),)))),
+        Register("CYCLES", 0x02C, "RO", 0,
+                 "Cycles since the last accepted START (frozen at the end of the run)."),
+        Register("STEP", 0x030, "RO", 0, "Program step now running (for observers)."),
+        Register("TIME_STEP", 0x034, "RO", 0, "Time step now running (for observers)."),
+    ]
+    if p.events:
+        regs.append(Register(
+            "EVENT", 0x038, "WO", 0,
+            "One event beat: bit c = channel c fired at the next pixel (row-major, H * W beats "
+            "a time step, T time steps a run). Write after START; the write response waits "
+            "until the network takes the beat.",
+            (F("CHANNELS", 0, p.input_bits, "WO", "bit c: channel c fired (higher bits of "
+                                                  "the word are ignored)"),)))
+    for index, name in enumerate(("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")):
+        regs.append(Register(
+            name, 0x040 + 4 * index, "RW", 0,
+            "Reserved for the AXI4 memory master (not built yet): plain storage, no effect."))
+    regs.append(Register("LOGIT", LOGIT_OFFSET, "RO", 0,
+                         "Logit of class n (summed over T), sign-extended to 32 bits.",
+                         count=p.classes))
+    address_width = (2 * LOGIT_OFFSET - 1).bit_length()    # 0x0000 .. 0x1FFF
+    if not p.events:
+        window = max(INPUT_WINDOW_MIN, _pow2_at_least(4 * p.input_words))
+        regs.append(Register(
+            "INPUT", window, "WO", 0,
+            "Pixel word n (n = (c * H + y) * W + x). Write while not BUSY; reads return 0.",
+            (F("CODE", 0, p.input_bits, "WO", "the unsigned pixel code (higher bits of the word "
+                                              "are ignored)"),),
+            count=p.input_words))
+        address_width = window.bit_length()                 # window .. 2 * window - 1
+    return RegisterMap(p, tuple(regs), address_width)
+
+
+def core_parameters(network: SharedNetwork) -> CoreParameters:
+    """Return the :class:`CoreParameters` of a shared network."""
+    plan = network.plan
+    cfg = plan.net.cfg
+    return CoreParameters(
+        classes=network.logits.shape().length, T=plan.T, lanes=plan.lanes,
+        input_words=cfg.img_size ** 2 if plan.events else plan.pixel_words,
+        input_bits=cfg.in_channels if plan.events else plan.net.pixel.bits,
+        logit_bits=plan.logit_bits, events=bool(plan.events),
+        external_weights=hasattr(network, "weight_addr"))
+
+
+def axi4_lite_signature(address_width: int) -> wiring.Signature:
+    """AXI4-Lite, 32-bit data, from the master's side (a slave's port is ``In`` of it).
+
+    ``awprot``/``arprot`` are present (a slave may ignore them, as :class:`ControlBlock` does) so
+    that interconnects and verification IP find every AXI4-Lite signal.
+    """
+    return wiring.Signature({
+        "awaddr": Out(address_width), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(address_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+class ControlBlock(wiring.Component):
+    """AXI4-Lite slave and the registers of :func:`register_map`, driving a network's ports.
+
+    Parameters
+    ----------
+    regmap : RegisterMap
+    network : wiring.Signature
+        The network's own ports (:func:`hw.shared.network_signature`); the block drives their
+        ``In`` members and reads their ``Out`` members.
+
+    Members
+    -------
+    bus : In(axi4_lite_signature(regmap.address_width))
+        The slave port. One write and one read in flight: AW and W are each taken (``awready``,
+        ``wready``) into a holding register when it is empty, in any order or in the same cycle;
+        the write is done once both are held and no B response waits, and its response is held
+        in ``bvalid``/``bresp`` until ``bready``. A read is taken into a holding register and
+        answered from registers in the next cycle, ``rvalid``/``rdata``/``rresp`` held until
+        ``rready``. Unmapped addresses answer SLVERR (writes do nothing, reads return 0). Byte
+        strobes: a byte whose ``wstrb`` bit is 0 is written as 0, except that the RW storage
+        registers keep it. ``awprot``/``arprot`` are ignored; address bits 1:0 too.
+    irq : Out(1)
+        ``STATUS.IRQ_PENDING & CONTROL.IRQ_EN``.
+    net : In(network)
+        The network's ports, seen from the other side.
+
+    Registers: :func:`register_map` (``docs/control.md``).
+    """
+
+    def __init__(self, regmap: RegisterMap, network: wiring.Signature):
+        self.regmap = regmap
+        self._network = network
+        events = "events" in network.members
+        if events != regmap.parameters.events:
+            raise ValueError("the register map and the network disagree on event input")
+        super().__init__({"bus": In(axi4_lite_signature(regmap.address_width)),
+                          "irq": Out(1), "net": In(network)})
+
+    def elaborate(self, platform):
+        m = Module()
+        rm, p = self.regmap, self.regmap.parameters
+        bus, net = self.bus, self.net
+        aw = rm.address_width
+        implemented = {"ID", "FEATURES", "CLASSES", "LANES", "T", "INPUT_WORDS", "LOGIT_BITS",
+                       "CONTROL", "STATUS", "ERROR", "CYCLES", "STEP", "TIME_STEP", "EVENT",
+                       "WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE", "LOGIT",
+                       "INPUT"}
+        unknown = [r.name for r in rm.registers if r.name not in implemented]
+        if unknown:
+            raise ValueError(f"registers {unknown} of the map have no hardware")
+
+        def word(name, index=0):
+            return rm[name].address(index) >> 2
+
+        def bit(register, name):
+            return rm[register].field(name).bit
+
+        # --- state ------------------------------------------------------------------------
+        busy = Signal(name="busy")
+        pending = Signal(name="irq_pending")
+        irq_en = Signal(name="irq_en")
+        error = Signal(32, name="error_flags")
+        done_q = Signal(name="done_q")
+        storage = {name: Signal(32, name=name.lower()) for name in
+                   ("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")}
+        m.d.comb += self.irq.eq(pending & irq_en)
+
+        # --- write channel: AW and W held independently, then one register write -------------
+        aw_held = Signal(name="aw_held")
+        aw_addr = Signal(aw, name="aw_addr")
+        w_held = Signal(name="w_held")
+        w_data = Signal(32, name="w_data")
+        w_strb = Signal(4, name="w_strb")
+        m.d.comb += [bus.awready.eq(~aw_held), bus.wready.eq(~w_held)]
+        with m.If(bus.awvalid & ~aw_held):
+            m.d.sync += [aw_held.eq(1), aw_addr.eq(bus.awaddr)]
+        with m.If(bus.wvalid & ~w_held):
+            m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+        offered = Signal(name="write_offered")   # a whole write is held; no B response waits
+        accept = Signal(name="write_accept")     # the register side takes it this cycle
+        write_error = Signal(name="write_error")
+        write_ready = Signal(name="write_ready", init=1)
+        m.d.comb += [offered.eq(aw_held & w_held & ~bus.bvalid),
+                     accept.eq(offered & write_ready)]
+        with m.If(accept):
+            m.d.sync += [aw_held.eq(0), w_held.eq(0), bus.bvalid.eq(1),
+                         bus.bresp.eq(Mux(write_error, SLVERR, OKAY))]
+        with m.If(bus.bvalid & bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+
+        strobe = Cat(w_strb[i].replicate(8) for i in range(4))
+        wdata = Signal(32, name="w_strobed")       # bytes without strobe read as 0
+        m.d.comb += wdata.eq(w_data & strobe)
+        w_word = aw_addr[2:]
+
+        # --- start, busy, done, interrupt ------------------------------------------------
+        start_request = Signal(name="start_request")
+        start = Signal(name="start_accept")
+        m.d.comb += start.eq(start_request & net.ready & ~busy)
+        m.d.comb += net.start.eq(start)
+        run_end = Signal(name="run_end")          # done rises: the run has ended
+        clear_pending = Signal(name="clear_pending")
+        m.d.sync += done_q.eq(net.done)
+        m.d.comb += run_end.eq(busy & net.done & ~done_q)
+        with m.If(start):
+            m.d.sync += busy.eq(1)
+        with m.If(run_end):
+            m.d.sync += busy.eq(0)
+        with m.If(clear_pending):
+            m.d.sync += pending.eq(0)
+        with m.If(run_end):                       # a run ending now wins over a clear
+            m.d.sync += pending.eq(1)
+
+        # --- register writes ----------------------------------------------------------------
+        if p.events:
+            m.d.comb += net.events.payload.eq(wdata)
+        else:
+            input_reg = rm["INPUT"]
+            pixel_bits = len(net.load_data)
+            # The window is aligned to its power-of-two length, which holds every pixel word:
+            # the word's low bits are the pixel address.
+            m.d.comb += [net.load_address.eq(w_word[:len(net.load_address)]),
+                         net.load_data.eq(wdata[:pixel_bits])]
+        with m.Switch(w_word):
+            with m.Case(word("CONTROL")):
+                m.d.comb += start_request.eq(accept & wdata[bit("CONTROL", "START")])
+                with m.If(accept & w_strb[0]):
+                    m.d.sync += irq_en.eq(wdata[bit("CONTROL", "IRQ_EN")])
+                with m.If(start_request & busy):
+                    m.d.sync += error[bit("ERROR", "START_BUSY")].eq(1)
+                with m.If(start_request & ~busy & ~net.ready):
+                    m.d.sync += error[bit("ERROR", "START_NOT_READY")].eq(1)
+            with m.Case(word("STATUS")):
+                m.d.comb += clear_pending.eq(accept & wdata[bit("STATUS", "IRQ_PENDING")])
+            with m.Case(word("ERROR")):
+                with m.If(accept):
+                    m.d.sync += error.eq(error & ~wdata)
+            for name, reg in storage.items():
+                with m.Case(word(name)):
+                    with m.If(accept):
+                        for i in range(4):
+                            with m.If(w_strb[i]):
+                                m.d.sync += reg[8 * i:8 * i + 8].eq(w_data[8 * i:8 * i + 8])
+            read_only = [word(r.name) for r in rm.registers
+                         if r.access == "RO" and r.count == 1]
+            with m.Case(*read_only):
+                pass                                  # writes ignored, OKAY
+            if p.events:
+                with m.Case(word("EVENT")):
+                    # The beat waits for the network (back-pressure through B); with no run in
+                    # progress nothing would ever take it: dropped, SLVERR, flagged.
+                    m.d.comb += [net.events.valid.eq(offered & busy),
+                                 write_ready.eq(net.events.ready | ~busy),
+                                 write_error.eq(~busy)]
+                    with m.If(accept & ~busy):
+                        m.d.sync += error[bit("ERROR", "EVENT_IDLE")].eq(1)
+            with m.Default():
+                logits = rm["LOGIT"]
+                first, last = word("LOGIT"), word("LOGIT", logits.count - 1)
+                in_logits = (w_word >= first) & (w_word <= last)
+                if p.events:
+                    m.d.comb += write_error.eq(~in_logits)
+                else:
+                    first_in, last_in = word("INPUT"), word("INPUT", input_reg.count - 1)
+                    in_input = (w_word >= first_in) & (w_word <= last_in)
+                    m.d.comb += write_error.eq(~in_logits & ~(in_input & ~busy))
+                    m.d.comb += net.load_enable.eq(accept & in_input & ~busy)
+                    with m.If(accept & in_input & busy):
+                        m.d.sync += error[bit("ERROR", "INPUT_BUSY")].eq(1)
+
+        # --- read channel: one read held, answered from registers in the next cycle ---------
+        ar_held = Signal(name="ar_held")
+        ar_addr = Signal(aw, name="ar_addr")
+        read_data = Signal(32, name="read_data")
+        read_error = Signal(name="read_error")
+        m.d.comb += bus.arready.eq(~ar_held)
+        with m.If(bus.arvalid & ~ar_held):
+            m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
+        with m.If(ar_held & ~bus.rvalid):
+            m.d.sync += [ar_held.eq(0), bus.rvalid.eq(1), bus.rdata.eq(read_data),
+                         bus.rresp.eq(Mux(read_error, SLVERR, OKAY))]
+        with m.If(bus.rvalid & bus.rready):
+            m.d.sync += bus.rvalid.eq(0)
+
+        r_word = ar_addr[2:]
+        values = {
+            "CONTROL": Cat(Const(0, 1), irq_en),
+            "STATUS": Cat(net.ready, busy, net.done, pending),
+            "ERROR": error,
+            "CYCLES": net.cycles,
+            "STEP": net.step,
+            "TIME_STEP": net.time_step,
+            **storage,
+        }
+        with m.Switch(r_word):
+            for reg in rm.registers:
+                if reg.name in ("LOGIT", "INPUT"):
+                    continue
+                with m.Case(word(reg.name)):
+                    if reg.access == "RO" and reg.name not in values:
+                        m.d.comb += read_data.eq(reg.reset)      # constants
+                    elif reg.name in values:
+                        m.d.comb += read_data.eq(values[reg.name])
+                    # write-only (EVENT): reads 0
+            for index in range(rm["LOGIT"].count):
+                with m.Case(word("LOGIT", index)):
+                    m.d.comb += read_data.eq(net.logits[index])  # signed: sign-extended
+            with m.Default():
+                if p.events:
+                    m.d.comb += read_error.eq(1)
+                else:
+                    first_in, last_in = word("INPUT"), word("INPUT", rm["INPUT"].count - 1)
+                    m.d.comb += read_error.eq(~((r_word >= first_in) & (r_word <= last_in)))
+        return m
+
+
+def axi_lite_ports(address_width: int, prefix: str = AXIL_PREFIX) -> dict:
+    """Flat slave ports ``{prefix}_awaddr`` ... (the flipped :func:`axi4_lite_signature`), so
+    the Verilog names are the conventional ones, not Amaranth's ``bus__awaddr``."""
+    return {f"{prefix}_{name}": In(member.shape) if member.flow == Out else Out(member.shape)
+            for name, member in axi4_lite_signature(address_width).members.items()}
+
+
+class NetworkCore(wiring.Component):
+    """A :class:`hw.shared.SharedNetwork` behind an AXI4-Lite register slave, with an interrupt.
+
+    Parameters
+    ----------
+    net : quant.quantize.IntNet
+    lanes, weights
+        As :class:`hw.shared.SharedNetwork`.
+
+    Members
+    -------
+    s_axil_awaddr, s_axil_awprot, s_axil_awvalid, s_axil_awready, s_axil_wdata, s_axil_wstrb,
+    s_axil_wvalid, s_axil_wready, s_axil_bresp, s_axil_bvalid, s_axil_bready, s_axil_araddr,
+    s_axil_arprot, s_axil_arvalid, s_axil_arready, s_axil_rdata, s_axil_rresp, s_axil_rvalid,
+    s_axil_rready
+        The AXI4-Lite slave port (:class:`ControlBlock`'s ``bus``); addresses are
+        ``regmap.address_width`` bits.
+    irq : Out(1)
+        Level interrupt: a run has ended (``STATUS.IRQ_PENDING``) and ``CONTROL.IRQ_EN`` is set.
+    weight_addr, weight_en : Out; weight_data : In
+        Only with ``weights="external"``: the network's weight read port, passed through.
+
+    Clock and reset: Amaranth's ``sync`` domain (``clk``, ``rst`` active high, synchronous);
+    an AXI ``ARESETn`` is its inverse.
+
+    Registers (:func:`register_map`; byte offsets, 32-bit words; ``docs/control.md``):
+
+    ======== =============== ======= ================================================
+    offset   name            access  meaning
+    ======== =============== ======= ================================================
+    0x000    ID              RO      0x5344_0001: 'SD', map version 1
+    0x004    FEATURES        RO      bit0 EVENTS (event input), bit1 EXTERNAL_WEIGHTS
+    0x008    CLASSES         RO      number of classes
+    0x00C    LANES           RO      engine lanes
+    0x010    T               RO      time steps of a run
+    0x014    INPUT_WORDS     RO      pixel words (C*H*W) or event beats a time step (H*W)
+    0x018    LOGIT_BITS      RO      signed logit width before sign extension
+    0x020    CONTROL         RW      bit0 START (write 1; reads 0), bit1 IRQ_EN
+    0x024    STATUS          R/W1C   bit0 READY, bit1 BUSY, bit2 DONE, bit3 IRQ_PENDING (W1C)
+    0x028    ERROR           R/W1C   bit0 START_BUSY, bit1 START_NOT_READY, bit2 INPUT_BUSY
+                                     (pixel) / EVENT_IDLE (event); all W1C
+    0x02C    CYCLES          RO      cycles of the last run (running count while BUSY)
+    0x030    STEP            RO      program step running
+    0x034    TIME_STEP       RO      time step running
+    0x038    EVENT           WO      event models only: one beat, B waits until it is taken
+    0x040    WEIGHT_BASE     RW      reserved for the AXI4 master (no effect yet)
+    0x044    INPUT_BASE      RW      reserved (no effect yet)
+    0x048    OUTPUT_BASE     RW      reserved (no effect yet)
+    0x04C    SCRATCH_BASE    RW      reserved (no effect yet)
+    0x1000   LOGIT[n]        RO      class n's logit, sign-extended (n < CLASSES)
+    2^k      INPUT[n]        WO      pixel models only: pixel word n (window at the power of
+                                     two >= max(0x2000, 4 * INPUT_WORDS))
+    ======== =============== ======= ================================================
+
+    Anything else answers SLVERR.
+    """
+
+    def __init__(self, net, *, lanes: int = 16, weights: str = "internal"):
+        self.network = SharedNetwork(net, lanes=lanes, weights=weights)
+        plan = self.network.plan
+        self.network_ports = wiring.Signature(network_signature(
+            net, plan.steps, plan.pixel_words, plan.logit_bits))
+        self.regmap = register_map(core_parameters(self.network))
+        ports = {**axi_lite_ports(self.regmap.address_width), "irq": Out(1)}
+        if weights == "external":
+            for name in ("weight_addr", "weight_en", "weight_data"):
+                ports[name] = self.network.signature.members[name]
+        super().__init__(ports)
+
+    @property
+    def T(self) -> int:
+        return self.network.T
+
+    @property
+    def lanes(self) -> int:
+        return self.network.lanes
+
+    @property
+    def weight_words(self) -> list[int]:
+        return self.network.weight_words
+
+    @property
+    def weight_width(self) -> int:
+        return self.network.weight_width
+
+    def memory_report(self) -> dict:
+        return self.network.memory_report()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.network = network = self.network
+        m.submodules.control = control = ControlBlock(self.regmap, self.network_ports)
+        for name, member in axi4_lite_signature(self.regmap.address_width).members.items():
+            port, inner = getattr(self, f"{AXIL_PREFIX}_{name}"), getattr(control.bus, name)
+            m.d.comb += inner.eq(port) if member.flow == Out else port.eq(inner)
+        m.d.comb += self.irq.eq(control.irq)
+        for path, member, theirs in self.network_ports.flatten(network):
+            ours = control.net
+            for part in path:
+                ours = getattr(ours, part)
+            m.d.comb += theirs.eq(ours) if member.flow == In else ours.eq(theirs)
+        if hasattr(self, "weight_addr"):
+            m.d.comb += [self.weight_addr.eq(network.weight_addr),
+                         self.weight_en.eq(network.weight_en),
+                         network.weight_data.eq(self.weight_data)]
+        return m
