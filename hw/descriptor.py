@@ -35,6 +35,7 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
     h_log_max = max(info.h_log for info in mem.maps.values())
     sd_w = bits_for(mem.stream_depth + 1)
     groups_shape = range(plan.max_groups + 1)
+    heads_shape = range(max([1] + [a.heads for a in plan.net.attention.values()]) + 1)
     channels = range(max(p.config.in_channels for p in mem.layers.values()) + 1)
     return {
         "kind": unsigned(3),
@@ -63,6 +64,14 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "stream_words_m1": unsigned(sd_w),
         "shift_base": unsigned(bits_for(len(plan.shift_words) + 2)),
         "sdsa": range(max(2, len(plan.attention))),
+        # SDSA steps: heads, word groups a head (``groups``), the words from one head's first
+        # row to the next head's (``head_groups << h_log``) and the token grid's side; every
+        # other map-writing step is one "head" of its map.
+        "heads": heads_shape,
+        "heads_m1": heads_shape,
+        "heads_m2": heads_shape,
+        "head_stride": range((plan.max_groups << h_log_max) + 1),
+        "sd_side_m1": range(W + 1),
         "q_base": unsigned(md_w),
         "k_base": unsigned(md_w),
         "v_base": unsigned(md_w),
@@ -83,6 +92,7 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
     sink = step.sink
     if sink.spike_map is not None:
         info = mem.maps[sink.spike_map]
+        out.update(heads=1, head_stride=0)
         out.update(dst_base=info.base_at(tv), dst_h_log=info.h_log, dst_side=info.side,
                    dst_mask=(1 << info.side) - 1)
         if step.kind is StepKind.EVENT_IN:
@@ -112,9 +122,13 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         out.update(stream_base=stream.base, stream_words=stream.words)
     if step.kind is StepKind.SDSA:
         attn = step.attention
+        block = plan.net.attention[step.source]
+        q_map = mem.maps[attn.q]
+        head_groups = plan.head_groups[step.source]
         out.update(sdsa=plan.attention.index(step.source),
-                   q_base=mem.maps[attn.q].base_at(tv), k_base=mem.maps[attn.k].base_at(tv),
-                   src_h_log=mem.maps[attn.q].h_log)
+                   q_base=q_map.base_at(tv), k_base=mem.maps[attn.k].base_at(tv),
+                   src_h_log=q_map.h_log, heads=block.heads, groups=head_groups,
+                   head_stride=head_groups << q_map.h_log, sd_side_m1=q_map.side - 1)
         if attn.v is not None:   # SDSA-2 has no V map (its descriptors keep v_base at 0)
             out["v_base"] = mem.maps[attn.v].base_at(tv)
     return out
@@ -131,6 +145,8 @@ def _derived(state: dict) -> dict:
         dst_side_m2=max(0, state["dst_side"] - 2),
         groups_m1=max(0, state["groups"] - 1),
         groups_m2=max(0, state["groups"] - 2),
+        heads_m1=max(0, state["heads"] - 1),
+        heads_m2=max(0, state["heads"] - 2),
         stream_words_m1=max(0, state["stream_words"] - 1),
         is_stem=int(kind == StepKind.STEM.value), is_event=int(kind == StepKind.EVENT_IN.value),
         is_layer=int(kind == StepKind.LAYER.value),

@@ -7,19 +7,23 @@ The spike memory's layout is :class:`hw.plan.SharedMap`'s (see :mod:`hw.mapwrite
   ``c`` (bank ``c % lanes`` of group ``c // lanes``), row ``y``, the ``W``-bit row word from word
   ``src_base + (c // lanes) * src_stride + y``, on stream ``o`` with ``last`` on the map's final
   word (the input of :class:`hw.progengine.ProgEngine`).
-* **SDSA feed** (``is_sdsa``): for each head ``h`` (one bank word, as ``lanes`` equals the head
-  width), each token ``(y, x)``: bit ``x`` of every bank of the q, k and v maps' words
-  ``{q,k,v}_base + h * src_stride + y``, read in three consecutive cycles and offered together
-  on stream ``sdsa``. With ``values=False`` (SDSA-2, which has no V map) only the q and k words
-  are read, in two cycles, and the beat holds no ``v``.
+* **SDSA feed** (``is_sdsa``): for each head ``h`` (``G`` word groups: the attention maps are
+  head-aligned, :class:`hw.plan.SharedMap` ``order``), each token ``(y, x)``: bit ``x`` of every
+  bank of the q, k and v maps' words ``{q,k,v}_base + h * head_stride + g * src_stride + y`` for
+  ``g < G``, read one word a cycle (q's groups, then k's, then v's) and offered together on
+  stream ``sdsa`` (group ``g`` in row bits ``g * lanes ..``). With ``values=False`` (SDSA-2,
+  which has no V map) only the q and k words are read and the beat holds no ``v``. The grid's
+  side, the heads and ``G`` come from the step's descriptor, so blocks of different shapes share
+  the reader.
 
 Timing (ECP5): a block RAM's output is slow (5.8 ns clock-to-output on grade 6), so the whole
 output word is registered first (``spike_word``) and nothing but that register follows the
 memory; for the engine the chosen bank is registered again before the engine sees it. Each
 stage holds its beat until the next one takes it. Both read addresses live in registers stepped
 by additions; the SDSA's reads go through one more address register. An SDSA read returns three
-cycles after its request (address register, memory, ``spike_word``): a token is offered 7 cycles
-after the feed starts or after the previous token is taken (6 with ``values=False``).
+cycles after its request (address register, memory, ``spike_word``): a token is offered
+``3 G + 4`` cycles after the feed starts or after the previous token is taken (``2 G + 4`` with
+``values=False``; 7 and 6 for a head of one word).
 
 Ports
 -----
@@ -32,7 +36,8 @@ read : In(ReadPort.Signature)
 o : Out(stream.Signature(addressing_input_layout(W)))
     Row words for the engine (``bits``, ``last``).
 sdsa : Out(stream.Signature(q, k, v))
-    One token of one head: ``lanes``-bit q, k and v rows (no v with ``values=False``).
+    One token of one head: ``head_groups * lanes``-bit q, k and v rows (no v with
+    ``values=False``); a head of fewer groups leaves the upper bits stale.
 
 Reference: :func:`engine_feed_order` and :func:`sdsa_feed_order`. Tests:
 ``tests/test_mapreader.py``.
@@ -56,16 +61,18 @@ def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride:
             for c in range(channels) for y in range(height)]
 
 
-def sdsa_feed_order(side: int, heads: int, stride: int):
-    """Return ``[(head, y, x, row offset)]`` of the SDSA feed's beats, in order (the q, k and v
-    words of a beat are ``{q,k,v}_base + row offset``)."""
-    return [(h, y, x, h * stride + y)
+def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1):
+    """Return ``[(head, y, x, row offsets)]`` of the SDSA feed's beats, in order: a beat's q, k
+    and v rows are the bits ``x`` of the words ``{q,k,v}_base + offset``, one offset per word
+    group of the head (``groups`` groups a head, group ``g``'s channels in row bits ``g * lanes
+    ..``)."""
+    return [(h, y, x, tuple((h * groups + g) * stride + y for g in range(groups)))
             for h in range(heads) for y in range(side) for x in range(side)]
 
 
 def sdsa_rows_layout(lanes: int, values: bool = True) -> data.StructLayout:
     """Payload of the SDSA feed: one ``lanes``-bit spike row each of q, k and v (``values=False``:
-    q and k only)."""
+    q and k only); ``lanes`` here is the widest head's ``groups * lanes``."""
     names = ("q", "k", "v") if values else ("q", "k")
     return data.StructLayout({name: lanes for name in names})
 
@@ -83,8 +90,10 @@ class SpikeMapReader(wiring.Component):
         Words of the spike memory (its read port's address width follows).
     address_width : int
         Bits of the address registers (the descriptor's base fields).
-    tokens, heads : int
-        The attention blocks' token count (a square grid) and heads (SDSA feed).
+    side, heads, head_groups : int
+        The largest token grid side, head count and word groups a head of any attention block
+        (the counters' ranges and the rows' width, ``head_groups * lanes``); the step's own
+        come from the descriptor (``sd_side_m1``, ``heads_m1``, ``groups_m1``, ``head_stride``).
     values : bool
         Whether the SDSA feed reads a V row (default); False for SDSA-2, which has no V map:
         the reader then neither reads nor needs ``v_base``.
@@ -92,15 +101,14 @@ class SpikeMapReader(wiring.Component):
 
     #: The descriptor fields the reader reads (``v_base`` only with ``values``).
     FIELDS = ("is_layer", "is_sdsa", "src_base", "src_stride", "src_height_m1",
-              "src_channels_m1", "q_base", "k_base", "v_base")
+              "src_channels_m1", "q_base", "k_base", "v_base", "groups_m1", "heads_m1",
+              "head_stride", "sd_side_m1")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
-                 address_width: int, tokens: int = 1, heads: int = 1, values: bool = True):
-        side = max(1, int(round(tokens ** 0.5)))
-        if side * side != tokens:
-            raise ValueError(f"the SDSA feed walks a square token grid, not {tokens} tokens")
+                 address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,
+                 values: bool = True):
         self._lanes, self._W, self._md_w = lanes, map_width, address_width
-        self._side, self._heads = side, heads
+        self._side, self._heads, self._groups = side, heads, head_groups
         self._values = bool(values)
         if not values:   # this reader's fields (the class's list names every field any reads)
             self.FIELDS = tuple(name for name in SpikeMapReader.FIELDS if name != "v_base")
@@ -110,7 +118,7 @@ class SpikeMapReader(wiring.Component):
             "read": In(ReadPort.Signature(addr_width=Shape.cast(range(depth)).width,
                                           shape=unsigned(lanes * map_width))),
             "o": Out(stream.Signature(addressing_input_layout(map_width))),
-            "sdsa": Out(stream.Signature(sdsa_rows_layout(lanes, values))),
+            "sdsa": Out(stream.Signature(sdsa_rows_layout(lanes * head_groups, values))),
         })
 
     def elaborate(self, platform):
@@ -165,20 +173,25 @@ class SpikeMapReader(wiring.Component):
         fd_is_last = (fd_c == desc.src_channels_m1) & fd_y_last
 
         # SDSA feeder state (shares the read port with the engine feed).
+        G = self._groups
         sd_n_x = Signal(range(sd_side + 1), name="sd_x")
         sd_n_y = Signal(range(sd_side + 1), name="sd_y")
         sd_h = Signal(range(heads + 1), name="sd_h")
         sd_phase = Signal(2, name="sd_phase")   # read q, k, v (values=False: q, k)
+        sd_g = Signal(range(G + 1), name="sd_g")  # the head's word group being read
         sd_active = Signal(name="sd_active")    # issuing reads for the current token
         sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)
+        sd_got_g = Signal.like(sd_g, name="sd_got_g")
+        sd_got_last = Signal(name="sd_got_last")
         sd_got_valid = Signal(name="sd_got_valid")
         sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
         names = ("q", "k", "v") if self._values else ("q", "k")
-        rows = [Signal(lanes, name=f"sd_row_{n}") for n in names]
-        last_phase = len(rows) - 1  # the phase whose row completes the beat
+        rows = [Signal(lanes * G, name=f"sd_row_{n}") for n in names]
+        last_phase = len(rows) - 1  # the phase whose last group completes the beat
         sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
-        sd_off = Signal(md_w, name="sd_off")    # (sd_h << h_log) | sd_y
-        sd_head = Signal(md_w, name="sd_head")  # sd_h << h_log
+        sd_off = Signal(md_w, name="sd_off")    # head h's first group row + y
+        sd_gaddr = Signal(md_w, name="sd_gaddr")  # sd_off + (sd_g << h_log)
+        sd_head = Signal(md_w, name="sd_head")  # h * head_stride
 
         # Both read addresses live in registers updated as their counters move (no shift or
         # product on the way to the memory); the SDSA adds only the q / k / v base, through an
@@ -186,13 +199,18 @@ class SpikeMapReader(wiring.Component):
         sd_raddr = Signal(md_w, name="sd_raddr")
         sd_ren = Signal(name="sd_ren")
         sd_addr_phase = Signal(2, name="sd_addr_phase")
+        sd_addr_g = Signal.like(sd_g, name="sd_addr_g")
+        sd_addr_last = Signal(name="sd_addr_last")
         sd_addr_x = Signal.like(sd_n_x, name="sd_addr_x")
+        group_last = sd_g == desc.groups_m1
         if self._values:
             base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
         else:
             base = Mux(sd_phase == 0, desc.q_base, desc.k_base)
-        m.d.sync += [sd_raddr.eq(base + sd_off), sd_ren.eq(sd_active & sdsa_mode),
-                     sd_addr_phase.eq(sd_phase), sd_addr_x.eq(sd_n_x)]
+        m.d.sync += [sd_raddr.eq(base + sd_gaddr), sd_ren.eq(sd_active & sdsa_mode),
+                     sd_addr_phase.eq(sd_phase), sd_addr_g.eq(sd_g),
+                     sd_addr_last.eq(group_last & (sd_phase == last_phase)),
+                     sd_addr_x.eq(sd_n_x)]
         with m.If(sdsa_mode):
             m.d.comb += [self.read.addr.eq(sd_raddr), self.read.en.eq(sd_ren)]
         with m.Else():
@@ -217,13 +235,18 @@ class SpikeMapReader(wiring.Component):
                 with m.Else():
                     m.d.sync += [fd_y.eq(fd_y + 1), fd_addr.eq(fd_addr + 1)]
 
-        # SDSA feed: for each head, token: read q, k, v rows (one cycle each), offer the beat.
+        # SDSA feed: for each head, token: read the q, k and v rows' word groups (one cycle
+        # each), offer the beat.
         sd_read_valid = Signal(name="sd_read_valid")
         sd_read_phase = Signal(2, name="sd_read_phase")
+        sd_read_g = Signal.like(sd_g, name="sd_read_g")
+        sd_read_last = Signal(name="sd_read_last")
         sd_read_x = Signal.like(sd_n_x, name="sd_read_x")
         m.d.sync += [sd_read_valid.eq(sd_ren), sd_read_phase.eq(sd_addr_phase),
+                     sd_read_g.eq(sd_addr_g), sd_read_last.eq(sd_addr_last),
                      sd_read_x.eq(sd_addr_x),
                      sd_got_valid.eq(sd_read_valid), sd_got.eq(sd_read_phase),
+                     sd_got_g.eq(sd_read_g), sd_got_last.eq(sd_read_last),
                      sd_x_d.eq(sd_read_x)]
         extracted = Signal(lanes, name="sd_extracted")
         for b in range(lanes):
@@ -232,32 +255,46 @@ class SpikeMapReader(wiring.Component):
             with m.Switch(sd_got):
                 for phase, row in enumerate(rows):
                     with m.Case(phase):
-                        m.d.sync += row.eq(extracted)
-            with m.If(sd_got == last_phase):
+                        if G == 1:
+                            m.d.sync += row.eq(extracted)
+                        else:
+                            with m.Switch(sd_got_g):
+                                for g in range(G):
+                                    with m.Case(g):
+                                        m.d.sync += row[g * lanes:(g + 1) * lanes].eq(extracted)
+            with m.If(sd_got_last):
                 m.d.sync += sd_beat.eq(1)
         with m.If(start & sdsa_mode):
-            m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_h.eq(0), sd_n_x.eq(0),
-                         sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_head.eq(0)]
+            m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_g.eq(0), sd_h.eq(0), sd_n_x.eq(0),
+                         sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_gaddr.eq(0),
+                         sd_head.eq(0)]
         with m.Elif(sd_active):
-            with m.If(sd_phase == last_phase):
-                m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
+            with m.If(group_last):
+                m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off)]
+                with m.If(sd_phase == last_phase):
+                    m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
+                with m.Else():
+                    m.d.sync += sd_phase.eq(sd_phase + 1)
             with m.Else():
-                m.d.sync += sd_phase.eq(sd_phase + 1)
+                m.d.sync += [sd_g.eq(sd_g + 1), sd_gaddr.eq(sd_gaddr + desc.src_stride)]
         m.d.comb += [self.sdsa.valid.eq(sd_beat & sdsa_mode), self.sdsa.payload.q.eq(rows[0]),
                      self.sdsa.payload.k.eq(rows[1])]
         if self._values:
             m.d.comb += self.sdsa.payload.v.eq(rows[2])
         with m.If(self.sdsa.valid & self.sdsa.ready):
             m.d.sync += sd_beat.eq(0)
-            last_token = (sd_n_x == sd_side - 1) & (sd_n_y == sd_side - 1)
-            with m.If(~(last_token & (sd_h == heads - 1))):  # else: every beat is fed
+            x_last = sd_n_x == desc.sd_side_m1
+            last_token = x_last & (sd_n_y == desc.sd_side_m1)
+            with m.If(~(last_token & (sd_h == desc.heads_m1))):  # else: every beat is fed
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1),
-                                 sd_head.eq(sd_head + desc.src_stride),
-                                 sd_off.eq(sd_head + desc.src_stride)]
-                with m.Elif(sd_n_x == sd_side - 1):
-                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1)]
+                                 sd_head.eq(sd_head + desc.head_stride),
+                                 sd_off.eq(sd_head + desc.head_stride),
+                                 sd_gaddr.eq(sd_head + desc.head_stride)]
+                with m.Elif(x_last):
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1),
+                                 sd_gaddr.eq(sd_off + 1)]
                 with m.Else():
                     m.d.sync += sd_n_x.eq(sd_n_x + 1)
         return m

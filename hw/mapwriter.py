@@ -5,18 +5,16 @@ group ``g`` holds rows ``y`` at word ``base + (g << h_log) + y`` (``stride = 1 <
 bank ``b`` of a word (bits ``b * W .. b * W + W - 1``, ``W`` the widest side) holds channel
 ``g * lanes + b``, bit ``x`` = column ``x`` (:class:`hw.plan.SharedMap`).
 
-:class:`SpikeMapWriter` takes beats of ``lanes`` spikes in one of two orders:
-
-* LIF order (``sdsa = 0``): position-major, group-minor: for ``y``, ``x``, ``g``: the spikes of
-  channels ``g * lanes ..`` at ``(y, x)``;
-* SDSA order (``sdsa = 1``): head-major, token-minor: for head ``h`` (one bank word each, as
-  ``lanes`` equals the head width), ``y``, ``x``: the head's channels at ``(y, x)``; head ``h``'s
-  rows go to ``base + h * stride + y``.
+:class:`SpikeMapWriter` takes beats of ``lanes`` spikes in one order, for ``heads`` maps of ``G``
+groups one after another (``heads_m1``, ``head_stride`` from the descriptor): for head ``h``,
+``y``, ``x``, ``g``: the spikes of channels ``(h * G + g) * lanes ..`` at ``(y, x)``, head ``h``'s
+rows at ``base + h * head_stride + (g << h_log) + y``. A LIF step writes one head of all its
+groups; an SDSA step writes its heads, ``G = ceil(head_width / lanes)`` groups each (the
+attention maps are head-aligned, :class:`hw.plan.SharedMap` ``order``).
 
 Row assembly: a beat sets bit ``x`` of its row in one of two row buffers (slot ``g << h_log |
 x``); when a row is complete, the other buffer takes the next row while this one is written out,
-one map word (all banks) per cycle: ``G`` words for a LIF row, one for an SDSA row. A row of side
-``S`` takes ``S * G`` beats, so a flush (``G`` cycles) always ends before the next row completes.
+one map word (all banks) per cycle, ``G`` words a row. A row of side ``S`` takes ``S * G`` beats, so a flush (``G`` cycles) always ends before the next row completes.
 Word ``j`` of a row is the buffer's bits from slot ``j << h_log`` on; a multiplexer over only the
 slots some map can start a word at picks it, and a beat writes its bit through the flip-flop's
 enable. The counters carry registered "at the end" flags, updated from compares with the
@@ -69,11 +67,13 @@ def map_image(spikes, base: int, h_log: int, lanes: int, map_width: int) -> dict
     return image
 
 
-def write_order(side: int, groups: int, heads: int, sdsa: bool):
-    """Return the ``(y, x, g)`` of each beat in order (``g``: channel group, or head)."""
-    if sdsa:
-        return [(y, x, h) for h in range(heads) for y in range(side) for x in range(side)]
-    return [(y, x, g) for y in range(side) for x in range(side) for g in range(groups)]
+def write_order(side: int, groups: int, heads: int = 1):
+    """Return the ``(y, x, g)`` of each beat in order (``g``: the map's word group).
+
+    ``heads`` maps of ``groups`` groups each, one after another (LIF beats: ``heads = 1``; an
+    SDSA step: its heads, ``groups`` word groups a head)."""
+    return [(y, x, h * groups + g) for h in range(heads) for y in range(side)
+            for x in range(side) for g in range(groups)]
 
 
 class SpikeMapWriter(wiring.Component):
@@ -95,12 +95,12 @@ class SpikeMapWriter(wiring.Component):
         Every map the writer may write (``channels``, ``cg_log``, ``h_log``: the row buffer's
         size and the slots a word can start at).
     heads : int
-        Heads of the attention blocks (SDSA order).
+        Most heads of any attention block (the head counter's range).
     """
 
     #: The descriptor fields the writer reads.
-    FIELDS = ("is_sdsa", "dst_base", "dst_stride", "dst_side_m1", "dst_side_m2", "dst_mask",
-              "groups_m1", "groups_m2")
+    FIELDS = ("dst_base", "dst_stride", "dst_side_m1", "dst_side_m2", "dst_mask",
+              "groups_m1", "groups_m2", "heads_m1", "heads_m2", "head_stride")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
                  address_width: int, max_groups: int, maps, heads: int = 1):
@@ -125,7 +125,6 @@ class SpikeMapWriter(wiring.Component):
         lanes, W, heads = self._lanes, self._W, self._heads
         desc = self.config
         md_w, RB = self._md_w, self._row_bits
-        sdsa_mode = desc.is_sdsa
         m.d.comb += self.i.ready.eq(1)
         wr_valid, wr_bits = self.i.valid, self.i.payload
 
@@ -135,6 +134,9 @@ class SpikeMapWriter(wiring.Component):
         x_last = Signal(name="wr_x_last")
         y_last = Signal(name="wr_y_last")
         g_last = Signal(name="wr_g_last")
+        wr_h = Signal(range(heads + 1), name="wr_h")
+        h_last = Signal(name="wr_h_last")
+        h_next_last = Signal(name="wr_h_next_last")
         final_beat = Signal(name="wr_final")
         one_side = Signal(name="wr_one_side")
         one_group = Signal(name="wr_one_group")
@@ -143,10 +145,11 @@ class SpikeMapWriter(wiring.Component):
         g_next_last = Signal(name="wr_g_next_last")
         m.d.comb += [
             one_side.eq(desc.dst_side_m1 == 0),
-            one_group.eq(Mux(sdsa_mode, heads == 1, desc.groups_m1 == 0)),
+            one_group.eq(desc.groups_m1 == 0),
             x_next_last.eq(wr_x == desc.dst_side_m2),
             y_next_last.eq(wr_y == desc.dst_side_m2),
-            g_next_last.eq(Mux(sdsa_mode, wr_g == max(0, heads - 2), wr_g == desc.groups_m2)),
+            g_next_last.eq(wr_g == desc.groups_m2),
+            h_next_last.eq(wr_h == desc.heads_m2),
         ]
 
         row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
@@ -189,43 +192,40 @@ class SpikeMapWriter(wiring.Component):
                 m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc.dst_stride),
                              fl_slot.eq(fl_slot + desc.dst_stride),
                              fl_more.eq(fl_j != desc.groups_m2)]
-        row_done = wr_valid & x_last & (sdsa_mode | g_last)
-        m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last)
+        row_done = wr_valid & x_last & g_last
+        m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last & h_last)
         with m.If(row_done):
             m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
                          fl_j.eq(0), fl_slot.eq(0),
-                         fl_more.eq(~sdsa_mode & (desc.groups_m1 != 0)),
+                         fl_more.eq(desc.groups_m1 != 0),
                          fl_final.eq(final_beat)]
 
+        # One walk for both orders: LIF beats are one "head" (``heads_m1 = 0``); an SDSA head is
+        # a map of ``groups`` word groups, after whose last row the next head begins
+        # ``head_stride`` words on.
         with m.If(wr_valid):
-            with m.If(sdsa_mode):
-                m.d.sync += slot.eq(Mux(x_last, 0, wr_x + 1))
-                with m.If(x_last & y_last):
-                    m.d.sync += [wr_x.eq(0), wr_y.eq(0), wr_g.eq(wr_g + 1),
-                                 x_last.eq(one_side), y_last.eq(one_side),
-                                 g_last.eq(g_next_last),
-                                 head_addr.eq(head_addr + desc.dst_stride),
-                                 row_addr.eq(head_addr + desc.dst_stride)]
-                with m.Elif(x_last):
-                    m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1), x_last.eq(one_side),
-                                 y_last.eq(y_next_last), row_addr.eq(row_addr + 1)]
+            with m.If(g_last):
+                m.d.sync += [wr_g.eq(0), g_last.eq(one_group),
+                             slot.eq(Mux(x_last, 0, wr_x + 1))]
+                with m.If(x_last):
+                    m.d.sync += [wr_x.eq(0), x_last.eq(one_side)]
+                    with m.If(y_last):
+                        m.d.sync += [wr_y.eq(0), y_last.eq(one_side), wr_h.eq(wr_h + 1),
+                                     h_last.eq(h_next_last),
+                                     head_addr.eq(head_addr + desc.head_stride),
+                                     row_addr.eq(head_addr + desc.head_stride)]
+                    with m.Else():
+                        m.d.sync += [wr_y.eq(wr_y + 1), y_last.eq(y_next_last),
+                                     row_addr.eq(row_addr + 1)]
                 with m.Else():
                     m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
             with m.Else():
-                with m.If(g_last):
-                    m.d.sync += [wr_g.eq(0), g_last.eq(one_group),
-                                 slot.eq(Mux(x_last, 0, wr_x + 1))]
-                    with m.If(x_last):
-                        m.d.sync += [wr_x.eq(0), wr_y.eq(wr_y + 1), x_last.eq(one_side),
-                                     y_last.eq(y_next_last), row_addr.eq(row_addr + 1)]
-                    with m.Else():
-                        m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
-                with m.Else():
-                    m.d.sync += [wr_g.eq(wr_g + 1), g_last.eq(g_next_last),
-                                 slot.eq(slot + desc.dst_stride)]
+                m.d.sync += [wr_g.eq(wr_g + 1), g_last.eq(g_next_last),
+                             slot.eq(slot + desc.dst_stride)]
         with m.If(self.start):
             m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0), slot.eq(0), fill.eq(0),
                          fl_busy.eq(0), x_last.eq(one_side), y_last.eq(one_side),
-                         g_last.eq(one_group), row_addr.eq(desc.dst_base),
+                         g_last.eq(one_group), row_addr.eq(desc.dst_base), wr_h.eq(0),
+                         h_last.eq(desc.heads_m1 == 0),
                          head_addr.eq(desc.dst_base)]
         return m

@@ -22,10 +22,16 @@ Layouts (all padded to powers of two so addresses are shifts, not products):
   ``tbase`` a multiple of ``2**ceil(log2(G))``, so that ``tbase + g == tbase | g``.
 * weights: :func:`hw.progengine.pack_layer_weights` per layer at its ``weight_base``.
 
+* attention maps (an attention block's q, k, v and output maps): head-aligned: head ``h``'s
+  channel ``j`` is physical channel ``h * G * lanes + j`` with ``G = ceil(head_width / lanes)``
+  (:attr:`SharedMap.order`; padded channels have zero weights, zero bias and threshold 1, so they
+  never fire), so that the SDSA feed reads a head as ``G`` whole words for any head width and
+  lane count. The layers writing or reading such a map have their weights scattered to match.
+
 Contract: building a plan raises ``ValueError``/``NotImplementedError`` naming the first thing
-the shared network cannot run (a head width other than ``lanes``, attention blocks of different
-shapes or operators, a non-square token grid, grouped convolutions, a stride that is not a power
-of two, a negative stream shift). Tested by ``tests/test_shared_network.py``.
+the shared network cannot run (attention blocks of different operators, a non-square token
+grid, grouped convolutions, a stride that is not a power of two, a negative stream shift).
+Tested by ``tests/test_shared_network.py`` and ``tests/test_shared_envelope.py``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,24 @@ class SharedMap:
     base: int
     cg_log: int
     h_log: int
+    #: Physical channel of each logical channel (None: the identity). An attention block's
+    #: q, k, v and output maps place head ``h``'s channel ``j`` at ``h * heads_groups * lanes +
+    #: j``: every head starts a word group, so the SDSA feed reads whole words.
+    order: tuple | None = None
+
+    @property
+    def logical_channels(self) -> int:
+        """Channels of the model's map (``channels`` counts the padded, physical ones)."""
+        return self.channels if self.order is None else len(self.order)
+
+    def physical(self, spikes):
+        """``spikes[C_logical, ...]`` -> ``[channels, ...]`` with zeros in padded channels."""
+        spikes = np.asarray(spikes)
+        if self.order is None:
+            return spikes
+        out = np.zeros((self.channels,) + spikes.shape[1:], dtype=spikes.dtype)
+        out[list(self.order)] = spikes
+        return out
 
     @property
     def height(self) -> int:
@@ -223,37 +247,52 @@ class SharedPlan:
 
     # -- checks and allocation ----------------------------------------------------------------
     def _check_attention(self):
+        """Refuse what the SDSA path cannot run and record each attention map's head layout.
+
+        Any head width, head count and token count per block is allowed: a head occupies
+        ``ceil(head_width / lanes)`` word groups (:attr:`head_groups`), its channels padded with
+        never-firing zeros up to a whole group when ``lanes`` does not divide the width.
+        """
         net, lanes = self.net, self.lanes
-        for prefix, attn in net.attention.items():
-            if attn.head_width != lanes:
-                raise ValueError(
-                    f"lanes must equal the head width of {prefix} ({attn.head_width}) in the "
-                    f"shared network (the SDSA reads one head per spike-memory word), not {lanes}")
-        # One SDSA feeder and one writer serve every attention block: their token grid, head
-        # count and rows (q, k and v, or q and k) are generated from the first block, so every
-        # block must share them.
+        # One operator in the whole network (the feed reads q, k and v, or q and k, for all).
         variants = {attn.sdsa for attn in net.attention.values()}
         if len(variants) > 1:
             raise NotImplementedError("the shared network needs one SDSA operator in every "
                                       f"block, not {sorted(variants)}")
-        shapes = {(attn.tokens, attn.heads) for attn in net.attention.values()}
-        if len(shapes) > 1:
-            raise NotImplementedError(
-                "the shared network needs the same tokens and heads in every attention block, "
-                f"not {sorted(shapes)} (the SDSA feeder is generated for one shape)")
-        for tokens, _ in shapes:
-            side = int(round(tokens ** 0.5))
-            if side * side != tokens:
+        self.head_groups = {}     # attention prefix -> word groups per head
+        self.head_maps = {}       # q / k / v / output map -> (heads, head width, groups a head)
+        for step in self.steps:
+            if step.kind is not StepKind.SDSA:
+                continue
+            attn = net.attention[step.source]
+            side = int(round(attn.tokens ** 0.5))
+            if side * side != attn.tokens:
                 raise NotImplementedError(
-                    f"attention over {tokens} tokens: the shared network's SDSA feeder walks a "
-                    "square token grid")
+                    f"attention over {attn.tokens} tokens in {step.source}: the shared "
+                    "network's SDSA feeder walks a square token grid")
+            groups = ceil_div(attn.head_width, lanes)
+            self.head_groups[step.source] = groups
+            paths = step.attention
+            for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
+                if lif is not None:
+                    self.head_maps[lif] = (attn.heads, attn.head_width, groups)
 
     def _plan_maps(self) -> dict[str, SharedMap]:
-        """Every LIF's spike map, allocated in program order."""
-        maps, base = {}, 0
+        """Every LIF's spike map, allocated in program order (attention maps head-aligned)."""
+        maps, base, lanes = {}, 0, self.lanes
         for lif, (_, channels, side) in lif_map_shapes(self.net, self.steps, self.sizes).items():
+            order = None
+            if lif in self.head_maps:
+                heads, width, groups = self.head_maps[lif]
+                if channels != heads * width:
+                    raise ValueError(f"{lif}: {channels} channels are not {heads} heads of "
+                                     f"{width}")
+                if groups * lanes != width:
+                    order = tuple(h * groups * lanes + j for h in range(heads)
+                                  for j in range(width))
+                    channels = heads * groups * lanes
             info = SharedMap(lif, channels, side, base,
-                             log2_ceil(ceil_div(channels, self.lanes)), log2_ceil(side))
+                             log2_ceil(ceil_div(channels, lanes)), log2_ceil(side), order)
             base += self.T << (info.cg_log + info.h_log)
             maps[lif] = info
         return maps
@@ -285,8 +324,13 @@ class SharedPlan:
             thresholds += [0] * (gap * lanes)
             tbase += gap
             sites[lif] = SitePlace(lif, mbase, tbase, groups, info.side ** 2 * groups)
-            thresholds += [int(v) for v in net.lifs[lif].threshold] + [0] * (groups * lanes
-                                                                             - info.channels)
+            # Padded channels (beyond the map's channels, or between heads) get threshold 1:
+            # their input is always 0 (zero weights and bias), so they never fire.
+            words = [1] * (groups * lanes)
+            for channel, value in zip(info.order or range(info.channels),
+                                      net.lifs[lif].threshold):
+                words[channel] = int(value)
+            thresholds += words
             mbase += info.side ** 2 * groups
             tbase += groups
         # At T = 1 every LIF starts from a zero membrane and none is read back: the array keeps
@@ -309,8 +353,22 @@ class SharedPlan:
             weight = np.asarray(layer.weight, dtype=np.int64)
             if weight.ndim == 2:
                 weight = weight[:, :, None, None]
+            bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)
+            # Head-aligned maps: scatter the input channels of a layer reading one and the
+            # output channels (and biases) of a layer writing one; padding is zeros.
+            source = maps[step.source]
+            if source.order is not None:
+                wide = np.zeros((weight.shape[0], source.channels) + weight.shape[2:], np.int64)
+                wide[:, list(source.order)] = weight
+                weight = wide
+            sink = maps.get(step.sink.spike_map) if step.sink.spike_map else None
+            if sink is not None and sink.order is not None:
+                wide = np.zeros((sink.channels,) + weight.shape[1:], np.int64)
+                wide[list(sink.order)] = weight
+                weight = wide
+                bias = sink.physical(bias)
             cout, cin, k, _ = weight.shape
-            side_in = maps[step.source].side
+            side_in = source.side
             stride = int(layer.stride)
             if stride & (stride - 1):
                 raise NotImplementedError(f"{step.layer}: stride {stride} is not a power of two")
@@ -318,7 +376,6 @@ class SharedPlan:
                                   padding=int(layer.padding), height=side_in, width=side_in,
                                   lanes=lanes, weight_base=len(weight_words),
                                   bias_base=len(bias_words))
-            bias = np.asarray(layer.bias, dtype=np.int64).reshape(-1)
             lo, hi = accumulator_bound(weight, bias)
             lo0, hi0 = accumulator_bound(weight, np.zeros_like(bias))
             low, high = min(low, lo, lo0), max(high, hi, hi0)

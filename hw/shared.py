@@ -263,15 +263,18 @@ class SharedNetwork(wiring.Component):
                 # Verilator's lint rejects. The memory is two words deep either way
                 # (``hw.sdsa_common._depth``): both hold the block's threshold; ``layer`` is 0.
                 threshold = (attn.threshold, attn.threshold)
-            unit = SDSA(variant=attn.sdsa, tokens=attn.tokens, head_width=attn.head_width,
-                        heads=attn.heads, threshold=threshold)
+            # A head of ``G`` word groups is ``G * lanes`` channels wide in the maps (padded
+            # with never-firing channels when ``lanes`` does not divide the head width): the
+            # unit adds ``lanes`` counters a cycle, ``G`` cycles a row.
+            head_groups = plan.head_groups[prefix]
+            unit = SDSA(variant=attn.sdsa, tokens=attn.tokens, head_width=head_groups * lanes,
+                        heads=attn.heads, lanes=lanes, threshold=threshold)
             m.submodules[f"sdsa_{len(sdsas)}"] = unit
             sdsas.append(unit)
-        if sdsas:
-            attn0 = net.attention[plan.attention[0]]
-            tokens, heads = attn0.tokens, attn0.heads
-        else:
-            tokens, heads = 1, 1
+        blocks = [net.attention[prefix] for prefix in plan.attention]
+        sd_side = max([1] + [int(round(a.tokens ** 0.5)) for a in blocks])
+        heads = max([1] + [a.heads for a in blocks])
+        head_groups = max([1] + list(plan.head_groups.values()))
 
         # --- memories: spike maps (``lanes`` banks of ``W`` bits a word, written whole: bit
         # enables cost block RAMs) and residual streams --------------------------------------
@@ -322,7 +325,7 @@ class SharedNetwork(wiring.Component):
         # --- spike-map reader: engine feed and SDSA feed ----------------------------------------
         m.submodules.map_reader = reader = SpikeMapReader(
             fields, lanes=lanes, map_width=W, depth=mem.map_depth, address_width=md_w,
-            tokens=tokens, heads=heads, values=plan.sdsa_reads_v)
+            side=sd_side, heads=heads, head_groups=head_groups, values=plan.sdsa_reads_v)
         configure(reader)
         wiring.connect(m, reader.read, spikes.read_port())
         wiring.connect(m, reader.o, engine.i)
@@ -353,14 +356,37 @@ class SharedNetwork(wiring.Component):
 
         # --- map writer input: SDSA output or LIF output ----------------------------------------
         sdsa_out_valid = Signal(name="sdsa_out_valid")
-        sdsa_out_bits = Signal(lanes, name="sdsa_out_bits")
+        sdsa_out_bits = Signal(lanes * head_groups, name="sdsa_out_bits")
         with m.Switch(desc.sdsa):
             for index, unit in enumerate(sdsas):
                 with m.Case(index):
                     m.d.comb += [sdsa_out_valid.eq(unit.o.valid & sdsa_mode),
                                  sdsa_out_bits.eq(unit.o.payload.spikes)]
-        for unit in sdsas:
-            m.d.comb += unit.o.ready.eq(1)
+        if head_groups > 1:
+            # A token's row of ``G`` word groups leaves as ``G`` beats of ``lanes`` spikes, group
+            # by group (the writer's order); the next row is taken with the last beat.
+            ser_valid = Signal(name="sdsa_ser_valid")
+            ser_bits = Signal.like(sdsa_out_bits, name="sdsa_ser_bits")
+            ser_g = Signal(range(head_groups + 1), name="sdsa_ser_g")
+            ser_last = Signal(name="sdsa_ser_last")   # ser_g is the step's last group
+            ser_take = Signal(name="sdsa_ser_take")
+            m.d.comb += ser_take.eq(~ser_valid | ser_last)
+            with m.If(ser_take):
+                m.d.sync += [ser_valid.eq(sdsa_out_valid), ser_bits.eq(sdsa_out_bits),
+                             ser_g.eq(0), ser_last.eq(desc.groups_m1 == 0)]
+            with m.Else():
+                m.d.sync += [ser_g.eq(ser_g + 1), ser_last.eq(ser_g + 1 == desc.groups_m1)]
+            ser_word = Signal(lanes, name="sdsa_ser_word")
+            with m.Switch(ser_g):
+                for g in range(head_groups):
+                    with m.Case(g):
+                        m.d.comb += ser_word.eq(ser_bits[g * lanes:(g + 1) * lanes])
+            for unit in sdsas:
+                m.d.comb += unit.o.ready.eq(ser_take)
+            sdsa_out_valid, sdsa_out_bits = ser_valid & sdsa_mode, ser_word
+        else:
+            for unit in sdsas:
+                m.d.comb += unit.o.ready.eq(1)
         writer_valid = Mux(sdsa_mode, sdsa_out_valid, lif.o.valid)
         writer_bits = Mux(sdsa_mode, sdsa_out_bits, lif.o.payload.spikes)
         if plan.events:

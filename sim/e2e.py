@@ -44,7 +44,7 @@ from hw.params import ceil_div
 from hw.program import StepKind
 from sim.perf import TARGET_STEP, TARGET_TOTAL, CycleModel, map_spikes
 
-__all__ = ["demo_model", "calibrate_firing", "calibration_targets", "prepare",
+__all__ = ["demo_model", "random_model", "calibrate_firing", "calibration_targets", "prepare",
            "QuantizedNetwork", "Unsupported", "InputError", "Inputs",
            "pixel_range", "read_inputs", "check_images", "random_images", "select_inputs",
            "simulate", "totals", "write_case", "network_verilog", "run_network", "write_report",
@@ -95,11 +95,22 @@ def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None 
         # silent switch to other weights or to another configuration.
         return load_checkpoint(path, variant_name, T=T).double().eval(), True
     from golden.config import variant
-    from golden.model import MetaSpikeFormer
 
     overrides = {} if sdsa is None else {"sdsa": sdsa}
+    if sdsa is None:
+        return _random_weights(variant("demo", T=T), seed), False
+    return random_model(variant("demo", T=T, **overrides), seed), False
+
+
+def _random_weights(cfg, seed: int):
+    """A model of ``cfg`` with seeded random weights and batch-norm statistics (float64, eval)."""
+    import torch
+    from torch import nn
+
+    from golden.model import MetaSpikeFormer
+
     torch.manual_seed(seed)
-    model = MetaSpikeFormer(variant("demo", T=1 if sdsa is not None else T, **overrides))
+    model = MetaSpikeFormer(cfg)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -111,22 +122,30 @@ def demo_model(T: int, checkpoint=None, seed: int = 0, variant_name: str | None 
                 m.bias.data.copy_(torch.randn(n, generator=generator) * 0.5)
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 m.weight.mul_(3.0)  # default init fires almost nothing in a small random net
-    model = model.double().eval()
-    if sdsa is None:
-        return model, False
-    # Calibrated at T = 1 on the image a run feeds (once per operator and seed: the weights are
-    # the same at every T), then loaded into the run's T.
-    key = (sdsa, seed)
+    return model.double().eval()
+
+
+def random_model(cfg, seed: int = 0):
+    """A seeded random model of any configuration ``cfg`` (``golden.config.ModelConfig``) whose
+    LIFs all fire: batch-norm biases (and SDSA-4's learned thresholds) calibrated at T = 1 on the
+    seeded random image ``select_inputs(net, 1, "random", seed)`` runs
+    (:func:`calibrate_firing`, :func:`calibration_targets`), then loaded at ``cfg.T``; the
+    weights are the same at every T (cached per configuration and seed)."""
+    from golden.model import MetaSpikeFormer
+
+    base = cfg.replace(T=1)
+    key = (json.dumps(base.to_dict(), sort_keys=True), seed)
     if key not in _CALIBRATED:
+        model = _random_weights(base, seed)
         images = random_images(quantized(model), 1, seed)
-        calibrate_firing(model, images, calibration_targets(sdsa))
+        calibrate_firing(model, images, calibration_targets(cfg.sdsa))
         _CALIBRATED[key] = {name: value.clone() for name, value in model.state_dict().items()}
-    model = MetaSpikeFormer(variant("demo", T=T, **overrides)).double().eval()
+    model = MetaSpikeFormer(cfg).double().eval()
     model.load_state_dict(_CALIBRATED[key])
-    return model, False
+    return model
 
 
-#: Calibrated random models' weights by (sdsa, seed) (:func:`demo_model`).
+#: Calibrated random models' weights by (configuration at T = 1, seed) (:func:`random_model`).
 _CALIBRATED = {}
 
 
@@ -691,11 +710,14 @@ def golden_run(model, net, images):
 
 def network_meta(dut) -> dict:
     """Return what the testbench needs to read the design: maps, order, widths."""
-    maps = {name: {"channels": info.channels, "height": info.side, "width": info.side,
+    # ``channels``: the model's; ``order``: the physical channel of each (head-aligned
+    # attention maps, ``hw.plan.SharedMap.order``), None for the identity.
+    maps = {name: {"channels": info.logical_channels, "height": info.side, "width": info.side,
                    "layout": "shared", "banks": dut.lanes,
                    "cg": ceil_div(info.channels, dut.lanes), "memory": "spikes",
                    "bank_bits": dut.map_width,
-                   "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log}
+                   "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log,
+                   "order": None if info.order is None else list(info.order)}
             for name, info in dut.maps.items()}
     order = [s.sink.spike_map for s in dut.steps if s.sink.spike_map is not None]
     return {"maps": maps, "lif_order": order, "T": dut.T, "events": dut.plan.events,
@@ -867,7 +889,7 @@ def _sops(dut, net, trace, step, t, image):
             sops = layer_sops("linear", layer.weight.shape[:2], spikes.reshape(1, -1))
         else:
             sops = layer_sops("conv", layer.weight.shape,
-                              spikes.reshape(info.channels, info.height, info.width),
+                              spikes.reshape(info.logical_channels, info.height, info.width),
                               stride=layer.stride, padding=layer.padding)
         cout = layer.weight.shape[0]
         groups = ceil_div(cout, lanes)

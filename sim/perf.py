@@ -100,6 +100,12 @@ SDSA_FEED_PERIOD = 7
 #: the k row's register sets ``sd_beat``: one read (one cycle) fewer, so a token is offered 6
 #: cycles after ``start`` or after the previous take (latency and period alike).
 SDSA_FEED_QK = 6
+#: SDSA feed of a head of ``G`` word groups: each row takes ``G`` reads, one a cycle, so a token
+#: is offered ``(G - 1) * rows`` cycles later than a one-word head's (rows: 3, or 2 for SDSA-2).
+#: The network then splits each output row into ``G`` beats (``sdsa_ser_*`` in ``hw/shared.py``:
+#: a register, then one beat a cycle) and the writer flushes ``G`` words a row:
+#: ``SDSA_SERIAL_DELAY + 2 (G - 1)`` more cycles after the last output beat than a one-word head.
+SDSA_SERIAL_DELAY = 1
 #: SDSA input buffer (``hw/sdsa.py``): ``i.ready`` is "the spare slot is empty"; two beats wait.
 SDSA_INPUT_SLOTS = 2
 #: SDSA-1/2 (``hw/sdsa_column.py``) take a token in the cycle it is offered while ``phase`` is
@@ -120,7 +126,8 @@ CONSTANTS = {name: globals()[name] for name in (
     "SEQ_BEFORE_START", "SEQ_AFTER_FINISH", "READER_FEED_LATENCY", "ENGINE_INPUT_SLICE",
     "ENGINE_DRAIN", "ENGINE_READOUT_LATENCY", "LIF_LATENCY", "STREAM_WRITE_LATENCY",
     "STREAM_READ_LATENCY", "POOL_LATENCY", "WRITER_FLUSH_DELAY", "STEM_PIPELINE",
-    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_FEED_QK", "SDSA_INPUT_SLOTS",
+    "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_FEED_QK", "SDSA_SERIAL_DELAY",
+    "SDSA_INPUT_SLOTS",
     "COLUMN_LIF_DELAY", "COLUMN_OUTPUT_LATENCY", "EVENT_TAKE_DELAY")}
 
 
@@ -290,7 +297,8 @@ def pool_lif_cycles(words: int, pool_groups: int, map_groups: int) -> int:
 
 # --- SDSA ----------------------------------------------------------------------------------------
 
-def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True) -> int:
+def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True,
+                period: int | None = None) -> int:
     """Cycles from the first offered token to the SDSA's last output beat, inclusive.
 
     ``k_spikes`` and ``q_spikes``: set bits of each K and Q row, ``[passes, N]`` (one pass per
@@ -302,7 +310,8 @@ def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True) -> in
     entered the pipeline). ``feed=False`` offers a token in every cycle instead: the unit's own
     no-idle-input model, :meth:`hw.sdsa.SDSA.cycles`.
     """
-    period = SDSA_FEED_PERIOD if feed else 1
+    if period is None:
+        period = SDSA_FEED_PERIOD if feed else 1
     slots = SDSA_INPUT_SLOTS if feed else None
     k_rows = np.asarray(k_spikes, dtype=np.int64).reshape(len(k_spikes), -1).tolist()
     q_rows = np.asarray(q_spikes, dtype=np.int64).reshape(len(q_spikes), -1).tolist()
@@ -373,23 +382,34 @@ def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
     return last_beat + 1
 
 
-def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3) -> int:
-    """An SDSA step: the feed's first token, the SDSA, the last (one-word) row written.
+def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3,
+                     groups: int = 1, serial: bool | None = None) -> int:
+    """An SDSA step: the feed's first token, the SDSA, the last row written.
 
     ``variant``: the operator (1 to 4). SDSA-3/4 run :func:`sdsa_cycles` (data-dependent);
     SDSA-1/2 :func:`column_sdsa_cycles` (only the token and head counts matter), with the feed's
-    period of three rows (SDSA-1) or two (SDSA-2, no V).
+    period of three rows (SDSA-1) or two (SDSA-2, no V). ``groups``: word groups a head
+    (:data:`SDSA_SERIAL_DELAY`); ``chunks``: the unit's cycles a row addition (``groups``, the
+    unit having ``lanes`` counters); ``serial``: whether the network splits output rows (it
+    does when any of its blocks' heads is wider than one word; default ``groups > 1``).
     """
+    extra = groups - 1
+    if serial is None:
+        serial = groups > 1
+    tail = WRITER_FLUSH_DELAY + 2 * extra + (SDSA_SERIAL_DELAY if serial else 0)
     if variant in (1, 2):
         passes, tokens = np.asarray(k_spikes).reshape(len(k_spikes), -1).shape
         if variant == 2:   # the q and k reads only
-            latency = period = SDSA_FEED_QK
+            latency = period = SDSA_FEED_QK + 2 * extra
         else:
-            latency, period = SDSA_FEED_LATENCY, SDSA_FEED_PERIOD
+            latency = SDSA_FEED_LATENCY + 3 * extra
+            period = SDSA_FEED_PERIOD + 3 * extra
         last_beat = latency + column_sdsa_cycles(passes, tokens, chunks, period=period) - 1
     else:
-        last_beat = SDSA_FEED_LATENCY + sdsa_cycles(k_spikes, q_spikes, chunks) - 1
-    return _step_cycles(last_beat + WRITER_FLUSH_DELAY)
+        last_beat = (SDSA_FEED_LATENCY + 3 * extra
+                     + sdsa_cycles(k_spikes, q_spikes, chunks,
+                                   period=SDSA_FEED_PERIOD + 3 * extra) - 1)
+    return _step_cycles(last_beat + tail)
 
 
 # --- the whole network ---------------------------------------------------------------------------
@@ -435,10 +455,13 @@ class CycleModel:
         """Cycles from the stem's start to its last output beat (:func:`stem_cycles`)."""
         return stem_cycles(*self._stem)
 
-    def _map(self, trace, lif: str, t: int, image: int) -> np.ndarray:
+    def _map(self, trace, lif: str, t: int, image: int, physical: bool = True) -> np.ndarray:
+        """``lif``'s spikes ``[C, H, W]``: the map's physical channels (head-aligned attention
+        maps with their zero padding), or the model's (``physical=False``)."""
         info = self.plan.memory.maps[lif]
         spikes = np.asarray(map_spikes(self.plan.net, trace, lif)[t, image])
-        return spikes.reshape(info.channels, info.side, info.side)
+        spikes = spikes.reshape(info.logical_channels, info.side, info.side)
+        return info.physical(spikes) if physical else spikes
 
     def step_cycles(self, step, trace, t: int, image: int) -> int:
         """Cycles of one step at time step ``t`` for image ``image`` of the trace."""
@@ -462,12 +485,15 @@ class CycleModel:
             d, heads, n = attn.head_width, attn.heads, attn.tokens
 
             def rows(lif):
-                spikes = self._map(trace, lif, t, image).reshape(heads, d, n)
+                spikes = self._map(trace, lif, t, image, physical=False).reshape(heads, d, n)
                 return spikes.sum(axis=1)          # [heads, N] set bits per token row
 
-            # SharedNetwork builds each SDSA with its lanes equal to the head width: one chunk.
-            return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q), chunks=1,
-                                    variant=attn.sdsa)
+            # A head of G word groups: the unit adds ``lanes`` counters a cycle (G chunks a
+            # row), the feed reads G words a row.
+            groups = plan.head_groups[step.source]
+            return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q),
+                                    chunks=groups, variant=attn.sdsa, groups=groups,
+                                    serial=max(plan.head_groups.values()) > 1)
         raise ValueError(f"step {step.name}: kind {step.kind.label} does not run")
 
     def predict(self, trace, image: int = 0) -> dict:

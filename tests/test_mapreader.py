@@ -25,13 +25,17 @@ from sim.streams import collect, monitor, run_bounded
 LANES, W, DEPTH = 4, 8, 128
 FIELDS = {"is_layer": 1, "is_sdsa": 1, "src_base": unsigned(8), "src_stride": range(17),
           "src_height_m1": range(9), "src_channels_m1": range(17), "q_base": unsigned(8),
-          "k_base": unsigned(8), "v_base": unsigned(8)}
+          "k_base": unsigned(8), "v_base": unsigned(8), "groups_m1": range(4),
+          "heads_m1": range(4), "head_stride": range(65), "sd_side_m1": range(9)}
 
 
 class Top(Elaboratable):
-    def __init__(self, side, heads, init, values=True):
+    def __init__(self, side, heads, init, values=True, groups=1):
+        # Generated for larger grids, heads and groups than the steps use: the step's own come
+        # from the descriptor.
         self.reader = SpikeMapReader(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
-                                     tokens=side * side, heads=heads, values=values)
+                                     side=side + 1, heads=heads + 1, head_groups=groups + 1,
+                                     values=values)
         self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
 
     def elaborate(self, platform):
@@ -60,21 +64,26 @@ def fields_of(payloads, names):
     ("always", True), ("pause", True), ("sparse", True),
     # SDSA-2 (no V map): q and k only, a beat every 6 cycles
     ("always", False), ("sparse", False)])
-@pytest.mark.parametrize("channels, height, h_log, side, heads", [
-    (9, 5, 3, 3, 2),
-    (4, 1, 0, 2, 1),
-    (16, 3, 2, 1, 3),
+@pytest.mark.parametrize("channels, height, h_log, side, heads, groups", [
+    (9, 5, 3, 3, 2, 1),
+    (4, 1, 0, 2, 1, 1),
+    (16, 3, 2, 1, 3, 1),
+    # heads of two and three word groups (head width above the lanes)
+    (9, 5, 3, 3, 2, 2),
+    (4, 1, 0, 2, 1, 3),
 ])
-def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, pattern, values):
+def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, groups, pattern,
+                                          values):
     rng = random.Random(channels * 100 + height)
     init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
-    top = Top(side, heads, init, values)
+    top = Top(side, heads, init, values, groups)
     dut = top.reader
     rows = ("q", "k", "v") if values else ("q", "k")
     assert ("v_base" in dut.FIELDS) == values
     src_base, stride = 5, 1 << h_log
-    q_base, k_base, v_base = 40, 60, 80
+    q_base, k_base, v_base = 30, 50, 70
     sdsa_stride = 1 << max(1, (side - 1).bit_length())
+    assert 30 + heads * groups * sdsa_stride <= 50
 
     async def start(ctx, config):
         for name in dut.FIELDS:
@@ -97,15 +106,18 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
         ctx.set(dut.o.ready, 0)
         assert len(feed.payloads) == len(order), "a beat beyond the engine feed's end"
         await start(ctx, {"is_sdsa": 1, "src_stride": sdsa_stride, "q_base": q_base,
-                          "k_base": k_base, "v_base": v_base})
-        order = sdsa_feed_order(side, heads, sdsa_stride)
+                          "k_base": k_base, "v_base": v_base, "groups_m1": groups - 1,
+                          "heads_m1": heads - 1, "head_stride": groups * sdsa_stride,
+                          "sd_side_m1": side - 1})
+        order = sdsa_feed_order(side, heads, sdsa_stride, groups)
         got = fields_of(await collect(ctx, dut.sdsa, len(order), READY[pattern]), rows)
 
-        def row(base, offset, x):
-            return sum((bank(init[base + offset], b) >> x & 1) << b for b in range(LANES))
+        def row(base, offsets, x):
+            return sum((bank(init[base + offset], b) >> x & 1) << (g * LANES + b)
+                       for g, offset in enumerate(offsets) for b in range(LANES))
 
         bases = (q_base, k_base, v_base)[:len(rows)]
-        want = [tuple(row(base, off, x) for base in bases) for h, y, x, off in order]
+        want = [tuple(row(base, offs, x) for base in bases) for h, y, x, offs in order]
         assert got == want
         ctx.set(dut.sdsa.ready, 1)
         await ctx.tick().repeat(20)
@@ -119,9 +131,9 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
     run_bounded(sim, bench, 20_000)
     if pattern == "always":   # the feed's period, which sim.perf's SDSA term counts on
         gaps = {b - a for a, b in zip(tokens.cycles, tokens.cycles[1:])}
-        period = 7 if values else 6
+        period = len(rows) * groups + 4
         assert gaps <= {period}, f"SDSA beats {sorted(gaps)} cycles apart, not {period} " \
-                                 f"({len(rows)} reads + 4)"
+                                 f"({len(rows)} x {groups} reads + 4)"
     if pattern != "always":   # the hold check ran (a 3-token feed may slip between gaps)
         assert feed.stalls and (tokens.stalls or len(tokens.payloads) < 9), "nothing stalled"
 
@@ -130,10 +142,7 @@ def test_reference_orders():
     assert engine_feed_order(5, 2, 4, 10, 8) == [
         (10, 0), (11, 0), (10, 1), (11, 1), (10, 2), (11, 2), (10, 3), (11, 3), (18, 0), (19, 0)]
     assert sdsa_feed_order(2, 2, 4) == [
-        (0, 0, 0, 0), (0, 0, 1, 0), (0, 1, 0, 1), (0, 1, 1, 1),
-        (1, 0, 0, 4), (1, 0, 1, 4), (1, 1, 0, 5), (1, 1, 1, 5)]
-
-
-def test_refuses_a_token_grid_that_is_not_square():
-    with pytest.raises(ValueError, match="square"):
-        SpikeMapReader(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8, tokens=8, heads=1)
+        (0, 0, 0, (0,)), (0, 0, 1, (0,)), (0, 1, 0, (1,)), (0, 1, 1, (1,)),
+        (1, 0, 0, (4,)), (1, 0, 1, (4,)), (1, 1, 0, (5,)), (1, 1, 1, (5,))]
+    # two groups a head: head 1 starts 2 groups (8 words) on
+    assert sdsa_feed_order(1, 2, 4, 2) == [(0, 0, 0, (0, 4)), (1, 0, 0, (8, 12))]

@@ -23,9 +23,10 @@ from hw.plan import SharedMap
 from sim.streams import PATTERNS, run_bounded, send
 
 LANES, W, DEPTH = 4, 8, 160
-FIELDS = {"is_sdsa": 1, "dst_base": unsigned(8), "dst_stride": range(17), "dst_side_m1": range(9),
+FIELDS = {"dst_base": unsigned(8), "dst_stride": range(17), "dst_side_m1": range(9),
           "dst_side_m2": range(9), "dst_mask": unsigned(W), "groups_m1": range(5),
-          "groups_m2": range(5)}
+          "groups_m2": range(5), "heads_m1": range(4), "heads_m2": range(4),
+          "head_stride": range(65)}
 
 
 def spike_map(name, channels, side, base, h_log):
@@ -38,7 +39,7 @@ class Top(Elaboratable):
 
     def __init__(self, maps, heads, init):
         self.writer = SpikeMapWriter(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
-                                     max_groups=4, maps=maps, heads=heads)
+                                     max_groups=4, maps=maps, heads=max(heads, 3))
         self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
 
     def elaborate(self, platform):
@@ -49,32 +50,45 @@ class Top(Elaboratable):
         return m
 
 
-def config(info: SharedMap, sdsa: bool, heads: int) -> dict:
-    groups = heads if sdsa else ceil_div(info.channels, LANES)
-    return {"is_sdsa": int(sdsa), "dst_base": info.base, "dst_stride": 1 << info.h_log,
+def config(info: SharedMap, heads: int, groups: int) -> dict:
+    """The descriptor fields of a step writing ``heads`` heads of ``groups`` groups each (a LIF
+    step: one head of all the map's groups)."""
+    return {"dst_base": info.base, "dst_stride": 1 << info.h_log,
             "dst_side_m1": info.side - 1, "dst_side_m2": max(0, info.side - 2),
             "dst_mask": (1 << info.side) - 1, "groups_m1": groups - 1,
-            "groups_m2": max(0, groups - 2)}
+            "groups_m2": max(0, groups - 2), "heads_m1": heads - 1, "heads_m2": max(0, heads - 2),
+            "head_stride": groups << info.h_log}
+
+
+def lif(info):
+    return (info, 1, ceil_div(info.channels, LANES))
 
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
-@pytest.mark.parametrize("jobs, heads", [
-    pytest.param([(spike_map("a", 9, 5, 3, 3), False), (spike_map("b", 4, 1, 100, 0), False)],
-                 1, id="lif-3groups-side5-then-side1"),
-    pytest.param([(spike_map("a", 8, 2, 0, 1), False), (spike_map("b", 12, 3, 60, 2), False)],
-                 1, id="lif-2groups-then-3groups"),
-    pytest.param([(spike_map("q", 8, 3, 10, 2), True), (spike_map("b", 5, 4, 40, 2), False)],
-                 2, id="sdsa-2heads-then-lif"),
-    pytest.param([(spike_map("q", 4, 2, 7, 1), True), (spike_map("r", 4, 2, 30, 1), True)],
-                 1, id="sdsa-1head-twice"),
-    pytest.param([(spike_map("q", 12, 3, 2, 2), True), (spike_map("r", 12, 2, 60, 1), True)],
-                 3, id="sdsa-3heads-twice"),
+@pytest.mark.parametrize("jobs", [
+    pytest.param([lif(spike_map("a", 9, 5, 3, 3)), lif(spike_map("b", 4, 1, 100, 0))],
+                 id="lif-3groups-side5-then-side1"),
+    pytest.param([lif(spike_map("a", 8, 2, 0, 1)), lif(spike_map("b", 12, 3, 60, 2))],
+                 id="lif-2groups-then-3groups"),
+    pytest.param([(spike_map("q", 8, 3, 10, 2), 2, 1), lif(spike_map("b", 5, 4, 40, 2))],
+                 id="sdsa-2heads-then-lif"),
+    pytest.param([(spike_map("q", 4, 2, 7, 1), 1, 1), (spike_map("r", 4, 2, 30, 1), 1, 1)],
+                 id="sdsa-1head-twice"),
+    pytest.param([(spike_map("q", 12, 3, 2, 2), 3, 1), (spike_map("r", 12, 2, 60, 1), 3, 1)],
+                 id="sdsa-3heads-twice"),
+    # A head of two or three word groups (head width above the lanes), two shapes in a row.
+    pytest.param([(spike_map("q", 16, 3, 2, 2), 2, 2), (spike_map("r", 12, 2, 80, 1), 1, 3),
+                  lif(spike_map("b", 5, 2, 120, 1))],
+                 id="sdsa-2heads-of-2groups-then-1head-of-3"),
+    pytest.param([(spike_map("q", 12, 1, 0, 0), 3, 1), (spike_map("r", 16, 1, 40, 0), 2, 2)],
+                 id="sdsa-side1-heads"),
 ])
-def test_writer_leaves_the_reference_image(jobs, heads, pattern):
+def test_writer_leaves_the_reference_image(jobs, pattern):
+    heads = max(h for _, h, _ in jobs)
     rng_seed = sum(map(ord, pattern)) + 7 * len(jobs) + heads   # not hash(): salted per run
     rng = random.Random(rng_seed)
     init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
-    top = Top([info for info, _ in jobs], heads, init)
+    top = Top([info for info, _, _ in jobs], heads, init)
     dut = top.writer
     final = {}
     results = []
@@ -91,19 +105,18 @@ def test_writer_leaves_the_reference_image(jobs, heads, pattern):
             cycle += 1
 
     async def bench(ctx):
-        for info, sdsa in jobs:
-            groups = heads if sdsa else ceil_div(info.channels, LANES)
+        for info, job_heads, groups in jobs:
             spikes = [[[rng.getrandbits(1) for _ in range(info.side)] for _ in range(info.side)]
-                      for _ in range(groups * LANES)]
+                      for _ in range(job_heads * groups * LANES)]
             final.update(map_image(spikes, info.base, info.h_log, LANES, W))
-            for name, value in config(info, sdsa, heads).items():
+            for name, value in config(info, job_heads, groups).items():
                 ctx.set(dut.config[name], value)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
             done_before = len(events["done"])
             beats = [sum(spikes[g * LANES + b][y][x] << b for b in range(LANES))
-                     for y, x, g in write_order(info.side, groups, heads, sdsa)]
+                     for y, x, g in write_order(info.side, groups, job_heads)]
             await send(ctx, dut.i, beats, PATTERNS[pattern])
             await ctx.tick().repeat(2 * groups + 4)   # the last row's flush
             results.append((events["done"][done_before:], list(events["write"])))
@@ -119,6 +132,12 @@ def test_writer_leaves_the_reference_image(jobs, heads, pattern):
     for dones, writes in results:
         assert len(dones) == 1, f"done pulsed at {dones}"
         assert dones[0] == writes[-1], "done must come with the map's final word"
+
+
+def test_write_order_by_hand():
+    """Two heads of two groups, side 1; one head of one group, side 2."""
+    assert write_order(1, 2, 2) == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3)]
+    assert write_order(2, 1) == [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0)]
 
 
 def test_reference_image_layout():

@@ -65,25 +65,19 @@ def test_weight_memory_holds_every_layer_at_its_base(demo):
     assert seen.all(), "weight words that belong to no layer"
 
 
-def test_refuses_lanes_other_than_the_head_width():
+def test_refuses_what_the_shared_network_cannot_build():
     model, _ = demo_model(1, "random", seed=0)
-    with pytest.raises(ValueError, match="head width"):
-        SharedNetwork(quantized(model), lanes=8)
     with pytest.raises(ValueError, match="weights must be"):
         SharedNetwork(quantized(model), weights="flash")
+    with pytest.raises(ValueError, match="lanes must be >= 1"):
+        SharedNetwork(quantized(model), lanes=0)
 
 
 def test_refuses_attention_blocks_the_feeder_cannot_walk():
     model, _ = demo_model(1, "random", seed=0)
     net = quantized(model)
-    assert len(net.attention) >= 2
-    second = list(net.attention)[1]
-    original = net.attention[second]
-    net.attention[second] = replace(original, heads=original.heads + 1)
-    with pytest.raises(NotImplementedError, match="same tokens and heads"):
-        SharedNetwork(net)
     for prefix in net.attention:
-        net.attention[prefix] = replace(net.attention[prefix], tokens=8, heads=original.heads)
+        net.attention[prefix] = replace(net.attention[prefix], tokens=8)
     with pytest.raises(NotImplementedError, match="square token grid"):
         SharedNetwork(net)
 

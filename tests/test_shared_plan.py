@@ -52,7 +52,8 @@ def test_threshold_memory_and_membrane_sites(plan):
         assert site.mbase == mbase and site.words == info.side ** 2 * groups, lif
         mbase += site.words
         threshold = [int(v) for v in net.lifs[lif].threshold]
-        want += threshold + [0] * (groups * LANES - len(threshold))
+        # padded channels: threshold 1, never reached by their input of 0
+        want += threshold + [1] * (groups * LANES - len(threshold))
     assert dut.plan.thresholds == want
     assert mem.membrane_words == (max(2, mbase) if net.cfg.T > 1 else 2)
     assert mem.lif_bits == max(net.lifs[name].input_bits for name in mem.sites)

@@ -34,8 +34,9 @@ def read_memory(handle) -> list[int]:
 
 def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
     """Return a spike map as ``[T, C, H * W]`` from the shared spike memory (``hw.plan``'s
-    layout: channel ``c`` in bank ``c % banks`` at word ``base + (((t << cg_log) | c // banks)
-    << h_log | y)``, bit ``x``; bank ``b`` is bits ``b * bank_bits ..`` of each word).
+    layout: channel ``c`` at physical channel ``p = order[c]`` (the identity without
+    ``order``), in bank ``p % banks`` at word ``base + (((t << cg_log) | p // banks) << h_log |
+    y)``, bit ``x``; bank ``b`` is bits ``b * bank_bits ..`` of each word).
 
     ``wide``: the memory's words already read (:func:`read_memory`), shared by every map in it;
     default: read it here."""
@@ -47,11 +48,12 @@ def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
     if wide is None:
         wide = read_memory(getattr(dut, spec["memory"]))
     words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
+    order = spec.get("order") or range(channels)   # physical channel of each channel
     out = np.zeros((T, channels, height * width), dtype=np.uint8)
     for t in range(T):
-        for c in range(channels):
+        for c, p in enumerate(order):
             for y in range(height):
-                word = words[c % banks][base + (t * cg_stride + c // banks) * h_stride + y]
+                word = words[p % banks][base + (t * cg_stride + p // banks) * h_stride + y]
                 for x in range(width):
                     out[t, c, y * width + x] = (word >> x) & 1
     return out

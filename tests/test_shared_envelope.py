@@ -1,0 +1,183 @@
+"""The shared network beyond the demo's shape (``hw.plan``, ``hw.mapreader``, ``hw.mapwriter``,
+``hw.shared``): any head width and lane count, attention blocks of different head widths, odd
+map sides, channel counts that are not multiples of the lanes.
+
+Models: seeded random models (``sim.e2e.random_model``: batch norms calibrated so that every LIF
+fires) of small configurations chosen to hit each widened limit:
+
+* ``odd``: widths 8/12/24/40 (no multiple of 16), 2 heads of 12 in block3 and of 20 in block4
+  (head widths not powers of two, two attention shapes), input 48 (sides 24, 12, 6, 3);
+* ``demo``: the demo's shape (4 heads of 16).
+
+At 16 lanes ``odd``'s heads are one word (12 padded to 16) and two words (20 padded to 32); at 8
+lanes two and three words; the demo at 8 lanes spreads a head over two words without padding,
+at 32 lanes pads each head of 16 to a word of 32.
+
+Fast: the head-aligned layout (orders, padding, scattered weights, never-firing thresholds), the
+SDSA descriptors of two shapes, the firing rates. Verilator: logits and every spike map ``==``
+the integer golden model, and the cycle model within its targets (3 % total, 10 % a step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from amaranth.lib import data
+
+from golden.checkpoint import save_checkpoint
+from golden.config import variant
+from hw.descriptor import descriptor_fields, descriptor_rom
+from hw.params import ceil_div
+from hw.plan import SharedPlan
+from hw.program import StepKind
+from quant.intmodel import IntegerModel
+from sim.e2e import quantized, random_model, select_inputs
+from sim.perf import map_spikes
+
+torch.set_num_threads(1)
+
+CONFIGS = {
+    "odd": dict(base="tiny", embed_dim=(8, 24, 24, 40), num_heads=2, img_size=48, num_classes=5),
+    "demo": dict(base="demo"),
+}
+
+_CACHE = {}
+
+
+def config(name: str, T: int = 1, **overrides):
+    fields = dict(CONFIGS[name])
+    return variant(fields.pop("base"), T=T, **fields, **overrides)
+
+
+def network(name: str, T: int = 1, **overrides):
+    """The quantized random model (cached)."""
+    key = (name, T, tuple(sorted(overrides.items())))
+    if key not in _CACHE:
+        _CACHE[key] = quantized(random_model(config(name, T, **overrides), 0))
+    return _CACHE[key]
+
+
+@pytest.mark.parametrize("name, lanes, groups", [
+    ("odd", 16, {"block3.0.attn": 1, "block4.0.attn": 2}),
+    ("odd", 8, {"block3.0.attn": 2, "block4.0.attn": 3}),
+    ("demo", 8, {"block3.0.attn": 2, "block4.0.attn": 2}),
+    ("demo", 16, {"block3.0.attn": 1, "block4.0.attn": 1}),
+    ("demo", 32, {"block3.0.attn": 1, "block4.0.attn": 1}),
+])
+def test_attention_maps_are_head_aligned(name, lanes, groups):
+    """Each head starts a word group; its channels are padded to whole groups only when the
+    lanes do not divide the head width; the padding is zero weights, zero biases and threshold
+    1 (never reached by an input of 0), and the layers reading a padded map skip it."""
+    net = network(name)
+    plan = SharedPlan(net, lanes)
+    assert plan.head_groups == groups
+    mem = plan.memory
+    checked = 0
+    for step in plan.steps:
+        if step.kind is not StepKind.SDSA:
+            continue
+        attn = net.attention[step.source]
+        g = groups[step.source]
+        paths = step.attention
+        for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
+            info = mem.maps[lif]
+            assert info.logical_channels == attn.heads * attn.head_width
+            if g * lanes == attn.head_width:
+                assert info.order is None and info.channels == attn.heads * attn.head_width
+                continue
+            checked += 1
+            assert info.channels == attn.heads * g * lanes
+            want = [h * g * lanes + j for h in range(attn.heads) for j in range(attn.head_width)]
+            assert list(info.order) == want
+            padded = sorted(set(range(info.channels)) - set(want))
+            spikes = np.arange(1, info.logical_channels + 1)
+            assert list(info.physical(spikes)[want]) == list(spikes)
+            assert not info.physical(spikes)[padded].any()
+            site = mem.sites.get(lif)
+            if site is not None:   # q, k, v: thresholds 1 where padded, the LIF's elsewhere
+                words = plan.thresholds[site.tbase * lanes:(site.tbase + site.groups) * lanes]
+                assert [words[c] for c in padded] == [1] * len(padded)
+                assert [words[c] for c in want] == [int(v) for v in net.lifs[lif].threshold]
+        for proj in ("q_conv", "k_conv") + (("v_conv",) if paths.v else ()):
+            place = mem.layers[f"{step.source}.{proj}"]
+            info = mem.maps[getattr(paths, proj[0])]
+            if info.order is None:
+                continue
+            padded = sorted(set(range(info.channels)) - set(info.order))
+            assert not place.weight[padded].any() and not place.bias[padded].any()
+            logical = np.asarray(net.layers[place.name].weight)
+            assert np.array_equal(place.weight[list(info.order)].reshape(logical.shape), logical)
+        out = mem.maps[step.sink.spike_map]
+        if out.order is not None:
+            place = mem.layers[f"{step.source}.proj_conv"]
+            padded = sorted(set(range(out.channels)) - set(out.order))
+            assert not place.weight[:, padded].any()
+    expect_padding = any(g * lanes != net.attention[p].head_width for p, g in groups.items())
+    assert (checked > 0) == expect_padding
+
+
+def test_sdsa_descriptors_carry_each_blocks_shape():
+    """Two attention shapes in one network: each SDSA step's descriptor names its own heads,
+    word groups a head, head stride and token side; map-writing steps are one head."""
+    net = network("odd")
+    plan = SharedPlan(net, 8)
+    fields = descriptor_fields(plan, data.StructLayout({"x": 1}))
+    fields.pop("engine")
+    layout = data.StructLayout(fields)
+    rom = descriptor_rom(plan, layout, lambda config: 0)
+    seen = {}
+    for index, step in enumerate(plan.steps):
+        if step.kind is StepKind.BEGIN_STEM:
+            continue
+        word = rom[index]   # time step 0
+        decoded = {name: (word >> field.offset) & ((1 << field.width) - 1)
+                   for name, field in layout}
+        if step.kind is StepKind.SDSA:
+            q = plan.memory.maps[step.attention.q]
+            seen[step.source] = (decoded["heads_m1"] + 1, decoded["groups_m1"] + 1,
+                                 decoded["head_stride"] >> q.h_log, decoded["sd_side_m1"] + 1)
+        elif step.sink.spike_map is not None:
+            assert decoded["heads_m1"] == 0, step.name
+    # (heads, word groups a head, head stride in groups, token side)
+    assert seen == {"block3.0.attn": (2, 2, 2, 3), "block4.0.attn": (2, 3, 3, 3)}
+
+
+@pytest.mark.parametrize("name", ["odd"])
+def test_every_map_fires(name):
+    """The random model's LIFs fire between 1 % and 50 % on the image the runs feed."""
+    net = network(name)
+    integer = IntegerModel(net)
+    images = select_inputs(net, 1, "random", 0).images
+    _, trace = integer.forward(integer.quantize_input(images), trace=True)
+    for lif in net.lifs:
+        rate = float(np.asarray(map_spikes(net, trace, lif)).mean())
+        assert 0.01 <= rate <= 0.5, f"{lif} fires {rate:.3f}"
+
+
+def run(tmp_path, name, lanes, T, **overrides):
+    from sim.e2e import run_network
+
+    path = tmp_path / f"{name}.pth"
+    save_checkpoint(random_model(config(name, T, **overrides), 0), path)
+    summary = run_network(T, 1, tmp_path / "out", checkpoint=path, lanes=lanes, inputs="random")
+    total = summary["total"]
+    print(f"{name} lanes {lanes} T={T}: cycles {total['cycles']:.0f}, model "
+          f"{total['predicted_cycles']:.0f}, worst step {100 * total['model_worst_step_error']:.2f} "
+          f"%, build {summary['build_s']:.0f} s")
+    assert summary["error"] is None, summary["error"]
+    assert all(r["match"] for r in summary["rtl"])
+    assert total["model_within_targets"], total
+    return summary
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("name, lanes, T, overrides", [
+    pytest.param("odd", 16, 1, {}, id="odd-16lanes-T1"),
+    pytest.param("odd", 8, 2, {}, id="odd-8lanes-T2", marks=pytest.mark.slow),
+    pytest.param("odd", 8, 1, {"sdsa": 1}, id="odd-8lanes-sdsa1", marks=pytest.mark.slow),
+    pytest.param("demo", 8, 1, {}, id="demo-8lanes", marks=pytest.mark.slow),
+    pytest.param("demo", 32, 1, {}, id="demo-32lanes", marks=pytest.mark.slow),
+])
+def test_bit_exact_on_verilator(tmp_path, name, lanes, T, overrides):
+    run(tmp_path, name, lanes, T, **overrides)
