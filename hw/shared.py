@@ -98,10 +98,12 @@ class SharedNetwork(wiring.Component):
     ----------
     net : quant.quantize.IntNet
     lanes : int
-        Output channels per cycle of the engine, the LIF array and every memory word. Must equal
-        every attention block's head width (the SDSA reads a head's channels from the banks).
+        Output channels per cycle of the engine, the LIF array and every memory word (any
+        count: an attention head is ``ceil(head_width / lanes)`` words, :mod:`hw.plan`).
     weights : ``"internal"`` or ``"external"``
         Where the weight memory lives (module docstring).
+    plan : SharedPlan, optional
+        The plan, when the caller has made it already (``SharedPlan(net, lanes)``).
 
     Members
     -------
@@ -128,11 +130,16 @@ class SharedNetwork(wiring.Component):
         Only with ``weights="external"``: synchronous read port (data the cycle after ``en``).
     """
 
-    def __init__(self, net, *, lanes: int = 16, weights: str = "internal"):
+    def __init__(self, net, *, lanes: int = 16, weights: str = "internal",
+                 plan: SharedPlan | None = None):
         if weights not in ("internal", "external"):
             raise ValueError(f"weights must be 'internal' or 'external', not {weights!r}")
         self._weights_mode = weights
-        self.plan = plan = SharedPlan(net, lanes)
+        if plan is None:
+            plan = SharedPlan(net, lanes)
+        elif plan.net is not net or plan.lanes != lanes:
+            raise ValueError("plan must be SharedPlan(net, lanes) of this net and lane count")
+        self.plan = plan
         ports = network_signature(net, plan.steps, plan.pixel_words, plan.logit_bits)
         if weights == "external":
             ports["weight_addr"] = Out(bits_for(plan.weight_depth))

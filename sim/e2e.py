@@ -764,10 +764,58 @@ def _net_key(net, lanes: int, arch: str = "shared") -> str:
     return h.hexdigest()[:16]
 
 
+#: Weight memories deeper than this are not carried through the Verilog conversion as initial
+#: values (a paper model's are millions of words): the network is generated with its weight
+#: port outside and a wrapper ``network`` holds the memory, loaded with ``$readmemh``
+#: (:func:`image_wrapper`).
+INLINE_WEIGHT_WORDS = 1 << 17
+
+
+def weights_outside(plan) -> bool:
+    """Whether the co-simulation loads ``plan``'s weights with ``$readmemh`` (a wrapper)."""
+    return plan.weight_depth > INLINE_WEIGHT_WORDS
+
+
+def image_wrapper(dut, image: Path, core: str = "network_core") -> str:
+    """Verilog of a top ``network`` with ``dut``'s ports but the weight port: it instantiates
+    ``core`` (``dut`` converted with ``weights="external"``) as ``core`` and answers its weight
+    reads from a memory ``$readmemh`` loads from ``image`` (data the cycle after ``en``, as
+    the network's own memory)."""
+    from amaranth.hdl import Shape
+    from amaranth.lib.wiring import Flow
+
+    ports, connections = ["input clk", "input rst"], [".clk(clk)", ".rst(rst)"]
+    for path, member in dut.signature.members.flatten():
+        if not member.is_port:
+            continue
+        name = "__".join(str(part) for part in path)
+        if name.startswith("weight_"):
+            continue
+        width = Shape.cast(member.shape).width
+        vector = f" [{width - 1}:0]" if width > 1 else ""
+        ports.append(f"{'input' if member.flow is Flow.In else 'output'}{vector} {name}")
+        connections.append(f".{name}({name})")
+    depth, data_width = dut.weight_depth, len(dut.weight_data)
+    address_width = len(dut.weight_addr)
+    return "\n".join([
+        f"module network({', '.join(ports)});",
+        f"  wire [{address_width - 1}:0] weight_addr;",
+        "  wire weight_en;",
+        f"  reg [{data_width - 1}:0] weight_data = {data_width}'d0;",
+        f"  reg [{data_width - 1}:0] weight_rom [0:{depth - 1}];",
+        f'  initial $readmemh("{image}", weight_rom);',
+        "  always @(posedge clk) if (weight_en) weight_data <= weight_rom[weight_addr];",
+        f"  {core} core ({', '.join(connections)}, .weight_addr(weight_addr), "
+        ".weight_en(weight_en), .weight_data(weight_data));",
+        "endmodule", ""])
+
+
 def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
     """Return the network's Verilog, converted once per design point (cached under build/).
 
-    ``dut``: the ``hw.shared.SharedNetwork`` of ``net``, or a function making it."""
+    ``dut``: the ``hw.shared.SharedNetwork`` of ``net``, or a function making it. A design with
+    its weight port outside (:func:`weights_outside`) becomes ``network_core`` inside
+    :func:`image_wrapper`'s ``network``, its weight image written beside the Verilog."""
     from amaranth.back import verilog
 
     cache = ROOT / "build" / "network_rtl"
@@ -777,7 +825,17 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
         return path.read_text()
     if not hasattr(dut, "elaborate"):
         dut = dut()  # a factory: the design is made only when it is converted
-    text = verilog.convert(dut, name="network", emit_src=False)
+    if hasattr(dut, "weight_addr"):
+        image = path.with_suffix(".weights.hex")
+        width = (len(dut.weight_data) + 3) // 4
+        tmp = image.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            handle.writelines(f"{word:0{width}x}\n" for word in dut.weight_words)
+        tmp.replace(image)
+        text = (verilog.convert(dut, name="network_core", emit_src=False) + "\n"
+                + image_wrapper(dut, image))
+    else:
+        text = verilog.convert(dut, name="network", emit_src=False)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
@@ -785,10 +843,14 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
 
 
 def network_design(network: QuantizedNetwork):
-    """Return the network's Amaranth design (``hw.shared.SharedNetwork``, weights inside)."""
+    """Return the network's Amaranth design (``hw.shared.SharedNetwork``: weights inside, or
+    behind its port for a weight memory too deep to convert, :func:`weights_outside`)."""
+    from hw.plan import SharedPlan
     from hw.shared import SharedNetwork
 
-    return SharedNetwork(network.net, lanes=network.lanes)
+    plan = SharedPlan(network.net, network.lanes)
+    return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
+                         weights="external" if weights_outside(plan) else "internal")
 
 
 def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut=None):
@@ -834,7 +896,8 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     error = None
     try:
         toolchain.run(design, "sim.tb.network", name=f"network_T{T}", extra_env={
-            "NET_CASE": str(case), "NET_META": str(case) + ".json", "NET_RESULTS": str(results)})
+            "NET_CASE": str(case), "NET_META": str(case) + ".json", "NET_RESULTS": str(results),
+            "NET_CORE": "core" if hasattr(dut, "weight_addr") else ""})
     except AssertionError as failure:
         error = str(failure)
     run_s = time.perf_counter() - begin

@@ -360,7 +360,7 @@ def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True,
 
 
 def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
-                       period: int | None = SDSA_FEED_PERIOD) -> int:
+                       period: int | None = SDSA_FEED_PERIOD, beats: int = 1) -> int:
     """Cycles from the first offered token to an SDSA-1/2 unit's last output beat, inclusive.
 
     ``passes`` heads times time steps of ``tokens`` tokens each. No term depends on the spikes:
@@ -370,15 +370,24 @@ def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
     a cycle, each leaving ``COLUMN_OUTPUT_LATENCY`` cycles after its issue), and takes the next
     head's first token from ``X + COLUMN_LIF_DELAY + C + N`` on. ``period=None`` offers a token in
     every cycle it can be taken: the unit's own model, :meth:`hw.sdsa.SDSA.cycles`.
+
+    ``beats``: cycles between two output rows taken downstream (a head of ``G`` word groups:
+    the network splits each row into ``G`` beats, so it takes a row every ``G`` cycles). The Q
+    pass then stalls: row ``i`` leaves ``COLUMN_OUTPUT_LATENCY + i * G`` cycles after the pass
+    starts, and the pass issues its last row (and loads again) ``COLUMN_OUTPUT_LATENCY + 1 +
+    (N - 3) * G`` cycles after it starts (``N`` for ``N < 3``: the rows fit the pipeline).
     """
     step = 1 if period is None else period
+    depth = COLUMN_OUTPUT_LATENCY + 1    # rows in flight: issued, staged, offered
+    q_pass = tokens if tokens < depth else depth + (tokens - depth) * beats
     taken = 0                   # cycle the current token is taken (the first is offered at 0)
     for head in range(passes):
         if head:
             # Offered ``step`` after the previous take; taken once the unit loads again.
-            taken = max(taken + step, taken + COLUMN_LIF_DELAY + chunks + tokens)
+            taken = max(taken + step, taken + COLUMN_LIF_DELAY + chunks + q_pass)
         taken += (tokens - 1) * step        # the head's last token
-    last_beat = taken + COLUMN_LIF_DELAY + chunks + tokens - 1 + COLUMN_OUTPUT_LATENCY
+    last_beat = (taken + COLUMN_LIF_DELAY + chunks + COLUMN_OUTPUT_LATENCY
+                 + (tokens - 1) * beats)
     return last_beat + 1
 
 
@@ -404,7 +413,8 @@ def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3,
         else:
             latency = SDSA_FEED_LATENCY + 3 * extra
             period = SDSA_FEED_PERIOD + 3 * extra
-        last_beat = latency + column_sdsa_cycles(passes, tokens, chunks, period=period) - 1
+        last_beat = latency + column_sdsa_cycles(passes, tokens, chunks, period=period,
+                                                 beats=groups) - 1
     else:
         last_beat = (SDSA_FEED_LATENCY + 3 * extra
                      + sdsa_cycles(k_spikes, q_spikes, chunks,

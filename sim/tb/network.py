@@ -22,6 +22,14 @@ from golden.progress import bar
 from sim.tb.common import TB, StreamSource
 
 
+def core(dut):
+    """The network module inside the top: the top itself, or the instance ``NET_CORE`` names
+    (a wrapper that holds a large weight memory loaded with ``$readmemh``)."""
+    for part in filter(None, os.environ.get("NET_CORE", "").split(".")):
+        dut = getattr(dut, part)
+    return dut
+
+
 def read_memory(handle) -> list[int]:
     """Return a memory array's words by ascending index (VPI lists them in declared order)."""
     values = [int(v) for v in handle.value]
@@ -46,7 +54,7 @@ def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
         raise ValueError(f"unknown spike-map layout {spec['layout']!r}")
     cg_stride, h_stride = 1 << spec["cg_log"], 1 << spec["h_log"]
     if wide is None:
-        wide = read_memory(getattr(dut, spec["memory"]))
+        wide = read_memory(getattr(core(dut), spec["memory"]))
     words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
     order = spec.get("order") or range(channels)   # physical channel of each channel
     out = np.zeros((T, channels, height * width), dtype=np.uint8)
@@ -174,7 +182,7 @@ async def test_network(dut):
         for lif in meta["lif_order"]:
             name = meta["maps"][lif]["memory"]
             if name not in memories:
-                memories[name] = read_memory(getattr(dut, name))
+                memories[name] = read_memory(getattr(core(dut), name))
         got_maps = {lif: read_spikes(dut, meta["maps"][lif], T, memories[meta["maps"][lif]["memory"]])
                     for lif in meta["lif_order"]}
         want_maps = {lif: case[f"spikes:{lif}"][image] for lif in meta["lif_order"]}
