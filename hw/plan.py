@@ -445,3 +445,25 @@ class SharedPlan:
         """Bits of every shared memory (for the manifest and the docs)."""
         return self.memory.report(self.lanes, self.weight_depth, self.weight_width,
                                   self.acc_width, self.engine_limits["bank_depth"])
+
+    def padding_report(self) -> dict:
+        """``{memory: {"bits", "needed", "overhead"}}``: each memory's bits against the bits its
+        contents need (``overhead`` = bits / needed). The padding: map sides and channel groups
+        rounded up to powers of two (addresses by shifts), every map word as wide as the widest
+        map's rows, head-aligned attention maps, kernels and output-channel groups of the weight
+        layout rounded up to powers of two."""
+        net, mem, T = self.net, self.memory, self.T
+        bits = self.memory_report()
+        needed = {
+            "weights": sum(int(np.asarray(net.layers[name].weight).size) * self.weight_width
+                           for name in mem.layers),
+            "spike_maps": sum(T * info.logical_channels * info.side ** 2
+                              for info in mem.maps.values()),
+            "streams": sum(self.sizes[name] ** 2 * int(net.streams[name].scale.shape[0])
+                           * mem.stream_bits for name in mem.streams),
+            "membranes": (sum(mem.maps[name].side ** 2 * mem.maps[name].logical_channels
+                              for name in mem.sites) * mem.lif_bits if T > 1 else 0),
+        }
+        return {name: {"bits": bits[name], "needed": needed[name],
+                       "overhead": bits[name] / needed[name] if needed[name] else None}
+                for name in needed}

@@ -1,0 +1,91 @@
+"""A paper model's structure with random weights that fire, as a checkpoint for ``sim.e2e``.
+
+``python -m sim.paper --variant 15M --img-size 64 --out build/paper/15M-64.pth`` writes the
+official 15M structure (``golden.config.variant("15M")``: official module names and state-dict
+keys) at a 64x64 input and T = 1, with seeded random weights and batch-norm statistics whose
+biases are calibrated (:func:`sim.e2e.random_model`) so that every LIF fires on the seeded random
+image the co-simulation feeds (``sim.e2e --inputs random --seed SEED``). It prints each LIF's
+firing rate and refuses (exit 2, nothing written) when one falls outside ``--rates`` (default
+1 % to 50 %). ``make sim-paper`` runs this and then the co-simulation of one image through the
+public command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["firing_rates", "make", "main"]
+
+
+def firing_rates(model, seed: int = 0) -> dict:
+    """``{lif: rate}`` of ``model``'s integer golden model on the seeded random image."""
+    from quant.intmodel import IntegerModel
+    from sim.e2e import quantized, select_inputs
+    from sim.perf import map_spikes
+
+    net = quantized(model)
+    integer = IntegerModel(net)
+    images = select_inputs(net, 1, "random", seed).images
+    _, trace = integer.forward(integer.quantize_input(images), trace=True)
+    return {lif: float(np.asarray(map_spikes(net, trace, lif)).mean()) for lif in net.lifs}
+
+
+def make(name: str, img_size: int, seed: int = 0, T: int = 1):
+    """The calibrated random model of variant ``name`` at ``img_size`` and ``T``."""
+    from golden.config import variant
+    from sim.e2e import random_model
+
+    return random_model(variant(name, img_size=img_size, T=T), seed)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sim.paper", description=__doc__.split("\n\n")[0])
+    p.add_argument("--variant", default="15M", help="golden.config variant (default 15M)")
+    p.add_argument("--img-size", type=int, default=64, help="input side (default 64)")
+    p.add_argument("--T", type=int, default=1, help="time steps (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="weights and calibration image seed")
+    p.add_argument("--rates", type=float, nargs=2, default=(0.01, 0.5), metavar=("LOW", "HIGH"),
+                   help="allowed firing rate of every LIF (default 0.01 0.5)")
+    p.add_argument("--out", required=True, help="checkpoint to write (.pth or .safetensors)")
+    args = p.parse_args(argv)
+    from golden.config import variant
+
+    try:
+        variant(args.variant, img_size=args.img_size, T=args.T).validate()
+    except (KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    import torch
+
+    from golden.checkpoint import save_checkpoint
+
+    torch.set_num_threads(1)
+    begin = time.perf_counter()
+    model = make(args.variant, args.img_size, args.seed, args.T)
+    rates = firing_rates(model, args.seed)
+    low, high = args.rates
+    outside = {lif: rate for lif, rate in rates.items() if not low <= rate <= high}
+    values = np.array(list(rates.values()))
+    print(f"{args.variant} at {args.img_size}x{args.img_size}, T={args.T}: {len(rates)} LIFs fire "
+          f"{values.min():.3f} to {values.max():.3f} (median {np.median(values):.3f}) on the "
+          f"seeded random image; {time.perf_counter() - begin:.1f} s")
+    if outside:
+        worst = ", ".join(f"{lif} {rate:.3f}" for lif, rate in sorted(outside.items())[:5])
+        print(f"error: {len(outside)} LIFs fire outside {low}..{high}: {worst}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp" + out.suffix)
+    save_checkpoint(model.float(), tmp)
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
