@@ -308,6 +308,7 @@ def test_program_of_each_shortcut(shortcut):
 @pytest.mark.parametrize("name,overrides", [
     ("demo", dict(T=1)), ("demo", dict(T=4)), ("tiny", dict(channel_mixer="mlp", sdsa=1)),
     ("tiny", dict(sepconv=False, qkv="linear", T=2)), ("tiny", dict(stage1="2C@H/4")),
+    ("tiny", dict(pyramid=False, downsample4=False, block_types="transformer")),
     ("demo_dvs", dict())], ids=lambda v: v if isinstance(v, str) else
     ",".join(f"{k}={x}" for k, x in v.items()) or "-")
 @pytest.mark.parametrize("fuse", [True, False])
