@@ -211,9 +211,8 @@ def fold_model(model: nn.Module, fuse_sepconv: bool = True) -> FoldedNet:
     FoldedNet
     """
     cfg = model.cfg
-    if cfg.shortcut != "membrane":
-        raise NotImplementedError(f"the integer flow supports the official membrane shortcut "
-                                  f"only, not shortcut={cfg.shortcut!r}")
+    # Every shortcut folds alike: the shortcuts differ in LIFs and adds, which hold no weights
+    # (quant.graph.walk says where they sit).
     net = FoldedNet(cfg=cfg, fuse_sepconv=fuse_sepconv)
     layers = net.layers
     for stage, part in model.stages():

@@ -9,6 +9,22 @@ disagree about the structure.
 Names: every LIF is called by its module path in ``golden.model`` (``block3.0.attn.q_lif``);
 every layer by its folded name (``quant.fold``); every residual stream by the downsampler that
 starts it (``downsample3``).
+
+Shortcuts (``cfg.shortcut``, ``golden.model._Residual``):
+
+* ``'membrane'`` (official): the stream holds membrane-like sums, ``U += branch`` (``add``); every
+  reader of the stream is a LIF (``encode_lif``, ``Conv.lif1``, ``lif1``, ``fc1_lif``,
+  ``head_lif``).
+* ``'sew'``: each downsampler ends in ``out_lif`` and its spikes start a stream of spike counts
+  (``count_stream``); each branch ends in its own LIF (``Conv_out_lif``, ``out_lif``,
+  ``attn_out_lif``) whose spikes are added to the counts (``add_spikes``). The stream's readers
+  have no LIF in front: the convs read the counts themselves.
+* ``'vanilla'``: the stream is the block's spikes. Each downsampler ends in ``out_lif``; each
+  branch's output LIF takes the branch output plus the incoming spikes (``residual``); the convs
+  read the spikes.
+
+A backend lists the shortcuts it implements in ``shortcuts`` (absent: the membrane shortcut only);
+:func:`walk` refuses any other with ``NotImplementedError`` naming ``cfg.shortcut``.
 """
 
 from __future__ import annotations
@@ -45,22 +61,33 @@ def walk(cfg, ops, image):
     cfg : golden.config.ModelConfig
     ops : backend
         Implements ``stem, spike_input, conv, lif, begin_stream, add, sdsa, pool, finish`` (see
-        :class:`FloatBackend` for their meaning).
+        :class:`FloatBackend` for their meaning) and, if it lists ``'sew'`` or ``'vanilla'`` in
+        its ``shortcuts``, ``count_stream, add_spikes`` (SEW) and ``residual`` (vanilla).
     image
         Whatever the backend's ``stem`` takes; with ``cfg.events``, whatever its
         ``spike_input`` takes (event frames ``[T, B, 2, H, W]`` of 0/1).
+
+    Raises
+    ------
+    NotImplementedError
+        If ``cfg.shortcut`` is not in the backend's ``shortcuts``.
     """
+    supported = getattr(ops, "shortcuts", ("membrane",))
+    if cfg.shortcut not in supported:
+        backend = f"{type(ops).__module__}.{type(ops).__qualname__}"
+        raise NotImplementedError(
+            f"shortcut={cfg.shortcut!r} is not implemented by {backend} (it runs the "
+            f"{' and '.join(supported)} shortcut{'s' if len(supported) > 1 else ''} only)")
     if cfg.events:
         # Event frames are spikes already: the first layer is a conv on spikes like any other.
         first = ops.conv("downsample1_1.encode_conv", ops.spike_input("input", image))
     else:
         first = ops.stem("downsample1_1.encode_conv", image)
-    stream = ops.begin_stream(first, "downsample1_1", "downsample1_1.encode_conv")
+    stream = _begin(cfg, ops, first, "downsample1_1")
     for part in stage_order(cfg)[1:]:
         if part.startswith("downsample"):
-            spikes = ops.lif(f"{part}.encode_lif", stream, 1.0, "map")
-            stream = ops.begin_stream(ops.conv(f"{part}.encode_conv", spikes), part,
-                                      f"{part}.encode_conv")
+            spikes = _stream_spikes(cfg, ops, f"{part}.encode_lif", stream, "map")
+            stream = _begin(cfg, ops, ops.conv(f"{part}.encode_conv", spikes), part)
             continue
         stage = STAGE_NAMES.index(part)
         for index in range(cfg.depths[stage]):
@@ -74,43 +101,84 @@ def walk(cfg, ops, image):
     return ops.finish(ops.conv("head", spikes))
 
 
+def _begin(cfg, ops, x, part):
+    """Start the stream of downsampler ``part`` with its conv's output ``x`` (the shortcut's way).
+
+    Membrane: the sums start the stream. SEW: ``out_lif``'s spikes start a stream of counts.
+    Vanilla: ``out_lif``'s spikes are the stream.
+    """
+    if cfg.shortcut == "membrane":
+        return ops.begin_stream(x, part, f"{part}.encode_conv")
+    spikes = ops.lif(f"{part}.out_lif", x, 1.0, "map")
+    if cfg.shortcut == "sew":
+        return ops.count_stream(spikes, part, f"{part}.out_lif")
+    return spikes
+
+
+def _stream_spikes(cfg, ops, name, stream, layout):
+    """Return what a branch reads from the stream: LIF ``name``'s spikes (membrane shortcut), or
+    the stream itself (SEW: the counts; vanilla: the spikes), like ``golden.model._stream_lif``."""
+    if cfg.shortcut == "membrane":
+        return ops.lif(name, stream, 1.0, layout)
+    return stream
+
+
+def _merge(cfg, ops, stream, branch, producer, out_lif):
+    """Put a branch's output (layer ``producer``) into the stream, like ``_Residual._add``.
+
+    Membrane: ``U + branch``. SEW: ``U + out_lif(branch)`` (counts). Vanilla:
+    ``out_lif(branch + S)``.
+    """
+    if cfg.shortcut == "membrane":
+        return ops.add(stream, branch, producer)
+    if cfg.shortcut == "sew":
+        return ops.add_spikes(stream, ops.lif(out_lif, branch, 1.0, "map"), out_lif)
+    return ops.lif(out_lif, ops.residual(branch, stream, producer), 1.0, "map")
+
+
 def _conv_block(cfg, ops, prefix, stream):
     """Walk ``MS_ConvBlock``: SepConv then ChannelConv (or ChannelMLP), each added to the stream."""
     if cfg.sepconv:
-        spikes = ops.lif(f"{prefix}.Conv.lif1", stream, 1.0, "map")
+        spikes = _stream_spikes(cfg, ops, f"{prefix}.Conv.lif1", stream, "map")
         spikes = ops.lif(f"{prefix}.Conv.lif2", ops.conv(f"{prefix}.Conv.pwconv1", spikes), 1.0,
                          "map")
         if ops.fused_sepconv:
             branch = ops.conv(f"{prefix}.Conv.pwconv2", spikes)
         else:
             branch = ops.conv(f"{prefix}.Conv.pwconv2", ops.conv(f"{prefix}.Conv.dwconv", spikes))
-        stream = ops.add(stream, branch, f"{prefix}.Conv.pwconv2")
+        stream = _merge(cfg, ops, stream, branch, f"{prefix}.Conv.pwconv2",
+                        f"{prefix}.Conv_out_lif")
     if cfg.channel_mixer == "conv":
-        spikes = ops.lif(f"{prefix}.lif1", stream, 1.0, "map")
+        spikes = _stream_spikes(cfg, ops, f"{prefix}.lif1", stream, "map")
         spikes = ops.lif(f"{prefix}.lif2", ops.conv(f"{prefix}.conv1", spikes), 1.0, "map")
-        return ops.add(stream, ops.conv(f"{prefix}.conv2", spikes), f"{prefix}.conv2")
-    return _mlp(ops, f"{prefix}.mlp", stream)
+        return _merge(cfg, ops, stream, ops.conv(f"{prefix}.conv2", spikes), f"{prefix}.conv2",
+                      f"{prefix}.out_lif")
+    return _mlp(cfg, ops, prefix, stream)
 
 
-def _mlp(ops, prefix, stream):
-    """Walk ``MS_MLP`` on the stream's tokens (1x1 convs on the map are the same arithmetic)."""
-    spikes = ops.lif(f"{prefix}.fc1_lif", stream, 1.0, "tokens")
+def _mlp(cfg, ops, block, stream):
+    """Walk block ``block``'s ``MS_MLP`` on the stream's tokens (1x1 convs on the map are the same
+    arithmetic); its output LIF (SEW, vanilla) is the block's ``out_lif``."""
+    prefix = f"{block}.mlp"
+    spikes = _stream_spikes(cfg, ops, f"{prefix}.fc1_lif", stream, "tokens")
     spikes = ops.lif(f"{prefix}.fc2_lif", ops.conv(f"{prefix}.fc1_conv", spikes), 1.0, "tokens")
-    return ops.add(stream, ops.conv(f"{prefix}.fc2_conv", spikes), f"{prefix}.fc2_conv")
+    return _merge(cfg, ops, stream, ops.conv(f"{prefix}.fc2_conv", spikes), f"{prefix}.fc2_conv",
+                  f"{block}.out_lif")
 
 
 def _transformer_block(cfg, ops, prefix, stream):
     """Walk ``MS_Block``: SDSA then ChannelMLP, each added to the stream."""
     attn = f"{prefix}.attn"
-    spikes = ops.lif(f"{attn}.head_lif", stream, 1.0, "map")
+    spikes = _stream_spikes(cfg, ops, f"{attn}.head_lif", stream, "map")
     q = ops.lif(f"{attn}.q_lif", ops.conv(f"{attn}.q_conv", spikes), 1.0, "map")
     k = ops.lif(f"{attn}.k_lif", ops.conv(f"{attn}.k_conv", spikes), 1.0, "map")
     v = None
     if cfg.sdsa != 2:
         v = ops.lif(f"{attn}.v_lif", ops.conv(f"{attn}.v_conv", spikes), 1.0, "map")
     out = ops.sdsa(attn, q, k, v)
-    stream = ops.add(stream, ops.conv(f"{attn}.proj_conv", out), f"{attn}.proj_conv")
-    return _mlp(ops, f"{prefix}.mlp", stream)
+    stream = _merge(cfg, ops, stream, ops.conv(f"{attn}.proj_conv", out), f"{attn}.proj_conv",
+                    f"{prefix}.attn_out_lif")
+    return _mlp(cfg, ops, prefix, stream)
 
 
 def heads_view(spikes: torch.Tensor, heads: int) -> torch.Tensor:
@@ -143,6 +211,8 @@ class FloatBackend:
         Keep every LIF's spikes (``self.spikes``, golden's module paths and shapes) and every
         layer's output (``self.accumulators``).
     """
+
+    shortcuts = ("membrane", "sew", "vanilla")
 
     def __init__(self, net, trace: bool = False) -> None:
         self.net = net
@@ -197,6 +267,18 @@ class FloatBackend:
         """Add a branch output to the stream."""
         return stream + branch
 
+    def count_stream(self, spikes, stream, producer):
+        """Start a stream of spike counts (SEW) with LIF ``producer``'s spikes."""
+        return spikes
+
+    def add_spikes(self, stream, spikes, producer):
+        """Add LIF ``producer``'s spikes to a stream of counts (SEW)."""
+        return stream + spikes
+
+    def residual(self, branch, spikes, producer):
+        """Return layer ``producer``'s output plus the block's incoming spikes (vanilla)."""
+        return branch + spikes
+
     def sdsa(self, prefix, q, k, v):
         """Apply the configured SDSA and its ``attn_lif``; return ``[T, B, C, H, W]`` spikes."""
         cfg = self.cfg
@@ -231,11 +313,14 @@ class Sym:
     Members
     -------
     kind : str
-        ``'layer'`` (a layer's output), ``'stream'``, ``'pooled'`` or ``'spikes'``.
+        ``'layer'`` (a layer's output), ``'stream'``, ``'pooled'``, ``'spikes'``, ``'attention'``
+        or ``'residual'`` (vanilla: a layer's output plus the block's incoming spikes).
     source : str
-        The layer, stream or LIF name.
+        The layer, stream or LIF name (``'pooled'``: the stream, or with the vanilla shortcut
+        the LIF whose spikes are pooled).
     after : str
-        For a stream: the producer whose add made this value of it.
+        For a stream: the producer whose add made this value of it (a layer; SEW: a LIF). For
+        ``'residual'``: the LIF whose spikes are added.
     """
 
     kind: str
@@ -250,7 +335,11 @@ class Planner:
     Members
     -------
     streams : dict
-        Stream name -> list of producer layer names (the downsampler first).
+        Stream name -> list of producer layer names (the downsampler first); membrane shortcut.
+    count_streams : dict
+        SEW: stream name -> list of the LIFs whose spikes it counts (the downsampler's first).
+    residuals : dict
+        Vanilla: layer name -> the LIF whose spikes are added to its output.
     lif_inputs : dict
         LIF name -> :class:`Sym` of its input, in execution order.
     layer_inputs : dict
@@ -259,8 +348,12 @@ class Planner:
         Attention module paths, in order.
     """
 
+    shortcuts = ("membrane", "sew", "vanilla")
+
     fused_sepconv: bool = True
     streams: dict = field(default_factory=dict)
+    count_streams: dict = field(default_factory=dict)
+    residuals: dict = field(default_factory=dict)
     lif_inputs: dict = field(default_factory=dict)
     layer_inputs: dict = field(default_factory=dict)
     lif_layouts: dict = field(default_factory=dict)
@@ -296,6 +389,21 @@ class Planner:
         self.streams[stream.source].append(producer)
         return Sym("stream", stream.source, producer)
 
+    def count_stream(self, spikes, stream, producer):
+        """Record a stream of spike counts and its first LIF (SEW)."""
+        self.count_streams[stream] = [producer]
+        return Sym("stream", stream, producer)
+
+    def add_spikes(self, stream, spikes, producer):
+        """Record a LIF whose spikes are added to a stream of counts (SEW)."""
+        self.count_streams[stream.source].append(producer)
+        return Sym("stream", stream.source, producer)
+
+    def residual(self, branch, spikes, producer):
+        """Record a layer whose output gets the block's incoming spikes added (vanilla)."""
+        self.residuals[producer] = spikes.source
+        return Sym("residual", producer, spikes.source)
+
     def sdsa(self, prefix, q, k, v):
         """Record an attention module and its ``attn_lif``."""
         self.attention.append(prefix)
@@ -304,7 +412,7 @@ class Planner:
         return Sym("spikes", f"{prefix}.attn_lif")
 
     def pool(self, stream):
-        """Record the head's pooling of the last stream."""
+        """Record the head's pooling of the last stream (vanilla: of the last spikes)."""
         return Sym("pooled", stream.source)
 
     def finish(self, logits):

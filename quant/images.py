@@ -39,7 +39,8 @@ def memories(net) -> list[dict]:
     """Return every memory of ``net`` in a fixed order: name, int64 data and word format.
 
     Order: the stem's pixel zero points (none for event input: it is spikes), then per layer
-    (execution order) weight, bias and shift, then per LIF (execution order) its thresholds.
+    (execution order) weight, bias, shift and (vanilla shortcut) identity, then per LIF
+    (execution order) its thresholds.
     """
     out = []
     if net.pixel is not None:
@@ -51,11 +52,22 @@ def memories(net) -> list[dict]:
         geometry = {"kind": layer.kind, "stride": layer.stride, "padding": layer.padding,
                     "groups": layer.groups, "stream": layer.stream,
                     "acc_bits": layer.acc_bits, "scale": layer.scale.tolist()}
+        if layer.input_max is not None:
+            geometry["input_max"] = layer.input_max   # SEW: spike counts 0..input_max
         out.append({"name": f"{name}.weight", "data": layer.weight, "bits": layer.weight_bits,
                     "signed": True, "meta": geometry})
         out.append({"name": f"{name}.bias", "data": layer.bias, "bits": layer.bias_bits,
                     "signed": True, "meta": {"units": "accumulator"}})
-        if layer.shift is not None:
+        if layer.identity is not None:
+            # Vanilla shortcut: the block's output LIF reads the shifted sums plus the spikes.
+            op = "lif_input = (acc << shift) + (identity if spike else 0)"
+            out.append({"name": f"{name}.shift", "data": layer.shift,
+                        "bits": _unsigned_bits(layer.shift.max()), "signed": False,
+                        "meta": {"stream": layer.stream, "op": op}})
+            out.append({"name": f"{name}.identity", "data": layer.identity,
+                        "bits": _unsigned_bits(layer.identity.max()), "signed": False,
+                        "meta": {"spikes": layer.shortcut_from, "op": op}})
+        elif layer.shift is not None:
             out.append({"name": f"{name}.shift", "data": layer.shift,
                         "bits": _unsigned_bits(layer.shift.max()), "signed": False,
                         "meta": {"stream": layer.stream, "op": "stream += acc << shift"}})
@@ -118,6 +130,14 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _stream_entry(stream) -> dict:
+    """Return a stream's manifest entry (a SEW stream of spike counts says so: ``counts``)."""
+    entry = {"producers": stream.producers, "bits": stream.bits, "scale": stream.scale.tolist()}
+    if stream.counts:
+        entry["counts"] = True
+    return entry
+
+
 def write_images(net, directory: str, coe: bool = False) -> dict:
     """Write every memory and the manifest into an existing empty ``directory``.
 
@@ -153,8 +173,7 @@ def write_images(net, directory: str, coe: bool = False) -> dict:
                          "fuse_sepconv": net.fuse_sepconv, "logit_scale": net.logit_scale,
                          "logit_bits": net.logit_bits,
                          "logits": "sum over T of head accumulators; real = sum * logit_scale/T"},
-        "streams": {name: {"producers": s.producers, "bits": s.bits, "scale": s.scale.tolist()}
-                    for name, s in net.streams.items()},
+        "streams": {name: _stream_entry(s) for name, s in net.streams.items()},
         "attention": {name: asdict(info) for name, info in net.attention.items()},
         "memories": entries,
     }

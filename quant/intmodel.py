@@ -40,17 +40,24 @@ class Trace:
         ``<attn>.kv`` (``[T, B, heads, d, d]``, SDSA-3/4), ``<attn>.counts`` (pre-threshold)
         and ``<attn>.out`` (the uint8 spikes into ``proj_conv``).
     streams : dict
-        Producer layer name -> the int64 residual stream right after its add.
+        Producer layer name -> the int64 residual stream right after its add (SEW shortcut:
+        producer LIF name -> the int64 spike counts right after its spikes were added).
+    residuals : dict
+        Vanilla shortcut: layer name -> the int64 input of the block's output LIF,
+        ``(acc << shift) + (identity if spike else 0)``.
     """
 
     spikes: dict = field(default_factory=dict)
     membranes: dict = field(default_factory=dict)
     accumulators: dict = field(default_factory=dict)
     streams: dict = field(default_factory=dict)
+    residuals: dict = field(default_factory=dict)
 
 
 class _IntBackend:
     """Implement :func:`quant.graph.walk`'s primitives on integer tensors."""
+
+    shortcuts = ("membrane", "sew", "vanilla")
 
     def __init__(self, model: "IntegerModel", trace: Trace | None) -> None:
         self.model = model
@@ -153,6 +160,29 @@ class _IntBackend:
             self.trace.streams[producer] = out
         return out
 
+    def count_stream(self, spikes, stream, producer):
+        """Start a stream of spike counts (SEW) with the downsampler's spikes."""
+        out = spikes.to(torch.int64)
+        if self.trace is not None:
+            self.trace.streams[producer] = out
+        return out
+
+    def add_spikes(self, stream, spikes, producer):
+        """Count a branch output LIF's spikes into the stream (SEW): ``+1`` where it fired."""
+        out = stream + spikes.to(torch.int64)
+        if self.trace is not None:
+            self.trace.streams[producer] = out
+        return out
+
+    def residual(self, branch, spikes, producer):
+        """Return ``(acc << shift) + (identity if spike else 0)`` (vanilla): the spike selects
+        the constant ``identity[c]``, it multiplies nothing."""
+        identity = self.model.identities[producer]
+        out = (branch << self.model.shifts[producer]) + torch.where(spikes.bool(), identity, 0)
+        if self.trace is not None:
+            self.trace.residuals[producer] = out
+        return out
+
     # Attention -----------------------------------------------------------------------------
     def sdsa(self, prefix, q, k, v):
         """Compute SDSA-1/2/3/4 counts exactly and fire ``attn_lif``."""
@@ -189,8 +219,9 @@ class _IntBackend:
 
     # Head ------------------------------------------------------------------------------------
     def pool(self, stream):
-        """Sum the stream over positions (the mean's divisor lives in the LIF threshold)."""
-        return stream.flatten(3).sum(3)
+        """Sum the stream over positions (the mean's divisor lives in the LIF threshold; the
+        vanilla shortcut's stream is spikes, summed as int64)."""
+        return stream.flatten(3).sum(3, dtype=torch.int64)
 
     def finish(self, logits):
         """Sum the per-step logits over T (the mean's 1/T does not change the argmax)."""
@@ -214,6 +245,7 @@ class IntegerModel:
         self.weights = {}
         self.biases = {}
         self.shifts = {}
+        self.identities = {}
         for name, layer in net.layers.items():
             w = torch.from_numpy(layer.weight)
             # Integer weights are exact in float32 up to 2**24 (at most 16-bit here).
@@ -222,6 +254,8 @@ class IntegerModel:
             self.biases[name] = torch.from_numpy(layer.bias)
             if layer.shift is not None:
                 self.shifts[name] = torch.from_numpy(layer.shift).view(-1, 1, 1)
+            if layer.identity is not None:
+                self.identities[name] = torch.from_numpy(layer.identity).view(-1, 1, 1)
         self.thresholds = {name: torch.from_numpy(lif.threshold)
                            for name, lif in net.lifs.items()}
 

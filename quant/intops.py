@@ -11,6 +11,7 @@ import numpy as np
 __all__ = [
     "lif_step", "lif_sequence", "lif_threshold",
     "conv_output_size", "conv2d_spikes", "depthwise_conv2d_spikes", "linear_spikes", "stem_conv",
+    "conv2d_counts", "residual_input",
     "sum_pool", "shift_left", "signed_bits", "check_fits", "saturate",
     "sdsa1_counts", "sdsa1", "sdsa2_counts", "sdsa2", "sdsa3_kv", "sdsa3_counts", "sdsa3", "sdsa4",
 ]
@@ -258,6 +259,58 @@ def stem_conv(pixels, weight, bias=None, stride: int = 1, padding: int = 0,
     windows = _windows(padded, kernel_h, kernel_w, stride)
     out = np.einsum("ihwyx,oiyx->ohw", windows, weight, optimize=True)
     return out + _bias_or_zeros(bias, cout)[:, None, None]
+
+
+def conv2d_counts(counts, weight, bias=None, stride: int = 1, padding: int = 0,
+                  max_count: int | None = None) -> np.ndarray:
+    """Convolve a map of spike counts (the SEW shortcut's stream) with integer weights, exactly.
+
+    A count is a small non-negative integer (at most the number of spike maps added into the
+    stream so far), so the conv is still additions: bit plane ``j`` of the counts is a binary map,
+    its conv is a sum of weights at set bits (:func:`conv2d_spikes`), and the planes are added
+    shifted left by ``j``. No product of a weight and a count is formed.
+
+    Parameters
+    ----------
+    counts : integer array ``[Cin, H, W]``, values ``0 .. max_count``
+    weight : integer array ``[Cout, Cin, kh, kw]``
+    bias : integer array ``[Cout]`` or None
+    stride, padding : int
+        As :func:`conv2d_spikes`; padding inserts zero counts.
+    max_count : int or None
+        The proven bound; a count above it (or a negative one) raises ``ValueError``. None: the
+        largest count present decides the number of planes.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape ``[Cout, Ho, Wo]``
+        ``bias[o] + sum over planes j of (sum of weights where bit j is set) << j``.
+    """
+    counts = _as_int(counts, "counts")
+    top = int(counts.max(initial=0)) if max_count is None else int(max_count)
+    if counts.size and (counts.min() < 0 or counts.max() > top):
+        raise ValueError(f"counts must lie in [0, {top}], got values in "
+                         f"[{counts.min()}, {counts.max()}]")
+    weight = _as_int(weight, "weight")
+    out = conv2d_spikes(counts & 1, weight, bias, stride, padding)
+    for plane in range(1, max(1, top.bit_length())):
+        out = out + (conv2d_spikes((counts >> plane) & 1, weight, None, stride, padding) << plane)
+    return out
+
+
+def residual_input(acc, spikes, identity, shift=0) -> np.ndarray:
+    """Return the vanilla shortcut's LIF input ``(acc << shift) + (identity if spike else 0)``.
+
+    ``acc`` is a branch's last layer ``[C, ...]`` (int), ``spikes`` the block's incoming spikes
+    of the same shape (0/1), ``identity`` and ``shift`` per channel ``[C]``: the spike selects the
+    constant ``identity[c]`` (the value of a real 1 in the LIF's units), nothing is multiplied.
+    """
+    acc = _as_int(acc, "acc")
+    spikes = _as_spikes(spikes)
+    view = (-1,) + (1,) * (acc.ndim - 1)
+    identity = _as_int(identity, "identity").reshape(view)
+    shifted = shift_left(acc, _as_int(shift, "shift").reshape(view) if np.ndim(shift) else shift)
+    return shifted + np.where(spikes == 1, identity, 0)
 
 
 def sum_pool(values) -> np.ndarray:

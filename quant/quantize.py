@@ -3,7 +3,12 @@
 Scales are float64 everywhere; the integers they produce (weights, biases, shifts, thresholds)
 are what the integer golden model and the hardware use. Each width is computed from a worst-case
 bound over all inputs the layer can see (binary spikes, pixel codes, the producer ranges of a
-stream) and reported per layer.
+stream, the spike counts of a SEW stream) and reported per layer.
+
+All three shortcuts of ``golden.model`` are quantized (``docs/arithmetic.md`` section 8): the
+membrane shortcut's streams of shifted sums, the SEW shortcut's streams of spike counts (layers
+of kind ``'counts'`` read them), and the vanilla shortcut's block output LIFs, whose input is the
+branch's sums plus ``identity`` units per incoming spike.
 """
 
 from __future__ import annotations
@@ -96,11 +101,21 @@ class IntLayer:
     scale : numpy.ndarray
         float64 ``[Cout]``: real value of one accumulator unit.
     shift : numpy.ndarray or None
-        int64 ``[Cout]`` left shifts into the residual stream (stream producers only).
+        int64 ``[Cout]`` left shifts into the residual stream (stream producers only; vanilla
+        shortcut: into the block's output LIF).
     stream : str or None
         The residual stream this layer writes.
     acc_low, acc_high : numpy.ndarray
         int64 ``[Cout]`` worst-case accumulator range over every possible input.
+    input_max : int or None
+        Kind ``'counts'`` (SEW shortcut: a conv on a stream of spike counts): the largest count
+        its input can hold. None for every other kind.
+    identity : numpy.ndarray or None
+        Vanilla shortcut, a branch's last layer: int64 ``[Cout]``, the value of one incoming
+        spike in this layer's output units (``m[c] = 1 / scale[c]`` when the shift is 0); its
+        LIF reads ``(acc << shift) + (identity if spike else 0)``. None otherwise.
+    shortcut_from : str or None
+        With ``identity``: the LIF whose spikes (the block's input) are added.
     """
 
     name: str
@@ -116,6 +131,9 @@ class IntLayer:
     acc_low: np.ndarray | None = None
     acc_high: np.ndarray | None = None
     weight_bits: int = 8
+    input_max: int | None = None
+    identity: np.ndarray | None = None
+    shortcut_from: str | None = None
 
     @property
     def acc_bits(self) -> int:
@@ -130,7 +148,12 @@ class IntLayer:
     @property
     def magnitude_bound(self) -> int:
         """Return a bound on every partial sum's magnitude (decides the exact float evaluator)."""
-        return int(max(abs(int(self.acc_low.min())), abs(int(self.acc_high.max()))))
+        bound = int(max(abs(int(self.acc_low.min())), abs(int(self.acc_high.max()))))
+        if self.input_max is not None:
+            # A sum of counts times weights without the bias: at most input_max * sum |w|.
+            taps = np.abs(self.weight.reshape(self.weight.shape[0], -1)).sum(1)
+            bound = max(bound, int(taps.max(initial=0)) * self.input_max)
+        return bound
 
 
 @dataclass
@@ -151,7 +174,8 @@ class IntLIF:
     theta : float
         The float threshold.
     source : str
-        What feeds it: a layer name, ``stream:<name>``, ``pooled:<name>`` or ``attention:<path>``.
+        What feeds it: a layer name, ``stream:<name>``, ``pooled:<name>``, ``attention:<path>``
+        or ``residual:<layer>`` (vanilla shortcut: the layer's sums plus the incoming spikes).
     """
 
     name: str
@@ -178,10 +202,13 @@ class IntStream:
         The downsampler that starts it.
     scale : numpy.ndarray
         float64 ``[C]``; producer ``p`` is quantized at ``scale * 2**shift_p`` and shifted left.
+        A stream of counts: ones (one count is one spike, real value 1).
     producers : list of str
-        Layer names, the downsampler first.
+        Layer names, the downsampler first; a stream of counts: the LIFs whose spikes it adds.
     low, high : numpy.ndarray
         int64 ``[C]`` bounds containing every partial sum of the stream.
+    counts : bool
+        SEW shortcut: the stream holds spike counts ``0 .. len(producers)``.
     """
 
     name: str
@@ -189,10 +216,13 @@ class IntStream:
     producers: list
     low: np.ndarray
     high: np.ndarray
+    counts: bool = False
 
     @property
     def bits(self) -> int:
-        """Return the stream width proven by the bound."""
+        """Return the stream width proven by the bound (counts: unsigned bits)."""
+        if self.counts:
+            return max(1, int(self.high.max()).bit_length())
         return intops.signed_bits(int(self.low.min()), int(self.high.max()))
 
 
@@ -261,13 +291,19 @@ class IntNet:
         """Return one row per layer and LIF: widths, ranges and thresholds, for tables and JSON."""
         rows = []
         for layer in self.layers.values():
-            rows.append({
+            row = {
                 "name": layer.name, "kind": layer.kind, "shape": list(layer.weight.shape),
                 "weight_bits": layer.weight_bits, "bias_bits": layer.bias_bits,
                 "acc_bits": layer.acc_bits, "stream": layer.stream,
                 "shift_max": None if layer.shift is None else int(layer.shift.max()),
                 "float_evaluator": "float32" if layer.magnitude_bound < 2 ** 24 else "float64",
-            })
+            }
+            if layer.input_max is not None:
+                row["input_max"] = layer.input_max
+            if layer.identity is not None:
+                row["identity_max"] = int(layer.identity.max())
+                row["shortcut_from"] = layer.shortcut_from
+            rows.append(row)
         for lif in self.lifs.values():
             rows.append({"name": lif.name, "kind": "lif", "source": lif.source,
                          "input_bits": lif.input_bits, "membrane_bits": lif.input_bits,
@@ -275,8 +311,11 @@ class IntNet:
                          "threshold_min": int(lif.threshold.min()),
                          "threshold_max": int(lif.threshold.max())})
         for stream in self.streams.values():
-            rows.append({"name": f"stream:{stream.name}", "kind": "stream", "bits": stream.bits,
-                         "producers": len(stream.producers)})
+            row = {"name": f"stream:{stream.name}", "kind": "stream", "bits": stream.bits,
+                   "producers": len(stream.producers)}
+            if stream.counts:
+                row["counts"] = True
+            rows.append(row)
         for path, info in self.attention.items():
             rows.append({"name": f"{path}.sdsa", "kind": f"sdsa{info.sdsa}", **asdict(info)})
         return rows
@@ -380,6 +419,30 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
             final_scale[producer] = np.ldexp(finest, k)
             stream_of[producer] = stream
 
+    # Vanilla shortcut: a branch's last layer and the block's incoming spikes (real value 1) meet
+    # in one LIF. Its input unit is 1/m[c], m[c] = floor(1 / natural scale) >= 1, so a spike is
+    # exactly m[c] units and the weights still fit (1/m >= natural). A natural scale above 1
+    # takes m = 1 and quantizes the layer at the power of two 2**k >= it, shifted left by k.
+    identity = {}
+    for producer in planner.residuals:
+        inverse = 1.0 / natural[producer]
+        if not np.all(inverse < EXACT_FLOAT64):
+            raise QuantizationError(f"{producer}: the shortcut spike's value 1/scale "
+                                    f"{inverse.max():g} is not an integer below 2**53 (weights "
+                                    f"near zero in the folded layer); cannot quantize")
+        m = np.where(inverse >= 1.0, np.floor(inverse), 1.0)
+        k = _pow2_at_least(natural[producer] * m)
+        identity[producer] = m.astype(np.int64)
+        shifts[producer] = k
+        final_scale[producer] = np.ldexp(1.0 / m, k)
+
+    # SEW shortcut: a layer reading a stream of counts sees at most as many spikes as the stream
+    # has had producers when it reads it.
+    count_bound = {}
+    for name, sym in planner.layer_inputs.items():
+        if sym.kind == "stream" and sym.source in planner.count_streams:
+            count_bound[name] = planner.count_streams[sym.source].index(sym.after) + 1
+
     out = IntNet(cfg=cfg, weight_bits=weight_bits, pixel=pixel, fuse_sepconv=net.fuse_sepconv)
     ranges = {}
     for name, (layer, weight, bias) in folded.items():
@@ -406,13 +469,20 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
             w = q_weight[:, :, 0, 0]
             low = q_bias + np.minimum(w * in_low, w * in_high).sum(1)
             high = q_bias + np.maximum(w * in_low, w * in_high).sum(1)
+        elif name in count_bound:
+            # A conv on spike counts 0..K: the stem's bound with K for the largest pixel code.
+            top = count_bound[name]
+            low = q_bias + np.minimum(per_out, 0).sum(1) * top
+            high = q_bias + np.maximum(per_out, 0).sum(1) * top
         else:
             low = q_bias + np.minimum(per_out, 0).sum(1)
             high = q_bias + np.maximum(per_out, 0).sum(1)
         ranges[name] = (low, high)
-        int_layer = IntLayer(name, layer.kind, q_weight, q_bias, scale, layer.stride,
+        kind = "counts" if name in count_bound else layer.kind
+        int_layer = IntLayer(name, kind, q_weight, q_bias, scale, layer.stride,
                              layer.padding, layer.groups, shifts.get(name), stream_of.get(name),
-                             low, high, weight_bits)
+                             low, high, weight_bits, count_bound.get(name), identity.get(name),
+                             planner.residuals.get(name))
         bound = int_layer.magnitude_bound
         if layer.kind == "stem":
             bound = max(bound, int(np.abs(per_out).sum(1).max()) * pixel.max_code)
@@ -431,6 +501,12 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
             low = low + np.minimum(p_low << k, 0)
             high = high + np.maximum(p_high << k, 0)
         out.streams[stream] = IntStream(stream, stream_scale[stream], list(producers), low, high)
+    for stream, producers in planner.count_streams.items():
+        # The first producer is the downsampler's out_lif: as many channels as its conv.
+        channels = out.layers[planner.lif_inputs[producers[0]].source].weight.shape[0]
+        out.streams[stream] = IntStream(
+            stream, np.ones(channels), list(producers), np.zeros(channels, np.int64),
+            np.full(channels, len(producers), np.int64), counts=True)
 
     sizes = cfg.map_sides()
     for lif_name, sym in planner.lif_inputs.items():
@@ -441,10 +517,25 @@ def quantize(net: FoldedNet, weight_bits: int = 8, pixel_bits: int = 8,
             low, high = ranges[sym.source]
             source = sym.source
             thresholds = [intops.lif_threshold(theta, s) for s in scale]
+        elif sym.kind == "residual":
+            # (acc << k) + m * spike in units of 1/m: the threshold ceil(2 * theta * m), exact.
+            layer = out.layers[sym.source]
+            m, k = layer.identity, layer.shift
+            scale, source = 1.0 / m, f"residual:{sym.source}"
+            low, high = ranges[sym.source]
+            low, high = low << k, (high << k) + m
+            thresholds = [intops.lif_threshold(theta * float(c), 1.0) for c in m]
         elif sym.kind == "stream":
             s = out.streams[sym.source]
             scale, low, high, source = s.scale, s.low, s.high, f"stream:{sym.source}"
             thresholds = [intops.lif_threshold(theta, c) for c in scale]
+        elif sym.kind == "pooled" and sym.source not in out.streams:
+            # Vanilla: the last block's spikes, summed over positions (real 1 per spike).
+            channels = out.lifs[sym.source].threshold.shape[0]
+            positions = sizes[sym.source.split(".")[0]] ** 2
+            scale, source = np.full(channels, 1.0 / positions), f"pooled:{sym.source}"
+            low, high = np.zeros(channels, np.int64), np.full(channels, positions, np.int64)
+            thresholds = [intops.lif_threshold(float(positions), 1.0)] * channels
         elif sym.kind == "pooled":
             s = out.streams[sym.source]
             positions = sizes[sym.source] ** 2

@@ -42,6 +42,11 @@ def reference_check(net, codes, trace, sample=0):
                 z = acc[src.source][t, sample].numpy()
                 expected = np.einsum("oi,ihw->ohw", layer.weight[:, :, 0, 0], z) \
                     + layer.bias[:, None, None]
+            elif layer.kind == "counts":
+                # SEW: the stream of spike counts as it was when the layer read it.
+                counts = trace.streams[src.after][t, sample].numpy()
+                expected = intops.conv2d_counts(counts, layer.weight, layer.bias, layer.stride,
+                                                layer.padding, layer.input_max)
             else:
                 if name.endswith("attn.proj_conv"):
                     x = acc[name.replace("proj_conv", "out")][t, sample].numpy()
@@ -60,15 +65,32 @@ def reference_check(net, codes, trace, sample=0):
             shift = net.layers[producer].shift[:, None, None]
             total = total + intops.shift_left(acc[producer][:, sample].numpy(), shift)
             assert np.array_equal(trace.streams[producer][:, sample].numpy(), total), producer
+    for stream, producers in planner.count_streams.items():     # SEW: counts of spikes
+        total = 0
+        for producer in producers:
+            total = total + spikes[producer][:, sample].numpy().astype(np.int64)
+            assert np.array_equal(trace.streams[producer][:, sample].numpy(), total), producer
+        assert total.max() <= len(producers) == net.streams[stream].high.max()
     for name, lif in net.lifs.items():
         src = planner.lif_inputs[name]
         if src.kind == "layer":
             x = acc[src.source][:, sample].numpy()
+        elif src.kind == "residual":                              # vanilla: branch + spikes
+            layer = net.layers[src.source]
+            into = spikes[src.after][:, sample].numpy()
+            x = np.stack([intops.residual_input(acc[src.source][t, sample].numpy(), into[t],
+                                                layer.identity, layer.shift)
+                          for t in range(cfg.T)])
+            assert np.array_equal(trace.residuals[src.source][:, sample].numpy(), x), name
         elif src.kind == "stream":
             x = trace.streams[src.after][:, sample].numpy()
         elif src.kind == "pooled":
-            last = planner.streams[src.source][-1]
-            stream = trace.streams[last][:, sample].numpy()
+            if src.source in planner.streams:
+                stream = trace.streams[planner.streams[src.source][-1]][:, sample].numpy()
+            elif src.source in planner.count_streams:
+                stream = trace.streams[planner.count_streams[src.source][-1]][:, sample].numpy()
+            else:                                                 # vanilla: the last spikes
+                stream = spikes[src.source][:, sample].numpy().astype(np.int64)
             x = np.stack([intops.sum_pool(stream[t]) for t in range(cfg.T)])
         else:
             x = None
