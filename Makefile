@@ -9,7 +9,7 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth sim quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
+.PHONY: help install system-tools test test-all rtl synth sim sim-paper quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -20,6 +20,7 @@ help:
 	@echo "synth     Yosys resources and nextpnr Fmax of CONFIG's units (installs the synth extra)"
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
 	@echo "          (SIM=icarus: on Icarus Verilog; WAVES=1: an FST per run in its build dir)"
+	@echo "sim-paper a paper model's structure (PAPER=15M, PAPER_SIZE=64) bit-exact on Verilator"
 	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
 	@echo "demo      the whole flow on the shipped default"
 	@echo "demo-dvs  the whole flow on the shipped event-camera checkpoint (T=4, no multiplier)"
@@ -127,6 +128,17 @@ demo-dvs: install
 	$(TEST_ENV) $(PY) -m quant.cli $(DVS_CKPT) --bits $(BITS) --out $(OUT)/demo-dvs/quant
 	$(TEST_ENV) $(PY) -m rtl_gen --config $(CONFIG) --checkpoint $(DVS_CKPT) --units shared_network --out $(OUT)/demo-dvs/rtl --lint
 	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(DVS_CKPT) --images $(IMAGES) --T 4 --out $(OUT)/demo-dvs/e2e
+
+# A paper model's whole structure on Verilator: PAPER (15M, 31M or 55M) at PAPER_SIZE x PAPER_SIZE,
+# T=1, with seeded random weights calibrated so that every LIF fires (sim.paper refuses a model
+# whose LIFs fire outside 1-50 %), one seeded random image through the public co-simulation
+# command line: logits and every spike map == the integer golden model. 15M at 64: about
+# 10 minutes here (docs/shared-network.md, "Envelope").
+PAPER ?= 15M
+PAPER_SIZE ?= 64
+sim-paper: install
+	$(TEST_ENV) $(PY) -m sim.paper --variant $(PAPER) --img-size $(PAPER_SIZE) --out $(OUT)/paper/$(PAPER)-$(PAPER_SIZE).pth
+	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(OUT)/paper/$(PAPER)-$(PAPER_SIZE).pth --inputs random --images 1 --T 1 --out $(OUT)/paper/$(PAPER)-$(PAPER_SIZE)
 
 # Each script prints its numbers; JSON copies land under $(OUT)/bench.
 bench: install

@@ -618,6 +618,9 @@ class NetworkCore(wiring.Component):
     def memory_report(self) -> dict:
         return self.network.memory_report()
 
+    def padding_report(self) -> dict:
+        return self.network.padding_report()
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.network = network = self.network

@@ -203,6 +203,10 @@ class SharedNetwork(wiring.Component):
         """Bits of every shared memory (for the manifest and the docs)."""
         return self.plan.memory_report()
 
+    def padding_report(self) -> dict:
+        """Each memory's bits against what its contents need (:meth:`SharedPlan.padding_report`)."""
+        return self.plan.padding_report()
+
     # -- hardware ----------------------------------------------------------------------------
     #: Descriptor fields the network's own routing reads (each unit lists its own ``FIELDS``).
     FIELDS = ("kind", "sink", "mbase", "tbase", "stream_base", "sdsa", "engine", "is_stem",

@@ -175,6 +175,7 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                                 "file with $readmemh",
                     "layout": "docs/shared-network.md",
                     "memory_bits": component.memory_report(),
+                    "memory_padding": component.padding_report(),
                 }
             extra = {}
             if unit.soc:
