@@ -36,6 +36,8 @@ import os
 import statistics
 import sys
 import time
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,6 +360,11 @@ def _network(spec: dict):
 def _unit(spec: dict):
     """Return ``(factory, memory_bits)`` of a spec's unit; raise :class:`_Refused` if the
     generator refuses it (``memory_bits``: the network's memories, ``None`` for other units)."""
+    from amaranth.hdl import UnusedElaboratable  # noqa: PLC0415
+
+    # The unit built to see whether the generator refuses the point is not always elaborated
+    # (refused, too big), and a refusing constructor counts as built: no warning about either.
+    warnings.filterwarnings("ignore", category=UnusedElaboratable)
     unit, design = spec["unit"], spec["design"]
     if unit in NETWORK_UNITS:
         net = _network({**spec, **design})
@@ -654,6 +661,8 @@ def run_sweep(sweep: Sweep, out, client, *, place: bool = False, seeds=(1,),
     if reused:
         log(f"{len(reused)} of {len(planned)} point(s) already done in {results}")
     synth_futures, perf_futures, place_futures, names = {}, {}, {}, {}
+    # Task keys of this run only: a cluster may still hold an earlier run's (failed) tasks.
+    run = uuid.uuid4().hex[:12]
     for item in todo:
         point = item.point
         spec = {"unit": sweep.unit, "weights": point["weights"],
@@ -667,13 +676,13 @@ def run_sweep(sweep: Sweep, out, client, *, place: bool = False, seeds=(1,),
             synth_spec = {**spec, "workdir": str(out / "work" / item.hw_key),
                           "capacity_bits": capacity_bits(largest),
                           "capacity_label": DEVICES[largest]["label"]}
-            future = client.submit(tasks.synth, synth_spec, key=f"dse-synth-{item.hw_key}",
+            future = client.submit(tasks.synth, synth_spec, key=f"dse-synth-{item.hw_key}-{run}",
                                    pure=False)
             synth_futures[item.hw_key] = future
             names[future.key] = f"synthesis of {item.label}"
         if item.perf_key not in perf_futures:
             perf_spec = {**spec, "lanes": point["lanes"], "images": sweep.images}
-            future = client.submit(tasks.perf, perf_spec, key=f"dse-perf-{item.perf_key}",
+            future = client.submit(tasks.perf, perf_spec, key=f"dse-perf-{item.perf_key}-{run}",
                                    pure=False)
             perf_futures[item.perf_key] = future
             names[future.key] = (f"cycle model at lanes={point['lanes']}, T="
@@ -682,7 +691,8 @@ def run_sweep(sweep: Sweep, out, client, *, place: bool = False, seeds=(1,),
             place_spec = {**spec, "device": point["device"], "seeds": [int(s) for s in seeds],
                           "workdir": str(out / "work" / f"{item.hw_key}-{point['device']}")}
             future = client.submit(tasks.place, place_spec, synth_futures[item.hw_key],
-                                   key=f"dse-place-{item.hw_key}-{point['device']}", pure=False)
+                                   key=f"dse-place-{item.hw_key}-{point['device']}-{run}",
+                                   pure=False)
             place_futures[(item.hw_key, point["device"])] = future
             names[future.key] = f"place and route of {item.label}"
     needs = {item.index: [synth_futures[item.hw_key], perf_futures[item.perf_key]]
@@ -925,7 +935,7 @@ def _client(workers: int, scheduler: str | None):
             raise SweepError(f"--scheduler {scheduler}: cannot connect ({_one_line(error)})") \
                 from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0)
+                           dashboard_address=":0", memory_limit=0)
     return Client(cluster), cluster
 
 
