@@ -44,7 +44,7 @@ from pathlib import Path
 from .config import NETWORK_UNITS, UNITS, ConfigError, DesignPoint
 
 __all__ = ["SweepError", "Sweep", "Tasks", "DEVICES", "WEIGHTS", "load_sweep", "run_sweep",
-           "synthesize_point", "place_point", "predict_point", "resources", "pareto_flags",
+           "synthesize_point", "place_point", "predict_point", "resources", "pareto_flags", "memory_overflow", "capacity_bits",
            "table_rows", "write_outputs", "main"]
 
 #: Bump when what a result file holds, or how it is computed here, changes: old results are
@@ -358,8 +358,9 @@ def _network(spec: dict):
 
 
 def _unit(spec: dict):
-    """Return ``(factory, memory_bits)`` of a spec's unit; raise :class:`_Refused` if the
-    generator refuses it (``memory_bits``: the network's memories, ``None`` for other units)."""
+    """Return ``(factory, memories)`` of a spec's unit; raise :class:`_Refused` if the
+    generator refuses it (``memories``: the network's memories, name -> bits; ``None`` for
+    other units)."""
     from amaranth.hdl import UnusedElaboratable  # noqa: PLC0415
 
     # The unit built to see whether the generator refuses the point is not always elaborated
@@ -380,7 +381,7 @@ def _unit(spec: dict):
         network = getattr(probe, "network", probe)
         bits = {k: v for k, v in network.memory_report().items()
                 if not (k == "weights" and spec["weights"] == "external")}
-        return _first(probe, lambda: make(net, **options)), sum(bits.values())
+        return _first(probe, lambda: make(net, **options)), bits
     from .emit import unit_factories  # noqa: PLC0415
 
     point = DesignPoint(units=(unit,), **{**design, "checkpoint": spec["checkpoint"]})
@@ -402,23 +403,20 @@ def _first(probe, factory):
 def synthesize_point(spec: dict) -> dict:
     """Synthesize a spec's unit with Yosys for ECP5 (``synth_ecp5``, the bare unit).
 
-    Returns ``{"status": "ok", "cells", "memory_bits"}``, ``{"status": "refused", "reason"}``, or
-    ``{"status": "too_big", "memory_bits", "reason"}`` without running Yosys when the unit's
-    memories hold more bits than the largest device of its points could store in block RAM,
-    LUTs used as RAM and flip-flops together (``spec["capacity_bits"]``).
+    Returns ``{"status": "ok", "cells", "memories", "memory_bits"}``, ``{"status": "refused",
+    "reason"}``, or ``{"status": "too_big", "memories", "memory_bits"}`` without running Yosys
+    when the unit's memories cannot fit any of ``spec["devices"]`` (:func:`memory_overflow`).
     """
     from . import synth  # noqa: PLC0415
 
     begin = time.perf_counter()
     try:
-        factory, memory_bits = _unit(spec)
+        factory, memories = _unit(spec)
     except _Refused as error:
         return {"status": "refused", "reason": str(error), "seconds": time.perf_counter() - begin}
-    if memory_bits is not None and memory_bits > spec["capacity_bits"]:
-        return {"status": "too_big", "memory_bits": memory_bits,
-                "reason": f"its memories hold {memory_bits:,} bits, more than "
-                          f"{spec['capacity_label']} can store in block RAM, LUT RAM and "
-                          f"flip-flops together ({spec['capacity_bits']:,}); Yosys not run",
+    total = None if memories is None else sum(memories.values())
+    if memories is not None and all(memory_overflow(memories, d) for d in spec["devices"]):
+        return {"status": "too_big", "memories": memories, "memory_bits": total,
                 "seconds": time.perf_counter() - begin}
     report = synth.synthesize(spec["unit"], factory, Path(spec["workdir"]),
                               place_and_route=False, targets=("ecp5",),
@@ -426,7 +424,7 @@ def synthesize_point(spec: dict) -> dict:
     if report.errors or "ecp5" not in report.cells:
         raise RuntimeError("; ".join(report.errors) or "Yosys gave no cell counts")
     cells = {k: v for k, v in sorted(report.cells["ecp5"].items()) if not k.startswith("$scope")}
-    return {"status": "ok", "cells": cells, "memory_bits": memory_bits,
+    return {"status": "ok", "cells": cells, "memories": memories, "memory_bits": total,
             "seconds": time.perf_counter() - begin}
 
 
@@ -531,6 +529,26 @@ def capacity_bits(device: str) -> int:
     return have["dp16kd"] * DP16KD_BITS + have["luts"] * 16 + have["ffs"]
 
 
+def memory_overflow(memories: dict, device: str) -> str | None:
+    """Why memories (name -> bits) cannot fit ``device``, or ``None`` when they might.
+
+    Two bounds, each one that no synthesis can beat: all memories together cannot hold more bits
+    than :func:`capacity_bits`; and one memory, which Yosys maps to one kind of resource as a
+    whole (block RAM, or LUTs and flip-flops), cannot hold more than the larger of the two kinds.
+    """
+    total = sum(memories.values())
+    if total > capacity_bits(device):
+        return (f"its memories hold {total:,} bits, more than the device's block RAM, LUTs as "
+                f"RAM and flip-flops together ({capacity_bits(device):,})")
+    have = DEVICES[device]
+    bram, logic = have["dp16kd"] * DP16KD_BITS, have["luts"] * 16 + have["ffs"]
+    for name, bits in sorted(memories.items()):
+        if bits > max(bram, logic):
+            return (f"its {name} memory holds {bits:,} bits, more than the device's block RAM "
+                    f"({bram:,}) and more than its LUTs as RAM and flip-flops ({logic:,})")
+    return None
+
+
 def _join(planned: _Planned, synthesized: dict, placed: dict | None, perf: dict) -> dict:
     """One point's result from its tasks' outcomes."""
     device = planned.point["device"]
@@ -548,7 +566,8 @@ def _join(planned: _Planned, synthesized: dict, placed: dict | None, perf: dict)
         result["fit"] = {"device": device, "overflow": _overflow(used, device),
                          "basis": "yosys"}
     elif synthesized.get("status") == "too_big":
-        result["memory_bits"] = synthesized["memory_bits"]
+        result.update(memory_bits=synthesized["memory_bits"],
+                      memories=synthesized["memories"])
     if perf.get("status") == "ok":
         result["perf"] = perf
     if placed is not None and placed.get("status") in ("ok", "does_not_fit"):
@@ -565,10 +584,9 @@ def _join(planned: _Planned, synthesized: dict, placed: dict | None, perf: dict)
             return {**result, "status": "failed", "reason": f"{what}: {outcome['reason']}"}
     label = DEVICES[device]["label"]
     if synthesized.get("status") == "too_big":
-        return {**result, "status": "does_not_fit", "reason": (
-            f"does not fit {label}: its memories hold {synthesized['memory_bits']:,} bits, more "
-            f"than the device's block RAM, LUTs as RAM and flip-flops together "
-            f"({capacity_bits(device):,}); Yosys not run")}
+        why = memory_overflow(synthesized["memories"], device)
+        return {**result, "status": "does_not_fit",
+                "reason": f"does not fit {label}: {why}; Yosys not run"}
     if result["fit"]["overflow"]:
         return {**result, "status": "does_not_fit", "reason": f"does not fit {label} (Yosys "
                 f"counts): " + ", ".join(result["fit"]["overflow"])}
@@ -671,11 +689,9 @@ def run_sweep(sweep: Sweep, out, client, *, place: bool = False, seeds=(1,),
                 "checkpoint_sha256": digests.get(point["checkpoint"]),
                 "weight_bits": point["weight_bits"], "time_steps": point["time_steps"]}
         if item.hw_key not in synth_futures:
-            devices = {p.point["device"] for p in todo if p.hw_key == item.hw_key}
-            largest = max(devices, key=capacity_bits)
+            devices = sorted({p.point["device"] for p in todo if p.hw_key == item.hw_key})
             synth_spec = {**spec, "workdir": str(out / "work" / item.hw_key),
-                          "capacity_bits": capacity_bits(largest),
-                          "capacity_label": DEVICES[largest]["label"]}
+                          "devices": devices}
             future = client.submit(tasks.synth, synth_spec, key=f"dse-synth-{item.hw_key}-{run}",
                                    pure=False)
             synth_futures[item.hw_key] = future

@@ -349,11 +349,26 @@ def test_memories_too_big_for_every_device_skip_yosys(tmp_path):
             "design": {"lanes": 16, "weight_bits": 8, "time_steps": None},
             "checkpoint": str(DEMO), "checkpoint_sha256": dse.file_sha256(DEMO),
             "weight_bits": 8, "time_steps": None, "workdir": str(tmp_path / "work"),
-            "capacity_bits": dse.capacity_bits("ecp5-85k-6"), "capacity_label": "ECP5-85k"}
+            "devices": ["ecp5-25k-6", "ecp5-85k-6"]}
     result = dse.synthesize_point(spec)
     assert result["status"] == "too_big"
-    assert result["memory_bits"] > 66152 * 128 > dse.capacity_bits("ecp5-85k-6")
+    assert result["memories"]["weights"] == 66152 * 128
+    assert result["memory_bits"] == sum(result["memories"].values())
+    assert result["memory_bits"] > dse.capacity_bits("ecp5-85k-6")
     assert not (tmp_path / "work").exists()
+
+
+def test_memory_bounds():
+    big = 208 * dse.DP16KD_BITS + 1          # one bit more than the 85k's block RAM
+    # Together within the 85k's bound, but one memory larger than its block RAM and larger
+    # than its LUTs and flip-flops: it cannot fit, as Yosys maps a memory to one kind.
+    assert dse.memory_overflow({"weights": big, "maps": 1000}, "ecp5-85k-6") == (
+        "its weights memory holds 3,833,857 bits, more than the device's block RAM (3,833,856) "
+        "and more than its LUTs as RAM and flip-flops (1,421,880)")
+    assert dse.memory_overflow({"a": big // 2, "b": big // 2}, "ecp5-85k-6") is None
+    assert dse.memory_overflow({"a": 10 ** 7}, "ecp5-25k-6").startswith(
+        "its memories hold 10,000,000 bits, more than the device's block RAM, LUTs as RAM and "
+        "flip-flops together (1,445,088)")
 
 
 def test_list_shows_what_is_done(tmp_path, client, capsys):
