@@ -35,6 +35,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import time
 import uuid
 import warnings
@@ -552,8 +553,7 @@ def memory_overflow(memories: dict, device: str) -> str | None:
 def _join(planned: _Planned, synthesized: dict, placed: dict | None, perf: dict) -> dict:
     """One point's result from its tasks' outcomes."""
     device = planned.point["device"]
-    result = {"format": RESULT_FORMAT, "key": planned.key, "label": planned.label,
-              "point": planned.point, "identity": planned.identity,
+    result = {"format": RESULT_FORMAT, "key": planned.key, "point": planned.point, "identity": planned.identity,
               "status": "ok", "reason": "", "resources": None, "memory_bits": None,
               "fit": None, "placement": None, "perf": None}
     for outcome in (synthesized, perf, placed):
@@ -673,7 +673,9 @@ def run_sweep(sweep: Sweep, out, client, *, place: bool = False, seeds=(1,),
     for item in planned:
         result = _read_result(results / f"{item.key}.json", item.key)
         if result is not None:
-            done[item.index] = result
+            # The result may come from another sweep (another label, the checkpoint by another
+            # path): the row is this sweep's.
+            done[item.index] = {**result, "point": item.point}
             reused.append(item.index)
     todo = [item for item in planned if item.index not in done]
     if reused:
@@ -779,7 +781,7 @@ def table_rows(sweep: Sweep, results: list[dict]) -> list[dict]:
         speed = None
         if result["status"] == "ok" and cycles:
             speed = clock * 1e6 / cycles
-        row = {"point": index, "label": result["label"]}
+        row = {"point": index, "label": sweep.label(point)}
         for name in _point_columns(sweep):
             row[name] = point[name]
         row.update({
@@ -853,9 +855,9 @@ def plot_png(sweep: Sweep, rows: list[dict]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 
-    figure = Figure(figsize=(10.0, 5.5))
+    figure = Figure(figsize=(11.0, 5.5))
     FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=0.09, right=0.62, top=0.9, bottom=0.11)
+    figure.subplots_adjust(left=0.08, right=0.6, top=0.9, bottom=0.11)
     axes = figure.add_subplot(1, 1, 1)
     fits = [r for r in rows if r["images_per_s"] is not None]
     front = sorted((r for r in fits if r["pareto"]), key=lambda r: (r["luts"], r["point"]))
@@ -876,7 +878,8 @@ def plot_png(sweep: Sweep, rows: list[dict]) -> bytes:
                       xytext=(5, 5), fontsize=8)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("refused", "does_not_fit",
                                                                "failed")}
-    notes = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
+    words = {"refused": "refused", "does_not_fit": "too big for the device", "failed": "failed"}
+    notes = ", ".join(f"{n} {words[s]}" for s, n in counts.items() if n)
     clocks = sorted({r["clock_source"] for r in fits})
     clock = ("clock: nextpnr Fmax" if clocks == ["nextpnr"] else
              f"clock: {sweep.clock_mhz:g} MHz stated" if clocks == ["stated"] else
@@ -886,17 +889,22 @@ def plot_png(sweep: Sweep, rows: list[dict]) -> bytes:
     axes.set_xlabel("LUT4 sites (Yosys synth_ecp5: LUT4 + 2 CCU2C + 4 DPR16X4)")
     axes.set_ylabel(f"images/s ({clock})")
     axes.grid(True, alpha=0.3)
+    axes.margins(0.15)
     if fits:
-        axes.legend(loc="lower right", fontsize=8)
+        axes.legend(loc="best", fontsize=8)
     else:
         axes.text(0.5, 0.5, "no point fits its device", ha="center", va="center",
                   transform=axes.transAxes)
-    listing = [f"{r['point']:>3}{'*' if r['pareto'] else ' '} {r['label']}"
-               for r in rows if r["images_per_s"] is not None]
-    listing += [f"{r['point']:>3}  {r['status'].replace('_', ' ')}: {r['label']}"
-                for r in rows if r["images_per_s"] is None]
-    figure.text(0.64, 0.9, "\n".join(listing[:40]) + ("\n..." if len(listing) > 40 else ""),
-                fontsize=7, family="monospace", va="top")
+    listing = []
+    for r in fits:   # the others are in the table (and counted in the title)
+        lines = textwrap.wrap(r["label"], 44) or [""]
+        listing.append(f"{r['point']:>3}{'*' if r['pareto'] else ' '} {lines[0]}")
+        listing += [f"     {line}" for line in lines[1:]]
+    if len(listing) > 44:
+        listing = listing[:43] + ["     ... (pareto.csv lists them all)"]
+    listing.append("")
+    listing.append("  * Pareto-optimal")
+    figure.text(0.62, 0.9, "\n".join(listing), fontsize=7, family="monospace", va="top")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
