@@ -39,13 +39,14 @@ import textwrap
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import NETWORK_UNITS, UNITS, ConfigError, DesignPoint
 
 __all__ = ["SweepError", "Sweep", "Tasks", "DEVICES", "WEIGHTS", "load_sweep", "run_sweep",
-           "synthesize_point", "place_point", "predict_point", "resources", "pareto_flags", "memory_overflow", "capacity_bits",
+           "synthesize_point", "place_point", "predict_point", "resources", "pareto_flags",
+           "memory_overflow", "capacity_bits",
            "table_rows", "write_outputs", "main"]
 
 #: Bump when what a result file holds, or how it is computed here, changes: old results are
@@ -341,14 +342,14 @@ def _plan(sweep: Sweep, settings: dict, tools: dict, digests: dict, out: Path) -
     return planned
 
 
-# --- the tasks (run on the Dask workers) -----------------------------------------------------------
+# --- the tasks (run on the Dask workers) ---------------------------------------------------------
 
 class _Refused(Exception):
     """The hardware generator refuses the point (its one-line reason)."""
 
 
 def _network(spec: dict):
-    """The quantized network of a spec, after checking the checkpoint is the one the client hashed."""
+    """The quantized network of a spec, after checking the checkpoint is the client's."""
     from .emit import quantized_network  # noqa: PLC0415
 
     checkpoint = spec["checkpoint"]
@@ -501,7 +502,7 @@ class Tasks:
     perf: object = predict_point
 
 
-# --- resources, fit and the join -------------------------------------------------------------------
+# --- resources, fit and the join -----------------------------------------------------------------
 
 def resources(cells: dict) -> dict:
     """ECP5 resources of Yosys' cell counts: ``luts`` counts LUT4 sites, a LUT4 each, two per
@@ -553,7 +554,8 @@ def memory_overflow(memories: dict, device: str) -> str | None:
 def _join(planned: _Planned, synthesized: dict, placed: dict | None, perf: dict) -> dict:
     """One point's result from its tasks' outcomes."""
     device = planned.point["device"]
-    result = {"format": RESULT_FORMAT, "key": planned.key, "point": planned.point, "identity": planned.identity,
+    result = {"format": RESULT_FORMAT, "key": planned.key, "point": planned.point,
+              "identity": planned.identity,
               "status": "ok", "reason": "", "resources": None, "memory_bits": None,
               "fit": None, "placement": None, "perf": None}
     for outcome in (synthesized, perf, placed):
@@ -607,7 +609,7 @@ def _outcome(future) -> dict:
     return dict(value)
 
 
-# --- the run ---------------------------------------------------------------------------------------
+# --- the run -------------------------------------------------------------------------------------
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""

@@ -30,7 +30,7 @@ DEMO_DVS = ROOT / "golden" / "checkpoints" / "demo_dvs.pth"
 PY = sys.executable
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
-# --- cheap task functions: what each was asked, kept in order ---------------------------------
+# --- cheap task functions: what each was asked, kept in order ------------------------------------
 
 CALLS: list = []
 _LOCK = threading.Lock()
@@ -197,7 +197,7 @@ def test_command_line_refusal_exit_status(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# --- runs, resume and determinism ------------------------------------------------------------------
+# --- runs, resume and determinism ----------------------------------------------------------------
 
 def test_resume_recomputes_only_the_deleted_point(tmp_path, client):
     path = sweep_file(tmp_path, vary={"weights": ["external", "internal"]})
