@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+comma := ,
 # Parallel test workers; CI machines have two cores.
 JOBS ?= 2
 CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth sim sim-paper quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
+.PHONY: help install system-tools test test-all rtl synth dse sim sim-paper quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -18,6 +19,9 @@ help:
 	@echo "test-all  every test, including the slow ones"
 	@echo "rtl       emit and lint Verilog of CONFIG=$(CONFIG) under $(OUT)/rtl"
 	@echo "synth     Yosys resources and nextpnr Fmax of CONFIG's units (installs the synth extra)"
+	@echo "dse       design-space sweep SWEEP=$(SWEEP): Yosys resources, cycle model, Pareto table"
+	@echo "          and plot under $(OUT)/dse (DSE_WORKERS=N, PLACE=1, BACKGROUND=1; installs"
+	@echo "          the dse extra)"
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
 	@echo "          (SIM=icarus: on Icarus Verilog; WAVES=1: an FST per run in its build dir)"
 	@echo "sim-paper a paper model's structure (PAPER=15M, PAPER_SIZE=64) bit-exact on Verilator"
@@ -85,6 +89,31 @@ UNITS ?=
 synth: install
 	$(PY) -m pip install --quiet -e ".[dev,synth]"
 	$(PY) -m rtl_gen --config $(CONFIG) --out $(OUT)/rtl --synth --seeds $(SEEDS) --jobs $(SYNTH_JOBS) $(if $(UNITS),--units $(UNITS))
+
+# Design-space exploration (rtl_gen/dse.py, docs/dse.md): every point of SWEEP synthesized with
+# Yosys and joined with the cycle model's images/s; pareto.csv, .json and .png under $(OUT)/dse.
+# Finished points are kept in $(OUT)/dse/results: a rerun (after a kill) skips them.
+# DSE_WORKERS=N local Dask workers (one Yosys each: 1 on a 2-core machine); DSE_SCHEDULER=
+# tcp://host:port runs on a running Dask cluster instead; PLACE=1 also places and routes every
+# point that fits (nextpnr, 30-90 min each for the shared network; installs the synth extra);
+# BACKGROUND=1 runs the sweep detached, its log in $(OUT)/dse.log.
+SWEEP ?= rtl_gen/configs/dse.json
+DSE_WORKERS ?= 1
+DSE_SCHEDULER ?=
+PLACE ?=
+BACKGROUND ?=
+DSE_ARGS ?=
+DSE_CMD := $(PY) -m rtl_gen.dse --sweep $(SWEEP) --out $(OUT)/dse \
+	$(if $(DSE_SCHEDULER),--scheduler $(DSE_SCHEDULER),--workers $(DSE_WORKERS)) \
+	$(if $(PLACE),--place --seeds $(SEEDS)) $(DSE_ARGS)
+dse: install
+	$(PY) -m pip install --quiet -e ".[dev,dse$(if $(PLACE),$(comma)synth)]"
+ifneq ($(BACKGROUND),)
+	mkdir -p $(OUT)
+	$(TEST_ENV) nohup $(DSE_CMD) > $(OUT)/dse.log 2>&1 & echo "sweep running in the background (pid $$!); log: $(OUT)/dse.log"
+else
+	$(TEST_ENV) $(DSE_CMD)
+endif
 
 # IMAGES images at each of TSTEPS time steps through the whole network of CKPT on Verilator:
 # INPUTS=images.npy (or .pt: float images [N, C, H, W] in the model's pixel range; all of them

