@@ -483,6 +483,11 @@ EQUIVALENT: dict[tuple, str] = {
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
     ('hw/mapwriter.py', 'wr_g = Signal(range(self._max_groups + 1), name="wr_g")', 40, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapwriter.py', 'wr_h = Signal(range(heads + 1), name="wr_h")', 29, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapwriter.py', 'wr_h = Signal(range(heads + 1), name="wr_h")', 27, '+ -> -'):
+        'the head counter is only compared with heads - 2 (h_next_last), which range(heads - 1) '
+        'still holds; its last increment may wrap, after the final beat',
     ('hw/mapwriter.py', 'row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]', 83, '2 -> 3'):
         'a third row buffer that nothing selects (fill and fl_buf are one bit)',
     ('hw/mapwriter.py', 'm.d.comb += flush_word[b * W:(b + 1) * W].eq(picked & desc.dst_mask)', 35, '1 -> 2'):

@@ -22,10 +22,12 @@ from hw.params import ceil_div
 from hw.plan import SharedMap
 from sim.streams import PATTERNS, run_bounded, send
 
-LANES, W, DEPTH = 4, 8, 160
-FIELDS = {"dst_base": unsigned(8), "dst_stride": range(17), "dst_side_m1": range(9),
-          "dst_side_m2": range(9), "dst_mask": unsigned(W), "groups_m1": range(5),
-          "groups_m2": range(5), "heads_m1": range(4), "heads_m2": range(4),
+# W = 9 and max_groups = 5: a counter one bit too narrow (range(W - 1), range(max_groups - 1))
+# cannot reach a side-9 map's last column or a 5-group map's last group.
+LANES, W, DEPTH = 4, 9, 224
+FIELDS = {"dst_base": unsigned(8), "dst_stride": range(17), "dst_side_m1": range(W + 1),
+          "dst_side_m2": range(W + 1), "dst_mask": unsigned(W), "groups_m1": range(6),
+          "groups_m2": range(6), "heads_m1": range(4), "heads_m2": range(4),
           "head_stride": range(65)}
 
 
@@ -39,7 +41,7 @@ class Top(Elaboratable):
 
     def __init__(self, maps, heads, init):
         self.writer = SpikeMapWriter(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
-                                     max_groups=4, maps=maps, heads=max(heads, 3))
+                                     max_groups=5, maps=maps, heads=max(heads, 3))
         self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
 
     def elaborate(self, platform):
@@ -82,6 +84,8 @@ def lif(info):
                  id="sdsa-2heads-of-2groups-then-1head-of-3"),
     pytest.param([(spike_map("q", 12, 1, 0, 0), 3, 1), (spike_map("r", 16, 1, 40, 0), 2, 2)],
                  id="sdsa-side1-heads"),
+    pytest.param([lif(spike_map("w", 4, 9, 150, 4)), lif(spike_map("g", 20, 2, 170, 1))],
+                 id="lif-side9-then-5groups"),
 ])
 def test_writer_leaves_the_reference_image(jobs, pattern):
     heads = max(h for _, h, _ in jobs)
