@@ -434,10 +434,16 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/sequencer.py', 'phase = Signal(2, name="seq_phase")  # 0: decode, 3: load descriptor, 1: start, 2: wait', 16, '2 -> 3'):
         'a 3-bit phase register holding the values 0-3',
     # hw/mapreader.py (reviewed survivors of its first mutation run)
-    ('hw/mapreader.py', 'address_width: int, tokens: int = 1, heads: int = 1):', 35, '1 -> 2'):
+    ('hw/mapreader.py', 'address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,', 33, '1 -> 2'):
         'a default the shared network and the tests never use (they pass the value)',
-    ('hw/mapreader.py', 'address_width: int, tokens: int = 1, heads: int = 1):', 51, '1 -> 2'):
+    ('hw/mapreader.py', 'address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,', 49, '1 -> 2'):
         'a default the shared network and the tests never use (they pass the value)',
+    ('hw/mapreader.py', 'address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,', 71, '1 -> 2'):
+        'a default the shared network and the tests never use (they pass the value)',
+    ('hw/mapreader.py', 'sd_g = Signal(range(G + 1), name="sd_g")  # the head\'s word group being read', 25, '1 -> 2'):
+        'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapreader.py', 'm.d.sync += row[g * lanes:(g + 1) * lanes].eq(extracted)', 32, '1 -> 2'):
+        "a slice two groups wide: the extracted bits land in group g, the zero-extension in group g + 1, which its own read (later in the token) overwrites; the last group's slice ends at the row",
     ('hw/mapreader.py', '"start": In(1),', 13, '1 -> 2'):
         'a one-bit flag port widened: only bit 0 is driven and read',
     ('hw/mapreader.py', 'fd_bank = Signal(range(lanes + 1), name="fd_bank")', 32, '1 -> 2'):
@@ -452,21 +458,18 @@ EQUIVALENT: dict[tuple, str] = {
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
     ('hw/mapreader.py', 'sd_h = Signal(range(heads + 1), name="sd_h")', 29, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
-    ('hw/mapreader.py', 'sd_phase = Signal(2, name="sd_phase")   # read q, k, v', 19, '2 -> 3'):
+    ('hw/mapreader.py', 'sd_phase = Signal(2, name="sd_phase")   # read q, k, v (values=False: q, k)', 19, '2 -> 3'):
         'a 3-bit register holding the values 0-3',
     ('hw/mapreader.py', 'sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)', 17, '2 -> 3'):
         'a 3-bit register holding the values 0-3',
     ('hw/mapreader.py', 'sd_addr_phase = Signal(2, name="sd_addr_phase")', 24, '2 -> 3'):
         'a 3-bit register holding the values 0-3',
-    ('hw/mapreader.py', 'm.d.sync += [sd_raddr.eq(base + sd_off), sd_ren.eq(sd_active & sdsa_mode),', 62, '& -> |'):
-        "extra SDSA reads outside a token's three: in engine mode the port's address and enable come from the engine feed, and in SDSA mode an extra read repeats phase 0's word of the same token before its beat is taken (rows[0] rewritten with the same data)",
+    ('hw/mapreader.py', 'm.d.sync += [sd_raddr.eq(base + sd_gaddr), sd_ren.eq(sd_active & sdsa_mode),', 64, '& -> |'):
+        "extra SDSA reads outside a token's reads: in engine mode the port's address and enable come from the engine feed, and in SDSA mode an extra read repeats phase 0's group 0 word of the same token before its beat is taken (that part of rows[0] rewritten with the same data; it never completes a beat)",
     ('hw/mapreader.py', 'sd_read_phase = Signal(2, name="sd_read_phase")', 24, '2 -> 3'):
         'a 3-bit register holding the values 0-3',
     ('hw/mapreader.py', 'm.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))', 62, '1 -> 2'):
         'two bits selected into a one-bit target: the same low bit',
-    ('hw/mapreader.py', 'with m.If(sd_phase == 2):', 23, '2 -> 3'):
-        "a fourth read per token (phase 3, v's word again) whose data no row takes (sd_got = 3); the beat is offered when phase 2's data arrives, so neither the data nor the period changes",
-    # hw/mapwriter.py (reviewed survivors of its first mutation run)
     ('hw/mapwriter.py', 'channels, side = len(spikes), len(spikes[0])', 42, '0 -> 1'):
         "the reference's side from channel 1 instead of 0: every channel has the same side",
     ('hw/mapwriter.py', 'address_width: int, max_groups: int, maps, heads: int = 1):', 57, '1 -> 2'):
@@ -483,6 +486,16 @@ EQUIVALENT: dict[tuple, str] = {
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
     ('hw/mapwriter.py', 'wr_g = Signal(range(self._max_groups + 1), name="wr_g")', 40, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
+    ('hw/mapwriter.py', 'wr_y = Signal(range(W + 1), name="wr_y")', 23, '+ -> -'):
+        'the counter is compared only with its limit minus two (y_next_last); the value after '
+        'that (limit - 1) is never read: the last row is known by the registered flag',
+    ('hw/mapwriter.py', 'wr_x = Signal(range(W + 1), name="wr_x")', 23, '+ -> -'):
+        'the counter is compared only with its limit minus two (x_next_last); the value after '
+        'that is never read: the last column by the registered flag, its slot from wr_x + 1 at '
+        'full width a beat before',
+    ('hw/mapwriter.py', 'wr_g = Signal(range(self._max_groups + 1), name="wr_g")', 38, '+ -> -'):
+        'the counter is compared only with its limit minus two (g_next_last); the value after '
+        'that is never read: the last group by the registered flag, the slot counts on its own',
     ('hw/mapwriter.py', 'wr_h = Signal(range(heads + 1), name="wr_h")', 29, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
     ('hw/mapwriter.py', 'wr_h = Signal(range(heads + 1), name="wr_h")', 27, '+ -> -'):

@@ -30,12 +30,13 @@ FIELDS = {"is_layer": 1, "is_sdsa": 1, "src_base": unsigned(8), "src_stride": ra
 
 
 class Top(Elaboratable):
-    def __init__(self, side, heads, init, values=True, groups=1):
-        # Generated for larger grids, heads and groups than the steps use: the step's own come
-        # from the descriptor.
+    def __init__(self, side, heads, init, values=True, groups=1, exact=False):
+        # Generated for larger grids, heads and groups than the steps use (the step's own come
+        # from the descriptor), or for exactly them (``exact``: counters at their narrowest).
+        spare = 0 if exact else 1
         self.reader = SpikeMapReader(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
-                                     side=side + 1, heads=heads + 1, head_groups=groups + 1,
-                                     values=values)
+                                     side=side + spare, heads=heads + spare,
+                                     head_groups=groups + spare, values=values)
         self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
 
     def elaborate(self, platform):
@@ -64,19 +65,19 @@ def fields_of(payloads, names):
     ("always", True), ("pause", True), ("sparse", True),
     # SDSA-2 (no V map): q and k only, a beat every 6 cycles
     ("always", False), ("sparse", False)])
-@pytest.mark.parametrize("channels, height, h_log, side, heads, groups", [
-    (9, 5, 3, 3, 2, 1),
-    (4, 1, 0, 2, 1, 1),
-    (16, 3, 2, 1, 3, 1),
-    # heads of two and three word groups (head width above the lanes)
-    (9, 5, 3, 3, 2, 2),
-    (4, 1, 0, 2, 1, 3),
+@pytest.mark.parametrize("channels, height, h_log, side, heads, groups, exact", [
+    (9, 5, 3, 3, 2, 1, False),
+    (4, 1, 0, 2, 1, 1, False),
+    (16, 3, 2, 1, 3, 1, False),
+    # heads of two and three word groups (head width above the lanes), generated exactly
+    (9, 5, 3, 3, 2, 2, True),
+    (4, 1, 0, 2, 1, 3, True),
 ])
-def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, groups, pattern,
-                                          values):
+def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, groups, exact,
+                                          pattern, values):
     rng = random.Random(channels * 100 + height)
     init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
-    top = Top(side, heads, init, values, groups)
+    top = Top(side, heads, init, values, groups, exact)
     dut = top.reader
     rows = ("q", "k", "v") if values else ("q", "k")
     assert ("v_base" in dut.FIELDS) == values
