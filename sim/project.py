@@ -105,21 +105,21 @@ CSV_FIELDS = (
 
 
 def _num(value):
-    """A float in a fixed format (6 significant digits): the files' numbers, byte-stable."""
+    """A float in a fixed format (10 significant digits): the files' numbers, byte-stable."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     value = float(value)
     if not math.isfinite(value):
         return None
-    return float(f"{value:.6g}")
+    return float(f"{value:.10g}")
 
 
 def _fmt(value) -> str:
-    """A CSV cell: integers as is, floats with 6 significant digits, None empty."""
+    """A CSV cell: integers as is, floats with 10 significant digits, None empty."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.10g}"
     return str(value)
 
 
