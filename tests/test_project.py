@@ -3,7 +3,8 @@
 * Its cycles are the cycle model's: the demo's calibrated random model at 16 lanes gives the
   total of :class:`sim.perf.CycleModel` built here on its own (``SharedPlan`` with packed
   weights, the trace of the seeded random image), and that total is also the one Verilator
-  measured for that model and image (``tests/data/perf_rtl.json``, SDSA-3 run).
+  measured for that model and image (``tests/data/perf_rtl.json``, SDSA-3 run); the trained
+  demo checkpoint (``--checkpoint``) gives the cycles Verilator measured on its digits.
 * The plan without weight packing sizes everything as the full plan does (memories, padding,
   limits, cycles).
 * Cycles fall or stay as the lanes rise (16 -> 32); two runs write byte-identical CSV, JSON and
@@ -103,6 +104,25 @@ def test_cycles_at_16_lanes_are_the_cycle_models_and_verilators(demo_runs):
     assert row["cycles"] == expected
     assert row["onchip_bits"] == sum(point["memory"].values())
     assert row["ext_bytes_per_image"] == point["memory"]["weights"] / 8 + 32 * 32
+
+
+def test_a_checkpoint_projects_its_own_firing(tmp_path, monkeypatch):
+    """--checkpoint: the trained demo on its first two held-out digits at T=1 and T=2; the mean
+    cycles are those Verilator measured (tests/data/perf_rtl.json)."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "ckpt"
+    assert project.main(["--checkpoint", "golden/checkpoints/demo.pth", "--T", "1", "2",
+                         "--images", "2", "--lanes", "16", "--clock-mhz", "100",
+                         "--out", str(out)]) == 0
+    doc = json.loads((out / "projection.json").read_text())
+    stored = json.loads(RTL.read_text())
+    for case in doc["cases"]:
+        assert case["case"]["rate_target"] is None and "checkpoint" in case["case"]["firing"]
+        run = next(r for r in stored["runs"] if r["checkpoint"] == "golden/checkpoints/demo.pth"
+                   and r["T"] == case["case"]["T"])
+        totals = [sum(c for _, _, c in image["steps"]) for image in run["images"][:2]]
+        assert case["points"][0]["per_image"] == totals
+        assert case["points"][0]["cycles"] == sum(totals) / 2
 
 
 @pytest.mark.parametrize("name, lanes", [("demo", 16), ("demo", 32), ("tiny", 8)])
