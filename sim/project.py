@@ -50,7 +50,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import time
 from contextlib import contextmanager
