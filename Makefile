@@ -10,7 +10,7 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth dse sim sim-paper quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
+.PHONY: help install system-tools test test-all rtl synth dse sim sim-paper project quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -25,6 +25,8 @@ help:
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
 	@echo "          (SIM=icarus: on Icarus Verilog; WAVES=1: an FST per run in its build dir)"
 	@echo "sim-paper a paper model's structure (PAPER=15M, PAPER_SIZE=64) bit-exact on Verilator"
+	@echo "project   projected images/s, memories, energy and external bytes of the paper's models"
+	@echo "          against lanes and clock (PROJECT_ARGS=...; writes $(OUT)/project)"
 	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
 	@echo "demo      the whole flow on the shipped default"
 	@echo "demo-dvs  the whole flow on the shipped event-camera checkpoint (T=4, no multiplier)"
@@ -168,6 +170,16 @@ PAPER_SIZE ?= 64
 sim-paper: install
 	$(TEST_ENV) $(PY) -m sim.paper --variant $(PAPER) --img-size $(PAPER_SIZE) --out $(OUT)/paper/$(PAPER)-$(PAPER_SIZE).pth
 	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(OUT)/paper/$(PAPER)-$(PAPER_SIZE).pth --inputs random --images 1 --T 1 --out $(OUT)/paper/$(PAPER)-$(PAPER_SIZE)
+
+# Projection (sim.project, docs/perf.md "Projection"): the paper's 15M, 31M and 55M at 224x224,
+# T=1 and 4, lanes 16 to 1024, 100 and 500 MHz: cycles per image from the cycle model on one
+# trace of a calibrated random model (every LIF ~10 %), images/s, on-chip memories and padding,
+# energy per image, external bytes per image; a table, projection.{csv,json,png} under
+# $(OUT)/project. 17 minutes on a loaded 2-core machine, 12 GB peak. PROJECT_ARGS="--variant 15M --T 1"
+# (or --checkpoint PATH, --lanes, --clock-mhz, --rates 0.05 0.1 0.2) narrows or changes it.
+PROJECT_ARGS ?=
+project: install
+	$(TEST_ENV) $(PY) -m sim.project --out $(OUT)/project $(PROJECT_ARGS)
 
 # Each script prints its numbers; JSON copies land under $(OUT)/bench.
 bench: install
