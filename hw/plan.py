@@ -184,8 +184,12 @@ class SharedPlan:
         V map).
     """
 
-    def __init__(self, net, lanes: int):
+    def __init__(self, net, lanes: int, *, pack_weights: bool = True):
         self.net = net
+        #: Whether :attr:`weight_words` holds the packed weights; ``pack_weights=False`` reserves
+        #: the same words as zeros (sizes, addresses, limits and the program are the same): for
+        #: sizing and cycle predictions, where packing a paper model's weights is most of the time.
+        self.weights_packed = bool(pack_weights)
         self.lanes = lanes = int(lanes)
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, not {lanes}")
@@ -389,12 +393,14 @@ class SharedPlan:
         self.acc_width = signed_width(low, high)
         for place in layers.values():
             c = place.config
-            words = pack_layer_weights(place.weight, lanes=lanes, weight_width=need_w,
-                                       kernel_log=c.kernel_log, groups_log=c.groups_log)
-            weight_words[c.weight_base:c.weight_base + len(words)] = words
             biases = pack_layer_biases(place.bias, lanes=lanes, accumulator_width=self.acc_width,
                                        groups=c.groups)
             bias_words[c.bias_base:c.bias_base + len(biases)] = biases
+            if not self.weights_packed:
+                continue
+            words = pack_layer_weights(place.weight, lanes=lanes, weight_width=need_w,
+                                       kernel_log=c.kernel_log, groups_log=c.groups_log)
+            weight_words[c.weight_base:c.weight_base + len(words)] = words
         configs = [place.config for place in layers.values()]
         max_side = max([max(info.side for info in maps.values())]
                        + [c.height for c in configs] + [c.out_height for c in configs])

@@ -137,8 +137,9 @@ class SharedNetwork(wiring.Component):
         self._weights_mode = weights
         if plan is None:
             plan = SharedPlan(net, lanes)
-        elif plan.net is not net or plan.lanes != lanes:
-            raise ValueError("plan must be SharedPlan(net, lanes) of this net and lane count")
+        elif plan.net is not net or plan.lanes != lanes or not plan.weights_packed:
+            raise ValueError("plan must be SharedPlan(net, lanes) of this net and lane count, "
+                             "with its weights packed")
         self.plan = plan
         ports = network_signature(net, plan.steps, plan.pixel_words, plan.logit_bits)
         if weights == "external":

@@ -52,7 +52,6 @@ import json
 import math
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -128,35 +127,12 @@ def _one_line(error) -> str:
 
 # --- the plan and the prediction at one lane count ------------------------------------------------
 
-@contextmanager
-def _weights_unpacked():
-    """Let ``hw.plan.SharedPlan`` reserve its weight words without packing them.
-
-    The plan reserves ``config.weight_words_needed`` words per layer and only then packs each
-    layer's weights into them (``pack_layer_weights``); no size, configuration, limit or cycle
-    depends on the packed contents. A stub returning no words leaves the reserved zeros.
-    """
-    import hw.plan as plan_module
-
-    original = plan_module.pack_layer_weights
-    plan_module.pack_layer_weights = lambda *args, **kwargs: []
-    try:
-        yield
-    finally:
-        plan_module.pack_layer_weights = original
-
-
 def sizing_plan(net, lanes: int, full: bool = False):
     """``SharedPlan(net, lanes)``, without packing the weight words unless ``full``: the same
     program, memory map, sizes, limits and padding (the weight memory's contents are zeros)."""
     from hw.plan import SharedPlan
 
-    if full:
-        return SharedPlan(net, lanes)
-    with _weights_unpacked():
-        plan = SharedPlan(net, lanes)
-    plan.weights_packed = False
-    return plan
+    return SharedPlan(net, lanes, pack_weights=full)
 
 
 def _step_groups(plan, step) -> int:
