@@ -221,7 +221,7 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                   F("EXTERNAL_WEIGHTS", 1, 1, "RO", "1: the weight memory is outside the core "
                                                     "(weight_addr/weight_en/weight_data port)"))),
         Register("CLASSES", 0x008, "RO", p.classes, "Number of classes (LOGIT words)."),
-        Register("LANES", 0x00C, "RO", p.lanes, "Lanes of the engine (the head width)."),
+        Register("LANES", 0x00C, "RO", p.lanes, "Lanes of the engine (output channels a cycle)."),
         Register("T", 0x010, "RO", p.T, "Time steps of one run (fixed at generation)."),
         Register("INPUT_WORDS", 0x014, "RO", p.input_words,
                  "Event beats per time step (H * W)." if p.events else

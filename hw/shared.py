@@ -266,7 +266,7 @@ class SharedNetwork(wiring.Component):
         sdsas = []
         for prefix in plan.attention:
             # The block's operator and integer threshold (SDSA-4: its learned threshold, the
-            # unit's one-layer threshold memory); the unit's lanes default to the head width.
+            # unit's one-layer threshold memory).
             attn = net.attention[prefix]
             threshold = attn.threshold
             if attn.sdsa == 4:

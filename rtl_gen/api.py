@@ -51,7 +51,8 @@ def convert(checkpoint=None, *, T: int = 1, lanes: int = 16, weight_bits: int = 
     T : int
         Time steps per image.
     lanes : int
-        Lanes of the engine, the LIF array and every memory word (the head width: 16 for the demo).
+        Lanes of the engine, the LIF array and every memory word (output channels a cycle; any
+        count, an attention head taking ``ceil(head_width / lanes)`` words).
     weight_bits : int
         Weight bits of the quantization (pixel codes are 8 bits).
     variant : str, optional

@@ -915,6 +915,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                "rtl_pred": [int(np.argmax(r["logits"])) for r in rtl],
                "rtl": rtl}
     summary["report"] = step_report(dut, net, trace, rtl, meta) if rtl else []
+    summary["memory_padding"] = dut.padding_report()
     return summary
 
 
@@ -1085,7 +1086,7 @@ def write_report(summary: dict, out: Path, clock_mhz: float) -> None:
     ax.set_xticks(index, [r["name"] for r in rows], rotation=90, fontsize=6)
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title(f"demo network, T={T}: cycles per step")
+    ax.set_title(f"shared network ({summary.get('checkpoint')}), T={T}: cycles per step")
     fig.tight_layout()
     # No software/date metadata: the same run gives the same bytes.
     fig.savefig(out / f"report_T{T}.png", dpi=120, metadata={"Software": None})
@@ -1125,6 +1126,11 @@ def print_summary(summary: dict) -> None:
             print(f"cycle model (sim.perf): total {100 * tot['model_error']:.2f} % off the RTL, "
                   f"worst step {100 * tot['model_worst_step_error']:.2f} % ({verdict} the "
                   f"{100 * TARGET_TOTAL:.0f} % / {100 * TARGET_STEP:.0f} % targets)")
+    padding = summary.get("memory_padding")
+    if padding:   # each memory's bits over what its contents need (hw.plan.padding_report)
+        print("memory (bits / needed): " + ", ".join(
+            f"{name} {row['bits'] / 8e3:,.0f} KB ({row['overhead']:.2f}x)"
+            for name, row in padding.items() if row["overhead"] is not None))
     simulator = {"icarus": "Icarus"}.get(summary.get("simulator"), "Verilator")
     print(f"convert {summary['convert_s']:.1f} s, {simulator} build {summary['build_s']:.1f} s, "
           f"simulation of {summary['images']} images {summary['run_s']:.1f} s")
