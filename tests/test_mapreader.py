@@ -22,9 +22,11 @@ from amaranth.sim import Simulator
 from hw.mapreader import SpikeMapReader, engine_feed_order, sdsa_feed_order
 from sim.streams import collect, monitor, run_bounded
 
-LANES, W, DEPTH = 4, 8, 128
+# 5 lanes and 9-bit banks: counters one bit too narrow (range(lanes - 1), range(W - 1)) cannot
+# reach the last bank or a 9-row map's last row.
+LANES, W, DEPTH = 5, 9, 128
 FIELDS = {"is_layer": 1, "is_sdsa": 1, "src_base": unsigned(8), "src_stride": range(17),
-          "src_height_m1": range(9), "src_channels_m1": range(17), "q_base": unsigned(8),
+          "src_height_m1": range(W + 1), "src_channels_m1": range(17), "q_base": unsigned(8),
           "k_base": unsigned(8), "v_base": unsigned(8), "groups_m1": range(4),
           "heads_m1": range(4), "head_stride": range(65), "sd_side_m1": range(9)}
 
@@ -69,6 +71,7 @@ def fields_of(payloads, names):
     (9, 5, 3, 3, 2, 1, False),
     (4, 1, 0, 2, 1, 1, False),
     (16, 3, 2, 1, 3, 1, False),
+    (6, 9, 4, 2, 1, 1, True),
     # heads of two and three word groups (head width above the lanes), generated exactly
     (9, 5, 3, 3, 2, 2, True),
     (4, 1, 0, 2, 1, 3, True),
