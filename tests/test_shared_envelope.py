@@ -21,6 +21,9 @@ slow: the official 15M structure at 64x64 through the command line (``make sim-p
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -239,3 +242,45 @@ def test_paper_15m_at_64_bit_exact_through_the_command_line(tmp_path):
     print(run.stdout[-3000:])
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "MISMATCH" not in run.stdout
+
+
+# --- the cycle model against measured RTL cycles (no Verilator needed) ------------------------
+
+ENVELOPE_RTL = json.loads((Path(__file__).parent / "data" / "perf_envelope.json").read_text())
+
+
+def measured_and_predicted(run):
+    """``(measured, predicted)`` cycles per ``(t, step)`` of a stored run."""
+    from sim.perf import CycleModel, rtl_step_cycles
+
+    net = network(run["model"], run["T"])
+    plan = SharedPlan(net, run["lanes"], pack_weights=False)
+    integer = IntegerModel(net)
+    images = select_inputs(net, 1, "random", run["seed"]).images
+    _, trace = integer.forward(integer.quantize_input(images), trace=True)
+    measured = rtl_step_cycles({"cycles": run["cycles"], "steps": run["steps"]}, len(plan.steps))
+    predicted = {(row["t"], row["step"]): row["cycles"]
+                 for row in CycleModel(plan).predict(trace, 0)["steps"]}
+    return measured, predicted
+
+
+@pytest.mark.parametrize("index", range(len(ENVELOPE_RTL["runs"])))
+def test_cycle_model_equals_the_measured_rtl(index):
+    """Every step of the stored 'odd' runs (heads of one and two words at 16 lanes, two and three
+    at 8, behind the row splitter) predicted exactly."""
+    measured, predicted = measured_and_predicted(ENVELOPE_RTL["runs"][index])
+    assert measured and all(predicted[key] == cycles for key, cycles in measured.items())
+
+
+@pytest.mark.parametrize("name, delta", [("SDSA_SERIAL_DELAY", 1), ("SDSA_SERIAL_DELAY", -1),
+                                         ("SDSA_FEED_PERIOD", 1), ("SDSA_FEED_LATENCY", -1)])
+def test_a_mutated_head_group_term_disagrees(monkeypatch, name, delta):
+    """The G-word terms are held by the measurements: a constant one off is seen."""
+    import sim.perf as perf
+
+    monkeypatch.setattr(perf, name, getattr(perf, name) + delta)
+    for run in ENVELOPE_RTL["runs"]:
+        measured, predicted = measured_and_predicted(run)
+        if any(predicted[key] != cycles for key, cycles in measured.items()):
+            return
+    pytest.fail(f"{name} {delta:+d} went unnoticed")
