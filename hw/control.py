@@ -16,9 +16,10 @@ description of every register): the hardware decodes the offsets and bits it giv
 so there is one source of truth. :meth:`RegisterMap.decode` is the reference address decoder (which
 register, or unmapped: SLVERR).
 
-Not here (see ``docs/control.md``): the AXI4 memory master for external weights, input, output and
-scratch memory does not exist yet; the four base-address registers are plain storage reserved for
-it and do nothing today.
+With ``weights="axi"`` the network's AXI4 read master (``m_axi_``, :mod:`hw.weightfetch`) is a
+port of the core too and WEIGHT_BASE tells it where the weight image lies. Not here (see
+``docs/control.md``): input, output, spike maps, streams and membranes over AXI4; the INPUT_BASE,
+OUTPUT_BASE and SCRATCH_BASE registers are plain storage reserved for that and do nothing today.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.shared import SharedNetwork, network_signature
+from hw.weightfetch import AXI_PREFIX
 
 __all__ = [
     "ID_VALUE", "OKAY", "SLVERR", "AXIL_PREFIX",
@@ -74,6 +76,9 @@ class CoreParameters:
     logit_bits: int
     events: bool
     external_weights: bool
+    #: The weights come from external memory through the core's AXI4 read master
+    #: (``weights="axi"``): WEIGHT_BASE is live, WEIGHT_BYTES and ERROR.AXI_READ exist.
+    axi_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,12 +219,15 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
         Register("ID", 0x000, "RO", ID_VALUE,
                  "Identification: 0x5344 ('SD') in bits 31:16, register-map version in 15:0.",
                  (F("MAGIC", 16, 16, "RO", "0x5344"), F("VERSION", 0, 16, "RO", "map version"))),
-        Register("FEATURES", 0x004, "RO", int(p.events) | int(p.external_weights) << 1,
+        Register("FEATURES", 0x004, "RO",
+                 int(p.events) | int(p.external_weights) << 1 | int(p.axi_weights) << 2,
                  "What this design point is built with.",
                  (F("EVENTS", 0, 1, "RO", "1: event input (EVENT register), "
                                           "0: pixel input (INPUT window)"),
                   F("EXTERNAL_WEIGHTS", 1, 1, "RO", "1: the weight memory is outside the core "
-                                                    "(weight_addr/weight_en/weight_data port)"))),
+                                                    "(weight_addr/weight_en/weight_data port)"),
+                  F("AXI_WEIGHTS", 2, 1, "RO", "1: the weights are read from external memory "
+                                               "at WEIGHT_BASE through the m_axi_ port"))),
         Register("CLASSES", 0x008, "RO", p.classes, "Number of classes (LOGIT words)."),
         Register("LANES", 0x00C, "RO", p.lanes, "Lanes of the engine (output channels a cycle)."),
         Register("T", 0x010, "RO", p.T, "Time steps of one run (fixed at generation)."),
@@ -246,7 +254,10 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                        "EVENT written while no run could take it (dropped, SLVERR)"),)
                     if p.events else
                     (F("INPUT_BUSY", 2, 1, "W1C",
-                       "INPUT written while BUSY (dropped, SLVERR)"),)))),
+                       "INPUT written while BUSY (dropped, SLVERR)"),)),
+                  *((F("AXI_READ", 3, 1, "RO", "a weight read of the last run was answered "
+                                               "SLVERR or DECERR (cleared by START)"),)
+                    if p.axi_weights else ()))),
         Register("CYCLES", 0x02C, "RO", 0,
                  "Cycles since the last accepted START (frozen at the end of the run)."),
         Register("STEP", 0x030, "RO", 0, "Program step now running (for observers)."),
@@ -261,9 +272,21 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
             (F("CHANNELS", 0, p.input_bits, "WO", "bit c: channel c fired (higher bits of "
                                                   "the word are ignored)"),)))
     for index, name in enumerate(("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")):
+        if name == "WEIGHT_BASE" and p.axi_weights:
+            regs.append(Register(
+                name, 0x040, "RW", 0,
+                "Byte address of the weight image (make rtl's .weights.bin, a multiple of 64) "
+                "in the memory behind the m_axi_ port; hold it while BUSY."))
+            continue
         regs.append(Register(
             name, 0x040 + 4 * index, "RW", 0,
-            "Reserved for the AXI4 memory master (not built yet): plain storage, no effect."))
+            "Reserved for the AXI4 memory master (input, output and scratch regions are not "
+            "read over it yet): plain storage, no effect."))
+    if p.axi_weights:
+        regs.append(Register(
+            "WEIGHT_BYTES", 0x050, "RO", 0,
+            "Bytes read over the m_axi_ port since the last START (T times the weight image "
+            "at the end of a run: every weight once per time step)."))
     regs.append(Register("LOGIT", LOGIT_OFFSET, "RO", 0,
                          "Logit of class n (summed over T), sign-extended to 32 bits.",
                          count=p.classes))
@@ -289,7 +312,8 @@ def core_parameters(network: SharedNetwork) -> CoreParameters:
         input_words=cfg.img_size ** 2 if plan.events else plan.pixel_words,
         input_bits=cfg.in_channels if plan.events else plan.net.pixel.bits,
         logit_bits=plan.logit_bits, events=bool(plan.events),
-        external_weights=hasattr(network, "weight_addr"))
+        external_weights=hasattr(network, "weight_addr"),
+        axi_weights=network.weights_mode == "axi")
 
 
 def axi4_lite_signature(address_width: int) -> wiring.Signature:
@@ -342,8 +366,11 @@ class ControlBlock(wiring.Component):
         events = "events" in network.members
         if events != regmap.parameters.events:
             raise ValueError("the register map and the network disagree on event input")
-        super().__init__({"bus": In(axi4_lite_signature(regmap.address_width)),
-                          "irq": Out(1), "net": In(network)})
+        ports = {"bus": In(axi4_lite_signature(regmap.address_width)), "irq": Out(1),
+                 "net": In(network), "weight_base": Out(32)}
+        if regmap.parameters.axi_weights:
+            ports.update(weight_error=In(1), weight_bytes=In(32))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -353,7 +380,7 @@ class ControlBlock(wiring.Component):
         implemented = {"ID", "FEATURES", "CLASSES", "LANES", "T", "INPUT_WORDS", "LOGIT_BITS",
                        "CONTROL", "STATUS", "ERROR", "CYCLES", "STEP", "TIME_STEP", "EVENT",
                        "WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE", "LOGIT",
-                       "INPUT"}
+                       "INPUT", "WEIGHT_BYTES"}
         unknown = [r.name for r in rm.registers if r.name not in implemented]
         if unknown:
             raise ValueError(f"registers {unknown} of the map have no hardware")
@@ -372,7 +399,8 @@ class ControlBlock(wiring.Component):
         done_q = Signal(name="done_q")
         storage = {name: Signal(32, name=name.lower()) for name in
                    ("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")}
-        m.d.comb += self.irq.eq(pending & irq_en)
+        m.d.comb += [self.irq.eq(pending & irq_en),
+                     self.weight_base.eq(storage["WEIGHT_BASE"])]
 
         # --- write channel: AW and W held independently, then one register write -------------
         aw_held = Signal(name="aw_held")
@@ -495,7 +523,9 @@ class ControlBlock(wiring.Component):
         values = {
             "CONTROL": Cat(Const(0, 1), irq_en),
             "STATUS": Cat(net.ready, busy, net.done, pending),
-            "ERROR": error,
+            "ERROR": (error | (self.weight_error << bit("ERROR", "AXI_READ"))
+                      if p.axi_weights else error),
+            **({"WEIGHT_BYTES": self.weight_bytes} if p.axi_weights else {}),
             "CYCLES": net.cycles,
             "STEP": net.step,
             "TIME_STEP": net.time_step,
@@ -551,6 +581,10 @@ class NetworkCore(wiring.Component):
         Level interrupt: a run has ended (``STATUS.IRQ_PENDING``) and ``CONTROL.IRQ_EN`` is set.
     weight_addr, weight_en : Out; weight_data : In
         Only with ``weights="external"``: the network's weight read port, passed through.
+    m_axi_ar*, m_axi_r*
+        Only with ``weights="axi"``: the network's AXI4 read master
+        (:func:`hw.weightfetch.axi4_read_ports`), passed through; it reads the weight image at
+        WEIGHT_BASE.
 
     Clock and reset: Amaranth's ``sync`` domain (``clk``, ``rst`` active high, synchronous);
     an AXI ``ARESETn`` is its inverse.
@@ -587,8 +621,8 @@ class NetworkCore(wiring.Component):
     Anything else answers SLVERR.
     """
 
-    def __init__(self, net, *, lanes: int = 16, weights: str = "internal"):
-        self.network = SharedNetwork(net, lanes=lanes, weights=weights)
+    def __init__(self, net, *, lanes: int = 16, weights: str = "internal", **network):
+        self.network = SharedNetwork(net, lanes=lanes, weights=weights, **network)
         plan = self.network.plan
         self.network_ports = wiring.Signature(network_signature(
             net, plan.steps, plan.pixel_words, plan.logit_bits))
@@ -597,7 +631,16 @@ class NetworkCore(wiring.Component):
         if weights == "external":
             for name in ("weight_addr", "weight_en", "weight_data"):
                 ports[name] = self.network.signature.members[name]
+        self._axi = [name for name in self.network.signature.members
+                     if name.startswith(AXI_PREFIX + "_")]
+        for name in self._axi:
+            ports[name] = self.network.signature.members[name]
         super().__init__(ports)
+
+    @property
+    def ring(self):
+        """``weights="axi"``: the network's :class:`hw.weightfetch.WeightRing`, else None."""
+        return self.network.ring
 
     @property
     def T(self) -> int:
@@ -638,4 +681,12 @@ class NetworkCore(wiring.Component):
             m.d.comb += [self.weight_addr.eq(network.weight_addr),
                          self.weight_en.eq(network.weight_en),
                          network.weight_data.eq(self.weight_data)]
+        if self._axi:
+            for name in self._axi:
+                outer, inner = getattr(self, name), getattr(network, name)
+                flow = self.signature.members[name].flow
+                m.d.comb += outer.eq(inner) if flow == Out else inner.eq(outer)
+            m.d.comb += [network.weight_address.eq(control.weight_base),
+                         control.weight_error.eq(network.weight_error),
+                         control.weight_bytes.eq(network.weight_bytes)]
         return m

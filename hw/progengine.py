@@ -125,6 +125,12 @@ class ProgEngine(wiring.Component):
         groups_log)`` of them.
     bias_words : list of int
         Contents of the bias memory (at least one word; :func:`pack_layer_biases`).
+    ring_pointer_bits : int
+        0 (default): the weight memory holds every layer at its ``weight_base``. Otherwise the
+        weight memory is a ring of ``weight_depth`` words (a power of two) that
+        :class:`hw.weightfetch.WeightFetcher` fills block by block: a layer's ``weight_base`` is
+        its ring base, addresses wrap modulo ``weight_depth``, and the ports below (this many
+        bits wide) tell the fetcher which blocks the engine needs and has finished with.
 
     Members
     -------
@@ -140,12 +146,23 @@ class ProgEngine(wiring.Component):
         word requested arrives on ``data`` the cycle after).
     ready : Out(1)
         1 once the bank has been cleared after reset.
+    frame_start : In(1)
+        Ring mode only: pulse before a frame's first word (``block_done`` restarts at 0).
+    block_need : Out(ring_pointer_bits)
+        Ring mode only: ``(c + 1) << B`` of the decoded spike's channel ``c`` (``B = 2 *
+        kernel_log + groups_log``): the end of its weight block relative to the layer.
+    block_ready : In(1)
+        Ring mode only: the block ending at ``block_need`` is in the ring; the tap generator
+        takes the decoded spike only then (combinational into its handshake).
+    block_done : Out(ring_pointer_bits)
+        Ring mode only: ``c << B`` of the oldest channel whose block may still be read; the
+        reads of a block end at most one cycle after ``block_done`` passes it.
     """
 
     def __init__(self, *, lanes: int, word_bits: int, max_words: int, max_channels: int,
                  max_side: int, max_padding: int, max_kernel_log: int, max_stride_log: int,
                  max_groups_log: int, weight_width: int, accumulator_width: int,
-                 weight_depth: int, bank_depth: int, bias_words):
+                 weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -169,7 +186,13 @@ class ProgEngine(wiring.Component):
         if not words:
             raise ValueError("bias_words must hold at least one word")
         self._bias_words = words
+        self._ring = check_int("ring_pointer_bits", ring_pointer_bits, 0, 64)
+        ring_ports = {}
+        if self._ring:
+            ring_ports = {"frame_start": In(1), "block_done": Out(self._ring),
+                          "block_need": Out(self._ring), "block_ready": In(1)}
         super().__init__({
+            **ring_ports,
             "config": In(self.config_layout),
             "i": In(stream.Signature(addressing_input_layout(self._word_bits))),
             "o": Out(stream.Signature(self.output_layout)),
@@ -251,8 +274,12 @@ class ProgEngine(wiring.Component):
             ("kernel_log", layer.kernel_log, self._max_kernel_log, "<="),
             ("stride_log", layer.stride_log, self._max_stride_log, "<="),
             ("groups_log", layer.groups_log, self._max_groups_log, "<="),
-            ("weight_base + weight_words_needed", layer.weight_base + layer.weight_words_needed,
-             self._weight_depth, "<="),
+            *([("weight block (1 << (2 * kernel_log + groups_log))",
+                1 << (2 * layer.kernel_log + layer.groups_log), self._weight_depth, "<="),
+               ("weight_base", layer.weight_base, self._weight_depth - 1, "<=")]
+              if self._ring else
+              [("weight_base + weight_words_needed", layer.weight_base + layer.weight_words_needed,
+                self._weight_depth, "<=")]),
             ("bias_base + groups", layer.bias_base + layer.groups, len(self._bias_words), "<="),
             ("bank_words_needed", layer.bank_words_needed, self._bank_depth, "<="),
         ]
@@ -260,6 +287,9 @@ class ProgEngine(wiring.Component):
             if not (value == limit if relation == "==" else value <= limit):
                 raise ValueError(f"layer {name} = {value} must be {relation} {limit} for this "
                                  "engine")
+        if self._ring and layer.weight_base % (1 << (2 * layer.kernel_log + layer.groups_log)):
+            raise ValueError(f"layer weight_base = {layer.weight_base} must be a multiple of its "
+                             "weight block in a ring")
 
     def config_value(self, layer: LayerConfig) -> data.Const:
         """Return the ``config`` constant of ``layer`` after :meth:`check_layer`."""
@@ -488,6 +518,14 @@ class ProgEngine(wiring.Component):
                 dec["first_x"].eq(first_x), dec["final_x"].eq(final_x),
                 dec["taps"].eq(has_taps), dec["last"].eq(pre["last"]),
             ]
+        if self._ring:
+            # Weight blocks (ring mode): the decoded item's block, [c << B, (c + 1) << B).
+            dec_block = Signal(self._ring, name="dec_block")
+            dec_block_end = Signal(self._ring, name="dec_block_end")
+            with m.If(take_pre):
+                m.d.sync += [dec_block.eq(pre["c"] << c_shift),
+                             dec_block_end.eq((pre["c"] + 1) << c_shift)]
+            m.d.comb += self.block_need.eq(dec_block_end)
 
         # --- tap generator: one (oy, ox, g) per cycle for the current spike ---
         # The end of each counter's run is a registered flag, set one step ahead, so the
@@ -539,7 +577,18 @@ class ProgEngine(wiring.Component):
                              gen_kx.eq(gen_kx_first),
                              gen_oy.eq(gen_oy + 1), gen_y_end.eq(gen_oy == gen_y_penult),
                              gen_ky.eq(gen_ky - stride)]
-        m.d.comb += take_decoded.eq(decoded & accumulating & (~busy | (item_end & ~gen_last)))
+        block_ok = self.block_ready if self._ring else 1
+        m.d.comb += take_decoded.eq(decoded & accumulating & (~busy | (item_end & ~gen_last))
+                                    & block_ok)
+        if self._ring:
+            # The generator's item's block; before the frame's first item, 0. While the
+            # generator is idle with an item decoded, every earlier item has been issued.
+            gen_block = Signal(self._ring, name="gen_block")
+            with m.If(self.frame_start):
+                m.d.sync += gen_block.eq(0)
+            with m.Elif(take_decoded):
+                m.d.sync += gen_block.eq(dec_block)
+            m.d.comb += self.block_done.eq(Mux(~busy & decoded, dec_block, gen_block))
         with m.If(take_decoded):
             kx_first = dec["target_x"] - (dec["first_x"] << cfg.stride_log)
             x_single = dec["first_x"] == dec["final_x"]

@@ -7,7 +7,9 @@
   linear layer and the classifier, configured per step from a generated descriptor table;
 * weights in one weight memory (``weights="internal"``: inside the design, initialised from the
   packed image; ``"external"``: a synchronous read port to a memory outside the design, since the
-  demo's folded weights, 5.2 Mbit at 8 bits, exceed every ECP5's block RAM);
+  demo's folded weights, 5.2 Mbit at 8 bits, exceed every ECP5's block RAM; ``"axi"``: an AXI4
+  read master, :class:`hw.weightfetch.WeightFetcher`, streams them from external memory into an
+  on-chip ring of ``weight_ring`` words, whatever the model's size);
 * one LIF array (:class:`hw.lif.LIFArray`) whose membrane memory holds every LIF site at its own
   base address (membranes are kept per site, so time steps run exactly as the integer model; at
   T = 1 no membrane is ever read back, so none is kept);
@@ -56,6 +58,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.descriptor import descriptor_fields, descriptor_rom
+from hw.weightfetch import AXI_PREFIX, WeightFetcher, WeightRing, axi4_read_ports
 from hw.lif import LIFArray
 from hw.mapreader import SpikeMapReader
 from hw.mapwriter import SpikeMapWriter
@@ -100,10 +103,15 @@ class SharedNetwork(wiring.Component):
     lanes : int
         Output channels per cycle of the engine, the LIF array and every memory word (any
         count: an attention head is ``ceil(head_width / lanes)`` words, :mod:`hw.plan`).
-    weights : ``"internal"`` or ``"external"``
+    weights : ``"internal"``, ``"external"`` or ``"axi"``
         Where the weight memory lives (module docstring).
     plan : SharedPlan, optional
         The plan, when the caller has made it already (``SharedPlan(net, lanes)``).
+    weight_ring : int, optional
+        ``weights="axi"``: words of the on-chip ring (a power of two; default
+        :meth:`hw.weightfetch.WeightRing.default_depth`).
+    axi_data_width, axi_address_width : int
+        ``weights="axi"``: the AXI4 bus (default 64 data bits, 32 address bits).
 
     Members
     -------
@@ -128,25 +136,48 @@ class SharedNetwork(wiring.Component):
         Cycles since ``start`` (frozen at ``done``).
     weight_addr, weight_en : Out; weight_data : In
         Only with ``weights="external"``: synchronous read port (data the cycle after ``en``).
+    weight_address : In(axi_address_width); m_axi_ar*, m_axi_r*; weight_error : Out(1);
+    weight_bytes : Out(32)
+        Only with ``weights="axi"``: the image's byte address in external memory (held during a
+        run), the AXI4 read master (:func:`hw.weightfetch.axi4_read_ports`), a read answered
+        other than OKAY (sticky until ``start``), bytes read since ``start``.
     """
 
     def __init__(self, net, *, lanes: int = 16, weights: str = "internal",
-                 plan: SharedPlan | None = None):
-        if weights not in ("internal", "external"):
-            raise ValueError(f"weights must be 'internal' or 'external', not {weights!r}")
+                 plan: SharedPlan | None = None, weight_ring: int | None = None,
+                 axi_data_width: int = 64, axi_address_width: int = 32):
+        if weights not in ("internal", "external", "axi"):
+            raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
         self._weights_mode = weights
         if plan is None:
-            plan = SharedPlan(net, lanes)
-        elif plan.net is not net or plan.lanes != lanes or not plan.weights_packed:
+            plan = SharedPlan(net, lanes, pack_weights=weights != "axi")
+        elif plan.net is not net or plan.lanes != lanes or (
+                weights != "axi" and not plan.weights_packed):
             raise ValueError("plan must be SharedPlan(net, lanes) of this net and lane count, "
                              "with its weights packed")
         self.plan = plan
+        #: ``weights="axi"``: the external image and the ring (:class:`WeightRing`), else None.
+        self.ring = None
         ports = network_signature(net, plan.steps, plan.pixel_words, plan.logit_bits)
         if weights == "external":
             ports["weight_addr"] = Out(bits_for(plan.weight_depth))
             ports["weight_en"] = Out(1)
             ports["weight_data"] = In(plan.lanes * plan.weight_width)
+        elif weights == "axi":
+            self.ring = WeightRing(plan, weight_ring, data_width=axi_data_width,
+                                   address_width=axi_address_width)
+            ports["weight_address"] = In(axi_address_width)
+            ports.update(axi4_read_ports(axi_address_width, axi_data_width))
+            ports["weight_error"] = Out(1)
+            ports["weight_bytes"] = Out(32)
+        elif weight_ring is not None:
+            raise ValueError("weight_ring is a parameter of weights='axi' only")
         super().__init__(ports)
+
+    @property
+    def weights_mode(self) -> str:
+        """``"internal"``, ``"external"`` or ``"axi"``."""
+        return self._weights_mode
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -234,19 +265,41 @@ class SharedNetwork(wiring.Component):
         net, lanes, T = plan.net, plan.lanes, plan.T
 
         # --- shared units ---------------------------------------------------------------
+        ring = self.ring
         m.submodules.engine = engine = ProgEngine(
             lanes=lanes, weight_width=plan.weight_width, accumulator_width=plan.acc_width,
-            weight_depth=self.weight_depth, bias_words=plan.bias_words,
+            weight_depth=ring.depth if ring else self.weight_depth, bias_words=plan.bias_words,
+            ring_pointer_bits=ring.pointer_bits if ring else 0,
             **plan.engine_limits)
         if self._weights_mode == "internal":
             m.submodules.weights = weights = Memory(
                 shape=unsigned(lanes * plan.weight_width), depth=self.weight_depth,
                 init=plan.weight_words)
             wiring.connect(m, engine.weight, weights.read_port())
-        else:
+        elif self._weights_mode == "external":
             m.d.comb += [self.weight_addr.eq(engine.weight.addr),
                          self.weight_en.eq(engine.weight.en),
                          engine.weight.data.eq(self.weight_data)]
+        else:
+            # The ring: the fetcher writes blocks, the engine reads taps (hw/weightfetch.py).
+            m.submodules.fetcher = fetcher = WeightFetcher(ring, T)
+            m.submodules.weight_ring = ring_memory = Memory(
+                shape=unsigned(lanes * plan.weight_width), depth=ring.depth, init=[])
+            wiring.connect(m, fetcher.write, ring_memory.write_port())
+            ring_read = ring_memory.read_port()
+            m.d.comb += [ring_read.addr.eq(engine.weight.addr), ring_read.en.eq(engine.weight.en),
+                         engine.weight.data.eq(ring_read.data),
+                         fetcher.base.eq(self.weight_address),
+                         fetcher.block_done.eq(engine.block_done),
+                         fetcher.block_need.eq(engine.block_need),
+                         engine.block_ready.eq(fetcher.block_ready),
+                         self.weight_error.eq(fetcher.error),
+                         self.weight_bytes.eq(fetcher.bytes_read)]
+            for name, member in axi4_read_ports(1, 1).items():
+                name = name[len(AXI_PREFIX) + 1:]
+                outer, inner = getattr(self, f"{AXI_PREFIX}_{name}"), fetcher._port(name)
+                m.d.comb += (outer.eq(inner) if member.flow is wiring.Flow.Out
+                             else inner.eq(outer))
 
         m.submodules.lif = lif = LIFArray(lanes=lanes, words=mem.membrane_words,
                                           input_width=mem.lif_bits,
@@ -307,8 +360,9 @@ class SharedNetwork(wiring.Component):
         # configuration (``config_value`` checks that the layer fits it).
         desc_layout = self.descriptor_layout(engine.config.shape())
         fields = {name: member.shape for name, member in desc_layout}
+        place = ring.engine_config if ring else (lambda layer: layer)
         rom = descriptor_rom(plan, desc_layout,
-                             lambda layer: engine.config_value(layer).as_value().value)
+                             lambda layer: engine.config_value(place(layer)).as_value().value)
         m.submodules.sequencer = seq = Sequencer(desc_layout, rom, steps=len(plan.steps), T=T)
         desc = seq.desc
         start = seq.step_start            # one-cycle pulse: the descriptor is loaded
@@ -318,6 +372,9 @@ class SharedNetwork(wiring.Component):
                      self.step.eq(seq.step), self.time_step.eq(seq.t),
                      self.done.eq(seq.done), self.cycles.eq(seq.cycles),
                      self.ready.eq(engine.ready), engine.config.eq(desc.engine)]
+        if ring:
+            m.d.comb += [fetcher.start.eq(seq.run), engine.frame_start.eq(start),
+                         fetcher.layer_start.eq(start & desc.is_layer)]
         kind, sink = desc.kind, desc.sink
         sdsa_mode = desc.is_sdsa
 

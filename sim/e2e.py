@@ -312,6 +312,9 @@ class QuantizedNetwork:
     net: object
     lanes: int = 16
     arch: str = "shared"
+    #: ``"internal"`` (a weight memory in the design) or ``"axi"`` (weights from external memory
+    #: over AXI4, ``hw.weightfetch``; the testbench holds them in an AXI RAM model).
+    weights: str = "internal"
 
     @property
     def cfg(self):
@@ -326,7 +329,7 @@ class QuantizedNetwork:
 
 def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: int = 16,
             arch: str = "shared", seed: int = 0, weight_bits: int = 8,
-            sdsa: int | None = None) -> QuantizedNetwork:
+            sdsa: int | None = None, weights: str = "internal") -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -345,13 +348,18 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         if arch != "shared":
             raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
         net = quantized(model, weight_bits)
-        SharedPlan(net, lanes)
+        if weights not in ("internal", "axi"):
+            raise ValueError(f"weights must be 'internal' or 'axi', not {weights!r}")
+        plan = SharedPlan(net, lanes, pack_weights=weights != "axi")
+        if weights == "axi":
+            from hw.weightfetch import WeightRing
+            WeightRing(plan)
     except NotImplementedError as error:
         raise Unsupported(f"checkpoint {name} ({describe(model.cfg)}) cannot be simulated: "
                           + _one_line(error)) from error
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
-    return QuantizedNetwork(name, model, trained, net, lanes, arch)
+    return QuantizedNetwork(name, model, trained, net, lanes, arch, weights)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -741,7 +749,7 @@ def write_case(path, dut, codes, logits, trace) -> dict:
     return meta
 
 
-def _net_key(net, lanes: int, arch: str = "shared") -> str:
+def _net_key(net, lanes: int, arch: str = "shared", weights: str = "internal") -> str:
     """Return a hash of everything the generated Verilog depends on."""
     h = hashlib.sha256()
     for name, layer in net.layers.items():
@@ -757,6 +765,8 @@ def _net_key(net, lanes: int, arch: str = "shared") -> str:
                         sort_keys=True).encode())
     h.update(json.dumps(net.cfg.to_dict(), sort_keys=True, default=str).encode())
     h.update(f"T{net.cfg.T}lanes{lanes}arch{arch}".encode())
+    if weights != "internal":
+        h.update(f"weights{weights}".encode())
     # Every hardware source: a change anywhere in hw/ (a unit, the program, the plan) is a new
     # design point.
     for source in sorted((ROOT / "hw").glob("*.py")):
@@ -810,22 +820,28 @@ def image_wrapper(dut, image: Path, core: str = "network_core") -> str:
         "endmodule", ""])
 
 
-def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
+def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "internal") -> str:
     """Return the network's Verilog, converted once per design point (cached under build/).
 
     ``dut``: the ``hw.shared.SharedNetwork`` of ``net``, or a function making it. A design with
     its weight port outside (:func:`weights_outside`) becomes ``network_core`` inside
-    :func:`image_wrapper`'s ``network``, its weight image written beside the Verilog."""
+    :func:`image_wrapper`'s ``network``, its weight image written beside the Verilog. With
+    ``weights="axi"`` the external memory's image is written beside it (:func:`axi_image`)."""
     from amaranth.back import verilog
 
-    cache = ROOT / "build" / "network_rtl"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"network-{_net_key(net, lanes, arch)}.v"
-    if path.exists():
+    path = _cached_verilog(net, lanes, arch, weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and (weights != "axi" or axi_image(path).exists()):
         return path.read_text()
     if not hasattr(dut, "elaborate"):
         dut = dut()  # a factory: the design is made only when it is converted
-    if hasattr(dut, "weight_addr"):
+    if weights == "axi":
+        image = axi_image(path)
+        tmp = image.with_suffix(".tmp")
+        tmp.write_bytes(dut.ring.image())
+        tmp.replace(image)
+        text = verilog.convert(dut, name="network", emit_src=False)
+    elif hasattr(dut, "weight_addr"):
         image = path.with_suffix(".weights.hex")
         width = (len(dut.weight_data) + 3) // 4
         tmp = image.with_suffix(".tmp")
@@ -842,12 +858,29 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared") -> str:
     return text
 
 
+def _cached_verilog(net, lanes: int, arch: str, weights: str) -> Path:
+    return ROOT / "build" / "network_rtl" / f"network-{_net_key(net, lanes, arch, weights)}.v"
+
+
+def verilog_path(network: QuantizedNetwork) -> Path:
+    """Where :func:`network_verilog` caches the network's Verilog."""
+    return _cached_verilog(network.net, network.lanes, network.arch, network.weights)
+
+
+def axi_image(verilog_path: Path) -> Path:
+    """Where the external weight image of a ``weights="axi"`` network's Verilog lies."""
+    return Path(verilog_path).with_suffix(".weights.bin")
+
+
 def network_design(network: QuantizedNetwork):
     """Return the network's Amaranth design (``hw.shared.SharedNetwork``: weights inside, or
     behind its port for a weight memory too deep to convert, :func:`weights_outside`)."""
     from hw.plan import SharedPlan
     from hw.shared import SharedNetwork
 
+    if network.weights == "axi":
+        plan = SharedPlan(network.net, network.lanes, pack_weights=False)
+        return SharedNetwork(network.net, lanes=network.lanes, plan=plan, weights="axi")
     plan = SharedPlan(network.net, network.lanes)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                          weights="external" if weights_outside(plan) else "internal")
@@ -861,20 +894,29 @@ def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut
     if dut is None:
         dut = lambda: network_design(network)  # noqa: E731 - made only on a cache miss
     begin = time.perf_counter()
-    text = network_verilog(dut, network.net, network.lanes, network.arch)
+    text = network_verilog(dut, network.net, network.lanes, network.arch, network.weights)
     convert_s = time.perf_counter() - begin
     begin = time.perf_counter()
     design = toolchain.build(text, "network", simulator=toolchain.selected_simulator(simulator))
     return design, convert_s, time.perf_counter() - begin
 
 
-def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | None = None) -> dict:
+#: The external memory of the co-simulation with ``weights="axi"``: latency of every burst in
+#: cycles (``"N"`` or ``"LOW-HIGH"``, drawn per burst), the chance that ``arready`` or ``rvalid``
+#: drops in a cycle, the image's byte address and the seed.
+AXI_DEFAULTS = {"latency": "1-64", "pause": 0.2, "base": 0x4000_0000, "seed": 1}
+
+
+def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | None = None,
+             axi: dict | None = None) -> dict:
     """Run ``inputs`` through the network RTL and the golden models; return the summary.
 
     Writes the testbench's case and results into ``out``. The summary holds, per image, the RTL
     result (``rtl``: logits, cycles, ``match`` = logits and every LIF's spikes ``==`` the integer
     model's), the integer and float logits and predictions, and the per-step ``report``; a
     mismatch is its ``error`` (the first layer and index that differ), not an exception.
+    ``axi``: with ``network.weights == "axi"``, the external memory's settings over
+    :data:`AXI_DEFAULTS`.
     """
     import torch
 
@@ -895,9 +937,20 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     begin = time.perf_counter()
     error = None
     try:
-        toolchain.run(design, "sim.tb.network", name=f"network_T{T}", extra_env={
-            "NET_CASE": str(case), "NET_META": str(case) + ".json", "NET_RESULTS": str(results),
-            "NET_CORE": "core" if hasattr(dut, "weight_addr") else ""})
+        # A run that never ends fails with the step it is stuck in instead of hanging: ten
+        # times the cycle model's prediction of the slowest image, plus a million cycles.
+        model = CycleModel(dut.plan)
+        bound = 10 * max(model.predict(trace, i)["total"] for i in range(len(inputs)))
+        env = {"NET_CASE": str(case), "NET_META": str(case) + ".json",
+               "NET_MAX_CYCLES": str(int(bound) + 1_000_000),
+               "NET_RESULTS": str(results),
+               "NET_CORE": "core" if hasattr(dut, "weight_addr") else ""}
+        if network.weights == "axi":
+            memory = {**AXI_DEFAULTS, **(axi or {})}
+            env.update(NET_WEIGHTS=str(axi_image(verilog_path(network))),
+                       NET_WEIGHT_BASE=str(memory["base"]), NET_AXI_LATENCY=str(memory["latency"]),
+                       NET_AXI_PAUSE=str(memory["pause"]), NET_AXI_SEED=str(memory["seed"]))
+        toolchain.run(design, "sim.tb.network", name=f"network_T{T}", extra_env=env)
     except AssertionError as failure:
         error = str(failure)
     run_s = time.perf_counter() - begin
@@ -905,7 +958,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     count = len(inputs)
     summary = {"T": T, "trained": network.trained, "checkpoint": network.checkpoint,
                "images": count, "inputs": inputs.description, "input_source": inputs.source,
-               "lanes": lanes, "arch": network.arch,
+               "lanes": lanes, "arch": network.arch, "weights": network.weights,
                "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
                "run_s": run_s, "error": error,
                "labels": inputs.labels if inputs.labels is not None else [None] * count,
@@ -916,20 +969,24 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                "rtl": rtl}
     summary["report"] = step_report(dut, net, trace, rtl, meta) if rtl else []
     summary["memory_padding"] = dut.padding_report()
+    if network.weights == "axi":
+        summary["axi"] = {**AXI_DEFAULTS, **(axi or {}), **dut.ring.manifest()}
     return summary
 
 
 def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16,
                 seed: int = 0, arch: str = "shared", simulator: str | None = None,
-                variant_name: str | None = None, inputs=None, sdsa: int | None = None) -> dict:
+                variant_name: str | None = None, inputs=None, sdsa: int | None = None,
+                weights: str = "internal", axi: dict | None = None) -> dict:
     """Run ``images`` images at ``T`` in RTL; return the summary (:func:`simulate`).
 
     :func:`prepare` (``sdsa``: a random model's operator), :func:`select_inputs` (``inputs``: as
     there; default the digits) and :func:`simulate` in one call.
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
-                      sdsa=sdsa)
-    return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator)
+                      sdsa=sdsa, weights=weights)
+    return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
+                    axi=axi)
 
 
 def _sops(dut, net, trace, step, t, image):
@@ -1172,6 +1229,17 @@ def main(argv=None) -> int:
     p.add_argument("--arch", choices=("shared",), default="shared",
                    help="the time-multiplexed network (hw.shared), the only one since the "
                         "one-engine-per-layer vehicle was retired")
+    p.add_argument("--weights", choices=("internal", "axi"), default="internal",
+                   help="'internal': a weight memory in the design (default); 'axi': weights "
+                        "streamed from external memory over an AXI4 read master into an on-chip "
+                        "ring (hw.weightfetch), the testbench's memory an AXI RAM model")
+    p.add_argument("--axi-latency", default=AXI_DEFAULTS["latency"], metavar="N|LOW-HIGH",
+                   help=f"with --weights axi: cycles from a burst's request to its first beat, "
+                        f"fixed or drawn per burst (default {AXI_DEFAULTS['latency']})")
+    p.add_argument("--axi-pause", type=float, default=AXI_DEFAULTS["pause"],
+                   help=f"with --weights axi: chance per cycle that the memory drops arready and "
+                        f"rvalid (default {AXI_DEFAULTS['pause']}; 0: a memory that never "
+                        "stalls beyond its latency)")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the latency figure (default 100 MHz; see docs/network.md)")
     p.add_argument("--out", default=str(ROOT / "build" / "e2e"), help="report directory")
@@ -1188,9 +1256,17 @@ def main(argv=None) -> int:
         problem = f"--lanes {args.lanes} is out of range: 1..256"
     elif not 0 < args.clock_mhz < float("inf"):
         problem = f"--clock-mhz {args.clock_mhz} must be finite and > 0"
+    elif not 0 <= args.axi_pause < 1:
+        problem = f"--axi-pause {args.axi_pause} is out of range: 0 <= p < 1"
     elif args.sdsa is not None and args.checkpoint != "random":
         problem = (f"--sdsa {args.sdsa} chooses the operator of a random model (--checkpoint "
                    "random); a checkpoint's operator is its own")
+    if problem is None:
+        from sim.tb.axi_memory import parse_latency
+        try:
+            parse_latency(args.axi_latency)
+        except ValueError as error:
+            problem = f"--axi-latency: {error}"
     if problem is None and args.checkpoint not in (None, "random") \
             and not Path(args.checkpoint).exists():
         problem = f"checkpoint {args.checkpoint} does not exist"
@@ -1205,7 +1281,8 @@ def main(argv=None) -> int:
         try:
             for T in args.T:
                 networks[T] = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
-                                      arch=args.arch, seed=args.seed, sdsa=args.sdsa)
+                                      arch=args.arch, seed=args.seed, sdsa=args.sdsa,
+                                      weights=args.weights)
             inputs = select_inputs(networks[args.T[0]].net, args.images, args.inputs, args.seed)
         except (NotImplementedError, InputError) as error:  # refused model, bad inputs
             problem = _one_line(error)
@@ -1220,7 +1297,8 @@ def main(argv=None) -> int:
     for T in args.T:
         print(f"simulating {describe(networks[T].cfg)}", flush=True)
         print(f"inputs: {inputs.description}", flush=True)
-        summary = simulate(networks[T], inputs, Path(args.out), simulator=args.sim)
+        summary = simulate(networks[T], inputs, Path(args.out), simulator=args.sim,
+                           axi={"latency": args.axi_latency, "pause": args.axi_pause})
         if summary["rtl"]:
             write_report(summary, Path(args.out), args.clock_mhz)
         print_summary(summary)

@@ -16,7 +16,7 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge, ValueChange
+from cocotb.triggers import ReadOnly, RisingEdge, SimTimeoutError, ValueChange, with_timeout
 
 from golden.progress import bar
 from sim.tb.common import TB, StreamSource
@@ -107,6 +107,50 @@ def event_beats(frames) -> list[int]:
     return [int(v) for v in bits.reshape(-1)]
 
 
+def external_memory(dut):
+    """The external memory of a network with ``weights="axi"``: an AXI4 RAM (read side) holding
+    the weight image ``NET_WEIGHTS`` at byte address ``NET_WEIGHT_BASE``, answering each burst
+    after ``NET_AXI_LATENCY`` cycles (``N`` or ``LOW-HIGH``, drawn per burst), with ``arready``
+    and ``rvalid`` dropped at random with probability ``NET_AXI_PAUSE`` (seed ``NET_AXI_SEED``)."""
+    from cocotbext.axi import AxiReadBus
+
+    from sim.tb.axi_memory import LatencyAxiRamRead, parse_latency, random_pauses
+
+    with open(os.environ["NET_WEIGHTS"], "rb") as handle:
+        image = handle.read()
+    base = int(os.environ.get("NET_WEIGHT_BASE", "0"), 0)
+    seed = int(os.environ.get("NET_AXI_SEED", "1"))
+    pause = float(os.environ.get("NET_AXI_PAUSE", "0"))
+    size = 1 << max(12, (base + len(image) - 1).bit_length())
+    memory = LatencyAxiRamRead(AxiReadBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
+                               size=size, latency=parse_latency(
+                                   os.environ.get("NET_AXI_LATENCY", "1")), seed=seed)
+    memory.write(base, image)
+    memory.image_bytes = len(image)
+    if pause > 0:
+        memory.ar_channel.set_pause_generator(random_pauses(pause, seed + 1))
+        memory.r_channel.set_pause_generator(random_pauses(pause, seed + 2))
+    dut.weight_address.value = base
+    return memory
+
+
+def fetcher_state(dut) -> str:
+    """The weight fetcher's pointers, for a run that never ends (empty without one)."""
+    try:
+        fetcher = core(dut).fetcher
+    except AttributeError:
+        return ""
+    names = ("loaded", "free", "g_cur", "a_active", "a_layer", "a_c", "a_pos", "a_issue",
+             "w_layer", "w_c", "w_pos", "e_index")
+    values = []
+    for name in names:
+        try:
+            values.append(f"{name}={int(getattr(fetcher, name).value)}")
+        except (AttributeError, ValueError):
+            pass
+    return "; weight fetcher: " + ", ".join(values) if values else ""
+
+
 async def watch_steps(dut, log, progress=None):
     """Record ``(time step, program step, cycles)`` whenever the sequencer changes step; show the
     time step, program step and cycles so far on the ``progress`` bar (if given)."""
@@ -130,6 +174,9 @@ async def test_network(dut):
     T, classes = meta["T"], meta["classes"]
     tb = TB(dut)
     dut.start.value = 0
+    memory = None
+    if os.environ.get("NET_WEIGHTS"):
+        memory = external_memory(dut)
     events = meta.get("events", False)
     if events:
         source = StreamSource(dut, "events", dut.clk)  # offered every cycle: the port never waits
@@ -161,7 +208,18 @@ async def test_network(dut):
         dut.start.value = 1
         await RisingEdge(dut.clk)
         dut.start.value = 0
-        await RisingEdge(dut.done)
+        limit = int(os.environ.get("NET_MAX_CYCLES", "0"))
+        if limit:
+            try:
+                await with_timeout(RisingEdge(dut.done), 10 * limit, "ns")
+            except SimTimeoutError:
+                watcher.cancel()
+                raise AssertionError(f"image {image}: no done after {limit:,} cycles (NET_MAX_CYCLES): "
+                                     f"stuck at time step {int(dut.time_step.value)}, step "
+                                     f"{int(dut.step.value)}{fetcher_state(dut)}"
+                                     f"{memory.state() if memory else ''}") from None
+        else:
+            await RisingEdge(dut.done)
         await ReadOnly()
         elapsed = time.perf_counter() - wall
         watcher.cancel()
@@ -170,6 +228,15 @@ async def test_network(dut):
                             "beat")
             feeder.cancel()
         total = int(dut.cycles.value)
+        weight_bytes = None
+        if memory is not None:
+            # Every weight read once per time step: the image, T times; and no error answer.
+            weight_bytes = int(dut.weight_bytes.value)
+            if weight_bytes != T * memory.image_bytes:
+                failures.append(f"image {image}: {weight_bytes} weight bytes read, expected T x "
+                                f"the image = {T * memory.image_bytes}")
+            if int(dut.weight_error.value):
+                failures.append(f"image {image}: weight_error is set")
         width = meta["logit_bits"]
         raw = int(dut.logits.value)
         logits = []
@@ -197,7 +264,8 @@ async def test_network(dut):
                       total, elapsed, total / elapsed if elapsed else 0, logits,
                       "ok" if logits == want and message is None else "MISMATCH")
         results.append({"image": image, "cycles": total, "wall_s": elapsed, "logits": logits,
-                        "steps": log, "match": logits == want and message is None})
+                        "steps": log, "match": logits == want and message is None,
+                        "weight_bytes": weight_bytes})
         progress.update()
         await RisingEdge(dut.clk)
     progress.close()

@@ -1,0 +1,556 @@
+"""Weights from external memory: an AXI4 read master that streams each layer's weights into an
+on-chip ring the engine reads.
+
+With ``SharedNetwork(weights="axi")`` no memory of the design holds the model's weights. They lie
+in external memory in the compact layout below (:meth:`WeightRing.image`, written by
+``make rtl`` as ``<unit>.weights.bin``); :class:`WeightFetcher` reads them through an AXI4 read
+master port into a ring of ``depth`` words (the on-chip budget, a generation parameter) and the
+engine reads the ring through its usual synchronous port. Every weight is read once per time
+step: the bytes read per time step are the image's size (the floor), whatever the spikes.
+
+Blocks
+    The engine takes a layer's input channels in order, channel ``c``'s spikes all before channel
+    ``c + 1``'s, and uses channel ``c``'s weights, ``K * K * G`` words (taps ``(ky, kx)``, output
+    groups ``g``), only while it takes channel ``c``'s spikes. Those words are one *block*. In
+    the ring a block takes ``2 ** B`` words (``B = 2 * kernel_log + groups_log``: the engine's
+    padded tap layout, so its address arithmetic is unchanged) at a multiple of ``2 ** B``.
+Sequence
+    The blocks of one time step, layer after layer in program order, take consecutive positions of
+    one unbounded *sequence* of ring words; a layer starts at the next multiple of its block size
+    (:attr:`RingLayer.offset`) and a time step at the next multiple of ``depth``
+    (:attr:`WeightRing.span`), so sequence position ``p`` is ring word ``p mod depth`` and a
+    layer's ring base (``offset mod depth``, its engine ``weight_base``) is the same at every time
+    step.
+Flow control
+    Two sequence pointers: ``loaded`` (every block below it is in the ring) and ``free`` (every
+    block below it has been read for the last time). A block is requested only when it ends at
+    most ``depth`` past ``free``, so it never overwrites a block still to be read, and the engine
+    takes a channel's spikes only when the channel's block ends at or below ``loaded``. A channel
+    without spikes costs the engine nothing: its block is fetched and never waited for.
+External image (:meth:`WeightRing.image`)
+    Layer after layer in program order, each at a multiple of 64 bytes (:attr:`RingLayer.address`
+    from the region's base); in a layer, block after block (``c``), in a block the words in
+    ``(ky, kx, g)`` order (``g`` fastest), no holes: ``K * K * G`` words a block. A word is
+    ``lanes`` signed ``weight_width``-bit weights (lane 0 in the least significant bits) in
+    ``beats`` bus beats (:attr:`WeightRing.beats`), little-endian: byte ``i`` of a word is at
+    byte address ``word_address + i``, as an AXI bus of any width lays memory out.
+
+Reference: :meth:`WeightRing.image` (the bytes), :func:`ring_words` (the ring's contents block by
+block, from the image), :meth:`WeightRing.request_order` (the bursts). Tests:
+``tests/test_weightfetch.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import WritePort
+from amaranth.lib.wiring import In, Out
+
+from hw.params import bits_for, ceil_div, check_int, log2_ceil
+
+__all__ = ["AXI_PREFIX", "LAYER_ALIGN", "MAX_BURST", "BOUNDARY", "RingLayer", "WeightRing",
+           "axi4_read_ports", "ring_words", "WeightFetcher"]
+
+#: Prefix of the AXI4 master's Verilog ports (``m_axi_araddr`` ...), what cocotbext-axi's
+#: ``AxiReadBus.from_prefix(dut, "m_axi")`` and vendor interface inference look for.
+AXI_PREFIX = "m_axi"
+#: Alignment of each layer's weights in the external image, bytes.
+LAYER_ALIGN = 64
+#: Most beats of one AXI4 INCR burst.
+MAX_BURST = 256
+#: No AXI4 burst crosses a 4 KB boundary.
+BOUNDARY = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class RingLayer:
+    """One engine layer's weights: where they are in the image and in the ring sequence."""
+
+    name: str
+    #: Byte offset of the layer's first word in the external image.
+    address: int
+    #: Input channels: blocks.
+    channels: int
+    kernel: int
+    kernel_log: int
+    groups: int
+    groups_log: int
+    #: Sequence position of the layer's first block within a time step (a multiple of its
+    #: block size); ``offset % depth`` is its engine ``weight_base``.
+    offset: int
+
+    @property
+    def block_log(self) -> int:
+        """``B``: a block takes ``2 ** B`` ring words."""
+        return 2 * self.kernel_log + self.groups_log
+
+    @property
+    def block_words(self) -> int:
+        """Words of a block in the image: ``K * K * G``."""
+        return self.kernel * self.kernel * self.groups
+
+    @property
+    def ring_words(self) -> int:
+        """Sequence positions the layer takes: ``channels << B``."""
+        return self.channels << self.block_log
+
+
+class WeightRing:
+    """The external weight image of a plan and its ring sequence (module docstring).
+
+    Parameters
+    ----------
+    plan : hw.plan.SharedPlan
+        Packed or not (``pack_weights=False``): the image is made from the layers' weights.
+    depth : int, optional
+        Ring words (a power of two at least the largest block, ``2 ** B``); default
+        :meth:`default_depth`.
+    data_width : int
+        Bits of the AXI data bus: 32, 64, 128, 256, 512 or 1024 (default 64).
+    address_width : int
+        Bits of the AXI address (default 32); the image must fit.
+    """
+
+    def __init__(self, plan, depth: int | None = None, *, data_width: int = 64,
+                 address_width: int = 32):
+        self.plan = plan
+        self.lanes = plan.lanes
+        self.weight_width = plan.weight_width
+        if data_width not in (32, 64, 128, 256, 512, 1024):
+            raise ValueError(f"data_width must be one of 32, 64, 128, 256, 512, 1024 (bits), "
+                             f"not {data_width}")
+        self.data_width = data_width
+        self.address_width = check_int("address_width", address_width, 12, 64)
+        #: Bus beats of one weight word (a word is padded to whole beats).
+        self.beats = ceil_div(self.lanes * self.weight_width, data_width)
+        #: Bytes of one weight word in the image.
+        self.word_bytes = self.beats * data_width // 8
+        layers, address, offset = [], 0, 0
+        for name, place in plan.memory.layers.items():
+            c = place.config
+            block_log = 2 * c.kernel_log + c.groups_log
+            offset = -(-offset // (1 << block_log)) << block_log
+            layer = RingLayer(name=name, address=address, channels=c.in_channels,
+                              kernel=c.kernel, kernel_log=c.kernel_log, groups=c.groups,
+                              groups_log=c.groups_log, offset=offset)
+            layers.append(layer)
+            address += -(-layer.channels * layer.block_words * self.word_bytes
+                         // LAYER_ALIGN) * LAYER_ALIGN
+            offset += layer.ring_words
+        if not layers:
+            raise ValueError("the network has no engine layer: nothing to fetch")
+        self.layers: list[RingLayer] = layers
+        #: Bytes of the image.
+        self.size = address
+        if self.size > 1 << self.address_width:
+            raise ValueError(f"the weight image ({self.size} bytes) does not fit an "
+                             f"address_width of {self.address_width} bits")
+        self.max_block = max(1 << layer.block_log for layer in layers)
+        if depth is None:
+            depth = self.default_depth()
+        depth = check_int("depth (weight ring words)", depth, 2)
+        if depth & (depth - 1) or depth < self.max_block:
+            raise ValueError(f"weight ring depth must be a power of two >= the largest block "
+                             f"({self.max_block} words), not {depth}")
+        self.depth = depth
+        #: Sequence positions of one time step: the blocks' extent rounded up to ``depth``.
+        self.span = -(-offset // depth) * depth
+        self._by_base = {plan.memory.layers[layer.name].config.weight_base: layer
+                         for layer in layers}
+
+    def default_depth(self) -> int:
+        """Four of the largest blocks, at least 1,024 words: enough to hide a few hundred cycles
+        of latency behind the engine on every layer of the demo and the paper models."""
+        return max(1024, 4 * self.max_block)
+
+    # -- what the hardware is built from ---------------------------------------------------
+    def engine_config(self, config):
+        """``config`` (a plan layer's :class:`hw.progengine.LayerConfig`) with its ring base."""
+        layer = self._by_base[config.weight_base]
+        return dataclasses.replace(config, weight_base=layer.offset % self.depth)
+
+    @property
+    def pointer_bits(self) -> int:
+        """Bits of a sequence pointer: differences between the pointers in use stay below
+        ``2 ** (pointer_bits - 1)`` in magnitude (a layer plus twice the ring)."""
+        widest = max(layer.ring_words for layer in self.layers)
+        return bits_for(widest + 2 * self.depth + 1) + 2
+
+    @property
+    def bytes_per_step(self) -> int:
+        """Bytes read per time step: the image (its 64-byte alignment included)."""
+        return self.size
+
+    def floor_bytes(self) -> int:
+        """Bytes of the weights themselves: ``weight_width`` bits per weight of every layer."""
+        bits = 0
+        for layer in self.layers:
+            weight = self.plan.memory.layers[layer.name].weight
+            bits += int(np.prod(weight.shape)) * self.weight_width
+        return ceil_div(bits, 8)
+
+    def memory_bits(self) -> int:
+        """On-chip bits of the ring."""
+        return self.depth * self.lanes * self.weight_width
+
+    # -- reference ------------------------------------------------------------------------
+    def layer_words(self, layer: RingLayer) -> np.ndarray:
+        """The layer's image words as lane values ``[channels, K, K, G, lanes]``."""
+        weight = np.asarray(self.plan.memory.layers[layer.name].weight, dtype=np.int64)
+        if weight.ndim == 2:
+            weight = weight[:, :, None, None]
+        cout = weight.shape[0]
+        lanes, groups = self.lanes, layer.groups
+        padded = np.zeros((groups * lanes,) + weight.shape[1:], dtype=np.int64)
+        padded[:cout] = weight
+        return padded.reshape(groups, lanes, layer.channels, layer.kernel,
+                              layer.kernel).transpose(2, 3, 4, 0, 1)
+
+    def layer_bytes(self, layer: RingLayer) -> bytes:
+        """The layer's bytes in the image (without its alignment padding)."""
+        values = self.layer_words(layer).reshape(-1, self.lanes)
+        width = self.weight_width
+        codes = (values & ((1 << width) - 1)).astype(np.uint64)
+        bits = ((codes[:, :, None] >> np.arange(width, dtype=np.uint64)) & 1).astype(np.uint8)
+        bits = bits.reshape(values.shape[0], self.lanes * width)
+        pad = self.word_bytes * 8 - bits.shape[1]
+        if pad:
+            bits = np.concatenate([bits, np.zeros((bits.shape[0], pad), np.uint8)], axis=1)
+        return np.packbits(bits, axis=1, bitorder="little").tobytes()
+
+    def image(self) -> bytes:
+        """The external image: every layer's bytes at its :attr:`RingLayer.address`."""
+        out = bytearray(self.size)
+        for layer in self.layers:
+            data = self.layer_bytes(layer)
+            out[layer.address:layer.address + len(data)] = data
+        return bytes(out)
+
+    def request_order(self, base: int = 0) -> list[tuple[int, int]]:
+        """The bursts of one time step, ``(byte address, beats)`` in issue order: block by block,
+        each split at 256 beats and at 4 KB boundaries (reference for the AR channel)."""
+        beat_bytes = self.data_width // 8
+        bursts = []
+        for layer in self.layers:
+            block_beats = layer.block_words * self.beats
+            for c in range(layer.channels):
+                address = base + layer.address + c * block_beats * beat_bytes
+                left = block_beats
+                while left:
+                    room = (BOUNDARY - address % BOUNDARY) // beat_bytes
+                    beats = min(left, MAX_BURST, room)
+                    bursts.append((address, beats))
+                    address += beats * beat_bytes
+                    left -= beats
+        return bursts
+
+    def manifest(self) -> dict:
+        """The image's layout for ``make rtl``'s manifest: per layer its byte offset and size."""
+        return {
+            "data_width": self.data_width, "address_width": self.address_width,
+            "word_bytes": self.word_bytes, "beats_per_word": self.beats,
+            "ring_depth": self.depth, "ring_bits": self.memory_bits(),
+            "span": self.span, "bytes": self.size, "floor_bytes": self.floor_bytes(),
+            "layers": [{"name": layer.name, "offset": layer.address,
+                        "bytes": layer.channels * layer.block_words * self.word_bytes,
+                        "channels": layer.channels, "kernel": layer.kernel,
+                        "groups": layer.groups, "ring_base": layer.offset % self.depth}
+                       for layer in self.layers],
+        }
+
+
+def ring_words(ring: WeightRing, image: bytes, layer: RingLayer, channel: int) -> dict[int, int]:
+    """Reference: the ring words ``{ring address: word}`` the fetcher writes for one block,
+    decoded from ``image`` (the engine's padded tap layout inside the block's slot)."""
+    word_bytes, width = ring.word_bytes, ring.lanes * ring.weight_width
+    base = layer.address + channel * layer.block_words * word_bytes
+    slot = (layer.offset + (channel << layer.block_log)) % ring.depth
+    out, index = {}, 0
+    for ky in range(layer.kernel):
+        for kx in range(layer.kernel):
+            for g in range(layer.groups):
+                raw = image[base + index * word_bytes:base + (index + 1) * word_bytes]
+                word = int.from_bytes(raw, "little") & ((1 << width) - 1)
+                tap = (((ky << layer.kernel_log) | kx) << layer.groups_log) | g
+                out[slot + tap] = word
+                index += 1
+    return out
+
+
+def axi4_read_ports(address_width: int, data_width: int, id_width: int = 1) -> dict:
+    """The AXI4 read master's flat ports (``m_axi_ar*``, ``m_axi_r*``), as component members."""
+    p = AXI_PREFIX
+    return {
+        f"{p}_arid": Out(id_width), f"{p}_araddr": Out(address_width), f"{p}_arlen": Out(8),
+        f"{p}_arsize": Out(3), f"{p}_arburst": Out(2), f"{p}_arlock": Out(1),
+        f"{p}_arcache": Out(4), f"{p}_arprot": Out(3), f"{p}_arvalid": Out(1),
+        f"{p}_arready": In(1),
+        f"{p}_rid": In(id_width), f"{p}_rdata": In(data_width), f"{p}_rresp": In(2),
+        f"{p}_rlast": In(1), f"{p}_rvalid": In(1), f"{p}_rready": Out(1),
+    }
+
+
+class WeightFetcher(wiring.Component):
+    """Stream a run's weights over AXI4 into the ring; gate the engine on what has arrived.
+
+    Built from a :class:`WeightRing` and the run's time steps ``T``. Per run (``start``) it reads
+    the image ``T`` times, block by block (:meth:`WeightRing.request_order`), and writes each
+    block into its ring slot (:func:`ring_words`).
+
+    Ports
+    -----
+    start : In(1)
+        Pulse: a run begins (pointers and walkers restart; the previous run must be over).
+    base : In(address_width)
+        Byte address of the image in external memory (held for the run; a multiple of 64).
+    m_axi_ar* / m_axi_r* : the AXI4 read master (:func:`axi4_read_ports`): INCR bursts of at most
+        256 beats, never across 4 KB, ``arsize`` the bus width, ID 0, ``arcache`` 0b0011
+        (normal, bufferable), ``arprot`` 0; every burst is in order, so any number may be
+        outstanding; ``rready`` is low only one cycle per layer change.
+    write : In(WritePort.Signature) : the ring's write port (``depth`` words).
+    layer_start : In(1)
+        Pulse: the engine begins its next layer (program order; the fetcher counts them).
+    block_done : In(pointer_bits)
+        The engine's progress in its layer, relative to the layer's first block: every block
+        below it has been read for the last time (``ProgEngine.block_done``; held until the
+        engine's reads of a block are over).
+    block_need : In(pointer_bits)
+        End, relative to the layer, of the block of the engine's next item.
+    block_ready : Out(1)
+        Combinational: ``block_need`` has been loaded (``loaded - layer base >= block_need``).
+    error : Out(1)
+        Sticky until ``start``: a read answered other than OKAY.
+    bytes_read : Out(32)
+        Bytes received since ``start`` (for the report).
+
+    Cycles: an AR request every other cycle at best (its fields are registered), one R beat a
+    cycle, one cycle per layer change on each side; reads run ahead of the engine by up to the
+    ring's ``depth`` words.
+    """
+
+    def __init__(self, ring: WeightRing, T: int):
+        self.ring = ring
+        self.T = check_int("T", T, 1)
+        self.P = ring.pointer_bits
+        ports = {
+            "start": In(1), "base": In(ring.address_width),
+            "write": In(WritePort.Signature(addr_width=log2_ceil(ring.depth),
+                                             shape=unsigned(ring.lanes * ring.weight_width))),
+            "layer_start": In(1), "block_done": In(self.P), "block_need": In(self.P),
+            "block_ready": Out(1), "error": Out(1), "bytes_read": Out(32),
+        }
+        ports.update(axi4_read_ports(ring.address_width, ring.data_width))
+        super().__init__(ports)
+
+    def _port(self, name):
+        return getattr(self, f"{AXI_PREFIX}_{name}")
+
+    def elaborate(self, platform):
+        m = Module()
+        ring, P, T = self.ring, self.P, self.T
+        L = len(ring.layers)
+        AW, D = ring.address_width, ring.data_width
+        beat_bytes = D // 8
+        beat_log = log2_ceil(beat_bytes)
+        ring_bits = log2_ceil(ring.depth)
+        word_bits = ring.lanes * ring.weight_width
+        chan_bits = bits_for(max(layer.channels for layer in ring.layers) + 1)
+        max_block_beats = max(layer.block_words * ring.beats for layer in ring.layers)
+        kmax = max(layer.kernel for layer in ring.layers)
+        gmax = max(layer.groups for layer in ring.layers)
+        block_log_max = max(layer.block_log for layer in ring.layers)
+
+        # Per-layer constants: one entry a layer, read by three walkers through their own
+        # multiplexers (a few dozen entries: logic, not a block RAM).
+        def table(values, width):
+            return Array(Const(v, width) for v in values)
+
+        t_address = table([layer.address for layer in ring.layers], AW)
+        t_channels_m1 = table([layer.channels - 1 for layer in ring.layers], chan_bits)
+        t_offset = table([layer.offset for layer in ring.layers], P)
+        t_block = table([1 << layer.block_log for layer in ring.layers], P)
+        t_block_beats = table([layer.block_words * ring.beats for layer in ring.layers],
+                              bits_for(max_block_beats + 1))
+        t_kernel_m1 = table([layer.kernel - 1 for layer in ring.layers], bits_for(kmax + 1))
+        t_groups_m1 = table([layer.groups - 1 for layer in ring.layers], bits_for(gmax + 1))
+        t_kx_step = table([1 << layer.groups_log for layer in ring.layers], block_log_max + 1)
+        t_ky_step = table([1 << (layer.kernel_log + layer.groups_log) for layer in ring.layers],
+                          block_log_max + 1)
+        last_layer = L - 1
+
+        # --- consumer side: the engine's layer base, and the free pointer ---------------------
+        e_index = Signal(range(max(2, L)))
+        e_time = Signal(P)        # sequence position of the engine's time step
+        g_cur = Signal(P)         # sequence position of the engine's layer
+        engaged = Signal()        # the engine has begun its first layer of the run
+        with m.If(self.start):
+            m.d.sync += [e_index.eq(0), e_time.eq(0), g_cur.eq(0), engaged.eq(0)]
+        with m.Elif(self.layer_start):
+            m.d.sync += [g_cur.eq(e_time + t_offset[e_index]), engaged.eq(1)]
+            with m.If(e_index == last_layer):
+                m.d.sync += [e_index.eq(0), e_time.eq(e_time + ring.span)]
+            with m.Else():
+                m.d.sync += e_index.eq(e_index + 1)
+        # Every block below ``free`` has been read for the last time. Two registers after the
+        # engine's: a block's last read is at most a cycle after ``block_done`` passes it.
+        free_now = Signal(P)
+        free_d = Signal(P)
+        free = Signal(P)
+        m.d.comb += free_now.eq(g_cur + Mux(engaged, self.block_done, 0))
+        m.d.sync += [free_d.eq(free_now), free.eq(free_d)]
+        with m.If(self.start):
+            m.d.sync += [free_d.eq(0), free.eq(0)]
+
+        loaded = Signal(P)        # every block below it is in the ring
+        avail = Signal(signed(P))
+        m.d.comb += [avail.eq(loaded - g_cur),
+                     self.block_ready.eq(avail >= self.block_need.as_signed())]
+
+        # --- AR walker: one burst at a time into registers, block by block -------------------
+        a_active = Signal()
+        a_issue = Signal()        # registered request waiting for arready
+        a_t = Signal(range(T + 1))
+        a_layer = Signal(range(max(2, L)))
+        a_c = Signal(chan_bits)
+        a_c_last = Signal(chan_bits)
+        a_addr = Signal(AW)       # next beat's byte address (from the image's start)
+        a_left = Signal(bits_for(max_block_beats + 1))   # beats of the block not requested
+        a_block_beats = Signal.like(a_left)
+        a_pos = Signal(P)         # sequence position of the block being requested
+        a_block = Signal(P)       # its size in ring words
+        a_time = Signal(P)
+        a_load = Signal()         # load the layer's constants next cycle
+        a_new_block = Signal()    # a_left == 0: the next block starts
+        m.d.comb += a_new_block.eq(a_left == 0)
+
+        ar_addr = self._port("araddr")
+        ar_len = self._port("arlen")
+        m.d.comb += [self._port("arid").eq(0), self._port("arsize").eq(beat_log),
+                     self._port("arburst").eq(0b01), self._port("arlock").eq(0),
+                     self._port("arcache").eq(0b0011), self._port("arprot").eq(0),
+                     self._port("arvalid").eq(a_issue)]
+
+        room = Signal(range(BOUNDARY // beat_bytes + 1))
+        m.d.comb += room.eq((BOUNDARY >> beat_log) - ((self.base + a_addr)[beat_log:12]))
+        burst = Signal(range(MAX_BURST + 1))
+        fits = Signal()           # the block's slot is free: it ends <= free + depth
+        ahead = Signal(signed(P))   # modulo 2 ** P: the pointers wrap
+        m.d.comb += [ahead.eq(a_pos + a_block - free),
+                     fits.eq(ahead <= ring.depth)]
+        left_now = Mux(a_new_block, a_block_beats, a_left)
+        capped = Signal.like(burst)
+        m.d.comb += capped.eq(Mux(left_now > MAX_BURST, MAX_BURST, left_now))
+        m.d.comb += burst.eq(Mux(capped > room, room, capped))
+
+        with m.If(a_issue & self._port("arready")):
+            m.d.sync += a_issue.eq(0)
+        with m.If(self.start):
+            m.d.sync += [a_active.eq(1), a_issue.eq(0), a_t.eq(0), a_layer.eq(0),
+                         a_time.eq(0), a_load.eq(1)]
+        with m.Elif(a_load):
+            # Layer constants into registers; the first block starts.
+            m.d.sync += [a_load.eq(0), a_c.eq(0), a_c_last.eq(t_channels_m1[a_layer]),
+                         a_addr.eq(t_address[a_layer]), a_left.eq(0),
+                         a_block_beats.eq(t_block_beats[a_layer]),
+                         a_pos.eq(a_time + t_offset[a_layer]), a_block.eq(t_block[a_layer])]
+        with m.Elif(a_active & ~a_issue):
+            # Prepare the next burst; a block's first burst waits for its slot.
+            with m.If(~a_new_block | fits):
+                m.d.sync += [a_issue.eq(1), ar_addr.eq(self.base + a_addr),
+                             ar_len.eq(burst - 1), a_addr.eq(a_addr + (burst << beat_log)),
+                             a_left.eq(left_now - burst)]
+                with m.If(left_now == burst):
+                    # The block's last burst: step to the next block, layer or time step.
+                    with m.If(a_c != a_c_last):
+                        m.d.sync += [a_c.eq(a_c + 1), a_pos.eq(a_pos + a_block)]
+                    with m.Else():
+                        m.d.sync += a_load.eq(1)
+                        with m.If(a_layer != last_layer):
+                            m.d.sync += a_layer.eq(a_layer + 1)
+                        with m.Else():
+                            m.d.sync += [a_layer.eq(0), a_time.eq(a_time + ring.span),
+                                         a_t.eq(a_t + 1)]
+                            with m.If(a_t == T - 1):
+                                m.d.sync += [a_active.eq(0), a_load.eq(0)]
+
+        # --- R walker: beats into words, words into the block's slot --------------------------
+        w_layer = Signal(range(max(2, L)))
+        w_time = Signal(P)
+        w_load = Signal()
+        w_c = Signal(chan_bits)
+        w_c_last = Signal(chan_bits)
+        w_pos = Signal(P)         # sequence position of the block being written
+        w_block = Signal(P)
+        w_g = Signal(bits_for(gmax + 1))
+        w_g_last = Signal.like(w_g)
+        w_kx = Signal(bits_for(kmax + 1))
+        w_ky = Signal.like(w_kx)
+        w_k_last = Signal.like(w_kx)
+        w_kx_step = Signal(block_log_max + 1)
+        w_ky_step = Signal(block_log_max + 1)
+        w_row = Signal(block_log_max + 1)    # (ky << kl) << gl
+        w_tap = Signal(block_log_max + 1)    # w_row + (kx << gl)
+        w_beat = Signal(range(max(2, ring.beats)))
+        shift = Signal(ring.beats * D)
+        beat_ok = Signal()
+        m.d.comb += [self._port("rready").eq(~w_load),
+                     beat_ok.eq(self._port("rvalid") & ~w_load)]
+        rdata = self._port("rdata")
+        word = Signal(word_bits)
+        if ring.beats == 1:
+            m.d.comb += word.eq(rdata[:word_bits])
+        else:
+            # The earlier beats of the word sit in the top of ``shift`` (a beat enters at the
+            # top, the oldest moves towards bit 0): the word is ``shift``'s top and this beat.
+            m.d.comb += word.eq(Cat(shift[D:], rdata)[:word_bits])
+        word_end = Signal()
+        m.d.comb += word_end.eq(beat_ok & (w_beat == ring.beats - 1))
+        m.d.comb += [self.write.addr.eq((w_pos[:ring_bits] | w_tap) + w_g),
+                     self.write.data.eq(word), self.write.en.eq(word_end)]
+        with m.If(self.start):
+            m.d.sync += [w_layer.eq(0), w_time.eq(0), w_load.eq(1), w_beat.eq(0),
+                         loaded.eq(0), self.error.eq(0), self.bytes_read.eq(0)]
+        with m.Elif(w_load):
+            m.d.sync += [w_load.eq(0), w_c.eq(0), w_c_last.eq(t_channels_m1[w_layer]),
+                         w_pos.eq(w_time + t_offset[w_layer]), w_block.eq(t_block[w_layer]),
+                         w_g.eq(0), w_g_last.eq(t_groups_m1[w_layer]), w_kx.eq(0), w_ky.eq(0),
+                         w_k_last.eq(t_kernel_m1[w_layer]), w_kx_step.eq(t_kx_step[w_layer]),
+                         w_ky_step.eq(t_ky_step[w_layer]), w_row.eq(0), w_tap.eq(0)]
+            # ``loaded`` runs up to the layer's first block: the alignment gap holds no block.
+            m.d.sync += loaded.eq(w_time + t_offset[w_layer])
+        with m.Elif(beat_ok):
+            m.d.sync += self.bytes_read.eq(self.bytes_read + beat_bytes)
+            with m.If(self._port("rresp") != 0):
+                m.d.sync += self.error.eq(1)
+            if ring.beats > 1:
+                m.d.sync += shift.eq(Cat(shift[D:], rdata))
+                with m.If(w_beat == ring.beats - 1):
+                    m.d.sync += w_beat.eq(0)
+                with m.Else():
+                    m.d.sync += w_beat.eq(w_beat + 1)
+            with m.If(word_end):
+                with m.If(w_g != w_g_last):
+                    m.d.sync += w_g.eq(w_g + 1)
+                with m.Elif(w_kx != w_k_last):
+                    m.d.sync += [w_g.eq(0), w_kx.eq(w_kx + 1), w_tap.eq(w_tap + w_kx_step)]
+                with m.Elif(w_ky != w_k_last):
+                    m.d.sync += [w_g.eq(0), w_kx.eq(0), w_ky.eq(w_ky + 1),
+                                 w_row.eq(w_row + w_ky_step), w_tap.eq(w_row + w_ky_step)]
+                with m.Else():
+                    # The block is in the ring.
+                    m.d.sync += [w_g.eq(0), w_kx.eq(0), w_ky.eq(0), w_row.eq(0), w_tap.eq(0),
+                                 loaded.eq(w_pos + w_block)]
+                    with m.If(w_c != w_c_last):
+                        m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block)]
+                    with m.Else():
+                        m.d.sync += w_load.eq(1)
+                        with m.If(w_layer != last_layer):
+                            m.d.sync += w_layer.eq(w_layer + 1)
+                        with m.Else():
+                            m.d.sync += [w_layer.eq(0), w_time.eq(w_time + ring.span)]
+        return m
+

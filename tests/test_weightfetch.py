@@ -1,0 +1,215 @@
+"""Weight fetcher (hw/weightfetch.py): AXI4 bursts, ring contents and flow control.
+
+A small plan of three layers (a 3x3 kernel with two output groups, a 1x1 layer of three groups,
+a 7x7 kernel: ``B`` = 5, 2 and 6) runs through :class:`WeightFetcher` in Amaranth's simulator
+against a Python AXI4 memory that answers each burst after a random latency (1-64 cycles) with
+``arready`` and ``rvalid`` dropped at random. A Python consumer plays the engine: per layer a
+``layer_start`` pulse, per channel ``block_need``, a wait for ``block_ready``, a random number
+of cycles "reading", then a check that the ring holds exactly :func:`ring_words`'s block, and
+only then the release (``block_done``). A fetcher that overwrote a slot before its release, or
+raised ``block_ready`` before the block was whole, fails that check.
+"""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.plan import LayerPlace
+from hw.progengine_config import layer_config
+from hw.weightfetch import BOUNDARY, MAX_BURST, WeightFetcher, WeightRing, ring_words
+from sim.streams import run_bounded
+
+LAYERS = [  # (name, Cin, Cout, kernel)
+    ("a", 3, 7, 3),
+    ("b", 5, 10, 1),
+    ("c", 2, 4, 7),
+]
+
+
+def small_plan(lanes: int, weight_width: int, seed: int = 0, layers=LAYERS):
+    """A stand-in for ``SharedPlan``: what :class:`WeightRing` reads (lanes, weight width, the
+    engine layers in program order with their weights and configurations)."""
+    rng = np.random.default_rng(seed)
+    places, base = {}, 0
+    limit = 1 << (weight_width - 1)
+    for name, cin, cout, kernel in layers:
+        config = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, height=4,
+                              width=4, padding=kernel // 2, lanes=lanes, weight_base=base)
+        weight = rng.integers(-limit, limit, size=(cout, cin, kernel, kernel))
+        places[name] = LayerPlace(name, weight, np.zeros(cout, np.int64), config)
+        base += config.weight_words_needed
+    return SimpleNamespace(lanes=lanes, weight_width=weight_width, weights_packed=True,
+                           memory=SimpleNamespace(layers=places))
+
+
+def test_image_holds_every_weight_once():
+    """The image's words decode back to the layers' weights (K * K * G words a block, no
+    holes), each layer at a multiple of 64 bytes; its size is the floor plus padding only."""
+    plan = small_plan(lanes=4, weight_width=5)
+    ring = WeightRing(plan, depth=64, data_width=64)
+    image = ring.image()
+    assert len(image) == ring.size
+    for layer in ring.layers:
+        assert layer.address % 64 == 0
+        weight = plan.memory.layers[layer.name].weight
+        for c in range(layer.channels):
+            words = ring_words(ring, image, layer, c)
+            assert len(words) == layer.kernel ** 2 * layer.groups
+            for ky in range(layer.kernel):
+                for kx in range(layer.kernel):
+                    for g in range(layer.groups):
+                        tap = (((ky << layer.kernel_log) | kx) << layer.groups_log) | g
+                        word = words[(layer.offset + (c << layer.block_log)) % 64 + tap]
+                        for lane in range(4):
+                            o = g * 4 + lane
+                            value = (word >> (5 * lane)) & 31
+                            value -= 32 if value & 16 else 0
+                            want = int(weight[o, c, ky, kx]) if o < weight.shape[0] else 0
+                            assert value == want, (layer.name, c, ky, kx, g, lane)
+    assert ring.floor_bytes() <= ring.size
+
+
+def test_ring_sequence_and_refusals():
+    plan = small_plan(lanes=4, weight_width=8)
+    ring = WeightRing(plan, depth=64)
+    offsets = [layer.offset for layer in ring.layers]
+    assert offsets == [0, 96, 128]        # a: 3 << 5; b at 96 (a multiple of 4); c at 128
+    assert ring.span == 256               # 128 + (2 << 6) = 256, a multiple of 64
+    assert [ring.engine_config(plan.memory.layers[n].config).weight_base
+            for n in ("a", "b", "c")] == [0, 32, 0]
+    with pytest.raises(ValueError, match="power of two >= the largest block"):
+        WeightRing(plan, depth=32)
+    with pytest.raises(ValueError, match="power of two"):
+        WeightRing(plan, depth=96)
+    with pytest.raises(ValueError, match="data_width"):
+        WeightRing(plan, data_width=48)
+
+
+def test_request_order_respects_bursts_and_boundaries():
+    plan = small_plan(lanes=16, weight_width=8, layers=[("a", 40, 64, 3), ("b", 3, 16, 7)])
+    ring = WeightRing(plan, data_width=64)
+    bursts = ring.request_order(base=0x1FC0)
+    assert sum(beats for _, beats in bursts) * 8 == sum(
+        layer.channels * layer.block_words * ring.word_bytes for layer in ring.layers)
+    for address, beats in bursts:
+        assert 1 <= beats <= MAX_BURST
+        assert address // BOUNDARY == (address + beats * 8 - 1) // BOUNDARY
+
+
+def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 64), pause=0.3,
+                hold=(0, 6), base=0x3F00):
+    plan = small_plan(lanes, weight_width, seed)
+    ring = WeightRing(plan, depth=depth, data_width=data_width)
+    image = ring.image()
+    dut = WeightFetcher(ring, T)
+    rng = random.Random(seed)
+    beat_bytes = data_width // 8
+    log = {"bursts": [], "checked": 0, "cycles": 0}
+
+    async def bench(ctx):
+        memory = bytes(base) + image
+        ring_model = {}
+        pending = []       # [due cycle, address, beats left]
+        ctx.set(dut.base, base)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        blocks = [(layer, c, first) for _ in range(T) for layer in ring.layers
+                  for first, c in zip([True] + [False] * layer.channels, range(layer.channels))]
+        state, wait = "start", 0
+        cycle = 0
+        while blocks:
+            cycle += 1
+            # --- AXI memory ---
+            arready = rng.random() >= pause
+            ctx.set(dut.m_axi_arready, arready)
+            if arready and ctx.get(dut.m_axi_arvalid):
+                address = ctx.get(dut.m_axi_araddr)
+                beats = ctx.get(dut.m_axi_arlen) + 1
+                assert ctx.get(dut.m_axi_arsize) == (beat_bytes - 1).bit_length()
+                assert ctx.get(dut.m_axi_arburst) == 1
+                log["bursts"].append((address, beats))
+                pending.append([cycle + rng.randint(*latency), address, beats])
+            rvalid = bool(pending) and pending[0][0] <= cycle and rng.random() >= pause
+            ctx.set(dut.m_axi_rvalid, rvalid)
+            if rvalid:
+                address = pending[0][1]
+                ctx.set(dut.m_axi_rdata, int.from_bytes(memory[address:address + beat_bytes],
+                                                        "little"))
+                ctx.set(dut.m_axi_rlast, pending[0][2] == 1)
+                if ctx.get(dut.m_axi_rready):
+                    pending[0][1] += beat_bytes
+                    pending[0][2] -= 1
+                    if not pending[0][2]:
+                        pending.pop(0)
+            # --- the ring's writes ---
+            if ctx.get(dut.write.en):
+                ring_model[ctx.get(dut.write.addr)] = ctx.get(dut.write.data)
+            # --- the engine ---
+            layer, c, first = blocks[0]
+            ctx.set(dut.layer_start, 0)
+            if state == "start":
+                if first:
+                    ctx.set(dut.layer_start, 1)
+                    ctx.set(dut.block_done, 0)
+                ctx.set(dut.block_need, (c + 1) << layer.block_log)
+                state = "need"
+            elif state == "need":
+                if ctx.get(dut.block_ready):
+                    state, wait = "hold", rng.randint(*hold)
+            elif state == "hold":
+                if wait:
+                    wait -= 1
+                else:
+                    for address, word in ring_words(ring, image, layer, c).items():
+                        assert ring_model.get(address) == word, (
+                            f"cycle {cycle}: {layer.name} channel {c}: ring word {address}")
+                    log["checked"] += 1
+                    ctx.set(dut.block_done, (c + 1) << layer.block_log)
+                    blocks.pop(0)
+                    state = "start"
+            await ctx.tick()
+        log["cycles"] = cycle
+        log["bytes"] = ctx.get(dut.bytes_read)
+        log["error"] = ctx.get(dut.error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    run_bounded(sim, bench, 200_000)
+    return ring, log
+
+
+@pytest.mark.parametrize("lanes,weight_width,data_width,depth,T,seed", [
+    pytest.param(4, 8, 64, 64, 2, 1, id="word-in-one-beat-T2"),
+    pytest.param(16, 7, 32, 256, 1, 2, id="word-in-four-beats"),
+    pytest.param(8, 8, 64, 64, 1, 3, id="word-is-a-beat-smallest-ring"),
+    pytest.param(4, 6, 128, 128, 3, 4, id="wide-bus-T3"),
+])
+def test_fetcher_fills_the_ring_under_back_pressure(lanes, weight_width, data_width, depth, T,
+                                                    seed):
+    ring, log = run_fetcher(lanes, weight_width, data_width, depth, T, seed=seed)
+    assert log["checked"] == T * sum(layer.channels for layer in ring.layers)
+    assert log["bursts"] == ring.request_order(0x3F00) * T
+    assert log["bytes"] == T * sum(beats for _, beats in ring.request_order()) * data_width // 8
+    assert log["error"] == 0
+
+
+def test_slow_engine_fills_the_ring_and_waits():
+    """An engine that holds every block 40 cycles: the fetcher runs a ring ahead and stops."""
+    ring, log = run_fetcher(4, 8, 64, 64, 1, seed=5, latency=(1, 4), pause=0.0, hold=(40, 40))
+    assert log["checked"] == sum(layer.channels for layer in ring.layers)
+
+
+def test_fast_memory_keeps_up():
+    """With a memory of latency 30 that never pauses and an engine holding each block 20
+    cycles, the engine waits for the first block only (plus layer changes)."""
+    ring, log = run_fetcher(4, 8, 64, 256, 1, seed=6, latency=(30, 30), pause=0.0,
+                            hold=(20, 20))
+    blocks = sum(layer.channels for layer in ring.layers)
+    # Per block: one cycle to start, one to see block_ready, 21 holding; plus the first fetch.
+    assert log["cycles"] <= blocks * 23 + 60, log["cycles"]
