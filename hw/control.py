@@ -43,8 +43,9 @@ __all__ = [
 OKAY = 0b00
 SLVERR = 0b10
 
-#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 1 in bits 15:0.
-ID_VALUE = 0x5344_0001
+#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 2 in bits 15:0 (2: AXI_WEIGHTS,
+#: WEIGHT_BYTES and ERROR.AXI_READ).
+ID_VALUE = 0x5344_0002
 
 #: Prefix of the AXI4-Lite ports in the Verilog (``s_axil_awaddr`` ...).
 AXIL_PREFIX = "s_axil"
@@ -594,8 +595,9 @@ class NetworkCore(wiring.Component):
     ======== =============== ======= ================================================
     offset   name            access  meaning
     ======== =============== ======= ================================================
-    0x000    ID              RO      0x5344_0001: 'SD', map version 1
-    0x004    FEATURES        RO      bit0 EVENTS (event input), bit1 EXTERNAL_WEIGHTS
+    0x000    ID              RO      0x5344_0002: 'SD', map version 2
+    0x004    FEATURES        RO      bit0 EVENTS (event input), bit1 EXTERNAL_WEIGHTS,
+                                     bit2 AXI_WEIGHTS
     0x008    CLASSES         RO      number of classes
     0x00C    LANES           RO      engine lanes
     0x010    T               RO      time steps of a run
@@ -604,15 +606,18 @@ class NetworkCore(wiring.Component):
     0x020    CONTROL         RW      bit0 START (write 1; reads 0), bit1 IRQ_EN
     0x024    STATUS          R/W1C   bit0 READY, bit1 BUSY, bit2 DONE, bit3 IRQ_PENDING (W1C)
     0x028    ERROR           R/W1C   bit0 START_BUSY, bit1 START_NOT_READY, bit2 INPUT_BUSY
-                                     (pixel) / EVENT_IDLE (event); all W1C
+                                     (pixel) / EVENT_IDLE (event); all W1C; bit3 AXI_READ
+                                     (AXI weights only, RO: a weight read answered an error)
     0x02C    CYCLES          RO      cycles of the last run (running count while BUSY)
     0x030    STEP            RO      program step running
     0x034    TIME_STEP       RO      time step running
     0x038    EVENT           WO      event models only: one beat, B waits until it is taken
-    0x040    WEIGHT_BASE     RW      reserved for the AXI4 master (no effect yet)
+    0x040    WEIGHT_BASE     RW      AXI weights: byte address of the weight image; else
+                                     reserved (no effect)
     0x044    INPUT_BASE      RW      reserved (no effect yet)
     0x048    OUTPUT_BASE     RW      reserved (no effect yet)
     0x04C    SCRATCH_BASE    RW      reserved (no effect yet)
+    0x050    WEIGHT_BYTES    RO      AXI weights only: bytes read over m_axi_ since START
     0x1000   LOGIT[n]        RO      class n's logit, sign-extended (n < CLASSES)
     2^k      INPUT[n]        WO      pixel models only: pixel word n (window at the power of
                                      two >= max(0x2000, 4 * INPUT_WORDS))

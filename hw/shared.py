@@ -232,8 +232,14 @@ class SharedNetwork(wiring.Component):
         return self.plan.acc_width
 
     def memory_report(self) -> dict:
-        """Bits of every shared memory (for the manifest and the docs)."""
-        return self.plan.memory_report()
+        """Bits of every shared memory (for the manifest and the docs). With
+        ``weights="axi"``, ``weights`` is the on-chip ring's bits (the model's weights lie in
+        external memory: ``weights_external_bytes``)."""
+        report = self.plan.memory_report()
+        if self.ring is not None:
+            report["weights"] = self.ring.memory_bits()
+            report["weights_external_bytes"] = self.ring.size
+        return report
 
     def padding_report(self) -> dict:
         """Each memory's bits against what its contents need (:meth:`SharedPlan.padding_report`)."""

@@ -18,6 +18,14 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``weight_bits``        weight bits of its quantization, 2..16
 ``time_steps``         time steps T the network units run per image, 1..16, or ``null``:
                        the checkpoint's own T (an event model's T is its frames per sample)
+``weights``            where the network units' weights live: ``"external"`` (default: a
+                       synchronous read port to an outside memory, its ``$readmemh`` image
+                       emitted beside it) or ``"axi"`` (an AXI4 read master streams them from
+                       external memory into an on-chip ring, ``hw/weightfetch.py``; the
+                       memory's byte image is emitted as ``<unit>_weights.bin``)
+``axi_data_width``     ``weights: "axi"``: bits of the AXI data bus, 32..1024 (a power of two)
+``weight_ring``        ``weights: "axi"``: words of the on-chip weight ring (a power of two), or
+                       ``null``: four of the largest weight blocks, at least 1,024
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
@@ -83,6 +91,9 @@ class DesignPoint:
     checkpoint: str | None = "golden/checkpoints/demo.pth"
     weight_bits: int = 8
     time_steps: int | None = None
+    weights: str = "external"
+    axi_data_width: int = 64
+    weight_ring: int | None = None
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -103,6 +114,18 @@ class DesignPoint:
         _int_in(src, "weight_bits", self.weight_bits, 2, 16)
         if self.time_steps is not None:
             _int_in(src, "time_steps", self.time_steps, 1, 16)
+        if self.weights not in ("external", "axi"):
+            raise ConfigError(f"{src}: field 'weights' is {self.weights!r}; allowed: "
+                              "'external', 'axi'")
+        if self.axi_data_width not in (32, 64, 128, 256, 512, 1024) or isinstance(
+                self.axi_data_width, bool):
+            raise ConfigError(f"{src}: field 'axi_data_width' is {self.axi_data_width!r}; "
+                              "allowed: 32, 64, 128, 256, 512, 1024")
+        if self.weight_ring is not None:
+            ring = _int_in(src, "weight_ring", self.weight_ring, 2, 1 << 20)
+            if ring & (ring - 1):
+                raise ConfigError(f"{src}: field 'weight_ring' is {ring}; allowed: a power of "
+                                  "two in 2..1048576, or null")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")

@@ -104,13 +104,18 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
                              f"{point.weight_bits}-bit weights")
         params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
                       weight_bits=point.weight_bits, time_steps=net.cfg.T,
-                      model=net.cfg.name, weights="external")
+                      model=net.cfg.name, weights=point.weights)
+        placement = {"weights": "external"}
+        if point.weights == "axi":
+            placement = {"weights": "axi", "axi_data_width": point.axi_data_width,
+                         "weight_ring": point.weight_ring}
+            params.update(axi_data_width=point.axi_data_width, weight_ring=point.weight_ring)
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 
         units.append(EmittedUnit(
             "shared_network",
-            lambda net=net: SharedNetwork(net, lanes=point.lanes, weights="external"),
+            lambda net=net: SharedNetwork(net, lanes=point.lanes, **placement),
             params, net, weight_image=True))
     if "network_core" in point.units:
         from hw.control import NetworkCore  # noqa: PLC0415
@@ -118,7 +123,7 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
         # The same network (weights outside, as ``shared_network``) behind the AXI4-Lite slave.
         units.append(EmittedUnit(
             "network_core",
-            lambda net=net: NetworkCore(net, lanes=point.lanes, weights="external"),
+            lambda net=net: NetworkCore(net, lanes=point.lanes, **placement),
             dict(params), net, weight_image=True, soc=True))
     return units
 
@@ -163,7 +168,21 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                 write_images(unit.net, str(staging / f"{unit.name}_images"))
                 images = f"{unit.name}_images/manifest.json"
             weight_memory = None
-            if unit.weight_image:
+            if unit.weight_image and getattr(component, "ring", None) is not None:
+                ring = component.ring
+                image = ring.image()
+                (staging / f"{unit.name}_weights.bin").write_bytes(image)
+                weight_memory = {
+                    "file": f"{unit.name}_weights.bin", "sha256": _sha256(image),
+                    "bytes": len(image),
+                    "protocol": "external memory read over the m_axi_ AXI4 port: place the "
+                                "file's bytes at WEIGHT_BASE (weight_address), a multiple of 64",
+                    "layout": "docs/weightfetch.md",
+                    "axi": ring.manifest(),
+                    "memory_bits": component.memory_report(),
+                    "memory_padding": component.padding_report(),
+                }
+            elif unit.weight_image:
                 text_image = weight_image_text(component).encode()
                 (staging / f"{unit.name}_weights.hex").write_bytes(text_image)
                 weight_memory = {

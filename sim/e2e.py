@@ -315,6 +315,17 @@ class QuantizedNetwork:
     #: ``"internal"`` (a weight memory in the design) or ``"axi"`` (weights from external memory
     #: over AXI4, ``hw.weightfetch``; the testbench holds them in an AXI RAM model).
     weights: str = "internal"
+    #: ``weights="axi"``: the AXI data bus in bits and the ring's words (None: the default).
+    axi_width: int = 64
+    weight_ring: int | None = None
+
+    @property
+    def design_options(self) -> dict:
+        """``SharedNetwork`` keyword arguments of the weights' placement."""
+        if self.weights != "axi":
+            return {}
+        return {"weights": "axi", "axi_data_width": self.axi_width,
+                "weight_ring": self.weight_ring}
 
     @property
     def cfg(self):
@@ -329,7 +340,8 @@ class QuantizedNetwork:
 
 def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: int = 16,
             arch: str = "shared", seed: int = 0, weight_bits: int = 8,
-            sdsa: int | None = None, weights: str = "internal") -> QuantizedNetwork:
+            sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
+            weight_ring: int | None = None) -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -353,13 +365,14 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         plan = SharedPlan(net, lanes, pack_weights=weights != "axi")
         if weights == "axi":
             from hw.weightfetch import WeightRing
-            WeightRing(plan)
+            WeightRing(plan, weight_ring, data_width=axi_width)
     except NotImplementedError as error:
         raise Unsupported(f"checkpoint {name} ({describe(model.cfg)}) cannot be simulated: "
                           + _one_line(error)) from error
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
-    return QuantizedNetwork(name, model, trained, net, lanes, arch, weights)
+    return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
+                            weight_ring)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -749,7 +762,7 @@ def write_case(path, dut, codes, logits, trace) -> dict:
     return meta
 
 
-def _net_key(net, lanes: int, arch: str = "shared", weights: str = "internal") -> str:
+def _net_key(net, lanes: int, arch: str = "shared", weights="internal") -> str:
     """Return a hash of everything the generated Verilog depends on."""
     h = hashlib.sha256()
     for name, layer in net.layers.items():
@@ -765,8 +778,8 @@ def _net_key(net, lanes: int, arch: str = "shared", weights: str = "internal") -
                         sort_keys=True).encode())
     h.update(json.dumps(net.cfg.to_dict(), sort_keys=True, default=str).encode())
     h.update(f"T{net.cfg.T}lanes{lanes}arch{arch}".encode())
-    if weights != "internal":
-        h.update(f"weights{weights}".encode())
+    if weights != "internal":   # a mode, or a QuantizedNetwork.design_options dict
+        h.update(f"weights{json.dumps(weights, sort_keys=True)}".encode())
     # Every hardware source: a change anywhere in hw/ (a unit, the program, the plan) is a new
     # design point.
     for source in sorted((ROOT / "hw").glob("*.py")):
@@ -831,11 +844,11 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "
 
     path = _cached_verilog(net, lanes, arch, weights)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and (weights != "axi" or axi_image(path).exists()):
+    if path.exists() and (weights == "internal" or axi_image(path).exists()):
         return path.read_text()
     if not hasattr(dut, "elaborate"):
         dut = dut()  # a factory: the design is made only when it is converted
-    if weights == "axi":
+    if weights != "internal" and weights != "external":
         image = axi_image(path)
         tmp = image.with_suffix(".tmp")
         tmp.write_bytes(dut.ring.image())
@@ -864,7 +877,8 @@ def _cached_verilog(net, lanes: int, arch: str, weights: str) -> Path:
 
 def verilog_path(network: QuantizedNetwork) -> Path:
     """Where :func:`network_verilog` caches the network's Verilog."""
-    return _cached_verilog(network.net, network.lanes, network.arch, network.weights)
+    return _cached_verilog(network.net, network.lanes, network.arch,
+                           network.design_options or "internal")
 
 
 def axi_image(verilog_path: Path) -> Path:
@@ -880,7 +894,8 @@ def network_design(network: QuantizedNetwork):
 
     if network.weights == "axi":
         plan = SharedPlan(network.net, network.lanes, pack_weights=False)
-        return SharedNetwork(network.net, lanes=network.lanes, plan=plan, weights="axi")
+        return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
+                             **network.design_options)
     plan = SharedPlan(network.net, network.lanes)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                          weights="external" if weights_outside(plan) else "internal")
@@ -894,7 +909,8 @@ def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut
     if dut is None:
         dut = lambda: network_design(network)  # noqa: E731 - made only on a cache miss
     begin = time.perf_counter()
-    text = network_verilog(dut, network.net, network.lanes, network.arch, network.weights)
+    text = network_verilog(dut, network.net, network.lanes, network.arch,
+                           network.design_options or "internal")
     convert_s = time.perf_counter() - begin
     begin = time.perf_counter()
     design = toolchain.build(text, "network", simulator=toolchain.selected_simulator(simulator))
@@ -1233,6 +1249,11 @@ def main(argv=None) -> int:
                    help="'internal': a weight memory in the design (default); 'axi': weights "
                         "streamed from external memory over an AXI4 read master into an on-chip "
                         "ring (hw.weightfetch), the testbench's memory an AXI RAM model")
+    p.add_argument("--axi-width", type=int, default=64, choices=(32, 64, 128, 256, 512, 1024),
+                   help="with --weights axi: bits of the AXI data bus (default 64)")
+    p.add_argument("--weight-ring", type=int, default=None, metavar="WORDS",
+                   help="with --weights axi: words of the on-chip weight ring, a power of two "
+                        "(default: four of the largest blocks, at least 1,024)")
     p.add_argument("--axi-latency", default=AXI_DEFAULTS["latency"], metavar="N|LOW-HIGH",
                    help=f"with --weights axi: cycles from a burst's request to its first beat, "
                         f"fixed or drawn per burst (default {AXI_DEFAULTS['latency']})")
@@ -1282,7 +1303,8 @@ def main(argv=None) -> int:
             for T in args.T:
                 networks[T] = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
                                       arch=args.arch, seed=args.seed, sdsa=args.sdsa,
-                                      weights=args.weights)
+                                      weights=args.weights, axi_width=args.axi_width,
+                                      weight_ring=args.weight_ring)
             inputs = select_inputs(networks[args.T[0]].net, args.images, args.inputs, args.seed)
         except (NotImplementedError, InputError) as error:  # refused model, bad inputs
             problem = _one_line(error)

@@ -19,6 +19,8 @@ the logits read over the bus with the integer golden model, bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import json
 import random
@@ -103,7 +105,8 @@ def test_input_window_grows_to_a_power_of_two():
 #: The documented contract (docs/control.md): drivers hard-code these through the header.
 CONTRACT = {
     "ID": (0x000, "RO", {"MAGIC": (16, 16), "VERSION": (0, 16)}),
-    "FEATURES": (0x004, "RO", {"EVENTS": (0, 1), "EXTERNAL_WEIGHTS": (1, 1)}),
+    "FEATURES": (0x004, "RO", {"EVENTS": (0, 1), "EXTERNAL_WEIGHTS": (1, 1),
+                               "AXI_WEIGHTS": (2, 1)}),
     "CLASSES": (0x008, "RO", {}), "LANES": (0x00C, "RO", {}), "T": (0x010, "RO", {}),
     "INPUT_WORDS": (0x014, "RO", {}), "LOGIT_BITS": (0x018, "RO", {}),
     "CONTROL": (0x020, "RW", {"START": (0, 1), "IRQ_EN": (1, 1)}),
@@ -117,22 +120,28 @@ CONTRACT = {
 }
 
 
-@pytest.mark.parametrize("params", [PIXEL, EVENTS], ids=["pixel", "events"])
+@pytest.mark.parametrize("params", [PIXEL, EVENTS, dataclasses.replace(PIXEL, axi_weights=True)],
+                         ids=["pixel", "events", "pixel-axi"])
 def test_map_is_the_documented_contract(params):
     rm = register_map(params)
     contract = dict(CONTRACT)
+    if params.axi_weights:
+        contract["WEIGHT_BYTES"] = (0x050, "RO", {})
     if params.events:
         contract["EVENT"] = (0x038, "WO", {"CHANNELS": (0, params.input_bits)})
         error_bit = {"EVENT_IDLE": (2, 1)}
     else:
         contract["INPUT"] = (0x2000, "WO", {"CODE": (0, params.input_bits)})
         error_bit = {"INPUT_BUSY": (2, 1)}
+    if params.axi_weights:
+        error_bit["AXI_READ"] = (3, 1)
     contract["ERROR"] = (0x028, "R/W1C", {**CONTRACT["ERROR"][2], **error_bit})
     got = {r.name: (r.offset, r.access, {f.name: (f.bit, f.width) for f in r.fields})
            for r in rm.registers}
     assert got == contract
     p = params
-    resets = {"ID": ID_VALUE, "FEATURES": int(p.events) | 2 * int(p.external_weights),
+    resets = {"ID": ID_VALUE,
+              "FEATURES": int(p.events) | 2 * int(p.external_weights) | 4 * int(p.axi_weights),
               "CLASSES": p.classes, "LANES": p.lanes, "T": p.T, "INPUT_WORDS": p.input_words,
               "LOGIT_BITS": p.logit_bits}
     assert {r.name: r.reset for r in rm.registers} == {name: resets.get(name, 0)
@@ -207,9 +216,9 @@ def test_docstring_table_matches_the_map():
     """NetworkCore's docstring table names every register of the map at its offset."""
     rows = re.findall(r"^\s+0x([0-9A-F]+)\s+(\w+)", NetworkCore.__doc__, re.MULTILINE)
     documented = {name: int(offset, 16) for offset, name in rows}
-    pixel, events = register_map(DOC_EXAMPLE), register_map(EVENTS)
-    expected = {r.name: r.offset for rm in (pixel, events) for r in rm.registers
-                if r.name != "INPUT"}
+    maps = (register_map(DOC_EXAMPLE), register_map(EVENTS),
+            register_map(dataclasses.replace(DOC_EXAMPLE, axi_weights=True)))
+    expected = {r.name: r.offset for rm in maps for r in rm.registers if r.name != "INPUT"}
     assert documented == expected
 
 

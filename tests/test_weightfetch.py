@@ -213,3 +213,44 @@ def test_fast_memory_keeps_up():
     blocks = sum(layer.channels for layer in ring.layers)
     # Per block: one cycle to start, one to see block_ready, 21 holding; plus the first fetch.
     assert log["cycles"] <= blocks * 23 + 60, log["cycles"]
+
+
+def test_design_point_and_cli_refusals(tmp_path):
+    """Bad AXI settings are one line naming the field and what is allowed (exit 2)."""
+    import subprocess
+    import sys
+
+    from rtl_gen.config import ConfigError, load
+
+    for field, value, message in (("weights", "dram", "allowed: 'external', 'axi'"),
+                                  ("axi_data_width", 48, "allowed: 32, 64"),
+                                  ("weight_ring", 1000, "a power of two")):
+        with pytest.raises(ConfigError, match=message):
+            load(None, **{field: value})
+    assert load(None, weights="axi", weight_ring=4096).weight_ring == 4096
+    result = subprocess.run([sys.executable, "-m", "sim.e2e", "--weights", "axi",
+                             "--axi-latency", "0-9", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --axi-latency: '0-9' must be N or LOW-HIGH cycles with 1 <= LOW <= HIGH <= 4096"]
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("latency, pause, T", [
+    pytest.param("1-64", 0.2, 1, id="random-latency-back-pressure"),
+    pytest.param("30", 0.0, 2, id="latency30-T2"),
+])
+def test_demo_bit_exact_with_weights_over_axi(latency, pause, T, tmp_path):
+    """The trained demo on Verilator with its weights in an AXI RAM model (cocotbext-axi):
+    logits and every LIF's spikes `==` the integer model, every weight read once per time step
+    (the testbench checks the bytes read), no error response."""
+    from sim.e2e import run_network
+
+    summary = run_network(T, 1, tmp_path, weights="axi",
+                          axi={"latency": latency, "pause": pause})
+    assert summary["error"] is None, summary["error"]
+    assert [r["match"] for r in summary["rtl"]] == [True]
+    assert summary["rtl"][0]["weight_bytes"] == T * summary["axi"]["bytes"]
+    print(f"cycles {summary['rtl'][0]['cycles']} at latency {latency}, pause {pause}, T={T}")
