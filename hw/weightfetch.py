@@ -6,7 +6,8 @@ in external memory in the compact layout below (:meth:`WeightRing.image`, writte
 ``make rtl`` as ``<unit>.weights.bin``); :class:`WeightFetcher` reads them through an AXI4 read
 master port into a ring of ``depth`` words (the on-chip budget, a generation parameter) and the
 engine reads the ring through its usual synchronous port. Every weight is read once per time
-step: the bytes read per time step are the image's size (the floor), whatever the spikes.
+step: the bytes read per time step are the image's layers (:attr:`WeightRing.bytes_per_step`,
+the floor plus the padding of words to lanes and beats), whatever the spikes.
 
 Blocks
     The engine takes a layer's input channels in order, channel ``c``'s spikes all before channel
@@ -182,8 +183,9 @@ class WeightRing:
 
     @property
     def bytes_per_step(self) -> int:
-        """Bytes read per time step: the image (its 64-byte alignment included)."""
-        return self.size
+        """Bytes read per time step: every layer's blocks (the image without the alignment
+        padding after each layer)."""
+        return sum(layer.channels * layer.block_words * self.word_bytes for layer in self.layers)
 
     def floor_bytes(self) -> int:
         """Bytes of the weights themselves: ``weight_width`` bits per weight of every layer."""
@@ -254,7 +256,8 @@ class WeightRing:
             "data_width": self.data_width, "address_width": self.address_width,
             "word_bytes": self.word_bytes, "beats_per_word": self.beats,
             "ring_depth": self.depth, "ring_bits": self.memory_bits(),
-            "span": self.span, "bytes": self.size, "floor_bytes": self.floor_bytes(),
+            "span": self.span, "bytes": self.size, "bytes_per_step": self.bytes_per_step,
+            "floor_bytes": self.floor_bytes(),
             "layers": [{"name": layer.name, "offset": layer.address,
                         "bytes": layer.channels * layer.block_words * self.word_bytes,
                         "channels": layer.channels, "kernel": layer.kernel,
@@ -327,8 +330,8 @@ class WeightFetcher(wiring.Component):
     bytes_read : Out(32)
         Bytes received since ``start`` (for the report).
 
-    Cycles: an AR request every other cycle at best (its fields are registered), one R beat a
-    cycle, one cycle per layer change on each side; reads run ahead of the engine by up to the
+    Cycles: an AR request a cycle at best (the next burst's fields are registered in the cycle
+    the previous one is taken), one R beat a cycle, one cycle per layer change on each side; reads run ahead of the engine by up to the
     ring's ``depth`` words.
     """
 
@@ -457,8 +460,9 @@ class WeightFetcher(wiring.Component):
                          a_addr.eq(t_address[a_layer]), a_left.eq(0),
                          a_block_beats.eq(t_block_beats[a_layer]),
                          a_pos.eq(a_time + t_offset[a_layer]), a_block.eq(t_block[a_layer])]
-        with m.Elif(a_active & ~a_issue):
-            # Prepare the next burst; a block's first burst waits for its slot.
+        with m.Elif(a_active & (~a_issue | self._port("arready"))):
+            # The next burst into the AR registers (in the cycle the previous one is taken: a
+            # burst a cycle); a block's first burst waits for its slot.
             with m.If(~a_new_block | fits):
                 m.d.sync += [a_issue.eq(1), ar_addr.eq(self.base + a_addr),
                              ar_len.eq(burst - 1), a_addr.eq(a_addr + (burst << beat_log)),

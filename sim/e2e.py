@@ -965,7 +965,8 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
             memory = {**AXI_DEFAULTS, **(axi or {})}
             env.update(NET_WEIGHTS=str(axi_image(verilog_path(network))),
                        NET_WEIGHT_BASE=str(memory["base"]), NET_AXI_LATENCY=str(memory["latency"]),
-                       NET_AXI_PAUSE=str(memory["pause"]), NET_AXI_SEED=str(memory["seed"]))
+                       NET_AXI_PAUSE=str(memory["pause"]), NET_AXI_SEED=str(memory["seed"]),
+                       NET_WEIGHT_STEP_BYTES=str(dut.ring.bytes_per_step))
         toolchain.run(design, "sim.tb.network", name=f"network_T{T}", extra_env=env)
     except AssertionError as failure:
         error = str(failure)

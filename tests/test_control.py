@@ -751,10 +751,53 @@ def test_rtl_gen_emits_the_core_with_its_header_map_and_core_file(tmp_path):
     assert result.ok, result.messages
 
 
+def test_rtl_gen_emits_the_axi_weight_core(tmp_path):
+    """``"weights": "axi"`` through rtl_gen: the core has the m_axi_ read master and no weight
+    port; the byte image beside it is the ring's image (its sha256 in the manifest); the header
+    and the JSON map carry WEIGHT_BYTES and FEATURES.AXI_WEIGHTS; the core file names the image;
+    the on-chip weight memory reported is the ring; the Verilog lints clean."""
+    from hw.control import core_parameters, register_map
+    from rtl_gen.config import load
+    from rtl_gen.emit import emit
+    from rtl_gen.lint import lint
+
+    _, net = tiny_net(events=False)
+    point = load(None, units=("network_core",), lanes=8, checkpoint="tiny-random",
+                 weights="axi", weight_ring=256)
+    manifest = emit(point, tmp_path / "a", net=net)
+    unit = manifest["units"][0]
+    ports = {p["name"] for p in unit["ports"]}
+    assert {"m_axi_araddr", "m_axi_arlen", "m_axi_rdata", "m_axi_rready"} <= ports
+    assert not {"weight_addr", "weight_en", "weight_data"} & ports
+    core = NetworkCore(net, lanes=8, weights="axi", weight_ring=256)
+    image = (tmp_path / "a" / "network_core_weights.bin").read_bytes()
+    assert image == core.ring.image()
+    memory = unit["weight_memory"]
+    assert memory["bytes"] == len(image) and memory["axi"]["ring_depth"] == 256
+    assert memory["memory_bits"]["weights"] == 256 * 8 * core.weight_width
+    assert memory["memory_bits"]["weights_external_bytes"] == len(image)
+    rm = RegisterMap.from_dict(json.loads((tmp_path / "a" / "network_core_regs.json").read_text()))
+    assert rm == core.regmap == register_map(core_parameters(core.network))
+    assert rm.parameters.axi_weights and rm["FEATURES"].reset & 4
+    header = (tmp_path / "a" / "network_core_regs.h").read_text()
+    assert "NETWORK_CORE_WEIGHT_BYTES_OFFSET 0x00000050u" in header
+    if importlib.util.find_spec("fusesoc") is not None:
+        from fusesoc.capi2.coreparser import Core2Parser
+        from fusesoc.core import Core
+
+        parsed = Core(Core2Parser(), str(tmp_path / "a" / "network_core.core"))
+        names = [f["name"] for f in parsed.get_files({"target": "default", "is_toplevel": True,
+                                                      "tool": "verilator"})]
+        assert "network_core_weights.bin" in names
+    result = lint([tmp_path / "a" / "network_core.v"], "network_core")
+    assert result.ok, result.messages
+
+
 # ----------------------------------------------------------------------------- Verilator
 
-def core_verilog(net, lanes: int) -> str:
-    """The core's Verilog (weights inside), converted once per design point (cached beside the
+def core_verilog(net, lanes: int, weights: str = "internal") -> str:
+    """The core's Verilog (weights inside, or ``"axi"``: over its AXI4 master, the image
+    written beside it as ``.weights.bin``), converted once per design point (cached beside the
     network's, keyed on the net and every hw/ source)."""
     from amaranth.back import verilog
 
@@ -762,17 +805,21 @@ def core_verilog(net, lanes: int) -> str:
 
     cache = E2E_ROOT / "build" / "network_rtl"
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"core-{_net_key(net, lanes, 'network_core')}.v"
-    if path.exists():
+    path = cache / f"core-{_net_key(net, lanes, 'network_core', weights)}.v"
+    if path.exists() and (weights != "axi" or path.with_suffix(".weights.bin").exists()):
         return path.read_text()
-    text = verilog.convert(NetworkCore(net, lanes=lanes), name="network_core", emit_src=False)
+    core = NetworkCore(net, lanes=lanes, weights=weights)
+    if weights == "axi":
+        path.with_suffix(".weights.bin").write_bytes(core.ring.image())
+    text = verilog.convert(core, name="network_core", emit_src=False)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
     return text
 
 
-def core_case(path: Path, events: bool, count: int = 2, seed: int = 0) -> tuple:
+def core_case(path: Path, events: bool, count: int = 2, seed: int = 0,
+              weights: str = "internal") -> tuple:
     """Write the testbench's case: the register map, ``count`` random inputs whose golden logits
     all differ (so a wrong or stale input shows) and the integer golden model's logits for them;
     return ``(net, case)``."""
@@ -802,7 +849,7 @@ def core_case(path: Path, events: bool, count: int = 2, seed: int = 0) -> tuple:
             seen.add(tuple(row))
             chosen.append(index)
     assert len(chosen) == count, f"only {len(chosen)} distinct logit rows in {pool} inputs"
-    rm = NetworkCore(net, lanes=8).regmap
+    rm = NetworkCore(net, lanes=8, weights=weights).regmap
     case = {"regmap": rm.as_dict(),
             "inputs": [[int(v) for v in inputs[i]] for i in chosen],
             "logits": [logits[i].tolist() for i in chosen]}
@@ -815,28 +862,40 @@ def core_case(path: Path, events: bool, count: int = 2, seed: int = 0) -> tuple:
 # machine (docs/control.md). The fast tests above cover the register block's behaviour.
 @pytest.mark.verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("events", [False, True], ids=["pixel", "events"])
-def test_core_over_axi_lite_is_bit_exact(tmp_path, events):
+@pytest.mark.parametrize("events, weights", [(False, "internal"), (True, "internal"),
+                                             (False, "axi")],
+                         ids=["pixel", "events", "pixel-axi-weights"])
+def test_core_over_axi_lite_is_bit_exact(tmp_path, events, weights):
     """A whole small network behind the AXI4-Lite slave on Verilator, driven only through the
     bus (cocotbext-axi, random pauses on every channel) and ``irq``: logits read over the bus ==
     the integer golden model's; SLVERR, write-1-to-clear and START-while-busy checks
-    (``sim.tb.control``)."""
+    (``sim.tb.control``). With ``weights="axi"`` the weights come over the core's AXI4 master
+    from cocotbext-axi's AXI RAM (latency 1-64 cycles a burst, random pauses on AR and R):
+    WEIGHT_BYTES is T times the image's layers after every run, and an image placed outside the memory
+    sets ERROR.AXI_READ."""
     pytest.importorskip("cocotbext.axi", reason="cocotbext-axi is not installed "
                                                 "(pip install cocotbext-axi)")
     from sim import toolchain
 
     begin = time.perf_counter()
-    net, case = core_case(tmp_path / "case.json", events)
-    text = core_verilog(net, 8)
+    net, case = core_case(tmp_path / "case.json", events, weights=weights)
+    text = core_verilog(net, 8, weights)
     convert_s = time.perf_counter() - begin
     begin = time.perf_counter()
     design = toolchain.build(text, "network_core")
     build_s = time.perf_counter() - begin
     begin = time.perf_counter()
-    label = "events" if events else "pixel"
-    count = toolchain.run(design, "sim.tb.control", name=f"control_{label}",
-                          extra_env={"CORE_CASE": str(tmp_path / "case.json"),
-                                     "CORE_RESULTS": str(tmp_path / "results.json")})
+    label = ("events" if events else "pixel") + ("_axi" if weights == "axi" else "")
+    env = {"CORE_CASE": str(tmp_path / "case.json"),
+           "CORE_RESULTS": str(tmp_path / "results.json")}
+    if weights == "axi":
+        from sim.e2e import ROOT as E2E_ROOT, _net_key
+
+        env["CORE_WEIGHTS"] = str(E2E_ROOT / "build" / "network_rtl" /
+                                  f"core-{_net_key(net, 8, 'network_core', weights)}.weights.bin")
+        ring = NetworkCore(net, lanes=8, weights="axi").ring
+        env["CORE_WEIGHT_STEP_BYTES"] = str(ring.bytes_per_step)
+    count = toolchain.run(design, "sim.tb.control", name=f"control_{label}", extra_env=env)
     run_s = time.perf_counter() - begin
     results = json.loads((tmp_path / "results.json").read_text())
     print(f"{label}: case+convert {convert_s:.1f} s, build "

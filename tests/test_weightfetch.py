@@ -245,12 +245,12 @@ def test_design_point_and_cli_refusals(tmp_path):
 def test_demo_bit_exact_with_weights_over_axi(latency, pause, T, tmp_path):
     """The trained demo on Verilator with its weights in an AXI RAM model (cocotbext-axi):
     logits and every LIF's spikes `==` the integer model, every weight read once per time step
-    (the testbench checks the bytes read), no error response."""
+    (the testbench checks the bytes read: T times the image's layers), no error response."""
     from sim.e2e import run_network
 
     summary = run_network(T, 1, tmp_path, weights="axi",
                           axi={"latency": latency, "pause": pause})
     assert summary["error"] is None, summary["error"]
     assert [r["match"] for r in summary["rtl"]] == [True]
-    assert summary["rtl"][0]["weight_bytes"] == T * summary["axi"]["bytes"]
+    assert summary["rtl"][0]["weight_bytes"] == T * summary["axi"]["bytes_per_step"]
     print(f"cycles {summary['rtl'][0]['cycles']} at latency {latency}, pause {pause}, T={T}")

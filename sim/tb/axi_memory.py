@@ -56,8 +56,15 @@ class LatencyAxiRamRead(AxiRamRead):
         super().__init__(bus, clock, reset, size=size, **kwargs)
         self.ar_channel.queue_occupancy_limit = outstanding
         self.bursts = 0
+        self.errors = 0
         self.beats = 0
         cocotb.start_soon(self._count())
+
+    async def _read(self, address, length):
+        # cocotbext-axi wraps addresses modulo the size; an interconnect answers DECERR there.
+        if address + length > self.size:
+            raise IndexError(f"address {address:#x} is outside the {self.size:#x}-byte memory")
+        return self.read(address, length)
 
     def state(self) -> str:
         """Bursts and beats answered, requests waiting (for a run that never ends)."""
@@ -107,8 +114,13 @@ class LatencyAxiRamRead(AxiRamRead):
             r = self.r_channel._transaction_obj()
             r.rid = int(getattr(ar, "arid", 0))
             r.rlast = n == length - 1
-            r.rresp = 0
-            r.rdata = int.from_bytes(await self._read(word, self.byte_lanes), "little")
+            try:
+                data = await self._read(word, self.byte_lanes)
+                r.rresp = 0                  # OKAY
+            except IndexError:               # outside the memory: DECERR, zeros
+                data, r.rresp = bytes(self.byte_lanes), 3
+                self.errors += 1
+            r.rdata = int.from_bytes(data, "little")
             await self.r_channel.send(r)
             self.beats += 1
             address += size

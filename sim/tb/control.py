@@ -9,6 +9,14 @@ all five channels (AW and W sources idle at random, B and R sinks refuse at rand
 the ``irq`` line: everything a driver does (load the input, START, wait, read CYCLES and the
 logits) goes over the bus, and the logits read back must equal the golden model's, bit for bit.
 ``CORE_RESULTS`` (if set) receives cycles and wall times as JSON.
+
+A core with its weights over AXI4 (``FEATURES.AXI_WEIGHTS``) also has an external memory:
+cocotbext-axi's AXI RAM (read side, :class:`sim.tb.axi_memory.LatencyAxiRamRead`) holding the
+weight image ``CORE_WEIGHTS`` at :data:`WEIGHT_BASE`, each burst answered after 1-64 cycles,
+``arready`` and ``rvalid`` dropped at random; the driver writes WEIGHT_BASE after reset and
+checks WEIGHT_BYTES (T times ``CORE_WEIGHT_STEP_BYTES``, the image's layers) and ERROR.AXI_READ after every run, and
+``test_errors`` points WEIGHT_BASE outside the memory once: the run still ends, with
+ERROR.AXI_READ set, and the next START clears it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from sim.tb.common import TB
 
 #: Simulated time limit of one run (ns at the 10 ns clock): far above the tiny networks' runs.
 RUN_LIMIT_NS = 200_000_000
+#: Byte address of the weight image in the external memory (AXI weights), and the memory's size.
+WEIGHT_BASE = 0x0010_0000
+MEMORY_BYTES = 1 << 24
 
 
 def _case():
@@ -56,6 +67,21 @@ class Driver:
             channel.set_pause_generator(_pauses(seed * 10 + index, pause))
         for log in (self.master.write_if.log, self.master.read_if.log):
             log.setLevel(logging.WARNING)   # one INFO line per transfer otherwise
+        self.memory = None
+        if rm.parameters.axi_weights:
+            from cocotbext.axi import AxiReadBus
+
+            from sim.tb.axi_memory import LatencyAxiRamRead, random_pauses
+
+            with open(os.environ["CORE_WEIGHTS"], "rb") as handle:
+                self.image = handle.read()
+            self.memory = LatencyAxiRamRead(AxiReadBus.from_prefix(dut, "m_axi"), dut.clk,
+                                            dut.rst, size=MEMORY_BYTES, latency=(1, 64),
+                                            seed=seed)
+            self.memory.log.setLevel(logging.WARNING)
+            self.memory.write(WEIGHT_BASE, self.image)
+            self.memory.ar_channel.set_pause_generator(random_pauses(pause, seed + 7))
+            self.memory.r_channel.set_pause_generator(random_pauses(pause, seed + 8))
 
     def mask(self, register: str, field: str) -> int:
         return self.rm[register].field(field).mask
@@ -84,6 +110,8 @@ class Driver:
         status = self.rm["STATUS"].offset
         for _ in range(10_000):
             if await self.read(status) & self.mask("STATUS", "READY"):
+                if self.memory is not None:
+                    await self.write(self.rm["WEIGHT_BASE"].offset, WEIGHT_BASE)
                 return
         raise AssertionError("STATUS.READY never set after reset")
 
@@ -153,6 +181,12 @@ class Driver:
             polls = await with_timeout(self.poll_done(), RUN_LIMIT_NS, "ns")
         cycles = await self.read(self.rm["CYCLES"].offset)
         logits = await self.logits()
+        if self.memory is not None:
+            read = await self.read(self.rm["WEIGHT_BYTES"].offset)
+            want = self.rm.parameters.T * int(os.environ["CORE_WEIGHT_STEP_BYTES"])
+            assert read == want, f"WEIGHT_BYTES {read}, expected T x the image's layers = {want}"
+            error = await self.read(self.rm["ERROR"].offset)
+            self.axi_error = bool(error & self.mask("ERROR", "AXI_READ"))
         return {"cycles": cycles, "logits": logits, "polls": polls, "load_ns": load_ns,
                 "wall_s": time.perf_counter() - wall}
 
@@ -186,6 +220,8 @@ async def test_polling(dut):
     for index, (words, want) in enumerate(zip(case["inputs"], case["logits"])):
         result = await driver.run(words)
         _compare(result["logits"], want, f"input {index} (polling)")
+        assert driver.memory is None or not driver.axi_error, "ERROR.AXI_READ after a run"
+
         assert result["cycles"] > 0
         assert await driver.read(rm["STEP"].offset) >= 0
         dut._log.info("input %d: loaded in %d ns, %d cycles, %d polls, %.2f s, logits %s",
@@ -229,7 +265,9 @@ async def test_errors(dut):
     driver = Driver(dut, rm, seed=3)
     await driver.reset()
     p = rm.parameters
-    unmapped = [0x01C, 0x03C, 0x050, 0x0FFC, rm["LOGIT"].address(p.classes - 1) + 4]
+    unmapped = [0x01C, 0x03C, 0x054, 0x0FFC, rm["LOGIT"].address(p.classes - 1) + 4]
+    if not p.axi_weights:
+        unmapped.append(0x050)
     if not p.events:
         unmapped.append(rm["INPUT"].address(p.input_words - 1) + 4)
     for address in unmapped:
@@ -242,6 +280,8 @@ async def test_errors(dut):
         await driver.write(rm[name].offset, 0x8000_0000 + 0x1000 * index)
     for index, name in enumerate(("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")):
         assert await driver.read(rm[name].offset) == 0x8000_0000 + 0x1000 * index
+    if driver.memory is not None:
+        await driver.write(rm["WEIGHT_BASE"].offset, WEIGHT_BASE)
     error = rm["ERROR"].offset
     assert await driver.read(error) == 0
     if p.events:
@@ -272,3 +312,14 @@ async def test_errors(dut):
     assert await driver.read(error) == expected & ~driver.mask("ERROR", "START_BUSY")
     await driver.write(error, 0xFFFF_FFFF)
     assert await driver.read(error) == 0
+    if driver.memory is not None:
+        # The image outside the memory: every burst answers SLVERR; the run ends, flagged.
+        await driver.write(rm["WEIGHT_BASE"].offset, MEMORY_BYTES)
+        await driver.run(words)
+        assert driver.axi_error and driver.memory.errors > 0
+        await driver.write(error, 0xFFFF_FFFF)                  # RO: not cleared by a write
+        assert await driver.read(error) & driver.mask("ERROR", "AXI_READ")
+        await driver.write(rm["WEIGHT_BASE"].offset, WEIGHT_BASE)
+        result = await driver.run(words)                        # START clears it
+        assert not driver.axi_error
+        _compare(result["logits"], want, "run after an AXI error")

@@ -126,7 +126,6 @@ def external_memory(dut):
                                size=size, latency=parse_latency(
                                    os.environ.get("NET_AXI_LATENCY", "1")), seed=seed)
     memory.write(base, image)
-    memory.image_bytes = len(image)
     if pause > 0:
         memory.ar_channel.set_pause_generator(random_pauses(pause, seed + 1))
         memory.r_channel.set_pause_generator(random_pauses(pause, seed + 2))
@@ -230,11 +229,12 @@ async def test_network(dut):
         total = int(dut.cycles.value)
         weight_bytes = None
         if memory is not None:
-            # Every weight read once per time step: the image, T times; and no error answer.
+            # Every weight read once per time step: the image's layers, T times; and no error answer.
             weight_bytes = int(dut.weight_bytes.value)
-            if weight_bytes != T * memory.image_bytes:
+            want_bytes = T * int(os.environ["NET_WEIGHT_STEP_BYTES"])
+            if weight_bytes != want_bytes:
                 failures.append(f"image {image}: {weight_bytes} weight bytes read, expected T x "
-                                f"the image = {T * memory.image_bytes}")
+                                f"the image's layers = {want_bytes}")
             if int(dut.weight_error.value):
                 failures.append(f"image {image}: weight_error is set")
         width = meta["logit_bits"]
