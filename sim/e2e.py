@@ -955,7 +955,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     try:
         # A run that never ends fails with the step it is stuck in instead of hanging: ten
         # times the cycle model's prediction of the slowest image, plus a million cycles.
-        model = CycleModel(dut.plan)
+        model = cycle_model(dut, network, axi)
         bound = 10 * max(model.predict(trace, i)["total"] for i in range(len(inputs)))
         env = {"NET_CASE": str(case), "NET_META": str(case) + ".json",
                "NET_MAX_CYCLES": str(int(bound) + 1_000_000),
@@ -984,7 +984,8 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                "float_pred": float_logits.argmax(1).tolist(),
                "rtl_pred": [int(np.argmax(r["logits"])) for r in rtl],
                "rtl": rtl}
-    summary["report"] = step_report(dut, net, trace, rtl, meta) if rtl else []
+    summary["report"] = step_report(dut, net, trace, rtl, meta,
+                                    cycle_model(dut, network, axi)) if rtl else []
     summary["memory_padding"] = dut.padding_report()
     if network.weights == "axi":
         summary["axi"] = {**AXI_DEFAULTS, **(axi or {}), **dut.ring.manifest()}
@@ -1059,7 +1060,20 @@ def _sops(dut, net, trace, step, t, image):
     return 0, side * side * ceil_div(channels, lanes), 0
 
 
-def step_report(dut, net, trace, rtl, meta) -> list[dict]:
+def cycle_model(dut, network: QuantizedNetwork, axi: dict | None = None):
+    """The cycle model of the design: :class:`sim.perf.CycleModel`, with the weight fetcher's
+    timing when the weights come over AXI4 (:class:`sim.perf.AxiFetchModel`). The model knows a
+    memory of fixed latency that never pauses; for a random one (a latency range, pauses) it
+    takes the range's middle and no pauses, an estimate only."""
+    if network.weights != "axi":
+        return CycleModel(dut.plan)
+    from sim.tb.axi_memory import parse_latency
+
+    low, high = parse_latency({**AXI_DEFAULTS, **(axi or {})}["latency"])
+    return CycleModel(dut.plan, ring=dut.ring, latency=(low + high) // 2)
+
+
+def step_report(dut, net, trace, rtl, meta, model=None) -> list[dict]:
     """Return one row per program step: cycles (mean over images; ``rtl_cycles`` the same),
     the cycle model's ``predicted_cycles`` (:class:`sim.perf.CycleModel`, mean over the same
     images), ideal cycles, SOPs, energy. Each ``rtl`` result gains its ``predicted_cycles``."""
@@ -1079,7 +1093,7 @@ def step_report(dut, net, trace, rtl, meta) -> list[dict]:
         if last_k < len(steps):
             per_step.setdefault((last_k, last_t), []).append(result["cycles"] - last_c)
     weight_bits = net.weight_bits
-    model = CycleModel(dut.plan)
+    model = model or CycleModel(dut.plan)
     for image, result in enumerate(rtl):
         result["predicted_cycles"] = model.predict(trace, image)["total"]
     for k, step in enumerate(steps):

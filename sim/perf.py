@@ -185,7 +185,7 @@ class EngineTiming:
     last_beat: int        # last read-out beat
 
 
-def engine_frame_timing(config, spikes: np.ndarray) -> EngineTiming:
+def engine_frame_timing(config, spikes: np.ndarray, gate=None) -> EngineTiming:
     """Return the engine's timing of one frame fed by the spike-map reader (module docstring).
 
     ``spikes``: the source map ``[Cin, H, W]`` (0/1). The frame is the reader's row words,
@@ -204,6 +204,11 @@ def engine_frame_timing(config, spikes: np.ndarray) -> EngineTiming:
       output groups); the frame's last item, with no taps, costs one;
     * the read-out starts once the last item is done and the read-modify-write has drained
       (:data:`ENGINE_DRAIN`), then one beat per output word (``out_h * out_w * G``).
+
+    ``gate`` (weights over AXI, :class:`AxiFetchModel`): ``gate(c, t)`` is told that from cycle
+    ``t`` the engine holds channel ``c``'s item with the generator idle (its ``block_done``) and
+    returns the first cycle channel ``c``'s weight block is in the ring; the generator takes the
+    item no earlier.
     """
     spikes = np.asarray(spikes).reshape(config.in_channels, config.height, config.width)
     ty = spike_taps(config, "y")
@@ -244,6 +249,8 @@ def engine_frame_timing(config, spikes: np.ndarray) -> EngineTiming:
             kept = taps > 0 or last
             if kept:
                 g = max(d + 1, gen_free)            # the generator takes it
+                if gate is not None:
+                    g = max(g, gate(w // config.height, max(d, gen_free)))
                 cost = taps * groups if taps else 1
                 gen_free = g + cost                 # its item_end cycle
                 dec_free = g
@@ -267,9 +274,9 @@ def engine_frame_timing(config, spikes: np.ndarray) -> EngineTiming:
                         last_beat=first_beat + config.beats - 1)
 
 
-def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind) -> int:
+def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind, gate=None) -> int:
     """Cycles of a layer step (the engine frame, then its sink's final write)."""
-    timing = engine_frame_timing(config, spikes)
+    timing = engine_frame_timing(config, spikes, gate)
     if sink is SinkKind.LIF:
         # The LIF array, then the last row's G map words.
         final = timing.last_beat + LIF_LATENCY + WRITER_FLUSH_DELAY + config.groups - 1
@@ -447,8 +454,13 @@ class CycleModel:
         The network's plan (``SharedNetwork(net).plan``, or ``SharedPlan(net, lanes)``).
     """
 
-    def __init__(self, plan):
+    def __init__(self, plan, *, ring=None, latency: int | None = None):
         self.plan = plan
+        #: Weights over AXI4 (``hw.weightfetch.WeightRing``) and the memory's fixed latency:
+        #: engine layers then wait for their blocks (:class:`AxiFetchModel`); None: on chip.
+        self.ring, self.latency = ring, latency
+        if (ring is None) != (latency is None):
+            raise ValueError("ring and latency go together (weights over AXI4) or not at all")
         self.steps = plan.steps
         self.T = plan.T
         net = plan.net
@@ -473,8 +485,9 @@ class CycleModel:
         spikes = spikes.reshape(info.logical_channels, info.side, info.side)
         return info.physical(spikes) if physical else spikes
 
-    def step_cycles(self, step, trace, t: int, image: int) -> int:
-        """Cycles of one step at time step ``t`` for image ``image`` of the trace."""
+    def step_cycles(self, step, trace, t: int, image: int, fetch=None, entry: int = 0) -> int:
+        """Cycles of one step at time step ``t`` for image ``image`` of the trace (``fetch``:
+        the run's :class:`AxiFetchModel`, the step entered in cycle ``entry``)."""
         plan, mem = self.plan, self.plan.memory
         if step.kind is StepKind.STEM:
             return _step_cycles(self.stem_cycles + STREAM_WRITE_LATENCY)
@@ -482,8 +495,13 @@ class CycleModel:
             return event_in_cycles(plan.input_map.side ** 2)
         if step.kind is StepKind.LAYER:
             config = mem.layers[step.layer].config
+            gate = None
+            if fetch is not None:
+                start = entry + SEQ_BEFORE_START
+                fetch.layer_start(t, self._layer_index[step.layer], start)
+                gate = fetch.gate(start)
             return engine_frame_cycles(config, self._map(trace, step.source, t, image),
-                                       step.sink.kind)
+                                       step.sink.kind, gate)
         if step.kind is StepKind.STREAM_LIF:
             stream = mem.streams[step.source]
             return stream_lif_cycles(stream.words, mem.sites[step.name].groups)
@@ -510,13 +528,130 @@ class CycleModel:
         """Return ``{"steps": [{"t", "step", "kind", "name", "cycles"}], "total": cycles}`` of
         one image: every (time step, step) the sequencer visits, in order."""
         rows = []
+        fetch = None
+        if self.ring is not None:
+            fetch = AxiFetchModel(self.ring, self.T, self.latency)
+            self._layer_index = {layer.name: i for i, layer in enumerate(self.ring.layers)}
+        entry = 0
         for t in range(self.T):
             for k, step in enumerate(self.steps):
                 if step.kind is StepKind.BEGIN_STEM:
                     continue  # the stem's descriptor does its work; the sequencer skips it
+                cycles = self.step_cycles(step, trace, t, image, fetch, entry)
+                entry += cycles
                 rows.append({"t": t, "step": k, "kind": step.kind.label, "name": step.name,
-                             "cycles": self.step_cycles(step, trace, t, image)})
+                             "cycles": cycles})
         return {"steps": rows, "total": sum(r["cycles"] for r in rows)}
+
+
+# --- weights over AXI4 ---------------------------------------------------------------------------
+
+#: The testbench's external memory (``sim/tb/axi_memory.py``, fixed latency ``L``, no pauses):
+#: a burst whose AR handshake is in cycle ``a`` has its first beat on the bus in cycle
+#: ``a + L + AXI_MEMORY_OFFSET`` at the earliest (the AR sink hands the request over after the
+#: edge that took it, the answer waits for ``L`` counted edges, and the R source drives the beat
+#: after the next edge), then one beat a cycle.
+AXI_MEMORY_OFFSET = 2
+
+
+class AxiFetchModel:
+    """When each weight block reaches the ring (:class:`hw.weightfetch.WeightFetcher`), for a
+    memory of fixed ``latency`` that never pauses.
+
+    The fetcher's AR walker prepares a burst a cycle (one more at a layer change) and starts a
+    block only when it ends at most ``depth`` words past ``free``; the memory answers each burst
+    ``latency + AXI_MEMORY_OFFSET`` cycles after its handshake, beats back to back, in order; the
+    R walker takes a beat a cycle but for one cycle at each layer change; a block is usable the
+    cycle after its last beat. ``free`` comes from the engine: :meth:`layer_start` and the
+    engine model's gate (:meth:`gate`). Cycles are absolute, from the run's ``start`` (cycle 0).
+    """
+
+    def __init__(self, ring, T: int, latency: int):
+        from hw.weightfetch import BOUNDARY, MAX_BURST
+
+        self.ring, self.latency = ring, int(latency)
+        beat_bytes = ring.data_width // 8
+        self.blocks = []       # (position, size, [burst beats], first block of a layer)
+        self.first = {}        # (t, layer index) -> index of its first block
+        for t in range(T):
+            for li, layer in enumerate(ring.layers):
+                self.first[(t, li)] = len(self.blocks)
+                block_beats = layer.block_words * ring.beats
+                for c in range(layer.channels):
+                    address = layer.address + c * block_beats * beat_bytes
+                    left, bursts = block_beats, []
+                    while left:
+                        room = (BOUNDARY - address % BOUNDARY) // beat_bytes
+                        beats = min(left, MAX_BURST, room)
+                        bursts.append(beats)
+                        address += beats * beat_bytes
+                        left -= beats
+                    self.blocks.append((t * ring.span + layer.offset + (c << layer.block_log),
+                                        1 << layer.block_log, bursts, c == 0))
+        self.free_cycles = [0]    # free is free_values[i] from free_cycles[i] on (monotone)
+        self.free_values = [0]
+        self.ready = []           # cycle each block is usable, in order
+        self.prepare = 0          # cycle of the last prepare (the AR walker loads at cycle 1)
+        self.beat_end = 0         # cycle of the last beat taken
+        self.layer = None         # (t, layer index) of the engine's layer
+        self.base = 0             # sequence position of the engine's layer
+
+    # -- the engine's side ------------------------------------------------------------------
+    def _free_from(self, cycle: int, value: int) -> None:
+        if value > self.free_values[-1]:
+            cycle = max(cycle, self.free_cycles[-1])
+            self.free_cycles.append(cycle)
+            self.free_values.append(value)
+
+    def layer_start(self, t: int, li: int, start: int) -> None:
+        """The engine's layer ``li`` of time step ``t`` starts (``step_start`` in ``start``):
+        ``free`` is its first block three cycles later (``g_cur``, ``free_d``, ``free``)."""
+        self.layer = (t, li)
+        self.base = self.blocks[self.first[(t, li)]][0]
+        self._free_from(start + 3, self.base)
+
+    def gate(self, start: int):
+        """The ``gate`` of :func:`engine_frame_timing` for the engine step starting in
+        ``start``: times relative to it."""
+        first = self.first[self.layer]
+
+        def block_ready(channel: int, idle: int) -> int:
+            index = first + channel
+            self._free_from(start + idle + 2, self.blocks[index][0])
+            return self.ready_at(index) - start
+        return block_ready
+
+    # -- the fetcher's side -----------------------------------------------------------------
+    def _free_at_least(self, value: int) -> int:
+        import bisect
+
+        index = bisect.bisect_left(self.free_values, value)
+        if index == len(self.free_values):
+            raise RuntimeError("the fetch model waits for a block the engine has not reached")
+        return self.free_cycles[index]
+
+    def ready_at(self, index: int) -> int:
+        """Cycle block ``index`` (run order) is usable by the engine."""
+        depth = self.ring.depth
+        while len(self.ready) <= index:
+            j = len(self.ready)
+            position, size, bursts, first = self.blocks[j]
+            change = first and j > 0        # a_load: one cycle between layers
+            prepare = max(self.prepare + (2 if change else 1),
+                          self._free_at_least(position + size - depth), 2)
+            beat = self.beat_end + (2 if change else 1)
+            if j == 0:
+                beat = max(beat, 2)          # w_load after start
+            for n, beats in enumerate(bursts):
+                if n:
+                    prepare += 1
+                handshake = prepare + 1
+                beat = max(beat, handshake + self.latency + AXI_MEMORY_OFFSET)
+                last = beat + beats - 1
+                beat = last + 1
+            self.prepare, self.beat_end = prepare, last
+            self.ready.append(last + 1)
+        return self.ready[index]
 
 
 # --- measured cycles and agreement ---------------------------------------------------------------
