@@ -12,7 +12,9 @@ raised ``block_ready`` before the block was whole, fails that check.
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -254,3 +256,58 @@ def test_demo_bit_exact_with_weights_over_axi(latency, pause, T, tmp_path):
     assert [r["match"] for r in summary["rtl"]] == [True]
     assert summary["rtl"][0]["weight_bytes"] == T * summary["axi"]["bytes_per_step"]
     print(f"cycles {summary['rtl'][0]['cycles']} at latency {latency}, pause {pause}, T={T}")
+
+
+# --- the cycle model's fetch timing against measured RTL cycles (no Verilator needed) --------
+
+AXI_RTL = json.loads((Path(__file__).parent / "data" / "perf_axi.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def demo_trace():
+    from sim.perf import load_trace
+
+    images = max(run["image"] for run in AXI_RTL["runs"]) + 1
+    _, plan, trace = load_trace(None, images, 1)
+    return plan, trace
+
+
+def axi_prediction(plan, trace, run, **model):
+    from sim.perf import CycleModel
+
+    ring = WeightRing(plan, run["ring"], data_width=run["width"])
+    rows = CycleModel(plan, ring=ring, latency=run["latency"], **model).predict(
+        trace, run["image"])["steps"]
+    return {(row["t"], row["step"]): row["cycles"] for row in rows}
+
+
+@pytest.mark.parametrize("index", range(len(AXI_RTL["runs"])))
+def test_fetch_model_agrees_with_the_rtl(demo_trace, index):
+    """The trained demo with its weights over AXI (latency fixed, no pauses): every step within
+    one cycle of the RTL's count, the total within five (docs/perf.md: the testbench memory's
+    one-cycle jitter)."""
+    from sim.perf import rtl_step_cycles
+
+    plan, trace = demo_trace
+    run = AXI_RTL["runs"][index]
+    measured = rtl_step_cycles({"cycles": run["cycles"], "steps": run["steps"]}, len(plan.steps))
+    predicted = axi_prediction(plan, trace, run)
+    assert measured.keys() == predicted.keys()
+    worst = max(abs(predicted[key] - cycles) for key, cycles in measured.items())
+    assert worst <= 1, worst
+    assert abs(sum(predicted.values()) - run["cycles"]) <= 5
+
+
+@pytest.mark.parametrize("name, delta", [("AXI_MEMORY_OFFSET", 3), ("AXI_MEMORY_OFFSET", -2)])
+def test_a_mutated_fetch_term_disagrees(demo_trace, monkeypatch, name, delta):
+    """The memory's offset is held by the measurements: a few cycles off is seen."""
+    import sim.perf as perf
+
+    plan, trace = demo_trace
+    monkeypatch.setattr(perf, name, getattr(perf, name) + delta)
+    run = AXI_RTL["runs"][0]
+    from sim.perf import rtl_step_cycles
+
+    measured = rtl_step_cycles({"cycles": run["cycles"], "steps": run["steps"]}, len(plan.steps))
+    predicted = axi_prediction(plan, trace, run)
+    assert max(abs(predicted[key] - cycles) for key, cycles in measured.items()) > 1
