@@ -989,6 +989,13 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     summary["memory_padding"] = dut.padding_report()
     if network.weights == "axi":
         summary["axi"] = {**AXI_DEFAULTS, **(axi or {}), **dut.ring.manifest()}
+        # Bytes each engine step reads over AXI4 per image (its layer's blocks, every time
+        # step); the testbench measured the run's total (``rtl[i]["weight_bytes"]``).
+        per_layer = {layer["name"]: layer["bytes"] for layer in summary["axi"]["layers"]}
+        steps = dut.steps
+        for row in summary["report"]:
+            row["axi_read_bytes"] = T * per_layer.get(steps[row["step"]].layer, 0) \
+                if steps[row["step"]].kind.label == "layer" else 0
     return summary
 
 
@@ -1094,8 +1101,12 @@ def step_report(dut, net, trace, rtl, meta, model=None) -> list[dict]:
             per_step.setdefault((last_k, last_t), []).append(result["cycles"] - last_c)
     weight_bits = net.weight_bits
     model = model or CycleModel(dut.plan)
+    # Whole runs: a step's cycles may depend on the steps before it (weights over AXI4).
+    predictions = []
     for image, result in enumerate(rtl):
-        result["predicted_cycles"] = model.predict(trace, image)["total"]
+        run = model.predict(trace, image)
+        result["predicted_cycles"] = run["total"]
+        predictions.append({(row["t"], row["step"]): row["cycles"] for row in run["steps"]})
     for k, step in enumerate(steps):
         cycles = ideal = sops = macs = predicted = 0.0
         for t in range(T):
@@ -1104,8 +1115,7 @@ def step_report(dut, net, trace, rtl, meta, model=None) -> list[dict]:
             samples = per_step.get((k, t), [0])
             cycles += float(np.mean(samples))
             if step.kind is not StepKind.BEGIN_STEM:
-                predicted += float(np.mean([model.step_cycles(step, trace, t, image)
-                                            for image in range(len(rtl))]))
+                predicted += float(np.mean([run.get((t, k), 0) for run in predictions]))
             s, i, mac = 0.0, 0.0, 0.0
             for image in range(len(rtl)):
                 a, b, c = _sops(dut, net, trace, step, t, image)
@@ -1214,6 +1224,15 @@ def print_summary(summary: dict) -> None:
             print(f"cycle model (sim.perf): total {100 * tot['model_error']:.2f} % off the RTL, "
                   f"worst step {100 * tot['model_worst_step_error']:.2f} % ({verdict} the "
                   f"{100 * TARGET_TOTAL:.0f} % / {100 * TARGET_STEP:.0f} % targets)")
+    axi = summary.get("axi")
+    if axi and summary["rtl"]:
+        read = summary["rtl"][0].get("weight_bytes")
+        print(f"weights over AXI4 ({axi['data_width']}-bit bus, latency {axi['latency']}, pauses "
+              f"{axi['pause']}): {read:,} bytes read per image = T x {axi['bytes_per_step']:,}; "
+              f"floor (the weights at their bits, once per time step) T x "
+              f"{axi['floor_bytes']:,}: {read / (T * axi['floor_bytes']):.3f}x; on-chip ring "
+              f"{axi['ring_depth']:,} words ({axi['ring_bits'] / 1e3:,.0f} Kbit); per step: "
+              "axi_read_bytes in the report")
     padding = summary.get("memory_padding")
     if padding:   # each memory's bits over what its contents need (hw.plan.padding_report)
         print("memory (bits / needed): " + ", ".join(
