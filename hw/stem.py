@@ -20,6 +20,16 @@ register holds a word nobody takes. The pixel memory is written through ``load_*
 Weight memory: word ``((i * k + ky) * k + kx) * G + g`` holds lanes ``l`` = output channel
 ``g * lanes + l`` (lane 0 in the least significant bits; the synapse engine's layout, so
 :func:`hw.accumulator.pack_weights` builds it). Pixel memory: word ``(i * H + y) * W + x``.
+
+Row split (:func:`row_split`): when the output channels fill at most half the lanes (``Cout <=
+lanes / 2``, one group), the two halves of the lanes work on two halves of the kernel's rows at
+once: lanes ``0 .. lanes/2 - 1`` take rows ``0 .. kh - 1`` and lanes ``lanes/2 ..`` rows ``kh ..
+k - 1`` (``kh = ceil(k / 2)``; the missing row of an odd kernel has zero weights), the second
+pixel read from a second read port ``kh`` rows further down, and the output word adds the two
+halves (channel ``o`` = lane ``o`` + lane ``o + lanes/2``; lanes from ``lanes/2`` on output 0).
+A word then takes ``Cin * kh * k`` taps instead of ``Cin * k * k``: the demo's 7x7 stem (8
+channels on 16 lanes) 28 cycles a position instead of 49. The weight word ``(i * kh + r) * k +
+kx`` holds row ``r`` in the low half and row ``r + kh`` in the high half.
 """
 
 from __future__ import annotations
@@ -33,7 +43,13 @@ from amaranth.lib.wiring import In, Out
 from hw.accumulator import pack_lanes, pack_weights, signed_width, synapse_output_layout
 from hw.params import bits_for, ceil_div, check_int
 
-__all__ = ["StemConv", "stem_bound"]
+__all__ = ["StemConv", "stem_bound", "row_split"]
+
+
+def row_split(cout: int, lanes: int, kernel: int) -> int:
+    """Kernel-row halves worked on at once (module docstring): 2 when the output channels fit
+    half the lanes and the kernel has two rows or more, else 1."""
+    return 2 if kernel >= 2 and 2 * cout <= lanes else 1
 
 
 def stem_bound(weight: np.ndarray, bias: np.ndarray, pixel_max: int) -> int:
@@ -103,6 +119,9 @@ class StemConv(wiring.Component):
         if self._out_height < 1 or self._out_width < 1:
             raise ValueError(f"kernel {kernel} leaves no output on a {height}x{width} image")
         self._groups = ceil_div(cout, self._lanes)
+        #: Kernel-row halves at once (:func:`row_split`) and rows per half.
+        self._split = row_split(cout, self._lanes, kernel)
+        self._rows = ceil_div(kernel, self._split)
         self._weight_width = signed_width(min(int(weight.min()), 0), max(int(weight.max()), 0))
         bound = stem_bound(self._weight, self._bias, (1 << self._pixel_bits) - 1)
         need = signed_width(-bound, bound)
@@ -158,11 +177,17 @@ class StemConv(wiring.Component):
         return self._accumulator_width
 
     @property
+    def split(self) -> int:
+        """Kernel-row halves worked on at once (1 or 2, :func:`row_split`)."""
+        return self._split
+
+    @property
     def cycles(self) -> int:
         """Cycles from ``start`` to the last output beat without backpressure:
-        ``positions * G * Cin * k * k`` taps, one per cycle, plus 7: the start register, then the
-        last tap's way through stages 1 to 5 and the output register."""
-        return self.positions * self._groups * self._cin * self._kernel ** 2 + 7
+        ``positions * G * Cin * kh * k`` taps (``kh = ceil(k / split)`` rows), one per cycle,
+        plus 7: the start register, then the last tap's way through stages 1 to 5 and the
+        output register."""
+        return self.positions * self._groups * self._cin * self._rows * self._kernel + 7
 
     @property
     def macs(self) -> int:
@@ -175,7 +200,17 @@ class StemConv(wiring.Component):
         acc_width, w_width = self._accumulator_width, self._weight_width
         stride, padding = self._stride, self._padding
         height, width = self._height, self._width
-        words = pack_weights("conv", self._weight, lanes=lanes, weight_width=w_width)
+        rows, split, half = self._rows, self._split, lanes // 2
+        if split == 1:
+            words = pack_weights("conv", self._weight, lanes=lanes, weight_width=w_width)
+        else:
+            # Row r of the low half and row r + kh of the high half in one word (zero rows past
+            # the kernel).
+            wide = np.zeros((lanes, self._cin, rows, kernel), dtype=np.int64)
+            wide[:self._cout] = self._weight[:, :, :rows]
+            wide[half:half + self._cout, :, :kernel - rows] = self._weight[:, :, rows:]
+            words = [pack_lanes(wide[:, i, r, kx], w_width) for i in range(self._cin)
+                     for r in range(rows) for kx in range(kernel)]
         # The weight memory is a ROM in LUTs. It is split into parts of 2 ** 5 words (a 5-input
         # function per bit, two LUT levels) read into registers in stage 1; stage 2 picks the
         # part, so neither step is a deep decode of the whole address.
@@ -199,6 +234,8 @@ class StemConv(wiring.Component):
         m.d.comb += [pixel_write.addr.eq(self.load_address), pixel_write.data.eq(self.load_data),
                      pixel_write.en.eq(self.load_enable)]
         pixel_read = pixels.read_port()
+        # Row split: a second read port, ``kh`` rows below the first.
+        pixel_read_b = pixels.read_port() if split > 1 else None
         bias_read = biases.read_port(domain="comb")  # a few words: LUTs, read from a register
 
         # The whole pipeline moves while the output register is free or being taken.
@@ -222,7 +259,7 @@ class StemConv(wiring.Component):
         # and the run's last word have their own counters and flags; the tap's input coordinates
         # and both memory addresses are registers stepped by constants. So no compare on a wide
         # counter and no address sum lies before the memories or the tap registers' enables.
-        taps = self._cin * kernel * kernel
+        taps = self._cin * rows * kernel
         words_total = self.positions * groups
         running = Signal()
         first = Signal()  # the tap is its output word's first
@@ -232,7 +269,7 @@ class StemConv(wiring.Component):
         word = Signal(range(words_total + 1))
         position = Signal(range(self.positions + 1))
         counters = {name: (Signal(range(limit + 1), name=name), Signal(name=f"{name}_last"), limit)
-                    for name, limit in (("kx", kernel), ("ky", kernel), ("ci", self._cin),
+                    for name, limit in (("kx", kernel), ("ky", rows), ("ci", self._cin),
                                         ("g", groups), ("ox", self._out_width))}
         kx_last, ky_last, g_last, ox_last = (counters[name][1]
                                              for name in ("kx", "ky", "g", "ox"))
@@ -254,6 +291,13 @@ class StemConv(wiring.Component):
             return Const(value % (1 << address_bits), address_bits)
 
         origin = wrap(-padding * width - padding)
+        # Row split: the second pixel's address, ``kh`` rows below, stepped like the first
+        # (each update one adder from a register, as the first's).
+        pixel_address_b = Signal(address_bits)
+        below = rows * width if split > 1 else 0
+
+        def below_of(value):
+            return (value + below)[:address_bits]
 
         def step(name, advance):
             """Count ``name`` up by one (``advance``) or back to 0; keep its last flag."""
@@ -268,6 +312,7 @@ class StemConv(wiring.Component):
                          word.eq(0), final_word.eq(words_total == 1), position.eq(0),
                          iy.eq(-padding), ix.eq(-padding), iy0.eq(-padding), ix0.eq(-padding),
                          pixel_address.eq(origin), position_base.eq(origin),
+                         pixel_address_b.eq(wrap(-padding * width - padding + below)),
                          row_base.eq(origin), weight_address.eq(0)]
             for name in counters:
                 step(name, False)
@@ -292,17 +337,22 @@ class StemConv(wiring.Component):
                         m.d.sync += [iy.eq(iy0 + stride), iy0.eq(iy0 + stride),
                                      ix.eq(-padding), ix0.eq(-padding),
                                      pixel_address.eq(next_row), position_base.eq(next_row),
-                                     row_base.eq(next_row)]
+                                     row_base.eq(next_row),
+                                     pixel_address_b.eq(
+                                         (row_base + (stride * width + below))[:address_bits])]
                     with m.Else():
                         step("ox", True)
                         next_position = (position_base + stride)[:address_bits]
                         m.d.sync += [iy.eq(iy0), ix.eq(ix0 + stride), ix0.eq(ix0 + stride),
                                      pixel_address.eq(next_position),
-                                     position_base.eq(next_position)]
+                                     position_base.eq(next_position),
+                                     pixel_address_b.eq(
+                                         (position_base + (stride + below))[:address_bits])]
                 with m.Else():
                     # The same position's next group of output channels.
                     step("g", True)
                     m.d.sync += [iy.eq(iy0), ix.eq(ix0), pixel_address.eq(position_base),
+                                 pixel_address_b.eq(below_of(position_base)),
                                  weight_address.eq(counters["g"][0] + 1)]
             with m.Else():
                 m.d.sync += [tap.eq(tap + 1), word_last.eq(tap == taps - 2),
@@ -311,16 +361,21 @@ class StemConv(wiring.Component):
                     step("ci", True)
                     step("ky", False)
                     step("kx", False)
-                    m.d.sync += [iy.eq(iy0), ix.eq(ix0), pixel_address.eq(
-                        pixel_address + wrap(height * width - (kernel - 1) * (width + 1)))]
+                    channel_step = wrap(height * width - (rows - 1) * width - (kernel - 1))
+                    m.d.sync += [iy.eq(iy0), ix.eq(ix0),
+                                 pixel_address.eq(pixel_address + channel_step),
+                                 pixel_address_b.eq(pixel_address_b + channel_step)]
                 with m.Elif(kx_last):
                     step("ky", True)
                     step("kx", False)
+                    row_step = wrap(width - (kernel - 1))
                     m.d.sync += [iy.eq(iy + 1), ix.eq(ix0),
-                                 pixel_address.eq(pixel_address + wrap(width - (kernel - 1)))]
+                                 pixel_address.eq(pixel_address + row_step),
+                                 pixel_address_b.eq(pixel_address_b + row_step)]
                 with m.Else():
                     step("kx", True)
-                    m.d.sync += [ix.eq(ix + 1), pixel_address.eq(pixel_address + 1)]
+                    m.d.sync += [ix.eq(ix + 1), pixel_address.eq(pixel_address + 1),
+                                 pixel_address_b.eq(pixel_address_b + 1)]
 
         def stage(name, fields):
             return {key: Signal.like(value, name=f"{name}_{key}") for key, value in fields.items()}
@@ -328,6 +383,8 @@ class StemConv(wiring.Component):
         # Stage 1: the addresses go straight from the stage-0 registers to the memories
         # (synchronous reads); flags, the inside test and the channel's pad code wait beside them.
         m.d.comb += [pixel_read.addr.eq(pixel_address), pixel_read.en.eq(enable)]
+        if pixel_read_b is not None:
+            m.d.comb += [pixel_read_b.addr.eq(pixel_address_b), pixel_read_b.en.eq(enable)]
         for weight_read in weight_parts:
             m.d.comb += [weight_read.addr.eq(weight_address[:part_bits]),
                          weight_read.en.eq(enable)]
@@ -338,17 +395,20 @@ class StemConv(wiring.Component):
                 with m.Case(channel):
                     m.d.comb += pad_code.eq(code)
         inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
+        # The second half's row is ``kh`` further down (beyond the kernel its weights are 0).
+        inside_b = (iy >= -rows) & (iy < height - rows) & (ix >= 0) & (ix < width)
         flags = {"valid": Signal(), "first": Signal(), "last": Signal(), "final": Signal(),
                  "g": counters["g"][0], "position": position}
-        s1 = stage("s1", {**flags, "inside": Signal(), "pad": pad_code,
-                          "part": Signal(range(len(weight_parts)))})
+        s1 = stage("s1", {**flags, "inside": Signal(), "inside_b": Signal(), "pad": pad_code,
+                          "part": Signal(range(max(2, len(weight_parts))))})
         with m.If(enable):
             if len(weight_parts) > 1:
                 m.d.sync += s1["part"].eq(weight_address[part_bits:])
             m.d.sync += [s1["valid"].eq(running), s1["first"].eq(first),
                          s1["last"].eq(word_last), s1["final"].eq(run_last),
                          s1["g"].eq(counters["g"][0]), s1["position"].eq(position),
-                         s1["inside"].eq(inside), s1["pad"].eq(pad_code)]
+                         s1["inside"].eq(inside), s1["inside_b"].eq(inside_b),
+                         s1["pad"].eq(pad_code)]
 
         # Stage 2: the weight word and the pixel (or its pad code) in registers.
         pixel = Signal(signed(self._pixel_bits + 1))
@@ -359,10 +419,15 @@ class StemConv(wiring.Component):
             for index, weight_read in enumerate(weight_parts):
                 with m.Case(index):
                     m.d.comb += weight_word.eq(weight_read.data)
-        s2 = stage("s2", {**flags, "pixel": pixel, "weights": weight_word})
+        pixel_b = Signal.like(pixel)
+        if pixel_read_b is not None:
+            m.d.comb += pixel_b.eq(Mux(s1["inside_b"], Cat(pixel_read_b.data, Const(0, 1)),
+                                       Cat(s1["pad"], Const(0, 1))).as_signed())
+        s2 = stage("s2", {**flags, "pixel": pixel, "pixel_b": pixel_b, "weights": weight_word})
         with m.If(enable):
             m.d.sync += [s2[key].eq(s1[key]) for key in flags]
-            m.d.sync += [s2["pixel"].eq(pixel), s2["weights"].eq(weight_word)]
+            m.d.sync += [s2["pixel"].eq(pixel), s2["pixel_b"].eq(pixel_b),
+                         s2["weights"].eq(weight_word)]
 
         # Stages 3 to 5: the products by shift and add, without a multiplier. The pixel code is
         # unsigned (its sign bit is 0), so ``w * p`` is the sum of ``w << j`` over the code's set
@@ -372,7 +437,8 @@ class StemConv(wiring.Component):
         # routes in one cycle, the placed critical path.
         pixel_bits = self._pixel_bits
         product_width = w_width + pixel_bits + 1
-        code = s2["pixel"][:pixel_bits]
+        code_a = s2["pixel"][:pixel_bits]
+        code_b = s2["pixel_b"][:pixel_bits]
         live = [lane for lane in range(lanes)
                 if any((word >> (lane * w_width)) & ((1 << w_width) - 1) for word in words)]
         # (a lane whose weights are all 0, a padding lane, keeps product 0)
@@ -397,6 +463,7 @@ class StemConv(wiring.Component):
             m.d.sync += [s5[key].eq(s4[key]) for key in flags]
         for lane in live:
             weight = s2["weights"][lane * w_width:(lane + 1) * w_width].as_signed()
+            code = code_b if split > 1 and lane >= half else code_a
             terms = [Mux(code[j], weight << j, 0) for j in range(pixel_bits)]
             first = level("s3_sum", lane, pairs(terms), flags)          # stage 3
             second = level("s4_sum", lane, pairs(first), flags)         # stage 4
@@ -416,7 +483,14 @@ class StemConv(wiring.Component):
         with m.If(enable & s5["valid"]):
             m.d.sync += acc.eq(acc_next)
             with m.If(s5["last"]):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.values.eq(acc_next),
+                if split > 1:
+                    # Channel o: the low half's rows (lane o) plus the high half's (o + half).
+                    m.d.sync += [self.o.payload.values[lane].eq(
+                        acc_next[lane] + acc_next[lane + half] if lane < half else 0)
+                        for lane in range(lanes)]
+                else:
+                    m.d.sync += self.o.payload.values.eq(acc_next)
+                m.d.sync += [self.o.valid.eq(1),
                              self.o.payload.position.eq(s5["position"]),
                              self.o.payload.group.eq(s5["g"]),
                              self.o.payload.last.eq(s5["final"])]

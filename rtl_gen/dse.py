@@ -69,10 +69,13 @@ WEIGHTS = ("external", "internal")
 #: Bits of one DP16KD (16 Kbit of data and 2 Kbit of parity).
 DP16KD_BITS = 18432
 
-#: Fields of a point: the design point's (``rtl_gen/config.py``) but its label and unit list,
-#: and the two the design point does not have.
+#: Fields of a point: the design point's (``rtl_gen/config.py``) but its label, unit list and
+#: weight placement, and two of the sweep's own: ``weights`` (:data:`WEIGHTS`) and ``device``.
 DESIGN_FIELDS = tuple(f.name for f in dataclasses.fields(DesignPoint)
-                      if f.name not in ("name", "units", "source"))
+                      if f.name not in ("name", "units", "source",
+                                        # the sweep's own ``weights`` (below); AXI weights are
+                                        # not swept yet
+                                        "weights", "axi_data_width", "weight_ring"))
 POINT_FIELDS = DESIGN_FIELDS + ("weights", "device")
 
 #: Top-level fields of a sweep file.

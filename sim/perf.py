@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.params import ceil_div
+from hw.stem import row_split
 from hw.program import SinkKind, StepKind
 
 __all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timing",
@@ -138,10 +139,14 @@ def _step_cycles(datapath: int) -> int:
 
 # --- the stem ------------------------------------------------------------------------------------
 
-def stem_cycles(positions: int, groups: int, in_channels: int, kernel: int) -> int:
+def stem_cycles(positions: int, groups: int, in_channels: int, kernel: int,
+                rows: int | None = None) -> int:
     """Cycles from ``start`` to the stem's last output beat: one tap per cycle (one weight word,
-    one pixel, ``lanes`` MACs), ``positions * G * Cin * k * k`` taps, plus the pipeline."""
-    return positions * groups * in_channels * kernel * kernel + STEM_PIPELINE
+    one pixel, ``lanes`` MACs), ``positions * G * Cin * rows * k`` taps, plus the pipeline.
+    ``rows``: kernel rows a tap walks, ``k``, or ``ceil(k / 2)`` with the row split
+    (:func:`hw.stem.row_split`: the two halves of the lanes take the two halves of the rows)."""
+    rows = kernel if rows is None else rows
+    return positions * groups * in_channels * rows * kernel + STEM_PIPELINE
 
 
 # --- the event input ----------------------------------------------------------------------------
@@ -470,7 +475,8 @@ class CycleModel:
             cout, cin, k, _ = np.asarray(stem.weight).shape
             size = net.cfg.img_size
             out = (size + 2 * int(stem.padding) - k) // int(stem.stride) + 1
-            self._stem = (out * out, ceil_div(cout, plan.lanes), cin, k)
+            rows = ceil_div(k, row_split(cout, plan.lanes, k))
+            self._stem = (out * out, ceil_div(cout, plan.lanes), cin, k, rows)
 
     @property
     def stem_cycles(self) -> int:

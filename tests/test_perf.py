@@ -158,7 +158,8 @@ def test_stem_term_is_the_units_cycles(cout, cin, k, size, stride, padding, lane
     unit = StemConv(weight=weight, bias=np.zeros(cout, dtype=np.int64), height=size,
                     width=size, stride=stride, padding=padding, pad_value=0, pixel_bits=8,
                     lanes=lanes)
-    assert perf.stem_cycles(unit.positions, unit.groups, cin, k) == unit.cycles
+    rows = -(-k // unit.split)   # kernel rows a tap walks (the row split: half of them)
+    assert perf.stem_cycles(unit.positions, unit.groups, cin, k, rows) == unit.cycles
 
 
 def test_stem_step_is_the_demo_units(rtl):

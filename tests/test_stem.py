@@ -112,3 +112,30 @@ def test_stem_refuses_bad_pad_code():
     with pytest.raises(ValueError, match="pad_value"):
         StemConv(weight=np.ones((2, 1, 3, 3), dtype=np.int64), bias=[0, 0], height=4, width=4,
                  pad_value=[256], pixel_bits=8)
+
+
+@pytest.mark.parametrize("cin, cout, kernel, stride, padding, lanes, size, width", [
+    pytest.param(1, 8, 7, 2, 3, 16, 12, None, id="demo-7x7-8-channels-on-16-lanes"),
+    pytest.param(3, 4, 3, 1, 1, 8, 5, 7, id="rgb-3x3-odd-kernel-padded-row"),
+    pytest.param(2, 3, 4, 2, 2, 6, 6, 5, id="even-kernel-6-lanes"),
+    pytest.param(1, 1, 2, 1, 0, 2, 3, 3, id="two-rows-two-lanes"),
+])
+def test_stem_row_split(cin, cout, kernel, stride, padding, lanes, size, width):
+    """Output channels in at most half the lanes: the halves take the kernel's two row halves
+    at once (``kh = ceil(k / 2)`` rows a half), the output adds them; the result equals
+    quant.intops.stem_conv and the run takes ``positions * Cin * kh * k + 7`` cycles."""
+    from hw.stem import row_split
+
+    assert row_split(cout, lanes, kernel) == 2
+    cycles, model, _ = check(20 + kernel, cin=cin, cout=cout, kernel=kernel, stride=stride,
+                             padding=padding, lanes=lanes, size=size, width=width)
+    out_h = (size + 2 * padding - kernel) // stride + 1
+    out_w = ((width or size) + 2 * padding - kernel) // stride + 1
+    assert cycles == model == out_h * out_w * cin * -(-kernel // 2) * kernel + 7
+
+
+def test_row_split_only_when_half_the_lanes_hold_the_channels():
+    from hw.stem import row_split
+
+    assert [row_split(c, 16, 7) for c in (8, 9, 16)] == [2, 1, 1]
+    assert row_split(1, 2, 1) == 1     # a 1x1 kernel has one row
