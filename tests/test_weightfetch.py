@@ -189,8 +189,9 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
 @pytest.mark.parametrize("lanes,weight_width,data_width,depth,T,seed", [
     pytest.param(4, 8, 64, 64, 2, 1, id="word-in-one-beat-T2"),
     pytest.param(16, 7, 32, 256, 1, 2, id="word-in-four-beats"),
-    pytest.param(8, 8, 64, 64, 1, 3, id="word-is-a-beat-smallest-ring"),
-    pytest.param(4, 6, 128, 128, 3, 4, id="wide-bus-T3"),
+    # make test's budget: two shapes there, two more in make test-all.
+    pytest.param(8, 8, 64, 64, 1, 3, id="word-is-a-beat-smallest-ring", marks=pytest.mark.slow),
+    pytest.param(4, 6, 128, 128, 3, 4, id="wide-bus-T3", marks=pytest.mark.slow),
 ])
 def test_fetcher_fills_the_ring_under_back_pressure(lanes, weight_width, data_width, depth, T,
                                                     seed):
