@@ -242,8 +242,13 @@ class SharedNetwork(wiring.Component):
         return report
 
     def padding_report(self) -> dict:
-        """Each memory's bits against what its contents need (:meth:`SharedPlan.padding_report`)."""
-        return self.plan.padding_report()
+        """Each memory's bits against what its contents need (:meth:`SharedPlan.padding_report`).
+        With ``weights="axi"`` no memory of the design holds the weights: no ``weights`` row (the
+        external image against its floor: :meth:`WeightRing.manifest`)."""
+        report = self.plan.padding_report()
+        if self.ring is not None:
+            report.pop("weights", None)
+        return report
 
     # -- hardware ----------------------------------------------------------------------------
     #: Descriptor fields the network's own routing reads (each unit lists its own ``FIELDS``).
