@@ -32,7 +32,7 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
     mem, lanes, steps = plan.memory, plan.lanes, plan.steps
     W = mem.map_width
     md_w = bits_for(mem.map_depth + 1)
-    h_log_max = max(info.h_log for info in mem.maps.values())
+    words_shape = range(max(info.words for info in mem.maps.values()) + 1)
     sd_w = bits_for(mem.stream_depth + 1)
     groups_shape = range(plan.max_groups + 1)
     heads_shape = range(max([1] + [a.heads for a in plan.net.attention.values()]) + 1)
@@ -41,15 +41,22 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "kind": unsigned(3),
         "sink": unsigned(2),
         "src_base": unsigned(md_w),     # with t folded in
-        "src_h_log": range(h_log_max + 1),
-        "src_stride": range((1 << h_log_max) + 1),
+        # a map's word-group stride (its side: rows of a group, and the bit pitch of the groups
+        # packed in a bank), its packing minus one and the mask of one row's bits
+        "src_stride": range(W + 1),
+        "src_pack_m1": range(W + 1),
+        "src_mask": unsigned(W),
         "src_height": range(W + 1),
         "src_height_m1": range(W + 1),
         "src_channels": channels,
         "src_channels_m1": channels,
         "dst_base": unsigned(md_w),
-        "dst_h_log": range(h_log_max + 1),
-        "dst_stride": range((1 << h_log_max) + 1),
+        "dst_stride": range(W + 1),
+        # bits from one written word's first row to the next word's in the row buffer (pack *
+        # side), and the word groups a row is written as (of a head, for an SDSA step)
+        "dst_word_bits": range(W + 1),
+        "dst_words_m1": words_shape,
+        "dst_words_m2": words_shape,
         "dst_side": range(W + 1),
         "dst_side_m1": range(W + 1),
         "dst_side_m2": range(W + 1),
@@ -65,12 +72,12 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "shift_base": unsigned(bits_for(len(plan.shift_words) + 2)),
         "sdsa": range(max(2, len(plan.attention))),
         # SDSA steps: heads, word groups a head (``groups``), the words from one head's first
-        # row to the next head's (``head_groups << h_log``) and the token grid's side; every
+        # row to the next head's (``head_groups / pack`` word groups) and the token grid's side; every
         # other map-writing step is one "head" of its map.
         "heads": heads_shape,
         "heads_m1": heads_shape,
         "heads_m2": heads_shape,
-        "head_stride": range((plan.max_groups << h_log_max) + 1),
+        "head_stride": range(plan.max_groups * W + 1),
         "sd_side_m1": range(W + 1),
         "q_base": unsigned(md_w),
         "k_base": unsigned(md_w),
@@ -92,9 +99,10 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
     sink = step.sink
     if sink.spike_map is not None:
         info = mem.maps[sink.spike_map]
-        out.update(heads=1, head_stride=0)
-        out.update(dst_base=info.base_at(tv), dst_h_log=info.h_log, dst_side=info.side,
-                   dst_mask=(1 << info.side) - 1)
+        out.update(heads=1, head_stride=0, dst_words=info.words)
+        out.update(dst_base=info.base_at(tv), dst_stride=info.stride, dst_side=info.side,
+                   dst_word_bits=info.pack * info.side,
+                   dst_mask=(1 << (info.pack * info.side)) - 1)
         if step.kind is StepKind.EVENT_IN:
             out["groups"] = ceil_div(info.channels, plan.lanes)
         site = mem.sites.get(sink.spike_map)
@@ -105,7 +113,8 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
     if step.kind is StepKind.LAYER:
         place = mem.layers[step.layer]
         src = mem.maps[step.source]
-        out.update(sink=sink.kind.value, src_base=src.base_at(tv), src_h_log=src.h_log,
+        out.update(sink=sink.kind.value, src_base=src.base_at(tv), src_stride=src.stride,
+                   src_pack_m1=src.pack - 1, src_mask=(1 << src.side) - 1,
                    src_height=src.side, src_channels=place.config.in_channels,
                    engine=place.config)
     if step.kind is StepKind.STEM:
@@ -127,8 +136,16 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         head_groups = plan.head_groups[step.source]
         out.update(sdsa=plan.attention.index(step.source),
                    q_base=q_map.base_at(tv), k_base=mem.maps[attn.k].base_at(tv),
-                   src_h_log=q_map.h_log, heads=block.heads, groups=head_groups,
-                   head_stride=head_groups << q_map.h_log, sd_side_m1=q_map.side - 1)
+                   src_stride=q_map.stride, src_pack_m1=q_map.pack - 1, heads=block.heads,
+                   groups=head_groups, head_stride=head_groups // q_map.pack * q_map.stride,
+                   sd_side_m1=q_map.side - 1)
+        # the output map: the same heads, side and packing, written a head at a time
+        out_map = mem.maps[step.sink.spike_map]
+        if (out_map.side, out_map.pack) != (q_map.side, q_map.pack):
+            raise ValueError(f"{step.name}: the output map's side and packing "
+                             f"{(out_map.side, out_map.pack)} differ from q's "
+                             f"{(q_map.side, q_map.pack)}")
+        out["dst_words"] = head_groups // out_map.pack
         if attn.v is not None:   # SDSA-2 has no V map (its descriptors keep v_base at 0)
             out["v_base"] = mem.maps[attn.v].base_at(tv)
     return out
@@ -138,7 +155,8 @@ def _derived(state: dict) -> dict:
     kind, sink = state["kind"], state["sink"]
     state = dict(state)
     state.update(
-        src_stride=1 << state["src_h_log"], dst_stride=1 << state["dst_h_log"],
+        dst_words_m1=max(0, state["dst_words"] - 1),
+        dst_words_m2=max(0, state["dst_words"] - 2),
         src_height_m1=max(0, state["src_height"] - 1),
         src_channels_m1=max(0, state["src_channels"] - 1),
         dst_side_m1=max(0, state["dst_side"] - 1),
@@ -174,6 +192,7 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
     k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
     rom = {}
     state = {name: 0 for name in descriptor_fields(plan, None)}
+    state["dst_words"] = 0
     runs = [index for index, step in enumerate(steps) if step.kind is not StepKind.BEGIN_STEM]
     for tv in range(plan.T):
         for position, index in enumerate(runs):

@@ -4,14 +4,17 @@ The spike memory's layout is :class:`hw.plan.SharedMap`'s (see :mod:`hw.mapwrite
 :class:`SpikeMapReader` serves both consumers of the memory's single read port:
 
 * **Engine feed** (``is_layer``): the step's source map, channel-major, row-minor: for channel
-  ``c`` (bank ``c % lanes`` of group ``c // lanes``), row ``y``, the ``W``-bit row word from word
-  ``src_base + (c // lanes) * src_stride + y``, on stream ``o`` with ``last`` on the map's final
-  word (the input of :class:`hw.progengine.ProgEngine`).
-* **SDSA feed** (``is_sdsa``): for each head ``h`` (``G`` word groups: the attention maps are
-  head-aligned, :class:`hw.plan.SharedMap` ``order``), each token ``(y, x)``: bit ``x`` of every
-  bank of the q, k and v maps' words ``{q,k,v}_base + h * head_stride + g * src_stride + y`` for
-  ``g < G``, read one word a cycle (q's groups, then k's, then v's) and offered together on
-  stream ``sdsa`` (group ``g`` in row bits ``g * lanes ..``). With ``values=False`` (SDSA-2,
+  ``c`` (bank ``c % lanes`` of group ``q = c // lanes``, ``P`` groups packed a word), row ``y``,
+  the ``S``-bit row at bits ``(q % P) * S ..`` of the bank of word ``src_base + (q // P) *
+  src_stride + y`` (``src_stride = S``), shifted down and masked (``src_mask``) to a ``W``-bit
+  row word, on stream ``o`` with ``last`` on the map's final row (the input of
+  :class:`hw.progengine.ProgEngine`).
+* **SDSA feed** (``is_sdsa``): for each head ``h`` (``G`` channel groups: the attention maps are
+  head-aligned, :class:`hw.plan.SharedMap` ``order``; ``P`` divides ``G``), each token ``(y,
+  x)``: bit ``(g % P) * S + x`` of every bank of the q, k and v maps' words ``{q,k,v}_base + h *
+  head_stride + (g // P) * src_stride + y`` for ``g < G``, read one word a cycle (q's groups,
+  then k's, then v's) and offered together on stream ``sdsa`` (group ``g`` in row bits ``g *
+  lanes ..``). With ``values=False`` (SDSA-2,
   which has no V map) only the q and k words are read and the beat holds no ``v``. The grid's
   side, the heads and ``G`` come from the step's descriptor, so blocks of different shapes share
   the reader.
@@ -55,18 +58,23 @@ from hw.addressing import addressing_input_layout
 __all__ = ["SpikeMapReader", "engine_feed_order", "sdsa_feed_order", "sdsa_rows_layout"]
 
 
-def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride: int):
-    """Return ``[(word address, bank)]`` of the engine feed's beats, in order."""
-    return [(base + (c // lanes) * stride + y, c % lanes)
+def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride: int,
+                      pack: int = 1):
+    """Return ``[(word address, bank, bit offset)]`` of the engine feed's beats, in order
+    (``pack`` groups a word, ``stride`` words and bits apart)."""
+    return [(base + (c // lanes // pack) * stride + y, c % lanes,
+             (c // lanes % pack) * stride)
             for c in range(channels) for y in range(height)]
 
 
-def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1):
-    """Return ``[(head, y, x, row offsets)]`` of the SDSA feed's beats, in order: a beat's q, k
-    and v rows are the bits ``x`` of the words ``{q,k,v}_base + offset``, one offset per word
-    group of the head (``groups`` groups a head, group ``g``'s channels in row bits ``g * lanes
-    ..``)."""
-    return [(h, y, x, tuple((h * groups + g) * stride + y for g in range(groups)))
+def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1, pack: int = 1):
+    """Return ``[(head, y, x, reads)]`` of the SDSA feed's beats, in order: a beat's q, k and v
+    rows are, for each word group ``g`` of the head (``groups`` groups a head, group ``g``'s
+    channels in row bits ``g * lanes ..``), bit ``bit`` of the words ``{q,k,v}_base + offset``,
+    ``reads`` the ``(offset, bit)`` pairs (``pack`` groups a word, dividing ``groups``;
+    ``stride`` words and bits apart)."""
+    return [(h, y, x, tuple(((h * groups + g) // pack * stride + y, (g % pack) * stride + x)
+                            for g in range(groups)))
             for h in range(heads) for y in range(side) for x in range(side)]
 
 
@@ -97,17 +105,23 @@ class SpikeMapReader(wiring.Component):
     values : bool
         Whether the SDSA feed reads a V row (default); False for SDSA-2, which has no V map:
         the reader then neither reads nor needs ``v_base``.
+    shifts : iterable of int
+        Every bit offset ``(q % P) * S`` of a packed row the engine feed may read (default
+        ``(0,)``: no map is packed, and the feed neither shifts nor masks).
     """
 
     #: The descriptor fields the reader reads (``v_base`` only with ``values``).
-    FIELDS = ("is_layer", "is_sdsa", "src_base", "src_stride", "src_height_m1",
-              "src_channels_m1", "q_base", "k_base", "v_base", "groups_m1", "heads_m1",
-              "head_stride", "sd_side_m1")
+    FIELDS = ("is_layer", "is_sdsa", "src_base", "src_stride", "src_pack_m1", "src_mask",
+              "src_height_m1", "src_channels_m1", "q_base", "k_base", "v_base", "groups_m1",
+              "heads_m1", "head_stride", "sd_side_m1")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
                  address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,
-                 values: bool = True):
+                 values: bool = True, shifts=(0,)):
         self._lanes, self._W, self._md_w = lanes, map_width, address_width
+        self._shifts = sorted({int(s) for s in shifts} | {0})
+        if self._shifts[-1] >= map_width:
+            raise ValueError(f"row offset {self._shifts[-1]} outside the {map_width}-bit bank")
         self._side, self._heads, self._groups = side, heads, head_groups
         self._values = bool(values)
         if not values:   # this reader's fields (the class's list names every field any reads)
@@ -134,9 +148,12 @@ class SpikeMapReader(wiring.Component):
         fd_addr = Signal(md_w, name="fd_addr")   # src_base + (c // lanes << h_log | y)
         fd_row = Signal(md_w, name="fd_row")     # src_base + (c // lanes << h_log)
         fd_y = Signal(range(W + 1), name="fd_y")
+        fd_sub = Signal.like(desc.src_pack_m1, name="fd_sub")  # q % P of the channel's group
+        fd_shift = Signal(range(W), name="fd_shift")           # fd_sub * src_stride
         feeding = Signal(name="feeding")
         fd_valid = Signal(name="fd_valid")      # the read port holds a word for the engine
         fd_sel = Signal.like(fd_bank, name="fd_sel")
+        fd_shsel = Signal.like(fd_shift, name="fd_shsel")
         fd_last = Signal(name="fd_last")
         fd_advance = Signal(name="fd_advance")
         # The memory's whole output word is registered first (``spike_word``, stage fw_*); the
@@ -145,6 +162,7 @@ class SpikeMapReader(wiring.Component):
         word_banks = [spike_word[b * W:(b + 1) * W] for b in range(lanes)]
         fw_valid = Signal(name="fw_valid")
         fw_sel = Signal.like(fd_bank, name="fw_sel")
+        fw_shift = Signal.like(fd_shift, name="fw_shift")
         fw_last = Signal(name="fw_last")
         fw_take = Signal(name="fw_take")
         fd_word = Signal(W, name="fd_word")
@@ -152,6 +170,18 @@ class SpikeMapReader(wiring.Component):
             for b in range(lanes):
                 with m.Case(b):
                     m.d.comb += fd_word.eq(word_banks[b])
+        # A packed row: shifted down by its offset (a multiplexer over the offsets some map
+        # uses) and masked to the map's side.
+        fd_row_bits = Signal(W, name="fd_row_bits")
+        if len(self._shifts) == 1:
+            m.d.comb += fd_row_bits.eq(fd_word)
+        else:
+            shifted = Signal(W, name="fd_shifted")
+            with m.Switch(fw_shift):
+                for offset in self._shifts:
+                    with m.Case(offset):
+                        m.d.comb += shifted.eq(fd_word[offset:])
+            m.d.comb += fd_row_bits.eq(shifted & desc.src_mask)
         fo_valid = Signal(name="fo_valid")
         fo_bits = Signal(W, name="fo_bits")
         fo_last = Signal(name="fo_last")
@@ -165,9 +195,9 @@ class SpikeMapReader(wiring.Component):
             m.d.sync += spike_word.eq(self.read.data)
         with m.If(fw_take):
             m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode), fw_sel.eq(fd_sel),
-                         fw_last.eq(fd_last)]
+                         fw_shift.eq(fd_shsel), fw_last.eq(fd_last)]
         with m.If(fo_take):
-            m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_word),
+            m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_row_bits),
                          fo_last.eq(fw_last)]
         fd_y_last = (fd_y == desc.src_height_m1)
         fd_is_last = (fd_c == desc.src_channels_m1) & fd_y_last
@@ -184,7 +214,11 @@ class SpikeMapReader(wiring.Component):
         sd_got_g = Signal.like(sd_g, name="sd_got_g")
         sd_got_last = Signal(name="sd_got_last")
         sd_got_valid = Signal(name="sd_got_valid")
-        sd_x_d = Signal.like(sd_n_x, name="sd_x_d")
+        # The token's bit in a bank: (g % P) * side + x for group g (``sd_bit``, stepped by
+        # ``src_stride`` with the group, back to x when a word's packed groups are done).
+        sd_sub = Signal.like(desc.src_pack_m1, name="sd_sub")
+        sd_bit = Signal(range(W), name="sd_bit")
+        sd_x_d = Signal.like(sd_bit, name="sd_x_d")
         names = ("q", "k", "v") if self._values else ("q", "k")
         rows = [Signal(lanes * G, name=f"sd_row_{n}") for n in names]
         last_phase = len(rows) - 1  # the phase whose last group completes the beat
@@ -201,7 +235,7 @@ class SpikeMapReader(wiring.Component):
         sd_addr_phase = Signal(2, name="sd_addr_phase")
         sd_addr_g = Signal.like(sd_g, name="sd_addr_g")
         sd_addr_last = Signal(name="sd_addr_last")
-        sd_addr_x = Signal.like(sd_n_x, name="sd_addr_x")
+        sd_addr_x = Signal.like(sd_bit, name="sd_addr_x")
         group_last = sd_g == desc.groups_m1
         if self._values:
             base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
@@ -210,7 +244,7 @@ class SpikeMapReader(wiring.Component):
         m.d.sync += [sd_raddr.eq(base + sd_gaddr), sd_ren.eq(sd_active & sdsa_mode),
                      sd_addr_phase.eq(sd_phase), sd_addr_g.eq(sd_g),
                      sd_addr_last.eq(group_last & (sd_phase == last_phase)),
-                     sd_addr_x.eq(sd_n_x)]
+                     sd_addr_x.eq(sd_bit)]
         with m.If(sdsa_mode):
             m.d.comb += [self.read.addr.eq(sd_raddr), self.read.en.eq(sd_ren)]
         with m.Else():
@@ -219,17 +253,23 @@ class SpikeMapReader(wiring.Component):
         # engine feed counters
         with m.If(start & desc.is_layer):
             m.d.sync += [feeding.eq(1), fd_c.eq(0), fd_bank.eq(0), fd_y.eq(0), fd_valid.eq(0),
+                         fd_sub.eq(0), fd_shift.eq(0),
                          fd_addr.eq(desc.src_base), fd_row.eq(desc.src_base)]
         with m.Elif(fd_advance & ~sdsa_mode):
-            m.d.sync += [fd_valid.eq(feeding), fd_sel.eq(fd_bank), fd_last.eq(fd_is_last)]
+            m.d.sync += [fd_valid.eq(feeding), fd_sel.eq(fd_bank), fd_shsel.eq(fd_shift),
+                         fd_last.eq(fd_is_last)]
             with m.If(feeding):
                 with m.If(fd_is_last):
                     m.d.sync += feeding.eq(0)
                 with m.Elif(fd_y_last):
                     m.d.sync += [fd_y.eq(0), fd_c.eq(fd_c + 1)]
-                    with m.If(fd_bank == lanes - 1):
-                        m.d.sync += [fd_bank.eq(0), fd_row.eq(fd_row + desc.src_stride),
+                    with m.If((fd_bank == lanes - 1) & (fd_sub == desc.src_pack_m1)):
+                        m.d.sync += [fd_bank.eq(0), fd_sub.eq(0), fd_shift.eq(0),
+                                     fd_row.eq(fd_row + desc.src_stride),
                                      fd_addr.eq(fd_row + desc.src_stride)]
+                    with m.Elif(fd_bank == lanes - 1):
+                        m.d.sync += [fd_bank.eq(0), fd_sub.eq(fd_sub + 1),
+                                     fd_shift.eq(fd_shift + desc.src_stride), fd_addr.eq(fd_row)]
                     with m.Else():
                         m.d.sync += [fd_bank.eq(fd_bank + 1), fd_addr.eq(fd_row)]
                 with m.Else():
@@ -241,7 +281,7 @@ class SpikeMapReader(wiring.Component):
         sd_read_phase = Signal(2, name="sd_read_phase")
         sd_read_g = Signal.like(sd_g, name="sd_read_g")
         sd_read_last = Signal(name="sd_read_last")
-        sd_read_x = Signal.like(sd_n_x, name="sd_read_x")
+        sd_read_x = Signal.like(sd_bit, name="sd_read_x")
         m.d.sync += [sd_read_valid.eq(sd_ren), sd_read_phase.eq(sd_addr_phase),
                      sd_read_g.eq(sd_addr_g), sd_read_last.eq(sd_addr_last),
                      sd_read_x.eq(sd_addr_x),
@@ -267,16 +307,20 @@ class SpikeMapReader(wiring.Component):
         with m.If(start & sdsa_mode):
             m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_g.eq(0), sd_h.eq(0), sd_n_x.eq(0),
                          sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_gaddr.eq(0),
-                         sd_head.eq(0)]
+                         sd_head.eq(0), sd_sub.eq(0), sd_bit.eq(0)]
         with m.Elif(sd_active):
             with m.If(group_last):
-                m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off)]
+                m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off), sd_sub.eq(0), sd_bit.eq(sd_n_x)]
                 with m.If(sd_phase == last_phase):
                     m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
                 with m.Else():
                     m.d.sync += sd_phase.eq(sd_phase + 1)
+            with m.Elif(sd_sub == desc.src_pack_m1):
+                m.d.sync += [sd_g.eq(sd_g + 1), sd_sub.eq(0), sd_bit.eq(sd_n_x),
+                             sd_gaddr.eq(sd_gaddr + desc.src_stride)]
             with m.Else():
-                m.d.sync += [sd_g.eq(sd_g + 1), sd_gaddr.eq(sd_gaddr + desc.src_stride)]
+                m.d.sync += [sd_g.eq(sd_g + 1), sd_sub.eq(sd_sub + 1),
+                             sd_bit.eq(sd_bit + desc.src_stride)]
         m.d.comb += [self.sdsa.valid.eq(sd_beat & sdsa_mode), self.sdsa.payload.q.eq(rows[0]),
                      self.sdsa.payload.k.eq(rows[1])]
         if self._values:
@@ -288,13 +332,13 @@ class SpikeMapReader(wiring.Component):
             with m.If(~(last_token & (sd_h == desc.heads_m1))):  # else: every beat is fed
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
-                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1),
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1), sd_bit.eq(0),
                                  sd_head.eq(sd_head + desc.head_stride),
                                  sd_off.eq(sd_head + desc.head_stride),
                                  sd_gaddr.eq(sd_head + desc.head_stride)]
                 with m.Elif(x_last):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1),
-                                 sd_gaddr.eq(sd_off + 1)]
+                                 sd_gaddr.eq(sd_off + 1), sd_bit.eq(0)]
                 with m.Else():
-                    m.d.sync += sd_n_x.eq(sd_n_x + 1)
+                    m.d.sync += [sd_n_x.eq(sd_n_x + 1), sd_bit.eq(sd_n_x + 1)]
         return m

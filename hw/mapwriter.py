@@ -1,25 +1,27 @@
 """Spike-map writer of the shared network: assemble spike beats into map rows, write them whole.
 
-A spike map of ``C`` channels and side ``S`` is stored as ``G = ceil(C / lanes)`` channel groups;
-group ``g`` holds rows ``y`` at word ``base + (g << h_log) + y`` (``stride = 1 << h_log``), and
-bank ``b`` of a word (bits ``b * W .. b * W + W - 1``, ``W`` the widest side) holds channel
-``g * lanes + b``, bit ``x`` = column ``x`` (:class:`hw.plan.SharedMap`).
+A spike map of ``C`` channels and side ``S`` is stored as ``G = ceil(C / lanes)`` channel groups,
+``P`` of them packed side by side in a word (:class:`hw.plan.SharedMap`): group ``q``'s row
+``y`` is in word ``base + (q // P) * S + y`` (``stride = S``), bank ``b`` of a word (bits ``b *
+W .. b * W + W - 1``, ``W`` the widest side) holds channel ``q * lanes + b`` at bits ``(q % P) *
+S + x`` = column ``x``.
 
 :class:`SpikeMapWriter` takes beats of ``lanes`` spikes in one order, for ``heads`` maps of ``G``
 groups one after another (``heads_m1``, ``head_stride`` from the descriptor): for head ``h``,
 ``y``, ``x``, ``g``: the spikes of channels ``(h * G + g) * lanes ..`` at ``(y, x)``, head ``h``'s
-rows at ``base + h * head_stride + (g << h_log) + y``. A LIF step writes one head of all its
+rows at ``base + h * head_stride + (g // P) * S + y``. A LIF step writes one head of all its
 groups; an SDSA step writes its heads, ``G = ceil(head_width / lanes)`` groups each (the
-attention maps are head-aligned, :class:`hw.plan.SharedMap` ``order``).
+attention maps are head-aligned, :class:`hw.plan.SharedMap` ``order``, and ``P`` divides ``G``).
 
-Row assembly: a beat sets bit ``x`` of its row in one of two row buffers (slot ``g << h_log |
-x``); when a row is complete, the other buffer takes the next row while this one is written out,
-one map word (all banks) per cycle, ``G`` words a row. A row of side ``S`` takes ``S * G`` beats, so a flush (``G`` cycles) always ends before the next row completes.
-Word ``j`` of a row is the buffer's bits from slot ``j << h_log`` on; a multiplexer over only the
+Row assembly: a beat sets bit ``x`` of its row in one of two row buffers (slot ``g * S + x``);
+when a row is complete, the other buffer takes the next row while this one is written out, one
+map word (all banks) per cycle, ``ceil(G / P)`` words a row. A row of side ``S`` takes ``S * G``
+beats, so a flush always ends before the next row completes. Word ``j`` of a row is the
+buffer's bits from slot ``j * P * S`` on (``dst_word_bits`` apart); a multiplexer over only the
 slots some map can start a word at picks it, and a beat writes its bit through the flip-flop's
 enable. The counters carry registered "at the end" flags, updated from compares with the
 descriptor's "minus two" limits one beat ahead. Words are written whole (``dst_mask`` clears the
-columns beyond the map's side; no bit enables, which would cost block RAMs).
+bits beyond the ``P`` packed rows; no bit enables, which would cost block RAMs).
 
 Ports
 -----
@@ -35,7 +37,7 @@ done : Out(1)
     Combinational: the step's final map word is written in this cycle.
 
 Latency: the first word of a row is written in the cycle after the row's last beat, the row's
-``G`` words in ``G`` consecutive cycles. Reference: :func:`map_image` (the memory the writer
+``ceil(G / P)`` words in consecutive cycles. Reference: :func:`map_image` (the memory the writer
 leaves) and :func:`write_order` (the order it expects beats in). Tests: ``tests/test_mapwriter.py``.
 """
 
@@ -46,24 +48,25 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 
-from hw.params import ceil_div
 
 __all__ = ["SpikeMapWriter", "map_image", "write_order"]
 
 
-def map_image(spikes, base: int, h_log: int, lanes: int, map_width: int) -> dict[int, int]:
+def map_image(spikes, base: int, lanes: int, map_width: int, pack: int = 1) -> dict[int, int]:
     """Return ``{word address: word}`` of a spike map ``spikes[c][y][x]`` (0/1, ``C`` a multiple
-    of ``lanes``) as the writer leaves it: word ``base + (g << h_log) + y``, bank ``b`` = channel
-    ``g * lanes + b``, bit ``x`` = column ``x``, columns beyond the side 0."""
+    of ``lanes``) as the writer leaves it: group ``q``'s row ``y`` in word ``base + (q // pack)
+    * S + y``, bank ``b`` = channel ``q * lanes + b`` at bits ``(q % pack) * S + x``, the bits
+    beyond the packed rows 0 (a word's unused group slots hold 0 here)."""
     channels, side = len(spikes), len(spikes[0])
     image = {}
-    for g in range(channels // lanes):
+    for q in range(channels // lanes):
         for y in range(side):
-            word = 0
+            address = base + (q // pack) * side + y
+            word = image.get(address, 0)
             for b in range(lanes):
-                row = sum(int(spikes[g * lanes + b][y][x]) << x for x in range(side))
-                word |= row << (b * map_width)
-            image[base + (g << h_log) + y] = word
+                row = sum(int(spikes[q * lanes + b][y][x]) << x for x in range(side))
+                word |= row << (b * map_width + (q % pack) * side)
+            image[address] = word
     return image
 
 
@@ -92,14 +95,15 @@ class SpikeMapWriter(wiring.Component):
     max_groups : int
         Most channel groups of any map.
     maps : iterable of :class:`hw.plan.SharedMap`
-        Every map the writer may write (``channels``, ``cg_log``, ``h_log``: the row buffer's
-        size and the slots a word can start at).
+        Every map the writer may write (``groups``, ``side``, ``pack``: the row buffer's size
+        and the slots a word can start at).
     heads : int
         Most heads of any attention block (the head counter's range).
     """
 
     #: The descriptor fields the writer reads.
     FIELDS = ("dst_base", "dst_stride", "dst_side_m1", "dst_side_m2", "dst_mask",
+              "dst_word_bits", "dst_words_m1", "dst_words_m2",
               "groups_m1", "groups_m2", "heads_m1", "heads_m2", "head_stride")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
@@ -107,9 +111,9 @@ class SpikeMapWriter(wiring.Component):
         maps = list(maps)
         self._lanes, self._W, self._heads = lanes, map_width, heads
         self._max_groups = max_groups
-        self._row_bits = max(1 << (info.cg_log + info.h_log) for info in maps)
-        self._word_starts = sorted({j << info.h_log for info in maps
-                                    for j in range(ceil_div(info.channels, lanes))})
+        self._row_bits = max(2, max(info.groups * info.side for info in maps))
+        self._word_starts = sorted({j * info.pack * info.side for info in maps
+                                    for j in range(info.words)})
         self._md_w = address_width
         super().__init__({
             "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
@@ -154,18 +158,18 @@ class SpikeMapWriter(wiring.Component):
 
         row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
         fill = Signal(name="row_fill")
-        slot = Signal(range(RB), name="row_slot")      # register: (wr_g << h_log) | wr_x
-        # Row address in the map (without the flush's group offset): dst_base + y for a LIF
-        # row, dst_base + (head << h_log | y) for an SDSA row.
+        slot = Signal(range(RB), name="row_slot")      # register: wr_g * side + wr_x
+        # Row address in the map (without the flush's word offset): dst_base + y for a LIF
+        # row, dst_base + head * head_stride + y for an SDSA row.
         row_addr = Signal(md_w, name="wr_row_addr")
         head_addr = Signal(md_w, name="wr_head_addr")
         fl_busy = Signal(name="fl_busy")
         fl_buf = Signal(name="fl_buf")
-        fl_j = Signal.like(wr_g, name="fl_j")
+        fl_j = Signal.like(desc.dst_words_m1, name="fl_j")
         fl_more = Signal(name="fl_more")    # more words of this row follow the current one
         fl_final = Signal(name="fl_final")
         fl_addr = Signal(md_w, name="fl_addr")
-        fl_slot = Signal(range(RB), name="fl_slot")   # register: fl_j << h_log
+        fl_slot = Signal(range(RB), name="fl_slot")   # register: fl_j * dst_word_bits
 
         with m.If(wr_valid):
             for i in range(2):
@@ -190,14 +194,14 @@ class SpikeMapWriter(wiring.Component):
                 m.d.comb += self.done.eq(fl_final)
             with m.Else():
                 m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc.dst_stride),
-                             fl_slot.eq(fl_slot + desc.dst_stride),
-                             fl_more.eq(fl_j != desc.groups_m2)]
+                             fl_slot.eq(fl_slot + desc.dst_word_bits),
+                             fl_more.eq(fl_j != desc.dst_words_m2)]
         row_done = wr_valid & x_last & g_last
         m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last & h_last)
         with m.If(row_done):
             m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
                          fl_j.eq(0), fl_slot.eq(0),
-                         fl_more.eq(desc.groups_m1 != 0),
+                         fl_more.eq(desc.dst_words_m1 != 0),
                          fl_final.eq(final_beat)]
 
         # One walk for both orders: LIF beats are one "head" (``heads_m1 = 0``); an SDSA head is

@@ -11,11 +11,14 @@ Each engine layer's geometry comes from :func:`hw.progengine.layer_config`, the 
 configuration function, and :class:`hw.shared.SharedNetwork` packs it with
 :meth:`hw.progengine.ProgEngine.config_value`, which runs the engine's fit check on every layer.
 
-Layouts (all padded to powers of two so addresses are shifts, not products):
+Layouts (addresses are stepped by additions in the hardware, so no size is rounded up):
 
-* spike map ``m`` (``C`` channels, side ``S``): channel ``c`` in bank ``c % lanes`` at word
-  ``base_m + (((t << cg_log) | c // lanes) << h_log | y)``, bit ``x``; ``2**cg_log >=
-  ceil(C / lanes)``, ``2**h_log >= S``.
+* spike map ``m`` (``C`` channels, side ``S``, ``G = ceil(C / lanes)`` channel groups, ``P``
+  groups packed a word): channel ``c`` in bank ``c % lanes``; group ``q = c // lanes`` in word
+  group ``j = q // P`` at bits ``(q % P) * S ..`` of the bank; row ``y`` at word ``base_m + t *
+  ceil(G / P) * S + j * S + y``, bit ``(q % P) * S + x``. ``P`` (:meth:`SharedPlan._pack`) fills
+  the ``W``-bit bank (``W`` the widest side) with the rows of several groups of a narrow map;
+  an attention map packs a divisor of its head's groups, so that every head starts a word.
 * residual stream ``s`` (``positions * G`` words of ``lanes`` values): word ``base_s + position * G
   + g``, the engine's read-out order, so ``index`` of an output beat addresses it directly.
 * LIF site: membrane word ``mbase + position * G + g``, threshold word ``tbase + g`` with
@@ -56,8 +59,9 @@ class SharedMap:
     channels: int
     side: int
     base: int
-    cg_log: int
-    h_log: int
+    #: Channel groups (``ceil(channels / lanes)``) and groups packed side by side in one word.
+    groups: int
+    pack: int = 1
     #: Physical channel of each logical channel (None: the identity). An attention block's
     #: q, k, v and output maps place head ``h``'s channel ``j`` at ``h * heads_groups * lanes +
     #: j``: every head starts a word group, so the SDSA feed reads whole words.
@@ -85,9 +89,30 @@ class SharedMap:
     def width(self) -> int:
         return self.side
 
+    @property
+    def words(self) -> int:
+        """Word groups: ``ceil(groups / pack)`` (each ``side`` words, one a row)."""
+        return -(-self.groups // self.pack)
+
+    @property
+    def stride(self) -> int:
+        """Words from one word group's row to the next group's (``side``); also the bit pitch
+        of the packed groups in a bank."""
+        return self.side
+
+    @property
+    def step_words(self) -> int:
+        """Words of one time step's map."""
+        return self.words * self.side
+
     def base_at(self, t: int) -> int:
         """First word of time step ``t``'s map."""
-        return self.base + (t << (self.cg_log + self.h_log))
+        return self.base + t * self.step_words
+
+    def place(self, group: int, y: int) -> tuple[int, int]:
+        """``(word offset from base_at(t), bit offset in each bank)`` of channel group
+        ``group``'s row ``y``."""
+        return (group // self.pack) * self.side + y, (group % self.pack) * self.side
 
 
 @dataclass(frozen=True)
@@ -205,7 +230,7 @@ class SharedPlan:
         shift_base = self._plan_shifts()
         self.memory = MemoryMap(
             maps=maps, streams=streams, sites=sites, layers=layers, shift_base=shift_base,
-            map_depth=max(2, sum(T << (i.cg_log + i.h_log) for i in maps.values())),
+            map_depth=max(2, sum(T * i.step_words for i in maps.values())),
             map_width=max(info.side for info in maps.values()),
             stream_depth=max(2, sum(s.words for s in streams.values())),
             stream_bits=max(s.bits for s in streams.values()),
@@ -282,24 +307,41 @@ class SharedPlan:
                     self.head_maps[lif] = (attn.heads, attn.head_width, groups)
 
     def _plan_maps(self) -> dict[str, SharedMap]:
-        """Every LIF's spike map, allocated in program order (attention maps head-aligned)."""
+        """Every LIF's spike map, allocated in program order (attention maps head-aligned,
+        narrow maps packed, :meth:`_pack`)."""
         maps, base, lanes = {}, 0, self.lanes
-        for lif, (_, channels, side) in lif_map_shapes(self.net, self.steps, self.sizes).items():
+        shapes = lif_map_shapes(self.net, self.steps, self.sizes)
+        width = max(side for _, _, side in shapes.values())
+        for lif, (_, channels, side) in shapes.items():
             order = None
+            head_groups = None
             if lif in self.head_maps:
-                heads, width, groups = self.head_maps[lif]
-                if channels != heads * width:
+                heads, head_width, head_groups = self.head_maps[lif]
+                if channels != heads * head_width:
                     raise ValueError(f"{lif}: {channels} channels are not {heads} heads of "
-                                     f"{width}")
-                if groups * lanes != width:
-                    order = tuple(h * groups * lanes + j for h in range(heads)
-                                  for j in range(width))
-                    channels = heads * groups * lanes
-            info = SharedMap(lif, channels, side, base,
-                             log2_ceil(ceil_div(channels, lanes)), log2_ceil(side), order)
-            base += self.T << (info.cg_log + info.h_log)
+                                     f"{head_width}")
+                if head_groups * lanes != head_width:
+                    order = tuple(h * head_groups * lanes + j for h in range(heads)
+                                  for j in range(head_width))
+                    channels = heads * head_groups * lanes
+            groups = ceil_div(channels, lanes)
+            info = SharedMap(lif, channels, side, base, groups,
+                             self._pack(groups, side, width, head_groups), order)
+            base += self.T * info.step_words
             maps[lif] = info
         return maps
+
+    @staticmethod
+    def _pack(groups: int, side: int, width: int, head_groups: int | None = None) -> int:
+        """Channel groups a word holds side by side: as many ``side``-bit rows as fit the
+        ``width``-bit bank, spread evenly over the words the map needs; for an attention map
+        (``head_groups`` a head) the largest divisor of ``head_groups`` that fits, so that every
+        head starts a word (the SDSA's output is written a head at a time)."""
+        fit = max(1, width // side)
+        if head_groups is not None:
+            return max(d for d in range(1, min(fit, head_groups) + 1) if head_groups % d == 0)
+        words = ceil_div(groups, fit)
+        return ceil_div(groups, words)
 
     def _plan_streams(self) -> dict[str, StreamPlace]:
         streams, base = {}, 0
@@ -454,10 +496,10 @@ class SharedPlan:
 
     def padding_report(self) -> dict:
         """``{memory: {"bits", "needed", "overhead"}}``: each memory's bits against the bits its
-        contents need (``overhead`` = bits / needed). The padding: map sides and channel groups
-        rounded up to powers of two (addresses by shifts), every map word as wide as the widest
-        map's rows, head-aligned attention maps, kernels and output-channel groups of the weight
-        layout rounded up to powers of two."""
+        contents need (``overhead`` = bits / needed). The padding: channel groups not filling
+        the lanes, the bank bits that a narrow map's packed rows leave free (``W`` not a
+        multiple of the side, or fewer groups than fit), head-aligned attention maps, kernels
+        and output-channel groups of the weight layout rounded up to powers of two."""
         net, mem, T = self.net, self.memory, self.T
         bits = self.memory_report()
         needed = {

@@ -405,7 +405,9 @@ class SharedNetwork(wiring.Component):
         # --- spike-map reader: engine feed and SDSA feed ----------------------------------------
         m.submodules.map_reader = reader = SpikeMapReader(
             fields, lanes=lanes, map_width=W, depth=mem.map_depth, address_width=md_w,
-            side=sd_side, heads=heads, head_groups=head_groups, values=plan.sdsa_reads_v)
+            side=sd_side, heads=heads, head_groups=head_groups, values=plan.sdsa_reads_v,
+            shifts={p * mem.maps[s.source].side for s in plan.steps
+                    if s.kind is StepKind.LAYER for p in range(mem.maps[s.source].pack)})
         configure(reader)
         wiring.connect(m, reader.read, spikes.read_port())
         wiring.connect(m, reader.o, engine.i)

@@ -737,7 +737,7 @@ def network_meta(dut) -> dict:
                    "layout": "shared", "banks": dut.lanes,
                    "cg": ceil_div(info.channels, dut.lanes), "memory": "spikes",
                    "bank_bits": dut.map_width,
-                   "base": info.base, "cg_log": info.cg_log, "h_log": info.h_log,
+                   "base": info.base, "pack": info.pack, "step_words": info.step_words,
                    "order": None if info.order is None else list(info.order)}
             for name, info in dut.maps.items()}
     order = [s.sink.spike_map for s in dut.steps if s.sink.spike_map is not None]

@@ -84,7 +84,8 @@ STREAM_READ_LATENCY = 3
 #: each group's sums are chosen into the output register (1).
 POOL_LATENCY = 2
 #: Spike-map writer (``hw.mapwriter.SpikeMapWriter``): a row's first map word is written the cycle
-#: after its last beat, its ``G`` words in ``G`` consecutive cycles (an SDSA row: one word).
+#: after its last beat, its words (``ceil(G / P)``: ``P`` groups packed a word,
+#: ``hw.plan.SharedMap.words``) in consecutive cycles.
 WRITER_FLUSH_DELAY = 1
 #: Stem (``hw.stem.StemConv.cycles``): the start register, the last tap through stages 1 to 5 and
 #: the output register.
@@ -104,8 +105,9 @@ SDSA_FEED_QK = 6
 #: SDSA feed of a head of ``G`` word groups: each row takes ``G`` reads, one a cycle, so a token
 #: is offered ``(G - 1) * rows`` cycles later than a one-word head's (rows: 3, or 2 for SDSA-2).
 #: The network then splits each output row into ``G`` beats (``sdsa_ser_*`` in ``hw/shared.py``:
-#: a register, then one beat a cycle) and the writer flushes ``G`` words a row:
-#: ``SDSA_SERIAL_DELAY + 2 (G - 1)`` more cycles after the last output beat than a one-word head.
+#: a register, then one beat a cycle) and the writer flushes ``G / P`` words a row:
+#: ``SDSA_SERIAL_DELAY + (G - 1) + (G / P - 1)`` more cycles after the last output beat than a
+#: one-word head.
 SDSA_SERIAL_DELAY = 1
 #: SDSA input buffer (``hw/sdsa.py``): ``i.ready`` is "the spare slot is empty"; two beats wait.
 SDSA_INPUT_SLOTS = 2
@@ -279,12 +281,16 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None) -> EngineTiming:
                         last_beat=first_beat + config.beats - 1)
 
 
-def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind, gate=None) -> int:
-    """Cycles of a layer step (the engine frame, then its sink's final write)."""
+def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind, gate=None,
+                        map_words: int | None = None) -> int:
+    """Cycles of a layer step (the engine frame, then its sink's final write; ``map_words``: the
+    words a row of the LIF's map is written as, default the output groups)."""
     timing = engine_frame_timing(config, spikes, gate)
+    if map_words is None:
+        map_words = config.groups
     if sink is SinkKind.LIF:
-        # The LIF array, then the last row's G map words.
-        final = timing.last_beat + LIF_LATENCY + WRITER_FLUSH_DELAY + config.groups - 1
+        # The LIF array, then the last row's map words.
+        final = timing.last_beat + LIF_LATENCY + WRITER_FLUSH_DELAY + map_words - 1
     elif sink in (SinkKind.ADD, SinkKind.BEGIN):
         final = timing.last_beat + STREAM_WRITE_LATENCY
     else:  # the logits register takes the last beat; ``finish`` is that beat
@@ -294,17 +300,17 @@ def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind, gate=None) -
 
 # --- stream LIF and pool -------------------------------------------------------------------------
 
-def stream_lif_cycles(words: int, groups: int) -> int:
+def stream_lif_cycles(words: int, map_words: int) -> int:
     """A LIF on a residual stream: the reader's words, the LIF array, the last row's map words."""
     last_word = STREAM_READ_LATENCY + words - 1
-    return _step_cycles(last_word + LIF_LATENCY + WRITER_FLUSH_DELAY + groups - 1)
+    return _step_cycles(last_word + LIF_LATENCY + WRITER_FLUSH_DELAY + map_words - 1)
 
 
-def pool_lif_cycles(words: int, pool_groups: int, map_groups: int) -> int:
+def pool_lif_cycles(words: int, pool_groups: int, map_words: int) -> int:
     """The head's pool: the reader's words summed, one group's sums a beat, the LIF, the row."""
     last_word = STREAM_READ_LATENCY + words - 1
     last_group = last_word + POOL_LATENCY + pool_groups - 1
-    return _step_cycles(last_group + LIF_LATENCY + WRITER_FLUSH_DELAY + map_groups - 1)
+    return _step_cycles(last_group + LIF_LATENCY + WRITER_FLUSH_DELAY + map_words - 1)
 
 
 # --- SDSA ----------------------------------------------------------------------------------------
@@ -404,7 +410,8 @@ def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
 
 
 def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3,
-                     groups: int = 1, serial: bool | None = None) -> int:
+                     groups: int = 1, serial: bool | None = None,
+                     map_words: int | None = None) -> int:
     """An SDSA step: the feed's first token, the SDSA, the last row written.
 
     ``variant``: the operator (1 to 4). SDSA-3/4 run :func:`sdsa_cycles` (data-dependent);
@@ -412,12 +419,17 @@ def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3,
     period of three rows (SDSA-1) or two (SDSA-2, no V). ``groups``: word groups a head
     (:data:`SDSA_SERIAL_DELAY`); ``chunks``: the unit's cycles a row addition (``groups``, the
     unit having ``lanes`` counters); ``serial``: whether the network splits output rows (it
-    does when any of its blocks' heads is wider than one word; default ``groups > 1``).
+    does when any of its blocks' heads is wider than one word; default ``groups > 1``);
+    ``map_words``: the words a head's output row is written as (``groups / pack``, default
+    ``groups``).
     """
     extra = groups - 1
     if serial is None:
         serial = groups > 1
-    tail = WRITER_FLUSH_DELAY + 2 * extra + (SDSA_SERIAL_DELAY if serial else 0)
+    if map_words is None:
+        map_words = groups
+    tail = (WRITER_FLUSH_DELAY + extra + map_words - 1
+            + (SDSA_SERIAL_DELAY if serial else 0))
     if variant in (1, 2):
         passes, tokens = np.asarray(k_spikes).reshape(len(k_spikes), -1).shape
         if variant == 2:   # the q and k reads only
@@ -506,14 +518,16 @@ class CycleModel:
                 start = entry + SEQ_BEFORE_START
                 fetch.layer_start(t, self._layer_index[step.layer], start)
                 gate = fetch.gate(start)
+            words = (mem.maps[step.sink.spike_map].words
+                     if step.sink.kind is SinkKind.LIF else None)
             return engine_frame_cycles(config, self._map(trace, step.source, t, image),
-                                       step.sink.kind, gate)
+                                       step.sink.kind, gate, words)
         if step.kind is StepKind.STREAM_LIF:
             stream = mem.streams[step.source]
-            return stream_lif_cycles(stream.words, mem.sites[step.name].groups)
+            return stream_lif_cycles(stream.words, mem.maps[step.sink.spike_map].words)
         if step.kind is StepKind.POOL_LIF:
             stream = mem.streams[step.source]
-            return pool_lif_cycles(stream.words, stream.groups, mem.sites[step.name].groups)
+            return pool_lif_cycles(stream.words, stream.groups, mem.maps[step.sink.spike_map].words)
         if step.kind is StepKind.SDSA:
             attn = plan.net.attention[step.source]
             d, heads, n = attn.head_width, attn.heads, attn.tokens
@@ -527,7 +541,8 @@ class CycleModel:
             groups = plan.head_groups[step.source]
             return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q),
                                     chunks=groups, variant=attn.sdsa, groups=groups,
-                                    serial=max(plan.head_groups.values()) > 1)
+                                    serial=max(plan.head_groups.values()) > 1,
+                                    map_words=groups // mem.maps[step.sink.spike_map].pack)
         raise ValueError(f"step {step.name}: kind {step.kind.label} does not run")
 
     def predict(self, trace, image: int = 0) -> dict:

@@ -2,8 +2,9 @@
 ``sdsa_feed_order``.
 
 The memory holds random words; the engine feed must deliver, for every channel and row of the
-source map, the channel's bank of the row's word, ``last`` on the final one; the SDSA feed, for
-every head and token, bit ``x`` of every bank of the q, k and v words (q and k only for SDSA-2's
+source map, the channel's bank of the row's word (its packed row shifted down and masked when
+several groups share a word), ``last`` on the final one; the SDSA feed, for every head and
+token, bit ``(g % P) * S + x`` of every bank of the q, k and v words (q and k only for SDSA-2's
 feed, ``values=False``). Both run under
 backpressure patterns, and a beat held back must not change until it is taken. An engine feed
 and an SDSA feed run back to back, so a step's start must reset what the previous one left.
@@ -26,19 +27,21 @@ from sim.streams import collect, monitor, run_bounded
 # reach the last bank or a 9-row map's last row.
 LANES, W, DEPTH = 5, 9, 128
 FIELDS = {"is_layer": 1, "is_sdsa": 1, "src_base": unsigned(8), "src_stride": range(17),
+          "src_pack_m1": range(W + 1), "src_mask": unsigned(W),
           "src_height_m1": range(W + 1), "src_channels_m1": range(17), "q_base": unsigned(8),
           "k_base": unsigned(8), "v_base": unsigned(8), "groups_m1": range(4),
           "heads_m1": range(4), "head_stride": range(65), "sd_side_m1": range(9)}
 
 
 class Top(Elaboratable):
-    def __init__(self, side, heads, init, values=True, groups=1, exact=False):
+    def __init__(self, side, heads, init, values=True, groups=1, exact=False, shifts=(0,)):
         # Generated for larger grids, heads and groups than the steps use (the step's own come
         # from the descriptor), or for exactly them (``exact``: counters at their narrowest).
         spare = 0 if exact else 1
         self.reader = SpikeMapReader(FIELDS, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
                                      side=side + spare, heads=heads + spare,
-                                     head_groups=groups + spare, values=values)
+                                     head_groups=groups + spare, values=values,
+                                     shifts=shifts)
         self.memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
 
     def elaborate(self, platform):
@@ -67,27 +70,35 @@ def fields_of(payloads, names):
     ("always", True), ("pause", True), ("sparse", True),
     # SDSA-2 (no V map): q and k only, a beat every 6 cycles
     ("always", False), ("sparse", False)])
-@pytest.mark.parametrize("channels, height, h_log, side, heads, groups, exact", [
-    (9, 5, 3, 3, 2, 1, False),
-    (4, 1, 0, 2, 1, 1, False),
-    (16, 3, 2, 1, 3, 1, False),
-    (6, 9, 4, 2, 1, 1, True),
+@pytest.mark.parametrize("channels, height, stride, side, heads, groups, exact, pack", [
+    (9, 5, 8, 3, 2, 1, False, 1),
+    (4, 1, 1, 2, 1, 1, False, 1),
+    (16, 3, 4, 1, 3, 1, False, 1),
+    (6, 9, 16, 2, 1, 1, True, 1),
     # heads of two and three word groups (head width above the lanes), generated exactly
-    (9, 5, 3, 3, 2, 2, True),
-    (4, 1, 0, 2, 1, 3, True),
+    (9, 5, 8, 3, 2, 2, True, 1),
+    (4, 1, 1, 2, 1, 3, True, 1),
+    # packed maps (``pack`` groups a word, ``stride`` = the side bits apart): the engine feed
+    # shifts and masks; the SDSA feed's bit steps by the side and its word by the stride
+    (9, 3, 3, 3, 2, 3, True, 3),
+    (16, 2, 2, 2, 3, 2, False, 2),
+    (11, 4, 4, 4, 1, 4, True, 2),
 ])
-def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, groups, exact,
-                                          pattern, values):
+def test_reader_feeds_the_reference_order(channels, height, stride, side, heads, groups, exact,
+                                          pack, pattern, values):
     rng = random.Random(channels * 100 + height)
     init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
-    top = Top(side, heads, init, values, groups, exact)
+    top = Top(side, heads, init, values, groups, exact,
+              shifts=[p * stride for p in range(pack)])
     dut = top.reader
     rows = ("q", "k", "v") if values else ("q", "k")
     assert ("v_base" in dut.FIELDS) == values
-    src_base, stride = 5, 1 << h_log
+    src_base = 5
+    mask = (1 << height) - 1 if pack > 1 else (1 << W) - 1   # a packed map's row: its side
     q_base, k_base, v_base = 30, 50, 70
-    sdsa_stride = 1 << max(1, (side - 1).bit_length())
-    assert 30 + heads * groups * sdsa_stride <= 50
+    sdsa_stride = side if pack > 1 else 1 << max(1, (side - 1).bit_length())
+    assert pack == 1 or pack * max(stride, sdsa_stride) <= W
+    assert 30 + heads * groups // pack * sdsa_stride <= 50
 
     async def start(ctx, config):
         for name in dut.FIELDS:
@@ -98,12 +109,13 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
 
     async def bench(ctx):
         await start(ctx, {"is_layer": 1, "src_base": src_base, "src_stride": stride,
-                          "src_height_m1": height - 1, "src_channels_m1": channels - 1})
-        order = engine_feed_order(channels, height, LANES, src_base, stride)
+                          "src_height_m1": height - 1, "src_channels_m1": channels - 1,
+                          "src_pack_m1": pack - 1, "src_mask": mask})
+        order = engine_feed_order(channels, height, LANES, src_base, stride, pack)
         got = fields_of(await collect(ctx, dut.o, len(order), READY[pattern]),
                         ("bits", "last"))
-        want = [(bank(init[address], b), int(n == len(order) - 1))
-                for n, (address, b) in enumerate(order)]
+        want = [((bank(init[address], b) >> offset) & mask, int(n == len(order) - 1))
+                for n, (address, b, offset) in enumerate(order)]
         assert got == want
         ctx.set(dut.o.ready, 1)   # a beat beyond the end would be taken, and counted
         await ctx.tick().repeat(20)
@@ -111,17 +123,17 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
         assert len(feed.payloads) == len(order), "a beat beyond the engine feed's end"
         await start(ctx, {"is_sdsa": 1, "src_stride": sdsa_stride, "q_base": q_base,
                           "k_base": k_base, "v_base": v_base, "groups_m1": groups - 1,
-                          "heads_m1": heads - 1, "head_stride": groups * sdsa_stride,
-                          "sd_side_m1": side - 1})
-        order = sdsa_feed_order(side, heads, sdsa_stride, groups)
+                          "heads_m1": heads - 1, "head_stride": groups // pack * sdsa_stride,
+                          "sd_side_m1": side - 1, "src_pack_m1": pack - 1})
+        order = sdsa_feed_order(side, heads, sdsa_stride, groups, pack)
         got = fields_of(await collect(ctx, dut.sdsa, len(order), READY[pattern]), rows)
 
-        def row(base, offsets, x):
-            return sum((bank(init[base + offset], b) >> x & 1) << (g * LANES + b)
-                       for g, offset in enumerate(offsets) for b in range(LANES))
+        def row(base, reads):
+            return sum((bank(init[base + offset], b) >> bit & 1) << (g * LANES + b)
+                       for g, (offset, bit) in enumerate(reads) for b in range(LANES))
 
         bases = (q_base, k_base, v_base)[:len(rows)]
-        want = [tuple(row(base, offs, x) for base in bases) for h, y, x, offs in order]
+        want = [tuple(row(base, reads) for base in bases) for h, y, x, reads in order]
         assert got == want
         ctx.set(dut.sdsa.ready, 1)
         await ctx.tick().repeat(20)
@@ -144,9 +156,16 @@ def test_reader_feeds_the_reference_order(channels, height, h_log, side, heads, 
 
 def test_reference_orders():
     assert engine_feed_order(5, 2, 4, 10, 8) == [
-        (10, 0), (11, 0), (10, 1), (11, 1), (10, 2), (11, 2), (10, 3), (11, 3), (18, 0), (19, 0)]
+        (10, 0, 0), (11, 0, 0), (10, 1, 0), (11, 1, 0), (10, 2, 0), (11, 2, 0), (10, 3, 0),
+        (11, 3, 0), (18, 0, 0), (19, 0, 0)]
+    # 2 lanes, 2 groups packed a word 3 bits apart: group 1 at bit 3 of word 10, group 2 on
+    assert engine_feed_order(5, 1, 2, 10, 3, pack=2) == [
+        (10, 0, 0), (10, 1, 0), (10, 0, 3), (10, 1, 3), (13, 0, 0)]
     assert sdsa_feed_order(2, 2, 4) == [
-        (0, 0, 0, (0,)), (0, 0, 1, (0,)), (0, 1, 0, (1,)), (0, 1, 1, (1,)),
-        (1, 0, 0, (4,)), (1, 0, 1, (4,)), (1, 1, 0, (5,)), (1, 1, 1, (5,))]
+        (0, 0, 0, ((0, 0),)), (0, 0, 1, ((0, 1),)), (0, 1, 0, ((1, 0),)), (0, 1, 1, ((1, 1),)),
+        (1, 0, 0, ((4, 0),)), (1, 0, 1, ((4, 1),)), (1, 1, 0, ((5, 0),)), (1, 1, 1, ((5, 1),))]
     # two groups a head: head 1 starts 2 groups (8 words) on
-    assert sdsa_feed_order(1, 2, 4, 2) == [(0, 0, 0, (0, 4)), (1, 0, 0, (8, 12))]
+    assert sdsa_feed_order(1, 2, 4, 2) == [(0, 0, 0, ((0, 0), (4, 0))),
+                                            (1, 0, 0, ((8, 0), (12, 0)))]
+    # packed two to a word (side 2, 2 bits apart): group 1 at bit 2 + x of the same word
+    assert sdsa_feed_order(2, 1, 2, 2, pack=2)[1] == (0, 0, 1, ((0, 1), (0, 3)))

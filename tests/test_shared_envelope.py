@@ -140,7 +140,8 @@ def test_sdsa_descriptors_carry_each_blocks_shape():
         if step.kind is StepKind.SDSA:
             q = plan.memory.maps[step.attention.q]
             seen[step.source] = (decoded["heads_m1"] + 1, decoded["groups_m1"] + 1,
-                                 decoded["head_stride"] >> q.h_log, decoded["sd_side_m1"] + 1)
+                                 decoded["head_stride"] // q.side * q.pack,
+                                 decoded["sd_side_m1"] + 1)
         elif step.sink.spike_map is not None:
             assert decoded["heads_m1"] == 0, step.name
     # (heads, word groups a head, head stride in groups, token side)

@@ -24,9 +24,12 @@ def test_maps_are_disjoint_and_cover_every_lif(demo):
     T = demo.cfg.T
     spans = []
     for name, info in dut.maps.items():
-        assert (1 << info.h_log) >= info.side, name
-        assert (1 << info.cg_log) >= -(-info.channels // 16), name
-        spans.append((info.base, info.base + (T << (info.cg_log + info.h_log)), name))
+        groups = -(-info.channels // 16)
+        assert info.groups == groups, name
+        # the packed rows fit the bank; the words hold every group's rows
+        assert 1 <= info.pack and info.pack * info.side <= dut.map_width, name
+        words = -(-groups // info.pack)
+        spans.append((info.base, info.base + T * words * info.side, name))
     spans.sort()
     for (_, end, name), (start, _, other) in zip(spans, spans[1:]):
         assert end <= start, f"maps {name} and {other} overlap"

@@ -224,7 +224,7 @@ def test_descriptor_table_decodes_to_the_plan(plan):
     table, engine_layout = _descriptor_table(dut)
 
     def at(info, t):  # a map's first word at time step t (module docstring of hw.plan)
-        return info.base + (t << (info.cg_log + info.h_log))
+        return info.base + t * -(-info.groups // info.pack) * info.side
 
     runs = [k for k, s in enumerate(steps) if s.kind is not StepKind.BEGIN_STEM]
     assert sorted(table) == [(t, k) for t in range(T) for k in runs]
@@ -239,8 +239,6 @@ def test_descriptor_table_decodes_to_the_plan(plan):
         for flag, kind in flags.items():
             assert d[flag] == int(step.kind is kind), (step.name, flag)
         assert d["is_reader"] == int(step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF))
-        for name in ("src", "dst"):
-            assert d[f"{name}_stride"] == 1 << d[f"{name}_h_log"], (step.name, name)
         for name, minus in (("src_height", 1), ("src_channels", 1), ("dst_side", 1),
                             ("dst_side", 2), ("groups", 1), ("groups", 2),
                             ("stream_words", 1)):
@@ -248,9 +246,14 @@ def test_descriptor_table_decodes_to_the_plan(plan):
         lif = step.sink.spike_map
         if lif is not None:
             info = mem.maps[lif]
-            assert (d["dst_base"], d["dst_h_log"], d["dst_side"]) == \
-                (at(info, t), info.h_log, info.side), step.name
-            assert d["dst_mask"] == (1 << info.side) - 1
+            assert (d["dst_base"], d["dst_stride"], d["dst_side"]) == \
+                (at(info, t), info.side, info.side), step.name
+            assert d["dst_mask"] == (1 << info.pack * info.side) - 1
+            assert d["dst_word_bits"] == info.pack * info.side
+            groups = dut.plan.head_groups[step.source] if step.kind is StepKind.SDSA \
+                else info.groups
+            words = -(-groups // info.pack)   # a row's words (an SDSA row: one head's)
+            assert (d["dst_words_m1"], d["dst_words_m2"]) == (words - 1, max(0, words - 2))
             if lif in mem.sites:
                 site = mem.sites[lif]
                 assert (d["tbase"], d["groups"]) == (site.tbase, site.groups), step.name
@@ -262,8 +265,9 @@ def test_descriptor_table_decodes_to_the_plan(plan):
             assert d["sink_add"] == int(step.sink.kind is SinkKind.ADD)
             assert d["sink_logits"] == int(step.sink.kind is SinkKind.LOGITS)
             assert d["sink_stream"] == int(step.sink.stream is not None)
-            assert (d["src_base"], d["src_h_log"], d["src_height"], d["src_channels"]) == \
-                (at(src, t), src.h_log, src.side, place.config.in_channels), step.name
+            assert (d["src_base"], d["src_stride"], d["src_height"], d["src_channels"]) == \
+                (at(src, t), src.side, src.side, place.config.in_channels), step.name
+            assert (d["src_pack_m1"], d["src_mask"]) == (src.pack - 1, (1 << src.side) - 1)
             assert d["engine"] == engine_layout.const(place.config.fields).as_value().value
         writer = step
         if step.kind is StepKind.STEM:
@@ -278,9 +282,13 @@ def test_descriptor_table_decodes_to_the_plan(plan):
         if step.kind is StepKind.SDSA:
             attn = step.attention
             assert d["sdsa"] == list(net.attention).index(step.source)
-            assert (d["q_base"], d["k_base"], d["v_base"], d["src_h_log"]) == (
-                at(mem.maps[attn.q], t), at(mem.maps[attn.k], t),
-                at(mem.maps[attn.v], t), mem.maps[attn.q].h_log)
+            q = mem.maps[attn.q]
+            assert (d["q_base"], d["k_base"], d["v_base"], d["src_stride"]) == (
+                at(q, t), at(mem.maps[attn.k], t), at(mem.maps[attn.v], t), q.side)
+            head_groups = dut.plan.head_groups[step.source]
+            assert head_groups % q.pack == 0   # every head starts a word
+            assert d["src_pack_m1"] == q.pack - 1
+            assert d["head_stride"] == head_groups // q.pack * q.side
 
 
 def test_descriptor_fields_hold_their_largest_value(plan):
@@ -297,9 +305,7 @@ def test_descriptor_fields_hold_their_largest_value(plan):
     assert width["src_base"] == width["dst_base"] == bits_for(mem.map_depth + 1)
     assert width["stream_base"] == bits_for(mem.stream_depth + 1)
     assert width["mbase"] == bits_for(mem.membrane_words + 1)
-    h_log_max = max(info.h_log for info in mem.maps.values())
-    assert width["src_h_log"] == Shape.cast(range(h_log_max + 1)).width
-    assert width["src_stride"] == Shape.cast(range((1 << h_log_max) + 1)).width
+    assert width["src_stride"] == Shape.cast(range(mem.map_width + 1)).width
     assert width["groups"] == Shape.cast(range(dut.plan.max_groups + 1)).width
     assert width["dst_side"] == Shape.cast(range(mem.map_width + 1)).width
     assert width["dst_mask"] == mem.map_width

@@ -43,8 +43,9 @@ def read_memory(handle) -> list[int]:
 def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
     """Return a spike map as ``[T, C, H * W]`` from the shared spike memory (``hw.plan``'s
     layout: channel ``c`` at physical channel ``p = order[c]`` (the identity without
-    ``order``), in bank ``p % banks`` at word ``base + (((t << cg_log) | p // banks) << h_log |
-    y)``, bit ``x``; bank ``b`` is bits ``b * bank_bits ..`` of each word).
+    ``order``), in bank ``p % banks``; group ``q = p // banks`` packed ``pack`` a word: word
+    ``base + t * step_words + (q // pack) * H + y``, bit ``(q % pack) * W + x``; bank ``b`` is
+    bits ``b * bank_bits ..`` of each word).
 
     ``wide``: the memory's words already read (:func:`read_memory`), shared by every map in it;
     default: read it here."""
@@ -52,7 +53,7 @@ def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
     banks, bits, base = spec["banks"], spec["bank_bits"], spec["base"]
     if spec["layout"] != "shared":
         raise ValueError(f"unknown spike-map layout {spec['layout']!r}")
-    cg_stride, h_stride = 1 << spec["cg_log"], 1 << spec["h_log"]
+    pack, step_words = spec["pack"], spec["step_words"]
     if wide is None:
         wide = read_memory(getattr(core(dut), spec["memory"]))
     words = [[(w >> (b * bits)) & ((1 << bits) - 1) for w in wide] for b in range(banks)]
@@ -61,7 +62,9 @@ def read_spikes(dut, spec, T, wide=None) -> np.ndarray:
     for t in range(T):
         for c, p in enumerate(order):
             for y in range(height):
-                word = words[p % banks][base + (t * cg_stride + p // banks) * h_stride + y]
+                group = p // banks
+                word = words[p % banks][base + t * step_words + group // pack * height + y]
+                word >>= (group % pack) * width
                 for x in range(width):
                     out[t, c, y * width + x] = (word >> x) & 1
     return out
