@@ -208,7 +208,7 @@ EQUIVALENT: dict[tuple, str] = {
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
     ('hw/plan.py', 'sd_w = bits_for(mem.stream_depth + 1)', 36, '1 -> 2'):
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
-    ('hw/plan.py', 'map_depth=max(2, sum(T << (i.cg_log + i.h_log) for i in maps.values())),', 15, '2 -> 3'):
+    ('hw/plan.py', 'map_depth=max(2, sum(T * i.step_words for i in maps.values())),', 15, '2 -> 3'):
         'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
     ('hw/plan.py', 'stream_depth=max(2, sum(s.words for s in streams.values())),', 18, '2 -> 3'):
         'a larger minimum (memory depth, width floor or group count) only adds room no address or value reaches',
@@ -266,19 +266,9 @@ EQUIVALENT: dict[tuple, str] = {
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
     ('hw/plan.py', '"sink": unsigned(2),', 18, '2 -> 3'):
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
-    ('hw/plan.py', '"src_h_log": range(h_log_max + 1),', 32, '1 -> 2'):
-        'a field, register or port one bit (or more) wider than needed: it holds the same values',
-    ('hw/plan.py', '"src_stride": range((1 << h_log_max) + 1),', 40, '1 -> 2'):
-        'a field, register or port one bit (or more) wider than needed: it holds the same values',
     ('hw/plan.py', '"src_height": range(W + 1),', 25, '1 -> 2'):
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
     ('hw/plan.py', '"src_height_m1": range(W + 1),', 28, '1 -> 2'):
-        'a field, register or port one bit (or more) wider than needed: it holds the same values',
-    ('hw/plan.py', '"dst_h_log": range(h_log_max + 1),', 32, '1 -> 2'):
-        'a field, register or port one bit (or more) wider than needed: it holds the same values',
-    ('hw/plan.py', '"dst_stride": range((1 << h_log_max) + 1),', 22, '1 -> 2'):
-        'a field, register or port one bit (or more) wider than needed: it holds the same values',
-    ('hw/plan.py', '"dst_stride": range((1 << h_log_max) + 1),', 40, '1 -> 2'):
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
     ('hw/plan.py', '"dst_side": range(W + 1),', 23, '1 -> 2'):
         'a field, register or port one bit (or more) wider than needed: it holds the same values',
@@ -474,8 +464,8 @@ EQUIVALENT: dict[tuple, str] = {
         "the reference's side from channel 1 instead of 0: every channel has the same side",
     ('hw/mapwriter.py', 'address_width: int, max_groups: int, maps, heads: int = 1):', 57, '1 -> 2'):
         'a default the shared network and the tests never use (they pass the value)',
-    ('hw/mapwriter.py', 'self._row_bits = max(1 << (info.cg_log + info.h_log) for info in maps)', 22, '1 -> 2'):
-        "a row buffer twice as long: slots beyond the map's groups are never written or picked",
+    ('hw/mapwriter.py', 'self._row_bits = max(2, max(info.groups * info.side for info in maps))', 23, '2 -> 3'):
+        "a row buffer one bit longer: slots beyond the map's groups are never written, and a word picked there is masked",
     ('hw/mapwriter.py', '"start": In(1),', 13, '1 -> 2'):
         'a one-bit flag port widened: only bit 0 is driven and read',
     ('hw/mapwriter.py', '"done": Out(1),', 13, '1 -> 2'):
