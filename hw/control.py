@@ -43,9 +43,9 @@ __all__ = [
 OKAY = 0b00
 SLVERR = 0b10
 
-#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 2 in bits 15:0 (2: AXI_WEIGHTS,
-#: WEIGHT_BYTES and ERROR.AXI_READ).
-ID_VALUE = 0x5344_0002
+#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 3 in bits 15:0 (2: AXI_WEIGHTS,
+#: WEIGHT_BYTES and ERROR.AXI_READ; 3: TIME_STEPS, T chosen per run).
+ID_VALUE = 0x5344_0003
 
 #: Prefix of the AXI4-Lite ports in the Verilog (``s_axil_awaddr`` ...).
 AXIL_PREFIX = "s_axil"
@@ -231,12 +231,17 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                                                "at WEIGHT_BASE through the m_axi_ port"))),
         Register("CLASSES", 0x008, "RO", p.classes, "Number of classes (LOGIT words)."),
         Register("LANES", 0x00C, "RO", p.lanes, "Lanes of the engine (output channels a cycle)."),
-        Register("T", 0x010, "RO", p.T, "Time steps of one run (fixed at generation)."),
+        Register("T", 0x010, "RO", p.T, "Most time steps of a run (the design's; TIME_STEPS "
+                                        "chooses a run's)."),
         Register("INPUT_WORDS", 0x014, "RO", p.input_words,
                  "Event beats per time step (H * W)." if p.events else
                  "Pixel words of one input (C * H * W)."),
         Register("LOGIT_BITS", 0x018, "RO", p.logit_bits,
                  "Signed width of a logit before its sign extension to 32 bits."),
+        Register("TIME_STEPS", 0x01C, "RW", 0,
+                 "Time steps of the next run, 1 to T (0, or more than T: T), sampled at START; "
+                 "hold it while BUSY. A run of fewer time steps equals a design generated for "
+                 "them (logits summed over the run's time steps)."),
         Register("CONTROL", 0x020, "RW", 0, "Start a run; enable the interrupt.",
                  (F("START", 0, 1, "WO", "write 1: start a run if READY and not BUSY "
                                          "(else ignored and flagged in ERROR); reads 0"),
@@ -378,7 +383,8 @@ class ControlBlock(wiring.Component):
         rm, p = self.regmap, self.regmap.parameters
         bus, net = self.bus, self.net
         aw = rm.address_width
-        implemented = {"ID", "FEATURES", "CLASSES", "LANES", "T", "INPUT_WORDS", "LOGIT_BITS",
+        implemented = {"ID", "FEATURES", "CLASSES", "LANES", "T", "TIME_STEPS", "INPUT_WORDS",
+                       "LOGIT_BITS",
                        "CONTROL", "STATUS", "ERROR", "CYCLES", "STEP", "TIME_STEP", "EVENT",
                        "WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE", "LOGIT",
                        "INPUT", "WEIGHT_BYTES"}
@@ -399,9 +405,12 @@ class ControlBlock(wiring.Component):
         error = Signal(32, name="error_flags")
         done_q = Signal(name="done_q")
         storage = {name: Signal(32, name=name.lower()) for name in
-                   ("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")}
+                   ("TIME_STEPS", "WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")}
+        asked = storage["TIME_STEPS"]
         m.d.comb += [self.irq.eq(pending & irq_en),
-                     self.weight_base.eq(storage["WEIGHT_BASE"])]
+                     self.weight_base.eq(storage["WEIGHT_BASE"]),
+                     # more than the port holds: 0 (all T), as the network reads any value > T
+                     net.time_steps.eq(Mux(asked > p.T, 0, asked))]
 
         # --- write channel: AW and W held independently, then one register write -------------
         aw_held = Signal(name="aw_held")
@@ -595,14 +604,15 @@ class NetworkCore(wiring.Component):
     ======== =============== ======= ================================================
     offset   name            access  meaning
     ======== =============== ======= ================================================
-    0x000    ID              RO      0x5344_0002: 'SD', map version 2
+    0x000    ID              RO      0x5344_0003: 'SD', map version 3
     0x004    FEATURES        RO      bit0 EVENTS (event input), bit1 EXTERNAL_WEIGHTS,
                                      bit2 AXI_WEIGHTS
     0x008    CLASSES         RO      number of classes
     0x00C    LANES           RO      engine lanes
-    0x010    T               RO      time steps of a run
+    0x010    T               RO      most time steps of a run
     0x014    INPUT_WORDS     RO      pixel words (C*H*W) or event beats a time step (H*W)
     0x018    LOGIT_BITS      RO      signed logit width before sign extension
+    0x01C    TIME_STEPS      RW      time steps of the next run (0 or > T: T), read at START
     0x020    CONTROL         RW      bit0 START (write 1; reads 0), bit1 IRQ_EN
     0x024    STATUS          R/W1C   bit0 READY, bit1 BUSY, bit2 DONE, bit3 IRQ_PENDING (W1C)
     0x028    ERROR           R/W1C   bit0 START_BUSY, bit1 START_NOT_READY, bit2 INPUT_BUSY

@@ -8,7 +8,11 @@
 3. pulses ``step_start`` for one cycle (phase 1),
 4. waits for ``finish`` (phase 2; registered, so a step costs at least 5 cycles), then moves to
    the descriptor's ``next_k``, or, on the time step's ``last_step``, to step 0 of the next time
-   step, or ends the run (``done``).
+   step, or ends the run (``done``) after the run's last time step.
+
+The table holds ``T`` time steps (the most a run can do); a run does ``time_steps`` of them,
+sampled at ``run`` (0, or anything above ``T``, runs all ``T``), so one build serves every
+``T`` up to its own.
 
 The table is a constant: :func:`hw.descriptor.descriptor_rom` gives ``{(t << k_bits) | k:
 word}``. It is built as sum-of-products logic, not a ``Switch``: Yosys would turn a switch of
@@ -21,6 +25,10 @@ run : In(1)
     Pulse while not ``running``: start a run (the caller gates it with the engine's ``ready``).
 finish : In(1)
     Combinational: the running step's final write happens in this cycle.
+time_steps : In(range(T + 1))
+    Time steps of the next run, sampled at ``run`` (0: ``T``).
+t_last : Out(range(max(2, T)))
+    The running run's last time step (a register, set at ``run``).
 desc : Out(layout)
     The running step's descriptor (registers).
 step_start : Out(1)
@@ -40,11 +48,11 @@ Reference: :func:`sequence` (the ``(t, step)`` order a table prescribes). Tests:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Sequencer", "sequence", "step_address_bits"]
+__all__ = ["Sequencer", "run_time_steps", "sequence", "step_address_bits"]
 
 
 def step_address_bits(steps: int) -> int:
@@ -52,12 +60,29 @@ def step_address_bits(steps: int) -> int:
     return Shape.cast(range(steps + 1)).width
 
 
-def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int):
+def run_time_steps(time_steps: int, T: int) -> int:
+    """Time steps a run does when ``time_steps`` is asked of a table of ``T`` (0 or more than
+    ``T``: all ``T``)."""
+    return time_steps if 1 <= time_steps <= T else T
+
+
+def last_time_step(asked, T: int):
+    """The run's last time step (an expression) from a ``range(T + 1)`` port: ``asked - 1``, or
+    ``T - 1`` for 0 or anything above ``T`` (compared only where the port holds such values)."""
+    whole = asked == 0
+    if (1 << len(asked)) - 1 > T:
+        whole = whole | (asked > T)
+    return Mux(whole, T - 1, asked - 1)
+
+
+def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int,
+             time_steps: int = 0):
     """Return the ``[(t, step)]`` a run visits, in order, as the table's ``next_k`` and
-    ``last_step`` fields prescribe (reference for :class:`Sequencer`)."""
+    ``last_step`` fields prescribe, over :func:`run_time_steps` time steps (reference for
+    :class:`Sequencer`)."""
     k_bits = step_address_bits(steps)
     order = []
-    for t in range(T):
+    for t in range(run_time_steps(time_steps, T)):
         k = 0
         while True:
             order.append((t, k))
@@ -85,6 +110,8 @@ class Sequencer(wiring.Component):
         super().__init__({
             "run": In(1),
             "finish": In(1),
+            "time_steps": In(range(T + 1)),
+            "t_last": Out(range(max(2, T))),
             "desc": Out(layout),
             "step_start": Out(1),
             "t": Out(range(max(2, T))),
@@ -120,6 +147,7 @@ class Sequencer(wiring.Component):
         with m.If(self.run & ~running):
             m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0),
                          self.cycles.eq(0)]
+            m.d.sync += self.t_last.eq(last_time_step(self.time_steps, T))
         with m.If(running):
             with m.Switch(phase):
                 with m.Case(0):
@@ -134,7 +162,7 @@ class Sequencer(wiring.Component):
                     with m.If(finished):
                         m.d.sync += phase.eq(0)
                         with m.If(desc.last_step):
-                            with m.If(t == T - 1):
+                            with m.If(t == self.t_last):
                                 m.d.sync += [running.eq(0), self.done.eq(1)]
                             with m.Else():
                                 m.d.sync += [t.eq(t + 1), k.eq(0)]

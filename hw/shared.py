@@ -85,6 +85,9 @@ def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
     return {
         **inputs,
         "start": In(1),
+        # time steps of the next run, sampled at ``start`` (0: all ``T``; one build serves
+        # every T up to its own)
+        "time_steps": In(range(net.cfg.T + 1)),
         "ready": Out(1),
         "done": Out(1),
         "logits": Out(data.ArrayLayout(signed(logit_bits), classes)),
@@ -123,7 +126,12 @@ class SharedNetwork(wiring.Component):
         row-major order (bit ``c``: channel ``c`` fired there), ``H * W`` beats a time step,
         taken during the time step's ``EVENT_IN`` step (``ready`` high then, one beat a cycle).
     start : In(1)
-        Pulse (while ``ready``): run all time steps.
+        Pulse (while ``ready``): run ``time_steps`` time steps.
+    time_steps : In(range(T + 1))
+        Time steps of the run, sampled at ``start``: 1 to ``T`` (0, or more than ``T``: ``T``).
+        One build serves every T up to its own: the descriptor table holds ``T`` time steps,
+        and a run of fewer is the same as a build for fewer (the logits are the sum over the
+        run's time steps; the first starts every membrane at zero).
     ready : Out(1)
         The engine has cleared its bank after reset.
     done : Out(1)
@@ -380,11 +388,13 @@ class SharedNetwork(wiring.Component):
         finish = Signal(name="step_finish")  # comb: the step's final write happens now
         first = seq.first
         m.d.comb += [seq.run.eq(self.start & self.ready), seq.finish.eq(finish),
+                     seq.time_steps.eq(self.time_steps),
                      self.step.eq(seq.step), self.time_step.eq(seq.t),
                      self.done.eq(seq.done), self.cycles.eq(seq.cycles),
                      self.ready.eq(engine.ready), engine.config.eq(desc.engine)]
         if ring:
-            m.d.comb += [fetcher.start.eq(seq.run), engine.frame_start.eq(start),
+            m.d.comb += [fetcher.start.eq(seq.run), fetcher.time_steps.eq(self.time_steps),
+                         engine.frame_start.eq(start),
                          fetcher.layer_start.eq(start & desc.is_layer)]
         kind, sink = desc.kind, desc.sink
         sdsa_mode = desc.is_sdsa

@@ -52,6 +52,7 @@ from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.params import bits_for, ceil_div, check_int, log2_ceil
+from hw.sequencer import last_time_step
 
 __all__ = ["AXI_PREFIX", "LAYER_ALIGN", "MAX_BURST", "BOUNDARY", "RingLayer", "WeightRing",
            "axi4_read_ports", "ring_words", "WeightFetcher"]
@@ -300,8 +301,9 @@ def axi4_read_ports(address_width: int, data_width: int, id_width: int = 1) -> d
 class WeightFetcher(wiring.Component):
     """Stream a run's weights over AXI4 into the ring; gate the engine on what has arrived.
 
-    Built from a :class:`WeightRing` and the run's time steps ``T``. Per run (``start``) it reads
-    the image ``T`` times, block by block (:meth:`WeightRing.request_order`), and writes each
+    Built from a :class:`WeightRing` and the most time steps of a run, ``T``. Per run
+    (``start``) it reads the image once per time step of the run (``time_steps``, sampled at
+    ``start``; 0 or more than ``T``: ``T``), block by block (:meth:`WeightRing.request_order`), and writes each
     block into its ring slot (:func:`ring_words`).
 
     Ports
@@ -310,6 +312,8 @@ class WeightFetcher(wiring.Component):
         Pulse: a run begins (pointers and walkers restart; the previous run must be over).
     base : In(address_width)
         Byte address of the image in external memory (held for the run; a multiple of 64).
+    time_steps : In(range(T + 1))
+        Time steps of the run, sampled at ``start`` (as :class:`hw.sequencer.Sequencer`'s).
     m_axi_ar* / m_axi_r* : the AXI4 read master (:func:`axi4_read_ports`): INCR bursts of at most
         256 beats, never across 4 KB, ``arsize`` the bus width, ID 0, ``arcache`` 0b0011
         (normal, bufferable), ``arprot`` 0; every burst is in order, so any number may be
@@ -340,7 +344,7 @@ class WeightFetcher(wiring.Component):
         self.T = check_int("T", T, 1)
         self.P = ring.pointer_bits
         ports = {
-            "start": In(1), "base": In(ring.address_width),
+            "start": In(1), "base": In(ring.address_width), "time_steps": In(range(T + 1)),
             "write": In(WritePort.Signature(addr_width=log2_ceil(ring.depth),
                                              shape=unsigned(ring.lanes * ring.weight_width))),
             "layer_start": In(1), "block_done": In(self.P), "block_need": In(self.P),
@@ -417,6 +421,7 @@ class WeightFetcher(wiring.Component):
         a_active = Signal()
         a_issue = Signal()        # registered request waiting for arready
         a_t = Signal(range(T + 1))
+        a_t_last = Signal(range(max(2, T)))   # the run's last time step (set at start)
         a_layer = Signal(range(max(2, L)))
         a_c = Signal(chan_bits)
         a_c_last = Signal(chan_bits)
@@ -454,6 +459,7 @@ class WeightFetcher(wiring.Component):
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issue.eq(0), a_t.eq(0), a_layer.eq(0),
                          a_time.eq(0), a_load.eq(1)]
+            m.d.sync += a_t_last.eq(last_time_step(self.time_steps, T))
         with m.Elif(a_load):
             # Layer constants into registers; the first block starts.
             m.d.sync += [a_load.eq(0), a_c.eq(0), a_c_last.eq(t_channels_m1[a_layer]),
@@ -478,7 +484,7 @@ class WeightFetcher(wiring.Component):
                         with m.Else():
                             m.d.sync += [a_layer.eq(0), a_time.eq(a_time + ring.span),
                                          a_t.eq(a_t + 1)]
-                            with m.If(a_t == T - 1):
+                            with m.If(a_t == a_t_last):
                                 m.d.sync += [a_active.eq(0), a_load.eq(0)]
 
         # --- R walker: beats into words, words into the block's slot --------------------------

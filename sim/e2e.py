@@ -747,9 +747,12 @@ def network_meta(dut) -> dict:
                       for s in dut.steps]}
 
 
-def write_case(path, dut, codes, logits, trace) -> dict:
-    """Write the testbench's case (codes, logits, expected spikes ``[B, T, C, N]``) and meta."""
+def write_case(path, dut, codes, logits, trace, time_steps: int | None = None) -> dict:
+    """Write the testbench's case (codes, logits, expected spikes ``[B, T, C, N]``) and meta
+    (``T``: the run's time steps, ``time_steps`` or the design's)."""
     meta = network_meta(dut)
+    if time_steps is not None:
+        meta["T"] = int(time_steps)
     arrays = {"codes": codes.numpy().astype(np.int64), "logits": logits.numpy()}
     for lif, spec in meta["maps"].items():
         spikes = map_spikes(dut.plan.net, trace, lif).numpy()
@@ -923,8 +926,22 @@ def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut
 AXI_DEFAULTS = {"latency": "1-64", "pause": 0.2, "base": 0x4000_0000, "seed": 1}
 
 
+def run_at(network: QuantizedNetwork, time_steps: int):
+    """``(model, net)`` of ``network`` run for ``time_steps`` time steps: the same weights,
+    ``cfg.T = time_steps`` (the golden and integer models of a shorter run of the design)."""
+    import copy
+    import dataclasses
+
+    if time_steps == network.T:
+        return network.model, network.net
+    cfg = dataclasses.replace(network.cfg, T=time_steps)
+    model = copy.copy(network.model)
+    model.cfg = cfg
+    return model, dataclasses.replace(network.net, cfg=cfg)
+
+
 def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | None = None,
-             axi: dict | None = None) -> dict:
+             axi: dict | None = None, time_steps: int | None = None) -> dict:
     """Run ``inputs`` through the network RTL and the golden models; return the summary.
 
     Writes the testbench's case and results into ``out``. The summary holds, per image, the RTL
@@ -932,7 +949,9 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     model's), the integer and float logits and predictions, and the per-step ``report``; a
     mismatch is its ``error`` (the first layer and index that differ), not an exception.
     ``axi``: with ``network.weights == "axi"``, the external memory's settings over
-    :data:`AXI_DEFAULTS`.
+    :data:`AXI_DEFAULTS`. ``time_steps``: run the design (built for ``network.T`` time steps)
+    for this many, 1 to ``network.T``, through its ``time_steps`` port; the golden models run
+    the same weights at that T (default: ``network.T``).
     """
     import torch
 
@@ -941,12 +960,19 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     torch.set_num_threads(1)
     simulator = toolchain.selected_simulator(simulator)
     out = Path(out).resolve()  # the simulator runs in its build directory
-    T, net, lanes = network.T, network.net, network.lanes
+    design_T, lanes = network.T, network.lanes
+    T = design_T if time_steps is None else int(time_steps)
+    if not 1 <= T <= design_T:
+        raise ValueError(f"time_steps {T} is out of range: 1..{design_T} (the design's T)")
+    model, net = run_at(network, T)
+    images = inputs.images
+    if network.cfg.events and T != design_T:
+        images = images[:, :T]          # event frames [N, T, C, H, W]: the run's first T
     out.mkdir(parents=True, exist_ok=True)
-    codes, logits, trace, float_logits = golden_run(network.model, net, inputs.images)
+    codes, logits, trace, float_logits = golden_run(model, net, images)
     dut = network_design(network)
     case = out / f"case_T{T}.npz"
-    meta = write_case(case, dut, codes, logits, trace)
+    meta = write_case(case, dut, codes, logits, trace, T)
     design, convert_s, build_s = compile_network(network, simulator, dut)
     results = out / f"results_T{T}.json"
     results.unlink(missing_ok=True)  # never read an earlier run's results
@@ -955,7 +981,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     try:
         # A run that never ends fails with the step it is stuck in instead of hanging: ten
         # times the cycle model's prediction of the slowest image, plus a million cycles.
-        model = cycle_model(dut, network, axi)
+        model = cycle_model(dut, network, axi, T)
         bound = 10 * max(model.predict(trace, i)["total"] for i in range(len(inputs)))
         env = {"NET_CASE": str(case), "NET_META": str(case) + ".json",
                "NET_MAX_CYCLES": str(int(bound) + 1_000_000),
@@ -973,7 +999,8 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     run_s = time.perf_counter() - begin
     rtl = json.loads(results.read_text())["images"] if results.exists() else []
     count = len(inputs)
-    summary = {"T": T, "trained": network.trained, "checkpoint": network.checkpoint,
+    summary = {"T": T, "design_T": design_T, "trained": network.trained,
+               "checkpoint": network.checkpoint,
                "images": count, "inputs": inputs.description, "input_source": inputs.source,
                "lanes": lanes, "arch": network.arch, "weights": network.weights,
                "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
@@ -985,7 +1012,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                "rtl_pred": [int(np.argmax(r["logits"])) for r in rtl],
                "rtl": rtl}
     summary["report"] = step_report(dut, net, trace, rtl, meta,
-                                    cycle_model(dut, network, axi)) if rtl else []
+                                    cycle_model(dut, network, axi, T)) if rtl else []
     summary["memory_padding"] = dut.padding_report()
     if network.weights == "axi":
         summary["axi"] = {**AXI_DEFAULTS, **(axi or {}), **dut.ring.manifest()}
@@ -1067,17 +1094,18 @@ def _sops(dut, net, trace, step, t, image):
     return 0, side * side * ceil_div(channels, lanes), 0
 
 
-def cycle_model(dut, network: QuantizedNetwork, axi: dict | None = None):
+def cycle_model(dut, network: QuantizedNetwork, axi: dict | None = None,
+                time_steps: int | None = None):
     """The cycle model of the design: :class:`sim.perf.CycleModel`, with the weight fetcher's
     timing when the weights come over AXI4 (:class:`sim.perf.AxiFetchModel`). The model knows a
     memory of fixed latency that never pauses; for a random one (a latency range, pauses) it
     takes the range's middle and no pauses, an estimate only."""
     if network.weights != "axi":
-        return CycleModel(dut.plan)
+        return CycleModel(dut.plan, time_steps=time_steps)
     from sim.tb.axi_memory import parse_latency
 
     low, high = parse_latency({**AXI_DEFAULTS, **(axi or {})}["latency"])
-    return CycleModel(dut.plan, ring=dut.ring, latency=(low + high) // 2)
+    return CycleModel(dut.plan, ring=dut.ring, latency=(low + high) // 2, time_steps=time_steps)
 
 
 def step_report(dut, net, trace, rtl, meta, model=None) -> list[dict]:
@@ -1256,6 +1284,9 @@ def main(argv=None) -> int:
                    help=f"the first N images per T (default: all of an --inputs file, else "
                         f"{DEFAULT_IMAGES})")
     p.add_argument("--T", type=int, nargs="+", default=[1, 2], help="time steps (default 1 2)")
+    p.add_argument("--max-T", type=int, default=None, metavar="N",
+                   help="build one design for N time steps and run every --T (at most N) on it "
+                        "through its time_steps port (default: a design per T)")
     p.add_argument("--checkpoint", default=None,
                    help=f"default {DEFAULT_CHECKPOINT}; 'random': seeded random weights. Its "
                         "configuration is the checkpoint's own (saved, else from its shapes)")
@@ -1307,6 +1338,9 @@ def main(argv=None) -> int:
         problem = f"--images {args.images} is out of range: at least 1"
     elif min(args.T) < 1:
         problem = f"--T {min(args.T)} is out of range: at least 1"
+    elif args.max_T is not None and not max(args.T) <= args.max_T <= 64:
+        problem = (f"--max-T {args.max_T} is out of range: {max(args.T)} (the largest --T) "
+                   "to 64")
     elif args.lanes is not None and not 1 <= args.lanes <= 256:
         problem = f"--lanes {args.lanes} is out of range: 1..256"
     elif not 0 < args.clock_mhz < float("inf"):
@@ -1334,11 +1368,15 @@ def main(argv=None) -> int:
         lanes = args.lanes or 16
         name = args.checkpoint or DEFAULT_CHECKPOINT
         try:
-            for T in args.T:
-                networks[T] = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
-                                      arch=args.arch, seed=args.seed, sdsa=args.sdsa,
-                                      weights=args.weights, axi_width=args.axi_width,
-                                      weight_ring=args.weight_ring)
+            for T in ([args.max_T] if args.max_T else args.T):
+                built = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
+                                arch=args.arch, seed=args.seed, sdsa=args.sdsa,
+                                weights=args.weights, axi_width=args.axi_width,
+                                weight_ring=args.weight_ring)
+                if args.max_T:
+                    networks = {run_T: built for run_T in args.T}
+                else:
+                    networks[T] = built
             inputs = select_inputs(networks[args.T[0]].net, args.images, args.inputs, args.seed)
         except (NotImplementedError, InputError) as error:  # refused model, bad inputs
             problem = _one_line(error)
@@ -1351,10 +1389,12 @@ def main(argv=None) -> int:
         return 2
     status = 0
     for T in args.T:
-        print(f"simulating {describe(networks[T].cfg)}", flush=True)
+        print(f"simulating {describe(networks[T].cfg)}"
+              + (f", run for T={T} time steps" if args.max_T else ""), flush=True)
         print(f"inputs: {inputs.description}", flush=True)
         summary = simulate(networks[T], inputs, Path(args.out), simulator=args.sim,
-                           axi={"latency": args.axi_latency, "pause": args.axi_pause})
+                           axi={"latency": args.axi_latency, "pause": args.axi_pause},
+                           time_steps=T if args.max_T else None)
         if summary["rtl"]:
             write_report(summary, Path(args.out), args.clock_mhz)
         print_summary(summary)

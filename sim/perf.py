@@ -469,9 +469,13 @@ class CycleModel:
     ----------
     plan : hw.plan.SharedPlan
         The network's plan (``SharedNetwork(net).plan``, or ``SharedPlan(net, lanes)``).
+    time_steps : int, optional
+        Time steps of the run (the network's ``time_steps`` port), 1 to ``plan.T``; default
+        ``plan.T``.
     """
 
-    def __init__(self, plan, *, ring=None, latency: int | None = None):
+    def __init__(self, plan, *, ring=None, latency: int | None = None,
+                 time_steps: int | None = None):
         self.plan = plan
         #: Weights over AXI4 (``hw.weightfetch.WeightRing``) and the memory's fixed latency:
         #: engine layers then wait for their blocks (:class:`AxiFetchModel`); None: on chip.
@@ -479,7 +483,9 @@ class CycleModel:
         if (ring is None) != (latency is None):
             raise ValueError("ring and latency go together (weights over AXI4) or not at all")
         self.steps = plan.steps
-        self.T = plan.T
+        self.T = plan.T if time_steps is None else int(time_steps)
+        if not 1 <= self.T <= plan.T:
+            raise ValueError(f"time_steps {time_steps} is out of range: 1..{plan.T}")
         net = plan.net
         stem = plan.stem_layer
         self._stem = None

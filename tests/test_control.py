@@ -83,7 +83,8 @@ def test_reference_decoder():
     assert rm.decode(0x1000 + 4 * 5) is None            # past the last class
     assert rm.decode(0x2000 + 4 * 47) == (rm["INPUT"], 47)
     assert rm.decode(0x2000 + 4 * 48) is None
-    assert rm.decode(0x01C) is None and rm.decode(0x050) is None
+    assert rm.decode(0x01C) == (rm["TIME_STEPS"], 0)
+    assert rm.decode(0x03C) is None and rm.decode(0x050) is None
     assert rm.decode(0x020 + (1 << rm.address_width)) == (rm["CONTROL"], 0)  # wraps
     with pytest.raises(ValueError, match="1..1024 logits"):
         register_map(CoreParameters(1025, 1, 16, 4, 8, 8, False, False))
@@ -109,6 +110,7 @@ CONTRACT = {
                                "AXI_WEIGHTS": (2, 1)}),
     "CLASSES": (0x008, "RO", {}), "LANES": (0x00C, "RO", {}), "T": (0x010, "RO", {}),
     "INPUT_WORDS": (0x014, "RO", {}), "LOGIT_BITS": (0x018, "RO", {}),
+    "TIME_STEPS": (0x01C, "RW", {}),
     "CONTROL": (0x020, "RW", {"START": (0, 1), "IRQ_EN": (1, 1)}),
     "STATUS": (0x024, "R/W1C", {"READY": (0, 1), "BUSY": (1, 1), "DONE": (2, 1),
                                 "IRQ_PENDING": (3, 1)}),
@@ -377,7 +379,7 @@ def test_constants_and_unmapped_addresses():
                 # Writes to read-only registers are ignored with OKAY.
                 assert await master.write(ctx, r.offset, 0xFFFF_FFFF) == OKAY
                 assert await master.read(ctx, r.offset) == (r.reset, OKAY), r.name
-        for addr in (0x01C, 0x03C, 0x050, 0x0FFC, 0x1000 + 4 * rm["LOGIT"].count,
+        for addr in (0x038, 0x03C, 0x050, 0x0FFC, 0x1000 + 4 * rm["LOGIT"].count,
                      rm["INPUT"].address(rm["INPUT"].count - 1) + 4):
             assert rm.decode(addr) is None
             assert await master.read(ctx, addr) == (0, SLVERR), hex(addr)
@@ -564,11 +566,11 @@ def test_random_register_walk_with_random_delays():
 
     async def bench(ctx, dut, master, fake, rm):
         model = {r.offset: r.reset for r in rm.registers if r.count == 1}
-        storage = [rm[n].offset for n in ("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE",
+        storage = [rm[n].offset for n in ("TIME_STEPS", "WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE",
                                           "SCRATCH_BASE")]
         constants = [r.offset for r in rm.registers if r.access == "RO" and r.count == 1
                      and r.name not in ("CYCLES", "STEP", "TIME_STEP")]
-        unmapped = [0x01C, 0x05C, 0x0800, 0x1FFC, 0x3FFC]
+        unmapped = [0x03C, 0x05C, 0x0800, 0x1FFC, 0x3FFC]
         for _ in range(300):
             addr = rng.choice(storage * 3 + constants + unmapped)
             delays = dict(aw_delay=rng.randrange(4), w_delay=rng.randrange(4),

@@ -44,9 +44,9 @@ def table(T: int, seed: int):
     return layout, rom
 
 
-def simulate(layout, rom, T: int, seed: int):
-    """Run once; return ``[(t, step, value)]`` at each ``step_start``, ``cycles`` and the cycle
-    count from ``run`` to ``done``."""
+def simulate(layout, rom, T: int, seed: int, time_steps: int = 0):
+    """Run once (``time_steps`` asked at ``run``); return ``[(t, step, value)]`` at each
+    ``step_start``, ``cycles`` and the cycle count from ``run`` to ``done``."""
     dut = Sequencer(layout, rom, steps=STEPS, T=T)
     rng = random.Random(seed)
     seen = []
@@ -54,9 +54,11 @@ def simulate(layout, rom, T: int, seed: int):
 
     async def bench(ctx):
         assert not ctx.get(dut.running) and not ctx.get(dut.done)
+        ctx.set(dut.time_steps, time_steps)
         ctx.set(dut.run, 1)
         await ctx.tick()
         ctx.set(dut.run, 0)
+        ctx.set(dut.time_steps, 0)   # sampled at run: changing it later changes nothing
         elapsed = 1
         wait = None
         while not ctx.get(dut.done):
@@ -97,6 +99,17 @@ def test_sequencer_walks_the_table(T, seed):
     for t, k, value in seen:
         assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
     assert out["cycles"] == out["elapsed"] - 1
+
+
+@pytest.mark.parametrize("T, time_steps", [(3, 1), (3, 2), (3, 3), (3, 0), (2, 3), (1, 1)])
+def test_a_run_does_the_time_steps_asked(T, time_steps):
+    """One table of T time steps serves every run of 1..T (0, or more than T: all T)."""
+    layout, rom = table(T, 5)
+    seen, _ = simulate(layout, rom, T, 5, time_steps)
+    expected = sequence(rom, layout, STEPS, T, time_steps)
+    assert [(t, k) for t, k, _ in seen] == expected
+    done = time_steps if 1 <= time_steps <= T else T
+    assert {t for t, _, _ in seen} == set(range(done))
 
 
 def test_reference_follows_the_chain():

@@ -104,7 +104,10 @@ def test_request_order_respects_bursts_and_boundaries():
 
 
 def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 64), pause=0.3,
-                hold=(0, 6), base=0x3F00):
+                hold=(0, 6), base=0x3F00, time_steps=None):
+    """Run the fetcher built for ``T`` time steps for ``time_steps`` of them (default: leave the
+    port at 0, which runs all ``T``) against a random AXI memory and engine; then idle 300
+    cycles, recording any request the run should not make."""
     plan = small_plan(lanes, weight_width, seed)
     ring = WeightRing(plan, depth=depth, data_width=data_width)
     image = ring.image()
@@ -118,10 +121,14 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
         ring_model = {}
         pending = []       # [due cycle, address, beats left]
         ctx.set(dut.base, base)
+        if time_steps is not None:
+            ctx.set(dut.time_steps, time_steps)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
-        blocks = [(layer, c, first) for _ in range(T) for layer in ring.layers
+        ctx.set(dut.time_steps, 0)    # sampled at start
+        run_T = T if time_steps is None else time_steps
+        blocks = [(layer, c, first) for _ in range(run_T) for layer in ring.layers
                   for first, c in zip([True] + [False] * layer.channels, range(layer.channels))]
         state, wait = "start", 0
         cycle = 0
@@ -177,6 +184,12 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                     state = "start"
             await ctx.tick()
         log["cycles"] = cycle
+        ctx.set(dut.m_axi_arready, 1)
+        ctx.set(dut.m_axi_rvalid, 0)
+        for _ in range(300):          # a run that asks for more than its time steps is seen
+            if ctx.get(dut.m_axi_arvalid):
+                log["bursts"].append((ctx.get(dut.m_axi_araddr), ctx.get(dut.m_axi_arlen) + 1))
+            await ctx.tick()
         log["bytes"] = ctx.get(dut.bytes_read)
         log["error"] = ctx.get(dut.error)
 
@@ -199,6 +212,17 @@ def test_fetcher_fills_the_ring_under_back_pressure(lanes, weight_width, data_wi
     assert log["checked"] == T * sum(layer.channels for layer in ring.layers)
     assert log["bursts"] == ring.request_order(0x3F00) * T
     assert log["bytes"] == T * sum(beats for _, beats in ring.request_order()) * data_width // 8
+    assert log["error"] == 0
+
+
+@pytest.mark.parametrize("time_steps", [1, 2])
+def test_fetcher_reads_the_time_steps_of_the_run(time_steps):
+    """A fetcher built for T = 3 runs 1 or 2 time steps when asked (``time_steps``, sampled at
+    start): the image that many times, no request more."""
+    ring, log = run_fetcher(4, 8, 64, 64, 3, seed=7, latency=(1, 8), pause=0.1,
+                            time_steps=time_steps)
+    assert log["checked"] == time_steps * sum(layer.channels for layer in ring.layers)
+    assert log["bursts"] == ring.request_order(0x3F00) * time_steps
     assert log["error"] == 0
 
 

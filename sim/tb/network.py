@@ -176,6 +176,7 @@ async def test_network(dut):
     T, classes = meta["T"], meta["classes"]
     tb = TB(dut)
     dut.start.value = 0
+    dut.time_steps.value = T    # the run's time steps (the design may hold more)
     memory = None
     if os.environ.get("NET_WEIGHTS"):
         memory = external_memory(dut)
