@@ -1029,8 +1029,10 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
 def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16,
                 seed: int = 0, arch: str = "shared", simulator: str | None = None,
                 variant_name: str | None = None, inputs=None, sdsa: int | None = None,
-                weights: str = "internal", axi: dict | None = None) -> dict:
-    """Run ``images`` images at ``T`` in RTL; return the summary (:func:`simulate`).
+                weights: str = "internal", axi: dict | None = None,
+                time_steps: int | None = None) -> dict:
+    """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
+    them, default all ``T``); return the summary (:func:`simulate`).
 
     :func:`prepare` (``sdsa``: a random model's operator), :func:`select_inputs` (``inputs``: as
     there; default the digits) and :func:`simulate` in one call.
@@ -1038,7 +1040,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
                       sdsa=sdsa, weights=weights)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
-                    axi=axi)
+                    axi=axi, time_steps=time_steps)
 
 
 def _sops(dut, net, trace, step, t, image):

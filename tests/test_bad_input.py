@@ -372,6 +372,8 @@ ARGS = {
     "e2e --T 0": ([PY, "-m", "sim.e2e", "--T", "0"], ["--T 0"]),
     "e2e --images 0": ([PY, "-m", "sim.e2e", "--images", "0"], ["--images 0"]),
     "e2e --lanes 0": ([PY, "-m", "sim.e2e", "--lanes", "0"], ["--lanes 0", "1..256"]),
+    "e2e --max-T below --T": ([PY, "-m", "sim.e2e", "--T", "1", "4", "--max-T", "2"],
+                              ["--max-T 2", "4 (the largest --T)"]),
 }
 
 
