@@ -171,17 +171,17 @@ class SpikeMapReader(wiring.Component):
                 with m.Case(b):
                     m.d.comb += fd_word.eq(word_banks[b])
         # A packed row: shifted down by its offset (a multiplexer over the offsets some map
-        # uses) and masked to the map's side.
+        # uses) into ``fo_bits``, and masked to the map's side after that register (the mask,
+        # a descriptor register, is stable while a beat waits), off the bank and offset
+        # multiplexers' path.
         fd_row_bits = Signal(W, name="fd_row_bits")
         if len(self._shifts) == 1:
             m.d.comb += fd_row_bits.eq(fd_word)
         else:
-            shifted = Signal(W, name="fd_shifted")
             with m.Switch(fw_shift):
                 for offset in self._shifts:
                     with m.Case(offset):
-                        m.d.comb += shifted.eq(fd_word[offset:])
-            m.d.comb += fd_row_bits.eq(shifted & desc.src_mask)
+                        m.d.comb += fd_row_bits.eq(fd_word[offset:])
         fo_valid = Signal(name="fo_valid")
         fo_bits = Signal(W, name="fo_bits")
         fo_last = Signal(name="fo_last")
@@ -189,7 +189,9 @@ class SpikeMapReader(wiring.Component):
         m.d.comb += [fo_take.eq(~fo_valid | self.o.ready),
                      fw_take.eq(~fw_valid | fo_take),
                      fd_advance.eq(~fd_valid | fw_take),
-                     self.o.valid.eq(fo_valid), self.o.payload.bits.eq(fo_bits),
+                     self.o.valid.eq(fo_valid),
+                     self.o.payload.bits.eq(fo_bits if len(self._shifts) == 1
+                                            else fo_bits & desc.src_mask),
                      self.o.payload.last.eq(fo_last)]
         with m.If(sdsa_mode | fw_take):
             m.d.sync += spike_word.eq(self.read.data)
