@@ -145,8 +145,8 @@ class SpikeMapReader(wiring.Component):
 
         fd_c = Signal.like(desc.src_channels_m1, name="fd_c")
         fd_bank = Signal(range(lanes + 1), name="fd_bank")
-        fd_addr = Signal(md_w, name="fd_addr")   # src_base + (c // lanes << h_log | y)
-        fd_row = Signal(md_w, name="fd_row")     # src_base + (c // lanes << h_log)
+        fd_addr = Signal(md_w, name="fd_addr")   # src_base + (q // P) * stride + y
+        fd_row = Signal(md_w, name="fd_row")     # src_base + (q // P) * stride
         fd_y = Signal(range(W + 1), name="fd_y")
         fd_sub = Signal.like(desc.src_pack_m1, name="fd_sub")  # q % P of the channel's group
         fd_shift = Signal(range(W), name="fd_shift")           # fd_sub * src_stride
@@ -226,7 +226,7 @@ class SpikeMapReader(wiring.Component):
         last_phase = len(rows) - 1  # the phase whose last group completes the beat
         sd_beat = Signal(name="sd_beat")        # rows complete, offered to the SDSA
         sd_off = Signal(md_w, name="sd_off")    # head h's first group row + y
-        sd_gaddr = Signal(md_w, name="sd_gaddr")  # sd_off + (sd_g << h_log)
+        sd_gaddr = Signal(md_w, name="sd_gaddr")  # sd_off + (sd_g // P) * stride
         sd_head = Signal(md_w, name="sd_head")  # h * head_stride
 
         # Both read addresses live in registers updated as their counters move (no shift or

@@ -134,7 +134,7 @@ def test_a_model_that_does_not_take_the_digits_is_simulated_on_random_images(tmp
     assert (network.cfg.in_channels, network.cfg.img_size) == (3, 32)
     fed = []
 
-    def stub(network, inputs, out, simulator=None, axi=None):
+    def stub(network, inputs, out, simulator=None, axi=None, time_steps=None):
         fed.append(inputs)
         return {"T": network.T, "trained": network.trained, "images": len(inputs),
                 "input_source": inputs.source, "rtl": [], "report": [], "convert_s": 0.0,
