@@ -838,8 +838,8 @@ def core_case(path: Path, events: bool, count: int = 2, seed: int = 0,
                   < 0.2).astype(np.int64)
         logits = integer(torch.from_numpy(frames).transpose(0, 1))
         # Beats: per time step one per pixel, row-major; bit c = channel c.
-        weights = (1 << np.arange(cfg.in_channels)).reshape(1, -1, 1)
-        inputs = [(f.reshape(cfg.T, cfg.in_channels, -1) * weights).sum(axis=1).reshape(-1)
+        channel_bits = (1 << np.arange(cfg.in_channels)).reshape(1, -1, 1)
+        inputs = [(f.reshape(cfg.T, cfg.in_channels, -1) * channel_bits).sum(axis=1).reshape(-1)
                   for f in frames]
     else:
         codes = integer.quantize_input(random_images(net, pool, seed))

@@ -265,7 +265,7 @@ async def test_errors(dut):
     driver = Driver(dut, rm, seed=3)
     await driver.reset()
     p = rm.parameters
-    unmapped = [0x01C, 0x03C, 0x054, 0x0FFC, rm["LOGIT"].address(p.classes - 1) + 4]
+    unmapped = [0x03C, 0x054, 0x058, 0x0FFC, rm["LOGIT"].address(p.classes - 1) + 4]
     if not p.axi_weights:
         unmapped.append(0x050)
     if not p.events:
@@ -280,6 +280,9 @@ async def test_errors(dut):
         await driver.write(rm[name].offset, 0x8000_0000 + 0x1000 * index)
     for index, name in enumerate(("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")):
         assert await driver.read(rm[name].offset) == 0x8000_0000 + 0x1000 * index
+    # More time steps than the design holds: the run below does all T (its logits are checked).
+    await driver.write(rm["TIME_STEPS"].offset, 1000)
+    assert await driver.read(rm["TIME_STEPS"].offset) == 1000
     if driver.memory is not None:
         await driver.write(rm["WEIGHT_BASE"].offset, WEIGHT_BASE)
     error = rm["ERROR"].offset
