@@ -67,6 +67,9 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "mbase": unsigned(bits_for(mem.membrane_words + 1)),
         "tbase": unsigned(bits_for(len(plan.thresholds) // lanes + 1)),
         "stream_base": unsigned(sd_w),
+        # where an add reads the words it adds to (the stream's own base, or the kept stem
+        # output for the first add into the first stream: ``SharedPlan.stream_access``)
+        "stream_read_base": unsigned(sd_w),
         "stream_words": unsigned(sd_w),
         "stream_words_m1": unsigned(sd_w),
         "shift_base": unsigned(bits_for(len(plan.shift_words) + 2)),
@@ -123,11 +126,12 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         sink = begin.sink
         step = begin  # its stream and shifts
     if sink.stream is not None:
-        stream = mem.streams[sink.stream]
-        out.update(stream_base=stream.base, stream_words=stream.words,
-                   groups=stream.groups, shift_base=mem.shift_base[step.name])
+        read, stream = plan.stream_access[step.name]
+        out.update(stream_base=stream.base, stream_read_base=read.base,
+                   stream_words=stream.words, groups=stream.groups,
+                   shift_base=mem.shift_base[step.name])
     if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
-        stream = mem.streams[step.source]
+        stream, _ = plan.stream_access[step.name]
         out.update(stream_base=stream.base, stream_words=stream.words)
     if step.kind is StepKind.SDSA:
         attn = step.attention
@@ -185,16 +189,18 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
     ``engine_value(LayerConfig) -> int`` packs a layer's engine configuration (the engine's
     :meth:`~hw.progengine.ProgEngine.config_value`, which checks that the layer fits). In
     program order over time steps, a field a step does not set keeps the value of the last
-    step that did (the registers' previous contents); ``begin_stem`` steps are skipped (the
-    stem's descriptor does their work).
+    step that did (the registers' previous contents). Time step ``t`` holds the steps
+    ``plan.runs(t)``: never ``begin_stem`` (the stem's descriptor does its work), and the stem
+    at ``t = 0`` only when the plan keeps its output (``stem_once``), so that a later time step
+    begins at ``plan.runs(t)[0]``.
     """
     steps = plan.steps
     k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
     rom = {}
     state = {name: 0 for name in descriptor_fields(plan, None)}
     state["dst_words"] = 0
-    runs = [index for index, step in enumerate(steps) if step.kind is not StepKind.BEGIN_STEM]
     for tv in range(plan.T):
+        runs = plan.runs(tv)
         for position, index in enumerate(runs):
             step = steps[index]
             values = _descriptor_values(plan, step, tv)

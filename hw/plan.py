@@ -45,10 +45,14 @@ import numpy as np
 
 from hw.accumulator import accumulator_bound, pack_lanes, signed_width
 from hw.params import ceil_div, log2_ceil
-from hw.program import Program, Step, StepKind, lif_map_shapes
+from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes
 from hw.progengine import LayerConfig, layer_config, pack_layer_biases, pack_layer_weights
 
-__all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan"]
+__all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan",
+           "STEM_OUT"]
+
+#: The stream place that keeps the stem's output across time steps (:attr:`SharedPlan.stem_once`).
+STEM_OUT = "stem_out"
 
 
 @dataclass(frozen=True)
@@ -222,9 +226,19 @@ class SharedPlan:
         self.program = Program(net)
         self.steps: list[Step] = self.program.steps
         self.sizes = net.cfg.map_sides()
+        #: Whether the stem runs once per run: with T > 1 a static image gives the stem the same
+        #: output at every time step, so it runs at ``t = 0`` only, into a stream place of its
+        #: own (``"stem_out"``) that nothing else writes; the first stream reads it where it
+        #: would have read its own words before the first add (:attr:`stream_access`).
+        self.stem_once = T > 1 and self.steps[0].kind is StepKind.STEM
         self._check_attention()
         maps = self._plan_maps()
         streams = self._plan_streams()
+        #: ``{step name: (StreamPlace read, StreamPlace written or None)}`` of every step that
+        #: reads or writes a residual stream (a stream LIF or pool reads; a layer's add reads
+        #: and writes; a begin, or the stem through its ``begin_stem``, writes and reads its
+        #: own place).
+        self.stream_access = self._plan_stream_access(streams)
         sites, thresholds, membrane_words, lif_bits = self._plan_sites(maps)
         layers, weight_words, bias_words = self._plan_layers(maps)
         shift_base = self._plan_shifts()
@@ -350,7 +364,49 @@ class SharedPlan:
             words = self.sizes[name] ** 2 * groups
             streams[name] = StreamPlace(name, base, groups, words, stream.bits)
             base += words
+        if self.stem_once:
+            kept = streams[self._stream_of(STEM_OUT)]
+            streams[STEM_OUT] = StreamPlace(STEM_OUT, base, kept.groups, kept.words, kept.bits)
         return streams
+
+    def _plan_stream_access(self, streams) -> dict:
+        """Which stream place each stream step reads and writes (:attr:`stream_access`).
+
+        Without :attr:`stem_once` every stream is read and written at its own place. With
+        it, the stem's begin writes ``stem_out``; the first stream's readers read ``stem_out``
+        until the first add into that stream, which reads ``stem_out`` and writes the stream's
+        own place, so ``stem_out`` still holds the stem's output at the next time step.
+        """
+        current = {name: place for name, place in streams.items()}
+        access = {}
+        for step in self.steps:
+            if step.kind is StepKind.BEGIN_STEM:
+                place = streams[STEM_OUT] if self.stem_once else streams[step.sink.stream]
+                current[step.sink.stream] = place
+                access[step.name] = (place, place)
+            elif step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
+                access[step.name] = (current[step.source], None)
+            elif step.sink.stream is not None:
+                target = step.sink.stream
+                place = streams[target]
+                read = current[target] if step.sink.kind is SinkKind.ADD else place
+                current[target] = place
+                access[step.name] = (read, place)
+        return access
+
+    def _stream_of(self, place: str) -> str:
+        """The net's stream whose values a stream place holds (``stem_out``: the first's)."""
+        if place != STEM_OUT:
+            return place
+        return next(s for s in self.steps if s.kind is StepKind.BEGIN_STEM).sink.stream
+
+    def runs(self, t: int) -> list[int]:
+        """The step indices the sequencer visits at time step ``t``, in order: every step but
+        ``begin_stem`` (the stem's descriptor does its work), and, with :attr:`stem_once`, the
+        stem only at ``t = 0``."""
+        return [k for k, step in enumerate(self.steps)
+                if step.kind is not StepKind.BEGIN_STEM
+                and not (t > 0 and self.stem_once and step.kind is StepKind.STEM)]
 
     def _plan_sites(self, maps):
         """LIF sites (the SDSA keeps its own attention LIF) and the threshold memory."""
@@ -508,7 +564,7 @@ class SharedPlan:
             "spike_maps": sum(T * info.logical_channels * info.side ** 2
                               for info in mem.maps.values()),
             "streams": sum(self.sizes[name] ** 2 * int(net.streams[name].scale.shape[0])
-                           * mem.stream_bits for name in mem.streams),
+                           * mem.stream_bits for name in map(self._stream_of, mem.streams)),
             "membranes": (sum(mem.maps[name].side ** 2 * mem.maps[name].logical_channels
                               for name in mem.sites) * mem.lif_bits if T > 1 else 0),
         }

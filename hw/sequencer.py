@@ -7,8 +7,9 @@
 2. loads the whole descriptor word into ``desc`` (phase 3; every field with one enable),
 3. pulses ``step_start`` for one cycle (phase 1),
 4. waits for ``finish`` (phase 2; registered, so a step costs at least 5 cycles), then moves to
-   the descriptor's ``next_k``, or, on the time step's ``last_step``, to step 0 of the next time
-   step, or ends the run (``done``) after the run's last time step.
+   the descriptor's ``next_k``, or, on the time step's ``last_step``, to step ``restart`` of the
+   next time step (0 unless the table skips steps after the first time step, such as a stem
+   whose output is kept), or ends the run (``done``) after the run's last time step.
 
 The table holds ``T`` time steps (the most a run can do); a run does ``time_steps`` of them,
 sampled at ``run`` (0, or anything above ``T``, runs all ``T``), so one build serves every
@@ -76,14 +77,14 @@ def last_time_step(asked, T: int):
 
 
 def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int,
-             time_steps: int = 0):
+             time_steps: int = 0, restart: int = 0):
     """Return the ``[(t, step)]`` a run visits, in order, as the table's ``next_k`` and
-    ``last_step`` fields prescribe, over :func:`run_time_steps` time steps (reference for
-    :class:`Sequencer`)."""
+    ``last_step`` fields prescribe, over :func:`run_time_steps` time steps, each after the
+    first beginning at step ``restart`` (reference for :class:`Sequencer`)."""
     k_bits = step_address_bits(steps)
     order = []
     for t in range(run_time_steps(time_steps, T)):
-        k = 0
+        k = restart if t else 0
         while True:
             order.append((t, k))
             word = layout.from_bits(rom.get((t << k_bits) | k, 0))
@@ -94,15 +95,20 @@ def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int,
 
 
 class Sequencer(wiring.Component):
-    """Walk a constant descriptor table over ``T`` time steps (module docstring)."""
+    """Walk a constant descriptor table over ``T`` time steps (module docstring); time steps
+    after the first begin at step ``restart``."""
 
     #: The descriptor fields the sequencer reads.
     FIELDS = ("next_k", "last_step")
 
-    def __init__(self, layout: data.StructLayout, rom: dict[int, int], *, steps: int, T: int):
+    def __init__(self, layout: data.StructLayout, rom: dict[int, int], *, steps: int, T: int,
+                 restart: int = 0):
         for field in ("next_k", "last_step"):
             if field not in layout.members:
                 raise ValueError(f"the descriptor layout needs a {field!r} field")
+        if not 0 <= restart < steps:
+            raise ValueError(f"restart step {restart} is out of range: 0..{steps - 1}")
+        self._restart = restart
         self._layout = layout
         self._rom = dict(rom)
         self._steps = steps
@@ -165,7 +171,7 @@ class Sequencer(wiring.Component):
                             with m.If(t == self.t_last):
                                 m.d.sync += [running.eq(0), self.done.eq(1)]
                             with m.Else():
-                                m.d.sync += [t.eq(t + 1), k.eq(0)]
+                                m.d.sync += [t.eq(t + 1), k.eq(self._restart)]
                         with m.Else():
                             m.d.sync += k.eq(desc.next_k)
         return m

@@ -15,9 +15,11 @@
   T = 1 no membrane is ever read back, so none is kept);
 * one spike memory (``lanes`` banks) and one residual-stream memory, every map and stream at
   its own base address;
-* the stem (:class:`hw.stem.StemConv`, products by shift and add), recomputed at every time
-  step and written straight into the first residual stream (``stream = acc << shift``: no
-  memory keeps its output), and one SDSA unit per attention block (each keeps its attention
+* the stem (:class:`hw.stem.StemConv`, products by shift and add), written straight into the
+  first residual stream (``stream = acc << shift``); with T > 1 it runs once per image, at
+  ``t = 0``, into a stream place of its own (``stem_out``) that the first add into the first
+  stream reads at every time step (the image is static: the stem's output repeats), and one
+  SDSA unit per attention block (each keeps its attention
   LIF's membranes across time steps), of the model's operator (``cfg.sdsa``, 1 to 4: SDSA-3/4
   write the attention LIF's spikes, SDSA-1/2 the Q rows masked by the channel LIF; SDSA-4's
   unit holds its block's learned threshold in its threshold memory; SDSA-2 has no V, so its
@@ -272,6 +274,8 @@ class SharedNetwork(wiring.Component):
                                       StreamReader.FIELDS, Pool.FIELDS)
         if self.plan.events:
             read.add("is_event")
+        if self.plan.stem_once:
+            read.add("stream_read_base")   # the first add reads the kept stem output
         if not self.plan.sdsa_reads_v:
             read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
@@ -382,7 +386,8 @@ class SharedNetwork(wiring.Component):
         place = ring.engine_config if ring else (lambda layer: layer)
         rom = descriptor_rom(plan, desc_layout,
                              lambda layer: engine.config_value(place(layer)).as_value().value)
-        m.submodules.sequencer = seq = Sequencer(desc_layout, rom, steps=len(plan.steps), T=T)
+        m.submodules.sequencer = seq = Sequencer(desc_layout, rom, steps=len(plan.steps), T=T,
+                                                 restart=plan.runs(1)[0] if T > 1 else 0)
         desc = seq.desc
         start = seq.step_start            # one-cycle pulse: the descriptor is loaded
         finish = Signal(name="step_finish")  # comb: the step's final write happens now
@@ -536,8 +541,9 @@ class SharedNetwork(wiring.Component):
         m.d.comb += [stream_read.addr.eq(sr_addr), stream_read.en.eq(sr_en)]
 
         # --- stem ------------------------------------------------------------------------------
-        # The stem runs at every time step (recomputing it costs fewer resources than keeping
-        # its output) and streams into the first residual stream: ``stream = acc << shift``.
+        # The stem streams into the first residual stream: ``stream = acc << shift``. With
+        # T > 1 (``plan.stem_once``) it runs at t = 0 only, into a place of its own that the
+        # first add reads (``plan.stream_access``): the image is the same at every time step.
         if not plan.events:
             stem_count = Signal(range(stem_words + 1), name="stem_count")
             m.d.comb += [stem.start.eq(start & desc.is_stem), stem.o.ready.eq(1)]
@@ -572,7 +578,11 @@ class SharedNetwork(wiring.Component):
                         m.d.comb += [lif_x[lane].eq(out.values[lane]) for lane in range(lanes)]
                         m.d.comb += finish.eq(map_done)
                     with m.Case(SinkKind.ADD, SinkKind.BEGIN):
-                        m.d.comb += [sr_addr.eq(desc.stream_base + out.index), sr_en.eq(1)]
+                        # the words added to: the stream's own, or the kept stem output
+                        # (``plan.stem_once``; otherwise the field is not in the descriptor)
+                        read_base = (desc.stream_read_base if plan.stem_once
+                                     else desc.stream_base)
+                        m.d.comb += [sr_addr.eq(read_base + out.index), sr_en.eq(1)]
                         m.d.comb += [sw.i.valid.eq(engine.o.valid),
                                      sw.i.payload.addr.eq(desc.stream_base + out.index),
                                      sw.i.payload.add.eq(desc.sink_add),

@@ -19,7 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["firing_rates", "make", "main"]
+__all__ = ["firing_rates", "config", "make", "main", "DEMO_ABLATIONS"]
+
+#: Table-5 ablations the shared network runs, applied to the demo (``--variant demo
+#: --img-size 32 --ablation NAME``), with the first seed whose calibrated random model fires
+#: between 1 % and 50 % at every LIF on its seeded random image (at seed 0 some SDSA-3
+#: attention LIFs of these few-token blocks stay silent). The SDSA operators are
+#: ``sim.e2e --checkpoint random --sdsa N``; the SEW and vanilla shortcuts are refused by the
+#: hardware (``docs/ablations.md``).
+DEMO_ABLATIONS = {"baseline": 0, "qkv_linear": 0, "proj_linear": 0, "no_sepconv": 2,
+                  "channel_mlp": 0, "stage1_2C_H4": 0, "no_pyramid": 2, "all_conv": 0,
+                  "all_transformer": 3}
 
 
 def firing_rates(model, seed: int = 0) -> dict:
@@ -35,12 +45,21 @@ def firing_rates(model, seed: int = 0) -> dict:
     return {lif: float(np.asarray(map_spikes(net, trace, lif)).mean()) for lif in net.lifs}
 
 
-def make(name: str, img_size: int, seed: int = 0, T: int = 1):
-    """The calibrated random model of variant ``name`` at ``img_size`` and ``T``."""
-    from golden.config import variant
+def config(name: str, img_size: int, T: int = 1, ablation: str | None = None):
+    """Variant ``name`` at ``img_size`` and ``T``, with the Table-5 ``ablation`` applied
+    (``golden.config.ablation``; None: the variant itself)."""
+    from golden.config import ablation as apply, variant
+
+    cfg = variant(name, img_size=img_size, T=T)
+    return cfg if ablation is None else apply(ablation, cfg)
+
+
+def make(name: str, img_size: int, seed: int = 0, T: int = 1, ablation: str | None = None):
+    """The calibrated random model of variant ``name`` at ``img_size`` and ``T`` (with the
+    Table-5 ``ablation`` applied, see :func:`config`)."""
     from sim.e2e import random_model
 
-    return random_model(variant(name, img_size=img_size, T=T), seed)
+    return random_model(config(name, img_size, T, ablation), seed)
 
 
 def main(argv=None) -> int:
@@ -48,15 +67,16 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default="15M", help="golden.config variant (default 15M)")
     p.add_argument("--img-size", type=int, default=64, help="input side (default 64)")
     p.add_argument("--T", type=int, default=1, help="time steps (default 1)")
+    p.add_argument("--ablation", default=None,
+                   help="apply this Table-5 ablation to the variant (golden.config.ABLATIONS, "
+                        "docs/ablations.md); default none")
     p.add_argument("--seed", type=int, default=0, help="weights and calibration image seed")
     p.add_argument("--rates", type=float, nargs=2, default=(0.01, 0.5), metavar=("LOW", "HIGH"),
                    help="allowed firing rate of every LIF (default 0.01 0.5)")
     p.add_argument("--out", required=True, help="checkpoint to write (.pth or .safetensors)")
     args = p.parse_args(argv)
-    from golden.config import variant
-
     try:
-        variant(args.variant, img_size=args.img_size, T=args.T).validate()
+        cfg = config(args.variant, args.img_size, args.T, args.ablation)
     except (KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -66,12 +86,12 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     begin = time.perf_counter()
-    model = make(args.variant, args.img_size, args.seed, args.T)
+    model = make(args.variant, args.img_size, args.seed, args.T, args.ablation)
     rates = firing_rates(model, args.seed)
     low, high = args.rates
     outside = {lif: rate for lif, rate in rates.items() if not low <= rate <= high}
     values = np.array(list(rates.values()))
-    print(f"{args.variant} at {args.img_size}x{args.img_size}, T={args.T}: {len(rates)} LIFs fire "
+    print(f"{cfg.name} at {args.img_size}x{args.img_size}, T={args.T}: {len(rates)} LIFs fire "
           f"{values.min():.3f} to {values.max():.3f} (median {np.median(values):.3f}) on the "
           f"seeded random image; {time.perf_counter() - begin:.1f} s")
     if outside:

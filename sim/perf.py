@@ -561,9 +561,10 @@ class CycleModel:
             self._layer_index = {layer.name: i for i, layer in enumerate(self.ring.layers)}
         entry = 0
         for t in range(self.T):
-            for k, step in enumerate(self.steps):
-                if step.kind is StepKind.BEGIN_STEM:
-                    continue  # the stem's descriptor does its work; the sequencer skips it
+            # the sequencer's steps: never begin_stem (the stem's descriptor does its work), and
+            # a kept stem (``plan.stem_once``) at t = 0 only
+            for k in self.plan.runs(t):
+                step = self.steps[k]
                 cycles = self.step_cycles(step, trace, t, image, fetch, entry)
                 entry += cycles
                 rows.append({"t": t, "step": k, "kind": step.kind.label, "name": step.name,

@@ -27,15 +27,20 @@ def runs(t: int) -> list[int]:
     return ODD_RUNS if t % 2 else RUNS
 
 
-def table(T: int, seed: int):
-    """A descriptor layout and table: ``next_k`` / ``last_step`` chain ``runs(t)``; ``value``
+def kept_runs(t: int) -> list[int]:
+    """Step 0 at the first time step only (as the shared network's kept stem)."""
+    return RUNS if t == 0 else RUNS[1:]
+
+
+def table(T: int, seed: int, chain=runs):
+    """A descriptor layout and table: ``next_k`` / ``last_step`` chain ``chain(t)``; ``value``
     random."""
     layout = data.StructLayout({"value": 8, "next_k": range(STEPS + 1), "last_step": 1})
     rng = random.Random(seed)
     k_bits = step_address_bits(STEPS)
     rom = {}
     for t in range(T):
-        RUNS = runs(t)  # noqa: N806
+        RUNS = chain(t)  # noqa: N806
         for position, k in enumerate(RUNS):
             following = RUNS[position + 1] if position + 1 < len(RUNS) else STEPS
             word = layout.const({"value": rng.randrange(256), "next_k": following,
@@ -44,10 +49,10 @@ def table(T: int, seed: int):
     return layout, rom
 
 
-def simulate(layout, rom, T: int, seed: int, time_steps: int = 0):
+def simulate(layout, rom, T: int, seed: int, time_steps: int = 0, restart: int = 0):
     """Run once (``time_steps`` asked at ``run``); return ``[(t, step, value)]`` at each
     ``step_start``, ``cycles`` and the cycle count from ``run`` to ``done``."""
-    dut = Sequencer(layout, rom, steps=STEPS, T=T)
+    dut = Sequencer(layout, rom, steps=STEPS, T=T, restart=restart)
     rng = random.Random(seed)
     seen = []
     out = {}
@@ -110,6 +115,27 @@ def test_a_run_does_the_time_steps_asked(T, time_steps):
     assert [(t, k) for t, k, _ in seen] == expected
     done = time_steps if 1 <= time_steps <= T else T
     assert {t for t, _, _ in seen} == set(range(done))
+
+
+@pytest.mark.parametrize("time_steps", [0, 1, 2])
+def test_later_time_steps_begin_at_the_restart_step(time_steps):
+    """A table whose step 0 runs at t = 0 only (the kept stem): each later time step begins at
+    ``restart`` and never visits step 0."""
+    layout, rom = table(3, 7, kept_runs)
+    seen, _ = simulate(layout, rom, 3, 7, time_steps, restart=RUNS[1])
+    expected = sequence(rom, layout, STEPS, 3, time_steps, restart=RUNS[1])
+    done = time_steps if 1 <= time_steps <= 3 else 3
+    assert expected == [(t, k) for t in range(done) for k in kept_runs(t)]
+    assert [(t, k) for t, k, _ in seen] == expected
+    k_bits = step_address_bits(STEPS)
+    for t, k, value in seen:
+        assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
+
+
+def test_restart_out_of_range_is_refused():
+    layout, rom = table(2, 0)
+    with pytest.raises(ValueError, match="restart step 6"):
+        Sequencer(layout, rom, steps=STEPS, T=2, restart=STEPS)
 
 
 def test_reference_follows_the_chain():

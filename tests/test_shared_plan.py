@@ -66,11 +66,17 @@ def test_stream_layout(plan):
     net, dut = plan
     mem = dut.plan.memory
     base = 0
+    # At T > 1 the stem's output keeps a place of its own after every stream, sized as the
+    # first stream (the one the stem begins); at T = 1 there is none.
+    first = next(s.sink.stream for s in dut.steps if s.kind is StepKind.BEGIN_STEM)
+    names = list(net.streams) + (["stem_out"] if net.cfg.T > 1 else [])
+    assert list(mem.streams) == names
     for name, stream in mem.streams.items():
-        groups = ceil_div(net.streams[name].scale.shape[0], LANES)
+        source = first if name == "stem_out" else name
+        groups = ceil_div(net.streams[source].scale.shape[0], LANES)
         assert stream.base == base and stream.groups == groups, name
-        assert stream.words == dut.sizes[name] ** 2 * groups, name
-        assert stream.bits == net.streams[name].bits
+        assert stream.words == dut.sizes[source] ** 2 * groups, name
+        assert stream.bits == net.streams[source].bits
         base += stream.words
     assert mem.stream_depth == max(2, base)
     assert mem.stream_bits == max(s.bits for s in net.streams.values())
@@ -226,12 +232,27 @@ def test_descriptor_table_decodes_to_the_plan(plan):
     def at(info, t):  # a map's first word at time step t (module docstring of hw.plan)
         return info.base + t * -(-info.groups // info.pack) * info.side
 
-    runs = [k for k, s in enumerate(steps) if s.kind is not StepKind.BEGIN_STEM]
-    assert sorted(table) == [(t, k) for t in range(T) for k in runs]
+    every = [k for k, s in enumerate(steps) if s.kind is not StepKind.BEGIN_STEM]
+    # T > 1: the stem (step 0) runs at t = 0 only; its output stays in "stem_out"
+    runs = {t: [k for k in every if not (t and T > 1 and steps[k].kind is StepKind.STEM)]
+            for t in range(T)}
+    assert sorted(table) == [(t, k) for t in range(T) for k in runs[t]]
+    assert steps[0].kind is StepKind.STEM and (T == 1 or runs[1][0] == 2)
+    # which stream place each step reads and writes: the first stream's readers read the
+    # kept stem output up to the first add into it, which reads it and writes the stream
+    first = next(s.sink.stream for s in steps if s.kind is StepKind.BEGIN_STEM)
+    first_add = next(k for k, s in enumerate(steps)
+                     if s.sink.kind is SinkKind.ADD and s.sink.stream == first)
+
+    def stream_place(name, k):
+        return mem.streams["stem_out" if T > 1 and name == first and k <= first_add else name]
+
     for (t, k), d in table.items():
         step = steps[k]
         assert d["kind"] == step.kind.value, step.name
-        following = runs[runs.index(k) + 1] if runs.index(k) + 1 < len(runs) else len(steps)
+        at_t = runs[t]
+        following = (at_t[at_t.index(k) + 1] if at_t.index(k) + 1 < len(at_t)
+                     else len(steps))
         assert (d["next_k"], d["last_step"]) == (following, int(following == len(steps)))
         flags = {"is_stem": StepKind.STEM, "is_layer": StepKind.LAYER,
                  "is_stream_lif": StepKind.STREAM_LIF, "is_sdsa": StepKind.SDSA,
@@ -274,10 +295,15 @@ def test_descriptor_table_decodes_to_the_plan(plan):
             writer = next(s for s in steps if s.kind is StepKind.BEGIN_STEM)
         if writer.sink.stream is not None:
             stream = mem.streams[writer.sink.stream]
+            if writer is not step:   # the stem: into the kept place at T > 1
+                stream = stream_place(writer.sink.stream, k)
             assert (d["stream_base"], d["stream_words"], d["groups"], d["shift_base"]) == \
                 (stream.base, stream.words, stream.groups, mem.shift_base[writer.name])
+            read = (stream_place(writer.sink.stream, k) if writer.sink.kind is SinkKind.ADD
+                    else stream)
+            assert d["stream_read_base"] == read.base, step.name
         if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
-            stream = mem.streams[step.source]
+            stream = stream_place(step.source, k)
             assert (d["stream_base"], d["stream_words"]) == (stream.base, stream.words)
         if step.kind is StepKind.SDSA:
             attn = step.attention
