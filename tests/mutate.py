@@ -413,6 +413,21 @@ EQUIVALENT: dict[tuple, str] = {
         'the time-step counter one bit wider: it still counts 0 .. T-1 and is compared, never wrapped',
     ('hw/sequencer.py', '"first": Out(1),', 14, '1 -> 2'):
         'a one-bit flag port widened: only bit 0 is driven and read',
+    # hw/sequencer.py (reviewed survivors after T became a run-time input)
+    ('hw/sequencer.py', 'return time_steps if 1 <= time_steps <= T else T', 38, '<= -> <'):
+        'time_steps == T then takes the else branch, which returns the same T',
+    ('hw/sequencer.py', 'if (1 << len(asked)) - 1 > T:', 5, '1 -> 2'):
+        'the guard only skips a compare that is false for every value the port holds',
+    ('hw/sequencer.py', 'if (1 << len(asked)) - 1 > T:', 22, '- -> +'):
+        'the guard only skips a compare that is false for every value the port holds',
+    ('hw/sequencer.py', 'if (1 << len(asked)) - 1 > T:', 26, '> -> >='):
+        'the guard only skips a compare that is false for every value the port holds',
+    ('hw/sequencer.py', 'whole = whole | (asked > T)', 24, '> -> >='):
+        'asked == T then selects T - 1, which asked - 1 also is',
+    ('hw/sequencer.py', '"time_steps": In(range(T + 1)),', 28, '1 -> 2'):
+        'the time-step port one value wider: every value it is driven with still fits',
+    ('hw/sequencer.py', '"t_last": Out(range(max(2, T))),', 25, '2 -> 3'):
+        'the last-time-step register one bit wider: it holds 0 .. T-1 and is compared, never wrapped',
     ('hw/sequencer.py', '"step": Out(range(steps + 1)),', 27, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
     ('hw/sequencer.py', '"running": Out(1),', 16, '1 -> 2'):

@@ -1,0 +1,161 @@
+"""SepConv fused against unfused, per layer: synaptic operations, multiplies, cycles and energy.
+
+``python -m sim.sepconv [--checkpoint PATH] [--images N] [--T T] [--lanes L] [--json OUT]``
+
+The official SepConv is ``LIF -> pwconv1 (1x1, C -> 2C) -> BN -> LIF -> dwconv (7x7 depthwise) ->
+BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv`` and
+``pwconv2``, so ``pwconv2``'s input is **not spikes**: it is the depthwise conv's integer output.
+
+* **Fused** (what the network RTL runs, ``quant`` default): ``dwconv`` and ``pwconv2`` fold into
+  one dense 7x7 conv, ``2C -> C``, on the spikes of ``Conv.lif2``. Every input spike costs
+  ``taps x C`` additions (its valid taps, times the output channels). No multiply. The cycles
+  are :class:`sim.perf.CycleModel`'s for the step, which equal the RTL's (``docs/perf.md``).
+* **Unfused** (``quant --no-fuse-sepconv``; not built in hardware): a depthwise 7x7 on the same
+  spikes, ``taps x 1`` additions per spike, then ``pwconv2`` as a 1x1 conv on ``2C`` integers:
+  ``H x W x 2C x C`` multiply-accumulates whatever the firing (its input is dense). The cycles
+  here are ideal-rate estimates, not RTL: the depthwise conv at ``lanes`` additions a cycle
+  (full lane rate) and the pointwise conv at ``lanes`` multiply-accumulates a cycle (``lanes``
+  hardware multipliers, which the spike-driven network does not have).
+
+Energy by the paper's method: 0.9 pJ per addition on spikes, 4.6 pJ per multiply-accumulate.
+Which is cheaper is printed per layer, by cycles and by energy. Counts are per image (summed
+over time steps, mean over images) on the first ``--images`` held-out digits (or seeded random
+images for a model that does not take 1x32x32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hw.params import ceil_div
+from hw.program import StepKind
+
+__all__ = ["compare", "main", "E_AC_PJ", "E_MAC_PJ"]
+
+#: The paper's energies (Horowitz 45 nm): an addition on a spike, a multiply-accumulate.
+E_AC_PJ, E_MAC_PJ = 0.9, 4.6
+
+
+def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> dict:
+    """Per SepConv of the model: fused and unfused counts (module docstring). Returns
+    ``{"layers": [row, ...], "total": row, ...}``; each row has ``layer``, ``spikes``,
+    ``fused_sops``, ``fused_cycles``, ``fused_ideal``, ``dw_sops``, ``pw_macs``,
+    ``unfused_cycles``, ``fused_pj``, ``unfused_pj``, ``cheaper_cycles``, ``cheaper_energy``."""
+    import torch
+
+    from hw.packing import layer_sops
+    from hw.plan import SharedPlan
+    from quant.intmodel import IntegerModel
+    from sim.e2e import demo_model, quantized, select_inputs
+    from sim.perf import CycleModel, map_spikes
+
+    torch.set_num_threads(1)
+    model, _ = demo_model(T, checkpoint)
+    net = quantized(model)
+    plan = SharedPlan(net, lanes, pack_weights=False)
+    inputs = select_inputs(net, images, None, 0)
+    integer = IntegerModel(net)
+    _, trace = integer.forward(integer.quantize_input(inputs.images), trace=True)
+    cycle_model = CycleModel(plan)
+    predicted = [{(r["t"], r["step"]): r["cycles"] for r in cycle_model.predict(trace, i)["steps"]}
+                 for i in range(len(inputs))]
+    n = len(inputs)
+    rows = []
+    for k, step in enumerate(plan.steps):
+        if step.kind is not StepKind.LAYER or not step.layer.endswith(".Conv.pwconv2"):
+            continue
+        layer = net.layers[step.layer]
+        cout, cmid, kernel, _ = np.asarray(layer.weight).shape
+        side = plan.sizes[step.layer.split(".")[0]]
+        spikes = map_spikes(net, trace, step.source)     # [T, B, C, H, W] of Conv.lif2
+        row = dict(layer=step.layer, channels=f"{cmid} -> {cout}", kernel=kernel, side=side,
+                   spikes=0.0, fused_sops=0.0, dw_sops=0.0, fused_cycles=0.0)
+        for image in range(n):
+            for t in range(plan.T):
+                s = np.asarray(spikes[t, image]).reshape(cmid, side, side)
+                row["spikes"] += float(s.sum()) / n
+                row["fused_sops"] += layer_sops("conv", layer.weight.shape, s,
+                                                stride=layer.stride, padding=layer.padding) / n
+                row["dw_sops"] += layer_sops("depthwise", (cmid, 1, kernel, kernel), s,
+                                             stride=layer.stride, padding=layer.padding) / n
+                row["fused_cycles"] += predicted[image][(t, k)] / n
+        groups = ceil_div(cout, lanes)
+        row["fused_ideal"] = row["fused_sops"] / cout * groups
+        row["pw_macs"] = float(plan.T * side * side * cmid * cout)
+        row["unfused_cycles"] = row["dw_sops"] / lanes + row["pw_macs"] / lanes
+        row["fused_pj"] = E_AC_PJ * row["fused_sops"]
+        row["unfused_pj"] = E_AC_PJ * row["dw_sops"] + E_MAC_PJ * row["pw_macs"]
+        row["cheaper_cycles"] = "fused" if row["fused_cycles"] <= row["unfused_cycles"] \
+            else "unfused"
+        row["cheaper_energy"] = "fused" if row["fused_pj"] <= row["unfused_pj"] else "unfused"
+        rows.append(row)
+    keys = ("spikes", "fused_sops", "dw_sops", "fused_cycles", "fused_ideal", "pw_macs",
+            "unfused_cycles", "fused_pj", "unfused_pj")
+    total = {key: sum(row[key] for row in rows) for key in keys}
+    total["layer"] = "total"
+    all_cycles = float(sum(sum(p.values()) for p in predicted) / n)
+    return {"checkpoint": str(checkpoint or "demo"), "T": plan.T, "lanes": lanes,
+            "images": n, "inputs": inputs.description, "layers": rows, "total": total,
+            "network_cycles": all_cycles}
+
+
+def _print(result: dict) -> None:
+    print(f"SepConv fused vs unfused: {result['checkpoint']}, T={result['T']}, "
+          f"{result['lanes']} lanes, per image (mean of {result['images']}: {result['inputs']})")
+    print("fused: the RTL's dense 7x7 on spikes (cycles: the cycle model, equal to the RTL); "
+          "unfused: depthwise on spikes + pointwise on integers at ideal rates (not built)")
+    head = (f"{'layer':28s} {'spikes':>8s} {'fused SOPs':>11s} {'fused cyc':>10s} "
+            f"{'dw SOPs':>9s} {'pw MACs':>9s} {'unfused cyc':>11s} {'fused nJ':>9s} "
+            f"{'unfused nJ':>10s}  cheaper (cycles / energy)")
+    print(head)
+    for row in result["layers"] + [result["total"]]:
+        cheaper = (f"{row['cheaper_cycles']} / {row['cheaper_energy']}"
+                   if "cheaper_cycles" in row else "")
+        print(f"{row['layer']:28s} {row['spikes']:8.0f} {row['fused_sops']:11.0f} "
+              f"{row['fused_cycles']:10.0f} {row['dw_sops']:9.0f} {row['pw_macs']:9.0f} "
+              f"{row['unfused_cycles']:11.0f} {row['fused_pj'] / 1e3:9.2f} "
+              f"{row['unfused_pj'] / 1e3:10.2f}  {cheaper}")
+    total = result["total"]
+    print(f"the fused SepConvs take {total['fused_cycles']:,.0f} of the network's "
+          f"{result['network_cycles']:,.0f} cycles; unfused they would need "
+          f"{total['pw_macs']:,.0f} multiplies an image")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sim.sepconv", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default=None, help="default: the demo checkpoint")
+    p.add_argument("--images", type=int, default=2, help="images to average over (default 2)")
+    p.add_argument("--T", type=int, default=1, help="time steps (default 1)")
+    p.add_argument("--lanes", type=int, default=16, help="lanes (default 16)")
+    p.add_argument("--json", default=None, help="also write the result as JSON here")
+    args = p.parse_args(argv)
+    problem = None
+    if args.images < 1:
+        problem = f"--images {args.images} is out of range: at least 1"
+    elif not 1 <= args.T <= 16:
+        problem = f"--T {args.T} is out of range: 1..16"
+    elif not 1 <= args.lanes <= 256:
+        problem = f"--lanes {args.lanes} is out of range: 1..256"
+    elif args.checkpoint and not Path(args.checkpoint).exists():
+        problem = f"checkpoint {args.checkpoint} does not exist"
+    if problem is None:
+        try:
+            result = compare(args.checkpoint, args.images, args.T, args.lanes)
+        except (ValueError, NotImplementedError, OSError) as error:
+            problem = " ".join(str(error).split())
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    _print(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

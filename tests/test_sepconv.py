@@ -1,0 +1,70 @@
+"""sim.sepconv: SepConv fused against unfused, per layer (the report's arithmetic).
+
+The fused 7x7 and the depthwise 7x7 read the same spikes with the same kernel, stride and
+padding, so every spike has the same valid taps in both: the fused conv's additions are the
+depthwise conv's times the output channels, exactly. The pointwise conv's multiplies do not
+depend on the firing. The fused cycles are the cycle model's for the step (held to the RTL by
+tests/test_perf.py).
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sim.sepconv import E_AC_PJ, E_MAC_PJ, compare
+
+
+@pytest.fixture(scope="module")
+def result():
+    return compare(None, images=2, T=1, lanes=16)
+
+
+def test_every_sepconv_of_the_demo_is_reported(result):
+    assert [row["layer"] for row in result["layers"]] == [
+        "ConvBlock1_1.0.Conv.pwconv2", "ConvBlock1_2.0.Conv.pwconv2",
+        "ConvBlock2_1.0.Conv.pwconv2"]
+
+
+def test_fused_additions_are_the_depthwise_ones_times_the_output_channels(result):
+    for row in result["layers"]:
+        cmid, cout = (int(v) for v in row["channels"].split(" -> "))
+        assert cmid == 2 * cout                      # SepConv: C -> 2C -> C
+        assert row["fused_sops"] == pytest.approx(row["dw_sops"] * cout)
+        assert row["pw_macs"] == row["side"] ** 2 * cmid * cout
+        assert row["spikes"] > 0 and row["dw_sops"] <= row["spikes"] * 49
+        assert row["fused_ideal"] <= row["fused_cycles"]
+        assert row["unfused_cycles"] == pytest.approx((row["dw_sops"] + row["pw_macs"]) / 16)
+        assert row["fused_pj"] == pytest.approx(E_AC_PJ * row["fused_sops"])
+        assert row["unfused_pj"] == pytest.approx(E_AC_PJ * row["dw_sops"]
+                                                  + E_MAC_PJ * row["pw_macs"])
+
+
+def test_totals_and_the_cheaper_choice(result):
+    rows = result["layers"]
+    for key in ("fused_sops", "dw_sops", "pw_macs", "fused_cycles", "unfused_cycles"):
+        assert result["total"][key] == pytest.approx(sum(row[key] for row in rows))
+    for row in rows:
+        assert row["cheaper_cycles"] == ("fused" if row["fused_cycles"] <= row["unfused_cycles"]
+                                         else "unfused")
+    assert 0 < result["total"]["fused_cycles"] < result["network_cycles"]
+
+
+def test_time_steps_multiply_the_dense_pointwise_work():
+    one = compare(None, images=1, T=1)["total"]["pw_macs"]
+    two = compare(None, images=1, T=2)["total"]["pw_macs"]
+    assert two == 2 * one and np.isfinite(one)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "0"], "--images 0 is out of range"),
+    (["--lanes", "0"], "--lanes 0 is out of range"),
+    (["--checkpoint", "/nonexistent.pth"], "checkpoint /nonexistent.pth does not exist"),
+])
+def test_bad_arguments_are_one_line(args, message):
+    run = subprocess.run([sys.executable, "-m", "sim.sepconv", *args], capture_output=True,
+                         text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
