@@ -90,15 +90,26 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "last_step": 1,                      # this is the time step's last step
         # decoded kind and sink
         "is_stem": 1, "is_event": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
-        "is_reader": 1,          # stream LIF or pool: the stream reader runs
+        "is_reader": 1,          # stream LIF, residual LIF or pool: the stream reader runs
         "sink_lif": 1, "sink_stream": 1, "sink_add": 1, "sink_logits": 1,
+        # vanilla shortcut: a residual LIF, or a pool of spikes, reads a spike map beside the
+        # stream reader's words (``hw.residual.SpikeFetch``): the map's words from ``res_base``
+        # (t folded in), its side and packing, the identity memory's words from ``ibase``;
+        # ``use_stream`` is 0 for a pool of spikes (no stream, the spikes alone)
+        "is_residual": 1, "is_res_lif": 1, "use_stream": 1,
+        "res_base": unsigned(md_w),
+        "res_stride": range(W + 1),
+        "res_side_m1": range(W + 1),
+        "res_pack_m1": range(W + 1),
+        "ibase": unsigned(bits_for(len(getattr(plan, "identity_words", ())) + 1)),
     }
 
 def _descriptor_values(plan, step: Step, tv: int) -> dict:
     """``{field: value}`` set by ``step``'s descriptor at time step ``tv`` (``engine``: the
     layer's :class:`LayerConfig`)."""
     mem = plan.memory
-    out = {"kind": step.kind.value}
+    out = {"kind": step.kind.value, "is_residual": int(step.residual is not None),
+           "use_stream": int(step.source is not None)}
     sink = step.sink
     if sink.spike_map is not None:
         info = mem.maps[sink.spike_map]
@@ -130,9 +141,16 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         out.update(stream_base=stream.base, stream_read_base=read.base,
                    stream_words=stream.words, groups=stream.groups,
                    shift_base=mem.shift_base[step.name])
-    if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
+    if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF, StepKind.RESIDUAL_LIF) \
+            and step.source is not None:
         stream, _ = plan.stream_access[step.name]
         out.update(stream_base=stream.base, stream_words=stream.words)
+    if step.residual is not None:
+        info = mem.maps[step.residual]
+        out.update(res_base=info.base_at(tv), res_stride=info.side, res_side_m1=info.side - 1,
+                   res_pack_m1=info.pack - 1, ibase=plan.identity_base[step.name])
+        if step.source is None:   # a pool of spikes: the reader walks the map's positions
+            out.update(stream_base=0, stream_words=info.side ** 2 * info.groups)
     if step.kind is StepKind.SDSA:
         attn = step.attention
         block = plan.net.attention[step.source]
@@ -174,7 +192,9 @@ def _derived(state: dict) -> dict:
         is_layer=int(kind == StepKind.LAYER.value),
         is_stream_lif=int(kind == StepKind.STREAM_LIF.value),
         is_sdsa=int(kind == StepKind.SDSA.value), is_pool=int(kind == StepKind.POOL_LIF.value),
-        is_reader=int(kind in (StepKind.STREAM_LIF.value, StepKind.POOL_LIF.value)),
+        is_reader=int(kind in (StepKind.STREAM_LIF.value, StepKind.POOL_LIF.value,
+                               StepKind.RESIDUAL_LIF.value)),
+        is_res_lif=int(kind == StepKind.RESIDUAL_LIF.value),
         sink_lif=int(sink == SinkKind.LIF.value),
         sink_stream=int(sink in (SinkKind.ADD.value, SinkKind.BEGIN.value)),
         sink_add=int(sink == SinkKind.ADD.value),

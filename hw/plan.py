@@ -242,11 +242,12 @@ class SharedPlan:
         sites, thresholds, membrane_words, lif_bits = self._plan_sites(maps)
         layers, weight_words, bias_words = self._plan_layers(maps)
         shift_base = self._plan_shifts()
+        self._plan_identities(maps)
         self.memory = MemoryMap(
             maps=maps, streams=streams, sites=sites, layers=layers, shift_base=shift_base,
             map_depth=max(2, sum(T * i.step_words for i in maps.values())),
             map_width=max(info.side for info in maps.values()),
-            stream_depth=max(2, sum(s.words for s in streams.values())),
+            stream_depth=max(2, max(s.base + s.words for s in streams.values())),
             stream_bits=max(s.bits for s in streams.values()),
             membrane_words=membrane_words, lif_bits=lif_bits)
         self.thresholds = thresholds
@@ -277,7 +278,9 @@ class SharedPlan:
         self.pool_groups = 1
         for step in self.steps:
             if step.kind is StepKind.POOL_LIF:
-                self.pool_groups = max(self.pool_groups, streams[step.source].groups)
+                groups = (maps[step.residual].groups if step.residual is not None
+                          else streams[step.source].groups)
+                self.pool_groups = max(self.pool_groups, groups)
         self.attention = list(net.attention)
         self.sdsa = net.attention[self.attention[0]].sdsa if self.attention else None
         self.sdsa_reads_v = self.sdsa != 2
@@ -364,6 +367,34 @@ class SharedPlan:
             words = self.sizes[name] ** 2 * groups
             streams[name] = StreamPlace(name, base, groups, words, stream.bits)
             base += words
+        # Vanilla: the streams the program begins that the net does not hold (its stream is
+        # spikes): the stem's sums, read by ``downsample1_1.out_lif``, and each branch's sums
+        # ``<layer>.sum``, read once by its ``RESIDUAL_LIF`` right after. The sums of every
+        # branch share one place (each sized by its own layer), so the memory holds the largest.
+        self._stream_channels = {name: int(s.scale.shape[0]) for name, s in self.net.streams.items()}
+        sums = []
+        for step in self.steps:
+            target = step.sink.stream
+            if target is None or target in self.net.streams or target in streams:
+                continue
+            reader = next(s for s in self.steps if s.source == target
+                          and s.kind in (StepKind.STREAM_LIF, StepKind.RESIDUAL_LIF))
+            lif = self.net.lifs[reader.name]
+            channels = int(lif.threshold.shape[0])
+            self._stream_channels[target] = channels
+            groups = ceil_div(channels, self.lanes)
+            side = self.sizes[target.split(".")[0]]
+            place = StreamPlace(target, base, groups, side * side * groups, lif.input_bits)
+            if target.endswith(".sum"):
+                sums.append(place)
+            else:
+                streams[target] = place
+                base += place.words
+        if sums:
+            for place in sums:
+                streams[place.name] = StreamPlace(place.name, base, place.groups, place.words,
+                                                  max(p.bits for p in sums))
+            base += max(place.words for place in sums)
         if self.stem_once:
             kept = streams[self._stream_of(STEM_OUT)]
             streams[STEM_OUT] = StreamPlace(STEM_OUT, base, kept.groups, kept.words, kept.bits)
@@ -384,8 +415,9 @@ class SharedPlan:
                 place = streams[STEM_OUT] if self.stem_once else streams[step.sink.stream]
                 current[step.sink.stream] = place
                 access[step.name] = (place, place)
-            elif step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
-                access[step.name] = (current[step.source], None)
+            elif step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF, StepKind.RESIDUAL_LIF):
+                if step.source is not None:   # a pool of spikes (vanilla) reads no stream
+                    access[step.name] = (current[step.source], None)
             elif step.sink.stream is not None:
                 target = step.sink.stream
                 place = streams[target]
@@ -393,6 +425,19 @@ class SharedPlan:
                 current[target] = place
                 access[step.name] = (read, place)
         return access
+
+    def _stream_bits_needed(self) -> int:
+        """Bits the stream places' contents need: every place's values, the branch sums that
+        share one place (vanilla) counted once, at their largest."""
+        mem = self.memory
+
+        def needed(name):
+            stream = self._stream_of(name)
+            return (self.sizes[stream.split(".")[0]] ** 2 * self._stream_channels[stream]
+                    * mem.stream_bits)
+        sums = [needed(name) for name in mem.streams if name.endswith(".sum")]
+        return (sum(needed(name) for name in mem.streams if not name.endswith(".sum"))
+                + max(sums, default=0))
 
     def _stream_of(self, place: str) -> str:
         """The net's stream whose values a stream place holds (``stem_out``: the first's)."""
@@ -521,7 +566,10 @@ class SharedPlan:
         for step in self.steps:
             if step.kind is StepKind.BEGIN_STEM or (step.kind is StepKind.LAYER
                                                     and step.sink.stream is not None):
-                shifts = np.asarray(net.layers[step.layer].shift, dtype=np.int64).reshape(-1)
+                layer = net.layers[step.layer]
+                shifts = (np.zeros(np.asarray(layer.weight).shape[0], dtype=np.int64)
+                          if layer.shift is None   # the vanilla stem's stream: its sums as they are
+                          else np.asarray(layer.shift, dtype=np.int64).reshape(-1))
                 groups = ceil_div(shifts.shape[0], lanes)
                 padded = np.zeros(groups * lanes, dtype=np.int64)
                 padded[:shifts.shape[0]] = shifts
@@ -539,6 +587,39 @@ class SharedPlan:
                                               self.shift_bits + 1)
         self.shift_words = words
         return shift_base
+
+    def _plan_identities(self, maps):
+        """Vanilla: the identity memory, ``lanes`` unsigned values a word, one word per channel
+        group of every step that adds a spike map (:attr:`identity_base`, aligned like
+        ``tbase`` so that ``ibase + g == ibase | g``): a ``RESIDUAL_LIF`` step's ``identity``
+        (its branch's last layer's, per output channel), a pool of spikes' 1."""
+        net, lanes = self.net, self.lanes
+        self.residual = any(step.residual is not None for step in self.steps)
+        self.identity_base, words, values = {}, [], []
+        for step in self.steps:
+            if step.residual is None:
+                continue
+            info = maps[step.sink.spike_map] if step.kind is StepKind.RESIDUAL_LIF \
+                else maps[step.residual]
+            if step.kind is StepKind.RESIDUAL_LIF:
+                identity = np.asarray(net.layers[step.layer].identity, dtype=np.int64)
+            else:
+                identity = np.ones(info.logical_channels, dtype=np.int64)
+            if info.order is not None or maps[step.residual].order is not None:
+                raise NotImplementedError(f"{step.name}: a head-aligned map in a residual")
+            groups = ceil_div(info.channels, lanes)
+            align = 1 << log2_ceil(groups)
+            words += [None] * (-len(words) % align)
+            self.identity_base[step.name] = len(words)
+            padded = np.zeros(groups * lanes, dtype=np.int64)
+            padded[:identity.shape[0]] = identity
+            if padded.min() < 0:
+                raise NotImplementedError(f"{step.name}: negative identity")
+            values.append(padded)
+            words += [padded[g * lanes:(g + 1) * lanes] for g in range(groups)]
+        self.identity_bits = max([1] + [int(v.max()).bit_length() for v in values])
+        self.identity_words = [0 if w is None else pack_lanes(w, self.identity_bits)
+                               for w in words]
 
     # -- sizes ----------------------------------------------------------------------------------
     @property
@@ -563,8 +644,7 @@ class SharedPlan:
                            for name in mem.layers),
             "spike_maps": sum(T * info.logical_channels * info.side ** 2
                               for info in mem.maps.values()),
-            "streams": sum(self.sizes[name] ** 2 * int(net.streams[name].scale.shape[0])
-                           * mem.stream_bits for name in map(self._stream_of, mem.streams)),
+            "streams": self._stream_bits_needed(),
             "membranes": (sum(mem.maps[name].side ** 2 * mem.maps[name].logical_channels
                               for name in mem.sites) * mem.lif_bits if T > 1 else 0),
         }

@@ -47,6 +47,10 @@ class StepKind(enum.Enum, shape=3):
     #: Event input: one time step's event frame (0/1 per channel and pixel) taken from the
     #: network's ``events`` port into the ``input`` spike map (event models only).
     EVENT_IN = 6
+    #: Vanilla shortcut: a branch's output LIF on its sums (a stream place the branch's last
+    #: layer began) plus ``identity[c]`` where the block's incoming spike map (``residual``)
+    #: fired: ``u = (acc << k) + (identity if spike else 0)``.
+    RESIDUAL_LIF = 7
 
     @property
     def label(self) -> str:
@@ -117,6 +121,10 @@ class Step:
         Run only at ``t = 0`` (the stem: the input repeats at every time step).
     attention : Attention or None
         The Q, K and V spike maps of an ``SDSA`` step (no V for SDSA-2).
+    residual : str or None
+        Vanilla shortcut: the spike map whose spikes a ``RESIDUAL_LIF`` step adds (its
+        ``identity``), or that a ``POOL_LIF`` step sums (the last block's spikes; ``source`` is
+        then None).
     """
 
     kind: StepKind
@@ -126,6 +134,7 @@ class Step:
     sink: Sink = field(default_factory=lambda: Sink(SinkKind.STEM_OUT))
     first_step_only: bool = False
     attention: Attention | None = None
+    residual: str | None = None
 
 
 def mem_name(name: str) -> str:
@@ -148,8 +157,14 @@ class Program:
     net : quant.quantize.IntNet
         Refused with ``NotImplementedError`` if its SepConv is not fused (the network generator
         builds no integer pointwise stage). Every SDSA operator (1 to 4) is recorded: an
-        ``SDSA`` step names its Q, K and V maps (SDSA-2: Q and K).
+        ``SDSA`` step names its Q, K and V maps (SDSA-2: Q and K). The membrane and vanilla
+        shortcuts are recorded (SEW is refused by ``walk``): with vanilla, the stem begins a
+        stream that a ``STREAM_LIF`` (``downsample1_1.out_lif``) reads, a branch's last layer
+        begins a stream ``<layer>.sum`` that a ``RESIDUAL_LIF`` reads with the block's incoming
+        spikes, and the head's ``POOL_LIF`` sums the last block's spike map.
     """
+
+    shortcuts = ("membrane", "vanilla")
 
     def __init__(self, net):
         from quant.graph import walk
@@ -188,6 +203,18 @@ class Program:
         elif x.kind == "pooled":
             self.steps.append(Step(StepKind.POOL_LIF, name, source=x.name,
                                    sink=Sink(SinkKind.MAP, name)))
+        elif x.kind == "pooled_spikes":     # vanilla: the last block's spikes summed
+            self.steps.append(Step(StepKind.POOL_LIF, name, sink=Sink(SinkKind.MAP, name),
+                                   residual=x.name))
+        elif x.kind == "residual":          # vanilla: a branch's sums plus the incoming spikes
+            self.steps.append(Step(StepKind.RESIDUAL_LIF, name, layer=x.name.removesuffix(".sum"),
+                                   source=x.name, sink=Sink(SinkKind.MAP, name),
+                                   residual=x.stream.name))
+        elif x.kind == "stem":              # vanilla: the stem's sums begin a stream, then a LIF
+            stream = name.split(".")[0]
+            self.begin_stream(x, stream, x.name)
+            self.steps.append(Step(StepKind.STREAM_LIF, name, source=stream,
+                                   sink=Sink(SinkKind.MAP, name)))
         else:
             raise NotImplementedError(f"LIF {name} on {x.kind}")
         return _Ref("spikes", name)
@@ -211,7 +238,16 @@ class Program:
                                                    None if v is None else v.name)))
         return _Ref("spikes", name)
 
+    def residual(self, branch, spikes, producer):
+        """Vanilla: the branch's last layer begins the stream ``<producer>.sum``; the output
+        LIF (:meth:`lif`) reads it with ``spikes``."""
+        name = f"{producer}.sum"
+        self._layer(branch, Sink(SinkKind.BEGIN, name))
+        return _Ref("residual", name, spikes)
+
     def pool(self, stream):
+        if stream.kind == "spikes":
+            return _Ref("pooled_spikes", stream.name)
         return _Ref("pooled", stream.name)
 
     def finish(self, logits):
@@ -239,6 +275,8 @@ def lif_map_shapes(net, steps, sizes) -> dict:
             channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]
         elif step.kind is StepKind.POOL_LIF:
             side = 1
+        elif step.kind is StepKind.RESIDUAL_LIF:
+            side = sizes[step.layer.split(".")[0]]
         else:
             side = sizes[step.source]
         shapes[lif] = (step, channels, side)

@@ -27,8 +27,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, WritePort
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StreamWriteStage", "StreamReader", "Pool", "stream_update", "pool_sums",
-           "stream_beat_layout"]
+__all__ = ["StreamWriteStage", "StreamReader", "Pool", "SpikeFetch", "stream_update",
+           "pool_sums", "stream_beat_layout", "residual_spike_order"]
 
 
 def stream_update(old: int, value: int, shift: int, add: bool, bits: int) -> int:
@@ -261,3 +261,112 @@ class Pool(wiring.Component):
         with m.If(self.start & desc.is_pool):
             m.d.sync += [pooled[c].eq(0) for c in range(groups * lanes)]
         return m
+
+
+class SpikeFetch(wiring.Component):
+    """The spike under every stream word a :class:`StreamReader` walk visits (vanilla shortcut).
+
+    While ``is_residual``: on ``start`` it walks positions ``y, x`` and channel groups ``g`` in
+    the reader's order (word ``i = (y * S + x) * G + g``), one a cycle and in lockstep with the
+    reader (both start on ``start``, both run ``stream_words`` words). In the cycle the reader
+    issues word ``i`` it reads the spike-map word holding row ``y`` of group ``g``
+    (``res_base + (g // P) * S + y``: ``S`` = ``res_stride``, ``P`` = ``res_pack_m1 + 1``); the
+    next cycle it picks bit ``(g % P) * S + x`` of every bank and registers it, so ``bits``
+    (one per lane) is valid with the reader's ``o`` two cycles after the address, as is the
+    identity memory's word at ``ident_addr`` (``ibase | g``, read the cycle before). Stepping is
+    by additions only (``(g // P) * S`` and ``(g % P) * S`` are registers stepped by ``S``).
+
+    Ports
+    -----
+    config : In(StructLayout)
+        ``is_residual``, ``res_base``, ``res_stride``, ``res_side_m1``, ``res_pack_m1``,
+        ``groups_m1``, ``stream_words_m1``, ``ibase``.
+    start : In(1)
+    addr, en : Out
+        The spike memory's read address and enable.
+    data : In(lanes * W)
+        The spike memory's read data (bank ``b`` is bits ``b * W ..``).
+    bits : Out(lanes)
+        The spikes of the word the reader's ``o`` carries.
+    ident_addr : Out
+        The identity memory's read address (its data belongs to the reader's next ``o``).
+
+    Reference: :func:`residual_spike_order`. Tests: ``tests/test_residual.py``.
+    """
+
+    FIELDS = ("is_residual", "res_base", "res_stride", "res_side_m1", "res_pack_m1",
+              "groups_m1", "stream_words_m1", "ibase")
+
+    def __init__(self, fields: dict, *, lanes: int, map_width: int, address_width: int,
+                 ident_width: int):
+        self._lanes, self._W = lanes, map_width
+        self._address_width = address_width
+        super().__init__({
+            "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
+            "start": In(1),
+            "addr": Out(address_width),
+            "en": Out(1),
+            "data": In(lanes * map_width),
+            "bits": Out(lanes),
+            "ident_addr": Out(ident_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, W = self._lanes, self._W
+        desc = self.config
+        busy = Signal(name="sf_busy")
+        count = Signal.like(desc.stream_words_m1, name="sf_count")
+        g = Signal.like(desc.groups_m1, name="sf_g")
+        sub = Signal.like(desc.res_pack_m1, name="sf_sub")      # g % P
+        x = Signal.like(desc.res_side_m1, name="sf_x")
+        row = Signal(self._address_width, name="sf_row")        # res_base + y
+        word = Signal(self._address_width, name="sf_word")      # row + (g // P) * S
+        offset = Signal(range(W + 1), name="sf_offset")         # (g % P) * S
+        bit_d = Signal(range(2 * W + 1), name="sf_bit_d")      # the bit, a cycle later
+        g_d = Signal.like(g, name="sf_g_d")
+        m.d.comb += [self.addr.eq(word), self.en.eq(busy)]
+        m.d.sync += [bit_d.eq(offset + x), g_d.eq(g)]
+        m.d.comb += self.ident_addr.eq(desc.ibase | g_d)
+        with m.If(busy):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == desc.stream_words_m1):
+                m.d.sync += busy.eq(0)
+            with m.If(g == desc.groups_m1):
+                m.d.sync += [g.eq(0), sub.eq(0), offset.eq(0)]
+                with m.If(x == desc.res_side_m1):
+                    m.d.sync += [x.eq(0), row.eq(row + 1), word.eq(row + 1)]
+                with m.Else():
+                    m.d.sync += [x.eq(x + 1), word.eq(row)]
+            with m.Else():
+                m.d.sync += g.eq(g + 1)
+                with m.If(sub == desc.res_pack_m1):
+                    m.d.sync += [sub.eq(0), offset.eq(0), word.eq(word + desc.res_stride)]
+                with m.Else():
+                    m.d.sync += [sub.eq(sub + 1), offset.eq(offset + desc.res_stride)]
+        with m.If(self.start & desc.is_residual):
+            m.d.sync += [busy.eq(1), count.eq(0), g.eq(0), sub.eq(0), x.eq(0), offset.eq(0),
+                         row.eq(desc.res_base), word.eq(desc.res_base)]
+        # The memory's word arrives the cycle after the address; the chosen bit of every bank
+        # is registered with the reader's output register.
+        for lane in range(lanes):
+            bank = self.data[lane * W:(lane + 1) * W]
+            m.d.sync += self.bits[lane].eq(bank.bit_select(bit_d, 1))
+        return m
+
+
+def residual_spike_order(spikes, groups: int, lanes: int) -> list[list[int]]:
+    """Reference of :class:`SpikeFetch`: ``spikes[C, S, S]`` (0/1) -> the ``lanes`` spikes of
+    every word ``i = (y * S + x) * groups + g`` in order (channel ``g * lanes + lane``, 0 past
+    the map's channels)."""
+    import numpy as np
+
+    spikes = np.asarray(spikes)
+    channels, side, _ = spikes.shape
+    out = []
+    for y in range(side):
+        for x in range(side):
+            for g in range(groups):
+                out.append([int(spikes[c, y, x]) if (c := g * lanes + lane) < channels else 0
+                            for lane in range(lanes)])
+    return out

@@ -68,7 +68,7 @@ from hw.params import bits_for, ceil_div
 from hw.plan import SharedPlan
 from hw.program import SinkKind, StepKind
 from hw.progengine import ProgEngine
-from hw.residual import Pool, StreamReader, StreamWriteStage
+from hw.residual import Pool, SpikeFetch, StreamReader, StreamWriteStage
 from hw.sdsa import SDSA, Variant
 from hw.sequencer import Sequencer
 from hw.stem import StemConv
@@ -276,6 +276,8 @@ class SharedNetwork(wiring.Component):
             read.add("is_event")
         if self.plan.stem_once:
             read.add("stream_read_base")   # the first add reads the kept stem output
+        if self.plan.residual:             # vanilla: the spike fetch and the residual LIF
+            read.update(SpikeFetch.FIELDS, ("use_stream", "is_res_lif"))
         if not self.plan.sdsa_reads_v:
             read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
@@ -424,7 +426,25 @@ class SharedNetwork(wiring.Component):
             shifts={p * mem.maps[s.source].side for s in plan.steps
                     if s.kind is StepKind.LAYER for p in range(mem.maps[s.source].pack)})
         configure(reader)
-        wiring.connect(m, reader.read, spikes.read_port())
+        if plan.residual:
+            # Vanilla: the spike fetch reads the block's incoming spikes while a residual LIF or
+            # a pool of spikes runs (the engine and SDSA feeds are idle then).
+            spike_read = spikes.read_port()
+            m.submodules.spike_fetch = fetch = SpikeFetch(
+                fields, lanes=lanes, map_width=W, address_width=md_w,
+                ident_width=max(1, (len(plan.identity_words) - 1).bit_length()))
+            configure(fetch)
+            m.d.comb += [fetch.start.eq(start), fetch.data.eq(spike_read.data),
+                         reader.read.data.eq(spike_read.data),
+                         spike_read.addr.eq(Mux(desc.is_residual, fetch.addr, reader.read.addr)),
+                         spike_read.en.eq(Mux(desc.is_residual, fetch.en, reader.read.en))]
+            m.submodules.identities = identities = Memory(
+                shape=unsigned(lanes * plan.identity_bits),
+                depth=max(2, len(plan.identity_words)), init=plan.identity_words)
+            ident_read = identities.read_port()
+            m.d.comb += ident_read.addr.eq(fetch.ident_addr)
+        else:
+            wiring.connect(m, reader.read, spikes.read_port())
         wiring.connect(m, reader.o, engine.i)
         m.d.comb += reader.start.eq(start)
         with m.Switch(desc.sdsa):
@@ -535,6 +555,19 @@ class SharedNetwork(wiring.Component):
         configure(pool)
         m.d.comb += [pool.start.eq(start), pool.i.valid.eq(rd.o.valid),
                      pool.i.payload.eq(rd.o.payload), pool.o.ready.eq(lif.i.ready)]
+        if plan.residual:
+            # Vanilla: the stream word plus the identity where the incoming spike fired
+            # (``u = (acc << k) + (identity if spike else 0)``); a pool of spikes has no stream
+            # word (``use_stream`` 0) and an identity of 1: its values are the spikes.
+            IB = plan.identity_bits
+            res_x = Signal(data.ArrayLayout(signed(max(SB, IB + 1) + 1), lanes), name="res_x")
+            for lane in range(lanes):
+                ident = ident_read.data[lane * IB:(lane + 1) * IB]
+                m.d.comb += res_x[lane].eq(
+                    Mux(desc.use_stream, rd.o.payload.values[lane], 0)
+                    + Mux(fetch.bits[lane], ident, 0))
+                m.d.comb += pool.i.payload.values[lane].eq(
+                    Mux(desc.is_residual, res_x[lane], rd.o.payload.values[lane]))
         # stream read port: layer add (engine beat's index), stream LIF / pool (reader)
         sr_addr = Signal(sd_w, name="stream_read_addr")
         sr_en = Signal(name="stream_read_en")
@@ -606,6 +639,12 @@ class SharedNetwork(wiring.Component):
                              lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
                 m.d.comb += [lif_x[lane].eq(rd.o.payload.values[lane]) for lane in range(lanes)]
                 m.d.comb += finish.eq(map_done)
+            if plan.residual:
+                with m.Case(StepKind.RESIDUAL_LIF):
+                    m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
+                                 lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
+                    m.d.comb += [lif_x[lane].eq(res_x[lane]) for lane in range(lanes)]
+                    m.d.comb += finish.eq(map_done)
             with m.Case(StepKind.POOL_LIF):
                 m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
                              lif_valid.eq(pool.o.valid), lif_index.eq(pool.o.payload.index)]
@@ -615,9 +654,10 @@ class SharedNetwork(wiring.Component):
                 m.d.comb += finish.eq(map_done)
         # The LIF's threshold group: an AND-OR of the three sources by registered kind flags (a
         # kind or sink decode here sat on the path into the threshold memory's address).
+        reads_stream = desc.is_stream_lif | desc.is_res_lif if plan.residual else desc.is_stream_lif
         m.d.comb += lif_group.eq(
             (out.group & desc.is_layer.replicate(len(lif_group)))
-            | (rd.o.payload.group & desc.is_stream_lif.replicate(len(lif_group)))
+            | (rd.o.payload.group & reads_stream.replicate(len(lif_group)))
             | (pool.o.payload.index & desc.is_pool.replicate(len(lif_group))))
         with m.If(seq.run & ~seq.running):
             m.d.sync += [self.logits[c].eq(0) for c in range(classes)]

@@ -528,12 +528,18 @@ class CycleModel:
                      if step.sink.kind is SinkKind.LIF else None)
             return engine_frame_cycles(config, self._map(trace, step.source, t, image),
                                        step.sink.kind, gate, words)
-        if step.kind is StepKind.STREAM_LIF:
+        if step.kind in (StepKind.STREAM_LIF, StepKind.RESIDUAL_LIF):
+            # a residual LIF (vanilla) reads its spikes beside the stream words, in lockstep
             stream = mem.streams[step.source]
             return stream_lif_cycles(stream.words, mem.maps[step.sink.spike_map].words)
         if step.kind is StepKind.POOL_LIF:
-            stream = mem.streams[step.source]
-            return pool_lif_cycles(stream.words, stream.groups, mem.maps[step.sink.spike_map].words)
+            if step.source is None:   # a pool of spikes (vanilla): the map's words
+                info = mem.maps[step.residual]
+                words, groups = info.side ** 2 * info.groups, info.groups
+            else:
+                stream = mem.streams[step.source]
+                words, groups = stream.words, stream.groups
+            return pool_lif_cycles(words, groups, mem.maps[step.sink.spike_map].words)
         if step.kind is StepKind.SDSA:
             attn = plan.net.attention[step.source]
             d, heads, n = attn.head_width, attn.heads, attn.tokens

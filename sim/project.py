@@ -144,7 +144,7 @@ def _step_groups(plan, step) -> int:
         return plan.stem_groups
     if step.kind is StepKind.LAYER:
         return mem.layers[step.layer].config.groups
-    if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF):
+    if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF, StepKind.RESIDUAL_LIF):
         return mem.sites[step.name].groups
     if step.kind is StepKind.SDSA:
         return plan.head_groups[step.source]

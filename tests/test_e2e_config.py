@@ -56,9 +56,8 @@ def test_a_supported_difference_reaches_the_hardware(tmp_path):
 
 
 @pytest.mark.parametrize("changes, reason", [
-    (dict(shortcut="vanilla"), "vanilla"),
     (dict(shortcut="sew"), "sew"),
-], ids=["vanilla", "sew"])
+], ids=["sew"])
 def test_unsupported_checkpoint_is_refused_not_swapped(tmp_path, changes, reason):
     path = saved_like_demo(tmp_path, **changes)
     out = tmp_path / "e2e"
@@ -76,6 +75,16 @@ def test_unsupported_checkpoint_is_refused_not_swapped(tmp_path, changes, reason
         assert f"{field}={value}" in lines[0], lines[0]   # the configuration it refused
     assert reason.lower() in lines[0].lower(), lines[0]
     assert not out.exists()
+
+
+def test_a_vanilla_checkpoint_is_simulated_as_itself(tmp_path):
+    """The vanilla shortcut runs in the network RTL: its checkpoint is prepared as vanilla."""
+    from sim import e2e
+
+    path = saved_like_demo(tmp_path, shortcut="vanilla")
+    network = e2e.prepare(1, path)  # accepted: no Unsupported raised
+    assert network.cfg.shortcut == "vanilla"
+    assert any(step.residual for step in e2e.network_design(network).steps)
 
 
 @pytest.mark.parametrize("sdsa", [1, 2, 4])

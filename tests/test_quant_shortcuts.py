@@ -578,9 +578,24 @@ def test_membrane_nets_carry_none_of_it():
         assert not {"input_max", "identity_max", "shortcut_from", "counts"} & set(row)
 
 
-# --- the hardware refuses them --------------------------------------------------------------
+# --- the hardware runs vanilla and refuses SEW ------------------------------------------------
 
-@pytest.mark.parametrize("shortcut", SHORTCUTS)
+def test_hardware_takes_the_vanilla_shortcut(tmp_path):
+    """The shared network builds vanilla (tests/test_shared_vanilla.py, and bit-exact in
+    tests/test_shared_ablations.py): the program and the plan accept it."""
+    from hw.plan import SharedPlan
+    from hw.program import Program, StepKind
+    from sim.e2e import prepare
+
+    net = quantize_model(make_model("demo", shortcut="vanilla").float(), 8)
+    assert any(step.kind is StepKind.RESIDUAL_LIF for step in Program(net).steps)
+    assert SharedPlan(net, 16).residual
+    path = tmp_path / "model.pth"
+    save_checkpoint(make_model("demo", shortcut="vanilla"), path)
+    assert prepare(1, path).cfg.shortcut == "vanilla"
+
+
+@pytest.mark.parametrize("shortcut", ["sew"])
 def test_hardware_refuses_with_one_clear_error(shortcut, tmp_path):
     from hw.plan import SharedPlan
     from hw.program import Program

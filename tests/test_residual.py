@@ -21,7 +21,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from hw.residual import Pool, StreamReader, StreamWriteStage, pool_sums, stream_update
+from hw.residual import (Pool, SpikeFetch, StreamReader, StreamWriteStage, pool_sums,
+                         residual_spike_order, stream_update)
 from sim.streams import PATTERNS, collect, monitor, run_bounded, send
 
 #: ``ready`` cycle by cycle for the pool's output (it offers a beat a cycle, so a tuple pattern,
@@ -204,3 +205,101 @@ def test_references():
     assert stream_update(100, 100, 3, True, 8) == -124     # 900: more than one wrap
     assert stream_update(50, 5, 2, True, 8) == 70          # positive up to the sign bit
     assert pool_sums([[1, 2], [3, 4], [5, 6]], 2, 2) == [6, 8, 3, 4]
+
+
+# --- the spike fetch beside the reader (vanilla shortcut) -----------------------------------------
+
+W_MAP = 8   # bank bits of the spike memory below
+FETCH_FIELDS = dict(FIELDS, is_residual=1, res_base=unsigned(7), res_stride=range(W_MAP + 1),
+                    res_side_m1=range(W_MAP + 1), res_pack_m1=range(W_MAP + 1),
+                    ibase=unsigned(5))
+
+
+class FetchTop(Elaboratable):
+    def __init__(self, stream_init, spike_init):
+        self.reader = StreamReader(FETCH_FIELDS, lanes=LANES, stream_bits=SB, address_width=7)
+        self.fetch = SpikeFetch(FETCH_FIELDS, lanes=LANES, map_width=W_MAP, address_width=7,
+                                ident_width=5)
+        self.streams = Memory(shape=unsigned(LANES * SB), depth=DEPTH, init=stream_init)
+        self.spikes = Memory(shape=unsigned(LANES * W_MAP), depth=DEPTH, init=spike_init)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.reader = reader = self.reader
+        m.submodules.fetch = fetch = self.fetch
+        m.submodules.streams = streams = self.streams
+        m.submodules.spikes = spikes = self.spikes
+        read, spike_read = streams.read_port(), spikes.read_port()
+        m.d.comb += [read.addr.eq(reader.addr), reader.data.eq(read.data),
+                     spike_read.addr.eq(fetch.addr), spike_read.en.eq(fetch.en),
+                     fetch.data.eq(spike_read.data)]
+        return m
+
+
+def spike_memory(spikes, base, pack, lanes=LANES, depth=DEPTH, bank_bits=W_MAP):
+    """The shared spike memory's words holding ``spikes[C, S, S]`` at ``base`` (hw.plan's layout:
+    group ``q`` packed ``pack`` a word, row ``y`` at word ``base + (q // pack) * S + y``, bit
+    ``(q % pack) * S + x`` of bank ``c % lanes``); every other bit random."""
+    rng = random.Random(base)
+    words = [rng.getrandbits(lanes * bank_bits) for _ in range(depth)]
+    channels, side, _ = spikes.shape
+    groups = -(-channels // lanes)
+    for q in range((groups + pack - 1) // pack * pack):
+        for y in range(side):
+            address = base + (q // pack) * side + y
+            for lane in range(lanes):
+                c = q * lanes + lane
+                for x in range(side):
+                    bit = lane * bank_bits + (q % pack) * side + x
+                    value = int(spikes[c, y, x]) if c < channels else 0
+                    words[address] = words[address] & ~(1 << bit) | (value << bit)
+    return words
+
+
+@pytest.mark.parametrize("channels, side, pack", [(4, 3, 1), (12, 2, 3), (10, 4, 2), (8, 1, 1),
+                                                  (16, 2, 2)])
+def test_spike_fetch_follows_the_reader(channels, side, pack):
+    """Every reader beat comes with the spikes of its (position, group), and the identity
+    address of its group was offered the cycle before; two runs back to back, at two bases."""
+    import numpy as np
+
+    rng = np.random.default_rng(channels * 7 + side)
+    groups = -(-channels // LANES)
+    words = side * side * groups
+    spikes = rng.integers(0, 2, (channels, side, side))
+    base = 5
+    top = FetchTop([0] * DEPTH, spike_memory(spikes, base, pack))
+    reader, fetch = top.reader, top.fetch
+    expected = residual_spike_order(spikes, groups, LANES)
+
+    async def bench(ctx):
+        for unit in (reader, fetch):
+            config = unit.config
+            for name, value in (("is_reader", 1), ("stream_base", 0), ("stream_words_m1", words - 1),
+                                ("groups_m1", groups - 1)):
+                if name in unit.FIELDS:
+                    ctx.set(config[name], value)
+        for name, value in (("is_residual", 1), ("res_base", base), ("res_stride", side),
+                            ("res_side_m1", side - 1), ("res_pack_m1", pack - 1), ("ibase", 16)):
+            ctx.set(fetch.config[name], value)
+        for _ in range(2):
+            seen = []
+            ctx.set(reader.start, 1)
+            ctx.set(fetch.start, 1)
+            await ctx.tick()
+            ctx.set(reader.start, 0)
+            ctx.set(fetch.start, 0)
+            previous_ident = None
+            for _ in range(words + 6):
+                if ctx.get(reader.o.valid):
+                    group = ctx.get(reader.o.payload.group)
+                    assert previous_ident == 16 | group   # read the cycle before the beat
+                    seen.append([ctx.get(fetch.bits[lane]) for lane in range(LANES)])
+                previous_ident = ctx.get(fetch.ident_addr)
+                await ctx.tick()
+            assert seen == expected
+            assert not ctx.get(fetch.en), "the fetch stops with the reader"
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    run_bounded(sim, bench, 5_000)
