@@ -10,7 +10,7 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth dse sim sim-paper project quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
+.PHONY: help install system-tools test test-all rtl synth dse sim sim-paper sim-ablations project quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -25,6 +25,8 @@ help:
 	@echo "sim       co-simulate the RTL on Verilator against the Python references"
 	@echo "          (SIM=icarus: on Icarus Verilog; WAVES=1: an FST per run in its build dir)"
 	@echo "sim-paper a paper model's structure (PAPER=15M, PAPER_SIZE=64) bit-exact on Verilator"
+	@echo "sim-ablations  every Table-5 ablation the hardware runs, at demo scale, T=1 and T=4,"
+	@echo "          bit-exact on Verilator, cycles per step (writes $(OUT)/ablations)"
 	@echo "project   projected images/s, memories, energy and external bytes of the paper's models"
 	@echo "          against lanes and clock (PROJECT_ARGS=...; writes $(OUT)/project)"
 	@echo "quantize  quantize CKPT=... (default $(CKPT)) at BITS=$(BITS) into QOUT=$(QOUT)"
@@ -170,6 +172,11 @@ PAPER_SIZE ?= 64
 sim-paper: install
 	$(TEST_ENV) $(PY) -m sim.paper --variant $(PAPER) --img-size $(PAPER_SIZE) --out $(OUT)/paper/$(PAPER)-$(PAPER_SIZE).pth
 	$(TEST_ENV) $(PY) -m sim.e2e --checkpoint $(OUT)/paper/$(PAPER)-$(PAPER_SIZE).pth --inputs random --images 1 --T 1 --out $(OUT)/paper/$(PAPER)-$(PAPER_SIZE)
+
+# Every Table-5 ablation the hardware runs (sim.paper.DEMO_ABLATIONS), at demo scale, through the
+# public command lines; about 3 minutes an ablation on 2 cores.
+sim-ablations: install
+	$(TEST_ENV) $(PY) tests/data/make_perf_ablations.py $(OUT)/ablations/perf_ablations.json $(OUT)/ablations
 
 # Projection (sim.project, docs/perf.md "Projection"): the paper's 15M, 31M and 55M at 224x224,
 # T=1 and 4, lanes 16 to 1024, 100 and 500 MHz: cycles per image from the cycle model on one

@@ -24,12 +24,12 @@ __all__ = ["firing_rates", "config", "make", "main", "DEMO_ABLATIONS"]
 #: Table-5 ablations the shared network runs, applied to the demo (``--variant demo
 #: --img-size 32 --ablation NAME``), with the first seed whose calibrated random model fires
 #: between 1 % and 50 % at every LIF on its seeded random image (at seed 0 some SDSA-3
-#: attention LIFs of these few-token blocks stay silent). The SDSA operators are
-#: ``sim.e2e --checkpoint random --sdsa N``; the SEW and vanilla shortcuts are refused by the
-#: hardware (``docs/ablations.md``).
+#: attention LIFs of these few-token blocks stay silent; the vanilla head LIF never fires,
+#: ``sim.e2e.NEVER_FIRING``). The SDSA operators are ``sim.e2e --checkpoint random --sdsa N``;
+#: the SEW shortcut is refused by the hardware (``docs/ablations.md``).
 DEMO_ABLATIONS = {"baseline": 0, "qkv_linear": 0, "proj_linear": 0, "no_sepconv": 2,
                   "channel_mlp": 0, "stage1_2C_H4": 0, "no_pyramid": 2, "all_conv": 0,
-                  "all_transformer": 3}
+                  "all_transformer": 3, "shortcut_vanilla": 0}
 
 
 def firing_rates(model, seed: int = 0) -> dict:
