@@ -413,6 +413,21 @@ EQUIVALENT: dict[tuple, str] = {
         'the time-step counter one bit wider: it still counts 0 .. T-1 and is compared, never wrapped',
     ('hw/sequencer.py', '"first": Out(1),', 14, '1 -> 2'):
         'a one-bit flag port widened: only bit 0 is driven and read',
+    # hw/residual.py SpikeFetch (reviewed survivors of its first mutation run)
+    ('hw/residual.py', '"en": Out(1),', 11, '1 -> 2'):
+        'a one-bit flag port widened: only bit 0 is driven and read',
+    ('hw/residual.py', 'offset = Signal(range(W + 1), name="sf_offset")         # (g % P) * S', 27, '1 -> 2'):
+        'a register one value wider: it holds the same offsets (below W)',
+    ('hw/residual.py', 'bit_d = Signal(range(2 * W + 1), name="sf_bit_d")      # the bit, a cycle later', 22, '2 -> 3'):
+        'the bit index register sized for 0..2W (or 3W): it holds the same bit indices, below W',
+    ('hw/residual.py', 'bit_d = Signal(range(2 * W + 1), name="sf_bit_d")      # the bit, a cycle later', 28, '+ -> -'):
+        'range(2W - 1) still holds every bit index below W',
+    ('hw/residual.py', 'bit_d = Signal(range(2 * W + 1), name="sf_bit_d")      # the bit, a cycle later', 30, '1 -> 2'):
+        'the bit index register sized for 0..2W+1: it holds the same bit indices, below W',
+    ('hw/residual.py', 'bank = self.data[lane * W:(lane + 1) * W]', 35, '1 -> 2'):
+        "a wider slice of the word: the bit picked (index below W) is the same bank's",
+    ('hw/residual.py', 'm.d.sync += self.bits[lane].eq(bank.bit_select(bit_d, 1))', 55, '1 -> 2'):
+        'two bits selected into a one-bit register: it keeps the low one, the same bit',
     # hw/sequencer.py (reviewed survivors after T became a run-time input)
     ('hw/sequencer.py', 'return time_steps if 1 <= time_steps <= T else T', 38, '<= -> <'):
         'time_steps == T then takes the else branch, which returns the same T',

@@ -209,19 +209,23 @@ def test_references():
 
 # --- the spike fetch beside the reader (vanilla shortcut) -----------------------------------------
 
-W_MAP = 8   # bank bits of the spike memory below
-FETCH_FIELDS = dict(FIELDS, is_residual=1, res_base=unsigned(7), res_stride=range(W_MAP + 1),
-                    res_side_m1=range(W_MAP + 1), res_pack_m1=range(W_MAP + 1),
-                    ibase=unsigned(5))
+W_MAP = 8   # bank bits of the spike memory below (one case: 9, not a power of two)
+
+
+def fetch_fields(width):
+    return dict(FIELDS, groups_m1=range(16), is_residual=1, res_base=unsigned(7),
+                res_stride=range(width + 1),
+                res_side_m1=range(width + 1), res_pack_m1=range(width + 1), ibase=unsigned(5))
 
 
 class FetchTop(Elaboratable):
-    def __init__(self, stream_init, spike_init):
-        self.reader = StreamReader(FETCH_FIELDS, lanes=LANES, stream_bits=SB, address_width=7)
-        self.fetch = SpikeFetch(FETCH_FIELDS, lanes=LANES, map_width=W_MAP, address_width=7,
+    def __init__(self, stream_init, spike_init, width=W_MAP):
+        fields = fetch_fields(width)
+        self.reader = StreamReader(fields, lanes=LANES, stream_bits=SB, address_width=7)
+        self.fetch = SpikeFetch(fields, lanes=LANES, map_width=width, address_width=7,
                                 ident_width=5)
         self.streams = Memory(shape=unsigned(LANES * SB), depth=DEPTH, init=stream_init)
-        self.spikes = Memory(shape=unsigned(LANES * W_MAP), depth=DEPTH, init=spike_init)
+        self.spikes = Memory(shape=unsigned(LANES * width), depth=DEPTH, init=spike_init)
 
     def elaborate(self, platform):
         m = Module()
@@ -256,9 +260,10 @@ def spike_memory(spikes, base, pack, lanes=LANES, depth=DEPTH, bank_bits=W_MAP):
     return words
 
 
-@pytest.mark.parametrize("channels, side, pack", [(4, 3, 1), (12, 2, 3), (10, 4, 2), (8, 1, 1),
-                                                  (16, 2, 2)])
-def test_spike_fetch_follows_the_reader(channels, side, pack):
+@pytest.mark.parametrize("channels, side, pack, width", [
+    (4, 3, 1, 8), (12, 2, 3, 8), (10, 4, 2, 8), (8, 1, 1, 8), (16, 2, 2, 8),
+    (36, 1, 9, 9)])   # side 1, nine groups a 9-bit bank: the last group's row at bit 8
+def test_spike_fetch_follows_the_reader(channels, side, pack, width):
     """Every reader beat comes with the spikes of its (position, group), and the identity
     address of its group was offered the cycle before; two runs back to back, at two bases."""
     import numpy as np
@@ -268,7 +273,7 @@ def test_spike_fetch_follows_the_reader(channels, side, pack):
     words = side * side * groups
     spikes = rng.integers(0, 2, (channels, side, side))
     base = 5
-    top = FetchTop([0] * DEPTH, spike_memory(spikes, base, pack))
+    top = FetchTop([0] * DEPTH, spike_memory(spikes, base, pack, bank_bits=width), width)
     reader, fetch = top.reader, top.fetch
     expected = residual_spike_order(spikes, groups, LANES)
 
