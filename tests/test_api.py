@@ -39,6 +39,7 @@ def integer_logits(design, images) -> torch.Tensor:
     return IntegerModel(design.net).forward(torch.as_tensor(images, dtype=torch.float64))
 
 
+@pytest.mark.slow    # a whole-network Verilator build of the demo: make test-all, make sim
 @pytest.mark.verilator
 @pytest.mark.xdist_group("demo_T2")
 def test_api_digits_and_npy_inputs_agree(tmp_path):
