@@ -13,6 +13,8 @@ decodes every word of the demo's table field by field against the plan and the p
 
 from __future__ import annotations
 
+import dataclasses
+
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data
 
@@ -102,6 +104,9 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "res_side_m1": range(W + 1),
         "res_pack_m1": range(W + 1),
         "ibase": unsigned(bits_for(len(getattr(plan, "identity_words", ())) + 1)),
+        # SEW: a pass of the head's pool that keeps its sums (``pool_more``) and one that adds
+        # to the kept sums (``pool_acc``, hw.residual.Pool with passes)
+        "pool_more": 1, "pool_acc": 1,
     }
 
 def _descriptor_values(plan, step: Step, tv: int) -> dict:
@@ -130,7 +135,8 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         out.update(sink=sink.kind.value, src_base=src.base_at(tv), src_stride=src.stride,
                    src_pack_m1=src.pack - 1, src_mask=(1 << src.side) - 1,
                    src_height=src.side, src_channels=place.config.in_channels,
-                   engine=place.config)
+                   engine=(place.config if step.bias else
+                           dataclasses.replace(place.config, bias_base=plan.zero_bias_base)))
     if step.kind is StepKind.STEM:
         begin = next(s for s in plan.steps
                      if s.kind is StepKind.BEGIN_STEM and s.layer == step.layer)
@@ -151,6 +157,14 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
                    res_pack_m1=info.pack - 1, ibase=plan.identity_base[step.name])
         if step.source is None:   # a pool of spikes: the reader walks the map's positions
             out.update(stream_base=0, stream_words=info.side ** 2 * info.groups)
+    if step.kind is StepKind.POOL_LIF:
+        # SEW: the head's pool of counts is one pass per producer map; a pass with sink POOL
+        # keeps its sums (does not fire), a pass after one adds to them (does not clear).
+        index = plan.steps.index(step)
+        before = plan.steps[index - 1] if index else None
+        out.update(pool_more=int(sink.kind is SinkKind.POOL),
+                   pool_acc=int(before is not None and before.kind is StepKind.POOL_LIF
+                                and before.sink.kind is SinkKind.POOL))
     if step.kind is StepKind.SDSA:
         attn = step.attention
         block = plan.net.attention[step.source]

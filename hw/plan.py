@@ -281,6 +281,8 @@ class SharedPlan:
                 groups = (maps[step.residual].groups if step.residual is not None
                           else streams[step.source].groups)
                 self.pool_groups = max(self.pool_groups, groups)
+        #: SEW: the head's pool runs in passes, one per producer map (``SinkKind.POOL``).
+        self.pool_passes = any(step.sink.kind is SinkKind.POOL for step in self.steps)
         self.attention = list(net.attention)
         self.sdsa = net.attention[self.attention[0]].sdsa if self.attention else None
         self.sdsa_reads_v = self.sdsa != 2
@@ -363,22 +365,28 @@ class SharedPlan:
     def _plan_streams(self) -> dict[str, StreamPlace]:
         streams, base = {}, 0
         for name, stream in self.net.streams.items():
+            if stream.counts:   # SEW: a stream of counts is its producers' spike maps
+                continue
             groups = ceil_div(stream.scale.shape[0], self.lanes)
             words = self.sizes[name] ** 2 * groups
             streams[name] = StreamPlace(name, base, groups, words, stream.bits)
             base += words
-        # Vanilla: the streams the program begins that the net does not hold (its stream is
-        # spikes): the stem's sums, read by ``downsample1_1.out_lif``, and each branch's sums
-        # ``<layer>.sum``, read once by its ``RESIDUAL_LIF`` right after. The sums of every
-        # branch share one place (each sized by its own layer), so the memory holds the largest.
-        self._stream_channels = {name: int(s.scale.shape[0]) for name, s in self.net.streams.items()}
-        sums = []
+        # Vanilla and SEW: the streams the program begins that the net does not hold: the
+        # stem's sums, read by ``downsample1_1.out_lif``, and the sums ``<layer>.sum`` of a
+        # branch's last layer (vanilla) or of a layer on counts (SEW, its passes), read once by
+        # the ``RESIDUAL_LIF`` or ``STREAM_LIF`` right after. All sums share one place (each
+        # sized by its own layer), so the memory holds the largest.
+        self._stream_channels = {name: int(s.scale.shape[0]) for name, s in self.net.streams.items()
+                                 if not s.counts}
+        sums, seen = [], set()
         for step in self.steps:
             target = step.sink.stream
-            if target is None or target in self.net.streams or target in streams:
+            if target is None or target in streams or target in seen or (
+                    target in self.net.streams and not self.net.streams[target].counts):
                 continue
             reader = next(s for s in self.steps if s.source == target
                           and s.kind in (StepKind.STREAM_LIF, StepKind.RESIDUAL_LIF))
+            seen.add(target)
             lif = self.net.lifs[reader.name]
             channels = int(lif.threshold.shape[0])
             self._stream_channels[target] = channels
@@ -491,8 +499,23 @@ class SharedPlan:
         net, lanes = self.net, self.lanes
         weight_words, bias_words, layers = [], [], {}
         low, high, need_w = 0, 0, 1
+        zero_groups = 0
         for step in self.steps:
             if step.kind is not StepKind.LAYER:
+                continue
+            if step.layer in layers:
+                # SEW: a later pass of a layer on counts reads another producer map of the
+                # same shape with the same weights; it adds its sums without the bias, so its
+                # engine configuration points at zero bias words (``zero_bias_base``).
+                first = next(s for s in self.steps if s.layer == step.layer)
+                if (maps[step.source].channels, maps[step.source].side,
+                        maps[step.source].pack, maps[step.source].order) != (
+                        maps[first.source].channels, maps[first.source].side,
+                        maps[first.source].pack, maps[first.source].order):
+                    raise NotImplementedError(f"{step.name}: a pass on a map of another shape")
+                if step.bias:
+                    raise NotImplementedError(f"{step.name}: the layer runs twice with its bias")
+                zero_groups = max(zero_groups, layers[step.layer].config.groups)
                 continue
             layer = net.layers[step.layer]
             if layer.groups != 1:
@@ -532,6 +555,9 @@ class SharedPlan:
             # Reserve the words now so bases are fixed.
             weight_words.extend([0] * config.weight_words_needed)
             bias_words.extend([0] * config.groups)
+        #: First of the bias memory's zero words (SEW: the passes without the bias), or None.
+        self.zero_bias_base = len(bias_words) if zero_groups else None
+        bias_words.extend([0] * zero_groups)
         self.weight_width = need_w
         self.acc_width = signed_width(low, high)
         for place in layers.values():

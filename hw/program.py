@@ -68,6 +68,8 @@ class SinkKind(enum.Enum, shape=3):
     MAP = 4       # spikes written by the step's own LIF (stream LIF, pool LIF, SDSA)
     STEM_OUT = 5  # the stem's output (the shared network writes it into the first stream through
                   # the stem's BEGIN_STEM step)
+    POOL = 6      # SEW: a pool pass whose sums stay in the pool for the next pass (the head's pool
+                  # of counts is one pass per producer map; the last one fires the LIF)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,10 @@ class Step:
     residual : str or None
         Vanilla shortcut: the spike map whose spikes a ``RESIDUAL_LIF`` step adds (its
         ``identity``), or that a ``POOL_LIF`` step sums (the last block's spikes; ``source`` is
-        then None).
+        then None). SEW: the producer map a pass of the head's pool sums.
+    bias : bool
+        False for a ``LAYER`` step that adds its sums without the layer's bias: a later pass of
+        a convolution on spike counts (SEW), which the first pass began with the bias.
     """
 
     kind: StepKind
@@ -135,6 +140,7 @@ class Step:
     first_step_only: bool = False
     attention: Attention | None = None
     residual: str | None = None
+    bias: bool = True
 
 
 def mem_name(name: str) -> str:
@@ -143,10 +149,11 @@ def mem_name(name: str) -> str:
 
 
 class _Ref:
-    """What a walk primitive returned: a pending layer output, a stream, spikes or a pool."""
+    """What a walk primitive returned: a pending layer output, a stream, spikes or a pool
+    (``maps``: SEW, the producer spike maps a stream of counts sums, in order)."""
 
-    def __init__(self, kind, name, stream=None):
-        self.kind, self.name, self.stream = kind, name, stream
+    def __init__(self, kind, name, stream=None, maps=()):
+        self.kind, self.name, self.stream, self.maps = kind, name, stream, tuple(maps)
 
 
 class Program:
@@ -161,10 +168,16 @@ class Program:
         shortcuts are recorded (SEW is refused by ``walk``): with vanilla, the stem begins a
         stream that a ``STREAM_LIF`` (``downsample1_1.out_lif``) reads, a branch's last layer
         begins a stream ``<layer>.sum`` that a ``RESIDUAL_LIF`` reads with the block's incoming
-        spikes, and the head's ``POOL_LIF`` sums the last block's spike map.
+        spikes, and the head's ``POOL_LIF`` sums the last block's spike map. With SEW, a stream
+        of counts is the list of spike maps its producers wrote (the downsampler's ``out_lif``,
+        then every branch's output LIF); a convolution is linear, so a layer on counts runs once
+        per producer map (``<layer>@<map>``), the first beginning the stream ``<layer>.sum``
+        with the bias, the others adding into it without it (``bias=False``), and a
+        ``STREAM_LIF`` fires its LIF on the sums; the head pools the counts one producer map a
+        pass (``POOL_LIF``, sink ``POOL`` but the last, which fires).
     """
 
-    shortcuts = ("membrane", "vanilla")
+    shortcuts = ("membrane", "sew", "vanilla")
 
     def __init__(self, net):
         from quant.graph import walk
@@ -191,11 +204,22 @@ class Program:
         return _Ref("layer", name, x)
 
     def _layer(self, ref, sink: Sink):
+        if ref.stream.kind == "counts":
+            raise NotImplementedError(f"{ref.name} on spike counts into {sink}")
         self.steps.append(Step(StepKind.LAYER, ref.name, layer=ref.name, source=ref.stream.name,
                                sink=sink))
 
     def lif(self, name, x, theta, layout):
-        if x.kind == "layer":
+        if x.kind == "layer" and x.stream.kind == "counts":   # SEW: one pass per producer map
+            target = f"{x.name}.sum"
+            for index, spikes in enumerate(x.stream.maps):
+                self.steps.append(Step(
+                    StepKind.LAYER, f"{x.name}@{spikes}", layer=x.name, source=spikes,
+                    sink=Sink(SinkKind.ADD if index else SinkKind.BEGIN, target),
+                    bias=index == 0))
+            self.steps.append(Step(StepKind.STREAM_LIF, name, source=target,
+                                   sink=Sink(SinkKind.MAP, name)))
+        elif x.kind == "layer":
             self._layer(x, Sink(SinkKind.LIF, name))
         elif x.kind == "stream":
             self.steps.append(Step(StepKind.STREAM_LIF, name, source=x.name,
@@ -203,6 +227,13 @@ class Program:
         elif x.kind == "pooled":
             self.steps.append(Step(StepKind.POOL_LIF, name, source=x.name,
                                    sink=Sink(SinkKind.MAP, name)))
+        elif x.kind == "pooled_counts":     # SEW: the counts summed one producer map a pass
+            last = len(x.maps) - 1
+            for index, spikes in enumerate(x.maps):
+                self.steps.append(Step(
+                    StepKind.POOL_LIF, name if index == last else f"{name}@{spikes}",
+                    sink=Sink(SinkKind.MAP if index == last else SinkKind.POOL, name),
+                    residual=spikes))
         elif x.kind == "pooled_spikes":     # vanilla: the last block's spikes summed
             self.steps.append(Step(StepKind.POOL_LIF, name, sink=Sink(SinkKind.MAP, name),
                                    residual=x.name))
@@ -238,6 +269,14 @@ class Program:
                                                    None if v is None else v.name)))
         return _Ref("spikes", name)
 
+    def count_stream(self, spikes, stream, producer):
+        """SEW: a stream of counts begins as the downsampler's ``out_lif`` map."""
+        return _Ref("counts", stream, maps=(spikes.name,))
+
+    def add_spikes(self, stream, spikes, producer):
+        """SEW: a branch's output LIF map joins the stream's producer maps."""
+        return _Ref("counts", stream.name, maps=stream.maps + (spikes.name,))
+
     def residual(self, branch, spikes, producer):
         """Vanilla: the branch's last layer begins the stream ``<producer>.sum``; the output
         LIF (:meth:`lif`) reads it with ``spikes``."""
@@ -246,6 +285,8 @@ class Program:
         return _Ref("residual", name, spikes)
 
     def pool(self, stream):
+        if stream.kind == "counts":
+            return _Ref("pooled_counts", stream.name, maps=stream.maps)
         if stream.kind == "spikes":
             return _Ref("pooled_spikes", stream.name)
         return _Ref("pooled", stream.name)
@@ -277,7 +318,7 @@ def lif_map_shapes(net, steps, sizes) -> dict:
             side = 1
         elif step.kind is StepKind.RESIDUAL_LIF:
             side = sizes[step.layer.split(".")[0]]
-        else:
-            side = sizes[step.source]
+        else:   # a stream LIF: a stream's side (SEW: a layer's sums, ``<layer>.sum``)
+            side = sizes[step.source.split(".")[0]]
         shapes[lif] = (step, channels, side)
     return shapes

@@ -205,10 +205,15 @@ class Pool(wiring.Component):
     output register and the other groups shift down one place, so no group multiplexer sits on
     the output path.
 
+    With ``passes`` (SEW: the head pools a stream of counts one producer map a pass) two more
+    fields take part: a step with ``pool_acc`` keeps the sums at ``start`` (it adds to the
+    previous pass's), and one with ``pool_more`` does not fire after its last beat (the next
+    pass adds to its sums).
+
     Ports
     -----
     config : In(StructLayout)
-        ``is_pool``, ``groups_m1``.
+        ``is_pool``, ``groups_m1`` (with ``passes``: ``pool_more``, ``pool_acc``).
     start : In(1)
     i : In(stream.Signature(..., always_ready=True))
         :class:`StreamReader`'s output.
@@ -218,8 +223,12 @@ class Pool(wiring.Component):
 
     FIELDS = ("is_pool", "groups_m1")
 
-    def __init__(self, fields: dict, *, lanes: int, groups: int, sum_bits: int, input_layout):
+    def __init__(self, fields: dict, *, lanes: int, groups: int, sum_bits: int, input_layout,
+                 passes: bool = False):
         self._lanes, self._groups, self._sum_bits = lanes, groups, sum_bits
+        self._passes = bool(passes)
+        if passes:
+            self.FIELDS = Pool.FIELDS + ("pool_more", "pool_acc")
         super().__init__({
             "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
             "start": In(1),
@@ -245,7 +254,7 @@ class Pool(wiring.Component):
                             for lane in range(lanes):
                                 c = group * lanes + lane
                                 m.d.sync += pooled[c].eq(pooled[c] + beat.values[lane])
-                with m.If(beat.last):
+                with m.If(beat.last & (~desc.pool_more if self._passes else 1)):
                     m.d.sync += [firing.eq(1), fire_g.eq(0)]
             with m.If(~self.o.valid | self.o.ready):
                 m.d.sync += self.o.valid.eq(firing)
@@ -258,7 +267,10 @@ class Pool(wiring.Component):
                                  for c in range((groups - 1) * lanes)]
                     with m.If(fire_g == desc.groups_m1):
                         m.d.sync += firing.eq(0)
-        with m.If(self.start & desc.is_pool):
+        clear = self.start & desc.is_pool
+        if self._passes:
+            clear &= ~desc.pool_acc
+        with m.If(clear):
             m.d.sync += [pooled[c].eq(0) for c in range(groups * lanes)]
         return m
 

@@ -278,6 +278,8 @@ class SharedNetwork(wiring.Component):
             read.add("stream_read_base")   # the first add reads the kept stem output
         if self.plan.residual:             # vanilla: the spike fetch and the residual LIF
             read.update(SpikeFetch.FIELDS, ("use_stream", "is_res_lif"))
+        if self.plan.pool_passes:          # SEW: the head's pool of counts in passes
+            read.update(("pool_more", "pool_acc"))
         if not self.plan.sdsa_reads_v:
             read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
@@ -551,7 +553,8 @@ class SharedNetwork(wiring.Component):
         configure(rd)
         m.d.comb += [rd.start.eq(start), rd.data.eq(stream_read.data)]
         m.submodules.pool = pool = Pool(fields, lanes=lanes, groups=plan.pool_groups,
-                                        sum_bits=mem.lif_bits, input_layout=rd.o.payload.shape())
+                                        sum_bits=mem.lif_bits, input_layout=rd.o.payload.shape(),
+                                        passes=plan.pool_passes)
         configure(pool)
         m.d.comb += [pool.start.eq(start), pool.i.valid.eq(rd.o.valid),
                      pool.i.payload.eq(rd.o.payload), pool.o.ready.eq(lif.i.ready)]
@@ -649,7 +652,11 @@ class SharedNetwork(wiring.Component):
                 m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
                              lif_valid.eq(pool.o.valid), lif_index.eq(pool.o.payload.index)]
                 m.d.comb += [lif_x[lane].eq(pool.o.payload.x[lane]) for lane in range(lanes)]
-                m.d.comb += finish.eq(map_done)
+                if plan.pool_passes:   # SEW: a pass that keeps its sums ends with its last word
+                    m.d.comb += finish.eq(Mux(desc.pool_more, rd.o.valid & rd.o.payload.last,
+                                              map_done))
+                else:
+                    m.d.comb += finish.eq(map_done)
             with m.Case(StepKind.SDSA):
                 m.d.comb += finish.eq(map_done)
         # The LIF's threshold group: an AND-OR of the three sources by registered kind flags (a

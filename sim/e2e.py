@@ -151,6 +151,13 @@ def random_model(cfg, seed: int = 0):
 #: the float, integer and hardware models alike, so the classifier reads no spikes.
 NEVER_FIRING = {"vanilla": ("lif",)}
 
+#: LIFs that calibration leaves alone, by shortcut: no batch norm moves their input alone. The
+#: head LIF of a stream of spikes (vanilla) or counts (SEW) reads a mean over positions of
+#: spikes or counts, and shifting the last branch's batch norm for it would move that block's
+#: output LIF too. The SEW head LIF fires where a channel's mean count over positions reaches
+#: 2 (theta 1 at tau 2), whatever its producers' rates make of that.
+UNCALIBRATED = {"vanilla": ("lif",), "sew": ("lif",)}
+
 #: Calibrated random models' weights by (configuration at T = 1, seed) (:func:`random_model`).
 _CALIBRATED = {}
 
@@ -215,10 +222,9 @@ def calibrate_firing(model, images, target) -> dict:
         return float(lif(x, threshold).mean())
 
     order = [name for kind, name, _, _ in record() if kind == "lif"]
-    if model.cfg.shortcut == "vanilla":
-        # The vanilla head LIF reads the mean of the last block's spikes (at most 1): no bias
-        # moves it, and shifting the last branch's batch norm for it would move that block.
-        order = [name for name in order if name not in NEVER_FIRING["vanilla"]]
+    # The head LIF of a vanilla or SEW model reads a mean of spikes or counts: no bias moves it
+    # alone, and shifting the last branch's batch norm for it would move that block.
+    order = [name for name in order if name not in UNCALIBRATED.get(model.cfg.shortcut, ())]
     chosen = {}
     for name in order:
         events = record()
@@ -1097,7 +1103,8 @@ def _sops(dut, net, trace, step, t, image):
         return 0, dut.plan.input_map.side ** 2, 0
     # LIF / copy steps: neuron updates, `lanes` per cycle, no synaptic operations.
     stream = net.streams.get(step.source) if step.source else None
-    channels = net.lifs[step.name].threshold.shape[0] if step.name in net.lifs else (
+    lif = step.sink.target   # a SEW pool pass: its LIF's channels
+    channels = net.lifs[lif].threshold.shape[0] if lif in net.lifs else (
         stream.scale.shape[0] if stream else 0)
     side = dut.sizes.get(step.source, 1) if step.kind is not StepKind.BEGIN_STEM else \
         dut.sizes["downsample1_1"]

@@ -313,6 +313,11 @@ def pool_lif_cycles(words: int, pool_groups: int, map_words: int) -> int:
     return _step_cycles(last_group + LIF_LATENCY + WRITER_FLUSH_DELAY + map_words - 1)
 
 
+def pool_pass_cycles(words: int) -> int:
+    """A pass of the head's pool that keeps its sums (SEW): it ends with the reader's last word."""
+    return _step_cycles(STREAM_READ_LATENCY + words - 1)
+
+
 # --- SDSA ----------------------------------------------------------------------------------------
 
 def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True,
@@ -539,6 +544,8 @@ class CycleModel:
             else:
                 stream = mem.streams[step.source]
                 words, groups = stream.words, stream.groups
+            if step.sink.kind is SinkKind.POOL:   # SEW: a pass that keeps its sums
+                return pool_pass_cycles(words)
             return pool_lif_cycles(words, groups, mem.maps[step.sink.spike_map].words)
         if step.kind is StepKind.SDSA:
             attn = plan.net.attention[step.source]

@@ -145,7 +145,7 @@ def _step_groups(plan, step) -> int:
     if step.kind is StepKind.LAYER:
         return mem.layers[step.layer].config.groups
     if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF, StepKind.RESIDUAL_LIF):
-        return mem.sites[step.name].groups
+        return mem.sites[step.sink.target].groups   # (a SEW pool pass: its LIF's)
     if step.kind is StepKind.SDSA:
         return plan.head_groups[step.source]
     return 1

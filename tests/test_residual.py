@@ -198,6 +198,71 @@ def test_reader_and_pool(groups, words, pattern):
         assert pool_out.stalls, "the pattern stalled nothing"
 
 
+class PassTop(ReadTop):
+    """The reader and a pool that sums in passes (SEW: the head's pool of counts)."""
+
+    def __init__(self, init, groups):
+        fields = dict(FIELDS, pool_more=1, pool_acc=1)
+        self.reader = StreamReader(fields, lanes=LANES, stream_bits=SB, address_width=7)
+        self.pool = Pool(fields, lanes=LANES, groups=groups, sum_bits=SB + 8,
+                         input_layout=self.reader.o.payload.shape(), passes=True)
+        self.memory = Memory(shape=unsigned(LANES * SB), depth=DEPTH, init=init)
+
+
+@pytest.mark.parametrize("groups, words", [(1, 4), (3, 12)])
+def test_pool_in_passes(groups, words):
+    """Three passes over three streams: the first two keep their sums (``pool_more``) and offer
+    nothing, the second and third add to them (``pool_acc``); the third offers the sums of all
+    three. A later run without ``pool_acc`` starts from zero."""
+    rng = random.Random(groups * 7 + words)
+    init = [rng.getrandbits(LANES * SB) for _ in range(DEPTH)]
+    top = PassTop(init, groups)
+    reader, pool = top.reader, top.pool
+    bases = (0, 20, 40)
+    offered = []
+
+    async def one_pass(ctx, base, more, acc):
+        ctx.set(reader.config.is_reader, 1)
+        ctx.set(reader.config.stream_base, base)
+        ctx.set(reader.config.stream_words_m1, words - 1)
+        ctx.set(reader.config.groups_m1, groups - 1)
+        ctx.set(pool.config.groups_m1, groups - 1)
+        ctx.set(pool.config.is_pool, 1)
+        ctx.set(pool.config.pool_more, more)
+        ctx.set(pool.config.pool_acc, acc)
+        for unit in (reader, pool):
+            ctx.set(unit.start, 1)
+        await ctx.tick()
+        for unit in (reader, pool):
+            ctx.set(unit.start, 0)
+        ctx.set(pool.o.ready, 1)
+        for _ in range(words + groups + 12):
+            await ctx.tick()
+            if ctx.get(pool.o.valid):
+                offered.append((base, int(ctx.get(pool.o.payload.index)),
+                                [int(v) for v in ctx.get(pool.o.payload.x)]))
+
+    def sums(*chosen):
+        return pool_sums([lanes_of(init[b + i]) for b in chosen for i in range(words)], groups,
+                         LANES)
+
+    async def bench(ctx):
+        await one_pass(ctx, bases[0], 1, 0)
+        await one_pass(ctx, bases[1], 1, 1)
+        assert offered == [], "a pass that keeps its sums offered a beat"
+        await one_pass(ctx, bases[2], 0, 1)
+        want = sums(*bases)
+        assert offered == [(bases[2], g, want[g * LANES:(g + 1) * LANES]) for g in range(groups)]
+        offered.clear()
+        await one_pass(ctx, bases[1], 0, 0)     # no pool_acc: start clears the kept sums
+        want = sums(bases[1])
+        assert offered == [(bases[1], g, want[g * LANES:(g + 1) * LANES]) for g in range(groups)]
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    run_bounded(sim, bench, 20_000)
+
+
 def test_references():
     assert stream_update(5, 3, 2, True, 8) == 17
     assert stream_update(5, 3, 2, False, 8) == 12
