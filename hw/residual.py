@@ -254,7 +254,7 @@ class Pool(wiring.Component):
                             for lane in range(lanes):
                                 c = group * lanes + lane
                                 m.d.sync += pooled[c].eq(pooled[c] + beat.values[lane])
-                with m.If(beat.last & (~desc.pool_more if self._passes else 1)):
+                with m.If(beat.last & ~desc.pool_more if self._passes else beat.last):
                     m.d.sync += [firing.eq(1), fire_g.eq(0)]
             with m.If(~self.o.valid | self.o.ready):
                 m.d.sync += self.o.valid.eq(firing)
