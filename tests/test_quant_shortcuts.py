@@ -578,7 +578,7 @@ def test_membrane_nets_carry_none_of_it():
         assert not {"input_max", "identity_max", "shortcut_from", "counts"} & set(row)
 
 
-# --- the hardware runs vanilla and refuses SEW ------------------------------------------------
+# --- the hardware runs vanilla and SEW -------------------------------------------------------
 
 def test_hardware_takes_the_vanilla_shortcut(tmp_path):
     """The shared network builds vanilla (tests/test_shared_vanilla.py, and bit-exact in
@@ -595,20 +595,18 @@ def test_hardware_takes_the_vanilla_shortcut(tmp_path):
     assert prepare(1, path).cfg.shortcut == "vanilla"
 
 
-@pytest.mark.parametrize("shortcut", ["sew"])
-def test_hardware_refuses_with_one_clear_error(shortcut, tmp_path):
+def test_hardware_takes_the_sew_shortcut(tmp_path):
+    """SEW runs in the shared network (tests/test_shared_sew.py; bit-exact in
+    tests/test_shared_ablations.py): a layer on spike counts becomes one step per producer map,
+    and a SEW checkpoint is prepared as itself, never as the demo's membrane shortcut."""
     from hw.plan import SharedPlan
     from hw.program import Program
-    from sim.e2e import Unsupported, prepare
+    from sim.e2e import prepare
 
-    net = quantize_model(make_model("demo", shortcut=shortcut).float(), 8)
-    for build in (lambda: Program(net), lambda: SharedPlan(net, 16)):
-        with pytest.raises(NotImplementedError, match=f"shortcut='{shortcut}'"):
-            build()
+    net = quantize_model(make_model("demo", shortcut="sew").float(), 8)
+    names = [step.name for step in Program(net).steps]
+    assert any("@" in name for name in names), names
+    SharedPlan(net, 16)
     path = tmp_path / "model.pth"
-    save_checkpoint(make_model("demo", shortcut=shortcut), path)
-    with pytest.raises(Unsupported) as refused:
-        prepare(1, path)
-    message = str(refused.value)
-    assert "\n" not in message and "cannot be simulated" in message
-    assert f"shortcut='{shortcut}' is not implemented by hw.program.Program" in message
+    save_checkpoint(make_model("demo", shortcut="sew"), path)
+    assert prepare(1, path).cfg.shortcut == "sew"
