@@ -90,6 +90,9 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         "engine": engine_config_shape,
         "next_k": range(len(steps) + 1),   # the step after this one (begin_stem skipped)
         "last_step": 1,                      # this is the time step's last step
+        # layer schedule: the step runs at t = 0 only (a kept stem); ``last_step`` then marks
+        # the program's last step and ``next_k`` the next step in program order
+        "once": 1,
         # decoded kind and sink
         "is_stem": 1, "is_event": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
         "is_reader": 1,          # stream LIF, residual LIF or pool: the stream reader runs
@@ -144,13 +147,14 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
         step = begin  # its stream and shifts
     if sink.stream is not None:
         read, stream = plan.stream_access[step.name]
-        out.update(stream_base=stream.base, stream_read_base=read.base,
+        out.update(stream_base=plan.stream_base(stream, tv),
+                   stream_read_base=plan.stream_base(read, tv),
                    stream_words=stream.words, groups=stream.groups,
                    shift_base=mem.shift_base[step.name])
     if step.kind in (StepKind.STREAM_LIF, StepKind.POOL_LIF, StepKind.RESIDUAL_LIF) \
             and step.source is not None:
         stream, _ = plan.stream_access[step.name]
-        out.update(stream_base=stream.base, stream_words=stream.words)
+        out.update(stream_base=plan.stream_base(stream, tv), stream_words=stream.words)
     if step.residual is not None:
         info = mem.maps[step.residual]
         out.update(res_base=info.base_at(tv), res_stride=info.side, res_side_m1=info.side - 1,
@@ -226,7 +230,10 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
     step that did (the registers' previous contents). Time step ``t`` holds the steps
     ``plan.runs(t)``: never ``begin_stem`` (the stem's descriptor does its work), and the stem
     at ``t = 0`` only when the plan keeps its output (``stem_once``), so that a later time step
-    begins at ``plan.runs(t)[0]``.
+    begins at ``plan.runs(t)[0]``. With the layer schedule (``plan.schedule``) the words are
+    the same but for ``next_k`` and ``last_step``, which follow program order (``plan.runs(0)``)
+    and mark the program's last step, ``once`` (``plan.once``), and the stream bases, which
+    point at each time step's copy (``plan.stream_base``).
     """
     steps = plan.steps
     k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
@@ -242,8 +249,14 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
                 values["engine"] = engine_value(values["engine"])
             state.update(values)
             state = _derived(state)
-            following = runs[position + 1] if position + 1 < len(runs) else len(steps)
-            state.update(next_k=following, last_step=int(following == len(steps)))
+            if plan.schedule == "layer":
+                order = plan.runs(0)
+                at = order.index(index)
+                following = order[at + 1] if at + 1 < len(order) else len(steps)
+            else:
+                following = runs[position + 1] if position + 1 < len(runs) else len(steps)
+            state.update(next_k=following, last_step=int(following == len(steps)),
+                         once=int(plan.once(index)))
             for name, member in layout:
                 width = Shape.cast(member.shape).width
                 if not 0 <= state[name] < (1 << width):

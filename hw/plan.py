@@ -49,7 +49,10 @@ from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes
 from hw.progengine import LayerConfig, layer_config, pack_layer_biases, pack_layer_weights
 
 __all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan",
-           "STEM_OUT"]
+           "STEM_OUT", "SCHEDULES"]
+
+#: The sequencer's orders of (time step, step) pairs (:attr:`SharedPlan.schedule`).
+SCHEDULES = ("time", "layer")
 
 #: The stream place that keeps the stem's output across time steps (:attr:`SharedPlan.stem_once`).
 STEM_OUT = "stem_out"
@@ -213,7 +216,15 @@ class SharedPlan:
         V map).
     """
 
-    def __init__(self, net, lanes: int, *, pack_weights: bool = True):
+    def __init__(self, net, lanes: int, *, pack_weights: bool = True, schedule: str = "time"):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, "
+                             f"not {schedule!r}")
+        #: The order the sequencer visits (time step, step) pairs (:meth:`visits`): ``"time"``,
+        #: every step of a time step before the next time step (every LIF site keeps its
+        #: membranes across time steps); ``"layer"``, every time step of a step before the next
+        #: step (one site's membranes at a time; every stream kept for all time steps).
+        self.schedule = schedule
         self.net = net
         #: Whether :attr:`weight_words` holds the packed weights; ``pack_weights=False`` reserves
         #: the same words as zeros (sizes, addresses, limits and the program are the same): for
@@ -234,6 +245,8 @@ class SharedPlan:
         self._check_attention()
         maps = self._plan_maps()
         streams = self._plan_streams()
+        if self.schedule == "layer":
+            streams = self._share_streams(streams)
         #: ``{step name: (StreamPlace read, StreamPlace written or None)}`` of every step that
         #: reads or writes a residual stream (a stream LIF or pool reads; a layer's add reads
         #: and writes; a begin, or the stem through its ``begin_stem``, writes and reads its
@@ -247,7 +260,8 @@ class SharedPlan:
             maps=maps, streams=streams, sites=sites, layers=layers, shift_base=shift_base,
             map_depth=max(2, sum(T * i.step_words for i in maps.values())),
             map_width=max(info.side for info in maps.values()),
-            stream_depth=max(2, max(s.base + s.words for s in streams.values())),
+            stream_depth=max(2, max(self.stream_base(s, self.T - 1) + s.words
+                                    for s in streams.values())),
             stream_bits=max(s.bits for s in streams.values()),
             membrane_words=membrane_words, lif_bits=lif_bits)
         self.thresholds = thresholds
@@ -283,6 +297,10 @@ class SharedPlan:
                 self.pool_groups = max(self.pool_groups, groups)
         #: SEW: the head's pool runs in passes, one per producer map (``SinkKind.POOL``).
         self.pool_passes = any(step.sink.kind is SinkKind.POOL for step in self.steps)
+        if self.schedule == "layer" and T > 1 and self.pool_passes:
+            raise NotImplementedError(f"schedule='layer' at T={T}: SEW's head pool in passes "
+                                      "keeps one time step's sums across its passes (built "
+                                      "with schedule='time')")
         self.attention = list(net.attention)
         self.sdsa = net.attention[self.attention[0]].sdsa if self.attention else None
         self.sdsa_reads_v = self.sdsa != 2
@@ -362,15 +380,28 @@ class SharedPlan:
         words = ceil_div(groups, fit)
         return ceil_div(groups, words)
 
+    @property
+    def stream_copies(self) -> int:
+        """Copies of every stream place (but ``stem_out``): ``T`` for the layer schedule, whose
+        steps run every time step before the next step reads them, else 1."""
+        return self.T if self.schedule == "layer" else 1
+
+    def stream_base(self, place: StreamPlace, t: int) -> int:
+        """First word of ``place``'s copy for time step ``t`` (``stem_out`` has one copy)."""
+        if place.name == STEM_OUT:
+            return place.base
+        return place.base + (t if self.schedule == "layer" else 0) * place.words
+
     def _plan_streams(self) -> dict[str, StreamPlace]:
         streams, base = {}, 0
+        copies = self.stream_copies
         for name, stream in self.net.streams.items():
             if stream.counts:   # SEW: a stream of counts is its producers' spike maps
                 continue
             groups = ceil_div(stream.scale.shape[0], self.lanes)
             words = self.sizes[name] ** 2 * groups
             streams[name] = StreamPlace(name, base, groups, words, stream.bits)
-            base += words
+            base += words * copies
         # Vanilla and SEW: the streams the program begins that the net does not hold: the
         # stem's sums, read by ``downsample1_1.out_lif``, and the sums ``<layer>.sum`` of a
         # branch's last layer (vanilla) or of a layer on counts (SEW, its passes), read once by
@@ -397,16 +428,52 @@ class SharedPlan:
                 sums.append(place)
             else:
                 streams[target] = place
-                base += place.words
+                base += place.words * copies
         if sums:
             for place in sums:
                 streams[place.name] = StreamPlace(place.name, base, place.groups, place.words,
                                                   max(p.bits for p in sums))
-            base += max(place.words for place in sums)
+            base += max(place.words for place in sums) * copies
         if self.stem_once:
             kept = streams[self._stream_of(STEM_OUT)]
             streams[STEM_OUT] = StreamPlace(STEM_OUT, base, kept.groups, kept.words, kept.bits)
         return streams
+
+    def _share_streams(self, streams) -> dict[str, StreamPlace]:
+        """Layer schedule: move the stream places so that places whose lives do not overlap
+        share words (first fit, in order of their first use).
+
+        A place lives from the first step that reads or writes it to the last (in program
+        order); the layer schedule runs every time step of a step before the next step, so
+        once its last step is done no time step reads it again. (The time schedule keeps every
+        place apart: its layout, and so its Verilog, stay as they were.)
+        """
+        access = self._plan_stream_access(streams)
+        life, size = {}, {}
+        for k, step in enumerate(self.steps):
+            for place in access.get(step.name, ()):
+                if place is None:
+                    continue
+                first, last = life.get(place.base, (k, k))
+                life[place.base] = (min(first, k), max(last, k))
+                copies = 1 if place.name == STEM_OUT else self.stream_copies
+                size[place.base] = max(size.get(place.base, 0), place.words * copies)
+        placed, moved = [], {}
+        for old in sorted(life, key=lambda base: (life[base][0], base)):
+            first, last = life[old]
+            base = 0
+            while True:   # past every block that lives at the same time and overlaps
+                clash = [o + n for o, n, (start, end) in placed
+                         if not (end < first or last < start) and base < o + n
+                         and o < base + size[old]]
+                if not clash:
+                    break
+                base = max(clash)
+            placed.append((base, size[old], (first, last)))
+            moved[old] = base
+        return {name: StreamPlace(name, moved.get(place.base, place.base), place.groups,
+                                  place.words, place.bits)
+                for name, place in streams.items()}
 
     def _plan_stream_access(self, streams) -> dict:
         """Which stream place each stream step reads and writes (:attr:`stream_access`).
@@ -444,8 +511,11 @@ class SharedPlan:
             return (self.sizes[stream.split(".")[0]] ** 2 * self._stream_channels[stream]
                     * mem.stream_bits)
         sums = [needed(name) for name in mem.streams if name.endswith(".sum")]
-        return (sum(needed(name) for name in mem.streams if not name.endswith(".sum"))
-                + max(sums, default=0))
+        kept = sum(needed(name) for name in mem.streams if name == STEM_OUT)
+        # the layer schedule keeps every stream (but the stem's output) for each time step
+        return (sum(needed(name) for name in mem.streams
+                    if not name.endswith(".sum") and name != STEM_OUT)
+                + max(sums, default=0)) * self.stream_copies + kept
 
     def _stream_of(self, place: str) -> str:
         """The net's stream whose values a stream place holds (``stem_out``: the first's)."""
@@ -460,6 +530,20 @@ class SharedPlan:
         return [k for k, step in enumerate(self.steps)
                 if step.kind is not StepKind.BEGIN_STEM
                 and not (t > 0 and self.stem_once and step.kind is StepKind.STEM)]
+
+    def once(self, k: int) -> bool:
+        """Whether step ``k`` runs at ``t = 0`` only (a kept stem, :attr:`stem_once`)."""
+        return self.stem_once and self.steps[k].kind is StepKind.STEM
+
+    def visits(self, time_steps: int | None = None) -> list[tuple[int, int]]:
+        """``[(t, k)]`` the sequencer visits in a run of ``time_steps`` (default ``T``), in order:
+        the time schedule runs :meth:`runs` of each time step in turn; the layer schedule runs
+        each step of :meth:`runs(0) <runs>` at every time step (:meth:`once` at ``t = 0``)
+        before the next step."""
+        n = self.T if time_steps is None else int(time_steps)
+        if self.schedule == "time":
+            return [(t, k) for t in range(n) for k in self.runs(t)]
+        return [(t, k) for k in self.runs(0) for t in range(1 if self.once(k) else n)]
 
     def _plan_sites(self, maps):
         """LIF sites (the SDSA keeps its own attention LIF) and the threshold memory."""
@@ -478,7 +562,9 @@ class SharedPlan:
             gap = -tbase % align
             thresholds += [0] * (gap * lanes)
             tbase += gap
-            sites[lif] = SitePlace(lif, mbase, tbase, groups, info.side ** 2 * groups)
+            # The layer schedule keeps one site's membranes at a time: every site at 0.
+            sites[lif] = SitePlace(lif, mbase if self.schedule == "time" else 0, tbase, groups,
+                                   info.side ** 2 * groups)
             # Padded channels (beyond the map's channels, or between heads) get threshold 1:
             # their input is always 0 (zero weights and bias), so they never fire.
             words = [1] * (groups * lanes)
@@ -490,6 +576,8 @@ class SharedPlan:
             tbase += groups
         # At T = 1 every LIF starts from a zero membrane and none is read back: the array keeps
         # no membranes (its memory shrinks to two words that are never read with first = 0).
+        if self.schedule == "layer":
+            mbase = max([0] + [site.words for site in sites.values()])
         membrane_words = max(2, mbase) if self.T > 1 else 2
         lif_bits = max(net.lifs[name].input_bits for name in sites)
         return sites, thresholds, membrane_words, lif_bits
@@ -671,8 +759,9 @@ class SharedPlan:
             "spike_maps": sum(T * info.logical_channels * info.side ** 2
                               for info in mem.maps.values()),
             "streams": self._stream_bits_needed(),
-            "membranes": (sum(mem.maps[name].side ** 2 * mem.maps[name].logical_channels
-                              for name in mem.sites) * mem.lif_bits if T > 1 else 0),
+            "membranes": ((max if self.schedule == "layer" else sum)(
+                mem.maps[name].side ** 2 * mem.maps[name].logical_channels
+                for name in mem.sites) * mem.lif_bits if T > 1 else 0),
         }
         return {name: {"bits": bits[name], "needed": needed[name],
                        "overhead": bits[name] / needed[name] if needed[name] else None}

@@ -11,6 +11,12 @@
    next time step (0 unless the table skips steps after the first time step, such as a stem
    whose output is kept), or ends the run (``done``) after the run's last time step.
 
+With ``layer_major`` the order is step-major instead (the layer schedule,
+:attr:`hw.plan.SharedPlan.schedule`): each step runs at every time step of the run before the
+next step, ``t`` rising and ``k`` kept; a step whose descriptor has ``once`` runs at ``t = 0``
+only; after the run's last time step of a step the sequencer moves to its ``next_k`` at
+``t = 0``, or ends the run on ``last_step`` (the program's last step).
+
 The table holds ``T`` time steps (the most a run can do); a run does ``time_steps`` of them,
 sampled at ``run`` (0, or anything above ``T``, runs all ``T``), so one build serves every
 ``T`` up to its own.
@@ -77,12 +83,22 @@ def last_time_step(asked, T: int):
 
 
 def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int,
-             time_steps: int = 0, restart: int = 0):
+             time_steps: int = 0, restart: int = 0, layer_major: bool = False):
     """Return the ``[(t, step)]`` a run visits, in order, as the table's ``next_k`` and
     ``last_step`` fields prescribe, over :func:`run_time_steps` time steps, each after the
-    first beginning at step ``restart`` (reference for :class:`Sequencer`)."""
+    first beginning at step ``restart`` (reference for :class:`Sequencer`); ``layer_major``:
+    every time step of a step (one, for a step with ``once``) before its ``next_k``."""
     k_bits = step_address_bits(steps)
     order = []
+    if layer_major:
+        k = 0
+        while True:
+            word = layout.from_bits(rom.get(k, 0))
+            for t in range(1 if word.once else run_time_steps(time_steps, T)):
+                order.append((t, k))
+            if word.last_step:
+                return order
+            k = int(word.next_k)
     for t in range(run_time_steps(time_steps, T)):
         k = restart if t else 0
         while True:
@@ -102,8 +118,11 @@ class Sequencer(wiring.Component):
     FIELDS = ("next_k", "last_step")
 
     def __init__(self, layout: data.StructLayout, rom: dict[int, int], *, steps: int, T: int,
-                 restart: int = 0):
-        for field in ("next_k", "last_step"):
+                 restart: int = 0, layer_major: bool = False):
+        self._layer_major = bool(layer_major)
+        if layer_major:
+            self.FIELDS = Sequencer.FIELDS + ("once",)
+        for field in self.FIELDS:
             if field not in layout.members:
                 raise ValueError(f"the descriptor layout needs a {field!r} field")
         if not 0 <= restart < steps:
@@ -165,13 +184,24 @@ class Sequencer(wiring.Component):
                     m.d.comb += self.step_start.eq(1)
                     m.d.sync += phase.eq(2)
                 with m.Case(2):
-                    with m.If(finished):
-                        m.d.sync += phase.eq(0)
-                        with m.If(desc.last_step):
-                            with m.If(t == self.t_last):
+                    if self._layer_major:
+                        with m.If(finished):
+                            # the same step at the next time step, else the next step at t = 0
+                            m.d.sync += phase.eq(0)
+                            with m.If(~desc.once & (t != self.t_last)):
+                                m.d.sync += t.eq(t + 1)
+                            with m.Elif(desc.last_step):
                                 m.d.sync += [running.eq(0), self.done.eq(1)]
                             with m.Else():
-                                m.d.sync += [t.eq(t + 1), k.eq(self._restart)]
-                        with m.Else():
-                            m.d.sync += k.eq(desc.next_k)
+                                m.d.sync += [t.eq(0), k.eq(desc.next_k)]
+                    else:
+                        with m.If(finished):
+                            m.d.sync += phase.eq(0)
+                            with m.If(desc.last_step):
+                                with m.If(t == self.t_last):
+                                    m.d.sync += [running.eq(0), self.done.eq(1)]
+                                with m.Else():
+                                    m.d.sync += [t.eq(t + 1), k.eq(self._restart)]
+                            with m.Else():
+                                m.d.sync += k.eq(desc.next_k)
         return m

@@ -155,16 +155,20 @@ class SharedNetwork(wiring.Component):
 
     def __init__(self, net, *, lanes: int = 16, weights: str = "internal",
                  plan: SharedPlan | None = None, weight_ring: int | None = None,
-                 axi_data_width: int = 64, axi_address_width: int = 32):
+                 axi_data_width: int = 64, axi_address_width: int = 32,
+                 schedule: str = "time"):
         if weights not in ("internal", "external", "axi"):
             raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
         self._weights_mode = weights
         if plan is None:
-            plan = SharedPlan(net, lanes, pack_weights=weights != "axi")
-        elif plan.net is not net or plan.lanes != lanes or (
+            plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
+        elif plan.net is not net or plan.lanes != lanes or plan.schedule != schedule or (
                 weights != "axi" and not plan.weights_packed):
-            raise ValueError("plan must be SharedPlan(net, lanes) of this net and lane count, "
-                             "with its weights packed")
+            raise ValueError("plan must be SharedPlan(net, lanes, schedule=schedule) of this net, "
+                             "lane count and schedule, with its weights packed")
+        if weights == "axi" and plan.schedule == "layer" and plan.T > 1:
+            raise NotImplementedError("schedule='layer' with weights='axi': the weight fetcher "
+                                      "streams the layers in the time schedule's order")
         self.plan = plan
         #: ``weights="axi"``: the external image and the ring (:class:`WeightRing`), else None.
         self.ring = None
@@ -278,6 +282,8 @@ class SharedNetwork(wiring.Component):
             read.add("stream_read_base")   # the first add reads the kept stem output
         if self.plan.residual:             # vanilla: the spike fetch and the residual LIF
             read.update(SpikeFetch.FIELDS, ("use_stream", "is_res_lif"))
+        if self.plan.schedule == "layer":  # the sequencer's layer-major order
+            read.add("once")
         if self.plan.pool_passes:          # SEW: the head's pool of counts in passes
             read.update(("pool_more", "pool_acc"))
         if not self.plan.sdsa_reads_v:
@@ -390,8 +396,10 @@ class SharedNetwork(wiring.Component):
         place = ring.engine_config if ring else (lambda layer: layer)
         rom = descriptor_rom(plan, desc_layout,
                              lambda layer: engine.config_value(place(layer)).as_value().value)
-        m.submodules.sequencer = seq = Sequencer(desc_layout, rom, steps=len(plan.steps), T=T,
-                                                 restart=plan.runs(1)[0] if T > 1 else 0)
+        layer_major = plan.schedule == "layer"
+        m.submodules.sequencer = seq = Sequencer(
+            desc_layout, rom, steps=len(plan.steps), T=T,
+            restart=plan.runs(1)[0] if T > 1 and not layer_major else 0, layer_major=layer_major)
         desc = seq.desc
         start = seq.step_start            # one-cycle pulse: the descriptor is loaded
         finish = Signal(name="step_finish")  # comb: the step's final write happens now

@@ -26,6 +26,11 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``axi_data_width``     ``weights: "axi"``: bits of the AXI data bus, 32..1024 (a power of two)
 ``weight_ring``        ``weights: "axi"``: words of the on-chip weight ring (a power of two), or
                        ``null``: four of the largest weight blocks, at least 1,024
+``schedule``           the network units' order of (time step, step): ``"time"`` (default: every
+                       step of a time step, then the next; every LIF site keeps its membranes)
+                       or ``"layer"`` (every time step of a step, then the next step: one
+                       site's membranes at a time, the streams kept per time step); ``"layer"``
+                       is not built with ``weights: "axi"``
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
@@ -94,6 +99,7 @@ class DesignPoint:
     weights: str = "external"
     axi_data_width: int = 64
     weight_ring: int | None = None
+    schedule: str = "time"
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -126,6 +132,13 @@ class DesignPoint:
             if ring & (ring - 1):
                 raise ConfigError(f"{src}: field 'weight_ring' is {ring}; allowed: a power of "
                                   "two in 2..1048576, or null")
+        if self.schedule not in ("time", "layer"):
+            raise ConfigError(f"{src}: field 'schedule' is {self.schedule!r}; allowed: 'time', "
+                              "'layer'")
+        if self.schedule == "layer" and self.weights == "axi":
+            raise ConfigError(f"{src}: field 'schedule' is 'layer' with weights 'axi'; allowed: "
+                              "'time' (the weight fetcher streams the layers in the time "
+                              "schedule's order)")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")

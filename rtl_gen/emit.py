@@ -110,6 +110,9 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
             placement = {"weights": "axi", "axi_data_width": point.axi_data_width,
                          "weight_ring": point.weight_ring}
             params.update(axi_data_width=point.axi_data_width, weight_ring=point.weight_ring)
+        if point.schedule != "time":    # the default stays unnamed: its manifests unchanged
+            placement["schedule"] = point.schedule
+            params["schedule"] = point.schedule
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 

@@ -334,14 +334,18 @@ class QuantizedNetwork:
     #: ``weights="axi"``: the AXI data bus in bits and the ring's words (None: the default).
     axi_width: int = 64
     weight_ring: int | None = None
+    #: The sequencer's order (``hw.plan.SCHEDULES``): ``"time"`` (default) or ``"layer"``.
+    schedule: str = "time"
 
     @property
     def design_options(self) -> dict:
-        """``SharedNetwork`` keyword arguments of the weights' placement."""
+        """``SharedNetwork`` keyword arguments of the weights' placement and the schedule (the
+        default time schedule is not named, so its cached designs keep their keys)."""
+        options = {} if self.schedule == "time" else {"schedule": self.schedule}
         if self.weights != "axi":
-            return {}
+            return options
         return {"weights": "axi", "axi_data_width": self.axi_width,
-                "weight_ring": self.weight_ring}
+                "weight_ring": self.weight_ring, **options}
 
     @property
     def cfg(self):
@@ -357,7 +361,7 @@ class QuantizedNetwork:
 def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: int = 16,
             arch: str = "shared", seed: int = 0, weight_bits: int = 8,
             sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
-            weight_ring: int | None = None) -> QuantizedNetwork:
+            weight_ring: int | None = None, schedule: str = "time") -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -378,9 +382,13 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         net = quantized(model, weight_bits)
         if weights not in ("internal", "axi"):
             raise ValueError(f"weights must be 'internal' or 'axi', not {weights!r}")
-        plan = SharedPlan(net, lanes, pack_weights=weights != "axi")
+        plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
         if weights == "axi":
             from hw.weightfetch import WeightRing
+            if schedule == "layer" and T > 1:
+                raise NotImplementedError("schedule='layer' with weights='axi': the weight "
+                                          "fetcher streams the layers in the time schedule's "
+                                          "order")
             WeightRing(plan, weight_ring, data_width=axi_width)
     except NotImplementedError as error:
         raise Unsupported(f"checkpoint {name} ({describe(model.cfg)}) cannot be simulated: "
@@ -388,7 +396,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
     return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
-                            weight_ring)
+                            weight_ring, schedule)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -863,11 +871,14 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "
 
     path = _cached_verilog(net, lanes, arch, weights)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and (weights == "internal" or axi_image(path).exists()):
+    # ``weights``: "internal", "external", or a QuantizedNetwork.design_options dict (AXI4
+    # weights, or only a schedule)
+    axi = isinstance(weights, dict) and weights.get("weights") == "axi"
+    if path.exists() and (not axi or axi_image(path).exists()):
         return path.read_text()
     if not hasattr(dut, "elaborate"):
         dut = dut()  # a factory: the design is made only when it is converted
-    if weights != "internal" and weights != "external":
+    if axi:
         image = axi_image(path)
         tmp = image.with_suffix(".tmp")
         tmp.write_bytes(dut.ring.image())
@@ -911,13 +922,15 @@ def network_design(network: QuantizedNetwork):
     from hw.plan import SharedPlan
     from hw.shared import SharedNetwork
 
+    schedule = network.schedule
     if network.weights == "axi":
-        plan = SharedPlan(network.net, network.lanes, pack_weights=False)
+        plan = SharedPlan(network.net, network.lanes, pack_weights=False, schedule=schedule)
         return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                              **network.design_options)
-    plan = SharedPlan(network.net, network.lanes)
+    plan = SharedPlan(network.net, network.lanes, schedule=schedule)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
-                         weights="external" if weights_outside(plan) else "internal")
+                         weights="external" if weights_outside(plan) else "internal",
+                         schedule=schedule)
 
 
 def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut=None):
@@ -1046,7 +1059,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 seed: int = 0, arch: str = "shared", simulator: str | None = None,
                 variant_name: str | None = None, inputs=None, sdsa: int | None = None,
                 weights: str = "internal", axi: dict | None = None,
-                time_steps: int | None = None) -> dict:
+                time_steps: int | None = None, schedule: str = "time") -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1054,7 +1067,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     there; default the digits) and :func:`simulate` in one call.
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
-                      sdsa=sdsa, weights=weights)
+                      sdsa=sdsa, weights=weights, schedule=schedule)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
                     axi=axi, time_steps=time_steps)
 
@@ -1139,8 +1152,9 @@ def step_report(dut, net, trace, rtl, meta, model=None) -> list[dict]:
     per_step = {}
     for image, result in enumerate(rtl):
         marks = [tuple(e) for e in result["steps"]]
-        # A run that starts at step 0 (the first after reset) records no change into step 0.
-        if not marks or marks[0][1] != 0:
+        # A run that starts at step 0 (the first after reset) records no change into step 0 at
+        # t = 0 (the layer schedule's next visit is step 0 again, at t = 1).
+        if not marks or marks[0][:2] != (0, 0):
             marks = [(0, 0, 0)] + marks
         for (t0, k0, c0), (t1, k1, c1) in zip(marks, marks[1:]):
             if k0 < len(steps):
@@ -1335,6 +1349,11 @@ def main(argv=None) -> int:
                    help="'internal': a weight memory in the design (default); 'axi': weights "
                         "streamed from external memory over an AXI4 read master into an on-chip "
                         "ring (hw.weightfetch), the testbench's memory an AXI RAM model")
+    p.add_argument("--schedule", choices=("time", "layer"), default="time",
+                   help="the sequencer's order: 'time' (default: every step of a time step, "
+                        "then the next time step; every LIF keeps its membranes) or 'layer' "
+                        "(every time step of a step, then the next step: one LIF's membranes "
+                        "at a time, every stream kept per time step; not with --weights axi)")
     p.add_argument("--axi-width", type=int, default=64, choices=(32, 64, 128, 256, 512, 1024),
                    help="with --weights axi: bits of the AXI data bus (default 64)")
     p.add_argument("--weight-ring", type=int, default=None, metavar="WORDS",
@@ -1393,7 +1412,7 @@ def main(argv=None) -> int:
                 built = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
                                 arch=args.arch, seed=args.seed, sdsa=args.sdsa,
                                 weights=args.weights, axi_width=args.axi_width,
-                                weight_ring=args.weight_ring)
+                                weight_ring=args.weight_ring, schedule=args.schedule)
                 if args.max_T:
                     networks = {run_T: built for run_T in args.T}
                 else:

@@ -573,15 +573,14 @@ class CycleModel:
             fetch = AxiFetchModel(self.ring, self.T, self.latency)
             self._layer_index = {layer.name: i for i, layer in enumerate(self.ring.layers)}
         entry = 0
-        for t in range(self.T):
-            # the sequencer's steps: never begin_stem (the stem's descriptor does its work), and
-            # a kept stem (``plan.stem_once``) at t = 0 only
-            for k in self.plan.runs(t):
-                step = self.steps[k]
-                cycles = self.step_cycles(step, trace, t, image, fetch, entry)
-                entry += cycles
-                rows.append({"t": t, "step": k, "kind": step.kind.label, "name": step.name,
-                             "cycles": cycles})
+        # the sequencer's visits in its schedule's order: never begin_stem (the stem's
+        # descriptor does its work), and a kept stem (``plan.stem_once``) at t = 0 only
+        for t, k in self.plan.visits(self.T):
+            step = self.steps[k]
+            cycles = self.step_cycles(step, trace, t, image, fetch, entry)
+            entry += cycles
+            rows.append({"t": t, "step": k, "kind": step.kind.label, "name": step.name,
+                         "cycles": cycles})
         return {"steps": rows, "total": sum(r["cycles"] for r in rows)}
 
 

@@ -49,10 +49,11 @@ def table(T: int, seed: int, chain=runs):
     return layout, rom
 
 
-def simulate(layout, rom, T: int, seed: int, time_steps: int = 0, restart: int = 0):
+def simulate(layout, rom, T: int, seed: int, time_steps: int = 0, restart: int = 0,
+             layer_major: bool = False):
     """Run once (``time_steps`` asked at ``run``); return ``[(t, step, value)]`` at each
     ``step_start``, ``cycles`` and the cycle count from ``run`` to ``done``."""
-    dut = Sequencer(layout, rom, steps=STEPS, T=T, restart=restart)
+    dut = Sequencer(layout, rom, steps=STEPS, T=T, restart=restart, layer_major=layer_major)
     rng = random.Random(seed)
     seen = []
     out = {}
@@ -130,6 +131,49 @@ def test_later_time_steps_begin_at_the_restart_step(time_steps):
     k_bits = step_address_bits(STEPS)
     for t, k, value in seen:
         assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
+
+
+def layer_table(T: int, seed: int, once=(0,)):
+    """The layer schedule's table (``hw.descriptor``): the same chain at every time step
+    (``RUNS``), ``last_step`` on the program's last step, ``once`` on the steps in ``once``,
+    which have words at ``t = 0`` only; ``value`` random."""
+    layout = data.StructLayout({"value": 8, "next_k": range(STEPS + 1), "last_step": 1,
+                                "once": 1})
+    rng = random.Random(seed)
+    k_bits = step_address_bits(STEPS)
+    rom = {}
+    for t in range(T):
+        for position, k in enumerate(RUNS):
+            if t and k in once:
+                continue
+            following = RUNS[position + 1] if position + 1 < len(RUNS) else STEPS
+            rom[(t << k_bits) | k] = layout.const({
+                "value": rng.randrange(256), "next_k": following,
+                "last_step": int(following == STEPS), "once": int(k in once)}).as_value().value
+    return layout, rom
+
+
+@pytest.mark.parametrize("T, time_steps", [(3, 0), (3, 2), (3, 1), (1, 0), (4, 4)])
+@pytest.mark.parametrize("once", [(0,), ()], ids=["kept-stem", "none-once"])
+def test_the_layer_schedule_runs_a_step_at_every_time_step_first(T, time_steps, once):
+    """``layer_major``: each step at t = 0 .. the run's last time step (a ``once`` step at 0
+    only), then the next step at t = 0; the table's words at each (t, step)."""
+    layout, rom = layer_table(T, 11, once)
+    seen, out = simulate(layout, rom, T, 11, time_steps, layer_major=True)
+    done = time_steps if 1 <= time_steps <= T else T
+    want = [(t, k) for k in RUNS for t in range(1 if k in once else done)]
+    assert sequence(rom, layout, STEPS, T, time_steps, layer_major=True) == want
+    assert [(t, k) for t, k, _ in seen] == want
+    k_bits = step_address_bits(STEPS)
+    for t, k, value in seen:
+        assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
+    assert out["cycles"] == out["elapsed"] - 1
+
+
+def test_the_layer_schedule_needs_a_once_field():
+    layout, rom = table(2, 0)
+    with pytest.raises(ValueError, match="'once'"):
+        Sequencer(layout, rom, steps=STEPS, T=2, layer_major=True)
 
 
 def test_restart_out_of_range_is_refused():

@@ -360,3 +360,48 @@ def test_network_ports_are_the_documented_shell(plan):
     classes = np.asarray(net.layers["head"].weight).shape[0]
     assert members["logits"].shape == data.ArrayLayout(signed(dut.logit_bits), classes)
     assert dut.logit_bits == max(net.logit_bits, 2)
+
+
+@pytest.mark.parametrize("T", [2, 4])
+def test_layer_schedule_shares_what_never_lives_at_once(T):
+    """``schedule="layer"`` runs every time step of a step before the next step: every LIF site
+    starts at membrane word 0 (one site's membranes at a time), each stream place holds a copy
+    per time step (but the kept stem output), and two places share words only if no step lies
+    between the first and last step of both. Fewer bits than the time schedule in all."""
+    from hw.plan import STEM_OUT, SharedPlan
+
+    model, _ = demo_model(T, "random", seed=0)
+    net = quantized(model)
+    time, layer = SharedPlan(net, LANES), SharedPlan(net, LANES, schedule="layer")
+    mem = layer.memory
+    assert all(site.mbase == 0 for site in mem.sites.values())
+    assert mem.membrane_words == max(site.words for site in mem.sites.values())
+    assert [(k, s.words, s.groups) for k, s in layer.memory.streams.items()] == [
+        (k, s.words, s.groups) for k, s in time.memory.streams.items()]
+    # every (t, k) once; each step's time steps in a row; the stem once
+    visits = layer.visits()
+    assert sorted(visits) == sorted(time.visits()) and len(set(visits)) == len(visits)
+    assert [k for _, k in visits] == sorted(k for _, k in visits)
+    # a place's words: [base, base + copies * words); its life: first to last step using it
+    life = {}
+    for k, step in enumerate(layer.steps):
+        for place in layer.stream_access.get(step.name, ()):
+            if place is not None:
+                first, last = life.get(place.name, (k, k))
+                life[place.name] = (min(first, k), max(last, k))
+    span = {name: (layer.stream_base(place, 0), layer.stream_base(place, T - 1) + place.words)
+            for name, place in mem.streams.items() if name in life}
+    assert span[STEM_OUT] == (mem.streams[STEM_OUT].base, mem.streams[STEM_OUT].base
+                              + mem.streams[STEM_OUT].words)
+    shared = 0
+    for a in span:
+        for b in span:
+            if a < b and span[a][0] < span[b][1] and span[b][0] < span[a][1]:
+                shared += 1
+                assert life[a][1] < life[b][0] or life[b][1] < life[a][0], (a, b)
+    assert shared, "no two stream places share words"
+    assert mem.stream_depth == max(end for _, end in span.values())
+    bits = {k: v["bits"] for k, v in layer.padding_report().items()}
+    before = {k: v["bits"] for k, v in time.padding_report().items()}
+    assert bits["membranes"] < before["membranes"]
+    assert sum(bits.values()) < sum(before.values())

@@ -145,3 +145,15 @@ def test_the_other_designs_have_no_pool_passes():
         assert not dut.plan.pool_passes and dut.plan.zero_bias_base is None
         names = {name for name, _ in dut.descriptor_layout(1)}
         assert not names & {"pool_more", "pool_acc"}
+
+
+def test_the_layer_schedule_refuses_the_passes_at_more_than_one_time_step(net):
+    """The head pool keeps one time step's sums in registers across its passes: in layer order
+    the passes of different time steps would interleave, so the layer schedule is refused at
+    T > 1 with one line (and taken at T = 1, where both orders are the same)."""
+    if net.cfg.T == 1:
+        assert SharedPlan(net, LANES, schedule="layer").visits() == SharedPlan(net, LANES).visits()
+        return
+    with pytest.raises(NotImplementedError, match=r"schedule='layer' at T=2: SEW") as refused:
+        SharedPlan(net, LANES, schedule="layer")
+    assert "\n" not in str(refused.value)

@@ -16,7 +16,8 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge, SimTimeoutError, ValueChange, with_timeout
+from cocotb.triggers import (First, ReadOnly, RisingEdge, SimTimeoutError, ValueChange,
+                             with_timeout)
 
 from golden.progress import bar
 from sim.tb.common import TB, StreamSource
@@ -154,11 +155,12 @@ def fetcher_state(dut) -> str:
 
 
 async def watch_steps(dut, log, progress=None):
-    """Record ``(time step, program step, cycles)`` whenever the sequencer changes step; show the
-    time step, program step and cycles so far on the ``progress`` bar (if given)."""
+    """Record ``(time step, program step, cycles)`` whenever the sequencer changes step or time
+    step (the layer schedule keeps the step and moves the time step); show the time step,
+    program step and cycles so far on the ``progress`` bar (if given)."""
     shown = 0.0
     while True:
-        await ValueChange(dut.step)
+        await First(ValueChange(dut.step), ValueChange(dut.time_step))
         await ReadOnly()
         log.append((int(dut.time_step.value), int(dut.step.value), int(dut.cycles.value)))
         if progress is not None and time.perf_counter() - shown >= 0.5:  # redraw twice a second
