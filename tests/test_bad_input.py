@@ -262,8 +262,20 @@ def _check(entry: str, ckpt: Path, tmp: Path, words, case: str = "") -> str:
 
 # ----------------------------------------------------------------------------- tests
 
-@pytest.mark.parametrize("entry", ENTRIES)
-@pytest.mark.parametrize("case", sorted(VALUES))
+def _rotated(cases, entries, per_case: int = 2):
+    """Every (case, entry) pair; ``make test`` runs ``per_case`` entries of each case, rotated so
+    that every entry meets some case, and leaves the rest of the cross product to ``make
+    test-all`` (every entry spawns a Python process that imports torch: about 2 s each)."""
+    pairs = []
+    for i, case in enumerate(cases):
+        fast = {entries[(i * per_case + j) % len(entries)] for j in range(per_case)}
+        for entry in entries:
+            marks = () if entry in fast else (pytest.mark.slow,)
+            pairs.append(pytest.param(case, entry, marks=marks, id=f"{case}-{entry}"))
+    return pairs
+
+
+@pytest.mark.parametrize("case, entry", _rotated(sorted(VALUES), ENTRIES))
 def test_bad_values_every_entry(tmp_path, entry, case):
     maker, key, words = VALUES[case]
     ckpt = maker(tmp_path / "bad.pth")
@@ -296,8 +308,8 @@ def test_unloadable_files_quant(tmp_path, case):
     _unloadable(tmp_path, "quant.cli", case)
 
 
-@pytest.mark.parametrize("entry", [e for e in ENTRIES if e != "quant.cli"])
-@pytest.mark.parametrize("case", FILES_EVERY_ENTRY)
+@pytest.mark.parametrize("case, entry", _rotated(FILES_EVERY_ENTRY,
+                                                 [e for e in ENTRIES if e != "quant.cli"]))
 def test_unloadable_files_every_entry(tmp_path, entry, case):
     _unloadable(tmp_path, entry, case)
 

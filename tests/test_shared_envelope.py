@@ -185,7 +185,8 @@ def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", **overrides)
 @pytest.mark.verilator
 @pytest.mark.parametrize("name, lanes, T, overrides", [
     pytest.param("odd", 8, 2, {}, id="odd-8lanes-T2"),
-    pytest.param("odd", 8, 2, {"schedule": "layer"}, id="odd-8lanes-T2-layer"),
+    pytest.param("odd", 8, 2, {"schedule": "layer"}, id="odd-8lanes-T2-layer",
+                 marks=pytest.mark.slow),
     pytest.param("odd", 16, 1, {}, id="odd-16lanes-T1", marks=pytest.mark.slow),
     pytest.param("odd", 8, 1, {"sdsa": 1}, id="odd-8lanes-sdsa1", marks=pytest.mark.slow),
     pytest.param("demo", 8, 1, {}, id="demo-8lanes", marks=pytest.mark.slow),
