@@ -166,9 +166,6 @@ class SharedNetwork(wiring.Component):
                 weights != "axi" and not plan.weights_packed):
             raise ValueError("plan must be SharedPlan(net, lanes, schedule=schedule) of this net, "
                              "lane count and schedule, with its weights packed")
-        if weights == "axi" and plan.schedule == "layer" and plan.T > 1:
-            raise NotImplementedError("schedule='layer' with weights='axi': the weight fetcher "
-                                      "streams the layers in the time schedule's order")
         self.plan = plan
         #: ``weights="axi"``: the external image and the ring (:class:`WeightRing`), else None.
         self.ring = None

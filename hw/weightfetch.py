@@ -5,9 +5,10 @@ With ``SharedNetwork(weights="axi")`` no memory of the design holds the model's 
 in external memory in the compact layout below (:meth:`WeightRing.image`, written by
 ``make rtl`` as ``<unit>.weights.bin``); :class:`WeightFetcher` reads them through an AXI4 read
 master port into a ring of ``depth`` words (the on-chip budget, a generation parameter) and the
-engine reads the ring through its usual synchronous port. Every weight is read once per time
-step: the bytes read per time step are the image's layers (:attr:`WeightRing.bytes_per_step`,
-the floor plus the padding of words to lanes and beats), whatever the spikes.
+engine reads the ring through its usual synchronous port. Under the time schedule every weight
+is read once per time step: the bytes read per time step are the image's layers
+(:attr:`WeightRing.bytes_per_step`, the floor plus the padding of words to lanes and beats),
+whatever the spikes.
 
 Blocks
     The engine takes a layer's input channels in order, channel ``c``'s spikes all before channel
@@ -28,6 +29,15 @@ Flow control
     most ``depth`` past ``free``, so it never overwrites a block still to be read, and the engine
     takes a channel's spikes only when the channel's block ends at or below ``loaded``. A channel
     without spikes costs the engine nothing: its block is fetched and never waited for.
+Schedules (:meth:`WeightRing.visits`)
+    The time schedule visits every layer in program order at each time step, a time step
+    ``span`` positions after the previous one. The layer schedule (``plan.schedule ==
+    "layer"``) visits each layer at every time step before the next layer. A layer whose blocks
+    fit the ring (``ring_words <= depth``) is fetched at its first visit and kept: its visits
+    but the last *hold* ``free`` at the layer's first block, so nothing overwrites it, and the
+    run reads it once. A larger layer is fetched again at every visit, ``stride`` positions
+    (its extent rounded up to ``depth``) after the previous one, so its ring base never
+    changes. The layers follow one another as in one time step (:attr:`RingLayer.offset`).
 External image (:meth:`WeightRing.image`)
     Layer after layer in program order, each at a multiple of 64 bytes (:attr:`RingLayer.address`
     from the region's base); in a layer, block after block (``c``), in a block the words in
@@ -54,7 +64,8 @@ from amaranth.lib.wiring import In, Out
 from hw.params import bits_for, ceil_div, check_int, log2_ceil
 from hw.sequencer import last_time_step
 
-__all__ = ["AXI_PREFIX", "LAYER_ALIGN", "MAX_BURST", "BOUNDARY", "RingLayer", "WeightRing",
+__all__ = ["AXI_PREFIX", "LAYER_ALIGN", "MAX_BURST", "BOUNDARY", "RingLayer", "RingVisit",
+           "WeightRing",
            "axi4_read_ports", "ring_words", "WeightFetcher"]
 
 #: Prefix of the AXI4 master's Verilog ports (``m_axi_araddr`` ...), what cocotbext-axi's
@@ -99,6 +110,24 @@ class RingLayer:
     def ring_words(self) -> int:
         """Sequence positions the layer takes: ``channels << B``."""
         return self.channels << self.block_log
+
+
+@dataclasses.dataclass(frozen=True)
+class RingVisit:
+    """One visit of the engine to a layer in a run (:meth:`WeightRing.visits`)."""
+
+    #: Time step of the visit.
+    t: int
+    #: Index of the layer in :attr:`WeightRing.layers`.
+    layer: int
+    #: Sequence position of the layer's first block at this visit.
+    position: int
+    #: The fetcher reads the layer's blocks for this visit (False: the blocks of the layer's
+    #: previous visit are still in the ring and are read again).
+    fetch: bool
+    #: The engine's reads at this visit free nothing: the layer's blocks stay in the ring for
+    #: its next visit.
+    hold: bool
 
 
 class WeightRing:
@@ -161,6 +190,13 @@ class WeightRing:
         self.depth = depth
         #: Sequence positions of one time step: the blocks' extent rounded up to ``depth``.
         self.span = -(-offset // depth) * depth
+        #: The plan's schedule is the layer schedule: a layer's visits follow one another.
+        self.layer_major = plan.schedule == "layer"
+        #: Layer schedule: sequence positions between two visits of a layer, per layer: 0 (the
+        #: layer fits the ring, is fetched at its first visit and kept for the others) or its
+        #: extent rounded up to ``depth`` (fetched again at every visit).
+        self.strides = [0 if layer.ring_words <= depth else -(-layer.ring_words // depth) * depth
+                        for layer in layers]
         self._by_base = {plan.memory.layers[layer.name].config.weight_base: layer
                          for layer in layers}
 
@@ -181,6 +217,35 @@ class WeightRing:
         ``2 ** (pointer_bits - 1)`` in magnitude (a layer plus twice the ring)."""
         widest = max(layer.ring_words for layer in self.layers)
         return bits_for(widest + 2 * self.depth + 1) + 2
+
+    def visits(self, time_steps: int) -> list[RingVisit]:
+        """The engine's layer visits of a run of ``time_steps`` in order, with the sequence
+        positions of the layers' blocks (module docstring, "Schedules")."""
+        out = []
+        if not self.layer_major:
+            for t in range(time_steps):
+                for index, layer in enumerate(self.layers):
+                    out.append(RingVisit(t, index, t * self.span + layer.offset, True, False))
+            return out
+        base = 0
+        for index, (layer, stride) in enumerate(zip(self.layers, self.strides)):
+            for t in range(time_steps):
+                if t:
+                    base += stride
+                out.append(RingVisit(t, index, base + layer.offset, t == 0 or stride > 0,
+                                     stride == 0 and t < time_steps - 1))
+        return out
+
+    def bytes_per_run(self, time_steps: int) -> int:
+        """Bytes read by a run of ``time_steps``: the layers' blocks at every fetching visit
+        (``time_steps * bytes_per_step`` under the time schedule; under the layer schedule a
+        layer that fits the ring is read once per run)."""
+        return sum(self.layer_size(self.layers[visit.layer])
+                   for visit in self.visits(time_steps) if visit.fetch)
+
+    def layer_size(self, layer: RingLayer) -> int:
+        """Bytes of a layer's blocks in the image (without its alignment padding)."""
+        return layer.channels * layer.block_words * self.word_bytes
 
     @property
     def bytes_per_step(self) -> int:
@@ -233,12 +298,22 @@ class WeightRing:
             out[layer.address:layer.address + len(data)] = data
         return bytes(out)
 
-    def request_order(self, base: int = 0) -> list[tuple[int, int]]:
-        """The bursts of one time step, ``(byte address, beats)`` in issue order: block by block,
-        each split at 256 beats and at 4 KB boundaries (reference for the AR channel)."""
+    def run_requests(self, time_steps: int, base: int = 0) -> list[tuple[int, int]]:
+        """The bursts of a run of ``time_steps``, ``(byte address, beats)`` in issue order: the
+        layer's bursts (:meth:`request_order`) at every fetching visit."""
+        bursts = []
+        for visit in self.visits(time_steps):
+            if visit.fetch:
+                bursts += self.request_order(base, [self.layers[visit.layer]])
+        return bursts
+
+    def request_order(self, base: int = 0, layers=None) -> list[tuple[int, int]]:
+        """The bursts of one time step (or of ``layers``), ``(byte address, beats)`` in issue
+        order: block by block, each split at 256 beats and at 4 KB boundaries (reference for
+        the AR channel)."""
         beat_bytes = self.data_width // 8
         bursts = []
-        for layer in self.layers:
+        for layer in self.layers if layers is None else layers:
             block_beats = layer.block_words * self.beats
             for c in range(layer.channels):
                 address = base + layer.address + c * block_beats * beat_bytes
@@ -252,8 +327,9 @@ class WeightRing:
         return bursts
 
     def manifest(self) -> dict:
-        """The image's layout for ``make rtl``'s manifest: per layer its byte offset and size."""
-        return {
+        """The image's layout for ``make rtl``'s manifest: per layer its byte offset and size
+        (and, under the layer schedule, its stride between visits: 0 when kept in the ring)."""
+        out = {
             "data_width": self.data_width, "address_width": self.address_width,
             "word_bytes": self.word_bytes, "beats_per_word": self.beats,
             "ring_depth": self.depth, "ring_bits": self.memory_bits(),
@@ -265,6 +341,11 @@ class WeightRing:
                         "groups": layer.groups, "ring_base": layer.offset % self.depth}
                        for layer in self.layers],
         }
+        if self.layer_major:
+            out["schedule"] = "layer"
+            for entry, stride in zip(out["layers"], self.strides):
+                entry["stride"] = stride
+        return out
 
 
 def ring_words(ring: WeightRing, image: bytes, layer: RingLayer, channel: int) -> dict[int, int]:
@@ -302,9 +383,10 @@ class WeightFetcher(wiring.Component):
     """Stream a run's weights over AXI4 into the ring; gate the engine on what has arrived.
 
     Built from a :class:`WeightRing` and the most time steps of a run, ``T``. Per run
-    (``start``) it reads the image once per time step of the run (``time_steps``, sampled at
-    ``start``; 0 or more than ``T``: ``T``), block by block (:meth:`WeightRing.request_order`), and writes each
-    block into its ring slot (:func:`ring_words`).
+    (``start``) it reads the layers at every visit that fetches them
+    (:meth:`WeightRing.visits` for the run's ``time_steps``, sampled at ``start``; 0 or more
+    than ``T``: ``T``), block by block (:meth:`WeightRing.run_requests`), and writes each block
+    into its ring slot (:func:`ring_words`). ``layer_start`` pulses follow the same visits.
 
     Ports
     -----
@@ -320,7 +402,8 @@ class WeightFetcher(wiring.Component):
         outstanding; ``rready`` is low only one cycle per layer change.
     write : In(WritePort.Signature) : the ring's write port (``depth`` words).
     layer_start : In(1)
-        Pulse: the engine begins its next layer (program order; the fetcher counts them).
+        Pulse: the engine begins its next layer visit (:meth:`WeightRing.visits`' order; the
+        fetcher counts them).
     block_done : In(pointer_bits)
         The engine's progress in its layer, relative to the layer's first block: every block
         below it has been read for the last time (``ProgEngine.block_done``; held until the
@@ -394,20 +477,43 @@ class WeightFetcher(wiring.Component):
         e_time = Signal(P)        # sequence position of the engine's time step
         g_cur = Signal(P)         # sequence position of the engine's layer
         engaged = Signal()        # the engine has begun its first layer of the run
+        releasing = engaged
+        if ring.layer_major:
+            # Layer schedule: a layer's visits follow one another; a layer kept in the ring
+            # (stride 0) frees nothing before its last visit (``hold``).
+            t_stride = table(ring.strides, P)
+            t_keep = Array(Const(stride == 0) for stride in ring.strides)
+            e_t = Signal(range(max(2, T)))
+            e_t_last = Signal(range(max(2, T)))
+            hold = Signal()
+            releasing = engaged & ~hold
+            with m.If(self.start):
+                m.d.sync += [e_t.eq(0), e_t_last.eq(last_time_step(self.time_steps, T)),
+                             hold.eq(0)]
+            with m.Elif(self.layer_start):
+                m.d.sync += hold.eq(t_keep[e_index] & (e_t != e_t_last))
+                with m.If(e_t == e_t_last):
+                    m.d.sync += e_t.eq(0)
+                with m.Else():
+                    m.d.sync += [e_t.eq(e_t + 1), e_time.eq(e_time + t_stride[e_index])]
         with m.If(self.start):
             m.d.sync += [e_index.eq(0), e_time.eq(0), g_cur.eq(0), engaged.eq(0)]
         with m.Elif(self.layer_start):
             m.d.sync += [g_cur.eq(e_time + t_offset[e_index]), engaged.eq(1)]
-            with m.If(e_index == last_layer):
-                m.d.sync += [e_index.eq(0), e_time.eq(e_time + ring.span)]
-            with m.Else():
-                m.d.sync += e_index.eq(e_index + 1)
+            if ring.layer_major:
+                with m.If(e_t == e_t_last):
+                    m.d.sync += e_index.eq(e_index + 1)
+            else:
+                with m.If(e_index == last_layer):
+                    m.d.sync += [e_index.eq(0), e_time.eq(e_time + ring.span)]
+                with m.Else():
+                    m.d.sync += e_index.eq(e_index + 1)
         # Every block below ``free`` has been read for the last time. Two registers after the
         # engine's: a block's last read is at most a cycle after ``block_done`` passes it.
         free_now = Signal(P)
         free_d = Signal(P)
         free = Signal(P)
-        m.d.comb += free_now.eq(g_cur + Mux(engaged, self.block_done, 0))
+        m.d.comb += free_now.eq(g_cur + Mux(releasing, self.block_done, 0))
         m.d.sync += [free_d.eq(free_now), free.eq(free_d)]
         with m.If(self.start):
             m.d.sync += [free_d.eq(0), free.eq(0)]
@@ -479,13 +585,23 @@ class WeightFetcher(wiring.Component):
                         m.d.sync += [a_c.eq(a_c + 1), a_pos.eq(a_pos + a_block)]
                     with m.Else():
                         m.d.sync += a_load.eq(1)
-                        with m.If(a_layer != last_layer):
-                            m.d.sync += a_layer.eq(a_layer + 1)
-                        with m.Else():
-                            m.d.sync += [a_layer.eq(0), a_time.eq(a_time + ring.span),
-                                         a_t.eq(a_t + 1)]
-                            with m.If(a_t == a_t_last):
-                                m.d.sync += [a_active.eq(0), a_load.eq(0)]
+                        if ring.layer_major:
+                            # The layer's next fetching visit, else the next layer.
+                            with m.If((a_t == a_t_last) | t_keep[a_layer]):
+                                m.d.sync += [a_layer.eq(a_layer + 1), a_t.eq(0)]
+                                with m.If(a_layer == last_layer):
+                                    m.d.sync += [a_active.eq(0), a_load.eq(0)]
+                            with m.Else():
+                                m.d.sync += [a_t.eq(a_t + 1),
+                                             a_time.eq(a_time + t_stride[a_layer])]
+                        else:
+                            with m.If(a_layer != last_layer):
+                                m.d.sync += a_layer.eq(a_layer + 1)
+                            with m.Else():
+                                m.d.sync += [a_layer.eq(0), a_time.eq(a_time + ring.span),
+                                             a_t.eq(a_t + 1)]
+                                with m.If(a_t == a_t_last):
+                                    m.d.sync += [a_active.eq(0), a_load.eq(0)]
 
         # --- R walker: beats into words, words into the block's slot --------------------------
         w_layer = Signal(range(max(2, L)))
@@ -521,6 +637,10 @@ class WeightFetcher(wiring.Component):
         m.d.comb += word_end.eq(beat_ok & (w_beat == ring.beats - 1))
         m.d.comb += [self.write.addr.eq((w_pos[:ring_bits] | w_tap) + w_g),
                      self.write.data.eq(word), self.write.en.eq(word_end)]
+        if ring.layer_major:
+            w_t = Signal(range(max(2, T)))
+            with m.If(self.start):
+                m.d.sync += w_t.eq(0)
         with m.If(self.start):
             m.d.sync += [w_layer.eq(0), w_time.eq(0), w_load.eq(1), w_beat.eq(0),
                          loaded.eq(0), self.error.eq(0), self.bytes_read.eq(0)]
@@ -558,9 +678,20 @@ class WeightFetcher(wiring.Component):
                         m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block)]
                     with m.Else():
                         m.d.sync += w_load.eq(1)
-                        with m.If(w_layer != last_layer):
-                            m.d.sync += w_layer.eq(w_layer + 1)
-                        with m.Else():
-                            m.d.sync += [w_layer.eq(0), w_time.eq(w_time + ring.span)]
+                        if ring.layer_major:
+                            # The AR walker's order of visits. After the run's last block
+                            # nothing loads: ``loaded`` stays past every block of the run.
+                            with m.If((w_t == a_t_last) | t_keep[w_layer]):
+                                m.d.sync += [w_layer.eq(w_layer + 1), w_t.eq(0)]
+                                with m.If(w_layer == last_layer):
+                                    m.d.sync += w_load.eq(0)
+                            with m.Else():
+                                m.d.sync += [w_t.eq(w_t + 1),
+                                             w_time.eq(w_time + t_stride[w_layer])]
+                        else:
+                            with m.If(w_layer != last_layer):
+                                m.d.sync += w_layer.eq(w_layer + 1)
+                            with m.Else():
+                                m.d.sync += [w_layer.eq(0), w_time.eq(w_time + ring.span)]
         return m
 

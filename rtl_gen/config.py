@@ -29,8 +29,8 @@ Fields (all optional; defaults in :class:`DesignPoint`):
 ``schedule``           the network units' order of (time step, step): ``"time"`` (default: every
                        step of a time step, then the next; every LIF site keeps its membranes)
                        or ``"layer"`` (every time step of a step, then the next step: one
-                       site's membranes at a time, the streams kept per time step); ``"layer"``
-                       is not built with ``weights: "axi"``
+                       site's membranes at a time, the streams kept per time step; with
+                       ``weights: "axi"`` a layer that fits the ring is read once per run)
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
@@ -135,10 +135,6 @@ class DesignPoint:
         if self.schedule not in ("time", "layer"):
             raise ConfigError(f"{src}: field 'schedule' is {self.schedule!r}; allowed: 'time', "
                               "'layer'")
-        if self.schedule == "layer" and self.weights == "axi":
-            raise ConfigError(f"{src}: field 'schedule' is 'layer' with weights 'axi'; allowed: "
-                              "'time' (the weight fetcher streams the layers in the time "
-                              "schedule's order)")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")

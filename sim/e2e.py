@@ -385,10 +385,6 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
         if weights == "axi":
             from hw.weightfetch import WeightRing
-            if schedule == "layer" and T > 1:
-                raise NotImplementedError("schedule='layer' with weights='axi': the weight "
-                                          "fetcher streams the layers in the time schedule's "
-                                          "order")
             WeightRing(plan, weight_ring, data_width=axi_width)
     except NotImplementedError as error:
         raise Unsupported(f"checkpoint {name} ({describe(model.cfg)}) cannot be simulated: "
@@ -1021,7 +1017,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
             env.update(NET_WEIGHTS=str(axi_image(verilog_path(network))),
                        NET_WEIGHT_BASE=str(memory["base"]), NET_AXI_LATENCY=str(memory["latency"]),
                        NET_AXI_PAUSE=str(memory["pause"]), NET_AXI_SEED=str(memory["seed"]),
-                       NET_WEIGHT_STEP_BYTES=str(dut.ring.bytes_per_step))
+                       NET_WEIGHT_RUN_BYTES=str(dut.ring.bytes_per_run(T)))
         toolchain.run(design, "sim.tb.network", name=f"network_T{T}", extra_env=env)
     except AssertionError as failure:
         error = str(failure)
@@ -1044,13 +1040,20 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                                     cycle_model(dut, network, axi, T)) if rtl else []
     summary["memory_padding"] = dut.padding_report()
     if network.weights == "axi":
-        summary["axi"] = {**AXI_DEFAULTS, **(axi or {}), **dut.ring.manifest()}
-        # Bytes each engine step reads over AXI4 per image (its layer's blocks, every time
-        # step); the testbench measured the run's total (``rtl[i]["weight_bytes"]``).
-        per_layer = {layer["name"]: layer["bytes"] for layer in summary["axi"]["layers"]}
+        summary["axi"] = {**AXI_DEFAULTS, **(axi or {}), **dut.ring.manifest(),
+                          "bytes_per_run": dut.ring.bytes_per_run(T)}
+        # Bytes each engine step reads over AXI4 per image (its layer's blocks at every visit
+        # that fetches them: every time step, but once for a layer the layer schedule keeps in
+        # the ring); the testbench measured the run's total (``rtl[i]["weight_bytes"]``).
+        ring = dut.ring
+        per_layer = {}
+        for visit in ring.visits(T):
+            layer = ring.layers[visit.layer]
+            per_layer[layer.name] = per_layer.get(layer.name, 0) + (
+                ring.layer_size(layer) if visit.fetch else 0)
         steps = dut.steps
         for row in summary["report"]:
-            row["axi_read_bytes"] = T * per_layer.get(steps[row["step"]].layer, 0) \
+            row["axi_read_bytes"] = per_layer.get(steps[row["step"]].layer, 0) \
                 if steps[row["step"]].kind.label == "layer" else 0
     return summary
 
@@ -1291,8 +1294,9 @@ def print_summary(summary: dict) -> None:
     if axi and summary["rtl"]:
         read = summary["rtl"][0].get("weight_bytes")
         print(f"weights over AXI4 ({axi['data_width']}-bit bus, latency {axi['latency']}, pauses "
-              f"{axi['pause']}): {read:,} bytes read per image = T x {axi['bytes_per_step']:,}; "
-              f"floor (the weights at their bits, once per time step) T x "
+              f"{axi['pause']}): {read:,} bytes read per image (T x the image's layers: "
+              f"T x {axi['bytes_per_step']:,}; the layer schedule reads a layer kept in the ring "
+              f"once); floor (the weights at their bits, once per time step) T x "
               f"{axi['floor_bytes']:,}: {read / (T * axi['floor_bytes']):.3f}x; on-chip ring "
               f"{axi['ring_depth']:,} words ({axi['ring_bits'] / 1e3:,.0f} Kbit); per step: "
               "axi_read_bytes in the report")

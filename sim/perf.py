@@ -604,6 +604,9 @@ class AxiFetchModel:
     R walker takes a beat a cycle but for one cycle at each layer change; a block is usable the
     cycle after its last beat. ``free`` comes from the engine: :meth:`layer_start` and the
     engine model's gate (:meth:`gate`). Cycles are absolute, from the run's ``start`` (cycle 0).
+    The visits are the ring's (:meth:`hw.weightfetch.WeightRing.visits`): under the layer
+    schedule a layer kept in the ring is fetched at its first visit only, and its visits but the
+    last free nothing.
     """
 
     def __init__(self, ring, T: int, latency: int):
@@ -611,11 +614,14 @@ class AxiFetchModel:
 
         self.ring, self.latency = ring, int(latency)
         beat_bytes = ring.data_width // 8
-        self.blocks = []       # (position, size, [burst beats], first block of a layer)
-        self.first = {}        # (t, layer index) -> index of its first block
-        for t in range(T):
-            for li, layer in enumerate(ring.layers):
-                self.first[(t, li)] = len(self.blocks)
+        self.blocks = []       # (position, size, [burst beats], first block of a visit)
+        self.first = {}        # (t, layer index) -> index of the first block the visit reads
+        self.hold = set()      # (t, layer index) of visits that free nothing (kept layers)
+        fetched = {}           # layer index -> first block of its latest fetching visit
+        for visit in ring.visits(T):
+            li, layer = visit.layer, ring.layers[visit.layer]
+            if visit.fetch:
+                fetched[li] = len(self.blocks)
                 block_beats = layer.block_words * ring.beats
                 for c in range(layer.channels):
                     address = layer.address + c * block_beats * beat_bytes
@@ -626,8 +632,11 @@ class AxiFetchModel:
                         bursts.append(beats)
                         address += beats * beat_bytes
                         left -= beats
-                    self.blocks.append((t * ring.span + layer.offset + (c << layer.block_log),
+                    self.blocks.append((visit.position + (c << layer.block_log),
                                         1 << layer.block_log, bursts, c == 0))
+            self.first[(visit.t, li)] = fetched[li]
+            if visit.hold:
+                self.hold.add((visit.t, li))
         self.free_cycles = [0]    # free is free_values[i] from free_cycles[i] on (monotone)
         self.free_values = [0]
         self.ready = []           # cycle each block is usable, in order
@@ -654,10 +663,12 @@ class AxiFetchModel:
         """The ``gate`` of :func:`engine_frame_timing` for the engine step starting in
         ``start``: times relative to it."""
         first = self.first[self.layer]
+        hold = self.layer in self.hold
 
         def block_ready(channel: int, idle: int) -> int:
             index = first + channel
-            self._free_from(start + idle + 2, self.blocks[index][0])
+            if not hold:
+                self._free_from(start + idle + 2, self.blocks[index][0])
             return self.ready_at(index) - start
         return block_ready
 

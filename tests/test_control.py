@@ -896,7 +896,7 @@ def test_core_over_axi_lite_is_bit_exact(tmp_path, events, weights):
         env["CORE_WEIGHTS"] = str(E2E_ROOT / "build" / "network_rtl" /
                                   f"core-{_net_key(net, 8, 'network_core', weights)}.weights.bin")
         ring = NetworkCore(net, lanes=8, weights="axi").ring
-        env["CORE_WEIGHT_STEP_BYTES"] = str(ring.bytes_per_step)
+        env["CORE_WEIGHT_RUN_BYTES"] = str(ring.bytes_per_run(ring.plan.T))
     count = toolchain.run(design, "sim.tb.control", name=f"control_{label}", extra_env=env)
     run_s = time.perf_counter() - begin
     results = json.loads((tmp_path / "results.json").read_text())

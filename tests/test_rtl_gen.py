@@ -30,7 +30,6 @@ def write(tmp_path, values):
     ({"weight_bits": 1}, "field 'weight_bits' is 1; allowed: 2..16"),
     ({"name": "a b"}, "field 'name' must be"),
     ({"schedule": "row"}, "field 'schedule' is 'row'; allowed: 'time', 'layer'"),
-    ({"schedule": "layer", "weights": "axi"}, "field 'schedule' is 'layer' with weights 'axi'"),
 ])
 def test_bad_fields_are_named(tmp_path, values, message):
     path = write(tmp_path, values)

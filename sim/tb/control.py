@@ -14,7 +14,8 @@ A core with its weights over AXI4 (``FEATURES.AXI_WEIGHTS``) also has an externa
 cocotbext-axi's AXI RAM (read side, :class:`sim.tb.axi_memory.LatencyAxiRamRead`) holding the
 weight image ``CORE_WEIGHTS`` at :data:`WEIGHT_BASE`, each burst answered after 1-64 cycles,
 ``arready`` and ``rvalid`` dropped at random; the driver writes WEIGHT_BASE after reset and
-checks WEIGHT_BYTES (T times ``CORE_WEIGHT_STEP_BYTES``, the image's layers) and ERROR.AXI_READ after every run, and
+checks WEIGHT_BYTES (``CORE_WEIGHT_RUN_BYTES``: under the time schedule T times the image's
+layers) and ERROR.AXI_READ after every run, and
 ``test_errors`` points WEIGHT_BASE outside the memory once: the run still ends, with
 ERROR.AXI_READ set, and the next START clears it.
 """
@@ -183,8 +184,9 @@ class Driver:
         logits = await self.logits()
         if self.memory is not None:
             read = await self.read(self.rm["WEIGHT_BYTES"].offset)
-            want = self.rm.parameters.T * int(os.environ["CORE_WEIGHT_STEP_BYTES"])
-            assert read == want, f"WEIGHT_BYTES {read}, expected T x the image's layers = {want}"
+            want = int(os.environ["CORE_WEIGHT_RUN_BYTES"])
+            assert read == want, (f"WEIGHT_BYTES {read}, expected {want} (a run of T time "
+                                  "steps: hw.weightfetch.WeightRing.bytes_per_run)")
             error = await self.read(self.rm["ERROR"].offset)
             self.axi_error = bool(error & self.mask("ERROR", "AXI_READ"))
         return {"cycles": cycles, "logits": logits, "polls": polls, "load_ns": load_ns,

@@ -235,12 +235,13 @@ async def test_network(dut):
         total = int(dut.cycles.value)
         weight_bytes = None
         if memory is not None:
-            # Every weight read once per time step: the image's layers, T times; and no error answer.
+            # Every weight read once per time step (the image's layers, T times; the layer
+            # schedule reads a layer kept in the ring once); and no error answer.
             weight_bytes = int(dut.weight_bytes.value)
-            want_bytes = T * int(os.environ["NET_WEIGHT_STEP_BYTES"])
+            want_bytes = int(os.environ["NET_WEIGHT_RUN_BYTES"])
             if weight_bytes != want_bytes:
-                failures.append(f"image {image}: {weight_bytes} weight bytes read, expected T x "
-                                f"the image's layers = {want_bytes}")
+                failures.append(f"image {image}: {weight_bytes} weight bytes read, expected "
+                                f"{want_bytes} (hw.weightfetch.WeightRing.bytes_per_run)")
             if int(dut.weight_error.value):
                 failures.append(f"image {image}: weight_error is set")
         width = meta["logit_bits"]
