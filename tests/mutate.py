@@ -72,6 +72,7 @@ TESTS: dict[str, list[str]] = {
     "hw/residual.py": ["tests/test_residual.py"],
     "hw/stem.py": ["tests/test_stem.py"],
     "hw/control.py": ["tests/test_control.py"],
+    "hw/weightfetch.py": ["tests/test_weightfetch.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
@@ -97,6 +98,7 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/residual.py": ["tests/test_shared_network.py"],
     "hw/stem.py": ["tests/test_shared_network.py"],
     "hw/control.py": ["tests/test_control.py"],
+    "hw/weightfetch.py": ["tests/test_weightfetch.py"],
 }
 # Functions whose mutants only the Verilator tests can judge (no fast test runs their circuit):
 # left out of a run without --verilator, and counted as such.

@@ -303,7 +303,14 @@ def test_safetensors_nan_through_quant_cli(tmp_path):
            case="safetensors-nan")
 
 
-@pytest.mark.parametrize("case", sorted(FILES))
+def _alternate(cases):
+    """Every case; ``make test`` runs every other one (each spawns a Python process that imports
+    torch), ``make test-all`` all of them."""
+    return [pytest.param(case, marks=() if i % 2 == 0 else (pytest.mark.slow,))
+            for i, case in enumerate(cases)]
+
+
+@pytest.mark.parametrize("case", _alternate(sorted(FILES)))
 def test_unloadable_files_quant(tmp_path, case):
     _unloadable(tmp_path, "quant.cli", case)
 
@@ -389,7 +396,7 @@ ARGS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(ARGS))
+@pytest.mark.parametrize("case", _alternate(sorted(ARGS)))
 def test_bad_arguments(tmp_path, case):
     argv, words = ARGS[case]
     argv = list(argv)

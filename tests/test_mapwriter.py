@@ -21,6 +21,7 @@ from hw.mapwriter import SpikeMapWriter, map_image, write_order
 from hw.params import ceil_div
 from hw.plan import SharedMap
 from sim.streams import PATTERNS, run_bounded, send
+from subsets import rotated
 
 # W = 9 and max_groups = 5: a counter one bit too narrow (range(W - 1), range(max_groups - 1))
 # cannot reach a side-9 map's last column or a 5-group map's last group.
@@ -75,8 +76,8 @@ def lif(info):
     return (info, 1, ceil_div(info.channels, LANES))
 
 
-@pytest.mark.parametrize("pattern", sorted(PATTERNS))
-@pytest.mark.parametrize("jobs", [
+#: Writer jobs: each a sequence of maps written one after another.
+JOBS = [
     pytest.param([lif(spike_map("a", 9, 5, 3)), lif(spike_map("b", 4, 1, 100))],
                  id="lif-3groups-side5-then-side1"),
     pytest.param([lif(spike_map("a", 8, 2, 0)), lif(spike_map("b", 12, 3, 60))],
@@ -102,7 +103,10 @@ def lif(info):
     pytest.param([(spike_map("q", 16, 2, 100, pack=2), 2, 2),
                   (spike_map("r", 12, 3, 130, pack=3), 1, 3), lif(spike_map("b", 5, 2, 160))],
                  id="sdsa-packed-heads-then-lif"),
-])
+]
+
+
+@pytest.mark.parametrize("jobs, pattern", rotated(JOBS, sorted(PATTERNS)))
 def test_writer_leaves_the_reference_image(jobs, pattern):
     heads = max(h for _, h, _ in jobs)
     rng_seed = sum(map(ord, pattern)) + 7 * len(jobs) + heads   # not hash(): salted per run

@@ -24,6 +24,7 @@ from amaranth.sim import Simulator
 from hw.residual import (Pool, SpikeFetch, StreamReader, StreamWriteStage, pool_sums,
                          residual_spike_order, stream_update)
 from sim.streams import PATTERNS, collect, monitor, run_bounded, send
+from subsets import rotated
 
 #: ``ready`` cycle by cycle for the pool's output (it offers a beat a cycle, so a tuple pattern,
 #: which raises ``ready`` until a beat is taken, would never stall it).
@@ -133,8 +134,8 @@ class ReadTop(Elaboratable):
         return m
 
 
-@pytest.mark.parametrize("pattern", sorted(PATTERNS))
-@pytest.mark.parametrize("groups, words", [(1, 1), (1, 9), (3, 12), (4, 4)])
+@pytest.mark.parametrize("groups, words, pattern",
+                         rotated([(1, 1), (1, 9), (3, 12), (4, 4)], sorted(PATTERNS)))
 def test_reader_and_pool(groups, words, pattern):
     rng = random.Random(groups * 31 + words)
     init = [rng.getrandbits(LANES * SB) for _ in range(DEPTH)]

@@ -217,7 +217,7 @@ def test_fetcher_fills_the_ring_under_back_pressure(lanes, weight_width, data_wi
     assert log["error"] == 0
 
 
-@pytest.mark.parametrize("time_steps", [1, 2])
+@pytest.mark.parametrize("time_steps", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_fetcher_reads_the_time_steps_of_the_run(time_steps):
     """A fetcher built for T = 3 runs 1 or 2 time steps when asked (``time_steps``, sampled at
     start): the image that many times, no request more."""
@@ -230,7 +230,7 @@ def test_fetcher_reads_the_time_steps_of_the_run(time_steps):
 
 @pytest.mark.parametrize("depth, T, time_steps", [
     pytest.param(64, 3, None, id="ring64-T3"),      # a and c fetched at every visit, b kept
-    pytest.param(64, 3, 2, id="ring64-T3-run2"),
+    pytest.param(64, 3, 2, id="ring64-T3-run2", marks=pytest.mark.slow),
     pytest.param(128, 2, None, id="ring128-T2"),    # every layer kept: the image read once
 ])
 def test_fetcher_follows_the_layer_schedule(depth, T, time_steps):

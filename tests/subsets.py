@@ -1,0 +1,25 @@
+"""``make test``'s share of a cross product of shapes and stream patterns.
+
+Every (shape, pattern) pair is a test; ``make test`` runs ``per_shape`` patterns of each shape,
+rotated so that every pattern meets several shapes, and marks the rest ``slow`` (``make
+test-all`` runs them all).
+"""
+
+import pytest
+
+
+def rotated(shapes, patterns, per_shape: int = 1) -> list:
+    """pytest params ``(*shape, pattern)``; a shape may be a tuple, a single value or a
+    ``pytest.param`` (its id becomes ``<id>-<pattern>``)."""
+    params = []
+    for i, shape in enumerate(shapes):
+        if hasattr(shape, "values"):          # a pytest.param
+            values, ident = tuple(shape.values), shape.id
+        else:
+            values, ident = (shape if isinstance(shape, tuple) else (shape,)), None
+        fast = {(per_shape * i + j) % len(patterns) for j in range(per_shape)}
+        for n, pattern in enumerate(patterns):
+            params.append(pytest.param(
+                *values, pattern, marks=() if n in fast else (pytest.mark.slow,),
+                id=None if ident is None else f"{ident}-{pattern}"))
+    return params
