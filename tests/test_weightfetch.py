@@ -105,12 +105,13 @@ def test_request_order_respects_bursts_and_boundaries():
 
 
 def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 64), pause=0.3,
-                hold=(0, 6), base=0x3F00, time_steps=None, schedule="time"):
+                hold=(0, 6), base=0x3F00, time_steps=None, schedule="time", layers=LAYERS,
+                bad_burst=None):
     """Run the fetcher built for ``T`` time steps for ``time_steps`` of them (default: leave the
     port at 0, which runs all ``T``) against a random AXI memory and engine visiting the layers
     in ``schedule``'s order; then idle 300 cycles, recording any request the run should not
-    make."""
-    plan = small_plan(lanes, weight_width, seed, schedule=schedule)
+    make. ``bad_burst``: the index of a burst the memory answers with SLVERR."""
+    plan = small_plan(lanes, weight_width, seed, schedule=schedule, layers=layers)
     ring = WeightRing(plan, depth=depth, data_width=data_width)
     image = ring.image()
     dut = WeightFetcher(ring, T)
@@ -145,7 +146,8 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                 assert ctx.get(dut.m_axi_arsize) == (beat_bytes - 1).bit_length()
                 assert ctx.get(dut.m_axi_arburst) == 1
                 log["bursts"].append((address, beats))
-                pending.append([cycle + rng.randint(*latency), address, beats])
+                pending.append([cycle + rng.randint(*latency), address, beats,
+                                len(log["bursts"]) - 1 == bad_burst])
             rvalid = bool(pending) and pending[0][0] <= cycle and rng.random() >= pause
             ctx.set(dut.m_axi_rvalid, rvalid)
             if rvalid:
@@ -153,6 +155,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                 ctx.set(dut.m_axi_rdata, int.from_bytes(memory[address:address + beat_bytes],
                                                         "little"))
                 ctx.set(dut.m_axi_rlast, pending[0][2] == 1)
+                ctx.set(dut.m_axi_rresp, 0b10 if pending[0][3] else 0)
                 if ctx.get(dut.m_axi_rready):
                     pending[0][1] += beat_bytes
                     pending[0][2] -= 1
@@ -251,6 +254,39 @@ def test_fetcher_follows_the_layer_schedule(depth, T, time_steps):
     assert fetched == (["a"] * run_T + ["b"] + ["c"] * run_T if depth == 64 else ["a", "b", "c"])
     assert log["bytes"] == ring.bytes_per_run(run_T)
     assert log["error"] == 0
+
+
+def test_one_word_blocks_and_an_error_answer():
+    """A 1x1 layer of one output group has blocks of one ring word (``B`` = 0): the pointers'
+    arithmetic is exact to the word. One burst answered with SLVERR sets ``error`` (sticky);
+    the run still completes with the data it was given."""
+    layers = LAYERS + [("d", 6, 3, 1)]
+    ring, log = run_fetcher(4, 8, 64, 64, 2, seed=9, latency=(1, 12), pause=0.2, hold=(0, 3),
+                            layers=layers, bad_burst=3)
+    assert ring.layers[-1].block_log == 0
+    assert log["checked"] == 2 * sum(layer.channels for layer in ring.layers)
+    assert log["bursts"] == ring.run_requests(2, 0x3F00)
+    assert log["error"] == 1
+
+
+def test_layer_schedule_visit_positions():
+    """The sequence positions of the layer schedule's visits, worked out by hand from the rules
+    (module docstring): layers a (offset 0, 96 words), b (offset 96, 20 words) and c (offset
+    128, 128 words) in a 64-word ring; a and c are refetched one stride (128) on at each visit,
+    b is kept (stride 0); the next layer starts where the previous one's last visit was."""
+    ring = WeightRing(small_plan(4, 8, schedule="layer"), depth=64)
+    assert [layer.offset for layer in ring.layers] == [0, 96, 128]
+    assert ring.strides == [128, 0, 128]
+    visits = [(v.t, ring.layers[v.layer].name, v.position, v.fetch, v.hold)
+              for v in ring.visits(3)]
+    assert visits == [
+        (0, "a", 0, True, False), (1, "a", 128, True, False), (2, "a", 256, True, False),
+        (0, "b", 352, True, True), (1, "b", 352, False, True), (2, "b", 352, False, False),
+        (0, "c", 384, True, False), (1, "c", 512, True, False), (2, "c", 640, True, False)]
+    # the time schedule: every layer per time step, a time step a span (256) on
+    time = WeightRing(small_plan(4, 8), depth=64)
+    assert [(v.t, v.position) for v in time.visits(2)] == [
+        (0, 0), (0, 96), (0, 128), (1, 256), (1, 352), (1, 384)]
 
 
 def test_slow_engine_fills_the_ring_and_waits():
