@@ -206,8 +206,9 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
 
 @pytest.mark.parametrize("lanes,weight_width,data_width,depth,T,seed", [
     pytest.param(4, 8, 64, 64, 2, 1, id="word-in-one-beat-T2"),
-    pytest.param(16, 7, 32, 256, 1, 2, id="word-in-four-beats"),
-    # make test's budget: two shapes there, two more in make test-all.
+    pytest.param(12, 7, 32, 256, 1, 2, id="word-in-three-beats"),   # 84 bits: not a power of 2
+    # make test's budget: two shapes there, three more in make test-all.
+    pytest.param(16, 7, 32, 256, 1, 2, id="word-in-four-beats", marks=pytest.mark.slow),
     pytest.param(8, 8, 64, 64, 1, 3, id="word-is-a-beat-smallest-ring", marks=pytest.mark.slow),
     pytest.param(4, 6, 128, 128, 3, 4, id="wide-bus-T3", marks=pytest.mark.slow),
 ])
@@ -267,6 +268,14 @@ def test_one_word_blocks_and_an_error_answer():
     assert log["checked"] == 2 * sum(layer.channels for layer in ring.layers)
     assert log["bursts"] == ring.run_requests(2, 0x3F00)
     assert log["error"] == 1
+
+
+def test_default_ring_depth():
+    """Four of the largest blocks, at least 1,024 words: a 7x7 layer of 32 outputs on 4 lanes
+    (8 groups) has blocks of 2 ** (2 * 3 + 3) = 512 words."""
+    assert WeightRing(small_plan(4, 8)).depth == 1024
+    big = WeightRing(small_plan(4, 8, layers=LAYERS + [("e", 2, 32, 7)]))
+    assert big.max_block == 512 and big.depth == 2048
 
 
 def test_layer_schedule_visit_positions():
