@@ -93,6 +93,13 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         # layer schedule: the step runs at t = 0 only (a kept stem); ``last_step`` then marks
         # the program's last step and ``next_k`` the next step in program order
         "once": 1,
+        # layer schedule with the stem's output in place (``plan.stem_in_place``): the step runs
+        # its time steps downwards (``plan.down``), and whether the next step does
+        "down": 1, "next_down": 1,
+        # layer schedule, SEW: the head pool's time-major group (``plan.time_major``): ``tail``
+        # on every step of it but the last (go on at the same time step), ``loop`` on the last
+        # (back to ``loop_k``, the group's first step, at the next time step)
+        "tail": 1, "loop": 1, "loop_k": range(len(steps) + 1),
         # decoded kind and sink
         "is_stem": 1, "is_event": 1, "is_layer": 1, "is_stream_lif": 1, "is_sdsa": 1, "is_pool": 1,
         "is_reader": 1,          # stream LIF, residual LIF or pool: the stream reader runs
@@ -232,8 +239,9 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
     at ``t = 0`` only when the plan keeps its output (``stem_once``), so that a later time step
     begins at ``plan.runs(t)[0]``. With the layer schedule (``plan.schedule``) the words are
     the same but for ``next_k`` and ``last_step``, which follow program order (``plan.runs(0)``)
-    and mark the program's last step, ``once`` (``plan.once``), and the stream bases, which
-    point at each time step's copy (``plan.stream_base``).
+    and mark the program's last step, ``once`` (``plan.once``), ``down`` and ``next_down``
+    (``plan.down`` of the step and of its ``next_k``), and the stream bases, which point at each
+    time step's copy (``plan.stream_base``).
     """
     steps = plan.steps
     k_bits = Shape.cast(range(len(steps) + 1)).width  # the width of ``program_step``
@@ -256,7 +264,12 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
             else:
                 following = runs[position + 1] if position + 1 < len(runs) else len(steps)
             state.update(next_k=following, last_step=int(following == len(steps)),
-                         once=int(plan.once(index)))
+                         once=int(plan.once(index)), down=int(plan.down(index)),
+                         next_down=int(following < len(steps) and plan.down(following)))
+            group = plan.time_major
+            state.update(tail=int(index in group and index != group[-1]),
+                         loop=int(bool(group) and index == group[-1]),
+                         loop_k=group[0] if group else 0)
             for name, member in layout:
                 width = Shape.cast(member.shape).width
                 if not 0 <= state[name] < (1 << width):

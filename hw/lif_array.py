@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from hw.neuron import lif_update
@@ -81,12 +81,17 @@ class LIFArray(wiring.Component):
         memory's output through the adder and the threshold compare into the membrane memory in
         one cycle, which a block RAM's clock-to-output makes slow. The membrane of the beat just
         ahead, written while this beat's word is registered, is forwarded.
+    threshold_port : bool, optional
+        The threshold memory sits outside: a ``threshold`` read port (words
+        :attr:`threshold_words`, data the cycle after ``en``, as the memory inside).
 
     Members
     -------
     i : In(stream.Signature(lif_array_input_layout(...)))
     o : Out(stream.Signature(lif_array_output_layout(...)))
         Results :attr:`latency` cycles after the input beat when not stalled.
+    threshold : In(ReadPort.Signature(addr_width=threshold_address_width, shape=...))
+        Only with ``threshold_port``.
 
     Notes
     -----
@@ -97,8 +102,9 @@ class LIFArray(wiring.Component):
 
     def __init__(self, *, lanes: int, words: int, input_width: int,
                  membrane_width: int | None = None, thresholds: Sequence[int],
-                 pipelined: bool = False):
+                 pipelined: bool = False, threshold_port: bool = False):
         self._pipelined = bool(pipelined)
+        self._threshold_port = bool(threshold_port)
         self._lanes = check_int("lanes", lanes)
         self._words = check_int("words", words)
         self._input_width = check_int("input_width", input_width, 2)
@@ -124,7 +130,13 @@ class LIFArray(wiring.Component):
                     f"range of v + x with {self._sum_width - 1}-bit operands")
         self._thresholds = values
         self._groups = ceil_div(len(values), self._lanes)
+        port = {}
+        if self._threshold_port:
+            port["threshold"] = In(ReadPort.Signature(
+                addr_width=self.threshold_address_width,
+                shape=unsigned(self._lanes * self._sum_width)))
         super().__init__({
+            **port,
             "i": In(stream.Signature(lif_array_input_layout(
                 self._lanes, self._input_width, self._words, self._groups))),
             "o": Out(stream.Signature(lif_array_output_layout(
@@ -170,6 +182,12 @@ class LIFArray(wiring.Component):
                     for lane in range(self._lanes)) for g in range(self._groups)]
 
     @property
+    def threshold_address_width(self) -> int:
+        """Bits of the threshold memory's address (of ``threshold.addr`` with
+        ``threshold_port``)."""
+        return (max(2, self._groups) - 1).bit_length()
+
+    @property
     def latency(self) -> int:
         """Cycles from an accepted input beat to its output beat, without backpressure."""
         return 3 if self._pipelined else 2
@@ -180,11 +198,13 @@ class LIFArray(wiring.Component):
         # Depths of at least 2: a 0-bit address becomes a [-1:0] vector Verilator refuses.
         m.submodules.membranes = membranes = Memory(
             shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])
-        m.submodules.thresholds = thresholds = Memory(
-            shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)
+        if not self._threshold_port:
+            m.submodules.thresholds = thresholds = Memory(
+                shape=unsigned(lanes * sw), depth=max(2, self._groups),
+                init=self.threshold_words)
         membrane_write = membranes.write_port()
         membrane_read = membranes.read_port(transparent_for=(membrane_write,))
-        threshold_read = thresholds.read_port()
+        threshold_read = self.threshold if self._threshold_port else thresholds.read_port()
 
         # Stage 1 holds a beat whose membrane and threshold words are being read.
         held = Signal()

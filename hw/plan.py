@@ -242,6 +242,14 @@ class SharedPlan:
         #: own (``"stem_out"``) that nothing else writes; the first stream reads it where it
         #: would have read its own words before the first add (:attr:`stream_access`).
         self.stem_once = T > 1 and self.steps[0].kind is StepKind.STEM
+        #: Layer schedule with a kept stem: ``stem_out`` has no words of its own, it is the
+        #: first stream's copy for ``t = 0``. The first add into that stream (the last step to
+        #: read ``stem_out``) runs its time steps downwards (:meth:`down`), so that it writes the
+        #: copies for ``t = T-1 .. 1`` first and the copy for ``t = 0`` last, in place: every
+        #: visit still reads the stem's output.
+        self.stem_in_place = self.stem_once and schedule == "layer"
+        #: Steps whose time steps run downwards (:meth:`down`).
+        self.down_steps: frozenset = frozenset()
         self._check_attention()
         maps = self._plan_maps()
         streams = self._plan_streams()
@@ -252,6 +260,20 @@ class SharedPlan:
         #: and writes; a begin, or the stem through its ``begin_stem``, writes and reads its
         #: own place).
         self.stream_access = self._plan_stream_access(streams)
+        if self.stem_in_place:
+            # the first add into the stem's stream: it reads ``stem_out``, writes elsewhere
+            adds = [k for k, step in enumerate(self.steps)
+                    if step.name in self.stream_access
+                    and self.stream_access[step.name][0].name == STEM_OUT
+                    and self.stream_access[step.name][1] is not None
+                    and self.stream_access[step.name][1].name != STEM_OUT]
+            for k in adds:   # one layer adding into the stream: nothing kept across time steps
+                if len(adds) > 1 or (self.steps[k].kind is not StepKind.LAYER
+                        or self.steps[k].sink.kind is not SinkKind.ADD):
+                    raise NotImplementedError(
+                        f"step {self.steps[k].name} writes the stem's stream in place of its "
+                        f"output but is not a layer adding into it")
+            self.down_steps = frozenset(adds)
         sites, thresholds, membrane_words, lif_bits = self._plan_sites(maps)
         layers, weight_words, bias_words = self._plan_layers(maps)
         shift_base = self._plan_shifts()
@@ -297,10 +319,21 @@ class SharedPlan:
                 self.pool_groups = max(self.pool_groups, groups)
         #: SEW: the head's pool runs in passes, one per producer map (``SinkKind.POOL``).
         self.pool_passes = any(step.sink.kind is SinkKind.POOL for step in self.steps)
+        #: Layer schedule, T > 1, SEW: the head pool's passes and its LIF run time-major, as a
+        #: group inside the layer-major order (:meth:`visits`): the pool keeps one time step's
+        #: sums in registers across its passes. The group's one LIF site keeps its membranes
+        #: from one time step to the next, as under the layer schedule (no other site runs in
+        #: between). Empty otherwise.
+        self.time_major: tuple = ()
         if self.schedule == "layer" and T > 1 and self.pool_passes:
-            raise NotImplementedError(f"schedule='layer' at T={T}: SEW's head pool in passes "
-                                      "keeps one time step's sums across its passes (built "
-                                      "with schedule='time')")
+            group = [k for k, step in enumerate(self.steps) if step.kind is StepKind.POOL_LIF]
+            lifs = [k for k in group if self.steps[k].sink.spike_map is not None]
+            if (group != list(range(group[0], group[-1] + 1)) or len(lifs) != 1
+                    or lifs[0] != group[-1]):
+                raise NotImplementedError(
+                    f"schedule='layer' at T={T}: the head pool's passes are not one run of "
+                    "steps ending in the pool's LIF")
+            self.time_major = tuple(group)
         self.attention = list(net.attention)
         self.sdsa = net.attention[self.attention[0]].sdsa if self.attention else None
         self.sdsa_reads_v = self.sdsa != 2
@@ -436,7 +469,9 @@ class SharedPlan:
             base += max(place.words for place in sums) * copies
         if self.stem_once:
             kept = streams[self._stream_of(STEM_OUT)]
-            streams[STEM_OUT] = StreamPlace(STEM_OUT, base, kept.groups, kept.words, kept.bits)
+            # layer schedule: the first stream's copy for t = 0 (``stem_in_place``)
+            at = kept.base if self.stem_in_place else base
+            streams[STEM_OUT] = StreamPlace(STEM_OUT, at, kept.groups, kept.words, kept.bits)
         return streams
 
     def _share_streams(self, streams) -> dict[str, StreamPlace]:
@@ -511,7 +546,8 @@ class SharedPlan:
             return (self.sizes[stream.split(".")[0]] ** 2 * self._stream_channels[stream]
                     * mem.stream_bits)
         sums = [needed(name) for name in mem.streams if name.endswith(".sum")]
-        kept = sum(needed(name) for name in mem.streams if name == STEM_OUT)
+        kept = sum(needed(name) for name in mem.streams
+                   if name == STEM_OUT and not self.stem_in_place)
         # the layer schedule keeps every stream (but the stem's output) for each time step
         return (sum(needed(name) for name in mem.streams
                     if not name.endswith(".sum") and name != STEM_OUT)
@@ -535,15 +571,30 @@ class SharedPlan:
         """Whether step ``k`` runs at ``t = 0`` only (a kept stem, :attr:`stem_once`)."""
         return self.stem_once and self.steps[k].kind is StepKind.STEM
 
+    def down(self, k: int) -> bool:
+        """Whether step ``k`` runs its time steps downwards, ``t = T-1`` first (layer schedule,
+        :attr:`stem_in_place`: the first add into the stem's stream). Such a step keeps no
+        state from one time step to the next, so the order does not change what it computes."""
+        return k in self.down_steps
+
     def visits(self, time_steps: int | None = None) -> list[tuple[int, int]]:
         """``[(t, k)]`` the sequencer visits in a run of ``time_steps`` (default ``T``), in order:
         the time schedule runs :meth:`runs` of each time step in turn; the layer schedule runs
-        each step of :meth:`runs(0) <runs>` at every time step (:meth:`once` at ``t = 0``)
-        before the next step."""
+        each step of :meth:`runs(0) <runs>` at every time step (:meth:`once` at ``t = 0``,
+        :meth:`down` from the last time step to 0) before the next step, but the steps of
+        :attr:`time_major`, which run one time step after the other as a group."""
         n = self.T if time_steps is None else int(time_steps)
         if self.schedule == "time":
             return [(t, k) for t in range(n) for k in self.runs(t)]
-        return [(t, k) for k in self.runs(0) for t in range(1 if self.once(k) else n)]
+        out = []
+        for k in self.runs(0):
+            if k in self.time_major:   # a time-major group: its steps at each time step
+                if k == self.time_major[0]:
+                    out += [(t, j) for t in range(n) for j in self.time_major]
+                continue
+            ts = range(1 if self.once(k) else n)
+            out += [(t, k) for t in (reversed(ts) if self.down(k) else ts)]
+        return out
 
     def _plan_sites(self, maps):
         """LIF sites (the SDSA keeps its own attention LIF) and the threshold memory."""

@@ -144,6 +144,10 @@ class ProgEngine(wiring.Component):
     weight : In(ReadPort.Signature(addr_width=weight_address_width, shape=lanes * weight_width))
         The weight memory's synchronous read port, driven by the engine (``addr``, ``en``; the
         word requested arrives on ``data`` the cycle after).
+    bias : In(ReadPort.Signature(addr_width=bias_address_width, shape=lanes * accumulator_width))
+        Only with ``bias_port=True``: the bias memory's read port, outside the engine (the same
+        timing as the weight port; words :attr:`bias_words`). Otherwise the biases sit in a
+        memory inside.
     ready : Out(1)
         1 once the bank has been cleared after reset.
     frame_start : In(1)
@@ -162,7 +166,8 @@ class ProgEngine(wiring.Component):
     def __init__(self, *, lanes: int, word_bits: int, max_words: int, max_channels: int,
                  max_side: int, max_padding: int, max_kernel_log: int, max_stride_log: int,
                  max_groups_log: int, weight_width: int, accumulator_width: int,
-                 weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0):
+                 weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0,
+                 bias_port: bool = False):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -187,7 +192,12 @@ class ProgEngine(wiring.Component):
             raise ValueError("bias_words must hold at least one word")
         self._bias_words = words
         self._ring = check_int("ring_pointer_bits", ring_pointer_bits, 0, 64)
+        self._bias_port = bool(bias_port)
         ring_ports = {}
+        if self._bias_port:
+            ring_ports["bias"] = In(ReadPort.Signature(
+                addr_width=self.bias_address_width,
+                shape=unsigned(self._lanes * self._accumulator_width)))
         if self._ring:
             ring_ports = {"frame_start": In(1), "block_done": Out(self._ring),
                           "block_need": Out(self._ring), "block_ready": In(1)}
@@ -222,6 +232,11 @@ class ProgEngine(wiring.Component):
     def bias_words(self) -> list[int]:
         """Contents of the bias memory (a copy)."""
         return list(self._bias_words)
+
+    @property
+    def bias_address_width(self) -> int:
+        """Bits of the bias memory's address (of ``bias.addr`` with ``bias_port``)."""
+        return (max(2, len(self._bias_words)) - 1).bit_length()
 
     @property
     def weight_address_width(self) -> int:
@@ -629,14 +644,17 @@ class ProgEngine(wiring.Component):
         # back end emits as a [-1:0] vector that Verilator refuses.
         m.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),
                                           init=[])  # cleared by the init pass after reset
-        m.submodules.biases = biases = Memory(
-            shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),
-            init=self._bias_words)
         bank_write = bank.write_port()
         # Not transparent: every hazard of the read-modify-write is resolved by the forwarding
         # below, so no bypass multiplexer sits after the block RAM's output.
         bank_read = bank.read_port()
-        bias_read = biases.read_port()
+        if self._bias_port:
+            bias_read = self.bias
+        else:
+            m.submodules.biases = biases = Memory(
+                shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),
+                init=self._bias_words)
+            bias_read = biases.read_port()
 
         # --- read-modify-write, four stages, one update per cycle ---
         # I (issue, cycle t): bank read address and weight request.

@@ -15,7 +15,14 @@ With ``layer_major`` the order is step-major instead (the layer schedule,
 :attr:`hw.plan.SharedPlan.schedule`): each step runs at every time step of the run before the
 next step, ``t`` rising and ``k`` kept; a step whose descriptor has ``once`` runs at ``t = 0``
 only; after the run's last time step of a step the sequencer moves to its ``next_k`` at
-``t = 0``, or ends the run on ``last_step`` (the program's last step).
+``t = 0``, or ends the run on ``last_step`` (the program's last step). With ``down`` as well, a
+step whose descriptor has ``down`` runs its time steps from the run's last down to 0 (the
+descriptor of the step before it has ``next_down``, so that the sequencer enters it at the
+run's last time step; :attr:`hw.plan.SharedPlan.stem_in_place`). With ``loops``, steps may
+form a time-major group inside the layer-major order: every step of the group but its last has
+``tail`` (go on to ``next_k`` at the same time step); the last has ``loop`` (go back to the
+group's first step, ``loop_k``, at the next time step, or on to ``next_k`` at ``t = 0`` after
+the run's last; :attr:`hw.plan.SharedPlan.time_major`).
 
 The table holds ``T`` time steps (the most a run can do); a run does ``time_steps`` of them,
 sampled at ``run`` (0, or anything above ``T``, runs all ``T``), so one build serves every
@@ -87,14 +94,30 @@ def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int,
     """Return the ``[(t, step)]`` a run visits, in order, as the table's ``next_k`` and
     ``last_step`` fields prescribe, over :func:`run_time_steps` time steps, each after the
     first beginning at step ``restart`` (reference for :class:`Sequencer`); ``layer_major``:
-    every time step of a step (one, for a step with ``once``) before its ``next_k``."""
+    every time step of a step (one, for a step with ``once``; downwards for a step with
+    ``down``, where the layout has that field) before its ``next_k``."""
     k_bits = step_address_bits(steps)
     order = []
     if layer_major:
         k = 0
         while True:
             word = layout.from_bits(rom.get(k, 0))
-            for t in range(1 if word.once else run_time_steps(time_steps, T)):
+            if "loop" in layout.members and word.tail:
+                # a time-major group: its steps at each time step in turn
+                group = [k]
+                while layout.from_bits(rom.get(group[-1], 0)).tail:
+                    group.append(int(layout.from_bits(rom.get(group[-1], 0)).next_k))
+                for t in range(run_time_steps(time_steps, T)):
+                    order += [(t, j) for j in group]
+                word = layout.from_bits(rom.get(group[-1], 0))
+                if word.last_step:
+                    return order
+                k = int(word.next_k)
+                continue
+            ts = range(1 if word.once else run_time_steps(time_steps, T))
+            if "down" in layout.members and word.down:
+                ts = reversed(ts)
+            for t in ts:
                 order.append((t, k))
             if word.last_step:
                 return order
@@ -118,10 +141,18 @@ class Sequencer(wiring.Component):
     FIELDS = ("next_k", "last_step")
 
     def __init__(self, layout: data.StructLayout, rom: dict[int, int], *, steps: int, T: int,
-                 restart: int = 0, layer_major: bool = False):
+                 restart: int = 0, layer_major: bool = False, down: bool = False,
+                 loops: bool = False):
         self._layer_major = bool(layer_major)
+        self._down = bool(down)
+        self._loops = bool(loops)
+        if (down or loops) and not layer_major:
+            raise ValueError("steps that run downwards or in time-major groups need the "
+                             "layer-major order")
         if layer_major:
-            self.FIELDS = Sequencer.FIELDS + ("once",)
+            self.FIELDS = (Sequencer.FIELDS + ("once",)
+                           + (("down", "next_down") if down else ())
+                           + (("tail", "loop", "loop_k") if loops else ()))
         for field in self.FIELDS:
             if field not in layout.members:
                 raise ValueError(f"the descriptor layout needs a {field!r} field")
@@ -184,7 +215,34 @@ class Sequencer(wiring.Component):
                     m.d.comb += self.step_start.eq(1)
                     m.d.sync += phase.eq(2)
                 with m.Case(2):
-                    if self._layer_major:
+                    if self._layer_major and (self._down or self._loops):
+                        with m.If(finished):
+                            # a time-major group's step: the next one at the same time step;
+                            # the group's last: its first at the next time step; else the same
+                            # step at the next time step (downwards: the one before), else the
+                            # next step at t = 0 (downwards: at the run's last)
+                            m.d.sync += phase.eq(0)
+                            rises = ~desc.once
+                            if self._loops:
+                                rises = rises & ~desc.loop
+                                with m.If(desc.tail):
+                                    m.d.sync += k.eq(desc.next_k)
+                                with m.Elif(desc.loop & (t != self.t_last)):
+                                    m.d.sync += [t.eq(t + 1), k.eq(desc.loop_k)]
+                            if self._down:
+                                rises = rises & ~desc.down
+                                cond = m.Elif if self._loops else m.If
+                                with cond(desc.down & (t != 0)):
+                                    m.d.sync += t.eq(t - 1)
+                            with m.Elif(rises & (t != self.t_last)):
+                                m.d.sync += t.eq(t + 1)
+                            with m.Elif(desc.last_step):
+                                m.d.sync += [running.eq(0), self.done.eq(1)]
+                            with m.Else():
+                                first_t = (Mux(desc.next_down, self.t_last, 0) if self._down
+                                           else 0)
+                                m.d.sync += [t.eq(first_t), k.eq(desc.next_k)]
+                    elif self._layer_major:
                         with m.If(finished):
                             # the same step at the next time step, else the next step at t = 0
                             m.d.sync += phase.eq(0)

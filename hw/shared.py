@@ -146,6 +146,11 @@ class SharedNetwork(wiring.Component):
         Cycles since ``start`` (frozen at ``done``).
     weight_addr, weight_en : Out; weight_data : In
         Only with ``weights="external"``: synchronous read port (data the cycle after ``en``).
+    bias_addr, bias_en : Out; bias_data : In; threshold_addr, threshold_en : Out;
+    threshold_data : In
+        Only with ``parameters="external"``: the engine's bias memory and the LIF array's
+        threshold memory behind read ports of the same timing (words :attr:`bias_words`,
+        :attr:`threshold_words`), so that the design holds no parameter at all.
     weight_address : In(axi_address_width); m_axi_ar*, m_axi_r*; weight_error : Out(1);
     weight_bytes : Out(32)
         Only with ``weights="axi"``: the image's byte address in external memory (held during a
@@ -156,10 +161,16 @@ class SharedNetwork(wiring.Component):
     def __init__(self, net, *, lanes: int = 16, weights: str = "internal",
                  plan: SharedPlan | None = None, weight_ring: int | None = None,
                  axi_data_width: int = 64, axi_address_width: int = 32,
-                 schedule: str = "time"):
+                 schedule: str = "time", parameters: str = "internal"):
         if weights not in ("internal", "external", "axi"):
             raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
+        if parameters not in ("internal", "external"):
+            raise ValueError(f"parameters must be 'internal' or 'external', not {parameters!r}")
+        if parameters == "external" and weights != "external":
+            raise ValueError("parameters='external' (biases and thresholds behind read ports) "
+                             "needs weights='external'")
         self._weights_mode = weights
+        self._parameters = parameters
         if plan is None:
             plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
         elif plan.net is not net or plan.lanes != lanes or plan.schedule != schedule or (
@@ -174,6 +185,14 @@ class SharedNetwork(wiring.Component):
             ports["weight_addr"] = Out(bits_for(plan.weight_depth))
             ports["weight_en"] = Out(1)
             ports["weight_data"] = In(plan.lanes * plan.weight_width)
+            if parameters == "external":
+                lif = self._lif_array(plan, probe=True)
+                ports["bias_addr"] = Out((max(2, len(plan.bias_words)) - 1).bit_length())
+                ports["bias_en"] = Out(1)
+                ports["bias_data"] = In(plan.lanes * plan.acc_width)
+                ports["threshold_addr"] = Out(lif.threshold_address_width)
+                ports["threshold_en"] = Out(1)
+                ports["threshold_data"] = In(plan.lanes * (lif.membrane_width + 1))
         elif weights == "axi":
             self.ring = WeightRing(plan, weight_ring, data_width=axi_data_width,
                                    address_width=axi_address_width)
@@ -184,6 +203,33 @@ class SharedNetwork(wiring.Component):
         elif weight_ring is not None:
             raise ValueError("weight_ring is a parameter of weights='axi' only")
         super().__init__(ports)
+
+    @staticmethod
+    def _lif_array(plan, threshold_port: bool = False, probe: bool = False) -> LIFArray:
+        """The LIF array of every LIF site (thresholds :attr:`SharedPlan.thresholds`);
+        ``probe``: made only to read its sizes and words, never elaborated."""
+        lif = LIFArray(lanes=plan.lanes, words=plan.memory.membrane_words,
+                       input_width=plan.memory.lif_bits, thresholds=plan.thresholds,
+                       pipelined=True, threshold_port=threshold_port)
+        if probe:
+            lif._MustUse__silence = True   # Amaranth's "created but never used" warning
+        return lif
+
+    @property
+    def parameters(self) -> str:
+        """``"internal"`` (bias and threshold memories inside) or ``"external"`` (behind the
+        ``bias_*`` and ``threshold_*`` ports)."""
+        return self._parameters
+
+    @property
+    def bias_words(self) -> list[int]:
+        """Contents of the bias memory (the ``bias_*`` port's words)."""
+        return list(self.plan.bias_words)
+
+    @property
+    def threshold_words(self) -> list[int]:
+        """Contents of the threshold memory (the ``threshold_*`` port's words)."""
+        return self._lif_array(self.plan, probe=True).threshold_words
 
     @property
     def weights_mode(self) -> str:
@@ -281,6 +327,10 @@ class SharedNetwork(wiring.Component):
             read.update(SpikeFetch.FIELDS, ("use_stream", "is_res_lif"))
         if self.plan.schedule == "layer":  # the sequencer's layer-major order
             read.add("once")
+        if self.plan.down_steps:           # ... with steps that run their time steps downwards
+            read.update(("down", "next_down"))
+        if self.plan.time_major:           # ... and a time-major group (SEW's head pool)
+            read.update(("tail", "loop", "loop_k"))
         if self.plan.pool_passes:          # SEW: the head's pool of counts in passes
             read.update(("pool_more", "pool_acc"))
         if not self.plan.sdsa_reads_v:
@@ -300,7 +350,7 @@ class SharedNetwork(wiring.Component):
             lanes=lanes, weight_width=plan.weight_width, accumulator_width=plan.acc_width,
             weight_depth=ring.depth if ring else self.weight_depth, bias_words=plan.bias_words,
             ring_pointer_bits=ring.pointer_bits if ring else 0,
-            **plan.engine_limits)
+            bias_port=self._parameters == "external", **plan.engine_limits)
         if self._weights_mode == "internal":
             m.submodules.weights = weights = Memory(
                 shape=unsigned(lanes * plan.weight_width), depth=self.weight_depth,
@@ -331,9 +381,14 @@ class SharedNetwork(wiring.Component):
                 m.d.comb += (outer.eq(inner) if member.flow is wiring.Flow.Out
                              else inner.eq(outer))
 
-        m.submodules.lif = lif = LIFArray(lanes=lanes, words=mem.membrane_words,
-                                          input_width=mem.lif_bits,
-                                          thresholds=plan.thresholds, pipelined=True)
+        external = self._parameters == "external"
+        m.submodules.lif = lif = self._lif_array(plan, threshold_port=external)
+        if external:
+            m.d.comb += [self.threshold_addr.eq(lif.threshold.addr),
+                         self.threshold_en.eq(lif.threshold.en),
+                         lif.threshold.data.eq(self.threshold_data),
+                         self.bias_addr.eq(engine.bias.addr), self.bias_en.eq(engine.bias.en),
+                         engine.bias.data.eq(self.bias_data)]
         stem_layer = plan.stem_layer
         cfg = net.cfg
         if not plan.events:
@@ -396,7 +451,8 @@ class SharedNetwork(wiring.Component):
         layer_major = plan.schedule == "layer"
         m.submodules.sequencer = seq = Sequencer(
             desc_layout, rom, steps=len(plan.steps), T=T,
-            restart=plan.runs(1)[0] if T > 1 and not layer_major else 0, layer_major=layer_major)
+            restart=plan.runs(1)[0] if T > 1 and not layer_major else 0, layer_major=layer_major,
+            down=bool(plan.down_steps), loops=bool(plan.time_major))
         desc = seq.desc
         start = seq.step_start            # one-cycle pulse: the descriptor is loaded
         finish = Signal(name="step_finish")  # comb: the step's final write happens now

@@ -31,6 +31,11 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        or ``"layer"`` (every time step of a step, then the next step: one
                        site's membranes at a time, the streams kept per time step; with
                        ``weights: "axi"`` a layer that fits the ring is read once per run)
+``parameters``         where the ``shared_network`` unit's biases and LIF thresholds live:
+                       ``"internal"`` (default: memories inside) or ``"external"`` (read ports
+                       of the same timing as the weight port, ``bias_*`` and ``threshold_*``,
+                       their ``$readmemh`` images emitted beside it: the design then holds no
+                       parameter; needs ``weights: "external"`` and not ``network_core``)
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
@@ -100,6 +105,7 @@ class DesignPoint:
     axi_data_width: int = 64
     weight_ring: int | None = None
     schedule: str = "time"
+    parameters: str = "internal"
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -135,6 +141,16 @@ class DesignPoint:
         if self.schedule not in ("time", "layer"):
             raise ConfigError(f"{src}: field 'schedule' is {self.schedule!r}; allowed: 'time', "
                               "'layer'")
+        if self.parameters not in ("internal", "external"):
+            raise ConfigError(f"{src}: field 'parameters' is {self.parameters!r}; allowed: "
+                              "'internal', 'external'")
+        if self.parameters == "external" and self.weights != "external":
+            raise ConfigError(f"{src}: field 'parameters' is 'external' but 'weights' is "
+                              f"{self.weights!r}; external biases and thresholds need "
+                              "weights 'external'")
+        if self.parameters == "external" and "network_core" in self.units:
+            raise ConfigError(f"{src}: field 'parameters' is 'external', which the unit "
+                              "'network_core' does not support; allowed with it: 'internal'")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")
@@ -157,6 +173,8 @@ class DesignPoint:
         """Return the fields that define the design point (for manifests)."""
         values = dataclasses.asdict(self)
         values.pop("source")
+        if values["parameters"] == "internal":   # the default unnamed: manifests unchanged
+            values.pop("parameters")
         values["units"] = list(self.units)
         return values
 

@@ -116,10 +116,14 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 
+        shared = dict(placement)
+        shared_params = dict(params)
+        if point.parameters != "internal":
+            shared["parameters"] = shared_params["parameters"] = point.parameters
         units.append(EmittedUnit(
             "shared_network",
-            lambda net=net: SharedNetwork(net, lanes=point.lanes, **placement),
-            params, net, weight_image=True))
+            lambda net=net: SharedNetwork(net, lanes=point.lanes, **shared),
+            shared_params, net, weight_image=True))
     if "network_core" in point.units:
         from hw.control import NetworkCore  # noqa: PLC0415
 
@@ -200,6 +204,9 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                     "memory_padding": component.padding_report(),
                 }
             extra = {}
+            if getattr(component, "parameters", "internal") == "external":
+                extra["parameter_memories"] = _write_parameter_images(staging, unit.name,
+                                                                      component)
             if unit.soc:
                 extra = _write_soc_files(staging, unit.name, component,
                                          weight_memory["file"] if weight_memory else None)
@@ -229,6 +236,27 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _write_parameter_images(staging: Path, name: str, component) -> dict:
+    """Write the ``$readmemh`` images of a network whose biases and thresholds sit behind
+    ports (``parameters="external"``); return their manifest entries."""
+    entries = {}
+    for memory, words, width in (
+            ("biases", component.bias_words, len(component.bias_data)),
+            ("thresholds", component.threshold_words, len(component.threshold_data))):
+        digits = ceil_div(width, 4)
+        text = "".join(f"{word:0{digits}x}\n" for word in words).encode()
+        (staging / f"{name}_{memory}.hex").write_bytes(text)
+        port = memory[:-1] if memory == "thresholds" else "bias"
+        entries[memory] = {
+            "file": f"{name}_{memory}.hex", "sha256": _sha256(text), "words": len(words),
+            "width": width,
+            "protocol": f"synchronous read: {port}_data holds word {port}_addr in the cycle "
+                        f"after {port}_en is 1 (a block RAM read port); load the file with "
+                        "$readmemh",
+        }
+    return entries
 
 
 def _write_soc_files(staging: Path, name: str, component, weight_image: str | None) -> dict:

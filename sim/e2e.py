@@ -336,12 +336,17 @@ class QuantizedNetwork:
     weight_ring: int | None = None
     #: The sequencer's order (``hw.plan.SCHEDULES``): ``"time"`` (default) or ``"layer"``.
     schedule: str = "time"
+    #: ``"external"``: the biases and thresholds (and the weights) behind read ports that the
+    #: testbench's wrapper answers from ``$readmemh`` images (``hw.shared.SharedNetwork``).
+    parameters: str = "internal"
 
     @property
     def design_options(self) -> dict:
         """``SharedNetwork`` keyword arguments of the weights' placement and the schedule (the
         default time schedule is not named, so its cached designs keep their keys)."""
         options = {} if self.schedule == "time" else {"schedule": self.schedule}
+        if self.parameters != "internal":
+            options["parameters"] = self.parameters
         if self.weights != "axi":
             return options
         return {"weights": "axi", "axi_data_width": self.axi_width,
@@ -361,7 +366,8 @@ class QuantizedNetwork:
 def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: int = 16,
             arch: str = "shared", seed: int = 0, weight_bits: int = 8,
             sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
-            weight_ring: int | None = None, schedule: str = "time") -> QuantizedNetwork:
+            weight_ring: int | None = None, schedule: str = "time",
+            parameters: str = "internal") -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -382,6 +388,11 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         net = quantized(model, weight_bits)
         if weights not in ("internal", "axi"):
             raise ValueError(f"weights must be 'internal' or 'axi', not {weights!r}")
+        if parameters not in ("internal", "external"):
+            raise ValueError(f"parameters must be 'internal' or 'external', not {parameters!r}")
+        if parameters == "external" and weights == "axi":
+            raise NotImplementedError("parameters 'external' (biases and thresholds behind "
+                                      "read ports) with weights 'axi'")
         plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
         if weights == "axi":
             from hw.weightfetch import WeightRing
@@ -392,7 +403,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
     return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
-                            weight_ring, schedule)
+                            weight_ring, schedule, parameters)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -835,25 +846,36 @@ def image_wrapper(dut, image: Path, core: str = "network_core") -> str:
         if not member.is_port:
             continue
         name = "__".join(str(part) for part in path)
-        if name.startswith("weight_"):
+        if name.startswith(("weight_", "bias_", "threshold_")):
             continue
         width = Shape.cast(member.shape).width
         vector = f" [{width - 1}:0]" if width > 1 else ""
         ports.append(f"{'input' if member.flow is Flow.In else 'output'}{vector} {name}")
         connections.append(f".{name}({name})")
-    depth, data_width = dut.weight_depth, len(dut.weight_data)
-    address_width = len(dut.weight_addr)
-    return "\n".join([
-        f"module network({', '.join(ports)});",
-        f"  wire [{address_width - 1}:0] weight_addr;",
-        "  wire weight_en;",
-        f"  reg [{data_width - 1}:0] weight_data = {data_width}'d0;",
-        f"  reg [{data_width - 1}:0] weight_rom [0:{depth - 1}];",
-        f'  initial $readmemh("{image}", weight_rom);',
-        "  always @(posedge clk) if (weight_en) weight_data <= weight_rom[weight_addr];",
-        f"  {core} core ({', '.join(connections)}, .weight_addr(weight_addr), "
-        ".weight_en(weight_en), .weight_data(weight_data));",
-        "endmodule", ""])
+    roms = [("weight", image, dut.weight_depth)]
+    if getattr(dut, "parameters", "internal") == "external":
+        roms += [("bias", parameter_image(image, "biases"), len(dut.bias_words)),
+                 ("threshold", parameter_image(image, "thresholds"), len(dut.threshold_words))]
+    lines = [f"module network({', '.join(ports)});"]
+    for port, file, depth in roms:
+        data_width = len(getattr(dut, f"{port}_data"))
+        address_width = len(getattr(dut, f"{port}_addr"))
+        lines += [
+            f"  wire [{address_width - 1}:0] {port}_addr;",
+            f"  wire {port}_en;",
+            f"  reg [{data_width - 1}:0] {port}_data = {data_width}'d0;",
+            f"  reg [{data_width - 1}:0] {port}_rom [0:{max(depth, 2) - 1}];",
+            f'  initial $readmemh("{file}", {port}_rom);',
+            f"  always @(posedge clk) if ({port}_en) {port}_data <= {port}_rom[{port}_addr];"]
+        connections += [f".{port}_addr({port}_addr)", f".{port}_en({port}_en)",
+                        f".{port}_data({port}_data)"]
+    return "\n".join(lines + [f"  {core} core ({', '.join(connections)});", "endmodule", ""])
+
+
+def parameter_image(weight_image: Path, memory: str) -> Path:
+    """Where the ``$readmemh`` image of the biases or thresholds (``memory``) of a network
+    with ``parameters="external"`` lies, beside its weight image."""
+    return Path(weight_image).with_suffix(f".{memory}.hex")
 
 
 def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "internal") -> str:
@@ -887,6 +909,14 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "
         with open(tmp, "w") as handle:
             handle.writelines(f"{word:0{width}x}\n" for word in dut.weight_words)
         tmp.replace(image)
+        if getattr(dut, "parameters", "internal") == "external":
+            for memory, words, port in (("biases", dut.bias_words, dut.bias_data),
+                                        ("thresholds", dut.threshold_words, dut.threshold_data)):
+                target = parameter_image(image, memory)
+                tmp = target.with_suffix(".tmp")
+                digits = (len(port) + 3) // 4
+                tmp.write_text("".join(f"{word:0{digits}x}\n" for word in words))
+                tmp.replace(target)
         text = (verilog.convert(dut, name="network_core", emit_src=False) + "\n"
                 + image_wrapper(dut, image))
     else:
@@ -924,6 +954,9 @@ def network_design(network: QuantizedNetwork):
         return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                              **network.design_options)
     plan = SharedPlan(network.net, network.lanes, schedule=schedule)
+    if network.parameters == "external":
+        return SharedNetwork(network.net, lanes=network.lanes, plan=plan, weights="external",
+                             parameters="external", schedule=schedule)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                          weights="external" if weights_outside(plan) else "internal",
                          schedule=schedule)
@@ -1062,7 +1095,8 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 seed: int = 0, arch: str = "shared", simulator: str | None = None,
                 variant_name: str | None = None, inputs=None, sdsa: int | None = None,
                 weights: str = "internal", axi: dict | None = None,
-                time_steps: int | None = None, schedule: str = "time") -> dict:
+                time_steps: int | None = None, schedule: str = "time",
+                parameters: str = "internal") -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1070,7 +1104,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     there; default the digits) and :func:`simulate` in one call.
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
-                      sdsa=sdsa, weights=weights, schedule=schedule)
+                      sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
                     axi=axi, time_steps=time_steps)
 
@@ -1358,6 +1392,10 @@ def main(argv=None) -> int:
                         "then the next time step; every LIF keeps its membranes) or 'layer' "
                         "(every time step of a step, then the next step: one LIF's membranes "
                         "at a time, every stream kept per time step; not with --weights axi)")
+    p.add_argument("--parameters", choices=("internal", "external"), default="internal",
+                   help="'external': the biases and LIF thresholds, like the weights, behind read "
+                        "ports of the design that the testbench answers from $readmemh images "
+                        "(the design holds no parameter; not with --weights axi)")
     p.add_argument("--axi-width", type=int, default=64, choices=(32, 64, 128, 256, 512, 1024),
                    help="with --weights axi: bits of the AXI data bus (default 64)")
     p.add_argument("--weight-ring", type=int, default=None, metavar="WORDS",
@@ -1416,7 +1454,8 @@ def main(argv=None) -> int:
                 built = prepare(T, args.checkpoint, variant_name=args.variant, lanes=lanes,
                                 arch=args.arch, seed=args.seed, sdsa=args.sdsa,
                                 weights=args.weights, axi_width=args.axi_width,
-                                weight_ring=args.weight_ring, schedule=args.schedule)
+                                weight_ring=args.weight_ring, schedule=args.schedule,
+                                parameters=args.parameters)
                 if args.max_T:
                     networks = {run_T: built for run_T in args.T}
                 else:

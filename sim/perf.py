@@ -514,9 +514,12 @@ class CycleModel:
         spikes = spikes.reshape(info.logical_channels, info.side, info.side)
         return info.physical(spikes) if physical else spikes
 
-    def step_cycles(self, step, trace, t: int, image: int, fetch=None, entry: int = 0) -> int:
+    def step_cycles(self, step, trace, t: int, image: int, fetch=None, entry: int = 0,
+                    visit: int | None = None) -> int:
         """Cycles of one step at time step ``t`` for image ``image`` of the trace (``fetch``:
-        the run's :class:`AxiFetchModel`, the step entered in cycle ``entry``)."""
+        the run's :class:`AxiFetchModel`, the step entered in cycle ``entry``; ``visit``: the
+        how-manieth visit of the step this is, ``t`` unless the step runs downwards, which the
+        fetcher counts as it counts the others)."""
         plan, mem = self.plan, self.plan.memory
         if step.kind is StepKind.STEM:
             return _step_cycles(self.stem_cycles + STREAM_WRITE_LATENCY)
@@ -527,7 +530,8 @@ class CycleModel:
             gate = None
             if fetch is not None:
                 start = entry + SEQ_BEFORE_START
-                fetch.layer_start(t, self._layer_index[step.layer], start)
+                fetch.layer_start(t if visit is None else visit, self._layer_index[step.layer],
+                                  start)
                 gate = fetch.gate(start)
             words = (mem.maps[step.sink.spike_map].words
                      if step.sink.kind is SinkKind.LIF else None)
@@ -575,9 +579,11 @@ class CycleModel:
         entry = 0
         # the sequencer's visits in its schedule's order: never begin_stem (the stem's
         # descriptor does its work), and a kept stem (``plan.stem_once``) at t = 0 only
+        seen = {}
         for t, k in self.plan.visits(self.T):
             step = self.steps[k]
-            cycles = self.step_cycles(step, trace, t, image, fetch, entry)
+            seen[k] = visit = seen.get(k, -1) + 1
+            cycles = self.step_cycles(step, trace, t, image, fetch, entry, visit)
             entry += cycles
             rows.append({"t": t, "step": k, "kind": step.kind.label, "name": step.name,
                          "cycles": cycles})

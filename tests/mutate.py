@@ -400,6 +400,16 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/progengine.py
     ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/sequencer.py (reviewed survivors: steps that run downwards and time-major groups)
+    ('hw/sequencer.py', 'word = layout.from_bits(rom.get(k, 0))', 36, '0 -> 1'):
+        "the reference's default for an address the table lacks: every visited address is in it",
+    ('hw/sequencer.py', 'while layout.from_bits(rom.get(group[-1], 0)).tail:', 43, '0 -> 1'):
+        "the reference's default for an address the table lacks: every visited address is in it",
+    ('hw/sequencer.py', 'group.append(int(layout.from_bits(rom.get(group[-1], 0)).next_k))', 54,
+     '0 -> 1'):
+        "the reference's default for an address the table lacks: every visited address is in it",
+    ('hw/sequencer.py', 'word = layout.from_bits(rom.get(group[-1], 0))', 44, '0 -> 1'):
+        "the reference's default for an address the table lacks: every visited address is in it",
     # hw/sequencer.py (reviewed survivors of its first mutation run)
     ('hw/sequencer.py', 'word = layout.from_bits(rom.get((t << k_bits) | k, 0))', 52, '0 -> 1'):
         "the reference's default for an address the table lacks: every visited address is in it",

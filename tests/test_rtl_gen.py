@@ -30,6 +30,11 @@ def write(tmp_path, values):
     ({"weight_bits": 1}, "field 'weight_bits' is 1; allowed: 2..16"),
     ({"name": "a b"}, "field 'name' must be"),
     ({"schedule": "row"}, "field 'schedule' is 'row'; allowed: 'time', 'layer'"),
+    ({"parameters": "rom"}, "field 'parameters' is 'rom'; allowed: 'internal', 'external'"),
+    ({"parameters": "external", "weights": "axi"},
+     "field 'parameters' is 'external' but 'weights' is 'axi'"),
+    ({"parameters": "external", "units": ["shared_network", "network_core"]},
+     "the unit 'network_core' does not support"),
 ])
 def test_bad_fields_are_named(tmp_path, values, message):
     path = write(tmp_path, values)
@@ -50,6 +55,16 @@ def test_missing_and_malformed_files(tmp_path):
 def test_shipped_default_is_valid():
     point = load(ROOT / "rtl_gen" / "configs" / "default.json")
     assert point.lanes == 16
+
+
+def test_shipped_t4_point_is_the_layer_schedule_with_every_parameter_outside():
+    """The demo at T=4 on the ECP5-25k (docs/shared-network.md, "On the ECP5-25k"): the layer
+    schedule, weights, biases and thresholds behind ports."""
+    point = load(ROOT / "rtl_gen" / "configs" / "ecp5-25k-t4.json")
+    assert (point.time_steps, point.schedule, point.weights, point.parameters) == (
+        4, "layer", "external", "external")
+    assert point.as_dict()["parameters"] == "external"
+    assert "parameters" not in load(ROOT / "rtl_gen" / "configs" / "default.json").as_dict()
 
 
 def test_cli_reports_bad_config_without_traceback(tmp_path):
@@ -167,3 +182,30 @@ def test_shared_network_emits_lint_clean_with_its_weight_image(tmp_path):
     from quant.images import load_images
     arrays, _ = load_images(str(tmp_path / "a" / "shared_network_images"))
     assert arrays  # the loader verified every checksum
+
+
+def test_external_parameters_are_emitted_as_images(tmp_path):
+    """``"parameters": "external"``: the biases and thresholds leave the Verilog for
+    ``$readmemh`` images beside it, listed in the manifest with their checksums, ports and
+    widths; the images hold the memories' words (the co-simulation reads the same images:
+    tests/test_shared_envelope.py)."""
+    import hashlib
+
+    from hw.shared import SharedNetwork
+    from rtl_gen.emit import quantized_network
+
+    point = load(ROOT / "rtl_gen" / "configs" / "default.json", units=("shared_network",),
+                 parameters="external")
+    unit = emit(point, tmp_path / "a")["units"][0]
+    ports = {p["name"]: p for p in unit["ports"]}
+    net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+    dut = SharedNetwork(net, lanes=point.lanes, weights="external", parameters="external")
+    for memory, port, words in (("biases", "bias", dut.bias_words),
+                                ("thresholds", "threshold", dut.threshold_words)):
+        entry = unit["parameter_memories"][memory]
+        image = (tmp_path / "a" / entry["file"]).read_bytes()
+        assert hashlib.sha256(image).hexdigest() == entry["sha256"]
+        assert [int(line, 16) for line in image.decode().splitlines()] == words
+        assert entry["words"] == len(words) and entry["width"] == ports[f"{port}_data"]["width"]
+        assert {f"{port}_addr", f"{port}_en"} <= set(ports)
+    assert unit["parameters"]["parameters"] == "external"

@@ -50,10 +50,11 @@ def table(T: int, seed: int, chain=runs):
 
 
 def simulate(layout, rom, T: int, seed: int, time_steps: int = 0, restart: int = 0,
-             layer_major: bool = False):
+             layer_major: bool = False, down: bool = False, loops: bool = False):
     """Run once (``time_steps`` asked at ``run``); return ``[(t, step, value)]`` at each
     ``step_start``, ``cycles`` and the cycle count from ``run`` to ``done``."""
-    dut = Sequencer(layout, rom, steps=STEPS, T=T, restart=restart, layer_major=layer_major)
+    dut = Sequencer(layout, rom, steps=STEPS, T=T, restart=restart, layer_major=layer_major,
+                    down=down, loops=loops)
     rng = random.Random(seed)
     seen = []
     out = {}
@@ -133,12 +134,17 @@ def test_later_time_steps_begin_at_the_restart_step(time_steps):
         assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
 
 
-def layer_table(T: int, seed: int, once=(0,)):
+def layer_table(T: int, seed: int, once=(0,), down=None, group=None):
     """The layer schedule's table (``hw.descriptor``): the same chain at every time step
     (``RUNS``), ``last_step`` on the program's last step, ``once`` on the steps in ``once``,
-    which have words at ``t = 0`` only; ``value`` random."""
-    layout = data.StructLayout({"value": 8, "next_k": range(STEPS + 1), "last_step": 1,
-                                "once": 1})
+    which have words at ``t = 0`` only; ``value`` random. ``down``: the steps that run their
+    time steps downwards (the layout then has ``down`` and ``next_down``)."""
+    fields = {"value": 8, "next_k": range(STEPS + 1), "last_step": 1, "once": 1}
+    if down is not None:
+        fields.update(down=1, next_down=1)
+    if group is not None:
+        fields.update(tail=1, loop=1, loop_k=range(STEPS + 1))
+    layout = data.StructLayout(fields)
     rng = random.Random(seed)
     k_bits = step_address_bits(STEPS)
     rom = {}
@@ -147,9 +153,14 @@ def layer_table(T: int, seed: int, once=(0,)):
             if t and k in once:
                 continue
             following = RUNS[position + 1] if position + 1 < len(RUNS) else STEPS
-            rom[(t << k_bits) | k] = layout.const({
-                "value": rng.randrange(256), "next_k": following,
-                "last_step": int(following == STEPS), "once": int(k in once)}).as_value().value
+            word = {"value": rng.randrange(256), "next_k": following,
+                    "last_step": int(following == STEPS), "once": int(k in once)}
+            if down is not None:
+                word.update(down=int(k in down), next_down=int(following in down))
+            if group is not None:
+                word.update(tail=int(k in group[:-1]), loop=int(k == group[-1]),
+                            loop_k=group[0])
+            rom[(t << k_bits) | k] = layout.const(word).as_value().value
     return layout, rom
 
 
@@ -168,6 +179,60 @@ def test_the_layer_schedule_runs_a_step_at_every_time_step_first(T, time_steps, 
     for t, k, value in seen:
         assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
     assert out["cycles"] == out["elapsed"] - 1
+
+
+@pytest.mark.parametrize("T, time_steps", [(3, 0), (3, 2), (3, 1), (4, 4)])
+@pytest.mark.parametrize("down", [(2,), (2, 3), (5,)], ids=["one", "two-in-a-row", "last"])
+def test_a_down_step_runs_its_time_steps_downwards(T, time_steps, down):
+    """``down``: a step with ``down`` runs from the run's last time step to 0 (the step before
+    it enters it there through ``next_down``); the others still rise, the kept stem once."""
+    layout, rom = layer_table(T, 5, (0,), down)
+    seen, out = simulate(layout, rom, T, 5, time_steps, layer_major=True, down=True)
+    done = time_steps if 1 <= time_steps <= T else T
+    want = []
+    for k in RUNS:
+        ts = range(1 if k == 0 else done)
+        want += [(t, k) for t in (reversed(ts) if k in down else ts)]
+    assert sequence(rom, layout, STEPS, T, time_steps, layer_major=True) == want
+    assert [(t, k) for t, k, _ in seen] == want
+    k_bits = step_address_bits(STEPS)
+    for t, k, value in seen:
+        assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
+    assert out["cycles"] == out["elapsed"] - 1
+
+
+@pytest.mark.parametrize("T, time_steps", [(3, 0), (3, 2), (3, 1), (4, 4)])
+@pytest.mark.parametrize("group, down", [((2, 3), None), ((3, 5), None), ((3, 5), (2,))],
+                         ids=["middle", "at-the-end", "after-a-down-step"])
+def test_a_time_major_group_runs_its_steps_per_time_step(T, time_steps, group, down):
+    """``loops``: the steps of a group (``tail`` on all but the last, ``loop`` on the last) run
+    one time step after the other inside the layer-major order; the others as before."""
+    layout, rom = layer_table(T, 7, (0,), down, group)
+    seen, out = simulate(layout, rom, T, 7, time_steps, layer_major=True,
+                         down=down is not None, loops=True)
+    done = time_steps if 1 <= time_steps <= T else T
+    want = []
+    for k in RUNS:
+        if k in group:
+            if k == group[0]:
+                want += [(t, j) for t in range(done) for j in group]
+            continue
+        ts = range(1 if k == 0 else done)
+        want += [(t, k) for t in (reversed(ts) if down and k in down else ts)]
+    assert sequence(rom, layout, STEPS, T, time_steps, layer_major=True) == want
+    assert [(t, k) for t, k, _ in seen] == want
+    k_bits = step_address_bits(STEPS)
+    for t, k, value in seen:
+        assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)
+    assert out["cycles"] == out["elapsed"] - 1
+
+
+def test_down_steps_need_the_layer_schedule_and_their_fields():
+    layout, rom = layer_table(2, 0)
+    with pytest.raises(ValueError, match="'down'"):
+        Sequencer(layout, rom, steps=STEPS, T=2, layer_major=True, down=True)
+    with pytest.raises(ValueError, match="layer-major"):
+        Sequencer(layout, rom, steps=STEPS, T=2, down=True)
 
 
 def test_the_layer_schedule_needs_a_once_field():

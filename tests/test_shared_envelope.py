@@ -160,15 +160,17 @@ def test_every_map_fires(name):
         assert 0.01 <= rate <= 0.5, f"{lif} fires {rate:.3f}"
 
 
-def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", **overrides):
+def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", parameters="internal",
+        **overrides):
     """Run the model on a build for ``T`` time steps, for ``time_steps`` of them (default T), in
-    the sequencer's ``schedule``."""
+    the sequencer's ``schedule``, its biases and thresholds inside or behind ports
+    (``parameters``)."""
     from sim.e2e import run_network, totals
 
     path = tmp_path / f"{name}.pth"
     save_checkpoint(random_model(config(name, T, **overrides), 0), path)
     summary = run_network(T, 1, tmp_path / "out", checkpoint=path, lanes=lanes, inputs="random",
-                          time_steps=time_steps, schedule=schedule)
+                          time_steps=time_steps, schedule=schedule, parameters=parameters)
     assert summary["T"] == (time_steps or T) and summary["design_T"] == T
     total = totals(summary)
     print(f"{name} lanes {lanes} T={T}: cycles {total['cycles']:.0f}, model "
@@ -187,6 +189,10 @@ def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", **overrides)
     pytest.param("odd", 8, 2, {}, id="odd-8lanes-T2"),
     pytest.param("odd", 8, 2, {"schedule": "layer"}, id="odd-8lanes-T2-layer",
                  marks=pytest.mark.slow),
+    # the layer schedule at T = 4 (the kept stem's first add runs downwards, in place at t = 0)
+    # with the biases and thresholds behind the design's ports, as the ECP5-25k point
+    pytest.param("odd", 8, 4, {"schedule": "layer", "parameters": "external"},
+                 id="odd-8lanes-T4-layer-params", marks=pytest.mark.slow),
     pytest.param("odd", 16, 1, {}, id="odd-16lanes-T1", marks=pytest.mark.slow),
     pytest.param("odd", 8, 1, {"sdsa": 1}, id="odd-8lanes-sdsa1", marks=pytest.mark.slow),
     pytest.param("demo", 8, 1, {}, id="demo-8lanes", marks=pytest.mark.slow),

@@ -74,6 +74,38 @@ def test_refuses_what_the_shared_network_cannot_build():
         SharedNetwork(quantized(model), weights="flash")
     with pytest.raises(ValueError, match="lanes must be >= 1"):
         SharedNetwork(quantized(model), lanes=0)
+    with pytest.raises(ValueError, match="parameters must be"):
+        SharedNetwork(quantized(model), weights="external", parameters="rom")
+    with pytest.raises(ValueError, match="needs weights='external'"):
+        SharedNetwork(quantized(model), parameters="external")
+
+
+def test_external_parameters_leave_no_parameter_memory_inside():
+    """``parameters="external"``: the bias and threshold memories become read ports whose
+    words are the memories' contents (the co-simulation's wrapper answers them:
+    tests/test_shared_envelope.py); the Verilog holds no memory of either."""
+    from amaranth.back import verilog
+
+    model, _ = demo_model(2, "random", seed=0)
+    net = quantized(model)
+    inside = SharedNetwork(net, weights="external")
+    outside = SharedNetwork(net, weights="external", parameters="external")
+    assert outside.bias_words == inside.plan.bias_words
+    # the threshold image: one word per group of every site, the sites' thresholds at tbase
+    lanes, width = outside.plan.lanes, outside.plan.memory.lif_bits + 1
+    words = outside.threshold_words
+    assert len(outside.threshold_data) == lanes * width
+    assert len(words) == -(-len(outside.plan.thresholds) // lanes)
+    for index, threshold in enumerate(outside.plan.thresholds):
+        value = words[index // lanes] >> (index % lanes * width) & ((1 << width) - 1)
+        assert value - ((value >> (width - 1)) << width) == threshold, index
+    assert 1 << len(outside.bias_addr) >= len(outside.bias_words)
+    assert 1 << len(outside.threshold_addr) >= len(words)
+    text = verilog.convert(outside, name="network_core", emit_src=False)
+    before = verilog.convert(inside, name="network_core", emit_src=False)
+    # the stem keeps its own two bias words (registers); the engine's and the LIF's are gone
+    assert (text.count(" biases ["), text.count(" thresholds [")) == (1, 0)
+    assert (before.count(" biases ["), before.count(" thresholds [")) == (2, 1)
 
 
 def test_refuses_attention_blocks_the_feeder_cannot_walk():

@@ -391,13 +391,25 @@ def test_layer_schedule_shares_what_never_lives_at_once(T):
                 life[place.name] = (min(first, k), max(last, k))
     span = {name: (layer.stream_base(place, 0), layer.stream_base(place, T - 1) + place.words)
             for name, place in mem.streams.items() if name in life}
-    assert span[STEM_OUT] == (mem.streams[STEM_OUT].base, mem.streams[STEM_OUT].base
-                              + mem.streams[STEM_OUT].words)
+    # the kept stem output is the first stream's copy for t = 0; the one step in both lives
+    # (the first add into that stream) runs downwards, writing that copy last, in place
+    first = layer._stream_of(STEM_OUT)
+    assert layer.stem_in_place
+    assert span[STEM_OUT] == (mem.streams[first].base, mem.streams[first].base
+                              + mem.streams[first].words)
+    (down,) = layer.down_steps
+    assert life[STEM_OUT][1] == life[first][0] == down
+    assert [t for t, k in visits if k == down] == list(range(T))[::-1]
+    for k in set(k for _, k in visits) - {down}:
+        ts = [t for t, j in visits if j == k]
+        assert ts == sorted(ts), k
     shared = 0
     for a in span:
         for b in span:
             if a < b and span[a][0] < span[b][1] and span[b][0] < span[a][1]:
                 shared += 1
+                if {a, b} == {STEM_OUT, first}:
+                    continue
                 assert life[a][1] < life[b][0] or life[b][1] < life[a][0], (a, b)
     assert shared, "no two stream places share words"
     assert mem.stream_depth == max(end for _, end in span.values())

@@ -147,13 +147,23 @@ def test_the_other_designs_have_no_pool_passes():
         assert not names & {"pool_more", "pool_acc"}
 
 
-def test_the_layer_schedule_refuses_the_passes_at_more_than_one_time_step(net):
-    """The head pool keeps one time step's sums in registers across its passes: in layer order
-    the passes of different time steps would interleave, so the layer schedule is refused at
-    T > 1 with one line (and taken at T = 1, where both orders are the same)."""
+def test_the_layer_schedule_runs_the_passes_time_major(net):
+    """The head pool keeps one time step's sums in registers across its passes, so under the
+    layer schedule at T > 1 its passes and its LIF run as a time-major group: every pass of a
+    time step before the next time step's; every other step layer-major. At T = 1 both orders
+    are the same."""
+    layer, time = SharedPlan(net, LANES, schedule="layer"), SharedPlan(net, LANES)
     if net.cfg.T == 1:
-        assert SharedPlan(net, LANES, schedule="layer").visits() == SharedPlan(net, LANES).visits()
+        assert layer.visits() == time.visits() and layer.time_major == ()
         return
-    with pytest.raises(NotImplementedError, match=r"schedule='layer' at T=2: SEW") as refused:
-        SharedPlan(net, LANES, schedule="layer")
-    assert "\n" not in str(refused.value)
+    group = layer.time_major
+    assert [layer.steps[k].sink.kind for k in group[:-1]] == [SinkKind.POOL] * (len(group) - 1)
+    assert layer.steps[group[-1]].sink.spike_map is not None   # the pool's LIF ends the group
+    visits = layer.visits()
+    assert sorted(visits) == sorted(time.visits())
+    inside = [(t, k) for t, k in visits if k in group]
+    assert inside == [(t, k) for t in range(net.cfg.T) for k in group]
+    start = visits.index(inside[0])
+    assert visits[start:start + len(inside)] == inside   # one run of visits
+    outside = [k for _, k in visits if k not in group]
+    assert outside == sorted(outside)
