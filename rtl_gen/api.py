@@ -40,7 +40,8 @@ __all__ = ["convert", "Design", "Report"]
 
 
 def convert(checkpoint=None, *, T: int = 1, lanes: int = 16, weight_bits: int = 8,
-            variant: str | None = None, seed: int = 0) -> "Design":
+            variant: str | None = None, seed: int = 0, schedule: str = "time",
+            parameters: str = "internal") -> "Design":
     """Load ``checkpoint`` at ``T`` time steps, quantize it and check that the network RTL runs it.
 
     Parameters
@@ -59,9 +60,15 @@ def convert(checkpoint=None, *, T: int = 1, lanes: int = 16, weight_bits: int = 
         A ``golden.config`` variant name for a checkpoint that saves no configuration.
     seed : int
         Seed of the random weights of ``checkpoint='random'``.
+    schedule : str
+        The sequencer's order: ``"time"`` (every step of a time step, then the next) or
+        ``"layer"`` (every time step of a step, then the next step; ``docs/shared-network.md``).
+    parameters : str
+        ``"external"``: the biases and LIF thresholds, like the weights, behind read ports of
+        the design (the co-simulation answers them from ``$readmemh`` images).
     """
     network = e2e.prepare(T, checkpoint, variant_name=variant, lanes=lanes, seed=seed,
-                          weight_bits=weight_bits)
+                          weight_bits=weight_bits, schedule=schedule, parameters=parameters)
     return Design(network, weight_bits)
 
 
@@ -159,7 +166,9 @@ class Design:
         """Return the ``rtl_gen`` design point of this network's ``shared_network`` unit."""
         return DesignPoint(name=name, lanes=self.lanes, units=("shared_network",),
                            checkpoint=self.checkpoint, weight_bits=self.weight_bits,
-                           time_steps=self.T, source="rtl_gen.api").validated()
+                           time_steps=self.T, schedule=self.network.schedule,
+                           parameters=self.network.parameters,
+                           source="rtl_gen.api").validated()
 
     def write_rtl(self, out, *, lint: bool = False) -> dict:
         """Emit the network's Verilog into ``out`` (replaced as a whole) and return the manifest.

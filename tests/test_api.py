@@ -198,3 +198,15 @@ def test_rtl_gen_checkpoint_flag_is_checked(tmp_path):
         assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
         assert all(word in lines[0] for word in words), lines[0]
         assert not (tmp_path / "out").exists()
+
+
+def test_api_passes_the_schedule_and_parameter_placement_to_the_design_point():
+    """``convert(schedule=, parameters=)`` reach the co-simulated network and the design point
+    that :meth:`Design.write_rtl` emits (no RTL built here)."""
+    from rtl_gen import api
+
+    design = api.convert(DEMO, T=4, schedule="layer", parameters="external")
+    point = design.design_point()
+    assert (design.network.schedule, design.network.parameters) == ("layer", "external")
+    assert (point.schedule, point.parameters, point.time_steps) == ("layer", "external", 4)
+    assert api.convert(DEMO, T=1).design_point().parameters == "internal"
