@@ -62,7 +62,7 @@ TESTS: dict[str, list[str]] = {
     "hw/sdsa_matmul.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa_column.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/plan.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py",
-                   "tests/test_network.py"],
+                   "tests/test_network.py", "tests/test_shared_sew.py"],
     "hw/program.py": ["tests/test_network.py", "tests/test_shared_plan.py"],
     "hw/shared.py": ["tests/test_shared_plan.py", "tests/test_shared_network.py"],
     "hw/descriptor.py": ["tests/test_shared_plan.py"],

@@ -86,7 +86,9 @@ def test_external_parameters_leave_no_parameter_memory_inside():
     tests/test_shared_envelope.py); the Verilog holds no memory of either."""
     from amaranth.back import verilog
 
-    model, _ = demo_model(2, "random", seed=0)
+    from hw.lif_array import LIFArray
+
+    model, _ = demo_model(1, "random", seed=0)
     net = quantized(model)
     inside = SharedNetwork(net, weights="external")
     outside = SharedNetwork(net, weights="external", parameters="external")
@@ -102,10 +104,11 @@ def test_external_parameters_leave_no_parameter_memory_inside():
     assert 1 << len(outside.bias_addr) >= len(outside.bias_words)
     assert 1 << len(outside.threshold_addr) >= len(words)
     text = verilog.convert(outside, name="network_core", emit_src=False)
-    before = verilog.convert(inside, name="network_core", emit_src=False)
     # the stem keeps its own two bias words (registers); the engine's and the LIF's are gone
     assert (text.count(" biases ["), text.count(" thresholds [")) == (1, 0)
-    assert (before.count(" biases ["), before.count(" thresholds [")) == (2, 1)
+    # (a LIF array with its thresholds inside names that memory so: the count above can fail)
+    alone = LIFArray(lanes=2, words=2, input_width=4, thresholds=[1, 2, 3])
+    assert " thresholds [" in verilog.convert(alone, emit_src=False)
 
 
 def test_refuses_attention_blocks_the_feeder_cannot_walk():
