@@ -362,15 +362,20 @@ def test_network_ports_are_the_documented_shell(plan):
     assert dut.logit_bits == max(net.logit_bits, 2)
 
 
-@pytest.mark.parametrize("T", [2, 4])
-def test_layer_schedule_shares_what_never_lives_at_once(T):
+@pytest.mark.parametrize("T, shortcut", [(2, "membrane"), (4, "membrane"), (2, "sew")])
+def test_layer_schedule_shares_what_never_lives_at_once(T, shortcut):
     """``schedule="layer"`` runs every time step of a step before the next step: every LIF site
     starts at membrane word 0 (one site's membranes at a time), each stream place holds a copy
     per time step (but the kept stem output), and two places share words only if no step lies
-    between the first and last step of both. Fewer bits than the time schedule in all."""
+    between the first and last step of both. Fewer bits than the time schedule in all. (SEW:
+    its layers' sums live beside the streams, so places share words at other offsets than 0.)"""
     from hw.plan import STEM_OUT, SharedPlan
 
-    model, _ = demo_model(T, "random", seed=0)
+    if shortcut == "sew":
+        from sim.paper import make
+        model = make("demo", 32, 0, T, "shortcut_sew").float().double()
+    else:
+        model, _ = demo_model(T, "random", seed=0)
     net = quantized(model)
     time, layer = SharedPlan(net, LANES), SharedPlan(net, LANES, schedule="layer")
     mem = layer.memory
@@ -381,7 +386,8 @@ def test_layer_schedule_shares_what_never_lives_at_once(T):
     # every (t, k) once; each step's time steps in a row; the stem once
     visits = layer.visits()
     assert sorted(visits) == sorted(time.visits()) and len(set(visits)) == len(visits)
-    assert [k for _, k in visits] == sorted(k for _, k in visits)
+    outside = [k for _, k in visits if k not in layer.time_major]
+    assert outside == sorted(outside)   # (SEW's time-major group: tests/test_shared_sew.py)
     # a place's words: [base, base + copies * words); its life: first to last step using it
     life = {}
     for k, step in enumerate(layer.steps):
@@ -397,22 +403,36 @@ def test_layer_schedule_shares_what_never_lives_at_once(T):
     assert layer.stem_in_place
     assert span[STEM_OUT] == (mem.streams[first].base, mem.streams[first].base
                               + mem.streams[first].words)
-    (down,) = layer.down_steps
-    assert life[STEM_OUT][1] == life[first][0] == down
-    assert [t for t, k in visits if k == down] == list(range(T))[::-1]
-    for k in set(k for _, k in visits) - {down}:
+    for down in layer.down_steps:   # none where no layer adds into the stem's stream (SEW)
+        assert life[STEM_OUT][1] == life[first][0] == down
+        assert [t for t, k in visits if k == down] == list(range(T))[::-1]
+    assert len(layer.down_steps) == (shortcut != "sew")
+    for k in set(k for _, k in visits) - set(layer.down_steps) - set(layer.time_major):
         ts = [t for t, j in visits if j == k]
         assert ts == sorted(ts), k
     shared = 0
     for a in span:
         for b in span:
             if a < b and span[a][0] < span[b][1] and span[b][0] < span[a][1]:
-                shared += 1
                 if {a, b} == {STEM_OUT, first}:
                     continue
+                shared += 1
                 assert life[a][1] < life[b][0] or life[b][1] < life[a][0], (a, b)
-    assert shared, "no two stream places share words"
+    assert shared, "no two stream places share words (but the stem's output, in place)"
     assert mem.stream_depth == max(end for _, end in span.values())
+    # first fit leaves no hole here: the memory is as deep as the most words live at one step
+    live = [sum(place.words * T for name, place in mem.streams.items()
+                if name in life and name != STEM_OUT and life[name][0] <= k <= life[name][1])
+            for k in range(len(layer.steps))]
+    assert mem.stream_depth == max(live)
+    # the bits the streams need: every place per time step, the stem's output no extra word
+    n1 = (layer.sizes[first] ** 2 * int(net.streams[first].scale.shape[0])
+          * mem.stream_bits)
+    needed = layer.padding_report()["streams"]["needed"]
+    assert needed == T * (time.padding_report()["streams"]["needed"] - n1)
+    if shortcut == "membrane":   # the net's streams, each once per time step, and nothing else
+        assert needed == T * sum(layer.sizes[name] ** 2 * int(stream.scale.shape[0])
+                                 for name, stream in net.streams.items()) * mem.stream_bits
     bits = {k: v["bits"] for k, v in layer.padding_report().items()}
     before = {k: v["bits"] for k, v in time.padding_report().items()}
     assert bits["membranes"] < before["membranes"]
