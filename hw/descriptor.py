@@ -233,8 +233,10 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
     keeps only the fields some unit reads), packed by ``layout.const``.
     ``engine_value(LayerConfig) -> int`` packs a layer's engine configuration (the engine's
     :meth:`~hw.progengine.ProgEngine.config_value`, which checks that the layer fits). In
-    program order over time steps, a field a step does not set keeps the value of the last
-    step that did (the registers' previous contents). Time step ``t`` holds the steps
+    program order at the first time step, a field a step does not set keeps the value of the
+    last step that did (the registers' previous contents); at later time steps it keeps the
+    value it has at the first (no datapath reads a field its step does not set), so that only
+    the bases a step sets change with ``t``. Time step ``t`` holds the steps
     ``plan.runs(t)``: never ``begin_stem`` (the stem's descriptor does its work), and the stem
     at ``t = 0`` only when the plan keeps its output (``stem_once``), so that a later time step
     begins at ``plan.runs(t)[0]``. With the layer schedule (``plan.schedule``) the words are
@@ -248,6 +250,7 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
     rom = {}
     state = {name: 0 for name in descriptor_fields(plan, None)}
     state["dst_words"] = 0
+    first = {}   # a step's state at its first time step
     for tv in range(plan.T):
         runs = plan.runs(tv)
         for position, index in enumerate(runs):
@@ -255,8 +258,14 @@ def descriptor_rom(plan, layout: data.StructLayout, engine_value) -> dict[int, i
             values = _descriptor_values(plan, step, tv)
             if "engine" in values:
                 values["engine"] = engine_value(values["engine"])
+            if index in first:
+                # a later time step: the fields the step does not set are those of its first
+                # time step, so that only the bases it sets change with t (the sequencer then
+                # decodes every other bit from the step alone: hw.sequencer.split_table)
+                state = dict(first[index])
             state.update(values)
             state = _derived(state)
+            first.setdefault(index, dict(state))
             if plan.schedule == "layer":
                 order = plan.runs(0)
                 at = order.index(index)

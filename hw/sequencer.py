@@ -89,6 +89,55 @@ def last_time_step(asked, T: int):
     return Mux(whole, T - 1, asked - 1)
 
 
+def split_table(rom: dict[int, int], width: int, steps: int):
+    """Split a table of several time steps into a step-indexed part and a (t, step)-indexed
+    part, bit by bit: ``(step_keys, pair_keys, bit_terms)``.
+
+    Most of a step's descriptor is the same at every time step; only the bases of per-time-step
+    memories change with ``t``. For each bit and step, a bit that is the same at every time step
+    the table holds for that step is decoded from the step index alone (one term of
+    ``step_keys``); a bit that changes is decoded from ``(t, step)`` (terms of ``pair_keys``,
+    table addresses). ``bit_terms[bit] = (k_mask, tk_mask)``: bit ``n`` of ``k_mask`` selects
+    ``step_keys[n]``, of ``tk_mask`` ``pair_keys[n]``; the descriptor bit is the OR of the
+    selected hits. At any address of the table this gives the table's word (a test holds it);
+    addresses outside the table are never visited.
+    """
+    k_bits = step_address_bits(steps)
+    by_step: dict[int, dict[int, int]] = {}
+    for address, word in rom.items():
+        by_step.setdefault(address & ((1 << k_bits) - 1), {})[address >> k_bits] = word
+    step_keys = sorted(by_step)
+    varying = {}   # (bit, step) -> the time steps whose word has the bit set
+    for bit in range(width):
+        for index in step_keys:
+            values = {t: word >> bit & 1 for t, word in by_step[index].items()}
+            if len(set(values.values())) > 1:
+                varying[bit, index] = [t for t, v in values.items() if v]
+    pair_keys = sorted({(t << k_bits) | index for (_, index), ts in varying.items() for t in ts})
+    pair_at = {address: n for n, address in enumerate(pair_keys)}
+    bit_terms = []
+    for bit in range(width):
+        k_mask = tk_mask = 0
+        for n, index in enumerate(step_keys):
+            if (bit, index) in varying:
+                for t in varying[bit, index]:
+                    tk_mask |= 1 << pair_at[(t << k_bits) | index]
+            elif next(iter(by_step[index].values())) >> bit & 1:
+                k_mask |= 1 << n
+        bit_terms.append((k_mask, tk_mask))
+    return step_keys, pair_keys, bit_terms
+
+
+def split_lookup(split, steps: int, t: int, k: int) -> int:
+    """The word :func:`split_table`'s decode gives at ``(t, k)`` (reference of the hardware)."""
+    step_keys, pair_keys, bit_terms = split
+    k_bits = step_address_bits(steps)
+    hit_k = sum(1 << n for n, index in enumerate(step_keys) if index == k)
+    hit_tk = sum(1 << n for n, address in enumerate(pair_keys) if address == (t << k_bits) | k)
+    return sum(1 << bit for bit, (k_mask, tk_mask) in enumerate(bit_terms)
+               if (hit_k & k_mask) or (hit_tk & tk_mask))
+
+
 def sequence(rom: dict[int, int], layout: data.StructLayout, steps: int, T: int,
              time_steps: int = 0, restart: int = 0, layer_major: bool = False):
     """Return the ``[(t, step)]`` a run visits, in order, as the table's ``next_k`` and
@@ -189,14 +238,32 @@ class Sequencer(wiring.Component):
         finished = Signal(name="step_finished")  # ``finish``, registered
         m.d.sync += finished.eq(self.finish & (phase == 2))
         # ``hit`` is registered: the step index is decoded in the cycle before the load.
-        addresses = sorted(rom)
-        hit = Signal(len(addresses), name="desc_rom_hit")
-        m.d.sync += hit.eq(Cat(Cat(k, t) == address for address in addresses))
         desc_rom = Signal(layout.size, name="desc_rom")
-        for bit in range(layout.size):
-            mask = sum(1 << n for n, address in enumerate(addresses) if rom[address] >> bit & 1)
-            if mask:
-                m.d.comb += desc_rom[bit].eq((hit & mask).any())
+        if T == 1:
+            addresses = sorted(rom)
+            hit = Signal(len(addresses), name="desc_rom_hit")
+            m.d.sync += hit.eq(Cat(Cat(k, t) == address for address in addresses))
+            for bit in range(layout.size):
+                mask = sum(1 << n for n, address in enumerate(addresses)
+                           if rom[address] >> bit & 1)
+                if mask:
+                    m.d.comb += desc_rom[bit].eq((hit & mask).any())
+        else:
+            step_keys, pair_keys, bit_terms = split_table(rom, layout.size, self._steps)
+            hit_k = Signal(max(1, len(step_keys)), name="desc_rom_hit_k")
+            hit_tk = Signal(max(1, len(pair_keys)), name="desc_rom_hit_tk")
+            m.d.sync += hit_k.eq(Cat(k == index for index in step_keys))
+            if pair_keys:
+                m.d.sync += hit_tk.eq(Cat(Cat(k, t) == address for address in pair_keys))
+            for bit, (k_mask, tk_mask) in enumerate(bit_terms):
+                terms = []
+                if k_mask:
+                    terms.append((hit_k & k_mask).any())
+                if tk_mask:
+                    terms.append((hit_tk & tk_mask).any())
+                if terms:
+                    m.d.comb += desc_rom[bit].eq(terms[0] if len(terms) == 1
+                                                 else terms[0] | terms[1])
 
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)

@@ -15,7 +15,7 @@ from amaranth.hdl import Fragment
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hw.sequencer import Sequencer, sequence, step_address_bits
+from hw.sequencer import Sequencer, sequence, split_lookup, split_table, step_address_bits
 from sim.streams import run_bounded
 
 STEPS = 6
@@ -288,3 +288,48 @@ def test_a_step_takes_five_cycles_and_ignores_early_finish():
     run_bounded(sim, bench, 5_000)
     assert len(starts) == len(RUNS) + len(ODD_RUNS)
     assert [b - a for a, b in zip(starts, starts[1:])] == [5] * (len(starts) - 1)
+
+
+@pytest.mark.parametrize("T", [2, 3, 4])
+def test_the_split_table_gives_every_word_of_the_table(T):
+    """The step-indexed / (t, step)-indexed split of a table over several time steps
+    (``hw.sequencer.split_table``, what the hardware decodes at T > 1) gives the table's word at
+    every address: invariant bits from the step, the others from (t, step)."""
+    for layout, rom in (table(T, 3), table(T, 4, kept_runs), layer_table(T, 9, (0,), (2,)),
+                        _mostly_constant_table(T, 6)):
+        split = split_table(rom, layout.size, STEPS)
+        k_bits = step_address_bits(STEPS)
+        for address, word in rom.items():
+            t, k = address >> k_bits, address & ((1 << k_bits) - 1)
+            assert split_lookup(split, STEPS, t, k) == word, (T, t, k)
+
+
+def _mostly_constant_table(T: int, seed: int):
+    """A layer table whose ``value`` is the same at every time step but for one step, whose
+    value is a base plus ``t`` times a stride (as a per-time-step memory's base)."""
+    layout, rom = layer_table(T, seed, (0,))
+    k_bits = step_address_bits(STEPS)
+    out = {}
+    for address, word in rom.items():
+        t, k = address >> k_bits, address & ((1 << k_bits) - 1)
+        fields = layout.from_bits(word)
+        base = layout.from_bits(rom[k]).value   # the value at t = 0
+        value = (base + 40 * t) % 256 if k == RUNS[2] else base
+        out[address] = layout.const({"value": value, "next_k": fields.next_k,
+                                     "last_step": fields.last_step,
+                                     "once": fields.once}).as_value().value
+    return layout, out
+
+
+def test_the_split_decodes_constant_bits_from_the_step_alone():
+    """A bit that is the same at every time step of a step takes no (t, step) term; only the
+    strided step's bits do."""
+    layout, rom = _mostly_constant_table(4, 6)
+    step_keys, pair_keys, bit_terms = split_table(rom, layout.size, STEPS)
+    k_bits = step_address_bits(STEPS)
+    assert step_keys == RUNS
+    assert {address & ((1 << k_bits) - 1) for address in pair_keys} == {RUNS[2]}
+    seen, _ = simulate(layout, rom, 4, 6, layer_major=True)
+    assert [(t, k) for t, k, _ in seen] == sequence(rom, layout, STEPS, 4, layer_major=True)
+    for t, k, value in seen:
+        assert value == layout.from_bits(rom[(t << k_bits) | k]).value, (t, k)

@@ -196,6 +196,20 @@ def test_stem_groups_and_weight_ports(plan):
 def _descriptor_table(dut):
     """The descriptor ROM as the hardware gets it: ``{(t, step index): {field: value}}``."""
     from amaranth.hdl import Const, Shape  # noqa: PLC0415
+
+    layout, rom, engine_layout = _raw_rom(dut)
+    k_bits = Shape.cast(range(len(dut.steps) + 1)).width
+    table = {}
+    for address, word in rom.items():
+        view = layout.from_bits(word)
+        fields = {name: Const.cast(view[name]).value for name, _ in layout}
+        table[(address >> k_bits, address & ((1 << k_bits) - 1))] = fields
+    return table, engine_layout
+
+
+def _raw_rom(dut):
+    """The descriptor layout of every field, the packed table ``{(t << k_bits) | k: word}`` and
+    the engine's configuration layout."""
     from amaranth.lib import data  # noqa: PLC0415
 
     from hw.descriptor import descriptor_fields, descriptor_rom  # noqa: PLC0415
@@ -211,13 +225,39 @@ def _descriptor_table(dut):
     layout = data.StructLayout(descriptor_fields(plan, engine_layout))
     rom = descriptor_rom(plan, layout,
                               lambda layer: engine_layout.const(layer.fields).as_value().value)
-    k_bits = Shape.cast(range(len(dut.steps) + 1)).width
-    table = {}
+    return layout, rom, engine_layout
+
+
+@pytest.mark.parametrize("T, schedule", [(2, "time"), (4, "layer")])
+def test_the_table_splits_into_step_and_time_step_terms(T, schedule):
+    """At T > 1 the sequencer decodes a bit from the step alone where it is the same at every
+    time step, else from (t, step) (``hw.sequencer.split_table``). On the demo's table the
+    split gives every word, and it needs far fewer terms than the whole (t, step) table: only
+    the per-time-step bases change with t."""
+    from hw.sequencer import split_lookup, split_table  # noqa: PLC0415
+
+    model, _ = demo_model(T, "random", seed=0)
+    dut = SharedNetwork(quantized(model), lanes=LANES, schedule=schedule)
+    layout, rom, _ = _raw_rom(dut)
+    steps = len(dut.steps)
+    split = split_table(rom, layout.size, steps)
+    k_bits = (steps).bit_length()
     for address, word in rom.items():
-        view = layout.from_bits(word)
-        fields = {name: Const.cast(view[name]).value for name, _ in layout}
-        table[(address >> k_bits, address & ((1 << k_bits) - 1))] = fields
-    return table, engine_layout
+        assert split_lookup(split, steps, address >> k_bits, address & ((1 << k_bits) - 1)) == word
+    whole = sum(bin(word).count("1") for word in rom.values())
+    terms = sum(bin(k_mask).count("1") + bin(tk_mask).count("1") for k_mask, tk_mask in split[2])
+    print(f"T={T} {schedule}: {terms} terms of {whole}")
+    assert terms < 0.6 * whole, (terms, whole)
+    if schedule == "time":
+        return   # (the first step of a later time step carries other fields than at t = 0)
+    # the bits that change with t are those of bases (of maps, streams, q/k/v, the residual)
+    varying = set()
+    for bit, (_, tk_mask) in enumerate(split[2]):
+        if tk_mask:
+            varying |= {name for name, member in layout
+                        if member.offset <= bit < member.offset + member.width}
+    assert varying and varying <= {"src_base", "dst_base", "stream_base", "stream_read_base",
+                                   "res_base", "q_base", "k_base", "v_base"}, varying
 
 
 def test_descriptor_table_decodes_to_the_plan(plan):
