@@ -201,9 +201,18 @@ class Pool(wiring.Component):
 
     While ``is_pool``: every beat on ``i`` adds its values into group ``i.group``'s ``lanes``
     sums (cleared by ``start``); after the ``last`` beat, groups ``0 .. groups - 1`` leave on
-    ``o`` (``index``: the group, ``x``: its sums), one a beat: group 0's sums move into the
-    output register and the other groups shift down one place, so no group multiplexer sits on
-    the output path.
+    ``o`` (``index``: the group, ``x``: its sums), one a beat, read from the sums memory into
+    the output register.
+
+    The sums are one memory word of ``lanes`` sums a group, read asynchronously (LUT RAM on an
+    FPGA), so the unit has ``lanes`` adders and no sum register, whatever the number of groups
+    (before: a register and an adder per channel, 64 x ``sum_bits`` flip-flops on the demo, a
+    register per channel of a 360-channel head on the 15M). A group written since the last
+    clear is marked in ``kept``; one that is not reads as zero, so ``start`` clears the sums in
+    one cycle. A beat reads its group's sums and writes their sum with its values in the same
+    cycle; the write lands at the clock edge, before the next beat's read. Latency and cycles
+    are those of the register version: the first group is on ``o`` two cycles after the last
+    beat, then one group a cycle while ``o.ready``.
 
     With ``passes`` (SEW: the head pools a stream of counts one producer map a pass) two more
     fields take part: a step with ``pool_acc`` keeps the sums at ``start`` (it adds to the
@@ -243,35 +252,42 @@ class Pool(wiring.Component):
         lanes, groups, PB = self._lanes, self._groups, self._sum_bits
         desc = self.config
         beat = self.i.payload
-        pooled = Signal(data.ArrayLayout(signed(PB), groups * lanes), name="pooled")
+        # The sums, a word of ``lanes`` sums a group, in a memory read asynchronously (LUT RAM
+        # on an FPGA: no register and no adder a channel, one adder a lane). ``kept`` marks the
+        # groups written since the sums were last cleared; a group not kept reads as zero, so
+        # clearing takes one cycle. A pool never adds while it fires: one read port serves both.
+        sums_layout = data.ArrayLayout(signed(PB), lanes)
+        m.submodules.pool_sums = sums = Memory(shape=sums_layout, depth=max(2, groups), init=[])
+        read = sums.read_port(domain="comb")
+        write = sums.write_port()
+        kept = Signal(max(2, groups), name="pool_kept")
         firing = Signal(name="pool_firing")
         fire_g = Signal.like(desc.groups_m1, name="pool_fire_g")
+        current = Signal(sums_layout, name="pool_current")   # the addressed group's sums
+        m.d.comb += [read.addr.eq(Mux(firing, fire_g, beat.group)),
+                     current.eq(Mux(kept.bit_select(read.addr, 1), read.data.as_value(), 0))]
         with m.If(desc.is_pool):
             with m.If(self.i.valid):
-                with m.Switch(beat.group):
-                    for group in range(groups):
-                        with m.Case(group):
-                            for lane in range(lanes):
-                                c = group * lanes + lane
-                                m.d.sync += pooled[c].eq(pooled[c] + beat.values[lane])
+                m.d.comb += [write.addr.eq(beat.group), write.en.eq(1)]
+                m.d.comb += [write.data[lane].eq(current[lane] + beat.values[lane])
+                             for lane in range(lanes)]
+                m.d.sync += kept.bit_select(beat.group, 1).eq(1)
                 with m.If(beat.last & ~desc.pool_more if self._passes else beat.last):
                     m.d.sync += [firing.eq(1), fire_g.eq(0)]
             with m.If(~self.o.valid | self.o.ready):
                 m.d.sync += self.o.valid.eq(firing)
                 with m.If(firing):
-                    # Group 0's sums leave and every group moves down one place: the output
-                    # takes a fixed register, so no group multiplexer sits on the path.
-                    m.d.sync += [self.o.payload.index.eq(fire_g), fire_g.eq(fire_g + 1)]
-                    m.d.sync += [self.o.payload.x[lane].eq(pooled[lane]) for lane in range(lanes)]
-                    m.d.sync += [pooled[c].eq(pooled[c + lanes])
-                                 for c in range((groups - 1) * lanes)]
+                    # groups 0 .. groups_m1 in turn, each read from the memory into the output
+                    # register
+                    m.d.sync += [self.o.payload.index.eq(fire_g), fire_g.eq(fire_g + 1),
+                                 self.o.payload.x.eq(current)]
                     with m.If(fire_g == desc.groups_m1):
                         m.d.sync += firing.eq(0)
         clear = self.start & desc.is_pool
         if self._passes:
             clear &= ~desc.pool_acc
         with m.If(clear):
-            m.d.sync += [pooled[c].eq(0) for c in range(groups * lanes)]
+            m.d.sync += kept.eq(0)
         return m
 
 

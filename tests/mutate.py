@@ -400,6 +400,13 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/progengine.py
     ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
+    # hw/sequencer.py (reviewed survivors: the split decode at T > 1)
+    ('hw/sequencer.py', 'hit_k = Signal(max(1, len(step_keys)), name="desc_rom_hit_k")', 20,
+     '1 -> 2'):
+        'a hit register one bit wider (only when the table has no step): the extra bit is never set',
+    ('hw/sequencer.py', 'hit_tk = Signal(max(1, len(pair_keys)), name="desc_rom_hit_tk")', 21,
+     '1 -> 2'):
+        'a hit register one bit wider (only when no bit changes with t): the extra bit is never set',
     # hw/sequencer.py (reviewed survivors: steps that run downwards and time-major groups)
     ('hw/sequencer.py', 'word = layout.from_bits(rom.get(k, 0))', 36, '0 -> 1'):
         "the reference's default for an address the table lacks: every visited address is in it",
