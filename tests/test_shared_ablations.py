@@ -98,8 +98,9 @@ def test_cycle_model_equals_the_measured_rtl(index):
 @pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("name, schedule", [(name, "time") for name in DEMO_ABLATIONS]
-                         + [("shortcut_sew", "layer")],   # the pool's passes time-major
-                         ids=[*DEMO_ABLATIONS, "shortcut_sew-layer"])
+                         + [("shortcut_sew", "layer"),     # the pool's passes time-major
+                            ("shortcut_vanilla", "layer")],  # residual LIFs, layer-major
+                         ids=[*DEMO_ABLATIONS, "shortcut_sew-layer", "shortcut_vanilla-layer"])
 def test_ablation_is_bit_exact_on_verilator(name, schedule, tmp_path):
     seed = str(DEMO_ABLATIONS[name])
     path = tmp_path / f"{name}.pth"
