@@ -205,14 +205,18 @@ class Pool(wiring.Component):
     the output register.
 
     The sums are one memory word of ``lanes`` sums a group, read asynchronously (LUT RAM on an
-    FPGA), so the unit has ``lanes`` adders and no sum register, whatever the number of groups
-    (before: a register and an adder per channel, 64 x ``sum_bits`` flip-flops on the demo, a
-    register per channel of a 360-channel head on the 15M). A group written since the last
-    clear is marked in ``kept``; one that is not reads as zero, so ``start`` clears the sums in
-    one cycle. A beat reads its group's sums and writes their sum with its values in the same
-    cycle; the write lands at the clock edge, before the next beat's read. Latency and cycles
-    are those of the register version: the first group is on ``o`` two cycles after the last
-    beat, then one group a cycle while ``o.ready``.
+    FPGA), so the unit has ``lanes`` adders and no sum register a channel, whatever the number
+    of groups (a register and an adder a channel would be 64 x ``sum_bits`` flip-flops on the
+    demo, 360 on a 15M head). A group written since the last clear is marked in ``kept``; one
+    that is not reads as zero, so ``start`` clears the sums in one cycle.
+
+    A beat's add takes two stages so that no path holds both the memory read and the adder:
+    the cycle a beat arrives its group's sums are read (``kept`` applied) into a register with
+    the beat's values; the next cycle their sum is written back and the group marked kept. A
+    read of the group being written that cycle (the next beat's, or the first group fired after
+    the last beat) takes the sum being written instead of the memory's stale word. Latency and
+    cycles are those of a register a channel: the first group is on ``o`` two cycles after the
+    last beat, then one group a cycle while ``o.ready``.
 
     With ``passes`` (SEW: the head pools a stream of counts one producer map a pass) two more
     fields take part: a step with ``pool_acc`` keeps the sums at ``start`` (it adds to the
@@ -263,15 +267,29 @@ class Pool(wiring.Component):
         kept = Signal(max(2, groups), name="pool_kept")
         firing = Signal(name="pool_firing")
         fire_g = Signal.like(desc.groups_m1, name="pool_fire_g")
-        current = Signal(sums_layout, name="pool_current")   # the addressed group's sums
+        # The add stage: the group, its sums as read and the beat's values, a cycle after the
+        # beat; their sum is written back the same cycle.
+        add_valid = Signal(name="pool_add_valid")
+        add_group = Signal.like(beat.group, name="pool_add_group")
+        add_sums = Signal(sums_layout, name="pool_add_sums")
+        add_values = Signal.like(beat.values, name="pool_add_values")
+        m.d.comb += [write.addr.eq(add_group), write.en.eq(add_valid)]
+        m.d.comb += [write.data[lane].eq(add_sums[lane] + add_values[lane])
+                     for lane in range(lanes)]
+        with m.If(add_valid):
+            m.d.sync += kept.bit_select(add_group, 1).eq(1)
+        # The addressed group's sums: the word being written if it is that group's (it lands
+        # at the clock edge), else the memory's word, zero if the group is not kept.
+        current = Signal(sums_layout, name="pool_current")
+        stored = Mux(kept.bit_select(read.addr, 1), read.data.as_value(), 0)
         m.d.comb += [read.addr.eq(Mux(firing, fire_g, beat.group)),
-                     current.eq(Mux(kept.bit_select(read.addr, 1), read.data.as_value(), 0))]
+                     current.eq(Mux(add_valid & (add_group == read.addr),
+                                    write.data.as_value(), stored))]
+        m.d.sync += add_valid.eq(desc.is_pool & self.i.valid)
         with m.If(desc.is_pool):
             with m.If(self.i.valid):
-                m.d.comb += [write.addr.eq(beat.group), write.en.eq(1)]
-                m.d.comb += [write.data[lane].eq(current[lane] + beat.values[lane])
-                             for lane in range(lanes)]
-                m.d.sync += kept.bit_select(beat.group, 1).eq(1)
+                m.d.sync += [add_group.eq(beat.group), add_sums.eq(current),
+                             add_values.eq(beat.values)]
                 with m.If(beat.last & ~desc.pool_more if self._passes else beat.last):
                     m.d.sync += [firing.eq(1), fire_g.eq(0)]
             with m.If(~self.o.valid | self.o.ready):

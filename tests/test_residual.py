@@ -135,7 +135,7 @@ class ReadTop(Elaboratable):
 
 
 @pytest.mark.parametrize("groups, words, pattern",
-                         rotated([(1, 1), (1, 9), (3, 12), (4, 4)], sorted(PATTERNS)))
+                         rotated([(1, 1), (1, 9), (3, 10), (3, 12), (4, 4)], sorted(PATTERNS)))
 def test_reader_and_pool(groups, words, pattern):
     rng = random.Random(groups * 31 + words)
     init = [rng.getrandbits(LANES * SB) for _ in range(DEPTH)]
