@@ -760,28 +760,34 @@ def _percent(got: float, want: float) -> str:
 # --- evaluation and CLI --------------------------------------------------------------------------
 
 def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, *,
-               sdsa: int | None = None, inputs: str = "digits"):
-    """Return ``(CycleModel, plan, trace)`` for the first ``images`` test digits at ``T``: the
-    checkpoint (or ``"random"``: ``sim.e2e``'s seeded model; ``sdsa``: its operator, as
+               sdsa: int | None = None, inputs=None, describe: bool = False):
+    """Return ``(CycleModel, plan, trace)`` for ``images`` inputs at ``T``: the checkpoint (or
+    ``"random"``: ``sim.e2e``'s seeded model; ``sdsa``: its operator, as
     ``sim.e2e.demo_model``) quantized as ``sim.e2e`` does, and the integer golden model's trace
-    (``sim.e2e.golden_run``'s, without the float model). ``inputs="random"``: ``images`` seeded
-    random images instead (``sim.e2e.select_inputs(net, images, "random", seed)``)."""
+    (``sim.e2e.golden_run``'s, without the float model). ``inputs`` as
+    ``sim.e2e.select_inputs``: ``None`` (the held-out digits for a model taking 1x32x32, else
+    seeded random images), ``"digits"``, ``"random"`` or a ``.npy`` / ``.pt`` file. Raises
+    ``sim.e2e.InputError`` (a ``ValueError``) for inputs the model does not take. ``describe``:
+    a fourth value, the line saying what the inputs are (``sim.e2e.Inputs.description``)."""
     import torch
 
     from hw.plan import SharedPlan
     from quant.intmodel import IntegerModel
-    from sim.e2e import demo_model, quantized, select_inputs, test_images
+    from sim.e2e import demo_model, quantized, select_inputs
 
     torch.set_num_threads(1)
     model, _ = demo_model(T, checkpoint, seed, sdsa=sdsa)
     net = quantized(model)
     plan = SharedPlan(net, lanes)
-    if inputs == "random":
-        x = select_inputs(net, images, "random", seed).images
-    else:
-        x, _ = test_images(images)
+    chosen = select_inputs(net, images, inputs, seed)
+    x = chosen.images
     integer = IntegerModel(net)
-    _, trace = integer.forward(integer.quantize_input(x), trace=True)
+    if net.cfg.events:   # event frames [N, T, C, H, W], integers already
+        _, trace = integer.forward(x.to(torch.int64).transpose(0, 1), trace=True)
+    else:
+        _, trace = integer.forward(integer.quantize_input(x), trace=True)
+    if describe:
+        return CycleModel(plan), plan, trace, chosen.description
     return CycleModel(plan), plan, trace
 
 
@@ -823,9 +829,12 @@ def read_rtl(path, plan, T: int) -> dict:
                      "(results_T*.json)")
 
 
-def evaluate(checkpoint, images: int, T: int, lanes: int = 16, rtl_path=None) -> dict:
-    """Predict ``images`` test digits at ``T`` and, with ``rtl_path``, compare (see CLI)."""
-    model, plan, trace = load_trace(checkpoint, images, T, lanes)
+def evaluate(checkpoint, images: int, T: int, lanes: int = 16, rtl_path=None,
+             inputs=None) -> dict:
+    """Predict ``images`` inputs (``inputs``: as :func:`load_trace`) at ``T`` and, with
+    ``rtl_path``, compare (see CLI)."""
+    model, plan, trace, described = load_trace(checkpoint, images, T, lanes, inputs=inputs,
+                                               describe=True)
     predictions = [model.predict(trace, image) for image in range(images)]
     rtl = read_rtl(rtl_path, plan, T) if rtl_path else None
     if rtl and rtl["per_image"] is not None and len(rtl["per_image"]) < images:
@@ -843,7 +852,8 @@ def evaluate(checkpoint, images: int, T: int, lanes: int = 16, rtl_path=None) ->
             want = rtl["per_step"].get(k, 0)
             row.update(rtl=want, error=row["model"] / want - 1 if want else 0.0)
         rows.append(row)
-    out = {"checkpoint": str(checkpoint), "T": T, "images": images, "lanes": lanes,
+    out = {"checkpoint": str(checkpoint), "T": T, "images": images, "inputs": described,
+           "lanes": lanes,
            "steps": rows, "model_total": sum(r["model"] for r in rows),
            "model_totals": [p["total"] for p in predictions], "predicted": predictions}
     if rtl:
@@ -878,6 +888,7 @@ def print_evaluation(result: dict) -> None:
     mean = ", mean over images" if result["images"] > 1 else ""
     print(f"=== T={result['T']}: {result['images']} image(s) of {result['checkpoint']}{mean}; "
           "cycles summed over time steps")
+    print(f"inputs: {result['inputs']}")
     head = f"{'step':>4}  {'name':<34} {'kind':<13} {'model':>10}"
     print(head + (f" {'RTL':>10} {'error':>8}" if rtl else ""))
     for row in result["steps"]:
@@ -925,7 +936,11 @@ def main(argv=None) -> int:
     p = _Parser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint (.pth / .safetensors), or 'random': sim.e2e's seeded model")
-    p.add_argument("--images", type=int, default=1, help="test digits (default 1)")
+    p.add_argument("--images", type=int, default=1, help="inputs (default 1)")
+    p.add_argument("--inputs", default=None, metavar="FILE|digits|random",
+                   help="as sim.e2e: a .npy/.pt of images [N, C, H, W] in the model's pixel range, "
+                        "'digits' or 'random' (default: the held-out digits for a model taking "
+                        "1x32x32, else seeded random images)")
     p.add_argument("--T", type=int, nargs="+", default=[1], help="time steps (default 1)")
     p.add_argument("--lanes", type=int, default=16, help="lanes (default 16)")
     p.add_argument("--rtl-report", action="append", default=[], metavar="FILE",
@@ -977,7 +992,7 @@ def main(argv=None) -> int:
         try:
             for T in args.T:
                 results.append(evaluate(args.checkpoint, args.images, T, args.lanes,
-                                        reports.get(T)))
+                                        reports.get(T), args.inputs))
         except (ValueError, OSError, KeyError, NotImplementedError) as error:
             problem = " ".join(str(error).split())
     if problem:

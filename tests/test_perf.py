@@ -366,3 +366,31 @@ def test_cli_compares_with_a_results_file(rtl, tmp_path, capsys, monkeypatch):
                                                                   run["images"]]
     assert all(entry["steps_exact"] == entry["steps"] for entry in result["per_image"])
     assert document["constants"]["SEQ_BEFORE_START"] == perf.SEQ_BEFORE_START
+
+
+def test_cli_takes_a_model_that_does_not_take_the_digits(tmp_path, capsys):
+    """A 3x32x32 checkpoint is predicted on seeded random images by default (the printout says
+    so); ``--inputs digits`` is refused in one line naming the shapes; ``--inputs FILE`` of
+    those random images predicts the same cycles."""
+    from sim import e2e
+    from test_e2e_config import saved_with_channels
+
+    path = saved_with_channels(tmp_path)
+    out = tmp_path / "perf.json"
+    assert perf.main(["--checkpoint", str(path), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "inputs: 1 seeded random 3x32x32 images (seed 0)" in printed
+    assert "their predictions mean nothing" in printed
+    (run,) = json.loads(out.read_text())["runs"]
+    assert perf.main(["--checkpoint", str(path), "--inputs", "digits"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "digits are 1x32x32" in captured.err and "3x32x32" in captured.err
+    network = e2e.prepare(1, path)
+    images = tmp_path / "images.npy"
+    np.save(images, e2e.select_inputs(network.net, 1, "random", seed=0).images.numpy())
+    again = tmp_path / "again.json"
+    assert perf.main(["--checkpoint", str(path), "--inputs", str(images), "--json",
+                      str(again)]) == 0
+    assert f"from {images}" in capsys.readouterr().out
+    assert json.loads(again.read_text())["runs"][0]["model_totals"] == run["model_totals"]
