@@ -447,6 +447,11 @@ EQUIVALENT: dict[tuple, str] = {
         "a wider slice of the word: the bit picked (index below W) is the same bank's",
     ('hw/residual.py', 'm.d.sync += self.bits[lane].eq(bank.bit_select(bit_d, 1))', 55, '1 -> 2'):
         'two bits selected into a one-bit register: it keeps the low one, the same bit',
+    # hw/residual.py Pool (reviewed survivors after its sums moved into a memory)
+    ('hw/residual.py', 'm.submodules.pool_sums = sums = Memory(shape=sums_layout, depth=max(2, groups), init=[])', 69, '2 -> 3'):
+        'a sums memory one word deeper than a one-group pool needs: the extra word is never addressed',
+    ('hw/residual.py', 'kept = Signal(max(2, groups), name="pool_kept")', 19, '2 -> 3'):
+        'a kept register one bit wider than a one-group pool needs: the extra bit is never addressed',
     # hw/sequencer.py (reviewed survivors after T became a run-time input)
     ('hw/sequencer.py', 'return time_steps if 1 <= time_steps <= T else T', 38, '<= -> <'):
         'time_steps == T then takes the else branch, which returns the same T',
