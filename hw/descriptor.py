@@ -39,7 +39,7 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
     groups_shape = range(plan.max_groups + 1)
     heads_shape = range(max([1] + [a.heads for a in plan.net.attention.values()]) + 1)
     channels = range(max(p.config.in_channels for p in mem.layers.values()) + 1)
-    return {
+    fields = {
         "kind": unsigned(3),
         "sink": unsigned(2),
         "src_base": unsigned(md_w),     # with t folded in
@@ -118,6 +118,15 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         # to the kept sums (``pool_acc``, hw.residual.Pool with passes)
         "pool_more": 1, "pool_acc": 1,
     }
+    per_word = max([1] + list(plan.heads_per_word.values()))
+    if per_word > 1:
+        # SDSA steps of a block whose q, k and v maps hold several heads a word
+        # (``plan.heads_per_word``): heads a word minus one, the head width (the bit step
+        # from one head of a word to the next) and the mask of a head's bits (all ones for a
+        # block of one head a word or wider). Built only when a block needs them.
+        fields.update({"hsub_m1": range(per_word), "head_bits": range(lanes + 1),
+                       "head_mask": unsigned(lanes)})
+    return fields
 
 def _descriptor_values(plan, step: Step, tv: int) -> dict:
     """``{field: value}`` set by ``step``'s descriptor at time step ``tv`` (``engine``: the
@@ -186,6 +195,11 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
                    src_stride=q_map.stride, src_pack_m1=q_map.pack - 1, heads=block.heads,
                    groups=head_groups, head_stride=head_groups // q_map.pack * q_map.stride,
                    sd_side_m1=q_map.side - 1)
+        per_word = plan.heads_per_word[step.source]
+        if max(plan.heads_per_word.values()) > 1:
+            out.update(hsub_m1=per_word - 1, head_bits=block.head_width if per_word > 1 else 0,
+                       head_mask=((1 << block.head_width) - 1 if per_word > 1
+                                  else (1 << plan.lanes) - 1))
         # the output map: the same heads, side and packing, written a head at a time
         out_map = mem.maps[step.sink.spike_map]
         if (out_map.side, out_map.pack) != (q_map.side, q_map.pack):

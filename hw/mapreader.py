@@ -55,7 +55,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.addressing import addressing_input_layout
 
-__all__ = ["SpikeMapReader", "engine_feed_order", "sdsa_feed_order", "sdsa_rows_layout"]
+__all__ = ["SpikeMapReader", "engine_feed_order", "sdsa_feed_order", "sdsa_head_row",
+           "sdsa_rows_layout"]
 
 
 def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride: int,
@@ -67,15 +68,28 @@ def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride:
             for c in range(channels) for y in range(height)]
 
 
-def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1, pack: int = 1):
+def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1, pack: int = 1,
+                    per_word: int = 1):
     """Return ``[(head, y, x, reads)]`` of the SDSA feed's beats, in order: a beat's q, k and v
     rows are, for each word group ``g`` of the head (``groups`` groups a head, group ``g``'s
     channels in row bits ``g * lanes ..``), bit ``bit`` of the words ``{q,k,v}_base + offset``,
     ``reads`` the ``(offset, bit)`` pairs (``pack`` groups a word, dividing ``groups``;
-    ``stride`` words and bits apart)."""
-    return [(h, y, x, tuple(((h * groups + g) // pack * stride + y, (g % pack) * stride + x)
+    ``stride`` words and bits apart). ``per_word`` heads a word (``groups`` and ``pack`` 1):
+    head ``h`` reads word group ``h // per_word``, and its row is that word's bits from bank
+    ``(h % per_word) * d`` on, ``d`` of them (:func:`sdsa_head_row`)."""
+    return [(h, y, x, tuple(((h // per_word * groups + g) // pack * stride + y,
+                             (g % pack) * stride + x)
                             for g in range(groups)))
             for h in range(heads) for y in range(side) for x in range(side)]
+
+
+def sdsa_head_row(row: int, head: int, per_word: int, head_width: int) -> int:
+    """The row the SDSA gets from a word's ``row`` bits (bit ``b``: bank ``b``) for ``head``
+    when a word holds ``per_word`` heads of ``head_width``: that head's bits, shifted down;
+    ``row`` itself for one head a word."""
+    if per_word == 1:
+        return row
+    return (row >> (head % per_word) * head_width) & ((1 << head_width) - 1)
 
 
 def sdsa_rows_layout(lanes: int, values: bool = True) -> data.StructLayout:
@@ -108,6 +122,13 @@ class SpikeMapReader(wiring.Component):
     shifts : iterable of int
         Every bit offset ``(q % P) * S`` of a packed row the engine feed may read (default
         ``(0,)``: no map is packed, and the feed neither shifts nor masks).
+    head_shifts : iterable of int
+        Every bank offset ``s * d`` of a head in a word of q, k and v maps holding several heads
+        (``plan.heads_per_word``; default ``(0,)``: one head a word or wider, and the SDSA feed
+        neither shifts nor masks). With more than one, the descriptor's ``hsub_m1`` (heads a
+        word minus one), ``head_bits`` (``d``) and ``head_mask`` (``d`` ones, or all for a
+        block of one head a word) take part: the heads of a word are fed one after another
+        from the same words, each row shifted down by its head's offset and masked.
     """
 
     #: The descriptor fields the reader reads (``v_base`` only with ``values``).
@@ -117,8 +138,11 @@ class SpikeMapReader(wiring.Component):
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
                  address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,
-                 values: bool = True, shifts=(0,)):
+                 values: bool = True, shifts=(0,), head_shifts=(0,)):
         self._lanes, self._W, self._md_w = lanes, map_width, address_width
+        self._head_shifts = sorted({int(s) for s in head_shifts} | {0})
+        if self._head_shifts[-1] >= lanes:
+            raise ValueError(f"head offset {self._head_shifts[-1]} outside the {lanes} banks")
         self._shifts = sorted({int(s) for s in shifts} | {0})
         if self._shifts[-1] >= map_width:
             raise ValueError(f"row offset {self._shifts[-1]} outside the {map_width}-bit bank")
@@ -126,6 +150,8 @@ class SpikeMapReader(wiring.Component):
         self._values = bool(values)
         if not values:   # this reader's fields (the class's list names every field any reads)
             self.FIELDS = tuple(name for name in SpikeMapReader.FIELDS if name != "v_base")
+        if len(self._head_shifts) > 1:
+            self.FIELDS = self.FIELDS + ("hsub_m1", "head_bits", "head_mask")
         super().__init__({
             "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
             "start": In(1),
@@ -293,6 +319,20 @@ class SpikeMapReader(wiring.Component):
         extracted = Signal(lanes, name="sd_extracted")
         for b in range(lanes):
             m.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))
+        multi = len(self._head_shifts) > 1
+        if multi:
+            # several heads a word: this head's bits, from bank ``sd_hshift`` on, masked to
+            # its width (a multiplexer over the offsets some block uses)
+            sd_hsub = Signal.like(desc.hsub_m1, name="sd_hsub")
+            sd_hshift = Signal(range(lanes), name="sd_hshift")
+            shifted = Signal(lanes, name="sd_shifted")
+            with m.Switch(sd_hshift):
+                for offset in self._head_shifts:
+                    with m.Case(offset):
+                        m.d.comb += shifted.eq(extracted[offset:])
+            head_row = Signal(lanes, name="sd_head_row")
+            m.d.comb += head_row.eq(shifted & desc.head_mask)
+            extracted = head_row
         with m.If(sd_got_valid):
             with m.Switch(sd_got):
                 for phase, row in enumerate(rows):
@@ -310,6 +350,8 @@ class SpikeMapReader(wiring.Component):
             m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_g.eq(0), sd_h.eq(0), sd_n_x.eq(0),
                          sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_gaddr.eq(0),
                          sd_head.eq(0), sd_sub.eq(0), sd_bit.eq(0)]
+            if multi:
+                m.d.sync += [sd_hsub.eq(0), sd_hshift.eq(0)]
         with m.Elif(sd_active):
             with m.If(group_last):
                 m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off), sd_sub.eq(0), sd_bit.eq(sd_n_x)]
@@ -334,10 +376,21 @@ class SpikeMapReader(wiring.Component):
             with m.If(~(last_token & (sd_h == desc.heads_m1))):  # else: every beat is fed
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
-                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1), sd_bit.eq(0),
-                                 sd_head.eq(sd_head + desc.head_stride),
+                    m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1), sd_bit.eq(0)]
+                    next_word = [sd_head.eq(sd_head + desc.head_stride),
                                  sd_off.eq(sd_head + desc.head_stride),
                                  sd_gaddr.eq(sd_head + desc.head_stride)]
+                    if multi:
+                        # the word's next head: the same words again, the next bank offset;
+                        # after its last head, the next word
+                        with m.If(sd_hsub == desc.hsub_m1):
+                            m.d.sync += [sd_hsub.eq(0), sd_hshift.eq(0)] + next_word
+                        with m.Else():
+                            m.d.sync += [sd_hsub.eq(sd_hsub + 1),
+                                         sd_hshift.eq(sd_hshift + desc.head_bits),
+                                         sd_off.eq(sd_head), sd_gaddr.eq(sd_head)]
+                    else:
+                        m.d.sync += next_word
                 with m.Elif(x_last):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1),
                                  sd_gaddr.eq(sd_off + 1), sd_bit.eq(0)]

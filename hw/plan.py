@@ -360,6 +360,12 @@ class SharedPlan:
                                       f"block, not {sorted(variants)}")
         self.head_groups = {}     # attention prefix -> word groups per head
         self.head_maps = {}       # q / k / v / output map -> (heads, head width, groups a head)
+        #: attention prefix -> heads a word of its q, k and v maps holds: ``lanes // d`` when
+        #: the head width ``d`` divides ``lanes`` (narrower than a word), else 1. Those maps are
+        #: then written densely (the q/k/v convolutions compute ``ceil(C / lanes)`` groups, not
+        #: a word a head) and the SDSA feed takes a head's ``d`` bits out of the word.
+        self.heads_per_word = {}
+        self.dense_heads = {}     # q / k / v map written densely -> heads a word
         for step in self.steps:
             if step.kind is not StepKind.SDSA:
                 continue
@@ -371,10 +377,16 @@ class SharedPlan:
                     "network's SDSA feeder walks a square token grid")
             groups = ceil_div(attn.head_width, lanes)
             self.head_groups[step.source] = groups
+            per_word = (lanes // attn.head_width if attn.head_width < lanes
+                        and lanes % attn.head_width == 0 else 1)
+            self.heads_per_word[step.source] = per_word
             paths = step.attention
             for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
-                if lif is not None:
-                    self.head_maps[lif] = (attn.heads, attn.head_width, groups)
+                if lif is None:
+                    continue
+                self.head_maps[lif] = (attn.heads, attn.head_width, groups)
+                if per_word > 1 and lif != step.sink.spike_map:
+                    self.dense_heads[lif] = per_word
 
     def _plan_maps(self) -> dict[str, SharedMap]:
         """Every LIF's spike map, allocated in program order (attention maps head-aligned,
@@ -390,7 +402,11 @@ class SharedPlan:
                 if channels != heads * head_width:
                     raise ValueError(f"{lif}: {channels} channels are not {heads} heads of "
                                      f"{head_width}")
-                if head_groups * lanes != head_width:
+                if lif in self.dense_heads:
+                    # several heads a word, densely: no order; one word group a row (pack 1),
+                    # so that the SDSA feed's head advance is a word step
+                    head_groups = 1
+                elif head_groups * lanes != head_width:
                     order = tuple(h * head_groups * lanes + j for h in range(heads)
                                   for j in range(head_width))
                     channels = heads * head_groups * lanes

@@ -335,6 +335,8 @@ class SharedNetwork(wiring.Component):
             read.update(("pool_more", "pool_acc"))
         if not self.plan.sdsa_reads_v:
             read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
+        if max(self.plan.heads_per_word.values(), default=1) > 1:
+            read.update(("hsub_m1", "head_bits", "head_mask"))   # several heads a word
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
 
     # -- hardware ----------------------------------------------------------------------------
@@ -487,7 +489,10 @@ class SharedNetwork(wiring.Component):
             fields, lanes=lanes, map_width=W, depth=mem.map_depth, address_width=md_w,
             side=sd_side, heads=heads, head_groups=head_groups, values=plan.sdsa_reads_v,
             shifts={p * mem.maps[s.source].side for s in plan.steps
-                    if s.kind is StepKind.LAYER for p in range(mem.maps[s.source].pack)})
+                    if s.kind is StepKind.LAYER for p in range(mem.maps[s.source].pack)},
+            head_shifts={s * net.attention[prefix].head_width
+                         for prefix, per_word in plan.heads_per_word.items()
+                         for s in range(per_word)})
         configure(reader)
         if plan.residual:
             # Vanilla: the spike fetch reads the block's incoming spikes while a residual LIF or

@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from hw.mapreader import SpikeMapReader, engine_feed_order, sdsa_feed_order
+from hw.mapreader import SpikeMapReader, engine_feed_order, sdsa_feed_order, sdsa_head_row
 from sim.streams import collect, monitor, run_bounded
 
 # 5 lanes and 9-bit banks: counters one bit too narrow (range(lanes - 1), range(W - 1)) cannot
@@ -183,3 +183,71 @@ def test_reference_orders():
                                             (1, 0, 0, ((8, 0), (12, 0)))]
     # packed two to a word (side 2, 2 bits apart): group 1 at bit 2 + x of the same word
     assert sdsa_feed_order(2, 1, 2, 2, pack=2)[1] == (0, 0, 1, ((0, 1), (0, 3)))
+
+
+#: Several heads a word (``per_word`` heads of ``d`` banks): ``side, heads, per_word, d``.
+PER_WORD = [(3, 4, 2, 2), (2, 4, 4, 1), (2, 3, 2, 2)]   # heads_m1 is range(4)
+
+
+@pytest.mark.parametrize("side, heads, per_word, d", PER_WORD)
+def test_several_heads_a_word(side, heads, per_word, d):
+    """A reader built for blocks of several heads a word: the heads of a word are fed one after
+    another from the same words, each row that head's ``d`` banks shifted down
+    (``sdsa_head_row``); then, from the same reader, a block of one head in two word groups
+    (``head_mask`` all ones, no shift) is fed as a reader without the option feeds it."""
+    rng = random.Random(side * 10 + heads + per_word)
+    init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
+    fields = dict(FIELDS, hsub_m1=range(per_word), head_bits=range(LANES + 1),
+                  head_mask=unsigned(LANES))
+    reader = SpikeMapReader(fields, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
+                            side=side, heads=heads, head_groups=2,
+                            head_shifts=[s * d for s in range(per_word)])
+    assert {"hsub_m1", "head_bits", "head_mask"} <= set(reader.FIELDS)
+    memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
+    top = Module()
+    top.submodules.reader, top.submodules.memory = reader, memory
+    wiring.connect(top, reader.read, memory.read_port())
+    stride = 1 << max(1, (side - 1).bit_length())
+    bases = (30, 50, 70)
+
+    def row(base, reads):
+        return sum((bank(init[base + offset], b) >> bit & 1) << (g * LANES + b)
+                   for g, (offset, bit) in enumerate(reads) for b in range(LANES))
+
+    async def feed(ctx, config, count):
+        for name in reader.FIELDS:
+            ctx.set(reader.config[name], config.get(name, 0))
+        ctx.set(reader.start, 1)
+        await ctx.tick()
+        ctx.set(reader.start, 0)
+        return fields_of(await collect(ctx, reader.sdsa, count, READY["pause"]), ("q", "k", "v"))
+
+    async def bench(ctx):
+        order = sdsa_feed_order(side, heads, stride, per_word=per_word)
+        got = await feed(ctx, {"is_sdsa": 1, "src_stride": stride, "q_base": 30, "k_base": 50,
+                               "v_base": 70, "heads_m1": heads - 1, "head_stride": stride,
+                               "sd_side_m1": side - 1, "hsub_m1": per_word - 1,
+                               "head_bits": d, "head_mask": (1 << d) - 1}, len(order))
+        want = [tuple(sdsa_head_row(row(base, reads), h, per_word, d) for base in bases)
+                for h, y, x, reads in order]
+        assert got == want
+        # a block of one head in two word groups, from the same reader
+        order = sdsa_feed_order(side, 2, stride, 2)
+        got = await feed(ctx, {"is_sdsa": 1, "src_stride": stride, "q_base": 30, "k_base": 50,
+                               "v_base": 70, "heads_m1": 1, "head_stride": 2 * stride,
+                               "groups_m1": 1, "sd_side_m1": side - 1,
+                               "head_mask": (1 << LANES) - 1}, len(order))
+        assert got == [tuple(row(base, reads) for base in bases) for h, y, x, reads in order]
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    run_bounded(sim, bench, 20_000)
+
+
+def test_head_row_reference():
+    assert sdsa_head_row(0b110110, 0, 2, 3) == 0b110
+    assert sdsa_head_row(0b110110, 1, 2, 3) == 0b110
+    assert sdsa_head_row(0b011010, 3, 2, 3) == 0b011
+    assert sdsa_head_row(0b11111, 4, 1, 5) == 0b11111
+    assert sdsa_feed_order(1, 4, 2, per_word=2) == [
+        (0, 0, 0, ((0, 0),)), (1, 0, 0, ((0, 0),)), (2, 0, 0, ((2, 0),)), (3, 0, 0, ((2, 0),))]

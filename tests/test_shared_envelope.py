@@ -62,20 +62,25 @@ def network(name: str, T: int = 1, **overrides):
     return _CACHE[key]
 
 
-@pytest.mark.parametrize("name, lanes, groups", [
-    ("odd", 16, {"block3.0.attn": 1, "block4.0.attn": 2}),
-    ("odd", 8, {"block3.0.attn": 2, "block4.0.attn": 3}),
-    ("demo", 8, {"block3.0.attn": 2, "block4.0.attn": 2}),
-    ("demo", 16, {"block3.0.attn": 1, "block4.0.attn": 1}),
-    ("demo", 32, {"block3.0.attn": 1, "block4.0.attn": 1}),
+@pytest.mark.parametrize("name, lanes, groups, per_word", [
+    ("odd", 16, {"block3.0.attn": 1, "block4.0.attn": 2}, 1),
+    ("odd", 8, {"block3.0.attn": 2, "block4.0.attn": 3}, 1),
+    ("demo", 8, {"block3.0.attn": 2, "block4.0.attn": 2}, 1),
+    ("demo", 16, {"block3.0.attn": 1, "block4.0.attn": 1}, 1),
+    ("demo", 32, {"block3.0.attn": 1, "block4.0.attn": 1}, 2),
+    ("demo", 64, {"block3.0.attn": 1, "block4.0.attn": 1}, 4),
 ])
-def test_attention_maps_are_head_aligned(name, lanes, groups):
+def test_attention_maps_are_head_aligned(name, lanes, groups, per_word):
     """Each head starts a word group; its channels are padded to whole groups only when the
     lanes do not divide the head width; the padding is zero weights, zero biases and threshold
-    1 (never reached by an input of 0), and the layers reading a padded map skip it."""
+    1 (never reached by an input of 0), and the layers reading a padded map skip it. Where a
+    word holds several heads (``per_word``: the demo's heads of 16 at 32 and 64 lanes), the Q,
+    K and V maps are dense instead (no order, no padding, one group a row) and only the output
+    map is head-aligned."""
     net = network(name)
     plan = SharedPlan(net, lanes)
     assert plan.head_groups == groups
+    assert plan.heads_per_word == {prefix: per_word for prefix in groups}
     mem = plan.memory
     checked = 0
     for step in plan.steps:
@@ -87,6 +92,14 @@ def test_attention_maps_are_head_aligned(name, lanes, groups):
         for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
             info = mem.maps[lif]
             assert info.logical_channels == attn.heads * attn.head_width
+            if per_word > 1 and lif != step.sink.spike_map:
+                assert plan.dense_heads[lif] == per_word
+                assert info.order is None and info.pack == 1
+                assert info.channels == attn.heads * attn.head_width
+                assert mem.layers[f"{step.source}.{lif.rsplit('.', 1)[1][0]}_conv"].config.groups \
+                    == -(-info.channels // lanes)
+                continue
+            assert lif not in plan.dense_heads
             if g * lanes == attn.head_width:
                 assert info.order is None and info.channels == attn.heads * attn.head_width
                 continue
