@@ -477,3 +477,46 @@ def test_layer_schedule_shares_what_never_lives_at_once(T, shortcut):
     before = {k: v["bits"] for k, v in time.padding_report().items()}
     assert bits["membranes"] < before["membranes"]
     assert sum(bits.values()) < sum(before.values())
+
+
+@pytest.mark.parametrize("lanes, per_word", [(16, 1), (32, 2), (64, 4)])
+def test_several_heads_a_word(lanes, per_word):
+    """The demo's heads are 16 wide (4 heads, 64 channels): at 32 and 64 lanes a word holds 2 and
+    4 of them, so the Q, K and V maps are dense (64 channels, 64 / lanes groups, pack 1, no
+    order) and their convolutions compute that many groups, the output map stays a word a head,
+    and every SDSA step's descriptor says how to take a head out of a word. At 16 lanes (one
+    head a word) none of it is built: no such fields in the descriptor."""
+    model, _ = demo_model(1, "random", seed=0)
+    net = quantized(model)
+    dut = SharedNetwork(net, lanes=lanes)
+    plan, mem = dut.plan, dut.plan.memory
+    assert set(plan.heads_per_word.values()) == {per_word}
+    layout, rom, engine_layout = _raw_rom(dut)
+    names = {name for name, _ in layout}
+    assert ({"hsub_m1", "head_bits", "head_mask"} <= names) == (per_word > 1)
+    built = {name for name, _ in dut.descriptor_layout(engine_layout)}
+    assert {"hsub_m1", "head_bits", "head_mask"} & built == (
+        {"hsub_m1", "head_bits", "head_mask"} if per_word > 1 else set())
+    sdsa_steps = 0
+    for k, step in enumerate(dut.steps):
+        if step.kind is not StepKind.SDSA:
+            continue
+        sdsa_steps += 1
+        paths = step.attention
+        for lif in (paths.q, paths.k, paths.v):
+            info = mem.maps[lif]
+            if per_word > 1:
+                assert (info.channels, info.groups, info.pack, info.order) == (
+                    64, 64 // lanes, 1, None)
+                assert mem.layers[f"{step.source}.{lif.rsplit('.', 1)[1][0]}_conv"] \
+                    .config.groups == 64 // lanes
+            else:
+                assert info.groups == 4
+        out = mem.maps[step.sink.spike_map]
+        assert out.logical_channels == 64 and out.groups == 4   # a word a head, always
+        assert (out.order is None) == (per_word == 1)
+        if per_word > 1:
+            word = layout.from_bits(rom[k])   # t = 0
+            assert (word.hsub_m1, word.head_bits, word.head_mask) == (per_word - 1, 16, 0xFFFF)
+            assert word.head_stride == mem.maps[paths.q].stride   # a word group a head word
+    assert sdsa_steps == 2
