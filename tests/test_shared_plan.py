@@ -479,13 +479,15 @@ def test_layer_schedule_shares_what_never_lives_at_once(T, shortcut):
     assert sum(bits.values()) < sum(before.values())
 
 
-@pytest.mark.parametrize("lanes, per_word", [(16, 1), (32, 2), (64, 4)])
+@pytest.mark.parametrize("lanes, per_word", [(16, 1), (32, 2), (64, 4), (40, 1)])
 def test_several_heads_a_word(lanes, per_word):
     """The demo's heads are 16 wide (4 heads, 64 channels): at 32 and 64 lanes a word holds 2 and
     4 of them, so the Q, K and V maps are dense (64 channels, 64 / lanes groups, pack 1, no
     order) and their convolutions compute that many groups, the output map stays a word a head,
     and every SDSA step's descriptor says how to take a head out of a word. At 16 lanes (one
-    head a word) none of it is built: no such fields in the descriptor."""
+    head a word) none of it is built: no such fields in the descriptor. At 40 lanes two heads
+    would fit a word but do not divide it: the maps stay a word a head, padded (head ``h``'s
+    channel ``j`` at ``h * 40 + j``)."""
     model, _ = demo_model(1, "random", seed=0)
     net = quantized(model)
     dut = SharedNetwork(net, lanes=lanes)
@@ -514,9 +516,31 @@ def test_several_heads_a_word(lanes, per_word):
                 assert info.groups == 4
         out = mem.maps[step.sink.spike_map]
         assert out.logical_channels == 64 and out.groups == 4   # a word a head, always
-        assert (out.order is None) == (per_word == 1)
+        assert (out.order is None) == (lanes == 16)
+        if lanes == 40:
+            for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
+                assert mem.maps[lif].order == tuple(h * 40 + j for h in range(4)
+                                                    for j in range(16))
         if per_word > 1:
             word = layout.from_bits(rom[k])   # t = 0
             assert (word.hsub_m1, word.head_bits, word.head_mask) == (per_word - 1, 16, 0xFFFF)
             assert word.head_stride == mem.maps[paths.q].stride   # a word group a head word
     assert sdsa_steps == 2
+
+
+def test_a_block_of_one_head_a_word_beside_one_of_two():
+    """The ``odd`` model's heads are 12 (block3) and 20 (block4) wide: at 24 lanes block3's words
+    hold two heads and block4's one, padded. In the same descriptor block3's SDSA step takes a
+    head's 12 bits at offsets 0 and 12, block4's the whole word (all-ones mask, no step)."""
+    from test_shared_envelope import network  # noqa: PLC0415
+
+    dut = SharedNetwork(network("odd"), lanes=24)
+    assert dut.plan.heads_per_word == {"block3.0.attn": 2, "block4.0.attn": 1}
+    layout, rom, _ = _raw_rom(dut)
+    seen = {}
+    for k, step in enumerate(dut.steps):
+        if step.kind is StepKind.SDSA:
+            word = layout.from_bits(rom[k])
+            seen[step.source] = (word.hsub_m1, word.head_bits, word.head_mask)
+    assert seen == {"block3.0.attn": (1, 12, (1 << 12) - 1),
+                    "block4.0.attn": (0, 0, (1 << 24) - 1)}
