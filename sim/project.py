@@ -87,7 +87,8 @@ NOT_BUILT = ("external memory: the AXI memory master is not built (the network h
 PARALLELISM = ("the engine's parallelism is lanes output channels per cycle (one spike, one "
                "valid tap, one group of lanes outputs a cycle): a step with no more output "
                "channels than lanes (G = 1) does not speed up with more lanes, and attention "
-               "heads narrower than the lanes are padded to whole words (more channels)")
+               "heads narrower than the lanes that do not divide them are padded to whole words "
+               "(more channels; heads that divide the lanes share words)")
 
 GOAL_FPS = 30.0
 GOAL_CLOCK = 500.0
