@@ -118,14 +118,16 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         # to the kept sums (``pool_acc``, hw.residual.Pool with passes)
         "pool_more": 1, "pool_acc": 1,
     }
-    per_word = max([1] + list(plan.heads_per_word.values()))
-    if per_word > 1:
-        # SDSA steps of a block whose q, k and v maps hold several heads a word
-        # (``plan.heads_per_word``): heads a word minus one, the head width (the bit step
-        # from one head of a word to the next) and the mask of a head's bits (all ones for a
-        # block of one head a word or wider). Built only when a block needs them.
-        fields.update({"hsub_m1": range(per_word), "head_bits": range(lanes + 1),
-                       "head_mask": unsigned(lanes)})
+    if plan.dense_blocks:
+        # SDSA steps, when some block's q, k and v maps are dense (``plan.dense_blocks``): the
+        # bank offset step from one head to the next (``d % lanes``), the reader's word step
+        # (``d // lanes`` groups; one more when the offset wraps), the offset from which a head
+        # reads one word group more than ``groups`` (``lanes - (d - 1) % lanes``), and the mask
+        # of a head's ``d`` bits over the widest head's row. A head-aligned block: 0, its head
+        # stride, ``lanes`` (never) and all ones. Built only when a block needs them.
+        widest = max(plan.head_groups.values())
+        fields.update({"head_bits": range(lanes), "rd_stride": range(plan.max_groups * W + 1),
+                       "wide_at": range(lanes + 1), "head_mask": unsigned(lanes * widest)})
     return fields
 
 def _descriptor_values(plan, step: Step, tv: int) -> dict:
@@ -195,11 +197,14 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
                    src_stride=q_map.stride, src_pack_m1=q_map.pack - 1, heads=block.heads,
                    groups=head_groups, head_stride=head_groups // q_map.pack * q_map.stride,
                    sd_side_m1=q_map.side - 1)
-        per_word = plan.heads_per_word[step.source]
-        if max(plan.heads_per_word.values()) > 1:
-            out.update(hsub_m1=per_word - 1, head_bits=block.head_width if per_word > 1 else 0,
-                       head_mask=((1 << block.head_width) - 1 if per_word > 1
-                                  else (1 << plan.lanes) - 1))
+        if plan.dense_blocks:
+            d, widest = block.head_width, max(plan.head_groups.values())
+            if step.source in plan.dense_blocks:
+                out.update(head_bits=d % plan.lanes, rd_stride=d // plan.lanes * q_map.stride,
+                           wide_at=plan.lanes - (d - 1) % plan.lanes, head_mask=(1 << d) - 1)
+            else:
+                out.update(head_bits=0, rd_stride=out["head_stride"], wide_at=plan.lanes,
+                           head_mask=(1 << plan.lanes * widest) - 1)
         # the output map: the same heads, side and packing, written a head at a time
         out_map = mem.maps[step.sink.spike_map]
         if (out_map.side, out_map.pack) != (q_map.side, q_map.pack):

@@ -9,12 +9,14 @@ The spike memory's layout is :class:`hw.plan.SharedMap`'s (see :mod:`hw.mapwrite
   src_stride + y`` (``src_stride = S``), shifted down and masked (``src_mask``) to a ``W``-bit
   row word, on stream ``o`` with ``last`` on the map's final row (the input of
   :class:`hw.progengine.ProgEngine`).
-* **SDSA feed** (``is_sdsa``): for each head ``h`` (``G`` channel groups: the attention maps are
-  head-aligned, :class:`hw.plan.SharedMap` ``order``; ``P`` divides ``G``), each token ``(y,
-  x)``: bit ``(g % P) * S + x`` of every bank of the q, k and v maps' words ``{q,k,v}_base + h *
-  head_stride + (g // P) * src_stride + y`` for ``g < G``, read one word a cycle (q's groups,
-  then k's, then v's) and offered together on stream ``sdsa`` (group ``g`` in row bits ``g *
-  lanes ..``). With ``values=False`` (SDSA-2,
+* **SDSA feed** (``is_sdsa``): for each head ``h`` (``G`` channel groups: head-aligned maps,
+  :class:`hw.plan.SharedMap` ``order``; ``P`` divides ``G``), each token ``(y, x)``: bit ``(g %
+  P) * S + x`` of every bank of the q, k and v maps' words ``{q,k,v}_base + h * head_stride + (g
+  // P) * src_stride + y`` for ``g < G``, read one word a cycle (q's groups, then k's, then v's)
+  and offered together on stream ``sdsa`` (group ``g`` in row bits ``g * lanes ..``). Dense
+  maps (``dense``) hold head ``h`` from channel ``h * d`` on: the feed reads the words that
+  hold it (one more than ``G`` when it straddles a further word) and hands over its ``d``
+  bits, shifted down and masked. With ``values=False`` (SDSA-2,
   which has no V map) only the q and k words are read and the beat holds no ``v``. The grid's
   side, the heads and ``G`` come from the step's descriptor, so blocks of different shapes share
   the reader.
@@ -25,7 +27,8 @@ memory; for the engine the chosen bank is registered again before the engine see
 stage holds its beat until the next one takes it. Both read addresses live in registers stepped
 by additions; the SDSA's reads go through one more address register. An SDSA read returns three
 cycles after its request (address register, memory, ``spike_word``): a token is offered
-``3 G + 4`` cycles after the feed starts or after the previous token is taken (``2 G + 4`` with
+``3 n + 4`` cycles after the feed starts or after the previous token is taken, ``n`` the words
+the head reads a row (``G``, or one more for a dense map's straddling head; ``2 n + 4`` with
 ``values=False``; 7 and 6 for a head of one word).
 
 Ports
@@ -48,7 +51,7 @@ Reference: :func:`engine_feed_order` and :func:`sdsa_feed_order`. Tests:
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -69,27 +72,32 @@ def engine_feed_order(channels: int, height: int, lanes: int, base: int, stride:
 
 
 def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1, pack: int = 1,
-                    per_word: int = 1):
+                    dense: tuple[int, int] | None = None):
     """Return ``[(head, y, x, reads)]`` of the SDSA feed's beats, in order: a beat's q, k and v
     rows are, for each word group ``g`` of the head (``groups`` groups a head, group ``g``'s
     channels in row bits ``g * lanes ..``), bit ``bit`` of the words ``{q,k,v}_base + offset``,
     ``reads`` the ``(offset, bit)`` pairs (``pack`` groups a word, dividing ``groups``;
-    ``stride`` words and bits apart). ``per_word`` heads a word (``groups`` and ``pack`` 1):
-    head ``h`` reads word group ``h // per_word``, and its row is that word's bits from bank
-    ``(h % per_word) * d`` on, ``d`` of them (:func:`sdsa_head_row`)."""
-    return [(h, y, x, tuple(((h // per_word * groups + g) // pack * stride + y,
+    ``stride`` words and bits apart). ``dense=(d, lanes)``: the maps are dense (pack 1), head
+    ``h`` reads the groups from ``h * d // lanes`` that hold its channels ``h * d ..``, one
+    more than ``groups`` when it straddles a further word; its row is those words' bits
+    shifted down and masked (:func:`sdsa_head_row`)."""
+    if dense is not None:
+        d, lanes = dense
+        spans = [(h * d // lanes, -(-(h * d % lanes + d) // lanes)) for h in range(heads)]
+        return [(h, y, x, tuple(((first + g) * stride + y, x) for g in range(count)))
+                for h, (first, count) in enumerate(spans)
+                for y in range(side) for x in range(side)]
+    return [(h, y, x, tuple(((h * groups + g) // pack * stride + y,
                              (g % pack) * stride + x)
                             for g in range(groups)))
             for h in range(heads) for y in range(side) for x in range(side)]
 
 
-def sdsa_head_row(row: int, head: int, per_word: int, head_width: int) -> int:
-    """The row the SDSA gets from a word's ``row`` bits (bit ``b``: bank ``b``) for ``head``
-    when a word holds ``per_word`` heads of ``head_width``: that head's bits, shifted down;
-    ``row`` itself for one head a word."""
-    if per_word == 1:
-        return row
-    return (row >> (head % per_word) * head_width) & ((1 << head_width) - 1)
+def sdsa_head_row(row: int, head: int, head_width: int, lanes: int) -> int:
+    """The row the SDSA gets for ``head`` of a dense map from ``row``, the words the feed read
+    for it side by side (bit ``g * lanes + b``: bank ``b`` of its ``g``-th word): the head's
+    ``head_width`` bits, from bank ``head * head_width % lanes`` of its first word on."""
+    return (row >> head * head_width % lanes) & ((1 << head_width) - 1)
 
 
 def sdsa_rows_layout(lanes: int, values: bool = True) -> data.StructLayout:
@@ -122,23 +130,31 @@ class SpikeMapReader(wiring.Component):
     shifts : iterable of int
         Every bit offset ``(q % P) * S`` of a packed row the engine feed may read (default
         ``(0,)``: no map is packed, and the feed neither shifts nor masks).
+    dense : bool
+        Whether some attention block's q, k and v maps are dense (``plan.dense_blocks``): a
+        head of ``d`` channels starts at channel ``h * d`` of its map, so at a bank offset
+        ``s`` of some word, and spans ``ceil((s + d) / lanes)`` word groups, one more than
+        ``groups`` when ``s >= wide_at``. The descriptor's :data:`DENSE_FIELDS` then take part:
+        each word read is rotated down by ``s`` (a multiplexer over ``head_shifts``), its low
+        ``lanes - s`` bits written to the row's group ``g``, its high ``s`` bits to group ``g -
+        1``, both masked (``head_mask``, the head's ``d`` bits); at the next head ``s`` steps by
+        ``head_bits`` (``d % lanes``) and the first word by ``rd_stride`` (``d // lanes``
+        groups), a group more when ``s`` wraps. Several heads a word are the case ``d < lanes``.
+        A head-aligned block in the same network has ``s = 0`` and reads ``groups`` words.
     head_shifts : iterable of int
-        Every bank offset ``s * d`` of a head in a word of q, k and v maps holding several heads
-        (``plan.heads_per_word``; default ``(0,)``: one head a word or wider, and the SDSA feed
-        neither shifts nor masks). With more than one, the descriptor's ``hsub_m1`` (heads a
-        word minus one), ``head_bits`` (``d``) and ``head_mask`` (``d`` ones, or all for a
-        block of one head a word) take part: the heads of a word are fed one after another
-        from the same words, each row shifted down by its head's offset and masked.
+        Every bank offset ``s`` of a dense block's head (default ``(0,)``).
     """
 
     #: The descriptor fields the reader reads (``v_base`` only with ``values``).
     FIELDS = ("is_layer", "is_sdsa", "src_base", "src_stride", "src_pack_m1", "src_mask",
               "src_height_m1", "src_channels_m1", "q_base", "k_base", "v_base", "groups_m1",
               "heads_m1", "head_stride", "sd_side_m1")
+    #: The descriptor fields of dense q, k and v maps (``dense``).
+    DENSE_FIELDS = ("head_bits", "rd_stride", "wide_at", "head_mask")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
                  address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,
-                 values: bool = True, shifts=(0,), head_shifts=(0,)):
+                 values: bool = True, shifts=(0,), dense: bool = False, head_shifts=(0,)):
         self._lanes, self._W, self._md_w = lanes, map_width, address_width
         self._head_shifts = sorted({int(s) for s in head_shifts} | {0})
         if self._head_shifts[-1] >= lanes:
@@ -150,8 +166,9 @@ class SpikeMapReader(wiring.Component):
         self._values = bool(values)
         if not values:   # this reader's fields (the class's list names every field any reads)
             self.FIELDS = tuple(name for name in SpikeMapReader.FIELDS if name != "v_base")
-        if len(self._head_shifts) > 1:
-            self.FIELDS = self.FIELDS + ("hsub_m1", "head_bits", "head_mask")
+        self._dense = bool(dense)
+        if self._dense:
+            self.FIELDS = self.FIELDS + self.DENSE_FIELDS
         super().__init__({
             "config": In(data.StructLayout({name: fields[name] for name in self.FIELDS})),
             "start": In(1),
@@ -236,7 +253,9 @@ class SpikeMapReader(wiring.Component):
         sd_n_y = Signal(range(sd_side + 1), name="sd_y")
         sd_h = Signal(range(heads + 1), name="sd_h")
         sd_phase = Signal(2, name="sd_phase")   # read q, k, v (values=False: q, k)
-        sd_g = Signal(range(G + 1), name="sd_g")  # the head's word group being read
+        dense = self._dense
+        # the head's word group being read (dense: up to G, a straddling head's extra word)
+        sd_g = Signal(range(G + 2 if dense else G + 1), name="sd_g")
         sd_active = Signal(name="sd_active")    # issuing reads for the current token
         sd_got = Signal(2, name="sd_got")       # which row the read data returns (delayed phase)
         sd_got_g = Signal.like(sd_g, name="sd_got_g")
@@ -264,7 +283,25 @@ class SpikeMapReader(wiring.Component):
         sd_addr_g = Signal.like(sd_g, name="sd_addr_g")
         sd_addr_last = Signal(name="sd_addr_last")
         sd_addr_x = Signal.like(sd_bit, name="sd_addr_x")
-        group_last = sd_g == desc.groups_m1
+        if dense:
+            # this head's groups minus one: ``groups_m1``, one more from bank ``wide_at`` on;
+            # the next head's offset, word step and groups, ready (three register stages from
+            # ``sd_hshift``) long before the head's last token is taken
+            sd_hshift = Signal(range(lanes), name="sd_hshift")
+            sd_gm1 = Signal.like(sd_g, name="sd_gm1")
+            nx_sum = Signal(range(2 * lanes), name="sd_nx_sum")
+            nx_carry = Signal(name="sd_nx_carry")
+            nx_shift = Signal.like(sd_hshift, name="sd_nx_shift")
+            nx_step = Signal(md_w, name="sd_nx_step")
+            nx_gm1 = Signal.like(sd_g, name="sd_nx_gm1")
+            m.d.sync += [nx_sum.eq(sd_hshift + desc.head_bits),
+                         nx_carry.eq(nx_sum >= lanes),
+                         nx_shift.eq(Mux(nx_sum >= lanes, nx_sum - lanes, nx_sum)),
+                         nx_step.eq(desc.rd_stride + Mux(nx_carry, desc.src_stride, 0)),
+                         nx_gm1.eq(desc.groups_m1 + (nx_shift >= desc.wide_at))]
+            group_last = sd_g == sd_gm1
+        else:
+            group_last = sd_g == desc.groups_m1
         if self._values:
             base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
         else:
@@ -319,39 +356,55 @@ class SpikeMapReader(wiring.Component):
         extracted = Signal(lanes, name="sd_extracted")
         for b in range(lanes):
             m.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))
-        multi = len(self._head_shifts) > 1
-        if multi:
-            # several heads a word: this head's bits, from bank ``sd_hshift`` on, masked to
-            # its width (a multiplexer over the offsets some block uses)
-            sd_hsub = Signal.like(desc.hsub_m1, name="sd_hsub")
-            sd_hshift = Signal(range(lanes), name="sd_hshift")
-            shifted = Signal(lanes, name="sd_shifted")
+        if dense:
+            # the word rotated down by this head's bank offset: its low ``lanes - s`` bits are
+            # the row's group g, its high s bits the top of group g - 1 (a multiplexer over the
+            # offsets some block uses); both masked to the head's bits
+            rotated = Signal(lanes, name="sd_rotated")
+            low = Signal(lanes, name="sd_low")
             with m.Switch(sd_hshift):
                 for offset in self._head_shifts:
                     with m.Case(offset):
-                        m.d.comb += shifted.eq(extracted[offset:])
-            head_row = Signal(lanes, name="sd_head_row")
-            m.d.comb += head_row.eq(shifted & desc.head_mask)
-            extracted = head_row
-        with m.If(sd_got_valid):
-            with m.Switch(sd_got):
-                for phase, row in enumerate(rows):
-                    with m.Case(phase):
-                        if G == 1:
-                            m.d.sync += row.eq(extracted)
-                        else:
+                        m.d.comb += [rotated.eq(Cat(extracted[offset:], extracted[:offset])),
+                                     low.eq((1 << lanes - offset) - 1)]
+            with m.If(sd_got_valid):
+                with m.Switch(sd_got):
+                    for phase, row in enumerate(rows):
+                        with m.Case(phase):
                             with m.Switch(sd_got_g):
-                                for g in range(G):
+                                for g in range(G + 1):
                                     with m.Case(g):
-                                        m.d.sync += row[g * lanes:(g + 1) * lanes].eq(extracted)
-            with m.If(sd_got_last):
-                m.d.sync += sd_beat.eq(1)
+                                        if g < G:
+                                            part = slice(g * lanes, (g + 1) * lanes)
+                                            m.d.sync += row[part].eq(
+                                                rotated & low & desc.head_mask[part])
+                                        if g:
+                                            part = slice((g - 1) * lanes, g * lanes)
+                                            m.d.sync += row[part].eq(
+                                                row[part] | rotated & ~low & desc.head_mask[part])
+                with m.If(sd_got_last):
+                    m.d.sync += sd_beat.eq(1)
+        else:
+            with m.If(sd_got_valid):
+                with m.Switch(sd_got):
+                    for phase, row in enumerate(rows):
+                        with m.Case(phase):
+                            if G == 1:
+                                m.d.sync += row.eq(extracted)
+                            else:
+                                with m.Switch(sd_got_g):
+                                    for g in range(G):
+                                        with m.Case(g):
+                                            m.d.sync += row[g * lanes:(g + 1) * lanes].eq(
+                                                extracted)
+                with m.If(sd_got_last):
+                    m.d.sync += sd_beat.eq(1)
         with m.If(start & sdsa_mode):
             m.d.sync += [sd_active.eq(1), sd_phase.eq(0), sd_g.eq(0), sd_h.eq(0), sd_n_x.eq(0),
                          sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_gaddr.eq(0),
                          sd_head.eq(0), sd_sub.eq(0), sd_bit.eq(0)]
-            if multi:
-                m.d.sync += [sd_hsub.eq(0), sd_hshift.eq(0)]
+            if dense:
+                m.d.sync += [sd_hshift.eq(0), sd_gm1.eq(desc.groups_m1)]
         with m.Elif(sd_active):
             with m.If(group_last):
                 m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off), sd_sub.eq(0), sd_bit.eq(sd_n_x)]
@@ -377,20 +430,15 @@ class SpikeMapReader(wiring.Component):
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1), sd_bit.eq(0)]
-                    next_word = [sd_head.eq(sd_head + desc.head_stride),
-                                 sd_off.eq(sd_head + desc.head_stride),
-                                 sd_gaddr.eq(sd_head + desc.head_stride)]
-                    if multi:
-                        # the word's next head: the same words again, the next bank offset;
-                        # after its last head, the next word
-                        with m.If(sd_hsub == desc.hsub_m1):
-                            m.d.sync += [sd_hsub.eq(0), sd_hshift.eq(0)] + next_word
-                        with m.Else():
-                            m.d.sync += [sd_hsub.eq(sd_hsub + 1),
-                                         sd_hshift.eq(sd_hshift + desc.head_bits),
-                                         sd_off.eq(sd_head), sd_gaddr.eq(sd_head)]
+                    if dense:
+                        # the next head: its bank offset, its first word (a group more when
+                        # the offset wraps), its groups
+                        head = sd_head + nx_step
+                        m.d.sync += [sd_hshift.eq(nx_shift), sd_gm1.eq(nx_gm1),
+                                     sd_head.eq(head), sd_off.eq(head), sd_gaddr.eq(head)]
                     else:
-                        m.d.sync += next_word
+                        head = sd_head + desc.head_stride
+                        m.d.sync += [sd_head.eq(head), sd_off.eq(head), sd_gaddr.eq(head)]
                 with m.Elif(x_last):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1),
                                  sd_gaddr.eq(sd_off + 1), sd_bit.eq(0)]

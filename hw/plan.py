@@ -360,12 +360,15 @@ class SharedPlan:
                                       f"block, not {sorted(variants)}")
         self.head_groups = {}     # attention prefix -> word groups per head
         self.head_maps = {}       # q / k / v / output map -> (heads, head width, groups a head)
-        #: attention prefix -> heads a word of its q, k and v maps holds: ``lanes // d`` when
-        #: the head width ``d`` divides ``lanes`` (narrower than a word), else 1. Those maps are
-        #: then written densely (the q/k/v convolutions compute ``ceil(C / lanes)`` groups, not
-        #: a word a head) and the SDSA feed takes a head's ``d`` bits out of the word.
+        #: attention prefix -> heads a word of its q, k and v maps holds whole: ``lanes // d``
+        #: when the head width ``d`` divides ``lanes`` (narrower than a word), else 1.
         self.heads_per_word = {}
-        self.dense_heads = {}     # q / k / v map written densely -> heads a word
+        #: attention prefixes whose q, k and v maps are written densely (:meth:`dense_layout`):
+        #: head ``h``'s channels at ``h * d ..`` of a map of ``ceil(C / lanes)`` groups, pack 1,
+        #: no order; the SDSA feed takes a head's ``d`` bits out of the one, two or more words
+        #: they occupy (:meth:`head_reads`). The output map stays head-aligned.
+        self.dense_blocks = set()
+        self.dense_heads = {}     # q / k / v map written densely -> its attention prefix
         for step in self.steps:
             if step.kind is not StepKind.SDSA:
                 continue
@@ -377,16 +380,45 @@ class SharedPlan:
                     "network's SDSA feeder walks a square token grid")
             groups = ceil_div(attn.head_width, lanes)
             self.head_groups[step.source] = groups
-            per_word = (lanes // attn.head_width if attn.head_width < lanes
-                        and lanes % attn.head_width == 0 else 1)
-            self.heads_per_word[step.source] = per_word
+            self.heads_per_word[step.source] = (lanes // attn.head_width
+                                                if attn.head_width < lanes
+                                                and lanes % attn.head_width == 0 else 1)
+            dense = self.dense_layout(attn.heads, attn.head_width, lanes)
+            if dense:
+                self.dense_blocks.add(step.source)
             paths = step.attention
             for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
                 if lif is None:
                     continue
                 self.head_maps[lif] = (attn.heads, attn.head_width, groups)
-                if per_word > 1 and lif != step.sink.spike_map:
-                    self.dense_heads[lif] = per_word
+                if dense and lif != step.sink.spike_map:
+                    self.dense_heads[lif] = step.source
+
+    @staticmethod
+    def dense_layout(heads: int, head_width: int, lanes: int) -> bool:
+        """Whether a block's q, k and v maps are written densely rather than head-aligned: when
+        that saves word groups of their convolutions (``ceil(heads * d / lanes)`` against
+        ``heads * ceil(d / lanes)``).
+
+        Dense costs the SDSA feed a read more a row for a head that straddles one word more
+        than its ``ceil(d / lanes)`` (:meth:`head_reads`), 3 cycles a token; the SDSA unit's own
+        work a token hides most of that (the 15M's heads of 45 at 16 lanes, 23 groups instead of
+        24: each SDSA step 2 cycles longer, each q/k/v convolution about 3,600 shorter; cycle
+        model, ``sim.perf``), while the convolutions gain in proportion to the groups saved."""
+        return ceil_div(heads * head_width, lanes) < heads * ceil_div(head_width, lanes)
+
+    def head_reads(self, prefix: str) -> list[tuple[int, int, int]]:
+        """``[(first word group, bank offset, word groups read)]`` of each head of ``prefix``'s
+        q, k and v maps, as the SDSA feed reads them: a dense block's head ``h`` starts at
+        channel ``h * d``, so at group ``h * d // lanes``, bank ``h * d % lanes``, and spans
+        ``ceil((bank + d) / lanes)`` groups; a head-aligned one at group ``h * G``, bank 0,
+        ``G`` groups."""
+        attn, lanes = self.net.attention[prefix], self.lanes
+        d, groups = attn.head_width, self.head_groups[prefix]
+        if prefix not in self.dense_blocks:
+            return [(h * groups, 0, groups) for h in range(attn.heads)]
+        return [(h * d // lanes, h * d % lanes, ceil_div(h * d % lanes + d, lanes))
+                for h in range(attn.heads)]
 
     def _plan_maps(self) -> dict[str, SharedMap]:
         """Every LIF's spike map, allocated in program order (attention maps head-aligned,
@@ -397,25 +429,40 @@ class SharedPlan:
         for lif, (_, channels, side) in shapes.items():
             order = None
             head_groups = None
+            pack_groups = None   # the word groups a pack must divide (a head's)
             if lif in self.head_maps:
                 heads, head_width, head_groups = self.head_maps[lif]
                 if channels != heads * head_width:
                     raise ValueError(f"{lif}: {channels} channels are not {heads} heads of "
                                      f"{head_width}")
                 if lif in self.dense_heads:
-                    # several heads a word, densely: no order; one word group a row (pack 1),
-                    # so that the SDSA feed's head advance is a word step
+                    # dense: no order; one word group a row (pack 1), so that the SDSA feed
+                    # steps from a head's first word to the next head's by whole groups
                     head_groups = 1
                 elif head_groups * lanes != head_width:
                     order = tuple(h * head_groups * lanes + j for h in range(heads)
                                   for j in range(head_width))
                     channels = heads * head_groups * lanes
+                # a dense block's output map is packed as its q map (one group a word): the
+                # SDSA step's reader and writer share the packing
+                pack_groups = (1 if any(self.dense_heads.get(m) for m in self._block_maps(lif))
+                               else head_groups)
             groups = ceil_div(channels, lanes)
             info = SharedMap(lif, channels, side, base, groups,
-                             self._pack(groups, side, width, head_groups), order)
+                             self._pack(groups, side, width, pack_groups), order)
             base += self.T * info.step_words
             maps[lif] = info
         return maps
+
+    def _block_maps(self, lif: str) -> tuple[str, ...]:
+        """The q, k, v and output maps of the attention block whose map ``lif`` is."""
+        for step in self.steps:
+            if step.kind is StepKind.SDSA:
+                paths = step.attention
+                maps = (paths.q, paths.k, paths.v, step.sink.spike_map)
+                if lif in maps:
+                    return maps
+        return (lif,)
 
     @staticmethod
     def _pack(groups: int, side: int, width: int, head_groups: int | None = None) -> int:

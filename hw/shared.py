@@ -335,8 +335,8 @@ class SharedNetwork(wiring.Component):
             read.update(("pool_more", "pool_acc"))
         if not self.plan.sdsa_reads_v:
             read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
-        if max(self.plan.heads_per_word.values(), default=1) > 1:
-            read.update(("hsub_m1", "head_bits", "head_mask"))   # several heads a word
+        if self.plan.dense_blocks:   # some block's q, k and v maps are dense
+            read.update(SpikeMapReader.DENSE_FIELDS)
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
 
     # -- hardware ----------------------------------------------------------------------------
@@ -490,9 +490,9 @@ class SharedNetwork(wiring.Component):
             side=sd_side, heads=heads, head_groups=head_groups, values=plan.sdsa_reads_v,
             shifts={p * mem.maps[s.source].side for s in plan.steps
                     if s.kind is StepKind.LAYER for p in range(mem.maps[s.source].pack)},
-            head_shifts={s * net.attention[prefix].head_width
-                         for prefix, per_word in plan.heads_per_word.items()
-                         for s in range(per_word)})
+            dense=bool(plan.dense_blocks),
+            head_shifts={bank for prefix in plan.dense_blocks
+                         for _, bank, _ in plan.head_reads(prefix)})
         configure(reader)
         if plan.residual:
             # Vanilla: the spike fetch reads the block's incoming spikes while a residual LIF or

@@ -321,7 +321,7 @@ def pool_pass_cycles(words: int) -> int:
 # --- SDSA ----------------------------------------------------------------------------------------
 
 def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True,
-                period: int | None = None) -> int:
+                period=None) -> int:
     """Cycles from the first offered token to the SDSA's last output beat, inclusive.
 
     ``k_spikes`` and ``q_spikes``: set bits of each K and Q row, ``[passes, N]`` (one pass per
@@ -331,7 +331,8 @@ def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True,
     each token added: token ``i`` is offered :data:`SDSA_FEED_PERIOD` cycles after token ``i -
     1`` was taken, and taken once the two-beat input buffer has room (token ``i - 2`` has
     entered the pipeline). ``feed=False`` offers a token in every cycle instead: the unit's own
-    no-idle-input model, :meth:`hw.sdsa.SDSA.cycles`.
+    no-idle-input model, :meth:`hw.sdsa.SDSA.cycles`. ``period``: one for every head, or a
+    list of each head's (a dense map's heads read different numbers of words a row).
     """
     if period is None:
         period = SDSA_FEED_PERIOD if feed else 1
@@ -339,12 +340,14 @@ def sdsa_cycles(k_spikes, q_spikes, chunks: int = 1, *, feed: bool = True,
     k_rows = np.asarray(k_spikes, dtype=np.int64).reshape(len(k_spikes), -1).tolist()
     q_rows = np.asarray(q_spikes, dtype=np.int64).reshape(len(q_spikes), -1).tolist()
     n = len(k_rows[0])
+    periods = [period] * len(k_rows) if np.ndim(period) == 0 else list(period)
     taken = []          # cycle each token is taken from the feed (X)
     entered = []        # cycle each token's K row enters the addressing unit
 
     def arrive(index: int, ready: int) -> int:
         """Cycle token ``index``'s K row enters the pipeline, ``ready`` the pipeline's earliest."""
-        x = 0 if index == 0 else taken[-1] + period if period > 1 else index
+        step = periods[index // n]
+        x = 0 if index == 0 else taken[-1] + step if step > 1 else index
         if slots is not None and index >= slots:
             x = max(x, entered[index - slots] + 1)
         taken.append(x)
@@ -400,11 +403,13 @@ def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
     starts, and the pass issues its last row (and loads again) ``COLUMN_OUTPUT_LATENCY + 1 +
     (N - 3) * G`` cycles after it starts (``N`` for ``N < 3``: the rows fit the pipeline).
     """
-    step = 1 if period is None else period
+    steps = ([1 if period is None else period] * passes if np.ndim(period) == 0
+             else list(period))
     depth = COLUMN_OUTPUT_LATENCY + 1    # rows in flight: issued, staged, offered
     q_pass = tokens if tokens < depth else depth + (tokens - depth) * beats
     taken = 0                   # cycle the current token is taken (the first is offered at 0)
     for head in range(passes):
+        step = steps[head]
         if head:
             # Offered ``step`` after the previous take; taken once the unit loads again.
             taken = max(taken + step, taken + COLUMN_LIF_DELAY + chunks + q_pass)
@@ -416,7 +421,7 @@ def column_sdsa_cycles(passes: int, tokens: int, chunks: int = 1, *,
 
 def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3,
                      groups: int = 1, serial: bool | None = None,
-                     map_words: int | None = None) -> int:
+                     map_words: int | None = None, reads=None) -> int:
     """An SDSA step: the feed's first token, the SDSA, the last row written.
 
     ``variant``: the operator (1 to 4). SDSA-3/4 run :func:`sdsa_cycles` (data-dependent);
@@ -426,28 +431,31 @@ def sdsa_step_cycles(k_spikes, q_spikes, chunks: int = 1, *, variant: int = 3,
     unit having ``lanes`` counters); ``serial``: whether the network splits output rows (it
     does when any of its blocks' heads is wider than one word; default ``groups > 1``);
     ``map_words``: the words a head's output row is written as (``groups / pack``, default
-    ``groups``).
+    ``groups``); ``reads``: the words the feed reads a row, per pass (head, in feed order;
+    default ``groups`` each; a dense map's head that straddles one word more reads
+    ``groups + 1``, :meth:`hw.plan.SharedPlan.head_reads`).
     """
     extra = groups - 1
+    passes = len(k_spikes)
+    reads = [groups] * passes if reads is None else list(reads)
+    rows = 2 if variant == 2 else 3   # the q, k (and v) rows a token reads
+    # a token is offered ``rows`` cycles later a word more a row
+    periods = [(SDSA_FEED_QK if variant == 2 else SDSA_FEED_PERIOD) + rows * (r - 1)
+               for r in reads]
     if serial is None:
         serial = groups > 1
     if map_words is None:
         map_words = groups
     tail = (WRITER_FLUSH_DELAY + extra + map_words - 1
             + (SDSA_SERIAL_DELAY if serial else 0))
+    # the first token: as a later one, but counted from ``start`` (SDSA_FEED_LATENCY)
+    latency = periods[0] + (0 if variant == 2 else SDSA_FEED_LATENCY - SDSA_FEED_PERIOD)
     if variant in (1, 2):
         passes, tokens = np.asarray(k_spikes).reshape(len(k_spikes), -1).shape
-        if variant == 2:   # the q and k reads only
-            latency = period = SDSA_FEED_QK + 2 * extra
-        else:
-            latency = SDSA_FEED_LATENCY + 3 * extra
-            period = SDSA_FEED_PERIOD + 3 * extra
-        last_beat = latency + column_sdsa_cycles(passes, tokens, chunks, period=period,
+        last_beat = latency + column_sdsa_cycles(passes, tokens, chunks, period=periods,
                                                  beats=groups) - 1
     else:
-        last_beat = (SDSA_FEED_LATENCY + 3 * extra
-                     + sdsa_cycles(k_spikes, q_spikes, chunks,
-                                   period=SDSA_FEED_PERIOD + 3 * extra) - 1)
+        last_beat = latency + sdsa_cycles(k_spikes, q_spikes, chunks, period=periods) - 1
     return _step_cycles(last_beat + tail)
 
 
@@ -565,7 +573,8 @@ class CycleModel:
             return sdsa_step_cycles(rows(step.attention.k), rows(step.attention.q),
                                     chunks=groups, variant=attn.sdsa, groups=groups,
                                     serial=max(plan.head_groups.values()) > 1,
-                                    map_words=groups // mem.maps[step.sink.spike_map].pack)
+                                    map_words=groups // mem.maps[step.sink.spike_map].pack,
+                                    reads=[r for _, _, r in plan.head_reads(step.source)])
         raise ValueError(f"step {step.name}: kind {step.kind.label} does not run")
 
     def predict(self, trace, image: int = 0) -> dict:

@@ -452,18 +452,6 @@ EQUIVALENT: dict[tuple, str] = {
         'a sums memory one word deeper than a one-group pool needs: the extra word is never addressed',
     ('hw/residual.py', 'kept = Signal(max(2, groups), name="pool_kept")', 19, '2 -> 3'):
         'a kept register one bit wider than a one-group pool needs: the extra bit is never addressed',
-    # hw/plan.py several heads a word (reviewed survivor)
-    ('hw/plan.py', 'per_word = (lanes // attn.head_width if attn.head_width < lanes', 57, '< -> <='):
-        'a head exactly a word wide gives lanes // d = 1 head a word either way',
-    # hw/descriptor.py several heads a word (reviewed survivors)
-    ('hw/descriptor.py', 'fields.update({"hsub_m1": range(per_word), "head_bits": range(lanes + 1),', 69, '+ -> -'):
-        'head_bits is at most lanes / 2 (two or more heads a word): range(lanes - 1) holds it',
-    ('hw/descriptor.py', 'fields.update({"hsub_m1": range(per_word), "head_bits": range(lanes + 1),', 71, '1 -> 2'):
-        'a field one value wider: it holds the same head widths',
-    ('hw/descriptor.py', 'if max(plan.heads_per_word.values()) > 1:', 38, '> -> >='):
-        'values of fields the layout does not have (no block of several heads a word) are dropped',
-    ('hw/descriptor.py', 'out.update(hsub_m1=per_word - 1, head_bits=block.head_width if per_word > 1 else 0,', 73, '> -> >='):
-        'head_bits of a block of one head a word is never added: its hsub_m1 is 0',
     # hw/sequencer.py (reviewed survivors after T became a run-time input)
     ('hw/sequencer.py', 'return time_steps if 1 <= time_steps <= T else T', 38, '<= -> <'):
         'time_steps == T then takes the else branch, which returns the same T',

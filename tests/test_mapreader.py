@@ -185,69 +185,94 @@ def test_reference_orders():
     assert sdsa_feed_order(2, 1, 2, 2, pack=2)[1] == (0, 0, 1, ((0, 1), (0, 3)))
 
 
-#: Several heads a word (``per_word`` heads of ``d`` banks): ``side, heads, per_word, d``.
-PER_WORD = [(3, 4, 2, 2), (2, 4, 4, 1), (2, 3, 2, 2)]   # heads_m1 is range(4)
+#: Dense q, k and v maps: ``side, heads, d`` at 5 lanes. Heads of 2 and 3 (narrower than a
+#: word, not dividing it: some straddle two words), of 1 (five a word), of 4 (one straddles),
+#: of 7 (two groups, some heads three words).
+DENSE = [(3, 4, 2), (2, 4, 3), (2, 3, 1), (2, 4, 4), (2, 3, 7)]   # heads_m1 is range(4)
 
 
-@pytest.mark.parametrize("side, heads, per_word, d", PER_WORD)
-def test_several_heads_a_word(side, heads, per_word, d):
-    """A reader built for blocks of several heads a word: the heads of a word are fed one after
-    another from the same words, each row that head's ``d`` banks shifted down
-    (``sdsa_head_row``); then, from the same reader, a block of one head in two word groups
-    (``head_mask`` all ones, no shift) is fed as a reader without the option feeds it."""
-    rng = random.Random(side * 10 + heads + per_word)
+def dense_fields(d: int) -> dict:
+    """The descriptor values of a dense block of ``d``-wide heads (``hw.descriptor``'s)."""
+    return {"head_bits": d % LANES, "wide_at": LANES - (d - 1) % LANES,
+            "head_mask": (1 << d) - 1, "groups_m1": (d - 1) // LANES}
+
+
+@pytest.mark.parametrize("side, heads, d", DENSE)
+def test_dense_heads(side, heads, d):
+    """A reader built for dense maps: head ``h``'s ``d`` channels start at bank ``h * d % 5`` of
+    group ``h * d // 5`` and may straddle a word more than ``ceil(d / 5)``; each row must be
+    those bits shifted down and masked (``sdsa_head_row`` of the words ``sdsa_feed_order``
+    names), a straddling head's tokens ``3`` cycles a word later. Then, from the same reader, a
+    head-aligned block of two word groups (``head_mask`` all ones, no shift) is fed as a reader
+    without the option feeds it."""
+    rng = random.Random(side * 10 + heads + d)
     init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
-    fields = dict(FIELDS, hsub_m1=range(per_word), head_bits=range(LANES + 1),
-                  head_mask=unsigned(LANES))
+    widest = max(2, -(-d // LANES))
+    fields = dict(FIELDS, head_bits=range(LANES), rd_stride=range(65), wide_at=range(LANES + 1),
+                  head_mask=unsigned(LANES * widest))
     reader = SpikeMapReader(fields, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
-                            side=side, heads=heads, head_groups=2,
-                            head_shifts=[s * d for s in range(per_word)])
-    assert {"hsub_m1", "head_bits", "head_mask"} <= set(reader.FIELDS)
+                            side=side, heads=heads, head_groups=widest, dense=True,
+                            head_shifts={h * d % LANES for h in range(heads)})
+    assert set(SpikeMapReader.DENSE_FIELDS) <= set(reader.FIELDS)
     memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
     top = Module()
     top.submodules.reader, top.submodules.memory = reader, memory
     wiring.connect(top, reader.read, memory.read_port())
     stride = 1 << max(1, (side - 1).bit_length())
-    bases = (30, 50, 70)
+    bases = (10, 40, 70)
 
     def row(base, reads):
         return sum((bank(init[base + offset], b) >> bit & 1) << (g * LANES + b)
                    for g, (offset, bit) in enumerate(reads) for b in range(LANES))
 
-    async def feed(ctx, config, count):
+    async def feed(ctx, config, count, pattern="pause"):
         for name in reader.FIELDS:
             ctx.set(reader.config[name], config.get(name, 0))
         ctx.set(reader.start, 1)
         await ctx.tick()
         ctx.set(reader.start, 0)
-        return fields_of(await collect(ctx, reader.sdsa, count, READY["pause"]), ("q", "k", "v"))
+        return fields_of(await collect(ctx, reader.sdsa, count, READY[pattern]), ("q", "k", "v"))
+
+    common = {"is_sdsa": 1, "src_stride": stride, "q_base": bases[0], "k_base": bases[1],
+              "v_base": bases[2], "sd_side_m1": side - 1}
 
     async def bench(ctx):
-        order = sdsa_feed_order(side, heads, stride, per_word=per_word)
-        got = await feed(ctx, {"is_sdsa": 1, "src_stride": stride, "q_base": 30, "k_base": 50,
-                               "v_base": 70, "heads_m1": heads - 1, "head_stride": stride,
-                               "sd_side_m1": side - 1, "hsub_m1": per_word - 1,
-                               "head_bits": d, "head_mask": (1 << d) - 1}, len(order))
-        want = [tuple(sdsa_head_row(row(base, reads), h, per_word, d) for base in bases)
-                for h, y, x, reads in order]
-        assert got == want
-        # a block of one head in two word groups, from the same reader
+        order = sdsa_feed_order(side, heads, stride, dense=(d, LANES))
+        assert any(len(reads) > -(-d // LANES) for *_, reads in order) == any(
+            h * d % LANES + d > -(-d // LANES) * LANES for h in range(heads))
+        for pattern in ("pause", "always"):
+            got = await feed(ctx, dict(common, heads_m1=heads - 1,
+                                       rd_stride=d // LANES * stride, **dense_fields(d)),
+                             len(order), pattern)
+            want = [tuple(sdsa_head_row(row(base, reads), h, d, LANES) for base in bases)
+                    for h, y, x, reads in order]
+            assert got == want
+        # a head-aligned block of one head in two word groups, from the same reader
         order = sdsa_feed_order(side, 2, stride, 2)
-        got = await feed(ctx, {"is_sdsa": 1, "src_stride": stride, "q_base": 30, "k_base": 50,
-                               "v_base": 70, "heads_m1": 1, "head_stride": 2 * stride,
-                               "groups_m1": 1, "sd_side_m1": side - 1,
-                               "head_mask": (1 << LANES) - 1}, len(order))
+        got = await feed(ctx, dict(common, heads_m1=1, head_stride=2 * stride,
+                                   rd_stride=2 * stride, groups_m1=1, wide_at=LANES,
+                                   head_mask=(1 << LANES * widest) - 1), len(order))
         assert got == [tuple(row(base, reads) for base in bases) for h, y, x, reads in order]
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
-    run_bounded(sim, bench, 20_000)
+    tokens = monitor(sim, reader.sdsa, name="sdsa")
+    run_bounded(sim, bench, 40_000)
+    # the "always" pass: a token every 3 x (its head's words) + 4 cycles (sim.perf's period)
+    n = side * side
+    order = sdsa_feed_order(side, heads, stride, dense=(d, LANES))
+    first = len(order)
+    cycles = tokens.cycles[first:2 * first]
+    for i in range(1, first):
+        assert cycles[i] - cycles[i - 1] == 3 * len(order[i][3]) + 4, (i, cycles)
 
 
 def test_head_row_reference():
-    assert sdsa_head_row(0b110110, 0, 2, 3) == 0b110
-    assert sdsa_head_row(0b110110, 1, 2, 3) == 0b110
-    assert sdsa_head_row(0b011010, 3, 2, 3) == 0b011
-    assert sdsa_head_row(0b11111, 4, 1, 5) == 0b11111
-    assert sdsa_feed_order(1, 4, 2, per_word=2) == [
-        (0, 0, 0, ((0, 0),)), (1, 0, 0, ((0, 0),)), (2, 0, 0, ((2, 0),)), (3, 0, 0, ((2, 0),))]
+    # heads of 3 at 5 lanes: head 1 from bank 3 (two words), head 2 from bank 1 of word 1
+    assert sdsa_head_row(0b11011_00110, 0, 3, 5) == 0b110
+    assert sdsa_head_row(0b11011_00110, 1, 3, 5) == 0b100
+    assert sdsa_head_row(0b11011_00110, 2, 3, 5) == 0b011
+    assert sdsa_feed_order(1, 3, 2, dense=(3, 5)) == [
+        (0, 0, 0, ((0, 0),)), (1, 0, 0, ((0, 0), (2, 0))), (2, 0, 0, ((2, 0),))]
+    # heads of 7: head 1 from bank 2 of group 1, three words (7 + 2 > 5, 9 <= 10: two)
+    assert [len(reads) for *_, reads in sdsa_feed_order(1, 4, 1, dense=(7, 5))] == [2, 2, 3, 2]

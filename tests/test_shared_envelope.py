@@ -7,6 +7,9 @@ fires) of small configurations chosen to hit each widened limit:
 
 * ``odd``: widths 8/12/24/40 (no multiple of 16), 2 heads of 12 in block3 and of 20 in block4
   (head widths not powers of two, two attention shapes), input 48 (sides 24, 12, 6, 3);
+* ``odd4``: widths 8/24/48/40, 4 heads of 12 in block3 and of 10 in block4: at 16 lanes both
+  blocks' q, k and v maps are dense (3 groups, not 4) and some heads straddle a word more
+  than their one group (12 channels from bank 12, 10 from bank 10);
 * ``demo``: the demo's shape (4 heads of 16).
 
 At 16 lanes ``odd``'s heads are one word (12 padded to 16) and two words (20 padded to 32); at 8
@@ -43,6 +46,8 @@ torch.set_num_threads(1)
 
 CONFIGS = {
     "odd": dict(base="tiny", embed_dim=(8, 24, 24, 40), num_heads=2, img_size=48, num_classes=5),
+    "odd4": dict(base="tiny", embed_dim=(8, 24, 48, 40), num_heads=4, img_size=48,
+                 num_classes=5),
     "demo": dict(base="demo"),
 }
 
@@ -62,25 +67,27 @@ def network(name: str, T: int = 1, **overrides):
     return _CACHE[key]
 
 
-@pytest.mark.parametrize("name, lanes, groups, per_word", [
-    ("odd", 16, {"block3.0.attn": 1, "block4.0.attn": 2}, 1),
-    ("odd", 8, {"block3.0.attn": 2, "block4.0.attn": 3}, 1),
-    ("demo", 8, {"block3.0.attn": 2, "block4.0.attn": 2}, 1),
-    ("demo", 16, {"block3.0.attn": 1, "block4.0.attn": 1}, 1),
-    ("demo", 32, {"block3.0.attn": 1, "block4.0.attn": 1}, 2),
-    ("demo", 64, {"block3.0.attn": 1, "block4.0.attn": 1}, 4),
+@pytest.mark.parametrize("name, lanes, groups, dense", [
+    ("odd", 16, {"block3.0.attn": 1, "block4.0.attn": 2}, {"block4.0.attn"}),
+    ("odd", 8, {"block3.0.attn": 2, "block4.0.attn": 3}, {"block3.0.attn", "block4.0.attn"}),
+    ("odd4", 16, {"block3.0.attn": 1, "block4.0.attn": 1}, {"block3.0.attn", "block4.0.attn"}),
+    ("demo", 8, {"block3.0.attn": 2, "block4.0.attn": 2}, set()),
+    ("demo", 16, {"block3.0.attn": 1, "block4.0.attn": 1}, set()),
+    ("demo", 32, {"block3.0.attn": 1, "block4.0.attn": 1}, {"block3.0.attn", "block4.0.attn"}),
+    ("demo", 64, {"block3.0.attn": 1, "block4.0.attn": 1}, {"block3.0.attn", "block4.0.attn"}),
 ])
-def test_attention_maps_are_head_aligned(name, lanes, groups, per_word):
+def test_attention_maps_are_head_aligned(name, lanes, groups, dense):
     """Each head starts a word group; its channels are padded to whole groups only when the
     lanes do not divide the head width; the padding is zero weights, zero biases and threshold
     1 (never reached by an input of 0), and the layers reading a padded map skip it. Where a
-    word holds several heads (``per_word``: the demo's heads of 16 at 32 and 64 lanes), the Q,
-    K and V maps are dense instead (no order, no padding, one group a row) and only the output
-    map is head-aligned."""
+    dense layout saves an eighth of the q, k and v groups (``dense``: the demo's heads of 16 at
+    32 and 64 lanes, several a word; ``odd``'s heads of 20 at 16 lanes, 3 groups instead of 4),
+    the Q, K and V maps are dense instead (no order, no padding, one group a row) and only the
+    output map is head-aligned."""
     net = network(name)
     plan = SharedPlan(net, lanes)
     assert plan.head_groups == groups
-    assert plan.heads_per_word == {prefix: per_word for prefix in groups}
+    assert plan.dense_blocks == dense
     mem = plan.memory
     checked = 0
     for step in plan.steps:
@@ -92,8 +99,8 @@ def test_attention_maps_are_head_aligned(name, lanes, groups, per_word):
         for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
             info = mem.maps[lif]
             assert info.logical_channels == attn.heads * attn.head_width
-            if per_word > 1 and lif != step.sink.spike_map:
-                assert plan.dense_heads[lif] == per_word
+            if step.source in dense and lif != step.sink.spike_map:
+                assert plan.dense_heads[lif] == step.source
                 assert info.order is None and info.pack == 1
                 assert info.channels == attn.heads * attn.head_width
                 assert mem.layers[f"{step.source}.{lif.rsplit('.', 1)[1][0]}_conv"].config.groups \
@@ -212,6 +219,8 @@ def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", parameters="
     pytest.param("demo", 32, 1, {}, id="demo-32lanes", marks=pytest.mark.slow),   # 2 heads a word
     # block3's heads of 12 two a word, block4's of 20 one a word (padded), in one design
     pytest.param("odd", 24, 1, {}, id="odd-24lanes", marks=pytest.mark.slow),
+    # dense maps whose heads of 12 and 10 straddle a word more than their one group
+    pytest.param("odd4", 16, 1, {}, id="odd4-16lanes", marks=pytest.mark.slow),
 ])
 def test_bit_exact_on_verilator(tmp_path, name, lanes, T, overrides):
     run(tmp_path, name, lanes, T, **overrides)
@@ -313,10 +322,28 @@ def measured_and_predicted(run):
 
 @pytest.mark.parametrize("index", range(len(ENVELOPE_RTL["runs"])))
 def test_cycle_model_equals_the_measured_rtl(index):
-    """Every step of the stored 'odd' runs (heads of one and two words at 16 lanes, two and three
-    at 8, behind the row splitter) predicted exactly."""
+    """Every step of the stored runs predicted exactly: 'odd' at 16 lanes (heads of 12 in one
+    word, of 20 in a dense map over two), at 8 (dense maps, heads over two and three words,
+    behind the row splitter) and 'odd4' at 16 (dense maps whose heads of 12 and 10 read one or
+    two words a row)."""
     measured, predicted = measured_and_predicted(ENVELOPE_RTL["runs"][index])
     assert measured and all(predicted[key] == cycles for key, cycles in measured.items())
+
+
+def test_a_head_reading_a_word_more_is_counted(monkeypatch):
+    """'odd4' at 16 lanes: heads 1 and 2 of each block straddle a second word; a cycle model that
+    counted every head's reads as ``ceil(d / lanes)`` would miss their 3 cycles a token."""
+    run = next(r for r in ENVELOPE_RTL["runs"] if r["model"] == "odd4")
+    plan = SharedPlan(network("odd4"), 16)
+    assert {p: [r for *_, r in plan.head_reads(p)] for p in plan.dense_blocks} == {
+        "block3.0.attn": [1, 2, 2, 1], "block4.0.attn": [1, 2, 1, 2]}
+    measured, predicted = measured_and_predicted(run)
+    assert all(predicted[key] == cycles for key, cycles in measured.items())
+    original = SharedPlan.head_reads
+    monkeypatch.setattr(SharedPlan, "head_reads", lambda self, prefix: [
+        (first, bank, self.head_groups[prefix]) for first, bank, _ in original(self, prefix)])
+    measured, predicted = measured_and_predicted(run)
+    assert any(predicted[key] != cycles for key, cycles in measured.items())
 
 
 @pytest.mark.parametrize("name, delta", [("SDSA_SERIAL_DELAY", 1), ("SDSA_SERIAL_DELAY", -1),

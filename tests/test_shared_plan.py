@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hw.mapreader import SpikeMapReader
 from hw.params import ceil_div, log2_ceil
 from hw.program import SinkKind, StepKind
 from hw.progengine_config import layer_config
@@ -479,26 +480,28 @@ def test_layer_schedule_shares_what_never_lives_at_once(T, shortcut):
     assert sum(bits.values()) < sum(before.values())
 
 
-@pytest.mark.parametrize("lanes, per_word", [(16, 1), (32, 2), (64, 4), (40, 1)])
-def test_several_heads_a_word(lanes, per_word):
+@pytest.mark.parametrize("lanes, per_word, dense", [(16, 1, False), (32, 2, True),
+                                                     (64, 4, True), (40, 1, True)])
+def test_dense_heads(lanes, per_word, dense):
     """The demo's heads are 16 wide (4 heads, 64 channels): at 32 and 64 lanes a word holds 2 and
     4 of them, so the Q, K and V maps are dense (64 channels, 64 / lanes groups, pack 1, no
     order) and their convolutions compute that many groups, the output map stays a word a head,
-    and every SDSA step's descriptor says how to take a head out of a word. At 16 lanes (one
-    head a word) none of it is built: no such fields in the descriptor. At 40 lanes two heads
-    would fit a word but do not divide it: the maps stay a word a head, padded (head ``h``'s
-    channel ``j`` at ``h * 40 + j``)."""
+    and every SDSA step's descriptor says how to take a head out of its words. At 40 lanes the
+    heads do not divide the word but dense saves half the groups (2, not 4): head 2 (channels
+    32-47) straddles two words. At 16 lanes (one head a word) none of it is built: no such
+    fields in the descriptor."""
     model, _ = demo_model(1, "random", seed=0)
     net = quantized(model)
     dut = SharedNetwork(net, lanes=lanes)
     plan, mem = dut.plan, dut.plan.memory
     assert set(plan.heads_per_word.values()) == {per_word}
+    assert plan.dense_blocks == ({"block3.0.attn", "block4.0.attn"} if dense else set())
     layout, rom, engine_layout = _raw_rom(dut)
     names = {name for name, _ in layout}
-    assert ({"hsub_m1", "head_bits", "head_mask"} <= names) == (per_word > 1)
+    fields = set(SpikeMapReader.DENSE_FIELDS)
+    assert (fields <= names) == dense
     built = {name for name, _ in dut.descriptor_layout(engine_layout)}
-    assert {"hsub_m1", "head_bits", "head_mask"} & built == (
-        {"hsub_m1", "head_bits", "head_mask"} if per_word > 1 else set())
+    assert fields & built == (fields if dense else set())
     sdsa_steps = 0
     for k, step in enumerate(dut.steps):
         if step.kind is not StepKind.SDSA:
@@ -507,40 +510,47 @@ def test_several_heads_a_word(lanes, per_word):
         paths = step.attention
         for lif in (paths.q, paths.k, paths.v):
             info = mem.maps[lif]
-            if per_word > 1:
+            if dense:
                 assert (info.channels, info.groups, info.pack, info.order) == (
-                    64, 64 // lanes, 1, None)
+                    64, -(-64 // lanes), 1, None)
                 assert mem.layers[f"{step.source}.{lif.rsplit('.', 1)[1][0]}_conv"] \
-                    .config.groups == 64 // lanes
+                    .config.groups == -(-64 // lanes)
             else:
                 assert info.groups == 4
         out = mem.maps[step.sink.spike_map]
         assert out.logical_channels == 64 and out.groups == 4   # a word a head, always
         assert (out.order is None) == (lanes == 16)
         if lanes == 40:
-            for lif in (paths.q, paths.k, paths.v, step.sink.spike_map):
-                assert mem.maps[lif].order == tuple(h * 40 + j for h in range(4)
-                                                    for j in range(16))
-        if per_word > 1:
+            assert mem.maps[step.sink.spike_map].order == tuple(
+                h * 40 + j for h in range(4) for j in range(16))
+            assert plan.head_reads(step.source) == [(0, 0, 1), (0, 16, 1), (0, 32, 2),
+                                                    (1, 8, 1)]
+        if dense:
             word = layout.from_bits(rom[k])   # t = 0
-            assert (word.hsub_m1, word.head_bits, word.head_mask) == (per_word - 1, 16, 0xFFFF)
-            assert word.head_stride == mem.maps[paths.q].stride   # a word group a head word
+            assert (word.head_bits, word.rd_stride, word.wide_at, word.head_mask) == (
+                16 % lanes, 0, lanes - 15, 0xFFFF)
+            assert word.head_stride == mem.maps[step.sink.spike_map].stride   # the writer's
     assert sdsa_steps == 2
 
 
 def test_a_block_of_one_head_a_word_beside_one_of_two():
     """The ``odd`` model's heads are 12 (block3) and 20 (block4) wide: at 24 lanes block3's words
-    hold two heads and block4's one, padded. In the same descriptor block3's SDSA step takes a
-    head's 12 bits at offsets 0 and 12, block4's the whole word (all-ones mask, no step)."""
+    hold two heads (dense) and block4's one, padded (head-aligned: dense would save nothing).
+    In the same descriptor block3's SDSA step takes a head's 12 bits at offsets 0 and 12,
+    block4's the whole word (all-ones mask, no step, never a word more)."""
     from test_shared_envelope import network  # noqa: PLC0415
 
     dut = SharedNetwork(network("odd"), lanes=24)
     assert dut.plan.heads_per_word == {"block3.0.attn": 2, "block4.0.attn": 1}
+    assert dut.plan.dense_blocks == {"block3.0.attn"}
     layout, rom, _ = _raw_rom(dut)
     seen = {}
     for k, step in enumerate(dut.steps):
         if step.kind is StepKind.SDSA:
             word = layout.from_bits(rom[k])
-            seen[step.source] = (word.hsub_m1, word.head_bits, word.head_mask)
-    assert seen == {"block3.0.attn": (1, 12, (1 << 12) - 1),
-                    "block4.0.attn": (0, 0, (1 << 24) - 1)}
+            seen[step.source] = (word.head_bits, word.rd_stride, word.wide_at, word.head_mask,
+                                 word.head_stride)
+    step4 = next(s for s in dut.steps if s.kind is StepKind.SDSA and s.source == "block4.0.attn")
+    stride = dut.plan.memory.maps[step4.attention.q].stride
+    assert seen == {"block3.0.attn": (12, 0, 13, (1 << 12) - 1, seen["block3.0.attn"][4]),
+                    "block4.0.attn": (0, stride, 24, (1 << 24) - 1, stride)}
