@@ -205,9 +205,13 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
             else:
                 out.update(head_bits=0, rd_stride=out["head_stride"], wide_at=plan.lanes,
                            head_mask=(1 << plan.lanes * widest) - 1)
-        # the output map: the same heads, side and packing, written a head at a time
+        # the output map: the same heads and side, written a head at a time; its packing is
+        # q's, but for a dense block, whose reader steps by ``rd_stride`` (``head_stride`` is
+        # then the writer's alone)
         out_map = mem.maps[step.sink.spike_map]
-        if (out_map.side, out_map.pack) != (q_map.side, q_map.pack):
+        if step.source in plan.dense_blocks and out_map.side == q_map.side:
+            out["head_stride"] = head_groups // out_map.pack * out_map.stride
+        elif (out_map.side, out_map.pack) != (q_map.side, q_map.pack):
             raise ValueError(f"{step.name}: the output map's side and packing "
                              f"{(out_map.side, out_map.pack)} differ from q's "
                              f"{(q_map.side, q_map.pack)}")

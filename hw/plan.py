@@ -429,7 +429,6 @@ class SharedPlan:
         for lif, (_, channels, side) in shapes.items():
             order = None
             head_groups = None
-            pack_groups = None   # the word groups a pack must divide (a head's)
             if lif in self.head_maps:
                 heads, head_width, head_groups = self.head_maps[lif]
                 if channels != heads * head_width:
@@ -443,26 +442,12 @@ class SharedPlan:
                     order = tuple(h * head_groups * lanes + j for h in range(heads)
                                   for j in range(head_width))
                     channels = heads * head_groups * lanes
-                # a dense block's output map is packed as its q map (one group a word): the
-                # SDSA step's reader and writer share the packing
-                pack_groups = (1 if any(self.dense_heads.get(m) for m in self._block_maps(lif))
-                               else head_groups)
             groups = ceil_div(channels, lanes)
             info = SharedMap(lif, channels, side, base, groups,
-                             self._pack(groups, side, width, pack_groups), order)
+                             self._pack(groups, side, width, head_groups), order)
             base += self.T * info.step_words
             maps[lif] = info
         return maps
-
-    def _block_maps(self, lif: str) -> tuple[str, ...]:
-        """The q, k, v and output maps of the attention block whose map ``lif`` is."""
-        for step in self.steps:
-            if step.kind is StepKind.SDSA:
-                paths = step.attention
-                maps = (paths.q, paths.k, paths.v, step.sink.spike_map)
-                if lif in maps:
-                    return maps
-        return (lif,)
 
     @staticmethod
     def _pack(groups: int, side: int, width: int, head_groups: int | None = None) -> int:

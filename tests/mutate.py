@@ -452,6 +452,23 @@ EQUIVALENT: dict[tuple, str] = {
         'a sums memory one word deeper than a one-group pool needs: the extra word is never addressed',
     ('hw/residual.py', 'kept = Signal(max(2, groups), name="pool_kept")', 19, '2 -> 3'):
         'a kept register one bit wider than a one-group pool needs: the extra bit is never addressed',
+    # hw/mapreader.py, hw/plan.py, hw/descriptor.py dense q/k/v maps (reviewed survivors)
+    ('hw/mapreader.py', 'nx_sum = Signal(range(2 * lanes), name="sd_nx_sum")', 23, '2 -> 3'):
+        'a wider sum register: the sum of an offset and a step, both below lanes, is below 2 lanes',
+    ('hw/mapreader.py', 'for g in range(G + 1):', 20, '1 -> 2'):
+        'a case for group G + 1, which the feed never reads (a head reads at most G + 1 words)',
+    ('hw/mapreader.py', 'if g < G:', 6, '< -> <='):
+        "group G's slice of the G-group row is empty: the added assignment writes nothing",
+    ('hw/mapreader.py', 'part = slice(g * lanes, (g + 1) * lanes)', 30, '1 -> 2'):
+        'also zeroes group g + 1, which the next word overwrites, or which the head does not use',
+    ('hw/plan.py', 'if attn.head_width < lanes', 20, '< -> <='):
+        'a head exactly a word wide gives lanes // d = 1 head a word either way',
+    ('hw/descriptor.py', 'fields.update({"head_bits": range(lanes), "rd_stride": range(plan.max_groups * W + 1),', 82, '+ -> -'):
+        'rd_stride is at most a head\'s groups times the side: max_groups * W - 1 holds it',
+    ('hw/descriptor.py', 'fields.update({"head_bits": range(lanes), "rd_stride": range(plan.max_groups * W + 1),', 84, '1 -> 2'):
+        'a field one value wider: it holds the same strides',
+    ('hw/descriptor.py', '"wide_at": range(lanes + 1), "head_mask": unsigned(lanes * widest)})', 26, '1 -> 2'):
+        'a field one value wider: it holds the same offsets',
     # hw/sequencer.py (reviewed survivors after T became a run-time input)
     ('hw/sequencer.py', 'return time_steps if 1 <= time_steps <= T else T', 38, '<= -> <'):
         'time_steps == T then takes the else branch, which returns the same T',

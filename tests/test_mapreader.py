@@ -185,36 +185,38 @@ def test_reference_orders():
     assert sdsa_feed_order(2, 1, 2, 2, pack=2)[1] == (0, 0, 1, ((0, 1), (0, 3)))
 
 
-#: Dense q, k and v maps: ``side, heads, d`` at 5 lanes. Heads of 2 and 3 (narrower than a
-#: word, not dividing it: some straddle two words), of 1 (five a word), of 4 (one straddles),
-#: of 7 (two groups, some heads three words).
-DENSE = [(3, 4, 2), (2, 4, 3), (2, 3, 1), (2, 4, 4), (2, 3, 7)]   # heads_m1 is range(4)
+#: Dense q, k and v maps: ``lanes, side, heads, d``. At 5 lanes heads of 2 and 3 (narrower
+#: than a word, not dividing it: some straddle two words), of 1 (five a word), of 4 (one
+#: straddles), of 7 (two groups, some heads three words); at 4 and 6 lanes heads whose offset
+#: wraps to exactly a word (two heads of 2 a word; heads of 4 at offsets 0, 4, 2, 0).
+DENSE = [(5, 3, 4, 2), (5, 2, 4, 3), (5, 2, 3, 1), (5, 2, 4, 4), (5, 2, 3, 7), (4, 2, 4, 2),
+         (6, 2, 4, 4)]   # heads_m1 is range(4)
 
 
-def dense_fields(d: int) -> dict:
+def dense_fields(d: int, lanes: int = LANES) -> dict:
     """The descriptor values of a dense block of ``d``-wide heads (``hw.descriptor``'s)."""
-    return {"head_bits": d % LANES, "wide_at": LANES - (d - 1) % LANES,
-            "head_mask": (1 << d) - 1, "groups_m1": (d - 1) // LANES}
+    return {"head_bits": d % lanes, "wide_at": lanes - (d - 1) % lanes,
+            "head_mask": (1 << d) - 1, "groups_m1": (d - 1) // lanes}
 
 
-@pytest.mark.parametrize("side, heads, d", DENSE)
-def test_dense_heads(side, heads, d):
-    """A reader built for dense maps: head ``h``'s ``d`` channels start at bank ``h * d % 5`` of
-    group ``h * d // 5`` and may straddle a word more than ``ceil(d / 5)``; each row must be
+@pytest.mark.parametrize("lanes, side, heads, d", DENSE)
+def test_dense_heads(lanes, side, heads, d):
+    """A reader built for dense maps: head ``h``'s ``d`` channels start at bank ``h * d % lanes``
+    of group ``h * d // lanes`` and may straddle a word more than ``ceil(d / lanes)``; each row must be
     those bits shifted down and masked (``sdsa_head_row`` of the words ``sdsa_feed_order``
     names), a straddling head's tokens ``3`` cycles a word later. Then, from the same reader, a
     head-aligned block of two word groups (``head_mask`` all ones, no shift) is fed as a reader
     without the option feeds it."""
-    rng = random.Random(side * 10 + heads + d)
-    init = [rng.getrandbits(LANES * W) for _ in range(DEPTH)]
-    widest = max(2, -(-d // LANES))
-    fields = dict(FIELDS, head_bits=range(LANES), rd_stride=range(65), wide_at=range(LANES + 1),
-                  head_mask=unsigned(LANES * widest))
-    reader = SpikeMapReader(fields, lanes=LANES, map_width=W, depth=DEPTH, address_width=8,
+    rng = random.Random(lanes * 100 + side * 10 + heads + d)
+    init = [rng.getrandbits(lanes * W) for _ in range(DEPTH)]
+    widest = max(2, -(-d // lanes))
+    fields = dict(FIELDS, head_bits=range(lanes), rd_stride=range(65), wide_at=range(lanes + 1),
+                  head_mask=unsigned(lanes * widest))
+    reader = SpikeMapReader(fields, lanes=lanes, map_width=W, depth=DEPTH, address_width=8,
                             side=side, heads=heads, head_groups=widest, dense=True,
-                            head_shifts={h * d % LANES for h in range(heads)})
+                            head_shifts={h * d % lanes for h in range(heads)})
     assert set(SpikeMapReader.DENSE_FIELDS) <= set(reader.FIELDS)
-    memory = Memory(shape=unsigned(LANES * W), depth=DEPTH, init=init)
+    memory = Memory(shape=unsigned(lanes * W), depth=DEPTH, init=init)
     top = Module()
     top.submodules.reader, top.submodules.memory = reader, memory
     wiring.connect(top, reader.read, memory.read_port())
@@ -222,8 +224,8 @@ def test_dense_heads(side, heads, d):
     bases = (10, 40, 70)
 
     def row(base, reads):
-        return sum((bank(init[base + offset], b) >> bit & 1) << (g * LANES + b)
-                   for g, (offset, bit) in enumerate(reads) for b in range(LANES))
+        return sum((bank(init[base + offset], b) >> bit & 1) << (g * lanes + b)
+                   for g, (offset, bit) in enumerate(reads) for b in range(lanes))
 
     async def feed(ctx, config, count, pattern="pause"):
         for name in reader.FIELDS:
@@ -237,21 +239,21 @@ def test_dense_heads(side, heads, d):
               "v_base": bases[2], "sd_side_m1": side - 1}
 
     async def bench(ctx):
-        order = sdsa_feed_order(side, heads, stride, dense=(d, LANES))
-        assert any(len(reads) > -(-d // LANES) for *_, reads in order) == any(
-            h * d % LANES + d > -(-d // LANES) * LANES for h in range(heads))
+        order = sdsa_feed_order(side, heads, stride, dense=(d, lanes))
+        assert any(len(reads) > -(-d // lanes) for *_, reads in order) == any(
+            h * d % lanes + d > -(-d // lanes) * lanes for h in range(heads))
         for pattern in ("pause", "always"):
             got = await feed(ctx, dict(common, heads_m1=heads - 1,
-                                       rd_stride=d // LANES * stride, **dense_fields(d)),
+                                       rd_stride=d // lanes * stride, **dense_fields(d, lanes)),
                              len(order), pattern)
-            want = [tuple(sdsa_head_row(row(base, reads), h, d, LANES) for base in bases)
+            want = [tuple(sdsa_head_row(row(base, reads), h, d, lanes) for base in bases)
                     for h, y, x, reads in order]
             assert got == want
         # a head-aligned block of one head in two word groups, from the same reader
         order = sdsa_feed_order(side, 2, stride, 2)
         got = await feed(ctx, dict(common, heads_m1=1, head_stride=2 * stride,
-                                   rd_stride=2 * stride, groups_m1=1, wide_at=LANES,
-                                   head_mask=(1 << LANES * widest) - 1), len(order))
+                                   rd_stride=2 * stride, groups_m1=1, wide_at=lanes,
+                                   head_mask=(1 << lanes * widest) - 1), len(order))
         assert got == [tuple(row(base, reads) for base in bases) for h, y, x, reads in order]
 
     sim = Simulator(top)
@@ -260,7 +262,7 @@ def test_dense_heads(side, heads, d):
     run_bounded(sim, bench, 40_000)
     # the "always" pass: a token every 3 x (its head's words) + 4 cycles (sim.perf's period)
     n = side * side
-    order = sdsa_feed_order(side, heads, stride, dense=(d, LANES))
+    order = sdsa_feed_order(side, heads, stride, dense=(d, lanes))
     first = len(order)
     cycles = tokens.cycles[first:2 * first]
     for i in range(1, first):

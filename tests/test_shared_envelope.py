@@ -158,7 +158,9 @@ def test_sdsa_descriptors_carry_each_blocks_shape():
         decoded = {name: (word >> field.offset) & ((1 << field.width) - 1)
                    for name, field in layout}
         if step.kind is StepKind.SDSA:
-            q = plan.memory.maps[step.attention.q]
+            # head_stride: the writer's, in the output map (a dense block's reader steps by
+            # rd_stride)
+            q = plan.memory.maps[step.sink.spike_map]
             seen[step.source] = (decoded["heads_m1"] + 1, decoded["groups_m1"] + 1,
                                  decoded["head_stride"] // q.side * q.pack,
                                  decoded["sd_side_m1"] + 1)

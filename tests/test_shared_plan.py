@@ -554,3 +554,28 @@ def test_a_block_of_one_head_a_word_beside_one_of_two():
     stride = dut.plan.memory.maps[step4.attention.q].stride
     assert seen == {"block3.0.attn": (12, 0, 13, (1 << 12) - 1, seen["block3.0.attn"][4]),
                     "block4.0.attn": (0, stride, 24, (1 << 24) - 1, stride)}
+
+
+def test_a_dense_block_beside_a_head_aligned_one_at_16_lanes():
+    """The ``odd`` model at 16 lanes: block4's heads of 20 are dense (3 groups instead of 4; head 1
+    from bank 4 of group 1), block3's heads of 12 stay a word a head (dense would save nothing).
+    Block3's descriptor must never read a word more (``wide_at`` = 16, which a field one value
+    too narrow would lose) nor shift; block4's steps its offset by 4 and its first word by a
+    group."""
+    from test_shared_envelope import network  # noqa: PLC0415
+
+    dut = SharedNetwork(network("odd"), lanes=16)
+    plan = dut.plan
+    assert plan.dense_blocks == {"block4.0.attn"}
+    assert plan.head_reads("block3.0.attn") == [(0, 0, 1), (1, 0, 1)]
+    assert plan.head_reads("block4.0.attn") == [(0, 0, 2), (1, 4, 2)]
+    layout, rom, _ = _raw_rom(dut)
+    seen = {}
+    for k, step in enumerate(dut.steps):
+        if step.kind is StepKind.SDSA:
+            word = layout.from_bits(rom[k])
+            stride = plan.memory.maps[step.attention.q].stride
+            seen[step.source] = (word.head_bits, word.rd_stride, word.wide_at, word.head_mask,
+                                 word.rd_stride == stride)
+    assert seen["block3.0.attn"][:4] == (0, seen["block3.0.attn"][1], 16, (1 << 32) - 1)
+    assert seen["block4.0.attn"] == (4, seen["block4.0.attn"][1], 13, (1 << 20) - 1, True)
