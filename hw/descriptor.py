@@ -127,6 +127,7 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         # stride, ``lanes`` (never) and all ones. Built only when a block needs them.
         widest = max(plan.head_groups.values())
         fields.update({"head_bits": range(lanes), "rd_stride": range(plan.max_groups * W + 1),
+                       "rd_sub": range(W + 1), "rd_bits": range(W + 1), "pack_bits": range(W + 1),
                        "wide_at": range(lanes + 1), "head_mask": unsigned(lanes * widest)})
     return fields
 
@@ -199,11 +200,17 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
                    sd_side_m1=q_map.side - 1)
         if plan.dense_blocks:
             d, widest = block.head_width, max(plan.head_groups.values())
+            step_groups = d // plan.lanes   # a head's first group steps by this, or one more
             if step.source in plan.dense_blocks:
-                out.update(head_bits=d % plan.lanes, rd_stride=d // plan.lanes * q_map.stride,
+                # ... in a packed map: by whole words and a sub-position in the word
+                words, sub = divmod(step_groups, q_map.pack)
+                out.update(head_bits=d % plan.lanes, rd_stride=words * q_map.stride,
+                           rd_sub=sub, rd_bits=sub * q_map.stride,
+                           pack_bits=q_map.pack * q_map.stride,
                            wide_at=plan.lanes - (d - 1) % plan.lanes, head_mask=(1 << d) - 1)
             else:
-                out.update(head_bits=0, rd_stride=out["head_stride"], wide_at=plan.lanes,
+                out.update(head_bits=0, rd_stride=out["head_stride"], rd_sub=0, rd_bits=0,
+                           pack_bits=q_map.pack * q_map.stride, wide_at=plan.lanes,
                            head_mask=(1 << plan.lanes * widest) - 1)
         # the output map: the same heads and side, written a head at a time; its packing is
         # q's, but for a dense block, whose reader steps by ``rd_stride`` (``head_stride`` is

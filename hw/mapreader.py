@@ -77,14 +77,15 @@ def sdsa_feed_order(side: int, heads: int, stride: int, groups: int = 1, pack: i
     rows are, for each word group ``g`` of the head (``groups`` groups a head, group ``g``'s
     channels in row bits ``g * lanes ..``), bit ``bit`` of the words ``{q,k,v}_base + offset``,
     ``reads`` the ``(offset, bit)`` pairs (``pack`` groups a word, dividing ``groups``;
-    ``stride`` words and bits apart). ``dense=(d, lanes)``: the maps are dense (pack 1), head
-    ``h`` reads the groups from ``h * d // lanes`` that hold its channels ``h * d ..``, one
-    more than ``groups`` when it straddles a further word; its row is those words' bits
-    shifted down and masked (:func:`sdsa_head_row`)."""
+    ``stride`` words and bits apart). ``dense=(d, lanes)``: the maps are dense (``pack`` groups
+    a word, any), head ``h`` reads the groups from ``h * d // lanes`` that hold its channels
+    ``h * d ..``, one more than ``groups`` when it straddles a further word; its row is those
+    words' bits shifted down and masked (:func:`sdsa_head_row`)."""
     if dense is not None:
         d, lanes = dense
         spans = [(h * d // lanes, -(-(h * d % lanes + d) // lanes)) for h in range(heads)]
-        return [(h, y, x, tuple(((first + g) * stride + y, x) for g in range(count)))
+        return [(h, y, x, tuple(((first + g) // pack * stride + y,
+                                 (first + g) % pack * stride + x) for g in range(count)))
                 for h, (first, count) in enumerate(spans)
                 for y in range(side) for x in range(side)]
     return [(h, y, x, tuple(((h * groups + g) // pack * stride + y,
@@ -150,7 +151,8 @@ class SpikeMapReader(wiring.Component):
               "src_height_m1", "src_channels_m1", "q_base", "k_base", "v_base", "groups_m1",
               "heads_m1", "head_stride", "sd_side_m1")
     #: The descriptor fields of dense q, k and v maps (``dense``).
-    DENSE_FIELDS = ("head_bits", "rd_stride", "wide_at", "head_mask")
+    DENSE_FIELDS = ("head_bits", "rd_stride", "rd_sub", "rd_bits", "pack_bits", "wide_at",
+                    "head_mask")
 
     def __init__(self, fields: dict, *, lanes: int, map_width: int, depth: int,
                  address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,
@@ -285,19 +287,33 @@ class SpikeMapReader(wiring.Component):
         sd_addr_x = Signal.like(sd_bit, name="sd_addr_x")
         if dense:
             # this head's groups minus one: ``groups_m1``, one more from bank ``wide_at`` on;
-            # the next head's offset, word step and groups, ready (three register stages from
+            # its first group's place in a packed word (``sd_hsub``, bit ``sd_hbit`` = sub *
+            # side) and the token's bit there (``sd_xb`` = ``sd_hbit + x``); the next head's
+            # offset, sub, word step and groups, ready (four register stages from
             # ``sd_hshift``) long before the head's last token is taken
             sd_hshift = Signal(range(lanes), name="sd_hshift")
             sd_gm1 = Signal.like(sd_g, name="sd_gm1")
+            sd_hsub = Signal.like(desc.src_pack_m1, name="sd_hsub")
+            sd_hbit = Signal.like(sd_bit, name="sd_hbit")
+            sd_xb = Signal.like(sd_bit, name="sd_xb")
             nx_sum = Signal(range(2 * lanes), name="sd_nx_sum")
             nx_carry = Signal(name="sd_nx_carry")
             nx_shift = Signal.like(sd_hshift, name="sd_nx_shift")
+            nx_usum = Signal(range(2 * (2 ** len(desc.src_pack_m1)) + 1), name="sd_nx_usum")
+            nx_bsum = Signal(range(2 * W + 1), name="sd_nx_bsum")
+            nx_hsub = Signal.like(sd_hsub, name="sd_nx_hsub")
+            nx_hbit = Signal.like(sd_hbit, name="sd_nx_hbit")
             nx_step = Signal(md_w, name="sd_nx_step")
             nx_gm1 = Signal.like(sd_g, name="sd_nx_gm1")
+            wrap = nx_usum > desc.src_pack_m1
             m.d.sync += [nx_sum.eq(sd_hshift + desc.head_bits),
                          nx_carry.eq(nx_sum >= lanes),
                          nx_shift.eq(Mux(nx_sum >= lanes, nx_sum - lanes, nx_sum)),
-                         nx_step.eq(desc.rd_stride + Mux(nx_carry, desc.src_stride, 0)),
+                         nx_usum.eq(sd_hsub + desc.rd_sub + nx_carry),
+                         nx_bsum.eq(sd_hbit + desc.rd_bits + Mux(nx_carry, desc.src_stride, 0)),
+                         nx_hsub.eq(Mux(wrap, nx_usum - desc.src_pack_m1 - 1, nx_usum)),
+                         nx_hbit.eq(Mux(wrap, nx_bsum - desc.pack_bits, nx_bsum)),
+                         nx_step.eq(desc.rd_stride + Mux(wrap, desc.src_stride, 0)),
                          nx_gm1.eq(desc.groups_m1 + (nx_shift >= desc.wide_at))]
             group_last = sd_g == sd_gm1
         else:
@@ -404,10 +420,17 @@ class SpikeMapReader(wiring.Component):
                          sd_n_y.eq(0), sd_beat.eq(0), sd_off.eq(0), sd_gaddr.eq(0),
                          sd_head.eq(0), sd_sub.eq(0), sd_bit.eq(0)]
             if dense:
-                m.d.sync += [sd_hshift.eq(0), sd_gm1.eq(desc.groups_m1)]
+                m.d.sync += [sd_hshift.eq(0), sd_gm1.eq(desc.groups_m1), sd_hsub.eq(0),
+                             sd_hbit.eq(0), sd_xb.eq(0)]
         with m.Elif(sd_active):
             with m.If(group_last):
-                m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off), sd_sub.eq(0), sd_bit.eq(sd_n_x)]
+                # back to the head's first group (dense: its place in a packed word)
+                if dense:
+                    m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off), sd_sub.eq(sd_hsub),
+                                 sd_bit.eq(sd_xb)]
+                else:
+                    m.d.sync += [sd_g.eq(0), sd_gaddr.eq(sd_off), sd_sub.eq(0),
+                                 sd_bit.eq(sd_n_x)]
                 with m.If(sd_phase == last_phase):
                     m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
                 with m.Else():
@@ -435,13 +458,23 @@ class SpikeMapReader(wiring.Component):
                         # the offset wraps), its groups
                         head = sd_head + nx_step
                         m.d.sync += [sd_hshift.eq(nx_shift), sd_gm1.eq(nx_gm1),
-                                     sd_head.eq(head), sd_off.eq(head), sd_gaddr.eq(head)]
+                                     sd_head.eq(head), sd_off.eq(head), sd_gaddr.eq(head),
+                                     sd_hsub.eq(nx_hsub), sd_sub.eq(nx_hsub),
+                                     sd_hbit.eq(nx_hbit), sd_xb.eq(nx_hbit), sd_bit.eq(nx_hbit)]
                     else:
                         head = sd_head + desc.head_stride
                         m.d.sync += [sd_head.eq(head), sd_off.eq(head), sd_gaddr.eq(head)]
                 with m.Elif(x_last):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1),
-                                 sd_gaddr.eq(sd_off + 1), sd_bit.eq(0)]
+                                 sd_gaddr.eq(sd_off + 1)]
+                    if dense:
+                        m.d.sync += [sd_xb.eq(sd_hbit), sd_bit.eq(sd_hbit)]
+                    else:
+                        m.d.sync += sd_bit.eq(0)
                 with m.Else():
-                    m.d.sync += [sd_n_x.eq(sd_n_x + 1), sd_bit.eq(sd_n_x + 1)]
+                    m.d.sync += sd_n_x.eq(sd_n_x + 1)
+                    if dense:
+                        m.d.sync += [sd_xb.eq(sd_xb + 1), sd_bit.eq(sd_xb + 1)]
+                    else:
+                        m.d.sync += sd_bit.eq(sd_n_x + 1)
         return m

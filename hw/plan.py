@@ -435,9 +435,8 @@ class SharedPlan:
                     raise ValueError(f"{lif}: {channels} channels are not {heads} heads of "
                                      f"{head_width}")
                 if lif in self.dense_heads:
-                    # dense: no order; one word group a row (pack 1), so that the SDSA feed
-                    # steps from a head's first word to the next head's by whole groups
-                    head_groups = 1
+                    # dense: no order, packed as any map (a head may start inside a word)
+                    head_groups = None
                 elif head_groups * lanes != head_width:
                     order = tuple(h * head_groups * lanes + j for h in range(heads)
                                   for j in range(head_width))

@@ -185,33 +185,39 @@ def test_reference_orders():
     assert sdsa_feed_order(2, 1, 2, 2, pack=2)[1] == (0, 0, 1, ((0, 1), (0, 3)))
 
 
-#: Dense q, k and v maps: ``lanes, side, heads, d``. At 5 lanes heads of 2 and 3 (narrower
-#: than a word, not dividing it: some straddle two words), of 1 (five a word), of 4 (one
-#: straddles), of 7 (two groups, some heads three words); at 4 and 6 lanes heads whose offset
-#: wraps to exactly a word (two heads of 2 a word; heads of 4 at offsets 0, 4, 2, 0).
-DENSE = [(5, 3, 4, 2), (5, 2, 4, 3), (5, 2, 3, 1), (5, 2, 4, 4), (5, 2, 3, 7), (4, 2, 4, 2),
-         (6, 2, 4, 4)]   # heads_m1 is range(4)
+#: Dense q, k and v maps: ``lanes, side, heads, d, pack``. At 5 lanes heads of 2 and 3
+#: (narrower than a word, not dividing it: some straddle two words), of 1 (five a word), of 4
+#: (one straddles), of 7 (two groups, some heads three words) and of 12 (three groups); at 4
+#: and 6 lanes heads whose offset wraps to exactly a word (two heads of 2 a word; heads of 4 at
+#: offsets 0, 4, 2, 0). ``pack`` groups share a word (``sd_hsub``: a head may start at any of
+#: them, and its first group steps by a sub-position, wrapping to the next word).
+DENSE = [(5, 3, 4, 2, 3), (5, 2, 4, 3, 2), (5, 2, 3, 1, 1), (5, 2, 4, 4, 3), (5, 2, 3, 7, 2),
+         (5, 2, 4, 7, 3), (5, 2, 4, 12, 2), (4, 2, 4, 2, 1), (6, 2, 4, 4, 2)]   # heads_m1: range(4)
 
 
-def dense_fields(d: int, lanes: int = LANES) -> dict:
+def dense_fields(d: int, lanes: int = LANES, pack: int = 1, stride: int = 1) -> dict:
     """The descriptor values of a dense block of ``d``-wide heads (``hw.descriptor``'s)."""
+    words, sub = divmod(d // lanes, pack)
     return {"head_bits": d % lanes, "wide_at": lanes - (d - 1) % lanes,
-            "head_mask": (1 << d) - 1, "groups_m1": (d - 1) // lanes}
+            "head_mask": (1 << d) - 1, "groups_m1": (d - 1) // lanes,
+            "src_pack_m1": pack - 1, "rd_stride": words * stride, "rd_sub": sub,
+            "rd_bits": sub * stride, "pack_bits": pack * stride}
 
 
-@pytest.mark.parametrize("lanes, side, heads, d", DENSE)
-def test_dense_heads(lanes, side, heads, d):
+@pytest.mark.parametrize("lanes, side, heads, d, pack", DENSE)
+def test_dense_heads(lanes, side, heads, d, pack):
     """A reader built for dense maps: head ``h``'s ``d`` channels start at bank ``h * d % lanes``
     of group ``h * d // lanes`` and may straddle a word more than ``ceil(d / lanes)``; each row must be
     those bits shifted down and masked (``sdsa_head_row`` of the words ``sdsa_feed_order``
     names), a straddling head's tokens ``3`` cycles a word later. Then, from the same reader, a
     head-aligned block of two word groups (``head_mask`` all ones, no shift) is fed as a reader
     without the option feeds it."""
-    rng = random.Random(lanes * 100 + side * 10 + heads + d)
+    rng = random.Random(lanes * 1000 + side * 100 + heads * 10 + d + pack)
     init = [rng.getrandbits(lanes * W) for _ in range(DEPTH)]
     widest = max(2, -(-d // lanes))
-    fields = dict(FIELDS, head_bits=range(lanes), rd_stride=range(65), wide_at=range(lanes + 1),
-                  head_mask=unsigned(lanes * widest))
+    fields = dict(FIELDS, head_bits=range(lanes), rd_stride=range(65), rd_sub=range(W + 1),
+                  rd_bits=range(W + 1), pack_bits=range(W + 1), wide_at=range(lanes + 1),
+                  head_mask=unsigned(lanes * widest), groups_m1=range(5))
     reader = SpikeMapReader(fields, lanes=lanes, map_width=W, depth=DEPTH, address_width=8,
                             side=side, heads=heads, head_groups=widest, dense=True,
                             head_shifts={h * d % lanes for h in range(heads)})
@@ -239,12 +245,12 @@ def test_dense_heads(lanes, side, heads, d):
               "v_base": bases[2], "sd_side_m1": side - 1}
 
     async def bench(ctx):
-        order = sdsa_feed_order(side, heads, stride, dense=(d, lanes))
+        order = sdsa_feed_order(side, heads, stride, pack=pack, dense=(d, lanes))
         assert any(len(reads) > -(-d // lanes) for *_, reads in order) == any(
             h * d % lanes + d > -(-d // lanes) * lanes for h in range(heads))
         for pattern in ("pause", "always"):
             got = await feed(ctx, dict(common, heads_m1=heads - 1,
-                                       rd_stride=d // lanes * stride, **dense_fields(d, lanes)),
+                                       **dense_fields(d, lanes, pack, stride)),
                              len(order), pattern)
             want = [tuple(sdsa_head_row(row(base, reads), h, d, lanes) for base in bases)
                     for h, y, x, reads in order]
@@ -253,8 +259,12 @@ def test_dense_heads(lanes, side, heads, d):
         order = sdsa_feed_order(side, 2, stride, 2)
         got = await feed(ctx, dict(common, heads_m1=1, head_stride=2 * stride,
                                    rd_stride=2 * stride, groups_m1=1, wide_at=lanes,
+                                   pack_bits=stride,
                                    head_mask=(1 << lanes * widest) - 1), len(order))
-        assert got == [tuple(row(base, reads) for base in bases) for h, y, x, reads in order]
+        # (a head of fewer groups than the widest leaves the upper ones stale: not compared)
+        two = (1 << 2 * lanes) - 1
+        assert [tuple(v & two for v in beat) for beat in got] == [
+            tuple(row(base, reads) for base in bases) for h, y, x, reads in order]
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -262,7 +272,7 @@ def test_dense_heads(lanes, side, heads, d):
     run_bounded(sim, bench, 40_000)
     # the "always" pass: a token every 3 x (its head's words) + 4 cycles (sim.perf's period)
     n = side * side
-    order = sdsa_feed_order(side, heads, stride, dense=(d, lanes))
+    order = sdsa_feed_order(side, heads, stride, pack=pack, dense=(d, lanes))
     first = len(order)
     cycles = tokens.cycles[first:2 * first]
     for i in range(1, first):

@@ -484,8 +484,7 @@ def test_layer_schedule_shares_what_never_lives_at_once(T, shortcut):
                                                      (64, 4, True), (40, 1, True)])
 def test_dense_heads(lanes, per_word, dense):
     """The demo's heads are 16 wide (4 heads, 64 channels): at 32 and 64 lanes a word holds 2 and
-    4 of them, so the Q, K and V maps are dense (64 channels, 64 / lanes groups, pack 1, no
-    order) and their convolutions compute that many groups, the output map stays a word a head,
+    4 of them, so the Q, K and V maps are dense (64 channels, 64 / lanes groups, no order) and their convolutions compute that many groups, the output map stays a word a head,
     and every SDSA step's descriptor says how to take a head out of its words. At 40 lanes the
     heads do not divide the word but dense saves half the groups (2, not 4): head 2 (channels
     32-47) straddles two words. At 16 lanes (one head a word) none of it is built: no such
@@ -511,8 +510,7 @@ def test_dense_heads(lanes, per_word, dense):
         for lif in (paths.q, paths.k, paths.v):
             info = mem.maps[lif]
             if dense:
-                assert (info.channels, info.groups, info.pack, info.order) == (
-                    64, -(-64 // lanes), 1, None)
+                assert (info.channels, info.groups, info.order) == (64, -(-64 // lanes), None)
                 assert mem.layers[f"{step.source}.{lif.rsplit('.', 1)[1][0]}_conv"] \
                     .config.groups == -(-64 // lanes)
             else:
@@ -574,8 +572,13 @@ def test_a_dense_block_beside_a_head_aligned_one_at_16_lanes():
     for k, step in enumerate(dut.steps):
         if step.kind is StepKind.SDSA:
             word = layout.from_bits(rom[k])
-            stride = plan.memory.maps[step.attention.q].stride
-            seen[step.source] = (word.head_bits, word.rd_stride, word.wide_at, word.head_mask,
-                                 word.rd_stride == stride)
-    assert seen["block3.0.attn"][:4] == (0, seen["block3.0.attn"][1], 16, (1 << 32) - 1)
-    assert seen["block4.0.attn"] == (4, seen["block4.0.attn"][1], 13, (1 << 20) - 1, True)
+            q = plan.memory.maps[step.attention.q]
+            seen[step.source] = (word.head_bits, word.rd_stride, word.rd_sub, word.rd_bits,
+                                 word.pack_bits, word.wide_at, word.head_mask, q.pack, q.stride)
+    *fields, pack, stride = seen["block3.0.attn"]
+    assert fields == [0, seen["block3.0.attn"][1], 0, 0, pack * stride, 16, (1 << 32) - 1]
+    # block4's q map packs its 3 groups of side 3 in a word: a head's first group steps by one
+    # sub-position of the word (d // 16 = 1 group), no whole word
+    *fields, pack, stride = seen["block4.0.attn"]
+    assert pack == 3
+    assert fields == [4, 0, 1, stride, 3 * stride, 13, (1 << 20) - 1]
