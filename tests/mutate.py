@@ -469,6 +469,22 @@ EQUIVALENT: dict[tuple, str] = {
         'a field one value wider: it holds the same strides',
     ('hw/descriptor.py', '"wide_at": range(lanes + 1), "head_mask": unsigned(lanes * widest)})', 26, '1 -> 2'):
         'a field one value wider: it holds the same offsets',
+    ('hw/mapreader.py', 'nx_usum = Signal(range(2 * (2 ** len(desc.src_pack_m1)) + 1), name="sd_nx_usum")', 24, '2 -> 3'):
+        'a wider register: the sub-position sum is below twice the pack, at most 2 ** len(src_pack_m1)',
+    ('hw/mapreader.py', 'nx_usum = Signal(range(2 * (2 ** len(desc.src_pack_m1)) + 1), name="sd_nx_usum")', 29, '2 -> 3'):
+        'a wider register: the sub-position sum is below twice the pack, at most 2 ** len(src_pack_m1)',
+    ('hw/mapreader.py', 'nx_usum = Signal(range(2 * (2 ** len(desc.src_pack_m1)) + 1), name="sd_nx_usum")', 57, '+ -> -'):
+        'range(2 * 2 ** k - 1) has the same width as range(2 * 2 ** k + 1) when k >= 1, and holds the sum',
+    ('hw/mapreader.py', 'nx_usum = Signal(range(2 * (2 ** len(desc.src_pack_m1)) + 1), name="sd_nx_usum")', 59, '1 -> 2'):
+        'a register one value wider: it holds the same sums',
+    ('hw/mapreader.py', 'nx_bsum = Signal(range(2 * W + 1), name="sd_nx_bsum")', 30, '+ -> -'):
+        'the bit sum is at most (2 P - 1) S <= 2 W - S: range(2 W - 1) holds it',
+    ('hw/mapreader.py', 'nx_bsum = Signal(range(2 * W + 1), name="sd_nx_bsum")', 24, '2 -> 3'):
+        'a wider register: the bit sum is below 2 W',
+    ('hw/mapreader.py', 'nx_bsum = Signal(range(2 * W + 1), name="sd_nx_bsum")', 32, '1 -> 2'):
+        'a register one value wider: it holds the same sums',
+    ('hw/descriptor.py', 'if step.source in plan.dense_blocks and out_map.side == q_map.side:', 37, 'and -> or'):
+        "a head-aligned block's output and q maps have the same side, groups and packing: the recomputed head stride is the same",
     # hw/sequencer.py (reviewed survivors after T became a run-time input)
     ('hw/sequencer.py', 'return time_steps if 1 <= time_steps <= T else T', 38, '<= -> <'):
         'time_steps == T then takes the else branch, which returns the same T',
@@ -501,9 +517,9 @@ EQUIVALENT: dict[tuple, str] = {
         'a default the shared network and the tests never use (they pass the value)',
     ('hw/mapreader.py', 'address_width: int, side: int = 1, heads: int = 1, head_groups: int = 1,', 71, '1 -> 2'):
         'a default the shared network and the tests never use (they pass the value)',
-    ('hw/mapreader.py', 'sd_g = Signal(range(G + 1), name="sd_g")  # the head\'s word group being read', 25, '1 -> 2'):
+    ('hw/mapreader.py', 'sd_g = Signal(range(G + 2 if dense else G + 1), name="sd_g")', 45, '1 -> 2'):
         'a wider counter or field: every value it takes still fits, and nothing relies on it wrapping',
-    ('hw/mapreader.py', 'm.d.sync += row[g * lanes:(g + 1) * lanes].eq(extracted)', 32, '1 -> 2'):
+    ('hw/mapreader.py', 'm.d.sync += row[g * lanes:(g + 1) * lanes].eq(', 32, '1 -> 2'):
         "a slice two groups wide: the extracted bits land in group g, the zero-extension in group g + 1, which its own read (later in the token) overwrites; the last group's slice ends at the row",
     ('hw/mapreader.py', '"start": In(1),', 13, '1 -> 2'):
         'a one-bit flag port widened: only bit 0 is driven and read',

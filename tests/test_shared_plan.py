@@ -528,6 +528,7 @@ def test_dense_heads(lanes, per_word, dense):
             assert (word.head_bits, word.rd_stride, word.wide_at, word.head_mask) == (
                 16 % lanes, 0, lanes - 15, 0xFFFF)
             assert word.head_stride == mem.maps[step.sink.spike_map].stride   # the writer's
+        assert layout.from_bits(rom[k]).sd_side_m1 == mem.maps[paths.q].side - 1
     assert sdsa_steps == 2
 
 
