@@ -22,11 +22,14 @@ The spike memory's layout is :class:`hw.plan.SharedMap`'s (see :mod:`hw.mapwrite
   the reader.
 
 Timing (ECP5): a block RAM's output is slow (5.8 ns clock-to-output on grade 6), so the whole
-output word is registered first (``spike_word``) and nothing but that register follows the
-memory; for the engine the chosen bank is registered again before the engine sees it. Each
+output word is registered first and nothing but that register follows the memory: in two
+copies, ``spike_word`` for the engine feed's bank multiplexer and ``sd_word`` for the SDSA
+feed's bit select (one register feeding both multiplexers, which cut the word along different
+axes, was a routing hot spot); for the engine the chosen bank is registered again before the
+engine sees it. Each
 stage holds its beat until the next one takes it. Both read addresses live in registers stepped
 by additions; the SDSA's reads go through one more address register. An SDSA read returns three
-cycles after its request (address register, memory, ``spike_word``): a token is offered
+cycles after its request (address register, memory, ``sd_word``): a token is offered
 ``3 n + 4`` cycles after the feed starts or after the previous token is taken, ``n`` the words
 the head reads a row (``G``, or one more for a dense map's straddling head; ``2 n + 4`` with
 ``values=False``; 7 and 6 for a head of one word).
@@ -203,8 +206,9 @@ class SpikeMapReader(wiring.Component):
         fd_advance = Signal(name="fd_advance")
         # The memory's whole output word is registered first (``spike_word``, stage fw_*); the
         # chosen bank's word is registered again (fo_*) before the engine sees it.
-        spike_word = Signal(lanes * W, name="spike_word")
+        spike_word = Signal(lanes * W, name="spike_word", reset_less=True)
         word_banks = [spike_word[b * W:(b + 1) * W] for b in range(lanes)]
+        sd_word = Signal(lanes * W, name="sd_word", reset_less=True)   # the SDSA feed's copy
         fw_valid = Signal(name="fw_valid")
         fw_sel = Signal.like(fd_bank, name="fw_sel")
         fw_shift = Signal.like(fd_shift, name="fw_shift")
@@ -238,8 +242,13 @@ class SpikeMapReader(wiring.Component):
                      self.o.payload.bits.eq(fo_bits if len(self._shifts) == 1
                                             else fo_bits & desc.src_mask),
                      self.o.payload.last.eq(fo_last)]
-        with m.If(sdsa_mode | fw_take):
+        # Two copies of the memory's word: the engine feed's bank multiplexer and the SDSA's
+        # bit select cut the word along different axes (by bank, by bit), and one register
+        # feeding both left nextpnr a routing knot; each copy sits by its own multiplexer.
+        with m.If(fw_take):
             m.d.sync += spike_word.eq(self.read.data)
+        with m.If(sdsa_mode):
+            m.d.sync += sd_word.eq(self.read.data)
         with m.If(fw_take):
             m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode), fw_sel.eq(fd_sel),
                          fw_shift.eq(fd_shsel), fw_last.eq(fd_last)]
@@ -371,7 +380,7 @@ class SpikeMapReader(wiring.Component):
                      sd_x_d.eq(sd_read_x)]
         extracted = Signal(lanes, name="sd_extracted")
         for b in range(lanes):
-            m.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))
+            m.d.comb += extracted[b].eq(sd_word[b * W:(b + 1) * W].bit_select(sd_x_d, 1))
         if dense:
             # the word rotated down by this head's bank offset: its low ``lanes - s`` bits are
             # the row's group g, its high s bits the top of group g - 1 (a multiplexer over the

@@ -712,6 +712,7 @@ def tiny_net(events: bool):
     return model, quantize_model(model.float(), 8)
 
 
+@pytest.mark.first
 def test_rtl_gen_emits_the_core_with_its_header_map_and_core_file(tmp_path):
     """``network_core`` through rtl_gen: byte-identical twice; the JSON is the component's map;
     the core file parses and names files that were written; the Verilog lints clean."""

@@ -57,6 +57,26 @@ def test_shipped_default_is_valid():
     assert point.lanes == 16
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "rtl_gen" / "configs").glob("*.json")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_design_point_loads(path):
+    """Each design point under rtl_gen/configs/ is valid (``dse.json`` is a sweep, read by
+    ``rtl_gen.dse``), and its checkpoint exists."""
+    if path.stem == "dse":
+        from rtl_gen.dse import load_sweep
+        load_sweep(path)
+        return
+    point = load(path)
+    assert point.checkpoint is None or Path(point.checkpoint).is_file(), point.checkpoint
+
+
+def test_shipped_85k_point_is_32_lanes_with_weights_outside():
+    """The ECP5-85k design point placed for issue 17's throughput goal (docs/shared-network.md,
+    "On the ECP5-85k"): 32 lanes, the weights behind the bare port."""
+    point = load(ROOT / "rtl_gen" / "configs" / "ecp5-85k-32.json")
+    assert (point.lanes, point.weights, point.units) == (32, "external", ("shared_network",))
+
+
 def test_shipped_t4_point_is_the_layer_schedule_with_every_parameter_outside():
     """The demo at T=4 on the ECP5-25k (docs/shared-network.md, "On the ECP5-25k"): the layer
     schedule, weights, biases and thresholds behind ports."""
@@ -152,6 +172,7 @@ def test_cli_refuses_a_corrupt_checkpoint_without_output(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rtl-")]  # no staging left
 
 
+@pytest.mark.first
 def test_shared_network_emits_lint_clean_with_its_weight_image(tmp_path):
     """The FPGA design point: shared network with its $readmemh weight image, byte-identical."""
     import hashlib
@@ -184,6 +205,7 @@ def test_shared_network_emits_lint_clean_with_its_weight_image(tmp_path):
     assert arrays  # the loader verified every checksum
 
 
+@pytest.mark.first
 def test_external_parameters_are_emitted_as_images(tmp_path):
     """``"parameters": "external"``: the biases and thresholds leave the Verilog for
     ``$readmemh`` images beside it, listed in the manifest with their checksums, ports and

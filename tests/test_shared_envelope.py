@@ -208,7 +208,7 @@ def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", parameters="
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("name, lanes, T, overrides", [
-    pytest.param("odd", 8, 2, {}, id="odd-8lanes-T2"),
+    pytest.param("odd", 8, 2, {}, id="odd-8lanes-T2", marks=pytest.mark.first),
     pytest.param("odd", 8, 2, {"schedule": "layer"}, id="odd-8lanes-T2-layer",
                  marks=pytest.mark.slow),
     # the layer schedule at T = 4 (the kept stem's first add runs downwards, in place at t = 0)

@@ -80,6 +80,7 @@ def test_refuses_what_the_shared_network_cannot_build():
         SharedNetwork(quantized(model), parameters="external")
 
 
+@pytest.mark.first
 def test_external_parameters_leave_no_parameter_memory_inside():
     """``parameters="external"``: the bias and threshold memories become read ports whose
     words are the memories' contents (the co-simulation's wrapper answers them:
