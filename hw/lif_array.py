@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
@@ -80,7 +80,9 @@ class LIFArray(wiring.Component):
         them (one more cycle of latency, same throughput). Without it the path runs from a
         memory's output through the adder and the threshold compare into the membrane memory in
         one cycle, which a block RAM's clock-to-output makes slow. The membrane of the beat just
-        ahead, written while this beat's word is registered, is forwarded.
+        ahead, written while this beat's word is registered, is forwarded. A beat's ``first`` is
+        applied as its membrane word is registered (a new sample's word is registered as 0), so
+        no flag fans out to every lane's adder in the computing cycle.
     threshold_port : bool, optional
         The threshold memory sits outside: a ``threshold`` read port (words
         :attr:`threshold_words`, data the cycle after ``en``, as the memory inside).
@@ -241,7 +243,6 @@ class LIFArray(wiring.Component):
         if self._pipelined:
             p2 = Signal(name="p2_valid")
             p2_x = Signal.like(held_x, name="p2_x")
-            p2_first = Signal(name="p2_first")
             p2_address = Signal.like(held_address, name="p2_address")
             p2_membranes = Signal(lanes * mw, name="p2_membranes")
             p2_thresholds = Signal(lanes * sw, name="p2_thresholds")
@@ -255,11 +256,13 @@ class LIFArray(wiring.Component):
             with m.If(move):
                 # The beat leaving stage 2 now writes after this beat's word was read: forward.
                 same = leave & (p2_address == held_address)
-                m.d.sync += [p2.eq(1), p2_x.eq(held_x), p2_first.eq(held_first),
-                             p2_address.eq(held_address),
-                             p2_membranes.eq(Mux(same, new_word, membrane_read.data)),
+                # A first beat's stored membrane is 0 (``lif_update``'s ``first``), applied
+                # here: one LUT with the forwarding choice, off the adder's path.
+                m.d.sync += [p2.eq(1), p2_x.eq(held_x), p2_address.eq(held_address),
+                             p2_membranes.eq(Mux(held_first, 0,
+                                                 Mux(same, new_word, membrane_read.data))),
                              p2_thresholds.eq(threshold_read.data)]
-            c_valid, c_x, c_first, c_address = p2, p2_x, p2_first, p2_address
+            c_valid, c_x, c_first, c_address = p2, p2_x, Const(0, 1), p2_address
             c_membranes, c_thresholds = p2_membranes, p2_thresholds
         else:
             m.d.comb += leave.eq(held & advance)

@@ -1,5 +1,7 @@
 """Memory-backed LIF array in Amaranth's simulator against quant.intops.lif_step."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,24 @@ def test_pipelined_same_word_two_apart():
     dut = LIFArray(lanes=2, words=2, input_width=5, thresholds=case.thresholds,
                    pipelined=True)
     check(dut, case, seed)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_new_sample_starts_from_zero_over_a_kept_membrane(pipelined):
+    """``first`` on beats whose word holds a membrane from earlier beats (a new sample mid-run),
+    some right after a beat to the same word (pipelined: the forwarded membrane must give way to
+    0 as well)."""
+    seed = 315
+    rng = np.random.default_rng(seed)
+    case = lif_array_case(rng, lanes=3, words=3, channels=7, input_width=6, steps=6,
+                          repeats=0.5)
+    first = np.where(rng.random(case.beats) < 0.3, 1, case.first)
+    first[0] = 1
+    case = dataclasses.replace(case, first=first)
+    assert (first[1:] & (case.address[1:] == case.address[:-1])).any()
+    dut = LIFArray(lanes=3, words=3, input_width=6, thresholds=case.thresholds,
+                   pipelined=pipelined)
+    check(dut, case, seed, receive_pattern=PATTERNS["pause"])
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # refused, so never used
