@@ -545,8 +545,10 @@ EQUIVALENT: dict[tuple, str] = {
         "extra SDSA reads outside a token's reads: in engine mode the port's address and enable come from the engine feed, and in SDSA mode an extra read repeats phase 0's group 0 word of the same token before its beat is taken (that part of rows[0] rewritten with the same data; it never completes a beat)",
     ('hw/mapreader.py', 'sd_read_phase = Signal(2, name="sd_read_phase")', 24, '2 -> 3'):
         'a 3-bit register holding the values 0-3',
-    ('hw/mapreader.py', 'm.d.comb += extracted[b].eq(word_banks[b].bit_select(sd_x_d, 1))', 62, '1 -> 2'):
+    ('hw/mapreader.py', 'm.d.comb += extracted[b].eq(sd_word[b * W:(b + 1) * W].bit_select(sd_x_d, 1))', 75, '1 -> 2'):
         'two bits selected into a one-bit target: the same low bit',
+    ('hw/mapreader.py', 'm.d.comb += extracted[b].eq(sd_word[b * W:(b + 1) * W].bit_select(sd_x_d, 1))', 48, '1 -> 2'):
+        'a bank slice two banks wide: the bit selected (x < W) is the same bit of bank b',
     ('hw/mapwriter.py', 'channels, side = len(spikes), len(spikes[0])', 42, '0 -> 1'):
         "the reference's side from channel 1 instead of 0: every channel has the same side",
     ('hw/mapwriter.py', 'address_width: int, max_groups: int, maps, heads: int = 1):', 57, '1 -> 2'):
