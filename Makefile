@@ -41,14 +41,17 @@ help:
 
 install: $(STAMP) system-tools
 
-# Icarus Verilog (the second simulator: SIM=icarus, the `icarus` tests) and lz4.h (Verilator's
-# FST waves: WAVES=1) come from Debian, not PyPI. As root they are apt-get installed when missing;
-# otherwise one line says how to get them (without them those tests skip; nothing else needs them).
-SYSTEM_TOOLS_HINT := SIM=icarus runs and the icarus tests need Icarus Verilog, Verilator's FST waves need lz4.h
+# Icarus Verilog (the second simulator: SIM=icarus, the `icarus` tests), lz4.h (Verilator's
+# FST waves: WAVES=1) and ccache (every Verilator build compiles the same Verilator runtime, about
+# 10 s a build; ccache compiles it once) come from Debian, not PyPI. As root they are apt-get
+# installed when missing; otherwise one line says how to get them (without them those tests skip
+# and builds are slower; nothing else needs them).
+SYSTEM_TOOLS_HINT := SIM=icarus runs and the icarus tests need Icarus Verilog, Verilator's FST waves need lz4.h, ccache halves the Verilator builds
 system-tools:
 	@missing=""; \
 	{ command -v iverilog && command -v vvp; } >/dev/null 2>&1 || missing="$$missing iverilog"; \
 	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
+	command -v ccache >/dev/null 2>&1 || missing="$$missing ccache"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "apt-get install$$missing"; \

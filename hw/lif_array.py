@@ -210,9 +210,11 @@ class LIFArray(wiring.Component):
 
         # Stage 1 holds a beat whose membrane and threshold words are being read.
         held = Signal()
-        held_x = Signal.like(self.i.payload.x)
-        held_address = Signal.like(self.i.payload.address)
-        held_first = Signal()
+        # Data registers carry no reset (their valid bits do): a reset net to every lane's
+        # registers is a routing load on an FPGA and changes nothing a reset must.
+        held_x = Signal.like(self.i.payload.x, reset_less=True)
+        held_address = Signal.like(self.i.payload.address, reset_less=True)
+        held_first = Signal(reset_less=True)
         advance = Signal()  # stage 1 may move its beat to the output register
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
@@ -222,6 +224,8 @@ class LIFArray(wiring.Component):
             threshold_read.addr.eq(self.i.payload.group),
             threshold_read.en.eq(self.i.ready),
         ]
+        o_payload = Signal.like(self.o.payload, reset_less=True)
+        m.d.comb += self.o.payload.eq(o_payload)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         move = Signal()  # stage 1 hands its beat on (to the output, or pipelined to stage 2)
@@ -242,10 +246,10 @@ class LIFArray(wiring.Component):
         leave = Signal()  # the computing stage hands its beat to the output register
         if self._pipelined:
             p2 = Signal(name="p2_valid")
-            p2_x = Signal.like(held_x, name="p2_x")
-            p2_address = Signal.like(held_address, name="p2_address")
-            p2_membranes = Signal(lanes * mw, name="p2_membranes")
-            p2_thresholds = Signal(lanes * sw, name="p2_thresholds")
+            p2_x = Signal.like(held_x, name="p2_x", reset_less=True)
+            p2_address = Signal.like(held_address, name="p2_address", reset_less=True)
+            p2_membranes = Signal(lanes * mw, name="p2_membranes", reset_less=True)
+            p2_thresholds = Signal(lanes * sw, name="p2_thresholds", reset_less=True)
             m.d.comb += [
                 leave.eq(p2 & advance),
                 move.eq(held & (~p2 | advance)),
@@ -277,7 +281,6 @@ class LIFArray(wiring.Component):
         with m.If(leave):
             m.d.comb += [membrane_write.addr.eq(c_address), membrane_write.data.eq(new_word),
                          membrane_write.en.eq(1)]
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.spikes.eq(spikes),
-                         self.o.payload.membrane.eq(new_word),
-                         self.o.payload.address.eq(c_address)]
+            m.d.sync += [self.o.valid.eq(1), o_payload.spikes.eq(spikes),
+                         o_payload.membrane.eq(new_word), o_payload.address.eq(c_address)]
         return m

@@ -156,7 +156,9 @@ class SpikeMapWriter(wiring.Component):
             h_next_last.eq(wr_h == desc.heads_m2),
         ]
 
-        row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]
+        # (reset-less: a row is written before it is flushed, in every layer, as after a reset)
+        row_buf = [[Signal(RB, name=f"row_{i}_{b}", reset_less=True) for b in range(lanes)]
+                   for i in range(2)]
         fill = Signal(name="row_fill")
         slot = Signal(range(RB), name="row_slot")      # register: wr_g * side + wr_x
         # Row address in the map (without the flush's word offset): dst_base + y for a LIF

@@ -670,19 +670,19 @@ class ProgEngine(wiring.Component):
             return slice(lane * width, (lane + 1) * width)
 
         r_valid_a = Signal()            # stage R holds an update
-        r_addr_a = Signal(bank_bits)
+        r_addr_a = Signal(bank_bits, reset_less=True)
         c_valid = Signal()
-        c_addr = Signal(bank_bits)
-        c_data = Signal(word_bits)      # the RAM word, registered raw
-        c_weight = Signal(lanes * w_width)
-        c_select = Signal(2)            # 0: c_data, 1: D, 2: E, 3: F
+        c_addr = Signal(bank_bits, reset_less=True)
+        c_data = Signal(word_bits, reset_less=True)      # the RAM word, registered raw
+        c_weight = Signal(lanes * w_width, reset_less=True)
+        c_select = Signal(2, reset_less=True)            # 0: c_data, 1: D, 2: E, 3: F
         d_valid = Signal()
-        d_addr = Signal(bank_bits)
-        d_sum = Signal(word_bits)
+        d_addr = Signal(bank_bits, reset_less=True)
+        d_sum = Signal(word_bits, reset_less=True)
         e_valid = Signal()
-        e_addr = Signal(bank_bits)
-        e_sum = Signal(word_bits)
-        f_sum = Signal(word_bits)       # (F needs no address: its compare was made in R, as E)
+        e_addr = Signal(bank_bits, reset_less=True)
+        e_sum = Signal(word_bits, reset_less=True)
+        f_sum = Signal(word_bits)       # (F needs no address: its compare was made in R, as E, reset_less=True)
         # In R the update is one behind C, two behind D and three behind E.
         hit_1 = Signal()
         hit_2 = Signal()
@@ -743,13 +743,13 @@ class ProgEngine(wiring.Component):
         })
         # Stage R: the bank (and bias) word read last cycle, with its coordinates.
         r_valid = Signal()
-        r_address = Signal(bank_bits)
-        r_place = Signal(coordinates)
+        r_address = Signal(bank_bits, reset_less=True)
+        r_place = Signal(coordinates, reset_less=True)
         # Stage Q: the same, registered raw off the block RAMs.
         q_valid = Signal()
-        q_place = Signal(coordinates)
-        q_data = Signal(word_bits)
-        q_bias = Signal(word_bits)
+        q_place = Signal(coordinates, reset_less=True)
+        q_data = Signal(word_bits, reset_less=True)
+        q_bias = Signal(word_bits, reset_less=True)
         # Each advance is one flip-flop OR o.ready (not a chain through the stages): whether
         # the stage and every stage after it are full is kept in its own flip-flop, so o.ready
         # goes through one LUT to each stage's advance.
@@ -844,14 +844,15 @@ class ProgEngine(wiring.Component):
             with m.If(r_valid):
                 m.d.sync += [q_place.eq(r_place), q_data.eq(bank_read.data),
                              q_bias.eq(bias_read.data)]
+        o_payload = Signal.like(self.o.payload, reset_less=True)   # data: o.valid gates it
+        m.d.comb += self.o.payload.eq(o_payload)
         with m.If(advance_out):
             with m.If(q_valid):
-                m.d.sync += [self.o.payload.oy.eq(q_place.oy), self.o.payload.ox.eq(q_place.ox),
-                             self.o.payload.group.eq(q_place.g),
-                             self.o.payload.index.eq(q_place.index),
-                             self.o.payload.last.eq(q_place.last)]
+                m.d.sync += [o_payload.oy.eq(q_place.oy), o_payload.ox.eq(q_place.ox),
+                             o_payload.group.eq(q_place.g), o_payload.index.eq(q_place.index),
+                             o_payload.last.eq(q_place.last)]
                 for lane in range(lanes):
                     sl = lane_slice(lane, acc_width)
-                    m.d.sync += self.o.payload.values[lane].eq(
+                    m.d.sync += o_payload.values[lane].eq(
                         q_data[sl].as_signed() + q_bias[sl].as_signed())
         return m

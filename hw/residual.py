@@ -107,7 +107,7 @@ class StreamWriteStage(wiring.Component):
             init=self._shift_words)
         shift_read = shifts.read_port(domain="comb")   # a small ROM in LUTs
         # Stage B (registers of the offered beat; the shift word's address with it).
-        sw = Signal.like(self.i.payload, name="sw")
+        sw = Signal.like(self.i.payload, name="sw", reset_less=True)
         sw_valid = Signal(name="sw_valid")
         sh_addr = Signal.like(self.config.shift_base, name="shift_read_addr")
         m.d.sync += [sw_valid.eq(self.i.valid), sw.eq(self.i.payload),
@@ -115,12 +115,13 @@ class StreamWriteStage(wiring.Component):
         m.d.comb += shift_read.addr.eq(sh_addr)
         # Stage C: what the memories returned, registered; shift, add, write.
         sc_valid = Signal(name="sc_valid")
-        sc_addr = Signal.like(sw.addr, name="sc_addr")
-        sc_add = Signal(name="sc_add")
+        sc_addr = Signal.like(sw.addr, name="sc_addr", reset_less=True)
+        sc_add = Signal(name="sc_add", reset_less=True)
         sc_last = Signal(name="sc_last")
-        sc_old = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_old")
-        sc_amounts = Signal(lanes * shift_bits, name="sc_amounts")
-        sc_values = Signal.like(sw.values, name="sc_values")
+        # (data registers are reset-less: their valid bits carry the reset)
+        sc_old = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_old", reset_less=True)
+        sc_amounts = Signal(lanes * shift_bits, name="sc_amounts", reset_less=True)
+        sc_values = Signal.like(sw.values, name="sc_values", reset_less=True)
         m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw.addr), sc_add.eq(sw.add),
                      sc_last.eq(sw_valid & sw.last), sc_old.eq(self.old),
                      sc_amounts.eq(shift_read.data), sc_values.eq(sw.values)]
@@ -190,9 +191,11 @@ class StreamReader(wiring.Component):
         with m.If(self.start & desc.is_reader):
             m.d.sync += [rd_busy.eq(1), rd_i.eq(0), rd_g.eq(0)]
         # The stream word is registered (pv_*) before it leaves.
-        m.d.sync += [self.o.valid.eq(rd_valid), self.o.payload.group.eq(rd_g_d),
-                     self.o.payload.index.eq(rd_i_d), self.o.payload.last.eq(rd_last_d),
-                     self.o.payload.values.eq(self.data)]
+        o_payload = Signal.like(self.o.payload, reset_less=True)   # data: o.valid gates it
+        m.d.comb += self.o.payload.eq(o_payload)
+        m.d.sync += [self.o.valid.eq(rd_valid), o_payload.group.eq(rd_g_d),
+                     o_payload.index.eq(rd_i_d), o_payload.last.eq(rd_last_d),
+                     o_payload.values.eq(self.data)]
         return m
 
 
@@ -270,9 +273,9 @@ class Pool(wiring.Component):
         # The add stage: the group, its sums as read and the beat's values, a cycle after the
         # beat; their sum is written back the same cycle.
         add_valid = Signal(name="pool_add_valid")
-        add_group = Signal.like(beat.group, name="pool_add_group")
-        add_sums = Signal(sums_layout, name="pool_add_sums")
-        add_values = Signal.like(beat.values, name="pool_add_values")
+        add_group = Signal.like(beat.group, name="pool_add_group", reset_less=True)
+        add_sums = Signal(sums_layout, name="pool_add_sums", reset_less=True)
+        add_values = Signal.like(beat.values, name="pool_add_values", reset_less=True)
         m.d.comb += [write.addr.eq(add_group), write.en.eq(add_valid)]
         m.d.comb += [write.data[lane].eq(add_sums[lane] + add_values[lane])
                      for lane in range(lanes)]
@@ -286,6 +289,8 @@ class Pool(wiring.Component):
                      current.eq(Mux(add_valid & (add_group == read.addr),
                                     write.data.as_value(), stored))]
         m.d.sync += add_valid.eq(desc.is_pool & self.i.valid)
+        o_payload = Signal.like(self.o.payload, reset_less=True)   # data: o.valid gates it
+        m.d.comb += self.o.payload.eq(o_payload)
         with m.If(desc.is_pool):
             with m.If(self.i.valid):
                 m.d.sync += [add_group.eq(beat.group), add_sums.eq(current),
@@ -297,8 +302,8 @@ class Pool(wiring.Component):
                 with m.If(firing):
                     # groups 0 .. groups_m1 in turn, each read from the memory into the output
                     # register
-                    m.d.sync += [self.o.payload.index.eq(fire_g), fire_g.eq(fire_g + 1),
-                                 self.o.payload.x.eq(current)]
+                    m.d.sync += [o_payload.index.eq(fire_g), fire_g.eq(fire_g + 1),
+                                 o_payload.x.eq(current)]
                     with m.If(fire_g == desc.groups_m1):
                         m.d.sync += firing.eq(0)
         clear = self.start & desc.is_pool

@@ -83,7 +83,7 @@ class ColumnSumDatapath:
         if membrane_read is not None:
             m.d.comb += [membrane_read.addr.eq(membrane_address), membrane_read.en.eq(lif_take)]
         l1_valid = Signal(name="l1_valid")
-        l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x")
+        l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x", reset_less=True)
         l1_chunk = _counter(chunks, "l1_chunk")
         l1_first = Signal(name="l1_first")
         l1_address = _counter(self._heads * chunks, "l1_address")

@@ -73,10 +73,11 @@ class MatmulDatapath:
         # A beat reaches the pipeline one cycle after it is offered; with a producer that offers
         # a beat in every cycle the buffer never runs dry, so the whole schedule is one cycle
         # later than without it.
-        inp = Signal(self.i.payload.shape(), name="inp")  # the beat the pipeline sees
+        # (data registers are reset-less: their valid bits carry the reset)
+        inp = Signal(self.i.payload.shape(), name="inp", reset_less=True)  # the pipeline's beat
         inp_valid = Signal(name="inp_valid")
         inp_ready = Signal(name="inp_ready")
-        spare = Signal(self.i.payload.shape(), name="in_spare")
+        spare = Signal(self.i.payload.shape(), name="in_spare", reset_less=True)
         spare_valid = Signal(name="in_spare_valid")
         m.d.comb += self.i.ready.eq(~spare_valid)
         with m.If(~spare_valid):  # (only read once marked valid below)
@@ -241,7 +242,7 @@ class MatmulDatapath:
                         m.d.comb += summed[c].eq(chunk_sums)
 
         # The finished token's counts wait here for the LIF.
-        counts = Signal(counts_layout, name="counts")
+        counts = Signal(counts_layout, name="counts", reset_less=True)   # counts_valid gates
         counts_valid = Signal(name="counts_valid")
         counts_first = Signal(name="counts_first")
         counts_layer = Signal(bits_for(self.layers), name="counts_layer")
@@ -283,7 +284,7 @@ class MatmulDatapath:
         # Membranes are visited in a fixed order (head, token, chunk): a counter addresses them.
         membrane_address = _counter(membranes, "membrane_address")
         l1_valid = Signal(name="l1_valid")
-        l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x")
+        l1_x = Signal(self._chunk_layout(self._count_width), name="l1_x", reset_less=True)
         l1_chunk = _counter(chunks, "l1_chunk")
         l1_first = Signal(name="l1_first")
         l1_layer = Signal(bits_for(self.layers), name="l1_layer")

@@ -378,7 +378,10 @@ class StemConv(wiring.Component):
                                  pixel_address_b.eq(pixel_address_b + 1)]
 
         def stage(name, fields):
-            return {key: Signal.like(value, name=f"{name}_{key}") for key, value in fields.items()}
+            # Only a stage's valid bit is reset; its data registers are reset-less (a reset net
+            # to every lane's registers is an FPGA routing load that changes nothing).
+            return {key: Signal.like(value, name=f"{name}_{key}", reset_less=key != "valid")
+                    for key, value in fields.items()}
 
         # Stage 1: the addresses go straight from the stage-0 registers to the memories
         # (synchronous reads); flags, the inside test and the channel's pad code wait beside them.
@@ -448,7 +451,7 @@ class StemConv(wiring.Component):
                     for n in range(0, len(values), 2)]
 
         def level(name, lane, values, stage_flags):
-            regs = [Signal(signed(product_width), name=f"{name}_{lane}_{n}")
+            regs = [Signal(signed(product_width), name=f"{name}_{lane}_{n}", reset_less=True)
                     for n in range(len(values))]
             with m.If(enable):
                 m.d.sync += [reg.eq(value) for reg, value in zip(regs, values)]
@@ -471,7 +474,9 @@ class StemConv(wiring.Component):
                 m.d.sync += s5["products"][lane].eq(sum(second[1:], second[0]))
 
         # Stage 6: accumulate from the bias; the word's last tap fills the output register.
-        acc = Signal(data.ArrayLayout(signed(acc_width), lanes))
+        acc = Signal(data.ArrayLayout(signed(acc_width), lanes), reset_less=True)
+        o_payload = Signal.like(self.o.payload, reset_less=True)   # data: o.valid gates it
+        m.d.comb += self.o.payload.eq(o_payload)
         acc_next = Signal(data.ArrayLayout(signed(acc_width), lanes))
         m.d.comb += bias_read.addr.eq(s5["g"])
         for lane in range(lanes):
@@ -485,13 +490,12 @@ class StemConv(wiring.Component):
             with m.If(s5["last"]):
                 if split > 1:
                     # Channel o: the low half's rows (lane o) plus the high half's (o + half).
-                    m.d.sync += [self.o.payload.values[lane].eq(
+                    m.d.sync += [o_payload.values[lane].eq(
                         acc_next[lane] + acc_next[lane + half] if lane < half else 0)
                         for lane in range(lanes)]
                 else:
-                    m.d.sync += self.o.payload.values.eq(acc_next)
+                    m.d.sync += o_payload.values.eq(acc_next)
                 m.d.sync += [self.o.valid.eq(1),
-                             self.o.payload.position.eq(s5["position"]),
-                             self.o.payload.group.eq(s5["g"]),
-                             self.o.payload.last.eq(s5["final"])]
+                             o_payload.position.eq(s5["position"]),
+                             o_payload.group.eq(s5["g"]), o_payload.last.eq(s5["final"])]
         return m

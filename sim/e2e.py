@@ -999,7 +999,8 @@ def run_at(network: QuantizedNetwork, time_steps: int):
 
 
 def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | None = None,
-             axi: dict | None = None, time_steps: int | None = None) -> dict:
+             axi: dict | None = None, time_steps: int | None = None,
+             reset_after: int | None = None) -> dict:
     """Run ``inputs`` through the network RTL and the golden models; return the summary.
 
     Writes the testbench's case and results into ``out``. The summary holds, per image, the RTL
@@ -1009,7 +1010,8 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
     ``axi``: with ``network.weights == "axi"``, the external memory's settings over
     :data:`AXI_DEFAULTS`. ``time_steps``: run the design (built for ``network.T`` time steps)
     for this many, 1 to ``network.T``, through its ``time_steps`` port; the golden models run
-    the same weights at that T (default: ``network.T``).
+    the same weights at that T (default: ``network.T``). ``reset_after``: first start the last
+    image and reset the design this many cycles into it (pixel input only).
     """
     import torch
 
@@ -1044,7 +1046,8 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
         env = {"NET_CASE": str(case), "NET_META": str(case) + ".json",
                "NET_MAX_CYCLES": str(int(bound) + 1_000_000),
                "NET_RESULTS": str(results),
-               "NET_CORE": "core" if hasattr(dut, "weight_addr") else ""}
+               "NET_CORE": "core" if hasattr(dut, "weight_addr") else "",
+               "NET_RESET_AFTER": str(reset_after or 0)}
         if network.weights == "axi":
             memory = {**AXI_DEFAULTS, **(axi or {})}
             env.update(NET_WEIGHTS=str(axi_image(verilog_path(network))),
@@ -1096,7 +1099,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 variant_name: str | None = None, inputs=None, sdsa: int | None = None,
                 weights: str = "internal", axi: dict | None = None,
                 time_steps: int | None = None, schedule: str = "time",
-                parameters: str = "internal") -> dict:
+                parameters: str = "internal", reset_after: int | None = None) -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1106,7 +1109,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
                       sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
-                    axi=axi, time_steps=time_steps)
+                    axi=axi, time_steps=time_steps, reset_after=reset_after)
 
 
 def _sops(dut, net, trace, step, t, image):
