@@ -275,9 +275,9 @@ def memory_images(verilog: str, directory: Path) -> tuple[str, dict[str, str]]:
     Yosys writes a memory's initial contents as one assignment per word, which Verilator turns
     into one C++ statement per word: the whole network's 90 K weight words and 7 K membrane words
     took a third of its C++ compile time. A block of at least :data:`IMAGE_MIN_WORDS` words
-    numbered 0, 1, 2, ... of one memory becomes ``initial $readmemh("<file>", name);``, its words
-    written in order to ``<file>`` under ``directory`` (absolute, so that the simulator finds it
-    from any working directory). The contents and the time at which they are loaded (time 0,
+    numbered 0, 1, 2, ... of one memory becomes ``initial $readmemh("<file>", name, 0, last);``,
+    its words written in order to ``<file>`` under ``directory`` (absolute, so that the simulator
+    finds it from any working directory). The contents and the time at which they are loaded (time 0,
     before any clock edge) are unchanged; any other block is left as it is.
 
     Returns the new text and the images, ``{file name: text}``, for the caller to write.
@@ -295,7 +295,10 @@ def memory_images(verilog: str, directory: Path) -> tuple[str, dict[str, str]]:
         name = words[0]["name"]
         file = f"memory_{len(images)}.hex"
         images[file] = "".join(w["digits"] + "\n" for w in words)
-        return f'{match["indent"]}initial $readmemh("{(directory / file).as_posix()}", {name});\n'
+        # explicit first and last addresses: Yosys declares ``[N-1:0]``, and without them the
+        # standards differ on where the file's first word goes (1364-2001: the left address)
+        return (f'{match["indent"]}initial $readmemh("{(directory / file).as_posix()}", {name}, '
+                f'0, {len(words) - 1});\n')
 
     return _INIT_BLOCK.sub(replace, verilog), images
 

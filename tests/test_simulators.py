@@ -189,3 +189,72 @@ def test_waves_on_verilator(monkeypatch):
 @NEEDS_ICARUS
 def test_waves_on_icarus(monkeypatch):
     _lif_with_waves("icarus", monkeypatch)
+
+
+def _rom_verilog(words):
+    """A Yosys-written module ``rom`` with ``words`` as a memory's initial contents, read
+    asynchronously at ``addr``."""
+    from amaranth import Module, unsigned
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+
+    class Rom(wiring.Component):
+        addr: In(range(len(words)))
+        data: Out(16)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.table = table = Memory(shape=unsigned(16), depth=len(words), init=words)
+            read = table.read_port(domain="comb")
+            m.d.comb += [read.addr.eq(self.addr), self.data.eq(read.data)]
+            return m
+
+    return verilog.convert(Rom(), name="rom", emit_src=False)
+
+
+def test_memory_images_move_large_initialisations_only(tmp_path):
+    """A memory of at least IMAGE_MIN_WORDS words becomes one ``$readmemh`` of an image holding
+    its words in order; a small one, and a block that is not words 0, 1, 2, ... of one memory,
+    stay as they are."""
+    words = [(n * 7919) % 65536 for n in range(toolchain.IMAGE_MIN_WORDS + 36)]
+    text = _rom_verilog(words)
+    assert text.count("] = 16'h") == len(words)     # Yosys' shape: one assignment per word
+    moved, images = toolchain.memory_images(text, tmp_path)
+    assert list(images) == ["memory_0.hex"]
+    assert [int(line, 16) for line in images["memory_0.hex"].split()] == words
+    assert "] = 16'h" not in moved
+    assert moved.count(f'$readmemh("{(tmp_path / "memory_0.hex").as_posix()}", ') == 1
+    assert f", 0, {len(words) - 1});" in moved      # first and last address: no standard's doubt
+    small = _rom_verilog(words[:toolchain.IMAGE_MIN_WORDS - 1])
+    assert toolchain.memory_images(small, tmp_path) == (small, {})
+    swapped = text.replace("[0] = 16'h", "[1] = 16'h", 1)   # words 1, 1, 2, ...: left alone
+    assert toolchain.memory_images(swapped, tmp_path) == (swapped, {})
+
+
+@pytest.mark.icarus
+@NEEDS_ICARUS
+def test_memory_images_read_the_same_words_on_icarus(tmp_path):
+    """The moved memory reads the same words at time 1 as the Yosys-written one."""
+    words = [(n * 40503) % 65536 for n in range(toolchain.IMAGE_MIN_WORDS + 5)]
+    text = _rom_verilog(words)
+    bench = ("module tb; reg [6:0] a = 0; wire [15:0] d; rom dut(.addr(a), .data(d));\n"
+             "integer i; initial begin #1; for (i = 0; i < %d; i = i + 1) begin a = i; #1 "
+             "$display(\"%%h\", d); end end endmodule\n" % len(words))
+    outputs = {}
+    for label, source_text in (("inline", text),
+                               ("image", toolchain.memory_images(text, tmp_path)[0])):
+        if label == "image":
+            for file, image in toolchain.memory_images(text, tmp_path)[1].items():
+                (tmp_path / file).write_text(image)
+        source = tmp_path / f"{label}.v"
+        source.write_text(time_zero_safe(source_text) + bench)
+        binary = tmp_path / f"{label}.vvp"
+        subprocess.run(["iverilog", "-g2012", "-s", "tb", "-o", str(binary), str(source)],
+                       check=True)
+        run = subprocess.run(["vvp", "-n", str(binary)], check=True, capture_output=True,
+                             text=True)
+        assert "WARNING" not in run.stdout, run.stdout
+        outputs[label] = [int(line, 16) for line in run.stdout.split()]
+    assert outputs["inline"] == words
+    assert outputs["image"] == words
