@@ -72,11 +72,16 @@ $(STAMP): pyproject.toml
 TEST_ENV := OMP_NUM_THREADS=1
 
 # --dist loadgroup: tests sharing one Verilator build (xdist_group) run on one worker, one after
-# the other, instead of one worker waiting on the other's build lock.
+# the other, instead of one worker waiting on the other's build lock. The sources are compiled to
+# bytecode first: the suite starts many Python processes (CLIs, cocotb), and where
+# PYTHONDONTWRITEBYTECODE is set each of them would compile every module it imports again.
+PYC := $(PY) -m compileall -q golden quant hw sim rtl_gen tests >/dev/null
 test: install
+	$(PYC)
 	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
 
 test-all: install
+	$(PYC)
 	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
 
 CONFIG ?= rtl_gen/configs/default.json
