@@ -675,7 +675,7 @@ class ProgEngine(wiring.Component):
         c_addr = Signal(bank_bits, reset_less=True)
         c_data = Signal(word_bits, reset_less=True)      # the RAM word, registered raw
         c_weight = Signal(lanes * w_width, reset_less=True)
-        c_select = Signal(2, reset_less=True)            # 0: c_data, 1: D, 2: E, 3: F
+        c_select = Signal(2, reset_less=True)   # 0: c_data, 1: D, 2: E, 3: F
         d_valid = Signal()
         d_addr = Signal(bank_bits, reset_less=True)
         d_sum = Signal(word_bits, reset_less=True)

@@ -393,7 +393,7 @@ EQUIVALENT: dict[tuple, str] = {
         'a register/field one bit (or more) wider than needed: it holds the same values',
     ('hw/progengine.py', 'm.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),', 72, '2 -> 3'):
         'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
-    ('hw/progengine.py', 'c_select = Signal(2)            # 0: c_data, 1: D, 2: E, 3: F', 19, '2 -> 3'):
+    ('hw/progengine.py', 'c_select = Signal(2, reset_less=True)   # 0: c_data, 1: D, 2: E, 3: F', 19, '2 -> 3'):
         'a selector one bit wider: it holds the same 0..3',
     ('hw/progengine.py', '"index": unsigned(bank_bits), "last": 1,', 39, '1 -> 2'):
         'a pipeline coordinate flag one bit wider: it carries the same 0/1 to the 1-bit output field',
@@ -580,7 +580,7 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/mapwriter.py', 'wr_h = Signal(range(heads + 1), name="wr_h")', 27, '+ -> -'):
         'the head counter is only compared with heads - 2 (h_next_last), which range(heads - 1) '
         'still holds; its last increment may wrap, after the final beat',
-    ('hw/mapwriter.py', 'row_buf = [[Signal(RB, name=f"row_{i}_{b}") for b in range(lanes)] for i in range(2)]', 83, '2 -> 3'):
+    ('hw/mapwriter.py', 'for i in range(2)]', 16, '2 -> 3'):
         'a third row buffer that nothing selects (fill and fl_buf are one bit)',
     ('hw/mapwriter.py', 'm.d.comb += flush_word[b * W:(b + 1) * W].eq(picked & desc.dst_mask)', 35, '1 -> 2'):
         "a slice past the bank: the extra bits are truncated on assignment (fd_word, extracted) or overwritten by the next bank's assignment (the flush word)",
