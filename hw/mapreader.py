@@ -27,7 +27,9 @@ copies, ``spike_word`` for the engine feed's bank multiplexer and ``sd_word`` fo
 feed's bit select (one register feeding both multiplexers, which cut the word along different
 axes, was a routing hot spot); for the engine the chosen bank is registered again before the
 engine sees it. Each
-stage holds its beat until the next one takes it. Both read addresses live in registers stepped
+stage holds its beat until the next one takes it; behind the last (``fo``) a skid register takes
+the beat the engine refuses, so the stages advance on flip-flops alone and the engine's ready
+reaches only the skid (the beats reach the engine in the same cycles as without it). Both read addresses live in registers stepped
 by additions; the SDSA's reads go through one more address register. An SDSA read returns three
 cycles after its request (address register, memory, ``sd_word``): a token is offered
 ``3 n + 4`` cycles after the feed starts or after the previous token is taken, ``n`` the words
@@ -232,16 +234,31 @@ class SpikeMapReader(wiring.Component):
                     with m.Case(offset):
                         m.d.comb += fd_row_bits.eq(fd_word[offset:])
         fo_valid = Signal(name="fo_valid")
-        fo_bits = Signal(W, name="fo_bits")
-        fo_last = Signal(name="fo_last")
+        fo_bits = Signal(W, name="fo_bits", reset_less=True)
+        fo_last = Signal(name="fo_last", reset_less=True)
         fo_take = Signal(name="fo_take")
-        m.d.comb += [fo_take.eq(~fo_valid | self.o.ready),
+        # A skid register behind ``fo``: the engine's ``o.ready`` only decides whether ``fo``'s
+        # beat leaves or waits in the skid (``sk``); every stage before advances on flip-flops
+        # (``sk_valid`` low), so the engine's ready, from the far side of the chip, does not
+        # reach the read port's enable and the counters' enables. A beat waiting in the skid
+        # goes first; the beats reach the engine in the same cycles as without it (the pipeline
+        # merely fills one beat further while the engine waits).
+        sk_valid = Signal(name="sk_valid")
+        sk_bits = Signal(W, name="sk_bits", reset_less=True)
+        sk_last = Signal(name="sk_last", reset_less=True)
+        out_bits = Mux(sk_valid, sk_bits, fo_bits)
+        m.d.comb += [fo_take.eq(~sk_valid),
                      fw_take.eq(~fw_valid | fo_take),
                      fd_advance.eq(~fd_valid | fw_take),
-                     self.o.valid.eq(fo_valid),
-                     self.o.payload.bits.eq(fo_bits if len(self._shifts) == 1
-                                            else fo_bits & desc.src_mask),
-                     self.o.payload.last.eq(fo_last)]
+                     self.o.valid.eq(fo_valid | sk_valid),
+                     self.o.payload.bits.eq(out_bits if len(self._shifts) == 1
+                                            else out_bits & desc.src_mask),
+                     self.o.payload.last.eq(Mux(sk_valid, sk_last, fo_last))]
+        with m.If(sk_valid):
+            with m.If(self.o.ready):
+                m.d.sync += sk_valid.eq(0)
+        with m.Elif(fo_valid & ~self.o.ready):
+            m.d.sync += [sk_valid.eq(1), sk_bits.eq(fo_bits), sk_last.eq(fo_last)]
         # Two copies of the memory's word: the engine feed's bank multiplexer and the SDSA's
         # bit select cut the word along different axes (by bank, by bit), and one register
         # feeding both left nextpnr a routing knot; each copy sits by its own multiplexer.

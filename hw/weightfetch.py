@@ -463,6 +463,8 @@ class WeightFetcher(wiring.Component):
         t_channels_m1 = table([layer.channels - 1 for layer in ring.layers], chan_bits)
         t_offset = table([layer.offset for layer in ring.layers], P)
         t_block = table([1 << layer.block_log for layer in ring.layers], P)
+        t_end = table([(layer.offset + (1 << layer.block_log)) % (1 << P)
+                       for layer in ring.layers], P)
         t_block_beats = table([layer.block_words * ring.beats for layer in ring.layers],
                               bits_for(max_block_beats + 1))
         t_kernel_m1 = table([layer.kernel - 1 for layer in ring.layers], bits_for(kmax + 1))
@@ -510,13 +512,17 @@ class WeightFetcher(wiring.Component):
                     m.d.sync += e_index.eq(e_index + 1)
         # Every block below ``free`` has been read for the last time. Two registers after the
         # engine's: a block's last read is at most a cycle after ``block_done`` passes it.
+        # ``free_limit`` = free + depth + 1, registered beside ``free``: a block fits when it
+        # ends below it (one subtraction on the request's path, not two).
         free_now = Signal(P)
         free_d = Signal(P)
         free = Signal(P)
+        free_limit = Signal(P)
         m.d.comb += free_now.eq(g_cur + Mux(releasing, self.block_done, 0))
-        m.d.sync += [free_d.eq(free_now), free.eq(free_d)]
+        m.d.sync += [free_d.eq(free_now), free.eq(free_d),
+                     free_limit.eq(free_d + (ring.depth + 1))]
         with m.If(self.start):
-            m.d.sync += [free_d.eq(0), free.eq(0)]
+            m.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]
 
         loaded = Signal(P)        # every block below it is in the ring
         avail = Signal(signed(P))
@@ -534,7 +540,7 @@ class WeightFetcher(wiring.Component):
         a_addr = Signal(AW)       # next beat's byte address (from the image's start)
         a_left = Signal(bits_for(max_block_beats + 1))   # beats of the block not requested
         a_block_beats = Signal.like(a_left)
-        a_pos = Signal(P)         # sequence position of the block being requested
+        a_end = Signal(P)         # sequence position just past the block being requested
         a_block = Signal(P)       # its size in ring words
         a_time = Signal(P)
         a_load = Signal()         # load the layer's constants next cycle
@@ -552,9 +558,10 @@ class WeightFetcher(wiring.Component):
         m.d.comb += room.eq((BOUNDARY >> beat_log) - ((self.base + a_addr)[beat_log:12]))
         burst = Signal(range(MAX_BURST + 1))
         fits = Signal()           # the block's slot is free: it ends <= free + depth
-        ahead = Signal(signed(P))   # modulo 2 ** P: the pointers wrap
-        m.d.comb += [ahead.eq(a_pos + a_block - free),
-                     fits.eq(ahead <= ring.depth)]
+        beyond = Signal(signed(P))   # a_end - (free + depth + 1), modulo 2 ** P: the pointers
+        # wrap, and their differences stay far inside the signed range (``pointer_bits``)
+        m.d.comb += [beyond.eq(a_end - free_limit),
+                     fits.eq(beyond < 0)]
         left_now = Mux(a_new_block, a_block_beats, a_left)
         capped = Signal.like(burst)
         m.d.comb += capped.eq(Mux(left_now > MAX_BURST, MAX_BURST, left_now))
@@ -571,7 +578,7 @@ class WeightFetcher(wiring.Component):
             m.d.sync += [a_load.eq(0), a_c.eq(0), a_c_last.eq(t_channels_m1[a_layer]),
                          a_addr.eq(t_address[a_layer]), a_left.eq(0),
                          a_block_beats.eq(t_block_beats[a_layer]),
-                         a_pos.eq(a_time + t_offset[a_layer]), a_block.eq(t_block[a_layer])]
+                         a_end.eq(a_time + t_end[a_layer]), a_block.eq(t_block[a_layer])]
         with m.Elif(a_active & (~a_issue | self._port("arready"))):
             # The next burst into the AR registers (in the cycle the previous one is taken: a
             # burst a cycle); a block's first burst waits for its slot.
@@ -582,7 +589,7 @@ class WeightFetcher(wiring.Component):
                 with m.If(left_now == burst):
                     # The block's last burst: step to the next block, layer or time step.
                     with m.If(a_c != a_c_last):
-                        m.d.sync += [a_c.eq(a_c + 1), a_pos.eq(a_pos + a_block)]
+                        m.d.sync += [a_c.eq(a_c + 1), a_end.eq(a_end + a_block)]
                     with m.Else():
                         m.d.sync += a_load.eq(1)
                         if ring.layer_major:
