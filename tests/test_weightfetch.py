@@ -117,7 +117,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
     dut = WeightFetcher(ring, T)
     rng = random.Random(seed)
     beat_bytes = data_width // 8
-    log = {"bursts": [], "checked": 0, "cycles": 0}
+    log = {"bursts": [], "checked": 0, "cycles": 0, "writes": 0, "writes_at_first_done": None}
 
     async def bench(ctx):
         memory = bytes(base) + image
@@ -164,6 +164,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
             # --- the ring's writes ---
             if ctx.get(dut.write.en):
                 ring_model[ctx.get(dut.write.addr)] = ctx.get(dut.write.data)
+                log["writes"] += 1
             # --- the engine ---
             layer, c, first = blocks[0]
             ctx.set(dut.layer_start, 0)
@@ -184,6 +185,8 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                         assert ring_model.get(address) == word, (
                             f"cycle {cycle}: {layer.name} channel {c}: ring word {address}")
                     log["checked"] += 1
+                    if log["writes_at_first_done"] is None:
+                        log["writes_at_first_done"] = log["writes"]
                     ctx.set(dut.block_done, (c + 1) << layer.block_log)
                     blocks.pop(0)
                     state = "start"
@@ -302,6 +305,41 @@ def test_slow_engine_fills_the_ring_and_waits():
     """An engine that holds every block 40 cycles: the fetcher runs a ring ahead and stops."""
     ring, log = run_fetcher(4, 8, 64, 64, 1, seed=5, latency=(1, 4), pause=0.0, hold=(40, 40))
     assert log["checked"] == sum(layer.channels for layer in ring.layers)
+
+
+def test_fetcher_runs_exactly_a_ring_ahead():
+    """An engine holding its first block 300 cycles, a memory answering at once: before the
+    engine frees anything the fetcher writes every block that ends within the ring's ``depth``
+    positions of the run's start, and not a word more (the ``fits`` test, reference: the ring's
+    own visit positions)."""
+    depth = 64
+    ring, log = run_fetcher(4, 8, 64, depth, 1, seed=5, latency=(1, 1), pause=0.0,
+                            hold=(300, 300))
+    want = 0
+    for visit in ring.visits(1):
+        layer = ring.layers[visit.layer]
+        for c in range(layer.channels):
+            if visit.position + ((c + 1) << layer.block_log) > depth:
+                break
+            want += layer.block_words
+        else:
+            continue
+        break
+    assert 0 < want and log["writes_at_first_done"] == want, (log["writes_at_first_done"], want)
+
+
+def test_a_kept_layer_is_not_overwritten_while_held():
+    """Layer schedule, T=2: a layer of one-word blocks fits the ring and is kept for its second
+    visit, while the next layer (80 one-word blocks, more than the ring) is fetched behind it at
+    every visit. A slow engine lets the fetcher run as far as it may: one word more than the
+    ring would overwrite the kept layer's first word before its second visit reads it."""
+    # (name, Cin, Cout, kernel): a block an input channel, one word for 4 outputs at 4 lanes
+    layers = [("kept", 6, 4, 1), ("wide", 80, 4, 1)]
+    ring, log = run_fetcher(4, 8, 64, 64, 2, seed=7, latency=(1, 1), pause=0.0, hold=(40, 40),
+                            schedule="layer", layers=layers)
+    assert [layer.block_words for layer in ring.layers] == [1, 1]
+    assert ring.layers[0].ring_words <= 64 < ring.layers[1].ring_words
+    assert log["checked"] == 2 * (6 + 80)
 
 
 def test_fast_memory_keeps_up():
