@@ -85,10 +85,12 @@ LINT_WAIVERS = (
     "-Wno-CASEOVERLAP",
 )
 
-#: Optimisation for the simulation model. -O1 against -O2, the odd test model (8 lanes, T=2,
-#: 524,812 cycles), one run each on an idle 2-core machine: C++ compile 27.4 s against 41.7 s,
-#: simulation 10.7 s against 12.7 s (-O2 was about 1.6x faster than Verilator's -Os; -O0 is
-#: 7x slower to simulate). Part of a build's identity (its directory's key).
+#: Optimisation for the simulation model: -O1. Against -O2 on an idle 2-core machine: the demo
+#: network's C++ compiles in 0.75x the time (median of 3: 30.3 s against 40.6 s) and simulates
+#: as fast (4 digits, T=1, median of 3: 7.3 s against 7.0 s, within the runs' spread; the odd
+#: test model at T=2, one run each: 10.7 s against 12.7 s). -O2 was about 1.6x faster than
+#: Verilator's -Os; -O0 compiles in half the time of -O1 but simulates 7x slower. Part of a
+#: build's identity (its directory's key).
 _OPT_FLAGS = ("OPT_FAST=-O1", "OPT_GLOBAL=-O1")
 
 
