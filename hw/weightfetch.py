@@ -537,7 +537,11 @@ class WeightFetcher(wiring.Component):
         a_layer = Signal(range(max(2, L)))
         a_c = Signal(chan_bits)
         a_c_last = Signal(chan_bits)
-        a_addr = Signal(AW)       # next beat's byte address (from the image's start)
+        a_addr = Signal(AW)       # next beat's byte address in external memory (base + ...)
+        # Beats from a_addr to the next 4 KB boundary (1 .. a page), kept beside a_addr: a burst
+        # that reaches the boundary sets it to a page, any other takes its beats off it.
+        page_beats = BOUNDARY >> beat_log
+        room = Signal(range(page_beats + 1))
         a_left = Signal(bits_for(max_block_beats + 1))   # beats of the block not requested
         a_block_beats = Signal.like(a_left)
         a_end = Signal(P)         # sequence position just past the block being requested
@@ -554,8 +558,6 @@ class WeightFetcher(wiring.Component):
                      self._port("arcache").eq(0b0011), self._port("arprot").eq(0),
                      self._port("arvalid").eq(a_issue)]
 
-        room = Signal(range(BOUNDARY // beat_bytes + 1))
-        m.d.comb += room.eq((BOUNDARY >> beat_log) - ((self.base + a_addr)[beat_log:12]))
         burst = Signal(range(MAX_BURST + 1))
         fits = Signal()           # the block's slot is free: it ends <= free + depth
         beyond = Signal(signed(P))   # a_end - (free + depth + 1), modulo 2 ** P: the pointers
@@ -565,7 +567,16 @@ class WeightFetcher(wiring.Component):
         left_now = Mux(a_new_block, a_block_beats, a_left)
         capped = Signal.like(burst)
         m.d.comb += capped.eq(Mux(left_now > MAX_BURST, MAX_BURST, left_now))
-        m.d.comb += burst.eq(Mux(capped > room, room, capped))
+        # ``reach``: the burst ends at the boundary (its beats: ``room``). Each result is chosen
+        # between two values computed side by side, not computed from ``burst``: no carry chain
+        # follows another on the way from ``room`` and ``a_left`` back to the registers.
+        reach = Signal()
+        m.d.comb += [reach.eq(capped >= room), burst.eq(Mux(reach, room, capped))]
+        next_page = Cat(Const(0, 12), a_addr[12:] + 1)
+        block_last = Mux(reach, left_now == room, left_now <= MAX_BURST)   # left_now == burst
+        # the layer's first beat: its low address bits give the room (a short addition)
+        load_low = Signal(12 - beat_log)
+        m.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])
 
         with m.If(a_issue & self._port("arready")):
             m.d.sync += a_issue.eq(0)
@@ -576,17 +587,19 @@ class WeightFetcher(wiring.Component):
         with m.Elif(a_load):
             # Layer constants into registers; the first block starts.
             m.d.sync += [a_load.eq(0), a_c.eq(0), a_c_last.eq(t_channels_m1[a_layer]),
-                         a_addr.eq(t_address[a_layer]), a_left.eq(0),
+                         a_addr.eq(self.base + t_address[a_layer]),
+                         room.eq(page_beats - load_low), a_left.eq(0),
                          a_block_beats.eq(t_block_beats[a_layer]),
                          a_end.eq(a_time + t_end[a_layer]), a_block.eq(t_block[a_layer])]
         with m.Elif(a_active & (~a_issue | self._port("arready"))):
             # The next burst into the AR registers (in the cycle the previous one is taken: a
             # burst a cycle); a block's first burst waits for its slot.
             with m.If(~a_new_block | fits):
-                m.d.sync += [a_issue.eq(1), ar_addr.eq(self.base + a_addr),
-                             ar_len.eq(burst - 1), a_addr.eq(a_addr + (burst << beat_log)),
-                             a_left.eq(left_now - burst)]
-                with m.If(left_now == burst):
+                m.d.sync += [a_issue.eq(1), ar_addr.eq(a_addr), ar_len.eq(burst - 1),
+                             a_addr.eq(Mux(reach, next_page, a_addr + (capped << beat_log))),
+                             room.eq(Mux(reach, page_beats, room - capped)),
+                             a_left.eq(Mux(reach, left_now - room, left_now - capped))]
+                with m.If(block_last):
                     # The block's last burst: step to the next block, layer or time step.
                     with m.If(a_c != a_c_last):
                         m.d.sync += [a_c.eq(a_c + 1), a_end.eq(a_end + a_block)]

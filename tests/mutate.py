@@ -452,6 +452,13 @@ EQUIVALENT: dict[tuple, str] = {
         'a sums memory one word deeper than a one-group pool needs: the extra word is never addressed',
     ('hw/residual.py', 'kept = Signal(max(2, groups), name="pool_kept")', 19, '2 -> 3'):
         'a kept register one bit wider than a one-group pool needs: the extra bit is never addressed',
+    # hw/weightfetch.py the AR walker's room and first-beat offset (reviewed survivors)
+    ('hw/weightfetch.py', 'room = Signal(range(page_beats + 1))', 34, '1 -> 2'):
+        'range(page_beats + 2) has the width of range(page_beats + 1): page_beats is a power of two',
+    ('hw/weightfetch.py', 'm.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])', 44, '12 -> 13'):
+        "bit 12 of the base adds to load_low's bit 12 - beat_log, which its width drops",
+    ('hw/weightfetch.py', 'm.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])', 78, '12 -> 13'):
+        "bit 12 of the layer's address adds to load_low's bit 12 - beat_log, which its width drops",
     # hw/mapreader.py, hw/plan.py, hw/descriptor.py dense q/k/v maps (reviewed survivors)
     ('hw/mapreader.py', 'nx_sum = Signal(range(2 * lanes), name="sd_nx_sum")', 23, '2 -> 3'):
         'a wider sum register: the sum of an offset and a step, both below lanes, is below 2 lanes',

@@ -117,7 +117,8 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
     dut = WeightFetcher(ring, T)
     rng = random.Random(seed)
     beat_bytes = data_width // 8
-    log = {"bursts": [], "checked": 0, "cycles": 0, "writes": 0, "writes_at_first_done": None}
+    log = {"bursts": [], "checked": 0, "cycles": 0, "writes": 0, "writes_at_first_done": None,
+           "ar_cycles": []}
 
     async def bench(ctx):
         memory = bytes(base) + image
@@ -146,6 +147,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                 assert ctx.get(dut.m_axi_arsize) == (beat_bytes - 1).bit_length()
                 assert ctx.get(dut.m_axi_arburst) == 1
                 log["bursts"].append((address, beats))
+                log["ar_cycles"].append(cycle)
                 pending.append([cycle + rng.randint(*latency), address, beats,
                                 len(log["bursts"]) - 1 == bad_burst])
             rvalid = bool(pending) and pending[0][0] <= cycle and rng.random() >= pause
@@ -222,6 +224,30 @@ def test_fetcher_fills_the_ring_under_back_pressure(lanes, weight_width, data_wi
     assert log["bursts"] == ring.request_order(0x3F00) * T
     assert log["bytes"] == T * sum(beats for _, beats in ring.request_order()) * data_width // 8
     assert log["error"] == 0
+
+
+@pytest.mark.parametrize("base, layers", [
+    # a base just below a page: the later layers' first beats are past the boundary, so their
+    # room (the page's beats after them) wraps round the page, and the last layer (4.7 KB)
+    # crosses the next boundary
+    pytest.param(0xFC0, LAYERS[:2] + [("c", 12, 4, 7)], id="base-below-a-page"),
+    # page-aligned blocks of exactly 256 beats (64 words of 4 beats): each is one burst of the
+    # most beats that does not reach the boundary
+    pytest.param(0, [("wide", 2, 1024, 1)], id="blocks-of-256-beats"),
+])
+def test_bursts_at_the_edges_of_pages_and_lengths(base, layers):
+    """The bursts follow the reference (``request_order``) where a layer's first beat lies past
+    a page boundary and where a block is exactly a longest burst; with a memory that never
+    pauses, the walker offers a burst in the cycle the previous one is taken (back to back)."""
+    lanes, weight_width, data_width = (4, 8, 64) if base else (16, 7, 32)
+    ring, log = run_fetcher(lanes, weight_width, data_width, 256, 1, seed=8, latency=(1, 1),
+                            pause=0.0, base=base, layers=layers)
+    assert log["bursts"] == ring.request_order(base)
+    assert log["checked"] == sum(layer.channels for layer in ring.layers)
+    if not base:
+        assert [beats for _, beats in log["bursts"]] == [MAX_BURST, MAX_BURST]
+    gaps = {b - a for a, b in zip(log["ar_cycles"], log["ar_cycles"][1:])}
+    assert min(gaps) == 1, sorted(gaps)
 
 
 @pytest.mark.parametrize("time_steps", [pytest.param(1, marks=pytest.mark.slow), 2])
