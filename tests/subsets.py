@@ -28,8 +28,9 @@ def rotated(shapes, patterns, per_shape: int = 1) -> list:
 def fast_few(points, fast) -> list:
     """pytest params of the design points ``points`` (names, in order): those in ``fast`` run in
     ``make test``, every other is marked ``slow`` (``make test-all``). For the Verilator builds of
-    single units, whose logic the Amaranth-simulator tests cover at every point and whose Verilog
-    the whole-network test builds in ``make test``: each build costs ``make test`` 5-15 s."""
+    single units, whose logic the Amaranth-simulator tests cover at every point (the network's
+    own units are also built as Verilog by ``make test``'s whole-network test): each build costs
+    ``make test`` 5-15 s."""
     unknown = set(fast) - set(points)
     assert not unknown, f"no such design point: {sorted(unknown)}"
     return [pytest.param(point, marks=() if point in fast else (pytest.mark.slow,), id=point)
