@@ -361,7 +361,8 @@ class ControlBlock(wiring.Component):
     irq : Out(1)
         ``STATUS.IRQ_PENDING & CONTROL.IRQ_EN``.
     net : In(network)
-        The network's ports, seen from the other side.
+        The network's ports, seen from the other side. ``net.start`` pulses one cycle after the
+        write that STARTs a run is accepted (a register; BUSY is already set in that cycle).
 
     Registers: :func:`register_map` (``docs/control.md``).
     """
@@ -444,7 +445,12 @@ class ControlBlock(wiring.Component):
         start_request = Signal(name="start_request")
         start = Signal(name="start_accept")
         m.d.comb += start.eq(start_request & net.ready & ~busy)
-        m.d.comb += net.start.eq(start)
+        # The network sees the accepted START a cycle later, from a register: the decode of the
+        # AXI4-Lite write stays off the network's enables. BUSY is set in the accepting cycle,
+        # so no second START slips in between.
+        start_q = Signal(name="start_q")
+        m.d.sync += start_q.eq(start)
+        m.d.comb += net.start.eq(start_q)
         run_end = Signal(name="run_end")          # done rises: the run has ended
         clear_pending = Signal(name="clear_pending")
         m.d.sync += done_q.eq(net.done)

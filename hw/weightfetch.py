@@ -411,7 +411,8 @@ class WeightFetcher(wiring.Component):
     block_need : In(pointer_bits)
         End, relative to the layer, of the block of the engine's next item.
     block_ready : Out(1)
-        Combinational: ``block_need`` has been loaded (``loaded - layer base >= block_need``).
+        ``block_need`` has been loaded (``loaded - layer base >= block_need``): one compare of
+        ``block_need`` with a register that holds ``loaded - layer base``.
     error : Out(1)
         Sticky until ``start``: a read answered other than OKAY.
     bytes_read : Out(32)
@@ -498,10 +499,15 @@ class WeightFetcher(wiring.Component):
                     m.d.sync += e_t.eq(0)
                 with m.Else():
                     m.d.sync += [e_t.eq(e_t + 1), e_time.eq(e_time + t_stride[e_index])]
+        g_next = Signal(P)        # g_cur's value in the next cycle
+        m.d.comb += g_next.eq(g_cur)
+        m.d.sync += g_cur.eq(g_next)
         with m.If(self.start):
-            m.d.sync += [e_index.eq(0), e_time.eq(0), g_cur.eq(0), engaged.eq(0)]
+            m.d.comb += g_next.eq(0)
+            m.d.sync += [e_index.eq(0), e_time.eq(0), engaged.eq(0)]
         with m.Elif(self.layer_start):
-            m.d.sync += [g_cur.eq(e_time + t_offset[e_index]), engaged.eq(1)]
+            m.d.comb += g_next.eq(e_time + t_offset[e_index])
+            m.d.sync += engaged.eq(1)
             if ring.layer_major:
                 with m.If(e_t == e_t_last):
                     m.d.sync += e_index.eq(e_index + 1)
@@ -524,10 +530,15 @@ class WeightFetcher(wiring.Component):
         with m.If(self.start):
             m.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]
 
+        # ``avail`` = loaded - g_cur, kept in a register (computed from both next values, so
+        # it equals the difference in every cycle): the engine's gate is one compare of a
+        # register, with no subtraction in front of it.
         loaded = Signal(P)        # every block below it is in the ring
+        loaded_next = Signal(P)
         avail = Signal(signed(P))
-        m.d.comb += [avail.eq(loaded - g_cur),
-                     self.block_ready.eq(avail >= self.block_need.as_signed())]
+        m.d.comb += loaded_next.eq(loaded)
+        m.d.sync += [loaded.eq(loaded_next), avail.eq(loaded_next - g_next)]
+        m.d.comb += self.block_ready.eq(avail >= self.block_need.as_signed())
 
         # --- AR walker: one burst at a time into registers, block by block -------------------
         a_active = Signal()
@@ -663,7 +674,8 @@ class WeightFetcher(wiring.Component):
                 m.d.sync += w_t.eq(0)
         with m.If(self.start):
             m.d.sync += [w_layer.eq(0), w_time.eq(0), w_load.eq(1), w_beat.eq(0),
-                         loaded.eq(0), self.error.eq(0), self.bytes_read.eq(0)]
+                         self.error.eq(0), self.bytes_read.eq(0)]
+            m.d.comb += loaded_next.eq(0)
         with m.Elif(w_load):
             m.d.sync += [w_load.eq(0), w_c.eq(0), w_c_last.eq(t_channels_m1[w_layer]),
                          w_pos.eq(w_time + t_offset[w_layer]), w_block.eq(t_block[w_layer]),
@@ -671,7 +683,7 @@ class WeightFetcher(wiring.Component):
                          w_k_last.eq(t_kernel_m1[w_layer]), w_kx_step.eq(t_kx_step[w_layer]),
                          w_ky_step.eq(t_ky_step[w_layer]), w_row.eq(0), w_tap.eq(0)]
             # ``loaded`` runs up to the layer's first block: the alignment gap holds no block.
-            m.d.sync += loaded.eq(w_time + t_offset[w_layer])
+            m.d.comb += loaded_next.eq(w_time + t_offset[w_layer])
         with m.Elif(beat_ok):
             m.d.sync += self.bytes_read.eq(self.bytes_read + beat_bytes)
             with m.If(self._port("rresp") != 0):
@@ -692,8 +704,8 @@ class WeightFetcher(wiring.Component):
                                  w_row.eq(w_row + w_ky_step), w_tap.eq(w_row + w_ky_step)]
                 with m.Else():
                     # The block is in the ring.
-                    m.d.sync += [w_g.eq(0), w_kx.eq(0), w_ky.eq(0), w_row.eq(0), w_tap.eq(0),
-                                 loaded.eq(w_pos + w_block)]
+                    m.d.sync += [w_g.eq(0), w_kx.eq(0), w_ky.eq(0), w_row.eq(0), w_tap.eq(0)]
+                    m.d.comb += loaded_next.eq(w_pos + w_block)
                     with m.If(w_c != w_c_last):
                         m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block)]
                     with m.Else():
