@@ -221,21 +221,24 @@ class SpikeMapReader(wiring.Component):
             for b in range(lanes):
                 with m.Case(b):
                     m.d.comb += fd_word.eq(word_banks[b])
-        # A packed row: shifted down by its offset (a multiplexer over the offsets some map
-        # uses) into ``fo_bits``, and masked to the map's side after that register (the mask,
-        # a descriptor register, is stable while a beat waits), off the bank and offset
-        # multiplexers' path.
-        fd_row_bits = Signal(W, name="fd_row_bits")
-        if len(self._shifts) == 1:
-            m.d.comb += fd_row_bits.eq(fd_word)
-        else:
-            with m.Switch(fw_shift):
-                for offset in self._shifts:
-                    with m.Case(offset):
-                        m.d.comb += fd_row_bits.eq(fd_word[offset:])
+        # A packed row is shifted down by its offset (a multiplexer over the offsets some map
+        # uses) behind the ``fo`` register, on the way to the engine, and masked to the map's
+        # side there (the mask, a descriptor register, is stable while a beat waits): the bank
+        # multiplexer alone sits in front of ``fo``, the offset multiplexer and the mask behind
+        # it (no cycle more: the engine registers its input).
+        def shifted(bits, offset):
+            if len(self._shifts) == 1:
+                return bits
+            row = Signal(W)
+            with m.Switch(offset):
+                for value in self._shifts:
+                    with m.Case(value):
+                        m.d.comb += row.eq(bits[value:])
+            return row
         fo_valid = Signal(name="fo_valid")
         fo_bits = Signal(W, name="fo_bits", reset_less=True)
         fo_last = Signal(name="fo_last", reset_less=True)
+        fo_shift = Signal.like(fd_shift, name="fo_shift", reset_less=True)
         fo_take = Signal(name="fo_take")
         # A skid register behind ``fo``: the engine's ``o.ready`` only decides whether ``fo``'s
         # beat leaves or waits in the skid (``sk``); every stage before advances on flip-flops
@@ -246,7 +249,8 @@ class SpikeMapReader(wiring.Component):
         sk_valid = Signal(name="sk_valid")
         sk_bits = Signal(W, name="sk_bits", reset_less=True)
         sk_last = Signal(name="sk_last", reset_less=True)
-        out_bits = Mux(sk_valid, sk_bits, fo_bits)
+        sk_shift = Signal.like(fd_shift, name="sk_shift", reset_less=True)
+        out_bits = Mux(sk_valid, shifted(sk_bits, sk_shift), shifted(fo_bits, fo_shift))
         m.d.comb += [fo_take.eq(~sk_valid),
                      fw_take.eq(~fw_valid | fo_take),
                      fd_advance.eq(~fd_valid | fw_take),
@@ -258,7 +262,8 @@ class SpikeMapReader(wiring.Component):
             with m.If(self.o.ready):
                 m.d.sync += sk_valid.eq(0)
         with m.Elif(fo_valid & ~self.o.ready):
-            m.d.sync += [sk_valid.eq(1), sk_bits.eq(fo_bits), sk_last.eq(fo_last)]
+            m.d.sync += [sk_valid.eq(1), sk_bits.eq(fo_bits), sk_last.eq(fo_last),
+                         sk_shift.eq(fo_shift)]
         # Two copies of the memory's word: the engine feed's bank multiplexer and the SDSA's
         # bit select cut the word along different axes (by bank, by bit), and one register
         # feeding both left nextpnr a routing knot; each copy sits by its own multiplexer.
@@ -270,8 +275,8 @@ class SpikeMapReader(wiring.Component):
             m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode), fw_sel.eq(fd_sel),
                          fw_shift.eq(fd_shsel), fw_last.eq(fd_last)]
         with m.If(fo_take):
-            m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_row_bits),
-                         fo_last.eq(fw_last)]
+            m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_word),
+                         fo_shift.eq(fw_shift), fo_last.eq(fw_last)]
         fd_y_last = (fd_y == desc.src_height_m1)
         fd_is_last = (fd_c == desc.src_channels_m1) & fd_y_last
 
