@@ -25,8 +25,9 @@ Timing (ECP5): a block RAM's output is slow (5.8 ns clock-to-output on grade 6),
 output word is registered first and nothing but that register follows the memory: in two
 copies, ``spike_word`` for the engine feed's bank multiplexer and ``sd_word`` for the SDSA
 feed's bit select (one register feeding both multiplexers, which cut the word along different
-axes, was a routing hot spot); for the engine the chosen bank is registered again before the
-engine sees it. Each
+axes, was a routing hot spot); for the engine the chosen bank is registered again (``fo``), and
+the packed row's offset multiplexer and the side's mask sit behind that register, on the way
+into the engine's input register. Each
 stage holds its beat until the next one takes it; behind the last (``fo``) a skid register takes
 the beat the engine refuses, so the stages advance on flip-flops alone and the engine's ready
 reaches only the skid (the beats reach the engine in the same cycles as without it). Both read addresses live in registers stepped
