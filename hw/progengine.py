@@ -155,6 +155,9 @@ class ProgEngine(wiring.Component):
     block_need : Out(ring_pointer_bits)
         Ring mode only: ``(c + 1) << B`` of the decoded spike's channel ``c`` (``B = 2 *
         kernel_log + groups_log``): the end of its weight block relative to the layer.
+    block_need_load, block_need_take : Out(ring_pointer_bits), Out(1)
+        Ring mode only: ``block_need``'s next value is ``block_need_load`` when
+        ``block_need_take`` is high (the decode register takes an item), else it stays.
     block_ready : In(1)
         Ring mode only: the block ending at ``block_need`` is in the ring; the tap generator
         takes the decoded spike only then (combinational into its handshake).
@@ -200,7 +203,8 @@ class ProgEngine(wiring.Component):
                 shape=unsigned(self._lanes * self._accumulator_width)))
         if self._ring:
             ring_ports = {"frame_start": In(1), "block_done": Out(self._ring),
-                          "block_need": Out(self._ring), "block_ready": In(1)}
+                          "block_need": Out(self._ring), "block_need_load": Out(self._ring),
+                          "block_need_take": Out(1), "block_ready": In(1)}
         super().__init__({
             **ring_ports,
             "config": In(self.config_layout),
@@ -535,12 +539,19 @@ class ProgEngine(wiring.Component):
             ]
         if self._ring:
             # Weight blocks (ring mode): the decoded item's block, [c << B, (c + 1) << B).
+            # The block's end is computed a stage early (``pre_block_end``), so the next
+            # ``block_need`` is one of two registers (the weight fetcher compares both).
             dec_block = Signal(self._ring, name="dec_block")
             dec_block_end = Signal(self._ring, name="dec_block_end")
+            pre_block_end = Signal(self._ring, name="pre_block_end")
+            with m.If(take_spike):
+                m.d.sync += pre_block_end.eq((spike["c"] + 1) << c_shift)
             with m.If(take_pre):
                 m.d.sync += [dec_block.eq(pre["c"] << c_shift),
-                             dec_block_end.eq((pre["c"] + 1) << c_shift)]
-            m.d.comb += self.block_need.eq(dec_block_end)
+                             dec_block_end.eq(pre_block_end)]
+            m.d.comb += [self.block_need.eq(dec_block_end),
+                         self.block_need_load.eq(pre_block_end),
+                         self.block_need_take.eq(take_pre)]
 
         # --- tap generator: one (oy, ox, g) per cycle for the current spike ---
         # The end of each counter's run is a registered flag, set one step ahead, so the

@@ -374,6 +374,8 @@ class SharedNetwork(wiring.Component):
                          fetcher.base.eq(self.weight_address),
                          fetcher.block_done.eq(engine.block_done),
                          fetcher.block_need.eq(engine.block_need),
+                         fetcher.block_need_load.eq(engine.block_need_load),
+                         fetcher.block_need_take.eq(engine.block_need_take),
                          engine.block_ready.eq(fetcher.block_ready),
                          self.weight_error.eq(fetcher.error),
                          self.weight_bytes.eq(fetcher.bytes_read)]

@@ -410,9 +410,15 @@ class WeightFetcher(wiring.Component):
         engine's reads of a block are over).
     block_need : In(pointer_bits)
         End, relative to the layer, of the block of the engine's next item.
+    block_need_load, block_need_take : In(pointer_bits), In(1)
+        ``block_need``'s next value: ``block_need_load`` where ``block_need_take`` is high,
+        else ``block_need`` itself (``ProgEngine``'s ports of the same names).
     block_ready : Out(1)
-        ``block_need`` has been loaded (``loaded - layer base >= block_need``): one compare of
-        ``block_need`` with a register that holds ``loaded - layer base``.
+        ``block_need`` has been loaded (``loaded - layer base >= block_need``), in every cycle,
+        from a register: both candidates of the next cycle (``block_need`` and
+        ``block_need_load``) are compared with the next ``loaded - layer base`` side by side,
+        and ``block_need_take`` picks one, so no subtraction or compare lies between the
+        engine's registers and its handshake.
     error : Out(1)
         Sticky until ``start``: a read answered other than OKAY.
     bytes_read : Out(32)
@@ -432,7 +438,7 @@ class WeightFetcher(wiring.Component):
             "write": In(WritePort.Signature(addr_width=log2_ceil(ring.depth),
                                              shape=unsigned(ring.lanes * ring.weight_width))),
             "layer_start": In(1), "block_done": In(self.P), "block_need": In(self.P),
-            "block_ready": Out(1), "error": Out(1), "bytes_read": Out(32),
+            "block_need_load": In(self.P), "block_need_take": In(1), "block_ready": Out(1), "error": Out(1), "bytes_read": Out(32),
         }
         ports.update(axi4_read_ports(ring.address_width, ring.data_width))
         super().__init__(ports)
@@ -530,15 +536,19 @@ class WeightFetcher(wiring.Component):
         with m.If(self.start):
             m.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]
 
-        # ``avail`` = loaded - g_cur, kept in a register (computed from both next values, so
-        # it equals the difference in every cycle): the engine's gate is one compare of a
-        # register, with no subtraction in front of it.
+        # ``block_ready`` = (loaded - g_cur >= block_need) in a register, written from the next
+        # values of all three (so it holds in every cycle): the two candidates of the engine's
+        # next ``block_need`` are compared side by side, and the engine's handshake picks one.
         loaded = Signal(P)        # every block below it is in the ring
         loaded_next = Signal(P)
-        avail = Signal(signed(P))
-        m.d.comb += loaded_next.eq(loaded)
-        m.d.sync += [loaded.eq(loaded_next), avail.eq(loaded_next - g_next)]
-        m.d.comb += self.block_ready.eq(avail >= self.block_need.as_signed())
+        avail_next = Signal(signed(P))   # positions wrap: the difference modulo 2**P
+        ready = Signal(init=1)    # after reset: 0 - 0 >= 0
+        m.d.comb += [loaded_next.eq(loaded), avail_next.eq(loaded_next - g_next)]
+        m.d.sync += [loaded.eq(loaded_next),
+                     ready.eq(Mux(self.block_need_take,
+                                  avail_next >= self.block_need_load.as_signed(),
+                                  avail_next >= self.block_need.as_signed()))]
+        m.d.comb += self.block_ready.eq(ready)
 
         # --- AR walker: one burst at a time into registers, block by block -------------------
         a_active = Signal()

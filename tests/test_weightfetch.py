@@ -136,6 +136,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                   for c in range(ring.layers[visit.layer].channels)]
         state, wait = "start", 0
         cycle = 0
+        next_need = None   # block_need's value after this edge (the engine's decode register)
         while blocks:
             cycle += 1
             # --- AXI memory ---
@@ -170,11 +171,18 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
             # --- the engine ---
             layer, c, first = blocks[0]
             ctx.set(dut.layer_start, 0)
+            ctx.set(dut.block_need_take, 0)
             if state == "start":
                 if first:
                     ctx.set(dut.layer_start, 1)
                     ctx.set(dut.block_done, 0)
-                ctx.set(dut.block_need, (c + 1) << layer.block_log)
+                # block_need takes the new value at this edge (the engine's decode register)
+                need = (c + 1) << layer.block_log
+                ctx.set(dut.block_need_load, need)
+                ctx.set(dut.block_need_take, 1)
+                next_need = need
+                # the current block_need is the previous block's until the edge; a stale one
+                # here is what the fetcher must not use
                 state = "need"
             elif state == "need":
                 if ctx.get(dut.block_ready):
@@ -193,6 +201,9 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                     blocks.pop(0)
                     state = "start"
             await ctx.tick()
+            if next_need is not None:
+                ctx.set(dut.block_need, next_need)
+                next_need = None
         log["cycles"] = cycle
         ctx.set(dut.m_axi_arready, 1)
         ctx.set(dut.m_axi_rvalid, 0)
@@ -331,6 +342,19 @@ def test_slow_engine_fills_the_ring_and_waits():
     """An engine that holds every block 40 cycles: the fetcher runs a ring ahead and stops."""
     ring, log = run_fetcher(4, 8, 64, 64, 1, seed=5, latency=(1, 4), pause=0.0, hold=(40, 40))
     assert log["checked"] == sum(layer.channels for layer in ring.layers)
+
+
+def test_sequence_positions_wrap_within_a_run():
+    """A run long enough that the sequence positions pass ``2 ** pointer_bits`` and wrap: the
+    pointers' differences (``free_limit - a_end``, ``loaded - g_cur``) are taken modulo
+    ``2 ** pointer_bits``, and every block still arrives whole before the engine is let in."""
+    T = 10
+    ring, log = run_fetcher(4, 8, 64, 64, T, seed=7, latency=(1, 8), pause=0.1, hold=(0, 2))
+    end = max(visit.position + (ring.layers[visit.layer].channels
+                                << ring.layers[visit.layer].block_log)
+              for visit in ring.visits(T))
+    assert end > 1 << ring.pointer_bits, (end, ring.pointer_bits)
+    assert log["checked"] == T * sum(layer.channels for layer in ring.layers)
 
 
 def test_fetcher_runs_exactly_a_ring_ahead():
