@@ -459,6 +459,18 @@ EQUIVALENT: dict[tuple, str] = {
         "bit 12 of the base adds to load_low's bit 12 - beat_log, which its width drops",
     ('hw/weightfetch.py', 'm.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])', 78, '12 -> 13'):
         "bit 12 of the layer's address adds to load_low's bit 12 - beat_log, which its width drops",
+    # hw/weightfetch.py the free pointer's values at start (reviewed survivors): the AR walker
+    # prepares its first burst at cycle 2 and its second at cycle 3 or later; by cycle 2
+    # free_limit = free_d + depth + 1 from the engine side alone, and the run's first block
+    # (ending at most depth words in) fits whatever the start values were
+    ('hw/weightfetch.py', 'm.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]', 24, '0 -> 1'):
+        'free_d one higher in cycle 1 only: free_limit one higher in cycle 2, when only the first block (it fits anyway) is prepared',
+    ('hw/weightfetch.py', 'm.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]', 36, '0 -> 1'):
+        'free is read by nothing but the register that follows it: free_limit comes from free_d',
+    ('hw/weightfetch.py', 'm.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]', 65, '+ -> -'):
+        "free_limit's start value is seen in cycle 1 only, when no burst is prepared",
+    ('hw/weightfetch.py', 'm.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]', 67, '1 -> 2'):
+        "free_limit's start value is seen in cycle 1 only, when no burst is prepared",
     # hw/mapreader.py, hw/plan.py, hw/descriptor.py dense q/k/v maps (reviewed survivors)
     ('hw/mapreader.py', 'nx_sum = Signal(range(2 * lanes), name="sd_nx_sum")', 23, '2 -> 3'):
         'a wider sum register: the sum of an offset and a step, both below lanes, is below 2 lanes',

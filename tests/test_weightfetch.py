@@ -106,11 +106,13 @@ def test_request_order_respects_bursts_and_boundaries():
 
 def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 64), pause=0.3,
                 hold=(0, 6), base=0x3F00, time_steps=None, schedule="time", layers=LAYERS,
-                bad_burst=None):
+                bad_burst=None, idle=0, stale_done=0):
     """Run the fetcher built for ``T`` time steps for ``time_steps`` of them (default: leave the
     port at 0, which runs all ``T``) against a random AXI memory and engine visiting the layers
     in ``schedule``'s order; then idle 300 cycles, recording any request the run should not
-    make. ``bad_burst``: the index of a burst the memory answers with SLVERR."""
+    make. ``bad_burst``: the index of a burst the memory answers with SLVERR. ``idle``: cycles
+    between ``start`` and the engine's first layer (the stem's time in the network), with
+    ``block_done`` at ``stale_done`` until then (what a previous run left)."""
     plan = small_plan(lanes, weight_width, seed, schedule=schedule, layers=layers)
     ring = WeightRing(plan, depth=depth, data_width=data_width)
     image = ring.image()
@@ -125,6 +127,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
         ring_model = {}
         pending = []       # [due cycle, address, beats left]
         ctx.set(dut.base, base)
+        ctx.set(dut.block_done, stale_done)
         if time_steps is not None:
             ctx.set(dut.time_steps, time_steps)
         ctx.set(dut.start, 1)
@@ -134,7 +137,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
         run_T = T if time_steps is None else time_steps
         blocks = [(ring.layers[visit.layer], c, c == 0) for visit in ring.visits(run_T)
                   for c in range(ring.layers[visit.layer].channels)]
-        state, wait = "start", 0
+        state, wait = ("idle", idle) if idle else ("start", 0)
         cycle = 0
         next_need = None   # block_need's value after this edge (the engine's decode register)
         while blocks:
@@ -184,6 +187,10 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                 # the current block_need is the previous block's until the edge; a stale one
                 # here is what the fetcher must not use
                 state = "need"
+            elif state == "idle":
+                wait -= 1
+                if not wait:
+                    state = "start"
             elif state == "need":
                 if ctx.get(dut.block_ready):
                     state, wait = "hold", rng.randint(*hold)
@@ -308,6 +315,19 @@ def test_one_word_blocks_and_an_error_answer():
     assert log["checked"] == 2 * sum(layer.channels for layer in ring.layers)
     assert log["bursts"] == ring.run_requests(2, 0x3F00)
     assert log["error"] == 1
+
+
+def test_fetcher_fills_exactly_the_ring_before_the_engine_begins():
+    """The engine's first layer begins 200 cycles after ``start`` (the stem's time): meanwhile
+    the fetcher fills the ring of 4 words with the first 4 one-word blocks and stops (``free``
+    is the run's first position until the engine frees a block); a fifth would overwrite
+    block 0 before it is read, which the ring check of channel 0 sees. ``block_done`` holds
+    what the previous run left until the engine's first layer: it frees nothing."""
+    ring, log = run_fetcher(4, 8, 64, 4, 1, seed=3, latency=(1, 4), pause=0.0, hold=(0, 2),
+                            layers=[("d", 6, 3, 1)], idle=200, stale_done=5)
+    assert [layer.block_log for layer in ring.layers] == [0] and ring.depth == 4
+    assert log["writes_at_first_done"] == 4, log["writes_at_first_done"]
+    assert log["checked"] == 6
 
 
 def test_default_ring_depth():
