@@ -414,11 +414,12 @@ class WeightFetcher(wiring.Component):
         ``block_need``'s next value: ``block_need_load`` where ``block_need_take`` is high,
         else ``block_need`` itself (``ProgEngine``'s ports of the same names).
     block_ready : Out(1)
-        ``block_need`` has been loaded (``loaded - layer base >= block_need``), in every cycle,
-        from a register: both candidates of the next cycle (``block_need`` and
-        ``block_need_load``) are compared with the next ``loaded - layer base`` side by side,
-        and ``block_need_take`` picks one, so no subtraction or compare lies between the
-        engine's registers and its handshake.
+        ``block_need`` has been loaded (``loaded - layer base >= block_need``), from a
+        register: four compares of registers (before or after a block lands, ``block_need``
+        or ``block_need_load``) side by side, picked by the landing and ``block_need_take``,
+        so no subtraction or compare lies between the engine's registers and its handshake.
+        0 in the cycle after ``start`` and after ``layer_start`` (the engine has no decoded
+        item then).
     error : Out(1)
         Sticky until ``start``: a read answered other than OKAY.
     bytes_read : Out(32)
@@ -470,6 +471,8 @@ class WeightFetcher(wiring.Component):
         t_channels_m1 = table([layer.channels - 1 for layer in ring.layers], chan_bits)
         t_offset = table([layer.offset for layer in ring.layers], P)
         t_block = table([1 << layer.block_log for layer in ring.layers], P)
+        t_first_end = table([(layer.offset + (1 << layer.block_log)) % (1 << P)
+                             for layer in ring.layers], P)
         t_end = table([(layer.offset + (1 << layer.block_log)) % (1 << P)
                        for layer in ring.layers], P)
         t_block_beats = table([layer.block_words * ring.beats for layer in ring.layers],
@@ -536,19 +539,33 @@ class WeightFetcher(wiring.Component):
         with m.If(self.start):
             m.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]
 
-        # ``block_ready`` = (loaded - g_cur >= block_need) in a register, written from the next
-        # values of all three (so it holds in every cycle): the two candidates of the engine's
-        # next ``block_need`` are compared side by side, and the engine's handshake picks one.
+        # ``block_ready`` is a register equal to ``loaded - g_cur >= block_need`` (``avail``) in
+        # every cycle the engine can use it. Its next value is one of four compares of registers
+        # with registers, picked last by two selects: a block lands this cycle or not
+        # (``loaded`` becomes ``w_end``, the landing block's end, a register), and the engine's
+        # decode register takes an item or not (``block_need`` becomes ``block_need_load``).
+        # In the cycle after ``start`` or ``layer_start`` it is 0: the engine has no decoded
+        # item then (its feed needs more cycles than that). ``loaded``'s jump at a layer load
+        # (over the alignment gap, which holds no block) changes no compare the engine can
+        # make: the blocks of the engine's layer end at or below ``loaded`` before it, or past
+        # the jump's target. Positions wrap: differences are taken modulo ``2 ** P``.
         loaded = Signal(P)        # every block below it is in the ring
         loaded_next = Signal(P)
-        avail_next = Signal(signed(P))   # positions wrap: the difference modulo 2**P
-        ready = Signal(init=1)    # after reset: 0 - 0 >= 0
-        m.d.comb += [loaded_next.eq(loaded), avail_next.eq(loaded_next - g_next)]
-        m.d.sync += [loaded.eq(loaded_next),
-                     ready.eq(Mux(self.block_need_take,
-                                  avail_next >= self.block_need_load.as_signed(),
-                                  avail_next >= self.block_need.as_signed()))]
-        m.d.comb += self.block_ready.eq(ready)
+        avail = Signal(signed(P))           # loaded - g_cur, registered from next values
+        w_end = Signal(P)                   # w_pos + w_block: the R walker's block's end
+        land_avail = Signal(signed(P))      # w_end - g_cur: avail after a landing
+        landing = Signal()                  # the R walker's block is whole this cycle
+        ready = Signal(init=1)              # after reset: 0 - 0 >= 0
+        need, need_load = self.block_need.as_signed(), self.block_need_load.as_signed()
+        m.d.comb += [loaded_next.eq(loaded), land_avail.eq(w_end - g_cur),
+                     self.block_ready.eq(ready)]
+        m.d.sync += [loaded.eq(loaded_next), avail.eq(loaded_next - g_next),
+                     ready.eq(Mux(self.start | self.layer_start, 0,
+                                  Mux(landing,
+                                      Mux(self.block_need_take, land_avail >= need_load,
+                                          land_avail >= need),
+                                      Mux(self.block_need_take, avail >= need_load,
+                                          avail >= need))))]
 
         # --- AR walker: one burst at a time into registers, block by block -------------------
         a_active = Signal()
@@ -689,6 +706,7 @@ class WeightFetcher(wiring.Component):
         with m.Elif(w_load):
             m.d.sync += [w_load.eq(0), w_c.eq(0), w_c_last.eq(t_channels_m1[w_layer]),
                          w_pos.eq(w_time + t_offset[w_layer]), w_block.eq(t_block[w_layer]),
+                         w_end.eq(w_time + t_first_end[w_layer]),
                          w_g.eq(0), w_g_last.eq(t_groups_m1[w_layer]), w_kx.eq(0), w_ky.eq(0),
                          w_k_last.eq(t_kernel_m1[w_layer]), w_kx_step.eq(t_kx_step[w_layer]),
                          w_ky_step.eq(t_ky_step[w_layer]), w_row.eq(0), w_tap.eq(0)]
@@ -715,9 +733,10 @@ class WeightFetcher(wiring.Component):
                 with m.Else():
                     # The block is in the ring.
                     m.d.sync += [w_g.eq(0), w_kx.eq(0), w_ky.eq(0), w_row.eq(0), w_tap.eq(0)]
-                    m.d.comb += loaded_next.eq(w_pos + w_block)
+                    m.d.comb += [loaded_next.eq(w_end), landing.eq(1)]
                     with m.If(w_c != w_c_last):
-                        m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block)]
+                        m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block),
+                                     w_end.eq(w_end + w_block)]
                     with m.Else():
                         m.d.sync += w_load.eq(1)
                         if ring.layer_major:
