@@ -381,3 +381,101 @@ def test_pack_refuses_bad_arguments():
                            groups_log=0)
     with pytest.raises(ValueError, match="groups must be >= 2, not 1"):
         pack_layer_biases(np.zeros(3, dtype=int), lanes=2, accumulator_width=8, groups=1)
+
+
+def test_ring_mode_reads_only_loaded_blocks():
+    """Ring mode (weights over AXI4): a model of the weight fetcher loads the layer's blocks
+    (channel ``c``'s block: positions ``[c << B, (c + 1) << B)``, ``B = 2 kernel_log +
+    groups_log``) one every few cycles and answers ``block_ready`` as the fetcher does, from
+    the next value of ``block_need`` (``block_need_load`` where ``block_need_take``). Every
+    weight read must fall in a loaded block, ``block_done`` must never pass a block still to be
+    read, and the outputs stay ``==`` the reference (a wrong block end either reads a block
+    early or waits for one that never comes)."""
+    specs = [(3, 6, 3, 1, 1, 5, 7), (5, 4, 3, 2, 2, 7, 6), (6, 7, 1, 1, 0, 5, 1)]
+    base_net = Network(11, 4, specs)
+    plain = base_net.engine
+    # each layer's weights moved to a base aligned to its block (a ring's layout), garbage
+    # between them
+    words, cfgs = [], []
+    for number, (cfg, _, _) in enumerate(base_net.layers):
+        block = 1 << (2 * cfg.kernel_log + cfg.groups_log)
+        size = cfg.in_channels * block
+        words += [garbage(base_net.rng, 4 * WEIGHT_WIDTH) for _ in range(3)]
+        words += [garbage(base_net.rng, 4 * WEIGHT_WIDTH) for _ in range(-len(words) % block)]
+        cfgs.append(dataclasses.replace(cfg, weight_base=len(words)))
+        words += base_net.weight_words[cfg.weight_base:cfg.weight_base + size]
+        base_net.layers[number] = (cfgs[-1],) + base_net.layers[number][1:]
+    engine = ProgEngine(
+        lanes=4, word_bits=plain._word_bits, max_words=plain._max_words,
+        max_channels=plain._max_channels, max_side=plain._max_side,
+        max_padding=plain._max_padding, max_kernel_log=plain._max_kernel_log,
+        max_stride_log=plain._max_stride_log, max_groups_log=plain._max_groups_log,
+        weight_width=WEIGHT_WIDTH, accumulator_width=base_net.acc,
+        weight_depth=len(words), bank_depth=plain._bank_depth,
+        bias_words=plain._bias_words, ring_pointer_bits=12)
+    harness = Harness(engine, words)
+    rng = np.random.default_rng(5)
+    frames = [(n, spike_map(rng, (c.in_channels, c.height, c.width), 0.4))
+              for n, c in enumerate(cfgs)]
+    layout = engine.i.payload.shape()
+    received, stats = [], {"reads": 0, "waits": 0}
+
+    async def bench(ctx):
+        for number, (layer, spikes) in enumerate(frames):
+            cfg = cfgs[layer]
+            shift = 2 * cfg.kernel_log + cfg.groups_log
+            total = cfg.in_channels << shift
+            ctx.set(harness.config, engine.config_value(cfg))
+            ctx.set(engine.frame_start, 1)
+            await ctx.tick()
+            ctx.set(engine.frame_start, 0)
+            words = pack_words(spikes.reshape(-1, spikes.shape[-1]))
+            beats = [layout.const({"bits": w, "last": n == len(words) - 1})
+                     for n, w in enumerate(words)]
+            loaded, cycle, out = 0, 0, []
+            sent = 0
+            read_blocks = []    # (cycle, first position of the block read)
+            ctx.set(engine.block_ready, 0)
+            while len(out) < cfg.beats:
+                cycle += 1
+                assert cycle < 20_000, f"frame {number}: no progress (loaded {loaded})"
+                # the fetcher: a block lands every 6 cycles
+                landed = loaded + (1 << shift) if cycle % 6 == 0 and loaded < total else loaded
+                # the engine's side of this cycle
+                ctx.set(engine.i.valid, sent < len(beats))
+                if sent < len(beats):
+                    ctx.set(engine.i.payload, beats[sent])
+                ctx.set(engine.o.ready, 1)
+                if ctx.get(engine.weight.en):
+                    offset = ctx.get(engine.weight.addr) - cfg.weight_base
+                    assert 0 <= offset < loaded, (
+                        f"frame {number}: weight read at {offset}, only {loaded} loaded")
+                    stats["reads"] += 1
+                    read_blocks.append((cycle, offset >> shift << shift))
+                done = ctx.get(engine.block_done)
+                assert done <= loaded, f"frame {number}: block_done {done} > loaded {loaded}"
+                # channel-major items: a block read two cycles ago is the oldest still in use
+                # or a later one is, so block_done has reached it (it frees as it goes)
+                floor = max((b for c, b in read_blocks if c <= cycle - 2), default=0)
+                assert done >= floor, f"frame {number}: block_done {done} behind {floor}"
+                need_next = (ctx.get(engine.block_need_load) if ctx.get(engine.block_need_take)
+                             else ctx.get(engine.block_need))
+                if sent < len(beats) and ctx.get(engine.i.ready):
+                    sent += 1
+                if ctx.get(engine.o.valid):
+                    out.append(ctx.get(engine.o.payload))
+                if not ctx.get(engine.block_ready) and ctx.get(engine.block_need) > loaded:
+                    stats["waits"] += 1
+                await ctx.tick()
+                loaded = landed
+                ctx.set(engine.block_ready, need_next <= loaded)
+            ctx.set(engine.i.valid, 0)
+            received.append(out)
+
+    sim = Simulator(harness)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    net = base_net
+    check(net, frames, received, "ring mode")
+    assert stats["reads"] > 0 and stats["waits"] > 0, stats
