@@ -555,7 +555,7 @@ class WeightFetcher(wiring.Component):
         w_end = Signal(P)                   # w_pos + w_block: the R walker's block's end
         land_avail = Signal(signed(P))      # w_end - g_cur: avail after a landing
         landing = Signal()                  # the R walker's block is whole this cycle
-        ready = Signal(init=1)              # after reset: 0 - 0 >= 0
+        ready = Signal()                    # the engine decodes nothing before a run
         need, need_load = self.block_need.as_signed(), self.block_need_load.as_signed()
         m.d.comb += [loaded_next.eq(loaded), land_avail.eq(w_end - g_cur),
                      self.block_ready.eq(ready)]

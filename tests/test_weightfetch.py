@@ -137,6 +137,20 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
         run_T = T if time_steps is None else time_steps
         blocks = [(ring.layers[visit.layer], c, c == 0) for visit in ring.visits(run_T)
                   for c in range(ring.layers[visit.layer].channels)]
+        # Which fetched block holds each engine block (a kept layer's later visits read the
+        # blocks of its fetching visit), and the ring writes by which each fetched block is
+        # whole: block_ready may rise only after them.
+        holder, whole_after, fetched, first_of = [], [], 0, {}
+        for visit in ring.visits(run_T):
+            layer = ring.layers[visit.layer]
+            if visit.fetch:
+                first_of[visit.layer] = fetched
+                for _ in range(layer.channels):
+                    fetched += 1
+                    whole_after.append((whole_after[-1] if whole_after else 0)
+                                       + layer.block_words)
+            holder += [first_of[visit.layer] + c for c in range(layer.channels)]
+        taken, layer_started = 0, False
         state, wait = ("idle", idle) if idle else ("start", 0)
         cycle = 0
         next_need = None   # block_need's value after this edge (the engine's decode register)
@@ -168,6 +182,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                     if not pending[0][2]:
                         pending.pop(0)
             # --- the ring's writes ---
+            writes_before = log["writes"]     # in the ring by this cycle
             if ctx.get(dut.write.en):
                 ring_model[ctx.get(dut.write.addr)] = ctx.get(dut.write.data)
                 log["writes"] += 1
@@ -175,8 +190,10 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
             layer, c, first = blocks[0]
             ctx.set(dut.layer_start, 0)
             ctx.set(dut.block_need_take, 0)
+            after_layer_start, layer_started = layer_started, False
             if state == "start":
                 if first:
+                    layer_started = True
                     ctx.set(dut.layer_start, 1)
                     ctx.set(dut.block_done, 0)
                 # block_need takes the new value at this edge (the engine's decode register)
@@ -192,7 +209,17 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                 if not wait:
                     state = "start"
             elif state == "need":
+                # and no later: from the cycle after the block's last write (but the cycle
+                # after a layer_start, when the engine has nothing decoded)
+                if not after_layer_start and writes_before >= whole_after[holder[taken]]:
+                    assert ctx.get(dut.block_ready), (
+                        f"cycle {cycle}: {layer.name} channel {c} whole after "
+                        f"{whole_after[holder[taken]]} writes, {writes_before} made, no ready")
                 if ctx.get(dut.block_ready):
+                    # the block is whole in the ring when the engine is let in
+                    assert writes_before >= whole_after[holder[taken]], (
+                        f"cycle {cycle}: block_ready for {layer.name} channel {c} after "
+                        f"{writes_before} ring writes, whole after {whole_after[holder[taken]]}")
                     state, wait = "hold", rng.randint(*hold)
             elif state == "hold":
                 if wait:
@@ -206,6 +233,7 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                         log["writes_at_first_done"] = log["writes"]
                     ctx.set(dut.block_done, (c + 1) << layer.block_log)
                     blocks.pop(0)
+                    taken += 1
                     state = "start"
             await ctx.tick()
             if next_need is not None:
