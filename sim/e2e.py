@@ -885,7 +885,7 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "
     its weight port outside (:func:`weights_outside`) becomes ``network_core`` inside
     :func:`image_wrapper`'s ``network``, its weight image written beside the Verilog. With
     ``weights="axi"`` the external memory's image is written beside it (:func:`axi_image`)."""
-    from amaranth.back import verilog
+    from hw.verilog import fast_memory_init
 
     path = _cached_verilog(net, lanes, arch, weights)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -896,6 +896,19 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "
         return path.read_text()
     if not hasattr(dut, "elaborate"):
         dut = dut()  # a factory: the design is made only when it is converted
+    with fast_memory_init():   # the same Verilog, written faster
+        text = _convert_network(dut, axi, path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def _convert_network(dut, axi: bool, path: Path) -> str:
+    """:func:`network_verilog`'s conversion of ``dut``, its memory images written beside
+    ``path``."""
+    from amaranth.back import verilog
+
     if axi:
         image = axi_image(path)
         tmp = image.with_suffix(".tmp")
@@ -921,9 +934,6 @@ def network_verilog(dut, net, lanes: int, arch: str = "shared", weights: str = "
                 + image_wrapper(dut, image))
     else:
         text = verilog.convert(dut, name="network", emit_src=False)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
     return text
 
 
