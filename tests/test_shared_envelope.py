@@ -19,10 +19,12 @@ at 32 lanes pads each head of 16 to a word of 32.
 Fast: the head-aligned layout (orders, padding, scattered weights, never-firing thresholds), the
 SDSA descriptors of two shapes, the firing rates, the padding report. Verilator: logits and every
 spike map ``==`` the integer golden model, and every step's cycles equal to the cycle model's;
-in ``make test`` ``odd`` at 8 lanes (T=2, then T=1 after a reset in mid-image); the other lane
-counts (``odd4`` at 16: dense heads straddling words), schedules and operators in
-``make test-all`` (``make test``'s time budget); slow: the official 15M structure at 64x64
-through the command line (``make sim-paper``).
+in ``make test`` three builds: ``odd`` at 8 lanes (T=2, then T=1 after a reset in mid-image;
+heads over two and three words), ``odd`` at 16 lanes (T=1; channel counts that are not multiples
+of the lanes, a head padded to a word) and ``odd4`` at 16 lanes (T=1; dense heads straddling
+words). The other lane counts (several heads a word), schedules and operators run in ``make
+test-all`` (``make test``'s time budget); slow: the official 15M structure at 64x64 through the
+command line (``make sim-paper``).
 """
 
 from __future__ import annotations
@@ -219,14 +221,16 @@ def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", parameters="
     # with the biases and thresholds behind the design's ports, as the ECP5-25k point
     pytest.param("odd", 8, 4, {"schedule": "layer", "parameters": "external"},
                  id="odd-8lanes-T4-layer-params", marks=pytest.mark.slow),
-    pytest.param("odd", 16, 1, {}, id="odd-16lanes-T1", marks=pytest.mark.slow),
+    # channels 8, 24 and 40 not multiples of the lanes, heads of 12 padded to a word and of
+    # 20 spread over two (block4's q, k and v dense)
+    pytest.param("odd", 16, 1, {}, id="odd-16lanes-T1", marks=pytest.mark.first),
     pytest.param("odd", 8, 1, {"sdsa": 1}, id="odd-8lanes-sdsa1", marks=pytest.mark.slow),
     pytest.param("demo", 8, 1, {}, id="demo-8lanes", marks=pytest.mark.slow),
     pytest.param("demo", 32, 1, {}, id="demo-32lanes", marks=pytest.mark.slow),   # 2 heads a word
     # block3's heads of 12 two a word, block4's of 20 one a word (padded), in one design
     pytest.param("odd", 24, 1, {}, id="odd-24lanes", marks=pytest.mark.slow),
     # dense maps whose heads of 12 and 10 straddle a word more than their one group
-    pytest.param("odd4", 16, 1, {}, id="odd4-16lanes", marks=pytest.mark.slow),
+    pytest.param("odd4", 16, 1, {}, id="odd4-16lanes", marks=pytest.mark.first),
 ])
 def test_bit_exact_on_verilator(tmp_path, name, lanes, T, overrides):
     run(tmp_path, name, lanes, T, **overrides)
