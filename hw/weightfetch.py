@@ -415,19 +415,22 @@ class WeightFetcher(wiring.Component):
         else ``block_need`` itself (``ProgEngine``'s ports of the same names).
     block_ready : Out(1)
         ``block_need`` has been loaded (``loaded - layer base >= block_need``), from a
-        register: four compares of registers (before or after a block lands, ``block_need``
-        or ``block_need_load``) side by side, picked by the landing and ``block_need_take``,
-        so no subtraction or compare lies between the engine's registers and its handshake.
-        0 in the cycle after ``start`` and after ``layer_start`` (the engine has no decoded
-        item then).
+        register: six compares of registers (no block lands, a block lands after a cycle
+        that stepped the walker's block end or not; ``block_need`` or ``block_need_load``)
+        side by side, picked by selects, so no subtraction or compare lies between the
+        engine's registers and its handshake. 1 from the cycle after the block's last ring
+        write, or one cycle later where that write came in the cycle after the R walker's
+        layer load. 0 in the cycle after ``start`` and after
+        ``layer_start`` (the engine has no decoded item then).
     error : Out(1)
         Sticky until ``start``: a read answered other than OKAY.
     bytes_read : Out(32)
         Bytes received since ``start`` (for the report).
 
     Cycles: an AR request a cycle at best (the next burst's fields are registered in the cycle
-    the previous one is taken), one R beat a cycle, one cycle per layer change on each side; reads run ahead of the engine by up to the
-    ring's ``depth`` words.
+    the previous one is taken), one R beat a cycle; a layer change takes two cycles on the AR
+    side (the layer's constants, then the beats to the first 4 KB boundary) and one on the R
+    side; reads run ahead of the engine by up to the ring's ``depth`` words.
     """
 
     def __init__(self, ring: WeightRing, T: int):
@@ -473,6 +476,8 @@ class WeightFetcher(wiring.Component):
         t_block = table([1 << layer.block_log for layer in ring.layers], P)
         t_first_end = table([(layer.offset + (1 << layer.block_log)) % (1 << P)
                              for layer in ring.layers], P)
+        t_second_end = table([(layer.offset + (2 << layer.block_log)) % (1 << P)
+                              for layer in ring.layers], P)
         t_end = table([(layer.offset + (1 << layer.block_log)) % (1 << P)
                        for layer in ring.layers], P)
         t_block_beats = table([layer.block_words * ring.beats for layer in ring.layers],
@@ -540,32 +545,51 @@ class WeightFetcher(wiring.Component):
             m.d.sync += [free_d.eq(0), free.eq(0), free_limit.eq(ring.depth + 1)]
 
         # ``block_ready`` is a register equal to ``loaded - g_cur >= block_need`` (``avail``) in
-        # every cycle the engine can use it. Its next value is one of four compares of registers
-        # with registers, picked last by two selects: a block lands this cycle or not
-        # (``loaded`` becomes ``w_end``, the landing block's end, a register), and the engine's
-        # decode register takes an item or not (``block_need`` becomes ``block_need_load``).
+        # every cycle the engine can use it, but one: it may come a cycle late for a block that
+        # lands in the cycle after a layer load of the R walker. Its next value is one of six
+        # compares of registers with registers, picked last by selects: a block lands this
+        # cycle or not (``loaded`` becomes ``w_end``, the landing block's end), the previous
+        # cycle stepped ``w_end`` or not, and the engine's decode register takes an item or not
+        # (``block_need`` becomes ``block_need_load``). ``w_end - g_cur`` is itself a register
+        # (``land``), with ``land2`` = ``w_end + w_block - g_cur`` beside it for a cycle after a
+        # landing stepped ``w_end``: no subtraction lies before the compares. Both are a cycle
+        # old, which changes no answer but one:
+        # - after ``start`` no block lands (the first burst is not even asked for yet);
+        # - after ``layer_start`` ``g_cur`` has moved up (``land`` too large by the move): but
+        #   blocks land in the engine's order, so a block landing then ends at or past the
+        #   block the engine needs in its new layer, and the true answer is 1 too;
+        # - after a layer load of the R walker ``land`` holds the previous layer's last end,
+        #   below the landing block's: no block of the engine ends between it and ``loaded``'s
+        #   jump target (the alignment gap), so the answer is ``avail``'s of that cycle, which
+        #   does not count the landing yet: a cycle late at worst, for a visit's first block.
         # In the cycle after ``start`` or ``layer_start`` it is 0: the engine has no decoded
         # item then (its feed needs more cycles than that). ``loaded``'s jump at a layer load
-        # (over the alignment gap, which holds no block) changes no compare the engine can
-        # make: the blocks of the engine's layer end at or below ``loaded`` before it, or past
-        # the jump's target. Positions wrap: differences are taken modulo ``2 ** P``.
+        # changes no compare the engine can make: the blocks of the engine's layer end at or
+        # below ``loaded`` before it, or past the jump's target. Positions wrap: differences
+        # are taken modulo ``2 ** P`` (``pointer_bits`` leaves room for ``land``'s cycle).
         loaded = Signal(P)        # every block below it is in the ring
         loaded_next = Signal(P)
         avail = Signal(signed(P))           # loaded - g_cur, registered from next values
         w_end = Signal(P)                   # w_pos + w_block: the R walker's block's end
-        land_avail = Signal(signed(P))      # w_end - g_cur: avail after a landing
+        w_end2 = Signal(P)                  # w_end + w_block: the next block's end
+        land = Signal(signed(P))            # w_end - g_cur of the previous cycle
+        land2 = Signal(signed(P))           # w_end2 - g_cur of the previous cycle
         landing = Signal()                  # the R walker's block is whole this cycle
+        step_end = Signal()                 # ... and w_end steps to w_end2
+        stepped = Signal()                  # step_end in the previous cycle
+        w_load = Signal()                   # the R walker loads its layer's constants
         ready = Signal()                    # the engine decodes nothing before a run
         need, need_load = self.block_need.as_signed(), self.block_need_load.as_signed()
-        m.d.comb += [loaded_next.eq(loaded), land_avail.eq(w_end - g_cur),
-                     self.block_ready.eq(ready)]
+        take = self.block_need_take
+        m.d.comb += [loaded_next.eq(loaded), self.block_ready.eq(ready)]
+        avail_ready = Mux(take, avail >= need_load, avail >= need)
+        land_ready = Mux(stepped,
+                         Mux(take, land2 >= need_load, land2 >= need),
+                         Mux(take, land >= need_load, land >= need))
         m.d.sync += [loaded.eq(loaded_next), avail.eq(loaded_next - g_next),
+                     land.eq(w_end - g_cur), land2.eq(w_end2 - g_cur), stepped.eq(step_end),
                      ready.eq(Mux(self.start | self.layer_start, 0,
-                                  Mux(landing,
-                                      Mux(self.block_need_take, land_avail >= need_load,
-                                          land_avail >= need),
-                                      Mux(self.block_need_take, avail >= need_load,
-                                          avail >= need))))]
+                                  Mux(landing, land_ready, avail_ready)))]
 
         # --- AR walker: one burst at a time into registers, block by block -------------------
         a_active = Signal()
@@ -612,23 +636,25 @@ class WeightFetcher(wiring.Component):
         m.d.comb += [reach.eq(capped >= room), burst.eq(Mux(reach, room, capped))]
         next_page = Cat(Const(0, 12), a_addr[12:] + 1)
         block_last = Mux(reach, left_now == room, left_now <= MAX_BURST)   # left_now == burst
-        # the layer's first beat: its low address bits give the room (a short addition)
-        load_low = Signal(12 - beat_log)
-        m.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])
+        # The layer's first beat's low address bits give the room, in the cycle after the
+        # layer load (``a_page``) from the address register: no table and addition before it.
+        a_page = Signal()
 
         with m.If(a_issue & self._port("arready")):
             m.d.sync += a_issue.eq(0)
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issue.eq(0), a_t.eq(0), a_layer.eq(0),
-                         a_time.eq(0), a_load.eq(1)]
+                         a_time.eq(0), a_load.eq(1), a_page.eq(0)]
             m.d.sync += a_t_last.eq(last_time_step(self.time_steps, T))
         with m.Elif(a_load):
             # Layer constants into registers; the first block starts.
-            m.d.sync += [a_load.eq(0), a_c.eq(0), a_c_last.eq(t_channels_m1[a_layer]),
-                         a_addr.eq(self.base + t_address[a_layer]),
-                         room.eq(page_beats - load_low), a_left.eq(0),
+            m.d.sync += [a_load.eq(0), a_page.eq(1), a_c.eq(0),
+                         a_c_last.eq(t_channels_m1[a_layer]),
+                         a_addr.eq(self.base + t_address[a_layer]), a_left.eq(0),
                          a_block_beats.eq(t_block_beats[a_layer]),
                          a_end.eq(a_time + t_end[a_layer]), a_block.eq(t_block[a_layer])]
+        with m.Elif(a_page):
+            m.d.sync += [a_page.eq(0), room.eq(page_beats - a_addr[beat_log:12])]
         with m.Elif(a_active & (~a_issue | self._port("arready"))):
             # The next burst into the AR registers (in the cycle the previous one is taken: a
             # burst a cycle); a block's first burst waits for its slot.
@@ -664,7 +690,6 @@ class WeightFetcher(wiring.Component):
         # --- R walker: beats into words, words into the block's slot --------------------------
         w_layer = Signal(range(max(2, L)))
         w_time = Signal(P)
-        w_load = Signal()
         w_c = Signal(chan_bits)
         w_c_last = Signal(chan_bits)
         w_pos = Signal(P)         # sequence position of the block being written
@@ -707,6 +732,7 @@ class WeightFetcher(wiring.Component):
             m.d.sync += [w_load.eq(0), w_c.eq(0), w_c_last.eq(t_channels_m1[w_layer]),
                          w_pos.eq(w_time + t_offset[w_layer]), w_block.eq(t_block[w_layer]),
                          w_end.eq(w_time + t_first_end[w_layer]),
+                         w_end2.eq(w_time + t_second_end[w_layer]),
                          w_g.eq(0), w_g_last.eq(t_groups_m1[w_layer]), w_kx.eq(0), w_ky.eq(0),
                          w_k_last.eq(t_kernel_m1[w_layer]), w_kx_step.eq(t_kx_step[w_layer]),
                          w_ky_step.eq(t_ky_step[w_layer]), w_row.eq(0), w_tap.eq(0)]
@@ -736,7 +762,8 @@ class WeightFetcher(wiring.Component):
                     m.d.comb += [loaded_next.eq(w_end), landing.eq(1)]
                     with m.If(w_c != w_c_last):
                         m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block),
-                                     w_end.eq(w_end + w_block)]
+                                     w_end.eq(w_end2), w_end2.eq(w_end2 + w_block)]
+                        m.d.comb += step_end.eq(1)
                     with m.Else():
                         m.d.sync += w_load.eq(1)
                         if ring.layer_major:

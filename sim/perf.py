@@ -613,15 +613,17 @@ class AxiFetchModel:
     """When each weight block reaches the ring (:class:`hw.weightfetch.WeightFetcher`), for a
     memory of fixed ``latency`` that never pauses.
 
-    The fetcher's AR walker prepares a burst a cycle (one more at a layer change) and starts a
-    block only when it ends at most ``depth`` words past ``free``; the memory answers each burst
-    ``latency + AXI_MEMORY_OFFSET`` cycles after its handshake, beats back to back, in order; the
-    R walker takes a beat a cycle but for one cycle at each layer change; a block is usable the
-    cycle after its last beat. ``free`` comes from the engine: :meth:`layer_start` and the
-    engine model's gate (:meth:`gate`). Cycles are absolute, from the run's ``start`` (cycle 0).
-    The visits are the ring's (:meth:`hw.weightfetch.WeightRing.visits`): under the layer
-    schedule a layer kept in the ring is fetched at its first visit only, and its visits but the
-    last free nothing.
+    The fetcher's AR walker prepares a burst a cycle (two more at a layer change: the layer's
+    constants, then its first page's room) and starts a block only when it ends at most
+    ``depth`` words past ``free``; the memory answers each burst ``latency + AXI_MEMORY_OFFSET``
+    cycles after its handshake, beats back to back, in order; the R walker takes a beat a cycle
+    but for one cycle at each layer change; a block is usable the cycle after its last beat, or
+    a cycle later where that beat came in the cycle after the R walker's layer load (a one-beat
+    first block: ``block_ready`` compares a cycle-old block end). ``free`` comes from the
+    engine: :meth:`layer_start` and the engine model's gate (:meth:`gate`). Cycles are absolute,
+    from the run's ``start`` (cycle 0). The visits are the ring's
+    (:meth:`hw.weightfetch.WeightRing.visits`): under the layer schedule a layer kept in the
+    ring is fetched at its first visit only, and its visits but the last free nothing.
     """
 
     def __init__(self, ring, T: int, latency: int):
@@ -655,7 +657,8 @@ class AxiFetchModel:
         self.free_cycles = [0]    # free is free_values[i] from free_cycles[i] on (monotone)
         self.free_values = [0]
         self.ready = []           # cycle each block is usable, in order
-        self.prepare = 0          # cycle of the last prepare (the AR walker loads at cycle 1)
+        self.prepare = 0          # cycle of the last prepare (the AR walker loads at cycle 1,
+        #                           its first page's room at 2)
         self.beat_end = 0         # cycle of the last beat taken
         self.layer = None         # (t, layer index) of the engine's layer
         self.base = 0             # sequence position of the engine's layer
@@ -702,12 +705,13 @@ class AxiFetchModel:
         while len(self.ready) <= index:
             j = len(self.ready)
             position, size, bursts, first = self.blocks[j]
-            change = first and j > 0        # a_load: one cycle between layers
-            prepare = max(self.prepare + (2 if change else 1),
-                          self._free_at_least(position + size - depth), 2)
+            change = first and j > 0        # a_load, a_page: two cycles between layers
+            prepare = max(self.prepare + (3 if change else 1),
+                          self._free_at_least(position + size - depth), 3)
             beat = self.beat_end + (2 if change else 1)
             if j == 0:
                 beat = max(beat, 2)          # w_load after start
+            after_load = beat               # the first cycle after the R walker's load
             for n, beats in enumerate(bursts):
                 if n:
                     prepare += 1
@@ -716,7 +720,7 @@ class AxiFetchModel:
                 last = beat + beats - 1
                 beat = last + 1
             self.prepare, self.beat_end = prepare, last
-            self.ready.append(last + 1)
+            self.ready.append(last + 1 + (first and last == after_load))
         return self.ready[index]
 
 

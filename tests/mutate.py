@@ -455,10 +455,10 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/weightfetch.py the AR walker's room and first-beat offset (reviewed survivors)
     ('hw/weightfetch.py', 'room = Signal(range(page_beats + 1))', 34, '1 -> 2'):
         'range(page_beats + 2) has the width of range(page_beats + 1): page_beats is a power of two',
-    ('hw/weightfetch.py', 'm.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])', 44, '12 -> 13'):
-        "bit 12 of the base adds to load_low's bit 12 - beat_log, which its width drops",
-    ('hw/weightfetch.py', 'm.d.comb += load_low.eq(self.base[beat_log:12] + t_address[a_layer][beat_log:12])', 78, '12 -> 13'):
-        "bit 12 of the layer's address adds to load_low's bit 12 - beat_log, which its width drops",
+    # hw/weightfetch.py block_ready after a landing that stepped the R walker (reviewed survivor)
+    ('hw/weightfetch.py', 'Mux(take, land2 >= need_load, land2 >= need),', 37, '>= -> >'):
+        'land2 == need with no take is unreachable: the engine takes the landing block k+1 only after '
+        'block k is ready, which is the cycle k+1 lands at the earliest (the take case), never before',
     # hw/weightfetch.py the free pointer's values at start (reviewed survivors): the AR walker
     # prepares its first burst at cycle 2 and its second at cycle 3 or later; by cycle 2
     # free_limit = free_d + depth + 1 from the engine side alone, and the run's first block

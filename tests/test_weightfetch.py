@@ -106,13 +106,15 @@ def test_request_order_respects_bursts_and_boundaries():
 
 def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 64), pause=0.3,
                 hold=(0, 6), base=0x3F00, time_steps=None, schedule="time", layers=LAYERS,
-                bad_burst=None, idle=0, stale_done=0):
+                bad_burst=None, idle=0, stale_done=0, eager=False):
     """Run the fetcher built for ``T`` time steps for ``time_steps`` of them (default: leave the
     port at 0, which runs all ``T``) against a random AXI memory and engine visiting the layers
     in ``schedule``'s order; then idle 300 cycles, recording any request the run should not
     make. ``bad_burst``: the index of a burst the memory answers with SLVERR. ``idle``: cycles
     between ``start`` and the engine's first layer (the stem's time in the network), with
-    ``block_done`` at ``stale_done`` until then (what a previous run left)."""
+    ``block_done`` at ``stale_done`` until then (what a previous run left). ``eager``: an
+    engine that, like the network's, frees a block and takes the next one of its layer in the
+    cycle it sees ``block_ready`` when it holds the block no longer."""
     plan = small_plan(lanes, weight_width, seed, schedule=schedule, layers=layers)
     ring = WeightRing(plan, depth=depth, data_width=data_width)
     image = ring.image()
@@ -141,10 +143,14 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
         # blocks of its fetching visit), and the ring writes by which each fetched block is
         # whole: block_ready may rise only after them.
         holder, whole_after, fetched, first_of = [], [], 0, {}
+        # A block whose last write comes in the cycle after the R walker's layer load (only a
+        # visit's first block can) may be let in a cycle later.
+        first_fetched, write_cycle = set(), {}
         for visit in ring.visits(run_T):
             layer = ring.layers[visit.layer]
             if visit.fetch:
                 first_of[visit.layer] = fetched
+                first_fetched.add(fetched)
                 for _ in range(layer.channels):
                     fetched += 1
                     whole_after.append((whole_after[-1] if whole_after else 0)
@@ -154,6 +160,27 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
         state, wait = ("idle", idle) if idle else ("start", 0)
         cycle = 0
         next_need = None   # block_need's value after this edge (the engine's decode register)
+
+        def take(layer, c):
+            # block_need takes the new value at this edge (the engine's decode register)
+            nonlocal next_need
+            need = (c + 1) << layer.block_log
+            ctx.set(dut.block_need_load, need)
+            ctx.set(dut.block_need_take, 1)
+            next_need = need
+
+        def finish(layer, c):
+            nonlocal taken
+            for address, word in ring_words(ring, image, layer, c).items():
+                assert ring_model.get(address) == word, (
+                    f"cycle {cycle}: {layer.name} channel {c}: ring word {address}")
+            log["checked"] += 1
+            if log["writes_at_first_done"] is None:
+                log["writes_at_first_done"] = log["writes"]
+            ctx.set(dut.block_done, (c + 1) << layer.block_log)
+            blocks.pop(0)
+            taken += 1
+
         while blocks:
             cycle += 1
             # --- AXI memory ---
@@ -186,21 +213,19 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
             if ctx.get(dut.write.en):
                 ring_model[ctx.get(dut.write.addr)] = ctx.get(dut.write.data)
                 log["writes"] += 1
+                write_cycle[log["writes"]] = cycle
             # --- the engine ---
             layer, c, first = blocks[0]
             ctx.set(dut.layer_start, 0)
             ctx.set(dut.block_need_take, 0)
             after_layer_start, layer_started = layer_started, False
+
             if state == "start":
                 if first:
                     layer_started = True
                     ctx.set(dut.layer_start, 1)
                     ctx.set(dut.block_done, 0)
-                # block_need takes the new value at this edge (the engine's decode register)
-                need = (c + 1) << layer.block_log
-                ctx.set(dut.block_need_load, need)
-                ctx.set(dut.block_need_take, 1)
-                next_need = need
+                take(layer, c)
                 # the current block_need is the previous block's until the edge; a stale one
                 # here is what the fetcher must not use
                 state = "need"
@@ -210,8 +235,12 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                     state = "start"
             elif state == "need":
                 # and no later: from the cycle after the block's last write (but the cycle
-                # after a layer_start, when the engine has nothing decoded)
-                if not after_layer_start and writes_before >= whole_after[holder[taken]]:
+                # after a layer_start, when the engine has nothing decoded, and a cycle later
+                # for a visit's first block, whose write may follow the layer load)
+                whole = whole_after[holder[taken]]
+                late = (writes_before >= whole and cycle == write_cycle[whole] + 1
+                        and holder[taken] in first_fetched)
+                if not after_layer_start and not late and writes_before >= whole:
                     assert ctx.get(dut.block_ready), (
                         f"cycle {cycle}: {layer.name} channel {c} whole after "
                         f"{whole_after[holder[taken]]} writes, {writes_before} made, no ready")
@@ -221,19 +250,17 @@ def run_fetcher(lanes, weight_width, data_width, depth, T, *, seed, latency=(1, 
                         f"cycle {cycle}: block_ready for {layer.name} channel {c} after "
                         f"{writes_before} ring writes, whole after {whole_after[holder[taken]]}")
                     state, wait = "hold", rng.randint(*hold)
+                    if eager and not wait:
+                        finish(layer, c)
+                        state = "start"
+                        if blocks and not blocks[0][2]:
+                            take(*blocks[0][:2])
+                            state = "need"
             elif state == "hold":
                 if wait:
                     wait -= 1
                 else:
-                    for address, word in ring_words(ring, image, layer, c).items():
-                        assert ring_model.get(address) == word, (
-                            f"cycle {cycle}: {layer.name} channel {c}: ring word {address}")
-                    log["checked"] += 1
-                    if log["writes_at_first_done"] is None:
-                        log["writes_at_first_done"] = log["writes"]
-                    ctx.set(dut.block_done, (c + 1) << layer.block_log)
-                    blocks.pop(0)
-                    taken += 1
+                    finish(layer, c)
                     state = "start"
             await ctx.tick()
             if next_need is not None:
@@ -343,6 +370,20 @@ def test_one_word_blocks_and_an_error_answer():
     assert log["checked"] == 2 * sum(layer.channels for layer in ring.layers)
     assert log["bursts"] == ring.run_requests(2, 0x3F00)
     assert log["error"] == 1
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_an_eager_engine_sees_each_block_the_cycle_after_it_lands(seed):
+    """An engine that frees a block and takes the next in the cycle it sees ``block_ready``
+    (as the network's does) with blocks of one word landing back to back: ``block_ready`` for
+    the next block must rise the cycle after its last write, also when the block's landing
+    stepped the R walker to the block after it (the ``land2`` compare)."""
+    layers = [("d", 6, 3, 1), ("e", 5, 2, 1)] + LAYERS
+    ring, log = run_fetcher(4, 8, 64, 64, 2, seed=seed, latency=(1, 3), pause=0.25,
+                            hold=(0, 0), layers=layers, eager=True)
+    assert ring.layers[0].block_log == 0 and ring.layers[1].block_log == 0
+    assert log["checked"] == 2 * sum(layer.channels for layer in ring.layers)
+    assert log["error"] == 0
 
 
 def test_fetcher_fills_exactly_the_ring_before_the_engine_begins():
