@@ -459,6 +459,10 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/weightfetch.py', 'Mux(take, land2 >= need_load, land2 >= need),', 37, '>= -> >'):
         'land2 == need with no take is unreachable: the engine takes the landing block k+1 only after '
         'block k is ready, which is the cycle k+1 lands at the earliest (the take case), never before',
+    # hw/weightfetch.py the layer schedule's hold at start (reviewed survivor)
+    ('hw/weightfetch.py', 'hold.eq(0)]', 9, '0 -> 1'):
+        "hold is read only through releasing = engaged & ~hold, and engaged is 0 until the first "
+        "layer_start, which writes hold at the same edge",
     # hw/weightfetch.py the free pointer's values at start (reviewed survivors): the AR walker
     # prepares its first burst at cycle 2 and its second at cycle 3 or later; by cycle 2
     # free_limit = free_d + depth + 1 from the engine side alone, and the run's first block

@@ -359,6 +359,21 @@ def test_fetcher_follows_the_layer_schedule(depth, T, time_steps):
     assert log["error"] == 0
 
 
+def test_layer_schedule_four_layers_four_steps():
+    """The layer schedule with four layers and four time steps: the engine side's step and
+    layer counters (``e_t``, ``e_index``) run through widths they fill, so counting either of
+    them the wrong way visits the wrong blocks (three layers at T = 3 cannot tell 0, 2, 1 from
+    0, 1, 2)."""
+    layers = LAYERS + [("d", 6, 3, 1)]
+    ring, log = run_fetcher(4, 8, 64, 64, 4, seed=13, latency=(1, 8), pause=0.1,
+                            hold=(0, 4), layers=layers, schedule="layer")
+    assert ring.layer_major and len(ring.layers) == 4
+    assert log["checked"] == 4 * sum(layer.channels for layer in ring.layers)
+    assert log["bursts"] == ring.run_requests(4, 0x3F00)
+    assert log["bytes"] == ring.bytes_per_run(4)
+    assert log["error"] == 0
+
+
 def test_one_word_blocks_and_an_error_answer():
     """A 1x1 layer of one output group has blocks of one ring word (``B`` = 0): the pointers'
     arithmetic is exact to the word. One burst answered with SLVERR sets ``error`` (sticky);
