@@ -569,6 +569,7 @@ class WeightFetcher(wiring.Component):
         # are taken modulo ``2 ** P`` (``pointer_bits`` leaves room for ``land``'s cycle).
         loaded = Signal(P)        # every block below it is in the ring
         loaded_next = Signal(P)
+        loaded_held = Signal(P)   # loaded_next unless a block lands (start, layer load, hold)
         avail = Signal(signed(P))           # loaded - g_cur, registered from next values
         w_end = Signal(P)                   # w_pos + w_block: the R walker's block's end
         w_end2 = Signal(P)                  # w_end + w_block: the next block's end
@@ -581,12 +582,16 @@ class WeightFetcher(wiring.Component):
         ready = Signal()                    # the engine decodes nothing before a run
         need, need_load = self.block_need.as_signed(), self.block_need_load.as_signed()
         take = self.block_need_take
-        m.d.comb += [loaded_next.eq(loaded), self.block_ready.eq(ready)]
+        m.d.comb += [loaded_held.eq(loaded), loaded_next.eq(Mux(landing, w_end, loaded_held)),
+                     self.block_ready.eq(ready)]
         avail_ready = Mux(take, avail >= need_load, avail >= need)
         land_ready = Mux(stepped,
                          Mux(take, land2 >= need_load, land2 >= need),
                          Mux(take, land >= need_load, land >= need))
-        m.d.sync += [loaded.eq(loaded_next), avail.eq(loaded_next - g_next),
+        # avail's two candidates side by side, picked last: the R walker's landing decision
+        # (the beat handshake, the word and block counters) meets no carry chain after it.
+        m.d.sync += [loaded.eq(loaded_next),
+                     avail.eq(Mux(landing, w_end - g_next, loaded_held - g_next)),
                      land.eq(w_end - g_cur), land2.eq(w_end2 - g_cur), stepped.eq(step_end),
                      ready.eq(Mux(self.start | self.layer_start, 0,
                                   Mux(landing, land_ready, avail_ready)))]
@@ -620,22 +625,24 @@ class WeightFetcher(wiring.Component):
                      self._port("arcache").eq(0b0011), self._port("arprot").eq(0),
                      self._port("arvalid").eq(a_issue)]
 
-        burst = Signal(range(MAX_BURST + 1))
         fits = Signal()           # the block's slot is free: it ends <= free + depth
         beyond = Signal(signed(P))   # a_end - (free + depth + 1), modulo 2 ** P: the pointers
         # wrap, and their differences stay far inside the signed range (``pointer_bits``)
         m.d.comb += [beyond.eq(a_end - free_limit),
                      fits.eq(beyond < 0)]
         left_now = Mux(a_new_block, a_block_beats, a_left)
-        capped = Signal.like(burst)
+        capped = Signal(range(MAX_BURST + 1))
         m.d.comb += capped.eq(Mux(left_now > MAX_BURST, MAX_BURST, left_now))
-        # ``reach``: the burst ends at the boundary (its beats: ``room``). Each result is chosen
-        # between two values computed side by side, not computed from ``burst``: no carry chain
-        # follows another on the way from ``room`` and ``a_left`` back to the registers.
+        # ``reach``: the burst ends at the boundary (its beats: ``room``, else ``capped``). Each
+        # result (``a_addr``, ``room``, ``a_left``, AxLEN = beats - 1, the block's last burst)
+        # is chosen between two values computed side by side, not computed from the burst's
+        # beats: no carry chain follows another on the way from ``room`` and ``a_left`` back to
+        # the registers.
         reach = Signal()
-        m.d.comb += [reach.eq(capped >= room), burst.eq(Mux(reach, room, capped))]
+        m.d.comb += reach.eq(capped >= room)
+        len_m1 = Mux(reach, room - 1, Mux(left_now > MAX_BURST, MAX_BURST - 1, left_now - 1))
         next_page = Cat(Const(0, 12), a_addr[12:] + 1)
-        block_last = Mux(reach, left_now == room, left_now <= MAX_BURST)   # left_now == burst
+        block_last = Mux(reach, left_now == room, left_now <= MAX_BURST)   # all beats left go
         # The layer's first beat's low address bits give the room, in the cycle after the
         # layer load (``a_page``) from the address register: no table and addition before it.
         a_page = Signal()
@@ -659,7 +666,7 @@ class WeightFetcher(wiring.Component):
             # The next burst into the AR registers (in the cycle the previous one is taken: a
             # burst a cycle); a block's first burst waits for its slot.
             with m.If(~a_new_block | fits):
-                m.d.sync += [a_issue.eq(1), ar_addr.eq(a_addr), ar_len.eq(burst - 1),
+                m.d.sync += [a_issue.eq(1), ar_addr.eq(a_addr), ar_len.eq(len_m1),
                              a_addr.eq(Mux(reach, next_page, a_addr + (capped << beat_log))),
                              room.eq(Mux(reach, page_beats, room - capped)),
                              a_left.eq(Mux(reach, left_now - room, left_now - capped))]
@@ -727,7 +734,7 @@ class WeightFetcher(wiring.Component):
         with m.If(self.start):
             m.d.sync += [w_layer.eq(0), w_time.eq(0), w_load.eq(1), w_beat.eq(0),
                          self.error.eq(0), self.bytes_read.eq(0)]
-            m.d.comb += loaded_next.eq(0)
+            m.d.comb += loaded_held.eq(0)
         with m.Elif(w_load):
             m.d.sync += [w_load.eq(0), w_c.eq(0), w_c_last.eq(t_channels_m1[w_layer]),
                          w_pos.eq(w_time + t_offset[w_layer]), w_block.eq(t_block[w_layer]),
@@ -737,7 +744,7 @@ class WeightFetcher(wiring.Component):
                          w_k_last.eq(t_kernel_m1[w_layer]), w_kx_step.eq(t_kx_step[w_layer]),
                          w_ky_step.eq(t_ky_step[w_layer]), w_row.eq(0), w_tap.eq(0)]
             # ``loaded`` runs up to the layer's first block: the alignment gap holds no block.
-            m.d.comb += loaded_next.eq(w_time + t_offset[w_layer])
+            m.d.comb += loaded_held.eq(w_time + t_offset[w_layer])
         with m.Elif(beat_ok):
             m.d.sync += self.bytes_read.eq(self.bytes_read + beat_bytes)
             with m.If(self._port("rresp") != 0):
@@ -759,7 +766,7 @@ class WeightFetcher(wiring.Component):
                 with m.Else():
                     # The block is in the ring.
                     m.d.sync += [w_g.eq(0), w_kx.eq(0), w_ky.eq(0), w_row.eq(0), w_tap.eq(0)]
-                    m.d.comb += [loaded_next.eq(w_end), landing.eq(1)]
+                    m.d.comb += landing.eq(1)
                     with m.If(w_c != w_c_last):
                         m.d.sync += [w_c.eq(w_c + 1), w_pos.eq(w_pos + w_block),
                                      w_end.eq(w_end2), w_end2.eq(w_end2 + w_block)]
