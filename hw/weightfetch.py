@@ -403,7 +403,8 @@ class WeightFetcher(wiring.Component):
     write : In(WritePort.Signature) : the ring's write port (``depth`` words).
     layer_start : In(1)
         Pulse: the engine begins its next layer visit (:meth:`WeightRing.visits`' order; the
-        fetcher counts them).
+        fetcher counts them). Pulses come at least two cycles apart (an engine cannot finish
+        a layer sooner: ``block_ready`` is 0 in the cycle after a pulse).
     block_done : In(pointer_bits)
         The engine's progress in its layer, relative to the layer's first block: every block
         below it has been read for the last time (``ProgEngine.block_done``; held until the
@@ -514,13 +515,17 @@ class WeightFetcher(wiring.Component):
                 with m.Else():
                     m.d.sync += [e_t.eq(e_t + 1), e_time.eq(e_time + t_stride[e_index])]
         g_next = Signal(P)        # g_cur's value in the next cycle
+        # The next layer's base, a register: e_time + t_offset[e_index] a cycle after either
+        # changes (layer_start pulses come at least two cycles apart), its first value at start.
+        g_new = Signal(P)
         m.d.comb += g_next.eq(g_cur)
-        m.d.sync += g_cur.eq(g_next)
+        m.d.sync += [g_cur.eq(g_next), g_new.eq(e_time + t_offset[e_index])]
         with m.If(self.start):
             m.d.comb += g_next.eq(0)
-            m.d.sync += [e_index.eq(0), e_time.eq(0), engaged.eq(0)]
+            m.d.sync += [e_index.eq(0), e_time.eq(0), engaged.eq(0),
+                         g_new.eq(ring.layers[0].offset)]
         with m.Elif(self.layer_start):
-            m.d.comb += g_next.eq(e_time + t_offset[e_index])
+            m.d.comb += g_next.eq(g_new)
             m.d.sync += engaged.eq(1)
             if ring.layer_major:
                 with m.If(e_t == e_t_last):
@@ -588,10 +593,15 @@ class WeightFetcher(wiring.Component):
         land_ready = Mux(stepped,
                          Mux(take, land2 >= need_load, land2 >= need),
                          Mux(take, land >= need_load, land >= need))
-        # avail's two candidates side by side, picked last: the R walker's landing decision
-        # (the beat handshake, the word and block counters) meets no carry chain after it.
+        # avail's four candidates side by side (the R walker's block end or the held loaded,
+        # less the engine's layer base or the next one), picked last: neither the landing
+        # decision (the beat handshake, the word and block counters) nor ``layer_start`` meets
+        # a carry chain after it.
         m.d.sync += [loaded.eq(loaded_next),
-                     avail.eq(Mux(landing, w_end - g_next, loaded_held - g_next)),
+                     avail.eq(Mux(self.start, 0,
+                                  Mux(self.layer_start,
+                                      Mux(landing, w_end - g_new, loaded_held - g_new),
+                                      Mux(landing, w_end - g_cur, loaded_held - g_cur)))),
                      land.eq(w_end - g_cur), land2.eq(w_end2 - g_cur), stepped.eq(step_end),
                      ready.eq(Mux(self.start | self.layer_start, 0,
                                   Mux(landing, land_ready, avail_ready)))]

@@ -463,6 +463,9 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/weightfetch.py', 'hold.eq(0)]', 9, '0 -> 1'):
         "hold is read only through releasing = engaged & ~hold, and engaged is 0 until the first "
         "layer_start, which writes hold at the same edge",
+    # hw/weightfetch.py AxLEN picked beside the compare (reviewed survivor)
+    ('hw/weightfetch.py', 'len_m1 = Mux(reach, room - 1, Mux(left_now > MAX_BURST, MAX_BURST - 1, left_now - 1))', 44, '> -> >='):
+        'at left_now == MAX_BURST both arms are MAX_BURST - 1',
     # hw/weightfetch.py the free pointer's values at start (reviewed survivors): the AR walker
     # prepares its first burst at cycle 2 and its second at cycle 3 or later; by cycle 2
     # free_limit = free_d + depth + 1 from the engine side alone, and the run's first block
