@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.axi_io import AxiIoMover, axi4_write_ports
 from hw.shared import SharedNetwork, network_signature
 from hw.weightfetch import AXI_PREFIX
 
@@ -43,9 +44,10 @@ __all__ = [
 OKAY = 0b00
 SLVERR = 0b10
 
-#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 3 in bits 15:0 (2: AXI_WEIGHTS,
-#: WEIGHT_BYTES and ERROR.AXI_READ; 3: TIME_STEPS, T chosen per run).
-ID_VALUE = 0x5344_0003
+#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 4 in bits 15:0 (2: AXI_WEIGHTS,
+#: WEIGHT_BYTES and ERROR.AXI_READ; 3: TIME_STEPS, T chosen per run; 4: CONTROL.DMA, the input
+#: and logits over the AXI4 master, ERROR.AXI_IO).
+ID_VALUE = 0x5344_0004
 
 #: Prefix of the AXI4-Lite ports in the Verilog (``s_axil_awaddr`` ...).
 AXIL_PREFIX = "s_axil"
@@ -80,6 +82,12 @@ class CoreParameters:
     #: The weights come from external memory through the core's AXI4 read master
     #: (``weights="axi"``): WEIGHT_BASE is live, WEIGHT_BYTES and ERROR.AXI_READ exist.
     axi_weights: bool = False
+
+    @property
+    def axi_io(self) -> bool:
+        """A pixel model with the AXI4 master: CONTROL.DMA moves its input and logits over it
+        (:class:`hw.axi_io.AxiIoMover`); INPUT_BASE and OUTPUT_BASE are live."""
+        return self.axi_weights and not self.events
 
 
 @dataclass(frozen=True)
@@ -245,13 +253,19 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
         Register("CONTROL", 0x020, "RW", 0, "Start a run; enable the interrupt.",
                  (F("START", 0, 1, "WO", "write 1: start a run if READY and not BUSY "
                                          "(else ignored and flagged in ERROR); reads 0"),
-                  F("IRQ_EN", 1, 1, "RW", "1: irq = STATUS.IRQ_PENDING"))),
+                  F("IRQ_EN", 1, 1, "RW", "1: irq = STATUS.IRQ_PENDING"),
+                  *((F("DMA", 2, 1, "RW", "1: a START first reads the input (a byte a pixel "
+                                          "code) from INPUT_BASE, and the run ends after the "
+                                          "logits (a 32-bit word each) are written to "
+                                          "OUTPUT_BASE, both over the m_axi_ port"),)
+                    if p.axi_io else ()))),
         Register("STATUS", 0x024, "R/W1C", 0, "Run state and the interrupt.",
                  (F("READY", 0, 1, "RO", "the engine has cleared its bank after reset: START "
                                          "is accepted"),
                   F("BUSY", 1, 1, "RO", "a run is in progress (from an accepted START to the "
                                         "end of the run)"),
-                  F("DONE", 2, 1, "RO", "the last run has ended (cleared by the next START)"),
+                  F("DONE", 2, 1, "RO", "the last run has ended (cleared by the next START; "
+                                        "with DMA, once its logits are written)"),
                   F("IRQ_PENDING", 3, 1, "W1C", "set when a run ends; write 1 to clear"))),
         Register("ERROR", 0x028, "R/W1C", 0, "Sticky error flags; write 1 to clear.",
                  (F("START_BUSY", 0, 1, "W1C", "START written while BUSY (ignored)"),
@@ -263,9 +277,15 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                        "INPUT written while BUSY (dropped, SLVERR)"),)),
                   *((F("AXI_READ", 3, 1, "RO", "a weight read of the last run was answered "
                                                "SLVERR or DECERR (cleared by START)"),)
-                    if p.axi_weights else ()))),
+                    if p.axi_weights else ()),
+                  *((F("AXI_IO", 4, 1, "RO", "the last run's input read or logit write (DMA) "
+                                             "was answered SLVERR or DECERR (cleared by "
+                                             "START)"),)
+                    if p.axi_io else ()))),
         Register("CYCLES", 0x02C, "RO", 0,
-                 "Cycles since the last accepted START (frozen at the end of the run)."),
+                 "Cycles since the last accepted START (frozen at the end of the run)." +
+                 (" With DMA, the network's cycles: from the end of the input read to the "
+                  "start of the logit write." if p.axi_io else "")),
         Register("STEP", 0x030, "RO", 0, "Program step now running (for observers)."),
         Register("TIME_STEP", 0x034, "RO", 0, "Time step now running (for observers)."),
     ]
@@ -284,10 +304,22 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                 "Byte address of the weight image (make rtl's .weights.bin, a multiple of 64) "
                 "in the memory behind the m_axi_ port; hold it while BUSY."))
             continue
+        if name in ("INPUT_BASE", "OUTPUT_BASE") and p.axi_io:
+            what = ("the input image (a byte a pixel code, pixel (c * H + y) * W + x at "
+                    "INPUT_BASE + n)" if name == "INPUT_BASE" else
+                    "the logits (a little-endian sign-extended 32-bit word a class)")
+            regs.append(Register(
+                name, 0x040 + 4 * index, "RW", 0,
+                f"Byte address of {what} in the memory behind the m_axi_ port, used by a START "
+                "with CONTROL.DMA; a multiple of the bus width in bytes (lower bits ignored); "
+                "hold it while BUSY."))
+            continue
         regs.append(Register(
             name, 0x040 + 4 * index, "RW", 0,
-            "Reserved for the AXI4 memory master (input, output and scratch regions are not "
-            "read over it yet): plain storage, no effect."))
+            ("Reserved for the AXI4 memory master (the scratch region is not used yet): "
+             "plain storage, no effect." if p.axi_io else
+             "Reserved for the AXI4 memory master (input, output and scratch regions are not "
+             "read over it yet): plain storage, no effect.")))
     if p.axi_weights:
         regs.append(Register(
             "WEIGHT_BYTES", 0x050, "RO", 0,
@@ -360,6 +392,13 @@ class ControlBlock(wiring.Component):
         registers keep it. ``awprot``/``arprot`` are ignored; address bits 1:0 too.
     irq : Out(1)
         ``STATUS.IRQ_PENDING & CONTROL.IRQ_EN``.
+    io_clear, io_read_start, io_write_start : Out(1); io_read_done, io_write_done, io_error :
+    In(1); input_base, output_base : Out(32)
+        Only where ``regmap.parameters.axi_io``: the :class:`hw.axi_io.AxiIoMover`'s controls.
+        A START with CONTROL.DMA pulses ``io_clear`` in the accepting cycle and
+        ``io_read_start`` a cycle later; ``net.start`` pulses the cycle after ``io_read_done``;
+        the network's end pulses ``io_write_start`` a cycle later, and the run ends (BUSY
+        falls, IRQ_PENDING rises, DONE reads 1) at ``io_write_done``.
     net : In(network)
         The network's ports, seen from the other side. ``net.start`` pulses one cycle after the
         write that STARTs a run is accepted (a register; BUSY is already set in that cycle).
@@ -377,6 +416,10 @@ class ControlBlock(wiring.Component):
                  "net": In(network), "weight_base": Out(32)}
         if regmap.parameters.axi_weights:
             ports.update(weight_error=In(1), weight_bytes=In(32))
+        if regmap.parameters.axi_io:
+            ports.update(io_clear=Out(1), io_read_start=Out(1), io_read_done=In(1),
+                         io_write_start=Out(1), io_write_done=In(1), io_error=In(1),
+                         input_base=Out(32), output_base=Out(32))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -405,6 +448,8 @@ class ControlBlock(wiring.Component):
         irq_en = Signal(name="irq_en")
         error = Signal(32, name="error_flags")
         done_q = Signal(name="done_q")
+        dma = Signal(name="dma")                 # CONTROL.DMA
+        run_dma = Signal(name="run_dma")         # CONTROL.DMA as the running START found it
         storage = {name: Signal(32, name=name.lower()) for name in
                    ("TIME_STEPS", "WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")}
         asked = storage["TIME_STEPS"]
@@ -449,12 +494,29 @@ class ControlBlock(wiring.Component):
         # AXI4-Lite write stays off the network's enables. BUSY is set in the accepting cycle,
         # so no second START slips in between.
         start_q = Signal(name="start_q")
-        m.d.sync += start_q.eq(start)
         m.d.comb += net.start.eq(start_q)
-        run_end = Signal(name="run_end")          # done rises: the run has ended
+        run_end = Signal(name="run_end")          # the run has ended (BUSY falls)
         clear_pending = Signal(name="clear_pending")
         m.d.sync += done_q.eq(net.done)
-        m.d.comb += run_end.eq(busy & net.done & ~done_q)
+        if p.axi_io:
+            net_end = Signal(name="net_end")      # the network's done rises
+            m.d.comb += net_end.eq(busy & net.done & ~done_q)
+            # DMA: read the input, run, write the logits; the run ends at the write's end.
+            m.d.comb += [self.input_base.eq(storage["INPUT_BASE"]),
+                         self.output_base.eq(storage["OUTPUT_BASE"]),
+                         self.io_clear.eq(start),
+                         run_end.eq(Mux(run_dma, self.io_write_done, net_end))]
+            # A START comes only with a CONTROL write, whose DMA bit it takes (the stored
+            # bit changes at the same edge).
+            start_dma = wdata[bit("CONTROL", "DMA")]
+            m.d.sync += [start_q.eq((start & ~start_dma) | self.io_read_done),
+                         self.io_read_start.eq(start & start_dma),
+                         self.io_write_start.eq(net_end & run_dma)]
+            with m.If(start):
+                m.d.sync += run_dma.eq(start_dma)
+        else:
+            m.d.sync += start_q.eq(start)
+            m.d.comb += run_end.eq(busy & net.done & ~done_q)   # done rises
         with m.If(start):
             m.d.sync += busy.eq(1)
         with m.If(run_end):
@@ -479,6 +541,8 @@ class ControlBlock(wiring.Component):
                 m.d.comb += start_request.eq(accept & wdata[bit("CONTROL", "START")])
                 with m.If(accept & w_strb[0]):
                     m.d.sync += irq_en.eq(wdata[bit("CONTROL", "IRQ_EN")])
+                    if p.axi_io:
+                        m.d.sync += dma.eq(wdata[bit("CONTROL", "DMA")])
                 with m.If(start_request & busy):
                     m.d.sync += error[bit("ERROR", "START_BUSY")].eq(1)
                 with m.If(start_request & ~busy & ~net.ready):
@@ -536,11 +600,17 @@ class ControlBlock(wiring.Component):
             m.d.sync += bus.rvalid.eq(0)
 
         r_word = ar_addr[2:]
+        error_value = error
+        if p.axi_weights:
+            error_value = error_value | (self.weight_error << bit("ERROR", "AXI_READ"))
+        if p.axi_io:
+            error_value = error_value | (self.io_error << bit("ERROR", "AXI_IO"))
         values = {
-            "CONTROL": Cat(Const(0, 1), irq_en),
-            "STATUS": Cat(net.ready, busy, net.done, pending),
-            "ERROR": (error | (self.weight_error << bit("ERROR", "AXI_READ"))
-                      if p.axi_weights else error),
+            "CONTROL": Cat(Const(0, 1), irq_en, dma) if p.axi_io else Cat(Const(0, 1), irq_en),
+            # with DMA, DONE waits for the logit write (the network's done rises before it)
+            "STATUS": Cat(net.ready, busy, net.done & ~(busy & run_dma) if p.axi_io
+                          else net.done, pending),
+            "ERROR": error_value,
             **({"WEIGHT_BYTES": self.weight_bytes} if p.axi_weights else {}),
             "CYCLES": net.cycles,
             "STEP": net.step,
@@ -600,7 +670,11 @@ class NetworkCore(wiring.Component):
     m_axi_ar*, m_axi_r*
         Only with ``weights="axi"``: the network's AXI4 read master
         (:func:`hw.weightfetch.axi4_read_ports`), passed through; it reads the weight image at
-        WEIGHT_BASE.
+        WEIGHT_BASE. A pixel model's core shares it with its :class:`hw.axi_io.AxiIoMover`,
+        which owns AR and R while it reads the input of a DMA run (before the network starts).
+    m_axi_aw*, m_axi_w*, m_axi_b*
+        Only with ``weights="axi"`` and a pixel model: the mover's AXI4 write master
+        (:func:`hw.axi_io.axi4_write_ports`), which writes a DMA run's logits at OUTPUT_BASE.
 
     Clock and reset: Amaranth's ``sync`` domain (``clk``, ``rst`` active high, synchronous);
     an AXI ``ARESETn`` is its inverse.
@@ -610,7 +684,7 @@ class NetworkCore(wiring.Component):
     ======== =============== ======= ================================================
     offset   name            access  meaning
     ======== =============== ======= ================================================
-    0x000    ID              RO      0x5344_0003: 'SD', map version 3
+    0x000    ID              RO      0x5344_0004: 'SD', map version 4
     0x004    FEATURES        RO      bit0 EVENTS (event input), bit1 EXTERNAL_WEIGHTS,
                                      bit2 AXI_WEIGHTS
     0x008    CLASSES         RO      number of classes
@@ -619,19 +693,23 @@ class NetworkCore(wiring.Component):
     0x014    INPUT_WORDS     RO      pixel words (C*H*W) or event beats a time step (H*W)
     0x018    LOGIT_BITS      RO      signed logit width before sign extension
     0x01C    TIME_STEPS      RW      time steps of the next run (0 or > T: T), read at START
-    0x020    CONTROL         RW      bit0 START (write 1; reads 0), bit1 IRQ_EN
+    0x020    CONTROL         RW      bit0 START (write 1; reads 0), bit1 IRQ_EN, bit2 DMA
+                                     (AXI weights, pixel model: input and logits over m_axi_)
     0x024    STATUS          R/W1C   bit0 READY, bit1 BUSY, bit2 DONE, bit3 IRQ_PENDING (W1C)
     0x028    ERROR           R/W1C   bit0 START_BUSY, bit1 START_NOT_READY, bit2 INPUT_BUSY
                                      (pixel) / EVENT_IDLE (event); all W1C; bit3 AXI_READ
-                                     (AXI weights only, RO: a weight read answered an error)
+                                     (AXI weights only, RO: a weight read answered an error);
+                                     bit4 AXI_IO (DMA: an input read or logit write did)
     0x02C    CYCLES          RO      cycles of the last run (running count while BUSY)
     0x030    STEP            RO      program step running
     0x034    TIME_STEP       RO      time step running
     0x038    EVENT           WO      event models only: one beat, B waits until it is taken
     0x040    WEIGHT_BASE     RW      AXI weights: byte address of the weight image; else
                                      reserved (no effect)
-    0x044    INPUT_BASE      RW      reserved (no effect yet)
-    0x048    OUTPUT_BASE     RW      reserved (no effect yet)
+    0x044    INPUT_BASE      RW      DMA: byte address of the input (a byte a pixel code); else
+                                     reserved (no effect)
+    0x048    OUTPUT_BASE     RW      DMA: byte address of the logits (32 bits each); else
+                                     reserved (no effect)
     0x04C    SCRATCH_BASE    RW      reserved (no effect yet)
     0x050    WEIGHT_BYTES    RO      AXI weights only: bytes read over m_axi_ since START
     0x1000   LOGIT[n]        RO      class n's logit, sign-extended (n < CLASSES)
@@ -656,6 +734,15 @@ class NetworkCore(wiring.Component):
                      if name.startswith(AXI_PREFIX + "_")]
         for name in self._axi:
             ports[name] = self.network.signature.members[name]
+        self.mover = None
+        if self.regmap.parameters.axi_io:
+            members = self.network.signature.members
+            self.mover = AxiIoMover(
+                input_words=plan.pixel_words, pixel_bits=net.pixel.bits,
+                classes=self.regmap.parameters.classes, logit_bits=plan.logit_bits,
+                address_width=Shape.cast(members[f"{AXI_PREFIX}_araddr"].shape).width,
+                data_width=Shape.cast(members[f"{AXI_PREFIX}_rdata"].shape).width)
+            ports.update(axi4_write_ports(self.mover.address_width, self.mover.data_width))
         super().__init__(ports)
 
     @property
@@ -697,16 +784,51 @@ class NetworkCore(wiring.Component):
             ours = control.net
             for part in path:
                 ours = getattr(ours, part)
+            if self.mover is not None and path[0] in ("load_address", "load_data",
+                                                      "load_enable"):
+                # the pixel port: the mover's while it reads (the bus's writes need ~BUSY)
+                mine = getattr(self.mover, path[0])
+                m.d.comb += theirs.eq(ours | mine if path[0] == "load_enable"
+                                      else Mux(self.mover.reading, mine, ours))
+                continue
             m.d.comb += theirs.eq(ours) if member.flow == In else ours.eq(theirs)
         if hasattr(self, "weight_addr"):
             m.d.comb += [self.weight_addr.eq(network.weight_addr),
                          self.weight_en.eq(network.weight_en),
                          network.weight_data.eq(self.weight_data)]
-        if self._axi:
+        if self.mover is not None:
+            # The mover owns AR and R while it reads the input (``reading``, a register),
+            # before the network starts: the weight fetcher has nothing in flight then.
+            m.submodules.mover = mover = self.mover
+            reading = mover.reading
+            for name in self._axi:
+                outer, inner = getattr(self, name), getattr(network, name)
+                theirs = getattr(mover, name)
+                if self.signature.members[name].flow == Out:
+                    m.d.comb += outer.eq(Mux(reading, theirs, inner))
+                elif name.endswith(("_arready", "_rvalid")):
+                    m.d.comb += [inner.eq(outer & ~reading), theirs.eq(outer & reading)]
+                else:
+                    m.d.comb += [inner.eq(outer), theirs.eq(outer)]
+            for name in axi4_write_ports(1, 32):
+                outer, theirs = getattr(self, name), getattr(mover, name)
+                flow = self.signature.members[name].flow
+                m.d.comb += outer.eq(theirs) if flow == Out else theirs.eq(outer)
+            m.d.comb += [mover.clear.eq(control.io_clear),
+                         mover.read_start.eq(control.io_read_start),
+                         mover.input_base.eq(control.input_base),
+                         mover.output_base.eq(control.output_base),
+                         mover.write_start.eq(control.io_write_start),
+                         mover.logits.eq(network.logits),
+                         control.io_read_done.eq(mover.read_done),
+                         control.io_write_done.eq(mover.write_done),
+                         control.io_error.eq(mover.error)]
+        elif self._axi:
             for name in self._axi:
                 outer, inner = getattr(self, name), getattr(network, name)
                 flow = self.signature.members[name].flow
                 m.d.comb += outer.eq(inner) if flow == Out else inner.eq(outer)
+        if self._axi:
             m.d.comb += [network.weight_address.eq(control.weight_base),
                          control.weight_error.eq(network.weight_error),
                          control.weight_bytes.eq(network.weight_bytes)]

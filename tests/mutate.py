@@ -73,6 +73,7 @@ TESTS: dict[str, list[str]] = {
     "hw/stem.py": ["tests/test_stem.py"],
     "hw/control.py": ["tests/test_control.py"],
     "hw/weightfetch.py": ["tests/test_weightfetch.py"],
+    "hw/axi_io.py": ["tests/test_axi_io.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
@@ -99,6 +100,7 @@ VERILATOR_TESTS: dict[str, list[str]] = {
     "hw/stem.py": ["tests/test_shared_network.py"],
     "hw/control.py": ["tests/test_control.py"],
     "hw/weightfetch.py": ["tests/test_weightfetch.py"],
+    "hw/axi_io.py": ["tests/test_control.py"],
 }
 # Functions whose mutants only the Verilator tests can judge (no fast test runs their circuit):
 # left out of a run without --verilator, and counted as such.
@@ -466,6 +468,12 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/weightfetch.py AxLEN picked beside the compare (reviewed survivor)
     ('hw/weightfetch.py', 'len_m1 = Mux(reach, room - 1, Mux(left_now > MAX_BURST, MAX_BURST - 1, left_now - 1))', 44, '> -> >='):
         'at left_now == MAX_BURST both arms are MAX_BURST - 1',
+    # hw/weightfetch.py avail's value at start and the burst cap (reviewed survivors)
+    ('hw/weightfetch.py', 'avail.eq(Mux(self.start, 0,', 26, '0 -> 1'):
+        "avail's start value reaches only ready in the cycles before the first layer_start and the "
+        "one after it, when the engine has no decoded item; layer_start rewrites avail from g_new",
+    ('hw/weightfetch.py', 'm.d.comb += capped.eq(Mux(left_now > MAX_BURST, MAX_BURST, left_now))', 36, '> -> >='):
+        'at left_now == MAX_BURST both arms are MAX_BURST',
     # hw/weightfetch.py the free pointer's values at start (reviewed survivors): the AR walker
     # prepares its first burst at cycle 2 and its second at cycle 3 or later; by cycle 2
     # free_limit = free_d + depth + 1 from the engine side alone, and the run's first block

@@ -16,9 +16,9 @@ import random
 
 import cocotb
 from cocotb.triggers import Event, RisingEdge
-from cocotbext.axi import AxiRamRead
+from cocotbext.axi import AxiRamRead, AxiRamWrite
 
-__all__ = ["LatencyAxiRamRead", "random_pauses", "parse_latency"]
+__all__ = ["LatencyAxiRamRead", "BoundedAxiRamWrite", "random_pauses", "parse_latency"]
 
 
 def parse_latency(text: str) -> tuple[int, int]:
@@ -37,6 +37,16 @@ def random_pauses(probability: float, seed: int):
     rng = random.Random(seed)
     while True:
         yield rng.random() < probability
+
+
+class BoundedAxiRamWrite(AxiRamWrite):
+    """AXI4 RAM write side that answers SLVERR outside its memory instead of wrapping around
+    (cocotbext-axi turns the exception into the burst's error response)."""
+
+    async def _write(self, address, data):
+        if address + len(data) > self.size:
+            raise IndexError(f"address {address:#x} is outside the {self.size:#x}-byte memory")
+        self.write(address, data)
 
 
 class LatencyAxiRamRead(AxiRamRead):

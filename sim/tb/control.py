@@ -17,7 +17,10 @@ weight image ``CORE_WEIGHTS`` at :data:`WEIGHT_BASE`, each burst answered after 
 checks WEIGHT_BYTES (``CORE_WEIGHT_RUN_BYTES``: under the time schedule T times the image's
 layers) and ERROR.AXI_READ after every run, and
 ``test_errors`` points WEIGHT_BASE outside the memory once: the run still ends, with
-ERROR.AXI_READ set, and the next START clears it.
+ERROR.AXI_READ set, and the next START clears it. A pixel model's AXI core also gets the write
+side of that memory (:class:`sim.tb.axi_memory.BoundedAxiRamWrite`, random pauses on AW, W and
+B), and ``test_dma`` runs its inputs with CONTROL.DMA: input bytes in memory, logits read back
+from memory (skipped for the other cores, which have no CONTROL.DMA).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import random
 import time
 
 import cocotb
+import numpy as np
 from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
@@ -41,12 +45,21 @@ RUN_LIMIT_NS = 200_000_000
 #: Byte address of the weight image in the external memory (AXI weights), and the memory's size.
 WEIGHT_BASE = 0x0010_0000
 MEMORY_BYTES = 1 << 24
+#: Where a DMA run's input and logits lie (``test_dma``): neither is a multiple of a 16-beat
+#: group, so the first bursts are short; the logits straddle a 4 KB boundary.
+INPUT_BASE = 0x0020_0FC8
+OUTPUT_BASE = 0x0030_0FF0
 
 
 def _case():
     with open(os.environ["CORE_CASE"]) as handle:
         case = json.load(handle)
     return case, RegisterMap.from_dict(case["regmap"])
+
+
+def _axi_io() -> bool:
+    """The case's core moves its input and logits over AXI4 (CONTROL.DMA exists)."""
+    return _case()[1].parameters.axi_io
 
 
 def _pauses(seed: int, rate: float):
@@ -83,6 +96,19 @@ class Driver:
             self.memory.write(WEIGHT_BASE, self.image)
             self.memory.ar_channel.set_pause_generator(random_pauses(pause, seed + 7))
             self.memory.r_channel.set_pause_generator(random_pauses(pause, seed + 8))
+        self.writes = None
+        if rm.parameters.axi_io:
+            from cocotbext.axi import AxiWriteBus
+
+            from sim.tb.axi_memory import BoundedAxiRamWrite
+
+            # the write side of the same memory: the logits of a DMA run land here
+            self.writes = BoundedAxiRamWrite(AxiWriteBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
+                                      size=MEMORY_BYTES, mem=self.memory.mem)
+            self.writes.log.setLevel(logging.WARNING)
+            for index, channel in enumerate((self.writes.aw_channel, self.writes.w_channel,
+                                             self.writes.b_channel)):
+                channel.set_pause_generator(random_pauses(pause, seed + 11 + index))
 
     def mask(self, register: str, field: str) -> int:
         return self.rm[register].field(field).mask
@@ -328,3 +354,62 @@ async def test_errors(dut):
         result = await driver.run(words)                        # START clears it
         assert not driver.axi_error
         _compare(result["logits"], want, "run after an AXI error")
+
+
+@cocotb.skipif(not os.environ.get("CORE_CASE") or not _axi_io(),
+               reason="the core has no CONTROL.DMA (not a pixel model with the AXI4 master)")
+@cocotb.test()
+async def test_dma(dut):
+    """CONTROL.DMA: each input's codes lie in external memory at INPUT_BASE (a byte each), the
+    driver writes only the base registers and START; the logits the core writes at OUTPUT_BASE
+    (a sign-extended 32-bit word each, the bytes around them untouched) and the LOGIT registers
+    both equal the golden model's. CYCLES is the network's own count, below the time from START
+    to DONE. A logit write outside the memory sets ERROR.AXI_IO (cleared by START)."""
+    from hw.axi_io import input_bytes, output_bytes
+
+    case, rm = _case()
+    driver = Driver(dut, rm, seed=4)
+    await driver.reset()
+    p = rm.parameters
+    dma = driver.mask("CONTROL", "DMA")
+    status, error = rm["STATUS"].offset, rm["ERROR"].offset
+    guard = bytes(range(256)) * 2
+    runs = []
+    for index, (words, want) in enumerate(zip(case["inputs"], case["logits"])):
+        reference = await driver.run(words)          # loaded over AXI4-Lite first
+        _compare(reference["logits"], want, f"input {index} (over AXI4-Lite)")
+        driver.memory.write(INPUT_BASE, input_bytes(words))
+        driver.memory.write(OUTPUT_BASE - 256, guard)
+        driver.memory.write(OUTPUT_BASE + 4 * p.classes, guard)
+        await driver.write(rm["INPUT_BASE"].offset, INPUT_BASE)
+        await driver.write(rm["OUTPUT_BASE"].offset, OUTPUT_BASE)
+        begin = get_sim_time("ns")
+        await driver.write(rm["CONTROL"].offset, driver.mask("CONTROL", "START") | dma)
+        assert await driver.read(rm["CONTROL"].offset) == dma
+        await with_timeout(driver.poll_done(), RUN_LIMIT_NS, "ns")
+        total = int((get_sim_time("ns") - begin) // 10)
+        written = driver.memory.read(OUTPUT_BASE, 4 * p.classes)
+        assert written == output_bytes(want), (
+            f"input {index}: logits in memory {list(np.frombuffer(written, '<i4'))}, golden "
+            f"{want}")
+        assert driver.memory.read(OUTPUT_BASE - 256, 256) == guard[:256]
+        assert driver.memory.read(OUTPUT_BASE + 4 * p.classes, 512) == guard
+        _compare(await driver.logits(), want, f"input {index} (DMA, LOGIT registers)")
+        cycles = await driver.read(rm["CYCLES"].offset)
+        # the memory's random latency moves the network's cycles from run to run
+        assert 0 < cycles < total, (cycles, total)
+        assert await driver.read(error) == 0
+        dut._log.info("input %d over DMA: %d network cycles, about %d from START to DONE "
+                      "(polled)", index, cycles, total)
+        runs.append({"cycles": cycles, "start_to_done": total})
+    # An error response: the logits written outside the memory (DECERR); the run still ends.
+    await driver.write(rm["OUTPUT_BASE"].offset, MEMORY_BYTES - 8)
+    await driver.write(rm["CONTROL"].offset, driver.mask("CONTROL", "START") | dma)
+    await with_timeout(driver.poll_done(), RUN_LIMIT_NS, "ns")
+    assert await driver.read(error) & driver.mask("ERROR", "AXI_IO")
+    assert await driver.read(status) & driver.mask("STATUS", "DONE")
+    await driver.write(rm["OUTPUT_BASE"].offset, OUTPUT_BASE)
+    await driver.write(rm["CONTROL"].offset, driver.mask("CONTROL", "START") | dma)
+    await with_timeout(driver.poll_done(), RUN_LIMIT_NS, "ns")
+    assert not await driver.read(error) & driver.mask("ERROR", "AXI_IO")
+    _record("dma", runs)

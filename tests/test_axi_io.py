@@ -1,0 +1,217 @@
+"""``hw.axi_io.AxiIoMover``: input codes read and logits written over AXI4, against a memory model.
+
+Each case runs the mover in Amaranth's simulator against a Python AXI4 memory that answers every
+read burst after a random latency, drops ``arready``, ``rvalid``, ``awready``, ``wready`` and
+``bvalid`` at random, and checks every burst it sees (INCR, full beats, no 4 KB crossing, the
+bursts of :func:`hw.axi_io.io_bursts`). The codes the mover loads must be the memory's bytes
+(masked to the code width) at consecutive addresses, once each; the bytes it writes must be
+:func:`hw.axi_io.output_bytes` of the logits, nothing else in memory changed; ``read_done`` and
+``write_done`` must pulse once, after the last load and the last B response; an error response
+must set ``error`` and ``clear`` must reset it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.axi_io import IO_BURST, AxiIoMover, input_bytes, io_bursts, output_bytes
+
+MEMORY = 1 << 16
+
+
+class Memory:
+    """A byte memory with AXI4 read and write slaves, driven cycle by cycle from a testbench."""
+
+    def __init__(self, dut, seed: int, pause: float, latency=(1, 12), error_at=None):
+        self.dut = dut
+        self.rng = random.Random(seed)
+        self.pause, self.latency = pause, latency
+        self.bytes = bytearray(random.Random(seed + 1).randbytes(MEMORY))
+        self.reads, self.writes = [], []       # bursts seen: (address, beats)
+        self.pending = []                      # read beats: (due cycle, address, last, resp)
+        self.w_burst = None                    # the AW being written: [address, beats left]
+        self.w_early = []                      # W beats before their AW
+        self.b_due = []                        # B responses owed
+        self.error_at = error_at               # a byte address answering SLVERR
+        self.cycle = 0
+
+    def _p(self, name):
+        return getattr(self.dut, f"m_axi_{name}")
+
+    def _resp(self, address, beats, B):
+        if self.error_at is not None and address <= self.error_at < address + beats * B:
+            return 0b10
+        return 0
+
+    def _check_burst(self, ctx, side, address, length, size, burst, B):
+        assert burst == 1 and 1 << size == B, (burst, size)
+        # one ID, normal access, bufferable and modifiable, unprivileged secure data
+        assert tuple(ctx.get(self._p(f"{side}{name}")) for name in ("id", "lock", "cache",
+                                                                     "prot")) == (0, 0, 3, 0)
+        assert address % B == 0 and 1 <= length <= IO_BURST
+        assert address // 4096 == (address + length * B - 1) // 4096, "crosses 4 KB"
+
+    async def step(self, ctx):
+        """Drive this cycle's slave outputs, record its handshakes; returns before the edge."""
+        dut, rng, B = self.dut, self.rng, self.dut.beat_bytes
+        p = self._p
+        ctx.set(p("arready"), rng.random() >= self.pause)
+        ctx.set(p("awready"), rng.random() >= self.pause)
+        ctx.set(p("wready"), rng.random() >= self.pause)
+        head = self.pending[0] if self.pending else None
+        r_valid = head is not None and head[0] <= self.cycle and rng.random() >= self.pause
+        ctx.set(p("rvalid"), r_valid)
+        if r_valid:
+            _, address, last, resp = head
+            ctx.set(p("rdata"), int.from_bytes(self.bytes[address:address + B], "little"))
+            ctx.set(p("rlast"), last)
+            ctx.set(p("rresp"), resp)
+        b_valid = bool(self.b_due) and rng.random() >= self.pause
+        ctx.set(p("bvalid"), b_valid)
+        if b_valid:
+            ctx.set(p("bresp"), self.b_due[0])
+        # handshakes at the coming edge
+        if ctx.get(p("arvalid")) and ctx.get(p("arready")):
+            address, length = ctx.get(p("araddr")), ctx.get(p("arlen")) + 1
+            self._check_burst(ctx, "ar", address, length, ctx.get(p("arsize")),
+                              ctx.get(p("arburst")), B)
+            self.reads.append((address, length))
+            due = self.cycle + rng.randint(*self.latency)
+            resp = self._resp(address, length, B)
+            start = max([due] + [beat[0] for beat in self.pending[-1:]])
+            for n in range(length):
+                self.pending.append((start + n, address + n * B, n == length - 1, resp))
+        if r_valid and ctx.get(p("rready")):
+            self.pending.pop(0)
+        if ctx.get(p("awvalid")) and ctx.get(p("awready")):
+            address, length = ctx.get(p("awaddr")), ctx.get(p("awlen")) + 1
+            self._check_burst(ctx, "aw", address, length, ctx.get(p("awsize")),
+                              ctx.get(p("awburst")), B)
+            assert self.w_burst is None, "a second AW before the first burst's B"
+            self.writes.append((address, length))
+            self.w_burst = [address, length, self._resp(address, length, B)]
+        if ctx.get(p("wvalid")) and ctx.get(p("wready")):
+            self.w_early.append((ctx.get(p("wdata")), ctx.get(p("wstrb")), ctx.get(p("wlast"))))
+        while self.w_burst is not None and self.w_early:
+            wdata, wstrb, wlast = self.w_early.pop(0)
+            address, left, resp = self.w_burst
+            for i in range(B):
+                if wstrb >> i & 1:
+                    self.bytes[address + i] = wdata >> 8 * i & 0xFF
+            assert bool(wlast) == (left == 1), "WLAST not on the burst's last beat"
+            if left == 1:
+                self.b_due.append(resp)
+                self.w_burst = None
+            else:
+                self.w_burst = [address + B, left - 1, resp]
+        if b_valid and ctx.get(p("bready")):
+            self.b_due.pop(0)
+        self.cycle += 1
+
+
+def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits=8,
+              logit_bits=13, seed=0, pause=0.3, error_at=None):
+    dut = AxiIoMover(input_words=input_words, pixel_bits=pixel_bits, classes=classes,
+                     logit_bits=logit_bits, address_width=16, data_width=data_width)
+    rng = np.random.default_rng(seed)
+    logits = rng.integers(-(1 << logit_bits - 1), 1 << logit_bits - 1, classes)
+    memory = Memory(dut, seed, pause, error_at=error_at)
+    before = bytes(memory.bytes)
+    seen = {"loads": [], "read_done": [], "write_done": []}
+
+    async def bench(ctx):
+        ctx.set(dut.logits, [int(value) for value in logits])
+        ctx.set(dut.input_base, in_base)
+        ctx.set(dut.output_base, out_base)
+        ctx.set(dut.read_start, 1)
+        await memory.step(ctx)
+        await ctx.tick()
+        ctx.set(dut.read_start, 0)
+        for cycle in range(20 * input_words + 2000):
+            if ctx.get(dut.load_enable):
+                seen["loads"].append((ctx.get(dut.load_address), ctx.get(dut.load_data)))
+            if ctx.get(dut.read_done):
+                seen["read_done"].append(cycle)
+            if seen["read_done"] and cycle == seen["read_done"][0] + 3:
+                ctx.set(dut.write_start, 1)
+            else:
+                ctx.set(dut.write_start, 0)
+            if ctx.get(dut.write_done):
+                seen["write_done"].append(cycle)
+            if seen["write_done"] and cycle > seen["write_done"][0] + 20:
+                break
+            await memory.step(ctx)
+            await ctx.tick()
+        seen["error"] = ctx.get(dut.error)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        seen["cleared"] = ctx.get(dut.error)
+        seen["reading"] = ctx.get(dut.reading)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return dut, memory, before, logits, seen
+
+
+@pytest.mark.parametrize("input_words, classes, data_width, in_base, out_base", [
+    (1024, 10, 64, 0x1000, 0x3000),      # the demo: 128 beats, 5 output beats
+    (37, 1, 64, 0x0FD8, 0x0FF8),          # bursts that end at a 4 KB boundary; one class
+    (100, 33, 32, 0x2004, 0x2FF0),        # 32-bit bus: a logit a beat, 33 beats over 3 groups
+    (300, 7, 128, 0x4130, 0x5010),        # 128-bit bus: odd classes, a partly strobed last beat
+], ids=["demo-64", "boundary-64", "bus-32", "bus-128"])
+def test_mover_reads_codes_and_writes_logits(input_words, classes, data_width, in_base,
+                                             out_base):
+    dut, memory, before, logits, seen = run_mover(
+        input_words=input_words, classes=classes, data_width=data_width, in_base=in_base,
+        out_base=out_base, seed=input_words)
+    B = data_width // 8
+    base = in_base - in_base % B
+    want = list(before[base:base + input_words])
+    assert seen["loads"] == [(n, code) for n, code in enumerate(want)]
+    assert len(seen["read_done"]) == 1 and len(seen["write_done"]) == 1
+    assert memory.reads == io_bursts(in_base, dut.input_beats, B)
+    assert memory.writes == io_bursts(out_base, dut.output_beats, B)
+    out = out_base - out_base % B
+    expected = bytearray(before)
+    expected[out:out + 4 * classes] = output_bytes(logits)
+    assert bytes(memory.bytes) == bytes(expected), "the write changed other bytes, or wrong ones"
+    assert not seen["error"] and not seen["reading"]
+
+
+def test_narrow_codes_are_masked():
+    """A 5-bit code takes the byte's low five bits."""
+    dut, memory, before, _, seen = run_mover(input_words=20, classes=2, data_width=64,
+                                             in_base=0x100, out_base=0x200, pixel_bits=5)
+    assert [code for _, code in seen["loads"]] == [b & 0x1F for b in before[0x100:0x114]]
+
+
+def test_error_responses_set_error_until_clear():
+    for error_at in (0x108, 0x208):     # a read burst's byte, then a write burst's
+        _, _, _, _, seen = run_mover(input_words=40, classes=4, data_width=64, in_base=0x100,
+                                     out_base=0x200, error_at=error_at)
+        assert seen["error"] == 1 and seen["cleared"] == 0, error_at
+        assert len(seen["write_done"]) == 1   # the run goes on
+
+
+def test_reference_functions():
+    assert input_bytes([0, 255, 7]) == b"\x00\xff\x07"
+    with pytest.raises(ValueError, match="0..255"):
+        input_bytes([256])
+    assert output_bytes([-1, 2]) == b"\xff\xff\xff\xff\x02\x00\x00\x00"
+    assert io_bursts(0x0FF0, 5, 8) == [(0x0FF0, 2), (0x1000, 3)]
+    assert io_bursts(0x80, 40, 8) == [(0x80, 16), (0x100, 16), (0x180, 8)]
+
+
+def test_parameters_are_checked():
+    with pytest.raises(ValueError, match="pixel_bits"):
+        AxiIoMover(input_words=4, pixel_bits=9, classes=2, logit_bits=8, address_width=16)
+    with pytest.raises(ValueError, match="data_width"):
+        AxiIoMover(input_words=4, pixel_bits=8, classes=2, logit_bits=8, address_width=16,
+                   data_width=48)
