@@ -61,7 +61,7 @@ def axi4_write_ports(address_width: int, data_width: int, id_width: int = 1) -> 
 
 def input_bytes(codes) -> bytes:
     """The input image as it lies in memory: one byte per pixel code, in pixel order."""
-    values = np.asarray(codes, dtype=np.int64).reshape(-1)
+    values = np.asarray(codes, dtype=np.int64).ravel()
     if values.size and (values.min() < 0 or values.max() > 255):
         raise ValueError("pixel codes must lie in 0..255 to be stored a byte each")
     return values.astype(np.uint8).tobytes()
@@ -221,7 +221,7 @@ class AxiIoMover(wiring.Component):
         with m.If(emit):
             m.d.sync += [shift.eq(shift >> 8), held.eq(held - 1), pixel.eq(pixel + 1)]
         beat_taken = port("rvalid") & port("rready")
-        last_beat_bytes = self.input_words - (in_beats - 1) * B
+        last_beat_bytes = (self.input_words - 1) % B + 1    # codes in the last beat
         with m.If(beat_taken):
             m.d.sync += [shift.eq(port("rdata")), r_left.eq(r_left - 1),
                          held.eq(Mux(r_left == 1, last_beat_bytes, B))]
@@ -252,17 +252,19 @@ class AxiIoMover(wiring.Component):
         wdata = Array(beat_rows)
         wstrb = Array(Const(s, B) for s in strobes)
 
-        writing = Signal()
         aw_pending = Signal()
         w_active = Signal()
-        b_wait = Signal()
         aw_beat = Signal(AW - beat_log)            # this burst's beat address
         w_beat = Signal(range(out_beats + 1))      # next beat of the output (its logits)
         w_left = Signal(range(out_beats + 1))      # beats of the output not yet in a burst
-        burst = Signal(range(IO_BURST + 1))        # this burst's beats
+        burst = Signal(range(IO_BURST + 1))        # this burst's beats; 0: none in flight
         burst_left = Signal(range(IO_BURST + 1))   # its W beats still to send
         next_len = Signal(range(IO_BURST + 1))
         m.d.comb += next_len.eq(issue_length(aw_beat, w_left))
+        # B is taken whenever a burst is in flight: a slave answers only after its AW and last
+        # W, and one burst at a time means any B is this burst's.
+        bdone = Signal()
+        m.d.comb += bdone.eq(port("bvalid") & port("bready"))
         m.d.comb += [port("awid").eq(0), port("awaddr").eq(Cat(Const(0, beat_log), aw_beat)),
                      port("awlen").eq(burst - 1), port("awsize").eq(beat_log),
                      port("awburst").eq(0b01), port("awlock").eq(0),
@@ -270,10 +272,8 @@ class AxiIoMover(wiring.Component):
                      port("awvalid").eq(aw_pending),
                      port("wdata").eq(wdata[w_beat]), port("wstrb").eq(wstrb[w_beat]),
                      port("wlast").eq(burst_left == 1), port("wvalid").eq(w_active),
-                     port("bready").eq(b_wait)]
-        begin = Signal()                           # start the next burst this cycle
-        m.d.comb += begin.eq(writing & (burst == 0) & (w_left != 0))
-        with m.If(begin):
+                     port("bready").eq(burst != 0)]
+        with m.If((burst == 0) & (w_left != 0)):    # the next burst
             m.d.sync += [aw_pending.eq(1), w_active.eq(1), burst.eq(next_len),
                          burst_left.eq(next_len), w_left.eq(w_left - next_len)]
         with m.If(port("awvalid") & port("awready")):
@@ -282,19 +282,12 @@ class AxiIoMover(wiring.Component):
             m.d.sync += [w_beat.eq(w_beat + 1), burst_left.eq(burst_left - 1)]
             with m.If(burst_left == 1):
                 m.d.sync += w_active.eq(0)
-        # B after the burst's AW and every W beat have gone
-        with m.If(writing & ~b_wait & ~aw_pending & ~w_active & (burst != 0)):
-            m.d.sync += b_wait.eq(1)
-        finished = Signal()
-        m.d.comb += finished.eq(b_wait & port("bvalid") & (w_left == 0))
-        with m.If(b_wait & port("bvalid")):
-            m.d.sync += [b_wait.eq(0), burst.eq(0)]
+        with m.If(bdone):
+            m.d.sync += burst.eq(0)
             with m.If(port("bresp")[1]):
                 m.d.sync += self.error.eq(1)
-        m.d.sync += self.write_done.eq(finished)
-        with m.If(finished):
-            m.d.sync += writing.eq(0)
+        m.d.sync += self.write_done.eq(bdone & (w_left == 0))
         with m.If(self.write_start):
-            m.d.sync += [writing.eq(1), aw_beat.eq(self.output_base[beat_log:]),
-                         w_beat.eq(0), w_left.eq(out_beats), burst.eq(0)]
+            m.d.sync += [aw_beat.eq(self.output_base[beat_log:]), w_beat.eq(0),
+                         w_left.eq(out_beats), burst.eq(0)]
         return m

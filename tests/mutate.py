@@ -474,6 +474,51 @@ EQUIVALENT: dict[tuple, str] = {
         "one after it, when the engine has no decoded item; layer_start rewrites avail from g_new",
     ('hw/weightfetch.py', 'm.d.comb += capped.eq(Mux(left_now > MAX_BURST, MAX_BURST, left_now))', 36, '> -> >='):
         'at left_now == MAX_BURST both arms are MAX_BURST',
+    # hw/axi_io.py (reviewed survivors): counters and addresses one value wider hold the same
+    # values (each counts below its range; an address's extra high bits never reach the port)
+    ('hw/axi_io.py', 'return Mux(left < to_group, left, to_group)', 17, '< -> <='):
+        'at left == to_group both arms are the same',
+    ('hw/axi_io.py', "ar_beat = Signal(AW - beat_log)            # next burst's beat address", 21, '- -> +'):
+        'a wider beat address: the bits above the port are cut when araddr is assigned',
+    ('hw/axi_io.py', "aw_beat = Signal(AW - beat_log)            # this burst's beat address", 21, '- -> +'):
+        'a wider beat address: the bits above the port are cut when awaddr is assigned',
+    ('hw/axi_io.py', 'ar_left = Signal(range(in_beats + 1))      # beats not yet requested', 35, '1 -> 2'):
+        'holds 0..in_beats: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'r_left = Signal(range(in_beats + 1))       # beats not yet received', 34, '1 -> 2'):
+        'holds 0..in_beats: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'ar_len = Signal(range(IO_BURST + 1))', 34, '1 -> 2'):
+        'holds 1..IO_BURST: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'held = Signal(range(B + 1))                # how many', 25, '1 -> 2'):
+        'holds 0..B (a power of two): range(B + 2) has the same width',
+    ('hw/axi_io.py', 'pixel = Signal(range(self.input_words + 1))', 41, '1 -> 2'):
+        'holds 0..input_words: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'min((index + 1) * per_beat, self.classes))])', 14, '1 -> 2'):
+        "a beat's row with the next beat's words after it: wdata keeps only the beat's own bits",
+    ('hw/axi_io.py', 'w_beat = Signal(range(out_beats + 1))      # next beat of the output (its logits)', 35, '1 -> 2'):
+        'holds 0..out_beats: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'w_left = Signal(range(out_beats + 1))      # beats of the output not yet in a burst', 35, '1 -> 2'):
+        'holds 0..out_beats: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'burst = Signal(range(IO_BURST + 1))        # this burst\'s beats; 0: none in flight', 33, '1 -> 2'):
+        'holds 0..IO_BURST (a power of two): range(IO_BURST + 2) has the same width',
+    ('hw/axi_io.py', 'burst_left = Signal(range(IO_BURST + 1))   # its W beats still to send', 38, '1 -> 2'):
+        'holds 0..IO_BURST (a power of two): range(IO_BURST + 2) has the same width',
+    ('hw/axi_io.py', 'burst_left = Signal(range(IO_BURST + 1))   # its W beats still to send', 36, '+ -> -'):
+        'four bits count a 16-beat burst modulo 16: 16 reads as 0, and 15 decrements later it is 1 '
+        'on the last beat all the same',
+    ('hw/axi_io.py', 'next_len = Signal(range(IO_BURST + 1))', 36, '1 -> 2'):
+        'holds 1..IO_BURST: one more value only may add an unused bit',
+    # hw/weightfetch.py the AR walker's counters one value wider (reviewed survivors): each
+    # holds only values below its range, so a wider register holds the same ones
+    ('hw/weightfetch.py', 'a_t = Signal(range(T + 1))', 24, '1 -> 2'):
+        'a_t counts time steps 0..T: range(T + 2) only may add an unused bit',
+    ('hw/weightfetch.py', 'a_t_last = Signal(range(max(2, T)))   # the run\'s last time step (set at start)', 29, '2 -> 3'):
+        'a_t_last holds 0..T-1: a range of max(3, T) only may add an unused bit',
+    ('hw/weightfetch.py', 'a_layer = Signal(range(max(2, L)))', 28, '2 -> 3'):
+        'a_layer holds 0..L-1: a range of max(3, L) only may add an unused bit',
+    ('hw/weightfetch.py', 'a_left = Signal(bits_for(max_block_beats + 1))   # beats of the block not requested', 44, '1 -> 2'):
+        'a_left holds 0..max_block_beats: bits_for of one more only may add an unused bit',
+    ('hw/weightfetch.py', 'capped = Signal(range(MAX_BURST + 1))', 35, '1 -> 2'):
+        'capped holds 0..MAX_BURST: range(MAX_BURST + 2) has the same width (MAX_BURST is a power of two)',
     # hw/weightfetch.py the free pointer's values at start (reviewed survivors): the AR walker
     # prepares its first burst at cycle 2 and its second at cycle 3 or later; by cycle 2
     # free_limit = free_d + depth + 1 from the engine side alone, and the run's first block

@@ -114,14 +114,14 @@ class Memory:
 
 
 def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits=8,
-              logit_bits=13, seed=0, pause=0.3, error_at=None):
+              logit_bits=13, seed=0, pause=0.3, error_at=None, latency=(1, 12)):
     dut = AxiIoMover(input_words=input_words, pixel_bits=pixel_bits, classes=classes,
                      logit_bits=logit_bits, address_width=16, data_width=data_width)
     rng = np.random.default_rng(seed)
     logits = rng.integers(-(1 << logit_bits - 1), 1 << logit_bits - 1, classes)
-    memory = Memory(dut, seed, pause, error_at=error_at)
+    memory = Memory(dut, seed, pause, error_at=error_at, latency=latency)
     before = bytes(memory.bytes)
-    seen = {"loads": [], "read_done": [], "write_done": []}
+    seen = {"loads": [], "load_cycles": [], "read_done": [], "write_done": []}
 
     async def bench(ctx):
         ctx.set(dut.logits, [int(value) for value in logits])
@@ -134,6 +134,7 @@ def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits
         for cycle in range(20 * input_words + 2000):
             if ctx.get(dut.load_enable):
                 seen["loads"].append((ctx.get(dut.load_address), ctx.get(dut.load_data)))
+                seen["load_cycles"].append(cycle)
             if ctx.get(dut.read_done):
                 seen["read_done"].append(cycle)
             if seen["read_done"] and cycle == seen["read_done"][0] + 3:
@@ -165,7 +166,9 @@ def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits
     (37, 1, 64, 0x0FD8, 0x0FF8),          # bursts that end at a 4 KB boundary; one class
     (100, 33, 32, 0x2004, 0x2FF0),        # 32-bit bus: a logit a beat, 33 beats over 3 groups
     (300, 7, 128, 0x4130, 0x5010),        # 128-bit bus: odd classes, a partly strobed last beat
-], ids=["demo-64", "boundary-64", "bus-32", "bus-128"])
+    (60, 3, 64, 0x1003, 0x2005),          # bases off the beat: their low bits are ignored
+    (33, 2, 64, 0x0F00, 0x0F80),          # 2 ** 5 + 1 codes: the pixel counter's full range
+], ids=["demo-64", "boundary-64", "bus-32", "bus-128", "unaligned-bases", "33-codes"])
 def test_mover_reads_codes_and_writes_logits(input_words, classes, data_width, in_base,
                                              out_base):
     dut, memory, before, logits, seen = run_mover(
@@ -176,6 +179,7 @@ def test_mover_reads_codes_and_writes_logits(input_words, classes, data_width, i
     want = list(before[base:base + input_words])
     assert seen["loads"] == [(n, code) for n, code in enumerate(want)]
     assert len(seen["read_done"]) == 1 and len(seen["write_done"]) == 1
+    assert seen["read_done"][0] == seen["load_cycles"][-1] + 1, "read_done not right after"
     assert memory.reads == io_bursts(in_base, dut.input_beats, B)
     assert memory.writes == io_bursts(out_base, dut.output_beats, B)
     out = out_base - out_base % B
@@ -183,6 +187,31 @@ def test_mover_reads_codes_and_writes_logits(input_words, classes, data_width, i
     expected[out:out + 4 * classes] = output_bytes(logits)
     assert bytes(memory.bytes) == bytes(expected), "the write changed other bytes, or wrong ones"
     assert not seen["error"] and not seen["reading"]
+
+
+def test_input_read_keeps_up_with_a_memory_that_never_pauses():
+    """A code a cycle: with a one-cycle memory and no pauses the R channel takes each beat as
+    the previous beat's last code goes out, so the codes leave back to back."""
+    _, _, _, _, seen = run_mover(input_words=200, classes=2, data_width=64, in_base=0x100,
+                                 out_base=0x400, pause=0.0, latency=(1, 1))
+    cycles = seen["load_cycles"]
+    assert cycles == list(range(cycles[0], cycles[0] + 200)), "a bubble between codes"
+    assert cycles[0] <= 4, cycles[0]
+
+
+def test_mover_ports_and_defaults():
+    from amaranth.hdl import Shape
+
+    dut = AxiIoMover(input_words=1024, pixel_bits=8, classes=10, logit_bits=13,
+                     address_width=32)
+    assert dut.data_width == 64
+    widths = {name: Shape.cast(member.shape).width
+              for name, member in dut.signature.members.items()
+              if not name.startswith("m_axi_") and name != "logits"}
+    assert widths == {"clear": 1, "read_start": 1, "input_base": 32, "output_base": 32,
+                      "load_address": 11, "load_data": 8, "load_enable": 1, "read_done": 1,
+                      "reading": 1, "write_start": 1, "write_done": 1, "error": 1}
+    assert Shape.cast(dut.signature.members["m_axi_rdata"].shape).width == 64
 
 
 def test_narrow_codes_are_masked():
@@ -215,3 +244,28 @@ def test_parameters_are_checked():
     with pytest.raises(ValueError, match="data_width"):
         AxiIoMover(input_words=4, pixel_bits=8, classes=2, logit_bits=8, address_width=16,
                    data_width=48)
+
+
+def test_write_ports_are_the_axi4_write_signals():
+    """Names, directions and widths of the write master against the AXI4 specification's
+    signal table (and every signal cocotbext-axi's write bus requires is present)."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import wiring
+
+    from hw.axi_io import axi4_write_ports
+
+    widths = {"awid": 2, "awaddr": 40, "awlen": 8, "awsize": 3, "awburst": 2, "awlock": 1,
+              "awcache": 4, "awprot": 3, "awvalid": 1, "awready": 1, "wdata": 128,
+              "wstrb": 16, "wlast": 1, "wvalid": 1, "wready": 1, "bid": 2, "bresp": 2,
+              "bvalid": 1, "bready": 1}
+    inputs = {"awready", "wready", "bid", "bresp", "bvalid"}
+    ports = axi4_write_ports(40, 128, 2)
+    assert {name: Shape.cast(m.shape).width for name, m in ports.items()} == \
+        {f"m_axi_{name}": width for name, width in widths.items()}
+    assert {name for name, m in ports.items() if m.flow == wiring.In} == \
+        {f"m_axi_{name}" for name in inputs}
+    assert Shape.cast(axi4_write_ports(32, 64)["m_axi_awid"].shape).width == 1
+    channels = pytest.importorskip("cocotbext.axi.axi_channels")
+    for bus in (channels.AxiAWBus, channels.AxiWBus, channels.AxiBBus):
+        for signal in bus._signals:
+            assert f"m_axi_{signal}" in ports, signal
