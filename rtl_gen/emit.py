@@ -189,6 +189,18 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                     "memory_bits": component.memory_report(),
                     "memory_padding": component.padding_report(),
                 }
+                mover = getattr(component, "mover", None)
+                if mover is not None:       # CONTROL.DMA: the input and logits in memory too
+                    weight_memory["dma"] = {
+                        "input": {"base_register": "INPUT_BASE", "bytes": mover.input_words,
+                                  "layout": "a byte per pixel code, pixel (c * H + y) * W + x "
+                                            "at INPUT_BASE + n"},
+                        "output": {"base_register": "OUTPUT_BASE", "bytes": 4 * mover.classes,
+                                   "layout": "a little-endian sign-extended 32-bit word per "
+                                             "class, class c at OUTPUT_BASE + 4 c"},
+                        "alignment_bytes": mover.beat_bytes,
+                        "doc": "docs/control.md",
+                    }
             elif unit.weight_image:
                 text_image = weight_image_text(component).encode()
                 (staging / f"{unit.name}_weights.hex").write_bytes(text_image)

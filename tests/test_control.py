@@ -850,6 +850,10 @@ def test_rtl_gen_emits_the_core_with_its_header_map_and_core_file(tmp_path):
     assert result.ok, result.messages
 
 
+def rm_classes(net) -> int:
+    return net.layers["head"].weight.shape[0]
+
+
 def test_rtl_gen_emits_the_axi_weight_core(tmp_path):
     """``"weights": "axi"`` through rtl_gen: the core has the m_axi_ read master and no weight
     port; the byte image beside it is the ring's image (its sha256 in the manifest); the header
@@ -878,6 +882,9 @@ def test_rtl_gen_emits_the_axi_weight_core(tmp_path):
     assert memory["bytes"] == len(image) and memory["axi"]["ring_depth"] == 256
     assert memory["memory_bits"]["weights"] == 256 * 8 * core.weight_width
     assert memory["memory_bits"]["weights_external_bytes"] == len(image)
+    assert memory["dma"]["input"]["bytes"] == 3 * 16 * 16
+    assert memory["dma"]["output"]["bytes"] == 4 * rm_classes(net)
+    assert memory["dma"]["alignment_bytes"] == 8
     rm = RegisterMap.from_dict(json.loads((tmp_path / "a" / "network_core_regs.json").read_text()))
     assert rm == core.regmap == register_map(core_parameters(core.network))
     assert rm.parameters.axi_weights and rm["FEATURES"].reset & 4
