@@ -617,7 +617,12 @@ def test_dma_runs_read_then_network_then_write():
         assert (await master.read(ctx, error))[0] == 0
         ctx.set(dut.io_error, 1)
         assert (await master.read(ctx, error))[0] == rm["ERROR"].field("AXI_IO").mask
+        ctx.set(dut.weight_error, 1)
+        assert (await master.read(ctx, error))[0] == (rm["ERROR"].field("AXI_IO").mask |
+                                                      rm["ERROR"].field("AXI_READ").mask)
         ctx.set(dut.io_error, 0)
+        assert (await master.read(ctx, error))[0] == rm["ERROR"].field("AXI_READ").mask
+        ctx.set(dut.weight_error, 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
