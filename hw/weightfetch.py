@@ -475,6 +475,8 @@ class WeightFetcher(wiring.Component):
         t_channels_m1 = table([layer.channels - 1 for layer in ring.layers], chan_bits)
         t_offset = table([layer.offset for layer in ring.layers], P)
         t_block = table([1 << layer.block_log for layer in ring.layers], P)
+        # the next layer's offset (the time schedule's and the layer schedule's next layer)
+        t_offset_next = table([ring.layers[(i + 1) % L].offset for i in range(L)], P)
         t_first_end = table([(layer.offset + (1 << layer.block_log)) % (1 << P)
                              for layer in ring.layers], P)
         t_second_end = table([(layer.offset + (2 << layer.block_log)) % (1 << P)
@@ -500,6 +502,9 @@ class WeightFetcher(wiring.Component):
             # Layer schedule: a layer's visits follow one another; a layer kept in the ring
             # (stride 0) frees nothing before its last visit (``hold``).
             t_stride = table(ring.strides, P)
+            # a layer's next visit's base less the visit's time: its stride and offset
+            t_stride_offset = table([(stride + layer.offset) % (1 << P)
+                                     for stride, layer in zip(ring.strides, ring.layers)], P)
             t_keep = Array(Const(stride == 0) for stride in ring.strides)
             e_t = Signal(range(max(2, T)))
             e_t_last = Signal(range(max(2, T)))
@@ -707,6 +712,10 @@ class WeightFetcher(wiring.Component):
         # --- R walker: beats into words, words into the block's slot --------------------------
         w_layer = Signal(range(max(2, L)))
         w_time = Signal(P)
+        # The layer's base (w_time + t_offset[w_layer]), a register written with w_layer and
+        # w_time: the layer load's ``loaded`` feeds ``avail``'s subtraction with no table and
+        # addition before it.
+        w_base = Signal(P)
         w_c = Signal(chan_bits)
         w_c_last = Signal(chan_bits)
         w_pos = Signal(P)         # sequence position of the block being written
@@ -743,18 +752,19 @@ class WeightFetcher(wiring.Component):
                 m.d.sync += w_t.eq(0)
         with m.If(self.start):
             m.d.sync += [w_layer.eq(0), w_time.eq(0), w_load.eq(1), w_beat.eq(0),
+                         w_base.eq(ring.layers[0].offset),
                          self.error.eq(0), self.bytes_read.eq(0)]
             m.d.comb += loaded_held.eq(0)
         with m.Elif(w_load):
             m.d.sync += [w_load.eq(0), w_c.eq(0), w_c_last.eq(t_channels_m1[w_layer]),
-                         w_pos.eq(w_time + t_offset[w_layer]), w_block.eq(t_block[w_layer]),
+                         w_pos.eq(w_base), w_block.eq(t_block[w_layer]),
                          w_end.eq(w_time + t_first_end[w_layer]),
                          w_end2.eq(w_time + t_second_end[w_layer]),
                          w_g.eq(0), w_g_last.eq(t_groups_m1[w_layer]), w_kx.eq(0), w_ky.eq(0),
                          w_k_last.eq(t_kernel_m1[w_layer]), w_kx_step.eq(t_kx_step[w_layer]),
                          w_ky_step.eq(t_ky_step[w_layer]), w_row.eq(0), w_tap.eq(0)]
             # ``loaded`` runs up to the layer's first block: the alignment gap holds no block.
-            m.d.comb += loaded_held.eq(w_time + t_offset[w_layer])
+            m.d.comb += loaded_held.eq(w_base)
         with m.Elif(beat_ok):
             m.d.sync += self.bytes_read.eq(self.bytes_read + beat_bytes)
             with m.If(self._port("rresp") != 0):
@@ -787,16 +797,21 @@ class WeightFetcher(wiring.Component):
                             # The AR walker's order of visits. After the run's last block
                             # nothing loads: ``loaded`` stays past every block of the run.
                             with m.If((w_t == a_t_last) | t_keep[w_layer]):
-                                m.d.sync += [w_layer.eq(w_layer + 1), w_t.eq(0)]
+                                m.d.sync += [w_layer.eq(w_layer + 1), w_t.eq(0),
+                                             w_base.eq(w_time + t_offset_next[w_layer])]
                                 with m.If(w_layer == last_layer):
                                     m.d.sync += w_load.eq(0)
                             with m.Else():
                                 m.d.sync += [w_t.eq(w_t + 1),
-                                             w_time.eq(w_time + t_stride[w_layer])]
+                                             w_time.eq(w_time + t_stride[w_layer]),
+                                             w_base.eq(w_time + t_stride_offset[w_layer])]
                         else:
                             with m.If(w_layer != last_layer):
-                                m.d.sync += w_layer.eq(w_layer + 1)
+                                m.d.sync += [w_layer.eq(w_layer + 1),
+                                             w_base.eq(w_time + t_offset_next[w_layer])]
                             with m.Else():
-                                m.d.sync += [w_layer.eq(0), w_time.eq(w_time + ring.span)]
+                                m.d.sync += [w_layer.eq(0), w_time.eq(w_time + ring.span),
+                                             w_base.eq(w_time + (ring.span +
+                                                                 ring.layers[0].offset))]
         return m
 
