@@ -507,6 +507,9 @@ EQUIVALENT: dict[tuple, str] = {
         'on the last beat all the same',
     ('hw/axi_io.py', 'next_len = Signal(range(IO_BURST + 1))', 36, '1 -> 2'):
         'holds 1..IO_BURST: one more value only may add an unused bit',
+    # hw/weightfetch.py the R walker's stride + offset table (reviewed survivor)
+    ('hw/weightfetch.py', 't_stride_offset = table([(stride + layer.offset) % (1 << P)', 53, '1 -> 2'):
+        'the table holds P-bit constants: a value reduced modulo 2 ** (P + 1) is cut to the same P bits',
     # hw/weightfetch.py the AR walker's counters one value wider (reviewed survivors): each
     # holds only values below its range, so a wider register holds the same ones
     ('hw/weightfetch.py', 'a_t = Signal(range(T + 1))', 24, '1 -> 2'):
