@@ -752,7 +752,7 @@ class WeightFetcher(wiring.Component):
                 m.d.sync += w_t.eq(0)
         with m.If(self.start):
             m.d.sync += [w_layer.eq(0), w_time.eq(0), w_load.eq(1), w_beat.eq(0),
-                         w_base.eq(ring.layers[0].offset),
+                         w_base.eq(0),                  # the first layer's offset
                          self.error.eq(0), self.bytes_read.eq(0)]
             m.d.comb += loaded_held.eq(0)
         with m.Elif(w_load):
@@ -810,8 +810,9 @@ class WeightFetcher(wiring.Component):
                                 m.d.sync += [w_layer.eq(w_layer + 1),
                                              w_base.eq(w_time + t_offset_next[w_layer])]
                             with m.Else():
+                                # the first layer's offset is 0: the next base is the
+                                # next time step's
                                 m.d.sync += [w_layer.eq(0), w_time.eq(w_time + ring.span),
-                                             w_base.eq(w_time + (ring.span +
-                                                                 ring.layers[0].offset))]
+                                             w_base.eq(w_time + ring.span)]
         return m
 

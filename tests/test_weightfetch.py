@@ -449,10 +449,14 @@ def test_layer_schedule_visit_positions():
         (0, 0), (0, 96), (0, 128), (1, 256), (1, 352), (1, 384)]
 
 
-def test_slow_engine_fills_the_ring_and_waits():
-    """An engine that holds every block 40 cycles: the fetcher runs a ring ahead and stops."""
-    ring, log = run_fetcher(4, 8, 64, 64, 1, seed=5, latency=(1, 4), pause=0.0, hold=(40, 40))
-    assert log["checked"] == sum(layer.channels for layer in ring.layers)
+@pytest.mark.parametrize("depth, T", [(64, 1), (256, 2)], ids=["ring64-T1", "ring256-T2"])
+def test_slow_engine_fills_the_ring_and_waits(depth, T):
+    """An engine that holds every block 40 cycles: the fetcher runs a ring ahead and stops. At
+    T=2 with a ring of 256 the R walker loads the next time step's first layer while the engine
+    is still in the last layer's blocks, which must stay ready (``w_base`` at the wrap)."""
+    ring, log = run_fetcher(4, 8, 64, depth, T, seed=5, latency=(1, 4), pause=0.0,
+                            hold=(40, 40))
+    assert log["checked"] == T * sum(layer.channels for layer in ring.layers)
 
 
 def test_sequence_positions_wrap_within_a_run():
