@@ -199,15 +199,21 @@ class AxiIoMover(wiring.Component):
         ar_beat = Signal(AW - beat_log)            # next burst's beat address
         ar_left = Signal(range(in_beats + 1))      # beats not yet requested
         r_left = Signal(range(in_beats + 1))       # beats not yet received
+        # The next burst's beats, a register: after the first burst every burst starts a group
+        # (a burst ends at its group's end unless it is the last), so the next length is
+        # ``min(left, IO_BURST)`` of the beats left after this one; no carry chain of the beat
+        # address lies before the AR handshake's adds.
         ar_len = Signal(range(IO_BURST + 1))
-        m.d.comb += ar_len.eq(issue_length(ar_beat, ar_left))
+        ar_after = Signal(range(in_beats + 1))
+        m.d.comb += ar_after.eq(ar_left - ar_len)
         m.d.comb += [port("arid").eq(0), port("araddr").eq(Cat(Const(0, beat_log), ar_beat)),
                      port("arlen").eq(ar_len - 1), port("arsize").eq(beat_log),
                      port("arburst").eq(0b01), port("arlock").eq(0), port("arcache").eq(0b0011),
                      port("arprot").eq(0),
                      port("arvalid").eq(self.reading & (ar_left != 0))]
         with m.If(port("arvalid") & port("arready")):
-            m.d.sync += [ar_beat.eq(ar_beat + ar_len), ar_left.eq(ar_left - ar_len)]
+            m.d.sync += [ar_beat.eq(ar_beat + ar_len), ar_left.eq(ar_after),
+                         ar_len.eq(Mux(ar_after < IO_BURST, ar_after, IO_BURST))]
 
         shift = Signal(self.data_width)            # the beat's bytes not yet loaded, low first
         held = Signal(range(B + 1))                # how many
@@ -233,6 +239,7 @@ class AxiIoMover(wiring.Component):
             m.d.sync += self.reading.eq(0)
         with m.If(self.read_start):
             m.d.sync += [self.reading.eq(1), ar_beat.eq(self.input_base[beat_log:]),
+                         ar_len.eq(issue_length(self.input_base[beat_log:], in_beats)),
                          ar_left.eq(in_beats), r_left.eq(in_beats), pixel.eq(0), held.eq(0)]
 
         # --- write: one burst at a time, AW and W together, then B --------------------------
