@@ -416,9 +416,8 @@ class WeightFetcher(wiring.Component):
         else ``block_need`` itself (``ProgEngine``'s ports of the same names).
     block_ready : Out(1)
         ``block_need`` has been loaded (``loaded - layer base >= block_need``), from a
-        register: six compares of registers (no block lands, a block lands after a cycle
-        that stepped the walker's block end or not; ``block_need`` or ``block_need_load``)
-        side by side, picked by selects, so no subtraction or compare lies between the
+        register: four compares of registers (no block lands or a block lands; ``block_need``
+        or ``block_need_load``) side by side, picked by selects, so no subtraction or compare lies between the
         engine's registers and its handshake. 1 from the cycle after the block's last ring
         write, or one cycle later where that write came in the cycle after the R walker's
         layer load. 0 in the cycle after ``start`` and after
@@ -556,13 +555,13 @@ class WeightFetcher(wiring.Component):
 
         # ``block_ready`` is a register equal to ``loaded - g_cur >= block_need`` (``avail``) in
         # every cycle the engine can use it, but one: it may come a cycle late for a block that
-        # lands in the cycle after a layer load of the R walker. Its next value is one of six
+        # lands in the cycle after a layer load of the R walker. Its next value is one of four
         # compares of registers with registers, picked last by selects: a block lands this
-        # cycle or not (``loaded`` becomes ``w_end``, the landing block's end), the previous
-        # cycle stepped ``w_end`` or not, and the engine's decode register takes an item or not
-        # (``block_need`` becomes ``block_need_load``). ``w_end - g_cur`` is itself a register
-        # (``land``), with ``land2`` = ``w_end + w_block - g_cur`` beside it for a cycle after a
-        # landing stepped ``w_end``: no subtraction lies before the compares. Both are a cycle
+        # cycle or not (``loaded`` becomes ``w_end``, the landing block's end), and the engine's
+        # decode register takes an item or not (``block_need`` becomes ``block_need_load``).
+        # ``w_end - g_cur`` is itself a register (``land``), written with ``w_end2 - g_cur``
+        # instead where a landing steps ``w_end`` to ``w_end2`` (the two differences side by
+        # side, picked by the step): no subtraction lies before the compares. It is a cycle
         # old, which changes no answer but one:
         # - after ``start`` no block lands (the first burst is not even asked for yet);
         # - after ``layer_start`` ``g_cur`` has moved up (``land`` too large by the move): but
@@ -583,11 +582,9 @@ class WeightFetcher(wiring.Component):
         avail = Signal(signed(P))           # loaded - g_cur, registered from next values
         w_end = Signal(P)                   # w_pos + w_block: the R walker's block's end
         w_end2 = Signal(P)                  # w_end + w_block: the next block's end
-        land = Signal(signed(P))            # w_end - g_cur of the previous cycle
-        land2 = Signal(signed(P))           # w_end2 - g_cur of the previous cycle
+        land = Signal(signed(P))            # w_end - g_cur with g_cur of the previous cycle
         landing = Signal()                  # the R walker's block is whole this cycle
         step_end = Signal()                 # ... and w_end steps to w_end2
-        stepped = Signal()                  # step_end in the previous cycle
         w_load = Signal()                   # the R walker loads its layer's constants
         ready = Signal()                    # the engine decodes nothing before a run
         need, need_load = self.block_need.as_signed(), self.block_need_load.as_signed()
@@ -595,9 +592,7 @@ class WeightFetcher(wiring.Component):
         m.d.comb += [loaded_held.eq(loaded), loaded_next.eq(Mux(landing, w_end, loaded_held)),
                      self.block_ready.eq(ready)]
         avail_ready = Mux(take, avail >= need_load, avail >= need)
-        land_ready = Mux(stepped,
-                         Mux(take, land2 >= need_load, land2 >= need),
-                         Mux(take, land >= need_load, land >= need))
+        land_ready = Mux(take, land >= need_load, land >= need)
         # avail's four candidates side by side (the R walker's block end or the held loaded,
         # less the engine's layer base or the next one), picked last: neither the landing
         # decision (the beat handshake, the word and block counters) nor ``layer_start`` meets
@@ -607,7 +602,7 @@ class WeightFetcher(wiring.Component):
                                   Mux(self.layer_start,
                                       Mux(landing, w_end - g_new, loaded_held - g_new),
                                       Mux(landing, w_end - g_cur, loaded_held - g_cur)))),
-                     land.eq(w_end - g_cur), land2.eq(w_end2 - g_cur), stepped.eq(step_end),
+                     land.eq(Mux(step_end, w_end2 - g_cur, w_end - g_cur)),
                      ready.eq(Mux(self.start | self.layer_start, 0,
                                   Mux(landing, land_ready, avail_ready)))]
 

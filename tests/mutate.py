@@ -457,10 +457,6 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/weightfetch.py the AR walker's room and first-beat offset (reviewed survivors)
     ('hw/weightfetch.py', 'room = Signal(range(page_beats + 1))', 34, '1 -> 2'):
         'range(page_beats + 2) has the width of range(page_beats + 1): page_beats is a power of two',
-    # hw/weightfetch.py block_ready after a landing that stepped the R walker (reviewed survivor)
-    ('hw/weightfetch.py', 'Mux(take, land2 >= need_load, land2 >= need),', 37, '>= -> >'):
-        'land2 == need with no take is unreachable: the engine takes the landing block k+1 only after '
-        'block k is ready, which is the cycle k+1 lands at the earliest (the take case), never before',
     # hw/weightfetch.py the layer schedule's hold at start (reviewed survivor)
     ('hw/weightfetch.py', 'hold.eq(0)]', 9, '0 -> 1'):
         "hold is read only through releasing = engaged & ~hold, and engaged is 0 until the first "

@@ -399,7 +399,7 @@ def test_an_eager_engine_sees_each_block_the_cycle_after_it_lands(seed):
     """An engine that frees a block and takes the next in the cycle it sees ``block_ready``
     (as the network's does) with blocks of one word landing back to back: ``block_ready`` for
     the next block must rise the cycle after its last write, also when the block's landing
-    stepped the R walker to the block after it (the ``land2`` compare)."""
+    stepped the R walker to the block after it (``land`` written from ``w_end2``)."""
     layers = [("d", 6, 3, 1), ("e", 5, 2, 1)] + LAYERS
     ring, log = run_fetcher(4, 8, 64, 64, 2, seed=seed, latency=(1, 3), pause=0.25,
                             hold=(0, 0), layers=layers, eager=True)
