@@ -266,8 +266,11 @@ class AxiIoMover(wiring.Component):
         w_left = Signal(range(out_beats + 1))      # beats of the output not yet in a burst
         burst = Signal(range(IO_BURST + 1))        # this burst's beats; 0: none in flight
         burst_left = Signal(range(IO_BURST + 1))   # its W beats still to send
+        # The next burst's beats, a register like the read side's ``ar_len``: every burst but
+        # the first starts a group.
         next_len = Signal(range(IO_BURST + 1))
-        m.d.comb += next_len.eq(issue_length(aw_beat, w_left))
+        w_after = Signal(range(out_beats + 1))
+        m.d.comb += w_after.eq(w_left - next_len)
         # B is taken whenever a burst is in flight: a slave answers only after its AW and last
         # W, and one burst at a time means any B is this burst's.
         bdone = Signal()
@@ -282,7 +285,8 @@ class AxiIoMover(wiring.Component):
                      port("bready").eq(burst != 0)]
         with m.If((burst == 0) & (w_left != 0)):    # the next burst
             m.d.sync += [aw_pending.eq(1), w_active.eq(1), burst.eq(next_len),
-                         burst_left.eq(next_len), w_left.eq(w_left - next_len)]
+                         burst_left.eq(next_len), w_left.eq(w_after),
+                         next_len.eq(Mux(w_after < IO_BURST, w_after, IO_BURST))]
         with m.If(port("awvalid") & port("awready")):
             m.d.sync += [aw_pending.eq(0), aw_beat.eq(aw_beat + burst)]
         with m.If(port("wvalid") & port("wready")):
@@ -296,5 +300,6 @@ class AxiIoMover(wiring.Component):
         m.d.sync += self.write_done.eq(bdone & (w_left == 0))
         with m.If(self.write_start):
             m.d.sync += [aw_beat.eq(self.output_base[beat_log:]), w_beat.eq(0),
-                         w_left.eq(out_beats), burst.eq(0)]
+                         w_left.eq(out_beats), burst.eq(0),
+                         next_len.eq(issue_length(self.output_base[beat_log:], out_beats))]
         return m

@@ -656,6 +656,13 @@ class WeightFetcher(wiring.Component):
         # The layer's first beat's low address bits give the room, in the cycle after the
         # layer load (``a_page``) from the address register: no table and addition before it.
         a_page = Signal()
+        # The visit being fetched is the run's last (its last block ends the walk), a register
+        # written at the layer load: no compare of the visit counters after ``block_last``.
+        a_final = Signal()
+        if ring.layer_major:
+            final_visit = ((a_t == a_t_last) | t_keep[a_layer]) & (a_layer == last_layer)
+        else:
+            final_visit = (a_layer == last_layer) & (a_t == a_t_last)
 
         with m.If(a_issue & self._port("arready")):
             m.d.sync += a_issue.eq(0)
@@ -665,7 +672,7 @@ class WeightFetcher(wiring.Component):
             m.d.sync += a_t_last.eq(last_time_step(self.time_steps, T))
         with m.Elif(a_load):
             # Layer constants into registers; the first block starts.
-            m.d.sync += [a_load.eq(0), a_page.eq(1), a_c.eq(0),
+            m.d.sync += [a_load.eq(0), a_page.eq(1), a_c.eq(0), a_final.eq(final_visit),
                          a_c_last.eq(t_channels_m1[a_layer]),
                          a_addr.eq(self.base + t_address[a_layer]), a_left.eq(0),
                          a_block_beats.eq(t_block_beats[a_layer]),
@@ -690,8 +697,6 @@ class WeightFetcher(wiring.Component):
                             # The layer's next fetching visit, else the next layer.
                             with m.If((a_t == a_t_last) | t_keep[a_layer]):
                                 m.d.sync += [a_layer.eq(a_layer + 1), a_t.eq(0)]
-                                with m.If(a_layer == last_layer):
-                                    m.d.sync += [a_active.eq(0), a_load.eq(0)]
                             with m.Else():
                                 m.d.sync += [a_t.eq(a_t + 1),
                                              a_time.eq(a_time + t_stride[a_layer])]
@@ -701,8 +706,8 @@ class WeightFetcher(wiring.Component):
                             with m.Else():
                                 m.d.sync += [a_layer.eq(0), a_time.eq(a_time + ring.span),
                                              a_t.eq(a_t + 1)]
-                                with m.If(a_t == a_t_last):
-                                    m.d.sync += [a_active.eq(0), a_load.eq(0)]
+                        with m.If(a_final):
+                            m.d.sync += [a_active.eq(0), a_load.eq(0)]
 
         # --- R walker: beats into words, words into the block's slot --------------------------
         w_layer = Signal(range(max(2, L)))
