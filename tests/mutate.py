@@ -483,7 +483,7 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/axi_io.py', 'r_left = Signal(range(in_beats + 1))       # beats not yet received', 34, '1 -> 2'):
         'holds 0..in_beats: one more value only may add an unused bit',
     ('hw/axi_io.py', 'ar_len = Signal(range(IO_BURST + 1))', 34, '1 -> 2'):
-        'holds 1..IO_BURST: one more value only may add an unused bit',
+        'holds 0..IO_BURST: one more value only may add an unused bit',
     ('hw/axi_io.py', 'held = Signal(range(B + 1))                # how many', 25, '1 -> 2'):
         'holds 0..B (a power of two): range(B + 2) has the same width',
     ('hw/axi_io.py', 'pixel = Signal(range(self.input_words + 1))', 41, '1 -> 2'):
@@ -502,7 +502,15 @@ EQUIVALENT: dict[tuple, str] = {
         'four bits count a 16-beat burst modulo 16: 16 reads as 0, and 15 decrements later it is 1 '
         'on the last beat all the same',
     ('hw/axi_io.py', 'next_len = Signal(range(IO_BURST + 1))', 36, '1 -> 2'):
-        'holds 1..IO_BURST: one more value only may add an unused bit',
+        'holds 0..IO_BURST: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'ar_after = Signal(range(in_beats + 1))', 36, '1 -> 2'):
+        'holds 0..in_beats - 1: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'w_after = Signal(range(out_beats + 1))', 36, '1 -> 2'):
+        'holds 0..out_beats - 1: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'ar_len.eq(Mux(ar_after < IO_BURST, ar_after, IO_BURST))]', 24, '< -> <='):
+        'at ar_after == IO_BURST both arms are IO_BURST',
+    ('hw/axi_io.py', 'next_len.eq(Mux(w_after < IO_BURST, w_after, IO_BURST))]', 25, '< -> <='):
+        'at w_after == IO_BURST both arms are IO_BURST',
     # hw/weightfetch.py the R walker's stride + offset table (reviewed survivor)
     ('hw/weightfetch.py', 't_stride_offset = table([(stride + layer.offset) % (1 << P)', 53, '1 -> 2'):
         'the table holds P-bit constants: a value reduced modulo 2 ** (P + 1) is cut to the same P bits',

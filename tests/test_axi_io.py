@@ -168,7 +168,11 @@ def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits
     (300, 7, 128, 0x4130, 0x5010),        # 128-bit bus: odd classes, a partly strobed last beat
     (60, 3, 64, 0x1003, 0x2005),          # bases off the beat: their low bits are ignored
     (33, 2, 64, 0x0F00, 0x0F80),          # 2 ** 5 + 1 codes: the pixel counter's full range
-], ids=["demo-64", "boundary-64", "bus-32", "bus-128", "unaligned-bases", "33-codes"])
+    # 5 beats each way, the first burst a group's last beat: 4 beats left after it, a value
+    # the beat counts' registers must hold (range(5 + 1), 3 bits)
+    (36, 9, 64, 0x0F78, 0x1F78),
+], ids=["demo-64", "boundary-64", "bus-32", "bus-128", "unaligned-bases", "33-codes",
+        "group-end-first"])
 def test_mover_reads_codes_and_writes_logits(input_words, classes, data_width, in_base,
                                              out_base):
     dut, memory, before, logits, seen = run_mover(
