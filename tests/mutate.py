@@ -457,6 +457,10 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/weightfetch.py the AR walker's room and first-beat offset (reviewed survivors)
     ('hw/weightfetch.py', 'room = Signal(range(page_beats + 1))', 34, '1 -> 2'):
         'range(page_beats + 2) has the width of range(page_beats + 1): page_beats is a power of two',
+    # hw/weightfetch.py the AR walker's end of the run (reviewed survivor)
+    ('hw/weightfetch.py', 'm.d.sync += [a_active.eq(0), a_load.eq(0)]', 40, '0 -> 1'):
+        'a layer load after the last block only rewrites registers that are read while a_active '
+        '(now 0) or that the next start and its layer load write again; no burst is issued',
     # hw/weightfetch.py the layer schedule's hold at start (reviewed survivor)
     ('hw/weightfetch.py', 'hold.eq(0)]', 9, '0 -> 1'):
         "hold is read only through releasing = engaged & ~hold, and engaged is 0 until the first "
