@@ -598,16 +598,6 @@ EQUIVALENT: dict[tuple, str] = {
         'a one-bit flag port widened: only bit 0 is driven and read',
     ('hw/sequencer.py', '"cycles": Out(32),', 15, '32 -> 33'):
         'a 33-bit cycle counter read as 32 bits: the same low 32 bits',
-    ('hw/sequencer.py', 'count = Signal(32, name="seq_cycles")', 16, '32 -> 33'):
-        'a 33-bit cycle counter read as 32 bits: the same low 32 bits',
-    ('hw/sequencer.py', '"begun": Out(1),', 14, '1 -> 2'):
-        'a one-bit flag port widened: only bit 0 is driven and read',
-    ('hw/sequencer.py', 'if T == 1:', 6, '== -> !='):
-        'the flat one-hot decode and the split decode are two decodes of the same table: either '
-        'gives every descriptor at any T (tests/test_sequencer.py runs both)',
-    ('hw/sequencer.py', 'if T == 1:', 9, '1 -> 2'):
-        'the flat one-hot decode and the split decode are two decodes of the same table: either '
-        'gives every descriptor at any T (tests/test_sequencer.py runs both)',
     ('hw/sequencer.py', 'phase = Signal(2, name="seq_phase")  # 0: decode, 3: load descriptor, 1: start, 2: wait', 16, '2 -> 3'):
         'a 3-bit phase register holding the values 0-3',
     # hw/mapreader.py (reviewed survivors of its first mutation run)
