@@ -53,11 +53,8 @@ step : Out(range(steps + 1))
     The running step's index.
 running, done : Out(1)
     ``done`` is high from the end of a run until the next ``run``.
-begun : Out(1)
-    One-cycle pulse in a run's first cycle (the cycle after ``run``; a register): the place for
-    the clears a run needs (``cycles``, the caller's logits), off ``run``'s fan-out.
 cycles : Out(32)
-    Cycles since ``run`` (frozen at ``done``; 0 in the ``begun`` cycle).
+    Cycles since ``run`` (frozen at ``done``).
 
 Reference: :func:`sequence` (the ``(t, step)`` order a table prescribes). Tests:
 ``tests/test_sequencer.py``.
@@ -227,7 +224,6 @@ class Sequencer(wiring.Component):
             "step": Out(range(steps + 1)),
             "running": Out(1),
             "done": Out(1),
-            "begun": Out(1),
             "cycles": Out(32),
         })
 
@@ -269,16 +265,11 @@ class Sequencer(wiring.Component):
                     m.d.comb += desc_rom[bit].eq(terms[0] if len(terms) == 1
                                                  else terms[0] | terms[1])
 
-        # ``cycles`` restarts from ``begun`` (the run's first cycle, a register), not from
-        # ``run``: ``run`` comes from outside (a start register ANDed with ``ready``) and would
-        # otherwise fan out to 32 more synchronous clears; the output shows 0 in that cycle.
-        count = Signal(32, name="seq_cycles")
-        m.d.sync += self.begun.eq(self.run & ~running)
-        m.d.comb += self.cycles.eq(Mux(self.begun, 0, count))
         with m.If(running):
-            m.d.sync += count.eq(Mux(self.begun, 1, count + 1))
+            m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(self.run & ~running):
-            m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0)]
+            m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0),
+                         self.cycles.eq(0)]
             m.d.sync += self.t_last.eq(last_time_step(self.time_steps, T))
         with m.If(running):
             with m.Switch(phase):

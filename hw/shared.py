@@ -139,7 +139,7 @@ class SharedNetwork(wiring.Component):
     done : Out(1)
         High from the end of a run until the next ``start``.
     logits : Out(ArrayLayout(signed(logit_bits), classes))
-        Head outputs summed over T; valid at ``done`` (cleared in the cycle after ``start``).
+        Head outputs summed over T.
     step, time_step : Out
         The program step and time step running (for observers).
     cycles : Out(32)
@@ -734,8 +734,6 @@ class SharedNetwork(wiring.Component):
             (out.group & desc.is_layer.replicate(len(lif_group)))
             | (rd.o.payload.group & reads_stream.replicate(len(lif_group)))
             | (pool.o.payload.index & desc.is_pool.replicate(len(lif_group))))
-        # cleared in the run's first cycle (``begun``, a register), not at ``run``: the first
-        # logit is written many steps later
-        with m.If(seq.begun):
+        with m.If(seq.run & ~seq.running):
             m.d.sync += [self.logits[c].eq(0) for c in range(classes)]
         return m
