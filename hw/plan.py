@@ -46,7 +46,8 @@ import numpy as np
 from hw.accumulator import accumulator_bound, pack_lanes, signed_width
 from hw.params import ceil_div, log2_ceil
 from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes
-from hw.progengine import LayerConfig, layer_config, pack_layer_biases, pack_layer_weights
+from hw.progengine import (LayerConfig, fold_log_for, layer_config, pack_layer_biases,
+                           pack_layer_weights)
 
 __all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan",
            "STEM_OUT", "SCHEDULES"]
@@ -216,7 +217,8 @@ class SharedPlan:
         V map).
     """
 
-    def __init__(self, net, lanes: int, *, pack_weights: bool = True, schedule: str = "time"):
+    def __init__(self, net, lanes: int, *, pack_weights: bool = True, schedule: str = "time",
+                 fold: int = 1):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, "
                              f"not {schedule!r}")
@@ -233,6 +235,13 @@ class SharedPlan:
         self.lanes = lanes = int(lanes)
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, not {lanes}")
+        #: Most output columns a bank word of the engine holds (column folding, a power of two;
+        #: 1: none): a layer of at most ``lanes / F`` output channels accumulates ``F``
+        #: neighbouring columns' taps in one cycle (``hw.progengine``, "Column folding").
+        self.fold = fold = int(fold)
+        if fold < 1 or fold & (fold - 1) or (fold > 1 and (lanes & (lanes - 1) or fold > lanes)):
+            raise ValueError(f"fold must be a power of two from 1 to lanes (a power of two when "
+                             f"fold > 1), not {fold} at lanes {lanes}")
         self.T = T = net.cfg.T
         self.program = Program(net)
         self.steps: list[Step] = self.program.steps
@@ -728,10 +737,12 @@ class SharedPlan:
             stride = int(layer.stride)
             if stride & (stride - 1):
                 raise NotImplementedError(f"{step.layer}: stride {stride} is not a power of two")
+            fold_log = fold_log_for(out_channels=cout, kernel=k, stride=stride, lanes=lanes,
+                                    max_fold_log=self.fold.bit_length() - 1)
             config = layer_config(in_channels=cin, out_channels=cout, kernel=k, stride=stride,
                                   padding=int(layer.padding), height=side_in, width=side_in,
                                   lanes=lanes, weight_base=len(weight_words),
-                                  bias_base=len(bias_words))
+                                  bias_base=len(bias_words), fold_log=fold_log)
             lo, hi = accumulator_bound(weight, bias)
             lo0, hi0 = accumulator_bound(weight, np.zeros_like(bias))
             low, high = min(low, lo, lo0), max(high, hi, hi0)
@@ -754,7 +765,9 @@ class SharedPlan:
             if not self.weights_packed:
                 continue
             words = pack_layer_weights(place.weight, lanes=lanes, weight_width=need_w,
-                                       kernel_log=c.kernel_log, groups_log=c.groups_log)
+                                       kernel_log=c.kernel_log, groups_log=c.groups_log,
+                                       fold_log=c.fold_log, kernel_x_log=c.kernel_x_log,
+                                       stride=c.stride)
             weight_words[c.weight_base:c.weight_base + len(words)] = words
         configs = [place.config for place in layers.values()]
         max_side = max([max(info.side for info in maps.values())]
@@ -769,6 +782,9 @@ class SharedPlan:
             max_stride_log=max([0] + [c.stride_log for c in configs]),
             max_groups_log=max([0] + [c.groups_log for c in configs]),
             bank_depth=max([2] + [c.bank_words_needed for c in configs]))
+        if any(c.fold_log for c in configs):
+            # Built only where a layer folds: an engine without it is the same as before.
+            self.engine_limits["max_fold_log"] = max(c.fold_log for c in configs)
         return layers, weight_words, bias_words
 
     def _plan_shifts(self) -> dict[str, int]:

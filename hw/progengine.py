@@ -54,6 +54,24 @@ on or after its read's clock edge) takes the newest of them, of the same word, i
 data (address compares in R, a registered select in C), so updates of one word 1, 2 or 3 cycles
 apart are exact without a stall.
 
+Column folding (``max_fold_log > 0``; a layer's ``fold_log``, ``F = 2**fold_log``)
+    A layer of at most ``lanes / F`` output channels (so ``G = 1``) would leave most lanes idle:
+    folded, a bank word holds ``F`` neighbouring output columns, column ``ox`` of word ``((oy <<
+    owl) | (ox >> fold_log))`` in lanes ``(ox % F) * lanes / F + l``, and one update adds a
+    spike's taps into all ``F`` columns at once. The tap generator steps words instead of
+    columns (``kx`` of the word's column 0, ``u``, stepped by ``F * stride``), and the weight
+    word ``((c << kl) | ky) << xl | u`` (``xl = kernel_x_log``, ``2**xl >= k + (F - 1) *
+    stride``) holds in lanes ``j * lanes / F + l`` the weight of tap ``(ky, u - j * stride)``,
+    zero where that tap is outside the kernel (:func:`pack_layer_weights`): the taps a column
+    of the word does not reach add zero, so no run-time mask is needed. A column past
+    ``out_width`` collects sums nobody reads. The read-out reads a word once per column (one
+    beat per column as before), moves the column's lanes down to lane 0 and clears the others
+    (``max_fold_log`` levels of 2:1 multiplexers and an AND in front of the bias adder), and
+    writes zero back after the word's last column: the output beats are exactly those of the
+    unfolded layer. Cost: one cycle per (spike, valid ``ky``, bank word its valid columns fall
+    in). The weight memory holds ``2**xl`` words a row instead of ``2**kl``. Lanes must be a
+    power of two; not built for a weight ring. With ``max_fold_log = 0`` none of it is built.
+
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
 Read-out: bank read, a register of the raw bank and bias words, then the output register
@@ -84,12 +102,13 @@ from amaranth.lib.wiring import In, Out
 from hw.addressing import SpikeAddressing, addressing_input_layout
 from hw.params import bits_for, check_int
 from hw.progengine_config import (LayerConfig, _range, engine_config_layout, engine_output_layout,
-                                  layer_config, pack_layer_biases, pack_layer_weights)
+                                  fold_log_for, layer_config, max_x_log, pack_layer_biases,
+                                  pack_layer_weights)
 
 __all__ = ["ProgEngine",
            # re-exported from hw.progengine_config, their home
-           "LayerConfig", "layer_config", "engine_config_layout", "engine_output_layout",
-           "pack_layer_weights", "pack_layer_biases"]
+           "LayerConfig", "layer_config", "fold_log_for", "engine_config_layout",
+           "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
 
 
 class ProgEngine(wiring.Component):
@@ -125,6 +144,10 @@ class ProgEngine(wiring.Component):
         groups_log)`` of them.
     bias_words : list of int
         Contents of the bias memory (at least one word; :func:`pack_layer_biases`).
+    max_fold_log : int
+        0 (default): no column folding. Otherwise layers may fold up to ``2**max_fold_log``
+        output columns a bank word (module docstring, "Column folding"); ``lanes`` must be a
+        power of two of at least that many, and ``ring_pointer_bits`` 0.
     ring_pointer_bits : int
         0 (default): the weight memory holds every layer at its ``weight_base``. Otherwise the
         weight memory is a ring of ``weight_depth`` words (a power of two) that
@@ -170,7 +193,7 @@ class ProgEngine(wiring.Component):
                  max_side: int, max_padding: int, max_kernel_log: int, max_stride_log: int,
                  max_groups_log: int, weight_width: int, accumulator_width: int,
                  weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0,
-                 bias_port: bool = False):
+                 bias_port: bool = False, max_fold_log: int = 0):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -195,6 +218,15 @@ class ProgEngine(wiring.Component):
             raise ValueError("bias_words must hold at least one word")
         self._bias_words = words
         self._ring = check_int("ring_pointer_bits", ring_pointer_bits, 0, 64)
+        self._max_fold_log = check_int("max_fold_log", max_fold_log, 0, 8)
+        if self._max_fold_log:
+            if self._lanes & (self._lanes - 1) or self._lanes < 1 << self._max_fold_log:
+                raise ValueError(f"column folding (max_fold_log {self._max_fold_log}) needs lanes "
+                                 f"a power of two of at least {1 << self._max_fold_log}, not "
+                                 f"{self._lanes}")
+            if self._ring:
+                raise ValueError("column folding (max_fold_log > 0) is not built for a weight "
+                                 "ring (ring_pointer_bits > 0)")
         self._bias_port = bool(bias_port)
         ring_ports = {}
         if self._bias_port:
@@ -231,6 +263,8 @@ class ProgEngine(wiring.Component):
                                  doc="Signed bits per bank and output value.")
     weight_depth = property(lambda self: self._weight_depth, doc="Words of the weight memory.")
     bank_depth = property(lambda self: self._bank_depth, doc="Words of the accumulator bank.")
+    max_fold_log = property(lambda self: self._max_fold_log,
+                            doc="Largest fold_log (column folding; 0: none).")
 
     @property
     def bias_words(self) -> list[int]:
@@ -254,7 +288,7 @@ class ProgEngine(wiring.Component):
             max_side=self._max_side, max_padding=self._max_padding,
             max_kernel_log=self._max_kernel_log, max_stride_log=self._max_stride_log,
             max_groups_log=self._max_groups_log, weight_depth=self._weight_depth,
-            bias_depth=len(self._bias_words))
+            bias_depth=len(self._bias_words), max_fold_log=self._max_fold_log)
 
     @property
     def output_layout(self) -> data.StructLayout:
@@ -293,6 +327,10 @@ class ProgEngine(wiring.Component):
             ("kernel_log", layer.kernel_log, self._max_kernel_log, "<="),
             ("stride_log", layer.stride_log, self._max_stride_log, "<="),
             ("groups_log", layer.groups_log, self._max_groups_log, "<="),
+            ("fold_log", layer.fold_log, self._max_fold_log, "<="),
+            ("kernel_x_log", layer.kernel_x_log,
+             max_x_log(self._max_kernel_log, self._max_stride_log, self._max_fold_log)
+             if self._max_fold_log else layer.kernel_log, "<=" if self._max_fold_log else "=="),
             *([("weight block (1 << (2 * kernel_log + groups_log))",
                 1 << (2 * layer.kernel_log + layer.groups_log), self._weight_depth, "<="),
                ("weight_base", layer.weight_base, self._weight_depth - 1, "<=")]
@@ -313,7 +351,8 @@ class ProgEngine(wiring.Component):
     def config_value(self, layer: LayerConfig) -> data.Const:
         """Return the ``config`` constant of ``layer`` after :meth:`check_layer`."""
         self.check_layer(layer)
-        return self.config_layout.const(layer.fields)
+        layout = self.config_layout
+        return layout.const({name: getattr(layer, name) for name, _ in layout})
 
     # -- hardware ---------------------------------------------------------------------------
 
@@ -324,6 +363,10 @@ class ProgEngine(wiring.Component):
         bank_depth = self._bank_depth
         side_bits = bits_for(self._max_side)
         tap_bits = max(1, self._max_kernel_log)
+        fold = self._max_fold_log > 0   # column folding built (module docstring)
+        x_log_max = max_x_log(self._max_kernel_log, self._max_stride_log, self._max_fold_log)
+        tap_x_bits = max(1, x_log_max)
+        x_log = cfg.kernel_x_log if fold else cfg.kernel_log
         group_bits = max(1, self._max_groups_log)
         bank_bits = bits_for(bank_depth)
         waddr_bits = self.weight_address_width
@@ -335,7 +378,7 @@ class ProgEngine(wiring.Component):
                                    + bits_for((1 << self._max_kernel_log) + 1) + 1))
         out_h_last = Signal(side_bits)
         out_w_last = Signal(side_bits)
-        c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))
+        c_shift = Signal(_range(self._max_kernel_log + x_log_max + self._max_groups_log))
         stride = Signal(_range(1 << self._max_stride_log))
         # For the end-of-row flags of the tap generator and the read-out: a counter is at its
         # last value next cycle when it steps from the one before the last (``*_penult``), or
@@ -362,9 +405,33 @@ class ProgEngine(wiring.Component):
             offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
             out_h_last.eq(cfg.out_height - 1),
             out_w_last.eq(cfg.out_width - 1),
-            c_shift.eq(cfg.kernel_log + cfg.kernel_log + cfg.groups_log),
+            c_shift.eq(cfg.kernel_log + x_log + cfg.groups_log),
             stride.eq(Const(1, 1) << cfg.stride_log),
         ]
+        if fold:
+            # Column folding: the tap generator steps whole words of F columns, kx by F * s;
+            # the read-out steps the bank address once per F columns and moves each column's
+            # lanes down to lane 0 (``part`` = lanes / F lanes a column).
+            lanes_log = self._lanes.bit_length() - 1
+            stride_x = Signal(_range(1 << (self._max_stride_log + self._max_fold_log)))
+            stride_x_log = Signal(_range(self._max_stride_log + self._max_fold_log))
+            fold_penult = Signal(self._max_fold_log)   # F - 2 (never compared when F = 1)
+            fold_one = Signal()                        # F = 1
+            part = Signal(lanes_log + 1)               # lanes >> fold_log
+            keep = Signal(lanes)                       # lanes below part
+            m.d.sync += [
+                stride_x.eq(Const(1, 1) << (cfg.stride_log + cfg.fold_log)),
+                stride_x_log.eq(cfg.stride_log + cfg.fold_log),
+                fold_penult.eq((Const(1, 1) << cfg.fold_log) - 2),
+                fold_one.eq(cfg.fold_log == 0),
+                part.eq(Const(lanes, lanes_log + 1) >> cfg.fold_log),
+            ]
+            with m.Switch(cfg.fold_log):
+                for fold_log in range(self._max_fold_log + 1):
+                    with m.Case(fold_log):
+                        m.d.sync += keep.eq((1 << (lanes >> fold_log)) - 1)
+        else:
+            stride_x, stride_x_log = stride, cfg.stride_log
 
         initialising = Signal(init=1)  # clearing the bank after reset
         m.d.comb += self.ready.eq(~initialising)
@@ -534,7 +601,8 @@ class ProgEngine(wiring.Component):
                 dec["c"].eq(pre["c"]),
                 dec["target_y"].eq(target_y), dec["target_x"].eq(target_x),
                 dec["first_y"].eq(first_y), dec["final_y"].eq(final_y),
-                dec["first_x"].eq(first_x), dec["final_x"].eq(final_x),
+                dec["first_x"].eq(first_x >> cfg.fold_log if fold else first_x),
+                dec["final_x"].eq(final_x >> cfg.fold_log if fold else final_x),
                 dec["taps"].eq(has_taps), dec["last"].eq(pre["last"]),
             ]
         if self._ring:
@@ -562,7 +630,7 @@ class ProgEngine(wiring.Component):
         gen_x_penult = Signal(side_bits)  # final_x - 1
         gen_y_penult = Signal(side_bits)  # final_y - 1
         gen_x_single = Signal()           # first_x == final_x
-        gen_kx_first = Signal(tap_bits)
+        gen_kx_first = Signal(tap_x_bits)
         gen_taps = Signal()
         gen_last = Signal()
         gen_oy = Signal(side_bits)
@@ -572,7 +640,7 @@ class ProgEngine(wiring.Component):
         gen_x_end = Signal()  # gen_ox == final_x
         gen_y_end = Signal()  # gen_oy == final_y
         gen_ky = Signal(tap_bits)  # target_y - (oy << stride_log), kept as a counter
-        gen_kx = Signal(tap_bits)  # target_x - (ox << stride_log)
+        gen_kx = Signal(tap_x_bits)  # target_x - (ox << stride_log); folded: of the word's column 0
         frame_done = Signal()  # the frame's last item has been issued
         reading = Signal()     # streaming the bank out
 
@@ -596,7 +664,7 @@ class ProgEngine(wiring.Component):
             with m.Elif(~gen_x_end):
                 m.d.sync += [gen_g.eq(0), gen_g_end.eq(groups_one),
                              gen_ox.eq(gen_ox + 1), gen_x_end.eq(gen_ox == gen_x_penult),
-                             gen_kx.eq(gen_kx - stride)]
+                             gen_kx.eq(gen_kx - stride_x)]
             with m.Else():
                 m.d.sync += [gen_g.eq(0), gen_g_end.eq(groups_one),
                              gen_ox.eq(gen_first_x), gen_x_end.eq(gen_x_single),
@@ -616,7 +684,7 @@ class ProgEngine(wiring.Component):
                 m.d.sync += gen_block.eq(dec_block)
             m.d.comb += self.block_done.eq(Mux(~busy & decoded, dec_block, gen_block))
         with m.If(take_decoded):
-            kx_first = dec["target_x"] - (dec["first_x"] << cfg.stride_log)
+            kx_first = dec["target_x"] - (dec["first_x"] << stride_x_log)
             x_single = dec["first_x"] == dec["final_x"]
             m.d.sync += [
                 busy.eq(1), gen_g.eq(0), gen_g_end.eq(groups_one),
@@ -634,12 +702,12 @@ class ProgEngine(wiring.Component):
         # Address stage: shifts and ORs build both indices, one adder adds the layer's weight
         # base, all into registers, so the issue cycle's bank read and weight request start
         # from flip-flops.
-        tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)
+        tap_index = Signal(self._max_kernel_log + x_log_max + self._max_groups_log + 1)
         gen_address = Signal(bank_bits)
         issue_valid = Signal()  # the issue stage holds an update
         bank_address = Signal(bank_bits)
         m.d.comb += [
-            tap_index.eq((((gen_ky << cfg.kernel_log) | gen_kx) << cfg.groups_log) | gen_g),
+            tap_index.eq((((gen_ky << x_log) | gen_kx) << cfg.groups_log) | gen_g),
             gen_address.eq((((gen_oy << cfg.out_width_log) | gen_ox) << cfg.groups_log) | gen_g),
             self.weight.en.eq(issue_valid),
         ]
@@ -751,7 +819,13 @@ class ProgEngine(wiring.Component):
         coordinates = data.StructLayout({
             "oy": unsigned(side_bits), "ox": unsigned(side_bits), "g": unsigned(group_bits),
             "index": unsigned(bank_bits), "last": 1,
+            # folded: the lane of the beat's column 0 and whether the beat is its word's last
+            **({"offset": unsigned(lanes_log), "wipe": 1} if fold else {}),
         })
+        if fold:
+            next_j = Signal(self._max_fold_log)   # column within the bank word
+            next_j_end = Signal()                 # next_j == F - 1
+            next_offset = Signal(lanes_log)       # next_j * part
         # Stage R: the bank (and bias) word read last cycle, with its coordinates.
         r_valid = Signal()
         r_address = Signal(bank_bits, reset_less=True)
@@ -805,13 +879,17 @@ class ProgEngine(wiring.Component):
             m.d.comb += [bank_read.addr.eq(next_address), bank_read.en.eq(read_word),
                          # put zero back into each word as it leaves stage R
                          bank_write.addr.eq(r_address), bank_write.data.eq(0),
-                         bank_write.en.eq(r_valid & advance_q)]
+                         bank_write.en.eq(r_valid & advance_q & r_place.wipe if fold
+                                          else r_valid & advance_q)]
             with m.If(read_word):
                 m.d.sync += [r_address.eq(next_address), r_place.oy.eq(next_oy),
                              r_place.ox.eq(next_ox), r_place.g.eq(next_g),
                              r_place.index.eq(next_index),
                              r_place.last.eq(next_g_end & next_x_end & next_y_end),
                              next_index.eq(next_index + 1)]
+                if fold:
+                    m.d.sync += [r_place.offset.eq(next_offset),
+                                 r_place.wipe.eq(next_j_end | next_x_end)]
                 with m.If(~next_g_end):
                     m.d.sync += [next_g.eq(next_g + 1), next_g_end.eq(next_g == groups_penult),
                                  next_address.eq(next_address + 1),
@@ -821,9 +899,24 @@ class ProgEngine(wiring.Component):
                                  bias_address.eq(cfg.bias_base)]
                     with m.If(~next_x_end):
                         m.d.sync += [next_ox.eq(next_ox + 1),
-                                     next_x_end.eq(next_ox == out_w_penult),
-                                     next_address.eq(pixel_next), pixel_address.eq(pixel_next)]
+                                     next_x_end.eq(next_ox == out_w_penult)]
+                        if fold:
+                            with m.If(next_j_end):
+                                m.d.sync += [next_address.eq(pixel_next),
+                                             pixel_address.eq(pixel_next),
+                                             next_j.eq(0), next_j_end.eq(fold_one),
+                                             next_offset.eq(0)]
+                            with m.Else():
+                                m.d.sync += [next_j.eq(next_j + 1),
+                                             next_j_end.eq(next_j == fold_penult),
+                                             next_offset.eq(next_offset + part)]
+                        else:
+                            m.d.sync += [next_address.eq(pixel_next),
+                                         pixel_address.eq(pixel_next)]
                     with m.Elif(~next_y_end):
+                        if fold:
+                            m.d.sync += [next_j.eq(0), next_j_end.eq(fold_one),
+                                         next_offset.eq(0)]
                         m.d.sync += [next_ox.eq(0), next_x_end.eq(out_w_one),
                                      next_oy.eq(next_oy + 1),
                                      next_y_end.eq(next_oy == out_h_penult),
@@ -835,6 +928,8 @@ class ProgEngine(wiring.Component):
                         m.d.sync += [next_ox.eq(0), next_oy.eq(0), next_address.eq(0),
                                      pixel_address.eq(0), row_address.eq(0),
                                      exhausted.eq(1)]
+                        if fold:
+                            m.d.sync += [next_j.eq(0), next_offset.eq(0)]
             with m.If(exhausted & advance_r):
                 # The frame's final word leaves stage R this cycle (or has left): accumulation
                 # of the next frame may start, its bank words all zero again.
@@ -850,6 +945,8 @@ class ProgEngine(wiring.Component):
                 m.d.sync += [reading.eq(1), frame_done.eq(0),
                              next_g_end.eq(groups_one), next_x_end.eq(out_w_one),
                              next_y_end.eq(out_h_one), bias_address.eq(cfg.bias_base)]
+                if fold:
+                    m.d.sync += next_j_end.eq(fold_one)
 
         with m.If(advance_q):
             with m.If(r_valid):
@@ -857,6 +954,20 @@ class ProgEngine(wiring.Component):
                              q_bias.eq(bias_read.data)]
         o_payload = Signal.like(self.o.payload, reset_less=True)   # data: o.valid gates it
         m.d.comb += self.o.payload.eq(o_payload)
+        column = q_data
+        if fold:
+            # The beat's column: its lanes moved down by offset (a multiple of lanes / F, so
+            # only the offset's top max_fold_log bits are ever set), the lanes of the word's
+            # other columns cleared.
+            for bit in range(lanes_log - self._max_fold_log, lanes_log):
+                shifted = Signal(word_bits, name=f"fold_shift_{bit}")
+                m.d.comb += shifted.eq(Mux(q_place.offset[bit],
+                                           column >> ((1 << bit) * acc_width), column))
+                column = shifted
+            kept = Signal(word_bits, name="fold_kept")
+            m.d.comb += kept.eq(column & Cat(*[keep[lane].replicate(acc_width)
+                                               for lane in range(lanes)]))
+            column = kept
         with m.If(advance_out):
             with m.If(q_valid):
                 m.d.sync += [o_payload.oy.eq(q_place.oy), o_payload.ox.eq(q_place.ox),
@@ -865,5 +976,5 @@ class ProgEngine(wiring.Component):
                 for lane in range(lanes):
                     sl = lane_slice(lane, acc_width)
                     m.d.sync += o_payload.values[lane].eq(
-                        q_data[sl].as_signed() + q_bias[sl].as_signed())
+                        column[sl].as_signed() + q_bias[sl].as_signed())
         return m

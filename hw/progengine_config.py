@@ -24,8 +24,8 @@ from amaranth.lib import data
 from hw.packing import pack_lanes
 from hw.params import bits_for, ceil_div, check_int, log2_ceil
 
-__all__ = ["LayerConfig", "layer_config", "engine_config_layout", "engine_output_layout",
-           "pack_layer_weights", "pack_layer_biases"]
+__all__ = ["LayerConfig", "layer_config", "fold_log_for", "max_x_log", "engine_config_layout",
+           "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
 
 
 def _range(maximum: int) -> unsigned:
@@ -35,7 +35,7 @@ def _range(maximum: int) -> unsigned:
 
 def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
                          max_stride_log: int, max_groups_log: int, weight_depth: int,
-                         bias_depth: int) -> data.StructLayout:
+                         bias_depth: int, max_fold_log: int = 0) -> data.StructLayout:
     """Return the layout of :class:`hw.progengine.ProgEngine`'s ``config`` port.
 
     Fields, first in the least significant bits:
@@ -55,6 +55,11 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
     ``weight_base``, ``bias_base``
         First word of the layer in the weight memory (``weight_depth`` words) and in the bias
         memory (``bias_depth`` words).
+    ``fold_log``, ``kernel_x_log`` (only with ``max_fold_log > 0``)
+        Column folding (``hw.progengine``'s module docstring, "Column folding"): ``F =
+        2**fold_log`` output columns share a bank word, ``lanes / F`` lanes each; ``xl`` with
+        ``2**xl >= k + (F - 1) * stride``, the weight block's row length (``kernel_log`` when
+        ``F = 1``).
     """
     max_side = check_int("max_side", max_side, 1)
     check_int("max_padding", max_padding, 0)
@@ -63,6 +68,11 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
     check_int("max_groups_log", max_groups_log, 0)
     check_int("weight_depth", weight_depth, 1)
     check_int("bias_depth", bias_depth, 1)
+    max_fold_log = check_int("max_fold_log", max_fold_log, 0)
+    fold = {}
+    if max_fold_log:
+        fold = {"fold_log": _range(max_fold_log),
+                "kernel_x_log": _range(max_x_log(max_kernel_log, max_stride_log, max_fold_log))}
     return data.StructLayout({
         "height": _range(max_side),
         "width": _range(max_side),
@@ -77,7 +87,13 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
         "groups_log": _range(max_groups_log),
         "weight_base": unsigned(bits_for(weight_depth)),
         "bias_base": unsigned(bits_for(bias_depth)),
+        **fold,
     })
+
+
+def max_x_log(max_kernel_log: int, max_stride_log: int, max_fold_log: int) -> int:
+    """Largest ``kernel_x_log`` of an engine: ``log2(2**kl + (F - 1) * 2**sl)`` rounded up."""
+    return log2_ceil((1 << max_kernel_log) + ((1 << max_fold_log) - 1) * (1 << max_stride_log))
 
 
 def engine_output_layout(*, lanes: int, accumulator_width: int, max_side: int,
@@ -120,20 +136,36 @@ class LayerConfig:
     groups_log: int
     weight_base: int
     bias_base: int
+    fold_log: int = 0
+    kernel_x_log: int | None = None   # None: kernel_log (no folding)
 
     CONFIG_FIELDS = ("height", "width", "kernel", "kernel_log", "stride_log", "padding",
                      "out_height", "out_width", "out_width_log", "groups", "groups_log",
                      "weight_base", "bias_base")
+    #: The fields a folding engine's ``config`` port adds (``max_fold_log > 0``).
+    FOLD_FIELDS = ("fold_log", "kernel_x_log")
+
+    def __post_init__(self):
+        if self.kernel_x_log is None:
+            object.__setattr__(self, "kernel_x_log", self.kernel_log)
+
+    @property
+    def fold(self) -> int:
+        """Output columns a bank word holds: ``2**fold_log``."""
+        return 1 << self.fold_log
 
     @property
     def fields(self) -> dict[str, int]:
-        """The ``config`` port's field values."""
-        return {name: getattr(self, name) for name in self.CONFIG_FIELDS}
+        """The ``config`` port's field values (:attr:`FOLD_FIELDS` too when the layer folds;
+        a folding engine's port has them for every layer: ``ProgEngine.config_value``)."""
+        names = self.CONFIG_FIELDS + (self.FOLD_FIELDS if self.fold_log else ())
+        return {name: getattr(self, name) for name in names}
 
     @property
     def weight_words_needed(self) -> int:
-        """Weight memory words of the layer: ``Cin << (2 * kernel_log + groups_log)``."""
-        return self.in_channels << (2 * self.kernel_log + self.groups_log)
+        """Weight memory words of the layer: ``Cin << (kernel_log + kernel_x_log + groups_log)``
+        (``2 * kernel_log`` without folding)."""
+        return self.in_channels << (self.kernel_log + self.kernel_x_log + self.groups_log)
 
     @property
     def bank_words_needed(self) -> int:
@@ -153,7 +185,7 @@ class LayerConfig:
 
 def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
                  padding: int = 0, height: int, width: int, lanes: int, weight_base: int = 0,
-                 bias_base: int = 0) -> LayerConfig:
+                 bias_base: int = 0, fold_log: int = 0) -> LayerConfig:
     """Compute every ``config`` field of a convolution layer.
 
     Parameters
@@ -172,6 +204,10 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
         The engine's lanes (>= 1); ``groups = ceil(out_channels / lanes)``.
     weight_base, bias_base : int, optional
         First word of the layer in the weight and bias memories (>= 0). Default 0.
+    fold_log : int, optional
+        Column folding (``hw.progengine``, "Column folding"): ``2**fold_log`` output columns a
+        bank word, ``lanes >> fold_log`` lanes each, which must hold ``out_channels`` (so ``G =
+        1``). Default 0: none. :func:`fold_log_for` picks the largest that fits.
     """
     cin = check_int("in_channels", in_channels, 1)
     cout = check_int("out_channels", out_channels, 1)
@@ -183,6 +219,10 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
     lanes = check_int("lanes", lanes, 1)
     weight_base = check_int("weight_base", weight_base, 0)
     bias_base = check_int("bias_base", bias_base, 0)
+    fold_log = check_int("fold_log", fold_log, 0, 8)
+    if fold_log and cout > lanes >> fold_log:
+        raise ValueError(f"fold_log {fold_log} leaves lanes >> fold_log = {lanes >> fold_log} "
+                         f"lanes a column, fewer than out_channels {cout}")
     if stride & (stride - 1):
         raise ValueError(f"stride must be a power of two (1, 2, 4, ...), not {stride}")
     for name, size in (("height", height), ("width", width)):
@@ -197,7 +237,23 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
         kernel=kernel, kernel_log=log2_ceil(kernel), stride=stride,
         stride_log=stride.bit_length() - 1, padding=padding, out_height=out_height,
         out_width=out_width, out_width_log=log2_ceil(out_width), groups=groups,
-        groups_log=log2_ceil(groups), weight_base=weight_base, bias_base=bias_base)
+        groups_log=log2_ceil(groups), weight_base=weight_base, bias_base=bias_base,
+        fold_log=fold_log,
+        kernel_x_log=log2_ceil(kernel + ((1 << fold_log) - 1) * stride))
+
+
+def fold_log_for(*, out_channels: int, kernel: int, stride: int, lanes: int,
+                 max_fold_log: int) -> int:
+    """The column folding a layer gets on an engine of ``lanes`` lanes folding up to
+    ``2**max_fold_log`` columns: the most columns whose ``lanes / F`` lanes still hold every
+    output channel, and none for a layer whose input column reaches one output column at most
+    (``kernel <= stride``: folding would only pad its weights)."""
+    if kernel <= stride:
+        return 0
+    fold_log = 0
+    while fold_log < max_fold_log and out_channels <= lanes >> (fold_log + 1):
+        fold_log += 1
+    return fold_log
 
 
 def _int_array(name: str, value, ndim: int) -> np.ndarray:
@@ -217,7 +273,8 @@ def _check_fits(name: str, array: np.ndarray, width: int, width_name: str) -> No
 
 
 def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int,
-                       groups_log: int) -> list[int]:
+                       groups_log: int, fold_log: int = 0, kernel_x_log: int | None = None,
+                       stride: int = 1) -> list[int]:
     """Return a layer's weight memory words in ``ProgEngine``'s layout (``hw.progengine``).
 
     Parameters
@@ -228,6 +285,12 @@ def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int
         Lanes per word and signed bits per weight.
     kernel_log, groups_log : int
         The layer's ``kl`` (``2**kl >= k``) and ``gl`` (``2**gl >= ceil(Cout / lanes)``).
+    fold_log, kernel_x_log, stride : int, optional
+        Column folding (``hw.progengine``, "Column folding"; default none): ``F = 2**fold_log``
+        columns a word, ``xl = kernel_x_log`` (``2**xl >= k + (F - 1) * stride``), the stride.
+        Word ``((c << kl) | ky) << xl | u`` then holds, in lanes ``j * (lanes / F) + l``, the
+        weight of output channel ``l`` at tap ``(ky, u - j * stride)`` (zero where that ``kx``
+        is outside ``0 .. k - 1``).
 
     Returns
     -------
@@ -252,12 +315,42 @@ def pack_layer_weights(weight, *, lanes: int, weight_width: int, kernel_log: int
         raise ValueError(f"{groups} groups of {lanes} lanes (Cout {cout}) do not fit "
                          f"2**groups_log = {1 << groups_log}")
     _check_fits("weight", weight, weight_width, "weight_width")
+    fold_log = check_int("fold_log", fold_log, 0, 8)
+    if fold_log:
+        return _pack_folded(weight, lanes, weight_width, kernel_log, groups_log, fold_log,
+                            kernel_x_log, stride)
     side, slots = 1 << kernel_log, 1 << groups_log
     padded = np.zeros((slots * lanes, cin, side, side), dtype=np.int64)
     padded[:cout, :, :kernel, :kernel] = weight
     # [G*lanes, Cin, K, K] -> [Cin, K, K, G, lanes]: words in (c, ky, kx, g) order.
     lanes_last = padded.reshape(slots, lanes, cin, side, side).transpose(2, 3, 4, 0, 1)
     return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]
+
+
+def _pack_folded(weight, lanes, weight_width, kernel_log, groups_log, fold_log, kernel_x_log,
+                 stride) -> list[int]:
+    """:func:`pack_layer_weights`' folded layout (its docstring)."""
+    cout, cin, kernel, _ = weight.shape
+    stride = check_int("stride", stride, 1)
+    fold = 1 << fold_log
+    part = lanes >> fold_log
+    if groups_log or cout > part:
+        raise ValueError(f"fold_log {fold_log} needs Cout {cout} <= lanes >> fold_log = {part} "
+                         f"(and groups_log 0, not {groups_log})")
+    need = log2_ceil(kernel + (fold - 1) * stride)
+    if kernel_x_log is None or kernel_x_log < need:
+        raise ValueError(f"kernel_x_log {kernel_x_log} must be at least {need} for kernel "
+                         f"{kernel}, fold {fold}, stride {stride}")
+    side, row = 1 << kernel_log, 1 << kernel_x_log
+    words = np.zeros((cin, side, row, lanes), dtype=np.int64)
+    for u in range(row):
+        for j in range(fold):
+            kx = u - j * stride
+            if 0 <= kx < kernel:
+                # [Cout, Cin, k] at column kx -> lanes j * part + l of every (c, ky) word.
+                words[:, :kernel, u, j * part:j * part + cout] = \
+                    weight[:, :, :, kx].transpose(1, 2, 0)
+    return [pack_lanes(word, weight_width) for word in words.reshape(-1, lanes)]
 
 
 def pack_layer_biases(bias, *, lanes: int, accumulator_width: int, groups: int) -> list[int]:

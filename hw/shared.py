@@ -117,6 +117,9 @@ class SharedNetwork(wiring.Component):
         :meth:`hw.weightfetch.WeightRing.default_depth`).
     axi_data_width, axi_address_width : int
         ``weights="axi"``: the AXI4 bus (default 64 data bits, 32 address bits).
+    fold : int
+        Column folding (:attr:`hw.plan.SharedPlan.fold`): 1 (default, none), 2, 4, ... up to
+        ``lanes`` (a power of two); not with ``weights="axi"``.
 
     Members
     -------
@@ -161,7 +164,7 @@ class SharedNetwork(wiring.Component):
     def __init__(self, net, *, lanes: int = 16, weights: str = "internal",
                  plan: SharedPlan | None = None, weight_ring: int | None = None,
                  axi_data_width: int = 64, axi_address_width: int = 32,
-                 schedule: str = "time", parameters: str = "internal"):
+                 schedule: str = "time", parameters: str = "internal", fold: int = 1):
         if weights not in ("internal", "external", "axi"):
             raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
         if parameters not in ("internal", "external"):
@@ -171,12 +174,17 @@ class SharedNetwork(wiring.Component):
                              "needs weights='external'")
         self._weights_mode = weights
         self._parameters = parameters
+        if fold > 1 and weights == "axi":
+            raise ValueError("fold > 1 (column folding) is not built with weights='axi' (the "
+                             "weight ring's blocks assume unfolded rows)")
         if plan is None:
-            plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
+            plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule,
+                              fold=fold)
         elif plan.net is not net or plan.lanes != lanes or plan.schedule != schedule or (
-                weights != "axi" and not plan.weights_packed):
-            raise ValueError("plan must be SharedPlan(net, lanes, schedule=schedule) of this net, "
-                             "lane count and schedule, with its weights packed")
+                weights != "axi" and not plan.weights_packed) or plan.fold != fold:
+            raise ValueError("plan must be SharedPlan(net, lanes, schedule=schedule, fold=fold) "
+                             "of this net, lane count, schedule and fold, with its weights "
+                             "packed")
         self.plan = plan
         #: ``weights="axi"``: the external image and the ring (:class:`WeightRing`), else None.
         self.ring = None

@@ -31,6 +31,11 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        or ``"layer"`` (every time step of a step, then the next step: one
                        site's membranes at a time, the streams kept per time step; with
                        ``weights: "axi"`` a layer that fits the ring is read once per run)
+``fold``               column folding of the network units' engine: a layer of at most
+                       ``lanes / F`` output channels accumulates ``F`` neighbouring output
+                       columns a cycle, ``F`` up to ``fold`` (1: none, the default; a power of
+                       two up to ``lanes``, which must then be a power of two; not with
+                       ``weights: "axi"``; ``hw/progengine.py``, "Column folding")
 ``parameters``         where the ``shared_network`` unit's biases and LIF thresholds live:
                        ``"internal"`` (default: memories inside) or ``"external"`` (read ports
                        of the same timing as the weight port, ``bias_*`` and ``threshold_*``,
@@ -106,6 +111,7 @@ class DesignPoint:
     weight_ring: int | None = None
     schedule: str = "time"
     parameters: str = "internal"
+    fold: int = 1
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -141,6 +147,14 @@ class DesignPoint:
         if self.schedule not in ("time", "layer"):
             raise ConfigError(f"{src}: field 'schedule' is {self.schedule!r}; allowed: 'time', "
                               "'layer'")
+        fold = _int_in(src, "fold", self.fold, 1, self.lanes)
+        if fold & (fold - 1) or (fold > 1 and self.lanes & (self.lanes - 1)):
+            raise ConfigError(f"{src}: field 'fold' is {fold} at lanes {self.lanes}; allowed: a "
+                              "power of two up to lanes, and above 1 only when lanes is a power "
+                              "of two")
+        if fold > 1 and self.weights == "axi":
+            raise ConfigError(f"{src}: field 'fold' is {fold} but 'weights' is 'axi'; column "
+                              "folding is not built for the weight ring (allowed with 'axi': 1)")
         if self.parameters not in ("internal", "external"):
             raise ConfigError(f"{src}: field 'parameters' is {self.parameters!r}; allowed: "
                               "'internal', 'external'")
@@ -175,6 +189,8 @@ class DesignPoint:
         values.pop("source")
         if values["parameters"] == "internal":   # the default unnamed: manifests unchanged
             values.pop("parameters")
+        if values["fold"] == 1:                  # likewise
+            values.pop("fold")
         values["units"] = list(self.units)
         return values
 

@@ -113,6 +113,8 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
         if point.schedule != "time":    # the default stays unnamed: its manifests unchanged
             placement["schedule"] = point.schedule
             params["schedule"] = point.schedule
+        if point.fold != 1:             # likewise
+            placement["fold"] = params["fold"] = point.fold
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 

@@ -339,6 +339,8 @@ class QuantizedNetwork:
     #: ``"external"``: the biases and thresholds (and the weights) behind read ports that the
     #: testbench's wrapper answers from ``$readmemh`` images (``hw.shared.SharedNetwork``).
     parameters: str = "internal"
+    #: Column folding (``hw.plan.SharedPlan.fold``): 1 (none) or a power of two up to lanes.
+    fold: int = 1
 
     @property
     def design_options(self) -> dict:
@@ -347,6 +349,8 @@ class QuantizedNetwork:
         options = {} if self.schedule == "time" else {"schedule": self.schedule}
         if self.parameters != "internal":
             options["parameters"] = self.parameters
+        if self.fold != 1:
+            options["fold"] = self.fold
         if self.weights != "axi":
             return options
         return {"weights": "axi", "axi_data_width": self.axi_width,
@@ -367,7 +371,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
             arch: str = "shared", seed: int = 0, weight_bits: int = 8,
             sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
             weight_ring: int | None = None, schedule: str = "time",
-            parameters: str = "internal") -> QuantizedNetwork:
+            parameters: str = "internal", fold: int = 1) -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -393,7 +397,10 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         if parameters == "external" and weights == "axi":
             raise NotImplementedError("parameters 'external' (biases and thresholds behind "
                                       "read ports) with weights 'axi'")
-        plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule)
+        if fold != 1 and weights == "axi":
+            raise NotImplementedError(f"fold {fold} (column folding) with weights 'axi'")
+        plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule,
+                          fold=fold)
         if weights == "axi":
             from hw.weightfetch import WeightRing
             WeightRing(plan, weight_ring, data_width=axi_width)
@@ -403,7 +410,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
     return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
-                            weight_ring, schedule, parameters)
+                            weight_ring, schedule, parameters, fold)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -963,13 +970,13 @@ def network_design(network: QuantizedNetwork):
         plan = SharedPlan(network.net, network.lanes, pack_weights=False, schedule=schedule)
         return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                              **network.design_options)
-    plan = SharedPlan(network.net, network.lanes, schedule=schedule)
+    plan = SharedPlan(network.net, network.lanes, schedule=schedule, fold=network.fold)
     if network.parameters == "external":
         return SharedNetwork(network.net, lanes=network.lanes, plan=plan, weights="external",
-                             parameters="external", schedule=schedule)
+                             parameters="external", schedule=schedule, fold=network.fold)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                          weights="external" if weights_outside(plan) else "internal",
-                         schedule=schedule)
+                         schedule=schedule, fold=network.fold)
 
 
 def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut=None):
@@ -1109,7 +1116,8 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 variant_name: str | None = None, inputs=None, sdsa: int | None = None,
                 weights: str = "internal", axi: dict | None = None,
                 time_steps: int | None = None, schedule: str = "time",
-                parameters: str = "internal", reset_after: int | None = None) -> dict:
+                parameters: str = "internal", reset_after: int | None = None,
+                fold: int = 1) -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1117,7 +1125,8 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     there; default the digits) and :func:`simulate` in one call.
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
-                      sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters)
+                      sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters,
+                      fold=fold)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
                     axi=axi, time_steps=time_steps, reset_after=reset_after)
 
@@ -1409,6 +1418,11 @@ def main(argv=None) -> int:
                    help="'external': the biases and LIF thresholds, like the weights, behind read "
                         "ports of the design that the testbench answers from $readmemh images "
                         "(the design holds no parameter; not with --weights axi)")
+    p.add_argument("--fold", type=int, default=1, choices=(1, 2, 4, 8, 16, 32),
+                   help="column folding: a layer of at most lanes / F output channels "
+                        "accumulates F neighbouring output columns a cycle, F up to this "
+                        "(default 1: none; lanes a power of two; not with --weights axi; "
+                        "hw/progengine.py, \"Column folding\")")
     p.add_argument("--axi-width", type=int, default=64, choices=(32, 64, 128, 256, 512, 1024),
                    help="with --weights axi: bits of the AXI data bus (default 64)")
     p.add_argument("--weight-ring", type=int, default=None, metavar="WORDS",
@@ -1468,7 +1482,7 @@ def main(argv=None) -> int:
                                 arch=args.arch, seed=args.seed, sdsa=args.sdsa,
                                 weights=args.weights, axi_width=args.axi_width,
                                 weight_ring=args.weight_ring, schedule=args.schedule,
-                                parameters=args.parameters)
+                                parameters=args.parameters, fold=args.fold)
                 if args.max_T:
                     networks = {run_T: built for run_T in args.T}
                 else:

@@ -161,21 +161,28 @@ def event_in_cycles(pixels: int) -> int:
 
 # --- the engine ----------------------------------------------------------------------------------
 
-def _axis_taps(coordinate: int, size_out: int, kernel: int, stride: int, padding: int) -> int:
+def _axis_taps(coordinate: int, size_out: int, kernel: int, stride: int, padding: int,
+               fold_log: int = 0) -> int:
     """Output rows (or columns) an input row (column) reaches: ``oy`` with ``0 <= oy < out`` and
-    ``0 <= coordinate + padding - oy * stride < kernel`` (the engine's decode)."""
+    ``0 <= coordinate + padding - oy * stride < kernel`` (the engine's decode); with
+    ``fold_log``, the bank words of ``2**fold_log`` columns those columns fall in (column
+    folding: one cycle a word)."""
     target = coordinate + padding
     low = -((kernel - 1 - target) // stride)  # ceil((target - kernel + 1) / stride)
     high = target // stride
     first, final = max(0, low), min(size_out - 1, high)
-    return max(0, final - first + 1) if low <= high and low < size_out else 0
+    if not (low <= high and low < size_out):
+        return 0
+    return (final >> fold_log) - (first >> fold_log) + 1
 
 
 def spike_taps(config, axis: str = "y") -> np.ndarray:
-    """Valid taps per input row (``axis="y"``) or column (``"x"``) of a layer."""
+    """Tap-generator steps per input row (``axis="y"``: the valid ``ky``) or column (``"x"``:
+    the valid ``kx``, or with column folding the bank words they fall in) of a layer."""
     size, out = (config.height, config.out_height) if axis == "y" else \
         (config.width, config.out_width)
-    return np.array([_axis_taps(c, out, config.kernel, config.stride, config.padding)
+    fold_log = getattr(config, "fold_log", 0) if axis == "x" else 0
+    return np.array([_axis_taps(c, out, config.kernel, config.stride, config.padding, fold_log)
                      for c in range(size)], dtype=np.int64)
 
 

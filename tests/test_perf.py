@@ -234,6 +234,9 @@ def test_taps_are_brute_force(kernel, stride, padding):
     for y in range(size):
         want = sum(0 <= y + padding - o * stride < kernel for o in range(out))
         assert perf._axis_taps(y, out, kernel, stride, padding) == want
+        for fold_log in (1, 2, 3):
+            words = {o >> fold_log for o in range(out) if 0 <= y + padding - o * stride < kernel}
+            assert perf._axis_taps(y, out, kernel, stride, padding, fold_log) == len(words)
 
 
 @pytest.fixture(scope="module")

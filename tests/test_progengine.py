@@ -54,8 +54,9 @@ def garbage(rng, bits: int) -> int:
 
 
 class Network:
-    """Layers ``(cin, cout, kernel, stride, padding, height, width)`` placed in one weight memory
-    and one bias memory (with garbage words between layers), and the engine sized for them."""
+    """Layers ``(cin, cout, kernel, stride, padding, height, width[, fold_log])`` placed in one
+    weight memory and one bias memory (with garbage words between layers), and the engine sized
+    for them (column folding built when a layer folds)."""
 
     def __init__(self, seed, lanes, specs):
         rng = np.random.default_rng(seed)
@@ -63,7 +64,7 @@ class Network:
         self.layers = []
         weight_words = []
         acc = WEIGHT_WIDTH
-        for cin, cout, kernel, stride, padding, height, width in specs:
+        for cin, cout, kernel, stride, padding, height, width, *fold in specs:
             weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel,
                                         weight_bits=WEIGHT_WIDTH)
             for b in (bias, np.zeros_like(bias)):
@@ -72,10 +73,11 @@ class Network:
             weight_words += [garbage(rng, lanes * WEIGHT_WIDTH) for _ in range(3)]
             cfg = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
                                padding=padding, height=height, width=width, lanes=lanes,
-                               weight_base=len(weight_words))
+                               weight_base=len(weight_words), fold_log=fold[0] if fold else 0)
             weight_words += pack_layer_weights(weight, lanes=lanes, weight_width=WEIGHT_WIDTH,
                                                kernel_log=cfg.kernel_log,
-                                               groups_log=cfg.groups_log)
+                                               groups_log=cfg.groups_log, fold_log=cfg.fold_log,
+                                               kernel_x_log=cfg.kernel_x_log, stride=stride)
             self.layers.append((cfg, weight, bias))
         self.acc = acc
         # Biases need the accumulator width, known once every layer is drawn.
@@ -100,7 +102,8 @@ class Network:
             max_stride_log=max(c.stride_log for c in cfgs),
             max_groups_log=max(c.groups_log for c in cfgs),
             weight_width=WEIGHT_WIDTH, accumulator_width=acc, weight_depth=len(weight_words),
-            bank_depth=max(c.bank_words_needed for c in cfgs), bias_words=bias_words)
+            bank_depth=max(c.bank_words_needed for c in cfgs), bias_words=bias_words,
+            max_fold_log=max(c.fold_log for c in cfgs))
         self.harness = Harness(self.engine, weight_words)
 
     def frame(self, layer: int, rate: float):
@@ -286,6 +289,51 @@ def test_cycles_follow_taps():
     assert last_output - first_output <= cfg.beats + 2, (last_output, first_output, cfg.beats)
 
 
+# Column folding: (cin, cout, kernel, stride, padding, height, width, fold_log) at 8 lanes.
+FOLD_LAYERS = [
+    (3, 2, 3, 1, 1, 5, 7, 2),    # 3x3, four columns a word of 2 lanes each
+    (2, 4, 3, 1, 1, 6, 5, 1),    # two columns of 4 lanes
+    (2, 2, 7, 2, 3, 9, 8, 2),    # 7x7 stride 2: a row of 7 + 3 * 2 taps
+    (3, 2, 5, 1, 2, 4, 9, 2),    # out_width 9: the last word holds one column
+    (3, 12, 3, 1, 1, 5, 5),      # not folded, G = 2, in the same engine
+    (2, 1, 3, 2, 0, 7, 6, 2),    # no padding, stride 2
+    (2, 2, 1, 1, 0, 4, 5, 2),    # 1x1 folded (a valid, if useless, layout)
+    (4, 2, 3, 1, 1, 2, 2, 2),    # out_width 2 < F: every update of a row hits one word
+    (3, 3, 3, 1, 1, 3, 6, 1),    # cout 3 of 4 lanes a column: a padded lane inside each column
+]
+
+
+@pytest.mark.parametrize("send, receive", [
+    ("pause", "sparse"),
+    pytest.param("always", "always", marks=pytest.mark.slow),
+])
+def test_folded_layers(send, receive):
+    """Column folding: every beat of folded layers (and an unfolded one between them) equals
+    the reference convolution, its lanes past the output channels zero plus bias."""
+    net = Network(11, 8, FOLD_LAYERS)
+    assert net.engine.max_fold_log == 2
+    order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.0, 0.2, 1.0)]
+    shuffle = np.random.default_rng(len(send)).permutation(len(order))
+    frames = [net.frame(*order[n]) for n in shuffle]
+    run(net, frames, f"folded {send}/{receive}", send=send, receive=receive)
+
+
+def test_folding_cuts_cycles():
+    """A fully firing 7x7 layer of 2 output channels at 8 lanes: folding four columns a word
+    takes its accumulation from 7 to 2 or 3 words a spike's row."""
+    cycles = {}
+    for fold_log in (0, 2):
+        net = Network(4, 8, [(2, 2, 7, 1, 3, 8, 8, fold_log)])
+        cfg = net.layers[0][0]
+        spikes = np.ones((cfg.in_channels, cfg.height, cfg.width), dtype=np.uint8)
+        timing = {}
+        received = simulate(net, [(0, spikes)], timing=timing)
+        check(net, [(0, spikes)], received, f"fold_log {fold_log}")
+        cycles[fold_log] = timing["o"].cycles[0] - timing["i"].cycles[0]
+    print(cycles)
+    assert cycles[2] * 2 < cycles[0], cycles
+
+
 def test_no_multiplier_cell(lanes4):
     assert multipliers(lanes4.engine) == 0
 
@@ -325,6 +373,20 @@ def test_layer_config_fields():
     layout = engine_config_layout(max_side=13, max_padding=3, max_kernel_log=3, max_stride_log=1,
                                   max_groups_log=2, weight_depth=2000, bias_depth=5)
     assert set(layout.members) == set(cfg.fields)
+    layout = engine_config_layout(max_side=13, max_padding=3, max_kernel_log=3, max_stride_log=1,
+                                  max_groups_log=2, weight_depth=2000, bias_depth=5,
+                                  max_fold_log=2)
+    assert set(layout.members) == set(cfg.fields) | {"fold_log", "kernel_x_log"}
+    # 7x7 stride 2, four columns a word: a row of 7 + 3 * 2 = 13 taps -> 16 words.
+    folded = layer_config(in_channels=3, out_channels=2, kernel=7, stride=2, padding=3,
+                          height=13, width=10, lanes=8, fold_log=2)
+    assert (folded.fold, folded.kernel_x_log, folded.groups) == (4, 4, 1)
+    assert set(layout.members) == set(folded.fields)
+    assert folded.weight_words_needed == 3 << (3 + 4)
+    assert folded.bank_words_needed == 7 << 3
+    with pytest.raises(ValueError, match="fewer than out_channels 3"):
+        layer_config(in_channels=3, out_channels=3, kernel=3, height=5, width=5, lanes=8,
+                     fold_log=2)
 
 
 ENGINE = dict(lanes=2, word_bits=8, max_words=16, max_channels=4, max_side=8, max_padding=1,

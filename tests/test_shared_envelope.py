@@ -190,17 +190,18 @@ def test_every_map_fires(name):
 
 
 def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", parameters="internal",
-        reset_after=None, **overrides):
+        reset_after=None, fold=1, **overrides):
     """Run the model on a build for ``T`` time steps, for ``time_steps`` of them (default T), in
     the sequencer's ``schedule``, its biases and thresholds inside or behind ports
-    (``parameters``), after a reset ``reset_after`` cycles into an image if given."""
+    (``parameters``), its engine folding up to ``fold`` columns, after a reset ``reset_after``
+    cycles into an image if given."""
     from sim.e2e import run_network, totals
 
     path = tmp_path / f"{name}.pth"
     save_checkpoint(random_model(config(name, T, **overrides), 0), path)
     summary = run_network(T, 1, tmp_path / "out", checkpoint=path, lanes=lanes, inputs="random",
                           time_steps=time_steps, schedule=schedule, parameters=parameters,
-                          reset_after=reset_after)
+                          reset_after=reset_after, fold=fold)
     assert summary["T"] == (time_steps or T) and summary["design_T"] == T
     total = totals(summary)
     print(f"{name} lanes {lanes} T={T}: cycles {total['cycles']:.0f}, model "
@@ -233,6 +234,11 @@ def run(tmp_path, name, lanes, T, time_steps=None, schedule="time", parameters="
     pytest.param("odd", 24, 1, {}, id="odd-24lanes", marks=pytest.mark.slow),
     # dense maps whose heads of 12 and 10 straddle a word more than their one group
     pytest.param("odd4", 16, 1, {}, id="odd4-16lanes", marks=pytest.mark.slow),
+    # column folding (hw/progengine.py): at 16 lanes odd's 4-channel layers fold 4 columns a
+    # word and its 8-channel ones 2, beside unfolded layers in one engine; at 64 lanes the
+    # demo's 8-, 16- and 32-channel layers fold 8, 4 and 2
+    pytest.param("odd", 16, 2, {"fold": 4}, id="odd-16lanes-T2-fold4", marks=pytest.mark.slow),
+    pytest.param("demo", 64, 1, {"fold": 8}, id="demo-64lanes-fold8", marks=pytest.mark.slow),
 ])
 def test_bit_exact_on_verilator(tmp_path, name, lanes, T, overrides):
     run(tmp_path, name, lanes, T, **overrides)
