@@ -78,6 +78,13 @@ DESIGN_FIELDS = tuple(f.name for f in dataclasses.fields(DesignPoint)
                                         "weights", "axi_data_width", "weight_ring"))
 POINT_FIELDS = DESIGN_FIELDS + ("weights", "device")
 
+
+def _design(point: dict) -> dict:
+    """A point's design fields but the checkpoint (``fold`` only when not 1: the results of
+    sweeps made before it existed keep their keys)."""
+    return {k: point[k] for k in DESIGN_FIELDS
+            if k != "checkpoint" and not (k == "fold" and point[k] == 1)}
+
 #: Top-level fields of a sweep file.
 SWEEP_FIELDS = ("name", "base", "vary", "unit", "images", "clock_mhz")
 
@@ -328,7 +335,7 @@ class _Planned:
 def _plan(sweep: Sweep, settings: dict, tools: dict, digests: dict, out: Path) -> list[_Planned]:
     planned = []
     for index, point in enumerate(sweep.points):
-        design = {k: point[k] for k in DESIGN_FIELDS if k != "checkpoint"}
+        design = _design(point)
         digest = digests.get(point["checkpoint"])
         hardware = {"format": RESULT_FORMAT, "unit": sweep.unit, "design": design,
                     "weights": point["weights"], "checkpoint_sha256": digest,
@@ -336,7 +343,8 @@ def _plan(sweep: Sweep, settings: dict, tools: dict, digests: dict, out: Path) -
         performance = {"format": RESULT_FORMAT, "checkpoint_sha256": digest,
                        "lanes": point["lanes"], "time_steps": point["time_steps"],
                        "weight_bits": point["weight_bits"], "images": sweep.images,
-                       "flow": tools["flow"]}
+                       "flow": tools["flow"],
+                       **({"fold": point["fold"]} if point["fold"] != 1 else {})}
         identity = {"format": RESULT_FORMAT, "unit": sweep.unit, "design": design,
                     "weights": point["weights"], "device": point["device"],
                     "checkpoint_sha256": digest, "tools": tools, "settings": settings}
@@ -379,6 +387,8 @@ def _unit(spec: dict):
         else:
             from hw.control import NetworkCore as make  # noqa: PLC0415
         options = dict(lanes=design["lanes"], weights=spec["weights"])
+        if design.get("fold", 1) != 1:
+            options["fold"] = design["fold"]
         try:
             probe = make(net, **options)
         except (ValueError, NotImplementedError) as error:
@@ -463,8 +473,8 @@ def place_point(spec: dict, synthesized: dict) -> dict:
 
 
 def predict_point(spec: dict) -> dict:
-    """The cycle model's cycles per image of the checkpoint's shared network at the spec's lanes
-    and T: the first ``images`` held-out digits (or seeded random inputs for a model that does
+    """The cycle model's cycles per image of the checkpoint's shared network at the spec's lanes,
+    fold and T: the first ``images`` held-out digits (or seeded random inputs for a model that does
     not take the digits, ``sim.e2e.select_inputs``) through the integer model, each image's
     total predicted by :class:`sim.perf.CycleModel`, and their mean."""
     import torch  # noqa: PLC0415
@@ -478,7 +488,7 @@ def predict_point(spec: dict) -> dict:
     torch.set_num_threads(1)
     net = _network(spec)
     try:
-        plan = SharedPlan(net, spec["lanes"])
+        plan = SharedPlan(net, spec["lanes"], fold=spec["design"].get("fold", 1))
     except (ValueError, NotImplementedError) as error:
         return {"status": "refused", "reason": _one_line(error),
                 "seconds": time.perf_counter() - begin}
@@ -691,7 +701,7 @@ def run_sweep(sweep: Sweep, out, client, *, place: bool = False, seeds=(1,),
     for item in todo:
         point = item.point
         spec = {"unit": sweep.unit, "weights": point["weights"],
-                "design": {k: point[k] for k in DESIGN_FIELDS if k != "checkpoint"},
+                "design": _design(point),
                 "checkpoint": point["checkpoint"],
                 "checkpoint_sha256": digests.get(point["checkpoint"]),
                 "weight_bits": point["weight_bits"], "time_steps": point["time_steps"]}

@@ -780,7 +780,7 @@ def _percent(got: float, want: float) -> str:
 # --- evaluation and CLI --------------------------------------------------------------------------
 
 def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, *,
-               sdsa: int | None = None, inputs=None, describe: bool = False):
+               sdsa: int | None = None, inputs=None, describe: bool = False, fold: int = 1):
     """Return ``(CycleModel, plan, trace)`` for ``images`` inputs at ``T``: the checkpoint (or
     ``"random"``: ``sim.e2e``'s seeded model; ``sdsa``: its operator, as
     ``sim.e2e.demo_model``) quantized as ``sim.e2e`` does, and the integer golden model's trace
@@ -788,7 +788,8 @@ def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, 
     ``sim.e2e.select_inputs``: ``None`` (the held-out digits for a model taking 1x32x32, else
     seeded random images), ``"digits"``, ``"random"`` or a ``.npy`` / ``.pt`` file. Raises
     ``sim.e2e.InputError`` (a ``ValueError``) for inputs the model does not take. ``describe``:
-    a fourth value, the line saying what the inputs are (``sim.e2e.Inputs.description``)."""
+    a fourth value, the line saying what the inputs are (``sim.e2e.Inputs.description``).
+    ``fold``: the plan's column folding (``hw.plan.SharedPlan``)."""
     import torch
 
     from hw.plan import SharedPlan
@@ -798,7 +799,7 @@ def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, 
     torch.set_num_threads(1)
     model, _ = demo_model(T, checkpoint, seed, sdsa=sdsa)
     net = quantized(model)
-    plan = SharedPlan(net, lanes)
+    plan = SharedPlan(net, lanes, fold=fold)
     chosen = select_inputs(net, images, inputs, seed)
     x = chosen.images
     integer = IntegerModel(net)
@@ -850,11 +851,11 @@ def read_rtl(path, plan, T: int) -> dict:
 
 
 def evaluate(checkpoint, images: int, T: int, lanes: int = 16, rtl_path=None,
-             inputs=None) -> dict:
+             inputs=None, fold: int = 1) -> dict:
     """Predict ``images`` inputs (``inputs``: as :func:`load_trace`) at ``T`` and, with
     ``rtl_path``, compare (see CLI)."""
     model, plan, trace, described = load_trace(checkpoint, images, T, lanes, inputs=inputs,
-                                               describe=True)
+                                               describe=True, fold=fold)
     predictions = [model.predict(trace, image) for image in range(images)]
     rtl = read_rtl(rtl_path, plan, T) if rtl_path else None
     if rtl and rtl["per_image"] is not None and len(rtl["per_image"]) < images:
@@ -963,6 +964,9 @@ def main(argv=None) -> int:
                         "1x32x32, else seeded random images)")
     p.add_argument("--T", type=int, nargs="+", default=[1], help="time steps (default 1)")
     p.add_argument("--lanes", type=int, default=16, help="lanes (default 16)")
+    p.add_argument("--fold", type=int, default=1,
+                   help="column folding up to this many columns a bank word (a power of two up "
+                        "to --lanes, lanes then a power of two; default 1: none)")
     p.add_argument("--rtl-report", action="append", default=[], metavar="FILE",
                    help="a co-simulation's report_T<T>.json (sim.e2e) or results_T<T>.json "
                         "(testbench) to compare with; repeat for several T")
@@ -978,6 +982,10 @@ def main(argv=None) -> int:
         problem = f"--T {' '.join(map(str, args.T))} repeats a time step"
     elif not 1 <= args.lanes <= 256:
         problem = f"--lanes {args.lanes} is out of range: 1..256"
+    elif args.fold < 1 or args.fold & (args.fold - 1) or args.fold > args.lanes or (
+            args.fold > 1 and args.lanes & (args.lanes - 1)):
+        problem = (f"--fold {args.fold} is out of range: a power of two from 1 to --lanes "
+                   f"{args.lanes} (lanes a power of two when above 1)")
     elif args.checkpoint != "random" and not Path(args.checkpoint).is_file():
         problem = f"checkpoint {args.checkpoint} does not exist"
     elif args.json and not Path(args.json).resolve().parent.is_dir():
@@ -1012,7 +1020,7 @@ def main(argv=None) -> int:
         try:
             for T in args.T:
                 results.append(evaluate(args.checkpoint, args.images, T, args.lanes,
-                                        reports.get(T), args.inputs))
+                                        reports.get(T), args.inputs, args.fold))
         except (ValueError, OSError, KeyError, NotImplementedError) as error:
             problem = " ".join(str(error).split())
     if problem:

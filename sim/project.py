@@ -20,8 +20,10 @@ each lane count, and each clock:
   fused graph, float model on the same images); it does not depend on the lanes;
 * **external-memory bytes per image**, under the simplest assumption: every packed weight word
   is read once per time step (``memory_report()["weights"] / 8 * T``) and the pixels once; all
-  else stays on chip. The AXI memory system that would do this is not built (the network has
-  only its AXI4-Lite control slave); this is a bandwidth requirement, not a measurement.
+  else stays on chip. The weights' AXI4 read master (``weights="axi"``, ``hw/weightfetch.py``)
+  moves these bytes in the RTL; here they are a bandwidth requirement, not a measurement;
+* with ``--fold F``, column folding up to ``min(F, lanes)`` (``hw/progengine.py``): the same
+  cycle model, validated against Verilator with folding at 16 and 64 lanes.
 
 Firing: ``--checkpoint`` uses the checkpoint's own trace on its inputs (``--inputs``: the
 held-out digits for a 1x32x32 model, else seeded random images, or a file). Otherwise each
@@ -81,12 +83,17 @@ ANCHORS = (
 PAPER_ENERGIES = ("the paper's Table-1 energies are not recorded in this project "
                   "(docs/reference-model.md states its method only); none is quoted")
 
-NOT_BUILT = ("external memory: the AXI memory master is not built (the network has only its "
-             "AXI4-Lite control slave); the bytes are what it would have to move")
+NOT_BUILT = ("external memory: only the weights stream in over AXI4 (weights 'axi', "
+             "hw/weightfetch.py: each weight read once per time step); spike maps, streams and "
+             "membranes stay on chip, and with --fold > 1 the weights must be on chip (column "
+             "folding is not built for the weight ring); the bytes are the weights' reads and "
+             "the pixels")
 
 PARALLELISM = ("the engine's parallelism is lanes output channels per cycle (one spike, one "
-               "valid tap, one group of lanes outputs a cycle): a step with no more output "
-               "channels than lanes (G = 1) does not speed up with more lanes, and attention "
+               "valid tap, one group of lanes outputs a cycle); with column folding (--fold F) "
+               "a layer of at most lanes / F output channels adds a spike's taps into F "
+               "neighbouring output columns a cycle. A step with no more output channels than "
+               "lanes (G = 1) and no folding does not speed up with more lanes, and attention "
                "heads narrower than the lanes that do not divide them are padded to whole words "
                "(more channels; heads that divide the lanes share words)")
 
@@ -128,12 +135,13 @@ def _one_line(error) -> str:
 
 # --- the plan and the prediction at one lane count ------------------------------------------------
 
-def sizing_plan(net, lanes: int, full: bool = False):
-    """``SharedPlan(net, lanes)``, without packing the weight words unless ``full``: the same
-    program, memory map, sizes, limits and padding (the weight memory's contents are zeros)."""
+def sizing_plan(net, lanes: int, full: bool = False, fold: int = 1):
+    """``SharedPlan(net, lanes, fold=fold)``, without packing the weight words unless ``full``:
+    the same program, memory map, sizes, limits and padding (the weight memory's contents are
+    zeros)."""
     from hw.plan import SharedPlan
 
-    return SharedPlan(net, lanes, pack_weights=full)
+    return SharedPlan(net, lanes, pack_weights=full, fold=fold)
 
 
 def _step_groups(plan, step) -> int:
@@ -191,8 +199,10 @@ def trace_sops(plan, trace, image: int = 0) -> int:
     return total
 
 
-def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False) -> dict:
-    """Plan ``net`` at ``lanes`` and predict the cycles of ``trace``'s images (mean over them).
+def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
+               fold: int = 1) -> dict:
+    """Plan ``net`` at ``lanes`` (column folding up to ``fold``) and predict the cycles of
+    ``trace``'s images (mean over them).
 
     Returns ``cycles`` (mean per image), ``per_image``, ``steps`` (per program step: name, kind,
     groups, cycles summed over time steps, mean over images), ``kinds`` (cycles per step kind),
@@ -203,7 +213,7 @@ def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False)
     from hw.program import StepKind
     from sim.perf import CycleModel
 
-    plan = sizing_plan(net, lanes, full_plan)
+    plan = sizing_plan(net, lanes, full_plan, fold)
     model = CycleModel(plan)
     per_step = {}
     totals = []
@@ -225,7 +235,9 @@ def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False)
             g1 += cycles
     padding = plan.padding_report()
     sops = sum(trace_sops(plan, trace, image) for image in range(images)) / images
-    return {"lanes": lanes, "cycles": sum(totals) / images, "per_image": totals, "sops": sops,
+    extra = {"fold": fold} if fold != 1 else {}   # the default unnamed: outputs unchanged
+    return {"lanes": lanes, **extra, "cycles": sum(totals) / images, "per_image": totals,
+            "sops": sops,
             "steps": steps, "kinds": kinds, "g1_cycles": g1,
             "memory": plan.memory_report(), "weight_depth": plan.weight_depth,
             "weights_needed_bits": padding["weights"]["needed"],
@@ -420,14 +432,16 @@ def make_case(*, variant_name=None, checkpoint=None, img_size=None, T=1, rate=BA
 # --- the projection -------------------------------------------------------------------------------
 
 def project(case: Case, lanes, *, timeout_s: float = 900.0, memory_gb: float = 8.0,
-            full_plan: bool = False, log=None) -> dict:
-    """Every lane count of one case: ``{"case": ..., "points": [...]}`` (lanes ascending)."""
+            full_plan: bool = False, log=None, fold: int = 1) -> dict:
+    """Every lane count of one case: ``{"case": ..., "points": [...]}`` (lanes ascending;
+    column folding up to ``min(fold, lanes)``)."""
     cfg = case.cfg
     points = []
     for count in sorted(lanes):
         begin = time.perf_counter()
         result, reason = run_isolated(
-            lambda count=count: lane_point(case.net, case.trace, count, case.images, full_plan),
+            lambda count=count: lane_point(case.net, case.trace, count, case.images, full_plan,
+                                           min(fold, count)),
             timeout_s, memory_gb)
         wall = time.perf_counter() - begin
         if log:
@@ -588,6 +602,9 @@ def format_table(doc: dict) -> str:
         out.write(f"energy per image: paper method {energy['paper_mj']:.4g} mJ, memory-aware "
                   f"{energy['memory_mj']:.4g} mJ ({_si(energy['sop'], 'SOP')}, "
                   f"{_si(energy['macs'], 'MAC')}); pixel load {info['load_cycles']:,} cycles\n")
+        if doc["options"].get("fold", 1) != 1:
+            out.write(f"column folding up to {doc['options']['fold']} columns a bank word "
+                      "(min(fold, lanes); hw/progengine.py)\n")
         head = f"{'lanes':>6} {'cycles/img':>13}"
         for clock in clocks:
             head += f" {f'img/s@{clock:g}':>11}"
@@ -732,6 +749,11 @@ def _check(args) -> str | None:
 
     if min(args.lanes) < 1:
         return f"--lanes {min(args.lanes)} is out of range: at least 1"
+    if args.fold < 1 or args.fold & (args.fold - 1):
+        return f"--fold {args.fold} is not a power of two (1, 2, 4, ...)"
+    if args.fold > 1 and any(n & (n - 1) for n in args.lanes):
+        return (f"--fold {args.fold} needs every --lanes a power of two, not "
+                f"{' '.join(map(str, args.lanes))}")
     if len(set(args.lanes)) != len(args.lanes):
         return f"--lanes {' '.join(map(str, args.lanes))} repeats a lane count"
     if min(args.T) < 1 or max(args.T) > 16:
@@ -804,6 +826,11 @@ def main(argv=None) -> int:
                    help="address space allowed to one lane count's plan, GB (default 8)")
     p.add_argument("--full-plan", action="store_true",
                    help="pack the weight words too (the plan exactly as the RTL's; slower)")
+    p.add_argument("--fold", type=int, default=1,
+                   help="column folding (hw/progengine.py): a layer of at most lanes / F output "
+                        "channels accumulates F neighbouring columns a cycle, F up to "
+                        "min(this, lanes); a power of two, lanes then powers of two too "
+                        "(default 1: none)")
     p.add_argument("--goal-fps", type=float, default=GOAL_FPS,
                    help="images/s to report the fewest lanes for (default 30)")
     p.add_argument("--goal-clock-mhz", type=float, default=GOAL_CLOCK,
@@ -837,7 +864,8 @@ def main(argv=None) -> int:
                     f"{time.perf_counter() - start:.1f} s")
                 projections.append(project(case, args.lanes, timeout_s=args.lane_timeout,
                                            memory_gb=args.plan_memory_gb,
-                                           full_plan=args.full_plan, log=log))
+                                           full_plan=args.full_plan, log=log,
+                                           fold=args.fold))
     except (ValueError, OSError, KeyError, NotImplementedError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -850,6 +878,8 @@ def main(argv=None) -> int:
                "goal_clock_mhz": _num(args.goal_clock_mhz),
                "lane_timeout_s": _num(args.lane_timeout),
                "plan_memory_gb": _num(args.plan_memory_gb)}
+    if args.fold != 1:
+        options["fold"] = args.fold
     doc = document(projections, [_num(c) for c in args.clock_mhz], options)
     print(format_table(doc), end="")
     for path in write_outputs(doc, Path(args.out)):
