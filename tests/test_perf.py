@@ -42,25 +42,29 @@ def rtl():
 _TRACES = {}
 
 
-def traced(checkpoint: str, T: int, images: int, sdsa=None, inputs: str = "digits"):
+def traced(checkpoint: str, T: int, images: int, sdsa=None, inputs: str = "digits",
+           lanes: int = 16, fold: int = 1):
     """The cycle model, plan and integer trace of the first ``images`` digits (or random images;
-    ``sdsa``: a random model's operator) (cached)."""
-    key = (checkpoint, T, sdsa, inputs)
+    ``sdsa``: a random model's operator) at ``lanes`` and ``fold`` (cached)."""
+    key = (checkpoint, T, sdsa, inputs, lanes, fold)
     if key not in _TRACES or _TRACES[key][0] < images:
         path = checkpoint if checkpoint == "random" else str(ROOT / checkpoint)
-        _TRACES[key] = (images, perf.load_trace(path, images, T, sdsa=sdsa, inputs=inputs))
+        _TRACES[key] = (images, perf.load_trace(path, images, T, lanes, sdsa=sdsa,
+                                                inputs=inputs, fold=fold))
     return _TRACES[key][1]
 
 
-def measured_run(rtl, checkpoint: str, T: int, sdsa=None):
+def measured_run(rtl, checkpoint: str, T: int, sdsa=None, lanes: int = 16, fold: int = 1):
     return next(run for run in rtl["runs"] if run["checkpoint"] == checkpoint and run["T"] == T
-                and run.get("sdsa") == sdsa)
+                and run.get("sdsa") == sdsa and run.get("lanes", 16) == lanes
+                and run.get("fold", 1) == fold)
 
 
-def predicted_and_measured(rtl, checkpoint: str, T: int, image: int, sdsa=None):
-    run = measured_run(rtl, checkpoint, T, sdsa)
+def predicted_and_measured(rtl, checkpoint: str, T: int, image: int, sdsa=None, lanes: int = 16,
+                           fold: int = 1):
+    run = measured_run(rtl, checkpoint, T, sdsa, lanes, fold)
     model, plan, trace = traced(checkpoint, T, len(run["images"]), sdsa,
-                                run.get("inputs", "digits"))
+                                run.get("inputs", "digits"), lanes, fold)
     measured = {(t, k): c for t, k, c in run["images"][image]["steps"]}
     predicted = {(r["t"], r["step"]): r["cycles"] for r in model.predict(trace, image)["steps"]}
     return predicted, measured, plan
@@ -93,21 +97,34 @@ def test_demo_first_digit_T1_every_step(rtl):
 
 def _stored_runs():
     data = json.loads(DATA.read_text())
-    return [(run["checkpoint"], run["T"], image["image"], run.get("sdsa"))
+    return [(run["checkpoint"], run["T"], image["image"], run.get("sdsa"), run.get("lanes", 16),
+             run.get("fold", 1))
             for run in data["runs"] for image in run["images"]
-            if (run["checkpoint"], run["T"], image["image"]) != (DEMO, 1, 0)]
+            if (run["checkpoint"], run["T"], image["image"], run.get("lanes", 16),
+                run.get("fold", 1)) != (DEMO, 1, 0, 16, 1)]
 
 
-@pytest.mark.parametrize("checkpoint,T,image,sdsa", _stored_runs())
-def test_every_stored_run_every_step(rtl, checkpoint, T, image, sdsa):
-    """Every other measured run (the demo's second digit, T=2, the seeded random model, and the
-    random SDSA-1..4 models at T=1 and T=4 on a random image)."""
-    predicted, measured, plan = predicted_and_measured(rtl, checkpoint, T, image, sdsa)
+@pytest.mark.parametrize("checkpoint,T,image,sdsa,lanes,fold", _stored_runs())
+def test_every_stored_run_every_step(rtl, checkpoint, T, image, sdsa, lanes, fold):
+    """Every other measured run (the demo's second digit, T=2, the seeded random model, the
+    random SDSA-1..4 models at T=1 and T=4 on a random image, and the demo with column folding
+    at 16 lanes, fold 4, and 64 lanes, fold 8)."""
+    predicted, measured, plan = predicted_and_measured(rtl, checkpoint, T, image, sdsa, lanes,
+                                                       fold)
     assert not disagreements(predicted, measured, plan, rtl, exact=False), stale(rtl)
     assert not disagreements(predicted, measured, plan, rtl, exact=True), stale(rtl)
 
 
 # --- the test can fail ---------------------------------------------------------------------------
+
+def test_folded_runs_need_the_fold_term(rtl, monkeypatch):
+    """Counting a folded layer's columns, not its bank words, misses the 64-lane fold-8 run."""
+    unfolded = perf._axis_taps
+    monkeypatch.setattr(perf, "_axis_taps",
+                        lambda c, size, k, s, p, fold_log=0: unfolded(c, size, k, s, p))
+    predicted, measured, plan = predicted_and_measured(rtl, DEMO, 1, 0, lanes=64, fold=8)
+    assert disagreements(predicted, measured, plan, rtl, exact=False)
+
 
 @pytest.mark.parametrize("name,delta", [
     ("SEQ_AFTER_FINISH", 2), ("SEQ_BEFORE_START", -1), ("LIF_LATENCY", -1),
