@@ -289,7 +289,8 @@ def test_cycles_follow_taps():
     assert last_output - first_output <= cfg.beats + 2, (last_output, first_output, cfg.beats)
 
 
-# Column folding: (cin, cout, kernel, stride, padding, height, width, fold_log) at 8 lanes.
+# Column folding: (cin, cout, kernel, stride, padding, height, width, fold_log) at 8 lanes,
+# F = 2, 4 and 8.
 FOLD_LAYERS = [
     (3, 2, 3, 1, 1, 5, 7, 2),    # 3x3, four columns a word of 2 lanes each
     (2, 4, 3, 1, 1, 6, 5, 1),    # two columns of 4 lanes
@@ -300,6 +301,8 @@ FOLD_LAYERS = [
     (2, 2, 1, 1, 0, 4, 5, 2),    # 1x1 folded (a valid, if useless, layout)
     (4, 2, 3, 1, 1, 2, 2, 2),    # out_width 2 < F: every update of a row hits one word
     (3, 3, 3, 1, 1, 3, 6, 1),    # cout 3 of 4 lanes a column: a padded lane inside each column
+    (2, 1, 3, 1, 1, 5, 11, 3),   # eight columns of one lane: F = lanes, every offset bit used
+    (2, 1, 5, 2, 2, 9, 20, 3),   # 5x5 stride 2 at F = 8: a row of 5 + 7 * 2 taps
 ]
 
 
@@ -311,7 +314,7 @@ def test_folded_layers(send, receive):
     """Column folding: every beat of folded layers (and an unfolded one between them) equals
     the reference convolution, its lanes past the output channels zero plus bias."""
     net = Network(11, 8, FOLD_LAYERS)
-    assert net.engine.max_fold_log == 2
+    assert net.engine.max_fold_log == 3
     order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.0, 0.2, 1.0)]
     shuffle = np.random.default_rng(len(send)).permutation(len(order))
     frames = [net.frame(*order[n]) for n in shuffle]
