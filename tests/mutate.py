@@ -328,6 +328,23 @@ EQUIVALENT: dict[tuple, str] = {
         'dead branch: the head layer never writes a spike map (its sink is LOGITS), so the side of 1 is never taken',
     ('hw/program.py', 'channels = net.layers[f"{step.source}.q_conv"].weight.shape[0]', 61, '0 -> 1'):
         "every attention block's q_conv maps C to C channels, so shape[1] == shape[0]",
+    # hw/progengine.py: column folding
+    ('hw/progengine.py', 'stride_x = Signal(_range(1 << (self._max_stride_log + self._max_fold_log)))', 26, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'part = Signal(lanes_log + 1)               # lanes >> fold_log', 27, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'stride_x.eq(Const(1, 1) << (cfg.stride_log + cfg.fold_log)),', 22, '1 -> 2'):
+        "the constant's width (Const(1, 2)): the same value 1",
+    ('hw/progengine.py', 'fold_penult.eq((Const(1, 1) << cfg.fold_log) - 2),', 26, '1 -> 2'):
+        "the constant's width (Const(1, 2)): the same value 1",
+    ('hw/progengine.py', 'part.eq(Const(lanes, lanes_log + 1) >> cfg.fold_log),', 34, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine.py', 'for fold_log in range(self._max_fold_log + 1):', 44, '1 -> 2'):
+        'a case for fold_log = max_fold_log + 1, which check_layer never lets into config',
+    ('hw/progengine.py', '**({"offset": unsigned(lanes_log), "wipe": 1} if fold else {}),', 44, '1 -> 2'):
+        'a register/field one bit (or more) wider than needed: it holds the same values',
+    ('hw/progengine_config.py', 'return [pack_lanes(word, weight_width) for word in words.reshape(-1, lanes)]', 67, '1 -> 2'):
+        'numpy takes any negative size as the one it infers: reshape(-2, lanes) == reshape(-1, lanes)',
     # hw/progengine.py
     ('hw/progengine_config.py', 'return [pack_lanes(row, weight_width) for row in lanes_last.reshape(-1, lanes)]', 70, '1 -> 2'):
         'numpy infers a negative dimension whatever its value: reshape(-2, lanes) == reshape(-1, lanes)',
@@ -348,8 +365,6 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 42, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
     ('hw/progengine.py', '+ bits_for((1 << self._max_kernel_log) + 1) + 1))', 47, '1 -> 2'):
-        'a register/field one bit (or more) wider than needed: it holds the same values',
-    ('hw/progengine.py', 'c_shift = Signal(_range(2 * self._max_kernel_log + self._max_groups_log))', 25, '2 -> 3'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
     ('hw/progengine.py', 'stride = Signal(_range(1 << self._max_stride_log))', 24, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
@@ -391,8 +406,6 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/progengine.py', 'g_next = Signal(group_bits + 1)', 30, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
     # hw/progengine.py
-    ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 20, '2 -> 3'):
-        'a register/field one bit (or more) wider than needed: it holds the same values',
     ('hw/progengine.py', 'm.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),', 72, '2 -> 3'):
         'a minimum memory depth of 3 instead of 2 only adds a row no address reaches',
     ('hw/progengine.py', 'c_select = Signal(2, reset_less=True)   # 0: c_data, 1: D, 2: E, 3: F', 19, '2 -> 3'):
@@ -400,7 +413,7 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/progengine.py', '"index": unsigned(bank_bits), "last": 1,', 39, '1 -> 2'):
         'a pipeline coordinate flag one bit wider: it carries the same 0/1 to the 1-bit output field',
     # hw/progengine.py
-    ('hw/progengine.py', 'tap_index = Signal(2 * self._max_kernel_log + self._max_groups_log + 1)', 70, '1 -> 2'):
+    ('hw/progengine.py', 'tap_index = Signal(self._max_kernel_log + x_log_max + self._max_groups_log + 1)', 78, '1 -> 2'):
         'a register/field one bit (or more) wider than needed: it holds the same values',
     # hw/sequencer.py (reviewed survivors: the split decode at T > 1)
     ('hw/sequencer.py', 'hit_k = Signal(max(1, len(step_keys)), name="desc_rom_hit_k")', 20,

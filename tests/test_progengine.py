@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from hw.packing import accumulator_bound, layer_sops, signed_width
 from hw.progengine import ProgEngine
-from hw.progengine_config import (engine_config_layout, layer_config, pack_layer_biases,
-                                  pack_layer_weights)
+from hw.progengine_config import (LayerConfig, engine_config_layout, fold_log_for, layer_config,
+                                  max_x_log, pack_layer_biases, pack_layer_weights)
 from quant.intops import conv2d_spikes
 from sim.cases_accumulator import random_layer
 from sim.cases_addressing import pack_words, spike_map
@@ -321,6 +321,28 @@ def test_folded_layers(send, receive):
     run(net, frames, f"folded {send}/{receive}", send=send, receive=receive)
 
 
+def test_fold_log_for_picks_the_most_columns_that_fit():
+    """As many columns as ``lanes / F`` lanes still hold the output channels, up to the design
+    point's; none for a layer whose input column reaches one output column (k <= stride)."""
+    def pick(cout, kernel=3, stride=1, lanes=64, most=4):
+        return fold_log_for(out_channels=cout, kernel=kernel, stride=stride, lanes=lanes,
+                            max_fold_log=most)
+    assert [pick(8), pick(9), pick(16), pick(33), pick(64), pick(65)] == [3, 2, 2, 0, 0, 0]
+    assert [pick(2, most=2), pick(1, lanes=8, most=3), pick(1, lanes=8, most=4)] == [2, 3, 3]
+    assert [pick(2, kernel=1), pick(2, kernel=2, stride=2), pick(2, kernel=3, stride=2)] == \
+        [0, 0, 4]
+
+
+def test_folded_packing_refuses_a_short_row():
+    """A 3x3 stride-2 layer at F = 4 needs rows of 3 + 3 * 2 = 9 taps: 2**4 words, not 2**3."""
+    weight = np.ones((2, 1, 3, 3), dtype=int)
+    with pytest.raises(ValueError, match="kernel_x_log 3 must be at least 4"):
+        pack_layer_weights(weight, lanes=8, weight_width=4, kernel_log=2, groups_log=0,
+                           fold_log=2, kernel_x_log=3, stride=2)
+    assert len(pack_layer_weights(weight, lanes=8, weight_width=4, kernel_log=2, groups_log=0,
+                                  fold_log=2, kernel_x_log=4, stride=2)) == 1 << (2 + 4)
+
+
 def test_folding_cuts_cycles():
     """A fully firing 7x7 layer of 2 output channels at 8 lanes: folding four columns a word
     takes its accumulation from 7 to 2 or 3 words a spike's row."""
@@ -387,6 +409,12 @@ def test_layer_config_fields():
     assert set(layout.members) == set(folded.fields)
     assert folded.weight_words_needed == 3 << (3 + 4)
     assert folded.bank_words_needed == 7 << 3
+    # A layer made without the fold fields is unfolded: kernel_x_log follows kernel_log.
+    plain = LayerConfig(**{k: v for k, v in dataclasses.asdict(cfg).items()
+                           if k not in ("fold_log", "kernel_x_log")})
+    assert plain == cfg and (plain.fold, plain.kernel_x_log) == (1, 3)
+    # log2 of 2**kl + (F - 1) * 2**sl, rounded up: 1 + 1 = 2 -> 1; 8 + 3 * 2 = 14 -> 4.
+    assert (max_x_log(0, 0, 1), max_x_log(3, 1, 2), max_x_log(3, 0, 0)) == (1, 4, 3)
     with pytest.raises(ValueError, match="fewer than out_channels 3"):
         layer_config(in_channels=3, out_channels=3, kernel=3, height=5, width=5, lanes=8,
                      fold_log=2)

@@ -64,11 +64,13 @@ def test_shipped_default_is_valid():
 @pytest.mark.parametrize("path", sorted((ROOT / "rtl_gen" / "configs").glob("*.json")),
                          ids=lambda p: p.stem)
 def test_every_shipped_design_point_loads(path):
-    """Each design point under rtl_gen/configs/ is valid (``dse.json`` is a sweep, read by
+    """Each design point under rtl_gen/configs/ is valid (``dse*.json`` are sweeps, read by
     ``rtl_gen.dse``), and its checkpoint exists."""
-    if path.stem == "dse":
+    if path.stem.startswith("dse"):
         from rtl_gen.dse import load_sweep
-        load_sweep(path)
+        sweep = load_sweep(path)
+        if path.stem == "dse-fold":   # column folding swept: the points differ in fold alone
+            assert [p["fold"] for p in sweep.points] == [1, 4]
         return
     point = load(path)
     assert point.checkpoint is None or Path(point.checkpoint).is_file(), point.checkpoint
