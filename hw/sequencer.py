@@ -54,7 +54,10 @@ step : Out(range(steps + 1))
 running, done : Out(1)
     ``done`` is high from the end of a run until the next ``run``.
 cycles : Out(32)
-    Cycles since ``run`` (frozen at ``done``).
+    Cycles since ``run`` (frozen at ``done``), restarted from ``begun``.
+begun : Out(1)
+    High for the cycle after ``run`` (a register): the caller's run-wide clears hang on it, not
+    on the caller's ``start``.
 
 Reference: :func:`sequence` (the ``(t, step)`` order a table prescribes). Tests:
 ``tests/test_sequencer.py``.
@@ -225,6 +228,7 @@ class Sequencer(wiring.Component):
             "running": Out(1),
             "done": Out(1),
             "cycles": Out(32),
+            "begun": Out(1),
         })
 
     def elaborate(self, platform):
@@ -265,11 +269,21 @@ class Sequencer(wiring.Component):
                     m.d.comb += desc_rom[bit].eq(terms[0] if len(terms) == 1
                                                  else terms[0] | terms[1])
 
-        with m.If(running):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+        # ``begun``: the run began in the previous cycle (a register). The count restarts from
+        # it, not from ``run``: ``run`` comes from the caller's ``start`` (on an FPGA a register
+        # by the pins), and a 32-bit clear straight from it was the ECP5-85k's critical path.
+        # ``cycles`` reads 0 while ``begun`` (the count register still holds the previous run's)
+        # and 1, 2, ... after it: the same sequence as a clear on ``run``.
+        begun = Signal(name="seq_begun")
+        count = Signal(32, name="seq_cycles")
+        m.d.sync += begun.eq(self.run & ~running)
+        m.d.comb += [self.begun.eq(begun), self.cycles.eq(count & ~begun.replicate(32))]
+        with m.If(begun):
+            m.d.sync += count.eq(1)
+        with m.Elif(running):
+            m.d.sync += count.eq(count + 1)
         with m.If(self.run & ~running):
-            m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0),
-                         self.cycles.eq(0)]
+            m.d.sync += [running.eq(1), self.done.eq(0), k.eq(0), t.eq(0), phase.eq(0)]
             m.d.sync += self.t_last.eq(last_time_step(self.time_steps, T))
         with m.If(running):
             with m.Switch(phase):

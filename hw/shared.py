@@ -447,7 +447,13 @@ class SharedNetwork(wiring.Component):
         m.submodules.streams = streams_mem = Memory(
             shape=unsigned(lanes * SB), depth=mem.stream_depth, init=[])
         stream_write = streams_mem.write_port()
-        stream_read = streams_mem.read_port()
+        # Transparent to the write port: no step reads a word in the cycle it is written (an
+        # add reads word ``i`` two beats before it writes it and its beats address distinct
+        # words; readers and writers are otherwise different steps), so the two semantics give
+        # the same words. Transparency matters for the FPGA mapping: a read-old port across the
+        # block RAM's two ports is emulated with a collision compare in front of every data
+        # flip-flop, on the ECP5-85k's critical path; a transparent one registers one flag.
+        stream_read = streams_mem.read_port(transparent_for=(stream_write,))
         md_w = bits_for(mem.map_depth + 1)      # spike-memory addresses
         sd_w = bits_for(mem.stream_depth + 1)   # stream-memory addresses
 
@@ -742,6 +748,8 @@ class SharedNetwork(wiring.Component):
             (out.group & desc.is_layer.replicate(len(lif_group)))
             | (rd.o.payload.group & reads_stream.replicate(len(lif_group)))
             | (pool.o.payload.index & desc.is_pool.replicate(len(lif_group))))
-        with m.If(seq.run & ~seq.running):
+        # Cleared the cycle after the run begins (``seq.begun``, a register near its loads, not
+        # the caller's ``start``): the head adds its first logit long after.
+        with m.If(seq.begun):
             m.d.sync += [self.logits[c].eq(0) for c in range(classes)]
         return m

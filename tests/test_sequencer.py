@@ -70,6 +70,7 @@ def simulate(layout, rom, T: int, seed: int, time_steps: int = 0, restart: int =
         wait = None
         while not ctx.get(dut.done):
             assert elapsed < 2000, "the run never ends"
+            assert ctx.get(dut.cycles) == elapsed - 1, "cycles counts from 0 after run"
             if ctx.get(dut.step_start):
                 desc = ctx.get(dut.desc)
                 seen.append((ctx.get(dut.t), ctx.get(dut.step), desc.value))
@@ -88,6 +89,13 @@ def simulate(layout, rom, T: int, seed: int, time_steps: int = 0, restart: int =
         for _ in range(5):   # done holds and cycles freeze until the next run
             await ctx.tick()
             assert ctx.get(dut.done) and ctx.get(dut.cycles) == out["cycles"]
+        # A second run counts from 0 again, not from the first run's count.
+        ctx.set(dut.run, 1)
+        await ctx.tick()
+        ctx.set(dut.run, 0)
+        for n in range(3):
+            assert ctx.get(dut.cycles) == n and ctx.get(dut.running)
+            await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
