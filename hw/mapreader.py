@@ -361,7 +361,9 @@ class SpikeMapReader(wiring.Component):
         with m.If(sdsa_mode):
             m.d.comb += [self.read.addr.eq(sd_raddr), self.read.en.eq(sd_ren)]
         with m.Else():
-            m.d.comb += [self.read.addr.eq(fd_addr), self.read.en.eq(fd_advance)]
+            # Reads only while feeding: an idle read would meet the map writer's words (the
+            # spike memory has no collision semantics, ``hw.shared``) and cost block-RAM power.
+            m.d.comb += [self.read.addr.eq(fd_addr), self.read.en.eq(fd_advance & feeding)]
 
         # engine feed counters
         with m.If(start & desc.is_layer):

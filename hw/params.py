@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times"]
+__all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times", "NO_RW_CHECK"]
+
+#: Synthesis attributes of a memory whose read ports never use a word read in the cycle it is
+#: written (each user says why in a comment beside it). Yosys then maps a read port that is on
+#: the other port of a block RAM from its write port without soft logic: it need not emulate
+#: read-old (or read-new) on a collision, which on an ECP5 costs a flip-flop per data bit and an
+#: address compare in front of them. Simulation is unchanged (the Verilog port reads old data);
+#: ``sim.tb.network`` checks on every co-simulation cycle that the network never collides where
+#: the claim is that it never does.
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:

@@ -100,7 +100,7 @@ from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from hw.addressing import SpikeAddressing, addressing_input_layout
-from hw.params import bits_for, check_int
+from hw.params import NO_RW_CHECK, bits_for, check_int
 from hw.progengine_config import (LayerConfig, _range, engine_config_layout, engine_output_layout,
                                   fold_log_for, layer_config, max_x_log, pack_layer_biases,
                                   pack_layer_weights)
@@ -721,11 +721,15 @@ class ProgEngine(wiring.Component):
         word_bits = lanes * acc_width
         # Depths of at least 2: a 1-word memory would have a 0-bit address, which the Verilog
         # back end emits as a [-1:0] vector that Verilator refuses.
+        # Cleared by the init pass after reset. Not transparent, and no collision semantics
+        # at all (``NO_RW_CHECK``): a word read in the cycle it is written is never used. In
+        # accumulation the read at t meets update t - 3's write, and the forwarding below takes
+        # that update's sum (``hit_3``) whenever the addresses match; the read-out reads word
+        # ``i + 1`` (or the same word again, folded) while it wipes word ``i``, which is read
+        # again only after it has been wiped; the init pass's reads are not used.
         m.submodules.bank = bank = Memory(shape=unsigned(word_bits), depth=max(2, bank_depth),
-                                          init=[])  # cleared by the init pass after reset
+                                          init=[], attrs=NO_RW_CHECK)
         bank_write = bank.write_port()
-        # Not transparent: every hazard of the read-modify-write is resolved by the forwarding
-        # below, so no bypass multiplexer sits after the block RAM's output.
         bank_read = bank.read_port()
         if self._bias_port:
             bias_read = self.bias

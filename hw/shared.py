@@ -64,7 +64,7 @@ from hw.weightfetch import AXI_PREFIX, WeightFetcher, WeightRing, axi4_read_port
 from hw.lif import LIFArray
 from hw.mapreader import SpikeMapReader
 from hw.mapwriter import SpikeMapWriter
-from hw.params import bits_for, ceil_div
+from hw.params import NO_RW_CHECK, bits_for, ceil_div
 from hw.plan import SharedPlan
 from hw.program import SinkKind, StepKind
 from hw.progengine import ProgEngine
@@ -441,19 +441,18 @@ class SharedNetwork(wiring.Component):
         # --- memories: spike maps (``lanes`` banks of ``W`` bits a word, written whole: bit
         # enables cost block RAMs) and residual streams --------------------------------------
         W = mem.map_width
+        # Neither memory is read at a word in the cycle it is written (``NO_RW_CHECK``): a step's
+        # spike maps in are not its map out, and a step starts after the last write of the one
+        # before; an add reads stream word ``i`` two beats before it writes it and its beats
+        # address distinct words, and readers and writers are otherwise different steps.
+        # ``sim.tb.network`` checks both on every co-simulated cycle.
         m.submodules.spikes = spikes = Memory(shape=unsigned(lanes * W), depth=mem.map_depth,
-                                              init=[])
+                                              init=[], attrs=NO_RW_CHECK)
         SB = mem.stream_bits
         m.submodules.streams = streams_mem = Memory(
-            shape=unsigned(lanes * SB), depth=mem.stream_depth, init=[])
+            shape=unsigned(lanes * SB), depth=mem.stream_depth, init=[], attrs=NO_RW_CHECK)
         stream_write = streams_mem.write_port()
-        # Transparent to the write port: no step reads a word in the cycle it is written (an
-        # add reads word ``i`` two beats before it writes it and its beats address distinct
-        # words; readers and writers are otherwise different steps), so the two semantics give
-        # the same words. Transparency matters for the FPGA mapping: a read-old port across the
-        # block RAM's two ports is emulated with a collision compare in front of every data
-        # flip-flop, on the ECP5-85k's critical path; a transparent one registers one flag.
-        stream_read = streams_mem.read_port(transparent_for=(stream_write,))
+        stream_read = streams_mem.read_port()
         md_w = bits_for(mem.map_depth + 1)      # spike-memory addresses
         sd_w = bits_for(mem.stream_depth + 1)   # stream-memory addresses
 
@@ -496,7 +495,8 @@ class SharedNetwork(wiring.Component):
             max_groups=plan.max_groups,
             maps=mem.maps.values(), heads=heads)
         configure(writer)
-        wiring.connect(m, writer.write, spikes.write_port())
+        spike_write = spikes.write_port()
+        wiring.connect(m, writer.write, spike_write)
         m.d.comb += writer.start.eq(start)
         map_done = writer.done
 
@@ -528,7 +528,16 @@ class SharedNetwork(wiring.Component):
             ident_read = identities.read_port()
             m.d.comb += ident_read.addr.eq(fetch.ident_addr)
         else:
-            wiring.connect(m, reader.read, spikes.read_port())
+            spike_read = spikes.read_port()
+            wiring.connect(m, reader.read, spike_read)
+        # The two memories' ports under fixed names, for the co-simulation's check that no word
+        # is read in the cycle it is written (``NO_RW_CHECK`` above; they drive nothing).
+        for memory, read, write in (("spike", spike_read, spike_write),
+                                    ("stream", stream_read, stream_write)):
+            for port, side in ((read, "read"), (write, "write")):
+                probe_addr = Signal.like(port.addr, name=f"{memory}_{side}_probe_addr")
+                probe_en = Signal(name=f"{memory}_{side}_probe_en")
+                m.d.comb += [probe_addr.eq(port.addr), probe_en.eq(port.en)]
         wiring.connect(m, reader.o, engine.i)
         m.d.comb += reader.start.eq(start)
         with m.Switch(desc.sdsa):
@@ -700,7 +709,10 @@ class SharedNetwork(wiring.Component):
                         # (``plan.stem_once``; otherwise the field is not in the descriptor)
                         read_base = (desc.stream_read_base if plan.stem_once
                                      else desc.stream_base)
-                        m.d.comb += [sr_addr.eq(read_base + out.index), sr_en.eq(1)]
+                        # read only for a beat: a stale index would meet the word the
+                        # write stage is adding to (no collision semantics, above)
+                        m.d.comb += [sr_addr.eq(read_base + out.index),
+                                     sr_en.eq(engine.o.valid)]
                         m.d.comb += [sw.i.valid.eq(engine.o.valid),
                                      sw.i.payload.addr.eq(desc.stream_base + out.index),
                                      sw.i.payload.add.eq(desc.sink_add),

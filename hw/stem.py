@@ -41,7 +41,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import pack_lanes, pack_weights, signed_width, synapse_output_layout
-from hw.params import bits_for, ceil_div, check_int
+from hw.params import NO_RW_CHECK, bits_for, ceil_div, check_int
 
 __all__ = ["StemConv", "stem_bound", "row_split"]
 
@@ -222,8 +222,10 @@ class StemConv(wiring.Component):
             part = Memory(shape=unsigned(lanes * w_width), depth=max(2, len(chunk)), init=chunk)
             m.submodules[f"weights_{index}"] = part
             weight_parts.append(part.read_port())
+        # Pixels are loaded between runs, never while the stem reads them (``NO_RW_CHECK``).
         m.submodules.pixels = pixels = Memory(shape=unsigned(self._pixel_bits),
-                                              depth=max(2, self.pixel_words), init=[])
+                                              depth=max(2, self.pixel_words), init=[],
+                                              attrs=NO_RW_CHECK)
         padded = np.zeros(groups * lanes, dtype=np.int64)
         padded[:self._cout] = self._bias
         bias_words = [pack_lanes(padded[g * lanes:(g + 1) * lanes], acc_width)

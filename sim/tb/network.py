@@ -171,6 +171,36 @@ async def watch_steps(dut, log, progress=None):
             progress.set_postfix_str(f"t={t} step {step} {cycles:,} cycles")
 
 
+#: The memories whose read ports are synthesised without collision semantics
+#: (``hw.params.NO_RW_CHECK``): the network must never read a word of them in the cycle it writes it.
+COLLISION_FREE = ("spike", "stream")
+
+
+def collision_probes(dut):
+    """Return ``[(memory, read addr, read en, write addr, write en), ...]``: the probe signals
+    ``hw.shared`` names for each memory of :data:`COLLISION_FREE`."""
+    net = core(dut)
+    return [(memory, *(getattr(net, f"{memory}_{kind}_probe_{part}")
+                       for kind in ("read", "write") for part in ("addr", "en")))
+            for memory in COLLISION_FREE]
+
+
+async def watch_collisions(dut, probes, image, failures):
+    """Every cycle: a read and a write of the same word of a :data:`COLLISION_FREE` memory is a
+    failure (on the FPGA the word read would be undefined). Records the first and stops."""
+    while True:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        for memory, raddr, ren, waddr, wen in probes:
+            if int(ren.value) and int(wen.value) and int(raddr.value) == int(waddr.value):
+                failures.append(f"image {image[0]}: the {memory} memory's word "
+                                f"{int(raddr.value)} is read in the cycle it is written, at "
+                                f"step {int(dut.step.value)} (time step "
+                                f"{int(dut.time_step.value)}); its block RAM has no collision "
+                                "semantics (hw.params.NO_RW_CHECK)")
+                return
+
+
 @cocotb.test()
 async def test_network(dut):
     """Every image: logits and every LIF's spikes equal the integer golden model's."""
@@ -220,7 +250,11 @@ async def test_network(dut):
                 break
             await RisingEdge(dut.ready)
         await RisingEdge(dut.clk)
+    probes = collision_probes(dut)
+    current = [0]
+    collisions = cocotb.start_soon(watch_collisions(dut, probes, current, failures))
     for image in range(images):
+        current[0] = image
         feeder = None
         if events:
             feeder = cocotb.start_soon(source.send(event_beats(codes_all[image])))
@@ -295,6 +329,7 @@ async def test_network(dut):
         progress.update()
         await RisingEdge(dut.clk)
     progress.close()
+    collisions.cancel()
     out = os.environ.get("NET_RESULTS")
     if out:
         with open(out, "w") as handle:
