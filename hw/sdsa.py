@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -341,14 +341,21 @@ class SDSA(MatmulDatapath, ColumnSumDatapath, wiring.Component):
         spikes = Signal(self._lanes, name=f"{name}_spikes")
         new_membrane = Signal(self._chunk_layout(max(self._membrane_width, 1)),
                               name=f"{name}_new_membrane")
+        # The spike is decided by one carry chain on ``previous + x - threshold`` (carry-save,
+        # :func:`hw.neuron.lif_update`), beside the membrane's adder instead of after it. The
+        # counts and membranes are unsigned: they enter the signed compare zero-extended, and
+        # the threshold gets a 0 on top so that its complement is ``-threshold - 1``. The
+        # compare holds ``[-(2**tw - 1), 2**sw - 1]``.
+        signed_threshold = Cat(threshold, Const(0, 1)).as_signed()
+        compare_width = max(self._sum_width, self._threshold_width) + 1
         for lane in range(self._lanes):
-            # Unsigned counts: the plain compare (the LIF units' carry-save form is for signed
-            # inputs); without a membrane memory nothing is carried (previous is 0).
+            # Without a membrane memory nothing is carried (previous is 0).
             total = Signal(self._sum_width, name=f"{name}_u_{lane}")
             stored = None if membrane_read is None else membrane_read.data[lane]
             m.d.comb += new_membrane[lane].eq(lif_update(
-                m, first=first, stored=stored, x=x[lane], threshold=threshold, total=total,
-                spike=spikes[lane], name=name))
+                m, first=first, stored=stored, x=x[lane], threshold=signed_threshold,
+                total=total, spike=spikes[lane], compare_width=compare_width,
+                name=f"{name}_{lane}"))
         return spikes, new_membrane
 
     def _chunk_flags(self, m: Module, name: str):
