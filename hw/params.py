@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times", "NO_RW_CHECK"]
+__all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times", "NO_RW_CHECK",
+           "ROM_STYLES", "rom_attrs"]
 
 #: Synthesis attributes of a memory whose read ports never use a word read in the cycle it is
 #: written (each user says why in a comment beside it). Yosys then maps a read port that is on
@@ -14,6 +15,25 @@ __all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times", "NO_RW_CHE
 #: ``sim.tb.network`` checks on every co-simulation cycle that the network never collides where
 #: the claim is that it never does.
 NO_RW_CHECK = {"no_rw_check": 1}
+
+#: Where a unit may put a read-only memory (its ``init`` fixed at generation): ``"logic"`` leaves
+#: the choice to the synthesis tool (Yosys builds a small or wide ROM from LUTs and muxes, whose
+#: address-to-data path then runs through several levels of logic and routing), ``"block"`` asks
+#: for block RAM (``ram_style``: one clocked read, nothing in front of its output register).
+ROM_STYLES = ("logic", "block")
+
+
+def rom_attrs(name: str, style: str) -> dict:
+    """Synthesis attributes of a read-only memory placed as ``style`` (one of :data:`ROM_STYLES`).
+
+    Raises
+    ------
+    ValueError
+        If ``style`` is not in :data:`ROM_STYLES`; the message names the parameter ``name``.
+    """
+    if style not in ROM_STYLES:
+        raise ValueError(f"{name} must be one of {list(ROM_STYLES)}, not {style!r}")
+    return {"ram_style": "block"} if style == "block" else {}
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:

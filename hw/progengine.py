@@ -100,7 +100,7 @@ from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from hw.addressing import SpikeAddressing, addressing_input_layout
-from hw.params import NO_RW_CHECK, bits_for, check_int
+from hw.params import NO_RW_CHECK, bits_for, check_int, rom_attrs
 from hw.progengine_config import (LayerConfig, _range, engine_config_layout, engine_output_layout,
                                   fold_log_for, layer_config, max_x_log, pack_layer_biases,
                                   pack_layer_weights)
@@ -154,6 +154,11 @@ class ProgEngine(wiring.Component):
         :class:`hw.weightfetch.WeightFetcher` fills block by block: a layer's ``weight_base`` is
         its ring base, addresses wrap modulo ``weight_depth``, and the ports below (this many
         bits wide) tell the fetcher which blocks the engine needs and has finished with.
+    bias_memory : str
+        Where the inside bias memory goes (:data:`hw.params.ROM_STYLES`): ``"logic"`` (default,
+        the synthesis tool's choice) or ``"block"`` (block RAM: the bias read is a registered
+        block-RAM read instead of a LUT-and-mux tree from ``bias_address``). Without effect when
+        ``bias_port`` is set.
 
     Members
     -------
@@ -193,7 +198,7 @@ class ProgEngine(wiring.Component):
                  max_side: int, max_padding: int, max_kernel_log: int, max_stride_log: int,
                  max_groups_log: int, weight_width: int, accumulator_width: int,
                  weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0,
-                 bias_port: bool = False, max_fold_log: int = 0):
+                 bias_port: bool = False, max_fold_log: int = 0, bias_memory: str = "logic"):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -228,6 +233,7 @@ class ProgEngine(wiring.Component):
                 raise ValueError("column folding (max_fold_log > 0) is not built for a weight "
                                  "ring (ring_pointer_bits > 0)")
         self._bias_port = bool(bias_port)
+        self._bias_attrs = rom_attrs("bias_memory", bias_memory)
         ring_ports = {}
         if self._bias_port:
             ring_ports["bias"] = In(ReadPort.Signature(
@@ -736,7 +742,7 @@ class ProgEngine(wiring.Component):
         else:
             m.submodules.biases = biases = Memory(
                 shape=unsigned(word_bits), depth=max(2, len(self._bias_words)),
-                init=self._bias_words)
+                init=self._bias_words, attrs=self._bias_attrs)
             bias_read = biases.read_port()
 
         # --- read-modify-write, four stages, one update per cycle ---

@@ -64,7 +64,7 @@ from hw.weightfetch import AXI_PREFIX, WeightFetcher, WeightRing, axi4_read_port
 from hw.lif import LIFArray
 from hw.mapreader import SpikeMapReader
 from hw.mapwriter import SpikeMapWriter
-from hw.params import NO_RW_CHECK, bits_for, ceil_div
+from hw.params import NO_RW_CHECK, bits_for, ceil_div, rom_attrs
 from hw.plan import SharedPlan
 from hw.program import SinkKind, StepKind
 from hw.progengine import ProgEngine
@@ -120,6 +120,9 @@ class SharedNetwork(wiring.Component):
     fold : int
         Column folding (:attr:`hw.plan.SharedPlan.fold`): 1 (default, none), 2, 4, ... up to
         ``lanes`` (a power of two); not with ``weights="axi"``.
+    bias_memory : str
+        ``"logic"`` (default) or ``"block"``: where the engine's bias memory goes
+        (:class:`hw.progengine.ProgEngine`); only with ``parameters="internal"``.
 
     Members
     -------
@@ -164,7 +167,8 @@ class SharedNetwork(wiring.Component):
     def __init__(self, net, *, lanes: int = 16, weights: str = "internal",
                  plan: SharedPlan | None = None, weight_ring: int | None = None,
                  axi_data_width: int = 64, axi_address_width: int = 32,
-                 schedule: str = "time", parameters: str = "internal", fold: int = 1):
+                 schedule: str = "time", parameters: str = "internal", fold: int = 1,
+                 bias_memory: str = "logic"):
         if weights not in ("internal", "external", "axi"):
             raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
         if parameters not in ("internal", "external"):
@@ -174,6 +178,8 @@ class SharedNetwork(wiring.Component):
                              "needs weights='external'")
         self._weights_mode = weights
         self._parameters = parameters
+        rom_attrs("bias_memory", bias_memory)   # checked here, used by the engine
+        self._bias_memory = bias_memory
         if fold > 1 and weights == "axi":
             raise ValueError("fold > 1 (column folding) is not built with weights='axi' (the "
                              "weight ring's blocks assume unfolded rows)")
@@ -360,7 +366,8 @@ class SharedNetwork(wiring.Component):
             lanes=lanes, weight_width=plan.weight_width, accumulator_width=plan.acc_width,
             weight_depth=ring.depth if ring else self.weight_depth, bias_words=plan.bias_words,
             ring_pointer_bits=ring.pointer_bits if ring else 0,
-            bias_port=self._parameters == "external", **plan.engine_limits)
+            bias_port=self._parameters == "external", bias_memory=self._bias_memory,
+            **plan.engine_limits)
         if self._weights_mode == "internal":
             m.submodules.weights = weights = Memory(
                 shape=unsigned(lanes * plan.weight_width), depth=self.weight_depth,

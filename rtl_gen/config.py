@@ -41,6 +41,10 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        of the same timing as the weight port, ``bias_*`` and ``threshold_*``,
                        their ``$readmemh`` images emitted beside it: the design then holds no
                        parameter; needs ``weights: "external"`` and not ``network_core``)
+``bias_memory``        where the network units' bias memory goes when it is inside:
+                       ``"logic"`` (default: Yosys's choice, a ROM of LUTs and muxes) or
+                       ``"block"`` (block RAM, ``ram_style``: the bias read is one registered
+                       block-RAM read, off the critical path of a wide design point)
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
@@ -58,6 +62,8 @@ import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hw.params import ROM_STYLES
 
 __all__ = ["UNITS", "DEFAULT_UNITS", "NETWORK_UNITS", "ConfigError", "DesignPoint", "load"]
 
@@ -112,6 +118,7 @@ class DesignPoint:
     schedule: str = "time"
     parameters: str = "internal"
     fold: int = 1
+    bias_memory: str = "logic"
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -165,6 +172,13 @@ class DesignPoint:
         if self.parameters == "external" and "network_core" in self.units:
             raise ConfigError(f"{src}: field 'parameters' is 'external', which the unit "
                               "'network_core' does not support; allowed with it: 'internal'")
+        if self.bias_memory not in ROM_STYLES:
+            raise ConfigError(f"{src}: field 'bias_memory' is {self.bias_memory!r}; allowed: "
+                              + ", ".join(repr(style) for style in ROM_STYLES))
+        if self.bias_memory != "logic" and self.parameters == "external":
+            raise ConfigError(f"{src}: field 'bias_memory' is {self.bias_memory!r} but "
+                              "'parameters' is 'external' (no bias memory inside); allowed with "
+                              "it: 'logic'")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")
@@ -191,6 +205,8 @@ class DesignPoint:
             values.pop("parameters")
         if values["fold"] == 1:                  # likewise
             values.pop("fold")
+        if values["bias_memory"] == "logic":     # likewise
+            values.pop("bias_memory")
         values["units"] = list(self.units)
         return values
 

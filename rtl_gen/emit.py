@@ -115,6 +115,8 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
             params["schedule"] = point.schedule
         if point.fold != 1:             # likewise
             placement["fold"] = params["fold"] = point.fold
+        if point.bias_memory != "logic":    # likewise
+            placement["bias_memory"] = params["bias_memory"] = point.bias_memory
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 

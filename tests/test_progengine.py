@@ -436,11 +436,26 @@ ENGINE = dict(lanes=2, word_bits=8, max_words=16, max_channels=4, max_side=8, ma
     (dict(bias_words=[]), ValueError, "bias_words must hold at least one word"),
     (dict(bias_words=[1 << 32]), ValueError, "bias_words[0] must be in [0, 4294967295]"),
     (dict(bias_words=5), TypeError, "bias_words must be a list of integers"),
+    (dict(bias_memory="lutram"), ValueError,
+     "bias_memory must be one of ['logic', 'block'], not 'lutram'"),
 ])
 def test_refuses_impossible_parameters(kwargs, error, message):
     with pytest.raises(error) as info:
         ProgEngine(**{**ENGINE, **kwargs})
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("style, attribute", [("logic", False), ("block", True)])
+def test_bias_memory_style_reaches_the_verilog(style, attribute):
+    """``bias_memory="block"`` puts ``ram_style = "block"`` on the bias memory (and nowhere
+    else); the default leaves the choice to the synthesis tool."""
+    import re
+
+    from amaranth.back import verilog
+    text = verilog.convert(ProgEngine(**ENGINE, bias_memory=style), name="engine")
+    marked = re.findall(r'\(\* ram_style = "block" \*\)\s*(?:\(\*[^\n]*\*\)\s*)*'
+                        r'reg\s*(?:\[[^\]]*\]\s*)?(\w+)', text)
+    assert marked == (["biases"] if attribute else []), marked
 
 
 @pytest.mark.parametrize("kwargs, message", [

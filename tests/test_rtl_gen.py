@@ -39,6 +39,9 @@ def write(tmp_path, values):
      "field 'parameters' is 'external' but 'weights' is 'axi'"),
     ({"parameters": "external", "units": ["shared_network", "network_core"]},
      "the unit 'network_core' does not support"),
+    ({"bias_memory": "lut"}, "field 'bias_memory' is 'lut'; allowed: 'logic', 'block'"),
+    ({"bias_memory": "block", "parameters": "external"},
+     "field 'bias_memory' is 'block' but 'parameters' is 'external'"),
 ])
 def test_bad_fields_are_named(tmp_path, values, message):
     path = write(tmp_path, values)
@@ -81,6 +84,7 @@ def test_shipped_85k_point_is_32_lanes_with_weights_outside():
     "On the ECP5-85k"): 32 lanes, the weights behind the bare port."""
     point = load(ROOT / "rtl_gen" / "configs" / "ecp5-85k-32.json")
     assert (point.lanes, point.weights, point.units) == (32, "external", ("shared_network",))
+    assert point.bias_memory == "block"   # the bias read off the critical path (docs/perf.md)
 
 
 def test_shipped_t4_point_is_the_layer_schedule_with_every_parameter_outside():
