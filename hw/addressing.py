@@ -44,7 +44,7 @@ def addressing_output_layout(width: int, ports: int, max_words: int,
 
     ``count``
         Number of valid entries (``0 .. ports``); entries ``count ..`` of ``address`` and
-        ``column`` are 0.
+        ``column`` are 0 (any value with ``SpikeAddressing(zero_unused=False)``).
     ``address``
         ``ports`` flat addresses ``word * width + column``, ascending.
     ``column``
@@ -93,6 +93,11 @@ class SpikeAddressing(wiring.Component):
         ``o.ready`` and registers.
         The beats and their cycles are exactly those of ``False``; it costs the peel logic twice
         (input word and held word) and ``ports`` column registers.
+    zero_unused : bool, optional
+        ``True`` (default): entries ``count ..`` of ``address`` and ``column`` are 0.
+        ``False``: they hold any value (no gate on the way out: with ``registered`` the columns
+        are the column registers themselves, for a consumer whose address fans out widely and
+        that looks at an entry only below ``count``).
 
     Members
     -------
@@ -110,8 +115,9 @@ class SpikeAddressing(wiring.Component):
     """
 
     def __init__(self, *, width: int, ports: int = 1, max_words: int, tag_shape=None,
-                 registered: bool = False):
+                 registered: bool = False, zero_unused: bool = True):
         self._registered = bool(registered)
+        self._zero_unused = bool(zero_unused)
         self._width = check_int("width", width, 1)
         self._ports = check_int("ports", ports, 1, self._width)
         self._max_words = check_int("max_words", max_words, 1)
@@ -148,6 +154,11 @@ class SpikeAddressing(wiring.Component):
         return self._tag_shape
 
     @property
+    def zero_unused(self) -> bool:
+        """Whether entries past ``count`` read as 0 (see the parameter)."""
+        return self._zero_unused
+
+    @property
     def registered(self) -> bool:
         """Whether the output columns and flags come from registers (see the parameter)."""
         return self._registered
@@ -156,6 +167,15 @@ class SpikeAddressing(wiring.Component):
     def address_width(self) -> int:
         """Width of each output address."""
         return bits_for(self._max_words * self._width)
+
+    def _drive_entry(self, m, port, column, address, used):
+        """Drive output entry ``port``: gated by ``used`` with ``zero_unused``, else as is."""
+        entry = [self.o.payload.column[port].eq(column), self.o.payload.address[port].eq(address)]
+        if self._zero_unused:
+            with m.If(used):
+                m.d.comb += entry
+        else:
+            m.d.comb += entry
 
     @property
     def latency(self) -> int:
@@ -204,11 +224,7 @@ class SpikeAddressing(wiring.Component):
                 address = Cat(column[:log2_ceil(width)], held_word)
             else:
                 address = held_base + column
-            with m.If(has):
-                m.d.comb += [
-                    self.o.payload.column[port].eq(column),
-                    self.o.payload.address[port].eq(address),
-                ]
+            self._drive_entry(m, port, column, address, has)
             found.append(has)
             after = Signal(width, name=f"remaining_{port + 1}")
             m.d.comb += after.eq(rest & (rest - 1))
@@ -335,11 +351,7 @@ class SpikeAddressing(wiring.Component):
                 address = Cat(columns[port][:log2_ceil(width)], held_word)
             else:
                 address = held_base + columns[port]
-            with m.If(has[port]):
-                m.d.comb += [
-                    self.o.payload.column[port].eq(columns[port]),
-                    self.o.payload.address[port].eq(address),
-                ]
+            self._drive_entry(m, port, columns[port], address, has[port])
         m.d.comb += [
             self.o.valid.eq(held),
             # The used entries are a prefix: their number is the count (``ports`` unless final).

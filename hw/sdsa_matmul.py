@@ -59,8 +59,11 @@ class MatmulDatapath:
         # empty Q row still yields a beat (count 0, last) that carries its token to the LIF.
         # Registered: its columns and flags come from registers, so the KV address and the row's
         # written flag do not wait on a priority encoder (same beats and cycles).
+        # Not zeroed when unused: ``row`` (below) is the column register itself, whose fan-out
+        # (KV address, the written-row select and its decoder) is the unit's widest. Without an
+        # address, a KV read at a stray row is discarded (``s1_zero``) and nothing is written.
         addressing = SpikeAddressing(width=d, ports=1, max_words=n, tag_shape=unsigned(d),
-                                     registered=True)
+                                     registered=True, zero_unused=False)
         m.submodules.addressing = addressing
         beat = addressing.o.payload
         has_address = Signal(name="has_address")

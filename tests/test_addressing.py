@@ -35,7 +35,12 @@ def simulate_addressing(dut: SpikeAddressing, case: AddressingCase, *, send_patt
                      receive_pattern=receive_pattern, quiet=4)
     if receive_pattern != (1,):  # each stalled output beat is checked to hold: make sure some are
         assert run.stalls > 0, "backpressure never stalled an output beat"
-    return [beat_dict(p, dut.ports, tagged) for p in run.payloads], run.cycles
+    beats = [beat_dict(p, dut.ports, tagged) for p in run.payloads]
+    if not dut.zero_unused:  # entries past the count hold any value: not compared
+        for beat in beats:
+            for key in ("address", "column"):
+                beat[key][beat["count"]:] = [0] * (dut.ports - beat["count"])
+    return beats, run.cycles
 
 
 def assert_beats(got, want, label):
@@ -62,6 +67,35 @@ def test_firing_rates(rate, ports, registered):
     dut = SpikeAddressing(width=13, ports=ports, max_words=6, registered=registered)
     got, _ = simulate_addressing(dut, case)
     assert_beats(got, addressing_expected(case, ports), f"seed {seed} rate {rate}")
+
+
+@REGISTERED
+@pytest.mark.parametrize("ports", [1, 3])
+def test_unused_entries_not_zeroed(ports, registered):
+    """``zero_unused=False``: the same beats and cycles in every used entry (the unused ones
+    are free), and with several ports some unused entry shows a stale value: no gate."""
+    case = addressing_case(np.random.default_rng(77 + ports), width=13, frames=3,
+                           words_per_frame=(1, 6), rate=0.3)
+    runs = []
+    for zero in (True, False):
+        dut = SpikeAddressing(width=13, ports=ports, max_words=6, registered=registered,
+                              zero_unused=zero)
+        tagged = dut.tag_shape is not None
+        layout = addressing_input_layout(dut.width, dut.tag_shape)
+        payloads = [layout.const(case.payload(k, tagged=tagged)) for k in range(len(case.words))]
+        expected = addressing_expected(case, ports)
+        run = run_stream(dut, payloads, len(expected), quiet=4)
+        raw = [beat_dict(p, ports, tagged) for p in run.payloads]
+        got, _ = simulate_addressing(dut, case)
+        assert_beats(got, expected, f"zero_unused={zero}")
+        runs.append((raw, run.cycles))
+    assert runs[0][1] == runs[1][1]
+
+    def stale(beats):
+        return [b for b in beats if any(b["column"][b["count"]:] + b["address"][b["count"]:])]
+    assert not stale(runs[0][0])
+    if ports > 1:  # (one port: an unused entry is an empty word's, whose peel gives 0 anyway)
+        assert stale(runs[1][0]), "no unused entry ever held a nonzero column or address"
 
 
 @REGISTERED
