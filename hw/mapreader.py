@@ -190,7 +190,13 @@ class SpikeMapReader(wiring.Component):
         m = Module()
         lanes, W, md_w = self._lanes, self._W, self._md_w
         sd_side, heads = self._side, self._heads
+        # ``desc`` (the sequencer's registers, shared with every unit) is read at ``start``;
+        # the feeds' counters read ``run``, the reader's own copy of it, registered beside
+        # them (the sequencer loads the descriptor the cycle before ``start``, and no feed
+        # counter moves in the start cycle).
         desc = self.config
+        run = Signal(desc.shape(), name="rd_desc", reset_less=True)
+        m.d.sync += run.eq(desc)
         sdsa_mode = desc.is_sdsa
         start = self.start
 
@@ -257,7 +263,7 @@ class SpikeMapReader(wiring.Component):
                      fd_advance.eq(~fd_valid | fw_take),
                      self.o.valid.eq(fo_valid | sk_valid),
                      self.o.payload.bits.eq(out_bits if len(self._shifts) == 1
-                                            else out_bits & desc.src_mask),
+                                            else out_bits & run.src_mask),
                      self.o.payload.last.eq(Mux(sk_valid, sk_last, fo_last))]
         with m.If(sk_valid):
             with m.If(self.o.ready):
@@ -278,8 +284,8 @@ class SpikeMapReader(wiring.Component):
         with m.If(fo_take):
             m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_word),
                          fo_shift.eq(fw_shift), fo_last.eq(fw_last)]
-        fd_y_last = (fd_y == desc.src_height_m1)
-        fd_is_last = (fd_c == desc.src_channels_m1) & fd_y_last
+        fd_y_last = (fd_y == run.src_height_m1)
+        fd_is_last = (fd_c == run.src_channels_m1) & fd_y_last
 
         # SDSA feeder state (shares the read port with the engine feed).
         G = self._groups
@@ -337,23 +343,23 @@ class SpikeMapReader(wiring.Component):
             nx_hbit = Signal.like(sd_hbit, name="sd_nx_hbit")
             nx_step = Signal(md_w, name="sd_nx_step")
             nx_gm1 = Signal.like(sd_g, name="sd_nx_gm1")
-            wrap = nx_usum > desc.src_pack_m1
-            m.d.sync += [nx_sum.eq(sd_hshift + desc.head_bits),
+            wrap = nx_usum > run.src_pack_m1
+            m.d.sync += [nx_sum.eq(sd_hshift + run.head_bits),
                          nx_carry.eq(nx_sum >= lanes),
                          nx_shift.eq(Mux(nx_sum >= lanes, nx_sum - lanes, nx_sum)),
-                         nx_usum.eq(sd_hsub + desc.rd_sub + nx_carry),
-                         nx_bsum.eq(sd_hbit + desc.rd_bits + Mux(nx_carry, desc.src_stride, 0)),
-                         nx_hsub.eq(Mux(wrap, nx_usum - desc.src_pack_m1 - 1, nx_usum)),
-                         nx_hbit.eq(Mux(wrap, nx_bsum - desc.pack_bits, nx_bsum)),
-                         nx_step.eq(desc.rd_stride + Mux(wrap, desc.src_stride, 0)),
-                         nx_gm1.eq(desc.groups_m1 + (nx_shift >= desc.wide_at))]
+                         nx_usum.eq(sd_hsub + run.rd_sub + nx_carry),
+                         nx_bsum.eq(sd_hbit + run.rd_bits + Mux(nx_carry, run.src_stride, 0)),
+                         nx_hsub.eq(Mux(wrap, nx_usum - run.src_pack_m1 - 1, nx_usum)),
+                         nx_hbit.eq(Mux(wrap, nx_bsum - run.pack_bits, nx_bsum)),
+                         nx_step.eq(run.rd_stride + Mux(wrap, run.src_stride, 0)),
+                         nx_gm1.eq(run.groups_m1 + (nx_shift >= run.wide_at))]
             group_last = sd_g == sd_gm1
         else:
-            group_last = sd_g == desc.groups_m1
+            group_last = sd_g == run.groups_m1
         if self._values:
-            base = Mux(sd_phase == 0, desc.q_base, Mux(sd_phase == 1, desc.k_base, desc.v_base))
+            base = Mux(sd_phase == 0, run.q_base, Mux(sd_phase == 1, run.k_base, run.v_base))
         else:
-            base = Mux(sd_phase == 0, desc.q_base, desc.k_base)
+            base = Mux(sd_phase == 0, run.q_base, run.k_base)
         m.d.sync += [sd_raddr.eq(base + sd_gaddr), sd_ren.eq(sd_active & sdsa_mode),
                      sd_addr_phase.eq(sd_phase), sd_addr_g.eq(sd_g),
                      sd_addr_last.eq(group_last & (sd_phase == last_phase)),
@@ -378,13 +384,13 @@ class SpikeMapReader(wiring.Component):
                     m.d.sync += feeding.eq(0)
                 with m.Elif(fd_y_last):
                     m.d.sync += [fd_y.eq(0), fd_c.eq(fd_c + 1)]
-                    with m.If((fd_bank == lanes - 1) & (fd_sub == desc.src_pack_m1)):
+                    with m.If((fd_bank == lanes - 1) & (fd_sub == run.src_pack_m1)):
                         m.d.sync += [fd_bank.eq(0), fd_sub.eq(0), fd_shift.eq(0),
-                                     fd_row.eq(fd_row + desc.src_stride),
-                                     fd_addr.eq(fd_row + desc.src_stride)]
+                                     fd_row.eq(fd_row + run.src_stride),
+                                     fd_addr.eq(fd_row + run.src_stride)]
                     with m.Elif(fd_bank == lanes - 1):
                         m.d.sync += [fd_bank.eq(0), fd_sub.eq(fd_sub + 1),
-                                     fd_shift.eq(fd_shift + desc.src_stride), fd_addr.eq(fd_row)]
+                                     fd_shift.eq(fd_shift + run.src_stride), fd_addr.eq(fd_row)]
                     with m.Else():
                         m.d.sync += [fd_bank.eq(fd_bank + 1), fd_addr.eq(fd_row)]
                 with m.Else():
@@ -427,11 +433,11 @@ class SpikeMapReader(wiring.Component):
                                         if g < G:
                                             part = slice(g * lanes, (g + 1) * lanes)
                                             m.d.sync += row[part].eq(
-                                                rotated & low & desc.head_mask[part])
+                                                rotated & low & run.head_mask[part])
                                         if g:
                                             part = slice((g - 1) * lanes, g * lanes)
                                             m.d.sync += row[part].eq(
-                                                row[part] | rotated & ~low & desc.head_mask[part])
+                                                row[part] | rotated & ~low & run.head_mask[part])
                 with m.If(sd_got_last):
                     m.d.sync += sd_beat.eq(1)
         else:
@@ -469,21 +475,21 @@ class SpikeMapReader(wiring.Component):
                     m.d.sync += [sd_active.eq(0), sd_phase.eq(0)]
                 with m.Else():
                     m.d.sync += sd_phase.eq(sd_phase + 1)
-            with m.Elif(sd_sub == desc.src_pack_m1):
+            with m.Elif(sd_sub == run.src_pack_m1):
                 m.d.sync += [sd_g.eq(sd_g + 1), sd_sub.eq(0), sd_bit.eq(sd_n_x),
-                             sd_gaddr.eq(sd_gaddr + desc.src_stride)]
+                             sd_gaddr.eq(sd_gaddr + run.src_stride)]
             with m.Else():
                 m.d.sync += [sd_g.eq(sd_g + 1), sd_sub.eq(sd_sub + 1),
-                             sd_bit.eq(sd_bit + desc.src_stride)]
+                             sd_bit.eq(sd_bit + run.src_stride)]
         m.d.comb += [self.sdsa.valid.eq(sd_beat & sdsa_mode), self.sdsa.payload.q.eq(rows[0]),
                      self.sdsa.payload.k.eq(rows[1])]
         if self._values:
             m.d.comb += self.sdsa.payload.v.eq(rows[2])
         with m.If(self.sdsa.valid & self.sdsa.ready):
             m.d.sync += sd_beat.eq(0)
-            x_last = sd_n_x == desc.sd_side_m1
-            last_token = x_last & (sd_n_y == desc.sd_side_m1)
-            with m.If(~(last_token & (sd_h == desc.heads_m1))):  # else: every beat is fed
+            x_last = sd_n_x == run.sd_side_m1
+            last_token = x_last & (sd_n_y == run.sd_side_m1)
+            with m.If(~(last_token & (sd_h == run.heads_m1))):  # else: every beat is fed
                 m.d.sync += sd_active.eq(1)
                 with m.If(last_token):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(0), sd_h.eq(sd_h + 1), sd_bit.eq(0)]
@@ -496,7 +502,7 @@ class SpikeMapReader(wiring.Component):
                                      sd_hsub.eq(nx_hsub), sd_sub.eq(nx_hsub),
                                      sd_hbit.eq(nx_hbit), sd_xb.eq(nx_hbit), sd_bit.eq(nx_hbit)]
                     else:
-                        head = sd_head + desc.head_stride
+                        head = sd_head + run.head_stride
                         m.d.sync += [sd_head.eq(head), sd_off.eq(head), sd_gaddr.eq(head)]
                 with m.Elif(x_last):
                     m.d.sync += [sd_n_x.eq(0), sd_n_y.eq(sd_n_y + 1), sd_off.eq(sd_off + 1),

@@ -37,7 +37,9 @@ done : Out(1)
     Combinational: the step's final map word is written in this cycle.
 
 Latency: the first word of a row is written in the cycle after the row's last beat, the row's
-``ceil(G / P)`` words in consecutive cycles. Reference: :func:`map_image` (the memory the writer
+``ceil(G / P)`` words in consecutive cycles (each later word picked from the row buffer into a
+register the cycle before). The descriptor is read at ``start`` only: beats and flushes read
+the writer's own registered copy of it. Reference: :func:`map_image` (the memory the writer
 leaves) and :func:`write_order` (the order it expects beats in). Tests: ``tests/test_mapwriter.py``.
 """
 
@@ -127,7 +129,13 @@ class SpikeMapWriter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, W, heads = self._lanes, self._W, self._heads
+        # ``desc`` (the sequencer's registers, shared with every unit) is read only at
+        # ``start``; beats and flushes read ``run``, this writer's own copy of it, registered
+        # beside its logic (the sequencer loads the descriptor the cycle before ``start`` and
+        # the first beat comes after it).
         desc = self.config
+        run = Signal(desc.shape(), name="wr_desc", reset_less=True)
+        m.d.sync += run.eq(desc)
         md_w, RB = self._md_w, self._row_bits
         m.d.comb += self.i.ready.eq(1)
         wr_valid, wr_bits = self.i.valid, self.i.payload
@@ -148,12 +156,12 @@ class SpikeMapWriter(wiring.Component):
         y_next_last = Signal(name="wr_y_next_last")
         g_next_last = Signal(name="wr_g_next_last")
         m.d.comb += [
-            one_side.eq(desc.dst_side_m1 == 0),
-            one_group.eq(desc.groups_m1 == 0),
-            x_next_last.eq(wr_x == desc.dst_side_m2),
-            y_next_last.eq(wr_y == desc.dst_side_m2),
-            g_next_last.eq(wr_g == desc.groups_m2),
-            h_next_last.eq(wr_h == desc.heads_m2),
+            one_side.eq(run.dst_side_m1 == 0),
+            one_group.eq(run.groups_m1 == 0),
+            x_next_last.eq(wr_x == run.dst_side_m2),
+            y_next_last.eq(wr_y == run.dst_side_m2),
+            g_next_last.eq(wr_g == run.groups_m2),
+            h_next_last.eq(wr_h == run.heads_m2),
         ]
 
         # (reset-less: a row is written before it is flushed, in every layer, as after a reset)
@@ -171,39 +179,51 @@ class SpikeMapWriter(wiring.Component):
         fl_more = Signal(name="fl_more")    # more words of this row follow the current one
         fl_final = Signal(name="fl_final")
         fl_addr = Signal(md_w, name="fl_addr")
-        fl_slot = Signal(range(RB), name="fl_slot")   # register: fl_j * dst_word_bits
+        fl_slot = Signal(range(RB), name="fl_slot")   # register: (fl_j + 1) * dst_word_bits
 
         with m.If(wr_valid):
             for i in range(2):
                 with m.If(fill == i):
                     for b in range(lanes):
                         m.d.sync += row_buf[i][b].bit_select(slot, 1).eq(wr_bits[b])
+        # A row's word 0 (slot 0) goes to the memory straight from the row buffer; every later
+        # word is picked a cycle ahead (``fl_slot`` runs one word ahead) into ``fl_next``, so
+        # the multiplexer over every lane's row, steered by ``fl_slot``, ends at flip-flops,
+        # not at the block RAMs' data inputs across the die.
+        fl_first = Signal(name="fl_first")
+        fl_next = Signal(lanes * W, name="fl_next", reset_less=True)
         flush_word = Signal(lanes * W, name="fl_word")
         for b in range(lanes):
             chosen = Signal(RB, name=f"fl_row_{b}")
             picked = Signal(W, name=f"fl_pick_{b}")
+            first = Signal(W, name=f"fl_first_{b}")
             m.d.comb += chosen.eq(Mux(fl_buf, row_buf[1][b], row_buf[0][b]))
             with m.Switch(fl_slot):
                 for start_bit in self._word_starts:
-                    with m.Case(start_bit):
-                        m.d.comb += picked.eq(chosen[start_bit:])
-            m.d.comb += flush_word[b * W:(b + 1) * W].eq(picked & desc.dst_mask)
+                    if start_bit:
+                        with m.Case(start_bit):
+                            m.d.comb += picked.eq(chosen[start_bit:])
+            m.d.sync += fl_next[b * W:(b + 1) * W].eq(picked & run.dst_mask)
+            m.d.comb += first.eq(chosen[:W] & run.dst_mask)
+            m.d.comb += flush_word[b * W:(b + 1) * W].eq(
+                Mux(fl_first, first, fl_next[b * W:(b + 1) * W]))
         m.d.comb += [self.write.addr.eq(fl_addr), self.write.data.eq(flush_word),
                      self.write.en.eq(fl_busy)]
         with m.If(fl_busy):
+            m.d.sync += fl_first.eq(0)
             with m.If(~fl_more):
                 m.d.sync += fl_busy.eq(0)
                 m.d.comb += self.done.eq(fl_final)
             with m.Else():
-                m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + desc.dst_stride),
-                             fl_slot.eq(fl_slot + desc.dst_word_bits),
-                             fl_more.eq(fl_j != desc.dst_words_m2)]
+                m.d.sync += [fl_j.eq(fl_j + 1), fl_addr.eq(fl_addr + run.dst_stride),
+                             fl_slot.eq(fl_slot + run.dst_word_bits),
+                             fl_more.eq(fl_j != run.dst_words_m2)]
         row_done = wr_valid & x_last & g_last
         m.d.comb += final_beat.eq(wr_valid & y_last & x_last & g_last & h_last)
         with m.If(row_done):
             m.d.sync += [fill.eq(~fill), fl_busy.eq(1), fl_buf.eq(fill), fl_addr.eq(row_addr),
-                         fl_j.eq(0), fl_slot.eq(0),
-                         fl_more.eq(desc.dst_words_m1 != 0),
+                         fl_j.eq(0), fl_slot.eq(run.dst_word_bits), fl_first.eq(1),
+                         fl_more.eq(run.dst_words_m1 != 0),
                          fl_final.eq(final_beat)]
 
         # One walk for both orders: LIF beats are one "head" (``heads_m1 = 0``); an SDSA head is
@@ -218,8 +238,8 @@ class SpikeMapWriter(wiring.Component):
                     with m.If(y_last):
                         m.d.sync += [wr_y.eq(0), y_last.eq(one_side), wr_h.eq(wr_h + 1),
                                      h_last.eq(h_next_last),
-                                     head_addr.eq(head_addr + desc.head_stride),
-                                     row_addr.eq(head_addr + desc.head_stride)]
+                                     head_addr.eq(head_addr + run.head_stride),
+                                     row_addr.eq(head_addr + run.head_stride)]
                     with m.Else():
                         m.d.sync += [wr_y.eq(wr_y + 1), y_last.eq(y_next_last),
                                      row_addr.eq(row_addr + 1)]
@@ -227,11 +247,12 @@ class SpikeMapWriter(wiring.Component):
                     m.d.sync += [wr_x.eq(wr_x + 1), x_last.eq(x_next_last)]
             with m.Else():
                 m.d.sync += [wr_g.eq(wr_g + 1), g_last.eq(g_next_last),
-                             slot.eq(slot + desc.dst_stride)]
+                             slot.eq(slot + run.dst_stride)]
         with m.If(self.start):
             m.d.sync += [wr_y.eq(0), wr_x.eq(0), wr_g.eq(0), slot.eq(0), fill.eq(0),
-                         fl_busy.eq(0), x_last.eq(one_side), y_last.eq(one_side),
-                         g_last.eq(one_group), row_addr.eq(desc.dst_base), wr_h.eq(0),
+                         fl_busy.eq(0), x_last.eq(desc.dst_side_m1 == 0),
+                         y_last.eq(desc.dst_side_m1 == 0),
+                         g_last.eq(desc.groups_m1 == 0), row_addr.eq(desc.dst_base), wr_h.eq(0),
                          h_last.eq(desc.heads_m1 == 0),
                          head_addr.eq(desc.dst_base)]
         return m

@@ -116,20 +116,20 @@ class StreamWriteStage(wiring.Component):
         # Stage C: what the memories returned, registered; shift, add, write.
         sc_valid = Signal(name="sc_valid")
         sc_addr = Signal.like(sw.addr, name="sc_addr", reset_less=True)
-        sc_add = Signal(name="sc_add", reset_less=True)
         sc_last = Signal(name="sc_last")
         # (data registers are reset-less: their valid bits carry the reset)
         sc_old = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_old", reset_less=True)
         sc_amounts = Signal(lanes * shift_bits, name="sc_amounts", reset_less=True)
         sc_values = Signal.like(sw.values, name="sc_values", reset_less=True)
-        m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw.addr), sc_add.eq(sw.add),
-                     sc_last.eq(sw_valid & sw.last), sc_old.eq(self.old),
+        # The old word is gated by ``add`` before its register, so the add's fan-out (every
+        # bit of every lane) ends at flip-flops instead of ahead of the lanes' carry chains.
+        m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw.addr),
+                     sc_last.eq(sw_valid & sw.last), sc_old.eq(Mux(sw.add, self.old.as_value(), 0)),
                      sc_amounts.eq(shift_read.data), sc_values.eq(sw.values)]
         new_word = Signal(data.ArrayLayout(signed(SB), lanes), name="sw_word")
         for lane in range(lanes):
             amount = sc_amounts[lane * shift_bits:(lane + 1) * shift_bits]
-            m.d.comb += new_word[lane].eq(Mux(sc_add, sc_old[lane], 0)
-                                          + (sc_values[lane] << amount))
+            m.d.comb += new_word[lane].eq(sc_old[lane] + (sc_values[lane] << amount))
         m.d.comb += [self.write.addr.eq(sc_addr), self.write.data.eq(new_word.as_value()),
                      self.write.en.eq(sc_valid), self.written_last.eq(sc_last)]
         return m
