@@ -406,6 +406,14 @@ class ProgEngine(wiring.Component):
             column_step.eq(Const(1, 1) << cfg.groups_log),
             row_step.eq(Const(1, 1) << (cfg.out_width_log + cfg.groups_log)),
         ]
+        # The decode's and the tap generator's own copies of the geometry (the config is the
+        # network's descriptor registers, read by every unit across the die).
+        padding_r = Signal.like(cfg.padding, name="cfg_padding")
+        stride_log_r = Signal.like(cfg.stride_log, name="cfg_stride_log")
+        out_height_r = Signal.like(cfg.out_height, name="cfg_out_height")
+        out_width_r = Signal.like(cfg.out_width, name="cfg_out_width")
+        m.d.sync += [padding_r.eq(cfg.padding), stride_log_r.eq(cfg.stride_log),
+                     out_height_r.eq(cfg.out_height), out_width_r.eq(cfg.out_width)]
         m.d.sync += [
             # ceil((t - k + 1) / s) = (t - k + s) >> stride_log, t = coordinate + padding
             offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
@@ -437,7 +445,7 @@ class ProgEngine(wiring.Component):
                     with m.Case(fold_log):
                         m.d.sync += keep.eq((1 << (lanes >> fold_log)) - 1)
         else:
-            stride_x, stride_x_log = stride, cfg.stride_log
+            stride_x, stride_x_log = stride, stride_log_r
 
         initialising = Signal(init=1)  # clearing the bank after reset
         m.d.comb += self.ready.eq(~initialising)
@@ -554,10 +562,10 @@ class ProgEngine(wiring.Component):
             final = Signal(side_bits, name=f"final_{name}")
             reaches = Signal(name=f"reaches_{name}")
             m.d.comb += [
-                target.eq(coordinate + cfg.padding),
+                target.eq(coordinate + padding_r),
                 # Arithmetic right shifts by the run-time stride_log: floor division by 2**s.
-                low.eq((coordinate + offset_low) >> cfg.stride_log),
-                high.eq(target >> cfg.stride_log),
+                low.eq((coordinate + offset_low) >> stride_log_r),
+                high.eq(target >> stride_log_r),
             ]
             with m.If(take_spike):
                 m.d.sync += [pre_target.eq(target), pre_low.eq(low), pre_high.eq(high)]
@@ -570,8 +578,8 @@ class ProgEngine(wiring.Component):
             ]
             return pre_target, first, final, reaches
 
-        target_y, first_y, final_y, reaches_y = reach(spike["y"], cfg.out_height, out_h_last, "y")
-        target_x, first_x, final_x, reaches_x = reach(spike["x"], cfg.out_width, out_w_last, "x")
+        target_y, first_y, final_y, reaches_y = reach(spike["y"], out_height_r, out_h_last, "y")
+        target_x, first_x, final_x, reaches_x = reach(spike["x"], out_width_r, out_w_last, "x")
         has_taps = Signal()
         m.d.comb += has_taps.eq(pre["any"] & reaches_y & reaches_x)
         with m.If(take_pre):
@@ -697,7 +705,7 @@ class ProgEngine(wiring.Component):
                 gen_oy.eq(dec["first_y"]), gen_ox.eq(dec["first_x"]),
                 gen_x_end.eq(x_single), gen_x_single.eq(x_single),
                 gen_y_end.eq(dec["first_y"] == dec["final_y"]),
-                gen_ky.eq(dec["target_y"] - (dec["first_y"] << cfg.stride_log)),
+                gen_ky.eq(dec["target_y"] - (dec["first_y"] << stride_log_r)),
                 gen_kx.eq(kx_first), gen_kx_first.eq(kx_first),
                 gen_first_x.eq(dec["first_x"]),
                 gen_x_penult.eq(dec["final_x"] - 1), gen_y_penult.eq(dec["final_y"] - 1),
