@@ -30,14 +30,15 @@ next burst after the B response).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from hw.weightfetch import AXI_PREFIX, axi4_read_ports
 
-__all__ = ["IO_BURST", "AxiIoMover", "axi4_write_ports", "input_bytes", "output_bytes",
+__all__ = ["IO_BURST", "AxiIoMover", "EventPlayer", "axi4_write_ports", "event_bytes", "input_bytes", "output_bytes",
            "io_bursts"]
 
 #: Most beats of one input or output burst (and the alignment group of every burst).
@@ -67,6 +68,13 @@ def input_bytes(codes) -> bytes:
     return values.astype(np.uint8).tobytes()
 
 
+def event_bytes(beats) -> bytes:
+    """A run's event beats as they lie in memory (event models, CONTROL.DMA): a byte per beat
+    (bit ``c``: channel ``c`` fired), time step ``t``'s beat ``n`` (row-major pixel ``n``) at
+    ``t * H * W + n``: the beats in the order the network takes them."""
+    return input_bytes(beats)
+
+
 def output_bytes(logits) -> bytes:
     """The logits as the mover writes them: a little-endian sign-extended 32-bit word each."""
     return np.asarray(logits, dtype=np.int64).astype("<i4").tobytes()
@@ -92,9 +100,14 @@ class AxiIoMover(wiring.Component):
     Parameters
     ----------
     input_words : int
-        Pixel codes of one input (``C * H * W``).
+        Pixel codes of one input (``C * H * W``), or event beats of one time step (``H * W``).
     pixel_bits : int
-        Bits of a code (at most 8: a byte each in memory).
+        Bits of a code or beat (at most 8: a byte each in memory).
+    frames : int
+        Most inputs a read moves, one after another in memory (event models: ``T`` time steps
+        of event beats, time step ``t``'s beat ``n`` at byte ``t * input_words + n``); with
+        more than one, port ``read_frames`` chooses a read's. :attr:`input_words` is then the most
+        codes a read loads, ``frames * input_words``.
     classes, logit_bits : int
         The logits' count and signed width (at most 32).
     address_width, data_width : int
@@ -105,7 +118,11 @@ class AxiIoMover(wiring.Component):
     clear : In(1)
         Pulse: clear ``error`` (the core pulses it at every accepted START).
     read_start : In(1)
-        Pulse: read ``input_words`` bytes from ``input_base``. Not while reading.
+        Pulse: read ``input_words`` bytes from ``input_base`` (``frames`` times the frame's,
+        with ``frames``). Not while reading.
+    read_frames : In(range(frames + 1))
+        Only with ``frames > 1``: the frames the next read moves (1 to ``frames``; 0: all
+        ``frames``), sampled at ``read_start``.
     input_base, output_base : In(address_width)
         Byte addresses, held from ``read_start`` / ``write_start`` to ``read_done`` /
         ``write_done``; the low ``log2(data_width / 8)`` bits are ignored.
@@ -140,26 +157,28 @@ class AxiIoMover(wiring.Component):
     """
 
     def __init__(self, *, input_words: int, pixel_bits: int, classes: int, logit_bits: int,
-                 address_width: int, data_width: int = 64):
+                 address_width: int, data_width: int = 64, frames: int = 1):
         if not 1 <= pixel_bits <= 8:
             raise ValueError(f"pixel_bits {pixel_bits}: the input holds a byte a pixel (1..8)")
         if not 1 <= logit_bits <= 32:
             raise ValueError(f"logit_bits {logit_bits}: the output holds 32 bits a logit")
         if data_width not in (32, 64, 128, 256, 512, 1024, 2048):
             raise ValueError(f"data_width {data_width}: a power of two, 32..2048")
-        if input_words < 1 or classes < 1:
-            raise ValueError("input_words and classes must be at least 1")
-        self.input_words, self.pixel_bits = input_words, pixel_bits
+        if input_words < 1 or classes < 1 or frames < 1:
+            raise ValueError("input_words, classes and frames must be at least 1")
+        self.frame_words, self.frames = input_words, frames
+        self.input_words, self.pixel_bits = frames * input_words, pixel_bits
         self.classes, self.logit_bits = classes, logit_bits
         self.address_width, self.data_width = address_width, data_width
         super().__init__({
             "clear": In(1), "read_start": In(1), "input_base": In(address_width),
             "output_base": In(address_width),
-            "load_address": Out(bits_for(input_words)), "load_data": Out(pixel_bits),
+            "load_address": Out(bits_for(self.input_words)), "load_data": Out(pixel_bits),
             "load_enable": Out(1), "read_done": Out(1), "reading": Out(1),
             "write_start": In(1),
             "logits": In(data.ArrayLayout(signed(logit_bits), classes)),
             "write_done": Out(1), "error": Out(1),
+            **({"read_frames": In(range(frames + 1))} if frames > 1 else {}),
             **axi4_read_ports(address_width, data_width),
             **axi4_write_ports(address_width, data_width),
         })
@@ -173,7 +192,12 @@ class AxiIoMover(wiring.Component):
 
     @property
     def input_beats(self) -> int:
+        """Beats of the longest read (``input_words`` bytes)."""
         return -(-self.input_words // self.beat_bytes)
+
+    def read_beats(self, frames: int = 1) -> int:
+        """Beats of a read of ``frames`` frames."""
+        return -(-frames * self.frame_words // self.beat_bytes)
 
     @property
     def output_beats(self) -> int:
@@ -227,20 +251,40 @@ class AxiIoMover(wiring.Component):
         with m.If(emit):
             m.d.sync += [shift.eq(shift >> 8), held.eq(held - 1), pixel.eq(pixel + 1)]
         beat_taken = port("rvalid") & port("rready")
-        last_beat_bytes = (self.input_words - 1) % B + 1    # codes in the last beat
+        if self.frames == 1:
+            last_beat_bytes = (self.input_words - 1) % B + 1    # codes in the last beat
+            last_pixel = self.input_words - 1
+            read_beats = in_beats
+        else:
+            # a read of f frames: its beats, the codes in its last beat and its last code's
+            # address, from tables indexed by f (registers loaded at read_start)
+            counts = [(f or self.frames) * self.frame_words for f in range(self.frames + 1)]
+            last_beat_bytes = Signal(range(B + 1), name="last_beat_bytes")
+            last_pixel = Signal(range(self.input_words), name="last_pixel")
+            read_beats = Signal(range(in_beats + 1), name="read_beats")
+            m.d.comb += read_beats.eq(Array(Const(self.read_beats(f or self.frames),
+                                                  len(read_beats))
+                                            for f in range(self.frames + 1))[self.read_frames])
+            with m.If(self.read_start):
+                m.d.sync += [
+                    last_beat_bytes.eq(Array(Const((n - 1) % B + 1, len(last_beat_bytes))
+                                             for n in counts)[self.read_frames]),
+                    last_pixel.eq(Array(Const(n - 1, len(last_pixel))
+                                        for n in counts)[self.read_frames])]
         with m.If(beat_taken):
             m.d.sync += [shift.eq(port("rdata")), r_left.eq(r_left - 1),
                          held.eq(Mux(r_left == 1, last_beat_bytes, B))]
             with m.If(port("rresp")[1]):
                 m.d.sync += self.error.eq(1)
-        last_code = emit & (pixel == self.input_words - 1)
+        last_code = emit & (pixel == last_pixel)
         m.d.sync += self.read_done.eq(last_code)
         with m.If(last_code):
             m.d.sync += self.reading.eq(0)
         with m.If(self.read_start):
             m.d.sync += [self.reading.eq(1), ar_beat.eq(self.input_base[beat_log:]),
-                         ar_len.eq(issue_length(self.input_base[beat_log:], in_beats)),
-                         ar_left.eq(in_beats), r_left.eq(in_beats), pixel.eq(0), held.eq(0)]
+                         ar_len.eq(issue_length(self.input_base[beat_log:], read_beats)),
+                         ar_left.eq(read_beats), r_left.eq(read_beats), pixel.eq(0),
+                         held.eq(0)]
 
         # --- write: one burst at a time, AW and W together, then B --------------------------
         out_beats = self.output_beats
@@ -302,4 +346,73 @@ class AxiIoMover(wiring.Component):
             m.d.sync += [aw_beat.eq(self.output_base[beat_log:]), w_beat.eq(0),
                          w_left.eq(out_beats), burst.eq(0),
                          next_len.eq(issue_length(self.output_base[beat_log:], out_beats))]
+        return m
+
+
+class EventPlayer(wiring.Component):
+    """Hold a DMA run's event beats on chip and offer them to the network in order.
+
+    An event model's CONTROL.DMA run first reads its ``T * H * W`` event beats (a byte each,
+    :func:`event_bytes`) through :class:`AxiIoMover` into this buffer, then runs: the network
+    takes the beats from ``o`` in the order they were loaded, ``H * W`` at each time step's
+    event-input step. The buffer is the run's input, like a pixel model's pixel memory: it
+    grows with the input, not with the model.
+
+    Parameters
+    ----------
+    beats : int
+        Most beats of a run (``T * H * W``).
+    bits : int
+        Bits of a beat (the event channels).
+
+    Ports
+    -----
+    load_address, load_data, load_enable : In
+        The mover's load port: beat ``n`` written at address ``n``.
+    rewind : In(1)
+        Pulse: the next beat offered is beat 0 (the core pulses it when the read is done).
+    active : In(1)
+        ``o.valid`` only while high (the run's network phase).
+    o : Out(stream.Signature(unsigned(bits)))
+        The beats, one a cycle while taken: a beat is read from the buffer (a synchronous read
+        port) when the output register is empty or being taken.
+
+    Latency: beat 0 is held in the output register two cycles after ``rewind``; beat ``n + 1``
+    the cycle after beat ``n`` is taken. Reference: the beats in load order. Tests:
+    ``tests/test_axi_io.py``.
+    """
+
+    def __init__(self, *, beats: int, bits: int):
+        if beats < 1 or not 1 <= bits <= 8:
+            raise ValueError(f"an event buffer of {beats} beats of {bits} bits: beats >= 1, "
+                             "bits 1..8")
+        self.beats, self.bits = beats, bits
+        super().__init__({
+            "load_address": In(bits_for(beats)), "load_data": In(bits), "load_enable": In(1),
+            "rewind": In(1), "active": In(1),
+            "o": Out(stream.Signature(unsigned(bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = Memory(shape=unsigned(self.bits), depth=self.beats,
+                                              init=[])
+        write = buffer.write_port()
+        read = buffer.read_port()
+        m.d.comb += [write.addr.eq(self.load_address), write.data.eq(self.load_data),
+                     write.en.eq(self.load_enable)]
+        address = Signal(range(self.beats + 1), name="player_address")  # next beat to read
+        held = Signal(name="player_held")   # the read port's data is a beat not yet taken
+        take = Signal()
+        fetch = Signal()
+        m.d.comb += [self.o.valid.eq(held & self.active), self.o.payload.eq(read.data),
+                     take.eq(self.o.valid & self.o.ready),
+                     fetch.eq((~held | take) & (address != self.beats)),
+                     read.addr.eq(address), read.en.eq(fetch)]
+        with m.If(fetch):
+            m.d.sync += [address.eq(address + 1), held.eq(1)]
+        with m.Elif(take):
+            m.d.sync += held.eq(0)
+        with m.If(self.rewind):
+            m.d.sync += [address.eq(0), held.eq(0)]
         return m

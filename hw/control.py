@@ -30,7 +30,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.axi_io import AxiIoMover, axi4_write_ports
+from hw.axi_io import AxiIoMover, EventPlayer, axi4_write_ports
 from hw.shared import SharedNetwork, network_signature
 from hw.weightfetch import AXI_PREFIX
 
@@ -44,10 +44,10 @@ __all__ = [
 OKAY = 0b00
 SLVERR = 0b10
 
-#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 4 in bits 15:0 (2: AXI_WEIGHTS,
+#: ID register: ``'S' 'D'`` (sdt) in bits 31:16, register-map version 5 in bits 15:0 (2: AXI_WEIGHTS,
 #: WEIGHT_BYTES and ERROR.AXI_READ; 3: TIME_STEPS, T chosen per run; 4: CONTROL.DMA, the input
-#: and logits over the AXI4 master, ERROR.AXI_IO).
-ID_VALUE = 0x5344_0004
+#: and logits over the AXI4 master, ERROR.AXI_IO; 5: CONTROL.DMA for event models too).
+ID_VALUE = 0x5344_0005
 
 #: Prefix of the AXI4-Lite ports in the Verilog (``s_axil_awaddr`` ...).
 AXIL_PREFIX = "s_axil"
@@ -85,9 +85,10 @@ class CoreParameters:
 
     @property
     def axi_io(self) -> bool:
-        """A pixel model with the AXI4 master: CONTROL.DMA moves its input and logits over it
-        (:class:`hw.axi_io.AxiIoMover`); INPUT_BASE and OUTPUT_BASE are live."""
-        return self.axi_weights and not self.events
+        """A core with the AXI4 master: CONTROL.DMA moves its input (pixel codes, or a run's
+        event beats) and logits over it (:class:`hw.axi_io.AxiIoMover`); INPUT_BASE and
+        OUTPUT_BASE are live."""
+        return self.axi_weights
 
 
 @dataclass(frozen=True)
@@ -254,10 +255,12 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                  (F("START", 0, 1, "WO", "write 1: start a run if READY and not BUSY "
                                          "(else ignored and flagged in ERROR); reads 0"),
                   F("IRQ_EN", 1, 1, "RW", "1: irq = STATUS.IRQ_PENDING"),
-                  *((F("DMA", 2, 1, "RW", "1: a START first reads the input (a byte a pixel "
-                                          "code) from INPUT_BASE, and the run ends after the "
-                                          "logits (a 32-bit word each) are written to "
-                                          "OUTPUT_BASE, both over the m_axi_ port"),)
+                  *((F("DMA", 2, 1, "RW", "1: a START first reads the input (" +
+                       ("the run's event beats, a byte each, TIME_STEPS time steps of "
+                        "INPUT_WORDS" if p.events else "a byte a pixel code") +
+                       ") from INPUT_BASE, and the run ends after the "
+                       "logits (a 32-bit word each) are written to "
+                       "OUTPUT_BASE, both over the m_axi_ port"),)
                     if p.axi_io else ()))),
         Register("STATUS", 0x024, "R/W1C", 0, "Run state and the interrupt.",
                  (F("READY", 0, 1, "RO", "the engine has cleared its bank after reset: START "
@@ -294,7 +297,9 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
             "EVENT", 0x038, "WO", 0,
             "One event beat: bit c = channel c fired at the next pixel (row-major, H * W beats "
             "a time step, T time steps a run). Write after START; the write response waits "
-            "until the network takes the beat.",
+            "until the network takes the beat." +
+            (" Not during a CONTROL.DMA run, whose beats come from INPUT_BASE (the write waits "
+             "for the run's end, then answers SLVERR)." if p.axi_io else ""),
             (F("CHANNELS", 0, p.input_bits, "WO", "bit c: channel c fired (higher bits of "
                                                   "the word are ignored)"),)))
     for index, name in enumerate(("WEIGHT_BASE", "INPUT_BASE", "OUTPUT_BASE", "SCRATCH_BASE")):
@@ -305,9 +310,13 @@ def register_map(parameters: CoreParameters) -> RegisterMap:
                 "in the memory behind the m_axi_ port; hold it while BUSY."))
             continue
         if name in ("INPUT_BASE", "OUTPUT_BASE") and p.axi_io:
-            what = ("the input image (a byte a pixel code, pixel (c * H + y) * W + x at "
-                    "INPUT_BASE + n)" if name == "INPUT_BASE" else
-                    "the logits (a little-endian sign-extended 32-bit word a class)")
+            what = ("the logits (a little-endian sign-extended 32-bit word a class)"
+                    if name == "OUTPUT_BASE" else
+                    "the run's event beats (a byte a beat, bit c = channel c; time step t's "
+                    "beat n, pixel n in row-major order, at INPUT_BASE + t * INPUT_WORDS + n)"
+                    if p.events else
+                    "the input image (a byte a pixel code, pixel (c * H + y) * W + x at "
+                    "INPUT_BASE + n)")
             regs.append(Register(
                 name, 0x040 + 4 * index, "RW", 0,
                 f"Byte address of {what} in the memory behind the m_axi_ port, used by a START "
@@ -398,7 +407,9 @@ class ControlBlock(wiring.Component):
         A START with CONTROL.DMA pulses ``io_clear`` in the accepting cycle and
         ``io_read_start`` a cycle later; ``net.start`` pulses the cycle after ``io_read_done``;
         the network's end pulses ``io_write_start`` a cycle later, and the run ends (BUSY
-        falls, IRQ_PENDING rises, DONE reads 1) at ``io_write_done``.
+        falls, IRQ_PENDING rises, DONE reads 1) at ``io_write_done``. ``io_active`` (Out)
+        is high while a CONTROL.DMA run is BUSY (an event model's core feeds the network's
+        event beats from the mover's buffer then).
     net : In(network)
         The network's ports, seen from the other side. ``net.start`` pulses one cycle after the
         write that STARTs a run is accepted (a register; BUSY is already set in that cycle).
@@ -419,6 +430,7 @@ class ControlBlock(wiring.Component):
         if regmap.parameters.axi_io:
             ports.update(io_clear=Out(1), io_read_start=Out(1), io_read_done=In(1),
                          io_write_start=Out(1), io_write_done=In(1), io_error=In(1),
+                         io_active=Out(1),
                          input_base=Out(32), output_base=Out(32))
         super().__init__(ports)
 
@@ -514,6 +526,7 @@ class ControlBlock(wiring.Component):
                          self.io_write_start.eq(net_end & run_dma)]
             with m.If(start):
                 m.d.sync += run_dma.eq(start_dma)
+            m.d.comb += self.io_active.eq(busy & run_dma)
         else:
             m.d.sync += start_q.eq(start)
             m.d.comb += run_end.eq(busy & net.done & ~done_q)   # done rises
@@ -734,14 +747,20 @@ class NetworkCore(wiring.Component):
                      if name.startswith(AXI_PREFIX + "_")]
         for name in self._axi:
             ports[name] = self.network.signature.members[name]
-        self.mover = None
+        self.mover = self.player = None
         if self.regmap.parameters.axi_io:
             members = self.network.signature.members
+            rp = self.regmap.parameters
+            # event models: a run's T time steps of beats, read before the run into the
+            # player's buffer (hw.axi_io.EventPlayer), which feeds the events port
             self.mover = AxiIoMover(
-                input_words=plan.pixel_words, pixel_bits=net.pixel.bits,
-                classes=self.regmap.parameters.classes, logit_bits=plan.logit_bits,
+                input_words=rp.input_words, pixel_bits=rp.input_bits,
+                frames=plan.T if rp.events else 1,
+                classes=rp.classes, logit_bits=plan.logit_bits,
                 address_width=Shape.cast(members[f"{AXI_PREFIX}_araddr"].shape).width,
                 data_width=Shape.cast(members[f"{AXI_PREFIX}_rdata"].shape).width)
+            if rp.events:
+                self.player = EventPlayer(beats=self.mover.input_words, bits=rp.input_bits)
             ports.update(axi4_write_ports(self.mover.address_width, self.mover.data_width))
         super().__init__(ports)
 
@@ -784,6 +803,14 @@ class NetworkCore(wiring.Component):
             ours = control.net
             for part in path:
                 ours = getattr(ours, part)
+            if self.player is not None and path[0] == "events":
+                # a DMA run's beats come from the player (an EVENT write waits meanwhile)
+                active, played = self.player.active, getattr(self.player.o, path[1])
+                if path[1] == "ready":
+                    m.d.comb += [ours.eq(theirs & ~active), played.eq(theirs & active)]
+                else:
+                    m.d.comb += theirs.eq(Mux(active, played, ours))
+                continue
             if self.mover is not None and path[0] in ("load_address", "load_data",
                                                       "load_enable"):
                 # the pixel port: the mover's while it reads (the bus's writes need ~BUSY)
@@ -814,6 +841,15 @@ class NetworkCore(wiring.Component):
                 outer, theirs = getattr(self, name), getattr(mover, name)
                 flow = self.signature.members[name].flow
                 m.d.comb += outer.eq(theirs) if flow == Out else theirs.eq(outer)
+            if self.player is not None:
+                m.submodules.player = player = self.player
+                m.d.comb += [player.load_address.eq(mover.load_address),
+                             player.load_data.eq(mover.load_data),
+                             player.load_enable.eq(mover.load_enable),
+                             player.rewind.eq(mover.read_done),
+                             player.active.eq(control.io_active & ~reading)]
+                if mover.frames > 1:            # the run's time steps (0: all T)
+                    m.d.comb += mover.read_frames.eq(control.net.time_steps)
             m.d.comb += [mover.clear.eq(control.io_clear),
                          mover.read_start.eq(control.io_read_start),
                          mover.input_base.eq(control.input_base),

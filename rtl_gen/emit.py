@@ -197,8 +197,14 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                 if mover is not None:       # CONTROL.DMA: the input and logits in memory too
                     weight_memory["dma"] = {
                         "input": {"base_register": "INPUT_BASE", "bytes": mover.input_words,
-                                  "layout": "a byte per pixel code, pixel (c * H + y) * W + x "
-                                            "at INPUT_BASE + n"},
+                                  "layout": "a byte per event beat (bit c: channel c), time "
+                                            "step t's beat n (pixel n, row-major) at "
+                                            "INPUT_BASE + t * H * W + n; a run of TIME_STEPS "
+                                            "time steps reads that many H * W bytes (bytes: "
+                                            "all T)"
+                                  if getattr(component, "player", None) is not None else
+                                  "a byte per pixel code, pixel (c * H + y) * W + x "
+                                  "at INPUT_BASE + n"},
                         "output": {"base_register": "OUTPUT_BASE", "bytes": 4 * mover.classes,
                                    "layout": "a little-endian sign-extended 32-bit word per "
                                              "class, class c at OUTPUT_BASE + 4 c"},

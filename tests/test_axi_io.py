@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.axi_io import IO_BURST, AxiIoMover, input_bytes, io_bursts, output_bytes
+from hw.axi_io import (IO_BURST, AxiIoMover, EventPlayer, event_bytes, input_bytes, io_bursts,
+                       output_bytes)
 
 MEMORY = 1 << 16
 
@@ -114,9 +115,11 @@ class Memory:
 
 
 def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits=8,
-              logit_bits=13, seed=0, pause=0.3, error_at=None, latency=(1, 12)):
+              logit_bits=13, seed=0, pause=0.3, error_at=None, latency=(1, 12), frames=1,
+              read_frames=None):
     dut = AxiIoMover(input_words=input_words, pixel_bits=pixel_bits, classes=classes,
-                     logit_bits=logit_bits, address_width=16, data_width=data_width)
+                     logit_bits=logit_bits, address_width=16, data_width=data_width,
+                     frames=frames)
     rng = np.random.default_rng(seed)
     logits = rng.integers(-(1 << logit_bits - 1), 1 << logit_bits - 1, classes)
     memory = Memory(dut, seed, pause, error_at=error_at, latency=latency)
@@ -127,11 +130,15 @@ def run_mover(*, input_words, classes, data_width, in_base, out_base, pixel_bits
         ctx.set(dut.logits, [int(value) for value in logits])
         ctx.set(dut.input_base, in_base)
         ctx.set(dut.output_base, out_base)
+        if read_frames is not None:
+            ctx.set(dut.read_frames, read_frames)
         ctx.set(dut.read_start, 1)
         await memory.step(ctx)
         await ctx.tick()
         ctx.set(dut.read_start, 0)
-        for cycle in range(20 * input_words + 2000):
+        if read_frames is not None:
+            ctx.set(dut.read_frames, (read_frames + 1) % (frames + 1))  # sampled at the start
+        for cycle in range(20 * dut.input_words + 2000):
             if ctx.get(dut.load_enable):
                 seen["loads"].append((ctx.get(dut.load_address), ctx.get(dut.load_data)))
                 seen["load_cycles"].append(cycle)
@@ -273,3 +280,84 @@ def test_write_ports_are_the_axi4_write_signals():
     for bus in (channels.AxiAWBus, channels.AxiWBus, channels.AxiBBus):
         for signal in bus._signals:
             assert f"m_axi_{signal}" in ports, signal
+
+
+@pytest.mark.parametrize("read_frames", [1, 3, 0], ids=["one", "three", "all"])
+def test_mover_reads_a_runs_frames(read_frames):
+    """Event models: the mover reads ``read_frames`` frames of 37 beats (0: all four), one
+    after another in memory (frames straddle bus beats), sampled at ``read_start``."""
+    frames, words, B = 4, 37, 8
+    in_base = 0x0F90
+    dut, memory, before, _, seen = run_mover(
+        input_words=words, classes=3, data_width=64, in_base=in_base, out_base=0x2000,
+        pixel_bits=2, frames=frames, read_frames=read_frames, seed=read_frames)
+    count = (read_frames or frames) * words
+    assert dut.input_words == frames * words
+    assert seen["loads"] == [(n, b & 3) for n, b in enumerate(before[in_base:in_base + count])]
+    assert len(seen["read_done"]) == 1
+    assert seen["read_done"][0] == seen["load_cycles"][-1] + 1
+    assert memory.reads == io_bursts(in_base, dut.read_beats(read_frames or frames), B)
+    assert not seen["error"] and not seen["reading"]
+
+
+def run_player(beats, bits, loads, runs, seed):
+    """Load ``loads`` beats, then for each run (rewind, take ``n`` beats with random ready,
+    some cycles inactive) record what ``o`` gave."""
+    dut = EventPlayer(beats=beats, bits=bits)
+    rng = random.Random(seed)
+    data = [rng.randrange(1 << bits) for _ in range(loads)]
+    got, idle_valid = [], []
+
+    async def bench(ctx):
+        for n, value in enumerate(data):
+            ctx.set(dut.load_address, n)
+            ctx.set(dut.load_data, value)
+            ctx.set(dut.load_enable, 1)
+            await ctx.tick()
+        ctx.set(dut.load_enable, 0)
+        for n in runs:
+            ctx.set(dut.rewind, 1)
+            await ctx.tick()
+            ctx.set(dut.rewind, 0)
+            taken = []
+            for _ in range(20 * n + 50):
+                if len(taken) == n:
+                    break
+                active = rng.random() < 0.8
+                ready = rng.random() < 0.6
+                ctx.set(dut.active, active)
+                ctx.set(dut.o.ready, ready)
+                if not active and ctx.get(dut.o.valid):
+                    idle_valid.append(True)
+                if ctx.get(dut.o.valid) and ready:
+                    taken.append(ctx.get(dut.o.payload))
+                await ctx.tick()
+            ctx.set(dut.active, 0)
+            got.append(taken)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return data, got, idle_valid
+
+
+def test_event_player_replays_the_loaded_beats_in_order():
+    """Each run (after ``rewind``) gets the loaded beats from beat 0, in order, once each,
+    under random ready and ``active``; nothing is offered while inactive; a shorter run (a
+    run of fewer time steps) takes a prefix; beats past the buffer are never offered."""
+    data, got, idle_valid = run_player(beats=64, bits=2, loads=64, runs=[64, 16, 64], seed=1)
+    assert got == [data, data[:16], data]
+    assert not idle_valid
+
+
+def test_event_player_stops_at_its_depth():
+    data, got, _ = run_player(beats=8, bits=3, loads=8, runs=[12], seed=2)
+    assert got == [data], got
+
+
+def test_event_bytes_is_the_taken_order():
+    beats = [[1, 2, 3], [0, 3, 1]]     # two time steps of three beats
+    assert event_bytes(beats) == bytes([1, 2, 3, 0, 3, 1])
+    with pytest.raises(ValueError, match="bits"):
+        EventPlayer(beats=4, bits=9)

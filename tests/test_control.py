@@ -138,7 +138,7 @@ def test_map_is_the_documented_contract(params):
         error_bit = {"INPUT_BUSY": (2, 1)}
     if params.axi_weights:
         error_bit["AXI_READ"] = (3, 1)
-    if params.axi_weights and not params.events:      # the input and logits over AXI4 (DMA)
+    if params.axi_weights:      # the input (pixels or a run's event beats) and logits: DMA
         error_bit["AXI_IO"] = (4, 1)
         contract["CONTROL"] = (0x020, "RW", {**CONTRACT["CONTROL"][2], "DMA": (2, 1)})
     contract["ERROR"] = (0x028, "R/W1C", {**CONTRACT["ERROR"][2], **error_bit})
@@ -979,8 +979,8 @@ def core_case(path: Path, events: bool, count: int = 2, seed: int = 0,
 @pytest.mark.verilator
 @pytest.mark.slow
 @pytest.mark.parametrize("events, weights", [(False, "internal"), (True, "internal"),
-                                             (False, "axi")],
-                         ids=["pixel", "events", "pixel-axi-weights"])
+                                             (False, "axi"), (True, "axi")],
+                         ids=["pixel", "events", "pixel-axi-weights", "events-axi-weights"])
 def test_core_over_axi_lite_is_bit_exact(tmp_path, events, weights):
     """A whole small network behind the AXI4-Lite slave on Verilator, driven only through the
     bus (cocotbext-axi, random pauses on every channel) and ``irq``: logits read over the bus ==

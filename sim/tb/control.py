@@ -357,10 +357,11 @@ async def test_errors(dut):
 
 
 @cocotb.skipif(not os.environ.get("CORE_CASE") or not _axi_io(),
-               reason="the core has no CONTROL.DMA (not a pixel model with the AXI4 master)")
+               reason="the core has no CONTROL.DMA (no AXI4 master)")
 @cocotb.test()
 async def test_dma(dut):
-    """CONTROL.DMA: each input's codes lie in external memory at INPUT_BASE (a byte each), the
+    """CONTROL.DMA: each input's codes (an event model: its run's event beats, time step after
+    time step) lie in external memory at INPUT_BASE (a byte each), the
     driver writes only the base registers and START; the logits the core writes at OUTPUT_BASE
     (a sign-extended 32-bit word each, the bytes around them untouched) and the LOGIT registers
     both equal the golden model's. CYCLES is the network's own count, below the time from START
