@@ -57,7 +57,10 @@ Reference: :func:`engine_feed_order` and :func:`sdsa_feed_order`. Tests:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
+import functools
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -219,15 +222,15 @@ class SpikeMapReader(wiring.Component):
         word_banks = [spike_word[b * W:(b + 1) * W] for b in range(lanes)]
         sd_word = Signal(lanes * W, name="sd_word", reset_less=True)   # the SDSA feed's copy
         fw_valid = Signal(name="fw_valid")
-        fw_sel = Signal.like(fd_bank, name="fw_sel")
+        fw_hot = Signal(lanes, name="fw_hot")   # the chosen bank, one-hot (fd_sel decoded)
         fw_shift = Signal.like(fd_shift, name="fw_shift")
         fw_last = Signal(name="fw_last")
         fw_take = Signal(name="fw_take")
+        # The bank multiplexer is an AND-OR over a one-hot select register (a wide binary
+        # multiplexer mapped to seven LUT levels on ECP5; this is three or four).
         fd_word = Signal(W, name="fd_word")
-        with m.Switch(fw_sel):
-            for b in range(lanes):
-                with m.Case(b):
-                    m.d.comb += fd_word.eq(word_banks[b])
+        m.d.comb += fd_word.eq(functools.reduce(
+            operator.or_, [word_banks[b] & fw_hot[b].replicate(W) for b in range(lanes)]))
         # A packed row is shifted down by its offset (a multiplexer over the offsets some map
         # uses) behind the ``fo`` register, on the way to the engine, and masked to the map's
         # side there (the mask, a descriptor register, is stable while a beat waits): the bank
@@ -279,7 +282,8 @@ class SpikeMapReader(wiring.Component):
         with m.If(sdsa_mode):
             m.d.sync += sd_word.eq(self.read.data)
         with m.If(fw_take):
-            m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode), fw_sel.eq(fd_sel),
+            m.d.sync += [fw_valid.eq(fd_valid & ~sdsa_mode),
+                         fw_hot.eq(Const(1, lanes) << fd_sel),
                          fw_shift.eq(fd_shsel), fw_last.eq(fd_last)]
         with m.If(fo_take):
             m.d.sync += [fo_valid.eq(fw_valid & ~sdsa_mode), fo_bits.eq(fd_word),

@@ -181,15 +181,23 @@ class StreamReader(wiring.Component):
         rd_i_d = Signal.like(rd_i, name="rd_i_d")
         rd_g_d = Signal.like(rd_g, name="rd_g_d")
         rd_last_d = Signal(name="rd_last_d")
-        m.d.comb += self.addr.eq(desc.stream_base + rd_i)
+        # The read address is a register (``stream_base`` at ``start``, stepped with ``rd_i``),
+        # and the walk compares with the reader's own registered copy of the descriptor (read
+        # a cycle after ``start`` or later): the descriptor registers, shared across the die,
+        # reach only flip-flops here.
+        run = Signal(desc.shape(), name="rd_run_desc", reset_less=True)
+        rd_addr = Signal(self._address_width, name="rd_addr")
+        m.d.sync += run.eq(desc)
+        m.d.comb += self.addr.eq(rd_addr)
         m.d.sync += [rd_valid.eq(rd_busy), rd_i_d.eq(rd_i), rd_g_d.eq(rd_g),
-                     rd_last_d.eq(rd_busy & (rd_i == desc.stream_words_m1))]
+                     rd_last_d.eq(rd_busy & (rd_i == run.stream_words_m1))]
         with m.If(rd_busy):
-            m.d.sync += [rd_i.eq(rd_i + 1), rd_g.eq(Mux(rd_g == desc.groups_m1, 0, rd_g + 1))]
-            with m.If(rd_i == desc.stream_words_m1):
+            m.d.sync += [rd_i.eq(rd_i + 1), rd_addr.eq(rd_addr + 1),
+                         rd_g.eq(Mux(rd_g == run.groups_m1, 0, rd_g + 1))]
+            with m.If(rd_i == run.stream_words_m1):
                 m.d.sync += rd_busy.eq(0)
         with m.If(self.start & desc.is_reader):
-            m.d.sync += [rd_busy.eq(1), rd_i.eq(0), rd_g.eq(0)]
+            m.d.sync += [rd_busy.eq(1), rd_i.eq(0), rd_g.eq(0), rd_addr.eq(desc.stream_base)]
         # The stream word is registered (pv_*) before it leaves.
         o_payload = Signal.like(self.o.payload, reset_less=True)   # data: o.valid gates it
         m.d.comb += self.o.payload.eq(o_payload)

@@ -669,7 +669,7 @@ class SharedNetwork(wiring.Component):
                     + Mux(fetch.bits[lane], ident, 0))
                 m.d.comb += pool.i.payload.values[lane].eq(
                     Mux(desc.is_residual, res_x[lane], rd.o.payload.values[lane]))
-        # stream read port: layer add (engine beat's index), stream LIF / pool (reader)
+        # stream read port: layer add (engine beat's index), stream LIF / pool (reader); below
         sr_addr = Signal(sd_w, name="stream_read_addr")
         sr_en = Signal(name="stream_read_en")
         m.d.comb += [stream_read.addr.eq(sr_addr), stream_read.en.eq(sr_en)]
@@ -714,12 +714,6 @@ class SharedNetwork(wiring.Component):
                     with m.Case(SinkKind.ADD, SinkKind.BEGIN):
                         # the words added to: the stream's own, or the kept stem output
                         # (``plan.stem_once``; otherwise the field is not in the descriptor)
-                        read_base = (desc.stream_read_base if plan.stem_once
-                                     else desc.stream_base)
-                        # read only for a beat: a stale index would meet the word the
-                        # write stage is adding to (no collision semantics, above)
-                        m.d.comb += [sr_addr.eq(read_base + out.index),
-                                     sr_en.eq(engine.o.valid)]
                         m.d.comb += [sw.i.valid.eq(engine.o.valid),
                                      sw.i.payload.addr.eq(desc.stream_base + out.index),
                                      sw.i.payload.add.eq(desc.sink_add),
@@ -739,19 +733,16 @@ class SharedNetwork(wiring.Component):
                                                     self.logits[c] + out.values[lane])
                         m.d.comb += finish.eq(engine.o.valid & out.last)
             with m.Case(StepKind.STREAM_LIF):
-                m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
-                             lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
+                m.d.comb += [lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
                 m.d.comb += [lif_x[lane].eq(rd.o.payload.values[lane]) for lane in range(lanes)]
                 m.d.comb += finish.eq(map_done)
             if plan.residual:
                 with m.Case(StepKind.RESIDUAL_LIF):
-                    m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
-                                 lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
+                    m.d.comb += [lif_valid.eq(rd.o.valid), lif_index.eq(rd.o.payload.index)]
                     m.d.comb += [lif_x[lane].eq(res_x[lane]) for lane in range(lanes)]
                     m.d.comb += finish.eq(map_done)
             with m.Case(StepKind.POOL_LIF):
-                m.d.comb += [sr_addr.eq(rd.addr), sr_en.eq(1),
-                             lif_valid.eq(pool.o.valid), lif_index.eq(pool.o.payload.index)]
+                m.d.comb += [lif_valid.eq(pool.o.valid), lif_index.eq(pool.o.payload.index)]
                 m.d.comb += [lif_x[lane].eq(pool.o.payload.x[lane]) for lane in range(lanes)]
                 if plan.pool_passes:   # SEW: a pass that keeps its sums ends with its last word
                     m.d.comb += finish.eq(Mux(desc.pool_more, rd.o.valid & rd.o.payload.last,
@@ -760,6 +751,27 @@ class SharedNetwork(wiring.Component):
                     m.d.comb += finish.eq(map_done)
             with m.Case(StepKind.SDSA):
                 m.d.comb += finish.eq(map_done)
+        # The stream read port: a layer's add reads the word its beat adds to (the stream's
+        # own, or the kept stem output: ``plan.stem_once``), only for a beat (a stale index
+        # would meet the word the write stage is adding to: no collision semantics, above); a
+        # stream LIF, residual LIF or pool reads through the stream reader. An AND-OR by flags
+        # and a base registered from the descriptor every cycle (the port's first read of a
+        # step comes a cycle after ``start`` or later), so no kind decode and no descriptor
+        # register across the die sits on the way to the memory's address.
+        read_base = desc.stream_read_base if plan.stem_once else desc.stream_base
+        reads_stream = desc.is_stream_lif | desc.is_res_lif if plan.residual else desc.is_stream_lif
+        reads_stream_kinds = reads_stream | desc.is_pool
+        sr_base = Signal.like(read_base, name="stream_read_base")
+        sr_engine = Signal(name="stream_read_engine")
+        sr_reader = Signal(name="stream_read_reader")
+        m.d.sync += [sr_base.eq(read_base),
+                     sr_engine.eq(desc.is_layer & ((sink == SinkKind.ADD)
+                                                   | (sink == SinkKind.BEGIN))),
+                     sr_reader.eq(reads_stream_kinds)]
+        m.d.comb += [
+            sr_addr.eq(((sr_base + out.index)[:sd_w] & sr_engine.replicate(sd_w))
+                       | (rd.addr & sr_reader.replicate(sd_w))),
+            sr_en.eq((engine.o.valid & sr_engine) | sr_reader)]
         # The LIF's threshold group: an AND-OR of the three sources by registered kind flags (a
         # kind or sink decode here sat on the path into the threshold memory's address).
         reads_stream = desc.is_stream_lif | desc.is_res_lif if plan.residual else desc.is_stream_lif
