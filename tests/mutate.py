@@ -528,6 +528,25 @@ EQUIVALENT: dict[tuple, str] = {
         'at ar_after == IO_BURST both arms are IO_BURST',
     ('hw/axi_io.py', 'next_len.eq(Mux(w_after < IO_BURST, w_after, IO_BURST))]', 25, '< -> <='):
         'at w_after == IO_BURST both arms are IO_BURST',
+    # hw/axi_io.py EventPlayer (reviewed survivors): one-bit controls driven 0/1 read the same
+    # two bits wide (an enable is cut to its low bit, rewind is tested for nonzero, active is
+    # ANDed into the one-bit valid); the address counts 0..beats
+    ('hw/axi_io.py', '"load_address": In(bits_for(beats)), "load_data": In(bits), "load_enable": In(1),', 79, '1 -> 2'):
+        'load_enable driven 0/1 reaches the one-bit write enable as its low bit',
+    ('hw/axi_io.py', '"rewind": In(1), "active": In(1),', 14, '1 -> 2'):
+        'rewind driven 0/1 is only tested for nonzero',
+    ('hw/axi_io.py', '"rewind": In(1), "active": In(1),', 31, '1 -> 2'):
+        'active driven 0/1 is ANDed into the one-bit valid, which keeps the low bit',
+    ('hw/axi_io.py', 'address = Signal(range(self.beats + 1), name="player_address")  # next beat to read', 37, '1 -> 2'):
+        'holds 0..beats: one more value only may add an unused bit',
+    ('hw/axi_io.py', 'counts = [(f or self.frames) * self.frame_words for f in range(self.frames + 1)]', 78, '1 -> 2'):
+        'a table entry past read_frames\'s range is never indexed',
+    ('hw/axi_io.py', 'for f in range(self.frames + 1))[self.read_frames])', 30, '1 -> 2'):
+        'a table entry past read_frames\'s range is never indexed',
+    ('hw/axi_io.py', 'last_beat_bytes = Signal(range(B + 1), name="last_beat_bytes")', 36, '1 -> 2'):
+        'holds 1..B (a power of two): range(B + 2) has the same width',
+    ('hw/axi_io.py', 'read_beats = Signal(range(in_beats + 1), name="read_beats")', 38, '1 -> 2'):
+        'holds 1..in_beats: one more value only may add an unused bit',
     # hw/weightfetch.py the R walker's stride + offset table (reviewed survivor)
     ('hw/weightfetch.py', 't_stride_offset = table([(stride + layer.offset) % (1 << P)', 53, '1 -> 2'):
         'the table holds P-bit constants: a value reduced modulo 2 ** (P + 1) is cut to the same P bits',

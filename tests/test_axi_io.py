@@ -282,11 +282,16 @@ def test_write_ports_are_the_axi4_write_signals():
             assert f"m_axi_{signal}" in ports, signal
 
 
-@pytest.mark.parametrize("read_frames", [1, 3, 0], ids=["one", "three", "all"])
-def test_mover_reads_a_runs_frames(read_frames):
-    """Event models: the mover reads ``read_frames`` frames of 37 beats (0: all four), one
-    after another in memory (frames straddle bus beats), sampled at ``read_start``."""
-    frames, words, B = 4, 37, 8
+@pytest.mark.parametrize("frames, words, read_frames", [
+    (4, 37, 1), (4, 37, 3), (4, 37, 0),
+    # a power-of-two beat count ending on a full beat: the registers must hold 8 (beats of
+    # the read, codes in its last beat)
+    (2, 32, 0), (2, 32, 1),
+], ids=["one", "three", "all", "full-beats-all", "full-beats-one"])
+def test_mover_reads_a_runs_frames(frames, words, read_frames):
+    """Event models: the mover reads ``read_frames`` frames of ``words`` beats (0: all), one
+    after another in memory (frames of 37 straddle bus beats), sampled at ``read_start``."""
+    B = 8
     in_base = 0x0F90
     dut, memory, before, _, seen = run_mover(
         input_words=words, classes=3, data_width=64, in_base=in_base, out_base=0x2000,
