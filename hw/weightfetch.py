@@ -625,8 +625,10 @@ class WeightFetcher(wiring.Component):
         a_block = Signal(P)       # its size in ring words
         a_time = Signal(P)
         a_load = Signal()         # load the layer's constants next cycle
-        a_new_block = Signal()    # a_left == 0: the next block starts
-        m.d.comb += a_new_block.eq(a_left == 0)
+        # a_left == 0: the next block starts. A register written with a_left (1 at the layer
+        # load, else the burst's ``block_last``, which is true exactly when it takes every beat
+        # left): no compare of a_left's bits before ``capped``, ``reach`` and the enables.
+        a_new_block = Signal(init=1)
 
         ar_addr = self._port("araddr")
         ar_len = self._port("arlen")
@@ -675,6 +677,7 @@ class WeightFetcher(wiring.Component):
             m.d.sync += [a_load.eq(0), a_page.eq(1), a_c.eq(0), a_final.eq(final_visit),
                          a_c_last.eq(t_channels_m1[a_layer]),
                          a_addr.eq(self.base + t_address[a_layer]), a_left.eq(0),
+                         a_new_block.eq(1),
                          a_block_beats.eq(t_block_beats[a_layer]),
                          a_end.eq(a_time + t_end[a_layer]), a_block.eq(t_block[a_layer])]
         with m.Elif(a_page):
@@ -686,7 +689,8 @@ class WeightFetcher(wiring.Component):
                 m.d.sync += [a_issue.eq(1), ar_addr.eq(a_addr), ar_len.eq(len_m1),
                              a_addr.eq(Mux(reach, next_page, a_addr + (capped << beat_log))),
                              room.eq(Mux(reach, page_beats, room - capped)),
-                             a_left.eq(Mux(reach, left_now - room, left_now - capped))]
+                             a_left.eq(Mux(reach, left_now - room, left_now - capped)),
+                             a_new_block.eq(block_last)]
                 with m.If(block_last):
                     # The block's last burst: step to the next block, layer or time step.
                     with m.If(a_c != a_c_last):
