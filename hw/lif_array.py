@@ -17,7 +17,7 @@ from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from hw.neuron import lif_update
-from hw.params import bits_for, ceil_div, check_int
+from hw.params import bits_for, ceil_div, check_int, threshold_attrs
 
 __all__ = ["LIFArray", "lif_array_input_layout", "lif_array_output_layout"]
 
@@ -86,6 +86,11 @@ class LIFArray(wiring.Component):
     threshold_port : bool, optional
         The threshold memory sits outside: a ``threshold`` read port (words
         :attr:`threshold_words`, data the cycle after ``en``, as the memory inside).
+    threshold_memory : str, optional
+        ``"auto"`` (default: the synthesis tool's choice; a registered read) or ``"logic"`` (LUTs
+        and multiplexers, :data:`hw.params.THRESHOLD_STYLES`: a combinational read from a
+        register of the group, so the ROM's logic has a whole cycle before the neurons' stage-2
+        register); the same data in the same cycles either way.
 
     Members
     -------
@@ -104,7 +109,13 @@ class LIFArray(wiring.Component):
 
     def __init__(self, *, lanes: int, words: int, input_width: int,
                  membrane_width: int | None = None, thresholds: Sequence[int],
-                 pipelined: bool = False, threshold_port: bool = False):
+                 pipelined: bool = False, threshold_port: bool = False,
+                 threshold_memory: str = "auto"):
+        self._threshold_attrs = threshold_attrs("threshold_memory", threshold_memory)
+        self._threshold_logic = threshold_memory == "logic"
+        if threshold_port and threshold_memory != "auto":
+            raise ValueError(f"threshold_memory={threshold_memory!r} needs the threshold memory "
+                             "inside (threshold_port=False)")
         self._pipelined = bool(pipelined)
         self._threshold_port = bool(threshold_port)
         self._lanes = check_int("lanes", lanes)
@@ -203,10 +214,18 @@ class LIFArray(wiring.Component):
         if not self._threshold_port:
             m.submodules.thresholds = thresholds = Memory(
                 shape=unsigned(lanes * sw), depth=max(2, self._groups),
-                init=self.threshold_words)
+                init=self.threshold_words, attrs=self._threshold_attrs)
         membrane_write = membranes.write_port()
         membrane_read = membranes.read_port(transparent_for=(membrane_write,))
-        threshold_read = self.threshold if self._threshold_port else thresholds.read_port()
+        if self._threshold_port:
+            threshold_read = self.threshold
+        elif self._threshold_logic:
+            # A ROM of LUTs read combinationally from a register of the group (written as a
+            # beat enters, as a block RAM registers its address): the same data in the same
+            # cycles, with the whole cycle for the ROM's levels of logic.
+            threshold_read = thresholds.read_port(domain="comb")
+        else:
+            threshold_read = thresholds.read_port()
 
         # Stage 1 holds a beat whose membrane and threshold words are being read.
         held = Signal()
@@ -221,9 +240,15 @@ class LIFArray(wiring.Component):
             # Reading only when a beat enters keeps a stalled beat's words on the read ports.
             membrane_read.addr.eq(self.i.payload.address),
             membrane_read.en.eq(self.i.ready),
-            threshold_read.addr.eq(self.i.payload.group),
-            threshold_read.en.eq(self.i.ready),
         ]
+        if self._threshold_logic:
+            held_group = Signal.like(self.i.payload.group, reset_less=True)
+            with m.If(self.i.ready):
+                m.d.sync += held_group.eq(self.i.payload.group)
+            m.d.comb += threshold_read.addr.eq(held_group)
+        else:
+            m.d.comb += [threshold_read.addr.eq(self.i.payload.group),
+                         threshold_read.en.eq(self.i.ready)]
         o_payload = Signal.like(self.o.payload, reset_less=True)
         m.d.comb += self.o.payload.eq(o_payload)
         with m.If(self.o.valid & self.o.ready):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 
 __all__ = ["check_int", "bits_for", "ceil_div", "log2_ceil", "times", "NO_RW_CHECK",
-           "ROM_STYLES", "rom_attrs"]
+           "ROM_STYLES", "rom_attrs", "THRESHOLD_STYLES", "threshold_attrs"]
 
 #: Synthesis attributes of a memory whose read ports never use a word read in the cycle it is
 #: written (each user says why in a comment beside it). Yosys then maps a read port that is on
@@ -34,6 +34,28 @@ def rom_attrs(name: str, style: str) -> dict:
     if style not in ROM_STYLES:
         raise ValueError(f"{name} must be one of {list(ROM_STYLES)}, not {style!r}")
     return {"ram_style": "block"} if style == "block" else {}
+
+
+#: Where the LIF array's threshold memory goes: ``"auto"`` leaves the choice to the synthesis
+#: tool (Yosys puts every shipped design point's in block RAM: a wide, shallow memory, 20
+#: DP16KD side by side at 32 lanes, whose slow clock-to-output must then cross the die to the
+#: LIF lanes' registers), ``"logic"`` asks for LUTs and multiplexers (``ram_style = "logic"``:
+#: no block RAM, the read register beside the lanes).
+THRESHOLD_STYLES = ("auto", "logic")
+
+
+def threshold_attrs(name: str, style: str) -> dict:
+    """Synthesis attributes of the threshold memory placed as ``style`` (one of
+    :data:`THRESHOLD_STYLES`).
+
+    Raises
+    ------
+    ValueError
+        If ``style`` is not in :data:`THRESHOLD_STYLES`; the message names the parameter.
+    """
+    if style not in THRESHOLD_STYLES:
+        raise ValueError(f"{name} must be one of {list(THRESHOLD_STYLES)}, not {style!r}")
+    return {"ram_style": "logic"} if style == "logic" else {}
 
 
 def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:

@@ -64,7 +64,7 @@ from hw.weightfetch import AXI_PREFIX, WeightFetcher, WeightRing, axi4_read_port
 from hw.lif import LIFArray
 from hw.mapreader import SpikeMapReader
 from hw.mapwriter import SpikeMapWriter
-from hw.params import NO_RW_CHECK, bits_for, ceil_div, rom_attrs
+from hw.params import NO_RW_CHECK, bits_for, ceil_div, rom_attrs, threshold_attrs
 from hw.plan import SharedPlan
 from hw.program import SinkKind, StepKind
 from hw.progengine import ProgEngine
@@ -123,6 +123,9 @@ class SharedNetwork(wiring.Component):
     bias_memory : str
         ``"logic"`` (default) or ``"block"``: where the engine's bias memory goes
         (:class:`hw.progengine.ProgEngine`); only with ``parameters="internal"``.
+    threshold_memory : str
+        ``"auto"`` (default) or ``"logic"``: where the LIF array's threshold memory goes
+        (:class:`hw.lif_array.LIFArray`); only with ``parameters="internal"``.
 
     Members
     -------
@@ -168,7 +171,7 @@ class SharedNetwork(wiring.Component):
                  plan: SharedPlan | None = None, weight_ring: int | None = None,
                  axi_data_width: int = 64, axi_address_width: int = 32,
                  schedule: str = "time", parameters: str = "internal", fold: int = 1,
-                 bias_memory: str = "logic"):
+                 bias_memory: str = "logic", threshold_memory: str = "auto"):
         if weights not in ("internal", "external", "axi"):
             raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
         if parameters not in ("internal", "external"):
@@ -180,6 +183,11 @@ class SharedNetwork(wiring.Component):
         self._parameters = parameters
         rom_attrs("bias_memory", bias_memory)   # checked here, used by the engine
         self._bias_memory = bias_memory
+        threshold_attrs("threshold_memory", threshold_memory)   # checked here
+        if threshold_memory != "auto" and parameters == "external":
+            raise ValueError(f"threshold_memory={threshold_memory!r} needs the thresholds "
+                             "inside (parameters='internal')")
+        self._threshold_memory = threshold_memory
         if fold > 1 and weights == "axi":
             raise ValueError("fold > 1 (column folding) is not built with weights='axi' (the "
                              "weight ring's blocks assume unfolded rows)")
@@ -219,12 +227,14 @@ class SharedNetwork(wiring.Component):
         super().__init__(ports)
 
     @staticmethod
-    def _lif_array(plan, threshold_port: bool = False, probe: bool = False) -> LIFArray:
+    def _lif_array(plan, threshold_port: bool = False, probe: bool = False,
+                   threshold_memory: str = "auto") -> LIFArray:
         """The LIF array of every LIF site (thresholds :attr:`SharedPlan.thresholds`);
         ``probe``: made only to read its sizes and words, never elaborated."""
         lif = LIFArray(lanes=plan.lanes, words=plan.memory.membrane_words,
                        input_width=plan.memory.lif_bits, thresholds=plan.thresholds,
-                       pipelined=True, threshold_port=threshold_port)
+                       pipelined=True, threshold_port=threshold_port,
+                       threshold_memory=threshold_memory)
         if probe:
             lif._MustUse__silence = True   # Amaranth's "created but never used" warning
         return lif
@@ -401,7 +411,8 @@ class SharedNetwork(wiring.Component):
                              else inner.eq(outer))
 
         external = self._parameters == "external"
-        m.submodules.lif = lif = self._lif_array(plan, threshold_port=external)
+        m.submodules.lif = lif = self._lif_array(plan, threshold_port=external,
+                                                 threshold_memory=self._threshold_memory)
         if external:
             m.d.comb += [self.threshold_addr.eq(lif.threshold.addr),
                          self.threshold_en.eq(lif.threshold.en),

@@ -45,6 +45,10 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        ``"logic"`` (default: Yosys's choice, a ROM of LUTs and muxes) or
                        ``"block"`` (block RAM, ``ram_style``: the bias read is one registered
                        block-RAM read, off the critical path of a wide design point)
+``threshold_memory``   where the LIF thresholds go when they are inside: ``"auto"`` (default:
+                       Yosys's choice, block RAM on every shipped point) or ``"logic"`` (LUTs
+                       and multiplexers, ``ram_style``: no block RAM, whose slow
+                       clock-to-output then no longer crosses the die to the LIF lanes)
 
 Units: ``shared_network`` is the time-multiplexed network (one engine, one LIF array, weights read
 through a port from an outside memory whose image is emitted beside it); ``network_core`` is the
@@ -63,7 +67,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw.params import ROM_STYLES
+from hw.params import ROM_STYLES, THRESHOLD_STYLES
 
 __all__ = ["UNITS", "DEFAULT_UNITS", "NETWORK_UNITS", "ConfigError", "DesignPoint", "load"]
 
@@ -119,6 +123,7 @@ class DesignPoint:
     parameters: str = "internal"
     fold: int = 1
     bias_memory: str = "logic"
+    threshold_memory: str = "auto"
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -179,6 +184,13 @@ class DesignPoint:
             raise ConfigError(f"{src}: field 'bias_memory' is {self.bias_memory!r} but "
                               "'parameters' is 'external' (no bias memory inside); allowed with "
                               "it: 'logic'")
+        if self.threshold_memory not in THRESHOLD_STYLES:
+            raise ConfigError(f"{src}: field 'threshold_memory' is {self.threshold_memory!r}; "
+                              "allowed: " + ", ".join(repr(s) for s in THRESHOLD_STYLES))
+        if self.threshold_memory != "auto" and self.parameters == "external":
+            raise ConfigError(f"{src}: field 'threshold_memory' is {self.threshold_memory!r} "
+                              "but 'parameters' is 'external' (no threshold memory inside); "
+                              "allowed with it: 'auto'")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")
@@ -207,6 +219,8 @@ class DesignPoint:
             values.pop("fold")
         if values["bias_memory"] == "logic":     # likewise
             values.pop("bias_memory")
+        if values["threshold_memory"] == "auto":  # likewise
+            values.pop("threshold_memory")
         values["units"] = list(self.units)
         return values
 

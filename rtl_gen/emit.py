@@ -117,6 +117,8 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
             placement["fold"] = params["fold"] = point.fold
         if point.bias_memory != "logic":    # likewise
             placement["bias_memory"] = params["bias_memory"] = point.bias_memory
+        if point.threshold_memory != "auto":    # likewise
+            placement["threshold_memory"] = params["threshold_memory"] = point.threshold_memory
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 

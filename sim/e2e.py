@@ -341,6 +341,8 @@ class QuantizedNetwork:
     parameters: str = "internal"
     #: Column folding (``hw.plan.SharedPlan.fold``): 1 (none) or a power of two up to lanes.
     fold: int = 1
+    #: Where the LIF thresholds go (``hw.params.THRESHOLD_STYLES``): ``"auto"`` or ``"logic"``.
+    threshold_memory: str = "auto"
 
     @property
     def design_options(self) -> dict:
@@ -351,6 +353,8 @@ class QuantizedNetwork:
             options["parameters"] = self.parameters
         if self.fold != 1:
             options["fold"] = self.fold
+        if self.threshold_memory != "auto":
+            options["threshold_memory"] = self.threshold_memory
         if self.weights != "axi":
             return options
         return {"weights": "axi", "axi_data_width": self.axi_width,
@@ -371,7 +375,8 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
             arch: str = "shared", seed: int = 0, weight_bits: int = 8,
             sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
             weight_ring: int | None = None, schedule: str = "time",
-            parameters: str = "internal", fold: int = 1) -> QuantizedNetwork:
+            parameters: str = "internal", fold: int = 1,
+            threshold_memory: str = "auto") -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -399,6 +404,12 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
                                       "read ports) with weights 'axi'")
         if fold != 1 and weights == "axi":
             raise NotImplementedError(f"fold {fold} (column folding) with weights 'axi'")
+        if threshold_memory not in ("auto", "logic"):
+            raise ValueError(f"threshold_memory must be 'auto' or 'logic', not "
+                             f"{threshold_memory!r}")
+        if threshold_memory != "auto" and parameters == "external":
+            raise NotImplementedError(f"threshold_memory {threshold_memory!r} with parameters "
+                                      "'external' (no threshold memory inside)")
         plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule,
                           fold=fold)
         if weights == "axi":
@@ -410,7 +421,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
     return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
-                            weight_ring, schedule, parameters, fold)
+                            weight_ring, schedule, parameters, fold, threshold_memory)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -976,7 +987,8 @@ def network_design(network: QuantizedNetwork):
                              parameters="external", schedule=schedule, fold=network.fold)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                          weights="external" if weights_outside(plan) else "internal",
-                         schedule=schedule, fold=network.fold)
+                         schedule=schedule, fold=network.fold,
+                         threshold_memory=network.threshold_memory)
 
 
 def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut=None):
@@ -1117,7 +1129,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 weights: str = "internal", axi: dict | None = None,
                 time_steps: int | None = None, schedule: str = "time",
                 parameters: str = "internal", reset_after: int | None = None,
-                fold: int = 1) -> dict:
+                fold: int = 1, threshold_memory: str = "auto") -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1126,7 +1138,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
                       sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters,
-                      fold=fold)
+                      fold=fold, threshold_memory=threshold_memory)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
                     axi=axi, time_steps=time_steps, reset_after=reset_after)
 
@@ -1423,6 +1435,10 @@ def main(argv=None) -> int:
                         "accumulates F neighbouring output columns a cycle, F up to this "
                         "(default 1: none; lanes a power of two; not with --weights axi; "
                         "hw/progengine.py, \"Column folding\")")
+    p.add_argument("--threshold-memory", choices=("auto", "logic"), default="auto",
+                   help="where the LIF thresholds go: 'auto' (default: the synthesis tool's "
+                        "choice, block RAM) or 'logic' (LUTs and multiplexers, read from a "
+                        "register of the group; design point field 'threshold_memory')")
     p.add_argument("--axi-width", type=int, default=64, choices=(32, 64, 128, 256, 512, 1024),
                    help="with --weights axi: bits of the AXI data bus (default 64)")
     p.add_argument("--weight-ring", type=int, default=None, metavar="WORDS",
@@ -1482,7 +1498,8 @@ def main(argv=None) -> int:
                                 arch=args.arch, seed=args.seed, sdsa=args.sdsa,
                                 weights=args.weights, axi_width=args.axi_width,
                                 weight_ring=args.weight_ring, schedule=args.schedule,
-                                parameters=args.parameters, fold=args.fold)
+                                parameters=args.parameters, fold=args.fold,
+                                threshold_memory=args.threshold_memory)
                 if args.max_T:
                     networks = {run_T: built for run_T in args.T}
                 else:

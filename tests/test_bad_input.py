@@ -395,6 +395,9 @@ ARGS = {
     "e2e --lanes 0": ([PY, "-m", "sim.e2e", "--lanes", "0"], ["--lanes 0", "1..256"]),
     "e2e --max-T below --T": ([PY, "-m", "sim.e2e", "--T", "1", "4", "--max-T", "2"],
                               ["--max-T 2", "4 (the largest --T)"]),
+    "e2e --threshold-memory with external parameters": (
+        [PY, "-m", "sim.e2e", "--threshold-memory", "logic", "--parameters", "external"],
+        ["threshold_memory 'logic'", "parameters 'external'"]),
 }
 
 

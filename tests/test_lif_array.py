@@ -123,6 +123,9 @@ def test_a_new_sample_starts_from_zero_over_a_kept_membrane(pipelined):
     (dict(thresholds=[1, 200]), "threshold 200 of channel 1 is outside [-64, 63]"),
     (dict(thresholds=[]), "at least one channel"),
     (dict(thresholds=5), "thresholds must be a sequence"),
+    (dict(threshold_memory="lut"), "threshold_memory must be one of ['auto', 'logic'], not 'lut'"),
+    (dict(threshold_memory="logic", threshold_port=True),
+     "threshold_memory='logic' needs the threshold memory inside"),
 ])
 def test_refuses_impossible_parameters(kwargs, message):
     params = dict(lanes=2, words=4, input_width=6, thresholds=[3, 4])
@@ -130,3 +133,31 @@ def test_refuses_impossible_parameters(kwargs, message):
     with pytest.raises((ValueError, TypeError)) as info:
         LIFArray(**params)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+@pytest.mark.parametrize("send, receive", [("pause", "sparse"), ("always", "pause")])
+def test_thresholds_in_logic_give_the_same_neurons(pipelined, send, receive):
+    """``threshold_memory="logic"`` reads the thresholds combinationally from a register of
+    the group: the same spikes and membranes as the reference under stalls on both sides."""
+    seed = 317
+    case = lif_array_case(np.random.default_rng(seed), lanes=3, words=5, channels=7,
+                          input_width=6, steps=4)
+    dut = LIFArray(lanes=3, words=5, input_width=6, thresholds=case.thresholds,
+                   pipelined=pipelined, threshold_memory="logic")
+    check(dut, case, seed, send_pattern=PATTERNS[send], receive_pattern=PATTERNS[receive])
+
+
+@pytest.mark.parametrize("style, attribute", [("auto", None), ("logic", "logic")])
+def test_threshold_memory_style_reaches_the_verilog(style, attribute):
+    """``threshold_memory="logic"`` puts ``ram_style = "logic"`` on the threshold memory and on
+    no other memory; the default leaves the choice to the synthesis tool (no attribute)."""
+    import re
+
+    from amaranth.back import verilog
+    dut = LIFArray(lanes=2, words=4, input_width=6, thresholds=[3, 4, 5], pipelined=True,
+                   threshold_memory=style)
+    text = verilog.convert(dut, name="lif")
+    marked = re.findall(r'\(\* ram_style = "(\w+)" \*\)\s*(?:\(\*[^\n]*\*\)\s*)*'
+                        r'reg\s*(?:\[[^\]]*\]\s*)?(\w+)', text)
+    assert marked == ([(attribute, "thresholds")] if attribute else []), marked

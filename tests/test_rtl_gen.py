@@ -42,6 +42,10 @@ def write(tmp_path, values):
     ({"bias_memory": "lut"}, "field 'bias_memory' is 'lut'; allowed: 'logic', 'block'"),
     ({"bias_memory": "block", "parameters": "external"},
      "field 'bias_memory' is 'block' but 'parameters' is 'external'"),
+    ({"threshold_memory": "block"},
+     "field 'threshold_memory' is 'block'; allowed: 'auto', 'logic'"),
+    ({"threshold_memory": "logic", "parameters": "external"},
+     "field 'threshold_memory' is 'logic' but 'parameters' is 'external'"),
 ])
 def test_bad_fields_are_named(tmp_path, values, message):
     path = write(tmp_path, values)
