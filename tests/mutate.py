@@ -130,7 +130,7 @@ EQUIVALENT: dict[tuple, str] = {
         "longer zero padding: the comprehension never indexes past groups * lanes",
     ("hw/lif_array.py", "shape=unsigned(lanes * mw), depth=max(2, self._words), init=[])", 39, "2 -> 3"):
         "a deeper memory only adds rows that no address (< words) reaches",
-    ("hw/lif_array.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups), init=self.threshold_words)",
+    ("hw/lif_array.py", "shape=unsigned(lanes * sw), depth=max(2, self._groups),",
      39, "2 -> 3"):
         "a deeper memory only adds rows that no address (< groups) reaches",
     ("hw/lif_array.py", "m, first=c_first, stored=c_membranes[lane * mw:(lane + 1) * mw].as_signed(),",

@@ -161,3 +161,5 @@ def test_threshold_memory_style_reaches_the_verilog(style, attribute):
     marked = re.findall(r'\(\* ram_style = "(\w+)" \*\)\s*(?:\(\*[^\n]*\*\)\s*)*'
                         r'reg\s*(?:\[[^\]]*\]\s*)?(\w+)', text)
     assert marked == ([(attribute, "thresholds")] if attribute else []), marked
+    # "logic": the ROM read combinationally from the group's register; "auto": a clocked read
+    assert ("held_group" in text) == (style == "logic")
