@@ -470,6 +470,10 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/weightfetch.py the AR walker's room and first-beat offset (reviewed survivors)
     ('hw/weightfetch.py', 'room = Signal(range(page_beats + 1))', 34, '1 -> 2'):
         'range(page_beats + 2) has the width of range(page_beats + 1): page_beats is a power of two',
+    # hw/weightfetch.py the AR walker's new-block flag (reviewed survivor)
+    ('hw/weightfetch.py', 'a_new_block = Signal(init=1)', 27, '1 -> 2'):
+        'the flag is read only while a_active, and the layer load that follows every start '
+        'writes it (1) before the first burst; its reset value keeps a_new_block == (a_left == 0)',
     # hw/weightfetch.py the AR walker's end of the run (reviewed survivor)
     ('hw/weightfetch.py', 'm.d.sync += [a_active.eq(0), a_load.eq(0)]', 40, '0 -> 1'):
         'a layer load after the last block only rewrites registers that are read while a_active '
