@@ -66,9 +66,9 @@ class StreamWriteStage(wiring.Component):
     A beat on ``i`` (always taken) is stage B: its address and values are registered, and the
     caller reads the stream word at ``i.payload.addr`` in the same cycle (its data, ``old``,
     arrives with stage B), while the stage reads the beat's shift word from its ROM. Stage C
-    registers the old word and the values shifted on the way in, adds and writes. Consecutive
-    beats write distinct words, so no forwarding is needed. ``written_last`` is high in the
-    cycle the ``last`` beat is written (two cycles after it was offered).
+    registers both, shifts, adds and writes. Consecutive beats write distinct words, so no
+    forwarding is needed. ``written_last`` is high in the cycle the ``last`` beat is written
+    (two cycles after it was offered).
 
     Ports
     -----
@@ -113,26 +113,23 @@ class StreamWriteStage(wiring.Component):
         m.d.sync += [sw_valid.eq(self.i.valid), sw.eq(self.i.payload),
                      sh_addr.eq(self.config.shift_base + self.i.payload.group)]
         m.d.comb += shift_read.addr.eq(sh_addr)
-        # Stage C: what the memories returned, registered; add, write. The shift is done on the
-        # way into stage C (from the shift ROM read by the registered address and the
-        # registered values), so stage C holds only the lanes' carry chains before the write.
+        # Stage C: what the memories returned, registered; shift, add, write.
         sc_valid = Signal(name="sc_valid")
         sc_addr = Signal.like(sw.addr, name="sc_addr", reset_less=True)
         sc_last = Signal(name="sc_last")
         # (data registers are reset-less: their valid bits carry the reset)
         sc_old = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_old", reset_less=True)
-        sc_shifted = Signal(data.ArrayLayout(signed(SB), lanes), name="sc_shifted",
-                            reset_less=True)
+        sc_amounts = Signal(lanes * shift_bits, name="sc_amounts", reset_less=True)
+        sc_values = Signal.like(sw.values, name="sc_values", reset_less=True)
         # The old word is gated by ``add`` before its register, so the add's fan-out (every
         # bit of every lane) ends at flip-flops instead of ahead of the lanes' carry chains.
         m.d.sync += [sc_valid.eq(sw_valid), sc_addr.eq(sw.addr),
-                     sc_last.eq(sw_valid & sw.last), sc_old.eq(Mux(sw.add, self.old.as_value(), 0))]
-        for lane in range(lanes):
-            amount = shift_read.data[lane * shift_bits:(lane + 1) * shift_bits]
-            m.d.sync += sc_shifted[lane].eq(sw.values[lane] << amount)
+                     sc_last.eq(sw_valid & sw.last), sc_old.eq(Mux(sw.add, self.old.as_value(), 0)),
+                     sc_amounts.eq(shift_read.data), sc_values.eq(sw.values)]
         new_word = Signal(data.ArrayLayout(signed(SB), lanes), name="sw_word")
         for lane in range(lanes):
-            m.d.comb += new_word[lane].eq(sc_old[lane] + sc_shifted[lane])
+            amount = sc_amounts[lane * shift_bits:(lane + 1) * shift_bits]
+            m.d.comb += new_word[lane].eq(sc_old[lane] + (sc_values[lane] << amount))
         m.d.comb += [self.write.addr.eq(sc_addr), self.write.data.eq(new_word.as_value()),
                      self.write.en.eq(sc_valid), self.written_last.eq(sc_last)]
         return m
