@@ -386,9 +386,14 @@ def _unit(spec: dict):
             from hw.shared import SharedNetwork as make  # noqa: PLC0415
         else:
             from hw.control import NetworkCore as make  # noqa: PLC0415
-        options = dict(lanes=design["lanes"], weights=spec["weights"])
-        if design.get("fold", 1) != 1:
-            options["fold"] = design["fold"]
+        from .emit import network_options  # noqa: PLC0415
+
+        # Every design field the network takes, as ``make rtl`` passes it (a sweep's
+        # ``bias_memory``, ``schedule`` ... reach the netlist); the sweep's own ``weights``.
+        point = DesignPoint(units=(unit,), **{k: v for k, v in design.items()
+                                              if k in DESIGN_FIELDS and k != "checkpoint"})
+        options = dict(lanes=design["lanes"], weights=spec["weights"],
+                       **network_options(point, unit))
         try:
             probe = make(net, **options)
         except (ValueError, NotImplementedError) as error:

@@ -26,7 +26,8 @@ from hw.params import ceil_div
 
 from .config import NETWORK_UNITS, DesignPoint
 
-__all__ = ["EmittedUnit", "unit_factories", "quantized_network", "emit", "ports_of"]
+__all__ = ["EmittedUnit", "network_options", "unit_factories", "quantized_network", "emit",
+           "ports_of"]
 
 MANIFEST_FORMAT = 1
 
@@ -70,6 +71,28 @@ def quantized_network(checkpoint: str, weight_bits: int, time_steps: int | None)
     return net
 
 
+def network_options(point: DesignPoint, unit: str) -> dict:
+    """Keyword arguments of a network unit (``hw.shared.SharedNetwork`` for ``unit``
+    ``"shared_network"``, ``hw.control.NetworkCore`` for ``"network_core"``) that a design point
+    sets, beyond ``lanes`` and the weights' placement: ``schedule``, ``fold``, ``bias_memory``,
+    ``threshold_memory`` and (``shared_network`` only) ``parameters``. A field at its default is
+    left out, so the manifests of default points do not name it. ``rtl_gen.dse`` builds its
+    points' units from the same function: a field a sweep sets reaches the netlist it
+    synthesizes."""
+    options = {}
+    if point.schedule != "time":
+        options["schedule"] = point.schedule
+    if point.fold != 1:
+        options["fold"] = point.fold
+    if point.bias_memory != "logic":
+        options["bias_memory"] = point.bias_memory
+    if point.threshold_memory != "auto":
+        options["threshold_memory"] = point.threshold_memory
+    if unit == "shared_network" and point.parameters != "internal":
+        options["parameters"] = point.parameters
+    return options
+
+
 def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
     """Return the units a design point asks for, in a fixed order.
 
@@ -110,22 +133,14 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
             placement = {"weights": "axi", "axi_data_width": point.axi_data_width,
                          "weight_ring": point.weight_ring}
             params.update(axi_data_width=point.axi_data_width, weight_ring=point.weight_ring)
-        if point.schedule != "time":    # the default stays unnamed: its manifests unchanged
-            placement["schedule"] = point.schedule
-            params["schedule"] = point.schedule
-        if point.fold != 1:             # likewise
-            placement["fold"] = params["fold"] = point.fold
-        if point.bias_memory != "logic":    # likewise
-            placement["bias_memory"] = params["bias_memory"] = point.bias_memory
-        if point.threshold_memory != "auto":    # likewise
-            placement["threshold_memory"] = params["threshold_memory"] = point.threshold_memory
+        options = network_options(point, "network_core")
+        placement.update(options)
+        params.update(options)
     if "shared_network" in point.units:
         from hw.shared import SharedNetwork  # noqa: PLC0415
 
-        shared = dict(placement)
-        shared_params = dict(params)
-        if point.parameters != "internal":
-            shared["parameters"] = shared_params["parameters"] = point.parameters
+        shared = {**placement, **network_options(point, "shared_network")}
+        shared_params = {**params, **network_options(point, "shared_network")}
         units.append(EmittedUnit(
             "shared_network",
             lambda net=net: SharedNetwork(net, lanes=point.lanes, **shared),

@@ -372,6 +372,34 @@ def test_memories_too_big_for_every_device_skip_yosys(tmp_path):
     assert not (tmp_path / "work").exists()
 
 
+@pytest.mark.parametrize("design", [
+    {"bias_memory": "block", "threshold_memory": "logic", "schedule": "layer"},
+    {"parameters": "external", "fold": 4},
+], ids=["memories-schedule", "parameters-fold"])
+def test_every_design_field_reaches_the_unit(design):
+    """A sweep's design fields reach the network unit it synthesizes, as ``make rtl`` passes
+    them (``rtl_gen.emit.network_options``): an earlier version passed only lanes, weights and
+    fold, so a sweep of ``bias_memory`` synthesized the default and labelled it otherwise."""
+    from rtl_gen.config import DesignPoint
+    from rtl_gen.emit import unit_factories
+
+    full = {"lanes": 16, "weight_bits": 8, "time_steps": None, **design}
+    spec = {"unit": "shared_network", "weights": "external", "design": full,
+            "checkpoint": str(DEMO), "checkpoint_sha256": dse.file_sha256(DEMO),
+            "weight_bits": 8, "time_steps": None}
+    factory, _ = dse._unit(spec)
+    swept = factory()
+    emitted = unit_factories(DesignPoint(units=("shared_network",), checkpoint=str(DEMO),
+                                         weights="external", **full))[0].factory()
+    for unit in (swept, emitted):
+        assert unit.plan.schedule == design.get("schedule", "time")
+        assert unit.plan.fold == design.get("fold", 1)
+        assert unit._bias_memory == design.get("bias_memory", "logic")
+        assert unit._threshold_memory == design.get("threshold_memory", "auto")
+        assert unit._parameters == design.get("parameters", "internal")
+        assert ("bias_addr" in unit.signature.members) == ("parameters" in design)
+
+
 def test_memory_bounds():
     big = 208 * dse.DP16KD_BITS + 1          # one bit more than the 85k's block RAM
     # Together within the 85k's bound, but one memory larger than its block RAM and larger
