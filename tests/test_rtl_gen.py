@@ -78,6 +78,10 @@ def test_every_shipped_design_point_loads(path):
         sweep = load_sweep(path)
         if path.stem == "dse-fold":   # column folding swept: the points differ in fold alone
             assert [p["fold"] for p in sweep.points] == [1, 4]
+        if path.stem == "dse-85k":    # lanes swept on the 85k, the biases in block RAM
+            assert [p["lanes"] for p in sweep.points] == [16, 24, 32]
+            assert {(p["device"], p["bias_memory"]) for p in sweep.points} == {
+                ("ecp5-85k-6", "block")}
         return
     point = load(path)
     assert point.checkpoint is None or Path(point.checkpoint).is_file(), point.checkpoint
