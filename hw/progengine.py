@@ -36,7 +36,8 @@ Output (``o``)
     ``index`` (``0 .. out_height * out_width * G - 1``) and ``last``.
 
 Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.height``) -> input
-register slice (a register and a skid register: ``i.ready`` is one LUT of flip-flops) ->
+register slice (a register and a skid register: ``i.ready`` is one LUT of flip-flops; with
+``input_buffer`` a register and a FIFO, see below) ->
 :class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> a two-entry spike
 queue -> decode (the output rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) /
 s))``, ``final = min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic
@@ -74,6 +75,13 @@ Column folding (``max_fold_log > 0``; a layer's ``fold_log``, ``F = 2**fold_log`
 
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
+With ``input_buffer = B`` (2..64) the input slice holds up to ``B`` words (the register and a
+FIFO of ``B - 1``) and drops a word without spikes that does not end the frame as it arrives:
+such a word costs nothing while fewer than ``B`` words wait, so runs of empty rows (channels
+that did not fire) hide behind the accumulation instead of stalling the producer one cycle a
+word. ``i.ready`` is the FIFO's ``level != depth``. The addressing unit, the queue and every
+later stage are unchanged; the outputs are the same, only the cycles differ
+(``sim.perf.engine_frame_timing``).
 Read-out: bank read, a register of the raw bank and bias words, then the output register
 (adds the bias): one cycle per output beat plus about five cycles of pipeline fill. Its counters,
 end flags and bank and bias addresses are registers stepped incrementally (no run-time shift),
@@ -96,6 +104,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
@@ -148,6 +157,9 @@ class ProgEngine(wiring.Component):
         0 (default): no column folding. Otherwise layers may fold up to ``2**max_fold_log``
         output columns a bank word (module docstring, "Column folding"); ``lanes`` must be a
         power of two of at least that many, and ``ring_pointer_bits`` 0.
+    input_buffer : int
+        0 (default): the input register slice takes every word. 2..64: words the input slice
+        holds, words without spikes dropped on arrival (module docstring, "Cost").
     ring_pointer_bits : int
         0 (default): the weight memory holds every layer at its ``weight_base``. Otherwise the
         weight memory is a ring of ``weight_depth`` words (a power of two) that
@@ -198,7 +210,8 @@ class ProgEngine(wiring.Component):
                  max_side: int, max_padding: int, max_kernel_log: int, max_stride_log: int,
                  max_groups_log: int, weight_width: int, accumulator_width: int,
                  weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0,
-                 bias_port: bool = False, max_fold_log: int = 0, bias_memory: str = "logic"):
+                 bias_port: bool = False, max_fold_log: int = 0, bias_memory: str = "logic",
+                 input_buffer: int = 0):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -232,6 +245,10 @@ class ProgEngine(wiring.Component):
             if self._ring:
                 raise ValueError("column folding (max_fold_log > 0) is not built for a weight "
                                  "ring (ring_pointer_bits > 0)")
+        self._input_buffer = check_int("input_buffer", input_buffer, 0, 64)
+        if self._input_buffer == 1:
+            raise ValueError("input_buffer must be 0 (the register slice, every word enters) or "
+                             "2..64 (words held, words without spikes dropped), not 1")
         self._bias_port = bool(bias_port)
         self._bias_attrs = rom_attrs("bias_memory", bias_memory)
         ring_ports = {}
@@ -271,6 +288,9 @@ class ProgEngine(wiring.Component):
     bank_depth = property(lambda self: self._bank_depth, doc="Words of the accumulator bank.")
     max_fold_log = property(lambda self: self._max_fold_log,
                             doc="Largest fold_log (column folding; 0: none).")
+    input_buffer = property(lambda self: self._input_buffer,
+                            doc="Words the input slice holds, dropping empty ones (0: the plain "
+                                "register slice).")
 
     @property
     def bias_words(self) -> list[int]:
@@ -463,9 +483,18 @@ class ProgEngine(wiring.Component):
         row_y = Signal(tag_layout["y"].shape)
         row_y_next = Signal(side_bits + 1)
         arrive = Signal()  # an input word is accepted this cycle
+        if self._input_buffer:
+            # A FIFO of ``input_buffer - 1`` words behind the input register (which the FIFO
+            # refills first): its ready is ``level != depth``, a compare of flip-flops.
+            m.submodules.in_fifo = in_fifo = SyncFIFO(
+                width=addressing_input_layout(self._word_bits, tag_layout).size,
+                depth=self._input_buffer - 1)
+            in_ready = in_fifo.w_rdy
+        else:
+            in_ready = ~in_skid_valid
         m.d.comb += [
             # Only flip-flops behind i.ready: the producer may use it combinationally.
-            self.i.ready.eq(~in_skid_valid & ~initialising),
+            self.i.ready.eq(in_ready & ~initialising),
             arrive.eq(self.i.valid & self.i.ready),
             row_y_next.eq(row_y + 1),
         ]
@@ -490,15 +519,31 @@ class ProgEngine(wiring.Component):
             addressing.i.valid.eq(in_valid),
             addressing.i.payload.eq(in_word),
         ]
-        with m.If(~in_valid | addressing.i.ready):
-            with m.If(in_skid_valid):
-                m.d.sync += [in_word.eq(in_skid), in_valid.eq(1), in_skid_valid.eq(0)]
+        if self._input_buffer:
+            # A word without spikes that does not end the frame is dropped as it arrives (its
+            # (c, y) has been counted): the addressing unit would only have spent a cycle on it.
+            keep = arrive & (self.i.payload.bits.any() | self.i.payload.last)
+            free = ~in_valid | addressing.i.ready
+            m.d.comb += [in_fifo.w_data.eq(arriving),
+                         in_fifo.r_en.eq(free),
+                         in_fifo.w_en.eq(keep & ~(free & ~in_fifo.r_rdy))]
+            with m.If(free):
+                with m.If(in_fifo.r_rdy):
+                    m.d.sync += [in_word.eq(in_fifo.r_data), in_valid.eq(1)]
+                with m.Elif(keep):
+                    m.d.sync += [in_word.eq(arriving), in_valid.eq(1)]
+                with m.Else():
+                    m.d.sync += in_valid.eq(0)
+        else:
+            with m.If(~in_valid | addressing.i.ready):
+                with m.If(in_skid_valid):
+                    m.d.sync += [in_word.eq(in_skid), in_valid.eq(1), in_skid_valid.eq(0)]
+                with m.Elif(arrive):
+                    m.d.sync += [in_word.eq(arriving), in_valid.eq(1)]
+                with m.Else():
+                    m.d.sync += in_valid.eq(0)
             with m.Elif(arrive):
-                m.d.sync += [in_word.eq(arriving), in_valid.eq(1)]
-            with m.Else():
-                m.d.sync += in_valid.eq(0)
-        with m.Elif(arrive):
-            m.d.sync += [in_skid.eq(arriving), in_skid_valid.eq(1)]
+                m.d.sync += [in_skid.eq(arriving), in_skid_valid.eq(1)]
 
         # --- decode: a spike's input position -> the output rows and columns its taps reach ---
         # A two-entry queue of spikes first: the addressing unit's priority encoder ends in its

@@ -199,7 +199,7 @@ class EngineTiming:
     last_beat: int        # last read-out beat
 
 
-def engine_frame_timing(config, spikes: np.ndarray, gate=None) -> EngineTiming:
+def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) -> EngineTiming:
     """Return the engine's timing of one frame fed by the spike-map reader (module docstring).
 
     ``spikes``: the source map ``[Cin, H, W]`` (0/1). The frame is the reader's row words,
@@ -218,6 +218,15 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None) -> EngineTiming:
       output groups); the frame's last item, with no taps, costs one;
     * the read-out starts once the last item is done and the read-modify-write has drained
       (:data:`ENGINE_DRAIN`), then one beat per output word (``out_h * out_w * G``).
+
+    ``buffer`` (the engine's ``input_buffer``, 2..64; 0: none): the input slice holds up to
+    ``buffer`` words and drops an empty word that does not end the frame as it arrives. The
+    reader offers word ``w`` from cycle ``READER_FEED_LATENCY + w`` and after its previous word,
+    and the slice accepts it only while fewer than ``buffer`` kept words wait (the kept word
+    ``buffer`` places back has been taken by the addressing unit in an earlier cycle); a kept word
+    reaches the addressing unit :data:`ENGINE_INPUT_SLICE` cycles after it is accepted. An empty
+    word then costs nothing. Without ``buffer`` the slice never fills before the addressing unit
+    takes its word, and the reader's pace is the only bound.
 
     ``gate`` (weights over AXI, :class:`AxiFetchModel`): ``gate(c, t)`` is told that from cycle
     ``t`` the engine holds channel ``c``'s item with the generator idle (its ``block_done``) and
@@ -243,14 +252,26 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None) -> EngineTiming:
     updates = 0
     spikes_total = 0
     frame_end = None
+    takes = []                  # cycles the addressing unit takes each kept word (buffer)
+    offered = -10               # cycle the input slice accepted the previous word (buffer)
     for w in range(words):
         row = rows[w]
-        taken = max(word_free, first_word + w)
         columns = np.flatnonzero(row)
         last_word = w == words - 1
-        if columns.size == 0 and not last_word:
-            word_free = taken + 1
-            continue
+        if buffer:
+            accepted = max(READER_FEED_LATENCY + w, offered + 1)
+            if len(takes) >= buffer:
+                accepted = max(accepted, takes[-buffer] + 1)
+            offered = accepted
+            if columns.size == 0 and not last_word:
+                continue                     # dropped as it arrives
+            taken = max(word_free, accepted + ENGINE_INPUT_SLICE)
+            takes.append(taken)
+        else:
+            taken = max(word_free, first_word + w)
+            if columns.size == 0 and not last_word:
+                word_free = taken + 1
+                continue
         y = w % config.height
         items = [int(ty[y] * tx[x]) for x in columns] if columns.size else [0]
         spikes_total += columns.size
@@ -289,10 +310,11 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None) -> EngineTiming:
 
 
 def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind, gate=None,
-                        map_words: int | None = None) -> int:
+                        map_words: int | None = None, buffer: int = 0) -> int:
     """Cycles of a layer step (the engine frame, then its sink's final write; ``map_words``: the
-    words a row of the LIF's map is written as, default the output groups)."""
-    timing = engine_frame_timing(config, spikes, gate)
+    words a row of the LIF's map is written as, default the output groups; ``buffer``: the
+    engine's ``input_buffer``)."""
+    timing = engine_frame_timing(config, spikes, gate, buffer)
     if map_words is None:
         map_words = config.groups
     if sink is SinkKind.LIF:
@@ -551,7 +573,7 @@ class CycleModel:
             words = (mem.maps[step.sink.spike_map].words
                      if step.sink.kind is SinkKind.LIF else None)
             return engine_frame_cycles(config, self._map(trace, step.source, t, image),
-                                       step.sink.kind, gate, words)
+                                       step.sink.kind, gate, words, plan.input_buffer)
         if step.kind in (StepKind.STREAM_LIF, StepKind.RESIDUAL_LIF):
             # a residual LIF (vanilla) reads its spikes beside the stream words, in lockstep
             stream = mem.streams[step.source]

@@ -315,6 +315,44 @@ def test_engine_recurrence_is_the_engines_timing(lanes4, layer, rate):
                                                      timing.last_beat - offset)
 
 
+# The input buffer (``input_buffer``): the same frames, and frames with whole channels empty (runs
+# of empty words that a buffer hides); buffer 2 is the least, 3 and 8 between, at rates where the
+# slice fills.
+@pytest.mark.parametrize("buffer,layer,rate,empty", [
+    (2, 0, 0.3, 0), (3, 2, 0.1, 1), (8, 2, 0.1, 1), (8, 1, 0.6, 0), (2, 1, 0.0, 0),
+    (4, 6, 0.5, 1), (8, 5, 0.1, 0), (5, 3, 0.3, 1),
+])
+def test_engine_recurrence_with_an_input_buffer(buffer, layer, rate, empty):
+    net = Network(1, 4, LANES4_LAYERS, input_buffer=buffer)
+    cfg = net.layers[layer][0]
+    _, spikes = net.frame(layer, rate)
+    if empty:   # every other channel silent: runs of height empty words
+        spikes = spikes.copy()
+        spikes[1::2] = 0
+    timing = perf.engine_frame_timing(cfg, spikes, buffer=buffer)
+    offset = perf.READER_FEED_LATENCY
+    assert measure_engine(net, layer, spikes) == (timing.first_beat - offset,
+                                                  timing.last_beat - offset)
+    assert timing.last_beat <= perf.engine_frame_timing(cfg, spikes).last_beat
+
+
+def test_an_input_buffer_hides_a_run_of_empty_channels():
+    """Channels 1-3 of a 5-channel frame silent (21 empty words), channels 0 and 4 firing
+    everywhere: the plain slice scans the run only after channel 0's last spike has left the
+    addressing unit, the buffer while channel 0 is still accumulating."""
+    layer = 3   # 5 channels, 7 x 6, 3x3 stride 2
+    spikes = np.zeros((5, 7, 6), dtype=np.uint8)
+    spikes[[0, 4]] = 1
+    plain = perf.engine_frame_timing(Network(1, 4, LANES4_LAYERS).layers[layer][0], spikes)
+    net = Network(1, 4, LANES4_LAYERS, input_buffer=8)
+    cfg = net.layers[layer][0]
+    timing = perf.engine_frame_timing(cfg, spikes, buffer=8)
+    assert timing.last_beat < plain.last_beat
+    offset = perf.READER_FEED_LATENCY
+    assert measure_engine(net, layer, spikes) == (timing.first_beat - offset,
+                                                  timing.last_beat - offset)
+
+
 # --- CLI -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv,words", [

@@ -58,7 +58,7 @@ class Network:
     weight memory and one bias memory (with garbage words between layers), and the engine sized
     for them (column folding built when a layer folds)."""
 
-    def __init__(self, seed, lanes, specs):
+    def __init__(self, seed, lanes, specs, input_buffer: int = 0):
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.layers = []
@@ -103,7 +103,7 @@ class Network:
             max_groups_log=max(c.groups_log for c in cfgs),
             weight_width=WEIGHT_WIDTH, accumulator_width=acc, weight_depth=len(weight_words),
             bank_depth=max(c.bank_words_needed for c in cfgs), bias_words=bias_words,
-            max_fold_log=max(c.fold_log for c in cfgs))
+            max_fold_log=max(c.fold_log for c in cfgs), input_buffer=input_buffer)
         self.harness = Harness(self.engine, weight_words)
 
     def frame(self, layer: int, rate: float):
@@ -220,6 +220,21 @@ def test_layers_back_to_back_lanes4(lanes4, send, receive):
     shuffle = np.random.default_rng(len(send) + 7 * len(receive)).permutation(len(order))
     frames = [net.frame(*order[n]) for n in shuffle]
     run(net, frames, f"lanes 4 {send}/{receive}", send=send, receive=receive)
+
+
+@pytest.mark.parametrize("buffer, send, receive", [
+    (2, "always", "sparse"), (5, "pause", "always"),
+    pytest.param(16, "sparse", "pause", marks=pytest.mark.slow),
+])
+def test_input_buffer_drops_empty_words_and_keeps_results(buffer, send, receive):
+    """``input_buffer``: empty words are dropped on arrival; every layer at every firing rate
+    (0.0: only the last word's beat) still gives conv2d_spikes exactly, under back-pressure on
+    either side."""
+    net = Network(1, 4, LANES4_LAYERS, input_buffer=buffer)
+    order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.0, 0.05, 0.5)]
+    shuffle = np.random.default_rng(buffer).permutation(len(order))
+    frames = [net.frame(*order[n]) for n in shuffle]
+    run(net, frames, f"input buffer {buffer} {send}/{receive}", send=send, receive=receive)
 
 
 def test_lanes1_and_lanes16():
