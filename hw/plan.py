@@ -218,7 +218,7 @@ class SharedPlan:
     """
 
     def __init__(self, net, lanes: int, *, pack_weights: bool = True, schedule: str = "time",
-                 fold: int = 1):
+                 fold: int = 1, input_buffer: int = 0):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, "
                              f"not {schedule!r}")
@@ -242,6 +242,11 @@ class SharedPlan:
         if fold < 1 or fold & (fold - 1) or (fold > 1 and (lanes & (lanes - 1) or fold > lanes)):
             raise ValueError(f"fold must be a power of two from 1 to lanes (a power of two when "
                              f"fold > 1), not {fold} at lanes {lanes}")
+        #: Words the engine's input slice holds, dropping words without spikes as they arrive
+        #: (``hw.progengine.ProgEngine``'s ``input_buffer``; 0: the plain register slice).
+        self.input_buffer = input_buffer = int(input_buffer)
+        if input_buffer != 0 and not 2 <= input_buffer <= 64:
+            raise ValueError(f"input_buffer must be 0 (none) or 2..64, not {input_buffer}")
         self.T = T = net.cfg.T
         self.program = Program(net)
         self.steps: list[Step] = self.program.steps
@@ -785,6 +790,8 @@ class SharedPlan:
         if any(c.fold_log for c in configs):
             # Built only where a layer folds: an engine without it is the same as before.
             self.engine_limits["max_fold_log"] = max(c.fold_log for c in configs)
+        if self.input_buffer:   # likewise built only when asked for
+            self.engine_limits["input_buffer"] = self.input_buffer
         return layers, weight_words, bias_words
 
     def _plan_shifts(self) -> dict[str, int]:

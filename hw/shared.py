@@ -117,6 +117,10 @@ class SharedNetwork(wiring.Component):
         :meth:`hw.weightfetch.WeightRing.default_depth`).
     axi_data_width, axi_address_width : int
         ``weights="axi"``: the AXI4 bus (default 64 data bits, 32 address bits).
+    input_buffer : int
+        Words the engine's input slice holds, dropping words without spikes as they arrive
+        (:attr:`hw.plan.SharedPlan.input_buffer`): 0 (default, the plain slice) or 2..64. The
+        same results; a layer whose source map has runs of empty rows takes fewer cycles.
     fold : int
         Column folding (:attr:`hw.plan.SharedPlan.fold`): 1 (default, none), 2, 4, ... up to
         ``lanes`` (a power of two); not with ``weights="axi"``.
@@ -171,7 +175,8 @@ class SharedNetwork(wiring.Component):
                  plan: SharedPlan | None = None, weight_ring: int | None = None,
                  axi_data_width: int = 64, axi_address_width: int = 32,
                  schedule: str = "time", parameters: str = "internal", fold: int = 1,
-                 bias_memory: str = "logic", threshold_memory: str = "auto"):
+                 bias_memory: str = "logic", threshold_memory: str = "auto",
+                 input_buffer: int = 0):
         if weights not in ("internal", "external", "axi"):
             raise ValueError(f"weights must be 'internal', 'external' or 'axi', not {weights!r}")
         if parameters not in ("internal", "external"):
@@ -193,12 +198,13 @@ class SharedNetwork(wiring.Component):
                              "weight ring's blocks assume unfolded rows)")
         if plan is None:
             plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule,
-                              fold=fold)
+                              fold=fold, input_buffer=input_buffer)
         elif plan.net is not net or plan.lanes != lanes or plan.schedule != schedule or (
-                weights != "axi" and not plan.weights_packed) or plan.fold != fold:
-            raise ValueError("plan must be SharedPlan(net, lanes, schedule=schedule, fold=fold) "
-                             "of this net, lane count, schedule and fold, with its weights "
-                             "packed")
+                weights != "axi" and not plan.weights_packed) or plan.fold != fold or (
+                plan.input_buffer != input_buffer):
+            raise ValueError("plan must be SharedPlan(net, lanes, schedule=schedule, fold=fold, "
+                             "input_buffer=input_buffer) of this net, lane count, schedule, fold "
+                             "and input buffer, with its weights packed")
         self.plan = plan
         #: ``weights="axi"``: the external image and the ring (:class:`WeightRing`), else None.
         self.ring = None

@@ -36,6 +36,10 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        columns a cycle, ``F`` up to ``fold`` (1: none, the default; a power of
                        two up to ``lanes``, which must then be a power of two; not with
                        ``weights: "axi"``; ``hw/progengine.py``, "Column folding")
+``input_buffer``       words the network units' engine input slice holds, dropping the spike
+                       map's empty rows as they arrive (0: none, the default; 2..64;
+                       ``hw/progengine.py``, "Cost"): the same results, fewer cycles where a
+                       layer's source has runs of empty rows
 ``parameters``         where the ``shared_network`` unit's biases and LIF thresholds live:
                        ``"internal"`` (default: memories inside) or ``"external"`` (read ports
                        of the same timing as the weight port, ``bias_*`` and ``threshold_*``,
@@ -122,6 +126,7 @@ class DesignPoint:
     schedule: str = "time"
     parameters: str = "internal"
     fold: int = 1
+    input_buffer: int = 0
     bias_memory: str = "logic"
     threshold_memory: str = "auto"
     source: str = field(default="<defaults>", compare=False)
@@ -167,6 +172,9 @@ class DesignPoint:
         if fold > 1 and self.weights == "axi":
             raise ConfigError(f"{src}: field 'fold' is {fold} but 'weights' is 'axi'; column "
                               "folding is not built for the weight ring (allowed with 'axi': 1)")
+        buffer = _int_in(src, "input_buffer", self.input_buffer, 0, 64)
+        if buffer == 1:
+            raise ConfigError(f"{src}: field 'input_buffer' is 1; allowed: 0 (none) or 2..64")
         if self.parameters not in ("internal", "external"):
             raise ConfigError(f"{src}: field 'parameters' is {self.parameters!r}; allowed: "
                               "'internal', 'external'")
@@ -217,6 +225,8 @@ class DesignPoint:
             values.pop("parameters")
         if values["fold"] == 1:                  # likewise
             values.pop("fold")
+        if values["input_buffer"] == 0:          # likewise
+            values.pop("input_buffer")
         if values["bias_memory"] == "logic":     # likewise
             values.pop("bias_memory")
         if values["threshold_memory"] == "auto":  # likewise

@@ -80,10 +80,11 @@ POINT_FIELDS = DESIGN_FIELDS + ("weights", "device")
 
 
 def _design(point: dict) -> dict:
-    """A point's design fields but the checkpoint (``fold`` only when not 1: the results of
-    sweeps made before it existed keep their keys)."""
+    """A point's design fields but the checkpoint (``fold`` only when not 1, ``input_buffer``
+    only when not 0: the results of sweeps made before they existed keep their keys)."""
     return {k: point[k] for k in DESIGN_FIELDS
-            if k != "checkpoint" and not (k == "fold" and point[k] == 1)}
+            if k != "checkpoint" and not (k == "fold" and point[k] == 1)
+            and not (k == "input_buffer" and point[k] == 0)}
 
 #: Top-level fields of a sweep file.
 SWEEP_FIELDS = ("name", "base", "vary", "unit", "images", "clock_mhz")
@@ -344,7 +345,9 @@ def _plan(sweep: Sweep, settings: dict, tools: dict, digests: dict, out: Path) -
                        "lanes": point["lanes"], "time_steps": point["time_steps"],
                        "weight_bits": point["weight_bits"], "images": sweep.images,
                        "flow": tools["flow"],
-                       **({"fold": point["fold"]} if point["fold"] != 1 else {})}
+                       **({"fold": point["fold"]} if point["fold"] != 1 else {}),
+                       **({"input_buffer": point["input_buffer"]} if point["input_buffer"]
+                          else {})}
         identity = {"format": RESULT_FORMAT, "unit": sweep.unit, "design": design,
                     "weights": point["weights"], "device": point["device"],
                     "checkpoint_sha256": digest, "tools": tools, "settings": settings}
@@ -479,7 +482,7 @@ def place_point(spec: dict, synthesized: dict) -> dict:
 
 def predict_point(spec: dict) -> dict:
     """The cycle model's cycles per image of the checkpoint's shared network at the spec's lanes,
-    fold and T: the first ``images`` held-out digits (or seeded random inputs for a model that does
+    fold, input buffer and T: the first ``images`` held-out digits (or seeded random inputs for a model that does
     not take the digits, ``sim.e2e.select_inputs``) through the integer model, each image's
     total predicted by :class:`sim.perf.CycleModel`, and their mean."""
     import torch  # noqa: PLC0415
@@ -493,7 +496,8 @@ def predict_point(spec: dict) -> dict:
     torch.set_num_threads(1)
     net = _network(spec)
     try:
-        plan = SharedPlan(net, spec["lanes"], fold=spec["design"].get("fold", 1))
+        plan = SharedPlan(net, spec["lanes"], fold=spec["design"].get("fold", 1),
+                          input_buffer=spec["design"].get("input_buffer", 0))
     except (ValueError, NotImplementedError) as error:
         return {"status": "refused", "reason": _one_line(error),
                 "seconds": time.perf_counter() - begin}

@@ -74,7 +74,8 @@ def quantized_network(checkpoint: str, weight_bits: int, time_steps: int | None)
 def network_options(point: DesignPoint, unit: str) -> dict:
     """Keyword arguments of a network unit (``hw.shared.SharedNetwork`` for ``unit``
     ``"shared_network"``, ``hw.control.NetworkCore`` for ``"network_core"``) that a design point
-    sets, beyond ``lanes`` and the weights' placement: ``schedule``, ``fold``, ``bias_memory``,
+    sets, beyond ``lanes`` and the weights' placement: ``schedule``, ``fold``, ``input_buffer``,
+    ``bias_memory``,
     ``threshold_memory`` and (``shared_network`` only) ``parameters``. A field at its default is
     left out, so the manifests of default points do not name it. ``rtl_gen.dse`` builds its
     points' units from the same function: a field a sweep sets reaches the netlist it
@@ -84,6 +85,8 @@ def network_options(point: DesignPoint, unit: str) -> dict:
         options["schedule"] = point.schedule
     if point.fold != 1:
         options["fold"] = point.fold
+    if point.input_buffer:
+        options["input_buffer"] = point.input_buffer
     if point.bias_memory != "logic":
         options["bias_memory"] = point.bias_memory
     if point.threshold_memory != "auto":

@@ -343,6 +343,8 @@ class QuantizedNetwork:
     fold: int = 1
     #: Where the LIF thresholds go (``hw.params.THRESHOLD_STYLES``): ``"auto"`` or ``"logic"``.
     threshold_memory: str = "auto"
+    #: The engine's input buffer (``hw.plan.SharedPlan.input_buffer``): 0 (none) or 2..64.
+    input_buffer: int = 0
 
     @property
     def design_options(self) -> dict:
@@ -353,6 +355,8 @@ class QuantizedNetwork:
             options["parameters"] = self.parameters
         if self.fold != 1:
             options["fold"] = self.fold
+        if self.input_buffer:
+            options["input_buffer"] = self.input_buffer
         if self.threshold_memory != "auto":
             options["threshold_memory"] = self.threshold_memory
         if self.weights != "axi":
@@ -376,7 +380,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
             sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
             weight_ring: int | None = None, schedule: str = "time",
             parameters: str = "internal", fold: int = 1,
-            threshold_memory: str = "auto") -> QuantizedNetwork:
+            threshold_memory: str = "auto", input_buffer: int = 0) -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -411,7 +415,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
             raise NotImplementedError(f"threshold_memory {threshold_memory!r} with parameters "
                                       "'external' (no threshold memory inside)")
         plan = SharedPlan(net, lanes, pack_weights=weights != "axi", schedule=schedule,
-                          fold=fold)
+                          fold=fold, input_buffer=input_buffer)
         if weights == "axi":
             from hw.weightfetch import WeightRing
             WeightRing(plan, weight_ring, data_width=axi_width)
@@ -421,7 +425,8 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
     return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
-                            weight_ring, schedule, parameters, fold, threshold_memory)
+                            weight_ring, schedule, parameters, fold, threshold_memory,
+                            input_buffer)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -978,17 +983,21 @@ def network_design(network: QuantizedNetwork):
 
     schedule = network.schedule
     if network.weights == "axi":
-        plan = SharedPlan(network.net, network.lanes, pack_weights=False, schedule=schedule)
+        plan = SharedPlan(network.net, network.lanes, pack_weights=False, schedule=schedule,
+                          input_buffer=network.input_buffer)
         return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                              **network.design_options)
-    plan = SharedPlan(network.net, network.lanes, schedule=schedule, fold=network.fold)
+    plan = SharedPlan(network.net, network.lanes, schedule=schedule, fold=network.fold,
+                      input_buffer=network.input_buffer)
     if network.parameters == "external":
         return SharedNetwork(network.net, lanes=network.lanes, plan=plan, weights="external",
-                             parameters="external", schedule=schedule, fold=network.fold)
+                             parameters="external", schedule=schedule, fold=network.fold,
+                             input_buffer=network.input_buffer)
     return SharedNetwork(network.net, lanes=network.lanes, plan=plan,
                          weights="external" if weights_outside(plan) else "internal",
                          schedule=schedule, fold=network.fold,
-                         threshold_memory=network.threshold_memory)
+                         threshold_memory=network.threshold_memory,
+                         input_buffer=network.input_buffer)
 
 
 def compile_network(network: QuantizedNetwork, simulator: str | None = None, dut=None):
@@ -1129,7 +1138,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 weights: str = "internal", axi: dict | None = None,
                 time_steps: int | None = None, schedule: str = "time",
                 parameters: str = "internal", reset_after: int | None = None,
-                fold: int = 1, threshold_memory: str = "auto") -> dict:
+                fold: int = 1, threshold_memory: str = "auto", input_buffer: int = 0) -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1138,7 +1147,7 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
                       sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters,
-                      fold=fold, threshold_memory=threshold_memory)
+                      fold=fold, threshold_memory=threshold_memory, input_buffer=input_buffer)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
                     axi=axi, time_steps=time_steps, reset_after=reset_after)
 
@@ -1435,6 +1444,10 @@ def main(argv=None) -> int:
                         "accumulates F neighbouring output columns a cycle, F up to this "
                         "(default 1: none; lanes a power of two; not with --weights axi; "
                         "hw/progengine.py, \"Column folding\")")
+    p.add_argument("--input-buffer", type=int, default=0, metavar="WORDS",
+                   help="words the engine's input slice holds, dropping the spike map's empty "
+                        "rows as they arrive: 0 (default, none) or 2..64 (design point field "
+                        "'input_buffer'; hw/progengine.py, \"Cost\")")
     p.add_argument("--threshold-memory", choices=("auto", "logic"), default="auto",
                    help="where the LIF thresholds go: 'auto' (default: the synthesis tool's "
                         "choice, block RAM) or 'logic' (LUTs and multiplexers, read from a "
@@ -1468,6 +1481,8 @@ def main(argv=None) -> int:
                    "to 64")
     elif args.lanes is not None and not 1 <= args.lanes <= 256:
         problem = f"--lanes {args.lanes} is out of range: 1..256"
+    elif args.input_buffer != 0 and not 2 <= args.input_buffer <= 64:
+        problem = f"--input-buffer {args.input_buffer} is out of range: 0 (none) or 2..64"
     elif not 0 < args.clock_mhz < float("inf"):
         problem = f"--clock-mhz {args.clock_mhz} must be finite and > 0"
     elif not 0 <= args.axi_pause < 1:
@@ -1499,7 +1514,8 @@ def main(argv=None) -> int:
                                 weights=args.weights, axi_width=args.axi_width,
                                 weight_ring=args.weight_ring, schedule=args.schedule,
                                 parameters=args.parameters, fold=args.fold,
-                                threshold_memory=args.threshold_memory)
+                                threshold_memory=args.threshold_memory,
+                                input_buffer=args.input_buffer)
                 if args.max_T:
                     networks = {run_T: built for run_T in args.T}
                 else:

@@ -802,7 +802,8 @@ def _percent(got: float, want: float) -> str:
 # --- evaluation and CLI --------------------------------------------------------------------------
 
 def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, *,
-               sdsa: int | None = None, inputs=None, describe: bool = False, fold: int = 1):
+               sdsa: int | None = None, inputs=None, describe: bool = False, fold: int = 1,
+               input_buffer: int = 0):
     """Return ``(CycleModel, plan, trace)`` for ``images`` inputs at ``T``: the checkpoint (or
     ``"random"``: ``sim.e2e``'s seeded model; ``sdsa``: its operator, as
     ``sim.e2e.demo_model``) quantized as ``sim.e2e`` does, and the integer golden model's trace
@@ -811,7 +812,8 @@ def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, 
     seeded random images), ``"digits"``, ``"random"`` or a ``.npy`` / ``.pt`` file. Raises
     ``sim.e2e.InputError`` (a ``ValueError``) for inputs the model does not take. ``describe``:
     a fourth value, the line saying what the inputs are (``sim.e2e.Inputs.description``).
-    ``fold``: the plan's column folding (``hw.plan.SharedPlan``)."""
+    ``fold``, ``input_buffer``: the plan's column folding and engine input buffer
+    (``hw.plan.SharedPlan``)."""
     import torch
 
     from hw.plan import SharedPlan
@@ -821,7 +823,7 @@ def load_trace(checkpoint, images: int, T: int, lanes: int = 16, seed: int = 0, 
     torch.set_num_threads(1)
     model, _ = demo_model(T, checkpoint, seed, sdsa=sdsa)
     net = quantized(model)
-    plan = SharedPlan(net, lanes, fold=fold)
+    plan = SharedPlan(net, lanes, fold=fold, input_buffer=input_buffer)
     chosen = select_inputs(net, images, inputs, seed)
     x = chosen.images
     integer = IntegerModel(net)
@@ -873,11 +875,12 @@ def read_rtl(path, plan, T: int) -> dict:
 
 
 def evaluate(checkpoint, images: int, T: int, lanes: int = 16, rtl_path=None,
-             inputs=None, fold: int = 1) -> dict:
+             inputs=None, fold: int = 1, input_buffer: int = 0) -> dict:
     """Predict ``images`` inputs (``inputs``: as :func:`load_trace`) at ``T`` and, with
     ``rtl_path``, compare (see CLI)."""
     model, plan, trace, described = load_trace(checkpoint, images, T, lanes, inputs=inputs,
-                                               describe=True, fold=fold)
+                                               describe=True, fold=fold,
+                                               input_buffer=input_buffer)
     predictions = [model.predict(trace, image) for image in range(images)]
     rtl = read_rtl(rtl_path, plan, T) if rtl_path else None
     if rtl and rtl["per_image"] is not None and len(rtl["per_image"]) < images:
@@ -989,6 +992,9 @@ def main(argv=None) -> int:
     p.add_argument("--fold", type=int, default=1,
                    help="column folding up to this many columns a bank word (a power of two up "
                         "to --lanes, lanes then a power of two; default 1: none)")
+    p.add_argument("--input-buffer", type=int, default=0, metavar="WORDS",
+                   help="words the engine's input slice holds, dropping empty rows (0: none, "
+                        "the default; 2..64; hw/progengine.py, \"Cost\")")
     p.add_argument("--rtl-report", action="append", default=[], metavar="FILE",
                    help="a co-simulation's report_T<T>.json (sim.e2e) or results_T<T>.json "
                         "(testbench) to compare with; repeat for several T")
@@ -1008,6 +1014,8 @@ def main(argv=None) -> int:
             args.fold > 1 and args.lanes & (args.lanes - 1)):
         problem = (f"--fold {args.fold} is out of range: a power of two from 1 to --lanes "
                    f"{args.lanes} (lanes a power of two when above 1)")
+    elif args.input_buffer != 0 and not 2 <= args.input_buffer <= 64:
+        problem = f"--input-buffer {args.input_buffer} is out of range: 0 (none) or 2..64"
     elif args.checkpoint != "random" and not Path(args.checkpoint).is_file():
         problem = f"checkpoint {args.checkpoint} does not exist"
     elif args.json and not Path(args.json).resolve().parent.is_dir():
@@ -1042,7 +1050,8 @@ def main(argv=None) -> int:
         try:
             for T in args.T:
                 results.append(evaluate(args.checkpoint, args.images, T, args.lanes,
-                                        reports.get(T), args.inputs, args.fold))
+                                        reports.get(T), args.inputs, args.fold,
+                                        args.input_buffer))
         except (ValueError, OSError, KeyError, NotImplementedError) as error:
             problem = " ".join(str(error).split())
     if problem:

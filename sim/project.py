@@ -135,13 +135,13 @@ def _one_line(error) -> str:
 
 # --- the plan and the prediction at one lane count ------------------------------------------------
 
-def sizing_plan(net, lanes: int, full: bool = False, fold: int = 1):
-    """``SharedPlan(net, lanes, fold=fold)``, without packing the weight words unless ``full``:
+def sizing_plan(net, lanes: int, full: bool = False, fold: int = 1, input_buffer: int = 0):
+    """``SharedPlan(net, lanes, fold=fold, input_buffer=input_buffer)``, without packing the weight words unless ``full``:
     the same program, memory map, sizes, limits and padding (the weight memory's contents are
     zeros)."""
     from hw.plan import SharedPlan
 
-    return SharedPlan(net, lanes, pack_weights=full, fold=fold)
+    return SharedPlan(net, lanes, pack_weights=full, fold=fold, input_buffer=input_buffer)
 
 
 def _step_groups(plan, step) -> int:
@@ -200,8 +200,8 @@ def trace_sops(plan, trace, image: int = 0) -> int:
 
 
 def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
-               fold: int = 1) -> dict:
-    """Plan ``net`` at ``lanes`` (column folding up to ``fold``) and predict the cycles of
+               fold: int = 1, input_buffer: int = 0) -> dict:
+    """Plan ``net`` at ``lanes`` (column folding up to ``fold``; the engine's input buffer) and predict the cycles of
     ``trace``'s images (mean over them).
 
     Returns ``cycles`` (mean per image), ``per_image``, ``steps`` (per program step: name, kind,
@@ -213,7 +213,7 @@ def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
     from hw.program import StepKind
     from sim.perf import CycleModel
 
-    plan = sizing_plan(net, lanes, full_plan, fold)
+    plan = sizing_plan(net, lanes, full_plan, fold, input_buffer)
     model = CycleModel(plan)
     per_step = {}
     totals = []
@@ -236,6 +236,8 @@ def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
     padding = plan.padding_report()
     sops = sum(trace_sops(plan, trace, image) for image in range(images)) / images
     extra = {"fold": fold} if fold != 1 else {}   # the default unnamed: outputs unchanged
+    if input_buffer:
+        extra["input_buffer"] = input_buffer
     return {"lanes": lanes, **extra, "cycles": sum(totals) / images, "per_image": totals,
             "sops": sops,
             "steps": steps, "kinds": kinds, "g1_cycles": g1,
@@ -432,7 +434,7 @@ def make_case(*, variant_name=None, checkpoint=None, img_size=None, T=1, rate=BA
 # --- the projection -------------------------------------------------------------------------------
 
 def project(case: Case, lanes, *, timeout_s: float = 900.0, memory_gb: float = 8.0,
-            full_plan: bool = False, log=None, fold: int = 1) -> dict:
+            full_plan: bool = False, log=None, fold: int = 1, input_buffer: int = 0) -> dict:
     """Every lane count of one case: ``{"case": ..., "points": [...]}`` (lanes ascending;
     column folding up to ``min(fold, lanes)``)."""
     cfg = case.cfg
@@ -441,7 +443,7 @@ def project(case: Case, lanes, *, timeout_s: float = 900.0, memory_gb: float = 8
         begin = time.perf_counter()
         result, reason = run_isolated(
             lambda count=count: lane_point(case.net, case.trace, count, case.images, full_plan,
-                                           min(fold, count)),
+                                           min(fold, count), input_buffer),
             timeout_s, memory_gb)
         wall = time.perf_counter() - begin
         if log:
@@ -605,6 +607,9 @@ def format_table(doc: dict) -> str:
         if doc["options"].get("fold", 1) != 1:
             out.write(f"column folding up to {doc['options']['fold']} columns a bank word "
                       "(min(fold, lanes); hw/progengine.py)\n")
+        if doc["options"].get("input_buffer", 0):
+            out.write(f"engine input buffer of {doc['options']['input_buffer']} words, empty rows "
+                      "dropped (hw/progengine.py)\n")
         head = f"{'lanes':>6} {'cycles/img':>13}"
         for clock in clocks:
             head += f" {f'img/s@{clock:g}':>11}"
@@ -754,6 +759,8 @@ def _check(args) -> str | None:
     if args.fold > 1 and any(n & (n - 1) for n in args.lanes):
         return (f"--fold {args.fold} needs every --lanes a power of two, not "
                 f"{' '.join(map(str, args.lanes))}")
+    if args.input_buffer != 0 and not 2 <= args.input_buffer <= 64:
+        return f"--input-buffer {args.input_buffer} is out of range: 0 (none) or 2..64"
     if len(set(args.lanes)) != len(args.lanes):
         return f"--lanes {' '.join(map(str, args.lanes))} repeats a lane count"
     if min(args.T) < 1 or max(args.T) > 16:
@@ -831,6 +838,9 @@ def main(argv=None) -> int:
                         "channels accumulates F neighbouring columns a cycle, F up to "
                         "min(this, lanes); a power of two, lanes then powers of two too "
                         "(default 1: none)")
+    p.add_argument("--input-buffer", type=int, default=0, metavar="WORDS",
+                   help="words the engine's input slice holds, dropping empty rows as they "
+                        "arrive (hw/progengine.py; default 0: none; 2..64)")
     p.add_argument("--goal-fps", type=float, default=GOAL_FPS,
                    help="images/s to report the fewest lanes for (default 30)")
     p.add_argument("--goal-clock-mhz", type=float, default=GOAL_CLOCK,
@@ -865,7 +875,7 @@ def main(argv=None) -> int:
                 projections.append(project(case, args.lanes, timeout_s=args.lane_timeout,
                                            memory_gb=args.plan_memory_gb,
                                            full_plan=args.full_plan, log=log,
-                                           fold=args.fold))
+                                           fold=args.fold, input_buffer=args.input_buffer))
     except (ValueError, OSError, KeyError, NotImplementedError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -880,6 +890,8 @@ def main(argv=None) -> int:
                "plan_memory_gb": _num(args.plan_memory_gb)}
     if args.fold != 1:
         options["fold"] = args.fold
+    if args.input_buffer:
+        options["input_buffer"] = args.input_buffer
     doc = document(projections, [_num(c) for c in args.clock_mhz], options)
     print(format_table(doc), end="")
     for path in write_outputs(doc, Path(args.out)):

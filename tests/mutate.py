@@ -56,7 +56,10 @@ TESTS: dict[str, list[str]] = {
     "hw/lif_array.py": ["tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
     "hw/progengine_config.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
-    "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
+    "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py",
+                         # the input buffer's timing (its results are test_progengine's)
+                         "tests/test_perf.py::test_engine_recurrence_with_an_input_buffer",
+                         "tests/test_perf.py::test_an_input_buffer_hides_a_run_of_empty_channels"],
     "hw/sdsa_common.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa_matmul.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],

@@ -374,8 +374,8 @@ def test_memories_too_big_for_every_device_skip_yosys(tmp_path):
 
 @pytest.mark.parametrize("design", [
     {"bias_memory": "block", "threshold_memory": "logic", "schedule": "layer"},
-    {"parameters": "external", "fold": 4},
-], ids=["memories-schedule", "parameters-fold"])
+    {"parameters": "external", "fold": 4, "input_buffer": 8},
+], ids=["memories-schedule", "parameters-fold-buffer"])
 def test_every_design_field_reaches_the_unit(design):
     """A sweep's design fields reach the network unit it synthesizes, as ``make rtl`` passes
     them (``rtl_gen.emit.network_options``): an earlier version passed only lanes, weights and
@@ -394,6 +394,7 @@ def test_every_design_field_reaches_the_unit(design):
     for unit in (swept, emitted):
         assert unit.plan.schedule == design.get("schedule", "time")
         assert unit.plan.fold == design.get("fold", 1)
+        assert unit.plan.input_buffer == design.get("input_buffer", 0)
         assert unit._bias_memory == design.get("bias_memory", "logic")
         assert unit._threshold_memory == design.get("threshold_memory", "auto")
         assert unit._parameters == design.get("parameters", "internal")

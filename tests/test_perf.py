@@ -360,6 +360,8 @@ def test_an_input_buffer_hides_a_run_of_empty_channels():
     (["--checkpoint", DEMO, "--T", "0"], ["--T 0"]),
     (["--checkpoint", DEMO, "--T", "1", "1"], ["repeats"]),
     (["--checkpoint", DEMO, "--lanes", "0"], ["--lanes 0"]),
+    (["--checkpoint", DEMO, "--input-buffer", "1"], ["--input-buffer 1"]),
+    (["--checkpoint", DEMO, "--input-buffer", "65"], ["--input-buffer 65"]),
     (["--checkpoint", "no/such.pth"], ["no/such.pth"]),
     (["--checkpoint", DEMO, "--rtl-report", "no/such_T1.json"], ["no/such_T1.json"]),
     (["--checkpoint", DEMO, "--json", "no/such/dir/out.json"], ["no/such/dir"]),

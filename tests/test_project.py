@@ -200,6 +200,7 @@ def test_a_row_not_computed_is_in_the_table_and_the_files(tmp_path, capsys):
     (["--variant", "demo", "--inputs", "random"], "--inputs"),
     (["--variant", "demo_dvs"], "event"),
     (["--img-size", "4"], "--img-size 4"),
+    (["--input-buffer", "1"], "--input-buffer 1"),
     (["--bogus"], "--bogus"),
 ])
 def test_bad_arguments_are_one_error_line(tmp_path, capsys, monkeypatch, argv, words):

@@ -39,6 +39,8 @@ def write(tmp_path, values):
      "field 'parameters' is 'external' but 'weights' is 'axi'"),
     ({"parameters": "external", "units": ["shared_network", "network_core"]},
      "the unit 'network_core' does not support"),
+    ({"input_buffer": 1}, "field 'input_buffer' is 1; allowed: 0 (none) or 2..64"),
+    ({"input_buffer": 65}, "field 'input_buffer' is 65; allowed: 0..64"),
     ({"bias_memory": "lut"}, "field 'bias_memory' is 'lut'; allowed: 'logic', 'block'"),
     ({"bias_memory": "block", "parameters": "external"},
      "field 'bias_memory' is 'block' but 'parameters' is 'external'"),
