@@ -59,7 +59,8 @@ TESTS: dict[str, list[str]] = {
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py",
                          # the input buffer's timing (its results are test_progengine's)
                          "tests/test_perf.py::test_engine_recurrence_with_an_input_buffer",
-                         "tests/test_perf.py::test_an_input_buffer_hides_a_run_of_empty_channels"],
+                         "tests/test_perf.py::test_an_input_buffer_hides_a_run_of_empty_channels",
+                         "tests/test_perf.py::test_the_input_buffers_depth_sets_how_much_of_a_run_it_hides"],
     "hw/sdsa_common.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],
     "hw/sdsa_matmul.py": ["tests/test_sdsa.py", "tests/test_sdsa_edges.py"],

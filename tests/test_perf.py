@@ -336,6 +336,27 @@ def test_engine_recurrence_with_an_input_buffer(buffer, layer, rate, empty):
     assert timing.last_beat <= perf.engine_frame_timing(cfg, spikes).last_beat
 
 
+def test_the_input_buffers_depth_sets_how_much_of_a_run_it_hides():
+    """A linear layer's 30 words: 12 with a spike, 14 empty, 4 with a spike. The empty run
+    passes once the kept words ahead fit the buffer, so each word of depth hides one more cycle
+    (until the run is hidden): the engine at 2, 3, 4 and 6 words equals the recurrence, and
+    the four differ."""
+    layer = 6   # 6 channels x 5 tokens, one column
+    spikes = np.zeros((30, 1), dtype=np.uint8)
+    spikes[:12] = 1
+    spikes[26:] = 1
+    spikes = spikes.reshape(6, 5, 1)
+    offset = perf.READER_FEED_LATENCY
+    lasts = []
+    for buffer in (2, 3, 4, 6):
+        net = Network(1, 4, LANES4_LAYERS, input_buffer=buffer)
+        timing = perf.engine_frame_timing(net.layers[layer][0], spikes, buffer=buffer)
+        assert measure_engine(net, layer, spikes) == (timing.first_beat - offset,
+                                                      timing.last_beat - offset), buffer
+        lasts.append(timing.last_beat)
+    assert lasts[0] > lasts[1] > lasts[2] > lasts[3], lasts
+
+
 def test_an_input_buffer_hides_a_run_of_empty_channels():
     """Channels 1-3 of a 5-channel frame silent (21 empty words), channels 0 and 4 firing
     everywhere: the plain slice scans the run only after channel 0's last spike has left the
