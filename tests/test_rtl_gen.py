@@ -84,6 +84,9 @@ def test_every_shipped_design_point_loads(path):
             assert [p["lanes"] for p in sweep.points] == [16, 24, 32]
             assert {(p["device"], p["bias_memory"]) for p in sweep.points} == {
                 ("ecp5-85k-6", "block")}
+        if path.stem == "dse-buffer":   # the engine's input buffer at 16 and 32 lanes
+            assert sorted((p["lanes"], p["input_buffer"]) for p in sweep.points) == [
+                (16, 0), (16, 8), (32, 0), (32, 8)]
         return
     point = load(path)
     assert point.checkpoint is None or Path(point.checkpoint).is_file(), point.checkpoint
