@@ -43,28 +43,33 @@ _TRACES = {}
 
 
 def traced(checkpoint: str, T: int, images: int, sdsa=None, inputs: str = "digits",
-           lanes: int = 16, fold: int = 1):
+           lanes: int = 16, fold: int = 1, buffer: int = 0):
     """The cycle model, plan and integer trace of the first ``images`` digits (or random images;
-    ``sdsa``: a random model's operator) at ``lanes`` and ``fold`` (cached)."""
-    key = (checkpoint, T, sdsa, inputs, lanes, fold)
+    ``sdsa``: a random model's operator) at ``lanes``, ``fold`` and input ``buffer`` (cached)."""
+    key = (checkpoint, T, sdsa, inputs, lanes, fold, buffer)
     if key not in _TRACES or _TRACES[key][0] < images:
         path = checkpoint if checkpoint == "random" else str(ROOT / checkpoint)
         _TRACES[key] = (images, perf.load_trace(path, images, T, lanes, sdsa=sdsa,
-                                                inputs=inputs, fold=fold))
+                                                inputs=inputs, fold=fold,
+                                                input_buffer=buffer))
     return _TRACES[key][1]
 
 
-def measured_run(rtl, checkpoint: str, T: int, sdsa=None, lanes: int = 16, fold: int = 1):
+def measured_run(rtl, checkpoint: str, T: int, sdsa=None, lanes: int = 16, fold: int = 1,
+                 buffer: int = 0):
     return next(run for run in rtl["runs"] if run["checkpoint"] == checkpoint and run["T"] == T
                 and run.get("sdsa") == sdsa and run.get("lanes", 16) == lanes
-                and run.get("fold", 1) == fold)
+                and run.get("fold", 1) == fold and run.get("input_buffer", 0) == buffer)
 
 
 def predicted_and_measured(rtl, checkpoint: str, T: int, image: int, sdsa=None, lanes: int = 16,
-                           fold: int = 1):
-    run = measured_run(rtl, checkpoint, T, sdsa, lanes, fold)
+                           fold: int = 1, buffer: int = 0, model_buffer: int | None = None):
+    """``model_buffer``: predict with this input buffer instead of the run's (a test that the
+    buffer's term matters)."""
+    run = measured_run(rtl, checkpoint, T, sdsa, lanes, fold, buffer)
     model, plan, trace = traced(checkpoint, T, len(run["images"]), sdsa,
-                                run.get("inputs", "digits"), lanes, fold)
+                                run.get("inputs", "digits"), lanes, fold,
+                                buffer if model_buffer is None else model_buffer)
     measured = {(t, k): c for t, k, c in run["images"][image]["steps"]}
     predicted = {(r["t"], r["step"]): r["cycles"] for r in model.predict(trace, image)["steps"]}
     return predicted, measured, plan
@@ -98,24 +103,34 @@ def test_demo_first_digit_T1_every_step(rtl):
 def _stored_runs():
     data = json.loads(DATA.read_text())
     return [(run["checkpoint"], run["T"], image["image"], run.get("sdsa"), run.get("lanes", 16),
-             run.get("fold", 1))
+             run.get("fold", 1), run.get("input_buffer", 0))
             for run in data["runs"] for image in run["images"]
             if (run["checkpoint"], run["T"], image["image"], run.get("lanes", 16),
-                run.get("fold", 1)) != (DEMO, 1, 0, 16, 1)]
+                run.get("fold", 1), run.get("input_buffer", 0)) != (DEMO, 1, 0, 16, 1, 0)]
 
 
-@pytest.mark.parametrize("checkpoint,T,image,sdsa,lanes,fold", _stored_runs())
-def test_every_stored_run_every_step(rtl, checkpoint, T, image, sdsa, lanes, fold):
+@pytest.mark.parametrize("checkpoint,T,image,sdsa,lanes,fold,buffer", _stored_runs())
+def test_every_stored_run_every_step(rtl, checkpoint, T, image, sdsa, lanes, fold, buffer):
     """Every other measured run (the demo's second digit, T=2, the seeded random model, the
-    random SDSA-1..4 models at T=1 and T=4 on a random image, and the demo with column folding
-    at 16 lanes, fold 4, and 64 lanes, fold 8)."""
+    random SDSA-1..4 models at T=1 and T=4 on a random image, the demo with column folding
+    at 16 lanes, fold 4, and 64 lanes, fold 8, and with an input buffer of 8 words at 64
+    lanes)."""
     predicted, measured, plan = predicted_and_measured(rtl, checkpoint, T, image, sdsa, lanes,
-                                                       fold)
+                                                       fold, buffer)
     assert not disagreements(predicted, measured, plan, rtl, exact=False), stale(rtl)
     assert not disagreements(predicted, measured, plan, rtl, exact=True), stale(rtl)
 
 
 # --- the test can fail ---------------------------------------------------------------------------
+
+def test_buffered_runs_need_the_buffer_term(rtl):
+    """The 64-lane run with an input buffer of 8 words, predicted as if the engine had none,
+    misses the RTL: the buffer's term is what makes the model exact there."""
+    predicted, measured, plan = predicted_and_measured(rtl, DEMO, 1, 0, lanes=64, buffer=8,
+                                                       model_buffer=0)
+    assert disagreements(predicted, measured, plan, rtl, exact=True)
+    assert sum(predicted.values()) > sum(measured.values())
+
 
 def test_folded_runs_need_the_fold_term(rtl, monkeypatch):
     """Counting a folded layer's columns, not its bank words, misses the 64-lane fold-8 run."""

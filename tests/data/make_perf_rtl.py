@@ -1,7 +1,7 @@
 """Write tests/data/perf_rtl.json: the RTL's measured cycles per step, from co-simulation runs.
 
 ``python tests/data/make_perf_rtl.py OUT [--append] [--commit SHA] [--command CMD] [--sdsa N]
-[--inputs random] [--lanes L] [--fold F] CHECKPOINT:T:DIR ...``
+[--inputs random] [--lanes L] [--fold F] [--input-buffer B] CHECKPOINT:T:DIR ...``
 
 Each ``DIR`` is a ``python -m sim.e2e --out DIR`` directory; its ``results_T<T>.json`` (written by
 the cocotb testbench ``sim.tb.network``) holds, per image, the total cycles and a
@@ -13,7 +13,7 @@ the numbers are stale. ``--sdsa N`` and ``--inputs random`` (for the specs after
 random model of operator N (``sim.e2e.demo_model(..., sdsa=N)``) and seeded random images;
 ``--sdsa -`` and ``--inputs digits`` go back to the defaults. ``--lanes L`` and ``--fold F``
 record the design point's lanes and column folding (``sim.e2e --lanes --fold``; stored with a
-run only when not 16 and 1). ``--append`` keeps the runs OUT
+run only when not 16 and 1), ``--input-buffer B`` the engine's input buffer (stored when not 0). ``--append`` keeps the runs OUT
 already holds and adds these, each with its own ``commit`` and ``hw_sha256`` (the file's own
 stay those of its first runs).
 These are measurements: nothing here comes from the cycle model.
@@ -48,7 +48,7 @@ def main(argv) -> int:
     runs = []
     command = None
     sdsa, inputs = None, "digits"
-    lanes, fold = 16, 1
+    lanes, fold, buffer = 16, 1, 0
     while specs:
         spec = specs.pop(0)
         if spec == "--command":
@@ -66,6 +66,9 @@ def main(argv) -> int:
             continue
         if spec == "--fold":
             fold = int(specs.pop(0))
+            continue
+        if spec == "--input-buffer":
+            buffer = int(specs.pop(0))
             continue
         if spec == "--commit":  # the commit the runs were made at (default: HEAD)
             commit = specs.pop(0)
@@ -88,6 +91,8 @@ def main(argv) -> int:
             run["lanes"] = lanes
         if fold != 1:
             run["fold"] = fold
+        if buffer:
+            run["input_buffer"] = buffer
         if append:
             run.update(commit=commit, hw_sha256=hw_digest())
         runs.append(run)
