@@ -522,15 +522,15 @@ class ProgEngine(wiring.Component):
         if self._input_buffer:
             # A word without spikes that does not end the frame is dropped as it arrives (its
             # (c, y) has been counted): the addressing unit would only have spent a cycle on it.
-            keep = arrive & (self.i.payload.bits.any() | self.i.payload.last)
+            keep_word = arrive & (self.i.payload.bits.any() | self.i.payload.last)
             free = ~in_valid | addressing.i.ready
             m.d.comb += [in_fifo.w_data.eq(arriving),
                          in_fifo.r_en.eq(free),
-                         in_fifo.w_en.eq(keep & ~(free & ~in_fifo.r_rdy))]
+                         in_fifo.w_en.eq(keep_word & ~(free & ~in_fifo.r_rdy))]
             with m.If(free):
                 with m.If(in_fifo.r_rdy):
                     m.d.sync += [in_word.eq(in_fifo.r_data), in_valid.eq(1)]
-                with m.Elif(keep):
+                with m.Elif(keep_word):
                     m.d.sync += [in_word.eq(arriving), in_valid.eq(1)]
                 with m.Else():
                     m.d.sync += in_valid.eq(0)

@@ -336,6 +336,16 @@ def test_folded_layers(send, receive):
     run(net, frames, f"folded {send}/{receive}", send=send, receive=receive)
 
 
+def test_folded_layers_with_an_input_buffer():
+    """Column folding and the input buffer in one engine (each has signals of its own): every
+    beat of the folded layers at sparse and dense firing, under backpressure."""
+    net = Network(12, 8, FOLD_LAYERS, input_buffer=4)
+    assert net.engine.max_fold_log == 3 and net.engine.input_buffer == 4
+    order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.05, 0.5)]
+    frames = [net.frame(*order[n]) for n in np.random.default_rng(5).permutation(len(order))]
+    run(net, frames, "folded, input buffer 4", send="always", receive="sparse")
+
+
 def test_fold_log_for_picks_the_most_columns_that_fit():
     """As many columns as ``lanes / F`` lanes still hold the output channels, up to the design
     point's; none for a layer whose input column reaches one output column (k <= stride)."""
