@@ -1102,6 +1102,9 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                "checkpoint": network.checkpoint,
                "images": count, "inputs": inputs.description, "input_source": inputs.source,
                "lanes": lanes, "arch": network.arch, "weights": network.weights,
+               # what else the design point sets (schedule, fold, input buffer, ...; the
+               # defaults unnamed)
+               "design_options": network.design_options,
                "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
                "run_s": run_s, "error": error,
                "labels": inputs.labels if inputs.labels is not None else [None] * count,
