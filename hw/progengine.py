@@ -37,7 +37,7 @@ Output (``o``)
 
 Pipeline: row counter (tags each input word with ``(c, y)`` using ``config.height``) -> input
 register slice (a register and a skid register: ``i.ready`` is one LUT of flip-flops; with
-``input_buffer`` a register and a FIFO, see below) ->
+``input_buffer`` a stage register, then the register and a FIFO, see below) ->
 :class:`hw.addressing.SpikeAddressing` (one spike ``(c, y, x)`` per cycle) -> a two-entry spike
 queue -> decode (the output rows and columns the spike's taps reach: ``first = max(0, ceil((t - k + 1) /
 s))``, ``final = min(out - 1, floor(t / s))`` with ``t = coordinate + padding``, as arithmetic
@@ -75,11 +75,13 @@ Column folding (``max_fold_log > 0``; a layer's ``fold_log``, ``F = 2**fold_log`
 
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
-With ``input_buffer = B`` (2..64) the input slice holds up to ``B`` words (the register and a
-FIFO of ``B - 1``) and drops a word without spikes that does not end the frame as it arrives:
-such a word costs nothing while fewer than ``B`` words wait, so runs of empty rows (channels
-that did not fire) hide behind the accumulation instead of stalling the producer one cycle a
-word. ``i.ready`` is the FIFO's ``level != depth``. The addressing unit, the queue and every
+With ``input_buffer = B`` (2..64) every word enters a stage register, which drops a word
+without spikes that does not end the frame and passes the others on to a slice that holds up
+to ``B`` words (the input register and a FIFO of ``B - 1``): an empty word costs nothing while
+fewer than ``B`` words wait, so runs of empty rows (channels that did not fire) hide behind the
+accumulation instead of stalling the producer one cycle a word. ``i.ready`` is "the stage's
+word leaves": it is empty, or dropped, or the FIFO has room (``level != depth``); the drop
+decision reads the stage's flip-flops (an OR over its bits), never the producer's output. The addressing unit, the queue and every
 later stage are unchanged; the outputs are the same, only the cycles differ
 (``sim.perf.engine_frame_timing``).
 Read-out: bank read, a register of the raw bank and bias words, then the output register
@@ -483,13 +485,20 @@ class ProgEngine(wiring.Component):
         row_y = Signal(tag_layout["y"].shape)
         row_y_next = Signal(side_bits + 1)
         arrive = Signal()  # an input word is accepted this cycle
+        word_layout = addressing_input_layout(self._word_bits, tag_layout)
         if self._input_buffer:
-            # A FIFO of ``input_buffer - 1`` words behind the input register (which the FIFO
-            # refills first): its ready is ``level != depth``, a compare of flip-flops.
-            m.submodules.in_fifo = in_fifo = SyncFIFO(
-                width=addressing_input_layout(self._word_bits, tag_layout).size,
-                depth=self._input_buffer - 1)
-            in_ready = in_fifo.w_rdy
+            # Every word enters a stage register first; from there a word with spikes (or the
+            # frame's last) goes on into the input register or, while that is busy, a FIFO of
+            # ``input_buffer - 1`` words, and any other word is dropped. The drop decision is
+            # taken on the stage's flip-flops, not on the producer's combinational output.
+            m.submodules.in_fifo = in_fifo = SyncFIFO(width=word_layout.size,
+                                                      depth=self._input_buffer - 1)
+            st_valid = Signal(name="in_stage_valid")
+            st_word = Signal(word_layout, name="in_stage")
+            st_kept = Signal(name="in_stage_kept")
+            m.d.comb += st_kept.eq(st_valid & (st_word.bits.any() | st_word.last))
+            # the stage is empty, or its word leaves (dropped, or into a FIFO with room)
+            in_ready = ~st_kept | in_fifo.w_rdy
         else:
             in_ready = ~in_skid_valid
         m.d.comb += [
@@ -508,7 +517,6 @@ class ProgEngine(wiring.Component):
 
         # --- input register slice: the tagged word waits in a register (and a skid register
         # behind it) in front of the addressing unit, whose ready is combinational ---
-        word_layout = addressing_input_layout(self._word_bits, tag_layout)
         arriving = Signal(word_layout)
         in_valid = Signal()
         in_word = Signal(word_layout, name="in_word")
@@ -520,18 +528,22 @@ class ProgEngine(wiring.Component):
             addressing.i.payload.eq(in_word),
         ]
         if self._input_buffer:
-            # A word without spikes that does not end the frame is dropped as it arrives (its
+            # A word without spikes that does not end the frame is dropped from the stage (its
             # (c, y) has been counted): the addressing unit would only have spent a cycle on it.
-            keep_word = arrive & (self.i.payload.bits.any() | self.i.payload.last)
             free = ~in_valid | addressing.i.ready
-            m.d.comb += [in_fifo.w_data.eq(arriving),
+            m.d.comb += [in_fifo.w_data.eq(st_word),
                          in_fifo.r_en.eq(free),
-                         in_fifo.w_en.eq(keep_word & ~(free & ~in_fifo.r_rdy))]
+                         # into the FIFO unless the input register takes it directly
+                         in_fifo.w_en.eq(st_kept & ~(free & ~in_fifo.r_rdy))]
+            with m.If(arrive):
+                m.d.sync += [st_word.eq(arriving), st_valid.eq(1)]
+            with m.Elif(~st_kept | in_fifo.w_rdy):
+                m.d.sync += st_valid.eq(0)
             with m.If(free):
                 with m.If(in_fifo.r_rdy):
                     m.d.sync += [in_word.eq(in_fifo.r_data), in_valid.eq(1)]
-                with m.Elif(keep_word):
-                    m.d.sync += [in_word.eq(arriving), in_valid.eq(1)]
+                with m.Elif(st_kept):
+                    m.d.sync += [in_word.eq(st_word), in_valid.eq(1)]
                 with m.Else():
                     m.d.sync += in_valid.eq(0)
         else:

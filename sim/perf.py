@@ -219,14 +219,15 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) 
     * the read-out starts once the last item is done and the read-modify-write has drained
       (:data:`ENGINE_DRAIN`), then one beat per output word (``out_h * out_w * G``).
 
-    ``buffer`` (the engine's ``input_buffer``, 2..64; 0: none): the input slice holds up to
-    ``buffer`` words and drops an empty word that does not end the frame as it arrives. The
-    reader offers word ``w`` from cycle ``READER_FEED_LATENCY + w`` and after its previous word,
-    and the slice accepts it only while fewer than ``buffer`` kept words wait (the kept word
-    ``buffer`` places back has been taken by the addressing unit in an earlier cycle); a kept word
-    reaches the addressing unit :data:`ENGINE_INPUT_SLICE` cycles after it is accepted. An empty
-    word then costs nothing. Without ``buffer`` the slice never fills before the addressing unit
-    takes its word, and the reader's pace is the only bound.
+    ``buffer`` (the engine's ``input_buffer``, 2..64; 0: none): every word enters a stage
+    register, which drops an empty word that does not end the frame the cycle after and passes
+    a kept one on into a slice of ``buffer`` words once the slice has room (the kept word
+    ``buffer`` places back has been taken by the addressing unit in an earlier cycle). The
+    reader offers word ``w`` from cycle ``READER_FEED_LATENCY + w``, after its previous word,
+    and no earlier than the cycle the stage's word leaves; a kept word reaches the addressing
+    unit :data:`ENGINE_INPUT_SLICE` cycles after it leaves the stage. An empty word then costs
+    nothing. Without ``buffer`` the slice never fills before the addressing unit takes its word,
+    and the reader's pace is the only bound.
 
     ``gate`` (weights over AXI, :class:`AxiFetchModel`): ``gate(c, t)`` is told that from cycle
     ``t`` the engine holds channel ``c``'s item with the generator idle (its ``block_done``) and
@@ -253,19 +254,20 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) 
     spikes_total = 0
     frame_end = None
     takes = []                  # cycles the addressing unit takes each kept word (buffer)
-    offered = -10               # cycle the input slice accepted the previous word (buffer)
+    offered = -10               # cycle the stage accepted the previous word (buffer)
+    moved = -10                 # cycle the previous word left the stage (buffer)
     for w in range(words):
         row = rows[w]
         columns = np.flatnonzero(row)
         last_word = w == words - 1
         if buffer:
-            accepted = max(READER_FEED_LATENCY + w, offered + 1)
-            if len(takes) >= buffer:
-                accepted = max(accepted, takes[-buffer] + 1)
-            offered = accepted
+            offered = max(READER_FEED_LATENCY + w, offered + 1, moved)
+            moved = offered + 1
             if columns.size == 0 and not last_word:
-                continue                     # dropped as it arrives
-            taken = max(word_free, accepted + ENGINE_INPUT_SLICE)
+                continue                     # dropped from the stage
+            if len(takes) >= buffer:
+                moved = max(moved, takes[-buffer] + 1)
+            taken = max(word_free, moved + ENGINE_INPUT_SLICE)
             takes.append(taken)
         else:
             taken = max(word_free, first_word + w)

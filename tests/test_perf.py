@@ -348,18 +348,19 @@ def test_engine_recurrence_with_an_input_buffer(buffer, layer, rate, empty):
     offset = perf.READER_FEED_LATENCY
     assert measure_engine(net, layer, spikes) == (timing.first_beat - offset,
                                                   timing.last_beat - offset)
-    assert timing.last_beat <= perf.engine_frame_timing(cfg, spikes).last_beat
+    # never more than the stage's one cycle slower than the plain slice
+    assert timing.last_beat <= perf.engine_frame_timing(cfg, spikes).last_beat + 1
 
 
 def test_the_input_buffers_depth_sets_how_much_of_a_run_it_hides():
-    """A linear layer's 30 words: 12 with a spike, 14 empty, 4 with a spike. The empty run
+    """A linear layer's 30 words: 14 with a spike, 14 empty, 2 with a spike. The empty run
     passes once the kept words ahead fit the buffer, so each word of depth hides one more cycle
     (until the run is hidden): the engine at 2, 3, 4 and 6 words equals the recurrence, and
     the four differ."""
     layer = 6   # 6 channels x 5 tokens, one column
     spikes = np.zeros((30, 1), dtype=np.uint8)
-    spikes[:12] = 1
-    spikes[26:] = 1
+    spikes[:14] = 1
+    spikes[28:] = 1
     spikes = spikes.reshape(6, 5, 1)
     offset = perf.READER_FEED_LATENCY
     lasts = []
