@@ -87,6 +87,9 @@ def test_every_shipped_design_point_loads(path):
         if path.stem == "dse-buffer":   # the engine's input buffer at 16 and 32 lanes
             assert sorted((p["lanes"], p["input_buffer"]) for p in sweep.points) == [
                 (16, 0), (16, 8), (32, 0), (32, 8)]
+        if path.stem == "dse-16-fold-buffer":   # folding and the buffer together, 16 lanes
+            assert [(p["lanes"], p["fold"], p["input_buffer"], p["device"])
+                    for p in sweep.points] == [(16, 4, 8, "ecp5-85k-6")]
         return
     point = load(path)
     assert point.checkpoint is None or Path(point.checkpoint).is_file(), point.checkpoint
