@@ -78,10 +78,32 @@ ANCHORS = (
              "comparable with sparse SOPs)"},
 )
 
-#: The paper's own energies (its Table 1) are not stated anywhere in this project
-#: (docs/reference-model.md gives the method only), so none is plotted or compared.
-PAPER_ENERGIES = ("the paper's Table-1 energies are not recorded in this project "
-                  "(docs/reference-model.md states its method only); none is quoted")
+#: The paper's own energies (its Table 1) as far as this project has them: the issue that asked
+#: for the projection quotes one, 15M at 224x224 and T=1 (not checked here against the
+#: publication). A case of that model, size and T is compared with it (:func:`paper_energy`).
+PAPER_ENERGY_RECORDS = (
+    {"model": "15M", "img_size": 224, "T": 1, "mj": 4.0, "pj_per_sop": 0.9,
+     "source": "the issue's reading of the paper's Table 1 (4.0 mJ at 0.9 pJ per AC)"},
+)
+PAPER_ENERGIES = ("the paper's Table-1 energies: only the issue's figure for 15M at 224x224, "
+                  "T=1 (4.0 mJ) is recorded, and a 15M T=1 case is compared with it (the "
+                  "synaptic operations it implies at 0.9 pJ, against the case's); no other "
+                  "model or T has one here")
+
+
+def paper_energy(info: dict) -> dict | None:
+    """The paper's energy for a case (``info``: a projection's ``case``), compared with the
+    case's: ``mj``, ``implied_sop`` (``mj / pj_per_sop``), ``sop_ratio`` (implied / the case's
+    SOPs) and ``source``; None when no record matches its model, size and T."""
+    for record in PAPER_ENERGY_RECORDS:
+        if (record["model"], record["img_size"], record["T"]) == (
+                info["model"], info["img_size"], info["T"]):
+            implied = record["mj"] * 1e9 / record["pj_per_sop"]
+            sop = info["energy"]["sop"]
+            return {"mj": _num(record["mj"]), "implied_sop": _num(implied),
+                    "sop_ratio": _num(implied / sop) if sop else None,
+                    "source": record["source"]}
+    return None
 
 NOT_BUILT = ("external memory: only the weights stream in over AXI4 (weights 'axi', "
              "hw/weightfetch.py: each weight read once per time step); spike maps, streams and "
@@ -464,6 +486,7 @@ def project(case: Case, lanes, *, timeout_s: float = 900.0, memory_gb: float = 8
                    "bytes_moved": _num(energy["bytes_moved"])},
         "weight_bits": int(case.net.weight_bits),
     }
+    info["paper_energy"] = paper_energy(info)
     return {"case": info, "points": points}
 
 
@@ -537,7 +560,7 @@ def document(projections, clocks, options: dict) -> dict:
         "tool": "python -m sim.project",
         "options": options,
         "assumptions": {
-            "cycles": "sim.perf.CycleModel (exact against Verilator at 8, 16 and 32 lanes; the "
+            "cycles": "sim.perf.CycleModel (exact against Verilator at 8 to 128 lanes; the "
                       "same equations, unmeasured, at other lane counts) on one integer-model "
                       "trace per case, shared by every lane count; cycles from start to done",
             "load": "load_cycles: the pixels through load_*, one 8-bit code a cycle, outside "
@@ -604,6 +627,15 @@ def format_table(doc: dict) -> str:
         out.write(f"energy per image: paper method {energy['paper_mj']:.4g} mJ, memory-aware "
                   f"{energy['memory_mj']:.4g} mJ ({_si(energy['sop'], 'SOP')}, "
                   f"{_si(energy['macs'], 'MAC')}); pixel load {info['load_cycles']:,} cycles\n")
+        paper = info.get("paper_energy")
+        if paper is not None:
+            ratio = ("" if paper["sop_ratio"] is None else
+                     f", {paper['sop_ratio']:.2f}x this case's: its images/s would be about "
+                     f"{1 / paper['sop_ratio']:.2f}x these at the paper's firing "
+                     "(cycles roughly follow the synaptic operations; --rates sweeps firing)")
+            out.write(f"paper's energy ({paper['source']}, not checked here): "
+                      f"{paper['mj']:.3g} mJ per image, about {_si(paper['implied_sop'], 'SOP')}"
+                      f"{ratio}\n")
         if doc["options"].get("fold", 1) != 1:
             out.write(f"column folding up to {doc['options']['fold']} columns a bank word "
                       "(min(fold, lanes); hw/progengine.py)\n")
@@ -679,6 +711,9 @@ def plot(doc: dict, path: Path) -> None:
         energy = info["energy"]
         label = (f"{info['label']}: {energy['paper_mj']:.3g} mJ/image by the paper's method, "
                  f"{energy['memory_mj']:.3g} mJ memory-aware")
+        if info.get("paper_energy") is not None:
+            label += (f"; the paper: {info['paper_energy']['mj']:.3g} mJ (issue's figure, "
+                      f"{info['paper_energy']['sop_ratio']:.2f}x these SOPs)")
         for number, clock in enumerate(clocks):
             left.plot(lanes, [clock * 1e6 / p["cycles"] for p in done], styles[number % 4],
                       color=colour, marker="o", markersize=3,

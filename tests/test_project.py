@@ -125,6 +125,20 @@ def test_a_checkpoint_projects_its_own_firing(tmp_path, monkeypatch):
         assert case["points"][0]["cycles"] == sum(totals) / 2
 
 
+def test_the_paper_energy_is_compared_only_where_one_is_recorded(demo_runs):
+    """The issue's figure (15M at 224x224, T=1: 4.0 mJ at 0.9 pJ per AC) meets a case of that
+    model, size and T alone; the demo's cases have none."""
+    info = {"model": "15M", "img_size": 224, "T": 1, "energy": {"sop": 2.0e9}}
+    paper = project.paper_energy(info)
+    assert paper["mj"] == 4.0
+    assert paper["implied_sop"] == pytest.approx(4.0e-3 / 0.9e-12)
+    assert paper["sop_ratio"] == pytest.approx(4.0e-3 / 0.9e-12 / 2.0e9)
+    for other in ({**info, "T": 4}, {**info, "img_size": 64}, {**info, "model": "31M"}):
+        assert project.paper_energy(other) is None
+    doc = json.loads((demo_runs[0][1] / "projection.json").read_text())
+    assert all(case["case"]["paper_energy"] is None for case in doc["cases"])
+
+
 @pytest.mark.parametrize("name, lanes", [("demo", 16), ("demo", 32), ("tiny", 8)])
 def test_sizing_plan_sizes_as_the_full_plan(name, lanes):
     """Without packed weight words the plan has the same memories, padding, limits and cycles."""
