@@ -1156,7 +1156,11 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
 
 
 def _sops(dut, net, trace, step, t, image):
-    """Return (synaptic operations, ideal cycles, dense MACs) of one step at one time step."""
+    """Return (synaptic operations, ideal cycles, dense MACs) of one step at one time step.
+
+    A layer's ideal is one cycle per (spike, valid tap, group of ``lanes`` output channels),
+    divided by its column fold (``F`` columns a cycle); SDSA's its additions over the lanes; a
+    LIF or copy step's one word of ``lanes`` neurons a cycle."""
     from hw.accumulator import layer_sops
     from hw.program import StepKind
 
@@ -1180,7 +1184,10 @@ def _sops(dut, net, trace, step, t, image):
                               stride=layer.stride, padding=layer.padding)
         cout = layer.weight.shape[0]
         groups = ceil_div(cout, lanes)
-        return sops, sops / cout * groups, 0
+        # Column folding: a folded layer adds a spike's taps into ``F`` columns a cycle.
+        place = dut.plan.memory.layers.get(step.layer)
+        fold = 1 << place.config.fold_log if place is not None else 1
+        return sops, sops / cout * groups / fold, 0
     if step.kind is StepKind.SDSA:
         # Additions on spikes (hw.sdsa.SDSA.ideal_cycles): SDSA-3/4 add a d-wide row per Q and
         # K spike; SDSA-1 one count per set bit of K AND V, SDSA-2 per K spike.

@@ -87,3 +87,25 @@ def test_step_and_sink_codes_are_distinct_and_fit_the_descriptor():
     assert {k.value for k in (SinkKind.LIF, SinkKind.ADD, SinkKind.BEGIN, SinkKind.LOGITS)} \
         == set(range(4))
     assert max(k.value for k in StepKind) < 1 << Shape.cast(StepKind).width
+
+
+def test_report_ideal_divides_a_folded_layer_by_its_fold(demo):
+    """The e2e report's ideal cycles (``sim.e2e._sops``): a folded layer's are its unfolded
+    ideal over its fold ``F`` (``F`` columns a cycle); unfolded layers and other steps keep
+    theirs."""
+    from sim.e2e import _sops
+
+    model = IntegerModel(demo)
+    codes = torch.randint(0, 256, (1, 1, 32, 32), generator=torch.Generator().manual_seed(5))
+    _, trace = model.forward(codes, trace=True)
+    plain, folded = SharedNetwork(demo, lanes=64), SharedNetwork(demo, lanes=64, fold=8)
+    folds = []
+    for a, b in zip(plain.steps, folded.steps):
+        sops, ideal, _ = _sops(plain, demo, trace, a, 0, 0)
+        sops_f, ideal_f, _ = _sops(folded, demo, trace, b, 0, 0)
+        assert sops_f == sops
+        place = folded.plan.memory.layers.get(a.layer) if a.kind is StepKind.LAYER else None
+        fold = 1 << place.config.fold_log if place is not None else 1
+        folds.append(fold)
+        assert ideal_f == pytest.approx(ideal / fold), a.name
+    assert max(folds) == 8 and min(folds) == 1   # the demo has folded and unfolded layers
