@@ -11,7 +11,7 @@ import numpy as np
 __all__ = [
     "lif_step", "lif_sequence", "lif_threshold",
     "conv_output_size", "conv2d_spikes", "depthwise_conv2d_spikes", "linear_spikes", "stem_conv",
-    "conv2d_counts", "residual_input",
+    "conv2d_counts", "residual_input", "bit_planes", "magnitude_planes", "pointwise_by_planes",
     "sum_pool", "shift_left", "signed_bits", "check_fits", "saturate",
     "sdsa1_counts", "sdsa1", "sdsa2_counts", "sdsa2", "sdsa3_kv", "sdsa3_counts", "sdsa3", "sdsa4",
 ]
@@ -295,6 +295,104 @@ def conv2d_counts(counts, weight, bias=None, stride: int = 1, padding: int = 0,
     out = conv2d_spikes(counts & 1, weight, bias, stride, padding)
     for plane in range(1, max(1, top.bit_length())):
         out = out + (conv2d_spikes((counts >> plane) & 1, weight, None, stride, padding) << plane)
+    return out
+
+
+def bit_planes(values, bits: int) -> np.ndarray:
+    """Split integers into their two's complement bit planes: binary maps, one per bit.
+
+    Parameters
+    ----------
+    values : integer array, any shape
+        Each must fit ``bits`` signed bits (``OverflowError`` otherwise).
+    bits : int
+        Planes to return (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape ``[bits, *values.shape]``
+        Plane ``p`` holds bit ``p``. ``values == sum_p plane[p] << p`` for ``p < bits - 1``,
+        minus ``plane[bits - 1] << (bits - 1)`` (the sign plane weighs ``-2**(bits - 1)``).
+    """
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
+        raise ValueError(f"bits must be an integer >= 1, not {bits!r}")
+    values = _as_int(values, "values")
+    check_fits(values, int(bits), "values")
+    unsigned = values & ((1 << int(bits)) - 1)
+    return np.stack([(unsigned >> p) & 1 for p in range(int(bits))]).astype(np.uint8)
+
+
+def magnitude_planes(values, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split integers into sign and magnitude: the bit planes of ``|values|`` and the signs.
+
+    Returns ``(planes, negative)``: ``planes`` uint8 ``[bits, *values.shape]``, plane ``p``
+    holding bit ``p`` of ``|values|`` (each ``|value|`` must fit ``bits`` unsigned bits,
+    ``OverflowError`` otherwise), and ``negative`` bool ``values.shape``. A set bit of plane
+    ``p`` is a signed spike: ``+2**p``, or ``-2**p`` where ``negative``.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
+        raise ValueError(f"bits must be an integer >= 1, not {bits!r}")
+    values = _as_int(values, "values")
+    magnitude = np.abs(values)
+    if magnitude.size and int(magnitude.max()) >= 1 << int(bits):
+        raise OverflowError(f"values reach magnitude {int(magnitude.max())}, beyond {bits} "
+                            f"unsigned bits")
+    planes = np.stack([(magnitude >> p) & 1 for p in range(int(bits))]).astype(np.uint8)
+    return planes, values < 0
+
+
+def pointwise_by_planes(values, weight, bias, bits: int,
+                        encoding: str = "twos") -> np.ndarray:
+    """A 1x1 convolution on integers as additions only: one spike conv per bit plane.
+
+    ``bias + sum_c weight[o, c] * values[c]`` computed from spike convolutions
+    (:func:`conv2d_spikes`: additions of weights where a bit is set), one pass per plane, its
+    sums shifted by the plane's bit into the output. This is how a spike engine computes
+    SepConv's ``pwconv2`` unfused without multiplying (``docs/ablations.md``, "SepConv fused
+    against unfused").
+
+    * ``encoding="twos"``: the planes of :func:`bit_planes`; the sign plane ``p = bits - 1``
+      is subtracted (a pass with negated weights).
+    * ``encoding="sign-magnitude"``: the planes of :func:`magnitude_planes`; a set bit of a
+      negative value subtracts its weights (signed spikes). Fewer bits are set wherever the
+      values are small and negative.
+
+    Parameters
+    ----------
+    values : integer array ``[C, H, W]``, fitting ``bits`` signed bits (two's complement) or
+        ``bits`` unsigned bits of magnitude (sign-magnitude)
+    weight : integer array ``[Cout, C, 1, 1]``
+    bias : integer array ``[Cout]`` or None
+    bits : int
+        Planes (for ``pwconv2``: from the depthwise conv's proven range).
+    encoding : ``"twos"`` or ``"sign-magnitude"``
+
+    Returns
+    -------
+    numpy.ndarray of int64 ``[Cout, H, W]``, equal to the direct integer 1x1 convolution.
+    """
+    weight = _as_int(weight, "weight")
+    if weight.ndim != 4 or weight.shape[2:] != (1, 1):
+        raise ValueError(f"weight must be a 1x1 kernel [Cout, C, 1, 1], not shape {weight.shape}")
+    if encoding == "twos":
+        planes = bit_planes(values, bits)
+        signs = [1] * (int(bits) - 1) + [-1]
+        parts = [(planes[p], signs[p]) for p in range(int(bits))]
+    elif encoding == "sign-magnitude":
+        planes, negative = magnitude_planes(values, bits)
+        parts = []
+        for p in range(int(bits)):
+            parts += [(planes[p] & ~negative, 1), (planes[p] & negative, -1)]
+    else:
+        raise ValueError(f"encoding must be 'twos' or 'sign-magnitude', not {encoding!r}")
+    if planes.ndim != 4 or planes.shape[1] != weight.shape[1]:
+        raise ValueError(f"expected values [C,H,W] with C = {weight.shape[1]}, got shape "
+                         f"{planes.shape[1:]}")
+    out = np.zeros((weight.shape[0], *planes.shape[2:]), dtype=np.int64) \
+        + _bias_or_zeros(bias, weight.shape[0])[:, None, None]
+    for index, (plane, sign) in enumerate(parts):
+        p = index if encoding == "twos" else index // 2
+        out = out + sign * (conv2d_spikes(plane, weight) << p)
     return out
 
 

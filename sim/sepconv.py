@@ -17,6 +17,21 @@ BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv``
   (full lane rate) and the pointwise conv at ``lanes`` multiply-accumulates a cycle (``lanes``
   hardware multipliers, which the spike-driven network does not have).
 
+* **Unfused, bit-serial** (spike-driven; not built in hardware): the same depthwise conv on
+  spikes, then ``pwconv2`` without a multiply. Each bit plane of the depthwise sums is a binary
+  map, and ``pwconv2`` runs as one spike conv a plane, its sums shifted by the plane's bit into
+  the output (:func:`quant.intops.pointwise_by_planes`). Two encodings are counted: two's
+  complement (``planes``: the depthwise layer's proven ``acc_bits``; the sign plane's pass
+  subtracts) and sign-magnitude (``sm_planes``: the bits of the proven largest magnitude; a set
+  bit of a negative sum is a signed spike, whose weights the engine would subtract). The
+  bit-serial costs are sign-magnitude's, which sets fewer bits: its additions are the set bits
+  times ``C``. The report checks, on every image and time step and for both encodings, that
+  this equals the unfused integer model's ``pwconv2`` (``bitserial_exact``). Its numbers come from the unfused integer model
+  (``quant`` with ``fuse_sepconv=False``) on the same images. Cycles are ideal-rate: the
+  depthwise conv at ``lanes`` additions a cycle, one cycle per (plane bit, group of ``lanes``
+  output channels) for the pointwise passes (the engine's cost for a 1x1 conv), and one
+  read-out beat per (pixel, group of ``lanes`` depthwise channels), which writes every plane.
+
 Energy by the paper's method: 0.9 pJ per addition on spikes, 4.6 pJ per multiply-accumulate.
 Which is cheaper is printed per layer, by cycles and by energy. Counts are per image (summed
 over time steps, mean over images) on the first ``--images`` held-out digits (or seeded random
@@ -45,12 +60,18 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
     """Per SepConv of the model: fused and unfused counts (module docstring). Returns
     ``{"layers": [row, ...], "total": row, ...}``; each row has ``layer``, ``spikes``,
     ``fused_sops``, ``fused_cycles``, ``fused_ideal``, ``dw_sops``, ``pw_macs``,
-    ``unfused_cycles``, ``fused_pj``, ``unfused_pj``, ``cheaper_cycles``, ``cheaper_energy``."""
+    ``unfused_cycles``, ``fused_pj``, ``unfused_pj``, ``cheaper_cycles``, ``cheaper_energy``,
+    and the bit-serial form's ``planes``, ``plane_bits_set`` (two's complement),
+    ``sm_planes``, ``sm_bits_set`` (sign-magnitude), ``bs_dw_sops``, ``bs_sops``,
+    ``bs_cycles``, ``bs_pj``, ``bitserial_exact``, ``bs_vs_fused_cycles``,
+    ``bs_vs_fused_energy``."""
     import torch
 
     from hw.packing import layer_sops
     from hw.plan import SharedPlan
     from quant.intmodel import IntegerModel
+    from quant.intops import bit_planes, magnitude_planes, pointwise_by_planes
+    from quant.quantize import quantize_model
     from sim.e2e import demo_model, quantized, select_inputs
     from sim.perf import CycleModel, map_spikes
 
@@ -61,6 +82,10 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
     inputs = select_inputs(net, images, None, 0)
     integer = IntegerModel(net)
     _, trace = integer.forward(integer.quantize_input(inputs.images), trace=True)
+    # The unfused integer model on the same images: the bit-serial form's own numbers.
+    unfused = quantize_model(model, 8, 8, fuse_sepconv=False)
+    u_integer = IntegerModel(unfused)
+    _, u_trace = u_integer.forward(u_integer.quantize_input(inputs.images), trace=True)
     cycle_model = CycleModel(plan)
     predicted = [{(r["t"], r["step"]): r["cycles"] for r in cycle_model.predict(trace, i)["steps"]}
                  for i in range(len(inputs))]
@@ -73,10 +98,30 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
         cout, cmid, kernel, _ = np.asarray(layer.weight).shape
         side = plan.sizes[step.layer.split(".")[0]]
         spikes = map_spikes(net, trace, step.source)     # [T, B, C, H, W] of Conv.lif2
+        u_spikes = map_spikes(unfused, u_trace, step.source)
+        dw_name = step.layer.replace(".pwconv2", ".dwconv")
+        dw_layer, pw_layer = unfused.layers[dw_name], unfused.layers[step.layer]
+        bits = dw_layer.acc_bits
+        sm_bits = max(abs(int(dw_layer.acc_low.min())), int(dw_layer.acc_high.max()),
+                      1).bit_length()
+        dw_sums = np.asarray(u_trace.accumulators[dw_name])      # [T, B, 2C, H, W]
+        pw_sums = np.asarray(u_trace.accumulators[step.layer])   # [T, B, C, H, W]
         row = dict(layer=step.layer, channels=f"{cmid} -> {cout}", kernel=kernel, side=side,
-                   spikes=0.0, fused_sops=0.0, dw_sops=0.0, fused_cycles=0.0)
+                   spikes=0.0, fused_sops=0.0, dw_sops=0.0, fused_cycles=0.0, planes=bits,
+                   plane_bits_set=0.0, sm_planes=sm_bits, sm_bits_set=0.0, bs_dw_sops=0.0,
+                   bitserial_exact=True)
         for image in range(n):
             for t in range(plan.T):
+                sums = dw_sums[t, image]
+                row["plane_bits_set"] += float(bit_planes(sums, bits).sum()) / n
+                row["sm_bits_set"] += float(magnitude_planes(sums, sm_bits)[0].sum()) / n
+                for encoding, width in (("twos", bits), ("sign-magnitude", sm_bits)):
+                    row["bitserial_exact"] &= bool(np.array_equal(
+                        pointwise_by_planes(sums, pw_layer.weight, pw_layer.bias, width,
+                                            encoding), pw_sums[t, image]))
+                u = np.asarray(u_spikes[t, image]).reshape(cmid, side, side)
+                row["bs_dw_sops"] += layer_sops("depthwise", (cmid, 1, kernel, kernel), u,
+                                                stride=layer.stride, padding=layer.padding) / n
                 s = np.asarray(spikes[t, image]).reshape(cmid, side, side)
                 row["spikes"] += float(s.sum()) / n
                 row["fused_sops"] += layer_sops("conv", layer.weight.shape, s,
@@ -93,10 +138,20 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
         row["cheaper_cycles"] = "fused" if row["fused_cycles"] <= row["unfused_cycles"] \
             else "unfused"
         row["cheaper_energy"] = "fused" if row["fused_pj"] <= row["unfused_pj"] else "unfused"
+        row["bs_sops"] = row["bs_dw_sops"] + row["sm_bits_set"] * cout
+        row["bs_cycles"] = (row["bs_dw_sops"] / lanes + row["sm_bits_set"] * groups
+                            + plan.T * side * side * ceil_div(cmid, lanes))
+        row["bs_pj"] = E_AC_PJ * row["bs_sops"]
+        row["bs_vs_fused_cycles"] = "fused" if row["fused_cycles"] <= row["bs_cycles"] \
+            else "bit-serial"
+        row["bs_vs_fused_energy"] = "fused" if row["fused_pj"] <= row["bs_pj"] else "bit-serial"
         rows.append(row)
     keys = ("spikes", "fused_sops", "dw_sops", "fused_cycles", "fused_ideal", "pw_macs",
-            "unfused_cycles", "fused_pj", "unfused_pj")
+            "unfused_cycles", "fused_pj", "unfused_pj", "plane_bits_set", "sm_bits_set",
+            "bs_dw_sops",
+            "bs_sops", "bs_cycles", "bs_pj")
     total = {key: sum(row[key] for row in rows) for key in keys}
+    total["bitserial_exact"] = all(row["bitserial_exact"] for row in rows)
     total["layer"] = "total"
     all_cycles = float(sum(sum(p.values()) for p in predicted) / n)
     return {"checkpoint": str(checkpoint or "demo"), "T": plan.T, "lanes": lanes,
@@ -120,6 +175,20 @@ def _print(result: dict) -> None:
               f"{row['fused_cycles']:10.0f} {row['dw_sops']:9.0f} {row['pw_macs']:9.0f} "
               f"{row['unfused_cycles']:11.0f} {row['fused_pj'] / 1e3:9.2f} "
               f"{row['unfused_pj'] / 1e3:10.2f}  {cheaper}")
+    print("unfused bit-serial (spike-driven, no multiply; not built): pointwise passes on the "
+          "depthwise sums' bit planes, ideal rates; bits set in two's complement (tc) and "
+          "sign-magnitude (sm), costs for sm")
+    print(f"{'layer':28s} {'planes':>6s} {'tc set':>9s} {'sm set':>9s} {'dw SOPs':>9s} "
+          f"{'SOPs':>9s} "
+          f"{'cycles':>8s} {'nJ':>7s} {'exact':>5s}  against fused (cycles / energy)")
+    for row in result["layers"] + [result["total"]]:
+        cheaper = (f"{row['bs_vs_fused_cycles']} / {row['bs_vs_fused_energy']}"
+                   if "bs_vs_fused_cycles" in row else "")
+        planes = f"{row['planes']}/{row['sm_planes']}" if "planes" in row else ""
+        print(f"{row['layer']:28s} {planes:>6} {row['plane_bits_set']:9.0f} "
+              f"{row['sm_bits_set']:9.0f} {row['bs_dw_sops']:9.0f} {row['bs_sops']:9.0f} {row['bs_cycles']:8.0f} "
+              f"{row['bs_pj'] / 1e3:7.2f} {'yes' if row['bitserial_exact'] else 'NO':>5s}  "
+              f"{cheaper}")
     total = result["total"]
     print(f"the fused SepConvs take {total['fused_cycles']:,.0f} of the network's "
           f"{result['network_cycles']:,.0f} cycles; unfused they would need "

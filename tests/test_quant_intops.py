@@ -204,3 +204,57 @@ def test_sdsa1_and_sdsa2(rng, n, d):
     assert np.array_equal(out2, q * (k_sum >= 3)[None, :])
     assert np.array_equal(intops.sdsa1_counts(k, v), kv_sum)
     assert np.array_equal(intops.sdsa2_counts(k), k_sum)
+
+
+# --- bit planes: a 1x1 conv on integers by additions only (SepConv's pwconv2 unfused) ---
+
+@pytest.mark.parametrize("bits", [1, 2, 5, 12])
+def test_bit_planes_rebuild_the_values(rng, bits):
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    values = np.concatenate([[low, high, 0, -1], rng.integers(low, high + 1, 60)])
+    planes = intops.bit_planes(values, bits)
+    assert planes.shape == (bits, values.size) and planes.dtype == np.uint8
+    weights = np.array([1 << p for p in range(bits)], dtype=np.int64)
+    weights[-1] = -weights[-1]
+    assert np.array_equal((planes.astype(np.int64) * weights[:, None]).sum(0), values)
+
+
+def test_magnitude_planes_rebuild_the_values(rng):
+    values = np.concatenate([[-2047, 2047, 0, -1, 1], rng.integers(-2047, 2048, 60)])
+    planes, negative = intops.magnitude_planes(values, 11)
+    magnitude = (planes.astype(np.int64) << np.arange(11)[:, None]).sum(0)
+    assert np.array_equal(np.where(negative, -magnitude, magnitude), values)
+
+
+def test_planes_refuse_values_beyond_their_bits():
+    with pytest.raises(OverflowError):
+        intops.bit_planes(np.array([8]), 4)          # 4 signed bits hold -8..7
+    with pytest.raises(OverflowError):
+        intops.magnitude_planes(np.array([-16]), 4)  # 4 bits of magnitude hold 0..15
+    with pytest.raises(ValueError, match="bits must be an integer >= 1"):
+        intops.bit_planes(np.array([0]), 0)
+
+
+@pytest.mark.parametrize("encoding", ["twos", "sign-magnitude"])
+@pytest.mark.parametrize("bits", [1, 3, 12])
+def test_pointwise_by_planes_equals_the_integer_1x1_conv(rng, encoding, bits):
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if encoding == "sign-magnitude":
+        low = -high
+    values = rng.integers(low, high + 1, (6, 3, 4))
+    values[0, 0, :2] = [low, high]
+    weight = rng.integers(-128, 128, (5, 6, 1, 1))
+    bias = rng.integers(-1000, 1000, 5)
+    expect = np.einsum("chw,oc->ohw", values, weight[:, :, 0, 0]) + bias[:, None, None]
+    got = intops.pointwise_by_planes(values, weight, bias, bits, encoding)
+    assert got.dtype == np.int64 and np.array_equal(got, expect)
+
+
+def test_pointwise_by_planes_refuses_bad_arguments(rng):
+    values = rng.integers(-8, 8, (2, 2, 2))
+    with pytest.raises(ValueError, match="1x1 kernel"):
+        intops.pointwise_by_planes(values, np.ones((3, 2, 3, 3), np.int64), None, 4)
+    with pytest.raises(ValueError, match="encoding must be"):
+        intops.pointwise_by_planes(values, np.ones((3, 2, 1, 1), np.int64), None, 4, "gray")
+    with pytest.raises(ValueError, match="C = 5"):
+        intops.pointwise_by_planes(values, np.ones((3, 5, 1, 1), np.int64), None, 4)

@@ -51,6 +51,31 @@ def test_totals_and_the_cheaper_choice(result):
     assert 0 < result["total"]["fused_cycles"] < result["network_cycles"]
 
 
+def test_bit_serial_unfused_form_is_exact_and_costed_from_its_planes(result):
+    from sim.e2e import demo_model
+    from quant.quantize import quantize_model
+
+    unfused = quantize_model(demo_model(1)[0], 8, 8, fuse_sepconv=False)
+    for row in result["layers"]:
+        cmid, cout = (int(v) for v in row["channels"].split(" -> "))
+        dw = unfused.layers[row["layer"].replace(".pwconv2", ".dwconv")]
+        # every image and time step, both encodings: the planes' passes == the integer pwconv2
+        assert row["bitserial_exact"] is True
+        assert row["planes"] == dw.acc_bits
+        assert 1 << (row["sm_planes"] - 1) <= max(-int(dw.acc_low.min()),
+                                                  int(dw.acc_high.max())) < 1 << row["sm_planes"]
+        # a set bit is one tap of a 1x1 conv: C additions, one cycle per group of 16 lanes
+        assert 0 < row["sm_bits_set"] <= row["sm_planes"] * cmid * row["side"] ** 2
+        assert row["bs_sops"] == pytest.approx(row["bs_dw_sops"] + row["sm_bits_set"] * cout)
+        assert row["bs_cycles"] == pytest.approx(row["bs_dw_sops"] / 16 + row["sm_bits_set"]
+                                                 * -(-cout // 16)
+                                                 + row["side"] ** 2 * -(-cmid // 16))
+        assert row["bs_pj"] == pytest.approx(E_AC_PJ * row["bs_sops"])
+        assert row["bs_vs_fused_energy"] == ("fused" if row["fused_pj"] <= row["bs_pj"]
+                                             else "bit-serial")
+    assert result["total"]["bitserial_exact"] is True
+
+
 def test_time_steps_multiply_the_dense_pointwise_work():
     one = compare(None, images=1, T=1)["total"]["pw_macs"]
     two = compare(None, images=1, T=2)["total"]["pw_macs"]
