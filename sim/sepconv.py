@@ -26,8 +26,8 @@ BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv``
   bit of a negative sum is a signed spike, whose weights the engine would subtract). The
   bit-serial costs are sign-magnitude's, which sets fewer bits: its additions are the set bits
   times ``C``. The report checks, on every image and time step and for both encodings, that
-  this equals the unfused integer model's ``pwconv2`` (``bitserial_exact``). Its numbers come from the unfused integer model
-  (``quant`` with ``fuse_sepconv=False``) on the same images. Cycles are ideal-rate: the
+  this equals the unfused integer model's ``pwconv2`` (``bitserial_exact``). Its numbers come
+  from the unfused integer model (``quant`` with ``fuse_sepconv=False``) on the same images. Cycles are ideal-rate: the
   depthwise conv at ``lanes`` additions a cycle, one cycle per (plane bit, group of ``lanes``
   output channels) for the pointwise passes (the engine's cost for a 1x1 conv), and one
   read-out beat per (pixel, group of ``lanes`` depthwise channels), which writes every plane.
@@ -186,7 +186,8 @@ def _print(result: dict) -> None:
                    if "bs_vs_fused_cycles" in row else "")
         planes = f"{row['planes']}/{row['sm_planes']}" if "planes" in row else ""
         print(f"{row['layer']:28s} {planes:>6} {row['plane_bits_set']:9.0f} "
-              f"{row['sm_bits_set']:9.0f} {row['bs_dw_sops']:9.0f} {row['bs_sops']:9.0f} {row['bs_cycles']:8.0f} "
+              f"{row['sm_bits_set']:9.0f} {row['bs_dw_sops']:9.0f} {row['bs_sops']:9.0f} "
+              f"{row['bs_cycles']:8.0f} "
               f"{row['bs_pj'] / 1e3:7.2f} {'yes' if row['bitserial_exact'] else 'NO':>5s}  "
               f"{cheaper}")
     total = result["total"]
