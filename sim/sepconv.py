@@ -27,8 +27,8 @@ BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv``
   bit-serial costs are sign-magnitude's, which sets fewer bits: its additions are the set bits
   times ``C``. The report checks, on every image and time step and for both encodings, that
   this equals the unfused integer model's ``pwconv2`` (``bitserial_exact``). Its numbers come
-  from the unfused integer model (``quant`` with ``fuse_sepconv=False``) on the same images. Cycles are ideal-rate: the
-  depthwise conv at ``lanes`` additions a cycle, one cycle per (plane bit, group of ``lanes``
+  from the unfused integer model (``quant`` with ``fuse_sepconv=False``) on the same images.
+  Cycles are ideal-rate: the depthwise conv at ``lanes`` additions a cycle, one cycle per (plane bit, group of ``lanes``
   output channels) for the pointwise passes (the engine's cost for a 1x1 conv), and one
   read-out beat per (pixel, group of ``lanes`` depthwise channels), which writes every plane.
 
