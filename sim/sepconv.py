@@ -28,9 +28,10 @@ BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv``
   times ``C``. The report checks, on every image and time step and for both encodings, that
   this equals the unfused integer model's ``pwconv2`` (``bitserial_exact``). Its numbers come
   from the unfused integer model (``quant`` with ``fuse_sepconv=False``) on the same images.
-  Cycles are ideal-rate: the depthwise conv at ``lanes`` additions a cycle, one cycle per (plane bit, group of ``lanes``
-  output channels) for the pointwise passes (the engine's cost for a 1x1 conv), and one
-  read-out beat per (pixel, group of ``lanes`` depthwise channels), which writes every plane.
+  Cycles are ideal-rate: the depthwise conv at ``lanes`` additions a cycle, one cycle per
+  (plane bit, group of ``lanes`` output channels) for the pointwise passes (the engine's cost
+  for a 1x1 conv), and one read-out beat per (pixel, group of ``lanes`` depthwise channels),
+  which writes every plane.
 
 Energy by the paper's method: 0.9 pJ per addition on spikes, 4.6 pJ per multiply-accumulate.
 Which is cheaper is printed per layer, by cycles and by energy. Counts are per image (summed
