@@ -129,7 +129,8 @@ CSV_FIELDS = (
     "onchip_bits", "weights_bits", "spike_maps_bits", "streams_bits", "membranes_bits",
     "bank_bits", "weights_overhead", "spike_maps_overhead", "streams_overhead",
     "membranes_overhead", "energy_paper_mj", "energy_memory_mj", "ext_bytes_per_image",
-    "ext_bytes_per_image_unpadded", "ext_gbyte_per_s", "mean_firing_rate")
+    "ext_bytes_per_image_unpadded", "ext_gbyte_per_s", "mean_firing_rate",
+    "axi_cycles", "axi_ratio", "axi_ring_bits", "axi_read_bytes", "axi_floor_ratio")
 
 
 def _num(value):
@@ -222,7 +223,7 @@ def trace_sops(plan, trace, image: int = 0) -> int:
 
 
 def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
-               fold: int = 1, input_buffer: int = 0) -> dict:
+               fold: int = 1, input_buffer: int = 0, axi: dict | None = None) -> dict:
     """Plan ``net`` at ``lanes`` (column folding up to ``fold``; the engine's input buffer) and predict the cycles of
     ``trace``'s images (mean over them).
 
@@ -231,6 +232,13 @@ def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
     ``g1_cycles`` (cycles of steps with one output group: they gain nothing from more lanes),
     ``memory`` (``memory_report``), ``padding`` (``padding_report``), ``weight_depth``, ``sops``
     (:func:`trace_sops`, mean per image; the same at every lane count).
+
+    ``axi`` (``{"bus": bits, "latency": cycles, "ring_words": words or None}``): the weights
+    also stream in over AXI4 (:class:`hw.weightfetch.WeightRing` of that bus width and ring,
+    None: its default depth; :class:`sim.perf.CycleModel` with the ring and a fixed read
+    latency), and ``axi`` is added: ``cycles`` (mean per image), ``ratio`` (to the on-chip
+    ``cycles``), ``ring_words``, ``ring_bits``, ``read_bytes`` and ``floor_bytes`` per image
+    (the weights at their bits, once per time step).
     """
     from hw.program import StepKind
     from sim.perf import CycleModel
@@ -257,9 +265,24 @@ def lane_point(net, trace, lanes: int, images: int = 1, full_plan: bool = False,
             g1 += cycles
     padding = plan.padding_report()
     sops = sum(trace_sops(plan, trace, image) for image in range(images)) / images
+    over_axi = None
+    if axi is not None:
+        from hw.weightfetch import WeightRing
+
+        ring = WeightRing(plan, axi.get("ring_words"), data_width=axi["bus"])
+        ring_model = CycleModel(plan, ring=ring, latency=axi["latency"])
+        ring_cycles = sum(ring_model.predict(trace, image)["total"]
+                          for image in range(images)) / images
+        over_axi = {"bus_bits": axi["bus"], "latency": axi["latency"], "ring_words": ring.depth,
+                    "ring_bits": ring.memory_bits(), "cycles": ring_cycles,
+                    "ratio": ring_cycles / (sum(totals) / images),
+                    "read_bytes": ring.bytes_per_run(plan.T),
+                    "floor_bytes": plan.T * ring.floor_bytes()}
     extra = {"fold": fold} if fold != 1 else {}   # the default unnamed: outputs unchanged
     if input_buffer:
         extra["input_buffer"] = input_buffer
+    if over_axi is not None:
+        extra["axi"] = over_axi
     return {"lanes": lanes, **extra, "cycles": sum(totals) / images, "per_image": totals,
             "sops": sops,
             "steps": steps, "kinds": kinds, "g1_cycles": g1,
@@ -456,7 +479,8 @@ def make_case(*, variant_name=None, checkpoint=None, img_size=None, T=1, rate=BA
 # --- the projection -------------------------------------------------------------------------------
 
 def project(case: Case, lanes, *, timeout_s: float = 900.0, memory_gb: float = 8.0,
-            full_plan: bool = False, log=None, fold: int = 1, input_buffer: int = 0) -> dict:
+            full_plan: bool = False, log=None, fold: int = 1, input_buffer: int = 0,
+            axi: dict | None = None) -> dict:
     """Every lane count of one case: ``{"case": ..., "points": [...]}`` (lanes ascending;
     column folding up to ``min(fold, lanes)``)."""
     cfg = case.cfg
@@ -465,11 +489,14 @@ def project(case: Case, lanes, *, timeout_s: float = 900.0, memory_gb: float = 8
         begin = time.perf_counter()
         result, reason = run_isolated(
             lambda count=count: lane_point(case.net, case.trace, count, case.images, full_plan,
-                                           min(fold, count), input_buffer),
+                                           min(fold, count), input_buffer, axi),
             timeout_s, memory_gb)
         wall = time.perf_counter() - begin
         if log:
             what = f"{result['cycles']:,.0f} cycles" if result else reason
+            if result and "axi" in result:
+                what += (f", {result['axi']['cycles']:,.0f} with the weights over AXI4 "
+                         f"({result['axi']['ratio']:.4f}x)")
             log(f"  {case.label}, {count} lanes: {what} ({wall:.1f} s)")
         points.append(result if result else {"lanes": count, "reason": reason})
     load = 0 if cfg.events else cfg.in_channels * cfg.img_size ** 2
@@ -533,6 +560,12 @@ def rows(projections, clocks) -> list[dict]:
                     row[f"{name}_bits"] = int(bits)
                 for name, overhead in point["padding"].items():
                     row[f"{name}_overhead"] = _num(overhead)
+                axi = point.get("axi")
+                if axi is not None:
+                    row.update(axi_cycles=_num(axi["cycles"]), axi_ratio=_num(axi["ratio"]),
+                               axi_ring_bits=int(axi["ring_bits"]),
+                               axi_read_bytes=int(axi["read_bytes"]),
+                               axi_floor_ratio=_num(axi["read_bytes"] / axi["floor_bytes"]))
                 out.append(row)
     return out
 
@@ -645,8 +678,16 @@ def format_table(doc: dict) -> str:
         head = f"{'lanes':>6} {'cycles/img':>13}"
         for clock in clocks:
             head += f" {f'img/s@{clock:g}':>11}"
+        axi = doc["options"].get("axi")
+        if axi is not None:
+            ring = "default" if axi["ring_words"] is None else f"{axi['ring_words']:,}"
+            out.write(f"weights over AXI4: {axi['bus']}-bit bus, read latency {axi['latency']} "
+                      f"cycles, weight ring of {ring} words (hw/weightfetch.py; the cycle "
+                      "model, sim/perf.py)\n")
         head += (f" {'SOP/cyc':>8} {'util':>6} {'G=1':>5} {'on-chip':>9} {'wt pad':>6} "
                  f"{'map pad':>7} {'ext/img':>9}")
+        if axi is not None:
+            head += f" {'AXI x':>7} {'ring':>7} {'read/floor':>10}"
         out.write(head + "\n")
         for lanes, per_clock in by_case.get(info["label"], {}).items():
             row = next(iter(per_clock.values()))
@@ -660,12 +701,19 @@ def format_table(doc: dict) -> str:
                      f" {100 * row['g1_cycle_share']:>4.0f}% {_si(row['onchip_bits'] / 8, 'B'):>9}"
                      f" {row['weights_overhead']:>5.2f}x {row['spike_maps_overhead']:>6.2f}x"
                      f" {_si(row['ext_bytes_per_image'], 'B'):>9}")
+            if axi is not None:
+                line += (f" {row['axi_ratio']:>6.4f}x {_si(row['axi_ring_bits'], 'b'):>7}"
+                         f" {row['axi_floor_ratio']:>9.3f}x")
             out.write(line + "\n")
     out.write("\ncolumns: SOP/cyc = the trace's synaptic operations per image (valid taps x "
               "output channels, SDSA additions; no stem MACs) / cycles; util = SOP/cyc / "
               "lanes; G=1 = share of the cycles in steps with one output group (no gain from "
               "more lanes); on-chip = memory_report total; wt/map pad = padding_report "
-              "overhead; ext/img = packed weights x T + pixels\n")
+              "overhead; ext/img = packed weights x T + pixels" + (
+                  "; AXI x = cycles with the weights over AXI4 / on-chip cycles; ring = the "
+                  "on-chip weight ring; read/floor = weight bytes read per image / the weights "
+                  "at their bits once per time step" if doc["options"].get("axi") else "")
+              + "\n")
     for goal in doc["goal"]:
         if goal["lanes"] is not None:
             what = (f"reached at {goal['lanes']} lanes ({goal['images_per_s']:.3g} images/s)")
@@ -794,6 +842,19 @@ def _check(args) -> str | None:
     if args.fold > 1 and any(n & (n - 1) for n in args.lanes):
         return (f"--fold {args.fold} needs every --lanes a power of two, not "
                 f"{' '.join(map(str, args.lanes))}")
+    if args.axi_bus is None and (args.axi_latency is not None or args.ring_words is not None):
+        return "--axi-latency and --ring-words model the weights over AXI4: give --axi-bus"
+    if args.axi_bus is not None:
+        if args.axi_bus not in (32, 64, 128, 256, 512, 1024):
+            return (f"--axi-bus {args.axi_bus} is not a bus width: 32, 64, 128, 256, 512 or "
+                    "1024 bits")
+        if args.fold != 1:
+            return "--axi-bus with --fold: column folding is not built for the weight ring"
+        if args.axi_latency is not None and not 1 <= args.axi_latency <= 4096:
+            return f"--axi-latency {args.axi_latency} is out of range: 1..4096 cycles"
+        if args.ring_words is not None and (args.ring_words < 2
+                                            or args.ring_words & (args.ring_words - 1)):
+            return f"--ring-words {args.ring_words} is not a power of two (at least 2)"
     if args.input_buffer != 0 and not 2 <= args.input_buffer <= 64:
         return f"--input-buffer {args.input_buffer} is out of range: 0 (none) or 2..64"
     if len(set(args.lanes)) != len(args.lanes):
@@ -876,6 +937,15 @@ def main(argv=None) -> int:
     p.add_argument("--input-buffer", type=int, default=0, metavar="WORDS",
                    help="words the engine's input slice holds, dropping empty rows as they "
                         "arrive (hw/progengine.py; default 0: none; 2..64)")
+    p.add_argument("--axi-bus", type=int, default=None, metavar="BITS",
+                   help="also model the weights streaming in over AXI4 on a bus this wide "
+                        "(hw/weightfetch.py; 32..1024 bits; not with --fold): cycles, their "
+                        "ratio to on-chip, the ring's bits and the bytes read per image")
+    p.add_argument("--axi-latency", type=int, default=None, metavar="CYCLES",
+                   help="with --axi-bus: the memory's read latency (default 30)")
+    p.add_argument("--ring-words", type=int, default=None, metavar="WORDS",
+                   help="with --axi-bus: the weight ring's words, a power of two at least the "
+                        "largest weight block (default: the ring's own, four blocks)")
     p.add_argument("--goal-fps", type=float, default=GOAL_FPS,
                    help="images/s to report the fewest lanes for (default 30)")
     p.add_argument("--goal-clock-mhz", type=float, default=GOAL_CLOCK,
@@ -895,6 +965,10 @@ def main(argv=None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     begin = time.perf_counter()
+    axi = None
+    if args.axi_bus is not None:
+        axi = {"bus": args.axi_bus, "latency": 30 if args.axi_latency is None
+               else args.axi_latency, "ring_words": args.ring_words}
     projections = []
     rates = args.rates or [BASE_RATE]
     sources = ([dict(checkpoint=args.checkpoint)] if args.checkpoint else
@@ -910,7 +984,8 @@ def main(argv=None) -> int:
                 projections.append(project(case, args.lanes, timeout_s=args.lane_timeout,
                                            memory_gb=args.plan_memory_gb,
                                            full_plan=args.full_plan, log=log,
-                                           fold=args.fold, input_buffer=args.input_buffer))
+                                           fold=args.fold, input_buffer=args.input_buffer,
+                                           axi=axi))
     except (ValueError, OSError, KeyError, NotImplementedError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -927,6 +1002,8 @@ def main(argv=None) -> int:
         options["fold"] = args.fold
     if args.input_buffer:
         options["input_buffer"] = args.input_buffer
+    if axi is not None:
+        options["axi"] = axi
     doc = document(projections, [_num(c) for c in args.clock_mhz], options)
     print(format_table(doc), end="")
     for path in write_outputs(doc, Path(args.out)):

@@ -106,6 +106,49 @@ def test_cycles_at_16_lanes_are_the_cycle_models_and_verilators(demo_runs):
     assert row["ext_bytes_per_image"] == point["memory"]["weights"] / 8 + 32 * 32
 
 
+def test_weights_over_axi_are_the_measured_rtl_cycles():
+    """--axi-bus: the trained demo's first two digits at 16 lanes, weights over a 64-bit bus at
+    latency 30 with the default ring. Verilator measured those runs (tests/data/perf_axi.json,
+    no cycle model in them): the projection's mean is theirs within the cycle model's stated
+    bound (five cycles an image, tests/test_weightfetch.py)."""
+    from hw.weightfetch import WeightRing
+    from sim.perf import load_trace
+
+    _, plan, trace = load_trace(None, 2, 1)
+    point = project.lane_point(plan.net, trace, 16, images=2,
+                               axi={"bus": 64, "latency": 30, "ring_words": None})
+    stored = json.loads((ROOT / "tests" / "data" / "perf_axi.json").read_text())["runs"]
+    measured = [r["cycles"] for r in stored
+                if (r["width"], r["latency"], r["ring"], r["T"]) == (64, 30, None, 1)]
+    assert sorted(r["image"] for r in stored
+                  if (r["width"], r["latency"], r["ring"]) == (64, 30, None)) == [0, 1]
+    axi = point["axi"]
+    assert abs(axi["cycles"] - np.mean(measured)) <= 5
+    assert axi["ratio"] == pytest.approx(axi["cycles"] / point["cycles"])
+    assert axi["ratio"] > 1   # the demo is bandwidth-bound on a 64-bit bus (docs/weightfetch.md)
+    ring = WeightRing(plan, data_width=64)
+    assert (axi["ring_words"], axi["ring_bits"]) == (ring.depth, ring.memory_bits())
+    assert axi["read_bytes"] == ring.bytes_per_step >= axi["floor_bytes"] == ring.floor_bytes()
+
+
+def test_axi_columns_in_the_table_and_files(tmp_path, capsys):
+    status, out = run(tmp_path, "axi", "--axi-bus", "128", "--ring-words", "4096")
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "weights over AXI4: 128-bit bus, read latency 30 cycles, weight ring of 4,096" in text
+    with open(out / "projection.csv") as handle:
+        table = list(csv.DictReader(handle))
+    for row in table:
+        assert float(row["axi_cycles"]) >= float(row["cycles"])
+        assert float(row["axi_ratio"]) == pytest.approx(
+            float(row["axi_cycles"]) / float(row["cycles"]), rel=1e-9)
+        assert int(row["axi_ring_bits"]) == 4096 * int(row["lanes"]) * 8
+        assert float(row["axi_floor_ratio"]) >= 1
+    plain, _ = run(tmp_path, "plain")
+    with open(tmp_path / "plain" / "projection.csv") as handle:
+        assert all(row["axi_cycles"] == "" for row in csv.DictReader(handle))
+
+
 def test_a_checkpoint_projects_its_own_firing(tmp_path, monkeypatch):
     """--checkpoint: the trained demo on its first two held-out digits at T=1 and T=2; the mean
     cycles are those Verilator measured (tests/data/perf_rtl.json)."""
@@ -215,6 +258,12 @@ def test_a_row_not_computed_is_in_the_table_and_the_files(tmp_path, capsys):
     (["--variant", "demo_dvs"], "event"),
     (["--img-size", "4"], "--img-size 4"),
     (["--input-buffer", "1"], "--input-buffer 1"),
+    (["--axi-latency", "30"], "give --axi-bus"),
+    (["--ring-words", "4096"], "give --axi-bus"),
+    (["--axi-bus", "48"], "--axi-bus 48"),
+    (["--axi-bus", "64", "--fold", "2", "--lanes", "16"], "column folding"),
+    (["--axi-bus", "64", "--axi-latency", "0"], "--axi-latency 0"),
+    (["--axi-bus", "64", "--ring-words", "1000"], "--ring-words 1000"),
     (["--bogus"], "--bogus"),
 ])
 def test_bad_arguments_are_one_error_line(tmp_path, capsys, monkeypatch, argv, words):
