@@ -15,9 +15,9 @@ The dataflow modelled, per step of the program (``hw.plan``), time step by time 
   engine's bank addressing); a budget that does not hold one row is refused. Each band
   reads its input rows from external memory, every channel, in the engine's ``(c, y)``
   order: rows ``[o0 * s - p, o1 * s - p + k - 1]`` clipped to the map, so neighbouring bands
-  read their halo rows again. A row is ``ceil(W / 8)`` bytes. The band's outputs go where the step's sink says: spikes to a map (``C * R * Wo``
-  bits), or a residual stream read and written back (an add) or written (a begin) at the
-  stream's bits a value.
+  read their halo rows again. A row is ``ceil(W / 8)`` bytes. The band's outputs go where
+  the step's sink says: spikes to a map (``C * R * Wo`` bits), or a residual stream read and
+  written back (an add) or written (a begin) at the stream's bits a value.
 * **Stream LIFs** read their stream and write their spikes; the vanilla shortcut's LIF also
   reads the block's incoming spikes; the head's pool reads its stream once.
 * **SDSA** reads its Q, K and V maps and writes its output map.
