@@ -12,13 +12,18 @@ def main(argv=None) -> int:
         "train": "golden.train",
         "bench": "golden.bench",
     }
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+    if argv and argv[0] in ("-h", "--help"):
         print("usage: python -m golden {params,energy,train,bench} [options]\n"
               "  params  parameter count of every paper ablation (C=48 baseline)\n"
               "  energy  firing rates, SOPs and energy of a checkpoint (table, CSV, JSON)\n"
               "  train   train a small model on digits and save a checkpoint\n"
               "  bench   forward time and peak memory of the 55M model on the CPU")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return 0
+    if not argv or argv[0] not in commands:
+        what = f"unknown command {argv[0]!r}" if argv else "no command given"
+        print(f"error: {what}: one of {', '.join(commands)} (python -m golden --help)",
+              file=sys.stderr)
+        return 2
     import importlib
     return importlib.import_module(commands[argv[0]]).main(argv[1:])
 

@@ -16,6 +16,8 @@ import json
 import subprocess
 import sys
 
+from .cliargs import Parser
+
 __all__ = ["run_point", "main"]
 
 
@@ -69,7 +71,7 @@ def run_point(variant_name: str, batch: int, T: int, threads: int, repeats: int,
 
 def main(argv=None) -> int:
     """Run ``python -m golden bench``."""
-    ap = argparse.ArgumentParser(prog="python -m golden bench", description=__doc__.split("\n")[0])
+    ap = Parser(prog="python -m golden bench", description=__doc__.split("\n")[0])
     ap.add_argument("--variant", default="55M")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--T", type=int, default=1)

@@ -31,7 +31,6 @@ spike (``fr_k * N * C``). Masks (ANDs) and residual-stream additions are not cou
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -42,6 +41,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .cliargs import Parser
 from .model import MetaSpikeFormer, MS_Attention, RepConv, SepConv, record_spikes
 
 __all__ = ["EnergyConstants", "LayerCost", "measure", "firing_rates", "format_table", "main"]
@@ -303,7 +303,7 @@ def _event_images(model: MetaSpikeFormer, n: int, source: str) -> tuple[torch.Te
 
 def main(argv=None) -> int:
     """Run ``python -m golden energy``."""
-    ap = argparse.ArgumentParser(prog="python -m golden energy",
+    ap = Parser(prog="python -m golden energy",
                                  description="Firing rates and energy of a model, per layer.")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--ckpt", help="checkpoint to load (default: the demo checkpoint)")

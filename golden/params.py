@@ -8,7 +8,6 @@ the search over readings of the three Table-5 rows whose wording leaves the stru
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cliargs import Parser
 from .config import ABLATIONS, ModelConfig, ablation, variant
 from .model import MetaSpikeFormer, MS_ConvBlock, MS_DownSampling, SepConv
 
@@ -305,7 +305,7 @@ def readings_report() -> str:
 
 def main(argv=None) -> int:
     """Run ``python -m golden params``."""
-    ap = argparse.ArgumentParser(prog="python -m golden params", description=__doc__.split("\n")[0])
+    ap = Parser(prog="python -m golden params", description=__doc__.split("\n")[0])
     ap.add_argument("--base", default="31M", help="baseline variant (default 31M, C=48)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--readings", action="store_true",

@@ -13,7 +13,6 @@ Runs are reproducible: seeded initialisation, shuffling and augmentation, one CP
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shlex
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import save_checkpoint
+from .cliargs import Parser
 from .config import variant
 from .data import digits_dataset
 from .model import MetaSpikeFormer
@@ -175,7 +175,7 @@ def train(cfg, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
 
 def main(argv=None) -> int:
     """Run the training command line; see ``python -m golden train --help``."""
-    ap = argparse.ArgumentParser(prog="python -m golden train",
+    ap = Parser(prog="python -m golden train",
                                  description="Train a small Meta-SpikeFormer on digits "
                                  "(surrogate gradients, CPU) and save an official-format "
                                  "checkpoint.")

@@ -9,7 +9,6 @@ the official layout through the CLI and reports time and peak memory.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import sys
@@ -17,6 +16,8 @@ import tempfile
 import time
 
 import torch
+
+from golden.cliargs import Parser
 
 __all__ = ["accuracy_table", "speed", "export_55m", "main"]
 
@@ -136,7 +137,7 @@ def export_55m(workdir: str | None = None) -> dict:
 
 def main(argv=None) -> int:
     """Run one of the benchmarks and print its table."""
-    p = argparse.ArgumentParser(prog="python -m quant.bench")
+    p = Parser(prog="python -m quant.bench")
     p.add_argument("what", choices=["accuracy", "speed", "export55m"])
     p.add_argument("--ckpt", default="golden/checkpoints/demo.pth")
     p.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])

@@ -7,17 +7,18 @@ per layer); it is created whole or not at all.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+from golden.cliargs import Parser
+
 __all__ = ["main", "build_parser"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """Return the command-line parser."""
-    p = argparse.ArgumentParser(prog="python -m quant.cli", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m quant.cli", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="official .pth, project .pth or .safetensors")
     p.add_argument("--out", required=True, help="output directory (must not exist)")
     p.add_argument("--bits", type=int, default=8, help="weight bits, 2..16 (default 8)")

@@ -11,11 +11,12 @@ table). Output is byte-identical on every run. The emission is :func:`rtl_gen.em
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 from pathlib import Path
+
+from golden.cliargs import Parser
 
 from .config import NETWORK_UNITS, ConfigError, load
 
@@ -49,7 +50,7 @@ def _table(reports) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtl_gen",
+    parser = Parser(prog="python -m rtl_gen",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None,
                         help="design point JSON (default: rtl_gen/configs/default.json fields)")

@@ -25,7 +25,6 @@ written; exit status 1 when a point failed (a tool error: not cached, retried by
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import hashlib
@@ -41,6 +40,8 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from golden.cliargs import Parser
 
 from .config import NETWORK_UNITS, UNITS, ConfigError, DesignPoint
 
@@ -1002,7 +1003,7 @@ def _check_checkpoints(sweep: Sweep) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtl_gen.dse",
+    parser = Parser(prog="python -m rtl_gen.dse",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=DEFAULT_SWEEP,
                         help="sweep file (default: rtl_gen/configs/dse.json)")

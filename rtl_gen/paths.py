@@ -26,12 +26,13 @@ Command line: ``python -m rtl_gen.paths NETLIST.json [--top harness] [--limit 20
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path as FilePath
+
+from golden.cliargs import Parser
 
 __all__ = ["TimingPath", "estimate_paths", "main", "ROUTE_NS"]
 
@@ -219,7 +220,7 @@ def estimate_paths(netlist: dict, top: str | None = None, *, limit: int | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m rtl_gen.paths",
         description="Rank the register-to-register paths of a synth_ecp5 JSON netlist by an "
                     "estimated delay (ECP5 grade 6 logic depth; not a timing signoff).")

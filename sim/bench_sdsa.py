@@ -17,7 +17,6 @@ Run: ``.venv/bin/python -m sim.bench_sdsa`` (defaults: N=196, d=64, 8 heads, lan
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.cliargs import Parser
 from hw.sdsa import SDSA
 from hw.sdsa_common import Variant
 from sim.cases_sdsa import random_case
@@ -53,7 +53,7 @@ def measure(dut: SDSA, cases: dict, workdir: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=196)
     parser.add_argument("--head-width", type=int, default=64)
     parser.add_argument("--heads", type=int, default=8)

@@ -16,12 +16,13 @@ against quant.intops (the testbench raises on any difference).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from golden.cliargs import Parser
 
 __all__ = ["LAYERS", "RATES", "bench_layer", "main"]
 
@@ -104,7 +105,7 @@ def _print(result: dict) -> None:
 
 def main(argv=None) -> int:
     """Run the benchmark and print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", nargs="*", default=sorted(LAYERS), choices=sorted(LAYERS))
     parser.add_argument("--json", type=Path, default=Path("build/bench/hw_units.json"))
     parser.add_argument("--seed", type=int, default=7)

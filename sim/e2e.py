@@ -28,7 +28,6 @@ The same steps are a Python API: :func:`prepare` (load, quantize, check), :func:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.cliargs import Parser
 from hw.params import ceil_div
 from hw.program import StepKind
 from sim.perf import TARGET_STEP, TARGET_TOTAL, CycleModel, map_spikes
@@ -1405,7 +1405,7 @@ def main(argv=None) -> int:
     A thin wrapper: :func:`prepare` at every T, :func:`select_inputs`, then :func:`simulate`,
     :func:`write_report` and :func:`print_summary` per T (``rtl_gen.api`` calls the same).
     """
-    p = argparse.ArgumentParser(prog="python -m sim.e2e", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m sim.e2e", description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=None,
                    help=f"the first N images per T (default: all of an --inputs file, else "
                         f"{DEFAULT_IMAGES})")

@@ -12,12 +12,13 @@ public command line.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from golden.cliargs import Parser
 
 __all__ = ["firing_rates", "config", "make", "main", "DEMO_ABLATIONS"]
 
@@ -63,7 +64,7 @@ def make(name: str, img_size: int, seed: int = 0, T: int = 1, ablation: str | No
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.paper", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m sim.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", default="15M", help="golden.config variant (default 15M)")
     p.add_argument("--img-size", type=int, default=64, help="input side (default 64)")
     p.add_argument("--T", type=int, default=1, help="time steps (default 1)")

@@ -29,7 +29,6 @@ a ``report_T{T}.json`` of ``sim.e2e`` (per step, summed over time steps, mean ov
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.cliargs import Parser
 from hw.params import ceil_div
 from hw.stem import row_split
 from hw.program import SinkKind, StepKind
@@ -962,13 +962,6 @@ def print_evaluation(result: dict) -> None:
             print(f"image {image}: model {total} cycles")
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose every refusal is one ``error:`` line and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {' '.join(message.split())}\n")
-
-
 def _report_T(path: Path, data) -> int | None:
     """The T of a report or results file: its ``T`` field, else ``*_T<T>.json``."""
     if isinstance(data, dict) and isinstance(data.get("T"), int):
@@ -981,7 +974,7 @@ def _report_T(path: Path, data) -> int | None:
 
 def main(argv=None) -> int:
     """Print (and with ``--json`` write) the predicted cycles; 0 on success, 2 on bad input."""
-    p = _Parser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint (.pth / .safetensors), or 'random': sim.e2e's seeded model")
     p.add_argument("--images", type=int, default=1, help="inputs (default 1)")

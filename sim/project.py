@@ -47,7 +47,6 @@ synaptic operations per cycle against lanes, log axes, no date metadata). Bad ar
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -57,6 +56,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from golden.cliargs import Parser
 
 __all__ = ["DEFAULT_VARIANTS", "DEFAULT_LANES", "DEFAULT_CLOCKS", "ANCHORS", "BASE_RATE",
            "sizing_plan", "lane_point", "run_isolated", "Case", "make_case", "project",
@@ -824,13 +825,6 @@ def write_outputs(doc: dict, out: Path) -> list[Path]:
 
 # --- CLI ------------------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    """Every refusal is one ``error:`` line and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {' '.join(message.split())}\n")
-
-
 def _check(args) -> str | None:
     """The first problem with the arguments, or None."""
     from golden.config import variant
@@ -902,7 +896,7 @@ def _check(args) -> str | None:
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="python -m sim.project", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m sim.project", description=__doc__.split("\n")[0])
     source = p.add_mutually_exclusive_group()
     source.add_argument("--variant", nargs="+", default=list(DEFAULT_VARIANTS),
                         help="golden.config variants with calibrated random weights "

@@ -41,13 +41,13 @@ images for a model that does not take 1x32x32).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from golden.cliargs import Parser
 from hw.params import ceil_div
 from hw.program import StepKind
 
@@ -198,7 +198,7 @@ def _print(result: dict) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.sepconv", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m sim.sepconv", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=None, help="default: the demo checkpoint")
     p.add_argument("--images", type=int, default=2, help="images to average over (default 2)")
     p.add_argument("--T", type=int, default=1, help="time steps (default 1)")

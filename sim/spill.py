@@ -39,13 +39,13 @@ which this model does not size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from golden.cliargs import Parser
 from hw.params import ceil_div
 
 __all__ = ["band_rows", "input_rows_read", "spill", "main"]
@@ -228,7 +228,7 @@ def _print(result: dict, label: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.spill", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m sim.spill", description=__doc__.split("\n")[0])
     source = p.add_mutually_exclusive_group()
     source.add_argument("--variant", default="15M", help="golden.config variant with "
                         "calibrated random weights (sim.project's; default 15M)")
@@ -265,9 +265,17 @@ def main(argv=None) -> int:
             from sim.project import make_case, sizing_plan
 
             torch.set_num_threads(1)
+            from golden.config import variant
+
+            if not args.checkpoint and variant(args.variant).events:
+                raise ValueError(f"--variant {args.variant}: event models are not modelled "
+                                 "(no pixel stem)")
             source = ({"checkpoint": args.checkpoint} if args.checkpoint
                       else {"variant_name": args.variant})
             case = make_case(img_size=args.img_size, T=args.T, **source)
+            if case.cfg.events:
+                raise ValueError(f"{args.checkpoint}: event models are not modelled (no "
+                                 "pixel stem)")
             plan = sizing_plan(case.net, args.lanes)
             result = spill(plan, case.trace, bus=args.bus, latency=args.latency,
                            bank_kbit=args.bank_kbit)

@@ -699,3 +699,40 @@ def test_api_refuses_bad_arrays_before_running():
     good = select_inputs(net, 1, _digits())
     assert good.source == "array" and good.images.dtype == torch.float64
     assert np.array_equal(good.images.numpy(), _digits()[:1])
+
+
+# --- every command line refuses an unknown option in one line ----------------------------------
+
+ENTRY_POINTS = ["golden.params", "golden.energy", "golden.bench", "golden.train", "quant.cli",
+                "quant.bench", "sim.bench_sdsa", "sim.bench_units", "sim.e2e", "sim.paper",
+                "sim.perf", "sim.project", "sim.sepconv", "sim.spill", "rtl_gen.__main__",
+                "rtl_gen.dse", "rtl_gen.paths"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_an_unknown_option_is_one_error_line(module, capsys):
+    """argparse's refusal (the usage, then the error) is one line through
+    ``golden.cliargs.Parser``: exit status 2, nothing on standard output."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--no-such-option"])
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    # the option named, or (argparse checks them first) the required arguments missing
+    assert captured.err.startswith("error: ") and (
+        "--no-such-option" in captured.err or "arguments are required" in captured.err)
+
+
+@pytest.mark.parametrize("argv, words", [([], "no command given"),
+                                         (["nosuch"], "unknown command 'nosuch'")])
+def test_golden_without_a_known_command_is_one_error_line(argv, words, capsys):
+    from golden.__main__ import main
+
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: {words}")
+    assert main(["--help"]) == 0 and "usage: python -m golden" in capsys.readouterr().out

@@ -116,9 +116,17 @@ def test_command_line(tmp_path, capsys):
     (["--bank-kbit", "0"], "--bank-kbit 0"),
     (["--variant", "demo", "--bank-kbit", "1"], "one output row takes"),
     (["--checkpoint", "no/such.pth"], "no/such.pth"),
+    (["--variant", "nosuch"], "nosuch"),
+    (["--variant", "demo_dvs"], "event models"),
+    (["--bogus"], "--bogus"),
+    (["--lanes", "x"], "--lanes"),
 ])
 def test_bad_arguments_are_one_error_line(capsys, argv, words):
-    assert main(argv) == 2
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
