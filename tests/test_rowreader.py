@@ -1,0 +1,150 @@
+"""hw.rowreader.RowReader: a band of a spike map read over AXI4, one word a row.
+
+Against a random AXI memory model (random read latency 1-64 cycles, random AR and R pauses) and
+a random consumer: the words are exactly :func:`band_words` of the map, in order, ``last`` on
+the band's final row only; every burst is INCR, full-width, at most 16 beats inside one aligned
+group of 16, inside the band's rows; the reader asks for every beat of the band once; an error
+response is reported; a second band after the first, with the same build.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.rowreader import ROW_BURST, RowReader, band_config, band_words, map_image
+
+SEED = 20261207
+
+
+def run_band(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, latency=(1, 64),
+             pause=0.3, ready=0.7, bad_beat=None):
+    """Run the reader over ``bands`` (``(first, last)`` each, one after the other) of
+    ``spikes`` stored at ``base``; return the words, last flags, bursts and error flags."""
+    channels, height, width = spikes.shape
+    image = map_image(spikes, data_width)
+    beat_bytes = data_width // 8
+    dut = RowReader(word_bits=width, max_channels=channels,
+                    max_beats=channels * height * -(-width // data_width),
+                    data_width=data_width)
+    rng = random.Random(seed)
+    log = {"words": [], "bursts": [], "errors": []}
+
+    async def bench(ctx):
+        memory = bytes(base) + image
+        pending = []       # [due cycle, address, beats left]
+        served = 0         # R beats handed over, all bands
+        for first, last in bands:
+            config = band_config(channels, height, width, first, last,
+                                 data_width=data_width, base=base)
+            ctx.set(dut.config, config)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            words, cycle = [], 0
+            expected = len(band_words(spikes, first, last))
+            while len(words) < expected:
+                cycle += 1
+                assert cycle < 50_000, "the reader stalls"
+                arready = rng.random() >= pause
+                ctx.set(dut.m_axi_arready, arready)
+                if arready and ctx.get(dut.m_axi_arvalid):
+                    address = ctx.get(dut.m_axi_araddr)
+                    beats = ctx.get(dut.m_axi_arlen) + 1
+                    assert ctx.get(dut.m_axi_arsize) == (beat_bytes - 1).bit_length()
+                    assert ctx.get(dut.m_axi_arburst) == 1
+                    log["bursts"].append((address, beats))
+                    pending.append([cycle + rng.randint(*latency), address, beats])
+                rvalid = bool(pending) and pending[0][0] <= cycle and rng.random() >= pause
+                ctx.set(dut.m_axi_rvalid, rvalid)
+                if rvalid:
+                    _, address, beats = pending[0]
+                    ctx.set(dut.m_axi_rdata,
+                            int.from_bytes(memory[address:address + beat_bytes], "little"))
+                    ctx.set(dut.m_axi_rlast, beats == 1)
+                    ctx.set(dut.m_axi_rresp, 2 if served == bad_beat else 0)
+                o_ready = rng.random() < ready
+                ctx.set(dut.o.ready, o_ready)
+                if o_ready and ctx.get(dut.o.valid):
+                    words.append((ctx.get(dut.o.payload.bits), ctx.get(dut.o.payload.last)))
+                if rvalid and ctx.get(dut.m_axi_rready):
+                    served += 1
+                    pending[0][1] += beat_bytes
+                    pending[0][2] -= 1
+                    if pending[0][2] == 0:
+                        pending.pop(0)
+                await ctx.tick()
+            ctx.set(dut.o.ready, 0)
+            ctx.set(dut.m_axi_rvalid, 0)
+            await ctx.tick()
+            assert not ctx.get(dut.busy) and not ctx.get(dut.m_axi_arvalid)
+            assert not pending, "beats requested past the band"
+            log["words"].append(words)
+            log["errors"].append(ctx.get(dut.error))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return log
+
+
+@pytest.mark.parametrize("shape, data_width, bands", [
+    ((3, 7, 5), 64, [(0, 6), (2, 4)]),        # a row in part of one beat; whole map, then a band
+    ((4, 9, 100), 64, [(3, 8), (0, 0)]),      # two beats a row
+    ((2, 6, 224), 64, [(1, 3)]),              # four beats a row (a 224-wide map)
+    ((5, 4, 40), 32, [(0, 3), (3, 3)]),       # a 32-bit bus, two beats a row
+    ((2, 40, 64), 128, [(5, 38)]),            # one 128-bit beat a row, long bands: many bursts
+])
+def test_band_words_and_bursts(shape, data_width, bands):
+    rng = np.random.default_rng(SEED + sum(shape))
+    spikes = (rng.random(shape) < 0.3).astype(np.uint8)
+    base = 0x0FC0 - 0x0FC0 % (data_width // 8)    # bursts run into a 4 KB boundary
+    log = run_band(spikes, bands, data_width=data_width, base=base, seed=sum(shape))
+    row_beats = -(-shape[2] // data_width)
+    beat_bytes = data_width // 8
+    requested = []
+    for address, beats in log["bursts"]:
+        assert 1 <= beats <= ROW_BURST
+        first_beat = (address - base) // beat_bytes
+        assert (address - base) % beat_bytes == 0
+        # inside one aligned group of 16 beats (counted from address 0)
+        assert (address // beat_bytes) // ROW_BURST == (address // beat_bytes + beats - 1) \
+            // ROW_BURST
+        requested += range(first_beat, first_beat + beats)
+    expected_beats = []
+    for (first, last), words in zip(bands, log["words"]):
+        assert [w for w, _ in words] == band_words(spikes, first, last)
+        assert [flag for _, flag in words] == [0] * (len(words) - 1) + [1]
+        for c in range(shape[0]):
+            start = (c * shape[1] + first) * row_beats
+            expected_beats += range(start, start + (last - first + 1) * row_beats)
+    assert requested == expected_beats      # every beat of each band, once, in order
+    assert log["errors"] == [0] * len(bands)
+
+
+def test_an_error_response_is_reported_and_cleared_by_the_next_start():
+    spikes = (np.random.default_rng(SEED).random((2, 5, 30)) < 0.5).astype(np.uint8)
+    log = run_band(spikes, [(0, 4), (0, 4)], bad_beat=3, seed=1)
+    assert log["errors"] == [1, 0]
+    assert [w for w, _ in log["words"][1]] == band_words(spikes, 0, 4)
+
+
+def test_references_and_refusals():
+    spikes = np.zeros((1, 2, 9), np.uint8)
+    spikes[0, 1, 8] = 1
+    image = map_image(spikes, 64)
+    assert len(image) == 16 and image[8:] == (256).to_bytes(8, "little")
+    assert band_words(spikes, 1, 1) == [256]
+    assert band_config(3, 10, 100, 2, 5, data_width=64, base=64) == {
+        "base": 64, "row_beats": 2, "first_beat": 4, "channel_beats": 20, "band_beats": 8,
+        "channels": 3}
+    with pytest.raises(ValueError, match="multiple"):
+        band_config(1, 2, 9, 0, 1, base=4)
+    with pytest.raises(ValueError, match="last"):
+        band_config(1, 4, 9, 3, 2)
+    with pytest.raises(ValueError, match="0/1"):
+        map_image(np.full((1, 1, 2), 2))
+    with pytest.raises(ValueError, match="data_width"):
+        RowReader(word_bits=8, max_channels=1, max_beats=1, data_width=48)
