@@ -170,3 +170,85 @@ def test_verilog_is_lint_clean_and_multiplies_nothing(tmp_path):
     code = "\n".join(line.split("//")[0] for line in text.splitlines())
     code = re.sub(r"\(\*.*?\*\)", "", code)          # attributes
     assert not re.search(r"[\w)\]]\s*\*\s*[\w(]", code)
+
+
+def test_an_engine_computes_a_layer_from_a_map_in_external_memory():
+    """The reader's words drive ``ProgEngine``'s input directly: a 3x3 conv (and a stride-2
+    7x7) whose input map lies in a random AXI memory, read as one band of every row, gives
+    every output beat ``==`` quant.intops.conv2d_spikes (``tests/test_progengine.py``'s
+    check), under random memory latency and pauses and a random output consumer."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+
+    from sim.cases_addressing import spike_map
+    from test_progengine import Network, check
+
+    net = Network(3, 4, [(3, 6, 3, 1, 1, 6, 7), (2, 5, 7, 2, 3, 9, 8)])
+    engine, harness = net.engine, net.harness
+    reader = RowReader(word_bits=engine.word_bits, max_channels=engine.max_channels,
+                       max_beats=engine.max_words)
+    top = Module()
+    top.submodules.harness = harness
+    top.submodules.reader = reader
+    wiring.connect(top, reader.o, engine.i)
+    frames = [(n, spike_map(net.rng, (c.in_channels, c.height, c.width), 0.4))
+              for n, (c, _, _) in enumerate(net.layers)]
+    base = 0x2000
+    images = {}
+    address = base
+    for n, spikes in frames:
+        images[n] = address
+        address += len(map_image(spikes))
+    memory = bytes(base) + b"".join(map_image(s) for _, s in frames)
+    rng = random.Random(5)
+    received = []
+
+    async def bench(ctx):
+        pending = []
+        for n, spikes in frames:
+            cfg = net.layers[n][0]
+            ctx.set(harness.config, engine.config_value(cfg))
+            ctx.set(reader.config, band_config(cfg.in_channels, cfg.height, cfg.width, 0,
+                                               cfg.height - 1, base=images[n]))
+            while not ctx.get(engine.ready):
+                await ctx.tick()
+            ctx.set(reader.start, 1)
+            await ctx.tick()
+            ctx.set(reader.start, 0)
+            beats = []
+            for _ in range(20_000):
+                arready = rng.random() >= 0.3
+                ctx.set(reader.m_axi_arready, arready)
+                if arready and ctx.get(reader.m_axi_arvalid):
+                    pending.append([rng.randint(1, 64), ctx.get(reader.m_axi_araddr),
+                                    ctx.get(reader.m_axi_arlen) + 1])
+                for entry in pending:
+                    entry[0] -= 1
+                rvalid = bool(pending) and pending[0][0] <= 0 and rng.random() >= 0.3
+                ctx.set(reader.m_axi_rvalid, rvalid)
+                if rvalid:
+                    at = pending[0][1]
+                    ctx.set(reader.m_axi_rdata, int.from_bytes(memory[at:at + 8], "little"))
+                    ctx.set(reader.m_axi_rlast, pending[0][2] == 1)
+                ready = rng.random() < 0.7
+                ctx.set(engine.o.ready, ready)
+                if ready and ctx.get(engine.o.valid):
+                    beats.append(ctx.get(engine.o.payload))
+                if rvalid and ctx.get(reader.m_axi_rready):
+                    pending[0][1] += 8
+                    pending[0][2] -= 1
+                    if pending[0][2] == 0:
+                        pending.pop(0)
+                await ctx.tick()
+                if len(beats) == cfg.beats:
+                    break
+            ctx.set(engine.o.ready, 0)
+            ctx.set(reader.m_axi_rvalid, 0)
+            assert not pending and not ctx.get(reader.error)
+            received.append(beats)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    check(net, frames, received, "from external memory")
