@@ -56,6 +56,9 @@ def run_band(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, latency=(1, 6
                     beats = ctx.get(dut.m_axi_arlen) + 1
                     assert ctx.get(dut.m_axi_arsize) == (beat_bytes - 1).bit_length()
                     assert ctx.get(dut.m_axi_arburst) == 1
+                    # one ID, normal access, bufferable and modifiable, unprivileged secure data
+                    assert (ctx.get(dut.m_axi_arid), ctx.get(dut.m_axi_arlock),
+                            ctx.get(dut.m_axi_arcache), ctx.get(dut.m_axi_arprot)) == (0, 0, 3, 0)
                     log["bursts"].append((address, beats))
                     pending.append([cycle + rng.randint(*latency), address, beats])
                 rvalid = bool(pending) and pending[0][0] <= cycle and rng.random() >= pause
@@ -98,6 +101,7 @@ def run_band(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, latency=(1, 6
     ((2, 6, 224), 64, [(1, 3)]),              # four beats a row (a 224-wide map)
     ((5, 4, 40), 32, [(0, 3), (3, 3)]),       # a 32-bit bus, two beats a row
     ((2, 40, 64), 128, [(5, 38)]),            # one 128-bit beat a row, long bands: many bursts
+    ((1, 3, 8), 64, [(2, 2), (0, 2)]),        # a band of one beat
 ])
 def test_band_words_and_bursts(shape, data_width, bands):
     rng = np.random.default_rng(SEED + sum(shape))
