@@ -79,6 +79,7 @@ TESTS: dict[str, list[str]] = {
     "hw/weightfetch.py": ["tests/test_weightfetch.py"],
     "hw/axi_io.py": ["tests/test_axi_io.py"],
     "hw/rowreader.py": ["tests/test_rowreader.py"],
+    "hw/depthwise.py": ["tests/test_depthwise.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the

@@ -18,6 +18,7 @@ from amaranth.hdl import Module, Signal
 
 from hw.accumulator import SynapseEngine
 from hw.addressing import SpikeAddressing
+from hw.depthwise import DepthwiseEngine
 from hw.lif import LIF
 from hw.lif_array import LIFArray
 from hw.params import times
@@ -45,6 +46,8 @@ UNITS = {
                                     height=13),
     "depthwise": lambda: SynapseEngine(kind="depthwise", weight=random_weight((6, 1, 3, 3)),
                                        lanes=4, height=7, width=7, padding=1),
+    "depthwise_lanes": lambda: DepthwiseEngine(random_weight((6, 7, 7)), random_weight(6),
+                                               lanes=4, max_height=9, max_width=11),
     "lif": lambda: LIF(lanes=3, input_width=9),
     "lif_array": lambda: LIFArray(lanes=4, words=6, input_width=9,
                                   thresholds=list(range(1, 25))),
