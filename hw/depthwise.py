@@ -1,49 +1,53 @@
-"""A depthwise conv on spikes at the lane rate: one channel a lane, every lane its own adder.
+"""A depthwise conv on spikes at the lane rate: the lanes share one spike's taps.
 
 SepConv unfused (``docs/ablations.md``, "SepConv fused against unfused") begins with a
 depthwise ``K x K`` conv (7x7 in the official model) on the spikes of ``Conv.lif2``. The dense
-engine (:class:`hw.progengine.ProgEngine`) puts its lanes on output channels, so a depthwise
-conv, one output channel a spike, would use one lane in ``lanes``. This unit puts one *channel*
-on each lane instead. A lane walks its own channel's spikes, and for each spike adds the
-kernel's in-range taps into its own accumulator memory, one addition a cycle. The lanes share
-nothing while they work, so a group of ``lanes`` channels runs at ``lanes`` additions a cycle,
-less what the busiest lane has beyond the mean.
+engine (:class:`hw.progengine.ProgEngine`) and :class:`hw.accumulator.SynapseEngine` put their
+lanes on output channels, so a depthwise conv, one output channel a spike, keeps one lane in
+``lanes`` busy. This unit puts the lanes on the *taps* of one spike instead: ``R`` kernel rows
+of ``cols`` columns a cycle (``cols = 2**ceil(log2(K))``, ``R = lanes / cols``; 2 x 8 for a 7x7
+on 16 lanes). Each lane is an accumulator bank: bank ``(r, b)`` holds the output pixels
+``(yo, xo)`` with ``yo mod R == r`` and ``xo mod cols == b``, so the ``R x K`` taps of a cycle,
+which land on ``R`` consecutive rows and ``K`` consecutive columns, reach ``R x K`` different
+banks: no conflict, every cycle. Because all lanes work on the same spike, the load is balanced
+whatever the channels' firing (a unit with one channel a lane, built first, spent 2.4x the mean
+on the demo's busiest channel).
 
 Function (:func:`depthwise_reference`, the contract)
     ``out[c, y, x] = bias[c] + sum over ky, kx of weight[c, ky, kx] * s[c, y + ky - p,
     x + kx - p]``, ``p = K // 2``, zero spikes outside the map: stride 1, same size out as in
     (``quant.intops.depthwise_conv2d_spikes`` with ``padding = p``).
-Channel groups
-    Lane ``j`` of group ``g`` is channel ``g * lanes + j``. Its kernel lies in the lane's weight
-    ROM at ``(g, ky, kx)``, its bias in a constant chosen by ``g``. One ``start`` runs one group.
 
 Ports
-    ``config`` (In, :meth:`DepthwiseEngine.config_layout`): ``group``, ``channels`` (the group's
-    channels, ``1 .. lanes``), ``height`` and ``width`` (``1 ..`` the maxima); held from
-    ``start`` until ``busy`` falls. ``start`` (In): pulse to run a group. ``busy`` (Out): from the
-    cycle after ``start`` until the last output beat has been taken.
-    ``i`` (In, ``stream.Signature(addressing_input_layout(max_width))``): the group's input
-    rows, channel by channel, row by row (the ``(c, y)`` order of
-    :class:`hw.rowreader.RowReader` and the map readers); bit ``x`` is column ``x``, bits from
-    ``width`` up must be 0; ``last`` is not used. ``channels * height`` words.
-    ``o`` (Out, :meth:`DepthwiseEngine.output_layout`): one beat a pixel, row by row, ``last``
-    on the final pixel; ``sums[j]`` is channel ``g * lanes + j``'s output there (0 for lanes
-    ``>= channels``). ``height * width`` beats.
+    ``config`` (In, :meth:`DepthwiseEngine.config_layout`): ``channels`` (``1 .. C``),
+    ``height`` and ``width`` (``1 ..`` the maxima); held from ``start`` until ``busy`` falls.
+    ``start`` (In): pulse to run the layer. ``busy`` (Out): from the cycle after ``start`` until
+    the last output beat has been taken.
+    ``i`` (In, ``stream.Signature(addressing_input_layout(max_width))``): the input rows,
+    channel by channel, row by row (the ``(c, y)`` order of :class:`hw.rowreader.RowReader` and
+    the map readers); bit ``x`` is column ``x``, bits from ``width`` up must be 0; ``last`` is
+    not used. ``channels * height`` words.
+    ``o`` (Out, :meth:`DepthwiseEngine.output_layout`): channel by channel, one beat a tile of
+    ``R`` rows by ``cols`` columns, tiles row by row: ``sums[r * cols + b]`` is pixel ``(R *
+    row + r, cols * col + b)`` of ``channel`` (0 outside the map), ``last`` on the layer's final
+    beat. ``ceil(height / R) * ceil(width / cols)`` beats a channel (:func:`output_tiles`).
 
 Cycles (:func:`depthwise_cycles`, exact when ``i`` is always valid and ``o`` always ready)
-    Lane ``j`` holds its channel's map in registers once its ``height`` rows have arrived (one a
-    cycle), then spends one cycle an addition: each spike takes as many cycles as it has taps
-    inside the map, the next spike is found in the same cycle (a priority encoder over the
-    rows, then over the row's bits), and empty rows cost nothing. The read-out starts when the
-    last lane is done and gives a beat a cycle, clearing the accumulators as it reads them::
+    A row with no spike takes one cycle. A spike at row ``y`` takes ``ceil(n / R)`` cycles, ``n``
+    the kernel rows that land inside the map (``ceil(7 / 2) = 4`` in the middle of a large map,
+    2 on a 4-row map); the next spike is found in the same cycle (a priority encoder over the
+    row). A channel's tiles are read out of the other half of the banks (ping-pong)
+    while the next channel adds, clearing them as they are read; channel ``c + 2`` waits until
+    channel ``c``'s last beat has been taken. So the cycles are the rows' and spikes' cycles,
+    plus the last channel's read-out, plus the stalls when a channel adds in fewer cycles than
+    the read-out of the one before last takes.
 
-        cycles = max(channels * height + 1, max over j of (j + 1) * height + 1 + adds[j])
-                 + 3 + height * width
-
-Cost: per lane one adder of the accumulator width, a ``max_height x max_width`` spike buffer
-in flip-flops, an accumulator memory of ``max_height * 2**ceil(log2(max_width))`` words and a
-weight ROM of ``groups * 2**(2 * ceil(log2(K)))`` words. No multiplier: addresses are bit
-concatenations. The next group's rows are not taken while a group reads out (not overlapped).
+Cost: ``lanes`` adders of the accumulator width; per bank two memories (the halves) of
+``2**ceil(log2(ceil(max_height / R))) * 2**ceil(log2(ceil(max_width / cols)))`` words; one
+weight ROM word of ``lanes`` weights per (channel, first kernel row ``k``): rows ``k .. k + R -
+1``, so that a spike's cycles start at its first row inside the map (``R`` times the kernel's
+bits, padded to ``2**ceil(log2(K))`` words a channel); a ``lanes``-way selection of a weight
+per bank. No multiplier: addresses are bit slices and concatenations.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ from hw.addressing import addressing_input_layout
 from hw.params import bits_for, ceil_div, check_int, log2_ceil
 from quant.intops import depthwise_conv2d_spikes, signed_bits
 
-__all__ = ["DepthwiseEngine", "depthwise_reference", "depthwise_cycles", "lane_additions"]
+__all__ = ["DepthwiseEngine", "depthwise_reference", "depthwise_cycles", "depthwise_geometry",
+           "output_tiles", "spike_additions"]
 
 
 def _kernel(weight) -> np.ndarray:
@@ -80,7 +85,23 @@ def depthwise_reference(spikes, weight, bias=None) -> np.ndarray:
     return depthwise_conv2d_spikes(spikes, weight, bias, stride=1, padding=weight.shape[1] // 2)
 
 
-def lane_additions(spikes, kernel: int) -> np.ndarray:
+def depthwise_geometry(kernel: int, lanes: int) -> tuple[int, int]:
+    """``(R, cols)``: kernel rows a cycle and banks a row for a ``kernel x kernel`` depthwise
+    conv on ``lanes`` lanes (module docstring)."""
+    cols = 1 << log2_ceil(kernel)
+    if lanes < cols or lanes & (lanes - 1):
+        raise ValueError(f"lanes must be a power of two >= {cols} for a {kernel}x{kernel} "
+                         f"kernel, not {lanes}")
+    return lanes // cols, cols
+
+
+def output_tiles(height: int, width: int, kernel: int, lanes: int) -> int:
+    """Output beats a channel: tiles of ``R`` rows by ``cols`` columns."""
+    rows, cols = depthwise_geometry(kernel, lanes)
+    return ceil_div(height, rows) * ceil_div(width, cols)
+
+
+def spike_additions(spikes, kernel: int) -> np.ndarray:
     """Additions per channel of a same-size ``kernel x kernel`` depthwise conv of ``spikes``
     (``[C, H, W]``): each spike's taps that fall inside the map."""
     spikes = np.asarray(spikes)
@@ -91,29 +112,56 @@ def lane_additions(spikes, kernel: int) -> np.ndarray:
     return (spikes * rows[None, :, None] * cols[None, None, :]).sum(axis=(1, 2)).astype(np.int64)
 
 
-def depthwise_cycles(spikes, kernel: int) -> int:
-    """Cycles from ``start`` to the last output beat taken, for one group (``spikes`` is the
-    group's ``[channels, H, W]`` map), with the input always valid and the output always ready
-    (module docstring)."""
+def spike_cycles(y: int, height: int, kernel: int, lanes: int) -> int:
+    """Cycles of one spike on row ``y``: its kernel rows inside the map, ``R`` a cycle."""
+    rows, _ = depthwise_geometry(kernel, lanes)
+    p = kernel // 2
+    inside = min(kernel - 1, y + p) - max(0, y + p - (height - 1)) + 1
+    return ceil_div(inside, rows)
+
+
+def depthwise_cycles(spikes, kernel: int, lanes: int = 16) -> int:
+    """Cycles from the one after ``start`` to the one that takes the last output beat, for a
+    layer's ``[channels, H, W]`` spike map, with the input always valid and the output always
+    ready (module docstring)."""
     spikes = np.asarray(spikes)
     channels, height, width = spikes.shape
-    adds = lane_additions(spikes, kernel)
-    compute = max([channels * height + 1]
-                  + [(j + 1) * height + 1 + int(adds[j]) for j in range(channels)])
-    return compute + 3 + height * width
+    tiles = output_tiles(height, width, kernel, lanes)
+    per_row = [spike_cycles(y, height, kernel, lanes) for y in range(height)]
+    cycle = 1                 # the first row is taken in cycle 1
+    taken = []                # per channel: the cycle its last beat is taken
+    read_free = 0             # the read-out is free to start a channel from this cycle
+    for c in range(channels):
+        if c >= 2:            # channel c - 2's half of the banks is free
+            cycle = max(cycle, taken[c - 2] + 1)
+        for y in range(height):
+            cycle += max(1, int(spikes[c, y].sum()) * per_row[y])
+        # the channel's last tap was in this cycle; its read-out issues its first tile two
+        # cycles later at the earliest, then a tile a cycle, each beat taken a cycle after
+        start = max(cycle + 2, read_free)
+        taken.append(start + tiles)
+        read_free = start + tiles + 1
+    return taken[-1]
+
+
+def _join(low: int, bits: int, high):
+    """``high * 2**bits + low``, built as a concatenation."""
+    return Cat(Const(low, bits), high) if bits else high
 
 
 class DepthwiseEngine(wiring.Component):
-    """Same-size ``K x K`` depthwise conv on spikes, one channel a lane (module docstring).
+    """Same-size ``K x K`` depthwise conv on spikes, the lanes on one spike's taps (module
+    docstring).
 
     Parameters
     ----------
     weight : integer array ``[C, K, K]`` (or ``[C, 1, K, K]``), K odd
-        The kernels; built into the lanes' ROMs.
+        The kernels; built into the weight ROM.
     bias : integer array ``[C]`` or None
         Added to every output of a channel.
     lanes : int
-        Channels a group (>= 1; default 16).
+        Accumulator banks and adders: a power of two, at least ``2**ceil(log2(K))``
+        (default 16).
     max_height, max_width : int
         The largest map (>= 1).
     """
@@ -128,10 +176,11 @@ class DepthwiseEngine(wiring.Component):
                              f"{self._bias.dtype}")
         self._bias = self._bias.astype(np.int64)
         self._lanes = check_int("lanes", lanes, 1)
+        self._rows, self._cols = depthwise_geometry(kernel, lanes)
         self._max_height = check_int("max_height", max_height, 1)
         self._max_width = check_int("max_width", max_width, 1)
         self._kernel = kernel
-        self._groups = ceil_div(channels, lanes)
+        self._channels = channels
         flat = self._weight.reshape(channels, -1)
         low = int(np.minimum(flat, 0).sum(axis=1).min())
         high = int(np.maximum(flat, 0).sum(axis=1).max())
@@ -152,14 +201,14 @@ class DepthwiseEngine(wiring.Component):
         return self._acc_bits
 
     @property
-    def groups(self) -> int:
-        return self._groups
+    def geometry(self) -> tuple[int, int]:
+        """``(R, cols)``: kernel rows a cycle, banks a row."""
+        return self._rows, self._cols
 
     @property
     def config_layout(self) -> data.StructLayout:
         return data.StructLayout({
-            "group": unsigned(bits_for(self._groups)),
-            "channels": unsigned(bits_for(self._lanes + 1)),
+            "channels": unsigned(bits_for(self._channels + 1)),
             "height": unsigned(bits_for(self._max_height + 1)),
             "width": unsigned(bits_for(self._max_width + 1)),
         })
@@ -168,196 +217,225 @@ class DepthwiseEngine(wiring.Component):
     def output_layout(self) -> data.StructLayout:
         return data.StructLayout({
             "sums": data.ArrayLayout(signed(self._acc_bits), self._lanes),
+            "channel": unsigned(bits_for(self._channels)),
+            "row": unsigned(bits_for(ceil_div(self._max_height, self._rows))),
+            "col": unsigned(bits_for(ceil_div(self._max_width, self._cols))),
             "last": 1,
         })
 
-    def config_value(self, group: int, channels: int, height: int, width: int) -> dict:
-        """The ``config`` of one group, checked against the build."""
-        check_int("group", group, 0, self._groups - 1)
-        total = self._weight.shape[0]
-        check_int("channels", channels, 1, min(self._lanes, total - group * self._lanes))
+    def config_value(self, channels: int, height: int, width: int) -> dict:
+        """The ``config`` of a run, checked against the build."""
+        check_int("channels", channels, 1, self._channels)
         check_int("height", height, 1, self._max_height)
         check_int("width", width, 1, self._max_width)
-        return {"group": group, "channels": channels, "height": height, "width": width}
+        return {"channels": channels, "height": height, "width": width}
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        lanes, kernel = self._lanes, self._kernel
-        height, width = self._max_height, self._max_width
+        lanes, kernel, rows, cols = self._lanes, self._kernel, self._rows, self._cols
         p = kernel // 2
-        klog = max(1, log2_ceil(kernel))
-        hlog, wlog = max(1, log2_ceil(height)), max(1, log2_ceil(width))
-        glog = bits_for(self._groups)
+        rlog, clog = rows.bit_length() - 1, cols.bit_length() - 1
+        klog = bits_for(kernel)
+        tile_rows = ceil_div(self._max_height, rows)
+        tile_cols = ceil_div(self._max_width, cols)
+        alog, blog = bits_for(tile_rows), bits_for(tile_cols)
+        coord = bits_for(max(self._max_height, self._max_width) + kernel + 1) + 1
         acc_shape = signed(self._acc_bits)
-        coord = max(hlog, wlog) + 2      # y + p and the like, unsigned with room
 
-        # --- phases: load (rows in), compute (lanes walk their spikes), read out ---
-        loading = Signal()
-        computing = Signal()
-        reading = Signal()
-        load_c = Signal(range(max(lanes, 2)))
-        load_y = Signal(range(max(height, 2)))
-        load_take = Signal()
-        load_end = Signal()
+        # --- input rows: the row being walked, and the next row's coordinates ---
+        in_c = Signal(range(self._channels + 1))
+        in_y = Signal(range(self._max_height + 1))
+        row = Signal(self._max_width)
+        row_valid = Signal()
+        wy = Signal(range(self._max_height + 1))
+        wc = Signal(range(self._channels + 1))
+        k_first, k_last = Signal(klog), Signal(klog)    # the row's kernel rows in the map
+        half_busy = Signal(2)    # a channel adds in this half, or its read-out is not finished
+
+        # --- the spike walker: the lowest spike of the row, R kernel rows a cycle ---
+        sx = Signal(range(self._max_width))
+        for x in reversed(range(self._max_width)):
+            with m.If(row[x]):
+                m.d.comb += sx.eq(x)
+        in_spike = Signal()
+        sp_x = Signal(range(self._max_width))
+        sp_k = Signal(klog)
+        tap_valid, tap_x, tap_k, last_k = Signal(), Signal.like(sp_x), Signal(klog), Signal()
+        rest = Signal(self._max_width)     # the row's spikes after this one
+        finishing = Signal()               # the row's last cycle
+        accept = Signal()
         m.d.comb += [
-            self.i.ready.eq(loading),
-            load_take.eq(self.i.valid & loading),
-            load_end.eq((load_y == cfg.height - 1) & (load_c == cfg.channels - 1)),
+            tap_valid.eq(row_valid & (in_spike | row.any())),
+            tap_x.eq(Mux(in_spike, sp_x, sx)),
+            tap_k.eq(Mux(in_spike, sp_k, k_first)),
+            last_k.eq(tap_k + (rows - 1) >= k_last),
+            rest.eq(Mux(in_spike, row, row & ~(Const(1, self._max_width) << sx))),
+            finishing.eq(row_valid & (~tap_valid | (last_k & (rest == 0)))),
+            self.i.ready.eq(self.busy & (in_c != cfg.channels) & (~row_valid | finishing)
+                            & ((in_y != 0) | ~half_busy.bit_select(in_c[0], 1))),
+            accept.eq(self.i.valid & self.i.ready),
         ]
-        lane_done = Signal(lanes)
 
-        # read-out address and output register
-        r_y = Signal(range(max(height, 2)))
-        r_x = Signal(range(max(width, 2)))
-        r_last = Signal()
-        o_valid = Signal()
-        o_last = Signal()
+        def rows_inside(y_plus_p, size):
+            # the first and last kernel rows that land inside the map
+            over = Signal(signed(coord + 1))
+            m.d.comb += over.eq(y_plus_p - (size - 1))
+            return Mux(over > 0, over, 0), Mux(y_plus_p < kernel - 1, y_plus_p, kernel - 1)
+
+        first_of_next, last_of_next = rows_inside(in_y + p, cfg.height)
+        channel_done = Signal()
+        ready_half = Signal(2)     # the channel in this half has added its last spike
+        m.d.comb += channel_done.eq(finishing & (wy == cfg.height - 1))
+        with m.If(tap_valid):
+            with m.If(~in_spike):
+                m.d.sync += row.eq(rest)
+            with m.If(last_k):
+                m.d.sync += in_spike.eq(0)
+            with m.Else():
+                m.d.sync += [in_spike.eq(1), sp_x.eq(tap_x), sp_k.eq(tap_k + rows)]
+        with m.If(accept):
+            m.d.sync += [row.eq(self.i.payload.bits), row_valid.eq(1), wy.eq(in_y),
+                         wc.eq(in_c), k_first.eq(first_of_next), k_last.eq(last_of_next)]
+            with m.If(in_y == cfg.height - 1):
+                m.d.sync += [in_y.eq(0), in_c.eq(in_c + 1)]
+            with m.Else():
+                m.d.sync += in_y.eq(in_y + 1)
+        with m.Elif(finishing):
+            m.d.sync += row_valid.eq(0)
+
+        # --- per bank: the tap that lands in it this cycle ---
+        base_y = Signal(signed(coord + 1))
+        base_x = Signal(signed(coord + 1))
+        m.d.comb += [base_y.eq(wy + p - tap_k), base_x.eq(tap_x + p)]
+        pend_valid = Signal(lanes)
+        pend_half = Signal()
+        tap_half = wc[0]
+        m.d.sync += [pend_valid.eq(0), pend_half.eq(tap_half)]
+
+        # weights: word (channel, k) holds element (dy, dx) = weight[c, k + dy, dx]
+        words = []
+        for c in range(self._channels):
+            for k in range(1 << klog):
+                word = 0
+                for dy in range(rows):
+                    for dx in range(min(cols, kernel)):
+                        ky = k + dy
+                        if ky < kernel:
+                            value = int(self._weight[c, ky, dx]) & ((1 << self._weight_bits) - 1)
+                            word |= value << ((dy * cols + dx) * self._weight_bits)
+                words.append(word)
+        rom = Memory(shape=unsigned(lanes * self._weight_bits), depth=len(words), init=words)
+        m.submodules.weights = rom
+        w_read = rom.read_port()
+        m.d.comb += [w_read.addr.eq(Cat(tap_k, wc[:bits_for(self._channels)])),
+                     w_read.en.eq(tap_valid)]
+        elements = Array(w_read.data[e * self._weight_bits:(e + 1) * self._weight_bits]
+                         .as_signed() for e in range(lanes))
+
+        # --- read-out: a tile a beat, from the half of the channel it reads ---
+        ro_c = Signal(range(self._channels + 1))
+        ro_a = Signal(alog)
+        ro_b = Signal(blog)
+        ro_active = Signal()
+        ro_issue = Signal()
+        ro_tile_end = Signal()
         advance = Signal()
-        r_issue = Signal()
+        o_valid, o_last, o_end, o_half = Signal(), Signal(), Signal(), Signal()
+        o_inside = Signal(lanes)
+        clear_valid, clear_half = Signal(), Signal()
+        clear_at = Signal(alog + blog)
+        tiles_y = Signal(alog + 1)
+        tiles_x = Signal(blog + 1)
         m.d.comb += [
-            r_last.eq((r_y == cfg.height - 1) & (r_x == cfg.width - 1)),
+            tiles_y.eq((cfg.height + rows - 1) >> rlog),
+            tiles_x.eq((cfg.width + cols - 1) >> clog),
+            ro_tile_end.eq((ro_a == tiles_y - 1) & (ro_b == tiles_x - 1)),
             advance.eq(~o_valid | self.o.ready),
-            r_issue.eq(reading & advance),
+            ro_issue.eq(ro_active & advance),
             self.o.valid.eq(o_valid),
             self.o.payload.last.eq(o_last),
         ]
-
-        with m.If(self.start):
-            m.d.sync += [loading.eq(1), computing.eq(1), reading.eq(0), load_c.eq(0),
-                         load_y.eq(0), r_y.eq(0), r_x.eq(0), self.busy.eq(1)]
-        with m.Else():
-            with m.If(load_take):
-                with m.If(load_y == cfg.height - 1):
-                    m.d.sync += [load_y.eq(0), load_c.eq(load_c + 1)]
-                with m.Else():
-                    m.d.sync += load_y.eq(load_y + 1)
-                with m.If(load_end):
-                    m.d.sync += loading.eq(0)
-            with m.If(computing & ~loading & lane_done.all()):
-                m.d.sync += [computing.eq(0), reading.eq(1)]
-            with m.If(advance):
-                m.d.sync += o_valid.eq(reading)
-            with m.If(r_issue):
-                m.d.sync += o_last.eq(r_last)
-                with m.If(r_x == cfg.width - 1):
-                    m.d.sync += [r_x.eq(0), r_y.eq(r_y + 1)]
-                with m.Else():
-                    m.d.sync += r_x.eq(r_x + 1)
-                with m.If(r_last):
-                    m.d.sync += reading.eq(0)
-            with m.If(o_valid & self.o.ready & o_last):
-                m.d.sync += self.busy.eq(0)
-
-        for j in range(lanes):
-            self._lane(m, j, cfg, load_c, load_y, load_take, loading, computing, r_issue,
-                       Cat(r_x[:wlog], r_y[:hlog]), lane_done, p, klog, hlog, wlog, glog,
-                       acc_shape, coord)
-        return m
-
-    def _lane(self, m, j, cfg, load_c, load_y, load_take, loading, computing, r_issue,
-              r_address, lane_done, p, klog, hlog, wlog, glog, acc_shape, coord):
-        kernel, height, width = self._kernel, self._max_height, self._max_width
-        rows = [Signal(width, name=f"l{j}_row{y}") for y in range(height)]
-        loaded = Signal(name=f"l{j}_loaded")
-
-        # the spike buffer: rows written as they arrive, bits cleared as spikes are taken
-        nonempty = Signal(height, name=f"l{j}_nonempty")
-        m.d.comb += nonempty.eq(Cat(*(row.any() for row in rows)))
-        sy = Signal(range(max(height, 2)), name=f"l{j}_sy")     # the lowest non-empty row
-        for y in reversed(range(height)):
-            with m.If(nonempty[y]):
-                m.d.comb += sy.eq(y)
-        word = Signal(width, name=f"l{j}_word")
-        m.d.comb += word.eq(Array(rows)[sy])
-        sx = Signal(range(max(width, 2)), name=f"l{j}_sx")      # its lowest set bit
-        for x in reversed(range(width)):
-            with m.If(word[x]):
-                m.d.comb += sx.eq(x)
-
-        # the tap walker: (ky, kx) over the spike's in-range taps, output (yo, xo)
-        active = Signal(name=f"l{j}_active")
-        ky, kx = Signal(klog, name=f"l{j}_ky"), Signal(klog, name=f"l{j}_kx")
-        ky1, kx0, kx1 = (Signal(klog, name=f"l{j}_{n}") for n in ("ky1", "kx0", "kx1"))
-        yo, xo, xo0 = (Signal(coord, name=f"l{j}_{n}") for n in ("yo", "xo", "xo0"))
-        last_tap = Signal(name=f"l{j}_last_tap")
-        take = Signal(name=f"l{j}_take")
-        m.d.comb += [
-            last_tap.eq(active & (ky == ky1) & (kx == kx1)),
-            take.eq(loaded & nonempty.any() & (~active | last_tap)),
-        ]
-
-        def low_high(s, size):
-            # first tap k0 = max(0, s + p - (size - 1)), last tap k1 = min(K - 1, s + p),
-            # first output s + p - k0 = min(s + p, size - 1)
-            sp = Signal(coord)
-            over = Signal(signed(coord + 1))
-            m.d.comb += [sp.eq(s + p), over.eq(sp - (size - 1))]
-            k0 = Mux(over > 0, over, 0)
-            k1 = Mux(sp < kernel - 1, sp, kernel - 1)
-            start = Mux(over > 0, size - 1, sp)
-            return k0, k1, start
-
-        y_k0, y_k1, y_start = low_high(sy, cfg.height)
-        x_k0, x_k1, x_start = low_high(sx, cfg.width)
-        with m.If(self.start):
-            m.d.sync += [loaded.eq(0), active.eq(0)]
-        with m.Elif(load_take & (load_c == j)):
-            m.d.sync += Array(rows)[load_y].eq(self.i.payload.bits)
-            with m.If(load_y == cfg.height - 1):
-                m.d.sync += loaded.eq(1)
-        with m.Elif(take):
-            m.d.sync += [
-                Array(rows)[sy].eq(word & ~(Const(1, width) << sx)),
-                active.eq(1), ky.eq(y_k0), ky1.eq(y_k1), kx.eq(x_k0), kx0.eq(x_k0),
-                kx1.eq(x_k1), yo.eq(y_start), xo.eq(x_start), xo0.eq(x_start),
-            ]
-        with m.Elif(last_tap):
-            m.d.sync += active.eq(0)
-        with m.Elif(active):
-            with m.If(kx == kx1):
-                m.d.sync += [kx.eq(kx0), xo.eq(xo0), ky.eq(ky + 1), yo.eq(yo - 1)]
+        bias_rom = Memory(shape=acc_shape, depth=self._channels,
+                          init=[int(b) for b in self._bias])
+        m.submodules.bias = bias_rom
+        b_read = bias_rom.read_port()
+        m.d.comb += [b_read.addr.eq(ro_c), b_read.en.eq(ro_issue)]
+        m.d.sync += clear_valid.eq(ro_issue)
+        with m.If(ro_issue):
+            m.d.sync += [clear_half.eq(ro_c[0]), clear_at.eq(Cat(ro_b, ro_a)),
+                         o_half.eq(ro_c[0]), self.o.payload.channel.eq(ro_c),
+                         self.o.payload.row.eq(ro_a), self.o.payload.col.eq(ro_b),
+                         o_last.eq(ro_tile_end & (ro_c == cfg.channels - 1)),
+                         o_end.eq(ro_tile_end)]
+            for r in range(rows):
+                for b in range(cols):
+                    m.d.sync += o_inside[r * cols + b].eq(
+                        (_join(r, rlog, ro_a) < cfg.height) & (_join(b, clog, ro_b) < cfg.width))
+            with m.If(ro_b == tiles_x - 1):
+                m.d.sync += [ro_b.eq(0), ro_a.eq(ro_a + 1)]
             with m.Else():
-                m.d.sync += [kx.eq(kx + 1), xo.eq(xo - 1)]
+                m.d.sync += ro_b.eq(ro_b + 1)
+            with m.If(ro_tile_end):
+                m.d.sync += [ro_active.eq(0), ro_a.eq(0), ro_c.eq(ro_c + 1),
+                             ready_half.bit_select(ro_c[0], 1).eq(0)]
+        with m.Elif(~ro_active & (ro_c != cfg.channels) & ready_half.bit_select(ro_c[0], 1)):
+            m.d.sync += ro_active.eq(1)
+        with m.If(advance):
+            m.d.sync += o_valid.eq(ro_issue)
 
-        # weights: the lane's ROM at (group, ky, kx); bias: a constant chosen by the group
-        tap_words = 1 << (2 * klog)
-        init = []
-        for g in range(self._groups):
-            page = [0] * tap_words
-            c = g * self._lanes + j
-            if c < self._weight.shape[0]:
-                for a in range(kernel):
-                    for b in range(kernel):
-                        page[(a << klog) | b] = int(self._weight[c, a, b])
-            init += page
-        rom = Memory(shape=signed(self._weight_bits), depth=len(init), init=init)
-        m.submodules[f"weights{j}"] = rom
-        w_read = rom.read_port()
-        biases = [int(self._bias[g * self._lanes + j])
-                  if g * self._lanes + j < self._weight.shape[0] else 0
-                  for g in range(self._groups)]
-        bias = Array(Const(b, acc_shape) for b in biases)[cfg.group]
+        # --- the banks ---
+        for r in range(rows):
+            for b in range(cols):
+                lane = r * cols + b
+                ty = Signal(signed(coord + 1), name=f"ty{lane}")
+                tx = Signal(signed(coord + 1), name=f"tx{lane}")
+                m.d.comb += [ty.eq(base_y - r), tx.eq(base_x - b)]
+                dy, dx = ty[:rlog] if rlog else Const(0, 1), tx[:clog]
+                a, bc = ty >> rlog, tx >> clog
+                inside = Signal(name=f"inside{lane}")
+                m.d.comb += inside.eq(
+                    tap_valid & (ty >= 0) & (_join(r, rlog, a[:coord]) < cfg.height)
+                    & (tx >= 0) & (_join(b, clog, bc[:coord]) < cfg.width)
+                    & (dx < kernel) & (tap_k + dy < kernel))
+                tap_at = Cat(bc[:blog], a[:alog])
+                element = Signal(range(lanes), name=f"element{lane}")
+                pend_at = Signal(alog + blog, name=f"pend_at{lane}")
+                with m.If(inside):
+                    m.d.sync += pend_valid[lane].eq(1)
+                m.d.sync += [element.eq(Cat(dx, dy) if rlog else dx), pend_at.eq(tap_at)]
+                reads = []
+                for h in range(2):
+                    bank = Memory(shape=acc_shape, depth=1 << (alog + blog), init=[])
+                    m.submodules[f"bank{lane}_{h}"] = bank
+                    write = bank.write_port()
+                    read = bank.read_port(transparent_for=(write,))
+                    computing = tap_valid & (tap_half == h)
+                    adding = pend_valid[lane] & (pend_half == h)
+                    m.d.comb += [
+                        read.addr.eq(Mux(computing, tap_at, Cat(ro_b, ro_a))),
+                        read.en.eq(Mux(computing, inside, ro_issue & (ro_c[0] == h))),
+                        # add the tap's weight, or clear what the read-out read a cycle ago
+                        write.addr.eq(Mux(adding, pend_at, clear_at)),
+                        write.data.eq(Mux(adding, read.data + elements[element], 0)),
+                        write.en.eq(adding | (clear_valid & (clear_half == h))),
+                    ]
+                    reads.append(read.data)
+                m.d.comb += self.o.payload.sums[lane].eq(
+                    Mux(o_inside[lane], Mux(o_half, reads[1], reads[0]) + b_read.data, 0))
 
-        # accumulators: read at the tap, written with the weight added one cycle later
-        acc = Memory(shape=acc_shape, depth=height << wlog, init=[])
-        m.submodules[f"acc{j}"] = acc
-        a_read = acc.read_port()
-        a_write = acc.write_port()
-        pending = Signal(name=f"l{j}_pending")
-        pending_at = Signal(hlog + wlog, name=f"l{j}_pending_at")
-        tap_at = Cat(xo[:wlog], yo[:hlog])
-        m.d.comb += [
-            w_read.addr.eq(Cat(kx, ky, cfg.group[:glog])),
-            w_read.en.eq(active),
-            a_read.addr.eq(Mux(computing, tap_at, r_address)),
-            a_read.en.eq(Mux(computing, active, r_issue)),
-            # the read-out clears what it reads (the read port sees the old value)
-            a_write.addr.eq(Mux(computing, pending_at, r_address)),
-            a_write.data.eq(Mux(computing, a_read.data + w_read.data, 0)),
-            a_write.en.eq(Mux(computing, pending, r_issue)),
-            self.o.payload.sums[j].eq(Mux(j < cfg.channels, a_read.data + bias, 0)),
-            lane_done[j].eq((j >= cfg.channels)
-                            | (loaded & ~nonempty.any() & ~active & ~pending)),
-        ]
-        m.d.sync += [pending.eq(active & computing), pending_at.eq(tap_at)]
+        # --- the run ---
+        with m.If(self.start):
+            m.d.sync += [self.busy.eq(1), in_c.eq(0), in_y.eq(0), row_valid.eq(0),
+                         in_spike.eq(0), ro_c.eq(0), ro_a.eq(0), ro_b.eq(0), ro_active.eq(0),
+                         half_busy.eq(0), ready_half.eq(0)]
+        with m.Else():
+            with m.If(accept & (in_y == 0)):
+                m.d.sync += half_busy.bit_select(in_c[0], 1).eq(1)
+            with m.If(channel_done):
+                m.d.sync += ready_half.bit_select(wc[0], 1).eq(1)
+            with m.If(o_valid & self.o.ready & o_end):
+                m.d.sync += half_busy.bit_select(o_half, 1).eq(0)
+                with m.If(o_last):
+                    m.d.sync += self.busy.eq(0)
+        return m

@@ -1,10 +1,11 @@
-"""hw.depthwise.DepthwiseEngine: a same-size depthwise conv on spikes, one channel a lane.
+"""hw.depthwise.DepthwiseEngine: a same-size depthwise conv on spikes, the lanes on one spike's taps.
 
 Every output beat is checked with ``==`` against :func:`depthwise_reference` (the integer
 ``depthwise_conv2d_spikes``), under random input pauses and output back-pressure; with neither,
-the cycles are exactly :func:`depthwise_cycles`. Also: groups one after another on one build
-(accumulators and spike buffers left clean), a map smaller than the build's, the demo's own
-unfused depthwise layers against the integer model's trace, lint, and no multiplier.
+the cycles are exactly :func:`depthwise_cycles`. Also: the beats' order and positions, runs of
+different sizes one after another on one build (the banks left clean), the weights' extremes,
+the demo's own unfused depthwise layers against the integer model's trace, lint, and no
+multiplier.
 """
 
 import random
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.depthwise import DepthwiseEngine, depthwise_cycles, depthwise_reference, lane_additions
+from hw.depthwise import (DepthwiseEngine, depthwise_cycles, depthwise_geometry,
+                          depthwise_reference, output_tiles, spike_additions, spike_cycles)
 
 SEED = 20261207
 
@@ -24,23 +26,24 @@ def rows_of(spikes):
             for row in channel]
 
 
-def run_groups(dut, runs, *, valid=1.0, ready=1.0, seed=0):
-    """Run ``runs`` (``(group, spikes)`` each, ``spikes`` the group's ``[channels, H, W]``) on
-    ``dut`` one after another. Return, per run, the sums ``[channels, H, W]``, the cycles from
-    the one after ``start`` to the one that takes the last beat, and the lanes' outputs past
-    ``channels``."""
+def run_layers(dut, runs, *, valid=1.0, ready=1.0, seed=0):
+    """Run the maps ``runs`` (``[channels, H, W]`` each) on ``dut`` one after another. Return,
+    per run, the sums ``[channels, H, W]`` and the cycles from the one after ``start`` to the
+    one that takes the last beat. Checks the beats' order (channel by channel, tiles row by
+    row, ``last`` on the final one only) and that lanes outside the map give 0."""
+    rows, cols = dut.geometry
     rng = random.Random(seed)
     results = []
 
     async def bench(ctx):
-        for group, spikes in runs:
+        for spikes in runs:
             channels, height, width = spikes.shape
-            ctx.set(dut.config, dut.config_value(group, channels, height, width))
+            ctx.set(dut.config, dut.config_value(channels, height, width))
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            words, beats, lasts, cycles = rows_of(spikes), [], [], 0
-            while True:
+            words, beats, cycles = rows_of(spikes), [], 0
+            while not beats or not beats[-1][-1]:
                 cycles += 1
                 assert cycles < 50 * (height * width + 1) * (channels + 1) + 2000, "stalls"
                 offer = bool(words) and rng.random() < valid
@@ -52,19 +55,24 @@ def run_groups(dut, runs, *, valid=1.0, ready=1.0, seed=0):
                 if offer and ctx.get(dut.i.ready):
                     words.pop(0)
                 if take and ctx.get(dut.o.valid):
-                    payload = ctx.get(dut.o.payload)
-                    beats.append([int(s) for s in payload.sums])
-                    lasts.append(int(payload.last))
+                    p = ctx.get(dut.o.payload)
+                    beats.append((p.channel, p.row, p.col, [int(s) for s in p.sums], p.last))
                 await ctx.tick()
-                if lasts and lasts[-1]:
-                    break
             ctx.set(dut.i.valid, 0)
             ctx.set(dut.o.ready, 0)
             await ctx.tick()
             assert not ctx.get(dut.busy) and not words
-            assert lasts == [0] * (len(lasts) - 1) + [1]
-            beats = np.array(beats).reshape(height, width, -1).transpose(2, 0, 1)
-            results.append((beats[:channels], cycles, beats[channels:]))
+            tiles_y, tiles_x = -(-height // rows), -(-width // cols)
+            assert [b[:3] for b in beats] == [(c, a, b) for c in range(channels)
+                                              for a in range(tiles_y) for b in range(tiles_x)]
+            assert [b[4] for b in beats] == [0] * (len(beats) - 1) + [1]
+            full = np.zeros((channels, tiles_y * rows, tiles_x * cols), np.int64)
+            for c, a, b, sums, _ in beats:
+                full[c, a * rows:(a + 1) * rows, b * cols:(b + 1) * cols] = \
+                    np.array(sums).reshape(rows, cols)
+            assert not full[:, height:].any() and not full[:, :, width:].any(), \
+                "a lane outside the map gives a non-zero sum"
+            results.append((full[:, :height, :width], cycles))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -79,29 +87,25 @@ def random_layer(channels, kernel, seed, bias=True):
     return weight, (rng.integers(-2000, 2000, channels) if bias else None)
 
 
-def check_layer(spikes, weight, bias, lanes, *, valid=1.0, ready=1.0, seed=0, build=None):
+def check_layer(spikes, weight, bias, lanes, *, valid=1.0, ready=1.0, seed=0):
     channels, height, width = spikes.shape
-    dut = DepthwiseEngine(weight, bias, lanes=lanes,
-                          max_height=build[0] if build else height,
-                          max_width=build[1] if build else width)
-    runs = [(g, spikes[g * lanes:(g + 1) * lanes]) for g in range(dut.groups)]
-    expected = depthwise_reference(spikes, weight, bias)
-    for (group, part), (sums, cycles, idle) in zip(
-            runs, run_groups(dut, runs, valid=valid, ready=ready, seed=seed)):
-        assert np.array_equal(sums, expected[group * lanes:group * lanes + len(part)]), group
-        assert not idle.any(), "a lane past the group's channels gives non-zero sums"
-        if valid == ready == 1.0:
-            assert cycles == depthwise_cycles(part, weight.shape[-1]), group
+    dut = DepthwiseEngine(weight, bias, lanes=lanes, max_height=height, max_width=width)
+    ((sums, cycles),) = run_layers(dut, [spikes], valid=valid, ready=ready, seed=seed)
+    assert np.array_equal(sums, depthwise_reference(spikes, weight, bias))
+    if valid == ready == 1.0:
+        assert cycles == depthwise_cycles(spikes, weight.shape[-1], lanes)
 
 
 CASES = {
     # name: channels, height, width, kernel, lanes, firing
-    "7x7 on 16x16, one group of 16": (16, 16, 16, 7, 16, 0.15),
-    "3x3, two groups, the last one partial": (7, 6, 9, 3, 4, 0.3),
-    "5x5, one row, kernel wider than the map": (3, 1, 5, 5, 4, 0.5),
-    "7x7 on a 4x4 map, every tap clipped": (6, 4, 4, 7, 2, 0.5),
-    "1x1 kernel": (5, 5, 3, 1, 4, 0.4),
-    "7x7 at 1 % firing": (4, 12, 10, 7, 4, 0.01),
+    "7x7 on 16x16, 16 lanes (2 x 8 banks)": (4, 16, 16, 7, 16, 0.15),
+    "3x3 on 16 lanes (4 x 4 banks)": (5, 6, 7, 3, 16, 0.3),
+    "5x5 on 8 lanes (1 x 8 banks), a wide map": (3, 5, 20, 5, 8, 0.3),
+    "7x7 on a 4x4 map, every spike clipped": (6, 4, 4, 7, 16, 0.5),
+    "7x7 on one row": (3, 1, 5, 7, 16, 0.5),
+    "1x1 on 2 lanes: the read-out is slower than the adds": (4, 3, 3, 1, 2, 0.5),
+    "7x7 on 32 lanes (4 x 8 banks) at 1 % firing": (4, 12, 10, 7, 32, 0.01),
+    "7x7 at 60 % firing": (3, 9, 11, 7, 16, 0.6),
 }
 
 
@@ -114,52 +118,54 @@ def test_sums_and_cycles(name):
     check_layer(spikes, weight, bias, lanes)
 
 
-@pytest.mark.parametrize("name", ["7x7 on 16x16, one group of 16",
-                                  "3x3, two groups, the last one partial"])
+@pytest.mark.parametrize("name", ["7x7 on 16x16, 16 lanes (2 x 8 banks)",
+                                  "3x3 on 16 lanes (4 x 4 banks)",
+                                  "1x1 on 2 lanes: the read-out is slower than the adds"])
 def test_sums_under_random_pauses(name):
     channels, height, width, kernel, lanes, firing = CASES[name]
     rng = np.random.default_rng(SEED + 7 * len(name))
     spikes = (rng.random((channels, height, width)) < firing).astype(np.uint8)
     weight, bias = random_layer(channels, kernel, SEED + 1)
-    check_layer(spikes, weight, bias, lanes, valid=0.6, ready=0.5, seed=len(name))
+    check_layer(spikes, weight, bias, lanes, valid=0.6, ready=0.4, seed=len(name))
 
 
 def test_full_and_empty_maps_at_the_weights_extremes():
     """Every spike set, then none: the accumulators reach the range the build sized them for,
-    and the empty map gives the bias alone (the read-out left the accumulators clear)."""
+    and the empty map gives the bias alone (the read-out left the banks clear)."""
     channels, side, kernel = 3, 9, 7
     weight = np.full((channels, kernel, kernel), 127)
     weight[1] = -128
     weight[2, ::2] = -128
     bias = np.array([32_000, -32_000, 5])
-    dut = DepthwiseEngine(weight, bias, lanes=4, max_height=side, max_width=side)
+    dut = DepthwiseEngine(weight, bias, lanes=16, max_height=side, max_width=side)
     full = np.ones((channels, side, side), np.uint8)
     empty = np.zeros_like(full)
-    (got_full, cycles, _), (got_empty, _, _) = run_groups(dut, [(0, full), (0, empty)])
+    (got_full, cycles), (got_empty, _) = run_layers(dut, [full, empty])
     assert np.array_equal(got_full, depthwise_reference(full, weight, bias))
     assert got_full[0].max() == 49 * 127 + 32_000 and got_full[1].min() == 49 * -128 - 32_000
     assert np.array_equal(got_empty, np.broadcast_to(bias[:, None, None], empty.shape))
-    assert cycles == depthwise_cycles(full, kernel)
+    assert cycles == depthwise_cycles(full, kernel, 16)
 
 
-def test_groups_and_map_sizes_change_on_one_build():
-    """A 12x10 build runs a small map, the full map, then another group's small map: nothing
-    of one run (spikes, sums, the last map's size) leaks into the next."""
-    weight, bias = random_layer(8, 5, SEED + 3)
-    dut = DepthwiseEngine(weight, bias, lanes=4, max_height=12, max_width=10)
+def test_sizes_change_on_one_build():
+    """A 12x10 build runs a small map, the full map with every channel, then one channel of
+    2x3: nothing of one run (spikes, sums, the last map's size) leaks into the next."""
+    weight, bias = random_layer(5, 5, SEED + 3)
+    dut = DepthwiseEngine(weight, bias, lanes=16, max_height=12, max_width=10)
     rng = np.random.default_rng(SEED + 4)
-    runs = [(1, (rng.random((4, 5, 7)) < 0.4).astype(np.uint8)),
-            (0, (rng.random((4, 12, 10)) < 0.3).astype(np.uint8)),
-            (1, (rng.random((3, 3, 2)) < 0.6).astype(np.uint8))]
-    for (group, spikes), (sums, cycles, _) in zip(runs, run_groups(dut, runs)):
-        part = slice(group * 4, group * 4 + len(spikes))
+    runs = [(rng.random((3, 5, 7)) < 0.4).astype(np.uint8),
+            (rng.random((5, 12, 10)) < 0.3).astype(np.uint8),
+            (rng.random((1, 2, 3)) < 0.6).astype(np.uint8)]
+    for spikes, (sums, cycles) in zip(runs, run_layers(dut, runs)):
+        part = slice(0, len(spikes))
         assert np.array_equal(sums, depthwise_reference(spikes, weight[part], bias[part]))
-        assert cycles == depthwise_cycles(spikes, 5)
+        assert cycles == depthwise_cycles(spikes, 5, 16)
 
 
-def test_the_demos_unfused_depthwise_layer():
-    """``ConvBlock1_2.0.Conv.dwconv`` of the trained demo unfused (32 channels at 8x8, two
-    groups) on the first held-out digit: the unit's sums ``==`` the integer model's."""
+def test_the_demos_unfused_depthwise_layers():
+    """The three depthwise layers of the trained demo unfused (16 channels at 16x16, 32 at
+    8x8, 64 at 4x4) on the first held-out digit: the unit's sums ``==`` the integer model's,
+    in :func:`depthwise_cycles`."""
     import torch
 
     from quant.intmodel import IntegerModel
@@ -172,16 +178,19 @@ def test_the_demos_unfused_depthwise_layer():
     integer = IntegerModel(unfused)
     inputs = select_inputs(unfused, 1, None, 0)
     _, trace = integer.forward(integer.quantize_input(inputs.images), trace=True)
-    name = "ConvBlock1_2.0.Conv.dwconv"
-    layer = unfused.layers[name]
-    sums = np.asarray(trace.accumulators[name])[0, 0]
-    spikes = np.asarray(trace.spikes[name.replace("dwconv", "lif2")])[0, 0].reshape(sums.shape)
-    assert spikes.any() and (layer.stride, layer.padding) == (1, 3)
-    weight = np.asarray(layer.weight)
-    dut = DepthwiseEngine(weight, np.asarray(layer.bias), lanes=16, max_height=8, max_width=8)
-    runs = [(g, spikes[16 * g:16 * (g + 1)]) for g in range(2)]
-    got = np.concatenate([r[0] for r in run_groups(dut, runs)])
-    assert np.array_equal(got, sums)
+    names = [n for n in unfused.layers if n.endswith(".Conv.dwconv")]
+    assert len(names) == 3
+    for name in names:
+        layer = unfused.layers[name]
+        sums = np.asarray(trace.accumulators[name])[0, 0]
+        spikes = np.asarray(trace.spikes[name.replace("dwconv", "lif2")])[0, 0]
+        spikes = spikes.reshape(sums.shape)
+        assert spikes.any() and (layer.stride, layer.padding) == (1, 3), name
+        dut = DepthwiseEngine(np.asarray(layer.weight), np.asarray(layer.bias), lanes=16,
+                              max_height=sums.shape[1], max_width=sums.shape[2])
+        ((got, cycles),) = run_layers(dut, [spikes])
+        assert np.array_equal(got, sums), name
+        assert cycles == depthwise_cycles(spikes, 7, 16), name
 
 
 def test_references_and_refusals():
@@ -189,9 +198,17 @@ def test_references_and_refusals():
     spikes[0, 0, 0] = 1          # a corner: 4 x 4 taps inside the map
     spikes[1, 8, 8] = 1          # the middle: all 49
     spikes[1, 1, 14] = 1         # 5 rows x 5 columns
-    assert lane_additions(spikes, 7).tolist() == [16, 49 + 25]
-    # lane 0: rows in by cycle 16, +1, 16 additions; lane 1: by 32, +1, 74; then 3 + 256
-    assert depthwise_cycles(spikes, 7) == max(33, 16 + 1 + 16, 32 + 1 + 74) + 3 + 256
+    assert spike_additions(spikes, 7).tolist() == [16, 49 + 25]
+    # kernel rows inside a 16-row map, two a cycle: 4 -> 2, 5 -> 3, 7 -> 4; on 4 rows: 2
+    assert [spike_cycles(y, 16, 7, 16) for y in (0, 1, 8, 15)] == [2, 3, 4, 2]
+    assert [spike_cycles(y, 4, 7, 16) for y in range(4)] == [2, 2, 2, 2]
+    assert spike_cycles(5, 16, 3, 16) == 1 and spike_cycles(5, 16, 7, 8) == 7
+    assert depthwise_geometry(7, 16) == (2, 8) and depthwise_geometry(3, 16) == (4, 4)
+    assert depthwise_geometry(1, 2) == (2, 1) and output_tiles(16, 16, 7, 16) == 16
+    assert output_tiles(5, 9, 3, 8) == 3 * 3
+    # channel 0: rows 0 (2 cycles) + 15 empty; channel 1: row 1 (3), row 8 (4) + 14 empty;
+    # the read-out of channel 1 starts 2 cycles after its last add, 16 tiles
+    assert depthwise_cycles(spikes, 7, 16) == 1 + (2 + 15) + (3 + 4 + 14) + 2 + 16
     weight = np.arange(2 * 9).reshape(2, 3, 3) - 9
     assert np.array_equal(depthwise_reference(spikes, weight),
                           depthwise_reference(spikes, weight[:, None]))
@@ -201,12 +218,16 @@ def test_references_and_refusals():
         DepthwiseEngine(np.zeros((2, 3, 3)), max_height=4, max_width=4)
     with pytest.raises(ValueError, match="bias"):
         DepthwiseEngine(weight, np.zeros(3, int), max_height=4, max_width=4)
-    dut = DepthwiseEngine(weight, lanes=1, max_height=4, max_width=5)
-    assert dut.groups == 2 and dut.acc_bits == 7     # sums in [-45, 36]
-    with pytest.raises(ValueError, match="group"):
-        dut.config_value(2, 1, 4, 5)
+    with pytest.raises(ValueError, match="power of two >= 4"):
+        DepthwiseEngine(weight, lanes=2, max_height=4, max_width=4)
+    with pytest.raises(ValueError, match="power of two"):
+        DepthwiseEngine(weight, lanes=12, max_height=4, max_width=4)
+    dut = DepthwiseEngine(weight, lanes=4, max_height=4, max_width=5)
+    assert dut.geometry == (1, 4) and dut.acc_bits == 7     # sums in [-45, 36]
+    with pytest.raises(ValueError, match="channels"):
+        dut.config_value(3, 4, 5)
     with pytest.raises(ValueError, match="height"):
-        dut.config_value(0, 1, 5, 5)
+        dut.config_value(1, 5, 5)
 
 
 @pytest.mark.verilator
@@ -218,7 +239,7 @@ def test_verilog_is_lint_clean_and_multiplies_nothing(tmp_path):
 
     from rtl_gen.lint import lint
 
-    weight, bias = random_layer(32, 7, SEED)
+    weight, bias = random_layer(64, 7, SEED)
     dut = DepthwiseEngine(weight, bias, lanes=16, max_height=16, max_width=16)
     text = verilog.convert(dut, name="depthwise")
     source = tmp_path / "depthwise.v"
