@@ -28,10 +28,11 @@ BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv``
   times ``C``. The report checks, on every image and time step and for both encodings, that
   this equals the unfused integer model's ``pwconv2`` (``bitserial_exact``). Its numbers come
   from the unfused integer model (``quant`` with ``fuse_sepconv=False``) on the same images.
-  Cycles are ideal-rate: the depthwise conv at ``lanes`` additions a cycle, one cycle per
-  (plane bit, group of ``lanes`` output channels) for the pointwise passes (the engine's cost
-  for a 1x1 conv), and one read-out beat per (pixel, group of ``lanes`` depthwise channels),
-  which writes every plane.
+  Cycles: the depthwise conv's are :class:`hw.depthwise.DepthwiseEngine`'s, exact
+  (:func:`hw.depthwise.depthwise_cycles`, equal to the RTL's in ``tests/test_depthwise.py``; its
+  read-out of the sums included, ``dw_engine_cycles``); the pointwise passes' are ideal-rate, one
+  cycle per (plane bit, group of ``lanes`` output channels), the dense engine's cost for a 1x1
+  conv (not built: no unit writes the planes as spike maps).
 
 Energy by the paper's method: 0.9 pJ per addition on spikes, 4.6 pJ per multiply-accumulate.
 Which is cheaper is printed per layer, by cycles and by energy. Counts are per image (summed
@@ -63,11 +64,12 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
     ``fused_sops``, ``fused_cycles``, ``fused_ideal``, ``dw_sops``, ``pw_macs``,
     ``unfused_cycles``, ``fused_pj``, ``unfused_pj``, ``cheaper_cycles``, ``cheaper_energy``,
     and the bit-serial form's ``planes``, ``plane_bits_set`` (two's complement),
-    ``sm_planes``, ``sm_bits_set`` (sign-magnitude), ``bs_dw_sops``, ``bs_sops``,
-    ``bs_cycles``, ``bs_pj``, ``bitserial_exact``, ``bs_vs_fused_cycles``,
+    ``sm_planes``, ``sm_bits_set`` (sign-magnitude), ``bs_dw_sops``, ``dw_engine_cycles``,
+    ``bs_sops``, ``bs_cycles``, ``bs_pj``, ``bitserial_exact``, ``bs_vs_fused_cycles``,
     ``bs_vs_fused_energy``."""
     import torch
 
+    from hw.depthwise import depthwise_cycles, depthwise_geometry
     from hw.packing import layer_sops
     from hw.plan import SharedPlan
     from quant.intmodel import IntegerModel
@@ -76,6 +78,7 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
     from sim.e2e import demo_model, quantized, select_inputs
     from sim.perf import CycleModel, map_spikes
 
+    depthwise_geometry(7, lanes)        # refuses lanes the depthwise engine cannot have
     torch.set_num_threads(1)
     model, _ = demo_model(T, checkpoint)
     net = quantized(model)
@@ -110,7 +113,7 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
         row = dict(layer=step.layer, channels=f"{cmid} -> {cout}", kernel=kernel, side=side,
                    spikes=0.0, fused_sops=0.0, dw_sops=0.0, fused_cycles=0.0, planes=bits,
                    plane_bits_set=0.0, sm_planes=sm_bits, sm_bits_set=0.0, bs_dw_sops=0.0,
-                   bitserial_exact=True)
+                   dw_engine_cycles=0.0, bitserial_exact=True)
         for image in range(n):
             for t in range(plan.T):
                 sums = dw_sums[t, image]
@@ -123,6 +126,7 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
                 u = np.asarray(u_spikes[t, image]).reshape(cmid, side, side)
                 row["bs_dw_sops"] += layer_sops("depthwise", (cmid, 1, kernel, kernel), u,
                                                 stride=layer.stride, padding=layer.padding) / n
+                row["dw_engine_cycles"] += depthwise_cycles(u, kernel, lanes) / n
                 s = np.asarray(spikes[t, image]).reshape(cmid, side, side)
                 row["spikes"] += float(s.sum()) / n
                 row["fused_sops"] += layer_sops("conv", layer.weight.shape, s,
@@ -140,8 +144,7 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
             else "unfused"
         row["cheaper_energy"] = "fused" if row["fused_pj"] <= row["unfused_pj"] else "unfused"
         row["bs_sops"] = row["bs_dw_sops"] + row["sm_bits_set"] * cout
-        row["bs_cycles"] = (row["bs_dw_sops"] / lanes + row["sm_bits_set"] * groups
-                            + plan.T * side * side * ceil_div(cmid, lanes))
+        row["bs_cycles"] = row["dw_engine_cycles"] + row["sm_bits_set"] * groups
         row["bs_pj"] = E_AC_PJ * row["bs_sops"]
         row["bs_vs_fused_cycles"] = "fused" if row["fused_cycles"] <= row["bs_cycles"] \
             else "bit-serial"
@@ -149,8 +152,7 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
         rows.append(row)
     keys = ("spikes", "fused_sops", "dw_sops", "fused_cycles", "fused_ideal", "pw_macs",
             "unfused_cycles", "fused_pj", "unfused_pj", "plane_bits_set", "sm_bits_set",
-            "bs_dw_sops",
-            "bs_sops", "bs_cycles", "bs_pj")
+            "bs_dw_sops", "dw_engine_cycles", "bs_sops", "bs_cycles", "bs_pj")
     total = {key: sum(row[key] for row in rows) for key in keys}
     total["bitserial_exact"] = all(row["bitserial_exact"] for row in rows)
     total["layer"] = "total"
@@ -176,18 +178,20 @@ def _print(result: dict) -> None:
               f"{row['fused_cycles']:10.0f} {row['dw_sops']:9.0f} {row['pw_macs']:9.0f} "
               f"{row['unfused_cycles']:11.0f} {row['fused_pj'] / 1e3:9.2f} "
               f"{row['unfused_pj'] / 1e3:10.2f}  {cheaper}")
-    print("unfused bit-serial (spike-driven, no multiply; not built): pointwise passes on the "
-          "depthwise sums' bit planes, ideal rates; bits set in two's complement (tc) and "
+    print("unfused bit-serial (spike-driven, no multiply): the depthwise engine (hw.depthwise,"
+          " exact cycles, read-out included), then pointwise passes on the depthwise sums' bit "
+          "planes at ideal rates (not built); bits set in two's complement (tc) and "
           "sign-magnitude (sm), costs for sm")
     print(f"{'layer':28s} {'planes':>6s} {'tc set':>9s} {'sm set':>9s} {'dw SOPs':>9s} "
-          f"{'SOPs':>9s} "
+          f"{'dw cyc':>7s} {'SOPs':>9s} "
           f"{'cycles':>8s} {'nJ':>7s} {'exact':>5s}  against fused (cycles / energy)")
     for row in result["layers"] + [result["total"]]:
         cheaper = (f"{row['bs_vs_fused_cycles']} / {row['bs_vs_fused_energy']}"
                    if "bs_vs_fused_cycles" in row else "")
         planes = f"{row['planes']}/{row['sm_planes']}" if "planes" in row else ""
         print(f"{row['layer']:28s} {planes:>6} {row['plane_bits_set']:9.0f} "
-              f"{row['sm_bits_set']:9.0f} {row['bs_dw_sops']:9.0f} {row['bs_sops']:9.0f} "
+              f"{row['sm_bits_set']:9.0f} {row['bs_dw_sops']:9.0f} "
+              f"{row['dw_engine_cycles']:7.0f} {row['bs_sops']:9.0f} "
               f"{row['bs_cycles']:8.0f} "
               f"{row['bs_pj'] / 1e3:7.2f} {'yes' if row['bitserial_exact'] else 'NO':>5s}  "
               f"{cheaper}")

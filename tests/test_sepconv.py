@@ -67,9 +67,12 @@ def test_bit_serial_unfused_form_is_exact_and_costed_from_its_planes(result):
         # a set bit is one tap of a 1x1 conv: C additions, one cycle per group of 16 lanes
         assert 0 < row["sm_bits_set"] <= row["sm_planes"] * cmid * row["side"] ** 2
         assert row["bs_sops"] == pytest.approx(row["bs_dw_sops"] + row["sm_bits_set"] * cout)
-        assert row["bs_cycles"] == pytest.approx(row["bs_dw_sops"] / 16 + row["sm_bits_set"]
-                                                 * -(-cout // 16)
-                                                 + row["side"] ** 2 * -(-cmid // 16))
+        # the depthwise engine: at most 16 additions a cycle, at least a cycle a row, and the
+        # read-out of a channel's tiles (2 x 8 pixels) after the last one's adds
+        assert row["dw_engine_cycles"] >= max(row["bs_dw_sops"] / 16, cmid * row["side"]) \
+            + row["side"] ** 2 / 16
+        assert row["bs_cycles"] == pytest.approx(row["dw_engine_cycles"] + row["sm_bits_set"]
+                                                 * -(-cout // 16))
         assert row["bs_pj"] == pytest.approx(E_AC_PJ * row["bs_sops"])
         assert row["bs_vs_fused_energy"] == ("fused" if row["fused_pj"] <= row["bs_pj"]
                                              else "bit-serial")
@@ -85,6 +88,7 @@ def test_time_steps_multiply_the_dense_pointwise_work():
 @pytest.mark.parametrize("args, message", [
     (["--images", "0"], "--images 0 is out of range"),
     (["--lanes", "0"], "--lanes 0 is out of range"),
+    (["--lanes", "12"], "lanes must be a power of two >= 8"),
     (["--checkpoint", "/nonexistent.pth"], "checkpoint /nonexistent.pth does not exist"),
 ])
 def test_bad_arguments_are_one_line(args, message):
