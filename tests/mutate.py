@@ -80,6 +80,8 @@ TESTS: dict[str, list[str]] = {
     "hw/axi_io.py": ["tests/test_axi_io.py"],
     "hw/rowreader.py": ["tests/test_rowreader.py"],
     "hw/depthwise.py": ["tests/test_depthwise.py"],
+    "hw/planes.py": ["tests/test_planes.py"],
+    "hw/sepconv.py": ["tests/test_planes.py"],
 }
 # With --verilator, also these cocotb-on-Verilator tests (each mutant rebuilds its design: minutes
 # per mutant; for the survivors of the fast tests, or hw/shared.py's elaborate(), which only the
