@@ -1,6 +1,6 @@
 """SepConv fused against unfused, per layer: synaptic operations, multiplies, cycles and energy.
 
-``python -m sim.sepconv [--checkpoint PATH] [--images N] [--T T] [--lanes L] [--json OUT]``
+``python -m sim.sepconv [--checkpoint PATH] [--images N] [--T T] [--lanes L] [--rtl] [--json OUT]``
 
 The official SepConv is ``LIF -> pwconv1 (1x1, C -> 2C) -> BN -> LIF -> dwconv (7x7 depthwise) ->
 BN -> pwconv2 (1x1, 2C -> C) -> BN``. Nothing non-linear sits between ``dwconv`` and
@@ -52,13 +52,61 @@ from golden.cliargs import Parser
 from hw.params import ceil_div
 from hw.program import StepKind
 
-__all__ = ["compare", "main", "E_AC_PJ", "E_MAC_PJ"]
+__all__ = ["compare", "main", "simulate_unfused", "E_AC_PJ", "E_MAC_PJ"]
 
 #: The paper's energies (Horowitz 45 nm): an addition on a spike, a multiply-accumulate.
 E_AC_PJ, E_MAC_PJ = 0.9, 4.6
 
 
-def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> dict:
+def simulate_unfused(unit, spikes):
+    """Run a :class:`hw.sepconv.UnfusedSepConv` on one ``[C, H, W]`` spike map in Amaranth's
+    simulator, the input always valid and the output always ready. Returns its sums ``[Cout, H,
+    W]``, the cycles from ``start`` to the last output beat, and its error flag."""
+    from amaranth.sim import Simulator
+
+    channels, height, width = spikes.shape
+    cout = unit.layer.out_channels
+    got = np.zeros((cout, height, width), np.int64)
+    out = {}
+
+    async def bench(ctx):
+        while not ctx.get(unit.ready):
+            await ctx.tick()
+        ctx.set(unit.start, 1)
+        await ctx.tick()
+        ctx.set(unit.start, 0)
+        inputs = [sum(int(b) << x for x, b in enumerate(row)) for ch in spikes for row in ch]
+        ctx.set(unit.o.ready, 1)
+        beats, cycle, limit = 0, 0, 1000 * (len(inputs) + 1)
+        while True:
+            cycle += 1
+            if cycle > limit:
+                raise RuntimeError("the unfused SepConv stalls")
+            ctx.set(unit.i.valid, bool(inputs))
+            if inputs:
+                ctx.set(unit.i.payload.bits, inputs[0])
+            if inputs and ctx.get(unit.i.ready):
+                inputs.pop(0)
+            if ctx.get(unit.o.valid):
+                beat = ctx.get(unit.o.payload)
+                got[:, beat.oy, beat.ox] = [int(v) for v in beat.values][:cout]
+                beats += 1
+                if beat.last:
+                    break
+            await ctx.tick()
+        out.update(cycles=cycle, beats=beats, error=bool(ctx.get(unit.error)))
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    if out["beats"] != unit.beats:
+        raise RuntimeError(f"the unfused SepConv gave {out['beats']} beats, not {unit.beats}")
+    return got, out["cycles"], out["error"]
+
+
+def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16,
+            rtl: bool = False) -> dict:
     """Per SepConv of the model: fused and unfused counts (module docstring). Returns
     ``{"layers": [row, ...], "total": row, ...}``; each row has ``layer``, ``spikes``,
     ``fused_sops``, ``fused_cycles``, ``fused_ideal``, ``dw_sops``, ``pw_macs``,
@@ -66,7 +114,9 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
     and the bit-serial form's ``planes``, ``plane_bits_set`` (two's complement),
     ``sm_planes``, ``sm_bits_set`` (sign-magnitude), ``bs_dw_sops``, ``dw_engine_cycles``,
     ``bs_sops``, ``bs_cycles``, ``bs_pj``, ``bitserial_exact``, ``bs_vs_fused_cycles``,
-    ``bs_vs_fused_energy``."""
+    ``bs_vs_fused_energy``; with ``rtl``, also ``rtl_cycles`` and ``rtl_exact``: the unfused
+    SepConv in hardware (:class:`hw.sepconv.UnfusedSepConv`, Amaranth's simulator) on every
+    image and time step."""
     import torch
 
     from hw.depthwise import depthwise_cycles, depthwise_geometry
@@ -149,12 +199,28 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16) -> di
         row["bs_vs_fused_cycles"] = "fused" if row["fused_cycles"] <= row["bs_cycles"] \
             else "bit-serial"
         row["bs_vs_fused_energy"] = "fused" if row["fused_pj"] <= row["bs_pj"] else "bit-serial"
+        if rtl:
+            from hw.sepconv import UnfusedSepConv
+
+            row["rtl_cycles"], row["rtl_exact"] = 0.0, True
+            for image in range(n):
+                for t in range(plan.T):
+                    unit = UnfusedSepConv(dw_layer.weight, dw_layer.bias, pw_layer.weight,
+                                          pw_layer.bias, planes=sm_bits, height=side,
+                                          width=side, lanes=lanes)
+                    u = np.asarray(u_spikes[t, image]).reshape(cmid, side, side)
+                    got, cycles, error = simulate_unfused(unit, u)
+                    row["rtl_cycles"] += cycles / n
+                    row["rtl_exact"] &= bool(np.array_equal(got, pw_sums[t, image])) and not error
         rows.append(row)
     keys = ("spikes", "fused_sops", "dw_sops", "fused_cycles", "fused_ideal", "pw_macs",
             "unfused_cycles", "fused_pj", "unfused_pj", "plane_bits_set", "sm_bits_set",
             "bs_dw_sops", "dw_engine_cycles", "bs_sops", "bs_cycles", "bs_pj")
     total = {key: sum(row[key] for row in rows) for key in keys}
     total["bitserial_exact"] = all(row["bitserial_exact"] for row in rows)
+    if rtl:
+        total["rtl_cycles"] = sum(row["rtl_cycles"] for row in rows)
+        total["rtl_exact"] = all(row["rtl_exact"] for row in rows)
     total["layer"] = "total"
     all_cycles = float(sum(sum(p.values()) for p in predicted) / n)
     return {"checkpoint": str(checkpoint or "demo"), "T": plan.T, "lanes": lanes,
@@ -195,6 +261,13 @@ def _print(result: dict) -> None:
               f"{row['bs_cycles']:8.0f} "
               f"{row['bs_pj'] / 1e3:7.2f} {'yes' if row['bitserial_exact'] else 'NO':>5s}  "
               f"{cheaper}")
+    if "rtl_cycles" in result["total"]:
+        print("unfused bit-serial in hardware (hw.sepconv.UnfusedSepConv: depthwise engine -> "
+              "plane writer -> 1x1 conv over the planes; Amaranth's simulator)")
+        print(f"{'layer':28s} {'cycles':>8s} {'fused cyc':>10s} {'exact':>5s}")
+        for row in result["layers"] + [result["total"]]:
+            print(f"{row['layer']:28s} {row['rtl_cycles']:8.0f} {row['fused_cycles']:10.0f} "
+                  f"{'yes' if row['rtl_exact'] else 'NO':>5s}")
     total = result["total"]
     print(f"the fused SepConvs take {total['fused_cycles']:,.0f} of the network's "
           f"{result['network_cycles']:,.0f} cycles; unfused they would need "
@@ -207,6 +280,9 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=2, help="images to average over (default 2)")
     p.add_argument("--T", type=int, default=1, help="time steps (default 1)")
     p.add_argument("--lanes", type=int, default=16, help="lanes (default 16)")
+    p.add_argument("--rtl", action="store_true",
+                   help="also run the unfused SepConv in hardware (Amaranth's simulator; "
+                        "about a minute a layer and image)")
     p.add_argument("--json", default=None, help="also write the result as JSON here")
     args = p.parse_args(argv)
     problem = None
@@ -220,7 +296,7 @@ def main(argv=None) -> int:
         problem = f"checkpoint {args.checkpoint} does not exist"
     if problem is None:
         try:
-            result = compare(args.checkpoint, args.images, args.T, args.lanes)
+            result = compare(args.checkpoint, args.images, args.T, args.lanes, args.rtl)
         except (ValueError, NotImplementedError, OSError) as error:
             problem = " ".join(str(error).split())
     if problem:

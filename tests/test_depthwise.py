@@ -199,6 +199,10 @@ def test_references_and_refusals():
     spikes[1, 8, 8] = 1          # the middle: all 49
     spikes[1, 1, 14] = 1         # 5 rows x 5 columns
     assert spike_additions(spikes, 7).tolist() == [16, 49 + 25]
+    bottom = np.zeros((1, 16, 16), np.uint8)
+    bottom[0, 15, 15] = bottom[0, 14, 2] = 1       # 4 x 4, and 5 rows x 6 columns
+    assert spike_additions(bottom, 7).tolist() == [16 + 30]
+    assert depthwise_cycles(spikes, 7) == depthwise_cycles(spikes, 7, 16)    # 16 lanes default
     # kernel rows inside a 16-row map, two a cycle: 4 -> 2, 5 -> 3, 7 -> 4; on 4 rows: 2
     assert [spike_cycles(y, 16, 7, 16) for y in (0, 1, 8, 15)] == [2, 3, 4, 2]
     assert [spike_cycles(y, 4, 7, 16) for y in range(4)] == [2, 2, 2, 2]

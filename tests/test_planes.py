@@ -21,6 +21,7 @@ from hw.depthwise import DepthwiseEngine, depthwise_reference
 from hw.planes import PlaneWriter, plane_frame, plane_weights
 from hw.sepconv import UnfusedSepConv, sepconv_reference
 from quant.intops import conv2d_spikes, pointwise_by_planes
+from sim.sepconv import simulate_unfused
 
 SEED = 20261207
 
@@ -134,46 +135,6 @@ def test_a_sum_too_large_for_the_planes_is_flagged():
     assert chain(spikes, weight, None, 6)["error"] == 1
 
 
-def run_sepconv(unit, spikes):
-    """Run an :class:`UnfusedSepConv` on one map; return its sums ``[Cout, H, W]``, the cycles
-    from ``start`` to the last output beat, and its error flag."""
-    channels, height, width = spikes.shape
-    cout = unit.layer.out_channels
-    got = np.zeros((cout, height, width), np.int64)
-    out = {}
-
-    async def bench(ctx):
-        while not ctx.get(unit.ready):
-            await ctx.tick()
-        ctx.set(unit.start, 1)
-        await ctx.tick()
-        ctx.set(unit.start, 0)
-        inputs = [sum(int(b) << x for x, b in enumerate(row)) for ch in spikes for row in ch]
-        ctx.set(unit.o.ready, 1)
-        beats = 0
-        for cycle in range(1, 200_000):
-            ctx.set(unit.i.valid, bool(inputs))
-            if inputs:
-                ctx.set(unit.i.payload.bits, inputs[0])
-            if inputs and ctx.get(unit.i.ready):
-                inputs.pop(0)
-            if ctx.get(unit.o.valid):
-                beat = ctx.get(unit.o.payload)
-                got[:, beat.oy, beat.ox] = [int(v) for v in beat.values][:cout]
-                beats += 1
-                if beat.last:
-                    break
-            await ctx.tick()
-        out.update(cycles=cycle, beats=beats, error=ctx.get(unit.error))
-
-    sim = Simulator(unit)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert out["beats"] == unit.beats
-    return got, out["cycles"], out["error"]
-
-
 def test_sepconv_unfused_on_random_maps():
     """Random layers, including a sum at the planes' limit: ``UnfusedSepConv`` ``==``
     :func:`sepconv_reference` ``==`` the direct integer convolutions."""
@@ -191,7 +152,7 @@ def test_sepconv_unfused_on_random_maps():
                                             planes), want)
     unit = UnfusedSepConv(dw_weight, dw_bias, pw_weight, pw_bias, planes=planes, height=side,
                           width=side, lanes=8)
-    got, _, error = run_sepconv(unit, spikes)
+    got, _, error = simulate_unfused(unit, spikes)
     assert np.array_equal(got, want) and not error
     with pytest.raises(ValueError, match="input channels"):
         UnfusedSepConv(dw_weight, dw_bias, pw_weight[:, :4], pw_bias, planes=planes,
@@ -225,7 +186,7 @@ def test_sepconv_unfused_on_spikes_end_to_end():
     assert planes == 11
     unit = UnfusedSepConv(dw_layer.weight, dw_layer.bias, pw_layer.weight, pw_layer.bias,
                           planes=planes, height=sums.shape[1], width=sums.shape[2])
-    got, _, error = run_sepconv(unit, spikes)
+    got, _, error = simulate_unfused(unit, spikes)
     assert np.array_equal(got, want) and not error
 
 
