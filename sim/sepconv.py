@@ -89,7 +89,10 @@ def simulate_unfused(unit, spikes):
                 inputs.pop(0)
             if ctx.get(unit.o.valid):
                 beat = ctx.get(unit.o.payload)
-                got[:, beat.oy, beat.ox] = [int(v) for v in beat.values][:cout]
+                lanes = len(beat.values)
+                first = beat.group * lanes
+                got[first:first + lanes, beat.oy, beat.ox] = \
+                    [int(v) for v in beat.values][:min(lanes, cout - first)]
                 beats += 1
                 if beat.last:
                     break
