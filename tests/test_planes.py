@@ -139,7 +139,7 @@ def test_sepconv_unfused_on_random_maps():
     """Random layers, including a sum at the planes' limit: ``UnfusedSepConv`` ``==``
     :func:`sepconv_reference` ``==`` the direct integer convolutions."""
     rng = np.random.default_rng(SEED + 11)
-    channels, cout, side = 5, 6, 6
+    channels, cout, side = 5, 10, 6            # 10 outputs on 8 lanes: two groups
     spikes = (rng.random((channels, side, side)) < 0.3).astype(np.uint8)
     dw_weight = rng.integers(-128, 128, (channels, 7, 7))
     dw_bias = rng.integers(-500, 500, channels)
