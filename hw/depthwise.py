@@ -11,7 +11,8 @@ on 16 lanes). Each lane is an accumulator bank: bank ``(r, b)`` holds the output
 which land on ``R`` consecutive rows and ``K`` consecutive columns, reach ``R x K`` different
 banks: no conflict, every cycle. Because all lanes work on the same spike, the load is balanced
 whatever the channels' firing (a unit with one channel a lane, built first, spent 2.4x the mean
-on the demo's busiest channel).
+on the demo's busiest channel). Each bank adds in four stages (read, the words registered, the
+weight selected, add and write), forwarding the two sums a read misses.
 
 Function (:func:`depthwise_reference`, the contract)
     ``out[c, y, x] = bias[c] + sum over ky, kx of weight[c, ky, kx] * s[c, y + ky - p,
@@ -136,9 +137,10 @@ def depthwise_cycles(spikes, kernel: int, lanes: int = 16) -> int:
             cycle = max(cycle, taken[c - 2] + 1)
         for y in range(height):
             cycle += max(1, int(spikes[c, y].sum()) * per_row[y])
-        # the channel's last tap was in this cycle; its read-out issues its first tile two
-        # cycles later at the earliest, then a tile a cycle, each beat taken a cycle after
-        start = max(cycle + 2, read_free)
+        # the channel's last tap was in this cycle, its last add three cycles later: the
+        # read-out issues its first tile then at the earliest, then a tile a cycle, each beat
+        # taken a cycle after
+        start = max(cycle + 3, read_free)
         taken.append(start + tiles)
         read_free = start + tiles + 1
     return taken[-1]
@@ -287,6 +289,8 @@ class DepthwiseEngine(wiring.Component):
         channel_done = Signal()
         ready_half = Signal(2)     # the channel in this half has added its last spike
         m.d.comb += channel_done.eq(finishing & (wy == cfg.height - 1))
+        done_late, done_half = Signal(), Signal()    # a cycle later: its last add is in C
+        m.d.sync += [done_late.eq(channel_done & ~self.start), done_half.eq(wc[0])]
         with m.If(tap_valid):
             with m.If(~in_spike):
                 m.d.sync += row.eq(rest)
@@ -308,10 +312,13 @@ class DepthwiseEngine(wiring.Component):
         base_y = Signal(signed(coord + 1))
         base_x = Signal(signed(coord + 1))
         m.d.comb += [base_y.eq(wy + p - tap_k), base_x.eq(tap_x + p)]
-        pend_valid = Signal(lanes)
-        pend_half = Signal()
+        # the add runs in four stages: I (issue: the bank and weight reads), R (the bank word and
+        # the weight word registered raw), S (the bank's weight selected from the word), C (add
+        # and write). A read in I misses the writes of the two taps before it (in C one and two
+        # cycles later): C takes their sums instead when they wrote the same word.
         tap_half = wc[0]
-        m.d.sync += [pend_valid.eq(0), pend_half.eq(tap_half)]
+        s1_half, s2_half, s3_half = Signal(), Signal(), Signal()
+        m.d.sync += [s1_half.eq(tap_half), s2_half.eq(s1_half), s3_half.eq(s2_half)]
 
         # weights: word (channel, k) holds element (dy, dx) = weight[c, k + dy, dx]
         words = []
@@ -330,8 +337,10 @@ class DepthwiseEngine(wiring.Component):
         w_read = rom.read_port()
         m.d.comb += [w_read.addr.eq(Cat(tap_k, wc[:bits_for(self._channels)])),
                      w_read.en.eq(tap_valid)]
-        elements = Array(w_read.data[e * self._weight_bits:(e + 1) * self._weight_bits]
-                         .as_signed() for e in range(lanes))
+        word = Signal(lanes * self._weight_bits)
+        m.d.sync += word.eq(w_read.data)
+        elements = Array(word[e * self._weight_bits:(e + 1) * self._weight_bits].as_signed()
+                         for e in range(lanes))
 
         # --- read-out: a tile a beat, from the half of the channel it reads ---
         ro_c = Signal(range(self._channels + 1))
@@ -360,7 +369,14 @@ class DepthwiseEngine(wiring.Component):
                           init=[int(b) for b in self._bias])
         m.submodules.bias = bias_rom
         b_read = bias_rom.read_port()
-        m.d.comb += [b_read.addr.eq(ro_c), b_read.en.eq(ro_issue)]
+        # the channel's bias, read when its read-out is set going: not before the beat in the
+        # output register (the channel before) is taken
+        bias = Signal(acc_shape)
+        ro_begin = Signal()
+        m.d.comb += [ro_begin.eq(~ro_active & (ro_c != cfg.channels) & advance
+                                 & ready_half.bit_select(ro_c[0], 1)),
+                     b_read.addr.eq(ro_c), b_read.en.eq(ro_begin)]
+        m.d.sync += bias.eq(b_read.data)
         m.d.sync += clear_valid.eq(ro_issue)
         with m.If(ro_issue):
             m.d.sync += [clear_half.eq(ro_c[0]), clear_at.eq(Cat(ro_b, ro_a)),
@@ -379,7 +395,7 @@ class DepthwiseEngine(wiring.Component):
             with m.If(ro_tile_end):
                 m.d.sync += [ro_active.eq(0), ro_a.eq(0), ro_c.eq(ro_c + 1),
                              ready_half.bit_select(ro_c[0], 1).eq(0)]
-        with m.Elif(~ro_active & (ro_c != cfg.channels) & ready_half.bit_select(ro_c[0], 1)):
+        with m.Elif(ro_begin):
             m.d.sync += ro_active.eq(1)
         with m.If(advance):
             m.d.sync += o_valid.eq(ro_issue)
@@ -399,11 +415,19 @@ class DepthwiseEngine(wiring.Component):
                     & (tx >= 0) & (_join(b, clog, bc[:coord]) < cfg.width)
                     & (dx < kernel) & (tap_k + dy < kernel))
                 tap_at = Cat(bc[:blog], a[:alog])
-                element = Signal(range(lanes), name=f"element{lane}")
-                pend_at = Signal(alog + blog, name=f"pend_at{lane}")
-                with m.If(inside):
-                    m.d.sync += pend_valid[lane].eq(1)
-                m.d.sync += [element.eq(Cat(dx, dy) if rlog else dx), pend_at.eq(tap_at)]
+                at = alog + blog
+                s1_valid, s2_valid, s3_valid = (Signal(name=f"s{n}_valid{lane}") for n in (1, 2, 3))
+                s1_at, s2_at, s3_at = (Signal(at, name=f"s{n}_at{lane}") for n in (1, 2, 3))
+                s1_element, s2_element = (Signal(range(lanes), name=f"s{n}_element{lane}")
+                                          for n in (1, 2))
+                s2_sum, s3_sum = (Signal(acc_shape, name=f"s{n}_sum{lane}") for n in (2, 3))
+                s3_weight = Signal(signed(self._weight_bits), name=f"s3_weight{lane}")
+                # the writes of the two cycles before (C's sums), newest first
+                w1_valid, w2_valid = Signal(name=f"w1_valid{lane}"), Signal(name=f"w2_valid{lane}")
+                w1_at, w2_at = Signal(at, name=f"w1_at{lane}"), Signal(at, name=f"w2_at{lane}")
+                w1_half, w2_half = Signal(name=f"w1_half{lane}"), Signal(name=f"w2_half{lane}")
+                w1_sum, w2_sum = (Signal(acc_shape, name=f"w{n}_sum{lane}") for n in (1, 2))
+                total = Signal(acc_shape, name=f"total{lane}")
                 reads = []
                 for h in range(2):
                     bank = Memory(shape=acc_shape, depth=1 << (alog + blog), init=[])
@@ -411,18 +435,34 @@ class DepthwiseEngine(wiring.Component):
                     write = bank.write_port()
                     read = bank.read_port(transparent_for=(write,))
                     computing = tap_valid & (tap_half == h)
-                    adding = pend_valid[lane] & (pend_half == h)
+                    adding = s3_valid & (s3_half == h)
                     m.d.comb += [
                         read.addr.eq(Mux(computing, tap_at, Cat(ro_b, ro_a))),
                         read.en.eq(Mux(computing, inside, ro_issue & (ro_c[0] == h))),
                         # add the tap's weight, or clear what the read-out read a cycle ago
-                        write.addr.eq(Mux(adding, pend_at, clear_at)),
-                        write.data.eq(Mux(adding, read.data + elements[element], 0)),
+                        write.addr.eq(Mux(adding, s3_at, clear_at)),
+                        write.data.eq(Mux(adding, total, 0)),
                         write.en.eq(adding | (clear_valid & (clear_half == h))),
                     ]
                     reads.append(read.data)
+                newest = Mux(w1_valid & (w1_at == s3_at) & (w1_half == s3_half), w1_sum,
+                             Mux(w2_valid & (w2_at == s3_at) & (w2_half == s3_half), w2_sum,
+                                 s3_sum))
+                m.d.comb += total.eq(newest + s3_weight)
+                m.d.sync += [
+                    s1_valid.eq(inside), s1_at.eq(tap_at),
+                    s1_element.eq(Cat(dx, dy) if rlog else dx),
+                    s2_valid.eq(s1_valid), s2_at.eq(s1_at), s2_element.eq(s1_element),
+                    s2_sum.eq(Mux(s1_half, reads[1], reads[0])),
+                    s3_valid.eq(s2_valid), s3_at.eq(s2_at), s3_sum.eq(s2_sum),
+                    s3_weight.eq(elements[s2_element]),
+                    w1_valid.eq(s3_valid), w1_at.eq(s3_at), w1_half.eq(s3_half),
+                    w1_sum.eq(total),
+                    w2_valid.eq(w1_valid), w2_at.eq(w1_at), w2_half.eq(w1_half),
+                    w2_sum.eq(w1_sum),
+                ]
                 m.d.comb += self.o.payload.sums[lane].eq(
-                    Mux(o_inside[lane], Mux(o_half, reads[1], reads[0]) + b_read.data, 0))
+                    Mux(o_inside[lane], Mux(o_half, reads[1], reads[0]) + bias, 0))
 
         # --- the run ---
         with m.If(self.start):
@@ -432,8 +472,8 @@ class DepthwiseEngine(wiring.Component):
         with m.Else():
             with m.If(accept & (in_y == 0)):
                 m.d.sync += half_busy.bit_select(in_c[0], 1).eq(1)
-            with m.If(channel_done):
-                m.d.sync += ready_half.bit_select(wc[0], 1).eq(1)
+            with m.If(done_late):
+                m.d.sync += ready_half.bit_select(done_half, 1).eq(1)
             with m.If(o_valid & self.o.ready & o_end):
                 m.d.sync += half_busy.bit_select(o_half, 1).eq(0)
                 with m.If(o_last):
