@@ -148,12 +148,15 @@ def test_full_and_empty_maps_at_the_weights_extremes():
 
 
 def test_sizes_change_on_one_build():
-    """A 12x10 build runs a small map, the full map with every channel, then one channel of
-    2x3: nothing of one run (spikes, sums, the last map's size) leaks into the next."""
+    """A 12x10 build runs small maps, the full map with every channel, then one channel of
+    2x3: nothing of one run (spikes, sums, the last map's size) leaks into the next. The 4x7
+    map's taps reach row 4 and column 7, just outside it, where the next map has pixels: they
+    must not be written."""
     weight, bias = random_layer(5, 5, SEED + 3)
     dut = DepthwiseEngine(weight, bias, lanes=16, max_height=12, max_width=10)
     rng = np.random.default_rng(SEED + 4)
-    runs = [(rng.random((3, 5, 7)) < 0.4).astype(np.uint8),
+    runs = [np.ones((3, 4, 7), np.uint8),
+            (rng.random((3, 5, 7)) < 0.4).astype(np.uint8),
             (rng.random((5, 12, 10)) < 0.3).astype(np.uint8),
             (rng.random((1, 2, 3)) < 0.6).astype(np.uint8)]
     for spikes, (sums, cycles) in zip(runs, run_layers(dut, runs)):
