@@ -11,8 +11,9 @@ on 16 lanes). Each lane is an accumulator bank: bank ``(r, b)`` holds the output
 which land on ``R`` consecutive rows and ``K`` consecutive columns, reach ``R x K`` different
 banks: no conflict, every cycle. Because all lanes work on the same spike, the load is balanced
 whatever the channels' firing (a unit with one channel a lane, built first, spent 2.4x the mean
-on the demo's busiest channel). Each bank adds in four stages (read, the words registered, the
-weight selected, add and write), forwarding the two sums a read misses.
+on the demo's busiest channel). The tap is registered, then each bank adds in four stages
+(read, the words registered, the weight selected, add and write), forwarding the two sums a
+read misses.
 
 Function (:func:`depthwise_reference`, the contract)
     ``out[c, y, x] = bias[c] + sum over ky, kx of weight[c, ky, kx] * s[c, y + ky - p,
@@ -137,10 +138,10 @@ def depthwise_cycles(spikes, kernel: int, lanes: int = 16) -> int:
             cycle = max(cycle, taken[c - 2] + 1)
         for y in range(height):
             cycle += max(1, int(spikes[c, y].sum()) * per_row[y])
-        # the channel's last tap was in this cycle, its last add three cycles later: the
+        # the channel's last tap was in this cycle, its last add four cycles later: the
         # read-out issues its first tile then at the earliest, then a tile a cycle, each beat
         # taken a cycle after
-        start = max(cycle + 3, read_free)
+        start = max(cycle + 4, read_free)
         taken.append(start + tiles)
         read_free = start + tiles + 1
     return taken[-1]
@@ -289,8 +290,10 @@ class DepthwiseEngine(wiring.Component):
         channel_done = Signal()
         ready_half = Signal(2)     # the channel in this half has added its last spike
         m.d.comb += channel_done.eq(finishing & (wy == cfg.height - 1))
-        done_late, done_half = Signal(), Signal()    # a cycle later: its last add is in C
-        m.d.sync += [done_late.eq(channel_done & ~self.start), done_half.eq(wc[0])]
+        # two cycles later its last add is in C (stages T, I, R, S, C)
+        done_late, done_later = Signal(2), Signal(2)       # (valid, half)
+        m.d.sync += [done_late.eq(Cat(channel_done & ~self.start, wc[0])),
+                     done_later.eq(Mux(self.start, 0, done_late))]
         with m.If(tap_valid):
             with m.If(~in_spike):
                 m.d.sync += row.eq(rest)
@@ -308,15 +311,20 @@ class DepthwiseEngine(wiring.Component):
         with m.Elif(finishing):
             m.d.sync += row_valid.eq(0)
 
-        # --- per bank: the tap that lands in it this cycle ---
+        # --- per bank: the tap that lands in it; the tap is registered first (stage T), so
+        # that the priority encoder and the banks' address arithmetic are not in one cycle ---
+        t_valid, t_x, t_k = Signal(), Signal.like(sp_x), Signal(klog)
+        t_y, t_c = Signal.like(wy), Signal.like(wc)
+        m.d.sync += [t_valid.eq(tap_valid & ~self.start), t_x.eq(tap_x), t_k.eq(tap_k),
+                     t_y.eq(wy), t_c.eq(wc)]
         base_y = Signal(signed(coord + 1))
         base_x = Signal(signed(coord + 1))
-        m.d.comb += [base_y.eq(wy + p - tap_k), base_x.eq(tap_x + p)]
+        m.d.comb += [base_y.eq(t_y + p - t_k), base_x.eq(t_x + p)]
         # the add runs in four stages: I (issue: the bank and weight reads), R (the bank word and
         # the weight word registered raw), S (the bank's weight selected from the word), C (add
         # and write). A read in I misses the writes of the two taps before it (in C one and two
         # cycles later): C takes their sums instead when they wrote the same word.
-        tap_half = wc[0]
+        tap_half = t_c[0]
         s1_half, s2_half, s3_half = Signal(), Signal(), Signal()
         m.d.sync += [s1_half.eq(tap_half), s2_half.eq(s1_half), s3_half.eq(s2_half)]
 
@@ -335,8 +343,8 @@ class DepthwiseEngine(wiring.Component):
         rom = Memory(shape=unsigned(lanes * self._weight_bits), depth=len(words), init=words)
         m.submodules.weights = rom
         w_read = rom.read_port()
-        m.d.comb += [w_read.addr.eq(Cat(tap_k, wc[:bits_for(self._channels)])),
-                     w_read.en.eq(tap_valid)]
+        m.d.comb += [w_read.addr.eq(Cat(t_k, t_c[:bits_for(self._channels)])),
+                     w_read.en.eq(t_valid)]
         word = Signal(lanes * self._weight_bits)
         m.d.sync += word.eq(w_read.data)
         elements = Array(word[e * self._weight_bits:(e + 1) * self._weight_bits].as_signed()
@@ -411,9 +419,9 @@ class DepthwiseEngine(wiring.Component):
                 a, bc = ty >> rlog, tx >> clog
                 inside = Signal(name=f"inside{lane}")
                 m.d.comb += inside.eq(
-                    tap_valid & (ty >= 0) & (_join(r, rlog, a[:coord]) < cfg.height)
+                    t_valid & (ty >= 0) & (_join(r, rlog, a[:coord]) < cfg.height)
                     & (tx >= 0) & (_join(b, clog, bc[:coord]) < cfg.width)
-                    & (dx < kernel) & (tap_k + dy < kernel))
+                    & (dx < kernel) & (t_k + dy < kernel))
                 tap_at = Cat(bc[:blog], a[:alog])
                 at = alog + blog
                 s1_valid, s2_valid, s3_valid = (Signal(name=f"s{n}_valid{lane}") for n in (1, 2, 3))
@@ -434,7 +442,7 @@ class DepthwiseEngine(wiring.Component):
                     m.submodules[f"bank{lane}_{h}"] = bank
                     write = bank.write_port()
                     read = bank.read_port(transparent_for=(write,))
-                    computing = tap_valid & (tap_half == h)
+                    computing = t_valid & (tap_half == h)
                     adding = s3_valid & (s3_half == h)
                     m.d.comb += [
                         read.addr.eq(Mux(computing, tap_at, Cat(ro_b, ro_a))),
@@ -472,8 +480,8 @@ class DepthwiseEngine(wiring.Component):
         with m.Else():
             with m.If(accept & (in_y == 0)):
                 m.d.sync += half_busy.bit_select(in_c[0], 1).eq(1)
-            with m.If(done_late):
-                m.d.sync += ready_half.bit_select(done_half, 1).eq(1)
+            with m.If(done_later[0]):
+                m.d.sync += ready_half.bit_select(done_later[1], 1).eq(1)
             with m.If(o_valid & self.o.ready & o_end):
                 m.d.sync += half_busy.bit_select(o_half, 1).eq(0)
                 with m.If(o_last):
