@@ -52,9 +52,18 @@ def test_planes_carry_the_pointwise_conv_exactly():
 
 
 def chain(spikes, weight, bias, planes, *, lanes=16, ready=1.0, valid=1.0, seed=0):
-    """Run a depthwise engine into a plane writer; return the writer's words, last flags and
-    its error flag."""
-    channels, height, width = spikes.shape
+    """Run a depthwise engine into a plane writer on one map; return the writer's words, last
+    flags and error flag."""
+    return chain_runs([spikes], weight, bias, planes, lanes=lanes, ready=ready, valid=valid,
+                      seed=seed)[0]
+
+
+def chain_runs(runs, weight, bias, planes, *, lanes=16, ready=1.0, valid=1.0, seed=0):
+    """Run maps one after another through one build of a depthwise engine and a plane writer
+    (sized for the largest); return, per run, the writer's words, last flags and error flag."""
+    channels = max(s.shape[0] for s in runs)
+    height = max(s.shape[1] for s in runs)
+    width = max(s.shape[2] for s in runs)
     dw = DepthwiseEngine(weight, bias, lanes=lanes, max_height=height, max_width=width)
     rows, cols = dw.geometry
     writer = PlaneWriter(sum_bits=dw.acc_bits, planes=planes, rows=rows, cols=cols,
@@ -64,45 +73,51 @@ def chain(spikes, weight, bias, planes, *, lanes=16, ready=1.0, valid=1.0, seed=
     top.submodules.writer = writer
     wiring.connect(top, dw.o, writer.i)
     rng = random.Random(seed)
-    out = {}
+    results = []
 
     async def bench(ctx):
-        size = {"channels": channels, "height": height, "width": width}
-        ctx.set(dw.config, size)
-        ctx.set(writer.config, size)
-        ctx.set(dw.start, 1)
-        ctx.set(writer.start, 1)
-        await ctx.tick()
-        ctx.set(dw.start, 0)
-        ctx.set(writer.start, 0)
-        inputs = [sum(int(b) << x for x, b in enumerate(row)) for ch in spikes for row in ch]
-        words, lasts = [], []
-        expected = channels * 2 * planes * height
-        for _ in range(40 * expected + 5000):
-            offer = bool(inputs) and rng.random() < valid
-            ctx.set(dw.i.valid, offer)
-            if offer:
-                ctx.set(dw.i.payload.bits, inputs[0])
-            take = rng.random() < ready
-            ctx.set(writer.o.ready, take)
-            if offer and ctx.get(dw.i.ready):
-                inputs.pop(0)
-            if take and ctx.get(writer.o.valid):
-                words.append(ctx.get(writer.o.payload.bits))
-                lasts.append(ctx.get(writer.o.payload.last))
+        for spikes in runs:
+            size = dict(zip(("channels", "height", "width"), spikes.shape))
+            ctx.set(dw.config, size)
+            ctx.set(writer.config, size)
+            ctx.set(dw.start, 1)
+            ctx.set(writer.start, 1)
             await ctx.tick()
-            if lasts and lasts[-1]:
-                break
-        ctx.set(writer.o.ready, 0)
-        await ctx.tick()
-        out.update(words=words, lasts=lasts, error=ctx.get(writer.error),
-                   busy=ctx.get(writer.busy) or ctx.get(dw.busy))
+            ctx.set(dw.start, 0)
+            ctx.set(writer.start, 0)
+            inputs = [sum(int(b) << x for x, b in enumerate(row)) for ch in spikes for row in ch]
+            words, lasts = [], []
+            for _ in range(40 * spikes.size * 2 * planes + 5000):
+                offer = bool(inputs) and rng.random() < valid
+                ctx.set(dw.i.valid, offer)
+                if offer:
+                    ctx.set(dw.i.payload.bits, inputs[0])
+                take = rng.random() < ready
+                ctx.set(writer.o.ready, take)
+                if offer and ctx.get(dw.i.ready):
+                    inputs.pop(0)
+                if take and ctx.get(writer.o.valid):
+                    words.append(ctx.get(writer.o.payload.bits))
+                    lasts.append(ctx.get(writer.o.payload.last))
+                await ctx.tick()
+                if lasts and lasts[-1]:
+                    break
+            ctx.set(writer.o.ready, 0)
+            ctx.set(dw.i.valid, 0)
+            await ctx.tick()
+            results.append({"words": words, "lasts": lasts, "error": ctx.get(writer.error),
+                            "busy": ctx.get(writer.busy) or ctx.get(dw.busy)})
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return out
+    return results
+
+
+def frame_words(sums, planes):
+    return [sum(int(b) << x for x, b in enumerate(row)) for ch in plane_frame(sums, planes)
+            for row in ch]
 
 
 @pytest.mark.parametrize("shape, kernel, lanes, pauses", [
@@ -119,11 +134,25 @@ def test_writer_words_are_the_frames_rows(shape, kernel, lanes, pauses):
     planes = max(1, int(np.abs(sums).max()).bit_length())
     run = chain(spikes, weight, bias, planes, lanes=lanes, ready=0.5 if pauses else 1.0,
                 valid=0.6 if pauses else 1.0, seed=len(shape))
-    frame = plane_frame(sums, planes)
-    want = [sum(int(b) << x for x, b in enumerate(row)) for ch in frame for row in ch]
+    want = frame_words(sums, planes)
     assert run["words"] == want
     assert run["lasts"] == [0] * (len(want) - 1) + [1]
     assert not run["error"] and not run["busy"]
+
+
+def test_smaller_maps_after_larger_ones_on_one_build():
+    """A full 4x16 map, then a 4x8 one, then 3x5, through one build: the words of a smaller map
+    carry nothing of the larger one's pixels past its width or height."""
+    rng = np.random.default_rng(SEED + 5)
+    weight = rng.integers(-20, 20, (3, 3, 3))
+    bias = rng.integers(-50, 50, 3)
+    runs = [np.ones((3, 4, 16), np.uint8), (rng.random((2, 4, 8)) < 0.5).astype(np.uint8),
+            (rng.random((3, 3, 5)) < 0.5).astype(np.uint8)]
+    planes = 8                                      # |sum| <= 9 * 20 + 50 < 256
+    for spikes, run in zip(runs, chain_runs(runs, weight, bias, planes)):
+        sums = depthwise_reference(spikes, weight[:len(spikes)], bias[:len(spikes)])
+        assert run["words"] == frame_words(sums, planes)
+        assert not run["error"] and not run["busy"]
 
 
 def test_a_sum_too_large_for_the_planes_is_flagged():
