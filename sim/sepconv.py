@@ -61,7 +61,8 @@ E_AC_PJ, E_MAC_PJ = 0.9, 4.6
 def simulate_unfused(unit, spikes):
     """Run a :class:`hw.sepconv.UnfusedSepConv` on one ``[C, H, W]`` spike map in Amaranth's
     simulator, the input always valid and the output always ready. Returns its sums ``[Cout, H,
-    W]``, the cycles from ``start`` to the last output beat, and its error flag."""
+    W]``, the cycles from ``start`` to the last output beat, its error flag, and the cycles it
+    said ``busy``."""
     from amaranth.sim import Simulator
 
     channels, height, width = spikes.shape
@@ -77,9 +78,10 @@ def simulate_unfused(unit, spikes):
         ctx.set(unit.start, 0)
         inputs = [sum(int(b) << x for x, b in enumerate(row)) for ch in spikes for row in ch]
         ctx.set(unit.o.ready, 1)
-        beats, cycle, limit = 0, 0, 1000 * (len(inputs) + 1)
+        beats, cycle, limit, busy = 0, 0, 1000 * (len(inputs) + 1), 0
         while True:
             cycle += 1
+            busy += ctx.get(unit.busy)
             if cycle > limit:
                 raise RuntimeError("the unfused SepConv stalls")
             ctx.set(unit.i.valid, bool(inputs))
@@ -97,7 +99,7 @@ def simulate_unfused(unit, spikes):
                 if beat.last:
                     break
             await ctx.tick()
-        out.update(cycles=cycle, beats=beats, error=bool(ctx.get(unit.error)))
+        out.update(cycles=cycle, beats=beats, error=bool(ctx.get(unit.error)), busy=busy)
 
     sim = Simulator(unit)
     sim.add_clock(1e-8)
@@ -105,7 +107,7 @@ def simulate_unfused(unit, spikes):
     sim.run()
     if out["beats"] != unit.beats:
         raise RuntimeError(f"the unfused SepConv gave {out['beats']} beats, not {unit.beats}")
-    return got, out["cycles"], out["error"]
+    return got, out["cycles"], out["error"], out["busy"]
 
 
 def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16,
@@ -212,7 +214,7 @@ def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16,
                                           pw_layer.bias, planes=sm_bits, height=side,
                                           width=side, lanes=lanes)
                     u = np.asarray(u_spikes[t, image]).reshape(cmid, side, side)
-                    got, cycles, error = simulate_unfused(unit, u)
+                    got, cycles, error, _ = simulate_unfused(unit, u)
                     row["rtl_cycles"] += cycles / n
                     row["rtl_exact"] &= bool(np.array_equal(got, pw_sums[t, image])) and not error
         rows.append(row)

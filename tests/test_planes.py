@@ -181,8 +181,10 @@ def test_sepconv_unfused_on_random_maps():
                                             planes), want)
     unit = UnfusedSepConv(dw_weight, dw_bias, pw_weight, pw_bias, planes=planes, height=side,
                           width=side, lanes=8)
-    got, _, error = simulate_unfused(unit, spikes)
+    got, cycles, error, busy = simulate_unfused(unit, spikes)
     assert np.array_equal(got, want) and not error
+    # busy until the plane writer's last word (one a cycle) has gone, and not after the end
+    assert channels * 2 * planes * side <= busy < cycles
     with pytest.raises(ValueError, match="input channels"):
         UnfusedSepConv(dw_weight, dw_bias, pw_weight[:, :4], pw_bias, planes=planes,
                        height=side, width=side)
@@ -215,7 +217,7 @@ def test_sepconv_unfused_on_spikes_end_to_end():
     assert planes == 11
     unit = UnfusedSepConv(dw_layer.weight, dw_layer.bias, pw_layer.weight, pw_layer.bias,
                           planes=planes, height=sums.shape[1], width=sums.shape[2])
-    got, _, error = simulate_unfused(unit, spikes)
+    got, _, error, _ = simulate_unfused(unit, spikes)
     assert np.array_equal(got, want) and not error
 
 
