@@ -61,8 +61,9 @@ E_AC_PJ, E_MAC_PJ = 0.9, 4.6
 def simulate_unfused(unit, spikes):
     """Run a :class:`hw.sepconv.UnfusedSepConv` on one ``[C, H, W]`` spike map in Amaranth's
     simulator, the input always valid and the output always ready. Returns its sums ``[Cout, H,
-    W]``, the cycles from ``start`` to the last output beat, its error flag, and the cycles it
-    said ``busy``."""
+    W]``, the cycles from ``start`` to the last output beat, its error flag, and the cycles
+    (counted from ``start``) where its plane writer's last word was taken and where it last said
+    ``busy``."""
     from amaranth.sim import Simulator
 
     channels, height, width = spikes.shape
@@ -78,10 +79,15 @@ def simulate_unfused(unit, spikes):
         ctx.set(unit.start, 0)
         inputs = [sum(int(b) << x for x, b in enumerate(row)) for ch in spikes for row in ch]
         ctx.set(unit.o.ready, 1)
-        beats, cycle, limit, busy = 0, 0, 1000 * (len(inputs) + 1), 0
+        beats, cycle, limit = 0, 0, 1000 * (len(inputs) + 1)
+        writer = unit.writer.o
+        busy_until = writer_end = 0
         while True:
             cycle += 1
-            busy += ctx.get(unit.busy)
+            if ctx.get(unit.busy):
+                busy_until = cycle
+            if ctx.get(writer.valid) and ctx.get(writer.ready) and ctx.get(writer.payload.last):
+                writer_end = cycle
             if cycle > limit:
                 raise RuntimeError("the unfused SepConv stalls")
             ctx.set(unit.i.valid, bool(inputs))
@@ -99,7 +105,8 @@ def simulate_unfused(unit, spikes):
                 if beat.last:
                     break
             await ctx.tick()
-        out.update(cycles=cycle, beats=beats, error=bool(ctx.get(unit.error)), busy=busy)
+        out.update(cycles=cycle, beats=beats, error=bool(ctx.get(unit.error)),
+                   ends=(writer_end, busy_until))
 
     sim = Simulator(unit)
     sim.add_clock(1e-8)
@@ -107,7 +114,7 @@ def simulate_unfused(unit, spikes):
     sim.run()
     if out["beats"] != unit.beats:
         raise RuntimeError(f"the unfused SepConv gave {out['beats']} beats, not {unit.beats}")
-    return got, out["cycles"], out["error"], out["busy"]
+    return got, out["cycles"], out["error"], out["ends"]
 
 
 def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16,
