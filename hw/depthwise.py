@@ -11,9 +11,9 @@ on 16 lanes). Each lane is an accumulator bank: bank ``(r, b)`` holds the output
 which land on ``R`` consecutive rows and ``K`` consecutive columns, reach ``R x K`` different
 banks: no conflict, every cycle. Because all lanes work on the same spike, the load is balanced
 whatever the channels' firing (a unit with one channel a lane, built first, spent 2.4x the mean
-on the demo's busiest channel). The tap is registered, then each bank adds in four stages
-(read, the words registered, the weight selected, add and write), forwarding the two sums a
-read misses.
+on the demo's busiest channel). The tap is registered, then each bank's address, then each
+bank adds in four stages (read, the words registered, the weight selected, add and write),
+forwarding the two sums a read misses.
 
 Function (:func:`depthwise_reference`, the contract)
     ``out[c, y, x] = bias[c] + sum over ky, kx of weight[c, ky, kx] * s[c, y + ky - p,
@@ -138,10 +138,10 @@ def depthwise_cycles(spikes, kernel: int, lanes: int = 16) -> int:
             cycle = max(cycle, taken[c - 2] + 1)
         for y in range(height):
             cycle += max(1, int(spikes[c, y].sum()) * per_row[y])
-        # the channel's last tap was in this cycle, its last add four cycles later: the
+        # the channel's last tap was in this cycle, its last add five cycles later: the
         # read-out issues its first tile then at the earliest, then a tile a cycle, each beat
         # taken a cycle after
-        start = max(cycle + 4, read_free)
+        start = max(cycle + 5, read_free)
         taken.append(start + tiles)
         read_free = start + tiles + 1
     return taken[-1]
@@ -290,10 +290,11 @@ class DepthwiseEngine(wiring.Component):
         channel_done = Signal()
         ready_half = Signal(2)     # the channel in this half has added its last spike
         m.d.comb += channel_done.eq(finishing & (wy == cfg.height - 1))
-        # two cycles later its last add is in C (stages T, I, R, S, C)
-        done_late, done_later = Signal(2), Signal(2)       # (valid, half)
+        # three cycles later its last add is in C (stages T, A, I, R, S, C)
+        done_late, done_later, done_latest = Signal(2), Signal(2), Signal(2)   # (valid, half)
         m.d.sync += [done_late.eq(Cat(channel_done & ~self.start, wc[0])),
-                     done_later.eq(Mux(self.start, 0, done_late))]
+                     done_later.eq(Mux(self.start, 0, done_late)),
+                     done_latest.eq(Mux(self.start, 0, done_later))]
         with m.If(tap_valid):
             with m.If(~in_spike):
                 m.d.sync += row.eq(rest)
@@ -320,13 +321,17 @@ class DepthwiseEngine(wiring.Component):
         base_y = Signal(signed(coord + 1))
         base_x = Signal(signed(coord + 1))
         m.d.comb += [base_y.eq(t_y + p - t_k), base_x.eq(t_x + p)]
-        # the add runs in four stages: I (issue: the bank and weight reads), R (the bank word and
-        # the weight word registered raw), S (the bank's weight selected from the word), C (add
-        # and write). A read in I misses the writes of the two taps before it (in C one and two
+        # then the add runs in four stages: I (issue: the bank and weight reads), R (the bank
+        # word and the weight word registered raw), S (the bank's weight selected from the
+        # word), C (add and write). A read in I misses the writes of the two taps before it (in C one and two
         # cycles later): C takes their sums instead when they wrote the same word.
-        tap_half = t_c[0]
+        # stage A: each bank's address and weight element registered, before the reads
+        a_valid, a_half = Signal(), Signal()
+        a_k, a_c = Signal.like(t_k), Signal.like(t_c)
+        m.d.sync += [a_valid.eq(t_valid & ~self.start), a_half.eq(t_c[0]), a_k.eq(t_k),
+                     a_c.eq(t_c)]
         s1_half, s2_half, s3_half = Signal(), Signal(), Signal()
-        m.d.sync += [s1_half.eq(tap_half), s2_half.eq(s1_half), s3_half.eq(s2_half)]
+        m.d.sync += [s1_half.eq(a_half), s2_half.eq(s1_half), s3_half.eq(s2_half)]
 
         # weights: word (channel, k) holds element (dy, dx) = weight[c, k + dy, dx]
         words = []
@@ -343,8 +348,8 @@ class DepthwiseEngine(wiring.Component):
         rom = Memory(shape=unsigned(lanes * self._weight_bits), depth=len(words), init=words)
         m.submodules.weights = rom
         w_read = rom.read_port()
-        m.d.comb += [w_read.addr.eq(Cat(t_k, t_c[:bits_for(self._channels)])),
-                     w_read.en.eq(t_valid)]
+        m.d.comb += [w_read.addr.eq(Cat(a_k, a_c[:bits_for(self._channels)])),
+                     w_read.en.eq(a_valid)]
         word = Signal(lanes * self._weight_bits)
         m.d.sync += word.eq(w_read.data)
         elements = Array(word[e * self._weight_bits:(e + 1) * self._weight_bits].as_signed()
@@ -422,8 +427,12 @@ class DepthwiseEngine(wiring.Component):
                     t_valid & (ty >= 0) & (_join(r, rlog, a[:coord]) < cfg.height)
                     & (tx >= 0) & (_join(b, clog, bc[:coord]) < cfg.width)
                     & (dx < kernel) & (t_k + dy < kernel))
-                tap_at = Cat(bc[:blog], a[:alog])
                 at = alog + blog
+                tap_at = Signal(at, name=f"a_at{lane}")
+                tap_in = Signal(name=f"a_inside{lane}")
+                tap_element = Signal(range(lanes), name=f"a_element{lane}")
+                m.d.sync += [tap_at.eq(Cat(bc[:blog], a[:alog])), tap_in.eq(inside),
+                             tap_element.eq(Cat(dx, dy) if rlog else dx)]
                 s1_valid, s2_valid, s3_valid = (Signal(name=f"s{n}_valid{lane}") for n in (1, 2, 3))
                 s1_at, s2_at, s3_at = (Signal(at, name=f"s{n}_at{lane}") for n in (1, 2, 3))
                 s1_element, s2_element = (Signal(range(lanes), name=f"s{n}_element{lane}")
@@ -442,11 +451,11 @@ class DepthwiseEngine(wiring.Component):
                     m.submodules[f"bank{lane}_{h}"] = bank
                     write = bank.write_port()
                     read = bank.read_port(transparent_for=(write,))
-                    computing = t_valid & (tap_half == h)
+                    computing = a_valid & (a_half == h)
                     adding = s3_valid & (s3_half == h)
                     m.d.comb += [
                         read.addr.eq(Mux(computing, tap_at, Cat(ro_b, ro_a))),
-                        read.en.eq(Mux(computing, inside, ro_issue & (ro_c[0] == h))),
+                        read.en.eq(Mux(computing, tap_in, ro_issue & (ro_c[0] == h))),
                         # add the tap's weight, or clear what the read-out read a cycle ago
                         write.addr.eq(Mux(adding, s3_at, clear_at)),
                         write.data.eq(Mux(adding, total, 0)),
@@ -458,8 +467,7 @@ class DepthwiseEngine(wiring.Component):
                                  s3_sum))
                 m.d.comb += total.eq(newest + s3_weight)
                 m.d.sync += [
-                    s1_valid.eq(inside), s1_at.eq(tap_at),
-                    s1_element.eq(Cat(dx, dy) if rlog else dx),
+                    s1_valid.eq(tap_in), s1_at.eq(tap_at), s1_element.eq(tap_element),
                     s2_valid.eq(s1_valid), s2_at.eq(s1_at), s2_element.eq(s1_element),
                     s2_sum.eq(Mux(s1_half, reads[1], reads[0])),
                     s3_valid.eq(s2_valid), s3_at.eq(s2_at), s3_sum.eq(s2_sum),
@@ -480,8 +488,8 @@ class DepthwiseEngine(wiring.Component):
         with m.Else():
             with m.If(accept & (in_y == 0)):
                 m.d.sync += half_busy.bit_select(in_c[0], 1).eq(1)
-            with m.If(done_later[0]):
-                m.d.sync += ready_half.bit_select(done_later[1], 1).eq(1)
+            with m.If(done_latest[0]):
+                m.d.sync += ready_half.bit_select(done_latest[1], 1).eq(1)
             with m.If(o_valid & self.o.ready & o_end):
                 m.d.sync += half_busy.bit_select(o_half, 1).eq(0)
                 with m.If(o_last):

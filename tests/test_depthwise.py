@@ -214,8 +214,8 @@ def test_references_and_refusals():
     assert depthwise_geometry(1, 2) == (2, 1) and output_tiles(16, 16, 7, 16) == 16
     assert output_tiles(5, 9, 3, 8) == 3 * 3
     # channel 0: rows 0 (2 cycles) + 15 empty; channel 1: row 1 (3), row 8 (4) + 14 empty;
-    # the read-out of channel 1 starts 4 cycles after its last tap (when the add lands), 16 tiles
-    assert depthwise_cycles(spikes, 7, 16) == 1 + (2 + 15) + (3 + 4 + 14) + 4 + 16
+    # the read-out of channel 1 starts 5 cycles after its last tap (when the add lands), 16 tiles
+    assert depthwise_cycles(spikes, 7, 16) == 1 + (2 + 15) + (3 + 4 + 14) + 5 + 16
     weight = np.arange(2 * 9).reshape(2, 3, 3) - 9
     assert np.array_equal(depthwise_reference(spikes, weight),
                           depthwise_reference(spikes, weight[:, None]))
