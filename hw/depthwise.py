@@ -440,11 +440,14 @@ class DepthwiseEngine(wiring.Component):
                 s2_sum, s3_sum = (Signal(acc_shape, name=f"s{n}_sum{lane}") for n in (2, 3))
                 s3_weight = Signal(signed(self._weight_bits), name=f"s3_weight{lane}")
                 # the writes of the two cycles before (C's sums), newest first
-                w1_valid, w2_valid = Signal(name=f"w1_valid{lane}"), Signal(name=f"w2_valid{lane}")
-                w1_at, w2_at = Signal(at, name=f"w1_at{lane}"), Signal(at, name=f"w2_at{lane}")
-                w1_half, w2_half = Signal(name=f"w1_half{lane}"), Signal(name=f"w2_half{lane}")
+                w1_valid, w1_at, w1_half = (Signal(name=f"w1_valid{lane}"),
+                                            Signal(at, name=f"w1_at{lane}"),
+                                            Signal(name=f"w1_half{lane}"))
                 w1_sum, w2_sum = (Signal(acc_shape, name=f"w{n}_sum{lane}") for n in (1, 2))
                 total = Signal(acc_shape, name=f"total{lane}")
+                # which sum C takes, chosen in S: the tap now in C (the write a cycle before
+                # this one's C), the write of the cycle before that, or the bank's word
+                take1, take2 = Signal(name=f"take1_{lane}"), Signal(name=f"take2_{lane}")
                 reads = []
                 for h in range(2):
                     bank = Memory(shape=acc_shape, depth=1 << (alog + blog), init=[])
@@ -462,10 +465,11 @@ class DepthwiseEngine(wiring.Component):
                         write.en.eq(adding | (clear_valid & (clear_half == h))),
                     ]
                     reads.append(read.data)
-                newest = Mux(w1_valid & (w1_at == s3_at) & (w1_half == s3_half), w1_sum,
-                             Mux(w2_valid & (w2_at == s3_at) & (w2_half == s3_half), w2_sum,
-                                 s3_sum))
-                m.d.comb += total.eq(newest + s3_weight)
+                m.d.comb += total.eq(Mux(take1, w1_sum, Mux(take2, w2_sum, s3_sum)) + s3_weight)
+                m.d.sync += [
+                    take1.eq(s3_valid & (s3_at == s2_at) & (s3_half == s2_half)),
+                    take2.eq(w1_valid & (w1_at == s2_at) & (w1_half == s2_half)),
+                ]
                 m.d.sync += [
                     s1_valid.eq(tap_in), s1_at.eq(tap_at), s1_element.eq(tap_element),
                     s2_valid.eq(s1_valid), s2_at.eq(s1_at), s2_element.eq(s1_element),
@@ -474,7 +478,6 @@ class DepthwiseEngine(wiring.Component):
                     s3_weight.eq(elements[s2_element]),
                     w1_valid.eq(s3_valid), w1_at.eq(s3_at), w1_half.eq(s3_half),
                     w1_sum.eq(total),
-                    w2_valid.eq(w1_valid), w2_at.eq(w1_at), w2_half.eq(w1_half),
                     w2_sum.eq(w1_sum),
                 ]
                 m.d.comb += self.o.payload.sums[lane].eq(
