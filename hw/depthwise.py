@@ -273,7 +273,8 @@ class DepthwiseEngine(wiring.Component):
             tap_x.eq(Mux(in_spike, sp_x, sx)),
             tap_k.eq(Mux(in_spike, sp_k, k_first)),
             last_k.eq(tap_k + (rows - 1) >= k_last),
-            rest.eq(Mux(in_spike, row, row & ~(Const(1, self._max_width) << sx))),
+            # the row without its lowest spike, without the priority encoder in the path
+            rest.eq(Mux(in_spike, row, row & (row - 1))),
             finishing.eq(row_valid & (~tap_valid | (last_k & (rest == 0)))),
             self.i.ready.eq(self.busy & (in_c != cfg.channels) & (~row_valid | finishing)
                             & ((in_y != 0) | ~half_busy.bit_select(in_c[0], 1))),
