@@ -315,13 +315,10 @@ class DepthwiseEngine(wiring.Component):
 
         # --- per bank: the tap that lands in it; the tap is registered first (stage T), so
         # that the priority encoder and the banks' address arithmetic are not in one cycle ---
-        t_valid, t_x, t_k = Signal(), Signal.like(sp_x), Signal(klog)
-        t_y, t_c = Signal.like(wy), Signal.like(wc)
+        t_valid, t_x, t_k, t_c = Signal(), Signal.like(sp_x), Signal(klog), Signal.like(wc)
+        base_y = Signal(signed(coord + 1))     # the output row of the cycle's first kernel row
         m.d.sync += [t_valid.eq(tap_valid & ~self.start), t_x.eq(tap_x), t_k.eq(tap_k),
-                     t_y.eq(wy), t_c.eq(wc)]
-        base_y = Signal(signed(coord + 1))
-        base_x = Signal(signed(coord + 1))
-        m.d.comb += [base_y.eq(t_y + p - t_k), base_x.eq(t_x + p)]
+                     t_c.eq(wc), base_y.eq(wy + p - tap_k)]
         # then the add runs in four stages: I (issue: the bank and weight reads), R (the bank
         # word and the weight word registered raw), S (the bank's weight selected from the
         # word), C (add and write). A read in I misses the writes of the two taps before it (in C one and two
@@ -420,7 +417,7 @@ class DepthwiseEngine(wiring.Component):
                 lane = r * cols + b
                 ty = Signal(signed(coord + 1), name=f"ty{lane}")
                 tx = Signal(signed(coord + 1), name=f"tx{lane}")
-                m.d.comb += [ty.eq(base_y - r), tx.eq(base_x - b)]
+                m.d.comb += [ty.eq(base_y - r), tx.eq(t_x + (p - b))]
                 dy, dx = ty[:rlog] if rlog else Const(0, 1), tx[:clog]
                 a, bc = ty >> rlog, tx >> clog
                 inside = Signal(name=f"inside{lane}")
