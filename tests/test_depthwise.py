@@ -165,10 +165,9 @@ def test_sizes_change_on_one_build():
         assert cycles == depthwise_cycles(spikes, 5, 16)
 
 
-def test_the_demos_unfused_depthwise_layers():
-    """The three depthwise layers of the trained demo unfused (16 channels at 16x16, 32 at
-    8x8, 64 at 4x4) on the first held-out digit: the unit's sums ``==`` the integer model's,
-    in :func:`depthwise_cycles`."""
+@pytest.fixture(scope="module")
+def demo_unfused():
+    """The trained demo quantized unfused, and its integer trace on the first held-out digit."""
     import torch
 
     from quant.intmodel import IntegerModel
@@ -181,19 +180,29 @@ def test_the_demos_unfused_depthwise_layers():
     integer = IntegerModel(unfused)
     inputs = select_inputs(unfused, 1, None, 0)
     _, trace = integer.forward(integer.quantize_input(inputs.images), trace=True)
-    names = [n for n in unfused.layers if n.endswith(".Conv.dwconv")]
-    assert len(names) == 3
-    for name in names:
-        layer = unfused.layers[name]
-        sums = np.asarray(trace.accumulators[name])[0, 0]
-        spikes = np.asarray(trace.spikes[name.replace("dwconv", "lif2")])[0, 0]
-        spikes = spikes.reshape(sums.shape)
-        assert spikes.any() and (layer.stride, layer.padding) == (1, 3), name
-        dut = DepthwiseEngine(np.asarray(layer.weight), np.asarray(layer.bias), lanes=16,
-                              max_height=sums.shape[1], max_width=sums.shape[2])
-        ((got, cycles),) = run_layers(dut, [spikes])
-        assert np.array_equal(got, sums), name
-        assert cycles == depthwise_cycles(spikes, 7, 16), name
+    return unfused, trace
+
+
+@pytest.mark.parametrize("block", [
+    pytest.param("ConvBlock1_1.0", marks=pytest.mark.slow),      # 16 channels at 16x16
+    "ConvBlock1_2.0",                                             # 32 at 8x8
+    pytest.param("ConvBlock2_1.0", marks=pytest.mark.slow),      # 64 at 4x4
+])
+def test_the_demos_unfused_depthwise_layers(demo_unfused, block):
+    """A depthwise layer of the trained demo unfused, on the first held-out digit: the unit's
+    sums ``==`` the integer model's, in :func:`depthwise_cycles` (``make test`` runs the 8x8
+    one, ``make test-all`` all three)."""
+    unfused, trace = demo_unfused
+    name = f"{block}.Conv.dwconv"
+    layer = unfused.layers[name]
+    sums = np.asarray(trace.accumulators[name])[0, 0]
+    spikes = np.asarray(trace.spikes[name.replace("dwconv", "lif2")])[0, 0].reshape(sums.shape)
+    assert spikes.any() and (layer.stride, layer.padding) == (1, 3), name
+    dut = DepthwiseEngine(np.asarray(layer.weight), np.asarray(layer.bias), lanes=16,
+                          max_height=sums.shape[1], max_width=sums.shape[2])
+    ((got, cycles),) = run_layers(dut, [spikes])
+    assert np.array_equal(got, sums), name
+    assert cycles == depthwise_cycles(spikes, 7, 16), name
 
 
 def test_references_and_refusals():
