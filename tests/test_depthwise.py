@@ -147,6 +147,21 @@ def test_full_and_empty_maps_at_the_weights_extremes():
     assert cycles == depthwise_cycles(full, kernel, 16)
 
 
+def test_accumulators_hold_the_most_negative_sum_exactly():
+    """Weights whose negative taps sum to -129 beside a positive one: the build's accumulators
+    (sized from the weights) must hold -129, which this map makes at the middle pixel."""
+    weight = np.zeros((1, 3, 3), int)
+    weight[0, 0] = [-64, -64, -1]
+    weight[0, 1, 0] = 1
+    spikes = np.zeros((1, 3, 3), np.uint8)
+    spikes[0, 0] = 1                                   # the -64, -64, -1 taps, not the +1
+    dut = DepthwiseEngine(weight, lanes=4, max_height=3, max_width=3)
+    assert dut.acc_bits == 9
+    ((sums, _),) = run_layers(dut, [spikes])
+    assert sums[0, 1, 1] == -129
+    assert np.array_equal(sums, depthwise_reference(spikes, weight))
+
+
 def test_sizes_change_on_one_build():
     """A 12x10 build runs small maps, the full map with every channel, then one channel of
     2x3: nothing of one run (spikes, sums, the last map's size) leaks into the next. The 4x7
