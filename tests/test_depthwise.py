@@ -2,7 +2,8 @@
 
 Every output beat is checked with ``==`` against :func:`depthwise_reference` (the integer
 ``depthwise_conv2d_spikes``), under random input pauses and output back-pressure; with neither,
-the cycles are exactly :func:`depthwise_cycles`. Also: the beats' order and positions, runs of
+the cycles are exactly :func:`depthwise_cycles`. The Verilog runs the same checks on Verilator
+and on Icarus (``sim/tb/depthwise.py``). Also: the beats' order and positions, runs of
 different sizes one after another on one build (the banks left clean), the weights' extremes,
 the demo's own unfused depthwise layers against the integer model's trace, lint, and no
 multiplier.
@@ -16,6 +17,7 @@ from amaranth.sim import Simulator
 
 from hw.depthwise import (DepthwiseEngine, depthwise_cycles, depthwise_geometry,
                           depthwise_reference, output_tiles, spike_additions, spike_cycles)
+from sim import toolchain
 
 SEED = 20261207
 
@@ -280,3 +282,35 @@ def test_verilog_is_lint_clean_and_multiplies_nothing(tmp_path):
     code = "\n".join(line.split("//")[0] for line in text.splitlines())
     code = re.sub(r"\(\*.*?\*\)", "", code)          # attributes
     assert not re.search(r"[\w)\]]\s*\*\s*[\w(]", code)
+
+
+def run_on_hdl(tmp_path, simulator=None, patterns=False):
+    """The engine's Verilog on an HDL simulator through cocotb (``sim/tb/depthwise.py``): a
+    7x7 build for 12x10 maps on 16 lanes runs a full map, a random one and a small one."""
+    from amaranth.back import verilog
+
+    from sim.tb.depthwise import write_case
+
+    weight, bias = random_layer(5, 7, SEED + 9)
+    rng = np.random.default_rng(SEED + 10)
+    maps = [np.ones((3, 4, 7), np.uint8), (rng.random((5, 12, 10)) < 0.2).astype(np.uint8),
+            (rng.random((2, 3, 5)) < 0.5).astype(np.uint8)]
+    case = tmp_path / "depthwise.npz"
+    write_case(case, weight=weight, bias=bias, lanes=16, max_height=12, max_width=10, maps=maps)
+    dut = DepthwiseEngine(weight, bias, lanes=16, max_height=12, max_width=10)
+    design = toolchain.build(verilog.convert(dut, name="depthwise", emit_src=False), "depthwise",
+                             simulator=simulator)
+    toolchain.run(design, "sim.tb.depthwise", name="depthwise",
+                  extra_env={"DW_CASE": str(case), "DW_PATTERNS": "1" if patterns else "0"})
+
+
+@pytest.mark.verilator
+def test_verilog_on_verilator(tmp_path):
+    run_on_hdl(tmp_path, patterns=True)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@pytest.mark.skipif(not toolchain.icarus_available(), reason=toolchain.ICARUS_MISSING)
+def test_verilog_on_icarus(tmp_path):
+    run_on_hdl(tmp_path, simulator="icarus", patterns=True)
