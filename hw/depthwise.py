@@ -167,10 +167,14 @@ class DepthwiseEngine(wiring.Component):
         (default 16).
     max_height, max_width : int
         The largest map (>= 1).
+    channel_base : bool
+        Several layers in one build (the shared network): ``weight`` and ``bias`` are their
+        channels one after another, and ``config`` has a ``base`` field, the layer's first
+        channel in them (default False: one layer, no ``base``).
     """
 
     def __init__(self, weight, bias=None, *, lanes: int = 16, max_height: int,
-                 max_width: int):
+                 max_width: int, channel_base: bool = False):
         self._weight = _kernel(weight)
         channels, kernel, _ = self._weight.shape
         self._bias = np.zeros(channels, np.int64) if bias is None else np.asarray(bias)
@@ -184,6 +188,7 @@ class DepthwiseEngine(wiring.Component):
         self._max_width = check_int("max_width", max_width, 1)
         self._kernel = kernel
         self._channels = channels
+        self._channel_base = bool(channel_base)
         flat = self._weight.reshape(channels, -1)
         low = int(np.minimum(flat, 0).sum(axis=1).min())
         high = int(np.maximum(flat, 0).sum(axis=1).max())
@@ -210,11 +215,14 @@ class DepthwiseEngine(wiring.Component):
 
     @property
     def config_layout(self) -> data.StructLayout:
-        return data.StructLayout({
+        fields = {
             "channels": unsigned(bits_for(self._channels + 1)),
             "height": unsigned(bits_for(self._max_height + 1)),
             "width": unsigned(bits_for(self._max_width + 1)),
-        })
+        }
+        if self._channel_base:
+            fields["base"] = unsigned(bits_for(self._channels))
+        return data.StructLayout(fields)
 
     @property
     def output_layout(self) -> data.StructLayout:
@@ -226,12 +234,17 @@ class DepthwiseEngine(wiring.Component):
             "last": 1,
         })
 
-    def config_value(self, channels: int, height: int, width: int) -> dict:
-        """The ``config`` of a run, checked against the build."""
-        check_int("channels", channels, 1, self._channels)
+    def config_value(self, channels: int, height: int, width: int, base: int = 0) -> dict:
+        """The ``config`` of a run, checked against the build (``base``: the layer's first
+        channel, with ``channel_base``)."""
+        check_int("base", base, 0, self._channels - 1 if self._channel_base else 0)
+        check_int("channels", channels, 1, self._channels - base)
         check_int("height", height, 1, self._max_height)
         check_int("width", width, 1, self._max_width)
-        return {"channels": channels, "height": height, "width": width}
+        value = {"channels": channels, "height": height, "width": width}
+        if self._channel_base:
+            value["base"] = base
+        return value
 
     def elaborate(self, platform):
         m = Module()
@@ -326,8 +339,12 @@ class DepthwiseEngine(wiring.Component):
         # stage A: each bank's address and weight element registered, before the reads
         a_valid, a_half = Signal(), Signal()
         a_k, a_c = Signal.like(t_k), Signal.like(t_c)
-        m.d.sync += [a_valid.eq(t_valid & ~self.start), a_half.eq(t_c[0]), a_k.eq(t_k),
-                     a_c.eq(t_c)]
+        if self._channel_base:   # the weight ROM's channel: the layer's base added here
+            a_c = Signal(range(self._channels + 1))
+            m.d.sync += a_c.eq(t_c + cfg.base)
+        else:
+            m.d.sync += a_c.eq(t_c)
+        m.d.sync += [a_valid.eq(t_valid & ~self.start), a_half.eq(t_c[0]), a_k.eq(t_k)]
         s1_half, s2_half, s3_half = Signal(), Signal(), Signal()
         m.d.sync += [s1_half.eq(a_half), s2_half.eq(s1_half), s3_half.eq(s2_half)]
 
@@ -386,7 +403,8 @@ class DepthwiseEngine(wiring.Component):
         ro_begin = Signal()
         m.d.comb += [ro_begin.eq(~ro_active & (ro_c != cfg.channels) & advance
                                  & ready_half.bit_select(ro_c[0], 1)),
-                     b_read.addr.eq(ro_c), b_read.en.eq(ro_begin)]
+                     b_read.addr.eq(ro_c + cfg.base if self._channel_base else ro_c),
+                     b_read.en.eq(ro_begin)]
         m.d.sync += bias.eq(b_read.data)
         m.d.sync += clear_valid.eq(ro_issue)
         with m.If(ro_issue):

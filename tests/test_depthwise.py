@@ -28,7 +28,7 @@ def rows_of(spikes):
             for row in channel]
 
 
-def run_layers(dut, runs, *, valid=1.0, ready=1.0, seed=0):
+def run_layers(dut, runs, *, valid=1.0, ready=1.0, seed=0, bases=None):
     """Run the maps ``runs`` (``[channels, H, W]`` each) on ``dut`` one after another. Return,
     per run, the sums ``[channels, H, W]`` and the cycles from the one after ``start`` to the
     one that takes the last beat. Checks the beats' order (channel by channel, tiles row by
@@ -38,9 +38,10 @@ def run_layers(dut, runs, *, valid=1.0, ready=1.0, seed=0):
     results = []
 
     async def bench(ctx):
-        for spikes in runs:
+        for index, spikes in enumerate(runs):
             channels, height, width = spikes.shape
-            ctx.set(dut.config, dut.config_value(channels, height, width))
+            extra = {} if bases is None else {"base": bases[index]}
+            ctx.set(dut.config, dut.config_value(channels, height, width, **extra))
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -180,6 +181,27 @@ def test_sizes_change_on_one_build():
         part = slice(0, len(spikes))
         assert np.array_equal(sums, depthwise_reference(spikes, weight[part], bias[part]))
         assert cycles == depthwise_cycles(spikes, 5, 16)
+
+
+def test_several_layers_behind_a_channel_base():
+    """The shared network's build: three layers' weights one after another, each run from its
+    first channel (``base``): the sums use that layer's kernels and biases, not its
+    neighbours', and the cycles are a lone layer's."""
+    sizes = [(3, 9, 9), (4, 5, 6), (2, 9, 9)]
+    layers = [random_layer(c, 7, SEED + 20 + n) for n, (c, _, _) in enumerate(sizes)]
+    weight = np.concatenate([w for w, _ in layers])
+    bias = np.concatenate([b for _, b in layers])
+    dut = DepthwiseEngine(weight, bias, lanes=16, max_height=9, max_width=9, channel_base=True)
+    rng = np.random.default_rng(SEED + 23)
+    runs = [(rng.random(size) < 0.3).astype(np.uint8) for size in sizes]
+    bases = [0, 3, 7]
+    order = [2, 0, 1]
+    got = run_layers(dut, [runs[n] for n in order], bases=[bases[n] for n in order])
+    for n, (sums, cycles) in zip(order, got):
+        assert np.array_equal(sums, depthwise_reference(runs[n], *layers[n])), n
+        assert cycles == depthwise_cycles(runs[n], 7, 16)
+    with pytest.raises(ValueError, match="channels"):
+        dut.config_value(3, 9, 9, base=7)
 
 
 @pytest.fixture(scope="module")
