@@ -129,6 +129,12 @@ def descriptor_fields(plan, engine_config_shape) -> dict:
         fields.update({"head_bits": range(lanes), "rd_stride": range(plan.max_groups * W + 1),
                        "rd_sub": range(W + 1), "rd_bits": range(W + 1), "pack_bits": range(W + 1),
                        "wide_at": range(lanes + 1), "head_mask": unsigned(lanes * widest)})
+    if plan.depthwise:
+        # SepConv unfused: a layer step that runs the depthwise engine on its source map and
+        # feeds the planes of its sums to the engine (``is_dw``), from the depthwise layer's
+        # first channel in the engine's ROM (``dw_base``); the map reader reads the source map's
+        # channels (``src_channels``), the engine the planes' (its configuration).
+        fields.update({"is_dw": 1, "dw_base": unsigned(bits_for(len(plan.dw_bias)))})
     return fields
 
 def _descriptor_values(plan, step: Step, tv: int) -> dict:
@@ -137,6 +143,8 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
     mem = plan.memory
     out = {"kind": step.kind.value, "is_residual": int(step.residual is not None),
            "use_stream": int(step.source is not None)}
+    if plan.depthwise:   # set by every step: no step starts the depthwise engine by accident
+        out["is_dw"] = int(step.depthwise is not None)
     sink = step.sink
     if sink.spike_map is not None:
         info = mem.maps[sink.spike_map]
@@ -159,6 +167,9 @@ def _descriptor_values(plan, step: Step, tv: int) -> dict:
                    src_height=src.side, src_channels=place.config.in_channels,
                    engine=(place.config if step.bias else
                            dataclasses.replace(place.config, bias_base=plan.zero_bias_base)))
+        if step.depthwise is not None:
+                out.update(src_channels=src.channels,
+                           dw_base=plan.depthwise[step.depthwise].base)
     if step.kind is StepKind.STEM:
         begin = next(s for s in plan.steps
                      if s.kind is StepKind.BEGIN_STEM and s.layer == step.layer)

@@ -45,11 +45,12 @@ import numpy as np
 
 from hw.accumulator import accumulator_bound, pack_lanes, signed_width
 from hw.params import ceil_div, log2_ceil
+from hw.planes import plane_weights
 from hw.program import Program, SinkKind, Step, StepKind, lif_map_shapes
 from hw.progengine import (LayerConfig, fold_log_for, layer_config, pack_layer_biases,
                            pack_layer_weights)
 
-__all__ = ["SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan",
+__all__ = ["DepthwisePlace", "SharedMap", "StreamPlace", "SitePlace", "LayerPlace", "MemoryMap", "SharedPlan",
            "STEM_OUT", "SCHEDULES"]
 
 #: The sequencer's orders of (time step, step) pairs (:attr:`SharedPlan.schedule`).
@@ -57,6 +58,17 @@ SCHEDULES = ("time", "layer")
 
 #: The stream place that keeps the stem's output across time steps (:attr:`SharedPlan.stem_once`).
 STEM_OUT = "stem_out"
+
+
+@dataclass(frozen=True)
+class DepthwisePlace:
+    """A depthwise layer (SepConv unfused) in the depthwise engine: its first channel in the
+    engine's ROM (``base``), its channels (the source map's) and its map's side."""
+
+    name: str
+    base: int
+    channels: int
+    side: int
 
 
 @dataclass(frozen=True)
@@ -289,6 +301,7 @@ class SharedPlan:
                         f"output but is not a layer adding into it")
             self.down_steps = frozenset(adds)
         sites, thresholds, membrane_words, lif_bits = self._plan_sites(maps)
+        self._plan_depthwise(maps)
         layers, weight_words, bias_words = self._plan_layers(maps)
         shift_base = self._plan_shifts()
         self._plan_identities(maps)
@@ -694,6 +707,55 @@ class SharedPlan:
         lif_bits = max(net.lifs[name].input_bits for name in sites)
         return sites, thresholds, membrane_words, lif_bits
 
+    def _plan_depthwise(self, maps):
+        """SepConv unfused: the depthwise layers of the program's steps, their channels one after
+        another in the depthwise engine's weight ROM (:attr:`depthwise`, :attr:`dw_weight`,
+        :attr:`dw_bias`), and the planes every one's sums are split into (:attr:`planes`)."""
+        net = self.net
+        #: ``{depthwise layer: DepthwisePlace}`` (empty: SepConv fused, no depthwise engine).
+        self.depthwise: dict[str, DepthwisePlace] = {}
+        weights, biases, planes, kernels = [], [], 1, set()
+        for step in self.steps:
+            if step.kind is not StepKind.LAYER or step.depthwise is None:
+                continue
+            layer, source = net.layers[step.depthwise], maps[step.source]
+            weight = np.asarray(layer.weight, dtype=np.int64)
+            if weight.ndim != 4 or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3]:
+                raise NotImplementedError(f"{step.depthwise}: weight of shape {weight.shape} is "
+                                          f"not a square depthwise kernel")
+            if int(layer.stride) != 1 or int(layer.padding) != weight.shape[2] // 2:
+                raise NotImplementedError(f"{step.depthwise}: the depthwise engine runs stride 1, "
+                                          f"same size (stride {layer.stride}, padding "
+                                          f"{layer.padding})")
+            if step.depthwise in self.depthwise:
+                raise NotImplementedError(f"{step.depthwise}: runs twice")
+            channels = source.channels
+            kernel = np.zeros((channels,) + weight.shape[2:], np.int64)
+            kernel[:weight.shape[0]] = weight[:, 0]
+            bias = np.zeros(channels, np.int64)
+            bias[:weight.shape[0]] = np.asarray(layer.bias, dtype=np.int64).reshape(-1)
+            self.depthwise[step.depthwise] = DepthwisePlace(
+                step.depthwise, sum(len(w) for w in weights), channels, source.side)
+            weights.append(kernel)
+            biases.append(bias)
+            kernels.add(weight.shape[2])
+            # the largest magnitude a sum can take (its proven range): its bits are the planes
+            planes = max(planes, max(abs(int(np.min(layer.acc_low))),
+                                     abs(int(np.max(layer.acc_high))), 1).bit_length())
+        if len(kernels) > 1:
+            raise NotImplementedError(f"depthwise kernels of sizes {sorted(kernels)}: one "
+                                      f"depthwise engine runs one size")
+        #: The depthwise layers' kernels ``[channels, K, K]`` and biases, one after another.
+        self.dw_weight = np.concatenate(weights) if weights else None
+        self.dw_bias = np.concatenate(biases) if biases else None
+        #: Sign-magnitude planes of every depthwise sum (``hw.planes``; 0 without one).
+        self.planes = planes if weights else 0
+        #: The depthwise engine's lanes: ``R`` kernel rows of ``2**ceil(log2(K))`` banks, up to
+        #: as many rows as banks a row (more rows than the kernel's would idle).
+        cols = 1 << log2_ceil(max(kernels)) if kernels else 1
+        self.dw_lanes = (max(cols, min(1 << (self.lanes.bit_length() - 1), cols * cols))
+                         if weights else 0)
+
     def _plan_layers(self, maps):
         """Engine layers: configurations from the engine's ``layer_config``, packed weights."""
         net, lanes = self.net, self.lanes
@@ -727,6 +789,16 @@ class SharedPlan:
             # Head-aligned maps: scatter the input channels of a layer reading one and the
             # output channels (and biases) of a layer writing one; padding is zeros.
             source = maps[step.source]
+            if step.depthwise is not None:
+                # SepConv unfused: the layer is a 1x1 conv over the depthwise sums' planes
+                # (``hw.planes``), 2 * P a channel of the source map (its padded channels
+                # included: zero kernels and bias, so zero sums and empty planes)
+                if source.order is not None or weight.shape[2:] != (1, 1):
+                    raise NotImplementedError(f"{step.layer}: a pointwise conv after a depthwise "
+                                              f"one must be 1x1 on a plain map")
+                wide = np.zeros((weight.shape[0], source.channels, 1, 1), np.int64)
+                wide[:, :weight.shape[1]] = weight
+                weight = plane_weights(wide, self.planes)
             if source.order is not None:
                 wide = np.zeros((weight.shape[0], source.channels) + weight.shape[2:], np.int64)
                 wide[:, list(source.order)] = weight

@@ -130,6 +130,11 @@ class Step:
     bias : bool
         False for a ``LAYER`` step that adds its sums without the layer's bias: a later pass of
         a convolution on spike counts (SEW), which the first pass began with the bias.
+    depthwise : str or None
+        SepConv unfused: the depthwise layer (``<block>.Conv.dwconv``) between ``source`` and
+        this ``LAYER`` step's pointwise layer (``pwconv2``). The step runs both: the depthwise
+        conv on the source map's spikes, its sums' bit planes, and ``layer`` as a 1x1 conv on
+        them (:mod:`hw.sepconv`).
     """
 
     kind: StepKind
@@ -141,6 +146,7 @@ class Step:
     attention: Attention | None = None
     residual: str | None = None
     bias: bool = True
+    depthwise: str | None = None
 
 
 def mem_name(name: str) -> str:
@@ -162,8 +168,9 @@ class Program:
     Parameters
     ----------
     net : quant.quantize.IntNet
-        Refused with ``NotImplementedError`` if its SepConv is not fused (the network generator
-        builds no integer pointwise stage). Every SDSA operator (1 to 4) is recorded: an
+        With SepConv unfused (``net.fuse_sepconv`` False), each ``dwconv -> pwconv2`` is one
+        ``LAYER`` step of ``pwconv2`` on ``Conv.lif2``'s map with ``depthwise`` naming the
+        ``dwconv`` (its sums never leave the step). Every SDSA operator (1 to 4) is recorded: an
         ``SDSA`` step names its Q, K and V maps (SDSA-2: Q and K). The membrane and vanilla
         shortcuts are recorded (SEW is refused by ``walk``): with vanilla, the stem begins a
         stream that a ``STREAM_LIF`` (``downsample1_1.out_lif``) reads, a branch's last layer
@@ -185,8 +192,6 @@ class Program:
         self.net = net
         self.cfg = net.cfg
         self.fused_sepconv = net.fuse_sepconv
-        if not net.fuse_sepconv:
-            raise NotImplementedError("the network RTL needs fused SepConv (no integer pointwise)")
         self.steps: list[Step] = []
         walk(self.cfg, self, None)
 
@@ -206,6 +211,13 @@ class Program:
     def _layer(self, ref, sink: Sink):
         if ref.stream.kind == "counts":
             raise NotImplementedError(f"{ref.name} on spike counts into {sink}")
+        if ref.stream.kind == "layer":      # SepConv unfused: pwconv2 on dwconv's sums
+            inner = ref.stream
+            if inner.stream.kind != "spikes":
+                raise NotImplementedError(f"{inner.name} on {inner.stream.kind}, not spikes")
+            self.steps.append(Step(StepKind.LAYER, ref.name, layer=ref.name,
+                                   source=inner.stream.name, sink=sink, depthwise=inner.name))
+            return
         self.steps.append(Step(StepKind.LAYER, ref.name, layer=ref.name, source=ref.stream.name,
                                sink=sink))
 

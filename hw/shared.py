@@ -59,6 +59,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.depthwise import DepthwiseEngine
 from hw.descriptor import descriptor_fields, descriptor_rom
 from hw.weightfetch import AXI_PREFIX, WeightFetcher, WeightRing, axi4_read_ports
 from hw.lif import LIFArray
@@ -66,6 +67,7 @@ from hw.mapreader import SpikeMapReader
 from hw.mapwriter import SpikeMapWriter
 from hw.params import NO_RW_CHECK, bits_for, ceil_div, rom_attrs, threshold_attrs
 from hw.plan import SharedPlan
+from hw.planes import PlaneWriter
 from hw.program import SinkKind, StepKind
 from hw.progengine import ProgEngine
 from hw.residual import Pool, SpikeFetch, StreamReader, StreamWriteStage
@@ -367,6 +369,8 @@ class SharedNetwork(wiring.Component):
             read.discard("v_base")   # SDSA-2: no V map, the reader reads q and k only
         if self.plan.dense_blocks:   # some block's q, k and v maps are dense
             read.update(SpikeMapReader.DENSE_FIELDS)
+        if self.plan.depthwise:      # SepConv unfused: the depthwise engine and plane writer
+            read.update(("is_dw", "dw_base", "src_channels", "src_height"))
         return data.StructLayout({name: shape for name, shape in fields.items() if name in read})
 
     # -- hardware ----------------------------------------------------------------------------
@@ -562,8 +566,42 @@ class SharedNetwork(wiring.Component):
                 probe_addr = Signal.like(port.addr, name=f"{memory}_{side}_probe_addr")
                 probe_en = Signal(name=f"{memory}_{side}_probe_en")
                 m.d.comb += [probe_addr.eq(port.addr), probe_en.eq(port.en)]
-        wiring.connect(m, reader.o, engine.i)
         m.d.comb += reader.start.eq(start)
+        if plan.depthwise:
+            # SepConv unfused (``desc.is_dw``): the map reader's rows go to the depthwise
+            # engine, its sums' planes (``hw.planes``) to the engine, which runs the pointwise
+            # conv on them as a 1x1 conv (``hw.sepconv``); other layers: the reader feeds it.
+            dw_side = max(place.side for place in plan.depthwise.values())
+            m.submodules.depthwise = dw = DepthwiseEngine(
+                plan.dw_weight, plan.dw_bias, lanes=plan.dw_lanes, max_height=dw_side,
+                max_width=dw_side, channel_base=True)
+            rows, cols = dw.geometry
+            m.submodules.planes = planes = PlaneWriter(
+                sum_bits=dw.acc_bits, planes=plan.planes, rows=rows, cols=cols,
+                max_channels=len(plan.dw_bias), max_height=dw_side, max_width=dw_side)
+            is_dw = desc.is_dw
+            m.d.comb += [
+                dw.config.channels.eq(desc.src_channels), dw.config.height.eq(desc.src_height),
+                dw.config.width.eq(desc.src_height), dw.config.base.eq(desc.dw_base),
+                planes.config.channels.eq(desc.src_channels),
+                planes.config.height.eq(desc.src_height), planes.config.width.eq(desc.src_height),
+                dw.start.eq(start & is_dw), planes.start.eq(start & is_dw),
+                # the reader's rows: to the depthwise engine or to the engine
+                dw.i.valid.eq(reader.o.valid & is_dw),
+                dw.i.payload.bits.eq(reader.o.payload.bits[:dw_side]),
+                dw.i.payload.last.eq(reader.o.payload.last),
+                reader.o.ready.eq(Mux(is_dw, dw.i.ready, engine.i.ready)),
+                # the engine's input: the planes' rows or the reader's
+                engine.i.valid.eq(Mux(is_dw, planes.o.valid, reader.o.valid)),
+                engine.i.payload.bits.eq(Mux(is_dw, planes.o.payload.bits,
+                                             reader.o.payload.bits)),
+                engine.i.payload.last.eq(Mux(is_dw, planes.o.payload.last,
+                                             reader.o.payload.last)),
+                planes.o.ready.eq(is_dw & engine.i.ready),
+            ]
+            wiring.connect(m, dw.o, planes.i)
+        else:
+            wiring.connect(m, reader.o, engine.i)
         with m.Switch(desc.sdsa):
             for index, unit in enumerate(sdsas):
                 with m.Case(index):

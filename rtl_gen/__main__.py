@@ -102,7 +102,8 @@ def main(argv=None) -> int:
         if needs_checkpoint:
             # Load, check and quantize the checkpoint before anything is generated or written
             # (golden.checkpoint.check_values, quant's range checks): a bad one is one line.
-            quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+            quantized_network(point.checkpoint, point.weight_bits, point.time_steps,
+                              point.sepconv)
         manifest = emit(point, args.out)
     except (ValueError, OSError) as error:  # ConfigError, CheckpointError, QuantizationError
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

@@ -40,6 +40,11 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        map's empty rows as they arrive (0: none, the default; 2..64;
                        ``hw/progengine.py``, "Cost"): the same results, fewer cycles where a
                        layer's source has runs of empty rows
+``sepconv``            how the network units run SepConv's ``dwconv -> pwconv2``: ``"fused"``
+                       (default: one dense 7x7 conv on the engine) or ``"unfused"`` (the
+                       depthwise engine on the spikes, its sums' bit planes, a 1x1 conv on
+                       the engine: ``hw/sepconv.py``; every weight word is then as wide as
+                       the planes' shifted weights)
 ``parameters``         where the ``shared_network`` unit's biases and LIF thresholds live:
                        ``"internal"`` (default: memories inside) or ``"external"`` (read ports
                        of the same timing as the weight port, ``bias_*`` and ``threshold_*``,
@@ -129,6 +134,7 @@ class DesignPoint:
     input_buffer: int = 0
     bias_memory: str = "logic"
     threshold_memory: str = "auto"
+    sepconv: str = "fused"
     source: str = field(default="<defaults>", compare=False)
 
     def validated(self) -> "DesignPoint":
@@ -199,6 +205,9 @@ class DesignPoint:
             raise ConfigError(f"{src}: field 'threshold_memory' is {self.threshold_memory!r} "
                               "but 'parameters' is 'external' (no threshold memory inside); "
                               "allowed with it: 'auto'")
+        if self.sepconv not in ("fused", "unfused"):
+            raise ConfigError(f"{src}: field 'sepconv' is {self.sepconv!r}; allowed: 'fused', "
+                              "'unfused'")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")
@@ -231,6 +240,8 @@ class DesignPoint:
             values.pop("bias_memory")
         if values["threshold_memory"] == "auto":  # likewise
             values.pop("threshold_memory")
+        if values["sepconv"] == "fused":         # likewise
+            values.pop("sepconv")
         values["units"] = list(self.units)
         return values
 

@@ -56,16 +56,17 @@ def ports_of(unit: wiring.Component) -> list[dict]:
     return ports
 
 
-def quantized_network(checkpoint: str, weight_bits: int, time_steps: int | None):
+def quantized_network(checkpoint: str, weight_bits: int, time_steps: int | None,
+                      sepconv: str = "fused"):
     """Load ``checkpoint`` at ``time_steps`` (None: its own T) and quantize it (quant's defaults
-    otherwise)."""
+    otherwise; ``sepconv="unfused"``: SepConv's depthwise and pointwise convs kept apart)."""
     from golden.checkpoint import load_checkpoint  # noqa: PLC0415 - only the network needs it
     from quant.quantize import QuantizationError, quantize_model  # noqa: PLC0415
 
     overrides = {} if time_steps is None else {"T": time_steps}
     model = load_checkpoint(checkpoint, **overrides)  # checks keys, shapes and values
     try:
-        net = quantize_model(model, weight_bits)
+        net = quantize_model(model, weight_bits, fuse_sepconv=sepconv == "fused")
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {checkpoint}: {error}") from error
     return net
@@ -122,15 +123,20 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
         units.append(EmittedUnit("sdsa", lambda params=params: SDSA(**params), params))
     if any(unit in point.units for unit in NETWORK_UNITS):
         if net is None:
-            net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps)
+            net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps,
+                                    point.sepconv)
         elif (net.weight_bits != point.weight_bits
-              or point.time_steps not in (None, net.cfg.T)):
-            raise ValueError(f"the net has T={net.cfg.T} and {net.weight_bits}-bit weights; the "
-                             f"design point asks for T={point.time_steps} and "
-                             f"{point.weight_bits}-bit weights")
+              or point.time_steps not in (None, net.cfg.T)
+              or net.fuse_sepconv != (point.sepconv == "fused")):
+            raise ValueError(f"the net has T={net.cfg.T}, {net.weight_bits}-bit weights and "
+                             f"SepConv {'fused' if net.fuse_sepconv else 'unfused'}; the "
+                             f"design point asks for T={point.time_steps}, "
+                             f"{point.weight_bits}-bit weights and SepConv {point.sepconv}")
         params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
                       weight_bits=point.weight_bits, time_steps=net.cfg.T,
                       model=net.cfg.name, weights=point.weights)
+        if point.sepconv != "fused":
+            params["sepconv"] = point.sepconv
         placement = {"weights": "external"}
         if point.weights == "axi":
             placement = {"weights": "axi", "axi_data_width": point.axi_data_width,

@@ -305,12 +305,20 @@ def check_supported(model, arch: str, lanes: int) -> None:
     SharedPlan(quantized(model), lanes)
 
 
-def quantized(model, weight_bits: int = 8):
+#: How the network runs SepConv's ``dwconv -> pwconv2`` (:attr:`QuantizedNetwork.sepconv`).
+SEPCONV = ("fused", "unfused")
+
+
+def quantized(model, weight_bits: int = 8, sepconv: str = "fused"):
     """Return the :class:`quant.quantize.IntNet` of a model: ``weight_bits`` weights, 8-bit pixel
-    codes over quant's default pixel range (for the digits the codes are the raw pixels)."""
+    codes over quant's default pixel range (for the digits the codes are the raw pixels);
+    SepConv folded into one dense conv (``"fused"``) or left as its depthwise and pointwise
+    convs (``"unfused"``)."""
     from quant.quantize import quantize_model
 
-    return quantize_model(model, weight_bits, 8)
+    if sepconv not in SEPCONV:
+        raise ValueError(f"sepconv must be 'fused' or 'unfused', not {sepconv!r}")
+    return quantize_model(model, weight_bits, 8, fuse_sepconv=sepconv == "fused")
 
 
 @dataclass
@@ -345,6 +353,9 @@ class QuantizedNetwork:
     threshold_memory: str = "auto"
     #: The engine's input buffer (``hw.plan.SharedPlan.input_buffer``): 0 (none) or 2..64.
     input_buffer: int = 0
+    #: SepConv: ``"fused"`` (one dense 7x7 conv, the default) or ``"unfused"`` (the depthwise
+    #: engine, the planes and a 1x1 conv: ``hw.sepconv``); ``net`` is quantized accordingly.
+    sepconv: str = "fused"
 
     @property
     def design_options(self) -> dict:
@@ -380,7 +391,8 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
             sdsa: int | None = None, weights: str = "internal", axi_width: int = 64,
             weight_ring: int | None = None, schedule: str = "time",
             parameters: str = "internal", fold: int = 1,
-            threshold_memory: str = "auto", input_buffer: int = 0) -> QuantizedNetwork:
+            threshold_memory: str = "auto", input_buffer: int = 0,
+            sepconv: str = "fused") -> QuantizedNetwork:
     """Load ``checkpoint`` at ``T`` (:func:`demo_model`; ``sdsa``: the operator of a random
     model), quantize it and check that the network RTL runs it, before anything is written or
     built.
@@ -398,7 +410,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     try:
         if arch != "shared":
             raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
-        net = quantized(model, weight_bits)
+        net = quantized(model, weight_bits, sepconv)
         if weights not in ("internal", "axi"):
             raise ValueError(f"weights must be 'internal' or 'axi', not {weights!r}")
         if parameters not in ("internal", "external"):
@@ -426,7 +438,7 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         raise QuantizationError(f"checkpoint {name}: {_one_line(error)}") from error
     return QuantizedNetwork(name, model, trained, net, lanes, arch, weights, axi_width,
                             weight_ring, schedule, parameters, fold, threshold_memory,
-                            input_buffer)
+                            input_buffer, sepconv)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -1105,6 +1117,7 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                # what else the design point sets (schedule, fold, input buffer, ...; the
                # defaults unnamed)
                "design_options": network.design_options,
+               "sepconv": network.sepconv,
                "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
                "run_s": run_s, "error": error,
                "labels": inputs.labels if inputs.labels is not None else [None] * count,
@@ -1141,7 +1154,8 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
                 weights: str = "internal", axi: dict | None = None,
                 time_steps: int | None = None, schedule: str = "time",
                 parameters: str = "internal", reset_after: int | None = None,
-                fold: int = 1, threshold_memory: str = "auto", input_buffer: int = 0) -> dict:
+                fold: int = 1, threshold_memory: str = "auto", input_buffer: int = 0,
+                sepconv: str = "fused") -> dict:
     """Run ``images`` images on the design for ``T`` time steps in RTL (for ``time_steps`` of
     them, default all ``T``); return the summary (:func:`simulate`).
 
@@ -1150,7 +1164,8 @@ def run_network(T: int, images: int, out: Path, checkpoint=None, lanes: int = 16
     """
     network = prepare(T, checkpoint, variant_name=variant_name, lanes=lanes, arch=arch, seed=seed,
                       sdsa=sdsa, weights=weights, schedule=schedule, parameters=parameters,
-                      fold=fold, threshold_memory=threshold_memory, input_buffer=input_buffer)
+                      fold=fold, threshold_memory=threshold_memory, input_buffer=input_buffer,
+                      sepconv=sepconv)
     return simulate(network, select_inputs(network.net, images, inputs, seed), out, simulator,
                     axi=axi, time_steps=time_steps, reset_after=reset_after)
 
@@ -1172,6 +1187,21 @@ def _sops(dut, net, trace, step, t, image):
         out = trace.accumulators[step.layer].shape[-1]
         macs = cout * cin * k * k * out * out
         return 0, macs / lanes, macs
+    if step.kind is StepKind.LAYER and step.depthwise is not None:
+        # SepConv unfused: the depthwise conv's additions (each spike's taps inside the map,
+        # ``dw_lanes`` a cycle) and the pointwise conv's on the planes of its sums (a set bit
+        # adds a weight per output channel, ``lanes`` a cycle)
+        from hw.depthwise import spike_additions
+        from quant.intops import magnitude_planes
+
+        plan, info = dut.plan, dut.maps[step.source]
+        spikes = map_spikes(net, trace, step.source)[t, image].numpy()
+        spikes = spikes.reshape(info.logical_channels, info.height, info.width)
+        dw = int(spike_additions(spikes, plan.dw_weight.shape[-1]).sum())
+        sums = np.asarray(trace.accumulators[step.depthwise][t, image], dtype=np.int64)
+        bits = int(magnitude_planes(sums, plan.planes)[0].sum())
+        cout = net.layers[step.layer].weight.shape[0]
+        return dw + bits * cout, dw / plan.dw_lanes + bits * ceil_div(cout, lanes), 0
     if step.kind is StepKind.LAYER:
         layer = net.layers[step.layer]
         spikes = map_spikes(net, trace, step.source)[t, image].numpy()
@@ -1458,6 +1488,11 @@ def main(argv=None) -> int:
                    help="words the engine's input slice holds, dropping the spike map's empty "
                         "rows as they arrive: 0 (default, none) or 2..64 (design point field "
                         "'input_buffer'; hw/progengine.py, \"Cost\")")
+    p.add_argument("--sepconv", choices=SEPCONV, default="fused",
+                   help="SepConv's dwconv -> pwconv2: 'fused' (default: one dense 7x7 conv on "
+                        "the engine) or 'unfused' (the depthwise engine on the spikes, its "
+                        "sums' bit planes, a 1x1 conv on the engine: hw/sepconv.py; design "
+                        "point field 'sepconv')")
     p.add_argument("--threshold-memory", choices=("auto", "logic"), default="auto",
                    help="where the LIF thresholds go: 'auto' (default: the synthesis tool's "
                         "choice, block RAM) or 'logic' (LUTs and multiplexers, read from a "
@@ -1525,7 +1560,7 @@ def main(argv=None) -> int:
                                 weight_ring=args.weight_ring, schedule=args.schedule,
                                 parameters=args.parameters, fold=args.fold,
                                 threshold_memory=args.threshold_memory,
-                                input_buffer=args.input_buffer)
+                                input_buffer=args.input_buffer, sepconv=args.sepconv)
                 if args.max_T:
                     networks = {run_T: built for run_T in args.T}
                 else:

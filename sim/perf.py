@@ -72,6 +72,9 @@ ENGINE_DRAIN = 4
 #: register adding the bias (1): the first output beat 4 cycles after the drain condition holds,
 #: then one beat per cycle.
 ENGINE_READOUT_LATENCY = 4
+#: SepConv unfused (``hw.planes.PlaneWriter``): the depthwise engine's last tile of a channel
+#: taken, the half's ``full`` flag set, the first word in the output register.
+PLANE_WRITER_LATENCY = 2
 #: LIF array (``hw.lif.LIFArray``, ``pipelined=True``): input beat to output beat.
 LIF_LATENCY = 3
 #: Stream write stage (``hw.residual.StreamWriteStage``): ``written_last`` two cycles after the
@@ -131,7 +134,7 @@ CONSTANTS = {name: globals()[name] for name in (
     "STREAM_READ_LATENCY", "POOL_LATENCY", "WRITER_FLUSH_DELAY", "STEM_PIPELINE",
     "SDSA_FEED_LATENCY", "SDSA_FEED_PERIOD", "SDSA_FEED_QK", "SDSA_SERIAL_DELAY",
     "SDSA_INPUT_SLOTS",
-    "COLUMN_LIF_DELAY", "COLUMN_OUTPUT_LATENCY", "EVENT_TAKE_DELAY")}
+    "COLUMN_LIF_DELAY", "COLUMN_OUTPUT_LATENCY", "EVENT_TAKE_DELAY", "PLANE_WRITER_LATENCY")}
 
 
 def _step_cycles(datapath: int) -> int:
@@ -199,7 +202,8 @@ class EngineTiming:
     last_beat: int        # last read-out beat
 
 
-def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) -> EngineTiming:
+def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0,
+                        delay: int = 0) -> EngineTiming:
     """Return the engine's timing of one frame fed by the spike-map reader (module docstring).
 
     ``spikes``: the source map ``[Cin, H, W]`` (0/1). The frame is the reader's row words,
@@ -233,6 +237,9 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) 
     ``t`` the engine holds channel ``c``'s item with the generator idle (its ``block_done``) and
     returns the first cycle channel ``c``'s weight block is in the ring; the generator takes the
     item no earlier.
+
+    ``delay``: the frame's first word is offered this many cycles later (SepConv unfused: the
+    plane writer's first word, after the depthwise engine's first channel), then one a cycle.
     """
     spikes = np.asarray(spikes).reshape(config.in_channels, config.height, config.width)
     ty = spike_taps(config, "y")
@@ -242,7 +249,7 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) 
     # The beats the addressing unit makes: per word, its spikes' taps; an empty last word makes
     # one beat without taps.
     rows = spikes.reshape(words, config.width)
-    first_word = READER_FEED_LATENCY + ENGINE_INPUT_SLICE
+    first_word = READER_FEED_LATENCY + ENGINE_INPUT_SLICE + delay
     word_free = first_word      # earliest cycle the addressing unit takes the next word
     a_hist = [-10, -10]         # queue entry cycles of the last two beats (A)
     p_hist = [-10, -10]         # pre entry cycles of the last two beats (P)
@@ -261,7 +268,7 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) 
         columns = np.flatnonzero(row)
         last_word = w == words - 1
         if buffer:
-            offered = max(READER_FEED_LATENCY + w, offered + 1, moved)
+            offered = max(READER_FEED_LATENCY + delay + w, offered + 1, moved)
             moved = offered + 1
             if columns.size == 0 and not last_word:
                 continue                     # dropped from the stage
@@ -312,11 +319,11 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0) 
 
 
 def engine_frame_cycles(config, spikes: np.ndarray, sink: SinkKind, gate=None,
-                        map_words: int | None = None, buffer: int = 0) -> int:
+                        map_words: int | None = None, buffer: int = 0, delay: int = 0) -> int:
     """Cycles of a layer step (the engine frame, then its sink's final write; ``map_words``: the
     words a row of the LIF's map is written as, default the output groups; ``buffer``: the
-    engine's ``input_buffer``)."""
-    timing = engine_frame_timing(config, spikes, gate, buffer)
+    engine's ``input_buffer``; ``delay``: :func:`engine_frame_timing`'s)."""
+    timing = engine_frame_timing(config, spikes, gate, buffer, delay)
     if map_words is None:
         map_words = config.groups
     if sink is SinkKind.LIF:
@@ -553,6 +560,31 @@ class CycleModel:
         spikes = spikes.reshape(info.logical_channels, info.side, info.side)
         return info.physical(spikes) if physical else spikes
 
+    def _unfused_frame(self, step, spikes, trace, t: int, image: int):
+        """SepConv unfused: the engine's frame (the depthwise sums' planes, ``hw.planes``) and
+        the cycles its first word comes later than a map reader's would.
+
+        The depthwise engine takes the reader's first row at :data:`READER_FEED_LATENCY`, one
+        cycle before :func:`hw.depthwise.depthwise_cycles`'s cycle 1, so it hands over channel
+        0's last tile at ``READER_FEED_LATENCY - 1 + depthwise_cycles(channel 0)``; the plane
+        writer offers the first word :data:`PLANE_WRITER_LATENCY` cycles later, then one a
+        cycle. Exact when every later channel's sums are ready before the writer reaches it
+        (the depthwise engine keeps ahead: a channel's planes are ``2 * P * H`` words, more
+        cycles than its rows, spikes and tiles take on the demo); a layer where the depthwise
+        engine is the slower would take longer than this (``docs/perf.md``)."""
+        from hw.depthwise import depthwise_cycles
+        from hw.planes import plane_frame
+
+        plan = self.plan
+        place = plan.depthwise[step.depthwise]
+        sums = np.zeros((place.channels, place.side, place.side), np.int64)
+        real = np.asarray(trace.accumulators[step.depthwise][t, image], dtype=np.int64)
+        sums[:len(real)] = real.reshape(len(real), place.side, place.side)
+        frame = plane_frame(sums, plan.planes)
+        kernel = plan.dw_weight.shape[-1]
+        first = READER_FEED_LATENCY - 1 + depthwise_cycles(spikes[:1], kernel, plan.dw_lanes)
+        return frame, first + PLANE_WRITER_LATENCY - READER_FEED_LATENCY
+
     def step_cycles(self, step, trace, t: int, image: int, fetch=None, entry: int = 0,
                     visit: int | None = None) -> int:
         """Cycles of one step at time step ``t`` for image ``image`` of the trace (``fetch``:
@@ -574,8 +606,12 @@ class CycleModel:
                 gate = fetch.gate(start)
             words = (mem.maps[step.sink.spike_map].words
                      if step.sink.kind is SinkKind.LIF else None)
-            return engine_frame_cycles(config, self._map(trace, step.source, t, image),
-                                       step.sink.kind, gate, words, plan.input_buffer)
+            spikes = self._map(trace, step.source, t, image)
+            delay = 0
+            if step.depthwise is not None:
+                spikes, delay = self._unfused_frame(step, spikes, trace, t, image)
+            return engine_frame_cycles(config, spikes, step.sink.kind, gate, words,
+                                       plan.input_buffer, delay)
         if step.kind in (StepKind.STREAM_LIF, StepKind.RESIDUAL_LIF):
             # a residual LIF (vanilla) reads its spikes beside the stream words, in lockstep
             stream = mem.streams[step.source]

@@ -56,8 +56,18 @@ def test_refuses_what_it_cannot_run():
     torch.manual_seed(0)
     model = MetaSpikeFormer(variant("demo")).double().eval()
     net = quantize_model(model, 8, 8, (0.0, 255 / 16), fuse_sepconv=False)
-    with pytest.raises(NotImplementedError, match="fused SepConv"):
-        Program(net)
+    # SepConv unfused is recorded (tests/test_shared_unfused.py), but the depthwise engine runs
+    # stride 1, same size only: a strided depthwise layer is refused by name
+    import dataclasses
+
+    from hw.plan import SharedPlan
+
+    assert sum(step.depthwise is not None for step in Program(net).steps) == 3
+    name = "ConvBlock1_1.0.Conv.dwconv"
+    layers = dict(net.layers)
+    layers[name] = dataclasses.replace(layers[name], stride=2)
+    with pytest.raises(NotImplementedError, match=f"{name}: the depthwise engine runs stride 1"):
+        SharedPlan(dataclasses.replace(net, layers=layers), 16, pack_weights=False)
 
 
 def test_first_difference_names_earliest_time_step_then_layer():

@@ -1,0 +1,145 @@
+"""SepConv unfused in the shared network (``sepconv: "unfused"``): the depthwise engine, the
+plane writer and the engine's 1x1 conv on the planes, as one layer step.
+
+* Fast: the program records each ``dwconv -> pwconv2`` as one ``LAYER`` step through the
+  depthwise engine; the plan places the depthwise layers one after another and sizes the planes
+  from the proven range of the sums; the plan's 1x1 layer on the planes of the integer model's
+  depthwise sums gives the integer model's ``pwconv2`` sums (a multiply-free path checked
+  against quant's own); the descriptor routes exactly those steps (``is_dw``, ``dw_base``, the
+  source map's channels for the reader); the design point field is checked.
+* Slow (Verilator, ``make test-all``): the trained demo unfused through ``python -m sim.e2e
+  --sepconv unfused``, one build for T=2 run for 1 and 2 time steps: logits and every spike map
+  ``==`` the integer model's.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from amaranth.hdl import Const, Shape
+from amaranth.lib import data
+
+from hw.descriptor import descriptor_fields, descriptor_rom
+from hw.plan import SharedPlan
+from hw.planes import plane_frame
+from hw.program import StepKind
+from quant.intmodel import IntegerModel
+from quant.intops import conv2d_spikes
+from sim.e2e import demo_model, quantized, select_inputs
+
+torch.set_num_threads(1)
+_CACHE = {}
+
+
+def unfused(T: int = 1):
+    """The trained demo quantized with SepConv unfused, its plan and a held-out digit's trace."""
+    if T not in _CACHE:
+        model, _ = demo_model(T)
+        net = quantized(model, 8, "unfused")
+        integer = IntegerModel(net)
+        images = select_inputs(net, 1).images
+        trace = integer.forward(integer.quantize_input(images), trace=True)[1]
+        _CACHE[T] = net, SharedPlan(net, 16), trace
+    return _CACHE[T]
+
+
+def test_each_sepconv_is_one_step_through_the_depthwise_engine():
+    net, plan, _ = unfused()
+    steps = [s for s in plan.steps if s.depthwise is not None]
+    assert [s.layer for s in steps] == [n for n in net.layers if n.endswith(".Conv.pwconv2")]
+    for step in steps:
+        block = step.layer.removesuffix(".pwconv2")
+        assert step.kind is StepKind.LAYER
+        assert step.depthwise == f"{block}.dwconv" and step.source == f"{block}.lif2"
+    # no step runs a depthwise layer by itself, and the fused demo has no such step
+    assert not any(s.layer and s.layer.endswith(".dwconv") for s in plan.steps)
+    fused = SharedPlan(quantized(demo_model(1)[0]), 16, pack_weights=False)
+    assert not fused.depthwise and not any(s.depthwise for s in fused.steps)
+
+
+def test_the_depthwise_layers_sit_one_after_another_and_the_planes_hold_every_sum():
+    net, plan, trace = unfused()
+    base = 0
+    for name, place in plan.depthwise.items():
+        layer = net.layers[name]
+        weight = np.asarray(layer.weight)[:, 0]
+        assert place.base == base and place.channels == weight.shape[0]
+        assert np.array_equal(plan.dw_weight[base:base + place.channels], weight)
+        assert np.array_equal(plan.dw_bias[base:base + place.channels],
+                              np.asarray(layer.bias).reshape(-1))
+        base += place.channels
+        # the planes hold the proven range, and the sums of a real digit are inside it
+        bound = max(abs(int(np.min(layer.acc_low))), abs(int(np.max(layer.acc_high))))
+        assert bound < 1 << plan.planes
+        sums = np.abs(np.asarray(trace.accumulators[name]))
+        assert sums.max() < 1 << plan.planes
+    assert base == len(plan.dw_bias)
+    assert max(max(abs(int(np.min(net.layers[n].acc_low))), int(np.max(net.layers[n].acc_high)))
+               for n in plan.depthwise).bit_length() == plan.planes
+
+
+def test_the_planes_layer_gives_the_integer_models_pointwise_sums():
+    """The engine layer of an unfused step (its weights: ``pwconv2``'s shifted and signed per
+    plane) on the planes of the integer model's depthwise sums equals the integer model's
+    ``pwconv2`` output, which quant computes with multiplies."""
+    net, plan, trace = unfused()
+    for step in (s for s in plan.steps if s.depthwise is not None):
+        place = plan.memory.layers[step.layer]
+        config = place.config
+        sums = np.asarray(trace.accumulators[step.depthwise])[0, 0]
+        assert config.in_channels == 2 * plan.planes * len(sums)
+        assert config.kernel == 1 and config.height == sums.shape[-1]
+        got = conv2d_spikes(plane_frame(sums, plan.planes), place.weight, place.bias)
+        want = np.asarray(trace.accumulators[step.layer])[0, 0]
+        assert np.array_equal(got, want), step.layer
+
+
+def test_the_descriptor_routes_the_unfused_steps_alone():
+    net, plan, _ = unfused()
+    engine = data.StructLayout({"x": 1})
+    layout = data.StructLayout({name: shape for name, shape in
+                                descriptor_fields(plan, engine).items()
+                                if name in ("is_dw", "dw_base", "src_channels", "kind")})
+    rom = descriptor_rom(plan, layout, lambda layer: 0)
+    k_bits = Shape.cast(range(len(plan.steps) + 1)).width
+    routed = {}
+    for address, word in rom.items():
+        view = layout.from_bits(word)
+        step = plan.steps[address & ((1 << k_bits) - 1)]
+        fields = {name: Const.cast(view[name]).value for name, _ in layout}
+        if fields["is_dw"]:
+            routed[step.name] = fields
+            assert fields["dw_base"] == plan.depthwise[step.depthwise].base
+            assert fields["src_channels"] == plan.memory.maps[step.source].channels
+        else:
+            assert step.depthwise is None
+    assert set(routed) == {s.name for s in plan.steps if s.depthwise is not None}
+
+
+def test_the_design_point_field():
+    from rtl_gen.config import ConfigError, DesignPoint
+
+    point = DesignPoint(sepconv="unfused").validated()
+    assert point.as_dict()["sepconv"] == "unfused"
+    assert "sepconv" not in DesignPoint().validated().as_dict()
+    with pytest.raises(ConfigError, match="field 'sepconv' is 'both'; allowed: 'fused', "
+                                          "'unfused'"):
+        DesignPoint(sepconv="both").validated()
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_the_demo_unfused_is_bit_exact_on_verilator(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "sim.e2e", "--sepconv", "unfused", "--images",
+                          "2", "--max-T", "2", "--T", "1", "2", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    print(run.stdout[-3000:])
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "MISMATCH" not in run.stdout
+    for T in (1, 2):
+        result = json.loads((tmp_path / f"results_T{T}.json").read_text())
+        assert len(result["images"]) == 2
+        assert all(image["match"] for image in result["images"]), T
