@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .graph import sepconv_fused
+
 __all__ = ["FoldedLayer", "FoldedNet", "bn_affine", "fold_bn", "fold_repconv",
            "fold_sepconv_pair", "fold_model"]
 
@@ -70,14 +72,15 @@ class FoldedNet:
         Layer name -> :class:`FoldedLayer`, in execution order.
     attn_thresholds : dict
         Attention module path -> float theta of ``attn_lif`` (SDSA-4: the learned value).
-    fuse_sepconv : bool
-        Whether SepConv's depthwise + pointwise pair is one dense 7x7 conv.
+    fuse_sepconv : bool or tuple of str
+        Whether SepConv's depthwise + pointwise pair is one dense 7x7 conv: in every block
+        (True), in none (False) or in the blocks named (``quant.graph.sepconv_fused``).
     """
 
     cfg: object
     layers: dict = field(default_factory=dict)
     attn_thresholds: dict = field(default_factory=dict)
-    fuse_sepconv: bool = True
+    fuse_sepconv: bool | tuple = True
 
 
 def bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +197,7 @@ def _projection(name: str, seq: nn.Sequential) -> FoldedLayer:
     return _conv_bn(name, first, seq[1])
 
 
-def fold_model(model: nn.Module, fuse_sepconv: bool = True) -> FoldedNet:
+def fold_model(model: nn.Module, fuse_sepconv: bool | tuple = True) -> FoldedNet:
     """Fold every layer of a :class:`golden.model.MetaSpikeFormer` (eval statistics).
 
     Parameters
@@ -204,13 +207,27 @@ def fold_model(model: nn.Module, fuse_sepconv: bool = True) -> FoldedNet:
     fuse_sepconv : bool
         Fold SepConv's depthwise 7x7 and last 1x1 into one dense 7x7 conv on spikes (default).
         False keeps them apart: a depthwise conv on spikes (additions) then a 1x1 conv on its
-        integer outputs (multiplications, see :func:`quant.report.layer_costs`).
+        integer outputs (multiplications, see :func:`quant.report.layer_costs`). A tuple of
+        block paths (``"ConvBlock1_1.0"``) fuses those blocks' SepConv and keeps the others
+        apart; a path that is not a block with a SepConv raises ``ValueError``.
 
     Returns
     -------
     FoldedNet
     """
     cfg = model.cfg
+    if not isinstance(fuse_sepconv, bool):
+        if isinstance(fuse_sepconv, str) or not all(isinstance(p, str) for p in fuse_sepconv):
+            raise ValueError(f"fuse_sepconv must be True, False or block paths, not "
+                             f"{fuse_sepconv!r}")
+        fuse_sepconv = tuple(sorted(set(fuse_sepconv)))
+        blocks = {f"{stage}.{index}" for stage, part in model.stages()
+                  if isinstance(part, nn.ModuleList)
+                  for index, block in enumerate(part) if getattr(block, "has_sepconv", False)}
+        unknown = [p for p in fuse_sepconv if p not in blocks]
+        if unknown:
+            raise ValueError(f"fuse_sepconv names {unknown}, not blocks with a SepConv; "
+                             f"allowed: {sorted(blocks)}")
     # Every shortcut folds alike: the shortcuts differ in LIFs and adds, which hold no weights
     # (quant.graph.walk says where they sit).
     net = FoldedNet(cfg=cfg, fuse_sepconv=fuse_sepconv)
@@ -240,7 +257,7 @@ def fold_model(model: nn.Module, fuse_sepconv: bool = True) -> FoldedNet:
                 sep = block.Conv
                 layer = _conv_bn(f"{prefix}.Conv.pwconv1", sep.pwconv1, sep.bn1)
                 layers[layer.name] = layer
-                if fuse_sepconv:
+                if sepconv_fused(fuse_sepconv, prefix):
                     weight, bias = fold_sepconv_pair(sep.dwconv, sep.pwconv2, sep.bn2)
                     layers[f"{prefix}.Conv.pwconv2"] = FoldedLayer(
                         f"{prefix}.Conv.pwconv2", weight, bias, 1, sep.dwconv.padding[0])

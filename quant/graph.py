@@ -142,7 +142,7 @@ def _conv_block(cfg, ops, prefix, stream):
         spikes = _stream_spikes(cfg, ops, f"{prefix}.Conv.lif1", stream, "map")
         spikes = ops.lif(f"{prefix}.Conv.lif2", ops.conv(f"{prefix}.Conv.pwconv1", spikes), 1.0,
                          "map")
-        if ops.fused_sepconv:
+        if sepconv_fused(ops.fused_sepconv, prefix):
             branch = ops.conv(f"{prefix}.Conv.pwconv2", spikes)
         else:
             branch = ops.conv(f"{prefix}.Conv.pwconv2", ops.conv(f"{prefix}.Conv.dwconv", spikes))
@@ -418,6 +418,15 @@ class Planner:
     def finish(self, logits):
         """Return the planner itself."""
         return self
+
+
+def sepconv_fused(setting, prefix: str) -> bool:
+    """Whether the SepConv of block ``prefix`` (``"ConvBlock1_1.0"``) is fused under ``setting``:
+    ``True`` (every one, the default), ``False`` (none) or a tuple of the block paths whose
+    SepConv is fused (the others stay apart: ``quant.fold.fold_model``'s ``fuse_sepconv``)."""
+    if isinstance(setting, bool):
+        return setting
+    return prefix in setting
 
 
 def plan(cfg, fused_sepconv: bool = True) -> Planner:

@@ -267,7 +267,9 @@ class IntNet:
         Name -> :class:`IntLayer`, :class:`IntLIF`, :class:`IntStream`, in execution order.
     attention : dict
         Attention path -> :class:`IntAttention`.
-    fuse_sepconv : bool
+    fuse_sepconv : bool or tuple of str
+        SepConv fused in every block, in none, or in the blocks named
+        (``quant.graph.sepconv_fused``).
     logit_scale : float
         Real value of one unit of the summed-over-T logits, times T (dequantize: ``* scale / T``).
     """
@@ -279,7 +281,7 @@ class IntNet:
     lifs: dict = field(default_factory=dict)
     streams: dict = field(default_factory=dict)
     attention: dict = field(default_factory=dict)
-    fuse_sepconv: bool = True
+    fuse_sepconv: bool | tuple = True
     logit_bits: int = 0
 
     @property
@@ -593,7 +595,7 @@ def default_pixel_range(cfg) -> tuple[float, float]:
 
 
 def quantize_model(model, weight_bits: int = 8, pixel_bits: int = 8, pixel_range=None,
-                   fuse_sepconv: bool = True) -> IntNet:
+                   fuse_sepconv: bool | tuple = True) -> IntNet:
     """Fold and quantize a float ``golden.model.MetaSpikeFormer`` in one call.
 
     ``pixel_range=None`` takes :func:`default_pixel_range` of the model's configuration.

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
             # Load, check and quantize the checkpoint before anything is generated or written
             # (golden.checkpoint.check_values, quant's range checks): a bad one is one line.
             quantized_network(point.checkpoint, point.weight_bits, point.time_steps,
-                              point.sepconv)
+                              point.sepconv, point.lanes, point.input_buffer, point.fold)
         manifest = emit(point, args.out)
     except (ValueError, OSError) as error:  # ConfigError, CheckpointError, QuantizationError
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

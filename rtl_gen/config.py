@@ -41,10 +41,12 @@ Fields (all optional; defaults in :class:`DesignPoint`):
                        ``hw/progengine.py``, "Cost"): the same results, fewer cycles where a
                        layer's source has runs of empty rows
 ``sepconv``            how the network units run SepConv's ``dwconv -> pwconv2``: ``"fused"``
-                       (default: one dense 7x7 conv on the engine) or ``"unfused"`` (the
+                       (default: one dense 7x7 conv on the engine), ``"unfused"`` (the
                        depthwise engine on the spikes, its sums' bit planes, a 1x1 conv on
                        the engine: ``hw/sepconv.py``; every weight word is then as wide as
-                       the planes' shifted weights)
+                       the planes' shifted weights) or ``"auto"`` (per block, whichever the
+                       cycle model finds faster on four calibration inputs, the held-out
+                       digits for the demo: ``sim.sepconv.choose``)
 ``parameters``         where the ``shared_network`` unit's biases and LIF thresholds live:
                        ``"internal"`` (default: memories inside) or ``"external"`` (read ports
                        of the same timing as the weight port, ``bias_*`` and ``threshold_*``,
@@ -205,9 +207,9 @@ class DesignPoint:
             raise ConfigError(f"{src}: field 'threshold_memory' is {self.threshold_memory!r} "
                               "but 'parameters' is 'external' (no threshold memory inside); "
                               "allowed with it: 'auto'")
-        if self.sepconv not in ("fused", "unfused"):
+        if self.sepconv not in ("fused", "unfused", "auto"):
             raise ConfigError(f"{src}: field 'sepconv' is {self.sepconv!r}; allowed: 'fused', "
-                              "'unfused'")
+                              "'unfused', 'auto'")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")

@@ -57,16 +57,25 @@ def ports_of(unit: wiring.Component) -> list[dict]:
 
 
 def quantized_network(checkpoint: str, weight_bits: int, time_steps: int | None,
-                      sepconv: str = "fused"):
+                      sepconv: str = "fused", lanes: int = 16, input_buffer: int = 0,
+                      fold: int = 1):
     """Load ``checkpoint`` at ``time_steps`` (None: its own T) and quantize it (quant's defaults
-    otherwise; ``sepconv="unfused"``: SepConv's depthwise and pointwise convs kept apart)."""
+    otherwise; ``sepconv="unfused"``: SepConv's depthwise and pointwise convs kept apart;
+    ``"auto"``: per block, the faster on the network units' engine of ``lanes``,
+    ``input_buffer`` and ``fold``, :func:`sim.sepconv.choose`)."""
     from golden.checkpoint import load_checkpoint  # noqa: PLC0415 - only the network needs it
     from quant.quantize import QuantizationError, quantize_model  # noqa: PLC0415
 
     overrides = {} if time_steps is None else {"T": time_steps}
     model = load_checkpoint(checkpoint, **overrides)  # checks keys, shapes and values
     try:
-        net = quantize_model(model, weight_bits, fuse_sepconv=sepconv == "fused")
+        setting = sepconv == "fused"
+        if sepconv == "auto":
+            from sim.sepconv import choose  # noqa: PLC0415
+
+            setting = choose(model, lanes, weight_bits=weight_bits, input_buffer=input_buffer,
+                             fold=fold)["fused"]
+        net = quantize_model(model, weight_bits, fuse_sepconv=setting)
     except QuantizationError as error:
         raise QuantizationError(f"checkpoint {checkpoint}: {error}") from error
     return net
@@ -124,12 +133,14 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
     if any(unit in point.units for unit in NETWORK_UNITS):
         if net is None:
             net = quantized_network(point.checkpoint, point.weight_bits, point.time_steps,
-                                    point.sepconv)
+                                    point.sepconv, point.lanes, point.input_buffer, point.fold)
         elif (net.weight_bits != point.weight_bits
               or point.time_steps not in (None, net.cfg.T)
-              or net.fuse_sepconv != (point.sepconv == "fused")):
+              or net.fuse_sepconv != {"fused": True, "unfused": False}.get(
+                  point.sepconv, net.fuse_sepconv)
+              or (point.sepconv == "auto" and isinstance(net.fuse_sepconv, bool))):
             raise ValueError(f"the net has T={net.cfg.T}, {net.weight_bits}-bit weights and "
-                             f"SepConv {'fused' if net.fuse_sepconv else 'unfused'}; the "
+                             f"SepConv fused {net.fuse_sepconv}; the "
                              f"design point asks for T={point.time_steps}, "
                              f"{point.weight_bits}-bit weights and SepConv {point.sepconv}")
         params = dict(lanes=point.lanes, checkpoint=point.checkpoint,
@@ -137,6 +148,8 @@ def unit_factories(point: DesignPoint, net=None) -> list[EmittedUnit]:
                       model=net.cfg.name, weights=point.weights)
         if point.sepconv != "fused":
             params["sepconv"] = point.sepconv
+            if point.sepconv == "auto":   # the blocks the choice fused
+                params["sepconv_fused"] = list(net.fuse_sepconv)
         placement = {"weights": "external"}
         if point.weights == "axi":
             placement = {"weights": "axi", "axi_data_width": point.axi_data_width,

@@ -305,20 +305,26 @@ def check_supported(model, arch: str, lanes: int) -> None:
     SharedPlan(quantized(model), lanes)
 
 
-#: How the network runs SepConv's ``dwconv -> pwconv2`` (:attr:`QuantizedNetwork.sepconv`).
-SEPCONV = ("fused", "unfused")
+#: How the network runs SepConv's ``dwconv -> pwconv2`` (:attr:`QuantizedNetwork.sepconv`):
+#: every block fused, every block unfused, or per block whichever the cycle model finds faster
+#: (:func:`sim.sepconv.choose`).
+SEPCONV = ("fused", "unfused", "auto")
 
 
-def quantized(model, weight_bits: int = 8, sepconv: str = "fused"):
+def quantized(model, weight_bits: int = 8, sepconv="fused"):
     """Return the :class:`quant.quantize.IntNet` of a model: ``weight_bits`` weights, 8-bit pixel
     codes over quant's default pixel range (for the digits the codes are the raw pixels);
-    SepConv folded into one dense conv (``"fused"``) or left as its depthwise and pointwise
-    convs (``"unfused"``)."""
+    SepConv folded into one dense conv (``"fused"``), left as its depthwise and pointwise
+    convs (``"unfused"``), or fused in the blocks a tuple names (``quant``'s
+    ``fuse_sepconv``)."""
     from quant.quantize import quantize_model
 
-    if sepconv not in SEPCONV:
-        raise ValueError(f"sepconv must be 'fused' or 'unfused', not {sepconv!r}")
-    return quantize_model(model, weight_bits, 8, fuse_sepconv=sepconv == "fused")
+    if isinstance(sepconv, str):
+        if sepconv not in ("fused", "unfused"):
+            raise ValueError(f"sepconv must be 'fused', 'unfused' or block paths, not "
+                             f"{sepconv!r}")
+        sepconv = sepconv == "fused"
+    return quantize_model(model, weight_bits, 8, fuse_sepconv=sepconv)
 
 
 @dataclass
@@ -353,8 +359,10 @@ class QuantizedNetwork:
     threshold_memory: str = "auto"
     #: The engine's input buffer (``hw.plan.SharedPlan.input_buffer``): 0 (none) or 2..64.
     input_buffer: int = 0
-    #: SepConv: ``"fused"`` (one dense 7x7 conv, the default) or ``"unfused"`` (the depthwise
-    #: engine, the planes and a 1x1 conv: ``hw.sepconv``); ``net`` is quantized accordingly.
+    #: SepConv: ``"fused"`` (one dense 7x7 conv, the default), ``"unfused"`` (the depthwise
+    #: engine, the planes and a 1x1 conv: ``hw.sepconv``) or ``"auto"`` (per block, the faster:
+    #: :func:`sim.sepconv.choose`); ``net`` is quantized accordingly (``net.fuse_sepconv``: the
+    #: blocks fused).
     sepconv: str = "fused"
 
     @property
@@ -410,7 +418,15 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
     try:
         if arch != "shared":
             raise NotImplementedError(f"architecture {arch!r}: only 'shared' exists")
-        net = quantized(model, weight_bits, sepconv)
+        if sepconv not in SEPCONV:
+            raise ValueError(f"sepconv must be one of {', '.join(map(repr, SEPCONV))}, not "
+                             f"{sepconv!r}")
+        setting = sepconv
+        if sepconv == "auto":
+            from sim.sepconv import choose
+            setting = choose(model, lanes, weight_bits=weight_bits, input_buffer=input_buffer,
+                             fold=fold, seed=seed)["fused"]
+        net = quantized(model, weight_bits, setting)
         if weights not in ("internal", "axi"):
             raise ValueError(f"weights must be 'internal' or 'axi', not {weights!r}")
         if parameters not in ("internal", "external"):
@@ -1118,6 +1134,9 @@ def simulate(network: QuantizedNetwork, inputs: Inputs, out, simulator: str | No
                # defaults unnamed)
                "design_options": network.design_options,
                "sepconv": network.sepconv,
+               "sepconv_fused": (list(network.net.fuse_sepconv)
+                                 if isinstance(network.net.fuse_sepconv, tuple)
+                                 else network.net.fuse_sepconv),
                "simulator": simulator, "convert_s": convert_s, "build_s": build_s,
                "run_s": run_s, "error": error,
                "labels": inputs.labels if inputs.labels is not None else [None] * count,
@@ -1381,6 +1400,11 @@ def print_summary(summary: dict) -> None:
     if summary.get("input_source") == "random":
         note += " (random inputs: their predictions mean nothing; the bit-exact check still holds)"
     print(f"\n=== T={T}: {summary['images']} images{note}")
+    fused = summary.get("sepconv_fused", True)
+    if fused is not True:
+        print(f"SepConv ({summary.get('sepconv')}): "
+              + ("unfused in every block" if fused is False else
+                 f"fused in {', '.join(fused) or 'no block'}, unfused in the others"))
     print(f"{'image':>5} {'label':>5} {'float':>5} {'int':>5} {'rtl':>5}  {'cycles':>8} "
           f"{'model':>8} {'wall s':>7}  bit-exact")
     for i, r in enumerate(summary["rtl"]):
@@ -1490,9 +1514,10 @@ def main(argv=None) -> int:
                         "'input_buffer'; hw/progengine.py, \"Cost\")")
     p.add_argument("--sepconv", choices=SEPCONV, default="fused",
                    help="SepConv's dwconv -> pwconv2: 'fused' (default: one dense 7x7 conv on "
-                        "the engine) or 'unfused' (the depthwise engine on the spikes, its "
-                        "sums' bit planes, a 1x1 conv on the engine: hw/sepconv.py; design "
-                        "point field 'sepconv')")
+                        "the engine), 'unfused' (the depthwise engine on the spikes, its "
+                        "sums' bit planes, a 1x1 conv on the engine: hw/sepconv.py) or 'auto' "
+                        "(per block, whichever the cycle model finds faster on 4 calibration "
+                        "inputs); design point field 'sepconv'")
     p.add_argument("--threshold-memory", choices=("auto", "logic"), default="auto",
                    help="where the LIF thresholds go: 'auto' (default: the synthesis tool's "
                         "choice, block RAM) or 'logic' (LUTs and multiplexers, read from a "

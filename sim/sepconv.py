@@ -52,7 +52,7 @@ from golden.cliargs import Parser
 from hw.params import ceil_div
 from hw.program import StepKind
 
-__all__ = ["compare", "main", "simulate_unfused", "E_AC_PJ", "E_MAC_PJ"]
+__all__ = ["compare", "choose", "main", "simulate_unfused", "E_AC_PJ", "E_MAC_PJ"]
 
 #: The paper's energies (Horowitz 45 nm): an addition on a spike, a multiply-accumulate.
 E_AC_PJ, E_MAC_PJ = 0.9, 4.6
@@ -115,6 +115,51 @@ def simulate_unfused(unit, spikes):
     if out["beats"] != unit.beats:
         raise RuntimeError(f"the unfused SepConv gave {out['beats']} beats, not {unit.beats}")
     return got, out["cycles"], out["error"], out["ends"]
+
+
+def choose(model, lanes: int = 16, images: int = 4, *, weight_bits: int = 8,
+           input_buffer: int = 0, fold: int = 1, seed: int = 0) -> dict:
+    """Per SepConv block of ``model``: fused or unfused in the shared network, whichever takes
+    fewer cycles (``sepconv: "auto"``; a tie stays fused, whose weight words are narrower).
+
+    The cycles are :class:`sim.perf.CycleModel`'s (exact against the RTL for both forms,
+    ``docs/perf.md``) for the block's ``pwconv2`` step, summed over the model's time steps and
+    ``images`` calibration inputs (:func:`sim.e2e.select_inputs`: the held-out digits for a
+    model that takes them, else seeded random images), with the whole network quantized fused
+    and then unfused. Returns ``{"fused": (block paths fused), "blocks": [{"block",
+    "fused_cycles", "unfused_cycles"}, ...]}``; ``"fused"`` is ``quant``'s ``fuse_sepconv``.
+    """
+    import torch
+
+    from hw.plan import SharedPlan
+    from quant.intmodel import IntegerModel
+    from quant.quantize import quantize_model
+    from sim.e2e import select_inputs
+    from sim.perf import CycleModel
+
+    cycles = {}
+    inputs = None
+    for form, fuse in (("fused", True), ("unfused", False)):
+        net = quantize_model(model, weight_bits, 8, fuse_sepconv=fuse)
+        if inputs is None:
+            inputs = select_inputs(net, images, None, seed)
+        integer = IntegerModel(net)
+        codes = (inputs.images.transpose(0, 1).to(torch.int64) if net.cfg.events
+                 else integer.quantize_input(inputs.images))
+        _, trace = integer.forward(codes, trace=True)
+        plan = SharedPlan(net, lanes, pack_weights=False, fold=fold, input_buffer=input_buffer)
+        cycle_model = CycleModel(plan)
+        for step in plan.steps:
+            if step.kind is StepKind.LAYER and step.layer.endswith(".Conv.pwconv2"):
+                block = step.layer.removesuffix(".Conv.pwconv2")
+                cycles[block, form] = sum(cycle_model.step_cycles(step, trace, t, i)
+                                          for t in range(net.cfg.T) for i in range(len(inputs)))
+    blocks = sorted({block for block, _ in cycles})
+    rows = [{"block": b, "fused_cycles": cycles[b, "fused"],
+             "unfused_cycles": cycles[b, "unfused"]} for b in blocks]
+    return {"fused": tuple(r["block"] for r in rows
+                           if r["fused_cycles"] <= r["unfused_cycles"]),
+            "blocks": rows}
 
 
 def compare(checkpoint=None, images: int = 2, T: int = 1, lanes: int = 16,

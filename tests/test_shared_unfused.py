@@ -7,9 +7,10 @@ plane writer and the engine's 1x1 conv on the planes, as one layer step.
   depthwise sums gives the integer model's ``pwconv2`` sums (a multiply-free path checked
   against quant's own); the descriptor routes exactly those steps (``is_dw``, ``dw_base``, the
   source map's channels for the reader); the design point field is checked.
-* Slow (Verilator, ``make test-all``): the trained demo unfused through ``python -m sim.e2e
-  --sepconv unfused``, one build for T=2 run for 1 and 2 time steps: logits and every spike map
-  ``==`` the integer model's.
+* Slow (Verilator, ``make test-all``): the trained demo through ``python -m sim.e2e``, every
+  block unfused (``--sepconv unfused``, one build for T=2 run for 1 and 2 time steps) and per
+  block the faster form (``--sepconv auto``, one build for T=4 run for 1 and 4): logits and
+  every spike map ``==`` the integer model's, the cycle model equal to the RTL's cycles.
 """
 
 import json
@@ -119,6 +120,36 @@ def test_the_descriptor_routes_the_unfused_steps_alone():
     assert set(routed) == {s.name for s in plan.steps if s.depthwise is not None}
 
 
+def test_blocks_mix_fused_and_unfused():
+    """``fuse_sepconv`` naming blocks: those fused, the others through the depthwise engine;
+    a name that is not a SepConv block is refused by name."""
+    model, _ = demo_model(1)
+    net = quantized(model, 8, ("ConvBlock1_2.0", "ConvBlock2_1.0"))
+    plan = SharedPlan(net, 16, pack_weights=False)
+    assert [s.depthwise for s in plan.steps if s.depthwise] == ["ConvBlock1_1.0.Conv.dwconv"]
+    assert list(plan.depthwise) == ["ConvBlock1_1.0.Conv.dwconv"]
+    with pytest.raises(ValueError, match=r"fuse_sepconv names \['block3.0'\], not blocks "
+                                         r"with a SepConv"):
+        quantized(model, 8, ("block3.0",))
+
+
+def test_auto_takes_the_faster_form_per_block():
+    """``sepconv: "auto"`` (:func:`sim.sepconv.choose`): per block, the form with fewer
+    cycles by the cycle model, whose numbers for both forms it reports; on the trained demo
+    at T=4 the first block (16x16 maps, where the fused 7x7 costs most) goes unfused."""
+    from sim.sepconv import choose
+
+    model, _ = demo_model(4)
+    choice = choose(model, 16, images=2)
+    assert [row["block"] for row in choice["blocks"]] == ["ConvBlock1_1.0", "ConvBlock1_2.0",
+                                                          "ConvBlock2_1.0"]
+    assert choice["fused"] == tuple(row["block"] for row in choice["blocks"]
+                                    if row["fused_cycles"] <= row["unfused_cycles"])
+    first = choice["blocks"][0]
+    assert first["unfused_cycles"] < first["fused_cycles"]
+    assert "ConvBlock1_1.0" not in choice["fused"] and choice["fused"]
+
+
 def test_the_design_point_field():
     from rtl_gen.config import ConfigError, DesignPoint
 
@@ -126,20 +157,29 @@ def test_the_design_point_field():
     assert point.as_dict()["sepconv"] == "unfused"
     assert "sepconv" not in DesignPoint().validated().as_dict()
     with pytest.raises(ConfigError, match="field 'sepconv' is 'both'; allowed: 'fused', "
-                                          "'unfused'"):
+                                          "'unfused', 'auto'"):
         DesignPoint(sepconv="both").validated()
 
 
 @pytest.mark.slow
 @pytest.mark.verilator
-def test_the_demo_unfused_is_bit_exact_on_verilator(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "sim.e2e", "--sepconv", "unfused", "--images",
-                          "2", "--max-T", "2", "--T", "1", "2", "--out", str(tmp_path)],
+@pytest.mark.parametrize("sepconv, T", [("unfused", 2), ("auto", 4)])
+def test_the_demo_is_bit_exact_on_verilator(sepconv, T, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "sim.e2e", "--sepconv", sepconv, "--images",
+                          "2", "--max-T", str(T), "--T", "1", str(T), "--out", str(tmp_path)],
                          capture_output=True, text=True)
     print(run.stdout[-3000:])
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "MISMATCH" not in run.stdout
-    for T in (1, 2):
-        result = json.loads((tmp_path / f"results_T{T}.json").read_text())
+    for steps in (1, T):
+        result = json.loads((tmp_path / f"results_T{steps}.json").read_text())
         assert len(result["images"]) == 2
-        assert all(image["match"] for image in result["images"]), T
+        assert all(image["match"] for image in result["images"]), steps
+        report = json.loads((tmp_path / f"report_T{steps}.json").read_text())
+        assert report["sepconv"] == sepconv
+        # the first block unfused either way (auto: the faster there at T=4), the others
+        # unfused or as the choice found
+        fused = report["sepconv_fused"]
+        assert fused is False if sepconv == "unfused" else "ConvBlock1_1.0" not in fused
+        for row in report["report"]:      # the cycle model, exact on every step
+            assert row["cycles"] == row["predicted_cycles"], (steps, row["name"])
