@@ -789,16 +789,21 @@ class SharedPlan:
             # Head-aligned maps: scatter the input channels of a layer reading one and the
             # output channels (and biases) of a layer writing one; padding is zeros.
             source = maps[step.source]
+            planes, bound_weight = 1, None
             if step.depthwise is not None:
                 # SepConv unfused: the layer is a 1x1 conv over the depthwise sums' planes
                 # (``hw.planes``), 2 * P a channel of the source map (its padded channels
-                # included: zero kernels and bias, so zero sums and empty planes)
+                # included: zero kernels and bias, so zero sums and empty planes). The weight
+                # memory holds ``w * (-1)**s`` per (channel, sign); the engine shifts it by the
+                # plane's bit as it adds (``LayerConfig.planes``).
                 if source.order is not None or weight.shape[2:] != (1, 1):
                     raise NotImplementedError(f"{step.layer}: a pointwise conv after a depthwise "
                                               f"one must be 1x1 on a plain map")
                 wide = np.zeros((weight.shape[0], source.channels, 1, 1), np.int64)
                 wide[:, :weight.shape[1]] = weight
-                weight = plane_weights(wide, self.planes)
+                planes = self.planes
+                bound_weight = plane_weights(wide, planes)     # what the sums add up
+                weight = bound_weight[:, ::planes]             # p = 0: w * (-1)**s
             if source.order is not None:
                 wide = np.zeros((weight.shape[0], source.channels) + weight.shape[2:], np.int64)
                 wide[:, list(source.order)] = weight
@@ -816,12 +821,16 @@ class SharedPlan:
                 raise NotImplementedError(f"{step.layer}: stride {stride} is not a power of two")
             fold_log = fold_log_for(out_channels=cout, kernel=k, stride=stride, lanes=lanes,
                                     max_fold_log=self.fold.bit_length() - 1)
-            config = layer_config(in_channels=cin, out_channels=cout, kernel=k, stride=stride,
+            config = layer_config(in_channels=cin * planes, out_channels=cout, kernel=k,
+                                  stride=stride,
                                   padding=int(layer.padding), height=side_in, width=side_in,
                                   lanes=lanes, weight_base=len(weight_words),
-                                  bias_base=len(bias_words), fold_log=fold_log)
-            lo, hi = accumulator_bound(weight, bias)
-            lo0, hi0 = accumulator_bound(weight, np.zeros_like(bias))
+                                  bias_base=len(bias_words), fold_log=fold_log,
+                                  planes=planes)
+            if bound_weight is None:
+                bound_weight = weight
+            lo, hi = accumulator_bound(bound_weight, bias)
+            lo0, hi0 = accumulator_bound(bound_weight, np.zeros_like(bias))
             low, high = min(low, lo, lo0), max(high, hi, hi0)
             need_w = max(need_w, signed_width(min(int(weight.min()), 0),
                                               max(int(weight.max()), 0)))
@@ -864,6 +873,8 @@ class SharedPlan:
             self.engine_limits["max_fold_log"] = max(c.fold_log for c in configs)
         if self.input_buffer:   # likewise built only when asked for
             self.engine_limits["input_buffer"] = self.input_buffer
+        if self.depthwise:      # and the bit planes' shifts only with SepConv unfused
+            self.engine_limits["max_planes"] = self.planes
         return layers, weight_words, bias_words
 
     def _plan_shifts(self) -> dict[str, int]:

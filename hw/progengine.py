@@ -73,6 +73,16 @@ Column folding (``max_fold_log > 0``; a layer's ``fold_log``, ``F = 2**fold_log`
     in). The weight memory holds ``2**xl`` words a row instead of ``2**kl``. Lanes must be a
     power of two; not built for a weight ring. With ``max_fold_log = 0`` none of it is built.
 
+Bit planes (``max_planes > 1``; a layer's ``planes``, ``P``)
+    SepConv unfused (``hw.planes``): a 1x1 layer whose input channel ``c' = c * P + p`` is bit
+    plane ``p`` of weight channel ``c``. The row counter steps ``p`` from 0 to ``P - 1`` before
+    ``c``, ``p`` travels with the spike beside ``c`` (the tag, the queue, decode, the tap
+    generator, the address register, R), and C adds the weight shifted left by ``p``: one
+    shifter a lane in front of the adder. The weight memory holds one word a weight channel, as
+    for any layer (``Cin / P`` channels: ``LayerConfig.weight_channels``), so the weights keep
+    their width. Not built for a weight ring or with column folding; with ``max_planes = 1``
+    none of it is built.
+
 Cost: one cycle per (spike, valid tap, group of ``lanes`` output channels). Words without spikes
 cost one cycle of the addressing unit each, overlapped with the accumulation of earlier spikes.
 With ``input_buffer = B`` (2..64) every word enters a stage register, which drops a word
@@ -213,7 +223,7 @@ class ProgEngine(wiring.Component):
                  max_groups_log: int, weight_width: int, accumulator_width: int,
                  weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0,
                  bias_port: bool = False, max_fold_log: int = 0, bias_memory: str = "logic",
-                 input_buffer: int = 0):
+                 input_buffer: int = 0, max_planes: int = 1):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -247,6 +257,10 @@ class ProgEngine(wiring.Component):
             if self._ring:
                 raise ValueError("column folding (max_fold_log > 0) is not built for a weight "
                                  "ring (ring_pointer_bits > 0)")
+        self._max_planes = check_int("max_planes", max_planes, 1, 64)
+        if self._max_planes > 1 and (self._ring or self._max_fold_log):
+            raise ValueError("bit planes (max_planes > 1) are not built with a weight ring or "
+                             "column folding")
         self._input_buffer = check_int("input_buffer", input_buffer, 0, 64)
         if self._input_buffer == 1:
             raise ValueError("input_buffer must be 0 (the register slice, every word enters) or "
@@ -316,7 +330,8 @@ class ProgEngine(wiring.Component):
             max_side=self._max_side, max_padding=self._max_padding,
             max_kernel_log=self._max_kernel_log, max_stride_log=self._max_stride_log,
             max_groups_log=self._max_groups_log, weight_depth=self._weight_depth,
-            bias_depth=len(self._bias_words), max_fold_log=self._max_fold_log)
+            bias_depth=len(self._bias_words), max_fold_log=self._max_fold_log,
+            max_planes=self._max_planes)
 
     @property
     def output_layout(self) -> data.StructLayout:
@@ -343,6 +358,7 @@ class ProgEngine(wiring.Component):
         """Raise ``ValueError`` naming the first way ``layer`` does not fit this engine."""
         checks = [
             ("lanes", layer.lanes, self._lanes, "=="),
+            ("planes", layer.planes, self._max_planes, "<="),
             ("in_channels", layer.in_channels, self._max_channels, "<="),
             ("words per frame (in_channels * height)", layer.words_per_frame, self._max_words,
              "<="),
@@ -474,9 +490,12 @@ class ProgEngine(wiring.Component):
         in_skid_valid = Signal()  # the input slice's skid register is full
 
         # --- row counter: the (c, y) of each input word travels with it as the tag ---
+        planes = self._max_planes > 1   # bit planes built (``max_planes``)
+        plane_bits = bits_for(self._max_planes - 1)
         tag_layout = data.StructLayout({
             "c": unsigned(bits_for(self._max_channels)),
             "y": unsigned(side_bits),
+            **({"p": unsigned(plane_bits)} if planes else {}),
         })
         m.submodules.addressing = addressing = SpikeAddressing(
             width=self._word_bits, ports=1, max_words=self._max_words, tag_shape=tag_layout,
@@ -507,11 +526,24 @@ class ProgEngine(wiring.Component):
             arrive.eq(self.i.valid & self.i.ready),
             row_y_next.eq(row_y + 1),
         ]
+        if planes:
+            # bit planes: the input channel's plane p counts 0 .. planes - 1, then the weight
+            # channel c steps (``c' = c * planes + p``)
+            row_p = Signal(plane_bits)
         with m.If(arrive):
             with m.If(self.i.payload.last):
                 m.d.sync += [row_c.eq(0), row_y.eq(0)]
+                if planes:
+                    m.d.sync += row_p.eq(0)
             with m.Elif(row_y_next == cfg.height):
-                m.d.sync += [row_y.eq(0), row_c.eq(row_c + 1)]
+                m.d.sync += row_y.eq(0)
+                if planes:
+                    with m.If(row_p == cfg.planes_m1):
+                        m.d.sync += [row_p.eq(0), row_c.eq(row_c + 1)]
+                    with m.Else():
+                        m.d.sync += row_p.eq(row_p + 1)
+                else:
+                    m.d.sync += row_c.eq(row_c + 1)
             with m.Else():
                 m.d.sync += row_y.eq(row_y_next)
 
@@ -523,7 +555,7 @@ class ProgEngine(wiring.Component):
         in_skid = Signal(word_layout, name="in_skid")
         m.d.comb += [
             arriving.bits.eq(self.i.payload.bits), arriving.last.eq(self.i.payload.last),
-            arriving.tag.eq(Cat(row_c, row_y)),
+            arriving.tag.eq(Cat(row_c, row_y, row_p) if planes else Cat(row_c, row_y)),
             addressing.i.valid.eq(in_valid),
             addressing.i.payload.eq(in_word),
         ]
@@ -565,6 +597,7 @@ class ProgEngine(wiring.Component):
         spike_layout = data.StructLayout({
             "c": tag_layout["c"].shape, "y": unsigned(side_bits),
             "x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,
+            **({"p": unsigned(plane_bits)} if planes else {}),
         })
         spiked = Signal()       # the queue holds a spike (or an empty last beat)
         spikes_full = Signal()  # the queue holds two
@@ -578,6 +611,7 @@ class ProgEngine(wiring.Component):
         take_spike = Signal()  # decode takes the queue's head this cycle
         m.d.comb += [
             incoming.c.eq(source.tag.c), incoming.y.eq(source.tag.y),
+            *([incoming.p.eq(source.tag.p)] if planes else []),
             incoming.x.eq(source.column[0]), incoming.any.eq(source.count != 0),
             incoming.last.eq(source.last),
             addressing.o.ready.eq(~spikes_full),
@@ -605,6 +639,7 @@ class ProgEngine(wiring.Component):
         pre = {
             "c": Signal(spike_layout["c"].shape, name="pre_c"),
             "any": Signal(name="pre_any"), "last": Signal(name="pre_last"),
+            **({"p": Signal(plane_bits, name="pre_p")} if planes else {}),
         }
         take_pre = Signal()  # the decode register takes the pre register's content
 
@@ -644,6 +679,8 @@ class ProgEngine(wiring.Component):
         with m.If(take_spike):
             m.d.sync += [pre_valid.eq(1), pre["c"].eq(spike["c"]), pre["any"].eq(spike["any"]),
                          pre["last"].eq(spike["last"])]
+            if planes:
+                m.d.sync += pre["p"].eq(spike["p"])
 
         decoded = Signal()  # the decode register holds an item for the tap generator
         dec = {
@@ -656,6 +693,7 @@ class ProgEngine(wiring.Component):
             "final_x": Signal(side_bits, name="dec_final_x"),
             "taps": Signal(name="dec_taps"),
             "last": Signal(name="dec_last"),
+            **({"p": Signal(plane_bits, name="dec_p")} if planes else {}),
         }
         take_decoded = Signal()  # the generator takes the decoded item this cycle
         m.d.comb += [take_pre.eq(pre_valid & (~decoded | take_decoded)),
@@ -676,6 +714,8 @@ class ProgEngine(wiring.Component):
                 dec["final_x"].eq(final_x >> cfg.fold_log if fold else final_x),
                 dec["taps"].eq(has_taps), dec["last"].eq(pre["last"]),
             ]
+            if planes:
+                m.d.sync += dec["p"].eq(pre["p"])
         if self._ring:
             # Weight blocks (ring mode): the decoded item's block, [c << B, (c + 1) << B).
             # The block's end is computed a stage early (``pre_block_end``), so the next
@@ -697,6 +737,13 @@ class ProgEngine(wiring.Component):
         # handshake back to decode (take_decoded) is a LUT or two of flip-flops.
         busy = Signal()
         gen_cbase = Signal(waddr_bits)  # weight_base + (c << (2 kl + gl))
+        if planes:
+            # the item's plane: its weight's shift, carried beside the weight's address, the
+            # weight word (R) and into C
+            gen_p = Signal(plane_bits, name="gen_p")
+            issue_p = Signal(plane_bits, name="issue_p")
+            r_p = Signal(plane_bits, name="r_p")
+            c_p = Signal(plane_bits, name="c_p")
         gen_first_x = Signal(side_bits)
         gen_x_penult = Signal(side_bits)  # final_x - 1
         gen_y_penult = Signal(side_bits)  # final_y - 1
@@ -767,6 +814,7 @@ class ProgEngine(wiring.Component):
                 gen_first_x.eq(dec["first_x"]),
                 gen_x_penult.eq(dec["final_x"] - 1), gen_y_penult.eq(dec["final_y"] - 1),
                 gen_cbase.eq(cfg.weight_base + (dec["c"] << c_shift)),
+                *([gen_p.eq(dec["p"])] if planes else []),
                 gen_taps.eq(dec["taps"]), gen_last.eq(dec["last"]),
             ]
 
@@ -787,6 +835,8 @@ class ProgEngine(wiring.Component):
             bank_address.eq(gen_address),
             self.weight.addr.eq(gen_cbase + tap_index),
         ]
+        if planes:
+            m.d.sync += [issue_p.eq(gen_p), r_p.eq(issue_p), c_p.eq(r_p)]
 
         # --- memories ---
         word_bits = lanes * acc_width
@@ -866,9 +916,10 @@ class ProgEngine(wiring.Component):
             with m.Case(3):
                 m.d.comb += old.eq(f_sum)
         for lane in range(lanes):
+            weight = c_weight[lane_slice(lane, w_width)].as_signed()
             m.d.sync += d_sum[lane_slice(lane, acc_width)].eq(
                 old[lane_slice(lane, acc_width)].as_signed()
-                + c_weight[lane_slice(lane, w_width)].as_signed())
+                + (weight << c_p if planes else weight))
 
         # --- read-out: counters (oy, ox, g) -> bank read (R) -> raw register (Q) -> output
         # register (adds the bias) ---

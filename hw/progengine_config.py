@@ -35,7 +35,8 @@ def _range(maximum: int) -> unsigned:
 
 def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
                          max_stride_log: int, max_groups_log: int, weight_depth: int,
-                         bias_depth: int, max_fold_log: int = 0) -> data.StructLayout:
+                         bias_depth: int, max_fold_log: int = 0,
+                         max_planes: int = 1) -> data.StructLayout:
     """Return the layout of :class:`hw.progengine.ProgEngine`'s ``config`` port.
 
     Fields, first in the least significant bits:
@@ -60,6 +61,9 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
         2**fold_log`` output columns share a bank word, ``lanes / F`` lanes each; ``xl`` with
         ``2**xl >= k + (F - 1) * stride``, the weight block's row length (``kernel_log`` when
         ``F = 1``).
+    ``planes_m1`` (only when ``max_planes > 1``)
+        Bit planes minus one (:attr:`LayerConfig.planes`): input channel ``c' = c * planes +
+        p`` adds weight channel ``c``'s weights shifted left by ``p``.
     """
     max_side = check_int("max_side", max_side, 1)
     check_int("max_padding", max_padding, 0)
@@ -73,6 +77,9 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
     if max_fold_log:
         fold = {"fold_log": _range(max_fold_log),
                 "kernel_x_log": _range(max_x_log(max_kernel_log, max_stride_log, max_fold_log))}
+    max_planes = check_int("max_planes", max_planes, 1, 64)
+    if max_planes > 1:
+        fold["planes_m1"] = _range(max_planes - 1)
     return data.StructLayout({
         "height": _range(max_side),
         "width": _range(max_side),
@@ -138,16 +145,35 @@ class LayerConfig:
     bias_base: int
     fold_log: int = 0
     kernel_x_log: int | None = None   # None: kernel_log (no folding)
+    #: Bit planes (SepConv unfused, ``hw.planes``): input channel ``c' = c * planes + p`` is
+    #: plane ``p`` of weight channel ``c``, whose weight the engine shifts left by ``p`` as it
+    #: adds; 1: none (every input channel its own weights).
+    planes: int = 1
 
     CONFIG_FIELDS = ("height", "width", "kernel", "kernel_log", "stride_log", "padding",
                      "out_height", "out_width", "out_width_log", "groups", "groups_log",
                      "weight_base", "bias_base")
     #: The fields a folding engine's ``config`` port adds (``max_fold_log > 0``).
     FOLD_FIELDS = ("fold_log", "kernel_x_log")
+    #: The field an engine with bit planes adds (``max_planes > 1``).
+    PLANE_FIELDS = ("planes_m1",)
 
     def __post_init__(self):
         if self.kernel_x_log is None:
             object.__setattr__(self, "kernel_x_log", self.kernel_log)
+        if self.planes < 1 or self.in_channels % self.planes:
+            raise ValueError(f"planes {self.planes} must be >= 1 and divide in_channels "
+                             f"{self.in_channels}")
+
+    @property
+    def planes_m1(self) -> int:
+        """``planes - 1`` (the ``config`` field of an engine with bit planes)."""
+        return self.planes - 1
+
+    @property
+    def weight_channels(self) -> int:
+        """Input channels with weights of their own: ``in_channels / planes``."""
+        return self.in_channels // self.planes
 
     @property
     def fold(self) -> int:
@@ -158,14 +184,15 @@ class LayerConfig:
     def fields(self) -> dict[str, int]:
         """The ``config`` port's field values (:attr:`FOLD_FIELDS` too when the layer folds;
         a folding engine's port has them for every layer: ``ProgEngine.config_value``)."""
-        names = self.CONFIG_FIELDS + (self.FOLD_FIELDS if self.fold_log else ())
+        names = (self.CONFIG_FIELDS + (self.FOLD_FIELDS if self.fold_log else ())
+                 + (self.PLANE_FIELDS if self.planes > 1 else ()))
         return {name: getattr(self, name) for name in names}
 
     @property
     def weight_words_needed(self) -> int:
         """Weight memory words of the layer: ``Cin << (kernel_log + kernel_x_log + groups_log)``
-        (``2 * kernel_log`` without folding)."""
-        return self.in_channels << (self.kernel_log + self.kernel_x_log + self.groups_log)
+        (``2 * kernel_log`` without folding; ``Cin`` the weight channels)."""
+        return self.weight_channels << (self.kernel_log + self.kernel_x_log + self.groups_log)
 
     @property
     def bank_words_needed(self) -> int:
@@ -185,7 +212,7 @@ class LayerConfig:
 
 def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
                  padding: int = 0, height: int, width: int, lanes: int, weight_base: int = 0,
-                 bias_base: int = 0, fold_log: int = 0) -> LayerConfig:
+                 bias_base: int = 0, fold_log: int = 0, planes: int = 1) -> LayerConfig:
     """Compute every ``config`` field of a convolution layer.
 
     Parameters
@@ -208,6 +235,9 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
         Column folding (``hw.progengine``, "Column folding"): ``2**fold_log`` output columns a
         bank word, ``lanes >> fold_log`` lanes each, which must hold ``out_channels`` (so ``G =
         1``). Default 0: none. :func:`fold_log_for` picks the largest that fits.
+    planes : int, optional
+        Bit planes (:attr:`LayerConfig.planes`): ``in_channels`` counts every plane, the
+        weights ``in_channels / planes`` channels. Default 1: none.
     """
     cin = check_int("in_channels", in_channels, 1)
     cout = check_int("out_channels", out_channels, 1)
@@ -220,6 +250,10 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
     weight_base = check_int("weight_base", weight_base, 0)
     bias_base = check_int("bias_base", bias_base, 0)
     fold_log = check_int("fold_log", fold_log, 0, 8)
+    planes = check_int("planes", planes, 1, 64)
+    if planes > 1 and (fold_log or kernel != 1 or stride != 1 or padding):
+        raise ValueError(f"planes {planes} (bit planes) need a 1x1 conv of stride 1 without "
+                         f"padding or folding")
     if fold_log and cout > lanes >> fold_log:
         raise ValueError(f"fold_log {fold_log} leaves lanes >> fold_log = {lanes >> fold_log} "
                          f"lanes a column, fewer than out_channels {cout}")
@@ -239,7 +273,7 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
         out_width=out_width, out_width_log=log2_ceil(out_width), groups=groups,
         groups_log=log2_ceil(groups), weight_base=weight_base, bias_base=bias_base,
         fold_log=fold_log,
-        kernel_x_log=log2_ceil(kernel + ((1 << fold_log) - 1) * stride))
+        kernel_x_log=log2_ceil(kernel + ((1 << fold_log) - 1) * stride), planes=planes)
 
 
 def fold_log_for(*, out_channels: int, kernel: int, stride: int, lanes: int,

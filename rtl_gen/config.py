@@ -210,6 +210,12 @@ class DesignPoint:
         if self.sepconv not in ("fused", "unfused", "auto"):
             raise ConfigError(f"{src}: field 'sepconv' is {self.sepconv!r}; allowed: 'fused', "
                               "'unfused', 'auto'")
+        if self.sepconv != "fused" and (self.weights == "axi" or fold > 1):
+            raise ConfigError(f"{src}: field 'sepconv' is {self.sepconv!r} but "
+                              + ("'weights' is 'axi'" if self.weights == "axi" else
+                                 f"'fold' is {fold}")
+                              + "; the engine's bit planes are not built with a weight ring or "
+                              "column folding (allowed with them: 'fused')")
         if isinstance(self.units, str) or not all(isinstance(u, str) for u in self.units):
             raise ConfigError(f"{src}: field 'units' must be a list of names from {list(UNITS)}, "
                               f"not {self.units!r}")

@@ -421,6 +421,11 @@ def prepare(T: int, checkpoint=None, *, variant_name: str | None = None, lanes: 
         if sepconv not in SEPCONV:
             raise ValueError(f"sepconv must be one of {', '.join(map(repr, SEPCONV))}, not "
                              f"{sepconv!r}")
+        if sepconv != "fused" and (weights == "axi" or fold != 1):
+            raise NotImplementedError(f"sepconv {sepconv!r} with "
+                                      + ("weights 'axi'" if weights == "axi" else f"fold {fold}")
+                                      + " (the engine's bit planes are not built with a weight "
+                                      "ring or column folding)")
         setting = sepconv
         if sepconv == "auto":
             from sim.sepconv import choose

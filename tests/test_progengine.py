@@ -58,27 +58,33 @@ class Network:
     weight memory and one bias memory (with garbage words between layers), and the engine sized
     for them (column folding built when a layer folds)."""
 
-    def __init__(self, seed, lanes, specs, input_buffer: int = 0):
+    def __init__(self, seed, lanes, specs, input_buffer: int = 0, planes=None):
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.layers = []
         weight_words = []
         acc = WEIGHT_WIDTH
-        for cin, cout, kernel, stride, padding, height, width, *fold in specs:
+        planes = planes or {}   # {layer index: bit planes} (``cin`` then counts weight channels)
+        for index, (cin, cout, kernel, stride, padding, height, width, *fold) in enumerate(specs):
             weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel,
                                         weight_bits=WEIGHT_WIDTH)
+            count = planes.get(index, 1)
+            # what the engine adds: input channel c * P + p takes weight channel c << p
+            effective = np.repeat(weight, count, axis=1) << np.tile(
+                np.arange(count), cin)[None, :, None, None]
             for b in (bias, np.zeros_like(bias)):
-                acc = max(acc, signed_width(*accumulator_bound(weight, b)))
+                acc = max(acc, signed_width(*accumulator_bound(effective, b)))
             # Garbage before each layer: a wrong base reads it.
             weight_words += [garbage(rng, lanes * WEIGHT_WIDTH) for _ in range(3)]
-            cfg = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
-                               padding=padding, height=height, width=width, lanes=lanes,
-                               weight_base=len(weight_words), fold_log=fold[0] if fold else 0)
+            cfg = layer_config(in_channels=cin * count, out_channels=cout, kernel=kernel,
+                               stride=stride, padding=padding, height=height, width=width,
+                               lanes=lanes, weight_base=len(weight_words),
+                               fold_log=fold[0] if fold else 0, planes=count)
             weight_words += pack_layer_weights(weight, lanes=lanes, weight_width=WEIGHT_WIDTH,
                                                kernel_log=cfg.kernel_log,
                                                groups_log=cfg.groups_log, fold_log=cfg.fold_log,
                                                kernel_x_log=cfg.kernel_x_log, stride=stride)
-            self.layers.append((cfg, weight, bias))
+            self.layers.append((cfg, effective, bias))
         self.acc = acc
         # Biases need the accumulator width, known once every layer is drawn.
         bias_words = []
@@ -103,7 +109,8 @@ class Network:
             max_groups_log=max(c.groups_log for c in cfgs),
             weight_width=WEIGHT_WIDTH, accumulator_width=acc, weight_depth=len(weight_words),
             bank_depth=max(c.bank_words_needed for c in cfgs), bias_words=bias_words,
-            max_fold_log=max(c.fold_log for c in cfgs), input_buffer=input_buffer)
+            max_fold_log=max(c.fold_log for c in cfgs), input_buffer=input_buffer,
+            max_planes=max(c.planes for c in cfgs))
         self.harness = Harness(self.engine, weight_words)
 
     def frame(self, layer: int, rate: float):
@@ -344,6 +351,44 @@ def test_folded_layers_with_an_input_buffer():
     order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.05, 0.5)]
     frames = [net.frame(*order[n]) for n in np.random.default_rng(5).permutation(len(order))]
     run(net, frames, "folded, input buffer 4", send="always", receive="sparse")
+
+
+# Bit planes (SepConv unfused): 1x1 layers whose input channel c * P + p adds weight channel c's
+# weights shifted left by p, beside ordinary layers on the same engine.
+PLANE_LAYERS = [
+    (3, 6, 1, 1, 0, 5, 7),    # 3 weight channels x 11 planes, G = 2
+    (2, 9, 3, 1, 1, 6, 5),    # an ordinary 3x3 layer between them
+    (4, 3, 1, 1, 0, 4, 4),    # 4 x 3 planes
+]
+
+
+@pytest.mark.parametrize("send, receive, buffer", [
+    ("pause", "sparse", 0),
+    ("always", "always", 4),
+])
+def test_bit_planes_shift_the_weights(send, receive, buffer):
+    """``planes``: every beat of the plane layers equals the reference conv with the weights
+    shifted by each input channel's plane, and the ordinary layer between them is unchanged,
+    at sparse and full firing, with and without the input buffer."""
+    net = Network(13, 4, PLANE_LAYERS, input_buffer=buffer, planes={0: 11, 2: 3})
+    assert net.engine.config_layout.members.get("planes_m1") is not None
+    order = [(layer, rate) for layer in range(len(net.layers)) for rate in (0.1, 1.0)]
+    frames = [net.frame(*order[n]) for n in np.random.default_rng(buffer).permutation(len(order))]
+    run(net, frames, f"planes {send}/{receive}", send=send, receive=receive)
+
+
+def test_bit_planes_refuse_what_they_cannot_run():
+    with pytest.raises(ValueError, match="planes 3 .bit planes. need a 1x1 conv"):
+        layer_config(in_channels=6, out_channels=2, kernel=3, padding=1, height=4, width=4,
+                     lanes=4, planes=3)
+    with pytest.raises(ValueError, match="planes 4 must be >= 1 and divide in_channels 6"):
+        layer_config(in_channels=6, out_channels=2, kernel=1, height=4, width=4, lanes=4,
+                     planes=4)
+    net = Network(14, 4, PLANE_LAYERS[1:2])       # built without planes
+    cfg = layer_config(in_channels=6, out_channels=2, kernel=1, height=4, width=4, lanes=4,
+                       planes=3)
+    with pytest.raises(ValueError, match="layer planes = 3 must be <= 1"):
+        net.engine.check_layer(cfg)
 
 
 def test_fold_log_for_picks_the_most_columns_that_fit():

@@ -92,8 +92,14 @@ def test_the_planes_layer_gives_the_integer_models_pointwise_sums():
         config = place.config
         sums = np.asarray(trace.accumulators[step.depthwise])[0, 0]
         assert config.in_channels == 2 * plan.planes * len(sums)
+        assert config.planes == plan.planes and config.weight_channels == 2 * len(sums)
         assert config.kernel == 1 and config.height == sums.shape[-1]
-        got = conv2d_spikes(plane_frame(sums, plan.planes), place.weight, place.bias)
+        # the weight memory holds one weight per (channel, sign); the engine shifts it by the
+        # plane's bit: input channel c * P + p adds weight[:, c] << p
+        assert place.weight.shape[1] == 2 * len(sums)
+        shifted = np.repeat(place.weight, plan.planes, axis=1) << np.tile(
+            np.arange(plan.planes), 2 * len(sums))[None, :, None, None]
+        got = conv2d_spikes(plane_frame(sums, plan.planes), shifted, place.bias)
         want = np.asarray(trace.accumulators[step.layer])[0, 0]
         assert np.array_equal(got, want), step.layer
 
