@@ -59,6 +59,9 @@ def test_each_sepconv_is_one_step_through_the_depthwise_engine():
     assert not any(s.layer and s.layer.endswith(".dwconv") for s in plan.steps)
     fused = SharedPlan(quantized(demo_model(1)[0]), 16, pack_weights=False)
     assert not fused.depthwise and not any(s.depthwise for s in fused.steps)
+    assert fused.planes == 0 and fused.dw_weight is None and fused.dw_lanes == 0
+    assert "max_planes" not in fused.engine_limits       # no shifter built
+    assert unfused()[1].engine_limits["max_planes"] == unfused()[1].planes
 
 
 def test_the_depthwise_layers_sit_one_after_another_and_the_planes_hold_every_sum():
@@ -78,6 +81,10 @@ def test_the_depthwise_layers_sit_one_after_another_and_the_planes_hold_every_su
         sums = np.abs(np.asarray(trace.accumulators[name]))
         assert sums.max() < 1 << plan.planes
     assert base == len(plan.dw_bias)
+    # the depthwise engine's lanes: 8 banks a 7x7 kernel row, up to 8 rows (more would idle)
+    assert plan.dw_lanes == 16
+    assert [SharedPlan(net, lanes, pack_weights=False).dw_lanes for lanes in (8, 24, 128)] == \
+        [8, 16, 64]
     assert max(max(abs(int(np.min(net.layers[n].acc_low))), int(np.max(net.layers[n].acc_high)))
                for n in plan.depthwise).bit_length() == plan.planes
 
