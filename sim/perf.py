@@ -531,6 +531,10 @@ class CycleModel:
         #: Weights over AXI4 (``hw.weightfetch.WeightRing``) and the memory's fixed latency:
         #: engine layers then wait for their blocks (:class:`AxiFetchModel`); None: on chip.
         self.ring, self.latency = ring, latency
+        #: Unfused SepConv steps whose prediction is a lower bound, not exact: some channel's
+        #: depthwise sums may come later than the plane writer asks for them
+        #: (:meth:`_unfused_frame`); filled as steps are predicted.
+        self.inexact: set[str] = set()
         if (ring is None) != (latency is None):
             raise ValueError("ring and latency go together (weights over AXI4) or not at all")
         self.steps = plan.steps
@@ -571,8 +575,9 @@ class CycleModel:
         cycle. Exact when every later channel's sums are ready before the writer reaches it
         (the depthwise engine keeps ahead: a channel's planes are ``2 * P * H`` words, more
         cycles than its rows, spikes and tiles take on the demo); a layer where the depthwise
-        engine is the slower would take longer than this (``docs/perf.md``)."""
-        from hw.depthwise import depthwise_cycles
+        engine may be the slower is named in :attr:`inexact`, its prediction a lower bound
+        (``docs/perf.md``)."""
+        from hw.depthwise import depthwise_cycles, depthwise_geometry, spike_cycles
         from hw.planes import plane_frame
 
         plan = self.plan
@@ -583,6 +588,19 @@ class CycleModel:
         frame = plane_frame(sums, plan.planes)
         kernel = plan.dw_weight.shape[-1]
         first = READER_FEED_LATENCY - 1 + depthwise_cycles(spikes[:1], kernel, plan.dw_lanes)
+        # The assumption, checked per channel: while the writer sends a channel's 2 * P * H
+        # words, the depthwise engine adds the channel after it (its rows and spikes), lets
+        # its last add land and hands over its tiles; a channel that needs longer may hold the
+        # writer up, and the prediction is then a lower bound.
+        words = 2 * plan.planes * place.side
+        rows, cols = depthwise_geometry(kernel, plan.dw_lanes)
+        tiles = ceil_div(place.side, rows) * ceil_div(place.side, cols)
+        per_row = [spike_cycles(y, place.side, kernel, plan.dw_lanes) for y in range(place.side)]
+        for c in range(1, len(spikes)):
+            adds = sum(max(1, int(spikes[c, y].sum()) * per_row[y]) for y in range(place.side))
+            if adds + 5 + tiles + PLANE_WRITER_LATENCY > words:
+                self.inexact.add(step.name)
+                break
         return frame, first + PLANE_WRITER_LATENCY - READER_FEED_LATENCY
 
     def step_cycles(self, step, trace, t: int, image: int, fetch=None, entry: int = 0,

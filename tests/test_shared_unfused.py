@@ -111,6 +111,28 @@ def test_the_planes_layer_gives_the_integer_models_pointwise_sums():
         assert np.array_equal(got, want), step.layer
 
 
+def test_the_cycle_model_says_where_it_is_only_a_bound():
+    """The unfused step's prediction assumes the depthwise engine keeps ahead of the plane
+    writer. On the demo's digit it does (no step flagged); with every spike of a 16x16 map set
+    it cannot (16 rows of 16 spikes at 4 cycles each against 352 words a channel), and the step
+    is named in ``CycleModel.inexact``."""
+    import copy
+
+    from sim.perf import CycleModel
+
+    net, plan, trace = unfused()
+    model = CycleModel(plan)
+    model.predict(trace, 0)
+    assert model.inexact == set()
+    dense = copy.copy(trace)
+    dense.spikes = dict(trace.spikes)
+    lif = "ConvBlock1_1.0.Conv.lif2"
+    dense.spikes[lif] = torch.ones_like(trace.spikes[lif])
+    model = CycleModel(plan)
+    model.predict(dense, 0)
+    assert model.inexact == {"ConvBlock1_1.0.Conv.pwconv2"}
+
+
 def test_the_descriptor_routes_the_unfused_steps_alone():
     net, plan, _ = unfused()
     engine = data.StructLayout({"x": 1})
