@@ -194,6 +194,16 @@ def test_the_design_point_field():
     with pytest.raises(ConfigError, match="field 'sepconv' is 'both'; allowed: 'fused', "
                                           "'unfused', 'auto'"):
         DesignPoint(sepconv="both").validated()
+    with pytest.raises(ConfigError, match="field 'sepconv' is 'auto' but 'weights' is 'axi'"):
+        DesignPoint(sepconv="auto", weights="axi").validated()
+    with pytest.raises(ConfigError, match="field 'sepconv' is 'unfused' but 'fold' is 4"):
+        DesignPoint(sepconv="unfused", fold=4).validated()
+    from pathlib import Path
+
+    from rtl_gen.config import load
+
+    shipped = load(Path(__file__).parent.parent / "rtl_gen" / "configs" / "sepconv-auto.json")
+    assert shipped.sepconv == "auto" and shipped.units == ("shared_network",)
 
 
 @pytest.mark.slow
