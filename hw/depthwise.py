@@ -301,9 +301,14 @@ class DepthwiseEngine(wiring.Component):
             return Mux(over > 0, over, 0), Mux(y_plus_p < kernel - 1, y_plus_p, kernel - 1)
 
         first_of_next, last_of_next = rows_inside(in_y + p, cfg.height)
+        # ``height - 1`` and ``channels - 1`` registered likewise (the first row comes a cycle
+        # after ``start`` at the earliest)
+        height_m1 = Signal(range(self._max_height))
+        channels_m1 = Signal(range(self._channels))
+        m.d.sync += [height_m1.eq(cfg.height - 1), channels_m1.eq(cfg.channels - 1)]
         channel_done = Signal()
         ready_half = Signal(2)     # the channel in this half has added its last spike
-        m.d.comb += channel_done.eq(finishing & (wy == cfg.height - 1))
+        m.d.comb += channel_done.eq(finishing & (wy == height_m1))
         # three cycles later its last add is in C (stages T, A, I, R, S, C)
         done_late, done_later, done_latest = Signal(2), Signal(2), Signal(2)   # (valid, half)
         m.d.sync += [done_late.eq(Cat(channel_done & ~self.start, wc[0])),
@@ -319,7 +324,7 @@ class DepthwiseEngine(wiring.Component):
         with m.If(accept):
             m.d.sync += [row.eq(self.i.payload.bits), row_valid.eq(1), wy.eq(in_y),
                          wc.eq(in_c), k_first.eq(first_of_next), k_last.eq(last_of_next)]
-            with m.If(in_y == cfg.height - 1):
+            with m.If(in_y == height_m1):
                 m.d.sync += [in_y.eq(0), in_c.eq(in_c + 1)]
             with m.Else():
                 m.d.sync += in_y.eq(in_y + 1)
@@ -382,12 +387,15 @@ class DepthwiseEngine(wiring.Component):
         o_inside = Signal(lanes)
         clear_valid, clear_half = Signal(), Signal()
         clear_at = Signal(alog + blog)
-        tiles_y = Signal(alog + 1)
-        tiles_x = Signal(blog + 1)
+        # the last tile's row and column, registered from the configuration (held from
+        # ``start``; the read-out starts cycles later): no adder between the configuration's
+        # registers, which may sit across the die, and the read-out's compares
+        tiles_y_m1 = Signal(alog + 1)
+        tiles_x_m1 = Signal(blog + 1)
+        m.d.sync += [tiles_y_m1.eq(((cfg.height + rows - 1) >> rlog) - 1),
+                     tiles_x_m1.eq(((cfg.width + cols - 1) >> clog) - 1)]
         m.d.comb += [
-            tiles_y.eq((cfg.height + rows - 1) >> rlog),
-            tiles_x.eq((cfg.width + cols - 1) >> clog),
-            ro_tile_end.eq((ro_a == tiles_y - 1) & (ro_b == tiles_x - 1)),
+            ro_tile_end.eq((ro_a == tiles_y_m1) & (ro_b == tiles_x_m1)),
             advance.eq(~o_valid | self.o.ready),
             ro_issue.eq(ro_active & advance),
             self.o.valid.eq(o_valid),
@@ -411,13 +419,13 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += [clear_half.eq(ro_c[0]), clear_at.eq(Cat(ro_b, ro_a)),
                          o_half.eq(ro_c[0]), self.o.payload.channel.eq(ro_c),
                          self.o.payload.row.eq(ro_a), self.o.payload.col.eq(ro_b),
-                         o_last.eq(ro_tile_end & (ro_c == cfg.channels - 1)),
+                         o_last.eq(ro_tile_end & (ro_c == channels_m1)),
                          o_end.eq(ro_tile_end)]
             for r in range(rows):
                 for b in range(cols):
                     m.d.sync += o_inside[r * cols + b].eq(
                         (_join(r, rlog, ro_a) < cfg.height) & (_join(b, clog, ro_b) < cfg.width))
-            with m.If(ro_b == tiles_x - 1):
+            with m.If(ro_b == tiles_x_m1):
                 m.d.sync += [ro_b.eq(0), ro_a.eq(ro_a + 1)]
             with m.Else():
                 m.d.sync += ro_b.eq(ro_b + 1)

@@ -148,10 +148,15 @@ class PlaneWriter(wiring.Component):
         slots = tiles_x_max * cols                  # pixels a buffer word
         depth = ceil_div(self._max_height, rows)
         pixel = planes + 1                          # magnitude, then the sign on top
-        tiles_y = Signal(range(depth + 1))
-        tiles_x = Signal(range(tiles_x_max + 1))
-        m.d.comb += [tiles_y.eq((cfg.height + rows - 1) >> rlog),
-                     tiles_x.eq((cfg.width + cols - 1) >> clog)]
+        # the last tile's row and column, ``height - 1`` and ``channels - 1``, registered from
+        # the configuration (held from ``start``; the first tile comes cycles later)
+        tiles_y_m1 = Signal(range(depth + 1))
+        tiles_x_m1 = Signal(range(tiles_x_max + 1))
+        height_m1 = Signal(range(self._max_height))
+        channels_m1 = Signal(range(self._max_channels))
+        m.d.sync += [tiles_y_m1.eq(((cfg.height + rows - 1) >> rlog) - 1),
+                     tiles_x_m1.eq(((cfg.width + cols - 1) >> clog) - 1),
+                     height_m1.eq(cfg.height - 1), channels_m1.eq(cfg.channels - 1)]
 
         full = Signal(2)          # a half holds a whole channel whose planes are not all out
         # --- receive: a tile's rows into the half of its channel, one pixel group each ---
@@ -160,7 +165,7 @@ class PlaneWriter(wiring.Component):
         take = Signal()
         m.d.comb += [self.i.ready.eq(self.busy & ~full.bit_select(r_half, 1)),
                      take.eq(self.i.valid & self.i.ready)]
-        tile_end = (beat.row == tiles_y - 1) & (beat.col == tiles_x - 1)
+        tile_end = (beat.row == tiles_y_m1) & (beat.col == tiles_x_m1)
         magnitudes = []
         for lane in range(rows * cols):
             value = beat.sums[lane]
@@ -204,7 +209,7 @@ class PlaneWriter(wiring.Component):
             emitting.eq(self.busy & (e_c != cfg.channels) & full.bit_select(e_c[0], 1)),
             advance.eq(~o_valid | self.o.ready),
             issue.eq(emitting & advance),
-            row_end.eq(e_y == cfg.height - 1),
+            row_end.eq(e_y == height_m1),
             plane_end.eq(row_end & (e_p == planes - 1)),
             channel_end.eq(plane_end & e_s),
             self.o.valid.eq(o_valid),
@@ -219,7 +224,7 @@ class PlaneWriter(wiring.Component):
             m.d.sync += [o_s.eq(e_s), o_p.eq(e_p), o_half.eq(e_c[0]),
                          o_r.eq(e_y[:rlog] if rlog else 0),
                          o_end.eq(channel_end),
-                         o_last.eq(channel_end & (e_c == cfg.channels - 1))]
+                         o_last.eq(channel_end & (e_c == channels_m1))]
             with m.If(~row_end):
                 m.d.sync += e_y.eq(e_y + 1)
             with m.Else():
