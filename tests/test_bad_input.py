@@ -2,8 +2,12 @@
 
 Entries: ``python -m quant.cli``, ``make quantize``, ``python -m golden energy``, ``python -m
 rtl_gen`` with a design point naming the checkpoint, ``python -m sim.e2e --checkpoint``. Every
-bad file is derived from the shipped ``golden/checkpoints/demo.pth`` inside ``tmp_path``, and every
-entry runs as a subprocess (``sys.executable -m ...``, from the repository root). Images files
+bad file is derived from the shipped ``golden/checkpoints/demo.pth`` inside ``tmp_path``. The
+``python -m`` entries run their ``main(argv)`` in the test's process with its streams captured
+(``_run_in_process``; a subprocess would import torch again, about 2 s a case); the pickled-code
+and missing-file cases, ``make quantize`` and the images file through the command line run as
+subprocesses (``sys.executable -m ...``, from the repository root), so every entry's real command
+line is still run in ``make test``. Images files
 (``python -m sim.e2e --inputs FILE``, ``make sim INPUTS=FILE``) are the last section: the same
 refusal, the line naming the file and the problem.
 
@@ -32,6 +36,9 @@ re-run into ``build/``); an existing output directory is refused only by ``quant
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import math
 import os
@@ -39,6 +46,7 @@ import re
 import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -210,9 +218,46 @@ def _entry(name: str, ckpt: Path, tmp: Path) -> tuple[list, list]:
 ENTRIES = ("quant.cli", "make quantize", "golden energy", "rtl_gen", "sim.e2e")
 
 
-def _run(argv: list, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run ``argv`` from the repository root; on a timeout kill its whole process group (an entry
-    that wrongly went on to a Verilator build leaves no compiler running)."""
+#: ``python -m NAME``'s function: ``main(argv)`` of the module that runs.
+MAINS = {"golden": "golden.__main__", "rtl_gen": "rtl_gen.__main__"}
+
+#: File cases that always run in a subprocess (the pickled payload must never run in the test's
+#: own process; a missing file goes through every entry's real command line).
+ISOLATED_CASES = ("pickled-code", "missing-file")
+
+
+def _run_in_process(argv: list) -> subprocess.CompletedProcess:
+    """``python -m NAME ARGS`` as ``main(ARGS)`` in this process, from the repository root, with
+    its standard streams captured: what a subprocess would print and its exit status. An
+    exception ``main`` lets out is written as the traceback the command line would print."""
+    main = importlib.import_module(MAINS.get(argv[2], argv[2])).main
+    out, err, cwd, threads = io.StringIO(), io.StringIO(), os.getcwd(), torch.get_num_threads()
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(argv[3:])
+            except SystemExit as stop:
+                status = stop.code
+                if isinstance(status, str):
+                    print(status, file=sys.stderr)
+                    status = 1
+            except Exception:  # noqa: BLE001 (the CLI's contract: this must not happen)
+                traceback.print_exc()
+                status = 1
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(argv, status or 0, out.getvalue(), err.getvalue())
+
+
+def _run(argv: list, timeout: float = 180, isolate: bool = False) -> subprocess.CompletedProcess:
+    """Run ``argv`` from the repository root. ``python -m`` entries run in this process
+    (``_run_in_process``: each subprocess would import torch again, about 2 s) unless
+    ``isolate``; the rest as a subprocess, whose whole process group is killed on a timeout (an
+    entry that wrongly went on to a Verilator build leaves no compiler running)."""
+    if not isolate and argv[:2] == [PY, "-m"]:
+        return _run_in_process(argv)
     with subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, start_new_session=True) as process:
         try:
@@ -255,7 +300,8 @@ def _log(entry: str, case: str, line: str) -> None:
 
 def _check(entry: str, ckpt: Path, tmp: Path, words, case: str = "") -> str:
     argv, absent = _entry(entry, ckpt, tmp)
-    line = _refused(_run(argv), [ckpt, *words], absent, make=entry == "make quantize")
+    line = _refused(_run(argv, isolate=case in ISOLATED_CASES), [ckpt, *words], absent,
+                    make=entry == "make quantize")
     _log(entry, case, line.replace(str(tmp), "$TMP"))
     return line
 
@@ -666,7 +712,7 @@ def test_bad_inputs_file(tmp_path, case, capsys):
 @pytest.mark.parametrize("case", SUBPROCESS_INPUTS)
 def test_bad_inputs_file_through_the_cli(tmp_path, case):
     argv, words, _ = _inputs_case(tmp_path, case)
-    _refused(_run([PY, "-m", "sim.e2e", *argv]), words, [tmp_path / "out"])
+    _refused(_run([PY, "-m", "sim.e2e", *argv], isolate=True), words, [tmp_path / "out"])
     assert not (tmp_path / "PICKLE_RAN").exists(), "pickled code was executed"
 
 
