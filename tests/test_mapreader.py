@@ -191,11 +191,8 @@ def test_reference_orders():
 #: and 6 lanes heads whose offset wraps to exactly a word (two heads of 2 a word; heads of 4 at
 #: offsets 0, 4, 2, 0). ``pack`` groups share a word (``sd_hsub``: a head may start at any of
 #: them, and its first group steps by a sub-position, wrapping to the next word).
-#: ``make test`` runs five of them (4-5 s each), ``make test-all`` all nine.
-DENSE = [(5, 3, 4, 2, 3), (5, 2, 4, 3, 2), pytest.param(5, 2, 3, 1, 1, marks=pytest.mark.slow),
-         pytest.param(5, 2, 4, 4, 3, marks=pytest.mark.slow),
-         pytest.param(5, 2, 3, 7, 2, marks=pytest.mark.slow), (5, 2, 4, 7, 3), (5, 2, 4, 12, 2),
-         pytest.param(4, 2, 4, 2, 1, marks=pytest.mark.slow), (6, 2, 4, 4, 2)]   # heads_m1: range(4)
+DENSE = [(5, 3, 4, 2, 3), (5, 2, 4, 3, 2), (5, 2, 3, 1, 1), (5, 2, 4, 4, 3), (5, 2, 3, 7, 2),
+         (5, 2, 4, 7, 3), (5, 2, 4, 12, 2), (4, 2, 4, 2, 1), (6, 2, 4, 4, 2)]   # heads_m1: range(4)
 
 
 def dense_fields(d: int, lanes: int = LANES, pack: int = 1, stride: int = 1) -> dict:

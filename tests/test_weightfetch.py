@@ -309,7 +309,7 @@ def test_fetcher_fills_the_ring_under_back_pressure(lanes, weight_width, data_wi
     pytest.param(0xFC0, LAYERS[:2] + [("c", 12, 4, 7)], id="base-below-a-page"),
     # page-aligned blocks of exactly 256 beats (64 words of 4 beats): each is one burst of the
     # most beats that does not reach the boundary
-    pytest.param(0, [("wide", 2, 1024, 1)], id="blocks-of-256-beats", marks=pytest.mark.slow),
+    pytest.param(0, [("wide", 2, 1024, 1)], id="blocks-of-256-beats"),
     # page-aligned blocks of 512 beats (128 words of 4 beats): the first block's two bursts and
     # the second's first are longest bursts that do not reach the boundary (AxLEN from
     # MAX_BURST - 1), the second block's last reaches it (AxLEN from the room)
@@ -344,8 +344,7 @@ def test_fetcher_reads_the_time_steps_of_the_run(time_steps):
 @pytest.mark.parametrize("depth, T, time_steps", [
     pytest.param(64, 3, None, id="ring64-T3"),      # a and c fetched at every visit, b kept
     pytest.param(64, 3, 2, id="ring64-T3-run2", marks=pytest.mark.slow),
-    # every layer kept: the image read once (make test's budget: in make test-all)
-    pytest.param(128, 2, None, id="ring128-T2", marks=pytest.mark.slow),
+    pytest.param(128, 2, None, id="ring128-T2"),    # every layer kept: the image read once
 ])
 def test_fetcher_follows_the_layer_schedule(depth, T, time_steps):
     """The layer schedule: each layer's visits in a row. A layer that fits the ring is read at
@@ -395,8 +394,7 @@ def test_one_word_blocks_and_an_error_answer():
     assert log["error"] == 1
 
 
-@pytest.mark.parametrize("seed", [21, pytest.param(22, marks=pytest.mark.slow),
-                                  pytest.param(23, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed", [21, 22, 23])
 def test_an_eager_engine_sees_each_block_the_cycle_after_it_lands(seed):
     """An engine that frees a block and takes the next in the cycle it sees ``block_ready``
     (as the network's does) with blocks of one word landing back to back: ``block_ready`` for
@@ -451,10 +449,7 @@ def test_layer_schedule_visit_positions():
         (0, 0), (0, 96), (0, 128), (1, 256), (1, 352), (1, 384)]
 
 
-@pytest.mark.parametrize("depth, T", [
-    pytest.param(64, 1, id="ring64-T1"),
-    pytest.param(256, 2, id="ring256-T2", marks=pytest.mark.slow),   # make test's budget
-])
+@pytest.mark.parametrize("depth, T", [(64, 1), (256, 2)], ids=["ring64-T1", "ring256-T2"])
 def test_slow_engine_fills_the_ring_and_waits(depth, T):
     """An engine that holds every block 40 cycles: the fetcher runs a ring ahead and stops. At
     T=2 with a ring of 256 the R walker loads the next time step's first layer while the engine
