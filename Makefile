@@ -70,6 +70,10 @@ $(STAMP): pyproject.toml
 
 # One torch thread per worker: two workers with two threads each fight over two cores.
 TEST_ENV := OMP_NUM_THREADS=1
+# pytest rewrites the asserts of every test module at collection (5 s of each worker's 10 s
+# collection on a 2-core machine) and keeps the result beside the module's bytecode, unless
+# PYTHONDONTWRITEBYTECODE is set: it is cleared for pytest, so a second run reads them.
+PYTEST_ENV := $(TEST_ENV) PYTHONDONTWRITEBYTECODE=
 
 # --dist loadgroup: tests sharing one Verilator build (xdist_group) run on one worker, one after
 # the other, instead of one worker waiting on the other's build lock. The sources are compiled to
@@ -78,11 +82,11 @@ TEST_ENV := OMP_NUM_THREADS=1
 PYC := $(PY) -m compileall -q golden quant hw sim rtl_gen tests >/dev/null
 test: install
 	$(PYC)
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
+	$(PYTEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
 
 test-all: install
 	$(PYC)
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
+	$(PYTEST_ENV) $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
 
 CONFIG ?= rtl_gen/configs/default.json
 # CKPT=... given on the command line (or in the environment) replaces the design point's
@@ -141,7 +145,7 @@ SIM_IMAGES := $(if $(and $(INPUTS),$(filter file,$(origin IMAGES))),,--images $(
 # Unit co-simulations, then the whole network end to end (hw/shared.py, reports under $(OUT)/e2e),
 # in the checkpoint's own configuration.
 sim: install
-	$(TEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "verilator and not slow"
+	$(PYTEST_ENV) $(PY) -m pytest -q -n $(JOBS) -m "verilator and not slow"
 	$(TEST_ENV) $(PY) -m sim.e2e --arch shared --checkpoint $(CKPT) $(SIM_IMAGES) $(if $(INPUTS),--inputs $(INPUTS)) --T $(TSTEPS) --out $(OUT)/e2e
 
 # The output directory is refused if it exists: remove it (or pick QOUT=...) to re-run.
