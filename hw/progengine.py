@@ -122,13 +122,13 @@ from amaranth.lib.wiring import In, Out
 
 from hw.addressing import SpikeAddressing, addressing_input_layout
 from hw.params import NO_RW_CHECK, bits_for, check_int, rom_attrs
-from hw.progengine_config import (LayerConfig, _range, engine_config_layout, engine_output_layout,
-                                  fold_log_for, layer_config, max_x_log, pack_layer_biases,
-                                  pack_layer_weights)
+from hw.progengine_config import (LayerConfig, _range, band_layer, engine_config_layout,
+                                  engine_output_layout, fold_log_for, layer_config, max_x_log,
+                                  pack_layer_biases, pack_layer_weights)
 
 __all__ = ["ProgEngine",
            # re-exported from hw.progengine_config, their home
-           "LayerConfig", "layer_config", "fold_log_for", "engine_config_layout",
+           "LayerConfig", "layer_config", "band_layer", "fold_log_for", "engine_config_layout",
            "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
 
 
@@ -183,6 +183,11 @@ class ProgEngine(wiring.Component):
         the synthesis tool's choice) or ``"block"`` (block RAM: the bias read is a registered
         block-RAM read instead of a LUT-and-mux tree from ``bias_address``). Without effect when
         ``bias_port`` is set.
+    bands : bool
+        False (default): both axes share the layer's ``padding``. True: the ``config`` port adds
+        ``padding_y``, the rows' top padding, so the engine can compute a band of a layer's output
+        rows from the input rows it reaches (:func:`hw.progengine_config.band_layer`), its bank
+        holding one band rather than the whole map. The Verilog without bands is unchanged.
 
     Members
     -------
@@ -223,7 +228,7 @@ class ProgEngine(wiring.Component):
                  max_groups_log: int, weight_width: int, accumulator_width: int,
                  weight_depth: int, bank_depth: int, bias_words, ring_pointer_bits: int = 0,
                  bias_port: bool = False, max_fold_log: int = 0, bias_memory: str = "logic",
-                 input_buffer: int = 0, max_planes: int = 1):
+                 input_buffer: int = 0, max_planes: int = 1, bands: bool = False):
         self._lanes = check_int("lanes", lanes, 1)
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_words = check_int("max_words", max_words, 1)
@@ -265,6 +270,7 @@ class ProgEngine(wiring.Component):
         if self._input_buffer == 1:
             raise ValueError("input_buffer must be 0 (the register slice, every word enters) or "
                              "2..64 (words held, words without spikes dropped), not 1")
+        self._bands = bool(bands)
         self._bias_port = bool(bias_port)
         self._bias_attrs = rom_attrs("bias_memory", bias_memory)
         ring_ports = {}
@@ -304,6 +310,8 @@ class ProgEngine(wiring.Component):
     bank_depth = property(lambda self: self._bank_depth, doc="Words of the accumulator bank.")
     max_fold_log = property(lambda self: self._max_fold_log,
                             doc="Largest fold_log (column folding; 0: none).")
+    bands = property(lambda self: self._bands,
+                     doc="Whether the ``config`` port has ``padding_y`` (bands of output rows).")
     input_buffer = property(lambda self: self._input_buffer,
                             doc="Words the input slice holds, dropping empty ones (0: the plain "
                                 "register slice).")
@@ -331,7 +339,7 @@ class ProgEngine(wiring.Component):
             max_kernel_log=self._max_kernel_log, max_stride_log=self._max_stride_log,
             max_groups_log=self._max_groups_log, weight_depth=self._weight_depth,
             bias_depth=len(self._bias_words), max_fold_log=self._max_fold_log,
-            max_planes=self._max_planes)
+            max_planes=self._max_planes, bands=self._bands)
 
     @property
     def output_layout(self) -> data.StructLayout:
@@ -368,6 +376,8 @@ class ProgEngine(wiring.Component):
             ("out_height", layer.out_height, self._max_side, "<="),
             ("out_width", layer.out_width, self._max_side, "<="),
             ("padding", layer.padding, self._max_padding, "<="),
+            ("padding_y (bands: the engine's bands option)", layer.padding_y, layer.padding,
+             "<=" if self._bands else "=="),
             ("kernel_log", layer.kernel_log, self._max_kernel_log, "<="),
             ("stride_log", layer.stride_log, self._max_stride_log, "<="),
             ("groups_log", layer.groups_log, self._max_groups_log, "<="),
@@ -452,6 +462,16 @@ class ProgEngine(wiring.Component):
         out_width_r = Signal.like(cfg.out_width, name="cfg_out_width")
         m.d.sync += [padding_r.eq(cfg.padding), stride_log_r.eq(cfg.stride_log),
                      out_height_r.eq(cfg.out_height), out_width_r.eq(cfg.out_width)]
+        # Bands of output rows: the rows' own top padding (``padding_y``) and offset; without
+        # bands both axes share ``padding`` (and the Verilog is what it was before bands).
+        padding_y_r, offset_low_y = padding_r, offset_low
+        if self._bands:
+            padding_y_r = Signal.like(cfg.padding_y, name="cfg_padding_y")
+            offset_low_y = Signal.like(offset_low, name="offset_low_y")
+            m.d.sync += [
+                padding_y_r.eq(cfg.padding_y),
+                offset_low_y.eq(cfg.padding_y + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
+            ]
         m.d.sync += [
             # ceil((t - k + 1) / s) = (t - k + s) >> stride_log, t = coordinate + padding
             offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),
@@ -643,7 +663,7 @@ class ProgEngine(wiring.Component):
         }
         take_pre = Signal()  # the decode register takes the pre register's content
 
-        def reach(coordinate, out_size, out_last, name):
+        def reach(coordinate, out_size, out_last, name, padding, offset):
             target = Signal(signed(span), name=f"target_{name}")
             low = Signal(signed(span), name=f"low_{name}")
             high = Signal(signed(span), name=f"high_{name}")
@@ -654,9 +674,9 @@ class ProgEngine(wiring.Component):
             final = Signal(side_bits, name=f"final_{name}")
             reaches = Signal(name=f"reaches_{name}")
             m.d.comb += [
-                target.eq(coordinate + padding_r),
+                target.eq(coordinate + padding),
                 # Arithmetic right shifts by the run-time stride_log: floor division by 2**s.
-                low.eq((coordinate + offset_low) >> stride_log_r),
+                low.eq((coordinate + offset) >> stride_log_r),
                 high.eq(target >> stride_log_r),
             ]
             with m.If(take_spike):
@@ -670,8 +690,10 @@ class ProgEngine(wiring.Component):
             ]
             return pre_target, first, final, reaches
 
-        target_y, first_y, final_y, reaches_y = reach(spike["y"], out_height_r, out_h_last, "y")
-        target_x, first_x, final_x, reaches_x = reach(spike["x"], out_width_r, out_w_last, "x")
+        target_y, first_y, final_y, reaches_y = reach(spike["y"], out_height_r, out_h_last, "y",
+                                                      padding_y_r, offset_low_y)
+        target_x, first_x, final_x, reaches_x = reach(spike["x"], out_width_r, out_w_last, "x",
+                                                      padding_r, offset_low)
         has_taps = Signal()
         m.d.comb += has_taps.eq(pre["any"] & reaches_y & reaches_x)
         with m.If(take_pre):

@@ -24,7 +24,7 @@ from amaranth.lib import data
 from hw.packing import pack_lanes
 from hw.params import bits_for, ceil_div, check_int, log2_ceil
 
-__all__ = ["LayerConfig", "layer_config", "fold_log_for", "max_x_log", "engine_config_layout",
+__all__ = ["LayerConfig", "layer_config", "band_layer", "fold_log_for", "max_x_log", "engine_config_layout",
            "engine_output_layout", "pack_layer_weights", "pack_layer_biases"]
 
 
@@ -36,7 +36,7 @@ def _range(maximum: int) -> unsigned:
 def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int,
                          max_stride_log: int, max_groups_log: int, weight_depth: int,
                          bias_depth: int, max_fold_log: int = 0,
-                         max_planes: int = 1) -> data.StructLayout:
+                         max_planes: int = 1, bands: bool = False) -> data.StructLayout:
     """Return the layout of :class:`hw.progengine.ProgEngine`'s ``config`` port.
 
     Fields, first in the least significant bits:
@@ -64,6 +64,11 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
     ``planes_m1`` (only when ``max_planes > 1``)
         Bit planes minus one (:attr:`LayerConfig.planes`): input channel ``c' = c * planes +
         p`` adds weight channel ``c``'s weights shifted left by ``p``.
+    ``padding_y`` (only with ``bands``)
+        Zero rows above the input rows (``<= padding``; :func:`band_layer`): a band of output
+        rows reads only the input rows its taps reach, so its top padding is the layer's for
+        the first band and less (0 past the first few rows) for the others. ``padding`` is then
+        the columns' padding only; the bottom edge needs no field (``out_height`` clamps it).
     """
     max_side = check_int("max_side", max_side, 1)
     check_int("max_padding", max_padding, 0)
@@ -80,6 +85,8 @@ def engine_config_layout(*, max_side: int, max_padding: int, max_kernel_log: int
     max_planes = check_int("max_planes", max_planes, 1, 64)
     if max_planes > 1:
         fold["planes_m1"] = _range(max_planes - 1)
+    if bands:
+        fold["padding_y"] = _range(check_int("max_padding", max_padding, 0))
     return data.StructLayout({
         "height": _range(max_side),
         "width": _range(max_side),
@@ -149,6 +156,9 @@ class LayerConfig:
     #: plane ``p`` of weight channel ``c``, whose weight the engine shifts left by ``p`` as it
     #: adds; 1: none (every input channel its own weights).
     planes: int = 1
+    #: Zero rows above the input rows; ``None``: ``padding``. A band of output rows
+    #: (:func:`band_layer`) has its own; an engine built with ``bands`` takes it.
+    padding_y: int | None = None
 
     CONFIG_FIELDS = ("height", "width", "kernel", "kernel_log", "stride_log", "padding",
                      "out_height", "out_width", "out_width_log", "groups", "groups_log",
@@ -157,10 +167,14 @@ class LayerConfig:
     FOLD_FIELDS = ("fold_log", "kernel_x_log")
     #: The field an engine with bit planes adds (``max_planes > 1``).
     PLANE_FIELDS = ("planes_m1",)
+    #: The field an engine built with ``bands`` adds.
+    BAND_FIELDS = ("padding_y",)
 
     def __post_init__(self):
         if self.kernel_x_log is None:
             object.__setattr__(self, "kernel_x_log", self.kernel_log)
+        if self.padding_y is None:
+            object.__setattr__(self, "padding_y", self.padding)
         if self.planes < 1 or self.in_channels % self.planes:
             raise ValueError(f"planes {self.planes} must be >= 1 and divide in_channels "
                              f"{self.in_channels}")
@@ -185,7 +199,8 @@ class LayerConfig:
         """The ``config`` port's field values (:attr:`FOLD_FIELDS` too when the layer folds;
         a folding engine's port has them for every layer: ``ProgEngine.config_value``)."""
         names = (self.CONFIG_FIELDS + (self.FOLD_FIELDS if self.fold_log else ())
-                 + (self.PLANE_FIELDS if self.planes > 1 else ()))
+                 + (self.PLANE_FIELDS if self.planes > 1 else ())
+                 + (self.BAND_FIELDS if self.padding_y != self.padding else ()))
         return {name: getattr(self, name) for name in names}
 
     @property
@@ -274,6 +289,30 @@ def layer_config(*, in_channels: int, out_channels: int, kernel: int, stride: in
         groups_log=log2_ceil(groups), weight_base=weight_base, bias_base=bias_base,
         fold_log=fold_log,
         kernel_x_log=log2_ceil(kernel + ((1 << fold_log) - 1) * stride), planes=planes)
+
+
+def band_layer(layer: LayerConfig, first: int, last: int) -> tuple[LayerConfig, int, int]:
+    """The band of output rows ``first .. last`` of ``layer`` as a layer of its own.
+
+    Returns ``(band, first_in, last_in)``: the input rows ``first_in .. last_in`` are the ones
+    the band's taps reach (its halo included, clipped to the map), and ``band`` computes output
+    rows ``first .. last`` from them alone, on an engine built with ``bands``: ``height`` is
+    the band's input rows, ``out_height`` its output rows (so it needs ``out_height <<
+    (out_width_log + groups_log)`` bank words, not the whole map's), and ``padding_y = first_in
+    + padding - first * stride`` its top padding (the layer's for the first band, less for
+    the others, never negative). Output row ``oy`` of the band is row ``first + oy`` of the
+    layer. Columns, channels, weights and biases are the layer's.
+    """
+    check_int("first", first, 0, layer.out_height - 1)
+    check_int("last", last, first, layer.out_height - 1)
+    first_in = max(0, first * layer.stride - layer.padding)
+    last_in = min(layer.height - 1, last * layer.stride - layer.padding + layer.kernel - 1)
+    if last_in < first_in:
+        raise ValueError(f"output rows {first}..{last} reach no input row (every tap in the "
+                         f"padding)")
+    band = dataclasses.replace(layer, height=last_in - first_in + 1, out_height=last - first + 1,
+                               padding_y=first_in + layer.padding - first * layer.stride)
+    return band, first_in, last_in
 
 
 def fold_log_for(*, out_channels: int, kernel: int, stride: int, lanes: int,

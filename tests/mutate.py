@@ -55,8 +55,10 @@ TESTS: dict[str, list[str]] = {
     "hw/lif.py": ["tests/test_lif.py", "tests/test_lif_edges.py"],
     "hw/lif_array.py": ["tests/test_lif_array.py", "tests/test_lif_edges.py"],
     "hw/addressing.py": ["tests/test_addressing.py", "tests/test_addressing_edges.py"],
-    "hw/progengine_config.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py"],
+    "hw/progengine_config.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py",
+                                "tests/test_bands.py"],
     "hw/progengine.py": ["tests/test_progengine_edges.py", "tests/test_progengine.py",
+                         "tests/test_bands.py",
                          # the input buffer's timing (its results are test_progengine's)
                          "tests/test_perf.py::test_engine_recurrence_with_an_input_buffer",
                          "tests/test_perf.py::test_an_input_buffer_hides_a_run_of_empty_channels",
@@ -400,6 +402,8 @@ EQUIVALENT: dict[tuple, str] = {
     ('hw/progengine.py', 'column_step.eq(Const(1, 1) << cfg.groups_log),', 25, '1 -> 2'):
         'Const(1, 2) is the same 1',
     ('hw/progengine.py', 'offset_low.eq(cfg.padding + (Const(1, 1) << cfg.stride_log) - cfg.kernel),', 39, '1 -> 2'):
+        'Const(1, 2) is the same 1',
+    ('hw/progengine.py', 'offset_low_y.eq(cfg.padding_y + (Const(1, 1) << cfg.stride_log) - cfg.kernel),', 43, '1 -> 2'):
         'Const(1, 2) is the same 1',
     ('hw/progengine.py', '"x": unsigned(bits_for(self._word_bits)), "any": 1, "last": 1,', 50, '1 -> 2'):
         'a queue flag one bit wider: it carries the same 0/1',

@@ -58,7 +58,8 @@ class Network:
     weight memory and one bias memory (with garbage words between layers), and the engine sized
     for them (column folding built when a layer folds)."""
 
-    def __init__(self, seed, lanes, specs, input_buffer: int = 0, planes=None):
+    def __init__(self, seed, lanes, specs, input_buffer: int = 0, planes=None,
+                 **engine_options):
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.layers = []
@@ -98,6 +99,8 @@ class Network:
         self.layers = placed
         self.weight_words = weight_words
         cfgs = [cfg for cfg, _, _ in placed]
+        options = dict(bank_depth=max(c.bank_words_needed for c in cfgs))
+        options.update(engine_options)   # e.g. bands=True with a bank of one band
         self.engine = ProgEngine(
             lanes=lanes, word_bits=max(c.width for c in cfgs),
             max_words=max(c.words_per_frame for c in cfgs),
@@ -108,9 +111,8 @@ class Network:
             max_stride_log=max(c.stride_log for c in cfgs),
             max_groups_log=max(c.groups_log for c in cfgs),
             weight_width=WEIGHT_WIDTH, accumulator_width=acc, weight_depth=len(weight_words),
-            bank_depth=max(c.bank_words_needed for c in cfgs), bias_words=bias_words,
-            max_fold_log=max(c.fold_log for c in cfgs), input_buffer=input_buffer,
-            max_planes=max(c.planes for c in cfgs))
+            bias_words=bias_words, max_fold_log=max(c.fold_log for c in cfgs),
+            input_buffer=input_buffer, max_planes=max(c.planes for c in cfgs), **options)
         self.harness = Harness(self.engine, weight_words)
 
     def frame(self, layer: int, rate: float):

@@ -176,18 +176,14 @@ def test_verilog_is_lint_clean_and_multiplies_nothing(tmp_path):
     assert not re.search(r"[\w)\]]\s*\*\s*[\w(]", code)
 
 
-def test_an_engine_computes_a_layer_from_a_map_in_external_memory():
-    """The reader's words drive ``ProgEngine``'s input directly: a 3x3 conv (and a stride-2
-    7x7) whose input map lies in a random AXI memory, read as one band of every row, gives
-    every output beat ``==`` quant.intops.conv2d_spikes (``tests/test_progengine.py``'s
-    check), under random memory latency and pauses and a random output consumer."""
+def engine_from_memory(net, jobs, memory, *, seed=5):
+    """Run ``jobs`` (``(engine LayerConfig, RowReader config)`` each, one after the other) on
+    ``net``'s engine fed by a :class:`RowReader` from ``memory`` (bytes from address 0), under
+    random read latency 1-64, 30 % AR and R pauses and a consumer taking 70 % of cycles; return
+    each job's output beats."""
     from amaranth.hdl import Module
     from amaranth.lib import wiring
 
-    from sim.cases_addressing import spike_map
-    from test_progengine import Network, check
-
-    net = Network(3, 4, [(3, 6, 3, 1, 1, 6, 7), (2, 5, 7, 2, 3, 9, 8)])
     engine, harness = net.engine, net.harness
     reader = RowReader(word_bits=engine.word_bits, max_channels=engine.max_channels,
                        max_beats=engine.max_words)
@@ -195,25 +191,14 @@ def test_an_engine_computes_a_layer_from_a_map_in_external_memory():
     top.submodules.harness = harness
     top.submodules.reader = reader
     wiring.connect(top, reader.o, engine.i)
-    frames = [(n, spike_map(net.rng, (c.in_channels, c.height, c.width), 0.4))
-              for n, (c, _, _) in enumerate(net.layers)]
-    base = 0x2000
-    images = {}
-    address = base
-    for n, spikes in frames:
-        images[n] = address
-        address += len(map_image(spikes))
-    memory = bytes(base) + b"".join(map_image(s) for _, s in frames)
-    rng = random.Random(5)
+    rng = random.Random(seed)
     received = []
 
     async def bench(ctx):
         pending = []
-        for n, spikes in frames:
-            cfg = net.layers[n][0]
-            ctx.set(harness.config, engine.config_value(cfg))
-            ctx.set(reader.config, band_config(cfg.in_channels, cfg.height, cfg.width, 0,
-                                               cfg.height - 1, base=images[n]))
+        for layer, band in jobs:
+            ctx.set(harness.config, engine.config_value(layer))
+            ctx.set(reader.config, band)
             while not ctx.get(engine.ready):
                 await ctx.tick()
             ctx.set(reader.start, 1)
@@ -244,7 +229,7 @@ def test_an_engine_computes_a_layer_from_a_map_in_external_memory():
                     if pending[0][2] == 0:
                         pending.pop(0)
                 await ctx.tick()
-                if len(beats) == cfg.beats:
+                if len(beats) == layer.beats:
                     break
             ctx.set(engine.o.ready, 0)
             ctx.set(reader.m_axi_rvalid, 0)
@@ -255,4 +240,28 @@ def test_an_engine_computes_a_layer_from_a_map_in_external_memory():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    return received
+
+
+def test_an_engine_computes_a_layer_from_a_map_in_external_memory():
+    """The reader's words drive ``ProgEngine``'s input directly: a 3x3 conv (and a stride-2
+    7x7) whose input map lies in a random AXI memory, read as one band of every row, gives
+    every output beat ``==`` quant.intops.conv2d_spikes (``tests/test_progengine.py``'s
+    check), under random memory latency and pauses and a random output consumer."""
+    from sim.cases_addressing import spike_map
+    from test_progengine import Network, check
+
+    net = Network(3, 4, [(3, 6, 3, 1, 1, 6, 7), (2, 5, 7, 2, 3, 9, 8)])
+    frames = [(n, spike_map(net.rng, (c.in_channels, c.height, c.width), 0.4))
+              for n, (c, _, _) in enumerate(net.layers)]
+    base = 0x2000
+    jobs = []
+    address = base
+    for n, spikes in frames:
+        cfg = net.layers[n][0]
+        jobs.append((cfg, band_config(cfg.in_channels, cfg.height, cfg.width, 0,
+                                      cfg.height - 1, base=address)))
+        address += len(map_image(spikes))
+    memory = bytes(base) + b"".join(map_image(s) for _, s in frames)
+    received = engine_from_memory(net, jobs, memory)
     check(net, frames, received, "from external memory")
