@@ -47,7 +47,7 @@ from hw.addressing import addressing_input_layout
 from hw.params import bits_for, ceil_div, check_int
 from hw.weightfetch import AXI_PREFIX, axi4_read_ports
 
-__all__ = ["ROW_BURST", "RowReader", "map_image", "band_config", "band_words"]
+__all__ = ["ROW_BURST", "RowReader", "band_bursts", "band_config_layout", "map_image", "band_config", "band_words"]
 
 #: Most beats of one burst (and the alignment group every burst stays inside).
 ROW_BURST = 16
@@ -93,6 +93,62 @@ def band_words(spikes, first: int, last: int) -> list[int]:
             for c in range(spikes.shape[0]) for y in range(first, last + 1)]
 
 
+def band_config_layout(*, max_row_beats: int, max_channels: int, max_beats: int,
+                       address_width: int) -> data.StructLayout:
+    """The ``config`` port of :class:`RowReader` and :class:`hw.rowwriter.RowWriter`: the
+    fields of :func:`band_config`."""
+    beats = unsigned(bits_for(max_beats + 1))     # 0 .. max_beats
+    return data.StructLayout({
+        "base": unsigned(address_width),
+        "row_beats": unsigned(bits_for(max_row_beats + 1)),
+        "first_beat": beats, "channel_beats": beats, "band_beats": beats,
+        "channels": unsigned(bits_for(max_channels + 1)),
+    })
+
+
+def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int,
+                beat_log: int, beat_bits: int):
+    """Build the walker over a band's bursts (module docstring, "Bursts"), in ``m``.
+
+    ``cfg`` is a :meth:`RowReader.config_layout` value held for the band; ``start`` restarts
+    the walk, and ``advance`` (while active) steps past the current burst. Returns ``(active,
+    address, burst)``: whether a burst is left, its byte address and its beats (1 ..
+    :data:`ROW_BURST`), all combinational from registers. The reader's AR channel and the
+    writer's AW and W channels each walk the same bursts with one of these.
+    """
+    group_log = ROW_BURST.bit_length() - 1
+    active = Signal(name=f"{name}_active")
+    beat = Signal(beat_bits, name=f"{name}_beat")          # next beat, counted from base
+    channel = Signal(beat_bits, name=f"{name}_channel")    # the channel's first band beat
+    left = Signal(beat_bits, name=f"{name}_left")          # the channel's beats still to walk
+    channels = Signal.like(cfg.channels, name=f"{name}_channels")   # channels after this one
+    room = Signal(group_log + 1, name=f"{name}_room")      # beats to the aligned group's end
+    burst = Signal(group_log + 1, name=f"{name}_burst")
+    address = Signal(address_width, name=f"{name}_address")
+    m.d.comb += [
+        address.eq(cfg.base + (beat << beat_log)),
+        # the group is aligned in the address space, so that no burst crosses 4 KB
+        room.eq(ROW_BURST - address[beat_log:beat_log + group_log]),
+        burst.eq(Mux(left < room, left, room)),
+    ]
+    with m.If(start):
+        m.d.sync += [active.eq(cfg.band_beats != 0), beat.eq(cfg.first_beat),
+                     channel.eq(cfg.first_beat), left.eq(cfg.band_beats),
+                     channels.eq(cfg.channels - 1)]
+    with m.Elif(active & advance):
+        with m.If(left == burst):
+            # the channel's last burst: on to the next channel's band, or done
+            with m.If(channels == 0):
+                m.d.sync += active.eq(0)
+            with m.Else():
+                m.d.sync += [channel.eq(channel + cfg.channel_beats),
+                             beat.eq(channel + cfg.channel_beats),
+                             left.eq(cfg.band_beats), channels.eq(channels - 1)]
+        with m.Else():
+            m.d.sync += [beat.eq(beat + burst), left.eq(left - burst)]
+    return active, address, burst
+
+
 class RowReader(wiring.Component):
     """Read a band of a spike map over AXI4, one word a row (module docstring).
 
@@ -132,14 +188,10 @@ class RowReader(wiring.Component):
 
     @property
     def config_layout(self) -> data.StructLayout:
-        """The ``config`` port: :func:`band_config`'s fields."""
-        beats = unsigned(bits_for(self._max_beats + 1))     # 0 .. max_beats
-        return data.StructLayout({
-            "base": unsigned(self._address_width),
-            "row_beats": unsigned(bits_for(self._max_row_beats + 1)),
-            "first_beat": beats, "channel_beats": beats, "band_beats": beats,
-            "channels": unsigned(bits_for(self._max_channels + 1)),
-        })
+        """The ``config`` port: :func:`band_config`'s fields (:func:`band_config_layout`)."""
+        return band_config_layout(max_row_beats=self._max_row_beats,
+                                  max_channels=self._max_channels, max_beats=self._max_beats,
+                                  address_width=self._address_width)
 
     def elaborate(self, platform):
         m = Module()
@@ -150,43 +202,18 @@ class RowReader(wiring.Component):
             "arvalid", "arready", "rdata", "rresp", "rlast", "rvalid", "rready")}
         beat_log = (dw // 8 - 1).bit_length()
         beat_bits = bits_for(self._max_beats + 1)
-        group_log = ROW_BURST.bit_length() - 1
         m.d.comb += [port["arid"].eq(0), port["arsize"].eq(beat_log), port["arburst"].eq(1),
                      port["arlock"].eq(0), port["arcache"].eq(3), port["arprot"].eq(0)]
 
         # --- AR walker: the band's beats channel by channel, bursts inside aligned groups ---
-        a_active = Signal()
-        a_beat = Signal(beat_bits)       # next beat to request, counted from base
-        a_channel = Signal(beat_bits)    # the current channel's first band beat
-        a_left = Signal(beat_bits)       # beats of the current channel not yet requested
-        a_channels = Signal.like(cfg.channels)   # channels not yet started, after this one
-        room = Signal(group_log + 1)     # beats to the end of a_beat's aligned group
-        burst = Signal(group_log + 1)
-        address = Signal(self._address_width)
+        a_active, address, burst = band_bursts(
+            m, cfg, self.start, port["arready"], name="a", address_width=self._address_width,
+            beat_log=beat_log, beat_bits=beat_bits)
         m.d.comb += [
-            address.eq(cfg.base + (a_beat << beat_log)),
-            # the group is aligned in the address space, so that no burst crosses 4 KB
-            room.eq(ROW_BURST - address[beat_log:beat_log + group_log]),
-            burst.eq(Mux(a_left < room, a_left, room)),
             port["arvalid"].eq(a_active),
             port["araddr"].eq(address),
             port["arlen"].eq(burst - 1),
         ]
-        with m.If(self.start):
-            m.d.sync += [a_active.eq(cfg.band_beats != 0), a_beat.eq(cfg.first_beat),
-                         a_channel.eq(cfg.first_beat), a_left.eq(cfg.band_beats),
-                         a_channels.eq(cfg.channels - 1)]
-        with m.Elif(a_active & port["arready"]):
-            with m.If(a_left == burst):
-                # the channel's last burst: on to the next channel's band, or done
-                with m.If(a_channels == 0):
-                    m.d.sync += a_active.eq(0)
-                with m.Else():
-                    m.d.sync += [a_channel.eq(a_channel + cfg.channel_beats),
-                                 a_beat.eq(a_channel + cfg.channel_beats),
-                                 a_left.eq(cfg.band_beats), a_channels.eq(a_channels - 1)]
-            with m.Else():
-                m.d.sync += [a_beat.eq(a_beat + burst), a_left.eq(a_left - burst)]
 
         # --- R side: a row's beats into the row register; the beat that ends a row goes,
         # with the beats before it, into the output register ---
