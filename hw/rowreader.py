@@ -107,7 +107,7 @@ def band_config_layout(*, max_row_beats: int, max_channels: int, max_beats: int,
 
 
 def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int,
-                beat_log: int, beat_bits: int):
+                beat_log: int, beat_bits: int, rows: bool = False):
     """Build the walker over a band's bursts (module docstring, "Bursts"), in ``m``.
 
     ``cfg`` is a :meth:`RowReader.config_layout` value held for the band; ``start`` restarts
@@ -115,35 +115,55 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
     address, burst)``: whether a burst is left, its byte address and its beats (1 ..
     :data:`ROW_BURST`), all combinational from registers. The reader's AR channel and the
     writer's AW and W channels each walk the same bursts with one of these.
+
+    The walk is channel by channel, each channel's band rows one run of consecutive beats; with
+    ``rows``, row by row instead, each row every channel, one run of ``row_beats`` beats a
+    channel (``(y, c)`` order, :class:`hw.rowwriter.RowWriter`'s ``order="rows"``).
     """
     group_log = ROW_BURST.bit_length() - 1
     active = Signal(name=f"{name}_active")
     beat = Signal(beat_bits, name=f"{name}_beat")          # next beat, counted from base
-    channel = Signal(beat_bits, name=f"{name}_channel")    # the channel's first band beat
-    left = Signal(beat_bits, name=f"{name}_left")          # the channel's beats still to walk
+    channel = Signal(beat_bits, name=f"{name}_channel")    # the current run's first beat
+    left = Signal(beat_bits, name=f"{name}_left")          # the run's beats still to walk
     channels = Signal.like(cfg.channels, name=f"{name}_channels")   # channels after this one
     room = Signal(group_log + 1, name=f"{name}_room")      # beats to the aligned group's end
     burst = Signal(group_log + 1, name=f"{name}_burst")
     address = Signal(address_width, name=f"{name}_address")
+    run = cfg.row_beats if rows else cfg.band_beats        # beats of one run
     m.d.comb += [
         address.eq(cfg.base + (beat << beat_log)),
         # the group is aligned in the address space, so that no burst crosses 4 KB
         room.eq(ROW_BURST - address[beat_log:beat_log + group_log]),
         burst.eq(Mux(left < room, left, room)),
     ]
+    if rows:
+        row_first = Signal(beat_bits, name=f"{name}_row_first")   # the row's channel-0 beat
+        rows_left = Signal(beat_bits, name=f"{name}_rows_left")   # band beats from this row
+        with m.If(start):
+            m.d.sync += [row_first.eq(cfg.first_beat), rows_left.eq(cfg.band_beats)]
     with m.If(start):
         m.d.sync += [active.eq(cfg.band_beats != 0), beat.eq(cfg.first_beat),
-                     channel.eq(cfg.first_beat), left.eq(cfg.band_beats),
+                     channel.eq(cfg.first_beat), left.eq(run),
                      channels.eq(cfg.channels - 1)]
     with m.Elif(active & advance):
         with m.If(left == burst):
-            # the channel's last burst: on to the next channel's band, or done
+            # the run's last burst: on to the next channel's run, the next row, or done
             with m.If(channels == 0):
-                m.d.sync += active.eq(0)
+                if rows:
+                    with m.If(rows_left == cfg.row_beats):
+                        m.d.sync += active.eq(0)
+                    with m.Else():
+                        m.d.sync += [row_first.eq(row_first + cfg.row_beats),
+                                     channel.eq(row_first + cfg.row_beats),
+                                     beat.eq(row_first + cfg.row_beats), left.eq(run),
+                                     channels.eq(cfg.channels - 1),
+                                     rows_left.eq(rows_left - cfg.row_beats)]
+                else:
+                    m.d.sync += active.eq(0)
             with m.Else():
                 m.d.sync += [channel.eq(channel + cfg.channel_beats),
                              beat.eq(channel + cfg.channel_beats),
-                             left.eq(cfg.band_beats), channels.eq(channels - 1)]
+                             left.eq(run), channels.eq(channels - 1)]
         with m.Else():
             m.d.sync += [beat.eq(beat + burst), left.eq(left - burst)]
     return active, address, burst

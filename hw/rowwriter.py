@@ -80,10 +80,19 @@ class RowWriter(wiring.Component):
         AXI data bits: 32, 64, 128, 256, 512 or 1024 (default 64).
     address_width : int
         AXI address bits (default 32).
+    order : str
+        ``"channels"`` (default): the input words come in the band's ``(c, y)`` order, a
+        channel's band rows one run of beats. ``"rows"``: in ``(y, c)`` order, row by row, every
+        channel of a row one after another, as a layer's output leaves its engine (a row of
+        every channel at a time; :class:`hw.bandlayer.RowAssembler`); each row a run of
+        ``row_beats`` beats (shorter bursts, the same bytes).
     """
 
     def __init__(self, *, word_bits: int, max_channels: int, max_beats: int,
-                 data_width: int = 64, address_width: int = 32):
+                 data_width: int = 64, address_width: int = 32, order: str = "channels"):
+        if order not in ("channels", "rows"):
+            raise ValueError(f"order must be 'channels' or 'rows', not {order!r}")
+        self._rows = order == "rows"
         self._word_bits = check_int("word_bits", word_bits, 1)
         self._max_channels = check_int("max_channels", max_channels, 1)
         self._max_beats = check_int("max_beats", max_beats, 1)
@@ -126,7 +135,7 @@ class RowWriter(wiring.Component):
         # --- AW: the band's bursts, an address a cycle ---
         aw_active, aw_address, aw_burst = band_bursts(
             m, cfg, self.start, port["awready"], name="aw", address_width=self._address_width,
-            beat_log=beat_log, beat_bits=beat_bits)
+            beat_log=beat_log, beat_bits=beat_bits, rows=self._rows)
         m.d.comb += [port["awvalid"].eq(aw_active), port["awaddr"].eq(aw_address),
                      port["awlen"].eq(aw_burst - 1)]
 
@@ -135,7 +144,7 @@ class RowWriter(wiring.Component):
         w_last = Signal()
         w_active, _, w_burst = band_bursts(
             m, cfg, self.start, w_fire & w_last, name="w", address_width=self._address_width,
-            beat_log=beat_log, beat_bits=beat_bits)
+            beat_log=beat_log, beat_bits=beat_bits, rows=self._rows)
         w_count = Signal(range(ROW_BURST))   # beats of the current burst sent
         word = Signal(self._max_row_beats * dw)
         have = Signal()                      # word holds a row not yet sent whole

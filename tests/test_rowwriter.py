@@ -106,13 +106,20 @@ def send_words(ctx, dut, words, state, rng, rate):
             state["next"] += 1
 
 
-def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=None):
+def row_order_words(spikes, first, last):
+    """The band's words in ``(y, c)`` order (``order="rows"``)."""
+    return [sum(int(bit) << x for x, bit in enumerate(spikes[c, y]))
+            for y in range(first, last + 1) for c in range(spikes.shape[0])]
+
+
+def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=None,
+              order="channels"):
     """Write ``bands`` of ``spikes`` one after another; return the memory, the bursts, the
     error flag after each band and the garbage the memory held before."""
     channels, height, width = spikes.shape
     dut = RowWriter(word_bits=width, max_channels=channels,
                     max_beats=channels * height * -(-width // data_width),
-                    data_width=data_width)
+                    data_width=data_width, order=order)
     rng = random.Random(seed)
     size = base + len(map_image(spikes, data_width)) + 256
     garbage = random.Random(seed + 1)
@@ -129,7 +136,7 @@ def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=No
             slave.step(ctx)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            words = band_words(spikes, first, last)
+            words = (band_words if order == "channels" else row_order_words)(spikes, first, last)
             state = {"next": 0}
             for _ in range(50_000):
                 slave.step(ctx)      # first: i.ready depends on wready
@@ -150,6 +157,7 @@ def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=No
     return bytes(memory), slave.burst_log, log["errors"], before
 
 
+@pytest.mark.parametrize("order", ["channels", "rows"])
 @pytest.mark.parametrize("shape,data_width,bands", [
     ((3, 5, 7), 64, [(0, 4)]),
     ((4, 6, 20), 64, [(0, 1), (2, 4), (5, 5)]),
@@ -157,12 +165,12 @@ def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=No
     ((3, 5, 130), 32, [(1, 3), (0, 0), (4, 4)]),  # five beats a row, out of order
     ((5, 40, 16), 128, [(0, 39)]),              # many rows: bursts of 16
 ])
-def test_bands_land_exactly_where_the_reader_reads_them(shape, data_width, bands):
+def test_bands_land_exactly_where_the_reader_reads_them(shape, data_width, bands, order):
     rng = np.random.default_rng(SEED)
     spikes = spike_map(rng, shape, 0.4)
     base = 0x0FC0
     memory, bursts, errors, before = run_bands(spikes, bands, data_width=data_width, base=base,
-                                               seed=len(bands))
+                                               seed=len(bands), order=order)
     want = before
     for first, last in bands:
         want = written_image(want, spikes, first, last, base=base, data_width=data_width)
@@ -177,6 +185,12 @@ def test_bands_land_exactly_where_the_reader_reads_them(shape, data_width, bands
                     for first, last in bands for c in range(shape[0])
                     for y in range(first, last + 1) for k in range(row_beats))
     assert beats == expect
+    if order == "rows":
+        # a burst never spans two rows: each row of each channel is its own run
+        row_bytes = row_beats * beat_bytes
+        for address, count in bursts:
+            assert (address - base) // row_bytes == (address - base + count * beat_bytes - 1) \
+                // row_bytes
 
 
 def test_written_image_is_the_map_image_when_every_row_is_written():
@@ -264,6 +278,8 @@ def test_refusals_and_verilog(tmp_path):
 
     with pytest.raises(ValueError, match="data_width"):
         RowWriter(word_bits=8, max_channels=1, max_beats=1, data_width=48)
+    with pytest.raises(ValueError, match="order"):
+        RowWriter(word_bits=8, max_channels=1, max_beats=1, order="columns")
     with pytest.raises(ValueError, match="word_bits"):
         RowWriter(word_bits=0, max_channels=1, max_beats=1)
     dut = RowWriter(word_bits=130, max_channels=8, max_beats=8 * 16 * 3)
