@@ -85,6 +85,7 @@ TESTS: dict[str, list[str]] = {
     "hw/rowreader.py": ["tests/test_rowreader.py", "tests/test_rowwriter.py",
                         "tests/test_bands.py"],
     "hw/rowwriter.py": ["tests/test_rowwriter.py"],
+    "hw/bandlayer.py": ["tests/test_bandlayer.py"],
     "hw/depthwise.py": ["tests/test_depthwise.py"],
     "hw/planes.py": ["tests/test_planes.py"],
     "hw/sepconv.py": ["tests/test_planes.py"],

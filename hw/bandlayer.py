@@ -1,0 +1,336 @@
+"""A conv + LIF layer whose spike maps lie in external memory, computed band by band.
+
+The band-streamed dataflow of ``docs/weightfetch.md`` ("Activations over AXI4") for one layer,
+built from the units that stream it: the on-chip memory depends on the band, not on the map.
+
+::
+
+    AXI4 read  -> RowReader -> ProgEngine(bands) -> LIFArray -> RowAssembler -> RowWriter -> AXI4 write
+    (input band's rows,        (one band of         (the band's    (a row of every   (the band's rows,
+     halo included)             output rows)         membranes)     channel)          (y, c) order)
+
+Memory layout: both maps lie as :func:`hw.rowreader.map_image` gives (row ``(c, y)`` at beat
+``(c * H + y) * row_beats`` from the map's base, bit ``x`` column ``x``), one map per time step.
+
+Schedule (the caller's, one ``start`` per band and time step): band by band, and within a band
+time step by time step (``first`` on its first step). A band's membranes stay in the LIF array
+between its time steps, so no membrane leaves the chip; its ``T`` input maps and ``T`` output
+maps are in external memory. The bands of one layer are independent; a network runs its layers
+one after the other, each reading the maps the layer before wrote.
+
+On-chip memory: the engine's accumulator bank (one band: ``out_rows << (out_width_log +
+groups_log)`` words), the LIF array's membranes (one band's output beats), two rows of every
+output channel in the assembler, the weights and biases of the layer, the thresholds; nothing
+sized by the map's height. ``BandLayer.memory_bits`` gives each.
+
+Ports: ``input_base``, ``output_base`` (In): the byte addresses of this start's input and output
+maps; ``band`` (In): which band (``0 .. bands - 1``); ``first`` (In): the band's first time step
+(membranes from 0); all sampled at ``start`` (In, a pulse while ``busy`` is low). ``busy``
+(Out): from the cycle after ``start`` until the band's last write response. ``ready`` (Out):
+the engine's bank has been cleared after reset (``start`` before it is not allowed).
+``error`` (Out): a read or write response other than OKAY during the last band (sticky until
+the next ``start``). The AXI4 master is the flat ``m_axi_ar*`` / ``m_axi_r*`` and
+``m_axi_aw*`` / ``m_axi_w*`` / ``m_axi_b*`` ports (the reader's and the writer's).
+
+Reference: :func:`band_layer_reference` (``quant.intops``'s ``conv2d_spikes`` and ``lif_step``
+over the time steps). Tests: ``tests/test_bandlayer.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from amaranth.hdl import Array, Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.addressing import addressing_input_layout
+from hw.axi_io import axi4_write_ports
+from hw.lif_array import LIFArray
+from hw.packing import accumulator_bound, signed_width
+from hw.params import bits_for, ceil_div, check_int
+from hw.progengine import ProgEngine
+from hw.progengine_config import (LayerConfig, band_layer, pack_layer_biases,
+                                  pack_layer_weights)
+from hw.rowreader import RowReader, band_config
+from hw.rowwriter import RowWriter
+from hw.weightfetch import axi4_read_ports
+
+__all__ = ["RowAssembler", "BandLayer", "band_layer_reference"]
+
+
+def band_layer_reference(inputs, weight, bias, thresholds, *, stride: int, padding: int):
+    """The output spike maps ``[T, Cout, OH, OW]`` of a conv + LIF layer over input maps
+    ``[T, Cin, H, W]`` (membranes from 0 at the first step)."""
+    from quant.intops import conv2d_spikes, lif_step
+
+    inputs = np.asarray(inputs)
+    threshold = np.asarray(thresholds, dtype=np.int64)[:, None, None]
+    membrane, out = 0, []
+    for spikes in inputs:
+        x = conv2d_spikes(spikes, weight, bias, stride=stride, padding=padding)
+        fired, membrane = lif_step(membrane, x, threshold)
+        out.append(fired)
+    return np.stack(out)
+
+
+class RowAssembler(wiring.Component):
+    """Spike beats of an engine's output order into rows of every channel.
+
+    Input beats (``i``, ``lanes`` spikes: channels ``g * lanes + l``) come in ``(y, x, g)``
+    order, ``g`` fastest, ``config.width`` columns and ``config.groups`` groups a row. When a
+    row's last beat has arrived it moves to a second register, which gives one word a channel
+    (``o``, ``bits``: the row, bit ``x`` column ``x``, bits past ``width`` zero; ``last`` on the
+    row's last channel) for channels ``0 .. config.channels - 1``, one a cycle, while the next
+    row fills the first register. ``i`` is held only when a row is complete and the second
+    register is still giving out the row before. ``start`` restarts the counters (and clears
+    the two registers' flags); ``config`` is held from ``start`` on.
+
+    Cost: ``2 * max_groups * lanes * max_width`` flip-flops; a row of ``width * groups`` beats
+    in as many cycles, and its ``channels`` words in as many cycles.
+    """
+
+    def __init__(self, *, lanes: int, max_width: int, max_groups: int):
+        self._lanes = check_int("lanes", lanes, 1)
+        self._W = check_int("max_width", max_width, 1)
+        self._G = check_int("max_groups", max_groups, 1)
+        super().__init__({
+            "config": In(data.StructLayout({
+                "width": unsigned(bits_for(self._W + 1)),
+                "groups": unsigned(bits_for(self._G + 1)),
+                "channels": unsigned(bits_for(self._G * self._lanes + 1))})),
+            "start": In(1),
+            "i": In(stream.Signature(unsigned(self._lanes))),
+            "o": Out(stream.Signature(addressing_input_layout(self._W))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, W, G = self._lanes, self._W, self._G
+        cfg = self.config
+        row = Signal(G * lanes * W)
+        shadow = Signal(G * lanes * W)
+        x = Signal(range(W))
+        g = Signal(range(G))
+        pending = Signal()        # row holds a whole row the shadow has not taken yet
+        emitting = Signal()       # shadow is giving out its channels
+        left = Signal(range(G * lanes + 1))   # channels still to give
+        mask = Signal(W)
+        take = Signal()
+        m.d.comb += [
+            self.i.ready.eq(~pending),
+            take.eq(self.i.valid & self.i.ready),
+            self.o.valid.eq(emitting),
+            self.o.payload.bits.eq(shadow[:W] & mask),
+            self.o.payload.last.eq(left == 1),
+        ]
+        with m.If(self.start):
+            m.d.sync += [x.eq(0), g.eq(0), pending.eq(0), emitting.eq(0)]
+            m.d.sync += [mask[k].eq(k < cfg.width) for k in range(W)]
+        with m.Else():
+            with m.If(take):
+                # the beat's lanes go to bit x of channels g * lanes + l
+                for gg in range(G):
+                    for xx in range(W):
+                        with m.If((g == gg) & (x == xx)):
+                            m.d.sync += [row[(gg * lanes + lane) * W + xx].eq(self.i.payload[lane])
+                                         for lane in range(lanes)]
+                with m.If(g == cfg.groups - 1):
+                    m.d.sync += g.eq(0)
+                    with m.If(x == cfg.width - 1):
+                        m.d.sync += [x.eq(0), pending.eq(1)]
+                    with m.Else():
+                        m.d.sync += x.eq(x + 1)
+                with m.Else():
+                    m.d.sync += g.eq(g + 1)
+            with m.If(emitting & self.o.ready):
+                m.d.sync += [shadow.eq(shadow >> W), left.eq(left - 1)]
+                with m.If(left == 1):
+                    m.d.sync += emitting.eq(0)
+            with m.If(pending & ~emitting):
+                m.d.sync += [shadow.eq(row), emitting.eq(1), left.eq(cfg.channels),
+                             pending.eq(0)]
+        return m
+
+
+def _pass_through(m: Module, outer, inner, names):
+    """Drive ``inner``'s flat ports from ``outer``'s and back, by direction."""
+    for name in names:
+        a, b = getattr(outer, name), getattr(inner, name)
+        if outer.signature.members[name].flow == Out:
+            m.d.comb += a.eq(b)
+        else:
+            m.d.comb += b.eq(a)
+
+
+class BandLayer(wiring.Component):
+    """One conv + LIF layer over external memory, band by band (module docstring).
+
+    Parameters
+    ----------
+    layer : LayerConfig
+        The whole layer's geometry (:func:`hw.progengine_config.layer_config`; its bases are
+        ignored).
+    weight, bias : integer arrays ``[Cout, Cin, k, k]`` and ``[Cout]``
+        quant's integer weights (``weight_width`` bits) and biases.
+    thresholds : sequence of int
+        Per output channel, doubled units (``quant.intops.lif_threshold``).
+    band_rows : int
+        Output rows a band (>= 1); the last band takes what is left.
+    weight_width : int
+        Signed bits a weight (default 8).
+    data_width, address_width : int
+        The AXI4 bus (default 64 and 32 bits).
+    """
+
+    def __init__(self, layer: LayerConfig, weight, bias, thresholds, *, band_rows: int,
+                 weight_width: int = 8, data_width: int = 64, address_width: int = 32):
+        weight = np.asarray(weight, dtype=np.int64)
+        bias = np.asarray(bias, dtype=np.int64)
+        if weight.shape != (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel):
+            raise ValueError(f"weight shape {weight.shape} is not (Cout, Cin, k, k) = "
+                             f"{(layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)}")
+        if bias.shape != (layer.out_channels,):
+            raise ValueError(f"bias shape {bias.shape} is not ({layer.out_channels},)")
+        if len(thresholds) != layer.out_channels:
+            raise ValueError(f"{len(thresholds)} thresholds for {layer.out_channels} channels")
+        self._band_rows = check_int("band_rows", band_rows, 1, layer.out_height)
+        self._layer = layer = dataclasses.replace(layer, weight_base=0, bias_base=0)
+        self._data_width = data_width
+        self._bands = []
+        for first in range(0, layer.out_height, band_rows):
+            last = min(first + band_rows, layer.out_height) - 1
+            band, first_in, last_in = band_layer(layer, first, last)
+            self._bands.append((first, last, band, first_in, last_in))
+        self.accumulator_width = signed_width(*accumulator_bound(weight, bias))
+        lanes = layer.lanes
+        self._weight_words = pack_layer_weights(
+            weight, lanes=lanes, weight_width=weight_width, kernel_log=layer.kernel_log,
+            groups_log=layer.groups_log)
+        bias_words = pack_layer_biases(bias, lanes=lanes,
+                                       accumulator_width=self.accumulator_width,
+                                       groups=layer.groups)
+        bands = [b for _, _, b, _, _ in self._bands]
+        self.engine = ProgEngine(
+            lanes=lanes, word_bits=layer.width, max_words=max(b.words_per_frame for b in bands),
+            max_channels=layer.in_channels,
+            max_side=max(max(b.height, b.width, b.out_height, b.out_width) for b in bands),
+            max_padding=layer.padding, max_kernel_log=layer.kernel_log,
+            max_stride_log=layer.stride_log, max_groups_log=layer.groups_log,
+            weight_width=weight_width, accumulator_width=self.accumulator_width,
+            weight_depth=len(self._weight_words),
+            bank_depth=max(b.bank_words_needed for b in bands), bias_words=bias_words,
+            bands=True)
+        for b in bands:
+            self.engine.check_layer(b)
+        self.lif = LIFArray(lanes=lanes, words=max(b.beats for b in bands),
+                            input_width=max(2, self.accumulator_width),
+                            thresholds=[int(t) for t in thresholds])
+        self.assembler = RowAssembler(lanes=lanes, max_width=layer.out_width,
+                                      max_groups=layer.groups)
+        in_beats = layer.in_channels * layer.height * ceil_div(layer.width, data_width)
+        out_beats = (layer.out_channels * layer.out_height
+                     * ceil_div(layer.out_width, data_width))
+        self.reader = RowReader(word_bits=layer.width, max_channels=layer.in_channels,
+                                max_beats=in_beats, data_width=data_width,
+                                address_width=address_width)
+        self.writer = RowWriter(word_bits=layer.out_width, max_channels=layer.out_channels,
+                                max_beats=out_beats, data_width=data_width,
+                                address_width=address_width, order="rows")
+        self._read_names = list(axi4_read_ports(address_width, data_width))
+        self._write_names = list(axi4_write_ports(address_width, data_width))
+        super().__init__({
+            "input_base": In(address_width), "output_base": In(address_width),
+            "band": In(range(len(self._bands))), "first": In(1), "start": In(1),
+            "busy": Out(1), "ready": Out(1), "error": Out(1),
+            **axi4_read_ports(address_width, data_width),
+            **axi4_write_ports(address_width, data_width),
+        })
+
+    @property
+    def bands(self) -> list[tuple[int, int]]:
+        """The output rows ``(first, last)`` of each band."""
+        return [(first, last) for first, last, _, _, _ in self._bands]
+
+    @property
+    def memory_bits(self) -> dict[str, int]:
+        """Bits of each on-chip memory and register file that holds data."""
+        layer = self._layer
+        lanes = layer.lanes
+        return {
+            "accumulator bank": self.engine.bank_depth * lanes * self.accumulator_width,
+            "membranes": self.lif.words * lanes * self.lif.membrane_width,
+            "row assembler": 2 * layer.groups * lanes * layer.out_width,
+            "weights": len(self._weight_words) * lanes * self.engine.weight_width,
+            "biases": len(self.engine.bias_words) * lanes * self.accumulator_width,
+            "thresholds": layer.groups * lanes * (self.lif.membrane_width + 1),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, dw = self._layer, self._data_width
+        m.submodules.engine = engine = self.engine
+        m.submodules.lif = lif = self.lif
+        m.submodules.assembler = assembler = self.assembler
+        m.submodules.reader = reader = self.reader
+        m.submodules.writer = writer = self.writer
+        m.submodules.weights = weights = Memory(
+            shape=unsigned(layer.lanes * engine.weight_width),
+            depth=max(2, len(self._weight_words)), init=self._weight_words)
+        port = weights.read_port()
+        m.d.comb += [port.addr.eq(engine.weight.addr), port.en.eq(engine.weight.en),
+                     engine.weight.data.eq(port.data)]
+        _pass_through(m, self, reader, self._read_names)
+        _pass_through(m, self, writer, self._write_names)
+
+        # --- the band's constants, picked by the band register from tables built here ---
+        band = Signal.like(self.band)
+        in_base = Signal.like(self.input_base)
+        out_base = Signal.like(self.output_base)
+        first = Signal()
+        engine_values, read_values, write_values = [], [], []
+        for first_out, last_out, cfg, first_in, last_in in self._bands:
+            engine_values.append(engine.config_value(cfg).as_value())
+            read_values.append(band_config(layer.in_channels, layer.height, layer.width,
+                                           first_in, last_in, data_width=dw))
+            write_values.append(band_config(layer.out_channels, layer.out_height,
+                                            layer.out_width, first_out, last_out,
+                                            data_width=dw))
+        m.d.comb += engine.config.eq(Array(engine_values)[band])
+        for target, values, base in ((reader.config, read_values, in_base),
+                                     (writer.config, write_values, out_base)):
+            for name in ("row_beats", "first_beat", "channel_beats", "band_beats", "channels"):
+                m.d.comb += getattr(target, name).eq(Array(v[name] for v in values)[band])
+            m.d.comb += target.base.eq(base)
+        m.d.comb += [assembler.config.width.eq(layer.out_width),
+                     assembler.config.groups.eq(layer.groups),
+                     assembler.config.channels.eq(layer.out_channels)]
+
+        # --- the streams: reader -> engine -> LIF -> assembler -> writer ---
+        wiring.connect(m, reader.o, engine.i)
+        wiring.connect(m, assembler.o, writer.i)
+        beat = engine.o.payload
+        m.d.comb += [
+            lif.i.valid.eq(engine.o.valid), engine.o.ready.eq(lif.i.ready),
+            lif.i.payload.x.eq(beat.values), lif.i.payload.address.eq(beat.index),
+            lif.i.payload.group.eq(beat.group), lif.i.payload.first.eq(first),
+            assembler.i.valid.eq(lif.o.valid), lif.o.ready.eq(assembler.i.ready),
+            assembler.i.payload.eq(lif.o.payload.spikes),
+        ]
+
+        # --- control: sample at start, start the units a cycle later (their configs are then
+        # the registered band's), busy until the writer's last response ---
+        go = Signal()
+        busy = Signal()
+        m.d.sync += go.eq(self.start & ~busy)
+        m.d.comb += [reader.start.eq(go), writer.start.eq(go), assembler.start.eq(go),
+                     self.busy.eq(busy), self.ready.eq(engine.ready),
+                     self.error.eq(reader.error | writer.error)]
+        with m.If(self.start & ~busy):
+            m.d.sync += [band.eq(self.band), in_base.eq(self.input_base),
+                         out_base.eq(self.output_base), first.eq(self.first), busy.eq(1)]
+        with m.Elif(busy & ~go & ~writer.busy):
+            m.d.sync += busy.eq(0)
+        return m
