@@ -112,8 +112,8 @@ class RowAssembler(wiring.Component):
         cfg = self.config
         row = Signal(G * lanes * W)
         shadow = Signal(G * lanes * W)
-        x = Signal(range(W))
-        g = Signal(range(G))
+        x = Signal(range(max(2, W)))
+        g = Signal(range(max(2, G)))
         pending = Signal()        # row holds a whole row the shadow has not taken yet
         emitting = Signal()       # shadow is giving out its channels
         left = Signal(range(G * lanes + 1))   # channels still to give

@@ -239,7 +239,7 @@ class RowReader(wiring.Component):
         # with the beats before it, into the output register ---
         row = Signal(self._max_row_beats * dw)
         merged = Signal(self._max_row_beats * dw)  # the row with this beat in its place
-        r_index = Signal(range(self._max_row_beats))  # the row's beat this beat is
+        r_index = Signal(range(max(2, self._max_row_beats)))  # the row's beat this beat is
         r_row_end = Signal()         # this beat ends its row
         r_left = Signal(beat_bits)   # beats of the current channel's band not yet received
         r_channels = Signal.like(cfg.channels)   # channels after the current one

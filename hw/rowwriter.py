@@ -148,7 +148,7 @@ class RowWriter(wiring.Component):
         w_count = Signal(range(ROW_BURST))   # beats of the current burst sent
         word = Signal(self._max_row_beats * dw)
         have = Signal()                      # word holds a row not yet sent whole
-        index = Signal(range(self._max_row_beats))   # the row's next beat
+        index = Signal(range(max(2, self._max_row_beats)))   # the row's next beat
         row_end = Signal()
         busy = Signal()
         m.d.comb += [

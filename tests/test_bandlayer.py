@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.bandlayer import BandLayer, band_layer_reference
+from hw.bandlayer import BandLayer
 from hw.progengine_config import layer_config
 from hw.rowreader import map_image
-from quant.intops import conv2d_spikes
-from sim.cases_accumulator import random_layer
-from sim.cases_addressing import spike_map
+from sim.cases_bandlayer import CASES, band_case
 from test_rowwriter import WriteMemory
 
 
@@ -52,36 +50,13 @@ class ReadMemory:
                     self.pending.pop(0)
 
 
-def thresholds_for(rng, inputs, weight, bias, stride, padding, rate=0.35):
-    """Per-channel thresholds near the (1 - rate) quantile of the first step's inputs, so the
-    layer fires at about ``rate`` (any threshold is a valid input; these make the test see
-    both spikes and silences)."""
-    x = conv2d_spikes(inputs[0], weight, bias, stride=stride, padding=padding)
-    q = np.quantile(x.reshape(x.shape[0], -1), 1 - rate, axis=1)
-    return [max(1, int(v)) + int(rng.integers(0, 3)) for v in q]
-
-
-# (cin, cout, kernel, stride, padding, height, width), lanes, band_rows, T
-CASES = [
-    ((5, 6, 3, 1, 1, 10, 9), 4, 3, 3),     # 3x3: halos of one row, 4 bands, G = 2
-    ((3, 5, 7, 2, 3, 12, 11), 4, 2, 2),    # 7x7 stride 2: halos of three rows, padding 3
-    ((4, 8, 1, 1, 0, 7, 70), 8, 4, 1),     # 1x1, rows of two 64-bit beats
-]
-
-
-@pytest.mark.parametrize("spec,lanes,band_rows,steps", CASES)
-def test_a_layer_band_by_band_over_axi_equals_the_integer_model(spec, lanes, band_rows, steps):
-    cin, cout, kernel, stride, padding, height, width = spec
-    rng = np.random.default_rng(sum(spec) + steps)
-    layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
-                         padding=padding, height=height, width=width, lanes=lanes)
-    weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
-    inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
-    thresholds = thresholds_for(rng, inputs, weight, bias, stride, padding)
-    want = band_layer_reference(inputs, weight, bias, thresholds, stride=stride,
-                                padding=padding)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_layer_band_by_band_over_axi_equals_the_integer_model(name):
+    case = band_case(name)
+    layer, lanes, steps = case.layer, case.layer.lanes, case.steps
+    want = case.want
     assert 0.05 < want.mean() < 0.9, f"the layer should fire sometimes, not {want.mean():.2f}"
-    dut = BandLayer(layer, weight, bias, thresholds, band_rows=band_rows)
+    dut = BandLayer(layer, case.weight, case.bias, case.thresholds, band_rows=case.band_rows)
 
     # On chip: one band, not the map.
     bits = dut.memory_bits
@@ -89,19 +64,10 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(spec, lanes, ban
     assert bits["accumulator bank"] < whole_bank
     assert bits["membranes"] < layer.beats * lanes * dut.lif.membrane_width
 
-    in_size = len(map_image(inputs[0]))
-    out_size = len(map_image(want[0]))
-    in_at = [0x1000 + t * in_size for t in range(steps)]
-    out_at = [0x1000 + steps * in_size + 0x40 + t * out_size for t in range(steps)]
-    garbage = random.Random(7)
-    memory = bytearray(garbage.getrandbits(8) for _ in range(out_at[-1] + out_size + 0x100))
-    for t in range(steps):
-        memory[in_at[t]:in_at[t] + in_size] = map_image(inputs[t])
-    before = bytes(memory)
-    sim_rng = random.Random(sum(spec))
+    memory = bytearray(case.memory)
+    sim_rng = random.Random(steps)
     reads = ReadMemory(dut, memory, sim_rng)
     writes = WriteMemory(dut, memory, sim_rng, data_width=64)
-    cycles = {"n": 0}
 
     async def bench(ctx):
         while not ctx.get(dut.ready):
@@ -110,8 +76,8 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(spec, lanes, ban
             for t in range(steps):
                 ctx.set(dut.band, band)
                 ctx.set(dut.first, t == 0)
-                ctx.set(dut.input_base, in_at[t])
-                ctx.set(dut.output_base, out_at[t])
+                ctx.set(dut.input_base, case.in_at[t])
+                ctx.set(dut.output_base, case.out_at[t])
                 ctx.set(dut.start, 1)
                 await ctx.tick()
                 ctx.set(dut.start, 0)
@@ -119,7 +85,6 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(spec, lanes, ban
                     reads.step(ctx)
                     writes.step(ctx)
                     await ctx.tick()
-                    cycles["n"] += 1
                     if not ctx.get(dut.busy):
                         break
                 else:
@@ -131,14 +96,15 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(spec, lanes, ban
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    out_size = case.out_size
     for t in range(steps):
-        got = bytes(memory[out_at[t]:out_at[t] + out_size])
+        got = bytes(memory[case.out_at[t]:case.out_at[t] + out_size])
         if got != map_image(want[t]):
             raise AssertionError(f"time step {t}: the output map in memory differs from the "
                                  f"integer model's")
     # nothing else written
-    assert memory[:out_at[0]] == before[:out_at[0]]
-    assert memory[out_at[-1] + out_size:] == before[out_at[-1] + out_size:]
+    first, end = case.out_at[0], case.out_at[-1] + out_size
+    assert memory[:first] == case.memory[:first] and memory[end:] == case.memory[end:]
 
 
 def test_refusals():
@@ -151,3 +117,56 @@ def test_refusals():
         BandLayer(layer, weight[:, :1], np.zeros(3, dtype=np.int64), [1, 1, 1], band_rows=2)
     with pytest.raises(ValueError, match="thresholds"):
         BandLayer(layer, weight, np.zeros(3, dtype=np.int64), [1, 1], band_rows=2)
+
+
+def test_row_assembler_words_last_flags_and_a_narrower_second_layer():
+    """RowAssembler alone: beats in ``(y, x, g)`` order give one word a channel a row, in
+    ``(y, c)`` order, ``last`` on a row's last channel, bits past the width zero, also for a
+    narrower, fewer-channel layer after a wider one (stale bits of the first must not show),
+    under a random source and a random consumer."""
+    from hw.bandlayer import RowAssembler
+
+    lanes, W, G = 4, 9, 3
+    dut = RowAssembler(lanes=lanes, max_width=W, max_groups=G)
+    rng = np.random.default_rng(5)
+    layers = [(9, 3, 11, 3), (5, 2, 6, 2)]     # width, groups, channels, rows
+    maps = [rng.integers(0, 2, size=(g * lanes, rows, w)) for w, g, _, rows in layers]
+    got = []
+    pick = random.Random(6)
+
+    async def bench(ctx):
+        for (w, g, channels, rows), spikes in zip(layers, maps):
+            ctx.set(dut.config.width, w)
+            ctx.set(dut.config.groups, g)
+            ctx.set(dut.config.channels, channels)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            beats = [sum(int(spikes[gg * lanes + lane, y, x]) << lane for lane in range(lanes))
+                     for y in range(rows) for x in range(w) for gg in range(g)]
+            words = []
+            sent = 0
+            while len(words) < rows * channels:
+                offer = sent < len(beats) and pick.random() < 0.8
+                ctx.set(dut.i.valid, offer)
+                if offer:
+                    ctx.set(dut.i.payload, beats[sent])
+                ready = pick.random() < 0.6
+                ctx.set(dut.o.ready, ready)
+                if offer and ctx.get(dut.i.ready):
+                    sent += 1
+                if ready and ctx.get(dut.o.valid):
+                    words.append((ctx.get(dut.o.payload.bits), ctx.get(dut.o.payload.last)))
+                await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            ctx.set(dut.o.ready, 0)
+            got.append(words)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for (w, g, channels, rows), spikes, words in zip(layers, maps, got):
+        want = [(sum(int(spikes[c, y, x]) << x for x in range(w)), int(c == channels - 1))
+                for y in range(rows) for c in range(channels)]
+        assert words == want

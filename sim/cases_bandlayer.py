@@ -1,0 +1,79 @@
+"""Cases of the band layer (``hw.bandlayer``): a random conv + LIF layer, its input maps over
+several time steps, the integer model's output maps, and where each map lies in memory.
+
+Shared by the Amaranth-simulator test (``tests/test_bandlayer.py``) and the cocotb testbench on
+Verilator and Icarus (``sim/tb/bandlayer.py``, ``tests/test_bandlayer_verilator.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+
+from hw.bandlayer import band_layer_reference
+from hw.progengine_config import LayerConfig, layer_config
+from hw.rowreader import map_image
+from quant.intops import conv2d_spikes
+from sim.cases_accumulator import random_layer
+from sim.cases_addressing import spike_map
+
+__all__ = ["BandCase", "band_case", "CASES"]
+
+#: ``(cin, cout, kernel, stride, padding, height, width), lanes, band_rows, T``
+CASES = {
+    "3x3": ((5, 6, 3, 1, 1, 10, 9), 4, 3, 3),     # halos of one row, 4 bands, G = 2
+    "7x7s2": ((3, 5, 7, 2, 3, 12, 11), 4, 2, 2),  # halos of three rows, padding 3
+    "1x1wide": ((4, 8, 1, 1, 0, 7, 70), 8, 4, 1),  # rows of two 64-bit beats
+}
+
+
+@dataclasses.dataclass
+class BandCase:
+    layer: LayerConfig
+    band_rows: int
+    weight: np.ndarray
+    bias: np.ndarray
+    thresholds: list[int]
+    inputs: np.ndarray        # [T, Cin, H, W]
+    want: np.ndarray          # [T, Cout, OH, OW]
+    in_at: list[int]          # byte address of each step's input map
+    out_at: list[int]         # byte address of each step's output map
+    memory: bytes             # the memory before the run: inputs in place, garbage elsewhere
+
+    @property
+    def steps(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def out_size(self) -> int:
+        return len(map_image(self.want[0]))
+
+
+def band_case(name: str, rate: float = 0.35) -> BandCase:
+    """The named case of :data:`CASES`, drawn from a seed of its own."""
+    spec, lanes, band_rows, steps = CASES[name]
+    cin, cout, kernel, stride, padding, height, width = spec
+    rng = np.random.default_rng(sum(spec) + steps)
+    layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
+                         padding=padding, height=height, width=width, lanes=lanes)
+    weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
+    inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
+    # thresholds near the (1 - rate) quantile of the first step's inputs, so that the layer
+    # both fires and stays silent
+    x = conv2d_spikes(inputs[0], weight, bias, stride=stride, padding=padding)
+    q = np.quantile(x.reshape(cout, -1), 1 - rate, axis=1)
+    thresholds = [max(1, int(v)) + int(rng.integers(0, 3)) for v in q]
+    want = band_layer_reference(inputs, weight, bias, thresholds, stride=stride,
+                                padding=padding)
+    in_size = len(map_image(inputs[0]))
+    out_size = len(map_image(want[0]))
+    in_at = [0x1000 + t * in_size for t in range(steps)]
+    out_at = [0x1000 + steps * in_size + 0x40 + t * out_size for t in range(steps)]
+    garbage = random.Random(7)
+    memory = bytearray(garbage.getrandbits(8) for _ in range(out_at[-1] + out_size + 0x100))
+    for t in range(steps):
+        memory[in_at[t]:in_at[t] + in_size] = map_image(inputs[t])
+    return BandCase(layer, band_rows, weight, bias, thresholds, inputs, want, in_at, out_at,
+                    bytes(memory))

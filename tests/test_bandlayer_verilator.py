@@ -1,0 +1,41 @@
+"""The band layer's Verilog on Verilator and Icarus through cocotb, on cocotbext-axi's AXI4 RAM
+with random latency (1-64 cycles a burst) and 20 % pauses on every channel: every output map
+``==`` the integer model's, the rest of the memory untouched (``sim/tb/bandlayer.py``)."""
+
+import pytest
+from amaranth.back import verilog
+
+from hw.bandlayer import BandLayer
+from sim import toolchain
+from sim.cases_bandlayer import CASES, band_case
+
+NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
+                                  reason=toolchain.ICARUS_MISSING)
+
+
+def run_case(name, simulator=None, *, latency="1-64", pause=0.2, result=None):
+    case = band_case(name)
+    dut = BandLayer(case.layer, case.weight, case.bias, case.thresholds,
+                    band_rows=case.band_rows)
+    design = toolchain.build(verilog.convert(dut, name="band_layer", emit_src=False),
+                             "band_layer", simulator=simulator)
+    env = {"BAND_CASE": name, "BAND_LATENCY": latency, "BAND_PAUSE": str(pause),
+           "BAND_SEED": "3"}
+    if result is not None:
+        env["BAND_RESULT"] = str(result)
+    toolchain.run(design, "sim.tb.bandlayer", name=f"{name}-{latency}-{pause}", extra_env=env)
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_band_layer_on_verilator(name):
+    run_case(name)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("name", ["3x3", "7x7s2"])
+def test_band_layer_on_icarus(name):
+    run_case(name, "icarus")
