@@ -8,6 +8,7 @@ Verilator and Icarus (``sim/tb/bandlayer.py``, ``tests/test_bandlayer_verilator.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import numpy as np
@@ -51,9 +52,15 @@ class BandCase:
         return len(map_image(self.want[0]))
 
 
-def band_case(name: str, rate: float = 0.35) -> BandCase:
-    """The named case of :data:`CASES`, drawn from a seed of its own."""
-    spec, lanes, band_rows, steps = CASES[name]
+def band_case(name, rate: float = 0.35) -> BandCase:
+    """The named case of :data:`CASES`, or a case given as ``(spec, lanes, band_rows, T)``
+    like its values (or as that tuple's JSON text), drawn from a seed of its own."""
+    if isinstance(name, str) and name in CASES:
+        name = CASES[name]
+    elif isinstance(name, str):
+        name = json.loads(name)
+    spec, lanes, band_rows, steps = name
+    spec = tuple(spec)
     cin, cout, kernel, stride, padding, height, width = spec
     rng = np.random.default_rng(sum(spec) + steps)
     layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,

@@ -32,7 +32,8 @@ def bands_of(out_height: int, rows: int) -> list[tuple[int, int]]:
     return [(first, min(first + rows, out_height) - 1) for first in range(0, out_height, rows)]
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3])
+@pytest.mark.parametrize("rows", [1, pytest.param(2, marks=pytest.mark.slow),
+                                  pytest.param(3, marks=pytest.mark.slow)])
 def test_a_layer_band_by_band_equals_the_whole_layer(rows):
     geometry = [layer_config(in_channels=cin, out_channels=cout, kernel=k, stride=s, padding=p,
                              height=h, width=w, lanes=4)

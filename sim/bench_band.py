@@ -1,0 +1,101 @@
+"""Benchmark the band layer (``hw.bandlayer``) on Verilator: cycles over AXI4 against on chip.
+
+Run ``python -m sim.bench_band`` (``--layers NAME ...``, ``--latency 30``, ``--json PATH``). For
+each layer it builds a :class:`hw.bandlayer.BandLayer`, runs every band at every time step on
+Verilator with its maps in cocotbext-axi's RAM (64-bit bus, a fixed read latency, no pauses;
+``sim/tb/bandlayer.py`` checks every output map ``==`` the integer model's) and prints:
+
+* ``cycles``: from the first ``start`` to the last band's last write response;
+* ``on chip``: what the shared network's engine step takes for the whole layer with its maps on
+  chip, by the cycle model (``sim.perf.engine_frame_cycles`` with a LIF sink; exact against
+  Verilator on the network), summed over the time steps;
+* their ratio; the bytes read and written against the floor (each input map read once, each
+  output map written once: the halo rows are the excess), and the on-chip memory of the band
+  design against what a whole-map design needs (its bank, membranes and both spike maps).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from golden.cliargs import Parser
+
+__all__ = ["LAYERS", "bench_layer", "main"]
+
+#: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, T)``
+LAYERS = {
+    "conv3x3_32x32_32x32_L16_rows4_T2": ((32, 32, 3, 1, 1, 32, 32), 16, 4, 2),
+    "conv3x3_s2_32x64_32x32_L16_rows2_T1": ((32, 64, 3, 2, 1, 32, 32), 16, 2, 1),
+    "conv1x1_64x64_16x16_L16_rows4_T1": ((64, 64, 1, 1, 0, 16, 16), 16, 4, 1),
+}
+
+
+def bench_layer(name: str, *, latency: int = 30) -> dict:
+    """Run one layer of :data:`LAYERS`; return its numbers."""
+    from amaranth.back import verilog
+
+    from hw.bandlayer import BandLayer
+    from hw.program import SinkKind
+    from hw.rowreader import map_image
+    from sim import toolchain
+    from sim.cases_bandlayer import band_case
+    from sim.perf import engine_frame_cycles
+
+    spec = LAYERS[name]
+    case = band_case(json.dumps(spec))
+    layer = case.layer
+    dut = BandLayer(case.layer, case.weight, case.bias, case.thresholds,
+                    band_rows=case.band_rows)
+    design = toolchain.build(verilog.convert(dut, name="band_layer", emit_src=False),
+                             "band_layer", simulator="verilator")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        toolchain.run(design, "sim.tb.bandlayer", name=f"bench-{name}", extra_env={
+            "BAND_CASE": json.dumps(spec), "BAND_LATENCY": str(latency), "BAND_PAUSE": "0",
+            "BAND_SEED": "1", "BAND_RESULT": str(result)})
+        measured = json.loads(result.read_text())
+    on_chip = sum(engine_frame_cycles(layer, spikes, SinkKind.LIF) for spikes in case.inputs)
+    row_bytes_in = -(-layer.width // 64) * 8
+    read = case.steps * sum((last_in - first_in + 1) * layer.in_channels * row_bytes_in
+                            for _, _, _, first_in, last_in in dut._bands)
+    written = case.steps * len(map_image(case.want[0]))
+    floor_read = case.steps * len(map_image(case.inputs[0]))
+    band_bits = sum(dut.memory_bits[k] for k in ("accumulator bank", "membranes",
+                                                 "row assembler"))
+    whole_bits = (layer.bank_words_needed * layer.lanes * dut.accumulator_width
+                  + layer.beats * layer.lanes * dut.lif.membrane_width
+                  + layer.in_channels * layer.height * layer.width
+                  + layer.out_channels * layer.out_height * layer.out_width)
+    return {"layer": name, "bands": len(dut.bands), "T": case.steps,
+            "cycles": measured["cycles"], "on_chip": on_chip,
+            "ratio": measured["cycles"] / on_chip, "read": read, "read_floor": floor_read,
+            "written": written, "band_kbit": band_bits / 1000, "whole_kbit": whole_bits / 1000,
+            "memory_bits": dut.memory_bits}
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="python -m sim.bench_band", description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS), default=sorted(LAYERS))
+    parser.add_argument("--latency", type=int, default=30, help="read latency, cycles (1-4096)")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    if not 1 <= args.latency <= 4096:
+        parser.error(f"--latency {args.latency} is outside 1-4096")
+    rows = []
+    print(f"{'layer':40} {'bands':>5} {'T':>2} {'cycles':>9} {'on chip':>9} {'ratio':>7} "
+          f"{'read/floor':>10} {'written':>8} {'on-chip Kbit band/whole':>24}")
+    for name in args.layers:
+        r = bench_layer(name, latency=args.latency)
+        rows.append(r)
+        print(f"{name:40} {r['bands']:5} {r['T']:2} {r['cycles']:9,} {r['on_chip']:9,} "
+              f"{r['ratio']:6.3f}x {r['read'] / r['read_floor']:9.3f}x {r['written']:8,} "
+              f"{r['band_kbit']:11.1f} / {r['whole_kbit']:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
