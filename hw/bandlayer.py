@@ -204,7 +204,8 @@ class BandLayer(wiring.Component):
             last = min(first + band_rows, layer.out_height) - 1
             band, first_in, last_in = band_layer(layer, first, last)
             self._bands.append((first, last, band, first_in, last_in))
-        self.accumulator_width = signed_width(*accumulator_bound(weight, bias))
+        self.accumulator_width = max(weight_width,
+                                     signed_width(*accumulator_bound(weight, bias)))
         lanes = layer.lanes
         self._weight_words = pack_layer_weights(
             weight, lanes=lanes, weight_width=weight_width, kernel_log=layer.kernel_log,

@@ -86,6 +86,7 @@ TESTS: dict[str, list[str]] = {
                         "tests/test_bands.py"],
     "hw/rowwriter.py": ["tests/test_rowwriter.py"],
     "hw/bandlayer.py": ["tests/test_bandlayer.py"],
+    "hw/bandstream.py": ["tests/test_bandstream.py"],
     "hw/depthwise.py": ["tests/test_depthwise.py"],
     "hw/planes.py": ["tests/test_planes.py"],
     "hw/sepconv.py": ["tests/test_planes.py"],
