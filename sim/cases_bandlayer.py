@@ -20,7 +20,7 @@ from quant.intops import conv2d_spikes
 from sim.cases_accumulator import random_layer
 from sim.cases_addressing import spike_map
 
-__all__ = ["BandCase", "band_case", "CASES"]
+__all__ = ["BandCase", "band_case", "CASES", "StreamCase", "stream_case", "STREAM_CASES"]
 
 #: ``(cin, cout, kernel, stride, padding, height, width), lanes, band_rows, T``
 CASES = {
@@ -84,3 +84,60 @@ def band_case(name, rate: float = 0.35) -> BandCase:
         memory[in_at[t]:in_at[t] + in_size] = map_image(inputs[t])
     return BandCase(layer, band_rows, weight, bias, thresholds, inputs, want, in_at, out_at,
                     bytes(memory))
+
+
+#: ``(cin, cout, kernel, stride, padding, height, width), lanes, band_rows, stream_bits``
+STREAM_CASES = {
+    "3x3": ((5, 6, 3, 1, 1, 9, 8), 4, 3, 12),       # G = 2, 48-bit words: one beat
+    "7x7s2": ((3, 5, 7, 2, 3, 12, 10), 4, 2, 20),   # 80-bit words: two beats
+}
+
+
+@dataclasses.dataclass
+class StreamCase:
+    layer: LayerConfig
+    band_rows: int
+    bits: int
+    weight: np.ndarray
+    bias: np.ndarray
+    shifts: list[int]
+    maps: list            # two input spike maps: the first begins the stream, the second adds
+    want: list            # the stream after each
+    in_at: list[int]
+    stream_at: int
+    memory: bytes         # inputs in place, garbage elsewhere (the stream's bytes too)
+
+    @property
+    def size(self) -> int:
+        from hw.bandstream import stream_image
+
+        return len(stream_image(self.want[0], self.layer.lanes, self.bits))
+
+
+def stream_case(name: str) -> StreamCase:
+    """The named case of :data:`STREAM_CASES`: a conv that begins a residual stream with one
+    input map and adds into it with another, the stream's values after each."""
+    from hw.bandstream import band_stream_reference, stream_image
+
+    spec, lanes, band_rows, bits = STREAM_CASES[name]
+    cin, cout, kernel, stride, padding, height, width = spec
+    rng = np.random.default_rng(sum(spec))
+    layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
+                         padding=padding, height=height, width=width, lanes=lanes)
+    weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
+    shifts = [int(s) for s in rng.integers(0, 4, size=cout)]
+    maps = [spike_map(rng, (cin, height, width), 0.3) for _ in range(2)]
+    zero = np.zeros((cout, layer.out_height, layer.out_width), dtype=np.int64)
+    begun = band_stream_reference(zero, maps[0], weight, bias, shifts, stride=stride,
+                                  padding=padding, add=False, bits=bits)
+    added = band_stream_reference(begun, maps[1], weight, bias, shifts, stride=stride,
+                                  padding=padding, add=True, bits=bits)
+    size = len(stream_image(zero, lanes, bits))
+    in_at = [0x1000, 0x1000 + len(map_image(maps[0]))]
+    stream_at = 0x2000
+    garbage = random.Random(3)
+    memory = bytearray(garbage.getrandbits(8) for _ in range(stream_at + size + 0x100))
+    for at, spikes in zip(in_at, maps):
+        memory[at:at + len(map_image(spikes))] = map_image(spikes)
+    return StreamCase(layer, band_rows, bits, weight, bias, shifts, maps, [begun, added], in_at,
+                      stream_at, bytes(memory))

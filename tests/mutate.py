@@ -132,6 +132,29 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow and not ver
 # an entry whose line changed is reported as stale. Without the function, a key covers every
 # identical line of the file.
 EQUIVALENT: dict[tuple, str] = {
+    # hw/bandlayer.py
+    ("hw/bandlayer.py", '"width": unsigned(bits_for(self._W + 1)),', 38, '1 -> 2'):
+        'a field one bit wider holds the same widths',
+    ("hw/bandlayer.py", '"groups": unsigned(bits_for(self._G + 1)),', 39, '1 -> 2'):
+        'a field one bit wider holds the same group counts',
+    ("hw/bandlayer.py", '"channels": unsigned(bits_for(self._G * self._lanes + 1))})),', 55, '1 -> 2'):
+        'a field one bit wider holds the same channel counts',
+    ("hw/bandlayer.py", '"start": In(1),', 13, '1 -> 2'):
+        "the assembler's start is driven from a one-bit pulse inside BandLayer: a wider port holds the same 0/1",
+    ("hw/bandlayer.py", 'x = Signal(range(max(2, W)))', 22, '2 -> 3'):
+        'a counter of 0 .. W - 1 in a wider register counts the same',
+    ("hw/bandlayer.py", 'g = Signal(range(max(2, G)))', 22, '2 -> 3'):
+        'a counter of 0 .. G - 1 in a wider register counts the same',
+    ("hw/bandlayer.py", 'left = Signal(range(G * lanes + 1))   # channels still to give', 33, '1 -> 2'):
+        'a countdown from channels in a wider register counts the same',
+    ("hw/bandlayer.py", 'left = Signal(range(G * lanes + 1))   # channels still to give', 31, '+ -> -'):
+        'the countdown to 1 is modular: channels truncated to the narrower register still reaches 1 after channels - 1 steps',
+    ("hw/bandlayer.py", 'weight_width: int = 8, data_width: int = 64, address_width: int = 32):', 21, '8 -> 9'):
+        "quant's 8-bit weights in 9-bit words: the same values",
+    ("hw/bandlayer.py", 'input_width=max(2, self.accumulator_width),', 17, '2 -> 3'):
+        "the accumulator width is at least the weights' 8 bits",
+    ("hw/bandlayer.py", 'depth=max(2, len(self._weight_words)), init=self._weight_words)', 11, '2 -> 3'):
+        'a deeper weight memory holds the same words at the same addresses',
     # hw/rowwriter.py
     ("hw/rowwriter.py", "beat_log = (dw // 8).bit_length() - 1", 19, "8 -> 7"):
         "dw // 7 has the bit length of dw // 8 for every bus width of 32 to 1024 bits (dw / 7 < 2 * dw / 8)",

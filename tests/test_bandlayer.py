@@ -24,10 +24,12 @@ from test_rowwriter import WriteMemory
 class ReadMemory:
     """A cycle-by-cycle AXI4 read slave: call :meth:`step` once a cycle before the tick."""
 
-    def __init__(self, dut, memory, rng, *, latency=(1, 64), pause=0.3):
+    def __init__(self, dut, memory, rng, *, latency=(1, 64), pause=0.3, bad_burst=None):
         self.dut, self.memory, self.rng = dut, memory, rng
         self.latency, self.pause = latency, pause
         self.pending = []
+        self.bursts = 0            # bursts requested so far
+        self.bad_burst = bad_burst  # this burst (counted from 0) is answered SLVERR
 
     def step(self, ctx):
         dut, rng = self.dut, self.rng
@@ -35,7 +37,8 @@ class ReadMemory:
         ctx.set(dut.m_axi_arready, arready)
         if arready and ctx.get(dut.m_axi_arvalid):
             self.pending.append([rng.randint(*self.latency), ctx.get(dut.m_axi_araddr),
-                                 ctx.get(dut.m_axi_arlen) + 1])
+                                 ctx.get(dut.m_axi_arlen) + 1, self.bursts == self.bad_burst])
+            self.bursts += 1
         for entry in self.pending:
             entry[0] -= 1
         rvalid = bool(self.pending) and self.pending[0][0] <= 0 and rng.random() >= self.pause
@@ -44,6 +47,7 @@ class ReadMemory:
             at = self.pending[0][1]
             ctx.set(dut.m_axi_rdata, int.from_bytes(self.memory[at:at + 8], "little"))
             ctx.set(dut.m_axi_rlast, self.pending[0][2] == 1)
+            ctx.set(dut.m_axi_rresp, 2 if self.pending[0][3] else 0)
             if ctx.get(dut.m_axi_rready):
                 self.pending[0][1] += 8
                 self.pending[0][2] -= 1
@@ -63,6 +67,9 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(name):
 
     # On chip: one band, not the map.
     bits = dut.memory_bits
+    if name == "3x3":   # two rows of 2 groups x 4 lanes x 9 columns; 8 thresholds
+        assert bits["row assembler"] == 144
+        assert bits["thresholds"] == 8 * (dut.lif.membrane_width + 1)
     whole_bank = layer.bank_words_needed * lanes * dut.accumulator_width
     assert bits["accumulator bank"] < whole_bank
     assert bits["membranes"] < layer.beats * lanes * dut.lif.membrane_width
@@ -84,7 +91,14 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(name):
                 ctx.set(dut.start, 1)
                 await ctx.tick()
                 ctx.set(dut.start, 0)
-                for _ in range(100_000):
+                for cycle in range(100_000):
+                    # a start while busy, with another band and bases, is ignored
+                    stray = cycle == 40
+                    ctx.set(dut.start, stray)
+                    if stray:
+                        ctx.set(dut.band, (band + 1) % len(dut.bands))
+                        ctx.set(dut.output_base, case.in_at[0])
+                        ctx.set(dut.first, t != 0)
                     reads.step(ctx)
                     writes.step(ctx)
                     await ctx.tick()
@@ -108,6 +122,52 @@ def test_a_layer_band_by_band_over_axi_equals_the_integer_model(name):
     # nothing else written
     first, end = case.out_at[0], case.out_at[-1] + out_size
     assert memory[:first] == case.memory[:first] and memory[end:] == case.memory[end:]
+
+
+def test_ports_and_error_responses():
+    """The ports' widths; a read or a write answered with an error sets ``error`` (sticky until
+    the next start, which clears it)."""
+    case = band_case("3x3")
+    dut = BandLayer(case.layer, case.weight, case.bias, case.thresholds,
+                    band_rows=case.band_rows)
+    widths = {name: len(getattr(dut, name)) for name in (
+        "start", "busy", "ready", "error", "first", "band", "input_base", "m_axi_araddr",
+        "m_axi_awaddr", "m_axi_wdata")}
+    assert widths == {"start": 1, "busy": 1, "ready": 1, "error": 1, "first": 1, "band": 2,
+                      "input_base": 32, "m_axi_araddr": 32, "m_axi_awaddr": 32,
+                      "m_axi_wdata": 64}
+    for side in ("read", "write"):
+        memory = bytearray(case.memory)
+        rng = random.Random(1)
+        reads = ReadMemory(dut, memory, rng, bad_burst=1 if side == "read" else None)
+        writes = WriteMemory(dut, memory, rng, data_width=64,
+                             bad_burst=1 if side == "write" else None)
+        flags = []
+
+        async def bench(ctx):
+            while not ctx.get(dut.ready):
+                await ctx.tick()
+            for _ in range(2):
+                ctx.set(dut.band, 0)
+                ctx.set(dut.first, 1)
+                ctx.set(dut.input_base, case.in_at[0])
+                ctx.set(dut.output_base, case.out_at[0])
+                ctx.set(dut.start, 1)
+                await ctx.tick()
+                ctx.set(dut.start, 0)
+                for _ in range(100_000):
+                    reads.step(ctx)
+                    writes.step(ctx)
+                    await ctx.tick()
+                    if not ctx.get(dut.busy):
+                        break
+                flags.append(ctx.get(dut.error))
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        assert flags == [1, 0], f"{side} error: {flags}"
 
 
 def test_refusals():

@@ -1,13 +1,15 @@
-"""The band layer's Verilog on Verilator and Icarus through cocotb, on cocotbext-axi's AXI4 RAM
-with random latency (1-64 cycles a burst) and 20 % pauses on every channel: every output map
-``==`` the integer model's, the rest of the memory untouched (``sim/tb/bandlayer.py``)."""
+"""The band units' Verilog on Verilator and Icarus through cocotb, on cocotbext-axi's AXI4 RAM
+with random latency (1-64 cycles a burst) and 20 % pauses on every channel: the band layer's
+output maps ``==`` the integer model's (``sim/tb/bandlayer.py``), the residual stream begun and
+added into ``==`` the reference (``sim/tb/bandstream.py``), the rest of the memory untouched."""
 
 import pytest
 from amaranth.back import verilog
 
 from hw.bandlayer import BandLayer
+from hw.bandstream import BandStream
 from sim import toolchain
-from sim.cases_bandlayer import CASES, band_case
+from sim.cases_bandlayer import CASES, STREAM_CASES, band_case, stream_case
 
 NEEDS_ICARUS = pytest.mark.skipif(not toolchain.icarus_available(),
                                   reason=toolchain.ICARUS_MISSING)
@@ -39,3 +41,28 @@ def test_band_layer_on_verilator(name):
 @pytest.mark.parametrize("name", ["3x3", "7x7s2"])
 def test_band_layer_on_icarus(name):
     run_case(name, "icarus")
+
+
+def run_stream_case(name, simulator=None):
+    case = stream_case(name)
+    dut = BandStream(case.layer, case.weight, case.bias, case.shifts, stream_bits=case.bits,
+                     band_rows=case.band_rows)
+    design = toolchain.build(verilog.convert(dut, name="band_stream", emit_src=False),
+                             "band_stream", simulator=simulator)
+    toolchain.run(design, "sim.tb.bandstream", name=f"stream-{name}", extra_env={
+        "BAND_CASE": name, "BAND_LATENCY": "1-64", "BAND_PAUSE": "0.2", "BAND_SEED": "5"})
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(STREAM_CASES))
+def test_band_stream_on_verilator(name):
+    run_stream_case(name)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("name", sorted(STREAM_CASES))
+def test_band_stream_on_icarus(name):
+    run_stream_case(name, "icarus")

@@ -10,49 +10,24 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.bandstream import BandStream, band_stream_reference, stream_image
+from hw.bandstream import BandStream, stream_image
 from hw.progengine_config import layer_config
-from hw.rowreader import map_image
-from sim.cases_accumulator import random_layer
-from sim.cases_addressing import spike_map
+from sim.cases_bandlayer import STREAM_CASES, stream_case
 from subsets import fast_few
 from test_bandlayer import ReadMemory
 from test_rowwriter import WriteMemory
 
-# name -> (cin, cout, kernel, stride, padding, height, width), lanes, band_rows, stream_bits
-CASES = {
-    "3x3": ((5, 6, 3, 1, 1, 9, 8), 4, 3, 12),       # G = 2, four-beat words? 4 * 12 = 48 bits
-    "7x7s2": ((3, 5, 7, 2, 3, 12, 10), 4, 2, 20),   # 80-bit words: two beats
-}
-
-
-@pytest.mark.parametrize("name", fast_few(sorted(CASES), {"3x3"}))
+@pytest.mark.parametrize("name", fast_few(sorted(STREAM_CASES), {"3x3"}))
 def test_begin_then_add_band_by_band_over_axi(name):
-    spec, lanes, band_rows, bits = CASES[name]
-    cin, cout, kernel, stride, padding, height, width = spec
-    rng = np.random.default_rng(sum(spec))
-    layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
-                         padding=padding, height=height, width=width, lanes=lanes)
-    weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
-    shifts = [int(s) for s in rng.integers(0, 4, size=cout)]
-    maps = [spike_map(rng, (cin, height, width), 0.3) for _ in range(2)]
-    dut = BandStream(layer, weight, bias, shifts, stream_bits=bits, band_rows=band_rows)
+    case = stream_case(name)
+    layer, lanes, bits = case.layer, case.layer.lanes, case.bits
+    dut = BandStream(layer, case.weight, case.bias, case.shifts, stream_bits=bits,
+                     band_rows=case.band_rows)
     assert dut.memory_bits["stream buffer"] < layer.beats * lanes * bits
-    zero = np.zeros((cout, layer.out_height, layer.out_width), dtype=np.int64)
-    begun = band_stream_reference(zero, maps[0], weight, bias, shifts, stride=stride,
-                                  padding=padding, add=False, bits=bits)
-    added = band_stream_reference(begun, maps[1], weight, bias, shifts, stride=stride,
-                                  padding=padding, add=True, bits=bits)
-    assert (begun != added).any()
-    size = len(stream_image(zero, lanes, bits))
-    in_at = [0x1000, 0x1000 + len(map_image(maps[0]))]
-    stream_at = 0x2000
-    garbage = random.Random(3)
-    memory = bytearray(garbage.getrandbits(8) for _ in range(stream_at + size + 0x100))
-    for at, spikes in zip(in_at, maps):
-        memory[at:at + len(map_image(spikes))] = map_image(spikes)
-    before = bytes(memory)
-    sim_rng = random.Random(len(spec))
+    assert (case.want[0] != case.want[1]).any()
+    memory = bytearray(case.memory)
+    before, size, stream_at = case.memory, case.size, case.stream_at
+    sim_rng = random.Random(len(name))
     reads = ReadMemory(dut, memory, sim_rng)
     writes = WriteMemory(dut, memory, sim_rng, data_width=64)
     snapshots = []
@@ -64,7 +39,7 @@ def test_begin_then_add_band_by_band_over_axi(name):
             for band in range(len(dut.bands)):
                 ctx.set(dut.band, band)
                 ctx.set(dut.add, add)
-                ctx.set(dut.input_base, in_at[step])
+                ctx.set(dut.input_base, case.in_at[step])
                 ctx.set(dut.stream_base, stream_at)
                 ctx.set(dut.start, 1)
                 await ctx.tick()
@@ -85,7 +60,7 @@ def test_begin_then_add_band_by_band_over_axi(name):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    for label, snapshot, want in (("begin", snapshots[0], begun), ("add", snapshots[1], added)):
+    for label, snapshot, want in zip(("begin", "add"), snapshots, case.want):
         got = snapshot[stream_at:stream_at + size]
         assert got == stream_image(want, lanes, bits), f"{label}: the stream in memory differs"
         assert snapshot[:stream_at] == before[:stream_at]
