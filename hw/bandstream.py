@@ -40,7 +40,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.axi_io import axi4_write_ports
-from hw.bandlayer import _pass_through
+from hw.bandlayer import RowAssembler, _pass_through
+from hw.lif_array import LIFArray
 from hw.packing import accumulator_bound, pack_lanes, signed_width
 from hw.params import ceil_div, check_int
 from hw.progengine import ProgEngine
@@ -50,7 +51,8 @@ from hw.rowreader import RowReader, band_config
 from hw.rowwriter import RowWriter
 from hw.weightfetch import axi4_read_ports
 
-__all__ = ["BandStream", "stream_image", "band_stream_reference"]
+__all__ = ["BandStream", "BandStreamLIF", "stream_image", "band_stream_reference",
+           "stream_lif_reference"]
 
 
 def stream_image(values, lanes: int, bits: int, data_width: int = 64) -> bytes:
@@ -294,3 +296,156 @@ class BandStream(wiring.Component):
     def _shift(self, group: int, lane: int) -> int:
         channel = group * self._layer.lanes + lane
         return self._shifts[channel] if channel < len(self._shifts) else 0
+
+
+def stream_lif_reference(streams, thresholds):
+    """The spike maps ``[T, C, OH, OW]`` of LIF neurons on streams ``[T, C, OH, OW]`` (one per
+    time step, membranes from 0 at the first): ``quant.intops.lif_step`` step by step."""
+    from quant.intops import lif_step
+
+    threshold = np.asarray(thresholds, dtype=np.int64)[:, None, None]
+    membrane, out = 0, []
+    for values in np.asarray(streams):
+        fired, membrane = lif_step(membrane, values, threshold)
+        out.append(fired)
+    return np.stack(out)
+
+
+class BandStreamLIF(wiring.Component):
+    """LIF neurons on a residual stream in external memory, band by band: their spike map too.
+
+    Each ``start`` runs one band of rows at one time step: the band's stream words (:func:`stream_image`
+    layout, ``(y, x, g)`` order, one run of beats) are read over AXI4, a :class:`LIFArray` steps
+    the band's membranes (kept on chip across the band's time steps; ``first`` at its first),
+    and a :class:`hw.bandlayer.RowAssembler` and a :class:`hw.rowwriter.RowWriter` (rows
+    order) write the spikes into the output map (:func:`hw.rowreader.map_image` layout). The
+    caller runs band by band, time step by time step within a band, as for
+    :class:`hw.bandlayer.BandLayer`.
+
+    Ports: ``stream_base``, ``output_base``, ``band``, ``first``, ``start``, ``busy``,
+    ``error`` and the AXI4 master, as :class:`hw.bandlayer.BandLayer`'s (``stream_base`` in place
+    of ``input_base``). Reference: :func:`stream_lif_reference`. Tests:
+    ``tests/test_bandstream.py``.
+
+    Parameters
+    ----------
+    channels, height, width : int
+        The stream's (and the spike map's) shape ``[C, OH, OW]``.
+    lanes, stream_bits : int
+        As :class:`BandStream`'s: the stream's words hold ``lanes`` values of ``stream_bits``.
+    thresholds : sequence of int
+        Per channel, in the stream's units (doubled, as ``quant.intops.lif_step`` takes them).
+    band_rows : int
+        Rows a band.
+    """
+
+    def __init__(self, *, channels: int, height: int, width: int, lanes: int, stream_bits: int,
+                 thresholds, band_rows: int, data_width: int = 64, address_width: int = 32):
+        self._C = check_int("channels", channels, 1)
+        self._H = check_int("height", height, 1)
+        self._W = check_int("width", width, 1)
+        self._lanes = check_int("lanes", lanes, 1)
+        self._bits = check_int("stream_bits", stream_bits, 2, 64)
+        self._band_rows = check_int("band_rows", band_rows, 1, height)
+        if len(thresholds) != channels:
+            raise ValueError(f"{len(thresholds)} thresholds for {channels} channels")
+        self._G = ceil_div(channels, lanes)
+        self._data_width = data_width
+        self._word_beats = ceil_div(lanes * self._bits, data_width)
+        self._bands = [(first, min(first + band_rows, height) - 1)
+                       for first in range(0, height, band_rows)]
+        words = band_rows * width * self._G
+        self.lif = LIFArray(lanes=lanes, words=words, input_width=self._bits,
+                            thresholds=[int(t) for t in thresholds])
+        self.assembler = RowAssembler(lanes=lanes, max_width=width, max_groups=self._G)
+        self.reader = RowReader(word_bits=self._word_beats * data_width, max_channels=1,
+                                max_beats=height * width * self._G * self._word_beats,
+                                data_width=data_width, address_width=address_width)
+        self.writer = RowWriter(word_bits=width, max_channels=channels,
+                                max_beats=channels * height * ceil_div(width, data_width),
+                                data_width=data_width, address_width=address_width,
+                                order="rows")
+        self._read_names = list(axi4_read_ports(address_width, data_width))
+        self._write_names = list(axi4_write_ports(address_width, data_width))
+        super().__init__({
+            "stream_base": In(address_width), "output_base": In(address_width),
+            "band": In(range(len(self._bands))), "first": In(1), "start": In(1),
+            "busy": Out(1), "error": Out(1),
+            **axi4_read_ports(address_width, data_width),
+            **axi4_write_ports(address_width, data_width),
+        })
+
+    @property
+    def bands(self) -> list[tuple[int, int]]:
+        """The rows ``(first, last)`` of each band."""
+        return list(self._bands)
+
+    @property
+    def memory_bits(self) -> dict[str, int]:
+        """Bits of each on-chip data memory that depends on the map (the band's)."""
+        return {"membranes": self.lif.words * self._lanes * self.lif.membrane_width,
+                "row assembler": 2 * self._G * self._lanes * self._W}
+
+    def elaborate(self, platform):
+        m = Module()
+        dw, lanes, bits, G = self._data_width, self._lanes, self._bits, self._G
+        m.submodules.lif = lif = self.lif
+        m.submodules.assembler = assembler = self.assembler
+        m.submodules.reader = reader = self.reader
+        m.submodules.writer = writer = self.writer
+        _pass_through(m, self, reader, self._read_names)
+        _pass_through(m, self, writer, self._write_names)
+
+        band = Signal.like(self.band)
+        stream_base = Signal.like(self.stream_base)
+        out_base = Signal.like(self.output_base)
+        first = Signal()
+        words_of_row = self._W * G
+        read_values = [band_config(1, self._H * words_of_row, self._word_beats * dw,
+                                   f * words_of_row, (l + 1) * words_of_row - 1, data_width=dw)
+                       for f, l in self._bands]
+        write_values = [band_config(self._C, self._H, self._W, f, l, data_width=dw)
+                        for f, l in self._bands]
+        names = ("row_beats", "first_beat", "channel_beats", "band_beats", "channels")
+        for target, values, base in ((reader.config, read_values, stream_base),
+                                     (writer.config, write_values, out_base)):
+            for name in names:
+                m.d.comb += getattr(target, name).eq(Array(v[name] for v in values)[band])
+            m.d.comb += target.base.eq(base)
+        m.d.comb += [assembler.config.width.eq(self._W), assembler.config.groups.eq(G),
+                     assembler.config.channels.eq(self._C)]
+
+        # the reader's words into the LIF array: the word's place in the band and its group
+        index = Signal(range(max(2, self.lif.words)))
+        group = Signal(range(max(2, G)))
+        go = Signal()
+        m.d.comb += [
+            lif.i.valid.eq(reader.o.valid), reader.o.ready.eq(lif.i.ready),
+            lif.i.payload.address.eq(index), lif.i.payload.group.eq(group),
+            lif.i.payload.first.eq(first),
+            assembler.i.valid.eq(lif.o.valid), lif.o.ready.eq(assembler.i.ready),
+            assembler.i.payload.eq(lif.o.payload.spikes),
+        ]
+        for lane in range(lanes):
+            m.d.comb += lif.i.payload.x[lane].eq(
+                reader.o.payload.bits[lane * bits:(lane + 1) * bits].as_signed())
+        wiring.connect(m, assembler.o, writer.i)
+        with m.If(go):
+            m.d.sync += [index.eq(0), group.eq(0)]
+        with m.Elif(reader.o.valid & reader.o.ready):
+            m.d.sync += index.eq(index + 1)
+            with m.If(group == G - 1):
+                m.d.sync += group.eq(0)
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+
+        busy = Signal()
+        m.d.sync += go.eq(self.start & ~busy)
+        m.d.comb += [reader.start.eq(go), writer.start.eq(go), assembler.start.eq(go),
+                     self.busy.eq(busy), self.error.eq(reader.error | writer.error)]
+        with m.If(self.start & ~busy):
+            m.d.sync += [band.eq(self.band), stream_base.eq(self.stream_base),
+                         out_base.eq(self.output_base), first.eq(self.first), busy.eq(1)]
+        with m.Elif(busy & ~go & ~writer.busy):
+            m.d.sync += busy.eq(0)
+        return m
