@@ -269,3 +269,35 @@ def test_row_assembler_words_last_flags_and_a_narrower_second_layer():
         want = [(sum(int(spikes[c, y, x]) << x for x in range(w)), int(c == channels - 1))
                 for y in range(rows) for c in range(channels)]
         assert words == want
+
+
+@pytest.mark.slow   # 5-10 s of Verilog conversion: make test-all
+def test_band_units_verilog_is_lint_clean_and_multiplies_nothing(tmp_path):
+    """The band layer's and the stream units' Verilog pass the project's lint, and no ``*``
+    appears in them (every band constant is a table entry, every address a shift or a sum)."""
+    import re
+
+    from amaranth.back import verilog
+
+    from hw.bandstream import BandStream, BandStreamLIF
+    from rtl_gen.lint import lint
+    from sim.cases_bandlayer import stream_case
+
+    case, scase = band_case("3x3"), stream_case("3x3")
+    units = {
+        "band_layer": BandLayer(case.layer, case.weight, case.bias, case.thresholds,
+                                band_rows=case.band_rows),
+        "band_stream": BandStream(scase.layer, scase.weight, scase.bias, scase.shifts,
+                                  stream_bits=scase.bits, band_rows=scase.band_rows),
+        "band_stream_lif": BandStreamLIF(channels=6, height=9, width=8, lanes=4, stream_bits=12,
+                                         thresholds=[9] * 6, band_rows=3),
+    }
+    for name, unit in units.items():
+        text = verilog.convert(unit, name=name, emit_src=False)
+        source = tmp_path / f"{name}.v"
+        source.write_text(text)
+        result = lint([source], name)
+        assert result.ok, (name, result.messages)
+        code = "\n".join(line.split("//")[0] for line in text.splitlines())
+        code = re.sub(r"\(\*.*?\*\)", "", code)
+        assert not re.search(r"[\w)\]]\s*\*\s*[\w(]", code), f"{name}: a multiplier"
