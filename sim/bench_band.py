@@ -12,6 +12,10 @@ Verilator with its maps in cocotbext-axi's RAM (64-bit bus, a fixed read latency
 * their ratio; the bytes read and written against the floor (each input map read once, each
   output map written once: the halo rows are the excess), and the on-chip memory of the band
   design against what a whole-map design needs (its bank, membranes and both spike maps).
+
+and for the residual stream unit (``hw.bandstream.BandStream``, :data:`STREAMS`) the cycles of a
+pass that begins the stream and of one that adds into it, against the on-chip engine step with
+a ``begin`` or ``add`` sink.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from pathlib import Path
 
 from golden.cliargs import Parser
 
-__all__ = ["LAYERS", "bench_layer", "main"]
+__all__ = ["LAYERS", "STREAMS", "bench_layer", "bench_stream", "main"]
+
+#: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, stream_bits)``: the residual
+#: stream unit (``hw.bandstream.BandStream``), one pass that begins the stream, one that adds
+STREAMS = {
+    "stream_conv3x3_32x32_32x32_L16_rows4_16b": ((32, 32, 3, 1, 1, 32, 32), 16, 4, 16),
+}
 
 #: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, T)``
 LAYERS = {
@@ -75,9 +85,40 @@ def bench_layer(name: str, *, latency: int = 30) -> dict:
             "memory_bits": dut.memory_bits}
 
 
+def bench_stream(name: str, *, latency: int = 30) -> dict:
+    """Run one stream layer of :data:`STREAMS` (begin, then add); return its numbers."""
+    from amaranth.back import verilog
+
+    from hw.bandstream import BandStream
+    from hw.program import SinkKind
+    from sim import toolchain
+    from sim.cases_bandlayer import stream_case
+    from sim.perf import engine_frame_cycles
+
+    spec = json.dumps(STREAMS[name])
+    case = stream_case(spec)
+    dut = BandStream(case.layer, case.weight, case.bias, case.shifts, stream_bits=case.bits,
+                     band_rows=case.band_rows)
+    design = toolchain.build(verilog.convert(dut, name="band_stream", emit_src=False),
+                             "band_stream", simulator="verilator")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        toolchain.run(design, "sim.tb.bandstream", name=f"bench-{name}", extra_env={
+            "BAND_CASE": spec, "BAND_LATENCY": str(latency), "BAND_PAUSE": "0",
+            "BAND_SEED": "1", "BAND_RESULT": str(result)})
+        measured = json.loads(result.read_text())
+    on_chip = [engine_frame_cycles(case.layer, case.maps[0], SinkKind.BEGIN),
+               engine_frame_cycles(case.layer, case.maps[1], SinkKind.ADD)]
+    return {"layer": name, "bands": len(dut.bands), "begin": measured["begin_cycles"],
+            "add": measured["add_cycles"], "on_chip_begin": on_chip[0],
+            "on_chip_add": on_chip[1], "stream_bytes": case.size,
+            "memory_bits": dut.memory_bits}
+
+
 def main(argv=None) -> int:
     parser = Parser(prog="python -m sim.bench_band", description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS), default=sorted(LAYERS))
+    parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS) + sorted(STREAMS),
+                        default=sorted(LAYERS) + sorted(STREAMS))
     parser.add_argument("--latency", type=int, default=30, help="read latency, cycles (1-4096)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -86,12 +127,22 @@ def main(argv=None) -> int:
     rows = []
     print(f"{'layer':40} {'bands':>5} {'T':>2} {'cycles':>9} {'on chip':>9} {'ratio':>7} "
           f"{'read/floor':>10} {'written':>8} {'on-chip Kbit band/whole':>24}")
-    for name in args.layers:
+    for name in [n for n in args.layers if n in LAYERS]:
         r = bench_layer(name, latency=args.latency)
         rows.append(r)
         print(f"{name:40} {r['bands']:5} {r['T']:2} {r['cycles']:9,} {r['on_chip']:9,} "
               f"{r['ratio']:6.3f}x {r['read'] / r['read_floor']:9.3f}x {r['written']:8,} "
               f"{r['band_kbit']:11.1f} / {r['whole_kbit']:.1f}")
+    streams = [n for n in args.layers if n in STREAMS]
+    if streams:
+        print(f"{'stream layer':40} {'bands':>5} {'begin':>9} {'on chip':>9} {'ratio':>7} "
+              f"{'add':>9} {'on chip':>9} {'ratio':>7} {'stream bytes':>12}")
+    for name in streams:
+        r = bench_stream(name, latency=args.latency)
+        rows.append(r)
+        print(f"{name:40} {r['bands']:5} {r['begin']:9,} {r['on_chip_begin']:9,} "
+              f"{r['begin'] / r['on_chip_begin']:6.3f}x {r['add']:9,} {r['on_chip_add']:9,} "
+              f"{r['add'] / r['on_chip_add']:6.3f}x {r['stream_bytes']:12,}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

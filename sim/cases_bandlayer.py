@@ -115,11 +115,13 @@ class StreamCase:
 
 
 def stream_case(name: str) -> StreamCase:
-    """The named case of :data:`STREAM_CASES`: a conv that begins a residual stream with one
-    input map and adds into it with another, the stream's values after each."""
+    """The named case of :data:`STREAM_CASES` (or the JSON text of a tuple like its values): a
+    conv that begins a residual stream with one input map and adds into it with another, the
+    stream's values after each."""
     from hw.bandstream import band_stream_reference, stream_image
 
-    spec, lanes, band_rows, bits = STREAM_CASES[name]
+    spec, lanes, band_rows, bits = STREAM_CASES[name] if name in STREAM_CASES else json.loads(name)
+    spec = tuple(spec)
     cin, cout, kernel, stride, padding, height, width = spec
     rng = np.random.default_rng(sum(spec))
     layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
@@ -133,8 +135,9 @@ def stream_case(name: str) -> StreamCase:
     added = band_stream_reference(begun, maps[1], weight, bias, shifts, stride=stride,
                                   padding=padding, add=True, bits=bits)
     size = len(stream_image(zero, lanes, bits))
-    in_at = [0x1000, 0x1000 + len(map_image(maps[0]))]
-    stream_at = 0x2000
+    map_size = len(map_image(maps[0]))
+    in_at = [0x1000, 0x1000 + map_size]
+    stream_at = 0x1000 + 2 * map_size + 0x40      # after both maps
     garbage = random.Random(3)
     memory = bytearray(garbage.getrandbits(8) for _ in range(stream_at + size + 0x100))
     for at, spikes in zip(in_at, maps):

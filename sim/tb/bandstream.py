@@ -5,11 +5,13 @@ The case (``sim.cases_bandlayer.stream_case``) is named by ``BAND_CASE``; the me
 pauses and seed by ``BAND_LATENCY``, ``BAND_PAUSE`` and ``BAND_SEED`` as in
 ``sim/tb/bandlayer.py``. Every band begins the stream from the first input map, then every band
 adds the second map's sums into it; after each pass the stream in memory must be the reference's,
-every byte outside it unchanged.
+every byte outside it unchanged. The cycles of each pass (first start to last ``busy`` low)
+go to ``BAND_RESULT`` (JSON) when it is set.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -52,6 +54,7 @@ async def test_begin_then_add(dut):
     await RisingEdge(dut.clk)
     bands = -(-case.layer.out_height // case.band_rows)
     lanes, start, end = case.layer.lanes, case.stream_at, case.stream_at + case.size
+    cycles = [0, 0]
     for step, add in enumerate((0, 1)):
         for band in range(bands):
             dut.band.value = band
@@ -61,8 +64,10 @@ async def test_begin_then_add(dut):
             dut.start.value = 1
             await RisingEdge(dut.clk)
             dut.start.value = 0
+            cycles[step] += 1
             for _ in range(200_000):
                 await RisingEdge(dut.clk)
+                cycles[step] += 1
                 await ReadOnly()
                 if not dut.busy.value:
                     break
@@ -75,3 +80,6 @@ async def test_begin_then_add(dut):
             f"{('begin', 'add')[step]}: the stream in memory differs from the reference"
         assert memory[:start] == case.memory[:start], "a byte before the stream changed"
         assert memory[end:] == case.memory[end:], "a byte after the stream changed"
+    if "BAND_RESULT" in os.environ:
+        with open(os.environ["BAND_RESULT"], "w") as handle:
+            json.dump({"begin_cycles": cycles[0], "add_cycles": cycles[1]}, handle)
