@@ -228,7 +228,7 @@ class BandLayer(wiring.Component):
             self.engine.check_layer(b)
         self.lif = LIFArray(lanes=lanes, words=max(b.beats for b in bands),
                             input_width=max(2, self.accumulator_width),
-                            thresholds=[int(t) for t in thresholds])
+                            thresholds=[int(t) for t in thresholds], pipelined=True)
         self.assembler = RowAssembler(lanes=lanes, max_width=layer.out_width,
                                       max_groups=layer.groups)
         in_beats = layer.in_channels * layer.height * ceil_div(layer.width, data_width)

@@ -356,7 +356,7 @@ class BandStreamLIF(wiring.Component):
                        for first in range(0, height, band_rows)]
         words = band_rows * width * self._G
         self.lif = LIFArray(lanes=lanes, words=words, input_width=self._bits,
-                            thresholds=[int(t) for t in thresholds])
+                            thresholds=[int(t) for t in thresholds], pipelined=True)
         self.assembler = RowAssembler(lanes=lanes, max_width=width, max_groups=self._G)
         self.reader = RowReader(word_bits=self._word_beats * data_width, max_channels=1,
                                 max_beats=height * width * self._G * self._word_beats,
