@@ -206,8 +206,15 @@ class BandStream(wiring.Component):
         phase = Signal(2)
         go_read = Signal()       # pulse: the reader starts on the phase's band
         go_write = Signal()
-        m.d.comb += [self.busy.eq(busy), self.ready.eq(engine.ready),
-                     self.error.eq(reader.error | writer.error)]
+        # the reader's error flag is cleared by its second start: keep the band's own, sticky,
+        # taken from the units' flags while they run (not in their start cycles, when they
+        # still show the band before's)
+        error = Signal()
+        m.d.comb += [self.busy.eq(busy), self.ready.eq(engine.ready), self.error.eq(error)]
+        with m.If(self.start & ~busy):
+            m.d.sync += error.eq(0)
+        with m.Elif(busy & ~go_read & ~go_write & (reader.error | writer.error)):
+            m.d.sync += error.eq(1)
 
         # --- the band's constants from tables built here ---
         engine_values, map_values, stream_values = [], [], []

@@ -14,7 +14,7 @@ from hw.bandstream import BandStream, stream_image
 from hw.progengine_config import layer_config
 from sim.cases_bandlayer import STREAM_CASES, stream_case
 from subsets import fast_few
-from test_bandlayer import ReadMemory
+from test_bandlayer import ReadMemory, drive
 from test_rowwriter import WriteMemory
 
 @pytest.mark.parametrize("name", fast_few(sorted(STREAM_CASES), {"3x3"}))
@@ -92,7 +92,7 @@ def test_refusals():
 
 
 @pytest.mark.parametrize("shape,lanes,bits,band_rows,steps", [
-    ((6, 9, 8), 4, 12, 3, 3),       # G = 2, three time steps: membranes kept per band
+    ((10, 9, 8), 4, 12, 3, 3),      # G = 3, three time steps: membranes kept per band
     pytest.param((5, 7, 70), 8, 20, 2, 2, marks=pytest.mark.slow),   # rows of two beats
 ])
 def test_stream_lif_band_by_band_over_axi(shape, lanes, bits, band_rows, steps):
@@ -118,35 +118,9 @@ def test_stream_lif_band_by_band_over_axi(shape, lanes, bits, band_rows, steps):
     for t in range(steps):
         memory[stream_at[t]:stream_at[t] + size] = stream_image(streams[t], lanes, bits)
     before = bytes(memory)
-    sim_rng = random.Random(steps)
-    reads = ReadMemory(dut, memory, sim_rng)
-    writes = WriteMemory(dut, memory, sim_rng, data_width=64)
-
-    async def bench(ctx):
-        for band in range(len(dut.bands)):
-            for t in range(steps):
-                ctx.set(dut.band, band)
-                ctx.set(dut.first, t == 0)
-                ctx.set(dut.stream_base, stream_at[t])
-                ctx.set(dut.output_base, out_at[t])
-                ctx.set(dut.start, 1)
-                await ctx.tick()
-                ctx.set(dut.start, 0)
-                for _ in range(100_000):
-                    reads.step(ctx)
-                    writes.step(ctx)
-                    await ctx.tick()
-                    if not ctx.get(dut.busy):
-                        break
-                else:
-                    raise AssertionError(f"band {band}, step {t} never finished")
-                assert not ctx.get(dut.error)
-                assert writes.idle and not reads.pending
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    drive(dut, memory, [dict(band=band, first=t == 0, stream_base=stream_at[t],
+                             output_base=out_at[t])
+                        for band in range(len(dut.bands)) for t in range(steps)], seed=steps)
     for t in range(steps):
         assert bytes(memory[out_at[t]:out_at[t] + out_size]) == map_image(want[t]), \
             f"time step {t}: the spike map in memory differs from lif_step's"
@@ -228,3 +202,38 @@ def test_a_residual_block_through_external_memory():
         assert memory[at["m"][t]:at["m"][t] + map_size] == map_image(m[t]), f"m at t = {t}"
         assert memory[at["x"][t]:at["x"][t] + stream_size] == stream_image(x2[t], lanes, bits), \
             f"the stream at t = {t}"
+
+
+def test_stream_lif_reference_by_hand():
+    """Two steps of one neuron with threshold 4: 3 stays below (membrane 3 >> 1 = 1), then
+    1 + 3 = 4 fires; a second neuron at 5 fires at once."""
+    from hw.bandstream import stream_lif_reference
+
+    streams = np.array([[[[3]], [[5]]], [[[3]], [[0]]]])      # [T=2, C=2, 1, 1]
+    assert stream_lif_reference(streams, [4, 5]).ravel().tolist() == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize("unit", ["stream", "lif"])
+def test_stream_units_ports_and_error_responses(unit):
+    """Port widths; a read or write answered SLVERR sets ``error`` until the next start."""
+    from hw.bandstream import BandStreamLIF
+
+    case = stream_case("3x3")
+    if unit == "stream":
+        dut = BandStream(case.layer, case.weight, case.bias, case.shifts, stream_bits=case.bits,
+                         band_rows=case.band_rows)
+        ports = dict(band=0, add=1, input_base=case.in_at[0], stream_base=case.stream_at)
+    else:
+        dut = BandStreamLIF(channels=6, height=9, width=8, lanes=4, stream_bits=12,
+                            thresholds=[9] * 6, band_rows=3)
+        ports = dict(band=0, first=1, stream_base=case.stream_at, output_base=case.in_at[0])
+    widths = {name: len(getattr(dut, name)) for name in ("start", "busy", "error", "band",
+                                                         "stream_base", "m_axi_araddr")}
+    assert widths == {"start": 1, "busy": 1, "error": 1, "band": 2, "stream_base": 32,
+                      "m_axi_araddr": 32}
+    for side in ("read", "write"):
+        memory = bytearray(case.memory)
+        errors = drive(dut, memory, [ports, ports], stray=False,
+                       bad_read=1 if side == "read" else None,
+                       bad_write=1 if side == "write" else None)
+        assert errors == [1, 0], f"{unit}, {side} error: {errors}"
