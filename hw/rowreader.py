@@ -122,28 +122,43 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
     """
     group_log = ROW_BURST.bit_length() - 1
     active = Signal(name=f"{name}_active")
-    beat = Signal(beat_bits, name=f"{name}_beat")          # next beat, counted from base
-    channel = Signal(beat_bits, name=f"{name}_channel")    # the current run's first beat
-    left = Signal(beat_bits, name=f"{name}_left")          # the run's beats still to walk
+    address = Signal(address_width, name=f"{name}_address")   # the burst's byte address
+    channel = Signal(address_width, name=f"{name}_channel")   # the run's first byte
+    left = Signal(beat_bits, name=f"{name}_left")              # the run's beats from address on
     channels = Signal.like(cfg.channels, name=f"{name}_channels")   # channels after this one
-    room = Signal(group_log + 1, name=f"{name}_room")      # beats to the aligned group's end
-    burst = Signal(group_log + 1, name=f"{name}_burst")
-    address = Signal(address_width, name=f"{name}_address")
-    run = cfg.row_beats if rows else cfg.band_beats        # beats of one run
+    burst = Signal(group_log + 1, name=f"{name}_burst")        # the burst's beats
+    run = cfg.row_beats if rows else cfg.band_beats             # beats of one run
+
+    def burst_at(at, beats):
+        """The beats of the burst at byte address ``at`` with ``beats`` of the run left: up to
+        the end of the aligned group (so that no burst crosses 4 KB). Only ``at``'s low bits
+        matter, so the carry chain behind it is short."""
+        room = Signal(group_log + 1, name=f"{name}_room")
+        m.d.comb += room.eq(ROW_BURST - at[beat_log:beat_log + group_log])
+        return Mux(beats < room, beats, room)
+
+    # The walker keeps byte addresses and the next burst's length in registers: what the AXI
+    # channel and its handshake read is never behind an adder (the next values are).
+    to_start = Signal(address_width, name=f"{name}_to_start")
+    to_next = Signal(address_width, name=f"{name}_to_next")        # within the run
+    to_channel = Signal(address_width, name=f"{name}_to_channel")  # the next channel's run
+    left_next = Signal(beat_bits, name=f"{name}_left_next")
     m.d.comb += [
-        address.eq(cfg.base + (beat << beat_log)),
-        # the group is aligned in the address space, so that no burst crosses 4 KB
-        room.eq(ROW_BURST - address[beat_log:beat_log + group_log]),
-        burst.eq(Mux(left < room, left, room)),
+        to_start.eq(cfg.base + (cfg.first_beat << beat_log)),
+        to_next.eq(address + (burst << beat_log)),
+        to_channel.eq(channel + (cfg.channel_beats << beat_log)),
+        left_next.eq(left - burst),
     ]
     if rows:
-        row_first = Signal(beat_bits, name=f"{name}_row_first")   # the row's channel-0 beat
-        rows_left = Signal(beat_bits, name=f"{name}_rows_left")   # band beats from this row
+        row_first = Signal(address_width, name=f"{name}_row_first")   # the row's channel 0
+        rows_left = Signal(beat_bits, name=f"{name}_rows_left")       # band beats from this row
+        to_row = Signal(address_width, name=f"{name}_to_row")
+        m.d.comb += to_row.eq(row_first + (cfg.row_beats << beat_log))
         with m.If(start):
-            m.d.sync += [row_first.eq(cfg.first_beat), rows_left.eq(cfg.band_beats)]
+            m.d.sync += [row_first.eq(to_start), rows_left.eq(cfg.band_beats)]
     with m.If(start):
-        m.d.sync += [active.eq(cfg.band_beats != 0), beat.eq(cfg.first_beat),
-                     channel.eq(cfg.first_beat), left.eq(run),
+        m.d.sync += [active.eq(cfg.band_beats != 0), address.eq(to_start),
+                     channel.eq(to_start), left.eq(run), burst.eq(burst_at(to_start, run)),
                      channels.eq(cfg.channels - 1)]
     with m.Elif(active & advance):
         with m.If(left == burst):
@@ -153,19 +168,19 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
                     with m.If(rows_left == cfg.row_beats):
                         m.d.sync += active.eq(0)
                     with m.Else():
-                        m.d.sync += [row_first.eq(row_first + cfg.row_beats),
-                                     channel.eq(row_first + cfg.row_beats),
-                                     beat.eq(row_first + cfg.row_beats), left.eq(run),
+                        m.d.sync += [row_first.eq(to_row), channel.eq(to_row),
+                                     address.eq(to_row), left.eq(run),
+                                     burst.eq(burst_at(to_row, run)),
                                      channels.eq(cfg.channels - 1),
                                      rows_left.eq(rows_left - cfg.row_beats)]
                 else:
                     m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += [channel.eq(channel + cfg.channel_beats),
-                             beat.eq(channel + cfg.channel_beats),
-                             left.eq(run), channels.eq(channels - 1)]
+                m.d.sync += [channel.eq(to_channel), address.eq(to_channel), left.eq(run),
+                             burst.eq(burst_at(to_channel, run)), channels.eq(channels - 1)]
         with m.Else():
-            m.d.sync += [beat.eq(beat + burst), left.eq(left - burst)]
+            m.d.sync += [address.eq(to_next), left.eq(left_next),
+                         burst.eq(burst_at(to_next, left_next))]
     return active, address, burst
 
 
