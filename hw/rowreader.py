@@ -143,11 +143,13 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
     to_next = Signal(address_width, name=f"{name}_to_next")        # within the run
     to_channel = Signal(address_width, name=f"{name}_to_channel")  # the next channel's run
     left_next = Signal(beat_bits, name=f"{name}_left_next")
+    small = Signal(name=f"{name}_small")                         # left - burst < ROW_BURST
     m.d.comb += [
         to_start.eq(cfg.base + (cfg.first_beat << beat_log)),
         to_next.eq(address + (burst << beat_log)),
         to_channel.eq(channel + (cfg.channel_beats << beat_log)),
         left_next.eq(left - burst),
+        small.eq((left[group_log + 2:] == 0) & (left[:group_log + 2] < burst + ROW_BURST)),
     ]
     if rows:
         row_first = Signal(address_width, name=f"{name}_row_first")   # the row's channel 0
@@ -179,8 +181,12 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
                 m.d.sync += [channel.eq(to_channel), address.eq(to_channel), left.eq(run),
                              burst.eq(burst_at(to_channel, run)), channels.eq(channels - 1)]
         with m.Else():
+            # A burst that does not end its run ends at its group's end (it took the group's
+            # room), so the next one starts a whole group: min(left - burst, ROW_BURST), from
+            # left's low bits and a zero test of its high ones (no wide subtraction in front).
             m.d.sync += [address.eq(to_next), left.eq(left_next),
-                         burst.eq(burst_at(to_next, left_next))]
+                         burst.eq(Mux(small, (left[:group_log + 1] - burst)[:group_log + 1],
+                                      ROW_BURST))]
     return active, address, burst
 
 

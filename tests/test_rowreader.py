@@ -102,6 +102,7 @@ def run_band(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, latency=(1, 6
     ((5, 4, 40), 32, [(0, 3), (3, 3)]),       # a 32-bit bus, two beats a row
     ((2, 40, 64), 128, [(5, 38)]),            # one 128-bit beat a row, long bands: many bursts
     ((1, 3, 8), 64, [(2, 2), (0, 2)]),        # a band of one beat
+    ((2, 100, 40), 64, [(3, 99)]),            # runs of 97 beats: six bursts a channel
 ])
 def test_band_words_and_bursts(shape, data_width, bands):
     rng = np.random.default_rng(SEED + sum(shape))

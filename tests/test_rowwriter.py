@@ -164,6 +164,7 @@ def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=No
     ((2, 9, 64), 32, [(0, 8)]),                 # two beats a row
     ((3, 5, 130), 32, [(1, 3), (0, 0), (4, 4)]),  # five beats a row, out of order
     ((5, 40, 16), 128, [(0, 39)]),              # many rows: bursts of 16
+    ((2, 100, 40), 64, [(3, 99)]),              # runs of 97 beats: six bursts a channel
 ])
 def test_bands_land_exactly_where_the_reader_reads_them(shape, data_width, bands, order):
     rng = np.random.default_rng(SEED)
