@@ -112,8 +112,9 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
 
     ``cfg`` is a :meth:`RowReader.config_layout` value held for the band; ``start`` restarts
     the walk, and ``advance`` (while active) steps past the current burst. Returns ``(active,
-    address, burst)``: whether a burst is left, its byte address and its beats (1 ..
-    :data:`ROW_BURST`), all combinational from registers. The reader's AR channel and the
+    address, burst, walking)``: whether a burst is presented, its byte address and its beats (1
+    .. :data:`ROW_BURST`), all registers, and whether the walk is not over (``active``, or the
+    cycle after ``start``, in which the first burst's length is computed). The reader's AR channel and the
     writer's AW and W channels each walk the same bursts with one of these.
 
     The walk is channel by channel, each channel's band rows one run of consecutive beats; with
@@ -158,10 +159,14 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
         m.d.comb += to_row.eq(row_first + (cfg.row_beats << beat_log))
         with m.If(start):
             m.d.sync += [row_first.eq(to_start), rows_left.eq(cfg.band_beats)]
+    # ``start`` loads the first run's address; its first burst's length is computed in the
+    # cycle after, from registers (the band's tables and the base adder stay out of it)
+    loading = Signal(name=f"{name}_loading")
     with m.If(start):
-        m.d.sync += [active.eq(cfg.band_beats != 0), address.eq(to_start),
-                     channel.eq(to_start), left.eq(run), burst.eq(burst_at(to_start, run)),
-                     channels.eq(cfg.channels - 1)]
+        m.d.sync += [active.eq(0), loading.eq(cfg.band_beats != 0), address.eq(to_start),
+                     channel.eq(to_start), left.eq(run), channels.eq(cfg.channels - 1)]
+    with m.Elif(loading):
+        m.d.sync += [active.eq(1), loading.eq(0), burst.eq(burst_at(address, left))]
     with m.Elif(active & advance):
         with m.If(left == burst):
             # the run's last burst: on to the next channel's run, the next row, or done
@@ -187,7 +192,7 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
             m.d.sync += [address.eq(to_next), left.eq(left_next),
                          burst.eq(Mux(small, (left[:group_log + 1] - burst)[:group_log + 1],
                                       ROW_BURST))]
-    return active, address, burst
+    return active, address, burst, active | loading
 
 
 class RowReader(wiring.Component):
@@ -247,7 +252,7 @@ class RowReader(wiring.Component):
                      port["arlock"].eq(0), port["arcache"].eq(3), port["arprot"].eq(0)]
 
         # --- AR walker: the band's beats channel by channel, bursts inside aligned groups ---
-        a_active, address, burst = band_bursts(
+        a_active, address, burst, _ = band_bursts(
             m, cfg, self.start, port["arready"], name="a", address_width=self._address_width,
             beat_log=beat_log, beat_bits=beat_bits)
         m.d.comb += [

@@ -133,7 +133,7 @@ class RowWriter(wiring.Component):
                      port["wstrb"].eq(-1), port["bready"].eq(1)]
 
         # --- AW: the band's bursts, an address a cycle ---
-        aw_active, aw_address, aw_burst = band_bursts(
+        aw_active, aw_address, aw_burst, aw_walking = band_bursts(
             m, cfg, self.start, port["awready"], name="aw", address_width=self._address_width,
             beat_log=beat_log, beat_bits=beat_bits, rows=self._rows)
         m.d.comb += [port["awvalid"].eq(aw_active), port["awaddr"].eq(aw_address),
@@ -142,7 +142,7 @@ class RowWriter(wiring.Component):
         # --- W: the same bursts walked again for wlast; a row's word leaves beat by beat ---
         w_fire = Signal()
         w_last = Signal()
-        w_active, _, w_burst = band_bursts(
+        w_active, _, w_burst, w_walking = band_bursts(
             m, cfg, self.start, w_fire & w_last, name="w", address_width=self._address_width,
             beat_log=beat_log, beat_bits=beat_bits, rows=self._rows)
         w_count = Signal(range(ROW_BURST))   # beats of the current burst sent
@@ -194,6 +194,6 @@ class RowWriter(wiring.Component):
         with m.Else():
             with m.If(b_fire & (port["bresp"] != 0)):
                 m.d.sync += self.error.eq(1)
-            with m.If(busy & ~aw_active & ~w_active & (due == 0)):
+            with m.If(busy & ~aw_walking & ~w_walking & (due == 0)):
                 m.d.sync += busy.eq(0)
         return m
