@@ -20,7 +20,8 @@ from quant.intops import conv2d_spikes
 from sim.cases_accumulator import random_layer
 from sim.cases_addressing import spike_map
 
-__all__ = ["BandCase", "band_case", "CASES", "StreamCase", "stream_case", "STREAM_CASES"]
+__all__ = ["BandCase", "band_case", "CASES", "StreamCase", "stream_case", "STREAM_CASES",
+           "StreamLIFCase", "stream_lif_case", "STREAM_LIF_CASES"]
 
 #: ``(cin, cout, kernel, stride, padding, height, width), lanes, band_rows, T``
 CASES = {
@@ -144,3 +145,49 @@ def stream_case(name: str) -> StreamCase:
         memory[at:at + len(map_image(spikes))] = map_image(spikes)
     return StreamCase(layer, band_rows, bits, weight, bias, shifts, maps, [begun, added], in_at,
                       stream_at, bytes(memory))
+
+
+#: ``(channels, height, width), lanes, stream_bits, band_rows, T``
+STREAM_LIF_CASES = {
+    "G3": ((10, 9, 8), 4, 12, 3, 3),       # three groups, three time steps
+    "wide": ((5, 7, 70), 8, 20, 2, 2),     # rows of two beats
+}
+
+
+@dataclasses.dataclass
+class StreamLIFCase:
+    channels: int
+    height: int
+    width: int
+    lanes: int
+    bits: int
+    band_rows: int
+    thresholds: list[int]
+    streams: np.ndarray       # [T, C, H, W]
+    want: np.ndarray          # spike maps [T, C, H, W]
+    stream_at: list[int]
+    out_at: list[int]
+    memory: bytes
+
+
+def stream_lif_case(name: str) -> StreamLIFCase:
+    """The named case of :data:`STREAM_LIF_CASES`: random streams over time steps, thresholds,
+    the LIF's spike maps (``hw.bandstream.stream_lif_reference``) and the memory layout."""
+    from hw.bandstream import stream_image, stream_lif_reference
+
+    shape, lanes, bits, band_rows, steps = STREAM_LIF_CASES[name]
+    channels, height, width = shape
+    rng = np.random.default_rng(sum(shape) + steps)
+    streams = rng.integers(-(1 << (bits - 2)), 1 << (bits - 2), size=(steps, *shape))
+    thresholds = [int(t) for t in rng.integers(1, 1 << (bits - 3), size=channels)]
+    want = stream_lif_reference(streams, thresholds)
+    size = len(stream_image(streams[0], lanes, bits))
+    out_size = len(map_image(want[0]))
+    stream_at = [0x1000 + t * size for t in range(steps)]
+    out_at = [0x1000 + steps * size + 0x40 + t * out_size for t in range(steps)]
+    garbage = random.Random(11)
+    memory = bytearray(garbage.getrandbits(8) for _ in range(out_at[-1] + out_size + 0x100))
+    for t in range(steps):
+        memory[stream_at[t]:stream_at[t] + size] = stream_image(streams[t], lanes, bits)
+    return StreamLIFCase(channels, height, width, lanes, bits, band_rows, thresholds, streams,
+                         want, stream_at, out_at, bytes(memory))

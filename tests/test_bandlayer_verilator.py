@@ -1,7 +1,8 @@
 """The band units' Verilog on Verilator and Icarus through cocotb, on cocotbext-axi's AXI4 RAM
 with random latency (1-64 cycles a burst) and 20 % pauses on every channel: the band layer's
 output maps ``==`` the integer model's (``sim/tb/bandlayer.py``), the residual stream begun and
-added into ``==`` the reference (``sim/tb/bandstream.py``), the rest of the memory untouched."""
+added into ``==`` the reference (``sim/tb/bandstream.py``), the stream LIF's spike maps ``==``
+lif_step's (``sim/tb/bandstreamlif.py``), the rest of the memory untouched."""
 
 import pytest
 from amaranth.back import verilog
@@ -66,3 +67,32 @@ def test_band_stream_on_verilator(name):
 @pytest.mark.parametrize("name", sorted(STREAM_CASES))
 def test_band_stream_on_icarus(name):
     run_stream_case(name, "icarus")
+
+
+def run_stream_lif_case(name, simulator=None):
+    from hw.bandstream import BandStreamLIF
+    from sim.cases_bandlayer import stream_lif_case
+
+    case = stream_lif_case(name)
+    dut = BandStreamLIF(channels=case.channels, height=case.height, width=case.width,
+                        lanes=case.lanes, stream_bits=case.bits, thresholds=case.thresholds,
+                        band_rows=case.band_rows)
+    design = toolchain.build(verilog.convert(dut, name="band_stream_lif", emit_src=False),
+                             "band_stream_lif", simulator=simulator)
+    toolchain.run(design, "sim.tb.bandstreamlif", name=f"lif-{name}", extra_env={
+        "BAND_CASE": name, "BAND_LATENCY": "1-64", "BAND_PAUSE": "0.2", "BAND_SEED": "7"})
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["G3", "wide"])
+def test_band_stream_lif_on_verilator(name):
+    run_stream_lif_case(name)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("name", ["G3", "wide"])
+def test_band_stream_lif_on_icarus(name):
+    run_stream_lif_case(name, "icarus")
