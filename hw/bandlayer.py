@@ -39,6 +39,8 @@ over the time steps). Tests: ``tests/test_bandlayer.py``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from amaranth.hdl import Array, Module, Signal, unsigned
@@ -58,7 +60,7 @@ from hw.rowreader import RowReader, band_config
 from hw.rowwriter import RowWriter
 from hw.weightfetch import axi4_read_ports
 
-__all__ = ["RowAssembler", "BandLayer", "band_layer_reference"]
+__all__ = ["ConvLIF", "RowAssembler", "BandLayer", "band_layer_reference"]
 
 
 def band_layer_reference(inputs, weight, bias, thresholds, *, stride: int, padding: int):
@@ -105,6 +107,11 @@ class RowAssembler(wiring.Component):
             "i": In(stream.Signature(unsigned(self._lanes))),
             "o": Out(stream.Signature(addressing_input_layout(self._W))),
         })
+
+    @property
+    def max_width(self) -> int:
+        """The widest row (columns)."""
+        return self._W
 
     def elaborate(self, platform):
         m = Module()
@@ -165,61 +172,123 @@ def _pass_through(m: Module, outer, inner, names):
             m.d.comb += b.eq(a)
 
 
+class ConvLIF(NamedTuple):
+    """One conv + LIF layer of a :class:`BandLayer` or :class:`BandChain`: its geometry
+    (:func:`hw.progengine_config.layer_config`; bases ignored), quant's integer weights
+    ``[Cout, Cin, k, k]`` and biases ``[Cout]``, and its thresholds (one a channel, doubled
+    units: ``quant.intops.lif_threshold``)."""
+
+    layer: LayerConfig
+    weight: np.ndarray
+    bias: np.ndarray
+    thresholds: Sequence[int]
+
+
 class BandLayer(wiring.Component):
-    """One conv + LIF layer over external memory, band by band (module docstring).
+    """Conv + LIF layers over external memory, band by band (module docstring).
+
+    ``BandLayer(layer, weight, bias, thresholds, band_rows=...)`` builds one layer;
+    ``BandLayer([ConvLIF(...), ...], band_rows=...)`` builds one datapath for several, of the
+    same lanes: each start runs one band of one of them. The ``band`` port then indexes the
+    bands of every layer, layer by layer (:attr:`bands`, :attr:`band_layers`); the engine's,
+    LIF array's and assembler's sizes are the largest any band needs; the weights, biases and
+    thresholds of every layer sit one after the other in their memories.
 
     Parameters
     ----------
-    layer : LayerConfig
+    layer : LayerConfig, or a sequence of :class:`ConvLIF`
         The whole layer's geometry (:func:`hw.progengine_config.layer_config`; its bases are
-        ignored).
+        ignored), or several layers, each with its weights.
     weight, bias : integer arrays ``[Cout, Cin, k, k]`` and ``[Cout]``
-        quant's integer weights (``weight_width`` bits) and biases.
+        quant's integer weights (``weight_width`` bits) and biases (only with one ``layer``).
     thresholds : sequence of int
-        Per output channel, doubled units (``quant.intops.lif_threshold``).
-    band_rows : int
-        Output rows a band (>= 1); the last band takes what is left.
+        Per output channel, doubled units (``quant.intops.lif_threshold``; only with one
+        ``layer``).
+    band_rows : int or sequence of int
+        Output rows a band (>= 1), or one such number a layer; the last band of a layer takes
+        what is left.
     weight_width : int
         Signed bits a weight (default 8).
     data_width, address_width : int
         The AXI4 bus (default 64 and 32 bits).
     """
 
-    def __init__(self, layer: LayerConfig, weight, bias, thresholds, *, band_rows: int,
+    def __init__(self, layer, weight=None, bias=None, thresholds=None, *, band_rows,
                  weight_width: int = 8, data_width: int = 64, address_width: int = 32):
-        weight = np.asarray(weight, dtype=np.int64)
-        bias = np.asarray(bias, dtype=np.int64)
-        if weight.shape != (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel):
-            raise ValueError(f"weight shape {weight.shape} is not (Cout, Cin, k, k) = "
-                             f"{(layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)}")
-        if bias.shape != (layer.out_channels,):
-            raise ValueError(f"bias shape {bias.shape} is not ({layer.out_channels},)")
-        if len(thresholds) != layer.out_channels:
-            raise ValueError(f"{len(thresholds)} thresholds for {layer.out_channels} channels")
-        self._band_rows = check_int("band_rows", band_rows, 1, layer.out_height)
-        self._layer = layer = dataclasses.replace(layer, weight_base=0, bias_base=0)
+        if isinstance(layer, LayerConfig):
+            specs = [ConvLIF(layer, weight, bias, thresholds)]
+        else:
+            if weight is not None or bias is not None or thresholds is not None:
+                raise TypeError("weight, bias and thresholds go inside each ConvLIF when "
+                                "several layers are given")
+            specs = [ConvLIF(*spec) for spec in layer]
+            if not specs:
+                raise ValueError("layers must hold at least one ConvLIF")
+        if isinstance(band_rows, int):
+            band_rows = [band_rows] * len(specs)
+        band_rows = list(band_rows)
+        if len(band_rows) != len(specs):
+            raise ValueError(f"{len(band_rows)} band_rows for {len(specs)} layers")
+        lanes = specs[0].layer.lanes
         self._data_width = data_width
-        self._bands = []
-        for first in range(0, layer.out_height, band_rows):
-            last = min(first + band_rows, layer.out_height) - 1
-            band, first_in, last_in = band_layer(layer, first, last)
-            self._bands.append((first, last, band, first_in, last_in))
-        self.accumulator_width = max(weight_width,
-                                     signed_width(*accumulator_bound(weight, bias)))
-        lanes = layer.lanes
-        self._weight_words = pack_layer_weights(
-            weight, lanes=lanes, weight_width=weight_width, kernel_log=layer.kernel_log,
-            groups_log=layer.groups_log)
-        bias_words = pack_layer_biases(bias, lanes=lanes,
-                                       accumulator_width=self.accumulator_width,
-                                       groups=layer.groups)
+        self._specs, self._bands, self._band_layers = [], [], []
+        self._thresholds, group_base, weight_words, bias_values = [], 0, [], []
+        self._group_bases = []
+        for index, spec in enumerate(specs):
+            layer = spec.layer
+            where = f"layer {index}: " if len(specs) > 1 else ""
+            if layer.lanes != lanes:
+                raise ValueError(f"{where}lanes {layer.lanes} differ from layer 0's {lanes}")
+            weight = np.asarray(spec.weight, dtype=np.int64)
+            bias = np.asarray(spec.bias, dtype=np.int64)
+            shape = (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)
+            if weight.shape != shape:
+                raise ValueError(f"{where}weight shape {weight.shape} is not (Cout, Cin, k, k) "
+                                 f"= {shape}")
+            if bias.shape != (layer.out_channels,):
+                raise ValueError(f"{where}bias shape {bias.shape} is not "
+                                 f"({layer.out_channels},)")
+            if len(spec.thresholds) != layer.out_channels:
+                raise ValueError(f"{where}{len(spec.thresholds)} thresholds for "
+                                 f"{layer.out_channels} channels")
+            rows = check_int(f"{where}band_rows", band_rows[index], 1, layer.out_height)
+            layer = dataclasses.replace(layer, weight_base=len(weight_words),
+                                        bias_base=group_base)
+            weight_words += pack_layer_weights(
+                weight, lanes=lanes, weight_width=weight_width, kernel_log=layer.kernel_log,
+                groups_log=layer.groups_log)
+            bias_values.append(bias)
+            self._specs.append(ConvLIF(layer, weight, bias, [int(t) for t in spec.thresholds]))
+            for first in range(0, layer.out_height, rows):
+                last = min(first + rows, layer.out_height) - 1
+                band, first_in, last_in = band_layer(layer, first, last)
+                self._bands.append((first, last, band, first_in, last_in))
+                self._band_layers.append(index)
+            self._group_bases.append(group_base)
+            padded = layer.groups * lanes - layer.out_channels
+            self._thresholds += [int(t) for t in spec.thresholds] + [0] * padded
+            group_base += layer.groups
+        self._layer = self._specs[0].layer
+        self.accumulator_width = max(
+            [weight_width] + [signed_width(*accumulator_bound(s.weight, s.bias))
+                              for s in self._specs])
+        self._weight_words = weight_words
+        bias_words = []
+        for spec, bias in zip(self._specs, bias_values):
+            bias_words += pack_layer_biases(bias, lanes=lanes,
+                                            accumulator_width=self.accumulator_width,
+                                            groups=spec.layer.groups)
         bands = [b for _, _, b, _, _ in self._bands]
+        layers = [s.layer for s in self._specs]
         self.engine = ProgEngine(
-            lanes=lanes, word_bits=layer.width, max_words=max(b.words_per_frame for b in bands),
-            max_channels=layer.in_channels,
+            lanes=lanes, word_bits=max(max(b.width for b in bands), 1),
+            max_words=max(b.words_per_frame for b in bands),
+            max_channels=max(b.in_channels for b in bands),
             max_side=max(max(b.height, b.width, b.out_height, b.out_width) for b in bands),
-            max_padding=layer.padding, max_kernel_log=layer.kernel_log,
-            max_stride_log=layer.stride_log, max_groups_log=layer.groups_log,
+            max_padding=max(b.padding for b in bands),
+            max_kernel_log=max(b.kernel_log for b in bands),
+            max_stride_log=max(b.stride_log for b in bands),
+            max_groups_log=max(b.groups_log for b in bands),
             weight_width=weight_width, accumulator_width=self.accumulator_width,
             weight_depth=len(self._weight_words),
             bank_depth=max(b.bank_words_needed for b in bands), bias_words=bias_words,
@@ -228,16 +297,19 @@ class BandLayer(wiring.Component):
             self.engine.check_layer(b)
         self.lif = LIFArray(lanes=lanes, words=max(b.beats for b in bands),
                             input_width=max(2, self.accumulator_width),
-                            thresholds=[int(t) for t in thresholds], pipelined=True)
-        self.assembler = RowAssembler(lanes=lanes, max_width=layer.out_width,
-                                      max_groups=layer.groups)
-        in_beats = layer.in_channels * layer.height * ceil_div(layer.width, data_width)
-        out_beats = (layer.out_channels * layer.out_height
-                     * ceil_div(layer.out_width, data_width))
-        self.reader = RowReader(word_bits=layer.width, max_channels=layer.in_channels,
+                            thresholds=self._thresholds, pipelined=True)
+        self._max_groups = max(l.groups for l in layers)
+        self.assembler = RowAssembler(lanes=lanes, max_width=max(l.out_width for l in layers),
+                                      max_groups=self._max_groups)
+        in_beats = max(l.in_channels * l.height * ceil_div(l.width, data_width) for l in layers)
+        out_beats = max(l.out_channels * l.out_height * ceil_div(l.out_width, data_width)
+                        for l in layers)
+        self.reader = RowReader(word_bits=max(l.width for l in layers),
+                                max_channels=max(l.in_channels for l in layers),
                                 max_beats=in_beats, data_width=data_width,
                                 address_width=address_width)
-        self.writer = RowWriter(word_bits=layer.out_width, max_channels=layer.out_channels,
+        self.writer = RowWriter(word_bits=max(l.out_width for l in layers),
+                                max_channels=max(l.out_channels for l in layers),
                                 max_beats=out_beats, data_width=data_width,
                                 address_width=address_width, order="rows")
         self._read_names = list(axi4_read_ports(address_width, data_width))
@@ -251,6 +323,16 @@ class BandLayer(wiring.Component):
         })
 
     @property
+    def layers(self) -> list[ConvLIF]:
+        """The layers, each with its weight and bias bases in the memories filled in."""
+        return list(self._specs)
+
+    @property
+    def band_layers(self) -> list[int]:
+        """The layer of each band (``band`` port value)."""
+        return list(self._band_layers)
+
+    @property
     def bands(self) -> list[tuple[int, int]]:
         """The output rows ``(first, last)`` of each band."""
         return [(first, last) for first, last, _, _, _ in self._bands]
@@ -258,15 +340,14 @@ class BandLayer(wiring.Component):
     @property
     def memory_bits(self) -> dict[str, int]:
         """Bits of each on-chip memory and register file that holds data."""
-        layer = self._layer
-        lanes = layer.lanes
+        lanes = self._layer.lanes
         return {
             "accumulator bank": self.engine.bank_depth * lanes * self.accumulator_width,
             "membranes": self.lif.words * lanes * self.lif.membrane_width,
-            "row assembler": 2 * layer.groups * lanes * layer.out_width,
+            "row assembler": 2 * self._max_groups * lanes * self.assembler.max_width,
             "weights": len(self._weight_words) * lanes * self.engine.weight_width,
             "biases": len(self.engine.bias_words) * lanes * self.accumulator_width,
-            "thresholds": layer.groups * lanes * (self.lif.membrane_width + 1),
+            "thresholds": len(self._thresholds) * (self.lif.membrane_width + 1),
         }
 
     def elaborate(self, platform):
@@ -291,23 +372,27 @@ class BandLayer(wiring.Component):
         in_base = Signal.like(self.input_base)
         out_base = Signal.like(self.output_base)
         first = Signal()
-        engine_values, read_values, write_values = [], [], []
-        for first_out, last_out, cfg, first_in, last_in in self._bands:
+        engine_values, read_values, write_values, shapes, group_bases = [], [], [], [], []
+        for (first_out, last_out, cfg, first_in, last_in), index in zip(self._bands,
+                                                                       self._band_layers):
+            layer = self._specs[index].layer
             engine_values.append(engine.config_value(cfg).as_value())
             read_values.append(band_config(layer.in_channels, layer.height, layer.width,
                                            first_in, last_in, data_width=dw))
             write_values.append(band_config(layer.out_channels, layer.out_height,
                                             layer.out_width, first_out, last_out,
                                             data_width=dw))
+            shapes.append((layer.out_width, layer.groups, layer.out_channels))
+            group_bases.append(self._group_bases[index])
         m.d.comb += engine.config.eq(Array(engine_values)[band])
         for target, values, base in ((reader.config, read_values, in_base),
                                      (writer.config, write_values, out_base)):
             for name in ("row_beats", "first_beat", "channel_beats", "band_beats", "channels"):
                 m.d.comb += getattr(target, name).eq(Array(v[name] for v in values)[band])
             m.d.comb += target.base.eq(base)
-        m.d.comb += [assembler.config.width.eq(layer.out_width),
-                     assembler.config.groups.eq(layer.groups),
-                     assembler.config.channels.eq(layer.out_channels)]
+        for k, name in enumerate(("width", "groups", "channels")):
+            m.d.comb += getattr(assembler.config, name).eq(Array(v[k] for v in shapes)[band])
+        group_base = Array(group_bases)[band] if len(self._specs) > 1 else 0
 
         # --- the streams: reader -> engine -> LIF -> assembler -> writer ---
         wiring.connect(m, reader.o, engine.i)
@@ -316,7 +401,7 @@ class BandLayer(wiring.Component):
         m.d.comb += [
             lif.i.valid.eq(engine.o.valid), engine.o.ready.eq(lif.i.ready),
             lif.i.payload.x.eq(beat.values), lif.i.payload.address.eq(beat.index),
-            lif.i.payload.group.eq(beat.group), lif.i.payload.first.eq(first),
+            lif.i.payload.group.eq(beat.group + group_base), lif.i.payload.first.eq(first),
             assembler.i.valid.eq(lif.o.valid), lif.o.ready.eq(assembler.i.ready),
             assembler.i.payload.eq(lif.o.payload.spikes),
         ]

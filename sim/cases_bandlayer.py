@@ -21,7 +21,8 @@ from sim.cases_accumulator import random_layer
 from sim.cases_addressing import spike_map
 
 __all__ = ["BandCase", "band_case", "CASES", "StreamCase", "stream_case", "STREAM_CASES",
-           "StreamLIFCase", "stream_lif_case", "STREAM_LIF_CASES"]
+           "StreamLIFCase", "stream_lif_case", "STREAM_LIF_CASES", "ChainCase", "chain_case",
+           "CHAIN_CASES"]
 
 #: ``(cin, cout, kernel, stride, padding, height, width), lanes, band_rows, T``
 CASES = {
@@ -191,3 +192,69 @@ def stream_lif_case(name: str) -> StreamLIFCase:
         memory[stream_at[t]:stream_at[t] + size] = stream_image(streams[t], lanes, bits)
     return StreamLIFCase(channels, height, width, lanes, bits, band_rows, thresholds, streams,
                          want, stream_at, out_at, bytes(memory))
+
+
+#: Chains of conv + LIF layers (``hw.bandchain``): ``lanes, (height, width, cin), layers,
+#: band_rows, steps, max_steps``, each layer ``(cout, kernel, stride, padding)``.
+CHAIN_CASES = {
+    # four layers: stride 2, a 1x1, maps 1..3 in scratch slots 0, 1, 0; two steps of three
+    "four": (4, (10, 9, 5), ((6, 3, 1, 1), (8, 3, 2, 1), (5, 1, 1, 0), (4, 3, 1, 1)),
+             (3, 2, 5, 2), 2, 3),
+    # two layers, one band each, rows of two 64-bit beats, one step
+    "wide": (8, (4, 70, 3), ((8, 3, 1, 1), (6, 1, 1, 0)), (4, 4), 1, 1),
+}
+
+
+@dataclasses.dataclass
+class ChainCase:
+    layers: list              # hw.bandlayer.ConvLIF, in order
+    band_rows: list[int]
+    steps: int
+    max_steps: int
+    inputs: np.ndarray        # [T, Cin, H, W]
+    want: list                # every layer's output maps [T, C, H, W]
+    input_base: int
+    scratch_base: int
+    output_base: int
+    memory: bytes             # inputs in place, garbage elsewhere
+
+
+def chain_case(name, rate: float = 0.35) -> ChainCase:
+    """The named case of :data:`CHAIN_CASES` (or its tuple, or that tuple's JSON text), drawn
+    from a seed of its own: random weights and biases, thresholds near each layer's ``1 -
+    rate`` quantile of its first step's sums, so that every layer fires and stays silent."""
+    from hw.bandchain import chain_layout
+    from hw.bandlayer import ConvLIF
+
+    if isinstance(name, str) and name in CHAIN_CASES:
+        name = CHAIN_CASES[name]
+    elif isinstance(name, str):
+        name = json.loads(name)
+    lanes, (height, width, cin), specs, band_rows, steps, max_steps = name
+    rng = np.random.default_rng(height * 1000 + width * 10 + len(specs) + steps)
+    inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
+    layers, want, spikes = [], [], inputs
+    for cout, kernel, stride, padding in specs:
+        layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
+                             padding=padding, height=height, width=width, lanes=lanes)
+        weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
+        x = conv2d_spikes(spikes[0], weight, bias, stride=stride, padding=padding)
+        q = np.quantile(x.reshape(cout, -1), 1 - rate, axis=1)
+        thresholds = [max(1, int(v)) + int(rng.integers(0, 3)) for v in q]
+        spikes = band_layer_reference(spikes, weight, bias, thresholds, stride=stride,
+                                      padding=padding)
+        layers.append(ConvLIF(layer, weight, bias, thresholds))
+        want.append(spikes)
+        cin, height, width = cout, layer.out_height, layer.out_width
+    layout = chain_layout(layers, max_steps=max_steps)
+    in_size = layout["maps"][0][2]
+    input_base = 0x1000
+    scratch_base = input_base + max_steps * in_size + 0x80
+    output_base = scratch_base + layout["scratch_bytes"] + 0x40
+    end = output_base + max_steps * layout["maps"][-1][2] + 0x100
+    garbage = random.Random(11)
+    memory = bytearray(garbage.getrandbits(8) for _ in range(end))
+    for t in range(steps):
+        memory[input_base + t * in_size:input_base + (t + 1) * in_size] = map_image(inputs[t])
+    return ChainCase(layers, list(band_rows), steps, max_steps, inputs, want, input_base,
+                     scratch_base, output_base, bytes(memory))

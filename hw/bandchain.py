@@ -1,0 +1,227 @@
+"""A chain of conv + LIF layers over external memory on one band datapath, walked in hardware.
+
+:class:`BandChain` runs layers ``0 .. L-1`` one after the other, each reading the spike maps
+the layer before wrote, on one :class:`hw.bandlayer.BandLayer` datapath built for all of them
+(one engine, LIF array, assembler, AXI4 reader and writer; every layer's weights, biases and
+thresholds in its memories). A sequencer walks the schedule of ``docs/weightfetch.md`` ("The
+band layer") with no processor involved: layer by layer, band by band, and within a band time
+step by time step, so a band's membranes stay on chip across its time steps.
+
+Memory layout (:func:`chain_layout`, every map as :func:`hw.rowreader.map_image` lays it, time
+step ``t`` of a map at ``t * map_bytes`` from the map's start):
+
+- map 0 (layer 0's input) at ``input_base``; map ``L`` (the last layer's output) at
+  ``output_base``;
+- maps ``1 .. L-1`` in two slots of the scratch region, map ``l`` in slot ``(l - 1) % 2``: slot 0
+  at ``scratch_base``, slot 1 at ``scratch_base + slot_bytes`` (``slot_bytes`` the largest
+  such map's ``max_steps`` steps). A layer reads one slot and writes the other, so the scratch
+  region holds two maps whatever the depth of the chain.
+
+Every base is a multiple of the bus width in bytes.
+
+On-chip memory: :attr:`BandLayer.memory_bits` of the datapath (one band's bank, membranes and
+assembler rows; every layer's weights, biases and thresholds): none of it grows with the maps'
+height, and none with the chain's depth but the weights, biases and thresholds.
+
+Ports: ``input_base``, ``output_base``, ``scratch_base`` (In, byte addresses), ``steps`` (In,
+time steps ``1 .. max_steps``), all sampled at ``start`` (In, a pulse while ``busy`` is low);
+``busy`` (Out): from the cycle after ``start`` to the cycle of ``done``; ``done`` (Out): one
+cycle when the last band's last write has been answered; ``error`` (Out): a read or write
+response other than OKAY during the run (sticky until the next ``start``; the run goes on).
+The AXI4 master is the datapath's flat ``m_axi_*`` ports.
+
+Cycles: the datapath's per band and step (``BandLayer``), plus 3 a band and step for the
+sequencer (issue, the datapath's start, its end) and 1 a band (its addresses).
+
+Reference: :func:`band_chain_reference`. Tests: ``tests/test_bandchain.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from amaranth.hdl import Array, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.axi_io import axi4_write_ports
+from hw.bandlayer import BandLayer, ConvLIF, _pass_through, band_layer_reference
+from hw.params import check_int
+from hw.rowreader import map_image
+from hw.weightfetch import axi4_read_ports
+
+__all__ = ["BandChain", "band_chain_reference", "chain_layout", "check_chain"]
+
+
+def check_chain(layers: Sequence[ConvLIF]) -> None:
+    """Raise ``ValueError`` naming the first layer whose input is not the layer before's output
+    (channels, height, width)."""
+    for index in range(1, len(layers)):
+        a, b = layers[index - 1].layer, layers[index].layer
+        have = (a.out_channels, a.out_height, a.out_width)
+        want = (b.in_channels, b.height, b.width)
+        if have != want:
+            raise ValueError(f"layer {index} reads a [C, H, W] = {list(want)} map but layer "
+                             f"{index - 1} writes {list(have)}")
+
+
+def _map_bytes(channels: int, height: int, width: int, data_width: int) -> int:
+    return channels * height * -(-width // data_width) * data_width // 8
+
+
+def chain_layout(layers: Sequence[ConvLIF], *, max_steps: int, data_width: int = 64) -> dict:
+    """Where each map of the chain lies (module docstring).
+
+    Returns ``{"maps": [(region, offset, step_bytes), ...], "slot_bytes": int,
+    "scratch_bytes": int}``: map ``l`` (``0 .. L``) at ``region``'s base (``"input"``,
+    ``"scratch"`` or ``"output"``) plus ``offset``, its time step ``t`` ``t * step_bytes``
+    further."""
+    check_int("max_steps", max_steps, 1)
+    sizes = [_map_bytes(layers[0].layer.in_channels, layers[0].layer.height,
+                        layers[0].layer.width, data_width)]
+    sizes += [_map_bytes(s.layer.out_channels, s.layer.out_height, s.layer.out_width,
+                         data_width) for s in layers]
+    count = len(layers)
+    slot = max([0] + [max_steps * sizes[m] for m in range(1, count)])
+    maps = []
+    for m, size in enumerate(sizes):
+        if m == 0:
+            maps.append(("input", 0, size))
+        elif m == count:
+            maps.append(("output", 0, size))
+        else:
+            maps.append(("scratch", ((m - 1) % 2) * slot, size))
+    return {"maps": maps, "slot_bytes": slot,
+            "scratch_bytes": slot * min(2, count - 1)}
+
+
+def band_chain_reference(inputs, layers: Sequence[ConvLIF]) -> list[np.ndarray]:
+    """The spike maps ``[T, C, H, W]`` of every layer's output, layer by layer, over input maps
+    ``[T, Cin, H, W]`` (``quant.intops``' ``conv2d_spikes`` and ``lif_step``, membranes from 0
+    at the first step)."""
+    maps, spikes = [], np.asarray(inputs)
+    for spec in layers:
+        spikes = band_layer_reference(spikes, spec.weight, spec.bias, spec.thresholds,
+                                      stride=spec.layer.stride, padding=spec.layer.padding)
+        maps.append(spikes)
+    return maps
+
+
+class BandChain(wiring.Component):
+    """Conv + LIF layers one after the other over external memory (module docstring).
+
+    Parameters
+    ----------
+    layers : sequence of :class:`hw.bandlayer.ConvLIF`
+        The layers in order; each reads the map the one before writes.
+    band_rows : int or sequence of int
+        Output rows a band, for every layer or one number a layer (``BandLayer``).
+    max_steps : int
+        Most time steps a run (>= 1); the scratch slots hold this many steps of a map.
+    weight_width, data_width, address_width : int
+        As :class:`hw.bandlayer.BandLayer`.
+    """
+
+    def __init__(self, layers: Sequence[ConvLIF], *, band_rows, max_steps: int,
+                 weight_width: int = 8, data_width: int = 64, address_width: int = 32):
+        layers = [ConvLIF(*spec) for spec in layers]
+        if not layers:
+            raise ValueError("layers must hold at least one ConvLIF")
+        check_chain(layers)
+        self._max_steps = check_int("max_steps", max_steps, 1)
+        self.datapath = BandLayer(layers, band_rows=band_rows, weight_width=weight_width,
+                                  data_width=data_width, address_width=address_width)
+        self.layout = chain_layout(layers, max_steps=max_steps, data_width=data_width)
+        self._read_names = list(axi4_read_ports(address_width, data_width))
+        self._write_names = list(axi4_write_ports(address_width, data_width))
+        super().__init__({
+            "input_base": In(address_width), "output_base": In(address_width),
+            "scratch_base": In(address_width), "steps": In(range(1, max_steps + 1)),
+            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            **axi4_read_ports(address_width, data_width),
+            **axi4_write_ports(address_width, data_width),
+        })
+
+    @property
+    def max_steps(self) -> int:
+        return self._max_steps
+
+    @property
+    def layers(self) -> list[ConvLIF]:
+        return self.datapath.layers
+
+    @property
+    def memory_bits(self) -> dict[str, int]:
+        """Bits of each on-chip memory (the datapath's)."""
+        return self.datapath.memory_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.datapath = dp = self.datapath
+        _pass_through(m, self, dp, self._read_names)
+        _pass_through(m, self, dp, self._write_names)
+        maps = self.layout["maps"]
+        entries = len(dp.bands)
+
+        # per band: its layer's input and output maps' region, offset and step
+        regions = {"input": self.input_base, "scratch": self.scratch_base,
+                   "output": self.output_base}
+        bases = {name: Signal.like(port, name=f"{name}_base_r")
+                 for name, port in regions.items()}
+        codes = {"input": 0, "scratch": 1, "output": 2}
+
+        def table(values):
+            return Array(values)
+
+        band_layer = dp.band_layers
+        in_code = table([codes[maps[l][0]] for l in band_layer])
+        out_code = table([codes[maps[l + 1][0]] for l in band_layer])
+        in_off = table([maps[l][1] for l in band_layer])
+        out_off = table([maps[l + 1][1] for l in band_layer])
+        in_step = table([maps[l][2] for l in band_layer])
+        out_step = table([maps[l + 1][2] for l in band_layer])
+        base_of = Array([bases["input"], bases["scratch"], bases["output"]])
+
+        entry = Signal(range(max(2, entries)))
+        t = Signal(range(self._max_steps + 1))
+        steps = Signal.like(self.steps)
+        in_addr = Signal.like(self.input_base)
+        out_addr = Signal.like(self.output_base)
+        error = Signal()
+        m.d.comb += [dp.band.eq(entry), dp.first.eq(t == 0), dp.input_base.eq(in_addr),
+                     dp.output_base.eq(out_addr), self.error.eq(error)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [bases[name].eq(port) for name, port in regions.items()]
+                    m.d.sync += [steps.eq(self.steps), entry.eq(0), error.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):   # a band's first step: its maps' addresses
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [t.eq(0),
+                             in_addr.eq(base_of[in_code[entry]] + in_off[entry]),
+                             out_addr.eq(base_of[out_code[entry]] + out_off[entry])]
+                m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [self.busy.eq(1), dp.start.eq(dp.ready)]
+                with m.If(dp.ready):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~dp.busy):
+                    m.d.sync += error.eq(error | dp.error)
+                    with m.If(t + 1 < steps):
+                        m.d.sync += [t.eq(t + 1), in_addr.eq(in_addr + in_step[entry]),
+                                     out_addr.eq(out_addr + out_step[entry])]
+                        m.next = "ISSUE"
+                    with m.Elif(entry + 1 < entries):
+                        m.d.sync += entry.eq(entry + 1)
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
+                m.next = "IDLE"
+        return m

@@ -1,0 +1,173 @@
+"""hw.bandchain.BandChain: conv + LIF layers one after the other, every spike map in a random
+AXI memory, walked band by band and step by step by the chain's own sequencer from one start,
+gives every layer's maps ``==`` the integer model's chain (``band_chain_reference``:
+quant.intops' conv2d_spikes and lif_step), touches no byte outside the maps it writes, and keeps
+the on-chip memories sized by a band.
+
+The memory: read latency 1-64 cycles a burst, 30 % pauses on every channel, write data that may
+lead its address (``test_bandlayer.ReadMemory``, ``test_rowwriter.WriteMemory``).
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.bandchain import BandChain, chain_layout, check_chain
+from hw.bandlayer import BandLayer, ConvLIF
+from hw.progengine_config import layer_config
+from hw.rowreader import map_image
+from sim.cases_bandlayer import CHAIN_CASES, chain_case
+from subsets import fast_few
+from test_bandlayer import ReadMemory
+from test_rowwriter import WriteMemory
+
+
+def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True):
+    """Start ``dut`` once on ``memory``; return ``(cycles, error, dones)``. With ``stray``, a
+    second start with other bases 50 cycles in must be ignored."""
+    rng = random.Random(seed)
+    reads = ReadMemory(dut, memory, rng, bad_burst=bad_read)
+    writes = WriteMemory(dut, memory, rng, data_width=64)
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(dut.input_base, case.input_base)
+        ctx.set(dut.scratch_base, case.scratch_base)
+        ctx.set(dut.output_base, case.output_base)
+        ctx.set(dut.steps, case.steps)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        dones = 0
+        for cycle in range(1_000_000):
+            assert ctx.get(dut.busy), f"busy fell at cycle {cycle} before done"
+            if stray:
+                ctx.set(dut.start, cycle == 50)
+                ctx.set(dut.output_base, case.input_base if cycle == 50 else case.output_base)
+            reads.step(ctx)
+            writes.step(ctx)
+            dones += ctx.get(dut.done)
+            done = ctx.get(dut.done)
+            await ctx.tick()
+            if done:
+                break
+        else:
+            raise AssertionError("the chain never finished")
+        result.update(cycles=cycle + 1, error=ctx.get(dut.error))
+        for _ in range(3):
+            assert not ctx.get(dut.busy) and not ctx.get(dut.done)
+            await ctx.tick()
+        assert writes.idle and not reads.pending
+        result["dones"] = dones
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return result["cycles"], result["error"], result["dones"]
+
+
+def check_memory(case, layout, memory: bytearray, original: bytes):
+    """The output maps and the last two intermediate maps are the model's; every byte outside
+    the maps written is unchanged."""
+    maps = layout["maps"]
+    count = len(case.layers)
+    written = bytearray(len(memory))     # 1: a byte some map of the run owns
+    bases = {"input": case.input_base, "scratch": case.scratch_base,
+             "output": case.output_base}
+    for index in range(1, count + 1):
+        region, offset, size = maps[index]
+        at = bases[region] + offset
+        written[at:at + case.steps * size] = b"\1" * (case.steps * size)
+        if index >= count - 2:   # still in memory (the slots are reused two layers on)
+            for t in range(case.steps):
+                got = bytes(memory[at + t * size:at + (t + 1) * size])
+                if got != map_image(case.want[index - 1][t]):
+                    raise AssertionError(f"layer {index - 1}'s output map, time step {t}, "
+                                         f"differs from the integer model's")
+    for k, (now, before) in enumerate(zip(memory, original)):
+        if not written[k] and now != before:
+            raise AssertionError(f"byte {k:#x} outside every written map changed")
+
+
+@pytest.mark.parametrize("name", fast_few(sorted(CHAIN_CASES), {"four"}))
+def test_a_chain_over_axi_from_one_start_equals_the_integer_model(name):
+    case = chain_case(name)
+    for index, maps in enumerate(case.want):
+        assert 0.03 < maps.mean() < 0.9, f"layer {index} should fire sometimes, not {maps.mean()}"
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
+    layout = chain_layout(case.layers, max_steps=case.max_steps)
+    if name == "four":
+        # maps 1, 2, 3 in slots 0, 1, 0; the band's bank holds 3 of the 10 output rows
+        assert [m[0] for m in layout["maps"]] == ["input", "scratch", "scratch", "scratch",
+                                                  "output"]
+        assert [m[1] for m in layout["maps"][1:4]] == [0, layout["slot_bytes"], 0]
+        assert dut.datapath.bands[:4] == [(0, 2), (3, 5), (6, 8), (9, 9)]
+        assert dut.datapath.band_layers == [0] * 4 + [1] * 3 + [2] + [3] * 3
+    memory = bytearray(case.memory)
+    cycles, error, dones = run_chain(dut, case, memory)
+    assert (error, dones) == (0, 1)
+    check_memory(case, layout, memory, case.memory)
+
+
+def test_error_responses_and_a_second_run():
+    """A read answered SLVERR sets ``error`` by the end of the run (the run still ends); the
+    next start clears it and, on the same memory, gives the model's maps again."""
+    case = chain_case("four")
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
+    memory = bytearray(case.memory)
+    _, error, dones = run_chain(dut, case, memory, bad_read=5, stray=False)
+    assert (error, dones) == (1, 1)
+    memory = bytearray(case.memory)
+    _, error, _ = run_chain(dut, case, memory, seed=3, stray=False)
+    assert error == 0
+    check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory,
+                 case.memory)
+
+
+def test_one_datapath_serves_every_layer():
+    """The datapath's memories: one band's bank and membranes (not a map's), every layer's
+    weights one after the other, thresholds a group each; each layer's bases."""
+    case = chain_case("four")
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
+    dp = dut.datapath
+    bases = [(s.layer.weight_base, s.layer.bias_base) for s in dp.layers]
+    groups = [s.layer.groups for s in case.layers]
+    weight_words = [len(s.weight.reshape(-1)) for s in case.layers]
+    assert bases[0] == (0, 0)
+    assert [b for _, b in bases] == list(np.cumsum([0] + groups[:-1]))
+    assert all(a < b for (a, _), (b, _) in zip(bases, bases[1:]))
+    bits = dut.memory_bits
+    assert bits["thresholds"] == sum(groups) * 4 * (dp.lif.membrane_width + 1)
+    assert bits["weights"] >= sum(weight_words) * 8
+    whole = max(s.layer.bank_words_needed for s in case.layers)
+    assert dp.engine.bank_depth < whole
+
+
+def test_bad_chains_are_refused():
+    rng = np.random.default_rng(0)
+
+    def spec(cin, cout, height, width, kernel=3, padding=1, stride=1):
+        layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
+                             padding=padding, height=height, width=width, lanes=4)
+        weight = rng.integers(-8, 8, size=(cout, cin, kernel, kernel))
+        return ConvLIF(layer, weight, np.zeros(cout, dtype=np.int64), [4] * cout)
+
+    with pytest.raises(ValueError, match=r"layer 1 reads a \[C, H, W\] = \[5, 8, 8\] map but "
+                                         r"layer 0 writes \[6, 8, 8\]"):
+        check_chain([spec(3, 6, 8, 8), spec(5, 4, 8, 8)])
+    with pytest.raises(ValueError, match=r"layer 1 reads .* \[6, 8, 8\] map but layer 0 "
+                                         r"writes \[6, 4, 4\]"):
+        BandChain([spec(3, 6, 8, 8, stride=2), spec(6, 4, 8, 8)], band_rows=2, max_steps=1)
+    with pytest.raises(ValueError, match="max_steps"):
+        BandChain([spec(3, 6, 8, 8)], band_rows=2, max_steps=0)
+    with pytest.raises(ValueError, match="layers must hold at least one"):
+        BandChain([], band_rows=2, max_steps=1)
+    with pytest.raises(ValueError, match="2 band_rows for 1 layers"):
+        BandLayer([spec(3, 6, 8, 8)], band_rows=[2, 2])
+    with pytest.raises(ValueError, match="layer 1: band_rows"):
+        BandLayer([spec(3, 6, 8, 8), spec(6, 4, 8, 8)], band_rows=[2, 9])
+    with pytest.raises(TypeError, match="inside each ConvLIF"):
+        BandLayer([spec(3, 6, 8, 8)], np.zeros(1), band_rows=2)
