@@ -46,7 +46,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.axi_io import axi4_write_ports
-from hw.bandlayer import BandLayer, ConvLIF, _pass_through, band_layer_reference
+from hw.bandlayer import (BandLayer, ConvLIF, _pass_through, band_layer_reference,
+                          weight_image)
 from hw.params import check_int
 from hw.rowreader import map_image
 from hw.weightfetch import axi4_read_ports
@@ -124,20 +125,27 @@ class BandChain(wiring.Component):
     """
 
     def __init__(self, layers: Sequence[ConvLIF], *, band_rows, max_steps: int,
-                 weight_width: int = 8, data_width: int = 64, address_width: int = 32):
+                 weight_width: int = 8, data_width: int = 64, address_width: int = 32,
+                 weights: str = "rom"):
         layers = [ConvLIF(*spec) for spec in layers]
         if not layers:
             raise ValueError("layers must hold at least one ConvLIF")
         check_chain(layers)
         self._max_steps = check_int("max_steps", max_steps, 1)
         self.datapath = BandLayer(layers, band_rows=band_rows, weight_width=weight_width,
-                                  data_width=data_width, address_width=address_width)
+                                  data_width=data_width, address_width=address_width,
+                                  weights=weights)
+        self._axi_weights = weights == "axi"
+        if self._axi_weights:
+            self.weight_image, self.weight_places = weight_image(
+                layers, weight_width=weight_width, data_width=data_width)
         self.layout = chain_layout(layers, max_steps=max_steps, data_width=data_width)
         self._read_names = list(axi4_read_ports(address_width, data_width))
         self._write_names = list(axi4_write_ports(address_width, data_width))
         super().__init__({
             "input_base": In(address_width), "output_base": In(address_width),
             "scratch_base": In(address_width), "steps": In(range(1, max_steps + 1)),
+            **({"weight_base": In(address_width)} if weights == "axi" else {}),
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             **axi4_read_ports(address_width, data_width),
             **axi4_write_ports(address_width, data_width),
@@ -167,6 +175,8 @@ class BandChain(wiring.Component):
         # per band: its layer's input and output maps' region, offset and step
         regions = {"input": self.input_base, "scratch": self.scratch_base,
                    "output": self.output_base}
+        if self._axi_weights:
+            regions["weight"] = self.weight_base
         bases = {name: Signal.like(port, name=f"{name}_base_r")
                  for name, port in regions.items()}
         codes = {"input": 0, "scratch": 1, "output": 2}
@@ -183,6 +193,7 @@ class BandChain(wiring.Component):
         out_step = table([maps[l + 1][2] for l in band_layer])
         base_of = Array([bases["input"], bases["scratch"], bases["output"]])
 
+        loading = Signal()    # this start loads a layer's weights (never without weights="axi")
         entry = Signal(range(max(2, entries)))
         t = Signal(range(self._max_steps + 1))
         steps = Signal.like(self.steps)
@@ -191,6 +202,13 @@ class BandChain(wiring.Component):
         error = Signal()
         m.d.comb += [dp.band.eq(entry), dp.first.eq(t == 0), dp.input_base.eq(in_addr),
                      dp.output_base.eq(out_addr), self.error.eq(error)]
+
+        if self._axi_weights:
+            # a layer's first band loads the layer's weights first
+            starts = [k == 0 or band_layer[k] != band_layer[k - 1] for k in range(entries)]
+            layer_start = table([int(v) for v in starts])
+            weight_off = table([self.weight_places[l][0] for l in band_layer])
+            m.d.comb += dp.load.eq(loading)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -203,6 +221,12 @@ class BandChain(wiring.Component):
                 m.d.sync += [t.eq(0),
                              in_addr.eq(base_of[in_code[entry]] + in_off[entry]),
                              out_addr.eq(base_of[out_code[entry]] + out_off[entry])]
+                if self._axi_weights:
+                    with m.If(layer_start[entry] & ~loading):
+                        m.d.sync += [loading.eq(1),
+                                     in_addr.eq(bases["weight"] + weight_off[entry])]
+                    with m.Else():
+                        m.d.sync += loading.eq(0)
                 m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [self.busy.eq(1), dp.start.eq(dp.ready)]
@@ -212,7 +236,9 @@ class BandChain(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~dp.busy):
                     m.d.sync += error.eq(error | dp.error)
-                    with m.If(t + 1 < steps):
+                    with m.If(loading):   # the layer's weights are in: now its first band
+                        m.next = "LOAD"
+                    with m.Elif(t + 1 < steps):
                         m.d.sync += [t.eq(t + 1), in_addr.eq(in_addr + in_step[entry]),
                                      out_addr.eq(out_addr + out_step[entry])]
                         m.next = "ISSUE"

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from amaranth.hdl import Array, Module, Signal, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -60,7 +60,15 @@ from hw.rowreader import RowReader, band_config
 from hw.rowwriter import RowWriter
 from hw.weightfetch import axi4_read_ports
 
-__all__ = ["ConvLIF", "RowAssembler", "BandLayer", "band_layer_reference"]
+__all__ = ["ConvLIF", "RowAssembler", "BandLayer", "WEIGHT_MODES", "band_layer_reference",
+           "weight_image"]
+
+#: Where a band datapath's weights live: ``"rom"``, every layer's in an on-chip ROM;
+#: ``"axi"``, one layer's at a time in an on-chip RAM, loaded over AXI4 (:func:`weight_image`).
+WEIGHT_MODES = ("rom", "axi")
+
+#: Each layer's weights in :func:`weight_image` start at a multiple of this many bytes.
+WEIGHT_ALIGN = 64
 
 
 def band_layer_reference(inputs, weight, bias, thresholds, *, stride: int, padding: int):
@@ -76,6 +84,43 @@ def band_layer_reference(inputs, weight, bias, thresholds, *, stride: int, paddi
         fired, membrane = lif_step(membrane, x, threshold)
         out.append(fired)
     return np.stack(out)
+
+
+def _compact_words(spec: ConvLIF, *, weight_width: int) -> list[int]:
+    """The layer's weight words without the engine's holes: input channel by input channel,
+    ``(ky, kx, g)`` order, ``g`` fastest."""
+    layer = spec.layer
+    padded = pack_layer_weights(spec.weight, lanes=layer.lanes, weight_width=weight_width,
+                                kernel_log=layer.kernel_log, groups_log=layer.groups_log)
+    kl, gl = layer.kernel_log, layer.groups_log
+    return [padded[((((c << kl) | ky) << kl) | kx) << gl | g]
+            for c in range(layer.in_channels) for ky in range(layer.kernel)
+            for kx in range(layer.kernel) for g in range(layer.groups)]
+
+
+def weight_image(layers, *, weight_width: int = 8, data_width: int = 64) -> tuple[bytes, list]:
+    """The weights of ``layers`` (:class:`ConvLIF`) as ``BandLayer(weights="axi")`` reads them.
+
+    Layer after layer, each from a multiple of :data:`WEIGHT_ALIGN` bytes (and of the bus
+    width); within a layer, input channel by input channel, ``K * K * G`` words in ``(ky, kx,
+    g)`` order, ``g`` fastest, no holes (the block of ``docs/weightfetch.md``'s "Layout"). A
+    word is ``lanes`` signed ``weight_width``-bit weights (lane ``l``: output channel ``g *
+    lanes + l``, lane 0 in the least significant bits), padded to whole bus beats, little-endian.
+
+    Returns ``(image, [(offset, beats), ...])``: each layer's byte offset and beats.
+    """
+    beat = data_width // 8
+    align = max(WEIGHT_ALIGN, beat)
+    image, places = bytearray(), []
+    for spec in layers:
+        spec = ConvLIF(*spec)
+        word_bytes = ceil_div(spec.layer.lanes * weight_width, data_width) * beat
+        image += bytes(-len(image) % align)
+        words = _compact_words(spec, weight_width=weight_width)
+        places.append((len(image), len(words) * word_bytes // beat))
+        for word in words:
+            image += word.to_bytes(word_bytes, "little")
+    return bytes(image), places
 
 
 class RowAssembler(wiring.Component):
@@ -214,7 +259,12 @@ class BandLayer(wiring.Component):
     """
 
     def __init__(self, layer, weight=None, bias=None, thresholds=None, *, band_rows,
-                 weight_width: int = 8, data_width: int = 64, address_width: int = 32):
+                 weight_width: int = 8, data_width: int = 64, address_width: int = 32,
+                 weights: str = "rom"):
+        if weights not in WEIGHT_MODES:
+            raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_MODES))}, "
+                             f"not {weights!r}")
+        self._weights_mode = weights
         if isinstance(layer, LayerConfig):
             specs = [ConvLIF(layer, weight, bias, thresholds)]
         else:
@@ -252,11 +302,16 @@ class BandLayer(wiring.Component):
                 raise ValueError(f"{where}{len(spec.thresholds)} thresholds for "
                                  f"{layer.out_channels} channels")
             rows = check_int(f"{where}band_rows", band_rows[index], 1, layer.out_height)
-            layer = dataclasses.replace(layer, weight_base=len(weight_words),
-                                        bias_base=group_base)
-            weight_words += pack_layer_weights(
+            layer = dataclasses.replace(
+                layer, weight_base=len(weight_words) if weights == "rom" else 0,
+                bias_base=group_base)
+            words = pack_layer_weights(
                 weight, lanes=lanes, weight_width=weight_width, kernel_log=layer.kernel_log,
                 groups_log=layer.groups_log)
+            if weights == "rom":
+                weight_words += words
+            elif len(words) > len(weight_words):   # the buffer holds the largest layer
+                weight_words = [0] * len(words)
             bias_values.append(bias)
             self._specs.append(ConvLIF(layer, weight, bias, [int(t) for t in spec.thresholds]))
             for first in range(0, layer.out_height, rows):
@@ -304,7 +359,14 @@ class BandLayer(wiring.Component):
         in_beats = max(l.in_channels * l.height * ceil_div(l.width, data_width) for l in layers)
         out_beats = max(l.out_channels * l.out_height * ceil_div(l.out_width, data_width)
                         for l in layers)
-        self.reader = RowReader(word_bits=max(l.width for l in layers),
+        word_bits = max(l.width for l in layers)
+        self._word_beats = ceil_div(lanes * weight_width, data_width)
+        self._load_beats = [layer.in_channels * layer.kernel ** 2 * layer.groups
+                            * self._word_beats for layer in layers]
+        if weights == "axi":
+            word_bits = max(word_bits, lanes * weight_width)
+            in_beats = max([in_beats] + self._load_beats)
+        self.reader = RowReader(word_bits=word_bits,
                                 max_channels=max(l.in_channels for l in layers),
                                 max_beats=in_beats, data_width=data_width,
                                 address_width=address_width)
@@ -318,9 +380,15 @@ class BandLayer(wiring.Component):
             "input_base": In(address_width), "output_base": In(address_width),
             "band": In(range(len(self._bands))), "first": In(1), "start": In(1),
             "busy": Out(1), "ready": Out(1), "error": Out(1),
+            **({"load": In(1)} if weights == "axi" else {}),
             **axi4_read_ports(address_width, data_width),
             **axi4_write_ports(address_width, data_width),
         })
+
+    @property
+    def weights(self) -> str:
+        """Where the weights live (:data:`WEIGHT_MODES`)."""
+        return self._weights_mode
 
     @property
     def layers(self) -> list[ConvLIF]:
@@ -362,6 +430,8 @@ class BandLayer(wiring.Component):
             shape=unsigned(layer.lanes * engine.weight_width),
             depth=max(2, len(self._weight_words)), init=self._weight_words)
         port = weights.read_port()
+        loading = Signal()    # this start loads weights (only with weights="axi")
+        self._weight_memory = weights
         m.d.comb += [port.addr.eq(engine.weight.addr), port.en.eq(engine.weight.en),
                      engine.weight.data.eq(port.data)]
         _pass_through(m, self, reader, self._read_names)
@@ -385,6 +455,14 @@ class BandLayer(wiring.Component):
             shapes.append((layer.out_width, layer.groups, layer.out_channels))
             group_bases.append(self._group_bases[index])
         m.d.comb += engine.config.eq(Array(engine_values)[band])
+        if self._weights_mode == "axi":
+            # a load reads the band's layer's words as the rows of a one-channel map
+            load_values = [{"row_beats": self._word_beats, "first_beat": 0,
+                            "channel_beats": self._load_beats[index],
+                            "band_beats": self._load_beats[index], "channels": 1}
+                           for index in self._band_layers]
+            read_values = [{name: Mux(loading, w[name], r[name]) for name in w}
+                           for w, r in zip(load_values, read_values)]
         for target, values, base in ((reader.config, read_values, in_base),
                                      (writer.config, write_values, out_base)):
             for name in ("row_beats", "first_beat", "channel_beats", "band_beats", "channels"):
@@ -394,8 +472,16 @@ class BandLayer(wiring.Component):
             m.d.comb += getattr(assembler.config, name).eq(Array(v[k] for v in shapes)[band])
         group_base = Array(group_bases)[band] if len(self._specs) > 1 else 0
 
+        go = Signal()         # the cycle after an accepted start: the units start
         # --- the streams: reader -> engine -> LIF -> assembler -> writer ---
-        wiring.connect(m, reader.o, engine.i)
+        if self._weights_mode == "axi":
+            m.d.comb += [engine.i.payload.bits.eq(reader.o.payload.bits),
+                         engine.i.payload.last.eq(reader.o.payload.last),
+                         engine.i.valid.eq(reader.o.valid & ~loading),
+                         reader.o.ready.eq(Mux(loading, 1, engine.i.ready))]
+            self._loader(m, weights, band, loading, go, reader.o)
+        else:
+            wiring.connect(m, reader.o, engine.i)
         wiring.connect(m, assembler.o, writer.i)
         beat = engine.o.payload
         m.d.comb += [
@@ -408,15 +494,48 @@ class BandLayer(wiring.Component):
 
         # --- control: sample at start, start the units a cycle later (their configs are then
         # the registered band's), busy until the writer's last response ---
-        go = Signal()
         busy = Signal()
         m.d.sync += go.eq(self.start & ~busy)
-        m.d.comb += [reader.start.eq(go), writer.start.eq(go), assembler.start.eq(go),
+        m.d.comb += [reader.start.eq(go), writer.start.eq(go & ~loading),
+                     assembler.start.eq(go & ~loading),
                      self.busy.eq(busy), self.ready.eq(engine.ready),
                      self.error.eq(reader.error | writer.error)]
         with m.If(self.start & ~busy):
             m.d.sync += [band.eq(self.band), in_base.eq(self.input_base),
                          out_base.eq(self.output_base), first.eq(self.first), busy.eq(1)]
-        with m.Elif(busy & ~go & ~writer.busy):
+            if self._weights_mode == "axi":
+                m.d.sync += loading.eq(self.load)
+        with m.Elif(busy & ~go & ~writer.busy & ~reader.busy):
             m.d.sync += busy.eq(0)
         return m
+
+    def _loader(self, m, memory, band, loading, go, words):
+        """A load's words (:func:`weight_image` order) into the weight memory at the engine's
+        addresses ``(((c << kl | ky) << kl | kx) << gl) | g``."""
+        layers = [self._specs[index].layer for index in self._band_layers]
+        kernel = Array(l.kernel - 1 for l in layers)[band]
+        groups = Array(l.groups - 1 for l in layers)[band]
+        kl = Array(l.kernel_log for l in layers)[band]
+        gl = Array(l.groups_log for l in layers)[band]
+        c = Signal(range(max(l.in_channels for l in layers) + 1))
+        ky = Signal(range(max(l.kernel for l in layers) + 1))
+        kx = Signal.like(ky)
+        g = Signal(range(max(l.groups for l in layers) + 1))
+        write = memory.write_port()
+        take = Signal()
+        m.d.comb += [
+            take.eq(loading & words.valid),
+            write.en.eq(take),
+            write.addr.eq(((((c << kl) | ky) << kl | kx) << gl) | g),
+            write.data.eq(words.payload.bits),
+        ]
+        with m.If(~loading | go):
+            m.d.sync += [c.eq(0), ky.eq(0), kx.eq(0), g.eq(0)]
+        with m.Elif(take):
+            m.d.sync += g.eq(g + 1)
+            with m.If(g == groups):
+                m.d.sync += [g.eq(0), kx.eq(kx + 1)]
+                with m.If(kx == kernel):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                    with m.If(ky == kernel):
+                        m.d.sync += [ky.eq(0), c.eq(c + 1)]

@@ -24,7 +24,18 @@ from test_bandlayer import ReadMemory
 from test_rowwriter import WriteMemory
 
 
-def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True):
+def weights_in(dut, case, memory: bytearray) -> int:
+    """Append ``dut``'s weight image (``weights="axi"``) to ``memory`` at a 256-byte boundary;
+    return its base (0 for a chain with its weights on chip)."""
+    if dut.datapath.weights != "axi":
+        return 0
+    base = (len(memory) + 0xFF) & ~0xFF
+    memory += bytes(base - len(memory)) + dut.weight_image + bytes(0x40)
+    return base
+
+
+def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True,
+              weight_base=0):
     """Start ``dut`` once on ``memory``; return ``(cycles, error, dones)``. With ``stray``, a
     second start with other bases 50 cycles in must be ignored."""
     rng = random.Random(seed)
@@ -37,6 +48,8 @@ def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True
         ctx.set(dut.scratch_base, case.scratch_base)
         ctx.set(dut.output_base, case.output_base)
         ctx.set(dut.steps, case.steps)
+        if weight_base:
+            ctx.set(dut.weight_base, weight_base)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -92,12 +105,18 @@ def check_memory(case, layout, memory: bytearray, original: bytes):
             raise AssertionError(f"byte {k:#x} outside every written map changed")
 
 
-@pytest.mark.parametrize("name", fast_few(sorted(CHAIN_CASES), {"four"}))
-def test_a_chain_over_axi_from_one_start_equals_the_integer_model(name):
+POINTS = [f"{name}-{weights}" for name in sorted(CHAIN_CASES) for weights in ("rom", "axi")]
+
+
+# make test runs the four-layer chain with its weights over AXI4 too; the rest in make test-all
+@pytest.mark.parametrize("point", fast_few(POINTS, {"four-axi"}))
+def test_a_chain_over_axi_from_one_start_equals_the_integer_model(point):
+    name, weights = point.split("-")
     case = chain_case(name)
     for index, maps in enumerate(case.want):
         assert 0.03 < maps.mean() < 0.9, f"layer {index} should fire sometimes, not {maps.mean()}"
-    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                    weights=weights)
     layout = chain_layout(case.layers, max_steps=case.max_steps)
     if name == "four":
         # maps 1, 2, 3 in slots 0, 1, 0; the band's bank holds 3 of the 10 output rows
@@ -107,24 +126,32 @@ def test_a_chain_over_axi_from_one_start_equals_the_integer_model(name):
         assert dut.datapath.bands[:4] == [(0, 2), (3, 5), (6, 8), (9, 9)]
         assert dut.datapath.band_layers == [0] * 4 + [1] * 3 + [2] + [3] * 3
     memory = bytearray(case.memory)
-    cycles, error, dones = run_chain(dut, case, memory)
+    weight_base = weights_in(dut, case, memory)
+    original = bytes(memory)
+    cycles, error, dones = run_chain(dut, case, memory, weight_base=weight_base)
     assert (error, dones) == (0, 1)
-    check_memory(case, layout, memory, case.memory)
+    check_memory(case, layout, memory, original)
 
 
-def test_error_responses_and_a_second_run():
-    """A read answered SLVERR sets ``error`` by the end of the run (the run still ends); the
-    next start clears it and, on the same memory, gives the model's maps again."""
-    case = chain_case("four")
-    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
+@pytest.mark.parametrize("bad_read", [0, pytest.param(3, marks=pytest.mark.slow)])
+def test_error_responses_and_a_second_run(bad_read):
+    """A read answered SLVERR (burst 0: the first layer's weights; burst 3: a band's rows) sets
+    ``error`` by the end of the run (the run still ends); the next start clears it and, on the
+    same memory, gives the model's maps again."""
+    case = chain_case("wide")
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                    weights="axi")
     memory = bytearray(case.memory)
-    _, error, dones = run_chain(dut, case, memory, bad_read=5, stray=False)
+    weight_base = weights_in(dut, case, memory)
+    original = bytes(memory)
+    _, error, dones = run_chain(dut, case, memory, bad_read=bad_read, stray=False,
+                                weight_base=weight_base)
     assert (error, dones) == (1, 1)
-    memory = bytearray(case.memory)
-    _, error, _ = run_chain(dut, case, memory, seed=3, stray=False)
+    memory = bytearray(original)
+    _, error, _ = run_chain(dut, case, memory, seed=3, stray=False, weight_base=weight_base)
     assert error == 0
     check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory,
-                 case.memory)
+                 original)
 
 
 def test_one_datapath_serves_every_layer():
@@ -171,3 +198,52 @@ def test_bad_chains_are_refused():
         BandLayer([spec(3, 6, 8, 8), spec(6, 4, 8, 8)], band_rows=[2, 9])
     with pytest.raises(TypeError, match="inside each ConvLIF"):
         BandLayer([spec(3, 6, 8, 8)], np.zeros(1), band_rows=2)
+
+
+def test_weight_loads_back_to_back_fill_the_engines_layout():
+    """``BandLayer(weights="axi")``: two loads in a row (layer 1's words, then layer 0's) leave
+    the weight memory holding exactly layer 0's words at the engine's addresses (its holes as
+    layer 1 left them); each load reads the layer's image once."""
+    from hw.bandlayer import weight_image
+    from hw.progengine_config import pack_layer_weights
+
+    case = chain_case("four")
+    dut = BandLayer(case.layers[:2], band_rows=case.band_rows[:2], weights="axi")
+    image, places = weight_image(case.layers[:2])
+    memory = bytearray(0x100) + image + bytes(0x40)
+    rng = random.Random(5)
+    reads = ReadMemory(dut, memory, rng)
+    writes = WriteMemory(dut, memory, rng, data_width=64)
+    contents = []
+
+    async def bench(ctx):
+        while not ctx.get(dut.ready):
+            await ctx.tick()
+        for layer in (1, 0):
+            ctx.set(dut.band, dut.band_layers.index(layer))
+            ctx.set(dut.input_base, 0x100 + places[layer][0])
+            ctx.set(dut.load, 1)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for _ in range(10_000):
+                reads.step(ctx)
+                writes.step(ctx)
+                await ctx.tick()
+                if not ctx.get(dut.busy):
+                    break
+            contents.append([ctx.get(dut._weight_memory.data[k])
+                             for k in range(dut._weight_memory.depth)])
+        assert reads.bursts == sum(-(-beats // 16) for _, beats in places)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for layer, got in zip((1, 0), contents):
+        spec = case.layers[layer]
+        want = pack_layer_weights(spec.weight, lanes=4, weight_width=8,
+                                  kernel_log=spec.layer.kernel_log,
+                                  groups_log=spec.layer.groups_log)
+        assert [got[k] for k, w in enumerate(want) if w] == [w for w in want if w], layer
+        assert len(set(got[k] for k, w in enumerate(want) if w)) > 4
