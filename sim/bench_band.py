@@ -13,9 +13,13 @@ Verilator with its maps in cocotbext-axi's RAM (64-bit bus, a fixed read latency
   output map written once: the halo rows are the excess), and the on-chip memory of the band
   design against what a whole-map design needs (its bank, membranes and both spike maps).
 
-and for the residual stream unit (``hw.bandstream.BandStream``, :data:`STREAMS`) the cycles of a
-pass that begins the stream and of one that adds into it, against the on-chip engine step with
-a ``begin`` or ``add`` sink.
+It also prints, for each chain of :data:`CHAINS` (``hw.bandchain.BandChain``: one start runs
+every layer), the cycles with its weights on chip and with them loaded over AXI4, against the
+on-chip engine steps of every layer; its map bytes read against the floor, its weight bytes
+read (once a run) against its weights at 8 bits, and its weight memory both ways; and, for the
+residual stream unit (``hw.bandstream.BandStream``, :data:`STREAMS`), the cycles of a pass that
+begins the stream and of one that adds into it, against the on-chip engine step with a
+``begin`` or ``add`` sink.
 """
 
 from __future__ import annotations
@@ -26,12 +30,19 @@ from pathlib import Path
 
 from golden.cliargs import Parser
 
-__all__ = ["LAYERS", "STREAMS", "bench_layer", "bench_stream", "main"]
+__all__ = ["CHAINS", "LAYERS", "STREAMS", "bench_chain", "bench_layer", "bench_stream", "main"]
 
 #: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, stream_bits)``: the residual
 #: stream unit (``hw.bandstream.BandStream``), one pass that begins the stream, one that adds
 STREAMS = {
     "stream_conv3x3_32x32_32x32_L16_rows4_16b": ((32, 32, 3, 1, 1, 32, 32), 16, 4, 16),
+}
+
+#: name -> a chain (``sim.cases_bandlayer.CHAIN_CASES``' form: ``lanes, (h, w, cin), layers
+#: (cout, k, s, p), band_rows, T, max_steps``), run with its weights on chip and over AXI4
+CHAINS = {
+    "chain_3x3-3x3s2-1x1_16x32x32_L16_T2": (
+        16, (32, 32, 16), ((32, 3, 1, 1), (64, 3, 2, 1), (64, 1, 1, 0)), (4, 2, 4), 2, 2),
 }
 
 #: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, T)``
@@ -85,6 +96,54 @@ def bench_layer(name: str, *, latency: int = 30) -> dict:
             "memory_bits": dut.memory_bits}
 
 
+def bench_chain(name: str, *, latency: int = 30) -> dict:
+    """Run one chain of :data:`CHAINS` with its weights on chip and over AXI4; return its
+    numbers."""
+    from amaranth.back import verilog
+
+    from hw.bandchain import BandChain
+    from hw.program import SinkKind
+    from hw.rowreader import map_image
+    from sim import toolchain
+    from sim.cases_bandlayer import chain_case
+    from sim.perf import engine_frame_cycles
+
+    spec = json.dumps(CHAINS[name])
+    case = chain_case(spec)
+    row = {"layer": name, "T": case.steps, "layers": len(case.layers)}
+    for weights in ("rom", "axi"):
+        dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                        weights=weights)
+        design = toolchain.build(verilog.convert(dut, name="band_chain", emit_src=False),
+                                 "band_chain", simulator="verilator")
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "result.json"
+            toolchain.run(design, "sim.tb.bandchain", name=f"bench-{name}-{weights}",
+                          extra_env={"BAND_CASE": spec, "BAND_WEIGHTS": weights,
+                                     "BAND_LATENCY": str(latency), "BAND_PAUSE": "0",
+                                     "BAND_SEED": "1", "BAND_RESULT": str(result)})
+            row[weights] = json.loads(result.read_text())["cycles"]
+        row[f"memory_bits_{weights}"] = dut.memory_bits
+        if weights == "axi":
+            row["weight_bytes"] = len(dut.weight_image)
+    inputs = [case.inputs] + case.want[:-1]
+    row["on_chip"] = sum(engine_frame_cycles(spec_.layer, spikes, SinkKind.LIF)
+                         for spec_, maps in zip(case.layers, inputs) for spikes in maps)
+    dp = dut.datapath
+    read = written = floor_read = 0
+    for index, spec_ in enumerate(case.layers):
+        layer = spec_.layer
+        row_bytes = -(-layer.width // 64) * 8
+        read += case.steps * sum((last_in - first_in + 1) * layer.in_channels * row_bytes
+                                 for (_, _, _, first_in, last_in), at
+                                 in zip(dp._bands, dp.band_layers) if at == index)
+        floor_read += case.steps * len(map_image(inputs[index][0]))
+        written += case.steps * len(map_image(case.want[index][0]))
+    row.update(read=read, read_floor=floor_read, written=written,
+               weight_floor=sum(s.weight.size for s in case.layers))
+    return row
+
+
 def bench_stream(name: str, *, latency: int = 30) -> dict:
     """Run one stream layer of :data:`STREAMS` (begin, then add); return its numbers."""
     from amaranth.back import verilog
@@ -117,8 +176,8 @@ def bench_stream(name: str, *, latency: int = 30) -> dict:
 
 def main(argv=None) -> int:
     parser = Parser(prog="python -m sim.bench_band", description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", nargs="+", choices=sorted(LAYERS) + sorted(STREAMS),
-                        default=sorted(LAYERS) + sorted(STREAMS))
+    names = sorted(LAYERS) + sorted(STREAMS) + sorted(CHAINS)
+    parser.add_argument("--layers", nargs="+", choices=names, default=names)
     parser.add_argument("--latency", type=int, default=30, help="read latency, cycles (1-4096)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -143,6 +202,21 @@ def main(argv=None) -> int:
         print(f"{name:40} {r['bands']:5} {r['begin']:9,} {r['on_chip_begin']:9,} "
               f"{r['begin'] / r['on_chip_begin']:6.3f}x {r['add']:9,} {r['on_chip_add']:9,} "
               f"{r['add'] / r['on_chip_add']:6.3f}x {r['stream_bytes']:12,}")
+    chains = [n for n in args.layers if n in CHAINS]
+    if chains:
+        print(f"{'chain':40} {'T':>2} {'on chip':>9} {'rom':>9} {'ratio':>7} {'axi':>9} "
+              f"{'ratio':>7} {'map read/floor':>14} {'weights read/floor':>18} "
+              f"{'weight Kbit rom/axi':>20}")
+    for name in chains:
+        r = bench_chain(name, latency=args.latency)
+        rows.append(r)
+        rom_kbit = r["memory_bits_rom"]["weights"] / 1000
+        axi_kbit = r["memory_bits_axi"]["weights"] / 1000
+        print(f"{name:40} {r['T']:2} {r['on_chip']:9,} {r['rom']:9,} "
+              f"{r['rom'] / r['on_chip']:6.3f}x {r['axi']:9,} {r['axi'] / r['on_chip']:6.3f}x "
+              f"{r['read'] / r['read_floor']:13.3f}x "
+              f"{r['weight_bytes'] / r['weight_floor']:17.3f}x "
+              f"{rom_kbit:9.1f} / {axi_kbit:.1f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

@@ -22,7 +22,7 @@ from sim.cases_addressing import spike_map
 
 __all__ = ["BandCase", "band_case", "CASES", "StreamCase", "stream_case", "STREAM_CASES",
            "StreamLIFCase", "stream_lif_case", "STREAM_LIF_CASES", "ChainCase", "chain_case",
-           "CHAIN_CASES"]
+           "CHAIN_CASES", "chain_weights"]
 
 #: ``(cin, cout, kernel, stride, padding, height, width), lanes, band_rows, T``
 CASES = {
@@ -258,3 +258,14 @@ def chain_case(name, rate: float = 0.35) -> ChainCase:
         memory[input_base + t * in_size:input_base + (t + 1) * in_size] = map_image(inputs[t])
     return ChainCase(layers, list(band_rows), steps, max_steps, inputs, want, input_base,
                      scratch_base, output_base, bytes(memory))
+
+
+def chain_weights(case: ChainCase, *, weight_width: int = 8,
+                  data_width: int = 64) -> tuple[bytes, int]:
+    """``case``'s memory with the chain's weight image (``hw.bandlayer.weight_image``) after
+    it, from a 256-byte boundary, for a chain built with ``weights="axi"``; and that base."""
+    from hw.bandlayer import weight_image
+
+    image, _ = weight_image(case.layers, weight_width=weight_width, data_width=data_width)
+    base = (len(case.memory) + 0xFF) & ~0xFF
+    return case.memory + bytes(base - len(case.memory)) + image + bytes(0x40), base

@@ -18,19 +18,20 @@ from hw.bandchain import BandChain, chain_layout, check_chain
 from hw.bandlayer import BandLayer, ConvLIF
 from hw.progengine_config import layer_config
 from hw.rowreader import map_image
-from sim.cases_bandlayer import CHAIN_CASES, chain_case
+from sim.cases_bandlayer import CHAIN_CASES, chain_case, chain_weights
 from subsets import fast_few
 from test_bandlayer import ReadMemory
 from test_rowwriter import WriteMemory
 
 
 def weights_in(dut, case, memory: bytearray) -> int:
-    """Append ``dut``'s weight image (``weights="axi"``) to ``memory`` at a 256-byte boundary;
-    return its base (0 for a chain with its weights on chip)."""
+    """Put ``dut``'s weight image (``weights="axi"``) after ``memory``
+    (``sim.cases_bandlayer.chain_weights``); return its base (0 for weights on chip)."""
     if dut.datapath.weights != "axi":
         return 0
-    base = (len(memory) + 0xFF) & ~0xFF
-    memory += bytes(base - len(memory)) + dut.weight_image + bytes(0x40)
+    image, base = chain_weights(case)
+    assert image[base:base + len(dut.weight_image)] == dut.weight_image
+    memory[:] = image
     return base
 
 

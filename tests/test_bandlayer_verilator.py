@@ -2,7 +2,9 @@
 with random latency (1-64 cycles a burst) and 20 % pauses on every channel: the band layer's
 output maps ``==`` the integer model's (``sim/tb/bandlayer.py``), the residual stream begun and
 added into ``==`` the reference (``sim/tb/bandstream.py``), the stream LIF's spike maps ``==``
-lif_step's (``sim/tb/bandstreamlif.py``), the rest of the memory untouched."""
+lif_step's (``sim/tb/bandstreamlif.py``), a chain of band layers run from one start (its
+weights on chip or loaded over AXI4) ``==`` the chained model (``sim/tb/bandchain.py``), the rest
+of the memory untouched."""
 
 import pytest
 from amaranth.back import verilog
@@ -96,3 +98,36 @@ def test_band_stream_lif_on_verilator(name):
 @pytest.mark.parametrize("name", ["G3", "wide"])
 def test_band_stream_lif_on_icarus(name):
     run_stream_lif_case(name, "icarus")
+
+
+def run_chain_case(name, weights, simulator=None, *, latency="1-64", pause=0.2, result=None):
+    from hw.bandchain import BandChain
+    from sim.cases_bandlayer import chain_case
+
+    case = chain_case(name)
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                    weights=weights)
+    design = toolchain.build(verilog.convert(dut, name="band_chain", emit_src=False),
+                             "band_chain", simulator=simulator)
+    env = {"BAND_CASE": name, "BAND_WEIGHTS": weights, "BAND_LATENCY": latency,
+           "BAND_PAUSE": str(pause), "BAND_SEED": "9"}
+    if result is not None:
+        env["BAND_RESULT"] = str(result)
+    toolchain.run(design, "sim.tb.bandchain", name=f"chain-{name}-{weights}-{latency}-{pause}",
+                  extra_env=env)
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("weights", ["rom", "axi"])
+@pytest.mark.parametrize("name", ["four", "wide"])
+def test_band_chain_on_verilator(name, weights):
+    run_chain_case(name, weights)
+
+
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+@pytest.mark.parametrize("name", ["four", "wide"])
+def test_band_chain_on_icarus(name):
+    run_chain_case(name, "axi", "icarus")

@@ -1,0 +1,96 @@
+"""cocotb test of a chain of band layers (``hw.bandchain.BandChain``) on cocotbext-axi's AXI4 RAM.
+
+The case (``sim.cases_bandlayer.CHAIN_CASES``) is named by ``BAND_CASE``; ``BAND_WEIGHTS``
+(``rom`` or ``axi``) says where the design's weights are (with ``axi`` the weight image is put
+after the case's memory, ``sim.cases_bandlayer.chain_weights``). One RAM holds everything: its
+read side answers each burst after ``BAND_LATENCY`` cycles (:class:`sim.tb.axi_memory.
+LatencyAxiRamRead`), its write side is cocotbext-axi's; ``BAND_PAUSE`` drops ``arready``,
+``rvalid``, ``awready``, ``wready`` and ``bvalid`` at random with that probability (seed
+``BAND_SEED``). The testbench sets the bases and ``steps``, pulses ``start`` once, waits for
+``done`` (``busy`` must hold until then), and checks the output maps and the two maps still in
+the scratch slots ``==`` the integer model's, every other byte unchanged. ``BAND_RESULT``
+(JSON) gets the cycles from ``start`` to ``done`` and the bursts read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
+from cocotbext.axi import AxiReadBus, AxiWriteBus
+
+from hw.bandchain import chain_layout
+from hw.rowreader import map_image
+from sim.cases_bandlayer import chain_case, chain_weights
+from sim.tb.axi_memory import BoundedAxiRamWrite, LatencyAxiRamRead, parse_latency, random_pauses
+from sim.tb.common import TB, env_int
+
+
+@cocotb.test()
+async def test_chain(dut):
+    case = chain_case(os.environ["BAND_CASE"])
+    axi_weights = os.environ.get("BAND_WEIGHTS", "rom") == "axi"
+    seed = env_int("BAND_SEED", 1)
+    pause = float(os.environ.get("BAND_PAUSE", "0"))
+    memory, weight_base = chain_weights(case) if axi_weights else (case.memory, 0)
+    tb = TB(dut)
+    size = 1 << max(12, (len(memory) - 1).bit_length())
+    reads = LatencyAxiRamRead(AxiReadBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size,
+                              latency=parse_latency(os.environ.get("BAND_LATENCY", "1-64")),
+                              seed=seed)
+    writes = BoundedAxiRamWrite(AxiWriteBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
+                                size=size, mem=reads.mem)
+    for ram in (reads, writes):
+        ram.log.setLevel(logging.WARNING)
+    reads.write(0, memory)
+    if pause > 0:
+        for index, channel in enumerate((reads.ar_channel, reads.r_channel, writes.aw_channel,
+                                         writes.w_channel, writes.b_channel)):
+            channel.set_pause_generator(random_pauses(pause, seed + 1 + index))
+    dut.start.value = 0
+    await tb.reset()
+    await RisingEdge(dut.clk)
+    dut.input_base.value = case.input_base
+    dut.scratch_base.value = case.scratch_base
+    dut.output_base.value = case.output_base
+    dut.steps.value = case.steps
+    if axi_weights:
+        dut.weight_base.value = weight_base
+    dut.start.value = 1
+    await RisingEdge(dut.clk)
+    dut.start.value = 0
+    cycles = 0
+    for _ in range(5_000_000):
+        await ReadOnly()
+        if dut.done.value:
+            break
+        assert dut.busy.value, f"busy fell at cycle {cycles} before done"
+        await RisingEdge(dut.clk)
+        cycles += 1
+    else:
+        raise AssertionError(f"the chain never finished{reads.state()}")
+    assert not dut.error.value, "an error response"
+    await RisingEdge(dut.clk)
+    got = reads.read(0, len(memory))
+    layout = chain_layout(case.layers, max_steps=case.max_steps)
+    bases = {"input": case.input_base, "scratch": case.scratch_base,
+             "output": case.output_base}
+    written = bytearray(len(memory))
+    count = len(case.layers)
+    for index in range(1, count + 1):
+        region, offset, size = layout["maps"][index]
+        at = bases[region] + offset
+        written[at:at + case.steps * size] = b"\1" * (case.steps * size)
+        if index >= count - 2:
+            for t in range(case.steps):
+                assert got[at + t * size:at + (t + 1) * size] == map_image(
+                    case.want[index - 1][t]), \
+                    f"layer {index - 1}'s output map, time step {t}, differs from the model's"
+    changed = [k for k in range(len(memory)) if not written[k] and got[k] != memory[k]]
+    assert not changed, f"{len(changed)} bytes outside the maps changed, first {changed[0]:#x}"
+    if "BAND_RESULT" in os.environ:
+        with open(os.environ["BAND_RESULT"], "w") as handle:
+            json.dump({"cycles": cycles, "bursts_read": reads.bursts}, handle)
