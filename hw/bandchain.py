@@ -2,8 +2,8 @@
 
 :class:`BandChain` runs layers ``0 .. L-1`` one after the other, each reading the spike maps
 the layer before wrote, on one :class:`hw.bandlayer.BandLayer` datapath built for all of them
-(one engine, LIF array, assembler, AXI4 reader and writer; every layer's weights, biases and
-thresholds in its memories). A sequencer walks the schedule of ``docs/weightfetch.md`` ("The
+(one engine, LIF array, assembler, AXI4 reader and writer; every layer's biases and thresholds
+in its tables, the weights as below). A sequencer walks the schedule of ``docs/weightfetch.md`` ("The
 band layer") with no processor involved: layer by layer, band by band, and within a band time
 step by time step, so a band's membranes stay on chip across its time steps.
 
@@ -19,19 +19,27 @@ step ``t`` of a map at ``t * map_bytes`` from the map's start):
 
 Every base is a multiple of the bus width in bytes.
 
-On-chip memory: :attr:`BandLayer.memory_bits` of the datapath (one band's bank, membranes and
-assembler rows; every layer's weights, biases and thresholds): none of it grows with the maps'
-height, and none with the chain's depth but the weights, biases and thresholds.
+Weights (``weights``): ``"rom"``, every layer's in an on-chip ROM; ``"axi"``, loaded before
+each layer's first band from ``weight_base`` (:func:`hw.bandlayer.weight_image`, the layer at
+:attr:`weight_places`) into a RAM that holds the largest layer: read once a run.
 
-Ports: ``input_base``, ``output_base``, ``scratch_base`` (In, byte addresses), ``steps`` (In,
-time steps ``1 .. max_steps``), all sampled at ``start`` (In, a pulse while ``busy`` is low);
+On-chip memory: :attr:`BandLayer.memory_bits` of the datapath (one band's bank, membranes and
+assembler rows; the weights; every layer's biases and thresholds): none of it grows with the
+maps' height, and with ``weights="axi"`` only the biases and thresholds (a word a group of
+lanes) grow with the chain's depth.
+
+Ports: ``input_base``, ``output_base``, ``scratch_base`` and, with ``weights="axi"``,
+``weight_base`` (In, byte addresses), ``steps`` (In, time steps ``1 .. max_steps``), all
+sampled at ``start`` (In, a pulse while ``busy`` is low);
 ``busy`` (Out): from the cycle after ``start`` to the cycle of ``done``; ``done`` (Out): one
 cycle when the last band's last write has been answered; ``error`` (Out): a read or write
 response other than OKAY during the run (sticky until the next ``start``; the run goes on).
 The AXI4 master is the datapath's flat ``m_axi_*`` ports.
 
-Cycles: the datapath's per band and step (``BandLayer``), plus 3 a band and step for the
-sequencer (issue, the datapath's start, its end) and 1 a band (its addresses).
+Cycles: the datapath's per band and step (``BandLayer``), plus 2 between two of its runs (the
+cycle that sees its ``busy`` low, the next start) and 1 before a band's first step (its
+addresses); with ``weights="axi"``, each layer's load (its words' beats after the read latency)
+and 3 more.
 
 Reference: :func:`band_chain_reference`. Tests: ``tests/test_bandchain.py``.
 """
@@ -120,7 +128,7 @@ class BandChain(wiring.Component):
         Output rows a band, for every layer or one number a layer (``BandLayer``).
     max_steps : int
         Most time steps a run (>= 1); the scratch slots hold this many steps of a map.
-    weight_width, data_width, address_width : int
+    weight_width, data_width, address_width, weights
         As :class:`hw.bandlayer.BandLayer`.
     """
 

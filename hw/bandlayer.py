@@ -29,7 +29,13 @@ maps; ``band`` (In): which band (``0 .. bands - 1``); ``first`` (In): the band's
 (Out): from the cycle after ``start`` until the band's last write response. ``ready`` (Out):
 the engine's bank has been cleared after reset (``start`` before it is not allowed).
 ``error`` (Out): a read or write response other than OKAY during the last band (sticky until
-the next ``start``). The AXI4 master is the flat ``m_axi_ar*`` / ``m_axi_r*`` and
+the next ``start``). With ``weights="axi"``, ``load`` (In, sampled at ``start``): instead of a
+band, read the weights of ``band``'s layer from ``input_base`` (:func:`weight_image`'s layout,
+the layer's place in it) into the weight RAM, which holds one layer (the largest); ``busy``
+until the last word is in.
+
+Several layers (:class:`ConvLIF`) on one datapath: ``band`` then indexes every layer's bands,
+layer by layer; :class:`hw.bandchain.BandChain` walks them from one start. The AXI4 master is the flat ``m_axi_ar*`` / ``m_axi_r*`` and
 ``m_axi_aw*`` / ``m_axi_w*`` / ``m_axi_b*`` ports (the reader's and the writer's).
 
 Reference: :func:`band_layer_reference` (``quant.intops``'s ``conv2d_spikes`` and ``lif_step``

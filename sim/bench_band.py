@@ -184,9 +184,11 @@ def main(argv=None) -> int:
     if not 1 <= args.latency <= 4096:
         parser.error(f"--latency {args.latency} is outside 1-4096")
     rows = []
-    print(f"{'layer':40} {'bands':>5} {'T':>2} {'cycles':>9} {'on chip':>9} {'ratio':>7} "
-          f"{'read/floor':>10} {'written':>8} {'on-chip Kbit band/whole':>24}")
-    for name in [n for n in args.layers if n in LAYERS]:
+    layers = [n for n in args.layers if n in LAYERS]
+    if layers:
+        print(f"{'layer':40} {'bands':>5} {'T':>2} {'cycles':>9} {'on chip':>9} {'ratio':>7} "
+              f"{'read/floor':>10} {'written':>8} {'on-chip Kbit band/whole':>24}")
+    for name in layers:
         r = bench_layer(name, latency=args.latency)
         rows.append(r)
         print(f"{name:40} {r['bands']:5} {r['T']:2} {r['cycles']:9,} {r['on_chip']:9,} "

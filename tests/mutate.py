@@ -85,7 +85,8 @@ TESTS: dict[str, list[str]] = {
     "hw/rowreader.py": ["tests/test_rowreader.py", "tests/test_rowwriter.py",
                         "tests/test_bands.py"],
     "hw/rowwriter.py": ["tests/test_rowwriter.py"],
-    "hw/bandlayer.py": ["tests/test_bandlayer.py"],
+    "hw/bandlayer.py": ["tests/test_bandlayer.py", "tests/test_bandchain.py"],
+    "hw/bandchain.py": ["tests/test_bandchain.py"],
     "hw/bandstream.py": ["tests/test_bandstream.py"],
     "hw/depthwise.py": ["tests/test_depthwise.py"],
     "hw/planes.py": ["tests/test_planes.py"],
@@ -149,7 +150,7 @@ EQUIVALENT: dict[tuple, str] = {
         'a countdown from channels in a wider register counts the same',
     ("hw/bandlayer.py", 'left = Signal(range(G * lanes + 1))   # channels still to give', 31, '+ -> -'):
         'the countdown to 1 is modular: channels truncated to the narrower register still reaches 1 after channels - 1 steps',
-    ("hw/bandlayer.py", 'weight_width: int = 8, data_width: int = 64, address_width: int = 32):', 21, '8 -> 9'):
+    ("hw/bandlayer.py", 'weight_width: int = 8, data_width: int = 64, address_width: int = 32,', 21, '8 -> 9'):
         "quant's 8-bit weights in 9-bit words: the same values",
     ("hw/bandlayer.py", 'input_width=max(2, self.accumulator_width),', 17, '2 -> 3'):
         "the accumulator width is at least the weights' 8 bits",
