@@ -460,7 +460,10 @@ class BandLayer(wiring.Component):
                                             data_width=dw))
             shapes.append((layer.out_width, layer.groups, layer.out_channels))
             group_bases.append(self._group_bases[index])
-        m.d.comb += engine.config.eq(Array(engine_values)[band])
+        # the band's constants go through registers (the units start a cycle after ``go``, when
+        # they hold the new band's): no table multiplexer in front of the walkers' and engine's
+        # logic
+        m.d.sync += engine.config.eq(Array(engine_values)[band])
         if self._weights_mode == "axi":
             # a load reads the band's layer's words as the rows of a one-channel map
             load_values = [{"row_beats": self._word_beats, "first_beat": 0,
@@ -472,20 +475,24 @@ class BandLayer(wiring.Component):
         for target, values, base in ((reader.config, read_values, in_base),
                                      (writer.config, write_values, out_base)):
             for name in ("row_beats", "first_beat", "channel_beats", "band_beats", "channels"):
-                m.d.comb += getattr(target, name).eq(Array(v[name] for v in values)[band])
+                m.d.sync += getattr(target, name).eq(Array(v[name] for v in values)[band])
             m.d.comb += target.base.eq(base)
         for k, name in enumerate(("width", "groups", "channels")):
-            m.d.comb += getattr(assembler.config, name).eq(Array(v[k] for v in shapes)[band])
-        group_base = Array(group_bases)[band] if len(self._specs) > 1 else 0
+            m.d.sync += getattr(assembler.config, name).eq(Array(v[k] for v in shapes)[band])
+        group_base = 0
+        if len(self._specs) > 1:
+            group_base = Signal(range(max(2, max(group_bases) + 1)))
+            m.d.sync += group_base.eq(Array(group_bases)[band])
 
-        go = Signal()         # the cycle after an accepted start: the units start
+        go = Signal()         # the cycle after an accepted start: the band's constants load
+        run = Signal()        # the cycle after that: the units start
         # --- the streams: reader -> engine -> LIF -> assembler -> writer ---
         if self._weights_mode == "axi":
             m.d.comb += [engine.i.payload.bits.eq(reader.o.payload.bits),
                          engine.i.payload.last.eq(reader.o.payload.last),
                          engine.i.valid.eq(reader.o.valid & ~loading),
                          reader.o.ready.eq(Mux(loading, 1, engine.i.ready))]
-            self._loader(m, weights, band, loading, go, reader.o)
+            self._loader(m, weights, band, loading, run, reader.o)
         else:
             wiring.connect(m, reader.o, engine.i)
         wiring.connect(m, assembler.o, writer.i)
@@ -498,12 +505,13 @@ class BandLayer(wiring.Component):
             assembler.i.payload.eq(lif.o.payload.spikes),
         ]
 
-        # --- control: sample at start, start the units a cycle later (their configs are then
-        # the registered band's), busy until the writer's last response ---
+        # --- control: sample at start, load the band's constants a cycle later (go), start the
+        # units the cycle after (run), busy until the reader's last word and the writer's last
+        # response ---
         busy = Signal()
-        m.d.sync += go.eq(self.start & ~busy)
-        m.d.comb += [reader.start.eq(go), writer.start.eq(go & ~loading),
-                     assembler.start.eq(go & ~loading),
+        m.d.sync += [go.eq(self.start & ~busy), run.eq(go)]
+        m.d.comb += [reader.start.eq(run), writer.start.eq(run & ~loading),
+                     assembler.start.eq(run & ~loading),
                      self.busy.eq(busy), self.ready.eq(engine.ready),
                      self.error.eq(reader.error | writer.error)]
         with m.If(self.start & ~busy):
@@ -511,7 +519,7 @@ class BandLayer(wiring.Component):
                          out_base.eq(self.output_base), first.eq(self.first), busy.eq(1)]
             if self._weights_mode == "axi":
                 m.d.sync += loading.eq(self.load)
-        with m.Elif(busy & ~go & ~writer.busy & ~reader.busy):
+        with m.Elif(busy & ~go & ~run & ~writer.busy & ~reader.busy):
             m.d.sync += busy.eq(0)
         return m
 
