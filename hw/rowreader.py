@@ -135,8 +135,10 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
         the end of the aligned group (so that no burst crosses 4 KB). Only ``at``'s low bits
         matter, so the carry chain behind it is short."""
         room = Signal(group_log + 1, name=f"{name}_room")
-        m.d.comb += room.eq(ROW_BURST - at[beat_log:beat_log + group_log])
-        return Mux(beats < room, beats, room)
+        fits = Signal(name=f"{name}_fits")   # beats < room, from a narrow compare
+        m.d.comb += [room.eq(ROW_BURST - at[beat_log:beat_log + group_log]),
+                     fits.eq((beats[group_log + 1:] == 0) & (beats[:group_log + 1] < room))]
+        return Mux(fits, beats[:group_log + 1], room)
 
     # The walker keeps byte addresses and the next burst's length in registers: what the AXI
     # channel and its handshake read is never behind an adder (the next values are).

@@ -36,7 +36,7 @@ a band of ``n`` beats takes ``n`` cycles of W plus the last response's latency. 
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -146,13 +146,16 @@ class RowWriter(wiring.Component):
             m, cfg, self.start, w_fire & w_last, name="w", address_width=self._address_width,
             beat_log=beat_log, beat_bits=beat_bits, rows=self._rows)
         w_count = Signal(range(ROW_BURST))   # beats of the current burst sent
+        w_rest = Signal(range(ROW_BURST + 1))   # after its first beat: the burst's beats left
         word = Signal(self._max_row_beats * dw)
         have = Signal()                      # word holds a row not yet sent whole
         index = Signal(range(max(2, self._max_row_beats)))   # the row's next beat
         row_end = Signal()
         busy = Signal()
         m.d.comb += [
-            w_last.eq(w_count == w_burst - 1),
+            # the burst's last beat: from registers and small compares (no subtraction in front
+            # of the handshake, which steps the W walker)
+            w_last.eq(Mux(w_count == 0, w_burst == 1, w_rest == 1)),
             row_end.eq(index == cfg.row_beats - 1),
             port["wvalid"].eq(have & w_active),
             # the row's beat ``index``: a multiplexer over the few beats a row has, no product
@@ -171,6 +174,7 @@ class RowWriter(wiring.Component):
                     m.d.sync += w_count.eq(0)
                 with m.Else():
                     m.d.sync += w_count.eq(w_count + 1)
+                m.d.sync += w_rest.eq(Mux(w_count == 0, w_burst, w_rest) - 1)
                 with m.If(row_end):
                     m.d.sync += have.eq(0)
                 with m.Else():
