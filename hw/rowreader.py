@@ -114,21 +114,34 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
     the walk, and ``advance`` (while active) steps past the current burst. Returns ``(active,
     address, burst, walking)``: whether a burst is presented, its byte address and its beats (1
     .. :data:`ROW_BURST`), all registers, and whether the walk is not over (``active``, or the
-    cycle after ``start``, in which the first burst's length is computed). The reader's AR channel and the
-    writer's AW and W channels each walk the same bursts with one of these.
+    two cycles after ``start``, in which the first burst and the one after it are computed).
+    The reader's AR channel and the writer's AW and W channels each walk the same bursts with
+    one of these.
 
     The walk is channel by channel, each channel's band rows one run of consecutive beats; with
     ``rows``, row by row instead, each row every channel, one run of ``row_beats`` beats a
     channel (``(y, c)`` order, :class:`hw.rowwriter.RowWriter`'s ``order="rows"``).
+
+    The walker looks one burst ahead: besides the presented burst it holds the one after it in
+    registers, so ``advance`` only moves the next burst into place (and starts computing the one
+    after from registers); no adder or compare of the walk lies behind the handshake.
     """
     group_log = ROW_BURST.bit_length() - 1
-    active = Signal(name=f"{name}_active")
-    address = Signal(address_width, name=f"{name}_address")   # the burst's byte address
-    channel = Signal(address_width, name=f"{name}_channel")   # the run's first byte
-    left = Signal(beat_bits, name=f"{name}_left")              # the run's beats from address on
-    channels = Signal.like(cfg.channels, name=f"{name}_channels")   # channels after this one
-    burst = Signal(group_log + 1, name=f"{name}_burst")        # the burst's beats
     run = cfg.row_beats if rows else cfg.band_beats             # beats of one run
+
+    def state(prefix):
+        fields = {
+            "active": Signal(name=f"{name}_{prefix}active"),
+            "address": Signal(address_width, name=f"{name}_{prefix}address"),  # the burst's
+            "channel": Signal(address_width, name=f"{name}_{prefix}channel"),  # the run's first
+            "left": Signal(beat_bits, name=f"{name}_{prefix}left"),    # run's beats from address
+            "channels": Signal.like(cfg.channels, name=f"{name}_{prefix}channels"),  # after it
+            "burst": Signal(group_log + 1, name=f"{name}_{prefix}burst"),   # the burst's beats
+        }
+        if rows:
+            fields["row_first"] = Signal(address_width, name=f"{name}_{prefix}row_first")
+            fields["rows_left"] = Signal(beat_bits, name=f"{name}_{prefix}rows_left")
+        return fields
 
     def burst_at(at, beats):
         """The beats of the burst at byte address ``at`` with ``beats`` of the run left: up to
@@ -140,61 +153,70 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
                      fits.eq((beats[group_log + 1:] == 0) & (beats[:group_log + 1] < room))]
         return Mux(fits, beats[:group_log + 1], room)
 
-    # The walker keeps byte addresses and the next burst's length in registers: what the AXI
-    # channel and its handshake read is never behind an adder (the next values are).
-    to_start = Signal(address_width, name=f"{name}_to_start")
-    to_next = Signal(address_width, name=f"{name}_to_next")        # within the run
-    to_channel = Signal(address_width, name=f"{name}_to_channel")  # the next channel's run
-    left_next = Signal(beat_bits, name=f"{name}_left_next")
-    small = Signal(name=f"{name}_small")                         # left - burst < ROW_BURST
-    m.d.comb += [
-        to_start.eq(cfg.base + (cfg.first_beat << beat_log)),
-        to_next.eq(address + (burst << beat_log)),
-        to_channel.eq(channel + (cfg.channel_beats << beat_log)),
-        left_next.eq(left - burst),
-        small.eq((left[group_log + 2:] == 0) & (left[:group_log + 2] < burst + ROW_BURST)),
-    ]
-    if rows:
-        row_first = Signal(address_width, name=f"{name}_row_first")   # the row's channel 0
-        rows_left = Signal(beat_bits, name=f"{name}_rows_left")       # band beats from this row
-        to_row = Signal(address_width, name=f"{name}_to_row")
-        m.d.comb += to_row.eq(row_first + (cfg.row_beats << beat_log))
-        with m.If(start):
-            m.d.sync += [row_first.eq(to_start), rows_left.eq(cfg.band_beats)]
-    # ``start`` loads the first run's address; its first burst's length is computed in the
-    # cycle after, from registers (the band's tables and the base adder stay out of it)
-    loading = Signal(name=f"{name}_loading")
-    with m.If(start):
-        m.d.sync += [active.eq(0), loading.eq(cfg.band_beats != 0), address.eq(to_start),
-                     channel.eq(to_start), left.eq(run), channels.eq(cfg.channels - 1)]
-    with m.Elif(loading):
-        m.d.sync += [active.eq(1), loading.eq(0), burst.eq(burst_at(address, left))]
-    with m.Elif(active & advance):
-        with m.If(left == burst):
+    def step_into(target, s):
+        """``target`` := the burst after ``s``'s (``active`` 0 past the band's last)."""
+        m.d.sync += [target[k].eq(s[k]) for k in target if k != "active"]
+        m.d.sync += target["active"].eq(1)
+        to_next = s["address"] + (s["burst"] << beat_log)                  # within the run
+        to_channel = s["channel"] + (cfg.channel_beats << beat_log)       # next channel's run
+        small = Signal(name=f"{name}_small")                               # left - burst < 16
+        m.d.comb += small.eq((s["left"][group_log + 2:] == 0)
+                             & (s["left"][:group_log + 2] < s["burst"] + ROW_BURST))
+        with m.If(s["left"] == s["burst"]):
             # the run's last burst: on to the next channel's run, the next row, or done
-            with m.If(channels == 0):
+            with m.If(s["channels"] == 0):
                 if rows:
-                    with m.If(rows_left == cfg.row_beats):
-                        m.d.sync += active.eq(0)
+                    to_row = s["row_first"] + (cfg.row_beats << beat_log)
+                    with m.If(s["rows_left"] == cfg.row_beats):
+                        m.d.sync += target["active"].eq(0)
                     with m.Else():
-                        m.d.sync += [row_first.eq(to_row), channel.eq(to_row),
-                                     address.eq(to_row), left.eq(run),
-                                     burst.eq(burst_at(to_row, run)),
-                                     channels.eq(cfg.channels - 1),
-                                     rows_left.eq(rows_left - cfg.row_beats)]
+                        m.d.sync += [target["row_first"].eq(to_row),
+                                     target["channel"].eq(to_row),
+                                     target["address"].eq(to_row), target["left"].eq(run),
+                                     target["burst"].eq(burst_at(to_row, run)),
+                                     target["channels"].eq(cfg.channels - 1),
+                                     target["rows_left"].eq(s["rows_left"] - cfg.row_beats)]
                 else:
-                    m.d.sync += active.eq(0)
+                    m.d.sync += target["active"].eq(0)
             with m.Else():
-                m.d.sync += [channel.eq(to_channel), address.eq(to_channel), left.eq(run),
-                             burst.eq(burst_at(to_channel, run)), channels.eq(channels - 1)]
+                m.d.sync += [target["channel"].eq(to_channel),
+                             target["address"].eq(to_channel), target["left"].eq(run),
+                             target["burst"].eq(burst_at(to_channel, run)),
+                             target["channels"].eq(s["channels"] - 1)]
         with m.Else():
             # A burst that does not end its run ends at its group's end (it took the group's
             # room), so the next one starts a whole group: min(left - burst, ROW_BURST), from
             # left's low bits and a zero test of its high ones (no wide subtraction in front).
-            m.d.sync += [address.eq(to_next), left.eq(left_next),
-                         burst.eq(Mux(small, (left[:group_log + 1] - burst)[:group_log + 1],
-                                      ROW_BURST))]
-    return active, address, burst, active | loading
+            m.d.sync += [target["address"].eq(to_next),
+                         target["left"].eq(s["left"] - s["burst"]),
+                         target["burst"].eq(Mux(small,
+                                                (s["left"][:group_log + 1] - s["burst"])
+                                                [:group_log + 1], ROW_BURST))]
+
+    cur, nxt = state(""), state("next_")
+    to_start = Signal(address_width, name=f"{name}_to_start")
+    m.d.comb += to_start.eq(cfg.base + (cfg.first_beat << beat_log))
+    # ``start`` loads the first run's address; its first burst's length is computed in the
+    # cycle after, from registers (the band's tables and the base adder stay out of it), and
+    # the burst after it in the cycle after that
+    first = Signal(name=f"{name}_first")     # computing the first burst
+    second = Signal(name=f"{name}_second")   # computing the burst after it
+    with m.If(start):
+        m.d.sync += [cur["active"].eq(0), first.eq(cfg.band_beats != 0), second.eq(0),
+                     cur["address"].eq(to_start), cur["channel"].eq(to_start),
+                     cur["left"].eq(run), cur["channels"].eq(cfg.channels - 1)]
+        if rows:
+            m.d.sync += [cur["row_first"].eq(to_start), cur["rows_left"].eq(cfg.band_beats)]
+    with m.Elif(first):
+        m.d.sync += [first.eq(0), second.eq(1),
+                     cur["burst"].eq(burst_at(cur["address"], cur["left"]))]
+    with m.Elif(second):
+        m.d.sync += [second.eq(0), cur["active"].eq(1)]
+        step_into(nxt, cur)
+    with m.Elif(cur["active"] & advance):
+        m.d.sync += [cur[k].eq(nxt[k]) for k in cur]
+        step_into(nxt, nxt)
+    return cur["active"], cur["address"], cur["burst"], cur["active"] | first | second
 
 
 class RowReader(wiring.Component):
