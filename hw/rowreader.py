@@ -153,69 +153,85 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
                      fits.eq((beats[group_log + 1:] == 0) & (beats[:group_log + 1] < room))]
         return Mux(fits, beats[:group_log + 1], room)
 
-    def step_into(target, s):
-        """``target`` := the burst after ``s``'s (``active`` 0 past the band's last)."""
-        m.d.sync += [target[k].eq(s[k]) for k in target if k != "active"]
-        m.d.sync += target["active"].eq(1)
+    def step(s, enable):
+        """With ``enable``, ``s`` := the burst after ``s``'s (``active`` 0 past the band's
+        last). The next burst's length is an AND-OR of its three candidates (within the run,
+        the next channel's run, the next row's), each from registers: a multiplexer there
+        would let the synthesis tool merge the candidates' compares behind the selection."""
         to_next = s["address"] + (s["burst"] << beat_log)                  # within the run
         to_channel = s["channel"] + (cfg.channel_beats << beat_log)       # next channel's run
         small = Signal(name=f"{name}_small")                               # left - burst < 16
-        m.d.comb += small.eq((s["left"][group_log + 2:] == 0)
-                             & (s["left"][:group_log + 2] < s["burst"] + ROW_BURST))
-        with m.If(s["left"] == s["burst"]):
-            # the run's last burst: on to the next channel's run, the next row, or done
-            with m.If(s["channels"] == 0):
-                if rows:
-                    to_row = s["row_first"] + (cfg.row_beats << beat_log)
-                    with m.If(s["rows_left"] == cfg.row_beats):
-                        m.d.sync += target["active"].eq(0)
-                    with m.Else():
-                        m.d.sync += [target["row_first"].eq(to_row),
-                                     target["channel"].eq(to_row),
-                                     target["address"].eq(to_row), target["left"].eq(run),
-                                     target["burst"].eq(burst_at(to_row, run)),
-                                     target["channels"].eq(cfg.channels - 1),
-                                     target["rows_left"].eq(s["rows_left"] - cfg.row_beats)]
-                else:
-                    m.d.sync += target["active"].eq(0)
-            with m.Else():
-                m.d.sync += [target["channel"].eq(to_channel),
-                             target["address"].eq(to_channel), target["left"].eq(run),
-                             target["burst"].eq(burst_at(to_channel, run)),
-                             target["channels"].eq(s["channels"] - 1)]
-        with m.Else():
+        end_run = Signal(name=f"{name}_end_run")
+        last_channel = Signal(name=f"{name}_last_channel")
+        in_run = Signal(group_log + 1, name=f"{name}_in_run")
+        at_channel = Signal(group_log + 1, name=f"{name}_at_channel")
+        m.d.comb += [
+            small.eq((s["left"][group_log + 2:] == 0)
+                     & (s["left"][:group_log + 2] < s["burst"] + ROW_BURST)),
+            end_run.eq(s["left"] == s["burst"]),
+            last_channel.eq(s["channels"] == 0),
             # A burst that does not end its run ends at its group's end (it took the group's
             # room), so the next one starts a whole group: min(left - burst, ROW_BURST), from
             # left's low bits and a zero test of its high ones (no wide subtraction in front).
-            m.d.sync += [target["address"].eq(to_next),
-                         target["left"].eq(s["left"] - s["burst"]),
-                         target["burst"].eq(Mux(small,
-                                                (s["left"][:group_log + 1] - s["burst"])
-                                                [:group_log + 1], ROW_BURST))]
+            in_run.eq(Mux(small, (s["left"][:group_log + 1] - s["burst"])[:group_log + 1],
+                          ROW_BURST)),
+            at_channel.eq(burst_at(to_channel, run)),
+        ]
+        burst = (in_run & ~end_run.replicate(group_log + 1)) | (
+            at_channel & (end_run & ~last_channel).replicate(group_log + 1))
+        if rows:
+            to_row = s["row_first"] + (cfg.row_beats << beat_log)
+            at_row = Signal(group_log + 1, name=f"{name}_at_row")
+            m.d.comb += at_row.eq(burst_at(to_row, run))
+            burst = burst | (at_row & (end_run & last_channel).replicate(group_log + 1))
+        with m.If(enable):
+            m.d.sync += s["burst"].eq(burst)
+            with m.If(end_run):
+                # the run's last burst: on to the next channel's run, the next row, or done
+                with m.If(last_channel):
+                    if rows:
+                        with m.If(s["rows_left"] == cfg.row_beats):
+                            m.d.sync += s["active"].eq(0)
+                        with m.Else():
+                            m.d.sync += [s["row_first"].eq(to_row), s["channel"].eq(to_row),
+                                         s["address"].eq(to_row), s["left"].eq(run),
+                                         s["channels"].eq(cfg.channels - 1),
+                                         s["rows_left"].eq(s["rows_left"] - cfg.row_beats)]
+                    else:
+                        m.d.sync += s["active"].eq(0)
+                with m.Else():
+                    m.d.sync += [s["channel"].eq(to_channel), s["address"].eq(to_channel),
+                                 s["left"].eq(run), s["channels"].eq(s["channels"] - 1)]
+            with m.Else():
+                m.d.sync += [s["address"].eq(to_next), s["left"].eq(s["left"] - s["burst"])]
 
     cur, nxt = state(""), state("next_")
     to_start = Signal(address_width, name=f"{name}_to_start")
     m.d.comb += to_start.eq(cfg.base + (cfg.first_beat << beat_log))
-    # ``start`` loads the first run's address; its first burst's length is computed in the
-    # cycle after, from registers (the band's tables and the base adder stay out of it), and
-    # the burst after it in the cycle after that
+    # ``start`` loads the first run's address into both; the first burst's length is computed
+    # in the cycle after, from registers (the band's tables and the base adder stay out of it),
+    # and the burst after it in the cycle after that
     first = Signal(name=f"{name}_first")     # computing the first burst
     second = Signal(name=f"{name}_second")   # computing the burst after it
+    advancing = Signal(name=f"{name}_advancing")
+    m.d.comb += advancing.eq(cur["active"] & advance)
     with m.If(start):
-        m.d.sync += [cur["active"].eq(0), first.eq(cfg.band_beats != 0), second.eq(0),
-                     cur["address"].eq(to_start), cur["channel"].eq(to_start),
-                     cur["left"].eq(run), cur["channels"].eq(cfg.channels - 1)]
-        if rows:
-            m.d.sync += [cur["row_first"].eq(to_start), cur["rows_left"].eq(cfg.band_beats)]
+        m.d.sync += [first.eq(cfg.band_beats != 0), second.eq(0)]
+        for st in (cur, nxt):
+            m.d.sync += [st["active"].eq(0), st["address"].eq(to_start),
+                         st["channel"].eq(to_start), st["left"].eq(run),
+                         st["channels"].eq(cfg.channels - 1)]
+            if rows:
+                m.d.sync += [st["row_first"].eq(to_start), st["rows_left"].eq(cfg.band_beats)]
     with m.Elif(first):
-        m.d.sync += [first.eq(0), second.eq(1),
-                     cur["burst"].eq(burst_at(cur["address"], cur["left"]))]
+        first_burst = burst_at(cur["address"], cur["left"])
+        m.d.sync += [first.eq(0), second.eq(1), cur["burst"].eq(first_burst),
+                     nxt["burst"].eq(first_burst), nxt["active"].eq(1)]
     with m.Elif(second):
         m.d.sync += [second.eq(0), cur["active"].eq(1)]
-        step_into(nxt, cur)
-    with m.Elif(cur["active"] & advance):
+    with m.Elif(advancing):
         m.d.sync += [cur[k].eq(nxt[k]) for k in cur]
-        step_into(nxt, nxt)
+    step(nxt, ~start & ~first & (second | advancing))
     return cur["active"], cur["address"], cur["burst"], cur["active"] | first | second
 
 
