@@ -143,13 +143,13 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
             fields["rows_left"] = Signal(beat_bits, name=f"{name}_{prefix}rows_left")
         return fields
 
-    def burst_at(at, beats):
-        """The beats of the burst at byte address ``at`` with ``beats`` of the run left: up to
-        the end of the aligned group (so that no burst crosses 4 KB). Only ``at``'s low bits
-        matter, so the carry chain behind it is short."""
+    def burst_at(beat, beats):
+        """The beats of the burst at beat ``beat`` of its aligned group (an address's
+        ``group_log`` bits above the beat's bytes) with ``beats`` of the run left: up to the
+        end of the group (so that no burst crosses 4 KB)."""
         room = Signal(group_log + 1, name=f"{name}_room")
         fits = Signal(name=f"{name}_fits")   # beats < room, from a narrow compare
-        m.d.comb += [room.eq(ROW_BURST - at[beat_log:beat_log + group_log]),
+        m.d.comb += [room.eq(ROW_BURST - beat),
                      fits.eq((beats[group_log + 1:] == 0) & (beats[:group_log + 1] < room))]
         return Mux(fits, beats[:group_log + 1], room)
 
@@ -175,14 +175,18 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
             # left's low bits and a zero test of its high ones (no wide subtraction in front).
             in_run.eq(Mux(small, (s["left"][:group_log + 1] - s["burst"])[:group_log + 1],
                           ROW_BURST)),
-            at_channel.eq(burst_at(to_channel, run)),
+            # the next run's place in its group from the low bits alone (a narrow adder: the
+            # whole address's carry chain stays out of the burst's length)
+            at_channel.eq(burst_at((s["channel"][beat_log:beat_log + group_log]
+                                    + cfg.channel_beats[:group_log])[:group_log], run)),
         ]
         burst = (in_run & ~end_run.replicate(group_log + 1)) | (
             at_channel & (end_run & ~last_channel).replicate(group_log + 1))
         if rows:
             to_row = s["row_first"] + (cfg.row_beats << beat_log)
             at_row = Signal(group_log + 1, name=f"{name}_at_row")
-            m.d.comb += at_row.eq(burst_at(to_row, run))
+            m.d.comb += at_row.eq(burst_at((s["row_first"][beat_log:beat_log + group_log]
+                                            + cfg.row_beats[:group_log])[:group_log], run))
             burst = burst | (at_row & (end_run & last_channel).replicate(group_log + 1))
         with m.If(enable):
             m.d.sync += s["burst"].eq(burst)
@@ -224,7 +228,7 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
             if rows:
                 m.d.sync += [st["row_first"].eq(to_start), st["rows_left"].eq(cfg.band_beats)]
     with m.Elif(first):
-        first_burst = burst_at(cur["address"], cur["left"])
+        first_burst = burst_at(cur["address"][beat_log:beat_log + group_log], cur["left"])
         m.d.sync += [first.eq(0), second.eq(1), cur["burst"].eq(first_burst),
                      nxt["burst"].eq(first_burst), nxt["active"].eq(1)]
     with m.Elif(second):
