@@ -148,9 +148,11 @@ def band_bursts(m: Module, cfg, start, advance, *, name: str, address_width: int
         ``group_log`` bits above the beat's bytes) with ``beats`` of the run left: up to the
         end of the group (so that no burst crosses 4 KB)."""
         room = Signal(group_log + 1, name=f"{name}_room")
-        fits = Signal(name=f"{name}_fits")   # beats < room, from a narrow compare
+        fits = Signal(name=f"{name}_fits")   # beats < room: beats + beat < ROW_BURST
+        total = Signal(group_log + 2, name=f"{name}_total")
         m.d.comb += [room.eq(ROW_BURST - beat),
-                     fits.eq((beats[group_log + 1:] == 0) & (beats[:group_log + 1] < room))]
+                     total.eq(beats[:group_log + 1] + beat),
+                     fits.eq((beats[group_log + 1:] == 0) & (total[group_log:] == 0))]
         return Mux(fits, beats[:group_log + 1], room)
 
     def step(s, enable):
