@@ -202,8 +202,10 @@ CHAIN_CASES = {
              (3, 2, 5, 2), 2, 3),
     # two layers, one band each, rows of two 64-bit beats, one step
     "wide": (8, (4, 70, 3), ((8, 3, 1, 1), (6, 1, 1, 0)), (4, 4), 1, 1),
-    # two small layers in two and one bands, one step: the error-response tests
-    "tiny": (4, (4, 6, 3), ((4, 3, 1, 1), (5, 1, 1, 0)), (2, 4), 1, 1),
+    # two small layers in two and one bands, every step of the layout: the error-response tests
+    "tiny": (4, (4, 6, 3), ((4, 3, 1, 1), (5, 1, 1, 0)), (2, 4), 2, 2),
+    # one layer alone (its weights are loaded before its first band too)
+    "one": (4, (4, 6, 3), ((4, 3, 1, 1),), (3,), 1, 1),
 }
 
 

@@ -75,11 +75,13 @@ def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True
             await ctx.tick()
         assert writes.idle and not reads.pending
         result["dones"] = dones
+        result["reads"] = list(reads.log)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    run_chain.reads = result["reads"]     # the last run's read bursts (address, beats)
     return result["cycles"], result["error"], result["dones"]
 
 
@@ -132,6 +134,41 @@ def test_a_chain_over_axi_from_one_start_equals_the_integer_model(point):
     cycles, error, dones = run_chain(dut, case, memory, weight_base=weight_base)
     assert (error, dones) == (0, 1)
     check_memory(case, layout, memory, original)
+    if weights == "axi":
+        # every weight beat read exactly once a run (a layer's load serves all its bands)
+        end = weight_base + len(dut.weight_image)
+        beats = [at for address, count in run_chain.reads for at in
+                 range(address, address + 8 * count, 8) if weight_base <= at < end]
+        assert sorted(beats) == [weight_base + offset + 8 * k
+                                 for offset, n in dut.weight_places for k in range(n)]
+
+
+def test_chain_layout_by_hand():
+    """Each map's step is its ``map_image`` size (the input's, every layer's output); the slots
+    hold ``max_steps`` of the largest map between layers, maps 1, 2, 3 in slots 0, 1, 0; a
+    two-layer chain needs one slot, a one-layer chain none."""
+    for name, slots in (("four", 2), ("wide", 1), ("one", 0)):
+        case = chain_case(name)
+        layout = chain_layout(case.layers, max_steps=case.max_steps)
+        sizes = [len(map_image(case.inputs[0]))] + [len(map_image(w[0])) for w in case.want]
+        assert [m[2] for m in layout["maps"]] == sizes, name
+        inner = sizes[1:-1]
+        assert layout["slot_bytes"] == case.max_steps * max([0] + inner), name
+        assert layout["scratch_bytes"] == slots * layout["slot_bytes"], name
+        assert [m[1] for m in layout["maps"][1:-1]] == [
+            (k % 2) * layout["slot_bytes"] for k in range(len(inner))], name
+
+
+def test_a_single_layer_chain_loads_its_weights():
+    case = chain_case("one")
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                    weights="axi")
+    memory = bytearray(case.memory)
+    weight_base = weights_in(dut, case, memory)
+    original = bytes(memory)
+    _, error, dones = run_chain(dut, case, memory, stray=False, weight_base=weight_base)
+    assert (error, dones) == (0, 1)
+    check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory, original)
 
 
 @pytest.mark.parametrize("bad_read", [0, 3])
@@ -161,6 +198,14 @@ def test_one_datapath_serves_every_layer():
     case = chain_case("four")
     dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
     dp = dut.datapath
+    widths = {name: len(getattr(dut, name)) for name in (
+        "start", "busy", "done", "error", "steps", "input_base", "output_base", "scratch_base",
+        "m_axi_araddr", "m_axi_wdata")}
+    assert widths == {"start": 1, "busy": 1, "done": 1, "error": 1, "steps": 2, "input_base": 32,
+                      "output_base": 32, "scratch_base": 32, "m_axi_araddr": 32,
+                      "m_axi_wdata": 64}
+    axi = BandChain(case.layers, band_rows=case.band_rows, max_steps=4, weights="axi")
+    assert (len(axi.weight_base), len(axi.steps), hasattr(dut, "weight_base")) == (32, 3, False)
     bases = [(s.layer.weight_base, s.layer.bias_base) for s in dp.layers]
     groups = [s.layer.groups for s in case.layers]
     weight_words = [len(s.weight.reshape(-1)) for s in case.layers]

@@ -29,6 +29,7 @@ class ReadMemory:
         self.latency, self.pause = latency, pause
         self.pending = []
         self.bursts = 0            # bursts requested so far
+        self.log = []              # (byte address, beats) of each burst requested
         self.bad_burst = bad_burst  # this burst (counted from 0) is answered SLVERR
 
     def step(self, ctx):
@@ -38,6 +39,7 @@ class ReadMemory:
         if arready and ctx.get(dut.m_axi_arvalid):
             self.pending.append([rng.randint(*self.latency), ctx.get(dut.m_axi_araddr),
                                  ctx.get(dut.m_axi_arlen) + 1, self.bursts == self.bad_burst])
+            self.log.append((ctx.get(dut.m_axi_araddr), ctx.get(dut.m_axi_arlen) + 1))
             self.bursts += 1
         for entry in self.pending:
             entry[0] -= 1
