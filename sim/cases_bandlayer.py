@@ -203,7 +203,7 @@ CHAIN_CASES = {
     # two layers, one band each, rows of two 64-bit beats, one step
     "wide": (8, (4, 70, 3), ((8, 3, 1, 1), (6, 1, 1, 0)), (4, 4), 1, 1),
     # two small layers in two and one bands, every step of the layout: the error-response tests
-    "tiny": (4, (4, 6, 3), ((4, 3, 1, 1), (5, 1, 1, 0)), (2, 4), 2, 2),
+    "tiny": (4, (4, 6, 3), ((4, 3, 1, 1), (5, 1, 1, 0)), (2, 4), 3, 3),
     # one layer alone (its weights are loaded before its first band too)
     "one": (4, (4, 6, 3), ((4, 3, 1, 1),), (3,), 1, 1),
 }

@@ -156,6 +156,13 @@ EQUIVALENT: dict[tuple, str] = {
         "the accumulator width is at least the weights' 8 bits",
     ("hw/bandlayer.py", 'depth=max(2, len(self._weight_words)), init=self._weight_words)', 11, '2 -> 3'):
         'a deeper weight memory holds the same words at the same addresses',
+    # hw/bandchain.py
+    ("hw/bandchain.py", 'maps.append(("scratch", ((m - 1) % 2) * slot, size))', 29, '- -> +'):
+        '(m + 1) % 2 == (m - 1) % 2 for every m: the same slot',
+    ("hw/bandchain.py", 'entry = Signal(range(max(2, entries)))', 26, '2 -> 3'):
+        'a band counter in a register of a wider range holds the same indices',
+    ("hw/bandchain.py", 't = Signal(range(self._max_steps + 1))', 36, '1 -> 2'):
+        'a step counter in a register of a wider range counts the same',
     # hw/rowwriter.py
     ("hw/rowwriter.py", "beat_log = (dw // 8).bit_length() - 1", 19, "8 -> 7"):
         "dw // 7 has the bit length of dw // 8 for every bus width of 32 to 1024 bits (dw / 7 < 2 * dw / 8)",
