@@ -134,6 +134,16 @@ def test_a_chain_over_axi_from_one_start_equals_the_integer_model(point):
     cycles, error, dones = run_chain(dut, case, memory, weight_base=weight_base)
     assert (error, dones) == (0, 1)
     check_memory(case, layout, memory, original)
+    # the maps: each band's input rows (its halo included) once a step, nothing more
+    dp = dut.datapath
+    want_beats = sum(case.steps * spec.layer.in_channels * (last_in - first_in + 1)
+                     * -(-spec.layer.width // 64)
+                     for (_, _, _, first_in, last_in), at in zip(dp._bands, dp.band_layers)
+                     for spec in [dp.layers[at]])
+    weight_end = (weight_base + len(dut.weight_image)) if weights == "axi" else 0
+    map_beats = sum(count for address, count in run_chain.reads
+                    if not weight_base <= address < weight_end)
+    assert map_beats == want_beats
     if weights == "axi":
         # every weight beat read exactly once a run (a layer's load serves all its bands)
         end = weight_base + len(dut.weight_image)
