@@ -159,6 +159,8 @@ EQUIVALENT: dict[tuple, str] = {
     # hw/bandchain.py
     ("hw/bandchain.py", 'maps.append(("scratch", ((m - 1) % 2) * slot, size))', 29, '- -> +'):
         '(m + 1) % 2 == (m - 1) % 2 for every m: the same slot',
+    ("hw/bandchain.py", '"scratch_base": In(address_width), "steps": In(range(1, max_steps + 1)),', 54, '1 -> 2'):
+        "a port's width follows the range's largest value alone: range(2, n + 1) is as wide as range(1, n + 1)",
     ("hw/bandchain.py", 'entry = Signal(range(max(2, entries)))', 26, '2 -> 3'):
         'a band counter in a register of a wider range holds the same indices',
     ("hw/bandchain.py", 't = Signal(range(self._max_steps + 1))', 36, '1 -> 2'):
