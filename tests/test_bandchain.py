@@ -181,7 +181,7 @@ def test_a_single_layer_chain_loads_its_weights():
     check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory, original)
 
 
-@pytest.mark.parametrize("bad_read", [0, 3])
+@pytest.mark.parametrize("bad_read", [0, pytest.param(3, marks=pytest.mark.slow)])
 def test_error_responses_and_a_second_run(bad_read):
     """A read answered SLVERR (burst 0: the first layer's weights; burst 3: a band's rows) sets
     ``error`` by the end of the run (the run still ends); the next start clears it and, on the

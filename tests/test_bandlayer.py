@@ -17,7 +17,6 @@ from hw.bandlayer import BandLayer
 from hw.progengine_config import layer_config
 from hw.rowreader import map_image
 from sim.cases_bandlayer import CASES, band_case
-from subsets import fast_few
 from test_rowwriter import WriteMemory
 
 
@@ -104,9 +103,10 @@ def drive(dut, memory: bytearray, starts, *, seed=0, stray=True, bad_read=None,
     return errors
 
 
-# make test runs the 3x3 case (four bands, three time steps); the others are in make test-all
-# and run on Verilator and Icarus there too
-@pytest.mark.parametrize("name", fast_few(sorted(CASES), {"3x3"}))
+# make test-all runs these cases (and on Verilator and Icarus); make test covers the band
+# datapath through test_bandchain.py's chain and test_ports_and_error_responses below
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_a_layer_band_by_band_over_axi_equals_the_integer_model(name):
     case = band_case(name)
     layer, lanes, steps = case.layer, case.layer.lanes, case.steps

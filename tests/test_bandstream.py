@@ -128,6 +128,9 @@ def test_stream_lif_band_by_band_over_axi(shape, lanes, bits, band_rows, steps):
     assert memory[out_at[-1] + out_size:] == before[out_at[-1] + out_size:]
 
 
+# 8 s: make test-all (make test keeps each unit's own tests; the chain of test_bandchain.py
+# covers units run one after the other)
+@pytest.mark.slow
 def test_a_residual_block_through_external_memory():
     """A MetaFormer-style block with every map and stream in one external memory, each unit run
     band by band over two time steps (layer by layer, every band and step of a unit before the
