@@ -165,6 +165,7 @@ def run_bands(spikes, bands, *, data_width=64, base=0x0FC0, seed=0, bad_burst=No
     ((3, 5, 130), 32, [(1, 3), (0, 0), (4, 4)]),  # five beats a row, out of order
     ((5, 40, 16), 128, [(0, 39)]),              # many rows: bursts of 16
     ((2, 100, 40), 64, [(3, 99)]),              # runs of 97 beats: six bursts a channel
+    ((3, 3, 700), 64, [(0, 2)]),                # rows of 11 beats: a row's runs split by groups
 ])
 def test_bands_land_exactly_where_the_reader_reads_them(shape, data_width, bands, order):
     rng = np.random.default_rng(SEED)
@@ -186,6 +187,15 @@ def test_bands_land_exactly_where_the_reader_reads_them(shape, data_width, bands
                     for first, last in bands for c in range(shape[0])
                     for y in range(first, last + 1) for k in range(row_beats))
     assert beats == expect
+    # each burst as long as it may be: it ends at its aligned group's end or at its run's end
+    # (a run: a channel's rows of the band, or with order="rows" one row of one channel)
+    group = ROW_BURST * beat_bytes
+    run_ends = {base + ((c * shape[1] + y) * row_beats + row_beats) * beat_bytes
+                for first, last in bands for c in range(shape[0])
+                for y in (range(first, last + 1) if order == "rows" else [last])}
+    for address, count in bursts:
+        end = address + count * beat_bytes
+        assert end % group == 0 or end in run_ends, f"a short burst at {address:#x}"
     if order == "rows":
         # a burst never spans two rows: each row of each channel is its own run
         row_bytes = row_beats * beat_bytes
