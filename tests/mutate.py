@@ -156,6 +156,39 @@ EQUIVALENT: dict[tuple, str] = {
         "the accumulator width is at least the weights' 8 bits",
     ("hw/bandlayer.py", 'depth=max(2, len(self._weight_words)), init=self._weight_words)', 11, '2 -> 3'):
         'a deeper weight memory holds the same words at the same addresses',
+    # hw/rowreader.py (band_bursts, reviewed after its rework)
+    ('hw/rowreader.py', '"burst": Signal(group_log + 1, name=f"{name}_{prefix}burst"),   # the burst\'s beats', 29, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'room = Signal(group_log + 1, name=f"{name}_room")', 27, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'total = Signal(group_log + 2, name=f"{name}_total")', 28, '2 -> 3'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'total.eq(beats[:group_log + 1] + beat),', 29, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'return Mux(fits, beats[:group_log + 1], room)', 37, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'in_run = Signal(group_log + 1, name=f"{name}_in_run")', 29, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'at_channel = Signal(group_log + 1, name=f"{name}_at_channel")', 33, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', '& (s["left"][:group_log + 2] < s["burst"] + ROW_BURST)),', 27, '2 -> 3'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', '& (s["left"][:group_log + 2] < s["burst"] + ROW_BURST)),', 30, '< -> <='):
+        'left - burst == 16 exactly: in_run is (left - burst) mod 32 = 16, the same as ROW_BURST',
+    ('hw/rowreader.py', 'in_run.eq(Mux(small, (s["left"][:group_log + 1] - s["burst"])[:group_log + 1],', 46, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'in_run.eq(Mux(small, (s["left"][:group_log + 1] - s["burst"])[:group_log + 1],', 76, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'burst = (in_run & ~end_run.replicate(group_log + 1)) | (', 50, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'at_channel & (end_run & ~last_channel).replicate(group_log + 1))', 62, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'at_row = Signal(group_log + 1, name=f"{name}_at_row")', 29, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'burst = burst | (at_row & (end_run & last_channel).replicate(group_log + 1))', 74, '1 -> 2'):
+        'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',
+    ('hw/rowreader.py', 'm.d.sync += [first.eq(cfg.band_beats != 0), second.eq(0)]', 55, '0 -> 1'):
+        "start's next cycle is always `first` (it comes before `second` in the chain and sets it), and a band has at least one beat (band_config)",
     # hw/bandchain.py
     ("hw/bandchain.py", 'maps.append(("scratch", ((m - 1) % 2) * slot, size))', 29, '- -> +'):
         '(m + 1) % 2 == (m - 1) % 2 for every m: the same slot',
