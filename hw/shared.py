@@ -559,13 +559,17 @@ class SharedNetwork(wiring.Component):
             spike_read = spikes.read_port()
             wiring.connect(m, reader.read, spike_read)
         # The two memories' ports under fixed names, for the co-simulation's check that no word
-        # is read in the cycle it is written (``NO_RW_CHECK`` above; they drive nothing).
+        # is read in the cycle it is written (``NO_RW_CHECK`` above; they drive nothing, and
+        # synthesis removes them). ``{memory}_collision_probe`` is that condition itself, so a
+        # testbench waits for it to rise instead of sampling the ports every cycle.
         for memory, read, write in (("spike", spike_read, spike_write),
                                     ("stream", stream_read, stream_write)):
             for port, side in ((read, "read"), (write, "write")):
                 probe_addr = Signal.like(port.addr, name=f"{memory}_{side}_probe_addr")
                 probe_en = Signal(name=f"{memory}_{side}_probe_en")
                 m.d.comb += [probe_addr.eq(port.addr), probe_en.eq(port.en)]
+            collision = Signal(name=f"{memory}_collision_probe")
+            m.d.comb += collision.eq(read.en & write.en & (read.addr == write.addr))
         m.d.comb += reader.start.eq(start)
         if plan.depthwise:
             # SepConv unfused (``desc.is_dw``): the map reader's rows go to the depthwise
