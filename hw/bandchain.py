@@ -20,13 +20,18 @@ step ``t`` of a map at ``t * map_bytes`` from the map's start):
 Every base is a multiple of the bus width in bytes.
 
 Weights (``weights``): ``"rom"``, every layer's in an on-chip ROM; ``"axi"``, loaded before
-each layer's first band from ``weight_base`` (:func:`hw.bandlayer.weight_image`, the layer at
-:attr:`weight_places`) into a RAM that holds the largest layer: read once a run.
+each layer's first band from ``weight_base`` (:func:`hw.bandlayer.weight_image` of the chain's
+passes, each at :attr:`weight_places`) into a RAM: read once a run. The RAM holds the largest
+layer, or ``weight_words`` words if given: a layer whose weights need more runs in passes over
+its output channels (:func:`chain_passes`: groups of ``lanes`` channels, a power of two of
+them a pass), each pass loading its channels' weights, walking all the layer's bands and
+steps, and writing its channels' rows of the output map. Each pass reads the layer's input
+again (:attr:`passes` times its map traffic); the weights are still read once.
 
 On-chip memory: :attr:`BandLayer.memory_bits` of the datapath (one band's bank, membranes and
 assembler rows; the weights; every layer's biases and thresholds): none of it grows with the
 maps' height, and with ``weights="axi"`` only the biases and thresholds (a word a group of
-lanes) grow with the chain's depth.
+lanes) grow with the chain's depth and width; the weight RAM is bounded by ``weight_words``.
 
 Ports: ``input_base``, ``output_base``, ``scratch_base`` and, with ``weights="axi"``,
 ``weight_base`` (In, byte addresses), ``steps`` (In, time steps ``1 .. max_steps``), all
@@ -38,7 +43,7 @@ The AXI4 master is the datapath's flat ``m_axi_*`` ports.
 
 Cycles: the datapath's per band and step (``BandLayer``), plus 2 between two of its runs (the
 cycle that sees its ``busy`` low, the next start) and 1 before a band's first step (its
-addresses); with ``weights="axi"``, each layer's load (its words' beats after the read latency)
+addresses); with ``weights="axi"``, each pass's load (its words' beats after the read latency)
 and 3 more.
 
 Reference: :func:`band_chain_reference`. Tests: ``tests/test_bandchain.py``.
@@ -47,6 +52,7 @@ Reference: :func:`band_chain_reference`. Tests: ``tests/test_bandchain.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from amaranth.hdl import Array, Module, Signal
@@ -56,11 +62,13 @@ from amaranth.lib.wiring import In, Out
 from hw.axi_io import axi4_write_ports
 from hw.bandlayer import (BandLayer, ConvLIF, _pass_through, band_layer_reference,
                           weight_image)
-from hw.params import check_int
+from hw.params import ceil_div, check_int
+from hw.progengine_config import LayerConfig, layer_config
 from hw.rowreader import map_image
 from hw.weightfetch import axi4_read_ports
 
-__all__ = ["BandChain", "band_chain_reference", "chain_layout", "check_chain"]
+__all__ = ["BandChain", "Pass", "band_chain_reference", "chain_layout", "chain_passes",
+           "check_chain", "padded_weight_words"]
 
 
 def check_chain(layers: Sequence[ConvLIF]) -> None:
@@ -73,6 +81,56 @@ def check_chain(layers: Sequence[ConvLIF]) -> None:
         if have != want:
             raise ValueError(f"layer {index} reads a [C, H, W] = {list(want)} map but layer "
                              f"{index - 1} writes {list(have)}")
+
+
+def padded_weight_words(layer: LayerConfig) -> int:
+    """Words of a layer's weights in the engine's layout (``pack_layer_weights``: ``Cin <<
+    (2 * kernel_log + groups_log)``, holes included): the weight RAM depth it needs."""
+    return layer.in_channels << (2 * layer.kernel_log + layer.groups_log)
+
+
+class Pass(NamedTuple):
+    """One run of a chain layer over its bands for some of its output channels: ``layer`` (the
+    chain's index), ``first`` (its first output channel) and ``spec`` (a
+    :class:`hw.bandlayer.ConvLIF` of those channels, the layer's input geometry)."""
+
+    layer: int
+    first: int
+    spec: ConvLIF
+
+
+def chain_passes(layers: Sequence[ConvLIF], *, weight_words: int | None = None) -> list[Pass]:
+    """Split each layer whose weights do not fit a weight RAM of ``weight_words`` words
+    (:func:`padded_weight_words`) into passes over its output channels.
+
+    A pass holds the most groups of ``lanes`` output channels, a power of two, whose weights
+    fit; the last pass the rest. ``weight_words=None``: every layer in one pass. Raises
+    ``ValueError`` naming the layer where one group does not fit.
+    """
+    passes = []
+    for index, spec in enumerate(layers):
+        layer = spec.layer
+        if weight_words is None or padded_weight_words(layer) <= weight_words:
+            passes.append(Pass(index, 0, spec))
+            continue
+        per_group = layer.in_channels << (2 * layer.kernel_log)
+        if per_group > weight_words:
+            raise ValueError(
+                f"layer {index}: one group of {layer.lanes} output channels needs "
+                f"{per_group} weight words ({layer.in_channels} input channels x "
+                f"{1 << 2 * layer.kernel_log} taps), more than weight_words = {weight_words}")
+        groups = 1 << ((weight_words // per_group).bit_length() - 1)
+        step = groups * layer.lanes
+        thresholds = [int(t) for t in spec.thresholds]
+        for first in range(0, layer.out_channels, step):
+            count = min(step, layer.out_channels - first)
+            sub = layer_config(in_channels=layer.in_channels, out_channels=count,
+                               kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+                               height=layer.height, width=layer.width, lanes=layer.lanes)
+            passes.append(Pass(index, first, ConvLIF(
+                sub, np.asarray(spec.weight)[first:first + count],
+                np.asarray(spec.bias)[first:first + count], thresholds[first:first + count])))
+    return passes
 
 
 def _map_bytes(channels: int, height: int, width: int, data_width: int) -> int:
@@ -130,23 +188,44 @@ class BandChain(wiring.Component):
         Most time steps a run (>= 1); the scratch slots hold this many steps of a map.
     weight_width, data_width, address_width, weights
         As :class:`hw.bandlayer.BandLayer`.
+    weight_words : int, optional
+        With ``weights="axi"``: the weight RAM's depth (words of ``lanes * weight_width``
+        bits), the on-chip budget for weights. A layer that needs more
+        (:func:`padded_weight_words`) runs in passes over its output channels
+        (:func:`chain_passes`), each loading its channels' weights and reading the layer's input
+        again. Default: the largest layer's (one pass a layer).
     """
 
     def __init__(self, layers: Sequence[ConvLIF], *, band_rows, max_steps: int,
                  weight_width: int = 8, data_width: int = 64, address_width: int = 32,
-                 weights: str = "rom"):
+                 weights: str = "rom", weight_words: int | None = None):
         layers = [ConvLIF(*spec) for spec in layers]
         if not layers:
             raise ValueError("layers must hold at least one ConvLIF")
         check_chain(layers)
         self._max_steps = check_int("max_steps", max_steps, 1)
-        self.datapath = BandLayer(layers, band_rows=band_rows, weight_width=weight_width,
-                                  data_width=data_width, address_width=address_width,
-                                  weights=weights)
+        if weight_words is not None:
+            if weights != "axi":
+                raise ValueError(f"weight_words ({weight_words}) bounds the weight RAM of "
+                                 f"weights='axi'; with weights={weights!r} every weight is in "
+                                 "the ROM")
+            check_int("weight_words", weight_words, 1)
+        if isinstance(band_rows, int):
+            band_rows = [band_rows] * len(layers)
+        band_rows = list(band_rows)
+        if len(band_rows) != len(layers):
+            raise ValueError(f"{len(band_rows)} band_rows for {len(layers)} layers")
+        self._layers = layers
+        self.passes = chain_passes(layers, weight_words=weight_words)
+        specs = [p.spec for p in self.passes]
+        self.datapath = BandLayer(specs, band_rows=[band_rows[p.layer] for p in self.passes],
+                                  weight_width=weight_width, data_width=data_width,
+                                  address_width=address_width, weights=weights)
+        self._data_width = data_width
         self._axi_weights = weights == "axi"
         if self._axi_weights:
             self.weight_image, self.weight_places = weight_image(
-                layers, weight_width=weight_width, data_width=data_width)
+                specs, weight_width=weight_width, data_width=data_width)
         self.layout = chain_layout(layers, max_steps=max_steps, data_width=data_width)
         self._read_names = list(axi4_read_ports(address_width, data_width))
         self._write_names = list(axi4_write_ports(address_width, data_width))
@@ -165,7 +244,8 @@ class BandChain(wiring.Component):
 
     @property
     def layers(self) -> list[ConvLIF]:
-        return self.datapath.layers
+        """The chain's layers, as given (:attr:`passes`: how the datapath runs them)."""
+        return list(self._layers)
 
     @property
     def memory_bits(self) -> dict[str, int]:
@@ -192,13 +272,21 @@ class BandChain(wiring.Component):
         def table(values):
             return Array(values)
 
-        band_layer = dp.band_layers
-        in_code = table([codes[maps[l][0]] for l in band_layer])
-        out_code = table([codes[maps[l + 1][0]] for l in band_layer])
-        in_off = table([maps[l][1] for l in band_layer])
-        out_off = table([maps[l + 1][1] for l in band_layer])
-        in_step = table([maps[l][2] for l in band_layer])
-        out_step = table([maps[l + 1][2] for l in band_layer])
+        band_layer = dp.band_layers            # each band's pass
+        chain_layer = [self.passes[p].layer for p in band_layer]
+
+        def channel_offset(p):   # a pass's first output channel in its layer's output map
+            first, layer = self.passes[p].first, self.passes[p].spec.layer
+            return first * layer.out_height * ceil_div(layer.out_width, self._data_width) \
+                * self._data_width // 8
+
+        in_code = table([codes[maps[l][0]] for l in chain_layer])
+        out_code = table([codes[maps[l + 1][0]] for l in chain_layer])
+        in_off = table([maps[l][1] for l in chain_layer])
+        out_off = table([maps[l + 1][1] + channel_offset(p)
+                         for l, p in zip(chain_layer, band_layer)])
+        in_step = table([maps[l][2] for l in chain_layer])
+        out_step = table([maps[l + 1][2] for l in chain_layer])
         base_of = Array([bases["input"], bases["scratch"], bases["output"]])
 
         loading = Signal()    # this start loads a layer's weights (never without weights="axi")

@@ -195,7 +195,8 @@ def stream_lif_case(name: str) -> StreamLIFCase:
 
 
 #: Chains of conv + LIF layers (``hw.bandchain``): ``lanes, (height, width, cin), layers,
-#: band_rows, steps, max_steps``, each layer ``(cout, kernel, stride, padding)``.
+#: band_rows, steps, max_steps`` and optionally ``weight_words`` (the weight RAM's depth, for
+#: weights over AXI4), each layer ``(cout, kernel, stride, padding)``.
 CHAIN_CASES = {
     # four layers: stride 2, a 1x1, maps 1..3 in scratch slots 0, 1, 0; two steps of three
     "four": (4, (10, 9, 5), ((6, 3, 1, 1), (8, 3, 2, 1), (5, 1, 1, 0), (4, 3, 1, 1)),
@@ -206,6 +207,9 @@ CHAIN_CASES = {
     "tiny": (4, (4, 6, 3), ((4, 3, 1, 1), (5, 1, 1, 0)), (2, 4), 3, 3),
     # one layer alone (its weights are loaded before its first band too)
     "one": (4, (4, 6, 3), ((4, 3, 1, 1),), (3,), 1, 1),
+    # a weight RAM of 160 words (weights over AXI4 only): layer 0 (3 groups, 192 words) runs
+    # in passes of 8 and 2 output channels, layer 1 (2 groups, 320 words) in passes of 4 and 2
+    "split": (4, (7, 6, 3), ((10, 3, 1, 1), (6, 3, 2, 1)), (3, 2), 2, 2, 160),
 }
 
 
@@ -221,6 +225,7 @@ class ChainCase:
     scratch_base: int
     output_base: int
     memory: bytes             # inputs in place, garbage elsewhere
+    weight_words: int | None = None   # the chain's weight RAM budget (BandChain weight_words)
 
 
 def chain_case(name, rate: float = 0.35) -> ChainCase:
@@ -234,7 +239,7 @@ def chain_case(name, rate: float = 0.35) -> ChainCase:
         name = CHAIN_CASES[name]
     elif isinstance(name, str):
         name = json.loads(name)
-    lanes, (height, width, cin), specs, band_rows, steps, max_steps = name
+    lanes, (height, width, cin), specs, band_rows, steps, max_steps, *budget = name
     rng = np.random.default_rng(height * 1000 + width * 10 + len(specs) + steps)
     inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
     layers, want, spikes = [], [], inputs
@@ -261,15 +266,19 @@ def chain_case(name, rate: float = 0.35) -> ChainCase:
     for t in range(steps):
         memory[input_base + t * in_size:input_base + (t + 1) * in_size] = map_image(inputs[t])
     return ChainCase(layers, list(band_rows), steps, max_steps, inputs, want, input_base,
-                     scratch_base, output_base, bytes(memory))
+                     scratch_base, output_base, bytes(memory), *budget)
 
 
 def chain_weights(case: ChainCase, *, weight_width: int = 8,
                   data_width: int = 64) -> tuple[bytes, int]:
-    """``case``'s memory with the chain's weight image (``hw.bandlayer.weight_image``) after
-    it, from a 256-byte boundary, for a chain built with ``weights="axi"``; and that base."""
+    """``case``'s memory with the chain's weight image (``hw.bandlayer.weight_image`` of its
+    passes, ``hw.bandchain.chain_passes``) after it, from a 256-byte boundary, for a chain built
+    with ``weights="axi"``; and that base."""
+    from hw.bandchain import chain_passes
     from hw.bandlayer import weight_image
 
-    image, _ = weight_image(case.layers, weight_width=weight_width, data_width=data_width)
+    passes = chain_passes(case.layers, weight_words=case.weight_words)
+    image, _ = weight_image([p.spec for p in passes], weight_width=weight_width,
+                            data_width=data_width)
     base = (len(case.memory) + 0xFF) & ~0xFF
     return case.memory + bytes(base - len(case.memory)) + image + bytes(0x40), base

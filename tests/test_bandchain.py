@@ -108,19 +108,27 @@ def check_memory(case, layout, memory: bytearray, original: bytes):
             raise AssertionError(f"byte {k:#x} outside every written map changed")
 
 
-POINTS = [f"{name}-{weights}" for name in ("four", "wide") for weights in ("rom", "axi")]
+POINTS = [f"{name}-{weights}" for name in ("four", "wide") for weights in ("rom", "axi")] + [
+    "split-axi"]
 
 
-# make test runs the four-layer chain with its weights over AXI4 too; the rest in make test-all
-@pytest.mark.parametrize("point", fast_few(POINTS, {"four-axi"}))
+# make test runs the four-layer chain with its weights over AXI4 and the chain whose layers run
+# in passes over their output channels; the rest in make test-all
+@pytest.mark.parametrize("point", fast_few(POINTS, {"four-axi", "split-axi"}))
 def test_a_chain_over_axi_from_one_start_equals_the_integer_model(point):
     name, weights = point.split("-")
     case = chain_case(name)
     for index, maps in enumerate(case.want):
         assert 0.03 < maps.mean() < 0.9, f"layer {index} should fire sometimes, not {maps.mean()}"
     dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
-                    weights=weights)
+                    weights=weights, weight_words=case.weight_words)
     layout = chain_layout(case.layers, max_steps=case.max_steps)
+    if name == "split":
+        # layer 0 in passes of 8 and 2 output channels, layer 1 of 4 and 2; the weight RAM
+        # holds the largest pass (160 words), not the largest layer (320)
+        assert [(p.layer, p.first, p.spec.layer.out_channels) for p in dut.passes] == [
+            (0, 0, 8), (0, 8, 2), (1, 0, 4), (1, 4, 2)]
+        assert dut.memory_bits["weights"] == 160 * 4 * 8
     if name == "four":
         # maps 1, 2, 3 in slots 0, 1, 0; the band's bank holds 3 of the 10 output rows
         assert [m[0] for m in layout["maps"]] == ["input", "scratch", "scratch", "scratch",
@@ -254,6 +262,50 @@ def test_bad_chains_are_refused():
         BandLayer([spec(3, 6, 8, 8), spec(6, 4, 8, 8)], band_rows=[2, 9])
     with pytest.raises(TypeError, match="inside each ConvLIF"):
         BandLayer([spec(3, 6, 8, 8)], np.zeros(1), band_rows=2)
+
+
+def test_passes_split_a_layer_by_output_groups_to_fit_the_weight_ram():
+    """``chain_passes``: a layer whose padded weights exceed ``weight_words`` runs in passes of
+    the most groups, a power of two, that fit (the last the rest); each pass is the layer's
+    geometry for its channels with their weights, biases and thresholds; a budget below one
+    group, or one given with weights in ROM, is refused naming the layer or the mode."""
+    from hw.bandchain import chain_passes, padded_weight_words
+
+    rng = np.random.default_rng(1)
+    # 3x3 over 5 channels: a group of 4 lanes needs 5 << 4 = 80 words; 13 channels: 4 groups
+    layer = layer_config(in_channels=5, out_channels=13, kernel=3, padding=1, height=6,
+                         width=6, lanes=4)
+    weight = rng.integers(-8, 8, size=(13, 5, 3, 3))
+    spec = ConvLIF(layer, weight, np.arange(13), list(range(100, 113)))
+    assert padded_weight_words(layer) == 5 << 6 == 320
+    for budget, sizes in ((320, [13]), (1000, [13]), (319, [8, 5]), (160, [8, 5]),
+                          (159, [4, 4, 4, 1]), (80, [4, 4, 4, 1])):
+        passes = chain_passes([spec], weight_words=budget)
+        assert [p.spec.layer.out_channels for p in passes] == sizes, budget
+        assert [p.first for p in passes] == list(np.cumsum([0] + sizes[:-1]))
+        for p in passes:
+            assert padded_weight_words(p.spec.layer) <= budget
+            channels = slice(p.first, p.first + p.spec.layer.out_channels)
+            assert (p.spec.weight == weight[channels]).all()
+            assert list(p.spec.bias) == list(range(13))[channels]
+            assert list(p.spec.thresholds) == list(range(100, 113))[channels]
+            assert (p.spec.layer.height, p.spec.layer.out_height, p.spec.layer.stride) == (
+                6, 6, 1)
+    assert chain_passes([spec])[0].spec is spec
+    # the sub-layer of every channel is the layer itself (same geometry function)
+    whole = chain_passes([spec], weight_words=320)[0].spec.layer
+    assert whole == layer
+    with pytest.raises(ValueError, match=r"layer 0: one group of 4 output channels needs 80 "
+                                         r"weight words .* more than weight_words = 79"):
+        chain_passes([spec], weight_words=79)
+    with pytest.raises(ValueError, match="weight_words .* weights='axi'"):
+        BandChain([spec], band_rows=2, max_steps=1, weight_words=200)
+    with pytest.raises(ValueError, match="weight_words"):
+        BandChain([spec], band_rows=2, max_steps=1, weights="axi", weight_words=0)
+    dut = BandChain([spec], band_rows=2, max_steps=1, weights="axi", weight_words=100)
+    assert len(dut.passes) == 4 and len(dut.weight_places) == 4
+    assert dut.memory_bits["weights"] == 80 * 4 * 8
+    assert len(dut.datapath.bands) == 4 * 3   # every pass walks the layer's 3 bands
 
 
 def test_weight_loads_back_to_back_fill_the_engines_layout():

@@ -106,7 +106,7 @@ def run_chain_case(name, weights, simulator=None, *, latency="1-64", pause=0.2, 
 
     case = chain_case(name)
     dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
-                    weights=weights)
+                    weights=weights, weight_words=case.weight_words if weights == "axi" else None)
     design = toolchain.build(verilog.convert(dut, name="band_chain", emit_src=False),
                              "band_chain", simulator=simulator)
     env = {"BAND_CASE": name, "BAND_WEIGHTS": weights, "BAND_LATENCY": latency,
@@ -119,8 +119,8 @@ def run_chain_case(name, weights, simulator=None, *, latency="1-64", pause=0.2, 
 
 @pytest.mark.verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("weights", ["rom", "axi"])
-@pytest.mark.parametrize("name", ["four", "wide"])
+@pytest.mark.parametrize("name, weights", [("four", "rom"), ("four", "axi"), ("wide", "rom"),
+                                           ("wide", "axi"), ("split", "axi")])
 def test_band_chain_on_verilator(name, weights):
     run_chain_case(name, weights)
 
@@ -128,6 +128,6 @@ def test_band_chain_on_verilator(name, weights):
 @pytest.mark.icarus
 @pytest.mark.slow
 @NEEDS_ICARUS
-@pytest.mark.parametrize("name", ["four", "wide"])
+@pytest.mark.parametrize("name", ["four", "wide", "split"])
 def test_band_chain_on_icarus(name):
     run_chain_case(name, "axi", "icarus")
