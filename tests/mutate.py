@@ -198,6 +198,9 @@ EQUIVALENT: dict[tuple, str] = {
         'a band counter in a register of a wider range holds the same indices',
     ("hw/bandchain.py", 't = Signal(range(self._max_steps + 1))', 36, '1 -> 2'):
         'a step counter in a register of a wider range counts the same',
+    ("hw/bandchain.py", 'if weight_words is None or padded_weight_words(layer) <= weight_words:', 55, '<= -> <'):
+        'a layer that fits exactly then takes the split path, which gives one pass of all its groups (the largest power of two that fits is its padded groups): the same geometry, weights, biases and thresholds',
+
     # hw/rowwriter.py
     ("hw/rowwriter.py", "beat_log = (dw // 8).bit_length() - 1", 19, "8 -> 7"):
         "dw // 7 has the bit length of dw // 8 for every bus width of 32 to 1024 bits (dw / 7 < 2 * dw / 8)",
