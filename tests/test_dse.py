@@ -322,6 +322,7 @@ def test_devices_share_one_synthesis_and_fit_is_checked(tmp_path, client):
     assert row["images_per_s"] is None and row["luts"] == 19840 and not row["pareto"]
 
 
+@pytest.mark.slow   # make test's budget (7 s: the event demo's generator and cycle model)
 def test_refused_points_are_rows_not_crashes(tmp_path, client):
     """The event demo at one lane: its two event channels do not fit one lane's word (and, today,
     one lane is not its head width): refused by the generator and by the cycle model, with the

@@ -231,7 +231,9 @@ def test_shared_network_emits_lint_clean_with_its_weight_image(tmp_path):
     assert arrays  # the loader verified every checksum
 
 
-@pytest.mark.first
+# make test's budget: make test-all (tests/test_shared_network.py checks in make test that
+# the design has no parameter memory inside; the slow co-simulations read these images)
+@pytest.mark.slow
 def test_external_parameters_are_emitted_as_images(tmp_path):
     """``"parameters": "external"``: the biases and thresholds leave the Verilog for
     ``$readmemh`` images beside it, listed in the manifest with their checksums, ports and

@@ -86,6 +86,8 @@ def describe(layer, case, traced, threshold):
             f"output firing {float(traced.mean()):.3f}")
 
 
+# make test runs the same cases on the unit's Verilog (below); Amaranth's simulator in test-all
+@pytest.mark.slow
 def test_demo_layers_in_amaranth(demo_attention_layers):
     for layer, (case, traced, threshold, variant) in demo_attention_layers.items():
         print(describe(layer, case, traced, threshold))

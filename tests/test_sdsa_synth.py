@@ -68,8 +68,9 @@ POINTS = {
 
 
 @pytest.mark.parametrize("point", [
-    "demo_sdsa3",
-    # make test's budget: the other operators in make test-all (Yosys on each, about 4 s)
+    # make test's budget: every point in make test-all (Yosys on each, about 4 s); make test's
+    # tests/test_no_multipliers.py checks the whole demo network, SDSA-3 inside it
+    pytest.param("demo_sdsa3", marks=pytest.mark.slow),
     pytest.param("odd_sdsa4", marks=pytest.mark.slow),
     pytest.param("demo_sdsa1", marks=pytest.mark.slow),
 ])
