@@ -140,6 +140,10 @@ EQUIVALENT: dict[tuple, str] = {
         'a field one bit wider holds the same group counts',
     ("hw/bandlayer.py", '"channels": unsigned(bits_for(self._G * self._lanes + 1))})),', 55, '1 -> 2'):
         'a field one bit wider holds the same channel counts',
+    ("hw/bandlayer.py", 'weight_words = [0] * len(words)', 17, '0 -> 1'):
+        "the weight RAM's initial words (weights='axi'): a load writes every word a band reads; the others are the engine's holes (taps kx, ky >= k, groups past the layer's), which no tap reaches",
+    ("hw/bandlayer.py", 'self._thresholds += [int(t) for t in spec.thresholds] + [0] * padded', 58, '0 -> 1'):
+        "the thresholds of a group's padding lanes (channels past the layer's): their spikes are never written (the assembler takes the layer's channels only)",
     ("hw/bandlayer.py", '"start": In(1),', 13, '1 -> 2'):
         "the assembler's start is driven from a one-bit pulse inside BandLayer: a wider port holds the same 0/1",
     ("hw/bandlayer.py", 'x = Signal(range(max(2, W)))', 22, '2 -> 3'):

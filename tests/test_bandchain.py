@@ -189,6 +189,22 @@ def test_a_single_layer_chain_loads_its_weights():
     check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory, original)
 
 
+def test_maps_of_one_column():
+    """Maps one pixel wide (one-bit rows: the engine's words, the reader's and writer's rows
+    are one bit), a 1x1 then a 3x3, two steps: bit-exact, nothing else touched."""
+    import json
+
+    case = chain_case(json.dumps([4, [5, 1, 3], [[4, 1, 1, 0], [3, 3, 1, 1]], [2, 3], 2, 2]))
+    for index, maps in enumerate(case.want):
+        assert 0.03 < maps.mean() < 0.9, f"layer {index} should fire sometimes"
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps)
+    memory = bytearray(case.memory)
+    original = bytes(memory)
+    _, error, dones = run_chain(dut, case, memory, stray=False)
+    assert (error, dones) == (0, 1)
+    check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory, original)
+
+
 @pytest.mark.parametrize("bad_read", [0, pytest.param(3, marks=pytest.mark.slow)])
 def test_error_responses_and_a_second_run(bad_read):
     """A read answered SLVERR (burst 0: the first layer's weights; burst 3: a band's rows) sets
