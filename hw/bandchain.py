@@ -37,14 +37,17 @@ Ports: ``input_base``, ``output_base``, ``scratch_base`` and, with ``weights="ax
 ``weight_base`` (In, byte addresses), ``steps`` (In, time steps ``1 .. max_steps``), all
 sampled at ``start`` (In, a pulse while ``busy`` is low);
 ``busy`` (Out): from the cycle after ``start`` to the cycle of ``done``; ``done`` (Out): one
-cycle when the last band's last write has been answered; ``error`` (Out): a read or write
+cycle when the last band's last write has been answered; ``ready`` (Out): the engine has
+cleared its accumulator bank after reset (one cycle a bank word; a ``start`` before that is
+taken, and the first band waits for it); ``error`` (Out): a read or write
 response other than OKAY during the run (sticky until the next ``start``; the run goes on).
 The AXI4 master is the datapath's flat ``m_axi_*`` ports.
 
-Cycles: the datapath's per band and step (``BandLayer``), plus 2 between two of its runs (the
-cycle that sees its ``busy`` low, the next start) and 1 before a band's first step (its
+Cycles: the datapath's per band and step (``BandLayer``), plus 1 between two steps of a band
+(the cycle that sees its ``busy`` low) and 2 before a band's first step (that cycle and its
 addresses); with ``weights="axi"``, each pass's load (its words' beats after the read latency)
-and 3 more.
+and 2 more. ``sim.perf.band_chain_cycles`` models a run from the spike maps, exact against
+the RTL for a memory that never pauses (``tests/test_bandchain.py``).
 
 Reference: :func:`band_chain_reference`. Tests: ``tests/test_bandchain.py``.
 """
@@ -233,7 +236,7 @@ class BandChain(wiring.Component):
             "input_base": In(address_width), "output_base": In(address_width),
             "scratch_base": In(address_width), "steps": In(range(1, max_steps + 1)),
             **({"weight_base": In(address_width)} if weights == "axi" else {}),
-            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1), "ready": Out(1),
             **axi4_read_ports(address_width, data_width),
             **axi4_write_ports(address_width, data_width),
         })
@@ -297,7 +300,7 @@ class BandChain(wiring.Component):
         out_addr = Signal.like(self.output_base)
         error = Signal()
         m.d.comb += [dp.band.eq(entry), dp.first.eq(t == 0), dp.input_base.eq(in_addr),
-                     dp.output_base.eq(out_addr), self.error.eq(error)]
+                     dp.output_base.eq(out_addr), self.error.eq(error), self.ready.eq(dp.ready)]
 
         if self._axi_weights:
             # a layer's first band loads the layer's weights first

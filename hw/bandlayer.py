@@ -407,6 +407,16 @@ class BandLayer(wiring.Component):
         return list(self._band_layers)
 
     @property
+    def load_beats(self) -> list[int]:
+        """Bus beats of each layer's weight load (``weights="axi"``)."""
+        return list(self._load_beats)
+
+    @property
+    def data_width(self) -> int:
+        """AXI data bits."""
+        return self._data_width
+
+    @property
     def bands(self) -> list[tuple[int, int]]:
         """The output rows ``(first, last)`` of each band."""
         return [(first, last) for first, last, _, _, _ in self._bands]

@@ -16,7 +16,8 @@ Verilator with its maps in cocotbext-axi's RAM (64-bit bus, a fixed read latency
 It also prints, for each chain of :data:`CHAINS` (``hw.bandchain.BandChain``: one start runs
 every layer), the cycles with its weights on chip and with them loaded over AXI4, against the
 on-chip engine steps of every layer; its map bytes read against the floor, its weight bytes
-read (once a run) against its weights at 8 bits, and its weight memory both ways; and, for the
+read (once a run) against its weights at 8 bits, its weight memory both ways, and the cycles
+the chain's model gives for this memory (``sim.perf.band_chain_cycles``); and, for the
 residual stream unit (``hw.bandstream.BandStream``, :data:`STREAMS`), the cycles of a pass that
 begins the stream and of one that adds into it, against the on-chip engine step with a
 ``begin`` or ``add`` sink.
@@ -111,7 +112,8 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
     from hw.rowreader import map_image
     from sim import toolchain
     from sim.cases_bandlayer import chain_case
-    from sim.perf import engine_frame_cycles
+    from sim.perf import (AXI_MEMORY_OFFSET, AXI_WRITE_OFFSET, band_chain_cycles,
+                          engine_frame_cycles)
 
     spec = json.dumps(CHAINS[name])
     case = chain_case(spec)
@@ -130,6 +132,11 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
                                      "BAND_SEED": "1", "BAND_RESULT": str(result)})
             row[weights] = json.loads(result.read_text())["cycles"]
         row[f"memory_bits_{weights}"] = dut.memory_bits
+        # the cycle model, for this memory: reads after the latency + AXI_MEMORY_OFFSET,
+        # write responses AXI_WRITE_OFFSET after the last W beat
+        row[f"model_{weights}"] = band_chain_cycles(
+            dut, case.inputs, steps=case.steps, read_delay=latency + AXI_MEMORY_OFFSET,
+            write_delay=AXI_WRITE_OFFSET)["cycles"]
         if weights == "axi":
             row["weight_bytes"] = len(dut.weight_image)
             row["passes"] = len(dut.passes)
@@ -216,7 +223,7 @@ def main(argv=None) -> int:
     if chains:
         print(f"{'chain':45} {'T':>2} {'on chip':>9} {'rom':>9} {'ratio':>7} {'axi':>9} "
               f"{'ratio':>7} {'passes':>6} {'map read/floor':>14} {'weights read/floor':>18} "
-              f"{'weight Kbit rom/axi':>20}")
+              f"{'weight Kbit rom/axi':>20} {'model rom/axi':>19}")
     for name in chains:
         r = bench_chain(name, latency=args.latency)
         rows.append(r)
@@ -226,7 +233,7 @@ def main(argv=None) -> int:
               f"{r['rom'] / r['on_chip']:6.3f}x {r['axi']:9,} {r['axi'] / r['on_chip']:6.3f}x "
               f"{r['passes']:6} {r['read'] / r['read_floor']:13.3f}x "
               f"{r['weight_bytes'] / r['weight_floor']:17.3f}x "
-              f"{rom_kbit:9.1f} / {axi_kbit:.1f}")
+              f"{rom_kbit:9.1f} / {axi_kbit:.1f} {r['model_rom']:9,}/{r['model_axi']:,}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

@@ -45,7 +45,8 @@ __all__ = ["CycleModel", "CONSTANTS", "engine_frame_cycles", "engine_frame_timin
            "spike_taps", "sdsa_cycles", "column_sdsa_cycles", "sdsa_step_cycles", "map_spikes",
            "stem_cycles", "event_in_cycles",
            "stream_lif_cycles",
-           "pool_lif_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
+           "pool_lif_cycles", "band_step_cycles", "band_load_cycles",
+           "band_chain_cycles", "rtl_step_cycles", "check_agreement", "load_trace", "read_rtl",
            "evaluate", "main"]
 
 # --- constants: pipeline depths, each read off the RTL -------------------------------------------
@@ -185,7 +186,10 @@ def spike_taps(config, axis: str = "y") -> np.ndarray:
     size, out = (config.height, config.out_height) if axis == "y" else \
         (config.width, config.out_width)
     fold_log = getattr(config, "fold_log", 0) if axis == "x" else 0
-    return np.array([_axis_taps(c, out, config.kernel, config.stride, config.padding, fold_log)
+    # a band of output rows (``hw.progengine_config.band_layer``) has its own top padding
+    padding = getattr(config, "padding_y", None) if axis == "y" else None
+    padding = config.padding if padding is None else padding
+    return np.array([_axis_taps(c, out, config.kernel, config.stride, padding, fold_log)
                      for c in range(size)], dtype=np.int64)
 
 
@@ -203,7 +207,7 @@ class EngineTiming:
 
 
 def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0,
-                        delay: int = 0) -> EngineTiming:
+                        delay: int = 0, pace: int = 1) -> EngineTiming:
     """Return the engine's timing of one frame fed by the spike-map reader (module docstring).
 
     ``spikes``: the source map ``[Cin, H, W]`` (0/1). The frame is the reader's row words,
@@ -240,7 +244,11 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0,
 
     ``delay``: the frame's first word is offered this many cycles later (SepConv unfused: the
     plane writer's first word, after the depthwise engine's first channel), then one a cycle.
+    ``pace`` (without ``buffer``): one word every ``pace`` cycles at the most (the band reader,
+    :class:`hw.rowreader.RowReader`, over rows of ``pace`` bus beats).
     """
+    if buffer and pace != 1:
+        raise ValueError("pace applies to an engine without input_buffer")
     spikes = np.asarray(spikes).reshape(config.in_channels, config.height, config.width)
     ty = spike_taps(config, "y")
     tx = spike_taps(config, "x")
@@ -277,7 +285,7 @@ def engine_frame_timing(config, spikes: np.ndarray, gate=None, buffer: int = 0,
             taken = max(word_free, moved + ENGINE_INPUT_SLICE)
             takes.append(taken)
         else:
-            taken = max(word_free, first_word + w)
+            taken = max(word_free, first_word + w * pace)
             if columns.size == 0 and not last_word:
                 word_free = taken + 1
                 continue
@@ -692,6 +700,10 @@ class CycleModel:
 #: edge that took it, the answer waits for ``L`` counted edges, and the R source drives the beat
 #: after the next edge), then one beat a cycle.
 AXI_MEMORY_OFFSET = 2
+#: ... and its write side (cocotbext-axi's RAM, ``sim.tb.axi_memory.BoundedAxiRamWrite``): the
+#: B handshake of a burst comes this many cycles after its last W beat's (the W sink hands the
+#: beat over after the edge that took it, the B source drives the response after the next).
+AXI_WRITE_OFFSET = 2
 
 
 class AxiFetchModel:
@@ -807,6 +819,131 @@ class AxiFetchModel:
             self.prepare, self.beat_end = prepare, last
             self.ready.append(last + 1 + (first and last == after_load))
         return self.ready[index]
+
+
+# --- the band datapath over AXI4 (hw.bandlayer, hw.bandchain) ----------------------------------
+
+#: BandLayer: ``start`` (cycle 0) is sampled into the band register, ``go`` loads the band's
+#: constants (1), ``run`` starts the units (2); the AR walkers compute the first burst's length
+#: (``first``, 3) and the one after it (``second``, 4): the first AR request is valid in cycle 5.
+BAND_FIRST_AR = 5
+#: RowReader: the R beat that ends a row is registered in the output register, so a row's word
+#: is offered the cycle after its last beat...
+BAND_ROW_REGISTER = 1
+#: ... RowAssembler: a row's last beat sets ``pending`` (1), ``pending & ~emitting`` loads the
+#: row into the shadow register (1): the row's first channel word leaves two cycles after its
+#: last beat came in, and the next row's first beat is taken no earlier than that cycle.
+BAND_ASSEMBLER_DELAY = 2
+#: RowWriter: the W beats of a word leave from the cycle after the word is taken, one a cycle.
+BAND_WRITE_DELAY = 1
+#: BandLayer: the B handshake of the last burst clears the writer's ``busy`` (1), that clears
+#: the datapath's ``busy`` (1), and a sequencer sees it low in the cycle after (1).
+BAND_BUSY_TAIL = 3
+
+
+def band_step_cycles(band, spikes, *, out_channels: int, read_delay: int, write_delay: int,
+                     data_width: int = 64) -> int:
+    """Cycles of one band and time step of :class:`hw.bandlayer.BandLayer`, from its ``start``
+    to the cycle ``busy`` reads low, over a memory that never pauses.
+
+    ``band``: the band's :class:`hw.progengine_config.LayerConfig`
+    (:func:`hw.progengine_config.band_layer`); ``spikes``: its input rows ``[Cin, rows, W]``;
+    ``out_channels``: the channels the band writes (a pass's); ``read_delay``: cycles from an AR
+    handshake to its first R beat, then one beat a cycle; ``write_delay``: cycles from a burst's
+    last W beat to its B handshake.
+
+    Stages: the reader's rows arrive one every ``row_beats`` cycles from the first burst's
+    latency on, and the engine model (:func:`engine_frame_timing` with that ``delay`` and
+    ``pace``) gives its read-out; each read-out beat reaches the assembler :data:`LIF_LATENCY`
+    cycles later, one a cycle, but a row's first beat waits until the row before has moved to
+    the shadow register (:data:`BAND_ASSEMBLER_DELAY`), which waits until the row before that
+    has left; the shadow gives a word a channel, one every ``row_beats`` (output) cycles (the
+    writer's W beats); the band ends :data:`BAND_BUSY_TAIL` cycles after the last burst's B.
+    """
+    rows_in = ceil_div(band.width, data_width)
+    rows_out = ceil_div(band.out_width, data_width)
+    # the addressing unit takes the first word ENGINE_INPUT_SLICE after the reader offers it
+    first_offer = BAND_FIRST_AR + read_delay + rows_in - 1 + BAND_ROW_REGISTER
+    delay = first_offer - READER_FEED_LATENCY
+    timing = engine_frame_timing(band, spikes, delay=delay, pace=rows_in)
+    beats_a_row = band.out_width * band.groups
+    beat = timing.first_beat + LIF_LATENCY - 1    # the LIF's output beat before the first
+    gate = emitted = word = -(1 << 40)
+    for _ in range(band.out_height):
+        beat = max(beat + 1, gate) + beats_a_row - 1          # the row's last beat taken
+        # the shadow takes the row (once the row before has left it)
+        shadow = max(beat + BAND_ASSEMBLER_DELAY - 1, emitted + 1)
+        gate = shadow + 1                                     # the next row's first beat
+        word = max(shadow + 1, word + rows_out)               # the first channel's word
+        word += (out_channels - 1) * rows_out                 # one every rows_out cycles
+        emitted = word
+    response = word + BAND_WRITE_DELAY + rows_out - 1 + write_delay
+    return response + BAND_BUSY_TAIL
+
+
+#: BandLayer, a weight load: its words are the reader's rows (the whole load one channel's
+#: band), taken as they come; the last one is in the reader's output register the cycle after
+#: its beat (1), taking it clears the reader's ``busy`` (1), then the datapath's (1).
+BAND_LOAD_TAIL = 3
+#: BandChain: ``start`` is sampled in IDLE; LOAD computes the first band's addresses, ISSUE
+#: pulses the datapath's ``start`` (:data:`BAND_CHAIN_FIRST_ISSUE` cycles after the cycle that
+#: sampled ``start``). After a run, WAIT sees ``busy`` low: the next step is issued the cycle
+#: after (1), the next band or the band after a load goes through LOAD first (2); after the
+#: last run DONE raises ``done`` the cycle after.
+BAND_CHAIN_FIRST_ISSUE = 2
+
+
+def band_load_cycles(beats: int, *, read_delay: int) -> int:
+    """Cycles of a weight load of ``beats`` bus beats on :class:`hw.bandlayer.BandLayer`, from
+    its ``start`` to the cycle ``busy`` reads low."""
+    return BAND_FIRST_AR + read_delay + beats - 1 + BAND_LOAD_TAIL
+
+
+def band_chain_cycles(chain, inputs, *, steps: int | None = None, read_delay: int,
+                      write_delay: int) -> dict:
+    """Cycles of a :class:`hw.bandchain.BandChain` run over ``inputs`` (``[T, Cin, H, W]``
+    spike maps, ``T = steps``) for a memory that never pauses (:func:`band_step_cycles`).
+
+    Returns ``{"cycles": C, "loads": cycles of the weight loads, "runs": [(band, t, cycles),
+    ...]}``: ``done`` is raised ``C`` cycles after the cycle that samples ``start`` (the chain
+    ``ready``). The layers' maps come from :func:`hw.bandchain.band_chain_reference`.
+    """
+    from hw.bandchain import band_chain_reference
+    from hw.progengine_config import band_layer
+
+    inputs = np.asarray(inputs)
+    steps = len(inputs) if steps is None else steps
+    maps = [inputs] + band_chain_reference(inputs[:steps], chain.layers)
+    dp = chain.datapath
+    axi = hasattr(chain, "weight_places")
+    cycle = BAND_CHAIN_FIRST_ISSUE     # the first issue (IDLE sampled start in cycle 0)
+    runs, loads = [], 0
+    previous = None
+    for band, (first_out, last_out) in enumerate(dp.bands):
+        index = dp.band_layers[band]
+        chain_pass = chain.passes[index]
+        if axi and (band == 0 or dp.band_layers[band - 1] != index):
+            if previous is not None:
+                cycle += 2
+            load = band_load_cycles(dp.load_beats[index], read_delay=read_delay)
+            loads += load
+            cycle += load
+            previous = "load"
+        if previous is not None:
+            cycle += 2
+        config, first_in, last_in = band_layer(chain_pass.spec.layer, first_out, last_out)
+        for t in range(steps):
+            if t:
+                cycle += 1
+            spikes = maps[chain_pass.layer][t][:, first_in:last_in + 1, :]
+            cycles = band_step_cycles(config, spikes, out_channels=config.out_channels,
+                                      read_delay=read_delay, write_delay=write_delay,
+                                      data_width=dp.data_width)
+            runs.append((band, t, cycles))
+            cycle += cycles
+        previous = "band"
+    # DONE the cycle after the last run's busy reads low
+    return {"cycles": cycle + 1, "loads": loads, "runs": runs}
 
 
 # --- measured cycles and agreement ---------------------------------------------------------------

@@ -36,15 +36,18 @@ def weights_in(dut, case, memory: bytearray) -> int:
 
 
 def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True,
-              weight_base=0):
-    """Start ``dut`` once on ``memory``; return ``(cycles, error, dones)``. With ``stray``, a
-    second start with other bases 50 cycles in must be ignored."""
+              weight_base=0, latency=(1, 64), write_latency=(1, 64), pause=0.3):
+    """Start ``dut`` once on ``memory`` once it is ``ready``; return ``(cycles, error, dones)``
+    (``done`` raised ``cycles`` cycles after the cycle that sampled ``start``). With ``stray``,
+    a second start with other bases 50 cycles in must be ignored."""
     rng = random.Random(seed)
-    reads = ReadMemory(dut, memory, rng, bad_burst=bad_read)
-    writes = WriteMemory(dut, memory, rng, data_width=64)
+    reads = ReadMemory(dut, memory, rng, bad_burst=bad_read, latency=latency, pause=pause)
+    writes = WriteMemory(dut, memory, rng, data_width=64, latency=write_latency, pause=pause)
     result = {}
 
     async def bench(ctx):
+        while not ctx.get(dut.ready):
+            await ctx.tick()
         ctx.set(dut.input_base, case.input_base)
         ctx.set(dut.scratch_base, case.scratch_base)
         ctx.set(dut.output_base, case.output_base)
@@ -159,6 +162,37 @@ def test_a_chain_over_axi_from_one_start_equals_the_integer_model(point):
                  range(address, address + 8 * count, 8) if weight_base <= at < end]
         assert sorted(beats) == [weight_base + offset + 8 * k
                                  for offset, n in dut.weight_places for k in range(n)]
+
+
+# (case, weights, read latency, write latency) of the memory that never pauses; make test runs
+# the first two
+MODEL_POINTS = [("tiny", "axi", 1, 1), ("split", "axi", 30, 1), ("four", "rom", 7, 30),
+                ("four", "axi", 30, 1), ("wide", "axi", 64, 9), ("one", "rom", 2, 2)]
+
+
+@pytest.mark.parametrize("name, weights, latency, write_latency", [
+    pytest.param(*point, marks=() if n < 2 else (pytest.mark.slow,),
+                 id="-".join(map(str, point))) for n, point in enumerate(MODEL_POINTS)])
+def test_the_cycle_model_gives_the_cycles_of_a_run(name, weights, latency, write_latency):
+    """``sim.perf.band_chain_cycles`` == the simulated cycles of a run on a memory of fixed
+    latencies that never pauses (the test memories answer a read ``latency - 1`` cycles after
+    its AR handshake and a write ``write_latency - 1`` after its last W beat)."""
+    from sim.perf import band_chain_cycles
+
+    case = chain_case(name)
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                    weights=weights, weight_words=case.weight_words if weights == "axi" else None)
+    memory = bytearray(case.memory)
+    weight_base = weights_in(dut, case, memory)
+    cycles, error, _ = run_chain(dut, case, memory, weight_base=weight_base, stray=False,
+                                 latency=(latency, latency),
+                                 write_latency=(write_latency, write_latency), pause=0)
+    assert not error
+    model = band_chain_cycles(dut, np.asarray(case.inputs), steps=case.steps,
+                              read_delay=latency - 1, write_delay=write_latency - 1)
+    assert model["cycles"] == cycles
+    assert len(model["runs"]) == len(dut.datapath.bands) * case.steps
+    assert (model["loads"] > 0) == (weights == "axi")
 
 
 def test_chain_layout_by_hand():

@@ -271,6 +271,22 @@ def test_taps_are_brute_force(kernel, stride, padding):
             assert perf._axis_taps(y, out, kernel, stride, padding, fold_log) == len(words)
 
 
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (7, 2, 3), (1, 1, 0)])
+def test_a_bands_taps_are_the_layers_rows_it_covers(kernel, stride, padding):
+    """A band of output rows (``band_layer``: its own top padding) has, for each of its input
+    rows, the taps that row has in the whole layer onto the band's output rows."""
+    from hw.progengine_config import band_layer, layer_config
+
+    layer = layer_config(in_channels=1, out_channels=4, kernel=kernel, stride=stride,
+                         padding=padding, height=13, width=5, lanes=4)
+    for first in range(layer.out_height):
+        for last in range(first, layer.out_height):
+            band, first_in, last_in = band_layer(layer, first, last)
+            want = [sum(0 <= y + padding - o * stride < kernel for o in range(first, last + 1))
+                    for y in range(first_in, last_in + 1)]
+            assert perf.spike_taps(band, "y").tolist() == want, (first, last)
+
+
 @pytest.fixture(scope="module")
 def lanes4():
     return Network(1, 4, LANES4_LAYERS)
