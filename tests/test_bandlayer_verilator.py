@@ -131,3 +131,29 @@ def test_band_chain_on_verilator(name, weights):
 @pytest.mark.parametrize("name", ["four", "wide", "split"])
 def test_band_chain_on_icarus(name):
     run_chain_case(name, "axi", "icarus")
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("name, weights, latency", [("split", "axi", 30), ("wide", "rom", 7)])
+def test_band_chain_cycles_on_verilator_are_the_models(tmp_path, name, weights, latency):
+    """With a fixed read latency and no pauses, the Verilog's cycles from start to done ==
+    ``sim.perf.band_chain_cycles`` for cocotbext-axi's RAM (reads ``latency +
+    AXI_MEMORY_OFFSET`` after the AR handshake, B ``AXI_WRITE_OFFSET`` after the last W)."""
+    import json
+
+    import numpy as np
+
+    from hw.bandchain import BandChain
+    from sim.cases_bandlayer import chain_case
+    from sim.perf import AXI_MEMORY_OFFSET, AXI_WRITE_OFFSET, band_chain_cycles
+
+    result = tmp_path / "result.json"
+    run_chain_case(name, weights, latency=str(latency), pause=0, result=result)
+    case = chain_case(name)
+    dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                    weights=weights, weight_words=case.weight_words if weights == "axi" else None)
+    model = band_chain_cycles(dut, np.asarray(case.inputs), steps=case.steps,
+                              read_delay=latency + AXI_MEMORY_OFFSET,
+                              write_delay=AXI_WRITE_OFFSET)
+    assert json.loads(result.read_text())["cycles"] == model["cycles"]
