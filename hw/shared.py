@@ -75,7 +75,13 @@ from hw.sdsa import SDSA, Variant
 from hw.sequencer import Sequencer
 from hw.stem import StemConv
 
-__all__ = ["SharedNetwork", "network_signature"]
+__all__ = ["SharedNetwork", "collision_condition", "network_signature"]
+
+
+def collision_condition(read, write):
+    """A read port and a write port of one memory at the same word in this cycle: what the
+    ``{memory}_collision_probe`` signals carry (the co-simulation fails where it settles to 1)."""
+    return read.en & write.en & (read.addr == write.addr)
 
 
 def network_signature(net, steps, pixel_words: int, logit_bits: int) -> dict:
@@ -569,7 +575,7 @@ class SharedNetwork(wiring.Component):
                 probe_en = Signal(name=f"{memory}_{side}_probe_en")
                 m.d.comb += [probe_addr.eq(port.addr), probe_en.eq(port.en)]
             collision = Signal(name=f"{memory}_collision_probe")
-            m.d.comb += collision.eq(read.en & write.en & (read.addr == write.addr))
+            m.d.comb += collision.eq(collision_condition(read, write))
         m.d.comb += reader.start.eq(start)
         if plan.depthwise:
             # SepConv unfused (``desc.is_dw``): the map reader's rows go to the depthwise

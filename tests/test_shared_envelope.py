@@ -254,6 +254,24 @@ def test_bit_exact_on_verilator(tmp_path, name, lanes, T, overrides):
         run(tmp_path, name, lanes, T, **overrides)
 
 
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_a_probe_that_fires_on_any_read_beside_a_write_fails_the_run(tmp_path, monkeypatch):
+    """The collision watch (``sim.tb.network.watch_collisions``) is live: with the probes
+    broken on purpose to fire on a read and a write of *any* two words in one cycle (which
+    the network does), the co-simulation fails, naming the memory, the word and the step."""
+    import hw.shared
+    from sim.e2e import run_network
+
+    monkeypatch.setattr(hw.shared, "collision_condition", lambda read, write: read.en & write.en)
+    path = tmp_path / "odd.pth"
+    save_checkpoint(random_model(config("odd", 1), 0), path)
+    summary = run_network(1, 1, tmp_path / "out", checkpoint=path, lanes=8, inputs="random")
+    assert summary["error"] is not None
+    assert "is read in the cycle it is written" in summary["error"], summary["error"]
+    assert "memory's word" in summary["error"] and "at step" in summary["error"]
+
+
 def test_padding_report_counts_what_the_contents_need():
     """Each memory's needed bits come from the model itself (every layer's weights, every LIF's
     spikes of the integer model's trace, every stream's values); the bits from the memories'
