@@ -68,7 +68,7 @@ def band_case(name, rate: float = 0.35) -> BandCase:
     layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
                          padding=padding, height=height, width=width, lanes=lanes)
     weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
-    inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
+    inputs = np.stack([spike_map(rng, (cin, height, width), density) for _ in range(steps)])
     # thresholds near the (1 - rate) quantile of the first step's inputs, so that the layer
     # both fires and stays silent
     x = conv2d_spikes(inputs[0], weight, bias, stride=stride, padding=padding)
@@ -210,6 +210,9 @@ CHAIN_CASES = {
     # a weight RAM of 160 words (weights over AXI4 only): layer 0 (3 groups, 192 words) runs
     # in passes of 8 and 2 output channels, layer 1 (2 groups, 320 words) in passes of 4 and 2
     "split": (4, (7, 6, 3), ((10, 3, 1, 1), (6, 3, 2, 1)), (3, 2), 2, 2, 160),
+    # rows of three 64-bit beats (150 columns): a 1x1 then a 3x3 (the cycle model's test, with
+    # sparse inputs too)
+    "wide3": (4, (3, 150, 2), ((4, 1, 1, 0), (3, 3, 1, 1)), (2, 3), 2, 2),
 }
 
 
@@ -228,10 +231,11 @@ class ChainCase:
     weight_words: int | None = None   # the chain's weight RAM budget (BandChain weight_words)
 
 
-def chain_case(name, rate: float = 0.35) -> ChainCase:
+def chain_case(name, rate: float = 0.35, density: float = 0.3) -> ChainCase:
     """The named case of :data:`CHAIN_CASES` (or its tuple, or that tuple's JSON text), drawn
-    from a seed of its own: random weights and biases, thresholds near each layer's ``1 -
-    rate`` quantile of its first step's sums, so that every layer fires and stays silent."""
+    from a seed of its own: input spikes at ``density``, random weights and biases, thresholds
+    near each layer's ``1 - rate`` quantile of its first step's sums, so that every layer fires
+    and stays silent."""
     from hw.bandchain import chain_layout
     from hw.bandlayer import ConvLIF
 
@@ -241,7 +245,7 @@ def chain_case(name, rate: float = 0.35) -> ChainCase:
         name = json.loads(name)
     lanes, (height, width, cin), specs, band_rows, steps, max_steps, *budget = name
     rng = np.random.default_rng(height * 1000 + width * 10 + len(specs) + steps)
-    inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
+    inputs = np.stack([spike_map(rng, (cin, height, width), density) for _ in range(steps)])
     layers, want, spikes = [], [], inputs
     for cout, kernel, stride, padding in specs:
         layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,

@@ -164,22 +164,26 @@ def test_a_chain_over_axi_from_one_start_equals_the_integer_model(point):
                                  for offset, n in dut.weight_places for k in range(n)]
 
 
-# (case, weights, read latency, write latency) of the memory that never pauses; make test runs
-# the first (two layers, their loads, two bands and three steps)
-MODEL_POINTS = [("tiny", "axi", 1, 1), ("split", "axi", 30, 1), ("four", "rom", 7, 30),
-                ("four", "axi", 30, 1), ("wide", "axi", 64, 9), ("one", "rom", 2, 2)]
+# (case, weights, read latency, write latency, input spike density) of the memory that never
+# pauses; make test runs the first (two layers, their loads, two bands and three steps)
+MODEL_POINTS = [("tiny", "axi", 1, 1, 0.3), ("split", "axi", 30, 1, 0.3),
+                ("four", "rom", 7, 30, 0.3), ("four", "axi", 30, 1, 0.3),
+                ("wide", "axi", 64, 9, 0.3), ("one", "rom", 2, 2, 0.3),
+                # rows of three beats, inputs so sparse that the reader's pace bounds the engine
+                ("wide3", "rom", 30, 1, 0.02), ("wide3", "axi", 5, 3, 0.05)]
 
 
-@pytest.mark.parametrize("name, weights, latency, write_latency", [
+@pytest.mark.parametrize("name, weights, latency, write_latency, density", [
     pytest.param(*point, marks=() if n < 1 else (pytest.mark.slow,),
                  id="-".join(map(str, point))) for n, point in enumerate(MODEL_POINTS)])
-def test_the_cycle_model_gives_the_cycles_of_a_run(name, weights, latency, write_latency):
+def test_the_cycle_model_gives_the_cycles_of_a_run(name, weights, latency, write_latency,
+                                                   density):
     """``sim.perf.band_chain_cycles`` == the simulated cycles of a run on a memory of fixed
     latencies that never pauses (the test memories answer a read ``latency - 1`` cycles after
     its AR handshake and a write ``write_latency - 1`` after its last W beat)."""
     from sim.perf import band_chain_cycles
 
-    case = chain_case(name)
+    case = chain_case(name, density=density)
     dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
                     weights=weights, weight_words=case.weight_words if weights == "axi" else None)
     memory = bytearray(case.memory)
