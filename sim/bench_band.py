@@ -1,6 +1,8 @@
 """Benchmark the band layer (``hw.bandlayer``) on Verilator: cycles over AXI4 against on chip.
 
-Run ``python -m sim.bench_band`` (``--layers NAME ...``, ``--latency 30``, ``--json PATH``). For
+Run ``python -m sim.bench_band`` (``--layers NAME ...``, ``--latency 30``, ``--json PATH``);
+``--model`` gives the chains' cycle model instead, no simulation, at every ``--latency L ...``
+and weight RAM depth ``--weight-words N ...`` (seconds, not minutes). For
 each layer it builds a :class:`hw.bandlayer.BandLayer`, runs every band at every time step on
 Verilator with its maps in cocotbext-axi's RAM (64-bit bus, a fixed read latency, no pauses;
 ``sim/tb/bandlayer.py`` checks every output map ``==`` the integer model's) and prints:
@@ -26,6 +28,7 @@ begins the stream and of one that adds into it, against the on-chip engine step 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -159,6 +162,37 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
     return row
 
 
+def model_chain(name: str, latencies, weight_words=()) -> list[dict]:
+    """The cycle model of one chain of :data:`CHAINS` (no simulation) at each read latency, with
+    its weights on chip, over AXI4 with its own weight RAM, and over AXI4 with each RAM depth of
+    ``weight_words``: ``[{"chain", "latency", "weights", "passes", "cycles", "on_chip"}, ...]``
+    for the benchmark's memory (``sim.perf.AXI_MEMORY_OFFSET``, ``AXI_WRITE_OFFSET``)."""
+    from hw.bandchain import BandChain
+    from hw.program import SinkKind
+    from sim.cases_bandlayer import chain_case
+    from sim.perf import (AXI_MEMORY_OFFSET, AXI_WRITE_OFFSET, band_chain_cycles,
+                          engine_frame_cycles)
+
+    case = chain_case(json.dumps(CHAINS[name]))
+    inputs = [case.inputs] + case.want[:-1]
+    on_chip = sum(engine_frame_cycles(spec_.layer, spikes, SinkKind.LIF)
+                  for spec_, maps in zip(case.layers, inputs) for spikes in maps)
+    points = [("rom", None), ("axi", case.weight_words)] + [("axi", w) for w in weight_words]
+    rows = []
+    for weights, words in points:
+        dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                        weights=weights, weight_words=words)
+        for latency in latencies:
+            cycles = band_chain_cycles(dut, case.inputs, steps=case.steps,
+                                       read_delay=latency + AXI_MEMORY_OFFSET,
+                                       write_delay=AXI_WRITE_OFFSET)["cycles"]
+            rows.append({"chain": name, "latency": latency, "passes": len(dut.passes),
+                         "weights": weights if weights == "rom" else
+                         f"axi, {dut.memory_bits['weights'] // 1000} Kbit RAM",
+                         "cycles": cycles, "on_chip": on_chip})
+    return rows
+
+
 def bench_stream(name: str, *, latency: int = 30) -> dict:
     """Run one stream layer of :data:`STREAMS` (begin, then add); return its numbers."""
     from amaranth.back import verilog
@@ -193,11 +227,25 @@ def main(argv=None) -> int:
     parser = Parser(prog="python -m sim.bench_band", description=__doc__.splitlines()[0])
     names = sorted(LAYERS) + sorted(STREAMS) + sorted(CHAINS)
     parser.add_argument("--layers", nargs="+", choices=names, default=names)
-    parser.add_argument("--latency", type=int, default=30, help="read latency, cycles (1-4096)")
+    parser.add_argument("--latency", type=int, nargs="+", default=[30],
+                        help="read latency, cycles (1-4096); several only with --model")
+    parser.add_argument("--model", action="store_true",
+                        help="the chains' cycle model only, no simulation: every --latency, "
+                             "and every --weight-words RAM depth")
+    parser.add_argument("--weight-words", type=int, nargs="+", default=[],
+                        help="with --model: weight RAM depths to model besides each chain's")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
-    if not 1 <= args.latency <= 4096:
-        parser.error(f"--latency {args.latency} is outside 1-4096")
+    for latency in args.latency:
+        if not 1 <= latency <= 4096:
+            parser.error(f"--latency {latency} is outside 1-4096")
+    if len(args.latency) > 1 and not args.model:
+        parser.error(f"{len(args.latency)} latencies given: several need --model")
+    if args.weight_words and not args.model:
+        parser.error("--weight-words needs --model")
+    if args.model:
+        return _model_main(args)
+    args.latency = args.latency[0]
     rows = []
     layers = [n for n in args.layers if n in LAYERS]
     if layers:
@@ -234,6 +282,29 @@ def main(argv=None) -> int:
               f"{r['passes']:6} {r['read'] / r['read_floor']:13.3f}x "
               f"{r['weight_bytes'] / r['weight_floor']:17.3f}x "
               f"{rom_kbit:9.1f} / {axi_kbit:.1f} {r['model_rom']:9,}/{r['model_axi']:,}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def _model_main(args) -> int:
+    chains = [n for n in args.layers if n in CHAINS]
+    if not chains:
+        print("error: --model covers the chains; name one of " + ", ".join(sorted(CHAINS)),
+              file=sys.stderr)
+        return 2
+    rows = []
+    try:
+        for name in chains:
+            rows += model_chain(name, args.latency, args.weight_words)
+    except ValueError as error:    # a weight RAM below one group of a layer
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{'chain':45} {'weights':24} {'passes':>6} {'latency':>7} {'cycles':>9} "
+          f"{'on chip':>9} {'ratio':>7}")
+    for r in rows:
+        print(f"{r['chain']:45} {r['weights']:24} {r['passes']:6} {r['latency']:7} "
+              f"{r['cycles']:9,} {r['on_chip']:9,} {r['cycles'] / r['on_chip']:6.3f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

@@ -409,3 +409,41 @@ def test_weight_loads_back_to_back_fill_the_engines_layout():
                                   groups_log=spec.layer.groups_log)
         assert [got[k] for k, w in enumerate(want) if w] == [w for w in want if w], layer
         assert len(set(got[k] for k, w in enumerate(want) if w)) > 4
+
+
+BENCH_CHAIN = "chain_3x3-3x3s2-1x1_16x32x32_L16_T2"
+
+
+@pytest.mark.slow
+def test_the_benchmarks_model_is_its_verilator_measurement(tmp_path):
+    """``python -m sim.bench_band --model`` on the benchmark chain == the cycles Verilator
+    measured (``python -m sim.bench_band``, latency 30, at commit f41e291: weights in ROM,
+    over AXI4 with the largest layer's RAM, with a 512-word RAM; docs/weightfetch.md)."""
+    import json
+
+    from sim.bench_band import main
+
+    out = tmp_path / "model.json"
+    assert main(["--model", "--layers", BENCH_CHAIN, "--latency", "30", "--weight-words", "512",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["passes"], r["cycles"]) for r in rows] == [(3, 383_116), (3, 386_631),
+                                                          (6, 389_758)]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--latency", "1", "30"], "several need --model"),
+    (["--weight-words", "512"], "--weight-words needs --model"),
+    (["--model", "--latency", "0"], "--latency 0 is outside 1-4096"),
+    (["--model", "--layers", BENCH_CHAIN, "--weight-words", "256"],
+     "layer 1: one group of 16 output channels needs 512 weight words"),
+])
+def test_the_benchmarks_bad_arguments_are_one_error_line(capsys, argv, words):
+    from sim.bench_band import main
+
+    with pytest.raises(SystemExit) as raised:
+        code = main(argv)
+        raise SystemExit(code)
+    assert raised.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
