@@ -70,8 +70,8 @@ from hw.progengine_config import LayerConfig, layer_config
 from hw.rowreader import map_image
 from hw.weightfetch import axi4_read_ports
 
-__all__ = ["BandChain", "Pass", "band_chain_reference", "chain_layout", "chain_passes",
-           "check_chain", "padded_weight_words"]
+__all__ = ["BandChain", "Pass", "band_chain_reference", "band_rows_for", "chain_layout",
+           "chain_passes", "check_chain", "padded_weight_words"]
 
 
 def check_chain(layers: Sequence[ConvLIF]) -> None:
@@ -136,6 +136,47 @@ def chain_passes(layers: Sequence[ConvLIF], *, weight_words: int | None = None) 
     return passes
 
 
+def band_rows_for(layers: Sequence[ConvLIF], band_bits: int, *, weight_width: int = 8,
+                  weight_words: int | None = None) -> list[int]:
+    """The most output rows a band of each layer can have for the datapath's band memories, the
+    accumulator bank and the LIF membranes (:attr:`hw.bandlayer.BandLayer.memory_bits`), to
+    hold at most ``band_bits`` bits together: the on-chip budget they get at generation.
+
+    A band of ``r`` rows needs ``r << (out_width_log + groups_log)`` bank words of ``lanes``
+    sums and ``r * out_width * groups`` membrane words of ``lanes`` membranes (the widths the
+    datapath of the whole chain gets; with ``weight_words``, the groups of each layer's largest
+    pass, :func:`chain_passes`). Raises ``ValueError`` naming the first layer whose one-row
+    band does not fit, with the bits it needs.
+    """
+    from hw.progengine_config import band_layer
+
+    check_int("band_bits", band_bits, 1)
+    passes = chain_passes(layers, weight_words=weight_words)
+    probe = BandLayer([p.spec for p in passes], band_rows=1, weight_width=weight_width)
+    lanes = probe.layers[0].layer.lanes
+    sum_bits = lanes * probe.accumulator_width
+    membrane_bits = lanes * probe.lif.membrane_width
+
+    def bits(layer, rows):
+        band = band_layer(layer, 0, rows - 1)[0]
+        return band.bank_words_needed * sum_bits + band.beats * membrane_bits
+
+    rows_of = []
+    for index in range(len(layers)):
+        mine = [p.spec.layer for p in passes if p.layer == index]
+        need = max(bits(layer, 1) for layer in mine)
+        if need > band_bits:
+            raise ValueError(f"layer {index}: a band of one output row needs {need} bits of "
+                             f"accumulator bank and membranes, more than band_bits = "
+                             f"{band_bits}")
+        rows = 1
+        while rows < mine[0].out_height and \
+                max(bits(layer, rows + 1) for layer in mine) <= band_bits:
+            rows += 1
+        rows_of.append(rows)
+    return rows_of
+
+
 def _map_bytes(channels: int, height: int, width: int, data_width: int) -> int:
     return channels * height * -(-width // data_width) * data_width // 8
 
@@ -185,8 +226,11 @@ class BandChain(wiring.Component):
     ----------
     layers : sequence of :class:`hw.bandlayer.ConvLIF`
         The layers in order; each reads the map the one before writes.
-    band_rows : int or sequence of int
+    band_rows : int or sequence of int, optional
         Output rows a band, for every layer or one number a layer (``BandLayer``).
+    band_bits : int, optional
+        Instead of ``band_rows``: the bits the accumulator bank and the membranes may take
+        together; each layer's bands get the most rows that fit (:func:`band_rows_for`).
     max_steps : int
         Most time steps a run (>= 1); the scratch slots hold this many steps of a map.
     weight_width, data_width, address_width, weights
@@ -199,9 +243,10 @@ class BandChain(wiring.Component):
         again. Default: the largest layer's (one pass a layer).
     """
 
-    def __init__(self, layers: Sequence[ConvLIF], *, band_rows, max_steps: int,
+    def __init__(self, layers: Sequence[ConvLIF], *, band_rows=None, max_steps: int,
                  weight_width: int = 8, data_width: int = 64, address_width: int = 32,
-                 weights: str = "rom", weight_words: int | None = None):
+                 weights: str = "rom", weight_words: int | None = None,
+                 band_bits: int | None = None):
         layers = [ConvLIF(*spec) for spec in layers]
         if not layers:
             raise ValueError("layers must hold at least one ConvLIF")
@@ -213,12 +258,19 @@ class BandChain(wiring.Component):
                                  f"weights='axi'; with weights={weights!r} every weight is in "
                                  "the ROM")
             check_int("weight_words", weight_words, 1)
+        if (band_rows is None) == (band_bits is None):
+            raise ValueError("give band_rows or band_bits (the band memories' budget), "
+                             "one of them")
+        if band_bits is not None:
+            band_rows = band_rows_for(layers, band_bits, weight_width=weight_width,
+                                      weight_words=weight_words)
         if isinstance(band_rows, int):
             band_rows = [band_rows] * len(layers)
         band_rows = list(band_rows)
         if len(band_rows) != len(layers):
             raise ValueError(f"{len(band_rows)} band_rows for {len(layers)} layers")
         self._layers = layers
+        self.band_rows = band_rows
         self.passes = chain_passes(layers, weight_words=weight_words)
         specs = [p.spec for p in self.passes]
         self.datapath = BandLayer(specs, band_rows=[band_rows[p.layer] for p in self.passes],

@@ -1,8 +1,9 @@
 """Benchmark the band layer (``hw.bandlayer``) on Verilator: cycles over AXI4 against on chip.
 
 Run ``python -m sim.bench_band`` (``--layers NAME ...``, ``--latency 30``, ``--json PATH``);
-``--model`` gives the chains' cycle model instead, no simulation, at every ``--latency L ...``
-and weight RAM depth ``--weight-words N ...`` (seconds, not minutes). For
+``--model`` gives the chains' cycle model instead, no simulation, at every ``--latency L ...``,
+weight RAM depth ``--weight-words N ...`` and budget of the band memories ``--band-bits B
+...`` (seconds, not minutes). For
 each layer it builds a :class:`hw.bandlayer.BandLayer`, runs every band at every time step on
 Verilator with its maps in cocotbext-axi's RAM (64-bit bus, a fixed read latency, no pauses;
 ``sim/tb/bandlayer.py`` checks every output map ``==`` the integer model's) and prints:
@@ -162,11 +163,13 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
     return row
 
 
-def model_chain(name: str, latencies, weight_words=()) -> list[dict]:
+def model_chain(name: str, latencies, weight_words=(), band_bits=()) -> list[dict]:
     """The cycle model of one chain of :data:`CHAINS` (no simulation) at each read latency, with
     its weights on chip, over AXI4 with its own weight RAM, and over AXI4 with each RAM depth of
-    ``weight_words``: ``[{"chain", "latency", "weights", "passes", "cycles", "on_chip"}, ...]``
-    for the benchmark's memory (``sim.perf.AXI_MEMORY_OFFSET``, ``AXI_WRITE_OFFSET``)."""
+    ``weight_words``; each with the chain's band rows and with the rows each budget of
+    ``band_bits`` gives (``BandChain(band_bits=...)``): ``[{"chain", "latency", "weights",
+    "passes", "band_rows", "band_kbit", "cycles", "on_chip"}, ...]`` for the benchmark's memory
+    (``sim.perf.AXI_MEMORY_OFFSET``, ``AXI_WRITE_OFFSET``)."""
     from hw.bandchain import BandChain
     from hw.program import SinkKind
     from sim.cases_bandlayer import chain_case
@@ -179,14 +182,17 @@ def model_chain(name: str, latencies, weight_words=()) -> list[dict]:
                   for spec_, maps in zip(case.layers, inputs) for spikes in maps)
     points = [("rom", None), ("axi", case.weight_words)] + [("axi", w) for w in weight_words]
     rows = []
-    for weights, words in points:
-        dut = BandChain(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
-                        weights=weights, weight_words=words)
+    bands = [{"band_rows": case.band_rows}] + [{"band_bits": bits} for bits in band_bits]
+    for (weights, words), band in ((p, b) for p in points for b in bands):
+        dut = BandChain(case.layers, max_steps=case.max_steps, weights=weights,
+                        weight_words=words, **band)
+        band_kbit = (dut.memory_bits["accumulator bank"] + dut.memory_bits["membranes"]) / 1000
         for latency in latencies:
             cycles = band_chain_cycles(dut, case.inputs, steps=case.steps,
                                        read_delay=latency + AXI_MEMORY_OFFSET,
                                        write_delay=AXI_WRITE_OFFSET)["cycles"]
             rows.append({"chain": name, "latency": latency, "passes": len(dut.passes),
+                         "band_rows": list(dut.band_rows), "band_kbit": band_kbit,
                          "weights": weights if weights == "rom" else
                          f"axi, {dut.memory_bits['weights'] // 1000} Kbit RAM",
                          "cycles": cycles, "on_chip": on_chip})
@@ -234,6 +240,9 @@ def main(argv=None) -> int:
                              "and every --weight-words RAM depth")
     parser.add_argument("--weight-words", type=int, nargs="+", default=[],
                         help="with --model: weight RAM depths to model besides each chain's")
+    parser.add_argument("--band-bits", type=int, nargs="+", default=[],
+                        help="with --model: budgets (bits) of the bank and membranes to model "
+                             "besides each chain's band rows")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     for latency in args.latency:
@@ -241,8 +250,8 @@ def main(argv=None) -> int:
             parser.error(f"--latency {latency} is outside 1-4096")
     if len(args.latency) > 1 and not args.model:
         parser.error(f"{len(args.latency)} latencies given: several need --model")
-    if args.weight_words and not args.model:
-        parser.error("--weight-words needs --model")
+    if (args.weight_words or args.band_bits) and not args.model:
+        parser.error("--weight-words and --band-bits need --model")
     if args.model:
         return _model_main(args)
     args.latency = args.latency[0]
@@ -296,15 +305,17 @@ def _model_main(args) -> int:
     rows = []
     try:
         for name in chains:
-            rows += model_chain(name, args.latency, args.weight_words)
-    except ValueError as error:    # a weight RAM below one group of a layer
+            rows += model_chain(name, args.latency, args.weight_words, args.band_bits)
+    except ValueError as error:    # a budget below one group or one row of a layer
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{'chain':45} {'weights':24} {'passes':>6} {'latency':>7} {'cycles':>9} "
-          f"{'on chip':>9} {'ratio':>7}")
+    print(f"{'chain':45} {'weights':24} {'passes':>6} {'band rows':>12} {'band Kbit':>9} "
+          f"{'latency':>7} {'cycles':>9} {'on chip':>9} {'ratio':>7}")
     for r in rows:
-        print(f"{r['chain']:45} {r['weights']:24} {r['passes']:6} {r['latency']:7} "
-              f"{r['cycles']:9,} {r['on_chip']:9,} {r['cycles'] / r['on_chip']:6.3f}x")
+        band_rows = ",".join(map(str, r["band_rows"]))
+        print(f"{r['chain']:45} {r['weights']:24} {r['passes']:6} {band_rows:>12} "
+              f"{r['band_kbit']:9.1f} {r['latency']:7} {r['cycles']:9,} {r['on_chip']:9,} "
+              f"{r['cycles'] / r['on_chip']:6.3f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

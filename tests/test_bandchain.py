@@ -433,7 +433,10 @@ def test_the_benchmarks_model_is_its_verilator_measurement(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [
     (["--latency", "1", "30"], "several need --model"),
-    (["--weight-words", "512"], "--weight-words needs --model"),
+    (["--weight-words", "512"], "--weight-words and --band-bits need --model"),
+    (["--band-bits", "30000"], "--weight-words and --band-bits need --model"),
+    (["--model", "--layers", BENCH_CHAIN, "--band-bits", "20000"],
+     "layer 0: a band of one output row needs 30720 bits"),
     (["--model", "--latency", "0"], "--latency 0 is outside 1-4096"),
     (["--model", "--layers", BENCH_CHAIN, "--weight-words", "256"],
      "layer 1: one group of 16 output channels needs 512 weight words"),
@@ -447,3 +450,40 @@ def test_the_benchmarks_bad_arguments_are_one_error_line(capsys, argv, words):
     assert raised.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+@pytest.mark.parametrize("name, weight_words", [("four", None), ("split", 160)])
+def test_band_bits_give_each_layer_the_most_rows_that_fit(name, weight_words):
+    """``band_bits``: the accumulator bank and the membranes take at most that many bits, and
+    one row more for any layer (that has more rows) would not fit."""
+    from hw.bandchain import band_rows_for
+
+    case = chain_case(name)
+    weights = "axi" if weight_words else "rom"
+
+    def band_memory(rows):
+        dut = BandChain(case.layers, band_rows=rows, max_steps=case.max_steps, weights=weights,
+                        weight_words=weight_words)
+        return dut.memory_bits["accumulator bank"] + dut.memory_bits["membranes"]
+
+    one_row = band_memory(1)
+    for budget in (one_row, one_row + 1, 2 * one_row + 7, 3 * one_row, 10 ** 6):
+        dut = BandChain(case.layers, band_bits=budget, max_steps=case.max_steps,
+                        weights=weights, weight_words=weight_words)
+        rows = dut.band_rows
+        assert rows == band_rows_for(case.layers, budget, weight_words=weight_words)
+        bits = dut.memory_bits["accumulator bank"] + dut.memory_bits["membranes"]
+        assert bits <= budget and bits == band_memory(rows)
+        for index, spec in enumerate(case.layers):
+            if rows[index] < spec.layer.out_height:
+                more = rows[:index] + [rows[index] + 1] + rows[index + 1:]
+                assert band_memory(more) > budget, (budget, index)
+        if budget == 10 ** 6:
+            assert rows == [s.layer.out_height for s in case.layers]   # whole maps
+    with pytest.raises(ValueError, match=f"layer 0: a band of one output row needs {one_row} "
+                                         f"bits .* more than band_bits = {one_row - 1}"):
+        BandChain(case.layers, band_bits=one_row - 1, max_steps=case.max_steps,
+                  weights=weights, weight_words=weight_words)
+    for rows, bits in ((None, None), (2, one_row)):
+        with pytest.raises(ValueError, match="give band_rows or band_bits"):
+            BandChain(case.layers, band_rows=rows, band_bits=bits, max_steps=case.max_steps)
