@@ -68,7 +68,7 @@ def band_case(name, rate: float = 0.35) -> BandCase:
     layer = layer_config(in_channels=cin, out_channels=cout, kernel=kernel, stride=stride,
                          padding=padding, height=height, width=width, lanes=lanes)
     weight, bias = random_layer(rng, "conv", cin=cin, cout=cout, kernel=kernel)
-    inputs = np.stack([spike_map(rng, (cin, height, width), density) for _ in range(steps)])
+    inputs = np.stack([spike_map(rng, (cin, height, width), 0.3) for _ in range(steps)])
     # thresholds near the (1 - rate) quantile of the first step's inputs, so that the layer
     # both fires and stays silent
     x = conv2d_spikes(inputs[0], weight, bias, stride=stride, padding=padding)
