@@ -31,7 +31,9 @@ again (:attr:`passes` times its map traffic); the weights are still read once.
 On-chip memory: :attr:`BandLayer.memory_bits` of the datapath (one band's bank, membranes and
 assembler rows; the weights; every layer's biases and thresholds): none of it grows with the
 maps' height, and with ``weights="axi"`` only the biases and thresholds (a word a group of
-lanes) grow with the chain's depth and width; the weight RAM is bounded by ``weight_words``.
+lanes) grow with the chain's depth and width; the weight RAM is bounded by ``weight_words``,
+and with ``band_bits`` the bank and membranes together by that budget (each layer's bands
+the most rows that fit, :func:`band_rows_for`).
 
 Ports: ``input_base``, ``output_base``, ``scratch_base`` and, with ``weights="axi"``,
 ``weight_base`` (In, byte addresses), ``steps`` (In, time steps ``1 .. max_steps``), all
