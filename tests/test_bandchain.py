@@ -372,6 +372,9 @@ def test_weight_loads_back_to_back_fill_the_engines_layout():
     case = chain_case("four")
     dut = BandLayer(case.layers[:2], band_rows=case.band_rows[:2], weights="axi")
     image, places = weight_image(case.layers[:2])
+    # each layer from a multiple of 64 bytes (WEIGHT_ALIGN), the first at 0, no overlap
+    assert places[0][0] == 0 and all(offset % 64 == 0 for offset, _ in places)
+    assert places[1][0] >= places[0][1] * 8
     memory = bytearray(0x100) + image + bytes(0x40)
     rng = random.Random(5)
     reads = ReadMemory(dut, memory, rng)

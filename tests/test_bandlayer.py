@@ -36,6 +36,7 @@ class ReadMemory:
         arready = rng.random() >= self.pause
         ctx.set(dut.m_axi_arready, arready)
         if arready and ctx.get(dut.m_axi_arvalid):
+            assert ctx.get(dut.m_axi_araddr) % 8 == 0, "a read address not on a beat"
             self.pending.append([rng.randint(*self.latency), ctx.get(dut.m_axi_araddr),
                                  ctx.get(dut.m_axi_arlen) + 1, self.bursts == self.bad_burst])
             self.log.append((ctx.get(dut.m_axi_araddr), ctx.get(dut.m_axi_arlen) + 1))
