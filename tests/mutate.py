@@ -160,6 +160,22 @@ EQUIVALENT: dict[tuple, str] = {
         "the accumulator width is at least the weights' 8 bits",
     ("hw/bandlayer.py", 'depth=max(2, len(self._weight_words)), init=self._weight_words)', 11, '2 -> 3'):
         'a deeper weight memory holds the same words at the same addresses',
+    ("hw/bandlayer.py", 'def weight_image(layers, *, weight_width: int = 8, data_width: int = 64) -> tuple[bytes, list]:', 70, '64 -> 65'):
+        "the default bus width, which only tests use (every BandLayer passes its own): a 65-bit bus has 8-byte beats too and pads a word of up to 7 beats to the same bytes",
+    ("hw/bandlayer.py", 'elif len(words) > len(weight_words):   # the buffer holds the largest layer', 17, '> -> >='):
+        'a layer as large as the largest so far replaces the zero words with as many zero words',
+    ("hw/bandlayer.py", 'if len(self._specs) > 1:', 21, '> -> >='):
+        "one layer then gets a group base register too, holding its only base, 0: the same group numbers",
+    ("hw/bandlayer.py", 'group_base = Signal(range(max(2, max(group_bases) + 1)))', 31, '2 -> 3'):
+        'a wider group base register holds the same bases',
+    ("hw/bandlayer.py", 'group_base = Signal(range(max(2, max(group_bases) + 1)))', 53, '1 -> 2'):
+        'a wider group base register holds the same bases',
+    ("hw/bandlayer.py", 'c = Signal(range(max(l.in_channels for l in layers) + 1))', 55, '1 -> 2'):
+        "the loader's channel counter in a wider register counts the same (a load ends with its last word, not at a wrap)",
+    ("hw/bandlayer.py", 'ky = Signal(range(max(l.kernel for l in layers) + 1))', 51, '1 -> 2'):
+        "the loader's tap row counter in a wider register counts the same",
+    ("hw/bandlayer.py", 'g = Signal(range(max(l.groups for l in layers) + 1))', 50, '1 -> 2'):
+        "the loader's group counter in a wider register counts the same",
     # hw/rowreader.py (band_bursts, reviewed after its rework)
     ('hw/rowreader.py', '"burst": Signal(group_log + 1, name=f"{name}_{prefix}burst"),   # the burst\'s beats', 29, '1 -> 2'):
         'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.bandlayer import BandLayer
+from hw.bandlayer import BandLayer, ConvLIF
 from hw.progengine_config import layer_config
 from hw.rowreader import map_image
 from sim.cases_bandlayer import CASES, band_case
@@ -186,6 +186,12 @@ def test_ports_and_error_responses():
     assert widths == {"start": 1, "busy": 1, "ready": 1, "error": 1, "first": 1, "band": 2,
                       "input_base": 32, "m_axi_araddr": 32, "m_axi_awaddr": 32,
                       "m_axi_wdata": 64}
+    axi = BandLayer(case.layer, case.weight, case.bias, case.thresholds,
+                    band_rows=case.band_rows, weights="axi")
+    assert len(axi.load) == 1 and not hasattr(dut, "load")
+    # the assembler's two rows of every output channel (2 groups x 4 lanes x 9 columns)
+    assert dut.memory_bits["row assembler"] == 2 * 2 * 4 * 9 == 2 * len(dut.assembler.i.payload) \
+        * case.layer.groups * case.layer.out_width
     for side in ("read", "write"):
         memory = bytearray(case.memory)
         rng = random.Random(1)
@@ -226,8 +232,11 @@ def test_refusals():
     weight = np.zeros((3, 2, 3, 3), dtype=np.int64)
     with pytest.raises(ValueError, match="band_rows"):
         BandLayer(layer, weight, np.zeros(3, dtype=np.int64), [1, 1, 1], band_rows=7)
-    with pytest.raises(ValueError, match="weight shape"):
+    with pytest.raises(ValueError, match="^weight shape"):   # one layer: no "layer 0: "
         BandLayer(layer, weight[:, :1], np.zeros(3, dtype=np.int64), [1, 1, 1], band_rows=2)
+    spec = ConvLIF(layer, weight, np.zeros(3, dtype=np.int64), [1, 1, 1])
+    with pytest.raises(ValueError, match="^layer 1: weight shape"):
+        BandLayer([spec, spec._replace(weight=weight[:, :1])], band_rows=2)
     with pytest.raises(ValueError, match="thresholds"):
         BandLayer(layer, weight, np.zeros(3, dtype=np.int64), [1, 1], band_rows=2)
 
