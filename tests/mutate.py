@@ -176,6 +176,8 @@ EQUIVALENT: dict[tuple, str] = {
         "the loader's tap row counter in a wider register counts the same",
     ("hw/bandlayer.py", 'g = Signal(range(max(l.groups for l in layers) + 1))', 50, '1 -> 2'):
         "the loader's group counter in a wider register counts the same",
+    ("hw/bandchain.py", 'def band_rows_for(layers: Sequence[ConvLIF], band_bits: int, *, weight_width: int = 8,', 85, '8 -> 9'):
+        "the default weight width, which BandChain always passes: a 9-bit default changes the accumulator's width only for a chain whose every sum fits 9 bits",
     # hw/rowreader.py (band_bursts, reviewed after its rework)
     ('hw/rowreader.py', '"burst": Signal(group_log + 1, name=f"{name}_{prefix}burst"),   # the burst\'s beats', 29, '1 -> 2'):
         'one more bit or slice bit: the values (at most 16 beats, a 4-bit place) fit either way and the result is cut to the same low bits',

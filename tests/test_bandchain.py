@@ -492,6 +492,22 @@ def test_band_bits_give_each_layer_the_most_rows_that_fit(name, weight_words):
             BandChain(case.layers, band_rows=rows, band_bits=bits, max_steps=case.max_steps)
 
 
+def test_band_bits_on_a_one_layer_chain_of_one_row():
+    """A chain of one layer whose map is one row high: its band is that row, and the chain's
+    ports are one bit where they are flags."""
+    from hw.bandchain import band_rows_for
+
+    layer = layer_config(in_channels=3, out_channels=5, kernel=3, stride=1, padding=1,
+                         height=1, width=7, lanes=4)
+    rng = np.random.default_rng(3)
+    spec = ConvLIF(layer, rng.integers(-9, 9, (5, 3, 3, 3)), rng.integers(-5, 5, 5), [4] * 5)
+    assert band_rows_for([spec], 10 ** 6) == [1]
+    dut = BandChain([spec], band_bits=10 ** 6, max_steps=2)
+    assert dut.band_rows == [1]
+    assert [len(getattr(dut, name)) for name in ("start", "busy", "done", "error", "ready")] == \
+        [1] * 5
+
+
 def test_a_chain_built_from_a_band_budget_equals_the_integer_model():
     """A chain whose band rows come from ``band_bits`` (other rows than the case's) runs
     bit-exact on the random AXI memory, and its cycle count is the model's for a memory that
