@@ -10,7 +10,7 @@ CKPT ?= golden/checkpoints/demo.pth
 BITS ?= 8
 OUT ?= build
 
-.PHONY: help install system-tools test test-all rtl synth dse sim sim-paper sim-ablations project quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
+.PHONY: help install system-tools test test-all rtl rtl-band synth dse sim sim-paper sim-ablations project quantize demo demo-dvs bench energy demo-model demo-dvs-model clean mutate
 
 help:
 	@echo "install   create $(VENV) and install the project with its dev extras (idempotent);"
@@ -18,6 +18,7 @@ help:
 	@echo "test      the fast test suite (unit, golden, quant and Verilator tests)"
 	@echo "test-all  every test, including the slow ones"
 	@echo "rtl       emit and lint Verilog of CONFIG=$(CONFIG) under $(OUT)/rtl"
+	@echo "rtl-band  emit and lint the band core (a conv + LIF chain over AXI4, BAND_CASE=$(BAND_CASE)) under $(OUT)/rtl-band"
 	@echo "synth     Yosys resources and nextpnr Fmax of CONFIG's units (installs the synth extra)"
 	@echo "dse       design-space sweep SWEEP=$(SWEEP): Yosys resources, cycle model, Pareto table"
 	@echo "          and plot under $(OUT)/dse (DSE_WORKERS=N, PLACE=1, BACKGROUND=1; installs"
@@ -95,6 +96,12 @@ CKPT_GIVEN := $(filter command line environment,$(origin CKPT))
 
 rtl: install
 	$(PY) -m rtl_gen --config $(CONFIG) $(if $(CKPT_GIVEN),--checkpoint $(CKPT)) --out $(OUT)/rtl --lint
+
+# The band core (docs/bandcore.md): a conv + LIF chain with every map and weight over AXI4,
+# behind an AXI4-Lite slave; BAND_CASE names a chain of sim/cases_bandlayer.py (or its JSON).
+BAND_CASE ?= four
+rtl-band: install
+	$(PY) -m rtl_gen.band --case '$(BAND_CASE)' --out $(OUT)/rtl-band --lint
 
 # Place-and-route needs the 'synth' extra (nextpnr for ECP5 and iCE40, ~390 MB more).
 # SEEDS="1 2 3" places every design with each seed (Fmax median and min-max spread);

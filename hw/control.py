@@ -37,7 +37,8 @@ from hw.weightfetch import AXI_PREFIX
 __all__ = [
     "ID_VALUE", "OKAY", "SLVERR", "AXIL_PREFIX",
     "CoreParameters", "Field", "Register", "RegisterMap", "register_map", "core_parameters",
-    "axi4_lite_signature", "ControlBlock", "NetworkCore",
+    "axi4_lite_signature", "axi_lite_write_channel", "axi_lite_read_channel", "LiteWrite",
+    "LiteRead", "ControlBlock", "NetworkCore",
 ]
 
 #: AXI response codes (AXI4 spec, ``xRESP``).
@@ -143,10 +144,12 @@ class Register:
 
 @dataclass(frozen=True)
 class RegisterMap:
-    """The whole map: :class:`CoreParameters`, the registers by ascending offset, and the width
-    of the AXI4-Lite byte address (``s_axil_awaddr``/``s_axil_araddr``)."""
+    """The whole map: the design's parameters (a dataclass: :class:`CoreParameters` for the
+    network core, :class:`hw.bandcore.BandCoreParameters` for the band core), the registers by
+    ascending offset, and the width of the AXI4-Lite byte address
+    (``s_axil_awaddr``/``s_axil_araddr``)."""
 
-    parameters: CoreParameters
+    parameters: object
     registers: tuple
     address_width: int
     data_width: int = 32
@@ -181,15 +184,17 @@ class RegisterMap:
                               for r in self.registers]}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RegisterMap":
+    def from_dict(cls, values: dict, parameters: type = None) -> "RegisterMap":
+        """The map :meth:`as_dict` gave; ``parameters``: the dataclass of its design
+        parameters (default :class:`CoreParameters`, the network core's)."""
         if values.get("format") != cls.FORMAT:
             raise ValueError(f"register map format {values.get('format')!r}; "
                              f"expected {cls.FORMAT}")
         registers = tuple(
             Register(**{**r, "fields": tuple(Field(**f) for f in r["fields"])})
             for r in values["registers"])
-        return cls(CoreParameters(**values["parameters"]), registers, values["address_width"],
-                   values["data_width"])
+        return cls((parameters or CoreParameters)(**values["parameters"]), registers,
+                   values["address_width"], values["data_width"])
 
     def markdown(self) -> str:
         """The map as a Markdown table (``docs/control.md`` holds it for the documented
@@ -378,6 +383,87 @@ def axi4_lite_signature(address_width: int) -> wiring.Signature:
     })
 
 
+@dataclass(frozen=True)
+class LiteWrite:
+    """The register side of :func:`axi_lite_write_channel`: ``offered`` (a whole write is held
+    and no B response waits), ``accept`` (it is taken this cycle: ``offered & ready``),
+    ``ready`` (comb, 1 unless driven: the register side can take it), ``error`` (comb: answer
+    SLVERR), ``word`` (the register word, address bits above 1:0), ``raw``/``strobe`` (the data
+    and byte strobes as written), ``data`` (bytes whose strobe is 0 read as 0)."""
+
+    offered: Signal
+    accept: Signal
+    ready: Signal
+    error: Signal
+    word: object
+    raw: Signal
+    strobe: Signal
+    data: Signal
+
+
+@dataclass(frozen=True)
+class LiteRead:
+    """The register side of :func:`axi_lite_read_channel`: ``word`` (the held read's register
+    word), ``data`` and ``error`` (comb: its value, and SLVERR), sampled into R the cycle after
+    the read is taken."""
+
+    word: object
+    data: Signal
+    error: Signal
+
+
+def axi_lite_write_channel(m: Module, bus, address_width: int) -> LiteWrite:
+    """Add an AXI4-Lite slave's write side to ``m``: AW and W are each taken (``awready``,
+    ``wready``) into a holding register when it is empty, in any order or in the same cycle;
+    once both are held and no B response waits the write is offered to the registers, and when
+    they accept it its response is held in ``bvalid``/``bresp`` until ``bready``."""
+    aw_held = Signal(name="aw_held")
+    aw_addr = Signal(address_width, name="aw_addr")
+    w_held = Signal(name="w_held")
+    w_data = Signal(32, name="w_data")
+    w_strb = Signal(4, name="w_strb")
+    m.d.comb += [bus.awready.eq(~aw_held), bus.wready.eq(~w_held)]
+    with m.If(bus.awvalid & ~aw_held):
+        m.d.sync += [aw_held.eq(1), aw_addr.eq(bus.awaddr)]
+    with m.If(bus.wvalid & ~w_held):
+        m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+    offered = Signal(name="write_offered")
+    accept = Signal(name="write_accept")
+    write_error = Signal(name="write_error")
+    write_ready = Signal(name="write_ready", init=1)
+    m.d.comb += [offered.eq(aw_held & w_held & ~bus.bvalid),
+                 accept.eq(offered & write_ready)]
+    with m.If(accept):
+        m.d.sync += [aw_held.eq(0), w_held.eq(0), bus.bvalid.eq(1),
+                     bus.bresp.eq(Mux(write_error, SLVERR, OKAY))]
+    with m.If(bus.bvalid & bus.bready):
+        m.d.sync += bus.bvalid.eq(0)
+    strobe = Cat(w_strb[i].replicate(8) for i in range(4))
+    wdata = Signal(32, name="w_strobed")
+    m.d.comb += wdata.eq(w_data & strobe)
+    return LiteWrite(offered, accept, write_ready, write_error, aw_addr[2:], w_data, w_strb,
+                     wdata)
+
+
+def axi_lite_read_channel(m: Module, bus, address_width: int) -> LiteRead:
+    """Add an AXI4-Lite slave's read side to ``m``: one read taken into a holding register
+    (``arready`` while it is empty) and answered from :attr:`LiteRead.data` in the next cycle,
+    ``rvalid``/``rdata``/``rresp`` held until ``rready``."""
+    ar_held = Signal(name="ar_held")
+    ar_addr = Signal(address_width, name="ar_addr")
+    read_data = Signal(32, name="read_data")
+    read_error = Signal(name="read_error")
+    m.d.comb += bus.arready.eq(~ar_held)
+    with m.If(bus.arvalid & ~ar_held):
+        m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
+    with m.If(ar_held & ~bus.rvalid):
+        m.d.sync += [ar_held.eq(0), bus.rvalid.eq(1), bus.rdata.eq(read_data),
+                     bus.rresp.eq(Mux(read_error, SLVERR, OKAY))]
+    with m.If(bus.rvalid & bus.rready):
+        m.d.sync += bus.rvalid.eq(0)
+    return LiteRead(ar_addr[2:], read_data, read_error)
+
+
 class ControlBlock(wiring.Component):
     """AXI4-Lite slave and the registers of :func:`register_map`, driving a network's ports.
 
@@ -471,32 +557,10 @@ class ControlBlock(wiring.Component):
                      net.time_steps.eq(Mux(asked > p.T, 0, asked))]
 
         # --- write channel: AW and W held independently, then one register write -------------
-        aw_held = Signal(name="aw_held")
-        aw_addr = Signal(aw, name="aw_addr")
-        w_held = Signal(name="w_held")
-        w_data = Signal(32, name="w_data")
-        w_strb = Signal(4, name="w_strb")
-        m.d.comb += [bus.awready.eq(~aw_held), bus.wready.eq(~w_held)]
-        with m.If(bus.awvalid & ~aw_held):
-            m.d.sync += [aw_held.eq(1), aw_addr.eq(bus.awaddr)]
-        with m.If(bus.wvalid & ~w_held):
-            m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
-        offered = Signal(name="write_offered")   # a whole write is held; no B response waits
-        accept = Signal(name="write_accept")     # the register side takes it this cycle
-        write_error = Signal(name="write_error")
-        write_ready = Signal(name="write_ready", init=1)
-        m.d.comb += [offered.eq(aw_held & w_held & ~bus.bvalid),
-                     accept.eq(offered & write_ready)]
-        with m.If(accept):
-            m.d.sync += [aw_held.eq(0), w_held.eq(0), bus.bvalid.eq(1),
-                         bus.bresp.eq(Mux(write_error, SLVERR, OKAY))]
-        with m.If(bus.bvalid & bus.bready):
-            m.d.sync += bus.bvalid.eq(0)
-
-        strobe = Cat(w_strb[i].replicate(8) for i in range(4))
-        wdata = Signal(32, name="w_strobed")       # bytes without strobe read as 0
-        m.d.comb += wdata.eq(w_data & strobe)
-        w_word = aw_addr[2:]
+        write = axi_lite_write_channel(m, bus, aw)
+        offered, accept = write.offered, write.accept
+        write_error, write_ready = write.error, write.ready
+        w_data, w_strb, wdata, w_word = write.raw, write.strobe, write.data, write.word
 
         # --- start, busy, done, interrupt ------------------------------------------------
         start_request = Signal(name="start_request")
@@ -599,20 +663,8 @@ class ControlBlock(wiring.Component):
                         m.d.sync += error[bit("ERROR", "INPUT_BUSY")].eq(1)
 
         # --- read channel: one read held, answered from registers in the next cycle ---------
-        ar_held = Signal(name="ar_held")
-        ar_addr = Signal(aw, name="ar_addr")
-        read_data = Signal(32, name="read_data")
-        read_error = Signal(name="read_error")
-        m.d.comb += bus.arready.eq(~ar_held)
-        with m.If(bus.arvalid & ~ar_held):
-            m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
-        with m.If(ar_held & ~bus.rvalid):
-            m.d.sync += [ar_held.eq(0), bus.rvalid.eq(1), bus.rdata.eq(read_data),
-                         bus.rresp.eq(Mux(read_error, SLVERR, OKAY))]
-        with m.If(bus.rvalid & bus.rready):
-            m.d.sync += bus.rvalid.eq(0)
-
-        r_word = ar_addr[2:]
+        read = axi_lite_read_channel(m, bus, aw)
+        read_data, read_error, r_word = read.data, read.error, read.word
         error_value = error
         if p.axi_weights:
             error_value = error_value | (self.weight_error << bit("ERROR", "AXI_READ"))

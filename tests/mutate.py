@@ -87,6 +87,7 @@ TESTS: dict[str, list[str]] = {
     "hw/rowwriter.py": ["tests/test_rowwriter.py"],
     "hw/bandlayer.py": ["tests/test_bandlayer.py", "tests/test_bandchain.py"],
     "hw/bandchain.py": ["tests/test_bandchain.py"],
+    "hw/bandcore.py": ["tests/test_bandcore.py"],
     "hw/bandstream.py": ["tests/test_bandstream.py"],
     "hw/depthwise.py": ["tests/test_depthwise.py"],
     "hw/planes.py": ["tests/test_planes.py"],

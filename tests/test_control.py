@@ -701,11 +701,8 @@ def header_checks(rm, prefix: str) -> str:
     P = prefix.upper()
     p = rm.parameters
     checks = [(f"{P}_ADDRESS_WIDTH", rm.address_width), (f"{P}_DATA_WIDTH", 32),
-              (f"{P}_PARAM_CLASSES", p.classes), (f"{P}_PARAM_T", p.T),
-              (f"{P}_PARAM_LANES", p.lanes), (f"{P}_PARAM_INPUT_WORDS", p.input_words),
-              (f"{P}_PARAM_INPUT_BITS", p.input_bits),
-              (f"{P}_PARAM_LOGIT_BITS", p.logit_bits), (f"{P}_PARAM_EVENTS", int(p.events)),
-              (f"{P}_PARAM_EXTERNAL_WEIGHTS", int(p.external_weights))]
+              *((f"{P}_PARAM_{name.upper()}", int(value))
+                for name, value in dataclasses.asdict(p).items())]
     for r in rm.registers:
         checks.append((f"{P}_{r.name}_OFFSET", r.offset))
         if r.name in ("LOGIT", "INPUT"):
