@@ -1,6 +1,7 @@
 """Benchmark the band layer (``hw.bandlayer``) on Verilator: cycles over AXI4 against on chip.
 
 Run ``python -m sim.bench_band`` (``--layers NAME ...``, ``--latency 30``, ``--json PATH``);
+``--core`` runs the chains as the band core (``hw.bandcore``), driven through its registers;
 ``--model`` gives the chains' cycle model instead, no simulation, at every ``--latency L ...``,
 weight RAM depth ``--weight-words N ...`` and budget of the band memories ``--band-bits B
 ...`` (seconds, not minutes). For
@@ -35,7 +36,8 @@ from pathlib import Path
 
 from golden.cliargs import Parser
 
-__all__ = ["CHAINS", "LAYERS", "STREAMS", "bench_chain", "bench_layer", "bench_stream", "main"]
+__all__ = ["CHAINS", "LAYERS", "STREAMS", "bench_chain", "bench_core", "bench_layer",
+           "bench_stream", "main", "run_core"]
 
 #: name -> ``(spec (cin, cout, k, s, p, h, w), lanes, band_rows, stream_bits)``: the residual
 #: stream unit (``hw.bandstream.BandStream``), one pass that begins the stream, one that adds
@@ -163,6 +165,66 @@ def bench_chain(name: str, *, latency: int = 30) -> dict:
     return row
 
 
+def run_core(spec: str, weights: str = "axi", simulator: str | None = None, *,
+             latency: str = "1-64", pause: float = 0.2, seed: int = 13,
+             weight_words: int | None = None, dut=None) -> dict:
+    """Build the band core (:class:`hw.bandcore.BandCore`) of a chain case (a name of
+    ``sim.cases_bandlayer.CHAIN_CASES`` or its JSON tuple) and run ``sim/tb/bandcore.py`` on
+    it: a driver's whole run over cocotbext-axi's AxiLiteMaster, every map and weight in
+    cocotbext-axi's RAM (read ``latency``, ``pause`` on all ten channels). Returns what the
+    driver read: ``{"cycles", "read_bytes", "write_bytes"}`` (CYCLES, READ_BYTES,
+    WRITE_BYTES). ``dut``: the core, if already built (the case's band rows)."""
+    from hw import verilog
+    from hw.bandcore import BandCore
+    from sim import toolchain
+    from sim.cases_bandlayer import chain_case
+
+    case = chain_case(spec)
+    if weights == "axi" and weight_words is None:
+        weight_words = case.weight_words
+    if dut is None:
+        dut = BandCore(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                       weights=weights, weight_words=weight_words)
+    design = toolchain.build(verilog.convert(dut, name="band_core", emit_src=False),
+                             "band_core", simulator=simulator)
+    with tempfile.TemporaryDirectory() as tmp:
+        regmap, result = Path(tmp) / "band_core_regs.json", Path(tmp) / "result.json"
+        regmap.write_text(json.dumps(dut.regmap.as_dict(), sort_keys=True))
+        toolchain.run(design, "sim.tb.bandcore",
+                      name=f"core-{weights}-{latency}-{pause}-{seed}",
+                      extra_env={"BAND_CASE": spec, "BAND_REGMAP": str(regmap),
+                                 "BAND_LATENCY": str(latency), "BAND_PAUSE": str(pause),
+                                 "BAND_SEED": str(seed), "BAND_RESULT": str(result)})
+        return json.loads(result.read_text())
+
+
+def bench_core(name: str, *, latency: int = 30) -> dict:
+    """Run one chain of :data:`CHAINS` as the band core (weights over AXI4), driven through its
+    registers, on a memory of a fixed read latency that never pauses; return CYCLES and the
+    byte counters, the chain's cycle model + 1 (what CYCLES should read), and the floors: the
+    weight image once, each map read once and written once."""
+    from hw.bandcore import BandCore
+    from hw.rowreader import map_image
+    from sim.cases_bandlayer import chain_case
+    from sim.perf import AXI_MEMORY_OFFSET, AXI_WRITE_OFFSET, band_chain_cycles
+
+    spec = json.dumps(CHAINS[name])
+    case = chain_case(spec)
+    dut = BandCore(case.layers, band_rows=case.band_rows, max_steps=case.max_steps,
+                   weights="axi", weight_words=case.weight_words)
+    measured = run_core(spec, "axi", "verilator", latency=str(latency), pause=0, seed=1,
+                        dut=dut)
+    model = band_chain_cycles(dut.chain, case.inputs, steps=case.steps,
+                              read_delay=latency + AXI_MEMORY_OFFSET,
+                              write_delay=AXI_WRITE_OFFSET)["cycles"] + 1
+    inputs = [case.inputs] + case.want[:-1]
+    map_floor = sum(case.steps * len(map_image(maps[0])) for maps in inputs)
+    return {"chain": name, **measured, "model": model, "weight_bytes": len(dut.weight_image),
+            "map_read_floor": map_floor,
+            "write_floor": sum(case.steps * len(map_image(w[0])) for w in case.want),
+            "memory_bits": dut.memory_bits}
+
+
 def model_chain(name: str, latencies, weight_words=(), band_bits=()) -> list[dict]:
     """The cycle model of one chain of :data:`CHAINS` (no simulation) at each read latency, with
     its weights on chip, over AXI4 with its own weight RAM, and over AXI4 with each RAM depth of
@@ -243,6 +305,10 @@ def main(argv=None) -> int:
     parser.add_argument("--band-bits", type=int, nargs="+", default=[],
                         help="with --model: budgets (bits) of the bank and membranes to model "
                              "besides each chain's band rows")
+    parser.add_argument("--core", action="store_true",
+                        help="the chains as the band core (hw.bandcore, weights over AXI4), "
+                             "driven through its AXI4-Lite registers: CYCLES, READ_BYTES, "
+                             "WRITE_BYTES against the model and the floors")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     for latency in args.latency:
@@ -252,9 +318,13 @@ def main(argv=None) -> int:
         parser.error(f"{len(args.latency)} latencies given: several need --model")
     if (args.weight_words or args.band_bits) and not args.model:
         parser.error("--weight-words and --band-bits need --model")
+    if args.model and args.core:
+        parser.error("--model and --core: give one of them")
     if args.model:
         return _model_main(args)
     args.latency = args.latency[0]
+    if args.core:
+        return _core_main(args)
     rows = []
     layers = [n for n in args.layers if n in LAYERS]
     if layers:
@@ -291,6 +361,28 @@ def main(argv=None) -> int:
               f"{r['passes']:6} {r['read'] / r['read_floor']:13.3f}x "
               f"{r['weight_bytes'] / r['weight_floor']:17.3f}x "
               f"{rom_kbit:9.1f} / {axi_kbit:.1f} {r['model_rom']:9,}/{r['model_axi']:,}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def _core_main(args) -> int:
+    chains = [n for n in args.layers if n in CHAINS]
+    if not chains:
+        print("error: --core runs the chains; name one of " + ", ".join(sorted(CHAINS)),
+              file=sys.stderr)
+        return 2
+    rows = []
+    print(f"{'chain (band core, weights over AXI4)':45} {'CYCLES':>9} {'model+1':>9} "
+          f"{'READ_BYTES':>10} {'floor':>8} {'ratio':>7} {'WRITE_BYTES':>11} {'floor':>8} "
+          f"{'on-chip Kbit':>12}")
+    for name in chains:
+        r = bench_core(name, latency=args.latency)
+        rows.append(r)
+        floor = r["weight_bytes"] + r["map_read_floor"]
+        print(f"{name:45} {r['cycles']:9,} {r['model']:9,} {r['read_bytes']:10,} {floor:8,} "
+              f"{r['read_bytes'] / floor:6.3f}x {r['write_bytes']:11,} {r['write_floor']:8,} "
+              f"{sum(r['memory_bits'].values()) / 1000:12.1f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

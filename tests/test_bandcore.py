@@ -252,24 +252,15 @@ def test_header_compiles_and_equals_the_map(tmp_path):
 
 # ----------------------------------------------------------------------- Verilator and Icarus
 
-def run_core_case(tmp_path, name, weights, simulator=None, *, latency="1-64", pause=0.2,
-                  result=None):
-    """The band core's Verilog under cocotb (``sim/tb/bandcore.py``): a driver's whole run over
-    cocotbext-axi's AxiLiteMaster, every map and weight in cocotbext-axi's RAM."""
-    from hw import verilog
-    from rtl_gen.soc import register_json
+def run_core_case(tmp_path, name, weights, simulator=None):
+    """The band core's Verilog under cocotb (``sim/tb/bandcore.py`` through
+    ``sim.bench_band.run_core``): a driver's whole run over cocotbext-axi's AxiLiteMaster,
+    every map and weight in cocotbext-axi's RAM (latency 1-64, 20 % pauses)."""
+    from sim.bench_band import run_core
 
-    _, dut, _, _ = core_for(name, weights)
-    design = toolchain.build(verilog.convert(dut, name="band_core", emit_src=False),
-                             "band_core", simulator=simulator)
-    regmap = tmp_path / "band_core_regs.json"
-    regmap.write_text(register_json(dut.regmap))
-    env = {"BAND_CASE": name, "BAND_REGMAP": str(regmap), "BAND_LATENCY": latency,
-           "BAND_PAUSE": str(pause), "BAND_SEED": "13"}
-    if result is not None:
-        env["BAND_RESULT"] = str(result)
-    toolchain.run(design, "sim.tb.bandcore", name=f"core-{name}-{weights}-{latency}-{pause}",
-                  extra_env=env)
+    result = run_core(name, weights, simulator)
+    case = chain_case(name)
+    assert result["write_bytes"] == bytes_of(case)
 
 
 @pytest.mark.verilator
