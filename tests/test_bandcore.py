@@ -237,6 +237,33 @@ def test_register_map_is_aligned_disjoint_and_round_trips():
         band_register_map(dataclasses.replace(p, scratch_bytes=1 << 32))
 
 
+def test_ports_and_addresses_wrap_at_eight_bits():
+    """The core's ports: the 8-bit AXI4-Lite slave (as the map says), ``irq``, and the chain's
+    AXI4 master, nothing else; a read of an offset + 0x100 reads the register at the offset
+    (the port holds 8 address bits), and the last word, 0xFC, is unmapped."""
+    from amaranth.hdl import Shape
+
+    _, dut, memory, _ = core_for("tiny", "rom")
+    members = dut.signature.members
+    assert dut.regmap.address_width == 8
+    assert Shape.cast(members["s_axil_awaddr"].shape).width == 8
+    assert Shape.cast(members["s_axil_araddr"].shape).width == 8
+    assert set(members) == {f"s_axil_{name}" for name in (
+        "awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready", "bresp",
+        "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata", "rresp",
+        "rvalid", "rready")} | {"irq"} | {n for n in dut.chain.signature.members
+                                         if n.startswith("m_axi_")}
+    seen = {}
+
+    async def bench(ctx, master, rm, reads, writes):
+        seen["wrapped"] = await master.read(ctx, 0x100 + rm["LAYERS"].offset)
+        seen["last"] = await master.read(ctx, 0xFC)
+
+    simulate(dut, memory, bench)
+    assert seen["wrapped"] == (2, OKAY)
+    assert seen["last"] == (0, SLVERR)
+
+
 @needs_cc
 def test_header_compiles_and_equals_the_map(tmp_path):
     from rtl_gen.soc import c_header
