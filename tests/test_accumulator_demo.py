@@ -99,6 +99,9 @@ def run_demo_on_verilator(demo_images, name, tmp_path):
         "SYN_CASE": str(case), "SYN_PATTERNS": "0"})
 
 
+# make test-all: the demo's layers on Verilator (24 s and more each); make test runs them in
+# Amaranth's simulator (test_demo_layer_in_amaranth) and the engine's geometries on Verilator
+@pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("name", ["ConvBlock1_1.0.Conv.pwconv2"])
 def test_demo_layer_on_verilator(demo_images, name, tmp_path):

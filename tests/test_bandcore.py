@@ -373,16 +373,28 @@ def test_fusesoc_parses_the_band_core_file(tmp_path):
     (["--weights", "rom", "--weight-words", "64"], "--weight-words bounds the weight RAM"),
     (["--weight-words", "8"], "layer 0: one group of 4 output channels needs"),
 ])
-def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, args, message):
-    import subprocess
-    import sys
+def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    """In the test's process (``main(argv)``, streams captured); the first case also as a real
+    command line."""
+    from rtl_gen.band import main
 
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "rtl_gen.band", *args, "--out", str(out)],
-                            capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    try:
+        code = main([*args, "--out", str(out)])
+    except SystemExit as parser_exit:      # argparse's refusals
+        code = parser_exit.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and message in err, err
     assert not out.exists() and not list(tmp_path.iterdir())
+    if args[0] == "--case":
+        import subprocess
+        import sys
+
+        result = subprocess.run([sys.executable, "-m", "rtl_gen.band", *args, "--out", str(out)],
+                                capture_output=True, text=True)
+        assert (result.returncode, result.stderr.count("\n")) == (2, 1), result.stderr
+        assert message in result.stderr and not out.exists()
 
 
 def test_docs_hold_the_generated_table():

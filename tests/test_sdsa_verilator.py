@@ -150,7 +150,10 @@ def run_one_token_one_channel(tmp_path, simulator=None):
     check_cycle_model(dut, cases, cycles)
 
 
+# make test-all: the odd sizes at full lanes (29 s to build and run); make test keeps SDSA-3 and
+# SDSA-4 on random demo-sized inputs, one token and one channel, and the demo's own layers
 @pytest.mark.verilator
+@pytest.mark.slow
 def test_full_lanes_odd_sizes(tmp_path):
     """d = lanes = 13 (one cycle per row), N = 7, 3 heads: widths that are not powers of two."""
     run_full_lanes_odd_sizes(tmp_path)
