@@ -404,3 +404,25 @@ def test_docs_hold_the_generated_table():
     assert core_for("four")[1].regmap.markdown() in text, \
         "docs/bandcore.md's register table is stale: regenerate it from " \
         "core_for('four')[1].regmap.markdown() (tests/test_bandcore.py)"
+
+
+@pytest.mark.verilator
+@pytest.mark.icarus
+@pytest.mark.slow
+@NEEDS_ICARUS
+def test_cycles_are_the_same_on_verilator_and_icarus():
+    """The same run on a memory of fixed latency that never pauses reads the same CYCLES,
+    READ_BYTES and WRITE_BYTES on Verilator (two-state, cycle-based) and Icarus (four-state,
+    event-driven), and CYCLES is the chain model's + 1: the Verilog's timing does not depend
+    on the simulator."""
+    from sim.bench_band import run_core
+    from sim.perf import AXI_MEMORY_OFFSET, AXI_WRITE_OFFSET, band_chain_cycles
+
+    runs = [run_core("four", "axi", simulator, latency="12", pause=0, seed=2)
+            for simulator in ("verilator", "icarus")]
+    assert runs[0] == runs[1]
+    case, dut, _, _ = core_for("four")
+    model = band_chain_cycles(dut.chain, np.asarray(case.inputs), steps=case.steps,
+                              read_delay=12 + AXI_MEMORY_OFFSET, write_delay=AXI_WRITE_OFFSET)
+    assert runs[0]["cycles"] == model["cycles"] + 1
+    assert runs[0]["write_bytes"] == bytes_of(case)
