@@ -309,6 +309,49 @@ class BandChain(wiring.Component):
         """Bits of each on-chip memory (the datapath's)."""
         return self.datapath.memory_bits
 
+    def traffic(self, steps: int) -> list[dict]:
+        """Bytes a run of ``steps`` time steps moves over AXI4, layer by layer, and their floors:
+        ``[{"weights", "weight_floor", "read", "read_floor", "written", "write_floor"}, ...]``.
+
+        ``weights``: the layer's passes' weight loads (:attr:`BandLayer.load_beats` beats,
+        once a run; 0 with weights on chip), against its weights at ``weight_width`` bits each
+        (``weight_floor``, the image's padding and alignment are the excess); ``read``: each
+        band's input rows (its halo included) at every step, once a pass, against the input map
+        read once (``read_floor``); ``written``: each band's output rows, against the output map
+        once (``write_floor``, equal: every row is written once). The hardware's READ_BYTES is
+        the sum of ``weights`` and ``read``, its WRITE_BYTES the sum of ``written``
+        (``tests/test_bandcore.py``)."""
+        check_int("steps", steps, 1, self._max_steps)
+        dp = self.datapath
+        beat = self._data_width // 8
+
+        def row_bytes(width):
+            return ceil_div(width, self._data_width) * beat
+
+        rows = []
+        for index, spec in enumerate(self._layers):
+            layer = spec.layer
+            passes = [k for k, p in enumerate(self.passes) if p.layer == index]
+            weights = sum(dp.load_beats[k] for k in passes) * beat if self._axi_weights else 0
+            read = written = 0
+            for (first, last, _, first_in, last_in), k in zip(dp._bands, dp.band_layers):
+                if k in passes:
+                    sub = self.passes[k].spec.layer
+                    read += (last_in - first_in + 1) * sub.in_channels * row_bytes(sub.width)
+                    written += (last - first + 1) * sub.out_channels * row_bytes(sub.out_width)
+            rows.append({
+                "weights": weights,
+                "weight_floor": ceil_div(np.asarray(spec.weight).size * dp.engine.weight_width, 8)
+                if self._axi_weights else 0,
+                "read": steps * read,
+                "read_floor": steps * _map_bytes(layer.in_channels, layer.height, layer.width,
+                                                 self._data_width),
+                "written": steps * written,
+                "write_floor": steps * _map_bytes(layer.out_channels, layer.out_height,
+                                                  layer.out_width, self._data_width),
+            })
+        return rows
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.datapath = dp = self.datapath

@@ -15,7 +15,8 @@ band_rows, steps, T]``), its weights drawn from the case's seed. Writes under ``
   and ``band_core_output.bin`` (the integer model's output map, what OUTPUT_BASE must hold
   after the run);
 - ``manifest.json``: files and sha256, the register map's parameters, every on-chip memory's
-  bits, the regions' sizes and the bytes a run reads and writes.
+  bits, the regions' sizes and the bytes a run reads and writes, layer by layer against their
+  floors (``hw.bandchain.BandChain.traffic``; printed too).
 
 ``--band-bits`` bounds the accumulator bank and membranes together, ``--weight-words`` the
 weight RAM (``hw.bandchain.BandChain``). ``--lint`` runs Verilator's ``-Wall`` lint;
@@ -123,6 +124,9 @@ def emit(case_name: str, out: Path, *, weights: str = "axi", band_bits: int | No
             "alignment_bytes": p.data_width // 8,
         },
         "bytes_written_per_run": case.steps * sum(size for _, _, size in maps[1:]),
+        # a run of the case's time steps, layer by layer (BandChain.traffic): what READ_BYTES
+        # and WRITE_BYTES add up to, and each layer's floors
+        "traffic_per_layer": core.chain.traffic(case.steps),
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     out = Path(out)
@@ -182,6 +186,12 @@ def main(argv=None) -> int:
     print("on-chip memory bits: " + ", ".join(f"{k} {v}" for k, v in bits.items()) +
           f" (total {sum(bits.values())})")
     regions = manifest["regions"]
+    for index, x in enumerate(manifest["traffic_per_layer"]):
+        weights = (f"weights {x['weights']} B ({x['weights'] / x['weight_floor']:.2f}x their "
+                   f"{x['weight_floor']}), " if x["weight_floor"] else "")
+        print(f"layer {index}: {weights}maps read {x['read']} B "
+              f"({x['read'] / x['read_floor']:.2f}x the input map), written {x['written']} B "
+              f"({x['written'] / x['write_floor']:.2f}x the output map)")
     print("external memory bytes: " + ", ".join(
         f"{k} {v['bytes']}" for k, v in regions.items() if isinstance(v, dict)) +
         f"; written per run {manifest['bytes_written_per_run']}")

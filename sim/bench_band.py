@@ -220,7 +220,7 @@ def bench_core(name: str, *, latency: int = 30) -> dict:
     inputs = [case.inputs] + case.want[:-1]
     map_floor = sum(case.steps * len(map_image(maps[0])) for maps in inputs)
     return {"chain": name, **measured, "model": model, "weight_bytes": len(dut.weight_image),
-            "map_read_floor": map_floor,
+            "layers": dut.chain.traffic(case.steps), "map_read_floor": map_floor,
             "write_floor": sum(case.steps * len(map_image(w[0])) for w in case.want),
             "memory_bits": dut.memory_bits}
 
@@ -383,6 +383,17 @@ def _core_main(args) -> int:
         print(f"{name:45} {r['cycles']:9,} {r['model']:9,} {r['read_bytes']:10,} {floor:8,} "
               f"{r['read_bytes'] / floor:6.3f}x {r['write_bytes']:11,} {r['write_floor']:8,} "
               f"{sum(r['memory_bits'].values()) / 1000:12.1f}")
+        layers = r["layers"]
+        modelled = (sum(x["weights"] + x["read"] for x in layers),
+                    sum(x["written"] for x in layers))
+        for index, x in enumerate(layers):
+            print(f"  layer {index}: weights {x['weights']:,} B ({x['weights'] / x['weight_floor']:.3f}x "
+                  f"their {x['weight_floor']:,} B), maps read {x['read']:,} B "
+                  f"({x['read'] / x['read_floor']:.3f}x the input map), written "
+                  f"{x['written']:,} B ({x['written'] / x['write_floor']:.3f}x the output map)")
+        print(f"  the layers' sum: read {modelled[0]:,}, written {modelled[1]:,} "
+              f"({'==' if modelled == (r['read_bytes'], r['write_bytes']) else '!='} "
+              "READ_BYTES, WRITE_BYTES)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0

@@ -126,7 +126,8 @@ def test_a_run_through_the_registers_equals_the_integer_model(name, weights):
     """Software's run: wait for READY, write the bases and TIME_STEPS, START with IRQ_EN, wait
     for ``irq``: STATUS reads DONE | READY | IRQ_PENDING (not BUSY), ERROR 0, every map the
     integer model's and every other byte unchanged; WRITE_BYTES is the maps' size, READ_BYTES
-    the beats the memory answered; writing IRQ_PENDING clears it and drops ``irq``. The ROM
+    the beats the memory answered, and both are the sums of ``BandChain.traffic``'s layers;
+    writing IRQ_PENDING clears it and drops ``irq``. The ROM
     case writes its bases with low bits set (ignored: the bus width's alignment)."""
     case, dut, memory, weight_base = core_for(name, weights)
     original = bytes(memory)
@@ -153,6 +154,12 @@ def test_a_run_through_the_registers_equals_the_integer_model(name, weights):
     check_memory(case, chain_layout(case.layers, max_steps=case.max_steps), memory, original)
     assert seen["written"] == bytes_of(case)
     assert seen["read"] == 8 * seen["beats"] > 0
+    # the per-layer traffic model adds up to both counters
+    traffic = dut.chain.traffic(case.steps)
+    assert seen["read"] == sum(r["weights"] + r["read"] for r in traffic)
+    assert seen["written"] == sum(r["written"] for r in traffic)
+    assert all(r["written"] == r["write_floor"] and r["read"] >= r["read_floor"]
+               and r["weights"] >= r["weight_floor"] for r in traffic)
     if weights == "axi":
         assert seen["read"] >= len(dut.weight_image) + case.steps * \
             chain_layout(case.layers, max_steps=case.max_steps)["maps"][0][2]
@@ -346,6 +353,7 @@ def test_emission_is_byte_identical_and_its_files_are_the_design(tmp_path):
     assert RegisterMap.from_dict(regmap, BandCoreParameters) == dut.regmap
     assert manifest["on_chip_memory_bits"] == dut.memory_bits
     assert manifest["bytes_written_per_run"] == bytes_of(case)
+    assert manifest["traffic_per_layer"] == dut.chain.traffic(case.steps)
     core = (tmp_path / "a" / "band_core.core").read_text()
     assert "- band_core.v: {file_type: verilogSource}" in core
     assert "toplevel: band_core" in core
