@@ -246,7 +246,7 @@ def test_register_map_is_aligned_disjoint_and_round_trips():
 
 def test_ports_and_addresses_wrap_at_eight_bits():
     """The core's ports: the 8-bit AXI4-Lite slave (as the map says), ``irq``, and the chain's
-    AXI4 master, nothing else; a read of an offset + 0x100 reads the register at the offset
+    AXI4 master (32-bit addresses), nothing else; a read of an offset + 0x100 reads the register at the offset
     (the port holds 8 address bits), and the last word, 0xFC, is unmapped."""
     from amaranth.hdl import Shape
 
@@ -255,6 +255,8 @@ def test_ports_and_addresses_wrap_at_eight_bits():
     assert dut.regmap.address_width == 8
     assert Shape.cast(members["s_axil_awaddr"].shape).width == 8
     assert Shape.cast(members["s_axil_araddr"].shape).width == 8
+    assert Shape.cast(members["m_axi_araddr"].shape).width == 32
+    assert Shape.cast(members["m_axi_awaddr"].shape).width == 32
     assert set(members) == {f"s_axil_{name}" for name in (
         "awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready", "bresp",
         "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata", "rresp",
