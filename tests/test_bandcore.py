@@ -240,6 +240,8 @@ def test_register_map_is_aligned_disjoint_and_round_trips():
                    weights="rom").regmap
     assert "WEIGHT_BASE" not in rom and "WEIGHT_IMAGE_BYTES" not in rom
     assert rom["FEATURES"].reset == 0 and rm["FEATURES"].reset == 1
+    one = core_for("one", "rom")[1].regmap          # one layer: no scratch maps
+    assert (one["LAYERS"].reset, one["SCRATCH_SIZE"].reset, one["LANES"].reset) == (1, 0, 4)
     with pytest.raises(ValueError, match="scratch_bytes = 4294967296 does not fit"):
         band_register_map(dataclasses.replace(p, scratch_bytes=1 << 32))
 
