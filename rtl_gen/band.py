@@ -27,22 +27,14 @@ byte-identical on every run. Bad arguments: one line, status 2.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from golden.cliargs import Parser
 
 MANIFEST_FORMAT = 1
 UNIT = "band_core"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def build(case_name: str, *, weights: str = "axi", band_bits: int | None = None,
@@ -73,6 +65,7 @@ def emit(case_name: str, out: Path, *, weights: str = "axi", band_bits: int | No
     from hw.rowreader import map_image
 
     from . import soc
+    from .emit import _sha256, staged_directory
     from .lint import WAIVER_FILE_TEXT
 
     case, core = build(case_name, weights=weights, band_bits=band_bits,
@@ -129,19 +122,9 @@ def emit(case_name: str, out: Path, *, weights: str = "axi", band_bits: int | No
         "traffic_per_layer": core.chain.traffic(case.steps),
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    staging.chmod(0o755)
-    try:
+    with staged_directory(out) as staging:
         for name, data in files.items():
             (staging / name).write_bytes(data)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 

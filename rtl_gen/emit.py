@@ -9,6 +9,7 @@ leaves no half-written output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -194,11 +195,7 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
     An existing ``out`` is replaced as a whole once everything has been generated. ``net``: as
     :func:`unit_factories`.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the output is an ordinary directory
-    try:
+    with staged_directory(out) as staging:
         entries = []
         for unit in unit_factories(point, net):
             component = unit.factory()
@@ -290,13 +287,26 @@ def emit(point: DesignPoint, out: Path, net=None) -> dict:
                     "lint_waivers": "lint_waivers.vlt"}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True)
                                                + "\n")
+    return manifest
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path):
+    """Yield an empty directory beside ``out`` to write into; when the block ends normally it
+    replaces ``out`` as a whole, and on any exception it is removed and ``out`` left as it
+    was: no half-written output."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the output is an ordinary directory
+    try:
+        yield staging
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return manifest
 
 
 def _write_parameter_images(staging: Path, name: str, component) -> dict:

@@ -286,3 +286,31 @@ def chain_weights(case: ChainCase, *, weight_width: int = 8,
                             data_width=data_width)
     base = (len(case.memory) + 0xFF) & ~0xFF
     return case.memory + bytes(base - len(case.memory)) + image + bytes(0x40), base
+
+
+def check_chain_memory(case: ChainCase, got: bytes, original: bytes) -> None:
+    """Raise ``AssertionError`` unless the memory ``got`` after a run of ``case``'s chain (from
+    ``original``, its weight image after it or not) holds the integer model's output map and the
+    two intermediate maps still in the scratch slots (``case.want``), and every byte outside
+    the maps the run writes unchanged."""
+    from hw.bandchain import chain_layout
+
+    layout = chain_layout(case.layers, max_steps=case.max_steps)
+    bases = {"input": case.input_base, "scratch": case.scratch_base,
+             "output": case.output_base}
+    written = bytearray(len(original))     # 1: a byte some map of the run owns
+    count = len(case.layers)
+    for index in range(1, count + 1):
+        region, offset, size = layout["maps"][index]
+        at = bases[region] + offset
+        written[at:at + case.steps * size] = b"\1" * (case.steps * size)
+        if index >= count - 2:   # still in memory (the slots are reused two layers on)
+            for t in range(case.steps):
+                if bytes(got[at + t * size:at + (t + 1) * size]) != map_image(
+                        case.want[index - 1][t]):
+                    raise AssertionError(f"layer {index - 1}'s output map, time step {t}, "
+                                         "differs from the integer model's")
+    changed = [k for k in range(len(original)) if not written[k] and got[k] != original[k]]
+    if changed:
+        raise AssertionError(f"{len(changed)} bytes outside the maps changed, first "
+                             f"{changed[0]:#x}")

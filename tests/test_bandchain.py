@@ -18,7 +18,7 @@ from hw.bandchain import BandChain, chain_layout, check_chain
 from hw.bandlayer import BandLayer, ConvLIF
 from hw.progengine_config import layer_config
 from hw.rowreader import map_image
-from sim.cases_bandlayer import CHAIN_CASES, chain_case, chain_weights
+from sim.cases_bandlayer import chain_case, chain_weights, check_chain_memory
 from subsets import fast_few
 from test_bandlayer import ReadMemory
 from test_rowwriter import WriteMemory
@@ -90,25 +90,10 @@ def run_chain(dut, case, memory: bytearray, *, seed=0, bad_read=None, stray=True
 
 def check_memory(case, layout, memory: bytearray, original: bytes):
     """The output maps and the last two intermediate maps are the model's; every byte outside
-    the maps written is unchanged."""
-    maps = layout["maps"]
-    count = len(case.layers)
-    written = bytearray(len(memory))     # 1: a byte some map of the run owns
-    bases = {"input": case.input_base, "scratch": case.scratch_base,
-             "output": case.output_base}
-    for index in range(1, count + 1):
-        region, offset, size = maps[index]
-        at = bases[region] + offset
-        written[at:at + case.steps * size] = b"\1" * (case.steps * size)
-        if index >= count - 2:   # still in memory (the slots are reused two layers on)
-            for t in range(case.steps):
-                got = bytes(memory[at + t * size:at + (t + 1) * size])
-                if got != map_image(case.want[index - 1][t]):
-                    raise AssertionError(f"layer {index - 1}'s output map, time step {t}, "
-                                         f"differs from the integer model's")
-    for k, (now, before) in enumerate(zip(memory, original)):
-        if not written[k] and now != before:
-            raise AssertionError(f"byte {k:#x} outside every written map changed")
+    the maps written is unchanged (``sim.cases_bandlayer.check_chain_memory``; ``layout`` must
+    be the case's)."""
+    assert layout == chain_layout(case.layers, max_steps=case.max_steps)
+    check_chain_memory(case, memory, original)
 
 
 POINTS = [f"{name}-{weights}" for name in ("four", "wide") for weights in ("rom", "axi")] + [
