@@ -18,7 +18,8 @@ import cocotb
 from cocotb.triggers import Event, RisingEdge
 from cocotbext.axi import AxiRamRead, AxiRamWrite
 
-__all__ = ["LatencyAxiRamRead", "BoundedAxiRamWrite", "random_pauses", "parse_latency"]
+__all__ = ["LatencyAxiRamRead", "BoundedAxiRamWrite", "band_memory", "random_pauses",
+           "parse_latency"]
 
 
 def parse_latency(text: str) -> tuple[int, int]:
@@ -134,3 +135,28 @@ class LatencyAxiRamRead(AxiRamRead):
             await self.r_channel.send(r)
             self.beats += 1
             address += size
+
+
+def band_memory(dut, memory: bytes, *, seed: int, latency: str, pause: float,
+                prefix: str = "m_axi"):
+    """One RAM behind a band unit's AXI4 master ``prefix``: its read side answers each burst
+    after ``latency`` (:func:`parse_latency`'s text), its write side is cocotbext-axi's,
+    ``memory`` at address 0, and with ``pause`` > 0 random pauses (seeds ``seed + 1`` ...
+    ``seed + 5``) on AR, R, AW, W and B. Returns ``(reads, writes)``."""
+    import logging
+
+    from cocotbext.axi import AxiReadBus, AxiWriteBus
+
+    size = 1 << max(12, (len(memory) - 1).bit_length())
+    reads = LatencyAxiRamRead(AxiReadBus.from_prefix(dut, prefix), dut.clk, dut.rst, size=size,
+                              latency=parse_latency(latency), seed=seed)
+    writes = BoundedAxiRamWrite(AxiWriteBus.from_prefix(dut, prefix), dut.clk, dut.rst,
+                                size=size, mem=reads.mem)
+    for ram in (reads, writes):
+        ram.log.setLevel(logging.WARNING)
+    reads.write(0, memory)
+    if pause > 0:
+        for index, channel in enumerate((reads.ar_channel, reads.r_channel, writes.aw_channel,
+                                         writes.w_channel, writes.b_channel)):
+            channel.set_pause_generator(random_pauses(pause, seed + 1 + index))
+    return reads, writes

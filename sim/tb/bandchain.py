@@ -16,15 +16,13 @@ cycle that sampled ``start``; the chain ``ready`` first) and the bursts read.
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
-from cocotbext.axi import AxiReadBus, AxiWriteBus
 
 from sim.cases_bandlayer import chain_case, chain_weights, check_chain_memory
-from sim.tb.axi_memory import BoundedAxiRamWrite, LatencyAxiRamRead, parse_latency, random_pauses
+from sim.tb.axi_memory import band_memory
 from sim.tb.common import TB, env_int
 
 
@@ -36,19 +34,8 @@ async def test_chain(dut):
     pause = float(os.environ.get("BAND_PAUSE", "0"))
     memory, weight_base = chain_weights(case) if axi_weights else (case.memory, 0)
     tb = TB(dut)
-    size = 1 << max(12, (len(memory) - 1).bit_length())
-    reads = LatencyAxiRamRead(AxiReadBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size,
-                              latency=parse_latency(os.environ.get("BAND_LATENCY", "1-64")),
-                              seed=seed)
-    writes = BoundedAxiRamWrite(AxiWriteBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
-                                size=size, mem=reads.mem)
-    for ram in (reads, writes):
-        ram.log.setLevel(logging.WARNING)
-    reads.write(0, memory)
-    if pause > 0:
-        for index, channel in enumerate((reads.ar_channel, reads.r_channel, writes.aw_channel,
-                                         writes.w_channel, writes.b_channel)):
-            channel.set_pause_generator(random_pauses(pause, seed + 1 + index))
+    reads, _ = band_memory(dut, memory, seed=seed, pause=pause,
+                           latency=os.environ.get("BAND_LATENCY", "1-64"))
     dut.start.value = 0
     await tb.reset()
     await RisingEdge(dut.clk)

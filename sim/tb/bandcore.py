@@ -21,13 +21,13 @@ import random
 
 import cocotb
 from cocotb.triggers import RisingEdge
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiReadBus, AxiResp, AxiWriteBus
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
 from hw.bandchain import chain_layout
 from hw.bandcore import BAND_ID_VALUE, BandCoreParameters
 from hw.control import AXIL_PREFIX, RegisterMap
 from sim.cases_bandlayer import chain_case, chain_weights, check_chain_memory
-from sim.tb.axi_memory import BoundedAxiRamWrite, LatencyAxiRamRead, parse_latency, random_pauses
+from sim.tb.axi_memory import band_memory, random_pauses
 from sim.tb.common import TB, env_int
 
 
@@ -48,23 +48,16 @@ async def test_core_run(dut):
     axi_weights = rm.parameters.axi_weights
     memory, weight_base = chain_weights(case) if axi_weights else (case.memory, 0)
     tb = TB(dut)
-    size = 1 << max(12, (len(memory) - 1).bit_length())
-    reads = LatencyAxiRamRead(AxiReadBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size,
-                              latency=parse_latency(os.environ.get("BAND_LATENCY", "1-64")),
-                              seed=seed)
-    writes = BoundedAxiRamWrite(AxiWriteBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
-                                size=size, mem=reads.mem)
+    reads, _ = band_memory(dut, memory, seed=seed, pause=pause,
+                           latency=os.environ.get("BAND_LATENCY", "1-64"))
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, AXIL_PREFIX), dut.clk, dut.rst)
-    for log in (reads.log, writes.log, master.write_if.log, master.read_if.log):
+    for log in (master.write_if.log, master.read_if.log):
         log.setLevel(logging.WARNING)
-    reads.write(0, memory)
     if pause > 0:
-        channels = (reads.ar_channel, reads.r_channel, writes.aw_channel, writes.w_channel,
-                    writes.b_channel, master.write_if.aw_channel, master.write_if.w_channel,
-                    master.write_if.b_channel, master.read_if.ar_channel,
-                    master.read_if.r_channel)
-        for index, channel in enumerate(channels):
-            channel.set_pause_generator(random_pauses(pause, seed + 1 + index))
+        for index, channel in enumerate((
+                master.write_if.aw_channel, master.write_if.w_channel, master.write_if.b_channel,
+                master.read_if.ar_channel, master.read_if.r_channel)):
+            channel.set_pause_generator(random_pauses(pause, seed + 6 + index))
     beats = [0]
     await tb.reset()
     cocotb.start_soon(count_beats(dut, dut.m_axi_rvalid, dut.m_axi_rready, beats))
