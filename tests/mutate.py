@@ -224,6 +224,14 @@ EQUIVALENT: dict[tuple, str] = {
     ("hw/bandchain.py", 'if weight_words is None or padded_weight_words(layer) <= weight_words:', 55, '<= -> <'):
         'a layer that fits exactly then takes the split path, which gives one pass of all its groups (the largest power of two that fits is its padded groups): the same geometry, weights, biases and thresholds',
 
+    # hw/bandcore.py
+    ("hw/bandcore.py", 'layers=len(chain.layers), lanes=chain.layers[0].layer.lanes, T=max_steps,', 46, '0 -> 1'):
+        "every layer of a band datapath has layer 0's lanes (BandLayer refuses others); a one-layer chain's core is built in test_register_map_is_aligned_disjoint_and_round_trips",
+    ("hw/bandcore.py", 'storage = {name: Signal(32, name=name.lower()) for name in', 25, '32 -> 33'):
+        "a 33rd storage bit is never written (four byte lanes) and is cut off by the 32-bit read data and address ports",
+    ("hw/bandcore.py", 'm.d.comb += chain.steps.eq(Mux((asked == 0) | (asked > p.T), p.T, asked))', 54, '> -> >='):
+        "TIME_STEPS == T gives T either way",
+
     # hw/rowwriter.py
     ("hw/rowwriter.py", "beat_log = (dw // 8).bit_length() - 1", 19, "8 -> 7"):
         "dw // 7 has the bit length of dw // 8 for every bus width of 32 to 1024 bits (dw / 7 < 2 * dw / 8)",

@@ -186,7 +186,8 @@ def test_cycles_register_is_the_chain_model_plus_one():
 
 
 def test_start_while_busy_unmapped_addresses_and_an_error_response():
-    """A START while BUSY is ignored and flagged (ERROR.START_BUSY, cleared by writing 1); an
+    """STATUS reads READY | BUSY during a run (not DONE); a START while BUSY is ignored and
+    flagged (ERROR.START_BUSY, cleared by writing 1); an
     unmapped address answers SLVERR both ways and a write to an RO register is ignored (OKAY);
     a read answered SLVERR sets ERROR.AXI, which the next START clears; the run still ends."""
     case, dut, memory, weight_base = core_for("tiny")
@@ -203,6 +204,7 @@ def test_start_while_busy_unmapped_addresses_and_an_error_response():
         start = rm["CONTROL"].field("START").mask
         assert await master.write(ctx, rm["CONTROL"].offset, start) == OKAY
         assert await master.write(ctx, rm["CONTROL"].offset, start) == OKAY   # while BUSY
+        seen["during"] = (await master.read(ctx, rm["STATUS"].offset))[0]
         busy = rm["STATUS"].field("BUSY").mask
         while (await master.read(ctx, rm["STATUS"].offset))[0] & busy:
             pass
@@ -215,6 +217,8 @@ def test_start_while_busy_unmapped_addresses_and_an_error_response():
         seen["good"] = await run_once(ctx, dut, master, rm, irq=False)
 
     simulate(dut, memory, bench, seed=5)
+    status = dut.regmap["STATUS"]
+    assert seen["during"] == status.field("READY").mask | status.field("BUSY").mask
     error = dut.regmap["ERROR"]
     assert seen["error"] == error.field("START_BUSY").mask
     assert seen["cleared"] == 0
