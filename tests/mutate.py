@@ -231,6 +231,8 @@ EQUIVALENT: dict[tuple, str] = {
         "a 33rd storage bit is never written (four byte lanes) and is cut off by the 32-bit read data and address ports",
     ("hw/bandcore.py", 'm.d.comb += chain.steps.eq(Mux((asked == 0) | (asked > p.T), p.T, asked))', 54, '> -> >='):
         "TIME_STEPS == T gives T either way",
+    ("hw/bandcore.py", 'm.d.sync += flags.eq(flags & ~wdata[:2])', 38, '2 -> 3'):
+        "flags is two bits: a third bit of the mask is cut off by the assignment",
 
     # hw/rowwriter.py
     ("hw/rowwriter.py", "beat_log = (dw // 8).bit_length() - 1", 19, "8 -> 7"):

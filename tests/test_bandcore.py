@@ -186,7 +186,9 @@ def test_cycles_register_is_the_chain_model_plus_one():
 
 
 def test_start_while_busy_unmapped_addresses_and_an_error_response():
-    """STATUS reads READY | BUSY during a run (not DONE); a START while BUSY is ignored and
+    """STATUS reads READY | BUSY during a run (not DONE), and IRQ_PENDING rises at its end
+    though the last write was a W1C of it; byte strobes write their bytes alone; a START while
+    BUSY is ignored and
     flagged (ERROR.START_BUSY, cleared by writing 1); an
     unmapped address answers SLVERR both ways and a write to an RO register is ignored (OKAY);
     a read answered SLVERR sets ERROR.AXI, which the next START clears; the run still ends."""
@@ -205,9 +207,23 @@ def test_start_while_busy_unmapped_addresses_and_an_error_response():
         assert await master.write(ctx, rm["CONTROL"].offset, start) == OKAY
         assert await master.write(ctx, rm["CONTROL"].offset, start) == OKAY   # while BUSY
         seen["during"] = (await master.read(ctx, rm["STATUS"].offset))[0]
+        # a W1C of IRQ_PENDING while none is pending, the last write before the run ends:
+        # the end still sets it
+        pending = rm["STATUS"].field("IRQ_PENDING").mask
+        assert await master.write(ctx, rm["STATUS"].offset, pending) == OKAY
         busy = rm["STATUS"].field("BUSY").mask
         while (await master.read(ctx, rm["STATUS"].offset))[0] & busy:
             pass
+        for _ in range(3):
+            await ctx.tick()
+        seen["ended"] = (await master.read(ctx, rm["STATUS"].offset))[0]
+        # byte strobes: a one-byte write changes that byte of a base register alone
+        base = rm["INPUT_BASE"].offset
+        assert await master.write(ctx, base, 0x1234_5778) == OKAY
+        assert await master.write(ctx, base, 0xAB, strb=0b0001) == OKAY
+        assert await master.write(ctx, base + 2, 0xCD << 16, strb=0b0100) == OKAY
+        seen["strobed"] = (await master.read(ctx, base))[0]
+        assert await master.write(ctx, base, case.input_base) == OKAY
         seen["error"] = (await master.read(ctx, rm["ERROR"].offset))[0]
         assert await master.write(ctx, rm["ERROR"].offset, 0xFFFF_FFFF) == OKAY
         seen["cleared"] = (await master.read(ctx, rm["ERROR"].offset))[0]
@@ -219,6 +235,9 @@ def test_start_while_busy_unmapped_addresses_and_an_error_response():
     simulate(dut, memory, bench, seed=5)
     status = dut.regmap["STATUS"]
     assert seen["during"] == status.field("READY").mask | status.field("BUSY").mask
+    assert seen["ended"] == status.field("READY").mask | status.field("DONE").mask | \
+        status.field("IRQ_PENDING").mask
+    assert seen["strobed"] == 0x12CD_57AB
     error = dut.regmap["ERROR"]
     assert seen["error"] == error.field("START_BUSY").mask
     assert seen["cleared"] == 0
