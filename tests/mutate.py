@@ -231,6 +231,14 @@ EQUIVALENT: dict[tuple, str] = {
         "a 33rd storage bit is never written (four byte lanes) and is cut off by the 32-bit read data and address ports",
     ("hw/bandcore.py", 'm.d.comb += chain.steps.eq(Mux((asked == 0) | (asked > p.T), p.T, asked))', 54, '> -> >='):
         "TIME_STEPS == T gives T either way",
+    ("hw/bandcore.py", 'cycles = Signal(32, name="cycles")', 17, '32 -> 33'):
+        "a 33-bit counter read through the 32-bit data port is the 32-bit counter, wrap included",
+    ("hw/bandcore.py", 'read_bytes = Signal(32, name="read_bytes")', 21, '32 -> 33'):
+        "a 33-bit counter read through the 32-bit data port is the 32-bit counter, wrap included",
+    ("hw/bandcore.py", 'write_bytes = Signal(32, name="write_bytes")', 22, '32 -> 33'):
+        "a 33-bit counter read through the 32-bit data port is the 32-bit counter, wrap included",
+    ("hw/bandcore.py", 'm.d.sync += reg[8 * i:8 * i + 8].eq(write.raw[8 * i:8 * i + 8])', 61, '8 -> 9'):
+        "a 9-bit slice of the written data into an 8-bit byte is cut to the same 8 bits",
     ("hw/bandcore.py", 'm.d.sync += flags.eq(flags & ~wdata[:2])', 38, '2 -> 3'):
         "flags is two bits: a third bit of the mask is cut off by the assignment",
 

@@ -245,6 +245,39 @@ def test_start_while_busy_unmapped_addresses_and_an_error_response():
     assert seen["good"][1] == 0
 
 
+def test_control_register_bits_strobes_and_a_start_before_ready():
+    """A START right after reset, before READY, is ignored and flagged START_NOT_READY; CONTROL
+    reads back IRQ_EN alone (START reads 0) and takes it from byte 0's strobe only; a later
+    write to another register whose W comes before its AW leaves CONTROL alone."""
+    _, dut, memory, _ = core_for("tiny", "rom")
+    seen = {}
+
+    async def bench(ctx, master, rm, reads, writes):
+        control, irq_en = rm["CONTROL"].offset, rm["CONTROL"].field("IRQ_EN").mask
+        start = rm["CONTROL"].field("START").mask
+        assert await master.write(ctx, control, start) == OKAY
+        seen["early"] = ((await master.read(ctx, rm["STATUS"].offset))[0],
+                         (await master.read(ctx, rm["ERROR"].offset))[0])
+        assert await master.write(ctx, control, irq_en, strb=0b0001) == OKAY
+        seen["set"] = (await master.read(ctx, control))[0]
+        assert await master.write(ctx, control, 0, strb=0b1110) == OKAY
+        seen["kept"] = (await master.read(ctx, control))[0]
+        assert await master.write(ctx, rm["TIME_STEPS"].offset, 0, aw_delay=4) == OKAY
+        seen["other"] = (await master.read(ctx, control))[0]
+        assert await master.write(ctx, control, 0) == OKAY
+        seen["cleared"] = (await master.read(ctx, control))[0]
+
+    simulate(dut, memory, bench)
+    rm = dut.regmap
+    status, error = seen["early"]
+    assert not status & rm["STATUS"].field("BUSY").mask
+    assert not status & rm["STATUS"].field("READY").mask, "READY before the check: no test"
+    assert error == rm["ERROR"].field("START_NOT_READY").mask
+    irq_en = rm["CONTROL"].field("IRQ_EN").mask
+    assert (seen["set"], seen["kept"], seen["other"], seen["cleared"]) == (irq_en, irq_en,
+                                                                            irq_en, 0)
+
+
 def test_register_map_is_aligned_disjoint_and_round_trips():
     case, dut, _, _ = core_for("four")
     rm = dut.regmap
@@ -263,6 +296,7 @@ def test_register_map_is_aligned_disjoint_and_round_trips():
                    weights="rom").regmap
     assert "WEIGHT_BASE" not in rom and "WEIGHT_IMAGE_BYTES" not in rom
     assert rom["FEATURES"].reset == 0 and rm["FEATURES"].reset == 1
+    assert rom.parameters.weight_image_bytes == 0 and not rom.parameters.axi_weights
     one = core_for("one", "rom")[1].regmap          # one layer: no scratch maps
     assert (one["LAYERS"].reset, one["SCRATCH_SIZE"].reset, one["LANES"].reset) == (1, 0, 4)
     with pytest.raises(ValueError, match="scratch_bytes = 4294967296 does not fit"):
@@ -282,6 +316,7 @@ def test_ports_and_addresses_wrap_at_eight_bits():
     assert Shape.cast(members["s_axil_araddr"].shape).width == 8
     assert Shape.cast(members["m_axi_araddr"].shape).width == 32
     assert Shape.cast(members["m_axi_awaddr"].shape).width == 32
+    assert Shape.cast(members["irq"].shape).width == 1
     assert set(members) == {f"s_axil_{name}" for name in (
         "awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready", "bresp",
         "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata", "rresp",
