@@ -237,6 +237,8 @@ EQUIVALENT: dict[tuple, str] = {
         "a 33-bit counter read through the 32-bit data port is the 32-bit counter, wrap included",
     ("hw/bandcore.py", 'write_bytes = Signal(32, name="write_bytes")', 22, '32 -> 33'):
         "a 33-bit counter read through the 32-bit data port is the 32-bit counter, wrap included",
+    ("hw/bandcore.py", 'm.d.sync += reg[8 * i:8 * i + 8].eq(write.raw[8 * i:8 * i + 8])', 53, '8 -> 9'):
+        "write.raw[8 i : 9 i + 8] starts at the byte and holds at least its 8 bits, cut to the same 8 by the assignment",
     ("hw/bandcore.py", 'm.d.sync += reg[8 * i:8 * i + 8].eq(write.raw[8 * i:8 * i + 8])', 61, '8 -> 9'):
         "a 9-bit slice of the written data into an 8-bit byte is cut to the same 8 bits",
     ("hw/bandcore.py", 'm.d.sync += flags.eq(flags & ~wdata[:2])', 38, '2 -> 3'):
