@@ -35,3 +35,13 @@ def fast_few(points, fast) -> list:
     assert not unknown, f"no such design point: {sorted(unknown)}"
     return [pytest.param(point, marks=() if point in fast else (pytest.mark.slow,), id=point)
             for point in points]
+
+
+def every_nth(values, n: int) -> list:
+    """pytest params of ``values`` (a tuple is one test's arguments): every ``n``-th, from the
+    first, runs in ``make test``, the others are marked ``slow`` (``make test-all`` runs all).
+    For long families of the same check on stored runs or geometries, where a spread sample
+    keeps ``make test`` within its time and the rest still runs in ``make test-all``."""
+    return [pytest.param(*(value if isinstance(value, tuple) else (value,)),
+                         marks=() if index % n == 0 else (pytest.mark.slow,))
+            for index, value in enumerate(values)]

@@ -118,10 +118,11 @@ def bytes_of(case):
     return case.steps * sum(size for _, _, size in maps[1:])
 
 
-# make test: the chain in passes and the ROM one (four with weights over AXI4 runs on Verilator
-# there); all three in make test-all
+# make test: the ROM chain (four with weights over AXI4 runs on Verilator there, and the chain
+# in passes in tests/test_bandchain.py); all three in make test-all
 @pytest.mark.parametrize("name,weights", [
-    pytest.param("four", "axi", marks=pytest.mark.slow), ("split", "axi"), ("tiny", "rom")])
+    pytest.param("four", "axi", marks=pytest.mark.slow),
+    pytest.param("split", "axi", marks=pytest.mark.slow), ("tiny", "rom")])
 def test_a_run_through_the_registers_equals_the_integer_model(name, weights):
     """Software's run: wait for READY, write the bases and TIME_STEPS, START with IRQ_EN, wait
     for ``irq``: STATUS reads DONE | READY | IRQ_PENDING (not BUSY), ERROR 0, every map the

@@ -27,6 +27,7 @@ from hw.program import StepKind
 from hw.sdsa import SDSA
 from hw.stem import StemConv
 from sim.cases_addressing import pack_words
+from subsets import every_nth
 from test_progengine import LANES4_LAYERS, Network
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +110,9 @@ def _stored_runs():
                 run.get("fold", 1), run.get("input_buffer", 0)) != (DEMO, 1, 0, 16, 1, 0)]
 
 
-@pytest.mark.parametrize("checkpoint,T,image,sdsa,lanes,fold,buffer", _stored_runs())
+# make test: every third stored run (all of them in make test-all)
+@pytest.mark.parametrize("checkpoint,T,image,sdsa,lanes,fold,buffer",
+                         every_nth(_stored_runs(), 3))
 def test_every_stored_run_every_step(rtl, checkpoint, T, image, sdsa, lanes, fold, buffer):
     """Every other measured run (the demo's second digit, T=2, the seeded random model, the
     random SDSA-1..4 models at T=1 and T=4 on a random image, the demo with column folding

@@ -31,6 +31,7 @@ from quant.intmodel import IntegerModel
 from sim.e2e import NEVER_FIRING, UNCALIBRATED, quantized, select_inputs
 from sim.paper import DEMO_ABLATIONS, make
 from sim.perf import CycleModel, map_spikes, rtl_step_cycles
+from subsets import every_nth
 
 torch.set_num_threads(1)
 
@@ -82,7 +83,8 @@ def test_the_stored_runs_cover_every_ablation_bit_exact():
     assert all(run["seed"] == DEMO_ABLATIONS[run["ablation"]] for run in DATA["runs"])
 
 
-@pytest.mark.parametrize("index", range(len(DATA["runs"])))
+# make test: every third stored run, every ablation and T among them (all in make test-all)
+@pytest.mark.parametrize("index", every_nth(range(len(DATA["runs"])), 3))
 def test_cycle_model_equals_the_measured_rtl(index):
     """Every step of every stored run predicted exactly (the runs are one T=4 build each, run
     for 1 and for 4 time steps through its ``time_steps`` port)."""
