@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -236,11 +237,9 @@ class BandCore(wiring.Component):
             else:
                 m.d.comb += theirs.eq(ours)
 
-        class Bus:     # the flat s_axil_ ports under the member names of the signature
-            pass
-        bus = Bus()
-        for name in axi4_lite_signature(rm.address_width).members:
-            setattr(bus, name, getattr(self, f"{AXIL_PREFIX}_{name}"))
+        # the flat s_axil_ ports under the member names of the AXI4-Lite signature
+        bus = SimpleNamespace(**{name: getattr(self, f"{AXIL_PREFIX}_{name}")
+                                 for name in axi4_lite_signature(rm.address_width).members})
 
         def word(name):
             return rm[name].offset >> 2
