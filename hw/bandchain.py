@@ -49,7 +49,9 @@ Cycles: the datapath's per band and step (``BandLayer``), plus 1 between two ste
 (the cycle that sees its ``busy`` low) and 2 before a band's first step (that cycle and its
 addresses); with ``weights="axi"``, each pass's load (its words' beats after the read latency)
 and 2 more. ``sim.perf.band_chain_cycles`` models a run from the spike maps, exact against
-the RTL for a memory that never pauses (``tests/test_bandchain.py``).
+the RTL for a memory that never pauses (``tests/test_bandchain.py``), except for a chain whose
+stride-2 first layer halves rows of two or more bus beats before another layer (a known gap,
+``docs/weightfetch.md``, "Not done").
 
 Reference: :func:`band_chain_reference`. Tests: ``tests/test_bandchain.py``.
 """
